@@ -1,0 +1,77 @@
+/*
+ * crypto.h - the small cryptography API haven uses, over OpenSSL 3's EVP interface.
+ *
+ * In the Monocypher spirit: sizes are in the signatures, secrets are wiped (OPENSSL_cleanse)
+ * by the functions that made copies of them, tags and MACs are compared in constant time
+ * (CRYPTO_memcmp), and only functions that verify or decrypt return a failure for bad input.
+ * OpenSSL's error queue never leaks out: failures become hv_status values.
+ */
+#ifndef HAVEN_CRYPTO_H
+#define HAVEN_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "haven/status.h"
+
+#define CRYPTO_SHA256_LEN 32
+#define CRYPTO_HMAC_LEN 32
+#define CRYPTO_AEAD_KEY_LEN 32   /* AES-256-GCM */
+#define CRYPTO_AEAD_NONCE_LEN 12
+#define CRYPTO_AEAD_TAG_LEN 16
+
+/* Fills buf with n bytes from the OS-seeded CSPRNG. HV_INTERNAL if the RNG fails. */
+hv_status crypto_random(void *buf, size_t n);
+
+void crypto_sha256(uint8_t out[CRYPTO_SHA256_LEN], const void *data, size_t n);
+
+void crypto_hmac_sha256(uint8_t out[CRYPTO_HMAC_LEN], const uint8_t *key, size_t keylen,
+    const void *data, size_t n);
+
+/* Constant-time equality of two n-byte buffers. */
+bool crypto_equal(const void *a, const void *b, size_t n);
+
+/* Wipes n bytes so the compiler cannot elide it. */
+void crypto_wipe(void *p, size_t n);
+
+/* AES-256-GCM. Encrypt: out receives n bytes of ciphertext, tag 16 bytes. Decrypt returns
+ * HV_DATA_LOSS when the tag does not verify (wrong key, altered ciphertext or aad), and then
+ * out holds nothing meaningful (it is wiped). */
+hv_status crypto_aead_encrypt(uint8_t *out, uint8_t tag[CRYPTO_AEAD_TAG_LEN],
+    const uint8_t key[CRYPTO_AEAD_KEY_LEN], const uint8_t nonce[CRYPTO_AEAD_NONCE_LEN],
+    const void *aad, size_t aadlen, const void *in, size_t n);
+hv_status crypto_aead_decrypt(uint8_t *out, const uint8_t key[CRYPTO_AEAD_KEY_LEN],
+    const uint8_t nonce[CRYPTO_AEAD_NONCE_LEN], const uint8_t tag[CRYPTO_AEAD_TAG_LEN],
+    const void *aad, size_t aadlen, const void *in, size_t n);
+
+/* Base64url without padding (RFC 4648 section 5). encode writes a NUL-terminated string and
+ * needs outsz >= crypto_b64url_len(n) + 1. decode returns HV_INVALID_ARGUMENT for characters
+ * outside the alphabet, padding, or a length that cannot occur, and HV_OUT_OF_RANGE when the
+ * result would not fit in outsz; *outlen gets the decoded length. */
+size_t crypto_b64url_len(size_t n);
+hv_status crypto_b64url_encode(char *out, size_t outsz, const void *in, size_t n);
+hv_status crypto_b64url_decode(uint8_t *out, size_t outsz, size_t *outlen, const char *in,
+    size_t inlen);
+
+/* Signatures with the key of an X.509 certificate (EC P-256/P-384 with SHA-256, RSA with
+ * SHA-256 PKCS#1 v1.5, Ed25519 pure). The key and certificate are given as PEM text.
+ * crypto_sign allocates *sig (free with free()). crypto_verify_cert returns HV_OK when sig is
+ * a valid signature of msg by the certificate's key, HV_UNAUTHENTICATED when it is not, and
+ * HV_INVALID_ARGUMENT when the PEM does not parse. */
+hv_status crypto_sign(const char *key_pem, size_t key_pem_len, const void *msg, size_t n,
+    uint8_t **sig, size_t *siglen);
+hv_status crypto_verify_cert(const char *cert_pem, size_t cert_pem_len, const void *msg,
+    size_t n, const uint8_t *sig, size_t siglen);
+
+/* The SHA-256 fingerprint of the DER encoding of a PEM certificate, as 64 lower-case hex
+ * characters and a NUL. HV_INVALID_ARGUMENT when the PEM does not parse. */
+hv_status crypto_cert_fingerprint(const char *cert_pem, size_t cert_pem_len, char out[65]);
+
+/* Reads a whole file of at most maxlen bytes into a NUL-terminated malloc'd buffer.
+ * When private is true the file must not be readable or writable by group or others
+ * (HV_PERMISSION_DENIED otherwise, naming no contents). */
+hv_status crypto_read_file(const char *path, size_t maxlen, bool private, char **out,
+    size_t *outlen);
+
+#endif

@@ -1,0 +1,227 @@
+/*
+ * rpc.h - gRPC-style calls over nng.
+ *
+ * Every call is one haven.rpc.v1.Request envelope sent on an nng REQ context and answered by
+ * one haven.rpc.v1.Reply on a REP context (proto/haven/rpc/v1/rpc.proto). Methods are named
+ * "package.Service/Method" and described by protoc-c's service descriptors.
+ *
+ * Server. One nng REP socket, listening on any number of inproc://, ipc:// and tls+tcp://
+ * URLs (plain tcp:// only with insecure_tcp). A pool of nng contexts receives, decodes and
+ * sends; handlers, which may block (LMDB, nested calls), run on a bounded pool of worker
+ * threads. When the queue in front of the workers is full the call is answered at once with
+ * RESOURCE_EXHAUSTED. Before a handler runs the server checks, in this order: envelope and
+ * payload decode (INVALID_ARGUMENT), method known (UNIMPLEMENTED), caller identity
+ * (UNAUTHENTICATED for a bad token), role allowed (PERMISSION_DENIED), deadline not passed
+ * (DEADLINE_EXCEEDED).
+ *
+ * Identity. A call carrying `authorization` metadata is the organisation its session token
+ * names (see auth.h) or is refused. Otherwise a peer on ipc:// with the server's own uid, or a
+ * peer in the same process (inproc://), is the local operator; anyone else is anonymous.
+ * Handlers get the verified caller, never what the request claims.
+ *
+ * Client. A channel dials one URL with one REQ socket; calls from many threads share it, each
+ * on its own context with its own timeout. The REQ socket never resends a request by itself.
+ * A call is retried (with backoff, within its timeout) only when it is idempotent or carries
+ * an idempotency key, and only when it failed with UNAVAILABLE.
+ */
+#ifndef HAVEN_RPC_H
+#define HAVEN_RPC_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "haven/status.h"
+
+/* Caller roles. A method lists the roles that may call it as a bit mask. */
+typedef enum rpc_role {
+	RPC_ROLE_ANONYMOUS    = 1u << 0, /* no identity: only Health and Auth */
+	RPC_ROLE_OPERATOR     = 1u << 1, /* the node's own user over ipc://, or inproc:// */
+	RPC_ROLE_ADMIN        = 1u << 2,
+	RPC_ROLE_COORDINATOR  = 1u << 3,
+	RPC_ROLE_REFERRER     = 1u << 4,
+	RPC_ROLE_PROVIDER     = 1u << 5,
+	RPC_ROLE_MUNICIPALITY = 1u << 6,
+} rpc_role;
+
+#define RPC_ROLES_ORGS                                                                   \
+	(RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR | RPC_ROLE_REFERRER | RPC_ROLE_PROVIDER |     \
+	    RPC_ROLE_MUNICIPALITY)
+#define RPC_ROLES_AUTHENTICATED (RPC_ROLE_OPERATOR | RPC_ROLES_ORGS)
+#define RPC_ROLES_ANY (RPC_ROLE_ANONYMOUS | RPC_ROLES_AUTHENTICATED)
+
+/* "referrer", "provider", ...; "unknown" for anything else. */
+const char *rpc_role_name(rpc_role role);
+/* Parses one role name; returns 0 and sets *out, or -1. */
+int rpc_role_parse(const char *name, rpc_role *out);
+
+typedef enum rpc_transport {
+	RPC_TRANSPORT_INPROC,
+	RPC_TRANSPORT_IPC,
+	RPC_TRANSPORT_TLS,
+	RPC_TRANSPORT_TCP,
+} rpc_transport;
+
+#define RPC_ORG_ID_MAX 64 /* including the NUL */
+
+/* The verified caller of a call. */
+typedef struct rpc_caller {
+	rpc_role      role;
+	char          org_id[RPC_ORG_ID_MAX]; /* "" for the operator and anonymous callers */
+	rpc_transport transport;
+} rpc_caller;
+
+typedef struct rpc_metadata {
+	const char *key;   /* lower-case ASCII [a-z0-9-_], 1..64 bytes */
+	const char *value; /* at most 4096 bytes */
+} rpc_metadata;
+
+#define RPC_METADATA_MAX 16 /* entries per call */
+#define RPC_METHOD_NAME_MAX 256
+#define RPC_IDEMPOTENCY_KEY_MAX 128
+#define RPC_DEFAULT_MAX_MSG (1024 * 1024)
+
+/* ---- server ------------------------------------------------------------------------ */
+
+typedef struct rpc_server rpc_server;
+typedef struct rpc_call   rpc_call;
+typedef struct auth       auth; /* auth.h */
+
+/* A method handler. req is the decoded request (owned by the call). On HV_OK the handler
+ * sets *reply to a message of the method's output type, allocated with rpc_call_alloc() or
+ * otherwise alive until the handler's call ends (the server packs it and does not free it).
+ * On any other status *reply is ignored and the caller gets the status and the message set
+ * with rpc_call_error() (or the status name). */
+typedef hv_status (*rpc_handler)(
+    rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply);
+
+typedef struct rpc_method_impl {
+	const char *name;    /* the method's name in the .proto: "Check" */
+	rpc_handler handler;
+	unsigned    roles;   /* rpc_role bits that may call it; 0 denies everyone */
+	/* Runs on the receiving nng thread instead of a worker. Only for handlers that never
+	 * block and finish in microseconds (Health, Echo). */
+	bool inline_handler;
+} rpc_method_impl;
+
+typedef struct rpc_server_options {
+	unsigned workers;            /* handler threads; 0: 4 */
+	unsigned queue;              /* calls waiting for a worker; 0: 256 */
+	unsigned contexts;           /* nng contexts receiving at once; 0: workers + queue + 8 */
+	size_t   max_msg;            /* receive limit per message; 0: RPC_DEFAULT_MAX_MSG */
+	size_t   call_budget;        /* decode and reply arena per call; 0: 4 * max_msg */
+	uint32_t default_timeout_ms; /* for requests without one; 0: 30000 */
+	uint32_t max_timeout_ms;     /* longer requested timeouts are cut to this; 0: 300000 */
+	bool     insecure_tcp;       /* allow plain tcp:// (development only) */
+	/* For tls+tcp:// listeners: PEM files. Client certificates are required and must chain
+	 * to ca_file. */
+	const char *tls_ca_file;
+	const char *tls_cert_file;
+	const char *tls_key_file;
+	/* Session token verification; NULL: calls with a token are UNAUTHENTICATED. Not owned. */
+	auth *auth;
+	/* Name used in log lines. */
+	const char *name;
+} rpc_server_options;
+
+/* Creates a server; opts may be NULL. Health and Diagnostics are registered already. */
+hv_status rpc_server_open(rpc_server **out, const rpc_server_options *opts);
+
+/* Adds the methods of a service. Every impl must name a method of desc; methods of desc
+ * without an impl answer UNIMPLEMENTED. svc is passed to every handler. Before start only. */
+hv_status rpc_server_add_service(rpc_server *srv, const ProtobufCServiceDescriptor *desc,
+    const rpc_method_impl *impls, size_t n, void *svc);
+
+/* Listens on a URL (several allowed). ipc:// paths must be in a directory only this user can
+ * enter; the socket is made 0600, and a lock file beside it keeps a second node off the same
+ * path. Before start only. */
+hv_status rpc_server_listen(rpc_server *srv, const char *url);
+
+/* Starts workers and receiving contexts. */
+hv_status rpc_server_start(rpc_server *srv);
+
+/* Marks a service (full name, "" for the node) SERVING or NOT_SERVING for Health/Check. */
+void rpc_server_set_serving(rpc_server *srv, const char *service, bool serving);
+
+/* Stops receiving, lets queued and running calls finish, closes and frees. NULL allowed. */
+void rpc_server_close(rpc_server *srv);
+
+/* Counters for metrics and tests. */
+typedef struct rpc_server_stats {
+	uint64_t calls;     /* replies sent */
+	uint64_t rejected;  /* answered RESOURCE_EXHAUSTED because the queue was full */
+	uint64_t malformed; /* answered INVALID_ARGUMENT before dispatch */
+} rpc_server_stats;
+void rpc_server_get_stats(rpc_server *srv, rpc_server_stats *out);
+
+/* Inside a handler. */
+const rpc_caller *rpc_call_caller(const rpc_call *call);
+const char *rpc_call_method(const rpc_call *call);
+uint64_t rpc_call_request_id(const rpc_call *call);
+/* The call's idempotency key, "" when none. */
+const char *rpc_call_idempotency_key(const rpc_call *call);
+/* The value of a metadata key, or NULL. */
+const char *rpc_call_metadata(const rpc_call *call, const char *key);
+/* Milliseconds left until the call's deadline (0 when passed); pass it on to nested calls. */
+uint32_t rpc_call_remaining_ms(const rpc_call *call);
+/* Memory that lives until the reply has been sent. NULL when the call's budget is spent. */
+void *rpc_call_alloc(rpc_call *call, size_t n);
+char *rpc_call_strdup(rpc_call *call, const char *s);
+/* The call's arena as a protobuf-c allocator (for unpacking nested messages). */
+ProtobufCAllocator *rpc_call_allocator(rpc_call *call);
+/* Sets the reply's message (printf-style, truncated to 255 bytes) and returns code, so that
+ * `return rpc_call_error(call, HV_NOT_FOUND, "no service %s", id);` reads naturally.
+ * Never put personal data in it. */
+hv_status rpc_call_error(rpc_call *call, hv_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- client ------------------------------------------------------------------------ */
+
+typedef struct rpc_channel rpc_channel;
+
+typedef struct rpc_channel_options {
+	size_t      max_msg;         /* 0: RPC_DEFAULT_MAX_MSG */
+	bool        insecure_tcp;    /* allow plain tcp:// */
+	const char *tls_ca_file;     /* tls+tcp://: the node's CA */
+	const char *tls_cert_file;   /* tls+tcp://: this organisation's certificate ... */
+	const char *tls_key_file;    /* ... and key */
+	const char *tls_server_name; /* NULL: the URL's host */
+} rpc_channel_options;
+
+/* Opens a channel to url. Dialing happens in the background: a server that is not up yet is
+ * waited for by the first calls, within their timeouts. opts may be NULL. */
+hv_status rpc_channel_open(rpc_channel **out, const char *url, const rpc_channel_options *opts);
+void rpc_channel_close(rpc_channel *ch);
+
+/* Sets (copies) the session token sent as `authorization` with every call; NULL clears. */
+hv_status rpc_channel_set_token(rpc_channel *ch, const char *token);
+
+typedef struct rpc_call_options {
+	uint32_t            timeout_ms;      /* 0: 10000 */
+	const char         *idempotency_key; /* NULL: none */
+	bool                idempotent;      /* the method is safe to repeat */
+	const rpc_metadata *metadata;
+	size_t              n_metadata;
+} rpc_call_options;
+
+#define RPC_ERRMSG_MAX 256
+
+/* Calls method with req and waits for the reply. On HV_OK, *reply is the decoded reply of type
+ * reply_desc, owned by the caller: free it with protobuf_c_message_free_unpacked(*reply,
+ * NULL). On failure *reply is NULL and errmsg (when not NULL, errsz bytes) names the problem.
+ * Safe to call from many threads on one channel. opts may be NULL. */
+hv_status rpc_channel_call(rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
+    const rpc_call_options *opts, char *errmsg, size_t errsz);
+
+/* Sends raw bytes as a request and returns the raw reply (malloc'd, caller frees). For tests
+ * of malformed envelopes and for tools; no retry. */
+hv_status rpc_channel_call_raw(rpc_channel *ch, const void *req, size_t reqlen, void **reply,
+    size_t *replylen, uint32_t timeout_ms);
+
+/* Monotonic clock in milliseconds and microseconds. */
+int64_t rpc_now_ms(void);
+int64_t rpc_now_us(void);
+
+#endif

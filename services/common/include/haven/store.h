@@ -1,0 +1,129 @@
+/*
+ * store.h - the node's LMDB store.
+ *
+ * One LMDB environment per node lives in a data directory. Several processes of the node may
+ * open it at once (the three services share it); each process opens it once, through one
+ * store handle, and never twice. The environment is opened with MDB_NOTLS so that read
+ * transactions are not tied to the thread slot that created them.
+ *
+ * Tables are LMDB named databases. Values are usually packed protobuf-c messages.
+ *
+ * Writes go through store_write(), which runs a caller's function inside one write transaction
+ * and commits it durably (fsync). A write is acknowledged (store_write returns HV_OK) only
+ * after the commit returned success. When the map is full, the transaction is aborted, the map
+ * grown, and the function run again from the start: a write function must therefore have no
+ * effect outside its transaction until store_write returns. When a commit or sync fails, the
+ * store reports it through the fatal hook and refuses all further writes (HV_UNAVAILABLE):
+ * the process is expected to stop and restart on the intact store, never to retry the commit
+ * and acknowledge it later.
+ *
+ * Lifetimes: bytes returned by store_get() and the cursor functions point into the map and are
+ * valid only until the end of the transaction (or the next write in it); copy them out before
+ * store_write's function returns or store_read_end() is called. store_get_msg() copies.
+ *
+ * Every function returns an hv_status; LMDB's own error numbers never leave this module.
+ */
+#ifndef HAVEN_STORE_H
+#define HAVEN_STORE_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "haven/status.h"
+
+typedef struct store       store;
+typedef struct store_txn   store_txn;
+typedef struct store_cursor store_cursor;
+typedef unsigned int       store_table; /* an LMDB dbi, valid for the store's lifetime */
+
+typedef struct store_options {
+	/* Initial map size in bytes; 0 means 64 MiB. The map grows by doubling when full. */
+	size_t map_size;
+	/* Upper bound for growth; 0 means 64 GiB. Past it writes get HV_RESOURCE_EXHAUSTED. */
+	size_t max_map_size;
+	/* Maximum number of named tables; 0 means 64. */
+	unsigned max_tables;
+	/* The schema version this program writes. At open, a store without a version is stamped
+	 * with it; a store of a newer version is refused with HV_FAILED_PRECONDITION. */
+	uint32_t schema_version;
+	/* Skip fsync on commit (MDB_NOSYNC). Only for tests and benchmarks that say so. */
+	bool no_sync;
+	/* Called once when a commit or sync fails. NULL means: log and exit(75). When the hook
+	 * returns, the store stays open for reads and refuses writes. */
+	void (*fatal)(void *arg, hv_status code, const char *what);
+	void *fatal_arg;
+} store_options;
+
+/* Opens (creating if needed, mode 0700 for the directory and 0600 for its files) the store in
+ * dir. Clears reader slots left by dead processes. On success *out owns the environment; close
+ * it with store_close(). opts may be NULL for the defaults. */
+hv_status store_open(store **out, const char *dir, const store_options *opts);
+
+/* Closes the store. All transactions must have ended. NULL is allowed. */
+void store_close(store *s);
+
+/* Opens (creating if needed) the named table. Names are at most 63 bytes of [a-z0-9_.].
+ * Call at start-up; the handle stays valid until store_close(). Thread-safe. */
+hv_status store_table_open(store *s, const char *name, store_table *out);
+
+/* The schema version recorded in the store. */
+uint32_t store_schema_version(const store *s);
+
+/* Runs fn(txn, arg) in a write transaction and commits it durably. If fn returns anything but
+ * HV_OK the transaction is aborted and that status returned. fn may be run more than once
+ * (after the map grew); see above. Blocks while another write transaction, of this or another
+ * process, is open. Must not be called from inside another store_write on the same thread. */
+typedef hv_status (*store_write_fn)(store_txn *txn, void *arg);
+hv_status store_write(store *s, store_write_fn fn, void *arg);
+
+/* Read transactions: a consistent snapshot. End every one with store_read_end(). */
+hv_status store_read_begin(store *s, store_txn **out);
+void store_read_end(store_txn *txn);
+
+/* Raw values. key: 1..511 bytes. store_get returns HV_NOT_FOUND when absent; *val points into
+ * the map (see lifetimes above). store_put overwrites. store_del returns HV_NOT_FOUND when
+ * absent. Writing in a read transaction is HV_FAILED_PRECONDITION. */
+hv_status store_get(store_txn *txn, store_table t, const void *key, size_t klen,
+    const void **val, size_t *vlen);
+hv_status store_put(store_txn *txn, store_table t, const void *key, size_t klen,
+    const void *val, size_t vlen);
+/* Like store_put, but HV_ALREADY_EXISTS when the key is present (nothing written). */
+hv_status store_put_new(store_txn *txn, store_table t, const void *key, size_t klen,
+    const void *val, size_t vlen);
+hv_status store_del(store_txn *txn, store_table t, const void *key, size_t klen);
+
+/* Packs msg and stores it under key. */
+hv_status store_put_msg(store_txn *txn, store_table t, const void *key, size_t klen,
+    const ProtobufCMessage *msg);
+/* Reads and unpacks the message under key with desc. *out is owned by the caller: free it with
+ * protobuf_c_message_free_unpacked(*out, alloc). alloc may be NULL (malloc). A value that does
+ * not unpack is HV_DATA_LOSS. */
+hv_status store_get_msg(store_txn *txn, store_table t, const void *key, size_t klen,
+    const ProtobufCMessageDescriptor *desc, ProtobufCAllocator *alloc, ProtobufCMessage **out);
+
+/* Ordered iteration (keys compare as unsigned bytes). store_cursor_seek positions at the first
+ * key >= key (klen 0: the first key); store_cursor_next advances. Both return HV_NOT_FOUND at
+ * the end. key/val point into the map (see lifetimes). Close every cursor before its
+ * transaction ends. */
+hv_status store_cursor_open(store_txn *txn, store_table t, store_cursor **out);
+hv_status store_cursor_seek(store_cursor *c, const void *key, size_t klen,
+    const void **k, size_t *kl, const void **v, size_t *vl);
+hv_status store_cursor_next(store_cursor *c, const void **k, size_t *kl, const void **v,
+    size_t *vl);
+/* Deletes the entry under the cursor (write transactions only). */
+hv_status store_cursor_del(store_cursor *c);
+void store_cursor_close(store_cursor *c);
+
+/* Number of entries in a table. */
+hv_status store_count(store_txn *txn, store_table t, uint64_t *out);
+
+/* Consistent, compacted copy of the whole store into an empty directory dir, while other
+ * processes keep reading and writing (mdb_env_copy2 with MDB_CP_COMPACT). */
+hv_status store_backup(store *s, const char *dir);
+
+/* Current map size and bytes in use, for metrics. */
+hv_status store_stats(store *s, size_t *map_size, size_t *used);
+
+#endif
