@@ -46,19 +46,23 @@ hv_status crypto_aead_decrypt(uint8_t *out, const uint8_t key[CRYPTO_AEAD_KEY_LE
     const void *aad, size_t aadlen, const void *in, size_t n);
 
 /* Base64url without padding (RFC 4648 section 5). encode writes a NUL-terminated string and
- * needs outsz >= crypto_b64url_len(n) + 1. decode returns HV_INVALID_ARGUMENT for characters
- * outside the alphabet, padding, or a length that cannot occur, and HV_OUT_OF_RANGE when the
- * result would not fit in outsz; *outlen gets the decoded length. */
+ * needs outsz >= crypto_b64url_len(n) + 1 (HV_OUT_OF_RANGE otherwise). decode returns
+ * HV_INVALID_ARGUMENT for characters outside the alphabet, padding, a length that cannot
+ * occur, or non-zero unused bits in the last character (so each byte string has exactly one
+ * encoding), and HV_OUT_OF_RANGE when the result would not fit in outsz; *outlen gets the
+ * decoded length. */
 size_t crypto_b64url_len(size_t n);
 hv_status crypto_b64url_encode(char *out, size_t outsz, const void *in, size_t n);
 hv_status crypto_b64url_decode(uint8_t *out, size_t outsz, size_t *outlen, const char *in,
     size_t inlen);
 
-/* Signatures with the key of an X.509 certificate (EC P-256/P-384 with SHA-256, RSA with
- * SHA-256 PKCS#1 v1.5, Ed25519 pure). The key and certificate are given as PEM text.
- * crypto_sign allocates *sig (free with free()). crypto_verify_cert returns HV_OK when sig is
- * a valid signature of msg by the certificate's key, HV_UNAUTHENTICATED when it is not, and
- * HV_INVALID_ARGUMENT when the PEM does not parse. */
+/* Signatures with the key of an X.509 certificate (EC P-256/P-384 with SHA-256, RSA of at
+ * least 2048 bits with SHA-256 PKCS#1 v1.5, Ed25519 and Ed448 pure). The key and certificate
+ * are given as PEM text; an encrypted key is refused, never prompted for. crypto_sign
+ * allocates *sig (free with free()). crypto_verify_cert returns HV_OK when sig is a valid
+ * signature of msg by the certificate's key, HV_UNAUTHENTICATED when it is not, and
+ * HV_INVALID_ARGUMENT when the PEM does not parse or holds a key of another kind (both
+ * functions). The certificate's validity dates and chain are not checked here. */
 hv_status crypto_sign(const char *key_pem, size_t key_pem_len, const void *msg, size_t n,
     uint8_t **sig, size_t *siglen);
 hv_status crypto_verify_cert(const char *cert_pem, size_t cert_pem_len, const void *msg,
@@ -70,7 +74,10 @@ hv_status crypto_cert_fingerprint(const char *cert_pem, size_t cert_pem_len, cha
 
 /* Reads a whole file of at most maxlen bytes into a NUL-terminated malloc'd buffer.
  * When private is true the file must not be readable or writable by group or others
- * (HV_PERMISSION_DENIED otherwise, naming no contents). */
+ * (HV_PERMISSION_DENIED otherwise, naming no contents). A longer file is HV_OUT_OF_RANGE,
+ * a directory or other non-regular file HV_INVALID_ARGUMENT, and open(2) errors are
+ * converted with hv_status_from_errno (a missing file is HV_NOT_FOUND). The buffer is
+ * the caller's to wipe (when private) and free. */
 hv_status crypto_read_file(const char *path, size_t maxlen, bool private, char **out,
     size_t *outlen);
 

@@ -1,0 +1,637 @@
+/*
+ * crypto.c - haven's small cryptography API (see crypto.h) over OpenSSL 3's EVP interface.
+ *
+ * Every OpenSSL call is converted here: callers see hv_status values, never OpenSSL's error
+ * queue, which is cleared on each failure path so that a stale entry can neither leak into a
+ * later, unrelated error report nor be printed with whatever it contains. Copies of secrets
+ * made here are wiped before they are freed; tags and MACs are compared in constant time.
+ *
+ * OpenSSL takes most lengths as int, so buffers are fed to it in chunks of at most CHUNK_MAX
+ * bytes and every size_t is checked before it is narrowed.
+ */
+#include "haven/crypto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#define CHUNK_MAX (1 << 30)
+#define RSA_MIN_BITS 2048
+#define PEM_MAX ((size_t) INT_MAX)
+
+/* A valid pointer for empty inputs: OpenSSL does not accept NULL everywhere n may be 0. */
+static const uint8_t empty[1];
+
+hv_status
+crypto_random(void *buf, size_t n)
+{
+	uint8_t *p = buf;
+
+	while (n > 0) {
+		size_t chunk = n > CHUNK_MAX ? CHUNK_MAX : n;
+		if (RAND_bytes(p, (int) chunk) != 1) {
+			ERR_clear_error();
+			return (HV_INTERNAL);
+		}
+		p += chunk;
+		n -= chunk;
+	}
+	return (HV_OK);
+}
+
+/*
+ * The digest and MAC functions cannot report a failure (crypto.h), and OpenSSL only fails
+ * them when it cannot allocate. Carrying on with a digest that was never computed would be
+ * worse than stopping, so they abort.
+ */
+static void
+fatal(void)
+{
+	ERR_clear_error();
+	abort();
+}
+
+void
+crypto_sha256(uint8_t out[CRYPTO_SHA256_LEN], const void *data, size_t n)
+{
+	unsigned int len = 0;
+
+	if (EVP_Digest(n == 0 ? empty : data, n, out, &len, EVP_sha256(), NULL) != 1 ||
+	    len != CRYPTO_SHA256_LEN) {
+		fatal();
+	}
+}
+
+void
+crypto_hmac_sha256(uint8_t out[CRYPTO_HMAC_LEN], const uint8_t *key, size_t keylen,
+    const void *data, size_t n)
+{
+	uint8_t      hashed[CRYPTO_SHA256_LEN];
+	unsigned int len = 0;
+
+	/* HMAC takes an int key length; a longer key is replaced by its hash, exactly as
+	 * HMAC itself does for keys longer than the block size (RFC 2104 section 2). */
+	if (keylen > INT_MAX) {
+		crypto_sha256(hashed, key, keylen);
+		key    = hashed;
+		keylen = sizeof(hashed);
+	}
+	if (HMAC(EVP_sha256(), keylen == 0 ? empty : key, (int) keylen, n == 0 ? empty : data, n,
+	        out, &len) == NULL ||
+	    len != CRYPTO_HMAC_LEN) {
+		fatal();
+	}
+	OPENSSL_cleanse(hashed, sizeof(hashed));
+}
+
+bool
+crypto_equal(const void *a, const void *b, size_t n)
+{
+	return (CRYPTO_memcmp(a, b, n) == 0);
+}
+
+void
+crypto_wipe(void *p, size_t n)
+{
+	if (p != NULL && n > 0) {
+		OPENSSL_cleanse(p, n);
+	}
+}
+
+/* ---- AES-256-GCM ------------------------------------------------------------------ */
+
+/* Feeds aad (out == NULL) or text through an initialised GCM context in int-sized chunks. */
+static int
+gcm_update(EVP_CIPHER_CTX *ctx, bool encrypt, uint8_t *out, const uint8_t *in, size_t n)
+{
+	while (n > 0) {
+		int chunk = n > CHUNK_MAX ? CHUNK_MAX : (int) n;
+		int outl  = 0;
+		int rv    = encrypt ? EVP_EncryptUpdate(ctx, out, &outl, in, chunk)
+		                    : EVP_DecryptUpdate(ctx, out, &outl, in, chunk);
+		/* GCM is a stream mode: all text comes out at once, none is held back. */
+		if (rv != 1 || (out != NULL && outl != chunk)) {
+			return (-1);
+		}
+		if (out != NULL) {
+			out += chunk;
+		}
+		in += chunk;
+		n -= (size_t) chunk;
+	}
+	return (0);
+}
+
+hv_status
+crypto_aead_encrypt(uint8_t *out, uint8_t tag[CRYPTO_AEAD_TAG_LEN],
+    const uint8_t key[CRYPTO_AEAD_KEY_LEN], const uint8_t nonce[CRYPTO_AEAD_NONCE_LEN],
+    const void *aad, size_t aadlen, const void *in, size_t n)
+{
+	EVP_CIPHER_CTX *ctx = NULL;
+	uint8_t         last[16];
+	int             outl = 0;
+	hv_status       st   = HV_INTERNAL;
+
+	if ((ctx = EVP_CIPHER_CTX_new()) == NULL) {
+		st = HV_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	/* The default GCM IV length is 12 bytes, CRYPTO_AEAD_NONCE_LEN. */
+	if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce) != 1 ||
+	    gcm_update(ctx, true, NULL, aad, aadlen) != 0 ||
+	    gcm_update(ctx, true, out, in, n) != 0 || EVP_EncryptFinal_ex(ctx, last, &outl) != 1 ||
+	    outl != 0 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CRYPTO_AEAD_TAG_LEN, tag) != 1) {
+		goto out;
+	}
+	st = HV_OK;
+out:
+	if (st != HV_OK) {
+		/* The tag is wiped so that a partial result never authenticates. out is left
+		 * alone: encrypting in place, it may still hold the caller's plaintext. */
+		ERR_clear_error();
+		crypto_wipe(tag, CRYPTO_AEAD_TAG_LEN);
+	}
+	EVP_CIPHER_CTX_free(ctx); /* cleanses the key schedule */
+	return (st);
+}
+
+hv_status
+crypto_aead_decrypt(uint8_t *out, const uint8_t key[CRYPTO_AEAD_KEY_LEN],
+    const uint8_t nonce[CRYPTO_AEAD_NONCE_LEN], const uint8_t tag[CRYPTO_AEAD_TAG_LEN],
+    const void *aad, size_t aadlen, const void *in, size_t n)
+{
+	EVP_CIPHER_CTX *ctx = NULL;
+	uint8_t         last[16];
+	uint8_t         t[CRYPTO_AEAD_TAG_LEN];
+	int             outl = 0;
+	hv_status       st   = HV_INTERNAL;
+
+	if ((ctx = EVP_CIPHER_CTX_new()) == NULL) {
+		st = HV_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	/* The ctrl takes a non-const pointer; it only copies from it. */
+	memcpy(t, tag, sizeof(t));
+	if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce) != 1 ||
+	    gcm_update(ctx, false, NULL, aad, aadlen) != 0 ||
+	    gcm_update(ctx, false, out, in, n) != 0 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CRYPTO_AEAD_TAG_LEN, t) != 1) {
+		goto out;
+	}
+	/* Final is where the tag is checked; its only failure after the above is a mismatch. */
+	if (EVP_DecryptFinal_ex(ctx, last, &outl) != 1) {
+		st = HV_DATA_LOSS;
+		goto out;
+	}
+	st = HV_OK;
+out:
+	if (st != HV_OK) {
+		/* Unauthenticated plaintext must not be used: leave nothing of it behind. */
+		ERR_clear_error();
+		crypto_wipe(out, n);
+	}
+	EVP_CIPHER_CTX_free(ctx);
+	return (st);
+}
+
+/* ---- base64url ---------------------------------------------------------------------- */
+
+static const char b64url_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* The 6-bit value of a base64url character, or -1. */
+static int
+b64url_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z') {
+		return (c - 'A');
+	}
+	if (c >= 'a' && c <= 'z') {
+		return (c - 'a' + 26);
+	}
+	if (c >= '0' && c <= '9') {
+		return (c - '0' + 52);
+	}
+	if (c == '-') {
+		return (62);
+	}
+	if (c == '_') {
+		return (63);
+	}
+	return (-1);
+}
+
+size_t
+crypto_b64url_len(size_t n)
+{
+	/* Four characters per three bytes, two or three for a final partial group. SIZE_MAX
+	 * for a length whose encoding would not fit in a size_t (no buffer is that big). */
+	if (n / 3 > (SIZE_MAX - 4) / 4) {
+		return (SIZE_MAX);
+	}
+	return ((n / 3) * 4 + (n % 3 == 0 ? 0 : n % 3 + 1));
+}
+
+hv_status
+crypto_b64url_encode(char *out, size_t outsz, const void *in, size_t n)
+{
+	const uint8_t *p   = in;
+	size_t         len = crypto_b64url_len(n);
+	size_t         o   = 0;
+	size_t         i;
+
+	if (len == SIZE_MAX || outsz < len + 1) {
+		if (outsz > 0) {
+			out[0] = '\0';
+		}
+		return (HV_OUT_OF_RANGE);
+	}
+	for (i = 0; i + 3 <= n; i += 3) {
+		uint32_t v = (uint32_t) p[i] << 16 | (uint32_t) p[i + 1] << 8 | p[i + 2];
+		out[o++]   = b64url_alphabet[(v >> 18) & 63];
+		out[o++]   = b64url_alphabet[(v >> 12) & 63];
+		out[o++]   = b64url_alphabet[(v >> 6) & 63];
+		out[o++]   = b64url_alphabet[v & 63];
+	}
+	if (n - i == 1) {
+		uint32_t v = (uint32_t) p[i] << 16;
+		out[o++]   = b64url_alphabet[(v >> 18) & 63];
+		out[o++]   = b64url_alphabet[(v >> 12) & 63];
+	} else if (n - i == 2) {
+		uint32_t v = (uint32_t) p[i] << 16 | (uint32_t) p[i + 1] << 8;
+		out[o++]   = b64url_alphabet[(v >> 18) & 63];
+		out[o++]   = b64url_alphabet[(v >> 12) & 63];
+		out[o++]   = b64url_alphabet[(v >> 6) & 63];
+	}
+	out[o] = '\0';
+	return (HV_OK);
+}
+
+/*
+ * Strict decoding: every character must be in the alphabet, and the unused low bits of a
+ * final partial group must be zero. Without the last rule several strings would decode to
+ * the same bytes, and changing the final character of a token could leave it valid.
+ */
+hv_status
+crypto_b64url_decode(uint8_t *out, size_t outsz, size_t *outlen, const char *in, size_t inlen)
+{
+	size_t    rem  = inlen % 4;
+	size_t    need = (inlen / 4) * 3 + (rem == 0 ? 0 : rem - 1);
+	size_t    o    = 0;
+	size_t    i;
+	uint32_t  v    = 0;
+	hv_status st   = HV_INVALID_ARGUMENT;
+
+	*outlen = 0;
+	if (rem == 1) {
+		goto out; /* one character carries only six bits: never a whole byte */
+	}
+	if (need > outsz) {
+		st = HV_OUT_OF_RANGE;
+		goto out;
+	}
+	for (i = 0; i < inlen; i++) {
+		int d = b64url_value((unsigned char) in[i]);
+		if (d < 0) {
+			goto out;
+		}
+		v = v << 6 | (uint32_t) d;
+		if (i % 4 == 3) {
+			out[o++] = (uint8_t) (v >> 16);
+			out[o++] = (uint8_t) (v >> 8);
+			out[o++] = (uint8_t) v;
+			v        = 0;
+		}
+	}
+	if (rem == 2) {
+		if ((v & 0xf) != 0) {
+			goto out;
+		}
+		out[o++] = (uint8_t) (v >> 4);
+	} else if (rem == 3) {
+		if ((v & 0x3) != 0) {
+			goto out;
+		}
+		out[o++] = (uint8_t) (v >> 10);
+		out[o++] = (uint8_t) (v >> 2);
+	}
+	*outlen = o;
+	st      = HV_OK;
+out:
+	if (st != HV_OK) {
+		crypto_wipe(out, o); /* what was decoded may be part of a secret */
+	}
+	return (st);
+}
+
+/* ---- signatures and certificates ------------------------------------------------------ */
+
+/* Refuses to prompt for a passphrase: OpenSSL's default callback would read the terminal. */
+static int
+no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void) buf;
+	(void) size;
+	(void) rwflag;
+	(void) u;
+	return (-1);
+}
+
+/*
+ * Decides the digest for a key of a supported type: SHA-256 for EC P-256/P-384 (ECDSA) and
+ * RSA of at least RSA_MIN_BITS (PKCS#1 v1.5, OpenSSL's default padding for RSA keys), none
+ * for Ed25519 and Ed448, which hash internally. Returns -1 for any other key.
+ */
+static int
+key_digest(EVP_PKEY *pkey, const EVP_MD **md)
+{
+	if (EVP_PKEY_is_a(pkey, "ED25519") || EVP_PKEY_is_a(pkey, "ED448")) {
+		*md = NULL;
+		return (0);
+	}
+	if (EVP_PKEY_is_a(pkey, "EC")) {
+		char   group[64];
+		size_t len = 0;
+		if (EVP_PKEY_get_group_name(pkey, group, sizeof(group), &len) != 1 ||
+		    (strcmp(group, "prime256v1") != 0 && strcmp(group, "secp384r1") != 0)) {
+			return (-1);
+		}
+		*md = EVP_sha256();
+		return (0);
+	}
+	if (EVP_PKEY_is_a(pkey, "RSA") && EVP_PKEY_get_bits(pkey) >= RSA_MIN_BITS) {
+		*md = EVP_sha256();
+		return (0);
+	}
+	return (-1);
+}
+
+/* Parses one PEM certificate from memory; NULL when it does not parse. */
+static X509 *
+read_cert(const char *pem, size_t len)
+{
+	BIO  *bio;
+	X509 *x;
+
+	if (pem == NULL || len == 0 || len > PEM_MAX ||
+	    (bio = BIO_new_mem_buf(pem, (int) len)) == NULL) {
+		return (NULL);
+	}
+	x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL);
+	BIO_free(bio);
+	return (x);
+}
+
+hv_status
+crypto_sign(const char *key_pem, size_t key_pem_len, const void *msg, size_t n, uint8_t **sig,
+    size_t *siglen)
+{
+	BIO          *bio  = NULL;
+	EVP_PKEY     *pkey = NULL;
+	EVP_MD_CTX   *mctx = NULL;
+	const EVP_MD *md;
+	uint8_t      *s   = NULL;
+	size_t        len = 0;
+	hv_status     st  = HV_INVALID_ARGUMENT;
+
+	*sig    = NULL;
+	*siglen = 0;
+	if (key_pem == NULL || key_pem_len == 0 || key_pem_len > PEM_MAX) {
+		goto out;
+	}
+	if ((bio = BIO_new_mem_buf(key_pem, (int) key_pem_len)) == NULL) {
+		st = HV_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	if ((pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL ||
+	    key_digest(pkey, &md) != 0) {
+		goto out;
+	}
+	st = HV_INTERNAL;
+	if ((mctx = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestSignInit(mctx, NULL, md, NULL, pkey) != 1 ||
+	    EVP_DigestSign(mctx, NULL, &len, n == 0 ? empty : msg, n) != 1) {
+		goto out;
+	}
+	if ((s = malloc(len)) == NULL) {
+		st = HV_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	/* len was the maximum; ECDSA signatures (DER) may come out shorter. */
+	if (EVP_DigestSign(mctx, s, &len, n == 0 ? empty : msg, n) != 1) {
+		goto out;
+	}
+	*sig    = s;
+	*siglen = len;
+	s       = NULL;
+	st      = HV_OK;
+out:
+	if (st != HV_OK) {
+		ERR_clear_error();
+	}
+	free(s);
+	EVP_MD_CTX_free(mctx);
+	EVP_PKEY_free(pkey); /* OpenSSL cleanses private key material when it frees it */
+	BIO_free(bio);
+	return (st);
+}
+
+hv_status
+crypto_verify_cert(const char *cert_pem, size_t cert_pem_len, const void *msg, size_t n,
+    const uint8_t *sig, size_t siglen)
+{
+	X509         *x    = NULL;
+	EVP_PKEY     *pkey = NULL;
+	EVP_MD_CTX   *mctx = NULL;
+	const EVP_MD *md;
+	hv_status     st = HV_INVALID_ARGUMENT;
+
+	if ((x = read_cert(cert_pem, cert_pem_len)) == NULL ||
+	    (pkey = X509_get0_pubkey(x)) == NULL || key_digest(pkey, &md) != 0) {
+		goto out;
+	}
+	st = HV_UNAUTHENTICATED;
+	if (sig == NULL || siglen == 0) {
+		goto out;
+	}
+	if ((mctx = EVP_MD_CTX_new()) == NULL) {
+		st = HV_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	if (EVP_DigestVerifyInit(mctx, NULL, md, NULL, pkey) != 1) {
+		st = HV_INTERNAL;
+		goto out;
+	}
+	/* 1 is a good signature. 0 is a bad one and a negative value a signature that does not
+	 * even decode (ECDSA's DER): both are the signer's failure, not ours. */
+	if (EVP_DigestVerify(mctx, sig, siglen, n == 0 ? empty : msg, n) != 1) {
+		goto out;
+	}
+	st = HV_OK;
+out:
+	if (st != HV_OK) {
+		ERR_clear_error();
+	}
+	EVP_MD_CTX_free(mctx);
+	X509_free(x); /* pkey is owned by x */
+	return (st);
+}
+
+hv_status
+crypto_cert_fingerprint(const char *cert_pem, size_t cert_pem_len, char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	X509             *x     = NULL;
+	uint8_t           md[EVP_MAX_MD_SIZE];
+	unsigned int      len = 0;
+	hv_status         st  = HV_INVALID_ARGUMENT;
+
+	out[0] = '\0';
+	if ((x = read_cert(cert_pem, cert_pem_len)) == NULL) {
+		goto out;
+	}
+	if (X509_digest(x, EVP_sha256(), md, &len) != 1 || len != CRYPTO_SHA256_LEN) {
+		st = HV_INTERNAL;
+		goto out;
+	}
+	for (unsigned int i = 0; i < len; i++) {
+		out[2 * i]     = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 0xf];
+	}
+	out[2 * len] = '\0';
+	st           = HV_OK;
+out:
+	if (st != HV_OK) {
+		ERR_clear_error();
+	}
+	X509_free(x);
+	return (st);
+}
+
+/* ---- files ---------------------------------------------------------------------------- */
+
+/* Grows a buffer that may hold a secret without leaving a copy behind in freed memory. */
+static int
+grow(char **buf, size_t len, size_t newcap)
+{
+	char *p;
+
+	if ((p = malloc(newcap + 1)) == NULL) {
+		return (-1);
+	}
+	if (len > 0) {
+		memcpy(p, *buf, len);
+	}
+	crypto_wipe(*buf, len);
+	free(*buf);
+	*buf = p;
+	return (0);
+}
+
+hv_status
+crypto_read_file(const char *path, size_t maxlen, bool private, char **out, size_t *outlen)
+{
+	struct stat sb;
+	char       *buf = NULL;
+	size_t      len = 0;
+	size_t      cap;
+	int         fd = -1;
+	hv_status   st = HV_INVALID_ARGUMENT;
+
+	*out = NULL;
+	if (outlen != NULL) {
+		*outlen = 0;
+	}
+	if (path == NULL || maxlen >= SIZE_MAX / 4) {
+		goto out;
+	}
+	/* Checks are made on the open descriptor, so the file cannot be swapped in between. */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0 || fstat(fd, &sb) != 0) {
+		st = hv_status_from_errno(errno);
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		goto out;
+	}
+	if (private && (sb.st_mode & 077) != 0) {
+		st = HV_PERMISSION_DENIED;
+		goto out;
+	}
+	if (sb.st_size < 0 || (uint64_t) sb.st_size > maxlen) {
+		st = HV_OUT_OF_RANGE;
+		goto out;
+	}
+	/* Sized by fstat, but read to the end: the file may change while it is read. */
+	cap = (size_t) sb.st_size;
+	if ((buf = malloc(cap + 1)) == NULL) {
+		st = HV_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	for (;;) {
+		ssize_t r;
+		if (len == cap) {
+			char probe;
+			if (cap == maxlen) {
+				/* Full: one more byte means the file is longer than allowed. */
+				while ((r = read(fd, &probe, 1)) < 0 && errno == EINTR) {
+				}
+				if (r < 0) {
+					st = hv_status_from_errno(errno);
+					goto out;
+				}
+				if (r > 0) {
+					st = HV_OUT_OF_RANGE;
+					goto out;
+				}
+				break;
+			}
+			/* cap < maxlen < SIZE_MAX / 4: cannot overflow. */
+			cap = cap * 2 + 64 > maxlen ? maxlen : cap * 2 + 64;
+			if (grow(&buf, len, cap) != 0) {
+				st = HV_RESOURCE_EXHAUSTED;
+				goto out;
+			}
+		}
+		if ((r = read(fd, buf + len, cap - len)) < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			st = hv_status_from_errno(errno);
+			goto out;
+		}
+		if (r == 0) {
+			break;
+		}
+		len += (size_t) r;
+	}
+	buf[len] = '\0';
+	*out     = buf;
+	buf      = NULL;
+	if (outlen != NULL) {
+		*outlen = len;
+	}
+	st = HV_OK;
+out:
+	if (buf != NULL) {
+		crypto_wipe(buf, len);
+		free(buf);
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	return (st);
+}

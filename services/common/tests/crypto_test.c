@@ -1,0 +1,710 @@
+/*
+ * crypto_test.c - the crypto wrapper against published vectors (FIPS 180 SHA-256, RFC 4231
+ * HMAC-SHA256, the GCM specification's AES-256 test cases, RFC 4648 base64), signatures
+ * with keys and certificates made here with OpenSSL, and reading key files.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "haven/crypto.h"
+
+/* Decodes a hex string into a malloc'd buffer (test vectors); *n gets its length. */
+static uint8_t *
+unhex(const char *hex, size_t *n)
+{
+	size_t   len = strlen(hex) / 2;
+	uint8_t *out = malloc(len + 1);
+
+	assert_non_null(out);
+	for (size_t i = 0; i < len; i++) {
+		unsigned v;
+		assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+		out[i] = (uint8_t) v;
+	}
+	*n = len;
+	return (out);
+}
+
+static void
+assert_hex_equal(const uint8_t *got, size_t n, const char *hex)
+{
+	size_t   len;
+	uint8_t *want = unhex(hex, &len);
+
+	assert_int_equal(n, len);
+	assert_memory_equal(got, want, n);
+	free(want);
+}
+
+/* ---- SHA-256 and HMAC-SHA256 ------------------------------------------------------------ */
+
+static void
+test_sha256_fips180(void **state)
+{
+	uint8_t     md[CRYPTO_SHA256_LEN];
+	const char *m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+
+	(void) state;
+	crypto_sha256(md, "abc", 3);
+	assert_hex_equal(
+	    md, sizeof(md), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	crypto_sha256(md, "", 0);
+	assert_hex_equal(
+	    md, sizeof(md), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	crypto_sha256(md, NULL, 0);
+	assert_hex_equal(
+	    md, sizeof(md), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	crypto_sha256(md, m448, strlen(m448));
+	assert_hex_equal(
+	    md, sizeof(md), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+static void
+test_hmac_rfc4231(void **state)
+{
+	uint8_t     mac[CRYPTO_HMAC_LEN];
+	uint8_t     key[131], data[50];
+	const char *t6 = "Test Using Larger Than Block-Size Key - Hash Key First";
+
+	(void) state;
+	/* Test case 1 */
+	memset(key, 0x0b, 20);
+	crypto_hmac_sha256(mac, key, 20, "Hi There", 8);
+	assert_hex_equal(
+	    mac, sizeof(mac), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+	/* Test case 2: a key shorter than the output */
+	crypto_hmac_sha256(mac, (const uint8_t *) "Jefe", 4, "what do ya want for nothing?", 28);
+	assert_hex_equal(
+	    mac, sizeof(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+	/* Test case 3: combined length of key and data larger than 64 bytes */
+	memset(key, 0xaa, 20);
+	memset(data, 0xdd, 50);
+	crypto_hmac_sha256(mac, key, 20, data, 50);
+	assert_hex_equal(
+	    mac, sizeof(mac), "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe");
+	/* Test case 6: a key larger than the block size, hashed first */
+	memset(key, 0xaa, 131);
+	crypto_hmac_sha256(mac, key, 131, t6, strlen(t6));
+	assert_hex_equal(
+	    mac, sizeof(mac), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
+static void
+test_equal_wipe_random(void **state)
+{
+	uint8_t a[32], b[32], z[32] = { 0 };
+
+	(void) state;
+	assert_int_equal(crypto_random(a, sizeof(a)), HV_OK);
+	assert_int_equal(crypto_random(b, sizeof(b)), HV_OK);
+	assert_false(crypto_equal(a, b, sizeof(a))); /* 2^-256 */
+	assert_false(crypto_equal(a, z, sizeof(a)));
+	memcpy(b, a, sizeof(a));
+	assert_true(crypto_equal(a, b, sizeof(a)));
+	b[31] ^= 1;
+	assert_false(crypto_equal(a, b, sizeof(a)));
+	assert_true(crypto_equal(a, b, 0));
+	crypto_wipe(a, sizeof(a));
+	assert_memory_equal(a, z, sizeof(a));
+	crypto_wipe(NULL, 0);
+	assert_int_equal(crypto_random(NULL, 0), HV_OK);
+}
+
+/* ---- AES-256-GCM ------------------------------------------------------------------------ */
+
+/* The GCM specification (McGrew, Viega), test cases 14, 15 and 16: 256-bit keys. */
+static const struct gcm_vector {
+	const char *key, *iv, *pt, *aad, *ct, *tag;
+} gcm_vectors[] = {
+	{ "0000000000000000000000000000000000000000000000000000000000000000",
+	    "000000000000000000000000", "00000000000000000000000000000000", "",
+	    "cea7403d4d606b6e074ec5d3baf39d18", "d0d1c8a799996bf0265b98b5d48ab919" },
+	{ "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308",
+	    "cafebabefacedbaddecaf888",
+	    "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+	    "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255",
+	    "",
+	    "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+	    "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662898015ad",
+	    "b094dac5d93471bdec1a502270e3cc6c" },
+	{ "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308",
+	    "cafebabefacedbaddecaf888",
+	    "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+	    "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
+	    "feedfacedeadbeeffeedfacedeadbeefabaddad2",
+	    "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+	    "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662",
+	    "76fc6ece0f4e1768cddf8853bb2d551b" },
+};
+
+static void
+test_aead_vectors(void **state)
+{
+	(void) state;
+	for (size_t i = 0; i < sizeof(gcm_vectors) / sizeof(gcm_vectors[0]); i++) {
+		const struct gcm_vector *v = &gcm_vectors[i];
+		size_t                   kl, il, pl, al, cl, tl;
+		uint8_t *key = unhex(v->key, &kl), *iv = unhex(v->iv, &il), *pt = unhex(v->pt, &pl);
+		uint8_t *aad = unhex(v->aad, &al), *ct = unhex(v->ct, &cl), *tag = unhex(v->tag, &tl);
+		uint8_t  out[64], t[CRYPTO_AEAD_TAG_LEN], back[64];
+
+		assert_int_equal(kl, CRYPTO_AEAD_KEY_LEN);
+		assert_int_equal(il, CRYPTO_AEAD_NONCE_LEN);
+		assert_int_equal(crypto_aead_encrypt(out, t, key, iv, aad, al, pt, pl), HV_OK);
+		assert_memory_equal(out, ct, cl);
+		assert_memory_equal(t, tag, tl);
+		assert_int_equal(crypto_aead_decrypt(back, key, iv, tag, aad, al, ct, cl), HV_OK);
+		assert_memory_equal(back, pt, pl);
+
+		/* In place, both ways. */
+		memcpy(out, pt, pl);
+		assert_int_equal(crypto_aead_encrypt(out, t, key, iv, aad, al, out, pl), HV_OK);
+		assert_memory_equal(out, ct, cl);
+		assert_int_equal(crypto_aead_decrypt(out, key, iv, t, aad, al, out, cl), HV_OK);
+		assert_memory_equal(out, pt, pl);
+		free(key);
+		free(iv);
+		free(pt);
+		free(aad);
+		free(ct);
+		free(tag);
+	}
+}
+
+static void
+test_aead_tamper(void **state)
+{
+	uint8_t     key[CRYPTO_AEAD_KEY_LEN], other[CRYPTO_AEAD_KEY_LEN];
+	uint8_t     nonce[CRYPTO_AEAD_NONCE_LEN];
+	uint8_t     ct[48], tag[CRYPTO_AEAD_TAG_LEN], bad[48], badtag[CRYPTO_AEAD_TAG_LEN];
+	uint8_t     out[48], zero[48] = { 0 };
+	const char *pt  = "subject 7f3a: forty-four bytes of a secret..";
+	const char *aad = "consent/7f3a";
+	size_t      n   = strlen(pt);
+
+	(void) state;
+	assert_int_equal(crypto_random(key, sizeof(key)), HV_OK);
+	assert_int_equal(crypto_random(nonce, sizeof(nonce)), HV_OK);
+	memcpy(other, key, sizeof(key));
+	other[0] ^= 0x80;
+	assert_int_equal(crypto_aead_encrypt(ct, tag, key, nonce, aad, strlen(aad), pt, n), HV_OK);
+	assert_int_equal(crypto_aead_decrypt(out, key, nonce, tag, aad, strlen(aad), ct, n), HV_OK);
+	assert_memory_equal(out, pt, n);
+
+	/* Every kind of change is refused, and the output holds nothing of the plaintext. */
+	for (size_t i = 0; i < n; i += 7) {
+		memcpy(bad, ct, n);
+		bad[i] ^= 0x01;
+		memset(out, 0xee, sizeof(out));
+		assert_int_equal(crypto_aead_decrypt(out, key, nonce, tag, aad, strlen(aad), bad, n),
+		    HV_DATA_LOSS);
+		assert_memory_equal(out, zero, n);
+	}
+	for (size_t i = 0; i < sizeof(tag); i++) {
+		memcpy(badtag, tag, sizeof(tag));
+		badtag[i] ^= 0x40;
+		assert_int_equal(
+		    crypto_aead_decrypt(out, key, nonce, badtag, aad, strlen(aad), ct, n), HV_DATA_LOSS);
+	}
+	assert_int_equal(
+	    crypto_aead_decrypt(out, key, nonce, tag, "consent/7f3b", strlen(aad), ct, n),
+	    HV_DATA_LOSS);
+	assert_int_equal(crypto_aead_decrypt(out, key, nonce, tag, NULL, 0, ct, n), HV_DATA_LOSS);
+	assert_int_equal(
+	    crypto_aead_decrypt(out, other, nonce, tag, aad, strlen(aad), ct, n), HV_DATA_LOSS);
+	assert_memory_equal(out, zero, n);
+	nonce[0] ^= 1;
+	assert_int_equal(
+	    crypto_aead_decrypt(out, key, nonce, tag, aad, strlen(aad), ct, n), HV_DATA_LOSS);
+	nonce[0] ^= 1;
+	/* Truncated ciphertext. */
+	assert_int_equal(
+	    crypto_aead_decrypt(out, key, nonce, tag, aad, strlen(aad), ct, n - 1), HV_DATA_LOSS);
+
+	/* Empty plaintext: the tag still authenticates the aad. */
+	assert_int_equal(crypto_aead_encrypt(NULL, tag, key, nonce, aad, strlen(aad), NULL, 0),
+	    HV_OK);
+	assert_int_equal(
+	    crypto_aead_decrypt(NULL, key, nonce, tag, aad, strlen(aad), NULL, 0), HV_OK);
+	assert_int_equal(
+	    crypto_aead_decrypt(NULL, key, nonce, tag, aad, strlen(aad) - 1, NULL, 0), HV_DATA_LOSS);
+}
+
+/* ---- base64url -------------------------------------------------------------------------- */
+
+static void
+test_b64url_rfc4648(void **state)
+{
+	/* RFC 4648 section 10, without the padding. */
+	static const char *const vec[][2] = {
+		{ "", "" },
+		{ "f", "Zg" },
+		{ "fo", "Zm8" },
+		{ "foo", "Zm9v" },
+		{ "foob", "Zm9vYg" },
+		{ "fooba", "Zm9vYmE" },
+		{ "foobar", "Zm9vYmFy" },
+	};
+	char    enc[64];
+	uint8_t dec[64];
+	size_t  n;
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
+		size_t len = strlen(vec[i][0]);
+		assert_int_equal(crypto_b64url_len(len), strlen(vec[i][1]));
+		assert_int_equal(crypto_b64url_encode(enc, sizeof(enc), vec[i][0], len), HV_OK);
+		assert_string_equal(enc, vec[i][1]);
+		assert_int_equal(
+		    crypto_b64url_decode(dec, sizeof(dec), &n, vec[i][1], strlen(vec[i][1])), HV_OK);
+		assert_int_equal(n, len);
+		assert_memory_equal(dec, vec[i][0], len);
+	}
+
+	/* The URL alphabet: '-' and '_' where base64 has '+' and '/'. */
+	{
+		static const uint8_t b[] = { 0xfb, 0xff, 0xbf, 0xfb, 0xf0 };
+		assert_int_equal(crypto_b64url_encode(enc, sizeof(enc), b, sizeof(b)), HV_OK);
+		assert_string_equal(enc, "-_-_-_A");
+		assert_int_equal(crypto_b64url_decode(dec, sizeof(dec), &n, enc, strlen(enc)), HV_OK);
+		assert_int_equal(n, sizeof(b));
+		assert_memory_equal(dec, b, sizeof(b));
+	}
+
+	/* Every byte value survives a round trip, at every length. */
+	{
+		uint8_t all[256];
+		char    big[400];
+		uint8_t back[256];
+		for (size_t i = 0; i < sizeof(all); i++) {
+			all[i] = (uint8_t) i;
+		}
+		for (size_t len = 0; len <= sizeof(all); len += 17) {
+			assert_int_equal(crypto_b64url_encode(big, sizeof(big), all, len), HV_OK);
+			assert_int_equal(strlen(big), crypto_b64url_len(len));
+			assert_int_equal(
+			    crypto_b64url_decode(back, sizeof(back), &n, big, strlen(big)), HV_OK);
+			assert_int_equal(n, len);
+			assert_memory_equal(back, all, len);
+		}
+	}
+}
+
+static void
+test_b64url_rejects(void **state)
+{
+	static const char *const bad[] = {
+		"Zg==",     /* padding */
+		"Zm9vYg=",  /* padding */
+		"Z",        /* a length that cannot occur */
+		"Zm9vY",    /* ditto */
+		"Zm9v+mFy", /* standard alphabet */
+		"Zm9v/mFy",
+		"Zm 9",     /* space */
+		"Zm9v\n",   /* newline */
+		"Zh",       /* non-zero trailing bits: "Zg" is the one encoding of "f" */
+		"Zm9",      /* non-zero trailing bits: "Zm8" is "fo" */
+		"Zm\xc3\xa9",
+	};
+	uint8_t dec[64];
+	size_t  n = 99;
+	char    enc[16];
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(crypto_b64url_decode(dec, sizeof(dec), &n, bad[i], strlen(bad[i])),
+		    HV_INVALID_ARGUMENT);
+		assert_int_equal(n, 0);
+	}
+	/* An embedded NUL is outside the alphabet too. */
+	assert_int_equal(crypto_b64url_decode(dec, sizeof(dec), &n, "Zm\0v", 4), HV_INVALID_ARGUMENT);
+	/* The result must fit. */
+	assert_int_equal(crypto_b64url_decode(dec, 5, &n, "Zm9vYmFy", 8), HV_OUT_OF_RANGE);
+	assert_int_equal(crypto_b64url_decode(dec, 6, &n, "Zm9vYmFy", 8), HV_OK);
+	assert_int_equal(n, 6);
+	/* And the encoding, with its NUL. */
+	assert_int_equal(crypto_b64url_encode(enc, 8, "foobar", 6), HV_OUT_OF_RANGE);
+	assert_string_equal(enc, "");
+	assert_int_equal(crypto_b64url_encode(enc, 9, "foobar", 6), HV_OK);
+	assert_string_equal(enc, "Zm9vYmFy");
+}
+
+/* ---- signatures and certificates ------------------------------------------------------ */
+
+typedef struct keypair {
+	char  *key_pem;
+	size_t key_len;
+	char  *cert_pem;
+	size_t cert_len;
+	X509  *cert;
+} keypair;
+
+static char *
+bio_string(BIO *bio, size_t *len)
+{
+	char *data;
+	long  n = BIO_get_mem_data(bio, &data);
+	char *s = malloc((size_t) n + 1);
+
+	assert_true(n > 0);
+	assert_non_null(s);
+	memcpy(s, data, (size_t) n);
+	s[n] = '\0';
+	*len = (size_t) n;
+	return (s);
+}
+
+/* A key of the given type and a self-signed certificate for it, as PEM. */
+static void
+keypair_make(keypair *kp, EVP_PKEY *pkey, const EVP_MD *md)
+{
+	X509      *x = X509_new();
+	X509_NAME *name;
+	BIO       *bio;
+
+	assert_non_null(pkey);
+	assert_non_null(x);
+	assert_int_equal(X509_set_version(x, 2), 1);
+	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
+	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
+	assert_int_equal(X509_set_pubkey(x, pkey), 1);
+	name = X509_get_subject_name(x);
+	assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+	                     (const unsigned char *) "acme-ngo", -1, -1, 0),
+	    1);
+	assert_int_equal(X509_set_issuer_name(x, name), 1);
+	assert_true(X509_sign(x, pkey, md) > 0);
+
+	assert_non_null(bio = BIO_new(BIO_s_mem()));
+	assert_int_equal(PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL), 1);
+	kp->key_pem = bio_string(bio, &kp->key_len);
+	BIO_free(bio);
+	assert_non_null(bio = BIO_new(BIO_s_mem()));
+	assert_int_equal(PEM_write_bio_X509(bio, x), 1);
+	kp->cert_pem = bio_string(bio, &kp->cert_len);
+	BIO_free(bio);
+	kp->cert = x;
+	EVP_PKEY_free(pkey);
+}
+
+static void
+keypair_free(keypair *kp)
+{
+	free(kp->key_pem);
+	free(kp->cert_pem);
+	X509_free(kp->cert);
+}
+
+static void
+sign_verify_round_trip(keypair *kp, keypair *other)
+{
+	const char *msg = "haven-auth-v1 nonce acme-ngo";
+	uint8_t    *sig, *sig2;
+	size_t      siglen, siglen2;
+
+	assert_int_equal(crypto_sign(kp->key_pem, kp->key_len, msg, strlen(msg), &sig, &siglen),
+	    HV_OK);
+	assert_true(siglen > 0 && siglen <= 1024);
+	assert_int_equal(
+	    crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg), sig, siglen), HV_OK);
+
+	/* A changed message, a changed or shortened signature, none at all. */
+	assert_int_equal(
+	    crypto_verify_cert(kp->cert_pem, kp->cert_len, "haven-auth-v1 nonce acme-ngp",
+	        strlen(msg), sig, siglen),
+	    HV_UNAUTHENTICATED);
+	assert_int_equal(crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg) - 1, sig,
+	                     siglen),
+	    HV_UNAUTHENTICATED);
+	for (size_t i = 0; i < siglen; i += 5) {
+		sig[i] ^= 0x04;
+		assert_int_equal(
+		    crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg), sig, siglen),
+		    HV_UNAUTHENTICATED);
+		sig[i] ^= 0x04;
+	}
+	assert_int_equal(
+	    crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg), sig, siglen - 1),
+	    HV_UNAUTHENTICATED);
+	assert_int_equal(
+	    crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg), NULL, 0),
+	    HV_UNAUTHENTICATED);
+	/* Another key's certificate. */
+	assert_int_equal(
+	    crypto_verify_cert(other->cert_pem, other->cert_len, msg, strlen(msg), sig, siglen),
+	    HV_UNAUTHENTICATED);
+	/* A signature by the other key. */
+	assert_int_equal(
+	    crypto_sign(other->key_pem, other->key_len, msg, strlen(msg), &sig2, &siglen2), HV_OK);
+	assert_int_equal(
+	    crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg), sig2, siglen2),
+	    HV_UNAUTHENTICATED);
+	free(sig2);
+	free(sig);
+
+	/* An empty message can be signed too. */
+	assert_int_equal(crypto_sign(kp->key_pem, kp->key_len, NULL, 0, &sig, &siglen), HV_OK);
+	assert_int_equal(crypto_verify_cert(kp->cert_pem, kp->cert_len, "", 0, sig, siglen), HV_OK);
+	free(sig);
+}
+
+static void
+test_sign_verify(void **state)
+{
+	keypair ec, ed, ec2;
+
+	(void) state;
+	keypair_make(&ec, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256());
+	keypair_make(&ec2, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256());
+	keypair_make(&ed, EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"), NULL);
+	sign_verify_round_trip(&ec, &ed);
+	sign_verify_round_trip(&ed, &ec);
+	sign_verify_round_trip(&ec, &ec2);
+	keypair_free(&ec);
+	keypair_free(&ec2);
+	keypair_free(&ed);
+}
+
+/* RSA, P-384 and Ed448, and the keys that are refused. */
+static void
+test_sign_other_keys(void **state)
+{
+	keypair  rsa, small, ec, ed;
+	uint8_t *sig;
+	size_t   siglen;
+
+	(void) state;
+	keypair_make(&rsa, EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) 2048), EVP_sha256());
+	keypair_make(&ec, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384"), EVP_sha256());
+	keypair_make(&ed, EVP_PKEY_Q_keygen(NULL, NULL, "ED448"), NULL);
+	sign_verify_round_trip(&rsa, &ec);
+	sign_verify_round_trip(&ec, &rsa);
+	sign_verify_round_trip(&ed, &ec);
+	keypair_free(&ed);
+	/* Other curves are not among the supported kinds. */
+	keypair_make(&ed, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "secp256k1"), EVP_sha256());
+	assert_int_equal(crypto_sign(ed.key_pem, ed.key_len, "m", 1, &sig, &siglen),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(
+	    crypto_verify_cert(ed.cert_pem, ed.cert_len, "m", 1, (const uint8_t *) "s", 1),
+	    HV_INVALID_ARGUMENT);
+	keypair_free(&ed);
+	/* Keys too weak to prove anything are refused as unsupported. */
+	keypair_make(&small, EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) 1024), EVP_sha256());
+	assert_int_equal(crypto_sign(small.key_pem, small.key_len, "m", 1, &sig, &siglen),
+	    HV_INVALID_ARGUMENT);
+	assert_null(sig);
+	assert_int_equal(
+	    crypto_verify_cert(small.cert_pem, small.cert_len, "m", 1, (const uint8_t *) "s", 1),
+	    HV_INVALID_ARGUMENT);
+	keypair_free(&small);
+	keypair_free(&rsa);
+	keypair_free(&ec);
+}
+
+static void
+test_garbage_pem(void **state)
+{
+	static const char garbage[] =
+	    "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+	static const char keygarbage[] =
+	    "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n";
+	keypair  ec;
+	uint8_t *sig = (uint8_t *) &ec;
+	size_t   siglen = 7;
+	char     fp[65];
+
+	(void) state;
+	keypair_make(&ec, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256());
+	assert_int_equal(crypto_verify_cert(garbage, strlen(garbage), "m", 1, (const uint8_t *) "s", 1),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_verify_cert("hello", 5, "m", 1, (const uint8_t *) "s", 1),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_verify_cert(NULL, 0, "m", 1, (const uint8_t *) "s", 1),
+	    HV_INVALID_ARGUMENT);
+	/* A private key where a certificate belongs, and the other way round. */
+	assert_int_equal(crypto_verify_cert(ec.key_pem, ec.key_len, "m", 1, (const uint8_t *) "s", 1),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_sign(ec.cert_pem, ec.cert_len, "m", 1, &sig, &siglen),
+	    HV_INVALID_ARGUMENT);
+	assert_null(sig);
+	assert_int_equal(siglen, 0);
+	assert_int_equal(
+	    crypto_sign(keygarbage, strlen(keygarbage), "m", 1, &sig, &siglen), HV_INVALID_ARGUMENT);
+	/* A truncated certificate. */
+	assert_int_equal(crypto_verify_cert(ec.cert_pem, ec.cert_len / 2, "m", 1,
+	                     (const uint8_t *) "s", 1),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_cert_fingerprint(garbage, strlen(garbage), fp), HV_INVALID_ARGUMENT);
+	assert_string_equal(fp, "");
+	keypair_free(&ec);
+}
+
+static void
+test_encrypted_key_never_prompts(void **state)
+{
+	EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	BIO      *bio  = BIO_new(BIO_s_mem());
+	char     *pem;
+	size_t    len;
+	uint8_t  *sig;
+	size_t    siglen;
+
+	(void) state;
+	assert_non_null(pkey);
+	assert_non_null(bio);
+	assert_int_equal(PEM_write_bio_PKCS8PrivateKey(
+	                     bio, pkey, EVP_aes_256_cbc(), NULL, 0, NULL, (void *) "passphrase"),
+	    1);
+	pem = bio_string(bio, &len);
+	/* With OpenSSL's default callback this would read the terminal. */
+	assert_int_equal(crypto_sign(pem, len, "m", 1, &sig, &siglen), HV_INVALID_ARGUMENT);
+	free(pem);
+	BIO_free(bio);
+	EVP_PKEY_free(pkey);
+}
+
+static void
+test_fingerprint(void **state)
+{
+	keypair      ec;
+	char         fp[65], want[65];
+	uint8_t      md[EVP_MAX_MD_SIZE];
+	unsigned int len;
+
+	(void) state;
+	keypair_make(&ec, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256());
+	assert_int_equal(crypto_cert_fingerprint(ec.cert_pem, ec.cert_len, fp), HV_OK);
+	assert_int_equal(strlen(fp), 64);
+	for (size_t i = 0; i < 64; i++) {
+		assert_non_null(strchr("0123456789abcdef", fp[i]));
+	}
+	assert_int_equal(X509_digest(ec.cert, EVP_sha256(), md, &len), 1);
+	assert_int_equal(len, 32);
+	for (unsigned int i = 0; i < len; i++) {
+		snprintf(want + 2 * i, 3, "%02x", md[i]);
+	}
+	assert_string_equal(fp, want);
+	keypair_free(&ec);
+}
+
+/* ---- files ------------------------------------------------------------------------------ */
+
+static char tmpdir[512];
+
+static int
+setup_tmp(void **state)
+{
+	const char *base = getenv("HAVEN_TEST_TMP");
+
+	(void) state;
+	snprintf(tmpdir, sizeof(tmpdir), "%s/crypto-test-XXXXXX", base != NULL ? base : "/tmp");
+	return (mkdtemp(tmpdir) != NULL ? 0 : -1);
+}
+
+static void
+write_file(const char *path, const char *text, mode_t mode)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static void
+test_read_file(void **state)
+{
+	char   path[600], empty[600], missing[600];
+	char  *buf;
+	size_t n;
+
+	(void) state;
+	snprintf(path, sizeof(path), "%s/key.pem", tmpdir);
+	snprintf(empty, sizeof(empty), "%s/empty", tmpdir);
+	snprintf(missing, sizeof(missing), "%s/missing", tmpdir);
+	write_file(path, "0123456789", 0644);
+	write_file(empty, "", 0600);
+
+	/* Readable by others: refused as private, fine as public. */
+	assert_int_equal(crypto_read_file(path, 100, true, &buf, &n), HV_PERMISSION_DENIED);
+	assert_null(buf);
+	assert_int_equal(crypto_read_file(path, 100, false, &buf, &n), HV_OK);
+	assert_string_equal(buf, "0123456789");
+	free(buf);
+	assert_int_equal(chmod(path, 0640), 0);
+	assert_int_equal(crypto_read_file(path, 100, true, &buf, &n), HV_PERMISSION_DENIED);
+	assert_int_equal(chmod(path, 0602), 0);
+	assert_int_equal(crypto_read_file(path, 100, true, &buf, &n), HV_PERMISSION_DENIED);
+
+	/* 0600 is private. */
+	assert_int_equal(chmod(path, 0600), 0);
+	assert_int_equal(crypto_read_file(path, 100, true, &buf, &n), HV_OK);
+	assert_int_equal(n, 10);
+	assert_string_equal(buf, "0123456789");
+	free(buf);
+
+	/* Exactly maxlen is fine, one byte more is not. */
+	assert_int_equal(crypto_read_file(path, 10, true, &buf, &n), HV_OK);
+	assert_int_equal(n, 10);
+	free(buf);
+	assert_int_equal(crypto_read_file(path, 9, true, &buf, &n), HV_OUT_OF_RANGE);
+	assert_null(buf);
+	assert_int_equal(crypto_read_file(path, 0, false, &buf, &n), HV_OUT_OF_RANGE);
+
+	assert_int_equal(crypto_read_file(empty, 10, true, &buf, &n), HV_OK);
+	assert_int_equal(n, 0);
+	assert_string_equal(buf, "");
+	free(buf);
+
+	assert_int_equal(crypto_read_file(missing, 10, false, &buf, &n), HV_NOT_FOUND);
+	assert_int_equal(crypto_read_file(tmpdir, 10, false, &buf, &n), HV_INVALID_ARGUMENT);
+	unlink(path);
+	unlink(empty);
+}
+
+static int
+teardown_tmp(void **state)
+{
+	(void) state;
+	return (rmdir(tmpdir));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sha256_fips180),
+		cmocka_unit_test(test_hmac_rfc4231),
+		cmocka_unit_test(test_equal_wipe_random),
+		cmocka_unit_test(test_aead_vectors),
+		cmocka_unit_test(test_aead_tamper),
+		cmocka_unit_test(test_b64url_rfc4648),
+		cmocka_unit_test(test_b64url_rejects),
+		cmocka_unit_test(test_sign_verify),
+		cmocka_unit_test(test_sign_other_keys),
+		cmocka_unit_test(test_garbage_pem),
+		cmocka_unit_test(test_encrypted_key_never_prompts),
+		cmocka_unit_test(test_fingerprint),
+		cmocka_unit_test(test_read_file),
+	};
+	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
+}
