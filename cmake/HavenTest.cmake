@@ -1,6 +1,8 @@
 # haven_test(<name> SOURCES <files...> [LIBS <libs...>] [TIMEOUT <seconds>] [ARGS <args...>])
 #
 # One executable per test program, registered with ctest under <name> with a timeout.
+file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/test-tmp)
+
 function(haven_test name)
   cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS;ARGS;LABELS" ${ARGN})
   if(NOT T_TIMEOUT)
