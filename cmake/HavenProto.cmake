@@ -1,3 +1,5 @@
+include(${CMAKE_CURRENT_LIST_DIR}/HavenProtoCheck.cmake)
+
 # haven_proto_library(<target> <proto root>)
 #
 # Compiles every .proto below <proto root> with protoc-c into the build tree and builds the
@@ -9,13 +11,7 @@ function(haven_proto_library target root)
   set(outdir "${CMAKE_BINARY_DIR}/proto")
   set(sources "")
   foreach(proto IN LISTS protos)
-    file(READ "${proto}" text)
-    string(REGEX REPLACE "//[^\n]*" "" text "${text}")
-    if(text MATCHES "rpc[ \t\r\n]+[A-Za-z0-9_]+[ \t\r\n]*\\([ \t\r\n]*stream[ \t\r\n]"
-       OR text MATCHES "returns[ \t\r\n]*\\([ \t\r\n]*stream[ \t\r\n]")
-      message(FATAL_ERROR "${proto}: streaming RPC methods are not supported "
-                          "(protoc-c compiles them as unary); use pub/sub or page tokens")
-    endif()
+    haven_proto_check("${proto}")
     file(RELATIVE_PATH rel "${root}" "${proto}")
     string(REGEX REPLACE "\\.proto$" "" base "${rel}")
     set(c "${outdir}/${base}.pb-c.c")

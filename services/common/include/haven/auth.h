@@ -41,7 +41,8 @@ typedef struct auth_org {
 	size_t   cert_pem_len;
 } auth_org;
 
-/* Looks an organisation up: HV_OK with *out filled, HV_NOT_FOUND, or another failure. */
+/* Looks an organisation up: HV_OK with *out filled, HV_NOT_FOUND, or another failure (then
+ * *out is ignored and not freed). Called from handler threads, possibly several at once. */
 typedef hv_status (*auth_lookup_fn)(void *arg, const char *org_id, auth_org *out);
 
 typedef struct auth_options {
@@ -52,29 +53,37 @@ typedef struct auth_options {
 	void          *lookup_arg;
 } auth_options;
 
-/* Creates the authenticator; the secret is copied (and wiped on free). */
+/* Creates the authenticator; the secret is copied (and wiped on free). An all-zero secret
+ * (one never loaded) or a NULL lookup is HV_INVALID_ARGUMENT. */
 hv_status auth_open(auth **out, const auth_options *opts);
 void auth_close(auth *a);
 
 /* Registers haven.auth.v1.Auth (Challenge, Authenticate; callable by anyone) on srv. */
 hv_status auth_register(auth *a, rpc_server *srv);
 
-/* Verifies a token and fills caller->role and caller->org_id. HV_UNAUTHENTICATED for a
- * forged, altered, malformed or expired token, or an organisation that is unknown or
- * disabled now. now_ms is Unix time in milliseconds. */
+/* Verifies a token and fills caller->role and caller->org_id (caller may be NULL).
+ * HV_UNAUTHENTICATED for a forged, altered, malformed or expired token, or an organisation
+ * that is unknown or disabled now or whose role is no longer the token's; the lookup's own
+ * status when the directory fails. now_ms is Unix time in milliseconds. */
 hv_status auth_verify_token(auth *a, const char *token, int64_t now_ms, rpc_caller *caller);
 
-/* Issues a token directly (for the node's own tools and tests). */
+/* Issues a token directly (for the node's own tools and tests), without asking the
+ * directory. role must be exactly one of RPC_ROLES_ORGS (never the operator or anonymous);
+ * HV_INVALID_ARGUMENT for another role, a bad org_id or now_ms < 0. expires_at_ms may be
+ * NULL. */
 hv_status auth_issue_token(auth *a, const char *org_id, rpc_role role, int64_t now_ms,
     char out[AUTH_TOKEN_MAX], uint64_t *expires_at_ms);
 
 /* Client side: runs Challenge and Authenticate on ch with the organisation's private key
- * (PEM) and sets the token on the channel. */
+ * (PEM) and sets the token on the channel. The channel's old token is cleared first, so after
+ * a failure it has none. timeout_ms (0: 10000) covers both calls; errmsg names the step that
+ * failed and the node's reason. */
 hv_status auth_login(rpc_channel *ch, const char *org_id, const char *key_pem,
     size_t key_pem_len, uint32_t timeout_ms, char *errmsg, size_t errsz);
 
 /* Loads the node secret from path, creating it (0600, random) when missing. A file readable
- * by group or others is refused with HV_PERMISSION_DENIED. */
+ * by group or others is refused with HV_PERMISSION_DENIED, one of the wrong size with
+ * HV_DATA_LOSS (it is never replaced). */
 hv_status auth_load_secret(const char *path, uint8_t secret[AUTH_SECRET_LEN]);
 
 /* Unix time in milliseconds. */

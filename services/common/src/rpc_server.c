@@ -1,0 +1,1060 @@
+/*
+ * rpc_server.c - the gRPC-style RPC server over an nng REP socket (see rpc.h).
+ *
+ * Threads and ownership. A fixed set of slots each own one nng context, one aio and one call
+ * (with its arena). A slot cycles RECV -> (checks) -> [queue -> worker] -> SEND -> RECV. The
+ * aio callback runs on nng's threads and never blocks: it decodes the envelope, identifies the
+ * caller, checks the method, role and deadline, and either answers at once (errors, inline
+ * handlers) or puts the slot on the bounded work queue. Worker threads take slots off the
+ * queue, run the handler and start the send. While a slot is queued or running, only the
+ * worker touches its call; nng touches it again only after the send has been started.
+ *
+ * Because each slot holds at most one call, the number of slots bounds the calls in the
+ * server; the queue bounds those waiting for a worker. With more slots than workers + queue, a
+ * burst beyond what the workers can take is answered RESOURCE_EXHAUSTED instead of waiting
+ * without bound.
+ */
+#include "haven/auth.h"
+#include "haven/log.h"
+#include "haven/rpc.h"
+
+#include "arena.h"
+#include "rpc_internal.h"
+
+#include "haven/diag/v1/diag.pb-c.h"
+#include "haven/health/v1/health.pb-c.h"
+#include "haven/rpc/v1/rpc.pb-c.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/tls/tls.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_LISTENERS 8
+#define MAX_HEALTH 32
+#define ECHO_MAX (64 * 1024)
+
+typedef struct method_entry {
+	char                             me_name[RPC_METHOD_NAME_MAX]; /* full name */
+	const ProtobufCMethodDescriptor *me_desc;
+	rpc_handler                      me_handler; /* NULL: UNIMPLEMENTED */
+	unsigned                         me_roles;
+	bool                             me_inline;
+	void                            *me_svc;
+} method_entry;
+
+typedef struct listener_entry {
+	nng_listener    l_listener;
+	int             l_id;
+	rpc_transport   l_transport;
+	nng_tls_config *l_tls;
+	int             l_lockfd; /* ipc:// lock file, or -1 */
+	char           *l_lockpath;
+} listener_entry;
+
+typedef struct health_entry {
+	char h_name[128];
+	bool h_serving;
+} health_entry;
+
+typedef enum slot_state { SLOT_RECV, SLOT_SEND } slot_state;
+
+struct rpc_call {
+	rpc_server                 *c_srv;
+	const method_entry         *c_method;
+	Haven__Rpc__V1__Request    *c_env;
+	ProtobufCMessage           *c_req;
+	rpc_caller                  c_caller;
+	int64_t                     c_start_us;
+	int64_t                     c_deadline_us;
+	char                        c_errmsg[RPC_ERRMSG_MAX];
+	arena                       c_arena;
+};
+
+typedef struct slot {
+	rpc_server  *s_srv;
+	nng_ctx      s_ctx;
+	nng_aio     *s_aio;
+	slot_state   s_state;
+	nng_msg     *s_msg; /* the received request, freed once decoded */
+	rpc_call     s_call;
+} slot;
+
+struct rpc_server {
+	nng_socket         sv_sock;
+	rpc_server_options sv_opts;
+	uid_t              sv_uid;
+	bool               sv_started;
+
+	method_entry      *sv_methods;
+	size_t             sv_nmethods;
+	size_t             sv_capmethods;
+
+	listener_entry     sv_listeners[MAX_LISTENERS];
+	size_t             sv_nlisteners;
+
+	slot              *sv_slots;
+	unsigned           sv_nslots;
+
+	pthread_mutex_t    sv_mtx;
+	pthread_cond_t     sv_work_cv; /* workers wait for queued slots */
+	pthread_cond_t     sv_idle_cv; /* close waits for in-flight calls */
+	slot             **sv_queue;   /* ring buffer of sv_opts.queue entries */
+	unsigned           sv_qhead;
+	unsigned           sv_qlen;
+	unsigned           sv_inflight; /* slots between receive and send completion */
+	bool               sv_closing;
+	pthread_t         *sv_workers;
+	unsigned           sv_nworkers;
+
+	health_entry       sv_health[MAX_HEALTH];
+	size_t             sv_nhealth;
+	bool               sv_node_serving;
+
+	atomic_ullong      sv_calls;
+	atomic_ullong      sv_rejected;
+	atomic_ullong      sv_malformed;
+};
+
+/* ---- call accessors ---------------------------------------------------------------- */
+
+const rpc_caller *
+rpc_call_caller(const rpc_call *call)
+{
+	return (&call->c_caller);
+}
+
+const char *
+rpc_call_method(const rpc_call *call)
+{
+	return (call->c_env != NULL ? call->c_env->method : "");
+}
+
+uint64_t
+rpc_call_request_id(const rpc_call *call)
+{
+	return (call->c_env != NULL ? call->c_env->request_id : 0);
+}
+
+const char *
+rpc_call_idempotency_key(const rpc_call *call)
+{
+	return (call->c_env != NULL && call->c_env->idempotency_key != NULL
+	        ? call->c_env->idempotency_key
+	        : "");
+}
+
+const char *
+rpc_call_metadata(const rpc_call *call, const char *key)
+{
+	if (call->c_env == NULL) {
+		return (NULL);
+	}
+	for (size_t i = 0; i < call->c_env->n_metadata; i++) {
+		if (strcmp(call->c_env->metadata[i]->key, key) == 0) {
+			return (call->c_env->metadata[i]->value);
+		}
+	}
+	return (NULL);
+}
+
+uint32_t
+rpc_call_remaining_ms(const rpc_call *call)
+{
+	int64_t left = call->c_deadline_us - rpc_now_us();
+	if (left <= 0) {
+		return (0);
+	}
+	return ((uint32_t) (left / 1000));
+}
+
+void *
+rpc_call_alloc(rpc_call *call, size_t n)
+{
+	void *p = arena_alloc(&call->c_arena, n);
+	if (p != NULL) {
+		memset(p, 0, n);
+	}
+	return (p);
+}
+
+char *
+rpc_call_strdup(rpc_call *call, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char  *p = arena_alloc(&call->c_arena, n);
+	if (p != NULL) {
+		memcpy(p, s, n);
+	}
+	return (p);
+}
+
+ProtobufCAllocator *
+rpc_call_allocator(rpc_call *call)
+{
+	return (&call->c_arena.a_pb);
+}
+
+hv_status
+rpc_call_error(rpc_call *call, hv_status code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(call->c_errmsg, sizeof(call->c_errmsg), fmt, ap);
+	va_end(ap);
+	return (code);
+}
+
+/* ---- method table ------------------------------------------------------------------ */
+
+static int
+method_cmp(const void *a, const void *b)
+{
+	return (strcmp(((const method_entry *) a)->me_name, ((const method_entry *) b)->me_name));
+}
+
+static const method_entry *
+method_find(const rpc_server *srv, const char *name)
+{
+	method_entry key;
+
+	if (strlen(name) >= sizeof(key.me_name)) {
+		return (NULL);
+	}
+	strcpy(key.me_name, name); /* length checked above */
+	return (bsearch(&key, srv->sv_methods, srv->sv_nmethods, sizeof(method_entry), method_cmp));
+}
+
+hv_status
+rpc_server_add_service(rpc_server *srv, const ProtobufCServiceDescriptor *desc,
+    const rpc_method_impl *impls, size_t n, void *svc)
+{
+	if (srv == NULL || desc == NULL || (n > 0 && impls == NULL) || srv->sv_started) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	/* Every impl must name a method of the descriptor. */
+	for (size_t i = 0; i < n; i++) {
+		bool found = false;
+		for (unsigned j = 0; j < desc->n_methods; j++) {
+			if (strcmp(impls[i].name, desc->methods[j].name) == 0) {
+				found = true;
+			}
+		}
+		if (!found || impls[i].handler == NULL) {
+			log_error("rpc: %s has no method %s", desc->name, impls[i].name);
+			return (HV_INVALID_ARGUMENT);
+		}
+	}
+	if (srv->sv_nmethods + desc->n_methods > srv->sv_capmethods) {
+		size_t        cap = (srv->sv_nmethods + desc->n_methods) * 2;
+		method_entry *m   = realloc(srv->sv_methods, cap * sizeof(*m));
+		if (m == NULL) {
+			return (HV_RESOURCE_EXHAUSTED);
+		}
+		srv->sv_methods    = m;
+		srv->sv_capmethods = cap;
+	}
+	for (unsigned j = 0; j < desc->n_methods; j++) {
+		method_entry *m = &srv->sv_methods[srv->sv_nmethods];
+		int           len;
+
+		memset(m, 0, sizeof(*m));
+		len = snprintf(m->me_name, sizeof(m->me_name), "%s/%s", desc->name,
+		    desc->methods[j].name);
+		if (len < 0 || (size_t) len >= sizeof(m->me_name) ||
+		    method_find(srv, m->me_name) != NULL) {
+			return (HV_INVALID_ARGUMENT);
+		}
+		m->me_desc = &desc->methods[j];
+		m->me_svc  = svc;
+		for (size_t i = 0; i < n; i++) {
+			if (strcmp(impls[i].name, desc->methods[j].name) == 0) {
+				m->me_handler = impls[i].handler;
+				m->me_roles   = impls[i].roles;
+				m->me_inline  = impls[i].inline_handler;
+			}
+		}
+		srv->sv_nmethods++;
+		/* Kept sorted so that method_find can bsearch, also during registration. */
+		qsort(srv->sv_methods, srv->sv_nmethods, sizeof(method_entry), method_cmp);
+	}
+	rpc_server_set_serving(srv, desc->name, true);
+	return (HV_OK);
+}
+
+/* ---- health and diagnostics -------------------------------------------------------- */
+
+void
+rpc_server_set_serving(rpc_server *srv, const char *service, bool serving)
+{
+	pthread_mutex_lock(&srv->sv_mtx);
+	if (service == NULL || service[0] == '\0') {
+		srv->sv_node_serving = serving;
+		goto out;
+	}
+	for (size_t i = 0; i < srv->sv_nhealth; i++) {
+		if (strcmp(srv->sv_health[i].h_name, service) == 0) {
+			srv->sv_health[i].h_serving = serving;
+			goto out;
+		}
+	}
+	if (srv->sv_nhealth < MAX_HEALTH && strlen(service) < sizeof(srv->sv_health[0].h_name)) {
+		health_entry *h = &srv->sv_health[srv->sv_nhealth++];
+		strcpy(h->h_name, service); /* length checked above */
+		h->h_serving = serving;
+	}
+out:
+	pthread_mutex_unlock(&srv->sv_mtx);
+}
+
+static hv_status
+health_check(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+{
+	rpc_server                               *srv = svc;
+	const Haven__Health__V1__HealthCheckRequest *in  = (const void *) req;
+	Haven__Health__V1__HealthCheckResponse      *out;
+	int                                       found   = 0;
+	bool                                      serving = false;
+
+	out = rpc_call_alloc(call, sizeof(*out));
+	if (out == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	haven__health__v1__health_check_response__init(out);
+
+	pthread_mutex_lock(&srv->sv_mtx);
+	if (in->service == NULL || in->service[0] == '\0') {
+		found   = 1;
+		serving = srv->sv_node_serving && !srv->sv_closing;
+	} else {
+		for (size_t i = 0; i < srv->sv_nhealth; i++) {
+			if (strcmp(srv->sv_health[i].h_name, in->service) == 0) {
+				found   = 1;
+				serving = srv->sv_health[i].h_serving && !srv->sv_closing;
+			}
+		}
+	}
+	pthread_mutex_unlock(&srv->sv_mtx);
+
+	if (!found) {
+		return (rpc_call_error(call, HV_NOT_FOUND, "unknown service %.128s", in->service));
+	}
+	out->status = serving ? HAVEN__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+	                      : HAVEN__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+	*reply = &out->base;
+	return (HV_OK);
+}
+
+static hv_status
+diag_echo(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+{
+	const Haven__Diag__V1__EchoRequest *in = (const void *) req;
+	Haven__Diag__V1__EchoResponse      *out;
+
+	(void) svc;
+	if (in->payload.len > ECHO_MAX) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "echo payload of %zu bytes is over the limit of %d", in->payload.len, ECHO_MAX));
+	}
+	if ((out = rpc_call_alloc(call, sizeof(*out))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	haven__diag__v1__echo_response__init(out);
+	out->payload = in->payload; /* lives in the call's arena until the reply is sent */
+	*reply       = &out->base;
+	return (HV_OK);
+}
+
+/* ---- replies ----------------------------------------------------------------------- */
+
+/* A slot's call is over (its reply was sent or given up). */
+static void
+inflight_done(rpc_server *srv)
+{
+	pthread_mutex_lock(&srv->sv_mtx);
+	if (--srv->sv_inflight == 0) {
+		pthread_cond_broadcast(&srv->sv_idle_cv);
+	}
+	pthread_mutex_unlock(&srv->sv_mtx);
+}
+
+/* Packs the reply envelope (status, message and, on OK, the packed reply message) into an nng
+ * message and starts sending it on the slot's context. Never fails to send something: when the
+ * reply itself cannot be packed the caller gets INTERNAL or RESOURCE_EXHAUSTED instead. */
+static void
+slot_send(slot *sl, hv_status code, const ProtobufCMessage *reply)
+{
+	rpc_server            *srv  = sl->s_srv;
+	rpc_call              *call = &sl->s_call;
+	Haven__Rpc__V1__Reply  env  = HAVEN__RPC__V1__REPLY__INIT;
+	nng_msg               *msg  = NULL;
+	size_t                 size;
+
+	env.request_id = call->c_env != NULL ? call->c_env->request_id : 0;
+	if (code == HV_OK && reply != NULL) {
+		size_t   n   = protobuf_c_message_get_packed_size(reply);
+		uint8_t *buf = n > srv->sv_opts.max_msg ? NULL : arena_alloc(&call->c_arena, n);
+		if (buf == NULL) {
+			code = rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
+			    "reply of %zu bytes is over the limit", n);
+		} else {
+			protobuf_c_message_pack(reply, buf);
+			env.payload.data = buf;
+			env.payload.len  = n;
+		}
+	} else if (code == HV_OK) {
+		code = rpc_call_error(call, HV_INTERNAL, "handler returned no reply");
+	}
+	env.code = (uint32_t) code;
+	if (code != HV_OK) {
+		env.message = call->c_errmsg[0] != '\0' ? call->c_errmsg : (char *) hv_status_name(code);
+		env.payload.data = NULL;
+		env.payload.len  = 0;
+	}
+
+	size = haven__rpc__v1__reply__get_packed_size(&env);
+	if (nng_msg_alloc(&msg, size) != 0) {
+		msg = NULL;
+	} else {
+		haven__rpc__v1__reply__pack(&env, nng_msg_body(msg));
+	}
+
+	if (log_enabled(code == HV_OK ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO)) {
+		log_call(call->c_env != NULL ? call->c_env->method : "(undecoded)", env.request_id,
+		    code, rpc_now_us() - call->c_start_us, call->c_caller.org_id);
+	}
+	atomic_fetch_add(&srv->sv_calls, 1);
+
+	sl->s_state = SLOT_SEND;
+	if (msg == NULL) {
+		/* Out of memory for the reply: the client's timeout ends the call. Go on. */
+		nng_aio_set_msg(sl->s_aio, NULL);
+		sl->s_state = SLOT_RECV;
+		arena_reset(&call->c_arena);
+		inflight_done(srv);
+		nng_ctx_recv(sl->s_ctx, sl->s_aio);
+		return;
+	}
+	nng_aio_set_msg(sl->s_aio, msg);
+	nng_ctx_send(sl->s_ctx, sl->s_aio);
+}
+
+/* ---- identity and checks ----------------------------------------------------------- */
+
+static rpc_transport
+pipe_transport(rpc_server *srv, nng_pipe p)
+{
+	int id = nng_listener_id(nng_pipe_listener(p));
+
+	for (size_t i = 0; i < srv->sv_nlisteners; i++) {
+		if (srv->sv_listeners[i].l_id == id) {
+			return (srv->sv_listeners[i].l_transport);
+		}
+	}
+	return (RPC_TRANSPORT_TCP); /* unknown: treat as the least trusted */
+}
+
+/* Decides who the caller is. Only the transport and a verified token count. */
+static hv_status
+identify(rpc_server *srv, nng_msg *msg, rpc_call *call)
+{
+	nng_pipe    p     = nng_msg_get_pipe(msg);
+	const char *token = rpc_call_metadata(call, "authorization");
+	rpc_caller *c     = &call->c_caller;
+
+	c->transport = pipe_transport(srv, p);
+	c->org_id[0] = '\0';
+	if (token != NULL) {
+		if (strncmp(token, "Bearer ", 7) == 0) {
+			token += 7;
+		}
+		if (srv->sv_opts.auth == NULL) {
+			return (rpc_call_error(call, HV_UNAUTHENTICATED,
+			    "this server does not accept session tokens"));
+		}
+		if (auth_verify_token(srv->sv_opts.auth, token, auth_now_ms(), c) != HV_OK) {
+			return (rpc_call_error(call, HV_UNAUTHENTICATED,
+			    "session token is invalid, expired or revoked"));
+		}
+		return (HV_OK);
+	}
+	c->role = RPC_ROLE_ANONYMOUS;
+	if (c->transport == RPC_TRANSPORT_INPROC) {
+		c->role = RPC_ROLE_OPERATOR;
+	} else if (c->transport == RPC_TRANSPORT_IPC) {
+		uint64_t uid;
+		if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &uid) == 0 &&
+		    uid == (uint64_t) srv->sv_uid) {
+			c->role = RPC_ROLE_OPERATOR;
+		}
+	}
+	return (HV_OK);
+}
+
+static bool
+valid_metadata_key(const char *k)
+{
+	size_t n = strlen(k);
+
+	if (n == 0 || n > 64) {
+		return (false);
+	}
+	for (; *k != '\0'; k++) {
+		if (!((*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9') || *k == '-' ||
+		        *k == '_')) {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+/* Decodes the envelope and the payload and runs every check that comes before a handler.
+ * On failure the call's error message is set and the status returned. */
+static hv_status
+prepare(rpc_server *srv, nng_msg *msg, rpc_call *call)
+{
+	Haven__Rpc__V1__Request *env;
+	const method_entry      *m;
+	uint32_t                 timeout;
+	hv_status                st;
+
+	env = haven__rpc__v1__request__unpack(&call->c_arena.a_pb, nng_msg_len(msg),
+	    nng_msg_body(msg));
+	if (env == NULL) {
+		atomic_fetch_add(&srv->sv_malformed, 1);
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "request is not a haven.rpc.v1.Request envelope (or is over the decode budget)"));
+	}
+	call->c_env = env;
+	if (env->method == NULL || env->method[0] == '\0' ||
+	    strlen(env->method) >= RPC_METHOD_NAME_MAX) {
+		atomic_fetch_add(&srv->sv_malformed, 1);
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "method name missing or too long"));
+	}
+	if (env->n_metadata > RPC_METADATA_MAX) {
+		atomic_fetch_add(&srv->sv_malformed, 1);
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "%zu metadata entries, at most %d allowed", env->n_metadata, RPC_METADATA_MAX));
+	}
+	for (size_t i = 0; i < env->n_metadata; i++) {
+		if (!valid_metadata_key(env->metadata[i]->key) ||
+		    strlen(env->metadata[i]->value) > 4096) {
+			atomic_fetch_add(&srv->sv_malformed, 1);
+			return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+			    "metadata entry %zu has an invalid key or a value over 4096 bytes", i));
+		}
+	}
+	if (strlen(env->idempotency_key) > RPC_IDEMPOTENCY_KEY_MAX) {
+		atomic_fetch_add(&srv->sv_malformed, 1);
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "idempotency key over %d bytes", RPC_IDEMPOTENCY_KEY_MAX));
+	}
+
+	timeout = env->timeout_ms != 0 ? env->timeout_ms : srv->sv_opts.default_timeout_ms;
+	if (timeout > srv->sv_opts.max_timeout_ms) {
+		timeout = srv->sv_opts.max_timeout_ms;
+	}
+	call->c_deadline_us = call->c_start_us + (int64_t) timeout * 1000;
+
+	if ((m = method_find(srv, env->method)) == NULL || m->me_handler == NULL) {
+		return (rpc_call_error(call, HV_UNIMPLEMENTED, "unknown method %.200s", env->method));
+	}
+	call->c_method = m;
+
+	if ((st = identify(srv, msg, call)) != HV_OK) {
+		return (st);
+	}
+	if ((m->me_roles & call->c_caller.role) == 0) {
+		return (rpc_call_error(call, HV_PERMISSION_DENIED, "role %s may not call %s",
+		    rpc_role_name(call->c_caller.role), m->me_name));
+	}
+
+	call->c_req = protobuf_c_message_unpack(m->me_desc->input, &call->c_arena.a_pb,
+	    env->payload.len, env->payload.data);
+	if (call->c_req == NULL) {
+		atomic_fetch_add(&srv->sv_malformed, 1);
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "payload does not decode as %s (or is over the decode budget)",
+		    m->me_desc->input->name));
+	}
+	if (rpc_now_us() >= call->c_deadline_us) {
+		return (rpc_call_error(call, HV_DEADLINE_EXCEEDED, "deadline passed before dispatch"));
+	}
+	return (HV_OK);
+}
+
+/* Runs the handler of a prepared call and sends its reply. */
+static void
+slot_run(slot *sl)
+{
+	rpc_call         *call  = &sl->s_call;
+	ProtobufCMessage *reply = NULL;
+	hv_status         st;
+
+	if (rpc_now_us() >= call->c_deadline_us) {
+		st = rpc_call_error(call, HV_DEADLINE_EXCEEDED, "deadline passed while queued");
+	} else {
+		st = call->c_method->me_handler(call, call->c_method->me_svc, call->c_req, &reply);
+	}
+	slot_send(sl, st, reply);
+}
+
+/* ---- the work queue ---------------------------------------------------------------- */
+
+static void *
+worker_main(void *arg)
+{
+	rpc_server *srv = arg;
+
+	for (;;) {
+		slot *sl;
+
+		pthread_mutex_lock(&srv->sv_mtx);
+		while (srv->sv_qlen == 0 && !srv->sv_closing) {
+			pthread_cond_wait(&srv->sv_work_cv, &srv->sv_mtx);
+		}
+		if (srv->sv_qlen == 0) { /* closing and drained */
+			pthread_mutex_unlock(&srv->sv_mtx);
+			return (NULL);
+		}
+		sl            = srv->sv_queue[srv->sv_qhead];
+		srv->sv_qhead = (srv->sv_qhead + 1) % srv->sv_opts.queue;
+		srv->sv_qlen--;
+		pthread_mutex_unlock(&srv->sv_mtx);
+
+		slot_run(sl);
+	}
+}
+
+/* Queues a prepared call for a worker. Returns false when the queue is full. */
+static bool
+enqueue(rpc_server *srv, slot *sl)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&srv->sv_mtx);
+	if (srv->sv_qlen < srv->sv_opts.queue) {
+		unsigned tail       = (srv->sv_qhead + srv->sv_qlen) % srv->sv_opts.queue;
+		srv->sv_queue[tail] = sl;
+		srv->sv_qlen++;
+		pthread_cond_signal(&srv->sv_work_cv);
+		ok = true;
+	}
+	pthread_mutex_unlock(&srv->sv_mtx);
+	return (ok);
+}
+
+/* The aio callback: runs on nng's threads, never blocks on anything but short mutexes. */
+static void
+slot_cb(void *arg)
+{
+	slot       *sl  = arg;
+	rpc_server *srv = sl->s_srv;
+	rpc_call   *call;
+	nng_msg    *msg;
+	hv_status   st;
+	bool        closing;
+	int         rv = nng_aio_result(sl->s_aio);
+
+	if (sl->s_state == SLOT_SEND) {
+		if (rv != 0) {
+			nng_msg_free(nng_aio_get_msg(sl->s_aio));
+		}
+		arena_reset(&sl->s_call.c_arena);
+		inflight_done(srv);
+		sl->s_state = SLOT_RECV;
+		if (rv == NNG_ECLOSED) {
+			return;
+		}
+		nng_ctx_recv(sl->s_ctx, sl->s_aio);
+		return;
+	}
+
+	/* SLOT_RECV */
+	if (rv != 0) {
+		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+			return;
+		}
+		nng_ctx_recv(sl->s_ctx, sl->s_aio);
+		return;
+	}
+	msg = nng_aio_get_msg(sl->s_aio);
+	nng_aio_set_msg(sl->s_aio, NULL);
+
+	pthread_mutex_lock(&srv->sv_mtx);
+	srv->sv_inflight++;
+	closing = srv->sv_closing;
+	pthread_mutex_unlock(&srv->sv_mtx);
+
+	call = &sl->s_call;
+	memset(&call->c_caller, 0, sizeof(call->c_caller));
+	call->c_env         = NULL;
+	call->c_req         = NULL;
+	call->c_method      = NULL;
+	call->c_errmsg[0]   = '\0';
+	call->c_start_us    = rpc_now_us();
+	call->c_deadline_us = call->c_start_us;
+
+	st = prepare(srv, msg, call);
+	nng_msg_free(msg); /* everything needed was copied into the arena */
+	if (st == HV_OK && closing) {
+		st = rpc_call_error(call, HV_UNAVAILABLE, "server is shutting down");
+	}
+	if (st != HV_OK) {
+		slot_send(sl, st, NULL);
+		return;
+	}
+	if (call->c_method->me_inline) {
+		slot_run(sl);
+		return;
+	}
+	if (!enqueue(srv, sl)) {
+		atomic_fetch_add(&srv->sv_rejected, 1);
+		slot_send(sl,
+		    rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "server busy: %u calls queued",
+		        srv->sv_opts.queue),
+		    NULL);
+	}
+}
+
+/* ---- lifecycle --------------------------------------------------------------------- */
+
+static const rpc_method_impl health_methods[] = {
+	{ .name = "Check", .handler = health_check, .roles = RPC_ROLES_ANY, .inline_handler = true },
+};
+
+static const rpc_method_impl diag_methods[] = {
+	{ .name = "Echo", .handler = diag_echo, .roles = RPC_ROLES_AUTHENTICATED },
+};
+
+hv_status
+rpc_server_open(rpc_server **out, const rpc_server_options *opts)
+{
+	rpc_server *srv;
+	hv_status   st = HV_RESOURCE_EXHAUSTED;
+	int         rv;
+
+	if (out == NULL) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	*out = NULL;
+	if ((srv = calloc(1, sizeof(*srv))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	if (opts != NULL) {
+		srv->sv_opts = *opts;
+	}
+	if (srv->sv_opts.workers == 0) {
+		srv->sv_opts.workers = 4;
+	}
+	if (srv->sv_opts.queue == 0) {
+		srv->sv_opts.queue = 256;
+	}
+	if (srv->sv_opts.contexts == 0) {
+		srv->sv_opts.contexts = srv->sv_opts.workers + srv->sv_opts.queue + 8;
+	}
+	if (srv->sv_opts.max_msg == 0) {
+		srv->sv_opts.max_msg = RPC_DEFAULT_MAX_MSG;
+	}
+	if (srv->sv_opts.call_budget == 0) {
+		srv->sv_opts.call_budget = 4 * srv->sv_opts.max_msg;
+	}
+	if (srv->sv_opts.default_timeout_ms == 0) {
+		srv->sv_opts.default_timeout_ms = 30000;
+	}
+	if (srv->sv_opts.max_timeout_ms == 0) {
+		srv->sv_opts.max_timeout_ms = 300000;
+	}
+	if (srv->sv_opts.name == NULL) {
+		srv->sv_opts.name = "haven";
+	}
+	srv->sv_uid          = getuid();
+	srv->sv_node_serving = true;
+	pthread_mutex_init(&srv->sv_mtx, NULL);
+	pthread_cond_init(&srv->sv_work_cv, NULL);
+	pthread_cond_init(&srv->sv_idle_cv, NULL);
+
+	if ((rv = nng_rep0_open(&srv->sv_sock)) != 0) {
+		st = hv_status_from_nng(rv);
+		goto fail;
+	}
+	if ((rv = nng_socket_set_size(srv->sv_sock, NNG_OPT_RECVMAXSZ, srv->sv_opts.max_msg)) !=
+	    0) {
+		st = hv_status_from_nng(rv);
+		goto fail;
+	}
+	if ((st = rpc_server_add_service(srv, &haven__health__v1__health__descriptor,
+	         health_methods, 1, srv)) != HV_OK ||
+	    (st = rpc_server_add_service(srv, &haven__diag__v1__diagnostics__descriptor,
+	         diag_methods, 1, srv)) != HV_OK) {
+		goto fail;
+	}
+	*out = srv;
+	return (HV_OK);
+
+fail:
+	rpc_server_close(srv);
+	return (st);
+}
+
+/* Takes an exclusive lock on "<socket path>.lock" and removes a socket file left by a node
+ * that died (it holds no lock any more). The lock is held while the server lives. */
+static hv_status
+ipc_prepare(const char *path, listener_entry *le)
+{
+	char        dir[512];
+	char       *slash;
+	struct stat sb;
+	size_t      n = strlen(path);
+
+	if (n == 0 || n + 6 > sizeof(dir)) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	memcpy(dir, path, n + 1);
+	if ((slash = strrchr(dir, '/')) == NULL) {
+		log_error("rpc: ipc path %s must be absolute, in a directory of its own", path);
+		return (HV_INVALID_ARGUMENT);
+	}
+	*slash = '\0';
+	if (stat(dir[0] != '\0' ? dir : "/", &sb) != 0) {
+		log_error("rpc: ipc directory %s: %s", dir, strerror(errno));
+		return (hv_status_from_errno(errno));
+	}
+	if (sb.st_uid != getuid() || (sb.st_mode & 077) != 0) {
+		log_error("rpc: ipc directory %s must belong to this user and be closed to others "
+		          "(mode 0700)",
+		    dir);
+		return (HV_PERMISSION_DENIED);
+	}
+	if ((le->l_lockpath = malloc(n + 6)) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	snprintf(le->l_lockpath, n + 6, "%s.lock", path);
+	le->l_lockfd = open(le->l_lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (le->l_lockfd < 0) {
+		return (hv_status_from_errno(errno));
+	}
+	if (flock(le->l_lockfd, LOCK_EX | LOCK_NB) != 0) {
+		log_error("rpc: %s is in use by another running node", path);
+		close(le->l_lockfd);
+		le->l_lockfd = -1;
+		return (HV_ALREADY_EXISTS);
+	}
+	(void) unlink(path); /* a stale socket of a dead node */
+	return (HV_OK);
+}
+
+static hv_status
+tls_server_config(const rpc_server_options *o, nng_tls_config **out)
+{
+	nng_tls_config *cfg = NULL;
+	int             rv;
+
+	if (o->tls_ca_file == NULL || o->tls_cert_file == NULL || o->tls_key_file == NULL) {
+		log_error("rpc: tls+tcp:// needs a CA file, a certificate file and a key file");
+		return (HV_INVALID_ARGUMENT);
+	}
+	if ((rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_SERVER)) != 0 ||
+	    (rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
+	    (rv = nng_tls_config_ca_file(cfg, o->tls_ca_file)) != 0 ||
+	    (rv = rpc_tls_own_cert(cfg, o->tls_cert_file, o->tls_key_file)) != 0) {
+		log_error("rpc: TLS configuration failed: %s", nng_strerror(rv));
+		if (cfg != NULL) {
+			nng_tls_config_free(cfg);
+		}
+		return (rv == NNG_ENOENT ? HV_NOT_FOUND : HV_INVALID_ARGUMENT);
+	}
+	*out = cfg;
+	return (HV_OK);
+}
+
+hv_status
+rpc_server_listen(rpc_server *srv, const char *url)
+{
+	listener_entry *le;
+	hv_status       st;
+	int             rv;
+
+	if (srv == NULL || url == NULL || srv->sv_started) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	if (srv->sv_nlisteners == MAX_LISTENERS) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	le = &srv->sv_listeners[srv->sv_nlisteners];
+	memset(le, 0, sizeof(*le));
+	le->l_lockfd = -1;
+	if ((st = rpc_url_transport(url, srv->sv_opts.insecure_tcp, &le->l_transport)) != HV_OK) {
+		return (st);
+	}
+	if (le->l_transport == RPC_TRANSPORT_IPC &&
+	    (st = ipc_prepare(url + strlen("ipc://"), le)) != HV_OK) {
+		goto fail;
+	}
+	if ((rv = nng_listener_create(&le->l_listener, srv->sv_sock, url)) != 0) {
+		log_error("rpc: cannot listen on %s: %s", url, nng_strerror(rv));
+		st = hv_status_from_nng(rv);
+		goto fail;
+	}
+	if ((rv = nng_listener_set_size(le->l_listener, NNG_OPT_RECVMAXSZ, srv->sv_opts.max_msg)) !=
+	    0) {
+		st = hv_status_from_nng(rv);
+		goto fail_listener;
+	}
+	if (le->l_transport == RPC_TRANSPORT_IPC &&
+	    (rv = nng_listener_set_int(le->l_listener, NNG_OPT_IPC_PERMISSIONS, 0600)) != 0) {
+		st = hv_status_from_nng(rv);
+		goto fail_listener;
+	}
+	if (le->l_transport == RPC_TRANSPORT_TLS) {
+		if ((st = tls_server_config(&srv->sv_opts, &le->l_tls)) != HV_OK) {
+			goto fail_listener;
+		}
+		if ((rv = nng_listener_set_ptr(le->l_listener, NNG_OPT_TLS_CONFIG, le->l_tls)) != 0) {
+			st = hv_status_from_nng(rv);
+			goto fail_listener;
+		}
+	}
+	if ((rv = nng_listener_start(le->l_listener, 0)) != 0) {
+		log_error("rpc: cannot listen on %s: %s", url, nng_strerror(rv));
+		st = hv_status_from_nng(rv);
+		goto fail_listener;
+	}
+	le->l_id = nng_listener_id(le->l_listener);
+	srv->sv_nlisteners++;
+	return (HV_OK);
+
+fail_listener:
+	nng_listener_close(le->l_listener);
+fail:
+	if (le->l_tls != NULL) {
+		nng_tls_config_free(le->l_tls);
+	}
+	if (le->l_lockfd >= 0) {
+		close(le->l_lockfd);
+	}
+	free(le->l_lockpath);
+	memset(le, 0, sizeof(*le));
+	return (st);
+}
+
+hv_status
+rpc_server_start(rpc_server *srv)
+{
+	int rv;
+
+	if (srv == NULL || srv->sv_started) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	srv->sv_queue   = calloc(srv->sv_opts.queue, sizeof(slot *));
+	srv->sv_workers = calloc(srv->sv_opts.workers, sizeof(pthread_t));
+	srv->sv_slots   = calloc(srv->sv_opts.contexts, sizeof(slot));
+	if (srv->sv_queue == NULL || srv->sv_workers == NULL || srv->sv_slots == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	srv->sv_started = true;
+	for (unsigned i = 0; i < srv->sv_opts.workers; i++) {
+		if (pthread_create(&srv->sv_workers[i], NULL, worker_main, srv) != 0) {
+			return (HV_RESOURCE_EXHAUSTED);
+		}
+		srv->sv_nworkers++;
+	}
+	for (unsigned i = 0; i < srv->sv_opts.contexts; i++) {
+		slot *sl  = &srv->sv_slots[i];
+		sl->s_srv = srv;
+		arena_init(&sl->s_call.c_arena, srv->sv_opts.call_budget);
+		sl->s_call.c_srv = srv;
+		if ((rv = nng_aio_alloc(&sl->s_aio, slot_cb, sl)) != 0) {
+			return (hv_status_from_nng(rv));
+		}
+		if ((rv = nng_ctx_open(&sl->s_ctx, srv->sv_sock)) != 0) {
+			nng_aio_free(sl->s_aio);
+			sl->s_aio = NULL;
+			return (hv_status_from_nng(rv));
+		}
+		srv->sv_nslots++;
+		sl->s_state = SLOT_RECV;
+		nng_ctx_recv(sl->s_ctx, sl->s_aio);
+	}
+	log_info("rpc: %s serving with %u workers, queue %u, %u contexts", srv->sv_opts.name,
+	    srv->sv_opts.workers, srv->sv_opts.queue, srv->sv_opts.contexts);
+	return (HV_OK);
+}
+
+void
+rpc_server_get_stats(rpc_server *srv, rpc_server_stats *out)
+{
+	out->calls     = atomic_load(&srv->sv_calls);
+	out->rejected  = atomic_load(&srv->sv_rejected);
+	out->malformed = atomic_load(&srv->sv_malformed);
+}
+
+void
+rpc_server_close(rpc_server *srv)
+{
+	struct timespec until;
+
+	if (srv == NULL) {
+		return;
+	}
+	/* Stop taking new calls, let queued and running ones finish (bounded wait). */
+	pthread_mutex_lock(&srv->sv_mtx);
+	srv->sv_closing = true;
+	pthread_cond_broadcast(&srv->sv_work_cv);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	while (srv->sv_inflight > 0) {
+		if (pthread_cond_timedwait(&srv->sv_idle_cv, &srv->sv_mtx, &until) != 0) {
+			log_warn("rpc: %u calls still in flight at shutdown", srv->sv_inflight);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&srv->sv_mtx);
+	for (unsigned i = 0; i < srv->sv_nworkers; i++) {
+		pthread_join(srv->sv_workers[i], NULL);
+	}
+
+	/* Closing the socket completes every pending receive with NNG_ECLOSED; freeing an aio
+	 * waits for its callback. */
+	nng_close(srv->sv_sock);
+	for (unsigned i = 0; i < srv->sv_nslots; i++) {
+		nng_aio_free(srv->sv_slots[i].s_aio);
+		arena_reset(&srv->sv_slots[i].s_call.c_arena);
+	}
+	for (size_t i = 0; i < srv->sv_nlisteners; i++) {
+		listener_entry *le = &srv->sv_listeners[i];
+		if (le->l_tls != NULL) {
+			nng_tls_config_free(le->l_tls);
+		}
+		if (le->l_lockfd >= 0) {
+			if (le->l_lockpath != NULL) {
+				/* Remove the socket (path = lock path minus ".lock") while still
+				 * holding the lock, so no other node's socket is removed. */
+				size_t n = strlen(le->l_lockpath) - 5;
+				le->l_lockpath[n] = '\0';
+				(void) unlink(le->l_lockpath);
+			}
+			close(le->l_lockfd);
+		}
+		free(le->l_lockpath);
+	}
+	free(srv->sv_slots);
+	free(srv->sv_queue);
+	free(srv->sv_workers);
+	free(srv->sv_methods);
+	pthread_cond_destroy(&srv->sv_work_cv);
+	pthread_cond_destroy(&srv->sv_idle_cv);
+	pthread_mutex_destroy(&srv->sv_mtx);
+	free(srv);
+}

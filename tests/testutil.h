@@ -1,0 +1,32 @@
+/*
+ * testutil.h - helpers shared by the integration tests.
+ */
+#ifndef HAVEN_TESTUTIL_H
+#define HAVEN_TESTUTIL_H
+
+#include <stddef.h>
+
+#include "haven/auth.h"
+
+/* A fresh 0700 directory under $HAVEN_TEST_TMP (or /tmp); the path is static storage of the
+ * caller's choosing (out, outsz). Aborts the test program on failure. */
+void tu_tmpdir(char *out, size_t outsz, const char *prefix);
+
+/* Makes a PKI in dir with deploy/pki.sh: ca, server (localhost) and a client cert per org. */
+void tu_pki(const char *dir, const char *const *orgs, size_t n);
+
+/* Reads a whole file into a malloc'd NUL-terminated buffer; aborts on failure. */
+char *tu_slurp(const char *path, size_t *len);
+
+/* A tiny in-memory partner directory for auth tests. */
+typedef struct tu_org {
+	const char *id;
+	rpc_role    role;
+	int         enabled;
+	const char *cert_path; /* PEM file, or NULL */
+} tu_org;
+
+/* auth_lookup_fn over a tu_org array terminated by an entry with id NULL. */
+hv_status tu_lookup(void *arg, const char *org_id, auth_org *out);
+
+#endif
