@@ -1,0 +1,223 @@
+/*
+ * haven - the command-line client of a haven node.
+ *
+ *   haven [options] COMMAND [ARGS]
+ *
+ * Talks to the node over ipc:// (the local operator: the node's own user) or tls+tcp:// (a
+ * partner organisation with its certificate, logged in with its key). Prints tables for
+ * people and, with --json, one JSON document for scripts.
+ *
+ * Exit codes: 0 success; 1..16 the gRPC status code of the failed call (3 INVALID_ARGUMENT,
+ * 5 NOT_FOUND, 7 PERMISSION_DENIED, 14 UNAVAILABLE, 16 UNAUTHENTICATED, ...); 64 usage error.
+ */
+#include "haven/auth.h"
+#include "haven/crypto.h"
+#include "haven/log.h"
+#include "haven/rpc.h"
+
+#include "cli.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: haven [options] COMMAND [ARGS]\n"
+	    "options:\n"
+	    "  --data DIR      node data directory; the node is at ipc://DIR/run/haven.sock\n"
+	    "                  (default: $HAVEN_DATA, else ./haven-data)\n"
+	    "  --url URL       the node's URL instead (ipc:// or tls+tcp://)\n"
+	    "  --ca FILE --cert FILE --key FILE   TLS files of this organisation (tls+tcp://)\n"
+	    "  --org ID        log in as organisation ID with --key (proves possession of the key)\n"
+	    "  --timeout MS    per-call timeout (default 10000)\n"
+	    "  --json          print JSON instead of tables\n"
+	    "commands:\n"
+	    "  health [SERVICE]   is the node (or one service) serving?\n"
+	    "  echo TEXT          round trip through the node (diagnostics)\n"
+	    "exit codes: 0 ok, 1..16 the call's gRPC status code, 64 usage\n");
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(cli *, int, char **);
+} commands[] = {
+	{ "health", cmd_health },
+	{ "echo", cmd_echo },
+};
+
+int
+cli_fail(cli *c, const char *what, hv_status code, const char *msg)
+{
+	if (c->json) {
+		cli_print_json(json_pack("{s:s, s:s, s:i, s:s}", "error", what, "status",
+		    hv_status_name(code), "code", (int) code, "message", msg != NULL ? msg : ""));
+	}
+	fprintf(stderr, "haven: %s: %s: %s\n", what, hv_status_name(code),
+	    msg != NULL && msg[0] != '\0' ? msg : "call failed");
+	return ((int) code);
+}
+
+int
+cli_call(cli *c, const char *what, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply, bool idempotent)
+{
+	rpc_call_options o = { .timeout_ms = c->timeout_ms, .idempotent = idempotent };
+	char             err[RPC_ERRMSG_MAX];
+	hv_status        st;
+
+	st = rpc_channel_call(c->ch, method, req, reply_desc, reply, &o, err, sizeof(err));
+	if (st != HV_OK) {
+		return (cli_fail(c, what, st, err));
+	}
+	return (0);
+}
+
+int
+cli_usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("haven: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see haven --help)\n", stderr);
+	return (CLI_EXIT_USAGE);
+}
+
+void
+cli_print_json(json_t *v)
+{
+	if (v == NULL) {
+		fputs("null\n", stdout);
+		return;
+	}
+	json_dumpf(v, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+	fputc('\n', stdout);
+	json_decref(v);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "data", required_argument, NULL, 'd' },
+		{ "url", required_argument, NULL, 'u' },
+		{ "ca", required_argument, NULL, 'a' },
+		{ "cert", required_argument, NULL, 'c' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "org", required_argument, NULL, 'o' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	cli                 c    = { .timeout_ms = 10000 };
+	rpc_channel_options co   = { 0 };
+	const char         *data = getenv("HAVEN_DATA");
+	const char         *url  = NULL;
+	const char         *org  = NULL;
+	char                defurl[PATH_MAX + 32];
+	char                err[RPC_ERRMSG_MAX];
+	int                 opt;
+	int                 ret = CLI_EXIT_USAGE;
+	hv_status           st;
+
+	while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'd':
+			data = optarg;
+			break;
+		case 'u':
+			url = optarg;
+			break;
+		case 'a':
+			co.tls_ca_file = optarg;
+			break;
+		case 'c':
+			co.tls_cert_file = optarg;
+			break;
+		case 'k':
+			co.tls_key_file = optarg;
+			break;
+		case 'o':
+			org = optarg;
+			break;
+		case 't': {
+			char *end;
+			long  n = strtol(optarg, &end, 10);
+			if (*end != '\0' || n < 1 || n > 3600000) {
+				fprintf(stderr, "haven: --timeout must be 1..3600000 ms, not '%s'\n", optarg);
+				return (CLI_EXIT_USAGE);
+			}
+			c.timeout_ms = (uint32_t) n;
+			break;
+		}
+		case 'j':
+			c.json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return (0);
+		default:
+			usage(stderr);
+			return (CLI_EXIT_USAGE);
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return (CLI_EXIT_USAGE);
+	}
+	log_init("cli", LOG_LEVEL_WARN);
+	if (url == NULL) {
+		snprintf(defurl, sizeof(defurl), "ipc://%s/run/haven.sock",
+		    data != NULL ? data : "./haven-data");
+		url = defurl;
+	}
+	if ((st = rpc_channel_open(&c.ch, url, &co)) != HV_OK) {
+		fprintf(stderr, "haven: cannot use %s: %s%s\n", url, hv_status_name(st),
+		    st == HV_PERMISSION_DENIED  ? " (plain tcp:// is not allowed, or a key file is open "
+		                                  "to others)"
+		    : st == HV_INVALID_ARGUMENT ? " (tls+tcp:// needs --ca, --cert and --key)"
+		                                : "");
+		return ((int) st);
+	}
+	if (org != NULL) {
+		char  *key = NULL;
+		size_t keylen;
+		if (co.tls_key_file == NULL) {
+			fprintf(stderr, "haven: --org needs --key\n");
+			goto out;
+		}
+		if ((st = crypto_read_file(co.tls_key_file, 64 * 1024, true, &key, &keylen)) != HV_OK) {
+			fprintf(stderr, "haven: cannot read key %s: %s\n", co.tls_key_file,
+			    hv_status_name(st));
+			ret = (int) st;
+			goto out;
+		}
+		st = auth_login(c.ch, org, key, keylen, c.timeout_ms, err, sizeof(err));
+		crypto_wipe(key, keylen);
+		free(key);
+		if (st != HV_OK) {
+			ret = cli_fail(&c, "login", st, err);
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(commands[i].name, argv[optind]) == 0) {
+			ret = commands[i].fn(&c, argc - optind - 1, argv + optind + 1);
+			goto out;
+		}
+	}
+	fprintf(stderr, "haven: unknown command '%s' (see haven --help)\n", argv[optind]);
+out:
+	rpc_channel_close(c.ch);
+	return (ret);
+}
