@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# deps.sh - installs the Debian 12 packages haven builds and runs with, when missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config openssl
+  libnng-dev                          # messaging: REQ/REP, pub/sub, ipc and TLS transports
+  libprotobuf-c-dev protobuf-c-compiler  # messages and service descriptors
+  liblmdb-dev                         # the node's embedded store
+  libssl-dev                          # cryptography (OpenSSL 3)
+  libjansson-dev                      # JSON output of the CLI and receipts
+  libcmocka-dev                       # unit tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "deps.sh: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
