@@ -11,7 +11,7 @@ case "$data" in /*) ;; *) data=$PWD/$data ;; esac
 
 scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)" >/dev/null
+cmake --build build -j "$(nproc)" --target haven-node haven-cli >/dev/null
 bin=$PWD/build
 
 mkdir -p "$data" && chmod 700 "$data"
