@@ -58,14 +58,18 @@ typedef struct store_options {
 
 /* Opens (creating if needed, mode 0700 for the directory and 0600 for its files) the store in
  * dir. Clears reader slots left by dead processes. On success *out owns the environment; close
- * it with store_close(). opts may be NULL for the defaults. */
+ * it with store_close(). opts may be NULL for the defaults. A directory this process already
+ * has open is refused (HV_FAILED_PRECONDITION), as is map_size > max_map_size
+ * (HV_INVALID_ARGUMENT). */
 hv_status store_open(store **out, const char *dir, const store_options *opts);
 
 /* Closes the store. All transactions must have ended. NULL is allowed. */
 void store_close(store *s);
 
 /* Opens (creating if needed) the named table. Names are at most 63 bytes of [a-z0-9_.].
- * Call at start-up; the handle stays valid until store_close(). Thread-safe. */
+ * Call at start-up, never from inside a write function: a transaction that began before a
+ * table was first opened cannot use it. The handle stays valid until store_close().
+ * Thread-safe. */
 hv_status store_table_open(store *s, const char *name, store_table *out);
 
 /* The schema version recorded in the store. */
@@ -74,17 +78,31 @@ uint32_t store_schema_version(const store *s);
 /* Runs fn(txn, arg) in a write transaction and commits it durably. If fn returns anything but
  * HV_OK the transaction is aborted and that status returned. fn may be run more than once
  * (after the map grew); see above. Blocks while another write transaction, of this or another
- * process, is open. Must not be called from inside another store_write on the same thread. */
+ * process, is open.
+ *
+ * Once LMDB failed a store call inside fn with anything but HV_NOT_FOUND, HV_ALREADY_EXISTS
+ * or HV_INVALID_ARGUMENT, the transaction cannot commit: it is aborted and that status
+ * returned even if fn returns HV_OK. A full map is the exception: the call returns
+ * HV_RESOURCE_EXHAUSTED, and whatever fn then returns, the map is grown and fn run again.
+ *
+ * Not from inside another store_write on the same thread (HV_FAILED_PRECONDITION), and not
+ * while the calling thread holds a read transaction: growing the map waits until every
+ * transaction of the process has ended. */
 typedef hv_status (*store_write_fn)(store_txn *txn, void *arg);
 hv_status store_write(store *s, store_write_fn fn, void *arg);
 
-/* Read transactions: a consistent snapshot. End every one with store_read_end(). */
+/* Read transactions: a consistent snapshot of committed data that includes every write
+ * acknowledged before store_read_begin was called. End every one with store_read_end(), on any
+ * thread. LMDB does not promise more: a read transaction delayed inside its begin may get a
+ * snapshot newer than the current one, so a later read transaction may see an older one;
+ * do not compare snapshots of different read transactions. */
 hv_status store_read_begin(store *s, store_txn **out);
 void store_read_end(store_txn *txn);
 
 /* Raw values. key: 1..511 bytes. store_get returns HV_NOT_FOUND when absent; *val points into
- * the map (see lifetimes above). store_put overwrites. store_del returns HV_NOT_FOUND when
- * absent. Writing in a read transaction is HV_FAILED_PRECONDITION. */
+ * the map (see lifetimes above); val and vlen may be NULL to test presence. store_put
+ * overwrites; a value may be empty. store_del returns HV_NOT_FOUND when absent. Writing in a
+ * read transaction is HV_FAILED_PRECONDITION. */
 hv_status store_get(store_txn *txn, store_table t, const void *key, size_t klen,
     const void **val, size_t *vlen);
 hv_status store_put(store_txn *txn, store_table t, const void *key, size_t klen,
@@ -105,8 +123,10 @@ hv_status store_get_msg(store_txn *txn, store_table t, const void *key, size_t k
 
 /* Ordered iteration (keys compare as unsigned bytes). store_cursor_seek positions at the first
  * key >= key (klen 0: the first key); store_cursor_next advances. Both return HV_NOT_FOUND at
- * the end. key/val point into the map (see lifetimes). Close every cursor before its
- * transaction ends. */
+ * the end. key/val point into the map (see lifetimes); any of k, kl, v, vl may be NULL. Close
+ * every cursor before its transaction ends (one left open is closed underneath when it ends,
+ * answers HV_FAILED_PRECONDITION, and must still be freed with store_cursor_close). After
+ * store_cursor_del, store_cursor_next returns the entry that followed the deleted one. */
 hv_status store_cursor_open(store_txn *txn, store_table t, store_cursor **out);
 hv_status store_cursor_seek(store_cursor *c, const void *key, size_t klen,
     const void **k, size_t *kl, const void **v, size_t *vl);
@@ -120,7 +140,10 @@ void store_cursor_close(store_cursor *c);
 hv_status store_count(store_txn *txn, store_table t, uint64_t *out);
 
 /* Consistent, compacted copy of the whole store into an empty directory dir, while other
- * processes keep reading and writing (mdb_env_copy2 with MDB_CP_COMPACT). */
+ * processes keep reading and writing (as mdb_env_copy2 with MDB_CP_COMPACT). dir is created
+ * (0700) if missing; one that is not empty is HV_FAILED_PRECONDITION. The copy is
+ * dir/data.mdb, mode 0600, synced to disk, and opens with store_open. While it runs, map growth
+ * in this process waits. */
 hv_status store_backup(store *s, const char *dir);
 
 /* Current map size and bytes in use, for metrics. */
