@@ -130,7 +130,7 @@ config_set(const config_option *opts, size_t n, void *out, const char *key, cons
 		snprintf(err, errsz, "unknown option '%.64s'", key);
 		return (HV_INVALID_ARGUMENT);
 	}
-	return (apply(o, out, value, "option", err, errsz));
+	return (apply(o, out, value, "command line", err, errsz));
 }
 
 hv_status

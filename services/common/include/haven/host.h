@@ -1,0 +1,87 @@
+/*
+ * host.h - what every haven service process does around its services: read the node's
+ * configuration (file and command line), prepare the data directory, open the store, the
+ * region map and the node secret, serve RPC on the configured URLs with organisation
+ * authentication, and shut down cleanly on SIGTERM or SIGINT.
+ *
+ * haven-node (all services in one process) and each service's own binary use it the same way:
+ *
+ *   host_config cfg;   host *h;
+ *   rc = host_config_load(&cfg, argc, argv, "haven-capacity");  // exits on --help
+ *   if (rc != 0) return rc;                                      // usage or config error: 2
+ *   host_open(&h, &cfg)             data dir, store, regions, secret, RPC server (not started)
+ *   ... create the services with host_store(h), host_regions(h), register them on
+ *       host_server(h) ...
+ *   host_start(h, lookup, arg)      authenticator over the partner directory, Auth service,
+ *                                   listeners, workers
+ *   host_wait(h)                    until SIGTERM/SIGINT
+ *   ... close the services ...
+ *   host_close(h); host_config_free(&cfg);
+ *
+ * The configuration file (`--config FILE`, `key = value`) and command-line options name the
+ * same settings; the command line wins. `haven-node --print-config` prints every setting with
+ * its default and documentation.
+ */
+#ifndef HAVEN_HOST_H
+#define HAVEN_HOST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "haven/auth.h"
+#include "haven/config.h"
+#include "haven/regions.h"
+#include "haven/rpc.h"
+#include "haven/store.h"
+
+/* Settings of a node process. Strings are malloc'd (host_config_free). */
+typedef struct host_config {
+	char       *data_dir;          /* store, node secret, run/ with the ipc socket */
+	config_list listen;            /* URLs; empty: ipc://DATA/run/haven.sock */
+	char       *tls_ca;            /* tls+tcp:// listeners */
+	char       *tls_cert;
+	char       *tls_key;
+	bool        insecure_tcp;
+	uint64_t    workers;
+	uint64_t    queue;
+	char       *regions;           /* region map file; NULL: the Dutch police regions */
+	char       *pub_url;           /* change notifications (capacity, consent); NULL: DATA/run */
+	uint64_t    token_ttl_s;
+	uint64_t    offer_timeout_immediate_s;
+	uint64_t    offer_timeout_urgent_s;
+	uint64_t    offer_timeout_planned_s;
+	uint64_t    retention_days;
+	char       *log_level;
+} host_config;
+
+/* Reads --config FILE (if given) and then the command-line options over it. Returns 0, or the
+ * exit code to stop with: 2 after printing what is wrong (usage, unknown option, bad value),
+ * or 0 with *done set after --help or --print-config. prog names the binary in messages. */
+int host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool *done);
+void host_config_free(host_config *cfg);
+
+typedef struct host host;
+
+/* Prepares the data directory (0700; refused when open to others), opens the store, the region
+ * map and the node secret, and creates the RPC server. Messages name what failed. */
+hv_status host_open(host **out, const host_config *cfg, const char *name);
+
+store *host_store(host *h);
+const region_map *host_regions(host *h);
+rpc_server *host_server(host *h);
+auth *host_auth(host *h);            /* NULL before host_start */
+const host_config *host_cfg(host *h);
+/* "ipc://DATA/run/NAME.sock"-style paths under the data directory's run/ (0700). */
+void host_run_path(host *h, const char *name, char *out, size_t outsz);
+
+/* Opens the authenticator over the partner directory lookup (NULL: tokens are refused),
+ * registers Auth, listens on every URL and starts serving. */
+hv_status host_start(host *h, auth_lookup_fn lookup, void *lookup_arg);
+
+/* Blocks until SIGTERM or SIGINT. The signals are blocked in every thread from host_open on. */
+void host_wait(host *h);
+
+/* Stops serving (in-flight calls finish), closes the store. NULL allowed. */
+void host_close(host *h);
+
+#endif

@@ -1,0 +1,437 @@
+/*
+ * host.c - the process around haven's services: configuration, data directory, store, region
+ * map, node secret, RPC server, signals (see host.h).
+ */
+#include "haven/host.h"
+#include "haven/crypto.h"
+#include "haven/log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* The schema version of the store this build reads and writes. */
+#define HOST_SCHEMA_VERSION 1
+
+static const config_option host_options[] = {
+	{ "data_dir", CONFIG_STRING, offsetof(host_config, data_dir), "./haven-data", 0, 0,
+	    "Data directory: the LMDB store, the node secret and run/ (ipc sockets). Mode 0700." },
+	{ "listen", CONFIG_LIST, offsetof(host_config, listen), NULL, 0, 0,
+	    "URL to serve on: ipc://PATH, tls+tcp://HOST:PORT (tcp:// only with insecure_tcp). "
+	    "Repeat for several. Default: ipc://DATA_DIR/run/haven.sock." },
+	{ "tls_ca", CONFIG_STRING, offsetof(host_config, tls_ca), NULL, 0, 0,
+	    "PEM file of the node CA; partners must present a certificate it signed." },
+	{ "tls_cert", CONFIG_STRING, offsetof(host_config, tls_cert), NULL, 0, 0,
+	    "PEM file of the node's server certificate (tls+tcp://)." },
+	{ "tls_key", CONFIG_STRING, offsetof(host_config, tls_key), NULL, 0, 0,
+	    "PEM file of its private key; mode 0600." },
+	{ "insecure_tcp", CONFIG_BOOL, offsetof(host_config, insecure_tcp), "false", 0, 0,
+	    "Allow plain tcp:// listeners. Development only: nothing is encrypted." },
+	{ "workers", CONFIG_UINT, offsetof(host_config, workers), "4", 1, 256,
+	    "Handler threads per process." },
+	{ "queue", CONFIG_UINT, offsetof(host_config, queue), "256", 1, 65536,
+	    "Calls that may wait for a handler thread; more are answered RESOURCE_EXHAUSTED." },
+	{ "regions", CONFIG_STRING, offsetof(host_config, regions), NULL, 0, 0,
+	    "Region map file ('Region: Neighbour, ...' per line). Default: the ten Dutch police "
+	    "regions." },
+	{ "pub_url", CONFIG_STRING, offsetof(host_config, pub_url), NULL, 0, 0,
+	    "Where change notifications are published. Default: ipc://DATA_DIR/run/events.sock." },
+	{ "token_ttl_s", CONFIG_UINT, offsetof(host_config, token_ttl_s), "3600", 60, 86400,
+	    "Lifetime of an organisation's session token, in seconds." },
+	{ "offer_timeout_immediate_s", CONFIG_UINT,
+	    offsetof(host_config, offer_timeout_immediate_s), "1800", 60, 604800,
+	    "How long a provider has to answer an offer for an immediate (tonight) need." },
+	{ "offer_timeout_urgent_s", CONFIG_UINT, offsetof(host_config, offer_timeout_urgent_s),
+	    "14400", 60, 604800, "How long a provider has to answer an offer for an urgent need." },
+	{ "offer_timeout_planned_s", CONFIG_UINT, offsetof(host_config, offer_timeout_planned_s),
+	    "86400", 60, 604800, "How long a provider has to answer an offer for a planned need." },
+	{ "retention_days", CONFIG_UINT, offsetof(host_config, retention_days), "90", 1, 3650,
+	    "Personal data of referrals closed this many days ago is erased." },
+	{ "log_level", CONFIG_STRING, offsetof(host_config, log_level), "info", 0, 0,
+	    "debug, info, warn, error or off." },
+};
+#define N_HOST_OPTIONS (sizeof(host_options) / sizeof(host_options[0]))
+
+struct host {
+	const host_config *h_cfg;
+	char               h_run[PATH_MAX];
+	store             *h_store;
+	region_map        *h_regions;
+	auth              *h_auth;
+	rpc_server        *h_srv;
+	auth_lookup_fn     h_lookup; /* set by host_start */
+	void              *h_lookup_arg;
+	sigset_t           h_signals;
+};
+
+static void
+print_usage(FILE *f, const char *prog)
+{
+	fprintf(f,
+	    "usage: %s [--config FILE] [--OPTION VALUE]...\n"
+	    "Every setting of the configuration file is also an option: data_dir is --data-dir\n"
+	    "(or --data), insecure_tcp is --insecure-tcp, and so on; the command line wins.\n"
+	    "  --print-config   print every setting with its default and documentation\n",
+	    prog);
+}
+
+static bool
+valid_level(const char *s, log_level *out)
+{
+	static const char *const names[] = { "debug", "info", "warn", "error", "off" };
+
+	for (int i = 0; i < 5; i++) {
+		if (strcmp(s, names[i]) == 0) {
+			*out = (log_level) i;
+			return (true);
+		}
+	}
+	return (false);
+}
+
+int
+host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool *done)
+{
+	const char *file = NULL;
+	char        err[512];
+	bool        listen_cleared = false;
+
+	*done = false;
+	memset(cfg, 0, sizeof(*cfg));
+	/* First pass: --config, --help and --print-config. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			print_usage(stdout, prog);
+			*done = true;
+			return (0);
+		}
+		if (strcmp(argv[i], "--print-config") == 0) {
+			config_print_doc(stdout, host_options, N_HOST_OPTIONS);
+			*done = true;
+			return (0);
+		}
+		if (strcmp(argv[i], "--config") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "%s: --config needs a FILE\n", prog);
+				return (2);
+			}
+			file = argv[++i];
+		}
+	}
+	if (config_load(file, host_options, N_HOST_OPTIONS, cfg, err, sizeof(err)) != HV_OK) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return (2);
+	}
+	/* Second pass: options override the file. */
+	for (int i = 1; i < argc; i++) {
+		char        key[64];
+		const char *arg = argv[i];
+		const char *value;
+		const char *eq;
+		size_t      n;
+		int         k;
+
+		if (strcmp(arg, "--config") == 0) {
+			i++;
+			continue;
+		}
+		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+			fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", prog, arg);
+			return (2);
+		}
+		arg += 2;
+		eq = strchr(arg, '=');
+		n  = eq != NULL ? (size_t) (eq - arg) : strlen(arg);
+		if (n >= sizeof(key)) {
+			fprintf(stderr, "%s: unknown option '--%s'\n", prog, arg);
+			return (2);
+		}
+		for (size_t j = 0; j < n; j++) {
+			key[j] = arg[j] == '-' ? '_' : arg[j];
+		}
+		key[n] = '\0';
+		if (strcmp(key, "data") == 0) {
+			strcpy(key, "data_dir");
+		}
+		k = -1;
+		for (size_t j = 0; j < N_HOST_OPTIONS; j++) {
+			if (strcmp(host_options[j].name, key) == 0) {
+				k = (int) j;
+			}
+		}
+		if (k < 0) {
+			fprintf(stderr, "%s: unknown option '--%.*s' (see --print-config)\n", prog,
+			    (int) n, arg);
+			return (2);
+		}
+		if (eq != NULL) {
+			value = eq + 1;
+		} else if (host_options[k].type == CONFIG_BOOL) {
+			value = "true";
+		} else if (i + 1 < argc) {
+			value = argv[++i];
+		} else {
+			fprintf(stderr, "%s: --%s needs a value\n", prog, arg);
+			return (2);
+		}
+		if (host_options[k].type == CONFIG_LIST && !listen_cleared) {
+			/* The command line's URLs replace the file's. */
+			config_list *l = &cfg->listen;
+			for (size_t j = 0; j < l->cl_n; j++) {
+				free(l->cl_items[j]);
+			}
+			l->cl_n        = 0;
+			listen_cleared = true;
+		}
+		if (config_set(host_options, N_HOST_OPTIONS, cfg, key, value, err, sizeof(err)) !=
+		    HV_OK) {
+			fprintf(stderr, "%s: %s\n", prog, err);
+			return (2);
+		}
+	}
+	{
+		log_level lv;
+		int       tls = (cfg->tls_ca != NULL) + (cfg->tls_cert != NULL) + (cfg->tls_key != NULL);
+		if (!valid_level(cfg->log_level, &lv)) {
+			fprintf(stderr, "%s: log_level must be debug, info, warn, error or off, not '%s'\n",
+			    prog, cfg->log_level);
+			return (2);
+		}
+		if (tls != 0 && tls != 3) {
+			fprintf(stderr, "%s: tls_ca, tls_cert and tls_key go together\n", prog);
+			return (2);
+		}
+		for (size_t j = 0; j < cfg->listen.cl_n; j++) {
+			if (strncmp(cfg->listen.cl_items[j], "tls+tcp://", 10) == 0 && tls != 3) {
+				fprintf(stderr, "%s: listening on %s needs tls_ca, tls_cert and tls_key\n", prog,
+				    cfg->listen.cl_items[j]);
+				return (2);
+			}
+		}
+	}
+	return (0);
+}
+
+void
+host_config_free(host_config *cfg)
+{
+	config_free(host_options, N_HOST_OPTIONS, cfg);
+}
+
+/* mkdir 0700, accepting an existing directory only when it is closed to others. */
+static hv_status
+private_dir(const char *path)
+{
+	struct stat sb;
+
+	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+		log_error("cannot create %s: %s", path, strerror(errno));
+		return (hv_status_from_errno(errno));
+	}
+	if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		log_error("%s is not a directory", path);
+		return (HV_FAILED_PRECONDITION);
+	}
+	if ((sb.st_mode & 077) != 0) {
+		log_error("%s is open to other users (mode %03o): chmod 700 it", path,
+		    (unsigned) (sb.st_mode & 0777));
+		return (HV_PERMISSION_DENIED);
+	}
+	return (HV_OK);
+}
+
+/* auth is created before the services that make the partner directory exist: it asks the
+ * directory through this trampoline, which host_start points at the real lookup. */
+static hv_status
+host_lookup(void *arg, const char *org_id, auth_org *out)
+{
+	host *h = arg;
+
+	if (h->h_lookup == NULL) {
+		return (HV_NOT_FOUND);
+	}
+	return (h->h_lookup(h->h_lookup_arg, org_id, out));
+}
+
+hv_status
+host_open(host **out, const host_config *cfg, const char *name)
+{
+	host              *h;
+	char               path[PATH_MAX];
+	char               err[512];
+	log_level          lv = LOG_LEVEL_INFO;
+	store_options      so = { .schema_version = HOST_SCHEMA_VERSION };
+	rpc_server_options ro = { 0 };
+	auth_options       ao = { 0 };
+	hv_status          st;
+
+	*out = NULL;
+	if ((h = calloc(1, sizeof(*h))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	h->h_cfg = cfg;
+	(void) valid_level(cfg->log_level, &lv);
+	log_init(name, lv);
+
+	/* Signals are taken by host_wait; every thread started from here inherits the mask. */
+	sigemptyset(&h->h_signals);
+	sigaddset(&h->h_signals, SIGTERM);
+	sigaddset(&h->h_signals, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &h->h_signals, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((st = private_dir(cfg->data_dir)) != HV_OK) {
+		goto fail;
+	}
+	snprintf(h->h_run, sizeof(h->h_run), "%s/run", cfg->data_dir);
+	if ((st = private_dir(h->h_run)) != HV_OK) {
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/store", cfg->data_dir);
+	if ((st = store_open(&h->h_store, path, &so)) != HV_OK) {
+		log_error("cannot open the store in %s: %s", path, hv_status_name(st));
+		goto fail;
+	}
+	if (cfg->regions != NULL) {
+		st = region_map_load(cfg->regions, &h->h_regions, err, sizeof(err));
+	} else {
+		st = region_map_default(&h->h_regions);
+		snprintf(err, sizeof(err), "default region map");
+	}
+	if (st != HV_OK) {
+		log_error("region map: %s", err);
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/node.secret", cfg->data_dir);
+	if ((st = auth_load_secret(path, ao.secret)) != HV_OK) {
+		log_error("node secret %s: %s", path, hv_status_name(st));
+		goto fail;
+	}
+	ao.token_ttl_s = (uint32_t) cfg->token_ttl_s;
+	ao.lookup      = host_lookup;
+	ao.lookup_arg  = h;
+	st             = auth_open(&h->h_auth, &ao);
+	crypto_wipe(ao.secret, sizeof(ao.secret));
+	if (st != HV_OK) {
+		goto fail;
+	}
+
+	ro.workers       = (unsigned) cfg->workers;
+	ro.queue         = (unsigned) cfg->queue;
+	ro.insecure_tcp  = cfg->insecure_tcp;
+	ro.tls_ca_file   = cfg->tls_ca;
+	ro.tls_cert_file = cfg->tls_cert;
+	ro.tls_key_file  = cfg->tls_key;
+	ro.auth          = h->h_auth;
+	ro.name          = name;
+	if ((st = rpc_server_open(&h->h_srv, &ro)) != HV_OK) {
+		log_error("cannot create the RPC server: %s", hv_status_name(st));
+		goto fail;
+	}
+	*out = h;
+	return (HV_OK);
+fail:
+	host_close(h);
+	return (st);
+}
+
+store *
+host_store(host *h)
+{
+	return (h->h_store);
+}
+
+const region_map *
+host_regions(host *h)
+{
+	return (h->h_regions);
+}
+
+rpc_server *
+host_server(host *h)
+{
+	return (h->h_srv);
+}
+
+auth *
+host_auth(host *h)
+{
+	return (h->h_auth);
+}
+
+const host_config *
+host_cfg(host *h)
+{
+	return (h->h_cfg);
+}
+
+void
+host_run_path(host *h, const char *name, char *out, size_t outsz)
+{
+	snprintf(out, outsz, "%s/%s", h->h_run, name);
+}
+
+hv_status
+host_start(host *h, auth_lookup_fn lookup, void *lookup_arg)
+{
+	const host_config *cfg = h->h_cfg;
+	char               url[PATH_MAX + 32];
+	hv_status          st;
+
+	h->h_lookup     = lookup;
+	h->h_lookup_arg = lookup_arg;
+	if (lookup != NULL && (st = auth_register(h->h_auth, h->h_srv)) != HV_OK) {
+		return (st);
+	}
+	if (cfg->listen.cl_n == 0) {
+		snprintf(url, sizeof(url), "ipc://%s/haven.sock", h->h_run);
+		if ((st = rpc_server_listen(h->h_srv, url)) != HV_OK) {
+			return (st);
+		}
+		log_info("listening on %s", url);
+	}
+	for (size_t i = 0; i < cfg->listen.cl_n; i++) {
+		if ((st = rpc_server_listen(h->h_srv, cfg->listen.cl_items[i])) != HV_OK) {
+			log_error("cannot listen on %s: %s", cfg->listen.cl_items[i], hv_status_name(st));
+			return (st);
+		}
+		log_info("listening on %s", cfg->listen.cl_items[i]);
+	}
+	if ((st = rpc_server_start(h->h_srv)) != HV_OK) {
+		return (st);
+	}
+	log_info("ready (store schema %u)", store_schema_version(h->h_store));
+	return (HV_OK);
+}
+
+void
+host_wait(host *h)
+{
+	int sig = 0;
+
+	while (sig != SIGTERM && sig != SIGINT) {
+		if (sigwait(&h->h_signals, &sig) != 0) {
+			sig = 0;
+		}
+	}
+	log_info("signal %d: shutting down", sig);
+}
+
+void
+host_close(host *h)
+{
+	if (h == NULL) {
+		return;
+	}
+	rpc_server_close(h->h_srv); /* in-flight calls finish first */
+	auth_close(h->h_auth);
+	region_map_free(h->h_regions);
+	store_close(h->h_store);
+	free(h);
+}
