@@ -142,8 +142,13 @@ run_clients(const char *label, int argc, char **argv, bool raw)
 	rpc_channel *ch = NULL;
 	nng_socket   sock;
 	int          errors = 0;
+	int          conns  = 1;
 
-	if (argc != 4 || (threads = atoi(argv[1])) < 1 || threads > 256 ||
+	if (argc == 5) {
+		conns = atoi(argv[4]);
+		argc  = 4;
+	}
+	if (argc != 4 || conns < 1 || conns > 64 || (threads = atoi(argv[1])) < 1 || threads > 256 ||
 	    (calls = atoi(argv[2])) < 1 || atoi(argv[3]) < 0) {
 		fprintf(stderr, "usage: haven-bench %s URL THREADS CALLS SIZE\n", label);
 		return (2);
@@ -152,11 +157,14 @@ run_clients(const char *label, int argc, char **argv, bool raw)
 	if (raw) {
 		nng_req0_open(&sock);
 		nng_socket_set_ms(sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-		if (nng_dial(sock, argv[0], NULL, 0) != 0) {
-			fprintf(stderr, "haven-bench: cannot dial %s\n", argv[0]);
-			return (1);
+		for (int i = 0; i < conns; i++) {
+			if (nng_dial(sock, argv[0], NULL, 0) != 0) {
+				fprintf(stderr, "haven-bench: cannot dial %s\n", argv[0]);
+				return (1);
+			}
 		}
-	} else if (rpc_channel_open(&ch, argv[0], NULL) != HV_OK) {
+	} else if (rpc_channel_open(&ch, argv[0],
+	               &(rpc_channel_options) { .connections = (unsigned) conns }) != HV_OK) {
 		fprintf(stderr, "haven-bench: cannot open %s\n", argv[0]);
 		return (1);
 	}

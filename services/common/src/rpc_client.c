@@ -37,7 +37,6 @@ typedef struct pooled_ctx {
 
 struct rpc_channel {
 	nng_socket      ch_sock;
-	nng_dialer      ch_dialer;
 	nng_tls_config *ch_tls;
 	char           *ch_url;
 	size_t          ch_max_msg;
@@ -234,6 +233,9 @@ rpc_channel_open(rpc_channel **out, const char *url, const rpc_channel_options *
 	if ((st = rpc_url_transport(url, o.insecure_tcp, &tr)) != HV_OK) {
 		return (st);
 	}
+	if (o.connections > 64) {
+		return (HV_INVALID_ARGUMENT);
+	}
 	if ((ch = calloc(1, sizeof(*ch))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
@@ -259,22 +261,26 @@ rpc_channel_open(rpc_channel **out, const char *url, const rpc_channel_options *
 		st = hv_status_from_nng(rv);
 		goto fail;
 	}
-	if ((rv = nng_dialer_create(&ch->ch_dialer, ch->ch_sock, url)) != 0) {
-		st = hv_status_from_nng(rv);
+	if (tr == RPC_TRANSPORT_TLS && (st = tls_client_config(url, &o, &ch->ch_tls)) != HV_OK) {
 		goto fail;
 	}
-	if (tr == RPC_TRANSPORT_TLS) {
-		if ((st = tls_client_config(url, &o, &ch->ch_tls)) != HV_OK) {
-			goto fail;
-		}
-		if ((rv = nng_dialer_set_ptr(ch->ch_dialer, NNG_OPT_TLS_CONFIG, ch->ch_tls)) != 0) {
+	/* Several connections let calls from many threads travel side by side: nng sends one
+	 * message at a time per connection. The REQ socket spreads requests over them. */
+	for (unsigned i = 0; i < (o.connections != 0 ? o.connections : 1); i++) {
+		nng_dialer d;
+		if ((rv = nng_dialer_create(&d, ch->ch_sock, url)) != 0) {
 			st = hv_status_from_nng(rv);
 			goto fail;
 		}
-	}
-	if ((rv = nng_dialer_start(ch->ch_dialer, NNG_FLAG_NONBLOCK)) != 0) {
-		st = hv_status_from_nng(rv);
-		goto fail;
+		if (ch->ch_tls != NULL &&
+		    (rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, ch->ch_tls)) != 0) {
+			st = hv_status_from_nng(rv);
+			goto fail;
+		}
+		if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
+			st = hv_status_from_nng(rv);
+			goto fail;
+		}
 	}
 	*out = ch;
 	return (HV_OK);

@@ -735,7 +735,7 @@ static const rpc_method_impl health_methods[] = {
 };
 
 static const rpc_method_impl diag_methods[] = {
-	{ .name = "Echo", .handler = diag_echo, .roles = RPC_ROLES_AUTHENTICATED },
+	{ .name = "Echo", .handler = diag_echo, .roles = RPC_ROLES_AUTHENTICATED, .inline_handler = true },
 };
 
 hv_status

@@ -187,6 +187,7 @@ typedef struct rpc_channel_options {
 	const char *tls_cert_file;   /* tls+tcp://: this organisation's certificate ... */
 	const char *tls_key_file;    /* ... and key */
 	const char *tls_server_name; /* NULL: the URL's host */
+	unsigned    connections;     /* connections to the server, 1..64; 0: 1 */
 } rpc_channel_options;
 
 /* Opens a channel to url. Dialing happens in the background: a server that is not up yet is
