@@ -11,8 +11,8 @@ static const struct {
 	int (*fn)(int, char **);
 	const char *args;
 } benches[] = {
-	{ "rpc", bench_rpc, "--serve URL [WORKERS] | URL THREADS CALLS SIZE" },
-	{ "nng", bench_nng, "--serve URL | URL THREADS CALLS SIZE" },
+	{ "rpc", bench_rpc, "--serve URL [WORKERS] | URL THREADS CALLS SIZE [CONNS]" },
+	{ "nng", bench_nng, "--serve URL | URL THREADS CALLS SIZE [CONNS]" },
 	{ "store", bench_store, "[N]" },
 };
 

@@ -3,7 +3,7 @@
  * the same echo over raw nng REQ/REP as the baseline.
  *
  *   haven-bench rpc --serve URL [WORKERS]       serve Diagnostics/Echo until killed
- *   haven-bench rpc URL THREADS CALLS SIZE       call it; prints
+ *   haven-bench rpc URL THREADS CALLS SIZE [CONNS]  call it over CONNS connections; prints
  *       haven threads=T size=S calls=N qps=Q p50_us=X p99_us=Y
  *   haven-bench nng --serve URL                  raw nng REP echo (one context per thread)
  *   haven-bench nng URL THREADS CALLS SIZE       raw nng REQ echo; prints the same line
