@@ -43,5 +43,6 @@ void cli_print_json(json_t *v);
 /* Command entry points. */
 int cmd_health(cli *c, int argc, char **argv);
 int cmd_echo(cli *c, int argc, char **argv);
+int cmd_admin(cli *c, int argc, char **argv);
 
 #endif

@@ -41,6 +41,8 @@ usage(FILE *f)
 	    "commands:\n"
 	    "  health [SERVICE]   is the node (or one service) serving?\n"
 	    "  echo TEXT          round trip through the node (diagnostics)\n"
+	    "  admin backup DIR   consistent, compacted copy of the store (operator, admin)\n"
+	    "  admin status       store size and call counters (operator, admin)\n"
 	    "exit codes: 0 ok, 1..16 the call's gRPC status code, 64 usage\n");
 }
 
@@ -50,6 +52,7 @@ static const struct {
 } commands[] = {
 	{ "health", cmd_health },
 	{ "echo", cmd_echo },
+	{ "admin", cmd_admin },
 };
 
 int

@@ -6,6 +6,8 @@
 #include "haven/crypto.h"
 #include "haven/log.h"
 
+#include "haven/admin/v1/admin.pb-c.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 /* The schema version of the store this build reads and writes. */
 #define HOST_SCHEMA_VERSION 1
@@ -259,6 +262,71 @@ host_lookup(void *arg, const char *org_id, auth_org *out)
 	return (h->h_lookup(h->h_lookup_arg, org_id, out));
 }
 
+
+/* ---- haven.admin.v1.Admin: backup and status, for the operator and admins ------------- */
+
+static hv_status
+admin_backup(rpc_call *call, void *arg, const ProtobufCMessage *req, ProtobufCMessage **reply)
+{
+	host                               *h  = arg;
+	const Haven__Admin__V1__BackupRequest *in = (const void *) req;
+	Haven__Admin__V1__BackupResponse   *out;
+	char                                path[PATH_MAX];
+	struct stat                         sb;
+	int64_t                             t0 = rpc_now_ms();
+	hv_status                           st;
+
+	if (in->dir[0] != '/' || strlen(in->dir) > PATH_MAX - 16) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "backup directory must be an absolute path of at most %d bytes", PATH_MAX - 16));
+	}
+	if ((st = store_backup(h->h_store, in->dir)) != HV_OK) {
+		return (rpc_call_error(call, st, "backup into %s failed: %s (it must be new or empty)",
+		    in->dir, hv_status_name(st)));
+	}
+	if ((out = rpc_call_alloc(call, sizeof(*out))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	haven__admin__v1__backup_response__init(out);
+	snprintf(path, sizeof(path), "%s/data.mdb", in->dir);
+	out->path    = rpc_call_strdup(call, path);
+	out->bytes   = stat(path, &sb) == 0 ? (uint64_t) sb.st_size : 0;
+	out->took_ms = (uint64_t) (rpc_now_ms() - t0);
+	log_info("backup written to %s (%llu bytes)", in->dir, (unsigned long long) out->bytes);
+	*reply = &out->base;
+	return (HV_OK);
+}
+
+static hv_status
+admin_status(rpc_call *call, void *arg, const ProtobufCMessage *req, ProtobufCMessage **reply)
+{
+	host                             *h = arg;
+	Haven__Admin__V1__StatusResponse *out;
+	rpc_server_stats                  rs;
+	size_t                            map = 0, used = 0;
+
+	(void) req;
+	if ((out = rpc_call_alloc(call, sizeof(*out))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	haven__admin__v1__status_response__init(out);
+	(void) store_stats(h->h_store, &map, &used);
+	rpc_server_get_stats(h->h_srv, &rs);
+	out->schema_version = store_schema_version(h->h_store);
+	out->map_size       = map;
+	out->used_bytes     = used;
+	out->calls          = rs.calls;
+	out->rejected       = rs.rejected;
+	out->malformed      = rs.malformed;
+	*reply              = &out->base;
+	return (HV_OK);
+}
+
+static const rpc_method_impl admin_methods[] = {
+	{ .name = "Backup", .handler = admin_backup, .roles = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
+	{ .name = "Status", .handler = admin_status, .roles = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
+};
+
 hv_status
 host_open(host **out, const host_config *cfg, const char *name)
 {
@@ -332,6 +400,10 @@ host_open(host **out, const host_config *cfg, const char *name)
 	ro.name          = name;
 	if ((st = rpc_server_open(&h->h_srv, &ro)) != HV_OK) {
 		log_error("cannot create the RPC server: %s", hv_status_name(st));
+		goto fail;
+	}
+	if ((st = rpc_server_add_service(h->h_srv, &haven__admin__v1__admin__descriptor,
+	         admin_methods, sizeof(admin_methods) / sizeof(admin_methods[0]), h)) != HV_OK) {
 		goto fail;
 	}
 	*out = h;
