@@ -7,12 +7,19 @@
  * durable write transactions that grow the map when it fills, wraps read transactions and
  * cursors, and converts every LMDB error to an hv_status in one place (lmdb_status).
  *
+ * Writes are group-committed. Every store_write call queues a request (on its own stack) and
+ * waits. The first caller to find no batch running becomes the leader: it takes the queue, up to
+ * STORE_BATCH_MAX requests, oldest first, runs each function in a nested transaction of one
+ * write transaction, commits that once (one fsync for all of them), then hands every caller its
+ * status and wakes the oldest request still queued, whose caller leads the next batch. Callers
+ * that arrive while a batch runs queue up for the next one. A lone writer leads a batch of one,
+ * which runs straight in the write transaction, as before batching.
+ *
  * Locking inside one process, outermost first:
  *
- *   s_wlock   an error-checking mutex held for the whole of a store_write. LMDB's own write
- *             lock already serialises writers across processes; this one also makes map
- *             growth and the "failed" state race-free here, and turns a nested store_write on
- *             one thread into an error instead of a deadlock.
+ *   s_qlock   the write queue, the leadership, s_failed and the counters. Never held while a
+ *             write function or LMDB runs. A leader takes it only to take its batch and to hand
+ *             out the statuses.
  *   s_gate    every LMDB transaction of this process is inside the gate (shared) for its whole
  *             life; changing the map size takes the gate exclusively, because LMDB requires
  *             that no transaction of the process is active during mdb_env_set_mapsize. The
@@ -21,9 +28,17 @@
  *             it, which a rwlock does not allow.
  *   s_tlock   the cache of open tables.
  *
- * Invariants: the map size changes only inside the exclusive gate; s_failed changes only under
- * s_wlock and never goes back to false; a store_txn of a write transaction lives on
- * store_write's stack and exists only while the write function runs.
+ * LMDB's own write lock serialises the writers of all processes; leadership (s_leading) also
+ * makes map growth and the "failed" state race-free here, and turns a store_write from inside a
+ * write function (which runs on the leader's thread) into an error instead of a deadlock. The
+ * leader begins and commits the LMDB write transaction on its own thread: LMDB's writer mutex
+ * must be released by the thread that took it, MDB_NOTLS or not.
+ *
+ * Invariants: the map size changes only inside the exclusive gate; only a leader runs write
+ * transactions, and there is at most one leader; s_failed changes only under s_qlock, only by a
+ * leader, and never goes back to false; a store_txn of a write transaction lives on the leader's
+ * stack and exists only while one write function runs; a request leaves the queue only into a
+ * leader's batch, and its caller returns only after that leader set rq_done.
  */
 #include "haven/store.h"
 
@@ -58,6 +73,9 @@
  * anyway keeps a thread that already holds a transaction from deadlocking against the resize;
  * waiting a little keeps a stream of short readers from starving it. */
 #define STORE_GATE_DEFER_NS (5 * 1000 * 1000)
+/* Most write functions one commit carries: bounds the leader's work, and so the latency of
+ * every write in the batch, to this many functions and one fsync. */
+#define STORE_BATCH_MAX 64
 
 /* A shared/exclusive gate around this process's LMDB transactions (see the file comment). */
 typedef struct store_gate {
@@ -67,6 +85,18 @@ typedef struct store_gate {
 	unsigned        g_pending; /* resizes waiting to get in */
 	bool            g_excl;    /* a resize is inside */
 } store_gate;
+
+/* A store_write call waiting for the commit that carries it. Lives on the caller's stack; the
+ * caller returns only once a leader set rq_done (under s_qlock). */
+typedef struct store_req {
+	store_write_fn    rq_fn;
+	void             *rq_arg;
+	hv_status         rq_status; /* set by the leader before rq_done */
+	bool              rq_done;
+	bool              rq_alone;  /* runs in a batch of its own (store_table_open) */
+	pthread_cond_t    rq_cond;   /* signalled when done, or when it is the oldest queued */
+	struct store_req *rq_next;
+} store_req;
 
 typedef struct store_table_entry {
 	char   te_name[STORE_NAME_MAX + 1];
@@ -79,8 +109,14 @@ struct store {
 	uint32_t          s_schema; /* as recorded in the store */
 	void            (*s_fatal)(void *, hv_status, const char *);
 	void             *s_fatal_arg;
-	pthread_mutex_t   s_wlock;
-	bool              s_failed;   /* under s_wlock: a commit failed, writes are refused */
+	pthread_mutex_t   s_qlock;    /* the fields down to s_commits */
+	store_req        *s_qhead;    /* queued writes, oldest first, not yet in a batch */
+	store_req        *s_qtail;
+	unsigned          s_queued;   /* length of that queue */
+	bool              s_leading;  /* a leader is running a batch */
+	pthread_t         s_leader;   /* that leader's thread, while s_leading */
+	bool              s_failed;   /* a commit failed, writes are refused */
+	uint64_t          s_commits;  /* write transactions committed */
 	bool              s_unmapped; /* inside the gate: a resize failed and left no map */
 	store_gate        s_gate;
 	pthread_mutex_t   s_tlock;
@@ -414,31 +450,41 @@ cursors_detach(store_txn *txn)
 	}
 }
 
+/* A store_txn for one run of a write function in the LMDB transaction t. */
+static void
+write_txn_init(store_txn *txn, store *s, MDB_txn *t)
+{
+	memset(txn, 0, sizeof(*txn));
+	txn->t_store = s;
+	txn->t_txn   = t;
+	txn->t_write = true;
+	txn->t_err   = HV_OK;
+}
+
 /*
- * Runs fn in write transactions until one commits, the map cannot grow, or fn fails. Caller
- * holds s_wlock. *commit_rc is set to LMDB's error when a commit failed (other than by a full
- * map), which the caller treats as fatal.
+ * Runs fn alone in write transactions until one commits, the map cannot grow, or fn fails.
+ * Called by the leader, or by store_open before anyone else has the handle. *commit_rc is set
+ * to LMDB's error when a commit failed (other than by a full map), which the caller treats as
+ * fatal. HV_OK means committed.
  */
 static hv_status
-write_locked(store *s, store_write_fn fn, void *arg, int *commit_rc)
+write_one(store *s, store_write_fn fn, void *arg, int *commit_rc)
 {
 	hv_status rv = HV_INTERNAL;
 	store_txn txn;
+	MDB_txn  *t;
 	int       rc;
 
 	*commit_rc = 0;
 	for (;;) {
-		memset(&txn, 0, sizeof(txn));
-		txn.t_store = s;
-		txn.t_write = true;
-		txn.t_err   = HV_OK;
-		if ((rv = txn_begin(s, 0, &txn.t_txn)) != HV_OK) {
+		if ((rv = txn_begin(s, 0, &t)) != HV_OK) {
 			goto out;
 		}
+		write_txn_init(&txn, s, t);
 		rv = fn(&txn, arg);
 		cursors_detach(&txn);
 		if (txn.t_map_full || rv != HV_OK || txn.t_err != HV_OK) {
-			mdb_txn_abort(txn.t_txn);
+			mdb_txn_abort(t);
 			gate_leave(&s->s_gate);
 			if (txn.t_map_full) {
 				/* Whatever fn made of the failed put, the transaction is
@@ -453,7 +499,7 @@ write_locked(store *s, store_write_fn fn, void *arg, int *commit_rc)
 			}
 			goto out;
 		}
-		rc = mdb_txn_commit(txn.t_txn); /* frees the transaction, even on failure */
+		rc = mdb_txn_commit(t); /* frees the transaction, even on failure */
 		gate_leave(&s->s_gate);
 		if (rc == MDB_SUCCESS) {
 			rv = HV_OK;
@@ -475,6 +521,143 @@ out:
 	return (rv);
 }
 
+/* How one attempt at a batch in one transaction ended. */
+typedef enum batch_end {
+	BATCH_DONE,  /* every status set: committed, nothing to commit, or a fatal commit */
+	BATCH_GROW,  /* the map filled: grow it and run the whole batch again */
+	BATCH_SPLIT, /* the batch cannot go as one: run each request alone */
+} batch_end;
+
+/*
+ * Runs the n (> 1) requests of a batch once, each in a nested transaction of one write
+ * transaction, in order, and commits the write transaction once. A function that fails (or
+ * whose transaction an error spoiled) loses its nested transaction only; the next function
+ * sees the changes of the ones before it that succeeded. Sets *committed and, when the commit
+ * failed for good, *commit_rc (and every status to HV_UNAVAILABLE).
+ */
+static batch_end
+batch_once(store *s, store_req **batch, size_t n, bool *committed, int *commit_rc)
+{
+	store_txn txn;
+	MDB_txn  *parent;
+	MDB_txn  *child;
+	batch_end end = BATCH_SPLIT;
+	hv_status rv;
+	size_t    ok = 0;
+	int       rc;
+
+	*committed = false;
+	if ((rv = txn_begin(s, 0, &parent)) != HV_OK) {
+		/* Nothing can begin (HV_UNAVAILABLE: no map): each request alone would get the
+		 * same answer. */
+		for (size_t i = 0; i < n; i++) {
+			batch[i]->rq_status = rv;
+		}
+		return (BATCH_DONE);
+	}
+	for (size_t i = 0; i < n; i++) {
+		store_req *r = batch[i];
+
+		if (mdb_txn_begin(s->s_env, parent, 0, &child) != 0) {
+			goto abort; /* ENOMEM, or the parent is spoiled: go alone */
+		}
+		write_txn_init(&txn, s, child);
+		rv = r->rq_fn(&txn, r->rq_arg);
+		cursors_detach(&txn);
+		if (txn.t_map_full) {
+			mdb_txn_abort(child);
+			end = BATCH_GROW;
+			goto abort;
+		}
+		if (txn.t_err == HV_RESOURCE_EXHAUSTED) {
+			/* MDB_TXN_FULL and kin: maybe the batch's dirty pages, not this
+			 * function's. Alone, it gets its own answer. */
+			mdb_txn_abort(child);
+			goto abort;
+		}
+		if (rv != HV_OK || txn.t_err != HV_OK) {
+			mdb_txn_abort(child);
+			r->rq_status = rv != HV_OK ? rv : txn.t_err;
+			continue;
+		}
+		if (mdb_txn_commit(child) != 0) { /* into the parent; frees child either way */
+			goto abort;
+		}
+		r->rq_status = HV_OK;
+		ok++;
+	}
+	if (ok == 0) {
+		/* Every function failed: nothing to write, nothing to sync. */
+		mdb_txn_abort(parent);
+		gate_leave(&s->s_gate);
+		return (BATCH_DONE);
+	}
+	rc = mdb_txn_commit(parent); /* frees the transaction, even on failure */
+	gate_leave(&s->s_gate);
+	if (rc == MDB_SUCCESS) {
+		*committed = true;
+		return (BATCH_DONE);
+	}
+	if (rc == MDB_MAP_FULL) {
+		return (BATCH_GROW);
+	}
+	if (rc == MDB_BAD_TXN) {
+		return (BATCH_SPLIT); /* spoiled before commit, nothing written */
+	}
+	*commit_rc = rc;
+	for (size_t i = 0; i < n; i++) {
+		batch[i]->rq_status = HV_UNAVAILABLE;
+	}
+	return (BATCH_DONE);
+abort:
+	mdb_txn_abort(parent);
+	gate_leave(&s->s_gate);
+	return (end);
+}
+
+/*
+ * Runs a leader's batch: all of it in one transaction when it has more than one request, each
+ * request alone when it has one or the batch could not go as one (the map at its maximum for
+ * the whole batch, a nested transaction that could not begin or commit, a transaction too big).
+ * Sets every request's rq_status. Returns the number of commits; *commit_rc is set to LMDB's
+ * error when a commit failed (fatal: that request and every later one get HV_UNAVAILABLE).
+ */
+static unsigned
+batch_run(store *s, store_req **batch, size_t n, int *commit_rc)
+{
+	unsigned commits = 0;
+	bool     committed;
+
+	*commit_rc = 0;
+	if (n > 1) {
+		for (;;) {
+			batch_end end = batch_once(s, batch, n, &committed, commit_rc);
+			if (end == BATCH_DONE) {
+				return (committed ? 1 : 0);
+			}
+			if (end == BATCH_GROW && map_grow(s) == HV_OK) {
+				continue; /* every function again, from the start */
+			}
+			break; /* split: alone, each learns whether it fits */
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		store_req *r = batch[i];
+
+		if (*commit_rc != 0) {
+			r->rq_status = HV_UNAVAILABLE;
+			continue;
+		}
+		r->rq_status = write_one(s, r->rq_fn, r->rq_arg, commit_rc);
+		if (*commit_rc != 0) {
+			r->rq_status = HV_UNAVAILABLE;
+		} else if (r->rq_status == HV_OK) {
+			commits++;
+		}
+	}
+	return (commits);
+}
+
 static void
 fatal_default(void *arg, hv_status code, const char *what)
 {
@@ -484,47 +667,155 @@ fatal_default(void *arg, hv_status code, const char *what)
 	exit(STORE_FATAL_EXIT);
 }
 
-hv_status
-store_write(store *s, store_write_fn fn, void *arg)
+/*
+ * Leads one batch. Called with s_qlock held and no leader; returns with s_qlock held and no
+ * leader, every request of the batch done and the oldest request still queued (if any)
+ * signalled, so that its caller leads the next batch.
+ */
+static void
+write_lead(store *s)
 {
-	hv_status rv       = HV_INVALID_ARGUMENT;
-	hv_status code     = HV_INTERNAL;
-	bool      locked   = false;
-	bool      fatal    = false;
-	int       commit_rc = 0;
-	char      what[160];
+	store_req *batch[STORE_BATCH_MAX];
+	store_req *r;
+	size_t     n         = 0;
+	unsigned   commits   = 0;
+	int        commit_rc = 0;
+	bool       failed;
+	char       what[160];
 
-	if (s == NULL || fn == NULL) {
-		goto out;
+	/* Oldest first; a request that must run alone ends the batch, or is all of it. */
+	while (n < STORE_BATCH_MAX && (r = s->s_qhead) != NULL && !(r->rq_alone && n > 0)) {
+		s->s_qhead = r->rq_next;
+		if (s->s_qhead == NULL) {
+			s->s_qtail = NULL;
+		}
+		s->s_queued--;
+		r->rq_next = NULL;
+		batch[n++] = r;
+		if (r->rq_alone) {
+			break;
+		}
 	}
-	if (pthread_mutex_lock(&s->s_wlock) != 0) {
-		/* EDEADLK: called from inside a write function on this thread. */
+	s->s_leading = true;
+	s->s_leader  = pthread_self();
+	failed       = s->s_failed;
+	pthread_mutex_unlock(&s->s_qlock);
+
+	if (failed) {
+		for (size_t i = 0; i < n; i++) {
+			batch[i]->rq_status = HV_UNAVAILABLE;
+		}
+	} else {
+		commits = batch_run(s, batch, n, &commit_rc);
+	}
+	if (commit_rc != 0) {
+		/* Never retried: LMDB may or may not have written part of it, and no caller
+		 * may learn "maybe". Refuse writes until a restart. Only this leader saw the
+		 * failure, and every later one sees s_failed: the hook runs once, before any
+		 * caller of the batch returns. */
+		pthread_mutex_lock(&s->s_qlock);
+		s->s_failed = true;
+		pthread_mutex_unlock(&s->s_qlock);
+		snprintf(what, sizeof(what), "store: commit failed: %s", mdb_strerror(commit_rc));
+		s->s_fatal(s->s_fatal_arg, lmdb_status(commit_rc), what);
+	}
+
+	pthread_mutex_lock(&s->s_qlock);
+	s->s_commits += commits;
+	for (size_t i = 0; i < n; i++) {
+		batch[i]->rq_done = true;
+		pthread_cond_signal(&batch[i]->rq_cond);
+	}
+	s->s_leading = false;
+	if (s->s_qhead != NULL) {
+		pthread_cond_signal(&s->s_qhead->rq_cond);
+	}
+}
+
+/* Queues fn and waits until a batch that carries it ended, leading batches while no one else
+ * does. alone: fn runs in a write transaction of its own. */
+static hv_status
+write_queued(store *s, store_write_fn fn, void *arg, bool alone)
+{
+	hv_status rv = HV_RESOURCE_EXHAUSTED;
+	store_req rq;
+
+	memset(&rq, 0, sizeof(rq));
+	rq.rq_fn     = fn;
+	rq.rq_arg    = arg;
+	rq.rq_status = HV_INTERNAL;
+	rq.rq_alone  = alone;
+	if (pthread_cond_init(&rq.rq_cond, NULL) != 0) {
+		return (rv);
+	}
+	pthread_mutex_lock(&s->s_qlock);
+	if (s->s_leading && pthread_equal(s->s_leader, pthread_self())) {
+		/* From inside a write function: this thread leads the batch that runs it. */
 		rv = HV_FAILED_PRECONDITION;
 		goto out;
 	}
-	locked = true;
 	if (s->s_failed) {
 		rv = HV_UNAVAILABLE;
 		goto out;
 	}
-	rv = write_locked(s, fn, arg, &commit_rc);
-	if (commit_rc != 0) {
-		/* Never retried: LMDB may or may not have written part of it, and the
-		 * caller must not learn "maybe". Refuse writes until a restart. */
-		s->s_failed = true;
-		fatal       = true;
-		code        = rv;
-		rv          = HV_UNAVAILABLE;
+	if (s->s_qtail != NULL) {
+		s->s_qtail->rq_next = &rq;
+	} else {
+		s->s_qhead = &rq;
 	}
+	s->s_qtail = &rq;
+	s->s_queued++;
+	/* Signalled when done, and when this is the oldest request as a batch ends. A request
+	 * that did not fit in the batch this thread led stays queued: lead again. */
+	while (!rq.rq_done) {
+		if (!s->s_leading) {
+			write_lead(s);
+		} else {
+			pthread_cond_wait(&rq.rq_cond, &s->s_qlock);
+		}
+	}
+	rv = rq.rq_status;
 out:
-	if (locked) {
-		pthread_mutex_unlock(&s->s_wlock);
-	}
-	if (fatal) {
-		snprintf(what, sizeof(what), "store: commit failed: %s", mdb_strerror(commit_rc));
-		s->s_fatal(s->s_fatal_arg, code, what);
-	}
+	pthread_mutex_unlock(&s->s_qlock);
+	pthread_cond_destroy(&rq.rq_cond);
 	return (rv);
+}
+
+hv_status
+store_write(store *s, store_write_fn fn, void *arg)
+{
+	if (s == NULL || fn == NULL) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	return (write_queued(s, fn, arg, false));
+}
+
+uint64_t
+store_commit_count(store *s)
+{
+	uint64_t n;
+
+	if (s == NULL) {
+		return (0);
+	}
+	pthread_mutex_lock(&s->s_qlock);
+	n = s->s_commits;
+	pthread_mutex_unlock(&s->s_qlock);
+	return (n);
+}
+
+unsigned
+store_write_queued(store *s)
+{
+	unsigned n;
+
+	if (s == NULL) {
+		return (0);
+	}
+	pthread_mutex_lock(&s->s_qlock);
+	n = s->s_queued;
+	pthread_mutex_unlock(&s->s_qlock);
+	return (n);
 }
 
 static bool
@@ -586,8 +877,8 @@ typedef struct table_open_args {
 	MDB_dbi     ta_dbi;
 } table_open_args;
 
-/* mdb_dbi_open runs only here, in a write transaction under s_wlock: LMDB requires that no two
- * transactions of a process open tables at once. */
+/* mdb_dbi_open runs only here, in a write transaction of its own (never a nested one) run by
+ * the one leader: LMDB requires that no two transactions of a process open tables at once. */
 static hv_status
 table_open_fn(store_txn *txn, void *arg)
 {
@@ -611,7 +902,7 @@ store_table_open(store *s, const char *name, store_table *out)
 	}
 	a.ta_name = name;
 	a.ta_dbi  = 0;
-	if ((rv = store_write(s, table_open_fn, &a)) != HV_OK) {
+	if ((rv = write_queued(s, table_open_fn, &a, true)) != HV_OK) {
 		goto out;
 	}
 	table_remember(s, name, a.ta_dbi);
@@ -699,7 +990,7 @@ store_free(store *s)
 	free(s->s_tables);
 	gate_fini(&s->s_gate);
 	pthread_mutex_destroy(&s->s_tlock);
-	pthread_mutex_destroy(&s->s_wlock);
+	pthread_mutex_destroy(&s->s_qlock);
 	free(s);
 }
 
@@ -709,7 +1000,6 @@ store_open(store **out, const char *dir, const store_options *opts)
 	static const store_options defaults;
 	hv_status                  rv = HV_INVALID_ARGUMENT;
 	store                     *s  = NULL;
-	pthread_mutexattr_t        ma;
 	struct stat                st;
 	schema_args                sa;
 	bool                       registered = false;
@@ -753,19 +1043,14 @@ store_open(store **out, const char *dir, const store_options *opts)
 		s = NULL;
 		goto out;
 	}
-	/* Error-checking, so that a nested store_write reports EDEADLK. */
-	pthread_mutexattr_init(&ma);
-	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
-	ok = pthread_mutex_init(&s->s_wlock, &ma) == 0;
-	pthread_mutexattr_destroy(&ma);
-	if (!ok) {
+	if (pthread_mutex_init(&s->s_qlock, NULL) != 0) {
 		free(s->s_tables);
 		free(s);
 		s = NULL;
 		goto out;
 	}
 	if (pthread_mutex_init(&s->s_tlock, NULL) != 0) {
-		pthread_mutex_destroy(&s->s_wlock);
+		pthread_mutex_destroy(&s->s_qlock);
 		free(s->s_tables);
 		free(s);
 		s = NULL;
@@ -774,7 +1059,7 @@ store_open(store **out, const char *dir, const store_options *opts)
 	gate_init(&s->s_gate, &ok);
 	if (!ok) {
 		pthread_mutex_destroy(&s->s_tlock);
-		pthread_mutex_destroy(&s->s_wlock);
+		pthread_mutex_destroy(&s->s_qlock);
 		free(s->s_tables);
 		free(s);
 		s = NULL;
@@ -829,12 +1114,12 @@ store_open(store **out, const char *dir, const store_options *opts)
 	sa.sa_ours  = opts->schema_version;
 	sa.sa_found = 0;
 	sa.sa_meta  = 0;
-	pthread_mutex_lock(&s->s_wlock);
-	rv = write_locked(s, schema_fn, &sa, &commit_rc);
-	pthread_mutex_unlock(&s->s_wlock);
-	if (rv != HV_OK) {
+	/* No one else has the handle yet: no queue, no leader. A failed commit here fails the
+	 * open rather than calling the hook. */
+	if ((rv = write_one(s, schema_fn, &sa, &commit_rc)) != HV_OK) {
 		goto out;
 	}
+	s->s_commits++;
 	s->s_schema = sa.sa_found;
 	table_remember(s, STORE_META_TABLE, sa.sa_meta);
 

@@ -2,7 +2,9 @@
  * store_test.c - the LMDB store: open/reopen, schema versions, raw values, cursors, protobuf
  * messages, argument checks, aborts, map growth and its limit, a commit that really fails
  * (a file-size limit makes LMDB's page write return EFBIG), several processes and threads on
- * one store, and reader slots left behind by a dead process.
+ * one store, group commit of concurrent writers (batching, a failing function inside a batch,
+ * map growth under batches, a failed batch commit, a batch too big to commit as one), and reader slots left behind by a dead
+ * process.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1400,6 +1402,449 @@ test_threads(void **state)
 	tmp_remove(dir);
 }
 
+/* ---- group commit ----------------------------------------------------------------------- */
+
+#define GROUP_THREADS 16
+#define GROUP_WRITES  200
+
+/* One writer thread of a group test: incr_fn on the shared counter plus a key of its own. */
+typedef struct group_arg {
+	shared     *ga_shared;
+	int         ga_writes;
+	bool        ga_abort; /* the function writes, then returns HV_ABORTED */
+	atomic_int *ga_runs;  /* runs of the write function, all threads */
+	incr        ga_incr;
+} group_arg;
+
+static hv_status
+group_fn(store_txn *txn, void *arg)
+{
+	group_arg *g = arg;
+	hv_status  rv;
+
+	atomic_fetch_add(g->ga_runs, 1);
+	/* Whichever thread runs the batch, a store_write from inside a function is refused. */
+	if (store_write(g->ga_shared->sh_store, nested_fn, NULL) != HV_FAILED_PRECONDITION) {
+		return (HV_INTERNAL);
+	}
+	if ((rv = incr_fn(txn, &g->ga_incr)) != HV_OK) {
+		return (rv);
+	}
+	return (g->ga_abort ? HV_ABORTED : HV_OK);
+}
+
+static void *
+group_main(void *arg)
+{
+	group_arg  *g    = arg;
+	shared     *sh   = g->ga_shared;
+	hv_status   want = g->ga_abort ? HV_ABORTED : HV_OK;
+	store_txn  *txn;
+	const void *v;
+	size_t      vl;
+	hv_status   rv;
+
+	for (int i = 0; i < g->ga_writes; i++) {
+		g->ga_incr.in_i = i;
+		if ((rv = store_write(sh->sh_store, group_fn, g)) != want) {
+			shared_error(sh, "writer %d, write %d: %s", g->ga_incr.in_who, i,
+			    hv_status_name(rv));
+			continue;
+		}
+		if (rv != HV_OK) {
+			continue;
+		}
+		/* Acknowledged means committed: a read that begins now sees it. */
+		if ((rv = store_read_begin(sh->sh_store, &txn)) != HV_OK) {
+			shared_error(sh, "read_begin: %s", hv_status_name(rv));
+			continue;
+		}
+		rv = store_get(txn, sh->sh_table, "counter", 7, &v, &vl);
+		if (rv != HV_OK || vl != 8 || be64_get(v) < g->ga_incr.in_wrote) {
+			shared_error(sh, "writer %d wrote %llu, then read %s", g->ga_incr.in_who,
+			    (unsigned long long) g->ga_incr.in_wrote, hv_status_name(rv));
+		}
+		store_read_end(txn);
+	}
+	atomic_fetch_sub(&sh->sh_writers_left, 1);
+	return (NULL);
+}
+
+/* Starts GROUP_THREADS writers of `writes` writes each (odd ones aborting when odd_abort),
+ * runs between() on this thread meanwhile (may be NULL), and joins them. */
+static void
+group_run(shared *sh, int writes, bool odd_abort, atomic_int *runs, void (*between)(shared *))
+{
+	group_arg *g = calloc(GROUP_THREADS, sizeof(*g));
+	pthread_t  th[GROUP_THREADS];
+
+	assert_non_null(g);
+	atomic_init(&sh->sh_writers_left, GROUP_THREADS);
+	atomic_init(&sh->sh_errors, 0);
+	atomic_init(&sh->sh_snapshots, 0);
+	sh->sh_first[0] = '\0';
+	for (int i = 0; i < GROUP_THREADS; i++) {
+		g[i].ga_shared          = sh;
+		g[i].ga_writes          = writes;
+		g[i].ga_abort           = odd_abort && i % 2 == 1;
+		g[i].ga_runs            = runs;
+		g[i].ga_incr.in_table   = sh->sh_table;
+		g[i].ga_incr.in_who     = i;
+		memset(g[i].ga_incr.in_val, 'a' + i, sizeof(g[i].ga_incr.in_val));
+		assert_int_equal(pthread_create(&th[i], NULL, group_main, &g[i]), 0);
+	}
+	if (between != NULL) {
+		between(sh);
+	}
+	for (int i = 0; i < GROUP_THREADS; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	}
+	free(g);
+	if (atomic_load(&sh->sh_errors) != 0) {
+		fail_msg("%d errors, the first: %s", atomic_load(&sh->sh_errors), sh->sh_first);
+	}
+}
+
+/* Every key "w<who>-<i>" of writers who is present, or absent when present is false. */
+static void
+expect_writer_keys(store *s, store_table t, int who, int writes, bool present)
+{
+	store_txn *txn;
+	char       key[32];
+
+	assert_int_equal(store_read_begin(s, &txn), HV_OK);
+	for (int i = 0; i < writes; i++) {
+		snprintf(key, sizeof(key), "w%d-%05d", who, i);
+		assert_int_equal(store_get(txn, t, key, strlen(key), NULL, NULL),
+		    present ? HV_OK : HV_NOT_FOUND);
+	}
+	store_read_end(txn);
+}
+
+/* Tables opened while writers write: each runs in a transaction of its own. */
+static void
+open_tables_between(shared *sh)
+{
+	char name[16];
+
+	for (int i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "x%d", i);
+		(void) table_ok(sh->sh_store, name);
+	}
+}
+
+static void
+test_group_commit(void **state)
+{
+	char       *dir = tmp_dir();
+	shared      sh;
+	atomic_int  runs;
+	uint64_t    before;
+	uint64_t    commits;
+	store_table x;
+
+	(void) state;
+	sh.sh_store = open_ok(dir, NULL); /* durable: every commit waits for fdatasync */
+	sh.sh_table = table_ok(sh.sh_store, "c");
+	atomic_init(&runs, 0);
+	before = store_commit_count(sh.sh_store);
+	assert_true(before >= 2); /* store_open's and the table's */
+	group_run(&sh, GROUP_WRITES, false, &runs, open_tables_between);
+	commits = store_commit_count(sh.sh_store) - before;
+
+	assert_int_equal(counter_of(sh.sh_store, sh.sh_table), GROUP_THREADS * GROUP_WRITES);
+	assert_int_equal(count_of(sh.sh_store, sh.sh_table), GROUP_THREADS * GROUP_WRITES + 1);
+	for (int w = 0; w < GROUP_THREADS; w++) {
+		expect_writer_keys(sh.sh_store, sh.sh_table, w, GROUP_WRITES, true);
+	}
+	assert_int_equal(atomic_load(&runs), GROUP_THREADS * GROUP_WRITES);
+	/* 3200 writes and 4 table opens shared far fewer commits. */
+	print_message("group commit: %d writes in %llu commits\n", GROUP_THREADS * GROUP_WRITES,
+	    (unsigned long long) commits);
+	assert_true(commits >= 5);
+	assert_true(commits <= GROUP_THREADS * GROUP_WRITES / 4);
+	assert_int_equal(store_write_queued(sh.sh_store), 0);
+	x = table_ok(sh.sh_store, "x3");
+	assert_int_equal(put_str(sh.sh_store, x, "k", "v"), HV_OK);
+	expect_str(sh.sh_store, x, "k", "v");
+	assert_int_equal(store_commit_count(NULL), 0);
+	assert_int_equal(store_write_queued(NULL), 0);
+	store_close(sh.sh_store);
+	tmp_remove(dir);
+}
+
+/* Half the writers' functions write and then fail, in batches with the others' that succeed:
+ * only the failing functions' changes are rolled back, counter increments included. */
+static void
+test_group_abort(void **state)
+{
+	char      *dir = tmp_dir();
+	shared     sh;
+	atomic_int runs;
+	uint64_t   before;
+	uint64_t   commits;
+	int        writes = GROUP_WRITES / 2;
+	int        ok     = GROUP_THREADS / 2 * writes;
+
+	(void) state;
+	sh.sh_store = open_ok(dir, NULL);
+	sh.sh_table = table_ok(sh.sh_store, "c");
+	atomic_init(&runs, 0);
+	before = store_commit_count(sh.sh_store);
+	group_run(&sh, writes, true, &runs, NULL);
+	commits = store_commit_count(sh.sh_store) - before;
+
+	assert_int_equal(counter_of(sh.sh_store, sh.sh_table), ok);
+	assert_int_equal(count_of(sh.sh_store, sh.sh_table), ok + 1);
+	for (int w = 0; w < GROUP_THREADS; w++) {
+		expect_writer_keys(sh.sh_store, sh.sh_table, w, writes, w % 2 == 0);
+	}
+	assert_int_equal(atomic_load(&runs), GROUP_THREADS * writes);
+	print_message("group abort: %d writes (%d acknowledged) in %llu commits\n",
+	    GROUP_THREADS * writes, ok, (unsigned long long) commits);
+	assert_true(commits <= (uint64_t) ok / 2);
+	store_close(sh.sh_store);
+	tmp_remove(dir);
+}
+
+/* A small map fills again and again under concurrent batches: each time the batch is rolled
+ * back, the map grown, and every function of it run again. All writes land once. */
+static void
+test_group_map_growth(void **state)
+{
+	char         *dir = tmp_dir();
+	store_options o   = { .map_size = 256 * 1024 };
+	shared        sh;
+	atomic_int    runs;
+	size_t        map;
+	size_t        used;
+	int           writes = 50;
+	int           all    = GROUP_THREADS * writes;
+	uint64_t      before;
+
+	(void) state;
+	sh.sh_store = open_ok(dir, &o);
+	sh.sh_table = table_ok(sh.sh_store, "c");
+	atomic_init(&runs, 0);
+	before = store_commit_count(sh.sh_store);
+	group_run(&sh, writes, false, &runs, NULL);
+
+	assert_int_equal(counter_of(sh.sh_store, sh.sh_table), all);
+	assert_int_equal(count_of(sh.sh_store, sh.sh_table), all + 1);
+	for (int w = 0; w < GROUP_THREADS; w++) {
+		expect_writer_keys(sh.sh_store, sh.sh_table, w, writes, true);
+	}
+	assert_int_equal(store_stats(sh.sh_store, &map, &used), HV_OK);
+	assert_true(map >= 1 * MIB); /* 800 values of 1000 bytes */
+	assert_true(used <= map);
+	print_message("group growth: %d writes, %d runs, %llu commits\n", all,
+	    atomic_load(&runs), (unsigned long long) (store_commit_count(sh.sh_store) - before));
+	assert_true(atomic_load(&runs) > all); /* some ran again after growth */
+	assert_true(store_commit_count(sh.sh_store) - before < (uint64_t) all);
+	store_close(sh.sh_store);
+	tmp_remove(dir);
+}
+
+/* ---- batches made on purpose ----------------------------------------------------------- */
+
+#define HOLD_WRITERS 7
+
+/* A holder leads a batch of its own and keeps it running until HOLD_WRITERS writers have
+ * queued behind it, so that all of them land in the next batch, together. */
+typedef struct hold_group {
+	store      *hg_store;
+	store_table hg_table;
+	size_t      hg_vlen;    /* each writer puts one value of this size */
+	uint8_t    *hg_val;
+	atomic_int  hg_holding; /* the holder's function is running */
+	atomic_int  hg_runs;    /* runs of the writers' functions */
+	hv_status   hg_status[HOLD_WRITERS + 1];
+} hold_group;
+
+typedef struct hold_writer {
+	hold_group *hw_group;
+	int         hw_who; /* 0: the holder */
+} hold_writer;
+
+/* Writes nothing: its batch commits nothing. */
+static hv_status
+hold_fn(store_txn *txn, void *arg)
+{
+	hold_group *hg = arg;
+
+	(void) txn;
+	atomic_store(&hg->hg_holding, 1);
+	for (int i = 0; i < 20000 && store_write_queued(hg->hg_store) < HOLD_WRITERS; i++) {
+		usleep(1000);
+	}
+	return (HV_ABORTED);
+}
+
+static hv_status
+held_fn(store_txn *txn, void *arg)
+{
+	hold_writer *w  = arg;
+	hold_group  *hg = w->hw_group;
+	char         key[16];
+
+	atomic_fetch_add(&hg->hg_runs, 1);
+	snprintf(key, sizeof(key), "held%d", w->hw_who);
+	return (store_put(txn, hg->hg_table, key, strlen(key), hg->hg_val, hg->hg_vlen));
+}
+
+static void *
+hold_main(void *arg)
+{
+	hold_writer *w  = arg;
+	hold_group  *hg = w->hw_group;
+
+	hg->hg_status[w->hw_who] = w->hw_who == 0 ? store_write(hg->hg_store, hold_fn, hg) :
+	                                            store_write(hg->hg_store, held_fn, w);
+	return (NULL);
+}
+
+/* Runs the holder and the writers, and joins them. */
+static void
+hold_run(hold_group *hg)
+{
+	hold_writer w[HOLD_WRITERS + 1];
+	pthread_t   th[HOLD_WRITERS + 1];
+
+	hg->hg_val = calloc(1, hg->hg_vlen);
+	assert_non_null(hg->hg_val);
+	atomic_init(&hg->hg_holding, 0);
+	atomic_init(&hg->hg_runs, 0);
+	for (int i = 0; i <= HOLD_WRITERS; i++) {
+		w[i].hw_group = hg;
+		w[i].hw_who   = i;
+	}
+	assert_int_equal(pthread_create(&th[0], NULL, hold_main, &w[0]), 0);
+	while (atomic_load(&hg->hg_holding) == 0) {
+		usleep(1000);
+	}
+	for (int i = 1; i <= HOLD_WRITERS; i++) {
+		assert_int_equal(pthread_create(&th[i], NULL, hold_main, &w[i]), 0);
+	}
+	for (int i = 0; i <= HOLD_WRITERS; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	}
+	free(hg->hg_val);
+	hg->hg_val = NULL;
+	assert_int_equal(hg->hg_status[0], HV_ABORTED);
+}
+
+static void
+test_group_commit_failure(void **state)
+{
+	char         *dir  = tmp_dir();
+	char         *data = path_join(dir, "data.mdb");
+	fatal_rec     f    = { 0, HV_OK, "" };
+	store_options o    = { .fatal = fatal_hook, .fatal_arg = &f };
+	hold_group    hg;
+	struct rlimit old;
+	struct rlimit lim;
+	struct stat   st;
+	void        (*old_sig)(int);
+	uint64_t      before;
+	char          key[16];
+
+	(void) state;
+	memset(&hg, 0, sizeof(hg));
+	hg.hg_store = open_ok(dir, &o);
+	hg.hg_table = table_ok(hg.hg_store, "t");
+	hg.hg_vlen  = MIB;
+	assert_int_equal(put_str(hg.hg_store, hg.hg_table, "before", "1"), HV_OK);
+	before = store_commit_count(hg.hg_store);
+
+	/* The data file may not grow: the batch's commit fails writing its pages (EFBIG). */
+	assert_int_equal(stat(data, &st), 0);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	old_sig      = signal(SIGXFSZ, SIG_IGN);
+	lim          = old;
+	lim.rlim_cur = (rlim_t) st.st_size;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	hold_run(&hg);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, old_sig);
+
+	/* One batch of all the writers ran, its commit failed: the hook once, and every writer
+	 * of the batch HV_UNAVAILABLE. */
+	assert_int_equal(atomic_load(&hg.hg_runs), HOLD_WRITERS);
+	for (int i = 1; i <= HOLD_WRITERS; i++) {
+		assert_int_equal(hg.hg_status[i], HV_UNAVAILABLE);
+	}
+	assert_int_equal(f.fr_calls, 1);
+	assert_int_not_equal(f.fr_code, HV_OK);
+	assert_non_null(strstr(f.fr_what, "commit"));
+	assert_int_equal(store_commit_count(hg.hg_store), before);
+	/* Later writes are refused without the hook; reads see the intact store. */
+	assert_int_equal(put_str(hg.hg_store, hg.hg_table, "later", "2"), HV_UNAVAILABLE);
+	assert_int_equal(f.fr_calls, 1);
+	expect_str(hg.hg_store, hg.hg_table, "before", "1");
+	for (int i = 1; i <= HOLD_WRITERS; i++) {
+		snprintf(key, sizeof(key), "held%d", i);
+		expect_str(hg.hg_store, hg.hg_table, key, NULL);
+	}
+	store_close(hg.hg_store);
+
+	hg.hg_store = open_ok(dir, &o);
+	hg.hg_table = table_ok(hg.hg_store, "t");
+	expect_str(hg.hg_store, hg.hg_table, "held1", NULL);
+	assert_int_equal(put_str(hg.hg_store, hg.hg_table, "later", "2"), HV_OK);
+	assert_int_equal(f.fr_calls, 1);
+	store_close(hg.hg_store);
+	free(data);
+	tmp_remove(dir);
+}
+
+/* A batch too big for the map at its maximum size is split: each write runs again alone, and
+ * those that fit commit while the others get HV_RESOURCE_EXHAUSTED. */
+static void
+test_group_split(void **state)
+{
+	char         *dir = tmp_dir();
+	store_options o   = { .map_size = 1 * MIB, .max_map_size = 1 * MIB };
+	hold_group    hg;
+	store_txn    *txn;
+	char          key[16];
+	int           ok   = 0;
+	int           full = 0;
+	hv_status     rv;
+
+	(void) state;
+	memset(&hg, 0, sizeof(hg));
+	hg.hg_store = open_ok(dir, &o);
+	hg.hg_table = table_ok(hg.hg_store, "t");
+	hg.hg_vlen  = 200 * 1024; /* 7 of them: 1.4 MB */
+	hold_run(&hg);
+
+	assert_int_equal(store_read_begin(hg.hg_store, &txn), HV_OK);
+	for (int i = 1; i <= HOLD_WRITERS; i++) {
+		snprintf(key, sizeof(key), "held%d", i);
+		rv = store_get(txn, hg.hg_table, key, strlen(key), NULL, NULL);
+		if (hg.hg_status[i] == HV_OK) {
+			ok++;
+			assert_int_equal(rv, HV_OK);
+		} else {
+			full++;
+			assert_int_equal(hg.hg_status[i], HV_RESOURCE_EXHAUSTED);
+			assert_int_equal(rv, HV_NOT_FOUND);
+		}
+	}
+	store_read_end(txn);
+	assert_true(ok >= 1);
+	assert_true(full >= 1);
+	/* The batch ran together until a function filled the map, then each write ran alone,
+	 * once (growth is refused at once at the maximum). */
+	assert_true(atomic_load(&hg.hg_runs) > HOLD_WRITERS);
+	assert_true(atomic_load(&hg.hg_runs) <= 2 * HOLD_WRITERS);
+	print_message("group split: %d acknowledged, %d refused, %d runs\n", ok, full,
+	    atomic_load(&hg.hg_runs));
+	assert_int_equal(put_str(hg.hg_store, hg.hg_table, "after", "1"), HV_OK);
+	store_close(hg.hg_store);
+	tmp_remove(dir);
+}
+
 /* ---- stale readers ---------------------------------------------------------------------- */
 
 #define STALE_VAL (64 * 1024)
@@ -1544,6 +1989,11 @@ main(void)
 		cmocka_unit_test(test_two_processes),
 		cmocka_unit_test(test_resized_by_other_process),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_group_commit),
+		cmocka_unit_test(test_group_abort),
+		cmocka_unit_test(test_group_map_growth),
+		cmocka_unit_test(test_group_commit_failure),
+		cmocka_unit_test(test_group_split),
 		cmocka_unit_test(test_stale_readers),
 		cmocka_unit_test(test_backup),
 	};

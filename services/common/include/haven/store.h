@@ -8,14 +8,17 @@
  *
  * Tables are LMDB named databases. Values are usually packed protobuf-c messages.
  *
- * Writes go through store_write(), which runs a caller's function inside one write transaction
+ * Writes go through store_write(), which runs a caller's function inside a write transaction
  * and commits it durably (fsync). A write is acknowledged (store_write returns HV_OK) only
- * after the commit returned success. When the map is full, the transaction is aborted, the map
- * grown, and the function run again from the start: a write function must therefore have no
- * effect outside its transaction until store_write returns. When a commit or sync fails, the
- * store reports it through the fatal hook and refuses all further writes (HV_UNAVAILABLE):
- * the process is expected to stop and restart on the intact store, never to retry the commit
- * and acknowledge it later.
+ * after the commit that carries it returned success. Writes of concurrent threads share
+ * commits (group commit): while one commit is in flight, the writes that arrive queue up, and
+ * the next commit carries all of them (at most 64), each function in a nested transaction of
+ * its own, so that one fsync acknowledges them all. A lone writer's commit starts at once.
+ * When the map is full, the transaction is aborted, the map grown, and the function run again
+ * from the start: a write function must therefore have no effect outside its transaction until
+ * store_write returns. When a commit or sync fails, the store reports it through the fatal hook
+ * and refuses all further writes (HV_UNAVAILABLE): the process is expected to stop and restart
+ * on the intact store, never to retry the commit and acknowledge it later.
  *
  * Lifetimes: bytes returned by store_get() and the cursor functions point into the map and are
  * valid only until the end of the transaction (or the next write in it); copy them out before
@@ -50,8 +53,10 @@ typedef struct store_options {
 	uint32_t schema_version;
 	/* Skip fsync on commit (MDB_NOSYNC). Only for tests and benchmarks that say so. */
 	bool no_sync;
-	/* Called once when a commit or sync fails. NULL means: log and exit(75). When the hook
-	 * returns, the store stays open for reads and refuses writes. */
+	/* Called once when a commit or sync fails, on the thread that ran the failed commit
+	 * (one of the store_write callers of that batch), before any of them returns. NULL
+	 * means: log and exit(75). When the hook returns, the store stays open for reads and
+	 * refuses writes. */
 	void (*fatal)(void *arg, hv_status code, const char *what);
 	void *fatal_arg;
 } store_options;
@@ -75,21 +80,47 @@ hv_status store_table_open(store *s, const char *name, store_table *out);
 /* The schema version recorded in the store. */
 uint32_t store_schema_version(const store *s);
 
-/* Runs fn(txn, arg) in a write transaction and commits it durably. If fn returns anything but
- * HV_OK the transaction is aborted and that status returned. fn may be run more than once
- * (after the map grew); see above. Blocks while another write transaction, of this or another
- * process, is open.
+/* Runs fn(txn, arg) in a write transaction and commits it durably; returns HV_OK only after
+ * that commit returned success. fn's changes commit all together or not at all. If fn returns
+ * anything but HV_OK, its changes (and only its) are rolled back and that status returned.
+ * Blocks until the commit that carries fn ended, which may wait for the commit in flight and
+ * for a write transaction of another process.
+ *
+ * Group commit: calls of several threads are batched into one write transaction, in the order
+ * they arrived, each fn in a nested transaction of its own. So:
+ *  - fn may run on another thread than the caller's (the one that leads the batch), while the
+ *    caller waits. It must not rely on the caller's thread-local state, and should be short:
+ *    the batch's other writes wait for it.
+ *  - fn sees the changes of the functions before it in its batch that succeeded, as if the
+ *    batch's writes had run one after the other in that order (they did), and the functions
+ *    after it see its changes. They all become visible to readers at once.
+ *  - fn may run more than once: when the map fills during the batch, the whole batch is
+ *    rolled back, the map grown, and every function of it run again from the start; and when
+ *    a batch cannot commit as one (the map at its maximum, LMDB out of room for the batch's
+ *    changes), each function runs again alone. Only the last run's changes and status count.
+ *  - When the batch's commit fails, every caller of that batch gets HV_UNAVAILABLE (the hook
+ *    runs once, before any of them returns), whatever its fn returned.
  *
  * Once LMDB failed a store call inside fn with anything but HV_NOT_FOUND, HV_ALREADY_EXISTS
- * or HV_INVALID_ARGUMENT, the transaction cannot commit: it is aborted and that status
+ * or HV_INVALID_ARGUMENT, fn's changes cannot commit: they are rolled back and that status
  * returned even if fn returns HV_OK. A full map is the exception: the call returns
  * HV_RESOURCE_EXHAUSTED, and whatever fn then returns, the map is grown and fn run again.
  *
- * Not from inside another store_write on the same thread (HV_FAILED_PRECONDITION), and not
- * while the calling thread holds a read transaction: growing the map waits until every
- * transaction of the process has ended. */
+ * Not from inside a write function (HV_FAILED_PRECONDITION), and not while the calling thread
+ * holds a read transaction: growing the map waits until every transaction of the process has
+ * ended, and the calling thread may lead, or wait for, the batch that has to grow it. */
 typedef hv_status (*store_write_fn)(store_txn *txn, void *arg);
 hv_status store_write(store *s, store_write_fn fn, void *arg);
+
+/* The number of write transactions this handle committed since store_open (those of
+ * store_open and store_table_open included). With concurrent writers one commit carries many
+ * store_write calls, so for metrics and tests: acknowledged writes / commits is the mean batch.
+ * 0 for NULL. */
+uint64_t store_commit_count(store *s);
+
+/* The number of store_write calls of this handle queued now, waiting for a batch to take them
+ * (not counting the batch being committed). For metrics and tests. 0 for NULL. */
+unsigned store_write_queued(store *s);
 
 /* Read transactions: a consistent snapshot of committed data that includes every write
  * acknowledged before store_read_begin was called. End every one with store_read_end(), on any
