@@ -1,0 +1,1128 @@
+/*
+ * cmd_capacity.c - the capacity registry and partner directory on the command line:
+ *
+ *   haven org register ID --name N --role R --region G [--cert FILE]
+ *   haven org update ID [--name N] [--role R] [--region G] [--cert FILE] --version V
+ *   haven org disable|enable|show ID
+ *   haven org list [--role R] [--region G]
+ *   haven service register --org ORG --type T --region G --population P[,P] --total N
+ *                          --contact C [--languages L[,L]] [--name N] [--id ID] [--unit U]
+ *                          [--specialisation S[,S]] [--accessibility A[,A]] [--interval S]
+ *                          [--available N]
+ *   haven service show ID
+ *   haven service retire ID --version V
+ *   haven capacity set SERVICE AVAILABLE [--version V]
+ *   haven capacity show SERVICE
+ *   haven capacity find [--type T] [--population P] [--language L]... [--region G]... [--free]
+ *   haven capacity summary [--region G]...
+ *   haven regions
+ *
+ * Enum values are written lower-case with '-' (legal-aid, mental-health, non-binary); an
+ * unknown one is a usage error that lists the valid ones. `capacity set` without --version
+ * reads the service's current version first and sets the figure on top of it: a convenience
+ * for people at a keyboard, which can still lose a race (then ABORTED, exit code 10). Scripts
+ * that read, decide and write should pass the version they read.
+ */
+#include "cli.h"
+
+#include "haven/crypto.h"
+#include "haven/capacity/v1/capacity.pb-c.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define M(name) "haven.capacity.v1.Capacity/" name
+
+#define OPTS_MAX      32
+#define POS_MAX       4
+#define LIST_MAX      16
+#define CERT_FILE_MAX (16 * 1024)
+
+typedef Haven__Capacity__V1__Organisation org_t;
+typedef Haven__Capacity__V1__Service      service_t;
+typedef Haven__Capacity__V1__ServiceView  view_t;
+
+/* ---- arguments ------------------------------------------------------------------------ */
+
+/* A command's words: positional ones and --name VALUE (or --name=VALUE) options. */
+typedef struct args {
+	const char *a_pos[POS_MAX];
+	size_t      a_npos;
+	struct {
+		const char *name;
+		const char *value; /* NULL for a flag */
+	} a_opt[OPTS_MAX];
+	size_t a_nopt;
+} args;
+
+/* Whether name is a word of the space-separated list. */
+static bool
+listed(const char *list, const char *name, size_t n)
+{
+	const char *p = list;
+
+	while ((p = strstr(p, name)) != NULL) {
+		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0')) {
+			return (true);
+		}
+		p += n;
+	}
+	return (false);
+}
+
+/* Splits argv. valued: the options that take a value, flags: those that do not (both
+ * space-separated); anything else starting with -- is a usage error, as are more than npos
+ * positional words. Returns 0 or CLI_EXIT_USAGE. */
+static int
+args_parse(args *a, int argc, char **argv, const char *cmd, size_t npos, const char *valued,
+    const char *flags)
+{
+	memset(a, 0, sizeof(*a));
+	for (int i = 0; i < argc; i++) {
+		const char *w = argv[i];
+		const char *eq;
+		size_t      n;
+
+		if (strncmp(w, "--", 2) != 0 || w[2] == '\0') {
+			if (a->a_npos == npos || a->a_npos == POS_MAX) {
+				return (cli_usage("%s: unexpected argument '%s'", cmd, w));
+			}
+			a->a_pos[a->a_npos++] = w;
+			continue;
+		}
+		w += 2;
+		eq = strchr(w, '=');
+		n  = eq != NULL ? (size_t) (eq - w) : strlen(w);
+		if (a->a_nopt == OPTS_MAX) {
+			return (cli_usage("%s: too many options", cmd));
+		}
+		a->a_opt[a->a_nopt].name = w;
+		if (flags != NULL && eq == NULL && listed(flags, w, n)) {
+			a->a_opt[a->a_nopt].value = NULL;
+		} else if (valued != NULL && listed(valued, w, n)) {
+			if (eq != NULL) {
+				a->a_opt[a->a_nopt].value = eq + 1;
+			} else if (i + 1 < argc) {
+				a->a_opt[a->a_nopt].value = argv[++i];
+			} else {
+				return (cli_usage("%s: --%s needs a value", cmd, w));
+			}
+		} else {
+			return (cli_usage("%s: unknown option --%.*s", cmd, (int) n, w));
+		}
+		a->a_nopt++;
+	}
+	return (0);
+}
+
+static bool
+opt_is(const args *a, size_t i, const char *name)
+{
+	size_t n = strlen(name);
+
+	return (strncmp(a->a_opt[i].name, name, n) == 0 &&
+	    (a->a_opt[i].name[n] == '\0' || a->a_opt[i].name[n] == '='));
+}
+
+/* The last value of an option, or NULL. */
+static const char *
+opt(const args *a, const char *name)
+{
+	const char *v = NULL;
+
+	for (size_t i = 0; i < a->a_nopt; i++) {
+		if (opt_is(a, i, name)) {
+			v = a->a_opt[i].value;
+		}
+	}
+	return (v);
+}
+
+static bool
+flag(const args *a, const char *name)
+{
+	for (size_t i = 0; i < a->a_nopt; i++) {
+		if (opt_is(a, i, name)) {
+			return (true);
+		}
+	}
+	return (false);
+}
+
+/* Every value of a repeatable option, each split at commas, into out (at most max). The
+ * strings are copied into buf (bufsz bytes). Returns the count, or -1 when they do not fit. */
+static int
+opt_list(const args *a, const char *name, char **out, size_t max, char *buf, size_t bufsz)
+{
+	size_t n = 0, used = 0;
+
+	for (size_t i = 0; i < a->a_nopt; i++) {
+		const char *v = a->a_opt[i].value;
+		if (!opt_is(a, i, name) || v == NULL) {
+			continue;
+		}
+		while (*v != '\0') {
+			size_t len = strcspn(v, ",");
+			if (len > 0) {
+				if (n == max || used + len + 1 > bufsz) {
+					return (-1);
+				}
+				memcpy(buf + used, v, len);
+				buf[used + len] = '\0';
+				out[n++]        = buf + used;
+				used += len + 1;
+			}
+			v += len;
+			if (*v == ',') {
+				v++;
+			}
+		}
+	}
+	return ((int) n);
+}
+
+static int
+parse_u64(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char              *end;
+	unsigned long long v;
+
+	errno = 0;
+	if (s == NULL || !isdigit((unsigned char) s[0]) ||
+	    ((v = strtoull(s, &end, 10)), errno != 0) || *end != '\0' || v < min || v > max) {
+		return (cli_usage("%s must be a number from %llu to %llu, not '%s'", what,
+		    (unsigned long long) min, (unsigned long long) max, s != NULL ? s : ""));
+	}
+	*out = v;
+	return (0);
+}
+
+/* ---- enum names ------------------------------------------------------------------------- */
+
+/* "LEGAL_AID" -> "legal-aid". */
+static const char *
+enum_cli_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz)
+{
+	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
+	size_t                    i;
+
+	if (ev == NULL) {
+		snprintf(buf, bufsz, "%d", v);
+		return (buf);
+	}
+	for (i = 0; ev->name[i] != '\0' && i + 1 < bufsz; i++) {
+		buf[i] = ev->name[i] == '_' ? '-' : (char) tolower((unsigned char) ev->name[i]);
+	}
+	buf[i] = '\0';
+	return (buf);
+}
+
+/* Parses a command-line enum name; a usage error listing the valid names otherwise. */
+static int
+enum_parse(const ProtobufCEnumDescriptor *d, const char *what, const char *s, int *out)
+{
+	char   names[512];
+	char   name[64];
+	size_t used = 0;
+
+	for (unsigned i = 0; i < d->n_values; i++) {
+		if (d->values[i].value == 0) {
+			continue;
+		}
+		enum_cli_name(d, d->values[i].value, name, sizeof(name));
+		if (s != NULL && strcmp(s, name) == 0) {
+			*out = d->values[i].value;
+			return (0);
+		}
+		used += (size_t) snprintf(names + used, sizeof(names) - used, "%s%s",
+		    used > 0 ? ", " : "", name);
+		if (used >= sizeof(names)) {
+			used = sizeof(names) - 1;
+		}
+	}
+	names[used] = '\0';
+	return (cli_usage("unknown %s '%s' (one of: %s)", what, s != NULL ? s : "", names));
+}
+
+static const char *
+type_name(int v, char *buf, size_t n)
+{
+	return (enum_cli_name(&haven__capacity__v1__service_type__descriptor, v, buf, n));
+}
+
+static const char *
+role_name(int v, char *buf, size_t n)
+{
+	return (enum_cli_name(&haven__capacity__v1__role__descriptor, v, buf, n));
+}
+
+static const char *
+population_name(int v, char *buf, size_t n)
+{
+	return (enum_cli_name(&haven__capacity__v1__population__descriptor, v, buf, n));
+}
+
+/* ---- output ------------------------------------------------------------------------------ */
+
+static json_t *
+json_strings(char **v, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++) {
+		json_array_append_new(a, json_string(v[i]));
+	}
+	return (a);
+}
+
+static json_t *
+json_enums(const ProtobufCEnumDescriptor *d, const int *v, size_t n)
+{
+	json_t *a = json_array();
+	char    buf[64];
+
+	for (size_t i = 0; i < n; i++) {
+		json_array_append_new(a, json_string(enum_cli_name(d, v[i], buf, sizeof(buf))));
+	}
+	return (a);
+}
+
+static json_t *
+org_json(const org_t *o)
+{
+	char    buf[64];
+	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I}", "id", o->id, "name",
+	    o->name, "role", role_name(o->role, buf, sizeof(buf)), "region", o->region,
+	    "cert_sha256", o->cert_sha256, "disabled", o->disabled, "version",
+	    (json_int_t) o->version, "updated_at_ms", (json_int_t) o->updated_at_ms);
+
+	if (o->cert_pem[0] != '\0') {
+		json_object_set_new(j, "cert_pem", json_string(o->cert_pem));
+	}
+	return (j);
+}
+
+static json_t *
+service_json(const service_t *s)
+{
+	char    buf[64];
+	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:i, s:s, s:b, s:I, "
+	                      "s:I, s:I}",
+	    "id", s->id, "org_id", s->org_id, "name", s->name, "type",
+	    type_name(s->type, buf, sizeof(buf)), "service_area", s->service_area, "maximum",
+	    (int) s->maximum, "available", (int) s->available, "held", (int) s->held, "unit",
+	    s->unit, "report_interval_s", (int) s->report_interval_s, "front_door_contact",
+	    s->front_door_contact, "retired", s->retired, "version", (json_int_t) s->version,
+	    "updated_ms", (json_int_t) s->updated_ms, "created_ms", (json_int_t) s->created_ms);
+
+	json_object_set_new(j, "populations",
+	    json_enums(&haven__capacity__v1__population__descriptor, (const int *) s->populations,
+	        s->n_populations));
+	json_object_set_new(j, "languages", json_strings(s->languages, s->n_languages));
+	json_object_set_new(j, "accessibility", json_strings(s->accessibility, s->n_accessibility));
+	json_object_set_new(j, "specialisations",
+	    json_enums(&haven__capacity__v1__exploitation__descriptor,
+	        (const int *) s->specialisations, s->n_specialisations));
+	return (j);
+}
+
+static bool
+view_fresh(const view_t *v)
+{
+	return (v->freshness == HAVEN__CAPACITY__V1__FRESHNESS__FRESH);
+}
+
+static json_t *
+view_json(const view_t *v)
+{
+	return (json_pack("{s:o, s:s, s:I, s:i}", "service", service_json(v->service), "freshness",
+	    view_fresh(v) ? "fresh" : "unknown", "age_s", (json_int_t) v->age_s, "free",
+	    (int) v->free));
+}
+
+/* "42s", "7m", "3h", "2d". */
+static const char *
+age_text(uint64_t s, char *buf, size_t n)
+{
+	if (s < 120) {
+		snprintf(buf, n, "%llus", (unsigned long long) s);
+	} else if (s < 2 * 3600) {
+		snprintf(buf, n, "%llum", (unsigned long long) (s / 60));
+	} else if (s < 2 * 86400) {
+		snprintf(buf, n, "%lluh", (unsigned long long) (s / 3600));
+	} else {
+		snprintf(buf, n, "%llud", (unsigned long long) (s / 86400));
+	}
+	return (buf);
+}
+
+/* Free places as people read them: the number when fresh, "unknown" when not. */
+static const char *
+free_text(const view_t *v, char *buf, size_t n)
+{
+	if (v->service->retired) {
+		snprintf(buf, n, "retired");
+	} else if (!view_fresh(v)) {
+		snprintf(buf, n, "unknown");
+	} else {
+		snprintf(buf, n, "%u", v->free);
+	}
+	return (buf);
+}
+
+/* Joins enum names (or strings) with commas into buf. */
+static const char *
+join_enums(const ProtobufCEnumDescriptor *d, const int *v, size_t n, char *buf, size_t bufsz)
+{
+	char   name[64];
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && used < bufsz; i++) {
+		used += (size_t) snprintf(buf + used, bufsz - used, "%s%s", i > 0 ? "," : "",
+		    enum_cli_name(d, v[i], name, sizeof(name)));
+	}
+	return (buf);
+}
+
+static const char *
+join_strings(char **v, size_t n, char *buf, size_t bufsz)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && used < bufsz; i++) {
+		used += (size_t) snprintf(buf + used, bufsz - used, "%s%s", i > 0 ? "," : "", v[i]);
+	}
+	return (buf);
+}
+
+static void
+print_org(const org_t *o)
+{
+	char buf[64];
+
+	printf("id           %s\n", o->id);
+	printf("name         %s\n", o->name);
+	printf("role         %s\n", role_name(o->role, buf, sizeof(buf)));
+	printf("region       %s\n", o->region);
+	printf("certificate  %s\n", o->cert_sha256[0] != '\0' ? o->cert_sha256 : "(none)");
+	printf("state        %s\n", o->disabled ? "disabled" : "enabled");
+	printf("version      %llu\n", (unsigned long long) o->version);
+}
+
+static void
+print_view(const view_t *v, bool details)
+{
+	const service_t *s = v->service;
+	char             buf[512], age[32], fr[32];
+
+	printf("id              %s\n", s->id);
+	if (details) {
+		printf("name            %s\n", s->name);
+		printf("organisation    %s\n", s->org_id);
+		printf("type            %s\n", type_name(s->type, buf, sizeof(buf)));
+		printf("region          %s\n", s->service_area);
+		printf("populations     %s\n",
+		    join_enums(&haven__capacity__v1__population__descriptor,
+		        (const int *) s->populations, s->n_populations, buf, sizeof(buf)));
+		printf("languages       %s\n", join_strings(s->languages, s->n_languages, buf, sizeof(buf)));
+		printf("accessibility   %s\n",
+		    join_strings(s->accessibility, s->n_accessibility, buf, sizeof(buf)));
+		printf("specialisations %s\n",
+		    join_enums(&haven__capacity__v1__exploitation__descriptor,
+		        (const int *) s->specialisations, s->n_specialisations, buf, sizeof(buf)));
+		printf("front door      %s\n", s->front_door_contact);
+		printf("report every    %us\n", s->report_interval_s);
+	}
+	printf("free            %s %s\n", free_text(v, fr, sizeof(fr)), s->unit);
+	printf("available       %u of %u (%u held for offers)\n", s->available, s->maximum, s->held);
+	printf("confirmed       %s ago (%s)\n", age_text(v->age_s, age, sizeof(age)),
+	    view_fresh(v) ? "fresh" : "not within its report interval: unknown");
+	printf("version         %llu%s\n", (unsigned long long) s->version,
+	    s->retired ? " (retired)" : "");
+}
+
+/* ---- haven org --------------------------------------------------------------------------- */
+
+/* Reads a certificate file into *pem (malloc'd). */
+static int
+read_cert(cli *c, const char *path, char **pem)
+{
+	size_t    len;
+	hv_status st;
+
+	if ((st = crypto_read_file(path, CERT_FILE_MAX, false, pem, &len)) != HV_OK) {
+		char msg[600];
+		snprintf(msg, sizeof(msg), "cannot read %s%s", path,
+		    st == HV_OUT_OF_RANGE ? " (over 16 KiB)" : "");
+		return (cli_fail(c, "org", st, msg));
+	}
+	return (0);
+}
+
+static int
+org_reply(cli *c, const char *what, int rc, org_t *o)
+{
+	if (rc != 0) {
+		return (rc);
+	}
+	if (c->json) {
+		cli_print_json(org_json(o));
+	} else {
+		if (what != NULL) {
+			printf("%s %s (version %llu)\n", what, o->id, (unsigned long long) o->version);
+		} else {
+			print_org(o);
+		}
+	}
+	protobuf_c_message_free_unpacked(&o->base, NULL);
+	return (0);
+}
+
+static int
+org_register(cli *c, int argc, char **argv, bool update)
+{
+	Haven__Capacity__V1__RegisterOrganisationRequest rreq =
+	    HAVEN__CAPACITY__V1__REGISTER_ORGANISATION_REQUEST__INIT;
+	Haven__Capacity__V1__UpdateOrganisationRequest ureq =
+	    HAVEN__CAPACITY__V1__UPDATE_ORGANISATION_REQUEST__INIT;
+	const char *cmd = update ? "org update" : "org register";
+	org_t       o   = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+	org_t      *rep = NULL;
+	char       *pem = NULL;
+	args        a;
+	int         role = 0;
+	int         rc;
+
+	if ((rc = args_parse(&a, argc, argv, cmd, 1, "name role region cert version", NULL)) != 0) {
+		return (rc);
+	}
+	if (a.a_npos != 1) {
+		return (cli_usage("%s needs the organisation ID", cmd));
+	}
+	o.id     = (char *) a.a_pos[0];
+	o.name   = (char *) (opt(&a, "name") != NULL ? opt(&a, "name") : "");
+	o.region = (char *) (opt(&a, "region") != NULL ? opt(&a, "region") : "");
+	if (!update && (o.name[0] == '\0' || opt(&a, "role") == NULL || o.region[0] == '\0')) {
+		return (cli_usage("org register needs --name, --role and --region"));
+	}
+	if (opt(&a, "role") != NULL &&
+	    (rc = enum_parse(&haven__capacity__v1__role__descriptor, "role", opt(&a, "role"),
+	         &role)) != 0) {
+		return (rc);
+	}
+	o.role = (Haven__Capacity__V1__Role) role;
+	if (opt(&a, "cert") != NULL && (rc = read_cert(c, opt(&a, "cert"), &pem)) != 0) {
+		return (rc);
+	}
+	o.cert_pem = pem != NULL ? pem : "";
+	if (update) {
+		if (opt(&a, "version") == NULL) {
+			free(pem);
+			return (cli_usage("org update needs --version V (see haven org show)"));
+		}
+		if ((rc = parse_u64("--version", opt(&a, "version"), 1, UINT64_MAX,
+		         &ureq.based_on_version)) != 0) {
+			free(pem);
+			return (rc);
+		}
+		ureq.organisation = &o;
+		rc = cli_call(c, cmd, M("UpdateOrganisation"), &ureq.base,
+		    &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, false);
+	} else {
+		rreq.organisation = &o;
+		rc = cli_call(c, cmd, M("RegisterOrganisation"), &rreq.base,
+		    &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, false);
+	}
+	free(pem);
+	return (org_reply(c, update ? "updated" : "registered", rc, rep));
+}
+
+static int
+org_disable(cli *c, int argc, char **argv, bool disable)
+{
+	Haven__Capacity__V1__DisableOrganisationRequest req =
+	    HAVEN__CAPACITY__V1__DISABLE_ORGANISATION_REQUEST__INIT;
+	const char *cmd = disable ? "org disable" : "org enable";
+	org_t      *rep = NULL;
+	args        a;
+	int         rc;
+
+	if ((rc = args_parse(&a, argc, argv, cmd, 1, NULL, NULL)) != 0) {
+		return (rc);
+	}
+	if (a.a_npos != 1) {
+		return (cli_usage("%s needs the organisation ID", cmd));
+	}
+	req.id       = (char *) a.a_pos[0];
+	req.disabled = disable;
+	rc = cli_call(c, cmd, M("DisableOrganisation"), &req.base,
+	    &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, true);
+	return (org_reply(c, disable ? "disabled" : "enabled", rc, rep));
+}
+
+static int
+org_show(cli *c, int argc, char **argv)
+{
+	Haven__Capacity__V1__GetOrganisationRequest req =
+	    HAVEN__CAPACITY__V1__GET_ORGANISATION_REQUEST__INIT;
+	org_t *rep = NULL;
+	args   a;
+	int    rc;
+
+	if ((rc = args_parse(&a, argc, argv, "org show", 1, NULL, NULL)) != 0) {
+		return (rc);
+	}
+	if (a.a_npos != 1) {
+		return (cli_usage("org show needs the organisation ID"));
+	}
+	req.id = (char *) a.a_pos[0];
+	rc     = cli_call(c, "org show", M("GetOrganisation"), &req.base,
+            &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, true);
+	return (org_reply(c, NULL, rc, rep));
+}
+
+static int
+org_list(cli *c, int argc, char **argv)
+{
+	Haven__Capacity__V1__ListOrganisationsRequest req =
+	    HAVEN__CAPACITY__V1__LIST_ORGANISATIONS_REQUEST__INIT;
+	char    token[128] = "";
+	json_t *all        = json_array();
+	args    a;
+	int     role = 0;
+	int     rc;
+
+	if ((rc = args_parse(&a, argc, argv, "org list", 0, "role region", NULL)) != 0) {
+		goto out;
+	}
+	if (opt(&a, "role") != NULL && (rc = enum_parse(&haven__capacity__v1__role__descriptor,
+	                                    "role", opt(&a, "role"), &role)) != 0) {
+		goto out;
+	}
+	req.role   = (Haven__Capacity__V1__Role) role;
+	req.region = (char *) (opt(&a, "region") != NULL ? opt(&a, "region") : "");
+	req.page_size = 500;
+	if (!c->json) {
+		printf("%-24s %-13s %-22s %-9s %s\n", "ID", "ROLE", "REGION", "STATE", "NAME");
+	}
+	do {
+		Haven__Capacity__V1__ListOrganisationsResponse *rep = NULL;
+		char                                            buf[64];
+
+		req.page_token = token;
+		if ((rc = cli_call(c, "org list", M("ListOrganisations"), &req.base,
+		         &haven__capacity__v1__list_organisations_response__descriptor,
+		         (ProtobufCMessage **) &rep, true)) != 0) {
+			goto out;
+		}
+		for (size_t i = 0; i < rep->n_organisations; i++) {
+			const org_t *o = rep->organisations[i];
+			if (c->json) {
+				json_array_append_new(all, org_json(o));
+			} else {
+				printf("%-24s %-13s %-22s %-9s %s\n", o->id, role_name(o->role, buf, sizeof(buf)),
+				    o->region, o->disabled ? "disabled" : "enabled", o->name);
+			}
+		}
+		snprintf(token, sizeof(token), "%s", rep->next_page_token);
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+	} while (token[0] != '\0');
+	if (c->json) {
+		cli_print_json(all);
+		all = NULL;
+	}
+	rc = 0;
+out:
+	json_decref(all);
+	return (rc);
+}
+
+int
+cmd_org(cli *c, int argc, char **argv)
+{
+	if (argc < 1) {
+		return (cli_usage("org needs register, update, disable, enable, show or list"));
+	}
+	if (strcmp(argv[0], "register") == 0) {
+		return (org_register(c, argc - 1, argv + 1, false));
+	}
+	if (strcmp(argv[0], "update") == 0) {
+		return (org_register(c, argc - 1, argv + 1, true));
+	}
+	if (strcmp(argv[0], "disable") == 0 || strcmp(argv[0], "enable") == 0) {
+		return (org_disable(c, argc - 1, argv + 1, argv[0][0] == 'd'));
+	}
+	if (strcmp(argv[0], "show") == 0) {
+		return (org_show(c, argc - 1, argv + 1));
+	}
+	if (strcmp(argv[0], "list") == 0) {
+		return (org_list(c, argc - 1, argv + 1));
+	}
+	return (cli_usage("unknown org command '%s' (register, update, disable, enable, show, list)",
+	    argv[0]));
+}
+
+/* ---- haven service ----------------------------------------------------------------------- */
+
+static int
+get_service(cli *c, const char *what, const char *id, view_t **out)
+{
+	Haven__Capacity__V1__GetServiceRequest req = HAVEN__CAPACITY__V1__GET_SERVICE_REQUEST__INIT;
+
+	req.id = (char *) id;
+	return (cli_call(c, what, M("GetService"), &req.base,
+	    &haven__capacity__v1__service_view__descriptor, (ProtobufCMessage **) out, true));
+}
+
+/* Parses a comma list of enum names into out (at most max). */
+static int
+enum_list(const args *a, const char *name, const ProtobufCEnumDescriptor *d, const char *what,
+    int *out, size_t max, size_t *n)
+{
+	char *words[LIST_MAX];
+	char  buf[1024];
+	int   k = opt_list(a, name, words, LIST_MAX, buf, sizeof(buf));
+	int   rc;
+
+	if (k < 0 || (size_t) k > max) {
+		return (cli_usage("--%s takes at most %zu values", name, max));
+	}
+	for (int i = 0; i < k; i++) {
+		if ((rc = enum_parse(d, what, words[i], &out[i])) != 0) {
+			return (rc);
+		}
+	}
+	*n = (size_t) k;
+	return (0);
+}
+
+static int
+service_register(cli *c, int argc, char **argv)
+{
+	Haven__Capacity__V1__RegisterServiceRequest req =
+	    HAVEN__CAPACITY__V1__REGISTER_SERVICE_REQUEST__INIT;
+	service_t  s = HAVEN__CAPACITY__V1__SERVICE__INIT;
+	service_t *rep = NULL;
+	int        type = 0;
+	int        pops[LIST_MAX];
+	int        specs[LIST_MAX];
+	char      *langs[LIST_MAX], *access[LIST_MAX];
+	char       langbuf[1024], accbuf[2048];
+	uint64_t   n;
+	args       a;
+	int        k, rc;
+
+	if ((rc = args_parse(&a, argc, argv, "service register", 0,
+	         "org type region population languages total contact name id specialisation "
+	         "interval accessibility unit available",
+	         NULL)) != 0) {
+		return (rc);
+	}
+	if (opt(&a, "org") == NULL || opt(&a, "type") == NULL || opt(&a, "region") == NULL ||
+	    opt(&a, "population") == NULL || opt(&a, "total") == NULL ||
+	    opt(&a, "contact") == NULL) {
+		return (cli_usage("service register needs --org, --type, --region, --population, "
+		                  "--total and --contact"));
+	}
+	s.org_id             = (char *) opt(&a, "org");
+	s.service_area       = (char *) opt(&a, "region");
+	s.front_door_contact = (char *) opt(&a, "contact");
+	s.id                 = (char *) (opt(&a, "id") != NULL ? opt(&a, "id") : "");
+	s.name               = (char *) (opt(&a, "name") != NULL ? opt(&a, "name") : "");
+	s.unit               = (char *) (opt(&a, "unit") != NULL ? opt(&a, "unit") : "");
+	if ((rc = enum_parse(&haven__capacity__v1__service_type__descriptor, "type",
+	         opt(&a, "type"), &type)) != 0) {
+		return (rc);
+	}
+	s.type = (Haven__Capacity__V1__ServiceType) type;
+	if ((rc = enum_list(&a, "population", &haven__capacity__v1__population__descriptor,
+	         "population", pops, LIST_MAX, &s.n_populations)) != 0 ||
+	    (rc = enum_list(&a, "specialisation", &haven__capacity__v1__exploitation__descriptor,
+	         "specialisation", specs, LIST_MAX, &s.n_specialisations)) != 0) {
+		return (rc);
+	}
+	s.populations     = (Haven__Capacity__V1__Population *) pops;
+	s.specialisations = (Haven__Capacity__V1__Exploitation *) specs;
+	if ((k = opt_list(&a, "languages", langs, LIST_MAX, langbuf, sizeof(langbuf))) < 0 ||
+	    (s.n_languages = (size_t) k,
+	        (k = opt_list(&a, "accessibility", access, LIST_MAX, accbuf, sizeof(accbuf))) < 0)) {
+		return (cli_usage("--languages and --accessibility take at most %d values each",
+		    LIST_MAX));
+	}
+	s.languages       = langs;
+	s.n_accessibility = (size_t) k;
+	s.accessibility   = access;
+	if ((rc = parse_u64("--total", opt(&a, "total"), 1, 100000, &n)) != 0) {
+		return (rc);
+	}
+	s.maximum = (uint32_t) n;
+	if (opt(&a, "available") != NULL) {
+		if ((rc = parse_u64("--available", opt(&a, "available"), 0, s.maximum, &n)) != 0) {
+			return (rc);
+		}
+		s.available = (uint32_t) n;
+	}
+	if (opt(&a, "interval") != NULL) {
+		if ((rc = parse_u64("--interval", opt(&a, "interval"), 60, 604800, &n)) != 0) {
+			return (rc);
+		}
+		s.report_interval_s = (uint32_t) n;
+	}
+	req.service = &s;
+	if ((rc = cli_call(c, "service register", M("RegisterService"), &req.base,
+	         &haven__capacity__v1__service__descriptor, (ProtobufCMessage **) &rep, false)) != 0) {
+		return (rc);
+	}
+	if (c->json) {
+		cli_print_json(service_json(rep));
+	} else {
+		printf("registered %s (version %llu)\n", rep->id, (unsigned long long) rep->version);
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (0);
+}
+
+static int
+service_show(cli *c, int argc, char **argv, const char *cmd, bool details)
+{
+	view_t *v = NULL;
+	args    a;
+	int     rc;
+
+	if ((rc = args_parse(&a, argc, argv, cmd, 1, NULL, NULL)) != 0) {
+		return (rc);
+	}
+	if (a.a_npos != 1) {
+		return (cli_usage("%s needs the service ID", cmd));
+	}
+	if ((rc = get_service(c, cmd, a.a_pos[0], &v)) != 0) {
+		return (rc);
+	}
+	if (c->json) {
+		cli_print_json(view_json(v));
+	} else {
+		print_view(v, details);
+	}
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	return (0);
+}
+
+static int
+service_retire(cli *c, int argc, char **argv)
+{
+	Haven__Capacity__V1__RetireServiceRequest req =
+	    HAVEN__CAPACITY__V1__RETIRE_SERVICE_REQUEST__INIT;
+	service_t *rep = NULL;
+	args       a;
+	int        rc;
+
+	if ((rc = args_parse(&a, argc, argv, "service retire", 1, "version", NULL)) != 0) {
+		return (rc);
+	}
+	if (a.a_npos != 1 || opt(&a, "version") == NULL) {
+		return (cli_usage("service retire needs the service ID and --version V"));
+	}
+	if ((rc = parse_u64("--version", opt(&a, "version"), 1, UINT64_MAX,
+	         &req.based_on_version)) != 0) {
+		return (rc);
+	}
+	req.id = (char *) a.a_pos[0];
+	if ((rc = cli_call(c, "service retire", M("RetireService"), &req.base,
+	         &haven__capacity__v1__service__descriptor, (ProtobufCMessage **) &rep, false)) != 0) {
+		return (rc);
+	}
+	if (c->json) {
+		cli_print_json(service_json(rep));
+	} else {
+		printf("retired %s (version %llu)\n", rep->id, (unsigned long long) rep->version);
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (0);
+}
+
+int
+cmd_service(cli *c, int argc, char **argv)
+{
+	if (argc < 1) {
+		return (cli_usage("service needs register, show or retire"));
+	}
+	if (strcmp(argv[0], "register") == 0) {
+		return (service_register(c, argc - 1, argv + 1));
+	}
+	if (strcmp(argv[0], "show") == 0) {
+		return (service_show(c, argc - 1, argv + 1, "service show", true));
+	}
+	if (strcmp(argv[0], "retire") == 0) {
+		return (service_retire(c, argc - 1, argv + 1));
+	}
+	return (cli_usage("unknown service command '%s' (register, show, retire)", argv[0]));
+}
+
+/* ---- haven capacity ---------------------------------------------------------------------- */
+
+static int
+capacity_set(cli *c, int argc, char **argv)
+{
+	Haven__Capacity__V1__UpdateAvailabilityRequest req =
+	    HAVEN__CAPACITY__V1__UPDATE_AVAILABILITY_REQUEST__INIT;
+	view_t  *v = NULL;
+	uint64_t n;
+	args     a;
+	int      rc;
+	char     fr[32];
+
+	if ((rc = args_parse(&a, argc, argv, "capacity set", 2, "version", NULL)) != 0) {
+		return (rc);
+	}
+	if (a.a_npos != 2) {
+		return (cli_usage("capacity set needs SERVICE and AVAILABLE"));
+	}
+	if ((rc = parse_u64("AVAILABLE", a.a_pos[1], 0, 100000, &n)) != 0) {
+		return (rc);
+	}
+	req.service_id = (char *) a.a_pos[0];
+	req.available  = (uint32_t) n;
+	if (opt(&a, "version") != NULL) {
+		if ((rc = parse_u64("--version", opt(&a, "version"), 1, UINT64_MAX,
+		         &req.based_on_version)) != 0) {
+			return (rc);
+		}
+	} else {
+		/* The convenience: on top of whatever version is current now. */
+		if ((rc = get_service(c, "capacity set", req.service_id, &v)) != 0) {
+			return (rc);
+		}
+		req.based_on_version = v->service->version;
+		protobuf_c_message_free_unpacked(&v->base, NULL);
+		v = NULL;
+	}
+	if ((rc = cli_call(c, "capacity set", M("UpdateAvailability"), &req.base,
+	         &haven__capacity__v1__service_view__descriptor, (ProtobufCMessage **) &v, false)) !=
+	    0) {
+		return (rc);
+	}
+	if (c->json) {
+		cli_print_json(view_json(v));
+	} else {
+		printf("%s: %s of %u %s free (%u held), version %llu\n", v->service->id,
+		    free_text(v, fr, sizeof(fr)), v->service->maximum, v->service->unit,
+		    v->service->held, (unsigned long long) v->service->version);
+	}
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	return (0);
+}
+
+static int
+capacity_find(cli *c, int argc, char **argv)
+{
+	Haven__Capacity__V1__FindServicesRequest req =
+	    HAVEN__CAPACITY__V1__FIND_SERVICES_REQUEST__INIT;
+	char    *regions[LIST_MAX], *langs[LIST_MAX];
+	char     regbuf[1200], langbuf[700];
+	char     token[128] = "";
+	json_t  *all        = json_array();
+	int      type = 0, pop = 0;
+	int      k, rc;
+	args     a;
+
+	if ((rc = args_parse(&a, argc, argv, "capacity find", 0,
+	         "type population language languages region", "free")) != 0) {
+		goto out;
+	}
+	if (opt(&a, "type") != NULL &&
+	    (rc = enum_parse(&haven__capacity__v1__service_type__descriptor, "type", opt(&a, "type"),
+	         &type)) != 0) {
+		goto out;
+	}
+	if (opt(&a, "population") != NULL &&
+	    (rc = enum_parse(&haven__capacity__v1__population__descriptor, "population",
+	         opt(&a, "population"), &pop)) != 0) {
+		goto out;
+	}
+	req.type       = (Haven__Capacity__V1__ServiceType) type;
+	req.population = (Haven__Capacity__V1__Population) pop;
+	if ((k = opt_list(&a, "region", regions, LIST_MAX, regbuf, sizeof(regbuf))) < 0) {
+		rc = cli_usage("--region: at most %d regions", LIST_MAX);
+		goto out;
+	}
+	req.regions   = regions;
+	req.n_regions = (size_t) k;
+	/* --language L may repeat; --languages L,L is the same. */
+	{
+		char *more[LIST_MAX];
+		char  morebuf[700];
+		int   m;
+		if ((k = opt_list(&a, "language", langs, LIST_MAX, langbuf, sizeof(langbuf))) < 0 ||
+		    (m = opt_list(&a, "languages", more, LIST_MAX, morebuf, sizeof(morebuf))) < 0 ||
+		    k + m > LIST_MAX) {
+			rc = cli_usage("--language: at most %d languages", LIST_MAX);
+			goto out;
+		}
+		for (int i = 0; i < m; i++) {
+			langs[k + i] = more[i];
+		}
+		req.languages   = langs;
+		req.n_languages = (size_t) (k + m);
+		req.only_free = flag(&a, "free");
+		req.page_size = 500;
+		if (!c->json) {
+			printf("%-22s %-15s %-22s %-8s %-6s %-6s %-10s %s\n", "SERVICE", "TYPE", "REGION",
+			    "FREE", "MAX", "AGE", "LANGUAGES", "POPULATIONS");
+		}
+		do {
+			Haven__Capacity__V1__FindServicesResponse *rep = NULL;
+
+			req.page_token = token;
+			if ((rc = cli_call(c, "capacity find", M("FindServices"), &req.base,
+			         &haven__capacity__v1__find_services_response__descriptor,
+			         (ProtobufCMessage **) &rep, true)) != 0) {
+				goto out;
+			}
+			for (size_t i = 0; i < rep->n_services; i++) {
+				const view_t    *v = rep->services[i];
+				const service_t *s = v->service;
+				char             tb[64], fr[32], age[32], lb[256], pb[256];
+				if (c->json) {
+					json_array_append_new(all, view_json(v));
+					continue;
+				}
+				printf("%-22s %-15s %-22s %-8s %-6u %-6s %-10s %s\n", s->id,
+				    type_name(s->type, tb, sizeof(tb)), s->service_area,
+				    free_text(v, fr, sizeof(fr)), s->maximum, age_text(v->age_s, age, sizeof(age)),
+				    join_strings(s->languages, s->n_languages, lb, sizeof(lb)),
+				    join_enums(&haven__capacity__v1__population__descriptor,
+				        (const int *) s->populations, s->n_populations, pb, sizeof(pb)));
+			}
+			snprintf(token, sizeof(token), "%s", rep->next_page_token);
+			protobuf_c_message_free_unpacked(&rep->base, NULL);
+		} while (token[0] != '\0');
+	}
+	if (c->json) {
+		cli_print_json(all);
+		all = NULL;
+	}
+	rc = 0;
+out:
+	json_decref(all);
+	return (rc);
+}
+
+static int
+capacity_summary(cli *c, int argc, char **argv)
+{
+	Haven__Capacity__V1__SummaryRequest   req = HAVEN__CAPACITY__V1__SUMMARY_REQUEST__INIT;
+	Haven__Capacity__V1__SummaryResponse *rep = NULL;
+	char                                 *regions[LIST_MAX];
+	char                                  regbuf[1200];
+	args                                  a;
+	int                                   k, rc;
+
+	if ((rc = args_parse(&a, argc, argv, "capacity summary", 0, "region", NULL)) != 0) {
+		return (rc);
+	}
+	if ((k = opt_list(&a, "region", regions, LIST_MAX, regbuf, sizeof(regbuf))) < 0) {
+		return (cli_usage("--region: at most %d regions", LIST_MAX));
+	}
+	req.regions   = regions;
+	req.n_regions = (size_t) k;
+	if ((rc = cli_call(c, "capacity summary", M("Summary"), &req.base,
+	         &haven__capacity__v1__summary_response__descriptor, (ProtobufCMessage **) &rep,
+	         true)) != 0) {
+		return (rc);
+	}
+	if (c->json) {
+		json_t *cells = json_array();
+		char    tb[64], pb[64];
+		for (size_t i = 0; i < rep->n_cells; i++) {
+			const Haven__Capacity__V1__SummaryCell *x = rep->cells[i];
+			json_array_append_new(cells,
+			    json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i}", "region", x->region, "type",
+			        type_name(x->type, tb, sizeof(tb)), "population",
+			        population_name(x->population, pb, sizeof(pb)), "services",
+			        (int) x->services, "maximum", (int) x->maximum, "free", (int) x->free,
+			        "stale_services", (int) x->stale_services));
+		}
+		cli_print_json(json_pack("{s:o, s:I}", "cells", cells, "as_of_ms",
+		    (json_int_t) rep->as_of_ms));
+	} else {
+		printf("%-22s %-15s %-11s %8s %8s %8s %6s\n", "REGION", "TYPE", "POPULATION",
+		    "SERVICES", "MAXIMUM", "FREE", "STALE");
+		for (size_t i = 0; i < rep->n_cells; i++) {
+			const Haven__Capacity__V1__SummaryCell *x = rep->cells[i];
+			char                                    tb[64], pb[64];
+			printf("%-22s %-15s %-11s %8u %8u %8u %6u\n", x->region,
+			    type_name(x->type, tb, sizeof(tb)), population_name(x->population, pb, sizeof(pb)),
+			    x->services, x->maximum, x->free, x->stale_services);
+		}
+		if (rep->n_cells == 0) {
+			printf("(no services)\n");
+		}
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (0);
+}
+
+int
+cmd_capacity(cli *c, int argc, char **argv)
+{
+	if (argc < 1) {
+		return (cli_usage("capacity needs set, show, find or summary"));
+	}
+	if (strcmp(argv[0], "set") == 0) {
+		return (capacity_set(c, argc - 1, argv + 1));
+	}
+	if (strcmp(argv[0], "show") == 0) {
+		return (service_show(c, argc - 1, argv + 1, "capacity show", false));
+	}
+	if (strcmp(argv[0], "find") == 0) {
+		return (capacity_find(c, argc - 1, argv + 1));
+	}
+	if (strcmp(argv[0], "summary") == 0) {
+		return (capacity_summary(c, argc - 1, argv + 1));
+	}
+	return (cli_usage("unknown capacity command '%s' (set, show, find, summary)", argv[0]));
+}
+
+/* ---- haven regions ----------------------------------------------------------------------- */
+
+int
+cmd_regions(cli *c, int argc, char **argv)
+{
+	Haven__Capacity__V1__ListRegionsRequest   req = HAVEN__CAPACITY__V1__LIST_REGIONS_REQUEST__INIT;
+	Haven__Capacity__V1__ListRegionsResponse *rep = NULL;
+	int                                       rc;
+
+	(void) argv;
+	if (argc != 0) {
+		return (cli_usage("regions takes no arguments"));
+	}
+	if ((rc = cli_call(c, "regions", M("ListRegions"), &req.base,
+	         &haven__capacity__v1__list_regions_response__descriptor, (ProtobufCMessage **) &rep,
+	         true)) != 0) {
+		return (rc);
+	}
+	if (c->json) {
+		json_t *all = json_array();
+		for (size_t i = 0; i < rep->n_regions; i++) {
+			json_array_append_new(all,
+			    json_pack("{s:s, s:o}", "name", rep->regions[i]->name, "neighbours",
+			        json_strings(rep->regions[i]->neighbours, rep->regions[i]->n_neighbours)));
+		}
+		cli_print_json(all);
+	} else {
+		printf("%-22s %s\n", "REGION", "NEIGHBOURS");
+		for (size_t i = 0; i < rep->n_regions; i++) {
+			char buf[1024];
+			printf("%-22s %s\n", rep->regions[i]->name,
+			    join_strings(rep->regions[i]->neighbours, rep->regions[i]->n_neighbours, buf,
+			        sizeof(buf)));
+		}
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (0);
+}

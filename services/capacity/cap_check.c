@@ -1,0 +1,398 @@
+/*
+ * cap_check.c - the checks every organisation and service passes before anything is stored:
+ * ids, text, enum values, regions, lists and numbers against the bounds in cap_internal.h,
+ * and the one mapping between directory roles and RPC roles.
+ *
+ * Messages name the field and the bound, never the value of a text field (a contact or a name
+ * may be personal data); numbers, enum values and region names are named, as they help the
+ * caller and say nothing about a person.
+ */
+#include "cap_internal.h"
+
+#include "haven/crypto.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static const struct {
+	Haven__Capacity__V1__Role cr_role;
+	rpc_role                  cr_rpc;
+} role_map[] = {
+	{ HAVEN__CAPACITY__V1__ROLE__REFERRER, RPC_ROLE_REFERRER },
+	{ HAVEN__CAPACITY__V1__ROLE__PROVIDER, RPC_ROLE_PROVIDER },
+	{ HAVEN__CAPACITY__V1__ROLE__MUNICIPALITY, RPC_ROLE_MUNICIPALITY },
+	{ HAVEN__CAPACITY__V1__ROLE__COORDINATOR, RPC_ROLE_COORDINATOR },
+	{ HAVEN__CAPACITY__V1__ROLE__ADMIN, RPC_ROLE_ADMIN },
+};
+
+rpc_role
+cap_role_to_rpc(Haven__Capacity__V1__Role role)
+{
+	for (size_t i = 0; i < sizeof(role_map) / sizeof(role_map[0]); i++) {
+		if (role_map[i].cr_role == role) {
+			return (role_map[i].cr_rpc);
+		}
+	}
+	return ((rpc_role) 0);
+}
+
+Haven__Capacity__V1__Role
+cap_role_from_rpc(rpc_role role)
+{
+	for (size_t i = 0; i < sizeof(role_map) / sizeof(role_map[0]); i++) {
+		if (role_map[i].cr_rpc == role) {
+			return (role_map[i].cr_role);
+		}
+	}
+	return (HAVEN__CAPACITY__V1__ROLE__ROLE_UNSPECIFIED);
+}
+
+bool
+cap_enum_ok(const ProtobufCEnumDescriptor *d, int v, int limit)
+{
+	/* protobuf-c keeps unknown numbers of an open (proto3) enum as they came. */
+	return (v > 0 && v < limit && protobuf_c_enum_descriptor_get_value(d, v) != NULL);
+}
+
+const char *
+cap_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz)
+{
+	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
+	size_t                    i;
+
+	if (bufsz == 0) {
+		return ("");
+	}
+	if (ev == NULL) {
+		snprintf(buf, bufsz, "?");
+		return (buf);
+	}
+	for (i = 0; ev->name[i] != '\0' && i + 1 < bufsz; i++) {
+		buf[i] = ev->name[i] == '_' ? '-' : (char) tolower((unsigned char) ev->name[i]);
+	}
+	buf[i] = '\0';
+	return (buf);
+}
+
+/* Whether s is well-formed UTF-8 (no overlong forms, surrogates or values past U+10FFFF)
+ * without C0 controls, DEL or C1 controls. */
+static bool
+utf8_printable(const unsigned char *p, size_t n)
+{
+	const unsigned char *end = p + n;
+
+	while (p < end) {
+		unsigned c = *p;
+		uint32_t cp;
+		size_t   len;
+
+		if (c < 0x80) {
+			if (c < 0x20 || c == 0x7f) {
+				return (false);
+			}
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			len = 2;
+			cp  = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			len = 3;
+			cp  = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			len = 4;
+			cp  = c & 0x07;
+		} else {
+			return (false);
+		}
+		if ((size_t) (end - p) < len) {
+			return (false);
+		}
+		for (size_t i = 1; i < len; i++) {
+			if ((p[i] & 0xc0) != 0x80) {
+				return (false);
+			}
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f)) {
+			return (false);
+		}
+		p += len;
+	}
+	return (true);
+}
+
+bool
+cap_text_ok(const char *s, size_t min, size_t max)
+{
+	size_t n;
+
+	if (s == NULL) {
+		return (min == 0);
+	}
+	n = strlen(s);
+	return (n >= min && n <= max && utf8_printable((const unsigned char *) s, n));
+}
+
+int
+cap_region_index(const cap_service *cs, const char *name)
+{
+	if (name == NULL || name[0] == '\0') {
+		return (-1);
+	}
+	return (region_map_find(cs->cs_regions, name));
+}
+
+static hv_status fail(char *err, size_t errsz, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Writes the message and returns INVALID_ARGUMENT, so that checks read
+ * `return (fail(err, errsz, "..."));`. */
+static hv_status
+fail(char *err, size_t errsz, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && errsz > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errsz, fmt, ap);
+		va_end(ap);
+	}
+	return (HV_INVALID_ARGUMENT);
+}
+
+static hv_status
+check_text(const char *field, const char *s, size_t min, size_t max, char *err, size_t errsz)
+{
+	if (cap_text_ok(s, min, max)) {
+		return (HV_OK);
+	}
+	if (min == 0) {
+		return (fail(err, errsz, "%s must be at most %zu bytes of text without control "
+		                         "characters",
+		    field, max));
+	}
+	return (fail(err, errsz, "%s must be %zu to %zu bytes of text without control characters",
+	    field, min, max));
+}
+
+static hv_status
+check_region(const cap_service *cs, const char *field, const char *name, char *err, size_t errsz)
+{
+	if (name == NULL || name[0] == '\0') {
+		return (fail(err, errsz, "%s is required", field));
+	}
+	if (cap_region_index(cs, name) < 0) {
+		/* Region names are public; a name that is not one is cut short. */
+		return (fail(err, errsz, "%s '%.64s' is not a region of the region map", field, name));
+	}
+	return (HV_OK);
+}
+
+/* A list of enum values: at most max, each known and specified, none twice. */
+static hv_status
+check_enum_list(const char *field, const ProtobufCEnumDescriptor *d, const int *v, size_t n,
+    size_t min, size_t max, int limit, char *err, size_t errsz)
+{
+	char name[64];
+
+	if (n < min || n > max) {
+		return (fail(err, errsz, "%s must have %zu to %zu entries, not %zu", field, min, max, n));
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!cap_enum_ok(d, v[i], limit)) {
+			return (fail(err, errsz, "%s: %d is not a known value", field, v[i]));
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (v[j] == v[i]) {
+				return (fail(err, errsz, "%s lists %s twice", field,
+				    cap_enum_name(d, v[i], name, sizeof(name))));
+			}
+		}
+	}
+	return (HV_OK);
+}
+
+bool
+cap_lang_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < CAP_LANG_MIN || n > CAP_LANG_MAX) {
+		return (false);
+	}
+	for (; *s != '\0'; s++) {
+		if (!isalnum((unsigned char) *s) && *s != '-') {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+static bool
+token_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > CAP_TOKEN_MAX) {
+		return (false);
+	}
+	for (; *s != '\0'; s++) {
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-')) {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+hv_status
+cap_check_org(const cap_service *cs, const Haven__Capacity__V1__Organisation *org,
+    char fingerprint[65], char *err, size_t errsz)
+{
+	hv_status st;
+	size_t    certlen;
+
+	if (fingerprint != NULL) {
+		fingerprint[0] = '\0';
+	}
+	if (org == NULL) {
+		return (fail(err, errsz, "organisation is required"));
+	}
+	if (!ids_valid(org->id)) {
+		return (fail(err, errsz, "organisation id must be 1 to %d characters of a-z 0-9 . _ -",
+		    CAP_ID_MAX - 1));
+	}
+	if ((st = check_text("name", org->name, 1, CAP_NAME_MAX, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	if (!cap_enum_ok(&haven__capacity__v1__role__descriptor, (int) org->role, 1 << 30)) {
+		return (fail(err, errsz, "role must be referrer, provider, municipality, coordinator or "
+		                         "admin, not %d",
+		    (int) org->role));
+	}
+	if ((st = check_region(cs, "region", org->region, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	certlen = org->cert_pem != NULL ? strlen(org->cert_pem) : 0;
+	if (certlen > CAP_CERT_MAX) {
+		return (fail(err, errsz, "cert_pem is over %d bytes", CAP_CERT_MAX));
+	}
+	if (certlen > 0) {
+		char fp[65];
+		if (crypto_cert_fingerprint(org->cert_pem, certlen, fp) != HV_OK) {
+			return (fail(err, errsz, "cert_pem is not a PEM certificate"));
+		}
+		if (fingerprint != NULL) {
+			memcpy(fingerprint, fp, sizeof(fp));
+		}
+	}
+	return (HV_OK);
+}
+
+hv_status
+cap_check_service_fields(
+    const cap_service *cs, const Haven__Capacity__V1__Service *svc, char *err, size_t errsz)
+{
+	hv_status st;
+
+	if (svc == NULL) {
+		return (fail(err, errsz, "service is required"));
+	}
+	if ((st = check_text("name", svc->name, 0, CAP_NAME_MAX, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	if (!cap_enum_ok(&haven__capacity__v1__service_type__descriptor, (int) svc->type,
+	        CAP_TYPES)) {
+		return (fail(err, errsz, "type %d is not a known service type", (int) svc->type));
+	}
+	if ((st = check_region(cs, "service_area", svc->service_area, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	_Static_assert(sizeof(Haven__Capacity__V1__Population) == sizeof(int), "enums are ints");
+	if ((st = check_enum_list("populations", &haven__capacity__v1__population__descriptor,
+	         (const int *) svc->populations, svc->n_populations, 1, CAP_POPULATIONS_MAX,
+	         CAP_POPULATIONS, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	if (svc->n_languages > CAP_LIST_MAX) {
+		return (fail(err, errsz, "languages has %zu entries, at most %d allowed",
+		    svc->n_languages, CAP_LIST_MAX));
+	}
+	for (size_t i = 0; i < svc->n_languages; i++) {
+		if (!cap_lang_ok(svc->languages[i])) {
+			return (fail(err, errsz, "languages: entry %zu must be %d to %d characters of "
+			                         "A-Z a-z 0-9 - (a BCP 47 tag such as nl or pt-BR)",
+			    i + 1, CAP_LANG_MIN, CAP_LANG_MAX));
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (strcasecmp(svc->languages[i], svc->languages[j]) == 0) {
+				return (fail(err, errsz, "languages lists %s twice", svc->languages[i]));
+			}
+		}
+	}
+	if (svc->n_accessibility > CAP_LIST_MAX) {
+		return (fail(err, errsz, "accessibility has %zu entries, at most %d allowed",
+		    svc->n_accessibility, CAP_LIST_MAX));
+	}
+	for (size_t i = 0; i < svc->n_accessibility; i++) {
+		if (!token_ok(svc->accessibility[i])) {
+			return (fail(err, errsz, "accessibility: entry %zu must be 1 to %d characters of "
+			                         "a-z 0-9 -",
+			    i + 1, CAP_TOKEN_MAX));
+		}
+	}
+	if ((st = check_enum_list("specialisations", &haven__capacity__v1__exploitation__descriptor,
+	         (const int *) svc->specialisations, svc->n_specialisations, 0, CAP_LIST_MAX,
+	         1 << 30, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	if (svc->maximum < 1 || svc->maximum > CAP_PLACES_MAX) {
+		return (fail(err, errsz, "maximum must be 1 to %d places, not %u", CAP_PLACES_MAX,
+		    svc->maximum));
+	}
+	if ((st = check_text("unit", svc->unit, 0, CAP_UNIT_MAX, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	if (svc->report_interval_s != 0 && (svc->report_interval_s < CAP_INTERVAL_MIN_S ||
+	                                       svc->report_interval_s > CAP_INTERVAL_MAX_S)) {
+		return (fail(err, errsz, "report_interval_s must be %d to %d seconds (0: %d), not %u",
+		    CAP_INTERVAL_MIN_S, CAP_INTERVAL_MAX_S, CAP_INTERVAL_DEFAULT_S,
+		    svc->report_interval_s));
+	}
+	if ((st = check_text("front_door_contact", svc->front_door_contact, 1, CAP_CONTACT_MAX, err,
+	         errsz)) != HV_OK) {
+		return (st);
+	}
+	return (HV_OK);
+}
+
+hv_status
+cap_check_new_service(
+    const cap_service *cs, const Haven__Capacity__V1__Service *svc, char *err, size_t errsz)
+{
+	hv_status st;
+
+	if (svc == NULL) {
+		return (fail(err, errsz, "service is required"));
+	}
+	if (svc->id != NULL && svc->id[0] != '\0' && !ids_valid(svc->id)) {
+		return (fail(err, errsz, "service id must be empty or 1 to %d characters of a-z 0-9 . _ -",
+		    CAP_ID_MAX - 1));
+	}
+	if (!ids_valid(svc->org_id)) {
+		return (fail(err, errsz, "org_id must be 1 to %d characters of a-z 0-9 . _ -",
+		    CAP_ID_MAX - 1));
+	}
+	if ((st = cap_check_service_fields(cs, svc, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	if (svc->available > svc->maximum) {
+		return (fail(err, errsz, "available %u is over the maximum of %u places", svc->available,
+		    svc->maximum));
+	}
+	return (HV_OK);
+}

@@ -1,0 +1,160 @@
+/*
+ * cap_internal.h - what the files of the capacity service share: the service handle, the
+ * brief record, the bounds of every field, and the checks (cap_check.c) and store helpers
+ * (capacity.c) the RPC handlers (cap_rpc.c) build on. Private to services/capacity.
+ */
+#ifndef HAVEN_CAP_INTERNAL_H
+#define HAVEN_CAP_INTERNAL_H
+
+#include <nng/nng.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "haven/ids.h"
+#include "capacity.h"
+
+/* Bounds of the fields (see capacity.proto). */
+#define CAP_NAME_MAX           200
+#define CAP_CONTACT_MAX        200
+#define CAP_OWNER_MAX          200
+#define CAP_UNIT_MAX           32
+#define CAP_UNIT_DEFAULT       "places"
+#define CAP_PLACES_MAX         100000
+#define CAP_INTERVAL_MIN_S     60
+#define CAP_INTERVAL_MAX_S     604800
+#define CAP_INTERVAL_DEFAULT_S 86400
+#define CAP_LIST_MAX           16 /* languages, accessibility, specialisations */
+#define CAP_POPULATIONS_MAX    8
+#define CAP_LANG_MIN           2
+#define CAP_LANG_MAX           35
+#define CAP_TOKEN_MAX          64 /* an accessibility entry */
+#define CAP_CERT_MAX           (16 * 1024)
+#define CAP_PAGE_DEFAULT       100
+#define CAP_PAGE_MAX           500
+#define CAP_HOLD_TTL_DEFAULT_S (24 * 3600)
+#define CAP_SERVICE_ID_PREFIX  "svc-"
+#define CAP_SERVICE_ID_HEX     12
+#define CAP_HOLD_ID_PREFIX     "hold-"
+#define CAP_HOLD_ID_HEX        16
+#define CAP_ERR_MAX            RPC_ERRMSG_MAX
+
+/* Enum values the brief and the summary grid have room for: a ServiceType below CAP_TYPES, a
+ * Population below CAP_POPULATIONS (a bit of an 8-bit mask). The checks refuse others, so a
+ * value added to the .proto past these bounds is refused until they grow. */
+#define CAP_TYPES       16
+#define CAP_POPULATIONS 8
+
+/* The brief's region index of a service whose region is not in the map. */
+#define CAP_REGION_NONE 255
+
+_Static_assert(REGIONS_MAX < CAP_REGION_NONE, "region indices fit the brief's byte");
+_Static_assert(REGIONS_MAX <= 64, "a region set fits a uint64_t mask");
+
+/*
+ * cap.brief: what Summary and the filters of FindServices need of a service, fixed size, in
+ * the host's byte order (an LMDB environment is only ever used on the host that made it).
+ * b_region is the service area's index in the region map the table was built with (cap.meta
+ * holds that map's fingerprint). Written in the same transaction as the Service, by
+ * cap_put_service only. Values in the map are not aligned: copy them out with memcpy.
+ */
+typedef struct cap_brief {
+	uint64_t b_updated_ms;
+	uint32_t b_maximum;
+	uint32_t b_available;
+	uint32_t b_held;
+	uint32_t b_report_interval_s;
+	uint8_t  b_type;
+	uint8_t  b_region;
+	uint8_t  b_populations; /* bit p: accepts Population p */
+	uint8_t  b_retired;
+	uint8_t  b_pad[4];
+} cap_brief;
+
+_Static_assert(sizeof(cap_brief) == 32, "cap_brief has no hidden padding");
+
+struct cap_service {
+	store            *cs_store;
+	const region_map *cs_regions;
+	uint32_t          cs_hold_max_ttl_s;
+	int64_t         (*cs_now)(void *);
+	void             *cs_now_arg;
+
+	store_table cs_orgs;
+	store_table cs_services;
+	store_table cs_brief;
+	store_table cs_holds;
+	store_table cs_hold_exp;
+	store_table cs_meta;
+
+	nng_socket cs_pub;
+	bool       cs_pub_open;
+
+	/* The expiry thread: cs_stopping under cs_lock, signalled on cs_cond. */
+	pthread_mutex_t cs_lock;
+	pthread_cond_t  cs_cond;
+	bool            cs_sync_init;
+	bool            cs_stopping;
+	bool            cs_thread_running;
+	pthread_t       cs_thread;
+};
+
+/* ---- cap_check.c: pure checks, no store ------------------------------------------- */
+
+/* The one mapping between the directory's roles and the RPC layer's. ROLE_UNSPECIFIED and
+ * unknown values map to 0 (no role), and roles without a directory role to UNSPECIFIED. */
+rpc_role cap_role_to_rpc(Haven__Capacity__V1__Role role);
+Haven__Capacity__V1__Role cap_role_from_rpc(rpc_role role);
+
+/* Whether v is a value of the enum other than 0 (UNSPECIFIED) and below limit. */
+bool cap_enum_ok(const ProtobufCEnumDescriptor *d, int v, int limit);
+
+/* The enum value's lower-case name with '-' ("legal-aid"), in buf; "?" when unknown. */
+const char *cap_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz);
+
+/* Whether s is min..max bytes of UTF-8 without control characters (C0, DEL, C1). */
+bool cap_text_ok(const char *s, size_t min, size_t max);
+
+/* Whether s is a language tag as the registry takes them: 2..35 of [A-Za-z0-9-]. */
+bool cap_lang_ok(const char *s);
+
+/* The region's index in the map, or -1. */
+int cap_region_index(const cap_service *cs, const char *name);
+
+/* Checks what an organisation record holds (id, name, role, region, certificate) and, when
+ * fingerprint is not NULL and a certificate is given, writes its fingerprint (else ""). */
+hv_status cap_check_org(const cap_service *cs, const Haven__Capacity__V1__Organisation *org,
+    char fingerprint[65], char *err, size_t errsz);
+
+/* Checks the descriptive fields of a service (everything UpdateService may set). */
+hv_status cap_check_service_fields(
+    const cap_service *cs, const Haven__Capacity__V1__Service *svc, char *err, size_t errsz);
+
+/* Checks a whole new service: the descriptive fields, its id (empty allowed), org_id, and
+ * available against maximum. */
+hv_status cap_check_new_service(
+    const cap_service *cs, const Haven__Capacity__V1__Service *svc, char *err, size_t errsz);
+
+/* ---- capacity.c: store helpers ----------------------------------------------------- */
+
+/* Free places as answers show them: available - held when fresh and not retired, else 0. */
+uint32_t cap_free_places(const Haven__Capacity__V1__Service *svc, int64_t now_ms, bool *fresh);
+
+/* Reads a record with alloc (NULL: malloc). NOT_FOUND when absent. */
+hv_status cap_read_org(cap_service *cs, store_txn *txn, const char *id, ProtobufCAllocator *alloc,
+    Haven__Capacity__V1__Organisation **out);
+hv_status cap_read_service(cap_service *cs, store_txn *txn, const char *id,
+    ProtobufCAllocator *alloc, Haven__Capacity__V1__Service **out);
+
+/* Stores a service and its brief (the only writer of either table). */
+hv_status cap_put_service(cap_service *cs, store_txn *txn, const Haven__Capacity__V1__Service *svc);
+
+/* Stores an organisation. */
+hv_status cap_put_org(cap_service *cs, store_txn *txn, const Haven__Capacity__V1__Organisation *org);
+
+/* ALREADY_EXISTS (with err naming the holder) when another organisation than self_id has the
+ * certificate of this fingerprint. */
+hv_status cap_cert_unique(cap_service *cs, store_txn *txn, const char *fingerprint,
+    const char *self_id, char *err, size_t errsz);
+
+#endif

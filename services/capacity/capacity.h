@@ -1,0 +1,168 @@
+/*
+ * capacity.h - the capacity registry and partner directory (haven-capacity), as a library:
+ * RPC handlers (haven.capacity.v1.Capacity), the partner directory that auth consults, and the
+ * store functions other services call inside their own write transactions.
+ *
+ * Tables (in the node's one LMDB environment):
+ *   cap.orgs       org id            -> Organisation
+ *   cap.services   service id        -> Service
+ *   cap.brief      service id        -> a fixed-size summary of the Service (type, region
+ *                                       index, populations, places, times), written in the
+ *                                       same transaction as the Service; Summary and the
+ *                                       filters of FindServices read only this
+ *   cap.holds      hold id           -> Hold
+ *   cap.hold_exp   be64 expiry || id -> ""          (holds by expiry, for cap_expire_holds)
+ *   cap.meta       "brief_regions"   -> SHA-256 of the region map the brief indices refer to
+ *
+ * Invariants, under any interleaving of calls and processes: 0 <= held <= available <= maximum
+ * for every service; a hold counts in `held` of its service exactly while it exists; a write
+ * based on an old version is ABORTED, never applied; every change of a record adds one to its
+ * version. No shelter address is stored anywhere: a service is known by its region and its
+ * front-door contact.
+ *
+ * Freshness: a service's figure is fresh while now - updated_ms <= report_interval_s * 1000.
+ * A stale figure is "unknown" in every answer: 0 free places, never "available".
+ *
+ * Every process of the node that opens the store may open a cap_service over it (the referral
+ * service does, for the hold functions); all of them must use the same region map: the brief
+ * table stores region indices and is rebuilt at open when the map changed.
+ */
+#ifndef HAVEN_CAPACITY_H
+#define HAVEN_CAPACITY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "haven/auth.h"
+#include "haven/regions.h"
+#include "haven/rpc.h"
+#include "haven/store.h"
+
+#include "haven/capacity/v1/capacity.pb-c.h"
+
+#define CAP_ID_MAX 64 /* ids: [a-z0-9._-], 1..63 bytes */
+
+typedef struct cap_service cap_service;
+
+typedef struct cap_options {
+	store            *store;      /* the node's store; not owned */
+	const region_map *regions;    /* not owned; must outlive the service */
+	const char       *pub_url;    /* nng pub socket for CapacityChanged; NULL: none */
+	uint32_t          hold_max_ttl_s; /* 0: 24 h */
+	/* Wall clock in ms (Unix time); NULL: the real one. Tests move time with it. */
+	int64_t (*now_ms)(void *arg);
+	void *now_arg;
+	/* No expiry thread: holds expire only when the caller runs cap_expire_holds (tests and
+	 * tools). By default a thread expires holds at open and then every second. */
+	bool manual_expiry;
+} cap_options;
+
+/* Opens the tables (creating them), rebuilds the brief table when the region map differs
+ * from the one it was written with, listens on pub_url and starts the expiry thread.
+ * Call at start-up, before any store_write of the process is running. */
+hv_status cap_open(cap_service **out, const cap_options *opts);
+
+/* Stops the expiry thread (waits for a round that is running). Handlers and store functions
+ * keep working. Call it before the store closes when the service's handlers may still run
+ * until then (host_close stops the server and closes the store in one go). Safe to repeat. */
+void cap_stop(cap_service *cs);
+
+/* Stops (cap_stop), closes the pub socket and frees. No handler may be running. NULL is
+ * allowed. */
+void cap_close(cap_service *cs);
+
+/* Registers haven.capacity.v1.Capacity on srv. */
+hv_status cap_register(cap_service *cs, rpc_server *srv);
+
+/* The partner directory as auth sees it (an auth_lookup_fn; arg is the cap_service):
+ * the organisation's role, enabled = not disabled, and a malloc'd copy of its certificate. */
+hv_status cap_lookup_org(void *arg, const char *org_id, auth_org *out);
+
+/* The service's clock (the now_ms hook, or Unix time in ms). */
+int64_t cap_now_ms(const cap_service *cs);
+
+/* Whether the service's availability figure is fresh at now_ms (see above). */
+bool cap_service_fresh(const Haven__Capacity__V1__Service *svc, int64_t now_ms);
+
+/* ---- store functions for other services (inside their store_write function) ----------- */
+
+/* Each of these may run again from the start when store_write runs its function again, and
+ * has no effect outside the transaction. After the transaction committed, call
+ * cap_publish_id (or cap_publish_change) for each service whose free places changed. */
+
+/* Validates and stores a new organisation, as RegisterOrganisation does for the operator.
+ * What is stored is org with the registry's own fields set (certificate fingerprint, version
+ * 1, time, enabled); org itself is not changed. On failure err (errsz bytes) names the field
+ * and the bound; ALREADY_EXISTS for a taken id or a certificate registered to another
+ * organisation. */
+hv_status cap_add_organisation(cap_service *cs, store_txn *txn,
+    const Haven__Capacity__V1__Organisation *org, char *err, size_t errsz);
+
+/* Validates and stores a new service, as RegisterService does for the operator: the
+ * organisation must exist (NOT_FOUND) and be an enabled provider (FAILED_PRECONDITION). An empty id gets a generated "svc-" id; id receives the id it is stored under.
+ * The registry's own fields are set in what is stored (held 0, version 1, times now); svc is
+ * not changed. On failure err names the problem. */
+hv_status cap_add_service(cap_service *cs, store_txn *txn,
+    const Haven__Capacity__V1__Service *svc, char id[CAP_ID_MAX], char *err, size_t errsz);
+
+/* Holds one free place of a fresh service for ttl_s seconds (1..hold_max_ttl_s, else
+ * INVALID_ARGUMENT): FAILED_PRECONDITION when the service has no free place or its figure is
+ * stale, NOT_FOUND for an unknown or retired service. owner: at most 200 bytes of text.
+ * hold_id receives the new hold's id. */
+hv_status cap_hold_place(cap_service *cs, store_txn *txn, const char *service_id, uint32_t ttl_s,
+    const char *owner, char hold_id[CAP_ID_MAX]);
+
+/* Releases a hold: the place is free again. NOT_FOUND when the hold is gone (expired or
+ * released before). */
+hv_status cap_hold_release(cap_service *cs, store_txn *txn, const char *hold_id);
+
+/* Turns a hold into a placement: the place stays taken (available and held both drop by one).
+ * NOT_FOUND when the hold is gone. */
+hv_status cap_hold_confirm(cap_service *cs, store_txn *txn, const char *hold_id);
+
+/* Releases every hold whose expiry is at or before now_ms; *released counts them. */
+hv_status cap_expire_holds(cap_service *cs, store_txn *txn, int64_t now_ms, unsigned *released);
+
+/* Reads a service; *out is the caller's (protobuf_c_message_free_unpacked(*out, NULL)). */
+hv_status cap_get_service(cap_service *cs, store_txn *txn, const char *service_id,
+    Haven__Capacity__V1__Service **out);
+
+/* Calls fn for every non-retired service of a type (all types for UNSPECIFIED), in id order,
+ * until fn returns non-zero. The service is valid only during the call. fresh says whether
+ * its figure is fresh now (cap_now_ms). fn must not change capacity records (the iteration
+ * walks cap.brief): collect what it chose and hold places after the walk. */
+typedef int (*cap_service_fn)(void *arg, const Haven__Capacity__V1__Service *svc, bool fresh);
+hv_status cap_foreach_service(cap_service *cs, store_txn *txn,
+    Haven__Capacity__V1__ServiceType type, cap_service_fn fn, void *arg);
+
+/* One cell of the aggregate: the non-retired services of a region, type and population. A
+ * service that accepts several populations counts in each of their cells. */
+typedef struct cap_cell {
+	unsigned                         cc_region; /* index in the region map */
+	Haven__Capacity__V1__ServiceType cc_type;
+	Haven__Capacity__V1__Population  cc_population;
+	uint32_t                         cc_services;
+	uint32_t                         cc_maximum;        /* sum of maximum */
+	uint32_t                         cc_free;           /* free places of fresh services */
+	uint32_t                         cc_stale_services; /* services whose figure is unknown */
+} cap_cell;
+
+/* Aggregates places per region x type x population from the brief table (what Summary
+ * answers). region_mask selects regions by map index (bit i: region i); 0 means all. Empty
+ * cells are left out; cells come in region, type, population order. *cells is malloc'd (the
+ * caller frees it; NULL when *n is 0). */
+hv_status cap_summary(cap_service *cs, store_txn *txn, uint64_t region_mask, int64_t now_ms,
+    cap_cell **cells, size_t *n);
+
+/* ---- change notifications ---------------------------------------------------------- */
+
+/* Publishes a CapacityChanged for a service after the transaction that changed it committed.
+ * Never blocks; without a pub socket it does nothing. */
+void cap_publish_change(cap_service *cs, const Haven__Capacity__V1__Service *svc);
+
+/* Reads the service (a read transaction of its own) and publishes it; for callers that know
+ * only the id, such as after cap_hold_release. Not from inside a write function. */
+void cap_publish_id(cap_service *cs, const char *service_id);
+
+#endif
