@@ -522,6 +522,229 @@ out:
 	return (st);
 }
 
+/* ---- Ed25519 keys of the node ---------------------------------------------------------- */
+
+/* Copies a memory BIO's contents into a malloc'd NUL-terminated buffer, wiping what the BIO
+ * held (it may be a private key). NULL when out of memory. */
+static char *
+bio_take(BIO *bio, size_t *len)
+{
+	char *data = NULL;
+	long  n    = BIO_get_mem_data(bio, &data);
+	char *out;
+
+	if (n <= 0 || data == NULL || (out = malloc((size_t) n + 1)) == NULL) {
+		return (NULL);
+	}
+	memcpy(out, data, (size_t) n);
+	out[n] = '\0';
+	crypto_wipe(data, (size_t) n);
+	*len = (size_t) n;
+	return (out);
+}
+
+hv_status
+crypto_ed25519_keygen(char **pem, size_t *pemlen)
+{
+	EVP_PKEY *pkey = NULL;
+	BIO      *bio  = NULL;
+	hv_status st   = HV_INTERNAL;
+
+	*pem    = NULL;
+	*pemlen = 0;
+	if ((pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")) == NULL) {
+		goto out;
+	}
+	if ((bio = BIO_new(BIO_s_secmem())) == NULL) {
+		st = HV_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	if (PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL) != 1) {
+		goto out;
+	}
+	if ((*pem = bio_take(bio, pemlen)) == NULL) {
+		st = HV_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	st = HV_OK;
+out:
+	if (st != HV_OK) {
+		ERR_clear_error();
+	}
+	BIO_free(bio);
+	EVP_PKEY_free(pkey);
+	return (st);
+}
+
+hv_status
+crypto_ed25519_public(const char *pem, size_t pemlen, uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN])
+{
+	BIO      *bio  = NULL;
+	EVP_PKEY *pkey = NULL;
+	size_t    len  = CRYPTO_ED25519_PUBLIC_LEN;
+	hv_status st   = HV_INVALID_ARGUMENT;
+
+	if (pem == NULL || pemlen == 0 || pemlen > PEM_MAX) {
+		goto out;
+	}
+	if ((bio = BIO_new_mem_buf(pem, (int) pemlen)) == NULL) {
+		st = HV_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	/* A private key first; failing that, from the start again, a public key. */
+	if ((pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL) {
+		ERR_clear_error();
+		if (BIO_reset(bio) != 1) {
+			goto out;
+		}
+		pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
+	}
+	if (pkey == NULL || !EVP_PKEY_is_a(pkey, "ED25519") ||
+	    EVP_PKEY_get_raw_public_key(pkey, pub, &len) != 1 || len != CRYPTO_ED25519_PUBLIC_LEN) {
+		goto out;
+	}
+	st = HV_OK;
+out:
+	if (st != HV_OK) {
+		ERR_clear_error();
+	}
+	EVP_PKEY_free(pkey);
+	BIO_free(bio);
+	return (st);
+}
+
+hv_status
+crypto_ed25519_public_pem(const uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN], char **pem,
+    size_t *pemlen)
+{
+	EVP_PKEY *pkey = NULL;
+	BIO      *bio  = NULL;
+	hv_status st   = HV_INVALID_ARGUMENT;
+
+	*pem    = NULL;
+	*pemlen = 0;
+	if ((pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub,
+	         CRYPTO_ED25519_PUBLIC_LEN)) == NULL) {
+		goto out;
+	}
+	st = HV_RESOURCE_EXHAUSTED;
+	if ((bio = BIO_new(BIO_s_mem())) == NULL || PEM_write_bio_PUBKEY(bio, pkey) != 1 ||
+	    (*pem = bio_take(bio, pemlen)) == NULL) {
+		goto out;
+	}
+	st = HV_OK;
+out:
+	if (st != HV_OK) {
+		ERR_clear_error();
+	}
+	BIO_free(bio);
+	EVP_PKEY_free(pkey);
+	return (st);
+}
+
+hv_status
+crypto_ed25519_secret(const char *pem, size_t pemlen, uint8_t secret[CRYPTO_ED25519_SECRET_LEN])
+{
+	BIO      *bio  = NULL;
+	EVP_PKEY *pkey = NULL;
+	size_t    len  = CRYPTO_ED25519_SECRET_LEN;
+	hv_status st   = HV_INVALID_ARGUMENT;
+
+	if (pem == NULL || pemlen == 0 || pemlen > PEM_MAX) {
+		goto out;
+	}
+	if ((bio = BIO_new_mem_buf(pem, (int) pemlen)) == NULL) {
+		st = HV_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	if ((pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL ||
+	    !EVP_PKEY_is_a(pkey, "ED25519") ||
+	    EVP_PKEY_get_raw_private_key(pkey, secret, &len) != 1 ||
+	    len != CRYPTO_ED25519_SECRET_LEN) {
+		goto out;
+	}
+	st = HV_OK;
+out:
+	if (st != HV_OK) {
+		ERR_clear_error();
+		crypto_wipe(secret, CRYPTO_ED25519_SECRET_LEN);
+	}
+	EVP_PKEY_free(pkey);
+	BIO_free(bio);
+	return (st);
+}
+
+hv_status
+crypto_ed25519_sign(uint8_t sig[CRYPTO_ED25519_SIG_LEN],
+    const uint8_t secret[CRYPTO_ED25519_SECRET_LEN], const void *msg, size_t n)
+{
+	EVP_PKEY   *pkey = NULL;
+	EVP_MD_CTX *mctx = NULL;
+	size_t      len  = CRYPTO_ED25519_SIG_LEN;
+	hv_status   st   = HV_INTERNAL;
+
+	if ((pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, secret,
+	         CRYPTO_ED25519_SECRET_LEN)) == NULL) {
+		goto out;
+	}
+	if ((mctx = EVP_MD_CTX_new()) == NULL) {
+		st = HV_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	if (EVP_DigestSignInit(mctx, NULL, NULL, NULL, pkey) != 1 ||
+	    EVP_DigestSign(mctx, sig, &len, n == 0 ? empty : msg, n) != 1 ||
+	    len != CRYPTO_ED25519_SIG_LEN) {
+		goto out;
+	}
+	st = HV_OK;
+out:
+	if (st != HV_OK) {
+		ERR_clear_error();
+		crypto_wipe(sig, CRYPTO_ED25519_SIG_LEN);
+	}
+	EVP_MD_CTX_free(mctx);
+	EVP_PKEY_free(pkey); /* cleanses the key */
+	return (st);
+}
+
+hv_status
+crypto_ed25519_verify(const uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN], const void *msg, size_t n,
+    const uint8_t *sig, size_t siglen)
+{
+	EVP_PKEY   *pkey = NULL;
+	EVP_MD_CTX *mctx = NULL;
+	hv_status   st   = HV_UNAUTHENTICATED;
+
+	if (sig == NULL || siglen != CRYPTO_ED25519_SIG_LEN) {
+		goto out;
+	}
+	if ((pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub,
+	         CRYPTO_ED25519_PUBLIC_LEN)) == NULL) {
+		goto out;
+	}
+	if ((mctx = EVP_MD_CTX_new()) == NULL) {
+		st = HV_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	if (EVP_DigestVerifyInit(mctx, NULL, NULL, NULL, pkey) != 1) {
+		st = HV_INTERNAL;
+		goto out;
+	}
+	/* 1 is a good signature; 0 a bad one, and a negative value one that does not decode or
+	 * a key that is not on the curve: both the signer's failure. */
+	if (EVP_DigestVerify(mctx, sig, siglen, n == 0 ? empty : msg, n) != 1) {
+		goto out;
+	}
+	st = HV_OK;
+out:
+	if (st != HV_OK) {
+		ERR_clear_error();
+	}
+	EVP_MD_CTX_free(mctx);
+	EVP_PKEY_free(pkey);
+	return (st);
+}
+
 /* ---- files ---------------------------------------------------------------------------- */
 
 /* Grows a buffer that may hold a secret without leaving a copy behind in freed memory. */

@@ -619,6 +619,153 @@ setup_tmp(void **state)
 	return (mkdtemp(tmpdir) != NULL ? 0 : -1);
 }
 
+/* ---- Ed25519 of the node (RFC 8032 section 7.1) ---------------------------------------- */
+
+/* A PKCS#8 PEM of a raw Ed25519 private key, as crypto_ed25519_keygen would write it. */
+static char *
+ed25519_pem(const char *secret_hex, size_t *len)
+{
+	size_t    n;
+	uint8_t  *raw = unhex(secret_hex, &n);
+	EVP_PKEY *pkey;
+	BIO      *bio;
+	char     *pem;
+
+	assert_non_null(pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, raw, n));
+	assert_non_null(bio = BIO_new(BIO_s_mem()));
+	assert_int_equal(PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL), 1);
+	pem = bio_string(bio, len);
+	BIO_free(bio);
+	EVP_PKEY_free(pkey);
+	free(raw);
+	return (pem);
+}
+
+static void
+test_ed25519_rfc8032(void **state)
+{
+	static const struct {
+		const char *secret, *public, *msg, *sig;
+	} v[] = {
+		{ "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+		    "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+		    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bac"
+		    "c61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b" },
+		{ "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+		    "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+		    "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e"
+		    "458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00" },
+		{ "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+		    "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025", "af82",
+		    "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290"
+		    "ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a" },
+	};
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		size_t   pemlen, msglen, siglen, publen;
+		char    *pem = ed25519_pem(v[i].secret, &pemlen);
+		uint8_t *msg = unhex(v[i].msg, &msglen);
+		uint8_t *want = unhex(v[i].sig, &siglen);
+		uint8_t *pubv = unhex(v[i].public, &publen);
+		uint8_t  pub[CRYPTO_ED25519_PUBLIC_LEN];
+		uint8_t *sig;
+		size_t   n;
+
+		assert_int_equal(crypto_ed25519_public(pem, pemlen, pub), HV_OK);
+		assert_memory_equal(pub, pubv, publen);
+		assert_int_equal(crypto_sign(pem, pemlen, msg, msglen, &sig, &n), HV_OK);
+		assert_int_equal(n, CRYPTO_ED25519_SIG_LEN);
+		assert_hex_equal(sig, n, v[i].sig);
+		assert_int_equal(crypto_ed25519_verify(pub, msg, msglen, want, siglen), HV_OK);
+		/* The same signature from the raw secret taken out of the PEM. */
+		{
+			uint8_t  secret[CRYPTO_ED25519_SECRET_LEN], sig2[CRYPTO_ED25519_SIG_LEN];
+			uint8_t *sv;
+			size_t   svlen;
+			assert_int_equal(crypto_ed25519_secret(pem, pemlen, secret), HV_OK);
+			sv = unhex(v[i].secret, &svlen);
+			assert_memory_equal(secret, sv, svlen);
+			free(sv);
+			assert_int_equal(crypto_ed25519_sign(sig2, secret, msg, msglen), HV_OK);
+			assert_hex_equal(sig2, sizeof(sig2), v[i].sig);
+		}
+		/* Any bit of the signature or the message changed, a short signature. */
+		for (size_t b = 0; b < siglen; b += 7) {
+			want[b] ^= 0x01;
+			assert_int_equal(crypto_ed25519_verify(pub, msg, msglen, want, siglen),
+			    HV_UNAUTHENTICATED);
+			want[b] ^= 0x01;
+		}
+		assert_int_equal(crypto_ed25519_verify(pub, "x", 1, want, siglen), HV_UNAUTHENTICATED);
+		assert_int_equal(crypto_ed25519_verify(pub, msg, msglen, want, siglen - 1),
+		    HV_UNAUTHENTICATED);
+		assert_int_equal(crypto_ed25519_verify(pub, msg, msglen, NULL, 0), HV_UNAUTHENTICATED);
+		/* Another key. */
+		pub[0] ^= 0x01;
+		assert_int_equal(crypto_ed25519_verify(pub, msg, msglen, want, siglen),
+		    HV_UNAUTHENTICATED);
+		free(sig);
+		free(pubv);
+		free(want);
+		free(msg);
+		free(pem);
+	}
+}
+
+static void
+test_ed25519_keygen(void **state)
+{
+	char    *pem, *pem2, *pubpem;
+	size_t   len, len2, publen;
+	uint8_t  pub[CRYPTO_ED25519_PUBLIC_LEN], pub2[CRYPTO_ED25519_PUBLIC_LEN];
+	uint8_t  back[CRYPTO_ED25519_PUBLIC_LEN];
+	uint8_t *sig;
+	size_t   siglen;
+	keypair  ec;
+
+	(void) state;
+	assert_int_equal(crypto_ed25519_keygen(&pem, &len), HV_OK);
+	assert_int_equal(strlen(pem), len);
+	assert_non_null(strstr(pem, "-----BEGIN PRIVATE KEY-----"));
+	assert_int_equal(crypto_ed25519_keygen(&pem2, &len2), HV_OK);
+	assert_int_equal(crypto_ed25519_public(pem, len, pub), HV_OK);
+	assert_int_equal(crypto_ed25519_public(pem2, len2, pub2), HV_OK);
+	assert_memory_not_equal(pub, pub2, sizeof(pub));
+
+	/* Sign with the PEM, verify with the raw key; the public PEM gives the same key. */
+	assert_int_equal(crypto_sign(pem, len, "receipt", 7, &sig, &siglen), HV_OK);
+	assert_int_equal(crypto_ed25519_verify(pub, "receipt", 7, sig, siglen), HV_OK);
+	assert_int_equal(crypto_ed25519_verify(pub2, "receipt", 7, sig, siglen), HV_UNAUTHENTICATED);
+	assert_int_equal(crypto_ed25519_public_pem(pub, &pubpem, &publen), HV_OK);
+	assert_non_null(strstr(pubpem, "-----BEGIN PUBLIC KEY-----"));
+	assert_null(strstr(pubpem, "PRIVATE"));
+	assert_int_equal(crypto_ed25519_public(pubpem, publen, back), HV_OK);
+	assert_memory_equal(back, pub, sizeof(pub));
+
+	/* Not Ed25519, not PEM; a public key has no secret. */
+	keypair_make(&ec, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256());
+	assert_int_equal(crypto_ed25519_public(ec.key_pem, ec.key_len, back), HV_INVALID_ARGUMENT);
+	{
+		uint8_t secret[CRYPTO_ED25519_SECRET_LEN];
+		assert_int_equal(crypto_ed25519_secret(ec.key_pem, ec.key_len, secret),
+		    HV_INVALID_ARGUMENT);
+		assert_int_equal(crypto_ed25519_secret(pubpem, publen, secret), HV_INVALID_ARGUMENT);
+		assert_int_equal(crypto_ed25519_secret("x", 1, secret), HV_INVALID_ARGUMENT);
+	}
+	assert_int_equal(crypto_ed25519_public(ec.cert_pem, ec.cert_len, back), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_ed25519_public("garbage", 7, back), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_ed25519_public(NULL, 0, back), HV_INVALID_ARGUMENT);
+	keypair_free(&ec);
+
+	free(sig);
+	free(pubpem);
+	crypto_wipe(pem, len);
+	crypto_wipe(pem2, len2);
+	free(pem);
+	free(pem2);
+}
+
 static void
 write_file(const char *path, const char *text, mode_t mode)
 {
@@ -705,6 +852,8 @@ main(void)
 		cmocka_unit_test(test_encrypted_key_never_prompts),
 		cmocka_unit_test(test_fingerprint),
 		cmocka_unit_test(test_read_file),
+		cmocka_unit_test(test_ed25519_rfc8032),
+		cmocka_unit_test(test_ed25519_keygen),
 	};
 	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

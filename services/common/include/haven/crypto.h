@@ -81,4 +81,42 @@ hv_status crypto_cert_fingerprint(const char *cert_pem, size_t cert_pem_len, cha
 hv_status crypto_read_file(const char *path, size_t maxlen, bool private, char **out,
     size_t *outlen);
 
+/* Ed25519 (RFC 8032) keys the node signs with itself (consent receipts), and verification by
+ * a bare public key, for whoever holds the node's public key and no certificate.
+ *
+ * crypto_ed25519_keygen makes a new private key as PKCS#8 PEM text: *pem is a malloc'd,
+ * NUL-terminated buffer of *pemlen bytes (without the NUL), the caller's to wipe and free.
+ * Sign with crypto_sign (above), or with crypto_ed25519_sign (below) when signing often.
+ *
+ * crypto_ed25519_public gets the raw 32-byte public key of an Ed25519 key given as PEM, either
+ * a private key (PKCS#8) or a public key (SubjectPublicKeyInfo); HV_INVALID_ARGUMENT when the
+ * PEM does not parse, is encrypted, or holds a key of another kind.
+ *
+ * crypto_ed25519_public_pem writes a raw public key as SubjectPublicKeyInfo PEM (what
+ * `openssl pkeyutl -verify -pubin -rawin` reads) into a malloc'd NUL-terminated buffer.
+ *
+ * crypto_ed25519_verify returns HV_OK when sig is a valid signature of msg by pub, and
+ * HV_UNAUTHENTICATED otherwise (also for a signature that is not 64 bytes, or a public key
+ * that is not a point of the curve).
+ *
+ * For a process that signs often, parsing PEM each time (crypto_sign) is slow in OpenSSL 3:
+ * crypto_ed25519_secret takes the raw 32-byte private key out of a PKCS#8 PEM once
+ * (HV_INVALID_ARGUMENT as crypto_ed25519_public), and crypto_ed25519_sign signs with it. The
+ * caller keeps the secret and wipes it when done. */
+#define CRYPTO_ED25519_PUBLIC_LEN 32
+#define CRYPTO_ED25519_SIG_LEN 64
+#define CRYPTO_ED25519_SECRET_LEN 32
+
+hv_status crypto_ed25519_keygen(char **pem, size_t *pemlen);
+hv_status crypto_ed25519_public(const char *pem, size_t pemlen,
+    uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN]);
+hv_status crypto_ed25519_public_pem(const uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN], char **pem,
+    size_t *pemlen);
+hv_status crypto_ed25519_secret(const char *pem, size_t pemlen,
+    uint8_t secret[CRYPTO_ED25519_SECRET_LEN]);
+hv_status crypto_ed25519_sign(uint8_t sig[CRYPTO_ED25519_SIG_LEN],
+    const uint8_t secret[CRYPTO_ED25519_SECRET_LEN], const void *msg, size_t n);
+hv_status crypto_ed25519_verify(const uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN], const void *msg,
+    size_t n, const uint8_t *sig, size_t siglen);
+
 #endif

@@ -1,0 +1,1013 @@
+/*
+ * cmd_consent.c - subjects, consent and the audit log on the command line:
+ *
+ *   haven subject create [--name N] [--dob YYYY-MM-DD] [--nationality X] [--language L]...
+ *                        [--contact C] [--notes T] [--minor]      prints the new id only
+ *   haven subject show ID
+ *   haven subject erase ID
+ *   haven consent grant SUBJECT --purpose P[,P] (--recipient ORG[,ORG] | --accepting-provider)
+ *                       --category C[,C] --given-by subject|guardian|representative
+ *                       --method written|verbal|verbal-with-interpreter|electronic
+ *                       --language L [--expires DAYS] (default 365)
+ *   haven consent withdraw ID
+ *   haven consent list SUBJECT
+ *   haven consent check SUBJECT --purpose P [--recipient ORG] [--category C]
+ *                       [--accepting-provider]
+ *   haven consent receipt ID                       the signed receipt (JSON)
+ *   haven consent receipt --verify FILE [--key PEM]  verify a saved receipt (with the node's
+ *                                                  key, asked of the node, or a PEM file)
+ *   haven consent receipt-key                      the node's receipt public key
+ *   haven consent rotate-key                       rotate the key-encryption key now
+ *   haven audit verify
+ *   haven audit show [--subject ID] [--after SEQ] [--limit N]
+ *
+ * Personal data is printed only by `subject show`, to a caller the node lets see it, and is
+ * read from the options of `subject create` (mind the shell history: `--notes -` reads the
+ * notes from standard input instead). `consent check` exits 0 whether allowed or not: the
+ * answer is printed (and "allowed" in --json).
+ */
+#include "cli.h"
+
+#include "haven/auth.h"
+#include "haven/crypto.h"
+
+#include "consent.h"
+
+#include "haven/consent/v1/audit.pb-c.h"
+#include "haven/consent/v1/consent.pb-c.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define M(name) "haven.consent.v1.Consent/" name
+#define M_AUDIT(name) "haven.audit.v1.Audit/" name
+
+#define OPTS_MAX 32
+#define POS_MAX 2
+#define LIST_MAX 32
+#define NOTES_READ_MAX (4 * 1024 + 1)
+#define RECEIPT_FILE_MAX (64 * 1024)
+#define DAY_MS (24LL * 3600 * 1000)
+
+/* ---- arguments ------------------------------------------------------------------------ */
+
+typedef struct args {
+	const char *pos[POS_MAX];
+	size_t      npos;
+	struct {
+		const char *name;
+		const char *value; /* NULL for a flag */
+	} opt[OPTS_MAX];
+	size_t nopt;
+} args;
+
+/* Whether name (n bytes) is a word of the space-separated list. */
+static bool
+listed(const char *list, const char *name, size_t n)
+{
+	for (const char *p = list; (p = strstr(p, name)) != NULL; p += n) {
+		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0')) {
+			return (true);
+		}
+	}
+	return (false);
+}
+
+/* Splits argv into at most npos words and the options named in valued (take a value) and
+ * flags. Returns 0 or CLI_EXIT_USAGE after saying why. */
+static int
+parse(args *a, int argc, char **argv, const char *cmd, size_t npos, const char *valued,
+    const char *flags)
+{
+	memset(a, 0, sizeof(*a));
+	for (int i = 0; i < argc; i++) {
+		const char *w = argv[i];
+		const char *eq;
+		size_t      n;
+
+		if (strncmp(w, "--", 2) != 0 || w[2] == '\0') {
+			if (a->npos == npos) {
+				return (cli_usage("%s: unexpected argument '%s'", cmd, w));
+			}
+			a->pos[a->npos++] = w;
+			continue;
+		}
+		w += 2;
+		eq = strchr(w, '=');
+		n  = eq != NULL ? (size_t) (eq - w) : strlen(w);
+		if (a->nopt == OPTS_MAX) {
+			return (cli_usage("%s: too many options", cmd));
+		}
+		a->opt[a->nopt].name = w;
+		if (eq == NULL && listed(flags, w, n)) {
+			a->opt[a->nopt].value = NULL;
+		} else if (listed(valued, w, n)) {
+			if (eq != NULL) {
+				a->opt[a->nopt].value = eq + 1;
+			} else if (i + 1 < argc) {
+				a->opt[a->nopt].value = argv[++i];
+			} else {
+				return (cli_usage("%s: --%s needs a value", cmd, w));
+			}
+		} else {
+			return (cli_usage("%s: unknown option --%.*s", cmd, (int) n, w));
+		}
+		a->nopt++;
+	}
+	return (0);
+}
+
+static bool
+opt_is(const args *a, size_t i, const char *name)
+{
+	size_t n = strlen(name);
+
+	return (strncmp(a->opt[i].name, name, n) == 0 &&
+	    (a->opt[i].name[n] == '\0' || a->opt[i].name[n] == '='));
+}
+
+/* The last value of an option, or NULL. */
+static const char *
+opt(const args *a, const char *name)
+{
+	const char *v = NULL;
+
+	for (size_t i = 0; i < a->nopt; i++) {
+		if (opt_is(a, i, name) && a->opt[i].value != NULL) {
+			v = a->opt[i].value;
+		}
+	}
+	return (v);
+}
+
+static bool
+flag(const args *a, const char *name)
+{
+	for (size_t i = 0; i < a->nopt; i++) {
+		if (opt_is(a, i, name) && a->opt[i].value == NULL) {
+			return (true);
+		}
+	}
+	return (false);
+}
+
+/* Every value of a repeatable, comma-separated option, split into out (pointing into buf). */
+static int
+opt_list(const args *a, const char *name, char **out, size_t *n, char *buf, size_t bufsz)
+{
+	size_t used = 0;
+
+	*n = 0;
+	for (size_t i = 0; i < a->nopt; i++) {
+		char *save = NULL, *tok, *copy;
+		if (!opt_is(a, i, name) || a->opt[i].value == NULL) {
+			continue;
+		}
+		if (used + strlen(a->opt[i].value) + 1 > bufsz) {
+			return (cli_usage("--%s: too long", name));
+		}
+		copy = buf + used;
+		strcpy(copy, a->opt[i].value); /* length checked above */
+		used += strlen(copy) + 1;
+		for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+			if (*n == LIST_MAX) {
+				return (cli_usage("--%s: at most %d values", name, LIST_MAX));
+			}
+			out[(*n)++] = tok;
+		}
+	}
+	return (0);
+}
+
+/* A list of enum names into values with parse_fn. */
+static int
+enum_list(const args *a, const char *name, int (*parse_fn)(const char *, int *), int *out,
+    size_t *n, const char *valid)
+{
+	char   *words[LIST_MAX];
+	char    buf[1024];
+	int     rc;
+
+	if ((rc = opt_list(a, name, words, n, buf, sizeof(buf))) != 0) {
+		return (rc);
+	}
+	for (size_t i = 0; i < *n; i++) {
+		if (parse_fn(words[i], &out[i]) != 0) {
+			return (cli_usage("--%s: '%s' is not one of %s", name, words[i], valid));
+		}
+	}
+	return (0);
+}
+
+#define PURPOSES "referral, share-with-provider, contact, statistics"
+#define CATEGORIES "identity, contact, health, legal, other"
+#define GIVEN_BY "subject, guardian, representative"
+#define METHODS "written, verbal, verbal-with-interpreter, electronic"
+
+/* ---- output ----------------------------------------------------------------------------- */
+
+/* "2026-11-28 10:00 UTC", or "-" for 0. */
+static const char *
+when(int64_t ms, char *buf, size_t n)
+{
+	time_t    t = (time_t) (ms / 1000);
+	struct tm tm;
+
+	if (ms == 0 || gmtime_r(&t, &tm) == NULL) {
+		snprintf(buf, n, "-");
+	} else {
+		strftime(buf, n, "%Y-%m-%d %H:%M UTC", &tm);
+	}
+	return (buf);
+}
+
+static json_t *
+json_strings(char **v, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++) {
+		json_array_append_new(a, json_string(v[i]));
+	}
+	return (a);
+}
+
+static json_t *
+json_names(const int *v, size_t n, const char *(*name)(int))
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++) {
+		json_array_append_new(a, json_string(name(v[i])));
+	}
+	return (a);
+}
+
+static void
+join_names(const int *v, size_t n, const char *(*name)(int), char *buf, size_t bufsz)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && o < bufsz; i++) {
+		o += (size_t) snprintf(buf + o, bufsz - o, "%s%s", i > 0 ? "," : "", name(v[i]));
+	}
+}
+
+static void
+join_strings(char **v, size_t n, char *buf, size_t bufsz)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && o < bufsz; i++) {
+		o += (size_t) snprintf(buf + o, bufsz - o, "%s%s", i > 0 ? "," : "", v[i]);
+	}
+}
+
+typedef Haven__Consent__V1__ConsentRecord record_t;
+
+static json_t *
+record_json(const record_t *c)
+{
+	json_t *j = json_object();
+
+	json_object_set_new(j, "id", json_string(c->id));
+	json_object_set_new(j, "subject", json_string(c->subject));
+	json_object_set_new(j, "purposes",
+	    json_names((const int *) c->purposes, c->n_purposes, consent_purpose_name));
+	json_object_set_new(j, "recipients", json_strings(c->recipients, c->n_recipients));
+	json_object_set_new(j, "accepting_provider", json_boolean(c->accepting_provider));
+	json_object_set_new(j, "categories",
+	    json_names((const int *) c->categories, c->n_categories, consent_category_name));
+	json_object_set_new(j, "given_by", json_string(consent_given_by_name((int) c->given_by)));
+	json_object_set_new(j, "method", json_string(consent_method_name((int) c->method)));
+	json_object_set_new(j, "language", json_string(c->language));
+	json_object_set_new(j, "valid_from_ms", json_integer(c->valid_from_ms));
+	json_object_set_new(j, "expires_ms", json_integer(c->expires_ms));
+	json_object_set_new(j, "withdrawn_at_ms", json_integer(c->withdrawn_at_ms));
+	json_object_set_new(j, "recorded_by", json_string(c->recorded_by));
+	json_object_set_new(j, "recorded_at_ms", json_integer(c->recorded_at_ms));
+	json_object_set_new(j, "version", json_integer((json_int_t) c->version));
+	return (j);
+}
+
+static void
+record_print(const record_t *c)
+{
+	char purposes[128], cats[128], recips[1024], t1[32], t2[32], t3[32];
+
+	join_names((const int *) c->purposes, c->n_purposes, consent_purpose_name, purposes,
+	    sizeof(purposes));
+	join_names((const int *) c->categories, c->n_categories, consent_category_name, cats,
+	    sizeof(cats));
+	join_strings(c->recipients, c->n_recipients, recips, sizeof(recips));
+	printf("consent      %s\n", c->id);
+	printf("subject      %s\n", c->subject);
+	printf("purposes     %s\n", purposes);
+	printf("recipients   %s%s%s\n", recips, c->accepting_provider && c->n_recipients ? "," : "",
+	    c->accepting_provider ? "(the accepting provider)" : "");
+	printf("categories   %s\n", cats);
+	printf("given by     %s, %s, in %s\n", consent_given_by_name((int) c->given_by),
+	    consent_method_name((int) c->method), c->language);
+	printf("valid        %s until %s\n", when(c->valid_from_ms, t1, sizeof(t1)),
+	    when(c->expires_ms, t2, sizeof(t2)));
+	printf("withdrawn    %s\n", when(c->withdrawn_at_ms, t3, sizeof(t3)));
+	printf("recorded by  %s (version %llu)\n",
+	    c->recorded_by[0] != '\0' ? c->recorded_by : "the node's operator",
+	    (unsigned long long) c->version);
+}
+
+/* ---- subject ---------------------------------------------------------------------------- */
+
+/* Reads the notes from standard input (for `--notes -`), at most the bound plus one byte so
+ * that the node, not the CLI, says what the bound is. */
+static char *
+read_stdin(void)
+{
+	char  *buf = malloc(NOTES_READ_MAX + 1);
+	size_t n;
+
+	if (buf == NULL) {
+		return (NULL);
+	}
+	n = fread(buf, 1, NOTES_READ_MAX, stdin);
+	while (n > 0 && buf[n - 1] == '\n') {
+		n--;
+	}
+	buf[n] = '\0';
+	return (buf);
+}
+
+static int
+do_subject_create(cli *c, int argc, char **argv)
+{
+	Haven__Consent__V1__CreateSubjectRequest   req = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__PersonalData           p   = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+	Haven__Consent__V1__CreateSubjectResponse *rep = NULL;
+	char                                      *langs[LIST_MAX];
+	char                                       lbuf[1024];
+	char                                      *notes = NULL;
+	size_t                                     nl;
+	args                                       a;
+	int                                        rc;
+
+	if ((rc = parse(&a, argc, argv, "subject create", 0,
+	         "name dob nationality language contact notes", "minor")) != 0) {
+		return (rc);
+	}
+	if ((rc = opt_list(&a, "language", langs, &nl, lbuf, sizeof(lbuf))) != 0) {
+		return (rc);
+	}
+	p.name          = (char *) (opt(&a, "name") ? opt(&a, "name") : "");
+	p.date_of_birth = (char *) (opt(&a, "dob") ? opt(&a, "dob") : "");
+	p.nationality   = (char *) (opt(&a, "nationality") ? opt(&a, "nationality") : "");
+	p.contact       = (char *) (opt(&a, "contact") ? opt(&a, "contact") : "");
+	p.notes         = (char *) (opt(&a, "notes") ? opt(&a, "notes") : "");
+	p.languages     = langs;
+	p.n_languages   = nl;
+	if (strcmp(p.notes, "-") == 0) {
+		if ((notes = read_stdin()) == NULL) {
+			return (cli_fail(c, "subject create", HV_RESOURCE_EXHAUSTED, "out of memory"));
+		}
+		p.notes = notes;
+	}
+	req.personal = &p;
+	req.minor    = flag(&a, "minor");
+	rc = cli_call(c, "subject create", M("CreateSubject"), &req.base,
+	    &haven__consent__v1__create_subject_response__descriptor, (ProtobufCMessage **) &rep,
+	    false);
+	if (notes != NULL) {
+		crypto_wipe(notes, strlen(notes));
+		free(notes);
+	}
+	if (rc != 0) {
+		return (rc);
+	}
+	if (c->json) {
+		cli_print_json(json_pack("{s:s}", "id", rep->id));
+	} else {
+		printf("%s\n", rep->id);
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (0);
+}
+
+static int
+do_subject_show(cli *c, int argc, char **argv)
+{
+	Haven__Consent__V1__GetSubjectRequest req = HAVEN__CONSENT__V1__GET_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__Subject          *rep = NULL;
+	const Haven__Consent__V1__PersonalData *p;
+	char                                  langs[1024], shown[128], t[32];
+	args                                  a;
+	int                                   rc;
+
+	if ((rc = parse(&a, argc, argv, "subject show", 1, "", "")) != 0) {
+		return (rc);
+	}
+	if (a.npos != 1) {
+		return (cli_usage("subject show takes one ID"));
+	}
+	req.id = (char *) a.pos[0];
+	if ((rc = cli_call(c, "subject show", M("GetSubject"), &req.base,
+	         &haven__consent__v1__subject__descriptor, (ProtobufCMessage **) &rep, true)) != 0) {
+		return (rc);
+	}
+	p = rep->personal;
+	join_strings(p->languages, p->n_languages, langs, sizeof(langs));
+	join_names((const int *) rep->shown, rep->n_shown, consent_category_name, shown,
+	    sizeof(shown));
+	if (c->json) {
+		json_t *j = json_object();
+		json_t *pj = json_object();
+		json_object_set_new(j, "id", json_string(rep->id));
+		json_object_set_new(j, "minor", json_boolean(rep->minor));
+		json_object_set_new(j, "created_by", json_string(rep->created_by));
+		json_object_set_new(j, "created_at_ms", json_integer(rep->created_at_ms));
+		json_object_set_new(j, "shown",
+		    json_names((const int *) rep->shown, rep->n_shown, consent_category_name));
+		json_object_set_new(pj, "name", json_string(p->name));
+		json_object_set_new(pj, "date_of_birth", json_string(p->date_of_birth));
+		json_object_set_new(pj, "nationality", json_string(p->nationality));
+		json_object_set_new(pj, "languages", json_strings(p->languages, p->n_languages));
+		json_object_set_new(pj, "contact", json_string(p->contact));
+		json_object_set_new(pj, "notes", json_string(p->notes));
+		json_object_set_new(j, "personal", pj);
+		cli_print_json(j);
+	} else {
+		printf("subject        %s%s\n", rep->id, rep->minor ? " (minor)" : "");
+		printf("created by     %s, %s\n",
+		    rep->created_by[0] != '\0' ? rep->created_by : "the node's operator",
+		    when(rep->created_at_ms, t, sizeof(t)));
+		printf("shown          %s\n", shown);
+		printf("name           %s\n", p->name);
+		printf("date of birth  %s\n", p->date_of_birth);
+		printf("nationality    %s\n", p->nationality);
+		printf("languages      %s\n", langs);
+		printf("contact        %s\n", p->contact);
+		printf("notes          %s\n", p->notes);
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (0);
+}
+
+static int
+do_subject_erase(cli *c, int argc, char **argv)
+{
+	Haven__Consent__V1__EraseSubjectRequest   req = HAVEN__CONSENT__V1__ERASE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__EraseSubjectResponse *rep = NULL;
+	char                                      t[32];
+	args                                      a;
+	int                                       rc;
+
+	if ((rc = parse(&a, argc, argv, "subject erase", 1, "", "")) != 0) {
+		return (rc);
+	}
+	if (a.npos != 1) {
+		return (cli_usage("subject erase takes one ID"));
+	}
+	req.id = (char *) a.pos[0];
+	if ((rc = cli_call(c, "subject erase", M("EraseSubject"), &req.base,
+	         &haven__consent__v1__erase_subject_response__descriptor,
+	         (ProtobufCMessage **) &rep, false)) != 0) {
+		return (rc);
+	}
+	if (c->json) {
+		cli_print_json(json_pack("{s:s, s:I, s:i, s:I}", "id", req.id, "erased_at_ms",
+		    (json_int_t) rep->erased_at_ms, "consents_withdrawn", (int) rep->consents_withdrawn,
+		    "kek_generation", (json_int_t) rep->kek_generation));
+	} else {
+		printf("subject %s erased at %s; %u consents withdrawn; key-encryption key now "
+		       "generation %llu\n",
+		    req.id, when(rep->erased_at_ms, t, sizeof(t)), rep->consents_withdrawn,
+		    (unsigned long long) rep->kek_generation);
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (0);
+}
+
+int
+cmd_subject(cli *c, int argc, char **argv)
+{
+	if (argc >= 1 && strcmp(argv[0], "create") == 0) {
+		return (do_subject_create(c, argc - 1, argv + 1));
+	}
+	if (argc >= 1 && strcmp(argv[0], "show") == 0) {
+		return (do_subject_show(c, argc - 1, argv + 1));
+	}
+	if (argc >= 1 && strcmp(argv[0], "erase") == 0) {
+		return (do_subject_erase(c, argc - 1, argv + 1));
+	}
+	return (cli_usage("subject create|show|erase"));
+}
+
+/* ---- consent ---------------------------------------------------------------------------- */
+
+static int
+record_out(cli *c, record_t *r)
+{
+	if (c->json) {
+		cli_print_json(record_json(r));
+	} else {
+		record_print(r);
+	}
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return (0);
+}
+
+static int
+do_grant(cli *c, int argc, char **argv)
+{
+	Haven__Consent__V1__GrantRequest req = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
+	record_t                        *rep = NULL;
+	int                              purposes[LIST_MAX], cats[LIST_MAX];
+	size_t                           np, nc, nr;
+	char                            *recips[LIST_MAX];
+	char                             rbuf[2048];
+	const char                      *days;
+	char                            *end;
+	long                             ndays = 365;
+	int                              by, method;
+	args                             a;
+	int                              rc;
+
+	if ((rc = parse(&a, argc, argv, "consent grant", 1,
+	         "purpose recipient category given-by method language expires",
+	         "accepting-provider")) != 0) {
+		return (rc);
+	}
+	if (a.npos != 1) {
+		return (cli_usage("consent grant takes one SUBJECT"));
+	}
+	if ((rc = enum_list(&a, "purpose", consent_purpose_parse, purposes, &np, PURPOSES)) != 0 ||
+	    (rc = enum_list(&a, "category", consent_category_parse, cats, &nc, CATEGORIES)) != 0 ||
+	    (rc = opt_list(&a, "recipient", recips, &nr, rbuf, sizeof(rbuf))) != 0) {
+		return (rc);
+	}
+	if (np == 0 || nc == 0) {
+		return (cli_usage("consent grant needs --purpose and --category"));
+	}
+	if (nr == 0 && !flag(&a, "accepting-provider")) {
+		return (cli_usage("consent grant needs --recipient ORG or --accepting-provider"));
+	}
+	if (opt(&a, "given-by") == NULL || consent_given_by_parse(opt(&a, "given-by"), &by) != 0) {
+		return (cli_usage("consent grant needs --given-by %s", GIVEN_BY));
+	}
+	if (opt(&a, "method") == NULL || consent_method_parse(opt(&a, "method"), &method) != 0) {
+		return (cli_usage("consent grant needs --method %s", METHODS));
+	}
+	if (opt(&a, "language") == NULL) {
+		return (cli_usage("consent grant needs --language (the language consent was asked "
+		                  "in, BCP 47: nl, ro, pt-BR)"));
+	}
+	if ((days = opt(&a, "expires")) != NULL) {
+		errno = 0;
+		ndays = strtol(days, &end, 10);
+		if (errno != 0 || *end != '\0' || ndays < 1 || ndays > 3650) {
+			return (cli_usage("--expires: 1..3650 days, not '%s'", days));
+		}
+	}
+	req.subject            = (char *) a.pos[0];
+	req.purposes           = (Haven__Consent__V1__Purpose *) purposes;
+	req.n_purposes         = np;
+	req.categories         = (Haven__Consent__V1__Category *) cats;
+	req.n_categories       = nc;
+	req.recipients         = recips;
+	req.n_recipients       = nr;
+	req.accepting_provider = flag(&a, "accepting-provider");
+	req.given_by           = (Haven__Consent__V1__GivenBy) by;
+	req.method             = (Haven__Consent__V1__Method) method;
+	req.language           = (char *) opt(&a, "language");
+	req.expires_ms         = auth_now_ms() + ndays * DAY_MS;
+	if ((rc = cli_call(c, "consent grant", M("Grant"), &req.base,
+	         &haven__consent__v1__consent_record__descriptor, (ProtobufCMessage **) &rep,
+	         false)) != 0) {
+		return (rc);
+	}
+	return (record_out(c, rep));
+}
+
+/* Commands that take one consent id: withdraw. */
+static int
+do_withdraw(cli *c, int argc, char **argv)
+{
+	Haven__Consent__V1__WithdrawRequest req = HAVEN__CONSENT__V1__WITHDRAW_REQUEST__INIT;
+	record_t                           *rep = NULL;
+	args                                a;
+	int                                 rc;
+
+	if ((rc = parse(&a, argc, argv, "consent withdraw", 1, "", "")) != 0) {
+		return (rc);
+	}
+	if (a.npos != 1) {
+		return (cli_usage("consent withdraw takes one consent ID"));
+	}
+	req.id = (char *) a.pos[0];
+	if ((rc = cli_call(c, "consent withdraw", M("Withdraw"), &req.base,
+	         &haven__consent__v1__consent_record__descriptor, (ProtobufCMessage **) &rep,
+	         false)) != 0) {
+		return (rc);
+	}
+	return (record_out(c, rep));
+}
+
+static int
+do_list(cli *c, int argc, char **argv)
+{
+	Haven__Consent__V1__ListConsentsRequest   req = HAVEN__CONSENT__V1__LIST_CONSENTS_REQUEST__INIT;
+	Haven__Consent__V1__ListConsentsResponse *rep = NULL;
+	args                                      a;
+	int                                       rc;
+	int64_t                                   now = auth_now_ms();
+
+	if ((rc = parse(&a, argc, argv, "consent list", 1, "", "")) != 0) {
+		return (rc);
+	}
+	if (a.npos != 1) {
+		return (cli_usage("consent list takes one SUBJECT"));
+	}
+	req.subject = (char *) a.pos[0];
+	if ((rc = cli_call(c, "consent list", M("List"), &req.base,
+	         &haven__consent__v1__list_consents_response__descriptor,
+	         (ProtobufCMessage **) &rep, true)) != 0) {
+		return (rc);
+	}
+	if (c->json) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < rep->n_consents; i++) {
+			json_array_append_new(arr, record_json(rep->consents[i]));
+		}
+		cli_print_json(arr);
+	} else {
+		printf("%-32s  %-9s  %-28s  %-24s  %s\n", "CONSENT", "STATE", "PURPOSES", "RECIPIENTS",
+		    "EXPIRES");
+		for (size_t i = 0; i < rep->n_consents; i++) {
+			const record_t *r = rep->consents[i];
+			char            purposes[128], recips[256], t[32];
+			const char     *state = r->withdrawn_at_ms != 0 ? "withdrawn"
+			        : now >= r->expires_ms                  ? "expired"
+			        : now < r->valid_from_ms                ? "pending"
+			                                                : "in force";
+			join_names((const int *) r->purposes, r->n_purposes, consent_purpose_name,
+			    purposes, sizeof(purposes));
+			join_strings(r->recipients, r->n_recipients, recips, sizeof(recips));
+			if (r->accepting_provider) {
+				size_t o = strlen(recips);
+				snprintf(recips + o, sizeof(recips) - o, "%saccepting-provider",
+				    o > 0 ? "," : "");
+			}
+			printf("%-32s  %-9s  %-28s  %-24s  %s\n", r->id, state, purposes, recips,
+			    when(r->expires_ms, t, sizeof(t)));
+		}
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (0);
+}
+
+static int
+do_check(cli *c, int argc, char **argv)
+{
+	Haven__Consent__V1__CheckRequest   req = HAVEN__CONSENT__V1__CHECK_REQUEST__INIT;
+	Haven__Consent__V1__CheckResponse *rep = NULL;
+	int                                purpose, cat = 0;
+	args                               a;
+	int                                rc;
+
+	if ((rc = parse(&a, argc, argv, "consent check", 1, "purpose recipient category",
+	         "accepting-provider")) != 0) {
+		return (rc);
+	}
+	if (a.npos != 1) {
+		return (cli_usage("consent check takes one SUBJECT"));
+	}
+	if (opt(&a, "purpose") == NULL || consent_purpose_parse(opt(&a, "purpose"), &purpose) != 0) {
+		return (cli_usage("consent check needs --purpose %s", PURPOSES));
+	}
+	if (opt(&a, "category") != NULL && consent_category_parse(opt(&a, "category"), &cat) != 0) {
+		return (cli_usage("--category: one of %s", CATEGORIES));
+	}
+	req.subject                         = (char *) a.pos[0];
+	req.purpose                         = (Haven__Consent__V1__Purpose) purpose;
+	req.recipient                       = (char *) (opt(&a, "recipient") ? opt(&a, "recipient") : "");
+	req.category                        = (Haven__Consent__V1__Category) cat;
+	req.recipient_is_accepting_provider = flag(&a, "accepting-provider");
+	if ((rc = cli_call(c, "consent check", M("Check"), &req.base,
+	         &haven__consent__v1__check_response__descriptor, (ProtobufCMessage **) &rep,
+	         false)) != 0) {
+		return (rc);
+	}
+	if (c->json) {
+		cli_print_json(json_pack("{s:b, s:s, s:s, s:s}", "allowed", rep->allowed, "consent_id",
+		    rep->consent_id, "reason",
+		    protobuf_c_enum_descriptor_get_value(&haven__consent__v1__deny_reason__descriptor,
+		        (int) rep->reason) != NULL
+		        ? protobuf_c_enum_descriptor_get_value(
+		              &haven__consent__v1__deny_reason__descriptor, (int) rep->reason)
+		              ->name
+		        : "",
+		    "message", rep->message));
+	} else {
+		printf("%s: %s\n", rep->allowed ? "allowed" : "denied", rep->message);
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (0);
+}
+
+/* The node's receipt key, raw (32 bytes). */
+static int
+receipt_key(cli *c, uint8_t pub[32], Haven__Consent__V1__ReceiptKey **out)
+{
+	Haven__Consent__V1__GetReceiptKeyRequest req = HAVEN__CONSENT__V1__GET_RECEIPT_KEY_REQUEST__INIT;
+	Haven__Consent__V1__ReceiptKey          *rep = NULL;
+	int                                      rc;
+
+	if ((rc = cli_call(c, "consent receipt-key", M("GetReceiptKey"), &req.base,
+	         &haven__consent__v1__receipt_key__descriptor, (ProtobufCMessage **) &rep, true)) !=
+	    0) {
+		return (rc);
+	}
+	if (rep->public_key.len != 32) {
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		return (cli_fail(c, "consent receipt-key", HV_DATA_LOSS, "the key is not 32 bytes"));
+	}
+	memcpy(pub, rep->public_key.data, 32);
+	if (out != NULL) {
+		*out = rep;
+	} else {
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+	}
+	return (0);
+}
+
+static int
+do_receipt_key(cli *c, int argc, char **argv)
+{
+	Haven__Consent__V1__ReceiptKey *rep = NULL;
+	uint8_t                         pub[32];
+	char                            b64[64];
+	int                             rc;
+
+	(void) argv;
+	if (argc != 0) {
+		return (cli_usage("consent receipt-key takes no arguments"));
+	}
+	if ((rc = receipt_key(c, pub, &rep)) != 0) {
+		return (rc);
+	}
+	(void) crypto_b64url_encode(b64, sizeof(b64), pub, sizeof(pub));
+	if (c->json) {
+		cli_print_json(json_pack("{s:s, s:s, s:s}", "key_id", rep->key_id, "public_key", b64,
+		    "pem", rep->public_key_pem));
+	} else {
+		printf("key id      %s\npublic key  %s (Ed25519, base64url)\n%s", rep->key_id, b64,
+		    rep->public_key_pem);
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (0);
+}
+
+static int
+do_receipt(cli *c, int argc, char **argv)
+{
+	Haven__Consent__V1__GetReceiptRequest req = HAVEN__CONSENT__V1__GET_RECEIPT_REQUEST__INIT;
+	Haven__Consent__V1__Receipt          *rep = NULL;
+	const char                           *file, *keyfile;
+	char                                 *text = NULL, *pem = NULL;
+	size_t                                len, pemlen;
+	uint8_t                               pub[32];
+	char                                  why[128];
+	args                                  a;
+	int                                   rc;
+	hv_status                             st;
+
+	if ((rc = parse(&a, argc, argv, "consent receipt", 1, "verify key", "")) != 0) {
+		return (rc);
+	}
+	if ((file = opt(&a, "verify")) == NULL) {
+		if (a.npos != 1) {
+			return (cli_usage("consent receipt takes one consent ID (or --verify FILE)"));
+		}
+		req.id = (char *) a.pos[0];
+		if ((rc = cli_call(c, "consent receipt", M("GetReceipt"), &req.base,
+		         &haven__consent__v1__receipt__descriptor, (ProtobufCMessage **) &rep,
+		         true)) != 0) {
+			return (rc);
+		}
+		/* A receipt is JSON either way. */
+		printf("%s\n", rep->json);
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		return (0);
+	}
+	if (a.npos != 0) {
+		return (cli_usage("consent receipt --verify FILE takes no consent ID"));
+	}
+	if ((keyfile = opt(&a, "key")) != NULL) {
+		if ((st = crypto_read_file(keyfile, 16 * 1024, false, &pem, &pemlen)) != HV_OK ||
+		    (st = crypto_ed25519_public(pem, pemlen, pub)) != HV_OK) {
+			free(pem);
+			return (cli_fail(c, "consent receipt", st, "--key: not an Ed25519 key (PEM)"));
+		}
+		free(pem);
+	} else if ((rc = receipt_key(c, pub, NULL)) != 0) {
+		return (rc);
+	}
+	if ((st = crypto_read_file(file, RECEIPT_FILE_MAX, false, &text, &len)) != HV_OK) {
+		return (cli_fail(c, "consent receipt", st, "cannot read the receipt file"));
+	}
+	st = consent_receipt_verify(text, len, pub, why, sizeof(why));
+	free(text);
+	if (st != HV_OK) {
+		return (cli_fail(c, "consent receipt", st, why));
+	}
+	if (c->json) {
+		cli_print_json(json_pack("{s:s, s:b}", "receipt", file, "verified", 1));
+	} else {
+		printf("%s: the node's signature holds\n", file);
+	}
+	return (0);
+}
+
+static int
+do_rotate_key(cli *c, int argc, char **argv)
+{
+	Haven__Consent__V1__RotateKeyRequest   req = HAVEN__CONSENT__V1__ROTATE_KEY_REQUEST__INIT;
+	Haven__Consent__V1__RotateKeyResponse *rep = NULL;
+	int                                    rc;
+
+	(void) argv;
+	if (argc != 0) {
+		return (cli_usage("consent rotate-key takes no arguments"));
+	}
+	if ((rc = cli_call(c, "consent rotate-key", M("RotateKey"), &req.base,
+	         &haven__consent__v1__rotate_key_response__descriptor, (ProtobufCMessage **) &rep,
+	         false)) != 0) {
+		return (rc);
+	}
+	if (c->json) {
+		cli_print_json(json_pack("{s:I, s:I}", "kek_generation", (json_int_t) rep->kek_generation,
+		    "rewrapped", (json_int_t) rep->rewrapped));
+	} else {
+		printf("key-encryption key now generation %llu; %llu data keys wrapped again\n",
+		    (unsigned long long) rep->kek_generation, (unsigned long long) rep->rewrapped);
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (0);
+}
+
+int
+cmd_consent(cli *c, int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(cli *, int, char **);
+	} subs[] = {
+		{ "grant", do_grant },
+		{ "withdraw", do_withdraw },
+		{ "list", do_list },
+		{ "check", do_check },
+		{ "receipt", do_receipt },
+		{ "receipt-key", do_receipt_key },
+		{ "rotate-key", do_rotate_key },
+	};
+
+	for (size_t i = 0; argc >= 1 && i < sizeof(subs) / sizeof(subs[0]); i++) {
+		if (strcmp(argv[0], subs[i].name) == 0) {
+			return (subs[i].fn(c, argc - 1, argv + 1));
+		}
+	}
+	return (cli_usage("consent grant|withdraw|list|check|receipt|receipt-key|rotate-key"));
+}
+
+/* ---- audit ------------------------------------------------------------------------------ */
+
+static int
+do_audit_verify(cli *c, int argc, char **argv)
+{
+	Haven__Audit__V1__VerifyRequest   req = HAVEN__AUDIT__V1__VERIFY_REQUEST__INIT;
+	Haven__Audit__V1__VerifyResponse *rep = NULL;
+	char                              hex[65] = "";
+	int                               rc;
+
+	(void) argv;
+	if (argc != 0) {
+		return (cli_usage("audit verify takes no arguments"));
+	}
+	if ((rc = cli_call(c, "audit verify", M_AUDIT("Verify"), &req.base,
+	         &haven__audit__v1__verify_response__descriptor, (ProtobufCMessage **) &rep, true)) !=
+	    0) {
+		return (rc);
+	}
+	if (rep->head_hash.len == 32) {
+		audit_hash_hex(rep->head_hash.data, hex);
+	}
+	if (c->json) {
+		cli_print_json(json_pack("{s:b, s:I, s:I, s:s, s:I, s:s}", "intact", rep->intact,
+		    "entries", (json_int_t) rep->entries, "head_seq", (json_int_t) rep->head_seq,
+		    "head_hash", hex, "first_bad_seq", (json_int_t) rep->first_bad_seq, "reason",
+		    rep->reason));
+	} else if (rep->intact) {
+		printf("audit log intact: %llu entries; head %llu %s\n",
+		    (unsigned long long) rep->entries, (unsigned long long) rep->head_seq, hex);
+	} else {
+		printf("audit log BROKEN at entry %llu: %s\n", (unsigned long long) rep->first_bad_seq,
+		    rep->reason);
+	}
+	rc = rep->intact ? 0 : (int) HV_DATA_LOSS;
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (rc);
+}
+
+static int
+do_audit_show(cli *c, int argc, char **argv)
+{
+	Haven__Audit__V1__ListRequest   req = HAVEN__AUDIT__V1__LIST_REQUEST__INIT;
+	Haven__Audit__V1__ListResponse *rep = NULL;
+	json_t                         *arr = NULL;
+	const char                     *v;
+	char                           *end;
+	unsigned long long              after = 0, limit = 0;
+	bool                            all;
+	args                            a;
+	int                             rc;
+
+	if ((rc = parse(&a, argc, argv, "audit show", 0, "subject after limit", "")) != 0) {
+		return (rc);
+	}
+	if ((v = opt(&a, "after")) != NULL) {
+		errno = 0;
+		after = strtoull(v, &end, 10);
+		if (errno != 0 || *end != '\0') {
+			return (cli_usage("--after: a sequence number, not '%s'", v));
+		}
+	}
+	/* Without --limit, every entry (page by page); with it, one page. */
+	if ((v = opt(&a, "limit")) != NULL) {
+		errno = 0;
+		limit = strtoull(v, &end, 10);
+		if (errno != 0 || *end != '\0' || limit < 1 || limit > 1000) {
+			return (cli_usage("--limit: 1..1000, not '%s'", v));
+		}
+	}
+	all         = limit == 0;
+	req.subject = (char *) (opt(&a, "subject") ? opt(&a, "subject") : "");
+	req.limit   = (uint32_t) (all ? 1000 : limit);
+	req.after_seq = after;
+	if (c->json) {
+		arr = json_array();
+	} else {
+		printf("%-8s  %-20s  %-13s  %-16s  %-34s  %-32s  %-20s  %s\n", "SEQ", "TIME", "ROLE",
+		    "ORG", "METHOD", "SUBJECT", "PURPOSE", "RESULT");
+	}
+	for (;;) {
+		if ((rc = cli_call(c, "audit show", M_AUDIT("List"), &req.base,
+		         &haven__audit__v1__list_response__descriptor, (ProtobufCMessage **) &rep,
+		         true)) != 0) {
+			json_decref(arr);
+			return (rc);
+		}
+		for (size_t i = 0; i < rep->n_entries; i++) {
+			const Haven__Audit__V1__AuditEntry *e = rep->entries[i];
+			const char *m = strrchr(e->method, '.');
+			char        t[32];
+			if (arr != NULL) {
+				json_array_append_new(arr,
+				    json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "seq",
+				        (json_int_t) e->seq, "time_ms", (json_int_t) e->time_ms, "caller_org",
+				        e->caller_org, "caller_role", e->caller_role, "method", e->method,
+				        "subject", e->subject, "purpose", e->purpose, "result",
+				        e->result_name));
+			} else {
+				printf("%-8llu  %-20s  %-13s  %-16s  %-34s  %-32s  %-20s  %s\n",
+				    (unsigned long long) e->seq, when(e->time_ms, t, sizeof(t)),
+				    e->caller_role, e->caller_org[0] ? e->caller_org : "-",
+				    m != NULL ? m + 1 : e->method, e->subject[0] ? e->subject : "-",
+				    e->purpose[0] ? e->purpose : "-", e->result_name);
+			}
+		}
+		req.after_seq = rep->next_after_seq;
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		if (!all || req.after_seq == 0) {
+			break;
+		}
+	}
+	if (arr != NULL) {
+		cli_print_json(arr);
+	}
+	return (0);
+}
+
+int
+cmd_audit(cli *c, int argc, char **argv)
+{
+	if (argc >= 1 && strcmp(argv[0], "verify") == 0) {
+		return (do_audit_verify(c, argc - 1, argv + 1));
+	}
+	if (argc >= 1 && strcmp(argv[0], "show") == 0) {
+		return (do_audit_show(c, argc - 1, argv + 1));
+	}
+	return (cli_usage("audit verify|show"));
+}

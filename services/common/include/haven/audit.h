@@ -1,0 +1,130 @@
+/*
+ * audit.h - the node's append-only, hash-chained audit log of reads and writes of personal
+ * data and consent.
+ *
+ * Every service that touches personal data or consent appends one entry per access, inside the
+ * write transaction of the access itself (audit_append), so that the access and its entry
+ * commit together or not at all. An access that fails after the caller was identified is
+ * recorded with its own transaction (audit_record), so that attempts are visible too.
+ *
+ * An entry holds ids and codes only, never personal data: who (organisation and role), when,
+ * what (method), about whom (the subject's pseudonymous id), why (purpose) and how it ended (a
+ * status code). Entries are chained: each carries the hash of the one before it, and its own
+ * hash covers that, so that changing, removing or reordering any entry breaks the chain at
+ * that entry, which audit_verify names.
+ *
+ * Tables (in the node's one LMDB environment):
+ *   audit.log         be64 seq                      -> entry (binary, below)
+ *   audit.head        "head"                        -> be64 seq || hash of the last entry
+ *   audit.by_subject  subject || 0x00 || be64 seq   -> ""   (lookup aid for audit_list)
+ *
+ * The encoding of an entry (all integers big-endian, strings as a length byte and the bytes):
+ *
+ *   body  = version (1 byte, 1) || seq (8) || time_ms (8, signed) || role (4) ||
+ *           str(org) || str(method) || str(subject) || str(purpose) || result (4, signed)
+ *   value = body || prev_hash (32) || hash (32)
+ *   hash  = SHA-256(prev_hash || body)
+ *
+ * The first entry has seq 1 and a prev_hash of 32 zero bytes. The head record makes removing
+ * entries from the end detectable as long as the head itself was not rewritten as well; an
+ * operator who exports the head (audit verify prints it) to somewhere else can detect even
+ * that.
+ */
+#ifndef HAVEN_AUDIT_H
+#define HAVEN_AUDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "haven/rpc.h"
+#include "haven/status.h"
+#include "haven/store.h"
+
+#define AUDIT_HASH_LEN 32
+#define AUDIT_METHOD_MAX 128 /* including the NUL */
+#define AUDIT_SUBJECT_MAX 64 /* an id: printable ASCII without spaces, including the NUL */
+#define AUDIT_PURPOSE_MAX 64 /* including the NUL */
+#define AUDIT_WHY_MAX 256
+#define AUDIT_LIST_MAX 1000 /* entries per audit_list call */
+
+typedef struct audit_entry {
+	uint64_t seq;                       /* set by audit_append */
+	int64_t  time_ms;                   /* Unix time; 0: audit_append sets the real clock */
+	rpc_role role;                      /* the caller's role */
+	char     org[RPC_ORG_ID_MAX];       /* the caller's organisation; "" for the operator */
+	char     method[AUDIT_METHOD_MAX];  /* full method name, "haven.consent.v1.Consent/Check" */
+	char     subject[AUDIT_SUBJECT_MAX]; /* the subject's id; "" when none */
+	char     purpose[AUDIT_PURPOSE_MAX]; /* why: "referral", "share-with-provider", ... or "" */
+	int32_t  result;                    /* an hv_status: how the access ended */
+	uint8_t  prev_hash[AUDIT_HASH_LEN]; /* set by audit_append */
+	uint8_t  hash[AUDIT_HASH_LEN];      /* set by audit_append */
+} audit_entry;
+
+typedef struct audit audit;
+
+/* Opens the audit tables of a store (at start-up, like store_table_open). *out is the
+ * caller's; close it with audit_close() before the store (it stops the writer thread, if
+ * started, after the queue is written). */
+hv_status audit_open(audit **out, store *s);
+void audit_close(audit *a);
+
+/* Appends e inside the caller's write transaction: sets e->seq, e->prev_hash and e->hash
+ * (and e->time_ms when 0). HV_INVALID_ARGUMENT for a string that is too long or not printable
+ * ASCII (subject: no spaces either), or a read transaction (HV_FAILED_PRECONDITION, from the
+ * store). Other failures are the store's. */
+hv_status audit_append(audit *a, store_txn *txn, audit_entry *e);
+
+/* Appends e in a write transaction of its own (for accesses that failed, whose own
+ * transaction was rolled back). */
+hv_status audit_record(audit *a, audit_entry *e);
+
+/*
+ * Appends that do not wait for a commit, for reads on a hot path (consent Check). The entry is
+ * copied into a bounded queue (AUDIT_QUEUE_MAX); one writer thread appends what is queued in
+ * order, many entries per transaction, so one fsync carries a whole batch. audit_enqueue
+ * returns as soon as the entry is queued, before it is durable: a crash loses the entries of
+ * the batch being written and of those still queued (a few milliseconds' worth), never one of
+ * an access appended with audit_append. It blocks while the queue is full. Once the writer
+ * failed to commit, audit_enqueue returns that failure from then on, so that the caller
+ * refuses to answer rather than answer unaudited.
+ *
+ * audit_writer_start starts the writer (once; before the first audit_enqueue). audit_flush
+ * waits until every entry queued before it is durable. audit_writer_stop writes what is
+ * queued and stops the writer; enqueueing then fails (HV_FAILED_PRECONDITION). Call it while
+ * the store is still open; audit_close does it too. Safe to repeat.
+ * audit_try_enqueue never waits: HV_RESOURCE_EXHAUSTED when the queue is full (for callers
+ * that must not block, such as inline RPC handlers). HV_FAILED_PRECONDITION without a
+ * writer, HV_INVALID_ARGUMENT for fields as in audit_append. */
+#define AUDIT_QUEUE_MAX 8192
+hv_status audit_writer_start(audit *a);
+void audit_writer_stop(audit *a);
+hv_status audit_enqueue(audit *a, const audit_entry *e);
+hv_status audit_try_enqueue(audit *a, const audit_entry *e);
+hv_status audit_flush(audit *a);
+
+/* What audit_verify found. */
+typedef struct audit_verify_result {
+	uint64_t entries;                   /* entries read */
+	uint64_t head_seq;                  /* the last entry's seq, per the head record */
+	uint8_t  head_hash[AUDIT_HASH_LEN]; /* and its hash */
+	uint64_t first_bad_seq;             /* 0 when the chain is intact */
+	char     why[AUDIT_WHY_MAX];        /* what is wrong with it; "" when intact */
+} audit_verify_result;
+
+/* Walks the whole chain in one read transaction and recomputes every hash. HV_OK when it is
+ * intact; HV_DATA_LOSS when an entry was changed, removed or reordered (or does not decode):
+ * out->first_bad_seq is the first such entry and out->why says what was found there. Other
+ * failures are the store's. */
+hv_status audit_verify(audit *a, audit_verify_result *out);
+
+/* Reads up to max (at most AUDIT_LIST_MAX) entries with seq > after_seq, in order, into out;
+ * only those about subject when subject is not NULL. *n gets the number read. txn may be a
+ * read or a write transaction. */
+hv_status audit_list(audit *a, store_txn *txn, const char *subject, uint64_t after_seq,
+    audit_entry *out, size_t max, size_t *n);
+
+/* The hex encoding of a hash (64 characters and a NUL). */
+void audit_hash_hex(const uint8_t hash[AUDIT_HASH_LEN], char out[2 * AUDIT_HASH_LEN + 1]);
+
+#endif

@@ -1,0 +1,735 @@
+/*
+ * audit.c - the hash-chained audit log (see audit.h for the tables and the encoding).
+ *
+ * Appending reads the head record inside the caller's write transaction, so the chain is
+ * extended by exactly one writer at a time whatever the number of processes: LMDB serialises
+ * write transactions, and group commit runs each write function in its own nested transaction
+ * after the ones before it in the batch. Nothing about the chain is cached in memory.
+ *
+ * Verifying recomputes every hash in key order and compares three things per entry: the key
+ * with the seq inside the entry (reordering), the seq with the one expected next (removal),
+ * and the hashes (the entry's own, then the link to the previous entry). The first mismatch is
+ * reported; what follows it cannot be trusted either way.
+ */
+#include "haven/audit.h"
+#include "haven/crypto.h"
+#include "haven/log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define AUDIT_VERSION 1
+#define HEAD_KEY "head"
+#define HEAD_LEN (8 + AUDIT_HASH_LEN)
+/* version, seq, time, role, four strings with their length bytes, result */
+#define BODY_MAX                                                                           \
+	(1 + 8 + 8 + 4 + RPC_ORG_ID_MAX + AUDIT_METHOD_MAX + AUDIT_SUBJECT_MAX +              \
+	    AUDIT_PURPOSE_MAX + 4)
+#define VALUE_MAX (BODY_MAX + 2 * AUDIT_HASH_LEN)
+#define SUBJECT_KEY_MAX (AUDIT_SUBJECT_MAX + 8)
+
+#define WRITER_BATCH_MAX 1024 /* entries per transaction of the writer */
+
+struct audit {
+	store      *a_store;
+	store_table a_log;
+	store_table a_head;
+	store_table a_subject;
+
+	/* The queue of audit_enqueue: a ring, its writer, and counters that audit_flush
+	 * waits on. a_qmtx guards all of it; never held across a store call. */
+	pthread_mutex_t a_qmtx;
+	pthread_cond_t  a_qcond;
+	audit_entry    *a_ring;
+	size_t          a_qhead, a_qlen;
+	uint64_t        a_queued;  /* entries ever enqueued */
+	uint64_t        a_written; /* of those, committed */
+	hv_status       a_qerr;    /* the writer's failure; sticky */
+	bool            a_writer, a_stop;
+	pthread_t       a_thread;
+};
+
+hv_status
+audit_open(audit **out, store *s)
+{
+	audit    *a;
+	hv_status st = HV_RESOURCE_EXHAUSTED;
+
+	*out = NULL;
+	if ((a = calloc(1, sizeof(*a))) == NULL) {
+		goto out;
+	}
+	a->a_store = s;
+	pthread_mutex_init(&a->a_qmtx, NULL);
+	pthread_cond_init(&a->a_qcond, NULL);
+	if ((st = store_table_open(s, "audit.log", &a->a_log)) != HV_OK ||
+	    (st = store_table_open(s, "audit.head", &a->a_head)) != HV_OK ||
+	    (st = store_table_open(s, "audit.by_subject", &a->a_subject)) != HV_OK) {
+		goto out;
+	}
+	*out = a;
+	a    = NULL;
+	st   = HV_OK;
+out:
+	if (a != NULL) {
+		audit_close(a);
+	}
+	return (st);
+}
+
+void
+audit_close(audit *a)
+{
+	if (a == NULL) {
+		return;
+	}
+	audit_writer_stop(a);
+	pthread_cond_destroy(&a->a_qcond);
+	pthread_mutex_destroy(&a->a_qmtx);
+	free(a->a_ring);
+	free(a);
+}
+
+/* ---- encoding ------------------------------------------------------------------------- */
+
+static void
+be64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (uint8_t) v;
+		v >>= 8;
+	}
+}
+
+static uint64_t
+be64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++) {
+		v = v << 8 | p[i];
+	}
+	return (v);
+}
+
+static void
+be32_put(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t) (v >> 24);
+	p[1] = (uint8_t) (v >> 16);
+	p[2] = (uint8_t) (v >> 8);
+	p[3] = (uint8_t) v;
+}
+
+static uint32_t
+be32_get(const uint8_t *p)
+{
+	return ((uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3]);
+}
+
+/* Printable ASCII (no spaces when strict), shorter than max. */
+static bool
+field_ok(const char *s, size_t max, bool strict)
+{
+	size_t n = strnlen(s, max);
+
+	if (n >= max) {
+		return (false);
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char) s[i];
+		if (c > 0x7e || c < (strict ? 0x21 : 0x20)) {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+static size_t
+str_put(uint8_t *p, const char *s)
+{
+	size_t n = strlen(s); /* < 256: checked by field_ok */
+
+	p[0] = (uint8_t) n;
+	memcpy(p + 1, s, n);
+	return (n + 1);
+}
+
+/* Encodes the body of e into buf (BODY_MAX bytes); returns its length. */
+static size_t
+body_encode(const audit_entry *e, uint8_t *buf)
+{
+	size_t o = 0;
+
+	buf[o++] = AUDIT_VERSION;
+	be64_put(buf + o, e->seq);
+	o += 8;
+	be64_put(buf + o, (uint64_t) e->time_ms);
+	o += 8;
+	be32_put(buf + o, (uint32_t) e->role);
+	o += 4;
+	o += str_put(buf + o, e->org);
+	o += str_put(buf + o, e->method);
+	o += str_put(buf + o, e->subject);
+	o += str_put(buf + o, e->purpose);
+	be32_put(buf + o, (uint32_t) e->result);
+	o += 4;
+	return (o);
+}
+
+/* SHA-256(prev_hash || body). */
+static void
+entry_hash(const uint8_t prev[AUDIT_HASH_LEN], const uint8_t *body, size_t n,
+    uint8_t out[AUDIT_HASH_LEN])
+{
+	uint8_t buf[AUDIT_HASH_LEN + BODY_MAX];
+
+	memcpy(buf, prev, AUDIT_HASH_LEN);
+	memcpy(buf + AUDIT_HASH_LEN, body, n);
+	crypto_sha256(out, buf, AUDIT_HASH_LEN + n);
+}
+
+static int
+str_get(const uint8_t *v, size_t len, size_t *o, char *out, size_t max)
+{
+	size_t n;
+
+	if (*o >= len) {
+		return (-1);
+	}
+	n = v[(*o)++];
+	if (n >= max || len - *o < n) {
+		return (-1);
+	}
+	memcpy(out, v + *o, n);
+	out[n] = '\0';
+	*o += n;
+	return (0);
+}
+
+/* Decodes a stored value; *bodylen gets the length of its body. -1 when it is malformed. */
+static int
+entry_decode(const uint8_t *v, size_t len, audit_entry *e, size_t *bodylen)
+{
+	size_t o = 0;
+
+	memset(e, 0, sizeof(*e));
+	if (len < 1 + 8 + 8 + 4 || v[0] != AUDIT_VERSION) {
+		return (-1);
+	}
+	o          = 1;
+	e->seq     = be64_get(v + o);
+	o += 8;
+	e->time_ms = (int64_t) be64_get(v + o);
+	o += 8;
+	e->role    = (rpc_role) be32_get(v + o);
+	o += 4;
+	if (str_get(v, len, &o, e->org, sizeof(e->org)) != 0 ||
+	    str_get(v, len, &o, e->method, sizeof(e->method)) != 0 ||
+	    str_get(v, len, &o, e->subject, sizeof(e->subject)) != 0 ||
+	    str_get(v, len, &o, e->purpose, sizeof(e->purpose)) != 0 ||
+	    len - o != 4 + 2 * AUDIT_HASH_LEN) {
+		return (-1);
+	}
+	e->result = (int32_t) be32_get(v + o);
+	o += 4;
+	*bodylen = o;
+	memcpy(e->prev_hash, v + o, AUDIT_HASH_LEN);
+	memcpy(e->hash, v + o + AUDIT_HASH_LEN, AUDIT_HASH_LEN);
+	return (0);
+}
+
+/* ---- appending ------------------------------------------------------------------------ */
+
+static int64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+hv_status
+audit_append(audit *a, store_txn *txn, audit_entry *e)
+{
+	uint8_t     value[VALUE_MAX];
+	uint8_t     head[HEAD_LEN];
+	uint8_t     key[8];
+	uint8_t     skey[SUBJECT_KEY_MAX];
+	const void *v;
+	size_t      vlen;
+	size_t      n;
+	hv_status   st;
+
+	if (!field_ok(e->org, sizeof(e->org), false) ||
+	    !field_ok(e->method, sizeof(e->method), false) ||
+	    !field_ok(e->subject, sizeof(e->subject), true) ||
+	    !field_ok(e->purpose, sizeof(e->purpose), false)) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	if (e->time_ms == 0) {
+		e->time_ms = wall_ms();
+	}
+	st = store_get(txn, a->a_head, HEAD_KEY, strlen(HEAD_KEY), &v, &vlen);
+	if (st == HV_NOT_FOUND) {
+		e->seq = 1;
+		memset(e->prev_hash, 0, AUDIT_HASH_LEN);
+	} else if (st != HV_OK) {
+		return (st);
+	} else if (vlen != HEAD_LEN) {
+		return (HV_DATA_LOSS);
+	} else {
+		e->seq = be64_get(v) + 1;
+		memcpy(e->prev_hash, (const uint8_t *) v + 8, AUDIT_HASH_LEN);
+	}
+
+	n = body_encode(e, value);
+	entry_hash(e->prev_hash, value, n, e->hash);
+	memcpy(value + n, e->prev_hash, AUDIT_HASH_LEN);
+	memcpy(value + n + AUDIT_HASH_LEN, e->hash, AUDIT_HASH_LEN);
+	be64_put(key, e->seq);
+	/* An entry already under the next seq means the head was rolled back: never overwrite. */
+	st = store_put_new(txn, a->a_log, key, sizeof(key), value, n + 2 * AUDIT_HASH_LEN);
+	if (st != HV_OK) {
+		return (st == HV_ALREADY_EXISTS ? HV_DATA_LOSS : st);
+	}
+	be64_put(head, e->seq);
+	memcpy(head + 8, e->hash, AUDIT_HASH_LEN);
+	if ((st = store_put(txn, a->a_head, HEAD_KEY, strlen(HEAD_KEY), head, sizeof(head))) !=
+	    HV_OK) {
+		return (st);
+	}
+	if (e->subject[0] != '\0') {
+		size_t sl = strlen(e->subject);
+		memcpy(skey, e->subject, sl);
+		skey[sl] = 0;
+		be64_put(skey + sl + 1, e->seq);
+		if ((st = store_put(txn, a->a_subject, skey, sl + 9, "", 0)) != HV_OK) {
+			return (st);
+		}
+	}
+	return (HV_OK);
+}
+
+typedef struct record_job {
+	audit       *rj_audit;
+	audit_entry *rj_entry;
+} record_job;
+
+static hv_status
+record_fn(store_txn *txn, void *arg)
+{
+	record_job *j = arg;
+
+	return (audit_append(j->rj_audit, txn, j->rj_entry));
+}
+
+hv_status
+audit_record(audit *a, audit_entry *e)
+{
+	record_job j = { a, e };
+
+	return (store_write(a->a_store, record_fn, &j));
+}
+
+/* ---- the writer of queued entries ----------------------------------------------------- */
+
+typedef struct batch_job {
+	audit       *bj_audit;
+	audit_entry *bj_entries;
+	size_t       bj_n;
+} batch_job;
+
+static hv_status
+batch_fn(store_txn *txn, void *arg)
+{
+	batch_job *j = arg;
+	hv_status  st;
+
+	for (size_t i = 0; i < j->bj_n; i++) {
+		if ((st = audit_append(j->bj_audit, txn, &j->bj_entries[i])) != HV_OK) {
+			return (st);
+		}
+	}
+	return (HV_OK);
+}
+
+static void *
+writer_main(void *arg)
+{
+	audit      *a = arg;
+	audit_entry *batch;
+	batch_job   j = { a, NULL, 0 };
+
+	if ((batch = malloc(WRITER_BATCH_MAX * sizeof(*batch))) == NULL) {
+		pthread_mutex_lock(&a->a_qmtx);
+		a->a_qerr = HV_RESOURCE_EXHAUSTED;
+		pthread_cond_broadcast(&a->a_qcond);
+		pthread_mutex_unlock(&a->a_qmtx);
+		return (NULL);
+	}
+	j.bj_entries = batch;
+	pthread_mutex_lock(&a->a_qmtx);
+	for (;;) {
+		hv_status st;
+		while (a->a_qlen == 0 && !a->a_stop) {
+			pthread_cond_wait(&a->a_qcond, &a->a_qmtx);
+		}
+		if (a->a_qlen == 0) {
+			break; /* stopping, and everything is written */
+		}
+		/* Take what is queued, oldest first; room frees for the enqueuers at once. */
+		j.bj_n = 0;
+		while (a->a_qlen > 0 && j.bj_n < WRITER_BATCH_MAX) {
+			batch[j.bj_n++] = a->a_ring[a->a_qhead];
+			a->a_qhead      = (a->a_qhead + 1) % AUDIT_QUEUE_MAX;
+			a->a_qlen--;
+		}
+		pthread_cond_broadcast(&a->a_qcond);
+		pthread_mutex_unlock(&a->a_qmtx);
+		st = a->a_qerr == HV_OK ? store_write(a->a_store, batch_fn, &j) : a->a_qerr;
+		pthread_mutex_lock(&a->a_qmtx);
+		if (st != HV_OK && a->a_qerr == HV_OK) {
+			a->a_qerr = st;
+			log_error("audit: %zu queued entries could not be written (%s); accesses that "
+			          "need them are refused from now on",
+			    j.bj_n, hv_status_name(st));
+		}
+		a->a_written += j.bj_n; /* written, or given up on: flushers stop waiting */
+		pthread_cond_broadcast(&a->a_qcond);
+	}
+	pthread_mutex_unlock(&a->a_qmtx);
+	crypto_wipe(batch, WRITER_BATCH_MAX * sizeof(*batch));
+	free(batch);
+	return (NULL);
+}
+
+hv_status
+audit_writer_start(audit *a)
+{
+	hv_status st = HV_OK;
+
+	pthread_mutex_lock(&a->a_qmtx);
+	if (a->a_writer) {
+		goto out;
+	}
+	st = HV_RESOURCE_EXHAUSTED;
+	if ((a->a_ring = calloc(AUDIT_QUEUE_MAX, sizeof(*a->a_ring))) == NULL) {
+		goto out;
+	}
+	if (pthread_create(&a->a_thread, NULL, writer_main, a) != 0) {
+		free(a->a_ring);
+		a->a_ring = NULL;
+		goto out;
+	}
+	a->a_writer = true;
+	st          = HV_OK;
+out:
+	pthread_mutex_unlock(&a->a_qmtx);
+	return (st);
+}
+
+static hv_status
+enqueue(audit *a, const audit_entry *e, bool wait)
+{
+	hv_status st;
+
+	if (!field_ok(e->org, sizeof(e->org), false) ||
+	    !field_ok(e->method, sizeof(e->method), false) ||
+	    !field_ok(e->subject, sizeof(e->subject), true) ||
+	    !field_ok(e->purpose, sizeof(e->purpose), false)) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	pthread_mutex_lock(&a->a_qmtx);
+	while (wait && a->a_writer && a->a_qerr == HV_OK && a->a_qlen == AUDIT_QUEUE_MAX &&
+	    !a->a_stop) {
+		pthread_cond_wait(&a->a_qcond, &a->a_qmtx);
+	}
+	if (!a->a_writer || a->a_stop) {
+		st = HV_FAILED_PRECONDITION;
+	} else if ((st = a->a_qerr) == HV_OK && a->a_qlen == AUDIT_QUEUE_MAX) {
+		st = HV_RESOURCE_EXHAUSTED;
+	} else if (st == HV_OK) {
+		audit_entry *slot = &a->a_ring[(a->a_qhead + a->a_qlen) % AUDIT_QUEUE_MAX];
+		*slot             = *e;
+		if (slot->time_ms == 0) {
+			slot->time_ms = wall_ms();
+		}
+		a->a_qlen++;
+		a->a_queued++;
+		pthread_cond_broadcast(&a->a_qcond);
+	}
+	pthread_mutex_unlock(&a->a_qmtx);
+	return (st);
+}
+
+void
+audit_writer_stop(audit *a)
+{
+	bool join;
+
+	pthread_mutex_lock(&a->a_qmtx);
+	join      = a->a_writer && !a->a_stop;
+	a->a_stop = true;
+	pthread_cond_broadcast(&a->a_qcond);
+	pthread_mutex_unlock(&a->a_qmtx);
+	if (join) {
+		pthread_join(a->a_thread, NULL); /* it drains the queue before it returns */
+	}
+}
+
+hv_status
+audit_enqueue(audit *a, const audit_entry *e)
+{
+	return (enqueue(a, e, true));
+}
+
+hv_status
+audit_try_enqueue(audit *a, const audit_entry *e)
+{
+	return (enqueue(a, e, false));
+}
+
+hv_status
+audit_flush(audit *a)
+{
+	uint64_t  target;
+	hv_status st;
+
+	pthread_mutex_lock(&a->a_qmtx);
+	target = a->a_queued;
+	while (a->a_writer && a->a_written < target && a->a_qerr == HV_OK) {
+		pthread_cond_wait(&a->a_qcond, &a->a_qmtx);
+	}
+	st = a->a_qerr;
+	pthread_mutex_unlock(&a->a_qmtx);
+	return (st);
+}
+
+/* ---- verifying ------------------------------------------------------------------------ */
+
+/* Records the first problem found; returns HV_DATA_LOSS. */
+static hv_status bad(audit_verify_result *out, uint64_t seq, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static hv_status
+bad(audit_verify_result *out, uint64_t seq, const char *fmt, ...)
+{
+	va_list ap;
+
+	out->first_bad_seq = seq;
+	va_start(ap, fmt);
+	vsnprintf(out->why, sizeof(out->why), fmt, ap);
+	va_end(ap);
+	return (HV_DATA_LOSS);
+}
+
+hv_status
+audit_verify(audit *a, audit_verify_result *out)
+{
+	store_txn    *txn = NULL;
+	store_cursor *c   = NULL;
+	uint8_t       prev[AUDIT_HASH_LEN];
+	uint8_t       h[AUDIT_HASH_LEN];
+	uint64_t      expected = 1;
+	const void   *k, *v;
+	size_t        kl, vl;
+	hv_status     st, rc;
+
+	memset(out, 0, sizeof(*out));
+	memset(prev, 0, sizeof(prev));
+	if ((st = store_read_begin(a->a_store, &txn)) != HV_OK) {
+		goto out;
+	}
+	if ((st = store_cursor_open(txn, a->a_log, &c)) != HV_OK) {
+		goto out;
+	}
+	for (rc = store_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl); rc == HV_OK;
+	     rc = store_cursor_next(c, &k, &kl, &v, &vl)) {
+		audit_entry e;
+		size_t      bodylen;
+		uint64_t    kseq;
+
+		if (kl != 8) {
+			st = bad(out, expected, "a key after entry %llu is not a sequence number",
+			    (unsigned long long) expected - 1);
+			goto out;
+		}
+		kseq = be64_get(k);
+		if (kseq != expected) {
+			st = kseq > expected
+			    ? bad(out, expected, "entry %llu was removed (the next one is %llu)",
+			          (unsigned long long) expected, (unsigned long long) kseq)
+			    : bad(out, expected, "entry %llu is out of place",
+			          (unsigned long long) kseq);
+			goto out;
+		}
+		if (entry_decode(v, vl, &e, &bodylen) != 0) {
+			st = bad(out, kseq, "entry %llu does not decode (changed)",
+			    (unsigned long long) kseq);
+			goto out;
+		}
+		if (e.seq != kseq) {
+			st = bad(out, kseq, "position %llu holds entry %llu (reordered or changed)",
+			    (unsigned long long) kseq, (unsigned long long) e.seq);
+			goto out;
+		}
+		entry_hash(e.prev_hash, v, bodylen, h);
+		if (!crypto_equal(h, e.hash, AUDIT_HASH_LEN)) {
+			st = bad(out, kseq, "entry %llu was changed (its hash does not match)",
+			    (unsigned long long) kseq);
+			goto out;
+		}
+		if (!crypto_equal(prev, e.prev_hash, AUDIT_HASH_LEN)) {
+			/* This entry is whole, so the one before it was replaced by another whole
+			 * one (hash recomputed): name that one. */
+			st = bad(out, kseq - 1,
+			    "entry %llu was replaced (entry %llu recorded another hash for it)",
+			    (unsigned long long) kseq - 1, (unsigned long long) kseq);
+			goto out;
+		}
+		memcpy(prev, e.hash, AUDIT_HASH_LEN);
+		expected = kseq + 1;
+		out->entries++;
+	}
+	if (rc != HV_NOT_FOUND) {
+		st = rc;
+		goto out;
+	}
+	store_cursor_close(c);
+	c  = NULL;
+	rc = store_get(txn, a->a_head, HEAD_KEY, strlen(HEAD_KEY), &v, &vl);
+	if (rc == HV_NOT_FOUND) {
+		st = out->entries == 0
+		    ? HV_OK
+		    : bad(out, 1, "the head record is missing (%llu entries)",
+		          (unsigned long long) out->entries);
+		goto out;
+	}
+	if (rc != HV_OK) {
+		st = rc;
+		goto out;
+	}
+	if (vl != HEAD_LEN) {
+		st = bad(out, expected, "the head record does not decode");
+		goto out;
+	}
+	out->head_seq = be64_get(v);
+	memcpy(out->head_hash, (const uint8_t *) v + 8, AUDIT_HASH_LEN);
+	if (out->head_seq > expected - 1) {
+		st = bad(out, expected, "entries %llu to %llu were removed",
+		    (unsigned long long) expected, (unsigned long long) out->head_seq);
+		goto out;
+	}
+	if (out->head_seq < expected - 1) {
+		st = bad(out, out->head_seq + 1,
+		    "entry %llu was added behind the head (which ends at %llu)",
+		    (unsigned long long) out->head_seq + 1, (unsigned long long) out->head_seq);
+		goto out;
+	}
+	if (!crypto_equal(out->head_hash, prev, AUDIT_HASH_LEN)) {
+		st = bad(out, out->head_seq,
+		    "entry %llu was replaced (the head records another hash)",
+		    (unsigned long long) out->head_seq);
+		goto out;
+	}
+	st = HV_OK;
+out:
+	store_cursor_close(c);
+	if (txn != NULL) {
+		store_read_end(txn);
+	}
+	return (st);
+}
+
+/* ---- listing -------------------------------------------------------------------------- */
+
+static hv_status
+get_entry(audit *a, store_txn *txn, uint64_t seq, audit_entry *e)
+{
+	uint8_t     key[8];
+	const void *v;
+	size_t      vl, bodylen;
+	hv_status   st;
+
+	be64_put(key, seq);
+	if ((st = store_get(txn, a->a_log, key, sizeof(key), &v, &vl)) != HV_OK) {
+		return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st); /* the index names it */
+	}
+	return (entry_decode(v, vl, e, &bodylen) == 0 && e->seq == seq ? HV_OK : HV_DATA_LOSS);
+}
+
+hv_status
+audit_list(audit *a, store_txn *txn, const char *subject, uint64_t after_seq, audit_entry *out,
+    size_t max, size_t *n)
+{
+	store_cursor *c = NULL;
+	uint8_t       key[SUBJECT_KEY_MAX];
+	size_t        klen, sl = 0;
+	const void   *k, *v;
+	size_t        kl, vl, bodylen;
+	hv_status     st = HV_INVALID_ARGUMENT, rc;
+
+	*n = 0;
+	if (max > AUDIT_LIST_MAX || after_seq == UINT64_MAX ||
+	    (subject != NULL &&
+	        (subject[0] == '\0' || !field_ok(subject, AUDIT_SUBJECT_MAX, true)))) {
+		goto out;
+	}
+	if (subject != NULL) {
+		sl = strlen(subject);
+		memcpy(key, subject, sl);
+		key[sl] = 0;
+		be64_put(key + sl + 1, after_seq + 1);
+		klen = sl + 9;
+		st   = store_cursor_open(txn, a->a_subject, &c);
+	} else {
+		be64_put(key, after_seq + 1);
+		klen = 8;
+		st   = store_cursor_open(txn, a->a_log, &c);
+	}
+	if (st != HV_OK) {
+		goto out;
+	}
+	for (rc = store_cursor_seek(c, key, klen, &k, &kl, &v, &vl); rc == HV_OK && *n < max;
+	     rc = store_cursor_next(c, &k, &kl, &v, &vl)) {
+		if (subject != NULL) {
+			if (kl != sl + 9 || memcmp(k, key, sl + 1) != 0) {
+				break; /* past this subject's entries */
+			}
+			if ((st = get_entry(a, txn, be64_get((const uint8_t *) k + sl + 1), &out[*n])) !=
+			    HV_OK) {
+				goto out;
+			}
+		} else if (kl != 8 || entry_decode(v, vl, &out[*n], &bodylen) != 0) {
+			st = HV_DATA_LOSS;
+			goto out;
+		}
+		(*n)++;
+	}
+	if (rc != HV_OK && rc != HV_NOT_FOUND) {
+		st = rc;
+		goto out;
+	}
+	st = HV_OK;
+out:
+	store_cursor_close(c);
+	return (st);
+}
+
+void
+audit_hash_hex(const uint8_t hash[AUDIT_HASH_LEN], char out[2 * AUDIT_HASH_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < AUDIT_HASH_LEN; i++) {
+		out[2 * i]     = hex[hash[i] >> 4];
+		out[2 * i + 1] = hex[hash[i] & 0xf];
+	}
+	out[2 * AUDIT_HASH_LEN] = '\0';
+}

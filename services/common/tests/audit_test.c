@@ -1,0 +1,542 @@
+/*
+ * audit_test.c - the hash-chained audit log: appends in the caller's transaction, listing by
+ * subject, and verification that names the first entry that was changed, replaced, removed or
+ * reordered, whichever way the raw LMDB table was tampered with.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "haven/audit.h"
+#include "haven/crypto.h"
+#include "haven/store.h"
+
+#define N_ENTRIES 10
+
+static char base[512];
+static int  dirno;
+
+typedef struct fixture {
+	char        dir[600];
+	store      *s;
+	audit      *a;
+	store_table log; /* raw access, to tamper with */
+	store_table head;
+} fixture;
+
+static void
+rm_store(const char *dir)
+{
+	char path[700];
+
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void
+fixture_open(fixture *f)
+{
+	store_options o = { .no_sync = true };
+
+	snprintf(f->dir, sizeof(f->dir), "%s/s%d", base, dirno++);
+	assert_int_equal(store_open(&f->s, f->dir, &o), HV_OK);
+	assert_int_equal(audit_open(&f->a, f->s), HV_OK);
+	assert_int_equal(store_table_open(f->s, "audit.log", &f->log), HV_OK);
+	assert_int_equal(store_table_open(f->s, "audit.head", &f->head), HV_OK);
+}
+
+static void
+fixture_close(fixture *f)
+{
+	audit_close(f->a);
+	store_close(f->s);
+	rm_store(f->dir);
+}
+
+static void
+entry_fill(audit_entry *e, unsigned i)
+{
+	memset(e, 0, sizeof(*e));
+	e->time_ms = 1700000000000 + (int64_t) i;
+	e->role    = i % 2 ? RPC_ROLE_PROVIDER : RPC_ROLE_OPERATOR;
+	snprintf(e->org, sizeof(e->org), "%s", i % 2 ? "shelter-a" : "");
+	snprintf(e->method, sizeof(e->method), "haven.consent.v1.Consent/%s",
+	    i % 3 ? "Check" : "GetSubject");
+	snprintf(e->subject, sizeof(e->subject), "%032x", i % 3);
+	snprintf(e->purpose, sizeof(e->purpose), "share-with-provider");
+	e->result = i % 4 == 0 ? HV_PERMISSION_DENIED : HV_OK;
+}
+
+/* N_ENTRIES entries, seq 1..N_ENTRIES, each appended by audit_record. */
+static void
+fill(fixture *f)
+{
+	for (unsigned i = 1; i <= N_ENTRIES; i++) {
+		audit_entry e;
+		entry_fill(&e, i);
+		assert_int_equal(audit_record(f->a, &e), HV_OK);
+		assert_int_equal(e.seq, i);
+	}
+}
+
+static void
+be64(uint8_t k[8], uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		k[i] = (uint8_t) v;
+		v >>= 8;
+	}
+}
+
+/* Raw table edits, as someone with write access to the LMDB file could make them. */
+typedef struct raw_op {
+	fixture *f;
+	uint64_t a, b;
+	int      kind; /* 0 flip a byte, 1 delete, 2 swap, 3 replace with a rehashed copy */
+	size_t   byte;
+} raw_op;
+
+static hv_status
+raw_fn(store_txn *txn, void *arg)
+{
+	raw_op     *op = arg;
+	uint8_t     ka[8], kb[8];
+	uint8_t     va[512], vb[512];
+	const void *v;
+	size_t      la, lb;
+	hv_status   st;
+
+	be64(ka, op->a);
+	be64(kb, op->b);
+	if ((st = store_get(txn, op->f->log, ka, 8, &v, &la)) != HV_OK) {
+		return (st);
+	}
+	memcpy(va, v, la);
+	switch (op->kind) {
+	case 0:
+		va[op->byte % la] ^= 0x20;
+		return (store_put(txn, op->f->log, ka, 8, va, la));
+	case 1:
+		return (store_del(txn, op->f->log, ka, 8));
+	case 2:
+		if ((st = store_get(txn, op->f->log, kb, 8, &v, &lb)) != HV_OK) {
+			return (st);
+		}
+		memcpy(vb, v, lb);
+		if ((st = store_put(txn, op->f->log, ka, 8, vb, lb)) != HV_OK) {
+			return (st);
+		}
+		return (store_put(txn, op->f->log, kb, 8, va, la));
+	default: {
+		/* Change the result code (the last 4 bytes of the body) and recompute the entry's
+		 * own hash, as a careful forger would. */
+		size_t  body = la - 2 * AUDIT_HASH_LEN;
+		uint8_t buf[600];
+		va[body - 1] ^= 0x01;
+		memcpy(buf, va + body, AUDIT_HASH_LEN);
+		memcpy(buf + AUDIT_HASH_LEN, va, body);
+		crypto_sha256(va + body + AUDIT_HASH_LEN, buf, AUDIT_HASH_LEN + body);
+		return (store_put(txn, op->f->log, ka, 8, va, la));
+	}
+	}
+}
+
+static void
+tamper(fixture *f, int kind, uint64_t a, uint64_t b, size_t byte)
+{
+	raw_op op = { f, a, b, kind, byte };
+
+	assert_int_equal(store_write(f->s, raw_fn, &op), HV_OK);
+}
+
+static void
+expect_bad(fixture *f, uint64_t seq, const char *why)
+{
+	audit_verify_result r;
+
+	assert_int_equal(audit_verify(f->a, &r), HV_DATA_LOSS);
+	if (r.first_bad_seq != seq || strstr(r.why, why) == NULL) {
+		fail_msg("expected entry %llu (%s), got %llu: %s", (unsigned long long) seq, why,
+		    (unsigned long long) r.first_bad_seq, r.why);
+	}
+}
+
+static void
+test_append_and_verify(void **state)
+{
+	fixture             f;
+	audit_verify_result r;
+	char                hex[2 * AUDIT_HASH_LEN + 1];
+
+	(void) state;
+	fixture_open(&f);
+	/* An empty log is intact. */
+	assert_int_equal(audit_verify(f.a, &r), HV_OK);
+	assert_int_equal(r.entries, 0);
+	fill(&f);
+	assert_int_equal(audit_verify(f.a, &r), HV_OK);
+	assert_int_equal(r.entries, N_ENTRIES);
+	assert_int_equal(r.head_seq, N_ENTRIES);
+	assert_int_equal(r.first_bad_seq, 0);
+	assert_string_equal(r.why, "");
+	audit_hash_hex(r.head_hash, hex);
+	assert_int_equal(strlen(hex), 64);
+
+	/* It survives closing and opening the store. */
+	audit_close(f.a);
+	store_close(f.s);
+	{
+		store_options o = { .no_sync = true };
+		assert_int_equal(store_open(&f.s, f.dir, &o), HV_OK);
+		assert_int_equal(audit_open(&f.a, f.s), HV_OK);
+	}
+	{
+		audit_verify_result r2;
+		audit_entry         e;
+		assert_int_equal(audit_verify(f.a, &r2), HV_OK);
+		assert_memory_equal(r2.head_hash, r.head_hash, AUDIT_HASH_LEN);
+		entry_fill(&e, 11);
+		assert_int_equal(audit_record(f.a, &e), HV_OK);
+		assert_int_equal(e.seq, N_ENTRIES + 1);
+		assert_memory_equal(e.prev_hash, r.head_hash, AUDIT_HASH_LEN);
+	}
+	fixture_close(&f);
+}
+
+static void
+test_changed_byte(void **state)
+{
+	(void) state;
+	/* Every byte of entry 5, one at a time: the seq bytes make it look out of place, all
+	 * others change its hash; either way entry 5 is named. */
+	for (size_t byte = 0; byte < 200; byte += 3) {
+		fixture f;
+		fixture_open(&f);
+		fill(&f);
+		tamper(&f, 0, 5, 0, byte);
+		{
+			audit_verify_result r;
+			assert_int_equal(audit_verify(f.a, &r), HV_DATA_LOSS);
+			if (r.first_bad_seq != 5) {
+				fail_msg("byte %zu: named %llu: %s", byte,
+				    (unsigned long long) r.first_bad_seq, r.why);
+			}
+		}
+		fixture_close(&f);
+	}
+}
+
+static void
+test_removed_reordered_replaced(void **state)
+{
+	fixture f;
+
+	(void) state;
+	fixture_open(&f);
+	fill(&f);
+	tamper(&f, 1, 5, 0, 0);
+	expect_bad(&f, 5, "entry 5 was removed");
+	fixture_close(&f);
+
+	fixture_open(&f);
+	fill(&f);
+	tamper(&f, 1, 1, 0, 0);
+	expect_bad(&f, 1, "entry 1 was removed");
+	fixture_close(&f);
+
+	/* The last one: only the head record can tell. */
+	fixture_open(&f);
+	fill(&f);
+	tamper(&f, 1, N_ENTRIES, 0, 0);
+	expect_bad(&f, N_ENTRIES, "were removed");
+	fixture_close(&f);
+
+	fixture_open(&f);
+	fill(&f);
+	tamper(&f, 2, 5, 6, 0);
+	expect_bad(&f, 5, "position 5 holds entry 6");
+	fixture_close(&f);
+
+	fixture_open(&f);
+	fill(&f);
+	tamper(&f, 2, 2, 9, 0);
+	expect_bad(&f, 2, "position 2 holds entry 9");
+	fixture_close(&f);
+
+	/* Rewritten with a correct hash of its own: the next entry's link names it. */
+	fixture_open(&f);
+	fill(&f);
+	tamper(&f, 3, 5, 0, 0);
+	expect_bad(&f, 5, "entry 5 was replaced");
+	fixture_close(&f);
+
+	/* The last one rewritten that way: the head names it. */
+	fixture_open(&f);
+	fill(&f);
+	tamper(&f, 3, N_ENTRIES, 0, 0);
+	expect_bad(&f, N_ENTRIES, "the head records another hash");
+	fixture_close(&f);
+}
+
+static void
+test_list(void **state)
+{
+	fixture      f;
+	audit_entry  out[AUDIT_LIST_MAX];
+	store_txn   *txn;
+	size_t       n;
+	char         subj[40];
+
+	(void) state;
+	fixture_open(&f);
+	fill(&f);
+	assert_int_equal(store_read_begin(f.s, &txn), HV_OK);
+	/* All, then in pages. */
+	assert_int_equal(audit_list(f.a, txn, NULL, 0, out, AUDIT_LIST_MAX, &n), HV_OK);
+	assert_int_equal(n, N_ENTRIES);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(out[i].seq, i + 1);
+	}
+	assert_string_equal(out[0].org, "shelter-a");
+	assert_int_equal(out[0].role, RPC_ROLE_PROVIDER);
+	assert_string_equal(out[0].method, "haven.consent.v1.Consent/Check");
+	assert_string_equal(out[0].purpose, "share-with-provider");
+	assert_int_equal(out[0].time_ms, 1700000000001);
+	assert_int_equal(audit_list(f.a, txn, NULL, 7, out, 2, &n), HV_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].seq, 8);
+	assert_int_equal(out[1].seq, 9);
+	/* By subject: i % 3 == 1 for i in 1..10 is 1, 4, 7, 10. */
+	snprintf(subj, sizeof(subj), "%032x", 1);
+	assert_int_equal(audit_list(f.a, txn, subj, 0, out, AUDIT_LIST_MAX, &n), HV_OK);
+	assert_int_equal(n, 4);
+	assert_int_equal(out[0].seq, 1);
+	assert_int_equal(out[3].seq, 10);
+	assert_int_equal(out[3].result, HV_OK);
+	assert_int_equal(audit_list(f.a, txn, subj, 4, out, AUDIT_LIST_MAX, &n), HV_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].seq, 7);
+	/* No entries about someone else, and bad arguments. */
+	assert_int_equal(audit_list(f.a, txn, "ffff", 0, out, AUDIT_LIST_MAX, &n), HV_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(audit_list(f.a, txn, "", 0, out, 1, &n), HV_INVALID_ARGUMENT);
+	assert_int_equal(audit_list(f.a, txn, "a b", 0, out, 1, &n), HV_INVALID_ARGUMENT);
+	assert_int_equal(audit_list(f.a, txn, NULL, 0, out, AUDIT_LIST_MAX + 1, &n),
+	    HV_INVALID_ARGUMENT);
+	/* Appending needs a write transaction. */
+	{
+		audit_entry e;
+		entry_fill(&e, 1);
+		assert_int_equal(audit_append(f.a, txn, &e), HV_FAILED_PRECONDITION);
+	}
+	store_read_end(txn);
+	fixture_close(&f);
+}
+
+static void
+test_bad_fields(void **state)
+{
+	fixture             f;
+	audit_entry         e;
+	audit_verify_result r;
+
+	(void) state;
+	fixture_open(&f);
+	entry_fill(&e, 1);
+	memset(e.org, 'x', sizeof(e.org)); /* no NUL inside the bound */
+	assert_int_equal(audit_record(f.a, &e), HV_INVALID_ARGUMENT);
+	entry_fill(&e, 1);
+	snprintf(e.subject, sizeof(e.subject), "two words");
+	assert_int_equal(audit_record(f.a, &e), HV_INVALID_ARGUMENT);
+	entry_fill(&e, 1);
+	e.method[3] = '\n';
+	assert_int_equal(audit_record(f.a, &e), HV_INVALID_ARGUMENT);
+	entry_fill(&e, 1);
+	e.purpose[0] = (char) 0xc3;
+	assert_int_equal(audit_record(f.a, &e), HV_INVALID_ARGUMENT);
+	/* Nothing was written; a good entry after them is entry 1, with the clock set. */
+	entry_fill(&e, 1);
+	e.time_ms = 0;
+	assert_int_equal(audit_record(f.a, &e), HV_OK);
+	assert_int_equal(e.seq, 1);
+	assert_true(e.time_ms > 1700000000000);
+	assert_int_equal(audit_verify(f.a, &r), HV_OK);
+	assert_int_equal(r.entries, 1);
+	fixture_close(&f);
+}
+
+/* Appends from many threads at once share commits (group commit) and still form one chain. */
+typedef struct writer {
+	audit   *a;
+	unsigned n;
+} writer;
+
+static void *
+writer_main(void *arg)
+{
+	writer *w = arg;
+
+	for (unsigned i = 0; i < w->n; i++) {
+		audit_entry e;
+		entry_fill(&e, i);
+		if (audit_record(w->a, &e) != HV_OK) {
+			return ((void *) 1);
+		}
+	}
+	return (NULL);
+}
+
+static void
+test_concurrent(void **state)
+{
+	fixture             f;
+	pthread_t           th[8];
+	writer              w[8];
+	audit_verify_result r;
+
+	(void) state;
+	fixture_open(&f);
+	for (int i = 0; i < 8; i++) {
+		w[i] = (writer) { f.a, 100 };
+		assert_int_equal(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		void *rv;
+		pthread_join(th[i], &rv);
+		assert_null(rv);
+	}
+	assert_int_equal(audit_verify(f.a, &r), HV_OK);
+	assert_int_equal(r.entries, 800);
+	assert_int_equal(r.head_seq, 800);
+	fixture_close(&f);
+}
+
+/* Queued appends: many threads, one writer, one chain; closing drains the queue. */
+typedef struct enqueuer {
+	audit   *a;
+	unsigned n;
+	bool     try_only;
+} enqueuer;
+
+static void *
+enqueuer_main(void *arg)
+{
+	enqueuer *q = arg;
+
+	for (unsigned i = 0; i < q->n; i++) {
+		audit_entry e;
+		hv_status   st;
+		entry_fill(&e, i);
+		while ((st = q->try_only ? audit_try_enqueue(q->a, &e) : audit_enqueue(q->a, &e)) ==
+		    HV_RESOURCE_EXHAUSTED) {
+			usleep(100);
+		}
+		if (st != HV_OK) {
+			return ((void *) 1);
+		}
+	}
+	return (NULL);
+}
+
+static void
+test_enqueue(void **state)
+{
+	fixture             f;
+	pthread_t           th[8];
+	enqueuer            q[8];
+	audit_verify_result r;
+	audit_entry         e;
+
+	(void) state;
+	fixture_open(&f);
+	entry_fill(&e, 1);
+	assert_int_equal(audit_enqueue(f.a, &e), HV_FAILED_PRECONDITION); /* no writer yet */
+	assert_int_equal(audit_writer_start(f.a), HV_OK);
+	assert_int_equal(audit_writer_start(f.a), HV_OK); /* once */
+	snprintf(e.subject, sizeof(e.subject), "a b");
+	assert_int_equal(audit_enqueue(f.a, &e), HV_INVALID_ARGUMENT);
+	for (int i = 0; i < 8; i++) {
+		q[i] = (enqueuer) { f.a, 2000, i % 2 == 1 };
+		assert_int_equal(pthread_create(&th[i], NULL, enqueuer_main, &q[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		void *rv;
+		pthread_join(th[i], &rv);
+		assert_null(rv);
+	}
+	assert_int_equal(audit_flush(f.a), HV_OK);
+	assert_int_equal(audit_verify(f.a, &r), HV_OK);
+	assert_int_equal(r.entries, 16000);
+	/* Mixed with appends in transactions of their own: still one chain. */
+	entry_fill(&e, 3);
+	assert_int_equal(audit_record(f.a, &e), HV_OK);
+	for (int i = 0; i < 100; i++) {
+		entry_fill(&e, (unsigned) i);
+		assert_int_equal(audit_enqueue(f.a, &e), HV_OK);
+	}
+	/* Stopping writes what is queued; afterwards nothing is taken. */
+	audit_writer_stop(f.a);
+	audit_writer_stop(f.a);
+	assert_int_equal(audit_enqueue(f.a, &e), HV_FAILED_PRECONDITION);
+	assert_int_equal(audit_try_enqueue(f.a, &e), HV_FAILED_PRECONDITION);
+	audit_close(f.a);
+	assert_int_equal(audit_open(&f.a, f.s), HV_OK);
+	assert_int_equal(audit_verify(f.a, &r), HV_OK);
+	assert_int_equal(r.entries, 16101);
+	/* Closing with a writer running writes what is queued too. */
+	assert_int_equal(audit_writer_start(f.a), HV_OK);
+	for (int i = 0; i < 50; i++) {
+		entry_fill(&e, (unsigned) i);
+		assert_int_equal(audit_enqueue(f.a, &e), HV_OK);
+	}
+	audit_close(f.a);
+	assert_int_equal(audit_open(&f.a, f.s), HV_OK);
+	assert_int_equal(audit_verify(f.a, &r), HV_OK);
+	assert_int_equal(r.entries, 16151);
+	fixture_close(&f);
+}
+
+static int
+setup(void **state)
+{
+	const char *tmp = getenv("HAVEN_TEST_TMP");
+
+	(void) state;
+	snprintf(base, sizeof(base), "%s/audit-XXXXXX", tmp != NULL ? tmp : "/tmp");
+	return (mkdtemp(base) == NULL ? -1 : 0);
+}
+
+static int
+teardown(void **state)
+{
+	(void) state;
+	return (rmdir(base));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_append_and_verify),
+		cmocka_unit_test(test_changed_byte),
+		cmocka_unit_test(test_removed_reordered_replaced),
+		cmocka_unit_test(test_list),
+		cmocka_unit_test(test_bad_fields),
+		cmocka_unit_test(test_concurrent),
+		cmocka_unit_test(test_enqueue),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

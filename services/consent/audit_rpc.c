@@ -1,0 +1,123 @@
+/*
+ * audit_rpc.c - haven.audit.v1.Audit: Verify (recompute the chain, name the first entry that
+ * was changed, removed or reordered) and List (who accessed what, or whom), over the audit log
+ * of services/common. Served by haven-consent for the whole node: every service appends to
+ * the same tables. Reading the log is not itself audited: it holds no personal data.
+ */
+#include "consent_internal.h"
+
+#include "haven/consent/v1/audit.pb-c.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LIST_DEFAULT 100
+
+HANDLER(consent_h_audit_verify)
+{
+	consent_service                 *cs  = svc;
+	Haven__Audit__V1__VerifyResponse *out = rpc_call_alloc(call, sizeof(*out));
+	audit_verify_result              r;
+	hv_status                        st;
+
+	(void) req;
+	if (out == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	haven__audit__v1__verify_response__init(out);
+	st = audit_verify(cs->cs_audit, &r);
+	if (st != HV_OK && st != HV_DATA_LOSS) {
+		return (rpc_call_error(call, st, "the audit log could not be read"));
+	}
+	/* A broken chain is the answer to the question, not a failure of the call. */
+	out->intact         = st == HV_OK;
+	out->entries        = r.entries;
+	out->head_seq       = r.head_seq;
+	out->first_bad_seq  = r.first_bad_seq;
+	out->reason         = rpc_call_strdup(call, r.why);
+	out->head_hash.data = rpc_call_alloc(call, AUDIT_HASH_LEN);
+	if (out->reason == NULL || out->head_hash.data == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	memcpy(out->head_hash.data, r.head_hash, AUDIT_HASH_LEN);
+	out->head_hash.len = AUDIT_HASH_LEN;
+	*reply             = &out->base;
+	return (HV_OK);
+}
+
+HANDLER(consent_h_audit_list)
+{
+	consent_service                     *cs  = svc;
+	const Haven__Audit__V1__ListRequest *in  = (const void *) req;
+	Haven__Audit__V1__ListResponse      *out = NULL;
+	audit_entry                         *es  = NULL;
+	store_txn                           *txn = NULL;
+	size_t                               n   = 0;
+	size_t                               max = in->limit != 0 ? in->limit : LIST_DEFAULT;
+	uint8_t                              sid[CONSENT_ID_LEN];
+	hv_status                            st;
+
+	if (max > AUDIT_LIST_MAX) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "limit: at most %d",
+		    AUDIT_LIST_MAX));
+	}
+	if (in->subject[0] != '\0' && consent_id_parse(in->subject, sid) != 0) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "subject id must be 32 lower-case hex characters"));
+	}
+	if ((es = calloc(max, sizeof(*es))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	if ((st = store_read_begin(cs->cs_store, &txn)) != HV_OK) {
+		goto out;
+	}
+	st = audit_list(cs->cs_audit, txn, in->subject[0] != '\0' ? in->subject : NULL,
+	    in->after_seq, es, max, &n);
+	store_read_end(txn);
+	if (st != HV_OK) {
+		st = rpc_call_error(call, st, "the audit log could not be read");
+		goto out;
+	}
+	st = HV_RESOURCE_EXHAUSTED;
+	if ((out = rpc_call_alloc(call, sizeof(*out))) == NULL) {
+		goto out;
+	}
+	haven__audit__v1__list_response__init(out);
+	if ((out->entries = rpc_call_alloc(call, (n + 1) * sizeof(*out->entries))) == NULL) {
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		Haven__Audit__V1__AuditEntry *e = rpc_call_alloc(call, sizeof(*e));
+		if (e == NULL) {
+			goto out;
+		}
+		haven__audit__v1__audit_entry__init(e);
+		e->seq            = es[i].seq;
+		e->time_ms        = es[i].time_ms;
+		e->caller_org     = rpc_call_strdup(call, es[i].org);
+		e->caller_role    = rpc_call_strdup(call, rpc_role_name(es[i].role));
+		e->method         = rpc_call_strdup(call, es[i].method);
+		e->subject        = rpc_call_strdup(call, es[i].subject);
+		e->purpose        = rpc_call_strdup(call, es[i].purpose);
+		e->result         = (uint32_t) es[i].result;
+		e->result_name    = rpc_call_strdup(call, hv_status_name(es[i].result));
+		e->prev_hash.data = rpc_call_alloc(call, AUDIT_HASH_LEN);
+		e->hash.data      = rpc_call_alloc(call, AUDIT_HASH_LEN);
+		if (e->caller_org == NULL || e->caller_role == NULL || e->method == NULL ||
+		    e->subject == NULL || e->purpose == NULL || e->result_name == NULL ||
+		    e->prev_hash.data == NULL || e->hash.data == NULL) {
+			goto out;
+		}
+		memcpy(e->prev_hash.data, es[i].prev_hash, AUDIT_HASH_LEN);
+		memcpy(e->hash.data, es[i].hash, AUDIT_HASH_LEN);
+		e->prev_hash.len                 = AUDIT_HASH_LEN;
+		e->hash.len                      = AUDIT_HASH_LEN;
+		out->entries[out->n_entries++] = e;
+	}
+	out->next_after_seq = n == max && n > 0 ? es[n - 1].seq : 0;
+	*reply              = &out->base;
+	st                  = HV_OK;
+out:
+	free(es);
+	return (st);
+}

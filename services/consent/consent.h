@@ -1,0 +1,197 @@
+/*
+ * consent.h - consent records and the personal-data vault (haven-consent), as a library: RPC
+ * handlers (haven.consent.v1.Consent and haven.audit.v1.Audit), and the store functions other
+ * services call inside their own write transactions. docs/consent.md explains the design.
+ *
+ * Tables (in the node's one LMDB environment; proto/haven/consent/v1/store.proto):
+ *   consent.meta        "kek"                    -> KekState (generation of the KEK in use)
+ *   consent.subjects    subject id (16 bytes)    -> SubjectRecord (wrapped data key, or tombstone)
+ *   consent.personal    subject id (16 bytes)    -> SealedPersonal (each field sealed apart)
+ *   consent.records     consent id (16 bytes)    -> Consent, signed by the node
+ *   consent.by_subject  subject id || consent id -> ""
+ * and the audit tables of audit.h, to which every read or write of personal data or consent
+ * appends, inside the same transaction.
+ *
+ * Keys, in DATA_DIR/keys (0700, refused with PERMISSION_DENIED when open to group or others):
+ *   kek                   the key-encryption key and its generation (0600; made on first start
+ *                         of an empty store; DATA_LOSS when malformed, missing while the store
+ *                         has subjects, or not the one the store was wrapped under)
+ *   kek.new               only during a rotation (and after a crash in one: finished or rolled
+ *                         back at the next open)
+ *   receipt-ed25519.pem   the node's receipt signing key (0600; made on first start)
+ *   lock                  serialises rotations of all processes sharing the data dir
+ *
+ * Invariants: personal data exists in the store only sealed (AES-256-GCM) under its subject's
+ * data key; a data key exists only wrapped under the KEK generation the store names; after an
+ * erasure returns, the erased subject's data key is gone from the store and the KEK that ever
+ * wrapped it is destroyed, so no copy of the store taken before can be decrypted either.
+ * Nothing personal is ever logged, audited or put in an error message: ids only.
+ */
+#ifndef HAVEN_CONSENT_H
+#define HAVEN_CONSENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "haven/audit.h"
+#include "haven/rpc.h"
+#include "haven/store.h"
+
+#include "haven/consent/v1/consent.pb-c.h"
+
+#define CONSENT_ID_LEN 16                 /* subject and consent ids: 128 random bits */
+#define CONSENT_ID_HEX (2 * CONSENT_ID_LEN + 1) /* 32 lower-case hex characters and a NUL */
+#define CONSENT_TOPIC_WITHDRAWN "consent.withdrawn" /* then a packed ConsentWithdrawn */
+#define CONSENT_RECEIPT_FORMAT "haven-consent-receipt/1"
+#define CONSENT_KEY_ID_HEX 65             /* SHA-256 of the signing public key, hex, NUL */
+#define CONSENT_MSG_MAX 160
+
+typedef struct consent_service consent_service;
+
+typedef struct consent_options {
+	store      *store;    /* the node's store; not owned */
+	const char *data_dir; /* keys live in DATA_DIR/keys */
+	const char *pub_url;  /* nng pub socket for ConsentWithdrawn; NULL: none */
+	/* Wall clock in ms (Unix time); NULL: the real one. Tests move time with it. */
+	int64_t (*now_ms)(void *arg);
+	void *now_arg;
+	/* Whether an organisation is in the partner directory (recipients of a consent must
+	 * be); NULL: recipients are checked for their form only. */
+	bool (*org_exists)(void *arg, const char *org_id);
+	void *org_arg;
+	/* How often the KEK is rotated at least; 0: every 24 h. A thread checks hourly. */
+	uint32_t rotate_interval_s;
+	/* Check (the RPC) appends its audit entry through the audit log's writer thread
+	 * (audit_enqueue) instead of in a write transaction of its own, and answers without
+	 * waiting for a commit. Much faster where fsync is slow; a crash can lose the entries
+	 * of the Checks answered in the last few milliseconds (docs/consent.md). Every other
+	 * access, and consent_check_txn, stays audited in its own transaction. Default off. */
+	bool check_audit_async;
+} consent_options;
+
+/* Opens the service: the tables, the key directory (finishing or rolling back a rotation a
+ * crash interrupted), the KEK and the receipt key (made on first start), the pub socket and
+ * the rotation timer. Messages in the log name what failed. */
+hv_status consent_open(consent_service **out, const consent_options *opts);
+/* Stops the rotation timer (waits for a rotation that is running) and, with
+ * check_audit_async, writes the queued audit entries and stops their writer. Handlers and
+ * store functions keep working, except that a Check with check_audit_async is refused from
+ * then on (UNAVAILABLE: it could not be audited). Call it before the store closes when
+ * handlers may run until then (host_close stops the server and closes the store in one go).
+ * Safe to repeat; NULL allowed. */
+void consent_stop(consent_service *cs);
+
+/* Stops (consent_stop), closes the pub socket, wipes the keys and frees. No handler may be
+ * running. NULL allowed. */
+void consent_close(consent_service *cs);
+
+/* Registers haven.consent.v1.Consent and haven.audit.v1.Audit on srv. */
+hv_status consent_register(consent_service *cs, rpc_server *srv);
+
+/* The audit log the service appends to (for other services in the same process). */
+audit *consent_audit(consent_service *cs);
+
+/* ---- store functions for other services (inside their store_write function) ----------- */
+
+/* What consent_check_txn decided. */
+typedef struct consent_decision {
+	bool                            allowed;
+	char                            consent_id[CONSENT_ID_HEX]; /* allowing, or closest; "" */
+	Haven__Consent__V1__DenyReason  reason;  /* UNSPECIFIED when allowed */
+	char                            message[CONSENT_MSG_MAX]; /* ids only */
+} consent_decision;
+
+/* May `recipient` get data of `category` about `subject` for `purpose`, now? Allowed when a
+ * consent of the subject is in force (valid_from <= now < expires, not withdrawn) and lists
+ * the purpose, the category and the recipient, or has accepting_provider set while
+ * recipient_is_accepting_provider is true (only the referral service knows that). recipient
+ * "" is the node itself (any consent for the purpose); category UNSPECIFIED is any category
+ * (the consent for the purpose as such, as for "may this person be referred"). Decrypts
+ * nothing. Appends an audit entry for caller and method (result OK when allowed,
+ * PERMISSION_DENIED when not), so txn must be a write transaction. NOT_FOUND for an unknown
+ * or erased subject, INVALID_ARGUMENT for a malformed id, purpose, recipient or category. */
+hv_status consent_check_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller,
+    const char *method, const char *subject, Haven__Consent__V1__Purpose purpose,
+    const char *recipient, bool recipient_is_accepting_provider,
+    Haven__Consent__V1__Category category, consent_decision *out);
+
+/* Whether a subject is a minor. NOT_FOUND for an unknown or erased subject. Read or write
+ * transaction; not audited (no personal data). */
+hv_status consent_subject_minor_txn(consent_service *cs, store_txn *txn, const char *subject,
+    bool *minor);
+
+/* The provider read path: decrypts the fields of a subject's personal data that consents in
+ * force allow sharing with caller->org_id (purpose share-with-provider; the provider listed,
+ * or accepting_provider with recipient_is_accepting_provider), category by category
+ * (identity: name, date of birth, nationality, languages; contact: contact; other: notes).
+ * PERMISSION_DENIED when no category is allowed, DATA_LOSS when a field does not decrypt.
+ * Appends an audit entry (write transaction). *out is the caller's: free it with
+ * consent_personal_free, which wipes it. */
+hv_status consent_read_personal_txn(consent_service *cs, store_txn *txn,
+    const rpc_caller *caller, const char *method, const char *subject,
+    bool recipient_is_accepting_provider, Haven__Consent__V1__PersonalData **out);
+void consent_personal_free(Haven__Consent__V1__PersonalData *p);
+
+/* Creates a subject inside the caller's transaction (what CreateSubject does, for bulk loads
+ * and for services that create a subject with their own records). Validates p (may be NULL),
+ * seals it, appends an audit entry. id receives the new subject's id. */
+hv_status consent_create_subject_txn(consent_service *cs, store_txn *txn,
+    const rpc_caller *caller, const Haven__Consent__V1__PersonalData *p, bool minor,
+    char id[CONSENT_ID_HEX]);
+
+/* Records a consent inside the caller's transaction (what Grant does, with the same checks
+ * and the same messages in errmsg). *out (may be NULL) receives the signed record, the
+ * caller's to free with protobuf_c_message_free_unpacked(..., NULL). */
+hv_status consent_grant_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller,
+    const Haven__Consent__V1__GrantRequest *req, Haven__Consent__V1__ConsentRecord **out,
+    char *errmsg, size_t errsz);
+
+/* ---- operations with transactions of their own ---------------------------------------- */
+
+/* Erases a subject (what EraseSubject does, for retention): destroys the data key and every
+ * sealed field, keeps a tombstone, withdraws its consents in force (published), and rotates
+ * the KEK before returning. caller is recorded in the audit log. */
+hv_status consent_erase_subject(consent_service *cs, const rpc_caller *caller,
+    const char *subject, int64_t *erased_at_ms, uint64_t *kek_generation);
+
+/* Rotates the key-encryption key: a new KEK (keys/kek.new, synced), every live data key
+ * re-wrapped under it in one transaction, then the new key file renamed over the old one,
+ * which is overwritten first. generation and rewrapped may be NULL. */
+hv_status consent_rotate_kek(consent_service *cs, uint64_t *generation, uint64_t *rewrapped);
+
+/* The node's receipt signing public key and its id. */
+void consent_receipt_key(consent_service *cs, uint8_t pub[32], char key_id[CONSENT_KEY_ID_HEX]);
+
+/* Verifies a receipt (GetReceipt's JSON) with the node's public key: HV_OK when its signature
+ * covers it exactly as it is, HV_UNAUTHENTICATED when any field was changed, added or removed
+ * or the signature is not the key's, HV_INVALID_ARGUMENT when it is not a receipt. why (may
+ * be NULL) says which. */
+hv_status consent_receipt_verify(const char *json, size_t len, const uint8_t pub[32], char *why,
+    size_t whysz);
+
+/* The names of the consent enums as receipts, the audit log and the CLI write them:
+ * "referral", "share-with-provider", "contact", "statistics"; "identity", "contact",
+ * "health", "legal", "other"; "subject", "guardian", "representative"; "written", "verbal",
+ * "verbal-with-interpreter", "electronic". "unknown" for a value outside the enum. The parse
+ * functions take these (or with '_' for '-') and return 0, or -1 for anything else. */
+const char *consent_purpose_name(int v);
+const char *consent_category_name(int v);
+const char *consent_given_by_name(int v);
+const char *consent_method_name(int v);
+int consent_purpose_parse(const char *s, int *out);
+int consent_category_parse(const char *s, int *out);
+int consent_given_by_parse(const char *s, int *out);
+int consent_method_parse(const char *s, int *out);
+
+/* ref_consent_fn of referral.h over consent_check_txn, for the node to pass to ref_open with
+ * the consent service as arg: purpose by name, recipient_org "" for the node itself, any
+ * data category. *allowed is false for an unknown or erased subject (HV_OK then). */
+hv_status consent_ref_check(void *arg, store_txn *txn, const rpc_caller *caller,
+    const char *method, const char *subject, const char *purpose, const char *recipient_org,
+    bool accepting_provider, bool *allowed);
+
+/* Subject and consent ids: parses 32 lower-case hex characters; -1 for anything else. */
+int consent_id_parse(const char *hex, uint8_t id[CONSENT_ID_LEN]);
+void consent_id_format(const uint8_t id[CONSENT_ID_LEN], char hex[CONSENT_ID_HEX]);
+
+#endif

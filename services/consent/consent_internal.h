@@ -1,0 +1,188 @@
+/*
+ * consent_internal.h - what the files of the consent library share: the service's state and
+ * the functions of the vault (vault.c: keys, sealing, rotation) and of receipts (receipt.c:
+ * names, JSON, signatures). Not installed; only the library's own files include it.
+ */
+#ifndef HAVEN_CONSENT_INTERNAL_H
+#define HAVEN_CONSENT_INTERNAL_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <nng/nng.h>
+#include <pthread.h>
+
+#include "haven/crypto.h"
+#include "haven/ids.h"
+
+#include "consent.h"
+
+#include "haven/consent/v1/store.pb-c.h"
+
+#define KEK_LEN CRYPTO_AEAD_KEY_LEN
+#define DATA_KEY_LEN CRYPTO_AEAD_KEY_LEN
+#define WRAPPED_LEN (CRYPTO_AEAD_NONCE_LEN + DATA_KEY_LEN + CRYPTO_AEAD_TAG_LEN)
+#define KEK_CHECK_LEN 16
+
+/* A key-encryption key held in memory, by generation (0: empty slot). */
+typedef struct kek_slot {
+	uint64_t ks_gen;
+	uint8_t  ks_key[KEK_LEN];
+} kek_slot;
+
+struct consent_service {
+	store      *cs_store;
+	audit      *cs_audit;
+	store_table cs_meta;
+	store_table cs_subjects;
+	store_table cs_personal;
+	store_table cs_records;
+	store_table cs_by_subject;
+	int64_t (*cs_now)(void *arg);
+	void *cs_now_arg;
+	bool (*cs_org_exists)(void *arg, const char *org_id);
+	void *cs_org_arg;
+
+	/* Keys (vault.c). cs_kmtx guards the slots only, never across a store call. */
+	char            cs_keys[PATH_MAX]; /* DATA_DIR/keys */
+	pthread_mutex_t cs_kmtx;
+	kek_slot        cs_kek[2];
+	pthread_mutex_t cs_rotmtx; /* one rotation at a time in this process */
+	uint8_t         cs_sign_secret[CRYPTO_ED25519_SECRET_LEN];
+	uint8_t         cs_pub[CRYPTO_ED25519_PUBLIC_LEN];
+	char            cs_key_id[CONSENT_KEY_ID_HEX];
+
+	/* Rotation timer. */
+	uint32_t        cs_rotate_s;
+	pthread_t       cs_timer;
+	bool            cs_timer_started;
+	bool            cs_stop;
+	pthread_mutex_t cs_tmtx;
+	pthread_cond_t  cs_tcond;
+
+	bool cs_check_async; /* consent_options.check_audit_async */
+	rpc_method_impl cs_methods[16]; /* the method table registered (Check's flags vary) */
+
+	/* Withdrawal events. */
+	nng_socket cs_pubsock;
+	bool       cs_pub_open;
+};
+
+int64_t consent_now(consent_service *cs);
+
+/* ---- vault.c ------------------------------------------------------------------------- */
+
+/* Prepares DATA_DIR/keys, recovers an interrupted rotation, loads or makes the KEK and the
+ * receipt key. */
+hv_status vault_open(consent_service *cs, const char *data_dir);
+/* Wipes and frees every key. */
+void vault_close(consent_service *cs);
+
+/* The KEK generation the store names, inside a transaction. */
+hv_status vault_generation_txn(consent_service *cs, store_txn *txn, uint64_t *gen);
+
+/* Wraps a data key under KEK generation gen for subject id; out is WRAPPED_LEN bytes. */
+hv_status vault_wrap(consent_service *cs, uint64_t gen, const uint8_t id[CONSENT_ID_LEN],
+    const uint8_t dk[DATA_KEY_LEN], uint8_t out[WRAPPED_LEN]);
+/* Unwraps; HV_DATA_LOSS for a wrong key, an altered wrapped key or a generation whose KEK is
+ * gone. */
+hv_status vault_unwrap(consent_service *cs, uint64_t gen, const uint8_t id[CONSENT_ID_LEN],
+    const uint8_t *wrapped, size_t len, uint8_t dk[DATA_KEY_LEN]);
+
+/* Seals one field (PersonalData field number) with a data key: f's nonce, ciphertext and tag
+ * are malloc'd (free with vault_field_free). */
+hv_status vault_seal(const uint8_t dk[DATA_KEY_LEN], const uint8_t id[CONSENT_ID_LEN],
+    unsigned field, const char *text, Haven__Consent__V1__SealedField *f);
+void vault_field_free(Haven__Consent__V1__SealedField *f);
+/* Opens one sealed field into a malloc'd NUL-terminated string (the caller wipes and frees
+ * it). HV_DATA_LOSS when it does not authenticate. */
+hv_status vault_unseal(const uint8_t dk[DATA_KEY_LEN], const uint8_t id[CONSENT_ID_LEN],
+    const Haven__Consent__V1__SealedField *f, char **text);
+/* The field name used as associated data ("name", "contact", ...); NULL for an unknown one. */
+const char *vault_field_name(unsigned field);
+
+/* Rotates the KEK (see consent_rotate_kek). With min_age_ms > 0, does nothing (HV_OK, *count
+ * 0) unless the last rotation is at least that old. */
+hv_status vault_rotate(consent_service *cs, int64_t min_age_ms, uint64_t *gen,
+    uint64_t *count);
+
+/* Signs msg with the node's receipt key. */
+hv_status vault_sign(consent_service *cs, const void *msg, size_t n,
+    uint8_t sig[CRYPTO_ED25519_SIG_LEN]);
+
+/* ---- receipt.c ----------------------------------------------------------------------- */
+
+/* The receipt of a consent record as JSON (a new reference), with its signature member when
+ * with_signature. NULL when out of memory. */
+json_t *receipt_json(const Haven__Consent__V1__ConsentRecord *c, bool with_signature);
+
+/* Signs c as the node: sets c->key_id to the node's key id and c->signature to sig, which
+ * receives the Ed25519 signature of the receipt's canonical form. c's strings stay the
+ * caller's. */
+hv_status receipt_sign(consent_service *cs, Haven__Consent__V1__ConsentRecord *c,
+    uint8_t sig[CRYPTO_ED25519_SIG_LEN]);
+
+/* ---- consent.c: helpers the other files share ----------------------------------------- */
+
+#define CONSENTS_PER_SUBJECT_MAX 256
+#define M_CONSENT "haven.consent.v1.Consent/"
+
+/* Formats a message (ids only) into err and returns code. */
+hv_status consent_fail(char *err, size_t errsz, hv_status code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* A BCP 47 tag, loosely (subjects.c): a 2..8 letter language subtag, then subtags of 1..8
+ * letters or digits; at most 35 characters. */
+bool consent_language_ok(const char *s);
+
+/* Fills an audit entry for caller. */
+void consent_audit_fill(audit_entry *e, const rpc_caller *caller, const char *method,
+    const char *subject, const char *purpose, int64_t now);
+
+/* Reads a subject's record. NOT_FOUND ("no subject X", or "subject X was erased" unless
+ * allow_erased). *out is the caller's (free_unpacked with NULL). */
+hv_status consent_subject_get(consent_service *cs, store_txn *txn,
+    const uint8_t id[CONSENT_ID_LEN], bool allow_erased,
+    Haven__Consent__V1__SubjectRecord **out, char *err, size_t errsz);
+
+/* Whether caller is the referrer organisation that created the subject. */
+bool consent_is_creator(const rpc_caller *caller, const Haven__Consent__V1__SubjectRecord *r);
+
+/* Publishes a ConsentWithdrawn (after the commit). */
+void consent_publish_withdrawn(consent_service *cs, const char *consent_id, const char *subject,
+    int64_t when, bool erased);
+
+/* Appends the audit entry of a failed access in a transaction of its own (the access's own
+ * transaction was rolled back). UNAVAILABLE (the store refuses writes) is not recorded. */
+void consent_audit_failure(consent_service *cs, const rpc_caller *caller, const char *method,
+    const char *subject, const char *purpose, hv_status result);
+
+/* ---- records.c: consents ------------------------------------------------------------- */
+
+/* The decision of Check, without auditing. */
+hv_status consent_decide(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
+    const char *subject_hex, int purpose, const char *recipient, bool accepting, int category,
+    int64_t now, consent_decision *out);
+
+/* Withdraws every consent of a subject in force (at erasure); their ids go to ids (up to
+ * CONSENTS_PER_SUBJECT_MAX), *n counts them. */
+hv_status consent_withdraw_all_txn(consent_service *cs, store_txn *txn,
+    const uint8_t sid[CONSENT_ID_LEN], int64_t now, char (*ids)[CONSENT_ID_HEX], size_t *n);
+
+/* ---- handlers ----------------------------------------------------------------------- */
+
+#define HANDLER(name)                                                                      \
+	hv_status name(rpc_call *call, void *svc, const ProtobufCMessage *req,                \
+	    ProtobufCMessage **reply)
+HANDLER(consent_h_create_subject);
+HANDLER(consent_h_get_subject);
+HANDLER(consent_h_erase_subject);
+HANDLER(consent_h_grant);
+HANDLER(consent_h_withdraw);
+HANDLER(consent_h_get);
+HANDLER(consent_h_list);
+HANDLER(consent_h_check);
+HANDLER(consent_h_get_receipt);
+HANDLER(consent_h_audit_verify);
+HANDLER(consent_h_audit_list);
+
+#endif

@@ -1,0 +1,123 @@
+/*
+ * haven-consent - consent records, the personal-data vault and the audit service in a process
+ * of its own, over the node's data directory (shared with the other services' processes),
+ * until SIGTERM or SIGINT.
+ *
+ *   haven-consent [--config FILE] [--data DIR] [--listen URL]... [--pub-url URL]
+ *                 [--tls-ca F --tls-cert F --tls-key F] [--OPTION VALUE]...
+ *
+ * It serves haven.consent.v1.Consent and haven.audit.v1.Audit, and haven.auth.v1.Auth against
+ * the partner directory of the capacity registry in the same store (read only here: opened
+ * without its expiry thread and its pub socket). Keys live in DATA/keys (see consent.h).
+ * Withdrawals are published on --pub-url, by default ipc://DATA/run/consent-events.sock (the
+ * capacity process has events.sock). `haven-consent --print-config` documents every option.
+ * Exit codes: 0 after a clean shutdown, 2 for a usage or configuration error (or a key file
+ * open to others), 1 when it cannot start.
+ */
+#include "haven/host.h"
+#include "haven/log.h"
+
+#include "consent.h"
+
+#ifdef HAVEN_WITH_CAPACITY
+#include "capacity.h"
+#endif
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifdef HAVEN_WITH_CAPACITY
+/* Recipients of a consent must be partners: asked of the directory. */
+static bool
+org_exists(void *arg, const char *org_id)
+{
+	auth_org o = { 0 };
+
+	if (cap_lookup_org(arg, org_id, &o) != HV_OK) {
+		return (false);
+	}
+	free(o.cert_pem);
+	return (true);
+}
+#endif
+
+int
+main(int argc, char **argv)
+{
+	host_config      cfg;
+	host            *h  = NULL;
+	consent_service *cs = NULL;
+	consent_options  co = { 0 };
+	auth_lookup_fn   lookup     = NULL;
+	void            *lookup_arg = NULL;
+	char             path[PATH_MAX];
+	char             pub[PATH_MAX + 16];
+	bool             done;
+	int              ret;
+	hv_status        st;
+#ifdef HAVEN_WITH_CAPACITY
+	cap_service *cap = NULL;
+	cap_options  capo = { 0 };
+#endif
+
+	if ((ret = host_config_load(&cfg, argc, argv, "haven-consent", &done)) != 0 || done) {
+		host_config_free(&cfg);
+		return (ret);
+	}
+	ret = 1;
+	if ((st = host_open(&h, &cfg, "consent")) != HV_OK) {
+		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
+		goto out;
+	}
+	if (cfg.pub_url != NULL) {
+		snprintf(pub, sizeof(pub), "%s", cfg.pub_url);
+	} else {
+		host_run_path(h, "consent-events.sock", path, sizeof(path));
+		snprintf(pub, sizeof(pub), "ipc://%s", path);
+	}
+#ifdef HAVEN_WITH_CAPACITY
+	capo.store         = host_store(h);
+	capo.regions       = host_regions(h);
+	capo.manual_expiry = true; /* holds are the capacity process's business */
+	if ((st = cap_open(&cap, &capo)) != HV_OK) {
+		log_error("cannot open the partner directory: %s", hv_status_name(st));
+		goto out;
+	}
+	co.org_exists = org_exists;
+	co.org_arg    = cap;
+	lookup        = cap_lookup_org;
+	lookup_arg    = cap;
+#endif
+	co.store    = host_store(h);
+	co.data_dir = cfg.data_dir;
+	co.pub_url  = pub;
+	if ((st = consent_open(&cs, &co)) != HV_OK) {
+		log_error("cannot open the consent service: %s", hv_status_name(st));
+		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
+		goto out;
+	}
+	if ((st = consent_register(cs, host_server(h))) != HV_OK ||
+	    (st = host_start(h, lookup, lookup_arg)) != HV_OK) {
+		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
+		goto out;
+	}
+	log_info("publishing consent withdrawals on %s", pub);
+	host_wait(h);
+	ret = 0;
+out:
+	/* Order: the rotation timer stops while the store is open (a rotation it runs finishes);
+	 * host_close lets in-flight calls finish and then closes the store; the services go
+	 * last. */
+	consent_stop(cs);
+	host_close(h);
+	consent_close(cs);
+#ifdef HAVEN_WITH_CAPACITY
+	cap_close(cap);
+#endif
+	if (ret == 0) {
+		log_info("stopped cleanly");
+	}
+	host_config_free(&cfg);
+	return (ret);
+}

@@ -1,0 +1,310 @@
+/*
+ * receipt.c - consent receipts: the names of the consent enums, a consent record as receipt
+ * JSON, its canonical form, the node's signature over it, and verification with nothing but
+ * the node's public key.
+ *
+ * The canonical form of a receipt is its JSON object without the "signature" member, written
+ * with members sorted by key, no whitespace, "," and ":" as separators and non-ASCII escaped
+ * (jansson's JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII). A receipt holds only ASCII
+ * strings of small alphabets, integers below 2^53, booleans, null and arrays, for which this
+ * is also RFC 8785 (JCS) and what Python's json.dumps(r, sort_keys=True, separators=(",", ":"))
+ * prints, so anyone can verify a receipt without haven. The signature is Ed25519 over those
+ * bytes, base64url without padding. A verifier parses the receipt (refusing duplicate keys),
+ * removes "signature", writes the canonical form again and verifies: any field changed,
+ * added, removed or retyped changes the bytes.
+ */
+#include "consent_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const purpose_names[] = {
+	[HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL]            = "referral",
+	[HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER] = "share-with-provider",
+	[HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT]             = "contact",
+	[HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS]          = "statistics",
+};
+static const char *const category_names[] = {
+	[HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY] = "identity",
+	[HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT]  = "contact",
+	[HAVEN__CONSENT__V1__CATEGORY__CATEGORY_HEALTH]   = "health",
+	[HAVEN__CONSENT__V1__CATEGORY__CATEGORY_LEGAL]    = "legal",
+	[HAVEN__CONSENT__V1__CATEGORY__CATEGORY_OTHER]    = "other",
+};
+static const char *const given_by_names[] = {
+	[HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT]        = "subject",
+	[HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_GUARDIAN]       = "guardian",
+	[HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_REPRESENTATIVE] = "representative",
+};
+static const char *const method_names[] = {
+	[HAVEN__CONSENT__V1__METHOD__METHOD_WRITTEN]                 = "written",
+	[HAVEN__CONSENT__V1__METHOD__METHOD_VERBAL]                  = "verbal",
+	[HAVEN__CONSENT__V1__METHOD__METHOD_VERBAL_WITH_INTERPRETER] = "verbal-with-interpreter",
+	[HAVEN__CONSENT__V1__METHOD__METHOD_ELECTRONIC]              = "electronic",
+};
+
+static const char *
+name_of(const char *const *names, size_t n, int v)
+{
+	if (v <= 0 || (size_t) v >= n || names[v] == NULL) {
+		return ("unknown");
+	}
+	return (names[v]);
+}
+
+#define NAME_OF(table, v) name_of(table, sizeof(table) / sizeof(table[0]), v)
+
+const char *
+consent_purpose_name(int v)
+{
+	return (NAME_OF(purpose_names, v));
+}
+
+const char *
+consent_category_name(int v)
+{
+	return (NAME_OF(category_names, v));
+}
+
+const char *
+consent_given_by_name(int v)
+{
+	return (NAME_OF(given_by_names, v));
+}
+
+const char *
+consent_method_name(int v)
+{
+	return (NAME_OF(method_names, v));
+}
+
+/* Finds s among names, taking '_' for '-'. */
+static int
+parse_of(const char *const *names, size_t n, const char *s, int *out)
+{
+	char   buf[32];
+	size_t len = s != NULL ? strlen(s) : 0;
+
+	if (len == 0 || len >= sizeof(buf)) {
+		return (-1);
+	}
+	for (size_t i = 0; i <= len; i++) {
+		buf[i] = s[i] == '_' ? '-' : s[i];
+	}
+	for (size_t v = 1; v < n; v++) {
+		if (names[v] != NULL && strcmp(names[v], buf) == 0) {
+			*out = (int) v;
+			return (0);
+		}
+	}
+	return (-1);
+}
+
+#define PARSE_OF(table, s, out) parse_of(table, sizeof(table) / sizeof(table[0]), s, out)
+
+int
+consent_purpose_parse(const char *s, int *out)
+{
+	return (PARSE_OF(purpose_names, s, out));
+}
+
+int
+consent_category_parse(const char *s, int *out)
+{
+	return (PARSE_OF(category_names, s, out));
+}
+
+int
+consent_given_by_parse(const char *s, int *out)
+{
+	return (PARSE_OF(given_by_names, s, out));
+}
+
+int
+consent_method_parse(const char *s, int *out)
+{
+	return (PARSE_OF(method_names, s, out));
+}
+
+/* ---- the receipt ---------------------------------------------------------------------- */
+
+/* Adds a member; remembers a failure (a NULL value: out of memory or not UTF-8) in *bad. */
+static void
+put(json_t *obj, const char *key, json_t *v, int *bad)
+{
+	if (v == NULL || json_object_set_new(obj, key, v) != 0) {
+		*bad = 1;
+	}
+}
+
+static void
+push(json_t *arr, json_t *v, int *bad)
+{
+	if (v == NULL || json_array_append_new(arr, v) != 0) {
+		*bad = 1;
+	}
+}
+
+json_t *
+receipt_json(const Haven__Consent__V1__ConsentRecord *c, bool with_signature)
+{
+	json_t *r    = json_object();
+	json_t *body = json_object();
+	json_t *purposes = json_array();
+	json_t *recipients = json_array();
+	json_t *categories = json_array();
+	int     bad  = r == NULL || body == NULL || purposes == NULL || recipients == NULL ||
+	    categories == NULL;
+
+	if (bad) {
+		json_decref(r);
+		json_decref(body);
+		json_decref(purposes);
+		json_decref(recipients);
+		json_decref(categories);
+		return (NULL);
+	}
+	for (size_t i = 0; i < c->n_purposes; i++) {
+		push(purposes, json_string(consent_purpose_name((int) c->purposes[i])), &bad);
+	}
+	for (size_t i = 0; i < c->n_recipients; i++) {
+		push(recipients, json_string(c->recipients[i]), &bad);
+	}
+	for (size_t i = 0; i < c->n_categories; i++) {
+		push(categories, json_string(consent_category_name((int) c->categories[i])), &bad);
+	}
+	put(body, "id", json_string(c->id), &bad);
+	put(body, "subject", json_string(c->subject), &bad);
+	put(body, "purposes", purposes, &bad);
+	put(body, "recipients", recipients, &bad);
+	put(body, "accepting_provider", json_boolean(c->accepting_provider), &bad);
+	put(body, "categories", categories, &bad);
+	put(body, "given_by", json_string(consent_given_by_name((int) c->given_by)), &bad);
+	put(body, "method", json_string(consent_method_name((int) c->method)), &bad);
+	put(body, "language", json_string(c->language), &bad);
+	put(body, "valid_from", json_integer(c->valid_from_ms), &bad);
+	put(body, "expires", json_integer(c->expires_ms), &bad);
+	put(body, "withdrawn_at",
+	    c->withdrawn_at_ms != 0 ? json_integer(c->withdrawn_at_ms) : json_null(), &bad);
+	put(body, "recorded_by", json_string(c->recorded_by), &bad);
+	put(body, "recorded_at", json_integer(c->recorded_at_ms), &bad);
+	put(body, "version", json_integer((json_int_t) c->version), &bad);
+	put(r, "format", json_string(CONSENT_RECEIPT_FORMAT), &bad);
+	put(r, "key_id", json_string(c->key_id), &bad);
+	put(r, "consent", body, &bad);
+	if (with_signature) {
+		char sig[128];
+		if (crypto_b64url_encode(sig, sizeof(sig), c->signature.data, c->signature.len) !=
+		    HV_OK) {
+			bad = 1;
+		} else {
+			put(r, "signature", json_string(sig), &bad);
+		}
+	}
+	if (bad) {
+		json_decref(r);
+		return (NULL);
+	}
+	return (r);
+}
+
+/* The canonical form of a receipt without its signature member (malloc'd, NUL-terminated). */
+static char *
+canonical(json_t *r)
+{
+	return (json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII));
+}
+
+hv_status
+receipt_sign(consent_service *cs, Haven__Consent__V1__ConsentRecord *c,
+    uint8_t sig[CRYPTO_ED25519_SIG_LEN])
+{
+	json_t   *r;
+	char     *text = NULL;
+	hv_status st   = HV_RESOURCE_EXHAUSTED;
+
+	c->key_id         = cs->cs_key_id;
+	c->signature.data = NULL;
+	c->signature.len  = 0;
+	if ((r = receipt_json(c, false)) == NULL || (text = canonical(r)) == NULL) {
+		goto out;
+	}
+	if ((st = vault_sign(cs, text, strlen(text), sig)) != HV_OK) {
+		goto out;
+	}
+	c->signature.data = sig;
+	c->signature.len  = CRYPTO_ED25519_SIG_LEN;
+out:
+	free(text);
+	json_decref(r);
+	return (st);
+}
+
+static hv_status
+why_status(char *why, size_t whysz, hv_status st, const char *msg)
+{
+	if (why != NULL && whysz > 0) {
+		snprintf(why, whysz, "%s", msg);
+	}
+	return (st);
+}
+
+hv_status
+consent_receipt_verify(const char *json, size_t len, const uint8_t pub[32], char *why,
+    size_t whysz)
+{
+	json_t      *r = NULL;
+	json_error_t err;
+	const char  *fmt, *sig64, *key_id;
+	uint8_t      sig[CRYPTO_ED25519_SIG_LEN + 3];
+	uint8_t      md[CRYPTO_SHA256_LEN];
+	char         want_id[CONSENT_KEY_ID_HEX];
+	char        *text = NULL;
+	size_t       siglen;
+	hv_status    st;
+
+	if (json == NULL || (r = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err)) == NULL ||
+	    !json_is_object(r)) {
+		st = why_status(why, whysz, HV_INVALID_ARGUMENT, "not a JSON object");
+		goto out;
+	}
+	if ((fmt = json_string_value(json_object_get(r, "format"))) == NULL ||
+	    strcmp(fmt, CONSENT_RECEIPT_FORMAT) != 0 ||
+	    !json_is_object(json_object_get(r, "consent"))) {
+		st = why_status(why, whysz, HV_INVALID_ARGUMENT,
+		    "not a consent receipt (format " CONSENT_RECEIPT_FORMAT ")");
+		goto out;
+	}
+	if ((sig64 = json_string_value(json_object_get(r, "signature"))) == NULL ||
+	    crypto_b64url_decode(sig, sizeof(sig), &siglen, sig64, strlen(sig64)) != HV_OK ||
+	    siglen != CRYPTO_ED25519_SIG_LEN) {
+		st = why_status(why, whysz, HV_UNAUTHENTICATED, "the signature is missing or malformed");
+		goto out;
+	}
+	crypto_sha256(md, pub, CRYPTO_ED25519_PUBLIC_LEN);
+	for (size_t i = 0; i < sizeof(md); i++) {
+		snprintf(want_id + 2 * i, 3, "%02x", md[i]);
+	}
+	if ((key_id = json_string_value(json_object_get(r, "key_id"))) == NULL ||
+	    strcmp(key_id, want_id) != 0) {
+		st = why_status(why, whysz, HV_UNAUTHENTICATED,
+		    "the receipt names another signing key (key_id)");
+		goto out;
+	}
+	json_object_del(r, "signature");
+	if ((text = canonical(r)) == NULL) {
+		st = why_status(why, whysz, HV_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	if (crypto_ed25519_verify(pub, text, strlen(text), sig, siglen) != HV_OK) {
+		st = why_status(why, whysz, HV_UNAUTHENTICATED,
+		    "the signature does not match: the receipt was changed");
+		goto out;
+	}
+	st = why_status(why, whysz, HV_OK, "");
+out:
+	free(text);
+	json_decref(r);
+	return (st);
+}

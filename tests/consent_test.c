@@ -1,0 +1,1035 @@
+/*
+ * consent_test.c - haven-consent end to end over RPC (inproc://), with session tokens of
+ * organisations in each role: who may create, see, erase, grant, withdraw and check; minors;
+ * expired and withdrawn consent; receipts that verify and stop verifying after any change;
+ * withdrawal events on the pub socket; audit entries for every read, and audit verification
+ * that finds tampering. Bad input and faults get a clear status and a message with ids only.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "haven/audit.h"
+#include "haven/auth.h"
+#include "haven/crypto.h"
+#include "haven/log.h"
+#include "haven/rpc.h"
+#include "haven/store.h"
+#include "testutil.h"
+
+#include "consent.h"
+
+#include "haven/consent/v1/audit.pb-c.h"
+#include "haven/consent/v1/consent.pb-c.h"
+
+#define M "haven.consent.v1.Consent/"
+#define M_AUDIT "haven.audit.v1.Audit/"
+#define NAME "Ioana Sentinel-Popescu"
+#define NOTES "Sentinel notes: met at the bus station."
+
+static tu_org orgs[] = {
+	{ "acme-ngo", RPC_ROLE_REFERRER, 1, NULL },
+	{ "other-ngo", RPC_ROLE_REFERRER, 1, NULL },
+	{ "shelter-a", RPC_ROLE_PROVIDER, 1, NULL },
+	{ "shelter-b", RPC_ROLE_PROVIDER, 1, NULL },
+	{ "coord-west", RPC_ROLE_COORDINATOR, 1, NULL },
+	{ "city-hall", RPC_ROLE_MUNICIPALITY, 1, NULL },
+	{ "node-admin", RPC_ROLE_ADMIN, 1, NULL },
+	{ NULL, 0, 0, NULL },
+};
+
+/* One channel per identity; index into orgs, and the operator (no token) last. */
+enum { ACME, OTHER, SHELTER_A, SHELTER_B, COORD, CITY, ADMIN, OPERATOR, N_CALLERS };
+
+static int64_t clock_ms;
+
+typedef struct world {
+	char             dir[512];
+	store           *s;
+	auth            *a;
+	consent_service *cs;
+	rpc_server      *srv;
+	rpc_channel     *ch[N_CALLERS];
+	char             pub_url[64];
+} world;
+
+static world w;
+
+static int64_t
+test_now(void *arg)
+{
+	(void) arg;
+	return (clock_ms);
+}
+
+static bool
+org_exists(void *arg, const char *org_id)
+{
+	for (const tu_org *o = arg; o->id != NULL; o++) {
+		if (strcmp(o->id, org_id) == 0) {
+			return (true);
+		}
+	}
+	return (false);
+}
+
+static int
+world_up(void **state)
+{
+	auth_options       ao = { .lookup = tu_lookup, .lookup_arg = orgs };
+	rpc_server_options ro = { .workers = 4 };
+	consent_options    co = { 0 };
+	store_options      so = { .no_sync = true };
+	char               path[600], url[64];
+
+	(void) state;
+	log_init("consent-test", LOG_LEVEL_WARN);
+	clock_ms = auth_now_ms();
+	tu_tmpdir(w.dir, sizeof(w.dir), "consent");
+	snprintf(path, sizeof(path), "%s/store", w.dir);
+	assert_int_equal(store_open(&w.s, path, &so), HV_OK);
+	assert_int_equal(crypto_random(ao.secret, sizeof(ao.secret)), HV_OK);
+	assert_int_equal(auth_open(&w.a, &ao), HV_OK);
+	snprintf(w.pub_url, sizeof(w.pub_url), "inproc://consent-events-%d", (int) getpid());
+	co.store      = w.s;
+	co.data_dir   = w.dir;
+	co.pub_url    = w.pub_url;
+	co.now_ms     = test_now;
+	co.org_exists = org_exists;
+	co.org_arg    = orgs;
+	assert_int_equal(consent_open(&w.cs, &co), HV_OK);
+	ro.auth = w.a;
+	assert_int_equal(rpc_server_open(&w.srv, &ro), HV_OK);
+	assert_int_equal(consent_register(w.cs, w.srv), HV_OK);
+	snprintf(url, sizeof(url), "inproc://consent-test-%d", (int) getpid());
+	assert_int_equal(rpc_server_listen(w.srv, url), HV_OK);
+	assert_int_equal(rpc_server_start(w.srv), HV_OK);
+	for (int i = 0; i < N_CALLERS; i++) {
+		assert_int_equal(rpc_channel_open(&w.ch[i], url, NULL), HV_OK);
+		if (i != OPERATOR) {
+			char tok[AUTH_TOKEN_MAX];
+			assert_int_equal(auth_issue_token(w.a, orgs[i].id, orgs[i].role, auth_now_ms(),
+			                     tok, NULL),
+			    HV_OK);
+			assert_int_equal(rpc_channel_set_token(w.ch[i], tok), HV_OK);
+		}
+	}
+	return (0);
+}
+
+static int
+world_down(void **state)
+{
+	char cmd[700];
+
+	(void) state;
+	for (int i = 0; i < N_CALLERS; i++) {
+		rpc_channel_close(w.ch[i]);
+	}
+	consent_stop(w.cs);
+	rpc_server_close(w.srv);
+	consent_close(w.cs);
+	auth_close(w.a);
+	store_close(w.s);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", w.dir);
+	return (system(cmd));
+}
+
+/* ---- calls ----------------------------------------------------------------------------- */
+
+static char errmsg[RPC_ERRMSG_MAX];
+
+static hv_status
+call(int who, const char *method, const void *req, const ProtobufCMessageDescriptor *desc,
+    void *reply)
+{
+	ProtobufCMessage *r = NULL;
+	hv_status         st;
+
+	errmsg[0] = '\0';
+	st = rpc_channel_call(w.ch[who], method, req, desc, &r, NULL, errmsg, sizeof(errmsg));
+	if (reply != NULL) {
+		*(ProtobufCMessage **) reply = r;
+	} else if (r != NULL) {
+		protobuf_c_message_free_unpacked(r, NULL);
+	}
+	return (st);
+}
+
+static void
+release(void *m)
+{
+	if (m != NULL) {
+		protobuf_c_message_free_unpacked(m, NULL);
+	}
+}
+
+static void
+expect_msg(const char *part)
+{
+	if (strstr(errmsg, part) == NULL) {
+		fail_msg("message \"%s\" does not say \"%s\"", errmsg, part);
+	}
+}
+
+/* Creates a subject as who; returns its id (static buffer of the caller). */
+static hv_status
+create(int who, bool minor, char id[CONSENT_ID_HEX])
+{
+	Haven__Consent__V1__CreateSubjectRequest   req = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__PersonalData           p   = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+	Haven__Consent__V1__CreateSubjectResponse *rep = NULL;
+	char                                      *langs[] = { "ro", "en" };
+	hv_status                                  st;
+
+	p.name          = NAME;
+	p.date_of_birth = "1999-02-28";
+	p.nationality   = "Romanian";
+	p.languages     = langs;
+	p.n_languages   = 2;
+	p.contact       = "+40 700 000 000";
+	p.notes         = NOTES;
+	req.personal    = &p;
+	req.minor       = minor;
+	st = call(who, M "CreateSubject", &req, &haven__consent__v1__create_subject_response__descriptor,
+	    &rep);
+	if (st == HV_OK) {
+		assert_int_equal(strlen(rep->id), 32);
+		snprintf(id, CONSENT_ID_HEX, "%s", rep->id);
+	}
+	release(rep);
+	return (st);
+}
+
+static hv_status
+grant(int who, const char *subject, const char *recipient, bool accepting,
+    Haven__Consent__V1__GivenBy by, int64_t expires, Haven__Consent__V1__ConsentRecord **out)
+{
+	Haven__Consent__V1__GrantRequest r = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
+	Haven__Consent__V1__Purpose      purposes[] = {
+        HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL,
+        HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER };
+	Haven__Consent__V1__Category cats[] = { HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY,
+		HAVEN__CONSENT__V1__CATEGORY__CATEGORY_OTHER };
+	char                               *recips[] = { (char *) recipient };
+	Haven__Consent__V1__ConsentRecord *rep      = NULL;
+	hv_status                           st;
+
+	r.subject            = (char *) subject;
+	r.purposes           = purposes;
+	r.n_purposes         = 2;
+	r.recipients         = recips;
+	r.n_recipients       = recipient != NULL ? 1 : 0;
+	r.accepting_provider = accepting;
+	r.categories         = cats;
+	r.n_categories       = 2;
+	r.given_by           = by;
+	r.method             = HAVEN__CONSENT__V1__METHOD__METHOD_WRITTEN;
+	r.language           = "ro";
+	r.expires_ms         = expires != 0 ? expires : clock_ms + 30LL * 86400000;
+	st = call(who, M "Grant", &r, &haven__consent__v1__consent_record__descriptor, &rep);
+	if (out != NULL) {
+		*out = rep;
+	} else {
+		release(rep);
+	}
+	return (st);
+}
+
+static hv_status
+check(int who, const char *subject, Haven__Consent__V1__Purpose purpose, const char *recipient,
+    Haven__Consent__V1__Category cat, bool accepting, Haven__Consent__V1__CheckResponse **out)
+{
+	Haven__Consent__V1__CheckRequest   r   = HAVEN__CONSENT__V1__CHECK_REQUEST__INIT;
+	Haven__Consent__V1__CheckResponse *rep = NULL;
+	hv_status                          st;
+
+	r.subject                         = (char *) subject;
+	r.purpose                         = purpose;
+	r.recipient                       = (char *) recipient;
+	r.category                        = cat;
+	r.recipient_is_accepting_provider = accepting;
+	st = call(who, M "Check", &r, &haven__consent__v1__check_response__descriptor, &rep);
+	if (out != NULL) {
+		*out = rep;
+	} else {
+		release(rep);
+	}
+	return (st);
+}
+
+static hv_status
+show(int who, const char *id, Haven__Consent__V1__Subject **out)
+{
+	Haven__Consent__V1__GetSubjectRequest r   = HAVEN__CONSENT__V1__GET_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__Subject          *rep = NULL;
+	hv_status                             st;
+
+	r.id = (char *) id;
+	st   = call(who, M "GetSubject", &r, &haven__consent__v1__subject__descriptor, &rep);
+	if (out != NULL) {
+		*out = rep;
+	} else {
+		release(rep);
+	}
+	return (st);
+}
+
+static hv_status
+withdraw(int who, const char *id, Haven__Consent__V1__ConsentRecord **out)
+{
+	Haven__Consent__V1__WithdrawRequest r = HAVEN__CONSENT__V1__WITHDRAW_REQUEST__INIT;
+
+	r.id = (char *) id;
+	return (call(who, M "Withdraw", &r, &haven__consent__v1__consent_record__descriptor, out));
+}
+
+static hv_status
+erase(int who, const char *id, Haven__Consent__V1__EraseSubjectResponse **out)
+{
+	Haven__Consent__V1__EraseSubjectRequest r = HAVEN__CONSENT__V1__ERASE_SUBJECT_REQUEST__INIT;
+
+	r.id = (char *) id;
+	return (call(who, M "EraseSubject", &r,
+	    &haven__consent__v1__erase_subject_response__descriptor, out));
+}
+
+static hv_status
+rpc_audit_list(int who, const char *subject, Haven__Audit__V1__ListResponse **out)
+{
+	Haven__Audit__V1__ListRequest r = HAVEN__AUDIT__V1__LIST_REQUEST__INIT;
+
+	r.subject = (char *) (subject != NULL ? subject : "");
+	r.limit   = 1000;
+	return (call(who, M_AUDIT "List", &r, &haven__audit__v1__list_response__descriptor, out));
+}
+
+static hv_status
+rpc_audit_verify(int who, Haven__Audit__V1__VerifyResponse **out)
+{
+	Haven__Audit__V1__VerifyRequest r = HAVEN__AUDIT__V1__VERIFY_REQUEST__INIT;
+
+	return (call(who, M_AUDIT "Verify", &r, &haven__audit__v1__verify_response__descriptor, out));
+}
+
+/* ---- tests ----------------------------------------------------------------------------- */
+
+static void
+test_roles(void **state)
+{
+	char                         id[CONSENT_ID_HEX], other[CONSENT_ID_HEX];
+	Haven__Consent__V1__Subject *sub = NULL;
+	Haven__Consent__V1__CheckResponse *cr = NULL;
+
+	(void) state;
+	/* Who may create a subject. */
+	assert_int_equal(create(CITY, false, id), HV_PERMISSION_DENIED);
+	assert_int_equal(create(SHELTER_A, false, id), HV_PERMISSION_DENIED);
+	assert_int_equal(create(ADMIN, false, id), HV_PERMISSION_DENIED);
+	assert_int_equal(create(COORD, false, other), HV_OK);
+	assert_int_equal(create(OPERATOR, false, other), HV_OK);
+	assert_int_equal(create(ACME, false, id), HV_OK);
+
+	/* Who may see the person: the referrer that created it, the operator, an admin. */
+	assert_int_equal(show(ACME, id, &sub), HV_OK);
+	assert_string_equal(sub->personal->name, NAME);
+	assert_string_equal(sub->personal->notes, NOTES);
+	assert_string_equal(sub->personal->contact, "+40 700 000 000");
+	assert_int_equal(sub->personal->n_languages, 2);
+	assert_string_equal(sub->created_by, "acme-ngo");
+	assert_int_equal(sub->n_shown, 3);
+	release(sub);
+	assert_int_equal(show(OPERATOR, id, NULL), HV_OK);
+	assert_int_equal(show(ADMIN, id, NULL), HV_OK);
+	assert_int_equal(show(OTHER, id, NULL), HV_PERMISSION_DENIED);
+	expect_msg("organisation other-ngo did not refer subject");
+	assert_int_equal(show(COORD, id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(show(CITY, id, NULL), HV_PERMISSION_DENIED);
+	/* A provider: only with consent, and only the categories it covers. */
+	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
+	expect_msg("no consent of subject");
+	assert_int_equal(grant(OTHER, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(grant(SHELTER_A, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(grant(ACME, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_OK);
+	assert_int_equal(show(SHELTER_A, id, &sub), HV_OK);
+	assert_string_equal(sub->personal->name, NAME);
+	assert_string_equal(sub->personal->notes, NOTES);
+	assert_string_equal(sub->personal->contact, ""); /* contact was not granted */
+	assert_int_equal(sub->n_shown, 2);
+	release(sub);
+	assert_int_equal(show(SHELTER_B, id, NULL), HV_PERMISSION_DENIED);
+
+	/* Check: a provider only for itself and never as "the accepting provider". */
+	assert_int_equal(check(SHELTER_A, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
+	    HV_OK);
+	assert_true(cr->allowed);
+	release(cr);
+	assert_int_equal(check(SHELTER_A, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	                     "shelter-b", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(check(SHELTER_B, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	                     "shelter-b", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, true, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(check(CITY, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS, "city-hall",
+	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(check(OTHER, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(check(COORD, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	    HV_OK);
+
+	/* Key rotation: the operator and admins. */
+	{
+		Haven__Consent__V1__RotateKeyRequest   r   = HAVEN__CONSENT__V1__ROTATE_KEY_REQUEST__INIT;
+		Haven__Consent__V1__RotateKeyResponse *rep = NULL;
+		assert_int_equal(call(ACME, M "RotateKey", &r,
+		                     &haven__consent__v1__rotate_key_response__descriptor, NULL),
+		    HV_PERMISSION_DENIED);
+		assert_int_equal(call(ADMIN, M "RotateKey", &r,
+		                     &haven__consent__v1__rotate_key_response__descriptor, &rep),
+		    HV_OK);
+		assert_true(rep->kek_generation >= 2);
+		assert_true(rep->rewrapped >= 3);
+		release(rep);
+	}
+	/* The data is still readable after it. */
+	assert_int_equal(show(ACME, id, &sub), HV_OK);
+	assert_string_equal(sub->personal->name, NAME);
+	release(sub);
+
+	/* Erasure: not by a provider or another referrer; by the referrer that created it. */
+	assert_int_equal(erase(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(erase(COORD, id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(erase(OTHER, id, NULL), HV_PERMISSION_DENIED);
+	{
+		Haven__Consent__V1__EraseSubjectResponse *er = NULL;
+		assert_int_equal(erase(ACME, id, &er), HV_OK);
+		assert_int_equal(er->consents_withdrawn, 1);
+		assert_true(er->kek_generation >= 3);
+		release(er);
+	}
+	assert_int_equal(show(ACME, id, NULL), HV_NOT_FOUND);
+	expect_msg("was erased");
+	assert_int_equal(grant(ACME, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_NOT_FOUND);
+	expect_msg("was erased");
+	assert_int_equal(erase(OPERATOR, other, NULL), HV_OK);
+
+	/* The receipt key: anyone signed in; not anonymous callers (there are none here). */
+	{
+		Haven__Consent__V1__GetReceiptKeyRequest r = HAVEN__CONSENT__V1__GET_RECEIPT_KEY_REQUEST__INIT;
+		assert_int_equal(call(CITY, M "GetReceiptKey", &r,
+		                     &haven__consent__v1__receipt_key__descriptor, NULL),
+		    HV_OK);
+	}
+}
+
+static void
+test_minor(void **state)
+{
+	char                               id[CONSENT_ID_HEX];
+	Haven__Consent__V1__ConsentRecord *c = NULL;
+
+	(void) state;
+	assert_int_equal(create(ACME, true, id), HV_OK);
+	assert_int_equal(grant(ACME, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_FAILED_PRECONDITION);
+	expect_msg("is a minor: consent must be given by a guardian or representative");
+	assert_int_equal(grant(ACME, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_GUARDIAN, 0, &c),
+	    HV_OK);
+	assert_int_equal(c->given_by, HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_GUARDIAN);
+	assert_string_equal(c->recorded_by, "acme-ngo");
+	release(c);
+	assert_int_equal(grant(OPERATOR, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_REPRESENTATIVE, 0, &c),
+	    HV_OK);
+	assert_string_equal(c->recorded_by, ""); /* the operator */
+	release(c);
+	{
+		Haven__Consent__V1__Subject *sub = NULL;
+		assert_int_equal(show(ACME, id, &sub), HV_OK);
+		assert_true(sub->minor);
+		release(sub);
+	}
+}
+
+static void
+test_expired_and_withdrawn(void **state)
+{
+	char                               id[CONSENT_ID_HEX];
+	Haven__Consent__V1__ConsentRecord *c = NULL, *wd = NULL;
+	Haven__Consent__V1__CheckResponse *cr = NULL;
+	int64_t                            t0 = clock_ms;
+
+	(void) state;
+	assert_int_equal(create(ACME, false, id), HV_OK);
+	assert_int_equal(grant(ACME, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, t0 + 60000, &c),
+	    HV_OK);
+	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
+	    HV_OK);
+	assert_true(cr->allowed);
+	assert_string_equal(cr->consent_id, c->id);
+	release(cr);
+	/* A minute later it expired. */
+	clock_ms = t0 + 60000;
+	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
+	    HV_OK);
+	assert_false(cr->allowed);
+	assert_int_equal(cr->reason, HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_EXPIRED);
+	assert_string_equal(cr->consent_id, c->id);
+	assert_non_null(strstr(cr->message, "expired"));
+	release(cr);
+	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
+	release(c);
+
+	/* A new one, withdrawn: denied at once. */
+	assert_int_equal(grant(ACME, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, &c),
+	    HV_OK);
+	assert_int_equal(show(SHELTER_A, id, NULL), HV_OK);
+	assert_int_equal(withdraw(OTHER, c->id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(withdraw(SHELTER_A, c->id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(withdraw(ACME, c->id, &wd), HV_OK);
+	assert_int_equal(wd->withdrawn_at_ms, clock_ms);
+	assert_int_equal(wd->version, 2);
+	release(wd);
+	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
+	    HV_OK);
+	assert_false(cr->allowed);
+	assert_int_equal(cr->reason, HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_WITHDRAWN);
+	release(cr);
+	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(withdraw(ACME, c->id, NULL), HV_FAILED_PRECONDITION);
+	expect_msg("withdrawn already");
+	/* Listing shows both, in id order, with the withdrawal. */
+	{
+		Haven__Consent__V1__ListConsentsRequest   r = HAVEN__CONSENT__V1__LIST_CONSENTS_REQUEST__INIT;
+		Haven__Consent__V1__ListConsentsResponse *l = NULL;
+		r.subject = id;
+		assert_int_equal(call(ACME, M "List", &r,
+		                     &haven__consent__v1__list_consents_response__descriptor, &l),
+		    HV_OK);
+		assert_int_equal(l->n_consents, 2);
+		assert_true(strcmp(l->consents[0]->id, l->consents[1]->id) < 0);
+		release(l);
+		assert_int_equal(call(OTHER, M "List", &r,
+		                     &haven__consent__v1__list_consents_response__descriptor, NULL),
+		    HV_PERMISSION_DENIED);
+		assert_int_equal(call(SHELTER_A, M "List", &r,
+		                     &haven__consent__v1__list_consents_response__descriptor, NULL),
+		    HV_PERMISSION_DENIED);
+		assert_int_equal(call(COORD, M "List", &r,
+		                     &haven__consent__v1__list_consents_response__descriptor, NULL),
+		    HV_OK);
+	}
+	release(c);
+	clock_ms = t0;
+}
+
+static char *
+receipt(int who, const char *id)
+{
+	Haven__Consent__V1__GetReceiptRequest r   = HAVEN__CONSENT__V1__GET_RECEIPT_REQUEST__INIT;
+	Haven__Consent__V1__Receipt          *rep = NULL;
+	char                                 *json;
+
+	r.id = (char *) id;
+	assert_int_equal(call(who, M "GetReceipt", &r, &haven__consent__v1__receipt__descriptor, &rep),
+	    HV_OK);
+	json = strdup(rep->json);
+	release(rep);
+	return (json);
+}
+
+/* Replaces the first occurrence of from with to in s (same length or shorter). */
+static void
+edit(char *s, const char *from, const char *to)
+{
+	char *p = strstr(s, from);
+
+	assert_non_null(p);
+	assert_true(strlen(to) <= strlen(from));
+	memcpy(p, to, strlen(to));
+	memmove(p + strlen(to), p + strlen(from), strlen(p + strlen(from)) + 1);
+}
+
+static void
+test_receipts(void **state)
+{
+	char                                      id[CONSENT_ID_HEX];
+	Haven__Consent__V1__ConsentRecord        *c   = NULL;
+	Haven__Consent__V1__GetReceiptKeyRequest  kr  = HAVEN__CONSENT__V1__GET_RECEIPT_KEY_REQUEST__INIT;
+	Haven__Consent__V1__ReceiptKey           *key = NULL;
+	char                                     *json, *json2, *bad;
+	char                                      why[128];
+	static const char *const                  edits[][2] = {
+		{ "\"acme-ngo\"", "\"acme-ngx\"" },
+		{ "\"shelter-a\"", "\"shelter-b\"" },
+		{ "\"written\"", "\"verbal\"" },
+		{ "\"identity\",", "" },
+		{ "\"accepting_provider\": false", "\"accepting_provider\": true" },
+		{ "\"version\": 1", "\"version\": 3" },
+		{ "\"withdrawn_at\": null", "\"withdrawn_at\": 0" },
+		{ "\"language\": \"ro\"", "\"language\": \"nl\"" },
+	};
+
+	(void) state;
+	assert_int_equal(create(ACME, false, id), HV_OK);
+	assert_int_equal(grant(ACME, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, &c),
+	    HV_OK);
+	assert_int_equal(call(CITY, M "GetReceiptKey", &kr, &haven__consent__v1__receipt_key__descriptor,
+	                     &key),
+	    HV_OK);
+	assert_int_equal(key->public_key.len, 32);
+	assert_non_null(strstr(key->public_key_pem, "BEGIN PUBLIC KEY"));
+
+	json = receipt(ACME, c->id);
+	assert_non_null(strstr(json, c->id));
+	assert_non_null(strstr(json, id));
+	assert_null(strstr(json, "Sentinel")); /* a receipt holds no personal data */
+	assert_int_equal(consent_receipt_verify(json, strlen(json), key->public_key.data, why,
+	                     sizeof(why)),
+	    HV_OK);
+	for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+		bad = strdup(json);
+		edit(bad, edits[i][0], edits[i][1]);
+		if (consent_receipt_verify(bad, strlen(bad), key->public_key.data, why, sizeof(why)) !=
+		    HV_UNAUTHENTICATED) {
+			fail_msg("edit %s -> %s was not detected", edits[i][0], edits[i][1]);
+		}
+		free(bad);
+	}
+	/* Withdrawn: a new version with a new signature; the old receipt still verifies as
+	 * what it was. */
+	assert_int_equal(withdraw(ACME, c->id, NULL), HV_OK);
+	json2 = receipt(COORD, c->id);
+	assert_non_null(strstr(json2, "\"version\": 2"));
+	assert_null(strstr(json2, "\"withdrawn_at\": null"));
+	assert_int_equal(consent_receipt_verify(json2, strlen(json2), key->public_key.data, why,
+	                     sizeof(why)),
+	    HV_OK);
+	assert_int_equal(consent_receipt_verify(json, strlen(json), key->public_key.data, why,
+	                     sizeof(why)),
+	    HV_OK);
+	/* Receipts are consent reads: the same roles as Get. */
+	{
+		Haven__Consent__V1__GetReceiptRequest r = HAVEN__CONSENT__V1__GET_RECEIPT_REQUEST__INIT;
+		r.id = c->id;
+		assert_int_equal(call(OTHER, M "GetReceipt", &r, &haven__consent__v1__receipt__descriptor,
+		                     NULL),
+		    HV_PERMISSION_DENIED);
+		assert_int_equal(call(SHELTER_A, M "GetReceipt", &r,
+		                     &haven__consent__v1__receipt__descriptor, NULL),
+		    HV_PERMISSION_DENIED);
+	}
+	free(json);
+	free(json2);
+	release(key);
+	release(c);
+}
+
+static void
+test_withdrawal_events(void **state)
+{
+	nng_socket                            sub;
+	char                                  id[CONSENT_ID_HEX];
+	Haven__Consent__V1__ConsentRecord    *c1 = NULL, *c2 = NULL;
+	const size_t                          tl = strlen(CONSENT_TOPIC_WITHDRAWN);
+
+	(void) state;
+	assert_int_equal(nng_sub0_open(&sub), 0);
+	assert_int_equal(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, CONSENT_TOPIC_WITHDRAWN, tl), 0);
+	assert_int_equal(nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000), 0);
+	assert_int_equal(nng_dial(sub, w.pub_url, NULL, 0), 0);
+	usleep(100 * 1000); /* the subscription reaches the publisher */
+
+	assert_int_equal(create(ACME, false, id), HV_OK);
+	assert_int_equal(grant(ACME, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, &c1),
+	    HV_OK);
+	assert_int_equal(grant(ACME, id, NULL, true, HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0,
+	                     &c2),
+	    HV_OK);
+	assert_int_equal(withdraw(COORD, c1->id, NULL), HV_OK);
+	{
+		void                                 *buf;
+		size_t                                len;
+		Haven__Consent__V1__ConsentWithdrawn *ev;
+		assert_int_equal(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), 0);
+		assert_true(len > tl);
+		assert_memory_equal(buf, CONSENT_TOPIC_WITHDRAWN, tl);
+		assert_non_null(ev = haven__consent__v1__consent_withdrawn__unpack(NULL, len - tl,
+		                    (uint8_t *) buf + tl));
+		assert_string_equal(ev->consent_id, c1->id);
+		assert_string_equal(ev->subject, id);
+		assert_false(ev->erased);
+		haven__consent__v1__consent_withdrawn__free_unpacked(ev, NULL);
+		nng_free(buf, len);
+	}
+	/* Erasure withdraws what is left, and says so. */
+	assert_int_equal(erase(ACME, id, NULL), HV_OK);
+	{
+		void                                 *buf;
+		size_t                                len;
+		Haven__Consent__V1__ConsentWithdrawn *ev;
+		assert_int_equal(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), 0);
+		assert_non_null(ev = haven__consent__v1__consent_withdrawn__unpack(NULL, len - tl,
+		                    (uint8_t *) buf + tl));
+		assert_string_equal(ev->consent_id, c2->id);
+		assert_true(ev->erased);
+		haven__consent__v1__consent_withdrawn__free_unpacked(ev, NULL);
+		nng_free(buf, len);
+	}
+	release(c1);
+	release(c2);
+	nng_close(sub);
+}
+
+static void
+test_audit(void **state)
+{
+	char                              id[CONSENT_ID_HEX];
+	Haven__Audit__V1__ListResponse   *l = NULL;
+	Haven__Audit__V1__VerifyResponse *v = NULL;
+	bool                              saw_provider = false, saw_denied = false, saw_create = false;
+
+	(void) state;
+	assert_int_equal(create(ACME, false, id), HV_OK);
+	assert_int_equal(grant(ACME, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_OK);
+	assert_int_equal(show(SHELTER_A, id, NULL), HV_OK);
+	assert_int_equal(show(SHELTER_B, id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT, "shelter-a",
+	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT, false, NULL),
+	    HV_OK);
+
+	/* Who saw the person: referrers and providers may not ask; coordinators may. */
+	assert_int_equal(rpc_audit_list(ACME, id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(rpc_audit_list(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(rpc_audit_list(COORD, id, &l), HV_OK);
+	assert_int_equal(l->n_entries, 5);
+	for (size_t i = 0; i < l->n_entries; i++) {
+		Haven__Audit__V1__AuditEntry *e = l->entries[i];
+		assert_string_equal(e->subject, id);
+		assert_int_equal(e->hash.len, 32);
+		assert_null(strstr(e->method, "Sentinel"));
+		if (strcmp(e->method, M "CreateSubject") == 0) {
+			saw_create = strcmp(e->caller_org, "acme-ngo") == 0 &&
+			    strcmp(e->caller_role, "referrer") == 0;
+		}
+		if (strcmp(e->method, M "GetSubject") == 0 && strcmp(e->caller_org, "shelter-a") == 0) {
+			saw_provider = e->result == 0 && strcmp(e->purpose, "share-with-provider") == 0;
+		}
+		if (strcmp(e->method, M "GetSubject") == 0 && strcmp(e->caller_org, "shelter-b") == 0) {
+			saw_denied = e->result == HV_PERMISSION_DENIED &&
+			    strcmp(e->result_name, "PERMISSION_DENIED") == 0;
+		}
+	}
+	assert_true(saw_create);
+	assert_true(saw_provider);
+	assert_true(saw_denied);
+	assert_string_equal(l->entries[4]->method, M "Check");
+	assert_string_equal(l->entries[4]->purpose, "contact");
+	assert_int_equal(l->entries[4]->result, HV_PERMISSION_DENIED); /* contact not granted */
+	release(l);
+
+	/* Paging over everything. */
+	{
+		Haven__Audit__V1__ListRequest r = HAVEN__AUDIT__V1__LIST_REQUEST__INIT;
+		r.limit                         = 2;
+		assert_int_equal(call(ADMIN, M_AUDIT "List", &r,
+		                     &haven__audit__v1__list_response__descriptor, &l),
+		    HV_OK);
+		assert_int_equal(l->n_entries, 2);
+		assert_int_equal(l->entries[0]->seq, 1);
+		assert_int_equal(l->next_after_seq, 2);
+		release(l);
+	}
+
+	/* Intact, then a byte of one entry changed underneath: named. */
+	assert_int_equal(rpc_audit_verify(ACME, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(rpc_audit_verify(OPERATOR, &v), HV_OK);
+	assert_true(v->intact);
+	assert_true(v->entries > 10);
+	assert_int_equal(v->first_bad_seq, 0);
+	release(v);
+}
+
+/* Flips a byte of audit entry 3 (raw table access, as someone with the file could). */
+static hv_status
+tamper_fn(store_txn *txn, void *arg)
+{
+	store_table *t   = arg;
+	uint8_t      key[8] = { 0, 0, 0, 0, 0, 0, 0, 3 };
+	uint8_t      val[600];
+	const void  *v;
+	size_t       vl;
+	hv_status    st;
+
+	if ((st = store_get(txn, *t, key, sizeof(key), &v, &vl)) != HV_OK) {
+		return (st);
+	}
+	memcpy(val, v, vl);
+	val[30] ^= 0x01;
+	return (store_put(txn, *t, key, sizeof(key), val, vl));
+}
+
+static void
+test_audit_tampering(void **state)
+{
+	store_table                       t;
+	Haven__Audit__V1__VerifyResponse *v = NULL;
+
+	(void) state;
+	assert_int_equal(store_table_open(w.s, "audit.log", &t), HV_OK);
+	assert_int_equal(store_write(w.s, tamper_fn, &t), HV_OK);
+	assert_int_equal(rpc_audit_verify(COORD, &v), HV_OK);
+	assert_false(v->intact);
+	assert_int_equal(v->first_bad_seq, 3);
+	assert_non_null(strstr(v->reason, "entry 3"));
+	release(v);
+	/* Put it back, for the tests after this one. */
+	assert_int_equal(store_write(w.s, tamper_fn, &t), HV_OK);
+	assert_int_equal(rpc_audit_verify(COORD, &v), HV_OK);
+	assert_true(v->intact);
+	release(v);
+}
+
+static void
+test_bad_input(void **state)
+{
+	char                                     id[CONSENT_ID_HEX];
+	char                                     long_name[260];
+	Haven__Consent__V1__CreateSubjectRequest req = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__PersonalData         p   = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+
+	(void) state;
+	/* Malformed and unknown ids. */
+	assert_int_equal(show(ACME, "../../etc/passwd", NULL), HV_INVALID_ARGUMENT);
+	expect_msg("32 lower-case hex");
+	assert_int_equal(show(ACME, "ABCDEF0123456789ABCDEF0123456789", NULL), HV_INVALID_ARGUMENT);
+	assert_int_equal(show(ACME, "0123456789abcdef0123456789abcdef", NULL), HV_NOT_FOUND);
+	expect_msg("no subject 0123456789abcdef0123456789abcdef");
+	assert_int_equal(withdraw(ACME, "0123456789abcdef0123456789abcdef", NULL), HV_NOT_FOUND);
+	assert_int_equal(check(ACME, "0123456789abcdef0123456789abcdef",
+	                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL, "shelter-a",
+	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	    HV_NOT_FOUND);
+	/* Fields too long or not text: the message names the field and the bound, never the
+	 * value. */
+	memset(long_name, 'Q', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	p.name       = long_name;
+	req.personal = &p;
+	assert_int_equal(call(ACME, M "CreateSubject", &req,
+	                     &haven__consent__v1__create_subject_response__descriptor, NULL),
+	    HV_INVALID_ARGUMENT);
+	expect_msg("name must be at most 200 bytes");
+	assert_null(strstr(errmsg, "QQQ"));
+	p.name          = "ok";
+	p.date_of_birth = "31-12-1999";
+	assert_int_equal(call(ACME, M "CreateSubject", &req,
+	                     &haven__consent__v1__create_subject_response__descriptor, NULL),
+	    HV_INVALID_ARGUMENT);
+	expect_msg("date_of_birth");
+	assert_null(strstr(errmsg, "1999"));
+	p.date_of_birth = "1999-02-30";
+	assert_int_equal(call(ACME, M "CreateSubject", &req,
+	                     &haven__consent__v1__create_subject_response__descriptor, NULL),
+	    HV_INVALID_ARGUMENT);
+	p.date_of_birth = "";
+	p.notes         = "bell\a";
+	assert_int_equal(call(ACME, M "CreateSubject", &req,
+	                     &haven__consent__v1__create_subject_response__descriptor, NULL),
+	    HV_INVALID_ARGUMENT);
+	expect_msg("notes");
+	p.notes   = "";
+	p.contact = "\xc3\x28"; /* not UTF-8 */
+	assert_int_equal(call(ACME, M "CreateSubject", &req,
+	                     &haven__consent__v1__create_subject_response__descriptor, NULL),
+	    HV_INVALID_ARGUMENT);
+	/* A recipient not in the partner directory. */
+	assert_int_equal(create(ACME, false, id), HV_OK);
+	assert_int_equal(grant(ACME, id, "nobody-here", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_INVALID_ARGUMENT);
+	expect_msg("no organisation nobody-here in the partner directory");
+	/* Expiry in the past. */
+	assert_int_equal(grant(ACME, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, clock_ms - 1000, NULL),
+	    HV_INVALID_ARGUMENT);
+}
+
+/* A corrupted ciphertext in the store: DATA_LOSS and a message with the id only. */
+typedef struct corrupt_job {
+	store_table t;
+	uint8_t     key[CONSENT_ID_LEN];
+} corrupt_job;
+
+static hv_status
+corrupt_fn(store_txn *txn, void *arg)
+{
+	corrupt_job *j = arg;
+	uint8_t      val[8192];
+	const void  *v;
+	size_t       vl;
+	hv_status    st;
+
+	if ((st = store_get(txn, j->t, j->key, sizeof(j->key), &v, &vl)) != HV_OK) {
+		return (st);
+	}
+	memcpy(val, v, vl);
+	val[vl - 5] ^= 0x10;
+	return (store_put(txn, j->t, j->key, sizeof(j->key), val, vl));
+}
+
+static void
+test_corrupted_ciphertext(void **state)
+{
+	char        id[CONSENT_ID_HEX];
+	corrupt_job j;
+
+	(void) state;
+	assert_int_equal(create(ACME, false, id), HV_OK);
+	assert_int_equal(store_table_open(w.s, "consent.personal", &j.t), HV_OK);
+	assert_int_equal(consent_id_parse(id, j.key), 0);
+	assert_int_equal(store_write(w.s, corrupt_fn, &j), HV_OK);
+	assert_int_equal(show(ACME, id, NULL), HV_DATA_LOSS);
+	expect_msg("does not decrypt (wrong key or altered)");
+	assert_non_null(strstr(errmsg, id));
+	assert_null(strstr(errmsg, "Sentinel"));
+	/* The failed read is in the audit log too. */
+	{
+		Haven__Audit__V1__ListResponse *l = NULL;
+		assert_int_equal(rpc_audit_list(OPERATOR, id, &l), HV_OK);
+		assert_int_equal(l->n_entries, 2);
+		assert_int_equal(l->entries[1]->result, HV_DATA_LOSS);
+		release(l);
+	}
+}
+
+/* Check with its audit entries queued (check_audit_async): the same answers, inline, and the
+ * entries in the chain once flushed. A world of its own. */
+static void
+test_async_check_audit(void **state)
+{
+	char               dir[512], path[600], url[64], cmd[700];
+	store             *s;
+	consent_service   *cs;
+	rpc_server        *srv;
+	rpc_channel       *ch;
+	rpc_server_options ro = { .workers = 2 };
+	consent_options    co = { 0 };
+	store_options      so = { .no_sync = true };
+	char               id[CONSENT_ID_HEX];
+	audit_verify_result r;
+	rpc_channel       *saved = w.ch[OPERATOR];
+
+	(void) state;
+	tu_tmpdir(dir, sizeof(dir), "consent-async");
+	snprintf(path, sizeof(path), "%s/store", dir);
+	assert_int_equal(store_open(&s, path, &so), HV_OK);
+	co.store             = s;
+	co.data_dir          = dir;
+	co.now_ms            = test_now;
+	co.check_audit_async = true;
+	assert_int_equal(consent_open(&cs, &co), HV_OK);
+	assert_int_equal(rpc_server_open(&srv, &ro), HV_OK);
+	assert_int_equal(consent_register(cs, srv), HV_OK);
+	snprintf(url, sizeof(url), "inproc://consent-async-%d", (int) getpid());
+	assert_int_equal(rpc_server_listen(srv, url), HV_OK);
+	assert_int_equal(rpc_server_start(srv), HV_OK);
+	assert_int_equal(rpc_channel_open(&ch, url, NULL), HV_OK);
+	w.ch[OPERATOR] = ch; /* the helpers call as the operator on this server */
+
+	assert_int_equal(create(OPERATOR, false, id), HV_OK);
+	assert_int_equal(grant(OPERATOR, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_OK);
+	for (int i = 0; i < 50; i++) {
+		Haven__Consent__V1__CheckResponse *cr = NULL;
+		assert_int_equal(check(OPERATOR, id,
+		                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER, "shelter-a",
+		                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
+		    HV_OK);
+		assert_true(cr->allowed);
+		release(cr);
+	}
+	assert_int_equal(check(OPERATOR, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS,
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	    HV_OK);
+	assert_int_equal(check(OPERATOR, "0123456789abcdef0123456789abcdef",
+	                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS, "shelter-a",
+	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	    HV_NOT_FOUND);
+	assert_int_equal(audit_flush(consent_audit(cs)), HV_OK);
+	{
+		Haven__Audit__V1__ListResponse *l = NULL;
+		assert_int_equal(rpc_audit_list(OPERATOR, id, &l), HV_OK);
+		assert_int_equal(l->n_entries, 2 + 51); /* create, grant, the checks */
+		assert_int_equal(l->entries[52]->result, HV_PERMISSION_DENIED);
+		release(l);
+		assert_int_equal(rpc_audit_list(OPERATOR, "0123456789abcdef0123456789abcdef", &l),
+		    HV_OK);
+		assert_int_equal(l->n_entries, 1);
+		assert_int_equal(l->entries[0]->result, HV_NOT_FOUND);
+		release(l);
+	}
+	assert_int_equal(audit_verify(consent_audit(cs), &r), HV_OK);
+	assert_int_equal(r.entries, 54);
+
+	w.ch[OPERATOR] = saved;
+	rpc_channel_close(ch);
+	consent_stop(cs);
+	rpc_server_close(srv);
+	consent_close(cs);
+	store_close(s);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_roles),
+		cmocka_unit_test(test_minor),
+		cmocka_unit_test(test_expired_and_withdrawn),
+		cmocka_unit_test(test_receipts),
+		cmocka_unit_test(test_withdrawal_events),
+		cmocka_unit_test(test_audit),
+		cmocka_unit_test(test_audit_tampering),
+		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_corrupted_ciphertext),
+		cmocka_unit_test(test_async_check_audit),
+	};
+	return cmocka_run_group_tests(tests, world_up, world_down);
+}
