@@ -8,5 +8,8 @@
 int bench_rpc(int argc, char **argv);
 int bench_nng(int argc, char **argv);
 int bench_store(int argc, char **argv);
+int bench_capacity(int argc, char **argv);
+int bench_consent(int argc, char **argv);
+int bench_referral(int argc, char **argv);
 
 #endif

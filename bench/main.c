@@ -14,6 +14,9 @@ static const struct {
 	{ "rpc", bench_rpc, "--serve URL [WORKERS] | URL THREADS CALLS SIZE [CONNS]" },
 	{ "nng", bench_nng, "--serve URL | URL THREADS CALLS SIZE [CONNS]" },
 	{ "store", bench_store, "[N]" },
+	{ "capacity", bench_capacity, "[SERVICES] [SECONDS] [THREADS]" },
+	{ "consent", bench_consent, "[SUBJECTS] [SECONDS] [WORKERS] [async]" },
+	{ "referral", bench_referral, "[PEOPLE] [PROVIDERS] [THREADS]" },
 };
 
 int

@@ -43,6 +43,17 @@ void cli_print_json(json_t *v);
 /* Command entry points. */
 int cmd_health(cli *c, int argc, char **argv);
 int cmd_echo(cli *c, int argc, char **argv);
+int cmd_org(cli *c, int argc, char **argv);
+int cmd_service(cli *c, int argc, char **argv);
+int cmd_capacity(cli *c, int argc, char **argv);
+int cmd_regions(cli *c, int argc, char **argv);
+int cmd_referral(cli *c, int argc, char **argv);
+int cmd_offer(cli *c, int argc, char **argv);
+int cmd_placement(cli *c, int argc, char **argv);
+int cmd_stats(cli *c, int argc, char **argv);
 int cmd_admin(cli *c, int argc, char **argv);
+int cmd_subject(cli *c, int argc, char **argv);
+int cmd_consent(cli *c, int argc, char **argv);
+int cmd_audit(cli *c, int argc, char **argv);
 
 #endif

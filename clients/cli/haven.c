@@ -41,8 +41,48 @@ usage(FILE *f)
 	    "commands:\n"
 	    "  health [SERVICE]   is the node (or one service) serving?\n"
 	    "  echo TEXT          round trip through the node (diagnostics)\n"
+	    "  org register ID --name N --role R --region G [--cert FILE]\n"
+	    "  org update ID [--name N] [--role R] [--region G] [--cert FILE] --version V\n"
+	    "  org disable|enable|show ID      org list [--role R] [--region G]\n"
+	    "  service register --org ORG --type T --region G --population P[,P] --total N\n"
+	    "                   --contact C [--languages L,L] [--name N] [--id ID] [--unit U]\n"
+	    "                   [--specialisation S,S] [--accessibility A,A] [--interval S]\n"
+	    "                   [--available N]\n"
+	    "  service show ID    service retire ID --version V\n"
+	    "  capacity set SERVICE AVAILABLE [--version V]   (without --version: on top of the\n"
+	    "                     current version, read first)\n"
+	    "  capacity show SERVICE\n"
+	    "  capacity find [--type T] [--population P] [--language L]... [--region G]... [--free]\n"
+	    "  capacity summary [--region G]...\n"
+	    "  regions            the region map\n"
+	    "  referral create --subject S --urgency immediate|urgent|planned\n"
+	    "                  --exploitation labour|sexual|criminal|other|unknown\n"
+	    "                  --need TYPE:POPULATION[:LANG,LANG]... [--exclude REGION]...\n"
+	    "                  [--prefer REGION]... [--note TEXT] [--key IDEMPOTENCY_KEY]\n"
+	    "  referral show ID   referral list [--open]   referral cancel ID --reason TEXT\n"
+	    "  referral reassign ID NEED --reason TEXT     (coordinator)\n"
+	    "  offer list [--open]   offer ack|accept ID\n"
+	    "  offer decline ID --reason no-capacity|not-eligible|unsafe|other [--text T]\n"
+	    "  placement placed|complete OFFER\n"
+	    "  placement end OFFER --outcome client-refused|no-longer-needed|\n"
+	    "                unable-to-contact-client|unable-to-contact-provider|other [--text T]\n"
+	    "  stats [--region R]... [--days N]   referrals, placements, unmet demand (<5 hidden)\n"
 	    "  admin backup DIR   consistent, compacted copy of the store (operator, admin)\n"
 	    "  admin status       store size and call counters (operator, admin)\n"
+	    "  subject create [--name N] [--dob YYYY-MM-DD] [--nationality X] [--language L]...\n"
+	    "                 [--contact C] [--notes T|-] [--minor]     prints the new subject id\n"
+	    "  subject show ID    subject erase ID\n"
+	    "  consent grant SUBJECT --purpose P[,P] (--recipient ORG[,ORG] | --accepting-provider)\n"
+	    "                --category C[,C] --given-by subject|guardian|representative\n"
+	    "                --method written|verbal|verbal-with-interpreter|electronic\n"
+	    "                --language L [--expires DAYS]\n"
+	    "  consent withdraw ID    consent list SUBJECT\n"
+	    "  consent check SUBJECT --purpose P [--recipient ORG] [--category C]\n"
+	    "                [--accepting-provider]\n"
+	    "  consent receipt ID | --verify FILE [--key PEM]    consent receipt-key\n"
+	    "  consent rotate-key     rotate the key-encryption key now (operator, admin)\n"
+	    "  audit verify           recompute the audit chain; name the first bad entry\n"
+	    "  audit show [--subject ID] [--after SEQ] [--limit N]    who saw whom\n"
 	    "exit codes: 0 ok, 1..16 the call's gRPC status code, 64 usage\n");
 }
 
@@ -52,7 +92,18 @@ static const struct {
 } commands[] = {
 	{ "health", cmd_health },
 	{ "echo", cmd_echo },
+	{ "org", cmd_org },
+	{ "service", cmd_service },
+	{ "capacity", cmd_capacity },
+	{ "regions", cmd_regions },
+	{ "referral", cmd_referral },
+	{ "offer", cmd_offer },
+	{ "placement", cmd_placement },
+	{ "stats", cmd_stats },
 	{ "admin", cmd_admin },
+	{ "subject", cmd_subject },
+	{ "consent", cmd_consent },
+	{ "audit", cmd_audit },
 };
 
 int

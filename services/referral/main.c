@@ -1,0 +1,137 @@
+/*
+ * haven-referral - referrals in a process of their own, over the node's data directory (shared
+ * with the capacity and consent processes), until SIGTERM or SIGINT.
+ *
+ *   haven-referral [--config FILE] [--data DIR] [--listen URL]... [--pub-url URL]
+ *                  [--offer-timeout-immediate-s N] ... [--OPTION VALUE]...
+ *
+ * It serves haven.referral.v1.Referrals (and haven.auth.v1.Auth against the partner directory
+ * in the store). It opens a capacity registry over the same store for the holds, candidates
+ * and the directory, and, when built with the consent library, a consent service for the
+ * consent check inside its own transactions. It publishes ReferralChanged on --pub-url
+ * (default ipc://DATA/run/referral-events.sock) and subscribes to CapacityChanged on
+ * ipc://DATA/run/events.sock and ConsentWithdrawn on ipc://DATA/run/consent-events.sock,
+ * where haven-capacity and haven-consent publish by default (the node's configuration has no
+ * setting for another process's pub URL yet).
+ * Exit codes: 0 after a clean shutdown, 2 for a usage or configuration error, 1 when it cannot
+ * start.
+ */
+#include "haven/host.h"
+#include "haven/log.h"
+
+#include "capacity.h"
+#include "referral.h"
+
+#ifdef HAVEN_REFERRAL_CONSENT
+#include "consent.h"
+#endif
+
+#include <limits.h>
+#include <stdio.h>
+
+int
+main(int argc, char **argv)
+{
+	host_config      cfg;
+	host            *h   = NULL;
+	cap_service     *cs  = NULL;
+	ref_service     *rs  = NULL;
+	cap_options      co  = { 0 };
+	ref_options      ro  = { 0 };
+#ifdef HAVEN_REFERRAL_CONSENT
+	consent_service *cns = NULL;
+	consent_options  no  = { 0 };
+#endif
+	char             path[PATH_MAX];
+	char             cap_sub[PATH_MAX + 16];
+	char             consent_sub[PATH_MAX + 16];
+	char             pub[PATH_MAX + 16];
+	bool             done;
+	int              ret;
+	hv_status        st;
+
+	if ((ret = host_config_load(&cfg, argc, argv, "haven-referral", &done)) != 0 || done) {
+		host_config_free(&cfg);
+		return (ret);
+	}
+	ret = 1;
+	if ((st = host_open(&h, &cfg, "referral")) != HV_OK) {
+		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
+		goto out;
+	}
+	if (cfg.pub_url != NULL) {
+		snprintf(pub, sizeof(pub), "%s", cfg.pub_url);
+	} else {
+		host_run_path(h, "referral-events.sock", path, sizeof(path));
+		snprintf(pub, sizeof(pub), "ipc://%s", path);
+	}
+	host_run_path(h, "events.sock", path, sizeof(path));
+	snprintf(cap_sub, sizeof(cap_sub), "ipc://%s", path);
+	host_run_path(h, "consent-events.sock", path, sizeof(path));
+	snprintf(consent_sub, sizeof(consent_sub), "ipc://%s", path);
+
+	/* The registry's store functions only: haven-capacity publishes and serves it. */
+	co.store   = host_store(h);
+	co.regions = host_regions(h);
+	if ((st = cap_open(&cs, &co)) != HV_OK) {
+		log_error("cannot open the capacity registry: %s", hv_status_name(st));
+		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
+		goto out;
+	}
+#ifdef HAVEN_REFERRAL_CONSENT
+	no.store    = host_store(h);
+	no.data_dir = cfg.data_dir;
+	if ((st = consent_open(&cns, &no)) != HV_OK) {
+		log_error("cannot open the consent records: %s", hv_status_name(st));
+		goto out;
+	}
+	ro.consent     = consent_ref_check;
+	ro.consent_arg = cns;
+#else
+	log_warn("built without the consent library: every referral is refused "
+	         "(FAILED_PRECONDITION) until it is");
+#endif
+	ro.store                                                = host_store(h);
+	ro.regions                                              = host_regions(h);
+	ro.capacity                                             = cs;
+	ro.pub_url                                              = pub;
+	ro.capacity_sub_url                                     = cap_sub;
+	ro.consent_sub_url                                      = consent_sub;
+	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE] =
+	    (uint32_t) cfg.offer_timeout_immediate_s;
+	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__URGENT] =
+	    (uint32_t) cfg.offer_timeout_urgent_s;
+	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__PLANNED] =
+	    (uint32_t) cfg.offer_timeout_planned_s;
+	if ((st = ref_open(&rs, &ro)) != HV_OK) {
+		log_error("cannot open the referral service: %s", hv_status_name(st));
+		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
+		goto out;
+	}
+	if ((st = ref_register(rs, host_server(h))) != HV_OK ||
+	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
+		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
+		goto out;
+	}
+	log_info("publishing referral changes on %s; capacity changes from %s, consent "
+	         "withdrawals from %s",
+	    pub, cap_sub, consent_sub);
+	host_wait(h);
+	ret = 0;
+out:
+	/* Order: the threads stop while the store is open; host_close lets in-flight calls
+	 * finish and then closes the store; the services go last. */
+	ref_stop(rs);
+	cap_stop(cs);
+	host_close(h);
+	ref_close(rs);
+#ifdef HAVEN_REFERRAL_CONSENT
+	consent_close(cns);
+#endif
+	cap_close(cs);
+	if (ret == 0) {
+		log_info("stopped cleanly");
+	}
+	host_config_free(&cfg);
+	return (ret);
+}

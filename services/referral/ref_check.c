@@ -1,0 +1,282 @@
+/*
+ * ref_check.c - the checks a referral request passes before anything is read or stored:
+ * subject, urgency, form of exploitation, needs, regions and texts against the bounds in
+ * ref_internal.h.
+ *
+ * Messages name the field and the bound, never the value of a text field (a note or a reason
+ * may hold personal data by mistake); numbers, enum values and region names are named.
+ */
+#include "ref_internal.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static hv_status
+fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static hv_status
+fail(char *err, size_t errsz, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && errsz > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errsz, fmt, ap);
+		va_end(ap);
+	}
+	return (HV_INVALID_ARGUMENT);
+}
+
+/* Whether p[0..n) is well-formed UTF-8 (no overlong forms, surrogates or values past
+ * U+10FFFF) without C0 controls, DEL or C1 controls. */
+static bool
+utf8_printable(const unsigned char *p, size_t n)
+{
+	const unsigned char *end = p + n;
+
+	while (p < end) {
+		unsigned c = *p;
+		uint32_t cp;
+		size_t   len;
+
+		if (c < 0x80) {
+			if (c < 0x20 || c == 0x7f) {
+				return (false);
+			}
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			len = 2;
+			cp  = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			len = 3;
+			cp  = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			len = 4;
+			cp  = c & 0x07;
+		} else {
+			return (false);
+		}
+		if ((size_t) (end - p) < len) {
+			return (false);
+		}
+		for (size_t i = 1; i < len; i++) {
+			if ((p[i] & 0xc0) != 0x80) {
+				return (false);
+			}
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0x80 && cp <= 0x9f)) {
+			return (false);
+		}
+		p += len;
+	}
+	return (true);
+}
+
+bool
+ref_text_ok(const char *s, size_t min, size_t max)
+{
+	size_t n;
+
+	if (s == NULL) {
+		return (min == 0);
+	}
+	n = strlen(s);
+	return (n >= min && n <= max && utf8_printable((const unsigned char *) s, n));
+}
+
+bool
+ref_enum_ok(const ProtobufCEnumDescriptor *d, int v)
+{
+	/* protobuf-c keeps unknown numbers of an open (proto3) enum as they came. */
+	return (v > 0 && protobuf_c_enum_descriptor_get_value(d, v) != NULL);
+}
+
+const char *
+ref_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz)
+{
+	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
+	size_t                    i;
+
+	if (bufsz == 0) {
+		return ("");
+	}
+	if (ev == NULL) {
+		snprintf(buf, bufsz, "?");
+		return (buf);
+	}
+	for (i = 0; ev->name[i] != '\0' && i + 1 < bufsz; i++) {
+		buf[i] = ev->name[i] == '_' ? '-' : (char) tolower((unsigned char) ev->name[i]);
+	}
+	buf[i] = '\0';
+	return (buf);
+}
+
+hv_status
+ref_check_text(const char *what, const char *s, bool required, char *err, size_t errsz)
+{
+	if (required && (s == NULL || s[0] == '\0')) {
+		return (fail(err, errsz, "%s is required", what));
+	}
+	if (!ref_text_ok(s, 0, REF_TEXT_MAX)) {
+		return (fail(err, errsz, "%s must be at most %d bytes of printable UTF-8", what,
+		    REF_TEXT_MAX));
+	}
+	return (HV_OK);
+}
+
+static bool
+subject_ok(const char *s)
+{
+	size_t i;
+
+	if (s == NULL) {
+		return (false);
+	}
+	for (i = 0; s[i] != '\0'; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+			return (false);
+		}
+	}
+	return (i == REF_SUBJECT_LEN);
+}
+
+static bool
+lang_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < REF_LANG_MIN || n > REF_LANG_MAX) {
+		return (false);
+	}
+	for (; *s != '\0'; s++) {
+		if (!isalnum((unsigned char) *s) && *s != '-') {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+static bool
+token_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > REF_TOKEN_MAX) {
+		return (false);
+	}
+	for (; *s != '\0'; s++) {
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-')) {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+/* Region names to a mask of map indices. */
+static hv_status
+region_mask(const ref_service *rs, const char *what, char *const *names, size_t n,
+    uint64_t *mask, char *err, size_t errsz)
+{
+	*mask = 0;
+	if (n > REF_REGIONS_MAX) {
+		return (fail(err, errsz, "at most %d %s regions", REF_REGIONS_MAX, what));
+	}
+	for (size_t i = 0; i < n; i++) {
+		int idx = region_map_find(rs->rs_regions, names[i]);
+
+		if (idx < 0) {
+			/* A region name is no personal data: named when it looks like one. */
+			return (fail(err, errsz, "unknown region %s",
+			    ref_text_ok(names[i], 1, REGION_NAME_MAX - 1) ? names[i] : "(not a name)"));
+		}
+		*mask |= (uint64_t) 1 << idx;
+	}
+	return (HV_OK);
+}
+
+hv_status
+ref_check_create(const ref_service *rs, const Haven__Referral__V1__CreateReferralRequest *req,
+    uint64_t *excluded, uint64_t *preferred, char *err, size_t errsz)
+{
+	size_t    nreg = region_map_count(rs->rs_regions);
+	uint64_t  all  = nreg >= 64 ? UINT64_MAX : (((uint64_t) 1 << nreg) - 1);
+	hv_status st;
+
+	if (!subject_ok(req->subject)) {
+		return (fail(err, errsz, "subject must be %d lower-case hex digits", REF_SUBJECT_LEN));
+	}
+	if (!ref_enum_ok(&haven__referral__v1__urgency__descriptor, (int) req->urgency)) {
+		return (fail(err, errsz, "urgency must be immediate, urgent or planned, not %d",
+		    (int) req->urgency));
+	}
+	if (!ref_enum_ok(&haven__referral__v1__exploitation__descriptor, (int) req->exploitation)) {
+		return (fail(err, errsz,
+		    "exploitation must be labour, sexual, criminal, other or unknown, not %d",
+		    (int) req->exploitation));
+	}
+	if (req->n_needs < 1 || req->n_needs > REF_NEEDS_MAX) {
+		return (fail(err, errsz, "a referral has 1 to %d needs, not %zu", REF_NEEDS_MAX,
+		    req->n_needs));
+	}
+	for (size_t i = 0; i < req->n_needs; i++) {
+		const Haven__Referral__V1__NeedRequest *n = req->needs[i];
+
+		if (!ref_enum_ok(&haven__capacity__v1__service_type__descriptor, (int) n->type) ||
+		    (int) n->type >= REF_SERVICE_TYPES) {
+			return (fail(err, errsz, "need %zu: unknown service type %d", i, (int) n->type));
+		}
+		if (!ref_enum_ok(&haven__capacity__v1__population__descriptor, (int) n->population)) {
+			return (fail(err, errsz, "need %zu: unknown population %d", i,
+			    (int) n->population));
+		}
+		if (n->n_languages > REF_LANGS_MAX) {
+			return (fail(err, errsz, "need %zu: at most %d languages", i, REF_LANGS_MAX));
+		}
+		for (size_t j = 0; j < n->n_languages; j++) {
+			if (!lang_ok(n->languages[j])) {
+				return (fail(err, errsz,
+				    "need %zu: a language is %d to %d characters of A-Z a-z 0-9 -", i,
+				    REF_LANG_MIN, REF_LANG_MAX));
+			}
+		}
+		if (n->n_accessibility > REF_ACCESS_MAX) {
+			return (fail(err, errsz, "need %zu: at most %d accessibility entries", i,
+			    REF_ACCESS_MAX));
+		}
+		for (size_t j = 0; j < n->n_accessibility; j++) {
+			if (!token_ok(n->accessibility[j])) {
+				return (fail(err, errsz,
+				    "need %zu: an accessibility entry is 1 to %d characters of a-z 0-9 -", i,
+				    REF_TOKEN_MAX));
+			}
+		}
+	}
+	if ((st = region_mask(rs, "excluded", req->excluded_regions, req->n_excluded_regions,
+	         excluded, err, errsz)) != HV_OK ||
+	    (st = region_mask(rs, "preferred", req->preferred_regions, req->n_preferred_regions,
+	         preferred, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	if ((*excluded & all) == all) {
+		return (fail(err, errsz, "every region is excluded"));
+	}
+	if ((*excluded & *preferred) != 0) {
+		for (size_t i = 0; i < nreg; i++) {
+			if ((*excluded & *preferred & ((uint64_t) 1 << i)) != 0) {
+				return (fail(err, errsz, "region %s is both excluded and preferred",
+				    region_map_name(rs->rs_regions, i)));
+			}
+		}
+	}
+	if (!ref_text_ok(req->note, 0, REF_TEXT_MAX)) {
+		return (fail(err, errsz, "note must be at most %d bytes of printable UTF-8",
+		    REF_TEXT_MAX));
+	}
+	return (HV_OK);
+}

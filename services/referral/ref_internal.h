@@ -1,0 +1,286 @@
+/*
+ * ref_internal.h - what the files of the referral service share: the service handle, the
+ * arena that a transaction's messages live in, the unit of work of one write transaction
+ * (referrals loaded, notifications to send after the commit), the key layouts, the checks
+ * (ref_check.c), the state machine and routing (ref_route.c) and the statistics helpers
+ * (ref_stats.c) the RPC handlers (ref_rpc.c) build on. Private to services/referral.
+ */
+#ifndef HAVEN_REF_INTERNAL_H
+#define HAVEN_REF_INTERNAL_H
+
+#include <nng/nng.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "haven/ids.h"
+#include "referral.h"
+
+/* Bounds of the fields (see referral.proto and docs/referral.md). */
+#define REF_SUBJECT_LEN      32  /* hex digits */
+#define REF_NEEDS_MAX        8
+#define REF_LANGS_MAX        8
+#define REF_LANG_MIN         2
+#define REF_LANG_MAX         35
+#define REF_ACCESS_MAX       16
+#define REF_TOKEN_MAX        64  /* an accessibility entry */
+#define REF_REGIONS_MAX      16  /* excluded, preferred */
+#define REF_TEXT_MAX         500 /* note, reasons, free text */
+#define REF_PAGE_DEFAULT     50
+#define REF_PAGE_MAX         200
+#define REF_PAGE_BYTES       (512 * 1024) /* a page of referrals stops growing past this */
+#define REF_ID_HEX           16
+#define REF_REFERRAL_PREFIX  "ref-"
+#define REF_OFFER_PREFIX     "off-"
+#define REF_HOLD_MARGIN_S    120 /* a hold outlives its offer's respond-by by this much */
+#define REF_HOLD_MAX_DEFAULT (24 * 3600)
+#define REF_CANDIDATES       16  /* best candidates kept per need and scan */
+#define REF_RESCANS          3   /* scans more when every kept candidate was taken */
+#define REF_BATCH            32  /* needs routed or offers expired per transaction */
+#define REF_ROUTE_EVERY_MS   5000
+#define REF_TICK_MS          1000
+#define REF_ARENA_LIMIT      (64u * 1024 * 1024)
+#define REF_ERR_MAX          RPC_ERRMSG_MAX
+#define REF_KEY_MAX          512
+#define REF_WITHDRAWN_QUEUE  256 /* withdrawals heard and not yet recorded */
+
+#define PURPOSE_REFERRAL "referral"
+
+/* Enum ranges: values below these are the ones the proto defines (checked again with the
+ * descriptors). */
+#define REF_SERVICE_TYPES 32 /* ServiceType values below this: a bit of rs_pending */
+
+typedef Haven__Referral__V1__Referral      Referral;
+typedef Haven__Referral__V1__Need          Need;
+typedef Haven__Referral__V1__Event         Event;
+typedef Haven__Referral__V1__Offer         Offer;
+typedef Haven__Referral__V1__NeedState     NeedState;
+typedef Haven__Referral__V1__OfferState    OfferState;
+
+#define NS(x) HAVEN__REFERRAL__V1__NEED_STATE__##x
+#define OS(x) HAVEN__REFERRAL__V1__OFFER_STATE__##x
+
+struct ref_service {
+	store            *rs_store;
+	const region_map *rs_regions;
+	cap_service      *rs_cap;
+	ref_consent_fn    rs_consent;
+	void             *rs_consent_arg;
+	uint32_t          rs_window_s[REF_URGENCIES]; /* respond-by windows, cut to the hold max */
+	uint32_t          rs_hold_max_s;
+	int64_t         (*rs_now)(void *);
+	void             *rs_now_arg;
+
+	store_table rs_referrals;
+	store_table rs_offers;
+	store_table rs_by_provider;
+	store_table rs_by_referrer;
+	store_table rs_by_region;
+	store_table rs_by_time;
+	store_table rs_by_subject;
+	store_table rs_waiting;
+	store_table rs_deadlines;
+	store_table rs_idem;
+	store_table rs_cap_orgs; /* capacity's directory, read only (see ref_org_region) */
+
+	nng_socket rs_pub;
+	bool       rs_pub_open;
+	nng_socket rs_sub; /* capacity. and consent.withdrawn notifications */
+	bool       rs_sub_open;
+	nng_aio   *rs_sub_aio;
+
+	/* The background thread. Under rs_lock: rs_stopping, rs_pending (bit t: a place of
+	 * ServiceType t may have freed), rs_kick (run a round now); signalled on rs_cond. */
+	pthread_mutex_t rs_lock;
+	pthread_cond_t  rs_cond;
+	bool            rs_sync_init;
+	bool            rs_stopping;
+	bool            rs_thread_running;
+	bool            rs_kick;
+	uint32_t        rs_pending;
+	/* Subjects whose consent was withdrawn, for the thread to record (bounded). */
+	char            rs_withdrawn[REF_WITHDRAWN_QUEUE][REF_SUBJECT_LEN + 1];
+	size_t          rs_nwithdrawn;
+	pthread_t       rs_thread;
+};
+
+/* ---- arena: every message of one transaction lives here -------------------------------------- */
+
+typedef struct ref_chunk ref_chunk;
+
+typedef struct ref_arena {
+	ref_chunk         *a_head;
+	size_t             a_total; /* bytes allocated in chunks */
+	ProtobufCAllocator a_alloc; /* for unpacking into the arena; free is a no-op */
+} ref_arena;
+
+void ref_arena_init(ref_arena *a);
+/* NULL when the arena's limit (REF_ARENA_LIMIT) is reached or malloc fails. */
+void *ref_arena_alloc(ref_arena *a, size_t n);
+char *ref_arena_strdup(ref_arena *a, const char *s);
+/* Frees everything allocated; the arena can be used again. */
+void ref_arena_reset(ref_arena *a);
+
+/* ---- the unit of work of one write transaction ----------------------------------------------- */
+
+/* A ReferralChanged to publish after the commit. */
+typedef struct ref_note {
+	char      rn_referral[IDS_MAX];
+	char      rn_referrer[IDS_MAX];
+	uint32_t  rn_need;
+	NeedState rn_state;
+	uint64_t  rn_version;
+} ref_note;
+
+typedef struct ref_loaded {
+	Referral *l_ref;
+	bool      l_dirty;
+} ref_loaded;
+
+typedef struct ref_work {
+	ref_service *w_rs;
+	store_txn   *w_txn;
+	int64_t      w_now;
+	ref_arena    w_arena;
+	ref_loaded  *w_loaded; /* referrals read in this transaction (arena) */
+	size_t       w_nloaded, w_caploaded;
+	ref_note    *w_notes; /* arena */
+	size_t       w_nnotes, w_capnotes;
+	char       (*w_changed)[CAP_ID_MAX]; /* services whose free places changed (arena) */
+	size_t       w_nchanged, w_capchanged;
+	uint32_t     w_freed;   /* bit t: a hold on a service of ServiceType t was released */
+	unsigned     w_offers;  /* offers made */
+	unsigned     w_expired; /* offers expired */
+	char         w_err[REF_ERR_MAX];
+} ref_work;
+
+/* Before the transaction (once per store_write call). */
+void ref_work_init(ref_work *w, ref_service *rs);
+/* At the start of every run of a write function (it may run more than once): forgets what an
+ * earlier run did and reads the clock. txn may be a read transaction for read-only work. */
+void ref_work_begin(ref_work *w, store_txn *txn);
+/* Writes back every referral changed in this run. Call before returning HV_OK. */
+hv_status ref_work_flush(ref_work *w);
+/* After store_write returned: publishes the notes (ReferralChanged) and the capacity
+ * changes, and wakes the background thread when places freed. Only when the write
+ * committed. */
+void ref_work_publish(ref_work *w);
+void ref_work_free(ref_work *w);
+/* Sets w_err (printf-style) and returns code. */
+hv_status ref_fail(ref_work *w, hv_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Queues a ReferralChanged and marks the referral changed (ref_transition does it). */
+hv_status ref_work_note(ref_work *w, const Referral *r, uint32_t need, NeedState state);
+/* Remembers a service whose free places changed, to announce after the commit; freed: a
+ * place of ServiceType type came free (the background thread routes waiting needs). */
+hv_status ref_work_changed(ref_work *w, const char *service_id, int type, bool freed);
+
+/* Reads a referral into the work (once per transaction: the same message is returned again,
+ * with the changes made to it). NOT_FOUND when absent. */
+hv_status ref_load(ref_work *w, const char *id, Referral **out);
+/* Adds a new referral to the work (it is written by ref_work_flush). */
+hv_status ref_adopt(ref_work *w, Referral *r);
+hv_status ref_load_offer(ref_work *w, const char *id, Offer **out);
+hv_status ref_put_offer(ref_work *w, const Offer *o);
+
+/* ---- keys ------------------------------------------------------------------------------------ */
+
+void ref_put_be64(uint8_t *p, uint64_t v);
+uint64_t ref_get_be64(const uint8_t *p);
+/* prefix 0 be64 ~created id (prefix may be NULL: no prefix and no separator). */
+size_t ref_key_timed(uint8_t key[REF_KEY_MAX], const char *prefix, uint64_t created_ms,
+    const char *id);
+size_t ref_key_waiting(uint8_t key[REF_KEY_MAX], const Referral *r, uint32_t need);
+size_t ref_key_deadline(uint8_t key[REF_KEY_MAX], uint64_t respond_by_ms, const char *offer_id);
+size_t ref_key_pair(uint8_t key[REF_KEY_MAX], const char *a, const char *b);
+
+/* ---- ref_check.c: pure checks ---------------------------------------------------------------- */
+
+/* Whether s is min..max bytes of UTF-8 without control characters. */
+bool ref_text_ok(const char *s, size_t min, size_t max);
+/* Whether v is a value the enum defines, other than 0. */
+bool ref_enum_ok(const ProtobufCEnumDescriptor *d, int v);
+/* The enum value's lower-case name with '-' ("no-capacity"); "?" when unknown. */
+const char *ref_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz);
+/* Checks a CreateReferral request; masks of excluded and preferred region indices. */
+hv_status ref_check_create(const ref_service *rs,
+    const Haven__Referral__V1__CreateReferralRequest *req, uint64_t *excluded,
+    uint64_t *preferred, char *err, size_t errsz);
+/* Checks a reason text: required (1..REF_TEXT_MAX) or optional (0..). */
+hv_status ref_check_text(const char *what, const char *s, bool required, char *err,
+    size_t errsz);
+
+/* ---- ref_route.c: the state machine and routing ---------------------------------------------- */
+
+/* Moves a need to state `to` and records the event {now, actor, need, from, to, reason,
+ * offer}: bumps the referral's version, keeps ref.waiting right (a need is there exactly while
+ * WAITING), and queues a ReferralChanged. */
+hv_status ref_transition(ref_work *w, Referral *r, Need *n, NeedState to, const char *actor,
+    const char *reason, const char *offer_id);
+
+/* Records an event that changes no state (from = to = the need's state). */
+hv_status ref_note_event(ref_work *w, Referral *r, Need *n, const char *actor,
+    const char *reason);
+
+/* Ends an OPEN offer: its hold is released (or confirmed for OFFER_ACCEPTED), its deadline
+ * removed, its state set and stored. A hold that is gone already counts as released for
+ * every end but acceptance (HV_FAILED_PRECONDITION then). */
+hv_status ref_offer_end(ref_work *w, Offer *o, OfferState to);
+
+/* Routes WAITING needs: for each, the best candidate with a free place gets an offer and a
+ * hold (the need goes to OFFERED); needs without one stay WAITING. Needs are tried in the
+ * order given (the waiting order). */
+typedef struct ref_route_item {
+	Referral *ri_ref;
+	Need     *ri_need;
+} ref_route_item;
+hv_status ref_route(ref_work *w, ref_route_item *items, size_t n);
+
+/* The home region of an organisation from capacity's directory: NOT_FOUND when unknown. */
+hv_status ref_org_region(ref_service *rs, store_txn *txn, const char *org_id,
+    char region[REGION_NAME_MAX]);
+
+/* Whether a need is still being routed (WAITING, OFFERED, ON_HOLD) or not yet ended
+ * (also ACCEPTED, PLACED). */
+bool ref_need_routing(const Need *n);
+bool ref_need_open(const Need *n);
+
+/* The respond-by window for an urgency. */
+uint32_t ref_window_s(const ref_service *rs, int urgency);
+
+/* ---- rank keys (ref_route.c; pure, unit-tested) ---------------------------------------------- */
+
+typedef struct ref_rank {
+	uint8_t  rk_stale;    /* 0 fresh figure, 1 stale */
+	uint8_t  rk_nonpref;  /* 0 in a preferred region */
+	uint8_t  rk_distance; /* borders from the home region */
+	uint8_t  rk_missing;  /* need languages the service does not speak */
+	uint8_t  rk_nonspec;  /* 0 specialised in the referral's form of exploitation */
+	uint64_t rk_age_ms;   /* since availability was confirmed */
+	char     rk_id[CAP_ID_MAX];
+} ref_rank;
+
+int ref_rank_cmp(const ref_rank *a, const ref_rank *b);
+/* Whether a service speaking langs serves language tag want (case-insensitive, and "en"
+ * matches "en-GB" either way). */
+bool ref_lang_match(const char *want, char *const *langs, size_t n);
+
+/* ---- ref_stats.c ----------------------------------------------------------------------------- */
+
+/* A count as shown: "0", "<5" for 1..4, else the number. buf: 16 bytes. */
+const char *ref_stat_count(uint32_t n, char buf[16]);
+/* The pct-th percentile (nearest rank) of n values; sorts v. 0 when n is 0. */
+uint64_t ref_percentile(uint64_t *v, size_t n, unsigned pct);
+
+hv_status ref_statistics(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *req,
+    ProtobufCAllocator *alloc, Haven__Referral__V1__StatisticsResponse **out, char *err,
+    size_t errsz);
+
+/* ---- referral.c ------------------------------------------------------------------------------ */
+
+/* Wakes the background thread: places of the types in mask may have freed. */
+void ref_kick(ref_service *rs, uint32_t types);
+
+#endif

@@ -1,0 +1,524 @@
+/*
+ * ref_route.c - the state machine of a need and routing: transitions with their events, the
+ * end of an offer with its hold, and the search for the best provider service with a free
+ * place, its hold and its offer, all inside the caller's write transaction.
+ *
+ * Ranking (lexicographic, smaller first): a fresh figure before a stale one (a stale service
+ * is only reached when no fresh one fits, and capacity refuses to hold a stale place), a
+ * preferred region, region distance from the referral's home region, need languages the
+ * service does not speak, specialisation in the referral's form of exploitation, the age of
+ * the availability figure, and the service id so that equal services rank the same every time.
+ * Hard filters: the need's population is accepted, the service area is a region of the map and
+ * not excluded, every accessibility feature of the need is offered, the service did not
+ * decline (or let expire) an offer for this need, and it has a free place.
+ */
+#include "ref_internal.h"
+
+#include "haven/log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- events ---------------------------------------------------------------------------------- */
+
+static char *
+dup(ref_work *w, const char *s)
+{
+	return (ref_arena_strdup(&w->w_arena, s != NULL ? s : ""));
+}
+
+static hv_status
+append_event(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
+    const char *actor, const char *reason, const char *offer_id)
+{
+	Event  *e;
+	Event **events;
+
+	if ((e = ref_arena_alloc(&w->w_arena, sizeof(*e))) == NULL ||
+	    (events = ref_arena_alloc(&w->w_arena, (r->n_events + 1) * sizeof(*events))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	haven__referral__v1__event__init(e);
+	e->time_ms    = (uint64_t) w->w_now;
+	e->need_index = n->index;
+	e->from       = from;
+	e->to         = to;
+	if ((e->actor_org = dup(w, actor)) == NULL || (e->reason = dup(w, reason)) == NULL ||
+	    (e->offer_id = dup(w, offer_id)) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	if (r->n_events > 0) {
+		memcpy(events, r->events, r->n_events * sizeof(*events));
+	}
+	events[r->n_events++] = e;
+	r->events             = events;
+	r->version++;
+	return (ref_work_note(w, r, n->index, to));
+}
+
+hv_status
+ref_transition(ref_work *w, Referral *r, Need *n, NeedState to, const char *actor,
+    const char *reason, const char *offer_id)
+{
+	ref_service *rs   = w->w_rs;
+	NeedState    from = n->state;
+	uint8_t      key[REF_KEY_MAX];
+	size_t       kl;
+	hv_status    st;
+
+	if (from == NS(WAITING) && to != NS(WAITING)) {
+		kl = ref_key_waiting(key, r, n->index);
+		if ((st = store_del(w->w_txn, rs->rs_waiting, key, kl)) != HV_OK) {
+			/* The index is exact (referral.h): a need waiting without its entry is damage. */
+			return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st);
+		}
+	}
+	if (to == NS(WAITING) && from != NS(WAITING)) {
+		kl = ref_key_waiting(key, r, n->index);
+		if ((st = store_put(w->w_txn, rs->rs_waiting, key, kl, "", 0)) != HV_OK) {
+			return (st);
+		}
+		n->waiting_since_ms = (uint64_t) w->w_now;
+	}
+	if (to == NS(PLACED)) {
+		n->placed_ms = (uint64_t) w->w_now;
+	}
+	n->state = to;
+	return (append_event(w, r, n, from, to, actor, reason, offer_id));
+}
+
+hv_status
+ref_note_event(ref_work *w, Referral *r, Need *n, const char *actor, const char *reason)
+{
+	return (append_event(w, r, n, n->state, n->state, actor, reason, n->offer_id));
+}
+
+/* ---- offers ---------------------------------------------------------------------------------- */
+
+hv_status
+ref_offer_end(ref_work *w, Offer *o, OfferState to)
+{
+	ref_service *rs = w->w_rs;
+	uint8_t      key[REF_KEY_MAX];
+	bool         freed = false;
+	hv_status    st;
+
+	if (o->state != OS(OFFER_OPEN)) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION, "offer %s is not open", o->id));
+	}
+	if (to == OS(OFFER_ACCEPTED)) {
+		st = cap_hold_confirm(rs->rs_cap, w->w_txn, o->hold_id);
+		if (st == HV_NOT_FOUND) {
+			return (ref_fail(w, HV_FAILED_PRECONDITION,
+			    "the place held for offer %s was released", o->id));
+		}
+	} else {
+		/* A hold that capacity already expired (its ttl passed while this service was
+		 * down) has given its place back: nothing more to release. */
+		st    = cap_hold_release(rs->rs_cap, w->w_txn, o->hold_id);
+		freed = st == HV_OK;
+		if (st == HV_NOT_FOUND) {
+			st = HV_OK;
+		}
+	}
+	if (st != HV_OK) {
+		return (ref_fail(w, st, "cannot end the hold of offer %s", o->id));
+	}
+	if ((st = ref_work_changed(w, o->service_id, (int) o->type, freed)) != HV_OK) {
+		return (st);
+	}
+	st = store_del(w->w_txn, rs->rs_deadlines, key, ref_key_deadline(key, o->respond_by_ms, o->id));
+	if (st != HV_OK && st != HV_NOT_FOUND) {
+		return (st);
+	}
+	o->state = to;
+	return (ref_put_offer(w, o));
+}
+
+/* ---- ranking --------------------------------------------------------------------------------- */
+
+int
+ref_rank_cmp(const ref_rank *a, const ref_rank *b)
+{
+#define CMP(f)                                                                                \
+	if (a->f != b->f) {                                                                       \
+		return (a->f < b->f ? -1 : 1);                                                        \
+	}
+	CMP(rk_stale)
+	CMP(rk_nonpref)
+	CMP(rk_distance)
+	CMP(rk_missing)
+	CMP(rk_nonspec)
+	CMP(rk_age_ms)
+#undef CMP
+	return (strcmp(a->rk_id, b->rk_id));
+}
+
+/* Whether a is b's primary subtag ("en" and "en-GB"). */
+static bool
+lang_prefix(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+
+	return (strncasecmp(a, b, n) == 0 && b[n] == '-');
+}
+
+bool
+ref_lang_match(const char *want, char *const *langs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcasecmp(want, langs[i]) == 0 || lang_prefix(want, langs[i]) ||
+		    lang_prefix(langs[i], want)) {
+			return (true);
+		}
+	}
+	return (false);
+}
+
+/* ---- routing --------------------------------------------------------------------------------- */
+
+typedef struct cand {
+	ref_rank c_rank;
+	char     c_org[CAP_ID_MAX];
+} cand;
+
+/* One need while it is routed. */
+typedef struct route_need {
+	Referral *rn_ref;
+	Need     *rn_need;
+	int       rn_home; /* home region index, -1 when not in the map */
+	uint64_t  rn_excluded;
+	uint64_t  rn_preferred;
+	cand      rn_cands[REF_CANDIDATES]; /* best first */
+	size_t    rn_ncands;
+	char    (*rn_tried)[CAP_ID_MAX]; /* refused a hold in this transaction (arena) */
+	size_t    rn_ntried, rn_captried;
+	bool      rn_active; /* to be routed */
+	bool      rn_scan;   /* takes part in the next scan */
+} route_need;
+
+typedef struct scan_ctx {
+	ref_service *sc_rs;
+	int64_t      sc_now;
+	route_need  *sc_needs;
+	size_t       sc_n;
+	int          sc_type;
+} scan_ctx;
+
+static uint64_t
+region_bits(const region_map *m, char *const *names, size_t n)
+{
+	uint64_t mask = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int idx = region_map_find(m, names[i]);
+		if (idx >= 0 && idx < 64) {
+			mask |= (uint64_t) 1 << idx;
+		}
+	}
+	return (mask);
+}
+
+static bool
+has_string(char *const *list, size_t n, const char *s)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(list[i], s) == 0) {
+			return (true);
+		}
+	}
+	return (false);
+}
+
+/* Whether the service fits the need, and its rank for it. */
+static bool
+fits(const route_need *rn, const Haven__Capacity__V1__Service *svc, int region, bool fresh,
+    int64_t now, const region_map *m, ref_rank *rk)
+{
+	const Need *n = rn->rn_need;
+	bool        pop = false;
+	unsigned    dist;
+
+	for (size_t i = 0; i < svc->n_populations && !pop; i++) {
+		pop = svc->populations[i] == n->population;
+	}
+	if (!pop || (rn->rn_excluded & ((uint64_t) 1 << region)) != 0) {
+		return (false);
+	}
+	for (size_t i = 0; i < n->n_accessibility; i++) {
+		if (!has_string(svc->accessibility, svc->n_accessibility, n->accessibility[i])) {
+			return (false);
+		}
+	}
+	if (has_string(n->declined_services, n->n_declined_services, svc->id)) {
+		return (false);
+	}
+	for (size_t i = 0; i < rn->rn_ntried; i++) {
+		if (strcmp(rn->rn_tried[i], svc->id) == 0) {
+			return (false);
+		}
+	}
+	memset(rk, 0, sizeof(*rk));
+	rk->rk_stale   = fresh ? 0 : 1;
+	rk->rk_nonpref = (rn->rn_preferred & ((uint64_t) 1 << region)) != 0 ? 0 : 1;
+	dist           = rn->rn_home >= 0 ? region_map_distance(m, rn->rn_home, region)
+	                                  : REGION_UNREACHABLE;
+	rk->rk_distance = (uint8_t) (dist > REGION_UNREACHABLE ? REGION_UNREACHABLE : dist);
+	for (size_t i = 0; i < n->n_languages; i++) {
+		if (!ref_lang_match(n->languages[i], svc->languages, svc->n_languages)) {
+			rk->rk_missing++;
+		}
+	}
+	rk->rk_nonspec = 1;
+	for (size_t i = 0; i < svc->n_specialisations; i++) {
+		if ((int) svc->specialisations[i] == (int) rn->rn_ref->exploitation) {
+			rk->rk_nonspec = 0;
+		}
+	}
+	rk->rk_age_ms = now > (int64_t) svc->updated_ms ? (uint64_t) now - svc->updated_ms : 0;
+	snprintf(rk->rk_id, sizeof(rk->rk_id), "%s", svc->id);
+	return (true);
+}
+
+/* Keeps the REF_CANDIDATES best, best first. */
+static void
+keep(route_need *rn, const ref_rank *rk, const char *org)
+{
+	size_t pos = rn->rn_ncands;
+
+	while (pos > 0 && ref_rank_cmp(rk, &rn->rn_cands[pos - 1].c_rank) < 0) {
+		pos--;
+	}
+	if (pos >= REF_CANDIDATES) {
+		return;
+	}
+	if (rn->rn_ncands == REF_CANDIDATES) {
+		rn->rn_ncands--;
+	}
+	memmove(&rn->rn_cands[pos + 1], &rn->rn_cands[pos], (rn->rn_ncands - pos) * sizeof(cand));
+	rn->rn_cands[pos].c_rank = *rk;
+	snprintf(rn->rn_cands[pos].c_org, sizeof(rn->rn_cands[pos].c_org), "%s", org);
+	rn->rn_ncands++;
+}
+
+static int
+scan_cb(void *arg, const Haven__Capacity__V1__Service *svc, bool fresh)
+{
+	scan_ctx *sc = arg;
+	int       region;
+	ref_rank  rk;
+
+	/* Free as last known: for a stale figure that is what the provider last said. */
+	if (svc->available <= svc->held || svc->retired) {
+		return (0);
+	}
+	if ((region = region_map_find(sc->sc_rs->rs_regions, svc->service_area)) < 0 ||
+	    region >= 64) {
+		return (0);
+	}
+	for (size_t i = 0; i < sc->sc_n; i++) {
+		route_need *rn = &sc->sc_needs[i];
+
+		if (rn->rn_scan && (int) rn->rn_need->type == sc->sc_type &&
+		    fits(rn, svc, region, fresh, sc->sc_now, sc->sc_rs->rs_regions, &rk)) {
+			keep(rn, &rk, svc->org_id);
+		}
+	}
+	return (0);
+}
+
+/* Scans the services of each type among the needs marked rn_scan, once per type. */
+static hv_status
+scan(ref_work *w, route_need *needs, size_t n)
+{
+	scan_ctx  sc = { w->w_rs, w->w_now, needs, n, 0 };
+	uint32_t  done = 0;
+	hv_status st;
+
+	for (size_t i = 0; i < n; i++) {
+		int type = (int) needs[i].rn_need->type;
+
+		if (!needs[i].rn_scan || (done & (1u << type)) != 0) {
+			continue;
+		}
+		done |= 1u << type;
+		sc.sc_type = type;
+		if ((st = cap_foreach_service(w->w_rs->rs_cap, w->w_txn,
+		         (Haven__Capacity__V1__ServiceType) type, scan_cb, &sc)) != HV_OK) {
+			return (ref_fail(w, st, "cannot read the services of type %d", type));
+		}
+	}
+	return (HV_OK);
+}
+
+/* Makes the offer for a hold just placed, and moves the need to OFFERED. */
+static hv_status
+make_offer(ref_work *w, route_need *rn, const cand *c, const char *hold_id, uint32_t window_s)
+{
+	ref_service *rs = w->w_rs;
+	Referral    *r  = rn->rn_ref;
+	Need        *n  = rn->rn_need;
+	Offer       *o;
+	char         id[IDS_MAX];
+	uint8_t      key[REF_KEY_MAX];
+	hv_status    st = HV_OK;
+
+	for (int tries = 0; tries < 4 && st == HV_OK; tries++) {
+		if ((st = ids_generate(id, sizeof(id), REF_OFFER_PREFIX, REF_ID_HEX)) != HV_OK) {
+			return (st);
+		}
+		st = store_get(w->w_txn, rs->rs_offers, id, strlen(id), NULL, NULL);
+	}
+	if (st != HV_NOT_FOUND) {
+		return (st == HV_OK ? HV_ALREADY_EXISTS : st);
+	}
+	if ((o = ref_arena_alloc(&w->w_arena, sizeof(*o))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	haven__referral__v1__offer__init(o);
+	if ((o->id = dup(w, id)) == NULL || (o->service_id = dup(w, c->c_rank.rk_id)) == NULL ||
+	    (o->provider_org = dup(w, c->c_org)) == NULL || (o->hold_id = dup(w, hold_id)) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	o->referral_id     = r->id;
+	o->need_index      = n->index;
+	o->state           = OS(OFFER_OPEN);
+	o->created_ms      = (uint64_t) w->w_now;
+	o->respond_by_ms   = (uint64_t) w->w_now + (uint64_t) window_s * 1000;
+	o->type            = n->type;
+	o->population      = n->population;
+	o->n_languages     = n->n_languages;
+	o->languages       = n->languages;
+	o->n_accessibility = n->n_accessibility;
+	o->accessibility   = n->accessibility;
+	o->urgency         = r->urgency;
+	o->exploitation    = r->exploitation;
+	o->need_state      = NS(OFFERED);
+	if ((st = ref_put_offer(w, o)) != HV_OK ||
+	    (st = store_put(w->w_txn, rs->rs_by_provider, key,
+	         ref_key_timed(key, o->provider_org, o->created_ms, o->id), "", 0)) != HV_OK ||
+	    (st = store_put(w->w_txn, rs->rs_deadlines, key,
+	         ref_key_deadline(key, o->respond_by_ms, o->id), "", 0)) != HV_OK) {
+		return (st);
+	}
+	n->offer_id     = o->id;
+	n->service_id   = o->service_id;
+	n->provider_org = o->provider_org;
+	if ((st = ref_transition(w, r, n, NS(OFFERED), "", "offered", o->id)) != HV_OK ||
+	    (st = ref_work_changed(w, o->service_id, (int) o->type, false)) != HV_OK) {
+		return (st);
+	}
+	w->w_offers++;
+	return (HV_OK);
+}
+
+/* Tries the kept candidates of a need in rank order; *offered when one took the hold. */
+static hv_status
+try_candidates(ref_work *w, route_need *rn, bool *offered)
+{
+	ref_service *rs     = w->w_rs;
+	uint32_t     window = ref_window_s(rs, (int) rn->rn_ref->urgency);
+	uint32_t     ttl    = window + REF_HOLD_MARGIN_S;
+	char         owner[IDS_MAX + 16];
+	char         hold[CAP_ID_MAX];
+	hv_status    st;
+
+	*offered = false;
+	if (ttl > rs->rs_hold_max_s) {
+		ttl = rs->rs_hold_max_s;
+	}
+	snprintf(owner, sizeof(owner), "%s need %u", rn->rn_ref->id, rn->rn_need->index);
+	for (size_t i = 0; i < rn->rn_ncands; i++) {
+		const cand *c = &rn->rn_cands[i];
+
+		st = cap_hold_place(rs->rs_cap, w->w_txn, c->c_rank.rk_id, ttl, owner, hold);
+		if (st == HV_OK) {
+			*offered = true;
+			return (make_offer(w, rn, c, hold, window));
+		}
+		if (st != HV_FAILED_PRECONDITION && st != HV_NOT_FOUND) {
+			return (ref_fail(w, st, "cannot hold a place of service %s", c->c_rank.rk_id));
+		}
+		/* Taken since the scan (by a need before this one), or stale: never again in this
+		 * transaction. */
+		if (!(rn->rn_ntried < rn->rn_captried)) {
+			size_t ncap = rn->rn_captried == 0 ? 16 : rn->rn_captried * 2;
+			char (*p)[CAP_ID_MAX] = ref_arena_alloc(&w->w_arena, ncap * CAP_ID_MAX);
+
+			if (p == NULL) {
+				return (HV_RESOURCE_EXHAUSTED);
+			}
+			if (rn->rn_ntried > 0) {
+				memcpy(p, rn->rn_tried, rn->rn_ntried * CAP_ID_MAX);
+			}
+			rn->rn_tried    = p;
+			rn->rn_captried = ncap;
+		}
+		snprintf(rn->rn_tried[rn->rn_ntried++], CAP_ID_MAX, "%s", c->c_rank.rk_id);
+	}
+	return (HV_OK);
+}
+
+hv_status
+ref_route(ref_work *w, ref_route_item *items, size_t n)
+{
+	ref_service *rs = w->w_rs;
+	route_need  *needs;
+	hv_status    st;
+
+	if (n == 0) {
+		return (HV_OK);
+	}
+	if ((needs = ref_arena_alloc(&w->w_arena, n * sizeof(*needs))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	memset(needs, 0, n * sizeof(*needs));
+	for (size_t i = 0; i < n; i++) {
+		Referral *r = items[i].ri_ref;
+
+		needs[i].rn_ref       = r;
+		needs[i].rn_need      = items[i].ri_need;
+		needs[i].rn_home      = region_map_find(rs->rs_regions, r->home_region);
+		needs[i].rn_excluded  = region_bits(rs->rs_regions, r->excluded_regions,
+		     r->n_excluded_regions);
+		needs[i].rn_preferred = region_bits(rs->rs_regions, r->preferred_regions,
+		    r->n_preferred_regions);
+		needs[i].rn_active    = items[i].ri_need->state == NS(WAITING) &&
+		    (int) items[i].ri_need->type > 0 && (int) items[i].ri_need->type < REF_SERVICE_TYPES;
+		needs[i].rn_scan      = needs[i].rn_active;
+	}
+	/* One scan per service type for the whole batch; then the needs take their holds in
+	 * order, so that an earlier (more urgent, older) need gets a contested place. */
+	if ((st = scan(w, needs, n)) != HV_OK) {
+		return (st);
+	}
+	for (size_t i = 0; i < n; i++) {
+		route_need *rn = &needs[i];
+		bool        offered = false;
+
+		if (!rn->rn_active) {
+			continue;
+		}
+		for (int round = 0; round <= REF_RESCANS; round++) {
+			if ((st = try_candidates(w, rn, &offered)) != HV_OK) {
+				return (st);
+			}
+			if (offered || rn->rn_ncands < REF_CANDIDATES || round == REF_RESCANS) {
+				break;
+			}
+			/* Every kept candidate was taken meanwhile and there may be more: look again
+			 * for this need alone, without the ones tried. */
+			for (size_t j = 0; j < n; j++) {
+				needs[j].rn_scan = j == i;
+			}
+			rn->rn_ncands = 0;
+			if ((st = scan(w, needs, n)) != HV_OK) {
+				return (st);
+			}
+		}
+		/* Without an offer the need stays WAITING: unmet demand, routed again when a place
+		 * of its type frees. */
+	}
+	return (HV_OK);
+}

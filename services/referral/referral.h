@@ -1,0 +1,129 @@
+/*
+ * referral.h - referrals (haven-referral) as a library: routing each need across regions to a
+ * provider with room, holding the place, following the offer to acceptance and placement, and
+ * the closed loop back to the referrer.
+ *
+ * Every state change of a referral and the capacity holds it places or releases commit in ONE
+ * store_write: an offer and its hold exist together or not at all. Routing runs in the caller's
+ * write transaction with the capacity library's store functions (capacity.h).
+ *
+ * Tables (keys: ids are [a-z0-9._-], so a 0 byte separates the parts of a key; be64 is a
+ * big-endian 64-bit number, ~t is UINT64_MAX - t so that newer comes first):
+ *   ref.referrals   referral id                          -> Referral (needs, events)
+ *   ref.offers      offer id                             -> Offer
+ *   ref.by_provider provider org 0 be64 ~created offer id -> ""   (a provider's offers)
+ *   ref.by_referrer referrer org 0 be64 ~created ref id   -> ""   (a referrer's referrals)
+ *   ref.by_region   home region 0 be64 ~created ref id    -> ""   (a coordinator's)
+ *   ref.by_time     be64 ~created referral id             -> ""   (all; statistics)
+ *   ref.by_subject  subject 0 referral id                 -> ""   (consent: who accepted)
+ *   ref.waiting     urgency(1) be64 created referral id 0 be32 need index -> ""
+ *                   (unmet demand, most urgent and oldest first)
+ *   ref.deadlines   be64 respond_by offer id              -> ""   (open offers to expire)
+ *   ref.idem        referrer org 0 idempotency key        -> referral id
+ *
+ * Invariants, after every committed transaction: a need is OFFERED exactly while its offer is
+ * OPEN, and then the offer's hold exists (or was released by capacity's own expiry past the
+ * respond-by time, which ref_expire_offers tolerates); an OPEN offer has exactly one deadline
+ * entry; a need is in ref.waiting exactly while it is WAITING; an ACCEPTED, PLACED or
+ * COMPLETED need's place was confirmed with cap_hold_confirm exactly once. A referral's
+ * version grows by one with each event.
+ *
+ * Threads: handlers run on the RPC server's workers; one background thread (ref_open ..
+ * ref_stop) expires offers every second and routes waiting needs when capacity notifications
+ * say a place of their type freed, and every few seconds anyway.
+ */
+#ifndef HAVEN_REFERRAL_H
+#define HAVEN_REFERRAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "haven/regions.h"
+#include "haven/rpc.h"
+#include "haven/store.h"
+
+#include "capacity.h"
+
+#include "haven/referral/v1/referral.pb-c.h"
+
+typedef struct ref_service ref_service;
+
+/* "May this be shared?": the consent service's check, inside the caller's transaction (a
+ * write transaction: the check is audited). caller and method are the call on whose behalf
+ * it is asked (for the audit entry). accepting_provider says that recipient is the provider
+ * that accepted this subject's referral (consent may name "the provider that accepts the
+ * referral" instead of an org). CreateReferral asks it with purpose "referral", recipient_org
+ * "" (the node itself: the node processes the referral) and accepting_provider false.
+ * HV_NOT_FOUND (unknown or erased subject) counts as not allowed; another failure fails the
+ * call with that status. */
+typedef hv_status (*ref_consent_fn)(void *arg, store_txn *txn, const rpc_caller *caller,
+    const char *method, const char *subject, const char *purpose, const char *recipient_org,
+    bool accepting_provider, bool *allowed);
+
+/* Index of offer_timeout_s by urgency. */
+#define REF_URGENCIES 4
+
+typedef struct ref_options {
+	store            *store;
+	const region_map *regions;
+	cap_service      *capacity;     /* holds and candidates; not owned */
+	ref_consent_fn    consent;      /* NULL: every referral is refused (no consent service) */
+	void             *consent_arg;
+	const char       *pub_url;      /* ReferralChanged notifications; NULL: none */
+	const char       *capacity_sub_url; /* subscribe to CapacityChanged here; NULL: none */
+	/* Subscribe to the consent service's "consent.withdrawn" notifications (a packed
+	 * haven.consent.v1.ConsentWithdrawn) here, and record each on the subject's open
+	 * referrals (ref_consent_withdrawn, from the background thread); NULL: none. May be the
+	 * same URL as capacity_sub_url when one publisher carries both. */
+	const char       *consent_sub_url;
+	uint32_t          offer_timeout_s[REF_URGENCIES]; /* by Urgency (1..3); 0: 1800, 14400,
+	                                                   * 86400 */
+	/* The capacity service's hold_max_ttl_s (0: 24 h). A respond-by window is never longer,
+	 * and a hold lives for the window plus a margin, cut to this. */
+	uint32_t          hold_max_ttl_s;
+	int64_t (*now_ms)(void *arg);   /* NULL: the wall clock (Unix time in ms) */
+	void *now_arg;
+	/* No background thread: offers expire and waiting needs are routed only when the caller
+	 * runs ref_expire_offers / ref_route_waiting (tests and tools). */
+	bool manual;
+} ref_options;
+
+/* Opens the tables (creating them), the pub and sub sockets, and starts the background
+ * thread. Call at start-up, before any store_write of the process is running. */
+hv_status ref_open(ref_service **out, const ref_options *opts);
+
+/* Stops the background thread and the subscriptions (waits for a round that is running).
+ * Handlers and store functions keep working. Safe to repeat. */
+void ref_stop(ref_service *rs);
+
+/* Stops (ref_stop), closes the sockets and frees. No handler may be running. NULL allowed. */
+void ref_close(ref_service *rs);
+
+/* Registers haven.referral.v1.Referrals on srv. */
+hv_status ref_register(ref_service *rs, rpc_server *srv);
+
+/* Routes every waiting need that a place may now fit (after capacity freed), most urgent and
+ * oldest first, a batch per transaction. Runs by itself on capacity notifications and a
+ * timer; exposed for tests and benchmarks. *routed (may be NULL) counts new offers. */
+hv_status ref_route_waiting(ref_service *rs, unsigned *routed);
+
+/* Expires every open offer whose respond-by time passed: releases its hold, records the
+ * expiry and routes the need onwards (the next candidate, or waiting). *expired (may be NULL)
+ * counts them. */
+hv_status ref_expire_offers(ref_service *rs, unsigned *expired);
+
+/* For the consent service: is org the provider that accepted (and not since ended) a
+ * referral of this subject? Inside the caller's transaction (read or write). */
+hv_status ref_is_accepting_provider(ref_service *rs, store_txn *txn, const char *subject,
+    const char *org_id, bool *yes);
+
+/* For the consent service (or whoever hears its notifications): consent of subject was
+ * withdrawn. Records a "consent withdrawn" event on each of the subject's referrals that
+ * still has a need not ended, and tells their referrers. Its own write transaction; not from
+ * inside a write function. *referrals (may be NULL) counts the referrals marked. */
+hv_status ref_consent_withdrawn(ref_service *rs, const char *subject, unsigned *referrals);
+
+/* The service's clock (the now_ms hook, or Unix time in ms). */
+int64_t ref_now_ms(const ref_service *rs);
+
+#endif

@@ -1,0 +1,393 @@
+/*
+ * referral_test.c - the referral service's parts without RPC: key layouts and their order,
+ * the rank order, language matching, the checks of a create request, the arena, the small-cell
+ * suppression and percentiles of the statistics, and opening, closing and the store functions
+ * on an empty store. tests/referral_test.c drives the whole service over RPC.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "haven/log.h"
+#include "ref_internal.h"
+
+static int
+keycmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+
+	return (c != 0 ? c : (al > bl) - (al < bl));
+}
+
+static void
+test_keys_order(void **state)
+{
+	Referral r1 = HAVEN__REFERRAL__V1__REFERRAL__INIT, r2 = r1, r3 = r1;
+	uint8_t  a[REF_KEY_MAX], b[REF_KEY_MAX], c[REF_KEY_MAX];
+	size_t   al, bl, cl;
+
+	/* Waiting: most urgent first, then oldest, then by id and need. */
+	r1.id = "ref-b";
+	r1.urgency = HAVEN__REFERRAL__V1__URGENCY__PLANNED;
+	r1.created_ms = 1000;
+	r2.id = "ref-a";
+	r2.urgency = HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE;
+	r2.created_ms = 5000;
+	r3.id = "ref-c";
+	r3.urgency = HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE;
+	r3.created_ms = 2000;
+	al = ref_key_waiting(a, &r1, 0);
+	bl = ref_key_waiting(b, &r2, 0);
+	cl = ref_key_waiting(c, &r3, 0);
+	assert_true(keycmp(c, cl, b, bl) < 0);
+	assert_true(keycmp(b, bl, a, al) < 0);
+	bl = ref_key_waiting(b, &r3, 1);
+	assert_true(keycmp(c, cl, b, bl) < 0);
+	assert_int_equal(cl, 1 + 8 + strlen("ref-c") + 1 + 4);
+
+	/* Deadlines: earliest first. */
+	al = ref_key_deadline(a, 2000, "off-z");
+	bl = ref_key_deadline(b, 1000000, "off-a");
+	assert_true(keycmp(a, al, b, bl) < 0);
+	assert_int_equal(ref_get_be64(a), 2000);
+
+	/* Timed indexes: newest first within a prefix; prefixes apart. */
+	al = ref_key_timed(a, "ngo", 1000, "ref-1");
+	bl = ref_key_timed(b, "ngo", 2000, "ref-2");
+	cl = ref_key_timed(c, "ngo-2", 3000, "ref-3");
+	assert_true(keycmp(b, bl, a, al) < 0);
+	assert_true(keycmp(a, al, c, cl) < 0); /* "ngo\0" sorts before "ngo-2" */
+	al = ref_key_timed(a, NULL, 1000, "ref-1");
+	assert_int_equal(al, 8 + 5);
+	assert_int_equal(UINT64_MAX - ref_get_be64(a), 1000);
+	al = ref_key_pair(a, "org", "key");
+	assert_int_equal(al, 7);
+	assert_memory_equal(a, "org\0key", 7);
+}
+
+static void
+test_rank_order(void **state)
+{
+	ref_rank a, b;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.rk_id, sizeof(a.rk_id), "svc-b");
+	b = a;
+	snprintf(b.rk_id, sizeof(b.rk_id), "svc-a");
+	assert_true(ref_rank_cmp(&b, &a) < 0); /* ties: by id */
+	assert_int_equal(ref_rank_cmp(&a, &a), 0);
+	/* Each component outranks all after it. */
+	b.rk_age_ms = 1;
+	a.rk_age_ms = 0;
+	assert_true(ref_rank_cmp(&a, &b) < 0);
+	a.rk_nonspec = 1;
+	assert_true(ref_rank_cmp(&b, &a) < 0);
+	b.rk_missing = 1;
+	assert_true(ref_rank_cmp(&a, &b) < 0);
+	a.rk_distance = 1;
+	assert_true(ref_rank_cmp(&b, &a) < 0);
+	b.rk_nonpref = 1;
+	b.rk_distance = 0;
+	assert_true(ref_rank_cmp(&a, &b) < 0);
+	a.rk_stale = 1;
+	assert_true(ref_rank_cmp(&b, &a) < 0);
+}
+
+static void
+test_lang_match(void **state)
+{
+	char *langs[] = { "nl", "en-GB", "RO" };
+
+	assert_true(ref_lang_match("nl", langs, 3));
+	assert_true(ref_lang_match("NL", langs, 3));
+	assert_true(ref_lang_match("en", langs, 3));
+	assert_true(ref_lang_match("ro-MD", langs, 3));
+	assert_true(ref_lang_match("ro", langs, 3));
+	assert_false(ref_lang_match("e", langs, 3));
+	assert_false(ref_lang_match("pl", langs, 3));
+	assert_false(ref_lang_match("nl", langs, 0));
+}
+
+static void
+test_stats_helpers(void **state)
+{
+	char     b[16];
+	uint64_t v[10];
+
+	assert_string_equal(ref_stat_count(0, b), "0");
+	for (uint32_t i = 1; i < 5; i++) {
+		assert_string_equal(ref_stat_count(i, b), "<5");
+	}
+	assert_string_equal(ref_stat_count(5, b), "5");
+	assert_string_equal(ref_stat_count(1234, b), "1234");
+
+	assert_int_equal(ref_percentile(v, 0, 50), 0);
+	for (int i = 0; i < 10; i++) {
+		v[i] = (uint64_t) (10 - i) * 100; /* unsorted: 1000 .. 100 */
+	}
+	assert_int_equal(ref_percentile(v, 10, 50), 500);
+	assert_int_equal(ref_percentile(v, 10, 90), 900);
+	assert_int_equal(ref_percentile(v, 10, 100), 1000);
+	assert_int_equal(ref_percentile(v, 1, 90), 100);
+	v[0] = 7;
+	assert_int_equal(ref_percentile(v, 1, 50), 7);
+}
+
+static void
+test_text(void **state)
+{
+	char big[REF_TEXT_MAX + 2];
+	char err[128];
+
+	assert_true(ref_text_ok("", 0, 10));
+	assert_false(ref_text_ok("", 1, 10));
+	assert_true(ref_text_ok("Zwolle, één bed", 0, 100));
+	assert_false(ref_text_ok("tab\there", 0, 100));
+	assert_false(ref_text_ok("\xc3", 0, 100));         /* cut UTF-8 */
+	assert_false(ref_text_ok("\xc0\xaf", 0, 100));     /* overlong */
+	assert_false(ref_text_ok("\xed\xa0\x80", 0, 100)); /* surrogate */
+	assert_false(ref_text_ok("\xc2\x85", 0, 100));     /* C1 control */
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(ref_check_text("reason", big, false, err, sizeof(err)), HV_INVALID_ARGUMENT);
+	assert_int_equal(ref_check_text("reason", "", true, err, sizeof(err)), HV_INVALID_ARGUMENT);
+	assert_string_equal(err, "reason is required");
+	assert_int_equal(ref_check_text("reason", "", false, err, sizeof(err)), HV_OK);
+	assert_true(ref_enum_ok(&haven__referral__v1__urgency__descriptor, 3));
+	assert_false(ref_enum_ok(&haven__referral__v1__urgency__descriptor, 0));
+	assert_false(ref_enum_ok(&haven__referral__v1__urgency__descriptor, 4));
+	assert_string_equal(ref_enum_name(&haven__referral__v1__decline_reason__descriptor, 1, err,
+	                        sizeof(err)),
+	    "no-capacity");
+}
+
+static void
+test_arena(void **state)
+{
+	ref_arena a;
+	void     *p[2000];
+
+	ref_arena_init(&a);
+	for (int i = 0; i < 2000; i++) {
+		p[i] = ref_arena_alloc(&a, (size_t) (i % 97) + 1);
+		assert_non_null(p[i]);
+		assert_int_equal((uintptr_t) p[i] % 16, 0);
+		memset(p[i], 0xab, (size_t) (i % 97) + 1);
+	}
+	assert_non_null(ref_arena_alloc(&a, 100000)); /* bigger than a chunk */
+	assert_string_equal(ref_arena_strdup(&a, "abc"), "abc");
+	assert_null(ref_arena_alloc(&a, REF_ARENA_LIMIT)); /* over the limit */
+	ref_arena_reset(&a);
+	assert_int_equal(a.a_total, 0);
+	assert_non_null(ref_arena_alloc(&a, 8));
+	ref_arena_reset(&a);
+}
+
+/* ---- on a store ------------------------------------------------------------------------------ */
+
+typedef struct fixture {
+	char         dir[512];
+	store       *st;
+	region_map  *rm;
+	cap_service *cs;
+	ref_service *rs;
+} fixture;
+
+static int
+setup(void **state)
+{
+	fixture      *f  = calloc(1, sizeof(*f));
+	store_options so = { .no_sync = true };
+	cap_options   co = { 0 };
+	ref_options   ro = { 0 };
+	const char   *base = getenv("HAVEN_TEST_TMP");
+
+	snprintf(f->dir, sizeof(f->dir), "%s/refunit-XXXXXX", base != NULL ? base : "/tmp");
+	assert_non_null(mkdtemp(f->dir));
+	assert_int_equal(store_open(&f->st, f->dir, &so), HV_OK);
+	assert_int_equal(region_map_default(&f->rm), HV_OK);
+	co.store         = f->st;
+	co.regions       = f->rm;
+	co.manual_expiry = true;
+	assert_int_equal(cap_open(&f->cs, &co), HV_OK);
+	ro.store          = f->st;
+	ro.regions        = f->rm;
+	ro.capacity       = f->cs;
+	ro.manual         = true;
+	ro.hold_max_ttl_s = 3600;
+	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE] = 600;
+	assert_int_equal(ref_open(&f->rs, &ro), HV_OK);
+	*state = f;
+	return (0);
+}
+
+static int
+teardown(void **state)
+{
+	fixture *f = *state;
+
+	ref_close(f->rs);
+	cap_close(f->cs);
+	store_close(f->st);
+	region_map_free(f->rm);
+	free(f);
+	return (0);
+}
+
+static void
+test_open_options(void **state)
+{
+	fixture     *f  = *state;
+	ref_options  ro = { 0 };
+	ref_service *rs = NULL;
+
+	assert_int_equal(ref_open(&rs, NULL), HV_INVALID_ARGUMENT);
+	assert_int_equal(ref_open(&rs, &ro), HV_INVALID_ARGUMENT);
+	assert_null(rs);
+	ro.store    = f->st;
+	ro.regions  = f->rm;
+	ro.capacity = f->cs;
+	ro.manual   = true;
+	ro.pub_url  = "nonsense://x";
+	assert_int_not_equal(ref_open(&rs, &ro), HV_OK);
+	assert_null(rs);
+	ro.pub_url          = NULL;
+	ro.capacity_sub_url = "nonsense://y";
+	assert_int_not_equal(ref_open(&rs, &ro), HV_OK);
+	/* With the background thread and sockets: opens and stops cleanly. */
+	ro.capacity_sub_url = "inproc://refunit-cap";
+	ro.consent_sub_url  = "inproc://refunit-consent";
+	ro.pub_url          = "inproc://refunit-pub";
+	ro.manual           = false;
+	assert_int_equal(ref_open(&rs, &ro), HV_OK);
+	ref_stop(rs);
+	ref_stop(rs);
+	ref_close(rs);
+	ref_close(NULL);
+}
+
+static void
+test_windows(void **state)
+{
+	fixture *f = *state;
+
+	/* Configured, default, and cut to the hold's maximum. */
+	assert_int_equal(ref_window_s(f->rs, HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE), 600);
+	assert_int_equal(ref_window_s(f->rs, HAVEN__REFERRAL__V1__URGENCY__URGENT), 3600);
+	assert_int_equal(ref_window_s(f->rs, HAVEN__REFERRAL__V1__URGENCY__PLANNED), 3600);
+}
+
+static void
+test_check_create(void **state)
+{
+	fixture                                   *f   = *state;
+	Haven__Referral__V1__CreateReferralRequest req =
+	    HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
+	Haven__Referral__V1__NeedRequest           n   = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
+	Haven__Referral__V1__NeedRequest          *np  = &n;
+	char                                      *ex[2] = { "Limburg", "Zeeland-West-Brabant" };
+	char                                      *pr[1] = { "Amsterdam" };
+	char                                      *lang[1] = { "pt-BR" };
+	uint64_t                                   exm, prm;
+	char                                       err[256];
+
+	req.subject      = "00112233445566778899aabbccddeeff";
+	req.urgency      = HAVEN__REFERRAL__V1__URGENCY__URGENT;
+	req.exploitation = HAVEN__REFERRAL__V1__EXPLOITATION__UNKNOWN;
+	req.n_needs      = 1;
+	req.needs        = &np;
+	n.type           = HAVEN__CAPACITY__V1__SERVICE_TYPE__LEGAL_AID;
+	n.population     = HAVEN__CAPACITY__V1__POPULATION__FAMILIES;
+	n.n_languages    = 1;
+	n.languages      = lang;
+	req.n_excluded_regions  = 2;
+	req.excluded_regions    = ex;
+	req.n_preferred_regions = 1;
+	req.preferred_regions   = pr;
+	assert_int_equal(ref_check_create(f->rs, &req, &exm, &prm, err, sizeof(err)), HV_OK);
+	assert_int_equal(exm, ((uint64_t) 1 << region_map_find(f->rm, "Limburg")) |
+	        ((uint64_t) 1 << region_map_find(f->rm, "Zeeland-West-Brabant")));
+	assert_int_equal(prm, (uint64_t) 1 << region_map_find(f->rm, "Amsterdam"));
+
+	req.subject = "00112233445566778899AABBCCDDEEFF"; /* upper case is not an id */
+	assert_int_equal(ref_check_create(f->rs, &req, &exm, &prm, err, sizeof(err)),
+	    HV_INVALID_ARGUMENT);
+	req.subject = "00112233445566778899aabbccddeeff";
+	ex[1]       = "Amsterdam";
+	assert_int_equal(ref_check_create(f->rs, &req, &exm, &prm, err, sizeof(err)),
+	    HV_INVALID_ARGUMENT);
+	assert_string_equal(err, "region Amsterdam is both excluded and preferred");
+	ex[1]                   = "Zeeland-West-Brabant";
+	req.n_excluded_regions  = 17;
+	assert_int_equal(ref_check_create(f->rs, &req, &exm, &prm, err, sizeof(err)),
+	    HV_INVALID_ARGUMENT);
+	req.n_excluded_regions = 2;
+	n.n_languages          = 9;
+	assert_int_equal(ref_check_create(f->rs, &req, &exm, &prm, err, sizeof(err)),
+	    HV_INVALID_ARGUMENT);
+	n.n_languages = 1;
+	lang[0]       = "pt_BR";
+	assert_int_equal(ref_check_create(f->rs, &req, &exm, &prm, err, sizeof(err)),
+	    HV_INVALID_ARGUMENT);
+	lang[0] = "pt-BR";
+	n.type  = HAVEN__CAPACITY__V1__SERVICE_TYPE__SERVICE_TYPE_UNSPECIFIED;
+	assert_int_equal(ref_check_create(f->rs, &req, &exm, &prm, err, sizeof(err)),
+	    HV_INVALID_ARGUMENT);
+	n.type       = HAVEN__CAPACITY__V1__SERVICE_TYPE__SHELTER;
+	n.population = HAVEN__CAPACITY__V1__POPULATION__POPULATION_UNSPECIFIED;
+	assert_int_equal(ref_check_create(f->rs, &req, &exm, &prm, err, sizeof(err)),
+	    HV_INVALID_ARGUMENT);
+}
+
+static void
+test_empty_store(void **state)
+{
+	fixture   *f = *state;
+	store_txn *txn;
+	unsigned   n = 99;
+	bool       yes = true;
+
+	assert_int_equal(ref_route_waiting(f->rs, &n), HV_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(ref_expire_offers(f->rs, &n), HV_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(ref_consent_withdrawn(f->rs, "00112233445566778899aabbccddeeff", &n), HV_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_read_begin(f->st, &txn), HV_OK);
+	assert_int_equal(ref_is_accepting_provider(f->rs, txn, "00112233445566778899aabbccddeeff",
+	                     "shelter-a", &yes),
+	    HV_OK);
+	assert_false(yes);
+	assert_int_equal(ref_is_accepting_provider(f->rs, txn, "x", "Not An Id", &yes),
+	    HV_INVALID_ARGUMENT);
+	store_read_end(txn);
+	assert_true(ref_now_ms(f->rs) > 1600000000000LL);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_keys_order),
+		cmocka_unit_test(test_rank_order),
+		cmocka_unit_test(test_lang_match),
+		cmocka_unit_test(test_stats_helpers),
+		cmocka_unit_test(test_text),
+		cmocka_unit_test(test_arena),
+		cmocka_unit_test_setup_teardown(test_open_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_create, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_empty_store, setup, teardown),
+	};
+
+	log_init("referral_unit_test", LOG_LEVEL_OFF);
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}

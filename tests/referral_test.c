@@ -1,0 +1,1767 @@
+/*
+ * referral_test.c - referrals end to end over RPC: the real capacity and referral services on
+ * one store, served over inproc:// with organisation tokens (a referrer, two providers, two
+ * coordinators, a municipality), a consent hook over a small table, and a clock the tests
+ * move. Every scenario of the issue: routing by region, exclusions and preferences, decline and
+ * expiry moving on, acceptance turning a hold into a placement, the placement's end, cancel,
+ * waiting needs routed when a place frees (by call and by notification), idempotent create,
+ * bad input, races for the last place and for acceptance, a restart mid-offer, statistics
+ * with small cells suppressed, and consent withdrawal. After each scenario the invariant is
+ * checked: every service holds exactly as many places as it has open offers, never more than
+ * it has available.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/pub.h>
+
+#include "haven/auth.h"
+#include "haven/log.h"
+#include "haven/rpc.h"
+#include "haven/store.h"
+#include "testutil.h"
+
+#include "capacity.h"
+#include "referral.h"
+
+#include "haven/consent/v1/consent.pb-c.h"
+
+#define M_CREATE "haven.referral.v1.Referrals/CreateReferral"
+#define M_GET "haven.referral.v1.Referrals/GetReferral"
+#define M_LIST "haven.referral.v1.Referrals/ListReferrals"
+#define M_CANCEL "haven.referral.v1.Referrals/CancelReferral"
+#define M_REASSIGN "haven.referral.v1.Referrals/ReassignNeed"
+#define M_OFFERS "haven.referral.v1.Referrals/ListOffers"
+#define M_ACK "haven.referral.v1.Referrals/AcknowledgeOffer"
+#define M_ACCEPT "haven.referral.v1.Referrals/AcceptOffer"
+#define M_DECLINE "haven.referral.v1.Referrals/DeclineOffer"
+#define M_PLACED "haven.referral.v1.Referrals/MarkPlaced"
+#define M_COMPLETE "haven.referral.v1.Referrals/CompletePlacement"
+#define M_END "haven.referral.v1.Referrals/EndPlacement"
+#define M_STATS "haven.referral.v1.Referrals/Statistics"
+#define M_AVAIL "haven.capacity.v1.Capacity/UpdateAvailability"
+
+typedef Haven__Referral__V1__Referral Referral;
+typedef Haven__Referral__V1__Offer    Offer;
+
+#define NS(x) HAVEN__REFERRAL__V1__NEED_STATE__##x
+#define OS(x) HAVEN__REFERRAL__V1__OFFER_STATE__##x
+#define ST(x) HAVEN__CAPACITY__V1__SERVICE_TYPE__##x
+#define POP(x) HAVEN__CAPACITY__V1__POPULATION__##x
+#define EX(x) HAVEN__REFERRAL__V1__EXPLOITATION__##x
+#define URG(x) HAVEN__REFERRAL__V1__URGENCY__##x
+#define SPEC_LABOUR HAVEN__CAPACITY__V1__EXPLOITATION__LABOUR
+
+#define SUBJECT_OK "0123456789abcdef0123456789abcdef"
+#define SUBJECT_NO "ffffffffffffffffffffffffffffffff" /* no consent */
+
+/* ---- the node under test --------------------------------------------------------------------- */
+
+enum { C_REFERRER, C_REFERRER2, C_PROV_A, C_PROV_B, C_COORD, C_COORD_FAR, C_MUNI, C_OPERATOR,
+	C_N };
+
+static const struct {
+	const char               *id;
+	Haven__Capacity__V1__Role role;
+	rpc_role                  rpc;
+	const char               *region;
+} orgs[] = {
+	[C_REFERRER]  = { "ngo-ams", HAVEN__CAPACITY__V1__ROLE__REFERRER, RPC_ROLE_REFERRER,
+        "Amsterdam" },
+	[C_REFERRER2] = { "police-rdam", HAVEN__CAPACITY__V1__ROLE__REFERRER, RPC_ROLE_REFERRER,
+        "Rotterdam" },
+	[C_PROV_A]    = { "shelter-a", HAVEN__CAPACITY__V1__ROLE__PROVIDER, RPC_ROLE_PROVIDER,
+        "Amsterdam" },
+	[C_PROV_B]    = { "shelter-b", HAVEN__CAPACITY__V1__ROLE__PROVIDER, RPC_ROLE_PROVIDER,
+        "Noord-Holland" },
+	[C_COORD]     = { "coord-ams", HAVEN__CAPACITY__V1__ROLE__COORDINATOR, RPC_ROLE_COORDINATOR,
+        "Amsterdam" },
+	[C_COORD_FAR] = { "coord-lim", HAVEN__CAPACITY__V1__ROLE__COORDINATOR, RPC_ROLE_COORDINATOR,
+        "Limburg" },
+	[C_MUNI]      = { "city-ams", HAVEN__CAPACITY__V1__ROLE__MUNICIPALITY,
+        RPC_ROLE_MUNICIPALITY, "Amsterdam" },
+	[C_OPERATOR]  = { NULL, 0, RPC_ROLE_OPERATOR, NULL },
+};
+
+typedef struct node {
+	char         dir[512];
+	char         url[64];
+	char         pub[64];
+	char         consent_url[64];
+	nng_socket   consent_pub; /* stands in for the consent service's publisher */
+	store       *st;
+	region_map  *regions;
+	cap_service *cs;
+	ref_service *rs;
+	auth        *au;
+	rpc_server  *srv;
+	rpc_channel *ch[C_N];
+	store_table  offers_t; /* ref.offers, for the invariant */
+	bool         notify;   /* capacity pub/sub and the background thread */
+} node;
+
+static _Atomic int64_t clock_ms;
+static atomic_int      consent_calls;
+static int             test_no;
+
+static int64_t
+fake_now(void *arg)
+{
+	return (atomic_load(&clock_ms));
+}
+
+static void
+advance(int64_t ms)
+{
+	atomic_fetch_add(&clock_ms, ms);
+}
+
+/* Consent: every subject but SUBJECT_NO; purpose "referral", recipient the node. */
+static hv_status
+fake_consent(void *arg, store_txn *txn, const rpc_caller *caller, const char *method,
+    const char *subject, const char *purpose, const char *recipient, bool accepting,
+    bool *allowed)
+{
+	atomic_fetch_add(&consent_calls, 1);
+	assert_non_null(txn);
+	assert_string_equal(purpose, "referral");
+	assert_string_equal(recipient, "");
+	assert_false(accepting);
+	assert_int_equal(caller->role, RPC_ROLE_REFERRER);
+	assert_string_equal(method, M_CREATE);
+	*allowed = strcmp(subject, SUBJECT_NO) != 0;
+	return (HV_OK);
+}
+
+typedef struct org_job {
+	cap_service *cs;
+} org_job;
+
+static hv_status
+add_orgs_fn(store_txn *txn, void *arg)
+{
+	org_job  *j = arg;
+	char      err[256];
+	hv_status st;
+
+	for (int i = 0; i < C_N; i++) {
+		Haven__Capacity__V1__Organisation o = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+
+		if (orgs[i].id == NULL) {
+			continue;
+		}
+		o.id     = (char *) orgs[i].id;
+		o.name   = (char *) orgs[i].id;
+		o.role   = orgs[i].role;
+		o.region = (char *) orgs[i].region;
+		if ((st = cap_add_organisation(j->cs, txn, &o, err, sizeof(err))) != HV_OK) {
+			fprintf(stderr, "add org %s: %s\n", orgs[i].id, err);
+			return (st);
+		}
+	}
+	return (HV_OK);
+}
+
+typedef struct svc_spec {
+	const char                      *id;
+	int                              org;
+	Haven__Capacity__V1__ServiceType type;
+	const char                      *region;
+	uint32_t                         available;
+	const char                      *lang;  /* one language or NULL */
+	Haven__Capacity__V1__Exploitation spec; /* or 0 */
+	Haven__Capacity__V1__Population  pop;   /* 0: women and men */
+	const char                      *access; /* or NULL */
+} svc_spec;
+
+typedef struct svc_job {
+	cap_service    *cs;
+	const svc_spec *specs;
+	size_t          n;
+} svc_job;
+
+static hv_status
+add_services_fn(store_txn *txn, void *arg)
+{
+	svc_job  *j = arg;
+	char      err[256], id[CAP_ID_MAX];
+	hv_status st;
+
+	for (size_t i = 0; i < j->n; i++) {
+		const svc_spec                  *s   = &j->specs[i];
+		Haven__Capacity__V1__Service     svc = HAVEN__CAPACITY__V1__SERVICE__INIT;
+		Haven__Capacity__V1__Population  pops[2] = { POP(WOMEN), POP(MEN) };
+		Haven__Capacity__V1__Exploitation spec = s->spec;
+		char                            *lang  = (char *) s->lang;
+		char                            *acc   = (char *) s->access;
+
+		svc.id                 = (char *) s->id;
+		svc.org_id             = (char *) orgs[s->org].id;
+		svc.name               = (char *) s->id;
+		svc.type               = s->type;
+		svc.service_area       = (char *) s->region;
+		svc.n_populations      = s->pop != 0 ? 1 : 2;
+		if (s->pop != 0) {
+			pops[0] = s->pop;
+		}
+		svc.populations        = pops;
+		svc.n_languages        = lang != NULL ? 1 : 0;
+		svc.languages          = &lang;
+		svc.n_specialisations  = spec != 0 ? 1 : 0;
+		svc.specialisations    = &spec;
+		svc.n_accessibility    = acc != NULL ? 1 : 0;
+		svc.accessibility      = &acc;
+		svc.maximum            = 20;
+		svc.available          = s->available;
+		svc.front_door_contact = "intake desk";
+		if ((st = cap_add_service(j->cs, txn, &svc, id, err, sizeof(err))) != HV_OK) {
+			fprintf(stderr, "add service %s: %s\n", s->id, err);
+			return (st);
+		}
+	}
+	return (HV_OK);
+}
+
+static void
+add_services(node *n, const svc_spec *specs, size_t count)
+{
+	svc_job j = { n->cs, specs, count };
+
+	assert_int_equal(store_write(n->st, add_services_fn, &j), HV_OK);
+}
+
+/* The capacity figures of a service now. */
+static void
+places(node *n, const char *id, uint32_t *available, uint32_t *held)
+{
+	store_txn                    *txn;
+	Haven__Capacity__V1__Service *svc = NULL;
+
+	assert_int_equal(store_read_begin(n->st, &txn), HV_OK);
+	assert_int_equal(cap_get_service(n->cs, txn, id, &svc), HV_OK);
+	store_read_end(txn);
+	*available = svc->available;
+	*held      = svc->held;
+	haven__capacity__v1__service__free_unpacked(svc, NULL);
+}
+
+static void
+open_services(node *n, bool reopen_store)
+{
+	cap_options        co = { 0 };
+	ref_options        ro = { 0 };
+	auth_options       ao = { .lookup = cap_lookup_org };
+	rpc_server_options so = { .workers = 6 };
+	char               tok[AUTH_TOKEN_MAX];
+
+	if (reopen_store) {
+		store_options o = { .no_sync = true };
+		assert_int_equal(store_open(&n->st, n->dir, &o), HV_OK);
+	}
+	co.store         = n->st;
+	co.regions       = n->regions;
+	co.now_ms        = fake_now;
+	co.manual_expiry = true;
+	co.pub_url       = n->notify ? n->pub : NULL;
+	assert_int_equal(cap_open(&n->cs, &co), HV_OK);
+	ro.store            = n->st;
+	ro.regions          = n->regions;
+	ro.capacity         = n->cs;
+	ro.consent          = fake_consent;
+	ro.now_ms           = fake_now;
+	ro.manual           = !n->notify;
+	ro.capacity_sub_url = n->notify ? n->pub : NULL;
+	ro.consent_sub_url  = n->notify ? n->consent_url : NULL;
+	assert_int_equal(ref_open(&n->rs, &ro), HV_OK);
+	assert_int_equal(store_table_open(n->st, "ref.offers", &n->offers_t), HV_OK);
+
+	ao.lookup_arg = n->cs;
+	memset(ao.secret, 0x42, sizeof(ao.secret));
+	assert_int_equal(auth_open(&n->au, &ao), HV_OK);
+	so.auth = n->au;
+	assert_int_equal(rpc_server_open(&n->srv, &so), HV_OK);
+	assert_int_equal(cap_register(n->cs, n->srv), HV_OK);
+	assert_int_equal(ref_register(n->rs, n->srv), HV_OK);
+	assert_int_equal(rpc_server_listen(n->srv, n->url), HV_OK);
+	assert_int_equal(rpc_server_start(n->srv), HV_OK);
+	for (int i = 0; i < C_N; i++) {
+		assert_int_equal(rpc_channel_open(&n->ch[i], n->url, NULL), HV_OK);
+		if (orgs[i].id != NULL) {
+			assert_int_equal(
+			    auth_issue_token(n->au, orgs[i].id, orgs[i].rpc, auth_now_ms(), tok, NULL),
+			    HV_OK);
+			assert_int_equal(rpc_channel_set_token(n->ch[i], tok), HV_OK);
+		}
+	}
+}
+
+static void
+close_services(node *n, bool close_store)
+{
+	for (int i = 0; i < C_N; i++) {
+		rpc_channel_close(n->ch[i]);
+		n->ch[i] = NULL;
+	}
+	rpc_server_close(n->srv);
+	ref_close(n->rs);
+	cap_close(n->cs);
+	auth_close(n->au);
+	n->srv = NULL;
+	n->rs  = NULL;
+	n->cs  = NULL;
+	n->au  = NULL;
+	if (close_store) {
+		store_close(n->st);
+		n->st = NULL;
+	}
+}
+
+static int
+setup_node(void **state, bool notify)
+{
+	node   *n = calloc(1, sizeof(*n));
+	org_job j;
+
+	assert_non_null(n);
+	test_no++;
+	n->notify = notify;
+	tu_tmpdir(n->dir, sizeof(n->dir), "referral");
+	snprintf(n->url, sizeof(n->url), "inproc://referral-%d", test_no);
+	snprintf(n->pub, sizeof(n->pub), "inproc://referral-pub-%d", test_no);
+	snprintf(n->consent_url, sizeof(n->consent_url), "inproc://referral-consent-%d", test_no);
+	if (notify) {
+		assert_int_equal(nng_pub0_open(&n->consent_pub), 0);
+		assert_int_equal(nng_listen(n->consent_pub, n->consent_url, NULL, 0), 0);
+	}
+	atomic_store(&clock_ms, (int64_t) 1700000000000LL);
+	assert_int_equal(region_map_default(&n->regions), HV_OK);
+	open_services(n, true);
+	j.cs = n->cs;
+	assert_int_equal(store_write(n->st, add_orgs_fn, &j), HV_OK);
+	*state = n;
+	return (0);
+}
+
+static int
+setup(void **state)
+{
+	return (setup_node(state, false));
+}
+
+static int
+setup_notify(void **state)
+{
+	return (setup_node(state, true));
+}
+
+/* Every service holds exactly its open offers' places, and never more than it has. */
+static void
+check_invariant(node *n)
+{
+	store_txn    *txn;
+	store_cursor *c;
+	const void   *k, *v;
+	size_t        kl, vl;
+	struct {
+		char     id[CAP_ID_MAX];
+		uint32_t open;
+	} seen[64];
+	size_t    nseen = 0;
+	hv_status st;
+
+	assert_int_equal(store_read_begin(n->st, &txn), HV_OK);
+	assert_int_equal(store_cursor_open(txn, n->offers_t, &c), HV_OK);
+	for (st = store_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl); st == HV_OK;
+	     st = store_cursor_next(c, &k, &kl, &v, &vl)) {
+		Offer *o = haven__referral__v1__offer__unpack(NULL, vl, v);
+		size_t i;
+
+		assert_non_null(o);
+		for (i = 0; i < nseen && strcmp(seen[i].id, o->service_id) != 0; i++) {
+		}
+		if (i == nseen) {
+			assert_true(nseen < 64);
+			snprintf(seen[nseen].id, CAP_ID_MAX, "%s", o->service_id);
+			seen[nseen++].open = 0;
+		}
+		seen[i].open += o->state == OS(OFFER_OPEN);
+		haven__referral__v1__offer__free_unpacked(o, NULL);
+	}
+	assert_int_equal(st, HV_NOT_FOUND);
+	store_cursor_close(c);
+	for (size_t i = 0; i < nseen; i++) {
+		Haven__Capacity__V1__Service *svc = NULL;
+		assert_int_equal(cap_get_service(n->cs, txn, seen[i].id, &svc), HV_OK);
+		assert_int_equal(svc->held, seen[i].open);
+		assert_true(svc->held <= svc->available);
+		haven__capacity__v1__service__free_unpacked(svc, NULL);
+	}
+	store_read_end(txn);
+}
+
+static int
+teardown(void **state)
+{
+	node *n = *state;
+
+	check_invariant(n);
+	close_services(n, true);
+	if (n->notify) {
+		nng_close(n->consent_pub);
+	}
+	region_map_free(n->regions);
+	free(n);
+	return (0);
+}
+
+/* ---- client helpers -------------------------------------------------------------------------- */
+
+static char errbuf[RPC_ERRMSG_MAX];
+
+static hv_status
+call(rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *rd, void *out, const char *key)
+{
+	rpc_call_options  o = { .timeout_ms = 10000, .idempotency_key = key };
+	ProtobufCMessage *r = NULL;
+	hv_status         st;
+
+	errbuf[0] = '\0';
+	st = rpc_channel_call(ch, method, req, rd, &r, &o, errbuf, sizeof(errbuf));
+	if (out != NULL) {
+		*(ProtobufCMessage **) out = r;
+	} else if (r != NULL) {
+		protobuf_c_message_free_unpacked(r, NULL);
+	}
+	return (st);
+}
+
+typedef struct need_spec {
+	Haven__Capacity__V1__ServiceType type;
+	Haven__Capacity__V1__Population  pop;
+	const char                      *lang;
+	const char                      *access;
+} need_spec;
+
+typedef struct create_spec {
+	const char                       *subject;
+	Haven__Referral__V1__Urgency      urgency;
+	Haven__Referral__V1__Exploitation exploitation;
+	need_spec                         needs[9];
+	size_t                            n_needs;
+	const char                       *excluded[12];
+	size_t                            n_excluded;
+	const char                       *preferred[4];
+	size_t                            n_preferred;
+	const char                       *note;
+} create_spec;
+
+static hv_status
+create_as(node *n, int who, const create_spec *s, const char *key, Referral **out)
+{
+	Haven__Referral__V1__CreateReferralRequest req =
+	    HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
+	Haven__Referral__V1__NeedRequest  needs[9];
+	Haven__Referral__V1__NeedRequest *np[9];
+	char                             *langs[9], *acc[9];
+	char                              k[64];
+	static atomic_int                 seq;
+
+	for (size_t i = 0; i < s->n_needs; i++) {
+		haven__referral__v1__need_request__init(&needs[i]);
+		needs[i].type       = s->needs[i].type;
+		needs[i].population = s->needs[i].pop != 0 ? s->needs[i].pop : POP(WOMEN);
+		langs[i]            = (char *) s->needs[i].lang;
+		acc[i]              = (char *) s->needs[i].access;
+		needs[i].n_languages     = langs[i] != NULL ? 1 : 0;
+		needs[i].languages       = &langs[i];
+		needs[i].n_accessibility = acc[i] != NULL ? 1 : 0;
+		needs[i].accessibility   = &acc[i];
+		np[i]                    = &needs[i];
+	}
+	req.subject             = (char *) (s->subject != NULL ? s->subject : SUBJECT_OK);
+	req.urgency             = s->urgency != 0 ? s->urgency : URG(IMMEDIATE);
+	req.exploitation        = s->exploitation != 0 ? s->exploitation : EX(LABOUR);
+	req.n_needs             = s->n_needs;
+	req.needs               = np;
+	req.n_excluded_regions  = s->n_excluded;
+	req.excluded_regions    = (char **) s->excluded;
+	req.n_preferred_regions = s->n_preferred;
+	req.preferred_regions   = (char **) s->preferred;
+	req.note                = (char *) (s->note != NULL ? s->note : "");
+	if (key == NULL) {
+		snprintf(k, sizeof(k), "key-%d", atomic_fetch_add(&seq, 1));
+		key = k;
+	}
+	return (call(n->ch[who], M_CREATE, &req.base, &haven__referral__v1__referral__descriptor,
+	    out, key));
+}
+
+static hv_status
+create(node *n, const create_spec *s, Referral **out)
+{
+	return (create_as(n, C_REFERRER, s, NULL, out));
+}
+
+static Referral *
+get_as(node *n, int who, const char *id)
+{
+	Haven__Referral__V1__GetReferralRequest req = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+	Referral                               *r   = NULL;
+
+	req.id = (char *) id;
+	assert_int_equal(call(n->ch[who], M_GET, &req.base, &haven__referral__v1__referral__descriptor,
+	                     &r, NULL),
+	    HV_OK);
+	return (r);
+}
+
+static hv_status
+offer_act(node *n, int who, const char *method, const char *offer, int reason,
+    const char *text, Offer **out)
+{
+	Haven__Referral__V1__OfferActionRequest req = HAVEN__REFERRAL__V1__OFFER_ACTION_REQUEST__INIT;
+
+	req.offer_id       = (char *) offer;
+	req.decline_reason = (Haven__Referral__V1__DeclineReason) reason;
+	req.text           = (char *) (text != NULL ? text : "");
+	return (call(n->ch[who], method, &req.base, &haven__referral__v1__offer__descriptor, out,
+	    NULL));
+}
+
+static hv_status
+placement(node *n, int who, const char *method, const char *offer, int outcome,
+    const char *text)
+{
+	Haven__Referral__V1__PlacementRequest req = HAVEN__REFERRAL__V1__PLACEMENT_REQUEST__INIT;
+
+	req.offer_id = (char *) offer;
+	req.outcome  = (Haven__Referral__V1__Outcome) outcome;
+	req.text     = (char *) (text != NULL ? text : "");
+	return (call(n->ch[who], method, &req.base, &haven__referral__v1__offer__descriptor, NULL,
+	    NULL));
+}
+
+static Haven__Referral__V1__ListOffersResponse *
+offers_of(node *n, int who, bool open_only)
+{
+	Haven__Referral__V1__ListOffersRequest   req  = HAVEN__REFERRAL__V1__LIST_OFFERS_REQUEST__INIT;
+	Haven__Referral__V1__ListOffersResponse *resp = NULL;
+
+	req.open_only = open_only;
+	assert_int_equal(call(n->ch[who], M_OFFERS, &req.base,
+	                     &haven__referral__v1__list_offers_response__descriptor, &resp, NULL),
+	    HV_OK);
+	return (resp);
+}
+
+static void
+free_msg(void *m)
+{
+	if (m != NULL) {
+		protobuf_c_message_free_unpacked(m, NULL);
+	}
+}
+
+/* The standard map of services: shelters in Amsterdam (A, own region), Noord-Holland (B,
+ * neighbour) and Limburg (B, far); legal aid in Den Haag (A). */
+static const svc_spec std_services[] = {
+	{ "sh-ams", C_PROV_A, ST(SHELTER), "Amsterdam", 2, "nl", 0, 0, NULL },
+	{ "sh-nh", C_PROV_B, ST(SHELTER), "Noord-Holland", 2, "nl", 0, 0, NULL },
+	{ "sh-lim", C_PROV_B, ST(SHELTER), "Limburg", 2, "nl", 0, 0, NULL },
+	{ "la-dh", C_PROV_A, ST(LEGAL_AID), "Den Haag", 3, "en", 0, 0, NULL },
+};
+#define N_STD (sizeof(std_services) / sizeof(std_services[0]))
+
+static const create_spec one_shelter = {
+	.n_needs = 1, .needs = { { ST(SHELTER), 0, NULL, NULL } } };
+
+/* ---- scenarios ------------------------------------------------------------------------------- */
+
+static void
+test_offered_to_nearest(void **state)
+{
+	node       *n = *state;
+	create_spec s = { .n_needs = 2,
+		.needs = { { ST(SHELTER), 0, "nl", NULL }, { ST(LEGAL_AID), 0, "en", NULL } } };
+	Referral   *r = NULL;
+	Haven__Referral__V1__ListOffersResponse *lo;
+	uint32_t    av, held;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &s, &r), HV_OK);
+	assert_true(strncmp(r->id, "ref-", 4) == 0);
+	assert_string_equal(r->home_region, "Amsterdam");
+	assert_string_equal(r->referrer_org, "ngo-ams");
+	assert_int_equal(r->n_needs, 2);
+	assert_int_equal(r->needs[0]->state, NS(OFFERED));
+	assert_string_equal(r->needs[0]->service_id, "sh-ams");
+	assert_string_equal(r->needs[0]->provider_org, "shelter-a");
+	assert_int_equal(r->needs[1]->state, NS(OFFERED));
+	assert_string_equal(r->needs[1]->service_id, "la-dh");
+	assert_true(strncmp(r->needs[0]->offer_id, "off-", 4) == 0);
+	/* The trail: referred (by the referrer) then offered (by the node) for each need. */
+	assert_int_equal(r->n_events, 4);
+	for (int i = 0; i < 2; i++) {
+		assert_string_equal(r->events[i]->actor_org, "ngo-ams");
+		assert_int_equal(r->events[i]->need_index, i);
+		assert_int_equal(r->events[i]->to, NS(WAITING));
+		assert_string_equal(r->events[2 + i]->actor_org, "");
+		assert_int_equal(r->events[2 + i]->need_index, i);
+		assert_int_equal(r->events[2 + i]->from, NS(WAITING));
+		assert_int_equal(r->events[2 + i]->to, NS(OFFERED));
+		assert_string_equal(r->events[2 + i]->offer_id, r->needs[i]->offer_id);
+	}
+	assert_int_equal(r->version, 4);
+	assert_int_equal(atomic_load(&consent_calls) > 0, 1);
+	places(n, "sh-ams", &av, &held);
+	assert_int_equal(av, 2);
+	assert_int_equal(held, 1);
+
+	/* The provider sees its open offers: what is needed, never who. */
+	lo = offers_of(n, C_PROV_A, true);
+	assert_int_equal(lo->n_offers, 2);
+	for (size_t i = 0; i < lo->n_offers; i++) {
+		assert_string_equal(lo->offers[i]->provider_org, "shelter-a");
+		assert_int_equal(lo->offers[i]->state, OS(OFFER_OPEN));
+		assert_int_equal(lo->offers[i]->urgency, URG(IMMEDIATE));
+		assert_int_equal(lo->offers[i]->respond_by_ms,
+		    lo->offers[i]->created_ms + 1800 * 1000);
+	}
+	free_msg(lo);
+	lo = offers_of(n, C_PROV_B, false);
+	assert_int_equal(lo->n_offers, 0);
+	free_msg(lo);
+	free_msg(r);
+}
+
+static void
+test_excluded_and_preferred(void **state)
+{
+	node       *n = *state;
+	create_spec s = one_shelter;
+	Referral   *r = NULL;
+
+	add_services(n, std_services, N_STD);
+	/* Excluding the home region: the neighbour is next. */
+	s.excluded[0] = "Amsterdam";
+	s.n_excluded  = 1;
+	assert_int_equal(create(n, &s, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-nh");
+	free_msg(r);
+	/* Excluding the neighbour as well: the rest of the country. */
+	s.excluded[1] = "Noord-Holland";
+	s.n_excluded  = 2;
+	assert_int_equal(create(n, &s, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-lim");
+	free_msg(r);
+	/* A preferred region comes first, even far away. */
+	s.n_excluded   = 0;
+	s.preferred[0] = "Limburg";
+	s.n_preferred  = 1;
+	assert_int_equal(create(n, &s, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-lim");
+	free_msg(r);
+	/* Only excluded regions have room: the need waits. */
+	{
+		create_spec w = one_shelter;
+		w.excluded[0] = "Amsterdam";
+		w.excluded[1] = "Noord-Holland";
+		w.excluded[2] = "Limburg";
+		w.n_excluded  = 3;
+		assert_int_equal(create(n, &w, &r), HV_OK);
+		assert_int_equal(r->needs[0]->state, NS(WAITING));
+		free_msg(r);
+	}
+}
+
+static void
+test_ranking_language_specialisation(void **state)
+{
+	node          *n = *state;
+	const svc_spec svcs[] = {
+		{ "sh-1", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "nl", 0, 0, NULL },
+		{ "sh-2", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "ro", 0, 0, NULL },
+		{ "sh-3", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "ro", SPEC_LABOUR, 0, NULL },
+		{ "sh-4", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "ro", SPEC_LABOUR, 0, "wheelchair" },
+		{ "sh-min", C_PROV_B, ST(SHELTER), "Amsterdam", 1, NULL, 0, POP(MINORS), NULL },
+	};
+	create_spec s = { .n_needs = 1, .needs = { { ST(SHELTER), 0, "ro", NULL } } };
+	Referral   *r = NULL;
+
+	add_services(n, svcs, sizeof(svcs) / sizeof(svcs[0]));
+	/* Language and specialisation: sh-3 (sh-4 ties and loses on id). */
+	assert_int_equal(create(n, &s, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-3");
+	free_msg(r);
+	/* Accessibility is a must: only sh-4. */
+	s.needs[0].access = "wheelchair";
+	assert_int_equal(create(n, &s, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-4");
+	free_msg(r);
+	/* Population is a must: minors only at sh-min. */
+	s.needs[0].access = NULL;
+	s.needs[0].pop    = POP(MINORS);
+	assert_int_equal(create(n, &s, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-min");
+	free_msg(r);
+	/* Sexual exploitation: no specialist, so language decides: sh-2 (sh-1 lacks "ro"). */
+	s.needs[0].pop  = 0;
+	s.exploitation  = EX(SEXUAL);
+	assert_int_equal(create(n, &s, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-2");
+	free_msg(r);
+}
+
+static void
+test_decline_moves_on(void **state)
+{
+	node     *n = *state;
+	Referral *r = NULL, *r2;
+	Offer    *o = NULL;
+	uint32_t  av, held;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-ams");
+	/* Another provider may not answer it. */
+	assert_int_equal(offer_act(n, C_PROV_B, M_DECLINE, r->needs[0]->offer_id, 1, NULL, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_non_null(strstr(errbuf, "belongs to another provider"));
+	/* A reason is required, and "other" needs text. */
+	assert_int_equal(offer_act(n, C_PROV_A, M_DECLINE, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(offer_act(n, C_PROV_A, M_DECLINE, r->needs[0]->offer_id,
+	                     HAVEN__REFERRAL__V1__DECLINE_REASON__DECLINE_OTHER, NULL, NULL),
+	    HV_INVALID_ARGUMENT);
+	/* Acknowledge, then decline: the hold goes back, the next candidate gets it. */
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACK, r->needs[0]->offer_id, 0, NULL, &o), HV_OK);
+	assert_true(o->acknowledged_ms > 0);
+	free_msg(o);
+	assert_int_equal(offer_act(n, C_PROV_A, M_DECLINE, r->needs[0]->offer_id,
+	                     HAVEN__REFERRAL__V1__DECLINE_REASON__UNSAFE, NULL, &o),
+	    HV_OK);
+	assert_int_equal(o->state, OS(OFFER_DECLINED));
+	assert_int_equal(o->decline_reason, HAVEN__REFERRAL__V1__DECLINE_REASON__UNSAFE);
+	free_msg(o);
+	places(n, "sh-ams", &av, &held);
+	assert_int_equal(held, 0);
+	r2 = get_as(n, C_REFERRER, r->id);
+	assert_int_equal(r2->needs[0]->state, NS(OFFERED));
+	assert_string_equal(r2->needs[0]->service_id, "sh-nh");
+	assert_int_equal(r2->needs[0]->n_declined_services, 1);
+	assert_string_equal(r2->needs[0]->declined_services[0], "sh-ams");
+	/* Trail: referred, offered, acknowledged, declined (-> waiting), offered. */
+	assert_int_equal(r2->n_events, 5);
+	assert_string_equal(r2->events[2]->reason, "acknowledged");
+	assert_string_equal(r2->events[3]->reason, "declined: unsafe");
+	assert_string_equal(r2->events[3]->actor_org, "shelter-a");
+	assert_int_equal(r2->events[3]->to, NS(WAITING));
+	assert_int_equal(r2->events[4]->to, NS(OFFERED));
+	places(n, "sh-nh", &av, &held);
+	assert_int_equal(held, 1);
+	/* The declined offer cannot be answered again. */
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_FAILED_PRECONDITION);
+	free_msg(r2);
+	free_msg(r);
+}
+
+static void
+test_expiry_moves_on(void **state)
+{
+	node     *n = *state;
+	Referral *r = NULL, *r2;
+	unsigned  expired;
+	uint32_t  av, held;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-ams");
+	/* Not yet. */
+	advance(1799 * 1000);
+	assert_int_equal(ref_expire_offers(n->rs, &expired), HV_OK);
+	assert_int_equal(expired, 0);
+	advance(1000);
+	/* Past respond-by, before expiry ran: answering is refused already. */
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(errbuf, "expired at"));
+	assert_int_equal(ref_expire_offers(n->rs, &expired), HV_OK);
+	assert_int_equal(expired, 1);
+	places(n, "sh-ams", &av, &held);
+	assert_int_equal(held, 0);
+	r2 = get_as(n, C_REFERRER, r->id);
+	assert_int_equal(r2->needs[0]->state, NS(OFFERED));
+	assert_string_equal(r2->needs[0]->service_id, "sh-nh");
+	assert_string_equal(r2->events[2]->reason, "offer expired");
+	assert_string_equal(r2->events[2]->actor_org, "");
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(errbuf, "expired"));
+	/* Urgent offers have 4 hours. */
+	{
+		Haven__Referral__V1__ListOffersResponse *lo;
+		create_spec s = one_shelter;
+		Referral   *u = NULL;
+		s.urgency     = URG(URGENT);
+		assert_int_equal(create(n, &s, &u), HV_OK);
+		lo = offers_of(n, C_PROV_A, true);
+		assert_int_equal(lo->n_offers, 1);
+		assert_int_equal(lo->offers[0]->respond_by_ms - lo->offers[0]->created_ms,
+		    14400 * 1000);
+		free_msg(lo);
+		free_msg(u);
+	}
+	free_msg(r2);
+	free_msg(r);
+}
+
+static void
+test_accept_place_complete(void **state)
+{
+	node     *n = *state;
+	Referral *r = NULL, *r2;
+	Offer    *o = NULL;
+	uint32_t  av, held;
+	store_txn *txn;
+	bool      yes;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	/* Not placed before accepted. */
+	assert_int_equal(placement(n, C_PROV_A, M_PLACED, r->needs[0]->offer_id, 0, NULL),
+	    HV_FAILED_PRECONDITION);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, &o), HV_OK);
+	assert_int_equal(o->state, OS(OFFER_ACCEPTED));
+	assert_int_equal(o->need_state, NS(ACCEPTED));
+	free_msg(o);
+	/* The hold became a placement: one place fewer, none held. */
+	places(n, "sh-ams", &av, &held);
+	assert_int_equal(av, 1);
+	assert_int_equal(held, 0);
+	/* Twice is refused; the place is not taken twice. */
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_FAILED_PRECONDITION);
+	places(n, "sh-ams", &av, &held);
+	assert_int_equal(av, 1);
+
+	assert_int_equal(store_read_begin(n->st, &txn), HV_OK);
+	assert_int_equal(ref_is_accepting_provider(n->rs, txn, SUBJECT_OK, "shelter-a", &yes), HV_OK);
+	assert_true(yes);
+	assert_int_equal(ref_is_accepting_provider(n->rs, txn, SUBJECT_OK, "shelter-b", &yes), HV_OK);
+	assert_false(yes);
+	store_read_end(txn);
+
+	/* Completed only after placed. */
+	assert_int_equal(placement(n, C_PROV_A, M_COMPLETE, r->needs[0]->offer_id, 0, NULL),
+	    HV_FAILED_PRECONDITION);
+	advance(3600 * 1000);
+	assert_int_equal(placement(n, C_PROV_B, M_PLACED, r->needs[0]->offer_id, 0, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(placement(n, C_PROV_A, M_PLACED, r->needs[0]->offer_id, 0, NULL), HV_OK);
+	assert_int_equal(placement(n, C_PROV_A, M_COMPLETE, r->needs[0]->offer_id, 0, NULL), HV_OK);
+	r2 = get_as(n, C_REFERRER, r->id);
+	assert_int_equal(r2->needs[0]->state, NS(COMPLETED));
+	assert_int_equal(r2->needs[0]->placed_ms - r2->created_ms, 3600 * 1000);
+	assert_int_equal(r2->events[r2->n_events - 1]->to, NS(COMPLETED));
+	assert_int_equal(r2->events[r2->n_events - 2]->to, NS(PLACED));
+	assert_int_equal(r2->events[r2->n_events - 3]->to, NS(ACCEPTED));
+	assert_string_equal(r2->events[r2->n_events - 3]->actor_org, "shelter-a");
+	assert_int_equal(store_read_begin(n->st, &txn), HV_OK);
+	assert_int_equal(ref_is_accepting_provider(n->rs, txn, SUBJECT_OK, "shelter-a", &yes), HV_OK);
+	assert_false(yes);
+	store_read_end(txn);
+	free_msg(r2);
+	free_msg(r);
+}
+
+static void
+test_end_with_outcome(void **state)
+{
+	node     *n = *state;
+	Referral *r = NULL, *r2;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	/* Not before accepted. */
+	assert_int_equal(placement(n, C_PROV_A, M_END, r->needs[0]->offer_id,
+	                     HAVEN__REFERRAL__V1__OUTCOME__CLIENT_REFUSED, NULL),
+	    HV_FAILED_PRECONDITION);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL), HV_OK);
+	/* An outcome is required; "other" needs text. */
+	assert_int_equal(placement(n, C_PROV_A, M_END, r->needs[0]->offer_id, 0, NULL),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(placement(n, C_PROV_A, M_END, r->needs[0]->offer_id,
+	                     HAVEN__REFERRAL__V1__OUTCOME__OUTCOME_OTHER, NULL),
+	    HV_INVALID_ARGUMENT);
+	/* Another referrer may not end it; the referrer may ("unable to contact provider"). */
+	assert_int_equal(placement(n, C_REFERRER2, M_END, r->needs[0]->offer_id,
+	                     HAVEN__REFERRAL__V1__OUTCOME__UNABLE_TO_CONTACT_PROVIDER, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(placement(n, C_REFERRER, M_END, r->needs[0]->offer_id,
+	                     HAVEN__REFERRAL__V1__OUTCOME__UNABLE_TO_CONTACT_PROVIDER, "no answer"),
+	    HV_OK);
+	r2 = get_as(n, C_REFERRER, r->id);
+	assert_int_equal(r2->needs[0]->state, NS(FAILED));
+	assert_string_equal(r2->events[r2->n_events - 1]->reason,
+	    "ended: unable-to-contact-provider: no answer");
+	free_msg(r2);
+	/* Ended is ended. */
+	assert_int_equal(placement(n, C_PROV_A, M_PLACED, r->needs[0]->offer_id, 0, NULL),
+	    HV_FAILED_PRECONDITION);
+	free_msg(r);
+}
+
+static void
+test_cancel_releases_holds(void **state)
+{
+	node       *n = *state;
+	create_spec s = { .n_needs = 2,
+		.needs = { { ST(SHELTER), 0, NULL, NULL }, { ST(MEDICAL), 0, NULL, NULL } } };
+	Haven__Referral__V1__CancelReferralRequest req =
+	    HAVEN__REFERRAL__V1__CANCEL_REFERRAL_REQUEST__INIT;
+	Referral *r = NULL, *r2 = NULL;
+	uint32_t  av, held;
+	Haven__Referral__V1__ListOffersResponse *lo;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &s, &r), HV_OK);
+	assert_int_equal(r->needs[0]->state, NS(OFFERED));
+	assert_int_equal(r->needs[1]->state, NS(WAITING)); /* no medical service */
+	req.id = r->id;
+	assert_int_equal(call(n->ch[C_COORD], M_CANCEL, &req.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_INVALID_ARGUMENT); /* no reason */
+	req.reason = "duplicate";
+	assert_int_equal(call(n->ch[C_REFERRER2], M_CANCEL, &req.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(call(n->ch[C_COORD_FAR], M_CANCEL, &req.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(call(n->ch[C_PROV_A], M_CANCEL, &req.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_PERMISSION_DENIED);
+	/* The coordinator of the home region may. */
+	assert_int_equal(call(n->ch[C_COORD], M_CANCEL, &req.base,
+	                     &haven__referral__v1__referral__descriptor, &r2, NULL),
+	    HV_OK);
+	assert_int_equal(r2->needs[0]->state, NS(CANCELLED));
+	assert_int_equal(r2->needs[1]->state, NS(CANCELLED));
+	assert_string_equal(r2->events[r2->n_events - 1]->reason, "cancelled: duplicate");
+	assert_string_equal(r2->events[r2->n_events - 1]->actor_org, "coord-ams");
+	free_msg(r2);
+	places(n, "sh-ams", &av, &held);
+	assert_int_equal(held, 0);
+	assert_int_equal(av, 2);
+	lo = offers_of(n, C_PROV_A, false);
+	assert_int_equal(lo->n_offers, 1);
+	assert_int_equal(lo->offers[0]->state, OS(OFFER_WITHDRAWN));
+	free_msg(lo);
+	/* Nothing left to cancel; and a withdrawn offer cannot be accepted. */
+	assert_int_equal(call(n->ch[C_REFERRER], M_CANCEL, &req.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_FAILED_PRECONDITION);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_FAILED_PRECONDITION);
+	/* A cancelled need is no unmet demand: nothing routes it. */
+	{
+		const svc_spec med[] = { { "med-1", C_PROV_A, ST(MEDICAL), "Amsterdam", 1, NULL, 0,
+			0, NULL } };
+		unsigned       routed;
+		add_services(n, med, 1);
+		assert_int_equal(ref_route_waiting(n->rs, &routed), HV_OK);
+		assert_int_equal(routed, 0);
+	}
+	free_msg(r);
+}
+
+static void
+test_waiting_then_routed(void **state)
+{
+	node       *n = *state;
+	create_spec s = { .n_needs = 1, .needs = { { ST(MENTAL_HEALTH), 0, NULL, NULL } } };
+	Referral   *r = NULL, *r2;
+	unsigned    routed;
+	const svc_spec mh[] = { { "mh-1", C_PROV_B, ST(MENTAL_HEALTH), "Limburg", 1, NULL, 0, 0,
+		NULL } };
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &s, &r), HV_OK);
+	assert_int_equal(r->needs[0]->state, NS(WAITING));
+	assert_true(r->needs[0]->waiting_since_ms > 0);
+	assert_int_equal(ref_route_waiting(n->rs, &routed), HV_OK);
+	assert_int_equal(routed, 0);
+	/* A place of its kind appears: the need is offered. */
+	add_services(n, mh, 1);
+	assert_int_equal(ref_route_waiting(n->rs, &routed), HV_OK);
+	assert_int_equal(routed, 1);
+	r2 = get_as(n, C_REFERRER, r->id);
+	assert_int_equal(r2->needs[0]->state, NS(OFFERED));
+	assert_string_equal(r2->needs[0]->service_id, "mh-1");
+	free_msg(r2);
+	free_msg(r);
+}
+
+/* The most urgent, then the oldest waiting need gets the first place that frees. */
+static void
+test_waiting_order(void **state)
+{
+	node       *n = *state;
+	create_spec planned = { .urgency = URG(PLANNED), .n_needs = 1,
+		.needs = { { ST(MEDICAL), 0, NULL, NULL } } };
+	create_spec now = planned;
+	Referral   *a = NULL, *b = NULL, *c = NULL, *x;
+	unsigned    routed;
+	const svc_spec med[] = { { "med-1", C_PROV_A, ST(MEDICAL), "Amsterdam", 1, NULL, 0, 0,
+		NULL } };
+
+	now.urgency = URG(IMMEDIATE);
+	assert_int_equal(create(n, &planned, &a), HV_OK);
+	advance(1000);
+	assert_int_equal(create(n, &now, &b), HV_OK);
+	advance(1000);
+	assert_int_equal(create(n, &now, &c), HV_OK);
+	add_services(n, med, 1);
+	assert_int_equal(ref_route_waiting(n->rs, &routed), HV_OK);
+	assert_int_equal(routed, 1);
+	x = get_as(n, C_REFERRER, b->id);
+	assert_int_equal(x->needs[0]->state, NS(OFFERED));
+	free_msg(x);
+	x = get_as(n, C_REFERRER, a->id);
+	assert_int_equal(x->needs[0]->state, NS(WAITING));
+	free_msg(x);
+	x = get_as(n, C_REFERRER, c->id);
+	assert_int_equal(x->needs[0]->state, NS(WAITING));
+	free_msg(x);
+	free_msg(a);
+	free_msg(b);
+	free_msg(c);
+}
+
+/* With the background thread and capacity's notifications: a provider reports a free place
+ * and the waiting need is offered without anyone calling ref_route_waiting. */
+static void
+test_waiting_routed_on_notification(void **state)
+{
+	node       *n = *state;
+	const svc_spec full[] = { { "sh-full", C_PROV_A, ST(SHELTER), "Amsterdam", 0, NULL, 0, 0,
+		NULL } };
+	Referral   *r = NULL, *r2 = NULL;
+	Haven__Capacity__V1__UpdateAvailabilityRequest req =
+	    HAVEN__CAPACITY__V1__UPDATE_AVAILABILITY_REQUEST__INIT;
+	store_txn                    *txn;
+	Haven__Capacity__V1__Service *svc = NULL;
+	int                           i;
+
+	add_services(n, full, 1);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	assert_int_equal(r->needs[0]->state, NS(WAITING));
+	usleep(100 * 1000); /* the subscription is connected and the first round done */
+	assert_int_equal(store_read_begin(n->st, &txn), HV_OK);
+	assert_int_equal(cap_get_service(n->cs, txn, "sh-full", &svc), HV_OK);
+	store_read_end(txn);
+	req.service_id       = "sh-full";
+	req.available        = 1;
+	req.based_on_version = svc->version;
+	haven__capacity__v1__service__free_unpacked(svc, NULL);
+	assert_int_equal(call(n->ch[C_PROV_A], M_AVAIL, &req.base,
+	                     &haven__capacity__v1__service_view__descriptor, NULL, NULL),
+	    HV_OK);
+	/* Well before the periodic round (5 s). */
+	for (i = 0; i < 200; i++) {
+		r2 = get_as(n, C_REFERRER, r->id);
+		if (r2->needs[0]->state == NS(OFFERED)) {
+			break;
+		}
+		free_msg(r2);
+		r2 = NULL;
+		usleep(10 * 1000);
+	}
+	assert_non_null(r2);
+	assert_string_equal(r2->needs[0]->service_id, "sh-full");
+	free_msg(r2);
+	free_msg(r);
+}
+
+static void
+test_idempotent_create(void **state)
+{
+	node     *n = *state;
+	Referral *a = NULL, *b = NULL, *c = NULL;
+	uint32_t  av, held;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create_as(n, C_REFERRER, &one_shelter, "retry-1", &a), HV_OK);
+	assert_int_equal(create_as(n, C_REFERRER, &one_shelter, "retry-1", &b), HV_OK);
+	assert_string_equal(a->id, b->id);
+	assert_int_equal(b->version, a->version);
+	places(n, "sh-ams", &av, &held);
+	assert_int_equal(held, 1); /* routed once */
+	/* Another key is another referral; the same key of another referrer too. */
+	assert_int_equal(create_as(n, C_REFERRER, &one_shelter, "retry-2", &c), HV_OK);
+	assert_string_not_equal(a->id, c->id);
+	free_msg(c);
+	assert_int_equal(create_as(n, C_REFERRER2, &one_shelter, "retry-1", &c), HV_OK);
+	assert_string_not_equal(a->id, c->id);
+	assert_string_equal(c->home_region, "Rotterdam");
+	free_msg(c);
+	/* Without a key it is refused. */
+	{
+		Haven__Referral__V1__CreateReferralRequest req =
+		    HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
+		assert_int_equal(call(n->ch[C_REFERRER], M_CREATE, &req.base,
+		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+		    HV_INVALID_ARGUMENT);
+		assert_non_null(strstr(errbuf, "idempotency key"));
+	}
+	free_msg(a);
+	free_msg(b);
+}
+
+static void
+expect_create(node *n, int who, const create_spec *s, hv_status want, const char *msg)
+{
+	assert_int_equal(create_as(n, who, s, NULL, NULL), want);
+	if (msg != NULL && strstr(errbuf, msg) == NULL) {
+		fail_msg("expected '%s' in '%s'", msg, errbuf);
+	}
+}
+
+static void
+test_bad_input(void **state)
+{
+	node       *n = *state;
+	create_spec s;
+	char        note[600];
+
+	add_services(n, std_services, N_STD);
+	s         = one_shelter;
+	s.subject = SUBJECT_NO;
+	expect_create(n, C_REFERRER, &s, HV_FAILED_PRECONDITION,
+	    "no valid consent for purpose referral for subject " SUBJECT_NO);
+	s         = one_shelter;
+	s.subject = "not-a-subject";
+	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "subject");
+	s             = one_shelter;
+	s.excluded[0] = "Atlantis";
+	s.n_excluded  = 1;
+	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "unknown region Atlantis");
+	s              = one_shelter;
+	s.preferred[0] = "Gotham";
+	s.n_preferred  = 1;
+	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "unknown region Gotham");
+	s = one_shelter;
+	for (size_t i = 0; i < region_map_count(n->regions); i++) {
+		s.excluded[i] = region_map_name(n->regions, i);
+	}
+	s.n_excluded = region_map_count(n->regions);
+	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "every region is excluded");
+	s              = one_shelter;
+	s.excluded[0]  = "Limburg";
+	s.n_excluded   = 1;
+	s.preferred[0] = "Limburg";
+	s.n_preferred  = 1;
+	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "both excluded and preferred");
+	s         = one_shelter;
+	s.n_needs = 0;
+	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "1 to 8 needs");
+	s         = one_shelter;
+	s.n_needs = 9;
+	for (int i = 0; i < 9; i++) {
+		s.needs[i] = one_shelter.needs[0];
+	}
+	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "1 to 8 needs");
+	s               = one_shelter;
+	s.needs[0].type = (Haven__Capacity__V1__ServiceType) 99;
+	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "unknown service type 99");
+	s              = one_shelter;
+	s.needs[0].pop = (Haven__Capacity__V1__Population) 77;
+	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "unknown population 77");
+	s               = one_shelter;
+	s.needs[0].lang = "x";
+	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "language");
+	s         = one_shelter;
+	s.urgency = (Haven__Referral__V1__Urgency) 9;
+	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "urgency");
+	s              = one_shelter;
+	s.exploitation = (Haven__Referral__V1__Exploitation) 9;
+	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "exploitation");
+	memset(note, 'a', sizeof(note) - 1);
+	note[sizeof(note) - 1] = '\0';
+	s                      = one_shelter;
+	s.note                 = note;
+	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "note");
+	s      = one_shelter;
+	s.note = "line\nbreak";
+	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "note");
+	/* Roles: only referrers refer. */
+	expect_create(n, C_PROV_A, &one_shelter, HV_PERMISSION_DENIED, NULL);
+	expect_create(n, C_MUNI, &one_shelter, HV_PERMISSION_DENIED, NULL);
+	expect_create(n, C_OPERATOR, &one_shelter, HV_PERMISSION_DENIED, NULL);
+	/* Unknown ids. */
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, "off-0000000000000000", 0, NULL, NULL),
+	    HV_NOT_FOUND);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, "../etc", 0, NULL, NULL), HV_NOT_FOUND);
+	{
+		Haven__Referral__V1__GetReferralRequest req =
+		    HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+		req.id = "ref-0000000000000000";
+		assert_int_equal(call(n->ch[C_REFERRER], M_GET, &req.base,
+		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+		    HV_NOT_FOUND);
+	}
+	/* Nothing of the refused calls was routed. */
+	{
+		uint32_t av, held;
+		places(n, "sh-ams", &av, &held);
+		assert_int_equal(held, 0);
+	}
+}
+
+static void
+test_visibility(void **state)
+{
+	node     *n = *state;
+	Referral *r = NULL, *r2 = NULL;
+	Haven__Referral__V1__GetReferralRequest  g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+	Haven__Referral__V1__ListReferralsRequest l = HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
+	Haven__Referral__V1__ListReferralsResponse *lr = NULL;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	assert_int_equal(create_as(n, C_REFERRER2, &one_shelter, NULL, &r2), HV_OK);
+	g.id = r->id;
+	assert_int_equal(call(n->ch[C_REFERRER2], M_GET, &g.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(call(n->ch[C_COORD_FAR], M_GET, &g.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(call(n->ch[C_PROV_A], M_GET, &g.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(call(n->ch[C_MUNI], M_GET, &g.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_PERMISSION_DENIED);
+	free_msg(get_as(n, C_COORD, r->id));
+	free_msg(get_as(n, C_OPERATOR, r->id));
+
+	/* Lists: the referrer its own, the coordinator its region's, the operator all. */
+	assert_int_equal(call(n->ch[C_REFERRER], M_LIST, &l.base,
+	                     &haven__referral__v1__list_referrals_response__descriptor, &lr, NULL),
+	    HV_OK);
+	assert_int_equal(lr->n_referrals, 1);
+	assert_string_equal(lr->referrals[0]->id, r->id);
+	free_msg(lr);
+	assert_int_equal(call(n->ch[C_COORD], M_LIST, &l.base,
+	                     &haven__referral__v1__list_referrals_response__descriptor, &lr, NULL),
+	    HV_OK);
+	assert_int_equal(lr->n_referrals, 1);
+	free_msg(lr);
+	assert_int_equal(call(n->ch[C_COORD_FAR], M_LIST, &l.base,
+	                     &haven__referral__v1__list_referrals_response__descriptor, &lr, NULL),
+	    HV_OK);
+	assert_int_equal(lr->n_referrals, 0);
+	free_msg(lr);
+	assert_int_equal(call(n->ch[C_OPERATOR], M_LIST, &l.base,
+	                     &haven__referral__v1__list_referrals_response__descriptor, &lr, NULL),
+	    HV_OK);
+	assert_int_equal(lr->n_referrals, 2);
+	free_msg(lr);
+	/* Paging: one at a time, newest first. */
+	l.page_size = 1;
+	assert_int_equal(call(n->ch[C_OPERATOR], M_LIST, &l.base,
+	                     &haven__referral__v1__list_referrals_response__descriptor, &lr, NULL),
+	    HV_OK);
+	assert_int_equal(lr->n_referrals, 1);
+	assert_true(lr->next_page_token[0] != '\0');
+	{
+		char tok[128];
+		Haven__Referral__V1__ListReferralsResponse *lr2 = NULL;
+		snprintf(tok, sizeof(tok), "%s", lr->next_page_token);
+		l.page_token = tok;
+		assert_int_equal(call(n->ch[C_OPERATOR], M_LIST, &l.base,
+		                     &haven__referral__v1__list_referrals_response__descriptor, &lr2,
+		                     NULL),
+		    HV_OK);
+		assert_int_equal(lr2->n_referrals, 1);
+		assert_string_not_equal(lr2->referrals[0]->id, lr->referrals[0]->id);
+		free_msg(lr2);
+		l.page_token = "garbage";
+		assert_int_equal(call(n->ch[C_OPERATOR], M_LIST, &l.base,
+		                     &haven__referral__v1__list_referrals_response__descriptor, NULL,
+		                     NULL),
+		    HV_INVALID_ARGUMENT);
+	}
+	free_msg(lr);
+	/* --open: once the need is ended, the referral is not open. */
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL), HV_OK);
+	assert_int_equal(placement(n, C_PROV_A, M_END, r->needs[0]->offer_id,
+	                     HAVEN__REFERRAL__V1__OUTCOME__NO_LONGER_NEEDED, NULL),
+	    HV_OK);
+	l.page_token = "";
+	l.page_size  = 0;
+	l.open_only  = true;
+	assert_int_equal(call(n->ch[C_REFERRER], M_LIST, &l.base,
+	                     &haven__referral__v1__list_referrals_response__descriptor, &lr, NULL),
+	    HV_OK);
+	assert_int_equal(lr->n_referrals, 0);
+	free_msg(lr);
+	free_msg(r);
+	free_msg(r2);
+}
+
+static void
+test_reassign(void **state)
+{
+	node     *n = *state;
+	Referral *r = NULL, *r2 = NULL;
+	Haven__Referral__V1__ReassignNeedRequest req = HAVEN__REFERRAL__V1__REASSIGN_NEED_REQUEST__INIT;
+	uint32_t  av, held;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	req.referral_id = r->id;
+	req.need_index  = 0;
+	req.reason      = "provider not answering the phone";
+	assert_int_equal(call(n->ch[C_REFERRER], M_REASSIGN, &req.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(call(n->ch[C_COORD_FAR], M_REASSIGN, &req.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_PERMISSION_DENIED);
+	req.need_index = 5;
+	assert_int_equal(call(n->ch[C_COORD], M_REASSIGN, &req.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_INVALID_ARGUMENT);
+	req.need_index = 0;
+	assert_int_equal(call(n->ch[C_COORD], M_REASSIGN, &req.base,
+	                     &haven__referral__v1__referral__descriptor, &r2, NULL),
+	    HV_OK);
+	assert_int_equal(r2->needs[0]->state, NS(OFFERED));
+	assert_string_equal(r2->needs[0]->service_id, "sh-nh");
+	places(n, "sh-ams", &av, &held);
+	assert_int_equal(held, 0);
+	free_msg(r2);
+	free_msg(r);
+}
+
+typedef struct race_arg {
+	node       *n;
+	int         who;
+	const char *offer;
+	hv_status   st;
+	Referral   *r;
+} race_arg;
+
+static void *
+race_create(void *arg)
+{
+	race_arg *a = arg;
+
+	a->st = create(a->n, &one_shelter, &a->r);
+	return (NULL);
+}
+
+static void *
+race_accept(void *arg)
+{
+	race_arg *a = arg;
+
+	a->st = offer_act(a->n, a->who, M_ACCEPT, a->offer, 0, NULL, NULL);
+	return (NULL);
+}
+
+static void
+test_race_last_place(void **state)
+{
+	node          *n = *state;
+	const svc_spec one[] = { { "sh-last", C_PROV_A, ST(SHELTER), "Amsterdam", 1, NULL, 0, 0,
+		NULL } };
+	race_arg       a[2] = { { .n = n }, { .n = n } };
+	pthread_t      t[2];
+	uint32_t       av, held;
+	int            offered = 0, waiting = 0;
+
+	add_services(n, one, 1);
+	for (int round = 0; round < 5; round++) {
+		for (int i = 0; i < 2; i++) {
+			assert_int_equal(pthread_create(&t[i], NULL, race_create, &a[i]), 0);
+		}
+		for (int i = 0; i < 2; i++) {
+			pthread_join(t[i], NULL);
+			assert_int_equal(a[i].st, HV_OK);
+			offered += a[i].r->needs[0]->state == NS(OFFERED);
+			waiting += a[i].r->needs[0]->state == NS(WAITING);
+		}
+		places(n, "sh-last", &av, &held);
+		assert_true(held <= av);
+		if (round == 0) {
+			/* Exactly one got the last place; the other waits. */
+			assert_int_equal(offered, 1);
+			assert_int_equal(waiting, 1);
+			assert_int_equal(held, 1);
+			/* Two providers racing: each may only accept its own offer. */
+		}
+		for (int i = 0; i < 2; i++) {
+			free_msg(a[i].r);
+			a[i].r = NULL;
+		}
+	}
+	assert_int_equal(offered, 1);
+	assert_int_equal(waiting, 9);
+}
+
+static void
+test_race_accept(void **state)
+{
+	node          *n = *state;
+	const svc_spec svcs[] = {
+		{ "sh-a", C_PROV_A, ST(SHELTER), "Amsterdam", 1, NULL, 0, 0, NULL },
+		{ "sh-b", C_PROV_B, ST(SHELTER), "Amsterdam", 1, NULL, 0, 0, NULL },
+	};
+	Referral      *ra = NULL, *rb = NULL;
+	race_arg       a[2];
+	pthread_t      t[2];
+	uint32_t       av, held;
+	int            ok = 0;
+
+	add_services(n, svcs, 2);
+	assert_int_equal(create(n, &one_shelter, &ra), HV_OK);
+	assert_int_equal(create(n, &one_shelter, &rb), HV_OK);
+	assert_string_equal(ra->needs[0]->service_id, "sh-a");
+	assert_string_equal(rb->needs[0]->service_id, "sh-b");
+	/* Each provider tries the other's offer: refused. */
+	assert_int_equal(offer_act(n, C_PROV_B, M_ACCEPT, ra->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, rb->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_PERMISSION_DENIED);
+	/* Both accept their own at once: both succeed, each takes its own place. */
+	a[0] = (race_arg) { n, C_PROV_A, ra->needs[0]->offer_id, HV_UNKNOWN, NULL };
+	a[1] = (race_arg) { n, C_PROV_B, rb->needs[0]->offer_id, HV_UNKNOWN, NULL };
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(pthread_create(&t[i], NULL, race_accept, &a[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(a[i].st, HV_OK);
+	}
+	places(n, "sh-a", &av, &held);
+	assert_int_equal(av, 0);
+	assert_int_equal(held, 0);
+	/* The same offer accepted twice at once: exactly one wins, the place is taken once. */
+	{
+		const svc_spec more[] = { { "sh-c", C_PROV_A, ST(SHELTER), "Amsterdam", 2, NULL, 0, 0,
+			NULL } };
+		Referral      *rc = NULL;
+		add_services(n, more, 1);
+		assert_int_equal(create(n, &one_shelter, &rc), HV_OK);
+		a[0] = (race_arg) { n, C_PROV_A, rc->needs[0]->offer_id, HV_UNKNOWN, NULL };
+		a[1] = a[0];
+		for (int i = 0; i < 2; i++) {
+			assert_int_equal(pthread_create(&t[i], NULL, race_accept, &a[i]), 0);
+		}
+		for (int i = 0; i < 2; i++) {
+			pthread_join(t[i], NULL);
+			ok += a[i].st == HV_OK;
+			assert_true(a[i].st == HV_OK || a[i].st == HV_FAILED_PRECONDITION);
+		}
+		assert_int_equal(ok, 1);
+		places(n, "sh-c", &av, &held);
+		assert_int_equal(av, 1);
+		assert_int_equal(held, 0);
+		free_msg(rc);
+	}
+	free_msg(ra);
+	free_msg(rb);
+}
+
+static void
+test_restart_mid_offer(void **state)
+{
+	node     *n = *state;
+	Referral *r = NULL, *r2;
+	unsigned  expired;
+	uint32_t  av, held;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-ams");
+	/* The whole process goes: services, server and store. */
+	close_services(n, true);
+	advance(1801 * 1000);
+	open_services(n, true);
+	/* The offer and its hold survived; its deadline passed while down. */
+	places(n, "sh-ams", &av, &held);
+	assert_int_equal(held, 1);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_FAILED_PRECONDITION);
+	assert_int_equal(ref_expire_offers(n->rs, &expired), HV_OK);
+	assert_int_equal(expired, 1);
+	places(n, "sh-ams", &av, &held);
+	assert_int_equal(held, 0);
+	r2 = get_as(n, C_REFERRER, r->id);
+	assert_int_equal(r2->needs[0]->state, NS(OFFERED));
+	assert_string_equal(r2->needs[0]->service_id, "sh-nh");
+	/* The new offer is answerable after another restart within its time. */
+	close_services(n, true);
+	advance(60 * 1000);
+	open_services(n, true);
+	assert_int_equal(ref_expire_offers(n->rs, &expired), HV_OK);
+	assert_int_equal(expired, 0);
+	assert_int_equal(offer_act(n, C_PROV_B, M_ACCEPT, r2->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_OK);
+	places(n, "sh-nh", &av, &held);
+	assert_int_equal(av, 1);
+	assert_int_equal(held, 0);
+	free_msg(r2);
+	free_msg(r);
+}
+
+/* capacity's expiry round, as its thread would run it */
+typedef struct cap_exp {
+	cap_service *cs;
+	int64_t      now;
+	unsigned     n;
+} cap_exp;
+
+static hv_status
+cap_expire_fn(store_txn *txn, void *arg)
+{
+	cap_exp *ce = arg;
+
+	return (cap_expire_holds(ce->cs, txn, ce->now, &ce->n));
+}
+
+/* Capacity's own expiry released the hold while the referral service was down: expiry of the
+ * offer still ends it cleanly, and acceptance is refused. */
+static void
+test_hold_expired_by_capacity(void **state)
+{
+	node     *n = *state;
+	Referral *r = NULL, *r2;
+	cap_exp   ce;
+	unsigned  expired;
+	uint32_t  av, held;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	advance((1800 + 120 + 1) * 1000);
+	ce = (cap_exp) { n->cs, atomic_load(&clock_ms), 0 };
+	assert_int_equal(store_write(n->st, cap_expire_fn, &ce), HV_OK);
+	assert_int_equal(ce.n, 1);
+	places(n, "sh-ams", &av, &held);
+	assert_int_equal(held, 0);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_FAILED_PRECONDITION);
+	assert_int_equal(ref_expire_offers(n->rs, &expired), HV_OK);
+	assert_int_equal(expired, 1);
+	r2 = get_as(n, C_REFERRER, r->id);
+	assert_int_equal(r2->needs[0]->state, NS(OFFERED));
+	assert_string_equal(r2->needs[0]->service_id, "sh-nh");
+	free_msg(r2);
+	free_msg(r);
+}
+
+static void
+test_statistics(void **state)
+{
+	node          *n = *state;
+	const svc_spec big[] = { { "sh-big", C_PROV_A, ST(SHELTER), "Amsterdam", 10, NULL, 0, 0,
+		NULL } };
+	Haven__Referral__V1__StatisticsRequest   req  = HAVEN__REFERRAL__V1__STATISTICS_REQUEST__INIT;
+	Haven__Referral__V1__StatisticsResponse *resp = NULL;
+	Referral *r[6] = { NULL };
+	int64_t   t0   = atomic_load(&clock_ms);
+	bool      seen_shelter = false, seen_legal = false;
+	create_spec planned = one_shelter;
+
+	/* Six shelter needs of labour exploitation from Amsterdam; five placed after 1..5 hours
+	 * (planned: the offers are open for a day). */
+	planned.urgency = URG(PLANNED);
+	add_services(n, big, 1);
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(create(n, &planned, &r[i]), HV_OK);
+	}
+	for (int i = 0; i < 5; i++) {
+		advance(3600 * 1000);
+		assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r[i]->needs[0]->offer_id, 0, NULL,
+		                     NULL),
+		    HV_OK);
+		assert_int_equal(placement(n, C_PROV_A, M_PLACED, r[i]->needs[0]->offer_id, 0, NULL),
+		    HV_OK);
+	}
+	/* Two legal-aid needs that wait (no legal aid anywhere). */
+	{
+		create_spec s = { .n_needs = 1, .needs = { { ST(LEGAL_AID), 0, NULL, NULL } } };
+		for (int i = 0; i < 2; i++) {
+			Referral *x = NULL;
+			assert_int_equal(create(n, &s, &x), HV_OK);
+			free_msg(x);
+		}
+	}
+	/* Who may ask. */
+	assert_int_equal(call(n->ch[C_REFERRER], M_STATS, &req.base,
+	                     &haven__referral__v1__statistics_response__descriptor, NULL, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(call(n->ch[C_PROV_A], M_STATS, &req.base,
+	                     &haven__referral__v1__statistics_response__descriptor, NULL, NULL),
+	    HV_PERMISSION_DENIED);
+	req.from_ms = (uint64_t) t0 - 1000;
+	assert_int_equal(call(n->ch[C_MUNI], M_STATS, &req.base,
+	                     &haven__referral__v1__statistics_response__descriptor, &resp, NULL),
+	    HV_OK);
+	for (size_t i = 0; i < resp->n_cells; i++) {
+		Haven__Referral__V1__StatisticsCell *c = resp->cells[i];
+		assert_string_equal(c->region, "Amsterdam");
+		assert_int_equal(c->exploitation, EX(LABOUR));
+		if (c->type == ST(SHELTER)) {
+			seen_shelter = true;
+			assert_string_equal(c->referrals, "6");
+			assert_string_equal(c->placements, "5");
+			assert_string_equal(c->unmet, "0");
+			/* Placed after 1, 2, 3, 4, 5 hours: median 3 h, p90 5 h. */
+			assert_int_equal(c->median_ms_to_placement, 3 * 3600 * 1000);
+			assert_int_equal(c->p90_ms_to_placement, 5 * 3600 * 1000);
+		} else {
+			assert_int_equal(c->type, ST(LEGAL_AID));
+			seen_legal = true;
+			assert_string_equal(c->referrals, "<5");
+			assert_string_equal(c->placements, "0");
+			assert_string_equal(c->unmet, "<5");
+			assert_int_equal(c->median_ms_to_placement, 0);
+		}
+	}
+	assert_true(seen_shelter && seen_legal);
+	free_msg(resp);
+	/* A coordinator, for another region only: nothing. A period before: nothing. */
+	req.n_regions = 1;
+	req.regions   = (char *[]) { "Limburg" };
+	assert_int_equal(call(n->ch[C_COORD], M_STATS, &req.base,
+	                     &haven__referral__v1__statistics_response__descriptor, &resp, NULL),
+	    HV_OK);
+	assert_int_equal(resp->n_cells, 0);
+	free_msg(resp);
+	req.n_regions = 0;
+	req.from_ms   = (uint64_t) t0 - 100000;
+	req.to_ms     = (uint64_t) t0 - 1000;
+	assert_int_equal(call(n->ch[C_OPERATOR], M_STATS, &req.base,
+	                     &haven__referral__v1__statistics_response__descriptor, &resp, NULL),
+	    HV_OK);
+	assert_int_equal(resp->n_cells, 0);
+	free_msg(resp);
+	req.regions   = (char *[]) { "Atlantis" };
+	req.n_regions = 1;
+	assert_int_equal(call(n->ch[C_OPERATOR], M_STATS, &req.base,
+	                     &haven__referral__v1__statistics_response__descriptor, NULL, NULL),
+	    HV_INVALID_ARGUMENT);
+	for (int i = 0; i < 6; i++) {
+		free_msg(r[i]);
+	}
+}
+
+static void
+test_consent_withdrawn(void **state)
+{
+	node     *n = *state;
+	Referral *r = NULL, *r2;
+	unsigned  marked;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+	assert_int_equal(marked, 1);
+	r2 = get_as(n, C_REFERRER, r->id);
+	assert_string_equal(r2->events[r2->n_events - 1]->reason, "consent withdrawn");
+	assert_int_equal(r2->events[r2->n_events - 1]->from, NS(OFFERED));
+	assert_int_equal(r2->events[r2->n_events - 1]->to, NS(OFFERED));
+	free_msg(r2);
+	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_NO, &marked), HV_OK);
+	assert_int_equal(marked, 0);
+	free_msg(r);
+}
+
+/* The consent service publishes a withdrawal: the referral's trail records it. */
+static void
+test_consent_withdrawn_notification(void **state)
+{
+	node                                *n = *state;
+	Haven__Consent__V1__ConsentWithdrawn m = HAVEN__CONSENT__V1__CONSENT_WITHDRAWN__INIT;
+	Referral                            *r = NULL, *r2 = NULL;
+	uint8_t                              buf[256];
+	size_t                               len;
+	int                                  i;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	usleep(100 * 1000); /* the subscriber is connected */
+	m.consent_id      = "00000000000000000000000000000001";
+	m.subject         = SUBJECT_OK;
+	m.withdrawn_at_ms = atomic_load(&clock_ms);
+	memcpy(buf, "consent.withdrawn", 17);
+	len = 17 + haven__consent__v1__consent_withdrawn__pack(&m, buf + 17);
+	assert_int_equal(nng_send(n->consent_pub, buf, len, 0), 0);
+	for (i = 0; i < 200; i++) {
+		r2 = get_as(n, C_REFERRER, r->id);
+		if (strcmp(r2->events[r2->n_events - 1]->reason, "consent withdrawn") == 0) {
+			break;
+		}
+		free_msg(r2);
+		r2 = NULL;
+		usleep(10 * 1000);
+	}
+	assert_non_null(r2);
+	assert_string_equal(r2->events[r2->n_events - 1]->actor_org, "");
+	free_msg(r2);
+	free_msg(r);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_offered_to_nearest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_excluded_and_preferred, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ranking_language_specialisation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_decline_moves_on, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expiry_moves_on, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_accept_place_complete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_end_with_outcome, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_releases_holds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_waiting_then_routed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_waiting_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_waiting_routed_on_notification, setup_notify,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_idempotent_create, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_visibility, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reassign, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_race_last_place, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_race_accept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restart_mid_offer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hold_expired_by_capacity, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_statistics, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_consent_withdrawn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_consent_withdrawn_notification, setup_notify,
+		    teardown),
+	};
+
+	log_init("referral_test", LOG_LEVEL_WARN);
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
