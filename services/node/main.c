@@ -1,24 +1,71 @@
 /*
- * haven-node - a haven node in one process: every service over one data directory (the LMDB
- * store and the node secret), until SIGTERM or SIGINT.
+ * haven-node - a haven node in one process: the capacity registry, the consent records and
+ * the referral service over one data directory (the LMDB store, the node secret and keys),
+ * until SIGTERM or SIGINT.
  *
  *   haven-node [--config FILE] [--data-dir DIR] [--listen URL]... [--OPTION VALUE]...
  *
  * Without --listen the node serves on ipc://DATA_DIR/run/haven.sock, where the haven CLI finds
  * it. `haven-node --print-config` documents every option. Exit codes: 0 after a clean
  * shutdown, 2 for a usage or configuration error, 1 when the node cannot start.
+ *
+ * Change notifications: capacity publishes on ipc://DATA_DIR/run/events.sock (or pub_url),
+ * consent on run/consent-events.sock, referral on run/referral-events.sock; the referral
+ * service subscribes to the first two, so it reroutes waiting needs the moment a place frees.
  */
 #include "haven/host.h"
 #include "haven/log.h"
 
+#include "capacity.h"
+#include "consent.h"
+#include "referral.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static bool
+org_exists(void *arg, const char *org_id)
+{
+	auth_org org = { 0 };
+
+	if (cap_lookup_org(arg, org_id, &org) != HV_OK) {
+		return (false);
+	}
+	free(org.cert_pem);
+	return (true);
+}
+
+static void
+run_url(host *h, const char *name, char *out, size_t outsz)
+{
+	char path[PATH_MAX];
+
+	host_run_path(h, name, path, sizeof(path));
+	snprintf(out, outsz, "ipc://%s", path);
+}
+
+static int
+exit_code(hv_status st)
+{
+	return (st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1);
+}
+
 int
 main(int argc, char **argv)
 {
-	host_config cfg;
-	host       *h = NULL;
-	bool        done;
-	int         ret;
-	hv_status   st;
+	host_config      cfg;
+	host            *h   = NULL;
+	cap_service     *cs  = NULL;
+	consent_service *cns = NULL;
+	ref_service     *rs  = NULL;
+	cap_options      co  = { 0 };
+	consent_options  no  = { 0 };
+	ref_options      ro  = { 0 };
+	char             cap_pub[PATH_MAX + 16], consent_pub[PATH_MAX + 16], ref_pub[PATH_MAX + 16];
+	bool             done;
+	int              ret;
+	hv_status        st;
 
 	if ((ret = host_config_load(&cfg, argc, argv, "haven-node", &done)) != 0 || done) {
 		host_config_free(&cfg);
@@ -26,17 +73,72 @@ main(int argc, char **argv)
 	}
 	ret = 1;
 	if ((st = host_open(&h, &cfg, "node")) != HV_OK) {
-		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
+		ret = exit_code(st);
 		goto out;
 	}
-	if ((st = host_start(h, NULL, NULL)) != HV_OK) {
-		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
+	if (cfg.pub_url != NULL) {
+		snprintf(cap_pub, sizeof(cap_pub), "%s", cfg.pub_url);
+	} else {
+		run_url(h, "events.sock", cap_pub, sizeof(cap_pub));
+	}
+	run_url(h, "consent-events.sock", consent_pub, sizeof(consent_pub));
+	run_url(h, "referral-events.sock", ref_pub, sizeof(ref_pub));
+
+	co.store   = host_store(h);
+	co.regions = host_regions(h);
+	co.pub_url = cap_pub;
+	if ((st = cap_open(&cs, &co)) != HV_OK) {
+		log_error("cannot open the capacity registry: %s", hv_status_name(st));
+		ret = exit_code(st);
+		goto out;
+	}
+	no.store      = host_store(h);
+	no.data_dir   = cfg.data_dir;
+	no.pub_url    = consent_pub;
+	no.org_exists = org_exists;
+	no.org_arg    = cs;
+	if ((st = consent_open(&cns, &no)) != HV_OK) {
+		log_error("cannot open the consent records: %s", hv_status_name(st));
+		ret = exit_code(st);
+		goto out;
+	}
+	ro.store            = host_store(h);
+	ro.regions          = host_regions(h);
+	ro.capacity         = cs;
+	ro.consent          = consent_ref_check;
+	ro.consent_arg      = cns;
+	ro.pub_url          = ref_pub;
+	ro.capacity_sub_url = cap_pub;
+	ro.consent_sub_url  = consent_pub;
+	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE] =
+	    (uint32_t) cfg.offer_timeout_immediate_s;
+	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__URGENT] = (uint32_t) cfg.offer_timeout_urgent_s;
+	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__PLANNED] =
+	    (uint32_t) cfg.offer_timeout_planned_s;
+	if ((st = ref_open(&rs, &ro)) != HV_OK) {
+		log_error("cannot open the referral service: %s", hv_status_name(st));
+		ret = exit_code(st);
+		goto out;
+	}
+	if ((st = cap_register(cs, host_server(h))) != HV_OK ||
+	    (st = consent_register(cns, host_server(h))) != HV_OK ||
+	    (st = ref_register(rs, host_server(h))) != HV_OK ||
+	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
+		ret = exit_code(st);
 		goto out;
 	}
 	host_wait(h);
 	ret = 0;
 out:
+	/* Threads stop while the store is open; host_close lets in-flight calls finish and closes
+	 * the store; the services go last. */
+	ref_stop(rs);
+	consent_stop(cns);
+	cap_stop(cs);
 	host_close(h);
+	ref_close(rs);
+	consent_close(cns);
+	cap_close(cs);
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}
