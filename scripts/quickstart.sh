@@ -15,31 +15,89 @@ cmake --build build -j "$(nproc)" --target haven-node haven-cli >/dev/null
 bin=$PWD/build
 
 mkdir -p "$data" && chmod 700 "$data"
+pki=$data/pki
+port=${HAVEN_PORT:-7443}
 log=$data/node.log
-echo "== starting haven-node on $data (log: $log)"
-"$bin/services/node/haven-node" --data "$data" 2>"$log" &
+if [ ! -f "$pki/ca.pem" ]; then
+  echo "== making a demo PKI in $pki (node CA, server certificate, one per partner)"
+  deploy/pki.sh "$pki" ca
+  deploy/pki.sh "$pki" server localhost
+  for org in fairwork-ngo safehouse-zwb legalaid-rdam shelter-ams shelter-nn municipality-rdam; do
+    deploy/pki.sh "$pki" client "$org"
+  done
+fi
+
+echo "== starting haven-node on $data (ipc + mutual TLS on localhost:$port; log: $log)"
+"$bin/services/node/haven-node" --data "$data" \
+  --listen "ipc://$data/run/haven.sock" --listen "tls+tcp://127.0.0.1:$port" \
+  --tls-ca "$pki/ca.pem" --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" 2>"$log" &
 node=$!
 trap 'kill -TERM $node 2>/dev/null; wait $node 2>/dev/null || true' EXIT
 
-haven() { "$bin/clients/cli/haven" --data "$data" "$@"; }
+op() { "$bin/clients/cli/haven" --data "$data" "$@"; }
+# A partner: mutual TLS with its certificate, then proof of its key (Auth) for a session token.
+as() {
+  local org=$1; shift
+  "$bin/clients/cli/haven" --url "tls+tcp://localhost:$port" --ca "$pki/ca.pem" \
+    --cert "$pki/$org.pem" --key "$pki/$org.key" --org "$org" "$@"
+}
 
 for _ in $(seq 1 50); do
-  haven --timeout 200 health >/dev/null 2>&1 && break
+  op --timeout 200 health >/dev/null 2>&1 && break
   sleep 0.1
 done
+op health
 
-echo "== haven health"
-haven health
-echo "== haven health haven.diag.v1.Diagnostics --json"
-haven --json health haven.diag.v1.Diagnostics
-echo "== haven echo"
-haven echo "hello from the quickstart"
-echo "== a call that must fail: an unknown service"
-haven health haven.nope.v1.Nope || echo "(exit code $? = NOT_FOUND, as expected)"
+echo "== the demo network (operator over ipc): partners and their services"
+reg() { op org show "$1" >/dev/null 2>&1 || op org register "$1" --name "$2" --role "$3" --region "$4" --cert "$pki/$1.pem"; }
+reg fairwork-ngo "FairWork outreach" referrer Rotterdam
+reg safehouse-zwb "Safe House Zeeland-West-Brabant" provider Zeeland-West-Brabant
+reg shelter-ams "Shelter Amsterdam" provider Amsterdam
+reg shelter-nn "Shelter Noord" provider Noord-Nederland
+reg legalaid-rdam "Legal Aid Rotterdam" provider Rotterdam
+reg municipality-rdam "Municipality of Rotterdam" municipality Rotterdam
+svc() { op service show "$1" >/dev/null 2>&1 || op service register --id "$1" "${@:2}"; }
+svc svc-zwb-bed --org safehouse-zwb --type shelter --region Zeeland-West-Brabant \
+  --population women,families --languages nl,en,ro --total 6 --available 2 --contact "intake desk 0800-0001" --specialisation labour
+svc svc-ams-bed --org shelter-ams --type shelter --region Amsterdam \
+  --population women --languages nl,en --total 10 --available 3 --contact "intake desk 0800-0002"
+svc svc-nn-bed --org shelter-nn --type shelter --region Noord-Nederland \
+  --population women,men --languages nl --total 8 --available 4 --contact "intake desk 0800-0003"
+svc svc-rdam-law --org legalaid-rdam --type legal-aid --region Rotterdam \
+  --population women,men,minors --languages nl,en,ro --total 20 --available 5 --contact "legal desk 0800-0004"
+op capacity summary
+
+echo "== fairwork-ngo (referrer, Rotterdam) records a person and their consent; no real data"
+subject=$(as fairwork-ngo subject create --name "Demo Person" --language ro --contact "via outreach worker")
+echo "subject $subject"
+as fairwork-ngo consent grant "$subject" --purpose referral,share-with-provider --accepting-provider \
+  --category identity,contact --given-by subject --method verbal-with-interpreter --language ro
+echo "== a referral for tonight: a shelter bed and a lawyer, Amsterdam unsafe for her"
+ref=$(as fairwork-ngo --json referral create --subject "$subject" --urgency immediate --exploitation labour \
+  --need shelter:women:ro --need legal-aid:women:ro --exclude Amsterdam --note "found during an inspection" \
+  | sed -n 's/^  "id": "\(ref-[0-9a-f]*\)".*/\1/p')
+echo "referral $ref"
+as fairwork-ngo referral show "$ref"
+
+echo "== the providers see their offers (no personal data) and accept"
+as safehouse-zwb offer list --open
+offer=$(as safehouse-zwb --json offer list --open | sed -n 's/.*"id": "\(off-[0-9a-f]*\)".*/\1/p' | head -1)
+as safehouse-zwb offer accept "$offer"
+law=$(as legalaid-rdam --json offer list --open | sed -n 's/.*"id": "\(off-[0-9a-f]*\)".*/\1/p' | head -1)
+as legalaid-rdam offer accept "$law"
+echo "== she arrives: placed"
+as safehouse-zwb placement placed "$offer"
+as fairwork-ngo referral show "$ref"
+echo "== the municipality sees numbers only (cells under 5 hidden)"
+as municipality-rdam capacity summary --region Rotterdam
+as municipality-rdam stats
+echo "== and may not see the referral itself"
+as municipality-rdam referral show "$ref" || echo "(refused, as it must be)"
+op audit verify
 
 echo "== stopping the node"
 kill -TERM $node
 wait $node
 trap - EXIT
-echo "== node log"
-cat "$log"
+echo "== node log (ids only, never personal data)"
+tail -n 5 "$log"
