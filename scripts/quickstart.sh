@@ -85,6 +85,9 @@ offer=$(as safehouse-zwb --json offer list --open | sed -n 's/.*"id": "\(off-[0-
 as safehouse-zwb offer accept "$offer"
 law=$(as legalaid-rdam --json offer list --open | sed -n 's/.*"id": "\(off-[0-9a-f]*\)".*/\1/p' | head -1)
 as legalaid-rdam offer accept "$law"
+echo "== the accepting shelter may now read what her consent covers (audited); another may not"
+as safehouse-zwb subject show "$subject"
+as shelter-nn subject show "$subject" || echo "(refused, as it must be)"
 echo "== she arrives: placed"
 as safehouse-zwb placement placed "$offer"
 as fairwork-ngo referral show "$ref"
@@ -94,6 +97,7 @@ as municipality-rdam stats
 echo "== and may not see the referral itself"
 as municipality-rdam referral show "$ref" || echo "(refused, as it must be)"
 op audit verify
+op audit show --subject "$subject"
 
 echo "== stopping the node"
 kill -TERM $node

@@ -59,6 +59,13 @@ typedef struct consent_options {
 	 * be); NULL: recipients are checked for their form only. */
 	bool (*org_exists)(void *arg, const char *org_id);
 	void *org_arg;
+	/* Whether org is the provider that accepted a referral of this subject (the referral
+	 * service knows; inside the caller's transaction). A provider reading a subject's data is
+	 * then covered by consents given to "the provider that accepts the referral". NULL: only
+	 * consents naming the provider count. */
+	hv_status (*accepting_provider)(void *arg, store_txn *txn, const char *subject,
+	    const char *org_id, bool *yes);
+	void *accepting_arg;
 	/* How often the KEK is rotated at least; 0: every 24 h. A thread checks hourly. */
 	uint32_t rotate_interval_s;
 	/* Check (the RPC) appends its audit entry through the audit log's writer thread

@@ -31,6 +31,9 @@ typedef struct kek_slot {
 
 struct consent_service {
 	store      *cs_store;
+	hv_status (*cs_accepting)(void *arg, store_txn *txn, const char *subject,
+	    const char *org_id, bool *yes);
+	void *cs_accepting_arg;
 	audit      *cs_audit;
 	store_table cs_meta;
 	store_table cs_subjects;

@@ -621,13 +621,20 @@ typedef struct show_job {
 static hv_status
 show_fn(store_txn *txn, void *arg)
 {
-	show_job *j = arg;
+	show_job *j         = arg;
+	bool      accepting = false;
+	hv_status st;
 
 	if (j->sj_rec != NULL) { /* a run before this one, rolled back */
 		protobuf_c_message_free_unpacked(&j->sj_rec->base, NULL);
 		j->sj_rec = NULL;
 	}
-	return (read_personal(j->sj_cs, txn, j->sj_caller, j->sj_method, j->sj_id, false,
+	if (j->sj_caller->role == RPC_ROLE_PROVIDER && j->sj_cs->cs_accepting != NULL &&
+	    (st = j->sj_cs->cs_accepting(j->sj_cs->cs_accepting_arg, txn, j->sj_id,
+	         j->sj_caller->org_id, &accepting)) != HV_OK) {
+		return (st);
+	}
+	return (read_personal(j->sj_cs, txn, j->sj_caller, j->sj_method, j->sj_id, accepting,
 	    &j->sj_plain, &j->sj_rec, j->sj_err, sizeof(j->sj_err)));
 }
 

@@ -36,6 +36,17 @@ org_exists(void *arg, const char *org_id)
 	return (true);
 }
 
+/* consent asks the referral service whether a provider accepted a subject's referral; the
+ * referral service opens after consent (it checks consent), so the hook reads it late. */
+static hv_status
+accepting_provider(void *arg, store_txn *txn, const char *subject, const char *org_id, bool *yes)
+{
+	ref_service *rs = *(ref_service **) arg;
+
+	*yes = false;
+	return (rs != NULL ? ref_is_accepting_provider(rs, txn, subject, org_id, yes) : HV_OK);
+}
+
 static void
 run_url(host *h, const char *name, char *out, size_t outsz)
 {
@@ -97,6 +108,8 @@ main(int argc, char **argv)
 	no.pub_url    = consent_pub;
 	no.org_exists = org_exists;
 	no.org_arg    = cs;
+	no.accepting_provider = accepting_provider;
+	no.accepting_arg      = &rs;
 	if ((st = consent_open(&cns, &no)) != HV_OK) {
 		log_error("cannot open the consent records: %s", hv_status_name(st));
 		ret = exit_code(st);
