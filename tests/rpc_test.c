@@ -603,8 +603,11 @@ test_full_queue_is_resource_exhausted(void **state)
 			fail_msg("unexpected status %s", hv_status_name(jobs[i].st));
 		}
 	}
-	/* One running and two queued at the moment of the burst get through. */
-	assert_true(ok >= 3);
+	/* At least the queue's two places are taken before anything is refused (whether the
+	 * worker has already taken the first call off the queue at that moment is a race, so a
+	 * third is not guaranteed); every call got one of the two answers. */
+	assert_true(ok >= 2);
+	assert_int_equal(ok + busy, 12);
 	assert_true(busy >= 1);
 	rpc_server_get_stats(srv, &stats);
 	assert_int_equal(stats.rejected, (uint64_t) busy);
