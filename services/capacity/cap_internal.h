@@ -112,9 +112,6 @@ bool cap_enum_ok(const ProtobufCEnumDescriptor *d, int v, int limit);
 /* The enum value's lower-case name with '-' ("legal-aid"), in buf; "?" when unknown. */
 const char *cap_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz);
 
-/* Whether s is min..max bytes of UTF-8 without control characters (C0, DEL, C1). */
-bool cap_text_ok(const char *s, size_t min, size_t max);
-
 /* Whether s is a language tag as the registry takes them: 2..35 of [A-Za-z0-9-]. */
 bool cap_lang_ok(const char *s);
 

@@ -29,67 +29,6 @@ fail(char *err, size_t errsz, const char *fmt, ...)
 	return (HV_INVALID_ARGUMENT);
 }
 
-/* Whether p[0..n) is well-formed UTF-8 (no overlong forms, surrogates or values past
- * U+10FFFF) without C0 controls, DEL or C1 controls. */
-static bool
-utf8_printable(const unsigned char *p, size_t n)
-{
-	const unsigned char *end = p + n;
-
-	while (p < end) {
-		unsigned c = *p;
-		uint32_t cp;
-		size_t   len;
-
-		if (c < 0x80) {
-			if (c < 0x20 || c == 0x7f) {
-				return (false);
-			}
-			p++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			len = 2;
-			cp  = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			len = 3;
-			cp  = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			len = 4;
-			cp  = c & 0x07;
-		} else {
-			return (false);
-		}
-		if ((size_t) (end - p) < len) {
-			return (false);
-		}
-		for (size_t i = 1; i < len; i++) {
-			if ((p[i] & 0xc0) != 0x80) {
-				return (false);
-			}
-			cp = (cp << 6) | (p[i] & 0x3f);
-		}
-		if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0x80 && cp <= 0x9f)) {
-			return (false);
-		}
-		p += len;
-	}
-	return (true);
-}
-
-bool
-ref_text_ok(const char *s, size_t min, size_t max)
-{
-	size_t n;
-
-	if (s == NULL) {
-		return (min == 0);
-	}
-	n = strlen(s);
-	return (n >= min && n <= max && utf8_printable((const unsigned char *) s, n));
-}
-
 bool
 ref_enum_ok(const ProtobufCEnumDescriptor *d, int v)
 {
@@ -123,7 +62,7 @@ ref_check_text(const char *what, const char *s, bool required, char *err, size_t
 	if (required && (s == NULL || s[0] == '\0')) {
 		return (fail(err, errsz, "%s is required", what));
 	}
-	if (!ref_text_ok(s, 0, REF_TEXT_MAX)) {
+	if (!ids_text_ok(s, 0, REF_TEXT_MAX)) {
 		return (fail(err, errsz, "%s must be at most %d bytes of printable UTF-8", what,
 		    REF_TEXT_MAX));
 	}
@@ -193,7 +132,7 @@ region_mask(const ref_service *rs, const char *what, char *const *names, size_t 
 		if (idx < 0) {
 			/* A region name is no personal data: named when it looks like one. */
 			return (fail(err, errsz, "unknown region %s",
-			    ref_text_ok(names[i], 1, REGION_NAME_MAX - 1) ? names[i] : "(not a name)"));
+			    ids_text_ok(names[i], 1, REGION_NAME_MAX - 1) ? names[i] : "(not a name)"));
 		}
 		*mask |= (uint64_t) 1 << idx;
 	}
@@ -274,7 +213,7 @@ ref_check_create(const ref_service *rs, const Haven__Referral__V1__CreateReferra
 			}
 		}
 	}
-	if (!ref_text_ok(req->note, 0, REF_TEXT_MAX)) {
+	if (!ids_text_ok(req->note, 0, REF_TEXT_MAX)) {
 		return (fail(err, errsz, "note must be at most %d bytes of printable UTF-8",
 		    REF_TEXT_MAX));
 	}

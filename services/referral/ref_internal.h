@@ -198,8 +198,6 @@ size_t ref_key_pair(uint8_t key[REF_KEY_MAX], const char *a, const char *b);
 
 /* ---- ref_check.c: pure checks ---------------------------------------------------------------- */
 
-/* Whether s is min..max bytes of UTF-8 without control characters. */
-bool ref_text_ok(const char *s, size_t min, size_t max);
 /* Whether v is a value the enum defines, other than 0. */
 bool ref_enum_ok(const ProtobufCEnumDescriptor *d, int v);
 /* The enum value's lower-case name with '-' ("no-capacity"); "?" when unknown. */

@@ -131,7 +131,7 @@ ref_statistics(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *re
 		int idx = region_map_find(rs->rs_regions, req->regions[i]);
 		if (idx < 0 || idx >= 64) {
 			snprintf(err, errsz, "unknown region %s",
-			    ref_text_ok(req->regions[i], 1, REGION_NAME_MAX - 1) ? req->regions[i]
+			    ids_text_ok(req->regions[i], 1, REGION_NAME_MAX - 1) ? req->regions[i]
 			                                                         : "(not a name)");
 			goto out;
 		}

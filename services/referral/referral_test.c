@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "haven/ids.h"
 #include "haven/log.h"
 #include "ref_internal.h"
 
@@ -147,14 +148,14 @@ test_text(void **state)
 	char big[REF_TEXT_MAX + 2];
 	char err[128];
 
-	assert_true(ref_text_ok("", 0, 10));
-	assert_false(ref_text_ok("", 1, 10));
-	assert_true(ref_text_ok("Zwolle, één bed", 0, 100));
-	assert_false(ref_text_ok("tab\there", 0, 100));
-	assert_false(ref_text_ok("\xc3", 0, 100));         /* cut UTF-8 */
-	assert_false(ref_text_ok("\xc0\xaf", 0, 100));     /* overlong */
-	assert_false(ref_text_ok("\xed\xa0\x80", 0, 100)); /* surrogate */
-	assert_false(ref_text_ok("\xc2\x85", 0, 100));     /* C1 control */
+	assert_true(ids_text_ok("", 0, 10));
+	assert_false(ids_text_ok("", 1, 10));
+	assert_true(ids_text_ok("Zwolle, één bed", 0, 100));
+	assert_false(ids_text_ok("tab\there", 0, 100));
+	assert_false(ids_text_ok("\xc3", 0, 100));         /* cut UTF-8 */
+	assert_false(ids_text_ok("\xc0\xaf", 0, 100));     /* overlong */
+	assert_false(ids_text_ok("\xed\xa0\x80", 0, 100)); /* surrogate */
+	assert_false(ids_text_ok("\xc2\x85", 0, 100));     /* C1 control */
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	assert_int_equal(ref_check_text("reason", big, false, err, sizeof(err)), HV_INVALID_ARGUMENT);

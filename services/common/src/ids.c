@@ -67,3 +67,64 @@ out:
 	crypto_wipe(rnd, sizeof(rnd));
 	return (st);
 }
+
+/* Whether s is well-formed UTF-8 (no overlong forms, surrogates or values past U+10FFFF)
+ * without C0 controls, DEL or C1 controls. */
+static bool
+utf8_printable(const unsigned char *p, size_t n)
+{
+	const unsigned char *end = p + n;
+
+	while (p < end) {
+		unsigned c = *p;
+		uint32_t cp;
+		size_t   len;
+
+		if (c < 0x80) {
+			if (c < 0x20 || c == 0x7f) {
+				return (false);
+			}
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			len = 2;
+			cp  = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			len = 3;
+			cp  = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			len = 4;
+			cp  = c & 0x07;
+		} else {
+			return (false);
+		}
+		if ((size_t) (end - p) < len) {
+			return (false);
+		}
+		for (size_t i = 1; i < len; i++) {
+			if ((p[i] & 0xc0) != 0x80) {
+				return (false);
+			}
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f)) {
+			return (false);
+		}
+		p += len;
+	}
+	return (true);
+}
+
+bool
+ids_text_ok(const char *s, size_t min, size_t max)
+{
+	size_t n;
+
+	if (s == NULL) {
+		return (min == 0);
+	}
+	n = strlen(s);
+	return (n >= min && n <= max && utf8_printable((const unsigned char *) s, n));
+}

@@ -25,4 +25,9 @@ bool ids_valid(const char *s);
  * outsz; HV_INTERNAL when the random generator fails. out is "" after a failure. */
 hv_status ids_generate(char *out, size_t outsz, const char *prefix, size_t nhex);
 
+/* Whether s is free text fit to store and show: min..max bytes (NULL counts as empty) of
+ * well-formed UTF-8 (no overlong forms, surrogates or values past U+10FFFF) without C0
+ * controls, DEL or C1 controls. Names, notes, contacts and reasons all pass through it. */
+bool ids_text_ok(const char *s, size_t min, size_t max);
+
 #endif
