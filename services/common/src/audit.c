@@ -15,6 +15,7 @@
 #include "haven/crypto.h"
 #include "haven/log.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +34,10 @@
 #define SUBJECT_KEY_MAX (AUDIT_SUBJECT_MAX + 8)
 
 #define WRITER_BATCH_MAX 1024 /* entries per transaction of the writer */
+/* The writer lets a batch gather for up to AUDIT_LINGER_MS after its first entry (or until
+ * WRITER_BATCH_WAKE entries wait, or someone flushes): fewer, larger commits cost far less CPU
+ * than one commit per wake-up, and the entries at risk in a crash stay a few milliseconds'. */
+#define WRITER_BATCH_WAKE 256
 
 struct audit {
 	store      *a_store;
@@ -43,11 +48,14 @@ struct audit {
 	/* The queue of audit_enqueue: a ring, its writer, and counters that audit_flush
 	 * waits on. a_qmtx guards all of it; never held across a store call. */
 	pthread_mutex_t a_qmtx;
-	pthread_cond_t  a_qcond;
+	pthread_cond_t  a_qcond;   /* for enqueuers waiting for room and flushers */
+	pthread_cond_t  a_wcond;   /* for the writer */
 	audit_entry    *a_ring;
 	size_t          a_qhead, a_qlen;
 	uint64_t        a_queued;  /* entries ever enqueued */
 	uint64_t        a_written; /* of those, committed */
+	unsigned        a_waiters; /* threads waiting on a_qcond */
+	unsigned        a_flushes; /* flushers waiting: the writer does not linger */
 	hv_status       a_qerr;    /* the writer's failure; sticky */
 	bool            a_writer, a_stop;
 	pthread_t       a_thread;
@@ -66,6 +74,13 @@ audit_open(audit **out, store *s)
 	a->a_store = s;
 	pthread_mutex_init(&a->a_qmtx, NULL);
 	pthread_cond_init(&a->a_qcond, NULL);
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&a->a_wcond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	if ((st = store_table_open(s, "audit.log", &a->a_log)) != HV_OK ||
 	    (st = store_table_open(s, "audit.head", &a->a_head)) != HV_OK ||
 	    (st = store_table_open(s, "audit.by_subject", &a->a_subject)) != HV_OK) {
@@ -89,6 +104,7 @@ audit_close(audit *a)
 	}
 	audit_writer_stop(a);
 	pthread_cond_destroy(&a->a_qcond);
+	pthread_cond_destroy(&a->a_wcond);
 	pthread_mutex_destroy(&a->a_qmtx);
 	free(a->a_ring);
 	free(a);
@@ -359,6 +375,29 @@ batch_fn(store_txn *txn, void *arg)
 	return (HV_OK);
 }
 
+/* Waits (a_qmtx held) until a batch is due: entries queued and, unless stopping, flushed or
+ * already many, AUDIT_LINGER_MS since the writer saw the first of them. */
+static void
+wait_for_batch(audit *a)
+{
+	struct timespec until;
+
+	while (a->a_qlen == 0 && !a->a_stop) {
+		pthread_cond_wait(&a->a_wcond, &a->a_qmtx);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += (long) AUDIT_LINGER_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (a->a_qlen > 0 && a->a_qlen < WRITER_BATCH_WAKE && !a->a_stop && a->a_flushes == 0) {
+		if (pthread_cond_timedwait(&a->a_wcond, &a->a_qmtx, &until) == ETIMEDOUT) {
+			break;
+		}
+	}
+}
+
 static void *
 writer_main(void *arg)
 {
@@ -377,9 +416,7 @@ writer_main(void *arg)
 	pthread_mutex_lock(&a->a_qmtx);
 	for (;;) {
 		hv_status st;
-		while (a->a_qlen == 0 && !a->a_stop) {
-			pthread_cond_wait(&a->a_qcond, &a->a_qmtx);
-		}
+		wait_for_batch(a);
 		if (a->a_qlen == 0) {
 			break; /* stopping, and everything is written */
 		}
@@ -390,7 +427,9 @@ writer_main(void *arg)
 			a->a_qhead      = (a->a_qhead + 1) % AUDIT_QUEUE_MAX;
 			a->a_qlen--;
 		}
-		pthread_cond_broadcast(&a->a_qcond);
+		if (a->a_waiters > 0) {
+			pthread_cond_broadcast(&a->a_qcond);
+		}
 		pthread_mutex_unlock(&a->a_qmtx);
 		st = a->a_qerr == HV_OK ? store_write(a->a_store, batch_fn, &j) : a->a_qerr;
 		pthread_mutex_lock(&a->a_qmtx);
@@ -401,7 +440,9 @@ writer_main(void *arg)
 			    j.bj_n, hv_status_name(st));
 		}
 		a->a_written += j.bj_n; /* written, or given up on: flushers stop waiting */
-		pthread_cond_broadcast(&a->a_qcond);
+		if (a->a_waiters > 0) {
+			pthread_cond_broadcast(&a->a_qcond);
+		}
 	}
 	pthread_mutex_unlock(&a->a_qmtx);
 	crypto_wipe(batch, WRITER_BATCH_MAX * sizeof(*batch));
@@ -448,7 +489,9 @@ enqueue(audit *a, const audit_entry *e, bool wait)
 	pthread_mutex_lock(&a->a_qmtx);
 	while (wait && a->a_writer && a->a_qerr == HV_OK && a->a_qlen == AUDIT_QUEUE_MAX &&
 	    !a->a_stop) {
+		a->a_waiters++;
 		pthread_cond_wait(&a->a_qcond, &a->a_qmtx);
+		a->a_waiters--;
 	}
 	if (!a->a_writer || a->a_stop) {
 		st = HV_FAILED_PRECONDITION;
@@ -462,7 +505,10 @@ enqueue(audit *a, const audit_entry *e, bool wait)
 		}
 		a->a_qlen++;
 		a->a_queued++;
-		pthread_cond_broadcast(&a->a_qcond);
+		/* The writer waits for a first entry, or lingers until a batch is worth it. */
+		if (a->a_qlen == 1 || a->a_qlen == WRITER_BATCH_WAKE) {
+			pthread_cond_signal(&a->a_wcond);
+		}
 	}
 	pthread_mutex_unlock(&a->a_qmtx);
 	return (st);
@@ -477,6 +523,7 @@ audit_writer_stop(audit *a)
 	join      = a->a_writer && !a->a_stop;
 	a->a_stop = true;
 	pthread_cond_broadcast(&a->a_qcond);
+	pthread_cond_signal(&a->a_wcond);
 	pthread_mutex_unlock(&a->a_qmtx);
 	if (join) {
 		pthread_join(a->a_thread, NULL); /* it drains the queue before it returns */
@@ -503,9 +550,14 @@ audit_flush(audit *a)
 
 	pthread_mutex_lock(&a->a_qmtx);
 	target = a->a_queued;
+	a->a_flushes++;
+	pthread_cond_signal(&a->a_wcond);
 	while (a->a_writer && a->a_written < target && a->a_qerr == HV_OK) {
+		a->a_waiters++;
 		pthread_cond_wait(&a->a_qcond, &a->a_qmtx);
+		a->a_waiters--;
 	}
+	a->a_flushes--;
 	st = a->a_qerr;
 	pthread_mutex_unlock(&a->a_qmtx);
 	return (st);

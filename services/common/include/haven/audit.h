@@ -83,11 +83,12 @@ hv_status audit_record(audit *a, audit_entry *e);
  * Appends that do not wait for a commit, for reads on a hot path (consent Check). The entry is
  * copied into a bounded queue (AUDIT_QUEUE_MAX); one writer thread appends what is queued in
  * order, many entries per transaction, so one fsync carries a whole batch. audit_enqueue
- * returns as soon as the entry is queued, before it is durable: a crash loses the entries of
- * the batch being written and of those still queued (a few milliseconds' worth), never one of
- * an access appended with audit_append. It blocks while the queue is full. Once the writer
- * failed to commit, audit_enqueue returns that failure from then on, so that the caller
- * refuses to answer rather than answer unaudited.
+ * returns as soon as the entry is queued, before it is durable. The writer lets a batch gather
+ * for up to AUDIT_LINGER_MS after its first entry (less when many entries wait or someone
+ * flushes), so a crash loses at most the entries of the last AUDIT_LINGER_MS and of the
+ * commit under way, never one of an access appended with audit_append. It blocks while the
+ * queue is full. Once the writer failed to commit, audit_enqueue returns that failure from
+ * then on, so that the caller refuses to answer rather than answer unaudited.
  *
  * audit_writer_start starts the writer (once; before the first audit_enqueue). audit_flush
  * waits until every entry queued before it is durable. audit_writer_stop writes what is
@@ -97,6 +98,7 @@ hv_status audit_record(audit *a, audit_entry *e);
  * that must not block, such as inline RPC handlers). HV_FAILED_PRECONDITION without a
  * writer, HV_INVALID_ARGUMENT for fields as in audit_append. */
 #define AUDIT_QUEUE_MAX 8192
+#define AUDIT_LINGER_MS 5
 hv_status audit_writer_start(audit *a);
 void audit_writer_stop(audit *a);
 hv_status audit_enqueue(audit *a, const audit_entry *e);
