@@ -22,6 +22,7 @@
  * each time and touch nothing outside the transaction but the call's arena and error message.
  */
 #include "cap_internal.h"
+#include "cap_metrics.h"
 
 #include "haven/log.h"
 
@@ -1102,9 +1103,15 @@ cap_register(cap_service *cs, rpc_server *srv)
 		    .inline_handler = true },
 	};
 
+	hv_status st;
+
 	if (cs == NULL || srv == NULL) {
 		return (HV_INVALID_ARGUMENT);
 	}
-	return (rpc_server_add_service(srv, &haven__capacity__v1__capacity__descriptor, impls,
-	    sizeof(impls) / sizeof(impls[0]), cs));
+	if ((st = rpc_server_add_service(srv, &haven__capacity__v1__capacity__descriptor, impls,
+	         sizeof(impls) / sizeof(impls[0]), cs)) != HV_OK) {
+		return (st);
+	}
+	/* Services, stale services and places per region and type (cap_metrics.c). */
+	return (metrics_add_collector(rpc_server_metrics(srv), cap_metrics_collect, cs));
 }

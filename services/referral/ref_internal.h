@@ -276,6 +276,14 @@ hv_status ref_statistics(ref_service *rs, const Haven__Referral__V1__StatisticsR
     ProtobufCAllocator *alloc, Haven__Referral__V1__StatisticsResponse **out, char *err,
     size_t errsz);
 
+/* Calls fn for every referral created in [from_ms, to_ms), newest first, in txn (read or
+ * write). r is valid during the call only. A status other than HV_OK from fn ends the walk
+ * with it; HV_DATA_LOSS for a record that does not unpack. Statistics and the metrics page
+ * (ref_metrics.c) share this one walk. */
+typedef hv_status (*ref_walk_fn)(void *arg, const Referral *r);
+hv_status ref_stats_walk(ref_service *rs, store_txn *txn, uint64_t from_ms, uint64_t to_ms,
+    ref_walk_fn fn, void *arg);
+
 /* ---- referral.c ------------------------------------------------------------------------------ */
 
 /* Wakes the background thread: places of the types in mask may have freed. */

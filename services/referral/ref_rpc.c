@@ -8,6 +8,7 @@
  * Statistics. Messages name ids, states and regions, never a note or reason text.
  */
 #include "ref_internal.h"
+#include "ref_metrics.h"
 
 #include "haven/log.h"
 
@@ -1189,9 +1190,15 @@ static const rpc_method_impl methods[] = {
 hv_status
 ref_register(ref_service *rs, rpc_server *srv)
 {
+	hv_status st;
+
 	if (rs == NULL || srv == NULL) {
 		return (HV_INVALID_ARGUMENT);
 	}
-	return (rpc_server_add_service(srv, &haven__referral__v1__referrals__descriptor, methods,
-	    sizeof(methods) / sizeof(methods[0]), rs));
+	if ((st = rpc_server_add_service(srv, &haven__referral__v1__referrals__descriptor, methods,
+	         sizeof(methods) / sizeof(methods[0]), rs)) != HV_OK) {
+		return (st);
+	}
+	/* Referrals, needs by state and unmet needs (ref_metrics.c). */
+	return (metrics_add_collector(rpc_server_metrics(srv), ref_metrics_collect, rs));
 }

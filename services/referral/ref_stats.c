@@ -7,6 +7,9 @@
  * Small cells are suppressed: a count of 1 to 4 is shown as "<5" (0 as "0"), and the times
  * are shown only when a cell has at least 5 placements (0 otherwise). No cell names a person,
  * a referral or a provider.
+ *
+ * The walk over the referrals (ref_stats_walk) is shared with the metrics page
+ * (ref_metrics.c), which counts needs by state over all referrals with it.
  */
 #include "ref_internal.h"
 
@@ -97,6 +100,94 @@ pb_strdup(ProtobufCAllocator *a, const char *s)
 }
 
 hv_status
+ref_stats_walk(ref_service *rs, store_txn *txn, uint64_t from, uint64_t to, ref_walk_fn fn,
+    void *arg)
+{
+	store_cursor *c = NULL;
+	uint8_t       key[8];
+	const void   *k, *v;
+	size_t        kl, vl;
+	hv_status     st;
+
+	if (from >= to) {
+		return (HV_OK);
+	}
+	if ((st = store_cursor_open(txn, rs->rs_by_time, &c)) != HV_OK) {
+		return (st);
+	}
+	/* Newest first: from the last millisecond before `to` back to `from`. */
+	ref_put_be64(key, UINT64_MAX - (to - 1));
+	for (st = store_cursor_seek(c, key, sizeof(key), &k, &kl, NULL, NULL); st == HV_OK;
+	     st = store_cursor_next(c, &k, &kl, NULL, NULL)) {
+		Referral *r;
+		uint64_t  created;
+
+		if (kl <= 8) {
+			continue;
+		}
+		created = UINT64_MAX - ref_get_be64(k);
+		if (created < from) {
+			break;
+		}
+		if (store_get(txn, rs->rs_referrals, (const uint8_t *) k + 8, kl - 8, &v, &vl) !=
+		    HV_OK) {
+			continue;
+		}
+		if ((r = haven__referral__v1__referral__unpack(NULL, vl, v)) == NULL) {
+			st = HV_DATA_LOSS;
+			break;
+		}
+		st = fn(arg, r);
+		haven__referral__v1__referral__free_unpacked(r, NULL);
+		if (st != HV_OK) {
+			break;
+		}
+	}
+	store_cursor_close(c);
+	return (st == HV_NOT_FOUND ? HV_OK : st);
+}
+
+typedef struct stat_walk {
+	ref_service *sw_rs;
+	uint64_t     sw_mask; /* regions asked for; 0: all */
+	stat_cell   *sw_cells;
+} stat_walk;
+
+static hv_status
+stat_count(void *arg, const Referral *r)
+{
+	stat_walk *sw  = arg;
+	int        reg = region_map_find(sw->sw_rs->rs_regions, r->home_region);
+
+	if (reg < 0 || (sw->sw_mask != 0 && (reg >= 64 || (sw->sw_mask & ((uint64_t) 1 << reg)) == 0)) ||
+	    (int) r->exploitation < 0 || (int) r->exploitation >= STAT_EXPLOITATION) {
+		return (HV_OK);
+	}
+	for (size_t i = 0; i < r->n_needs; i++) {
+		const Need *n = r->needs[i];
+		stat_cell  *cell;
+
+		if ((int) n->type <= 0 || (int) n->type >= STAT_TYPES) {
+			continue;
+		}
+		cell = &sw->sw_cells[((size_t) reg * STAT_EXPLOITATION + (size_t) r->exploitation) *
+		        STAT_TYPES + (size_t) n->type];
+		cell->sc_referrals++;
+		if (n->state == NS(WAITING)) {
+			cell->sc_unmet++;
+		}
+		if (n->placed_ms != 0) {
+			cell->sc_placements++;
+			if (!push_time(cell,
+			        n->placed_ms > r->created_ms ? n->placed_ms - r->created_ms : 0)) {
+				return (HV_RESOURCE_EXHAUSTED);
+			}
+		}
+	}
+	return (HV_OK);
+}
+
+hv_status
 ref_statistics(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *req,
     ProtobufCAllocator *alloc, Haven__Referral__V1__StatisticsResponse **out, char *err,
     size_t errsz)
@@ -105,14 +196,12 @@ ref_statistics(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *re
 	size_t                                   ncell = nreg * STAT_EXPLOITATION * STAT_TYPES;
 	stat_cell                               *cells = NULL;
 	store_txn                               *txn   = NULL;
-	store_cursor                            *c     = NULL;
 	Haven__Referral__V1__StatisticsResponse *resp  = NULL;
 	uint64_t                                 mask  = 0;
 	uint64_t                                 to    = req->to_ms;
 	uint64_t                                 from  = req->from_ms;
-	uint8_t                                  key[8];
-	const void                              *k, *v;
-	size_t                                   kl, vl, used = 0;
+	size_t                                   used  = 0;
+	stat_walk                                sw;
 	hv_status                                st    = HV_INVALID_ARGUMENT;
 
 	*out = NULL;
@@ -142,68 +231,11 @@ ref_statistics(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *re
 		goto out;
 	}
 
+	sw = (stat_walk) { .sw_rs = rs, .sw_mask = mask, .sw_cells = cells };
 	if ((st = store_read_begin(rs->rs_store, &txn)) != HV_OK ||
-	    (st = store_cursor_open(txn, rs->rs_by_time, &c)) != HV_OK) {
+	    (st = ref_stats_walk(rs, txn, from, to, stat_count, &sw)) != HV_OK) {
 		goto out;
 	}
-	/* Newest first: from the last millisecond before `to` back to `from`. */
-	ref_put_be64(key, UINT64_MAX - (to - 1));
-	for (st = store_cursor_seek(c, key, sizeof(key), &k, &kl, NULL, NULL); st == HV_OK;
-	     st = store_cursor_next(c, &k, &kl, NULL, NULL)) {
-		Referral *r = NULL;
-		uint64_t  created;
-		int       reg;
-
-		if (kl <= 8) {
-			continue;
-		}
-		created = UINT64_MAX - ref_get_be64(k);
-		if (created < from) {
-			break;
-		}
-		if (store_get(txn, rs->rs_referrals, (const uint8_t *) k + 8, kl - 8, &v, &vl) !=
-		    HV_OK) {
-			continue;
-		}
-		if ((r = haven__referral__v1__referral__unpack(NULL, vl, v)) == NULL) {
-			st = HV_DATA_LOSS;
-			goto out;
-		}
-		reg = region_map_find(rs->rs_regions, r->home_region);
-		if (reg >= 0 && (mask == 0 || (reg < 64 && (mask & ((uint64_t) 1 << reg)) != 0)) &&
-		    (int) r->exploitation >= 0 && (int) r->exploitation < STAT_EXPLOITATION) {
-			for (size_t i = 0; i < r->n_needs; i++) {
-				const Need *n = r->needs[i];
-				stat_cell  *cell;
-
-				if ((int) n->type <= 0 || (int) n->type >= STAT_TYPES) {
-					continue;
-				}
-				cell = &cells[((size_t) reg * STAT_EXPLOITATION + (size_t) r->exploitation) *
-				        STAT_TYPES + (size_t) n->type];
-				cell->sc_referrals++;
-				if (n->state == NS(WAITING)) {
-					cell->sc_unmet++;
-				}
-				if (n->placed_ms != 0) {
-					cell->sc_placements++;
-					if (!push_time(cell, n->placed_ms > r->created_ms
-					                         ? n->placed_ms - r->created_ms
-					                         : 0)) {
-						haven__referral__v1__referral__free_unpacked(r, NULL);
-						st = HV_RESOURCE_EXHAUSTED;
-						goto out;
-					}
-				}
-			}
-		}
-		haven__referral__v1__referral__free_unpacked(r, NULL);
-	}
-	if (st != HV_NOT_FOUND && st != HV_OK) {
-		goto out;
-	}
-	store_cursor_close(c);
-	c = NULL;
 	store_read_end(txn);
 	txn = NULL;
 
@@ -252,7 +284,6 @@ ref_statistics(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *re
 	*out = resp;
 	st   = HV_OK;
 out:
-	store_cursor_close(c);
 	if (txn != NULL) {
 		store_read_end(txn);
 	}

@@ -1,13 +1,15 @@
 /*
  * host.c - the process around haven's services: configuration, data directory, store, region
- * map, node secret, RPC server, signals (see host.h).
+ * map, node secret, RPC server, metrics page, signals (see host.h).
  */
 #include "haven/host.h"
 #include "haven/crypto.h"
 #include "haven/log.h"
+#include "haven/metrics.h"
 
 #include "haven/admin/v1/admin.pb-c.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -58,6 +61,13 @@ static const config_option host_options[] = {
 	    "Personal data of referrals closed this many days ago is erased." },
 	{ "log_level", CONFIG_STRING, offsetof(host_config, log_level), "info", 0, 0,
 	    "debug, info, warn, error or off." },
+	{ "metrics_listen", CONFIG_STRING, offsetof(host_config, metrics_listen), NULL, 0, 0,
+	    "Serve metrics in the Prometheus text format at http://HOST:PORT/metrics, e.g. "
+	    "127.0.0.1:9464 (port 0: any free port). Loopback addresses only (127.x.y.z, [::1], "
+	    "localhost); others are refused, because the page has no authentication and no "
+	    "encryption. It holds counts by method, status, need state, service type and region, "
+	    "never an id or a name. Each process of a node needs a port of its own. Default: off. "
+	    "See docs/metrics.md." },
 };
 #define N_HOST_OPTIONS (sizeof(host_options) / sizeof(host_options[0]))
 
@@ -71,6 +81,8 @@ struct host {
 	auth_lookup_fn     h_lookup; /* set by host_start */
 	void              *h_lookup_arg;
 	sigset_t           h_signals;
+	metrics_http      *h_metrics_http; /* NULL unless metrics_listen */
+	double             h_start_s;      /* Unix time at host_open */
 };
 
 static void
@@ -217,6 +229,11 @@ host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool
 				return (2);
 			}
 		}
+		if (cfg->metrics_listen != NULL && cfg->metrics_listen[0] != '\0' &&
+		    metrics_check_listen(cfg->metrics_listen, err, sizeof(err)) != HV_OK) {
+			fprintf(stderr, "%s: metrics_listen: %s\n", prog, err);
+			return (2);
+		}
 	}
 	return (0);
 }
@@ -327,6 +344,114 @@ static const rpc_method_impl admin_methods[] = {
 	{ .name = "Status", .handler = admin_status, .roles = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
 };
 
+/* ---- metrics: the store and the process ------------------------------------------------ */
+
+/* Resident and virtual memory (bytes) and threads from /proc/self/status; false when it
+ * cannot be read (not Linux). */
+static bool
+proc_status(double *rss, double *vsize, double *threads)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char  line[256];
+	int   found = 0;
+
+	if (f == NULL) {
+		return (false);
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		unsigned long long v;
+		if (sscanf(line, "VmRSS: %llu kB", &v) == 1) {
+			*rss = (double) v * 1024;
+			found++;
+		} else if (sscanf(line, "VmSize: %llu kB", &v) == 1) {
+			*vsize = (double) v * 1024;
+			found++;
+		} else if (sscanf(line, "Threads: %llu", &v) == 1) {
+			*threads = (double) v;
+			found++;
+		}
+	}
+	fclose(f);
+	return (found == 3);
+}
+
+/* Open file descriptors (the directory's own not counted), or -1. */
+static int
+open_fds(void)
+{
+	DIR           *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int            n = 0;
+
+	if (d == NULL) {
+		return (-1);
+	}
+	while ((e = readdir(d)) != NULL) {
+		n += e->d_name[0] != '.';
+	}
+	closedir(d);
+	return (n > 0 ? n - 1 : 0);
+}
+
+static void
+host_collect(void *arg, metrics_writer *w)
+{
+	host         *h   = arg;
+	size_t        map = 0, used = 0;
+	struct rusage ru;
+	struct rlimit rl;
+	double        rss, vsize, threads;
+	int           fds;
+
+	if (store_stats(h->h_store, &map, &used) == HV_OK) {
+		metrics_family(w, "haven_store_map_size_bytes", METRICS_GAUGE,
+		    "Size of the LMDB map (grows by doubling when full).");
+		metrics_sample(w, "haven_store_map_size_bytes", (double) map, (char *) NULL);
+		metrics_family(w, "haven_store_used_bytes", METRICS_GAUGE,
+		    "Bytes of the LMDB map in use (pages up to the last one written).");
+		metrics_sample(w, "haven_store_used_bytes", (double) used, (char *) NULL);
+	}
+	metrics_family(w, "haven_store_commits_total", METRICS_COUNTER,
+	    "Durable write transactions this process committed (one carries a batch of writes).");
+	metrics_sample(w, "haven_store_commits_total", (double) store_commit_count(h->h_store),
+	    (char *) NULL);
+	metrics_family(w, "haven_store_queued_writes", METRICS_GAUGE,
+	    "Writes of this process waiting for the next commit.");
+	metrics_sample(w, "haven_store_queued_writes", store_write_queued(h->h_store),
+	    (char *) NULL);
+
+	if (getrusage(RUSAGE_SELF, &ru) == 0) {
+		metrics_family(w, "process_cpu_seconds_total", METRICS_COUNTER,
+		    "User and system CPU time spent, in seconds.");
+		metrics_sample(w, "process_cpu_seconds_total",
+		    (double) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+		        (double) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6,
+		    (char *) NULL);
+	}
+	if (proc_status(&rss, &vsize, &threads)) {
+		metrics_family(w, "process_resident_memory_bytes", METRICS_GAUGE,
+		    "Resident memory size in bytes.");
+		metrics_sample(w, "process_resident_memory_bytes", rss, (char *) NULL);
+		metrics_family(w, "process_virtual_memory_bytes", METRICS_GAUGE,
+		    "Virtual memory size in bytes.");
+		metrics_sample(w, "process_virtual_memory_bytes", vsize, (char *) NULL);
+		metrics_family(w, "process_threads", METRICS_GAUGE, "Threads of the process.");
+		metrics_sample(w, "process_threads", threads, (char *) NULL);
+	}
+	if ((fds = open_fds()) >= 0) {
+		metrics_family(w, "process_open_fds", METRICS_GAUGE, "Open file descriptors.");
+		metrics_sample(w, "process_open_fds", fds, (char *) NULL);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		metrics_family(w, "process_max_fds", METRICS_GAUGE,
+		    "The limit of open file descriptors.");
+		metrics_sample(w, "process_max_fds", (double) rl.rlim_cur, (char *) NULL);
+	}
+	metrics_family(w, "process_start_time_seconds", METRICS_GAUGE,
+	    "When the process started (opened its host), in seconds since the Unix epoch.");
+	metrics_sample(w, "process_start_time_seconds", h->h_start_s, (char *) NULL);
+}
+
 hv_status
 host_open(host **out, const host_config *cfg, const char *name)
 {
@@ -346,6 +471,11 @@ host_open(host **out, const host_config *cfg, const char *name)
 	h->h_cfg = cfg;
 	(void) valid_level(cfg->log_level, &lv);
 	log_init(name, lv);
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		h->h_start_s = (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+	}
 
 	/* Signals are taken by host_wait; every thread started from here inherits the mask. */
 	sigemptyset(&h->h_signals);
@@ -403,7 +533,8 @@ host_open(host **out, const host_config *cfg, const char *name)
 		goto fail;
 	}
 	if ((st = rpc_server_add_service(h->h_srv, &haven__admin__v1__admin__descriptor,
-	         admin_methods, sizeof(admin_methods) / sizeof(admin_methods[0]), h)) != HV_OK) {
+	         admin_methods, sizeof(admin_methods) / sizeof(admin_methods[0]), h)) != HV_OK ||
+	    (st = metrics_add_collector(rpc_server_metrics(h->h_srv), host_collect, h)) != HV_OK) {
 		goto fail;
 	}
 	*out = h;
@@ -478,8 +609,20 @@ host_start(host *h, auth_lookup_fn lookup, void *lookup_arg)
 	if ((st = rpc_server_start(h->h_srv)) != HV_OK) {
 		return (st);
 	}
+	if (cfg->metrics_listen != NULL && cfg->metrics_listen[0] != '\0' &&
+	    (st = metrics_http_start(&h->h_metrics_http, rpc_server_metrics(h->h_srv),
+	         cfg->metrics_listen)) != HV_OK) {
+		log_error("cannot serve metrics on %s: %s", cfg->metrics_listen, hv_status_name(st));
+		return (st);
+	}
 	log_info("ready (store schema %u)", store_schema_version(h->h_store));
 	return (HV_OK);
+}
+
+int
+host_metrics_port(host *h)
+{
+	return (h != NULL ? metrics_http_port(h->h_metrics_http) : 0);
 }
 
 void
@@ -501,6 +644,8 @@ host_close(host *h)
 	if (h == NULL) {
 		return;
 	}
+	/* First: collectors read the store and the services, which close after this. */
+	metrics_http_stop(h->h_metrics_http);
 	rpc_server_close(h->h_srv); /* in-flight calls finish first */
 	auth_close(h->h_auth);
 	region_map_free(h->h_regions);

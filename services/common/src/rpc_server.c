@@ -13,9 +13,14 @@
  * server; the queue bounds those waiting for a worker. With more slots than workers + queue, a
  * burst beyond what the workers can take is answered RESOURCE_EXHAUSTED instead of waiting
  * without bound.
+ *
+ * Metrics. slot_send, the one place every reply passes, records the call in the method's
+ * series of the server's registry (three relaxed atomic adds; metrics.c): each method entry
+ * holds its series, and calls without a served method share the one named "unknown".
  */
 #include "haven/auth.h"
 #include "haven/log.h"
+#include "haven/metrics.h"
 #include "haven/rpc.h"
 
 #include "arena.h"
@@ -51,6 +56,7 @@ typedef struct method_entry {
 	unsigned                         me_roles;
 	bool                             me_inline;
 	void                            *me_svc;
+	metrics_method                  *me_metrics; /* calls and latency of this method */
 } method_entry;
 
 typedef struct listener_entry {
@@ -124,6 +130,9 @@ struct rpc_server {
 	atomic_ullong      sv_calls;
 	atomic_ullong      sv_rejected;
 	atomic_ullong      sv_malformed;
+
+	metrics           *sv_metrics;
+	metrics_method    *sv_unknown; /* method="unknown": names not served, undecodable calls */
 };
 
 /* ---- call accessors ---------------------------------------------------------------- */
@@ -278,6 +287,9 @@ rpc_server_add_service(rpc_server *srv, const ProtobufCServiceDescriptor *desc,
 		}
 		m->me_desc = &desc->methods[j];
 		m->me_svc  = svc;
+		if ((m->me_metrics = metrics_method_get(srv->sv_metrics, m->me_name)) == NULL) {
+			return (HV_RESOURCE_EXHAUSTED);
+		}
 		for (size_t i = 0; i < n; i++) {
 			if (strcmp(impls[i].name, desc->methods[j].name) == 0) {
 				m->me_handler = impls[i].handler;
@@ -378,6 +390,20 @@ diag_echo(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessa
 
 /* ---- replies ----------------------------------------------------------------------- */
 
+/* The series a call is recorded in: its method's, also when a check before dispatch refused
+ * it, or "unknown" for a name the server does not serve (so that callers cannot grow the
+ * label set) and for a request that did not decode. */
+static metrics_method *
+call_series(const rpc_server *srv, const rpc_call *call)
+{
+	const method_entry *m = call->c_method;
+
+	if (m == NULL && call->c_env != NULL && call->c_env->method != NULL) {
+		m = method_find(srv, call->c_env->method);
+	}
+	return (m != NULL ? m->me_metrics : srv->sv_unknown);
+}
+
 /* A slot's call is over (its reply was sent or given up). */
 static void
 inflight_done(rpc_server *srv)
@@ -400,6 +426,7 @@ slot_send(slot *sl, hv_status code, const ProtobufCMessage *reply)
 	Haven__Rpc__V1__Reply  env  = HAVEN__RPC__V1__REPLY__INIT;
 	nng_msg               *msg  = NULL;
 	size_t                 size;
+	int64_t                took_us;
 
 	env.request_id = call->c_env != NULL ? call->c_env->request_id : 0;
 	if (code == HV_OK && reply != NULL) {
@@ -430,9 +457,11 @@ slot_send(slot *sl, hv_status code, const ProtobufCMessage *reply)
 		haven__rpc__v1__reply__pack(&env, nng_msg_body(msg));
 	}
 
+	took_us = rpc_now_us() - call->c_start_us;
+	metrics_method_observe(call_series(srv, call), code, took_us);
 	if (log_enabled(code == HV_OK ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO)) {
 		log_call(call->c_env != NULL ? call->c_env->method : "(undecoded)", env.request_id,
-		    code, rpc_now_us() - call->c_start_us, call->c_caller.org_id);
+		    code, took_us, call->c_caller.org_id);
 	}
 	atomic_fetch_add(&srv->sv_calls, 1);
 
@@ -738,6 +767,49 @@ static const rpc_method_impl diag_methods[] = {
 	{ .name = "Echo", .handler = diag_echo, .roles = RPC_ROLES_AUTHENTICATED, .inline_handler = true },
 };
 
+/* The server's own figures at scrape time: refusals, the queue and the services' health. */
+static void
+rpc_collect(void *arg, metrics_writer *w)
+{
+	rpc_server  *srv = arg;
+	health_entry health[MAX_HEALTH];
+	size_t       nhealth;
+	unsigned     queued, inflight;
+
+	pthread_mutex_lock(&srv->sv_mtx);
+	queued   = srv->sv_qlen;
+	inflight = srv->sv_inflight;
+	nhealth  = srv->sv_nhealth;
+	memcpy(health, srv->sv_health, nhealth * sizeof(health[0]));
+	pthread_mutex_unlock(&srv->sv_mtx);
+
+	metrics_family(w, "haven_rpc_queue_rejected_total", METRICS_COUNTER,
+	    "Calls answered RESOURCE_EXHAUSTED because the queue in front of the workers was full.");
+	metrics_sample(w, "haven_rpc_queue_rejected_total", (double) atomic_load(&srv->sv_rejected),
+	    (char *) NULL);
+	metrics_family(w, "haven_rpc_malformed_total", METRICS_COUNTER,
+	    "Calls answered INVALID_ARGUMENT before dispatch (envelope, metadata or payload).");
+	metrics_sample(w, "haven_rpc_malformed_total", (double) atomic_load(&srv->sv_malformed),
+	    (char *) NULL);
+	metrics_family(w, "haven_rpc_queued_calls", METRICS_GAUGE,
+	    "Calls waiting for a worker thread now.");
+	metrics_sample(w, "haven_rpc_queued_calls", queued, (char *) NULL);
+	metrics_family(w, "haven_rpc_queue_capacity", METRICS_GAUGE,
+	    "Calls that may wait for a worker; more are refused.");
+	metrics_sample(w, "haven_rpc_queue_capacity", srv->sv_opts.queue, (char *) NULL);
+	metrics_family(w, "haven_rpc_in_flight_calls", METRICS_GAUGE,
+	    "Calls received and not yet answered.");
+	metrics_sample(w, "haven_rpc_in_flight_calls", inflight, (char *) NULL);
+	metrics_family(w, "haven_rpc_workers", METRICS_GAUGE, "Handler threads.");
+	metrics_sample(w, "haven_rpc_workers", srv->sv_opts.workers, (char *) NULL);
+	metrics_family(w, "haven_rpc_serving", METRICS_GAUGE,
+	    "1 while a service answers SERVING to Health/Check, else 0.");
+	for (size_t i = 0; i < nhealth; i++) {
+		metrics_sample(w, "haven_rpc_serving", health[i].h_serving ? 1 : 0, "service",
+		    health[i].h_name, (char *) NULL);
+	}
+}
+
 hv_status
 rpc_server_open(rpc_server **out, const rpc_server_options *opts)
 {
@@ -784,6 +856,15 @@ rpc_server_open(rpc_server **out, const rpc_server_options *opts)
 	pthread_mutex_init(&srv->sv_mtx, NULL);
 	pthread_cond_init(&srv->sv_work_cv, NULL);
 	pthread_cond_init(&srv->sv_idle_cv, NULL);
+
+	if ((st = metrics_open(&srv->sv_metrics)) != HV_OK ||
+	    (st = metrics_add_collector(srv->sv_metrics, rpc_collect, srv)) != HV_OK) {
+		goto fail;
+	}
+	st = HV_RESOURCE_EXHAUSTED;
+	if ((srv->sv_unknown = metrics_method_get(srv->sv_metrics, "unknown")) == NULL) {
+		goto fail;
+	}
 
 	if ((rv = nng_rep0_open(&srv->sv_sock)) != 0) {
 		st = hv_status_from_nng(rv);
@@ -992,6 +1073,12 @@ rpc_server_start(rpc_server *srv)
 	return (HV_OK);
 }
 
+metrics *
+rpc_server_metrics(rpc_server *srv)
+{
+	return (srv != NULL ? srv->sv_metrics : NULL);
+}
+
 void
 rpc_server_get_stats(rpc_server *srv, rpc_server_stats *out)
 {
@@ -1053,6 +1140,7 @@ rpc_server_close(rpc_server *srv)
 	free(srv->sv_queue);
 	free(srv->sv_workers);
 	free(srv->sv_methods);
+	metrics_close(srv->sv_metrics);
 	pthread_cond_destroy(&srv->sv_work_cv);
 	pthread_cond_destroy(&srv->sv_idle_cv);
 	pthread_mutex_destroy(&srv->sv_mtx);

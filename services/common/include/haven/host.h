@@ -13,7 +13,7 @@
  *   ... create the services with host_store(h), host_regions(h), register them on
  *       host_server(h) ...
  *   host_start(h, lookup, arg)      authenticator over the partner directory, Auth service,
- *                                   listeners, workers
+ *                                   listeners, workers, the metrics page (metrics_listen)
  *   host_wait(h)                    until SIGTERM/SIGINT
  *   ... close the services ...
  *   host_close(h); host_config_free(&cfg);
@@ -21,6 +21,12 @@
  * The configuration file (`--config FILE`, `key = value`) and command-line options name the
  * same settings; the command line wins. `haven-node --print-config` prints every setting with
  * its default and documentation.
+ *
+ * Metrics: with metrics_listen set (a loopback HOST:PORT; anything else is refused as a
+ * configuration error, exit code 2) the process serves http://HOST:PORT/metrics in the
+ * Prometheus text format: the RPC server's registry (rpc_server_metrics) with every collector
+ * the services added in their register functions, plus the host's own (store size, process
+ * figures). See docs/metrics.md.
  */
 #ifndef HAVEN_HOST_H
 #define HAVEN_HOST_H
@@ -30,6 +36,7 @@
 
 #include "haven/auth.h"
 #include "haven/config.h"
+#include "haven/metrics.h"
 #include "haven/regions.h"
 #include "haven/rpc.h"
 #include "haven/store.h"
@@ -52,6 +59,7 @@ typedef struct host_config {
 	uint64_t    offer_timeout_planned_s;
 	uint64_t    retention_days;
 	char       *log_level;
+	char       *metrics_listen;    /* loopback HOST:PORT of the metrics page; NULL: off */
 } host_config;
 
 /* Reads --config FILE (if given) and then the command-line options over it. Returns 0, or the
@@ -75,13 +83,19 @@ const host_config *host_cfg(host *h);
 void host_run_path(host *h, const char *name, char *out, size_t outsz);
 
 /* Opens the authenticator over the partner directory lookup (NULL: tokens are refused),
- * registers Auth, listens on every URL and starts serving. */
+ * registers Auth, listens on every URL and starts serving; then serves the metrics page when
+ * metrics_listen is set (HV_INVALID_ARGUMENT for an address that is not loopback,
+ * HV_ALREADY_EXISTS when its port is taken; logged). */
 hv_status host_start(host *h, auth_lookup_fn lookup, void *lookup_arg);
+
+/* The TCP port of the metrics page (the one chosen for port 0), or 0 when it is off. */
+int host_metrics_port(host *h);
 
 /* Blocks until SIGTERM or SIGINT. The signals are blocked in every thread from host_open on. */
 void host_wait(host *h);
 
-/* Stops serving (in-flight calls finish), closes the store. NULL allowed. */
+/* Stops the metrics page (no collector runs after it), stops serving (in-flight calls finish),
+ * closes the store. NULL allowed. */
 void host_close(host *h);
 
 #endif
