@@ -12,6 +12,10 @@
  * Change notifications: capacity publishes on ipc://DATA_DIR/run/events.sock (or pub_url),
  * consent on run/consent-events.sock, referral on run/referral-events.sock; the referral
  * service subscribes to the first two, so it reroutes waiting needs the moment a place frees.
+ *
+ * Retention: at start and hourly, the referral service erases (crypto-shredding, through the
+ * consent service) the personal data of each subject whose referrals all closed more than
+ * retention_days ago, and logs the count (docs/operations.md).
  */
 #include "haven/host.h"
 #include "haven/log.h"
@@ -45,6 +49,18 @@ accepting_provider(void *arg, store_txn *txn, const char *subject, const char *o
 
 	*yes = false;
 	return (rs != NULL ? ref_is_accepting_provider(rs, txn, subject, org_id, yes) : HV_OK);
+}
+
+/* Retention: the referral service erases subjects whose referrals all closed retention_days
+ * ago through the consent service, with the node itself (the operator, no organisation) as
+ * the caller recorded in the audit log. */
+static hv_status
+retention_erase(void *arg, const char *subject)
+{
+	static const rpc_caller node = { .role = RPC_ROLE_OPERATOR, .org_id = "",
+		.transport = RPC_TRANSPORT_INPROC };
+
+	return (consent_erase_subject(arg, &node, subject, NULL, NULL));
 }
 
 static void
@@ -123,6 +139,9 @@ main(int argc, char **argv)
 	ro.pub_url          = ref_pub;
 	ro.capacity_sub_url = cap_pub;
 	ro.consent_sub_url  = consent_pub;
+	ro.erase            = retention_erase;
+	ro.erase_arg        = cns;
+	ro.retention_days   = (uint32_t) cfg.retention_days;
 	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE] =
 	    (uint32_t) cfg.offer_timeout_immediate_s;
 	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__URGENT] = (uint32_t) cfg.offer_timeout_urgent_s;

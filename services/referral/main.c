@@ -13,6 +13,8 @@
  * ipc://DATA/run/events.sock and ConsentWithdrawn on ipc://DATA/run/consent-events.sock,
  * where haven-capacity and haven-consent publish by default (the node's configuration has no
  * setting for another process's pub URL yet).
+ * Retention runs here (at start and hourly): subjects whose referrals all closed more than
+ * retention_days ago are erased through the consent library (docs/operations.md).
  * Exit codes: 0 after a clean shutdown, 2 for a usage or configuration error, 1 when it cannot
  * start.
  */
@@ -28,6 +30,19 @@
 
 #include <limits.h>
 #include <stdio.h>
+
+#ifdef HAVEN_REFERRAL_CONSENT
+/* Retention: subjects whose referrals all closed retention_days ago are erased through the
+ * consent library, with the node itself (the operator) as the caller in the audit log. */
+static hv_status
+retention_erase(void *arg, const char *subject)
+{
+	static const rpc_caller node = { .role = RPC_ROLE_OPERATOR, .org_id = "",
+		.transport = RPC_TRANSPORT_INPROC };
+
+	return (consent_erase_subject(arg, &node, subject, NULL, NULL));
+}
+#endif
 
 int
 main(int argc, char **argv)
@@ -85,11 +100,14 @@ main(int argc, char **argv)
 		log_error("cannot open the consent records: %s", hv_status_name(st));
 		goto out;
 	}
-	ro.consent     = consent_ref_check;
-	ro.consent_arg = cns;
+	ro.consent        = consent_ref_check;
+	ro.consent_arg    = cns;
+	ro.erase          = retention_erase;
+	ro.erase_arg      = cns;
+	ro.retention_days = (uint32_t) cfg.retention_days;
 #else
 	log_warn("built without the consent library: every referral is refused "
-	         "(FAILED_PRECONDITION) until it is");
+	         "(FAILED_PRECONDITION) and retention does not run until it is");
 #endif
 	ro.store                                                = host_store(h);
 	ro.regions                                              = host_regions(h);

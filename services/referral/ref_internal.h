@@ -44,6 +44,10 @@
 #define REF_ERR_MAX          RPC_ERRMSG_MAX
 #define REF_KEY_MAX          512
 #define REF_WITHDRAWN_QUEUE  256 /* withdrawals heard and not yet recorded */
+#define REF_RETENTION_EVERY_S 3600 /* default interval of the retention sweep */
+#define REF_DAY_MS           (86400LL * 1000)
+#define REF_META_CLOSED      "closed-index" /* ref.meta: ref.closed was filled */
+#define REF_ERASED_REASON    "personal data erased (retention)"
 
 #define PURPOSE_REFERRAL "referral"
 
@@ -71,6 +75,10 @@ struct ref_service {
 	uint32_t          rs_hold_max_s;
 	int64_t         (*rs_now)(void *);
 	void             *rs_now_arg;
+	ref_erase_fn      rs_erase;           /* retention; NULL: none */
+	void             *rs_erase_arg;
+	uint32_t          rs_retention_days;  /* 0: none */
+	uint32_t          rs_retention_every_s;
 
 	store_table rs_referrals;
 	store_table rs_offers;
@@ -82,6 +90,8 @@ struct ref_service {
 	store_table rs_waiting;
 	store_table rs_deadlines;
 	store_table rs_idem;
+	store_table rs_closed;   /* be64 closed_ms referral id: closed, subject not yet erased */
+	store_table rs_meta;
 	store_table rs_cap_orgs; /* capacity's directory, read only (see ref_org_region) */
 
 	nng_socket rs_pub;
@@ -103,6 +113,10 @@ struct ref_service {
 	char            rs_withdrawn[REF_WITHDRAWN_QUEUE][REF_SUBJECT_LEN + 1];
 	size_t          rs_nwithdrawn;
 	pthread_t       rs_thread;
+	/* The retention thread (with retention configured and not manual); it waits on rs_cond
+	 * for rs_stopping or its interval. */
+	pthread_t       rs_ret_thread;
+	bool            rs_ret_running;
 };
 
 /* ---- arena: every message of one transaction lives here -------------------------------------- */
@@ -195,6 +209,8 @@ size_t ref_key_timed(uint8_t key[REF_KEY_MAX], const char *prefix, uint64_t crea
 size_t ref_key_waiting(uint8_t key[REF_KEY_MAX], const Referral *r, uint32_t need);
 size_t ref_key_deadline(uint8_t key[REF_KEY_MAX], uint64_t respond_by_ms, const char *offer_id);
 size_t ref_key_pair(uint8_t key[REF_KEY_MAX], const char *a, const char *b);
+/* ref.closed: be64 closed_ms id (oldest first). */
+size_t ref_key_closed(uint8_t key[REF_KEY_MAX], uint64_t closed_ms, const char *id);
 
 /* ---- ref_check.c: pure checks ---------------------------------------------------------------- */
 
@@ -244,6 +260,13 @@ hv_status ref_org_region(ref_service *rs, store_txn *txn, const char *org_id,
  * (also ACCEPTED, PLACED). */
 bool ref_need_routing(const Need *n);
 bool ref_need_open(const Need *n);
+/* Whether a need reached a final state: COMPLETED, CANCELLED or FAILED. */
+bool ref_need_final(const Need *n);
+/* Whether a referral is closed: it has needs and every one is final. */
+bool ref_referral_closed(const Referral *r);
+/* Sets or clears r->closed_ms and its ref.closed entry to match its needs (ref_transition
+ * calls it; closed_ms is the time of the transition that closed the referral). */
+hv_status ref_closed_update(ref_work *w, Referral *r);
 
 /* The respond-by window for an urgency. */
 uint32_t ref_window_s(const ref_service *rs, int urgency);

@@ -85,7 +85,59 @@ ref_transition(ref_work *w, Referral *r, Need *n, NeedState to, const char *acto
 		n->placed_ms = (uint64_t) w->w_now;
 	}
 	n->state = to;
+	if ((st = ref_closed_update(w, r)) != HV_OK) {
+		return (st);
+	}
 	return (append_event(w, r, n, from, to, actor, reason, offer_id));
+}
+
+/* ---- closed referrals ------------------------------------------------------------------------ */
+
+bool
+ref_need_final(const Need *n)
+{
+	return (n->state == NS(COMPLETED) || n->state == NS(CANCELLED) || n->state == NS(FAILED));
+}
+
+bool
+ref_referral_closed(const Referral *r)
+{
+	if (r->n_needs == 0) {
+		return (false);
+	}
+	for (size_t i = 0; i < r->n_needs; i++) {
+		if (!ref_need_final(r->needs[i])) {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+hv_status
+ref_closed_update(ref_work *w, Referral *r)
+{
+	ref_service *rs     = w->w_rs;
+	bool         closed = ref_referral_closed(r);
+	uint8_t      key[REF_KEY_MAX];
+	hv_status    st;
+
+	if (closed && r->closed_ms == 0) {
+		r->closed_ms = (uint64_t) w->w_now;
+		if (r->subject_erased_ms == 0 &&
+		    (st = store_put(w->w_txn, rs->rs_closed, key,
+		         ref_key_closed(key, r->closed_ms, r->id), "", 0)) != HV_OK) {
+			return (st);
+		}
+	} else if (!closed && r->closed_ms != 0) {
+		/* No transition leaves a final state today; should one ever, the referral is open
+		 * again and retention must not count from its old closure. */
+		st = store_del(w->w_txn, rs->rs_closed, key, ref_key_closed(key, r->closed_ms, r->id));
+		if (st != HV_OK && st != HV_NOT_FOUND) {
+			return (st);
+		}
+		r->closed_ms = 0;
+	}
+	return (HV_OK);
 }
 
 hv_status

@@ -20,17 +20,27 @@
  *                   (unmet demand, most urgent and oldest first)
  *   ref.deadlines   be64 respond_by offer id              -> ""   (open offers to expire)
  *   ref.idem        referrer org 0 idempotency key        -> referral id
+ *   ref.closed      be64 closed_ms referral id             -> ""   (closed referrals whose
+ *                   subject retention has not erased yet, oldest first)
+ *   ref.meta        "closed-index"                         -> "1"  (ref.closed was filled
+ *                   from the referrals of a store older than it)
  *
  * Invariants, after every committed transaction: a need is OFFERED exactly while its offer is
  * OPEN, and then the offer's hold exists (or was released by capacity's own expiry past the
  * respond-by time, which ref_expire_offers tolerates); an OPEN offer has exactly one deadline
  * entry; a need is in ref.waiting exactly while it is WAITING; an ACCEPTED, PLACED or
  * COMPLETED need's place was confirmed with cap_hold_confirm exactly once. A referral's
- * version grows by one with each event.
+ * version grows by one with each event. A referral is closed when every need is COMPLETED,
+ * CANCELLED or FAILED (PLACED is open: the person is with the provider); then closed_ms is the
+ * time of the transition that closed it, and it is in ref.closed exactly while it is closed
+ * and subject_erased_ms is 0.
  *
  * Threads: handlers run on the RPC server's workers; one background thread (ref_open ..
  * ref_stop) expires offers every second and routes waiting needs when capacity notifications
- * say a place of their type freed, and every few seconds anyway.
+ * say a place of their type freed, and every few seconds anyway. With retention configured
+ * (ref_options.erase and retention_days), a second thread runs the retention sweep at start
+ * and then every retention_interval_s: erasures rotate the consent service's key and take
+ * long enough that they must not hold up the expiry of offers.
  */
 #ifndef HAVEN_REFERRAL_H
 #define HAVEN_REFERRAL_H
@@ -60,6 +70,13 @@ typedef hv_status (*ref_consent_fn)(void *arg, store_txn *txn, const rpc_caller 
     const char *method, const char *subject, const char *purpose, const char *recipient_org,
     bool accepting_provider, bool *allowed);
 
+/* Retention: erases the personal data of subject (32 hex digits) in the consent service, in
+ * transactions of its own (the node passes consent_erase_subject with the node itself as the
+ * caller). Called with no transaction open, from the retention thread or ref_retention_run's
+ * caller. HV_OK: erased. HV_NOT_FOUND: unknown or erased already; counts as erased. Any other
+ * status: the subject is kept and tried again at the next sweep. */
+typedef hv_status (*ref_erase_fn)(void *arg, const char *subject);
+
 /* Index of offer_timeout_s by urgency. */
 #define REF_URGENCIES 4
 
@@ -83,9 +100,17 @@ typedef struct ref_options {
 	uint32_t          hold_max_ttl_s;
 	int64_t (*now_ms)(void *arg);   /* NULL: the wall clock (Unix time in ms) */
 	void *now_arg;
-	/* No background thread: offers expire and waiting needs are routed only when the caller
-	 * runs ref_expire_offers / ref_route_waiting (tests and tools). */
+	/* No background threads: offers expire, waiting needs are routed and retention runs only
+	 * when the caller runs ref_expire_offers / ref_route_waiting / ref_retention_run (tests
+	 * and tools). */
 	bool manual;
+	/* Retention: the subjects whose referrals all closed more than retention_days ago are
+	 * erased through erase, at start and then every retention_interval_s (0: 3600).
+	 * retention_days 0 or erase NULL: no retention. */
+	ref_erase_fn      erase;
+	void             *erase_arg;
+	uint32_t          retention_days;
+	uint32_t          retention_interval_s;
 } ref_options;
 
 /* Opens the tables (creating them), the pub and sub sockets, and starts the background
@@ -122,6 +147,39 @@ hv_status ref_is_accepting_provider(ref_service *rs, store_txn *txn, const char 
  * still has a need not ended, and tells their referrers. Its own write transaction; not from
  * inside a write function. *referrals (may be NULL) counts the referrals marked. */
 hv_status ref_consent_withdrawn(ref_service *rs, const char *subject, unsigned *referrals);
+
+/* ---- retention ---------------------------------------------------------------------- */
+
+/* Called by ref_retention_due for each subject that is due; set *stop to end the walk. subject
+ * is valid during the call only. A status other than HV_OK ends the walk with it. */
+typedef hv_status (*ref_due_fn)(void *arg, const char *subject, bool *stop);
+
+/* The subjects due for erasure at cutoff_ms: every referral of the subject is closed, each
+ * closed before cutoff_ms, and retention has not erased it yet. A subject with any open
+ * referral, or one closed at or after the cutoff, is kept. Each due subject is yielded once,
+ * oldest closure first (by the latest closure among its referrals). Read or write
+ * transaction; reads only. */
+hv_status ref_retention_due(ref_service *rs, store_txn *txn, int64_t cutoff_ms, ref_due_fn fn,
+    void *arg);
+
+typedef struct ref_retention_stats {
+	int64_t  rr_cutoff_ms;  /* referrals closed before this were considered */
+	unsigned rr_subjects;   /* subjects erased (or found erased already) */
+	unsigned rr_referrals;  /* their referrals, marked subject_erased_ms */
+	unsigned rr_kept;       /* subjects with a due referral kept for an open or recent one */
+	unsigned rr_failed;     /* erasures that failed: tried again at the next sweep */
+} ref_retention_stats;
+
+/* One retention sweep: cutoff now - retention_days; each due subject is erased through the
+ * erase hook (no transaction open), then its referrals are marked in a write transaction of
+ * their own (subject_erased_ms, the note cleared, an event "personal data erased
+ * (retention)" that tells the referrer) and leave ref.closed, so that no later sweep looks at
+ * them again. Logs one line with the counts (no ids). Idempotent: a sweep that finds nothing
+ * due changes nothing; a crash between an erasure and its marking is finished by the next
+ * sweep (the hook then answers NOT_FOUND). FAILED_PRECONDITION without retention_days or the
+ * erase hook. out may be NULL. Not from inside a write function; ref_stop ends a sweep that is
+ * running between two subjects. */
+hv_status ref_retention_run(ref_service *rs, ref_retention_stats *out);
 
 /* The service's clock (the now_ms hook, or Unix time in ms). */
 int64_t ref_now_ms(const ref_service *rs);

@@ -69,6 +69,12 @@ test_keys_order(void **state)
 	al = ref_key_timed(a, NULL, 1000, "ref-1");
 	assert_int_equal(al, 8 + 5);
 	assert_int_equal(UINT64_MAX - ref_get_be64(a), 1000);
+	/* Closed referrals: oldest closure first. */
+	al = ref_key_closed(a, 1000, "ref-z");
+	bl = ref_key_closed(b, 2000, "ref-a");
+	assert_true(keycmp(a, al, b, bl) < 0);
+	assert_int_equal(al, 8 + 5);
+	assert_int_equal(ref_get_be64(a), 1000);
 	al = ref_key_pair(a, "org", "key");
 	assert_int_equal(al, 7);
 	assert_memory_equal(a, "org\0key", 7);
