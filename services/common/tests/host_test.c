@@ -6,6 +6,7 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,83 @@ test_bad_settings(void **state)
 	}
 }
 
+/* Runs host_config_load on a file holding text; returns its result, the message it printed
+ * on stderr in msg. */
+static int
+load_file(const char *text, char *file, size_t filesz, char *msg, size_t msgsz)
+{
+	host_config cfg;
+	char        out[300];
+	FILE       *f;
+	int         saved, fd, rc;
+	ssize_t     n;
+
+	snprintf(file, filesz, "%s/bad.conf", tmp);
+	f = fopen(file, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	snprintf(out, sizeof(out), "%s/stderr.txt", tmp);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	fd    = open(out, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(saved >= 0 && fd >= 0);
+	dup2(fd, STDERR_FILENO);
+	{
+		const char *a[] = { "haven-node", "--config", file };
+		bool        done;
+		rc = host_config_load(&cfg, 3, (char **) a, "haven-node", &done);
+	}
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	n = pread(fd, msg, msgsz - 1, 0);
+	close(fd);
+	msg[n > 0 ? n : 0] = '\0';
+	host_config_free(&cfg);
+	unlink(out);
+	return (rc);
+}
+
+/* A wrong option in the configuration file: exit code 2, and one message that names the
+ * program, the file, the line and the option. */
+static void
+test_bad_file(void **state)
+{
+	static const struct {
+		const char *text;
+		const char *expect; /* after "haven-node: FILE" */
+	} cases[] = {
+		{ "workers = 4\nretention_dayz = 30\n", ":2: unknown option 'retention_dayz'" },
+		{ "# retention\n\nretention_days = 0\n",
+		    ":3: 'retention_days' must be a whole number from 1 to 3650, not '0'" },
+		{ "offer_timeout_urgent_s = 10 minutes\n",
+		    ":1: 'offer_timeout_urgent_s' must be a whole number from 60 to 604800" },
+		{ "insecure_tcp = perhaps\n", ":1: 'insecure_tcp' must be true or false" },
+		{ "data_dir /srv/haven\n", ":1: expected 'key = value'" },
+	};
+	char file[300], msg[1024], want[1400];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(load_file(cases[i].text, file, sizeof(file), msg, sizeof(msg)), 2);
+		snprintf(want, sizeof(want), "haven-node: %s%s", file, cases[i].expect);
+		if (strstr(msg, want) == NULL) {
+			fail_msg("case %zu: '%s' does not contain '%s'", i, msg, want);
+		}
+		assert_non_null(strchr(msg, '\n'));
+		assert_ptr_equal(strchr(msg, '\n'), msg + strlen(msg) - 1); /* one line */
+	}
+	/* Checks across options name the options. */
+	assert_int_equal(load_file("log_level = loud\n", file, sizeof(file), msg, sizeof(msg)), 2);
+	assert_non_null(strstr(msg, "log_level must be debug, info, warn, error or off, not 'loud'"));
+	assert_int_equal(load_file("tls_ca = /ca.pem\n", file, sizeof(file), msg, sizeof(msg)), 2);
+	assert_non_null(strstr(msg, "tls_ca, tls_cert and tls_key go together"));
+	/* And a good file loads. */
+	assert_int_equal(load_file("retention_days = 30\n", file, sizeof(file), msg, sizeof(msg)), 0);
+	assert_string_equal(msg, "");
+	unlink(file);
+}
+
 static void
 test_open_checks_data_dir(void **state)
 {
@@ -126,6 +204,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_file_and_overrides),
 		cmocka_unit_test(test_bad_settings),
+		cmocka_unit_test(test_bad_file),
 		cmocka_unit_test(test_open_checks_data_dir),
 	};
 	const char *base = getenv("HAVEN_TEST_TMP");
