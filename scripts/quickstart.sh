@@ -48,24 +48,32 @@ for _ in $(seq 1 50); do
 done
 op health
 
-echo "== the demo network (operator over ipc): partners and their services"
-reg() { op org show "$1" >/dev/null 2>&1 || op org register "$1" --name "$2" --role "$3" --region "$4" --cert "$pki/$1.pem"; }
-reg fairwork-ngo "FairWork outreach" referrer Rotterdam
-reg safehouse-zwb "Safe House Zeeland-West-Brabant" provider Zeeland-West-Brabant
-reg shelter-ams "Shelter Amsterdam" provider Amsterdam
-reg shelter-nn "Shelter Noord" provider Noord-Nederland
-reg legalaid-rdam "Legal Aid Rotterdam" provider Rotterdam
-reg municipality-rdam "Municipality of Rotterdam" municipality Rotterdam
-svc() { op service show "$1" >/dev/null 2>&1 || op service register --id "$1" "${@:2}"; }
-svc svc-zwb-bed --org safehouse-zwb --type shelter --region Zeeland-West-Brabant \
-  --population women,families --languages nl,en,ro --total 6 --available 2 --contact "intake desk 0800-0001" --specialisation labour
-svc svc-ams-bed --org shelter-ams --type shelter --region Amsterdam \
-  --population women --languages nl,en --total 10 --available 3 --contact "intake desk 0800-0002"
-svc svc-nn-bed --org shelter-nn --type shelter --region Noord-Nederland \
-  --population women,men --languages nl --total 8 --available 4 --contact "intake desk 0800-0003"
-svc svc-rdam-law --org legalaid-rdam --type legal-aid --region Rotterdam \
-  --population women,men,minors --languages nl,en,ro --total 20 --available 5 --contact "legal desk 0800-0004"
-op capacity summary
+echo "== the region map: the ten Dutch police regions and their neighbours"
+op regions
+echo "== the demo network (operator over ipc): scripts/demo/network.txt, all fictional"
+# Partners that act in the demo get their certificate; the others are in the directory only.
+nor=0 nsv=0
+while IFS='|' read -r kind id a b c d e f g h i; do
+  case "$kind" in
+  org)
+    if ! op org show "$id" >/dev/null 2>&1; then
+      cert=()
+      [ -f "$pki/$id.pem" ] && cert=(--cert "$pki/$id.pem")
+      op org register "$id" --name "$a" --role "$b" --region "$c" "${cert[@]}" >/dev/null
+    fi
+    nor=$((nor + 1)) ;;
+  svc)
+    if ! op service show "$id" >/dev/null 2>&1; then
+      spec=()
+      [ -n "$i" ] && spec=(--specialisation "$i")
+      op service register --id "$id" --org "$a" --type "$b" --region "$c" --population "$d" \
+        --languages "$e" --total "$f" --available "$g" --contact "$h" "${spec[@]}" >/dev/null
+    fi
+    nsv=$((nsv + 1)) ;;
+  esac
+done < scripts/demo/network.txt
+echo "$nor organisations, $nsv services; tonight in Rotterdam and its southern neighbour:"
+op capacity summary --region Rotterdam --region Zeeland-West-Brabant
 
 echo "== fairwork-ngo (referrer, Rotterdam) records a person and their consent; no real data"
 subject=$(as fairwork-ngo subject create --name "Demo Person" --language ro --contact "via outreach worker")
