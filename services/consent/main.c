@@ -8,7 +8,10 @@
  *
  * It serves haven.consent.v1.Consent and haven.audit.v1.Audit, and haven.auth.v1.Auth against
  * the partner directory of the capacity registry in the same store (read only here: opened
- * without its expiry thread and its pub socket). Keys live in DATA/keys (see consent.h).
+ * without its expiry thread and its pub socket). Whether a provider accepted a subject's
+ * referral (consent given to "the provider that accepts the referral") it reads from the
+ * referral tables in the same store, through a referral service opened without its thread,
+ * its sockets and its handlers. Keys live in DATA/keys (see consent.h).
  * Withdrawals are published on --pub-url, by default ipc://DATA/run/consent-events.sock (the
  * capacity process has events.sock). `haven-consent --print-config` documents every option.
  * Exit codes: 0 after a clean shutdown, 2 for a usage or configuration error (or a key file
@@ -21,6 +24,9 @@
 
 #ifdef HAVEN_WITH_CAPACITY
 #include "capacity.h"
+#endif
+#ifdef HAVEN_WITH_REFERRAL
+#include "referral.h"
 #endif
 
 #include <limits.h>
@@ -42,6 +48,15 @@ org_exists(void *arg, const char *org_id)
 }
 #endif
 
+#ifdef HAVEN_WITH_REFERRAL
+/* The referral tables say whether org accepted (and has not ended) a referral of subject. */
+static hv_status
+accepting_provider(void *arg, store_txn *txn, const char *subject, const char *org_id, bool *yes)
+{
+	return (ref_is_accepting_provider(arg, txn, subject, org_id, yes));
+}
+#endif
+
 int
 main(int argc, char **argv)
 {
@@ -59,6 +74,10 @@ main(int argc, char **argv)
 #ifdef HAVEN_WITH_CAPACITY
 	cap_service *cap = NULL;
 	cap_options  capo = { 0 };
+#endif
+#ifdef HAVEN_WITH_REFERRAL
+	ref_service *ref  = NULL;
+	ref_options  refo = { 0 };
 #endif
 
 	if ((ret = host_config_load(&cfg, argc, argv, "haven-consent", &done)) != 0 || done) {
@@ -89,6 +108,19 @@ main(int argc, char **argv)
 	lookup        = cap_lookup_org;
 	lookup_arg    = cap;
 #endif
+#ifdef HAVEN_WITH_REFERRAL
+	/* Read only: no background thread (haven-referral expires and routes), no sockets. */
+	refo.store    = host_store(h);
+	refo.regions  = host_regions(h);
+	refo.capacity = cap;
+	refo.manual   = true;
+	if ((st = ref_open(&ref, &refo)) != HV_OK) {
+		log_error("cannot open the referral tables: %s", hv_status_name(st));
+		goto out;
+	}
+	co.accepting_provider = accepting_provider;
+	co.accepting_arg      = ref;
+#endif
 	co.store    = host_store(h);
 	co.data_dir = cfg.data_dir;
 	co.pub_url  = pub;
@@ -112,6 +144,9 @@ out:
 	consent_stop(cs);
 	host_close(h);
 	consent_close(cs);
+#ifdef HAVEN_WITH_REFERRAL
+	ref_close(ref);
+#endif
 #ifdef HAVEN_WITH_CAPACITY
 	cap_close(cap);
 #endif
