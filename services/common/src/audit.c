@@ -31,7 +31,15 @@
 	(1 + 8 + 8 + 4 + RPC_ORG_ID_MAX + AUDIT_METHOD_MAX + AUDIT_SUBJECT_MAX +              \
 	    AUDIT_PURPOSE_MAX + 4)
 #define VALUE_MAX (BODY_MAX + 2 * AUDIT_HASH_LEN)
-#define SUBJECT_KEY_MAX (AUDIT_SUBJECT_MAX + 8)
+/* audit.by_window: be64 window || subject || 0x00 || be64 seq */
+#define SUBJECT_KEY_MAX (8 + AUDIT_SUBJECT_MAX + 8)
+/* Entries per window of the subject index: appends touch only the leaf pages of the current
+ * window (a few dozen), not one random page of an index over every subject each; a lookup by
+ * subject seeks once per window. */
+#define WINDOW_BITS 10
+#define INDEX_KEY "index"     /* in audit.head: the index's layout, once it is built */
+#define INDEX_LAYOUT "window-10"
+#define REBUILD_BATCH 10000   /* log entries indexed per transaction when (re)building */
 
 #define WRITER_BATCH_MAX 1024 /* entries per transaction of the writer */
 /* The writer lets a batch gather for up to AUDIT_LINGER_MS after its first entry (or until
@@ -43,7 +51,7 @@ struct audit {
 	store      *a_store;
 	store_table a_log;
 	store_table a_head;
-	store_table a_subject;
+	store_table a_subject; /* audit.by_window */
 
 	/* The queue of audit_enqueue: a ring, its writer, and counters that audit_flush
 	 * waits on. a_qmtx guards all of it; never held across a store call. */
@@ -60,6 +68,8 @@ struct audit {
 	bool            a_writer, a_stop;
 	pthread_t       a_thread;
 };
+
+static hv_status index_prepare(audit *a);
 
 hv_status
 audit_open(audit **out, store *s)
@@ -83,7 +93,8 @@ audit_open(audit **out, store *s)
 	}
 	if ((st = store_table_open(s, "audit.log", &a->a_log)) != HV_OK ||
 	    (st = store_table_open(s, "audit.head", &a->a_head)) != HV_OK ||
-	    (st = store_table_open(s, "audit.by_subject", &a->a_subject)) != HV_OK) {
+	    (st = store_table_open(s, "audit.by_window", &a->a_subject)) != HV_OK ||
+	    (st = index_prepare(a)) != HV_OK) {
 		goto out;
 	}
 	*out = a;
@@ -270,6 +281,131 @@ wall_ms(void)
 	return ((int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
+static size_t
+index_key(uint8_t key[SUBJECT_KEY_MAX], uint64_t seq, const char *subject, size_t sl)
+{
+	be64_put(key, seq >> WINDOW_BITS);
+	memcpy(key + 8, subject, sl);
+	key[8 + sl] = 0;
+	be64_put(key + 8 + sl + 1, seq);
+	return (8 + sl + 9);
+}
+
+/* ---- building the subject index --------------------------------------------------------- */
+
+typedef struct rebuild_job {
+	audit   *rj_a;
+	uint64_t rj_next;  /* the next seq to index */
+	bool     rj_done;
+	bool     rj_needed;
+} rebuild_job;
+
+/* Whether the index has the current layout (INDEX_KEY in audit.head). */
+static hv_status
+index_check_fn(store_txn *txn, void *arg)
+{
+	rebuild_job *j = arg;
+	const void  *v;
+	size_t       vl;
+	hv_status    st;
+
+	st = store_get(txn, j->rj_a->a_head, INDEX_KEY, strlen(INDEX_KEY), &v, &vl);
+	if (st == HV_NOT_FOUND) {
+		j->rj_needed = true;
+		return (HV_OK);
+	}
+	if (st != HV_OK) {
+		return (st);
+	}
+	j->rj_needed = vl != strlen(INDEX_LAYOUT) || memcmp(v, INDEX_LAYOUT, vl) != 0;
+	return (HV_OK);
+}
+
+/* Deletes every key of t (a table this file owns), in one transaction. */
+static hv_status
+table_clear(store_txn *txn, store_table t)
+{
+	store_cursor *c = NULL;
+	const void   *k;
+	size_t        kl;
+	hv_status     st;
+
+	if ((st = store_cursor_open(txn, t, &c)) != HV_OK) {
+		return (st);
+	}
+	while ((st = store_cursor_seek(c, "", 0, &k, &kl, NULL, NULL)) == HV_OK &&
+	       (st = store_cursor_del(c)) == HV_OK) {
+	}
+	store_cursor_close(c);
+	return (st == HV_NOT_FOUND ? HV_OK : st);
+}
+
+/* Indexes up to REBUILD_BATCH entries from rj_next on; the first batch clears the index and
+ * the last one records the layout. */
+static hv_status
+index_rebuild_fn(store_txn *txn, void *arg)
+{
+	rebuild_job  *j = arg;
+	audit        *a = j->rj_a;
+	store_cursor *c = NULL;
+	uint8_t       key[8], skey[SUBJECT_KEY_MAX];
+	const void   *k, *v;
+	size_t        kl, vl, bodylen, done = 0;
+	audit_entry   e;
+	hv_status     st, rc;
+
+	if (j->rj_next == 1 && (st = table_clear(txn, a->a_subject)) != HV_OK) {
+		return (st);
+	}
+	if ((st = store_cursor_open(txn, a->a_log, &c)) != HV_OK) {
+		return (st);
+	}
+	be64_put(key, j->rj_next);
+	for (rc = store_cursor_seek(c, key, sizeof(key), &k, &kl, &v, &vl);
+	     rc == HV_OK && done < REBUILD_BATCH; rc = store_cursor_next(c, &k, &kl, &v, &vl)) {
+		if (kl != 8 || entry_decode(v, vl, &e, &bodylen) != 0) {
+			rc = HV_DATA_LOSS; /* audit_verify names it; the index cannot be built past it */
+			break;
+		}
+		if (e.subject[0] != '\0' &&
+		    (rc = store_put(txn, a->a_subject, skey,
+		         index_key(skey, e.seq, e.subject, strlen(e.subject)), "", 0)) != HV_OK) {
+			break;
+		}
+		j->rj_next = e.seq + 1;
+		done++;
+	}
+	store_cursor_close(c);
+	if (rc == HV_NOT_FOUND) {
+		j->rj_done = true;
+		return (store_put(txn, a->a_head, INDEX_KEY, strlen(INDEX_KEY), INDEX_LAYOUT,
+		    strlen(INDEX_LAYOUT)));
+	}
+	return (rc);
+}
+
+/* Builds the subject index from the log when it is missing or of an older layout (a store
+ * written before audit.by_window). Entries appended meanwhile by another process are indexed
+ * by their own append, or by the batch that reaches them. */
+static hv_status
+index_prepare(audit *a)
+{
+	rebuild_job j = { a, 1, false, false };
+	hv_status   st;
+
+	if ((st = store_write(a->a_store, index_check_fn, &j)) != HV_OK || !j.rj_needed) {
+		return (st);
+	}
+	log_info("audit: building the subject index from the log");
+	while (!j.rj_done) {
+		if ((st = store_write(a->a_store, index_rebuild_fn, &j)) != HV_OK) {
+			log_error("audit: cannot build the subject index: %s", hv_status_name(st));
+			return (st);
+		}
+	}
+	return (HV_OK);
+}
+
 hv_status
 audit_append(audit *a, store_txn *txn, audit_entry *e)
 {
@@ -320,14 +456,10 @@ audit_append(audit *a, store_txn *txn, audit_entry *e)
 	    HV_OK) {
 		return (st);
 	}
-	if (e->subject[0] != '\0') {
-		size_t sl = strlen(e->subject);
-		memcpy(skey, e->subject, sl);
-		skey[sl] = 0;
-		be64_put(skey + sl + 1, e->seq);
-		if ((st = store_put(txn, a->a_subject, skey, sl + 9, "", 0)) != HV_OK) {
-			return (st);
-		}
+	if (e->subject[0] != '\0' &&
+	    (st = store_put(txn, a->a_subject, skey,
+	         index_key(skey, e->seq, e->subject, strlen(e->subject)), "", 0)) != HV_OK) {
+		return (st);
 	}
 	return (HV_OK);
 }
@@ -716,13 +848,64 @@ get_entry(audit *a, store_txn *txn, uint64_t seq, audit_entry *e)
 	return (entry_decode(v, vl, e, &bodylen) == 0 && e->seq == seq ? HV_OK : HV_DATA_LOSS);
 }
 
+/* A subject's entries after after_seq: one seek per window of the index up to the head's. */
+static hv_status
+list_subject(audit *a, store_txn *txn, const char *subject, uint64_t after_seq,
+    audit_entry *out, size_t max, size_t *n)
+{
+	store_cursor *c  = NULL;
+	size_t        sl = strlen(subject), klen;
+	uint8_t       key[SUBJECT_KEY_MAX];
+	const void   *k, *v;
+	size_t        kl, vl;
+	uint64_t      last;
+	hv_status     st, rc = HV_OK;
+
+	st = store_get(txn, a->a_head, HEAD_KEY, strlen(HEAD_KEY), &v, &vl);
+	if (st == HV_NOT_FOUND) {
+		return (HV_OK); /* an empty log */
+	}
+	if (st != HV_OK) {
+		return (st);
+	}
+	if (vl != HEAD_LEN) {
+		return (HV_DATA_LOSS);
+	}
+	last = be64_get(v);
+	if ((st = store_cursor_open(txn, a->a_subject, &c)) != HV_OK) {
+		return (st);
+	}
+	for (uint64_t w = (after_seq + 1) >> WINDOW_BITS; w <= last >> WINDOW_BITS && *n < max;
+	     w++) {
+		uint64_t from = w == (after_seq + 1) >> WINDOW_BITS ? after_seq + 1 : w << WINDOW_BITS;
+
+		klen = index_key(key, from, subject, sl);
+		for (rc = store_cursor_seek(c, key, klen, &k, &kl, NULL, NULL); rc == HV_OK && *n < max;
+		     rc = store_cursor_next(c, &k, &kl, NULL, NULL)) {
+			if (kl != klen || memcmp(k, key, 8 + sl + 1) != 0) {
+				break; /* past this subject's entries in this window */
+			}
+			if ((rc = get_entry(a, txn, be64_get((const uint8_t *) k + 8 + sl + 1),
+			         &out[*n])) != HV_OK) {
+				break;
+			}
+			(*n)++;
+		}
+		if (rc != HV_OK && rc != HV_NOT_FOUND) {
+			break;
+		}
+		rc = HV_OK;
+	}
+	store_cursor_close(c);
+	return (rc);
+}
+
 hv_status
 audit_list(audit *a, store_txn *txn, const char *subject, uint64_t after_seq, audit_entry *out,
     size_t max, size_t *n)
 {
 	store_cursor *c = NULL;
-	uint8_t       key[SUBJECT_KEY_MAX];
-	size_t        klen, sl = 0;
+	uint8_t       key[8];
 	const void   *k, *v;
 	size_t        kl, vl, bodylen;
 	hv_status     st = HV_INVALID_ARGUMENT, rc;
@@ -734,31 +917,15 @@ audit_list(audit *a, store_txn *txn, const char *subject, uint64_t after_seq, au
 		goto out;
 	}
 	if (subject != NULL) {
-		sl = strlen(subject);
-		memcpy(key, subject, sl);
-		key[sl] = 0;
-		be64_put(key + sl + 1, after_seq + 1);
-		klen = sl + 9;
-		st   = store_cursor_open(txn, a->a_subject, &c);
-	} else {
-		be64_put(key, after_seq + 1);
-		klen = 8;
-		st   = store_cursor_open(txn, a->a_log, &c);
+		return (list_subject(a, txn, subject, after_seq, out, max, n));
 	}
-	if (st != HV_OK) {
+	be64_put(key, after_seq + 1);
+	if ((st = store_cursor_open(txn, a->a_log, &c)) != HV_OK) {
 		goto out;
 	}
-	for (rc = store_cursor_seek(c, key, klen, &k, &kl, &v, &vl); rc == HV_OK && *n < max;
+	for (rc = store_cursor_seek(c, key, sizeof(key), &k, &kl, &v, &vl); rc == HV_OK && *n < max;
 	     rc = store_cursor_next(c, &k, &kl, &v, &vl)) {
-		if (subject != NULL) {
-			if (kl != sl + 9 || memcmp(k, key, sl + 1) != 0) {
-				break; /* past this subject's entries */
-			}
-			if ((st = get_entry(a, txn, be64_get((const uint8_t *) k + sl + 1), &out[*n])) !=
-			    HV_OK) {
-				goto out;
-			}
-		} else if (kl != 8 || entry_decode(v, vl, &out[*n], &bodylen) != 0) {
+		if (kl != 8 || entry_decode(v, vl, &out[*n], &bodylen) != 0) {
 			st = HV_DATA_LOSS;
 			goto out;
 		}

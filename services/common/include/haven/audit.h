@@ -16,7 +16,10 @@
  * Tables (in the node's one LMDB environment):
  *   audit.log         be64 seq                      -> entry (binary, below)
  *   audit.head        "head"                        -> be64 seq || hash of the last entry
- *   audit.by_subject  subject || 0x00 || be64 seq   -> ""   (lookup aid for audit_list)
+ *   audit.head        "index"                       -> "window-10" (the index below is built)
+ *   audit.by_window   be64 (seq >> 10) || subject || 0x00 || be64 seq -> ""
+ *                     (lookup aid for audit_list: the entries of a subject, window by window
+ *                     of 1024 seqs, so that appends touch the few pages of the last window)
  *
  * The encoding of an entry (all integers big-endian, strings as a length byte and the bytes):
  *
