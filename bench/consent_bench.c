@@ -10,7 +10,11 @@
  * channel, as the node's operator: Check() of random subjects and Diagnostics/Echo of 256
  * bytes, in alternating half-second slices, SECONDS (default 5) of each in all, on the same
  * server and channels. With
- * "async", Check's audit entries go through the audit writer (check_audit_async). Prints
+ * "async", Check's audit entries go through the audit writer (check_audit_async), as the node
+ * runs it by default. With "warm", every subject is checked once before the measurement, so
+ * that the consent service's cache holds every subject's view (a node that has run a while
+ * with no consent changing); without it, most Checks of the measurement are a subject's first
+ * and read the store. Prints
  *
  *   consent subjects=N checks_per_s=C check_p99_us=Y echo_per_s=E
  *
@@ -55,6 +59,7 @@ typedef struct client {
 	size_t    cl_nids;
 	uint64_t  cl_rand;
 	bool      cl_echo;     /* this slice: Echo, else Check */
+	bool      cl_warm;     /* warming: Check each subject once (warm_next), then stop */
 	int64_t   cl_until_us;
 	size_t    cl_calls;    /* calls answered in this slice */
 	int64_t  *cl_lat;      /* Check latencies (us) over all slices */
@@ -190,6 +195,8 @@ lat_add(client *c, int64_t us)
 	c->cl_lat[c->cl_nlat++] = us;
 }
 
+static size_t warm_next; /* the next subject to warm (atomic) */
+
 static void *
 client_main(void *arg)
 {
@@ -213,6 +220,14 @@ client_main(void *arg)
 		if (c->cl_echo) {
 			st = rpc_channel_call(c->cl_ch, "haven.diag.v1.Diagnostics/Echo", &er.base,
 			    &haven__diag__v1__echo_response__descriptor, &rep, &o, NULL, 0);
+		} else if (c->cl_warm) {
+			size_t k = __atomic_fetch_add(&warm_next, 1, __ATOMIC_RELAXED);
+			if (k >= c->cl_nids) {
+				break;
+			}
+			cr.subject = c->cl_ids[k];
+			st = rpc_channel_call(c->cl_ch, "haven.consent.v1.Consent/Check", &cr.base,
+			    &haven__consent__v1__check_response__descriptor, &rep, &o, NULL, 0);
 		} else {
 			cr.subject = c->cl_ids[next_rand(&c->cl_rand) % c->cl_nids];
 			st = rpc_channel_call(c->cl_ch, "haven.consent.v1.Consent/Check", &cr.base,
@@ -328,16 +343,22 @@ bench_consent(int argc, char **argv)
 	uint64_t           commits;
 	hv_status          rv;
 	int                code = 1;
+	bool               warm = false;
 
 	memset(cl, 0, sizeof(cl));
-	if (argc >= 1 && strcmp(argv[argc - 1], "async") == 0) {
-		co.check_audit_async = true;
+	while (argc >= 1 && (strcmp(argv[argc - 1], "async") == 0 ||
+	                        strcmp(argv[argc - 1], "warm") == 0)) {
+		if (strcmp(argv[argc - 1], "async") == 0) {
+			co.check_audit_async = true;
+		} else {
+			warm = true;
+		}
 		argc--;
 	}
 	if ((argc >= 1 && parse_arg(argv[0], 1, 10000000, &n) != 0) ||
 	    (argc >= 2 && parse_arg(argv[1], 1, 600, &seconds) != 0) ||
 	    (argc >= 3 && parse_arg(argv[2], 1, 256, &workers) != 0) || argc > 3) {
-		fprintf(stderr, "usage: haven-bench consent [SUBJECTS] [SECONDS] [WORKERS] [async]\n");
+		fprintf(stderr, "usage: haven-bench consent [SUBJECTS] [SECONDS] [WORKERS] [async] [warm]\n");
 		return (2);
 	}
 	log_init("bench", LOG_LEVEL_WARN);
@@ -407,6 +428,23 @@ bench_consent(int argc, char **argv)
 	/* Warm up: connect every channel and touch both paths. */
 	(void) run_slice(cl, CB_CLIENTS, false, CB_SLICE_US, &checks, &check_us);
 	(void) run_slice(cl, CB_CLIENTS, true, CB_SLICE_US, &echoes, &echo_us);
+	if (warm) {
+		/* Every subject checked once, so that each one's view is in the consent service's
+		 * cache (the state of a node that has run for a while without consents changing). */
+		int64_t w0 = rpc_now_us();
+		size_t  wc = 0;
+		int64_t wus = 0;
+
+		for (int i = 0; i < CB_CLIENTS; i++) {
+			cl[i].cl_warm = true;
+		}
+		failed += run_slice(cl, CB_CLIENTS, false, INT64_MAX / 4, &wc, &wus);
+		for (int i = 0; i < CB_CLIENTS; i++) {
+			cl[i].cl_warm = false;
+		}
+		fprintf(stderr, "haven-bench: warmed: %zu checks, one per subject, in %.1f s\n", wc,
+		    (double) (rpc_now_us() - w0) / 1e6);
+	}
 	for (int i = 0; i < CB_CLIENTS; i++) {
 		cl[i].cl_nlat = cl[i].cl_failed = cl[i].cl_denied = 0;
 	}

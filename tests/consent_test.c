@@ -1016,6 +1016,175 @@ test_async_check_audit(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* A consent service on an RPC server of its own over a shared store: two of them on one store
+ * are two processes of a node as far as Check's cache is concerned (each has its own). */
+typedef struct side {
+	consent_service *cs;
+	rpc_server      *srv;
+	rpc_channel     *ch;
+} side;
+
+static void
+side_open(side *sd, store *s, const char *dir, bool async, const char *name)
+{
+	rpc_server_options ro = { .workers = 2 };
+	consent_options    co = { 0 };
+	char               url[96];
+
+	co.store             = s;
+	co.data_dir          = dir;
+	co.now_ms            = test_now;
+	co.check_audit_async = async;
+	assert_int_equal(consent_open(&sd->cs, &co), HV_OK);
+	assert_int_equal(rpc_server_open(&sd->srv, &ro), HV_OK);
+	assert_int_equal(consent_register(sd->cs, sd->srv), HV_OK);
+	snprintf(url, sizeof(url), "inproc://consent-%s-%d", name, (int) getpid());
+	assert_int_equal(rpc_server_listen(sd->srv, url), HV_OK);
+	assert_int_equal(rpc_server_start(sd->srv), HV_OK);
+	assert_int_equal(rpc_channel_open(&sd->ch, url, NULL), HV_OK);
+}
+
+static void
+side_close(side *sd)
+{
+	rpc_channel_close(sd->ch);
+	consent_stop(sd->cs);
+	rpc_server_close(sd->srv);
+	consent_close(sd->cs);
+}
+
+/* Asks side a (as the operator) whether shelter may see the subject's identity for sharing;
+ * returns the status, the decision in *allowed and its reason in *reason. */
+static hv_status
+check_on(side *sd, const char *subject, const char *shelter, bool *allowed, int *reason)
+{
+	Haven__Consent__V1__CheckResponse *cr    = NULL;
+	rpc_channel                       *saved = w.ch[OPERATOR];
+	hv_status                          st;
+
+	w.ch[OPERATOR] = sd->ch;
+	st = check(OPERATOR, subject, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	    shelter, HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr);
+	w.ch[OPERATOR] = saved;
+	*allowed       = st == HV_OK && cr->allowed;
+	*reason        = st == HV_OK ? (int) cr->reason : -1;
+	release(cr);
+	return (st);
+}
+
+/* Check decides on cached views of a subject's consents (view.c). Every change is seen by the
+ * very next Check, whether this service made it or another one on the same store (another
+ * process): a grant, a withdrawal, an erasure. */
+static void
+test_check_cache_coherence(void **state)
+{
+	char                               dir[512], path[600], cmd[700];
+	char                               id[CONSENT_ID_HEX], id2[CONSENT_ID_HEX];
+	char                               c1[CONSENT_ID_HEX], c2[CONSENT_ID_HEX];
+	store                             *s;
+	store_options                      so = { .no_sync = true };
+	side                               a, b;
+	rpc_channel                       *saved = w.ch[OPERATOR];
+	Haven__Consent__V1__ConsentRecord *rec   = NULL;
+	audit_verify_result                r;
+	bool                               allowed;
+	int                                reason;
+
+	(void) state;
+	tu_tmpdir(dir, sizeof(dir), "consent-cache");
+	snprintf(path, sizeof(path), "%s/store", dir);
+	assert_int_equal(store_open(&s, path, &so), HV_OK);
+	side_open(&a, s, dir, true, "cache-a");  /* Check from the cache, audit queued */
+	side_open(&b, s, dir, false, "cache-b"); /* the other process */
+
+	w.ch[OPERATOR] = a.ch;
+	assert_int_equal(create(OPERATOR, false, id), HV_OK);
+	assert_int_equal(grant(OPERATOR, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, &rec),
+	    HV_OK);
+	snprintf(c1, sizeof(c1), "%s", rec->id);
+	release(rec);
+	for (int i = 0; i < 3; i++) { /* the first reads the view, the others use it */
+		assert_int_equal(check_on(&a, id, "shelter-a", &allowed, &reason), HV_OK);
+		assert_true(allowed);
+	}
+	assert_int_equal(check_on(&a, id, "shelter-b", &allowed, &reason), HV_OK);
+	assert_false(allowed);
+	assert_int_equal(reason, HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_RECIPIENT);
+
+	/* The other process grants shelter-b: seen at once. */
+	w.ch[OPERATOR] = b.ch;
+	assert_int_equal(grant(OPERATOR, id, "shelter-b", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, &rec),
+	    HV_OK);
+	snprintf(c2, sizeof(c2), "%s", rec->id);
+	release(rec);
+	assert_int_equal(check_on(&a, id, "shelter-b", &allowed, &reason), HV_OK);
+	assert_true(allowed);
+
+	/* The other process withdraws shelter-a's consent: refused at once. */
+	assert_int_equal(withdraw(OPERATOR, c1, NULL), HV_OK);
+	assert_int_equal(check_on(&a, id, "shelter-a", &allowed, &reason), HV_OK);
+	assert_false(allowed);
+	assert_int_equal(reason, HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_WITHDRAWN);
+	assert_int_equal(check_on(&a, id, "shelter-b", &allowed, &reason), HV_OK);
+	assert_true(allowed);
+
+	/* This service withdraws shelter-b's: refused at once, here and there. */
+	w.ch[OPERATOR] = a.ch;
+	assert_int_equal(withdraw(OPERATOR, c2, NULL), HV_OK);
+	assert_int_equal(check_on(&a, id, "shelter-b", &allowed, &reason), HV_OK);
+	assert_false(allowed);
+	assert_int_equal(check_on(&b, id, "shelter-b", &allowed, &reason), HV_OK);
+	assert_false(allowed);
+
+	/* A new consent, cached again; then the other process erases the subject. */
+	assert_int_equal(grant(OPERATOR, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_OK);
+	assert_int_equal(check_on(&a, id, "shelter-a", &allowed, &reason), HV_OK);
+	assert_true(allowed);
+	assert_int_equal(check_on(&a, id, "shelter-a", &allowed, &reason), HV_OK);
+	assert_true(allowed);
+	w.ch[OPERATOR] = b.ch;
+	assert_int_equal(erase(OPERATOR, id, NULL), HV_OK);
+	assert_int_equal(check_on(&a, id, "shelter-a", &allowed, &reason), HV_NOT_FOUND);
+	assert_false(allowed);
+
+	/* An erasure that withdraws nothing (no consent in force) is seen at once too. */
+	w.ch[OPERATOR] = a.ch;
+	assert_int_equal(create(OPERATOR, false, id2), HV_OK);
+	assert_int_equal(grant(OPERATOR, id2, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, &rec),
+	    HV_OK);
+	assert_int_equal(withdraw(OPERATOR, rec->id, NULL), HV_OK);
+	release(rec);
+	assert_int_equal(check_on(&a, id2, "shelter-a", &allowed, &reason), HV_OK);
+	assert_int_equal(reason, HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_WITHDRAWN);
+	w.ch[OPERATOR] = b.ch;
+	assert_int_equal(erase(OPERATOR, id2, NULL), HV_OK);
+	assert_int_equal(check_on(&a, id2, "shelter-a", &allowed, &reason), HV_NOT_FOUND);
+
+	/* Every Check of a and every write of b is in one chain. */
+	assert_int_equal(audit_flush(consent_audit(a.cs)), HV_OK);
+	assert_int_equal(audit_verify(consent_audit(a.cs), &r), HV_OK);
+	assert_int_equal(r.first_bad_seq, 0);
+	{
+		Haven__Audit__V1__ListResponse *l = NULL;
+		/* create, 2+1 grants, 2 withdrawals, erase, 12 checks on a and b */
+		assert_int_equal(rpc_audit_list(OPERATOR, id, &l), HV_OK);
+		assert_int_equal(l->n_entries, 1 + 3 + 2 + 1 + 12);
+		release(l);
+	}
+
+	w.ch[OPERATOR] = saved;
+	side_close(&b);
+	side_close(&a);
+	store_close(s);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int
 main(void)
 {
@@ -1028,6 +1197,7 @@ main(void)
 		cmocka_unit_test(test_audit),
 		cmocka_unit_test(test_audit_tampering),
 		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_check_cache_coherence),
 		cmocka_unit_test(test_corrupted_ciphertext),
 		cmocka_unit_test(test_async_check_audit),
 	};

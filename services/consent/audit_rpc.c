@@ -13,6 +13,17 @@
 
 #define LIST_DEFAULT 100
 
+/* With Check's entries queued, what was queued before this call is written first, so that the
+ * log read is the log of every access answered so far. A writer that failed is reported by
+ * every Check from then on; the entries read are then those that were written. */
+static void
+audit_rpc_flush(consent_service *cs)
+{
+	if (cs->cs_check_async) {
+		(void) audit_flush(cs->cs_audit);
+	}
+}
+
 HANDLER(consent_h_audit_verify)
 {
 	consent_service                 *cs  = svc;
@@ -25,6 +36,7 @@ HANDLER(consent_h_audit_verify)
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	haven__audit__v1__verify_response__init(out);
+	audit_rpc_flush(cs);
 	st = audit_verify(cs->cs_audit, &r);
 	if (st != HV_OK && st != HV_DATA_LOSS) {
 		return (rpc_call_error(call, st, "the audit log could not be read"));
@@ -68,6 +80,7 @@ HANDLER(consent_h_audit_list)
 	if ((es = calloc(max, sizeof(*es))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
+	audit_rpc_flush(cs);
 	if ((st = store_read_begin(cs->cs_store, &txn)) != HV_OK) {
 		goto out;
 	}

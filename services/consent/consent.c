@@ -399,6 +399,9 @@ consent_open(consent_service **out, const consent_options *o)
 	if ((st = vault_open(cs, o->data_dir)) != HV_OK) {
 		goto fail;
 	}
+	if ((st = view_cache_open(&cs->cs_cache, VIEW_CACHE_MAX)) != HV_OK) {
+		goto fail;
+	}
 	if (cs->cs_check_async && (st = audit_writer_start(cs->cs_audit)) != HV_OK) {
 		goto fail;
 	}
@@ -457,6 +460,7 @@ consent_close(consent_service *cs)
 		nng_close(cs->cs_pubsock);
 	}
 	vault_close(cs);
+	view_cache_close(cs->cs_cache);
 	audit_close(cs->cs_audit);
 	pthread_mutex_destroy(&cs->cs_kmtx);
 	pthread_mutex_destroy(&cs->cs_rotmtx);

@@ -29,6 +29,63 @@ typedef struct kek_slot {
 	uint8_t  ks_key[KEK_LEN];
 } kek_slot;
 
+/* ---- view.c: a subject's consents as Check decides on them, and their cache ------------- */
+
+/* One consent, as far as a decision needs it. Purposes and categories as bit masks (bit p for
+ * enum value p). */
+typedef struct view_consent {
+	uint8_t             vc_id[CONSENT_ID_LEN];
+	uint32_t            vc_purposes;
+	uint32_t            vc_categories;
+	bool                vc_accepting; /* covers "the provider that accepts the referral" */
+	int64_t             vc_valid_from, vc_expires, vc_withdrawn, vc_recorded;
+	size_t              vc_nrecipients;
+	const char *const  *vc_recipients;
+} view_consent;
+
+/* A subject's view: who created it and its consents in id order, in one allocation. */
+typedef struct consent_view {
+	uint8_t       cv_sid[CONSENT_ID_LEN];
+	uint64_t      cv_gen; /* the consent generation it was read at (in the cache) */
+	char          cv_created_by[RPC_ORG_ID_MAX];
+	size_t        cv_n;
+	view_consent *cv_consents;
+} consent_view;
+
+typedef struct view_cache view_cache;
+typedef void (*view_fn)(const consent_view *v, void *arg);
+
+struct consent_service;
+
+/* The consent generation: raised by every write that changes a view (consent_changed, in that
+ * write's transaction); 0 before the first. */
+hv_status consent_generation(struct consent_service *cs, store_txn *txn, uint64_t *gen);
+hv_status consent_changed(struct consent_service *cs, store_txn *txn);
+
+/* Reads a subject's view in txn. NOT_FOUND (with consent_subject_get's message) for an
+ * unknown or erased subject; DATA_LOSS when the index names a record that is missing. */
+hv_status view_load(struct consent_service *cs, store_txn *txn,
+    const uint8_t sid[CONSENT_ID_LEN], consent_view **out, char *err, size_t errsz);
+void view_free(consent_view *v);
+
+/* The decision rule of Check: a consent in force that covers purpose, recipient (or, when
+ * accepting, the accepting provider; "" for the node) and category (0: any) allows it;
+ * otherwise the closest consent names the reason, of equally close ones the newest. */
+void view_decide(const consent_view *v, const char *subject_hex, int purpose,
+    const char *recipient, bool accepting, int category, int64_t now, consent_decision *out);
+
+/* At most max views (0: no cache, *out NULL). */
+hv_status view_cache_open(view_cache **out, size_t max);
+void view_cache_close(view_cache *c);
+/* Calls fn(view, arg) under the cache's read lock when it holds sid's view read at gen;
+ * false (fn not called) otherwise. */
+bool view_cache_with(view_cache *c, const uint8_t sid[CONSENT_ID_LEN], uint64_t gen,
+    view_fn fn, void *arg);
+/* Puts v (read at gen, in a read transaction) into the cache, which owns it from then on. */
+void view_cache_put(view_cache *c, consent_view *v, uint64_t gen);
+
+#define VIEW_CACHE_MAX 131072
+
 struct consent_service {
 	store      *cs_store;
 	hv_status (*cs_accepting)(void *arg, store_txn *txn, const char *subject,
@@ -62,7 +119,8 @@ struct consent_service {
 	pthread_mutex_t cs_tmtx;
 	pthread_cond_t  cs_tcond;
 
-	bool cs_check_async; /* consent_options.check_audit_async */
+	bool        cs_check_async; /* consent_options.check_audit_async */
+	view_cache *cs_cache;       /* views for Check (view.c); NULL: none */
 	rpc_method_impl cs_methods[16]; /* the method table registered (Check's flags vary) */
 
 	/* Withdrawal events. */
@@ -165,6 +223,13 @@ void consent_audit_failure(consent_service *cs, const rpc_caller *caller, const 
 hv_status consent_decide(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
     const char *subject_hex, int purpose, const char *recipient, bool accepting, int category,
     int64_t now, consent_decision *out);
+
+/* A consent record by id; a subject's consent ids in id order (ids: CONSENTS_PER_SUBJECT_MAX;
+ * DATA_LOSS for more). */
+hv_status consent_record_get(consent_service *cs, store_txn *txn,
+    const uint8_t cid[CONSENT_ID_LEN], Haven__Consent__V1__ConsentRecord **out);
+hv_status consent_record_ids(consent_service *cs, store_txn *txn,
+    const uint8_t sid[CONSENT_ID_LEN], uint8_t (*ids)[CONSENT_ID_LEN], size_t *n);
 
 /* Withdraws every consent of a subject in force (at erasure); their ids go to ids (up to
  * CONSENTS_PER_SUBJECT_MAX), *n counts them. */

@@ -32,6 +32,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #ifdef HAVEN_WITH_CAPACITY
 /* Recipients of a consent must be partners: asked of the directory. */
@@ -124,6 +125,7 @@ main(int argc, char **argv)
 	co.store    = host_store(h);
 	co.data_dir = cfg.data_dir;
 	co.pub_url  = pub;
+	co.check_audit_async = strcmp(cfg.check_audit, "queued") == 0;
 	if ((st = consent_open(&cs, &co)) != HV_OK) {
 		log_error("cannot open the consent service: %s", hv_status_name(st));
 		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;

@@ -23,12 +23,40 @@
 
 /* ---- reading records ------------------------------------------------------------------ */
 
-static hv_status
-record_get(consent_service *cs, store_txn *txn, const uint8_t cid[CONSENT_ID_LEN],
+hv_status
+consent_record_get(consent_service *cs, store_txn *txn, const uint8_t cid[CONSENT_ID_LEN],
     Haven__Consent__V1__ConsentRecord **out)
 {
 	return (store_get_msg(txn, cs->cs_records, cid, CONSENT_ID_LEN,
 	    &haven__consent__v1__consent_record__descriptor, NULL, (ProtobufCMessage **) out));
+}
+
+hv_status
+consent_record_ids(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
+    uint8_t (*ids)[CONSENT_ID_LEN], size_t *n)
+{
+	store_cursor *cur = NULL;
+	const void   *k;
+	size_t        kl;
+	hv_status     st, rc;
+
+	*n = 0;
+	if ((st = store_cursor_open(txn, cs->cs_by_subject, &cur)) != HV_OK) {
+		return (st);
+	}
+	for (rc = store_cursor_seek(cur, sid, CONSENT_ID_LEN, &k, &kl, NULL, NULL); rc == HV_OK;
+	     rc = store_cursor_next(cur, &k, &kl, NULL, NULL)) {
+		if (kl != 2 * CONSENT_ID_LEN || memcmp(k, sid, CONSENT_ID_LEN) != 0) {
+			break;
+		}
+		if (*n == CONSENTS_PER_SUBJECT_MAX) {
+			rc = HV_DATA_LOSS; /* more than Grant ever stores */
+			break;
+		}
+		memcpy(ids[(*n)++], (const uint8_t *) k + CONSENT_ID_LEN, CONSENT_ID_LEN);
+	}
+	store_cursor_close(cur);
+	return (rc == HV_NOT_FOUND ? HV_OK : rc);
 }
 
 /* Calls fn for each consent of a subject, in id order, until it returns non-zero (then that
@@ -40,35 +68,17 @@ static hv_status
 records_foreach(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
     record_fn fn, void *arg)
 {
-	store_cursor *cur = NULL;
-	uint8_t       ids[CONSENTS_PER_SUBJECT_MAX][CONSENT_ID_LEN];
-	size_t        n = 0;
-	const void   *k;
-	size_t        kl;
-	hv_status     st, rc;
+	uint8_t   ids[CONSENTS_PER_SUBJECT_MAX][CONSENT_ID_LEN];
+	size_t    n = 0;
+	hv_status st;
 
 	/* Ids first, records after: fn may write (a withdrawal) while no cursor is open. */
-	if ((st = store_cursor_open(txn, cs->cs_by_subject, &cur)) != HV_OK) {
+	if ((st = consent_record_ids(cs, txn, sid, ids, &n)) != HV_OK) {
 		return (st);
-	}
-	for (rc = store_cursor_seek(cur, sid, CONSENT_ID_LEN, &k, &kl, NULL, NULL); rc == HV_OK;
-	     rc = store_cursor_next(cur, &k, &kl, NULL, NULL)) {
-		if (kl != 2 * CONSENT_ID_LEN || memcmp(k, sid, CONSENT_ID_LEN) != 0) {
-			break;
-		}
-		if (n == CONSENTS_PER_SUBJECT_MAX) {
-			rc = HV_DATA_LOSS; /* more than Grant ever stores */
-			break;
-		}
-		memcpy(ids[n++], (const uint8_t *) k + CONSENT_ID_LEN, CONSENT_ID_LEN);
-	}
-	store_cursor_close(cur);
-	if (rc != HV_OK && rc != HV_NOT_FOUND) {
-		return (rc);
 	}
 	for (size_t i = 0; i < n; i++) {
 		Haven__Consent__V1__ConsentRecord *c = NULL;
-		if ((st = record_get(cs, txn, ids[i], &c)) != HV_OK) {
+		if ((st = consent_record_get(cs, txn, ids[i], &c)) != HV_OK) {
 			return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st); /* the index names it */
 		}
 		st = fn(arg, ids[i], c);
@@ -78,28 +88,6 @@ records_foreach(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_I
 		}
 	}
 	return (HV_OK);
-}
-
-static bool
-has_enum(const int *v, size_t n, int x)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (v[i] == x) {
-			return (true);
-		}
-	}
-	return (false);
-}
-
-static bool
-has_str(char **v, size_t n, const char *x)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(v[i], x) == 0) {
-			return (true);
-		}
-	}
-	return (false);
 }
 
 static void
@@ -129,109 +117,19 @@ record_pack(const Haven__Consent__V1__ConsentRecord *c, size_t *len)
 
 /* ---- Check ---------------------------------------------------------------------------- */
 
-typedef struct decide_job {
-	int               dj_purpose, dj_category;
-	const char       *dj_recipient;
-	bool              dj_accepting;
-	int64_t           dj_now;
-	int               dj_rank; /* how close the closest record came */
-	int64_t           dj_at;   /* and when it was recorded */
-	consent_decision *dj_out;
-} decide_job;
-
-static hv_status
-decide_one(void *arg, const uint8_t cid[CONSENT_ID_LEN], Haven__Consent__V1__ConsentRecord *c)
-{
-	decide_job                    *j = arg;
-	Haven__Consent__V1__DenyReason reason;
-	int                            rank;
-
-	if (!has_enum((const int *) c->purposes, c->n_purposes, j->dj_purpose)) {
-		rank   = 1;
-		reason = HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_PURPOSE;
-	} else if (j->dj_recipient[0] != '\0' &&
-	           !has_str(c->recipients, c->n_recipients, j->dj_recipient) &&
-	           !(j->dj_accepting && c->accepting_provider)) {
-		rank   = 2;
-		reason = HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_RECIPIENT;
-	} else if (j->dj_category != 0 &&
-	           !has_enum((const int *) c->categories, c->n_categories, j->dj_category)) {
-		rank   = 3;
-		reason = HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_CATEGORY;
-	} else if (c->withdrawn_at_ms != 0) {
-		rank   = 4;
-		reason = HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_WITHDRAWN;
-	} else if (j->dj_now >= c->expires_ms) {
-		rank   = 4;
-		reason = HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_EXPIRED;
-	} else if (j->dj_now < c->valid_from_ms) {
-		rank   = 4;
-		reason = HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_NOT_YET_VALID;
-	} else {
-		j->dj_out->allowed = true;
-		j->dj_out->reason  = HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_UNSPECIFIED;
-		consent_id_format(cid, j->dj_out->consent_id);
-		return (HV_CANCELLED); /* found: stop */
-	}
-	/* The closest record names the reason; of equally close ones the newest (a consent
-	 * withdrawn today says more than one that expired last year). */
-	if (rank > j->dj_rank || (rank == j->dj_rank && c->recorded_at_ms > j->dj_at)) {
-		j->dj_rank        = rank;
-		j->dj_at          = c->recorded_at_ms;
-		j->dj_out->reason = reason;
-		consent_id_format(cid, j->dj_out->consent_id);
-	}
-	return (HV_OK);
-}
-
 hv_status
 consent_decide(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
     const char *subject_hex, int purpose, const char *recipient, bool accepting, int category,
     int64_t now, consent_decision *out)
 {
-	decide_job   j = { purpose, category, recipient, accepting, now, 0, 0, out };
-	const char  *pname = consent_purpose_name(purpose);
-	const char  *id    = out->consent_id;
-	hv_status    st;
+	consent_view *v = NULL;
+	hv_status     st;
 
-	memset(out, 0, sizeof(*out));
-	out->reason = HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_NO_CONSENT;
-	st          = records_foreach(cs, txn, sid, decide_one, &j);
-	if (st != HV_OK && st != HV_CANCELLED) {
+	if ((st = view_load(cs, txn, sid, &v, NULL, 0)) != HV_OK) {
 		return (st);
 	}
-	switch (out->reason) {
-	case HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_UNSPECIFIED:
-		snprintf(out->message, sizeof(out->message), "consent %s allows it", id);
-		break;
-	case HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_NO_CONSENT:
-		snprintf(out->message, sizeof(out->message), "no consent is recorded for subject %s",
-		    subject_hex);
-		break;
-	case HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_PURPOSE:
-		snprintf(out->message, sizeof(out->message),
-		    "no consent of subject %s covers purpose %s", subject_hex, pname);
-		break;
-	case HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_RECIPIENT:
-		snprintf(out->message, sizeof(out->message),
-		    "no consent of subject %s for %s covers recipient %s", subject_hex, pname,
-		    recipient);
-		break;
-	case HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_CATEGORY:
-		snprintf(out->message, sizeof(out->message),
-		    "consent %s does not cover data category %s", id,
-		    consent_category_name(category));
-		break;
-	case HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_WITHDRAWN:
-		snprintf(out->message, sizeof(out->message), "consent %s was withdrawn", id);
-		break;
-	case HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_EXPIRED:
-		snprintf(out->message, sizeof(out->message), "consent %s expired", id);
-		break;
-	default:
-		snprintf(out->message, sizeof(out->message), "consent %s is not valid yet", id);
-		break;
-	}
+	view_decide(v, subject_hex, purpose, recipient, accepting, category, now, out);
+	view_free(v);
 	return (HV_OK);
 }
 
@@ -249,56 +147,87 @@ category_ok(int c)
 	    c <= HAVEN__CONSENT__V1__CATEGORY__CATEGORY_OTHER);
 }
 
-/* Check with its messages: validation, the subject, the caller's right to ask, the decision,
- * and (when ae is not NULL) the audit entry, filled into ae and appended in txn. */
-static hv_status
-check_core(consent_service *cs, store_txn *txn, const rpc_caller *caller, const char *method,
-    const char *subject, int purpose, const char *recipient, bool accepting, int category,
-    consent_decision *out, audit_entry *ae, char *err, size_t errsz)
-{
-	Haven__Consent__V1__SubjectRecord *rec = NULL;
-	uint8_t                            sid[CONSENT_ID_LEN];
-	int64_t                            now = consent_now(cs);
-	hv_status                          st;
+/* One Check question, as asked. */
+typedef struct check_args {
+	const rpc_caller *ca_caller;
+	const char       *ca_subject;
+	int               ca_purpose;
+	const char       *ca_recipient;
+	bool              ca_accepting;
+	int               ca_category;
+	int64_t           ca_now;
+	uint8_t           ca_sid[CONSENT_ID_LEN]; /* set by check_validate */
+} check_args;
 
-	memset(out, 0, sizeof(*out));
-	if (consent_id_parse(subject, sid) != 0) {
+static hv_status
+check_validate(check_args *a, char *err, size_t errsz)
+{
+	if (consent_id_parse(a->ca_subject, a->ca_sid) != 0) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
-	if (!purpose_ok(purpose)) {
+	if (!purpose_ok(a->ca_purpose)) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "purpose must be referral, share-with-provider, contact or statistics"));
 	}
-	if (category != 0 && !category_ok(category)) {
+	if (a->ca_category != 0 && !category_ok(a->ca_category)) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "category must be identity, contact, health, legal or other (or none: any)"));
 	}
-	if (recipient == NULL || (recipient[0] != '\0' && !ids_valid(recipient))) {
+	if (a->ca_recipient == NULL || (a->ca_recipient[0] != '\0' && !ids_valid(a->ca_recipient))) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "recipient must be an organisation id (1..63 of [a-z0-9._-]), or none for the "
 		    "node"));
 	}
-	if ((st = consent_subject_get(cs, txn, sid, false, &rec, err, errsz)) != HV_OK) {
+	return (HV_OK);
+}
+
+/* The caller's right to ask and the decision, on a subject's view. */
+static hv_status
+check_view(const check_args *a, const consent_view *v, consent_decision *out, char *err,
+    size_t errsz)
+{
+	if (a->ca_caller->role == RPC_ROLE_REFERRER &&
+	    strcmp(a->ca_caller->org_id, v->cv_created_by) != 0) {
+		return (consent_fail(err, errsz, HV_PERMISSION_DENIED,
+		    "organisation %s did not refer subject %s", a->ca_caller->org_id, a->ca_subject));
+	}
+	view_decide(v, a->ca_subject, a->ca_purpose, a->ca_recipient, a->ca_accepting,
+	    a->ca_category, a->ca_now, out);
+	return (HV_OK);
+}
+
+/* Check with its messages, read from the store in txn: validation, the subject, the caller's
+ * right to ask and the decision. The caller appends the audit entry. */
+static hv_status
+check_core(consent_service *cs, store_txn *txn, check_args *a, consent_decision *out, char *err,
+    size_t errsz)
+{
+	consent_view *v = NULL;
+	hv_status     st;
+
+	memset(out, 0, sizeof(*out));
+	if ((st = check_validate(a, err, errsz)) != HV_OK ||
+	    (st = view_load(cs, txn, a->ca_sid, &v, err, errsz)) != HV_OK) {
 		return (st);
 	}
-	if (caller->role == RPC_ROLE_REFERRER && !consent_is_creator(caller, rec)) {
-		st = consent_fail(err, errsz, HV_PERMISSION_DENIED,
-		    "organisation %s did not refer subject %s", caller->org_id, subject);
-		goto out;
-	}
-	if ((st = consent_decide(cs, txn, sid, subject, purpose, recipient, accepting, category,
-	         now, out)) != HV_OK) {
-		goto out;
-	}
-	if (ae != NULL) {
-		consent_audit_fill(ae, caller, method, subject, consent_purpose_name(purpose), now);
-		ae->result = out->allowed ? HV_OK : HV_PERMISSION_DENIED;
-		st         = audit_append(cs->cs_audit, txn, ae);
-	}
-out:
-	protobuf_c_message_free_unpacked(&rec->base, NULL);
+	st = check_view(a, v, out, err, errsz);
+	view_free(v);
 	return (st);
+}
+
+static void
+args_fill(check_args *a, consent_service *cs, const rpc_caller *caller, const char *subject,
+    int purpose, const char *recipient, bool accepting, int category)
+{
+	memset(a, 0, sizeof(*a));
+	a->ca_caller    = caller;
+	a->ca_subject   = subject;
+	a->ca_purpose   = purpose;
+	a->ca_recipient = recipient;
+	a->ca_accepting = accepting;
+	a->ca_category  = category;
+	a->ca_now       = consent_now(cs);
 }
 
 hv_status
@@ -307,6 +236,8 @@ consent_ref_check(void *arg, store_txn *txn, const rpc_caller *caller, const cha
     bool accepting_provider, bool *allowed)
 {
 	consent_decision d;
+	check_args       a;
+	audit_entry      e;
 	int              p;
 	hv_status        st;
 
@@ -314,10 +245,14 @@ consent_ref_check(void *arg, store_txn *txn, const rpc_caller *caller, const cha
 	if (consent_purpose_parse(purpose, &p) != 0) {
 		return (HV_INVALID_ARGUMENT);
 	}
-	audit_entry      e;
-
-	st = check_core(arg, txn, caller, method, subject, p,
-	    recipient_org != NULL ? recipient_org : "", accepting_provider, 0, &d, &e, NULL, 0);
+	args_fill(&a, arg, caller, subject, p, recipient_org != NULL ? recipient_org : "",
+	    accepting_provider, 0);
+	st = check_core(arg, txn, &a, &d, NULL, 0);
+	if (st == HV_OK) {
+		consent_audit_fill(&e, caller, method, subject, consent_purpose_name(p), a.ca_now);
+		e.result = d.allowed ? HV_OK : HV_PERMISSION_DENIED;
+		st       = audit_append(((consent_service *) arg)->cs_audit, txn, &e);
+	}
 	if (st == HV_NOT_FOUND) {
 		return (HV_OK); /* unknown or erased: not allowed */
 	}
@@ -331,19 +266,30 @@ consent_check_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller,
     const char *recipient, bool recipient_is_accepting_provider,
     Haven__Consent__V1__Category category, consent_decision *out)
 {
+	check_args  a;
 	audit_entry e;
+	hv_status   st;
 
-	return (check_core(cs, txn, caller, method, subject, (int) purpose, recipient,
-	    recipient_is_accepting_provider, (int) category, out, &e, NULL, 0));
+	args_fill(&a, cs, caller, subject, (int) purpose, recipient,
+	    recipient_is_accepting_provider, (int) category);
+	if ((st = check_core(cs, txn, &a, out, NULL, 0)) != HV_OK) {
+		return (st);
+	}
+	consent_audit_fill(&e, caller, method, subject, consent_purpose_name((int) purpose),
+	    a.ca_now);
+	e.result = out->allowed ? HV_OK : HV_PERMISSION_DENIED;
+	return (audit_append(cs->cs_audit, txn, &e));
 }
 
 typedef struct check_job {
-	consent_service                       *kj_cs;
-	const rpc_caller                      *kj_caller;
-	const char                            *kj_method;
+	consent_service                        *kj_cs;
+	const rpc_caller                       *kj_caller;
+	const char                             *kj_method;
 	const Haven__Consent__V1__CheckRequest *kj_req;
-	consent_decision                       kj_decision;
-	char                                   kj_err[CONSENT_MSG_MAX];
+	check_args                              kj_args;
+	consent_decision                        kj_decision;
+	hv_status                               kj_status;
+	char                                    kj_err[CONSENT_MSG_MAX];
 } check_job;
 
 static hv_status
@@ -351,42 +297,63 @@ check_fn(store_txn *txn, void *arg)
 {
 	check_job  *j = arg;
 	audit_entry e;
+	hv_status   st;
 
-	return (check_core(j->kj_cs, txn, j->kj_caller, j->kj_method, j->kj_req->subject,
-	    (int) j->kj_req->purpose, j->kj_req->recipient,
-	    j->kj_req->recipient_is_accepting_provider, (int) j->kj_req->category, &j->kj_decision,
-	    &e, j->kj_err, sizeof(j->kj_err)));
+	if ((st = check_core(j->kj_cs, txn, &j->kj_args, &j->kj_decision, j->kj_err,
+	         sizeof(j->kj_err))) != HV_OK) {
+		return (st);
+	}
+	consent_audit_fill(&e, j->kj_caller, j->kj_method, j->kj_req->subject,
+	    consent_purpose_name((int) j->kj_req->purpose), j->kj_args.ca_now);
+	e.result = j->kj_decision.allowed ? HV_OK : HV_PERMISSION_DENIED;
+	return (audit_append(j->kj_cs->cs_audit, txn, &e));
 }
 
-/* Check with the audit writer (check_audit_async): decided in a read transaction; the entry,
- * for an answer and for a refusal alike, queued before the caller hears anything. A queue
- * that cannot take it fails the call: no answer without an audit entry. Nothing here waits
- * for a commit, so Check then runs inline on the RPC receiving thread, as Echo does. */
+/* Decides on a cached view (view_cache_with's callback). */
+static void
+check_cached(const consent_view *v, void *arg)
+{
+	check_job *j = arg;
+
+	j->kj_status = check_view(&j->kj_args, v, &j->kj_decision, j->kj_err, sizeof(j->kj_err));
+}
+
+/* Check with queued audit entries (the default; check_audit_async): decided in a read
+ * transaction, on the subject's view from the cache when it was read at the generation this
+ * transaction sees (view.c), else read from the store and put into the cache. The entry, for
+ * an answer and for a refusal alike, is queued before the caller hears anything. A queue that
+ * cannot take it fails the call: no answer without an audit entry. Nothing here waits for a
+ * commit, so Check then runs inline on the RPC receiving thread, as Echo does. */
 static hv_status
 check_async(check_job *j)
 {
 	consent_service *cs  = j->kj_cs;
 	store_txn       *txn = NULL;
+	consent_view    *v   = NULL;
 	audit_entry      e;
+	uint64_t         gen;
 	hv_status        st, qst;
 
+	if ((st = check_validate(&j->kj_args, j->kj_err, sizeof(j->kj_err))) != HV_OK) {
+		return (st);
+	}
 	if ((st = store_read_begin(cs->cs_store, &txn)) != HV_OK) {
 		return (st);
 	}
-	st = check_core(cs, txn, j->kj_caller, j->kj_method, j->kj_req->subject,
-	    (int) j->kj_req->purpose, j->kj_req->recipient,
-	    j->kj_req->recipient_is_accepting_provider, (int) j->kj_req->category, &j->kj_decision,
-	    NULL, j->kj_err, sizeof(j->kj_err));
+	if ((st = consent_generation(cs, txn, &gen)) == HV_OK) {
+		if (view_cache_with(cs->cs_cache, j->kj_args.ca_sid, gen, check_cached, j)) {
+			st = j->kj_status;
+		} else if ((st = view_load(cs, txn, j->kj_args.ca_sid, &v, j->kj_err,
+		                sizeof(j->kj_err))) == HV_OK) {
+			check_cached(v, j);
+			st = j->kj_status;
+			view_cache_put(cs->cs_cache, v, gen); /* the cache's now */
+		}
+	}
 	store_read_end(txn);
-	if (st == HV_INVALID_ARGUMENT) {
-		return (st);
-	}
 	consent_audit_fill(&e, j->kj_caller, j->kj_method, j->kj_req->subject,
-	    consent_purpose_name((int) j->kj_req->purpose), consent_now(cs));
+	    consent_purpose_name((int) j->kj_req->purpose), j->kj_args.ca_now);
 	e.result = st != HV_OK ? st : j->kj_decision.allowed ? HV_OK : HV_PERMISSION_DENIED;
-	if (consent_id_parse(e.subject, (uint8_t[CONSENT_ID_LEN]) { 0 }) != 0) {
-		e.subject[0] = '\0';
-	}
 	/* Inline on the receiving thread: never wait. A full queue is back-pressure the caller
 	 * may retry after; a writer that failed refuses every answer from then on. */
 	if ((qst = audit_try_enqueue(cs->cs_audit, &e)) != HV_OK) {
@@ -423,6 +390,8 @@ HANDLER(consent_h_check)
 	j.kj_caller = caller;
 	j.kj_method = rpc_call_method(call);
 	j.kj_req    = in;
+	args_fill(&j.kj_args, cs, caller, in->subject, (int) in->purpose, in->recipient,
+	    in->recipient_is_accepting_provider, (int) in->category);
 	if (cs->cs_check_async) {
 		st = check_async(&j);
 	} else if ((st = store_write(cs->cs_store, check_fn, &j)) != HV_OK &&
@@ -666,7 +635,8 @@ grant_core(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 	memcpy(key, sid, CONSENT_ID_LEN);
 	memcpy(key + CONSENT_ID_LEN, cid, CONSENT_ID_LEN);
 	if ((st = store_put_new(txn, cs->cs_records, cid, sizeof(cid), *packed, *plen)) != HV_OK ||
-	    (st = store_put(txn, cs->cs_by_subject, key, sizeof(key), "", 0)) != HV_OK) {
+	    (st = store_put(txn, cs->cs_by_subject, key, sizeof(key), "", 0)) != HV_OK ||
+	    (st = consent_changed(cs, txn)) != HV_OK) {
 		st = st == HV_ALREADY_EXISTS ? HV_INTERNAL : st;
 		goto out;
 	}
@@ -799,7 +769,7 @@ withdraw_record(consent_service *cs, store_txn *txn, const uint8_t cid[CONSENT_I
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	if ((st = store_put(txn, cs->cs_records, cid, CONSENT_ID_LEN, buf, len)) != HV_OK ||
-	    packed == NULL) {
+	    (st = consent_changed(cs, txn)) != HV_OK || packed == NULL) {
 		free(buf);
 		return (st);
 	}
@@ -823,7 +793,7 @@ record_for(record_job *j, store_txn *txn, uint8_t cid[CONSENT_ID_LEN],
 		return (consent_fail(j->rj_err, sizeof(j->rj_err), HV_INVALID_ARGUMENT,
 		    "consent id must be 32 lower-case hex characters"));
 	}
-	if ((st = record_get(j->rj_cs, txn, cid, c)) != HV_OK) {
+	if ((st = consent_record_get(j->rj_cs, txn, cid, c)) != HV_OK) {
 		return (consent_fail(j->rj_err, sizeof(j->rj_err), st,
 		    st == HV_NOT_FOUND ? "no consent %s" : "consent %s does not read", j->rj_id));
 	}

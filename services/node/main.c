@@ -27,6 +27,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static bool
 org_exists(void *arg, const char *org_id)
@@ -122,6 +123,7 @@ main(int argc, char **argv)
 	no.store      = host_store(h);
 	no.data_dir   = cfg.data_dir;
 	no.pub_url    = consent_pub;
+	no.check_audit_async = strcmp(cfg.check_audit, "queued") == 0;
 	no.org_exists = org_exists;
 	no.org_arg    = cs;
 	no.accepting_provider = accepting_provider;

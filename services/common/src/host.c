@@ -59,6 +59,11 @@ static const config_option host_options[] = {
 	    "86400", 60, 604800, "How long a provider has to answer an offer for a planned need." },
 	{ "retention_days", CONFIG_UINT, offsetof(host_config, retention_days), "90", 1, 3650,
 	    "Personal data of referrals closed this many days ago is erased." },
+	{ "check_audit", CONFIG_STRING, offsetof(host_config, check_audit), "queued", 0, 0,
+	    "How consent Check records its audit entry: queued (answer at once; a writer thread "
+	    "commits the entries within milliseconds, a crash can lose those of the last few "
+	    "milliseconds) or durable (each Check commits its entry before it answers; far "
+	    "slower). Every other access to personal data or consent is durable either way." },
 	{ "log_level", CONFIG_STRING, offsetof(host_config, log_level), "info", 0, 0,
 	    "debug, info, warn, error or off." },
 	{ "metrics_listen", CONFIG_STRING, offsetof(host_config, metrics_listen), NULL, 0, 0,
@@ -216,6 +221,11 @@ host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool
 		if (!valid_level(cfg->log_level, &lv)) {
 			fprintf(stderr, "%s: log_level must be debug, info, warn, error or off, not '%s'\n",
 			    prog, cfg->log_level);
+			return (2);
+		}
+		if (strcmp(cfg->check_audit, "queued") != 0 && strcmp(cfg->check_audit, "durable") != 0) {
+			fprintf(stderr, "%s: check_audit must be queued or durable, not '%s'\n", prog,
+			    cfg->check_audit);
 			return (2);
 		}
 		if (tls != 0 && tls != 3) {
