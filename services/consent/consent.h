@@ -162,6 +162,14 @@ hv_status consent_grant_txn(consent_service *cs, store_txn *txn, const rpc_calle
 hv_status consent_erase_subject(consent_service *cs, const rpc_caller *caller,
     const char *subject, int64_t *erased_at_ms, uint64_t *kek_generation);
 
+/* consent_erase_subject without the key rotation, for sweeps that erase many subjects: each
+ * rotation re-wraps every live data key, so the caller erases a batch and then calls
+ * consent_rotate_kek once. Until then the erased subjects' wrapped keys may linger in free
+ * pages and in copies of the store made meanwhile (the daily rotation also covers a caller
+ * that never gets to rotate). */
+hv_status consent_erase_subject_deferred(consent_service *cs, const rpc_caller *caller,
+    const char *subject, int64_t *erased_at_ms);
+
 /* Rotates the key-encryption key: a new KEK (keys/kek.new, synced), every live data key
  * re-wrapped under it in one transaction, then the new key file renamed over the old one,
  * which is overwritten first. generation and rewrapped may be NULL. */

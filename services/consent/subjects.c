@@ -772,9 +772,10 @@ out:
 	return (st);
 }
 
-/* Erases (one transaction), publishes the withdrawals, rotates the KEK. */
+/* Erases (one transaction), publishes the withdrawals, rotates the KEK (unless the caller
+ * rotates it once after a batch: consent_erase_subject_deferred). */
 static hv_status
-erase(consent_service *cs, erase_job *j, uint64_t *gen)
+erase(consent_service *cs, erase_job *j, uint64_t *gen, bool rotate)
 {
 	hv_status st;
 
@@ -795,7 +796,7 @@ erase(consent_service *cs, erase_job *j, uint64_t *gen)
 	}
 	/* The wrapped data key may linger in LMDB's free pages and in copies of the store:
 	 * the KEK that wrapped it must go too. */
-	if ((st = vault_rotate(cs, 0, gen, NULL)) != HV_OK) {
+	if (rotate && (st = vault_rotate(cs, 0, gen, NULL)) != HV_OK) {
 		snprintf(j->ej_err, sizeof(j->ej_err),
 		    "subject %s was erased, but the key rotation that makes it final failed; run "
 		    "RotateKey",
@@ -804,9 +805,9 @@ erase(consent_service *cs, erase_job *j, uint64_t *gen)
 	return (st);
 }
 
-hv_status
-consent_erase_subject(consent_service *cs, const rpc_caller *caller, const char *subject,
-    int64_t *erased_at_ms, uint64_t *kek_generation)
+static hv_status
+erase_subject(consent_service *cs, const rpc_caller *caller, const char *subject,
+    int64_t *erased_at_ms, uint64_t *kek_generation, bool rotate)
 {
 	erase_job *j;
 	uint64_t   gen = 0;
@@ -819,7 +820,7 @@ consent_erase_subject(consent_service *cs, const rpc_caller *caller, const char 
 	j->ej_caller = caller;
 	j->ej_method = M_CONSENT "EraseSubject";
 	j->ej_id     = subject;
-	st           = erase(cs, j, &gen);
+	st           = erase(cs, j, &gen, rotate);
 	if (erased_at_ms != NULL) {
 		*erased_at_ms = j->ej_now;
 	}
@@ -828,6 +829,20 @@ consent_erase_subject(consent_service *cs, const rpc_caller *caller, const char 
 	}
 	free(j);
 	return (st);
+}
+
+hv_status
+consent_erase_subject(consent_service *cs, const rpc_caller *caller, const char *subject,
+    int64_t *erased_at_ms, uint64_t *kek_generation)
+{
+	return (erase_subject(cs, caller, subject, erased_at_ms, kek_generation, true));
+}
+
+hv_status
+consent_erase_subject_deferred(consent_service *cs, const rpc_caller *caller,
+    const char *subject, int64_t *erased_at_ms)
+{
+	return (erase_subject(cs, caller, subject, erased_at_ms, NULL, false));
 }
 
 HANDLER(consent_h_erase_subject)
@@ -846,7 +861,7 @@ HANDLER(consent_h_erase_subject)
 	j->ej_caller = rpc_call_caller(call);
 	j->ej_method = rpc_call_method(call);
 	j->ej_id     = in->id;
-	if ((st = erase(cs, j, &gen)) != HV_OK) {
+	if ((st = erase(cs, j, &gen, true)) != HV_OK) {
 		st = rpc_call_error(call, st, "%s", j->ej_err);
 		goto out;
 	}

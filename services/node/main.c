@@ -61,7 +61,14 @@ retention_erase(void *arg, const char *subject)
 	static const rpc_caller node = { .role = RPC_ROLE_OPERATOR, .org_id = "",
 		.transport = RPC_TRANSPORT_INPROC };
 
-	return (consent_erase_subject(arg, &node, subject, NULL, NULL));
+	return (consent_erase_subject_deferred(arg, &node, subject, NULL));
+}
+
+/* After a sweep: one key rotation makes all of its erasures final. */
+static hv_status
+retention_done(void *arg)
+{
+	return (consent_rotate_kek(arg, NULL, NULL));
 }
 
 static void
@@ -143,6 +150,7 @@ main(int argc, char **argv)
 	ro.consent_sub_url  = consent_pub;
 	ro.erase            = retention_erase;
 	ro.erase_arg        = cns;
+	ro.erase_done       = retention_done;
 	ro.retention_days   = (uint32_t) cfg.retention_days;
 	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE] =
 	    (uint32_t) cfg.offer_timeout_immediate_s;

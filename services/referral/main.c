@@ -40,7 +40,14 @@ retention_erase(void *arg, const char *subject)
 	static const rpc_caller node = { .role = RPC_ROLE_OPERATOR, .org_id = "",
 		.transport = RPC_TRANSPORT_INPROC };
 
-	return (consent_erase_subject(arg, &node, subject, NULL, NULL));
+	return (consent_erase_subject_deferred(arg, &node, subject, NULL));
+}
+
+/* After a sweep: one key rotation makes all of its erasures final. */
+static hv_status
+retention_done(void *arg)
+{
+	return (consent_rotate_kek(arg, NULL, NULL));
 }
 #endif
 
@@ -104,6 +111,7 @@ main(int argc, char **argv)
 	ro.consent_arg    = cns;
 	ro.erase          = retention_erase;
 	ro.erase_arg      = cns;
+	ro.erase_done     = retention_done;
 	ro.retention_days = (uint32_t) cfg.retention_days;
 #else
 	log_warn("built without the consent library: every referral is refused "

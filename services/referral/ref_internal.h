@@ -77,6 +77,7 @@ struct ref_service {
 	void             *rs_now_arg;
 	ref_erase_fn      rs_erase;           /* retention; NULL: none */
 	void             *rs_erase_arg;
+	ref_erase_done_fn rs_erase_done;
 	uint32_t          rs_retention_days;  /* 0: none */
 	uint32_t          rs_retention_every_s;
 

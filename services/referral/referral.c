@@ -1429,6 +1429,7 @@ ref_retention_run(ref_service *rs, ref_retention_stats *out)
 	uint8_t             after[REF_KEY_MAX];
 	size_t              alen    = 0;
 	bool                stopped = false;
+	unsigned            erased_now = 0; /* erasures made by this sweep */
 	hv_status           st;
 	char                when[32];
 	time_t              t;
@@ -1481,6 +1482,7 @@ ref_retention_run(ref_service *rs, ref_retention_stats *out)
 			}
 			est = rs->rs_erase(rs->rs_erase_arg, j->rj_subjects[i]);
 			j->rj_erased[i] = est == HV_OK || est == HV_NOT_FOUND;
+			erased_now += est == HV_OK;
 			if (!j->rj_erased[i]) {
 				s.rr_failed++;
 				log_warn("referral: retention could not erase subject %s: %s (tried again at "
@@ -1505,6 +1507,14 @@ ref_retention_run(ref_service *rs, ref_retention_stats *out)
 	}
 	ref_work_free(&j->rj_work);
 	free(j);
+	if (erased_now > 0 && rs->rs_erase_done != NULL) {
+		hv_status dst = rs->rs_erase_done(rs->rs_erase_arg);
+		if (dst != HV_OK) {
+			log_error("referral: retention erased %u subjects but could not make it final "
+			          "(key rotation: %s); the daily rotation will",
+			    erased_now, hv_status_name(dst));
+		}
+	}
 	t = (time_t) (s.rr_cutoff_ms / 1000);
 	if (gmtime_r(&t, &tm) == NULL || strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
 		snprintf(when, sizeof(when), "%lld ms", (long long) s.rr_cutoff_ms);
@@ -1702,6 +1712,7 @@ ref_open(ref_service **out, const ref_options *opts)
 	rs->rs_hold_max_s  = opts->hold_max_ttl_s != 0 ? opts->hold_max_ttl_s : REF_HOLD_MAX_DEFAULT;
 	rs->rs_erase          = opts->erase;
 	rs->rs_erase_arg      = opts->erase_arg;
+	rs->rs_erase_done     = opts->erase_done;
 	rs->rs_retention_days = opts->retention_days;
 	rs->rs_retention_every_s =
 	    opts->retention_interval_s != 0 ? opts->retention_interval_s : REF_RETENTION_EVERY_S;

@@ -77,6 +77,12 @@ typedef hv_status (*ref_consent_fn)(void *arg, store_txn *txn, const rpc_caller 
  * status: the subject is kept and tried again at the next sweep. */
 typedef hv_status (*ref_erase_fn)(void *arg, const char *subject);
 
+/* Called once after a retention sweep that erased at least one subject (with no transaction
+ * open): the node rotates the consent service's key-encryption key here, once for the whole
+ * sweep, which makes those erasures final (consent_erase_subject_deferred). Its failure is
+ * logged; the daily rotation is the fallback. */
+typedef hv_status (*ref_erase_done_fn)(void *arg);
+
 /* Index of offer_timeout_s by urgency. */
 #define REF_URGENCIES 4
 
@@ -109,6 +115,7 @@ typedef struct ref_options {
 	 * retention_days 0 or erase NULL: no retention. */
 	ref_erase_fn      erase;
 	void             *erase_arg;
+	ref_erase_done_fn erase_done; /* may be NULL; called with erase_arg */
 	uint32_t          retention_days;
 	uint32_t          retention_interval_s;
 } ref_options;

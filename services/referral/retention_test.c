@@ -82,7 +82,8 @@ advance(int64_t ms)
 	atomic_fetch_add(&clock_ms, ms);
 }
 
-/* The node's hook: consent_erase_subject with the node as the caller. */
+/* The node's hooks: consent_erase_subject_deferred with the node as the caller, and one key
+ * rotation after a sweep. */
 static hv_status
 erase_hook(void *arg, const char *subject)
 {
@@ -94,10 +95,19 @@ erase_hook(void *arg, const char *subject)
 		atomic_fetch_sub(&erase_fail, 1);
 		st = HV_UNAVAILABLE;
 	} else {
-		st = consent_erase_subject(arg, &node, subject, NULL, NULL);
+		st = consent_erase_subject_deferred(arg, &node, subject, NULL);
 	}
 	atomic_fetch_add(&erase_calls, 1); /* counted when done: tests wait for it */
 	return (st);
+}
+
+static atomic_int rotations;
+
+static hv_status
+erase_done_hook(void *arg)
+{
+	atomic_fetch_add(&rotations, 1);
+	return (consent_rotate_kek(arg, NULL, NULL));
 }
 
 /* ---- the node under test --------------------------------------------------------------------- */
@@ -159,6 +169,7 @@ open_ref(fixture *f, bool manual, uint32_t interval_s)
 	ro.now_ms               = fake_now;
 	ro.manual               = manual;
 	ro.erase                = erase_hook;
+	ro.erase_done           = erase_done_hook;
 	ro.erase_arg            = f->cns;
 	ro.retention_days       = 90;
 	ro.retention_interval_s = interval_s;
@@ -693,11 +704,22 @@ test_many(void **state)
 		advance(1);
 	}
 	advance(DAYS(90));
-	sweep(f, N, N, 0, 0);
+	/* One key rotation for the whole sweep, not one per subject: the generation moves by
+	 * one between two rotations of the test's own. */
+	int r0 = atomic_load(&rotations);
+	{
+		uint64_t g0, g1;
+		assert_int_equal(consent_rotate_kek(f->cns, &g0, NULL), HV_OK);
+		sweep(f, N, N, 0, 0);
+		assert_int_equal(consent_rotate_kek(f->cns, &g1, NULL), HV_OK);
+		assert_int_equal(g1, g0 + 2);
+		assert_int_equal(atomic_load(&rotations), r0 + 1);
+	}
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(subject_state(f, s[i]), HV_NOT_FOUND);
 	}
-	sweep(f, 0, 0, 0, 0);
+	sweep(f, 0, 0, 0, 0); /* nothing erased: no rotation */
+	assert_int_equal(atomic_load(&rotations), r0 + 1);
 }
 
 static void
