@@ -406,17 +406,56 @@ index_prepare(audit *a)
 	return (HV_OK);
 }
 
-hv_status
-audit_append(audit *a, store_txn *txn, audit_entry *e)
+/* The chain's head: the last entry's seq (0: none yet) and hash. */
+typedef struct chain_head {
+	uint64_t ch_seq;
+	uint8_t  ch_hash[AUDIT_HASH_LEN];
+} chain_head;
+
+static hv_status
+head_read(audit *a, store_txn *txn, chain_head *h)
 {
-	uint8_t     value[VALUE_MAX];
-	uint8_t     head[HEAD_LEN];
-	uint8_t     key[8];
-	uint8_t     skey[SUBJECT_KEY_MAX];
 	const void *v;
 	size_t      vlen;
-	size_t      n;
 	hv_status   st;
+
+	st = store_get(txn, a->a_head, HEAD_KEY, strlen(HEAD_KEY), &v, &vlen);
+	if (st == HV_NOT_FOUND) {
+		h->ch_seq = 0;
+		memset(h->ch_hash, 0, AUDIT_HASH_LEN);
+		return (HV_OK);
+	}
+	if (st != HV_OK) {
+		return (st);
+	}
+	if (vlen != HEAD_LEN) {
+		return (HV_DATA_LOSS);
+	}
+	h->ch_seq = be64_get(v);
+	memcpy(h->ch_hash, (const uint8_t *) v + 8, AUDIT_HASH_LEN);
+	return (HV_OK);
+}
+
+static hv_status
+head_write(audit *a, store_txn *txn, const chain_head *h)
+{
+	uint8_t head[HEAD_LEN];
+
+	be64_put(head, h->ch_seq);
+	memcpy(head + 8, h->ch_hash, AUDIT_HASH_LEN);
+	return (store_put(txn, a->a_head, HEAD_KEY, strlen(HEAD_KEY), head, sizeof(head)));
+}
+
+/* Appends e after head h (advanced to e); the caller writes the head record once after its
+ * last entry, in the same transaction. */
+static hv_status
+append_after(audit *a, store_txn *txn, audit_entry *e, chain_head *h)
+{
+	uint8_t   value[VALUE_MAX];
+	uint8_t   key[8];
+	uint8_t   skey[SUBJECT_KEY_MAX];
+	size_t    n;
+	hv_status st;
 
 	if (!field_ok(e->org, sizeof(e->org), false) ||
 	    !field_ok(e->method, sizeof(e->method), false) ||
@@ -427,19 +466,8 @@ audit_append(audit *a, store_txn *txn, audit_entry *e)
 	if (e->time_ms == 0) {
 		e->time_ms = wall_ms();
 	}
-	st = store_get(txn, a->a_head, HEAD_KEY, strlen(HEAD_KEY), &v, &vlen);
-	if (st == HV_NOT_FOUND) {
-		e->seq = 1;
-		memset(e->prev_hash, 0, AUDIT_HASH_LEN);
-	} else if (st != HV_OK) {
-		return (st);
-	} else if (vlen != HEAD_LEN) {
-		return (HV_DATA_LOSS);
-	} else {
-		e->seq = be64_get(v) + 1;
-		memcpy(e->prev_hash, (const uint8_t *) v + 8, AUDIT_HASH_LEN);
-	}
-
+	e->seq = h->ch_seq + 1;
+	memcpy(e->prev_hash, h->ch_hash, AUDIT_HASH_LEN);
 	n = body_encode(e, value);
 	entry_hash(e->prev_hash, value, n, e->hash);
 	memcpy(value + n, e->prev_hash, AUDIT_HASH_LEN);
@@ -450,18 +478,26 @@ audit_append(audit *a, store_txn *txn, audit_entry *e)
 	if (st != HV_OK) {
 		return (st == HV_ALREADY_EXISTS ? HV_DATA_LOSS : st);
 	}
-	be64_put(head, e->seq);
-	memcpy(head + 8, e->hash, AUDIT_HASH_LEN);
-	if ((st = store_put(txn, a->a_head, HEAD_KEY, strlen(HEAD_KEY), head, sizeof(head))) !=
-	    HV_OK) {
-		return (st);
-	}
 	if (e->subject[0] != '\0' &&
 	    (st = store_put(txn, a->a_subject, skey,
 	         index_key(skey, e->seq, e->subject, strlen(e->subject)), "", 0)) != HV_OK) {
 		return (st);
 	}
+	h->ch_seq = e->seq;
+	memcpy(h->ch_hash, e->hash, AUDIT_HASH_LEN);
 	return (HV_OK);
+}
+
+hv_status
+audit_append(audit *a, store_txn *txn, audit_entry *e)
+{
+	chain_head h;
+	hv_status  st;
+
+	if ((st = head_read(a, txn, &h)) != HV_OK || (st = append_after(a, txn, e, &h)) != HV_OK) {
+		return (st);
+	}
+	return (head_write(a, txn, &h));
 }
 
 typedef struct record_job {
@@ -497,14 +533,19 @@ static hv_status
 batch_fn(store_txn *txn, void *arg)
 {
 	batch_job *j = arg;
+	chain_head h;
 	hv_status  st;
 
+	/* The head is read once and written once for the whole batch. */
+	if ((st = head_read(j->bj_audit, txn, &h)) != HV_OK) {
+		return (st);
+	}
 	for (size_t i = 0; i < j->bj_n; i++) {
-		if ((st = audit_append(j->bj_audit, txn, &j->bj_entries[i])) != HV_OK) {
+		if ((st = append_after(j->bj_audit, txn, &j->bj_entries[i], &h)) != HV_OK) {
 			return (st);
 		}
 	}
-	return (HV_OK);
+	return (head_write(j->bj_audit, txn, &h));
 }
 
 /* Waits (a_qmtx held) until a batch is due: entries queued and, unless stopping, flushed or
