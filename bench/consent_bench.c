@@ -14,7 +14,9 @@
  * runs it by default. With "warm", every subject is checked once before the measurement, so
  * that the consent service's cache holds every subject's view (a node that has run a while
  * with no consent changing); without it, most Checks of the measurement are a subject's first
- * and read the store. Prints
+ * and read the store. Also prints, on stderr, the process's CPU time per call (all threads),
+ * the machine's idle share during each kind of slice (/proc/stat) and the voluntary context
+ * switches per call, which tell CPU cost from waiting. Prints
  *
  *   consent subjects=N checks_per_s=C check_p99_us=Y echo_per_s=E
  *
@@ -254,6 +256,17 @@ client_main(void *arg)
  * machine disturbs less than calls per second: CPU microseconds per call. */
 static int64_t check_cpu_us, echo_cpu_us;
 
+static int64_t check_csw, echo_csw; /* voluntary context switches (all threads) */
+
+static int64_t
+csw(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ((int64_t) ru.ru_nvcsw);
+}
+
 static int64_t
 cpu_us(void)
 {
@@ -264,6 +277,30 @@ cpu_us(void)
 	    ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
+/* The machine's idle and total CPU time so far (/proc/stat, in clock ticks); zeros when it
+ * cannot be read. */
+static void
+machine_ticks(uint64_t *idle, uint64_t *total)
+{
+	unsigned long long v[8] = { 0 };
+	FILE              *f    = fopen("/proc/stat", "r");
+
+	*idle = *total = 0;
+	if (f == NULL) {
+		return;
+	}
+	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+	        &v[4], &v[5], &v[6], &v[7]) == 8) {
+		*idle = v[3] + v[4];
+		for (int i = 0; i < 8; i++) {
+			*total += v[i];
+		}
+	}
+	fclose(f);
+}
+
+static uint64_t check_idle, check_ticks, echo_idle, echo_ticks;
+
 /* Runs every client for one slice of Check or Echo; adds the calls answered and the time
  * taken to *calls and *us. Returns the calls that failed (or, for Check, were denied). */
 static size_t
@@ -273,7 +310,10 @@ run_slice(client *cl, int n, bool echo, int64_t slice_us, size_t *calls, int64_t
 	int64_t   t0 = rpc_now_us();
 	size_t    failed = 0;
 	int       started;
-	int64_t   cpu0 = cpu_us();
+	int64_t   cpu0 = cpu_us(), csw0 = csw();
+	uint64_t  idle0, total0, idle1, total1;
+
+	machine_ticks(&idle0, &total0);
 
 	for (started = 0; started < n; started++) {
 		cl[started].cl_echo     = echo;
@@ -290,10 +330,17 @@ run_slice(client *cl, int n, bool echo, int64_t slice_us, size_t *calls, int64_t
 		failed += cl[i].cl_failed + cl[i].cl_denied;
 	}
 	*us += rpc_now_us() - t0;
+	machine_ticks(&idle1, &total1);
 	if (echo) {
 		echo_cpu_us += cpu_us() - cpu0;
+		echo_csw += csw() - csw0;
+		echo_idle += idle1 - idle0;
+		echo_ticks += total1 - total0;
 	} else {
 		check_cpu_us += cpu_us() - cpu0;
+		check_csw += csw() - csw0;
+		check_idle += idle1 - idle0;
+		check_ticks += total1 - total0;
 	}
 	return (failed);
 }
@@ -454,6 +501,8 @@ bench_consent(int argc, char **argv)
 	checks = echoes = 0;
 	check_us = echo_us = 0;
 	check_cpu_us = echo_cpu_us = 0;
+	check_idle = check_ticks = echo_idle = echo_ticks = 0;
+	check_csw = echo_csw = 0;
 	commits = store_commit_count(st);
 	for (long i = 0; i < seconds * 1000000 / CB_SLICE_US; i++) {
 		failed += run_slice(cl, CB_CLIENTS, false, CB_SLICE_US, &checks, &check_us);
@@ -476,6 +525,12 @@ bench_consent(int argc, char **argv)
 	    workers, co.check_audit_async ? "queued (async)" : "in each Check's transaction");
 	fprintf(stderr, "haven-bench: CPU per call (all threads): check %.1f us, echo %.1f us\n",
 	    (double) check_cpu_us / (double) checks, (double) echo_cpu_us / (double) echoes);
+	fprintf(stderr,
+	    "haven-bench: machine idle: %.0f%% during checks, %.0f%% during echoes; voluntary "
+	    "context switches per call: check %.2f, echo %.2f\n",
+	    check_ticks > 0 ? 100.0 * (double) check_idle / (double) check_ticks : 0.0,
+	    echo_ticks > 0 ? 100.0 * (double) echo_idle / (double) echo_ticks : 0.0,
+	    (double) check_csw / (double) checks, (double) echo_csw / (double) echoes);
 	printf("consent subjects=%ld checks_per_s=%.0f check_p99_us=%.0f echo_per_s=%.0f\n", n,
 	    (double) checks * 1e6 / (double) check_us, check_p99(cl, CB_CLIENTS),
 	    (double) echoes * 1e6 / (double) echo_us);
