@@ -53,31 +53,6 @@
 
 /* ---- reading a page ------------------------------------------------------------------- */
 
-static double
-sample(const char *page, const char *series)
-{
-	size_t      n = strlen(series);
-	const char *p = page;
-
-	while ((p = strstr(p, series)) != NULL) {
-		if ((p == page || p[-1] == '\n') && p[n] == ' ') {
-			return (strtod(p + n + 1, NULL));
-		}
-		p += n;
-	}
-	return (NAN);
-}
-
-static void
-expect(const char *page, const char *series, double want)
-{
-	double v = sample(page, series);
-
-	if (isnan(v) || v != want) {
-		fail_msg("%s is %g, expected %g", series, v, want);
-	}
-}
-
 static char *
 render(rpc_server *srv)
 {
@@ -224,33 +199,33 @@ test_rpc_calls(void **state)
 
 		snprintf(series, sizeof(series),
 		    "haven_rpc_calls_total{method=\"%s\",status=\"OK\"}", M_SLEEP);
-		expect(page, series, ok);
+		tu_expect_metric(page, series, ok);
 		snprintf(series, sizeof(series),
 		    "haven_rpc_calls_total{method=\"%s\",status=\"RESOURCE_EXHAUSTED\"}", M_SLEEP);
-		expect(page, series, busy);
+		tu_expect_metric(page, series, busy);
 		snprintf(series, sizeof(series),
 		    "haven_rpc_call_duration_seconds_count{method=\"%s\"}", M_SLEEP);
-		expect(page, series, 12);
+		tu_expect_metric(page, series, 12);
 		/* The calls that ran slept 200 ms in their handler: none is under 100 ms, and the
 		 * refusals (answered at once) are. */
 		snprintf(series, sizeof(series),
 		    "haven_rpc_call_duration_seconds_bucket{method=\"%s\",le=\"0.1\"}", M_SLEEP);
-		assert_true(sample(page, series) <= busy);
+		assert_true(tu_metric(page, series) <= busy);
 		snprintf(series, sizeof(series),
 		    "haven_rpc_call_duration_seconds_bucket{method=\"%s\",le=\"1\"}", M_SLEEP);
-		expect(page, series, 12);
+		tu_expect_metric(page, series, 12);
 		snprintf(series, sizeof(series),
 		    "haven_rpc_call_duration_seconds_sum{method=\"%s\"}", M_SLEEP);
-		assert_true(sample(page, series) >= 0.2 * ok);
+		assert_true(tu_metric(page, series) >= 0.2 * ok);
 	}
-	expect(page, "haven_rpc_calls_total{method=\"" M_NOTIMPL "\",status=\"UNIMPLEMENTED\"}", 1);
-	expect(page, "haven_rpc_calls_total{method=\"" M_ADMIN "\",status=\"PERMISSION_DENIED\"}", 1);
-	expect(page, "haven_rpc_calls_total{method=\"unknown\",status=\"UNIMPLEMENTED\"}", 3);
-	expect(page, "haven_rpc_queue_rejected_total", busy);
-	expect(page, "haven_rpc_queue_capacity", 2);
-	expect(page, "haven_rpc_workers", 1);
-	expect(page, "haven_rpc_queued_calls", 0);
-	expect(page, "haven_rpc_serving{service=\"haven.testing.v1.Testing\"}", 1);
+	tu_expect_metric(page, "haven_rpc_calls_total{method=\"" M_NOTIMPL "\",status=\"UNIMPLEMENTED\"}", 1);
+	tu_expect_metric(page, "haven_rpc_calls_total{method=\"" M_ADMIN "\",status=\"PERMISSION_DENIED\"}", 1);
+	tu_expect_metric(page, "haven_rpc_calls_total{method=\"unknown\",status=\"UNIMPLEMENTED\"}", 3);
+	tu_expect_metric(page, "haven_rpc_queue_rejected_total", busy);
+	tu_expect_metric(page, "haven_rpc_queue_capacity", 2);
+	tu_expect_metric(page, "haven_rpc_workers", 1);
+	tu_expect_metric(page, "haven_rpc_queued_calls", 0);
+	tu_expect_metric(page, "haven_rpc_serving{service=\"haven.testing.v1.Testing\"}", 1);
 	assert_null(strstr(page, "people"));
 	assert_null(strstr(page, "Smith"));
 	assert_null(strstr(page, "subject-"));
@@ -446,9 +421,9 @@ test_service_gauges(void **state)
 	page = render(srv);
 	assert_non_null(strstr(page, "# TYPE haven_capacity_services gauge\n"));
 	assert_null(strstr(page, "haven_capacity_services{"));
-	expect(page, "haven_referral_referrals", 0);
-	expect(page, "haven_referral_needs{state=\"waiting\"}", 0);
-	expect(page, "haven_referral_oldest_unmet_need_age_seconds", 0);
+	tu_expect_metric(page, "haven_referral_referrals", 0);
+	tu_expect_metric(page, "haven_referral_needs{state=\"waiting\"}", 0);
+	tu_expect_metric(page, "haven_referral_oldest_unmet_need_age_seconds", 0);
 	free(page);
 
 	sj.cs = cs;
@@ -469,26 +444,26 @@ test_service_gauges(void **state)
 	assert_int_equal(refs[1]->needs[0]->state, NS(WAITING));
 
 	page = render(srv);
-	expect(page, "haven_capacity_services{region=\"Amsterdam\",type=\"shelter\"}", 1);
-	expect(page, "haven_capacity_services{region=\"Noord-Holland\",type=\"legal-aid\"}", 1);
-	expect(page, "haven_capacity_maximum_places{region=\"Amsterdam\",type=\"shelter\"}", 20);
-	expect(page, "haven_capacity_available_places{region=\"Amsterdam\",type=\"shelter\"}", 1);
-	expect(page, "haven_capacity_held_places{region=\"Amsterdam\",type=\"shelter\"}", 1);
-	expect(page, "haven_capacity_free_places{region=\"Amsterdam\",type=\"shelter\"}", 0);
-	expect(page, "haven_capacity_free_places{region=\"Noord-Holland\",type=\"legal-aid\"}", 3);
-	expect(page, "haven_capacity_stale_services{region=\"Amsterdam\",type=\"shelter\"}", 0);
+	tu_expect_metric(page, "haven_capacity_services{region=\"Amsterdam\",type=\"shelter\"}", 1);
+	tu_expect_metric(page, "haven_capacity_services{region=\"Noord-Holland\",type=\"legal-aid\"}", 1);
+	tu_expect_metric(page, "haven_capacity_maximum_places{region=\"Amsterdam\",type=\"shelter\"}", 20);
+	tu_expect_metric(page, "haven_capacity_available_places{region=\"Amsterdam\",type=\"shelter\"}", 1);
+	tu_expect_metric(page, "haven_capacity_held_places{region=\"Amsterdam\",type=\"shelter\"}", 1);
+	tu_expect_metric(page, "haven_capacity_free_places{region=\"Amsterdam\",type=\"shelter\"}", 0);
+	tu_expect_metric(page, "haven_capacity_free_places{region=\"Noord-Holland\",type=\"legal-aid\"}", 3);
+	tu_expect_metric(page, "haven_capacity_stale_services{region=\"Amsterdam\",type=\"shelter\"}", 0);
 	assert_null(strstr(page, "region=\"Limburg\""));
-	expect(page, "haven_referral_referrals", 2);
-	expect(page, "haven_referral_open_referrals", 2);
-	expect(page, "haven_referral_needs{state=\"waiting\"}", 2);
-	expect(page, "haven_referral_needs{state=\"offered\"}", 1);
-	expect(page, "haven_referral_needs{state=\"accepted\"}", 0);
-	expect(page, "haven_referral_needs{state=\"on-hold\"}", 0);
-	expect(page, "haven_referral_unmet_needs{region=\"Amsterdam\",type=\"medical\"}", 1);
-	expect(page, "haven_referral_unmet_needs{region=\"Amsterdam\",type=\"shelter\"}", 1);
+	tu_expect_metric(page, "haven_referral_referrals", 2);
+	tu_expect_metric(page, "haven_referral_open_referrals", 2);
+	tu_expect_metric(page, "haven_referral_needs{state=\"waiting\"}", 2);
+	tu_expect_metric(page, "haven_referral_needs{state=\"offered\"}", 1);
+	tu_expect_metric(page, "haven_referral_needs{state=\"accepted\"}", 0);
+	tu_expect_metric(page, "haven_referral_needs{state=\"on-hold\"}", 0);
+	tu_expect_metric(page, "haven_referral_unmet_needs{region=\"Amsterdam\",type=\"medical\"}", 1);
+	tu_expect_metric(page, "haven_referral_unmet_needs{region=\"Amsterdam\",type=\"shelter\"}", 1);
 	assert_null(strstr(page, "haven_referral_unmet_needs{region=\"Amsterdam\",type=\"legal-aid\"}"));
-	expect(page, "haven_referral_oldest_unmet_need_age_seconds", 0);
-	expect(page, "haven_rpc_calls_total{method=\"" M_CREATE "\",status=\"OK\"}", 2);
+	tu_expect_metric(page, "haven_referral_oldest_unmet_need_age_seconds", 0);
+	tu_expect_metric(page, "haven_rpc_calls_total{method=\"" M_CREATE "\",status=\"OK\"}", 2);
 	check_no_ids(page, (const Haven__Referral__V1__Referral *const *) refs, 2);
 	free(page);
 
@@ -511,21 +486,21 @@ test_service_gauges(void **state)
 	atomic_fetch_add(&clock_ms, (int64_t) 2 * 86400 * 1000);
 
 	page = render(srv);
-	expect(page, "haven_referral_needs{state=\"accepted\"}", 1);
-	expect(page, "haven_referral_needs{state=\"offered\"}", 0);
-	expect(page, "haven_referral_needs{state=\"waiting\"}", 2);
-	expect(page, "haven_referral_open_referrals", 2);
-	expect(page, "haven_referral_oldest_unmet_need_age_seconds", 2 * 86400);
-	expect(page, "haven_capacity_held_places{region=\"Amsterdam\",type=\"shelter\"}", 0);
-	expect(page, "haven_capacity_available_places{region=\"Amsterdam\",type=\"shelter\"}", 0);
-	expect(page, "haven_capacity_stale_services{region=\"Amsterdam\",type=\"shelter\"}", 1);
-	expect(page, "haven_capacity_stale_services{region=\"Noord-Holland\",type=\"legal-aid\"}", 1);
-	expect(page, "haven_capacity_free_places{region=\"Noord-Holland\",type=\"legal-aid\"}", 0);
-	expect(page, "haven_capacity_available_places{region=\"Noord-Holland\",type=\"legal-aid\"}",
+	tu_expect_metric(page, "haven_referral_needs{state=\"accepted\"}", 1);
+	tu_expect_metric(page, "haven_referral_needs{state=\"offered\"}", 0);
+	tu_expect_metric(page, "haven_referral_needs{state=\"waiting\"}", 2);
+	tu_expect_metric(page, "haven_referral_open_referrals", 2);
+	tu_expect_metric(page, "haven_referral_oldest_unmet_need_age_seconds", 2 * 86400);
+	tu_expect_metric(page, "haven_capacity_held_places{region=\"Amsterdam\",type=\"shelter\"}", 0);
+	tu_expect_metric(page, "haven_capacity_available_places{region=\"Amsterdam\",type=\"shelter\"}", 0);
+	tu_expect_metric(page, "haven_capacity_stale_services{region=\"Amsterdam\",type=\"shelter\"}", 1);
+	tu_expect_metric(page, "haven_capacity_stale_services{region=\"Noord-Holland\",type=\"legal-aid\"}", 1);
+	tu_expect_metric(page, "haven_capacity_free_places{region=\"Noord-Holland\",type=\"legal-aid\"}", 0);
+	tu_expect_metric(page, "haven_capacity_available_places{region=\"Noord-Holland\",type=\"legal-aid\"}",
 	    3);
-	expect(page, "haven_rpc_calls_total{method=\"" M_ACCEPT "\",status=\"OK\"}", 1);
+	tu_expect_metric(page, "haven_rpc_calls_total{method=\"" M_ACCEPT "\",status=\"OK\"}", 1);
 	check_no_ids(page, (const Haven__Referral__V1__Referral *const *) refs, 2);
-	expect(page, "haven_metrics_invalid_samples_total", 0);
+	tu_expect_metric(page, "haven_metrics_invalid_samples_total", 0);
 	free(page);
 
 	for (int i = 0; i < 2; i++) {

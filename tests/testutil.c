@@ -3,6 +3,15 @@
  */
 #include "testutil.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,4 +95,29 @@ tu_lookup(void *arg, const char *org_id, auth_org *out)
 		}
 	}
 	return (HV_NOT_FOUND);
+}
+
+double
+tu_metric(const char *page, const char *series)
+{
+	size_t      n = strlen(series);
+	const char *p = page;
+
+	while ((p = strstr(p, series)) != NULL) {
+		if ((p == page || p[-1] == '\n') && p[n] == ' ') {
+			return (strtod(p + n + 1, NULL));
+		}
+		p += n;
+	}
+	return (NAN);
+}
+
+void
+tu_expect_metric(const char *page, const char *series, double want)
+{
+	double v = tu_metric(page, series);
+
+	if (isnan(v) || v != want) {
+		fail_msg("%s is %g, expected %g", series, v, want);
+	}
 }

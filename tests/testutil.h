@@ -29,4 +29,9 @@ typedef struct tu_org {
 /* auth_lookup_fn over a tu_org array terminated by an entry with id NULL. */
 hv_status tu_lookup(void *arg, const char *org_id, auth_org *out);
 
+/* Metrics pages (Prometheus text format): the value of the sample line that starts with
+ * series followed by a space, or NAN; and a cmocka failure unless it is there with value want. */
+double tu_metric(const char *page, const char *series);
+void   tu_expect_metric(const char *page, const char *series, double want);
+
 #endif

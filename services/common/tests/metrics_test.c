@@ -31,6 +31,7 @@
 #include "haven/host.h"
 #include "haven/log.h"
 #include "haven/metrics.h"
+#include "testutil.h"
 #include "haven/rpc.h"
 
 #include "haven/diag/v1/diag.pb-c.h"
@@ -42,33 +43,6 @@
 static char tmp[256];
 
 /* ---- reading a page ------------------------------------------------------------------- */
-
-/* The value of the sample line that starts with `series` followed by a space, or NAN. */
-static double
-sample(const char *page, const char *series)
-{
-	size_t      n = strlen(series);
-	const char *p = page;
-
-	while ((p = strstr(p, series)) != NULL) {
-		if ((p == page || p[-1] == '\n') && p[n] == ' ') {
-			return (strtod(p + n + 1, NULL));
-		}
-		p += n;
-	}
-	return (NAN);
-}
-
-/* Fails unless the sample `series` is on the page with the value want. */
-static void
-expect(const char *page, const char *series, double want)
-{
-	double v = sample(page, series);
-
-	if (isnan(v) || v != want) {
-		fail_msg("%s is %g, expected %g", series, v, want);
-	}
-}
 
 /* Every line is a comment (# HELP / # TYPE) or `name{labels} value`; every family has one HELP
  * and one TYPE line, before its samples; names appear in one family only. */
@@ -168,9 +142,9 @@ test_histogram_and_counts(void **state)
 	assert_int_equal(metrics_render(m, &page, &len), HV_OK);
 	assert_int_equal(strlen(page), len);
 	check_format(page);
-	expect(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Do\",status=\"OK\"}", 3);
-	expect(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Do\",status=\"NOT_FOUND\"}", 2);
-	expect(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Do\",status=\"UNKNOWN\"}", 1);
+	tu_expect_metric(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Do\",status=\"OK\"}", 3);
+	tu_expect_metric(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Do\",status=\"NOT_FOUND\"}", 2);
+	tu_expect_metric(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Do\",status=\"UNKNOWN\"}", 1);
 	/* Statuses never seen, and methods never called, have no lines. */
 	assert_null(strstr(page, "status=\"INTERNAL\""));
 	assert_null(strstr(page, "haven.a.v1.A/First"));
@@ -182,27 +156,27 @@ test_histogram_and_counts(void **state)
 
 		snprintf(series, sizeof(series),
 		    "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/Do\",le=\"%s\"}", le[i]);
-		v = sample(page, series);
+		v = tu_metric(page, series);
 		assert_false(isnan(v));
 		assert_true(v >= prev);
 		prev = v;
 	}
-	expect(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
+	tu_expect_metric(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
 	                              "Do\",le=\"0.0001\"}", 3);
-	expect(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
+	tu_expect_metric(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
 	                              "Do\",le=\"0.00025\"}", 4);
-	expect(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
+	tu_expect_metric(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
 	                              "Do\",le=\"0.025\"}", 4);
-	expect(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
+	tu_expect_metric(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
 	                              "Do\",le=\"0.05\"}", 5);
-	expect(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
+	tu_expect_metric(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
 	                              "Do\",le=\"1\"}", 5);
 	assert_int_equal(prev, 6); /* +Inf */
-	expect(page, "haven_rpc_call_duration_seconds_count{method=\"haven.x.v1.X/Do\"}", 6);
-	assert_true(fabs(sample(page, "haven_rpc_call_duration_seconds_sum{method=\"haven.x.v1.X/"
+	tu_expect_metric(page, "haven_rpc_call_duration_seconds_count{method=\"haven.x.v1.X/Do\"}", 6);
+	assert_true(fabs(tu_metric(page, "haven_rpc_call_duration_seconds_sum{method=\"haven.x.v1.X/"
 	                              "Do\"}") -
 	                 2.030251) < 1e-9);
-	assert_false(isnan(sample(page, "haven_metrics_render_duration_seconds")));
+	assert_false(isnan(tu_metric(page, "haven_metrics_render_duration_seconds")));
 	free(page);
 	metrics_close(m);
 }
@@ -266,12 +240,12 @@ test_text_format(void **state)
 	assert_null(strstr(page, "bad-label"));
 	assert_null(strstr(page, "__name__"));
 	assert_null(strstr(page, "i=\"9\""));
-	expect(page, "haven_metrics_invalid_samples_total", 4);
+	tu_expect_metric(page, "haven_metrics_invalid_samples_total", 4);
 	free(page);
 
 	/* The count of left-out samples keeps growing with every render. */
 	assert_int_equal(metrics_render(m, &page, &len), HV_OK);
-	expect(page, "haven_metrics_invalid_samples_total", 8);
+	tu_expect_metric(page, "haven_metrics_invalid_samples_total", 8);
 	free(page);
 	metrics_close(m);
 }
@@ -344,9 +318,9 @@ test_concurrent_recording(void **state)
 		pthread_join(th[i], NULL);
 	}
 	assert_int_equal(metrics_render(m, &page, &len), HV_OK);
-	expect(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Busy\",status=\"OK\"}", 40000);
-	expect(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Busy\",status=\"ABORTED\"}", 40000);
-	expect(page, "haven_rpc_call_duration_seconds_count{method=\"haven.x.v1.X/Busy\"}", 80000);
+	tu_expect_metric(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Busy\",status=\"OK\"}", 40000);
+	tu_expect_metric(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Busy\",status=\"ABORTED\"}", 40000);
+	tu_expect_metric(page, "haven_rpc_call_duration_seconds_count{method=\"haven.x.v1.X/Busy\"}", 80000);
 	free(page);
 	metrics_close(m);
 }
@@ -618,25 +592,25 @@ test_served_page(void **state)
 	assert_int_equal(strncmp(ctype + 14, "text/plain; version=0.0.4", 25), 0);
 	assert_int_equal(strlen(r.body), r.body_len);
 	check_format(r.body);
-	expect(r.body, "haven_rpc_calls_total{method=\"" M_HEALTH "\",status=\"OK\"}", 2);
-	expect(r.body, "haven_rpc_calls_total{method=\"" M_HEALTH "\",status=\"NOT_FOUND\"}", 1);
-	expect(r.body, "haven_rpc_calls_total{method=\"" M_ECHO "\",status=\"OK\"}", 1);
-	expect(r.body, "haven_rpc_calls_total{method=\"unknown\",status=\"UNIMPLEMENTED\"}", 1);
-	expect(r.body, "haven_rpc_calls_total{method=\"unknown\",status=\"INVALID_ARGUMENT\"}", 1);
-	expect(r.body, "haven_rpc_call_duration_seconds_count{method=\"" M_HEALTH "\"}", 3);
-	expect(r.body, "haven_rpc_call_duration_seconds_bucket{method=\"" M_HEALTH
+	tu_expect_metric(r.body, "haven_rpc_calls_total{method=\"" M_HEALTH "\",status=\"OK\"}", 2);
+	tu_expect_metric(r.body, "haven_rpc_calls_total{method=\"" M_HEALTH "\",status=\"NOT_FOUND\"}", 1);
+	tu_expect_metric(r.body, "haven_rpc_calls_total{method=\"" M_ECHO "\",status=\"OK\"}", 1);
+	tu_expect_metric(r.body, "haven_rpc_calls_total{method=\"unknown\",status=\"UNIMPLEMENTED\"}", 1);
+	tu_expect_metric(r.body, "haven_rpc_calls_total{method=\"unknown\",status=\"INVALID_ARGUMENT\"}", 1);
+	tu_expect_metric(r.body, "haven_rpc_call_duration_seconds_count{method=\"" M_HEALTH "\"}", 3);
+	tu_expect_metric(r.body, "haven_rpc_call_duration_seconds_bucket{method=\"" M_HEALTH
 	                                "\",le=\"+Inf\"}", 3);
-	expect(r.body, "haven_rpc_malformed_total", 1);
+	tu_expect_metric(r.body, "haven_rpc_malformed_total", 1);
 	assert_null(strstr(r.body, "JaneDoe"));
 	assert_null(strstr(r.body, "haven.people"));
 	assert_null(strstr(r.body, "haven.nope"));
 	/* The host's own figures. */
-	assert_true(sample(r.body, "haven_store_map_size_bytes") > 0);
-	assert_true(sample(r.body, "haven_store_used_bytes") > 0);
-	assert_true(sample(r.body, "process_resident_memory_bytes") > 0);
-	assert_true(sample(r.body, "process_open_fds") > 0);
-	assert_false(isnan(sample(r.body, "process_cpu_seconds_total")));
-	expect(r.body, "haven_rpc_serving{service=\"haven.admin.v1.Admin\"}", 1);
+	assert_true(tu_metric(r.body, "haven_store_map_size_bytes") > 0);
+	assert_true(tu_metric(r.body, "haven_store_used_bytes") > 0);
+	assert_true(tu_metric(r.body, "process_resident_memory_bytes") > 0);
+	assert_true(tu_metric(r.body, "process_open_fds") > 0);
+	assert_false(isnan(tu_metric(r.body, "process_cpu_seconds_total")));
+	tu_expect_metric(r.body, "haven_rpc_serving{service=\"haven.admin.v1.Admin\"}", 1);
 	http_reply_free(&r);
 
 	/* HEAD: the headers only. Other paths: 404; other methods: 405. */
