@@ -1089,6 +1089,7 @@ test_check_cache_coherence(void **state)
 	audit_verify_result                r;
 	bool                               allowed;
 	int                                reason;
+	uint64_t                           hits, misses, hits2, misses2;
 
 	(void) state;
 	tu_tmpdir(dir, sizeof(dir), "consent-cache");
@@ -1104,10 +1105,25 @@ test_check_cache_coherence(void **state)
 	    HV_OK);
 	snprintf(c1, sizeof(c1), "%s", rec->id);
 	release(rec);
+	consent_check_cache_stats(a.cs, &hits, &misses);
 	for (int i = 0; i < 3; i++) { /* the first reads the view, the others use it */
 		assert_int_equal(check_on(&a, id, "shelter-a", &allowed, &reason), HV_OK);
 		assert_true(allowed);
 	}
+	consent_check_cache_stats(a.cs, &hits2, &misses2);
+	assert_int_equal(misses2 - misses, 1);
+	assert_int_equal(hits2 - hits, 2);
+
+	/* A change to another subject leaves this one's view valid: still a hit. */
+	assert_int_equal(create(OPERATOR, false, id2), HV_OK);
+	assert_int_equal(grant(OPERATOR, id2, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_OK);
+	assert_int_equal(check_on(&a, id, "shelter-a", &allowed, &reason), HV_OK);
+	assert_true(allowed);
+	consent_check_cache_stats(a.cs, &hits, &misses);
+	assert_int_equal(misses, misses2);
+	assert_int_equal(hits, hits2 + 1);
 	assert_int_equal(check_on(&a, id, "shelter-b", &allowed, &reason), HV_OK);
 	assert_false(allowed);
 	assert_int_equal(reason, HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_RECIPIENT);
@@ -1153,7 +1169,7 @@ test_check_cache_coherence(void **state)
 
 	/* An erasure that withdraws nothing (no consent in force) is seen at once too. */
 	w.ch[OPERATOR] = a.ch;
-	assert_int_equal(create(OPERATOR, false, id2), HV_OK);
+	assert_int_equal(create(OPERATOR, false, id2), HV_OK); /* a new one */
 	assert_int_equal(grant(OPERATOR, id2, "shelter-a", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, &rec),
 	    HV_OK);
@@ -1171,9 +1187,9 @@ test_check_cache_coherence(void **state)
 	assert_int_equal(r.first_bad_seq, 0);
 	{
 		Haven__Audit__V1__ListResponse *l = NULL;
-		/* create, 2+1 grants, 2 withdrawals, erase, 12 checks on a and b */
+		/* create, 2+1 grants, 2 withdrawals, erase, 13 checks on a and b */
 		assert_int_equal(rpc_audit_list(OPERATOR, id, &l), HV_OK);
-		assert_int_equal(l->n_entries, 1 + 3 + 2 + 1 + 12);
+		assert_int_equal(l->n_entries, 1 + 3 + 2 + 1 + 13);
 		release(l);
 	}
 

@@ -7,6 +7,8 @@
  */
 #include "consent_internal.h"
 
+#include "haven/metrics.h"
+
 #include "haven/log.h"
 
 #include "haven/consent/v1/audit.pb-c.h"
@@ -392,6 +394,8 @@ consent_open(consent_service **out, const consent_options *o)
 	    (st = store_table_open(cs->cs_store, "consent.records", &cs->cs_records)) != HV_OK ||
 	    (st = store_table_open(cs->cs_store, "consent.by_subject", &cs->cs_by_subject)) !=
 	        HV_OK ||
+	    (st = store_table_open(cs->cs_store, "consent.subject_gen", &cs->cs_subject_gen)) !=
+	        HV_OK ||
 	    (st = audit_open(&cs->cs_audit, cs->cs_store)) != HV_OK) {
 		log_error("consent: cannot open the tables: %s", hv_status_name(st));
 		goto fail;
@@ -468,6 +472,28 @@ consent_close(consent_service *cs)
 	free(cs);
 }
 
+void
+consent_check_cache_stats(consent_service *cs, uint64_t *hits, uint64_t *misses)
+{
+	view_cache_stats(cs->cs_cache, hits, misses);
+}
+
+/* The metrics page: the cache's hits and misses. */
+static void
+consent_collect(void *arg, metrics_writer *w)
+{
+	uint64_t hits, misses;
+
+	consent_check_cache_stats(arg, &hits, &misses);
+	metrics_family(w, "haven_consent_check_cache_hits_total", METRICS_COUNTER,
+	    "Consent Checks answered from a cached view of the subject's consents.");
+	metrics_sample(w, "haven_consent_check_cache_hits_total", (double) hits, (char *) NULL);
+	metrics_family(w, "haven_consent_check_cache_misses_total", METRICS_COUNTER,
+	    "Consent Checks that read the subject's consents from the store.");
+	metrics_sample(w, "haven_consent_check_cache_misses_total", (double) misses,
+	    (char *) NULL);
+}
+
 hv_status
 consent_register(consent_service *cs, rpc_server *srv)
 {
@@ -487,8 +513,11 @@ consent_register(consent_service *cs, rpc_server *srv)
 	         cs->cs_methods, n, cs)) != HV_OK) {
 		return (st);
 	}
-	return (rpc_server_add_service(srv, &haven__audit__v1__audit__descriptor, audit_methods,
-	    sizeof(audit_methods) / sizeof(audit_methods[0]), cs));
+	if ((st = rpc_server_add_service(srv, &haven__audit__v1__audit__descriptor, audit_methods,
+	         sizeof(audit_methods) / sizeof(audit_methods[0]), cs)) != HV_OK) {
+		return (st);
+	}
+	return (metrics_add_collector(rpc_server_metrics(srv), consent_collect, cs));
 }
 
 audit *

@@ -96,6 +96,10 @@ void consent_close(consent_service *cs);
 /* Registers haven.consent.v1.Consent and haven.audit.v1.Audit on srv. */
 hv_status consent_register(consent_service *cs, rpc_server *srv);
 
+/* Check's cache of consents (docs/consent.md): Checks answered from a cached view, and
+ * Checks that read the subject's consents from the store. */
+void consent_check_cache_stats(consent_service *cs, uint64_t *hits, uint64_t *misses);
+
 /* The audit log the service appends to (for other services in the same process). */
 audit *consent_audit(consent_service *cs);
 

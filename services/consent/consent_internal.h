@@ -46,7 +46,8 @@ typedef struct view_consent {
 /* A subject's view: who created it and its consents in id order, in one allocation. */
 typedef struct consent_view {
 	uint8_t       cv_sid[CONSENT_ID_LEN];
-	uint64_t      cv_gen; /* the consent generation it was read at (in the cache) */
+	uint64_t      cv_gen;  /* the last consent generation it was found valid at (atomic) */
+	uint64_t      cv_sgen; /* the subject's generation it was read at */
 	char          cv_created_by[RPC_ORG_ID_MAX];
 	size_t        cv_n;
 	view_consent *cv_consents;
@@ -58,9 +59,13 @@ typedef void (*view_fn)(const consent_view *v, void *arg);
 struct consent_service;
 
 /* The consent generation: raised by every write that changes a view (consent_changed, in that
- * write's transaction); 0 before the first. */
+ * write's transaction, which also sets the subject's generation to the new value); 0 before
+ * the first. */
 hv_status consent_generation(struct consent_service *cs, store_txn *txn, uint64_t *gen);
-hv_status consent_changed(struct consent_service *cs, store_txn *txn);
+hv_status consent_subject_generation(struct consent_service *cs, store_txn *txn,
+    const uint8_t sid[CONSENT_ID_LEN], uint64_t *gen);
+hv_status consent_changed(struct consent_service *cs, store_txn *txn,
+    const uint8_t sid[CONSENT_ID_LEN]);
 
 /* Reads a subject's view in txn. NOT_FOUND (with consent_subject_get's message) for an
  * unknown or erased subject; DATA_LOSS when the index names a record that is missing. */
@@ -77,12 +82,15 @@ void view_decide(const consent_view *v, const char *subject_hex, int purpose,
 /* At most max views (0: no cache, *out NULL). */
 hv_status view_cache_open(view_cache **out, size_t max);
 void view_cache_close(view_cache *c);
-/* Calls fn(view, arg) under the cache's read lock when it holds sid's view read at gen;
- * false (fn not called) otherwise. */
-bool view_cache_with(view_cache *c, const uint8_t sid[CONSENT_ID_LEN], uint64_t gen,
-    view_fn fn, void *arg);
+/* Calls fn(view, arg) under the cache's read lock when it holds sid's view and that view is
+ * what txn (seeing consent generation gen) would read; *hit says whether it did. Fails only
+ * when the subject's generation cannot be read. */
+hv_status view_cache_with(struct consent_service *cs, store_txn *txn,
+    const uint8_t sid[CONSENT_ID_LEN], uint64_t gen, view_fn fn, void *arg, bool *hit);
 /* Puts v (read at gen, in a read transaction) into the cache, which owns it from then on. */
 void view_cache_put(view_cache *c, consent_view *v, uint64_t gen);
+/* Lookups answered from the cache, and not. */
+void view_cache_stats(view_cache *c, uint64_t *hits, uint64_t *misses);
 
 #define VIEW_CACHE_MAX 131072
 
@@ -97,6 +105,7 @@ struct consent_service {
 	store_table cs_personal;
 	store_table cs_records;
 	store_table cs_by_subject;
+	store_table cs_subject_gen; /* subject id -> u64: the generation of its last change */
 	int64_t (*cs_now)(void *arg);
 	void *cs_now_arg;
 	bool (*cs_org_exists)(void *arg, const char *org_id);

@@ -332,6 +332,7 @@ check_async(check_job *j)
 	consent_view    *v   = NULL;
 	audit_entry      e;
 	uint64_t         gen;
+	bool             hit;
 	hv_status        st, qst;
 
 	if ((st = check_validate(&j->kj_args, j->kj_err, sizeof(j->kj_err))) != HV_OK) {
@@ -340,8 +341,10 @@ check_async(check_job *j)
 	if ((st = store_read_begin(cs->cs_store, &txn)) != HV_OK) {
 		return (st);
 	}
-	if ((st = consent_generation(cs, txn, &gen)) == HV_OK) {
-		if (view_cache_with(cs->cs_cache, j->kj_args.ca_sid, gen, check_cached, j)) {
+	if ((st = consent_generation(cs, txn, &gen)) == HV_OK &&
+	    (st = view_cache_with(cs, txn, j->kj_args.ca_sid, gen, check_cached, j, &hit)) ==
+	        HV_OK) {
+		if (hit) {
 			st = j->kj_status;
 		} else if ((st = view_load(cs, txn, j->kj_args.ca_sid, &v, j->kj_err,
 		                sizeof(j->kj_err))) == HV_OK) {
@@ -636,7 +639,7 @@ grant_core(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 	memcpy(key + CONSENT_ID_LEN, cid, CONSENT_ID_LEN);
 	if ((st = store_put_new(txn, cs->cs_records, cid, sizeof(cid), *packed, *plen)) != HV_OK ||
 	    (st = store_put(txn, cs->cs_by_subject, key, sizeof(key), "", 0)) != HV_OK ||
-	    (st = consent_changed(cs, txn)) != HV_OK) {
+	    (st = consent_changed(cs, txn, sid)) != HV_OK) {
 		st = st == HV_ALREADY_EXISTS ? HV_INTERNAL : st;
 		goto out;
 	}
@@ -756,10 +759,14 @@ withdraw_record(consent_service *cs, store_txn *txn, const uint8_t cid[CONSENT_I
 {
 	Haven__Consent__V1__ConsentRecord w = *c; /* shallow: c keeps its own strings */
 	uint8_t                     sig[CRYPTO_ED25519_SIG_LEN];
+	uint8_t                     sid[CONSENT_ID_LEN];
 	uint8_t                    *buf;
 	size_t                      len;
 	hv_status                   st;
 
+	if (consent_id_parse(c->subject, sid) != 0) {
+		return (HV_DATA_LOSS); /* Grant stores only valid ids */
+	}
 	w.withdrawn_at_ms = now;
 	w.version         = c->version + 1;
 	if ((st = receipt_sign(cs, &w, sig)) != HV_OK) {
@@ -769,7 +776,7 @@ withdraw_record(consent_service *cs, store_txn *txn, const uint8_t cid[CONSENT_I
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	if ((st = store_put(txn, cs->cs_records, cid, CONSENT_ID_LEN, buf, len)) != HV_OK ||
-	    (st = consent_changed(cs, txn)) != HV_OK || packed == NULL) {
+	    (st = consent_changed(cs, txn, sid)) != HV_OK || packed == NULL) {
 		free(buf);
 		return (st);
 	}

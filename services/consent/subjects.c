@@ -760,7 +760,7 @@ erase_fn(store_txn *txn, void *arg)
 	t.erased_at_ms = j->ej_now;
 	t.erased_by    = (char *) j->ej_caller->org_id;
 	if ((st = store_put_msg(txn, cs->cs_subjects, sid, sizeof(sid), &t.base)) != HV_OK ||
-	    (st = consent_changed(cs, txn)) != HV_OK ||
+	    (st = consent_changed(cs, txn, sid)) != HV_OK ||
 	    (st = consent_withdraw_all_txn(cs, txn, sid, j->ej_now, j->ej_withdrawn, &j->ej_n)) !=
 	        HV_OK) {
 		goto out;

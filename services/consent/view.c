@@ -7,14 +7,17 @@
  * allocation. view_load reads it from the store; view_decide is the one decision rule.
  *
  * The cache is correct across processes because it trusts nothing it cannot check in the
- * reader's own snapshot: every write that changes a view (Grant, a withdrawal, an erasure)
- * raises the consent generation in consent.meta in the same transaction, whichever process
- * runs it. A view is stored with the generation it was read at and used only by a read
- * transaction that sees the same generation, so it is exactly what the store would have
- * answered. Any change anywhere invalidates every view at once; they are read again, one miss
- * each, which is cheap next to how rarely consents change compared with how often they are
- * checked. Views are only put into the cache from read transactions: a write transaction could
- * roll back a change after its view was cached.
+ * reader's own snapshot. Every write that changes a view (Grant, a withdrawal, an erasure)
+ * raises the consent generation G in consent.meta and sets the subject's own generation
+ * S = G in consent.subject_gen, in the same transaction, whichever process runs it. A view
+ * keeps the S it was read at and the last G at which it was found valid. A read transaction
+ * that sees generation G uses a cached view when the view's G is G (nothing changed since),
+ * or else when the subject's S in this snapshot is the view's S (other subjects changed, not
+ * this one; the view's G is then moved on to G). Otherwise the view is read again. So a cached
+ * answer is exactly what the store would have answered in that transaction, and a change to
+ * one subject costs the others one extra lookup each, not a reload. Views are only put into
+ * the cache from read transactions: a write transaction could roll back a change after its
+ * view was cached.
  */
 #include "consent_internal.h"
 
@@ -48,7 +51,30 @@ consent_generation(consent_service *cs, store_txn *txn, uint64_t *gen)
 }
 
 hv_status
-consent_changed(consent_service *cs, store_txn *txn)
+consent_subject_generation(consent_service *cs, store_txn *txn,
+    const uint8_t sid[CONSENT_ID_LEN], uint64_t *gen)
+{
+	const void *v;
+	size_t      vl;
+	hv_status   st;
+
+	*gen = 0;
+	st   = store_get(txn, cs->cs_subject_gen, sid, CONSENT_ID_LEN, &v, &vl);
+	if (st == HV_NOT_FOUND) {
+		return (HV_OK); /* not changed since the store had this table */
+	}
+	if (st != HV_OK) {
+		return (st);
+	}
+	if (vl != sizeof(*gen)) {
+		return (HV_DATA_LOSS);
+	}
+	memcpy(gen, v, sizeof(*gen));
+	return (HV_OK);
+}
+
+hv_status
+consent_changed(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN])
 {
 	uint64_t  gen;
 	hv_status st;
@@ -57,7 +83,11 @@ consent_changed(consent_service *cs, store_txn *txn)
 		return (st);
 	}
 	gen++;
-	return (store_put(txn, cs->cs_meta, GEN_KEY, strlen(GEN_KEY), &gen, sizeof(gen)));
+	if ((st = store_put(txn, cs->cs_meta, GEN_KEY, strlen(GEN_KEY), &gen, sizeof(gen))) !=
+	    HV_OK) {
+		return (st);
+	}
+	return (store_put(txn, cs->cs_subject_gen, sid, CONSENT_ID_LEN, &gen, sizeof(gen)));
 }
 
 /* ---- views --------------------------------------------------------------------------------- */
@@ -79,6 +109,7 @@ hv_status
 view_load(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
     consent_view **out, char *err, size_t errsz)
 {
+	uint64_t sgen;
 	Haven__Consent__V1__SubjectRecord  *rec = NULL;
 	Haven__Consent__V1__ConsentRecord **recs = NULL;
 	uint8_t (*ids)[CONSENT_ID_LEN]           = NULL;
@@ -89,7 +120,8 @@ view_load(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN]
 	hv_status                           st;
 
 	*out = NULL;
-	if ((st = consent_subject_get(cs, txn, sid, false, &rec, err, errsz)) != HV_OK) {
+	if ((st = consent_subject_generation(cs, txn, sid, &sgen)) != HV_OK ||
+	    (st = consent_subject_get(cs, txn, sid, false, &rec, err, errsz)) != HV_OK) {
 		return (st);
 	}
 	st = HV_RESOURCE_EXHAUSTED;
@@ -121,6 +153,7 @@ view_load(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN]
 	}
 	memset(v, 0, sizeof(*v));
 	memcpy(v->cv_sid, sid, CONSENT_ID_LEN);
+	v->cv_sgen = sgen;
 	snprintf(v->cv_created_by, sizeof(v->cv_created_by), "%s", rec->created_by);
 	v->cv_n        = n;
 	v->cv_consents = (view_consent *) (v + 1);
@@ -273,6 +306,8 @@ struct view_cache {
 	size_t           vh_mask;  /* slots - 1 */
 	size_t           vh_count; /* views held */
 	size_t           vh_max;
+	uint64_t         vh_hits;   /* atomic */
+	uint64_t         vh_misses; /* atomic */
 };
 
 hv_status
@@ -332,27 +367,59 @@ slot_of(const view_cache *c, const uint8_t sid[CONSENT_ID_LEN])
 	return ((size_t) h & c->vh_mask);
 }
 
-bool
-view_cache_with(view_cache *c, const uint8_t sid[CONSENT_ID_LEN], uint64_t gen, view_fn fn,
-    void *arg)
+/* Whether v, read at subject generation cv_sgen, is what txn would read: see the top. */
+static hv_status
+view_valid(consent_service *cs, store_txn *txn, consent_view *v, uint64_t gen, bool *valid)
 {
-	bool hit = false;
+	uint64_t  sgen;
+	hv_status st;
 
+	*valid = __atomic_load_n(&v->cv_gen, __ATOMIC_RELAXED) == gen;
+	if (*valid) {
+		return (HV_OK);
+	}
+	if ((st = consent_subject_generation(cs, txn, v->cv_sid, &sgen)) != HV_OK) {
+		return (st);
+	}
+	if (sgen == v->cv_sgen) {
+		/* Valid at gen too. Threads with other snapshots may race here; whichever gen
+		 * stays, it is one the view was found valid at. */
+		__atomic_store_n(&v->cv_gen, gen, __ATOMIC_RELAXED);
+		*valid = true;
+	}
+	return (HV_OK);
+}
+
+hv_status
+view_cache_with(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
+    uint64_t gen, view_fn fn, void *arg, bool *hit)
+{
+	view_cache *c  = cs->cs_cache;
+	hv_status   st = HV_OK;
+
+	*hit = false;
 	if (c == NULL) {
-		return (false);
+		return (HV_OK);
 	}
 	pthread_rwlock_rdlock(&c->vh_lock);
 	for (size_t i = slot_of(c, sid); c->vh_slots[i] != NULL; i = (i + 1) & c->vh_mask) {
 		if (memcmp(c->vh_slots[i]->cv_sid, sid, CONSENT_ID_LEN) == 0) {
-			if (c->vh_slots[i]->cv_gen == gen) {
+			if ((st = view_valid(cs, txn, c->vh_slots[i], gen, hit)) == HV_OK && *hit) {
 				fn(c->vh_slots[i], arg);
-				hit = true;
 			}
 			break;
 		}
 	}
 	pthread_rwlock_unlock(&c->vh_lock);
-	return (hit);
+	__atomic_fetch_add(*hit ? &c->vh_hits : &c->vh_misses, 1, __ATOMIC_RELAXED);
+	return (st);
+}
+
+void
+view_cache_stats(view_cache *c, uint64_t *hits, uint64_t *misses)
+{
+	*hits   = c != NULL ? __atomic_load_n(&c->vh_hits, __ATOMIC_RELAXED) : 0;
+	*misses = c != NULL ? __atomic_load_n(&c->vh_misses, __ATOMIC_RELAXED) : 0;
 }
 
 void
@@ -370,7 +437,7 @@ view_cache_put(view_cache *c, consent_view *v, uint64_t gen)
 		if (memcmp(c->vh_slots[i]->cv_sid, v->cv_sid, CONSENT_ID_LEN) == 0) {
 			/* Another thread may have put a view of another generation meanwhile: the
 			 * newer one stays. */
-			if (c->vh_slots[i]->cv_gen <= gen) {
+			if (c->vh_slots[i]->cv_sgen <= v->cv_sgen) {
 				view_free(c->vh_slots[i]);
 				c->vh_slots[i] = v;
 				v              = NULL;
