@@ -37,6 +37,37 @@ int cli_fail(cli *c, const char *what, hv_status code, const char *msg);
 /* Prints a usage error for a command and returns CLI_EXIT_USAGE. */
 int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- cli_args.c: a command's words ---------------------------------------------------- */
+
+#define CLI_POS_MAX  4
+#define CLI_OPTS_MAX 32
+
+/* Positional words and --name VALUE / --name=VALUE options, in order. */
+typedef struct cli_args {
+	const char *pos[CLI_POS_MAX];
+	size_t      npos;
+	struct {
+		const char *name;  /* after "--"; may go on with "=VALUE" */
+		const char *value; /* NULL for a flag */
+	} opt[CLI_OPTS_MAX];
+	size_t nopt;
+} cli_args;
+
+/* Splits argv. valued: the options that take a value, flags: those that do not (both
+ * space-separated; NULL: none); anything else starting with -- is a usage error, as are more
+ * than npos positional words. Returns 0 or CLI_EXIT_USAGE (the message printed). */
+int cli_args_parse(cli_args *a, int argc, char **argv, const char *cmd, size_t npos,
+    const char *valued, const char *flags);
+/* The last value given for an option, or NULL. */
+const char *cli_opt(const cli_args *a, const char *name);
+/* Whether a flag was given. */
+bool cli_flag(const cli_args *a, const char *name);
+/* Every value of a repeatable option, each split at commas (empty parts skipped), into out
+ * (at most max), copied into buf (bufsz bytes). Returns the count, or -1 when they do not
+ * fit; the caller prints the usage error. */
+int cli_opt_list(const cli_args *a, const char *name, char **out, size_t max, char *buf,
+    size_t bufsz);
+
 /* Prints a JSON value (steals the reference) followed by a newline. */
 void cli_print_json(json_t *v);
 

@@ -36,8 +36,6 @@
 
 #define M(name) "haven.capacity.v1.Capacity/" name
 
-#define OPTS_MAX      32
-#define POS_MAX       4
 #define LIST_MAX      16
 #define CERT_FILE_MAX (16 * 1024)
 
@@ -46,143 +44,6 @@ typedef Haven__Capacity__V1__Service      service_t;
 typedef Haven__Capacity__V1__ServiceView  view_t;
 
 /* ---- arguments ------------------------------------------------------------------------ */
-
-/* A command's words: positional ones and --name VALUE (or --name=VALUE) options. */
-typedef struct args {
-	const char *a_pos[POS_MAX];
-	size_t      a_npos;
-	struct {
-		const char *name;
-		const char *value; /* NULL for a flag */
-	} a_opt[OPTS_MAX];
-	size_t a_nopt;
-} args;
-
-/* Whether name is a word of the space-separated list. */
-static bool
-listed(const char *list, const char *name, size_t n)
-{
-	const char *p = list;
-
-	while ((p = strstr(p, name)) != NULL) {
-		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0')) {
-			return (true);
-		}
-		p += n;
-	}
-	return (false);
-}
-
-/* Splits argv. valued: the options that take a value, flags: those that do not (both
- * space-separated); anything else starting with -- is a usage error, as are more than npos
- * positional words. Returns 0 or CLI_EXIT_USAGE. */
-static int
-args_parse(args *a, int argc, char **argv, const char *cmd, size_t npos, const char *valued,
-    const char *flags)
-{
-	memset(a, 0, sizeof(*a));
-	for (int i = 0; i < argc; i++) {
-		const char *w = argv[i];
-		const char *eq;
-		size_t      n;
-
-		if (strncmp(w, "--", 2) != 0 || w[2] == '\0') {
-			if (a->a_npos == npos || a->a_npos == POS_MAX) {
-				return (cli_usage("%s: unexpected argument '%s'", cmd, w));
-			}
-			a->a_pos[a->a_npos++] = w;
-			continue;
-		}
-		w += 2;
-		eq = strchr(w, '=');
-		n  = eq != NULL ? (size_t) (eq - w) : strlen(w);
-		if (a->a_nopt == OPTS_MAX) {
-			return (cli_usage("%s: too many options", cmd));
-		}
-		a->a_opt[a->a_nopt].name = w;
-		if (flags != NULL && eq == NULL && listed(flags, w, n)) {
-			a->a_opt[a->a_nopt].value = NULL;
-		} else if (valued != NULL && listed(valued, w, n)) {
-			if (eq != NULL) {
-				a->a_opt[a->a_nopt].value = eq + 1;
-			} else if (i + 1 < argc) {
-				a->a_opt[a->a_nopt].value = argv[++i];
-			} else {
-				return (cli_usage("%s: --%s needs a value", cmd, w));
-			}
-		} else {
-			return (cli_usage("%s: unknown option --%.*s", cmd, (int) n, w));
-		}
-		a->a_nopt++;
-	}
-	return (0);
-}
-
-static bool
-opt_is(const args *a, size_t i, const char *name)
-{
-	size_t n = strlen(name);
-
-	return (strncmp(a->a_opt[i].name, name, n) == 0 &&
-	    (a->a_opt[i].name[n] == '\0' || a->a_opt[i].name[n] == '='));
-}
-
-/* The last value of an option, or NULL. */
-static const char *
-opt(const args *a, const char *name)
-{
-	const char *v = NULL;
-
-	for (size_t i = 0; i < a->a_nopt; i++) {
-		if (opt_is(a, i, name)) {
-			v = a->a_opt[i].value;
-		}
-	}
-	return (v);
-}
-
-static bool
-flag(const args *a, const char *name)
-{
-	for (size_t i = 0; i < a->a_nopt; i++) {
-		if (opt_is(a, i, name)) {
-			return (true);
-		}
-	}
-	return (false);
-}
-
-/* Every value of a repeatable option, each split at commas, into out (at most max). The
- * strings are copied into buf (bufsz bytes). Returns the count, or -1 when they do not fit. */
-static int
-opt_list(const args *a, const char *name, char **out, size_t max, char *buf, size_t bufsz)
-{
-	size_t n = 0, used = 0;
-
-	for (size_t i = 0; i < a->a_nopt; i++) {
-		const char *v = a->a_opt[i].value;
-		if (!opt_is(a, i, name) || v == NULL) {
-			continue;
-		}
-		while (*v != '\0') {
-			size_t len = strcspn(v, ",");
-			if (len > 0) {
-				if (n == max || used + len + 1 > bufsz) {
-					return (-1);
-				}
-				memcpy(buf + used, v, len);
-				buf[used + len] = '\0';
-				out[n++]        = buf + used;
-				used += len + 1;
-			}
-			v += len;
-			if (*v == ',') {
-				v++;
-			}
-		}
-	}
-	return ((int) n);
-}
 
 static int
 parse_u64(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -494,38 +355,38 @@ org_register(cli *c, int argc, char **argv, bool update)
 	org_t       o   = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
 	org_t      *rep = NULL;
 	char       *pem = NULL;
-	args        a;
+	cli_args        a;
 	int         role = 0;
 	int         rc;
 
-	if ((rc = args_parse(&a, argc, argv, cmd, 1, "name role region cert version", NULL)) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, cmd, 1, "name role region cert version", NULL)) != 0) {
 		return (rc);
 	}
-	if (a.a_npos != 1) {
+	if (a.npos != 1) {
 		return (cli_usage("%s needs the organisation ID", cmd));
 	}
-	o.id     = (char *) a.a_pos[0];
-	o.name   = (char *) (opt(&a, "name") != NULL ? opt(&a, "name") : "");
-	o.region = (char *) (opt(&a, "region") != NULL ? opt(&a, "region") : "");
-	if (!update && (o.name[0] == '\0' || opt(&a, "role") == NULL || o.region[0] == '\0')) {
+	o.id     = (char *) a.pos[0];
+	o.name   = (char *) (cli_opt(&a, "name") != NULL ? cli_opt(&a, "name") : "");
+	o.region = (char *) (cli_opt(&a, "region") != NULL ? cli_opt(&a, "region") : "");
+	if (!update && (o.name[0] == '\0' || cli_opt(&a, "role") == NULL || o.region[0] == '\0')) {
 		return (cli_usage("org register needs --name, --role and --region"));
 	}
-	if (opt(&a, "role") != NULL &&
-	    (rc = enum_parse(&haven__capacity__v1__role__descriptor, "role", opt(&a, "role"),
+	if (cli_opt(&a, "role") != NULL &&
+	    (rc = enum_parse(&haven__capacity__v1__role__descriptor, "role", cli_opt(&a, "role"),
 	         &role)) != 0) {
 		return (rc);
 	}
 	o.role = (Haven__Capacity__V1__Role) role;
-	if (opt(&a, "cert") != NULL && (rc = read_cert(c, opt(&a, "cert"), &pem)) != 0) {
+	if (cli_opt(&a, "cert") != NULL && (rc = read_cert(c, cli_opt(&a, "cert"), &pem)) != 0) {
 		return (rc);
 	}
 	o.cert_pem = pem != NULL ? pem : "";
 	if (update) {
-		if (opt(&a, "version") == NULL) {
+		if (cli_opt(&a, "version") == NULL) {
 			free(pem);
 			return (cli_usage("org update needs --version V (see haven org show)"));
 		}
-		if ((rc = parse_u64("--version", opt(&a, "version"), 1, UINT64_MAX,
+		if ((rc = parse_u64("--version", cli_opt(&a, "version"), 1, UINT64_MAX,
 		         &ureq.based_on_version)) != 0) {
 			free(pem);
 			return (rc);
@@ -549,16 +410,16 @@ org_disable(cli *c, int argc, char **argv, bool disable)
 	    HAVEN__CAPACITY__V1__DISABLE_ORGANISATION_REQUEST__INIT;
 	const char *cmd = disable ? "org disable" : "org enable";
 	org_t      *rep = NULL;
-	args        a;
+	cli_args        a;
 	int         rc;
 
-	if ((rc = args_parse(&a, argc, argv, cmd, 1, NULL, NULL)) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, cmd, 1, NULL, NULL)) != 0) {
 		return (rc);
 	}
-	if (a.a_npos != 1) {
+	if (a.npos != 1) {
 		return (cli_usage("%s needs the organisation ID", cmd));
 	}
-	req.id       = (char *) a.a_pos[0];
+	req.id       = (char *) a.pos[0];
 	req.disabled = disable;
 	rc = cli_call(c, cmd, M("DisableOrganisation"), &req.base,
 	    &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, true);
@@ -571,16 +432,16 @@ org_show(cli *c, int argc, char **argv)
 	Haven__Capacity__V1__GetOrganisationRequest req =
 	    HAVEN__CAPACITY__V1__GET_ORGANISATION_REQUEST__INIT;
 	org_t *rep = NULL;
-	args   a;
+	cli_args   a;
 	int    rc;
 
-	if ((rc = args_parse(&a, argc, argv, "org show", 1, NULL, NULL)) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, "org show", 1, NULL, NULL)) != 0) {
 		return (rc);
 	}
-	if (a.a_npos != 1) {
+	if (a.npos != 1) {
 		return (cli_usage("org show needs the organisation ID"));
 	}
-	req.id = (char *) a.a_pos[0];
+	req.id = (char *) a.pos[0];
 	rc     = cli_call(c, "org show", M("GetOrganisation"), &req.base,
             &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, true);
 	return (org_reply(c, NULL, rc, rep));
@@ -593,19 +454,19 @@ org_list(cli *c, int argc, char **argv)
 	    HAVEN__CAPACITY__V1__LIST_ORGANISATIONS_REQUEST__INIT;
 	char    token[128] = "";
 	json_t *all        = json_array();
-	args    a;
+	cli_args    a;
 	int     role = 0;
 	int     rc;
 
-	if ((rc = args_parse(&a, argc, argv, "org list", 0, "role region", NULL)) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, "org list", 0, "role region", NULL)) != 0) {
 		goto out;
 	}
-	if (opt(&a, "role") != NULL && (rc = enum_parse(&haven__capacity__v1__role__descriptor,
-	                                    "role", opt(&a, "role"), &role)) != 0) {
+	if (cli_opt(&a, "role") != NULL && (rc = enum_parse(&haven__capacity__v1__role__descriptor,
+	                                    "role", cli_opt(&a, "role"), &role)) != 0) {
 		goto out;
 	}
 	req.role   = (Haven__Capacity__V1__Role) role;
-	req.region = (char *) (opt(&a, "region") != NULL ? opt(&a, "region") : "");
+	req.region = (char *) (cli_opt(&a, "region") != NULL ? cli_opt(&a, "region") : "");
 	req.page_size = 500;
 	if (!c->json) {
 		printf("%-24s %-13s %-22s %-9s %s\n", "ID", "ROLE", "REGION", "STATE", "NAME");
@@ -681,12 +542,12 @@ get_service(cli *c, const char *what, const char *id, view_t **out)
 
 /* Parses a comma list of enum names into out (at most max). */
 static int
-enum_list(const args *a, const char *name, const ProtobufCEnumDescriptor *d, const char *what,
+enum_list(const cli_args *a, const char *name, const ProtobufCEnumDescriptor *d, const char *what,
     int *out, size_t max, size_t *n)
 {
 	char *words[LIST_MAX];
 	char  buf[1024];
-	int   k = opt_list(a, name, words, LIST_MAX, buf, sizeof(buf));
+	int   k = cli_opt_list(a, name, words, LIST_MAX, buf, sizeof(buf));
 	int   rc;
 
 	if (k < 0 || (size_t) k > max) {
@@ -714,29 +575,29 @@ service_register(cli *c, int argc, char **argv)
 	char      *langs[LIST_MAX], *access[LIST_MAX];
 	char       langbuf[1024], accbuf[2048];
 	uint64_t   n;
-	args       a;
+	cli_args       a;
 	int        k, rc;
 
-	if ((rc = args_parse(&a, argc, argv, "service register", 0,
+	if ((rc = cli_args_parse(&a, argc, argv, "service register", 0,
 	         "org type region population languages total contact name id specialisation "
 	         "interval accessibility unit available",
 	         NULL)) != 0) {
 		return (rc);
 	}
-	if (opt(&a, "org") == NULL || opt(&a, "type") == NULL || opt(&a, "region") == NULL ||
-	    opt(&a, "population") == NULL || opt(&a, "total") == NULL ||
-	    opt(&a, "contact") == NULL) {
+	if (cli_opt(&a, "org") == NULL || cli_opt(&a, "type") == NULL || cli_opt(&a, "region") == NULL ||
+	    cli_opt(&a, "population") == NULL || cli_opt(&a, "total") == NULL ||
+	    cli_opt(&a, "contact") == NULL) {
 		return (cli_usage("service register needs --org, --type, --region, --population, "
 		                  "--total and --contact"));
 	}
-	s.org_id             = (char *) opt(&a, "org");
-	s.service_area       = (char *) opt(&a, "region");
-	s.front_door_contact = (char *) opt(&a, "contact");
-	s.id                 = (char *) (opt(&a, "id") != NULL ? opt(&a, "id") : "");
-	s.name               = (char *) (opt(&a, "name") != NULL ? opt(&a, "name") : "");
-	s.unit               = (char *) (opt(&a, "unit") != NULL ? opt(&a, "unit") : "");
+	s.org_id             = (char *) cli_opt(&a, "org");
+	s.service_area       = (char *) cli_opt(&a, "region");
+	s.front_door_contact = (char *) cli_opt(&a, "contact");
+	s.id                 = (char *) (cli_opt(&a, "id") != NULL ? cli_opt(&a, "id") : "");
+	s.name               = (char *) (cli_opt(&a, "name") != NULL ? cli_opt(&a, "name") : "");
+	s.unit               = (char *) (cli_opt(&a, "unit") != NULL ? cli_opt(&a, "unit") : "");
 	if ((rc = enum_parse(&haven__capacity__v1__service_type__descriptor, "type",
-	         opt(&a, "type"), &type)) != 0) {
+	         cli_opt(&a, "type"), &type)) != 0) {
 		return (rc);
 	}
 	s.type = (Haven__Capacity__V1__ServiceType) type;
@@ -748,27 +609,27 @@ service_register(cli *c, int argc, char **argv)
 	}
 	s.populations     = (Haven__Capacity__V1__Population *) pops;
 	s.specialisations = (Haven__Capacity__V1__Exploitation *) specs;
-	if ((k = opt_list(&a, "languages", langs, LIST_MAX, langbuf, sizeof(langbuf))) < 0 ||
+	if ((k = cli_opt_list(&a, "languages", langs, LIST_MAX, langbuf, sizeof(langbuf))) < 0 ||
 	    (s.n_languages = (size_t) k,
-	        (k = opt_list(&a, "accessibility", access, LIST_MAX, accbuf, sizeof(accbuf))) < 0)) {
+	        (k = cli_opt_list(&a, "accessibility", access, LIST_MAX, accbuf, sizeof(accbuf))) < 0)) {
 		return (cli_usage("--languages and --accessibility take at most %d values each",
 		    LIST_MAX));
 	}
 	s.languages       = langs;
 	s.n_accessibility = (size_t) k;
 	s.accessibility   = access;
-	if ((rc = parse_u64("--total", opt(&a, "total"), 1, 100000, &n)) != 0) {
+	if ((rc = parse_u64("--total", cli_opt(&a, "total"), 1, 100000, &n)) != 0) {
 		return (rc);
 	}
 	s.maximum = (uint32_t) n;
-	if (opt(&a, "available") != NULL) {
-		if ((rc = parse_u64("--available", opt(&a, "available"), 0, s.maximum, &n)) != 0) {
+	if (cli_opt(&a, "available") != NULL) {
+		if ((rc = parse_u64("--available", cli_opt(&a, "available"), 0, s.maximum, &n)) != 0) {
 			return (rc);
 		}
 		s.available = (uint32_t) n;
 	}
-	if (opt(&a, "interval") != NULL) {
-		if ((rc = parse_u64("--interval", opt(&a, "interval"), 60, 604800, &n)) != 0) {
+	if (cli_opt(&a, "interval") != NULL) {
+		if ((rc = parse_u64("--interval", cli_opt(&a, "interval"), 60, 604800, &n)) != 0) {
 			return (rc);
 		}
 		s.report_interval_s = (uint32_t) n;
@@ -791,16 +652,16 @@ static int
 service_show(cli *c, int argc, char **argv, const char *cmd, bool details)
 {
 	view_t *v = NULL;
-	args    a;
+	cli_args    a;
 	int     rc;
 
-	if ((rc = args_parse(&a, argc, argv, cmd, 1, NULL, NULL)) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, cmd, 1, NULL, NULL)) != 0) {
 		return (rc);
 	}
-	if (a.a_npos != 1) {
+	if (a.npos != 1) {
 		return (cli_usage("%s needs the service ID", cmd));
 	}
-	if ((rc = get_service(c, cmd, a.a_pos[0], &v)) != 0) {
+	if ((rc = get_service(c, cmd, a.pos[0], &v)) != 0) {
 		return (rc);
 	}
 	if (c->json) {
@@ -818,20 +679,20 @@ service_retire(cli *c, int argc, char **argv)
 	Haven__Capacity__V1__RetireServiceRequest req =
 	    HAVEN__CAPACITY__V1__RETIRE_SERVICE_REQUEST__INIT;
 	service_t *rep = NULL;
-	args       a;
+	cli_args       a;
 	int        rc;
 
-	if ((rc = args_parse(&a, argc, argv, "service retire", 1, "version", NULL)) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, "service retire", 1, "version", NULL)) != 0) {
 		return (rc);
 	}
-	if (a.a_npos != 1 || opt(&a, "version") == NULL) {
+	if (a.npos != 1 || cli_opt(&a, "version") == NULL) {
 		return (cli_usage("service retire needs the service ID and --version V"));
 	}
-	if ((rc = parse_u64("--version", opt(&a, "version"), 1, UINT64_MAX,
+	if ((rc = parse_u64("--version", cli_opt(&a, "version"), 1, UINT64_MAX,
 	         &req.based_on_version)) != 0) {
 		return (rc);
 	}
-	req.id = (char *) a.a_pos[0];
+	req.id = (char *) a.pos[0];
 	if ((rc = cli_call(c, "service retire", M("RetireService"), &req.base,
 	         &haven__capacity__v1__service__descriptor, (ProtobufCMessage **) &rep, false)) != 0) {
 		return (rc);
@@ -872,23 +733,23 @@ capacity_set(cli *c, int argc, char **argv)
 	    HAVEN__CAPACITY__V1__UPDATE_AVAILABILITY_REQUEST__INIT;
 	view_t  *v = NULL;
 	uint64_t n;
-	args     a;
+	cli_args     a;
 	int      rc;
 	char     fr[32];
 
-	if ((rc = args_parse(&a, argc, argv, "capacity set", 2, "version", NULL)) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, "capacity set", 2, "version", NULL)) != 0) {
 		return (rc);
 	}
-	if (a.a_npos != 2) {
+	if (a.npos != 2) {
 		return (cli_usage("capacity set needs SERVICE and AVAILABLE"));
 	}
-	if ((rc = parse_u64("AVAILABLE", a.a_pos[1], 0, 100000, &n)) != 0) {
+	if ((rc = parse_u64("AVAILABLE", a.pos[1], 0, 100000, &n)) != 0) {
 		return (rc);
 	}
-	req.service_id = (char *) a.a_pos[0];
+	req.service_id = (char *) a.pos[0];
 	req.available  = (uint32_t) n;
-	if (opt(&a, "version") != NULL) {
-		if ((rc = parse_u64("--version", opt(&a, "version"), 1, UINT64_MAX,
+	if (cli_opt(&a, "version") != NULL) {
+		if ((rc = parse_u64("--version", cli_opt(&a, "version"), 1, UINT64_MAX,
 		         &req.based_on_version)) != 0) {
 			return (rc);
 		}
@@ -928,25 +789,25 @@ capacity_find(cli *c, int argc, char **argv)
 	json_t  *all        = json_array();
 	int      type = 0, pop = 0;
 	int      k, rc;
-	args     a;
+	cli_args     a;
 
-	if ((rc = args_parse(&a, argc, argv, "capacity find", 0,
+	if ((rc = cli_args_parse(&a, argc, argv, "capacity find", 0,
 	         "type population language languages region", "free")) != 0) {
 		goto out;
 	}
-	if (opt(&a, "type") != NULL &&
-	    (rc = enum_parse(&haven__capacity__v1__service_type__descriptor, "type", opt(&a, "type"),
+	if (cli_opt(&a, "type") != NULL &&
+	    (rc = enum_parse(&haven__capacity__v1__service_type__descriptor, "type", cli_opt(&a, "type"),
 	         &type)) != 0) {
 		goto out;
 	}
-	if (opt(&a, "population") != NULL &&
+	if (cli_opt(&a, "population") != NULL &&
 	    (rc = enum_parse(&haven__capacity__v1__population__descriptor, "population",
-	         opt(&a, "population"), &pop)) != 0) {
+	         cli_opt(&a, "population"), &pop)) != 0) {
 		goto out;
 	}
 	req.type       = (Haven__Capacity__V1__ServiceType) type;
 	req.population = (Haven__Capacity__V1__Population) pop;
-	if ((k = opt_list(&a, "region", regions, LIST_MAX, regbuf, sizeof(regbuf))) < 0) {
+	if ((k = cli_opt_list(&a, "region", regions, LIST_MAX, regbuf, sizeof(regbuf))) < 0) {
 		rc = cli_usage("--region: at most %d regions", LIST_MAX);
 		goto out;
 	}
@@ -957,8 +818,8 @@ capacity_find(cli *c, int argc, char **argv)
 		char *more[LIST_MAX];
 		char  morebuf[700];
 		int   m;
-		if ((k = opt_list(&a, "language", langs, LIST_MAX, langbuf, sizeof(langbuf))) < 0 ||
-		    (m = opt_list(&a, "languages", more, LIST_MAX, morebuf, sizeof(morebuf))) < 0 ||
+		if ((k = cli_opt_list(&a, "language", langs, LIST_MAX, langbuf, sizeof(langbuf))) < 0 ||
+		    (m = cli_opt_list(&a, "languages", more, LIST_MAX, morebuf, sizeof(morebuf))) < 0 ||
 		    k + m > LIST_MAX) {
 			rc = cli_usage("--language: at most %d languages", LIST_MAX);
 			goto out;
@@ -968,7 +829,7 @@ capacity_find(cli *c, int argc, char **argv)
 		}
 		req.languages   = langs;
 		req.n_languages = (size_t) (k + m);
-		req.only_free = flag(&a, "free");
+		req.only_free = cli_flag(&a, "free");
 		req.page_size = 500;
 		if (!c->json) {
 			printf("%-22s %-15s %-22s %-8s %-6s %-6s %-10s %s\n", "SERVICE", "TYPE", "REGION",
@@ -1019,13 +880,13 @@ capacity_summary(cli *c, int argc, char **argv)
 	Haven__Capacity__V1__SummaryResponse *rep = NULL;
 	char                                 *regions[LIST_MAX];
 	char                                  regbuf[1200];
-	args                                  a;
+	cli_args                                  a;
 	int                                   k, rc;
 
-	if ((rc = args_parse(&a, argc, argv, "capacity summary", 0, "region", NULL)) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, "capacity summary", 0, "region", NULL)) != 0) {
 		return (rc);
 	}
-	if ((k = opt_list(&a, "region", regions, LIST_MAX, regbuf, sizeof(regbuf))) < 0) {
+	if ((k = cli_opt_list(&a, "region", regions, LIST_MAX, regbuf, sizeof(regbuf))) < 0) {
 		return (cli_usage("--region: at most %d regions", LIST_MAX));
 	}
 	req.regions   = regions;

@@ -45,8 +45,6 @@
 #define M(name) "haven.consent.v1.Consent/" name
 #define M_AUDIT(name) "haven.audit.v1.Audit/" name
 
-#define OPTS_MAX 32
-#define POS_MAX 2
 #define LIST_MAX 32
 #define NOTES_READ_MAX (4 * 1024 + 1)
 #define RECEIPT_FILE_MAX (64 * 1024)
@@ -54,144 +52,32 @@
 
 /* ---- arguments ------------------------------------------------------------------------ */
 
-typedef struct args {
-	const char *pos[POS_MAX];
-	size_t      npos;
-	struct {
-		const char *name;
-		const char *value; /* NULL for a flag */
-	} opt[OPTS_MAX];
-	size_t nopt;
-} args;
-
-/* Whether name (n bytes) is a word of the space-separated list. */
-static bool
-listed(const char *list, const char *name, size_t n)
-{
-	for (const char *p = list; (p = strstr(p, name)) != NULL; p += n) {
-		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0')) {
-			return (true);
-		}
-	}
-	return (false);
-}
-
-/* Splits argv into at most npos words and the options named in valued (take a value) and
- * flags. Returns 0 or CLI_EXIT_USAGE after saying why. */
+/* Every value of a repeatable, comma-separated option, split into out (pointing into buf);
+ * a usage error when there are more than LIST_MAX or they do not fit. */
 static int
-parse(args *a, int argc, char **argv, const char *cmd, size_t npos, const char *valued,
-    const char *flags)
+opt_values(const cli_args *a, const char *name, char **out, size_t *n, char *buf, size_t bufsz)
 {
-	memset(a, 0, sizeof(*a));
-	for (int i = 0; i < argc; i++) {
-		const char *w = argv[i];
-		const char *eq;
-		size_t      n;
-
-		if (strncmp(w, "--", 2) != 0 || w[2] == '\0') {
-			if (a->npos == npos) {
-				return (cli_usage("%s: unexpected argument '%s'", cmd, w));
-			}
-			a->pos[a->npos++] = w;
-			continue;
-		}
-		w += 2;
-		eq = strchr(w, '=');
-		n  = eq != NULL ? (size_t) (eq - w) : strlen(w);
-		if (a->nopt == OPTS_MAX) {
-			return (cli_usage("%s: too many options", cmd));
-		}
-		a->opt[a->nopt].name = w;
-		if (eq == NULL && listed(flags, w, n)) {
-			a->opt[a->nopt].value = NULL;
-		} else if (listed(valued, w, n)) {
-			if (eq != NULL) {
-				a->opt[a->nopt].value = eq + 1;
-			} else if (i + 1 < argc) {
-				a->opt[a->nopt].value = argv[++i];
-			} else {
-				return (cli_usage("%s: --%s needs a value", cmd, w));
-			}
-		} else {
-			return (cli_usage("%s: unknown option --%.*s", cmd, (int) n, w));
-		}
-		a->nopt++;
-	}
-	return (0);
-}
-
-static bool
-opt_is(const args *a, size_t i, const char *name)
-{
-	size_t n = strlen(name);
-
-	return (strncmp(a->opt[i].name, name, n) == 0 &&
-	    (a->opt[i].name[n] == '\0' || a->opt[i].name[n] == '='));
-}
-
-/* The last value of an option, or NULL. */
-static const char *
-opt(const args *a, const char *name)
-{
-	const char *v = NULL;
-
-	for (size_t i = 0; i < a->nopt; i++) {
-		if (opt_is(a, i, name) && a->opt[i].value != NULL) {
-			v = a->opt[i].value;
-		}
-	}
-	return (v);
-}
-
-static bool
-flag(const args *a, const char *name)
-{
-	for (size_t i = 0; i < a->nopt; i++) {
-		if (opt_is(a, i, name) && a->opt[i].value == NULL) {
-			return (true);
-		}
-	}
-	return (false);
-}
-
-/* Every value of a repeatable, comma-separated option, split into out (pointing into buf). */
-static int
-opt_list(const args *a, const char *name, char **out, size_t *n, char *buf, size_t bufsz)
-{
-	size_t used = 0;
+	int k = cli_opt_list(a, name, out, LIST_MAX, buf, bufsz);
 
 	*n = 0;
-	for (size_t i = 0; i < a->nopt; i++) {
-		char *save = NULL, *tok, *copy;
-		if (!opt_is(a, i, name) || a->opt[i].value == NULL) {
-			continue;
-		}
-		if (used + strlen(a->opt[i].value) + 1 > bufsz) {
-			return (cli_usage("--%s: too long", name));
-		}
-		copy = buf + used;
-		strcpy(copy, a->opt[i].value); /* length checked above */
-		used += strlen(copy) + 1;
-		for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-			if (*n == LIST_MAX) {
-				return (cli_usage("--%s: at most %d values", name, LIST_MAX));
-			}
-			out[(*n)++] = tok;
-		}
+	if (k < 0) {
+		return (cli_usage("--%s: at most %d values, %zu bytes in all", name, LIST_MAX,
+		    bufsz - 1));
 	}
+	*n = (size_t) k;
 	return (0);
 }
 
 /* A list of enum names into values with parse_fn. */
 static int
-enum_list(const args *a, const char *name, int (*parse_fn)(const char *, int *), int *out,
+enum_list(const cli_args *a, const char *name, int (*parse_fn)(const char *, int *), int *out,
     size_t *n, const char *valid)
 {
 	char   *words[LIST_MAX];
 	char    buf[1024];
 	int     rc;
 
-	if ((rc = opt_list(a, name, words, n, buf, sizeof(buf))) != 0) {
+	if ((rc = opt_values(a, name, words, n, buf, sizeof(buf))) != 0) {
 		return (rc);
 	}
 	for (size_t i = 0; i < *n; i++) {
@@ -352,21 +238,21 @@ do_subject_create(cli *c, int argc, char **argv)
 	char                                       lbuf[1024];
 	char                                      *notes = NULL;
 	size_t                                     nl;
-	args                                       a;
+	cli_args                                       a;
 	int                                        rc;
 
-	if ((rc = parse(&a, argc, argv, "subject create", 0,
+	if ((rc = cli_args_parse(&a, argc, argv, "subject create", 0,
 	         "name dob nationality language contact notes", "minor")) != 0) {
 		return (rc);
 	}
-	if ((rc = opt_list(&a, "language", langs, &nl, lbuf, sizeof(lbuf))) != 0) {
+	if ((rc = opt_values(&a, "language", langs, &nl, lbuf, sizeof(lbuf))) != 0) {
 		return (rc);
 	}
-	p.name          = (char *) (opt(&a, "name") ? opt(&a, "name") : "");
-	p.date_of_birth = (char *) (opt(&a, "dob") ? opt(&a, "dob") : "");
-	p.nationality   = (char *) (opt(&a, "nationality") ? opt(&a, "nationality") : "");
-	p.contact       = (char *) (opt(&a, "contact") ? opt(&a, "contact") : "");
-	p.notes         = (char *) (opt(&a, "notes") ? opt(&a, "notes") : "");
+	p.name          = (char *) (cli_opt(&a, "name") ? cli_opt(&a, "name") : "");
+	p.date_of_birth = (char *) (cli_opt(&a, "dob") ? cli_opt(&a, "dob") : "");
+	p.nationality   = (char *) (cli_opt(&a, "nationality") ? cli_opt(&a, "nationality") : "");
+	p.contact       = (char *) (cli_opt(&a, "contact") ? cli_opt(&a, "contact") : "");
+	p.notes         = (char *) (cli_opt(&a, "notes") ? cli_opt(&a, "notes") : "");
 	p.languages     = langs;
 	p.n_languages   = nl;
 	if (strcmp(p.notes, "-") == 0) {
@@ -376,7 +262,7 @@ do_subject_create(cli *c, int argc, char **argv)
 		p.notes = notes;
 	}
 	req.personal = &p;
-	req.minor    = flag(&a, "minor");
+	req.minor    = cli_flag(&a, "minor");
 	rc = cli_call(c, "subject create", M("CreateSubject"), &req.base,
 	    &haven__consent__v1__create_subject_response__descriptor, (ProtobufCMessage **) &rep,
 	    false);
@@ -403,10 +289,10 @@ do_subject_show(cli *c, int argc, char **argv)
 	Haven__Consent__V1__Subject          *rep = NULL;
 	const Haven__Consent__V1__PersonalData *p;
 	char                                  langs[1024], shown[128], t[32];
-	args                                  a;
+	cli_args                                  a;
 	int                                   rc;
 
-	if ((rc = parse(&a, argc, argv, "subject show", 1, "", "")) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, "subject show", 1, "", "")) != 0) {
 		return (rc);
 	}
 	if (a.npos != 1) {
@@ -461,10 +347,10 @@ do_subject_erase(cli *c, int argc, char **argv)
 	Haven__Consent__V1__EraseSubjectRequest   req = HAVEN__CONSENT__V1__ERASE_SUBJECT_REQUEST__INIT;
 	Haven__Consent__V1__EraseSubjectResponse *rep = NULL;
 	char                                      t[32];
-	args                                      a;
+	cli_args                                      a;
 	int                                       rc;
 
-	if ((rc = parse(&a, argc, argv, "subject erase", 1, "", "")) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, "subject erase", 1, "", "")) != 0) {
 		return (rc);
 	}
 	if (a.npos != 1) {
@@ -532,10 +418,10 @@ do_grant(cli *c, int argc, char **argv)
 	char                            *end;
 	long                             ndays = 365;
 	int                              by, method;
-	args                             a;
+	cli_args                             a;
 	int                              rc;
 
-	if ((rc = parse(&a, argc, argv, "consent grant", 1,
+	if ((rc = cli_args_parse(&a, argc, argv, "consent grant", 1,
 	         "purpose recipient category given-by method language expires",
 	         "accepting-provider")) != 0) {
 		return (rc);
@@ -545,26 +431,26 @@ do_grant(cli *c, int argc, char **argv)
 	}
 	if ((rc = enum_list(&a, "purpose", consent_purpose_parse, purposes, &np, PURPOSES)) != 0 ||
 	    (rc = enum_list(&a, "category", consent_category_parse, cats, &nc, CATEGORIES)) != 0 ||
-	    (rc = opt_list(&a, "recipient", recips, &nr, rbuf, sizeof(rbuf))) != 0) {
+	    (rc = opt_values(&a, "recipient", recips, &nr, rbuf, sizeof(rbuf))) != 0) {
 		return (rc);
 	}
 	if (np == 0 || nc == 0) {
 		return (cli_usage("consent grant needs --purpose and --category"));
 	}
-	if (nr == 0 && !flag(&a, "accepting-provider")) {
+	if (nr == 0 && !cli_flag(&a, "accepting-provider")) {
 		return (cli_usage("consent grant needs --recipient ORG or --accepting-provider"));
 	}
-	if (opt(&a, "given-by") == NULL || consent_given_by_parse(opt(&a, "given-by"), &by) != 0) {
+	if (cli_opt(&a, "given-by") == NULL || consent_given_by_parse(cli_opt(&a, "given-by"), &by) != 0) {
 		return (cli_usage("consent grant needs --given-by %s", GIVEN_BY));
 	}
-	if (opt(&a, "method") == NULL || consent_method_parse(opt(&a, "method"), &method) != 0) {
+	if (cli_opt(&a, "method") == NULL || consent_method_parse(cli_opt(&a, "method"), &method) != 0) {
 		return (cli_usage("consent grant needs --method %s", METHODS));
 	}
-	if (opt(&a, "language") == NULL) {
+	if (cli_opt(&a, "language") == NULL) {
 		return (cli_usage("consent grant needs --language (the language consent was asked "
 		                  "in, BCP 47: nl, ro, pt-BR)"));
 	}
-	if ((days = opt(&a, "expires")) != NULL) {
+	if ((days = cli_opt(&a, "expires")) != NULL) {
 		errno = 0;
 		ndays = strtol(days, &end, 10);
 		if (errno != 0 || *end != '\0' || ndays < 1 || ndays > 3650) {
@@ -578,10 +464,10 @@ do_grant(cli *c, int argc, char **argv)
 	req.n_categories       = nc;
 	req.recipients         = recips;
 	req.n_recipients       = nr;
-	req.accepting_provider = flag(&a, "accepting-provider");
+	req.accepting_provider = cli_flag(&a, "accepting-provider");
 	req.given_by           = (Haven__Consent__V1__GivenBy) by;
 	req.method             = (Haven__Consent__V1__Method) method;
-	req.language           = (char *) opt(&a, "language");
+	req.language           = (char *) cli_opt(&a, "language");
 	req.expires_ms         = auth_now_ms() + ndays * DAY_MS;
 	if ((rc = cli_call(c, "consent grant", M("Grant"), &req.base,
 	         &haven__consent__v1__consent_record__descriptor, (ProtobufCMessage **) &rep,
@@ -597,10 +483,10 @@ do_withdraw(cli *c, int argc, char **argv)
 {
 	Haven__Consent__V1__WithdrawRequest req = HAVEN__CONSENT__V1__WITHDRAW_REQUEST__INIT;
 	record_t                           *rep = NULL;
-	args                                a;
+	cli_args                                a;
 	int                                 rc;
 
-	if ((rc = parse(&a, argc, argv, "consent withdraw", 1, "", "")) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, "consent withdraw", 1, "", "")) != 0) {
 		return (rc);
 	}
 	if (a.npos != 1) {
@@ -620,11 +506,11 @@ do_list(cli *c, int argc, char **argv)
 {
 	Haven__Consent__V1__ListConsentsRequest   req = HAVEN__CONSENT__V1__LIST_CONSENTS_REQUEST__INIT;
 	Haven__Consent__V1__ListConsentsResponse *rep = NULL;
-	args                                      a;
+	cli_args                                      a;
 	int                                       rc;
 	int64_t                                   now = auth_now_ms();
 
-	if ((rc = parse(&a, argc, argv, "consent list", 1, "", "")) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, "consent list", 1, "", "")) != 0) {
 		return (rc);
 	}
 	if (a.npos != 1) {
@@ -674,27 +560,27 @@ do_check(cli *c, int argc, char **argv)
 	Haven__Consent__V1__CheckRequest   req = HAVEN__CONSENT__V1__CHECK_REQUEST__INIT;
 	Haven__Consent__V1__CheckResponse *rep = NULL;
 	int                                purpose, cat = 0;
-	args                               a;
+	cli_args                               a;
 	int                                rc;
 
-	if ((rc = parse(&a, argc, argv, "consent check", 1, "purpose recipient category",
+	if ((rc = cli_args_parse(&a, argc, argv, "consent check", 1, "purpose recipient category",
 	         "accepting-provider")) != 0) {
 		return (rc);
 	}
 	if (a.npos != 1) {
 		return (cli_usage("consent check takes one SUBJECT"));
 	}
-	if (opt(&a, "purpose") == NULL || consent_purpose_parse(opt(&a, "purpose"), &purpose) != 0) {
+	if (cli_opt(&a, "purpose") == NULL || consent_purpose_parse(cli_opt(&a, "purpose"), &purpose) != 0) {
 		return (cli_usage("consent check needs --purpose %s", PURPOSES));
 	}
-	if (opt(&a, "category") != NULL && consent_category_parse(opt(&a, "category"), &cat) != 0) {
+	if (cli_opt(&a, "category") != NULL && consent_category_parse(cli_opt(&a, "category"), &cat) != 0) {
 		return (cli_usage("--category: one of %s", CATEGORIES));
 	}
 	req.subject                         = (char *) a.pos[0];
 	req.purpose                         = (Haven__Consent__V1__Purpose) purpose;
-	req.recipient                       = (char *) (opt(&a, "recipient") ? opt(&a, "recipient") : "");
+	req.recipient                       = (char *) (cli_opt(&a, "recipient") ? cli_opt(&a, "recipient") : "");
 	req.category                        = (Haven__Consent__V1__Category) cat;
-	req.recipient_is_accepting_provider = flag(&a, "accepting-provider");
+	req.recipient_is_accepting_provider = cli_flag(&a, "accepting-provider");
 	if ((rc = cli_call(c, "consent check", M("Check"), &req.base,
 	         &haven__consent__v1__check_response__descriptor, (ProtobufCMessage **) &rep,
 	         false)) != 0) {
@@ -780,14 +666,14 @@ do_receipt(cli *c, int argc, char **argv)
 	size_t                                len, pemlen;
 	uint8_t                               pub[32];
 	char                                  why[128];
-	args                                  a;
+	cli_args                                  a;
 	int                                   rc;
 	hv_status                             st;
 
-	if ((rc = parse(&a, argc, argv, "consent receipt", 1, "verify key", "")) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, "consent receipt", 1, "verify key", "")) != 0) {
 		return (rc);
 	}
-	if ((file = opt(&a, "verify")) == NULL) {
+	if ((file = cli_opt(&a, "verify")) == NULL) {
 		if (a.npos != 1) {
 			return (cli_usage("consent receipt takes one consent ID (or --verify FILE)"));
 		}
@@ -805,7 +691,7 @@ do_receipt(cli *c, int argc, char **argv)
 	if (a.npos != 0) {
 		return (cli_usage("consent receipt --verify FILE takes no consent ID"));
 	}
-	if ((keyfile = opt(&a, "key")) != NULL) {
+	if ((keyfile = cli_opt(&a, "key")) != NULL) {
 		if ((st = crypto_read_file(keyfile, 16 * 1024, false, &pem, &pemlen)) != HV_OK ||
 		    (st = crypto_ed25519_public(pem, pemlen, pub)) != HV_OK) {
 			free(pem);
@@ -931,13 +817,13 @@ do_audit_show(cli *c, int argc, char **argv)
 	char                           *end;
 	unsigned long long              after = 0, limit = 0;
 	bool                            all;
-	args                            a;
+	cli_args                            a;
 	int                             rc;
 
-	if ((rc = parse(&a, argc, argv, "audit show", 0, "subject after limit", "")) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, "audit show", 0, "subject after limit", "")) != 0) {
 		return (rc);
 	}
-	if ((v = opt(&a, "after")) != NULL) {
+	if ((v = cli_opt(&a, "after")) != NULL) {
 		errno = 0;
 		after = strtoull(v, &end, 10);
 		if (errno != 0 || *end != '\0') {
@@ -945,7 +831,7 @@ do_audit_show(cli *c, int argc, char **argv)
 		}
 	}
 	/* Without --limit, every entry (page by page); with it, one page. */
-	if ((v = opt(&a, "limit")) != NULL) {
+	if ((v = cli_opt(&a, "limit")) != NULL) {
 		errno = 0;
 		limit = strtoull(v, &end, 10);
 		if (errno != 0 || *end != '\0' || limit < 1 || limit > 1000) {
@@ -953,7 +839,7 @@ do_audit_show(cli *c, int argc, char **argv)
 		}
 	}
 	all         = limit == 0;
-	req.subject = (char *) (opt(&a, "subject") ? opt(&a, "subject") : "");
+	req.subject = (char *) (cli_opt(&a, "subject") ? cli_opt(&a, "subject") : "");
 	req.limit   = (uint32_t) (all ? 1000 : limit);
 	req.after_seq = after;
 	if (c->json) {
