@@ -19,10 +19,18 @@
 #define CLI_EXIT_USAGE 64
 
 typedef struct cli {
-	rpc_channel *ch;
-	bool         json;
-	uint32_t     timeout_ms;
+	rpc_channel        *ch; /* NULL until the first call (cli_channel) */
+	bool                json;
+	uint32_t            timeout_ms;
+	const char         *url;
+	rpc_channel_options co;
+	const char         *org; /* log in as this organisation (--org), or NULL */
 } cli;
+
+/* The channel to the node: opened, and logged in with --org, at the first call, so that a
+ * command refused for its arguments never connects. NULL after printing why it could not be
+ * opened; *rc is then the exit code. */
+rpc_channel *cli_channel(cli *c, int *rc);
 
 /* Calls method on the node with the CLI's timeout. On failure prints the status and the
  * server's message (stderr; and a JSON error object on stdout with --json) and returns the

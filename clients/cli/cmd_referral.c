@@ -380,6 +380,7 @@ referral_create(cli *c, int argc, char **argv)
 	rpc_call_options                  o = { .timeout_ms = c->timeout_ms };
 	ProtobufCMessage                 *rep = NULL;
 	char                              err[RPC_ERRMSG_MAX];
+	rpc_channel                      *ch;
 	int                               opt, v, rc;
 	hv_status                         st;
 
@@ -456,7 +457,10 @@ referral_create(cli *c, int argc, char **argv)
 		key = keybuf;
 	}
 	o.idempotency_key = key;
-	st = rpc_channel_call(c->ch, M("CreateReferral"), &req.base,
+	if ((ch = cli_channel(c, &rc)) == NULL) {
+		return (rc);
+	}
+	st = rpc_channel_call(ch, M("CreateReferral"), &req.base,
 	    &haven__referral__v1__referral__descriptor, &rep, &o, err, sizeof(err));
 	if (st != HV_OK) {
 		return (cli_fail(c, "referral create", st, err));

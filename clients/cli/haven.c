@@ -118,15 +118,64 @@ cli_fail(cli *c, const char *what, hv_status code, const char *msg)
 	return ((int) code);
 }
 
+rpc_channel *
+cli_channel(cli *c, int *rc)
+{
+	char      err[RPC_ERRMSG_MAX];
+	char     *key = NULL;
+	size_t    keylen;
+	hv_status st;
+
+	if (c->ch != NULL) {
+		return (c->ch);
+	}
+	if ((st = rpc_channel_open(&c->ch, c->url, &c->co)) != HV_OK) {
+		fprintf(stderr, "haven: cannot use %s: %s%s\n", c->url, hv_status_name(st),
+		    st == HV_PERMISSION_DENIED  ? " (plain tcp:// is not allowed, or a key file is open "
+		                                  "to others)"
+		    : st == HV_INVALID_ARGUMENT ? " (tls+tcp:// needs --ca, --cert and --key)"
+		                                : "");
+		c->ch = NULL;
+		*rc   = (int) st;
+		return (NULL);
+	}
+	if (c->org == NULL) {
+		return (c->ch);
+	}
+	if ((st = crypto_read_file(c->co.tls_key_file, 64 * 1024, true, &key, &keylen)) != HV_OK) {
+		fprintf(stderr, "haven: cannot read key %s: %s\n", c->co.tls_key_file,
+		    hv_status_name(st));
+		*rc = (int) st;
+		goto fail;
+	}
+	st = auth_login(c->ch, c->org, key, keylen, c->timeout_ms, err, sizeof(err));
+	crypto_wipe(key, keylen);
+	free(key);
+	if (st != HV_OK) {
+		*rc = cli_fail(c, "login", st, err);
+		goto fail;
+	}
+	return (c->ch);
+fail:
+	rpc_channel_close(c->ch);
+	c->ch = NULL;
+	return (NULL);
+}
+
 int
 cli_call(cli *c, const char *what, const char *method, const ProtobufCMessage *req,
     const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply, bool idempotent)
 {
 	rpc_call_options o = { .timeout_ms = c->timeout_ms, .idempotent = idempotent };
 	char             err[RPC_ERRMSG_MAX];
+	rpc_channel     *ch;
+	int              rc;
 	hv_status        st;
 
-	st = rpc_channel_call(c->ch, method, req, reply_desc, reply, &o, err, sizeof(err));
+	if ((ch = cli_channel(c, &rc)) == NULL) {
+		return (rc);
+	}
+	st = rpc_channel_call(ch, method, req, reply_desc, reply, &o, err, sizeof(err));
 	if (st != HV_OK) {
 		return (cli_fail(c, what, st, err));
 	}
@@ -174,15 +223,11 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	cli                 c    = { .timeout_ms = 10000 };
-	rpc_channel_options co   = { 0 };
+	rpc_channel_options *co  = &c.co;
 	const char         *data = getenv("HAVEN_DATA");
-	const char         *url  = NULL;
-	const char         *org  = NULL;
 	char                defurl[PATH_MAX + 32];
-	char                err[RPC_ERRMSG_MAX];
 	int                 opt;
 	int                 ret = CLI_EXIT_USAGE;
-	hv_status           st;
 
 	while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -190,19 +235,19 @@ main(int argc, char **argv)
 			data = optarg;
 			break;
 		case 'u':
-			url = optarg;
+			c.url = optarg;
 			break;
 		case 'a':
-			co.tls_ca_file = optarg;
+			co->tls_ca_file = optarg;
 			break;
 		case 'c':
-			co.tls_cert_file = optarg;
+			co->tls_cert_file = optarg;
 			break;
 		case 'k':
-			co.tls_key_file = optarg;
+			co->tls_key_file = optarg;
 			break;
 		case 'o':
-			org = optarg;
+			c.org = optarg;
 			break;
 		case 't': {
 			char *end;
@@ -230,39 +275,14 @@ main(int argc, char **argv)
 		return (CLI_EXIT_USAGE);
 	}
 	log_init("cli", LOG_LEVEL_WARN);
-	if (url == NULL) {
+	if (c.url == NULL) {
 		snprintf(defurl, sizeof(defurl), "ipc://%s/run/haven.sock",
 		    data != NULL ? data : "./haven-data");
-		url = defurl;
+		c.url = defurl;
 	}
-	if ((st = rpc_channel_open(&c.ch, url, &co)) != HV_OK) {
-		fprintf(stderr, "haven: cannot use %s: %s%s\n", url, hv_status_name(st),
-		    st == HV_PERMISSION_DENIED  ? " (plain tcp:// is not allowed, or a key file is open "
-		                                  "to others)"
-		    : st == HV_INVALID_ARGUMENT ? " (tls+tcp:// needs --ca, --cert and --key)"
-		                                : "");
-		return ((int) st);
-	}
-	if (org != NULL) {
-		char  *key = NULL;
-		size_t keylen;
-		if (co.tls_key_file == NULL) {
-			fprintf(stderr, "haven: --org needs --key\n");
-			goto out;
-		}
-		if ((st = crypto_read_file(co.tls_key_file, 64 * 1024, true, &key, &keylen)) != HV_OK) {
-			fprintf(stderr, "haven: cannot read key %s: %s\n", co.tls_key_file,
-			    hv_status_name(st));
-			ret = (int) st;
-			goto out;
-		}
-		st = auth_login(c.ch, org, key, keylen, c.timeout_ms, err, sizeof(err));
-		crypto_wipe(key, keylen);
-		free(key);
-		if (st != HV_OK) {
-			ret = cli_fail(&c, "login", st, err);
-			goto out;
-		}
+	if (c.org != NULL && co->tls_key_file == NULL) {
+		fprintf(stderr, "haven: --org needs --key\n");
+		return (CLI_EXIT_USAGE);
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strcmp(commands[i].name, argv[optind]) == 0) {

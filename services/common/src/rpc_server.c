@@ -46,6 +46,12 @@
 #include <unistd.h>
 
 #define MAX_LISTENERS 8
+/* The ipc:// listener watchdog (see ipc_watch_main): how often each ipc listener is called,
+ * how long a probe may take, and how many probes in a row must fail before the listener is
+ * made again. */
+#define IPC_PROBE_EVERY_MS 2000
+#define IPC_PROBE_TIMEOUT_MS 1000
+#define IPC_PROBE_FAILS 3
 #define MAX_HEALTH 32
 #define ECHO_MAX (64 * 1024)
 
@@ -66,6 +72,9 @@ typedef struct listener_entry {
 	nng_tls_config *l_tls;
 	int             l_lockfd; /* ipc:// lock file, or -1 */
 	char           *l_lockpath;
+	char           *l_url;      /* as given to rpc_server_listen */
+	unsigned        l_failed;   /* ipc://: probes failed in a row */
+	uint64_t        l_restarts; /* ipc://: times the watchdog made it again */
 } listener_entry;
 
 typedef struct health_entry {
@@ -122,6 +131,9 @@ struct rpc_server {
 	bool               sv_closing;
 	pthread_t         *sv_workers;
 	unsigned           sv_nworkers;
+	pthread_t          sv_watch;         /* ipc listener watchdog */
+	bool               sv_watch_running;
+	pthread_cond_t     sv_watch_cv;      /* wakes it for closing */
 
 	health_entry       sv_health[MAX_HEALTH];
 	size_t             sv_nhealth;
@@ -487,7 +499,7 @@ pipe_transport(rpc_server *srv, nng_pipe p)
 	int id = nng_listener_id(nng_pipe_listener(p));
 
 	for (size_t i = 0; i < srv->sv_nlisteners; i++) {
-		if (srv->sv_listeners[i].l_id == id) {
+		if (__atomic_load_n(&srv->sv_listeners[i].l_id, __ATOMIC_ACQUIRE) == id) {
 			return (srv->sv_listeners[i].l_transport);
 		}
 	}
@@ -791,6 +803,10 @@ rpc_collect(void *arg, metrics_writer *w)
 	    "Calls answered INVALID_ARGUMENT before dispatch (envelope, metadata or payload).");
 	metrics_sample(w, "haven_rpc_malformed_total", (double) atomic_load(&srv->sv_malformed),
 	    (char *) NULL);
+	metrics_family(w, "haven_rpc_ipc_relistens_total", METRICS_COUNTER,
+	    "Times an ipc:// listener that stopped accepting (libnng 1.5.2) was made again.");
+	metrics_sample(w, "haven_rpc_ipc_relistens_total", (double) rpc_server_ipc_restarts(srv),
+	    (char *) NULL);
 	metrics_family(w, "haven_rpc_queued_calls", METRICS_GAUGE,
 	    "Calls waiting for a worker thread now.");
 	metrics_sample(w, "haven_rpc_queued_calls", queued, (char *) NULL);
@@ -856,6 +872,7 @@ rpc_server_open(rpc_server **out, const rpc_server_options *opts)
 	pthread_mutex_init(&srv->sv_mtx, NULL);
 	pthread_cond_init(&srv->sv_work_cv, NULL);
 	pthread_cond_init(&srv->sv_idle_cv, NULL);
+	pthread_cond_init(&srv->sv_watch_cv, NULL);
 
 	if ((st = metrics_open(&srv->sv_metrics)) != HV_OK ||
 	    (st = metrics_add_collector(srv->sv_metrics, rpc_collect, srv)) != HV_OK) {
@@ -960,12 +977,54 @@ tls_server_config(const rpc_server_options *o, nng_tls_config **out)
 	return (HV_OK);
 }
 
+/* Creates and starts le's nng listener on le->l_url (TLS configuration made on first use). */
+static hv_status
+listener_open(rpc_server *srv, listener_entry *le)
+{
+	hv_status st;
+	int       rv;
+
+	if ((rv = nng_listener_create(&le->l_listener, srv->sv_sock, le->l_url)) != 0) {
+		log_error("rpc: cannot listen on %s: %s", le->l_url, nng_strerror(rv));
+		return (hv_status_from_nng(rv));
+	}
+	/* Before it accepts: pipe_transport must know its first pipe. */
+	__atomic_store_n(&le->l_id, nng_listener_id(le->l_listener), __ATOMIC_RELEASE);
+	if ((rv = nng_listener_set_size(le->l_listener, NNG_OPT_RECVMAXSZ, srv->sv_opts.max_msg)) !=
+	    0) {
+		st = hv_status_from_nng(rv);
+		goto fail;
+	}
+	if (le->l_transport == RPC_TRANSPORT_IPC &&
+	    (rv = nng_listener_set_int(le->l_listener, NNG_OPT_IPC_PERMISSIONS, 0600)) != 0) {
+		st = hv_status_from_nng(rv);
+		goto fail;
+	}
+	if (le->l_transport == RPC_TRANSPORT_TLS) {
+		if (le->l_tls == NULL && (st = tls_server_config(&srv->sv_opts, &le->l_tls)) != HV_OK) {
+			goto fail;
+		}
+		if ((rv = nng_listener_set_ptr(le->l_listener, NNG_OPT_TLS_CONFIG, le->l_tls)) != 0) {
+			st = hv_status_from_nng(rv);
+			goto fail;
+		}
+	}
+	if ((rv = nng_listener_start(le->l_listener, 0)) != 0) {
+		log_error("rpc: cannot listen on %s: %s", le->l_url, nng_strerror(rv));
+		st = hv_status_from_nng(rv);
+		goto fail;
+	}
+	return (HV_OK);
+fail:
+	nng_listener_close(le->l_listener);
+	return (st);
+}
+
 hv_status
 rpc_server_listen(rpc_server *srv, const char *url)
 {
 	listener_entry *le;
 	hv_status       st;
-	int             rv;
 
 	if (srv == NULL || url == NULL || srv->sv_started) {
 		return (HV_INVALID_ARGUMENT);
@@ -979,46 +1038,15 @@ rpc_server_listen(rpc_server *srv, const char *url)
 	if ((st = rpc_url_transport(url, srv->sv_opts.insecure_tcp, &le->l_transport)) != HV_OK) {
 		return (st);
 	}
-	if (le->l_transport == RPC_TRANSPORT_IPC &&
-	    (st = ipc_prepare(url + strlen("ipc://"), le)) != HV_OK) {
-		goto fail;
+	if ((le->l_url = strdup(url)) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
 	}
-	if ((rv = nng_listener_create(&le->l_listener, srv->sv_sock, url)) != 0) {
-		log_error("rpc: cannot listen on %s: %s", url, nng_strerror(rv));
-		st = hv_status_from_nng(rv);
-		goto fail;
+	if ((le->l_transport != RPC_TRANSPORT_IPC ||
+	        (st = ipc_prepare(url + strlen("ipc://"), le)) == HV_OK) &&
+	    (st = listener_open(srv, le)) == HV_OK) {
+		srv->sv_nlisteners++;
+		return (HV_OK);
 	}
-	if ((rv = nng_listener_set_size(le->l_listener, NNG_OPT_RECVMAXSZ, srv->sv_opts.max_msg)) !=
-	    0) {
-		st = hv_status_from_nng(rv);
-		goto fail_listener;
-	}
-	if (le->l_transport == RPC_TRANSPORT_IPC &&
-	    (rv = nng_listener_set_int(le->l_listener, NNG_OPT_IPC_PERMISSIONS, 0600)) != 0) {
-		st = hv_status_from_nng(rv);
-		goto fail_listener;
-	}
-	if (le->l_transport == RPC_TRANSPORT_TLS) {
-		if ((st = tls_server_config(&srv->sv_opts, &le->l_tls)) != HV_OK) {
-			goto fail_listener;
-		}
-		if ((rv = nng_listener_set_ptr(le->l_listener, NNG_OPT_TLS_CONFIG, le->l_tls)) != 0) {
-			st = hv_status_from_nng(rv);
-			goto fail_listener;
-		}
-	}
-	if ((rv = nng_listener_start(le->l_listener, 0)) != 0) {
-		log_error("rpc: cannot listen on %s: %s", url, nng_strerror(rv));
-		st = hv_status_from_nng(rv);
-		goto fail_listener;
-	}
-	le->l_id = nng_listener_id(le->l_listener);
-	srv->sv_nlisteners++;
-	return (HV_OK);
-
-fail_listener:
-	nng_listener_close(le->l_listener);
-fail:
 	if (le->l_tls != NULL) {
 		nng_tls_config_free(le->l_tls);
 	}
@@ -1026,8 +1054,116 @@ fail:
 		close(le->l_lockfd);
 	}
 	free(le->l_lockpath);
+	free(le->l_url);
 	memset(le, 0, sizeof(*le));
 	return (st);
+}
+
+/* ---- the ipc:// listener watchdog ------------------------------------------------------- */
+
+/*
+ * libnng 1.5.2 (Debian 12's) has a flaw in its ipc:// transport (nng issue #1518, fixed in
+ * 1.6): when a peer disconnects while the connection is still negotiating, the listener may
+ * take the error for its own closing and stop accepting, for good. Calls on connections made
+ * before keep working; every new connection hangs until its caller's deadline. Any process
+ * of the node's user can cause it by connecting and closing at once (a CLI refused for its
+ * arguments used to). tls+tcp:// listeners were not found to be affected.
+ *
+ * So every IPC_PROBE_EVERY_MS this thread makes a fresh connection to each ipc:// listener
+ * and calls Health/Check, which completes the negotiation properly (it cannot itself cause
+ * the fault). After IPC_PROBE_FAILS failures in a row the listener is closed and made again
+ * on the same path, still under its lock; its existing connections close with it and their
+ * clients reconnect.
+ */
+static hv_status
+ipc_probe(const char *url)
+{
+	Haven__Health__V1__HealthCheckRequest req = HAVEN__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	rpc_call_options  o     = { .timeout_ms = IPC_PROBE_TIMEOUT_MS, .idempotent = true };
+	ProtobufCMessage *reply = NULL;
+	rpc_channel      *ch    = NULL;
+	hv_status         st;
+
+	if ((st = rpc_channel_open(&ch, url, NULL)) != HV_OK) {
+		return (st);
+	}
+	st = rpc_channel_call(ch, "haven.health.v1.Health/Check", &req.base,
+	    &haven__health__v1__health_check_response__descriptor, &reply, &o, NULL, 0);
+	protobuf_c_message_free_unpacked(reply, NULL);
+	rpc_channel_close(ch);
+	return (st);
+}
+
+static void
+ipc_relisten(rpc_server *srv, listener_entry *le)
+{
+	hv_status st;
+
+	log_warn("rpc: %s stopped accepting connections (libnng 1.5.2, nng issue #1518); "
+	         "listening again",
+	    le->l_url);
+	nng_listener_close(le->l_listener);
+	(void) unlink(le->l_url + strlen("ipc://")); /* ours: the lock is held */
+	if ((st = listener_open(srv, le)) != HV_OK) {
+		log_error("rpc: cannot listen on %s again: %s (tried again in %d ms)", le->l_url,
+		    hv_status_name(st), IPC_PROBE_EVERY_MS);
+		return;
+	}
+	__atomic_add_fetch(&le->l_restarts, 1, __ATOMIC_RELAXED);
+	le->l_failed = 0;
+}
+
+static void *
+ipc_watch_main(void *arg)
+{
+	rpc_server     *srv = arg;
+	struct timespec until;
+
+	pthread_mutex_lock(&srv->sv_mtx);
+	while (!srv->sv_closing) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += (long) IPC_PROBE_EVERY_MS % 1000 * 1000000L;
+		until.tv_sec += IPC_PROBE_EVERY_MS / 1000 + until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		while (!srv->sv_closing &&
+		    pthread_cond_timedwait(&srv->sv_watch_cv, &srv->sv_mtx, &until) == 0) {
+		}
+		if (srv->sv_closing) {
+			break;
+		}
+		pthread_mutex_unlock(&srv->sv_mtx);
+		for (size_t i = 0; i < srv->sv_nlisteners; i++) {
+			listener_entry *le = &srv->sv_listeners[i];
+			hv_status       st;
+
+			if (le->l_transport != RPC_TRANSPORT_IPC) {
+				continue;
+			}
+			st = ipc_probe(le->l_url);
+			/* A full queue or a refusal is an answer: the listener accepted. */
+			if (st == HV_DEADLINE_EXCEEDED || st == HV_UNAVAILABLE) {
+				if (++le->l_failed >= IPC_PROBE_FAILS) {
+					ipc_relisten(srv, le);
+				}
+			} else {
+				le->l_failed = 0;
+			}
+		}
+		pthread_mutex_lock(&srv->sv_mtx);
+	}
+	pthread_mutex_unlock(&srv->sv_mtx);
+	return (NULL);
+}
+
+uint64_t
+rpc_server_ipc_restarts(rpc_server *srv)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; srv != NULL && i < srv->sv_nlisteners; i++) {
+		n += __atomic_load_n(&srv->sv_listeners[i].l_restarts, __ATOMIC_RELAXED);
+	}
+	return (n);
 }
 
 hv_status
@@ -1068,6 +1204,12 @@ rpc_server_start(rpc_server *srv)
 		sl->s_state = SLOT_RECV;
 		nng_ctx_recv(sl->s_ctx, sl->s_aio);
 	}
+	for (size_t i = 0; i < srv->sv_nlisteners && !srv->sv_watch_running; i++) {
+		if (srv->sv_listeners[i].l_transport == RPC_TRANSPORT_IPC &&
+		    pthread_create(&srv->sv_watch, NULL, ipc_watch_main, srv) == 0) {
+			srv->sv_watch_running = true;
+		}
+	}
 	log_info("rpc: %s serving with %u workers, queue %u, %u contexts", srv->sv_opts.name,
 	    srv->sv_opts.workers, srv->sv_opts.queue, srv->sv_opts.contexts);
 	return (HV_OK);
@@ -1099,6 +1241,7 @@ rpc_server_close(rpc_server *srv)
 	pthread_mutex_lock(&srv->sv_mtx);
 	srv->sv_closing = true;
 	pthread_cond_broadcast(&srv->sv_work_cv);
+	pthread_cond_broadcast(&srv->sv_watch_cv);
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += 10;
 	while (srv->sv_inflight > 0) {
@@ -1108,6 +1251,9 @@ rpc_server_close(rpc_server *srv)
 		}
 	}
 	pthread_mutex_unlock(&srv->sv_mtx);
+	if (srv->sv_watch_running) {
+		pthread_join(srv->sv_watch, NULL); /* it touches the listeners */
+	}
 	for (unsigned i = 0; i < srv->sv_nworkers; i++) {
 		pthread_join(srv->sv_workers[i], NULL);
 	}
@@ -1135,6 +1281,7 @@ rpc_server_close(rpc_server *srv)
 			close(le->l_lockfd);
 		}
 		free(le->l_lockpath);
+		free(le->l_url);
 	}
 	free(srv->sv_slots);
 	free(srv->sv_queue);
@@ -1143,6 +1290,7 @@ rpc_server_close(rpc_server *srv)
 	metrics_close(srv->sv_metrics);
 	pthread_cond_destroy(&srv->sv_work_cv);
 	pthread_cond_destroy(&srv->sv_idle_cv);
+	pthread_cond_destroy(&srv->sv_watch_cv);
 	pthread_mutex_destroy(&srv->sv_mtx);
 	free(srv);
 }

@@ -163,6 +163,12 @@ typedef struct rpc_server_stats {
 } rpc_server_stats;
 void rpc_server_get_stats(rpc_server *srv, rpc_server_stats *out);
 
+/* How often an ipc:// listener was made again after it stopped accepting connections
+ * (libnng 1.5.2's nng issue #1518: a peer that disconnects while negotiating can stop a
+ * listener for good). The server checks each ipc:// listener every 2 s with a Health call
+ * over a fresh connection and listens again after 3 failures in a row. */
+uint64_t rpc_server_ipc_restarts(rpc_server *srv);
+
 /* Inside a handler. */
 const rpc_caller *rpc_call_caller(const rpc_call *call);
 const char *rpc_call_method(const rpc_call *call);
