@@ -1,0 +1,79 @@
+#!/bin/sh
+# cli_test.sh - the haven CLI's bad input against a running haven-node: each refused
+# invocation exits with the documented code (64 for usage, else the gRPC status of the call)
+# and one message that names the problem; --name=VALUE and --name VALUE are both read.
+#
+#   cli_test.sh HAVEN_NODE HAVEN_CLI
+set -eu
+
+node=$1
+cli=$2
+base=${HAVEN_TEST_TMP:-/tmp}
+mkdir -p "$base"
+tmp=$(mktemp -d "$base/cli-XXXXXX")
+pid=
+fails=0
+
+cleanup() {
+	if [ -n "$pid" ]; then
+		kill -TERM "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+"$node" --data "$tmp/d" 2>"$tmp/node.log" &
+pid=$!
+i=0
+until "$cli" --data "$tmp/d" --timeout 500 health >/dev/null 2>&1; do
+	i=$((i + 1))
+	[ $i -lt 100 ] || { echo "cli_test: the node does not answer" >&2; tail "$tmp/node.log" >&2; exit 1; }
+	sleep 0.1
+done
+
+# expect CODE "MESSAGE PART" ARGS...: runs the CLI on the node; fails the test unless it
+# exits with CODE and its standard error holds MESSAGE PART.
+expect() {
+	want=$1
+	part=$2
+	shift 2
+	rc=0
+	"$cli" --data "$tmp/d" --timeout 5000 "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+	if [ "$rc" -ne "$want" ] || { [ -n "$part" ] && ! grep -qF -- "$part" "$tmp/err"; }; then
+		echo "cli_test: FAIL: haven $* -> exit $rc (want $want), stderr: $(cat "$tmp/err")" >&2
+		fails=$((fails + 1))
+	fi
+}
+S=0123456789abcdef0123456789abcdef
+
+# Usage errors: 64, the command and what is wrong.
+expect 64 "unknown command 'frobnicate'" frobnicate
+expect 64 "consent grant takes one SUBJECT" consent grant
+expect 64 "unknown option --bogus" consent grant $S --bogus x
+expect 64 "--purpose needs a value" consent check $S --purpose
+expect 64 "needs --purpose" consent check $S --purpose=gossip
+expect 64 "capacity set needs SERVICE and AVAILABLE" capacity set
+expect 64 "referral create needs --subject" referral create --subject $S
+expect 64 "unknown type 'spaceship'" service register --org x --type spaceship --region Rotterdam \
+	--population women --total 3 --contact c
+expect 64 "--days must be 1..3650, not '-3'" stats --days=-3
+expect 64 "--timeout must be 1..3600000 ms" --timeout abc health
+expect 64 "--org needs --key" --org acme health
+# The node's answers: the gRPC status as the exit code, and its message.
+expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region Atlantis
+expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region=Atlantis
+expect 5 "no subject $S" subject show $S
+expect 3 "subject id must be 32 lower-case hex characters" consent check nothex --purpose referral
+expect 3 "subject id must be 32 lower-case hex characters" audit show --subject=zz
+
+# Many refused invocations in a row leave the node answering at once.
+n=0
+while [ $n -lt 20 ]; do
+	"$cli" --data "$tmp/d" frobnicate >/dev/null 2>&1 || true
+	n=$((n + 1))
+done
+expect 0 "" --timeout 1000 health
+
+[ "$fails" -eq 0 ] || { echo "cli_test: $fails failed" >&2; exit 1; }
+echo "cli_test: ok"
