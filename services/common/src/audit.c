@@ -296,6 +296,7 @@ index_key(uint8_t key[SUBJECT_KEY_MAX], uint64_t seq, const char *subject, size_
 typedef struct rebuild_job {
 	audit   *rj_a;
 	uint64_t rj_next;  /* the next seq to index */
+	uint64_t rj_count; /* log entries read */
 	bool     rj_done;
 	bool     rj_needed;
 } rebuild_job;
@@ -373,6 +374,7 @@ index_rebuild_fn(store_txn *txn, void *arg)
 			break;
 		}
 		j->rj_next = e.seq + 1;
+		j->rj_count++;
 		done++;
 	}
 	store_cursor_close(c);
@@ -390,18 +392,21 @@ index_rebuild_fn(store_txn *txn, void *arg)
 static hv_status
 index_prepare(audit *a)
 {
-	rebuild_job j = { a, 1, false, false };
+	rebuild_job j = { a, 1, 0, false, false };
 	hv_status   st;
 
 	if ((st = store_write(a->a_store, index_check_fn, &j)) != HV_OK || !j.rj_needed) {
 		return (st);
 	}
-	log_info("audit: building the subject index from the log");
 	while (!j.rj_done) {
 		if ((st = store_write(a->a_store, index_rebuild_fn, &j)) != HV_OK) {
 			log_error("audit: cannot build the subject index: %s", hv_status_name(st));
 			return (st);
 		}
+	}
+	if (j.rj_count > 0) {
+		log_info("audit: the subject index was built from the log's %llu entries",
+		    (unsigned long long) j.rj_count);
 	}
 	return (HV_OK);
 }
