@@ -43,7 +43,7 @@ as() {
 }
 
 for _ in $(seq 1 50); do
-  op --timeout 200 health >/dev/null 2>&1 && break
+  op --timeout 2000 health >/dev/null 2>&1 && break
   sleep 0.1
 done
 op health

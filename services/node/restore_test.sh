@@ -52,7 +52,7 @@ start() {
 	"$node" --data "$d" "$@" 2>"$log" &
 	pid=$!
 	i=0
-	until "$cli" --data "$d" --timeout 200 health >/dev/null 2>&1; do
+	until "$cli" --data "$d" --timeout 2000 health >/dev/null 2>&1; do
 		i=$((i + 1))
 		kill -0 "$pid" 2>/dev/null || fail "the node on $d exited at start"
 		[ $i -lt 100 ] || fail "the node on $d does not answer"

@@ -200,7 +200,7 @@ start_service() {
 		port[$name]=$p
 		for i in $(seq 1 300); do
 			kill -0 "${pid[$name]}" 2>/dev/null || break
-			if "$cli" --url "ipc://$run/$name.sock" --timeout 300 health >/dev/null 2>&1; then
+			if "$cli" --url "ipc://$run/$name.sock" --timeout 2000 health >/dev/null 2>&1; then
 				# Anyone with a certificate of the node's CA may ask for health.
 				must "$cli" --url "tls+tcp://localhost:$p" --ca "$pki/ca.pem" \
 					--cert "$pki/fairwork-ngo.pem" --key "$pki/fairwork-ngo.key" health >/dev/null
