@@ -319,8 +319,8 @@ check_cached(const consent_view *v, void *arg)
 }
 
 /* Check with queued audit entries (the default; check_audit_async): decided in a read
- * transaction, on the subject's view from the cache when it was read at the generation this
- * transaction sees (view.c), else read from the store and put into the cache. The entry, for
+ * transaction, on the subject's view from the cache when it is what this transaction would
+ * read (view.c: the generations), else read from the store and put into the cache. The entry, for
  * an answer and for a refusal alike, is queued before the caller hears anything. A queue that
  * cannot take it fails the call: no answer without an audit entry. Nothing here waits for a
  * commit, so Check then runs inline on the RPC receiving thread, as Echo does. */
