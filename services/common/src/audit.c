@@ -322,25 +322,6 @@ index_check_fn(store_txn *txn, void *arg)
 	return (HV_OK);
 }
 
-/* Deletes every key of t (a table this file owns), in one transaction. */
-static hv_status
-table_clear(store_txn *txn, store_table t)
-{
-	store_cursor *c = NULL;
-	const void   *k;
-	size_t        kl;
-	hv_status     st;
-
-	if ((st = store_cursor_open(txn, t, &c)) != HV_OK) {
-		return (st);
-	}
-	while ((st = store_cursor_seek(c, "", 0, &k, &kl, NULL, NULL)) == HV_OK &&
-	       (st = store_cursor_del(c)) == HV_OK) {
-	}
-	store_cursor_close(c);
-	return (st == HV_NOT_FOUND ? HV_OK : st);
-}
-
 /* Indexes up to REBUILD_BATCH entries from rj_next on; the first batch clears the index and
  * the last one records the layout. */
 static hv_status
@@ -355,7 +336,7 @@ index_rebuild_fn(store_txn *txn, void *arg)
 	audit_entry   e;
 	hv_status     st, rc;
 
-	if (j->rj_next == 1 && (st = table_clear(txn, a->a_subject)) != HV_OK) {
+	if (j->rj_next == 1 && (st = store_clear(txn, a->a_subject)) != HV_OK) {
 		return (st);
 	}
 	if ((st = store_cursor_open(txn, a->a_log, &c)) != HV_OK) {
@@ -393,9 +374,16 @@ static hv_status
 index_prepare(audit *a)
 {
 	rebuild_job j = { a, 1, 0, false, false };
+	store_txn  *txn;
 	hv_status   st;
 
-	if ((st = store_write(a->a_store, index_check_fn, &j)) != HV_OK || !j.rj_needed) {
+	/* A read: a store indexed already (every open but the first) commits nothing here. */
+	if ((st = store_read_begin(a->a_store, &txn)) != HV_OK) {
+		return (st);
+	}
+	st = index_check_fn(txn, &j);
+	store_read_end(txn);
+	if (st != HV_OK || !j.rj_needed) {
 		return (st);
 	}
 	while (!j.rj_done) {

@@ -1559,6 +1559,18 @@ out:
 	return (rv);
 }
 
+hv_status
+store_clear(store_txn *txn, store_table t)
+{
+	if (txn == NULL) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	if (!txn->t_write) {
+		return (HV_FAILED_PRECONDITION);
+	}
+	return (txn_note(txn, mdb_drop(txn->t_txn, t, 0)));
+}
+
 /* HV_OK when dir has no entries. */
 static hv_status
 dir_empty(const char *dir)

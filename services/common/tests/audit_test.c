@@ -562,23 +562,11 @@ many_fn(store_txn *txn, void *arg)
 	return (HV_OK);
 }
 
-/* Deletes every key of the table *arg. */
+/* Empties the table *arg. */
 static hv_status
 clear_fn(store_txn *txn, void *arg)
 {
-	store_cursor *c = NULL;
-	const void   *k;
-	size_t        kl;
-	hv_status     st;
-
-	if ((st = store_cursor_open(txn, *(store_table *) arg, &c)) != HV_OK) {
-		return (st);
-	}
-	while ((st = store_cursor_seek(c, "", 0, &k, &kl, NULL, NULL)) == HV_OK &&
-	       (st = store_cursor_del(c)) == HV_OK) {
-	}
-	store_cursor_close(c);
-	return (st == HV_NOT_FOUND ? HV_OK : st);
+	return (store_clear(txn, *(store_table *) arg));
 }
 
 /* Deletes the index layout record from audit.head (*arg). */

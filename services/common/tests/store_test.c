@@ -352,6 +352,12 @@ crud_fn(store_txn *txn, void *arg)
 	return (HV_OK);
 }
 
+static hv_status
+clear_fn(store_txn *txn, void *arg)
+{
+	return (store_clear(txn, *(store_table *) arg));
+}
+
 static void
 test_put_get_del(void **state)
 {
@@ -379,7 +385,15 @@ test_put_get_del(void **state)
 	assert_int_equal(put_str(s, t.a, "k4", "v4"), HV_OK);
 	assert_int_equal(store_get(txn, t.a, "k4", 2, &v, &vlen), HV_NOT_FOUND);
 	expect_str(s, t.a, "k4", "v4");
+	/* Clearing empties one table, in write transactions only. */
+	assert_int_equal(store_clear(txn, t.a), HV_FAILED_PRECONDITION);
+	assert_int_equal(store_clear(NULL, t.a), HV_INVALID_ARGUMENT);
 	store_read_end(txn);
+	assert_int_equal(store_write(s, clear_fn, &t.a), HV_OK);
+	assert_int_equal(count_of(s, t.a), 0);
+	assert_int_equal(count_of(s, t.b), 1);
+	assert_int_equal(put_str(s, t.a, "k5", "v5"), HV_OK); /* the table stays */
+	expect_str(s, t.a, "k5", "v5");
 	store_read_end(NULL);
 	store_close(s);
 	tmp_remove(dir);

@@ -170,6 +170,10 @@ void store_cursor_close(store_cursor *c);
 /* Number of entries in a table. */
 hv_status store_count(store_txn *txn, store_table t, uint64_t *out);
 
+/* Deletes every entry of a table; the table stays (write transactions only: else
+ * HV_FAILED_PRECONDITION). */
+hv_status store_clear(store_txn *txn, store_table t);
+
 /* Consistent, compacted copy of the whole store into an empty directory dir, while other
  * processes keep reading and writing (as mdb_env_copy2 with MDB_CP_COMPACT). dir is created
  * (0700) if missing; one that is not empty is HV_FAILED_PRECONDITION. The copy is
