@@ -23,6 +23,7 @@
 #include "haven/auth.h"
 #include "haven/crypto.h"
 #include "haven/log.h"
+#include "haven/metrics.h"
 #include "haven/rpc.h"
 #include "haven/store.h"
 #include "testutil.h"
@@ -1005,6 +1006,22 @@ test_async_check_audit(void **state)
 	}
 	assert_int_equal(audit_verify(consent_audit(cs), &r), HV_OK);
 	assert_int_equal(r.entries, 54);
+
+	/* The metrics page: the first Check read the view, the other 50 of the subject used it,
+	 * the unknown subject missed; and the writer's linger, within its bounds. */
+	{
+		char  *page = NULL;
+		size_t len;
+		double linger;
+
+		assert_int_equal(metrics_render(rpc_server_metrics(srv), &page, &len), HV_OK);
+		tu_expect_metric(page, "haven_consent_check_cache_hits_total", 50);
+		tu_expect_metric(page, "haven_consent_check_cache_misses_total", 2);
+		linger = tu_metric(page, "haven_consent_check_audit_linger_seconds");
+		assert_true(linger >= AUDIT_LINGER_MIN_MS / 1000.0 &&
+		            linger <= AUDIT_LINGER_MAX_MS / 1000.0);
+		free(page);
+	}
 
 	w.ch[OPERATOR] = saved;
 	rpc_channel_close(ch);

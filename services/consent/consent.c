@@ -478,13 +478,15 @@ consent_check_cache_stats(consent_service *cs, uint64_t *hits, uint64_t *misses)
 	view_cache_stats(cs->cs_cache, hits, misses);
 }
 
-/* The metrics page: the cache's hits and misses. */
+/* The metrics page: the cache's hits and misses and, with Check's audit entries queued, how
+ * long the audit writer lets them gather (what a crash can lose of them). */
 static void
 consent_collect(void *arg, metrics_writer *w)
 {
-	uint64_t hits, misses;
+	consent_service *cs = arg;
+	uint64_t         hits, misses;
 
-	consent_check_cache_stats(arg, &hits, &misses);
+	consent_check_cache_stats(cs, &hits, &misses);
 	metrics_family(w, "haven_consent_check_cache_hits_total", METRICS_COUNTER,
 	    "Consent Checks answered from a cached view of the subject's consents.");
 	metrics_sample(w, "haven_consent_check_cache_hits_total", (double) hits, (char *) NULL);
@@ -492,6 +494,13 @@ consent_collect(void *arg, metrics_writer *w)
 	    "Consent Checks that read the subject's consents from the store.");
 	metrics_sample(w, "haven_consent_check_cache_misses_total", (double) misses,
 	    (char *) NULL);
+	if (cs->cs_check_async) {
+		metrics_family(w, "haven_consent_check_audit_linger_seconds", METRICS_GAUGE,
+		    "How long queued Check audit entries gather before their commit; a crash can "
+		    "lose those of about this long.");
+		metrics_sample(w, "haven_consent_check_audit_linger_seconds",
+		    (double) audit_writer_linger_ms(cs->cs_audit) / 1000.0, (char *) NULL);
+	}
 }
 
 hv_status

@@ -71,7 +71,7 @@ typedef struct consent_options {
 	/* Check (the RPC) appends its audit entry through the audit log's writer thread
 	 * (audit_enqueue) instead of in a write transaction of its own, and answers without
 	 * waiting for a commit. Much faster where fsync is slow; a crash can lose the entries
-	 * of the Checks answered in the last few milliseconds (docs/consent.md). Every other
+	 * of the Checks answered in the last batch, at most ~100 ms (docs/consent.md). Every other
 	 * access, and consent_check_txn, stays audited in its own transaction. Off here; the
 	 * node's check_audit setting turns it on by default (queued). */
 	bool check_audit_async;

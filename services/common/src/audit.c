@@ -41,11 +41,17 @@
 #define INDEX_LAYOUT "window-10"
 #define REBUILD_BATCH 10000   /* log entries indexed per transaction when (re)building */
 
-#define WRITER_BATCH_MAX 1024 /* entries per transaction of the writer */
-/* The writer lets a batch gather for up to AUDIT_LINGER_MS after its first entry (or until
- * WRITER_BATCH_WAKE entries wait, or someone flushes): fewer, larger commits cost far less CPU
- * than one commit per wake-up, and the entries at risk in a crash stay a few milliseconds'. */
-#define WRITER_BATCH_WAKE 256
+#define WRITER_BATCH_MAX (AUDIT_QUEUE_MAX / 2) /* entries per transaction of the writer */
+/* A batch stops lingering once this many entries wait, whatever its linger. */
+#define WRITER_BATCH_WAKE (AUDIT_QUEUE_MAX / 2)
+/* The writer lingers this many times its recent commit time, so that it spends at most
+ * 1 / (WRITER_LINGER_FACTOR + 1) of its time in commits. A durable commit costs the machine
+ * more than the writer's own CPU: on a small virtual machine each fsync stalled the threads
+ * answering calls too, and 150 commits a second cost consent Check a tenth of its throughput
+ * against Echo (docs/consent.md, Performance). So a slow disk gets fewer, larger commits (a
+ * longer crash window, at most AUDIT_LINGER_MAX_MS) and a fast one short windows (at least
+ * AUDIT_LINGER_MIN_MS). */
+#define WRITER_LINGER_FACTOR 15
 
 struct audit {
 	store      *a_store;
@@ -64,6 +70,8 @@ struct audit {
 	uint64_t        a_written; /* of those, committed */
 	unsigned        a_waiters; /* threads waiting on a_qcond */
 	unsigned        a_flushes; /* flushers waiting: the writer does not linger */
+	uint64_t        a_commit_us; /* the writer's commit time, a moving average */
+	unsigned        a_linger_ms; /* how long the next batch gathers after its first entry */
 	hv_status       a_qerr;    /* the writer's failure; sticky */
 	bool            a_writer, a_stop;
 	pthread_t       a_thread;
@@ -81,7 +89,8 @@ audit_open(audit **out, store *s)
 	if ((a = calloc(1, sizeof(*a))) == NULL) {
 		goto out;
 	}
-	a->a_store = s;
+	a->a_store     = s;
+	a->a_linger_ms = AUDIT_LINGER_MIN_MS;
 	pthread_mutex_init(&a->a_qmtx, NULL);
 	pthread_cond_init(&a->a_qcond, NULL);
 	{
@@ -542,7 +551,7 @@ batch_fn(store_txn *txn, void *arg)
 }
 
 /* Waits (a_qmtx held) until a batch is due: entries queued and, unless stopping, flushed or
- * already many, AUDIT_LINGER_MS since the writer saw the first of them. */
+ * already many, a_linger_ms since the writer saw the first of them. */
 static void
 wait_for_batch(audit *a)
 {
@@ -552,7 +561,8 @@ wait_for_batch(audit *a)
 		pthread_cond_wait(&a->a_wcond, &a->a_qmtx);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_nsec += (long) AUDIT_LINGER_MS * 1000000L;
+	until.tv_sec += a->a_linger_ms / 1000;
+	until.tv_nsec += (long) (a->a_linger_ms % 1000) * 1000000L;
 	if (until.tv_nsec >= 1000000000L) {
 		until.tv_sec++;
 		until.tv_nsec -= 1000000000L;
@@ -562,6 +572,29 @@ wait_for_batch(audit *a)
 			break;
 		}
 	}
+}
+
+static uint64_t
+mono_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return ((uint64_t) t.tv_sec * 1000000u + (uint64_t) t.tv_nsec / 1000u);
+}
+
+/* After a commit that took took_us (a_qmtx held): the moving average of commit times (weight
+ * 1/4 for the newest) and from it the next linger. */
+static void
+linger_adapt(audit *a, uint64_t took_us)
+{
+	uint64_t ms;
+
+	a->a_commit_us = a->a_commit_us == 0 ? took_us : (3 * a->a_commit_us + took_us) / 4;
+	ms = (WRITER_LINGER_FACTOR * a->a_commit_us + 999) / 1000;
+	a->a_linger_ms = ms < AUDIT_LINGER_MIN_MS ? AUDIT_LINGER_MIN_MS
+	               : ms > AUDIT_LINGER_MAX_MS ? AUDIT_LINGER_MAX_MS
+	                                          : (unsigned) ms;
 }
 
 static void *
@@ -582,6 +615,8 @@ writer_main(void *arg)
 	pthread_mutex_lock(&a->a_qmtx);
 	for (;;) {
 		hv_status st;
+		uint64_t  t0, t1;
+
 		wait_for_batch(a);
 		if (a->a_qlen == 0) {
 			break; /* stopping, and everything is written */
@@ -597,8 +632,13 @@ writer_main(void *arg)
 			pthread_cond_broadcast(&a->a_qcond);
 		}
 		pthread_mutex_unlock(&a->a_qmtx);
+		t0 = mono_us();
 		st = a->a_qerr == HV_OK ? store_write(a->a_store, batch_fn, &j) : a->a_qerr;
+		t1 = mono_us();
 		pthread_mutex_lock(&a->a_qmtx);
+		if (st == HV_OK) {
+			linger_adapt(a, t1 - t0);
+		}
 		if (st != HV_OK && a->a_qerr == HV_OK) {
 			a->a_qerr = st;
 			log_error("audit: %zu queued entries could not be written (%s); accesses that "
@@ -706,6 +746,17 @@ hv_status
 audit_try_enqueue(audit *a, const audit_entry *e)
 {
 	return (enqueue(a, e, false));
+}
+
+unsigned
+audit_writer_linger_ms(audit *a)
+{
+	unsigned ms;
+
+	pthread_mutex_lock(&a->a_qmtx);
+	ms = a->a_linger_ms;
+	pthread_mutex_unlock(&a->a_qmtx);
+	return (ms);
 }
 
 hv_status

@@ -61,8 +61,8 @@ static const config_option host_options[] = {
 	    "Personal data of referrals closed this many days ago is erased." },
 	{ "check_audit", CONFIG_STRING, offsetof(host_config, check_audit), "queued", 0, 0,
 	    "How consent Check records its audit entry: queued (answer at once; a writer thread "
-	    "commits the entries within milliseconds, a crash can lose those of the last few "
-	    "milliseconds) or durable (each Check commits its entry before it answers; far "
+	    "commits the entries in batches, 5 to 100 ms apart as the disk allows, and a crash can "
+	    "lose those of the last batch) or durable (each Check commits its entry before it answers; far "
 	    "slower). Every other access to personal data or consent is durable either way." },
 	{ "log_level", CONFIG_STRING, offsetof(host_config, log_level), "info", 0, 0,
 	    "debug, info, warn, error or off." },

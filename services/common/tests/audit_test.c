@@ -510,8 +510,9 @@ test_enqueue(void **state)
 }
 
 /* A lone queued entry is written when the writer's linger ends, without anyone flushing: the
- * entries at risk in a crash are those of the last AUDIT_LINGER_MS, not all since the last
- * flush. Polled for up to 5 s, far beyond the linger, so a slow machine does not fail it. */
+ * entries at risk in a crash are those of the last linger (at most AUDIT_LINGER_MAX_MS), not
+ * all since the last flush. Polled for up to 5 s, far beyond the linger, so a slow machine
+ * does not fail it. */
 static void
 test_enqueue_linger(void **state)
 {
@@ -536,6 +537,79 @@ test_enqueue_linger(void **state)
 	assert_int_equal(audit_flush(f.a), HV_OK);
 	assert_int_equal(audit_verify(f.a, &r), HV_OK);
 	assert_int_equal(r.entries, 2);
+	fixture_close(&f);
+}
+
+/* A write that holds the store's write transaction for a while, as a slow disk would. */
+typedef struct slow_job {
+	store    *sj_store;
+	int       sj_entered; /* atomic: inside the write function */
+	hv_status sj_status;
+} slow_job;
+
+static hv_status
+slow_fn(store_txn *txn, void *arg)
+{
+	slow_job *j = arg;
+
+	(void) txn;
+	__atomic_store_n(&j->sj_entered, 1, __ATOMIC_RELEASE);
+	usleep(60000);
+	return (HV_OK);
+}
+
+static void *
+slow_main(void *arg)
+{
+	slow_job *j = arg;
+
+	j->sj_status = store_write(j->sj_store, slow_fn, j);
+	return (NULL);
+}
+
+/* The writer's linger follows its commit time: the shortest while commits are quick, the
+ * longest after a commit that took tens of milliseconds (here: queued behind another write),
+ * and back down once commits are quick again. Entries are written either way. */
+static void
+test_linger_adapts(void **state)
+{
+	fixture             f;
+	audit_verify_result r;
+	audit_entry         e;
+	slow_job            sj;
+	pthread_t           th;
+	unsigned            slow;
+
+	(void) state;
+	fixture_open(&f);
+	memset(&sj, 0, sizeof(sj));
+	sj.sj_store = f.s;
+	assert_int_equal(audit_writer_start(f.a), HV_OK);
+	assert_int_equal(audit_writer_linger_ms(f.a), AUDIT_LINGER_MIN_MS);
+
+	/* One commit that waits ~60 ms for the write lock. */
+	assert_int_equal(pthread_create(&th, NULL, slow_main, &sj), 0);
+	while (!__atomic_load_n(&sj.sj_entered, __ATOMIC_ACQUIRE)) {
+		usleep(1000);
+	}
+	entry_fill(&e, 1);
+	assert_int_equal(audit_enqueue(f.a, &e), HV_OK);
+	assert_int_equal(audit_flush(f.a), HV_OK);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(sj.sj_status, HV_OK);
+	slow = audit_writer_linger_ms(f.a);
+	assert_int_equal(slow, AUDIT_LINGER_MAX_MS);
+
+	/* Quick commits (this store does not fsync) bring it down again. */
+	for (unsigned i = 2; i < 42; i++) {
+		entry_fill(&e, i);
+		assert_int_equal(audit_enqueue(f.a, &e), HV_OK);
+		assert_int_equal(audit_flush(f.a), HV_OK);
+	}
+	assert_true(audit_writer_linger_ms(f.a) < slow);
+	assert_true(audit_writer_linger_ms(f.a) >= AUDIT_LINGER_MIN_MS);
+	assert_int_equal(audit_verify(f.a, &r), HV_OK);
+	assert_int_equal(r.entries, 41);
 	fixture_close(&f);
 }
 
@@ -662,6 +736,7 @@ main(void)
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_enqueue),
 		cmocka_unit_test(test_enqueue_linger),
+		cmocka_unit_test(test_linger_adapts),
 		cmocka_unit_test(test_list_windows),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -87,11 +87,14 @@ hv_status audit_record(audit *a, audit_entry *e);
  * copied into a bounded queue (AUDIT_QUEUE_MAX); one writer thread appends what is queued in
  * order, many entries per transaction, so one fsync carries a whole batch. audit_enqueue
  * returns as soon as the entry is queued, before it is durable. The writer lets a batch gather
- * for up to AUDIT_LINGER_MS after its first entry (less when many entries wait or someone
- * flushes), so a crash loses at most the entries of the last AUDIT_LINGER_MS and of the
- * commit under way, never one of an access appended with audit_append. It blocks while the
- * queue is full. Once the writer failed to commit, audit_enqueue returns that failure from
- * then on, so that the caller refuses to answer rather than answer unaudited.
+ * for a while after its first entry (less when many entries wait or someone flushes): 15 times
+ * its recent commit time, at least AUDIT_LINGER_MIN_MS and at most AUDIT_LINGER_MAX_MS, so that
+ * it spends at most a sixteenth of its time committing (audit.c says why).
+ * audit_writer_linger_ms tells the current linger. A crash loses at most the entries of the
+ * last linger and of the commit under way, never one of an access appended with audit_append.
+ * audit_enqueue blocks while the queue is full. Once the writer failed to commit,
+ * audit_enqueue returns that failure from then on, so that the caller refuses to answer rather
+ * than answer unaudited.
  *
  * audit_writer_start starts the writer (once; before the first audit_enqueue). audit_flush
  * waits until every entry queued before it is durable. audit_writer_stop writes what is
@@ -101,12 +104,14 @@ hv_status audit_record(audit *a, audit_entry *e);
  * that must not block, such as inline RPC handlers). HV_FAILED_PRECONDITION without a
  * writer, HV_INVALID_ARGUMENT for fields as in audit_append. */
 #define AUDIT_QUEUE_MAX 8192
-#define AUDIT_LINGER_MS 5
+#define AUDIT_LINGER_MIN_MS 5
+#define AUDIT_LINGER_MAX_MS 100
 hv_status audit_writer_start(audit *a);
 void audit_writer_stop(audit *a);
 hv_status audit_enqueue(audit *a, const audit_entry *e);
 hv_status audit_try_enqueue(audit *a, const audit_entry *e);
 hv_status audit_flush(audit *a);
+unsigned audit_writer_linger_ms(audit *a);
 
 /* What audit_verify found. */
 typedef struct audit_verify_result {
