@@ -109,10 +109,11 @@ hv_status
 view_load(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
     consent_view **out, char *err, size_t errsz)
 {
-	uint64_t sgen;
-	Haven__Consent__V1__SubjectRecord  *rec = NULL;
+	/* On the stack: as a 4 KiB malloc per cache miss it took malloc's slow path. */
+	uint8_t                             ids[CONSENTS_PER_SUBJECT_MAX][CONSENT_ID_LEN];
+	uint64_t                            sgen;
+	Haven__Consent__V1__SubjectRecord  *rec  = NULL;
 	Haven__Consent__V1__ConsentRecord **recs = NULL;
-	uint8_t (*ids)[CONSENT_ID_LEN]           = NULL;
 	consent_view                       *v    = NULL;
 	size_t                              n = 0, nrcp = 0, strbytes = 0;
 	const char                        **rp;
@@ -123,10 +124,6 @@ view_load(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN]
 	if ((st = consent_subject_generation(cs, txn, sid, &sgen)) != HV_OK ||
 	    (st = consent_subject_get(cs, txn, sid, false, &rec, err, errsz)) != HV_OK) {
 		return (st);
-	}
-	st = HV_RESOURCE_EXHAUSTED;
-	if ((ids = malloc(CONSENTS_PER_SUBJECT_MAX * sizeof(*ids))) == NULL) {
-		goto out;
 	}
 	if ((st = consent_record_ids(cs, txn, sid, ids, &n)) != HV_OK) {
 		goto out;
@@ -189,7 +186,6 @@ out:
 		}
 	}
 	free(recs);
-	free(ids);
 	protobuf_c_message_free_unpacked(&rec->base, NULL);
 	return (st);
 }
