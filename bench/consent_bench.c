@@ -1,7 +1,7 @@
 /*
  * consent_bench.c - Check() through the whole stack, against Echo on the same server.
  *
- *   haven-bench consent [SUBJECTS] [SECONDS] [WORKERS] [async]
+ *   haven-bench consent [SUBJECTS] [SECONDS] [WORKERS] [durable] [cold]
  *
  * Loads SUBJECTS (default 100000) subjects, each with sealed personal data and one signed
  * consent (share-with-provider and referral, to one provider, identity and contact), in
@@ -9,20 +9,22 @@
  * directory) with WORKERS handler threads (default 8) and runs 8 clients, each with its own
  * channel, as the node's operator: Check() of random subjects and Diagnostics/Echo of 256
  * bytes, in alternating half-second slices, SECONDS (default 5) of each in all, on the same
- * server and channels. With
- * "async", Check's audit entries go through the audit writer (check_audit_async), as the node
- * runs it by default. With "warm", every subject is checked once before the measurement, so
- * that the consent service's cache holds every subject's view (a node that has run a while
- * with no consent changing); without it, most Checks of the measurement are a subject's first
- * and read the store. Also prints, on stderr, the process's CPU time per call (all threads),
- * the machine's idle share during each kind of slice (/proc/stat) and the voluntary context
- * switches per call, which tell CPU cost from waiting. Prints
+ * server and channels.
+ *
+ * By default Check runs as the node runs it: its audit entries go through the audit writer
+ * (check_audit = queued), and every subject is checked once before the measurement, so that
+ * the consent service's cache holds every subject's view (a node that has run a while with no
+ * consent changing). "durable" appends each Check's entry in a durable transaction of its own
+ * instead (check_audit = durable). "cold" skips the warming: most Checks of the measurement
+ * are then a subject's first and read the store. Also prints, on stderr, the process's CPU
+ * time per call (all threads), the machine's idle share during each kind of slice
+ * (/proc/stat) and the voluntary context switches per call, which tell CPU cost from waiting.
+ * Prints
  *
  *   consent subjects=N checks_per_s=C check_p99_us=Y echo_per_s=E
  *
- * Every Check is audited (an append to the hash chain) and commits durably: the store has
- * its default options, so commits wait for fdatasync, shared by concurrent writers through
- * the store's group commit. The store lives in a fresh directory under $TMPDIR (or /tmp),
+ * Every Check is audited (an append to the hash chain), and the store has its default options:
+ * commits wait for fdatasync. The store lives in a fresh directory under $TMPDIR (or /tmp),
  * removed afterwards.
  */
 #include "bench.h"
@@ -390,22 +392,23 @@ bench_consent(int argc, char **argv)
 	uint64_t           commits;
 	hv_status          rv;
 	int                code = 1;
-	bool               warm = false;
+	bool               warm = true;
 
 	memset(cl, 0, sizeof(cl));
-	while (argc >= 1 && (strcmp(argv[argc - 1], "async") == 0 ||
-	                        strcmp(argv[argc - 1], "warm") == 0)) {
-		if (strcmp(argv[argc - 1], "async") == 0) {
-			co.check_audit_async = true;
+	co.check_audit_async = true; /* the node's default, check_audit = queued */
+	while (argc >= 1 && (strcmp(argv[argc - 1], "durable") == 0 ||
+	                        strcmp(argv[argc - 1], "cold") == 0)) {
+		if (strcmp(argv[argc - 1], "durable") == 0) {
+			co.check_audit_async = false;
 		} else {
-			warm = true;
+			warm = false;
 		}
 		argc--;
 	}
 	if ((argc >= 1 && parse_arg(argv[0], 1, 10000000, &n) != 0) ||
 	    (argc >= 2 && parse_arg(argv[1], 1, 600, &seconds) != 0) ||
 	    (argc >= 3 && parse_arg(argv[2], 1, 256, &workers) != 0) || argc > 3) {
-		fprintf(stderr, "usage: haven-bench consent [SUBJECTS] [SECONDS] [WORKERS] [async] [warm]\n");
+		fprintf(stderr, "usage: haven-bench consent [SUBJECTS] [SECONDS] [WORKERS] [durable] [cold]\n");
 		return (2);
 	}
 	log_init("bench", LOG_LEVEL_WARN);
@@ -522,7 +525,7 @@ bench_consent(int argc, char **argv)
 	fprintf(stderr,
 	    "haven-bench: %zu checks in %llu commits (%.1f per commit), %ld workers, audit %s\n",
 	    checks, (unsigned long long) commits, commits > 0 ? (double) checks / (double) commits : 0.0,
-	    workers, co.check_audit_async ? "queued (async)" : "in each Check's transaction");
+	    workers, co.check_audit_async ? "queued" : "durable, in each Check's transaction");
 	fprintf(stderr, "haven-bench: CPU per call (all threads): check %.1f us, echo %.1f us\n",
 	    (double) check_cpu_us / (double) checks, (double) echo_cpu_us / (double) echoes);
 	fprintf(stderr,

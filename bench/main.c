@@ -15,7 +15,7 @@ static const struct {
 	{ "nng", bench_nng, "--serve URL | URL THREADS CALLS SIZE [CONNS]" },
 	{ "store", bench_store, "[N]" },
 	{ "capacity", bench_capacity, "[SERVICES] [SECONDS] [THREADS]" },
-	{ "consent", bench_consent, "[SUBJECTS] [SECONDS] [WORKERS] [async]" },
+	{ "consent", bench_consent, "[SUBJECTS] [SECONDS] [WORKERS] [durable] [cold]" },
 	{ "referral", bench_referral, "[PEOPLE] [PROVIDERS] [THREADS]" },
 };
 

@@ -1,0 +1,63 @@
+#!/bin/sh
+# bench_smoke.sh - haven-bench's arguments and its figure lines, at sizes that take seconds:
+# bad arguments exit 2 with a usage line that names the bench, and each bench that runs prints
+# its line in the documented format (docs/benchmarks.md). Not a measurement: the figures of
+# so small a run mean nothing, only their presence and format are checked.
+#
+#   bench_smoke.sh HAVEN_BENCH
+set -eu
+
+bench=$1
+base=${HAVEN_TEST_TMP:-/tmp}
+mkdir -p "$base"
+tmp=$(mktemp -d "$base/bench-XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+export TMPDIR="$tmp"
+fails=0
+
+# refused WHAT ARGS...: exit 2 and a usage line on stderr naming WHAT.
+refused() {
+	what=$1
+	shift
+	code=0
+	"$bench" "$@" >"$tmp/out" 2>"$tmp/err" || code=$?
+	if [ "$code" -ne 2 ] || ! grep -q "usage:" "$tmp/err" ||
+		! grep -q "haven-bench $what" "$tmp/err"; then
+		echo "FAIL: haven-bench $* exited $code, stderr: $(cat "$tmp/err")"
+		fails=$((fails + 1))
+	fi
+}
+
+# prints REGEX ARGS...: exit 0 and a stdout line matching REGEX.
+prints() {
+	re=$1
+	shift
+	code=0
+	"$bench" "$@" >"$tmp/out" 2>"$tmp/err" || code=$?
+	if [ "$code" -ne 0 ] || ! grep -Eq "$re" "$tmp/out"; then
+		echo "FAIL: haven-bench $* exited $code, stdout: $(cat "$tmp/out"), stderr: $(cat "$tmp/err")"
+		fails=$((fails + 1))
+	fi
+}
+
+refused ""
+refused "" nosuch
+refused consent abc
+refused consent 0
+refused consent 100 0
+refused consent 100 1 0
+refused consent 100 1 2 warm
+refused consent 100 1 2 3 4
+refused capacity 5
+refused store 0
+
+n='[0-9]+'
+prints "^consent subjects=300 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" consent 300 1 2
+prints "^consent subjects=300 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" consent 300 1 2 cold
+prints "^consent subjects=200 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" consent 200 1 2 durable cold
+
+if [ "$fails" -ne 0 ]; then
+	echo "bench_smoke: $fails failed"
+	exit 1
+fi
+echo "bench_smoke: ok"
