@@ -574,15 +574,6 @@ wait_for_batch(audit *a)
 	}
 }
 
-static uint64_t
-mono_us(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return ((uint64_t) t.tv_sec * 1000000u + (uint64_t) t.tv_nsec / 1000u);
-}
-
 /* After a commit that took took_us (a_qmtx held): the moving average of commit times (weight
  * 1/4 for the newest) and from it the next linger. */
 static void
@@ -615,7 +606,7 @@ writer_main(void *arg)
 	pthread_mutex_lock(&a->a_qmtx);
 	for (;;) {
 		hv_status st;
-		uint64_t  t0, t1;
+		int64_t   t0;
 
 		wait_for_batch(a);
 		if (a->a_qlen == 0) {
@@ -632,12 +623,11 @@ writer_main(void *arg)
 			pthread_cond_broadcast(&a->a_qcond);
 		}
 		pthread_mutex_unlock(&a->a_qmtx);
-		t0 = mono_us();
+		t0 = rpc_now_us();
 		st = a->a_qerr == HV_OK ? store_write(a->a_store, batch_fn, &j) : a->a_qerr;
-		t1 = mono_us();
 		pthread_mutex_lock(&a->a_qmtx);
 		if (st == HV_OK) {
-			linger_adapt(a, t1 - t0);
+			linger_adapt(a, (uint64_t) (rpc_now_us() - t0));
 		}
 		if (st != HV_OK && a->a_qerr == HV_OK) {
 			a->a_qerr = st;
