@@ -259,6 +259,16 @@ client_main(void *arg)
 static int64_t check_cpu_us, echo_cpu_us;
 
 static int64_t check_csw, echo_csw; /* voluntary context switches (all threads) */
+static int64_t check_flt, echo_flt; /* minor page faults (all threads) */
+
+static int64_t
+minflt(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ((int64_t) ru.ru_minflt);
+}
 
 static int64_t
 csw(void)
@@ -312,7 +322,7 @@ run_slice(client *cl, int n, bool echo, int64_t slice_us, size_t *calls, int64_t
 	int64_t   t0 = rpc_now_us();
 	size_t    failed = 0;
 	int       started;
-	int64_t   cpu0 = cpu_us(), csw0 = csw();
+	int64_t   cpu0 = cpu_us(), csw0 = csw(), flt0 = minflt();
 	uint64_t  idle0, total0, idle1, total1;
 
 	machine_ticks(&idle0, &total0);
@@ -336,11 +346,13 @@ run_slice(client *cl, int n, bool echo, int64_t slice_us, size_t *calls, int64_t
 	if (echo) {
 		echo_cpu_us += cpu_us() - cpu0;
 		echo_csw += csw() - csw0;
+		echo_flt += minflt() - flt0;
 		echo_idle += idle1 - idle0;
 		echo_ticks += total1 - total0;
 	} else {
 		check_cpu_us += cpu_us() - cpu0;
 		check_csw += csw() - csw0;
+		check_flt += minflt() - flt0;
 		check_idle += idle1 - idle0;
 		check_ticks += total1 - total0;
 	}
@@ -506,6 +518,7 @@ bench_consent(int argc, char **argv)
 	check_cpu_us = echo_cpu_us = 0;
 	check_idle = check_ticks = echo_idle = echo_ticks = 0;
 	check_csw = echo_csw = 0;
+	check_flt = echo_flt = 0;
 	commits = store_commit_count(st);
 	for (long i = 0; i < seconds * 1000000 / CB_SLICE_US; i++) {
 		failed += run_slice(cl, CB_CLIENTS, false, CB_SLICE_US, &checks, &check_us);
@@ -526,8 +539,11 @@ bench_consent(int argc, char **argv)
 	    "haven-bench: %zu checks in %llu commits (%.1f per commit), %ld workers, audit %s\n",
 	    checks, (unsigned long long) commits, commits > 0 ? (double) checks / (double) commits : 0.0,
 	    workers, co.check_audit_async ? "queued" : "durable, in each Check's transaction");
-	fprintf(stderr, "haven-bench: CPU per call (all threads): check %.1f us, echo %.1f us\n",
-	    (double) check_cpu_us / (double) checks, (double) echo_cpu_us / (double) echoes);
+	fprintf(stderr,
+	    "haven-bench: CPU per call (all threads): check %.1f us, echo %.1f us; minor page "
+	    "faults per call: check %.2f, echo %.2f\n",
+	    (double) check_cpu_us / (double) checks, (double) echo_cpu_us / (double) echoes,
+	    (double) check_flt / (double) checks, (double) echo_flt / (double) echoes);
 	fprintf(stderr,
 	    "haven-bench: machine idle: %.0f%% during checks, %.0f%% during echoes; voluntary "
 	    "context switches per call: check %.2f, echo %.2f\n",

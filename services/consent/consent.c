@@ -396,11 +396,16 @@ consent_open(consent_service **out, const consent_options *o)
 	        HV_OK ||
 	    (st = store_table_open(cs->cs_store, "consent.subject_gen", &cs->cs_subject_gen)) !=
 	        HV_OK ||
+	    (st = store_table_open(cs->cs_store, "consent.views", &cs->cs_views)) != HV_OK ||
 	    (st = audit_open(&cs->cs_audit, cs->cs_store)) != HV_OK) {
 		log_error("consent: cannot open the tables: %s", hv_status_name(st));
 		goto fail;
 	}
 	if ((st = vault_open(cs, o->data_dir)) != HV_OK) {
+		goto fail;
+	}
+	if ((st = views_prepare(cs)) != HV_OK) {
+		log_error("consent: cannot store the consent views: %s", hv_status_name(st));
 		goto fail;
 	}
 	if ((st = view_cache_open(&cs->cs_cache, VIEW_CACHE_MAX)) != HV_OK) {

@@ -64,11 +64,18 @@ struct consent_service;
 hv_status consent_generation(struct consent_service *cs, store_txn *txn, uint64_t *gen);
 hv_status consent_subject_generation(struct consent_service *cs, store_txn *txn,
     const uint8_t sid[CONSENT_ID_LEN], uint64_t *gen);
+/* Call after every change to a subject's consents or its erasure, in the same transaction:
+ * raises the generations and stores the subject's view again. */
 hv_status consent_changed(struct consent_service *cs, store_txn *txn,
     const uint8_t sid[CONSENT_ID_LEN]);
+/* At open: stores the view of every subject when the store has not got them yet (a store
+ * from before consent.views), then sets VIEWS_BUILT_KEY in consent.meta. */
+#define VIEWS_BUILT_KEY "views-built"
+hv_status views_prepare(struct consent_service *cs);
 
-/* Reads a subject's view in txn. NOT_FOUND (with consent_subject_get's message) for an
- * unknown or erased subject; DATA_LOSS when the index names a record that is missing. */
+/* Reads a subject's view in txn: its stored view (consent.views), else from its records.
+ * NOT_FOUND (with consent_subject_get's message) for an unknown or erased subject; DATA_LOSS
+ * when the index names a record that is missing or a stored view does not decode. */
 hv_status view_load(struct consent_service *cs, store_txn *txn,
     const uint8_t sid[CONSENT_ID_LEN], consent_view **out, char *err, size_t errsz);
 void view_free(consent_view *v);
@@ -106,6 +113,7 @@ struct consent_service {
 	store_table cs_records;
 	store_table cs_by_subject;
 	store_table cs_subject_gen; /* subject id -> u64: the generation of its last change */
+	store_table cs_views;       /* subject id -> its view, encoded (view.c) */
 	int64_t (*cs_now)(void *arg);
 	void *cs_now_arg;
 	bool (*cs_org_exists)(void *arg, const char *org_id);

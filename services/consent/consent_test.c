@@ -610,6 +610,208 @@ test_check_decisions(void **state)
 	env_destroy(&e);
 }
 
+/* ---- stored views ------------------------------------------------------------------------ */
+
+static bool
+view_stored(env *e, const char *id)
+{
+	uint8_t    sid[CONSENT_ID_LEN];
+	store_txn *txn;
+	hv_status  st;
+
+	assert_int_equal(consent_id_parse(id, sid), 0);
+	assert_int_equal(store_read_begin(e->s, &txn), HV_OK);
+	st = store_get(txn, e->cs->cs_views, sid, CONSENT_ID_LEN, NULL, NULL);
+	store_read_end(txn);
+	assert_true(st == HV_OK || st == HV_NOT_FOUND);
+	return (st == HV_OK);
+}
+
+typedef struct views_job {
+	env       *vj_e;
+	uint8_t    vj_sid[CONSENT_ID_LEN];
+	size_t     vj_consents;
+	hv_status  vj_status;
+	const void *vj_put;   /* views_put_fn: the stored view's new bytes */
+	size_t     vj_putlen;
+} views_job;
+
+/* Loads the subject's view from its stored view, then (the stored view deleted) from its
+ * records, compares the two field by field and rolls the transaction back. */
+static hv_status
+views_compare_fn(store_txn *txn, void *arg)
+{
+	views_job    *j = arg;
+	consent_view *a = NULL, *b = NULL;
+
+	if ((j->vj_status = view_load(j->vj_e->cs, txn, j->vj_sid, &a, NULL, 0)) != HV_OK ||
+	    (j->vj_status = store_del(txn, j->vj_e->cs->cs_views, j->vj_sid, CONSENT_ID_LEN)) !=
+	        HV_OK ||
+	    (j->vj_status = view_load(j->vj_e->cs, txn, j->vj_sid, &b, NULL, 0)) != HV_OK) {
+		view_free(a);
+		return (HV_ABORTED);
+	}
+	assert_memory_equal(a->cv_sid, b->cv_sid, CONSENT_ID_LEN);
+	assert_int_equal(a->cv_sgen, b->cv_sgen);
+	assert_string_equal(a->cv_created_by, b->cv_created_by);
+	assert_int_equal(a->cv_n, b->cv_n);
+	for (size_t i = 0; i < a->cv_n; i++) {
+		const view_consent *x = &a->cv_consents[i], *y = &b->cv_consents[i];
+
+		assert_memory_equal(x->vc_id, y->vc_id, CONSENT_ID_LEN);
+		assert_int_equal(x->vc_purposes, y->vc_purposes);
+		assert_int_equal(x->vc_categories, y->vc_categories);
+		assert_int_equal(x->vc_accepting, y->vc_accepting);
+		assert_int_equal(x->vc_valid_from, y->vc_valid_from);
+		assert_int_equal(x->vc_expires, y->vc_expires);
+		assert_int_equal(x->vc_withdrawn, y->vc_withdrawn);
+		assert_int_equal(x->vc_recorded, y->vc_recorded);
+		assert_int_equal(x->vc_nrecipients, y->vc_nrecipients);
+		for (size_t r = 0; r < x->vc_nrecipients; r++) {
+			assert_string_equal(x->vc_recipients[r], y->vc_recipients[r]);
+		}
+	}
+	j->vj_consents = a->cv_n;
+	view_free(a);
+	view_free(b);
+	return (HV_ABORTED); /* nothing of this stays */
+}
+
+/* Asserts that the subject's stored view is what its records give; returns its consents. */
+static size_t
+views_compare(env *e, const char *id)
+{
+	views_job j = { .vj_e = e };
+
+	assert_int_equal(consent_id_parse(id, j.vj_sid), 0);
+	assert_int_equal(store_write(e->s, views_compare_fn, &j), HV_ABORTED);
+	assert_int_equal(j.vj_status, HV_OK);
+	return (j.vj_consents);
+}
+
+static hv_status
+views_put_fn(store_txn *txn, void *arg)
+{
+	views_job *j = arg;
+
+	return (store_put(txn, j->vj_e->cs->cs_views, j->vj_sid, CONSENT_ID_LEN, j->vj_put,
+	    j->vj_putlen));
+}
+
+/* Forgets every stored view and that they were built: a store from before consent.views. */
+static hv_status
+views_forget_fn(store_txn *txn, void *arg)
+{
+	views_job *j = arg;
+	hv_status  st;
+
+	if ((st = store_clear(txn, j->vj_e->cs->cs_views)) != HV_OK) {
+		return (st);
+	}
+	return (store_del(txn, j->vj_e->cs->cs_meta, VIEWS_BUILT_KEY, strlen(VIEWS_BUILT_KEY)));
+}
+
+static hv_status
+withdraw_all_fn(store_txn *txn, void *arg)
+{
+	views_job *j = arg;
+	char       ids[CONSENTS_PER_SUBJECT_MAX][CONSENT_ID_HEX];
+
+	return (consent_withdraw_all_txn(j->vj_e->cs, txn, j->vj_sid, clock_ms, ids,
+	    &j->vj_consents));
+}
+
+/* Check decides on a subject's stored view (consent.views) when the cache cannot answer. Every
+ * change rewrites it in its own transaction, so it is always what the subject's records give;
+ * an erasure deletes it; consent_open stores the views of a store that has none; and a stored
+ * view that does not decode is DATA_LOSS, never a decision. */
+static void
+test_stored_views(void **state)
+{
+	env                          e;
+	char                         id[CONSENT_ID_HEX], other[CONSENT_ID_HEX];
+	consent_decision             d;
+	views_job                    j = { .vj_e = NULL };
+	const int share = HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER;
+	const int ident = HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY;
+	Haven__Consent__V1__Category identity[] = { HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY };
+
+	(void) state;
+	env_open(&e);
+	j.vj_e = &e;
+	create_subject(&e, false, id);
+	create_subject(&e, false, other);
+	/* No consent changed yet: nothing stored, decided from the records. */
+	assert_false(view_stored(&e, id));
+	assert_int_equal(check(&e, id, share, "shelter-a", false, ident, &d), HV_OK);
+	assert_int_equal(d.reason, HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_NO_CONSENT);
+
+	/* Grants: stored, and equal to the records, field by field. */
+	assert_int_equal(grant(&e, id, "shelter-a", false, identity, 1,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, clock_ms - 1000,
+	                     clock_ms + 86400000, NULL, NULL),
+	    HV_OK);
+	assert_true(view_stored(&e, id));
+	assert_false(view_stored(&e, other));
+	assert_int_equal(views_compare(&e, id), 1);
+	assert_int_equal(grant(&e, id, "shelter-b", true, all_cats, 3,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 3600000,
+	                     NULL, NULL),
+	    HV_OK);
+	assert_int_equal(views_compare(&e, id), 2);
+	grant_all(&e, other);
+	assert_int_equal(check(&e, id, share, "shelter-a", false, ident, &d), HV_OK);
+	assert_true(d.allowed);
+
+	/* Withdrawn: stored again, and Check says so. */
+	assert_int_equal(consent_id_parse(id, j.vj_sid), 0);
+	assert_int_equal(store_write(e.s, withdraw_all_fn, &j), HV_OK);
+	assert_int_equal(j.vj_consents, 2);
+	assert_int_equal(views_compare(&e, id), 2);
+	assert_int_equal(check(&e, id, share, "shelter-a", false, ident, &d), HV_OK);
+	assert_int_equal(d.reason, HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_WITHDRAWN);
+
+	/* A store without stored views: consent_open stores them again. */
+	assert_int_equal(store_write(e.s, views_forget_fn, &j), HV_OK);
+	assert_false(view_stored(&e, id));
+	env_close(&e);
+	env_store_open(&e);
+	assert_int_equal(env_consent_open(&e), HV_OK);
+	assert_true(view_stored(&e, id));
+	assert_true(view_stored(&e, other));
+	assert_int_equal(views_compare(&e, id), 2);
+	assert_int_equal(views_compare(&e, other), 1);
+
+	/* Stored views that do not decode: a wrong version, a truncated one, trailing bytes. */
+	{
+		static const uint8_t v2[] = { 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+		static const uint8_t cut[] = { 1, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 'a', 'c' };
+		static const uint8_t extra[] = { 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9 };
+		const struct {
+			const uint8_t *b;
+			size_t         n;
+		} bad[] = { { v2, sizeof(v2) }, { cut, sizeof(cut) }, { extra, sizeof(extra) } };
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			j.vj_put    = bad[i].b;
+			j.vj_putlen = bad[i].n;
+			assert_int_equal(consent_id_parse(other, j.vj_sid), 0);
+			assert_int_equal(store_write(e.s, views_put_fn, &j), HV_OK);
+			assert_int_equal(check(&e, other, share, "shelter-a", false, ident, &d),
+			    HV_DATA_LOSS);
+		}
+		/* The next change stores it right again. */
+		grant_all(&e, other);
+		assert_int_equal(views_compare(&e, other), 2);
+	}
+
+	/* Erased: the stored view goes, and Check finds no subject. */
+	assert_int_equal(consent_erase_subject(e.cs, &operator_caller, id, NULL, NULL), HV_OK);
+	assert_false(view_stored(&e, id));
+	assert_int_equal(check(&e, id, share, "shelter-a", false, ident, &d), HV_NOT_FOUND);
+	env_destroy(&e);
+}
+
 static void
 test_grant_validation_and_minors(void **state)
 {
@@ -1312,6 +1514,7 @@ main(void)
 		cmocka_unit_test(test_round_trip_and_categories),
 		cmocka_unit_test(test_accepting_provider),
 		cmocka_unit_test(test_check_decisions),
+		cmocka_unit_test(test_stored_views),
 		cmocka_unit_test(test_grant_validation_and_minors),
 		cmocka_unit_test(test_no_plaintext_anywhere),
 		cmocka_unit_test(test_wrong_key_and_altered_data),

@@ -21,6 +21,10 @@
  */
 #include "consent_internal.h"
 
+#include "haven/log.h"
+
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +77,9 @@ consent_subject_generation(consent_service *cs, store_txn *txn,
 	return (HV_OK);
 }
 
+static hv_status view_store(consent_service *cs, store_txn *txn,
+    const uint8_t sid[CONSENT_ID_LEN]);
+
 hv_status
 consent_changed(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN])
 {
@@ -84,10 +91,12 @@ consent_changed(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_I
 	}
 	gen++;
 	if ((st = store_put(txn, cs->cs_meta, GEN_KEY, strlen(GEN_KEY), &gen, sizeof(gen))) !=
-	    HV_OK) {
+	        HV_OK ||
+	    (st = store_put(txn, cs->cs_subject_gen, sid, CONSENT_ID_LEN, &gen, sizeof(gen))) !=
+	        HV_OK) {
 		return (st);
 	}
-	return (store_put(txn, cs->cs_subject_gen, sid, CONSENT_ID_LEN, &gen, sizeof(gen)));
+	return (view_store(cs, txn, sid));
 }
 
 /* ---- views --------------------------------------------------------------------------------- */
@@ -105,8 +114,32 @@ enum_bits(const int *v, size_t n)
 	return (bits);
 }
 
-hv_status
-view_load(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
+/* A view for n consents with nrcp recipients of strbytes bytes (NULs included) in all, in one
+ * allocation; *rp and *sp are where the recipient pointers and strings go. */
+static consent_view *
+view_alloc(const uint8_t sid[CONSENT_ID_LEN], uint64_t sgen, size_t n, size_t nrcp,
+    size_t strbytes, const char ***rp, char **sp)
+{
+	consent_view *v;
+
+	if (n > CONSENTS_PER_SUBJECT_MAX || nrcp > SIZE_MAX / 16 || strbytes > SIZE_MAX / 16 ||
+	    (v = malloc(sizeof(*v) + n * sizeof(view_consent) + nrcp * sizeof(char *) +
+	         strbytes)) == NULL) {
+		return (NULL);
+	}
+	memset(v, 0, sizeof(*v));
+	memcpy(v->cv_sid, sid, CONSENT_ID_LEN);
+	v->cv_sgen     = sgen;
+	v->cv_n        = n;
+	v->cv_consents = (view_consent *) (v + 1);
+	*rp            = (const char **) (v->cv_consents + n);
+	*sp            = (char *) (*rp + nrcp);
+	return (v);
+}
+
+/* Reads a subject's view from its records: the subject, its consent index and each consent. */
+static hv_status
+view_read(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
     consent_view **out, char *err, size_t errsz)
 {
 	/* On the stack: as a 4 KiB malloc per cache miss it took malloc's slow path. */
@@ -142,20 +175,11 @@ view_load(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN]
 			strbytes += strlen(recs[i]->recipients[r]) + 1;
 		}
 	}
-	/* One allocation: the view, its consents, the recipient pointers, their strings. */
-	if ((v = malloc(sizeof(*v) + n * sizeof(view_consent) + nrcp * sizeof(char *) +
-	         strbytes)) == NULL) {
+	if ((v = view_alloc(sid, sgen, n, nrcp, strbytes, &rp, &sp)) == NULL) {
 		st = HV_RESOURCE_EXHAUSTED;
 		goto out;
 	}
-	memset(v, 0, sizeof(*v));
-	memcpy(v->cv_sid, sid, CONSENT_ID_LEN);
-	v->cv_sgen = sgen;
 	snprintf(v->cv_created_by, sizeof(v->cv_created_by), "%s", rec->created_by);
-	v->cv_n        = n;
-	v->cv_consents = (view_consent *) (v + 1);
-	rp             = (const char **) (v->cv_consents + n);
-	sp             = (char *) (rp + nrcp);
 	for (size_t i = 0; i < n; i++) {
 		const Haven__Consent__V1__ConsentRecord *c  = recs[i];
 		view_consent                            *vc = &v->cv_consents[i];
@@ -188,6 +212,337 @@ out:
 	free(recs);
 	protobuf_c_message_free_unpacked(&rec->base, NULL);
 	return (st);
+}
+
+/* ---- stored views (consent.views) ----------------------------------------------------------
+ *
+ * subject id -> the subject's view as view_read reads it, so that a Check the cache cannot
+ * answer reads one value instead of the subject, its consent index and each consent. Encoded,
+ * integers little-endian:
+ *
+ *   u8 version (1) | u64 subject generation | u16 len, created_by |
+ *   u16 n | n x { id[16] | u32 purposes | u32 categories | u8 accepting |
+ *                 i64 valid_from | i64 expires | i64 withdrawn | i64 recorded |
+ *                 u16 recipients | each: u16 len, bytes }
+ *
+ * consent_changed, which every write that changes a view calls after its change, rewrites it
+ * in the same transaction (an erased subject's is deleted). So a stored view is always what
+ * view_read would read in the same snapshot; a subject without one (no consent ever changed,
+ * or a store from before this table until consent_open fills it) is read from its records. */
+
+#define VIEW_VERSION 1
+#define VIEWS_BUILD_BATCH 1000 /* subjects per transaction when filling consent.views */
+
+static uint8_t *
+le_put(uint8_t *p, uint64_t v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		*p++ = (uint8_t) (v >> (8 * i));
+	}
+	return (p);
+}
+
+static uint8_t *
+str_put(uint8_t *p, const char *s, size_t len)
+{
+	p = le_put(p, len, 2);
+	memcpy(p, s, len);
+	return (p + len);
+}
+
+static hv_status
+view_store(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN])
+{
+	consent_view *v = NULL;
+	uint8_t      *buf, *p;
+	size_t        len, cl;
+	hv_status     st;
+
+	if ((st = view_read(cs, txn, sid, &v, NULL, 0)) == HV_NOT_FOUND) {
+		st = store_del(txn, cs->cs_views, sid, CONSENT_ID_LEN); /* erased */
+		return (st == HV_NOT_FOUND ? HV_OK : st);
+	}
+	if (st != HV_OK) {
+		return (st);
+	}
+	cl  = strlen(v->cv_created_by);
+	len = 1 + 8 + 2 + cl + 2;
+	for (size_t i = 0; i < v->cv_n; i++) {
+		len += CONSENT_ID_LEN + 4 + 4 + 1 + 4 * 8 + 2;
+		for (size_t r = 0; r < v->cv_consents[i].vc_nrecipients; r++) {
+			size_t rl = strlen(v->cv_consents[i].vc_recipients[r]);
+			if (rl > UINT16_MAX) {
+				view_free(v);
+				return (HV_INTERNAL); /* Grant takes organisation ids only */
+			}
+			len += 2 + rl;
+		}
+	}
+	if ((buf = malloc(len)) == NULL) {
+		view_free(v);
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	p    = buf;
+	*p++ = VIEW_VERSION;
+	p    = le_put(p, v->cv_sgen, 8);
+	p    = str_put(p, v->cv_created_by, cl);
+	p    = le_put(p, v->cv_n, 2);
+	for (size_t i = 0; i < v->cv_n; i++) {
+		const view_consent *c = &v->cv_consents[i];
+
+		memcpy(p, c->vc_id, CONSENT_ID_LEN);
+		p    = le_put(p + CONSENT_ID_LEN, c->vc_purposes, 4);
+		p    = le_put(p, c->vc_categories, 4);
+		*p++ = c->vc_accepting ? 1 : 0;
+		p    = le_put(p, (uint64_t) c->vc_valid_from, 8);
+		p    = le_put(p, (uint64_t) c->vc_expires, 8);
+		p    = le_put(p, (uint64_t) c->vc_withdrawn, 8);
+		p    = le_put(p, (uint64_t) c->vc_recorded, 8);
+		p    = le_put(p, c->vc_nrecipients, 2);
+		for (size_t r = 0; r < c->vc_nrecipients; r++) {
+			p = str_put(p, c->vc_recipients[r], strlen(c->vc_recipients[r]));
+		}
+	}
+	st = store_put(txn, cs->cs_views, sid, CONSENT_ID_LEN, buf, len);
+	free(buf);
+	view_free(v);
+	return (st);
+}
+
+/* A bounds-checked reader of an encoded view. */
+typedef struct view_in {
+	const uint8_t *vi_p, *vi_end;
+	bool           vi_bad;
+} view_in;
+
+static uint64_t
+le_get(view_in *in, size_t n)
+{
+	uint64_t v = 0;
+
+	if ((size_t) (in->vi_end - in->vi_p) < n) {
+		in->vi_bad = true;
+		return (0);
+	}
+	for (size_t i = 0; i < n; i++) {
+		v |= (uint64_t) in->vi_p[i] << (8 * i);
+	}
+	in->vi_p += n;
+	return (v);
+}
+
+static const uint8_t *
+bytes_get(view_in *in, size_t n)
+{
+	const uint8_t *p = in->vi_p;
+
+	if ((size_t) (in->vi_end - in->vi_p) < n) {
+		in->vi_bad = true;
+		return (NULL);
+	}
+	in->vi_p += n;
+	return (p);
+}
+
+/* Walks one consent's fields; counts its recipients and their bytes into *nrcp, *strbytes;
+ * with c, also fills it (strings through *rp, *sp). */
+static void
+consent_in(view_in *in, view_consent *c, size_t *nrcp, size_t *strbytes, const char ***rp,
+    char **sp)
+{
+	const uint8_t *id = bytes_get(in, CONSENT_ID_LEN);
+	uint32_t       purposes = (uint32_t) le_get(in, 4), categories = (uint32_t) le_get(in, 4);
+	uint64_t       accepting = le_get(in, 1);
+	int64_t        t[4];
+	size_t         nr;
+
+	for (int i = 0; i < 4; i++) {
+		t[i] = (int64_t) le_get(in, 8);
+	}
+	nr = (size_t) le_get(in, 2);
+	if (c != NULL && !in->vi_bad) {
+		memcpy(c->vc_id, id, CONSENT_ID_LEN);
+		c->vc_purposes     = purposes;
+		c->vc_categories   = categories;
+		c->vc_accepting    = accepting != 0;
+		c->vc_valid_from   = t[0];
+		c->vc_expires      = t[1];
+		c->vc_withdrawn    = t[2];
+		c->vc_recorded     = t[3];
+		c->vc_recipients   = *rp;
+		c->vc_nrecipients  = nr;
+	}
+	for (size_t r = 0; r < nr && !in->vi_bad; r++) {
+		size_t         len = (size_t) le_get(in, 2);
+		const uint8_t *s   = bytes_get(in, len);
+
+		if (s == NULL || memchr(s, '\0', len) != NULL) {
+			in->vi_bad = true;
+			break;
+		}
+		*nrcp += 1;
+		*strbytes += len + 1;
+		if (c != NULL) {
+			memcpy(*sp, s, len);
+			(*sp)[len] = '\0';
+			*(*rp)++   = *sp;
+			*sp += len + 1;
+		}
+	}
+}
+
+/* Decodes a stored view: DATA_LOSS when it is not one this code wrote. */
+static hv_status
+view_decode(const uint8_t sid[CONSENT_ID_LEN], const void *val, size_t vlen, consent_view **out)
+{
+	view_in        in = { val, (const uint8_t *) val + vlen, false };
+	uint64_t       sgen;
+	size_t         cl, n, nrcp = 0, strbytes = 0;
+	const uint8_t *cb;
+	const char   **rp;
+	char          *sp;
+	consent_view  *v;
+
+	*out = NULL;
+	if (le_get(&in, 1) != VIEW_VERSION) {
+		return (HV_DATA_LOSS);
+	}
+	sgen = le_get(&in, 8);
+	cl   = (size_t) le_get(&in, 2);
+	cb   = bytes_get(&in, cl);
+	n    = (size_t) le_get(&in, 2);
+	if (in.vi_bad || cl >= RPC_ORG_ID_MAX || memchr(cb, '\0', cl) != NULL ||
+	    n > CONSENTS_PER_SUBJECT_MAX) {
+		return (HV_DATA_LOSS);
+	}
+	/* Once to check and size it, once to fill it. */
+	{
+		view_in first = in;
+		for (size_t i = 0; i < n && !first.vi_bad; i++) {
+			consent_in(&first, NULL, &nrcp, &strbytes, NULL, NULL);
+		}
+		if (first.vi_bad || first.vi_p != first.vi_end) {
+			return (HV_DATA_LOSS);
+		}
+	}
+	if ((v = view_alloc(sid, sgen, n, nrcp, strbytes, &rp, &sp)) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	memcpy(v->cv_created_by, cb, cl);
+	v->cv_created_by[cl] = '\0';
+	nrcp = strbytes = 0;
+	for (size_t i = 0; i < n; i++) {
+		consent_in(&in, &v->cv_consents[i], &nrcp, &strbytes, &rp, &sp);
+	}
+	*out = v;
+	return (HV_OK);
+}
+
+hv_status
+view_load(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
+    consent_view **out, char *err, size_t errsz)
+{
+	const void *val;
+	size_t      vlen;
+	hv_status   st;
+
+	*out = NULL;
+	if ((st = store_get(txn, cs->cs_views, sid, CONSENT_ID_LEN, &val, &vlen)) == HV_NOT_FOUND) {
+		return (view_read(cs, txn, sid, out, err, errsz));
+	}
+	if (st == HV_OK && (st = view_decode(sid, val, vlen, out)) == HV_DATA_LOSS) {
+		char hex[CONSENT_ID_HEX];
+
+		consent_id_format(sid, hex);
+		return (consent_fail(err, errsz, st, "the stored consents of subject %s do not read",
+		    hex));
+	}
+	return (st);
+}
+
+/* Fills consent.views for subjects from after (exclusive; NULL: the first) on, at most
+ * VIEWS_BUILD_BATCH of them; *next is the last one done, *done whether none are left. */
+typedef struct views_build_job {
+	consent_service *vb_cs;
+	uint8_t          vb_after[CONSENT_ID_LEN];
+	bool             vb_started, vb_done;
+	size_t           vb_n;
+} views_build_job;
+
+static hv_status
+views_build_fn(store_txn *txn, void *arg)
+{
+	views_build_job *j = arg;
+	uint8_t          sids[VIEWS_BUILD_BATCH][CONSENT_ID_LEN];
+	size_t           n = 0;
+	store_cursor    *cur;
+	const void      *k;
+	size_t           kl;
+	hv_status        st, rc;
+
+	/* Ids first, views after: view_store reads and writes while no cursor is open. */
+	if ((st = store_cursor_open(txn, j->vb_cs->cs_subjects, &cur)) != HV_OK) {
+		return (st);
+	}
+	rc = store_cursor_seek(cur, j->vb_after, j->vb_started ? CONSENT_ID_LEN : 0, &k, &kl, NULL,
+	    NULL);
+	if (rc == HV_OK && j->vb_started && kl == CONSENT_ID_LEN &&
+	    memcmp(k, j->vb_after, CONSENT_ID_LEN) == 0) {
+		rc = store_cursor_next(cur, &k, &kl, NULL, NULL);
+	}
+	for (; rc == HV_OK && n < VIEWS_BUILD_BATCH; rc = store_cursor_next(cur, &k, &kl, NULL, NULL)) {
+		if (kl == CONSENT_ID_LEN) {
+			memcpy(sids[n++], k, CONSENT_ID_LEN);
+		}
+	}
+	store_cursor_close(cur);
+	if (rc != HV_OK && rc != HV_NOT_FOUND) {
+		return (rc);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((st = view_store(j->vb_cs, txn, sids[i])) != HV_OK) {
+			return (st);
+		}
+	}
+	j->vb_done = rc == HV_NOT_FOUND;
+	j->vb_n += n;
+	if (n > 0) {
+		memcpy(j->vb_after, sids[n - 1], CONSENT_ID_LEN);
+		j->vb_started = true;
+	}
+	if (j->vb_done) {
+		return (store_put(txn, j->vb_cs->cs_meta, VIEWS_BUILT_KEY, strlen(VIEWS_BUILT_KEY),
+		    "1", 1));
+	}
+	return (HV_OK);
+}
+
+hv_status
+views_prepare(consent_service *cs)
+{
+	views_build_job j;
+	store_txn      *txn;
+	hv_status       st;
+
+	if ((st = store_read_begin(cs->cs_store, &txn)) != HV_OK) {
+		return (st);
+	}
+	st = store_get(txn, cs->cs_meta, VIEWS_BUILT_KEY, strlen(VIEWS_BUILT_KEY), NULL, NULL);
+	store_read_end(txn);
+	if (st != HV_NOT_FOUND) {
+		return (st);
+	}
+	memset(&j, 0, sizeof(j));
+	j.vb_cs = cs;
+	do {
+		if ((st = store_write(cs->cs_store, views_build_fn, &j)) != HV_OK) {
+			return (st);
+		}
+	} while (!j.vb_done);
+	if (j.vb_n > 0) {
+		log_info("consent: stored the consent views of %zu subjects", j.vb_n);
+	}
+	return (HV_OK);
 }
 
 void
