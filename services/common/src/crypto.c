@@ -576,40 +576,52 @@ out:
 	return (st);
 }
 
+/* The Ed25519 key in pem: a private key, or with public_ok also a public key. INVALID_ARGUMENT
+ * for anything else (OpenSSL's error queue cleared). */
+static hv_status
+ed25519_from_pem(const char *pem, size_t pemlen, bool public_ok, EVP_PKEY **out)
+{
+	BIO      *bio;
+	EVP_PKEY *pkey;
+
+	*out = NULL;
+	if (pem == NULL || pemlen == 0 || pemlen > PEM_MAX) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	if ((bio = BIO_new_mem_buf(pem, (int) pemlen)) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	/* A private key first; failing that, from the start again, a public key. */
+	if ((pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL && public_ok &&
+	    BIO_reset(bio) == 1) {
+		ERR_clear_error();
+		pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
+	}
+	BIO_free(bio);
+	if (pkey == NULL || !EVP_PKEY_is_a(pkey, "ED25519")) {
+		ERR_clear_error();
+		EVP_PKEY_free(pkey);
+		return (HV_INVALID_ARGUMENT);
+	}
+	*out = pkey;
+	return (HV_OK);
+}
+
 hv_status
 crypto_ed25519_public(const char *pem, size_t pemlen, uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN])
 {
-	BIO      *bio  = NULL;
-	EVP_PKEY *pkey = NULL;
-	size_t    len  = CRYPTO_ED25519_PUBLIC_LEN;
-	hv_status st   = HV_INVALID_ARGUMENT;
+	EVP_PKEY *pkey;
+	size_t    len = CRYPTO_ED25519_PUBLIC_LEN;
+	hv_status st;
 
-	if (pem == NULL || pemlen == 0 || pemlen > PEM_MAX) {
-		goto out;
+	if ((st = ed25519_from_pem(pem, pemlen, true, &pkey)) != HV_OK) {
+		return (st);
 	}
-	if ((bio = BIO_new_mem_buf(pem, (int) pemlen)) == NULL) {
-		st = HV_RESOURCE_EXHAUSTED;
-		goto out;
-	}
-	/* A private key first; failing that, from the start again, a public key. */
-	if ((pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL) {
+	if (EVP_PKEY_get_raw_public_key(pkey, pub, &len) != 1 || len != CRYPTO_ED25519_PUBLIC_LEN) {
 		ERR_clear_error();
-		if (BIO_reset(bio) != 1) {
-			goto out;
-		}
-		pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
-	}
-	if (pkey == NULL || !EVP_PKEY_is_a(pkey, "ED25519") ||
-	    EVP_PKEY_get_raw_public_key(pkey, pub, &len) != 1 || len != CRYPTO_ED25519_PUBLIC_LEN) {
-		goto out;
-	}
-	st = HV_OK;
-out:
-	if (st != HV_OK) {
-		ERR_clear_error();
+		st = HV_INVALID_ARGUMENT;
 	}
 	EVP_PKEY_free(pkey);
-	BIO_free(bio);
 	return (st);
 }
 
@@ -645,32 +657,20 @@ out:
 hv_status
 crypto_ed25519_secret(const char *pem, size_t pemlen, uint8_t secret[CRYPTO_ED25519_SECRET_LEN])
 {
-	BIO      *bio  = NULL;
-	EVP_PKEY *pkey = NULL;
-	size_t    len  = CRYPTO_ED25519_SECRET_LEN;
-	hv_status st   = HV_INVALID_ARGUMENT;
+	EVP_PKEY *pkey;
+	size_t    len = CRYPTO_ED25519_SECRET_LEN;
+	hv_status st;
 
-	if (pem == NULL || pemlen == 0 || pemlen > PEM_MAX) {
-		goto out;
-	}
-	if ((bio = BIO_new_mem_buf(pem, (int) pemlen)) == NULL) {
-		st = HV_RESOURCE_EXHAUSTED;
-		goto out;
-	}
-	if ((pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL ||
-	    !EVP_PKEY_is_a(pkey, "ED25519") ||
-	    EVP_PKEY_get_raw_private_key(pkey, secret, &len) != 1 ||
-	    len != CRYPTO_ED25519_SECRET_LEN) {
-		goto out;
-	}
-	st = HV_OK;
-out:
-	if (st != HV_OK) {
+	if ((st = ed25519_from_pem(pem, pemlen, false, &pkey)) == HV_OK &&
+	    (EVP_PKEY_get_raw_private_key(pkey, secret, &len) != 1 ||
+	        len != CRYPTO_ED25519_SECRET_LEN)) {
 		ERR_clear_error();
+		st = HV_INVALID_ARGUMENT;
+	}
+	if (st != HV_OK) {
 		crypto_wipe(secret, CRYPTO_ED25519_SECRET_LEN);
 	}
 	EVP_PKEY_free(pkey);
-	BIO_free(bio);
 	return (st);
 }
 
