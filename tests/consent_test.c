@@ -337,11 +337,12 @@ test_roles(void **state)
 	assert_int_equal(create(CITY, false, id), HV_PERMISSION_DENIED);
 	assert_int_equal(create(SHELTER_A, false, id), HV_PERMISSION_DENIED);
 	assert_int_equal(create(ADMIN, false, id), HV_PERMISSION_DENIED);
-	assert_int_equal(create(COORD, false, other), HV_OK);
+	assert_int_equal(create(COORD, false, other), HV_PERMISSION_DENIED);
 	assert_int_equal(create(OPERATOR, false, other), HV_OK);
 	assert_int_equal(create(ACME, false, id), HV_OK);
 
-	/* Who may see the person: the referrer that created it, the operator, an admin. */
+	/* Who may see the person: the referrer that holds it, and the operator (audited); never
+	 * an admin, a coordinator or a municipality (issue 12, holes 1 and 7). */
 	assert_int_equal(show(ACME, id, &sub), HV_OK);
 	assert_string_equal(sub->personal->name, NAME);
 	assert_string_equal(sub->personal->notes, NOTES);
@@ -351,9 +352,9 @@ test_roles(void **state)
 	assert_int_equal(sub->n_shown, 3);
 	release(sub);
 	assert_int_equal(show(OPERATOR, id, NULL), HV_OK);
-	assert_int_equal(show(ADMIN, id, NULL), HV_OK);
+	assert_int_equal(show(ADMIN, id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(show(OTHER, id, NULL), HV_PERMISSION_DENIED);
-	expect_msg("organisation other-ngo did not refer subject");
+	expect_msg("organisation other-ngo does not hold subject");
 	assert_int_equal(show(COORD, id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(show(CITY, id, NULL), HV_PERMISSION_DENIED);
 	/* A provider: only with consent, and only the categories it covers. */
@@ -396,7 +397,20 @@ test_roles(void **state)
 	    HV_PERMISSION_DENIED);
 	assert_int_equal(check(COORD, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
 	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
-	    HV_OK);
+	    HV_PERMISSION_DENIED);
+	/* Hole 1: a coordinator (or an admin, or the operator) records no consent for another
+	 * organisation's client, whoever it claims gave it. */
+	assert_int_equal(grant(COORD, id, "shelter-b", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(grant(ADMIN, id, "shelter-b", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(grant(OPERATOR, id, "shelter-b", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_PERMISSION_DENIED);
+	expect_msg("may do this, not role operator");
+	assert_int_equal(show(SHELTER_B, id, NULL), HV_PERMISSION_DENIED);
 
 	/* Key rotation: the operator and admins. */
 	{
@@ -409,7 +423,7 @@ test_roles(void **state)
 		                     &haven__consent__v1__rotate_key_response__descriptor, &rep),
 		    HV_OK);
 		assert_true(rep->kek_generation >= 2);
-		assert_true(rep->rewrapped >= 3);
+		assert_true(rep->rewrapped >= 2);
 		release(rep);
 	}
 	/* The data is still readable after it. */
@@ -463,11 +477,18 @@ test_minor(void **state)
 	assert_int_equal(c->given_by, HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_GUARDIAN);
 	assert_string_equal(c->recorded_by, "acme-ngo");
 	release(c);
+	/* The operator records consent only for subjects it holds itself. */
+	assert_int_equal(grant(OPERATOR, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_REPRESENTATIVE, 0, &c),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(create(OPERATOR, true, id), HV_OK);
 	assert_int_equal(grant(OPERATOR, id, "shelter-a", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_REPRESENTATIVE, 0, &c),
 	    HV_OK);
 	assert_string_equal(c->recorded_by, ""); /* the operator */
 	release(c);
+	assert_int_equal(show(ACME, id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(create(ACME, true, id), HV_OK);
 	{
 		Haven__Consent__V1__Subject *sub = NULL;
 		assert_int_equal(show(ACME, id, &sub), HV_OK);
@@ -515,6 +536,9 @@ test_expired_and_withdrawn(void **state)
 	assert_int_equal(show(SHELTER_A, id, NULL), HV_OK);
 	assert_int_equal(withdraw(OTHER, c->id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(withdraw(SHELTER_A, c->id, NULL), HV_PERMISSION_DENIED);
+	/* Hole 3: a coordinator neither withdraws a person's consent ... */
+	assert_int_equal(withdraw(COORD, c->id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(withdraw(ADMIN, c->id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(withdraw(ACME, c->id, &wd), HV_OK);
 	assert_int_equal(wd->withdrawn_at_ms, clock_ms);
 	assert_int_equal(wd->version, 2);
@@ -528,6 +552,11 @@ test_expired_and_withdrawn(void **state)
 	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(withdraw(ACME, c->id, NULL), HV_FAILED_PRECONDITION);
 	expect_msg("withdrawn already");
+	/* ... nor re-grants after the person withdrew: only the holder records a new consent. */
+	assert_int_equal(grant(COORD, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
 	/* Listing shows both, in id order, with the withdrawal. */
 	{
 		Haven__Consent__V1__ListConsentsRequest   r = HAVEN__CONSENT__V1__LIST_CONSENTS_REQUEST__INIT;
@@ -545,9 +574,14 @@ test_expired_and_withdrawn(void **state)
 		assert_int_equal(call(SHELTER_A, M "List", &r,
 		                     &haven__consent__v1__list_consents_response__descriptor, NULL),
 		    HV_PERMISSION_DENIED);
+		/* Hole 7: coordinators and admins see no consent records (they show where a person
+		 * is sheltered). */
 		assert_int_equal(call(COORD, M "List", &r,
 		                     &haven__consent__v1__list_consents_response__descriptor, NULL),
-		    HV_OK);
+		    HV_PERMISSION_DENIED);
+		assert_int_equal(call(ADMIN, M "List", &r,
+		                     &haven__consent__v1__list_consents_response__descriptor, NULL),
+		    HV_PERMISSION_DENIED);
 	}
 	release(c);
 	clock_ms = t0;
@@ -630,7 +664,7 @@ test_receipts(void **state)
 	/* Withdrawn: a new version with a new signature; the old receipt still verifies as
 	 * what it was. */
 	assert_int_equal(withdraw(ACME, c->id, NULL), HV_OK);
-	json2 = receipt(COORD, c->id);
+	json2 = receipt(ACME, c->id);
 	assert_non_null(strstr(json2, "\"version\": 2"));
 	assert_null(strstr(json2, "\"withdrawn_at\": null"));
 	assert_int_equal(consent_receipt_verify(json2, strlen(json2), key->public_key.data, why,
@@ -647,6 +681,12 @@ test_receipts(void **state)
 		                     NULL),
 		    HV_PERMISSION_DENIED);
 		assert_int_equal(call(SHELTER_A, M "GetReceipt", &r,
+		                     &haven__consent__v1__receipt__descriptor, NULL),
+		    HV_PERMISSION_DENIED);
+		assert_int_equal(call(COORD, M "GetReceipt", &r,
+		                     &haven__consent__v1__receipt__descriptor, NULL),
+		    HV_PERMISSION_DENIED);
+		assert_int_equal(call(ADMIN, M "GetReceipt", &r,
 		                     &haven__consent__v1__receipt__descriptor, NULL),
 		    HV_PERMISSION_DENIED);
 	}
@@ -678,7 +718,7 @@ test_withdrawal_events(void **state)
 	assert_int_equal(grant(ACME, id, NULL, true, HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0,
 	                     &c2),
 	    HV_OK);
-	assert_int_equal(withdraw(COORD, c1->id, NULL), HV_OK);
+	assert_int_equal(withdraw(ACME, c1->id, NULL), HV_OK);
 	{
 		void                                 *buf;
 		size_t                                len;
@@ -732,10 +772,16 @@ test_audit(void **state)
 	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT, false, NULL),
 	    HV_OK);
 
-	/* Who saw the person: referrers and providers may not ask; coordinators may. */
-	assert_int_equal(rpc_audit_list(ACME, id, NULL), HV_PERMISSION_DENIED);
+	/* Who saw the person: the holder and the operator; not another referrer, a provider, a
+	 * coordinator or an admin (hole 1: coordinators listed every subject in the country). */
+	assert_int_equal(rpc_audit_list(OTHER, id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(rpc_audit_list(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
-	assert_int_equal(rpc_audit_list(COORD, id, &l), HV_OK);
+	assert_int_equal(rpc_audit_list(COORD, id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(rpc_audit_list(COORD, "", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(rpc_audit_list(ADMIN, "", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(rpc_audit_list(ACME, "", NULL), HV_PERMISSION_DENIED);
+	expect_msg("name the subject");
+	assert_int_equal(rpc_audit_list(ACME, id, &l), HV_OK);
 	assert_int_equal(l->n_entries, 5);
 	for (size_t i = 0; i < l->n_entries; i++) {
 		Haven__Audit__V1__AuditEntry *e = l->entries[i];
@@ -766,7 +812,7 @@ test_audit(void **state)
 	{
 		Haven__Audit__V1__ListRequest r = HAVEN__AUDIT__V1__LIST_REQUEST__INIT;
 		r.limit                         = 2;
-		assert_int_equal(call(ADMIN, M_AUDIT "List", &r,
+		assert_int_equal(call(OPERATOR, M_AUDIT "List", &r,
 		                     &haven__audit__v1__list_response__descriptor, &l),
 		    HV_OK);
 		assert_int_equal(l->n_entries, 2);
@@ -812,14 +858,15 @@ test_audit_tampering(void **state)
 	(void) state;
 	assert_int_equal(store_table_open(w.s, "audit.log", &t), HV_OK);
 	assert_int_equal(store_write(w.s, tamper_fn, &t), HV_OK);
-	assert_int_equal(rpc_audit_verify(COORD, &v), HV_OK);
+	assert_int_equal(rpc_audit_verify(COORD, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(rpc_audit_verify(ADMIN, &v), HV_OK);
 	assert_false(v->intact);
 	assert_int_equal(v->first_bad_seq, 3);
 	assert_non_null(strstr(v->reason, "entry 3"));
 	release(v);
 	/* Put it back, for the tests after this one. */
 	assert_int_equal(store_write(w.s, tamper_fn, &t), HV_OK);
-	assert_int_equal(rpc_audit_verify(COORD, &v), HV_OK);
+	assert_int_equal(rpc_audit_verify(ADMIN, &v), HV_OK);
 	assert_true(v->intact);
 	release(v);
 }

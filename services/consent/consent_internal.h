@@ -222,8 +222,18 @@ hv_status consent_subject_get(consent_service *cs, store_txn *txn,
     const uint8_t id[CONSENT_ID_LEN], bool allow_erased,
     Haven__Consent__V1__SubjectRecord **out, char *err, size_t errsz);
 
-/* Whether caller is the referrer organisation that created the subject. */
-bool consent_is_creator(const rpc_caller *caller, const Haven__Consent__V1__SubjectRecord *r);
+/* The organisation that holds a subject: the referrer that created it, "" for the operator
+ * (docs/authority.md).
+ * Only the holder records, changes or withdraws consent and personal data. */
+const char *consent_holder(const Haven__Consent__V1__SubjectRecord *r);
+
+/* The holder's rule, the one place consent decides who may act on a subject: a referrer
+ * organisation acts on the subjects it holds, the node's operator on the subjects it recorded
+ * itself (holder "") and on any when operator_ok (audited like everyone), every other role on
+ * none. HV_OK, or PERMISSION_DENIED with a
+ * message in err (ids and roles only). subject is the subject's id as text. */
+hv_status consent_may_act(const rpc_caller *caller, const char *holder, const char *subject,
+    bool operator_ok, char *err, size_t errsz);
 
 /* Publishes a ConsentWithdrawn (after the commit). */
 void consent_publish_withdrawn(consent_service *cs, const char *consent_id, const char *subject,

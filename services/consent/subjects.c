@@ -446,13 +446,9 @@ read_personal(consent_service *cs, store_txn *txn, const rpc_caller *caller, con
 	}
 	switch (caller->role) {
 	case RPC_ROLE_OPERATOR:
-	case RPC_ROLE_ADMIN:
-		mask = ALL_CATEGORIES;
-		break;
 	case RPC_ROLE_REFERRER:
-		if (!consent_is_creator(caller, *rec)) {
-			st = consent_fail(err, errsz, HV_PERMISSION_DENIED,
-			    "organisation %s did not refer subject %s", caller->org_id, hex);
+		if ((st = consent_may_act(caller, consent_holder(*rec), hex, true, err, errsz)) !=
+		    HV_OK) {
 			goto out;
 		}
 		mask = ALL_CATEGORIES;
@@ -740,15 +736,10 @@ erase_fn(store_txn *txn, void *arg)
 	    HV_OK) {
 		return (st);
 	}
-	if (j->ej_caller->role == RPC_ROLE_REFERRER && !consent_is_creator(j->ej_caller, rec)) {
-		st = consent_fail(j->ej_err, sizeof(j->ej_err), HV_PERMISSION_DENIED,
-		    "organisation %s did not refer subject %s", j->ej_caller->org_id, j->ej_id);
-		goto out;
-	}
-	if (j->ej_caller->role != RPC_ROLE_REFERRER && j->ej_caller->role != RPC_ROLE_OPERATOR &&
-	    j->ej_caller->role != RPC_ROLE_ADMIN) {
-		st = consent_fail(j->ej_err, sizeof(j->ej_err), HV_PERMISSION_DENIED,
-		    "role %s may not erase subjects", rpc_role_name(j->ej_caller->role));
+	/* Erasure: the holder, the operator, or an admin (a request to the node's operator). */
+	if (j->ej_caller->role != RPC_ROLE_ADMIN &&
+	    (st = consent_may_act(j->ej_caller, consent_holder(rec), j->ej_id, true, j->ej_err,
+	         sizeof(j->ej_err))) != HV_OK) {
 		goto out;
 	}
 	/* The sealed fields and the wrapped data key go; a tombstone stays. */
