@@ -7,8 +7,10 @@
  * coordinator's region is the region of its own organisation record, read in the transaction
  * that makes the change, never a region the request names. The rules:
  *
- *   organisations   operator, admin: any; coordinator: referrer, provider and municipality
- *                   organisations of its own region (before and after the change)
+ *   organisations   operator, admin only: register, change (certificate included), disable
+ *                   and enable; every change is logged with who made it. A coordinator that
+ *                   could replace a certificate could sign in as that organisation and read
+ *                   its people (issue 12, hole 2).
  *   register a      operator, admin: any; provider: for its own organisation; coordinator:
  *   service         for a provider of its region, in its region
  *   change a        operator; the provider organisation that runs it; a coordinator of the
@@ -31,8 +33,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define M_ROLES_MANAGE                                                                      \
-	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR)
+#define M_ROLES_DIRECTORY (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)
 #define M_ROLES_SEE_SERVICES                                                                \
 	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR | RPC_ROLE_REFERRER |        \
 	    RPC_ROLE_PROVIDER)
@@ -168,33 +169,26 @@ caller_org(req_ctx *r, store_txn *txn, org_t **out)
 	return (st);
 }
 
-/* Whether the caller may register or change an organisation of this role and region. */
+/* Whether the caller may change the directory's organisations: the operator and admins only.
+ * The method's roles say the same; this is the check inside the transaction that writes. */
 static hv_status
-may_manage_org(req_ctx *r, store_txn *txn, Haven__Capacity__V1__Role role, const char *region)
+may_manage_org(req_ctx *r)
 {
-	org_t    *me;
-	hv_status st;
-
-	if (has_role(r, RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)) {
+	if (has_role(r, M_ROLES_DIRECTORY)) {
 		return (HV_OK);
 	}
-	if (!has_role(r, RPC_ROLE_COORDINATOR)) {
-		return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED,
-		    "role %s may not manage organisations", rpc_role_name(r->r_caller->role)));
-	}
-	if ((st = caller_org(r, txn, &me)) != HV_OK) {
-		return (st);
-	}
-	if ((role != HAVEN__CAPACITY__V1__ROLE__REFERRER &&
-	        role != HAVEN__CAPACITY__V1__ROLE__PROVIDER &&
-	        role != HAVEN__CAPACITY__V1__ROLE__MUNICIPALITY) ||
-	    strcmp(region, me->region) != 0) {
-		return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED,
-		    "a coordinator manages referrer, provider and municipality organisations of its "
-		    "own region (%s) only",
-		    me->region));
-	}
-	return (HV_OK);
+	return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED,
+	    "only the operator or an admin changes organisations, not role %s",
+	    rpc_role_name(r->r_caller->role)));
+}
+
+/* Logs a change of the directory: what, which organisation, by whom (ids only). */
+static void
+log_directory(const req_ctx *r, const char *what, const char *org_id)
+{
+	log_info("directory: organisation %s %s by %s %s", org_id, what,
+	    rpc_role_name(r->r_caller->role),
+	    r->r_caller->org_id[0] != '\0' ? r->r_caller->org_id : "(local)");
 }
 
 /* Whether the caller may register this (checked) new service. */
@@ -308,8 +302,7 @@ register_org_fn(store_txn *txn, void *arg)
 	hv_status                                        st;
 
 	r->r_out = NULL;
-	if ((st = may_manage_org(r, txn, in->organisation->role, in->organisation->region)) !=
-	    HV_OK) {
+	if ((st = may_manage_org(r)) != HV_OK) {
 		return (st);
 	}
 	if ((st = cap_add_organisation(r->r_cs, txn, in->organisation, err, sizeof(err))) != HV_OK) {
@@ -330,7 +323,10 @@ h_register_org(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufC
 		return (pass(call, st, err));
 	}
 	req_init(&r, call, svc, in);
-	return (write_call(&r, register_org_fn, reply));
+	if ((st = write_call(&r, register_org_fn, reply)) == HV_OK) {
+		log_directory(&r, "registered", in->organisation->id);
+	}
+	return (st);
 }
 
 static hv_status
@@ -349,7 +345,7 @@ update_org_fn(store_txn *txn, void *arg)
 		return (st == HV_NOT_FOUND ? rpc_call_error(r->r_call, st, "no organisation %s", ch->id)
 		                           : st);
 	}
-	if ((st = may_manage_org(r, txn, cur->role, cur->region)) != HV_OK) {
+	if ((st = may_manage_org(r)) != HV_OK) {
 		return (st);
 	}
 	if (cur->version != in->based_on_version) {
@@ -377,9 +373,6 @@ update_org_fn(store_txn *txn, void *arg)
 	if ((st = cap_check_org(r->r_cs, next, fp, err, sizeof(err))) != HV_OK) {
 		return (pass(r->r_call, st, err));
 	}
-	if ((st = may_manage_org(r, txn, next->role, next->region)) != HV_OK) {
-		return (st);
-	}
 	if ((st = cap_cert_unique(r->r_cs, txn, fp, next->id, err, sizeof(err))) != HV_OK) {
 		return (pass(r->r_call, st, err));
 	}
@@ -400,6 +393,7 @@ h_update_org(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMe
 {
 	const Haven__Capacity__V1__UpdateOrganisationRequest *in = (const void *) req;
 	req_ctx                                               r;
+	hv_status                                             st;
 
 	if (in->organisation == NULL) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "organisation is required"));
@@ -412,7 +406,10 @@ h_update_org(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMe
 		    "based_on_version is required: the version the change is based on"));
 	}
 	req_init(&r, call, svc, in);
-	return (write_call(&r, update_org_fn, reply));
+	if ((st = write_call(&r, update_org_fn, reply)) == HV_OK) {
+		log_directory(&r, "changed", in->organisation->id);
+	}
+	return (st);
 }
 
 static hv_status
@@ -428,7 +425,7 @@ disable_org_fn(store_txn *txn, void *arg)
 		return (st == HV_NOT_FOUND ? rpc_call_error(r->r_call, st, "no organisation %s", in->id)
 		                           : st);
 	}
-	if ((st = may_manage_org(r, txn, org->role, org->region)) != HV_OK) {
+	if ((st = may_manage_org(r)) != HV_OK) {
 		return (st);
 	}
 	if (org->disabled != in->disabled) {
@@ -455,8 +452,7 @@ h_disable_org(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCM
 	}
 	req_init(&r, call, svc, in);
 	if ((st = write_call(&r, disable_org_fn, reply)) == HV_OK) {
-		log_info("organisation %s %s by %s", in->id, in->disabled ? "disabled" : "enabled",
-		    r.r_caller->org_id[0] != '\0' ? r.r_caller->org_id : "the operator");
+		log_directory(&r, in->disabled ? "disabled" : "enabled", in->id);
 	}
 	return (st);
 }
@@ -1081,9 +1077,9 @@ hv_status
 cap_register(cap_service *cs, rpc_server *srv)
 {
 	static const rpc_method_impl impls[] = {
-		{ .name = "RegisterOrganisation", .handler = h_register_org, .roles = M_ROLES_MANAGE },
-		{ .name = "UpdateOrganisation", .handler = h_update_org, .roles = M_ROLES_MANAGE },
-		{ .name = "DisableOrganisation", .handler = h_disable_org, .roles = M_ROLES_MANAGE },
+		{ .name = "RegisterOrganisation", .handler = h_register_org, .roles = M_ROLES_DIRECTORY },
+		{ .name = "UpdateOrganisation", .handler = h_update_org, .roles = M_ROLES_DIRECTORY },
+		{ .name = "DisableOrganisation", .handler = h_disable_org, .roles = M_ROLES_DIRECTORY },
 		{ .name = "GetOrganisation", .handler = h_get_org, .roles = RPC_ROLES_AUTHENTICATED },
 		{ .name = "ListOrganisations", .handler = h_list_orgs,
 		    .roles = RPC_ROLES_AUTHENTICATED },
