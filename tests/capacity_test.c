@@ -1463,6 +1463,188 @@ test_login_with_registered_cert(void **state)
 	rpc_channel_close(ch);
 }
 
+/* Approves a service based on its current version. */
+static hv_status
+approve(rpc_channel *ch, const char *id, service_t **out)
+{
+	Haven__Capacity__V1__ApproveServiceRequest req =
+	    HAVEN__CAPACITY__V1__APPROVE_SERVICE_REQUEST__INIT;
+	uint64_t v;
+	uint32_t a;
+
+	service_state(id, &v, &a, NULL);
+	req.id               = (char *) id;
+	req.based_on_version = v;
+	return (call(ch, M("ApproveService"), &req.base, &haven__capacity__v1__service__descriptor,
+	    out));
+}
+
+static bool
+is_pending(const char *id)
+{
+	view_t *v = NULL;
+	bool    p;
+
+	assert_int_equal(get_view(g.op, id, &v), HV_OK);
+	p = v->service->pending;
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	return (p);
+}
+
+/* Whether FindServices (only free places) lists the service. */
+static bool
+found_free(const char *id, const char *region)
+{
+	Haven__Capacity__V1__FindServicesRequest   fr  = HAVEN__CAPACITY__V1__FIND_SERVICES_REQUEST__INIT;
+	Haven__Capacity__V1__FindServicesResponse *rep = NULL;
+	char                                      *regions[] = { (char *) region };
+	bool                                       seen = false;
+
+	fr.type      = T_SHELTER;
+	fr.only_free = true;
+	fr.regions   = regions;
+	fr.n_regions = 1;
+	assert_int_equal(find(g.op, &fr, &rep), HV_OK);
+	for (size_t i = 0; i < rep->n_services; i++) {
+		seen = seen || strcmp(rep->services[i]->service->id, id) == 0;
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (seen);
+}
+
+static int
+seen_fn(void *arg, const service_t *svc, bool fresh)
+{
+	const char **want = arg;
+
+	(void) fresh;
+	if (strcmp(svc->id, want[0]) == 0) {
+		want[1] = "seen";
+	}
+	return (0);
+}
+
+/* Whether routing (cap_foreach_service, what the referral service walks) sees the service. */
+static bool
+routable(const char *id)
+{
+	const char *want[2] = { id, NULL };
+	store_txn  *txn;
+
+	assert_int_equal(store_read_begin(g.st, &txn), HV_OK);
+	assert_int_equal(cap_foreach_service(g.cs, txn, T_SHELTER, seen_fn, want), HV_OK);
+	store_read_end(txn);
+	return (want[1] != NULL);
+}
+
+/* Issue 12, hole 4: a provider registered services anywhere with up to 100,000 places,
+ * unapproved, and the next referral there was offered to it. */
+static void
+test_pending_services(void **state)
+{
+	Haven__Capacity__V1__UpdateServiceRequest ur = HAVEN__CAPACITY__V1__UPDATE_SERVICE_REQUEST__INIT;
+	service_t  s;
+	service_t *out = NULL;
+	hold_job   j   = { .cs = g.cs, .ttl_s = 60 };
+	uint64_t   v;
+	uint32_t   a;
+
+	(void) state;
+	/* In its own region, small: no approval needed. */
+	svc_init(&s, "svc-small", "shelter-a", T_SHELTER, "Amsterdam", 10, 5);
+	assert_int_equal(register_service(g.ch[SHELTER_A], &s), HV_OK);
+	assert_false(is_pending("svc-small"));
+	/* Outside its region, or large: pending, never found free, held or counted. */
+	svc_init(&s, "svc-away", "shelter-a", T_SHELTER, "Limburg", 10, 10);
+	assert_int_equal(register_service(g.ch[SHELTER_A], &s), HV_OK);
+	assert_true(is_pending("svc-away"));
+	svc_init(&s, "svc-huge", "shelter-a", T_SHELTER, "Amsterdam", 100000, 100000);
+	s.pending = false; /* the caller cannot say it is approved */
+	assert_int_equal(register_service(g.ch[SHELTER_A], &s), HV_OK);
+	assert_true(is_pending("svc-huge"));
+	assert_false(found_free("svc-away", "Limburg"));
+	assert_false(found_free("svc-huge", "Amsterdam"));
+	assert_true(found_free("svc-small", "Amsterdam"));
+	assert_false(routable("svc-away"));
+	assert_false(routable("svc-huge"));
+	assert_true(routable("svc-small"));
+	j.service_id = "svc-huge";
+	assert_int_equal(store_write(g.st, hold_fn, &j), HV_FAILED_PRECONDITION);
+	{
+		cap_cell *cells = NULL;
+		size_t    n     = 0;
+		store_txn *txn;
+		int        lim  = region_map_find(g.map, "Limburg");
+		assert_int_equal(store_read_begin(g.st, &txn), HV_OK);
+		assert_int_equal(cap_summary(g.cs, txn, (uint64_t) 1 << lim, test_now(NULL), &cells, &n),
+		    HV_OK);
+		store_read_end(txn);
+		for (size_t i = 0; i < n; i++) {
+			assert_int_not_equal(cells[i].cc_free, 10); /* svc-away's places are not counted */
+		}
+		free(cells);
+	}
+
+	/* Who approves: not the provider itself, not a coordinator of another region. */
+	assert_int_equal(approve(g.ch[SHELTER_A], "svc-away", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(approve(g.ch[COORD_AMS], "svc-away", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(approve(g.ch[REFERRER], "svc-away", NULL), HV_PERMISSION_DENIED);
+	assert_true(is_pending("svc-away"));
+	assert_int_equal(approve(g.ch[ADMIN], "svc-away", &out), HV_OK);
+	assert_false(out->pending);
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	assert_true(found_free("svc-away", "Limburg"));
+	assert_true(routable("svc-away"));
+	assert_int_equal(approve(g.ch[ADMIN], "svc-away", NULL), HV_FAILED_PRECONDITION);
+	expect_err("does not wait for approval");
+	/* The coordinator of the service's own region approves. */
+	assert_int_equal(approve(g.ch[COORD_AMS], "svc-huge", NULL), HV_OK);
+	j.service_id = "svc-huge";
+	assert_int_equal(store_write(g.st, hold_fn, &j), HV_OK);
+	assert_int_equal(store_write(g.st, release_fn, &j), HV_OK);
+
+	/* A provider that grows an approved service past the limit waits again; a change of
+	 * name does not. */
+	service_state("svc-small", &v, &a, NULL);
+	svc_init(&s, "svc-small", "shelter-a", T_SHELTER, "Amsterdam", 10, 5);
+	s.name               = "Opvang Oost";
+	ur.service           = &s;
+	ur.based_on_version  = v;
+	assert_int_equal(call(g.ch[SHELTER_A], M("UpdateService"), &ur.base,
+	                     &haven__capacity__v1__service__descriptor, NULL),
+	    HV_OK);
+	assert_false(is_pending("svc-small"));
+	service_state("svc-small", &v, &a, NULL);
+	s.maximum           = 500;
+	ur.based_on_version = v;
+	assert_int_equal(call(g.ch[SHELTER_A], M("UpdateService"), &ur.base,
+	                     &haven__capacity__v1__service__descriptor, NULL),
+	    HV_OK);
+	assert_true(is_pending("svc-small"));
+	assert_false(found_free("svc-small", "Amsterdam"));
+
+	/* Bad input. */
+	{
+		Haven__Capacity__V1__ApproveServiceRequest req =
+		    HAVEN__CAPACITY__V1__APPROVE_SERVICE_REQUEST__INIT;
+		req.id = "Bad Id";
+		assert_int_equal(call(g.op, M("ApproveService"), &req.base,
+		                     &haven__capacity__v1__service__descriptor, NULL),
+		    HV_INVALID_ARGUMENT);
+		expect_err("service id must be");
+		req.id = "svc-small";
+		assert_int_equal(call(g.op, M("ApproveService"), &req.base,
+		                     &haven__capacity__v1__service__descriptor, NULL),
+		    HV_INVALID_ARGUMENT);
+		expect_err("based_on_version is required");
+		req.id               = "svc-none";
+		req.based_on_version = 1;
+		assert_int_equal(call(g.op, M("ApproveService"), &req.base,
+		                     &haven__capacity__v1__service__descriptor, NULL),
+		    HV_NOT_FOUND);
+	}
+}
+
 int
 main(void)
 {
@@ -1480,6 +1662,7 @@ main(void)
 		cmocka_unit_test(test_hold_expiry),
 		cmocka_unit_test(test_disabled_org_refused),
 		cmocka_unit_test(test_login_with_registered_cert),
+		cmocka_unit_test(test_pending_services),
 	};
 
 	log_init("capacity_test", LOG_LEVEL_ERROR);

@@ -48,7 +48,7 @@ usage(FILE *f)
 	    "                   --contact C [--languages L,L] [--name N] [--id ID] [--unit U]\n"
 	    "                   [--specialisation S,S] [--accessibility A,A] [--interval S]\n"
 	    "                   [--available N]\n"
-	    "  service show ID    service retire ID --version V\n"
+	    "  service show ID    service retire ID --version V    service approve ID --version V\n"
 	    "  capacity set SERVICE AVAILABLE [--version V]   (without --version: on top of the\n"
 	    "                     current version, read first)\n"
 	    "  capacity show SERVICE\n"

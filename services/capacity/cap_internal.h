@@ -68,7 +68,8 @@ typedef struct cap_brief {
 	uint8_t  b_region;
 	uint8_t  b_populations; /* bit p: accepts Population p */
 	uint8_t  b_retired;
-	uint8_t  b_pad[4];
+	uint8_t  b_pending; /* waits for approval: never routed, held or counted */
+	uint8_t  b_pad[3];
 } cap_brief;
 
 _Static_assert(sizeof(cap_brief) == 32, "cap_brief has no hidden padding");
@@ -77,6 +78,7 @@ struct cap_service {
 	store            *cs_store;
 	const region_map *cs_regions;
 	uint32_t          cs_hold_max_ttl_s;
+	uint32_t          cs_approval_places; /* cap_options.approval_places */
 	int64_t         (*cs_now)(void *);
 	void             *cs_now_arg;
 

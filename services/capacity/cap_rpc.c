@@ -15,6 +15,11 @@
  *   service         for a provider of its region, in its region
  *   change a        operator; the provider organisation that runs it; a coordinator of the
  *   service         service's region (which it may not move out of its region)
+ *   approve a       operator, admin; a coordinator of the service's region. A service that a
+ *   service         provider registers outside its organisation's region, or with more places
+ *                   than service_approval_places, or moves out of it or grows past that later,
+ *                   is pending until approved: never routed to, held or counted (issue 12,
+ *                   hole 4: a provider captured referrals of any region that way).
  *
  * Every change runs in one store_write: the checks that need the store, the version check and
  * the write see one snapshot, so a write based on an old version is ABORTED and nothing else
@@ -40,6 +45,7 @@
 #define M_ROLES_REGISTER_SERVICE                                                            \
 	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR | RPC_ROLE_PROVIDER)
 #define M_ROLES_CHANGE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLE_COORDINATOR | RPC_ROLE_PROVIDER)
+#define M_ROLES_APPROVE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR)
 
 #define ID_RULE "1 to 63 characters of a-z 0-9 . _ -"
 
@@ -237,8 +243,8 @@ may_change_service(req_ctx *r, store_txn *txn, const service_t *svc)
 	org_t    *me;
 	hv_status st;
 
-	if (has_role(r, RPC_ROLE_OPERATOR)) {
-		return (HV_OK);
+	if (has_role(r, RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)) {
+		return (HV_OK); /* admins reach this only through ApproveService */
 	}
 	if (has_role(r, RPC_ROLE_PROVIDER) && strcmp(svc->org_id, r->r_caller->org_id) == 0) {
 		return (HV_OK);
@@ -253,6 +259,36 @@ may_change_service(req_ctx *r, store_txn *txn, const service_t *svc)
 	}
 	return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED,
 	    "organisation %s may not change service %s", r->r_caller->org_id, svc->id));
+}
+
+/* Whether a provider's service, as it would be stored, needs approval: outside the home
+ * region of the provider's organisation, or more places than the node lets a provider open
+ * by itself. Only providers' own changes are judged; the approvers' are not. */
+static hv_status
+needs_approval(req_ctx *r, store_txn *txn, const service_t *svc, bool *out)
+{
+	org_t    *me;
+	hv_status st;
+
+	*out = false;
+	if (!has_role(r, RPC_ROLE_PROVIDER)) {
+		return (HV_OK);
+	}
+	if ((st = caller_org(r, txn, &me)) != HV_OK) {
+		return (st);
+	}
+	*out = strcmp(svc->service_area, me->region) != 0 ||
+	    svc->maximum > r->r_cs->cs_approval_places;
+	return (HV_OK);
+}
+
+/* Logs a service that waits for approval, or was approved (ids and counts only). */
+static void
+log_approval(const req_ctx *r, const service_t *svc, const char *what)
+{
+	log_info("directory: service %s of %s in %s with %u places %s by %s %s", svc->id,
+	    svc->org_id, svc->service_area, svc->maximum, what, rpc_role_name(r->r_caller->role),
+	    r->r_caller->org_id[0] != '\0' ? r->r_caller->org_id : "(local)");
 }
 
 /* Reads the service a change is about; NOT_FOUND, or PERMISSION_DENIED, or FAILED_PRECONDITION
@@ -568,6 +604,7 @@ register_service_fn(store_txn *txn, void *arg)
 	service_t                                         *svc;
 	char                                               id[CAP_ID_MAX];
 	char                                               err[CAP_ERR_MAX] = "";
+	bool                                               pending;
 	hv_status                                          st;
 
 	r->r_out     = NULL;
@@ -579,6 +616,13 @@ register_service_fn(store_txn *txn, void *arg)
 		return (pass(r->r_call, st, err));
 	}
 	if ((st = cap_read_service(r->r_cs, txn, id, arena(r), &svc)) != HV_OK) {
+		return (st);
+	}
+	if ((st = needs_approval(r, txn, svc, &pending)) != HV_OK) {
+		return (st);
+	}
+	svc->pending = pending;
+	if (pending && (st = cap_put_service(r->r_cs, txn, svc)) != HV_OK) {
 		return (st);
 	}
 	r->r_out     = &svc->base;
@@ -599,7 +643,11 @@ h_register_service(
 		return (pass(call, st, err));
 	}
 	req_init(&r, call, svc, in);
-	return (write_call(&r, register_service_fn, reply));
+	if ((st = write_call(&r, register_service_fn, reply)) == HV_OK &&
+	    ((const service_t *) r.r_out)->pending) {
+		log_approval(&r, (const service_t *) r.r_out, "waits for approval");
+	}
+	return (st);
 }
 
 static hv_status
@@ -610,6 +658,7 @@ update_service_fn(store_txn *txn, void *arg)
 	const service_t                                 *ch = in->service;
 	service_t                                       *svc;
 	org_t                                           *me;
+	bool                                             grows, approval;
 	hv_status                                        st;
 
 	r->r_out     = NULL;
@@ -635,6 +684,12 @@ update_service_fn(store_txn *txn, void *arg)
 		    "maximum %u is under the %u places reported available: lower availability first",
 		    ch->maximum, svc->available));
 	}
+	/* A provider that moves its service or grows it past what was approved waits again. */
+	grows = strcmp(ch->service_area, svc->service_area) != 0 || ch->maximum > svc->maximum;
+	if ((st = needs_approval(r, txn, ch, &approval)) != HV_OK) {
+		return (st);
+	}
+	svc->pending           = svc->pending || (grows && approval);
 	svc->name              = ch->name[0] != '\0' ? ch->name : svc->id;
 	svc->type              = ch->type;
 	svc->service_area      = ch->service_area;
@@ -723,6 +778,61 @@ h_retire_service(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobu
 	}
 	req_init(&r, call, svc, in);
 	return (write_call(&r, retire_service_fn, reply));
+}
+
+static hv_status
+approve_service_fn(store_txn *txn, void *arg)
+{
+	req_ctx                                          *r  = arg;
+	const Haven__Capacity__V1__ApproveServiceRequest *in = r->r_in;
+	service_t                                        *svc;
+	hv_status                                         st;
+
+	r->r_out     = NULL;
+	r->r_changed = NULL;
+	if ((st = service_for_change(r, txn, in->id, in->based_on_version, &svc)) != HV_OK) {
+		return (st);
+	}
+	/* The provider that runs it may change it, never approve it. */
+	if (!has_role(r, RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR)) {
+		return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED,
+		    "a coordinator of region %s or an admin approves service %s", svc->service_area,
+		    svc->id));
+	}
+	if (!svc->pending) {
+		return (rpc_call_error(r->r_call, HV_FAILED_PRECONDITION,
+		    "service %s does not wait for approval", svc->id));
+	}
+	svc->pending = false;
+	svc->version++;
+	if ((st = cap_put_service(r->r_cs, txn, svc)) != HV_OK) {
+		return (st);
+	}
+	r->r_out     = &svc->base;
+	r->r_changed = svc; /* its places count from now: waiting needs may take them */
+	return (HV_OK);
+}
+
+static hv_status
+h_approve_service(
+    rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+{
+	const Haven__Capacity__V1__ApproveServiceRequest *in = (const void *) req;
+	req_ctx                                           r;
+	hv_status                                         st;
+
+	if (!ids_valid(in->id)) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service id must be " ID_RULE));
+	}
+	if (in->based_on_version == 0) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "based_on_version is required: the version the approval is based on"));
+	}
+	req_init(&r, call, svc, in);
+	if ((st = write_call(&r, approve_service_fn, reply)) == HV_OK) {
+		log_approval(&r, (const service_t *) r.r_out, "approved");
+	}
+	return (st);
 }
 
 static hv_status
@@ -933,7 +1043,7 @@ h_find_services(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobuf
 		    (mask != 0 && (b.b_region >= 64 || (mask & ((uint64_t) 1 << b.b_region)) == 0))) {
 			continue;
 		}
-		if (in->only_free && (now - (int64_t) b.b_updated_ms >
+		if (in->only_free && (b.b_pending || now - (int64_t) b.b_updated_ms >
 		                             (int64_t) b.b_report_interval_s * 1000 ||
 		                         b.b_available <= b.b_held)) {
 			continue;
@@ -1089,6 +1199,8 @@ cap_register(cap_service *cs, rpc_server *srv)
 		    .roles = M_ROLES_CHANGE_SERVICE },
 		{ .name = "RetireService", .handler = h_retire_service,
 		    .roles = M_ROLES_CHANGE_SERVICE },
+		{ .name = "ApproveService", .handler = h_approve_service,
+		    .roles = M_ROLES_APPROVE_SERVICE },
 		{ .name = "GetService", .handler = h_get_service, .roles = M_ROLES_SEE_SERVICES },
 		{ .name = "UpdateAvailability", .handler = h_update_availability,
 		    .roles = M_ROLES_CHANGE_SERVICE },

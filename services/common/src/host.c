@@ -57,6 +57,11 @@ static const config_option host_options[] = {
 	    "14400", 60, 604800, "How long a provider has to answer an offer for an urgent need." },
 	{ "offer_timeout_planned_s", CONFIG_UINT, offsetof(host_config, offer_timeout_planned_s),
 	    "86400", 60, 604800, "How long a provider has to answer an offer for a planned need." },
+	{ "service_approval_places", CONFIG_UINT, offsetof(host_config, service_approval_places),
+	    "50", 1, 100000,
+	    "A service that a provider registers with more places than this, or outside its "
+	    "organisation's home region, waits until a coordinator of its region or an admin "
+	    "approves it (ApproveService); until then it is never offered, held or counted." },
 	{ "retention_days", CONFIG_UINT, offsetof(host_config, retention_days), "90", 1, 3650,
 	    "Personal data of referrals closed this many days ago is erased." },
 	{ "check_audit", CONFIG_STRING, offsetof(host_config, check_audit), "queued", 0, 0,
