@@ -6,7 +6,10 @@
  *   haven-node [--config FILE] [--data-dir DIR] [--listen URL]... [--OPTION VALUE]...
  *
  * Without --listen the node serves on ipc://DATA_DIR/run/haven.sock, where the haven CLI finds
- * it. `haven-node --print-config` documents every option. Exit codes: 0 after a clean
+ * it. `haven-node --print-config` documents every option; `haven-node --data-dir DIR
+ * --print-methods` starts, prints every method it serves with the roles that may call it (one
+ * line each: METHOD ROLE,ROLE... or "none"; the authority test holds docs/authority.md against
+ * it) and stops. Exit codes: 0 after a clean
  * shutdown, 2 for a usage or configuration error, 1 when the node cannot start.
  *
  * Change notifications: capacity publishes on ipc://DATA_DIR/run/events.sock (or pub_url),
@@ -80,6 +83,37 @@ run_url(host *h, const char *name, char *out, size_t outsz)
 	snprintf(out, outsz, "ipc://%s", path);
 }
 
+/* --print-methods: "METHOD role,role" per method; roles in rpc_role order. */
+static void
+print_method(void *arg, const char *method, unsigned roles, bool implemented)
+{
+	bool first = true;
+
+	(void) arg;
+	printf("%s ", method);
+	for (unsigned bit = 1; bit <= RPC_ROLE_MUNICIPALITY; bit <<= 1) {
+		if ((roles & bit) != 0) {
+			printf("%s%s", first ? "" : ",", rpc_role_name((rpc_role) bit));
+			first = false;
+		}
+	}
+	printf("%s%s\n", first ? "none" : "", implemented ? "" : " unimplemented");
+}
+
+/* Takes a flag that the host's options do not know out of argv. */
+static bool
+take_flag(int *argc, char **argv, const char *flag)
+{
+	for (int i = 1; i < *argc; i++) {
+		if (strcmp(argv[i], flag) == 0) {
+			memmove(&argv[i], &argv[i + 1], (size_t) (*argc - i) * sizeof(*argv));
+			(*argc)--;
+			return (true);
+		}
+	}
+	return (false);
+}
+
 static int
 exit_code(hv_status st)
 {
@@ -99,6 +133,7 @@ main(int argc, char **argv)
 	ref_options      ro  = { 0 };
 	char             cap_pub[PATH_MAX + 16], consent_pub[PATH_MAX + 16], ref_pub[PATH_MAX + 16];
 	bool             done;
+	bool             print_methods = take_flag(&argc, argv, "--print-methods");
 	int              ret;
 	hv_status        st;
 
@@ -170,7 +205,12 @@ main(int argc, char **argv)
 		ret = exit_code(st);
 		goto out;
 	}
-	host_wait(h);
+	if (print_methods) {
+		rpc_server_foreach_method(host_server(h), print_method, NULL);
+		fflush(stdout);
+	} else {
+		host_wait(h);
+	}
 	ret = 0;
 out:
 	/* Threads stop while the store is open; host_close lets in-flight calls finish and closes

@@ -20,8 +20,10 @@
 typedef Haven__Referral__V1__CreateReferralRequest CreateReferralRequest;
 
 #define ROLES_READ                                                                             \
-	(RPC_ROLE_REFERRER | RPC_ROLE_COORDINATOR | RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)
-#define ROLES_ALL_REFERRALS (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)
+	(RPC_ROLE_REFERRER | RPC_ROLE_COORDINATOR | RPC_ROLE_OPERATOR)
+/* Every referral: the node's operator only. An admin keeps the directory and the keys and sees
+ * no person-linked record (docs/authority.md). */
+#define ROLES_ALL_REFERRALS RPC_ROLE_OPERATOR
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
@@ -92,7 +94,6 @@ may_see(ref_service *rs, store_txn *txn, const rpc_caller *c, const Referral *r,
 	*ok = false;
 	switch (c->role) {
 	case RPC_ROLE_OPERATOR:
-	case RPC_ROLE_ADMIN:
 		*ok = true;
 		return (HV_OK);
 	case RPC_ROLE_REFERRER:
@@ -768,7 +769,7 @@ typedef struct offer_job {
 } offer_job;
 
 /* Whether the caller may end a placement: its provider, the referral's referrer, or a
- * coordinator of its home region (and the operator and admins). */
+ * coordinator of its home region (and the operator). */
 static hv_status
 may_end(ref_work *w, const rpc_caller *c, const Offer *o, const Referral *r, bool *ok)
 {
@@ -1173,9 +1174,9 @@ static const rpc_method_impl methods[] = {
 	{ .name = "ListReferrals", .handler = h_list, .roles = ROLES_READ },
 	{ .name = "CancelReferral", .handler = h_cancel, .roles = ROLES_READ },
 	{ .name = "ReassignNeed", .handler = h_reassign,
-	    .roles = RPC_ROLE_COORDINATOR | RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
+	    .roles = RPC_ROLE_COORDINATOR | RPC_ROLE_OPERATOR },
 	{ .name = "ListOffers", .handler = h_list_offers,
-	    .roles = RPC_ROLE_PROVIDER | RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
+	    .roles = RPC_ROLE_PROVIDER | RPC_ROLE_OPERATOR },
 	{ .name = "AcknowledgeOffer", .handler = h_ack, .roles = RPC_ROLE_PROVIDER },
 	{ .name = "AcceptOffer", .handler = h_accept, .roles = RPC_ROLE_PROVIDER },
 	{ .name = "DeclineOffer", .handler = h_decline, .roles = RPC_ROLE_PROVIDER },

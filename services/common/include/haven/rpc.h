@@ -155,6 +155,12 @@ void rpc_server_close(rpc_server *srv);
  * theirs in their register functions; the host serves the page (host.h, metrics_listen). */
 metrics *rpc_server_metrics(rpc_server *srv);
 
+/* Calls fn for every method the server knows, in name order: its full name, the rpc_role bits
+ * that may call it, and whether it has a handler (one without answers UNIMPLEMENTED). For the
+ * authority table's check (docs/authority.md) and tools; not while services are added. */
+typedef void (*rpc_method_fn)(void *arg, const char *method, unsigned roles, bool implemented);
+void rpc_server_foreach_method(rpc_server *srv, rpc_method_fn fn, void *arg);
+
 /* Counters for metrics and tests. */
 typedef struct rpc_server_stats {
 	uint64_t calls;     /* replies sent */
