@@ -166,6 +166,8 @@ open_ref(fixture *f, bool manual, uint32_t interval_s)
 	ro.capacity             = f->cs;
 	ro.consent              = consent_ref_check;
 	ro.consent_arg          = f->cns;
+	ro.seal                 = consent_ref_seal;
+	ro.unseal               = consent_ref_open;
 	ro.now_ms               = fake_now;
 	ro.manual               = manual;
 	ro.erase                = erase_hook;
