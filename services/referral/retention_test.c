@@ -1047,6 +1047,141 @@ test_text_bound_to_place(void **state)
 	haven__referral__v1__referral__free_unpacked(x, NULL);
 }
 
+
+/* A store written before sealing: free text in the clear (the note, "cancelled: <text>",
+ * "declined: <code>: <text>", an offer's decline_text), and no REF_META_SEALED. */
+typedef struct plain_job {
+	const char *id, *offer;
+	store_table referrals, offers, meta;
+} plain_job;
+
+static hv_status
+make_plain_fn(store_txn *txn, void *arg)
+{
+	plain_job          *j = arg;
+	Referral           *r = NULL;
+	Offer              *o = NULL;
+	char               *keep_reason[64];
+	ProtobufCBinaryData keep_text[64], keep_note, keep_decline;
+	char               *keep_str, *keep_dstr;
+	hv_status           st;
+
+	if ((st = store_get_msg(txn, j->referrals, j->id, strlen(j->id),
+	         &haven__referral__v1__referral__descriptor, NULL, (ProtobufCMessage **) &r)) !=
+	        HV_OK ||
+	    (st = store_get_msg(txn, j->offers, j->offer, strlen(j->offer),
+	         &haven__referral__v1__offer__descriptor, NULL, (ProtobufCMessage **) &o)) != HV_OK) {
+		goto out;
+	}
+	/* Plaintext in place of the sealed fields, packed, then the unpacked values put back
+	 * for free_unpacked. */
+	assert_true(r->n_events <= 64);
+	keep_str       = r->note;
+	keep_note      = r->sealed_note;
+	r->note        = "note " MARK_NOTE;
+	r->sealed_note = (ProtobufCBinaryData) { 0 };
+	for (size_t i = 0; i < r->n_events; i++) {
+		Event *e       = r->events[i];
+		keep_reason[i] = e->reason;
+		keep_text[i]   = e->sealed_text;
+		if (strcmp(e->reason, "cancelled") == 0) {
+			e->reason = "cancelled: reason " MARK_CANCEL;
+		} else if (strcmp(e->reason, "declined: decline-other") == 0) {
+			e->reason = "declined: decline-other: " MARK_DECLINE;
+		}
+		e->sealed_text = (ProtobufCBinaryData) { 0 };
+	}
+	keep_dstr              = o->decline_text;
+	keep_decline           = o->sealed_decline_text;
+	o->decline_text        = MARK_DECLINE;
+	o->sealed_decline_text = (ProtobufCBinaryData) { 0 };
+	if ((st = store_put_msg(txn, j->referrals, j->id, strlen(j->id), &r->base)) == HV_OK &&
+	    (st = store_put_msg(txn, j->offers, j->offer, strlen(j->offer), &o->base)) == HV_OK) {
+		st = store_del(txn, j->meta, REF_META_SEALED, strlen(REF_META_SEALED));
+		st = st == HV_NOT_FOUND ? HV_OK : st;
+	}
+	r->note        = keep_str;
+	r->sealed_note = keep_note;
+	for (size_t i = 0; i < r->n_events; i++) {
+		r->events[i]->reason      = keep_reason[i];
+		r->events[i]->sealed_text = keep_text[i];
+	}
+	o->decline_text        = keep_dstr;
+	o->sealed_decline_text = keep_decline;
+out:
+	if (r != NULL) {
+		haven__referral__v1__referral__free_unpacked(r, NULL);
+	}
+	if (o != NULL) {
+		haven__referral__v1__offer__free_unpacked(o, NULL);
+	}
+	return (st);
+}
+
+static void
+make_plain(fixture *f, const char *id, const char *offer)
+{
+	plain_job j = { .id = id, .offer = offer };
+
+	assert_int_equal(store_table_open(f->st, "ref.referrals", &j.referrals), HV_OK);
+	assert_int_equal(store_table_open(f->st, "ref.offers", &j.offers), HV_OK);
+	assert_int_equal(store_table_open(f->st, "ref.meta", &j.meta), HV_OK);
+	assert_int_equal(store_write(f->st, make_plain_fn, &j), HV_OK);
+}
+
+/* Opening the service seals the plaintext of an older store (and drops that of a subject
+ * erased meanwhile): answers are as before, the record holds only sealed text, and a backup
+ * has none of it. */
+static void
+test_text_migrated(void **state)
+{
+	fixture                *f  = *state;
+	static const rpc_caller op = { .role = RPC_ROLE_OPERATOR };
+	char                    s[CONSENT_ID_HEX], r[IDS_MAX], o[IDS_MAX];
+	char                    s2[CONSENT_ID_HEX], r2[IDS_MAX], o2[IDS_MAX];
+	char                    data[700];
+	Referral               *x;
+
+	new_subject(f, s);
+	refer_note(f, s, "note", r, o);
+	decline_other(f, o, "x");
+	cancel_reason(f, r, "y");
+	new_subject(f, s2);
+	refer_note(f, s2, "note", r2, o2);
+	decline_other(f, o2, "x");
+	cancel_reason(f, r2, "y");
+	make_plain(f, r, o);
+	make_plain(f, r2, o2);
+	snprintf(data, sizeof(data), "%s/data.mdb", f->dir);
+	assert_true(file_has(data, MARK_NOTE)); /* the grep sees plaintext when it is there */
+	assert_int_equal(consent_erase_subject(f->cns, &op, s2, NULL, NULL), HV_OK);
+
+	close_ref(f);
+	open_ref(f, true, 0);
+	expect_texts(f, r, "note " MARK_NOTE, "declined: decline-other: " MARK_DECLINE,
+	    "cancelled: reason " MARK_CANCEL);
+	expect_decline_text(f, o, MARK_DECLINE);
+	expect_texts(f, r2, "", "declined: decline-other", "cancelled");
+	x = stored(f, r);
+	assert_string_equal(x->note, "");
+	assert_true(x->sealed_note.len > 0);
+	assert_string_equal(x->events[x->n_events - 1]->reason, "cancelled");
+	assert_true(x->events[x->n_events - 1]->sealed_text.len > 0);
+	haven__referral__v1__referral__free_unpacked(x, NULL);
+	x = stored(f, r2);
+	assert_string_equal(x->note, "");
+	assert_int_equal(x->sealed_note.len, 0);
+	haven__referral__v1__referral__free_unpacked(x, NULL);
+	/* Free pages of the data file may keep the old plaintext until reused; a backup, which
+	 * copies live pages only, has none. */
+	expect_no_plaintext(f, false);
+	/* Once: a second open changes nothing. */
+	close_ref(f);
+	open_ref(f, true, 0);
+	expect_texts(f, r, "note " MARK_NOTE, "declined: decline-other: " MARK_DECLINE,
+	    "cancelled: reason " MARK_CANCEL);
+}
+
 /* A store written before ref.closed existed: referrals closed without closed_ms or an index
  * entry. Opening the service fills both from the event trail. */
 typedef struct old_job {
@@ -1159,6 +1294,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_text_sealed_then_erased, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_retention, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_bound_to_place, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_migrated, setup, teardown),
 	};
 
 	log_init("retention_test", LOG_LEVEL_OFF);
