@@ -298,8 +298,9 @@ bool ref_lang_match(const char *want, char *const *langs, size_t n);
 /* ---- ref_text.c: free text sealed under the subject's key ------------------------------------ */
 
 /* Seals text ("" or NULL: out is empty, HV_OK) for subject at the place "<id>/<field>" (index
- * >= 0: "<id>/<field>/<index>") into out (arena). FAILED_PRECONDITION (w_err set) without the
- * seal hook or for an erased subject; the hook's failure otherwise. */
+ * >= 0: "<id>/<field>/<index>") into out (arena). For an erased subject out is empty and the
+ * text dropped (HV_OK). FAILED_PRECONDITION (w_err set) without the seal hook; the hook's
+ * failure otherwise. */
 hv_status ref_text_seal(ref_work *w, const char *subject, const char *id, const char *field,
     long index, const char *text, ProtobufCBinaryData *out);
 /* Seals text as the free part of r's newest event's reason (whose stored reason is the code). */

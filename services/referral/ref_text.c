@@ -13,7 +13,9 @@
  * opens, for callers the handlers already let see the record.
  *
  * Erasure: once the subject is erased (EraseSubject or retention) its data key is gone, the
- * texts open no more and read as "" (a reason keeps its coded part), without an error.
+ * texts open no more and read as "" (a reason keeps its coded part), without an error. Free
+ * text given later about an erased subject (a cancel reason) is not kept: the call succeeds
+ * with the code alone.
  *
  * Stores written before sealing: ref_text_migrate seals the plaintext at open, a batch of
  * referrals and offers per transaction, and clears the text of subjects erased already.
@@ -75,12 +77,13 @@ ref_text_seal(ref_work *w, const char *subject, const char *id, const char *fiel
 	}
 	st = rs->rs_seal(rs->rs_consent_arg, w->w_txn, subject, ctx, text, n, out->data,
 	    n + REF_SEAL_OVERHEAD);
+	if (st == HV_NOT_FOUND) {
+		out->data = NULL; /* an erased subject: nothing is kept about it any more */
+		return (HV_OK);
+	}
 	if (st != HV_OK) {
 		out->data = NULL;
-		return (st == HV_NOT_FOUND
-		        ? ref_fail(w, HV_FAILED_PRECONDITION,
-		              "subject %s was erased: no free text can be kept about it", subject)
-		        : ref_fail(w, st, "cannot seal the free text of %s: %s", id, hv_status_name(st)));
+		return (ref_fail(w, st, "cannot seal the free text of %s: %s", id, hv_status_name(st)));
 	}
 	out->len = n + REF_SEAL_OVERHEAD;
 	return (HV_OK);

@@ -926,10 +926,11 @@ test_text_sealed_then_erased(void **state)
 {
 	fixture                *f  = *state;
 	static const rpc_caller op = { .role = RPC_ROLE_OPERATOR };
-	char                    s[CONSENT_ID_HEX], r[IDS_MAX], o[IDS_MAX];
+	char                    s[CONSENT_ID_HEX], r[IDS_MAX], o[IDS_MAX], r2[IDS_MAX], o2[IDS_MAX];
 	Referral               *x;
 
 	new_subject(f, s);
+	refer_note(f, s, "note " MARK_NOTE, r2, o2); /* still open at the erasure */
 	refer_note(f, s, "note " MARK_NOTE, r, o);
 	decline_other(f, o, MARK_DECLINE);
 	cancel_reason(f, r, "reason " MARK_CANCEL);
@@ -946,6 +947,16 @@ test_text_sealed_then_erased(void **state)
 	assert_int_equal(consent_erase_subject(f->cns, &op, s, NULL, NULL), HV_OK);
 	expect_texts(f, r, "", "declined: decline-other", "cancelled");
 	expect_decline_text(f, o, "");
+	expect_no_plaintext(f, true);
+	/* Cancelling the open one still works; its reason about the erased person is not kept. */
+	cancel_reason(f, r2, "reason " MARK_CANCEL);
+	x = get(f, r2);
+	assert_string_equal(x->note, "");
+	assert_string_equal(x->events[x->n_events - 1]->reason, "cancelled");
+	haven__referral__v1__referral__free_unpacked(x, NULL);
+	x = stored(f, r2);
+	assert_int_equal(x->events[x->n_events - 1]->sealed_text.len, 0);
+	haven__referral__v1__referral__free_unpacked(x, NULL);
 	expect_no_plaintext(f, true);
 }
 
