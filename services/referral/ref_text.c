@@ -269,7 +269,8 @@ reason_split(char *reason, char **text)
 	}
 }
 
-/* Seals the plaintext of one stored referral; with the subject erased, drops it. */
+/* Seals the plaintext of one stored referral; that of an erased subject is dropped (the seal
+ * keeps nothing then). */
 static hv_status
 migrate_referral(ref_work *w, Referral *r, bool *changed)
 {
@@ -277,8 +278,8 @@ migrate_referral(ref_work *w, Referral *r, bool *changed)
 
 	*changed = false;
 	if (r->note[0] != '\0') {
-		st = ref_text_seal(w, r->subject, r->id, "note", -1, r->note, &r->sealed_note);
-		if (st != HV_OK && st != HV_FAILED_PRECONDITION) {
+		if ((st = ref_text_seal(w, r->subject, r->id, "note", -1, r->note,
+		         &r->sealed_note)) != HV_OK) {
 			return (st);
 		}
 		r->note  = "";
@@ -295,8 +296,8 @@ migrate_referral(ref_work *w, Referral *r, bool *changed)
 		if (text == NULL) {
 			continue;
 		}
-		st = ref_text_seal(w, r->subject, r->id, "event", (long) i, text, &e->sealed_text);
-		if (st != HV_OK && st != HV_FAILED_PRECONDITION) {
+		if ((st = ref_text_seal(w, r->subject, r->id, "event", (long) i, text,
+		         &e->sealed_text)) != HV_OK) {
 			return (st);
 		}
 		*changed = true;
@@ -322,9 +323,8 @@ migrate_offer(ref_work *w, Offer *o, bool *changed)
 		return (st);
 	}
 	if (st == HV_OK && r->subject_erased_ms == 0) {
-		st = ref_text_seal(w, r->subject, o->id, "decline", -1, o->decline_text,
-		    &o->sealed_decline_text);
-		if (st != HV_OK && st != HV_FAILED_PRECONDITION) {
+		if ((st = ref_text_seal(w, r->subject, o->id, "decline", -1, o->decline_text,
+		         &o->sealed_decline_text)) != HV_OK) {
 			return (st);
 		}
 	}
