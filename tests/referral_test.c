@@ -30,6 +30,7 @@
 #include <nng/protocol/pubsub0/pub.h>
 
 #include "haven/auth.h"
+#include "haven/crypto.h"
 #include "haven/log.h"
 #include "haven/rpc.h"
 #include "haven/store.h"
@@ -144,6 +145,54 @@ fake_consent(void *arg, store_txn *txn, const rpc_caller *caller, const char *me
 	assert_int_equal(caller->role, RPC_ROLE_REFERRER);
 	assert_string_equal(method, M_CREATE);
 	*allowed = strcmp(subject, SUBJECT_NO) != 0;
+	return (HV_OK);
+}
+
+/* Sealing of free text as the consent service does it (version, nonce, tag, ciphertext;
+ * the context as associated data), under a key made from the subject id; "erased" subjects
+ * (SUBJECT_NO) answer NOT_FOUND. */
+static void
+fake_key(const char *subject, uint8_t key[CRYPTO_AEAD_KEY_LEN])
+{
+	crypto_sha256(key, subject, strlen(subject));
+}
+
+static hv_status
+fake_seal(void *arg, store_txn *txn, const char *subject, const char *context, const char *text,
+    size_t len, uint8_t *out, size_t outsz)
+{
+	uint8_t key[CRYPTO_AEAD_KEY_LEN];
+
+	assert_non_null(txn);
+	assert_int_equal(outsz, len + REF_SEAL_OVERHEAD);
+	if (strcmp(subject, SUBJECT_NO) == 0) {
+		return (HV_NOT_FOUND);
+	}
+	fake_key(subject, key);
+	out[0] = 1;
+	assert_int_equal(crypto_random(out + 1, CRYPTO_AEAD_NONCE_LEN), HV_OK);
+	return (crypto_aead_encrypt(out + REF_SEAL_OVERHEAD, out + 1 + CRYPTO_AEAD_NONCE_LEN, key,
+	    out + 1, context, strlen(context), text, len));
+}
+
+static hv_status
+fake_open(void *arg, store_txn *txn, const char *subject, const char *context,
+    const uint8_t *sealed, size_t len, char *text, size_t textsz)
+{
+	uint8_t key[CRYPTO_AEAD_KEY_LEN];
+
+	assert_non_null(txn);
+	assert_int_equal(textsz, len - REF_SEAL_OVERHEAD + 1);
+	if (strcmp(subject, SUBJECT_NO) == 0) {
+		return (HV_NOT_FOUND);
+	}
+	fake_key(subject, key);
+	if (crypto_aead_decrypt((uint8_t *) text, key, sealed + 1,
+	        sealed + 1 + CRYPTO_AEAD_NONCE_LEN, context, strlen(context),
+	        sealed + REF_SEAL_OVERHEAD, len - REF_SEAL_OVERHEAD) != HV_OK) {
+		return (HV_DATA_LOSS);
+	}
+	text[len - REF_SEAL_OVERHEAD] = '\0';
 	return (HV_OK);
 }
 
@@ -282,6 +331,8 @@ open_services(node *n, bool reopen_store)
 	ro.regions          = n->regions;
 	ro.capacity         = n->cs;
 	ro.consent          = fake_consent;
+	ro.seal             = fake_seal;
+	ro.unseal           = fake_open;
 	ro.now_ms           = fake_now;
 	ro.manual           = !n->notify;
 	ro.capacity_sub_url = n->notify ? n->pub : NULL;

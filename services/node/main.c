@@ -32,6 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The referral service's free text is sealed by the consent service: one size contract. */
+_Static_assert(REF_SEAL_OVERHEAD == CONSENT_TEXT_OVERHEAD, "sealed text overhead differs");
+
 static bool
 org_exists(void *arg, const char *org_id)
 {
@@ -181,6 +184,8 @@ main(int argc, char **argv)
 	ro.capacity         = cs;
 	ro.consent          = consent_ref_check;
 	ro.consent_arg      = cns;
+	ro.seal             = consent_ref_seal;
+	ro.unseal           = consent_ref_open;
 	ro.pub_url          = ref_pub;
 	ro.capacity_sub_url = cap_pub;
 	ro.consent_sub_url  = consent_pub;

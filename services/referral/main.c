@@ -109,6 +109,8 @@ main(int argc, char **argv)
 	}
 	ro.consent        = consent_ref_check;
 	ro.consent_arg    = cns;
+	ro.seal           = consent_ref_seal;
+	ro.unseal         = consent_ref_open;
 	ro.erase          = retention_erase;
 	ro.erase_arg      = cns;
 	ro.erase_done     = retention_done;

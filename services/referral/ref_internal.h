@@ -48,6 +48,7 @@
 #define REF_DAY_MS           (86400LL * 1000)
 #define REF_META_CLOSED      "closed-index" /* ref.meta: ref.closed was filled */
 #define REF_ERASED_REASON    "personal data erased (retention)"
+#define REF_META_SEALED      "text-sealed" /* ref.meta: plaintext of older stores sealed */
 
 #define PURPOSE_REFERRAL "referral"
 
@@ -71,6 +72,8 @@ struct ref_service {
 	cap_service      *rs_cap;
 	ref_consent_fn    rs_consent;
 	void             *rs_consent_arg;
+	ref_seal_fn       rs_seal;   /* NULL: free text is refused */
+	ref_open_fn       rs_unseal; /* NULL: sealed text reads as "" */
 	uint32_t          rs_window_s[REF_URGENCIES]; /* respond-by windows, cut to the hold max */
 	uint32_t          rs_hold_max_s;
 	int64_t         (*rs_now)(void *);
@@ -192,6 +195,9 @@ hv_status ref_work_note(ref_work *w, const Referral *r, uint32_t need, NeedState
  * place of ServiceType type came free (the background thread routes waiting needs). */
 hv_status ref_work_changed(ref_work *w, const char *service_id, int type, bool freed);
 
+/* Marks a referral of the work changed, for ref_work_flush to write back. */
+void ref_mark_dirty(ref_work *w, const Referral *r);
+
 /* Reads a referral into the work (once per transaction: the same message is returned again,
  * with the changes made to it). NOT_FOUND when absent. */
 hv_status ref_load(ref_work *w, const char *id, Referral **out);
@@ -288,6 +294,30 @@ int ref_rank_cmp(const ref_rank *a, const ref_rank *b);
 /* Whether a service speaking langs serves language tag want (case-insensitive, and "en"
  * matches "en-GB" either way). */
 bool ref_lang_match(const char *want, char *const *langs, size_t n);
+
+/* ---- ref_text.c: free text sealed under the subject's key ------------------------------------ */
+
+/* Seals text ("" or NULL: out is empty, HV_OK) for subject at the place "<id>/<field>" (index
+ * >= 0: "<id>/<field>/<index>") into out (arena). For an erased subject out is empty and the
+ * text dropped (HV_OK). FAILED_PRECONDITION (w_err set) without the seal hook; the hook's
+ * failure otherwise. */
+hv_status ref_text_seal(ref_work *w, const char *subject, const char *id, const char *field,
+    long index, const char *text, ProtobufCBinaryData *out);
+/* Seals text as the free part of r's newest event's reason (whose stored reason is the code). */
+hv_status ref_event_text(ref_work *w, Referral *r, const char *text);
+/* A copy of r for an answer (arena, sharing r's unchanged parts): the note and each event's
+ * free text opened ("" once the subject is erased; a reason then keeps its code), the sealed
+ * fields empty. DATA_LOSS (w_err set) when a text does not authenticate. The work's r stays
+ * the stored form: never flush the copy. */
+hv_status ref_shown(ref_work *w, const Referral *r, Referral **out);
+/* The same for an offer's decline text (reads the referral for its subject). */
+hv_status ref_shown_offer(ref_work *w, const Offer *o, Offer **out);
+/* Drops r's free text, sealed or not (retention, after the subject's erasure). */
+void ref_text_drop(Referral *r);
+/* At open, once (REF_META_SEALED): seals the plaintext free text of records stored before
+ * sealing, REF_BATCH records per transaction; the text of erased subjects is dropped. Does
+ * nothing without the seal hook (it runs at the next open with one). */
+hv_status ref_text_migrate(ref_service *rs);
 
 /* ---- ref_stats.c ----------------------------------------------------------------------------- */
 

@@ -6,6 +6,10 @@
  * Visibility: a referrer sees its own referrals, a coordinator those of its home region, the
  * operator and admins all; a provider sees only its offers (no subject); a municipality only
  * Statistics. Messages name ids, states and regions, never a note or reason text.
+ *
+ * Free text (the note, the free part of a reason, a decline text) is sealed under the
+ * subject's key as it is written (ref_text.c), and answers are made from a copy that opens it
+ * (ref_shown, ref_shown_offer) inside the transaction that read the record.
  */
 #include "ref_internal.h"
 #include "ref_metrics.h"
@@ -196,7 +200,7 @@ create_fn(store_txn *txn, void *arg)
 			return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st);
 		}
 		j->cj_repeat = true;
-		return (HV_OK);
+		return (ref_shown(w, j->cj_result, &j->cj_result));
 	}
 	if (st != HV_NOT_FOUND) {
 		return (st);
@@ -260,7 +264,7 @@ create_fn(store_txn *txn, void *arg)
 	r->excluded_regions    = req->excluded_regions;
 	r->n_preferred_regions = req->n_preferred_regions;
 	r->preferred_regions   = req->preferred_regions;
-	r->note                = req->note;
+	r->note                = "";
 	r->created_ms          = (uint64_t) w->w_now;
 	r->idempotency_key     = (char *) j->cj_key;
 	r->n_needs             = req->n_needs;
@@ -280,7 +284,9 @@ create_fn(store_txn *txn, void *arg)
 		n->accessibility   = req->needs[i]->accessibility;
 		r->needs[i]        = n;
 	}
-	if ((st = ref_adopt(w, r)) != HV_OK) {
+	if ((st = ref_text_seal(w, r->subject, r->id, "note", -1, req->note, &r->sealed_note)) !=
+	        HV_OK ||
+	    (st = ref_adopt(w, r)) != HV_OK) {
 		return (st);
 	}
 	for (size_t i = 0; i < r->n_needs; i++) {
@@ -305,8 +311,10 @@ create_fn(store_txn *txn, void *arg)
 	         0)) != HV_OK) {
 		return (st);
 	}
-	j->cj_result = r;
-	return (ref_work_flush(w));
+	if ((st = ref_work_flush(w)) != HV_OK) {
+		return (st);
+	}
+	return (ref_shown(w, r, &j->cj_result));
 }
 
 static hv_status
@@ -370,7 +378,8 @@ h_get(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage *
 		goto out;
 	}
 	ref_work_begin(&w, txn);
-	if ((st = load_visible(&w, rpc_call_caller(call), req->id, &r)) != HV_OK) {
+	if ((st = load_visible(&w, rpc_call_caller(call), req->id, &r)) != HV_OK ||
+	    (st = ref_shown(&w, r, &r)) != HV_OK) {
 		st = work_error(call, &w, st);
 		goto out;
 	}
@@ -511,10 +520,13 @@ list_one(void *arg, const char *id, hv_status *st)
 	if (lc->lc_offers) {
 		Offer *o;
 		*st = ref_load_offer(w, id, &o);
-		m   = o;
 		if (*st == HV_OK && lc->lc_open_only && o->state != OS(OFFER_OPEN)) {
 			return (true);
 		}
+		if (*st == HV_OK) {
+			*st = ref_shown_offer(w, o, &o);
+		}
+		m = o;
 	} else {
 		Referral *r;
 		bool      open = false;
@@ -527,6 +539,8 @@ list_one(void *arg, const char *id, hv_status *st)
 			if (lc->lc_open_only && !open) {
 				return (true);
 			}
+			*st = ref_shown(w, r, &r);
+			m    = r;
 		}
 	}
 	if (*st == HV_NOT_FOUND) {
@@ -631,6 +645,18 @@ withdraw(ref_work *w, Need *n, bool decline_service)
 	return (HV_OK);
 }
 
+/* Writes the referral back; the answer is its copy with the free text opened. */
+static hv_status
+referral_done(referral_job *j, Referral *r)
+{
+	hv_status st;
+
+	if ((st = ref_work_flush(&j->rj_work)) != HV_OK) {
+		return (st);
+	}
+	return (ref_shown(&j->rj_work, r, &j->rj_result));
+}
+
 static hv_status
 referral_fn(store_txn *txn, void *arg)
 {
@@ -638,7 +664,6 @@ referral_fn(store_txn *txn, void *arg)
 	ref_work     *w = &j->rj_work;
 	const char   *actor = j->rj_caller->org_id;
 	Referral     *r;
-	char          reason[REF_TEXT_MAX + 32];
 	unsigned      ended = 0;
 	hv_status     st;
 
@@ -657,15 +682,16 @@ referral_fn(store_txn *txn, void *arg)
 			    j->rj_need));
 		}
 		n = r->needs[j->rj_need];
-		snprintf(reason, sizeof(reason), "reassigned: %s", j->rj_reason);
 		if (n->state == NS(OFFERED)) {
 			if ((st = withdraw(w, n, true)) != HV_OK ||
-			    (st = ref_transition(w, r, n, NS(WAITING), actor, reason, n->offer_id)) !=
-			        HV_OK) {
+			    (st = ref_transition(w, r, n, NS(WAITING), actor, "reassigned", n->offer_id)) !=
+			        HV_OK ||
+			    (st = ref_event_text(w, r, j->rj_reason)) != HV_OK) {
 				return (st);
 			}
 		} else if (n->state == NS(WAITING)) {
-			if ((st = ref_note_event(w, r, n, actor, reason)) != HV_OK) {
+			if ((st = ref_note_event(w, r, n, actor, "reassigned")) != HV_OK ||
+			    (st = ref_event_text(w, r, j->rj_reason)) != HV_OK) {
 				return (st);
 			}
 		} else {
@@ -680,9 +706,8 @@ referral_fn(store_txn *txn, void *arg)
 		if ((st = ref_route(w, &item, 1)) != HV_OK) {
 			return (st);
 		}
-		return (ref_work_flush(w));
+		return (referral_done(j, r));
 	}
-	snprintf(reason, sizeof(reason), "cancelled: %s", j->rj_reason);
 	for (size_t i = 0; i < r->n_needs; i++) {
 		Need *n = r->needs[i];
 
@@ -692,7 +717,9 @@ referral_fn(store_txn *txn, void *arg)
 		if (n->state == NS(OFFERED) && (st = withdraw(w, n, false)) != HV_OK) {
 			return (st);
 		}
-		if ((st = ref_transition(w, r, n, NS(CANCELLED), actor, reason, n->offer_id)) != HV_OK) {
+		if ((st = ref_transition(w, r, n, NS(CANCELLED), actor, "cancelled", n->offer_id)) !=
+		        HV_OK ||
+		    (st = ref_event_text(w, r, j->rj_reason)) != HV_OK) {
 			return (st);
 		}
 		ended++;
@@ -702,7 +729,7 @@ referral_fn(store_txn *txn, void *arg)
 		    "referral %s has no need still being routed; end accepted ones with EndPlacement",
 		    r->id));
 	}
-	return (ref_work_flush(w));
+	return (referral_done(j, r));
 }
 
 static hv_status
@@ -820,7 +847,7 @@ offer_fn(store_txn *txn, void *arg)
 	Offer            *o;
 	Referral         *r;
 	Need             *n;
-	char              reason[REF_TEXT_MAX + 64];
+	char              reason[64];
 	char              b[48];
 	bool              ok;
 	hv_status         st;
@@ -883,17 +910,15 @@ offer_fn(store_txn *txn, void *arg)
 			return (st);
 		}
 		enum_name(&haven__referral__v1__decline_reason__descriptor, j->oj_code, b);
-		if (j->oj_text[0] != '\0') {
-			snprintf(reason, sizeof(reason), "declined: %s: %s", b, j->oj_text);
-		} else {
-			snprintf(reason, sizeof(reason), "declined: %s", b);
-		}
+		snprintf(reason, sizeof(reason), "declined: %s", b);
 		o->decline_reason = (Haven__Referral__V1__DeclineReason) j->oj_code;
-		o->decline_text   = (char *) j->oj_text;
-		if ((st = ref_offer_end(w, o, OS(OFFER_DECLINED))) != HV_OK ||
+		if ((st = ref_text_seal(w, r->subject, o->id, "decline", -1, j->oj_text,
+		         &o->sealed_decline_text)) != HV_OK ||
+		    (st = ref_offer_end(w, o, OS(OFFER_DECLINED))) != HV_OK ||
 		    (st = list_add(w, &n->declined_services, &n->n_declined_services, o->service_id)) !=
 		        HV_OK ||
 		    (st = ref_transition(w, r, n, NS(WAITING), c->org_id, reason, o->id)) != HV_OK ||
+		    (st = ref_event_text(w, r, j->oj_text)) != HV_OK ||
 		    (st = ref_route(w, &item, 1)) != HV_OK) {
 			return (st);
 		}
@@ -929,14 +954,11 @@ offer_fn(store_txn *txn, void *arg)
 			}
 		} else {
 			enum_name(&haven__referral__v1__outcome__descriptor, j->oj_code, b);
-			if (j->oj_text[0] != '\0') {
-				snprintf(reason, sizeof(reason), "ended: %s: %s", b, j->oj_text);
-			} else {
-				snprintf(reason, sizeof(reason), "ended: %s", b);
-			}
+			snprintf(reason, sizeof(reason), "ended: %s", b);
 			if ((st = need_is(w, r, n, NS(ACCEPTED), NS(PLACED),
 			         "only an accepted or placed need is ended")) != HV_OK ||
-			    (st = ref_transition(w, r, n, NS(FAILED), c->org_id, reason, o->id)) != HV_OK) {
+			    (st = ref_transition(w, r, n, NS(FAILED), c->org_id, reason, o->id)) != HV_OK ||
+			    (st = ref_event_text(w, r, j->oj_text)) != HV_OK) {
 				return (st);
 			}
 		}
@@ -946,7 +968,10 @@ offer_fn(store_txn *txn, void *arg)
 		}
 		break;
 	}
-	return (ref_work_flush(w));
+	if ((st = ref_work_flush(w)) != HV_OK) {
+		return (st);
+	}
+	return (ref_shown_offer(w, o, &j->oj_result));
 }
 
 static hv_status

@@ -379,6 +379,44 @@ test_empty_store(void **state)
 	assert_true(ref_now_ms(f->rs) > 1600000000000LL);
 }
 
+/* Without the consent service's seal hook, free text is refused (it could only be kept in the
+ * clear); no text is nothing to seal; without the unseal hook sealed text reads as "". */
+static void
+test_text_without_keys(void **state)
+{
+	fixture            *f = *state;
+	ref_work            w;
+	store_txn          *txn;
+	ProtobufCBinaryData out = { 1, (uint8_t *) "x" };
+	uint8_t             junk[REF_SEAL_OVERHEAD + 4] = { 1 };
+	Referral            r   = HAVEN__REFERRAL__V1__REFERRAL__INIT;
+	Referral           *shown;
+
+	ref_work_init(&w, f->rs);
+	assert_int_equal(store_read_begin(f->st, &txn), HV_OK);
+	ref_work_begin(&w, txn);
+	assert_int_equal(ref_text_seal(&w, "00112233445566778899aabbccddeeff", "ref-1", "note", -1,
+	                     "a note", &out),
+	    HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(w.w_err, "sealed"));
+	assert_null(strstr(w.w_err, "a note"));
+	assert_int_equal(out.len, 0);
+	assert_int_equal(ref_text_seal(&w, "00112233445566778899aabbccddeeff", "ref-1", "note", -1,
+	                     "", &out),
+	    HV_OK);
+	assert_int_equal(out.len, 0);
+	r.id               = "ref-1";
+	r.subject          = "00112233445566778899aabbccddeeff";
+	r.sealed_note.data = junk;
+	r.sealed_note.len  = sizeof(junk);
+	assert_int_equal(ref_shown(&w, &r, &shown), HV_OK);
+	assert_string_equal(shown->note, "");
+	assert_int_equal(shown->sealed_note.len, 0);
+	assert_int_equal(r.sealed_note.len, sizeof(junk)); /* the stored form is left alone */
+	store_read_end(txn);
+	ref_work_free(&w);
+}
+
 int
 main(void)
 {
@@ -393,6 +431,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_create, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_store, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_without_keys, setup, teardown),
 	};
 
 	log_init("referral_unit_test", LOG_LEVEL_OFF);
