@@ -73,15 +73,15 @@ test_now(void *arg)
 	return (clock_ms);
 }
 
-static bool
-org_exists(void *arg, const char *org_id)
+static rpc_role
+org_role(void *arg, const char *org_id)
 {
 	for (const tu_org *o = arg; o->id != NULL; o++) {
 		if (strcmp(o->id, org_id) == 0) {
-			return (true);
+			return (o->role);
 		}
 	}
-	return (false);
+	return (0);
 }
 
 static int
@@ -106,7 +106,7 @@ world_up(void **state)
 	co.data_dir   = w.dir;
 	co.pub_url    = w.pub_url;
 	co.now_ms     = test_now;
-	co.org_exists = org_exists;
+	co.org_role   = org_role;
 	co.org_arg    = orgs;
 	assert_int_equal(consent_open(&w.cs, &co), HV_OK);
 	ro.auth = w.a;
@@ -929,7 +929,7 @@ test_bad_input(void **state)
 	assert_int_equal(grant(ACME, id, "nobody-here", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
 	    HV_INVALID_ARGUMENT);
-	expect_msg("no organisation nobody-here in the partner directory");
+	expect_msg("no enabled organisation nobody-here in the partner directory");
 	/* Expiry in the past. */
 	assert_int_equal(grant(ACME, id, "shelter-a", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, clock_ms - 1000, NULL),

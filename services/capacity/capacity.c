@@ -786,6 +786,25 @@ out:
 	return (st);
 }
 
+rpc_role
+cap_org_role(void *arg, const char *org_id)
+{
+	cap_service                       *cs  = arg;
+	store_txn                         *txn = NULL;
+	Haven__Capacity__V1__Organisation *org = NULL;
+	rpc_role                           role = 0;
+
+	if (store_read_begin(cs->cs_store, &txn) != HV_OK) {
+		return (0);
+	}
+	if (cap_read_org(cs, txn, org_id, NULL, &org) == HV_OK) {
+		role = org->disabled ? 0 : cap_role_to_rpc(org->role);
+		haven__capacity__v1__organisation__free_unpacked(org, NULL);
+	}
+	store_read_end(txn);
+	return (role);
+}
+
 /* ---- change notifications ----------------------------------------------------------- */
 
 void

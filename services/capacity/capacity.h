@@ -83,6 +83,11 @@ hv_status cap_register(cap_service *cs, rpc_server *srv);
  * the organisation's role, enabled = not disabled, and a malloc'd copy of its certificate. */
 hv_status cap_lookup_org(void *arg, const char *org_id, auth_org *out);
 
+/* The role of an enabled organisation of the directory (arg: the cap_service), or 0 when it is
+ * unknown, disabled or cannot be read. For the other services' checks of a party they are
+ * told about (consent's recipients and holders). */
+rpc_role cap_org_role(void *arg, const char *org_id);
+
 /* The service's clock (the now_ms hook, or Unix time in ms). */
 int64_t cap_now_ms(const cap_service *cs);
 

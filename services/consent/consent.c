@@ -390,7 +390,7 @@ consent_open(consent_service **out, const consent_options *o)
 	cs->cs_store       = o->store;
 	cs->cs_now         = o->now_ms;
 	cs->cs_now_arg     = o->now_arg;
-	cs->cs_org_exists  = o->org_exists;
+	cs->cs_org_role    = o->org_role;
 	cs->cs_org_arg     = o->org_arg;
 	cs->cs_accepting     = o->accepting_provider;
 	cs->cs_accepting_arg = o->accepting_arg;

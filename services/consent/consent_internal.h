@@ -116,7 +116,7 @@ struct consent_service {
 	store_table cs_views;       /* subject id -> its view, encoded (view.c) */
 	int64_t (*cs_now)(void *arg);
 	void *cs_now_arg;
-	bool (*cs_org_exists)(void *arg, const char *org_id);
+	rpc_role (*cs_org_role)(void *arg, const char *org_id);
 	void *cs_org_arg;
 
 	/* Keys (vault.c). cs_kmtx guards the slots only, never across a store call. */

@@ -504,9 +504,9 @@ grant_validate(consent_service *cs, const Haven__Consent__V1__GrantRequest *r, i
 			return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
 			    "recipients[%zu] must be an organisation id (1..63 of [a-z0-9._-])", i));
 		}
-		if (cs->cs_org_exists != NULL && !cs->cs_org_exists(cs->cs_org_arg, r->recipients[i])) {
+		if (cs->cs_org_role != NULL && cs->cs_org_role(cs->cs_org_arg, r->recipients[i]) == 0) {
 			return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-			    "recipients[%zu]: no organisation %s in the partner directory", i,
+			    "recipients[%zu]: no enabled organisation %s in the partner directory", i,
 			    r->recipients[i]));
 		}
 		t->gt_recipients[i] = r->recipients[i];

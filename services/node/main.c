@@ -35,18 +35,6 @@
 /* The referral service's free text is sealed by the consent service: one size contract. */
 _Static_assert(REF_SEAL_OVERHEAD == CONSENT_TEXT_OVERHEAD, "sealed text overhead differs");
 
-static bool
-org_exists(void *arg, const char *org_id)
-{
-	auth_org org = { 0 };
-
-	if (cap_lookup_org(arg, org_id, &org) != HV_OK) {
-		return (false);
-	}
-	free(org.cert_pem);
-	return (true);
-}
-
 /* consent asks the referral service whether a provider accepted a subject's referral; the
  * referral service opens after consent (it checks consent), so the hook reads it late. */
 static hv_status
@@ -170,7 +158,7 @@ main(int argc, char **argv)
 	no.data_dir   = cfg.data_dir;
 	no.pub_url    = consent_pub;
 	no.check_audit_async = strcmp(cfg.check_audit, "queued") == 0;
-	no.org_exists = org_exists;
+	no.org_role   = cap_org_role;
 	no.org_arg    = cs;
 	no.accepting_provider = accepting_provider;
 	no.accepting_arg      = &rs;
