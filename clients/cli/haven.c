@@ -71,7 +71,7 @@ usage(FILE *f)
 	    "  admin status       store size and call counters (operator, admin)\n"
 	    "  subject create [--name N] [--dob YYYY-MM-DD] [--nationality X] [--language L]...\n"
 	    "                 [--contact C] [--notes T|-] [--minor]     prints the new subject id\n"
-	    "  subject show ID    subject erase ID\n"
+	    "  subject show ID    subject erase ID    subject transfer ID --to ORG\n"
 	    "  consent grant SUBJECT --purpose P[,P] (--recipient ORG[,ORG] | --accepting-provider)\n"
 	    "                --category C[,C] --given-by subject|guardian|representative\n"
 	    "                --method written|verbal|verbal-with-interpreter|electronic\n"

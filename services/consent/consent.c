@@ -150,7 +150,7 @@ consent_subject_get(consent_service *cs, store_txn *txn, const uint8_t id[CONSEN
 const char *
 consent_holder(const Haven__Consent__V1__SubjectRecord *r)
 {
-	return (r->created_by);
+	return (r->holder != NULL && r->holder[0] != '\0' ? r->holder : r->created_by);
 }
 
 hv_status
@@ -345,6 +345,7 @@ static const rpc_method_impl consent_methods[] = {
 	{ .name    = "EraseSubject",
 	    .handler = consent_h_erase_subject,
 	    .roles   = R_HOLDER | RPC_ROLE_ADMIN },
+	{ .name = "TransferSubject", .handler = consent_h_transfer_subject, .roles = R_HOLDER },
 	{ .name = "Grant", .handler = consent_h_grant, .roles = R_HOLDER },
 	{ .name = "Withdraw", .handler = consent_h_withdraw, .roles = R_HOLDER },
 	{ .name = "Get", .handler = consent_h_get, .roles = R_HOLDER },

@@ -60,6 +60,7 @@ expect 64 "unknown type 'spaceship'" service register --org x --type spaceship -
 expect 64 "--days must be 1..3650, not '-3'" stats --days=-3
 expect 64 "--timeout must be 1..3600000 ms" --timeout abc health
 expect 64 "service approve needs the service ID and --version V" service approve
+expect 64 "subject transfer takes one ID and --to ORG" subject transfer $S
 expect 64 "--version must be" service approve svc-x --version 0
 expect 64 "--org needs --key" --org acme health
 # The node's answers: the gRPC status as the exit code, and its message.
@@ -67,6 +68,7 @@ expect 3 "region 'Atlantis' is not a region of the region map" capacity find --r
 expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region=Atlantis
 expect 5 "no subject $S" subject show $S
 expect 5 "no service svc-none" service approve svc-none --version 1
+expect 9 "nobody-here is not an enabled referrer organisation" subject transfer $S --to nobody-here
 expect 3 "subject id must be 32 lower-case hex characters" consent check nothex --purpose referral
 expect 3 "subject id must be 32 lower-case hex characters" audit show --subject=zz
 
