@@ -302,7 +302,7 @@ print_referral(const Referral *r)
 	printf("\n%-20s %-16s %-4s %-22s %s\n", "TIME", "BY", "NEED", "STATE", "REASON");
 	for (size_t i = 0; i < r->n_events; i++) {
 		const Haven__Referral__V1__Event *e = r->events[i];
-		char                              tr[48];
+		char                              tr[2 * 64 + 8];
 		snprintf(tr, sizeof(tr), "%s -> %s",
 		    e->from != 0 ? STATE_NAME(e->from, a) : "new", STATE_NAME(e->to, b));
 		printf("%-20s %-16s %-4u %-22s %s\n", when(e->time_ms, t, sizeof(t)),
@@ -381,7 +381,7 @@ referral_create(cli *c, int argc, char **argv)
 	ProtobufCMessage                 *rep = NULL;
 	char                              err[RPC_ERRMSG_MAX];
 	rpc_channel                      *ch;
-	int                               opt, v, rc;
+	int                               opt, v = 0, rc;
 	hv_status                         st;
 
 	req.needs             = np;
@@ -743,7 +743,7 @@ offer_action(cli *c, int argc, char **argv, const char *method, bool decline)
 	Haven__Referral__V1__OfferActionRequest req = HAVEN__REFERRAL__V1__OFFER_ACTION_REQUEST__INIT;
 	char                                    what[32];
 	ProtobufCMessage                       *rep = NULL;
-	int                                     opt, v, rc;
+	int                                     opt, v = 0, rc;
 
 	snprintf(what, sizeof(what), "offer %s", argv[0]);
 	getopt_reset();
@@ -809,7 +809,7 @@ cmd_placement(cli *c, int argc, char **argv)
 	char                                  what[32];
 	ProtobufCMessage                     *rep = NULL;
 	bool                                  end;
-	int                                   opt, v, rc;
+	int                                   opt, v = 0, rc;
 
 	if (argc < 1) {
 		return (cli_usage("placement needs placed, complete or end"));

@@ -169,7 +169,7 @@ cli_call(cli *c, const char *what, const char *method, const ProtobufCMessage *r
 	rpc_call_options o = { .timeout_ms = c->timeout_ms, .idempotent = idempotent };
 	char             err[RPC_ERRMSG_MAX];
 	rpc_channel     *ch;
-	int              rc;
+	int              rc = (int) HV_INTERNAL; /* cli_channel sets it when it fails */
 	hv_status        st;
 
 	if ((ch = cli_channel(c, &rc)) == NULL) {
