@@ -1,6 +1,6 @@
 /*
  * haven-node - a haven node in one process: the capacity registry, the consent records and
- * the referral service over one data directory (the LMDB store, the node secret and keys),
+ * the referral service over one data directory (the LMDB store and the keys),
  * until SIGTERM or SIGINT.
  *
  *   haven-node [--config FILE] [--data-dir DIR] [--listen URL]... [--OPTION VALUE]...
