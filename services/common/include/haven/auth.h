@@ -100,7 +100,8 @@ typedef struct auth_options {
 hv_status auth_open(auth **out, const auth_options *opts);
 void auth_close(auth *a);
 
-/* Registers haven.auth.v1.Auth (Challenge, Authenticate; callable by anyone) on srv. */
+/* Registers haven.auth.v1.Auth (Challenge, Authenticate; callable by anyone) on srv, and
+ * haven_auth_signin_failures_total on its metrics (a must outlive srv). */
 hv_status auth_register(auth *a, rpc_server *srv);
 
 /* Verifies a token and fills caller->role and caller->org_id (caller may be NULL).
@@ -123,7 +124,8 @@ hv_status auth_issue_token(auth *a, const char *org_id, rpc_role role, int64_t n
 /* Client side: runs Challenge and Authenticate on ch with the organisation's private key
  * (PEM) and sets the token on the channel. The channel's old token is cleared first, so after
  * a failure it has none. timeout_ms (0: 10000) covers both calls; errmsg names the step that
- * failed and the node's reason. */
+ * failed and the node's reason (for a refused sign-in only "Authenticate: sign-in failed").
+ * Authenticate is sent once: its nonce cannot be used twice. */
 hv_status auth_login(rpc_channel *ch, const char *org_id, const char *key_pem,
     size_t key_pem_len, uint32_t timeout_ms, char *errmsg, size_t errsz);
 
