@@ -917,7 +917,7 @@ signin_check(auth *a, const Haven__Auth__V1__AuthenticateRequest *req, size_t or
 {
 	uint8_t     msg[sizeof(AUTH_SIGNED_PREFIX) - 1 + AUTH_NONCE_LEN + ORG_ID_MAX_LEN];
 	size_t      n;
-	const char *cert    = org->cert_pem;
+	const char *cert    = NULL;
 	size_t      certlen = 0;
 	bool        has_cert;
 	hv_status   lst, cst, sst;
