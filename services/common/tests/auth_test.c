@@ -31,6 +31,7 @@
 #include "haven/auth/v1/auth.pb-c.h"
 #include "haven/crypto.h"
 #include "haven/diag/v1/diag.pb-c.h"
+#include "haven/metrics.h"
 #include "haven/rpc.h"
 
 /* ---- the directory ---------------------------------------------------------------------- */
@@ -998,6 +999,16 @@ test_end_to_end(void **state)
 	    HV_UNAUTHENTICATED);
 	assert_string_equal(err, "sign-in failed");
 	assert_int_equal(auth_signin_failures(a, "replayed"), 1);
+	/* The counts are on the server's metrics page, by cause. */
+	{
+		char  *page;
+		size_t len;
+		assert_int_equal(metrics_render(rpc_server_metrics(n.srv), &page, &len), HV_OK);
+		assert_non_null(strstr(page, "haven_auth_signin_failures_total{cause=\"replayed\"} 1\n"));
+		assert_non_null(
+		    strstr(page, "haven_auth_signin_failures_total{cause=\"no_certificate\"} 1\n"));
+		free(page);
+	}
 	/* An expired challenge (this authenticator's challenges live 2 s). */
 	assert_int_equal(challenge(n.ch, "acme-ngo", nonce, err), HV_OK);
 	usleep(2100 * 1000);
