@@ -1542,6 +1542,17 @@ test_login_with_registered_cert(void **state)
 		free(key2);
 		free(cert2);
 	}
+	/* acme-ngo's record changed (disabled, enabled, new certificates): the token of its
+	 * channel for the tests after this one is issued again. */
+	{
+		char tok[AUTH_TOKEN_MAX];
+		assert_int_equal(get_view(g.ch[REFERRER], "svc-op", NULL), HV_UNAUTHENTICATED);
+		assert_int_equal(
+		    auth_issue_token(g.auth, "acme-ngo", RPC_ROLE_REFERRER, auth_now_ms(), tok, NULL),
+		    HV_OK);
+		assert_int_equal(rpc_channel_set_token(g.ch[REFERRER], tok), HV_OK);
+		assert_int_equal(get_view(g.ch[REFERRER], "svc-op", NULL), HV_OK);
+	}
 	crypto_wipe(key, keylen);
 	free(key);
 	rpc_channel_close(ch);
