@@ -251,7 +251,8 @@ cap_add_organisation(cap_service *cs, store_txn *txn,
 	if ((st = cap_check_org(cs, org, fp, err, errsz)) != HV_OK) {
 		return (st);
 	}
-	if (fp[0] != '\0' && (st = cap_check_cert(cs, org->id, org->cert_pem, err, errsz)) != HV_OK) {
+	if (fp[0] != '\0' &&
+	    (st = cap_check_cert(cs, org->id, org->cert_pem, err, errsz)) != HV_OK) {
 		return (st);
 	}
 	if ((st = cap_cert_unique(cs, txn, fp, NULL, err, errsz)) != HV_OK) {

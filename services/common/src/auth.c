@@ -207,7 +207,8 @@ org_fingerprint(const auth_org *org, uint8_t fp[FP_LEN])
 		memcpy(hex, org->cert_sha256, sizeof(hex));
 		hex[64] = '\0';
 	} else if (org->cert_pem != NULL && org->cert_pem_len > 0) {
-		if ((st = crypto_cert_fingerprint(org->cert_pem, org->cert_pem_len, hex)) != HV_OK) {
+		st = crypto_cert_fingerprint(org->cert_pem, org->cert_pem_len, hex);
+		if (st != HV_OK) {
 			return (st);
 		}
 	} else {
@@ -377,7 +378,8 @@ keys_rotate(auth *a, int64_t now_ms)
 	hv_status st = HV_OK;
 
 	if (a->a_key_file != NULL) {
-		if ((fd = open(a->a_lock_file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
+		fd = open(a->a_lock_file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0) {
 			return (hv_status_from_errno(errno));
 		}
 		while (flock(fd, LOCK_EX) != 0) {
@@ -406,7 +408,8 @@ keys_rotate(auth *a, int64_t now_ms)
 	a->a_keys[0] = k;
 	a->a_nkeys   = a->a_nkeys > 0 ? 2 : 1;
 	if (a->a_key_file != NULL && (st = keys_write(a)) != HV_OK) {
-		log_error("cannot write the token keys to %s: %s", a->a_key_file, hv_status_name(st));
+		log_error(
+		    "cannot write the token keys to %s: %s", a->a_key_file, hv_status_name(st));
 		a->a_nkeys = 0; /* read again next time */
 		goto out;
 	}
@@ -934,9 +937,9 @@ signin_check(auth *a, const Haven__Auth__V1__AuthenticateRequest *req, size_t or
 	cert     = has_cert ? org->cert_pem : a->a_decoy;
 	certlen  = has_cert ? org->cert_pem_len : a->a_decoy_len;
 	n        = signed_message(msg, req->nonce.data, req->org_id, orglen);
-	cst = crypto_cert_check(cert, certlen, a->a_ca_file, req->org_id, now_ms / 1000, why, whysz);
-	sst = crypto_verify_cert(
-	    cert, certlen, msg, n, req->signature.data, req->signature.len);
+	cst = crypto_cert_check(
+	    cert, certlen, a->a_ca_file, req->org_id, now_ms / 1000, why, whysz);
+	sst = crypto_verify_cert(cert, certlen, msg, n, req->signature.data, req->signature.len);
 	if (lst == HV_NOT_FOUND) {
 		return (CAUSE_UNKNOWN);
 	}
@@ -1009,9 +1012,10 @@ handle_authenticate(
 	}
 	cause = signin_check(a, req, orglen, now_ms, &org, &st, why, sizeof(why));
 	if (cause == CAUSE_DIRECTORY) {
-		log_warn("sign-in of organisation %s: the partner directory failed (%s)", req->org_id,
-		    hv_status_name(st));
-		st = rpc_call_error(call, st, "sign-in failed: the partner directory cannot be read");
+		log_warn("sign-in of organisation %s: the partner directory failed (%s)",
+		    req->org_id, hv_status_name(st));
+		st = rpc_call_error(
+		    call, st, "sign-in failed: the partner directory cannot be read");
 		goto out;
 	}
 	if (cause >= 0) {
