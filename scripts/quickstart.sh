@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # quickstart.sh - installs what is missing, builds haven, starts a node on a fresh data
-# directory (LMDB store, node secret, ipc:// socket) and talks to it with the haven CLI.
+# directory (LMDB store, keys, ipc:// socket) and talks to it with the haven CLI.
 # Stops the node again at the end (SIGTERM: in-flight calls finish, the store closes cleanly).
 #
 #   scripts/quickstart.sh [DATA_DIR]      default: ./haven-data

@@ -113,6 +113,7 @@ typedef struct node {
 	rpc_channel *ch[C_N];
 	store_table  offers_t; /* ref.offers, for the invariant */
 	bool         notify;   /* capacity pub/sub and the background thread */
+	bool         has_orgs; /* the organisations are in the directory: tokens can be issued */
 } node;
 
 static _Atomic int64_t clock_ms;
@@ -308,6 +309,22 @@ places(node *n, const char *id, uint32_t *available, uint32_t *held)
 	haven__capacity__v1__service__free_unpacked(svc, NULL);
 }
 
+/* Tokens are bound to the organisation's directory record: issued once it is there. */
+static void
+set_tokens(node *n)
+{
+	char tok[AUTH_TOKEN_MAX];
+
+	for (int i = 0; i < C_N; i++) {
+		if (orgs[i].id != NULL) {
+			assert_int_equal(
+			    auth_issue_token(n->au, orgs[i].id, orgs[i].rpc, auth_now_ms(), tok, NULL),
+			    HV_OK);
+			assert_int_equal(rpc_channel_set_token(n->ch[i], tok), HV_OK);
+		}
+	}
+}
+
 static void
 open_services(node *n, bool reopen_store)
 {
@@ -315,7 +332,6 @@ open_services(node *n, bool reopen_store)
 	ref_options        ro = { 0 };
 	auth_options       ao = { .lookup = cap_lookup_org };
 	rpc_server_options so = { .workers = 6 };
-	char               tok[AUTH_TOKEN_MAX];
 
 	if (reopen_store) {
 		store_options o = { .no_sync = true };
@@ -351,12 +367,9 @@ open_services(node *n, bool reopen_store)
 	assert_int_equal(rpc_server_start(n->srv), HV_OK);
 	for (int i = 0; i < C_N; i++) {
 		assert_int_equal(rpc_channel_open(&n->ch[i], n->url, NULL), HV_OK);
-		if (orgs[i].id != NULL) {
-			assert_int_equal(
-			    auth_issue_token(n->au, orgs[i].id, orgs[i].rpc, auth_now_ms(), tok, NULL),
-			    HV_OK);
-			assert_int_equal(rpc_channel_set_token(n->ch[i], tok), HV_OK);
-		}
+	}
+	if (n->has_orgs) {
+		set_tokens(n);
 	}
 }
 
@@ -403,6 +416,8 @@ setup_node(void **state, bool notify)
 	open_services(n, true);
 	j.cs = n->cs;
 	assert_int_equal(store_write(n->st, add_orgs_fn, &j), HV_OK);
+	n->has_orgs = true;
+	set_tokens(n);
 	*state = n;
 	return (0);
 }

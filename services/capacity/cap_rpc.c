@@ -406,7 +406,10 @@ update_org_fn(store_txn *txn, void *arg)
 	if (ch->cert_pem != NULL && ch->cert_pem[0] != '\0') {
 		next->cert_pem = ch->cert_pem;
 	}
-	if ((st = cap_check_org(r->r_cs, next, fp, err, sizeof(err))) != HV_OK) {
+	if ((st = cap_check_org(r->r_cs, next, fp, err, sizeof(err))) != HV_OK ||
+	    (next->cert_pem != cur->cert_pem &&
+	        (st = cap_check_cert(r->r_cs, next->id, next->cert_pem, err, sizeof(err))) !=
+	            HV_OK)) {
 		return (pass(r->r_call, st, err));
 	}
 	if ((st = cap_cert_unique(r->r_cs, txn, fp, next->id, err, sizeof(err))) != HV_OK) {

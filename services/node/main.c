@@ -1,6 +1,6 @@
 /*
  * haven-node - a haven node in one process: the capacity registry, the consent records and
- * the referral service over one data directory (the LMDB store, the node secret and keys),
+ * the referral service over one data directory (the LMDB store and the keys),
  * until SIGTERM or SIGINT.
  *
  *   haven-node [--config FILE] [--data-dir DIR] [--listen URL]... [--OPTION VALUE]...
@@ -149,6 +149,7 @@ main(int argc, char **argv)
 	co.regions = host_regions(h);
 	co.pub_url = cap_pub;
 	co.approval_places = (uint32_t) cfg.service_approval_places;
+	co.ca_file = cfg.tls_ca;
 	if ((st = cap_open(&cs, &co)) != HV_OK) {
 		log_error("cannot open the capacity registry: %s", hv_status_name(st));
 		ret = exit_code(st);

@@ -71,6 +71,11 @@ expect 5 "no service svc-none" service approve svc-none --version 1
 expect 9 "nobody-here is not an enabled referrer organisation" subject transfer $S --to nobody-here
 expect 3 "subject id must be 32 lower-case hex characters" consent check nothex --purpose referral
 expect 3 "subject id must be 32 lower-case hex characters" audit show --subject=zz
+# A node without a CA (tls_ca) cannot check a partner's certificate, so it registers none.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/x.key" \
+	-subj /CN=ngo-x -days 1 -out "$tmp/x.pem" 2>/dev/null
+expect 9 "cert_pem: the node has no CA configured (tls_ca)" org register ngo-x --name X \
+	--role referrer --region Rotterdam --cert "$tmp/x.pem"
 
 # Many refused invocations in a row leave the node answering at once.
 n=0

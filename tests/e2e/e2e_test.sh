@@ -317,8 +317,7 @@ orgs=(fairwork-ngo safehouse-zwb shelter-ams shelter-nn legalaid-rdam municipali
 	done
 } >"$work/logs/pki.log" 2>&1 || fail "deploy/pki.sh failed: $(cat "$work/logs/pki.log")"
 
-# One after the other: the first start of an empty data directory makes the node secret and
-# the keys (see the report of issue 6 on starting them at once).
+# One after the other: the first start of an empty data directory makes the keys (see the report of issue 6 on starting them at once).
 say "haven-capacity, haven-consent and haven-referral on one data directory"
 start_service capacity
 start_service consent
