@@ -1,12 +1,16 @@
 /*
  * ref_stats.c - Statistics for municipalities and coordinators: per home region of the
- * referral, form of exploitation and need type, over the referrals created in [from, to):
- * needs referred, needs placed, needs waiting now (unmet demand), and the median and 90th
- * percentile of the time from referral to placement.
+ * referral, form of exploitation and need type, over the referrals created in one named
+ * period (ref_period.c: an ISO week or a calendar month, Europe/Amsterdam, ended): needs
+ * referred, needs placed, needs waiting now (unmet demand), the median and 90th percentile
+ * of the time from referral to placement, and each region's totals.
  *
- * Small cells are suppressed: a count of 1 to 4 is shown as "<5" (0 as "0"), and the times
- * are shown only when a cell has at least 5 placements (0 otherwise). No cell names a person,
- * a referral or a provider.
+ * Small cells are suppressed: a count of 1 to 4 is shown as "<5" (0 as "0"). Complementary
+ * suppression then withholds further counts ("x") in each region and measure until a reader
+ * who knows the region's total and every number shown cannot narrow any "<5" below 1..4; if
+ * no choice of withheld counts does that, the total is withheld instead (stat_protect). A
+ * total of 1 to 4 is itself "<5". Times are shown only beside a shown placement count of at
+ * least 5. No cell names a person, a referral or a provider.
  *
  * The walk over the referrals (ref_stats_walk) is shared with the metrics page
  * (ref_metrics.c), which counts needs by state over all referrals with it.
@@ -19,12 +23,23 @@
 
 #define STAT_TYPES        16 /* service types counted (capacity's grid has 16) */
 #define STAT_EXPLOITATION 6  /* Exploitation values 0..5 */
+#define STAT_CELLS        REF_STAT_CELLS /* cells of one region */
 #define STAT_MIN          5  /* smaller counts are shown as "<5" */
+#define STAT_MEASURES     REF_STAT_MEASURES
+#define STAT_UNBOUNDED    ((uint64_t) 1 << 40) /* "no upper bound"; sums of 96 stay exact */
+
+#define M_REFERRALS  REF_STAT_REFERRALS
+#define M_PLACEMENTS REF_STAT_PLACEMENTS
+#define M_UNMET      REF_STAT_UNMET
+#define SHOW_NUMBER  REF_SHOW_NUMBER
+#define SHOW_SMALL   REF_SHOW_SMALL
+#define SHOW_HIDDEN  REF_SHOW_HIDDEN
+
+_Static_assert(STAT_CELLS == STAT_EXPLOITATION * STAT_TYPES, "a region's cells");
 
 typedef struct stat_cell {
-	uint32_t  sc_referrals;
-	uint32_t  sc_placements;
-	uint32_t  sc_unmet;
+	uint32_t  sc_n[STAT_MEASURES];
+	uint8_t   sc_show[STAT_MEASURES];
 	uint64_t *sc_times; /* ms to placement, malloc'd */
 	size_t    sc_ntimes, sc_captimes;
 } stat_cell;
@@ -172,16 +187,372 @@ stat_count(void *arg, const Referral *r)
 		}
 		cell = &sw->sw_cells[((size_t) reg * STAT_EXPLOITATION + (size_t) r->exploitation) *
 		        STAT_TYPES + (size_t) n->type];
-		cell->sc_referrals++;
+		cell->sc_n[M_REFERRALS]++;
 		if (n->state == NS(WAITING)) {
-			cell->sc_unmet++;
+			cell->sc_n[M_UNMET]++;
 		}
 		if (n->placed_ms != 0) {
-			cell->sc_placements++;
+			cell->sc_n[M_PLACEMENTS]++;
 			if (!push_time(cell,
 			        n->placed_ms > r->created_ms ? n->placed_ms - r->created_ms : 0)) {
 				return (HV_RESOURCE_EXHAUSTED);
 			}
+		}
+	}
+	return (HV_OK);
+}
+
+
+/* ---- complementary suppression --------------------------------------------------------------- */
+
+/* What a reader knows of one count: lo <= n <= hi. */
+typedef struct stat_range {
+	int64_t lo, hi;
+} stat_range;
+
+/* From the answer alone: a number shown is exact; "<5" is 1..4; "x" is at least 5 (only
+ * counts of 5 or more are withheld; the reader is assumed to know the rule). */
+static stat_range
+stat_shown_range(uint32_t n, uint8_t show)
+{
+	return (show == SHOW_NUMBER ? (stat_range) { n, n }
+	        : show == SHOW_SMALL ? (stat_range) { 1, STAT_MIN - 1 }
+	                             : (stat_range) { STAT_MIN, STAT_UNBOUNDED });
+}
+
+/* Narrows r to [lo, hi]; true if it changed. */
+static bool
+stat_narrow(stat_range *r, int64_t lo, int64_t hi)
+{
+	bool changed = false;
+
+	if (lo > r->lo) {
+		r->lo   = lo;
+		changed = true;
+	}
+	if (hi < r->hi) {
+		r->hi   = hi;
+		changed = true;
+	}
+	return (changed);
+}
+
+/*
+ * What a reader can work out of one region's counts (rg[i][m]) from the answer: the ranges
+ * shown, narrowed by each total (a count is at least the total's lower bound less the
+ * others' upper bounds, at most its upper bound less their lower bounds) and by placements
+ * and unmet being at most the referrals of their cell, repeated until nothing changes.
+ */
+static void
+stat_deduce(const stat_cell *line, const uint8_t totals[STAT_MEASURES],
+    stat_range rg[STAT_CELLS][STAT_MEASURES])
+{
+	bool changed = true;
+
+	for (size_t i = 0; i < STAT_CELLS; i++) {
+		for (int m = 0; m < STAT_MEASURES; m++) {
+			rg[i][m] = stat_shown_range(line[i].sc_n[m], line[i].sc_show[m]);
+		}
+	}
+	for (int round = 0; changed && round < 64; round++) {
+		changed = false;
+		for (int m = 0; m < STAT_MEASURES; m++) {
+			int64_t    sum = 0, lo_sum = 0, hi_sum = 0;
+			stat_range t;
+
+			for (size_t i = 0; i < STAT_CELLS; i++) {
+				sum += line[i].sc_n[m];
+				lo_sum += rg[i][m].lo;
+				hi_sum += rg[i][m].hi;
+			}
+			t = totals[m] == SHOW_HIDDEN ? (stat_range) { 0, STAT_UNBOUNDED * STAT_CELLS }
+			                             : stat_shown_range((uint32_t) sum, totals[m]);
+			for (size_t i = 0; i < STAT_CELLS; i++) {
+				stat_range *r = &rg[i][m];
+
+				changed |= stat_narrow(r, t.lo - (hi_sum - r->hi), t.hi - (lo_sum - r->lo));
+			}
+		}
+		for (size_t i = 0; i < STAT_CELLS; i++) {
+			stat_range *ref = &rg[i][M_REFERRALS];
+
+			for (int m = M_PLACEMENTS; m < STAT_MEASURES; m++) {
+				changed |= stat_narrow(ref, rg[i][m].lo, ref->hi);
+				changed |= stat_narrow(&rg[i][m], rg[i][m].lo, ref->hi);
+			}
+		}
+	}
+}
+
+/* Whether no "<5" of count m can be narrowed below 1..4 by a reader of the region's answer. */
+static bool
+stat_safe(const stat_cell *line, const uint8_t totals[STAT_MEASURES], int m)
+{
+	stat_range rg[STAT_CELLS][STAT_MEASURES];
+
+	stat_deduce(line, totals, rg);
+	for (size_t i = 0; i < STAT_CELLS; i++) {
+		if (line[i].sc_show[m] == SHOW_SMALL &&
+		    (rg[i][m].lo > 1 || rg[i][m].hi < STAT_MIN - 1)) {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+/* Withholds count m of cell c; withholding its referrals withholds the placements and unmet
+ * of 5 or more shown beside them too (they would bound it). */
+static void
+stat_hide(stat_cell *c, int m)
+{
+	c->sc_show[m] = SHOW_HIDDEN;
+	for (int k = M_PLACEMENTS; m == M_REFERRALS && k < STAT_MEASURES; k++) {
+		if (c->sc_show[k] == SHOW_NUMBER && c->sc_n[k] >= STAT_MIN) {
+			c->sc_show[k] = SHOW_HIDDEN;
+		}
+	}
+}
+
+/* Whether count m of c may be withheld beside a "<5": shown, and 5 or more. */
+static bool
+stat_candidate(const stat_cell *c, int m)
+{
+	return (c->sc_show[m] == SHOW_NUMBER && c->sc_n[m] >= STAT_MIN);
+}
+
+/*
+ * Complementary suppression of count m in one region (line, STAT_CELLS cells; totals: how
+ * the region's totals are shown). Withholds, one at a time, the smallest count of 5 or more
+ * that makes the "<5" counts of m safe, or if none does alone the largest, until they are;
+ * if withholding all of them would not do, withholds the total of m instead and nothing
+ * else. Withholding only widens what a reader can work out, so what is safe stays safe.
+ * Returns whether it changed anything.
+ */
+static bool
+stat_protect(stat_cell *line, uint8_t totals[STAT_MEASURES], int m)
+{
+	stat_cell saved[STAT_CELLS];
+	bool      safe;
+
+	if (totals[m] == SHOW_HIDDEN || stat_safe(line, totals, m)) {
+		return (false);
+	}
+	memcpy(saved, line, sizeof(saved));
+	for (size_t i = 0; i < STAT_CELLS; i++) {
+		if (stat_candidate(&line[i], m)) {
+			stat_hide(&line[i], m);
+		}
+	}
+	safe = stat_safe(line, totals, m);
+	memcpy(line, saved, sizeof(saved));
+	if (!safe) {
+		totals[m] = SHOW_HIDDEN;
+		return (true);
+	}
+	while (!stat_safe(line, totals, m)) {
+		size_t best = STAT_CELLS, largest = STAT_CELLS;
+
+		for (size_t i = 0; i < STAT_CELLS; i++) {
+			stat_cell c = line[i];
+
+			if (!stat_candidate(&c, m)) {
+				continue;
+			}
+			if (largest == STAT_CELLS || c.sc_n[m] > line[largest].sc_n[m]) {
+				largest = i;
+			}
+			stat_hide(&line[i], m);
+			if (stat_safe(line, totals, m) &&
+			    (best == STAT_CELLS || c.sc_n[m] < line[best].sc_n[m])) {
+				best = i;
+			}
+			line[i] = c;
+		}
+		stat_hide(&line[best != STAT_CELLS ? best : largest], m);
+	}
+	return (true);
+}
+
+/* Primary and complementary suppression of one region's cells; totals[m]: how the region's
+ * total of count m is shown. */
+static void
+stat_suppress_region(stat_cell *line, uint8_t totals[STAT_MEASURES])
+{
+	bool changed;
+
+	for (int m = 0; m < STAT_MEASURES; m++) {
+		uint64_t sum = 0;
+
+		for (size_t i = 0; i < STAT_CELLS; i++) {
+			uint32_t v = line[i].sc_n[m];
+
+			line[i].sc_show[m] = v > 0 && v < STAT_MIN ? SHOW_SMALL : SHOW_NUMBER;
+			sum += v;
+		}
+		/* A total of 1..4 is a small count too. */
+		totals[m] = sum > 0 && sum < STAT_MIN ? SHOW_SMALL : SHOW_NUMBER;
+	}
+	do {
+		changed = false;
+		for (int m = 0; m < STAT_MEASURES; m++) {
+			changed |= stat_protect(line, totals, m);
+		}
+	} while (changed);
+}
+
+void
+ref_stats_suppress(const uint32_t counts[REF_STAT_CELLS][REF_STAT_MEASURES],
+    uint8_t shows[REF_STAT_CELLS][REF_STAT_MEASURES], uint8_t totals[REF_STAT_MEASURES])
+{
+	stat_cell line[STAT_CELLS];
+
+	memset(line, 0, sizeof(line));
+	for (size_t i = 0; i < STAT_CELLS; i++) {
+		memcpy(line[i].sc_n, counts[i], sizeof(line[i].sc_n));
+	}
+	stat_suppress_region(line, totals);
+	for (size_t i = 0; i < STAT_CELLS; i++) {
+		memcpy(shows[i], line[i].sc_show, sizeof(line[i].sc_show));
+	}
+}
+
+/* ---- the call -------------------------------------------------------------------------------- */
+
+/* Checks the request: a named period that has ended, no ms window, whole regions of the map
+ * (*mask: their bits; 0 for all). */
+static hv_status
+stat_request(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *req, ref_period *p,
+    uint64_t *mask, char *err, size_t errsz)
+{
+	hv_status st;
+
+	*mask = 0;
+	if (req->from_ms != 0 || req->to_ms != 0) {
+		snprintf(err, errsz,
+		    "from_ms/to_ms windows are not accepted: name a period (an ISO week YYYY-Www or a "
+		    "month YYYY-MM)");
+		return (HV_INVALID_ARGUMENT);
+	}
+	if ((st = ref_period_parse(req->period, p, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	if (p->rp_to_ms > (uint64_t) ref_now_ms(rs)) {
+		snprintf(err, errsz,
+		    "period %s has not ended: statistics cover finished weeks and months only",
+		    p->rp_name);
+		return (HV_FAILED_PRECONDITION);
+	}
+	if (req->n_regions > REGIONS_MAX) {
+		snprintf(err, errsz, "at most %d regions", REGIONS_MAX);
+		return (HV_INVALID_ARGUMENT);
+	}
+	for (size_t i = 0; i < req->n_regions; i++) {
+		int idx = region_map_find(rs->rs_regions, req->regions[i]);
+		if (idx < 0 || idx >= 64) {
+			snprintf(err, errsz, "unknown region %s",
+			    ids_text_ok(req->regions[i], 1, REGION_NAME_MAX - 1) ? req->regions[i]
+			                                                         : "(not a name)");
+			return (HV_INVALID_ARGUMENT);
+		}
+		*mask |= (uint64_t) 1 << idx;
+	}
+	return (HV_OK);
+}
+
+/* A count as shown, in the call's memory. */
+static char *
+stat_text(ProtobufCAllocator *alloc, uint32_t n, uint8_t show)
+{
+	char b[16];
+
+	if (show == SHOW_HIDDEN) {
+		return (pb_strdup(alloc, "x"));
+	}
+	return (pb_strdup(alloc, ref_stat_count(n, b)));
+}
+
+/* The reply's cell for cells[i] (region reg). */
+static Haven__Referral__V1__StatisticsCell *
+stat_reply_cell(ref_service *rs, ProtobufCAllocator *alloc, stat_cell *sc, size_t i)
+{
+	Haven__Referral__V1__StatisticsCell *cell = pb_alloc(alloc, sizeof(*cell));
+
+	if (cell == NULL) {
+		return (NULL);
+	}
+	haven__referral__v1__statistics_cell__init(cell);
+	cell->exploitation = (Haven__Referral__V1__Exploitation) ((i / STAT_TYPES) %
+	    STAT_EXPLOITATION);
+	cell->type         = (Haven__Capacity__V1__ServiceType) (i % STAT_TYPES);
+	if ((cell->region = pb_strdup(alloc, region_map_name(rs->rs_regions, i / STAT_CELLS))) ==
+	        NULL ||
+	    (cell->referrals = stat_text(alloc, sc->sc_n[M_REFERRALS], sc->sc_show[M_REFERRALS])) ==
+	        NULL ||
+	    (cell->placements = stat_text(alloc, sc->sc_n[M_PLACEMENTS],
+	         sc->sc_show[M_PLACEMENTS])) == NULL ||
+	    (cell->unmet = stat_text(alloc, sc->sc_n[M_UNMET], sc->sc_show[M_UNMET])) == NULL) {
+		return (NULL);
+	}
+	if (sc->sc_show[M_PLACEMENTS] == SHOW_NUMBER && sc->sc_n[M_PLACEMENTS] >= STAT_MIN) {
+		cell->median_ms_to_placement = ref_percentile(sc->sc_times, sc->sc_ntimes, 50);
+		cell->p90_ms_to_placement    = ref_percentile(sc->sc_times, sc->sc_ntimes, 90);
+	}
+	return (cell);
+}
+
+/* Suppresses each region's cells and writes the reply: cells with referrals, and a total per
+ * region with referrals. */
+static hv_status
+stat_reply(ref_service *rs, ProtobufCAllocator *alloc, stat_cell *cells, size_t nreg,
+    Haven__Referral__V1__StatisticsResponse *resp)
+{
+	size_t used = 0, regs = 0;
+
+	for (size_t i = 0; i < nreg * STAT_CELLS; i++) {
+		used += cells[i].sc_n[M_REFERRALS] > 0;
+	}
+	for (size_t r = 0; r < nreg; r++) {
+		uint32_t sum = 0;
+		for (size_t i = 0; i < STAT_CELLS; i++) {
+			sum += cells[r * STAT_CELLS + i].sc_n[M_REFERRALS];
+		}
+		regs += sum > 0;
+	}
+	if ((used > 0 && (resp->cells = pb_alloc(alloc, used * sizeof(*resp->cells))) == NULL) ||
+	    (regs > 0 && (resp->totals = pb_alloc(alloc, regs * sizeof(*resp->totals))) == NULL)) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	for (size_t r = 0; r < nreg; r++) {
+		stat_cell                            *line = &cells[r * STAT_CELLS];
+		uint8_t                               shows[STAT_MEASURES];
+		uint32_t                              sum[STAT_MEASURES] = { 0 };
+		Haven__Referral__V1__StatisticsTotal *t;
+
+		stat_suppress_region(line, shows);
+		for (size_t i = 0; i < STAT_CELLS; i++) {
+			for (int m = 0; m < STAT_MEASURES; m++) {
+				sum[m] += line[i].sc_n[m];
+			}
+			if (line[i].sc_n[M_REFERRALS] > 0 &&
+			    (resp->cells[resp->n_cells++] = stat_reply_cell(rs, alloc, &line[i],
+			         r * STAT_CELLS + i)) == NULL) {
+				return (HV_RESOURCE_EXHAUSTED);
+			}
+		}
+		if (sum[M_REFERRALS] == 0) {
+			continue;
+		}
+		if ((t = pb_alloc(alloc, sizeof(*t))) == NULL) {
+			return (HV_RESOURCE_EXHAUSTED);
+		}
+		haven__referral__v1__statistics_total__init(t);
+		resp->totals[resp->n_totals++] = t;
+		if ((t->region = pb_strdup(alloc, region_map_name(rs->rs_regions, r))) == NULL ||
+		    (t->referrals = stat_text(alloc, sum[M_REFERRALS], shows[M_REFERRALS])) == NULL ||
+		    (t->placements = stat_text(alloc, sum[M_PLACEMENTS], shows[M_PLACEMENTS])) ==
+		        NULL ||
+		    (t->unmet = stat_text(alloc, sum[M_UNMET], shows[M_UNMET])) == NULL) {
+			return (HV_RESOURCE_EXHAUSTED);
 		}
 	}
 	return (HV_OK);
@@ -193,47 +564,26 @@ ref_statistics(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *re
     size_t errsz)
 {
 	size_t                                   nreg  = region_map_count(rs->rs_regions);
-	size_t                                   ncell = nreg * STAT_EXPLOITATION * STAT_TYPES;
+	size_t                                   ncell = nreg * STAT_CELLS;
 	stat_cell                               *cells = NULL;
 	store_txn                               *txn   = NULL;
 	Haven__Referral__V1__StatisticsResponse *resp  = NULL;
-	uint64_t                                 mask  = 0;
-	uint64_t                                 to    = req->to_ms;
-	uint64_t                                 from  = req->from_ms;
-	size_t                                   used  = 0;
+	ref_period                               p;
+	uint64_t                                 mask;
 	stat_walk                                sw;
-	hv_status                                st    = HV_INVALID_ARGUMENT;
+	hv_status                                st;
 
 	*out = NULL;
-	if (to == 0) {
-		to = (uint64_t) ref_now_ms(rs) + 1; /* up to and including now */
-	}
-	if (from >= to) {
-		snprintf(err, errsz, "from_ms must be before to_ms");
+	if ((st = stat_request(rs, req, &p, &mask, err, errsz)) != HV_OK) {
 		goto out;
-	}
-	if (req->n_regions > REGIONS_MAX) {
-		snprintf(err, errsz, "at most %d regions", REGIONS_MAX);
-		goto out;
-	}
-	for (size_t i = 0; i < req->n_regions; i++) {
-		int idx = region_map_find(rs->rs_regions, req->regions[i]);
-		if (idx < 0 || idx >= 64) {
-			snprintf(err, errsz, "unknown region %s",
-			    ids_text_ok(req->regions[i], 1, REGION_NAME_MAX - 1) ? req->regions[i]
-			                                                         : "(not a name)");
-			goto out;
-		}
-		mask |= (uint64_t) 1 << idx;
 	}
 	st = HV_RESOURCE_EXHAUSTED;
 	if ((cells = calloc(ncell > 0 ? ncell : 1, sizeof(*cells))) == NULL) {
 		goto out;
 	}
-
 	sw = (stat_walk) { .sw_rs = rs, .sw_mask = mask, .sw_cells = cells };
 	if ((st = store_read_begin(rs->rs_store, &txn)) != HV_OK ||
-	    (st = ref_stats_walk(rs, txn, from, to, stat_count, &sw)) != HV_OK) {
+	    (st = ref_stats_walk(rs, txn, p.rp_from_ms, p.rp_to_ms, stat_count, &sw)) != HV_OK) {
 		goto out;
 	}
 	store_read_end(txn);
@@ -241,48 +591,19 @@ ref_statistics(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *re
 
 	/* The reply, in the call's memory. */
 	st = HV_RESOURCE_EXHAUSTED;
-	for (size_t i = 0; i < ncell; i++) {
-		used += cells[i].sc_referrals > 0;
-	}
 	if ((resp = pb_alloc(alloc, sizeof(*resp))) == NULL) {
 		goto out;
 	}
 	haven__referral__v1__statistics_response__init(resp);
-	if (used > 0 && (resp->cells = pb_alloc(alloc, used * sizeof(*resp->cells))) == NULL) {
+	if ((resp->period = pb_strdup(alloc, p.rp_name)) == NULL) {
 		goto out;
 	}
-	for (size_t i = 0; i < ncell; i++) {
-		stat_cell                        *sc = &cells[i];
-		Haven__Referral__V1__StatisticsCell *cell;
-		char                              b[16];
-
-		if (sc->sc_referrals == 0) {
-			continue;
-		}
-		if ((cell = pb_alloc(alloc, sizeof(*cell))) == NULL) {
-			goto out;
-		}
-		haven__referral__v1__statistics_cell__init(cell);
-		cell->region       = (char *) region_map_name(rs->rs_regions,
-		          i / (STAT_EXPLOITATION * STAT_TYPES));
-		cell->exploitation = (Haven__Referral__V1__Exploitation) ((i / STAT_TYPES) %
-		    STAT_EXPLOITATION);
-		cell->type         = (Haven__Capacity__V1__ServiceType) (i % STAT_TYPES);
-		if ((cell->region = pb_strdup(alloc, cell->region)) == NULL ||
-		    (cell->referrals = pb_strdup(alloc, ref_stat_count(sc->sc_referrals, b))) == NULL ||
-		    (cell->placements = pb_strdup(alloc, ref_stat_count(sc->sc_placements, b))) ==
-		        NULL ||
-		    (cell->unmet = pb_strdup(alloc, ref_stat_count(sc->sc_unmet, b))) == NULL) {
-			goto out;
-		}
-		if (sc->sc_placements >= STAT_MIN) {
-			cell->median_ms_to_placement = ref_percentile(sc->sc_times, sc->sc_ntimes, 50);
-			cell->p90_ms_to_placement    = ref_percentile(sc->sc_times, sc->sc_ntimes, 90);
-		}
-		resp->cells[resp->n_cells++] = cell;
+	resp->from_ms = p.rp_from_ms;
+	resp->to_ms   = p.rp_to_ms;
+	if ((st = stat_reply(rs, alloc, cells, nreg, resp)) != HV_OK) {
+		goto out;
 	}
 	*out = resp;
-	st   = HV_OK;
 out:
 	if (txn != NULL) {
 		store_read_end(txn);

@@ -148,6 +148,271 @@ test_stats_helpers(void **state)
 	assert_int_equal(ref_percentile(v, 1, 50), 7);
 }
 
+/* Periods: ISO weeks and months in Europe/Amsterdam time (expected bounds from GNU date with
+ * TZ=Europe/Amsterdam), across the year boundaries and the summer-time switches. */
+static void
+test_period(void **state)
+{
+	static const struct {
+		const char *name;
+		uint64_t    from, to;
+	} ok[] = {
+		{ "2023-W46", 1699830000000ULL, 1700434800000ULL },
+		{ "2026-W49", 1795993200000ULL, 1796598000000ULL },
+		{ "2026-12", 1796079600000ULL, 1798758000000ULL },
+		{ "2026-03", 1772319600000ULL, 1774994400000ULL },  /* CET -> CEST inside */
+		{ "2026-W13", 1774220400000ULL, 1774821600000ULL }, /* the week of the switch */
+		{ "2026-W43", 1792360800000ULL, 1792969200000ULL }, /* CEST -> CET */
+		{ "2026-W01", 1766962800000ULL, 1767567600000ULL }, /* starts in 2025 */
+		{ "2026-W53", 1798412400000ULL, 1799017200000ULL }, /* ends in 2027 */
+		{ "2020-W53", 1609110000000ULL, 1609714800000ULL },
+		{ "2000-W01", 946854000000ULL, 946854000000ULL + 7 * 86400000ULL },
+		{ "2000-01", 946681200000ULL, 946681200000ULL + 31 * 86400000ULL },
+	};
+	static const struct {
+		const char *name, *msg;
+	} bad[] = {
+		{ "", "period required" },
+		{ "2026-13", "period '2026-13': month must be 01..12" },
+		{ "2026-00", "month must be 01..12" },
+		{ "2026-W54", "week must be 01..53 (2026 has 53 ISO weeks)" },
+		{ "2025-W53", "week must be 01..52 (2025 has 52 ISO weeks)" },
+		{ "2026-W00", "week must be 01..53" },
+		{ "2026-w49", "is neither an ISO week YYYY-Www" },
+		{ "26-12", "is neither" },
+		{ "2026/12", "is neither" },
+		{ "2026-12-01", "is neither" },
+		{ "2026-1a", "year and month must be digits" },
+		{ "2O26-W01", "year and week must be digits" },
+		{ "1999-12", "the year must be 2000..9999" },
+		{ "20\x01\n-12", "period '(not a period name)'" },
+	};
+	ref_period p;
+	char       err[160];
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(ref_period_parse(ok[i].name, &p, err, sizeof(err)), HV_OK);
+		assert_int_equal(p.rp_from_ms, ok[i].from);
+		assert_int_equal(p.rp_to_ms, ok[i].to);
+		assert_string_equal(p.rp_name, ok[i].name);
+		assert_int_equal(p.rp_week, ok[i].name[5] == 'W');
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(ref_period_parse(bad[i].name, &p, err, sizeof(err)),
+		    HV_INVALID_ARGUMENT);
+		if (strstr(err, bad[i].msg) == NULL) {
+			fail_msg("'%s': message '%s' lacks '%s'", bad[i].name, err, bad[i].msg);
+		}
+	}
+	assert_int_equal(ref_period_parse(NULL, &p, err, sizeof(err)), HV_INVALID_ARGUMENT);
+	assert_int_equal(ref_iso_weeks(2015), 53);
+	assert_int_equal(ref_iso_weeks(2020), 53);
+	assert_int_equal(ref_iso_weeks(2021), 52);
+	assert_int_equal(ref_iso_weeks(2026), 53);
+	assert_int_equal(ref_iso_weeks(2032), 53);
+	/* Every week of 2000..2100 is seven days (less or more by an hour across a switch) and
+	 * follows the one before; months follow each other too. */
+	for (int y = 2000; y <= 2100; y++) {
+		char     name[16];
+		uint64_t prev = 0;
+
+		for (unsigned w = 1; w <= ref_iso_weeks(y); w++) {
+			snprintf(name, sizeof(name), "%04d-W%02u", y, w);
+			assert_int_equal(ref_period_parse(name, &p, err, sizeof(err)), HV_OK);
+			assert_true(prev == 0 || p.rp_from_ms == prev);
+			assert_true(p.rp_to_ms - p.rp_from_ms == 7 * 86400000ULL ||
+			            p.rp_to_ms - p.rp_from_ms == 7 * 86400000ULL - 3600000ULL ||
+			            p.rp_to_ms - p.rp_from_ms == 7 * 86400000ULL + 3600000ULL);
+			prev = p.rp_to_ms;
+		}
+		prev = 0;
+		for (unsigned m = 1; m <= 12; m++) {
+			snprintf(name, sizeof(name), "%04d-%02u", y, m);
+			assert_int_equal(ref_period_parse(name, &p, err, sizeof(err)), HV_OK);
+			assert_true(prev == 0 || p.rp_from_ms == prev);
+			prev = p.rp_to_ms;
+		}
+	}
+}
+
+/* What a reader of one region's answer can work out: every assignment of the counts not
+ * shown ("<5": 1..4, "x": 5..limit) that agrees with the total; each "<5" must be able to be
+ * each of 1..4. Referral counts only (placements and unmet 0). */
+static bool
+reader_cannot_narrow(const uint32_t counts[REF_STAT_CELLS][REF_STAT_MEASURES],
+    uint8_t shows[REF_STAT_CELLS][REF_STAT_MEASURES], uint32_t total)
+{
+	size_t   idx[REF_STAT_CELLS], k = 0;
+	uint32_t rest = total;
+
+	for (size_t i = 0; i < REF_STAT_CELLS; i++) {
+		if (shows[i][0] == REF_SHOW_NUMBER) {
+			rest -= counts[i][0];
+		} else {
+			idx[k++] = i;
+		}
+	}
+	for (size_t a = 0; a < k; a++) {
+		if (shows[idx[a]][0] != REF_SHOW_SMALL) {
+			continue;
+		}
+		for (uint32_t v = 1; v < 5; v++) {
+			/* Can the others (k - 1 of them) make up rest - v within their ranges? */
+			uint32_t lo = 0, hi = 0;
+			for (size_t b = 0; b < k; b++) {
+				if (b != a) {
+					lo += shows[idx[b]][0] == REF_SHOW_SMALL ? 1 : 5;
+					hi += shows[idx[b]][0] == REF_SHOW_SMALL ? 4 : 100000;
+				}
+			}
+			if (rest < v || rest - v < lo || rest - v > hi) {
+				return (false);
+			}
+		}
+	}
+	return (true);
+}
+
+static void
+test_stats_suppression(void **state)
+{
+	uint32_t c[REF_STAT_CELLS][REF_STAT_MEASURES];
+	uint8_t  s[REF_STAT_CELLS][REF_STAT_MEASURES], t[REF_STAT_MEASURES];
+
+	/* Random regions of up to 8 cells of 0..14 referrals: whenever the total is shown, no
+	 * "<5" can be narrowed, and a withheld count is never under 5. */
+	srand(12345);
+	for (int round = 0; round < 3000; round++) {
+		uint32_t sum = 0;
+
+		memset(c, 0, sizeof(c));
+		for (int i = 0; i < 1 + round % 8; i++) {
+			c[i * 11][0] = (uint32_t) (rand() % 15);
+			sum += c[i * 11][0];
+		}
+		ref_stats_suppress(c, s, t);
+		for (size_t i = 0; i < REF_STAT_CELLS; i++) {
+			assert_int_equal(s[i][0] == REF_SHOW_SMALL, c[i][0] > 0 && c[i][0] < 5);
+			assert_true(s[i][0] != REF_SHOW_HIDDEN || c[i][0] >= 5);
+		}
+		if (t[0] == REF_SHOW_NUMBER) {
+			assert_true(sum == 0 || sum >= 5);
+			assert_true(reader_cannot_narrow(c, s, sum));
+		}
+	}
+
+
+	/* One referral beside 6, 9 and 20: the 6 would not hide it (1 + 6 = 7 and "x" >= 5
+	 * leaves 1 or 2), the 9 does; the total stays. */
+	memset(c, 0, sizeof(c));
+	c[0][0] = 1, c[1][0] = 6, c[2][0] = 9, c[3][0] = 20;
+	ref_stats_suppress(c, s, t);
+	assert_int_equal(s[0][0], REF_SHOW_SMALL);
+	assert_int_equal(s[1][0], REF_SHOW_NUMBER);
+	assert_int_equal(s[2][0], REF_SHOW_HIDDEN);
+	assert_int_equal(s[3][0], REF_SHOW_NUMBER);
+	assert_int_equal(t[0], REF_SHOW_NUMBER);
+	assert_true(reader_cannot_narrow(c, s, 36));
+	/* Only one suppressed cell and the total: the reader subtracts (the rule's reason). */
+	s[2][0] = REF_SHOW_NUMBER;
+	assert_false(reader_cannot_narrow(c, s, 36));
+
+	/* Two single referrals beside 30: 1 + 1 = 2 would tell both; the 30 is withheld. */
+	memset(c, 0, sizeof(c));
+	c[10][0] = 1, c[20][0] = 1, c[30][0] = 30;
+	ref_stats_suppress(c, s, t);
+	assert_int_equal(s[10][0], REF_SHOW_SMALL);
+	assert_int_equal(s[20][0], REF_SHOW_SMALL);
+	assert_int_equal(s[30][0], REF_SHOW_HIDDEN);
+	assert_int_equal(t[0], REF_SHOW_NUMBER);
+	assert_true(reader_cannot_narrow(c, s, 32));
+
+	/* One referral beside a 5: withholding the 5 still tells 1 + x = 6, x >= 5; the total is
+	 * withheld instead and the 5 shown. */
+	memset(c, 0, sizeof(c));
+	c[0][0] = 1, c[1][0] = 5;
+	ref_stats_suppress(c, s, t);
+	assert_int_equal(s[0][0], REF_SHOW_SMALL);
+	assert_int_equal(s[1][0], REF_SHOW_NUMBER);
+	assert_int_equal(t[0], REF_SHOW_HIDDEN);
+
+	/* Two "<5" that add up to 5 may still each be 1..4 (1 + 4 .. 4 + 1): all shown. Two that
+	 * add up to 6 may not (neither can be 1): the total is withheld. */
+	memset(c, 0, sizeof(c));
+	c[0][0] = 2, c[1][0] = 3;
+	ref_stats_suppress(c, s, t);
+	assert_int_equal(s[0][0], REF_SHOW_SMALL);
+	assert_int_equal(s[1][0], REF_SHOW_SMALL);
+	assert_int_equal(t[0], REF_SHOW_NUMBER);
+	assert_true(reader_cannot_narrow(c, s, 5));
+	c[1][0] = 4;
+	ref_stats_suppress(c, s, t);
+	assert_int_equal(t[0], REF_SHOW_HIDDEN);
+	assert_false(reader_cannot_narrow(c, s, 6));
+
+	/* A region of 3: the total is "<5" itself. Even so the reader knows the two counts add
+	 * up to at most 4, so neither is 4: the total is withheld. A lone "<5" with its total
+	 * "<5" tells nothing. */
+	memset(c, 0, sizeof(c));
+	c[0][0] = 2, c[1][0] = 1;
+	ref_stats_suppress(c, s, t);
+	assert_int_equal(s[0][0], REF_SHOW_SMALL);
+	assert_int_equal(s[1][0], REF_SHOW_SMALL);
+	assert_int_equal(t[0], REF_SHOW_HIDDEN);
+	memset(c, 0, sizeof(c));
+	c[7][0] = 3;
+	ref_stats_suppress(c, s, t);
+	assert_int_equal(s[7][0], REF_SHOW_SMALL);
+	assert_int_equal(t[0], REF_SHOW_SMALL);
+
+	/* The total of unmet tells a withheld unmet count, which bounds its referrals: 1 beside 6
+	 * and 9 referrals, the 9 all waiting (unmet total 9). Withholding the 9 and its unmet
+	 * leaves 9 waiting <= x, 1 + x = 10: no choice helps; the referral total is withheld. */
+	memset(c, 0, sizeof(c));
+	c[0][0] = 1, c[1][0] = 6, c[2][0] = 9, c[2][2] = 9;
+	ref_stats_suppress(c, s, t);
+	assert_int_equal(s[0][0], REF_SHOW_SMALL);
+	assert_int_equal(s[1][0], REF_SHOW_NUMBER);
+	assert_int_equal(s[2][0], REF_SHOW_NUMBER);
+	assert_int_equal(t[0], REF_SHOW_HIDDEN);
+	assert_int_equal(t[2], REF_SHOW_NUMBER);
+
+	/* Nothing small: everything shown. */
+	memset(c, 0, sizeof(c));
+	c[0][0] = 5, c[1][0] = 7, c[1][1] = 5, c[1][2] = 0;
+	ref_stats_suppress(c, s, t);
+	for (int m = 0; m < REF_STAT_MEASURES; m++) {
+		assert_int_equal(s[0][m], REF_SHOW_NUMBER);
+		assert_int_equal(s[1][m], REF_SHOW_NUMBER);
+		assert_int_equal(t[m], REF_SHOW_NUMBER);
+	}
+
+	/* A withheld count is bounded by the placements shown beside it: 10 referrals with 9
+	 * placed shown would be "x" >= 9, leaving the single one 1 + x = 11 -> 1..2. The 12
+	 * (none placed) is withheld instead. */
+	memset(c, 0, sizeof(c));
+	c[0][0] = 1, c[1][0] = 10, c[1][1] = 9, c[2][0] = 12;
+	ref_stats_suppress(c, s, t);
+	assert_int_equal(s[0][0], REF_SHOW_SMALL);
+	assert_int_equal(s[1][0], REF_SHOW_NUMBER);
+	assert_int_equal(s[1][1], REF_SHOW_NUMBER);
+	assert_int_equal(s[2][0], REF_SHOW_HIDDEN);
+	assert_int_equal(t[0], REF_SHOW_NUMBER);
+
+	/* Placements: one placement among 8 and 6 in other cells; the same rule per count. */
+	memset(c, 0, sizeof(c));
+	c[0][0] = 5, c[0][1] = 1, c[1][0] = 8, c[1][1] = 8, c[2][0] = 9, c[2][1] = 6;
+	ref_stats_suppress(c, s, t);
+	assert_int_equal(s[0][1], REF_SHOW_SMALL);
+	assert_int_equal(s[1][1], REF_SHOW_HIDDEN); /* 1 + 8 = 9: x >= 5 leaves 1..4 */
+	assert_int_equal(s[2][1], REF_SHOW_NUMBER);
+	assert_int_equal(t[1], REF_SHOW_NUMBER);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(s[i][0], REF_SHOW_NUMBER);
+	}
+}
+
 static void
 test_text(void **state)
 {
@@ -425,6 +690,8 @@ main(void)
 		cmocka_unit_test(test_rank_order),
 		cmocka_unit_test(test_lang_match),
 		cmocka_unit_test(test_stats_helpers),
+		cmocka_unit_test(test_period),
+		cmocka_unit_test(test_stats_suppression),
 		cmocka_unit_test(test_text),
 		cmocka_unit_test(test_arena),
 		cmocka_unit_test_setup_teardown(test_open_options, setup, teardown),
