@@ -1694,6 +1694,9 @@ test_statistics(void **state)
 		assert_int_equal(placement(n, C_PROV_A, M_PLACED, r[i]->needs[0]->offer_id, 0, NULL),
 		    HV_OK);
 	}
+	/* The sixth is accepted in the week, and placed after it (below). */
+	assert_int_equal(
+	    offer_act(n, C_PROV_A, M_ACCEPT, r[5]->needs[0]->offer_id, 0, NULL, NULL), HV_OK);
 	/* Two legal-aid needs that wait (no legal aid anywhere). */
 	{
 		create_spec s = { .n_needs = 1, .needs = { { ST(LEGAL_AID), 0, NULL, NULL } } };
@@ -1752,10 +1755,26 @@ test_statistics(void **state)
 	assert_string_equal(tot->placements, "5");
 	assert_string_equal(tot->unmet, "<5");
 	free_msg(resp);
-	/* The month holds the week: the same cells. */
+	/* Placed after the week: the week's answer does not change (as it was at its end), so
+	 * answers asked on two days cannot be subtracted to date one person's placement. */
+	advance(3600 * 1000);
+	assert_int_equal(placement(n, C_PROV_A, M_PLACED, r[5]->needs[0]->offer_id, 0, NULL),
+	    HV_OK);
+	assert_int_equal(stats_as(n, C_MUNI, "2023-W46", &resp), HV_OK);
+	assert_int_equal(resp->n_cells, 2);
+	for (size_t i = 0; i < resp->n_cells; i++) {
+		if (resp->cells[i]->type == ST(SHELTER)) {
+			assert_string_equal(resp->cells[i]->placements, "5");
+			assert_int_equal(resp->cells[i]->p90_ms_to_placement, 5 * 3600 * 1000);
+		}
+	}
+	assert_string_equal(stats_total(resp, "Amsterdam")->placements, "5");
+	free_msg(resp);
+	/* The month holds the week: the same cells, and the sixth placement in November. */
 	advance_to(1701385200000LL); /* 2023-12-01 00:00 CET */
 	assert_int_equal(stats_as(n, C_COORD, "2023-11", &resp), HV_OK);
 	assert_int_equal(resp->n_cells, 2);
+	assert_string_equal(stats_total(resp, "Amsterdam")->placements, "6");
 	free_msg(resp);
 	/* A coordinator, for another region only: nothing. A period before: nothing. */
 	req.n_regions = 1;

@@ -2,8 +2,10 @@
  * ref_stats.c - Statistics for municipalities and coordinators: per home region of the
  * referral, form of exploitation and need type, over the referrals created in one named
  * period (ref_period.c: an ISO week or a calendar month, Europe/Amsterdam, ended): needs
- * referred, needs placed, needs waiting now (unmet demand), the median and 90th percentile
- * of the time from referral to placement, and each region's totals.
+ * referred, needs placed before the period's end, needs waiting at its end (unmet demand),
+ * the median and 90th percentile of the time from referral to placement, and each region's
+ * totals. Everything is counted as it was at the period's end (from the needs' trails), so
+ * an answer never changes once it can be given.
  *
  * Small cells are suppressed: a count of 1 to 4 is shown as "<5" (0 as "0"). Complementary
  * suppression then withholds further counts ("x") in each region and measure until a reader
@@ -165,8 +167,33 @@ ref_stats_walk(ref_service *rs, store_txn *txn, uint64_t from, uint64_t to, ref_
 typedef struct stat_walk {
 	ref_service *sw_rs;
 	uint64_t     sw_mask; /* regions asked for; 0: all */
+	uint64_t     sw_end;  /* the period's end, Unix ms */
 	stat_cell   *sw_cells;
 } stat_walk;
+
+/* Need n of r as it was at `end` (from its trail): *waiting whether its state was WAITING,
+ * *placed_ms when it was first placed before end (0: not). An answer for a period that has
+ * ended therefore never changes, and two answers asked days apart cannot be subtracted to
+ * tell when one person's need was placed. */
+static void
+stat_need_at(const Referral *r, const Need *n, uint64_t end, bool *waiting, uint64_t *placed_ms)
+{
+	NeedState state = NS(WAITING); /* a need is made waiting */
+
+	*placed_ms = 0;
+	for (size_t i = 0; i < r->n_events; i++) {
+		const Event *e = r->events[i];
+
+		if (e->need_index != n->index || e->time_ms >= end) {
+			continue;
+		}
+		state = e->to;
+		if (e->to == NS(PLACED) && *placed_ms == 0) {
+			*placed_ms = e->time_ms;
+		}
+	}
+	*waiting = state == NS(WAITING);
+}
 
 static hv_status
 stat_count(void *arg, const Referral *r)
@@ -181,20 +208,22 @@ stat_count(void *arg, const Referral *r)
 	for (size_t i = 0; i < r->n_needs; i++) {
 		const Need *n = r->needs[i];
 		stat_cell  *cell;
+		bool        waiting;
+		uint64_t    placed;
 
 		if ((int) n->type <= 0 || (int) n->type >= STAT_TYPES) {
 			continue;
 		}
 		cell = &sw->sw_cells[((size_t) reg * STAT_EXPLOITATION + (size_t) r->exploitation) *
 		        STAT_TYPES + (size_t) n->type];
+		stat_need_at(r, n, sw->sw_end, &waiting, &placed);
 		cell->sc_n[M_REFERRALS]++;
-		if (n->state == NS(WAITING)) {
+		if (waiting) {
 			cell->sc_n[M_UNMET]++;
 		}
-		if (n->placed_ms != 0) {
+		if (placed != 0) {
 			cell->sc_n[M_PLACEMENTS]++;
-			if (!push_time(cell,
-			        n->placed_ms > r->created_ms ? n->placed_ms - r->created_ms : 0)) {
+			if (!push_time(cell, placed > r->created_ms ? placed - r->created_ms : 0)) {
 				return (HV_RESOURCE_EXHAUSTED);
 			}
 		}
@@ -581,7 +610,7 @@ ref_statistics(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *re
 	if ((cells = calloc(ncell > 0 ? ncell : 1, sizeof(*cells))) == NULL) {
 		goto out;
 	}
-	sw = (stat_walk) { .sw_rs = rs, .sw_mask = mask, .sw_cells = cells };
+	sw = (stat_walk) { .sw_rs = rs, .sw_mask = mask, .sw_end = p.rp_to_ms, .sw_cells = cells };
 	if ((st = store_read_begin(rs->rs_store, &txn)) != HV_OK ||
 	    (st = ref_stats_walk(rs, txn, p.rp_from_ms, p.rp_to_ms, stat_count, &sw)) != HV_OK) {
 		goto out;
