@@ -28,7 +28,8 @@
 #define STAT_CELLS        REF_STAT_CELLS /* cells of one region */
 #define STAT_MIN          5  /* smaller counts are shown as "<5" */
 #define STAT_MEASURES     REF_STAT_MEASURES
-#define STAT_UNBOUNDED    ((uint64_t) 1 << 40) /* "no upper bound"; sums of 96 stay exact */
+#define STAT_UNBOUNDED    ((int64_t) 1 << 40) /* "no upper bound"; sums of 96 stay exact */
+#define STAT_ROUNDS       64 /* deductions repeated at most this often (stat_deduce) */
 
 #define M_REFERRALS  REF_STAT_REFERRALS
 #define M_PLACEMENTS REF_STAT_PLACEMENTS
@@ -271,8 +272,9 @@ stat_narrow(stat_range *r, int64_t lo, int64_t hi)
  * shown, narrowed by each total (a count is at least the total's lower bound less the
  * others' upper bounds, at most its upper bound less their lower bounds) and by placements
  * and unmet being at most the referrals of their cell, repeated until nothing changes.
+ * False if that takes more than STAT_ROUNDS rounds (the caller then assumes the worst).
  */
-static void
+static bool
 stat_deduce(const stat_cell *line, const uint8_t totals[STAT_MEASURES],
     stat_range rg[STAT_CELLS][STAT_MEASURES])
 {
@@ -283,7 +285,10 @@ stat_deduce(const stat_cell *line, const uint8_t totals[STAT_MEASURES],
 			rg[i][m] = stat_shown_range(line[i].sc_n[m], line[i].sc_show[m]);
 		}
 	}
-	for (int round = 0; changed && round < 64; round++) {
+	for (int round = 0; changed; round++) {
+		if (round == STAT_ROUNDS) {
+			return (false);
+		}
 		changed = false;
 		for (int m = 0; m < STAT_MEASURES; m++) {
 			int64_t    sum = 0, lo_sum = 0, hi_sum = 0;
@@ -311,6 +316,7 @@ stat_deduce(const stat_cell *line, const uint8_t totals[STAT_MEASURES],
 			}
 		}
 	}
+	return (true);
 }
 
 /* Whether no "<5" of count m can be narrowed below 1..4 by a reader of the region's answer. */
@@ -319,7 +325,9 @@ stat_safe(const stat_cell *line, const uint8_t totals[STAT_MEASURES], int m)
 {
 	stat_range rg[STAT_CELLS][STAT_MEASURES];
 
-	stat_deduce(line, totals, rg);
+	if (!stat_deduce(line, totals, rg)) {
+		return (false);
+	}
 	for (size_t i = 0; i < STAT_CELLS; i++) {
 		if (line[i].sc_show[m] == SHOW_SMALL &&
 		    (rg[i][m].lo > 1 || rg[i][m].hi < STAT_MIN - 1)) {
