@@ -917,8 +917,8 @@ cmd_stats(cli *c, int argc, char **argv)
 		cli_print_json(msg_json(&rep->base));
 	} else {
 		char f[32], t[32];
-		printf("period %s (%s to %s); 1 to 4 shown as <5, x withheld so that totals do not "
-		       "tell a <5, times only from 5 placements\n",
+		printf("period %s (%s to %s); 1 to 4 shown as <5, x withheld (it would tell a <5), "
+		       "times only from 5 placements\n",
 		    rep->period, when(rep->from_ms, f, sizeof(f)), when(rep->to_ms, t, sizeof(t)));
 		printf("%-22s %-12s %-16s %9s %10s %6s %8s %8s\n", "REGION", "EXPLOITATION", "TYPE",
 		    "REFERRALS", "PLACEMENTS", "UNMET", "MEDIAN", "P90");

@@ -7,12 +7,10 @@
  * totals. Everything is counted as it was at the period's end (from the needs' trails), so
  * an answer never changes once it can be given.
  *
- * Small cells are suppressed: a count of 1 to 4 is shown as "<5" (0 as "0"). Complementary
- * suppression then withholds further counts ("x") in each region and measure until a reader
- * who knows the region's total and every number shown cannot narrow any "<5" below 1..4; if
- * no choice of withheld counts does that, the total is withheld instead (stat_protect). A
- * total of 1 to 4 is itself "<5". Times are shown only beside a shown placement count of at
- * least 5. No cell names a person, a referral or a provider.
+ * Small cells are suppressed: a count of 1 to 4 is shown as "<5" (0 as "0"); complementary
+ * suppression then withholds ("x") what would let a reader work a "<5" out: the placements
+ * and unmet beside it, and the region's total (stat_suppress_region). No cell names a person,
+ * a referral or a provider.
  *
  * The walk over the referrals (ref_stats_walk) is shared with the metrics page
  * (ref_metrics.c), which counts needs by state over all referrals with it.
@@ -28,8 +26,6 @@
 #define STAT_CELLS        REF_STAT_CELLS /* cells of one region */
 #define STAT_MIN          5  /* smaller counts are shown as "<5" */
 #define STAT_MEASURES     REF_STAT_MEASURES
-#define STAT_UNBOUNDED    ((int64_t) 1 << 40) /* "no upper bound"; sums of 96 stay exact */
-#define STAT_ROUNDS       64 /* deductions repeated at most this often (stat_deduce) */
 
 #define M_REFERRALS  REF_STAT_REFERRALS
 #define M_PLACEMENTS REF_STAT_PLACEMENTS
@@ -235,206 +231,55 @@ stat_count(void *arg, const Referral *r)
 
 /* ---- complementary suppression --------------------------------------------------------------- */
 
-/* What a reader knows of one count: lo <= n <= hi. */
-typedef struct stat_range {
-	int64_t lo, hi;
-} stat_range;
-
-/* From the answer alone: a number shown is exact; "<5" is 1..4; "x" is at least 5 (only
- * counts of 5 or more are withheld; the reader is assumed to know the rule). */
-static stat_range
-stat_shown_range(uint32_t n, uint8_t show)
-{
-	return (show == SHOW_NUMBER ? (stat_range) { n, n }
-	        : show == SHOW_SMALL ? (stat_range) { 1, STAT_MIN - 1 }
-	                             : (stat_range) { STAT_MIN, STAT_UNBOUNDED });
-}
-
-/* Narrows r to [lo, hi]; true if it changed. */
-static bool
-stat_narrow(stat_range *r, int64_t lo, int64_t hi)
-{
-	bool changed = false;
-
-	if (lo > r->lo) {
-		r->lo   = lo;
-		changed = true;
-	}
-	if (hi < r->hi) {
-		r->hi   = hi;
-		changed = true;
-	}
-	return (changed);
-}
-
 /*
- * What a reader can work out of one region's counts (rg[i][m]) from the answer: the ranges
- * shown, narrowed by each total (a count is at least the total's lower bound less the
- * others' upper bounds, at most its upper bound less their lower bounds) and by placements
- * and unmet being at most the referrals of their cell, repeated until nothing changes.
- * False if that takes more than STAT_ROUNDS rounds (the caller then assumes the worst).
+ * How each count of one region's cells, and the region's totals, are shown. A reader knows
+ * every number shown, that "<5" is 1..4, and these rules; across one cell placements and
+ * unmet are at most the referrals, and together too (a need is not placed and waiting at
+ * once). The rules leave every "<5" free to be any of 1..4:
+ *
+ * - a count of 1..4 is "<5";
+ * - a cell whose referrals are "<5" says nothing more: its placements and unmet are "x" (one
+ *   person's placement is not published, and they would bound the referrals);
+ * - in a cell whose placements or unmet are "<5", the other of the two is "<5" or "x", never
+ *   a number (referrals - placements would bound unmet, and the other way round);
+ * - a region's total of a count is shown only if every count it adds up is shown as a number;
+ *   else it is "x" (a total beside one "<5" is that "<5" plus the numbers shown).
+ *
+ * Every rule depends only on which counts are 1..4, which the answer shows anyway, never on
+ * the value of a count withheld. A search for the fewest cells to withhold (withhold the
+ * next-smallest cell, then check the total) would not: which cell it picks depends on the
+ * "<5" values, and a reader who knows the search works them out again (1 beside 6 and 9 of
+ * 16: the 9 is withheld rather than the 6 only if the "<5" is 1 or 2). Times are shown only
+ * beside a placement count of 5 or more that is shown.
  */
-static bool
-stat_deduce(const stat_cell *line, const uint8_t totals[STAT_MEASURES],
-    stat_range rg[STAT_CELLS][STAT_MEASURES])
-{
-	bool changed = true;
-
-	for (size_t i = 0; i < STAT_CELLS; i++) {
-		for (int m = 0; m < STAT_MEASURES; m++) {
-			rg[i][m] = stat_shown_range(line[i].sc_n[m], line[i].sc_show[m]);
-		}
-	}
-	for (int round = 0; changed; round++) {
-		if (round == STAT_ROUNDS) {
-			return (false);
-		}
-		changed = false;
-		for (int m = 0; m < STAT_MEASURES; m++) {
-			int64_t    sum = 0, lo_sum = 0, hi_sum = 0;
-			stat_range t;
-
-			for (size_t i = 0; i < STAT_CELLS; i++) {
-				sum += line[i].sc_n[m];
-				lo_sum += rg[i][m].lo;
-				hi_sum += rg[i][m].hi;
-			}
-			t = totals[m] == SHOW_HIDDEN ? (stat_range) { 0, STAT_UNBOUNDED * STAT_CELLS }
-			                             : stat_shown_range((uint32_t) sum, totals[m]);
-			for (size_t i = 0; i < STAT_CELLS; i++) {
-				stat_range *r = &rg[i][m];
-
-				changed |= stat_narrow(r, t.lo - (hi_sum - r->hi), t.hi - (lo_sum - r->lo));
-			}
-		}
-		for (size_t i = 0; i < STAT_CELLS; i++) {
-			stat_range *ref = &rg[i][M_REFERRALS];
-
-			for (int m = M_PLACEMENTS; m < STAT_MEASURES; m++) {
-				changed |= stat_narrow(ref, rg[i][m].lo, ref->hi);
-				changed |= stat_narrow(&rg[i][m], rg[i][m].lo, ref->hi);
-			}
-		}
-	}
-	return (true);
-}
-
-/* Whether no "<5" of count m can be narrowed below 1..4 by a reader of the region's answer. */
-static bool
-stat_safe(const stat_cell *line, const uint8_t totals[STAT_MEASURES], int m)
-{
-	stat_range rg[STAT_CELLS][STAT_MEASURES];
-
-	if (!stat_deduce(line, totals, rg)) {
-		return (false);
-	}
-	for (size_t i = 0; i < STAT_CELLS; i++) {
-		if (line[i].sc_show[m] == SHOW_SMALL &&
-		    (rg[i][m].lo > 1 || rg[i][m].hi < STAT_MIN - 1)) {
-			return (false);
-		}
-	}
-	return (true);
-}
-
-/* Withholds count m of cell c; withholding its referrals withholds the placements and unmet
- * of 5 or more shown beside them too (they would bound it). */
-static void
-stat_hide(stat_cell *c, int m)
-{
-	c->sc_show[m] = SHOW_HIDDEN;
-	for (int k = M_PLACEMENTS; m == M_REFERRALS && k < STAT_MEASURES; k++) {
-		if (c->sc_show[k] == SHOW_NUMBER && c->sc_n[k] >= STAT_MIN) {
-			c->sc_show[k] = SHOW_HIDDEN;
-		}
-	}
-}
-
-/* Whether count m of c may be withheld beside a "<5": shown, and 5 or more. */
-static bool
-stat_candidate(const stat_cell *c, int m)
-{
-	return (c->sc_show[m] == SHOW_NUMBER && c->sc_n[m] >= STAT_MIN);
-}
-
-/*
- * Complementary suppression of count m in one region (line, STAT_CELLS cells; totals: how
- * the region's totals are shown). Withholds, one at a time, the smallest count of 5 or more
- * that makes the "<5" counts of m safe, or if none does alone the largest, until they are;
- * if withholding all of them would not do, withholds the total of m instead and nothing
- * else. Withholding only widens what a reader can work out, so what is safe stays safe.
- * Returns whether it changed anything.
- */
-static bool
-stat_protect(stat_cell *line, uint8_t totals[STAT_MEASURES], int m)
-{
-	stat_cell saved[STAT_CELLS];
-	bool      safe;
-
-	if (totals[m] == SHOW_HIDDEN || stat_safe(line, totals, m)) {
-		return (false);
-	}
-	memcpy(saved, line, sizeof(saved));
-	for (size_t i = 0; i < STAT_CELLS; i++) {
-		if (stat_candidate(&line[i], m)) {
-			stat_hide(&line[i], m);
-		}
-	}
-	safe = stat_safe(line, totals, m);
-	memcpy(line, saved, sizeof(saved));
-	if (!safe) {
-		totals[m] = SHOW_HIDDEN;
-		return (true);
-	}
-	while (!stat_safe(line, totals, m)) {
-		size_t best = STAT_CELLS, largest = STAT_CELLS;
-
-		for (size_t i = 0; i < STAT_CELLS; i++) {
-			stat_cell c = line[i];
-
-			if (!stat_candidate(&c, m)) {
-				continue;
-			}
-			if (largest == STAT_CELLS || c.sc_n[m] > line[largest].sc_n[m]) {
-				largest = i;
-			}
-			stat_hide(&line[i], m);
-			if (stat_safe(line, totals, m) &&
-			    (best == STAT_CELLS || c.sc_n[m] < line[best].sc_n[m])) {
-				best = i;
-			}
-			line[i] = c;
-		}
-		stat_hide(&line[best != STAT_CELLS ? best : largest], m);
-	}
-	return (true);
-}
-
-/* Primary and complementary suppression of one region's cells; totals[m]: how the region's
- * total of count m is shown. */
 static void
 stat_suppress_region(stat_cell *line, uint8_t totals[STAT_MEASURES])
 {
-	bool changed;
-
 	for (int m = 0; m < STAT_MEASURES; m++) {
-		uint64_t sum = 0;
-
-		for (size_t i = 0; i < STAT_CELLS; i++) {
-			uint32_t v = line[i].sc_n[m];
-
-			line[i].sc_show[m] = v > 0 && v < STAT_MIN ? SHOW_SMALL : SHOW_NUMBER;
-			sum += v;
-		}
-		/* A total of 1..4 is a small count too. */
-		totals[m] = sum > 0 && sum < STAT_MIN ? SHOW_SMALL : SHOW_NUMBER;
+		totals[m] = SHOW_NUMBER;
 	}
-	do {
-		changed = false;
+	for (size_t i = 0; i < STAT_CELLS; i++) {
+		uint32_t *n    = line[i].sc_n;
+		uint8_t  *show = line[i].sc_show;
+
 		for (int m = 0; m < STAT_MEASURES; m++) {
-			changed |= stat_protect(line, totals, m);
+			show[m] = n[m] > 0 && n[m] < STAT_MIN ? SHOW_SMALL : SHOW_NUMBER;
 		}
-	} while (changed);
+		if (show[M_REFERRALS] == SHOW_SMALL) {
+			show[M_PLACEMENTS] = show[M_UNMET] = SHOW_HIDDEN;
+		} else if (show[M_PLACEMENTS] == SHOW_SMALL || show[M_UNMET] == SHOW_SMALL) {
+			for (int m = M_PLACEMENTS; m < STAT_MEASURES; m++) {
+				if (show[m] != SHOW_SMALL) {
+					show[m] = SHOW_HIDDEN;
+				}
+			}
+		}
+		for (int m = 0; m < STAT_MEASURES; m++) {
+			if (show[m] != SHOW_NUMBER) {
+				totals[m] = SHOW_HIDDEN;
+			}
+		}
+	}
 }
 
 void

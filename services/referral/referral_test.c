@@ -236,180 +236,94 @@ test_period(void **state)
 	}
 }
 
-/* What a reader of one region's answer can work out: every assignment of the counts not
- * shown ("<5": 1..4, "x": 5..limit) that agrees with the total; each "<5" must be able to be
- * each of 1..4. Referral counts only (placements and unmet 0). */
-static bool
-reader_cannot_narrow(const uint32_t counts[REF_STAT_CELLS][REF_STAT_MEASURES],
-    uint8_t shows[REF_STAT_CELLS][REF_STAT_MEASURES], uint32_t total)
-{
-	size_t   idx[REF_STAT_CELLS], k = 0;
-	uint32_t rest = total;
-
-	for (size_t i = 0; i < REF_STAT_CELLS; i++) {
-		if (shows[i][0] == REF_SHOW_NUMBER) {
-			rest -= counts[i][0];
-		} else {
-			idx[k++] = i;
-		}
-	}
-	for (size_t a = 0; a < k; a++) {
-		if (shows[idx[a]][0] != REF_SHOW_SMALL) {
-			continue;
-		}
-		for (uint32_t v = 1; v < 5; v++) {
-			/* Can the others (k - 1 of them) make up rest - v within their ranges? */
-			uint32_t lo = 0, hi = 0;
-			for (size_t b = 0; b < k; b++) {
-				if (b != a) {
-					lo += shows[idx[b]][0] == REF_SHOW_SMALL ? 1 : 5;
-					hi += shows[idx[b]][0] == REF_SHOW_SMALL ? 4 : 100000;
-				}
-			}
-			if (rest < v || rest - v < lo || rest - v > hi) {
-				return (false);
-			}
-		}
-	}
-	return (true);
-}
-
 static void
 test_stats_suppression(void **state)
 {
 	uint32_t c[REF_STAT_CELLS][REF_STAT_MEASURES];
 	uint8_t  s[REF_STAT_CELLS][REF_STAT_MEASURES], t[REF_STAT_MEASURES];
+	uint8_t  s2[REF_STAT_CELLS][REF_STAT_MEASURES], t2[REF_STAT_MEASURES];
 
-	/* Random regions of up to 8 cells of 0..14 referrals: whenever the total is shown, no
-	 * "<5" can be narrowed, and a withheld count is never under 5. */
-	srand(12345);
-	for (int round = 0; round < 3000; round++) {
-		uint32_t sum = 0;
-
-		memset(c, 0, sizeof(c));
-		for (int i = 0; i < 1 + round % 8; i++) {
-			c[i * 11][0] = (uint32_t) (rand() % 15);
-			sum += c[i * 11][0];
-		}
-		ref_stats_suppress(c, s, t);
-		for (size_t i = 0; i < REF_STAT_CELLS; i++) {
-			assert_int_equal(s[i][0] == REF_SHOW_SMALL, c[i][0] > 0 && c[i][0] < 5);
-			assert_true(s[i][0] != REF_SHOW_HIDDEN || c[i][0] >= 5);
-		}
-		if (t[0] == REF_SHOW_NUMBER) {
-			assert_true(sum == 0 || sum >= 5);
-			assert_true(reader_cannot_narrow(c, s, sum));
+	/* One referral (waiting) beside 6 and 9 (none placed, none waiting): the "<5", and
+	 * nothing else about its cell; the numbers; the referral and unmet totals withheld (16
+	 * would tell 1), the placement total too (its "x" could be 1). */
+	memset(c, 0, sizeof(c));
+	c[0][0] = 1, c[0][2] = 1, c[1][0] = 6, c[2][0] = 9;
+	ref_stats_suppress(c, s, t);
+	assert_int_equal(s[0][0], REF_SHOW_SMALL);
+	assert_int_equal(s[0][1], REF_SHOW_HIDDEN);
+	assert_int_equal(s[0][2], REF_SHOW_HIDDEN);
+	for (int i = 1; i < 3; i++) {
+		for (int m = 0; m < REF_STAT_MEASURES; m++) {
+			assert_int_equal(s[i][m], REF_SHOW_NUMBER);
 		}
 	}
-
-
-	/* One referral beside 6, 9 and 20: the 6 would not hide it (1 + 6 = 7 and "x" >= 5
-	 * leaves 1 or 2), the 9 does; the total stays. */
-	memset(c, 0, sizeof(c));
-	c[0][0] = 1, c[1][0] = 6, c[2][0] = 9, c[3][0] = 20;
-	ref_stats_suppress(c, s, t);
-	assert_int_equal(s[0][0], REF_SHOW_SMALL);
-	assert_int_equal(s[1][0], REF_SHOW_NUMBER);
-	assert_int_equal(s[2][0], REF_SHOW_HIDDEN);
-	assert_int_equal(s[3][0], REF_SHOW_NUMBER);
-	assert_int_equal(t[0], REF_SHOW_NUMBER);
-	assert_true(reader_cannot_narrow(c, s, 36));
-	/* Only one suppressed cell and the total: the reader subtracts (the rule's reason). */
-	s[2][0] = REF_SHOW_NUMBER;
-	assert_false(reader_cannot_narrow(c, s, 36));
-
-	/* Two single referrals beside 30: 1 + 1 = 2 would tell both; the 30 is withheld. */
-	memset(c, 0, sizeof(c));
-	c[10][0] = 1, c[20][0] = 1, c[30][0] = 30;
-	ref_stats_suppress(c, s, t);
-	assert_int_equal(s[10][0], REF_SHOW_SMALL);
-	assert_int_equal(s[20][0], REF_SHOW_SMALL);
-	assert_int_equal(s[30][0], REF_SHOW_HIDDEN);
-	assert_int_equal(t[0], REF_SHOW_NUMBER);
-	assert_true(reader_cannot_narrow(c, s, 32));
-
-	/* One referral beside a 5: withholding the 5 still tells 1 + x = 6, x >= 5; the total is
-	 * withheld instead and the 5 shown. */
-	memset(c, 0, sizeof(c));
-	c[0][0] = 1, c[1][0] = 5;
-	ref_stats_suppress(c, s, t);
-	assert_int_equal(s[0][0], REF_SHOW_SMALL);
-	assert_int_equal(s[1][0], REF_SHOW_NUMBER);
-	assert_int_equal(t[0], REF_SHOW_HIDDEN);
-
-	/* Two "<5" that add up to 5 may still each be 1..4 (1 + 4 .. 4 + 1): all shown. Two that
-	 * add up to 6 may not (neither can be 1): the total is withheld. */
-	memset(c, 0, sizeof(c));
-	c[0][0] = 2, c[1][0] = 3;
-	ref_stats_suppress(c, s, t);
-	assert_int_equal(s[0][0], REF_SHOW_SMALL);
-	assert_int_equal(s[1][0], REF_SHOW_SMALL);
-	assert_int_equal(t[0], REF_SHOW_NUMBER);
-	assert_true(reader_cannot_narrow(c, s, 5));
-	c[1][0] = 4;
-	ref_stats_suppress(c, s, t);
-	assert_int_equal(t[0], REF_SHOW_HIDDEN);
-	assert_false(reader_cannot_narrow(c, s, 6));
-
-	/* A region of 3: the total is "<5" itself. Even so the reader knows the two counts add
-	 * up to at most 4, so neither is 4: the total is withheld. A lone "<5" with its total
-	 * "<5" tells nothing. */
-	memset(c, 0, sizeof(c));
-	c[0][0] = 2, c[1][0] = 1;
-	ref_stats_suppress(c, s, t);
-	assert_int_equal(s[0][0], REF_SHOW_SMALL);
-	assert_int_equal(s[1][0], REF_SHOW_SMALL);
-	assert_int_equal(t[0], REF_SHOW_HIDDEN);
-	memset(c, 0, sizeof(c));
-	c[7][0] = 3;
-	ref_stats_suppress(c, s, t);
-	assert_int_equal(s[7][0], REF_SHOW_SMALL);
-	assert_int_equal(t[0], REF_SHOW_SMALL);
-
-	/* The total of unmet tells a withheld unmet count, which bounds its referrals: 1 beside 6
-	 * and 9 referrals, the 9 all waiting (unmet total 9). Withholding the 9 and its unmet
-	 * leaves 9 waiting <= x, 1 + x = 10: no choice helps; the referral total is withheld. */
-	memset(c, 0, sizeof(c));
-	c[0][0] = 1, c[1][0] = 6, c[2][0] = 9, c[2][2] = 9;
-	ref_stats_suppress(c, s, t);
-	assert_int_equal(s[0][0], REF_SHOW_SMALL);
-	assert_int_equal(s[1][0], REF_SHOW_NUMBER);
-	assert_int_equal(s[2][0], REF_SHOW_NUMBER);
-	assert_int_equal(t[0], REF_SHOW_HIDDEN);
-	assert_int_equal(t[2], REF_SHOW_NUMBER);
-
-	/* Nothing small: everything shown. */
-	memset(c, 0, sizeof(c));
-	c[0][0] = 5, c[1][0] = 7, c[1][1] = 5, c[1][2] = 0;
-	ref_stats_suppress(c, s, t);
 	for (int m = 0; m < REF_STAT_MEASURES; m++) {
-		assert_int_equal(s[0][m], REF_SHOW_NUMBER);
-		assert_int_equal(s[1][m], REF_SHOW_NUMBER);
+		assert_int_equal(t[m], REF_SHOW_HIDDEN);
+	}
+
+	/* Nothing small: everything shown, totals too. */
+	memset(c, 0, sizeof(c));
+	c[0][0] = 5, c[1][0] = 7, c[1][1] = 5, c[1][2] = 0, c[40][0] = 12, c[40][2] = 12;
+	ref_stats_suppress(c, s, t);
+	for (int i = 0; i < REF_STAT_CELLS; i++) {
+		for (int m = 0; m < REF_STAT_MEASURES; m++) {
+			assert_int_equal(s[i][m], REF_SHOW_NUMBER);
+		}
+	}
+	for (int m = 0; m < REF_STAT_MEASURES; m++) {
 		assert_int_equal(t[m], REF_SHOW_NUMBER);
 	}
 
-	/* A withheld count is bounded by the placements shown beside it: 10 referrals with 9
-	 * placed shown would be "x" >= 9, leaving the single one 1 + x = 11 -> 1..2. The 12
-	 * (none placed) is withheld instead. */
+	/* 6 referred, 5 placed, 1 waiting: 6 - 5 would tell the "<5" is 1, so the 5 is "x"; the
+	 * referral total stays. 8 referred, 3 placed, none waiting: the 0 is "x" too. */
 	memset(c, 0, sizeof(c));
-	c[0][0] = 1, c[1][0] = 10, c[1][1] = 9, c[2][0] = 12;
+	c[3][0] = 6, c[3][1] = 5, c[3][2] = 1, c[4][0] = 8, c[4][1] = 3;
 	ref_stats_suppress(c, s, t);
-	assert_int_equal(s[0][0], REF_SHOW_SMALL);
-	assert_int_equal(s[1][0], REF_SHOW_NUMBER);
-	assert_int_equal(s[1][1], REF_SHOW_NUMBER);
-	assert_int_equal(s[2][0], REF_SHOW_HIDDEN);
+	assert_int_equal(s[3][0], REF_SHOW_NUMBER);
+	assert_int_equal(s[3][1], REF_SHOW_HIDDEN);
+	assert_int_equal(s[3][2], REF_SHOW_SMALL);
+	assert_int_equal(s[4][0], REF_SHOW_NUMBER);
+	assert_int_equal(s[4][1], REF_SHOW_SMALL);
+	assert_int_equal(s[4][2], REF_SHOW_HIDDEN);
 	assert_int_equal(t[0], REF_SHOW_NUMBER);
+	assert_int_equal(t[1], REF_SHOW_HIDDEN);
+	assert_int_equal(t[2], REF_SHOW_HIDDEN);
 
-	/* Placements: one placement among 8 and 6 in other cells; the same rule per count. */
-	memset(c, 0, sizeof(c));
-	c[0][0] = 5, c[0][1] = 1, c[1][0] = 8, c[1][1] = 8, c[2][0] = 9, c[2][1] = 6;
-	ref_stats_suppress(c, s, t);
-	assert_int_equal(s[0][1], REF_SHOW_SMALL);
-	assert_int_equal(s[1][1], REF_SHOW_HIDDEN); /* 1 + 8 = 9: x >= 5 leaves 1..4 */
-	assert_int_equal(s[2][1], REF_SHOW_NUMBER);
-	assert_int_equal(t[1], REF_SHOW_NUMBER);
-	for (int i = 0; i < 3; i++) {
-		assert_int_equal(s[i][0], REF_SHOW_NUMBER);
+	/* What is withheld depends only on which counts are 1..4, never on their values or on a
+	 * value withheld: random regions, then every "<5" and every "x" changed to another value
+	 * it could have had, give the same answer. (Withholding "the next-smallest cell that
+	 * hides the "<5"" fails this: for 1 beside 6 and 9 it withholds the 9, for 4 the 6.) */
+	srand(12345);
+	for (int round = 0; round < 2000; round++) {
+		memset(c, 0, sizeof(c));
+		for (int k = 0; k < 1 + round % 12; k++) {
+			int i = rand() % REF_STAT_CELLS;
+
+			c[i][0] = (uint32_t) (rand() % 14);
+			c[i][1] = c[i][0] > 0 ? (uint32_t) rand() % (c[i][0] + 1) : 0;
+			c[i][2] = c[i][0] - c[i][1] > 0 ? (uint32_t) rand() % (c[i][0] - c[i][1] + 1) : 0;
+		}
+		ref_stats_suppress(c, s, t);
+		for (int i = 0; i < REF_STAT_CELLS; i++) {
+			for (int m = 0; m < REF_STAT_MEASURES; m++) {
+				/* 1..4 is never a number; "<5" always 1..4 */
+				assert_true(s[i][m] != REF_SHOW_NUMBER || c[i][m] == 0 || c[i][m] >= 5);
+				assert_true(s[i][m] != REF_SHOW_SMALL || (c[i][m] > 0 && c[i][m] < 5));
+				if (s[i][m] != REF_SHOW_NUMBER) {
+					assert_int_equal(t[m], REF_SHOW_HIDDEN);
+				}
+			}
+			if (s[i][0] == REF_SHOW_SMALL) {
+				c[i][0] = 1 + (uint32_t) rand() % 4, c[i][1] = 0, c[i][2] = 0;
+			} else if (s[i][1] != REF_SHOW_NUMBER) {
+				/* placements and unmet: each "<5" 1..4, each "x" 0 or 5.., within R */
+				c[i][1] = s[i][1] == REF_SHOW_SMALL ? 1 + (uint32_t) rand() % 4 : 0;
+				c[i][2] = s[i][2] == REF_SHOW_SMALL ? 1 + (uint32_t) rand() % 4 : 0;
+			}
+		}
+		ref_stats_suppress(c, s2, t2);
+		assert_memory_equal(s, s2, sizeof(s));
+		assert_memory_equal(t, t2, sizeof(t));
 	}
 }
 
