@@ -101,7 +101,7 @@ as safehouse-zwb placement placed "$offer"
 as fairwork-ngo referral show "$ref"
 echo "== the municipality sees numbers only (cells under 5 hidden), for finished weeks and months"
 as municipality-rdam capacity summary --region Rotterdam
-as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d '7 days ago' +%G-W%V)"
+as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d '8 days ago' +%G-W%V)"
 as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date +%G-W%V)" || echo "(this week is not over: refused)"
 echo "== and may not see the referral itself"
 as municipality-rdam referral show "$ref" || echo "(refused, as it must be)"

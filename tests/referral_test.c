@@ -1633,6 +1633,7 @@ test_hold_expired_by_capacity(void **state)
 /* Week 2023-W46 (Europe/Amsterdam) ends at 2023-11-20 00:00 CET; the tests start on its
  * Tuesday, 1700000000000 (23:13 local). */
 #define W46_END 1700434800000LL
+#define SETTLE  (10 * 60 * 1000) /* answered this long after the end */
 
 /* Statistics for period as who; the message of a refusal is in errbuf. */
 static hv_status
@@ -1720,7 +1721,10 @@ test_statistics(void **state)
 	assert_int_equal(stats_as(n, C_OPERATOR, "2023-11", NULL), HV_FAILED_PRECONDITION);
 	advance_to(W46_END - 1);
 	assert_int_equal(stats_as(n, C_MUNI, "2023-W46", NULL), HV_FAILED_PRECONDITION);
-	advance_to(W46_END);
+	advance_to(W46_END + SETTLE - 1);
+	assert_int_equal(stats_as(n, C_MUNI, "2023-W46", NULL), HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(errbuf, "from 10 minutes after their end"));
+	advance_to(W46_END + SETTLE);
 	assert_int_equal(stats_as(n, C_MUNI, "2023-W46", &resp), HV_OK);
 	assert_string_equal(resp->period, "2023-W46");
 	assert_int_equal(resp->from_ms, W46_END - 7 * 86400000LL);
@@ -1770,7 +1774,7 @@ test_statistics(void **state)
 	}
 	free_msg(resp);
 	/* The month holds the week: the same cells, and the sixth placement in November. */
-	advance_to(1701385200000LL); /* 2023-12-01 00:00 CET */
+	advance_to(1701385200000LL + SETTLE); /* 2023-12-01 00:10 CET */
 	assert_int_equal(stats_as(n, C_COORD, "2023-11", &resp), HV_OK);
 	assert_int_equal(resp->n_cells, 2);
 	for (size_t i = 0; i < resp->n_cells; i++) {
@@ -1846,7 +1850,7 @@ test_statistics_narrowing(void **state)
 		}
 		free_msg(x);
 	}
-	advance_to(W46_END);
+	advance_to(W46_END + SETTLE);
 	/* The attack: windows halving around the referral. Every one refused, naming the rule;
 	 * and a period name beside a window does not make the window count. */
 	lo = (uint64_t) t_target - 3600 * 1000;

@@ -26,6 +26,7 @@
 #define STAT_CELLS        REF_STAT_CELLS /* cells of one region */
 #define STAT_MIN          5  /* smaller counts are shown as "<5" */
 #define STAT_MEASURES     REF_STAT_MEASURES
+#define STAT_SETTLE_MS    (10 * 60 * 1000) /* a period is answered this long after its end */
 
 #define M_REFERRALS  REF_STAT_REFERRALS
 #define M_PLACEMENTS REF_STAT_PLACEMENTS
@@ -228,14 +229,13 @@ stat_count(void *arg, const Referral *r)
 	return (HV_OK);
 }
 
-
 /* ---- complementary suppression --------------------------------------------------------------- */
 
 /*
  * How each count of one region's cells, and the region's totals, are shown. A reader knows
  * every number shown, that "<5" is 1..4, and these rules; across one cell placements and
- * unmet are at most the referrals, and together too (a need is not placed and waiting at
- * once). The rules leave every "<5" free to be any of 1..4:
+ * unmet are at most the referrals, and together too (assumed: a need placed before the end
+ * is not waiting at it). The rules leave every "<5" free to be any of 1..4:
  *
  * - a count of 1..4 is "<5";
  * - a cell whose referrals are "<5" says nothing more: its placements and unmet are "x" (one
@@ -318,10 +318,13 @@ stat_request(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *req,
 	if ((st = ref_period_parse(req->period, p, err, errsz)) != HV_OK) {
 		return (st);
 	}
-	if (p->rp_to_ms > (uint64_t) ref_now_ms(rs)) {
+	/* Finished, and settled: a write that read the clock just before the end and commits
+	 * just after it is in the answer from the first time one is given. */
+	if (p->rp_to_ms + STAT_SETTLE_MS > (uint64_t) ref_now_ms(rs)) {
 		snprintf(err, errsz,
-		    "period %s has not ended: statistics cover finished weeks and months only",
-		    p->rp_name);
+		    "period %s has not ended: statistics cover finished weeks and months only, from "
+		    "%d minutes after their end",
+		    p->rp_name, STAT_SETTLE_MS / 60000);
 		return (HV_FAILED_PRECONDITION);
 	}
 	if (req->n_regions > REGIONS_MAX) {

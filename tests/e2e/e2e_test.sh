@@ -407,9 +407,9 @@ ok "the shelter need is placed"
 
 say "the municipality sees numbers only"
 must as capacity municipality-rdam capacity summary --region Rotterdam >/dev/null
-# Statistics cover finished ISO weeks and months (Europe/Amsterdam) only: last week answers,
+# Statistics cover finished ISO weeks and months (Europe/Amsterdam) only: the week before last answers,
 # this week, in which the referral was made, is refused (FAILED_PRECONDITION).
-must as referral municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d '7 days ago' +%G-W%V)" >/dev/null
+must as referral municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d '8 days ago' +%G-W%V)" >/dev/null
 must_fail 9 as referral municipality-rdam stats --period "$(TZ=Europe/Amsterdam date +%G-W%V)"
 must_fail 7 as referral municipality-rdam referral show "$ref"
 must_fail 7 as consent municipality-rdam subject show "$subject"
