@@ -342,6 +342,10 @@ unsigned ref_iso_weeks(int year);
 const char *ref_stat_count(uint32_t n, char buf[16]);
 /* The pct-th percentile (nearest rank) of n values; sorts v. 0 when n is 0. */
 uint64_t ref_percentile(uint64_t *v, size_t n, unsigned pct);
+/* The times to placement shown for n placements v (ms; sorts v): the median from 5 and the
+ * 90th percentile from 10 (with fewer it is the slowest person's own), each rounded to the
+ * nearest hour, else 0. A percentile is one person's time: not to the millisecond. */
+void ref_stat_times(uint64_t *v, size_t n, uint64_t *median, uint64_t *p90);
 
 /* The counts of a statistics cell, and how each is shown: a number, "<5" or "x". */
 #define REF_STAT_CELLS 96 /* one region's cells: 6 forms of exploitation x 16 service types */

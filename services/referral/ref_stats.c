@@ -27,6 +27,8 @@
 #define STAT_MIN          5  /* smaller counts are shown as "<5" */
 #define STAT_MEASURES     REF_STAT_MEASURES
 #define STAT_SETTLE_MS    (10 * 60 * 1000) /* a period is answered this long after its end */
+#define STAT_HOUR_MS      (3600 * 1000)    /* times are shown in whole hours */
+#define STAT_P90_MIN      10 /* below, the 90th percentile is the slowest person's own time */
 
 #define M_REFERRALS  REF_STAT_REFERRALS
 #define M_PLACEMENTS REF_STAT_PLACEMENTS
@@ -77,6 +79,18 @@ ref_percentile(uint64_t *v, size_t n, unsigned pct)
 		rank = 1;
 	}
 	return (v[rank - 1]);
+}
+
+void
+ref_stat_times(uint64_t *v, size_t n, uint64_t *median, uint64_t *p90)
+{
+	*median = *p90 = 0;
+	if (n >= STAT_MIN) {
+		*median = (ref_percentile(v, n, 50) + STAT_HOUR_MS / 2) / STAT_HOUR_MS * STAT_HOUR_MS;
+	}
+	if (n >= STAT_P90_MIN) {
+		*p90 = (ref_percentile(v, n, 90) + STAT_HOUR_MS / 2) / STAT_HOUR_MS * STAT_HOUR_MS;
+	}
 }
 
 static bool
@@ -250,7 +264,7 @@ stat_count(void *arg, const Referral *r)
  * next-smallest cell, then check the total) would not: which cell it picks depends on the
  * "<5" values, and a reader who knows the search works them out again (1 beside 6 and 9 of
  * 16: the 9 is withheld rather than the 6 only if the "<5" is 1 or 2). Times are shown only
- * beside a placement count of 5 or more that is shown.
+ * beside a placement count that is shown (ref_stat_times).
  */
 static void
 stat_suppress_region(stat_cell *line, uint8_t totals[STAT_MEASURES])
@@ -378,9 +392,9 @@ stat_reply_cell(ref_service *rs, ProtobufCAllocator *alloc, stat_cell *sc, size_
 	    (cell->unmet = stat_text(alloc, sc->sc_n[M_UNMET], sc->sc_show[M_UNMET])) == NULL) {
 		return (NULL);
 	}
-	if (sc->sc_show[M_PLACEMENTS] == SHOW_NUMBER && sc->sc_n[M_PLACEMENTS] >= STAT_MIN) {
-		cell->median_ms_to_placement = ref_percentile(sc->sc_times, sc->sc_ntimes, 50);
-		cell->p90_ms_to_placement    = ref_percentile(sc->sc_times, sc->sc_ntimes, 90);
+	if (sc->sc_show[M_PLACEMENTS] == SHOW_NUMBER) {
+		ref_stat_times(sc->sc_times, sc->sc_ntimes, &cell->median_ms_to_placement,
+		    &cell->p90_ms_to_placement);
 	}
 	return (cell);
 }

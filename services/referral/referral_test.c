@@ -146,6 +146,28 @@ test_stats_helpers(void **state)
 	assert_int_equal(ref_percentile(v, 1, 90), 100);
 	v[0] = 7;
 	assert_int_equal(ref_percentile(v, 1, 50), 7);
+
+	/* Times shown: whole hours; the median from 5 placements, the p90 from 10. */
+	{
+		uint64_t t[10], med, p90;
+		for (int i = 0; i < 10; i++) {
+			t[i] = (uint64_t) (i + 1) * 3600000 + 29 * 60000 + (uint64_t) i * 1000;
+		}
+		ref_stat_times(t, 4, &med, &p90);
+		assert_int_equal(med, 0);
+		assert_int_equal(p90, 0);
+		ref_stat_times(t, 5, &med, &p90); /* 3:29:02 */
+		assert_int_equal(med, 3 * 3600000);
+		assert_int_equal(p90, 0);
+		ref_stat_times(t, 9, &med, &p90);
+		assert_int_equal(p90, 0);
+		ref_stat_times(t, 10, &med, &p90); /* 5:29:04, 9:29:08 */
+		assert_int_equal(med, 5 * 3600000);
+		assert_int_equal(p90, 9 * 3600000);
+		t[0] = t[1] = t[2] = t[3] = t[4] = 30 * 60000; /* half an hour rounds up */
+		ref_stat_times(t, 10, &med, &p90);
+		assert_int_equal(med, 3600000);
+	}
 }
 
 /* Periods: ISO weeks and months in Europe/Amsterdam time (expected bounds from GNU date with
