@@ -1930,6 +1930,60 @@ test_statistics_narrowing(void **state)
 	free_msg(resp);
 }
 
+/* The shelter cell's referral count in an answer for period, or NULL without one. */
+static const char *
+stats_shelter(node *n, const char *period, hv_status want)
+{
+	Haven__Referral__V1__StatisticsResponse *resp = NULL;
+	static char                              count[16];
+
+	assert_int_equal(stats_as(n, C_MUNI, period, &resp), want);
+	if (resp == NULL || resp->n_cells == 0) {
+		free_msg(resp);
+		return (NULL);
+	}
+	assert_int_equal(resp->n_cells, 1);
+	assert_int_equal(resp->cells[0]->type, ST(SHELTER));
+	snprintf(count, sizeof(count), "%s", resp->cells[0]->referrals);
+	free_msg(resp);
+	return (count);
+}
+
+/* Across the year: 2026 has 53 ISO weeks, and 2026-W53 runs from Monday 28 December 2026 to
+ * Sunday 3 January 2027. Five referrals on 31 December and one on 2 January are all in
+ * 2026-W53; the month splits them. */
+static void
+test_statistics_year_boundary(void **state)
+{
+	node       *n = *state;
+	create_spec s = one_shelter;
+
+	s.urgency = URG(PLANNED);
+	advance_to(1798714800000LL); /* 2026-12-31 12:00 CET */
+	for (int i = 0; i < 5; i++) {
+		Referral *x = NULL;
+		assert_int_equal(create(n, &s, &x), HV_OK);
+		free_msg(x);
+	}
+	advance_to(1798887600000LL); /* 2027-01-02 12:00 CET */
+	{
+		Referral *x = NULL;
+		assert_int_equal(create(n, &s, &x), HV_OK);
+		free_msg(x);
+	}
+	assert_null(stats_shelter(n, "2026-W53", HV_FAILED_PRECONDITION));
+	advance_to(1799017200000LL + SETTLE); /* 2027-01-04 00:10 CET */
+	assert_string_equal(stats_shelter(n, "2026-W53", HV_OK), "6");
+	assert_string_equal(stats_shelter(n, "2026-12", HV_OK), "5");
+	assert_null(stats_shelter(n, "2026-W52", HV_OK));
+	assert_null(stats_shelter(n, "2027-W01", HV_FAILED_PRECONDITION));
+	assert_null(stats_shelter(n, "2027-01", HV_FAILED_PRECONDITION));
+	assert_null(stats_shelter(n, "2027-W53", HV_INVALID_ARGUMENT));
+	advance_to(1801436400000LL + SETTLE); /* 2027-02-01 00:10 CET */
+	assert_null(stats_shelter(n, "2027-W01", HV_OK));
+	assert_string_equal(stats_shelter(n, "2027-01", HV_OK), "<5");
+}
+
 static void
 test_consent_withdrawn(void **state)
 {
@@ -2012,6 +2066,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_hold_expired_by_capacity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics_narrowing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_statistics_year_boundary, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consent_withdrawn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consent_withdrawn_notification, setup_notify,
 		    teardown),
