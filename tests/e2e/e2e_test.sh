@@ -406,10 +406,13 @@ ok "the shelter need is placed"
 
 say "the municipality sees numbers only"
 must as capacity municipality-rdam capacity summary --region Rotterdam >/dev/null
-must as referral municipality-rdam stats >/dev/null
+# Statistics cover finished ISO weeks and months (Europe/Amsterdam) only: the week before last answers,
+# this week, in which the referral was made, is refused (FAILED_PRECONDITION).
+must as referral municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d '8 days ago' +%G-W%V)" >/dev/null
+must_fail 9 as referral municipality-rdam stats --period "$(TZ=Europe/Amsterdam date +%G-W%V)"
 must_fail 7 as referral municipality-rdam referral show "$ref"
 must_fail 7 as consent municipality-rdam subject show "$subject"
-ok "summary and statistics answered; the referral and the person refused"
+ok "summary and last week's statistics answered; this week, the referral and the person refused"
 out=$(must op consent audit show --subject "$subject")
 grep -q 'safehouse-zwb .*Consent/GetSubject .* OK *$' <<<"$out" ||
 	fail "the audit log has no entry for safehouse-zwb reading the subject:"$'\n'"$out"
