@@ -72,8 +72,8 @@ typedef Haven__Referral__V1__Offer    Offer;
 
 /* ---- the node under test --------------------------------------------------------------------- */
 
-enum { C_REFERRER, C_REFERRER2, C_PROV_A, C_PROV_B, C_COORD, C_COORD_FAR, C_MUNI, C_OPERATOR,
-	C_N };
+enum { C_REFERRER, C_REFERRER2, C_PROV_A, C_PROV_B, C_COORD, C_COORD_FAR, C_MUNI, C_NATIONAL,
+	C_OPERATOR, C_N };
 
 static const struct {
 	const char               *id;
@@ -95,6 +95,8 @@ static const struct {
         "Limburg" },
 	[C_MUNI]      = { "city-ams", HAVEN__CAPACITY__V1__ROLE__MUNICIPALITY,
         RPC_ROLE_MUNICIPALITY, "Amsterdam" },
+	[C_NATIONAL]  = { "coord-nl", HAVEN__CAPACITY__V1__ROLE__NATIONAL_COORDINATOR,
+        RPC_ROLE_NATIONAL_COORDINATOR, "Midden-Nederland" },
 	[C_OPERATOR]  = { NULL, 0, RPC_ROLE_OPERATOR, NULL },
 };
 
@@ -1327,6 +1329,9 @@ test_visibility(void **state)
 	    HV_PERMISSION_DENIED);
 	free_msg(get_as(n, C_COORD, r->id));
 	free_msg(get_as(n, C_OPERATOR, r->id));
+	/* A national coordinator: every region's. */
+	free_msg(get_as(n, C_NATIONAL, r->id));
+	free_msg(get_as(n, C_NATIONAL, r2->id));
 
 	/* Lists: the referrer its own, the coordinator its region's, the operator all. */
 	assert_int_equal(call(n->ch[C_REFERRER], M_LIST, &l.base,
@@ -1346,6 +1351,11 @@ test_visibility(void **state)
 	assert_int_equal(lr->n_referrals, 0);
 	free_msg(lr);
 	assert_int_equal(call(n->ch[C_OPERATOR], M_LIST, &l.base,
+	                     &haven__referral__v1__list_referrals_response__descriptor, &lr, NULL),
+	    HV_OK);
+	assert_int_equal(lr->n_referrals, 2);
+	free_msg(lr);
+	assert_int_equal(call(n->ch[C_NATIONAL], M_LIST, &l.base,
 	                     &haven__referral__v1__list_referrals_response__descriptor, &lr, NULL),
 	    HV_OK);
 	assert_int_equal(lr->n_referrals, 2);

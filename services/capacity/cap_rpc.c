@@ -40,12 +40,14 @@
 
 #define M_ROLES_DIRECTORY (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)
 #define M_ROLES_SEE_SERVICES                                                                \
-	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR | RPC_ROLE_REFERRER |        \
+	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | RPC_ROLE_REFERRER |      \
 	    RPC_ROLE_PROVIDER)
 #define M_ROLES_REGISTER_SERVICE                                                            \
-	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR | RPC_ROLE_PROVIDER)
-#define M_ROLES_CHANGE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLE_COORDINATOR | RPC_ROLE_PROVIDER)
-#define M_ROLES_APPROVE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR)
+	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | RPC_ROLE_PROVIDER)
+#define M_ROLES_CHANGE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLES_COORDINATORS | RPC_ROLE_PROVIDER)
+#define M_ROLES_APPROVE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS)
+/* Those whose reach over services is every region. */
+#define M_ROLES_ALL_REGIONS (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_NATIONAL_COORDINATOR)
 
 #define ID_RULE "1 to 63 characters of a-z 0-9 . _ -"
 
@@ -204,7 +206,7 @@ may_register_service(req_ctx *r, store_txn *txn, const service_t *svc)
 	org_t    *me, *owner;
 	hv_status st;
 
-	if (has_role(r, RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)) {
+	if (has_role(r, M_ROLES_ALL_REGIONS)) {
 		return (HV_OK);
 	}
 	if (has_role(r, RPC_ROLE_PROVIDER)) {
@@ -243,7 +245,7 @@ may_change_service(req_ctx *r, store_txn *txn, const service_t *svc)
 	org_t    *me;
 	hv_status st;
 
-	if (has_role(r, RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)) {
+	if (has_role(r, M_ROLES_ALL_REGIONS)) {
 		return (HV_OK); /* admins reach this only through ApproveService */
 	}
 	if (has_role(r, RPC_ROLE_PROVIDER) && strcmp(svc->org_id, r->r_caller->org_id) == 0) {
@@ -797,7 +799,7 @@ approve_service_fn(store_txn *txn, void *arg)
 		return (st);
 	}
 	/* The provider that runs it may change it, never approve it. */
-	if (!has_role(r, RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR)) {
+	if (!has_role(r, M_ROLES_APPROVE_SERVICE)) {
 		return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED,
 		    "a coordinator of region %s or an admin approves service %s", svc->service_area,
 		    svc->id));

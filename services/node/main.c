@@ -82,7 +82,7 @@ print_method(void *arg, const char *method, unsigned roles, bool implemented)
 
 	(void) arg;
 	printf("%s ", method);
-	for (unsigned bit = 1; bit <= RPC_ROLE_MUNICIPALITY; bit <<= 1) {
+	for (unsigned bit = 1; bit <= RPC_ROLE_LAST; bit <<= 1) {
 		if ((roles & bit) != 0) {
 			printf("%s%s", first ? "" : ",", rpc_role_name((rpc_role) bit));
 			first = false;
