@@ -405,7 +405,7 @@ test_org_checks(void **state)
 	assert_int_equal(cap_check_org(f.cs, &o, fp, err, sizeof(err)), HV_INVALID_ARGUMENT);
 	assert_non_null(strstr(err, "organisation id"));
 	o.id   = "blijf-groep";
-	o.role = (Haven__Capacity__V1__Role) 6;
+	o.role = (Haven__Capacity__V1__Role) 7;
 	assert_int_equal(cap_check_org(f.cs, &o, fp, err, sizeof(err)), HV_INVALID_ARGUMENT);
 	assert_non_null(strstr(err, "role"));
 	o.role = 0;

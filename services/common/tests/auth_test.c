@@ -197,7 +197,7 @@ test_issue_refuses(void **state)
 	};
 	static const unsigned bad_roles[] = {
 		RPC_ROLE_OPERATOR, RPC_ROLE_ANONYMOUS, 0, RPC_ROLE_ADMIN | RPC_ROLE_REFERRER,
-		RPC_ROLES_ANY, 1u << 7,
+		RPC_ROLES_ANY, 1u << 8,
 	};
 	auth    *a   = open_auth(0x5a, 0, 0);
 	int64_t  now = auth_now_ms();
