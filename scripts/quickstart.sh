@@ -101,8 +101,8 @@ as safehouse-zwb placement placed "$offer"
 as fairwork-ngo referral show "$ref"
 echo "== the municipality sees numbers only (cells under 5 hidden), for finished weeks and months"
 as municipality-rdam capacity summary --region Rotterdam
-as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d '8 days ago' +%G-W%V)"
-as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date +%G-W%V)" || echo "(this week is not over: refused)"
+as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d "$(date +%Y-%m-15) -1 month" +%Y-%m)"
+as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date +%Y-%m)" || echo "(this month is not over: refused)"
 echo "== and may not see the referral itself"
 as municipality-rdam referral show "$ref" || echo "(refused, as it must be)"
 op audit verify

@@ -115,6 +115,7 @@ typedef struct node {
 	rpc_channel *ch[C_N];
 	store_table  offers_t; /* ref.offers, for the invariant */
 	bool         notify;   /* capacity pub/sub and the background thread */
+	unsigned     stats_periods; /* ref_options.stats_periods (setup_node: both kinds) */
 	bool         has_orgs; /* the organisations are in the directory: tokens can be issued */
 } node;
 
@@ -353,6 +354,7 @@ open_services(node *n, bool reopen_store)
 	ro.unseal           = fake_open;
 	ro.now_ms           = fake_now;
 	ro.manual           = !n->notify;
+	ro.stats_periods    = n->stats_periods;
 	ro.capacity_sub_url = n->notify ? n->pub : NULL;
 	ro.consent_sub_url  = n->notify ? n->consent_url : NULL;
 	assert_int_equal(ref_open(&n->rs, &ro), HV_OK);
@@ -404,7 +406,8 @@ setup_node(void **state, bool notify)
 
 	assert_non_null(n);
 	test_no++;
-	n->notify = notify;
+	n->notify        = notify;
+	n->stats_periods = REF_PERIODS_MONTHS | REF_PERIODS_WEEKS;
 	tu_tmpdir(n->dir, sizeof(n->dir), "referral");
 	snprintf(n->url, sizeof(n->url), "inproc://referral-%d", test_no);
 	snprintf(n->pub, sizeof(n->pub), "inproc://referral-pub-%d", test_no);
@@ -1671,6 +1674,27 @@ stats_as(node *n, int who, const char *period, Haven__Referral__V1__StatisticsRe
 	    &haven__referral__v1__statistics_response__descriptor, resp, NULL));
 }
 
+/* By default a node answers months only: a week and the month around it, subtracted, would
+ * show the days at the month's edge (one kind of period closes that). */
+static void
+test_statistics_one_kind(void **state)
+{
+	node *n = *state;
+
+	close_services(n, true);
+	n->stats_periods = 0; /* what a node gets without the option */
+	open_services(n, true);
+	assert_int_equal(stats_as(n, C_MUNI, "2023-W46", NULL), HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(errbuf, "by calendar month only"));
+	assert_int_equal(stats_as(n, C_MUNI, "2023-10", NULL), HV_OK);
+	close_services(n, true);
+	n->stats_periods = REF_PERIODS_WEEKS;
+	open_services(n, true);
+	assert_int_equal(stats_as(n, C_MUNI, "2023-10", NULL), HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(errbuf, "by calendar ISO week only"));
+	assert_int_equal(stats_as(n, C_MUNI, "2023-W41", NULL), HV_OK);
+}
+
 /* A region's total in an answer, or NULL. */
 static const Haven__Referral__V1__StatisticsTotal *
 stats_total(const Haven__Referral__V1__StatisticsResponse *resp, const char *region)
@@ -2092,6 +2116,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_statistics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics_narrowing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics_year_boundary, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_statistics_one_kind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consent_withdrawn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consent_withdrawn_notification, setup_notify,
 		    teardown),

@@ -82,6 +82,7 @@ struct ref_service {
 	void             *rs_erase_arg;
 	ref_erase_done_fn rs_erase_done;
 	uint32_t          rs_retention_days;  /* 0: none */
+	unsigned          rs_stats_periods;   /* REF_PERIODS_* Statistics answers */
 	uint32_t          rs_retention_every_s;
 
 	store_table rs_referrals;

@@ -166,3 +166,25 @@ ref_period_parse(const char *name, ref_period *out, char *err, size_t errsz)
 	memcpy(out->rp_name, name, len + 1);
 	return (HV_OK);
 }
+
+hv_status
+ref_stats_periods_parse(const char *text, unsigned *out)
+{
+	static const struct {
+		const char *text;
+		unsigned    bits;
+	} kinds[] = {
+		{ "month", REF_PERIODS_MONTHS },
+		{ "week", REF_PERIODS_WEEKS },
+		{ "month,week", REF_PERIODS_MONTHS | REF_PERIODS_WEEKS },
+		{ "week,month", REF_PERIODS_MONTHS | REF_PERIODS_WEEKS },
+	};
+
+	for (size_t i = 0; text != NULL && i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		if (strcmp(text, kinds[i].text) == 0) {
+			*out = kinds[i].bits;
+			return (HV_OK);
+		}
+	}
+	return (HV_INVALID_ARGUMENT);
+}

@@ -332,6 +332,14 @@ stat_request(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *req,
 	if ((st = ref_period_parse(req->period, p, err, errsz)) != HV_OK) {
 		return (st);
 	}
+	/* One kind of period: weeks and months overlap, and a month minus its inner weeks would
+	 * show the days at its edges. */
+	if ((rs->rs_stats_periods & (p->rp_week ? REF_PERIODS_WEEKS : REF_PERIODS_MONTHS)) == 0) {
+		snprintf(err, errsz, "this node answers statistics by calendar %s only "
+		                     "(statistics_periods)",
+		    p->rp_week ? "month" : "ISO week");
+		return (HV_FAILED_PRECONDITION);
+	}
 	/* Finished, and settled: a write that read the clock just before the end and commits
 	 * just after it is in the answer from the first time one is given. */
 	if (p->rp_to_ms + STAT_SETTLE_MS > (uint64_t) ref_now_ms(rs)) {

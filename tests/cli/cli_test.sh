@@ -79,8 +79,9 @@ expect 9 "cert_pem: the node has no CA configured (tls_ca)" org register ngo-x -
 	--role referrer --region Rotterdam --cert "$tmp/x.pem"
 expect 3 "period '2026-13': month must be 01..12" stats --period 2026-13
 expect 3 "period '2025-W53': week must be 01..52 (2025 has 52 ISO weeks)" stats --period=2025-W53
-expect 9 "period 2099-W01 has not ended" stats --period 2099-W01
-expect 0 "" stats --period 2020-W53 --region Rotterdam
+expect 9 "period 2099-01 has not ended" stats --period 2099-01
+expect 9 "this node answers statistics by calendar month only" stats --period 2020-W53
+expect 0 "" stats --period 2020-12 --region Rotterdam
 
 # Many refused invocations in a row leave the node answering at once.
 n=0

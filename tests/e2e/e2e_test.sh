@@ -408,8 +408,8 @@ say "the municipality sees numbers only"
 must as capacity municipality-rdam capacity summary --region Rotterdam >/dev/null
 # Statistics cover finished ISO weeks and months (Europe/Amsterdam) only: the week before last answers,
 # this week, in which the referral was made, is refused (FAILED_PRECONDITION).
-must as referral municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d '8 days ago' +%G-W%V)" >/dev/null
-must_fail 9 as referral municipality-rdam stats --period "$(TZ=Europe/Amsterdam date +%G-W%V)"
+must as referral municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d "$(date +%Y-%m-15) -1 month" +%Y-%m)" >/dev/null
+must_fail 9 as referral municipality-rdam stats --period "$(TZ=Europe/Amsterdam date +%Y-%m)"
 must_fail 7 as referral municipality-rdam referral show "$ref"
 must_fail 7 as consent municipality-rdam subject show "$subject"
 ok "summary and last week's statistics answered; this week, the referral and the person refused"

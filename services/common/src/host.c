@@ -67,6 +67,12 @@ static const config_option host_options[] = {
 	    "A service that a provider registers with more places than this, or outside its "
 	    "organisation's home region, waits until a coordinator of its region or an admin "
 	    "approves it (ApproveService); until then it is never offered, held or counted." },
+	{ "statistics_periods", CONFIG_STRING, offsetof(host_config, statistics_periods), "month",
+	    0, 0,
+	    "The periods Statistics answers: month (calendar months), week (ISO weeks) or "
+	    "month,week. Both together let a caller subtract a month's inner weeks from it and "
+	    "learn the counts of single days at its edges: allow both only where every caller of "
+	    "Statistics may see that." },
 	{ "retention_days", CONFIG_UINT, offsetof(host_config, retention_days), "90", 1, 3650,
 	    "Personal data of referrals closed this many days ago is erased." },
 	{ "check_audit", CONFIG_STRING, offsetof(host_config, check_audit), "queued", 0, 0,

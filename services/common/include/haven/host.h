@@ -59,6 +59,7 @@ typedef struct host_config {
 	uint64_t    offer_timeout_planned_s;
 	uint64_t    retention_days;
 	uint64_t    service_approval_places; /* capacity: larger provider services wait */
+	char       *statistics_periods;      /* referral: "month", "week" or "month,week" */
 	char       *check_audit;       /* "queued" or "durable" (consent Check's audit entry) */
 	char       *log_level;
 	char       *metrics_listen;    /* loopback HOST:PORT of the metrics page; NULL: off */
