@@ -89,6 +89,21 @@ no_memory(rpc_call *call)
 	return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "reply over the call's memory budget"));
 }
 
+/* The two fields of every change to an existing record: its id (what names it, e.g.
+ * "service id") and the version the change is based on. INVALID_ARGUMENT naming the field. */
+static hv_status
+check_id_version(rpc_call *call, const char *what, const char *id, uint64_t based_on)
+{
+	if (!ids_valid(id)) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "%s must be " ID_RULE, what));
+	}
+	if (based_on == 0) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "based_on_version is required: the version the change is based on"));
+	}
+	return (HV_OK);
+}
+
 /* Passes on a status from the store functions with their message (or the status name). */
 static hv_status
 pass(rpc_call *call, hv_status st, const char *err)
@@ -439,12 +454,9 @@ h_update_org(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMe
 	if (in->organisation == NULL) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "organisation is required"));
 	}
-	if (!ids_valid(in->organisation->id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "organisation id must be " ID_RULE));
-	}
-	if (in->based_on_version == 0) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "based_on_version is required: the version the change is based on"));
+	if ((st = check_id_version(call, "organisation id", in->organisation->id,
+	         in->based_on_version)) != HV_OK) {
+		return (st);
 	}
 	req_init(&r, call, svc, in);
 	if ((st = write_call(&r, update_org_fn, reply)) == HV_OK) {
@@ -731,12 +743,9 @@ h_update_service(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobu
 	if (in->service == NULL) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service is required"));
 	}
-	if (!ids_valid(in->service->id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service id must be " ID_RULE));
-	}
-	if (in->based_on_version == 0) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "based_on_version is required: the version the change is based on"));
+	if ((st = check_id_version(call, "service id", in->service->id, in->based_on_version)) !=
+	    HV_OK) {
+		return (st);
 	}
 	if ((st = cap_check_service_fields(svc, in->service, err, sizeof(err))) != HV_OK) {
 		return (pass(call, st, err));
@@ -773,13 +782,10 @@ h_retire_service(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobu
 {
 	const Haven__Capacity__V1__RetireServiceRequest *in = (const void *) req;
 	req_ctx                                          r;
+	hv_status                                        st;
 
-	if (!ids_valid(in->id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service id must be " ID_RULE));
-	}
-	if (in->based_on_version == 0) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "based_on_version is required: the version the change is based on"));
+	if ((st = check_id_version(call, "service id", in->id, in->based_on_version)) != HV_OK) {
+		return (st);
 	}
 	req_init(&r, call, svc, in);
 	return (write_call(&r, retire_service_fn, reply));
@@ -826,12 +832,8 @@ h_approve_service(
 	req_ctx                                           r;
 	hv_status                                         st;
 
-	if (!ids_valid(in->id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service id must be " ID_RULE));
-	}
-	if (in->based_on_version == 0) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "based_on_version is required: the version the approval is based on"));
+	if ((st = check_id_version(call, "service id", in->id, in->based_on_version)) != HV_OK) {
+		return (st);
 	}
 	req_init(&r, call, svc, in);
 	if ((st = write_call(&r, approve_service_fn, reply)) == HV_OK) {
@@ -923,13 +925,11 @@ h_update_availability(
 {
 	const Haven__Capacity__V1__UpdateAvailabilityRequest *in = (const void *) req;
 	req_ctx                                               r;
+	hv_status                                             st;
 
-	if (!ids_valid(in->service_id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service_id must be " ID_RULE));
-	}
-	if (in->based_on_version == 0) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "based_on_version is required: the version the change is based on"));
+	if ((st = check_id_version(call, "service_id", in->service_id, in->based_on_version)) !=
+	    HV_OK) {
+		return (st);
 	}
 	req_init(&r, call, svc, in);
 	return (write_call(&r, update_availability_fn, reply));
