@@ -568,7 +568,7 @@ boundary_check(rpc_call *call, ProtobufCMessage *m, const uint8_t *data, size_t 
 			    "string field %s of %s holds a NUL byte", bad->name, where));
 		}
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "%s is nested deeper than %d messages", where, PB_DEPTH_MAX));
+		    "%s is nested deeper than %d messages or uses groups", where, PB_DEPTH_MAX));
 	}
 	if (!pb_drop_unknown(m, &call->c_arena.a_pb, 0, &field0, &where)) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
