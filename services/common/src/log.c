@@ -26,7 +26,7 @@ static atomic_int log_min         = LOG_LEVEL_INFO;
  * at once, then LOG_CALL_PER_S a second; the lines left out are counted and reported in one
  * summary line before the next line of that status that is written. */
 #define LOG_CALL_BURST 20
-#define LOG_CALL_PER_S 5
+#define LOG_CALL_PER_S 1
 
 typedef struct call_bucket {
 	double   cb_tokens;

@@ -562,7 +562,7 @@ boundary_check(rpc_call *call, ProtobufCMessage *m, const uint8_t *data, size_t 
 	const char                     *where  = m->descriptor->name;
 	bool                            field0 = false;
 
-	if (!pb_strings_ok(m->descriptor, data, data + len, 0, &bad)) {
+	if (len > 0 && !pb_strings_ok(m->descriptor, data, data + len, 0, &bad)) {
 		if (bad != NULL) {
 			return (rpc_call_error(call, HV_INVALID_ARGUMENT,
 			    "string field %s of %s holds a NUL byte", bad->name, where));
