@@ -80,7 +80,7 @@ struct audit {
 
 	/* The keys and the checkpoint file (audit_open; constant afterwards). */
 	bool    a_keyed;                             /* loaded: audit_close checkpoints */
-	uint8_t a_key[CRYPTO_HMAC_LEN];              /* the chain's HMAC key */
+	crypto_hmac_key *a_key;                      /* the chain's HMAC key, prepared */
 	uint8_t a_secret[CRYPTO_ED25519_SECRET_LEN]; /* signs checkpoints; wiped at close */
 	uint8_t a_pub[CRYPTO_ED25519_PUBLIC_LEN];
 	char    a_cpath[PATH_MAX];                   /* DATA/audit.checkpoints */
@@ -172,7 +172,7 @@ audit_close(audit *a)
 		return;
 	}
 	audit_writer_stop(a); /* the store may be closed already: no checkpoint here */
-	crypto_wipe(a->a_key, sizeof(a->a_key));
+	crypto_hmac_key_free(a->a_key);
 	crypto_wipe(a->a_secret, sizeof(a->a_secret));
 	pthread_cond_destroy(&a->a_qcond);
 	pthread_cond_destroy(&a->a_wcond);
@@ -282,7 +282,7 @@ entry_hash(const audit *a, const uint8_t prev[AUDIT_HASH_LEN], const uint8_t *bo
 	if (body[0] == AUDIT_VERSION_LEGACY) {
 		crypto_sha256(out, buf, AUDIT_HASH_LEN + n);
 	} else {
-		crypto_hmac_sha256(out, a->a_key, sizeof(a->a_key), buf, AUDIT_HASH_LEN + n);
+		crypto_hmac_sha256_prepared(out, a->a_key, buf, AUDIT_HASH_LEN + n);
 	}
 }
 
@@ -685,6 +685,7 @@ static hv_status
 key_load(audit *a, const char *data_dir)
 {
 	char      dir[PATH_MAX], path[PATH_MAX + 32];
+	uint8_t   chain[CRYPTO_HMAC_LEN];
 	char     *pem = NULL;
 	size_t    len = 0;
 	hv_status st  = HV_INVALID_ARGUMENT;
@@ -721,8 +722,10 @@ key_load(audit *a, const char *data_dir)
 		log_error("audit: %s is not an Ed25519 private key", path);
 		goto out;
 	}
-	crypto_hmac_sha256(a->a_key, a->a_secret, sizeof(a->a_secret), CHAIN_KEY_LABEL,
+	crypto_hmac_sha256(chain, a->a_secret, sizeof(a->a_secret), CHAIN_KEY_LABEL,
 	    strlen(CHAIN_KEY_LABEL));
+	st = crypto_hmac_key_new(&a->a_key, chain, sizeof(chain));
+	crypto_wipe(chain, sizeof(chain));
 out:
 	if (pem != NULL) {
 		crypto_wipe(pem, len);
