@@ -4,7 +4,8 @@
 #
 #   1. a node with a partner and a person (personal data, consent) is backed up while it runs:
 #      `haven admin backup DIR` under the key directory's lock, with the key-encryption key
-#      (keys/kek), the receipt key and the node secret copied beside the store copy;
+#      (keys/kek), the receipt key, the audit key and the node secret copied beside the store
+#      copy, and the audit checkpoints copied before it;
 #   2. after the backup the node changes on: a second person, and the first one erased (which
 #      rotates the key-encryption key);
 #   3. the backup restored into a new data directory with the keys copied at backup time starts
@@ -83,12 +84,17 @@ op subject show "$s1" | grep -q "Restore Person One" || fail "subject $s1 does n
 
 bk=$tmp/backup
 # The backup procedure of docs/operations.md: no key rotation may run between the copy of the
-# store and the copy of its key, so both are taken under the key directory's lock.
+# store and the copy of its key, so both are taken under the key directory's lock. The audit
+# checkpoints are copied before the store, so that none names an entry the copy lacks.
+# (admin backup wants a new directory: they wait beside it.)
 flock "$data/keys/lock" sh -c '
+	cp -p "$2/audit.checkpoints" "$3.checkpoints" &&
 	"$1" --data "$2" admin backup "$3" >/dev/null &&
-	cp -p "$2/keys/kek" "$2/keys/receipt-ed25519.pem" "$2/node.secret" "$3/"' \
+	mv "$3.checkpoints" "$3/audit.checkpoints" &&
+	cp -p "$2/keys/kek" "$2/keys/receipt-ed25519.pem" "$2/keys/audit-ed25519.pem" \
+	    "$2/node.secret" "$3/"' \
 	sh "$cli" "$data" "$bk" || fail "backup"
-for f in data.mdb kek receipt-ed25519.pem node.secret; do
+for f in data.mdb kek receipt-ed25519.pem audit-ed25519.pem audit.checkpoints node.secret; do
 	[ -f "$bk/$f" ] || fail "the backup has no $f"
 done
 [ "$(stat -c %a "$bk")" = 700 ] || fail "the backup directory is not 0700"
@@ -106,8 +112,8 @@ stop
 restored=$tmp/restored
 install -d -m 700 "$restored" "$restored/store" "$restored/keys"
 install -m 600 "$bk/data.mdb" "$restored/store/data.mdb"
-install -m 600 "$bk/kek" "$bk/receipt-ed25519.pem" "$restored/keys/"
-install -m 600 "$bk/node.secret" "$restored/node.secret"
+install -m 600 "$bk/kek" "$bk/receipt-ed25519.pem" "$bk/audit-ed25519.pem" "$restored/keys/"
+install -m 600 "$bk/node.secret" "$bk/audit.checkpoints" "$restored/"
 start "$restored" "$tmp/restored.log"
 rop() { "$cli" --data "$restored" "$@"; }
 rop org show ngo-test >/dev/null || fail "the partner is not in the restored store"
