@@ -1108,10 +1108,14 @@ writer_main(void *arg)
 		t0 = rpc_now_us();
 		st = a->a_qerr == HV_OK ? store_write(a->a_store, batch_fn, &j) : a->a_qerr;
 		took = (uint64_t) (rpc_now_us() - t0);
-		if (st == HV_OK) {
-			cp_maybe(a); /* after the commit, so that it pins a committed head */
-		}
 		pthread_mutex_lock(&a->a_qmtx);
+		/* A checkpoint (after the commit, so that it pins a committed head) costs an
+		 * fsync: not while the queue is more than half full, lest Checks find it full. */
+		if (st == HV_OK && a->a_qlen < AUDIT_QUEUE_MAX / 2) {
+			pthread_mutex_unlock(&a->a_qmtx);
+			cp_maybe(a);
+			pthread_mutex_lock(&a->a_qmtx);
+		}
 		if (st == HV_OK) {
 			linger_adapt(a, took);
 		}
@@ -1424,24 +1428,59 @@ logged_hash(audit *a, store_txn *txn, uint64_t seq, uint8_t hash[AUDIT_HASH_LEN]
 	return (HV_OK);
 }
 
+/* The checkpoint file as it is before verify's read transaction begins: every line in it
+ * names a head committed before, so in that transaction's snapshot. Lines appended later (by
+ * the writer, or another process, while verify runs) may name heads the snapshot lacks, and
+ * are left for the next verify. */
+typedef struct cp_file {
+	FILE *cf_f;     /* NULL: there is no file */
+	off_t cf_limit; /* its size when opened */
+} cp_file;
+
+static hv_status
+cp_file_open(audit *a, cp_file *cf)
+{
+	struct stat sb;
+
+	cf->cf_limit = 0;
+	if ((cf->cf_f = fopen(a->a_cpath, "re")) == NULL) {
+		return (errno == ENOENT ? HV_OK : hv_status_from_errno(errno));
+	}
+	if (fstat(fileno(cf->cf_f), &sb) != 0) {
+		fclose(cf->cf_f);
+		cf->cf_f = NULL;
+		return (hv_status_from_errno(errno));
+	}
+	cf->cf_limit = sb.st_size;
+	return (HV_OK);
+}
+
+/* The next line within the limit; NULL at the limit, at the end or on an error. */
+static char *
+cp_file_line(cp_file *cf, char *line, size_t size)
+{
+	off_t at = ftello(cf->cf_f);
+
+	return (at >= 0 && at < cf->cf_limit ? fgets(line, (int) size, cf->cf_f) : NULL);
+}
+
 /* The first line of the checkpoint file: the boundary (entries after it are keyed).
  * *found false without a file or a first line that parses (verify_checkpoints names that). */
 static void
-cp_boundary(audit *a, uint64_t *boundary, bool *found)
+cp_boundary(audit *a, cp_file *cf, uint64_t *boundary, bool *found)
 {
 	char       line[CP_LINE_MAX];
 	checkpoint cp;
-	FILE      *f;
 
 	*found = false;
-	if ((f = fopen(a->a_cpath, "re")) == NULL) {
+	if (cf->cf_f == NULL) {
 		return;
 	}
-	if (fgets(line, sizeof(line), f) != NULL && cp_parse(line, a->a_pub, &cp) == 0) {
+	if (cp_file_line(cf, line, sizeof(line)) != NULL && cp_parse(line, a->a_pub, &cp) == 0) {
 		*boundary = cp.cp_seq;
 		*found    = true;
 	}
-	fclose(f);
+	rewind(cf->cf_f);
 }
 
 /* One checkpoint line (number n) against the log. */
@@ -1483,34 +1522,29 @@ verify_checkpoint(audit *a, store_txn *txn, audit_verify_result *out, char *line
 	return (HV_OK);
 }
 
-/* Every line of the checkpoint file against the log. */
+/* Every line of the checkpoint file (up to its limit) against the log. */
 static hv_status
-verify_checkpoints(audit *a, store_txn *txn, audit_verify_result *out)
+verify_checkpoints(audit *a, store_txn *txn, audit_verify_result *out, cp_file *cf)
 {
 	char      line[CP_LINE_MAX];
-	size_t    n = 0;
-	FILE     *f;
+	size_t    n  = 0;
 	hv_status st = HV_OK;
 
-	if ((f = fopen(a->a_cpath, "re")) == NULL) {
-		if (errno != ENOENT) {
-			return (hv_status_from_errno(errno));
-		}
+	if (cf->cf_f == NULL) {
 		return (out->entries == 0 ? HV_OK
 		                          : bad(out, 1, "the checkpoint file is missing (%llu entries)",
 		                                (unsigned long long) out->entries));
 	}
-	while (st == HV_OK && fgets(line, sizeof(line), f) != NULL) {
+	while (st == HV_OK && cp_file_line(cf, line, sizeof(line)) != NULL) {
 		st = verify_checkpoint(a, txn, out, line, ++n);
 	}
-	if (st == HV_OK && ferror(f)) {
+	if (st == HV_OK && ferror(cf->cf_f)) {
 		st = HV_UNAVAILABLE;
 	}
 	if (st == HV_OK && n == 0 && out->entries > 0) {
 		st = bad(out, 1, "the checkpoint file is empty (%llu entries)",
 		    (unsigned long long) out->entries);
 	}
-	fclose(f);
 	return (st);
 }
 
@@ -1562,6 +1596,7 @@ audit_verify(audit *a, audit_verify_result *out)
 {
 	store_txn    *txn = NULL;
 	store_cursor *c   = NULL;
+	cp_file       cf  = { NULL, 0 };
 	chain_walk    w;
 	bool          found;
 	const void   *k, *v;
@@ -1571,10 +1606,14 @@ audit_verify(audit *a, audit_verify_result *out)
 	memset(out, 0, sizeof(*out));
 	memset(&w, 0, sizeof(w));
 	w.cw_expected = 1;
-	cp_boundary(a, &w.cw_boundary, &found);
+	if ((st = cp_file_open(a, &cf)) != HV_OK) {
+		goto out;
+	}
+	cp_boundary(a, &cf, &w.cw_boundary, &found);
 	if (!found) {
 		w.cw_boundary = UINT64_MAX; /* verify_checkpoints reports the file */
 	}
+	/* After the file's size was taken (cp_file). */
 	if ((st = store_read_begin(a->a_store, &txn)) != HV_OK) {
 		goto out;
 	}
@@ -1594,7 +1633,7 @@ audit_verify(audit *a, audit_verify_result *out)
 	store_cursor_close(c);
 	c = NULL;
 	if ((st = verify_head(a, txn, out, &w)) != HV_OK ||
-	    (st = verify_checkpoints(a, txn, out)) != HV_OK ||
+	    (st = verify_checkpoints(a, txn, out, &cf)) != HV_OK ||
 	    (st = verify_index(a, txn, out)) != HV_OK) {
 		goto out;
 	}
@@ -1603,6 +1642,9 @@ out:
 	store_cursor_close(c);
 	if (txn != NULL) {
 		store_read_end(txn);
+	}
+	if (cf.cf_f != NULL) {
+		fclose(cf.cf_f);
 	}
 	if (st == HV_OK) {
 		(void) audit_checkpoint(a); /* the head just verified */

@@ -1086,6 +1086,53 @@ test_legacy_chain(void **state)
 	fixture_close(&f);
 }
 
+/* Checkpoints written while verify runs name heads newer than verify's snapshot: verify
+ * leaves them for the next run instead of reporting a cut tail. */
+typedef struct busy_job {
+	fixture     *bj_f;
+	volatile int bj_stop;
+	unsigned     bj_n;
+} busy_job;
+
+static void *
+busy_main(void *arg)
+{
+	busy_job *j = arg;
+
+	while (!j->bj_stop) {
+		audit_entry e;
+		entry_fill(&e, j->bj_n++);
+		if (audit_record(j->bj_f->a, &e) != HV_OK || audit_checkpoint(j->bj_f->a) != HV_OK) {
+			break;
+		}
+	}
+	return (NULL);
+}
+
+static void
+test_verify_while_appending(void **state)
+{
+	fixture   f;
+	busy_job  j;
+	pthread_t t;
+
+	(void) state;
+	fixture_open(&f);
+	fill(&f);
+	j.bj_f    = &f;
+	j.bj_stop = 0;
+	j.bj_n    = 0;
+	assert_int_equal(pthread_create(&t, NULL, busy_main, &j), 0);
+	for (int i = 0; i < 30; i++) {
+		expect_intact(&f);
+	}
+	j.bj_stop = 1;
+	pthread_join(t, NULL);
+	assert_true(j.bj_n > 30);
+	expect_intact(&f);
+	fixture_close(&f);
+}
+
 static int
 setup(void **state)
 {
@@ -1122,6 +1169,7 @@ main(void)
 		cmocka_unit_test(test_index_checked),
 		cmocka_unit_test(test_checkpoint_file),
 		cmocka_unit_test(test_legacy_chain),
+		cmocka_unit_test(test_verify_while_appending),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
