@@ -144,7 +144,8 @@ unsigned audit_writer_linger_ms(audit *a);
  * DATA/audit.checkpoints (and logs it) unless this handle's last checkpoint already has that
  * head. It reads the head in a read transaction of its own: never call it from a write
  * function. The writer thread checkpoints after a commit and when idle, at most every
- * AUDIT_CHECKPOINT_MS; audit_record after its commit at the same rate; audit_verify after a
+ * AUDIT_CHECKPOINT_MS (not while its queue is more than half full: the fsync could let it
+ * fill); audit_record after its commit at the same rate; audit_verify after a
  * chain found intact; audit_writer_stop when it stopped the writer (the last head). What was appended since the last checkpoint can be
  * cut from the tail unseen by someone who can write the store (that is, at most
  * AUDIT_CHECKPOINT_MS of entries). HV_FAILED_PRECONDITION when the checkpoint file is
