@@ -11,6 +11,8 @@
 #   3. the backup restored into a new data directory with the keys copied at backup time starts
 #      and reads the data of the backup back (the first person decrypts again: a restore undoes
 #      the erasures made after the backup), and nothing newer; the audit chain holds;
+#      with the node's own later audit checkpoints instead of the backup's, audit verify says
+#      entries were removed (a restore is a rollback);
 #   4. the same backup with the node's current (rotated) key does not start: exit code 1 and a
 #      log line that names the key file;
 #   5. the shipped deploy/haven.conf starts a node, and a wrong option in a configuration file
@@ -124,7 +126,23 @@ rop subject show "$s2" >/dev/null 2>&1 || rc=$?
 [ $rc -eq 5 ] || fail "subject $s2 (made after the backup) answered $rc, not NOT_FOUND (5)"
 rop consent list "$s1" | grep -q "$c1" || fail "consent $c1 is not in the restored store"
 rop audit verify >/dev/null || fail "the audit chain of the restored store does not verify"
+rop audit verify | grep -q "checkpoints, the last at" ||
+	fail "audit verify does not report the checkpoints"
 rop admin status >/dev/null || fail "admin status on the restored node"
+stop
+
+# ---- 3b. the same backup with the node's own later checkpoints: the rollback shows -------------
+rolled=$tmp/rolledback
+install -d -m 700 "$rolled" "$rolled/store" "$rolled/keys"
+install -m 600 "$bk/data.mdb" "$rolled/store/data.mdb"
+install -m 600 "$bk/kek" "$bk/receipt-ed25519.pem" "$bk/audit-ed25519.pem" "$rolled/keys/"
+install -m 600 "$bk/node.secret" "$data/audit.checkpoints" "$rolled/"
+start "$rolled" "$tmp/rolledback.log"
+rc=0
+out=$("$cli" --data "$rolled" audit verify) || rc=$?
+[ $rc -ne 0 ] || fail "a rolled-back store verified against the checkpoints that saw it longer"
+echo "$out" | grep -q "BROKEN at entry .*were removed (checkpoint line" ||
+	fail "audit verify of a rolled-back store: $out"
 stop
 
 # ---- 4. the same backup with the current, rotated key: refused --------------------------------
