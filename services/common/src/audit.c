@@ -111,15 +111,16 @@ struct audit {
 };
 
 static hv_status index_prepare(audit *a);
-static hv_status key_load(audit *a, const char *data_dir);
-static hv_status cp_open(audit *a);
+static hv_status key_load(audit *a, const char *data_dir, bool *created);
+static hv_status cp_open(audit *a, bool key_created);
 static void cp_maybe(audit *a);
 
 hv_status
 audit_open(audit **out, store *s, const char *data_dir)
 {
 	audit    *a;
-	hv_status st = HV_RESOURCE_EXHAUSTED;
+	bool      created = false;
+	hv_status st      = HV_RESOURCE_EXHAUSTED;
 
 	*out = NULL;
 	if (data_dir == NULL || data_dir[0] == '\0') {
@@ -143,7 +144,7 @@ audit_open(audit **out, store *s, const char *data_dir)
 	if ((st = store_table_open(s, "audit.log", &a->a_log)) != HV_OK ||
 	    (st = store_table_open(s, "audit.head", &a->a_head)) != HV_OK ||
 	    (st = store_table_open(s, "audit.by_window", &a->a_subject)) != HV_OK ||
-	    (st = index_prepare(a)) != HV_OK || (st = key_load(a, data_dir)) != HV_OK) {
+	    (st = index_prepare(a)) != HV_OK || (st = key_load(a, data_dir, &created)) != HV_OK) {
 		goto out;
 	}
 	st = HV_INVALID_ARGUMENT;
@@ -152,7 +153,7 @@ audit_open(audit **out, store *s, const char *data_dir)
 		goto out;
 	}
 	a->a_keyed = true;
-	if ((st = cp_open(a)) != HV_OK) {
+	if ((st = cp_open(a, created)) != HV_OK) {
 		goto out;
 	}
 	*out = a;
@@ -680,9 +681,10 @@ out:
 	return (st);
 }
 
-/* Loads DATA/keys/audit-ed25519.pem, making it on the first open, and derives the chain key. */
+/* Loads DATA/keys/audit-ed25519.pem, making it on the first open (*created), and derives the
+ * chain key. */
 static hv_status
-key_load(audit *a, const char *data_dir)
+key_load(audit *a, const char *data_dir, bool *created)
 {
 	char      dir[PATH_MAX], path[PATH_MAX + 32];
 	uint8_t   chain[CRYPTO_HMAC_LEN];
@@ -705,6 +707,7 @@ key_load(audit *a, const char *data_dir)
 			goto out;
 		}
 		(void) fsync_dir(dir);
+		*created = true;
 		log_info("audit: created the audit key %s", path);
 		crypto_wipe(pem, len);
 		free(pem);
@@ -948,10 +951,12 @@ log_keyed(audit *a, const chain_head *h, bool *keyed)
 }
 
 /* At open: a checkpoint of the head. Without a checkpoint file (or with an empty one) the
- * first line is the boundary of a log that holds no keyed entry yet (a new store, or one
- * written before the key); a log that does hold some lost its file, which is not replaced. */
+ * first line is the boundary, but only of a log that holds no keyed entry yet and with a key
+ * made by this open (a new store, or one written before the key). Otherwise the file was lost
+ * or removed, and is not replaced: a log rewritten as all legacy by someone who removed the
+ * file would get a new boundary. */
 static hv_status
-cp_open(audit *a)
+cp_open(audit *a, bool key_created)
 {
 	struct stat sb;
 	chain_head  h;
@@ -966,10 +971,10 @@ cp_open(audit *a)
 	if (fresh && (st = log_keyed(a, &h, &keyed)) != HV_OK) {
 		goto out;
 	}
-	if (fresh && keyed) {
+	if (fresh && (keyed || !key_created)) {
 		a->a_cp_warned = true;
-		log_error("audit: %s is missing or empty but the log holds keyed entries: no new "
-		          "one is started, and audit verify reports it",
+		log_error("audit: %s is missing or empty but the audit key is older: no new one is "
+		          "started, and audit verify reports it",
 		    a->a_cpath);
 		goto out;
 	}

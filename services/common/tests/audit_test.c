@@ -872,6 +872,22 @@ test_forger_without_key(void **state)
 	expect_bad(&f, 1, "entry 1 is unkeyed");
 	fixture_close(&f);
 
+	/* The whole log passed off as legacy and the checkpoint file removed (the data
+	 * directory, not the key): the node does not start a new file with a new boundary. */
+	fixture_open(&f);
+	fill(&f);
+	rechain(&f, 1, 0, 1, 0, false, NULL);
+	audit_close(f.a);
+	{
+		char path[800];
+		snprintf(path, sizeof(path), "%s/audit.checkpoints", f.data);
+		assert_int_equal(unlink(path), 0);
+		assert_int_equal(audit_open(&f.a, f.s, f.data), HV_OK);
+		assert_int_equal(access(path, F_OK), -1);
+	}
+	expect_bad(&f, 1, "the checkpoint file is missing");
+	fixture_close(&f);
+
 	/* The tail cut and the head moved back to a whole entry: a checkpoint saw the log up to
 	 * N_ENTRIES. */
 	fixture_open(&f);

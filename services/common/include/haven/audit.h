@@ -89,8 +89,9 @@ typedef struct audit audit;
 /* Opens the audit tables of a store (at start-up, like store_table_open) and the audit key and
  * checkpoint file in data_dir (the node's data directory: DATA above), making the key (and
  * DATA/keys, 0700) on the first open. Then it writes a checkpoint of the head; when the
- * checkpoint file does not exist yet it is made, unless the log already holds keyed entries
- * (the file was removed: that is logged, audit_verify reports it, and no new file is started).
+ * checkpoint file does not exist yet it is made, but only when this open made the key and the
+ * log holds no keyed entry (otherwise the file was removed: that is logged, audit_verify
+ * reports it, and no new file is started).
  * HV_PERMISSION_DENIED when DATA/keys or the key is open to other users, HV_DATA_LOSS when the
  * key file holds no Ed25519 key. *out is the caller's; close it with audit_close() (it stops
  * the writer thread, if started, after the queue is written: while the store is open; stop
