@@ -1149,6 +1149,35 @@ test_verify_while_appending(void **state)
 	fixture_close(&f);
 }
 
+/* Entries appended in other transactions (durable accesses, another process) while the writer
+ * is idle are checkpointed by the writer within AUDIT_CHECKPOINT_MS. (About 10 s.) */
+static void
+test_writer_checkpoints_when_idle(void **state)
+{
+	fixture  f;
+	many_job j;
+	char     path[800], buf[4096];
+	int      waited_ms = 0;
+
+	(void) state;
+	fixture_open(&f);
+	snprintf(path, sizeof(path), "%s/audit.checkpoints", f.data);
+	assert_int_equal(audit_writer_start(f.a), HV_OK);
+	j.mj_a = f.a;
+	j.mj_n = 3;
+	assert_int_equal(store_write(f.s, many_fn, &j), HV_OK);
+	file_read(path, buf, sizeof(buf));
+	assert_null(strstr(buf, "v1 3 "));
+	while (file_read(path, buf, sizeof(buf)) > 0 && strstr(buf, "v1 3 ") == NULL &&
+	    waited_ms < AUDIT_CHECKPOINT_MS + 5000) {
+		usleep(100000);
+		waited_ms += 100;
+	}
+	assert_non_null(strstr(buf, "v1 3 "));
+	assert_true(waited_ms >= AUDIT_CHECKPOINT_MS / 2); /* the writer's timer, not the append */
+	fixture_close(&f);
+}
+
 static int
 setup(void **state)
 {
@@ -1186,6 +1215,7 @@ main(void)
 		cmocka_unit_test(test_checkpoint_file),
 		cmocka_unit_test(test_legacy_chain),
 		cmocka_unit_test(test_verify_while_appending),
+		cmocka_unit_test(test_writer_checkpoints_when_idle),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
