@@ -14,9 +14,9 @@
  * then the subject index both ways.
  *
  * Checkpoints pin committed heads only: a checkpoint is written after the commit that carries
- * its head (by the writer, audit_record, audit_verify, audit_open and audit_close, each reading
- * the head in a read transaction of its own), never from inside a write function, whose
- * transaction may still roll back.
+ * its head (by the writer, audit_record, audit_verify, audit_open and audit_writer_stop, each
+ * reading the head in a read transaction of its own), never from inside a write function,
+ * whose transaction may still roll back.
  */
 #include "haven/audit.h"
 #include "haven/crypto.h"
@@ -79,11 +79,10 @@ struct audit {
 	store_table a_subject; /* audit.by_window */
 
 	/* The keys and the checkpoint file (audit_open; constant afterwards). */
-	bool    a_keyed;                             /* loaded: audit_close checkpoints */
-	crypto_hmac_key *a_key;                      /* the chain's HMAC key, prepared */
-	uint8_t a_secret[CRYPTO_ED25519_SECRET_LEN]; /* signs checkpoints; wiped at close */
-	uint8_t a_pub[CRYPTO_ED25519_PUBLIC_LEN];
-	char    a_cpath[PATH_MAX];                   /* DATA/audit.checkpoints */
+	crypto_hmac_key *a_key;                               /* the chain's HMAC key, prepared */
+	uint8_t          a_secret[CRYPTO_ED25519_SECRET_LEN]; /* signs checkpoints; wiped at close */
+	uint8_t          a_pub[CRYPTO_ED25519_PUBLIC_LEN];
+	char             a_cpath[PATH_MAX];                   /* DATA/audit.checkpoints */
 
 	/* This handle's checkpoints; a_cpmtx guards these and the file appends. */
 	pthread_mutex_t a_cpmtx;
@@ -152,7 +151,6 @@ audit_open(audit **out, store *s, const char *data_dir)
 	    sizeof(a->a_cpath)) {
 		goto out;
 	}
-	a->a_keyed = true;
 	if ((st = cp_open(a, created)) != HV_OK) {
 		goto out;
 	}

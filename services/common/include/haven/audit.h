@@ -144,13 +144,14 @@ unsigned audit_writer_linger_ms(audit *a);
  * Checkpoints. audit_checkpoint appends a signed checkpoint of the committed head to
  * DATA/audit.checkpoints (and logs it) unless this handle's last checkpoint already has that
  * head. It reads the head in a read transaction of its own: never call it from a write
- * function. The writer thread checkpoints after a commit and when idle, at most every
- * AUDIT_CHECKPOINT_MS (not while its queue is more than half full: the fsync could let it
- * fill); audit_record after its commit at the same rate; audit_verify after a
- * chain found intact; audit_writer_stop when it stopped the writer (the last head). What was appended since the last checkpoint can be
- * cut from the tail unseen by someone who can write the store (that is, at most
- * AUDIT_CHECKPOINT_MS of entries). HV_FAILED_PRECONDITION when the checkpoint file is
- * missing (see audit_open); I/O failures as errno says.
+ * function. Checkpoints are also written by the writer thread, after a commit and when idle,
+ * at most every AUDIT_CHECKPOINT_MS (not while its queue is more than half full: the fsync
+ * could let it fill); by audit_record after its commit, at the same rate; by audit_verify
+ * after a chain found intact; and by audit_writer_stop when it stopped the writer (the last
+ * head). What was appended since the last checkpoint can be cut from the tail unseen by
+ * someone who can write the store (at most AUDIT_CHECKPOINT_MS of entries).
+ * HV_FAILED_PRECONDITION when the checkpoint file is missing (see audit_open); I/O failures
+ * as errno says.
  */
 #define AUDIT_CHECKPOINT_MS 10000
 hv_status audit_checkpoint(audit *a);
