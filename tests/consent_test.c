@@ -73,15 +73,15 @@ test_now(void *arg)
 	return (clock_ms);
 }
 
-static bool
-org_exists(void *arg, const char *org_id)
+static rpc_role
+org_role(void *arg, const char *org_id)
 {
 	for (const tu_org *o = arg; o->id != NULL; o++) {
 		if (strcmp(o->id, org_id) == 0) {
-			return (true);
+			return (o->role);
 		}
 	}
-	return (false);
+	return (0);
 }
 
 static int
@@ -106,7 +106,7 @@ world_up(void **state)
 	co.data_dir   = w.dir;
 	co.pub_url    = w.pub_url;
 	co.now_ms     = test_now;
-	co.org_exists = org_exists;
+	co.org_role   = org_role;
 	co.org_arg    = orgs;
 	assert_int_equal(consent_open(&w.cs, &co), HV_OK);
 	ro.auth = w.a;
@@ -337,11 +337,12 @@ test_roles(void **state)
 	assert_int_equal(create(CITY, false, id), HV_PERMISSION_DENIED);
 	assert_int_equal(create(SHELTER_A, false, id), HV_PERMISSION_DENIED);
 	assert_int_equal(create(ADMIN, false, id), HV_PERMISSION_DENIED);
-	assert_int_equal(create(COORD, false, other), HV_OK);
+	assert_int_equal(create(COORD, false, other), HV_PERMISSION_DENIED);
 	assert_int_equal(create(OPERATOR, false, other), HV_OK);
 	assert_int_equal(create(ACME, false, id), HV_OK);
 
-	/* Who may see the person: the referrer that created it, the operator, an admin. */
+	/* Who may see the person: the referrer that holds it, and the operator (audited); never
+	 * an admin, a coordinator or a municipality (issue 12, holes 1 and 7). */
 	assert_int_equal(show(ACME, id, &sub), HV_OK);
 	assert_string_equal(sub->personal->name, NAME);
 	assert_string_equal(sub->personal->notes, NOTES);
@@ -351,9 +352,9 @@ test_roles(void **state)
 	assert_int_equal(sub->n_shown, 3);
 	release(sub);
 	assert_int_equal(show(OPERATOR, id, NULL), HV_OK);
-	assert_int_equal(show(ADMIN, id, NULL), HV_OK);
+	assert_int_equal(show(ADMIN, id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(show(OTHER, id, NULL), HV_PERMISSION_DENIED);
-	expect_msg("organisation other-ngo did not refer subject");
+	expect_msg("organisation other-ngo does not hold subject");
 	assert_int_equal(show(COORD, id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(show(CITY, id, NULL), HV_PERMISSION_DENIED);
 	/* A provider: only with consent, and only the categories it covers. */
@@ -396,7 +397,20 @@ test_roles(void **state)
 	    HV_PERMISSION_DENIED);
 	assert_int_equal(check(COORD, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
 	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
-	    HV_OK);
+	    HV_PERMISSION_DENIED);
+	/* Hole 1: a coordinator (or an admin, or the operator) records no consent for another
+	 * organisation's client, whoever it claims gave it. */
+	assert_int_equal(grant(COORD, id, "shelter-b", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(grant(ADMIN, id, "shelter-b", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(grant(OPERATOR, id, "shelter-b", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_PERMISSION_DENIED);
+	expect_msg("may do this, not role operator");
+	assert_int_equal(show(SHELTER_B, id, NULL), HV_PERMISSION_DENIED);
 
 	/* Key rotation: the operator and admins. */
 	{
@@ -409,7 +423,7 @@ test_roles(void **state)
 		                     &haven__consent__v1__rotate_key_response__descriptor, &rep),
 		    HV_OK);
 		assert_true(rep->kek_generation >= 2);
-		assert_true(rep->rewrapped >= 3);
+		assert_true(rep->rewrapped >= 2);
 		release(rep);
 	}
 	/* The data is still readable after it. */
@@ -463,11 +477,18 @@ test_minor(void **state)
 	assert_int_equal(c->given_by, HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_GUARDIAN);
 	assert_string_equal(c->recorded_by, "acme-ngo");
 	release(c);
+	/* The operator records consent only for subjects it holds itself. */
+	assert_int_equal(grant(OPERATOR, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_REPRESENTATIVE, 0, &c),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(create(OPERATOR, true, id), HV_OK);
 	assert_int_equal(grant(OPERATOR, id, "shelter-a", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_REPRESENTATIVE, 0, &c),
 	    HV_OK);
 	assert_string_equal(c->recorded_by, ""); /* the operator */
 	release(c);
+	assert_int_equal(show(ACME, id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(create(ACME, true, id), HV_OK);
 	{
 		Haven__Consent__V1__Subject *sub = NULL;
 		assert_int_equal(show(ACME, id, &sub), HV_OK);
@@ -515,6 +536,9 @@ test_expired_and_withdrawn(void **state)
 	assert_int_equal(show(SHELTER_A, id, NULL), HV_OK);
 	assert_int_equal(withdraw(OTHER, c->id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(withdraw(SHELTER_A, c->id, NULL), HV_PERMISSION_DENIED);
+	/* Hole 3: a coordinator neither withdraws a person's consent ... */
+	assert_int_equal(withdraw(COORD, c->id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(withdraw(ADMIN, c->id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(withdraw(ACME, c->id, &wd), HV_OK);
 	assert_int_equal(wd->withdrawn_at_ms, clock_ms);
 	assert_int_equal(wd->version, 2);
@@ -528,6 +552,11 @@ test_expired_and_withdrawn(void **state)
 	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(withdraw(ACME, c->id, NULL), HV_FAILED_PRECONDITION);
 	expect_msg("withdrawn already");
+	/* ... nor re-grants after the person withdrew: only the holder records a new consent. */
+	assert_int_equal(grant(COORD, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
 	/* Listing shows both, in id order, with the withdrawal. */
 	{
 		Haven__Consent__V1__ListConsentsRequest   r = HAVEN__CONSENT__V1__LIST_CONSENTS_REQUEST__INIT;
@@ -545,9 +574,14 @@ test_expired_and_withdrawn(void **state)
 		assert_int_equal(call(SHELTER_A, M "List", &r,
 		                     &haven__consent__v1__list_consents_response__descriptor, NULL),
 		    HV_PERMISSION_DENIED);
+		/* Hole 7: coordinators and admins see no consent records (they show where a person
+		 * is sheltered). */
 		assert_int_equal(call(COORD, M "List", &r,
 		                     &haven__consent__v1__list_consents_response__descriptor, NULL),
-		    HV_OK);
+		    HV_PERMISSION_DENIED);
+		assert_int_equal(call(ADMIN, M "List", &r,
+		                     &haven__consent__v1__list_consents_response__descriptor, NULL),
+		    HV_PERMISSION_DENIED);
 	}
 	release(c);
 	clock_ms = t0;
@@ -630,7 +664,7 @@ test_receipts(void **state)
 	/* Withdrawn: a new version with a new signature; the old receipt still verifies as
 	 * what it was. */
 	assert_int_equal(withdraw(ACME, c->id, NULL), HV_OK);
-	json2 = receipt(COORD, c->id);
+	json2 = receipt(ACME, c->id);
 	assert_non_null(strstr(json2, "\"version\": 2"));
 	assert_null(strstr(json2, "\"withdrawn_at\": null"));
 	assert_int_equal(consent_receipt_verify(json2, strlen(json2), key->public_key.data, why,
@@ -647,6 +681,12 @@ test_receipts(void **state)
 		                     NULL),
 		    HV_PERMISSION_DENIED);
 		assert_int_equal(call(SHELTER_A, M "GetReceipt", &r,
+		                     &haven__consent__v1__receipt__descriptor, NULL),
+		    HV_PERMISSION_DENIED);
+		assert_int_equal(call(COORD, M "GetReceipt", &r,
+		                     &haven__consent__v1__receipt__descriptor, NULL),
+		    HV_PERMISSION_DENIED);
+		assert_int_equal(call(ADMIN, M "GetReceipt", &r,
 		                     &haven__consent__v1__receipt__descriptor, NULL),
 		    HV_PERMISSION_DENIED);
 	}
@@ -678,7 +718,7 @@ test_withdrawal_events(void **state)
 	assert_int_equal(grant(ACME, id, NULL, true, HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0,
 	                     &c2),
 	    HV_OK);
-	assert_int_equal(withdraw(COORD, c1->id, NULL), HV_OK);
+	assert_int_equal(withdraw(ACME, c1->id, NULL), HV_OK);
 	{
 		void                                 *buf;
 		size_t                                len;
@@ -732,10 +772,16 @@ test_audit(void **state)
 	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT, false, NULL),
 	    HV_OK);
 
-	/* Who saw the person: referrers and providers may not ask; coordinators may. */
-	assert_int_equal(rpc_audit_list(ACME, id, NULL), HV_PERMISSION_DENIED);
+	/* Who saw the person: the holder and the operator; not another referrer, a provider, a
+	 * coordinator or an admin (hole 1: coordinators listed every subject in the country). */
+	assert_int_equal(rpc_audit_list(OTHER, id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(rpc_audit_list(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
-	assert_int_equal(rpc_audit_list(COORD, id, &l), HV_OK);
+	assert_int_equal(rpc_audit_list(COORD, id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(rpc_audit_list(COORD, "", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(rpc_audit_list(ADMIN, "", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(rpc_audit_list(ACME, "", NULL), HV_PERMISSION_DENIED);
+	expect_msg("name the subject");
+	assert_int_equal(rpc_audit_list(ACME, id, &l), HV_OK);
 	assert_int_equal(l->n_entries, 5);
 	for (size_t i = 0; i < l->n_entries; i++) {
 		Haven__Audit__V1__AuditEntry *e = l->entries[i];
@@ -766,7 +812,7 @@ test_audit(void **state)
 	{
 		Haven__Audit__V1__ListRequest r = HAVEN__AUDIT__V1__LIST_REQUEST__INIT;
 		r.limit                         = 2;
-		assert_int_equal(call(ADMIN, M_AUDIT "List", &r,
+		assert_int_equal(call(OPERATOR, M_AUDIT "List", &r,
 		                     &haven__audit__v1__list_response__descriptor, &l),
 		    HV_OK);
 		assert_int_equal(l->n_entries, 2);
@@ -812,14 +858,15 @@ test_audit_tampering(void **state)
 	(void) state;
 	assert_int_equal(store_table_open(w.s, "audit.log", &t), HV_OK);
 	assert_int_equal(store_write(w.s, tamper_fn, &t), HV_OK);
-	assert_int_equal(rpc_audit_verify(COORD, &v), HV_OK);
+	assert_int_equal(rpc_audit_verify(COORD, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(rpc_audit_verify(ADMIN, &v), HV_OK);
 	assert_false(v->intact);
 	assert_int_equal(v->first_bad_seq, 3);
 	assert_non_null(strstr(v->reason, "entry 3"));
 	release(v);
 	/* Put it back, for the tests after this one. */
 	assert_int_equal(store_write(w.s, tamper_fn, &t), HV_OK);
-	assert_int_equal(rpc_audit_verify(COORD, &v), HV_OK);
+	assert_int_equal(rpc_audit_verify(ADMIN, &v), HV_OK);
 	assert_true(v->intact);
 	release(v);
 }
@@ -1039,7 +1086,7 @@ test_bad_input(void **state)
 	assert_int_equal(grant(ACME, id, "nobody-here", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
 	    HV_INVALID_ARGUMENT);
-	expect_msg("no organisation nobody-here in the partner directory");
+	expect_msg("no enabled organisation nobody-here in the partner directory");
 	/* Expiry in the past. */
 	assert_int_equal(grant(ACME, id, "shelter-a", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, clock_ms - 1000, NULL),
@@ -1375,6 +1422,105 @@ test_check_cache_coherence(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static hv_status
+transfer(int who, const char *id, const char *to, Haven__Consent__V1__Subject **out)
+{
+	Haven__Consent__V1__TransferSubjectRequest r = HAVEN__CONSENT__V1__TRANSFER_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__Subject               *rep = NULL;
+	hv_status                                  st;
+
+	r.id     = (char *) id;
+	r.to_org = (char *) to;
+	st = call(who, M "TransferSubject", &r, &haven__consent__v1__subject__descriptor, &rep);
+	if (out != NULL) {
+		*out = rep;
+	} else {
+		release(rep);
+	}
+	return (st);
+}
+
+/* A subject is handed to another referrer: from then on only the new holder records consent
+ * and reads her; the old one loses that at once, cached views included; audited. */
+static void
+test_transfer(void **state)
+{
+	char                               id[CONSENT_ID_HEX];
+	Haven__Consent__V1__Subject       *sub = NULL;
+	Haven__Consent__V1__ConsentRecord *c   = NULL;
+	Haven__Audit__V1__ListResponse    *l   = NULL;
+	bool                               seen = false;
+
+	(void) state;
+	assert_int_equal(create(ACME, false, id), HV_OK);
+	assert_int_equal(grant(ACME, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, &c),
+	    HV_OK);
+	/* Warm the holder's cached view. */
+	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	    HV_OK);
+
+	/* Who may not, and to whom not. */
+	assert_int_equal(transfer(COORD, id, "other-ngo", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(transfer(ADMIN, id, "other-ngo", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(transfer(SHELTER_A, id, "other-ngo", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(transfer(OTHER, id, "other-ngo", NULL), HV_PERMISSION_DENIED);
+	expect_msg("organisation other-ngo does not hold subject");
+	assert_int_equal(transfer(ACME, id, "shelter-a", NULL), HV_FAILED_PRECONDITION);
+	expect_msg("shelter-a is not an enabled referrer organisation");
+	assert_int_equal(transfer(ACME, id, "nobody-here", NULL), HV_FAILED_PRECONDITION);
+	assert_int_equal(transfer(ACME, id, "acme-ngo", NULL), HV_FAILED_PRECONDITION);
+	expect_msg("holds subject");
+	assert_int_equal(transfer(ACME, "nothex", "other-ngo", NULL), HV_INVALID_ARGUMENT);
+	expect_msg("subject id must be 32 lower-case hex characters");
+	assert_int_equal(transfer(ACME, id, "Not An Id", NULL), HV_INVALID_ARGUMENT);
+	expect_msg("to_org must be an organisation id");
+	assert_int_equal(transfer(ACME, "0123456789abcdef0123456789abcdef", "other-ngo", NULL),
+	    HV_NOT_FOUND);
+
+	/* The hand-over. */
+	assert_int_equal(transfer(ACME, id, "other-ngo", &sub), HV_OK);
+	assert_string_equal(sub->holder, "other-ngo");
+	assert_string_equal(sub->created_by, "acme-ngo");
+	release(sub);
+	assert_int_equal(show(OTHER, id, &sub), HV_OK);
+	assert_string_equal(sub->holder, "other-ngo");
+	assert_string_equal(sub->personal->name, NAME);
+	release(sub);
+	/* The old holder: nothing any more, also through the view it had cached. */
+	assert_int_equal(show(ACME, id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(grant(ACME, id, "shelter-b", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(withdraw(ACME, c->id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(rpc_audit_list(ACME, id, NULL), HV_PERMISSION_DENIED);
+	/* The new holder records and withdraws; the provider's consent stands. */
+	assert_int_equal(show(SHELTER_A, id, NULL), HV_OK);
+	assert_int_equal(grant(OTHER, id, "shelter-b", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_OK);
+	assert_int_equal(withdraw(OTHER, c->id, NULL), HV_OK);
+	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
+	/* Audited, with whom it went to. */
+	assert_int_equal(rpc_audit_list(OTHER, id, &l), HV_OK);
+	for (size_t i = 0; i < l->n_entries; i++) {
+		seen = seen || (strcmp(l->entries[i]->method, M "TransferSubject") == 0 &&
+		                   strcmp(l->entries[i]->caller_org, "acme-ngo") == 0 &&
+		                   strcmp(l->entries[i]->purpose, "hand-over to other-ngo") == 0 &&
+		                   l->entries[i]->result == 0);
+	}
+	assert_true(seen);
+	release(l);
+	/* The operator may hand it on (on the organisations' request). */
+	assert_int_equal(transfer(OPERATOR, id, "acme-ngo", NULL), HV_OK);
+	assert_int_equal(show(ACME, id, NULL), HV_OK);
+	release(c);
+}
+
 int
 main(void)
 {
@@ -1391,6 +1537,7 @@ main(void)
 		cmocka_unit_test(test_check_cache_coherence),
 		cmocka_unit_test(test_corrupted_ciphertext),
 		cmocka_unit_test(test_async_check_audit),
+		cmocka_unit_test(test_transfer),
 	};
 	return cmocka_run_group_tests(tests, world_up, world_down);
 }

@@ -11,6 +11,7 @@
  *                          [--available N]
  *   haven service show ID
  *   haven service retire ID --version V
+ *   haven service approve ID --version V
  *   haven capacity set SERVICE AVAILABLE [--version V]
  *   haven capacity show SERVICE
  *   haven capacity find [--type T] [--population P] [--language L]... [--region G]... [--free]
@@ -179,6 +180,7 @@ service_json(const service_t *s)
 	    s->front_door_contact, "retired", s->retired, "version", (json_int_t) s->version,
 	    "updated_ms", (json_int_t) s->updated_ms, "created_ms", (json_int_t) s->created_ms);
 
+	json_object_set_new(j, "pending", json_boolean(s->pending));
 	json_object_set_new(j, "populations",
 	    json_enums(&haven__capacity__v1__population__descriptor, (const int *) s->populations,
 	        s->n_populations));
@@ -226,6 +228,8 @@ free_text(const view_t *v, char *buf, size_t n)
 {
 	if (v->service->retired) {
 		snprintf(buf, n, "retired");
+	} else if (v->service->pending) {
+		snprintf(buf, n, "none until approved");
 	} else if (!view_fresh(v)) {
 		snprintf(buf, n, "unknown");
 	} else {
@@ -304,7 +308,7 @@ print_view(const view_t *v, bool details)
 	printf("confirmed       %s ago (%s)\n", age_text(v->age_s, age, sizeof(age)),
 	    view_fresh(v) ? "fresh" : "not within its report interval: unknown");
 	printf("version         %llu%s\n", (unsigned long long) s->version,
-	    s->retired ? " (retired)" : "");
+	    s->retired ? " (retired)" : s->pending ? " (waits for approval)" : "");
 }
 
 /* ---- haven org --------------------------------------------------------------------------- */
@@ -673,34 +677,43 @@ service_show(cli *c, int argc, char **argv, const char *cmd, bool details)
 	return (0);
 }
 
+/* haven service retire|approve ID --version V: the two changes that name a service and the
+ * version they are based on, and nothing else. */
 static int
-service_retire(cli *c, int argc, char **argv)
+service_versioned(cli *c, int argc, char **argv, bool approve)
 {
-	Haven__Capacity__V1__RetireServiceRequest req =
+	Haven__Capacity__V1__RetireServiceRequest retire =
 	    HAVEN__CAPACITY__V1__RETIRE_SERVICE_REQUEST__INIT;
-	service_t *rep = NULL;
-	cli_args       a;
-	int        rc;
+	Haven__Capacity__V1__ApproveServiceRequest appr =
+	    HAVEN__CAPACITY__V1__APPROVE_SERVICE_REQUEST__INIT;
+	const char *what = approve ? "service approve" : "service retire";
+	service_t  *rep  = NULL;
+	cli_args    a;
+	uint64_t    version;
+	int         rc;
 
-	if ((rc = cli_args_parse(&a, argc, argv, "service retire", 1, "version", NULL)) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, what, 1, "version", NULL)) != 0) {
 		return (rc);
 	}
 	if (a.npos != 1 || cli_opt(&a, "version") == NULL) {
-		return (cli_usage("service retire needs the service ID and --version V"));
+		return (cli_usage("%s needs the service ID and --version V", what));
 	}
-	if ((rc = parse_u64("--version", cli_opt(&a, "version"), 1, UINT64_MAX,
-	         &req.based_on_version)) != 0) {
+	if ((rc = parse_u64("--version", cli_opt(&a, "version"), 1, UINT64_MAX, &version)) != 0) {
 		return (rc);
 	}
-	req.id = (char *) a.pos[0];
-	if ((rc = cli_call(c, "service retire", M("RetireService"), &req.base,
-	         &haven__capacity__v1__service__descriptor, (ProtobufCMessage **) &rep, false)) != 0) {
+	retire.id = appr.id          = (char *) a.pos[0];
+	retire.based_on_version      = version;
+	appr.based_on_version        = version;
+	if ((rc = cli_call(c, what, approve ? M("ApproveService") : M("RetireService"),
+	         approve ? &appr.base : &retire.base, &haven__capacity__v1__service__descriptor,
+	         (ProtobufCMessage **) &rep, false)) != 0) {
 		return (rc);
 	}
 	if (c->json) {
 		cli_print_json(service_json(rep));
 	} else {
-		printf("retired %s (version %llu)\n", rep->id, (unsigned long long) rep->version);
+		printf("%s %s (version %llu)\n", approve ? "approved" : "retired", rep->id,
+		    (unsigned long long) rep->version);
 	}
 	protobuf_c_message_free_unpacked(&rep->base, NULL);
 	return (0);
@@ -710,7 +723,7 @@ int
 cmd_service(cli *c, int argc, char **argv)
 {
 	if (argc < 1) {
-		return (cli_usage("service needs register, show or retire"));
+		return (cli_usage("service needs register, show, retire or approve"));
 	}
 	if (strcmp(argv[0], "register") == 0) {
 		return (service_register(c, argc - 1, argv + 1));
@@ -718,10 +731,10 @@ cmd_service(cli *c, int argc, char **argv)
 	if (strcmp(argv[0], "show") == 0) {
 		return (service_show(c, argc - 1, argv + 1, "service show", true));
 	}
-	if (strcmp(argv[0], "retire") == 0) {
-		return (service_retire(c, argc - 1, argv + 1));
+	if (strcmp(argv[0], "retire") == 0 || strcmp(argv[0], "approve") == 0) {
+		return (service_versioned(c, argc - 1, argv + 1, strcmp(argv[0], "approve") == 0));
 	}
-	return (cli_usage("unknown service command '%s' (register, show, retire)", argv[0]));
+	return (cli_usage("unknown service command '%s' (register, show, retire, approve)", argv[0]));
 }
 
 /* ---- haven capacity ---------------------------------------------------------------------- */

@@ -68,7 +68,8 @@ typedef struct cap_brief {
 	uint8_t  b_region;
 	uint8_t  b_populations; /* bit p: accepts Population p */
 	uint8_t  b_retired;
-	uint8_t  b_pad[4];
+	uint8_t  b_pending; /* waits for approval: never routed, held or counted */
+	uint8_t  b_pad[3];
 } cap_brief;
 
 _Static_assert(sizeof(cap_brief) == 32, "cap_brief has no hidden padding");
@@ -76,7 +77,9 @@ _Static_assert(sizeof(cap_brief) == 32, "cap_brief has no hidden padding");
 struct cap_service {
 	store            *cs_store;
 	const region_map *cs_regions;
+	const char       *cs_ca_file; /* the node CA (tls_ca); NULL: none */
 	uint32_t          cs_hold_max_ttl_s;
+	uint32_t          cs_approval_places; /* cap_options.approval_places */
 	int64_t         (*cs_now)(void *);
 	void             *cs_now_arg;
 
@@ -122,6 +125,13 @@ int cap_region_index(const cap_service *cs, const char *name);
  * fingerprint is not NULL and a certificate is given, writes its fingerprint (else ""). */
 hv_status cap_check_org(const cap_service *cs, const Haven__Capacity__V1__Organisation *org,
     char fingerprint[65], char *err, size_t errsz);
+
+/* Checks a certificate being registered for organisation org_id (registration, or a change
+ * of its certificate) with crypto_cert_check against the node CA now: INVALID_ARGUMENT with
+ * err naming the reason ("cert_pem: the certificate has expired"), FAILED_PRECONDITION when
+ * the node has no CA configured. */
+hv_status cap_check_cert(const cap_service *cs, const char *org_id, const char *cert_pem,
+    char *err, size_t errsz);
 
 /* Checks the descriptive fields of a service (everything UpdateService may set). */
 hv_status cap_check_service_fields(

@@ -7,12 +7,19 @@
  * coordinator's region is the region of its own organisation record, read in the transaction
  * that makes the change, never a region the request names. The rules:
  *
- *   organisations   operator, admin: any; coordinator: referrer, provider and municipality
- *                   organisations of its own region (before and after the change)
+ *   organisations   operator, admin only: register, change (certificate included), disable
+ *                   and enable; every change is logged with who made it. A coordinator that
+ *                   could replace a certificate could sign in as that organisation and read
+ *                   its people (issue 12, hole 2).
  *   register a      operator, admin: any; provider: for its own organisation; coordinator:
  *   service         for a provider of its region, in its region
  *   change a        operator; the provider organisation that runs it; a coordinator of the
  *   service         service's region (which it may not move out of its region)
+ *   approve a       operator, admin; a coordinator of the service's region. A service that a
+ *   service         provider registers outside its organisation's region, or with more places
+ *                   than service_approval_places, or moves out of it or grows past that later,
+ *                   is pending until approved: never routed to, held or counted (issue 12,
+ *                   hole 4: a provider captured referrals of any region that way).
  *
  * Every change runs in one store_write: the checks that need the store, the version check and
  * the write see one snapshot, so a write based on an old version is ABORTED and nothing else
@@ -31,14 +38,16 @@
 #include <string.h>
 #include <strings.h>
 
-#define M_ROLES_MANAGE                                                                      \
-	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR)
+#define M_ROLES_DIRECTORY (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)
 #define M_ROLES_SEE_SERVICES                                                                \
-	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR | RPC_ROLE_REFERRER |        \
+	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | RPC_ROLE_REFERRER |      \
 	    RPC_ROLE_PROVIDER)
 #define M_ROLES_REGISTER_SERVICE                                                            \
-	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR | RPC_ROLE_PROVIDER)
-#define M_ROLES_CHANGE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLE_COORDINATOR | RPC_ROLE_PROVIDER)
+	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | RPC_ROLE_PROVIDER)
+#define M_ROLES_CHANGE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLES_COORDINATORS | RPC_ROLE_PROVIDER)
+#define M_ROLES_APPROVE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS)
+/* Those whose reach over services is every region. */
+#define M_ROLES_ALL_REGIONS (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_NATIONAL_COORDINATOR)
 
 #define ID_RULE "1 to 63 characters of a-z 0-9 . _ -"
 
@@ -78,6 +87,21 @@ static hv_status
 no_memory(rpc_call *call)
 {
 	return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "reply over the call's memory budget"));
+}
+
+/* The two fields of every change to an existing record: its id (what names it, e.g.
+ * "service id") and the version the change is based on. INVALID_ARGUMENT naming the field. */
+static hv_status
+check_id_version(rpc_call *call, const char *what, const char *id, uint64_t based_on)
+{
+	if (!ids_valid(id)) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "%s must be " ID_RULE, what));
+	}
+	if (based_on == 0) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "based_on_version is required: the version the change is based on"));
+	}
+	return (HV_OK);
 }
 
 /* Passes on a status from the store functions with their message (or the status name). */
@@ -168,33 +192,26 @@ caller_org(req_ctx *r, store_txn *txn, org_t **out)
 	return (st);
 }
 
-/* Whether the caller may register or change an organisation of this role and region. */
+/* Whether the caller may change the directory's organisations: the operator and admins only.
+ * The method's roles say the same; this is the check inside the transaction that writes. */
 static hv_status
-may_manage_org(req_ctx *r, store_txn *txn, Haven__Capacity__V1__Role role, const char *region)
+may_manage_org(req_ctx *r)
 {
-	org_t    *me;
-	hv_status st;
-
-	if (has_role(r, RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)) {
+	if (has_role(r, M_ROLES_DIRECTORY)) {
 		return (HV_OK);
 	}
-	if (!has_role(r, RPC_ROLE_COORDINATOR)) {
-		return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED,
-		    "role %s may not manage organisations", rpc_role_name(r->r_caller->role)));
-	}
-	if ((st = caller_org(r, txn, &me)) != HV_OK) {
-		return (st);
-	}
-	if ((role != HAVEN__CAPACITY__V1__ROLE__REFERRER &&
-	        role != HAVEN__CAPACITY__V1__ROLE__PROVIDER &&
-	        role != HAVEN__CAPACITY__V1__ROLE__MUNICIPALITY) ||
-	    strcmp(region, me->region) != 0) {
-		return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED,
-		    "a coordinator manages referrer, provider and municipality organisations of its "
-		    "own region (%s) only",
-		    me->region));
-	}
-	return (HV_OK);
+	return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED,
+	    "only the operator or an admin changes organisations, not role %s",
+	    rpc_role_name(r->r_caller->role)));
+}
+
+/* Logs a change of the directory: what, which organisation, by whom (ids only). */
+static void
+log_directory(const req_ctx *r, const char *what, const char *org_id)
+{
+	log_info("directory: organisation %s %s by %s %s", org_id, what,
+	    rpc_role_name(r->r_caller->role),
+	    r->r_caller->org_id[0] != '\0' ? r->r_caller->org_id : "(local)");
 }
 
 /* Whether the caller may register this (checked) new service. */
@@ -204,7 +221,7 @@ may_register_service(req_ctx *r, store_txn *txn, const service_t *svc)
 	org_t    *me, *owner;
 	hv_status st;
 
-	if (has_role(r, RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)) {
+	if (has_role(r, M_ROLES_ALL_REGIONS)) {
 		return (HV_OK);
 	}
 	if (has_role(r, RPC_ROLE_PROVIDER)) {
@@ -243,8 +260,8 @@ may_change_service(req_ctx *r, store_txn *txn, const service_t *svc)
 	org_t    *me;
 	hv_status st;
 
-	if (has_role(r, RPC_ROLE_OPERATOR)) {
-		return (HV_OK);
+	if (has_role(r, M_ROLES_ALL_REGIONS)) {
+		return (HV_OK); /* admins reach this only through ApproveService */
 	}
 	if (has_role(r, RPC_ROLE_PROVIDER) && strcmp(svc->org_id, r->r_caller->org_id) == 0) {
 		return (HV_OK);
@@ -259,6 +276,36 @@ may_change_service(req_ctx *r, store_txn *txn, const service_t *svc)
 	}
 	return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED,
 	    "organisation %s may not change service %s", r->r_caller->org_id, svc->id));
+}
+
+/* Whether a provider's service, as it would be stored, needs approval: outside the home
+ * region of the provider's organisation, or more places than the node lets a provider open
+ * by itself. Only providers' own changes are judged; the approvers' are not. */
+static hv_status
+needs_approval(req_ctx *r, store_txn *txn, const service_t *svc, bool *out)
+{
+	org_t    *me;
+	hv_status st;
+
+	*out = false;
+	if (!has_role(r, RPC_ROLE_PROVIDER)) {
+		return (HV_OK);
+	}
+	if ((st = caller_org(r, txn, &me)) != HV_OK) {
+		return (st);
+	}
+	*out = strcmp(svc->service_area, me->region) != 0 ||
+	    svc->maximum > r->r_cs->cs_approval_places;
+	return (HV_OK);
+}
+
+/* Logs a service that waits for approval, or was approved (ids and counts only). */
+static void
+log_approval(const req_ctx *r, const service_t *svc, const char *what)
+{
+	log_info("directory: service %s of %s in %s with %u places %s by %s %s", svc->id,
+	    svc->org_id, svc->service_area, svc->maximum, what, rpc_role_name(r->r_caller->role),
+	    r->r_caller->org_id[0] != '\0' ? r->r_caller->org_id : "(local)");
 }
 
 /* Reads the service a change is about; NOT_FOUND, or PERMISSION_DENIED, or FAILED_PRECONDITION
@@ -308,8 +355,7 @@ register_org_fn(store_txn *txn, void *arg)
 	hv_status                                        st;
 
 	r->r_out = NULL;
-	if ((st = may_manage_org(r, txn, in->organisation->role, in->organisation->region)) !=
-	    HV_OK) {
+	if ((st = may_manage_org(r)) != HV_OK) {
 		return (st);
 	}
 	if ((st = cap_add_organisation(r->r_cs, txn, in->organisation, err, sizeof(err))) != HV_OK) {
@@ -330,7 +376,10 @@ h_register_org(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufC
 		return (pass(call, st, err));
 	}
 	req_init(&r, call, svc, in);
-	return (write_call(&r, register_org_fn, reply));
+	if ((st = write_call(&r, register_org_fn, reply)) == HV_OK) {
+		log_directory(&r, "registered", in->organisation->id);
+	}
+	return (st);
 }
 
 static hv_status
@@ -349,7 +398,7 @@ update_org_fn(store_txn *txn, void *arg)
 		return (st == HV_NOT_FOUND ? rpc_call_error(r->r_call, st, "no organisation %s", ch->id)
 		                           : st);
 	}
-	if ((st = may_manage_org(r, txn, cur->role, cur->region)) != HV_OK) {
+	if ((st = may_manage_org(r)) != HV_OK) {
 		return (st);
 	}
 	if (cur->version != in->based_on_version) {
@@ -374,11 +423,11 @@ update_org_fn(store_txn *txn, void *arg)
 	if (ch->cert_pem != NULL && ch->cert_pem[0] != '\0') {
 		next->cert_pem = ch->cert_pem;
 	}
-	if ((st = cap_check_org(r->r_cs, next, fp, err, sizeof(err))) != HV_OK) {
+	if ((st = cap_check_org(r->r_cs, next, fp, err, sizeof(err))) != HV_OK ||
+	    (next->cert_pem != cur->cert_pem &&
+	        (st = cap_check_cert(r->r_cs, next->id, next->cert_pem, err, sizeof(err))) !=
+	            HV_OK)) {
 		return (pass(r->r_call, st, err));
-	}
-	if ((st = may_manage_org(r, txn, next->role, next->region)) != HV_OK) {
-		return (st);
 	}
 	if ((st = cap_cert_unique(r->r_cs, txn, fp, next->id, err, sizeof(err))) != HV_OK) {
 		return (pass(r->r_call, st, err));
@@ -400,19 +449,20 @@ h_update_org(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMe
 {
 	const Haven__Capacity__V1__UpdateOrganisationRequest *in = (const void *) req;
 	req_ctx                                               r;
+	hv_status                                             st;
 
 	if (in->organisation == NULL) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "organisation is required"));
 	}
-	if (!ids_valid(in->organisation->id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "organisation id must be " ID_RULE));
-	}
-	if (in->based_on_version == 0) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "based_on_version is required: the version the change is based on"));
+	if ((st = check_id_version(call, "organisation id", in->organisation->id,
+	         in->based_on_version)) != HV_OK) {
+		return (st);
 	}
 	req_init(&r, call, svc, in);
-	return (write_call(&r, update_org_fn, reply));
+	if ((st = write_call(&r, update_org_fn, reply)) == HV_OK) {
+		log_directory(&r, "changed", in->organisation->id);
+	}
+	return (st);
 }
 
 static hv_status
@@ -428,7 +478,7 @@ disable_org_fn(store_txn *txn, void *arg)
 		return (st == HV_NOT_FOUND ? rpc_call_error(r->r_call, st, "no organisation %s", in->id)
 		                           : st);
 	}
-	if ((st = may_manage_org(r, txn, org->role, org->region)) != HV_OK) {
+	if ((st = may_manage_org(r)) != HV_OK) {
 		return (st);
 	}
 	if (org->disabled != in->disabled) {
@@ -455,8 +505,7 @@ h_disable_org(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCM
 	}
 	req_init(&r, call, svc, in);
 	if ((st = write_call(&r, disable_org_fn, reply)) == HV_OK) {
-		log_info("organisation %s %s by %s", in->id, in->disabled ? "disabled" : "enabled",
-		    r.r_caller->org_id[0] != '\0' ? r.r_caller->org_id : "the operator");
+		log_directory(&r, in->disabled ? "disabled" : "enabled", in->id);
 	}
 	return (st);
 }
@@ -572,6 +621,7 @@ register_service_fn(store_txn *txn, void *arg)
 	service_t                                         *svc;
 	char                                               id[CAP_ID_MAX];
 	char                                               err[CAP_ERR_MAX] = "";
+	bool                                               pending;
 	hv_status                                          st;
 
 	r->r_out     = NULL;
@@ -583,6 +633,13 @@ register_service_fn(store_txn *txn, void *arg)
 		return (pass(r->r_call, st, err));
 	}
 	if ((st = cap_read_service(r->r_cs, txn, id, arena(r), &svc)) != HV_OK) {
+		return (st);
+	}
+	if ((st = needs_approval(r, txn, svc, &pending)) != HV_OK) {
+		return (st);
+	}
+	svc->pending = pending;
+	if (pending && (st = cap_put_service(r->r_cs, txn, svc)) != HV_OK) {
 		return (st);
 	}
 	r->r_out     = &svc->base;
@@ -603,7 +660,11 @@ h_register_service(
 		return (pass(call, st, err));
 	}
 	req_init(&r, call, svc, in);
-	return (write_call(&r, register_service_fn, reply));
+	if ((st = write_call(&r, register_service_fn, reply)) == HV_OK &&
+	    ((const service_t *) r.r_out)->pending) {
+		log_approval(&r, (const service_t *) r.r_out, "waits for approval");
+	}
+	return (st);
 }
 
 static hv_status
@@ -614,6 +675,7 @@ update_service_fn(store_txn *txn, void *arg)
 	const service_t                                 *ch = in->service;
 	service_t                                       *svc;
 	org_t                                           *me;
+	bool                                             grows, approval;
 	hv_status                                        st;
 
 	r->r_out     = NULL;
@@ -639,6 +701,12 @@ update_service_fn(store_txn *txn, void *arg)
 		    "maximum %u is under the %u places reported available: lower availability first",
 		    ch->maximum, svc->available));
 	}
+	/* A provider that moves its service or grows it past what was approved waits again. */
+	grows = strcmp(ch->service_area, svc->service_area) != 0 || ch->maximum > svc->maximum;
+	if ((st = needs_approval(r, txn, ch, &approval)) != HV_OK) {
+		return (st);
+	}
+	svc->pending           = svc->pending || (grows && approval);
 	svc->name              = ch->name[0] != '\0' ? ch->name : svc->id;
 	svc->type              = ch->type;
 	svc->service_area      = ch->service_area;
@@ -675,12 +743,9 @@ h_update_service(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobu
 	if (in->service == NULL) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service is required"));
 	}
-	if (!ids_valid(in->service->id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service id must be " ID_RULE));
-	}
-	if (in->based_on_version == 0) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "based_on_version is required: the version the change is based on"));
+	if ((st = check_id_version(call, "service id", in->service->id, in->based_on_version)) !=
+	    HV_OK) {
+		return (st);
 	}
 	if ((st = cap_check_service_fields(svc, in->service, err, sizeof(err))) != HV_OK) {
 		return (pass(call, st, err));
@@ -717,16 +782,64 @@ h_retire_service(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobu
 {
 	const Haven__Capacity__V1__RetireServiceRequest *in = (const void *) req;
 	req_ctx                                          r;
+	hv_status                                        st;
 
-	if (!ids_valid(in->id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service id must be " ID_RULE));
-	}
-	if (in->based_on_version == 0) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "based_on_version is required: the version the change is based on"));
+	if ((st = check_id_version(call, "service id", in->id, in->based_on_version)) != HV_OK) {
+		return (st);
 	}
 	req_init(&r, call, svc, in);
 	return (write_call(&r, retire_service_fn, reply));
+}
+
+static hv_status
+approve_service_fn(store_txn *txn, void *arg)
+{
+	req_ctx                                          *r  = arg;
+	const Haven__Capacity__V1__ApproveServiceRequest *in = r->r_in;
+	service_t                                        *svc;
+	hv_status                                         st;
+
+	r->r_out     = NULL;
+	r->r_changed = NULL;
+	if ((st = service_for_change(r, txn, in->id, in->based_on_version, &svc)) != HV_OK) {
+		return (st);
+	}
+	/* The provider that runs it may change it, never approve it. */
+	if (!has_role(r, M_ROLES_APPROVE_SERVICE)) {
+		return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED,
+		    "a coordinator of region %s or an admin approves service %s", svc->service_area,
+		    svc->id));
+	}
+	if (!svc->pending) {
+		return (rpc_call_error(r->r_call, HV_FAILED_PRECONDITION,
+		    "service %s does not wait for approval", svc->id));
+	}
+	svc->pending = false;
+	svc->version++;
+	if ((st = cap_put_service(r->r_cs, txn, svc)) != HV_OK) {
+		return (st);
+	}
+	r->r_out     = &svc->base;
+	r->r_changed = svc; /* its places count from now: waiting needs may take them */
+	return (HV_OK);
+}
+
+static hv_status
+h_approve_service(
+    rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+{
+	const Haven__Capacity__V1__ApproveServiceRequest *in = (const void *) req;
+	req_ctx                                           r;
+	hv_status                                         st;
+
+	if ((st = check_id_version(call, "service id", in->id, in->based_on_version)) != HV_OK) {
+		return (st);
+	}
+	req_init(&r, call, svc, in);
+	if ((st = write_call(&r, approve_service_fn, reply)) == HV_OK) {
+		log_approval(&r, (const service_t *) r.r_out, "approved");
+	}
+	return (st);
 }
 
 static hv_status
@@ -812,13 +925,11 @@ h_update_availability(
 {
 	const Haven__Capacity__V1__UpdateAvailabilityRequest *in = (const void *) req;
 	req_ctx                                               r;
+	hv_status                                             st;
 
-	if (!ids_valid(in->service_id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service_id must be " ID_RULE));
-	}
-	if (in->based_on_version == 0) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "based_on_version is required: the version the change is based on"));
+	if ((st = check_id_version(call, "service_id", in->service_id, in->based_on_version)) !=
+	    HV_OK) {
+		return (st);
 	}
 	req_init(&r, call, svc, in);
 	return (write_call(&r, update_availability_fn, reply));
@@ -937,7 +1048,7 @@ h_find_services(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobuf
 		    (mask != 0 && (b.b_region >= 64 || (mask & ((uint64_t) 1 << b.b_region)) == 0))) {
 			continue;
 		}
-		if (in->only_free && (now - (int64_t) b.b_updated_ms >
+		if (in->only_free && (b.b_pending || now - (int64_t) b.b_updated_ms >
 		                             (int64_t) b.b_report_interval_s * 1000 ||
 		                         b.b_available <= b.b_held)) {
 			continue;
@@ -1081,9 +1192,9 @@ hv_status
 cap_register(cap_service *cs, rpc_server *srv)
 {
 	static const rpc_method_impl impls[] = {
-		{ .name = "RegisterOrganisation", .handler = h_register_org, .roles = M_ROLES_MANAGE },
-		{ .name = "UpdateOrganisation", .handler = h_update_org, .roles = M_ROLES_MANAGE },
-		{ .name = "DisableOrganisation", .handler = h_disable_org, .roles = M_ROLES_MANAGE },
+		{ .name = "RegisterOrganisation", .handler = h_register_org, .roles = M_ROLES_DIRECTORY },
+		{ .name = "UpdateOrganisation", .handler = h_update_org, .roles = M_ROLES_DIRECTORY },
+		{ .name = "DisableOrganisation", .handler = h_disable_org, .roles = M_ROLES_DIRECTORY },
 		{ .name = "GetOrganisation", .handler = h_get_org, .roles = RPC_ROLES_AUTHENTICATED },
 		{ .name = "ListOrganisations", .handler = h_list_orgs,
 		    .roles = RPC_ROLES_AUTHENTICATED },
@@ -1093,6 +1204,8 @@ cap_register(cap_service *cs, rpc_server *srv)
 		    .roles = M_ROLES_CHANGE_SERVICE },
 		{ .name = "RetireService", .handler = h_retire_service,
 		    .roles = M_ROLES_CHANGE_SERVICE },
+		{ .name = "ApproveService", .handler = h_approve_service,
+		    .roles = M_ROLES_APPROVE_SERVICE },
 		{ .name = "GetService", .handler = h_get_service, .roles = M_ROLES_SEE_SERVICES },
 		{ .name = "UpdateAvailability", .handler = h_update_availability,
 		    .roles = M_ROLES_CHANGE_SERVICE },

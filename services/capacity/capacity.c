@@ -129,6 +129,7 @@ brief_of(const cap_service *cs, const Haven__Capacity__V1__Service *svc, cap_bri
 	b->b_type              = (uint8_t) svc->type;
 	b->b_region            = r < 0 ? CAP_REGION_NONE : (uint8_t) r;
 	b->b_retired           = svc->retired ? 1 : 0;
+	b->b_pending           = svc->pending ? 1 : 0;
 	for (size_t i = 0; i < svc->n_populations; i++) {
 		if ((int) svc->populations[i] > 0 && (int) svc->populations[i] < CAP_POPULATIONS) {
 			b->b_populations |= (uint8_t) (1u << svc->populations[i]);
@@ -250,6 +251,10 @@ cap_add_organisation(cap_service *cs, store_txn *txn,
 	if ((st = cap_check_org(cs, org, fp, err, errsz)) != HV_OK) {
 		return (st);
 	}
+	if (fp[0] != '\0' &&
+	    (st = cap_check_cert(cs, org->id, org->cert_pem, err, errsz)) != HV_OK) {
+		return (st);
+	}
 	if ((st = cap_cert_unique(cs, txn, fp, NULL, err, errsz)) != HV_OK) {
 		return (st);
 	}
@@ -328,6 +333,7 @@ cap_add_service(cap_service *cs, store_txn *txn, const Haven__Capacity__V1__Serv
 	                                                  : CAP_INTERVAL_DEFAULT_S;
 	s.held              = 0;
 	s.retired           = false;
+	s.pending           = false; /* the caller decides (RegisterService: cap_rpc.c) */
 	s.version           = 1;
 	s.updated_ms        = (uint64_t) now; /* registering states the figure: a confirmation */
 	s.created_ms        = (uint64_t) now;
@@ -364,6 +370,10 @@ cap_hold_place(cap_service *cs, store_txn *txn, const char *service_id, uint32_t
 	}
 	if (svc->retired) {
 		st = HV_NOT_FOUND;
+		goto out;
+	}
+	if (svc->pending) {
+		st = HV_FAILED_PRECONDITION; /* waits for approval: never held */
 		goto out;
 	}
 	if (cap_free_places(svc, now, NULL) == 0) {
@@ -620,7 +630,7 @@ cap_foreach_service(cap_service *cs, store_txn *txn, Haven__Capacity__V1__Servic
 		if ((st = brief_load(v, vl, &b)) != HV_OK) {
 			goto out;
 		}
-		if (b.b_retired || (type != 0 && b.b_type != (uint8_t) type)) {
+		if (b.b_retired || b.b_pending || (type != 0 && b.b_type != (uint8_t) type)) {
 			continue;
 		}
 		st = store_get_msg(txn, cs->cs_services, k, kl, &haven__capacity__v1__service__descriptor,
@@ -686,7 +696,7 @@ cap_summary(cap_service *cs, store_txn *txn, uint64_t region_mask, int64_t now_m
 		if ((st = brief_load(v, vl, &b)) != HV_OK) {
 			goto out;
 		}
-		if (b.b_retired || b.b_region >= nreg || b.b_type >= CAP_TYPES ||
+		if (b.b_retired || b.b_pending || b.b_region >= nreg || b.b_type >= CAP_TYPES ||
 		    (region_mask != 0 && (region_mask & ((uint64_t) 1 << b.b_region)) == 0)) {
 			continue;
 		}
@@ -763,8 +773,11 @@ cap_lookup_org(void *arg, const char *org_id, auth_org *out)
 	}
 	out->role         = cap_role_to_rpc(org->role);
 	out->enabled      = !org->disabled;
+	out->version      = org->version;
 	out->cert_pem     = NULL;
 	out->cert_pem_len = 0;
+	snprintf(out->cert_sha256, sizeof(out->cert_sha256), "%s",
+	    org->cert_sha256 != NULL ? org->cert_sha256 : "");
 	if (org->cert_pem != NULL && org->cert_pem[0] != '\0') {
 		if ((out->cert_pem = strdup(org->cert_pem)) == NULL) {
 			st = HV_RESOURCE_EXHAUSTED;
@@ -778,6 +791,25 @@ out:
 		haven__capacity__v1__organisation__free_unpacked(org, NULL);
 	}
 	return (st);
+}
+
+rpc_role
+cap_org_role(void *arg, const char *org_id)
+{
+	cap_service                       *cs  = arg;
+	store_txn                         *txn = NULL;
+	Haven__Capacity__V1__Organisation *org = NULL;
+	rpc_role                           role = 0;
+
+	if (store_read_begin(cs->cs_store, &txn) != HV_OK) {
+		return (0);
+	}
+	if (cap_read_org(cs, txn, org_id, NULL, &org) == HV_OK) {
+		role = org->disabled ? 0 : cap_role_to_rpc(org->role);
+		haven__capacity__v1__organisation__free_unpacked(org, NULL);
+	}
+	store_read_end(txn);
+	return (role);
 }
 
 /* ---- change notifications ----------------------------------------------------------- */
@@ -1036,8 +1068,11 @@ cap_open(cap_service **out, const cap_options *opts)
 	}
 	cs->cs_store          = opts->store;
 	cs->cs_regions        = opts->regions;
+	cs->cs_ca_file        = opts->ca_file;
 	cs->cs_hold_max_ttl_s = opts->hold_max_ttl_s != 0 ? opts->hold_max_ttl_s
 	                                                  : CAP_HOLD_TTL_DEFAULT_S;
+	cs->cs_approval_places = opts->approval_places != 0 ? opts->approval_places
+	                                                    : CAP_APPROVAL_PLACES_DEFAULT;
 	cs->cs_now            = opts->now_ms;
 	cs->cs_now_arg        = opts->now_arg;
 

@@ -42,6 +42,7 @@
 #include "haven/capacity/v1/capacity.pb-c.h"
 
 #define CAP_ID_MAX 64 /* ids: [a-z0-9._-], 1..63 bytes */
+#define CAP_APPROVAL_PLACES_DEFAULT 50
 
 typedef struct cap_service cap_service;
 
@@ -49,7 +50,14 @@ typedef struct cap_options {
 	store            *store;      /* the node's store; not owned */
 	const region_map *regions;    /* not owned; must outlive the service */
 	const char       *pub_url;    /* nng pub socket for CapacityChanged; NULL: none */
+	/* The node CA (tls_ca; not copied, must outlive the service): a certificate registered
+	 * for an organisation must chain to it, be valid and name the organisation as its CN.
+	 * NULL: registering a certificate is FAILED_PRECONDITION. */
+	const char       *ca_file;
 	uint32_t          hold_max_ttl_s; /* 0: 24 h */
+	/* A provider's service with more places than this, or outside its organisation's region,
+	 * waits for approval (Service.pending); 0: CAP_APPROVAL_PLACES_DEFAULT. */
+	uint32_t approval_places;
 	/* Wall clock in ms (Unix time); NULL: the real one. Tests move time with it. */
 	int64_t (*now_ms)(void *arg);
 	void *now_arg;
@@ -76,8 +84,14 @@ void cap_close(cap_service *cs);
 hv_status cap_register(cap_service *cs, rpc_server *srv);
 
 /* The partner directory as auth sees it (an auth_lookup_fn; arg is the cap_service):
- * the organisation's role, enabled = not disabled, and a malloc'd copy of its certificate. */
+ * the organisation's role, enabled = not disabled, its record version and certificate
+ * fingerprint, and a malloc'd copy of its certificate. */
 hv_status cap_lookup_org(void *arg, const char *org_id, auth_org *out);
+
+/* The role of an enabled organisation of the directory (arg: the cap_service), or 0 when it is
+ * unknown, disabled or cannot be read. For the other services' checks of a party they are
+ * told about (consent's recipients and holders). */
+rpc_role cap_org_role(void *arg, const char *org_id);
 
 /* The service's clock (the now_ms hook, or Unix time in ms). */
 int64_t cap_now_ms(const cap_service *cs);
@@ -95,7 +109,8 @@ bool cap_service_fresh(const Haven__Capacity__V1__Service *svc, int64_t now_ms);
  * What is stored is org with the registry's own fields set (certificate fingerprint, version
  * 1, time, enabled); org itself is not changed. On failure err (errsz bytes) names the field
  * and the bound; ALREADY_EXISTS for a taken id or a certificate registered to another
- * organisation. */
+ * organisation; a certificate must pass cap_options.ca_file's check (INVALID_ARGUMENT naming
+ * the reason, FAILED_PRECONDITION without a CA). */
 hv_status cap_add_organisation(cap_service *cs, store_txn *txn,
     const Haven__Capacity__V1__Organisation *org, char *err, size_t errsz);
 
@@ -107,8 +122,8 @@ hv_status cap_add_service(cap_service *cs, store_txn *txn,
     const Haven__Capacity__V1__Service *svc, char id[CAP_ID_MAX], char *err, size_t errsz);
 
 /* Holds one free place of a fresh service for ttl_s seconds (1..hold_max_ttl_s, else
- * INVALID_ARGUMENT): FAILED_PRECONDITION when the service has no free place or its figure is
- * stale, NOT_FOUND for an unknown or retired service. owner: at most 200 bytes of text.
+ * INVALID_ARGUMENT): FAILED_PRECONDITION when the service has no free place, its figure is
+ * stale or it waits for approval (pending), NOT_FOUND for an unknown or retired service. owner: at most 200 bytes of text.
  * hold_id receives the new hold's id. */
 hv_status cap_hold_place(cap_service *cs, store_txn *txn, const char *service_id, uint32_t ttl_s,
     const char *owner, char hold_id[CAP_ID_MAX]);
@@ -128,7 +143,7 @@ hv_status cap_expire_holds(cap_service *cs, store_txn *txn, int64_t now_ms, unsi
 hv_status cap_get_service(cap_service *cs, store_txn *txn, const char *service_id,
     Haven__Capacity__V1__Service **out);
 
-/* Calls fn for every non-retired service of a type (all types for UNSPECIFIED), in id order,
+/* Calls fn for every service of a type that is neither retired nor pending (all types for UNSPECIFIED), in id order,
  * until fn returns non-zero. The service is valid only during the call. fresh says whether
  * its figure is fresh now (cap_now_ms). fn must not change capacity records (the iteration
  * walks cap.brief): collect what it chose and hold places after the walk. */
@@ -136,7 +151,8 @@ typedef int (*cap_service_fn)(void *arg, const Haven__Capacity__V1__Service *svc
 hv_status cap_foreach_service(cap_service *cs, store_txn *txn,
     Haven__Capacity__V1__ServiceType type, cap_service_fn fn, void *arg);
 
-/* One cell of the aggregate: the non-retired services of a region, type and population. A
+/* One cell of the aggregate: the services of a region, type and population that are neither
+ * retired nor pending. A
  * service that accepts several populations counts in each of their cells. */
 typedef struct cap_cell {
 	unsigned                         cc_region; /* index in the region map */

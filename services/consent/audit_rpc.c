@@ -60,6 +60,37 @@ HANDLER(consent_h_audit_verify)
 	return (HV_OK);
 }
 
+/* Whether the caller may list the entries asked for: the operator any; a referrer those of a
+ * subject it holds, named in the request (who accessed its own clients' data). */
+static hv_status
+list_allowed(rpc_call *call, consent_service *cs, const char *subject,
+    const uint8_t sid[CONSENT_ID_LEN])
+{
+	const rpc_caller                  *caller = rpc_call_caller(call);
+	Haven__Consent__V1__SubjectRecord *rec    = NULL;
+	store_txn                         *txn    = NULL;
+	char                               err[CONSENT_MSG_MAX] = "";
+	hv_status                          st;
+
+	if (caller->role == RPC_ROLE_OPERATOR) {
+		return (HV_OK);
+	}
+	if (subject[0] == '\0') {
+		return (rpc_call_error(call, HV_PERMISSION_DENIED,
+		    "an organisation lists the entries of a subject it holds: name the subject"));
+	}
+	if ((st = store_read_begin(cs->cs_store, &txn)) != HV_OK) {
+		return (st);
+	}
+	st = consent_subject_get(cs, txn, sid, true, &rec, err, sizeof(err));
+	if (st == HV_OK) {
+		st = consent_may_act(caller, consent_holder(rec), subject, true, err, sizeof(err));
+		protobuf_c_message_free_unpacked(&rec->base, NULL);
+	}
+	store_read_end(txn);
+	return (st == HV_OK ? HV_OK : rpc_call_error(call, st, "%s", err));
+}
+
 HANDLER(consent_h_audit_list)
 {
 	consent_service                     *cs  = svc;
@@ -79,6 +110,9 @@ HANDLER(consent_h_audit_list)
 	if (in->subject[0] != '\0' && consent_id_parse(in->subject, sid) != 0) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
+	}
+	if ((st = list_allowed(call, cs, in->subject, sid)) != HV_OK) {
+		return (st);
 	}
 	if ((es = calloc(max, sizeof(*es))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);

@@ -147,11 +147,32 @@ consent_subject_get(consent_service *cs, store_txn *txn, const uint8_t id[CONSEN
 	return (HV_OK);
 }
 
-bool
-consent_is_creator(const rpc_caller *caller, const Haven__Consent__V1__SubjectRecord *r)
+const char *
+consent_holder(const Haven__Consent__V1__SubjectRecord *r)
 {
-	return (caller->role == RPC_ROLE_REFERRER && caller->org_id[0] != '\0' &&
-	    strcmp(caller->org_id, r->created_by) == 0);
+	return (r->holder != NULL && r->holder[0] != '\0' ? r->holder : r->created_by);
+}
+
+hv_status
+consent_may_act(const rpc_caller *caller, const char *holder, const char *subject, bool operator_ok,
+    char *err, size_t errsz)
+{
+	/* The holder itself: a referrer organisation, or the operator for the subjects it
+	 * recorded (held by "", no organisation). */
+	if (caller->role == RPC_ROLE_REFERRER && caller->org_id[0] != '\0' &&
+	    strcmp(caller->org_id, holder) == 0) {
+		return (HV_OK);
+	}
+	if (caller->role == RPC_ROLE_OPERATOR && (operator_ok || holder[0] == '\0')) {
+		return (HV_OK);
+	}
+	if (caller->role == RPC_ROLE_REFERRER) {
+		return (consent_fail(err, errsz, HV_PERMISSION_DENIED,
+		    "organisation %s does not hold subject %s", caller->org_id, subject));
+	}
+	return (consent_fail(err, errsz, HV_PERMISSION_DENIED,
+	    "only the organisation that holds subject %s may do this, not role %s", subject,
+	    rpc_role_name(caller->role)));
 }
 
 /* ---- withdrawal events ---------------------------------------------------------------- */
@@ -313,35 +334,24 @@ h_rotate_key(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMe
 
 /* ---- life cycle ----------------------------------------------------------------------- */
 
+/* Who may call what: docs/authority.md, checked against this table by authority_test. The
+ * holder's rule inside the handlers (consent_may_act) narrows referrers to the subjects they
+ * hold; coordinators, municipalities and admins never reach consent or personal data. */
+#define R_HOLDER (RPC_ROLE_REFERRER | RPC_ROLE_OPERATOR)
+
 static const rpc_method_impl consent_methods[] = {
-	{ .name    = "CreateSubject",
-	    .handler = consent_h_create_subject,
-	    .roles   = RPC_ROLE_REFERRER | RPC_ROLE_COORDINATOR | RPC_ROLE_OPERATOR },
-	{ .name    = "GetSubject",
-	    .handler = consent_h_get_subject,
-	    .roles   = RPC_ROLE_REFERRER | RPC_ROLE_PROVIDER | RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
+	{ .name = "CreateSubject", .handler = consent_h_create_subject, .roles = R_HOLDER },
+	{ .name = "GetSubject", .handler = consent_h_get_subject, .roles = R_HOLDER | RPC_ROLE_PROVIDER },
 	{ .name    = "EraseSubject",
 	    .handler = consent_h_erase_subject,
-	    .roles   = RPC_ROLE_REFERRER | RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
-	{ .name    = "Grant",
-	    .handler = consent_h_grant,
-	    .roles   = RPC_ROLE_REFERRER | RPC_ROLE_COORDINATOR | RPC_ROLE_OPERATOR },
-	{ .name    = "Withdraw",
-	    .handler = consent_h_withdraw,
-	    .roles   = RPC_ROLE_REFERRER | RPC_ROLE_COORDINATOR | RPC_ROLE_OPERATOR },
-	{ .name    = "Get",
-	    .handler = consent_h_get,
-	    .roles = RPC_ROLE_REFERRER | RPC_ROLE_COORDINATOR | RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
-	{ .name    = "List",
-	    .handler = consent_h_list,
-	    .roles = RPC_ROLE_REFERRER | RPC_ROLE_COORDINATOR | RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
-	{ .name    = "Check",
-	    .handler = consent_h_check,
-	    .roles   = RPC_ROLE_REFERRER | RPC_ROLE_PROVIDER | RPC_ROLE_COORDINATOR |
-	        RPC_ROLE_OPERATOR },
-	{ .name    = "GetReceipt",
-	    .handler = consent_h_get_receipt,
-	    .roles = RPC_ROLE_REFERRER | RPC_ROLE_COORDINATOR | RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
+	    .roles   = R_HOLDER | RPC_ROLE_ADMIN },
+	{ .name = "TransferSubject", .handler = consent_h_transfer_subject, .roles = R_HOLDER },
+	{ .name = "Grant", .handler = consent_h_grant, .roles = R_HOLDER },
+	{ .name = "Withdraw", .handler = consent_h_withdraw, .roles = R_HOLDER },
+	{ .name = "Get", .handler = consent_h_get, .roles = R_HOLDER },
+	{ .name = "List", .handler = consent_h_list, .roles = R_HOLDER },
+	{ .name = "Check", .handler = consent_h_check, .roles = R_HOLDER | RPC_ROLE_PROVIDER },
+	{ .name = "GetReceipt", .handler = consent_h_get_receipt, .roles = R_HOLDER },
 	{ .name           = "GetReceiptKey",
 	    .handler        = h_get_receipt_key,
 	    .roles          = RPC_ROLES_AUTHENTICATED,
@@ -352,13 +362,13 @@ static const rpc_method_impl consent_methods[] = {
 _Static_assert(sizeof(consent_methods) <= sizeof(((consent_service *) 0)->cs_methods),
     "cs_methods holds every method of consent_methods");
 
+/* The whole log: the operator; its chain: admins too; a referrer: the entries of a subject it
+ * holds (consent_h_audit_list). */
 static const rpc_method_impl audit_methods[] = {
 	{ .name    = "Verify",
 	    .handler = consent_h_audit_verify,
-	    .roles   = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR },
-	{ .name    = "List",
-	    .handler = consent_h_audit_list,
-	    .roles   = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR },
+	    .roles   = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
+	{ .name = "List", .handler = consent_h_audit_list, .roles = R_HOLDER },
 };
 
 hv_status
@@ -381,7 +391,7 @@ consent_open(consent_service **out, const consent_options *o)
 	cs->cs_store       = o->store;
 	cs->cs_now         = o->now_ms;
 	cs->cs_now_arg     = o->now_arg;
-	cs->cs_org_exists  = o->org_exists;
+	cs->cs_org_role    = o->org_role;
 	cs->cs_org_arg     = o->org_arg;
 	cs->cs_accepting     = o->accepting_provider;
 	cs->cs_accepting_arg = o->accepting_arg;

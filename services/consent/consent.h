@@ -55,9 +55,10 @@ typedef struct consent_options {
 	/* Wall clock in ms (Unix time); NULL: the real one. Tests move time with it. */
 	int64_t (*now_ms)(void *arg);
 	void *now_arg;
-	/* Whether an organisation is in the partner directory (recipients of a consent must
-	 * be); NULL: recipients are checked for their form only. */
-	bool (*org_exists)(void *arg, const char *org_id);
+	/* The role of an enabled organisation of the partner directory, 0 when there is none
+	 * (recipients of a consent must be partners; a subject is handed to a referrer only);
+	 * NULL: recipients are checked for their form only, and no subject can be handed over. */
+	rpc_role (*org_role)(void *arg, const char *org_id);
 	void *org_arg;
 	/* Whether org is the provider that accepted a referral of this subject (the referral
 	 * service knows; inside the caller's transaction). A provider reading a subject's data is
@@ -158,6 +159,28 @@ hv_status consent_grant_txn(consent_service *cs, store_txn *txn, const rpc_calle
     const Haven__Consent__V1__GrantRequest *req, Haven__Consent__V1__ConsentRecord **out,
     char *errmsg, size_t errsz);
 
+/* Free text another service keeps about a subject (a referral's note, the free part of a
+ * reason), sealed under the subject's data key (AES-256-GCM), so that erasing the subject
+ * makes every copy of it unreadable (text.c). Inside the caller's transaction (read or
+ * write); neither audited nor checked for who may read: the calling service decides that.
+ * context (1..CONSENT_TEXT_CONTEXT_MAX bytes) names the record and field the text is kept in,
+ * e.g. "ref-0123.../note", and is bound to the ciphertext: a sealed text opens only with the
+ * same subject and context. Fixed sizes, no allocation: seal writes exactly
+ * CONSENT_TEXT_SEALED_LEN(len) bytes (outsz must be that); open writes the text and a NUL
+ * (textsz must be len - CONSENT_TEXT_OVERHEAD + 1). Both: NOT_FOUND for an unknown or erased
+ * subject (after erasure nothing opens: the caller shows the text as erased),
+ * INVALID_ARGUMENT for a malformed subject id or context, a text longer than
+ * CONSENT_TEXT_MAX or a wrong size. open: DATA_LOSS when the text does not authenticate
+ * (altered, or another subject's or place's); the buffer is wiped then. */
+#define CONSENT_TEXT_MAX          65536
+#define CONSENT_TEXT_CONTEXT_MAX  128
+#define CONSENT_TEXT_OVERHEAD     (1 + 12 + 16) /* version, nonce, tag */
+#define CONSENT_TEXT_SEALED_LEN(n) ((size_t) (n) + CONSENT_TEXT_OVERHEAD)
+hv_status consent_text_seal_txn(consent_service *cs, store_txn *txn, const char *subject,
+    const char *context, const char *text, size_t len, uint8_t *out, size_t outsz);
+hv_status consent_text_open_txn(consent_service *cs, store_txn *txn, const char *subject,
+    const char *context, const uint8_t *sealed, size_t len, char *text, size_t textsz);
+
 /* ---- operations with transactions of their own ---------------------------------------- */
 
 /* Erases a subject (what EraseSubject does, for retention): destroys the data key and every
@@ -209,6 +232,13 @@ int consent_method_parse(const char *s, int *out);
 hv_status consent_ref_check(void *arg, store_txn *txn, const rpc_caller *caller,
     const char *method, const char *subject, const char *purpose, const char *recipient_org,
     bool accepting_provider, bool *allowed);
+
+/* ref_seal_fn and ref_open_fn of referral.h over consent_text_seal_txn and
+ * consent_text_open_txn, with the consent service as arg. */
+hv_status consent_ref_seal(void *arg, store_txn *txn, const char *subject, const char *context,
+    const char *text, size_t len, uint8_t *out, size_t outsz);
+hv_status consent_ref_open(void *arg, store_txn *txn, const char *subject, const char *context,
+    const uint8_t *sealed, size_t len, char *text, size_t textsz);
 
 /* Subject and consent ids: parses 32 lower-case hex characters; -1 for anything else. */
 int consent_id_parse(const char *hex, uint8_t id[CONSENT_ID_LEN]);

@@ -48,7 +48,7 @@ typedef struct consent_view {
 	uint8_t       cv_sid[CONSENT_ID_LEN];
 	uint64_t      cv_gen;  /* the last consent generation it was found valid at (atomic) */
 	uint64_t      cv_sgen; /* the subject's generation it was read at */
-	char          cv_created_by[RPC_ORG_ID_MAX];
+	char          cv_holder[RPC_ORG_ID_MAX];
 	size_t        cv_n;
 	view_consent *cv_consents;
 } consent_view;
@@ -116,7 +116,7 @@ struct consent_service {
 	store_table cs_views;       /* subject id -> its view, encoded (view.c) */
 	int64_t (*cs_now)(void *arg);
 	void *cs_now_arg;
-	bool (*cs_org_exists)(void *arg, const char *org_id);
+	rpc_role (*cs_org_role)(void *arg, const char *org_id);
 	void *cs_org_arg;
 
 	/* Keys (vault.c). cs_kmtx guards the slots only, never across a store call. */
@@ -222,8 +222,18 @@ hv_status consent_subject_get(consent_service *cs, store_txn *txn,
     const uint8_t id[CONSENT_ID_LEN], bool allow_erased,
     Haven__Consent__V1__SubjectRecord **out, char *err, size_t errsz);
 
-/* Whether caller is the referrer organisation that created the subject. */
-bool consent_is_creator(const rpc_caller *caller, const Haven__Consent__V1__SubjectRecord *r);
+/* The organisation that holds a subject: the one it was handed to (TransferSubject), else the
+ * referrer that created it, "" for the operator (docs/authority.md).
+ * Only the holder records, changes or withdraws consent and personal data. */
+const char *consent_holder(const Haven__Consent__V1__SubjectRecord *r);
+
+/* The holder's rule, the one place consent decides who may act on a subject: a referrer
+ * organisation acts on the subjects it holds, the node's operator on the subjects it recorded
+ * itself (holder "") and on any when operator_ok (audited like everyone), every other role on
+ * none. HV_OK, or PERMISSION_DENIED with a
+ * message in err (ids and roles only). subject is the subject's id as text. */
+hv_status consent_may_act(const rpc_caller *caller, const char *holder, const char *subject,
+    bool operator_ok, char *err, size_t errsz);
 
 /* Publishes a ConsentWithdrawn (after the commit). */
 void consent_publish_withdrawn(consent_service *cs, const char *consent_id, const char *subject,
@@ -261,6 +271,7 @@ hv_status consent_withdraw_all_txn(consent_service *cs, store_txn *txn,
 HANDLER(consent_h_create_subject);
 HANDLER(consent_h_get_subject);
 HANDLER(consent_h_erase_subject);
+HANDLER(consent_h_transfer_subject);
 HANDLER(consent_h_grant);
 HANDLER(consent_h_withdraw);
 HANDLER(consent_h_get);

@@ -187,10 +187,14 @@ static hv_status
 check_view(const check_args *a, const consent_view *v, consent_decision *out, char *err,
     size_t errsz)
 {
-	if (a->ca_caller->role == RPC_ROLE_REFERRER &&
-	    strcmp(a->ca_caller->org_id, v->cv_created_by) != 0) {
-		return (consent_fail(err, errsz, HV_PERMISSION_DENIED,
-		    "organisation %s did not refer subject %s", a->ca_caller->org_id, a->ca_subject));
+	hv_status st;
+
+	/* A provider asks about itself only (consent_h_check); everyone else by the holder's
+	 * rule. The view's creator is the subject's holder. */
+	if (a->ca_caller->role != RPC_ROLE_PROVIDER &&
+	    (st = consent_may_act(a->ca_caller, v->cv_holder, a->ca_subject, true, err,
+	         errsz)) != HV_OK) {
+		return (st);
 	}
 	view_decide(v, a->ca_subject, a->ca_purpose, a->ca_recipient, a->ca_accepting,
 	    a->ca_category, a->ca_now, out);
@@ -500,9 +504,9 @@ grant_validate(consent_service *cs, const Haven__Consent__V1__GrantRequest *r, i
 			return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
 			    "recipients[%zu] must be an organisation id (1..63 of [a-z0-9._-])", i));
 		}
-		if (cs->cs_org_exists != NULL && !cs->cs_org_exists(cs->cs_org_arg, r->recipients[i])) {
+		if (cs->cs_org_role != NULL && cs->cs_org_role(cs->cs_org_arg, r->recipients[i]) == 0) {
 			return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-			    "recipients[%zu]: no organisation %s in the partner directory", i,
+			    "recipients[%zu]: no enabled organisation %s in the partner directory", i,
 			    r->recipients[i]));
 		}
 		t->gt_recipients[i] = r->recipients[i];
@@ -579,17 +583,13 @@ grant_core(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 		return (st);
 	}
 	(void) consent_id_parse(r->subject, sid);
-	if (caller->role != RPC_ROLE_REFERRER && caller->role != RPC_ROLE_COORDINATOR &&
-	    caller->role != RPC_ROLE_OPERATOR) {
-		return (consent_fail(err, errsz, HV_PERMISSION_DENIED, "role %s may not record consent",
-		    rpc_role_name(caller->role)));
-	}
 	if ((st = consent_subject_get(cs, txn, sid, false, &rec, err, errsz)) != HV_OK) {
 		return (st);
 	}
-	if (caller->role == RPC_ROLE_REFERRER && !consent_is_creator(caller, rec)) {
-		st = consent_fail(err, errsz, HV_PERMISSION_DENIED,
-		    "organisation %s did not refer subject %s", caller->org_id, r->subject);
+	/* Only the holder records consent: a consent the person withdrew comes back only as a
+	 * new record by the holder, never by the operator or another organisation. */
+	if ((st = consent_may_act(caller, consent_holder(rec), r->subject, false, err, errsz)) !=
+	    HV_OK) {
 		goto out;
 	}
 	if (rec->minor && r->given_by == HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT) {
@@ -814,9 +814,8 @@ record_for(record_job *j, store_txn *txn, uint8_t cid[CONSENT_ID_LEN],
 	         sizeof(j->rj_err))) != HV_OK) {
 		goto out;
 	}
-	if (j->rj_caller->role == RPC_ROLE_REFERRER && !consent_is_creator(j->rj_caller, rec)) {
-		st = consent_fail(j->rj_err, sizeof(j->rj_err), HV_PERMISSION_DENIED,
-		    "organisation %s did not refer subject %s", j->rj_caller->org_id, (*c)->subject);
+	if ((st = consent_may_act(j->rj_caller, consent_holder(rec), (*c)->subject, true, j->rj_err,
+	         sizeof(j->rj_err))) != HV_OK) {
 		goto out;
 	}
 	st = HV_OK;
@@ -1073,9 +1072,8 @@ list_fn(store_txn *txn, void *arg)
 	         sizeof(j->lj_err))) != HV_OK) {
 		return (st);
 	}
-	if (j->lj_caller->role == RPC_ROLE_REFERRER && !consent_is_creator(j->lj_caller, rec)) {
-		st = consent_fail(j->lj_err, sizeof(j->lj_err), HV_PERMISSION_DENIED,
-		    "organisation %s did not refer subject %s", j->lj_caller->org_id, j->lj_subject);
+	if ((st = consent_may_act(j->lj_caller, consent_holder(rec), j->lj_subject, true, j->lj_err,
+	         sizeof(j->lj_err))) != HV_OK) {
 		goto out;
 	}
 	if ((st = records_foreach(j->lj_cs, txn, sid, list_one, j)) != HV_OK) {

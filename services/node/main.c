@@ -1,12 +1,15 @@
 /*
  * haven-node - a haven node in one process: the capacity registry, the consent records and
- * the referral service over one data directory (the LMDB store, the node secret and keys),
+ * the referral service over one data directory (the LMDB store and the keys),
  * until SIGTERM or SIGINT.
  *
  *   haven-node [--config FILE] [--data-dir DIR] [--listen URL]... [--OPTION VALUE]...
  *
  * Without --listen the node serves on ipc://DATA_DIR/run/haven.sock, where the haven CLI finds
- * it. `haven-node --print-config` documents every option. Exit codes: 0 after a clean
+ * it. `haven-node --print-config` documents every option; `haven-node --data-dir DIR
+ * --print-methods` starts, prints every method it serves with the roles that may call it (one
+ * line each: METHOD ROLE,ROLE... or "none"; the authority test holds docs/authority.md against
+ * it) and stops. Exit codes: 0 after a clean
  * shutdown, 2 for a usage or configuration error, 1 when the node cannot start.
  *
  * Change notifications: capacity publishes on ipc://DATA_DIR/run/events.sock (or pub_url),
@@ -29,17 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool
-org_exists(void *arg, const char *org_id)
-{
-	auth_org org = { 0 };
-
-	if (cap_lookup_org(arg, org_id, &org) != HV_OK) {
-		return (false);
-	}
-	free(org.cert_pem);
-	return (true);
-}
+/* The referral service's free text is sealed by the consent service: one size contract. */
+_Static_assert(REF_SEAL_OVERHEAD == CONSENT_TEXT_OVERHEAD, "sealed text overhead differs");
 
 /* consent asks the referral service whether a provider accepted a subject's referral; the
  * referral service opens after consent (it checks consent), so the hook reads it late. */
@@ -80,6 +74,37 @@ run_url(host *h, const char *name, char *out, size_t outsz)
 	snprintf(out, outsz, "ipc://%s", path);
 }
 
+/* --print-methods: "METHOD role,role" per method; roles in rpc_role order. */
+static void
+print_method(void *arg, const char *method, unsigned roles, bool implemented)
+{
+	bool first = true;
+
+	(void) arg;
+	printf("%s ", method);
+	for (unsigned bit = 1; bit <= RPC_ROLE_LAST; bit <<= 1) {
+		if ((roles & bit) != 0) {
+			printf("%s%s", first ? "" : ",", rpc_role_name((rpc_role) bit));
+			first = false;
+		}
+	}
+	printf("%s%s\n", first ? "none" : "", implemented ? "" : " unimplemented");
+}
+
+/* Takes a flag that the host's options do not know out of argv. */
+static bool
+take_flag(int *argc, char **argv, const char *flag)
+{
+	for (int i = 1; i < *argc; i++) {
+		if (strcmp(argv[i], flag) == 0) {
+			memmove(&argv[i], &argv[i + 1], (size_t) (*argc - i) * sizeof(*argv));
+			(*argc)--;
+			return (true);
+		}
+	}
+	return (false);
+}
+
 static int
 exit_code(hv_status st)
 {
@@ -99,12 +124,19 @@ main(int argc, char **argv)
 	ref_options      ro  = { 0 };
 	char             cap_pub[PATH_MAX + 16], consent_pub[PATH_MAX + 16], ref_pub[PATH_MAX + 16];
 	bool             done;
+	bool             print_methods = take_flag(&argc, argv, "--print-methods");
 	int              ret;
 	hv_status        st;
 
 	if ((ret = host_config_load(&cfg, argc, argv, "haven-node", &done)) != 0 || done) {
 		host_config_free(&cfg);
 		return (ret);
+	}
+	if (ref_stats_periods_parse(cfg.statistics_periods, &ro.stats_periods) != HV_OK) {
+		fprintf(stderr, "haven-node: statistics_periods must be month, week or month,week, "
+		                "not '%s'\n", cfg.statistics_periods);
+		host_config_free(&cfg);
+		return (2);
 	}
 	ret = 1;
 	if ((st = host_open(&h, &cfg, "node")) != HV_OK) {
@@ -122,6 +154,8 @@ main(int argc, char **argv)
 	co.store   = host_store(h);
 	co.regions = host_regions(h);
 	co.pub_url = cap_pub;
+	co.approval_places = (uint32_t) cfg.service_approval_places;
+	co.ca_file = cfg.tls_ca;
 	if ((st = cap_open(&cs, &co)) != HV_OK) {
 		log_error("cannot open the capacity registry: %s", hv_status_name(st));
 		ret = exit_code(st);
@@ -131,7 +165,7 @@ main(int argc, char **argv)
 	no.data_dir   = cfg.data_dir;
 	no.pub_url    = consent_pub;
 	no.check_audit_async = strcmp(cfg.check_audit, "queued") == 0;
-	no.org_exists = org_exists;
+	no.org_role   = cap_org_role;
 	no.org_arg    = cs;
 	no.accepting_provider = accepting_provider;
 	no.accepting_arg      = &rs;
@@ -145,6 +179,8 @@ main(int argc, char **argv)
 	ro.capacity         = cs;
 	ro.consent          = consent_ref_check;
 	ro.consent_arg      = cns;
+	ro.seal             = consent_ref_seal;
+	ro.unseal           = consent_ref_open;
 	ro.pub_url          = ref_pub;
 	ro.capacity_sub_url = cap_pub;
 	ro.consent_sub_url  = consent_pub;
@@ -169,7 +205,12 @@ main(int argc, char **argv)
 		ret = exit_code(st);
 		goto out;
 	}
-	host_wait(h);
+	if (print_methods) {
+		rpc_server_foreach_method(host_server(h), print_method, NULL);
+		fflush(stdout);
+	} else {
+		host_wait(h);
+	}
 	ret = 0;
 out:
 	/* Threads stop while the store is open; host_close lets in-flight calls finish and closes

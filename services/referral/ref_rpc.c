@@ -6,6 +6,10 @@
  * Visibility: a referrer sees its own referrals, a coordinator those of its home region, the
  * operator and admins all; a provider sees only its offers (no subject); a municipality only
  * Statistics. Messages name ids, states and regions, never a note or reason text.
+ *
+ * Free text (the note, the free part of a reason, a decline text) is sealed under the
+ * subject's key as it is written (ref_text.c), and answers are made from a copy that opens it
+ * (ref_shown, ref_shown_offer) inside the transaction that read the record.
  */
 #include "ref_internal.h"
 #include "ref_metrics.h"
@@ -20,8 +24,10 @@
 typedef Haven__Referral__V1__CreateReferralRequest CreateReferralRequest;
 
 #define ROLES_READ                                                                             \
-	(RPC_ROLE_REFERRER | RPC_ROLE_COORDINATOR | RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)
-#define ROLES_ALL_REFERRALS (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)
+	(RPC_ROLE_REFERRER | RPC_ROLES_COORDINATORS | RPC_ROLE_OPERATOR)
+/* Every referral: the node's operator and national coordinators. An admin keeps the directory
+ * and the keys and sees no person-linked record (docs/authority.md). */
+#define ROLES_ALL_REFERRALS (RPC_ROLE_OPERATOR | RPC_ROLE_NATIONAL_COORDINATOR)
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
@@ -92,7 +98,7 @@ may_see(ref_service *rs, store_txn *txn, const rpc_caller *c, const Referral *r,
 	*ok = false;
 	switch (c->role) {
 	case RPC_ROLE_OPERATOR:
-	case RPC_ROLE_ADMIN:
+	case RPC_ROLE_NATIONAL_COORDINATOR:
 		*ok = true;
 		return (HV_OK);
 	case RPC_ROLE_REFERRER:
@@ -195,7 +201,7 @@ create_fn(store_txn *txn, void *arg)
 			return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st);
 		}
 		j->cj_repeat = true;
-		return (HV_OK);
+		return (ref_shown(w, j->cj_result, &j->cj_result));
 	}
 	if (st != HV_NOT_FOUND) {
 		return (st);
@@ -259,7 +265,7 @@ create_fn(store_txn *txn, void *arg)
 	r->excluded_regions    = req->excluded_regions;
 	r->n_preferred_regions = req->n_preferred_regions;
 	r->preferred_regions   = req->preferred_regions;
-	r->note                = req->note;
+	r->note                = "";
 	r->created_ms          = (uint64_t) w->w_now;
 	r->idempotency_key     = (char *) j->cj_key;
 	r->n_needs             = req->n_needs;
@@ -279,7 +285,9 @@ create_fn(store_txn *txn, void *arg)
 		n->accessibility   = req->needs[i]->accessibility;
 		r->needs[i]        = n;
 	}
-	if ((st = ref_adopt(w, r)) != HV_OK) {
+	if ((st = ref_text_seal(w, r->subject, r->id, "note", -1, req->note, &r->sealed_note)) !=
+	        HV_OK ||
+	    (st = ref_adopt(w, r)) != HV_OK) {
 		return (st);
 	}
 	for (size_t i = 0; i < r->n_needs; i++) {
@@ -304,8 +312,10 @@ create_fn(store_txn *txn, void *arg)
 	         0)) != HV_OK) {
 		return (st);
 	}
-	j->cj_result = r;
-	return (ref_work_flush(w));
+	if ((st = ref_work_flush(w)) != HV_OK) {
+		return (st);
+	}
+	return (ref_shown(w, r, &j->cj_result));
 }
 
 static hv_status
@@ -369,7 +379,8 @@ h_get(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage *
 		goto out;
 	}
 	ref_work_begin(&w, txn);
-	if ((st = load_visible(&w, rpc_call_caller(call), req->id, &r)) != HV_OK) {
+	if ((st = load_visible(&w, rpc_call_caller(call), req->id, &r)) != HV_OK ||
+	    (st = ref_shown(&w, r, &r)) != HV_OK) {
 		st = work_error(call, &w, st);
 		goto out;
 	}
@@ -510,10 +521,13 @@ list_one(void *arg, const char *id, hv_status *st)
 	if (lc->lc_offers) {
 		Offer *o;
 		*st = ref_load_offer(w, id, &o);
-		m   = o;
 		if (*st == HV_OK && lc->lc_open_only && o->state != OS(OFFER_OPEN)) {
 			return (true);
 		}
+		if (*st == HV_OK) {
+			*st = ref_shown_offer(w, o, &o);
+		}
+		m = o;
 	} else {
 		Referral *r;
 		bool      open = false;
@@ -526,6 +540,8 @@ list_one(void *arg, const char *id, hv_status *st)
 			if (lc->lc_open_only && !open) {
 				return (true);
 			}
+			*st = ref_shown(w, r, &r);
+			m    = r;
 		}
 	}
 	if (*st == HV_NOT_FOUND) {
@@ -630,6 +646,18 @@ withdraw(ref_work *w, Need *n, bool decline_service)
 	return (HV_OK);
 }
 
+/* Writes the referral back; the answer is its copy with the free text opened. */
+static hv_status
+referral_done(referral_job *j, Referral *r)
+{
+	hv_status st;
+
+	if ((st = ref_work_flush(&j->rj_work)) != HV_OK) {
+		return (st);
+	}
+	return (ref_shown(&j->rj_work, r, &j->rj_result));
+}
+
 static hv_status
 referral_fn(store_txn *txn, void *arg)
 {
@@ -637,7 +665,6 @@ referral_fn(store_txn *txn, void *arg)
 	ref_work     *w = &j->rj_work;
 	const char   *actor = j->rj_caller->org_id;
 	Referral     *r;
-	char          reason[REF_TEXT_MAX + 32];
 	unsigned      ended = 0;
 	hv_status     st;
 
@@ -656,15 +683,16 @@ referral_fn(store_txn *txn, void *arg)
 			    j->rj_need));
 		}
 		n = r->needs[j->rj_need];
-		snprintf(reason, sizeof(reason), "reassigned: %s", j->rj_reason);
 		if (n->state == NS(OFFERED)) {
 			if ((st = withdraw(w, n, true)) != HV_OK ||
-			    (st = ref_transition(w, r, n, NS(WAITING), actor, reason, n->offer_id)) !=
-			        HV_OK) {
+			    (st = ref_transition(w, r, n, NS(WAITING), actor, "reassigned", n->offer_id)) !=
+			        HV_OK ||
+			    (st = ref_event_text(w, r, j->rj_reason)) != HV_OK) {
 				return (st);
 			}
 		} else if (n->state == NS(WAITING)) {
-			if ((st = ref_note_event(w, r, n, actor, reason)) != HV_OK) {
+			if ((st = ref_note_event(w, r, n, actor, "reassigned")) != HV_OK ||
+			    (st = ref_event_text(w, r, j->rj_reason)) != HV_OK) {
 				return (st);
 			}
 		} else {
@@ -679,9 +707,8 @@ referral_fn(store_txn *txn, void *arg)
 		if ((st = ref_route(w, &item, 1)) != HV_OK) {
 			return (st);
 		}
-		return (ref_work_flush(w));
+		return (referral_done(j, r));
 	}
-	snprintf(reason, sizeof(reason), "cancelled: %s", j->rj_reason);
 	for (size_t i = 0; i < r->n_needs; i++) {
 		Need *n = r->needs[i];
 
@@ -691,7 +718,9 @@ referral_fn(store_txn *txn, void *arg)
 		if (n->state == NS(OFFERED) && (st = withdraw(w, n, false)) != HV_OK) {
 			return (st);
 		}
-		if ((st = ref_transition(w, r, n, NS(CANCELLED), actor, reason, n->offer_id)) != HV_OK) {
+		if ((st = ref_transition(w, r, n, NS(CANCELLED), actor, "cancelled", n->offer_id)) !=
+		        HV_OK ||
+		    (st = ref_event_text(w, r, j->rj_reason)) != HV_OK) {
 			return (st);
 		}
 		ended++;
@@ -701,7 +730,7 @@ referral_fn(store_txn *txn, void *arg)
 		    "referral %s has no need still being routed; end accepted ones with EndPlacement",
 		    r->id));
 	}
-	return (ref_work_flush(w));
+	return (referral_done(j, r));
 }
 
 static hv_status
@@ -768,7 +797,7 @@ typedef struct offer_job {
 } offer_job;
 
 /* Whether the caller may end a placement: its provider, the referral's referrer, or a
- * coordinator of its home region (and the operator and admins). */
+ * coordinator of its home region (and the operator). */
 static hv_status
 may_end(ref_work *w, const rpc_caller *c, const Offer *o, const Referral *r, bool *ok)
 {
@@ -819,7 +848,7 @@ offer_fn(store_txn *txn, void *arg)
 	Offer            *o;
 	Referral         *r;
 	Need             *n;
-	char              reason[REF_TEXT_MAX + 64];
+	char              reason[64];
 	char              b[48];
 	bool              ok;
 	hv_status         st;
@@ -882,17 +911,15 @@ offer_fn(store_txn *txn, void *arg)
 			return (st);
 		}
 		enum_name(&haven__referral__v1__decline_reason__descriptor, j->oj_code, b);
-		if (j->oj_text[0] != '\0') {
-			snprintf(reason, sizeof(reason), "declined: %s: %s", b, j->oj_text);
-		} else {
-			snprintf(reason, sizeof(reason), "declined: %s", b);
-		}
+		snprintf(reason, sizeof(reason), "declined: %s", b);
 		o->decline_reason = (Haven__Referral__V1__DeclineReason) j->oj_code;
-		o->decline_text   = (char *) j->oj_text;
-		if ((st = ref_offer_end(w, o, OS(OFFER_DECLINED))) != HV_OK ||
+		if ((st = ref_text_seal(w, r->subject, o->id, "decline", -1, j->oj_text,
+		         &o->sealed_decline_text)) != HV_OK ||
+		    (st = ref_offer_end(w, o, OS(OFFER_DECLINED))) != HV_OK ||
 		    (st = list_add(w, &n->declined_services, &n->n_declined_services, o->service_id)) !=
 		        HV_OK ||
 		    (st = ref_transition(w, r, n, NS(WAITING), c->org_id, reason, o->id)) != HV_OK ||
+		    (st = ref_event_text(w, r, j->oj_text)) != HV_OK ||
 		    (st = ref_route(w, &item, 1)) != HV_OK) {
 			return (st);
 		}
@@ -928,14 +955,11 @@ offer_fn(store_txn *txn, void *arg)
 			}
 		} else {
 			enum_name(&haven__referral__v1__outcome__descriptor, j->oj_code, b);
-			if (j->oj_text[0] != '\0') {
-				snprintf(reason, sizeof(reason), "ended: %s: %s", b, j->oj_text);
-			} else {
-				snprintf(reason, sizeof(reason), "ended: %s", b);
-			}
+			snprintf(reason, sizeof(reason), "ended: %s", b);
 			if ((st = need_is(w, r, n, NS(ACCEPTED), NS(PLACED),
 			         "only an accepted or placed need is ended")) != HV_OK ||
-			    (st = ref_transition(w, r, n, NS(FAILED), c->org_id, reason, o->id)) != HV_OK) {
+			    (st = ref_transition(w, r, n, NS(FAILED), c->org_id, reason, o->id)) != HV_OK ||
+			    (st = ref_event_text(w, r, j->oj_text)) != HV_OK) {
 				return (st);
 			}
 		}
@@ -945,7 +969,10 @@ offer_fn(store_txn *txn, void *arg)
 		}
 		break;
 	}
-	return (ref_work_flush(w));
+	if ((st = ref_work_flush(w)) != HV_OK) {
+		return (st);
+	}
+	return (ref_shown_offer(w, o, &j->oj_result));
 }
 
 static hv_status
@@ -1173,9 +1200,9 @@ static const rpc_method_impl methods[] = {
 	{ .name = "ListReferrals", .handler = h_list, .roles = ROLES_READ },
 	{ .name = "CancelReferral", .handler = h_cancel, .roles = ROLES_READ },
 	{ .name = "ReassignNeed", .handler = h_reassign,
-	    .roles = RPC_ROLE_COORDINATOR | RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
+	    .roles = RPC_ROLES_COORDINATORS | RPC_ROLE_OPERATOR },
 	{ .name = "ListOffers", .handler = h_list_offers,
-	    .roles = RPC_ROLE_PROVIDER | RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
+	    .roles = RPC_ROLE_PROVIDER | RPC_ROLE_OPERATOR },
 	{ .name = "AcknowledgeOffer", .handler = h_ack, .roles = RPC_ROLE_PROVIDER },
 	{ .name = "AcceptOffer", .handler = h_accept, .roles = RPC_ROLE_PROVIDER },
 	{ .name = "DeclineOffer", .handler = h_decline, .roles = RPC_ROLE_PROVIDER },
@@ -1183,7 +1210,7 @@ static const rpc_method_impl methods[] = {
 	{ .name = "CompletePlacement", .handler = h_complete, .roles = RPC_ROLE_PROVIDER },
 	{ .name = "EndPlacement", .handler = h_end, .roles = RPC_ROLE_PROVIDER | ROLES_READ },
 	{ .name = "Statistics", .handler = h_stats,
-	    .roles = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR |
+	    .roles = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS |
 	        RPC_ROLE_MUNICIPALITY },
 };
 

@@ -332,9 +332,8 @@ ref_adopt(ref_work *w, Referral *r)
 	return (HV_OK);
 }
 
-/* Marks a loaded referral changed. */
-static void
-mark_dirty(ref_work *w, const Referral *r)
+void
+ref_mark_dirty(ref_work *w, const Referral *r)
 {
 	for (size_t i = 0; i < w->w_nloaded; i++) {
 		if (w->w_loaded[i].l_ref == r) {
@@ -386,7 +385,7 @@ ref_work_note(ref_work *w, const Referral *r, uint32_t need, NeedState state)
 {
 	ref_note *n;
 
-	mark_dirty(w, r);
+	ref_mark_dirty(w, r);
 	if (!grow(w, (void **) &w->w_notes, w->w_nnotes, &w->w_capnotes, sizeof(ref_note))) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
@@ -1380,11 +1379,11 @@ mark_one(void *arg, const char *id, bool *stop)
 		    r->id, r->subject);
 	}
 	r->subject_erased_ms = (uint64_t) w->w_now;
-	r->note              = ""; /* the one free text about the person */
+	ref_text_drop(r); /* the free text about the person: unreadable already, now gone too */
 	if (r->n_needs > 0) {
 		st = ref_note_event(w, r, r->needs[0], "", REF_ERASED_REASON);
 	} else {
-		mark_dirty(w, r);
+		ref_mark_dirty(w, r);
 		st = HV_OK;
 	}
 	j->rj_marked += st == HV_OK ? 1 : 0;
@@ -1707,6 +1706,8 @@ ref_open(ref_service **out, const ref_options *opts)
 	rs->rs_cap         = opts->capacity;
 	rs->rs_consent     = opts->consent;
 	rs->rs_consent_arg = opts->consent_arg;
+	rs->rs_seal        = opts->seal;
+	rs->rs_unseal      = opts->unseal;
 	rs->rs_now         = opts->now_ms;
 	rs->rs_now_arg     = opts->now_arg;
 	rs->rs_hold_max_s  = opts->hold_max_ttl_s != 0 ? opts->hold_max_ttl_s : REF_HOLD_MAX_DEFAULT;
@@ -1714,6 +1715,7 @@ ref_open(ref_service **out, const ref_options *opts)
 	rs->rs_erase_arg      = opts->erase_arg;
 	rs->rs_erase_done     = opts->erase_done;
 	rs->rs_retention_days = opts->retention_days;
+	rs->rs_stats_periods  = opts->stats_periods != 0 ? opts->stats_periods : REF_PERIODS_MONTHS;
 	rs->rs_retention_every_s =
 	    opts->retention_interval_s != 0 ? opts->retention_interval_s : REF_RETENTION_EVERY_S;
 	for (int u = 1; u < REF_URGENCIES; u++) {
@@ -1747,6 +1749,11 @@ ref_open(ref_service **out, const ref_options *opts)
 	}
 	if ((st = closed_backfill(rs)) != HV_OK) {
 		log_error("referral: cannot index the closed referrals: %s", hv_status_name(st));
+		goto out;
+	}
+	if ((st = ref_text_migrate(rs)) != HV_OK) {
+		log_error("referral: cannot seal the free text of stored referrals: %s",
+		    hv_status_name(st));
 		goto out;
 	}
 

@@ -70,6 +70,20 @@ typedef hv_status (*ref_consent_fn)(void *arg, store_txn *txn, const rpc_caller 
     const char *method, const char *subject, const char *purpose, const char *recipient_org,
     bool accepting_provider, bool *allowed);
 
+/* Free text about the person (a referral's note, the free part of a reason, an offer's
+ * decline text) is stored only sealed under the subject's data key in the consent service,
+ * so that erasing the subject shreds it (ref_text.c). The hooks run inside the caller's
+ * transaction, with consent_arg; context names the place the text is kept ("<referral
+ * id>/note") and is bound to the ciphertext. seal writes exactly len + REF_SEAL_OVERHEAD
+ * bytes into out (outsz is that); open writes the text and a NUL into text (textsz is
+ * len - REF_SEAL_OVERHEAD + 1). HV_NOT_FOUND: the subject is unknown or erased (the text then
+ * reads as ""). The node passes consent_ref_seal and consent_ref_open. */
+#define REF_SEAL_OVERHEAD 29 /* CONSENT_TEXT_OVERHEAD: version, nonce, tag */
+typedef hv_status (*ref_seal_fn)(void *arg, store_txn *txn, const char *subject,
+    const char *context, const char *text, size_t len, uint8_t *out, size_t outsz);
+typedef hv_status (*ref_open_fn)(void *arg, store_txn *txn, const char *subject,
+    const char *context, const uint8_t *sealed, size_t len, char *text, size_t textsz);
+
 /* Retention: erases the personal data of subject (32 hex digits) in the consent service, in
  * transactions of its own (the node passes consent_erase_subject with the node itself as the
  * caller). Called with no transaction open, from the retention thread or ref_retention_run's
@@ -92,6 +106,10 @@ typedef struct ref_options {
 	cap_service      *capacity;     /* holds and candidates; not owned */
 	ref_consent_fn    consent;      /* NULL: every referral is refused (no consent service) */
 	void             *consent_arg;
+	/* Free text sealed under the subject's key, with consent_arg. seal NULL: a request with
+	 * free text is refused (FAILED_PRECONDITION); unseal NULL: sealed text reads as "". */
+	ref_seal_fn       seal;
+	ref_open_fn       unseal;
 	const char       *pub_url;      /* ReferralChanged notifications; NULL: none */
 	const char       *capacity_sub_url; /* subscribe to CapacityChanged here; NULL: none */
 	/* Subscribe to the consent service's "consent.withdrawn" notifications (a packed
@@ -118,7 +136,19 @@ typedef struct ref_options {
 	ref_erase_done_fn erase_done; /* may be NULL; called with erase_arg */
 	uint32_t          retention_days;
 	uint32_t          retention_interval_s;
+	/* The kinds of period Statistics answers: REF_PERIODS_MONTHS and/or REF_PERIODS_WEEKS;
+	 * 0: months only. Both kinds together let a caller subtract a month's inner weeks from
+	 * it and learn the counts of the days at its edges (docs/referral.md): allow both only
+	 * where every caller of Statistics may see that. */
+	unsigned stats_periods;
 } ref_options;
+
+#define REF_PERIODS_MONTHS 1u
+#define REF_PERIODS_WEEKS  2u
+
+/* Reads the statistics_periods option: "month", "week", "month,week" or "week,month" into
+ * REF_PERIODS_* bits; HV_INVALID_ARGUMENT for anything else. */
+hv_status ref_stats_periods_parse(const char *text, unsigned *out);
 
 /* Opens the tables (creating them), the pub and sub sockets, and starts the background
  * thread. Call at start-up, before any store_write of the process is running. */
@@ -179,7 +209,7 @@ typedef struct ref_retention_stats {
 
 /* One retention sweep: cutoff now - retention_days; each due subject is erased through the
  * erase hook (no transaction open), then its referrals are marked in a write transaction of
- * their own (subject_erased_ms, the note cleared, an event "personal data erased
+ * their own (subject_erased_ms, the note and the free text of its events dropped, an event "personal data erased
  * (retention)" that tells the referrer) and leave ref.closed, so that no later sweep looks at
  * them again. Logs one line with the counts (no ids). Idempotent: a sweep that finds nothing
  * due changes nothing; a crash between an erasure and its marking is finished by the next

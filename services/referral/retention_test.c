@@ -37,6 +37,8 @@
 #define M_CREATE   "haven.referral.v1.Referrals/CreateReferral"
 #define M_GET      "haven.referral.v1.Referrals/GetReferral"
 #define M_CANCEL   "haven.referral.v1.Referrals/CancelReferral"
+#define M_DECLINE  "haven.referral.v1.Referrals/DeclineOffer"
+#define M_OFFERS   "haven.referral.v1.Referrals/ListOffers"
 #define M_ACCEPT   "haven.referral.v1.Referrals/AcceptOffer"
 #define M_PLACED   "haven.referral.v1.Referrals/MarkPlaced"
 #define M_COMPLETE "haven.referral.v1.Referrals/CompletePlacement"
@@ -166,6 +168,8 @@ open_ref(fixture *f, bool manual, uint32_t interval_s)
 	ro.capacity             = f->cs;
 	ro.consent              = consent_ref_check;
 	ro.consent_arg          = f->cns;
+	ro.seal                 = consent_ref_seal;
+	ro.unseal               = consent_ref_open;
 	ro.now_ms               = fake_now;
 	ro.manual               = manual;
 	ro.erase                = erase_hook;
@@ -363,10 +367,11 @@ confirm_places(fixture *f)
 	}
 }
 
-/* A referral for one shelter place: offered at once to sh-ams. id: the referral's id, offer:
- * its offer's (both REF_ID sized). */
+/* A referral for one shelter place with a note: offered at once to sh-ams. id: the
+ * referral's id, offer: its offer's (both REF_ID sized). */
 static void
-refer(fixture *f, const char *subject, char id[IDS_MAX], char offer[IDS_MAX])
+refer_note(fixture *f, const char *subject, const char *note, char id[IDS_MAX],
+    char offer[IDS_MAX])
 {
 	Haven__Referral__V1__CreateReferralRequest req =
 	    HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
@@ -383,7 +388,7 @@ refer(fixture *f, const char *subject, char id[IDS_MAX], char offer[IDS_MAX])
 	req.exploitation = HAVEN__REFERRAL__V1__EXPLOITATION__LABOUR;
 	req.n_needs      = 1;
 	req.needs        = &np;
-	req.note         = "met at the station";
+	req.note         = (char *) note;
 	snprintf(key, sizeof(key), "key-%d", ++seq);
 	confirm_places(f);
 	if (call(f, C_REFERRER, M_CREATE, &req.base, &haven__referral__v1__referral__descriptor, &r,
@@ -397,17 +402,29 @@ refer(fixture *f, const char *subject, char id[IDS_MAX], char offer[IDS_MAX])
 }
 
 static void
-cancel(fixture *f, const char *id)
+refer(fixture *f, const char *subject, char id[IDS_MAX], char offer[IDS_MAX])
+{
+	refer_note(f, subject, "met at the station", id, offer);
+}
+
+static void
+cancel_reason(fixture *f, const char *id, const char *reason)
 {
 	Haven__Referral__V1__CancelReferralRequest req =
 	    HAVEN__REFERRAL__V1__CANCEL_REFERRAL_REQUEST__INIT;
 
 	req.id     = (char *) id;
-	req.reason = "no longer needed";
+	req.reason = (char *) reason;
 	if (call(f, C_REFERRER, M_CANCEL, &req.base, &haven__referral__v1__referral__descriptor,
 	        NULL, NULL) != HV_OK) {
 		fail_msg("cancel: %s", errbuf);
 	}
+}
+
+static void
+cancel(fixture *f, const char *id)
+{
+	cancel_reason(f, id, "no longer needed");
 }
 
 /* The provider accepts and marks the person placed (the referral stays open). */
@@ -766,6 +783,416 @@ test_thread(void **state)
 	expect_ref(f, r, -1, true);
 }
 
+
+/* ---- free text: sealed under the subject's key, shredded by erasure ----------------------- */
+
+/* Markers that cannot occur in the store by chance. */
+#define MARK_NOTE    "Sentinel-note-Qx7"
+#define MARK_CANCEL  "Sentinel-cancel-Qx7"
+#define MARK_DECLINE "Sentinel-decline-Qx7"
+
+static bool
+file_has(const char *path, const char *what)
+{
+	FILE  *fp = fopen(path, "rb");
+	size_t n  = strlen(what), len = 0, cap = 0;
+	char  *buf = NULL;
+	bool   found = false;
+	int    c;
+
+	assert_non_null(fp);
+	while ((c = fgetc(fp)) != EOF) {
+		if (len == cap) {
+			cap = cap > 0 ? 2 * cap : 1 << 20;
+			assert_non_null(buf = realloc(buf, cap));
+		}
+		buf[len++] = (char) c;
+	}
+	fclose(fp);
+	for (size_t i = 0; !found && i + n <= len; i++) {
+		found = memcmp(buf + i, what, n) == 0;
+	}
+	free(buf);
+	return (found);
+}
+
+/* No marker in the store's data file, nor in a backup made now (the admin backup's copy). */
+static void
+expect_no_plaintext(fixture *f, bool check_data_file)
+{
+	static int  backups;
+	static const char *const marks[] = { MARK_NOTE, MARK_CANCEL, MARK_DECLINE };
+	char        path[700];
+
+	snprintf(path, sizeof(path), "%s/backup-%d", f->dir, ++backups);
+	assert_int_equal(store_backup(f->st, path), HV_OK);
+	snprintf(path + strlen(path), sizeof(path) - strlen(path), "/data.mdb");
+	for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+		char data[700];
+
+		snprintf(data, sizeof(data), "%s/data.mdb", f->dir);
+		if (check_data_file && file_has(data, marks[i])) {
+			fail_msg("'%s' found in the store's data file", marks[i]);
+		}
+		if (file_has(path, marks[i])) {
+			fail_msg("'%s' found in the backup", marks[i]);
+		}
+	}
+}
+
+static void
+decline_other(fixture *f, const char *offer, const char *text)
+{
+	Haven__Referral__V1__OfferActionRequest a = HAVEN__REFERRAL__V1__OFFER_ACTION_REQUEST__INIT;
+
+	a.offer_id       = (char *) offer;
+	a.decline_reason = HAVEN__REFERRAL__V1__DECLINE_REASON__DECLINE_OTHER;
+	a.text           = (char *) text;
+	if (call(f, C_PROVIDER, M_DECLINE, &a.base, &haven__referral__v1__offer__descriptor, NULL,
+	        NULL) != HV_OK) {
+		fail_msg("decline: %s", errbuf);
+	}
+}
+
+/* The decline text of the provider's offer, as ListOffers shows it to the provider. */
+static void
+expect_decline_text(fixture *f, const char *offer, const char *text)
+{
+	Haven__Referral__V1__ListOffersRequest   req = HAVEN__REFERRAL__V1__LIST_OFFERS_REQUEST__INIT;
+	Haven__Referral__V1__ListOffersResponse *resp = NULL;
+	bool                                     seen = false;
+
+	assert_int_equal(call(f, C_PROVIDER, M_OFFERS, &req.base,
+	                     &haven__referral__v1__list_offers_response__descriptor, &resp, NULL),
+	    HV_OK);
+	for (size_t i = 0; i < resp->n_offers; i++) {
+		if (strcmp(resp->offers[i]->id, offer) == 0) {
+			assert_string_equal(resp->offers[i]->decline_text, text);
+			assert_int_equal(resp->offers[i]->sealed_decline_text.len, 0);
+			seen = true;
+		}
+	}
+	assert_true(seen);
+	haven__referral__v1__list_offers_response__free_unpacked(resp, NULL);
+}
+
+/* The referral's events as the referrer sees them: the decline's and the cancel's reasons. */
+static void
+expect_texts(fixture *f, const char *id, const char *note, const char *declined,
+    const char *cancelled)
+{
+	Referral *r = get(f, id);
+	bool      saw_decline = false;
+
+	assert_string_equal(r->note, note);
+	assert_int_equal(r->sealed_note.len, 0);
+	for (size_t i = 0; i < r->n_events; i++) {
+		assert_int_equal(r->events[i]->sealed_text.len, 0);
+		if (strncmp(r->events[i]->reason, "declined: ", 10) == 0) {
+			assert_string_equal(r->events[i]->reason, declined);
+			saw_decline = true;
+		}
+		if (strncmp(r->events[i]->reason, "cancelled", 9) == 0) {
+			assert_string_equal(r->events[i]->reason, cancelled);
+		}
+	}
+	assert_true(saw_decline);
+	haven__referral__v1__referral__free_unpacked(r, NULL);
+}
+
+/* The stored form of a referral (for checks of what is at rest). */
+static Referral *
+stored(fixture *f, const char *id)
+{
+	store_table t;
+	store_txn  *txn;
+	Referral   *r = NULL;
+
+	assert_int_equal(store_table_open(f->st, "ref.referrals", &t), HV_OK);
+	assert_int_equal(store_read_begin(f->st, &txn), HV_OK);
+	assert_int_equal(store_get_msg(txn, t, id, strlen(id),
+	                     &haven__referral__v1__referral__descriptor, NULL,
+	                     (ProtobufCMessage **) &r),
+	    HV_OK);
+	store_read_end(txn);
+	return (r);
+}
+
+/* A note, a decline text and a cancel reason round-trip for the referrer (and the decline
+ * text for its provider), yet none is in the store file or a backup; after EraseSubject they
+ * read as "" (a reason keeps its code) without an error, and are still nowhere. */
+static void
+test_text_sealed_then_erased(void **state)
+{
+	fixture                *f  = *state;
+	static const rpc_caller op = { .role = RPC_ROLE_OPERATOR };
+	char                    s[CONSENT_ID_HEX], r[IDS_MAX], o[IDS_MAX], r2[IDS_MAX], o2[IDS_MAX];
+	Referral               *x;
+
+	new_subject(f, s);
+	refer_note(f, s, "note " MARK_NOTE, r2, o2); /* still open at the erasure */
+	refer_note(f, s, "note " MARK_NOTE, r, o);
+	decline_other(f, o, MARK_DECLINE);
+	cancel_reason(f, r, "reason " MARK_CANCEL);
+	expect_texts(f, r, "note " MARK_NOTE, "declined: decline-other: " MARK_DECLINE,
+	    "cancelled: reason " MARK_CANCEL);
+	expect_decline_text(f, o, MARK_DECLINE);
+	expect_no_plaintext(f, true);
+	x = stored(f, r);
+	assert_string_equal(x->note, "");
+	assert_true(x->sealed_note.len > strlen("note " MARK_NOTE));
+	assert_string_equal(x->events[x->n_events - 1]->reason, "cancelled");
+	haven__referral__v1__referral__free_unpacked(x, NULL);
+
+	assert_int_equal(consent_erase_subject(f->cns, &op, s, NULL, NULL), HV_OK);
+	expect_texts(f, r, "", "declined: decline-other", "cancelled");
+	expect_decline_text(f, o, "");
+	expect_no_plaintext(f, true);
+	/* Cancelling the open one still works; its reason about the erased person is not kept. */
+	cancel_reason(f, r2, "reason " MARK_CANCEL);
+	x = get(f, r2);
+	assert_string_equal(x->note, "");
+	assert_string_equal(x->events[x->n_events - 1]->reason, "cancelled");
+	haven__referral__v1__referral__free_unpacked(x, NULL);
+	x = stored(f, r2);
+	assert_int_equal(x->events[x->n_events - 1]->sealed_text.len, 0);
+	haven__referral__v1__referral__free_unpacked(x, NULL);
+	expect_no_plaintext(f, true);
+}
+
+/* Retention's erasure: the text reads as "" and its sealed form is dropped from the record. */
+static void
+test_text_retention(void **state)
+{
+	fixture  *f = *state;
+	char      s[CONSENT_ID_HEX], r[IDS_MAX], o[IDS_MAX];
+	Referral *x;
+
+	new_subject(f, s);
+	refer_note(f, s, "note " MARK_NOTE, r, o);
+	decline_other(f, o, MARK_DECLINE);
+	cancel_reason(f, r, "reason " MARK_CANCEL);
+	advance(DAYS(90) + 1);
+	sweep(f, 1, 1, 0, 0);
+	expect_texts(f, r, "", "declined: decline-other", "cancelled");
+	expect_ref(f, r, -1, true);
+	x = stored(f, r);
+	assert_int_equal(x->sealed_note.len, 0);
+	for (size_t i = 0; i < x->n_events; i++) {
+		assert_int_equal(x->events[i]->sealed_text.len, 0);
+	}
+	haven__referral__v1__referral__free_unpacked(x, NULL);
+	expect_no_plaintext(f, true);
+}
+
+typedef struct move_job {
+	const char *from, *to;
+	store_table t;
+} move_job;
+
+/* Copies the sealed note of one referral into another, as someone writing to the store
+ * file could. */
+static hv_status
+move_note_fn(store_txn *txn, void *arg)
+{
+	move_job   *j = arg;
+	store_table t = j->t;
+	Referral   *a = NULL, *b = NULL;
+	hv_status   st;
+
+	if ((st = store_get_msg(txn, t, j->from, strlen(j->from),
+	         &haven__referral__v1__referral__descriptor, NULL, (ProtobufCMessage **) &a)) ==
+	        HV_OK &&
+	    (st = store_get_msg(txn, t, j->to, strlen(j->to),
+	         &haven__referral__v1__referral__descriptor, NULL, (ProtobufCMessage **) &b)) ==
+	        HV_OK) {
+		ProtobufCBinaryData keep = b->sealed_note;
+
+		b->sealed_note = a->sealed_note;
+		st             = store_put_msg(txn, t, j->to, strlen(j->to), &b->base);
+		b->sealed_note = keep;
+	}
+	if (a != NULL) {
+		haven__referral__v1__referral__free_unpacked(a, NULL);
+	}
+	if (b != NULL) {
+		haven__referral__v1__referral__free_unpacked(b, NULL);
+	}
+	return (st);
+}
+
+/* A sealed note moved to another referral of the same subject, or to another subject's, does
+ * not open there: DATA_LOSS, never the text. */
+static void
+test_text_bound_to_place(void **state)
+{
+	fixture *f = *state;
+	char     sa[CONSENT_ID_HEX], sb[CONSENT_ID_HEX];
+	char     ra1[IDS_MAX], ra2[IDS_MAX], rb[IDS_MAX], o[IDS_MAX];
+	Haven__Referral__V1__GetReferralRequest req = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+	move_job j;
+	Referral *x;
+	store_table t;
+
+	new_subject(f, sa);
+	new_subject(f, sb);
+	refer_note(f, sa, "note " MARK_NOTE, ra1, o);
+	refer_note(f, sa, "another note", ra2, o);
+	refer_note(f, sb, "b's note", rb, o);
+	assert_int_equal(store_table_open(f->st, "ref.referrals", &t), HV_OK);
+	j = (move_job) { ra1, ra2, t };
+	assert_int_equal(store_write(f->st, move_note_fn, &j), HV_OK);
+	j = (move_job) { ra1, rb, t };
+	assert_int_equal(store_write(f->st, move_note_fn, &j), HV_OK);
+	req.id = ra2;
+	assert_int_equal(call(f, C_REFERRER, M_GET, &req.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_DATA_LOSS);
+	assert_null(strstr(errbuf, MARK_NOTE));
+	req.id = rb;
+	assert_int_equal(call(f, C_REFERRER, M_GET, &req.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_DATA_LOSS);
+	x = get(f, ra1); /* its own place still opens */
+	assert_string_equal(x->note, "note " MARK_NOTE);
+	haven__referral__v1__referral__free_unpacked(x, NULL);
+}
+
+
+/* A store written before sealing: free text in the clear (the note, "cancelled: <text>",
+ * "declined: <code>: <text>", an offer's decline_text), and no REF_META_SEALED. */
+typedef struct plain_job {
+	const char *id, *offer;
+	store_table referrals, offers, meta;
+} plain_job;
+
+static hv_status
+make_plain_fn(store_txn *txn, void *arg)
+{
+	plain_job          *j = arg;
+	Referral           *r = NULL;
+	Offer              *o = NULL;
+	char               *keep_reason[64];
+	ProtobufCBinaryData keep_text[64], keep_note, keep_decline;
+	char               *keep_str, *keep_dstr;
+	hv_status           st;
+
+	if ((st = store_get_msg(txn, j->referrals, j->id, strlen(j->id),
+	         &haven__referral__v1__referral__descriptor, NULL, (ProtobufCMessage **) &r)) !=
+	        HV_OK ||
+	    (st = store_get_msg(txn, j->offers, j->offer, strlen(j->offer),
+	         &haven__referral__v1__offer__descriptor, NULL, (ProtobufCMessage **) &o)) != HV_OK) {
+		goto out;
+	}
+	/* Plaintext in place of the sealed fields, packed, then the unpacked values put back
+	 * for free_unpacked. */
+	assert_true(r->n_events <= 64);
+	keep_str       = r->note;
+	keep_note      = r->sealed_note;
+	r->note        = "note " MARK_NOTE;
+	r->sealed_note = (ProtobufCBinaryData) { 0 };
+	for (size_t i = 0; i < r->n_events; i++) {
+		Event *e       = r->events[i];
+		keep_reason[i] = e->reason;
+		keep_text[i]   = e->sealed_text;
+		if (strcmp(e->reason, "cancelled") == 0) {
+			e->reason = "cancelled: reason " MARK_CANCEL;
+		} else if (strcmp(e->reason, "declined: decline-other") == 0) {
+			e->reason = "declined: decline-other: " MARK_DECLINE;
+		}
+		e->sealed_text = (ProtobufCBinaryData) { 0 };
+	}
+	keep_dstr              = o->decline_text;
+	keep_decline           = o->sealed_decline_text;
+	o->decline_text        = MARK_DECLINE;
+	o->sealed_decline_text = (ProtobufCBinaryData) { 0 };
+	if ((st = store_put_msg(txn, j->referrals, j->id, strlen(j->id), &r->base)) == HV_OK &&
+	    (st = store_put_msg(txn, j->offers, j->offer, strlen(j->offer), &o->base)) == HV_OK) {
+		st = store_del(txn, j->meta, REF_META_SEALED, strlen(REF_META_SEALED));
+		st = st == HV_NOT_FOUND ? HV_OK : st;
+	}
+	r->note        = keep_str;
+	r->sealed_note = keep_note;
+	for (size_t i = 0; i < r->n_events; i++) {
+		r->events[i]->reason      = keep_reason[i];
+		r->events[i]->sealed_text = keep_text[i];
+	}
+	o->decline_text        = keep_dstr;
+	o->sealed_decline_text = keep_decline;
+out:
+	if (r != NULL) {
+		haven__referral__v1__referral__free_unpacked(r, NULL);
+	}
+	if (o != NULL) {
+		haven__referral__v1__offer__free_unpacked(o, NULL);
+	}
+	return (st);
+}
+
+static void
+make_plain(fixture *f, const char *id, const char *offer)
+{
+	plain_job j = { .id = id, .offer = offer };
+
+	assert_int_equal(store_table_open(f->st, "ref.referrals", &j.referrals), HV_OK);
+	assert_int_equal(store_table_open(f->st, "ref.offers", &j.offers), HV_OK);
+	assert_int_equal(store_table_open(f->st, "ref.meta", &j.meta), HV_OK);
+	assert_int_equal(store_write(f->st, make_plain_fn, &j), HV_OK);
+}
+
+/* Opening the service seals the plaintext of an older store (and drops that of a subject
+ * erased meanwhile): answers are as before, the record holds only sealed text, and a backup
+ * has none of it. */
+static void
+test_text_migrated(void **state)
+{
+	fixture                *f  = *state;
+	static const rpc_caller op = { .role = RPC_ROLE_OPERATOR };
+	char                    s[CONSENT_ID_HEX], r[IDS_MAX], o[IDS_MAX];
+	char                    s2[CONSENT_ID_HEX], r2[IDS_MAX], o2[IDS_MAX];
+	char                    data[700];
+	Referral               *x;
+
+	new_subject(f, s);
+	refer_note(f, s, "note", r, o);
+	decline_other(f, o, "x");
+	cancel_reason(f, r, "y");
+	new_subject(f, s2);
+	refer_note(f, s2, "note", r2, o2);
+	decline_other(f, o2, "x");
+	cancel_reason(f, r2, "y");
+	make_plain(f, r, o);
+	make_plain(f, r2, o2);
+	snprintf(data, sizeof(data), "%s/data.mdb", f->dir);
+	assert_true(file_has(data, MARK_NOTE)); /* the grep sees plaintext when it is there */
+	assert_int_equal(consent_erase_subject(f->cns, &op, s2, NULL, NULL), HV_OK);
+
+	close_ref(f);
+	open_ref(f, true, 0);
+	expect_texts(f, r, "note " MARK_NOTE, "declined: decline-other: " MARK_DECLINE,
+	    "cancelled: reason " MARK_CANCEL);
+	expect_decline_text(f, o, MARK_DECLINE);
+	expect_texts(f, r2, "", "declined: decline-other", "cancelled");
+	x = stored(f, r);
+	assert_string_equal(x->note, "");
+	assert_true(x->sealed_note.len > 0);
+	assert_string_equal(x->events[x->n_events - 1]->reason, "cancelled");
+	assert_true(x->events[x->n_events - 1]->sealed_text.len > 0);
+	haven__referral__v1__referral__free_unpacked(x, NULL);
+	x = stored(f, r2);
+	assert_string_equal(x->note, "");
+	assert_int_equal(x->sealed_note.len, 0);
+	haven__referral__v1__referral__free_unpacked(x, NULL);
+	/* Free pages of the data file may keep the old plaintext until reused; a backup, which
+	 * copies live pages only, has none. */
+	expect_no_plaintext(f, false);
+	/* Once: a second open changes nothing. */
+	close_ref(f);
+	open_ref(f, true, 0);
+	expect_texts(f, r, "note " MARK_NOTE, "declined: decline-other: " MARK_DECLINE,
+	    "cancelled: reason " MARK_CANCEL);
+}
+
 /* A store written before ref.closed existed: referrals closed without closed_ms or an index
  * entry. Opening the service fills both from the event trail. */
 typedef struct old_job {
@@ -875,6 +1302,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_thread, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backfill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_sealed_then_erased, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_retention, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_bound_to_place, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_migrated, setup, teardown),
 	};
 
 	log_init("retention_test", LOG_LEVEL_OFF);

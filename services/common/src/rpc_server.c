@@ -317,6 +317,15 @@ rpc_server_add_service(rpc_server *srv, const ProtobufCServiceDescriptor *desc,
 	return (HV_OK);
 }
 
+void
+rpc_server_foreach_method(rpc_server *srv, rpc_method_fn fn, void *arg)
+{
+	for (size_t i = 0; i < srv->sv_nmethods; i++) {
+		const method_entry *m = &srv->sv_methods[i];
+		fn(arg, m->me_name, m->me_roles, m->me_handler != NULL);
+	}
+}
+
 /* ---- health and diagnostics -------------------------------------------------------- */
 
 void

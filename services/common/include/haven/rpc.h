@@ -44,10 +44,14 @@ typedef enum rpc_role {
 	RPC_ROLE_REFERRER     = 1u << 4,
 	RPC_ROLE_PROVIDER     = 1u << 5,
 	RPC_ROLE_MUNICIPALITY = 1u << 6,
+	RPC_ROLE_NATIONAL_COORDINATOR = 1u << 7, /* a coordinator of every region */
 } rpc_role;
 
+#define RPC_ROLE_LAST RPC_ROLE_NATIONAL_COORDINATOR
+/* Both kinds of coordinator: the methods are the same, the scope differs (docs/authority.md). */
+#define RPC_ROLES_COORDINATORS (RPC_ROLE_COORDINATOR | RPC_ROLE_NATIONAL_COORDINATOR)
 #define RPC_ROLES_ORGS                                                                   \
-	(RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR | RPC_ROLE_REFERRER | RPC_ROLE_PROVIDER |     \
+	(RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | RPC_ROLE_REFERRER | RPC_ROLE_PROVIDER |   \
 	    RPC_ROLE_MUNICIPALITY)
 #define RPC_ROLES_AUTHENTICATED (RPC_ROLE_OPERATOR | RPC_ROLES_ORGS)
 #define RPC_ROLES_ANY (RPC_ROLE_ANONYMOUS | RPC_ROLES_AUTHENTICATED)
@@ -154,6 +158,12 @@ void rpc_server_close(rpc_server *srv);
  * as method="unknown". The server adds a collector for its queue (haven_rpc_*); services add
  * theirs in their register functions; the host serves the page (host.h, metrics_listen). */
 metrics *rpc_server_metrics(rpc_server *srv);
+
+/* Calls fn for every method the server knows, in name order: its full name, the rpc_role bits
+ * that may call it, and whether it has a handler (one without answers UNIMPLEMENTED). For the
+ * authority table's check (docs/authority.md) and tools; not while services are added. */
+typedef void (*rpc_method_fn)(void *arg, const char *method, unsigned roles, bool implemented);
+void rpc_server_foreach_method(rpc_server *srv, rpc_method_fn fn, void *arg);
 
 /* Counters for metrics and tests. */
 typedef struct rpc_server_stats {
