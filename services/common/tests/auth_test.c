@@ -47,14 +47,14 @@ typedef struct test_org {
 enum { ORG_ACME, ORG_SHELTER, ORG_GONE, ORG_NOCERT, ORG_OPERATOR, ORG_ANON, ORG_BROKEN };
 
 static test_org orgs[] = {
-	[ORG_ACME]     = { "acme-ngo", RPC_ROLE_REFERRER, true, NULL },
-	[ORG_SHELTER]  = { "shelter.one_2", RPC_ROLE_PROVIDER, true, NULL },
-	[ORG_GONE]     = { "gone-ngo", RPC_ROLE_REFERRER, false, NULL },
-	[ORG_NOCERT]   = { "no-cert", RPC_ROLE_REFERRER, true, NULL },
-	[ORG_OPERATOR] = { "sneaky-operator", RPC_ROLE_OPERATOR, true, NULL },
-	[ORG_ANON]     = { "sneaky-anonymous", RPC_ROLE_ANONYMOUS, true, NULL },
-	[ORG_BROKEN]   = { "broken-dir", RPC_ROLE_REFERRER, true, NULL },
-	{ NULL, 0, false, NULL },
+	[ORG_ACME]     = { "acme-ngo", RPC_ROLE_REFERRER, true, NULL, 0 },
+	[ORG_SHELTER]  = { "shelter.one_2", RPC_ROLE_PROVIDER, true, NULL, 0 },
+	[ORG_GONE]     = { "gone-ngo", RPC_ROLE_REFERRER, false, NULL, 0 },
+	[ORG_NOCERT]   = { "no-cert", RPC_ROLE_REFERRER, true, NULL, 0 },
+	[ORG_OPERATOR] = { "sneaky-operator", RPC_ROLE_OPERATOR, true, NULL, 0 },
+	[ORG_ANON]     = { "sneaky-anonymous", RPC_ROLE_ANONYMOUS, true, NULL, 0 },
+	[ORG_BROKEN]   = { "broken-dir", RPC_ROLE_REFERRER, true, NULL, 0 },
+	{ NULL, 0, false, NULL, 0 },
 };
 
 static int  lookups;
