@@ -100,6 +100,7 @@ static struct {
 	rpc_channel *op;          /* inproc without a token: the local operator */
 	rpc_channel *ch[N_ORGS];  /* each with its organisation's session token */
 	char        *cert[N_ORGS];
+	audit       *au;          /* directory changes are audited in it */
 } g;
 
 static char err[RPC_ERRMSG_MAX];
@@ -350,6 +351,8 @@ setup(void **state)
 	snprintf(g.ca, sizeof(g.ca), "%s/ca.pem", g.pki);
 	co.ca_file = g.ca;
 	assert_int_equal(cap_open(&g.cs, &co), HV_OK);
+	assert_int_equal(audit_open(&g.au, g.st, g.tmp), HV_OK);
+	cap_set_audit(g.cs, g.au);
 
 	assert_int_equal(crypto_random(ao.secret, sizeof(ao.secret)), HV_OK);
 	ao.lookup_arg = g.cs;
@@ -381,10 +384,40 @@ teardown(void **state)
 	rpc_channel_close(g.op);
 	rpc_server_close(g.srv);
 	cap_close(g.cs);
+	audit_close(g.au);
 	auth_close(g.auth);
 	region_map_free(g.map);
 	store_close(g.st);
 	return (0);
+}
+
+/* Whether the audit log holds a successful entry of method (short name) by org (role) about
+ * target. */
+static bool
+audited(const char *method, const char *org, rpc_role role, const char *target)
+{
+	audit_entry *es = calloc(AUDIT_LIST_MAX, sizeof(*es));
+	store_txn   *txn;
+	size_t       n = 0;
+	uint64_t     after = 0;
+	bool         found = false;
+	char         full[AUDIT_METHOD_MAX];
+
+	assert_non_null(es);
+	snprintf(full, sizeof(full), M("%s"), method);
+	assert_int_equal(store_read_begin(g.st, &txn), HV_OK);
+	do {
+		assert_int_equal(audit_list(g.au, txn, NULL, after, es, AUDIT_LIST_MAX, &n), HV_OK);
+		for (size_t i = 0; i < n; i++) {
+			found = found || (strcmp(es[i].method, full) == 0 && strcmp(es[i].org, org) == 0 &&
+			                     es[i].role == role && strcmp(es[i].purpose, target) == 0 &&
+			                     es[i].result == HV_OK);
+			after = es[i].seq;
+		}
+	} while (n == AUDIT_LIST_MAX);
+	store_read_end(txn);
+	free(es);
+	return (found);
 }
 
 /* ---- organisations -------------------------------------------------------------------- */
@@ -488,6 +521,17 @@ test_org_roles(void **state)
 	o = get_org("ngo-ams");
 	assert_true(o->disabled);
 	protobuf_c_message_free_unpacked(&o->base, NULL);
+
+	/* Every change of the directory is in the audit log, with who made it. */
+	assert_true(audited("RegisterOrganisation", "node-admin", RPC_ROLE_ADMIN, "coord-zwb"));
+	assert_true(audited("RegisterOrganisation", "", RPC_ROLE_OPERATOR, "ngo-ams"));
+	assert_true(audited("UpdateOrganisation", "node-admin", RPC_ROLE_ADMIN, "ngo-ams"));
+	assert_true(audited("DisableOrganisation", "", RPC_ROLE_OPERATOR, "ngo-ams"));
+	assert_false(audited("UpdateOrganisation", "coord-ams", RPC_ROLE_COORDINATOR, "ngo-ams"));
+	{
+		audit_verify_result vr;
+		assert_int_equal(audit_verify(g.au, &vr), HV_OK);
+	}
 
 	/* Reading the directory: every authenticated role. */
 	for (int i = 0; i < N_ORGS; i++) {
@@ -1692,6 +1736,7 @@ test_pending_services(void **state)
 	protobuf_c_message_free_unpacked(&out->base, NULL);
 	assert_true(found_free("svc-away", "Limburg"));
 	assert_true(routable("svc-away"));
+	assert_true(audited("ApproveService", "node-admin", RPC_ROLE_ADMIN, "svc-away"));
 	assert_int_equal(approve(g.ch[ADMIN], "svc-away", NULL), HV_FAILED_PRECONDITION);
 	expect_err("does not wait for approval");
 	/* The coordinator of the service's own region approves. */

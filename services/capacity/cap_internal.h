@@ -80,6 +80,7 @@ struct cap_service {
 	const char       *cs_ca_file; /* the node CA (tls_ca); NULL: none */
 	uint32_t          cs_hold_max_ttl_s;
 	uint32_t          cs_approval_places; /* cap_options.approval_places */
+	audit            *cs_audit;           /* directory changes (cap_set_audit); may be NULL */
 	int64_t         (*cs_now)(void *);
 	void             *cs_now_arg;
 

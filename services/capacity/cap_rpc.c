@@ -205,6 +205,33 @@ may_manage_org(req_ctx *r)
 	    rpc_role_name(r->r_caller->role)));
 }
 
+void
+cap_set_audit(cap_service *cs, audit *a)
+{
+	cs->cs_audit = a;
+}
+
+/* Appends the audit entry of a directory change inside its transaction: the method, the
+ * caller, and the id of the organisation or service changed (as the entry's purpose; no
+ * subject). Without an audit log (cap_set_audit) nothing. */
+static hv_status
+audit_directory(req_ctx *r, store_txn *txn, const char *target)
+{
+	audit_entry e;
+
+	if (r->r_cs->cs_audit == NULL) {
+		return (HV_OK);
+	}
+	memset(&e, 0, sizeof(e));
+	e.time_ms = r->r_now;
+	e.role    = r->r_caller->role;
+	snprintf(e.org, sizeof(e.org), "%s", r->r_caller->org_id);
+	snprintf(e.method, sizeof(e.method), "%s", rpc_call_method(r->r_call));
+	snprintf(e.purpose, sizeof(e.purpose), "%s", target);
+	e.result = HV_OK;
+	return (audit_append(r->r_cs->cs_audit, txn, &e));
+}
+
 /* Logs a change of the directory: what, which organisation, by whom (ids only). */
 static void
 log_directory(const req_ctx *r, const char *what, const char *org_id)
@@ -361,6 +388,9 @@ register_org_fn(store_txn *txn, void *arg)
 	if ((st = cap_add_organisation(r->r_cs, txn, in->organisation, err, sizeof(err))) != HV_OK) {
 		return (pass(r->r_call, st, err));
 	}
+	if ((st = audit_directory(r, txn, in->organisation->id)) != HV_OK) {
+		return (st);
+	}
 	return (reply_org(r, txn, in->organisation->id));
 }
 
@@ -437,7 +467,8 @@ update_org_fn(store_txn *txn, void *arg)
 	}
 	next->version++;
 	next->updated_at_ms = (uint64_t) r->r_now;
-	if ((st = cap_put_org(r->r_cs, txn, next)) != HV_OK) {
+	if ((st = cap_put_org(r->r_cs, txn, next)) != HV_OK ||
+	    (st = audit_directory(r, txn, next->id)) != HV_OK) {
 		return (st);
 	}
 	r->r_out = &next->base;
@@ -485,7 +516,8 @@ disable_org_fn(store_txn *txn, void *arg)
 		org->disabled      = in->disabled;
 		org->version++;
 		org->updated_at_ms = (uint64_t) r->r_now;
-		if ((st = cap_put_org(r->r_cs, txn, org)) != HV_OK) {
+		if ((st = cap_put_org(r->r_cs, txn, org)) != HV_OK ||
+		    (st = audit_directory(r, txn, org->id)) != HV_OK) {
 			return (st);
 		}
 	}
@@ -816,7 +848,8 @@ approve_service_fn(store_txn *txn, void *arg)
 	}
 	svc->pending = false;
 	svc->version++;
-	if ((st = cap_put_service(r->r_cs, txn, svc)) != HV_OK) {
+	if ((st = cap_put_service(r->r_cs, txn, svc)) != HV_OK ||
+	    (st = audit_directory(r, txn, svc->id)) != HV_OK) {
 		return (st);
 	}
 	r->r_out     = &svc->base;

@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "haven/audit.h"
 #include "haven/auth.h"
 #include "haven/regions.h"
 #include "haven/rpc.h"
@@ -79,6 +80,12 @@ void cap_stop(cap_service *cs);
 /* Stops (cap_stop), closes the pub socket and frees. No handler may be running. NULL is
  * allowed. */
 void cap_close(cap_service *cs);
+
+/* Makes every change of the directory (an organisation registered, changed, disabled or
+ * enabled; a service approved) an entry of the node's audit log, appended in the change's own
+ * transaction: method, caller, and the organisation or service id as the entry's purpose.
+ * a: not owned, open until cap_close; NULL: logged only. Before the server starts. */
+void cap_set_audit(cap_service *cs, audit *a);
 
 /* Registers haven.capacity.v1.Capacity on srv. */
 hv_status cap_register(cap_service *cs, rpc_server *srv);

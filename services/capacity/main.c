@@ -25,6 +25,7 @@ main(int argc, char **argv)
 	host_config  cfg;
 	host        *h  = NULL;
 	cap_service *cs = NULL;
+	audit       *au = NULL;
 	cap_options  co = { 0 };
 	char         path[PATH_MAX];
 	char         pub[PATH_MAX + 16];
@@ -57,6 +58,13 @@ main(int argc, char **argv)
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
 		goto out;
 	}
+	/* Directory changes go to the node's audit log, the one haven-consent keeps. */
+	if ((st = audit_open(&au, host_store(h), cfg.data_dir)) != HV_OK) {
+		log_error("cannot open the audit log: %s", hv_status_name(st));
+		ret = st == HV_PERMISSION_DENIED ? 2 : 1;
+		goto out;
+	}
+	cap_set_audit(cs, au);
 	if ((st = cap_register(cs, host_server(h))) != HV_OK ||
 	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
 		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
@@ -71,6 +79,7 @@ out:
 	cap_stop(cs);
 	host_close(h);
 	cap_close(cs);
+	audit_close(au); /* no writer thread: nothing of it touches the closed store */
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}

@@ -198,6 +198,7 @@ main(int argc, char **argv)
 		ret = exit_code(st);
 		goto out;
 	}
+	cap_set_audit(cs, consent_audit(cns)); /* directory changes in the node's audit log */
 	if ((st = cap_register(cs, host_server(h))) != HV_OK ||
 	    (st = consent_register(cns, host_server(h))) != HV_OK ||
 	    (st = ref_register(rs, host_server(h))) != HV_OK ||
