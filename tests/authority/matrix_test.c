@@ -19,19 +19,29 @@
  *
  * The table is parsed at run time. For each row there must be a factory (a function that
  * builds a minimal valid request and calls it); a row without one, or a factory without a row,
- * fails the test. For each cell:
- *   "—"          own and other target: PERMISSION_DENIED. Anonymous callers get
+ * or a scope word the test does not know, fails the test. For each cell:
+ *   "—"          own and other side: PERMISSION_DENIED. Anonymous callers get
  *                PERMISSION_DENIED too: the server answers UNAUTHENTICATED only for a bad
  *                token, and an anonymous client sends none (rpc.h).
- *   a scope word the own target: neither PERMISSION_DENIED nor UNAUTHENTICATED (sign-in:
- *                Authenticate with a made-up signature is UNAUTHENTICATED by design, so only
- *                not PERMISSION_DENIED);
  *   own, held, region, offered, accepted, self
- *                also the other target (the other region's records, a subject another
- *                referrer holds, an offer to another provider): PERMISSION_DENIED. No method
- *                hides existence with NOT_FOUND today (hides_existence is false everywhere).
- * List methods (ListReferrals, ListOffers, Audit List) must hold no record of the other
- * scope. Every mismatch is listed, then the test fails; a summary line gives the counts.
+ *                the own side: OK; the other side (the other region's records, a subject
+ *                another referrer holds, an offer to another provider): PERMISSION_DENIED.
+ *                No handler hides existence with NOT_FOUND: none is accepted instead.
+ *   all, public, numbers, chain, sign-in
+ *                both sides: OK. Authenticate is called with a real nonce and a made-up
+ *                signature, so its answer is UNAUTHENTICATED (every organisation's real
+ *                sign-in, auth_login, happened at setup).
+ * Methods that name no record (CreateSubject makes one, ListReferrals and ListOffers list the
+ * caller's) run on the own side only; the list methods (ListReferrals, ListOffers,
+ * Audit List) must hold nothing of the other side and their own side's record.
+ *
+ * test_edges checks what two sides cannot show (an offer not yet accepted, an ended
+ * placement, the operator's own subjects, a service's region). test_known_holes expects the
+ * documented safe behaviour where the node does otherwise today: it fails, naming each hole,
+ * until the hole is fixed. Every mismatch is listed; a summary line gives the counts.
+ * MATRIX_TRACE=1 in the environment prints every answer.
+ *
+ *   matrix_test HAVEN_NODE [AUTHORITY.MD]     (default: the source tree's docs/authority.md)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1136,13 +1146,10 @@ is_known_word(const char *word)
 static hv_status
 run(const entry *e, const actor *a, scope *s)
 {
-	hv_status st;
-
 	g.method = e->method;
 	g.reply  = NULL;
 	g.err[0] = '\0';
-	st       = e->make(a, s);
-	return (st);
+	return (e->make(a, s));
 }
 
 static void
