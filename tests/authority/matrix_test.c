@@ -320,6 +320,7 @@ fresh_subject(const actor *holder, char *out, char *consent)
 	Haven__Consent__V1__CreateSubjectResponse *s;
 
 	p.name     = "Test Person";
+	p.contact  = "test contact"; /* made up; no consent in this test shares contact */
 	r.personal = &p;
 	s          = (void *) must(holder, M_CNS("CreateSubject"), &r.base);
 	snprintf(out, ID_MAX, "%s", s->id);
@@ -1477,6 +1478,25 @@ get_subject(const actor *a, const char *id)
 	return (call_as(a, M_CNS("GetSubject"), &r.base, NULL));
 }
 
+/* An accepting provider sees the categories consent shares with it (identity), not contact. */
+static void
+shares_identity_only(const actor *a, const char *id)
+{
+	Haven__Consent__V1__GetSubjectRequest r = HAVEN__CONSENT__V1__GET_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__Subject          *s = NULL;
+
+	r.id = (char *) id;
+	if (call_as(a, M_CNS("GetSubject"), &r.base, (void *) &s) != HV_OK) {
+		return; /* the caller's expectation reports it */
+	}
+	if (s->personal == NULL || s->personal->name[0] == '\0' || s->personal->contact[0] != '\0' ||
+	    s->n_shown != 1 || s->shown[0] != HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY) {
+		mismatch("GetSubject as %s: shows more or less than the identity its consent shares "
+		         "(%zu categories)", a->org, s->n_shown);
+	}
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+}
+
 /* "accepted": a provider sees a person once it accepted her referral, not while it is only
  * offered; the other provider never. */
 static void
@@ -1495,6 +1515,7 @@ edge_accepted(void)
 	protobuf_c_message_free_unpacked(must(&actors[A_PROV_A], M_REF("AcceptOffer"), &a.base), NULL);
 	expect("GetSubject as provider A, accepted", get_subject(&actors[A_PROV_A], t.ref_subject),
 	    HV_OK);
+	shares_identity_only(&actors[A_PROV_A], t.ref_subject);
 	expect("GetSubject as provider B, A accepted", get_subject(&actors[A_PROV_B], t.ref_subject),
 	    HV_PERMISSION_DENIED);
 	p.offer_id = offer;
