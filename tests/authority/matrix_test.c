@@ -230,6 +230,7 @@ call_as(const actor *a, const char *method, const ProtobufCMessage *req, Protobu
 	char                             key[64];
 	hv_status                        st;
 
+	g.err[0] = '\0';
 	if (md == NULL) {
 		fail_msg("no method %s", method);
 	}
@@ -1523,7 +1524,6 @@ edge_accepted(void)
 	protobuf_c_message_free_unpacked(must(&actors[A_PROV_A], M_REF("EndPlacement"), &p.base), NULL);
 	expect("GetSubject as provider A, placement ended", get_subject(&actors[A_PROV_A],
 	    t.ref_subject), HV_PERMISSION_DENIED);
-
 }
 
 /* "held": the operator's own subjects are nobody else's; Audit List names a subject. */
