@@ -1145,13 +1145,22 @@ is_known_word(const char *word)
 	return (is_refused(word) || is_scoped(word));
 }
 
+static void login_all(void);
+
+/* One call of the method being checked, as a on side s. */
 static hv_status
 run(const entry *e, const actor *a, scope *s)
 {
+	hv_status st;
+
 	g.method = e->method;
 	g.reply  = NULL;
 	g.err[0] = '\0';
-	return (e->make(a, s));
+	st       = e->make(a, s);
+	if (e->make == f_register_org || e->make == f_update_org || e->make == f_disable_org) {
+		login_all();
+	}
+	return (st);
 }
 
 static void
@@ -1424,17 +1433,45 @@ tls_channel(actor *a, int port, const char *org)
 	}
 }
 
-/* The operator registers the organisation (with its certificate) and it signs in. */
+/* The organisation signs in with its certificate's key on its channel. */
 static void
-sign_in(actor *a, int port)
+login(actor *a)
+{
+	char      path[600], *key;
+	size_t    keylen;
+	hv_status st;
+
+	snprintf(path, sizeof(path), "%s/%s.key", g.pki, a->org);
+	key = tu_slurp(path, &keylen);
+	st  = auth_login(a->ch, a->org, key, keylen, 10000, g.err, sizeof(g.err));
+	memset(key, 0, keylen);
+	free(key);
+	if (st != HV_OK) {
+		fail_msg("%s cannot sign in: %s (%s)", a->org, hv_status_name(st), g.err);
+	}
+}
+
+/* After a change of the directory every organisation signs in again, as a real client does
+ * when its session ends: a session may be bound to the directory's version. */
+static void
+login_all(void)
+{
+	for (int i = 0; i < A_N; i++) {
+		if (actors[i].org != NULL) {
+			login(&actors[i]);
+		}
+	}
+}
+
+/* The operator registers the organisation with its certificate. */
+static void
+register_org(const actor *a)
 {
 	Haven__Capacity__V1__RegisterOrganisationRequest r =
 	    HAVEN__CAPACITY__V1__REGISTER_ORGANISATION_REQUEST__INIT;
 	Haven__Capacity__V1__Organisation o = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
 	char                              path[600];
-	char                             *pem, *key;
-	size_t                            keylen;
-	hv_status                         st;
+	char                             *pem;
 
 	snprintf(path, sizeof(path), "%s/%s.pem", g.pki, a->org);
 	pem            = tu_slurp(path, NULL);
@@ -1447,15 +1484,6 @@ sign_in(actor *a, int port)
 	protobuf_c_message_free_unpacked(must(&actors[A_OP], M_CAP("RegisterOrganisation"), &r.base),
 	    NULL);
 	free(pem);
-	tls_channel(a, port, a->org);
-	snprintf(path, sizeof(path), "%s/%s.key", g.pki, a->org);
-	key = tu_slurp(path, &keylen);
-	st  = auth_login(a->ch, a->org, key, keylen, 10000, g.err, sizeof(g.err));
-	memset(key, 0, keylen);
-	free(key);
-	if (st != HV_OK) {
-		fail_msg("%s cannot sign in: %s (%s)", a->org, hv_status_name(st), g.err);
-	}
 }
 
 /* ---- edges the table's two sides do not reach ------------------------------------------ */
@@ -1700,13 +1728,13 @@ seed_side(scope *s)
 	    NULL);
 }
 
+/* m-spare: the organisation the directory checks change; nobody signs in as it. */
 static void
-seed(void)
+register_spare(void)
 {
 	Haven__Capacity__V1__RegisterOrganisationRequest r =
 	    HAVEN__CAPACITY__V1__REGISTER_ORGANISATION_REQUEST__INIT;
-	Haven__Capacity__V1__Organisation o  = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
-	scope                            *op = &scopes[S_OP];
+	Haven__Capacity__V1__Organisation o = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
 
 	o.id           = "m-spare";
 	o.name         = "Spare partner";
@@ -1715,6 +1743,13 @@ seed(void)
 	r.organisation = &o;
 	protobuf_c_message_free_unpacked(must(&actors[A_OP], M_CAP("RegisterOrganisation"), &r.base),
 	    NULL);
+}
+
+static void
+seed(void)
+{
+	scope *op = &scopes[S_OP];
+
 	seed_side(&scopes[S_A]);
 	seed_side(&scopes[S_B]);
 	/* The operator's side: A's records, and a subject the operator holds itself. */
@@ -1748,9 +1783,17 @@ setup(void **state)
 	tu_pki(g.pki, orgs, n);
 	port   = node_start();
 	g.port = port;
+	/* The directory first, then the sessions: a change of it may end sessions. */
+	register_spare();
 	for (int i = 0; i < A_N; i++) {
 		if (actors[i].org != NULL) {
-			sign_in(&actors[i], port);
+			register_org(&actors[i]);
+		}
+	}
+	for (int i = 0; i < A_N; i++) {
+		if (actors[i].org != NULL) {
+			tls_channel(&actors[i], port, actors[i].org);
+			login(&actors[i]);
 		}
 	}
 	/* Anonymous: a partner's certificate passes TLS, but no token names anyone. */
