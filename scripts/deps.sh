@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# deps.sh - installs the Debian 12 packages haven builds and runs with, when missing.
+# deps.sh - installs the Debian 12 packages haven builds and runs with, when missing, and the
+# extra packages named as arguments (scripts/test.sh: the compilers of its builds).
 set -euo pipefail
 
 packages=(
@@ -10,6 +11,7 @@ packages=(
   libssl-dev                          # cryptography (OpenSSL 3)
   libjansson-dev                      # JSON output of the CLI and receipts
   libcmocka-dev                       # unit tests
+  "$@"
 )
 
 missing=()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # quickstart.sh - installs what is missing, builds haven, starts a node on a fresh data
-# directory (LMDB store, node secret, ipc:// socket) and talks to it with the haven CLI.
+# directory (LMDB store, keys, ipc:// socket) and talks to it with the haven CLI.
 # Stops the node again at the end (SIGTERM: in-flight calls finish, the store closes cleanly).
 #
 #   scripts/quickstart.sh [DATA_DIR]      default: ./haven-data
@@ -99,9 +99,10 @@ as shelter-nn subject show "$subject" || echo "(refused, as it must be)"
 echo "== she arrives: placed"
 as safehouse-zwb placement placed "$offer"
 as fairwork-ngo referral show "$ref"
-echo "== the municipality sees numbers only (cells under 5 hidden)"
+echo "== the municipality sees numbers only (cells under 5 hidden), for finished weeks and months"
 as municipality-rdam capacity summary --region Rotterdam
-as municipality-rdam stats
+as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d "$(date +%Y-%m-15) -1 month" +%Y-%m)"
+as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date +%Y-%m)" || echo "(this month is not over: refused)"
 echo "== and may not see the referral itself"
 as municipality-rdam referral show "$ref" || echo "(refused, as it must be)"
 op audit verify

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# test.sh - installs what is missing, builds haven twice (plain, and with AddressSanitizer +
-# UndefinedBehaviorSanitizer) with warnings as errors, and runs every test in both builds.
+# test.sh - installs what is missing, builds haven three times with warnings as errors (plain
+# gcc RelWithDebInfo; gcc Debug with AddressSanitizer + UndefinedBehaviorSanitizer; clang
+# Release, the build type a user picks for production) and runs every test in each build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+scripts/deps.sh clang
 jobs=$(nproc)
 
 run() {
@@ -17,3 +18,5 @@ echo "== plain build =="
 run build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== sanitizer build (ASan + UBSan) =="
 run build-asan -DCMAKE_BUILD_TYPE=Debug -DHAVEN_SANITIZE=ON
+echo "== release build (clang) =="
+CC=clang run build-release -DCMAKE_BUILD_TYPE=Release

@@ -89,6 +89,7 @@ static const struct {
 static struct {
 	char         tmp[512];
 	char         pki[600];
+	char         ca[700];
 	store       *st;
 	region_map  *map;
 	cap_service *cs;
@@ -317,6 +318,20 @@ setup(void **state)
 	tu_tmpdir(g.tmp, sizeof(g.tmp), "capacity");
 	snprintf(g.pki, sizeof(g.pki), "%s/pki", g.tmp);
 	tu_pki(g.pki, pki_orgs, 2);
+	/* Certificates that must not be registered for ngo-y, and a second one for acme-ngo. */
+	tu_cert(g.pki, "ngo-y-self", "ngo-y", 30, 1);
+	tu_cert(g.pki, "ngo-y-expired", "ngo-y", -1, 0);
+	tu_cert(g.pki, "ngo-y-wrong-cn", "ngo-z", 30, 0);
+	tu_cert(g.pki, "acme-ngo-2", "acme-ngo", 30, 0);
+	snprintf(dir, sizeof(dir), "%s/other-ca", g.pki);
+	tu_pki(dir, NULL, 0);
+	tu_cert(dir, "ngo-y", "ngo-y", 30, 0);
+	{
+		char from[800];
+		snprintf(from, sizeof(from), "%s/ngo-y.pem", dir);
+		snprintf(dir, sizeof(dir), "%s/ngo-y-other-ca.pem", g.pki);
+		assert_int_equal(rename(from, dir), 0);
+	}
 	for (int i = 0; i < N_ORGS; i++) {
 		if (orgs[i].cert) {
 			snprintf(dir, sizeof(dir), "%s/%s.pem", g.pki, orgs[i].id);
@@ -330,10 +345,13 @@ setup(void **state)
 	co.regions = g.map;
 	co.pub_url = PUB_URL;
 	co.now_ms  = test_now;
+	snprintf(g.ca, sizeof(g.ca), "%s/ca.pem", g.pki);
+	co.ca_file = g.ca;
 	assert_int_equal(cap_open(&g.cs, &co), HV_OK);
 
 	assert_int_equal(crypto_random(ao.secret, sizeof(ao.secret)), HV_OK);
 	ao.lookup_arg = g.cs;
+	ao.ca_file    = g.ca;
 	assert_int_equal(auth_open(&g.auth, &ao), HV_OK);
 	so.auth = g.auth;
 	assert_int_equal(rpc_server_open(&g.srv, &so), HV_OK);
@@ -515,11 +533,33 @@ test_org_bad_input(void **state)
 	assert_int_equal(register_org(g.op, "shelter-a", HAVEN__CAPACITY__V1__ROLE__PROVIDER,
 	                     "Amsterdam", NULL),
 	    HV_ALREADY_EXISTS);
-	/* One certificate identifies one organisation. */
+	/* One certificate identifies one organisation: its CN is the organisation id. */
 	assert_int_equal(register_org(g.op, "copycat", HAVEN__CAPACITY__V1__ROLE__REFERRER,
 	                     "Amsterdam", g.cert[SHELTER_A]),
-	    HV_ALREADY_EXISTS);
-	expect_err("registered to organisation shelter-a");
+	    HV_INVALID_ARGUMENT);
+	expect_err("cert_pem: the certificate's subject CN is not the organisation id");
+	/* Only a certificate of the node's CA, valid now (issue 12, hole 8). */
+	{
+		static const struct {
+			const char *file, *why;
+		} bad[] = {
+			{ "ngo-y-self", "cert_pem: the certificate is self-signed, not signed by the node's CA" },
+			{ "ngo-y-expired", "cert_pem: the certificate has expired" },
+			{ "ngo-y-other-ca", "cert_pem: the certificate is not signed by the node's CA" },
+			{ "ngo-y-wrong-cn", "cert_pem: the certificate's subject CN is not the organisation id" },
+		};
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			char  path[800];
+			char *pem;
+			snprintf(path, sizeof(path), "%s/%s.pem", g.pki, bad[i].file);
+			pem = tu_slurp(path, NULL);
+			assert_int_equal(register_org(g.op, "ngo-y", HAVEN__CAPACITY__V1__ROLE__REFERRER,
+			                     "Amsterdam", pem),
+			    HV_INVALID_ARGUMENT);
+			expect_err(bad[i].why);
+			free(pem);
+		}
+	}
 	{
 		Haven__Capacity__V1__RegisterOrganisationRequest req =
 		    HAVEN__CAPACITY__V1__REGISTER_ORGANISATION_REQUEST__INIT;
@@ -570,7 +610,8 @@ test_org_bad_input(void **state)
 	change.cert_pem = g.cert[SHELTER_A];
 	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
 	                     &haven__capacity__v1__organisation__descriptor, NULL),
-	    HV_ALREADY_EXISTS);
+	    HV_INVALID_ARGUMENT);
+	expect_err("cert_pem: the certificate's subject CN is not the organisation id");
 	change.cert_pem = "";
 	change.role     = (Haven__Capacity__V1__Role) 42;
 	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
@@ -1403,11 +1444,16 @@ test_disabled_org_refused(void **state)
 	    HV_OK);
 	assert_int_equal(auth_verify_token(g.auth, tok, auth_now_ms(), &who), HV_UNAUTHENTICATED);
 	assert_int_equal(get_view(ch, "svc-op", NULL), HV_UNAUTHENTICATED);
-	/* Enabled again: it works again. */
+	/* Enabled again: the token issued before stays refused (issue 12, hole 8); a new one
+	 * works. */
 	dreq.disabled = false;
 	assert_int_equal(call(g.op, M("DisableOrganisation"), &dreq.base,
 	                     &haven__capacity__v1__organisation__descriptor, NULL),
 	    HV_OK);
+	assert_int_equal(get_view(ch, "svc-op", NULL), HV_UNAUTHENTICATED);
+	assert_int_equal(
+	    auth_issue_token(g.auth, "ngo-gone", RPC_ROLE_REFERRER, auth_now_ms(), tok, NULL), HV_OK);
+	assert_int_equal(rpc_channel_set_token(ch, tok), HV_OK);
 	assert_int_equal(get_view(ch, "svc-op", NULL), HV_OK);
 	/* A new role: tokens of the old one are refused. */
 	change.id             = "ngo-gone";
@@ -1441,10 +1487,11 @@ test_login_with_registered_cert(void **state)
 	/* The same key cannot sign in as another organisation. */
 	assert_int_equal(auth_login(ch, "shelter-a", key, keylen, 5000, lerr, sizeof(lerr)),
 	    HV_UNAUTHENTICATED);
-	/* Nor as one without a registered certificate. */
+	assert_string_equal(lerr, "Authenticate: sign-in failed");
+	/* Nor as one without a registered certificate: the same answer. */
 	assert_int_equal(auth_login(ch, "shelter-r", key, keylen, 5000, lerr, sizeof(lerr)),
 	    HV_UNAUTHENTICATED);
-	assert_non_null(strstr(lerr, "no registered certificate"));
+	assert_string_equal(lerr, "Authenticate: sign-in failed");
 	/* A disabled organisation cannot sign in. */
 	dreq.id       = "acme-ngo";
 	dreq.disabled = true;
@@ -1453,11 +1500,59 @@ test_login_with_registered_cert(void **state)
 	    HV_OK);
 	assert_int_equal(auth_login(ch, "acme-ngo", key, keylen, 5000, lerr, sizeof(lerr)),
 	    HV_UNAUTHENTICATED);
-	assert_non_null(strstr(lerr, "disabled"));
+	assert_string_equal(lerr, "Authenticate: sign-in failed");
 	dreq.disabled = false;
 	assert_int_equal(call(g.op, M("DisableOrganisation"), &dreq.base,
 	                     &haven__capacity__v1__organisation__descriptor, NULL),
 	    HV_OK);
+	/* A new certificate for acme-ngo: the session of the old one ends at once, and only the
+	 * new key signs in. */
+	assert_int_equal(auth_login(ch, "acme-ngo", key, keylen, 5000, lerr, sizeof(lerr)), HV_OK);
+	assert_int_equal(get_view(ch, "svc-op", NULL), HV_OK);
+	{
+		Haven__Capacity__V1__UpdateOrganisationRequest ureq =
+		    HAVEN__CAPACITY__V1__UPDATE_ORGANISATION_REQUEST__INIT;
+		org_t  change = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+		char  *key2, *cert2;
+		size_t key2len;
+		snprintf(path, sizeof(path), "%s/acme-ngo-2.pem", g.pki);
+		cert2 = tu_slurp(path, NULL);
+		snprintf(path, sizeof(path), "%s/acme-ngo-2.key", g.pki);
+		key2            = tu_slurp(path, &key2len);
+		change.id       = "acme-ngo";
+		change.cert_pem = cert2;
+		ureq.organisation     = &change;
+		ureq.based_on_version = org_version("acme-ngo");
+		assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
+		                     &haven__capacity__v1__organisation__descriptor, NULL),
+		    HV_OK);
+		assert_int_equal(get_view(ch, "svc-op", NULL), HV_UNAUTHENTICATED);
+		assert_int_equal(auth_login(ch, "acme-ngo", key, keylen, 5000, lerr, sizeof(lerr)),
+		    HV_UNAUTHENTICATED);
+		assert_int_equal(
+		    auth_login(ch, "acme-ngo", key2, key2len, 5000, lerr, sizeof(lerr)), HV_OK);
+		assert_int_equal(get_view(ch, "svc-op", NULL), HV_OK);
+		/* Back to the first certificate, for the tests after this one. */
+		change.cert_pem       = g.cert[REFERRER];
+		ureq.based_on_version = org_version("acme-ngo");
+		assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
+		                     &haven__capacity__v1__organisation__descriptor, NULL),
+		    HV_OK);
+		crypto_wipe(key2, key2len);
+		free(key2);
+		free(cert2);
+	}
+	/* acme-ngo's record changed (disabled, enabled, new certificates): the token of its
+	 * channel for the tests after this one is issued again. */
+	{
+		char tok[AUTH_TOKEN_MAX];
+		assert_int_equal(get_view(g.ch[REFERRER], "svc-op", NULL), HV_UNAUTHENTICATED);
+		assert_int_equal(
+		    auth_issue_token(g.auth, "acme-ngo", RPC_ROLE_REFERRER, auth_now_ms(), tok, NULL),
+		    HV_OK);
+		assert_int_equal(rpc_channel_set_token(g.ch[REFERRER], tok), HV_OK);
+		assert_int_equal(get_view(g.ch[REFERRER], "svc-op", NULL), HV_OK);
+	}
 	crypto_wipe(key, keylen);
 	free(key);
 	rpc_channel_close(ch);

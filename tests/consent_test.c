@@ -73,15 +73,15 @@ test_now(void *arg)
 	return (clock_ms);
 }
 
-static bool
-org_exists(void *arg, const char *org_id)
+static rpc_role
+org_role(void *arg, const char *org_id)
 {
 	for (const tu_org *o = arg; o->id != NULL; o++) {
 		if (strcmp(o->id, org_id) == 0) {
-			return (true);
+			return (o->role);
 		}
 	}
-	return (false);
+	return (0);
 }
 
 static int
@@ -106,7 +106,7 @@ world_up(void **state)
 	co.data_dir   = w.dir;
 	co.pub_url    = w.pub_url;
 	co.now_ms     = test_now;
-	co.org_exists = org_exists;
+	co.org_role   = org_role;
 	co.org_arg    = orgs;
 	assert_int_equal(consent_open(&w.cs, &co), HV_OK);
 	ro.auth = w.a;
@@ -929,7 +929,7 @@ test_bad_input(void **state)
 	assert_int_equal(grant(ACME, id, "nobody-here", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
 	    HV_INVALID_ARGUMENT);
-	expect_msg("no organisation nobody-here in the partner directory");
+	expect_msg("no enabled organisation nobody-here in the partner directory");
 	/* Expiry in the past. */
 	assert_int_equal(grant(ACME, id, "shelter-a", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, clock_ms - 1000, NULL),
@@ -1265,6 +1265,105 @@ test_check_cache_coherence(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static hv_status
+transfer(int who, const char *id, const char *to, Haven__Consent__V1__Subject **out)
+{
+	Haven__Consent__V1__TransferSubjectRequest r = HAVEN__CONSENT__V1__TRANSFER_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__Subject               *rep = NULL;
+	hv_status                                  st;
+
+	r.id     = (char *) id;
+	r.to_org = (char *) to;
+	st = call(who, M "TransferSubject", &r, &haven__consent__v1__subject__descriptor, &rep);
+	if (out != NULL) {
+		*out = rep;
+	} else {
+		release(rep);
+	}
+	return (st);
+}
+
+/* A subject is handed to another referrer: from then on only the new holder records consent
+ * and reads her; the old one loses that at once, cached views included; audited. */
+static void
+test_transfer(void **state)
+{
+	char                               id[CONSENT_ID_HEX];
+	Haven__Consent__V1__Subject       *sub = NULL;
+	Haven__Consent__V1__ConsentRecord *c   = NULL;
+	Haven__Audit__V1__ListResponse    *l   = NULL;
+	bool                               seen = false;
+
+	(void) state;
+	assert_int_equal(create(ACME, false, id), HV_OK);
+	assert_int_equal(grant(ACME, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, &c),
+	    HV_OK);
+	/* Warm the holder's cached view. */
+	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	    HV_OK);
+
+	/* Who may not, and to whom not. */
+	assert_int_equal(transfer(COORD, id, "other-ngo", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(transfer(ADMIN, id, "other-ngo", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(transfer(SHELTER_A, id, "other-ngo", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(transfer(OTHER, id, "other-ngo", NULL), HV_PERMISSION_DENIED);
+	expect_msg("organisation other-ngo does not hold subject");
+	assert_int_equal(transfer(ACME, id, "shelter-a", NULL), HV_FAILED_PRECONDITION);
+	expect_msg("shelter-a is not an enabled referrer organisation");
+	assert_int_equal(transfer(ACME, id, "nobody-here", NULL), HV_FAILED_PRECONDITION);
+	assert_int_equal(transfer(ACME, id, "acme-ngo", NULL), HV_FAILED_PRECONDITION);
+	expect_msg("holds subject");
+	assert_int_equal(transfer(ACME, "nothex", "other-ngo", NULL), HV_INVALID_ARGUMENT);
+	expect_msg("subject id must be 32 lower-case hex characters");
+	assert_int_equal(transfer(ACME, id, "Not An Id", NULL), HV_INVALID_ARGUMENT);
+	expect_msg("to_org must be an organisation id");
+	assert_int_equal(transfer(ACME, "0123456789abcdef0123456789abcdef", "other-ngo", NULL),
+	    HV_NOT_FOUND);
+
+	/* The hand-over. */
+	assert_int_equal(transfer(ACME, id, "other-ngo", &sub), HV_OK);
+	assert_string_equal(sub->holder, "other-ngo");
+	assert_string_equal(sub->created_by, "acme-ngo");
+	release(sub);
+	assert_int_equal(show(OTHER, id, &sub), HV_OK);
+	assert_string_equal(sub->holder, "other-ngo");
+	assert_string_equal(sub->personal->name, NAME);
+	release(sub);
+	/* The old holder: nothing any more, also through the view it had cached. */
+	assert_int_equal(show(ACME, id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(grant(ACME, id, "shelter-b", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(withdraw(ACME, c->id, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(rpc_audit_list(ACME, id, NULL), HV_PERMISSION_DENIED);
+	/* The new holder records and withdraws; the provider's consent stands. */
+	assert_int_equal(show(SHELTER_A, id, NULL), HV_OK);
+	assert_int_equal(grant(OTHER, id, "shelter-b", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
+	    HV_OK);
+	assert_int_equal(withdraw(OTHER, c->id, NULL), HV_OK);
+	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
+	/* Audited, with whom it went to. */
+	assert_int_equal(rpc_audit_list(OTHER, id, &l), HV_OK);
+	for (size_t i = 0; i < l->n_entries; i++) {
+		seen = seen || (strcmp(l->entries[i]->method, M "TransferSubject") == 0 &&
+		                   strcmp(l->entries[i]->caller_org, "acme-ngo") == 0 &&
+		                   strcmp(l->entries[i]->purpose, "hand-over to other-ngo") == 0 &&
+		                   l->entries[i]->result == 0);
+	}
+	assert_true(seen);
+	release(l);
+	/* The operator may hand it on (on the organisations' request). */
+	assert_int_equal(transfer(OPERATOR, id, "acme-ngo", NULL), HV_OK);
+	assert_int_equal(show(ACME, id, NULL), HV_OK);
+	release(c);
+}
+
 int
 main(void)
 {
@@ -1280,6 +1379,7 @@ main(void)
 		cmocka_unit_test(test_check_cache_coherence),
 		cmocka_unit_test(test_corrupted_ciphertext),
 		cmocka_unit_test(test_async_check_audit),
+		cmocka_unit_test(test_transfer),
 	};
 	return cmocka_run_group_tests(tests, world_up, world_down);
 }

@@ -72,8 +72,8 @@ typedef Haven__Referral__V1__Offer    Offer;
 
 /* ---- the node under test --------------------------------------------------------------------- */
 
-enum { C_REFERRER, C_REFERRER2, C_PROV_A, C_PROV_B, C_COORD, C_COORD_FAR, C_MUNI, C_OPERATOR,
-	C_N };
+enum { C_REFERRER, C_REFERRER2, C_PROV_A, C_PROV_B, C_COORD, C_COORD_FAR, C_MUNI, C_NATIONAL,
+	C_OPERATOR, C_N };
 
 static const struct {
 	const char               *id;
@@ -95,6 +95,8 @@ static const struct {
         "Limburg" },
 	[C_MUNI]      = { "city-ams", HAVEN__CAPACITY__V1__ROLE__MUNICIPALITY,
         RPC_ROLE_MUNICIPALITY, "Amsterdam" },
+	[C_NATIONAL]  = { "coord-nl", HAVEN__CAPACITY__V1__ROLE__NATIONAL_COORDINATOR,
+        RPC_ROLE_NATIONAL_COORDINATOR, "Midden-Nederland" },
 	[C_OPERATOR]  = { NULL, 0, RPC_ROLE_OPERATOR, NULL },
 };
 
@@ -113,6 +115,8 @@ typedef struct node {
 	rpc_channel *ch[C_N];
 	store_table  offers_t; /* ref.offers, for the invariant */
 	bool         notify;   /* capacity pub/sub and the background thread */
+	unsigned     stats_periods; /* ref_options.stats_periods (setup_node: both kinds) */
+	bool         has_orgs; /* the organisations are in the directory: tokens can be issued */
 } node;
 
 static _Atomic int64_t clock_ms;
@@ -308,6 +312,22 @@ places(node *n, const char *id, uint32_t *available, uint32_t *held)
 	haven__capacity__v1__service__free_unpacked(svc, NULL);
 }
 
+/* Tokens are bound to the organisation's directory record: issued once it is there. */
+static void
+set_tokens(node *n)
+{
+	char tok[AUTH_TOKEN_MAX];
+
+	for (int i = 0; i < C_N; i++) {
+		if (orgs[i].id != NULL) {
+			assert_int_equal(
+			    auth_issue_token(n->au, orgs[i].id, orgs[i].rpc, auth_now_ms(), tok, NULL),
+			    HV_OK);
+			assert_int_equal(rpc_channel_set_token(n->ch[i], tok), HV_OK);
+		}
+	}
+}
+
 static void
 open_services(node *n, bool reopen_store)
 {
@@ -315,7 +335,6 @@ open_services(node *n, bool reopen_store)
 	ref_options        ro = { 0 };
 	auth_options       ao = { .lookup = cap_lookup_org };
 	rpc_server_options so = { .workers = 6 };
-	char               tok[AUTH_TOKEN_MAX];
 
 	if (reopen_store) {
 		store_options o = { .no_sync = true };
@@ -335,6 +354,7 @@ open_services(node *n, bool reopen_store)
 	ro.unseal           = fake_open;
 	ro.now_ms           = fake_now;
 	ro.manual           = !n->notify;
+	ro.stats_periods    = n->stats_periods;
 	ro.capacity_sub_url = n->notify ? n->pub : NULL;
 	ro.consent_sub_url  = n->notify ? n->consent_url : NULL;
 	assert_int_equal(ref_open(&n->rs, &ro), HV_OK);
@@ -351,12 +371,9 @@ open_services(node *n, bool reopen_store)
 	assert_int_equal(rpc_server_start(n->srv), HV_OK);
 	for (int i = 0; i < C_N; i++) {
 		assert_int_equal(rpc_channel_open(&n->ch[i], n->url, NULL), HV_OK);
-		if (orgs[i].id != NULL) {
-			assert_int_equal(
-			    auth_issue_token(n->au, orgs[i].id, orgs[i].rpc, auth_now_ms(), tok, NULL),
-			    HV_OK);
-			assert_int_equal(rpc_channel_set_token(n->ch[i], tok), HV_OK);
-		}
+	}
+	if (n->has_orgs) {
+		set_tokens(n);
 	}
 }
 
@@ -389,7 +406,8 @@ setup_node(void **state, bool notify)
 
 	assert_non_null(n);
 	test_no++;
-	n->notify = notify;
+	n->notify        = notify;
+	n->stats_periods = REF_PERIODS_MONTHS | REF_PERIODS_WEEKS;
 	tu_tmpdir(n->dir, sizeof(n->dir), "referral");
 	snprintf(n->url, sizeof(n->url), "inproc://referral-%d", test_no);
 	snprintf(n->pub, sizeof(n->pub), "inproc://referral-pub-%d", test_no);
@@ -403,6 +421,8 @@ setup_node(void **state, bool notify)
 	open_services(n, true);
 	j.cs = n->cs;
 	assert_int_equal(store_write(n->st, add_orgs_fn, &j), HV_OK);
+	n->has_orgs = true;
+	set_tokens(n);
 	*state = n;
 	return (0);
 }
@@ -1312,6 +1332,9 @@ test_visibility(void **state)
 	    HV_PERMISSION_DENIED);
 	free_msg(get_as(n, C_COORD, r->id));
 	free_msg(get_as(n, C_OPERATOR, r->id));
+	/* A national coordinator: every region's. */
+	free_msg(get_as(n, C_NATIONAL, r->id));
+	free_msg(get_as(n, C_NATIONAL, r2->id));
 
 	/* Lists: the referrer its own, the coordinator its region's, the operator all. */
 	assert_int_equal(call(n->ch[C_REFERRER], M_LIST, &l.base,
@@ -1331,6 +1354,11 @@ test_visibility(void **state)
 	assert_int_equal(lr->n_referrals, 0);
 	free_msg(lr);
 	assert_int_equal(call(n->ch[C_OPERATOR], M_LIST, &l.base,
+	                     &haven__referral__v1__list_referrals_response__descriptor, &lr, NULL),
+	    HV_OK);
+	assert_int_equal(lr->n_referrals, 2);
+	free_msg(lr);
+	assert_int_equal(call(n->ch[C_NATIONAL], M_LIST, &l.base,
 	                     &haven__referral__v1__list_referrals_response__descriptor, &lr, NULL),
 	    HV_OK);
 	assert_int_equal(lr->n_referrals, 2);
@@ -1630,6 +1658,64 @@ test_hold_expired_by_capacity(void **state)
 	free_msg(r);
 }
 
+/* Week 2023-W46 (Europe/Amsterdam) ends at 2023-11-20 00:00 CET; the tests start on its
+ * Tuesday, 1700000000000 (23:13 local). */
+#define W46_END 1700434800000LL
+#define SETTLE  (10 * 60 * 1000) /* answered this long after the end */
+
+/* Statistics for period as who; the message of a refusal is in errbuf. */
+static hv_status
+stats_as(node *n, int who, const char *period, Haven__Referral__V1__StatisticsResponse **resp)
+{
+	Haven__Referral__V1__StatisticsRequest req = HAVEN__REFERRAL__V1__STATISTICS_REQUEST__INIT;
+
+	req.period = (char *) period;
+	return (call(n->ch[who], M_STATS, &req.base,
+	    &haven__referral__v1__statistics_response__descriptor, resp, NULL));
+}
+
+/* By default a node answers months only: a week and the month around it, subtracted, would
+ * show the days at the month's edge (one kind of period closes that). */
+static void
+test_statistics_one_kind(void **state)
+{
+	node *n = *state;
+
+	close_services(n, true);
+	n->stats_periods = 0; /* what a node gets without the option */
+	open_services(n, true);
+	assert_int_equal(stats_as(n, C_MUNI, "2023-W46", NULL), HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(errbuf, "by calendar month only"));
+	assert_int_equal(stats_as(n, C_MUNI, "2023-10", NULL), HV_OK);
+	close_services(n, true);
+	n->stats_periods = REF_PERIODS_WEEKS;
+	open_services(n, true);
+	assert_int_equal(stats_as(n, C_MUNI, "2023-10", NULL), HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(errbuf, "by calendar ISO week only"));
+	assert_int_equal(stats_as(n, C_MUNI, "2023-W41", NULL), HV_OK);
+}
+
+/* A region's total in an answer, or NULL. */
+static const Haven__Referral__V1__StatisticsTotal *
+stats_total(const Haven__Referral__V1__StatisticsResponse *resp, const char *region)
+{
+	for (size_t i = 0; i < resp->n_totals; i++) {
+		if (strcmp(resp->totals[i]->region, region) == 0) {
+			return (resp->totals[i]);
+		}
+	}
+	return (NULL);
+}
+
+static void
+advance_to(int64_t ms)
+{
+	int64_t now = atomic_load(&clock_ms);
+
+	assert_true(ms >= now);
+	advance(ms - now);
+}
+
 static void
 test_statistics(void **state)
 {
@@ -1638,26 +1724,29 @@ test_statistics(void **state)
 		NULL } };
 	Haven__Referral__V1__StatisticsRequest   req  = HAVEN__REFERRAL__V1__STATISTICS_REQUEST__INIT;
 	Haven__Referral__V1__StatisticsResponse *resp = NULL;
+	const Haven__Referral__V1__StatisticsTotal *tot;
 	Referral *r[6] = { NULL };
-	int64_t   t0   = atomic_load(&clock_ms);
 	bool      seen_shelter = false, seen_legal = false;
 	create_spec planned = one_shelter;
 
-	/* Six shelter needs of labour exploitation from Amsterdam; five placed after 1..5 hours
-	 * (planned: the offers are open for a day). */
+	/* Six shelter needs of labour exploitation from Amsterdam; five placed after 1:07, 2:14,
+	 * 3:21, 4:28 and 5:35 (planned: the offers are open for a day). */
 	planned.urgency = URG(PLANNED);
 	add_services(n, big, 1);
 	for (int i = 0; i < 6; i++) {
 		assert_int_equal(create(n, &planned, &r[i]), HV_OK);
 	}
 	for (int i = 0; i < 5; i++) {
-		advance(3600 * 1000);
+		advance((60 + 7) * 60 * 1000);
 		assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r[i]->needs[0]->offer_id, 0, NULL,
 		                     NULL),
 		    HV_OK);
 		assert_int_equal(placement(n, C_PROV_A, M_PLACED, r[i]->needs[0]->offer_id, 0, NULL),
 		    HV_OK);
 	}
+	/* The sixth is accepted in the week, and placed after it (below). */
+	assert_int_equal(
+	    offer_act(n, C_PROV_A, M_ACCEPT, r[5]->needs[0]->offer_id, 0, NULL, NULL), HV_OK);
 	/* Two legal-aid needs that wait (no legal aid anywhere). */
 	{
 		create_spec s = { .n_needs = 1, .needs = { { ST(LEGAL_AID), 0, NULL, NULL } } };
@@ -1668,16 +1757,27 @@ test_statistics(void **state)
 		}
 	}
 	/* Who may ask. */
+	req.period = "2023-W46";
 	assert_int_equal(call(n->ch[C_REFERRER], M_STATS, &req.base,
 	                     &haven__referral__v1__statistics_response__descriptor, NULL, NULL),
 	    HV_PERMISSION_DENIED);
 	assert_int_equal(call(n->ch[C_PROV_A], M_STATS, &req.base,
 	                     &haven__referral__v1__statistics_response__descriptor, NULL, NULL),
 	    HV_PERMISSION_DENIED);
-	req.from_ms = (uint64_t) t0 - 1000;
-	assert_int_equal(call(n->ch[C_MUNI], M_STATS, &req.base,
-	                     &haven__referral__v1__statistics_response__descriptor, &resp, NULL),
-	    HV_OK);
+	/* The week is not over: refused, whoever asks. */
+	assert_int_equal(stats_as(n, C_MUNI, "2023-W46", NULL), HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(errbuf, "period 2023-W46 has not ended"));
+	assert_int_equal(stats_as(n, C_OPERATOR, "2023-11", NULL), HV_FAILED_PRECONDITION);
+	advance_to(W46_END - 1);
+	assert_int_equal(stats_as(n, C_MUNI, "2023-W46", NULL), HV_FAILED_PRECONDITION);
+	advance_to(W46_END + SETTLE - 1);
+	assert_int_equal(stats_as(n, C_MUNI, "2023-W46", NULL), HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(errbuf, "from 10 minutes after their end"));
+	advance_to(W46_END + SETTLE);
+	assert_int_equal(stats_as(n, C_MUNI, "2023-W46", &resp), HV_OK);
+	assert_string_equal(resp->period, "2023-W46");
+	assert_int_equal(resp->from_ms, W46_END - 7 * 86400000LL);
+	assert_int_equal(resp->to_ms, W46_END);
 	for (size_t i = 0; i < resp->n_cells; i++) {
 		Haven__Referral__V1__StatisticsCell *c = resp->cells[i];
 		assert_string_equal(c->region, "Amsterdam");
@@ -1687,19 +1787,50 @@ test_statistics(void **state)
 			assert_string_equal(c->referrals, "6");
 			assert_string_equal(c->placements, "5");
 			assert_string_equal(c->unmet, "0");
-			/* Placed after 1, 2, 3, 4, 5 hours: median 3 h, p90 5 h. */
+			/* Median 3:21, shown as 3 h; no p90 from 5 (it would be the 5:35). */
 			assert_int_equal(c->median_ms_to_placement, 3 * 3600 * 1000);
-			assert_int_equal(c->p90_ms_to_placement, 5 * 3600 * 1000);
+			assert_int_equal(c->p90_ms_to_placement, 0);
 		} else {
 			assert_int_equal(c->type, ST(LEGAL_AID));
 			seen_legal = true;
+			/* "<5", and nothing more about those two people. */
 			assert_string_equal(c->referrals, "<5");
-			assert_string_equal(c->placements, "0");
-			assert_string_equal(c->unmet, "<5");
+			assert_string_equal(c->placements, "x");
+			assert_string_equal(c->unmet, "x");
 			assert_int_equal(c->median_ms_to_placement, 0);
 		}
 	}
 	assert_true(seen_shelter && seen_legal);
+	/* 8 referrals would tell the "<5" is 2: every total beside a count not shown is "x". */
+	assert_int_equal(resp->n_totals, 1);
+	assert_non_null(tot = stats_total(resp, "Amsterdam"));
+	assert_string_equal(tot->referrals, "x");
+	assert_string_equal(tot->placements, "x");
+	assert_string_equal(tot->unmet, "x");
+	free_msg(resp);
+	/* Placed after the week: the week's answer does not change (as it was at its end), so
+	 * answers asked on two days cannot be subtracted to date one person's placement. */
+	advance(3600 * 1000);
+	assert_int_equal(placement(n, C_PROV_A, M_PLACED, r[5]->needs[0]->offer_id, 0, NULL),
+	    HV_OK);
+	assert_int_equal(stats_as(n, C_MUNI, "2023-W46", &resp), HV_OK);
+	assert_int_equal(resp->n_cells, 2);
+	for (size_t i = 0; i < resp->n_cells; i++) {
+		if (resp->cells[i]->type == ST(SHELTER)) {
+			assert_string_equal(resp->cells[i]->placements, "5");
+			assert_int_equal(resp->cells[i]->median_ms_to_placement, 3 * 3600 * 1000);
+		}
+	}
+	free_msg(resp);
+	/* The month holds the week: the same cells, and the sixth placement in November. */
+	advance_to(1701385200000LL + SETTLE); /* 2023-12-01 00:10 CET */
+	assert_int_equal(stats_as(n, C_COORD, "2023-11", &resp), HV_OK);
+	assert_int_equal(resp->n_cells, 2);
+	for (size_t i = 0; i < resp->n_cells; i++) {
+		if (resp->cells[i]->type == ST(SHELTER)) {
+			assert_string_equal(resp->cells[i]->placements, "6");
+		}
+	}
 	free_msg(resp);
 	/* A coordinator, for another region only: nothing. A period before: nothing. */
 	req.n_regions = 1;
@@ -1708,10 +1839,10 @@ test_statistics(void **state)
 	                     &haven__referral__v1__statistics_response__descriptor, &resp, NULL),
 	    HV_OK);
 	assert_int_equal(resp->n_cells, 0);
+	assert_int_equal(resp->n_totals, 0);
 	free_msg(resp);
 	req.n_regions = 0;
-	req.from_ms   = (uint64_t) t0 - 100000;
-	req.to_ms     = (uint64_t) t0 - 1000;
+	req.period    = "2023-W45";
 	assert_int_equal(call(n->ch[C_OPERATOR], M_STATS, &req.base,
 	                     &haven__referral__v1__statistics_response__descriptor, &resp, NULL),
 	    HV_OK);
@@ -1725,6 +1856,181 @@ test_statistics(void **state)
 	for (int i = 0; i < 6; i++) {
 		free_msg(r[i]);
 	}
+}
+
+/* Hole (9) of the authority model: a municipality narrowed ms windows around one referral
+ * until the "<5" showed its time, region, form of exploitation and needs. No window but a
+ * named, finished week or month is answered; the period's other cells are withheld as needed
+ * so that the region's total does not tell the single referral either. */
+static void
+test_statistics_narrowing(void **state)
+{
+	node          *n = *state;
+	const svc_spec big[] = { { "sh-big", C_PROV_A, ST(SHELTER), "Amsterdam", 20, NULL, 0, 0,
+		NULL } };
+	Haven__Referral__V1__StatisticsRequest   req  = HAVEN__REFERRAL__V1__STATISTICS_REQUEST__INIT;
+	Haven__Referral__V1__StatisticsResponse *resp = NULL;
+	const Haven__Referral__V1__StatisticsTotal *tot;
+	create_spec shelter = one_shelter, legal = { .n_needs = 1,
+		.needs = { { ST(LEGAL_AID), 0, NULL, NULL } } };
+	create_spec target = one_shelter;
+	int64_t     t_target = 0;
+	uint64_t    lo, hi;
+	size_t      seen = 0;
+
+	/* 6 legal-aid needs (waiting: no legal aid) and 9 shelter needs (offered) of labour
+	 * exploitation, and the one referral of sexual exploitation (a shelter need), all from
+	 * Amsterdam, in week 2023-W46. */
+	shelter.urgency = URG(PLANNED);
+	legal.urgency   = URG(PLANNED);
+	target.urgency  = URG(PLANNED);
+	target.exploitation = EX(SEXUAL);
+	add_services(n, big, 1);
+	for (int i = 0; i < 15; i++) {
+		Referral *x = NULL;
+		advance(60 * 1000);
+		assert_int_equal(create(n, i < 6 ? &legal : &shelter, &x), HV_OK);
+		if (i == 7) {
+			Referral *y = NULL;
+			advance(1000);
+			t_target = atomic_load(&clock_ms);
+			assert_int_equal(create(n, &target, &y), HV_OK);
+			free_msg(y);
+		}
+		free_msg(x);
+	}
+	advance_to(W46_END + SETTLE);
+	/* The attack: windows halving around the referral. Every one refused, naming the rule;
+	 * and a period name beside a window does not make the window count. */
+	lo = (uint64_t) t_target - 3600 * 1000;
+	hi = (uint64_t) t_target + 3600 * 1000;
+	for (int step = 0; step < 24 && hi - lo > 1; step++) {
+		uint64_t mid = lo + (hi - lo) / 2;
+
+		req.from_ms = lo;
+		req.to_ms   = mid;
+		req.period  = step % 2 == 0 ? "" : "2023-W46";
+		assert_int_equal(call(n->ch[C_MUNI], M_STATS, &req.base,
+		                     &haven__referral__v1__statistics_response__descriptor, NULL, NULL),
+		    HV_INVALID_ARGUMENT);
+		assert_non_null(strstr(errbuf, "from_ms/to_ms windows are not accepted"));
+		if ((uint64_t) t_target < mid) {
+			hi = mid;
+		} else {
+			lo = mid;
+		}
+	}
+	req.from_ms = 0;
+	req.to_ms   = 1;
+	assert_int_equal(call(n->ch[C_MUNI], M_STATS, &req.base,
+	                     &haven__referral__v1__statistics_response__descriptor, NULL, NULL),
+	    HV_INVALID_ARGUMENT);
+	/* Bad period names: INVALID_ARGUMENT naming the problem. */
+	assert_int_equal(stats_as(n, C_MUNI, "2023-13", NULL), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(errbuf, "month must be 01..12"));
+	assert_int_equal(stats_as(n, C_MUNI, "2023-W53", NULL), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(errbuf, "2023 has 52 ISO weeks"));
+	assert_int_equal(stats_as(n, C_MUNI, "", NULL), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(errbuf, "period required"));
+	assert_int_equal(stats_as(n, C_MUNI, "last week", NULL), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(errbuf, "is neither an ISO week"));
+
+	/* The week: the single referral is "<5" and its placement and waiting are "x"; the 9 and
+	 * 6 are shown; 16 would tell the "<5" is 1, so the total is "x". */
+	assert_int_equal(stats_as(n, C_MUNI, "2023-W46", &resp), HV_OK);
+	for (size_t i = 0; i < resp->n_cells; i++) {
+		Haven__Referral__V1__StatisticsCell *c = resp->cells[i];
+
+		assert_string_equal(c->region, "Amsterdam");
+		if (c->exploitation == EX(SEXUAL)) {
+			assert_int_equal(c->type, ST(SHELTER));
+			assert_string_equal(c->referrals, "<5");
+			assert_string_equal(c->placements, "x");
+			assert_string_equal(c->unmet, "x");
+			seen |= 1;
+		} else if (c->type == ST(SHELTER)) {
+			assert_string_equal(c->referrals, "9");
+			assert_string_equal(c->unmet, "0");
+			seen |= 2;
+		} else {
+			assert_int_equal(c->type, ST(LEGAL_AID));
+			assert_string_equal(c->referrals, "6");
+			assert_string_equal(c->unmet, "6");
+			seen |= 4;
+		}
+	}
+	assert_int_equal(seen, 7);
+	assert_non_null(tot = stats_total(resp, "Amsterdam"));
+	assert_string_equal(tot->referrals, "x");
+	assert_string_equal(tot->placements, "x");
+	assert_string_equal(tot->unmet, "x");
+	free_msg(resp);
+	/* Asked again, by a coordinator, for Amsterdam only: the same answer (nothing to
+	 * subtract). */
+	req.from_ms = req.to_ms = 0;
+	req.period    = "2023-W46";
+	req.n_regions = 1;
+	req.regions   = (char *[]) { "Amsterdam" };
+	assert_int_equal(call(n->ch[C_COORD], M_STATS, &req.base,
+	                     &haven__referral__v1__statistics_response__descriptor, &resp, NULL),
+	    HV_OK);
+	assert_int_equal(resp->n_cells, 3);
+	assert_string_equal(resp->totals[0]->referrals, "x");
+	free_msg(resp);
+}
+
+/* The shelter cell's referral count in an answer for period, or NULL without one. */
+static const char *
+stats_shelter(node *n, const char *period, hv_status want)
+{
+	Haven__Referral__V1__StatisticsResponse *resp = NULL;
+	static char                              count[16];
+
+	assert_int_equal(stats_as(n, C_MUNI, period, &resp), want);
+	if (resp == NULL || resp->n_cells == 0) {
+		free_msg(resp);
+		return (NULL);
+	}
+	assert_int_equal(resp->n_cells, 1);
+	assert_int_equal(resp->cells[0]->type, ST(SHELTER));
+	snprintf(count, sizeof(count), "%s", resp->cells[0]->referrals);
+	free_msg(resp);
+	return (count);
+}
+
+/* Across the year: 2026 has 53 ISO weeks, and 2026-W53 runs from Monday 28 December 2026 to
+ * Sunday 3 January 2027. Five referrals on 31 December and one on 2 January are all in
+ * 2026-W53; the month splits them. */
+static void
+test_statistics_year_boundary(void **state)
+{
+	node       *n = *state;
+	create_spec s = one_shelter;
+
+	s.urgency = URG(PLANNED);
+	advance_to(1798714800000LL); /* 2026-12-31 12:00 CET */
+	for (int i = 0; i < 5; i++) {
+		Referral *x = NULL;
+		assert_int_equal(create(n, &s, &x), HV_OK);
+		free_msg(x);
+	}
+	advance_to(1798887600000LL); /* 2027-01-02 12:00 CET */
+	{
+		Referral *x = NULL;
+		assert_int_equal(create(n, &s, &x), HV_OK);
+		free_msg(x);
+	}
+	assert_null(stats_shelter(n, "2026-W53", HV_FAILED_PRECONDITION));
+	advance_to(1799017200000LL + SETTLE); /* 2027-01-04 00:10 CET */
+	assert_string_equal(stats_shelter(n, "2026-W53", HV_OK), "6");
+	assert_string_equal(stats_shelter(n, "2026-12", HV_OK), "5");
+	assert_null(stats_shelter(n, "2026-W52", HV_OK));
+	assert_null(stats_shelter(n, "2027-W01", HV_FAILED_PRECONDITION));
+	assert_null(stats_shelter(n, "2027-01", HV_FAILED_PRECONDITION));
+	assert_null(stats_shelter(n, "2027-W53", HV_INVALID_ARGUMENT));
+	advance_to(1801436400000LL + SETTLE); /* 2027-02-01 00:10 CET */
+	assert_null(stats_shelter(n, "2027-W01", HV_OK));
+	assert_string_equal(stats_shelter(n, "2027-01", HV_OK), "<5");
 }
 
 static void
@@ -1808,6 +2114,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_restart_mid_offer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hold_expired_by_capacity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_statistics_narrowing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_statistics_year_boundary, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_statistics_one_kind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consent_withdrawn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consent_withdrawn_notification, setup_notify,
 		    teardown),

@@ -774,6 +774,7 @@ test_tls_mutual_auth_and_login(void **state)
 	orgs[1] = (tu_org) { "shelter-one", RPC_ROLE_PROVIDER, 1, f2 };
 	orgs[2] = (tu_org) { NULL, 0, 0, NULL };
 	ao.lookup_arg = orgs;
+	ao.ca_file    = ca; /* registered certificates are checked against the node CA */
 	assert_int_equal(crypto_random(ao.secret, sizeof(ao.secret)), HV_OK);
 	assert_int_equal(auth_open(&a, &ao), HV_OK);
 

@@ -56,6 +56,35 @@ tu_pki(const char *dir, const char *const *orgs, size_t n)
 	}
 }
 
+void
+tu_cert(const char *dir, const char *name, const char *cn, int days, int self_signed)
+{
+	char cmd[2048];
+	int  n;
+
+	if (self_signed) {
+		n = snprintf(cmd, sizeof(cmd),
+		    "cd '%s' && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
+		    "-out '%s.key' 2>/dev/null && openssl req -x509 -new -key '%s.key' -sha256 "
+		    "-days 30 -subj '/O=haven/CN=%s' -out '%s.pem' 2>/dev/null",
+		    dir, name, name, cn, name);
+	} else {
+		/* openssl x509 -days -N ends the validity N days ago: an expired certificate. */
+		n = snprintf(cmd, sizeof(cmd),
+		    "cd '%s' && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
+		    "-out '%s.key' 2>/dev/null && openssl req -new -key '%s.key' "
+		    "-subj '/O=haven/CN=%s' -out '%s.csr' && printf '%%s\n' "
+		    "'extendedKeyUsage=clientAuth' 'keyUsage=critical,digitalSignature' > '%s.ext' && "
+		    "openssl x509 -req -in '%s.csr' -CA ca.pem -CAkey ca.key -CAcreateserial -sha256 "
+		    "-days %d -extfile '%s.ext' -out '%s.pem' 2>/dev/null && rm -f '%s.csr' '%s.ext'",
+		    dir, name, name, cn, name, name, name, days, name, name, name, name);
+	}
+	if (n < 0 || (size_t) n >= sizeof(cmd) || system(cmd) != 0) {
+		fprintf(stderr, "tu_cert %s failed\n", name);
+		abort();
+	}
+}
+
 char *
 tu_slurp(const char *path, size_t *len)
 {

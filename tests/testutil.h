@@ -15,6 +15,11 @@ void tu_tmpdir(char *out, size_t outsz, const char *prefix);
 /* Makes a PKI in dir with deploy/pki.sh: ca, server (localhost) and a client cert per org. */
 void tu_pki(const char *dir, const char *const *orgs, size_t n);
 
+/* Makes DIR/NAME.pem and DIR/NAME.key (EC P-256) with subject CN=cn: signed by the CA of
+ * tu_pki in dir and valid from now for days days (days < 0: one that expired |days| days
+ * ago), or self-signed (valid now) when self_signed. */
+void tu_cert(const char *dir, const char *name, const char *cn, int days, int self_signed);
+
 /* Reads a whole file into a malloc'd NUL-terminated buffer; aborts on failure. */
 char *tu_slurp(const char *path, size_t *len);
 

@@ -5,6 +5,7 @@
  *                        [--contact C] [--notes T] [--minor]      prints the new id only
  *   haven subject show ID
  *   haven subject erase ID
+ *   haven subject transfer ID --to ORG
  *   haven consent grant SUBJECT --purpose P[,P] (--recipient ORG[,ORG] | --accepting-provider)
  *                       --category C[,C] --given-by subject|guardian|representative
  *                       --method written|verbal|verbal-with-interpreter|electronic
@@ -313,6 +314,7 @@ do_subject_show(cli *c, int argc, char **argv)
 		json_object_set_new(j, "id", json_string(rep->id));
 		json_object_set_new(j, "minor", json_boolean(rep->minor));
 		json_object_set_new(j, "created_by", json_string(rep->created_by));
+		json_object_set_new(j, "holder", json_string(rep->holder));
 		json_object_set_new(j, "created_at_ms", json_integer(rep->created_at_ms));
 		json_object_set_new(j, "shown",
 		    json_names((const int *) rep->shown, rep->n_shown, consent_category_name));
@@ -329,6 +331,8 @@ do_subject_show(cli *c, int argc, char **argv)
 		printf("created by     %s, %s\n",
 		    rep->created_by[0] != '\0' ? rep->created_by : "the node's operator",
 		    when(rep->created_at_ms, t, sizeof(t)));
+		printf("held by        %s\n",
+		    rep->holder[0] != '\0' ? rep->holder : "the node's operator");
 		printf("shown          %s\n", shown);
 		printf("name           %s\n", p->name);
 		printf("date of birth  %s\n", p->date_of_birth);
@@ -376,6 +380,38 @@ do_subject_erase(cli *c, int argc, char **argv)
 	return (0);
 }
 
+/* haven subject transfer ID --to ORG: hands the subject to another referrer organisation. */
+static int
+do_subject_transfer(cli *c, int argc, char **argv)
+{
+	Haven__Consent__V1__TransferSubjectRequest req =
+	    HAVEN__CONSENT__V1__TRANSFER_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__Subject *rep = NULL;
+	cli_args                     a;
+	int                          rc;
+
+	if ((rc = cli_args_parse(&a, argc, argv, "subject transfer", 1, "to", "")) != 0) {
+		return (rc);
+	}
+	if (a.npos != 1 || cli_opt(&a, "to") == NULL) {
+		return (cli_usage("subject transfer takes one ID and --to ORG"));
+	}
+	req.id     = (char *) a.pos[0];
+	req.to_org = (char *) cli_opt(&a, "to");
+	if ((rc = cli_call(c, "subject transfer", M("TransferSubject"), &req.base,
+	         &haven__consent__v1__subject__descriptor, (ProtobufCMessage **) &rep, false)) != 0) {
+		return (rc);
+	}
+	if (c->json) {
+		cli_print_json(json_pack("{s:s, s:s, s:s}", "id", rep->id, "holder", rep->holder,
+		    "created_by", rep->created_by));
+	} else {
+		printf("subject %s is held by %s now\n", rep->id, rep->holder);
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (0);
+}
+
 int
 cmd_subject(cli *c, int argc, char **argv)
 {
@@ -388,7 +424,10 @@ cmd_subject(cli *c, int argc, char **argv)
 	if (argc >= 1 && strcmp(argv[0], "erase") == 0) {
 		return (do_subject_erase(c, argc - 1, argv + 1));
 	}
-	return (cli_usage("subject create|show|erase"));
+	if (argc >= 1 && strcmp(argv[0], "transfer") == 0) {
+		return (do_subject_transfer(c, argc - 1, argv + 1));
+	}
+	return (cli_usage("subject create|show|erase|transfer"));
 }
 
 /* ---- consent ---------------------------------------------------------------------------- */

@@ -15,7 +15,7 @@
  *   haven placement placed|complete OFFER
  *   haven placement end OFFER --outcome client-refused|no-longer-needed|
  *                         unable-to-contact-client|unable-to-contact-provider|other [--text T]
- *   haven stats [--region R]... [--days N]
+ *   haven stats --period YYYY-Www|YYYY-MM [--region R]...   (a finished ISO week or month)
  *
  * Enum values are written as capacity's commands write them: lower-case with '-' (legal-aid,
  * no-capacity), without the prefix a proto value carries only to be unique in its package
@@ -302,7 +302,7 @@ print_referral(const Referral *r)
 	printf("\n%-20s %-16s %-4s %-22s %s\n", "TIME", "BY", "NEED", "STATE", "REASON");
 	for (size_t i = 0; i < r->n_events; i++) {
 		const Haven__Referral__V1__Event *e = r->events[i];
-		char                              tr[48];
+		char                              tr[2 * 64 + 8];
 		snprintf(tr, sizeof(tr), "%s -> %s",
 		    e->from != 0 ? STATE_NAME(e->from, a) : "new", STATE_NAME(e->to, b));
 		printf("%-20s %-16s %-4u %-22s %s\n", when(e->time_ms, t, sizeof(t)),
@@ -381,7 +381,7 @@ referral_create(cli *c, int argc, char **argv)
 	ProtobufCMessage                 *rep = NULL;
 	char                              err[RPC_ERRMSG_MAX];
 	rpc_channel                      *ch;
-	int                               opt, v, rc;
+	int                               opt, v = 0, rc;
 	hv_status                         st;
 
 	req.needs             = np;
@@ -743,7 +743,7 @@ offer_action(cli *c, int argc, char **argv, const char *method, bool decline)
 	Haven__Referral__V1__OfferActionRequest req = HAVEN__REFERRAL__V1__OFFER_ACTION_REQUEST__INIT;
 	char                                    what[32];
 	ProtobufCMessage                       *rep = NULL;
-	int                                     opt, v, rc;
+	int                                     opt, v = 0, rc;
 
 	snprintf(what, sizeof(what), "offer %s", argv[0]);
 	getopt_reset();
@@ -809,7 +809,7 @@ cmd_placement(cli *c, int argc, char **argv)
 	char                                  what[32];
 	ProtobufCMessage                     *rep = NULL;
 	bool                                  end;
-	int                                   opt, v, rc;
+	int                                   opt, v = 0, rc;
 
 	if (argc < 1) {
 		return (cli_usage("placement needs placed, complete or end"));
@@ -861,6 +861,7 @@ cmd_stats(cli *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "region", required_argument, NULL, 'r' },
+		{ "period", required_argument, NULL, 'p' },
 		{ "days", required_argument, NULL, 'd' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -868,7 +869,6 @@ cmd_stats(cli *c, int argc, char **argv)
 	Haven__Referral__V1__StatisticsResponse *rep = NULL;
 	char                                    *regions[REGIONS_MAX];
 	char                                   **argv2;
-	unsigned long                            days = 30;
 	int                                      opt, rc;
 
 	/* getopt wants argv[0] to be a program name: put "stats" in front. */
@@ -887,30 +887,25 @@ cmd_stats(cli *c, int argc, char **argv)
 			} else {
 				regions[req.n_regions++] = optarg;
 			}
+		} else if (opt == 'p') {
+			req.period = optarg; /* checked by the node, which names what is wrong */
 		} else if (opt == 'd') {
-			char *end;
-			errno = 0;
-			days  = strtoul(optarg, &end, 10);
-			if (errno != 0 || *end != '\0' || days < 1 || days > 3650) {
-				rc = cli_usage("--days must be 1..3650, not '%s'", optarg);
-			}
+			rc = cli_usage("stats: --days is gone; name a finished --period, an ISO week "
+			               "YYYY-Www or a month YYYY-MM");
 		} else {
-			rc = cli_usage("stats takes --region R (repeatable) and --days N");
+			rc = cli_usage("stats takes --period YYYY-Www|YYYY-MM and --region R (repeatable)");
 		}
 	}
 	if (rc == 0 && optind < argc + 1) {
 		rc = cli_usage("stats: unexpected argument '%s'", argv2[optind]);
 	}
+	if (rc == 0 && req.period[0] == '\0') {
+		rc = cli_usage("stats needs --period: a finished ISO week YYYY-Www (2026-W49) or month "
+		               "YYYY-MM (2026-12), Europe/Amsterdam time");
+	}
 	if (rc != 0) {
 		free(argv2);
 		return (rc);
-	}
-	{
-		struct timespec ts;
-		uint64_t        now;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		now         = (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-		req.from_ms = now - (uint64_t) days * 86400 * 1000;
 	}
 	rc = cli_call(c, "stats", M("Statistics"), &req.base,
 	    &haven__referral__v1__statistics_response__descriptor, (ProtobufCMessage **) &rep, true);
@@ -921,19 +916,26 @@ cmd_stats(cli *c, int argc, char **argv)
 	if (c->json) {
 		cli_print_json(msg_json(&rep->base));
 	} else {
-		printf("last %lu days; counts of 1 to 4 are shown as <5, times only from 5 placements\n",
-		    days);
+		char f[32], t[32];
+		printf("period %s (%s to %s); 1 to 4 shown as <5, x withheld (it would tell a <5), "
+		       "times only from 5 placements\n",
+		    rep->period, when(rep->from_ms, f, sizeof(f)), when(rep->to_ms, t, sizeof(t)));
 		printf("%-22s %-12s %-16s %9s %10s %6s %8s %8s\n", "REGION", "EXPLOITATION", "TYPE",
 		    "REFERRALS", "PLACEMENTS", "UNMET", "MEDIAN", "P90");
 		for (size_t i = 0; i < rep->n_cells; i++) {
 			const Haven__Referral__V1__StatisticsCell *s = rep->cells[i];
-			char                                       e[32], t[32], m[32], p[32];
+			char                                       e[32], ty[32], m[32], p[32];
 			printf("%-22s %-12s %-16s %9s %10s %6s %8s %8s\n", s->region,
 			    ename(&haven__referral__v1__exploitation__descriptor, (int) s->exploitation, e,
 			        sizeof(e)),
-			    TYPE_NAME(s->type, t), s->referrals, s->placements, s->unmet,
+			    TYPE_NAME(s->type, ty), s->referrals, s->placements, s->unmet,
 			    duration(s->median_ms_to_placement, m, sizeof(m)),
 			    duration(s->p90_ms_to_placement, p, sizeof(p)));
+		}
+		for (size_t i = 0; i < rep->n_totals; i++) {
+			const Haven__Referral__V1__StatisticsTotal *s = rep->totals[i];
+			printf("%-22s %-12s %-16s %9s %10s %6s\n", s->region, "(total)", "", s->referrals,
+			    s->placements, s->unmet);
 		}
 	}
 	protobuf_c_message_free_unpacked(&rep->base, NULL);

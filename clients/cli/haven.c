@@ -66,12 +66,13 @@ usage(FILE *f)
 	    "  placement placed|complete OFFER\n"
 	    "  placement end OFFER --outcome client-refused|no-longer-needed|\n"
 	    "                unable-to-contact-client|unable-to-contact-provider|other [--text T]\n"
-	    "  stats [--region R]... [--days N]   referrals, placements, unmet demand (<5 hidden)\n"
+	    "  stats --period YYYY-Www|YYYY-MM [--region R]...   a finished week or month: referrals,\n"
+	    "      placements, unmet demand (<5 and x hidden)\n"
 	    "  admin backup DIR   consistent, compacted copy of the store (operator, admin)\n"
 	    "  admin status       store size and call counters (operator, admin)\n"
 	    "  subject create [--name N] [--dob YYYY-MM-DD] [--nationality X] [--language L]...\n"
 	    "                 [--contact C] [--notes T|-] [--minor]     prints the new subject id\n"
-	    "  subject show ID    subject erase ID\n"
+	    "  subject show ID    subject erase ID    subject transfer ID --to ORG\n"
 	    "  consent grant SUBJECT --purpose P[,P] (--recipient ORG[,ORG] | --accepting-provider)\n"
 	    "                --category C[,C] --given-by subject|guardian|representative\n"
 	    "                --method written|verbal|verbal-with-interpreter|electronic\n"
@@ -169,7 +170,7 @@ cli_call(cli *c, const char *what, const char *method, const ProtobufCMessage *r
 	rpc_call_options o = { .timeout_ms = c->timeout_ms, .idempotent = idempotent };
 	char             err[RPC_ERRMSG_MAX];
 	rpc_channel     *ch;
-	int              rc;
+	int              rc = (int) HV_INTERNAL; /* cli_channel sets it when it fails */
 	hv_status        st;
 
 	if ((ch = cli_channel(c, &rc)) == NULL) {

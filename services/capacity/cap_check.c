@@ -27,6 +27,7 @@ static const struct {
 	{ HAVEN__CAPACITY__V1__ROLE__MUNICIPALITY, RPC_ROLE_MUNICIPALITY },
 	{ HAVEN__CAPACITY__V1__ROLE__COORDINATOR, RPC_ROLE_COORDINATOR },
 	{ HAVEN__CAPACITY__V1__ROLE__ADMIN, RPC_ROLE_ADMIN },
+	{ HAVEN__CAPACITY__V1__ROLE__NATIONAL_COORDINATOR, RPC_ROLE_NATIONAL_COORDINATOR },
 };
 
 rpc_role
@@ -231,6 +232,21 @@ cap_check_org(const cap_service *cs, const Haven__Capacity__V1__Organisation *or
 		}
 	}
 	return (HV_OK);
+}
+
+hv_status
+cap_check_cert(const cap_service *cs, const char *org_id, const char *cert_pem, char *err,
+    size_t errsz)
+{
+	char      why[160];
+	hv_status st;
+
+	st = crypto_cert_check(cert_pem, cert_pem != NULL ? strlen(cert_pem) : 0, cs->cs_ca_file,
+	    org_id, cap_now_ms(cs) / 1000, why, sizeof(why));
+	if (st != HV_OK) {
+		snprintf(err, errsz, "cert_pem: %s", why);
+	}
+	return (st);
 }
 
 hv_status

@@ -77,6 +77,7 @@ _Static_assert(sizeof(cap_brief) == 32, "cap_brief has no hidden padding");
 struct cap_service {
 	store            *cs_store;
 	const region_map *cs_regions;
+	const char       *cs_ca_file; /* the node CA (tls_ca); NULL: none */
 	uint32_t          cs_hold_max_ttl_s;
 	uint32_t          cs_approval_places; /* cap_options.approval_places */
 	int64_t         (*cs_now)(void *);
@@ -124,6 +125,13 @@ int cap_region_index(const cap_service *cs, const char *name);
  * fingerprint is not NULL and a certificate is given, writes its fingerprint (else ""). */
 hv_status cap_check_org(const cap_service *cs, const Haven__Capacity__V1__Organisation *org,
     char fingerprint[65], char *err, size_t errsz);
+
+/* Checks a certificate being registered for organisation org_id (registration, or a change
+ * of its certificate) with crypto_cert_check against the node CA now: INVALID_ARGUMENT with
+ * err naming the reason ("cert_pem: the certificate has expired"), FAILED_PRECONDITION when
+ * the node has no CA configured. */
+hv_status cap_check_cert(const cap_service *cs, const char *org_id, const char *cert_pem,
+    char *err, size_t errsz);
 
 /* Checks the descriptive fields of a service (everything UpdateService may set). */
 hv_status cap_check_service_fields(

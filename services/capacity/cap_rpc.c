@@ -40,12 +40,14 @@
 
 #define M_ROLES_DIRECTORY (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)
 #define M_ROLES_SEE_SERVICES                                                                \
-	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR | RPC_ROLE_REFERRER |        \
+	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | RPC_ROLE_REFERRER |      \
 	    RPC_ROLE_PROVIDER)
 #define M_ROLES_REGISTER_SERVICE                                                            \
-	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR | RPC_ROLE_PROVIDER)
-#define M_ROLES_CHANGE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLE_COORDINATOR | RPC_ROLE_PROVIDER)
-#define M_ROLES_APPROVE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR)
+	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | RPC_ROLE_PROVIDER)
+#define M_ROLES_CHANGE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLES_COORDINATORS | RPC_ROLE_PROVIDER)
+#define M_ROLES_APPROVE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS)
+/* Those whose reach over services is every region. */
+#define M_ROLES_ALL_REGIONS (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_NATIONAL_COORDINATOR)
 
 #define ID_RULE "1 to 63 characters of a-z 0-9 . _ -"
 
@@ -85,6 +87,21 @@ static hv_status
 no_memory(rpc_call *call)
 {
 	return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "reply over the call's memory budget"));
+}
+
+/* The two fields of every change to an existing record: its id (what names it, e.g.
+ * "service id") and the version the change is based on. INVALID_ARGUMENT naming the field. */
+static hv_status
+check_id_version(rpc_call *call, const char *what, const char *id, uint64_t based_on)
+{
+	if (!ids_valid(id)) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "%s must be " ID_RULE, what));
+	}
+	if (based_on == 0) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "based_on_version is required: the version the change is based on"));
+	}
+	return (HV_OK);
 }
 
 /* Passes on a status from the store functions with their message (or the status name). */
@@ -204,7 +221,7 @@ may_register_service(req_ctx *r, store_txn *txn, const service_t *svc)
 	org_t    *me, *owner;
 	hv_status st;
 
-	if (has_role(r, RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)) {
+	if (has_role(r, M_ROLES_ALL_REGIONS)) {
 		return (HV_OK);
 	}
 	if (has_role(r, RPC_ROLE_PROVIDER)) {
@@ -243,7 +260,7 @@ may_change_service(req_ctx *r, store_txn *txn, const service_t *svc)
 	org_t    *me;
 	hv_status st;
 
-	if (has_role(r, RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)) {
+	if (has_role(r, M_ROLES_ALL_REGIONS)) {
 		return (HV_OK); /* admins reach this only through ApproveService */
 	}
 	if (has_role(r, RPC_ROLE_PROVIDER) && strcmp(svc->org_id, r->r_caller->org_id) == 0) {
@@ -406,7 +423,10 @@ update_org_fn(store_txn *txn, void *arg)
 	if (ch->cert_pem != NULL && ch->cert_pem[0] != '\0') {
 		next->cert_pem = ch->cert_pem;
 	}
-	if ((st = cap_check_org(r->r_cs, next, fp, err, sizeof(err))) != HV_OK) {
+	if ((st = cap_check_org(r->r_cs, next, fp, err, sizeof(err))) != HV_OK ||
+	    (next->cert_pem != cur->cert_pem &&
+	        (st = cap_check_cert(r->r_cs, next->id, next->cert_pem, err, sizeof(err))) !=
+	            HV_OK)) {
 		return (pass(r->r_call, st, err));
 	}
 	if ((st = cap_cert_unique(r->r_cs, txn, fp, next->id, err, sizeof(err))) != HV_OK) {
@@ -434,12 +454,9 @@ h_update_org(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMe
 	if (in->organisation == NULL) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "organisation is required"));
 	}
-	if (!ids_valid(in->organisation->id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "organisation id must be " ID_RULE));
-	}
-	if (in->based_on_version == 0) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "based_on_version is required: the version the change is based on"));
+	if ((st = check_id_version(call, "organisation id", in->organisation->id,
+	         in->based_on_version)) != HV_OK) {
+		return (st);
 	}
 	req_init(&r, call, svc, in);
 	if ((st = write_call(&r, update_org_fn, reply)) == HV_OK) {
@@ -726,12 +743,9 @@ h_update_service(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobu
 	if (in->service == NULL) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service is required"));
 	}
-	if (!ids_valid(in->service->id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service id must be " ID_RULE));
-	}
-	if (in->based_on_version == 0) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "based_on_version is required: the version the change is based on"));
+	if ((st = check_id_version(call, "service id", in->service->id, in->based_on_version)) !=
+	    HV_OK) {
+		return (st);
 	}
 	if ((st = cap_check_service_fields(svc, in->service, err, sizeof(err))) != HV_OK) {
 		return (pass(call, st, err));
@@ -768,13 +782,10 @@ h_retire_service(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobu
 {
 	const Haven__Capacity__V1__RetireServiceRequest *in = (const void *) req;
 	req_ctx                                          r;
+	hv_status                                        st;
 
-	if (!ids_valid(in->id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service id must be " ID_RULE));
-	}
-	if (in->based_on_version == 0) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "based_on_version is required: the version the change is based on"));
+	if ((st = check_id_version(call, "service id", in->id, in->based_on_version)) != HV_OK) {
+		return (st);
 	}
 	req_init(&r, call, svc, in);
 	return (write_call(&r, retire_service_fn, reply));
@@ -794,7 +805,7 @@ approve_service_fn(store_txn *txn, void *arg)
 		return (st);
 	}
 	/* The provider that runs it may change it, never approve it. */
-	if (!has_role(r, RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR)) {
+	if (!has_role(r, M_ROLES_APPROVE_SERVICE)) {
 		return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED,
 		    "a coordinator of region %s or an admin approves service %s", svc->service_area,
 		    svc->id));
@@ -821,12 +832,8 @@ h_approve_service(
 	req_ctx                                           r;
 	hv_status                                         st;
 
-	if (!ids_valid(in->id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service id must be " ID_RULE));
-	}
-	if (in->based_on_version == 0) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "based_on_version is required: the version the approval is based on"));
+	if ((st = check_id_version(call, "service id", in->id, in->based_on_version)) != HV_OK) {
+		return (st);
 	}
 	req_init(&r, call, svc, in);
 	if ((st = write_call(&r, approve_service_fn, reply)) == HV_OK) {
@@ -918,13 +925,11 @@ h_update_availability(
 {
 	const Haven__Capacity__V1__UpdateAvailabilityRequest *in = (const void *) req;
 	req_ctx                                               r;
+	hv_status                                             st;
 
-	if (!ids_valid(in->service_id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service_id must be " ID_RULE));
-	}
-	if (in->based_on_version == 0) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "based_on_version is required: the version the change is based on"));
+	if ((st = check_id_version(call, "service_id", in->service_id, in->based_on_version)) !=
+	    HV_OK) {
+		return (st);
 	}
 	req_init(&r, call, svc, in);
 	return (write_call(&r, update_availability_fn, reply));

@@ -251,6 +251,10 @@ cap_add_organisation(cap_service *cs, store_txn *txn,
 	if ((st = cap_check_org(cs, org, fp, err, errsz)) != HV_OK) {
 		return (st);
 	}
+	if (fp[0] != '\0' &&
+	    (st = cap_check_cert(cs, org->id, org->cert_pem, err, errsz)) != HV_OK) {
+		return (st);
+	}
 	if ((st = cap_cert_unique(cs, txn, fp, NULL, err, errsz)) != HV_OK) {
 		return (st);
 	}
@@ -769,8 +773,11 @@ cap_lookup_org(void *arg, const char *org_id, auth_org *out)
 	}
 	out->role         = cap_role_to_rpc(org->role);
 	out->enabled      = !org->disabled;
+	out->version      = org->version;
 	out->cert_pem     = NULL;
 	out->cert_pem_len = 0;
+	snprintf(out->cert_sha256, sizeof(out->cert_sha256), "%s",
+	    org->cert_sha256 != NULL ? org->cert_sha256 : "");
 	if (org->cert_pem != NULL && org->cert_pem[0] != '\0') {
 		if ((out->cert_pem = strdup(org->cert_pem)) == NULL) {
 			st = HV_RESOURCE_EXHAUSTED;
@@ -784,6 +791,25 @@ out:
 		haven__capacity__v1__organisation__free_unpacked(org, NULL);
 	}
 	return (st);
+}
+
+rpc_role
+cap_org_role(void *arg, const char *org_id)
+{
+	cap_service                       *cs  = arg;
+	store_txn                         *txn = NULL;
+	Haven__Capacity__V1__Organisation *org = NULL;
+	rpc_role                           role = 0;
+
+	if (store_read_begin(cs->cs_store, &txn) != HV_OK) {
+		return (0);
+	}
+	if (cap_read_org(cs, txn, org_id, NULL, &org) == HV_OK) {
+		role = org->disabled ? 0 : cap_role_to_rpc(org->role);
+		haven__capacity__v1__organisation__free_unpacked(org, NULL);
+	}
+	store_read_end(txn);
+	return (role);
 }
 
 /* ---- change notifications ----------------------------------------------------------- */
@@ -1042,6 +1068,7 @@ cap_open(cap_service **out, const cap_options *opts)
 	}
 	cs->cs_store          = opts->store;
 	cs->cs_regions        = opts->regions;
+	cs->cs_ca_file        = opts->ca_file;
 	cs->cs_hold_max_ttl_s = opts->hold_max_ttl_s != 0 ? opts->hold_max_ttl_s
 	                                                  : CAP_HOLD_TTL_DEFAULT_S;
 	cs->cs_approval_places = opts->approval_places != 0 ? opts->approval_places

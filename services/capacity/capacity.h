@@ -50,6 +50,10 @@ typedef struct cap_options {
 	store            *store;      /* the node's store; not owned */
 	const region_map *regions;    /* not owned; must outlive the service */
 	const char       *pub_url;    /* nng pub socket for CapacityChanged; NULL: none */
+	/* The node CA (tls_ca; not copied, must outlive the service): a certificate registered
+	 * for an organisation must chain to it, be valid and name the organisation as its CN.
+	 * NULL: registering a certificate is FAILED_PRECONDITION. */
+	const char       *ca_file;
 	uint32_t          hold_max_ttl_s; /* 0: 24 h */
 	/* A provider's service with more places than this, or outside its organisation's region,
 	 * waits for approval (Service.pending); 0: CAP_APPROVAL_PLACES_DEFAULT. */
@@ -80,8 +84,14 @@ void cap_close(cap_service *cs);
 hv_status cap_register(cap_service *cs, rpc_server *srv);
 
 /* The partner directory as auth sees it (an auth_lookup_fn; arg is the cap_service):
- * the organisation's role, enabled = not disabled, and a malloc'd copy of its certificate. */
+ * the organisation's role, enabled = not disabled, its record version and certificate
+ * fingerprint, and a malloc'd copy of its certificate. */
 hv_status cap_lookup_org(void *arg, const char *org_id, auth_org *out);
+
+/* The role of an enabled organisation of the directory (arg: the cap_service), or 0 when it is
+ * unknown, disabled or cannot be read. For the other services' checks of a party they are
+ * told about (consent's recipients and holders). */
+rpc_role cap_org_role(void *arg, const char *org_id);
 
 /* The service's clock (the now_ms hook, or Unix time in ms). */
 int64_t cap_now_ms(const cap_service *cs);
@@ -99,7 +109,8 @@ bool cap_service_fresh(const Haven__Capacity__V1__Service *svc, int64_t now_ms);
  * What is stored is org with the registry's own fields set (certificate fingerprint, version
  * 1, time, enabled); org itself is not changed. On failure err (errsz bytes) names the field
  * and the bound; ALREADY_EXISTS for a taken id or a certificate registered to another
- * organisation. */
+ * organisation; a certificate must pass cap_options.ca_file's check (INVALID_ARGUMENT naming
+ * the reason, FAILED_PRECONDITION without a CA). */
 hv_status cap_add_organisation(cap_service *cs, store_txn *txn,
     const Haven__Capacity__V1__Organisation *org, char *err, size_t errsz);
 

@@ -396,11 +396,16 @@ test_org_checks(void **state)
 	o.region = "Amsterdam";
 	assert_int_equal(cap_check_org(f.cs, &o, fp, err, sizeof(err)), HV_OK);
 	assert_string_equal(fp, "");
+	/* A node without a CA cannot check a certificate, so it registers none. */
+	assert_int_equal(cap_check_cert(f.cs, "blijf-groep", "-----BEGIN CERTIFICATE-----\n",
+	                     err, sizeof(err)),
+	    HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(err, "no CA configured (tls_ca)"));
 	o.id = "Blijf";
 	assert_int_equal(cap_check_org(f.cs, &o, fp, err, sizeof(err)), HV_INVALID_ARGUMENT);
 	assert_non_null(strstr(err, "organisation id"));
 	o.id   = "blijf-groep";
-	o.role = (Haven__Capacity__V1__Role) 6;
+	o.role = (Haven__Capacity__V1__Role) 7;
 	assert_int_equal(cap_check_org(f.cs, &o, fp, err, sizeof(err)), HV_INVALID_ARGUMENT);
 	assert_non_null(strstr(err, "role"));
 	o.role = 0;

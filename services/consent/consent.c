@@ -150,7 +150,7 @@ consent_subject_get(consent_service *cs, store_txn *txn, const uint8_t id[CONSEN
 const char *
 consent_holder(const Haven__Consent__V1__SubjectRecord *r)
 {
-	return (r->created_by);
+	return (r->holder != NULL && r->holder[0] != '\0' ? r->holder : r->created_by);
 }
 
 hv_status
@@ -345,6 +345,7 @@ static const rpc_method_impl consent_methods[] = {
 	{ .name    = "EraseSubject",
 	    .handler = consent_h_erase_subject,
 	    .roles   = R_HOLDER | RPC_ROLE_ADMIN },
+	{ .name = "TransferSubject", .handler = consent_h_transfer_subject, .roles = R_HOLDER },
 	{ .name = "Grant", .handler = consent_h_grant, .roles = R_HOLDER },
 	{ .name = "Withdraw", .handler = consent_h_withdraw, .roles = R_HOLDER },
 	{ .name = "Get", .handler = consent_h_get, .roles = R_HOLDER },
@@ -390,7 +391,7 @@ consent_open(consent_service **out, const consent_options *o)
 	cs->cs_store       = o->store;
 	cs->cs_now         = o->now_ms;
 	cs->cs_now_arg     = o->now_arg;
-	cs->cs_org_exists  = o->org_exists;
+	cs->cs_org_role    = o->org_role;
 	cs->cs_org_arg     = o->org_arg;
 	cs->cs_accepting     = o->accepting_provider;
 	cs->cs_accepting_arg = o->accepting_arg;

@@ -55,9 +55,10 @@ typedef struct consent_options {
 	/* Wall clock in ms (Unix time); NULL: the real one. Tests move time with it. */
 	int64_t (*now_ms)(void *arg);
 	void *now_arg;
-	/* Whether an organisation is in the partner directory (recipients of a consent must
-	 * be); NULL: recipients are checked for their form only. */
-	bool (*org_exists)(void *arg, const char *org_id);
+	/* The role of an enabled organisation of the partner directory, 0 when there is none
+	 * (recipients of a consent must be partners; a subject is handed to a referrer only);
+	 * NULL: recipients are checked for their form only, and no subject can be handed over. */
+	rpc_role (*org_role)(void *arg, const char *org_id);
 	void *org_arg;
 	/* Whether org is the provider that accepted a referral of this subject (the referral
 	 * service knows; inside the caller's transaction). A provider reading a subject's data is

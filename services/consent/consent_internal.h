@@ -48,7 +48,7 @@ typedef struct consent_view {
 	uint8_t       cv_sid[CONSENT_ID_LEN];
 	uint64_t      cv_gen;  /* the last consent generation it was found valid at (atomic) */
 	uint64_t      cv_sgen; /* the subject's generation it was read at */
-	char          cv_created_by[RPC_ORG_ID_MAX];
+	char          cv_holder[RPC_ORG_ID_MAX];
 	size_t        cv_n;
 	view_consent *cv_consents;
 } consent_view;
@@ -116,7 +116,7 @@ struct consent_service {
 	store_table cs_views;       /* subject id -> its view, encoded (view.c) */
 	int64_t (*cs_now)(void *arg);
 	void *cs_now_arg;
-	bool (*cs_org_exists)(void *arg, const char *org_id);
+	rpc_role (*cs_org_role)(void *arg, const char *org_id);
 	void *cs_org_arg;
 
 	/* Keys (vault.c). cs_kmtx guards the slots only, never across a store call. */
@@ -222,8 +222,8 @@ hv_status consent_subject_get(consent_service *cs, store_txn *txn,
     const uint8_t id[CONSENT_ID_LEN], bool allow_erased,
     Haven__Consent__V1__SubjectRecord **out, char *err, size_t errsz);
 
-/* The organisation that holds a subject: the referrer that created it, "" for the operator
- * (docs/authority.md).
+/* The organisation that holds a subject: the one it was handed to (TransferSubject), else the
+ * referrer that created it, "" for the operator (docs/authority.md).
  * Only the holder records, changes or withdraws consent and personal data. */
 const char *consent_holder(const Haven__Consent__V1__SubjectRecord *r);
 
@@ -271,6 +271,7 @@ hv_status consent_withdraw_all_txn(consent_service *cs, store_txn *txn,
 HANDLER(consent_h_create_subject);
 HANDLER(consent_h_get_subject);
 HANDLER(consent_h_erase_subject);
+HANDLER(consent_h_transfer_subject);
 HANDLER(consent_h_grant);
 HANDLER(consent_h_withdraw);
 HANDLER(consent_h_get);

@@ -653,7 +653,7 @@ views_compare_fn(store_txn *txn, void *arg)
 	}
 	assert_memory_equal(a->cv_sid, b->cv_sid, CONSENT_ID_LEN);
 	assert_int_equal(a->cv_sgen, b->cv_sgen);
-	assert_string_equal(a->cv_created_by, b->cv_created_by);
+	assert_string_equal(a->cv_holder, b->cv_holder);
 	assert_int_equal(a->cv_n, b->cv_n);
 	for (size_t i = 0; i < a->cv_n; i++) {
 		const view_consent *x = &a->cv_consents[i], *y = &b->cv_consents[i];

@@ -34,21 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef HAVEN_WITH_CAPACITY
-/* Recipients of a consent must be partners: asked of the directory. */
-static bool
-org_exists(void *arg, const char *org_id)
-{
-	auth_org o = { 0 };
-
-	if (cap_lookup_org(arg, org_id, &o) != HV_OK) {
-		return (false);
-	}
-	free(o.cert_pem);
-	return (true);
-}
-#endif
-
 #ifdef HAVEN_WITH_REFERRAL
 /* The referral tables say whether org accepted (and has not ended) a referral of subject. */
 static hv_status
@@ -104,7 +89,7 @@ main(int argc, char **argv)
 		log_error("cannot open the partner directory: %s", hv_status_name(st));
 		goto out;
 	}
-	co.org_exists = org_exists;
+	co.org_role   = cap_org_role;
 	co.org_arg    = cap;
 	lookup        = cap_lookup_org;
 	lookup_arg    = cap;

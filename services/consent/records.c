@@ -192,7 +192,7 @@ check_view(const check_args *a, const consent_view *v, consent_decision *out, ch
 	/* A provider asks about itself only (consent_h_check); everyone else by the holder's
 	 * rule. The view's creator is the subject's holder. */
 	if (a->ca_caller->role != RPC_ROLE_PROVIDER &&
-	    (st = consent_may_act(a->ca_caller, v->cv_created_by, a->ca_subject, true, err,
+	    (st = consent_may_act(a->ca_caller, v->cv_holder, a->ca_subject, true, err,
 	         errsz)) != HV_OK) {
 		return (st);
 	}
@@ -504,9 +504,9 @@ grant_validate(consent_service *cs, const Haven__Consent__V1__GrantRequest *r, i
 			return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
 			    "recipients[%zu] must be an organisation id (1..63 of [a-z0-9._-])", i));
 		}
-		if (cs->cs_org_exists != NULL && !cs->cs_org_exists(cs->cs_org_arg, r->recipients[i])) {
+		if (cs->cs_org_role != NULL && cs->cs_org_role(cs->cs_org_arg, r->recipients[i]) == 0) {
 			return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-			    "recipients[%zu]: no organisation %s in the partner directory", i,
+			    "recipients[%zu]: no enabled organisation %s in the partner directory", i,
 			    r->recipients[i]));
 		}
 		t->gt_recipients[i] = r->recipients[i];

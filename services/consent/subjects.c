@@ -672,6 +672,7 @@ HANDLER(consent_h_get_subject)
 	out->id            = arena_str(call, in->id);
 	out->minor         = j.sj_rec->minor;
 	out->created_by    = arena_str(call, j.sj_rec->created_by);
+	out->holder        = arena_str(call, consent_holder(j.sj_rec));
 	out->created_at_ms = j.sj_rec->created_at_ms;
 	out->personal      = p;
 	p->name            = arena_str(call, j.sj_plain.pl_field[1]);
@@ -679,7 +680,7 @@ HANDLER(consent_h_get_subject)
 	p->nationality     = arena_str(call, j.sj_plain.pl_field[3]);
 	p->contact         = arena_str(call, j.sj_plain.pl_field[5]);
 	p->notes           = arena_str(call, j.sj_plain.pl_field[6]);
-	if (out->id == NULL || out->created_by == NULL || p->name == NULL ||
+	if (out->id == NULL || out->created_by == NULL || out->holder == NULL || p->name == NULL ||
 	    p->date_of_birth == NULL || p->nationality == NULL || p->contact == NULL ||
 	    p->notes == NULL ||
 	    langs_split(j.sj_plain.pl_field[4], &p->languages, &p->n_languages, arena_dup,
@@ -868,6 +869,116 @@ HANDLER(consent_h_erase_subject)
 out:
 	free(j);
 	return (st);
+}
+
+/* ---- hand-over ------------------------------------------------------------------------- */
+
+typedef struct transfer_job {
+	consent_service  *tj_cs;
+	const rpc_caller *tj_caller;
+	const char       *tj_method;
+	const char       *tj_id;
+	const char       *tj_to;
+	bool              tj_minor;
+	char              tj_created_by[RPC_ORG_ID_MAX];
+	int64_t           tj_created_at;
+	char              tj_err[CONSENT_MSG_MAX];
+} transfer_job;
+
+static hv_status
+transfer_fn(store_txn *txn, void *arg)
+{
+	transfer_job                      *j   = arg;
+	consent_service                   *cs  = j->tj_cs;
+	Haven__Consent__V1__SubjectRecord *rec = NULL;
+	char                              *old_holder;
+	uint8_t                            sid[CONSENT_ID_LEN];
+	char                               purpose[AUDIT_PURPOSE_MAX];
+	audit_entry                        e;
+	hv_status                          st;
+
+	(void) consent_id_parse(j->tj_id, sid);
+	if ((st = consent_subject_get(cs, txn, sid, false, &rec, j->tj_err, sizeof(j->tj_err))) !=
+	    HV_OK) {
+		return (st);
+	}
+	old_holder = rec->holder;
+	if ((st = consent_may_act(j->tj_caller, consent_holder(rec), j->tj_id, true, j->tj_err,
+	         sizeof(j->tj_err))) != HV_OK) {
+		goto out;
+	}
+	if (strcmp(consent_holder(rec), j->tj_to) == 0) {
+		st = consent_fail(j->tj_err, sizeof(j->tj_err), HV_FAILED_PRECONDITION,
+		    "organisation %s holds subject %s already", j->tj_to, j->tj_id);
+		goto out;
+	}
+	rec->holder = (char *) j->tj_to;
+	snprintf(purpose, sizeof(purpose), "hand-over to %s", j->tj_to);
+	consent_audit_fill(&e, j->tj_caller, j->tj_method, j->tj_id, purpose, consent_now(cs));
+	/* The view carries the holder: consent_changed stores it again and ends cached ones. */
+	if ((st = store_put_msg(txn, cs->cs_subjects, sid, sizeof(sid), &rec->base)) != HV_OK ||
+	    (st = consent_changed(cs, txn, sid)) != HV_OK ||
+	    (st = audit_append(cs->cs_audit, txn, &e)) != HV_OK) {
+		goto out;
+	}
+	j->tj_minor     = rec->minor;
+	j->tj_created_at = rec->created_at_ms;
+	snprintf(j->tj_created_by, sizeof(j->tj_created_by), "%s", rec->created_by);
+out:
+	rec->holder = old_holder; /* j->tj_to is not the record's to free */
+	protobuf_c_message_free_unpacked(&rec->base, NULL);
+	return (st);
+}
+
+HANDLER(consent_h_transfer_subject)
+{
+	consent_service                                  *cs = svc;
+	const Haven__Consent__V1__TransferSubjectRequest *in = (const void *) req;
+	Haven__Consent__V1__Subject                      *out;
+	transfer_job                                      j;
+	uint8_t                                           sid[CONSENT_ID_LEN];
+	hv_status                                         st;
+
+	if (consent_id_parse(in->id, sid) != 0) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "subject id must be 32 lower-case hex characters"));
+	}
+	if (!ids_valid(in->to_org)) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "to_org must be an organisation id (1..63 of [a-z0-9._-])"));
+	}
+	if (cs->cs_org_role == NULL || cs->cs_org_role(cs->cs_org_arg, in->to_org) !=
+	                                   RPC_ROLE_REFERRER) {
+		return (rpc_call_error(call, HV_FAILED_PRECONDITION,
+		    "to_org: %s is not an enabled referrer organisation of the directory", in->to_org));
+	}
+	memset(&j, 0, sizeof(j));
+	j.tj_cs     = cs;
+	j.tj_caller = rpc_call_caller(call);
+	j.tj_method = rpc_call_method(call);
+	j.tj_id     = in->id;
+	j.tj_to     = in->to_org;
+	if ((st = store_write(cs->cs_store, transfer_fn, &j)) != HV_OK) {
+		consent_audit_failure(cs, j.tj_caller, j.tj_method, in->id, "hand-over", st);
+		return (rpc_call_error(call, st, "%s", j.tj_err[0] ? j.tj_err : hv_status_name(st)));
+	}
+	log_info("consent: subject %s handed over to %s by %s %s", in->id, in->to_org,
+	    rpc_role_name(j.tj_caller->role),
+	    j.tj_caller->org_id[0] != '\0' ? j.tj_caller->org_id : "(local)");
+	if ((out = rpc_call_alloc(call, sizeof(*out))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	haven__consent__v1__subject__init(out);
+	out->id            = rpc_call_strdup(call, in->id);
+	out->holder        = rpc_call_strdup(call, in->to_org);
+	out->created_by    = rpc_call_strdup(call, j.tj_created_by);
+	out->created_at_ms = j.tj_created_at;
+	out->minor         = j.tj_minor;
+	if (out->id == NULL || out->holder == NULL || out->created_by == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	*reply = &out->base;
+	return (HV_OK);
 }
 
 /* ---- for the referral service --------------------------------------------------------- */

@@ -179,7 +179,7 @@ view_read(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN]
 		st = HV_RESOURCE_EXHAUSTED;
 		goto out;
 	}
-	snprintf(v->cv_created_by, sizeof(v->cv_created_by), "%s", rec->created_by);
+	snprintf(v->cv_holder, sizeof(v->cv_holder), "%s", consent_holder(rec));
 	for (size_t i = 0; i < n; i++) {
 		const Haven__Consent__V1__ConsentRecord *c  = recs[i];
 		view_consent                            *vc = &v->cv_consents[i];
@@ -220,7 +220,7 @@ out:
  * answer reads one value instead of the subject, its consent index and each consent. Encoded,
  * integers little-endian:
  *
- *   u8 version (1) | u64 subject generation | u16 len, created_by |
+ *   u8 version (1) | u64 subject generation | u16 len, holder (consent_holder) |
  *   u16 n | n x { id[16] | u32 purposes | u32 categories | u8 accepting |
  *                 i64 valid_from | i64 expires | i64 withdrawn | i64 recorded |
  *                 u16 recipients | each: u16 len, bytes }
@@ -265,7 +265,7 @@ view_store(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN
 	if (st != HV_OK) {
 		return (st);
 	}
-	cl  = strlen(v->cv_created_by);
+	cl  = strlen(v->cv_holder);
 	len = 1 + 8 + 2 + cl + 2;
 	for (size_t i = 0; i < v->cv_n; i++) {
 		len += CONSENT_ID_LEN + 4 + 4 + 1 + 4 * 8 + 2;
@@ -285,7 +285,7 @@ view_store(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN
 	p    = buf;
 	*p++ = VIEW_VERSION;
 	p    = le_put(p, v->cv_sgen, 8);
-	p    = str_put(p, v->cv_created_by, cl);
+	p    = str_put(p, v->cv_holder, cl);
 	p    = le_put(p, v->cv_n, 2);
 	for (size_t i = 0; i < v->cv_n; i++) {
 		const view_consent *c = &v->cv_consents[i];
@@ -428,8 +428,8 @@ view_decode(const uint8_t sid[CONSENT_ID_LEN], const void *val, size_t vlen, con
 	if ((v = view_alloc(sid, sgen, n, nrcp, strbytes, &rp, &sp)) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
-	memcpy(v->cv_created_by, cb, cl);
-	v->cv_created_by[cl] = '\0';
+	memcpy(v->cv_holder, cb, cl);
+	v->cv_holder[cl] = '\0';
 	nrcp = strbytes = 0;
 	for (size_t i = 0; i < n; i++) {
 		consent_in(&in, &v->cv_consents[i], &nrcp, &strbytes, &rp, &sp);

@@ -1,6 +1,6 @@
 /*
  * haven-node - a haven node in one process: the capacity registry, the consent records and
- * the referral service over one data directory (the LMDB store, the node secret and keys),
+ * the referral service over one data directory (the LMDB store and the keys),
  * until SIGTERM or SIGINT.
  *
  *   haven-node [--config FILE] [--data-dir DIR] [--listen URL]... [--OPTION VALUE]...
@@ -34,18 +34,6 @@
 
 /* The referral service's free text is sealed by the consent service: one size contract. */
 _Static_assert(REF_SEAL_OVERHEAD == CONSENT_TEXT_OVERHEAD, "sealed text overhead differs");
-
-static bool
-org_exists(void *arg, const char *org_id)
-{
-	auth_org org = { 0 };
-
-	if (cap_lookup_org(arg, org_id, &org) != HV_OK) {
-		return (false);
-	}
-	free(org.cert_pem);
-	return (true);
-}
 
 /* consent asks the referral service whether a provider accepted a subject's referral; the
  * referral service opens after consent (it checks consent), so the hook reads it late. */
@@ -94,7 +82,7 @@ print_method(void *arg, const char *method, unsigned roles, bool implemented)
 
 	(void) arg;
 	printf("%s ", method);
-	for (unsigned bit = 1; bit <= RPC_ROLE_MUNICIPALITY; bit <<= 1) {
+	for (unsigned bit = 1; bit <= RPC_ROLE_LAST; bit <<= 1) {
 		if ((roles & bit) != 0) {
 			printf("%s%s", first ? "" : ",", rpc_role_name((rpc_role) bit));
 			first = false;
@@ -144,6 +132,12 @@ main(int argc, char **argv)
 		host_config_free(&cfg);
 		return (ret);
 	}
+	if (ref_stats_periods_parse(cfg.statistics_periods, &ro.stats_periods) != HV_OK) {
+		fprintf(stderr, "haven-node: statistics_periods must be month, week or month,week, "
+		                "not '%s'\n", cfg.statistics_periods);
+		host_config_free(&cfg);
+		return (2);
+	}
 	ret = 1;
 	if ((st = host_open(&h, &cfg, "node")) != HV_OK) {
 		ret = exit_code(st);
@@ -161,6 +155,7 @@ main(int argc, char **argv)
 	co.regions = host_regions(h);
 	co.pub_url = cap_pub;
 	co.approval_places = (uint32_t) cfg.service_approval_places;
+	co.ca_file = cfg.tls_ca;
 	if ((st = cap_open(&cs, &co)) != HV_OK) {
 		log_error("cannot open the capacity registry: %s", hv_status_name(st));
 		ret = exit_code(st);
@@ -170,7 +165,7 @@ main(int argc, char **argv)
 	no.data_dir   = cfg.data_dir;
 	no.pub_url    = consent_pub;
 	no.check_audit_async = strcmp(cfg.check_audit, "queued") == 0;
-	no.org_exists = org_exists;
+	no.org_role   = cap_org_role;
 	no.org_arg    = cs;
 	no.accepting_provider = accepting_provider;
 	no.accepting_arg      = &rs;

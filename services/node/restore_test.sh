@@ -4,12 +4,15 @@
 #
 #   1. a node with a partner and a person (personal data, consent) is backed up while it runs:
 #      `haven admin backup DIR` under the key directory's lock, with the key-encryption key
-#      (keys/kek), the receipt key and the node secret copied beside the store copy;
+#      (keys/kek) and the receipt key copied beside the store copy, and never the session
+#      token keys (keys/token-keys);
 #   2. after the backup the node changes on: a second person, and the first one erased (which
 #      rotates the key-encryption key);
 #   3. the backup restored into a new data directory with the keys copied at backup time starts
 #      and reads the data of the backup back (the first person decrypts again: a restore undoes
-#      the erasures made after the backup), and nothing newer; the audit chain holds;
+#      the erasures made after the backup), and nothing newer; the audit chain holds; it has
+#      token keys of its own, so no token of the node before verifies there (auth_test checks
+#      that a token fails under another key file);
 #   4. the same backup with the node's current (rotated) key does not start: exit code 1 and a
 #      log line that names the key file;
 #   5. the shipped deploy/haven.conf starts a node, and a wrong option in a configuration file
@@ -86,11 +89,18 @@ bk=$tmp/backup
 # store and the copy of its key, so both are taken under the key directory's lock.
 flock "$data/keys/lock" sh -c '
 	"$1" --data "$2" admin backup "$3" >/dev/null &&
-	cp -p "$2/keys/kek" "$2/keys/receipt-ed25519.pem" "$2/node.secret" "$3/"' \
+	cp -p "$2/keys/kek" "$2/keys/receipt-ed25519.pem" "$3/"' \
 	sh "$cli" "$data" "$bk" || fail "backup"
-for f in data.mdb kek receipt-ed25519.pem node.secret; do
+for f in data.mdb kek receipt-ed25519.pem; do
 	[ -f "$bk/$f" ] || fail "the backup has no $f"
 done
+# No session-token key anywhere in it (nor the retired node.secret).
+[ -f "$data/keys/token-keys" ] || fail "the node has no keys/token-keys"
+[ ! -e "$data/node.secret" ] || fail "the node still has a node.secret"
+for f in "$bk"/*; do
+	cmp -s "$f" "$data/keys/token-keys" && fail "the backup holds the token keys ($f)"
+done
+cp -p "$data/keys/token-keys" "$tmp/token-keys.before"
 [ "$(stat -c %a "$bk")" = 700 ] || fail "the backup directory is not 0700"
 [ "$(stat -c %a "$bk/data.mdb")" = 600 ] || fail "the backup's data.mdb is not 0600"
 # The backup directory must be new or empty.
@@ -107,8 +117,11 @@ restored=$tmp/restored
 install -d -m 700 "$restored" "$restored/store" "$restored/keys"
 install -m 600 "$bk/data.mdb" "$restored/store/data.mdb"
 install -m 600 "$bk/kek" "$bk/receipt-ed25519.pem" "$restored/keys/"
-install -m 600 "$bk/node.secret" "$restored/node.secret"
 start "$restored" "$tmp/restored.log"
+[ -f "$restored/keys/token-keys" ] || fail "the restored node made no token keys"
+if cmp -s "$restored/keys/token-keys" "$tmp/token-keys.before"; then
+	fail "the restored node has the token keys of the node before"
+fi
 rop() { "$cli" --data "$restored" "$@"; }
 rop org show ngo-test >/dev/null || fail "the partner is not in the restored store"
 rop subject show "$s1" | grep -q "Restore Person One" ||

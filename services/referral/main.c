@@ -76,6 +76,12 @@ main(int argc, char **argv)
 		host_config_free(&cfg);
 		return (ret);
 	}
+	if (ref_stats_periods_parse(cfg.statistics_periods, &ro.stats_periods) != HV_OK) {
+		fprintf(stderr, "haven-referral: statistics_periods must be month, week or month,week, "
+		                "not '%s'\n", cfg.statistics_periods);
+		host_config_free(&cfg);
+		return (2);
+	}
 	ret = 1;
 	if ((st = host_open(&h, &cfg, "referral")) != HV_OK) {
 		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;

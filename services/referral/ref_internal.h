@@ -82,6 +82,7 @@ struct ref_service {
 	void             *rs_erase_arg;
 	ref_erase_done_fn rs_erase_done;
 	uint32_t          rs_retention_days;  /* 0: none */
+	unsigned          rs_stats_periods;   /* REF_PERIODS_* Statistics answers */
 	uint32_t          rs_retention_every_s;
 
 	store_table rs_referrals;
@@ -319,13 +320,46 @@ void ref_text_drop(Referral *r);
  * nothing without the seal hook (it runs at the next open with one). */
 hv_status ref_text_migrate(ref_service *rs);
 
+/* ---- ref_period.c ---------------------------------------------------------------------------- */
+
+/* A statistics period: an ISO week or a calendar month, Europe/Amsterdam time. */
+typedef struct ref_period {
+	bool     rp_week;    /* an ISO week; else a month */
+	uint64_t rp_from_ms; /* Unix ms of its first local midnight */
+	uint64_t rp_to_ms;   /* ... of the first midnight after it: [from, to) */
+	char     rp_name[9]; /* "2026-W49" or "2026-12" */
+} ref_period;
+
+/* Reads a period name, "YYYY-Www" (ISO 8601 week, 01 to 52 or 53) or "YYYY-MM", year
+ * 2000..9999. HV_INVALID_ARGUMENT with a message in err naming the problem otherwise (the
+ * name is echoed only if it is short and of [0-9A-Za-z-]). */
+hv_status ref_period_parse(const char *name, ref_period *out, char *err, size_t errsz);
+/* The number of ISO 8601 weeks of year (52 or 53). */
+unsigned ref_iso_weeks(int year);
+
 /* ---- ref_stats.c ----------------------------------------------------------------------------- */
 
 /* A count as shown: "0", "<5" for 1..4, else the number. buf: 16 bytes. */
 const char *ref_stat_count(uint32_t n, char buf[16]);
 /* The pct-th percentile (nearest rank) of n values; sorts v. 0 when n is 0. */
 uint64_t ref_percentile(uint64_t *v, size_t n, unsigned pct);
+/* The times to placement shown for n placements v (ms; sorts v): the median from 5 and the
+ * 90th percentile from 10 (with fewer it is the slowest person's own), each rounded to the
+ * nearest hour, else 0. A percentile is one person's time: not to the millisecond. */
+void ref_stat_times(uint64_t *v, size_t n, uint64_t *median, uint64_t *p90);
 
+/* The counts of a statistics cell, and how each is shown: a number, "<5" or "x". */
+#define REF_STAT_CELLS 96 /* one region's cells: 6 forms of exploitation x 16 service types */
+enum { REF_STAT_REFERRALS, REF_STAT_PLACEMENTS, REF_STAT_UNMET, REF_STAT_MEASURES };
+enum { REF_SHOW_NUMBER, REF_SHOW_SMALL, REF_SHOW_HIDDEN };
+/* Primary and complementary suppression of one region's cells (ref_stats.c explains the
+ * rule): counts[i][m] in, shows[i][m] and totals[m] (the region's total of m) out. */
+void ref_stats_suppress(const uint32_t counts[REF_STAT_CELLS][REF_STAT_MEASURES],
+    uint8_t shows[REF_STAT_CELLS][REF_STAT_MEASURES], uint8_t totals[REF_STAT_MEASURES]);
+
+/* Statistics for one named period (req->period; the ms window of old is INVALID_ARGUMENT, a
+ * period not yet ended FAILED_PRECONDITION), allocated with alloc; err gets a message naming
+ * the problem. */
 hv_status ref_statistics(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *req,
     ProtobufCAllocator *alloc, Haven__Referral__V1__StatisticsResponse **out, char *err,
     size_t errsz);

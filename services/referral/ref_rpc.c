@@ -24,10 +24,10 @@
 typedef Haven__Referral__V1__CreateReferralRequest CreateReferralRequest;
 
 #define ROLES_READ                                                                             \
-	(RPC_ROLE_REFERRER | RPC_ROLE_COORDINATOR | RPC_ROLE_OPERATOR)
-/* Every referral: the node's operator only. An admin keeps the directory and the keys and sees
- * no person-linked record (docs/authority.md). */
-#define ROLES_ALL_REFERRALS RPC_ROLE_OPERATOR
+	(RPC_ROLE_REFERRER | RPC_ROLES_COORDINATORS | RPC_ROLE_OPERATOR)
+/* Every referral: the node's operator and national coordinators. An admin keeps the directory
+ * and the keys and sees no person-linked record (docs/authority.md). */
+#define ROLES_ALL_REFERRALS (RPC_ROLE_OPERATOR | RPC_ROLE_NATIONAL_COORDINATOR)
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
@@ -98,6 +98,7 @@ may_see(ref_service *rs, store_txn *txn, const rpc_caller *c, const Referral *r,
 	*ok = false;
 	switch (c->role) {
 	case RPC_ROLE_OPERATOR:
+	case RPC_ROLE_NATIONAL_COORDINATOR:
 		*ok = true;
 		return (HV_OK);
 	case RPC_ROLE_REFERRER:
@@ -1199,7 +1200,7 @@ static const rpc_method_impl methods[] = {
 	{ .name = "ListReferrals", .handler = h_list, .roles = ROLES_READ },
 	{ .name = "CancelReferral", .handler = h_cancel, .roles = ROLES_READ },
 	{ .name = "ReassignNeed", .handler = h_reassign,
-	    .roles = RPC_ROLE_COORDINATOR | RPC_ROLE_OPERATOR },
+	    .roles = RPC_ROLES_COORDINATORS | RPC_ROLE_OPERATOR },
 	{ .name = "ListOffers", .handler = h_list_offers,
 	    .roles = RPC_ROLE_PROVIDER | RPC_ROLE_OPERATOR },
 	{ .name = "AcknowledgeOffer", .handler = h_ack, .roles = RPC_ROLE_PROVIDER },
@@ -1209,7 +1210,7 @@ static const rpc_method_impl methods[] = {
 	{ .name = "CompletePlacement", .handler = h_complete, .roles = RPC_ROLE_PROVIDER },
 	{ .name = "EndPlacement", .handler = h_end, .roles = RPC_ROLE_PROVIDER | ROLES_READ },
 	{ .name = "Statistics", .handler = h_stats,
-	    .roles = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR |
+	    .roles = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS |
 	        RPC_ROLE_MUNICIPALITY },
 };
 

@@ -1715,6 +1715,7 @@ ref_open(ref_service **out, const ref_options *opts)
 	rs->rs_erase_arg      = opts->erase_arg;
 	rs->rs_erase_done     = opts->erase_done;
 	rs->rs_retention_days = opts->retention_days;
+	rs->rs_stats_periods  = opts->stats_periods != 0 ? opts->stats_periods : REF_PERIODS_MONTHS;
 	rs->rs_retention_every_s =
 	    opts->retention_interval_s != 0 ? opts->retention_interval_s : REF_RETENTION_EVERY_S;
 	for (int u = 1; u < REF_URGENCIES; u++) {

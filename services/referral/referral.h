@@ -136,7 +136,19 @@ typedef struct ref_options {
 	ref_erase_done_fn erase_done; /* may be NULL; called with erase_arg */
 	uint32_t          retention_days;
 	uint32_t          retention_interval_s;
+	/* The kinds of period Statistics answers: REF_PERIODS_MONTHS and/or REF_PERIODS_WEEKS;
+	 * 0: months only. Both kinds together let a caller subtract a month's inner weeks from
+	 * it and learn the counts of the days at its edges (docs/referral.md): allow both only
+	 * where every caller of Statistics may see that. */
+	unsigned stats_periods;
 } ref_options;
+
+#define REF_PERIODS_MONTHS 1u
+#define REF_PERIODS_WEEKS  2u
+
+/* Reads the statistics_periods option: "month", "week", "month,week" or "week,month" into
+ * REF_PERIODS_* bits; HV_INVALID_ARGUMENT for anything else. */
+hv_status ref_stats_periods_parse(const char *text, unsigned *out);
 
 /* Opens the tables (creating them), the pub and sub sockets, and starts the background
  * thread. Call at start-up, before any store_write of the process is running. */

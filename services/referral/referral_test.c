@@ -146,6 +146,207 @@ test_stats_helpers(void **state)
 	assert_int_equal(ref_percentile(v, 1, 90), 100);
 	v[0] = 7;
 	assert_int_equal(ref_percentile(v, 1, 50), 7);
+
+	/* Times shown: whole hours; the median from 5 placements, the p90 from 10. */
+	{
+		uint64_t t[10], med, p90;
+		for (int i = 0; i < 10; i++) {
+			t[i] = (uint64_t) (i + 1) * 3600000 + 29 * 60000 + (uint64_t) i * 1000;
+		}
+		ref_stat_times(t, 4, &med, &p90);
+		assert_int_equal(med, 0);
+		assert_int_equal(p90, 0);
+		ref_stat_times(t, 5, &med, &p90); /* 3:29:02 */
+		assert_int_equal(med, 3 * 3600000);
+		assert_int_equal(p90, 0);
+		ref_stat_times(t, 9, &med, &p90);
+		assert_int_equal(p90, 0);
+		ref_stat_times(t, 10, &med, &p90); /* 5:29:04, 9:29:08 */
+		assert_int_equal(med, 5 * 3600000);
+		assert_int_equal(p90, 9 * 3600000);
+		t[0] = t[1] = t[2] = t[3] = t[4] = 30 * 60000; /* half an hour rounds up */
+		ref_stat_times(t, 10, &med, &p90);
+		assert_int_equal(med, 3600000);
+	}
+}
+
+/* Periods: ISO weeks and months in Europe/Amsterdam time (expected bounds from GNU date with
+ * TZ=Europe/Amsterdam), across the year boundaries and the summer-time switches. */
+static void
+test_period(void **state)
+{
+	static const struct {
+		const char *name;
+		uint64_t    from, to;
+	} ok[] = {
+		{ "2023-W46", 1699830000000ULL, 1700434800000ULL },
+		{ "2026-W49", 1795993200000ULL, 1796598000000ULL },
+		{ "2026-12", 1796079600000ULL, 1798758000000ULL },
+		{ "2026-03", 1772319600000ULL, 1774994400000ULL },  /* CET -> CEST inside */
+		{ "2026-W13", 1774220400000ULL, 1774821600000ULL }, /* the week of the switch */
+		{ "2026-W43", 1792360800000ULL, 1792969200000ULL }, /* CEST -> CET */
+		{ "2026-W01", 1766962800000ULL, 1767567600000ULL }, /* starts in 2025 */
+		{ "2026-W53", 1798412400000ULL, 1799017200000ULL }, /* ends in 2027 */
+		{ "2020-W53", 1609110000000ULL, 1609714800000ULL },
+		{ "2000-W01", 946854000000ULL, 946854000000ULL + 7 * 86400000ULL },
+		{ "2000-01", 946681200000ULL, 946681200000ULL + 31 * 86400000ULL },
+	};
+	static const struct {
+		const char *name, *msg;
+	} bad[] = {
+		{ "", "period required" },
+		{ "2026-13", "period '2026-13': month must be 01..12" },
+		{ "2026-00", "month must be 01..12" },
+		{ "2026-W54", "week must be 01..53 (2026 has 53 ISO weeks)" },
+		{ "2025-W53", "week must be 01..52 (2025 has 52 ISO weeks)" },
+		{ "2026-W00", "week must be 01..53" },
+		{ "2026-w49", "is neither an ISO week YYYY-Www" },
+		{ "26-12", "is neither" },
+		{ "2026/12", "is neither" },
+		{ "2026-12-01", "is neither" },
+		{ "2026-1a", "year and month must be digits" },
+		{ "2O26-W01", "year and week must be digits" },
+		{ "1999-12", "the year must be 2000..9999" },
+		{ "20\x01\n-12", "period '(not a period name)'" },
+	};
+	ref_period p;
+	char       err[160];
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(ref_period_parse(ok[i].name, &p, err, sizeof(err)), HV_OK);
+		assert_int_equal(p.rp_from_ms, ok[i].from);
+		assert_int_equal(p.rp_to_ms, ok[i].to);
+		assert_string_equal(p.rp_name, ok[i].name);
+		assert_int_equal(p.rp_week, ok[i].name[5] == 'W');
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(ref_period_parse(bad[i].name, &p, err, sizeof(err)),
+		    HV_INVALID_ARGUMENT);
+		if (strstr(err, bad[i].msg) == NULL) {
+			fail_msg("'%s': message '%s' lacks '%s'", bad[i].name, err, bad[i].msg);
+		}
+	}
+	assert_int_equal(ref_period_parse(NULL, &p, err, sizeof(err)), HV_INVALID_ARGUMENT);
+	assert_int_equal(ref_iso_weeks(2015), 53);
+	assert_int_equal(ref_iso_weeks(2020), 53);
+	assert_int_equal(ref_iso_weeks(2021), 52);
+	assert_int_equal(ref_iso_weeks(2026), 53);
+	assert_int_equal(ref_iso_weeks(2032), 53);
+	/* Every week of 2000..2100 is seven days (less or more by an hour across a switch) and
+	 * follows the one before; months follow each other too. */
+	for (int y = 2000; y <= 2100; y++) {
+		char     name[16];
+		uint64_t prev = 0;
+
+		for (unsigned w = 1; w <= ref_iso_weeks(y); w++) {
+			snprintf(name, sizeof(name), "%04d-W%02u", y, w);
+			assert_int_equal(ref_period_parse(name, &p, err, sizeof(err)), HV_OK);
+			assert_true(prev == 0 || p.rp_from_ms == prev);
+			assert_true(p.rp_to_ms - p.rp_from_ms == 7 * 86400000ULL ||
+			            p.rp_to_ms - p.rp_from_ms == 7 * 86400000ULL - 3600000ULL ||
+			            p.rp_to_ms - p.rp_from_ms == 7 * 86400000ULL + 3600000ULL);
+			prev = p.rp_to_ms;
+		}
+		prev = 0;
+		for (unsigned m = 1; m <= 12; m++) {
+			snprintf(name, sizeof(name), "%04d-%02u", y, m);
+			assert_int_equal(ref_period_parse(name, &p, err, sizeof(err)), HV_OK);
+			assert_true(prev == 0 || p.rp_from_ms == prev);
+			prev = p.rp_to_ms;
+		}
+	}
+}
+
+static void
+test_stats_suppression(void **state)
+{
+	uint32_t c[REF_STAT_CELLS][REF_STAT_MEASURES];
+	uint8_t  s[REF_STAT_CELLS][REF_STAT_MEASURES], t[REF_STAT_MEASURES];
+	uint8_t  s2[REF_STAT_CELLS][REF_STAT_MEASURES], t2[REF_STAT_MEASURES];
+
+	/* One referral (waiting) beside 6 and 9 (none placed, none waiting): the "<5", and
+	 * nothing else about its cell; the numbers; the referral and unmet totals withheld (16
+	 * would tell 1), the placement total too (its "x" could be 1). */
+	memset(c, 0, sizeof(c));
+	c[0][0] = 1, c[0][2] = 1, c[1][0] = 6, c[2][0] = 9;
+	ref_stats_suppress(c, s, t);
+	assert_int_equal(s[0][0], REF_SHOW_SMALL);
+	assert_int_equal(s[0][1], REF_SHOW_HIDDEN);
+	assert_int_equal(s[0][2], REF_SHOW_HIDDEN);
+	for (int i = 1; i < 3; i++) {
+		for (int m = 0; m < REF_STAT_MEASURES; m++) {
+			assert_int_equal(s[i][m], REF_SHOW_NUMBER);
+		}
+	}
+	for (int m = 0; m < REF_STAT_MEASURES; m++) {
+		assert_int_equal(t[m], REF_SHOW_HIDDEN);
+	}
+
+	/* Nothing small: everything shown, totals too. */
+	memset(c, 0, sizeof(c));
+	c[0][0] = 5, c[1][0] = 7, c[1][1] = 5, c[1][2] = 0, c[40][0] = 12, c[40][2] = 12;
+	ref_stats_suppress(c, s, t);
+	for (int i = 0; i < REF_STAT_CELLS; i++) {
+		for (int m = 0; m < REF_STAT_MEASURES; m++) {
+			assert_int_equal(s[i][m], REF_SHOW_NUMBER);
+		}
+	}
+	for (int m = 0; m < REF_STAT_MEASURES; m++) {
+		assert_int_equal(t[m], REF_SHOW_NUMBER);
+	}
+
+	/* 6 referred, 5 placed, 1 waiting: 6 - 5 would tell the "<5" is 1, so the 5 is "x"; the
+	 * referral total stays. 8 referred, 3 placed, none waiting: the 0 is "x" too. */
+	memset(c, 0, sizeof(c));
+	c[3][0] = 6, c[3][1] = 5, c[3][2] = 1, c[4][0] = 8, c[4][1] = 3;
+	ref_stats_suppress(c, s, t);
+	assert_int_equal(s[3][0], REF_SHOW_NUMBER);
+	assert_int_equal(s[3][1], REF_SHOW_HIDDEN);
+	assert_int_equal(s[3][2], REF_SHOW_SMALL);
+	assert_int_equal(s[4][0], REF_SHOW_NUMBER);
+	assert_int_equal(s[4][1], REF_SHOW_SMALL);
+	assert_int_equal(s[4][2], REF_SHOW_HIDDEN);
+	assert_int_equal(t[0], REF_SHOW_NUMBER);
+	assert_int_equal(t[1], REF_SHOW_HIDDEN);
+	assert_int_equal(t[2], REF_SHOW_HIDDEN);
+
+	/* What is withheld depends only on which counts are 1..4, never on their values or on a
+	 * value withheld: random regions, then every "<5" and every "x" changed to another value
+	 * it could have had, give the same answer. (Withholding "the next-smallest cell that
+	 * hides the "<5"" fails this: for 1 beside 6 and 9 it withholds the 9, for 4 the 6.) */
+	srand(12345);
+	for (int round = 0; round < 2000; round++) {
+		memset(c, 0, sizeof(c));
+		for (int k = 0; k < 1 + round % 12; k++) {
+			int i = rand() % REF_STAT_CELLS;
+
+			c[i][0] = (uint32_t) (rand() % 14);
+			c[i][1] = c[i][0] > 0 ? (uint32_t) rand() % (c[i][0] + 1) : 0;
+			c[i][2] = c[i][0] - c[i][1] > 0 ? (uint32_t) rand() % (c[i][0] - c[i][1] + 1) : 0;
+		}
+		ref_stats_suppress(c, s, t);
+		for (int i = 0; i < REF_STAT_CELLS; i++) {
+			for (int m = 0; m < REF_STAT_MEASURES; m++) {
+				/* 1..4 is never a number; "<5" always 1..4 */
+				assert_true(s[i][m] != REF_SHOW_NUMBER || c[i][m] == 0 || c[i][m] >= 5);
+				assert_true(s[i][m] != REF_SHOW_SMALL || (c[i][m] > 0 && c[i][m] < 5));
+				if (s[i][m] != REF_SHOW_NUMBER) {
+					assert_int_equal(t[m], REF_SHOW_HIDDEN);
+				}
+			}
+			if (s[i][0] == REF_SHOW_SMALL) {
+				c[i][0] = 1 + (uint32_t) rand() % 4, c[i][1] = 0, c[i][2] = 0;
+			} else if (s[i][1] != REF_SHOW_NUMBER) {
+				/* placements and unmet: each "<5" 1..4, each "x" 0 or 5.., within R */
+				c[i][1] = s[i][1] == REF_SHOW_SMALL ? 1 + (uint32_t) rand() % 4 : 0;
+				c[i][2] = s[i][2] == REF_SHOW_SMALL ? 1 + (uint32_t) rand() % 4 : 0;
+			}
+		}
+		ref_stats_suppress(c, s2, t2);
+		assert_memory_equal(s, s2, sizeof(s));
+		assert_memory_equal(t, t2, sizeof(t));
+	}
 }
 
 static void
@@ -425,6 +626,8 @@ main(void)
 		cmocka_unit_test(test_rank_order),
 		cmocka_unit_test(test_lang_match),
 		cmocka_unit_test(test_stats_helpers),
+		cmocka_unit_test(test_period),
+		cmocka_unit_test(test_stats_suppression),
 		cmocka_unit_test(test_text),
 		cmocka_unit_test(test_arena),
 		cmocka_unit_test_setup_teardown(test_open_options, setup, teardown),

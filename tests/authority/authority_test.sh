@@ -22,13 +22,14 @@ trap 'rm -rf "$tmp"' EXIT
 [ -s "$tmp/code.txt" ] || { echo "authority_test: the node printed no method" >&2; exit 1; }
 
 # The table's rows: | method | anonymous | operator | admin | coordinator | referrer | provider |
-# municipality |, in rpc_role order, as "METHOD role,role" (or "none").
+# municipality | national coordinator |, in rpc_role order, as "METHOD role,role" (or "none").
 awk -F'|' '
 	$2 ~ /^ *haven\./ {
-		split("anonymous operator admin coordinator referrer provider municipality", role, " ")
+		split("anonymous operator admin coordinator referrer provider municipality national-coordinator", role, " ")
 		m = $2; gsub(/ /, "", m)
 		out = ""
-		for (i = 1; i <= 7; i++) {
+		if (NF != 11) { printf "authority_test: %s has %d cells, not 9\n", m, NF - 2 > "/dev/stderr"; bad = 1 }
+		for (i = 1; i <= 8; i++) {
 			c = $(i + 2); gsub(/^ +| +$/, "", c)
 			if (c == "") { printf "authority_test: %s has an empty cell\n", m > "/dev/stderr"; bad = 1 }
 			if (c != "—" && c != "-") { out = out (out == "" ? "" : ",") role[i] }

@@ -57,9 +57,11 @@ expect 64 "capacity set needs SERVICE and AVAILABLE" capacity set
 expect 64 "referral create needs --subject" referral create --subject $S
 expect 64 "unknown type 'spaceship'" service register --org x --type spaceship --region Rotterdam \
 	--population women --total 3 --contact c
-expect 64 "--days must be 1..3650, not '-3'" stats --days=-3
+expect 64 "stats needs --period" stats --region Rotterdam
+expect 64 "--days is gone; name a finished --period" stats --days=30
 expect 64 "--timeout must be 1..3600000 ms" --timeout abc health
 expect 64 "service approve needs the service ID and --version V" service approve
+expect 64 "subject transfer takes one ID and --to ORG" subject transfer $S
 expect 64 "--version must be" service approve svc-x --version 0
 expect 64 "--org needs --key" --org acme health
 # The node's answers: the gRPC status as the exit code, and its message.
@@ -67,8 +69,19 @@ expect 3 "region 'Atlantis' is not a region of the region map" capacity find --r
 expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region=Atlantis
 expect 5 "no subject $S" subject show $S
 expect 5 "no service svc-none" service approve svc-none --version 1
+expect 9 "nobody-here is not an enabled referrer organisation" subject transfer $S --to nobody-here
 expect 3 "subject id must be 32 lower-case hex characters" consent check nothex --purpose referral
 expect 3 "subject id must be 32 lower-case hex characters" audit show --subject=zz
+# A node without a CA (tls_ca) cannot check a partner's certificate, so it registers none.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/x.key" \
+	-subj /CN=ngo-x -days 1 -out "$tmp/x.pem" 2>/dev/null
+expect 9 "cert_pem: the node has no CA configured (tls_ca)" org register ngo-x --name X \
+	--role referrer --region Rotterdam --cert "$tmp/x.pem"
+expect 3 "period '2026-13': month must be 01..12" stats --period 2026-13
+expect 3 "period '2025-W53': week must be 01..52 (2025 has 52 ISO weeks)" stats --period=2025-W53
+expect 9 "period 2099-01 has not ended" stats --period 2099-01
+expect 9 "this node answers statistics by calendar month only" stats --period 2020-W53
+expect 0 "" stats --period 2020-12 --region Rotterdam
 
 # Many refused invocations in a row leave the node answering at once.
 n=0

@@ -317,8 +317,7 @@ orgs=(fairwork-ngo safehouse-zwb shelter-ams shelter-nn legalaid-rdam municipali
 	done
 } >"$work/logs/pki.log" 2>&1 || fail "deploy/pki.sh failed: $(cat "$work/logs/pki.log")"
 
-# One after the other: the first start of an empty data directory makes the node secret and
-# the keys (see the report of issue 6 on starting them at once).
+# One after the other: the first start of an empty data directory makes the keys (see the report of issue 6 on starting them at once).
 say "haven-capacity, haven-consent and haven-referral on one data directory"
 start_service capacity
 start_service consent
@@ -407,10 +406,13 @@ ok "the shelter need is placed"
 
 say "the municipality sees numbers only"
 must as capacity municipality-rdam capacity summary --region Rotterdam >/dev/null
-must as referral municipality-rdam stats >/dev/null
+# Statistics cover finished ISO weeks and months (Europe/Amsterdam) only: the week before last answers,
+# this week, in which the referral was made, is refused (FAILED_PRECONDITION).
+must as referral municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d "$(date +%Y-%m-15) -1 month" +%Y-%m)" >/dev/null
+must_fail 9 as referral municipality-rdam stats --period "$(TZ=Europe/Amsterdam date +%Y-%m)"
 must_fail 7 as referral municipality-rdam referral show "$ref"
 must_fail 7 as consent municipality-rdam subject show "$subject"
-ok "summary and statistics answered; the referral and the person refused"
+ok "summary and last week's statistics answered; this week, the referral and the person refused"
 out=$(must op consent audit show --subject "$subject")
 grep -q 'safehouse-zwb .*Consent/GetSubject .* OK *$' <<<"$out" ||
 	fail "the audit log has no entry for safehouse-zwb reading the subject:"$'\n'"$out"

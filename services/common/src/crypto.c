@@ -14,9 +14,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -27,6 +29,8 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #define CHUNK_MAX (1 << 30)
 #define RSA_MIN_BITS 2048
@@ -518,6 +522,106 @@ out:
 	if (st != HV_OK) {
 		ERR_clear_error();
 	}
+	X509_free(x);
+	return (st);
+}
+
+/* The reason a chain did not verify, in the words crypto_cert_check promises. */
+static const char *
+chain_reason(int err)
+{
+	switch (err) {
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+		return ("the certificate has expired");
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return ("the certificate is not valid yet");
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+		return ("the certificate is self-signed, not signed by the node's CA");
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+		return ("the certificate is not signed by the node's CA");
+	case X509_V_ERR_CERT_REVOKED:
+		return ("the certificate is revoked");
+	case X509_V_ERR_INVALID_PURPOSE:
+		return ("the certificate is not for TLS clients (extendedKeyUsage clientAuth)");
+	default:
+		return ("the certificate does not verify against the node's CA");
+	}
+}
+
+/* Whether x's subject has exactly one CN and it is exactly cn (no embedded NUL). */
+static bool
+subject_cn_is(X509 *x, const char *cn)
+{
+	X509_NAME       *name = X509_get_subject_name(x);
+	int              i    = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	ASN1_STRING     *v;
+	size_t           n = strlen(cn);
+
+	if (i < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, i) >= 0 ||
+	    (v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i))) == NULL) {
+		return (false);
+	}
+	return ((size_t) ASN1_STRING_length(v) == n &&
+	    memcmp(ASN1_STRING_get0_data(v), cn, n) == 0);
+}
+
+hv_status
+crypto_cert_check(const char *cert_pem, size_t cert_pem_len, const char *ca_file, const char *cn,
+    int64_t now_s, char *why, size_t whysz)
+{
+	X509           *x   = NULL;
+	X509_STORE     *xs  = NULL;
+	X509_STORE_CTX *ctx = NULL;
+	const char     *r   = "the certificate is not a PEM certificate";
+	hv_status       st  = HV_INVALID_ARGUMENT;
+
+	if (ca_file == NULL || ca_file[0] == '\0') {
+		st = HV_FAILED_PRECONDITION;
+		r  = "the node has no CA configured (tls_ca), so it cannot check certificates";
+		goto out;
+	}
+	if (cn == NULL || (x = read_cert(cert_pem, cert_pem_len)) == NULL) {
+		goto out;
+	}
+	if ((xs = X509_STORE_new()) == NULL || (ctx = X509_STORE_CTX_new()) == NULL) {
+		st = HV_RESOURCE_EXHAUSTED;
+		r  = "out of memory";
+		goto out;
+	}
+	if (X509_STORE_load_file(xs, ca_file) != 1) {
+		st = HV_FAILED_PRECONDITION;
+		r  = "the node's CA file (tls_ca) cannot be read";
+		goto out;
+	}
+	if (X509_STORE_CTX_init(ctx, xs, x, NULL) != 1 ||
+	    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) != 1) {
+		st = HV_INTERNAL;
+		r  = "the certificate check cannot be set up";
+		goto out;
+	}
+	X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), (time_t) now_s);
+	if (X509_verify_cert(ctx) != 1) {
+		r = chain_reason(X509_STORE_CTX_get_error(ctx));
+		goto out;
+	}
+	if (!subject_cn_is(x, cn)) {
+		r = "the certificate's subject CN is not the organisation id";
+		goto out;
+	}
+	st = HV_OK;
+	r  = "";
+out:
+	if (st != HV_OK) {
+		ERR_clear_error();
+	}
+	if (why != NULL && whysz > 0) {
+		snprintf(why, whysz, "%s", r);
+	}
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(xs);
 	X509_free(x);
 	return (st);
 }

@@ -1,6 +1,6 @@
 /*
  * host.c - the process around haven's services: configuration, data directory, store, region
- * map, node secret, RPC server, metrics page, signals (see host.h).
+ * map, token keys, RPC server, metrics page, signals (see host.h).
  */
 #include "haven/host.h"
 #include "haven/crypto.h"
@@ -21,18 +21,22 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The schema version of the store this build reads and writes. */
 #define HOST_SCHEMA_VERSION 1
 
 static const config_option host_options[] = {
 	{ "data_dir", CONFIG_STRING, offsetof(host_config, data_dir), "./haven-data", 0, 0,
-	    "Data directory: the LMDB store, the node secret and run/ (ipc sockets). Mode 0700." },
+	    "Data directory: the LMDB store, keys/ (token and encryption keys) and run/ (ipc "
+	    "sockets). Mode 0700." },
 	{ "listen", CONFIG_LIST, offsetof(host_config, listen), NULL, 0, 0,
 	    "URL to serve on: ipc://PATH, tls+tcp://HOST:PORT (tcp:// only with insecure_tcp). "
 	    "Repeat for several. Default: ipc://DATA_DIR/run/haven.sock." },
 	{ "tls_ca", CONFIG_STRING, offsetof(host_config, tls_ca), NULL, 0, 0,
-	    "PEM file of the node CA; partners must present a certificate it signed." },
+	    "PEM file of the node CA; partners must present a certificate it signed, and the "
+	    "certificate registered for an organisation must chain to it (CN = the organisation "
+	    "id) to be registered and to sign in." },
 	{ "tls_cert", CONFIG_STRING, offsetof(host_config, tls_cert), NULL, 0, 0,
 	    "PEM file of the node's server certificate (tls+tcp://)." },
 	{ "tls_key", CONFIG_STRING, offsetof(host_config, tls_key), NULL, 0, 0,
@@ -49,7 +53,8 @@ static const config_option host_options[] = {
 	{ "pub_url", CONFIG_STRING, offsetof(host_config, pub_url), NULL, 0, 0,
 	    "Where change notifications are published. Default: ipc://DATA_DIR/run/events.sock." },
 	{ "token_ttl_s", CONFIG_UINT, offsetof(host_config, token_ttl_s), "3600", 60, 86400,
-	    "Lifetime of an organisation's session token, in seconds." },
+	    "Lifetime of an organisation's session token, in seconds; the token key rotates as "
+	    "often." },
 	{ "offer_timeout_immediate_s", CONFIG_UINT,
 	    offsetof(host_config, offer_timeout_immediate_s), "1800", 60, 604800,
 	    "How long a provider has to answer an offer for an immediate (tonight) need." },
@@ -62,6 +67,12 @@ static const config_option host_options[] = {
 	    "A service that a provider registers with more places than this, or outside its "
 	    "organisation's home region, waits until a coordinator of its region or an admin "
 	    "approves it (ApproveService); until then it is never offered, held or counted." },
+	{ "statistics_periods", CONFIG_STRING, offsetof(host_config, statistics_periods), "month",
+	    0, 0,
+	    "The periods Statistics answers: month (calendar months), week (ISO weeks) or "
+	    "month,week. Both together let a caller subtract a month's inner weeks from it and "
+	    "learn the counts of single days at its edges: allow both only where every caller of "
+	    "Statistics may see that." },
 	{ "retention_days", CONFIG_UINT, offsetof(host_config, retention_days), "90", 1, 3650,
 	    "Personal data of referrals closed this many days ago is erased." },
 	{ "check_audit", CONFIG_STRING, offsetof(host_config, check_audit), "queued", 0, 0,
@@ -278,6 +289,27 @@ private_dir(const char *path)
 		    (unsigned) (sb.st_mode & 0777));
 		return (HV_PERMISSION_DENIED);
 	}
+	return (HV_OK);
+}
+
+/* Where the token keys live: DATA/keys/token-keys (auth.h), shared by the node's processes
+ * and left out of backups. The node secret of earlier versions (DATA/node.secret), which
+ * never rotated and was copied into backups, is retired: removed when found. */
+static hv_status
+host_token_keys(const host_config *cfg, char *path, size_t pathsz)
+{
+	hv_status st;
+
+	snprintf(path, pathsz, "%s/node.secret", cfg->data_dir);
+	if (unlink(path) == 0) {
+		log_info("removed %s: session tokens are signed with keys/%s now", path,
+		    AUTH_KEY_FILE);
+	}
+	snprintf(path, pathsz, "%s/keys", cfg->data_dir);
+	if ((st = private_dir(path)) != HV_OK) {
+		return (st);
+	}
+	snprintf(path, pathsz, "%s/keys/%s", cfg->data_dir, AUTH_KEY_FILE);
 	return (HV_OK);
 }
 
@@ -521,17 +553,15 @@ host_open(host **out, const host_config *cfg, const char *name)
 		log_error("region map: %s", err);
 		goto fail;
 	}
-	snprintf(path, sizeof(path), "%s/node.secret", cfg->data_dir);
-	if ((st = auth_load_secret(path, ao.secret)) != HV_OK) {
-		log_error("node secret %s: %s", path, hv_status_name(st));
+	if ((st = host_token_keys(cfg, path, sizeof(path))) != HV_OK) {
 		goto fail;
 	}
+	ao.key_file    = path;
+	ao.ca_file     = cfg->tls_ca;
 	ao.token_ttl_s = (uint32_t) cfg->token_ttl_s;
 	ao.lookup      = host_lookup;
 	ao.lookup_arg  = h;
-	st             = auth_open(&h->h_auth, &ao);
-	crypto_wipe(ao.secret, sizeof(ao.secret));
-	if (st != HV_OK) {
+	if ((st = auth_open(&h->h_auth, &ao)) != HV_OK) {
 		goto fail;
 	}
 

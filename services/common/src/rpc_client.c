@@ -62,6 +62,7 @@ static const struct {
 	{ RPC_ROLE_REFERRER, "referrer" },
 	{ RPC_ROLE_PROVIDER, "provider" },
 	{ RPC_ROLE_MUNICIPALITY, "municipality" },
+	{ RPC_ROLE_NATIONAL_COORDINATOR, "national-coordinator" },
 };
 
 const char *

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -609,6 +610,77 @@ test_fingerprint(void **state)
 
 static char tmpdir[512];
 
+/* crypto_cert_check: chain to the CA file, validity at the given time, the CN, and each reason
+ * named. The CA here is a self-signed certificate trusted as itself. */
+static void
+test_cert_check(void **state)
+{
+	keypair     ca, other;
+	char        path[600], missing[600], why[160];
+	const char *garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+	int64_t     now     = (int64_t) time(NULL);
+	FILE       *f;
+
+	(void) state;
+	keypair_make(&ca, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256());
+	keypair_make(&other, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256());
+	snprintf(path, sizeof(path), "%s/ca.pem", tmpdir);
+	snprintf(missing, sizeof(missing), "%s/no-ca.pem", tmpdir);
+	assert_non_null(f = fopen(path, "w"));
+	assert_int_equal(fputs(ca.cert_pem, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+
+	assert_int_equal(
+	    crypto_cert_check(ca.cert_pem, ca.cert_len, path, "acme-ngo", now, why, sizeof(why)),
+	    HV_OK);
+	assert_string_equal(why, "");
+	/* The CN must be the organisation id exactly. */
+	assert_int_equal(
+	    crypto_cert_check(ca.cert_pem, ca.cert_len, path, "acme", now, why, sizeof(why)),
+	    HV_INVALID_ARGUMENT);
+	assert_string_equal(why, "the certificate's subject CN is not the organisation id");
+	assert_int_equal(crypto_cert_check(ca.cert_pem, ca.cert_len, path, "acme-ngo-x", now, why,
+	                     sizeof(why)),
+	    HV_INVALID_ARGUMENT);
+	/* Valid for an hour from now. */
+	assert_int_equal(crypto_cert_check(ca.cert_pem, ca.cert_len, path, "acme-ngo", now + 7200,
+	                     why, sizeof(why)),
+	    HV_INVALID_ARGUMENT);
+	assert_string_equal(why, "the certificate has expired");
+	assert_int_equal(crypto_cert_check(ca.cert_pem, ca.cert_len, path, "acme-ngo", now - 3600,
+	                     why, sizeof(why)),
+	    HV_INVALID_ARGUMENT);
+	assert_string_equal(why, "the certificate is not valid yet");
+	/* Another self-signed certificate of the same name. */
+	assert_int_equal(crypto_cert_check(other.cert_pem, other.cert_len, path, "acme-ngo", now,
+	                     why, sizeof(why)),
+	    HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(why, "not signed by the node's CA"));
+	/* Not a certificate. */
+	assert_int_equal(crypto_cert_check(garbage, strlen(garbage), path, "acme-ngo", now, why,
+	                     sizeof(why)),
+	    HV_INVALID_ARGUMENT);
+	assert_string_equal(why, "the certificate is not a PEM certificate");
+	assert_int_equal(crypto_cert_check(NULL, 0, path, "acme-ngo", now, why, sizeof(why)),
+	    HV_INVALID_ARGUMENT);
+	/* No CA configured, or one that cannot be read: the node's problem. */
+	assert_int_equal(
+	    crypto_cert_check(ca.cert_pem, ca.cert_len, NULL, "acme-ngo", now, why, sizeof(why)),
+	    HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(why, "no CA configured"));
+	assert_int_equal(
+	    crypto_cert_check(ca.cert_pem, ca.cert_len, "", "acme-ngo", now, NULL, 0),
+	    HV_FAILED_PRECONDITION);
+	assert_int_equal(crypto_cert_check(ca.cert_pem, ca.cert_len, missing, "acme-ngo", now, why,
+	                     sizeof(why)),
+	    HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(why, "cannot be read"));
+	unlink(path);
+	keypair_free(&ca);
+	keypair_free(&other);
+}
+
+
 static int
 setup_tmp(void **state)
 {
@@ -851,6 +923,7 @@ main(void)
 		cmocka_unit_test(test_garbage_pem),
 		cmocka_unit_test(test_encrypted_key_never_prompts),
 		cmocka_unit_test(test_fingerprint),
+		cmocka_unit_test(test_cert_check),
 		cmocka_unit_test(test_read_file),
 		cmocka_unit_test(test_ed25519_rfc8032),
 		cmocka_unit_test(test_ed25519_keygen),

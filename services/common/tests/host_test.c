@@ -187,13 +187,29 @@ test_open_checks_data_dir(void **state)
 	assert_int_equal(region_map_count(host_regions(h)), 10);
 	assert_int_equal(host_start(h, NULL, NULL), HV_OK);
 	host_close(h);
-	/* The node secret was created closed to others. */
+	/* The token keys were created closed to others, in keys/ (0700). */
+	{
+		struct stat sb;
+		char        keys[400];
+		snprintf(keys, sizeof(keys), "%s/keys/token-keys", dir);
+		assert_int_equal(stat(keys, &sb), 0);
+		assert_int_equal(sb.st_mode & 0777, 0600);
+		snprintf(keys, sizeof(keys), "%s/keys", dir);
+		assert_int_equal(stat(keys, &sb), 0);
+		assert_int_equal(sb.st_mode & 0777, 0700);
+	}
+	/* The node secret of earlier versions is retired: removed at start. */
 	{
 		struct stat sb;
 		char        secret[400];
+		FILE       *f;
 		snprintf(secret, sizeof(secret), "%s/node.secret", dir);
-		assert_int_equal(stat(secret, &sb), 0);
-		assert_int_equal(sb.st_mode & 0777, 0600);
+		assert_non_null(f = fopen(secret, "w"));
+		fputs("0123456789abcdef0123456789abcdef", f);
+		fclose(f);
+		assert_int_equal(host_open(&h, &cfg, "test"), HV_OK);
+		host_close(h);
+		assert_int_equal(stat(secret, &sb), -1);
 	}
 	host_config_free(&cfg);
 }

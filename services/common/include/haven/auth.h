@@ -4,20 +4,49 @@
  * Debian's nng 1.5.2 cannot tell which certificate a TLS peer presented, so identity is
  * proven in the application (proto/haven/auth/v1/auth.proto):
  *
- *   Challenge(org_id)  -> nonce = random(16) || expiry(8, ms, big-endian) || HMAC(secret,
- *                         "chal" || random || expiry || org_id)[0..16]; stateless, 60 s.
+ *   Challenge(org_id)  -> nonce = random(16) || expiry(8, ms, big-endian) || HMAC(challenge
+ *                         key, "chal" || random || expiry || org_id)[0..16]; 60 s. The
+ *                         challenge key is random per process and never stored: a process
+ *                         verifies only its own challenges (a client signs in over one
+ *                         channel, to one process), and each nonce is accepted once (a used-
+ *                         nonce set in memory, at most AUTH_USED_NONCES_MAX, each kept until
+ *                         its expiry).
  *   Authenticate(org_id, nonce, signature)
- *                      -> checks the nonce's MAC and expiry, looks the organisation up in the
- *                         directory (enabled, certificate), verifies the signature of
- *                         "haven-auth-v1" || nonce || org_id with the certificate's public key,
- *                         and issues a session token.
- *   token = "v1." base64url(payload) "." base64url(HMAC-SHA256(secret, payload))
- *           payload = role(1) || expiry(8, ms, big-endian) || org_id
+ *                      -> checks the nonce, looks the organisation up in the directory,
+ *                         checks its certificate against the node CA now (crypto_cert_check:
+ *                         chain, validity dates, CN = org_id), verifies the signature of
+ *                         "haven-auth-v1" || nonce || org_id with the certificate's key, that
+ *                         the organisation is enabled with a role that may sign in, and issues
+ *                         a session token.
+ *   token   = "v2." base64url(payload) "." base64url(HMAC-SHA256(token key kid, payload))
+ *   payload = kid(4) || role(1) || issued_at(8) || expires_at(8) || version(8) ||
+ *             cert_sha256(32) || org_id          (integers big-endian, times Unix ms)
  *
- * Every call after that carries the token as `authorization` metadata; auth_verify_token()
- * checks the MAC and expiry, and asks the directory again so that a disabled organisation is
- * refused at once, also with a token it obtained before. The role comes from the directory,
- * never from what the client says.
+ * Every call after that carries the token as `authorization` metadata. auth_verify_token()
+ * checks the MAC with the key named by kid, the lifetime against the node's own maximum
+ * (token_ttl_s, whatever the token claims: issued_at no later than now + AUTH_CLOCK_SKEW_MS,
+ * expires_at - issued_at at most the maximum, now before expires_at), and asks the directory
+ * again: the organisation must be enabled, with the token's role, at the token's record
+ * version and with the token's certificate. Any change of the organisation's record (its
+ * certificate, disabling and re-enabling, its role) adds to its version and so revokes every
+ * token issued before, at once.
+ *
+ * Every failure of Challenge or Authenticate that depends on the organisation answers the same
+ * UNAUTHENTICATED "sign-in failed" (malformed requests are INVALID_ARGUMENT, whatever the
+ * organisation): the cause goes to a log line (organisation id and cause) and to the counter
+ * haven_auth_signin_failures_total{cause}. An unknown organisation or one without a
+ * certificate costs the same certificate check and signature verification (over the CA
+ * certificate) as a bad signature.
+ *
+ * Token keys: 32 random bytes with a random 4-byte key id. The current key signs; it is
+ * replaced after token_ttl_s, and the previous key then verifies only tokens issued before it
+ * was replaced (so a leaked key cannot mint new tokens after the rotation) until the next
+ * rotation drops it. The processes of a node share the keys through a key file,
+ * DATA/keys/token-keys (0600): one or two 44-byte records kid(4) || became_current_ms(8) ||
+ * key(32), the current key first, replaced whole (rename) under an exclusive flock on
+ * DATA/keys/token-keys.lock. A process re-reads the file when it changed (checked at most once
+ * a second, and at once for an unknown key id). The file is not part of a backup: a restored
+ * node makes a new one, so tokens issued before the restore fail.
  */
 #ifndef HAVEN_AUTH_H
 #define HAVEN_AUTH_H
@@ -32,6 +61,9 @@
 #define AUTH_NONCE_LEN 40
 #define AUTH_TOKEN_MAX 256
 #define AUTH_SIGNED_PREFIX "haven-auth-v1"
+#define AUTH_USED_NONCES_MAX 4096 /* Authenticate calls per challenge ttl, at most */
+#define AUTH_CLOCK_SKEW_MS 5000   /* how far in the future a token's issued_at may be */
+#define AUTH_KEY_FILE "token-keys" /* under DATA/keys/ */
 
 /* What the partner directory says about an organisation. */
 typedef struct auth_org {
@@ -39,6 +71,8 @@ typedef struct auth_org {
 	bool     enabled;
 	char    *cert_pem; /* malloc'd by the lookup, freed by auth; NULL when none registered */
 	size_t   cert_pem_len;
+	uint64_t version;         /* the record's version: changes with every change of it */
+	char     cert_sha256[65]; /* hex fingerprint of cert_pem; "": auth computes it */
 } auth_org;
 
 /* Looks an organisation up: HV_OK with *out filled, HV_NOT_FOUND, or another failure (then
@@ -46,29 +80,42 @@ typedef struct auth_org {
 typedef hv_status (*auth_lookup_fn)(void *arg, const char *org_id, auth_org *out);
 
 typedef struct auth_options {
-	uint8_t        secret[AUTH_SECRET_LEN]; /* node secret for challenges and tokens */
-	uint32_t       token_ttl_s;             /* 0: 3600 */
+	/* The shared token-key file (DATA/keys/token-keys), created when missing; its directory
+	 * must exist. NULL: the keys live in this process only, the first one being secret. */
+	const char    *key_file;
+	uint8_t        secret[AUTH_SECRET_LEN]; /* the first token key when key_file is NULL */
+	/* The node CA (tls_ca): certificates that sign in must chain to it. NULL: nobody can
+	 * sign in (tokens from auth_issue_token still verify). */
+	const char    *ca_file;
+	uint32_t       token_ttl_s;             /* 0: 3600; also the key rotation period */
 	uint32_t       challenge_ttl_s;         /* 0: 60 */
 	auth_lookup_fn lookup;
 	void          *lookup_arg;
 } auth_options;
 
-/* Creates the authenticator; the secret is copied (and wiped on free). An all-zero secret
- * (one never loaded) or a NULL lookup is HV_INVALID_ARGUMENT. */
+/* Creates the authenticator; the secret is copied (and wiped on free). Without a key_file an
+ * all-zero secret (one never loaded) is HV_INVALID_ARGUMENT, as is a NULL lookup. A key file
+ * readable by group or others is HV_PERMISSION_DENIED, a damaged one HV_DATA_LOSS (it is
+ * never replaced), a CA file that cannot be read its read error. */
 hv_status auth_open(auth **out, const auth_options *opts);
 void auth_close(auth *a);
 
-/* Registers haven.auth.v1.Auth (Challenge, Authenticate; callable by anyone) on srv. */
+/* Registers haven.auth.v1.Auth (Challenge, Authenticate; callable by anyone) on srv, and
+ * haven_auth_signin_failures_total on its metrics (a must outlive srv). */
 hv_status auth_register(auth *a, rpc_server *srv);
 
 /* Verifies a token and fills caller->role and caller->org_id (caller may be NULL).
- * HV_UNAUTHENTICATED for a forged, altered, malformed or expired token, or an organisation
- * that is unknown or disabled now or whose role is no longer the token's; the lookup's own
- * status when the directory fails. now_ms is Unix time in milliseconds. */
+ * HV_UNAUTHENTICATED for a forged, altered, malformed or expired token, one whose lifetime
+ * exceeds the node's maximum, one under a key that is gone or was retired before it was
+ * issued, or an organisation that is unknown or disabled now or whose record (version, role,
+ * certificate) is no longer the token's; the lookup's own status when the directory fails.
+ * now_ms is Unix time in milliseconds. May rotate the token key (see above). */
 hv_status auth_verify_token(auth *a, const char *token, int64_t now_ms, rpc_caller *caller);
 
-/* Issues a token directly (for the node's own tools and tests), without asking the
- * directory. role must be exactly one of RPC_ROLES_ORGS (never the operator or anonymous);
+/* Issues a token directly (for the node's own tools and tests), without a signature: the
+ * directory is asked only for the organisation's record version and certificate, which the
+ * token is bound to (HV_NOT_FOUND for an unknown organisation, the lookup's status when it
+ * fails). role must be exactly one of RPC_ROLES_ORGS (never the operator or anonymous);
  * HV_INVALID_ARGUMENT for another role, a bad org_id or now_ms < 0. expires_at_ms may be
  * NULL. */
 hv_status auth_issue_token(auth *a, const char *org_id, rpc_role role, int64_t now_ms,
@@ -77,14 +124,14 @@ hv_status auth_issue_token(auth *a, const char *org_id, rpc_role role, int64_t n
 /* Client side: runs Challenge and Authenticate on ch with the organisation's private key
  * (PEM) and sets the token on the channel. The channel's old token is cleared first, so after
  * a failure it has none. timeout_ms (0: 10000) covers both calls; errmsg names the step that
- * failed and the node's reason. */
+ * failed and the node's reason (for a refused sign-in only "Authenticate: sign-in failed").
+ * Authenticate is sent once: its nonce cannot be used twice. */
 hv_status auth_login(rpc_channel *ch, const char *org_id, const char *key_pem,
     size_t key_pem_len, uint32_t timeout_ms, char *errmsg, size_t errsz);
 
-/* Loads the node secret from path, creating it (0600, random) when missing. A file readable
- * by group or others is refused with HV_PERMISSION_DENIED, one of the wrong size with
- * HV_DATA_LOSS (it is never replaced). */
-hv_status auth_load_secret(const char *path, uint8_t secret[AUTH_SECRET_LEN]);
+/* Sign-in failures by cause since auth_open, for tests and tools (the same figures as the
+ * metric). cause is one of the names of the metric's cause label; 0 for another. */
+uint64_t auth_signin_failures(auth *a, const char *cause);
 
 /* Unix time in milliseconds. */
 int64_t auth_now_ms(void);

@@ -62,7 +62,8 @@ hv_status crypto_b64url_decode(uint8_t *out, size_t outsz, size_t *outlen, const
  * allocates *sig (free with free()). crypto_verify_cert returns HV_OK when sig is a valid
  * signature of msg by the certificate's key, HV_UNAUTHENTICATED when it is not, and
  * HV_INVALID_ARGUMENT when the PEM does not parse or holds a key of another kind (both
- * functions). The certificate's validity dates and chain are not checked here. */
+ * functions). The certificate's validity dates and chain are not checked here: see
+ * crypto_cert_check. */
 hv_status crypto_sign(const char *key_pem, size_t key_pem_len, const void *msg, size_t n,
     uint8_t **sig, size_t *siglen);
 hv_status crypto_verify_cert(const char *cert_pem, size_t cert_pem_len, const void *msg,
@@ -71,6 +72,15 @@ hv_status crypto_verify_cert(const char *cert_pem, size_t cert_pem_len, const vo
 /* The SHA-256 fingerprint of the DER encoding of a PEM certificate, as 64 lower-case hex
  * characters and a NUL. HV_INVALID_ARGUMENT when the PEM does not parse. */
 hv_status crypto_cert_fingerprint(const char *cert_pem, size_t cert_pem_len, char out[65]);
+
+/* Checks that cert_pem may identify organisation cn on this node: it chains to a certificate
+ * of ca_file (PEM, the node CA: tls_ca), is valid at now_s (Unix seconds), is meant for TLS
+ * clients, and its subject has exactly one CN, equal to cn. HV_OK; HV_INVALID_ARGUMENT for a
+ * certificate that fails (not PEM, self-signed, another CA's, expired, not yet valid, wrong
+ * CN); HV_FAILED_PRECONDITION when ca_file is NULL or empty (no CA configured) or cannot be
+ * read. why (whysz bytes, may be NULL) names the reason, never the certificate's contents. */
+hv_status crypto_cert_check(const char *cert_pem, size_t cert_pem_len, const char *ca_file,
+    const char *cn, int64_t now_s, char *why, size_t whysz);
 
 /* Reads a whole file of at most maxlen bytes into a NUL-terminated malloc'd buffer.
  * When private is true the file must not be readable or writable by group or others

@@ -1,7 +1,7 @@
 /*
  * host.h - what every haven service process does around its services: read the node's
  * configuration (file and command line), prepare the data directory, open the store, the
- * region map and the node secret, serve RPC on the configured URLs with organisation
+ * region map and the token keys, serve RPC on the configured URLs with organisation
  * authentication, and shut down cleanly on SIGTERM or SIGINT.
  *
  * haven-node (all services in one process) and each service's own binary use it the same way:
@@ -9,7 +9,7 @@
  *   host_config cfg;   host *h;
  *   rc = host_config_load(&cfg, argc, argv, "haven-capacity");  // exits on --help
  *   if (rc != 0) return rc;                                      // usage or config error: 2
- *   host_open(&h, &cfg)             data dir, store, regions, secret, RPC server (not started)
+ *   host_open(&h, &cfg)             data dir, store, regions, token keys, RPC server
  *   ... create the services with host_store(h), host_regions(h), register them on
  *       host_server(h) ...
  *   host_start(h, lookup, arg)      authenticator over the partner directory, Auth service,
@@ -43,7 +43,7 @@
 
 /* Settings of a node process. Strings are malloc'd (host_config_free). */
 typedef struct host_config {
-	char       *data_dir;          /* store, node secret, run/ with the ipc socket */
+	char       *data_dir;          /* store, keys/, run/ with the ipc socket */
 	config_list listen;            /* URLs; empty: ipc://DATA/run/haven.sock */
 	char       *tls_ca;            /* tls+tcp:// listeners */
 	char       *tls_cert;
@@ -59,6 +59,7 @@ typedef struct host_config {
 	uint64_t    offer_timeout_planned_s;
 	uint64_t    retention_days;
 	uint64_t    service_approval_places; /* capacity: larger provider services wait */
+	char       *statistics_periods;      /* referral: "month", "week" or "month,week" */
 	char       *check_audit;       /* "queued" or "durable" (consent Check's audit entry) */
 	char       *log_level;
 	char       *metrics_listen;    /* loopback HOST:PORT of the metrics page; NULL: off */
@@ -73,7 +74,9 @@ void host_config_free(host_config *cfg);
 typedef struct host host;
 
 /* Prepares the data directory (0700; refused when open to others), opens the store, the region
- * map and the node secret, and creates the RPC server. Messages name what failed. */
+ * map and the authenticator (token keys in DATA/keys/token-keys, the CA of tls_ca; a
+ * DATA/node.secret of earlier versions is removed), and creates the RPC server. Messages name
+ * what failed. */
 hv_status host_open(host **out, const host_config *cfg, const char *name);
 
 store *host_store(host *h);

@@ -44,10 +44,14 @@ typedef enum rpc_role {
 	RPC_ROLE_REFERRER     = 1u << 4,
 	RPC_ROLE_PROVIDER     = 1u << 5,
 	RPC_ROLE_MUNICIPALITY = 1u << 6,
+	RPC_ROLE_NATIONAL_COORDINATOR = 1u << 7, /* a coordinator of every region */
 } rpc_role;
 
+#define RPC_ROLE_LAST RPC_ROLE_NATIONAL_COORDINATOR
+/* Both kinds of coordinator: the methods are the same, the scope differs (docs/authority.md). */
+#define RPC_ROLES_COORDINATORS (RPC_ROLE_COORDINATOR | RPC_ROLE_NATIONAL_COORDINATOR)
 #define RPC_ROLES_ORGS                                                                   \
-	(RPC_ROLE_ADMIN | RPC_ROLE_COORDINATOR | RPC_ROLE_REFERRER | RPC_ROLE_PROVIDER |     \
+	(RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | RPC_ROLE_REFERRER | RPC_ROLE_PROVIDER |   \
 	    RPC_ROLE_MUNICIPALITY)
 #define RPC_ROLES_AUTHENTICATED (RPC_ROLE_OPERATOR | RPC_ROLES_ORGS)
 #define RPC_ROLES_ANY (RPC_ROLE_ANONYMOUS | RPC_ROLES_AUTHENTICATED)
