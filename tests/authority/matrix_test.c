@@ -37,9 +37,9 @@
  *
  * test_edges checks what two sides cannot show (an offer not yet accepted, an ended
  * placement, the operator's own subjects, a transfer, a service's region, an admin taking
- * over a referrer's certificate). A hole found and not fixed yet is listed in known_holes (cells) or
- * expected safe in test_edges, so that the test fails, saying "KNOWN HOLE", until it is
- * fixed. Every mismatch is listed; a summary line gives the counts.
+ * over a referrer's certificate). A hole found and not fixed yet is listed in known_holes
+ * (cells) or expected safe in test_edges, so that the test fails, saying "KNOWN HOLE", until
+ * it is fixed. Every mismatch is listed; a summary line gives the counts.
  * MATRIX_TRACE=1 in the environment prints every answer.
  *
  *   matrix_test HAVEN_NODE [AUTHORITY.MD]     (default: the source tree's docs/authority.md)
@@ -355,7 +355,8 @@ static uint64_t
 fresh_service(const actor *a, const scope *s, int type, uint32_t maximum, uint32_t available,
     char *out)
 {
-	Haven__Capacity__V1__RegisterServiceRequest r = HAVEN__CAPACITY__V1__REGISTER_SERVICE_REQUEST__INIT;
+	Haven__Capacity__V1__RegisterServiceRequest r =
+	    HAVEN__CAPACITY__V1__REGISTER_SERVICE_REQUEST__INIT;
 	Haven__Capacity__V1__Service                svc = HAVEN__CAPACITY__V1__SERVICE__INIT;
 	Haven__Capacity__V1__Service               *got;
 	uint64_t                                    v;
@@ -388,7 +389,8 @@ service_version(const char *id)
 static void
 fresh_referral(const scope *s, int type, char *id, char *offer)
 {
-	Haven__Referral__V1__CreateReferralRequest r = HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
+	Haven__Referral__V1__CreateReferralRequest r =
+	    HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
 	Haven__Referral__V1__NeedRequest           n = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
 	Haven__Referral__V1__NeedRequest          *needs[] = { &n };
 	Haven__Referral__V1__Referral             *got;
@@ -534,7 +536,8 @@ f_update_org(const actor *a, scope *s)
 {
 	Haven__Capacity__V1__UpdateOrganisationRequest r =
 	    HAVEN__CAPACITY__V1__UPDATE_ORGANISATION_REQUEST__INIT;
-	Haven__Capacity__V1__GetOrganisationRequest gr = HAVEN__CAPACITY__V1__GET_ORGANISATION_REQUEST__INIT;
+	Haven__Capacity__V1__GetOrganisationRequest gr =
+	    HAVEN__CAPACITY__V1__GET_ORGANISATION_REQUEST__INIT;
 	Haven__Capacity__V1__Organisation           o  = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
 	Haven__Capacity__V1__Organisation          *cur;
 	hv_status                                   st;
@@ -567,7 +570,8 @@ f_disable_org(const actor *a, scope *s)
 static hv_status
 f_get_org(const actor *a, scope *s)
 {
-	Haven__Capacity__V1__GetOrganisationRequest r = HAVEN__CAPACITY__V1__GET_ORGANISATION_REQUEST__INIT;
+	Haven__Capacity__V1__GetOrganisationRequest r =
+	    HAVEN__CAPACITY__V1__GET_ORGANISATION_REQUEST__INIT;
 
 	r.id = (char *) actors[s->referrer].org;
 	return (invoke(a, &r.base));
@@ -587,7 +591,8 @@ f_list_orgs(const actor *a, scope *s)
 static hv_status
 f_register_service(const actor *a, scope *s)
 {
-	Haven__Capacity__V1__RegisterServiceRequest r = HAVEN__CAPACITY__V1__REGISTER_SERVICE_REQUEST__INIT;
+	Haven__Capacity__V1__RegisterServiceRequest r =
+	    HAVEN__CAPACITY__V1__REGISTER_SERVICE_REQUEST__INIT;
 	Haven__Capacity__V1__Service                svc = HAVEN__CAPACITY__V1__SERVICE__INIT;
 	char                                        id[ID_MAX];
 
@@ -625,7 +630,8 @@ f_retire_service(const actor *a, scope *s)
 static hv_status
 f_approve_service(const actor *a, scope *s)
 {
-	Haven__Capacity__V1__ApproveServiceRequest r = HAVEN__CAPACITY__V1__APPROVE_SERVICE_REQUEST__INIT;
+	Haven__Capacity__V1__ApproveServiceRequest r =
+	    HAVEN__CAPACITY__V1__APPROVE_SERVICE_REQUEST__INIT;
 	char                                       id[ID_MAX];
 
 	r.based_on_version = fresh_service(&actors[s->provider], s, TYPE(MEDICAL), 60, 0, id);
@@ -717,7 +723,8 @@ f_erase_subject(const actor *a, scope *s)
 static hv_status
 f_transfer_subject(const actor *a, scope *s)
 {
-	Haven__Consent__V1__TransferSubjectRequest r = HAVEN__CONSENT__V1__TRANSFER_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__TransferSubjectRequest r =
+	    HAVEN__CONSENT__V1__TRANSFER_SUBJECT_REQUEST__INIT;
 	char                                       id[ID_MAX];
 
 	fresh_subject(&actors[s->holder], id, NULL);
@@ -840,7 +847,8 @@ f_audit_list(const actor *a, scope *s)
 static hv_status
 f_create_referral(const actor *a, scope *s)
 {
-	Haven__Referral__V1__CreateReferralRequest r = HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
+	Haven__Referral__V1__CreateReferralRequest r =
+	    HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
 	Haven__Referral__V1__NeedRequest           n = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
 	Haven__Referral__V1__NeedRequest          *needs[] = { &n };
 
@@ -876,7 +884,8 @@ f_list_referrals(const actor *a, scope *s)
 static hv_status
 f_cancel_referral(const actor *a, scope *s)
 {
-	Haven__Referral__V1__CancelReferralRequest r = HAVEN__REFERRAL__V1__CANCEL_REFERRAL_REQUEST__INIT;
+	Haven__Referral__V1__CancelReferralRequest r =
+	    HAVEN__REFERRAL__V1__CANCEL_REFERRAL_REQUEST__INIT;
 	char                                       id[ID_MAX];
 
 	fresh_referral(s, TYPE(CASE_MANAGEMENT), id, NULL);
@@ -1408,7 +1417,8 @@ node_ready(pid_t pid)
 			return (false);
 		}
 		if (rpc_channel_call(actors[A_OP].ch, "haven.health.v1.Health/Check", &r.base,
-		        &haven__health__v1__health_check_response__descriptor, &out, &o, NULL, 0) == HV_OK) {
+		        &haven__health__v1__health_check_response__descriptor, &out, &o, NULL,
+		        0) == HV_OK) {
 			protobuf_c_message_free_unpacked(out, NULL);
 			return (true);
 		}
@@ -1584,7 +1594,8 @@ edge_accepted(void)
 static hv_status
 transfer(const actor *a, const char *id, const char *to)
 {
-	Haven__Consent__V1__TransferSubjectRequest r = HAVEN__CONSENT__V1__TRANSFER_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__TransferSubjectRequest r =
+	    HAVEN__CONSENT__V1__TRANSFER_SUBJECT_REQUEST__INIT;
 
 	r.id     = (char *) id;
 	r.to_org = (char *) to;
@@ -1677,7 +1688,8 @@ set_cert(const actor *a, const actor *org, const char *pem_file)
 {
 	Haven__Capacity__V1__UpdateOrganisationRequest r =
 	    HAVEN__CAPACITY__V1__UPDATE_ORGANISATION_REQUEST__INIT;
-	Haven__Capacity__V1__GetOrganisationRequest gr = HAVEN__CAPACITY__V1__GET_ORGANISATION_REQUEST__INIT;
+	Haven__Capacity__V1__GetOrganisationRequest gr =
+	    HAVEN__CAPACITY__V1__GET_ORGANISATION_REQUEST__INIT;
 	Haven__Capacity__V1__Organisation           o  = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
 	Haven__Capacity__V1__Organisation          *cur;
 	char                                        path[600];
