@@ -33,6 +33,8 @@
 #include "haven/store.h"
 #include "testutil.h"
 
+#include "haven/rpc/v1/rpc.pb-c.h"
+
 #define URL     "inproc://capacity-test"
 #define PUB_URL "inproc://capacity-test-events"
 #define M(name) "haven.capacity.v1.Capacity/" name
@@ -1740,6 +1742,204 @@ test_pending_services(void **state)
 	}
 }
 
+/* ---- the RPC boundary ------------------------------------------------------------------ */
+
+/* Calls method over ch with payload (bytes as given) in a raw envelope. Returns the reply's
+ * status (its message in err); on HV_OK and out not NULL, *out is the reply decoded as desc
+ * with nothing dropped (protobuf-c keeps unknown fields): free it. */
+static hv_status
+raw_msg_call(rpc_channel *ch, const char *method, const uint8_t *payload, size_t plen,
+    const ProtobufCMessageDescriptor *desc, void *out)
+{
+	Haven__Rpc__V1__Request env = HAVEN__RPC__V1__REQUEST__INIT;
+	Haven__Rpc__V1__Reply  *rep;
+	uint8_t                *buf;
+	void                   *raw = NULL;
+	size_t                  n, rlen;
+	hv_status               st;
+
+	env.method       = (char *) method;
+	env.request_id   = 1;
+	env.payload.data = (uint8_t *) payload;
+	env.payload.len  = plen;
+	n                = haven__rpc__v1__request__get_packed_size(&env);
+	buf              = malloc(n);
+	assert_non_null(buf);
+	haven__rpc__v1__request__pack(&env, buf);
+	assert_int_equal(rpc_channel_call_raw(ch, buf, n, &raw, &rlen, 20000), HV_OK);
+	free(buf);
+	rep = haven__rpc__v1__reply__unpack(NULL, rlen, raw);
+	free(raw);
+	assert_non_null(rep);
+	st = (hv_status) rep->code;
+	snprintf(err, sizeof(err), "%s", rep->message);
+	if (st == HV_OK && out != NULL) {
+		*(ProtobufCMessage **) out =
+		    protobuf_c_message_unpack(desc, NULL, rep->payload.len, rep->payload.data);
+		assert_non_null(*(ProtobufCMessage **) out);
+	}
+	haven__rpc__v1__reply__free_unpacked(rep, NULL);
+	return (st);
+}
+
+/* Packs m into a malloc'd buffer (*len bytes) followed by the bytes of extra. */
+static uint8_t *
+pack_plus(const ProtobufCMessage *m, const char *extra, size_t nextra, size_t *len)
+{
+	size_t   n   = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(n + nextra);
+
+	assert_non_null(buf);
+	protobuf_c_message_pack(m, buf);
+	memcpy(buf + n, extra, nextra);
+	*len = n + nextra;
+	return (buf);
+}
+
+/* The stored record under id in table name has no unknown fields. */
+static void
+expect_stored_clean(const char *name, const char *id, const ProtobufCMessageDescriptor *desc)
+{
+	store_table       t;
+	store_txn        *txn;
+	ProtobufCMessage *m = NULL;
+
+	assert_int_equal(store_table_open(g.st, name, &t), HV_OK);
+	assert_int_equal(store_read_begin(g.st, &txn), HV_OK);
+	assert_int_equal(store_get_msg(txn, t, id, strlen(id), desc, NULL, &m), HV_OK);
+	store_read_end(txn);
+	assert_int_equal(m->n_unknown_fields, 0);
+	protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* Fields the .proto does not define (a shelter address, say, that would pass no check) on
+ * RegisterOrganisation and RegisterService: accepted without them, nothing stores them, no
+ * answer carries them; a field numbered 0 is INVALID_ARGUMENT (it was DATA_LOSS, for the
+ * caller's own write), and nothing is stored. */
+static void
+test_unknown_fields_not_stored(void **state)
+{
+	static const char addr[] = "Kerkstraat 1, 1017 GA Amsterdam";
+	uint8_t           data[64];
+	ProtobufCMessageUnknownField u = { .tag = 1007,
+		.wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, .len = sizeof(addr), .data = data };
+	Haven__Capacity__V1__RegisterOrganisationRequest oreq =
+	    HAVEN__CAPACITY__V1__REGISTER_ORGANISATION_REQUEST__INIT;
+	Haven__Capacity__V1__RegisterServiceRequest sreq =
+	    HAVEN__CAPACITY__V1__REGISTER_SERVICE_REQUEST__INIT;
+	Haven__Capacity__V1__GetOrganisationRequest greq =
+	    HAVEN__CAPACITY__V1__GET_ORGANISATION_REQUEST__INIT;
+	Haven__Capacity__V1__GetServiceRequest vreq = HAVEN__CAPACITY__V1__GET_SERVICE_REQUEST__INIT;
+	org_t     o   = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+	org_t    *got = NULL;
+	view_t   *v   = NULL;
+	service_t svc;
+	uint8_t  *buf;
+	size_t    n;
+
+	data[0] = (uint8_t) (sizeof(addr) - 1); /* the field's length, then its bytes */
+	memcpy(data + 1, addr, sizeof(addr) - 1);
+	o.id                       = "org-unknown";
+	o.name                     = "A partner organisation";
+	o.role                     = HAVEN__CAPACITY__V1__ROLE__PROVIDER;
+	o.region                   = "Amsterdam";
+	o.base.n_unknown_fields    = 1;
+	o.base.unknown_fields      = &u;
+	oreq.organisation          = &o;
+	oreq.base.n_unknown_fields = 1;
+	oreq.base.unknown_fields   = &u;
+	buf = pack_plus(&oreq.base, "", 0, &n);
+	assert_int_equal(raw_msg_call(g.op, M("RegisterOrganisation"), buf, n, NULL, NULL), HV_OK);
+	free(buf);
+	expect_stored_clean("cap.orgs", "org-unknown", &haven__capacity__v1__organisation__descriptor);
+	greq.id = "org-unknown";
+	buf     = pack_plus(&greq.base, "", 0, &n);
+	assert_int_equal(raw_msg_call(g.op, M("GetOrganisation"), buf, n,
+	                     &haven__capacity__v1__organisation__descriptor, &got),
+	    HV_OK);
+	free(buf);
+	assert_int_equal(got->base.n_unknown_fields, 0);
+	protobuf_c_message_free_unpacked(&got->base, NULL);
+
+	svc_init(&svc, "svc-unknown", "org-unknown", T_SHELTER, "Amsterdam", 10, 5);
+	svc.base.n_unknown_fields  = 1;
+	svc.base.unknown_fields    = &u;
+	sreq.service               = &svc;
+	sreq.base.n_unknown_fields = 1;
+	sreq.base.unknown_fields   = &u;
+	buf = pack_plus(&sreq.base, "", 0, &n);
+	assert_int_equal(raw_msg_call(g.op, M("RegisterService"), buf, n, NULL, NULL), HV_OK);
+	free(buf);
+	expect_stored_clean("cap.services", "svc-unknown", &haven__capacity__v1__service__descriptor);
+	vreq.id = "svc-unknown";
+	buf     = pack_plus(&vreq.base, "", 0, &n);
+	assert_int_equal(raw_msg_call(g.ch[REFERRER], M("GetService"), buf, n,
+	                     &haven__capacity__v1__service_view__descriptor, &v),
+	    HV_OK);
+	free(buf);
+	assert_int_equal(v->base.n_unknown_fields, 0);
+	assert_int_equal(v->service->base.n_unknown_fields, 0);
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+
+	/* Field number 0, in a two-byte tag protobuf-c decodes. */
+	o.id                    = "org-field0";
+	o.base.n_unknown_fields = 0;
+	oreq.base.n_unknown_fields = 0;
+	buf = pack_plus(&oreq.base, "\x80\x00\x05", 3, &n);
+	assert_int_equal(raw_msg_call(g.op, M("RegisterOrganisation"), buf, n, NULL, NULL),
+	    HV_INVALID_ARGUMENT);
+	expect_err("field numbered 0");
+	free(buf);
+	svc_init(&svc, "svc-field0", "org-unknown", T_SHELTER, "Amsterdam", 10, 5);
+	sreq.base.n_unknown_fields = 0;
+	buf = pack_plus(&sreq.base, "\x80\x00\x05", 3, &n);
+	assert_int_equal(raw_msg_call(g.op, M("RegisterService"), buf, n, NULL, NULL),
+	    HV_INVALID_ARGUMENT);
+	expect_err("field numbered 0");
+	free(buf);
+	greq.id = "org-field0";
+	buf     = pack_plus(&greq.base, "", 0, &n);
+	assert_int_equal(raw_msg_call(g.op, M("GetOrganisation"), buf, n, NULL, NULL), HV_NOT_FOUND);
+	free(buf);
+	assert_int_equal(get_view(g.op, "svc-field0", NULL), HV_NOT_FOUND);
+}
+
+/* Names that read otherwise than they are stored (U+202E turns "maretsmA" into "Amsterdam")
+ * are refused with a message naming the field. */
+static void
+test_bidi_text_refused(void **state)
+{
+	service_t svc;
+
+	assert_int_equal(register_org(g.op, "org-bidi", HAVEN__CAPACITY__V1__ROLE__PROVIDER,
+	                     "Amsterdam", NULL),
+	    HV_OK);
+	{
+		Haven__Capacity__V1__RegisterOrganisationRequest req =
+		    HAVEN__CAPACITY__V1__REGISTER_ORGANISATION_REQUEST__INIT;
+		org_t o = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+
+		o.id             = "org-bidi2";
+		o.name           = "Opvang \xe2\x80\xaemaretsmA";
+		o.role           = HAVEN__CAPACITY__V1__ROLE__PROVIDER;
+		o.region         = "Amsterdam";
+		req.organisation = &o;
+		assert_int_equal(call(g.op, M("RegisterOrganisation"), &req.base,
+		                     &haven__capacity__v1__organisation__descriptor, NULL),
+		    HV_INVALID_ARGUMENT);
+		expect_err("name");
+	}
+	svc_init(&svc, "svc-bidi", "org-bidi", T_SHELTER, "Amsterdam", 10, 5);
+	svc.name = "Opvang \xe2\x81\xa7x\xe2\x81\xa9"; /* U+2067 ... U+2069 */
+	assert_int_equal(register_service(g.op, &svc), HV_INVALID_ARGUMENT);
+	expect_err("name");
+	svc_init(&svc, "svc-bidi", "org-bidi", T_SHELTER, "Amsterdam", 10, 5);
+	svc.front_door_contact = "intake \xe2\x80\x8f" "088"; /* U+200F */
+	assert_int_equal(register_service(g.op, &svc), HV_INVALID_ARGUMENT);
+	expect_err("front_door_contact");
+	assert_int_equal(get_view(g.op, "svc-bidi", NULL), HV_NOT_FOUND);
+}
+
 int
 main(void)
 {
@@ -1758,6 +1958,8 @@ main(void)
 		cmocka_unit_test(test_disabled_org_refused),
 		cmocka_unit_test(test_login_with_registered_cert),
 		cmocka_unit_test(test_pending_services),
+		cmocka_unit_test(test_unknown_fields_not_stored),
+		cmocka_unit_test(test_bidi_text_refused),
 	};
 
 	log_init("capacity_test", LOG_LEVEL_ERROR);

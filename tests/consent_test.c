@@ -871,6 +871,163 @@ test_audit_tampering(void **state)
 	release(v);
 }
 
+/* Raw edits of the audit tables behind the service's back (someone with the store file):
+ * the tail cut (the last entry removed, the head moved back to the one before), or a subject
+ * index row removed or added; undone with the same op and put back. */
+typedef struct audit_raw {
+	store_table log, head, by_window;
+	audit_entry last;           /* the last entry about a subject */
+	uint64_t    head_seq;
+	uint8_t     head_hash[AUDIT_HASH_LEN];
+	uint8_t     saved[600];     /* the cut entry's value */
+	size_t      saved_len;
+	int         kind;           /* see audit_raw_fn */
+} audit_raw;
+
+static void
+be64_key(uint8_t k[8], uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		k[i] = (uint8_t) v;
+		v >>= 8;
+	}
+}
+
+static size_t
+row_key(uint8_t *k, uint64_t seq, const char *subject)
+{
+	size_t sl = strlen(subject);
+
+	be64_key(k, seq >> 10);
+	memcpy(k + 8, subject, sl);
+	k[8 + sl] = 0;
+	be64_key(k + 8 + sl + 1, seq);
+	return (8 + sl + 9);
+}
+
+static hv_status
+audit_raw_fn(store_txn *txn, void *arg)
+{
+	audit_raw  *r = arg;
+	uint8_t     k[8], head[8 + AUDIT_HASH_LEN], row[8 + AUDIT_SUBJECT_MAX + 9];
+	const void *v;
+	size_t      vl;
+	hv_status   st;
+
+	switch (r->kind) {
+	case 0: /* the last entry removed, the head moved back to the one before */
+		be64_key(k, r->head_seq);
+		if ((st = store_get(txn, r->log, k, 8, &v, &vl)) != HV_OK) {
+			return (st);
+		}
+		memcpy(r->saved, v, vl);
+		r->saved_len = vl;
+		be64_key(k, r->head_seq - 1);
+		if ((st = store_get(txn, r->log, k, 8, &v, &vl)) != HV_OK) {
+			return (st);
+		}
+		be64_key(head, r->head_seq - 1);
+		memcpy(head + 8, (const uint8_t *) v + vl - AUDIT_HASH_LEN, AUDIT_HASH_LEN);
+		be64_key(k, r->head_seq);
+		if ((st = store_del(txn, r->log, k, 8)) != HV_OK) {
+			return (st);
+		}
+		return (store_put(txn, r->head, "head", 4, head, sizeof(head)));
+	case 1:
+		be64_key(k, r->head_seq);
+		be64_key(head, r->head_seq);
+		memcpy(head + 8, r->head_hash, AUDIT_HASH_LEN);
+		if ((st = store_put(txn, r->log, k, 8, r->saved, r->saved_len)) != HV_OK) {
+			return (st);
+		}
+		return (store_put(txn, r->head, "head", 4, head, sizeof(head)));
+	case 2:
+		return (store_del(txn, r->by_window, row, row_key(row, r->last.seq, r->last.subject)));
+	case 3:
+		return (store_put(txn, r->by_window, row, row_key(row, r->last.seq, r->last.subject),
+		    "", 0));
+	case 4: /* a row naming entry 1 for the subject of the last entry */
+		return (store_put(txn, r->by_window, row, row_key(row, 1, r->last.subject), "", 0));
+	default:
+		return (store_del(txn, r->by_window, row, row_key(row, 1, r->last.subject)));
+	}
+}
+
+static void
+audit_raw_do(audit_raw *r, int kind)
+{
+	r->kind = kind;
+	assert_int_equal(store_write(w.s, audit_raw_fn, r), HV_OK);
+}
+
+/* Verify over RPC: broken at seq with why in the reason, and no subject id in it. */
+static void
+expect_broken(uint64_t seq, const char *why, const char *subject)
+{
+	Haven__Audit__V1__VerifyResponse *v = NULL;
+
+	assert_int_equal(rpc_audit_verify(OPERATOR, &v), HV_OK);
+	assert_false(v->intact);
+	if (v->first_bad_seq != seq || strstr(v->reason, why) == NULL) {
+		fail_msg("expected %llu (%s), got %llu: %s", (unsigned long long) seq, why,
+		    (unsigned long long) v->first_bad_seq, v->reason);
+	}
+	assert_null(strstr(v->reason, subject));
+	release(v);
+}
+
+/* Through the real Verify RPC: the tail cut with the head moved back is seen by the
+ * checkpoint the last verify wrote; index rows removed or added are seen; each is reported by
+ * seq, without the subject. */
+static void
+test_audit_checkpoints_and_index(void **state)
+{
+	Haven__Audit__V1__VerifyResponse *v = NULL;
+	audit_raw                         r;
+	store_txn                        *txn;
+	static audit_entry                es[AUDIT_LIST_MAX];
+	size_t                            n;
+
+	(void) state;
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(store_table_open(w.s, "audit.log", &r.log), HV_OK);
+	assert_int_equal(store_table_open(w.s, "audit.head", &r.head), HV_OK);
+	assert_int_equal(store_table_open(w.s, "audit.by_window", &r.by_window), HV_OK);
+	assert_int_equal(rpc_audit_verify(OPERATOR, &v), HV_OK); /* checkpoints the head */
+	assert_true(v->intact);
+	assert_true(v->checkpoints >= 1);
+	assert_int_equal(v->keyed_from, 0);
+	r.head_seq = v->head_seq;
+	memcpy(r.head_hash, v->head_hash.data, AUDIT_HASH_LEN);
+	release(v);
+	assert_int_equal(rpc_audit_verify(OPERATOR, &v), HV_OK);
+	assert_int_equal(v->checkpoint_seq, r.head_seq);
+	release(v);
+	assert_int_equal(store_read_begin(w.s, &txn), HV_OK);
+	assert_int_equal(audit_list(consent_audit(w.cs), txn, NULL, 0, es, AUDIT_LIST_MAX, &n),
+	    HV_OK);
+	store_read_end(txn);
+	for (size_t i = 0; i < n; i++) {
+		if (es[i].subject[0] != '\0' && es[i].seq > 1) {
+			r.last = es[i];
+		}
+	}
+	assert_true(r.last.seq > 1);
+
+	audit_raw_do(&r, 0);
+	expect_broken(r.head_seq, "were removed (checkpoint line", r.last.subject);
+	audit_raw_do(&r, 1);
+	audit_raw_do(&r, 2);
+	expect_broken(r.last.seq, "is missing from the subject index", r.last.subject);
+	audit_raw_do(&r, 3);
+	audit_raw_do(&r, 4);
+	expect_broken(1, "the subject index names entry 1", r.last.subject);
+	audit_raw_do(&r, 5);
+	assert_int_equal(rpc_audit_verify(OPERATOR, &v), HV_OK);
+	assert_true(v->intact);
+	release(v);
+}
+
 static void
 test_bad_input(void **state)
 {
@@ -1375,6 +1532,7 @@ main(void)
 		cmocka_unit_test(test_withdrawal_events),
 		cmocka_unit_test(test_audit),
 		cmocka_unit_test(test_audit_tampering),
+		cmocka_unit_test(test_audit_checkpoints_and_index),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_check_cache_coherence),
 		cmocka_unit_test(test_corrupted_ciphertext),

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
@@ -40,6 +41,11 @@
 #define M_ADMIN "haven.testing.v1.Testing/AdminOnly"
 #define M_NESTED "haven.testing.v1.Testing/Nested"
 #define M_NOTIMPL "haven.testing.v1.Testing/NotImplemented"
+#define M_UNKNOWNS "haven.testing.v1.Testing/Unknowns"
+
+typedef Haven__Testing__V1__Tree tree_t;
+
+#define PB_DEEP 70 /* past the server's nesting limit of 64 */
 
 static char tmp[512];
 
@@ -127,11 +133,64 @@ t_nested(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessag
 	return (HV_OK);
 }
 
+/* Unknown fields in a tree, at every depth. */
+static unsigned
+tree_unknowns(const tree_t *t)
+{
+	unsigned n;
+
+	if (t == NULL) {
+		return (0);
+	}
+	n = t->base.n_unknown_fields + tree_unknowns(t->child);
+	for (size_t i = 0; i < t->n_kids; i++) {
+		n += tree_unknowns(t->kids[i]);
+	}
+	if (t->pick_case == HAVEN__TESTING__V1__TREE__PICK_LEFT) {
+		n += tree_unknowns(t->left);
+	}
+	return (n);
+}
+
+static ProtobufCMessageUnknownField *
+one_unknown(rpc_call *call)
+{
+	ProtobufCMessageUnknownField *u = rpc_call_alloc(call, sizeof(*u));
+	uint8_t                      *v = rpc_call_alloc(call, 1);
+
+	v[0]         = 1;
+	u->tag       = 77;
+	u->wire_type = PROTOBUF_C_WIRE_TYPE_VARINT;
+	u->len       = 1;
+	u->data      = v;
+	return (u);
+}
+
+/* Says how many unknown fields its request reached it with, and answers with the request and
+ * unknown fields of its own at two depths (which the server must leave off the reply). */
+static hv_status
+t_unknowns(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+{
+	tree_t                               *in  = (void *) req; /* the call's own */
+	Haven__Testing__V1__UnknownsResponse *out = rpc_call_alloc(call, sizeof(*out));
+
+	haven__testing__v1__unknowns_response__init(out);
+	out->seen                  = tree_unknowns(in);
+	out->tree                  = in;
+	out->base.n_unknown_fields = 1;
+	out->base.unknown_fields   = one_unknown(call);
+	in->base.n_unknown_fields  = 1;
+	in->base.unknown_fields    = one_unknown(call);
+	*reply                     = &out->base;
+	return (HV_OK);
+}
+
 static const rpc_method_impl testing_methods[] = {
 	{ .name = "Sleep", .handler = t_sleep, .roles = RPC_ROLES_ANY },
 	{ .name = "WhoAmI", .handler = t_whoami, .roles = RPC_ROLES_AUTHENTICATED },
 	{ .name = "AdminOnly", .handler = t_whoami, .roles = RPC_ROLE_ADMIN },
 	{ .name = "Nested", .handler = t_nested, .roles = RPC_ROLES_AUTHENTICATED },
+	{ .name = "Unknowns", .handler = t_unknowns, .roles = RPC_ROLES_ANY },
 };
 
 static rpc_server *
@@ -910,6 +969,171 @@ test_close_finishes_inflight_calls(void **state)
 	rpc_channel_close(ch);
 }
 
+/* Fields the .proto does not define never reach a handler nor leave in a reply, at any depth;
+ * a field numbered 0 and a string holding a NUL are refused, in the envelope and the payload. */
+static void
+test_unknown_fields_dropped(void **state)
+{
+	rpc_server                           *srv = start_server(NULL, "inproc://t-unknown");
+	rpc_channel                          *ch;
+	tree_t                                top, child, kid0, kid1, left, deep[PB_DEEP];
+	tree_t                               *kids[] = { &kid0, &kid1 };
+	ProtobufCMessageUnknownField          u = { .tag = 99,
+		         .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+		         .len = 6, .data = (uint8_t *) "\x05hello" }; /* data: length and bytes */
+	Haven__Testing__V1__UnknownsResponse *r = NULL;
+	static uint8_t                        buf[8192];
+	uint8_t                               payload[4096];
+	char                                  msg[RPC_ERRMSG_MAX];
+	size_t                                n, plen;
+
+	assert_int_equal(rpc_channel_open(&ch, "inproc://t-unknown", NULL), HV_OK);
+	tree_t *all[] = { &top, &child, &kid0, &kid1, &left };
+	for (size_t i = 0; i < 5; i++) {
+		haven__testing__v1__tree__init(all[i]);
+	}
+	top.name   = "top";
+	child.name = "child";
+	kid1.name  = "kid1";
+	left.name  = "left";
+	top.child  = &child;
+	top.n_kids = 2;
+	top.kids   = kids;
+	top.pick_case = HAVEN__TESTING__V1__TREE__PICK_LEFT;
+	top.left      = &left;
+	for (size_t i = 0; i < 5; i++) {
+		if (all[i] != &kid0) {
+			all[i]->base.n_unknown_fields = 1;
+			all[i]->base.unknown_fields   = &u;
+		}
+	}
+	/* protobuf-c packs them as it decodes them: the handler would see 4. */
+	assert_int_equal(rpc_channel_call(ch, M_UNKNOWNS, &top.base,
+	                     &haven__testing__v1__unknowns_response__descriptor,
+	                     (ProtobufCMessage **) &r, NULL, msg, sizeof(msg)),
+	    HV_OK);
+	assert_int_equal(r->seen, 0);
+	/* The handler added some to its reply: the server left them off. */
+	assert_int_equal(r->base.n_unknown_fields, 0);
+	assert_int_equal(r->tree->base.n_unknown_fields, 0);
+	assert_string_equal(r->tree->name, "top");
+	assert_string_equal(r->tree->child->name, "child");
+	assert_int_equal(r->tree->n_kids, 2);
+	assert_string_equal(r->tree->kids[1]->name, "kid1");
+	assert_int_equal(r->tree->pick_case, HAVEN__TESTING__V1__TREE__PICK_LEFT);
+	assert_string_equal(r->tree->left->name, "left");
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+
+	/* A field numbered 0 (a two-byte tag, which protobuf-c decodes as an unknown field and
+	 * then cannot decode once packed again): at the top, nested, and in the envelope. */
+	static const uint8_t top0[]    = { 0x0a, 0x01, 'x', 0x80, 0x00, 0x05 };
+	static const uint8_t nested0[] = { 0x0a, 0x01, 'x', 0x12, 0x03, 0x80, 0x00, 0x05 };
+	n = pack_env(buf, sizeof(buf), M_UNKNOWNS, top0, sizeof(top0), 0, 0, NULL);
+	assert_int_equal(raw_call(ch, buf, n, 2000, msg, sizeof(msg)), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(msg, "haven.testing.v1.Tree holds a field numbered 0"));
+	n = pack_env(buf, sizeof(buf), M_UNKNOWNS, nested0, sizeof(nested0), 0, 0, NULL);
+	assert_int_equal(raw_call(ch, buf, n, 2000, msg, sizeof(msg)), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(msg, "numbered 0"));
+	n = pack_env(buf, sizeof(buf), M_ECHO, NULL, 0, 0, 0, NULL);
+	memcpy(buf + n, "\x80\x00\x05", 3);
+	assert_int_equal(raw_call(ch, buf, n + 3, 2000, msg, sizeof(msg)), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(msg, "haven.rpc.v1.Request holds a field numbered 0"));
+	/* An unknown field in the envelope is dropped, the call goes on. */
+	memcpy(buf + n, "\x98\x06\x07", 3);
+	assert_int_equal(raw_call(ch, buf, n + 3, 2000, msg, sizeof(msg)), HV_OK);
+
+	/* A method name with a NUL byte is not read as the name before it. */
+	static const char nul_method[] = "haven.health.v1.Health/Check\0x";
+	buf[0] = 0x0a;
+	buf[1] = (uint8_t) (sizeof(nul_method) - 1);
+	memcpy(buf + 2, nul_method, sizeof(nul_method) - 1);
+	assert_int_equal(raw_call(ch, buf, sizeof(nul_method) + 1, 2000, msg, sizeof(msg)),
+	    HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(msg, "string field method of haven.rpc.v1.Request holds a NUL"));
+	/* Nor a string of the request, at any depth. */
+	static const uint8_t nul_name[] = { 0x12, 0x05, 0x0a, 0x03, 'a', 0x00, 'b' };
+	n = pack_env(buf, sizeof(buf), M_UNKNOWNS, nul_name, sizeof(nul_name), 0, 0, NULL);
+	assert_int_equal(raw_call(ch, buf, n, 2000, msg, sizeof(msg)), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(msg, "string field name of haven.testing.v1.Tree"));
+
+	/* Nesting is followed to a depth of 64 and refused past it. */
+	for (int depth = 60; depth <= PB_DEEP; depth += PB_DEEP - 60) {
+		for (int i = 0; i < depth; i++) {
+			haven__testing__v1__tree__init(&deep[i]);
+			deep[i].child = i + 1 < depth ? &deep[i + 1] : NULL;
+		}
+		plen = haven__testing__v1__tree__pack(&deep[0], payload);
+		n    = pack_env(buf, sizeof(buf), M_UNKNOWNS, payload, plen, 0, 0, NULL);
+		assert_int_equal(raw_call(ch, buf, n, 2000, msg, sizeof(msg)),
+		    depth == PB_DEEP ? HV_INVALID_ARGUMENT : HV_OK);
+	}
+	assert_non_null(strstr(msg, "nested deeper than 64"));
+
+	rpc_channel_close(ch);
+	rpc_server_close(srv);
+}
+
+/* A flood of refused calls writes a bounded number of log lines; every call is counted. */
+static void
+test_refusal_log_is_rate_limited(void **state)
+{
+	rpc_server      *srv = start_server(NULL, "inproc://t-flood");
+	rpc_channel     *ch;
+	rpc_server_stats stats;
+	uint8_t          buf[256];
+	char             path[600];
+	char            *text, *p;
+	size_t           n, lines = 0, summaries = 0;
+	int              fd, saved;
+	int64_t          t0;
+	double           secs;
+	const int        calls = 3000;
+
+	assert_int_equal(rpc_channel_open(&ch, "inproc://t-flood", NULL), HV_OK);
+	snprintf(path, sizeof(path), "%s/flood.log", tmp);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	log_init("rpc_test", LOG_LEVEL_INFO);
+
+	t0 = rpc_now_ms();
+	n  = pack_env(buf, sizeof(buf), "haven.nope.v1.Nope/Nothing", NULL, 0, 0, 0, NULL);
+	for (int i = 0; i < calls; i++) {
+		assert_int_equal(raw_call(ch, buf, n, 5000, NULL, 0), HV_UNIMPLEMENTED);
+	}
+	secs = (double) (rpc_now_ms() - t0) / 1000.0;
+	/* A line written after a pause (a token refilled) comes with the count of those left out. */
+	sleep_ms(1100);
+	assert_int_equal(raw_call(ch, buf, n, 5000, NULL, 0), HV_UNIMPLEMENTED);
+
+	log_init("rpc_test", LOG_LEVEL_WARN);
+	assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	close(fd);
+
+	text = tu_slurp(path, NULL);
+	for (p = text; (p = strchr(p, '\n')) != NULL; p++) {
+		lines++;
+	}
+	for (p = text; (p = strstr(p, "similar lines suppressed (calls ending UNIMPLEMENTED)")) != NULL;
+	     p++) {
+		summaries++;
+	}
+	free(text);
+	/* 20 at once, 1 a second after, each possibly with its summary line. */
+	if ((double) lines > 2 * (20 + 1 * (secs + 0.5) + 2)) {
+		fail_msg("%zu log lines for %d refused calls in %.2f s", lines, calls, secs);
+	}
+	assert_true(summaries >= 1);
+	rpc_server_get_stats(srv, &stats);
+	assert_true(stats.calls >= (uint64_t) calls + 1);
+
+	rpc_channel_close(ch);
+	rpc_server_close(srv);
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -948,6 +1172,8 @@ main(void)
 		cmocka_unit_test(test_retry_only_when_safe),
 		cmocka_unit_test(test_close_finishes_inflight_calls),
 		cmocka_unit_test(test_bad_arguments),
+		cmocka_unit_test(test_unknown_fields_dropped),
+		cmocka_unit_test(test_refusal_log_is_rate_limited),
 	};
 
 	log_init("rpc_test", LOG_LEVEL_WARN);

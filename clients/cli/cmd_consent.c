@@ -830,13 +830,18 @@ do_audit_verify(cli *c, int argc, char **argv)
 		audit_hash_hex(rep->head_hash.data, hex);
 	}
 	if (c->json) {
-		cli_print_json(json_pack("{s:b, s:I, s:I, s:s, s:I, s:s}", "intact", rep->intact,
-		    "entries", (json_int_t) rep->entries, "head_seq", (json_int_t) rep->head_seq,
-		    "head_hash", hex, "first_bad_seq", (json_int_t) rep->first_bad_seq, "reason",
-		    rep->reason));
+		cli_print_json(json_pack("{s:b, s:I, s:I, s:s, s:I, s:s, s:I, s:I, s:I}", "intact",
+		    rep->intact, "entries", (json_int_t) rep->entries, "head_seq",
+		    (json_int_t) rep->head_seq, "head_hash", hex, "first_bad_seq",
+		    (json_int_t) rep->first_bad_seq, "reason", rep->reason, "checkpoints",
+		    (json_int_t) rep->checkpoints, "checkpoint_seq", (json_int_t) rep->checkpoint_seq,
+		    "keyed_from", (json_int_t) rep->keyed_from));
 	} else if (rep->intact) {
-		printf("audit log intact: %llu entries; head %llu %s\n",
-		    (unsigned long long) rep->entries, (unsigned long long) rep->head_seq, hex);
+		printf("audit log intact: %llu entries; head %llu %s; %llu checkpoints, the last at "
+		       "%llu; keyed after %llu\n",
+		    (unsigned long long) rep->entries, (unsigned long long) rep->head_seq, hex,
+		    (unsigned long long) rep->checkpoints, (unsigned long long) rep->checkpoint_seq,
+		    (unsigned long long) rep->keyed_from);
 	} else {
 		printf("audit log BROKEN at entry %llu: %s\n", (unsigned long long) rep->first_bad_seq,
 		    rep->reason);

@@ -46,6 +46,9 @@ HANDLER(consent_h_audit_verify)
 	out->entries        = r.entries;
 	out->head_seq       = r.head_seq;
 	out->first_bad_seq  = r.first_bad_seq;
+	out->checkpoints    = r.checkpoints;
+	out->checkpoint_seq = r.checkpoint_seq;
+	out->keyed_from     = r.keyed_from;
 	out->reason         = rpc_call_strdup(call, r.why);
 	out->head_hash.data = rpc_call_alloc(call, AUDIT_HASH_LEN);
 	if (out->reason == NULL || out->head_hash.data == NULL) {

@@ -407,7 +407,7 @@ consent_open(consent_service **out, const consent_options *o)
 	    (st = store_table_open(cs->cs_store, "consent.subject_gen", &cs->cs_subject_gen)) !=
 	        HV_OK ||
 	    (st = store_table_open(cs->cs_store, "consent.views", &cs->cs_views)) != HV_OK ||
-	    (st = audit_open(&cs->cs_audit, cs->cs_store)) != HV_OK) {
+	    (st = audit_open(&cs->cs_audit, cs->cs_store, o->data_dir)) != HV_OK) {
 		log_error("consent: cannot open the tables: %s", hv_status_name(st));
 		goto fail;
 	}

@@ -4,15 +4,16 @@
 #
 #   1. a node with a partner and a person (personal data, consent) is backed up while it runs:
 #      `haven admin backup DIR` under the key directory's lock, with the key-encryption key
-#      (keys/kek) and the receipt key copied beside the store copy, and never the session
-#      token keys (keys/token-keys);
+#      (keys/kek), the receipt key and the audit key copied beside the store copy, the audit
+#      checkpoints copied before it, and never the session token keys (keys/token-keys);
 #   2. after the backup the node changes on: a second person, and the first one erased (which
 #      rotates the key-encryption key);
 #   3. the backup restored into a new data directory with the keys copied at backup time starts
 #      and reads the data of the backup back (the first person decrypts again: a restore undoes
 #      the erasures made after the backup), and nothing newer; the audit chain holds; it has
 #      token keys of its own, so no token of the node before verifies there (auth_test checks
-#      that a token fails under another key file);
+#      that a token fails under another key file); with the node's own later audit checkpoints
+#      instead of the backup's, audit verify says entries were removed (a restore is a rollback);
 #   4. the same backup with the node's current (rotated) key does not start: exit code 1 and a
 #      log line that names the key file;
 #   5. the shipped deploy/haven.conf starts a node, and a wrong option in a configuration file
@@ -86,12 +87,16 @@ op subject show "$s1" | grep -q "Restore Person One" || fail "subject $s1 does n
 
 bk=$tmp/backup
 # The backup procedure of docs/operations.md: no key rotation may run between the copy of the
-# store and the copy of its key, so both are taken under the key directory's lock.
+# store and the copy of its key, so both are taken under the key directory's lock. The audit
+# checkpoints are copied before the store, so that none names an entry the copy lacks.
+# (admin backup wants a new directory: they wait beside it.)
 flock "$data/keys/lock" sh -c '
+	cp -p "$2/audit.checkpoints" "$3.checkpoints" &&
 	"$1" --data "$2" admin backup "$3" >/dev/null &&
-	cp -p "$2/keys/kek" "$2/keys/receipt-ed25519.pem" "$3/"' \
+	mv "$3.checkpoints" "$3/audit.checkpoints" &&
+	cp -p "$2/keys/kek" "$2/keys/receipt-ed25519.pem" "$2/keys/audit-ed25519.pem" "$3/"' \
 	sh "$cli" "$data" "$bk" || fail "backup"
-for f in data.mdb kek receipt-ed25519.pem; do
+for f in data.mdb kek receipt-ed25519.pem audit-ed25519.pem audit.checkpoints; do
 	[ -f "$bk/$f" ] || fail "the backup has no $f"
 done
 # No session-token key anywhere in it (nor the retired node.secret).
@@ -116,7 +121,8 @@ stop
 restored=$tmp/restored
 install -d -m 700 "$restored" "$restored/store" "$restored/keys"
 install -m 600 "$bk/data.mdb" "$restored/store/data.mdb"
-install -m 600 "$bk/kek" "$bk/receipt-ed25519.pem" "$restored/keys/"
+install -m 600 "$bk/kek" "$bk/receipt-ed25519.pem" "$bk/audit-ed25519.pem" "$restored/keys/"
+install -m 600 "$bk/audit.checkpoints" "$restored/"
 start "$restored" "$tmp/restored.log"
 [ -f "$restored/keys/token-keys" ] || fail "the restored node made no token keys"
 if cmp -s "$restored/keys/token-keys" "$tmp/token-keys.before"; then
@@ -131,7 +137,23 @@ rop subject show "$s2" >/dev/null 2>&1 || rc=$?
 [ $rc -eq 5 ] || fail "subject $s2 (made after the backup) answered $rc, not NOT_FOUND (5)"
 rop consent list "$s1" | grep -q "$c1" || fail "consent $c1 is not in the restored store"
 rop audit verify >/dev/null || fail "the audit chain of the restored store does not verify"
+rop audit verify | grep -q "checkpoints, the last at" ||
+	fail "audit verify does not report the checkpoints"
 rop admin status >/dev/null || fail "admin status on the restored node"
+stop
+
+# ---- 3b. the same backup with the node's own later checkpoints: the rollback shows -------------
+rolled=$tmp/rolledback
+install -d -m 700 "$rolled" "$rolled/store" "$rolled/keys"
+install -m 600 "$bk/data.mdb" "$rolled/store/data.mdb"
+install -m 600 "$bk/kek" "$bk/receipt-ed25519.pem" "$bk/audit-ed25519.pem" "$rolled/keys/"
+install -m 600 "$data/audit.checkpoints" "$rolled/"
+start "$rolled" "$tmp/rolledback.log"
+rc=0
+out=$("$cli" --data "$rolled" audit verify) || rc=$?
+[ $rc -ne 0 ] || fail "a rolled-back store verified against the checkpoints that saw it longer"
+echo "$out" | grep -q "BROKEN at entry .*were removed (checkpoint line" ||
+	fail "audit verify of a rolled-back store: $out"
 stop
 
 # ---- 4. the same backup with the current, rotated key: refused --------------------------------

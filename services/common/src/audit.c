@@ -9,21 +9,40 @@
  * Verifying recomputes every hash in key order and compares three things per entry: the key
  * with the seq inside the entry (reordering), the seq with the one expected next (removal),
  * and the hashes (the entry's own, then the link to the previous entry). The first mismatch is
- * reported; what follows it cannot be trusted either way.
+ * reported; what follows it cannot be trusted either way. Then the checkpoints (each must be
+ * signed by the audit key and name an entry the log still holds, with the hash it recorded),
+ * then the subject index both ways.
+ *
+ * Checkpoints pin committed heads only: a checkpoint is written after the commit that carries
+ * its head (by the writer, audit_record, audit_verify, audit_open and audit_writer_stop, each
+ * reading the head in a read transaction of its own), never from inside a write function,
+ * whose transaction may still roll back.
  */
 #include "haven/audit.h"
 #include "haven/crypto.h"
 #include "haven/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
-#define AUDIT_VERSION 1
+#define AUDIT_VERSION 2        /* keyed: the hash is an HMAC under the chain key */
+#define AUDIT_VERSION_LEGACY 1 /* unkeyed SHA-256, from before the key: verified, never written */
+#define KEY_FILE "audit-ed25519.pem" /* in DATA/keys */
+#define KEY_PEM_MAX 4096
+#define CHECKPOINT_FILE "audit.checkpoints" /* in DATA */
+#define CHAIN_KEY_LABEL "haven audit chain key v1"
+#define CP_LABEL "haven audit checkpoint v1" /* signed with its NUL, as a separator */
+#define CP_MSG_LEN (sizeof(CP_LABEL) + 8 + AUDIT_HASH_LEN + 8)
+#define CP_LINE_MAX 320 /* "v1 seq hash time sig\n" is at most 238 characters */
 #define HEAD_KEY "head"
 #define HEAD_LEN (8 + AUDIT_HASH_LEN)
 /* version, seq, time, role, four strings with their length bytes, result */
@@ -59,6 +78,19 @@ struct audit {
 	store_table a_head;
 	store_table a_subject; /* audit.by_window */
 
+	/* The keys and the checkpoint file (audit_open; constant afterwards). */
+	crypto_hmac_key *a_key;                               /* the chain's HMAC key, prepared */
+	uint8_t          a_secret[CRYPTO_ED25519_SECRET_LEN]; /* signs checkpoints; wiped at close */
+	uint8_t          a_pub[CRYPTO_ED25519_PUBLIC_LEN];
+	char             a_cpath[PATH_MAX];                   /* DATA/audit.checkpoints */
+
+	/* This handle's checkpoints; a_cpmtx guards these and the file appends. */
+	pthread_mutex_t a_cpmtx;
+	bool            a_cp_any;    /* it wrote one */
+	uint64_t        a_cp_seq;    /* the seq of its last one */
+	int64_t         a_cp_at;     /* when it last tried (rpc_now_ms) */
+	bool            a_cp_warned; /* a failure was logged */
+
 	/* The queue of audit_enqueue: a ring, its writer, and counters that audit_flush
 	 * waits on. a_qmtx guards all of it; never held across a store call. */
 	pthread_mutex_t a_qmtx;
@@ -78,19 +110,27 @@ struct audit {
 };
 
 static hv_status index_prepare(audit *a);
+static hv_status key_load(audit *a, const char *data_dir, bool *created);
+static hv_status cp_open(audit *a, bool key_created);
+static void cp_maybe(audit *a);
 
 hv_status
-audit_open(audit **out, store *s)
+audit_open(audit **out, store *s, const char *data_dir)
 {
 	audit    *a;
-	hv_status st = HV_RESOURCE_EXHAUSTED;
+	bool      created = false;
+	hv_status st      = HV_RESOURCE_EXHAUSTED;
 
 	*out = NULL;
+	if (data_dir == NULL || data_dir[0] == '\0') {
+		return (HV_INVALID_ARGUMENT);
+	}
 	if ((a = calloc(1, sizeof(*a))) == NULL) {
 		goto out;
 	}
 	a->a_store     = s;
 	a->a_linger_ms = AUDIT_LINGER_MIN_MS;
+	pthread_mutex_init(&a->a_cpmtx, NULL);
 	pthread_mutex_init(&a->a_qmtx, NULL);
 	pthread_cond_init(&a->a_qcond, NULL);
 	{
@@ -103,7 +143,15 @@ audit_open(audit **out, store *s)
 	if ((st = store_table_open(s, "audit.log", &a->a_log)) != HV_OK ||
 	    (st = store_table_open(s, "audit.head", &a->a_head)) != HV_OK ||
 	    (st = store_table_open(s, "audit.by_window", &a->a_subject)) != HV_OK ||
-	    (st = index_prepare(a)) != HV_OK) {
+	    (st = index_prepare(a)) != HV_OK || (st = key_load(a, data_dir, &created)) != HV_OK) {
+		goto out;
+	}
+	st = HV_INVALID_ARGUMENT;
+	if ((size_t) snprintf(a->a_cpath, sizeof(a->a_cpath), "%s/" CHECKPOINT_FILE, data_dir) >=
+	    sizeof(a->a_cpath)) {
+		goto out;
+	}
+	if ((st = cp_open(a, created)) != HV_OK) {
 		goto out;
 	}
 	*out = a;
@@ -122,10 +170,13 @@ audit_close(audit *a)
 	if (a == NULL) {
 		return;
 	}
-	audit_writer_stop(a);
+	audit_writer_stop(a); /* the store may be closed already: no checkpoint here */
+	crypto_hmac_key_free(a->a_key);
+	crypto_wipe(a->a_secret, sizeof(a->a_secret));
 	pthread_cond_destroy(&a->a_qcond);
 	pthread_cond_destroy(&a->a_wcond);
 	pthread_mutex_destroy(&a->a_qmtx);
+	pthread_mutex_destroy(&a->a_cpmtx);
 	free(a->a_ring);
 	free(a);
 }
@@ -217,16 +268,21 @@ body_encode(const audit_entry *e, uint8_t *buf)
 	return (o);
 }
 
-/* SHA-256(prev_hash || body). */
+/* HMAC-SHA256(chain key, prev_hash || body) for a keyed body (its first byte AUDIT_VERSION),
+ * SHA-256(prev_hash || body) for a legacy one. */
 static void
-entry_hash(const uint8_t prev[AUDIT_HASH_LEN], const uint8_t *body, size_t n,
+entry_hash(const audit *a, const uint8_t prev[AUDIT_HASH_LEN], const uint8_t *body, size_t n,
     uint8_t out[AUDIT_HASH_LEN])
 {
 	uint8_t buf[AUDIT_HASH_LEN + BODY_MAX];
 
 	memcpy(buf, prev, AUDIT_HASH_LEN);
 	memcpy(buf + AUDIT_HASH_LEN, body, n);
-	crypto_sha256(out, buf, AUDIT_HASH_LEN + n);
+	if (body[0] == AUDIT_VERSION_LEGACY) {
+		crypto_sha256(out, buf, AUDIT_HASH_LEN + n);
+	} else {
+		crypto_hmac_sha256_prepared(out, a->a_key, buf, AUDIT_HASH_LEN + n);
+	}
 }
 
 static int
@@ -254,7 +310,7 @@ entry_decode(const uint8_t *v, size_t len, audit_entry *e, size_t *bodylen)
 	size_t o = 0;
 
 	memset(e, 0, sizeof(*e));
-	if (len < 1 + 8 + 8 + 4 || v[0] != AUDIT_VERSION) {
+	if (len < 1 + 8 + 8 + 4 || (v[0] != AUDIT_VERSION && v[0] != AUDIT_VERSION_LEGACY)) {
 		return (-1);
 	}
 	o          = 1;
@@ -471,7 +527,7 @@ append_after(audit *a, store_txn *txn, audit_entry *e, chain_head *h)
 	e->seq = h->ch_seq + 1;
 	memcpy(e->prev_hash, h->ch_hash, AUDIT_HASH_LEN);
 	n = body_encode(e, value);
-	entry_hash(e->prev_hash, value, n, e->hash);
+	entry_hash(a, e->prev_hash, value, n, e->hash);
 	memcpy(value + n, e->prev_hash, AUDIT_HASH_LEN);
 	memcpy(value + n + AUDIT_HASH_LEN, e->hash, AUDIT_HASH_LEN);
 	be64_put(key, e->seq);
@@ -519,8 +575,418 @@ hv_status
 audit_record(audit *a, audit_entry *e)
 {
 	record_job j = { a, e };
+	hv_status  st;
 
-	return (store_write(a->a_store, record_fn, &j));
+	if ((st = store_write(a->a_store, record_fn, &j)) == HV_OK) {
+		cp_maybe(a);
+	}
+	return (st);
+}
+
+/* ---- the audit key -------------------------------------------------------------------- */
+
+static hv_status
+fsync_dir(const char *dir)
+{
+	int       fd;
+	hv_status st = HV_OK;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		return (hv_status_from_errno(errno));
+	}
+	if (fsync(fd) != 0) {
+		st = hv_status_from_errno(errno);
+	}
+	close(fd);
+	return (st);
+}
+
+static hv_status
+write_all(int fd, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			return (hv_status_from_errno(errno));
+		}
+		p += w;
+		len -= (size_t) w;
+	}
+	return (HV_OK);
+}
+
+/* DATA/keys: made 0700 when missing, refused when open to other users. */
+static hv_status
+keys_dir(const char *dir)
+{
+	struct stat sb;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		log_error("audit: cannot create %s: %s", dir, strerror(errno));
+		return (hv_status_from_errno(errno));
+	}
+	if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		log_error("audit: %s is not a directory", dir);
+		return (HV_FAILED_PRECONDITION);
+	}
+	if ((sb.st_mode & 077) != 0) {
+		log_error("audit: %s is open to other users (mode %03o): chmod 700 it", dir,
+		    (unsigned) (sb.st_mode & 0777));
+		return (HV_PERMISSION_DENIED);
+	}
+	return (HV_OK);
+}
+
+/* Makes path (0600) holding pem, whole or not at all: written under a name of this process
+ * first and linked into place, so that processes opening the store at the same moment all end
+ * up reading the one key that was linked first (HV_OK for the losers too). */
+static hv_status
+key_create(const char *path, const char *pem, size_t len)
+{
+	char      tmp[PATH_MAX + 32];
+	int       fd = -1;
+	hv_status st = HV_INVALID_ARGUMENT;
+
+	if ((size_t) snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long) getpid()) >=
+	    sizeof(tmp)) {
+		return (st);
+	}
+	(void) unlink(tmp);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
+		return (hv_status_from_errno(errno));
+	}
+	/* The umask can only take bits away; make sure the owner can read it back. */
+	if (fchmod(fd, 0600) != 0) {
+		st = hv_status_from_errno(errno);
+		goto out;
+	}
+	if ((st = write_all(fd, pem, len)) != HV_OK) {
+		goto out;
+	}
+	if (fsync(fd) != 0 || (link(tmp, path) != 0 && errno != EEXIST)) {
+		st = hv_status_from_errno(errno);
+		goto out;
+	}
+	st = HV_OK;
+out:
+	close(fd);
+	(void) unlink(tmp);
+	return (st);
+}
+
+/* Loads DATA/keys/audit-ed25519.pem, making it on the first open (*created), and derives the
+ * chain key. */
+static hv_status
+key_load(audit *a, const char *data_dir, bool *created)
+{
+	char      dir[PATH_MAX], path[PATH_MAX + 32];
+	uint8_t   chain[CRYPTO_HMAC_LEN];
+	char     *pem = NULL;
+	size_t    len = 0;
+	hv_status st  = HV_INVALID_ARGUMENT;
+
+	if ((size_t) snprintf(dir, sizeof(dir), "%s/keys", data_dir) >= sizeof(dir)) {
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/" KEY_FILE, dir);
+	if ((st = keys_dir(dir)) != HV_OK) {
+		goto out;
+	}
+	st = crypto_read_file(path, KEY_PEM_MAX, true, &pem, &len);
+	if (st == HV_NOT_FOUND) {
+		if ((st = crypto_ed25519_keygen(&pem, &len)) != HV_OK ||
+		    (st = key_create(path, pem, len)) != HV_OK) {
+			log_error("audit: cannot create %s: %s", path, hv_status_name(st));
+			goto out;
+		}
+		(void) fsync_dir(dir);
+		*created = true;
+		log_info("audit: created the audit key %s", path);
+		crypto_wipe(pem, len);
+		free(pem);
+		pem = NULL;
+		st  = crypto_read_file(path, KEY_PEM_MAX, true, &pem, &len);
+	}
+	if (st != HV_OK) {
+		log_error("audit: cannot read %s: %s%s", path, hv_status_name(st),
+		    st == HV_PERMISSION_DENIED ? " (open to other users: chmod 600 it)" : "");
+		goto out;
+	}
+	if (crypto_ed25519_secret(pem, len, a->a_secret) != HV_OK ||
+	    crypto_ed25519_public(pem, len, a->a_pub) != HV_OK) {
+		st = HV_DATA_LOSS;
+		log_error("audit: %s is not an Ed25519 private key", path);
+		goto out;
+	}
+	crypto_hmac_sha256(chain, a->a_secret, sizeof(a->a_secret), CHAIN_KEY_LABEL,
+	    strlen(CHAIN_KEY_LABEL));
+	st = crypto_hmac_key_new(&a->a_key, chain, sizeof(chain));
+	crypto_wipe(chain, sizeof(chain));
+out:
+	if (pem != NULL) {
+		crypto_wipe(pem, len);
+		free(pem);
+	}
+	return (st);
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------- */
+
+static void
+hex_put(char *out, const uint8_t *p, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i]     = hex[p[i] >> 4];
+		out[2 * i + 1] = hex[p[i] & 0xf];
+	}
+	out[2 * n] = '\0';
+}
+
+/* Exactly 2n lower-case hex characters. */
+static int
+hex_get(const char *s, uint8_t *out, size_t n)
+{
+	if (strlen(s) != 2 * n) {
+		return (-1);
+	}
+	for (size_t i = 0; i < 2 * n; i++) {
+		int c = s[i], d;
+		if (c >= '0' && c <= '9') {
+			d = c - '0';
+		} else if (c >= 'a' && c <= 'f') {
+			d = c - 'a' + 10;
+		} else {
+			return (-1);
+		}
+		out[i / 2] = (uint8_t) (i % 2 == 0 ? d << 4 : out[i / 2] | d);
+	}
+	return (0);
+}
+
+/* Decimal digits only, no overflow. */
+static int
+dec_get(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (*s == '\0' || strlen(s) > 20) {
+		return (-1);
+	}
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t) (*s - '0')) / 10) {
+			return (-1);
+		}
+		v = v * 10 + (uint64_t) (*s - '0');
+	}
+	*out = v;
+	return (0);
+}
+
+static void
+cp_message(uint8_t msg[CP_MSG_LEN], uint64_t seq, const uint8_t hash[AUDIT_HASH_LEN],
+    uint64_t time_ms)
+{
+	memcpy(msg, CP_LABEL, sizeof(CP_LABEL));
+	be64_put(msg + sizeof(CP_LABEL), seq);
+	memcpy(msg + sizeof(CP_LABEL) + 8, hash, AUDIT_HASH_LEN);
+	be64_put(msg + sizeof(CP_LABEL) + 8 + AUDIT_HASH_LEN, time_ms);
+}
+
+/* A checkpoint line, its signature checked: 0; -1 when it does not parse, -2 when it is not
+ * signed by pub. line loses its newline. */
+typedef struct checkpoint {
+	uint64_t cp_seq;
+	uint8_t  cp_hash[AUDIT_HASH_LEN];
+	uint64_t cp_time_ms;
+} checkpoint;
+
+static int
+cp_parse(char *line, const uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN], checkpoint *cp)
+{
+	char   *f[5], *save = NULL, *p;
+	size_t  n = 0, len = strlen(line);
+	uint8_t sig[CRYPTO_ED25519_SIG_LEN], msg[CP_MSG_LEN];
+
+	if (len == 0 || line[len - 1] != '\n') {
+		return (-1);
+	}
+	line[len - 1] = '\0';
+	for (p = strtok_r(line, " ", &save); p != NULL && n < 5; p = strtok_r(NULL, " ", &save)) {
+		f[n++] = p;
+	}
+	if (n != 5 || p != NULL || strcmp(f[0], "v1") != 0 || dec_get(f[1], &cp->cp_seq) != 0 ||
+	    hex_get(f[2], cp->cp_hash, AUDIT_HASH_LEN) != 0 ||
+	    dec_get(f[3], &cp->cp_time_ms) != 0 || hex_get(f[4], sig, sizeof(sig)) != 0) {
+		return (-1);
+	}
+	cp_message(msg, cp->cp_seq, cp->cp_hash, cp->cp_time_ms);
+	return (crypto_ed25519_verify(pub, msg, sizeof(msg), sig, sizeof(sig)) == HV_OK ? 0 : -2);
+}
+
+/* The committed head, in a read transaction of its own. */
+static hv_status
+committed_head(audit *a, chain_head *h)
+{
+	store_txn *txn;
+	hv_status  st;
+
+	if ((st = store_read_begin(a->a_store, &txn)) != HV_OK) {
+		return (st);
+	}
+	st = head_read(a, txn, h);
+	store_read_end(txn);
+	return (st);
+}
+
+/* Appends a signed checkpoint of h to the file (a_cpmtx held), making the file when create. */
+static hv_status
+cp_append(audit *a, const chain_head *h, bool create)
+{
+	uint8_t   msg[CP_MSG_LEN], sig[CRYPTO_ED25519_SIG_LEN];
+	char      line[CP_LINE_MAX], hex[2 * AUDIT_HASH_LEN + 1];
+	char      sighex[2 * CRYPTO_ED25519_SIG_LEN + 1];
+	uint64_t  now = (uint64_t) wall_ms();
+	int       fd  = -1, n;
+	hv_status st;
+
+	a->a_cp_at = rpc_now_ms();
+	cp_message(msg, h->ch_seq, h->ch_hash, now);
+	if ((st = crypto_ed25519_sign(sig, a->a_secret, msg, sizeof(msg))) != HV_OK) {
+		goto out;
+	}
+	hex_put(hex, h->ch_hash, AUDIT_HASH_LEN);
+	hex_put(sighex, sig, sizeof(sig));
+	n = snprintf(line, sizeof(line), "v1 %llu %s %llu %s\n", (unsigned long long) h->ch_seq,
+	    hex, (unsigned long long) now, sighex);
+	fd = open(a->a_cpath, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0),
+	    0600);
+	if (fd < 0) {
+		st = errno == ENOENT ? HV_FAILED_PRECONDITION : hv_status_from_errno(errno);
+		goto out;
+	}
+	/* One write of one line: appends of other processes land before or after it. */
+	if ((st = write_all(fd, line, (size_t) n)) != HV_OK) {
+		goto out;
+	}
+	if (fsync(fd) != 0) {
+		st = hv_status_from_errno(errno);
+		goto out;
+	}
+	a->a_cp_any = true;
+	a->a_cp_seq = h->ch_seq;
+	log_info("audit: checkpoint seq %llu hash %s", (unsigned long long) h->ch_seq, hex);
+out:
+	if (fd >= 0) {
+		close(fd);
+	}
+	if (st != HV_OK && !a->a_cp_warned) {
+		a->a_cp_warned = true;
+		log_error("audit: cannot append a checkpoint to %s: %s%s", a->a_cpath,
+		    hv_status_name(st),
+		    st == HV_FAILED_PRECONDITION ? " (the file is missing; audit verify reports it)" : "");
+	}
+	return (st);
+}
+
+hv_status
+audit_checkpoint(audit *a)
+{
+	chain_head h;
+	hv_status  st;
+
+	pthread_mutex_lock(&a->a_cpmtx);
+	if ((st = committed_head(a, &h)) == HV_OK && !(a->a_cp_any && h.ch_seq == a->a_cp_seq)) {
+		st = cp_append(a, &h, false);
+	}
+	pthread_mutex_unlock(&a->a_cpmtx);
+	return (st);
+}
+
+/* A checkpoint when the last one of this handle is AUDIT_CHECKPOINT_MS old. */
+static void
+cp_maybe(audit *a)
+{
+	bool due;
+
+	pthread_mutex_lock(&a->a_cpmtx);
+	due = rpc_now_ms() - a->a_cp_at >= AUDIT_CHECKPOINT_MS;
+	pthread_mutex_unlock(&a->a_cpmtx);
+	if (due) {
+		(void) audit_checkpoint(a);
+	}
+}
+
+/* Whether the committed log's last entry (and so any entry) is keyed. */
+static hv_status
+log_keyed(audit *a, const chain_head *h, bool *keyed)
+{
+	store_txn  *txn;
+	uint8_t     key[8];
+	const void *v;
+	size_t      vl;
+	hv_status   st;
+
+	*keyed = false;
+	if (h->ch_seq == 0) {
+		return (HV_OK);
+	}
+	if ((st = store_read_begin(a->a_store, &txn)) != HV_OK) {
+		return (st);
+	}
+	be64_put(key, h->ch_seq);
+	if ((st = store_get(txn, a->a_log, key, sizeof(key), &v, &vl)) == HV_OK) {
+		*keyed = vl > 0 && ((const uint8_t *) v)[0] != AUDIT_VERSION_LEGACY;
+	}
+	store_read_end(txn);
+	return (st == HV_NOT_FOUND ? HV_OK : st);
+}
+
+/* At open: a checkpoint of the head. Without a checkpoint file (or with an empty one) the
+ * first line is the boundary, but only of a log that holds no keyed entry yet and with a key
+ * made by this open (a new store, or one written before the key). Otherwise the file was lost
+ * or removed, and is not replaced: a log rewritten as all legacy by someone who removed the
+ * file would get a new boundary. */
+static hv_status
+cp_open(audit *a, bool key_created)
+{
+	struct stat sb;
+	chain_head  h;
+	bool        keyed, fresh;
+	hv_status   st;
+
+	pthread_mutex_lock(&a->a_cpmtx);
+	if ((st = committed_head(a, &h)) != HV_OK) {
+		goto out;
+	}
+	fresh = lstat(a->a_cpath, &sb) != 0 || sb.st_size == 0;
+	if (fresh && (st = log_keyed(a, &h, &keyed)) != HV_OK) {
+		goto out;
+	}
+	if (fresh && (keyed || !key_created)) {
+		a->a_cp_warned = true;
+		log_error("audit: %s is missing or empty but the audit key is older: no new one is "
+		          "started, and audit verify reports it",
+		    a->a_cpath);
+		goto out;
+	}
+	if (fresh && h.ch_seq > 0) {
+		log_info("audit: the log's %llu entries from before the audit key stay unkeyed; "
+		         "entries after them are keyed",
+		    (unsigned long long) h.ch_seq);
+	}
+	if ((st = cp_append(a, &h, fresh)) != HV_OK) {
+		log_error("audit: cannot write a checkpoint to %s", a->a_cpath);
+	}
+out:
+	pthread_mutex_unlock(&a->a_cpmtx);
+	return (st);
 }
 
 /* ---- the writer of queued entries ----------------------------------------------------- */
@@ -550,23 +1016,35 @@ batch_fn(store_txn *txn, void *arg)
 	return (head_write(j->bj_audit, txn, &h));
 }
 
+/* until = CLOCK_MONOTONIC now + ms. */
+static void
+deadline(struct timespec *until, unsigned ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, until);
+	until->tv_sec += ms / 1000;
+	until->tv_nsec += (long) (ms % 1000) * 1000000L;
+	if (until->tv_nsec >= 1000000000L) {
+		until->tv_sec++;
+		until->tv_nsec -= 1000000000L;
+	}
+}
+
 /* Waits (a_qmtx held) until a batch is due: entries queued and, unless stopping, flushed or
- * already many, a_linger_ms since the writer saw the first of them. */
+ * already many, a_linger_ms since the writer saw the first of them. Returns with an empty
+ * queue when stopping, or after AUDIT_CHECKPOINT_MS without entries (time for a checkpoint of
+ * what other writers appended). */
 static void
 wait_for_batch(audit *a)
 {
 	struct timespec until;
 
+	deadline(&until, AUDIT_CHECKPOINT_MS);
 	while (a->a_qlen == 0 && !a->a_stop) {
-		pthread_cond_wait(&a->a_wcond, &a->a_qmtx);
+		if (pthread_cond_timedwait(&a->a_wcond, &a->a_qmtx, &until) == ETIMEDOUT) {
+			return;
+		}
 	}
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += a->a_linger_ms / 1000;
-	until.tv_nsec += (long) (a->a_linger_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	deadline(&until, a->a_linger_ms);
 	while (a->a_qlen > 0 && a->a_qlen < WRITER_BATCH_WAKE && !a->a_stop && a->a_flushes == 0) {
 		if (pthread_cond_timedwait(&a->a_wcond, &a->a_qmtx, &until) == ETIMEDOUT) {
 			break;
@@ -607,10 +1085,17 @@ writer_main(void *arg)
 	for (;;) {
 		hv_status st;
 		int64_t   t0;
+		uint64_t  took;
 
 		wait_for_batch(a);
+		if (a->a_qlen == 0 && a->a_stop) {
+			break; /* everything is written */
+		}
 		if (a->a_qlen == 0) {
-			break; /* stopping, and everything is written */
+			pthread_mutex_unlock(&a->a_qmtx);
+			cp_maybe(a);
+			pthread_mutex_lock(&a->a_qmtx);
+			continue;
 		}
 		/* Take what is queued, oldest first; room frees for the enqueuers at once. */
 		j.bj_n = 0;
@@ -625,9 +1110,17 @@ writer_main(void *arg)
 		pthread_mutex_unlock(&a->a_qmtx);
 		t0 = rpc_now_us();
 		st = a->a_qerr == HV_OK ? store_write(a->a_store, batch_fn, &j) : a->a_qerr;
+		took = (uint64_t) (rpc_now_us() - t0);
 		pthread_mutex_lock(&a->a_qmtx);
+		/* A checkpoint (after the commit, so that it pins a committed head) costs an
+		 * fsync: not while the queue is more than half full, lest Checks find it full. */
+		if (st == HV_OK && a->a_qlen < AUDIT_QUEUE_MAX / 2) {
+			pthread_mutex_unlock(&a->a_qmtx);
+			cp_maybe(a);
+			pthread_mutex_lock(&a->a_qmtx);
+		}
 		if (st == HV_OK) {
-			linger_adapt(a, (uint64_t) (rpc_now_us() - t0));
+			linger_adapt(a, took);
 		}
 		if (st != HV_OK && a->a_qerr == HV_OK) {
 			a->a_qerr = st;
@@ -723,6 +1216,7 @@ audit_writer_stop(audit *a)
 	pthread_mutex_unlock(&a->a_qmtx);
 	if (join) {
 		pthread_join(a->a_thread, NULL); /* it drains the queue before it returns */
+		(void) audit_checkpoint(a);      /* the last head, while the store is open */
 	}
 }
 
@@ -788,126 +1282,6 @@ bad(audit_verify_result *out, uint64_t seq, const char *fmt, ...)
 	return (HV_DATA_LOSS);
 }
 
-hv_status
-audit_verify(audit *a, audit_verify_result *out)
-{
-	store_txn    *txn = NULL;
-	store_cursor *c   = NULL;
-	uint8_t       prev[AUDIT_HASH_LEN];
-	uint8_t       h[AUDIT_HASH_LEN];
-	uint64_t      expected = 1;
-	const void   *k, *v;
-	size_t        kl, vl;
-	hv_status     st, rc;
-
-	memset(out, 0, sizeof(*out));
-	memset(prev, 0, sizeof(prev));
-	if ((st = store_read_begin(a->a_store, &txn)) != HV_OK) {
-		goto out;
-	}
-	if ((st = store_cursor_open(txn, a->a_log, &c)) != HV_OK) {
-		goto out;
-	}
-	for (rc = store_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl); rc == HV_OK;
-	     rc = store_cursor_next(c, &k, &kl, &v, &vl)) {
-		audit_entry e;
-		size_t      bodylen;
-		uint64_t    kseq;
-
-		if (kl != 8) {
-			st = bad(out, expected, "a key after entry %llu is not a sequence number",
-			    (unsigned long long) expected - 1);
-			goto out;
-		}
-		kseq = be64_get(k);
-		if (kseq != expected) {
-			st = kseq > expected
-			    ? bad(out, expected, "entry %llu was removed (the next one is %llu)",
-			          (unsigned long long) expected, (unsigned long long) kseq)
-			    : bad(out, expected, "entry %llu is out of place",
-			          (unsigned long long) kseq);
-			goto out;
-		}
-		if (entry_decode(v, vl, &e, &bodylen) != 0) {
-			st = bad(out, kseq, "entry %llu does not decode (changed)",
-			    (unsigned long long) kseq);
-			goto out;
-		}
-		if (e.seq != kseq) {
-			st = bad(out, kseq, "position %llu holds entry %llu (reordered or changed)",
-			    (unsigned long long) kseq, (unsigned long long) e.seq);
-			goto out;
-		}
-		entry_hash(e.prev_hash, v, bodylen, h);
-		if (!crypto_equal(h, e.hash, AUDIT_HASH_LEN)) {
-			st = bad(out, kseq, "entry %llu was changed (its hash does not match)",
-			    (unsigned long long) kseq);
-			goto out;
-		}
-		if (!crypto_equal(prev, e.prev_hash, AUDIT_HASH_LEN)) {
-			/* This entry is whole, so the one before it was replaced by another whole
-			 * one (hash recomputed): name that one. */
-			st = bad(out, kseq - 1,
-			    "entry %llu was replaced (entry %llu recorded another hash for it)",
-			    (unsigned long long) kseq - 1, (unsigned long long) kseq);
-			goto out;
-		}
-		memcpy(prev, e.hash, AUDIT_HASH_LEN);
-		expected = kseq + 1;
-		out->entries++;
-	}
-	if (rc != HV_NOT_FOUND) {
-		st = rc;
-		goto out;
-	}
-	store_cursor_close(c);
-	c  = NULL;
-	rc = store_get(txn, a->a_head, HEAD_KEY, strlen(HEAD_KEY), &v, &vl);
-	if (rc == HV_NOT_FOUND) {
-		st = out->entries == 0
-		    ? HV_OK
-		    : bad(out, 1, "the head record is missing (%llu entries)",
-		          (unsigned long long) out->entries);
-		goto out;
-	}
-	if (rc != HV_OK) {
-		st = rc;
-		goto out;
-	}
-	if (vl != HEAD_LEN) {
-		st = bad(out, expected, "the head record does not decode");
-		goto out;
-	}
-	out->head_seq = be64_get(v);
-	memcpy(out->head_hash, (const uint8_t *) v + 8, AUDIT_HASH_LEN);
-	if (out->head_seq > expected - 1) {
-		st = bad(out, expected, "entries %llu to %llu were removed",
-		    (unsigned long long) expected, (unsigned long long) out->head_seq);
-		goto out;
-	}
-	if (out->head_seq < expected - 1) {
-		st = bad(out, out->head_seq + 1,
-		    "entry %llu was added behind the head (which ends at %llu)",
-		    (unsigned long long) out->head_seq + 1, (unsigned long long) out->head_seq);
-		goto out;
-	}
-	if (!crypto_equal(out->head_hash, prev, AUDIT_HASH_LEN)) {
-		st = bad(out, out->head_seq,
-		    "entry %llu was replaced (the head records another hash)",
-		    (unsigned long long) out->head_seq);
-		goto out;
-	}
-	st = HV_OK;
-out:
-	store_cursor_close(c);
-	if (txn != NULL) {
-		store_read_end(txn);
-	}
-	return (st);
-}
-
-/* ---- listing -------------------------------------------------------------------------- */
-
 static hv_status
 get_entry(audit *a, store_txn *txn, uint64_t seq, audit_entry *e)
 {
@@ -922,6 +1296,366 @@ get_entry(audit *a, store_txn *txn, uint64_t seq, audit_entry *e)
 	}
 	return (entry_decode(v, vl, e, &bodylen) == 0 && e->seq == seq ? HV_OK : HV_DATA_LOSS);
 }
+
+/* The walk of the chain: what audit_verify carries from one entry to the next. */
+typedef struct chain_walk {
+	uint64_t cw_expected;              /* the next seq */
+	uint64_t cw_boundary;              /* entries after it must be keyed */
+	bool     cw_keyed;                 /* a keyed entry was seen */
+	uint8_t  cw_prev[AUDIT_HASH_LEN];  /* the hash of the entry before */
+} chain_walk;
+
+/* Checks one entry of the log (its key k) against the walk so far and the subject index. */
+static hv_status
+verify_entry(audit *a, store_txn *txn, audit_verify_result *out, chain_walk *w,
+    const void *k, size_t kl, const uint8_t *v, size_t vl)
+{
+	audit_entry e;
+	uint8_t     h[AUDIT_HASH_LEN], skey[SUBJECT_KEY_MAX];
+	size_t      bodylen;
+	uint64_t    kseq;
+	const void *iv;
+	size_t      ivl;
+	hv_status   st;
+
+	if (kl != 8) {
+		return (bad(out, w->cw_expected, "a key after entry %llu is not a sequence number",
+		    (unsigned long long) w->cw_expected - 1));
+	}
+	kseq = be64_get(k);
+	if (kseq != w->cw_expected) {
+		return (kseq > w->cw_expected
+		        ? bad(out, w->cw_expected, "entry %llu was removed (the next one is %llu)",
+		              (unsigned long long) w->cw_expected, (unsigned long long) kseq)
+		        : bad(out, w->cw_expected, "entry %llu is out of place",
+		              (unsigned long long) kseq));
+	}
+	if (entry_decode(v, vl, &e, &bodylen) != 0) {
+		return (bad(out, kseq, "entry %llu does not decode (changed)",
+		    (unsigned long long) kseq));
+	}
+	if (e.seq != kseq) {
+		return (bad(out, kseq, "position %llu holds entry %llu (reordered or changed)",
+		    (unsigned long long) kseq, (unsigned long long) e.seq));
+	}
+	if (v[0] == AUDIT_VERSION_LEGACY && (w->cw_keyed || kseq > w->cw_boundary)) {
+		return (bad(out, kseq,
+		    "entry %llu is unkeyed, but the log is keyed after entry %llu (rewritten)",
+		    (unsigned long long) kseq, (unsigned long long) w->cw_boundary));
+	}
+	w->cw_keyed = w->cw_keyed || v[0] == AUDIT_VERSION;
+	entry_hash(a, e.prev_hash, v, bodylen, h);
+	if (!crypto_equal(h, e.hash, AUDIT_HASH_LEN)) {
+		return (bad(out, kseq, "entry %llu was changed (its hash does not match)",
+		    (unsigned long long) kseq));
+	}
+	if (!crypto_equal(w->cw_prev, e.prev_hash, AUDIT_HASH_LEN)) {
+		/* This entry is whole, so the one before it was replaced by another whole one
+		 * (hash recomputed): name that one. */
+		return (bad(out, kseq - 1,
+		    "entry %llu was replaced (entry %llu recorded another hash for it)",
+		    (unsigned long long) kseq - 1, (unsigned long long) kseq));
+	}
+	if (e.subject[0] != '\0') {
+		st = store_get(txn, a->a_subject, skey,
+		    index_key(skey, kseq, e.subject, strlen(e.subject)), &iv, &ivl);
+		if (st == HV_NOT_FOUND) {
+			return (bad(out, kseq, "entry %llu is missing from the subject index",
+			    (unsigned long long) kseq));
+		}
+		if (st != HV_OK) {
+			return (st);
+		}
+	}
+	memcpy(w->cw_prev, e.hash, AUDIT_HASH_LEN);
+	w->cw_expected = kseq + 1;
+	out->entries++;
+	return (HV_OK);
+}
+
+/* After the walk: the head record must name the last entry. */
+static hv_status
+verify_head(audit *a, store_txn *txn, audit_verify_result *out, const chain_walk *w)
+{
+	const void *v;
+	size_t      vl;
+	uint64_t    last = w->cw_expected - 1;
+	hv_status   rc;
+
+	rc = store_get(txn, a->a_head, HEAD_KEY, strlen(HEAD_KEY), &v, &vl);
+	if (rc == HV_NOT_FOUND) {
+		return (out->entries == 0 ? HV_OK
+		                          : bad(out, 1, "the head record is missing (%llu entries)",
+		                                (unsigned long long) out->entries));
+	}
+	if (rc != HV_OK) {
+		return (rc);
+	}
+	if (vl != HEAD_LEN) {
+		return (bad(out, w->cw_expected, "the head record does not decode"));
+	}
+	out->head_seq = be64_get(v);
+	memcpy(out->head_hash, (const uint8_t *) v + 8, AUDIT_HASH_LEN);
+	if (out->head_seq > last) {
+		return (bad(out, w->cw_expected, "entries %llu to %llu were removed",
+		    (unsigned long long) w->cw_expected, (unsigned long long) out->head_seq));
+	}
+	if (out->head_seq < last) {
+		return (bad(out, out->head_seq + 1,
+		    "entry %llu was added behind the head (which ends at %llu)",
+		    (unsigned long long) out->head_seq + 1, (unsigned long long) out->head_seq));
+	}
+	if (!crypto_equal(out->head_hash, w->cw_prev, AUDIT_HASH_LEN)) {
+		return (bad(out, out->head_seq,
+		    "entry %llu was replaced (the head records another hash)",
+		    (unsigned long long) out->head_seq));
+	}
+	return (HV_OK);
+}
+
+/* The hash the log holds for seq (zeros for 0); HV_NOT_FOUND when it holds no such entry. */
+static hv_status
+logged_hash(audit *a, store_txn *txn, uint64_t seq, uint8_t hash[AUDIT_HASH_LEN])
+{
+	audit_entry e;
+	hv_status   st;
+
+	memset(hash, 0, AUDIT_HASH_LEN);
+	if (seq == 0) {
+		return (HV_OK);
+	}
+	if ((st = get_entry(a, txn, seq, &e)) != HV_OK) {
+		return (st == HV_DATA_LOSS ? HV_NOT_FOUND : st);
+	}
+	memcpy(hash, e.hash, AUDIT_HASH_LEN);
+	return (HV_OK);
+}
+
+/* The checkpoint file as it is before verify's read transaction begins: every line in it
+ * names a head committed before, so in that transaction's snapshot. Lines appended later (by
+ * the writer, or another process, while verify runs) may name heads the snapshot lacks, and
+ * are left for the next verify. */
+typedef struct cp_file {
+	FILE *cf_f;     /* NULL: there is no file */
+	off_t cf_limit; /* its size when opened */
+} cp_file;
+
+static hv_status
+cp_file_open(audit *a, cp_file *cf)
+{
+	struct stat sb;
+
+	cf->cf_limit = 0;
+	if ((cf->cf_f = fopen(a->a_cpath, "re")) == NULL) {
+		return (errno == ENOENT ? HV_OK : hv_status_from_errno(errno));
+	}
+	if (fstat(fileno(cf->cf_f), &sb) != 0) {
+		fclose(cf->cf_f);
+		cf->cf_f = NULL;
+		return (hv_status_from_errno(errno));
+	}
+	cf->cf_limit = sb.st_size;
+	return (HV_OK);
+}
+
+/* The next line within the limit; NULL at the limit, at the end or on an error. */
+static char *
+cp_file_line(cp_file *cf, char *line, size_t size)
+{
+	off_t at = ftello(cf->cf_f);
+
+	return (at >= 0 && at < cf->cf_limit ? fgets(line, (int) size, cf->cf_f) : NULL);
+}
+
+/* The first line of the checkpoint file: the boundary (entries after it are keyed).
+ * *found false without a file or a first line that parses (verify_checkpoints names that). */
+static void
+cp_boundary(audit *a, cp_file *cf, uint64_t *boundary, bool *found)
+{
+	char       line[CP_LINE_MAX];
+	checkpoint cp;
+
+	*found = false;
+	if (cf->cf_f == NULL) {
+		return;
+	}
+	if (cp_file_line(cf, line, sizeof(line)) != NULL && cp_parse(line, a->a_pub, &cp) == 0) {
+		*boundary = cp.cp_seq;
+		*found    = true;
+	}
+	rewind(cf->cf_f);
+}
+
+/* One checkpoint line (number n) against the log. */
+static hv_status
+verify_checkpoint(audit *a, store_txn *txn, audit_verify_result *out, char *line, size_t n)
+{
+	checkpoint cp;
+	uint8_t    h[AUDIT_HASH_LEN];
+	uint64_t   at = out->checkpoint_seq + 1; /* where a bad line is reported */
+	hv_status  st;
+	int        rc;
+
+	if ((rc = cp_parse(line, a->a_pub, &cp)) != 0) {
+		return (bad(out, at, rc == -1 ? "checkpoint line %zu does not parse"
+		                              : "checkpoint line %zu is not signed by the audit key",
+		    n));
+	}
+	if (n == 1) {
+		out->keyed_from = cp.cp_seq;
+	}
+	out->checkpoints++;
+	if (cp.cp_seq > out->checkpoint_seq) {
+		out->checkpoint_seq = cp.cp_seq;
+	}
+	if (cp.cp_seq > out->head_seq) {
+		return (bad(out, out->head_seq + 1,
+		    "entries %llu to %llu were removed (checkpoint line %zu saw the log up to %llu)",
+		    (unsigned long long) out->head_seq + 1, (unsigned long long) cp.cp_seq, n,
+		    (unsigned long long) cp.cp_seq));
+	}
+	if ((st = logged_hash(a, txn, cp.cp_seq, h)) != HV_OK && st != HV_NOT_FOUND) {
+		return (st);
+	}
+	if (st != HV_OK || !crypto_equal(h, cp.cp_hash, AUDIT_HASH_LEN)) {
+		return (bad(out, cp.cp_seq == 0 ? 1 : cp.cp_seq,
+		    "entry %llu differs from checkpoint line %zu (rewritten)",
+		    (unsigned long long) cp.cp_seq, n));
+	}
+	return (HV_OK);
+}
+
+/* Every line of the checkpoint file (up to its limit) against the log. */
+static hv_status
+verify_checkpoints(audit *a, store_txn *txn, audit_verify_result *out, cp_file *cf)
+{
+	char      line[CP_LINE_MAX];
+	size_t    n  = 0;
+	hv_status st = HV_OK;
+
+	if (cf->cf_f == NULL) {
+		return (out->entries == 0 ? HV_OK
+		                          : bad(out, 1, "the checkpoint file is missing (%llu entries)",
+		                                (unsigned long long) out->entries));
+	}
+	while (st == HV_OK && cp_file_line(cf, line, sizeof(line)) != NULL) {
+		st = verify_checkpoint(a, txn, out, line, ++n);
+	}
+	if (st == HV_OK && ferror(cf->cf_f)) {
+		st = HV_UNAVAILABLE;
+	}
+	if (st == HV_OK && n == 0 && out->entries > 0) {
+		st = bad(out, 1, "the checkpoint file is empty (%llu entries)",
+		    (unsigned long long) out->entries);
+	}
+	return (st);
+}
+
+/* Every row of the subject index must name an entry of the log about that subject, in the
+ * right window. (verify_entry checked the other way: every such entry has its row.) */
+static hv_status
+verify_index(audit *a, store_txn *txn, audit_verify_result *out)
+{
+	store_cursor *c = NULL;
+	const void   *k;
+	size_t        kl;
+	audit_entry   e;
+	hv_status     st, rc;
+
+	if ((st = store_cursor_open(txn, a->a_subject, &c)) != HV_OK) {
+		return (st);
+	}
+	for (rc = store_cursor_seek(c, NULL, 0, &k, &kl, NULL, NULL); rc == HV_OK;
+	     rc = store_cursor_next(c, &k, &kl, NULL, NULL)) {
+		const uint8_t *p  = k;
+		size_t         sl = kl >= 8 + 2 + 8 ? kl - 8 - 1 - 8 : 0;
+		uint64_t       seq = kl >= 8 ? be64_get(p + kl - 8) : 0;
+
+		if (sl == 0 || sl >= AUDIT_SUBJECT_MAX || p[8 + sl] != 0 ||
+		    be64_get(p) != seq >> WINDOW_BITS) {
+			st = bad(out, seq != 0 ? seq : 1, "a row of the subject index does not decode");
+			goto out;
+		}
+		if ((rc = get_entry(a, txn, seq, &e)) != HV_OK && rc != HV_DATA_LOSS) {
+			st = rc;
+			goto out;
+		}
+		if (rc != HV_OK || strlen(e.subject) != sl || memcmp(e.subject, p + 8, sl) != 0) {
+			st = bad(out, seq,
+			    "the subject index names entry %llu for a subject it is not about (a row "
+			    "was added or changed)",
+			    (unsigned long long) seq);
+			goto out;
+		}
+	}
+	st = rc == HV_NOT_FOUND ? HV_OK : rc;
+out:
+	store_cursor_close(c);
+	return (st);
+}
+
+hv_status
+audit_verify(audit *a, audit_verify_result *out)
+{
+	store_txn    *txn = NULL;
+	store_cursor *c   = NULL;
+	cp_file       cf  = { NULL, 0 };
+	chain_walk    w;
+	bool          found;
+	const void   *k, *v;
+	size_t        kl, vl;
+	hv_status     st, rc;
+
+	memset(out, 0, sizeof(*out));
+	memset(&w, 0, sizeof(w));
+	w.cw_expected = 1;
+	if ((st = cp_file_open(a, &cf)) != HV_OK) {
+		goto out;
+	}
+	cp_boundary(a, &cf, &w.cw_boundary, &found);
+	if (!found) {
+		w.cw_boundary = UINT64_MAX; /* verify_checkpoints reports the file */
+	}
+	/* After the file's size was taken (cp_file). */
+	if ((st = store_read_begin(a->a_store, &txn)) != HV_OK) {
+		goto out;
+	}
+	if ((st = store_cursor_open(txn, a->a_log, &c)) != HV_OK) {
+		goto out;
+	}
+	for (rc = store_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl); rc == HV_OK;
+	     rc = store_cursor_next(c, &k, &kl, &v, &vl)) {
+		if ((st = verify_entry(a, txn, out, &w, k, kl, v, vl)) != HV_OK) {
+			goto out;
+		}
+	}
+	if (rc != HV_NOT_FOUND) {
+		st = rc;
+		goto out;
+	}
+	store_cursor_close(c);
+	c = NULL;
+	if ((st = verify_head(a, txn, out, &w)) != HV_OK ||
+	    (st = verify_checkpoints(a, txn, out, &cf)) != HV_OK ||
+	    (st = verify_index(a, txn, out)) != HV_OK) {
+		goto out;
+	}
+	st = HV_OK;
+out:
+	store_cursor_close(c);
+	if (txn != NULL) {
+		store_read_end(txn);
+	}
+	if (cf.cf_f != NULL) {
+		fclose(cf.cf_f);
+	}
+	if (st == HV_OK) {
+		(void) audit_checkpoint(a); /* the head just verified */
+	}
+	return (st);
+}
+
+/* ---- listing -------------------------------------------------------------------------- */
 
 /* A subject's entries after after_seq: one seek per window of the index up to the head's. */
 static hv_status
@@ -1019,11 +1753,5 @@ out:
 void
 audit_hash_hex(const uint8_t hash[AUDIT_HASH_LEN], char out[2 * AUDIT_HASH_LEN + 1])
 {
-	static const char hex[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < AUDIT_HASH_LEN; i++) {
-		out[2 * i]     = hex[hash[i] >> 4];
-		out[2 * i + 1] = hex[hash[i] & 0xf];
-	}
-	out[2 * AUDIT_HASH_LEN] = '\0';
+	hex_put(out, hash, AUDIT_HASH_LEN);
 }

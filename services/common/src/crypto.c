@@ -101,6 +101,84 @@ crypto_hmac_sha256(uint8_t out[CRYPTO_HMAC_LEN], const uint8_t *key, size_t keyl
 	OPENSSL_cleanse(hashed, sizeof(hashed));
 }
 
+/* HMAC (RFC 2104) by hand over two digest contexts that already absorbed key ^ ipad and
+ * key ^ opad: each MAC copies them instead of hashing the key's block again. */
+#define HMAC_BLOCK 64
+struct crypto_hmac_key {
+	EVP_MD_CTX *hk_inner;
+	EVP_MD_CTX *hk_outer;
+};
+
+void
+crypto_hmac_key_free(crypto_hmac_key *k)
+{
+	if (k == NULL) {
+		return;
+	}
+	EVP_MD_CTX_free(k->hk_inner); /* EVP_MD_CTX_free cleanses the state */
+	EVP_MD_CTX_free(k->hk_outer);
+	free(k);
+}
+
+hv_status
+crypto_hmac_key_new(crypto_hmac_key **out, const uint8_t *key, size_t keylen)
+{
+	crypto_hmac_key *k;
+	uint8_t          block[HMAC_BLOCK] = { 0 }, ipad[HMAC_BLOCK], opad[HMAC_BLOCK];
+	hv_status        st = HV_RESOURCE_EXHAUSTED;
+
+	*out = NULL;
+	if ((k = calloc(1, sizeof(*k))) == NULL) {
+		return (st);
+	}
+	if (keylen > HMAC_BLOCK) {
+		crypto_sha256(block, key, keylen); /* RFC 2104: a longer key is hashed first */
+	} else if (keylen > 0) {
+		memcpy(block, key, keylen);
+	}
+	for (size_t i = 0; i < HMAC_BLOCK; i++) {
+		ipad[i] = block[i] ^ 0x36;
+		opad[i] = block[i] ^ 0x5c;
+	}
+	if ((k->hk_inner = EVP_MD_CTX_new()) == NULL || (k->hk_outer = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(k->hk_inner, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(k->hk_inner, ipad, sizeof(ipad)) != 1 ||
+	    EVP_DigestInit_ex(k->hk_outer, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(k->hk_outer, opad, sizeof(opad)) != 1) {
+		ERR_clear_error();
+		goto out;
+	}
+	*out = k;
+	k    = NULL;
+	st   = HV_OK;
+out:
+	OPENSSL_cleanse(block, sizeof(block));
+	OPENSSL_cleanse(ipad, sizeof(ipad));
+	OPENSSL_cleanse(opad, sizeof(opad));
+	crypto_hmac_key_free(k);
+	return (st);
+}
+
+void
+crypto_hmac_sha256_prepared(uint8_t out[CRYPTO_HMAC_LEN], const crypto_hmac_key *k,
+    const void *data, size_t n)
+{
+	EVP_MD_CTX  *c;
+	uint8_t      inner[CRYPTO_SHA256_LEN];
+	unsigned int len = 0;
+
+	if ((c = EVP_MD_CTX_new()) == NULL || EVP_MD_CTX_copy_ex(c, k->hk_inner) != 1 ||
+	    EVP_DigestUpdate(c, n == 0 ? empty : data, n) != 1 ||
+	    EVP_DigestFinal_ex(c, inner, &len) != 1 || len != sizeof(inner) ||
+	    EVP_MD_CTX_copy_ex(c, k->hk_outer) != 1 ||
+	    EVP_DigestUpdate(c, inner, sizeof(inner)) != 1 ||
+	    EVP_DigestFinal_ex(c, out, &len) != 1 || len != CRYPTO_HMAC_LEN) {
+		fatal();
+	}
+	EVP_MD_CTX_free(c);
+	OPENSSL_cleanse(inner, sizeof(inner));
+}
+
 bool
 crypto_equal(const void *a, const void *b, size_t n)
 {

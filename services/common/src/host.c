@@ -47,6 +47,10 @@ static const config_option host_options[] = {
 	    "Handler threads per process." },
 	{ "queue", CONFIG_UINT, offsetof(host_config, queue), "256", 1, 65536,
 	    "Calls that may wait for a handler thread; more are answered RESOURCE_EXHAUSTED." },
+	{ "backup_dir", CONFIG_STRING, offsetof(host_config, backup_dir), NULL, 0, 0,
+	    "Absolute path of the directory `haven admin backup DIR` writes under: DIR must be "
+	    "inside it, else the backup is refused. Default: any absolute path the node's user may "
+	    "write (the checks on DIR apply either way)." },
 	{ "regions", CONFIG_STRING, offsetof(host_config, regions), NULL, 0, 0,
 	    "Region map file ('Region: Neighbour, ...' per line). Default: the ten Dutch police "
 	    "regions." },
@@ -248,6 +252,11 @@ host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool
 			fprintf(stderr, "%s: tls_ca, tls_cert and tls_key go together\n", prog);
 			return (2);
 		}
+		if (cfg->backup_dir != NULL && cfg->backup_dir[0] != '/') {
+			fprintf(stderr, "%s: backup_dir must be an absolute path, not '%s'\n", prog,
+			    cfg->backup_dir);
+			return (2);
+		}
 		for (size_t j = 0; j < cfg->listen.cl_n; j++) {
 			if (strncmp(cfg->listen.cl_items[j], "tls+tcp://", 10) == 0 && tls != 3) {
 				fprintf(stderr, "%s: listening on %s needs tls_ca, tls_cert and tls_key\n", prog,
@@ -329,6 +338,104 @@ host_lookup(void *arg, const char *org_id, auth_org *out)
 
 /* ---- haven.admin.v1.Admin: backup and status, for the operator and admins ------------- */
 
+/* Whether path is absolute, without "." or ".." components. */
+static bool
+backup_path_plain(const char *path)
+{
+	const char *p = path;
+
+	if (p[0] != '/') {
+		return (false);
+	}
+	while (*p != '\0') {
+		const char *c = p + 1; /* after a '/' */
+		size_t      n = strcspn(c, "/");
+		if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.')) {
+			return (false);
+		}
+		p = c + n;
+	}
+	return (true);
+}
+
+/* Whether the directory holding dir (which must exist) is root or below it, both resolved. */
+static hv_status
+backup_under_root(rpc_call *call, const char *root, const char *dir)
+{
+	char   parent[PATH_MAX], real_parent[PATH_MAX], real_root[PATH_MAX];
+	char  *slash;
+	size_t n;
+
+	snprintf(parent, sizeof(parent), "%s", dir);
+	while ((n = strlen(parent)) > 1 && parent[n - 1] == '/') {
+		parent[n - 1] = '\0';
+	}
+	slash = strrchr(parent, '/');
+	slash[slash == parent ? 1 : 0] = '\0';
+	if (realpath(root, real_root) == NULL) {
+		return (rpc_call_error(call, HV_FAILED_PRECONDITION, "backup_dir %s: %s", root,
+		    strerror(errno)));
+	}
+	if (realpath(parent, real_parent) == NULL) {
+		return (rpc_call_error(call, HV_FAILED_PRECONDITION, "backup directory's parent %s: %s",
+		    parent, strerror(errno)));
+	}
+	n = strlen(real_root);
+	if (strcmp(real_root, "/") != 0 && (strncmp(real_parent, real_root, n) != 0 ||
+	                                       (real_parent[n] != '\0' && real_parent[n] != '/'))) {
+		return (rpc_call_error(call, HV_PERMISSION_DENIED,
+		    "backup directory %s is outside backup_dir %s", dir, root));
+	}
+	return (HV_OK);
+}
+
+/*
+ * Makes dir ready for Admin/Backup, which the node writes with its own rights for an operator
+ * or an admin organisation: dir must be absolute, without "." or ".." components, and inside
+ * backup_dir when that is set. A directory that exists must be a directory (not a symlink),
+ * the node user's own, and not writable by group or others (anyone who could write there could
+ * swap or read the copy); it is made 0700. One that does not exist is created 0700.
+ */
+static hv_status
+backup_dir_ready(rpc_call *call, const host *h, const char *dir)
+{
+	struct stat sb;
+	hv_status   st;
+
+	if (strlen(dir) > PATH_MAX - 16 || !backup_path_plain(dir)) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "backup directory must be an absolute path of at most %d bytes without . or .. "
+		    "components",
+		    PATH_MAX - 16));
+	}
+	if (h->h_cfg->backup_dir != NULL &&
+	    (st = backup_under_root(call, h->h_cfg->backup_dir, dir)) != HV_OK) {
+		return (st);
+	}
+	if (lstat(dir, &sb) != 0) {
+		if (errno != ENOENT || mkdir(dir, 0700) != 0) {
+			return (rpc_call_error(call, hv_status_from_errno(errno),
+			    "backup directory %s: %s", dir, strerror(errno)));
+		}
+		return (HV_OK);
+	}
+	if (S_ISLNK(sb.st_mode) || !S_ISDIR(sb.st_mode)) {
+		return (rpc_call_error(call, HV_FAILED_PRECONDITION,
+		    "backup directory %s is a symbolic link or not a directory", dir));
+	}
+	if (sb.st_uid != geteuid() || (sb.st_mode & 022) != 0) {
+		return (rpc_call_error(call, HV_FAILED_PRECONDITION,
+		    "backup directory %s must belong to the node's user and be writable by no one "
+		    "else",
+		    dir));
+	}
+	if ((sb.st_mode & 0777) != 0700 && chmod(dir, 0700) != 0) {
+		return (rpc_call_error(call, hv_status_from_errno(errno), "backup directory %s: %s",
+		    dir, strerror(errno)));
+	}
+	return (HV_OK);
+}
+
 static hv_status
 admin_backup(rpc_call *call, void *arg, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
@@ -340,9 +447,8 @@ admin_backup(rpc_call *call, void *arg, const ProtobufCMessage *req, ProtobufCMe
 	int64_t                             t0 = rpc_now_ms();
 	hv_status                           st;
 
-	if (in->dir[0] != '/' || strlen(in->dir) > PATH_MAX - 16) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "backup directory must be an absolute path of at most %d bytes", PATH_MAX - 16));
+	if ((st = backup_dir_ready(call, h, in->dir)) != HV_OK) {
+		return (st);
 	}
 	if ((st = store_backup(h->h_store, in->dir)) != HV_OK) {
 		return (rpc_call_error(call, st, "backup into %s failed: %s (it must be new or empty)",

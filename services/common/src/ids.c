@@ -68,8 +68,27 @@ out:
 	return (st);
 }
 
+/* Invisible characters that change how the text around them reads (see ids.h): bidirectional
+ * controls, line and paragraph separators, and format characters no script needs. Zero-width
+ * space, non-joiner and joiner (U+200B..U+200D) pass: Thai, Khmer, Persian, Indic scripts and
+ * emoji use them. */
+static bool
+hidden_char(uint32_t cp)
+{
+	return (cp == 0x00ad ||                      /* soft hyphen */
+	    cp == 0x061c ||                          /* Arabic letter mark */
+	    cp == 0x180e ||                          /* Mongolian vowel separator */
+	    cp == 0x200e || cp == 0x200f ||          /* left-to-right, right-to-left mark */
+	    (cp >= 0x2028 && cp <= 0x202e) ||        /* separators; embeddings, overrides */
+	    (cp >= 0x2060 && cp <= 0x2064) ||        /* word joiner, invisible operators */
+	    (cp >= 0x2066 && cp <= 0x206f) ||        /* isolates; deprecated format characters */
+	    cp == 0xfeff ||                          /* zero-width no-break space (BOM) */
+	    (cp >= 0xfff9 && cp <= 0xfffb) ||        /* interlinear annotation */
+	    (cp >= 0xe0000 && cp <= 0xe007f));       /* tags: invisible copies of ASCII */
+}
+
 /* Whether s is well-formed UTF-8 (no overlong forms, surrogates or values past U+10FFFF)
- * without C0 controls, DEL or C1 controls. */
+ * without C0 controls, DEL, C1 controls or hidden characters (hidden_char). */
 static bool
 utf8_printable(const unsigned char *p, size_t n)
 {
@@ -109,7 +128,7 @@ utf8_printable(const unsigned char *p, size_t n)
 			cp = (cp << 6) | (p[i] & 0x3f);
 		}
 		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f)) {
+		    (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f) || hidden_char(cp)) {
 			return (false);
 		}
 		p += len;

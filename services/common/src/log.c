@@ -1,12 +1,15 @@
 /*
  * log.c - JSON-lines logger on stderr. Each line is written with one write(2) so lines from
- * several threads never interleave.
+ * several threads never interleave. The lines of refused and failed calls are rate-limited
+ * (log_call), so that a caller cannot fill the disk by making calls that fail.
  */
 #include "haven/log.h"
 #include "haven/status.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,21 @@
 
 static char       log_service[32] = "haven";
 static atomic_int log_min         = LOG_LEVEL_INFO;
+
+/* A token bucket per status for the lines of calls that did not end OK: LOG_CALL_BURST lines
+ * at once, then LOG_CALL_PER_S a second; the lines left out are counted and reported in one
+ * summary line before the next line of that status that is written. */
+#define LOG_CALL_BURST 20
+#define LOG_CALL_PER_S 1
+
+typedef struct call_bucket {
+	double   cb_tokens;
+	int64_t  cb_last_ms; /* last refill; 0: never used (full) */
+	uint64_t cb_suppressed;
+} call_bucket;
+
+static pthread_mutex_t call_mtx = PTHREAD_MUTEX_INITIALIZER;
+static call_bucket     call_buckets[HV_STATUS_MAX + 1];
 
 static const char *const level_names[] = { "debug", "info", "warn", "error", "off" };
 
@@ -145,6 +163,45 @@ log_write(log_level level, const char *fmt, ...)
 	line_end(buf, sizeof(buf), &pos);
 }
 
+/* Whether the line of a call that ended with status (not OK) may be written now; *suppressed
+ * is set to the lines of that status left out since the last one written. */
+static bool
+call_line_allowed(int status, uint64_t *suppressed)
+{
+	struct timespec ts;
+	call_bucket    *b;
+	int64_t         now;
+	bool            ok = false;
+
+	*suppressed = 0;
+	if (status < 0 || status > HV_STATUS_MAX) {
+		status = HV_UNKNOWN;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	pthread_mutex_lock(&call_mtx);
+	b = &call_buckets[status];
+	if (b->cb_last_ms == 0) {
+		b->cb_tokens = LOG_CALL_BURST;
+	} else if (now > b->cb_last_ms) {
+		b->cb_tokens += (double) (now - b->cb_last_ms) * LOG_CALL_PER_S / 1000.0;
+		if (b->cb_tokens > LOG_CALL_BURST) {
+			b->cb_tokens = LOG_CALL_BURST;
+		}
+	}
+	b->cb_last_ms = now;
+	if (b->cb_tokens >= 1.0) {
+		b->cb_tokens -= 1.0;
+		*suppressed      = b->cb_suppressed;
+		b->cb_suppressed = 0;
+		ok               = true;
+	} else {
+		b->cb_suppressed++;
+	}
+	pthread_mutex_unlock(&call_mtx);
+	return (ok);
+}
+
 void
 log_call(const char *method, uint64_t request_id, int status, int64_t duration_us,
     const char *org_id)
@@ -153,9 +210,19 @@ log_call(const char *method, uint64_t request_id, int status, int64_t duration_u
 	char      nums[128];
 	size_t    pos   = 0;
 	log_level level = status == HV_OK ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO;
+	uint64_t  suppressed;
 
 	if (!log_enabled(level)) {
 		return;
+	}
+	if (status != HV_OK) {
+		if (!call_line_allowed(status, &suppressed)) {
+			return;
+		}
+		if (suppressed > 0) {
+			log_write(LOG_LEVEL_WARN, "%llu similar lines suppressed (calls ending %s)",
+			    (unsigned long long) suppressed, hv_status_name(status));
+		}
 	}
 	line_start(buf, sizeof(buf), &pos, level);
 	append_raw(buf, sizeof(buf), &pos, ",\"method\":\"");

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,23 +28,39 @@ static char base[512];
 static int  dirno;
 
 typedef struct fixture {
-	char        dir[600];
+	char        data[600]; /* the data directory: keys/, audit.checkpoints, store/ */
+	char        dir[700];  /* the store */
 	store      *s;
 	audit      *a;
 	store_table log; /* raw access, to tamper with */
 	store_table head;
 } fixture;
 
+/* Removes dir and everything below it (the test directories are two levels deep at most). */
 static void
-rm_store(const char *dir)
+rm_tree(const char *dir)
 {
-	char path[700];
+	DIR           *d = opendir(dir);
+	struct dirent *e;
+	struct stat    st;
+	char           p[1024];
 
-	snprintf(path, sizeof(path), "%s/data.mdb", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
-	unlink(path);
-	rmdir(dir);
+	if (d == NULL) {
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+			continue;
+		}
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+			rm_tree(p);
+		} else {
+			(void) unlink(p);
+		}
+	}
+	closedir(d);
+	(void) rmdir(dir);
 }
 
 static void
@@ -51,9 +68,11 @@ fixture_open(fixture *f)
 {
 	store_options o = { .no_sync = true };
 
-	snprintf(f->dir, sizeof(f->dir), "%s/s%d", base, dirno++);
+	snprintf(f->data, sizeof(f->data), "%s/d%d", base, dirno++);
+	snprintf(f->dir, sizeof(f->dir), "%s/store", f->data);
+	assert_int_equal(mkdir(f->data, 0700), 0);
 	assert_int_equal(store_open(&f->s, f->dir, &o), HV_OK);
-	assert_int_equal(audit_open(&f->a, f->s), HV_OK);
+	assert_int_equal(audit_open(&f->a, f->s, f->data), HV_OK);
 	assert_int_equal(store_table_open(f->s, "audit.log", &f->log), HV_OK);
 	assert_int_equal(store_table_open(f->s, "audit.head", &f->head), HV_OK);
 }
@@ -63,7 +82,7 @@ fixture_close(fixture *f)
 {
 	audit_close(f->a);
 	store_close(f->s);
-	rm_store(f->dir);
+	rm_tree(f->data);
 }
 
 static void
@@ -201,7 +220,7 @@ test_append_and_verify(void **state)
 	{
 		store_options o = { .no_sync = true };
 		assert_int_equal(store_open(&f.s, f.dir, &o), HV_OK);
-		assert_int_equal(audit_open(&f.a, f.s), HV_OK);
+		assert_int_equal(audit_open(&f.a, f.s, f.data), HV_OK);
 	}
 	{
 		audit_verify_result r2;
@@ -276,18 +295,18 @@ test_removed_reordered_replaced(void **state)
 	expect_bad(&f, 2, "position 2 holds entry 9");
 	fixture_close(&f);
 
-	/* Rewritten with a correct hash of its own: the next entry's link names it. */
+	/* Rewritten with the unkeyed hash of the old chain recomputed: without the key the
+	 * entry's own hash cannot be made to match. */
 	fixture_open(&f);
 	fill(&f);
 	tamper(&f, 3, 5, 0, 0);
-	expect_bad(&f, 5, "entry 5 was replaced");
+	expect_bad(&f, 5, "entry 5 was changed (its hash does not match)");
 	fixture_close(&f);
 
-	/* The last one rewritten that way: the head names it. */
 	fixture_open(&f);
 	fill(&f);
 	tamper(&f, 3, N_ENTRIES, 0, 0);
-	expect_bad(&f, N_ENTRIES, "the head records another hash");
+	expect_bad(&f, N_ENTRIES, "entry 10 was changed");
 	fixture_close(&f);
 }
 
@@ -493,7 +512,7 @@ test_enqueue(void **state)
 	assert_int_equal(audit_enqueue(f.a, &e), HV_FAILED_PRECONDITION);
 	assert_int_equal(audit_try_enqueue(f.a, &e), HV_FAILED_PRECONDITION);
 	audit_close(f.a);
-	assert_int_equal(audit_open(&f.a, f.s), HV_OK);
+	assert_int_equal(audit_open(&f.a, f.s, f.data), HV_OK);
 	assert_int_equal(audit_verify(f.a, &r), HV_OK);
 	assert_int_equal(r.entries, 16101);
 	/* Closing with a writer running writes what is queued too. */
@@ -503,7 +522,7 @@ test_enqueue(void **state)
 		assert_int_equal(audit_enqueue(f.a, &e), HV_OK);
 	}
 	audit_close(f.a);
-	assert_int_equal(audit_open(&f.a, f.s), HV_OK);
+	assert_int_equal(audit_open(&f.a, f.s, f.data), HV_OK);
 	assert_int_equal(audit_verify(f.a, &r), HV_OK);
 	assert_int_equal(r.entries, 16151);
 	fixture_close(&f);
@@ -702,8 +721,460 @@ test_list_windows(void **state)
 		assert_int_equal(store_write(f.s, clear_fn, &by_window), HV_OK);
 		assert_int_equal(store_write(f.s, del_layout_fn, &f.head), HV_OK);
 	}
-	assert_int_equal(audit_open(&f.a, f.s), HV_OK);
+	assert_int_equal(audit_open(&f.a, f.s, f.data), HV_OK);
 	expect_subject_pages(&f, j.mj_n);
+	fixture_close(&f);
+}
+
+/* ---- the keyed chain, its checkpoints and the index, against forgers ------------------- */
+
+/* The chain key, as someone who stole DATA/keys would derive it (audit.h). */
+static void
+stolen_key(fixture *f, uint8_t key[CRYPTO_HMAC_LEN])
+{
+	char    path[800];
+	char   *pem;
+	size_t  len;
+	uint8_t secret[CRYPTO_ED25519_SECRET_LEN];
+
+	snprintf(path, sizeof(path), "%s/keys/audit-ed25519.pem", f->data);
+	assert_int_equal(crypto_read_file(path, 4096, true, &pem, &len), HV_OK);
+	assert_int_equal(crypto_ed25519_secret(pem, len, secret), HV_OK);
+	crypto_hmac_sha256(key, secret, sizeof(secret), "haven audit chain key v1", 24);
+	free(pem);
+}
+
+/* A forger's rewrite: from entry `from` on, each entry gets version `version` (0: kept) and
+ * result ^ flip (entry `from` only), and the chain is recomputed with SHA-256 (key NULL) or
+ * the HMAC under key: up to `until` when it is not 0, else to the end with the head record
+ * moved along. With cut, the entries after `from` are deleted instead and the head moved back
+ * to `from` (no key needed: nothing is recomputed). */
+typedef struct rechain_op {
+	fixture       *f;
+	uint64_t       from, until;
+	uint8_t        version;
+	uint8_t        flip;
+	bool           cut;
+	const uint8_t *key;
+} rechain_op;
+
+static hv_status
+rechain_fn(store_txn *txn, void *arg)
+{
+	rechain_op *op = arg;
+	uint8_t     prev[AUDIT_HASH_LEN] = { 0 }, k[8], head[8 + AUDIT_HASH_LEN];
+	uint8_t     v[600], buf[700];
+	const void *p;
+	size_t      l, body;
+	uint64_t    seq;
+	hv_status   st;
+
+	if (op->from > 1) {
+		be64(k, op->from - 1);
+		assert_int_equal(store_get(txn, op->f->log, k, 8, &p, &l), HV_OK);
+		memcpy(prev, (const uint8_t *) p + l - AUDIT_HASH_LEN, AUDIT_HASH_LEN);
+	}
+	for (seq = op->from;; seq++) {
+		be64(k, seq);
+		if ((st = store_get(txn, op->f->log, k, 8, &p, &l)) == HV_NOT_FOUND) {
+			break;
+		}
+		if (op->cut) {
+			/* Entry `from` stays as it is and becomes the head; the rest goes. */
+			if (seq == op->from) {
+				memcpy(prev, (const uint8_t *) p + l - AUDIT_HASH_LEN, AUDIT_HASH_LEN);
+			} else {
+				assert_int_equal(store_del(txn, op->f->log, k, 8), HV_OK);
+			}
+			continue;
+		}
+		memcpy(v, p, l);
+		body = l - 2 * AUDIT_HASH_LEN;
+		v[0] = op->version != 0 ? op->version : v[0];
+		v[body - 1] ^= seq == op->from ? op->flip : 0;
+		memcpy(buf, prev, AUDIT_HASH_LEN);
+		memcpy(buf + AUDIT_HASH_LEN, v, body);
+		memcpy(v + body, prev, AUDIT_HASH_LEN);
+		if (op->key == NULL) {
+			crypto_sha256(v + body + AUDIT_HASH_LEN, buf, AUDIT_HASH_LEN + body);
+		} else {
+			crypto_hmac_sha256(v + body + AUDIT_HASH_LEN, op->key, CRYPTO_HMAC_LEN, buf,
+			    AUDIT_HASH_LEN + body);
+		}
+		memcpy(prev, v + body + AUDIT_HASH_LEN, AUDIT_HASH_LEN);
+		assert_int_equal(store_put(txn, op->f->log, k, 8, v, l), HV_OK);
+		if (seq == op->until) {
+			return (HV_OK);
+		}
+	}
+	be64(head, op->cut ? op->from : seq - 1);
+	memcpy(head + 8, prev, AUDIT_HASH_LEN);
+	return (store_put(txn, op->f->head, "head", 4, head, sizeof(head)));
+}
+
+static void
+rechain(fixture *f, uint64_t from, uint64_t until, uint8_t version, uint8_t flip, bool cut,
+    const uint8_t *key)
+{
+	rechain_op op = { f, from, until, version, flip, cut, key };
+
+	assert_int_equal(store_write(f->s, rechain_fn, &op), HV_OK);
+}
+
+static void
+expect_intact(fixture *f)
+{
+	audit_verify_result r;
+
+	if (audit_verify(f->a, &r) != HV_OK) {
+		fail_msg("not intact: entry %llu: %s", (unsigned long long) r.first_bad_seq, r.why);
+	}
+}
+
+static size_t
+file_read(const char *path, char *buf, size_t max)
+{
+	FILE  *fp = fopen(path, "r");
+	size_t n;
+
+	assert_non_null(fp);
+	n = fread(buf, 1, max - 1, fp);
+	buf[n] = '\0';
+	fclose(fp);
+	return (n);
+}
+
+/* Someone who can write the store but not read the key. */
+static void
+test_forger_without_key(void **state)
+{
+	fixture f;
+
+	(void) state;
+	/* The unkeyed chain recomputed from a changed entry to the end, head moved along. */
+	fixture_open(&f);
+	fill(&f);
+	rechain(&f, 5, 0, 0, 1, false, NULL);
+	expect_bad(&f, 5, "entry 5 was changed (its hash does not match)");
+	fixture_close(&f);
+
+	/* The same, passed off as legacy (unkeyed) entries from before the key. */
+	fixture_open(&f);
+	fill(&f);
+	rechain(&f, 5, 0, 1, 1, false, NULL);
+	expect_bad(&f, 5, "entry 5 is unkeyed, but the log is keyed after entry 0");
+	fixture_close(&f);
+
+	/* The whole log passed off as legacy: the checkpoint file says it was keyed from 0. */
+	fixture_open(&f);
+	fill(&f);
+	rechain(&f, 1, 0, 1, 0, false, NULL);
+	expect_bad(&f, 1, "entry 1 is unkeyed");
+	fixture_close(&f);
+
+	/* The whole log passed off as legacy and the checkpoint file removed (the data
+	 * directory, not the key): the node does not start a new file with a new boundary. */
+	fixture_open(&f);
+	fill(&f);
+	rechain(&f, 1, 0, 1, 0, false, NULL);
+	audit_close(f.a);
+	{
+		char path[800];
+		snprintf(path, sizeof(path), "%s/audit.checkpoints", f.data);
+		assert_int_equal(unlink(path), 0);
+		assert_int_equal(audit_open(&f.a, f.s, f.data), HV_OK);
+		assert_int_equal(access(path, F_OK), -1);
+	}
+	expect_bad(&f, 1, "the checkpoint file is missing");
+	fixture_close(&f);
+
+	/* The tail cut and the head moved back to a whole entry: a checkpoint saw the log up to
+	 * N_ENTRIES. */
+	fixture_open(&f);
+	fill(&f);
+	assert_int_equal(audit_checkpoint(f.a), HV_OK);
+	rechain(&f, 7, 0, 0, 0, true, NULL);
+	expect_bad(&f, 8, "entries 8 to 10 were removed (checkpoint line 2 saw the log up to 10)");
+	fixture_close(&f);
+}
+
+/* Someone who holds the store and the key can rewrite the chain, but not the checkpoints
+ * written before: the log no longer holds the hash a checkpoint recorded. */
+static void
+test_forger_with_key(void **state)
+{
+	fixture f;
+	uint8_t key[CRYPTO_HMAC_LEN];
+
+	(void) state;
+	/* Only the changed entry rehashed: the next one's link names it. */
+	fixture_open(&f);
+	fill(&f);
+	stolen_key(&f, key);
+	rechain(&f, 5, 5, 0, 1, false, key);
+	expect_bad(&f, 5, "entry 5 was replaced (entry 6 recorded another hash for it)");
+	fixture_close(&f);
+
+	fixture_open(&f);
+	fill(&f);
+	assert_int_equal(audit_checkpoint(f.a), HV_OK);
+	stolen_key(&f, key);
+	rechain(&f, 5, 0, 0, 1, false, key);
+	expect_bad(&f, N_ENTRIES, "entry 10 differs from checkpoint line 2 (rewritten)");
+	fixture_close(&f);
+
+	/* Without a checkpoint after the rewritten entry, the key holder's rewrite passes: what
+	 * docs/audit.md says the checkpoints (and the log lines) are for. */
+	fixture_open(&f);
+	fill(&f);
+	stolen_key(&f, key);
+	rechain(&f, 5, 0, 0, 1, false, key);
+	expect_intact(&f);
+	fixture_close(&f);
+
+	/* The tail cut, the head moved back, and a changed entry 4 rehashed with the key: the
+	 * checkpoint still saw entries up to 10. */
+	fixture_open(&f);
+	fill(&f);
+	assert_int_equal(audit_checkpoint(f.a), HV_OK);
+	stolen_key(&f, key);
+	rechain(&f, 4, 0, 0, 0, true, NULL);
+	rechain(&f, 4, 0, 0, 1, false, key);
+	expect_bad(&f, 5, "entries 5 to 10 were removed");
+	fixture_close(&f);
+}
+
+typedef struct row_op {
+	fixture    *f;
+	store_table by_window;
+	uint64_t    seq;
+	unsigned    subject;
+	bool        add;
+} row_op;
+
+static hv_status
+row_fn(store_txn *txn, void *arg)
+{
+	row_op *op = arg;
+	uint8_t key[8 + AUDIT_SUBJECT_MAX + 9];
+	char    subj[40];
+	size_t  sl;
+
+	sl = (size_t) snprintf(subj, sizeof(subj), "%032x", op->subject);
+	be64(key, op->seq >> 10);
+	memcpy(key + 8, subj, sl);
+	key[8 + sl] = 0;
+	be64(key + 8 + sl + 1, op->seq);
+	return (op->add ? store_put(txn, op->by_window, key, 8 + sl + 9, "", 0)
+	                : store_del(txn, op->by_window, key, 8 + sl + 9));
+}
+
+static void
+index_edit(fixture *f, uint64_t seq, unsigned subject, bool add)
+{
+	row_op op = { f, 0, seq, subject, add };
+
+	assert_int_equal(store_table_open(f->s, "audit.by_window", &op.by_window), HV_OK);
+	assert_int_equal(store_write(f->s, row_fn, &op), HV_OK);
+}
+
+/* The subject index is checked against the log both ways. (entry_fill: entry i is about
+ * subject i % 3.) */
+static void
+test_index_checked(void **state)
+{
+	fixture f;
+
+	(void) state;
+	fixture_open(&f);
+	fill(&f);
+	expect_intact(&f);
+	index_edit(&f, 4, 1, false); /* hides who read subject 1 in entry 4 */
+	expect_bad(&f, 4, "entry 4 is missing from the subject index");
+	fixture_close(&f);
+
+	fixture_open(&f);
+	fill(&f);
+	index_edit(&f, 4, 2, true); /* entry 4 is about subject 1, not 2 */
+	expect_bad(&f, 4, "the subject index names entry 4 for a subject it is not about");
+	fixture_close(&f);
+
+	fixture_open(&f);
+	fill(&f);
+	index_edit(&f, 99, 2, true); /* an entry the log does not hold */
+	expect_bad(&f, 99, "the subject index names entry 99");
+	fixture_close(&f);
+}
+
+/* The checkpoint file: appended to, never rewritten; 0600; its lines signed; its loss seen. */
+static void
+test_checkpoint_file(void **state)
+{
+	fixture             f;
+	audit_verify_result r;
+	char                path[800], before[4096], after[4096];
+	size_t              nb, na;
+	struct stat         sb;
+	audit_entry         e;
+
+	(void) state;
+	fixture_open(&f);
+	snprintf(path, sizeof(path), "%s/audit.checkpoints", f.data);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	fill(&f);
+	nb = file_read(path, before, sizeof(before));
+	assert_int_equal(audit_checkpoint(f.a), HV_OK);
+	assert_int_equal(audit_checkpoint(f.a), HV_OK); /* the same head: nothing new */
+	na = file_read(path, after, sizeof(after));
+	assert_true(na > nb);
+	assert_memory_equal(before, after, nb); /* what was there is still there, unchanged */
+	assert_non_null(strstr(after + nb, "v1 10 "));
+	assert_null(strchr(strchr(after + nb, '\n') + 1, 'v')); /* one line added */
+	assert_int_equal(audit_verify(f.a, &r), HV_OK);
+	assert_int_equal(r.checkpoint_seq, N_ENTRIES);
+	assert_int_equal(r.keyed_from, 0);
+	assert_int_equal(r.checkpoints, 2);
+
+	/* Stopping the writer writes the last head. */
+	assert_int_equal(audit_writer_start(f.a), HV_OK);
+	entry_fill(&e, 11);
+	assert_int_equal(audit_enqueue(f.a, &e), HV_OK);
+	audit_writer_stop(f.a);
+	file_read(path, after, sizeof(after));
+	assert_non_null(strstr(after, "v1 11 "));
+	audit_close(f.a);
+
+	/* A line changed: its signature no longer holds. */
+	{
+		FILE *fp = fopen(path, "r+");
+		assert_non_null(fp);
+		assert_int_equal(fseek(fp, 3, SEEK_SET), 0); /* the first line's seq, "0" */
+		assert_int_equal(fputc('1', fp), '1');
+		fclose(fp);
+	}
+	assert_int_equal(audit_open(&f.a, f.s, f.data), HV_OK);
+	expect_bad(&f, 1, "checkpoint line 1 is not signed by the audit key");
+
+	/* Removed: not replaced at open, and reported. */
+	audit_close(f.a);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(audit_open(&f.a, f.s, f.data), HV_OK);
+	assert_int_equal(access(path, F_OK), -1);
+	expect_bad(&f, 1, "the checkpoint file is missing");
+	assert_int_equal(audit_checkpoint(f.a), HV_FAILED_PRECONDITION);
+	fixture_close(&f);
+}
+
+/* A store written before the key: its entries stay legacy (SHA-256) up to the boundary the
+ * first checkpoint records, and the first keyed entry pins them. */
+static void
+test_legacy_chain(void **state)
+{
+	fixture             f;
+	audit_verify_result r;
+	char                path[800];
+	audit_entry         e;
+
+	(void) state;
+	fixture_open(&f);
+	fill(&f);
+	/* As an old node left it: unkeyed entries, no key, no checkpoint file. */
+	rechain(&f, 1, 0, 1, 0, false, NULL);
+	audit_close(f.a);
+	snprintf(path, sizeof(path), "%s/audit.checkpoints", f.data);
+	assert_int_equal(unlink(path), 0);
+	snprintf(path, sizeof(path), "%s/keys/audit-ed25519.pem", f.data);
+	assert_int_equal(unlink(path), 0);
+
+	assert_int_equal(audit_open(&f.a, f.s, f.data), HV_OK);
+	assert_int_equal(audit_verify(f.a, &r), HV_OK);
+	assert_int_equal(r.keyed_from, N_ENTRIES);
+	entry_fill(&e, 11);
+	assert_int_equal(audit_record(f.a, &e), HV_OK);
+	assert_int_equal(audit_verify(f.a, &r), HV_OK);
+	assert_int_equal(r.entries, N_ENTRIES + 1);
+
+	/* A legacy entry rewritten and the legacy chain recomputed up to the boundary: the first
+	 * keyed entry recorded another hash for the last legacy one. */
+	rechain(&f, 3, N_ENTRIES, 0, 1, false, NULL);
+	expect_bad(&f, N_ENTRIES, "entry 10 was replaced (entry 11 recorded another hash for it)");
+	fixture_close(&f);
+}
+
+/* Checkpoints written while verify runs name heads newer than verify's snapshot: verify
+ * leaves them for the next run instead of reporting a cut tail. */
+typedef struct busy_job {
+	fixture     *bj_f;
+	volatile int bj_stop;
+	unsigned     bj_n;
+} busy_job;
+
+static void *
+busy_main(void *arg)
+{
+	busy_job *j = arg;
+
+	while (!j->bj_stop) {
+		audit_entry e;
+		entry_fill(&e, j->bj_n++);
+		if (audit_record(j->bj_f->a, &e) != HV_OK || audit_checkpoint(j->bj_f->a) != HV_OK) {
+			break;
+		}
+	}
+	return (NULL);
+}
+
+static void
+test_verify_while_appending(void **state)
+{
+	fixture   f;
+	busy_job  j;
+	pthread_t t;
+
+	(void) state;
+	fixture_open(&f);
+	fill(&f);
+	j.bj_f    = &f;
+	j.bj_stop = 0;
+	j.bj_n    = 0;
+	assert_int_equal(pthread_create(&t, NULL, busy_main, &j), 0);
+	for (int i = 0; i < 30; i++) {
+		expect_intact(&f);
+	}
+	j.bj_stop = 1;
+	pthread_join(t, NULL);
+	assert_true(j.bj_n > 30);
+	expect_intact(&f);
+	fixture_close(&f);
+}
+
+/* Entries appended in other transactions (durable accesses, another process) while the writer
+ * is idle are checkpointed by the writer within AUDIT_CHECKPOINT_MS. (About 10 s.) */
+static void
+test_writer_checkpoints_when_idle(void **state)
+{
+	fixture  f;
+	many_job j;
+	char     path[800], buf[4096];
+	int      waited_ms = 0;
+
+	(void) state;
+	fixture_open(&f);
+	snprintf(path, sizeof(path), "%s/audit.checkpoints", f.data);
+	assert_int_equal(audit_writer_start(f.a), HV_OK);
+	j.mj_a = f.a;
+	j.mj_n = 3;
+	assert_int_equal(store_write(f.s, many_fn, &j), HV_OK);
+	file_read(path, buf, sizeof(buf));
+	assert_null(strstr(buf, "v1 3 "));
+	while (file_read(path, buf, sizeof(buf)) > 0 && strstr(buf, "v1 3 ") == NULL &&
+	    waited_ms < AUDIT_CHECKPOINT_MS + 5000) {
+		usleep(100000);
+		waited_ms += 100;
+	}
+	assert_non_null(strstr(buf, "v1 3 "));
+	assert_true(waited_ms >= AUDIT_CHECKPOINT_MS / 2); /* the writer's timer, not the append */
 	fixture_close(&f);
 }
 
@@ -738,6 +1209,13 @@ main(void)
 		cmocka_unit_test(test_enqueue_linger),
 		cmocka_unit_test(test_linger_adapts),
 		cmocka_unit_test(test_list_windows),
+		cmocka_unit_test(test_forger_without_key),
+		cmocka_unit_test(test_forger_with_key),
+		cmocka_unit_test(test_index_checked),
+		cmocka_unit_test(test_checkpoint_file),
+		cmocka_unit_test(test_legacy_chain),
+		cmocka_unit_test(test_verify_while_appending),
+		cmocka_unit_test(test_writer_checkpoints_when_idle),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

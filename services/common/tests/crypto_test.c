@@ -104,6 +104,28 @@ test_hmac_rfc4231(void **state)
 	crypto_hmac_sha256(mac, key, 131, t6, strlen(t6));
 	assert_hex_equal(
 	    mac, sizeof(mac), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+	/* The same with a prepared key, used twice (its state is copied, never consumed). */
+	{
+		crypto_hmac_key *k;
+		assert_int_equal(crypto_hmac_key_new(&k, key, 131), HV_OK);
+		for (int i = 0; i < 2; i++) {
+			crypto_hmac_sha256_prepared(mac, k, t6, strlen(t6));
+			assert_hex_equal(mac, sizeof(mac),
+			    "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+		}
+		crypto_hmac_key_free(k);
+		assert_int_equal(crypto_hmac_key_new(&k, (const uint8_t *) "Jefe", 4), HV_OK);
+		crypto_hmac_sha256_prepared(mac, k, "what do ya want for nothing?", 28);
+		assert_hex_equal(mac, sizeof(mac),
+		    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+		crypto_hmac_key_free(k);
+		memset(key, 0xaa, 20);
+		assert_int_equal(crypto_hmac_key_new(&k, key, 20), HV_OK);
+		crypto_hmac_sha256_prepared(mac, k, data, 50);
+		assert_hex_equal(mac, sizeof(mac),
+		    "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe");
+		crypto_hmac_key_free(k);
+	}
 }
 
 static void

@@ -16,6 +16,8 @@
 #include "haven/host.h"
 #include "haven/log.h"
 
+#include "haven/admin/v1/admin.pb-c.h"
+
 static char tmp[256];
 
 static int
@@ -214,6 +216,124 @@ test_open_checks_data_dir(void **state)
 	host_config_free(&cfg);
 }
 
+static hv_status
+backup(rpc_channel *ch, const char *dir, char *msg)
+{
+	Haven__Admin__V1__BackupRequest req = HAVEN__ADMIN__V1__BACKUP_REQUEST__INIT;
+	ProtobufCMessage               *r   = NULL;
+	rpc_call_options                o   = { .timeout_ms = 20000 };
+	hv_status                       st;
+
+	msg[0]  = '\0';
+	req.dir = (char *) dir;
+	st      = rpc_channel_call(ch, "haven.admin.v1.Admin/Backup", &req.base,
+	         &haven__admin__v1__backup_response__descriptor, &r, &o, msg, RPC_ERRMSG_MAX);
+	protobuf_c_message_free_unpacked(r, NULL);
+	return (st);
+}
+
+static void
+expect_msg(const char *msg, const char *fragment)
+{
+	if (strstr(msg, fragment) == NULL) {
+		fail_msg("message '%s' does not say '%s'", msg, fragment);
+	}
+}
+
+static bool
+exists(const char *dir, const char *name)
+{
+	char        path[700];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return (lstat(path, &sb) == 0);
+}
+
+/* Admin/Backup writes with the node's rights: only into an absolute path without "..", inside
+ * backup_dir, never into a directory others may write or through a symbolic link. */
+static void
+test_backup_dir_checks(void **state)
+{
+	host_config  cfg;
+	host        *h;
+	rpc_channel *ch;
+	char         data[300], root[300], dir[400], target[400], url[400], msg[RPC_ERRMSG_MAX];
+	struct stat  sb;
+
+	snprintf(data, sizeof(data), "%s/bk-node", tmp);
+	snprintf(root, sizeof(root), "%s/bk-root", tmp);
+	assert_int_equal(mkdir(root, 0700), 0);
+	const char *a[] = { "x", "--data", data, "--backup-dir", root };
+	assert_int_equal(load(&cfg, 5, a), 0);
+	assert_int_equal(host_open(&h, &cfg, "test"), HV_OK);
+	assert_int_equal(host_start(h, NULL, NULL), HV_OK);
+	snprintf(url, sizeof(url), "ipc://%s/run/haven.sock", data);
+	assert_int_equal(rpc_channel_open(&ch, url, NULL), HV_OK);
+
+	/* Relative, with "..", with ".": refused before anything is touched. */
+	assert_int_equal(backup(ch, "relative/bk", msg), HV_INVALID_ARGUMENT);
+	expect_msg(msg, "absolute path");
+	snprintf(dir, sizeof(dir), "%s/../bk-escape", root);
+	assert_int_equal(backup(ch, dir, msg), HV_INVALID_ARGUMENT);
+	expect_msg(msg, "without . or ..");
+	assert_false(exists(tmp, "bk-escape"));
+	snprintf(dir, sizeof(dir), "%s/./bk", root);
+	assert_int_equal(backup(ch, dir, msg), HV_INVALID_ARGUMENT);
+
+	/* Outside backup_dir. */
+	snprintf(dir, sizeof(dir), "%s/bk-outside", tmp);
+	assert_int_equal(backup(ch, dir, msg), HV_PERMISSION_DENIED);
+	expect_msg(msg, "outside backup_dir");
+	assert_false(exists(tmp, "bk-outside"));
+
+	/* An existing directory others may write: refused and left as it is. */
+	snprintf(dir, sizeof(dir), "%s/world", root);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(chmod(dir, 0777), 0);
+	assert_int_equal(backup(ch, dir, msg), HV_FAILED_PRECONDITION);
+	expect_msg(msg, "writable by no one else");
+	assert_false(exists(dir, "data.mdb"));
+	assert_int_equal(chmod(dir, 0770), 0);
+	assert_int_equal(backup(ch, dir, msg), HV_FAILED_PRECONDITION);
+
+	/* A symbolic link to a good directory, and one out of backup_dir. */
+	snprintf(target, sizeof(target), "%s/target", root);
+	assert_int_equal(mkdir(target, 0700), 0);
+	snprintf(dir, sizeof(dir), "%s/link", root);
+	assert_int_equal(symlink(target, dir), 0);
+	assert_int_equal(backup(ch, dir, msg), HV_FAILED_PRECONDITION);
+	expect_msg(msg, "symbolic link");
+	assert_false(exists(target, "data.mdb"));
+	snprintf(dir, sizeof(dir), "%s/up", root);
+	assert_int_equal(symlink(tmp, dir), 0);
+	snprintf(dir, sizeof(dir), "%s/up/bk-via-link", root);
+	assert_int_equal(backup(ch, dir, msg), HV_PERMISSION_DENIED);
+	assert_false(exists(tmp, "bk-via-link"));
+
+	/* Good: an existing 0750 directory of the node's user is made 0700; a new one is 0700. */
+	snprintf(dir, sizeof(dir), "%s/g750", root);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(chmod(dir, 0750), 0);
+	assert_int_equal(backup(ch, dir, msg), HV_OK);
+	assert_int_equal(stat(dir, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0700);
+	assert_true(exists(dir, "data.mdb"));
+	snprintf(dir, sizeof(dir), "%s/new", root);
+	assert_int_equal(backup(ch, dir, msg), HV_OK);
+	assert_int_equal(stat(dir, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0700);
+
+	rpc_channel_close(ch);
+	host_close(h);
+	host_config_free(&cfg);
+
+	/* backup_dir must be absolute. */
+	const char *b[] = { "x", "--data", data, "--backup-dir", "backups" };
+	assert_int_not_equal(load(&cfg, 5, b), 0);
+	host_config_free(&cfg);
+}
+
 int
 main(void)
 {
@@ -222,6 +342,7 @@ main(void)
 		cmocka_unit_test(test_bad_settings),
 		cmocka_unit_test(test_bad_file),
 		cmocka_unit_test(test_open_checks_data_dir),
+		cmocka_unit_test(test_backup_dir_checks),
 	};
 	const char *base = getenv("HAVEN_TEST_TMP");
 

@@ -13,6 +13,26 @@
  * hash covers that, so that changing, removing or reordering any entry breaks the chain at
  * that entry, which audit_verify names.
  *
+ * The chain is keyed: an entry's hash is an HMAC under a key kept outside the store, so that
+ * someone who can write the store but not read the key cannot recompute the chain after
+ * changing an entry. And the head is pinned outside the store: signed checkpoints (seq and
+ * hash of the head, Ed25519) are appended to a file beside the store and logged, so that
+ * cutting the tail and moving the head record back is seen too. docs/audit.md says what an
+ * attacker with the store alone, and with the store and the keys, can and cannot hide.
+ *
+ * Outside the store, in the node's data directory DATA:
+ *   DATA/keys/audit-ed25519.pem  the audit key (PKCS#8 Ed25519, 0600), made at the first
+ *                                open: it signs the checkpoints, and the chain's HMAC key is
+ *                                derived from it (HMAC-SHA256(secret, "haven audit chain key
+ *                                v1")). Back it up with the other keys.
+ *   DATA/audit.checkpoints       one line per checkpoint, appended (O_APPEND, fsync), never
+ *                                rewritten: "v1 SEQ HASH TIME_MS SIG" (decimal, 64 hex
+ *                                characters, decimal, 128 hex characters), SIG an Ed25519
+ *                                signature of "haven audit checkpoint v1" || 0x00 || be64 SEQ
+ *                                || HASH || be64 TIME_MS. The first line is the boundary: the
+ *                                entries up to its SEQ may be legacy (unkeyed, version 1, from
+ *                                before the key existed), every later one must be keyed.
+ *
  * Tables (in the node's one LMDB environment):
  *   audit.log         be64 seq                      -> entry (binary, below)
  *   audit.head        "head"                        -> be64 seq || hash of the last entry
@@ -23,15 +43,15 @@
  *
  * The encoding of an entry (all integers big-endian, strings as a length byte and the bytes):
  *
- *   body  = version (1 byte, 1) || seq (8) || time_ms (8, signed) || role (4) ||
+ *   body  = version (1 byte) || seq (8) || time_ms (8, signed) || role (4) ||
  *           str(org) || str(method) || str(subject) || str(purpose) || result (4, signed)
  *   value = body || prev_hash (32) || hash (32)
- *   hash  = SHA-256(prev_hash || body)
+ *   hash  = HMAC-SHA256(chain key, prev_hash || body)   version 2 (keyed), what is written
+ *   hash  = SHA-256(prev_hash || body)                  version 1 (legacy), only verified
  *
- * The first entry has seq 1 and a prev_hash of 32 zero bytes. The head record makes removing
- * entries from the end detectable as long as the head itself was not rewritten as well; an
- * operator who exports the head (audit verify prints it) to somewhere else can detect even
- * that.
+ * The first entry has seq 1 and a prev_hash of 32 zero bytes. A legacy entry's hash is still
+ * covered by the first keyed entry after it (its prev_hash), so the legacy part of a migrated
+ * chain cannot be changed either once a keyed entry follows it.
  */
 #ifndef HAVEN_AUDIT_H
 #define HAVEN_AUDIT_H
@@ -66,10 +86,17 @@ typedef struct audit_entry {
 
 typedef struct audit audit;
 
-/* Opens the audit tables of a store (at start-up, like store_table_open). *out is the
- * caller's; close it with audit_close() before the store (it stops the writer thread, if
- * started, after the queue is written). */
-hv_status audit_open(audit **out, store *s);
+/* Opens the audit tables of a store (at start-up, like store_table_open) and the audit key and
+ * checkpoint file in data_dir (the node's data directory: DATA above), making the key (and
+ * DATA/keys, 0700) on the first open. Then it writes a checkpoint of the head; when the
+ * checkpoint file does not exist yet it is made, but only when this open made the key and the
+ * log holds no keyed entry (otherwise the file was removed: that is logged, audit_verify
+ * reports it, and no new file is started).
+ * HV_PERMISSION_DENIED when DATA/keys or the key is open to other users, HV_DATA_LOSS when the
+ * key file holds no Ed25519 key. *out is the caller's; close it with audit_close() (it stops
+ * the writer thread, if started, after the queue is written: while the store is open; stop
+ * the writer with audit_writer_stop first when the store closes before audit_close). */
+hv_status audit_open(audit **out, store *s, const char *data_dir);
 void audit_close(audit *a);
 
 /* Appends e inside the caller's write transaction: sets e->seq, e->prev_hash and e->hash
@@ -113,19 +140,42 @@ hv_status audit_try_enqueue(audit *a, const audit_entry *e);
 hv_status audit_flush(audit *a);
 unsigned audit_writer_linger_ms(audit *a);
 
+/*
+ * Checkpoints. audit_checkpoint appends a signed checkpoint of the committed head to
+ * DATA/audit.checkpoints (and logs it) unless this handle's last checkpoint already has that
+ * head. It reads the head in a read transaction of its own: never call it from a write
+ * function. Checkpoints are also written by the writer thread, after a commit and when idle,
+ * at most every AUDIT_CHECKPOINT_MS (not while its queue is more than half full: the fsync
+ * could let it fill); by audit_record after its commit, at the same rate; by audit_verify
+ * after a chain found intact; and by audit_writer_stop when it stopped the writer (the last
+ * head). What was appended since the last checkpoint can be cut from the tail unseen by
+ * someone who can write the store (at most AUDIT_CHECKPOINT_MS of entries).
+ * HV_FAILED_PRECONDITION when the checkpoint file is missing (see audit_open); I/O failures
+ * as errno says.
+ */
+#define AUDIT_CHECKPOINT_MS 10000
+hv_status audit_checkpoint(audit *a);
+
 /* What audit_verify found. */
 typedef struct audit_verify_result {
 	uint64_t entries;                   /* entries read */
+	uint64_t checkpoints;               /* checkpoint lines read (all signed correctly) */
+	uint64_t checkpoint_seq;            /* the highest seq a checkpoint names */
+	uint64_t keyed_from;                /* entries after this seq are keyed (the boundary) */
 	uint64_t head_seq;                  /* the last entry's seq, per the head record */
 	uint8_t  head_hash[AUDIT_HASH_LEN]; /* and its hash */
 	uint64_t first_bad_seq;             /* 0 when the chain is intact */
 	char     why[AUDIT_WHY_MAX];        /* what is wrong with it; "" when intact */
 } audit_verify_result;
 
-/* Walks the whole chain in one read transaction and recomputes every hash. HV_OK when it is
- * intact; HV_DATA_LOSS when an entry was changed, removed or reordered (or does not decode):
- * out->first_bad_seq is the first such entry and out->why says what was found there. Other
- * failures are the store's. */
+/* Walks the whole chain in one read transaction and recomputes every hash (the HMAC of a keyed
+ * entry, the SHA-256 of a legacy one, which may only come before the boundary); checks each
+ * checkpoint's signature and that the log still holds its entry with its hash (a log shorter
+ * than a checkpoint was cut); and checks the subject index against the log both ways (every
+ * entry about a subject has its row, every row names such an entry). HV_OK when all of that
+ * holds (a checkpoint of the head is then written); HV_DATA_LOSS when not: out->first_bad_seq
+ * is the entry where it broke and out->why says what was found there, in seqs and line
+ * numbers only (never a subject). Other failures are the store's or the file's. */
 hv_status audit_verify(audit *a, audit_verify_result *out);
 
 /* Reads up to max (at most AUDIT_LIST_MAX) entries with seq > after_seq, in order, into out;

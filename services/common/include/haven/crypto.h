@@ -29,6 +29,18 @@ void crypto_sha256(uint8_t out[CRYPTO_SHA256_LEN], const void *data, size_t n);
 void crypto_hmac_sha256(uint8_t out[CRYPTO_HMAC_LEN], const uint8_t *key, size_t keylen,
     const void *data, size_t n);
 
+/* HMAC-SHA256 of many messages under one key (the audit chain's): crypto_hmac_key_new hashes
+ * the key's padded blocks once, so that each crypto_hmac_sha256_prepared costs two short
+ * digests (a fraction of crypto_hmac_sha256, which sets OpenSSL's HMAC up every time). Same
+ * result as crypto_hmac_sha256 with that key. *out is the caller's: crypto_hmac_key_free
+ * (NULL allowed) frees and wipes it. A key may be used by many threads at once. Only _new can
+ * fail: HV_RESOURCE_EXHAUSTED. */
+typedef struct crypto_hmac_key crypto_hmac_key;
+hv_status crypto_hmac_key_new(crypto_hmac_key **out, const uint8_t *key, size_t keylen);
+void crypto_hmac_key_free(crypto_hmac_key *k);
+void crypto_hmac_sha256_prepared(uint8_t out[CRYPTO_HMAC_LEN], const crypto_hmac_key *k,
+    const void *data, size_t n);
+
 /* Constant-time equality of two n-byte buffers. */
 bool crypto_equal(const void *a, const void *b, size_t n);
 

@@ -52,6 +52,7 @@ typedef struct host_config {
 	uint64_t    workers;
 	uint64_t    queue;
 	char       *regions;           /* region map file; NULL: the Dutch police regions */
+	char       *backup_dir;        /* Admin/Backup only below it (absolute); NULL: anywhere */
 	char       *pub_url;           /* change notifications (capacity, consent); NULL: DATA/run */
 	uint64_t    token_ttl_s;
 	uint64_t    offer_timeout_immediate_s;

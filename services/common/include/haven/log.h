@@ -31,7 +31,11 @@ int log_enabled(log_level level);
 /* Writes one line; the message is printf-formatted and JSON-escaped. */
 void log_write(log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* One line per RPC: method, request id, status name, duration, caller organisation. */
+/* One line per RPC: method, request id, status name, duration, caller organisation. Calls
+ * that end OK are logged at debug, the others at info, at most 20 lines at once and then 1 a
+ * second for each status: a flood of refused calls cannot flood the log. The lines left out
+ * are counted in a warn line "N similar lines suppressed (calls ending STATUS)" written before
+ * the next line of that status. Metrics count every call all the same (metrics.h). */
 void log_call(const char *method, uint64_t request_id, int status, int64_t duration_us,
     const char *org_id);
 

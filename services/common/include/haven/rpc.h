@@ -12,7 +12,11 @@
  * RESOURCE_EXHAUSTED. Before a handler runs the server checks, in this order: envelope and
  * payload decode (INVALID_ARGUMENT), method known (UNIMPLEMENTED), caller identity
  * (UNAUTHENTICATED for a bad token), role allowed (PERMISSION_DENIED), deadline not passed
- * (DEADLINE_EXCEEDED).
+ * (DEADLINE_EXCEEDED). Decoding is strict at the boundary: a string field holding a NUL byte
+ * (a method name "A\0B" among them) or a field numbered 0 is INVALID_ARGUMENT, and fields the
+ * .proto does not define (unknown fields) are dropped from the envelope and the request at
+ * every depth, so no handler sees them, nothing stores them and no reply carries them (they
+ * are dropped from replies before packing too).
  *
  * Identity. A call carrying `authorization` metadata is the organisation its session token
  * names (see auth.h) or is refused. Otherwise a peer on ipc:// with the server's own uid, or a
@@ -95,7 +99,8 @@ typedef struct auth       auth; /* auth.h */
 
 /* A method handler. req is the decoded request (owned by the call). On HV_OK the handler
  * sets *reply to a message of the method's output type, allocated with rpc_call_alloc() or
- * otherwise alive until the handler's call ends (the server packs it and does not free it).
+ * otherwise alive until the handler's call ends (the server packs it and does not free it;
+ * it may clear the reply's unknown fields before packing, without freeing them).
  * On any other status *reply is ignored and the caller gets the status and the message set
  * with rpc_call_error() (or the status name). */
 typedef hv_status (*rpc_handler)(
