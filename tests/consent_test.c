@@ -389,6 +389,19 @@ test_roles(void **state)
 	assert_int_equal(check(SHELTER_B, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
 	                     "shelter-b", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, true, NULL),
 	    HV_PERMISSION_DENIED);
+	/* A provider refused learns no consent id: the closest consent is shelter-a's. */
+	assert_int_equal(check(SHELTER_B, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	                     "shelter-b", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
+	    HV_OK);
+	assert_false(cr->allowed);
+	assert_string_equal(cr->consent_id, "");
+	release(cr);
+	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+	                     "shelter-b", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
+	    HV_OK);
+	assert_false(cr->allowed);
+	assert_true(cr->consent_id[0] != '\0'); /* the holder sees which consent came closest */
+	release(cr);
 	assert_int_equal(check(CITY, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS, "city-hall",
 	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
 	    HV_PERMISSION_DENIED);

@@ -415,7 +415,11 @@ HANDLER(consent_h_check)
 	haven__consent__v1__check_response__init(out);
 	out->allowed    = j.kj_decision.allowed;
 	out->reason     = j.kj_decision.reason;
-	out->consent_id = rpc_call_strdup(call, j.kj_decision.consent_id);
+	/* A provider asks about itself: a refusal names no consent (the closest one may be
+	 * another recipient's, which is not the provider's to know). */
+	out->consent_id = rpc_call_strdup(call, caller->role == RPC_ROLE_PROVIDER && !out->allowed
+	                                            ? ""
+	                                            : j.kj_decision.consent_id);
 	out->message    = rpc_call_strdup(call, j.kj_decision.message);
 	if (out->consent_id == NULL || out->message == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
