@@ -145,9 +145,12 @@ typedef struct scope {
 enum { S_A, S_B, S_OP, S_N };
 #define TYPE(t) HAVEN__CAPACITY__V1__SERVICE_TYPE__##t
 static scope scopes[S_N] = {
-	[S_A]  = { "A", A_REF_A, A_REF_A, A_PROV_A, "Amsterdam", TYPE(SHELTER) },
-	[S_B]  = { "B", A_REF_B, A_REF_B, A_PROV_B, "Rotterdam", TYPE(LEGAL_AID) },
-	[S_OP] = { "operator", A_OP, A_REF_A, A_PROV_A, "Amsterdam", TYPE(SHELTER) },
+	[S_A]  = { .name = "A", .holder = A_REF_A, .referrer = A_REF_A, .provider = A_PROV_A,
+	     .region = "Amsterdam", .type = TYPE(SHELTER) },
+	[S_B]  = { .name = "B", .holder = A_REF_B, .referrer = A_REF_B, .provider = A_PROV_B,
+	     .region = "Rotterdam", .type = TYPE(LEGAL_AID) },
+	[S_OP] = { .name = "operator", .holder = A_OP, .referrer = A_REF_A, .provider = A_PROV_A,
+	     .region = "Amsterdam", .type = TYPE(SHELTER) },
 };
 
 /* ---- the test's state ------------------------------------------------------------------ */
