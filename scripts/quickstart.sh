@@ -103,6 +103,11 @@ echo "== the municipality sees numbers only (cells under 5 hidden), for finished
 as municipality-rdam capacity summary --region Rotterdam
 as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d "$(date +%Y-%m-15) -1 month" +%Y-%m)"
 as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date +%Y-%m)" || echo "(this month is not over: refused)"
+echo "== she moves on: the placement completes and her bed is free again"
+as safehouse-zwb placement complete "$offer"
+as safehouse-zwb capacity show svc-zwb-bed
+echo "== a walk-in at the Rotterdam legal aid: one place taken in one step, no version needed"
+as legalaid-rdam capacity taken svc-rdam-law
 echo "== and may not see the referral itself"
 as municipality-rdam referral show "$ref" || echo "(refused, as it must be)"
 op audit verify

@@ -957,8 +957,59 @@ test_accept_place_complete(void **state)
 	assert_int_equal(ref_is_accepting_provider(n->rs, txn, SUBJECT_OK, "shelter-a", &yes), HV_OK);
 	assert_false(yes);
 	store_read_end(txn);
+	/* She left: the bed is back. */
+	places(n, "sh-ams", &av, &held);
+	assert_int_equal(av, 2);
+	assert_int_equal(held, 0);
 	free_msg(r2);
 	free_msg(r);
+}
+
+/* Beds come back: a placement occupies its place until it completes or ends, and the need
+ * waiting for a bed takes it at once; a shelter says "one bed freed" or "one taken" in one
+ * step, also while a place is held. */
+static void
+test_places_come_back(void **state)
+{
+	node       *n = *state;
+	const svc_spec one_bed[] = { { "bed-1", C_PROV_A, ST(MEDICAL), "Amsterdam", 1, NULL, 0, 0,
+		NULL } };
+	create_spec s = { .n_needs = 1, .needs = { { ST(MEDICAL), 0, NULL, NULL } } };
+	Referral   *a = NULL, *b = NULL, *x;
+	uint32_t    av, held;
+	unsigned    routed;
+
+	add_services(n, one_bed, 1);
+	assert_int_equal(create(n, &s, &a), HV_OK);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, a->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_OK);
+	assert_int_equal(placement(n, C_PROV_A, M_PLACED, a->needs[0]->offer_id, 0, NULL), HV_OK);
+	/* The only bed is occupied: the next need waits. */
+	assert_int_equal(create(n, &s, &b), HV_OK);
+	assert_int_equal(b->needs[0]->state, NS(WAITING));
+	/* The placement ends: the bed is back, and the waiting need is offered it. */
+	assert_int_equal(placement(n, C_PROV_A, M_END, a->needs[0]->offer_id,
+	                     HAVEN__REFERRAL__V1__OUTCOME__NO_LONGER_NEEDED, NULL),
+	    HV_OK);
+	places(n, "bed-1", &av, &held);
+	assert_int_equal(av, 1);
+	assert_int_equal(ref_route_waiting(n->rs, &routed), HV_OK);
+	assert_int_equal(routed, 1);
+	x = get_as(n, C_REFERRER, b->id);
+	assert_int_equal(x->needs[0]->state, NS(OFFERED));
+	assert_string_equal(x->needs[0]->service_id, "bed-1");
+	free_msg(x);
+	places(n, "bed-1", &av, &held);
+	assert_int_equal(av, 1);
+	assert_int_equal(held, 1);
+	/* Ending it once more frees nothing twice. */
+	assert_int_equal(placement(n, C_PROV_A, M_END, a->needs[0]->offer_id,
+	                     HAVEN__REFERRAL__V1__OUTCOME__NO_LONGER_NEEDED, NULL),
+	    HV_FAILED_PRECONDITION);
+	places(n, "bed-1", &av, &held);
+	assert_int_equal(av, 1);
+	free_msg(a);
+	free_msg(b);
 }
 
 static void
@@ -2100,6 +2151,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_expiry_moves_on, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept_place_complete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end_with_outcome, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_places_come_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_releases_holds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_waiting_then_routed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_waiting_order, setup, teardown),

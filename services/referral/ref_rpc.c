@@ -808,6 +808,23 @@ may_end(ref_work *w, const rpc_caller *c, const Offer *o, const Referral *r, boo
 	return (may_see(w->w_rs, w->w_txn, c, r, ok));
 }
 
+/* Gives the place of an ended placement back to its service (cap_place_release). */
+static hv_status
+release_place(ref_work *w, const Offer *o)
+{
+	bool      freed = false;
+	hv_status st    = cap_place_release(w->w_rs->rs_cap, w->w_txn, o->service_id, &freed);
+
+	if (st == HV_NOT_FOUND) {
+		return (ref_fail(w, HV_DATA_LOSS, "service %s of offer %s is not in the registry",
+		    o->service_id, o->id));
+	}
+	if (st != HV_OK) {
+		return (ref_fail(w, st, "cannot give back the place of offer %s", o->id));
+	}
+	return (ref_work_changed(w, o->service_id, (int) o->type, freed));
+}
+
 /* An OPEN offer within its respond-by time, or why not. */
 static hv_status
 offer_answerable(ref_work *w, const Offer *o)
@@ -962,6 +979,10 @@ offer_fn(store_txn *txn, void *arg)
 			    (st = ref_event_text(w, r, j->oj_text)) != HV_OK) {
 				return (st);
 			}
+		}
+		/* The placement's place comes back: waiting needs may take it at once. */
+		if ((st = release_place(w, o)) != HV_OK) {
+			return (st);
 		}
 		o->need_state = n->state;
 		if ((st = ref_put_offer(w, o)) != HV_OK) {
