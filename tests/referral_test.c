@@ -917,7 +917,33 @@ test_accept_place_complete(void **state)
 	/* Not placed before accepted. */
 	assert_int_equal(placement(n, C_PROV_A, M_PLACED, r->needs[0]->offer_id, 0, NULL),
 	    HV_FAILED_PRECONDITION);
+	/* Before it accepts, a provider does not see whom the offer is for. */
+	{
+		Haven__Referral__V1__GetReferralRequest g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+		g.id = r->id;
+		assert_int_equal(call(n->ch[C_PROV_A], M_GET, &g.base,
+		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+		    HV_PERMISSION_DENIED);
+	}
 	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, &o), HV_OK);
+	/* After: whom it takes in and from whom, the need it accepted, nothing else. */
+	r2 = get_as(n, C_PROV_A, r->id);
+	assert_string_equal(r2->subject, SUBJECT_OK);
+	assert_string_equal(r2->referrer_org, "ngo-ams");
+	assert_int_equal(r2->urgency, r->urgency);
+	assert_int_equal(r2->n_needs, 1);
+	assert_int_equal(r2->needs[0]->state, NS(ACCEPTED));
+	assert_int_equal(r2->n_events, 0);
+	assert_int_equal(r2->n_excluded_regions, 0);
+	assert_string_equal(r2->note, "");
+	free_msg(r2);
+	{
+		Haven__Referral__V1__GetReferralRequest g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+		g.id = r->id;
+		assert_int_equal(call(n->ch[C_PROV_B], M_GET, &g.base,
+		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+		    HV_PERMISSION_DENIED);
+	}
 	assert_int_equal(o->state, OS(OFFER_ACCEPTED));
 	assert_int_equal(o->need_state, NS(ACCEPTED));
 	free_msg(o);
@@ -957,7 +983,14 @@ test_accept_place_complete(void **state)
 	assert_int_equal(ref_is_accepting_provider(n->rs, txn, SUBJECT_OK, "shelter-a", &yes), HV_OK);
 	assert_false(yes);
 	store_read_end(txn);
-	/* She left: the bed is back. */
+	/* She left: the provider's view ends, and the bed is back. */
+	{
+		Haven__Referral__V1__GetReferralRequest g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+		g.id = r->id;
+		assert_int_equal(call(n->ch[C_PROV_A], M_GET, &g.base,
+		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+		    HV_PERMISSION_DENIED);
+	}
 	places(n, "sh-ams", &av, &held);
 	assert_int_equal(av, 2);
 	assert_int_equal(held, 0);

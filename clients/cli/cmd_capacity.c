@@ -162,6 +162,7 @@ org_json(const org_t *o)
 	    "cert_sha256", o->cert_sha256, "disabled", o->disabled, "version",
 	    (json_int_t) o->version, "updated_at_ms", (json_int_t) o->updated_at_ms);
 
+	json_object_set_new(j, "contact", json_string(o->contact));
 	if (o->cert_pem[0] != '\0') {
 		json_object_set_new(j, "cert_pem", json_string(o->cert_pem));
 	}
@@ -276,6 +277,7 @@ print_org(const org_t *o)
 	printf("name         %s\n", o->name);
 	printf("role         %s\n", role_name(o->role, buf, sizeof(buf)));
 	printf("region       %s\n", o->region);
+	printf("contact      %s\n", o->contact[0] != '\0' ? o->contact : "-");
 	printf("certificate  %s\n", o->cert_sha256[0] != '\0' ? o->cert_sha256 : "(none)");
 	printf("state        %s\n", o->disabled ? "disabled" : "enabled");
 	printf("version      %llu\n", (unsigned long long) o->version);
@@ -366,7 +368,8 @@ org_register(cli *c, int argc, char **argv, bool update)
 	int         role = 0;
 	int         rc;
 
-	if ((rc = cli_args_parse(&a, argc, argv, cmd, 1, "name role region cert version", NULL)) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, cmd, 1, "name role region cert contact version",
+	         NULL)) != 0) {
 		return (rc);
 	}
 	if (a.npos != 1) {
@@ -375,6 +378,7 @@ org_register(cli *c, int argc, char **argv, bool update)
 	o.id     = (char *) a.pos[0];
 	o.name   = (char *) (cli_opt(&a, "name") != NULL ? cli_opt(&a, "name") : "");
 	o.region = (char *) (cli_opt(&a, "region") != NULL ? cli_opt(&a, "region") : "");
+	o.contact = (char *) (cli_opt(&a, "contact") != NULL ? cli_opt(&a, "contact") : "");
 	if (!update && (o.name[0] == '\0' || cli_opt(&a, "role") == NULL || o.region[0] == '\0')) {
 		return (cli_usage("org register needs --name, --role and --region"));
 	}

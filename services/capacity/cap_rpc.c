@@ -453,6 +453,9 @@ update_org_fn(store_txn *txn, void *arg)
 	if (ch->cert_pem != NULL && ch->cert_pem[0] != '\0') {
 		next->cert_pem = ch->cert_pem;
 	}
+	if (ch->contact != NULL && ch->contact[0] != '\0') {
+		next->contact = ch->contact;
+	}
 	if ((st = cap_check_org(r->r_cs, next, fp, err, sizeof(err))) != HV_OK ||
 	    (next->cert_pem != cur->cert_pem &&
 	        (st = cap_check_cert(r->r_cs, next->id, next->cert_pem, err, sizeof(err))) !=

@@ -88,7 +88,16 @@ shown_id(const char *id)
 	return (ids_valid(id) ? id : "(not an id)");
 }
 
-/* Whether the caller may see (and, for its role, act on) the referral. */
+/* Whether a need is with the provider organisation now: accepted by it, or placed there. */
+static bool
+accepted_by(const Need *n, const char *org)
+{
+	return ((n->state == NS(ACCEPTED) || n->state == NS(PLACED)) &&
+	    strcmp(n->provider_org, org) == 0);
+}
+
+/* Whether the caller may see (and, for its role, act on) the referral. A provider sees it only
+ * while a need of it is accepted by or placed with the provider, and then only provider_view. */
 static hv_status
 may_see(ref_service *rs, store_txn *txn, const rpc_caller *c, const Referral *r, bool *ok)
 {
@@ -103,6 +112,11 @@ may_see(ref_service *rs, store_txn *txn, const rpc_caller *c, const Referral *r,
 		return (HV_OK);
 	case RPC_ROLE_REFERRER:
 		*ok = strcmp(c->org_id, r->referrer_org) == 0;
+		return (HV_OK);
+	case RPC_ROLE_PROVIDER:
+		for (size_t i = 0; i < r->n_needs && !*ok; i++) {
+			*ok = accepted_by(r->needs[i], c->org_id);
+		}
 		return (HV_OK);
 	case RPC_ROLE_COORDINATOR:
 		st = ref_org_region(rs, txn, c->org_id, region);
@@ -364,6 +378,38 @@ out:
 
 /* ---- GetReferral, ListReferrals -------------------------------------------------------------- */
 
+/* What the provider that accepted a need sees of its referral (docs/authority.md): whom it
+ * takes in (the subject's id; her data through the consent service, as consent allows), from
+ * whom (the referrer, reached at its directory contact), how urgent, and the needs it
+ * accepted. Not the note, the unsafe and preferred regions, the other needs or the trail. */
+static hv_status
+provider_view(ref_work *w, const char *org, const Referral *r, Referral **out)
+{
+	Referral *c     = ref_arena_alloc(&w->w_arena, sizeof(*c));
+	Need    **needs = ref_arena_alloc(&w->w_arena, (r->n_needs + 1) * sizeof(*needs));
+
+	if (c == NULL || needs == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	haven__referral__v1__referral__init(c);
+	c->id           = r->id;
+	c->subject      = r->subject;
+	c->referrer_org = r->referrer_org;
+	c->urgency      = r->urgency;
+	c->exploitation = r->exploitation;
+	c->home_region  = r->home_region;
+	c->created_ms   = r->created_ms;
+	c->version      = r->version;
+	for (size_t i = 0; i < r->n_needs; i++) {
+		if (accepted_by(r->needs[i], org)) {
+			needs[c->n_needs++] = r->needs[i];
+		}
+	}
+	c->needs = needs;
+	*out     = c;
+	return (HV_OK);
+}
+
 static hv_status
 h_get(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
@@ -380,7 +426,9 @@ h_get(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage *
 	}
 	ref_work_begin(&w, txn);
 	if ((st = load_visible(&w, rpc_call_caller(call), req->id, &r)) != HV_OK ||
-	    (st = ref_shown(&w, r, &r)) != HV_OK) {
+	    (st = rpc_call_caller(call)->role == RPC_ROLE_PROVIDER
+	             ? provider_view(&w, rpc_call_caller(call)->org_id, r, &r)
+	             : ref_shown(&w, r, &r)) != HV_OK) {
 		st = work_error(call, &w, st);
 		goto out;
 	}
@@ -1217,7 +1265,7 @@ h_stats(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage
 
 static const rpc_method_impl methods[] = {
 	{ .name = "CreateReferral", .handler = h_create, .roles = RPC_ROLE_REFERRER },
-	{ .name = "GetReferral", .handler = h_get, .roles = ROLES_READ },
+	{ .name = "GetReferral", .handler = h_get, .roles = ROLES_READ | RPC_ROLE_PROVIDER },
 	{ .name = "ListReferrals", .handler = h_list, .roles = ROLES_READ },
 	{ .name = "CancelReferral", .handler = h_cancel, .roles = ROLES_READ },
 	{ .name = "ReassignNeed", .handler = h_reassign,
