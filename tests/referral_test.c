@@ -136,6 +136,9 @@ advance(int64_t ms)
 }
 
 /* Consent: every subject but SUBJECT_NO; purpose "referral", recipient the node. */
+/* A subject whose every consent the tests withdraw ("" none). */
+static char withdrawn_subject[40];
+
 static hv_status
 fake_consent(void *arg, store_txn *txn, const rpc_caller *caller, const char *method,
     const char *subject, const char *purpose, const char *recipient, bool accepting,
@@ -146,9 +149,14 @@ fake_consent(void *arg, store_txn *txn, const rpc_caller *caller, const char *me
 	assert_string_equal(purpose, "referral");
 	assert_string_equal(recipient, "");
 	assert_false(accepting);
-	assert_int_equal(caller->role, RPC_ROLE_REFERRER);
-	assert_string_equal(method, M_CREATE);
-	*allowed = strcmp(subject, SUBJECT_NO) != 0;
+	/* The referrer at creation; the node itself at every later step (routing). */
+	if (caller->role == RPC_ROLE_REFERRER) {
+		assert_string_equal(method, M_CREATE);
+	} else {
+		assert_int_equal(caller->role, RPC_ROLE_OPERATOR);
+		assert_string_equal(method, "haven.referral.v1.Referrals/Route");
+	}
+	*allowed = strcmp(subject, SUBJECT_NO) != 0 && strcmp(subject, withdrawn_subject) != 0;
 	return (HV_OK);
 }
 
@@ -2138,6 +2146,77 @@ test_consent_withdrawn(void **state)
 	free_msg(r);
 }
 
+/* Consent at every step: once no consent covers the referral, its open offers are withdrawn
+ * (holds released), its waiting needs end, and nobody is offered the person again, by routing
+ * or by a coordinator's reassign; a provider that already took her in keeps her, with an event. */
+static void
+test_consent_gone(void **state)
+{
+	node       *n = *state;
+	create_spec mh = { .n_needs = 1, .needs = { { ST(MENTAL_HEALTH), 0, NULL, NULL } } };
+	create_spec two = { .n_needs = 2, .needs = { { ST(SHELTER), 0, NULL, NULL },
+		{ ST(LEGAL_AID), 0, NULL, NULL } } };
+	Haven__Referral__V1__ReassignNeedRequest req = HAVEN__REFERRAL__V1__REASSIGN_NEED_REQUEST__INIT;
+	Referral *r = NULL, *w = NULL, *x;
+	uint32_t  av, held;
+	unsigned  marked, routed;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &two, &r), HV_OK);
+	assert_int_equal(create(n, &mh, &w), HV_OK);
+	assert_int_equal(w->needs[0]->state, NS(WAITING));
+	/* The shelter takes her in; the legal aid offer is still open. */
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_OK);
+	places(n, "la-dh", &av, &held);
+	assert_int_equal(held, 1);
+
+	snprintf(withdrawn_subject, sizeof(withdrawn_subject), "%s", SUBJECT_OK);
+	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+	assert_int_equal(marked, 2);
+	x = get_as(n, C_REFERRER, r->id);
+	assert_int_equal(x->needs[0]->state, NS(ACCEPTED)); /* she is there */
+	assert_int_equal(x->needs[1]->state, NS(CANCELLED));
+	assert_string_equal(x->events[x->n_events - 1]->reason, "consent withdrawn");
+	free_msg(x);
+	places(n, "la-dh", &av, &held);
+	assert_int_equal(held, 0); /* the legal aid's held place is free again */
+	x = get_as(n, C_REFERRER, w->id);
+	assert_int_equal(x->needs[0]->state, NS(CANCELLED));
+	free_msg(x);
+	/* No reassign puts a hold anywhere now. */
+	req.referral_id = r->id;
+	req.need_index  = 1;
+	req.reason      = "try another provider";
+	assert_int_equal(call(n->ch[C_COORD], M_REASSIGN, &req.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_FAILED_PRECONDITION);
+	free_msg(r);
+	free_msg(w);
+
+	/* A consent that lapses without a withdrawal (expiry) is found when routing: a waiting
+	 * need ends instead of being offered. */
+	withdrawn_subject[0] = '\0';
+	assert_int_equal(create(n, &mh, &w), HV_OK);
+	assert_int_equal(w->needs[0]->state, NS(WAITING));
+	snprintf(withdrawn_subject, sizeof(withdrawn_subject), "%s", SUBJECT_OK);
+	{
+		const svc_spec mh1[] = { { "mh-1", C_PROV_B, ST(MENTAL_HEALTH), "Limburg", 1, NULL, 0,
+			0, NULL } };
+		add_services(n, mh1, 1);
+	}
+	assert_int_equal(ref_route_waiting(n->rs, &routed), HV_OK);
+	assert_int_equal(routed, 0);
+	x = get_as(n, C_REFERRER, w->id);
+	assert_int_equal(x->needs[0]->state, NS(CANCELLED));
+	assert_string_equal(x->events[x->n_events - 1]->reason, "consent no longer valid");
+	free_msg(x);
+	places(n, "mh-1", &av, &held);
+	assert_int_equal(held, 0);
+	free_msg(w);
+	withdrawn_subject[0] = '\0';
+}
+
 /* The consent service publishes a withdrawal: the referral's trail records it. */
 static void
 test_consent_withdrawn_notification(void **state)
@@ -2203,6 +2282,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_statistics_year_boundary, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics_one_kind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consent_withdrawn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_consent_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consent_withdrawn_notification, setup_notify,
 		    teardown),
 	};

@@ -150,23 +150,6 @@ load_visible(ref_work *w, const rpc_caller *c, const char *id, Referral **out)
 	return (HV_OK);
 }
 
-/* Appends s to an arena list. */
-static hv_status
-list_add(ref_work *w, char ***list, size_t *n, char *s)
-{
-	char **p = ref_arena_alloc(&w->w_arena, (*n + 1) * sizeof(char *));
-
-	if (p == NULL) {
-		return (HV_RESOURCE_EXHAUSTED);
-	}
-	if (*n > 0) {
-		memcpy(p, *list, *n * sizeof(char *));
-	}
-	p[(*n)++] = s;
-	*list     = p;
-	return (HV_OK);
-}
-
 /* ---- CreateReferral -------------------------------------------------------------------------- */
 
 typedef struct create_job {
@@ -600,7 +583,7 @@ list_one(void *arg, const char *id, hv_status *st)
 		return (false);
 	}
 	lc->lc_bytes += protobuf_c_message_get_packed_size(m);
-	*st = list_add(w, (char ***) lc->lc_items, lc->lc_n, m);
+	*st = ref_list_add(w, (char ***) lc->lc_items, lc->lc_n, m);
 	return (*st == HV_OK);
 }
 
@@ -674,26 +657,6 @@ typedef struct referral_job {
 	Referral         *rj_result;
 } referral_job;
 
-/* Withdraws the need's open offer (its hold released) and keeps its service from being
- * offered again for this need. */
-static hv_status
-withdraw(ref_work *w, Need *n, bool decline_service)
-{
-	Offer    *o;
-	hv_status st;
-
-	if ((st = ref_load_offer(w, n->offer_id, &o)) != HV_OK) {
-		return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st);
-	}
-	if ((st = ref_offer_end(w, o, OS(OFFER_WITHDRAWN))) != HV_OK) {
-		return (st);
-	}
-	if (decline_service) {
-		return (list_add(w, &n->declined_services, &n->n_declined_services, o->service_id));
-	}
-	return (HV_OK);
-}
-
 /* Writes the referral back; the answer is its copy with the free text opened. */
 static hv_status
 referral_done(referral_job *j, Referral *r)
@@ -732,7 +695,7 @@ referral_fn(store_txn *txn, void *arg)
 		}
 		n = r->needs[j->rj_need];
 		if (n->state == NS(OFFERED)) {
-			if ((st = withdraw(w, n, true)) != HV_OK ||
+			if ((st = ref_offer_withdraw(w, n, true)) != HV_OK ||
 			    (st = ref_transition(w, r, n, NS(WAITING), actor, "reassigned", n->offer_id)) !=
 			        HV_OK ||
 			    (st = ref_event_text(w, r, j->rj_reason)) != HV_OK) {
@@ -763,7 +726,7 @@ referral_fn(store_txn *txn, void *arg)
 		if (!ref_need_routing(n)) {
 			continue;
 		}
-		if (n->state == NS(OFFERED) && (st = withdraw(w, n, false)) != HV_OK) {
+		if (n->state == NS(OFFERED) && (st = ref_offer_withdraw(w, n, false)) != HV_OK) {
 			return (st);
 		}
 		if ((st = ref_transition(w, r, n, NS(CANCELLED), actor, "cancelled", n->offer_id)) !=
@@ -981,7 +944,7 @@ offer_fn(store_txn *txn, void *arg)
 		if ((st = ref_text_seal(w, r->subject, o->id, "decline", -1, j->oj_text,
 		         &o->sealed_decline_text)) != HV_OK ||
 		    (st = ref_offer_end(w, o, OS(OFFER_DECLINED))) != HV_OK ||
-		    (st = list_add(w, &n->declined_services, &n->n_declined_services, o->service_id)) !=
+		    (st = ref_list_add(w, &n->declined_services, &n->n_declined_services, o->service_id)) !=
 		        HV_OK ||
 		    (st = ref_transition(w, r, n, NS(WAITING), c->org_id, reason, o->id)) != HV_OK ||
 		    (st = ref_event_text(w, r, j->oj_text)) != HV_OK ||
