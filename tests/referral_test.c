@@ -146,6 +146,15 @@ fake_consent(void *arg, store_txn *txn, const rpc_caller *caller, const char *me
 {
 	atomic_fetch_add(&consent_calls, 1);
 	assert_non_null(txn);
+	if (caller->role == RPC_ROLE_PROVIDER) {
+		/* The accepting provider reading its referral. */
+		assert_string_equal(purpose, "share-with-provider");
+		assert_string_equal(recipient, caller->org_id);
+		assert_true(accepting);
+		assert_string_equal(method, "haven.referral.v1.Referrals/GetReferral");
+		*allowed = strcmp(subject, withdrawn_subject) != 0;
+		return (HV_OK);
+	}
 	assert_string_equal(purpose, "referral");
 	assert_string_equal(recipient, "");
 	assert_false(accepting);
@@ -2170,8 +2179,18 @@ test_consent_gone(void **state)
 	    HV_OK);
 	places(n, "la-dh", &av, &held);
 	assert_int_equal(held, 1);
+	free_msg(get_as(n, C_PROV_A, r->id)); /* the shelter sees whom it takes in */
 
 	snprintf(withdrawn_subject, sizeof(withdrawn_subject), "%s", SUBJECT_OK);
+	/* From this moment the shelter no longer sees the referral. */
+	{
+		Haven__Referral__V1__GetReferralRequest g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+		g.id = r->id;
+		assert_int_equal(call(n->ch[C_PROV_A], M_GET, &g.base,
+		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+		    HV_PERMISSION_DENIED);
+		assert_non_null(strstr(errbuf, "no consent shares referral"));
+	}
 	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
 	assert_int_equal(marked, 2);
 	x = get_as(n, C_REFERRER, r->id);

@@ -51,8 +51,10 @@
 #define REF_META_SEALED      "text-sealed" /* ref.meta: plaintext of older stores sealed */
 
 #define PURPOSE_REFERRAL "referral"
+#define PURPOSE_SHARE "share-with-provider"
 /* The method the node's own consent checks while routing are audited under. */
 #define REF_METHOD_ROUTE "haven.referral.v1.Referrals/Route"
+#define REF_METHOD_GET "haven.referral.v1.Referrals/GetReferral"
 
 /* Enum ranges: values below these are the ones the proto defines (checked again with the
  * descriptors). */

@@ -366,13 +366,30 @@ out:
  * whom (the referrer, reached at its directory contact), how urgent, and the needs it
  * accepted. Not the note, the unsafe and preferred regions, the other needs or the trail. */
 static hv_status
-provider_view(ref_work *w, const char *org, const Referral *r, Referral **out)
+provider_view(ref_work *w, const rpc_caller *provider, const Referral *r, Referral **out)
 {
-	Referral *c     = ref_arena_alloc(&w->w_arena, sizeof(*c));
-	Need    **needs = ref_arena_alloc(&w->w_arena, (r->n_needs + 1) * sizeof(*needs));
+	ref_service *rs    = w->w_rs;
+	const char  *org   = provider->org_id;
+	Referral    *c     = ref_arena_alloc(&w->w_arena, sizeof(*c));
+	Need       **needs = ref_arena_alloc(&w->w_arena, (r->n_needs + 1) * sizeof(*needs));
+	bool         allowed = false;
+	hv_status    st;
 
 	if (c == NULL || needs == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
+	}
+	/* A disclosure: only with a consent valid now that shares with the accepting provider
+	 * (asked in this transaction, audited by the consent service). */
+	if (rs->rs_consent != NULL) {
+		st = rs->rs_consent(rs->rs_consent_arg, w->w_txn, provider, REF_METHOD_GET, r->subject,
+		    PURPOSE_SHARE, org, true, &allowed);
+		if (st != HV_OK && st != HV_NOT_FOUND) {
+			return (ref_fail(w, st, "the consent check for referral %s failed", r->id));
+		}
+	}
+	if (!allowed) {
+		return (ref_fail(w, HV_PERMISSION_DENIED,
+		    "no consent shares referral %s with organisation %s now", r->id, org));
 	}
 	haven__referral__v1__referral__init(c);
 	c->id           = r->id;
@@ -393,32 +410,55 @@ provider_view(ref_work *w, const char *org, const Referral *r, Referral **out)
 	return (HV_OK);
 }
 
+typedef struct get_job {
+	ref_work          gj_work;
+	const rpc_caller *gj_caller;
+	const char       *gj_id;
+	Referral         *gj_shown;
+} get_job;
+
+static hv_status
+get_fn(store_txn *txn, void *arg)
+{
+	get_job  *j = arg;
+	Referral *r;
+	hv_status st;
+
+	ref_work_begin(&j->gj_work, txn);
+	if ((st = load_visible(&j->gj_work, j->gj_caller, j->gj_id, &r)) != HV_OK) {
+		return (st);
+	}
+	return (j->gj_caller->role == RPC_ROLE_PROVIDER
+	        ? provider_view(&j->gj_work, j->gj_caller, r, &j->gj_shown)
+	        : ref_shown(&j->gj_work, r, &j->gj_shown));
+}
+
 static hv_status
 h_get(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
-	ref_service                                *rs  = svc;
+	ref_service                                   *rs  = svc;
 	const Haven__Referral__V1__GetReferralRequest *req = (const void *) msg;
-	ref_work                                    w;
-	store_txn                                  *txn = NULL;
-	Referral                                   *r;
-	hv_status                                   st;
+	get_job                                        j   = { .gj_id = req->id };
+	store_txn                                     *txn = NULL;
+	hv_status                                      st;
 
-	ref_work_init(&w, rs);
-	if ((st = store_read_begin(rs->rs_store, &txn)) != HV_OK) {
+	ref_work_init(&j.gj_work, rs);
+	j.gj_caller = rpc_call_caller(call);
+	if (j.gj_caller->role == RPC_ROLE_PROVIDER) {
+		/* The provider's read checks consent, and the consent service audits that check in
+		 * this transaction: a write. */
+		st = store_write(rs->rs_store, get_fn, &j);
+	} else if ((st = store_read_begin(rs->rs_store, &txn)) == HV_OK) {
+		st = get_fn(txn, &j);
+	}
+	if (st != HV_OK) {
+		st = work_error(call, &j.gj_work, st);
 		goto out;
 	}
-	ref_work_begin(&w, txn);
-	if ((st = load_visible(&w, rpc_call_caller(call), req->id, &r)) != HV_OK ||
-	    (st = rpc_call_caller(call)->role == RPC_ROLE_PROVIDER
-	             ? provider_view(&w, rpc_call_caller(call)->org_id, r, &r)
-	             : ref_shown(&w, r, &r)) != HV_OK) {
-		st = work_error(call, &w, st);
-		goto out;
-	}
-	st = reply_copy(call, &r->base, reply);
+	st = reply_copy(call, &j.gj_shown->base, reply);
 out:
 	store_read_end(txn);
-	ref_work_free(&w);
+	ref_work_free(&j.gj_work);
 	return (st);
 }
 
