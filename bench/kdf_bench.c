@@ -10,9 +10,10 @@
  *       rss_peak_kib=S totp_verify_per_s=V
  *
  * hash_ms is the median and hash_max_ms the slowest hash (wall clock), hash_cpu_ms the median
- * CPU time of the hashing thread (what a hash costs on a machine shared with others); mem_kib is what scrypt allocates for
- * one hash (128 * r * (2^ln + p + 2) bytes) and rss_peak_kib how much the process's peak
- * resident size grew while hashing (getrusage), so the two can be compared.
+ * CPU time of the hashing thread (what a hash costs on a machine shared with others);
+ * mem_kib is what scrypt allocates for one hash (128 * r * (2^ln + p + 2) bytes) and
+ * rss_peak_kib how much the process's peak resident size grew while hashing (getrusage), so
+ * the two can be compared.
  */
 #include "bench.h"
 
