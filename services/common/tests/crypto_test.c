@@ -1052,6 +1052,22 @@ test_totp_verify_window_replay(void **state)
 	    crypto_totp_verify(&step, otp_seed20, 20, code, 6, now, 37037037), HV_OK);
 	assert_int_equal(step, 37037038);
 
+	/* A code that two steps of the window share (found by search: one secret in ~10^6):
+	 * the later step is returned, so storing it refuses the code at either step. */
+	{
+		static const uint8_t twice[] = "haventotp00000345192"; /* steps 56666666, 56666667 */
+		assert_int_equal(
+		    crypto_totp_verify(&step, twice, 20, "490192", 6, 1699999980, 0), HV_OK);
+		assert_int_equal(step, 56666667);
+		assert_int_equal(crypto_totp_verify(&step, twice, 20, "490192", 6, 1700000010,
+		                     56666667),
+		    HV_UNAUTHENTICATED);
+		assert_int_equal(crypto_totp_verify(&step, twice, 20, "490192", 6, 1700000010,
+		                     56666666),
+		    HV_OK);
+		assert_int_equal(step, 56666667);
+	}
+
 	/* Not six digits, a bad secret, a negative time. */
 	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "05047", 5, now, 0),
 	    HV_INVALID_ARGUMENT);
