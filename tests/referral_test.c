@@ -1163,6 +1163,56 @@ test_cancel_releases_holds(void **state)
 	free_msg(r);
 }
 
+/* A decline for no room is not for good: the service shows no free place until its provider
+ * reports room, and then the need is offered there again. Not eligible or unsafe are for good
+ * (test_decline_moves_on). */
+static void
+test_decline_no_room(void **state)
+{
+	node     *n = *state;
+	Referral *r = NULL, *x;
+	uint32_t  av, held;
+	unsigned  routed;
+	const int room = HAVEN__REFERRAL__V1__DECLINE_REASON__NO_CAPACITY;
+	Haven__Capacity__V1__ChangeAvailabilityRequest more =
+	    HAVEN__CAPACITY__V1__CHANGE_AVAILABILITY_REQUEST__INIT;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-ams");
+	assert_int_equal(offer_act(n, C_PROV_A, M_DECLINE, r->needs[0]->offer_id, room, NULL, NULL),
+	    HV_OK);
+	places(n, "sh-ams", &av, &held);
+	assert_int_equal(av, 0); /* its figure said 2: there is no room */
+	x = get_as(n, C_REFERRER, r->id);
+	assert_int_equal(x->needs[0]->n_declined_services, 0);
+	assert_string_equal(x->needs[0]->service_id, "sh-nh");
+	assert_int_equal(offer_act(n, C_PROV_B, M_DECLINE, x->needs[0]->offer_id, room, NULL, NULL),
+	    HV_OK);
+	free_msg(x);
+	x = get_as(n, C_REFERRER, r->id);
+	assert_string_equal(x->needs[0]->service_id, "sh-lim");
+	assert_int_equal(offer_act(n, C_PROV_B, M_DECLINE, x->needs[0]->offer_id, room, NULL, NULL),
+	    HV_OK);
+	free_msg(x);
+	x = get_as(n, C_REFERRER, r->id);
+	assert_int_equal(x->needs[0]->state, NS(WAITING));
+	free_msg(x);
+	/* A bed freed in Amsterdam: the need is offered there again. */
+	more.service_id = "sh-ams";
+	more.delta      = 1;
+	assert_int_equal(call(n->ch[C_PROV_A], "haven.capacity.v1.Capacity/ChangeAvailability",
+	                     &more.base, &haven__capacity__v1__service_view__descriptor, NULL, NULL),
+	    HV_OK);
+	assert_int_equal(ref_route_waiting(n->rs, &routed), HV_OK);
+	assert_int_equal(routed, 1);
+	x = get_as(n, C_REFERRER, r->id);
+	assert_int_equal(x->needs[0]->state, NS(OFFERED));
+	assert_string_equal(x->needs[0]->service_id, "sh-ams");
+	free_msg(x);
+	free_msg(r);
+}
+
 static void
 test_waiting_then_routed(void **state)
 {
@@ -2279,6 +2329,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_excluded_and_preferred, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ranking_language_specialisation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_decline_moves_on, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_decline_no_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expiry_moves_on, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept_place_complete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end_with_outcome, setup, teardown),

@@ -496,6 +496,24 @@ cap_hold_confirm(cap_service *cs, store_txn *txn, const char *hold_id)
 }
 
 hv_status
+cap_no_room(cap_service *cs, store_txn *txn, const char *service_id)
+{
+	Haven__Capacity__V1__Service *svc = NULL;
+	hv_status                     st;
+
+	if ((st = cap_read_service(cs, txn, service_id, NULL, &svc)) != HV_OK) {
+		return (st);
+	}
+	if (svc->available > svc->held) {
+		svc->available = svc->held;
+		svc->version++;
+		st = cap_put_service(cs, txn, svc);
+	}
+	haven__capacity__v1__service__free_unpacked(svc, NULL);
+	return (st);
+}
+
+hv_status
 cap_place_release(cap_service *cs, store_txn *txn, const char *service_id, bool *freed)
 {
 	Haven__Capacity__V1__Service *svc = NULL;

@@ -143,6 +143,12 @@ hv_status cap_hold_release(cap_service *cs, store_txn *txn, const char *hold_id)
  * occupied rises by one). NOT_FOUND when the hold is gone. */
 hv_status cap_hold_confirm(cap_service *cs, store_txn *txn, const char *hold_id);
 
+/* A provider declined an offer for want of room: its figure promised places that are not
+ * there. The service has no free place from now (available drops to what is held, a new
+ * version) until its provider reports room again, and only then is it offered again.
+ * NOT_FOUND for an unknown service. */
+hv_status cap_no_room(cap_service *cs, store_txn *txn, const char *service_id);
+
 /* Gives a placement's place back when it completes or ends: occupied drops by one and the
  * place is free again (available rises by one, a new version). *freed says whether a place
  * came free: false when the provider's own count (UpdateAvailability, a smaller maximum) had

@@ -859,6 +859,24 @@ may_end(ref_work *w, const rpc_caller *c, const Offer *o, const Referral *r, boo
 	return (may_see(w->w_rs, w->w_txn, c, r, ok));
 }
 
+/* After a decline: not eligible, unsafe or another reason keep the service from this need
+ * for good; no room sets the service's free places to none instead (cap_no_room), so that the
+ * need may be offered there again once the provider reports room. */
+static hv_status
+decline_keeps_out(ref_work *w, Need *n, const Offer *o)
+{
+	hv_status st;
+
+	if (o->decline_reason != HAVEN__REFERRAL__V1__DECLINE_REASON__NO_CAPACITY) {
+		return (ref_list_add(w, &n->declined_services, &n->n_declined_services, o->service_id));
+	}
+	if ((st = cap_no_room(w->w_rs->rs_cap, w->w_txn, o->service_id)) != HV_OK) {
+		return (ref_fail(w, st == HV_NOT_FOUND ? HV_DATA_LOSS : st,
+		    "cannot correct the figure of service %s", o->service_id));
+	}
+	return (ref_work_changed(w, o->service_id, (int) o->type, false));
+}
+
 /* Gives the place of an ended placement back to its service (cap_place_release). */
 static hv_status
 release_place(ref_work *w, const Offer *o)
@@ -984,8 +1002,7 @@ offer_fn(store_txn *txn, void *arg)
 		if ((st = ref_text_seal(w, r->subject, o->id, "decline", -1, j->oj_text,
 		         &o->sealed_decline_text)) != HV_OK ||
 		    (st = ref_offer_end(w, o, OS(OFFER_DECLINED))) != HV_OK ||
-		    (st = ref_list_add(w, &n->declined_services, &n->n_declined_services, o->service_id)) !=
-		        HV_OK ||
+		    (st = decline_keeps_out(w, n, o)) != HV_OK ||
 		    (st = ref_transition(w, r, n, NS(WAITING), c->org_id, reason, o->id)) != HV_OK ||
 		    (st = ref_event_text(w, r, j->oj_text)) != HV_OK ||
 		    (st = ref_route(w, &item, 1)) != HV_OK) {
