@@ -957,10 +957,12 @@ f_offer_action(const actor *a, scope *s)
 	return (offer_action(a, s, 0));
 }
 
+/* Not eligible: a decline for no room would set the side's service to no free place, and the
+ * next fresh referral would find none. */
 static hv_status
 f_decline_offer(const actor *a, scope *s)
 {
-	return (offer_action(a, s, HAVEN__REFERRAL__V1__DECLINE_REASON__NO_CAPACITY));
+	return (offer_action(a, s, HAVEN__REFERRAL__V1__DECLINE_REASON__NOT_ELIGIBLE));
 }
 
 /* The placement steps on a fresh offer at the stage each needs. */
