@@ -770,6 +770,33 @@ out:
 	return (rc);
 }
 
+/* What is wrong with bad JSON text, in words that quote nothing of it. */
+static const char *
+json_error_kind(enum json_error_code code)
+{
+	switch (code) {
+	case json_error_duplicate_key:
+		return ("duplicate key");
+	case json_error_invalid_utf8:
+		return ("not valid UTF-8");
+	case json_error_null_character:
+	case json_error_null_byte_in_key:
+		return ("U+0000 in a string");
+	case json_error_numeric_overflow:
+		return ("number too large");
+	case json_error_premature_end_of_input:
+		return ("unexpected end");
+	case json_error_end_of_input_expected:
+		return ("text after the value");
+	case json_error_out_of_memory:
+		return ("out of memory");
+	case json_error_stack_overflow:
+		return ("nested too deeply");
+	default:
+		return ("syntax error");
+	}
+}
+
 static void *
 pj_malloc(void *data, size_t n)
 {
@@ -813,9 +840,13 @@ pbjson_decode(const ProtobufCMessageDescriptor *desc, const char *json, size_t l
 		st = HV_RESOURCE_EXHAUSTED;
 		goto out;
 	}
-	/* jansson's own message may quote the input: only the position is reported. */
+	/* jansson's own message may quote the input: only its kind and position are reported. */
 	if ((j = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je)) == NULL) {
-		pj_fail(&c, "%s: invalid JSON at line %d column %d", desc->name, je.line, je.column);
+		pj_fail(&c, "%s: invalid JSON (%s) at line %d column %d", desc->name,
+		    json_error_kind(json_error_code(&je)), je.line, je.column);
+		c.exhausted = json_error_code(&je) == json_error_out_of_memory ||
+		    json_error_code(&je) == json_error_stack_overflow;
+		st = c.exhausted ? HV_RESOURCE_EXHAUSTED : HV_INVALID_ARGUMENT;
 		goto out;
 	}
 	if (!json_is_object(j)) {

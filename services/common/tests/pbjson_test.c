@@ -160,12 +160,13 @@ test_errors_name_field_not_value(void **state)
 	const char *t2 = "{\"fString\": Maria}";
 	assert_int_equal(pbjson_decode(ALL_DESC, t2, strlen(t2), NULL, NULL, &m, err, sizeof(err)),
 	    HV_INVALID_ARGUMENT);
-	assert_non_null(strstr(err, "invalid JSON at line 1"));
+	assert_non_null(strstr(err, "invalid JSON (syntax error) at line 1"));
 	assert_null(strstr(err, "Maria"));
 	decode("{\"oString\": \"a\", \"oInner\": {}}", HV_INVALID_ARGUMENT, "o_inner: another member");
 	decode("{\"fInt32\": 1, \"f_int32\": 1}", HV_INVALID_ARGUMENT, "f_int32: given twice");
 	decode("{\"rString\": [\"a\", null]}", HV_INVALID_ARGUMENT, "r_string: null in an array");
-	decode("{\"fString\": \"a\\u0000b\"}", HV_INVALID_ARGUMENT, "invalid JSON");
+	decode("{\"fString\": \"a\\u0000b\"}", HV_INVALID_ARGUMENT, "invalid JSON (U+0000");
+	decode("{\"fInt32\": 1} x", HV_INVALID_ARGUMENT, "invalid JSON (text after the value)");
 	decode("{\"fInner\": {\"child\": {\"value\": 1.5}}}", HV_INVALID_ARGUMENT,
 	    "haven.testing.v1.Inner.value: integer out of range");
 	decode("{\"fFloat\": 3.40282357e38}", HV_INVALID_ARGUMENT, "f_float: out of range");

@@ -9,7 +9,8 @@
  *   - fields at their default value are omitted on output (proto3 implicit presence); a oneof
  *     member that is set is always written; JSON null on input means "the default";
  *   - int64, uint64, sint64, fixed64 and sfixed64 are JSON strings on output; numbers or
- *     decimal strings on input; 32-bit integers are numbers (strings accepted on input); an
+ *     decimal strings on input (a uint64 above 2^63-1 only as a string: jansson reads no
+ *     larger JSON number); 32-bit integers are numbers (strings accepted on input); an
  *     integral JSON number such as 1.0 is accepted for any integer; out of range is refused;
  *   - float and double are numbers, with "NaN", "Infinity" and "-Infinity" as strings; float
  *     is written with the fewest digits that give back the same float;
@@ -30,8 +31,13 @@
  * (google.protobuf.Timestamp and friends are written as ordinary messages).
  *
  * Error messages name the message type and the field and say what is wrong; they never repeat
- * a value from the input (a value may be personal data). Bad JSON text is reported by line and
- * column only.
+ * a value from the input (a value may be personal data); an unknown key is named only when it
+ * is a short identifier. Bad JSON text (also: a duplicate key, a lone surrogate, U+0000) is
+ * reported by its kind, line and column only.
+ *
+ * Where python3-protobuf 3.21 (pbjson_crosscheck's reference) is more lenient, this refuses:
+ * a JSON array for a message, one field under both its names, base64 with characters outside
+ * both alphabets or non-zero unused bits.
  */
 #ifndef HAVEN_PBJSON_H
 #define HAVEN_PBJSON_H
