@@ -17,6 +17,7 @@ static const struct {
 	{ "capacity", bench_capacity, "[SERVICES] [SECONDS] [THREADS]" },
 	{ "consent", bench_consent, "[SUBJECTS] [SECONDS] [WORKERS] [durable] [cold]" },
 	{ "referral", bench_referral, "[PEOPLE] [PROVIDERS] [THREADS]" },
+	{ "json", bench_json, "[N]" },
 };
 
 int

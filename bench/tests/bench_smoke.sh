@@ -50,11 +50,14 @@ refused consent 100 1 2 warm
 refused consent 100 1 2 3 4
 refused capacity 5
 refused store 0
+refused json 0
+refused json 10 20
 
 n='[0-9]+'
 prints "^consent subjects=300 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" consent 300 1 2
 prints "^consent subjects=300 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" consent 300 1 2 cold
 prints "^consent subjects=200 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" consent 200 1 2 durable cold
+prints "^json json_bytes=$n proto_bytes=$n encode_per_s=$n decode_per_s=$n pack_per_s=$n unpack_per_s=$n\$" json 200
 
 if [ "$fails" -ne 0 ]; then
 	echo "bench_smoke: $fails failed"

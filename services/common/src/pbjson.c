@@ -365,18 +365,37 @@ pj_alloc(pj_ctx *c, size_t n)
 	return (p);
 }
 
+/* Whether key is name's JSON name (json_name without building it). */
+static int
+json_name_is(const char *name, const char *key)
+{
+	int up = 0;
+
+	for (; *name != '\0'; name++) {
+		if (*name == '_') {
+			up = 1;
+			continue;
+		}
+		if (*key++ != (up ? (char) toupper((unsigned char) *name) : *name)) {
+			return (0);
+		}
+		up = 0;
+	}
+	return (*key == '\0');
+}
+
+/* The field named key by its proto name (protobuf-c's binary search) or its JSON name. */
 static const ProtobufCFieldDescriptor *
 find_field(const ProtobufCMessageDescriptor *d, const char *key)
 {
-	char name[JSON_NAME_MAX];
+	const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, key);
 
-	for (unsigned i = 0; i < d->n_fields; i++) {
-		json_name(d->fields[i].name, name, sizeof(name));
-		if (strcmp(key, name) == 0 || strcmp(key, d->fields[i].name) == 0) {
-			return (&d->fields[i]);
+	for (unsigned i = 0; f == NULL && i < d->n_fields; i++) {
+		if (json_name_is(d->fields[i].name, key)) {
+			f = &d->fields[i];
 		}
 	}
-	return (NULL);
+	return (f);
 }
 
 /* A strict decimal integer: optional '-', digits, nothing else. */
@@ -741,7 +760,8 @@ dec_message(pj_ctx *c, const ProtobufCMessageDescriptor *d, json_t *obj, unsigne
     ProtobufCMessage **out)
 {
 	ProtobufCMessage *m;
-	unsigned char    *seen = NULL;
+	unsigned char     seen_small[32]; /* AllTypes (36 fields) takes calloc in the tests */
+	unsigned char    *seen = seen_small;
 	const char       *key;
 	json_t           *v;
 	int               rc = -1;
@@ -755,7 +775,12 @@ dec_message(pj_ctx *c, const ProtobufCMessageDescriptor *d, json_t *obj, unsigne
 	}
 	protobuf_c_message_init(d, m);
 	*out = m; /* the caller frees it, complete or not */
-	if ((seen = calloc(d->n_fields + 1, 1)) == NULL) {
+	if (d->n_fields > sizeof(seen_small)) {
+		seen = calloc(d->n_fields, 1);
+	} else {
+		memset(seen_small, 0, sizeof(seen_small));
+	}
+	if (seen == NULL) {
 		pj_exhausted(c, "out of memory");
 		goto out;
 	}
@@ -766,7 +791,9 @@ dec_message(pj_ctx *c, const ProtobufCMessageDescriptor *d, json_t *obj, unsigne
 	}
 	rc = 0;
 out:
-	free(seen);
+	if (seen != seen_small) {
+		free(seen);
+	}
 	return (rc);
 }
 
