@@ -437,8 +437,13 @@ dec_integer(pj_ctx *c, const ProtobufCMessageDescriptor *d, const ProtobufCField
 		    r >= (is_signed ? -(double) lo : 18446744073709551616.0)) {
 			goto range;
 		}
-		sv = (int64_t) r;
-		uv = is_signed ? (uint64_t) sv : (uint64_t) r;
+		/* In range of the target type here, so neither conversion overflows. */
+		if (is_signed) {
+			sv = (int64_t) r;
+			uv = (uint64_t) sv;
+		} else {
+			uv = (uint64_t) r;
+		}
 	} else if (json_is_string(v)) {
 		if (parse_decimal(json_string_value(v), is_signed, &sv, &uv) != 0) {
 			pj_fail(c, "%s.%s: not an integer", FNAME(d, f));

@@ -163,7 +163,8 @@ check("unknown binary fields", T.AllTypes(f_int32=1), extra=b"\xc0\x3e\x01\xca\x
 # Inputs that are not canonical but that both implementations accept: same binary.
 lenient = [
     '{"fInt64": 5, "fUint64": 9223372036854775807, "rSint64": [-3, "4"]}',
-    '{"fInt32": "7", "fUint32": "4000000000", "fFixed32": 1.0, "rInt32": [1e2]}',
+    '{"fInt32": "7", "fUint32": "4000000000", "fFixed32": 1.0, "rInt32": [1e2],'
+    ' "fUint64": 1.8e19, "fSint64": -9.2e18}',
     '{"f_int32": 1, "f_string": "x", "snake_case_2_field": "2", "fInt64": null}',
     '{"fEnum": 2, "rEnum": ["COLOUR_RED", 5, -3], "oEnum": "COLOUR_NEGATIVE"}',
     '{"fBytes": "-_8", "rBytes": ["+/8=", "YWI", "YWI=", "", "AA=="]}',

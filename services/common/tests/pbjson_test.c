@@ -122,12 +122,13 @@ static void
 test_decode_values(void **state)
 {
 	(void) state;
-	AllTypes *m = decode("{\"fInt64\": \"-5\", \"fUint64\": 7, \"fBytes\": \"-_-_\","
+	AllTypes *m = decode("{\"fInt64\": \"-5\", \"fUint32\": 4e9, \"fUint64\": 7, \"fBytes\": \"-_-_\","
 			     " \"rBytes\": [\"YWI\", \"YWI=\"], \"fEnum\": 99, \"rEnum\": [\"COLOUR_RED\"],"
 			     " \"fFloat\": \"-Infinity\", \"fDouble\": \"NaN\", \"f_string\": \"x\","
 			     " \"oInner\": {\"child\": {\"value\": 4}}, \"fInt32\": null}",
 	    HV_OK, NULL);
 	assert_int_equal(m->f_int64, -5);
+	assert_int_equal(m->f_uint32, 4000000000u);
 	assert_int_equal(m->f_uint64, 7);
 	assert_int_equal(m->f_bytes.len, 3);
 	assert_memory_equal(m->f_bytes.data, "\xfb\xff\xbf", 3);
@@ -141,6 +142,11 @@ test_decode_values(void **state)
 	assert_string_equal(m->f_string, "x");
 	assert_int_equal(m->choice_case, HAVEN__TESTING__V1__ALL_TYPES__CHOICE_O_INNER);
 	assert_int_equal(m->o_inner->child->value, 4);
+	protobuf_c_message_free_unpacked(&m->base, NULL);
+	/* An integral real above 2^63 for a uint64 (no signed conversion on the way). */
+	m = decode("{\"fUint64\": 1.8e19, \"rInt64\": [-9.2e18]}", HV_OK, NULL);
+	assert_true(m->f_uint64 == UINT64_C(18000000000000000000));
+	assert_true(m->r_int64[0] == INT64_C(-9200000000000000000));
 	protobuf_c_message_free_unpacked(&m->base, NULL);
 }
 
