@@ -31,6 +31,8 @@ typedef struct pj_ctx {
 	int                 exhausted; /* the failure is a limit or memory, not the input's form */
 } pj_ctx;
 
+static void pj_fail(pj_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void
 pj_fail(pj_ctx *c, const char *fmt, ...)
 {
