@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h" /* libhaven's private per-call arena, as the RPC server decodes */
 #include "haven/pbjson.h"
 #include "haven/testing/v1/pbjson.pb-c.h"
 
@@ -304,6 +305,34 @@ test_allocator_failures(void **state)
 	}
 }
 
+/* Decoding into the RPC server's per-call arena: its budget bounds the message. */
+static void
+test_arena(void **state)
+{
+	static arena      a;
+	const char       *text = "{\"rString\": [\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\","
+				 " \"b\", \"c\"], \"fInner\": {\"label\": \"x\"}}";
+	ProtobufCMessage *m = NULL;
+	char              err[PBJSON_ERR_SIZE];
+
+	(void) state;
+	arena_init(&a, sizeof(AllTypes) + 64);
+	assert_int_equal(pbjson_decode(ALL_DESC, text, strlen(text), &a.a_pb, NULL, &m, err,
+			     sizeof(err)),
+	    HV_RESOURCE_EXHAUSTED);
+	assert_null(m);
+	assert_non_null(strstr(err, "out of memory"));
+	arena_reset(&a);
+	arena_init(&a, 64 * 1024);
+	assert_int_equal(pbjson_decode(ALL_DESC, text, strlen(text), &a.a_pb, NULL, &m, err,
+			     sizeof(err)),
+	    HV_OK);
+	assert_string_equal(((AllTypes *) m)->r_string[2], "c");
+	assert_string_equal(((AllTypes *) m)->f_inner->label, "x");
+	protobuf_c_message_free_unpacked(m, &a.a_pb); /* a no-op for the arena */
+	arena_reset(&a);
+}
+
 static void
 test_round_trip_binary(void **state)
 {
@@ -354,6 +383,7 @@ main(void)
 		cmocka_unit_test(test_encode_refuses_bad_utf8),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_allocator_failures),
+		cmocka_unit_test(test_arena),
 		cmocka_unit_test(test_round_trip_binary),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
