@@ -8,7 +8,8 @@ For every message M built here with python's generated classes, B = M.SerializeT
   2. python's Parse(ours(B)) serialises byte for byte as protobuf-c's pack(unpack(B));
   3. python's JSON (JSON names, and proto field names) decodes with ours to exactly B;
   4. our own JSON decodes with ours back to pack(unpack(B)).
-Unknown binary fields are dropped from both JSON outputs. Lenient inputs that both accept
+Every haven proto is checked for what pbjson cannot express (a map, a json_name option,
+proto3 optional). Unknown binary fields are dropped from both JSON outputs. Lenient inputs that both accept
 (64-bit numbers, numeric strings, enum numbers, URL or unpadded base64, null) decode to the
 same binary in both; bad JSON and type mismatches are refused by both, ours with a message.
 
@@ -25,9 +26,10 @@ tool, proto_root, test_root = sys.argv[1:4]
 tmp = tempfile.mkdtemp(dir=os.environ.get("HAVEN_TEST_TMP"))
 subprocess.run(["protoc", "-I", test_root, "--python_out", tmp,
                 "haven/testing/v1/pbjson.proto"], check=True)
-subprocess.run(["protoc", "-I", proto_root, "--python_out", tmp,
-                "haven/referral/v1/referral.proto", "haven/capacity/v1/capacity.proto"],
-               check=True)
+project_protos = sorted(os.path.relpath(os.path.join(d, f), proto_root)
+                        for d, _, files in os.walk(proto_root) for f in files
+                        if f.endswith(".proto"))
+subprocess.run(["protoc", "-I", proto_root, "--python_out", tmp] + project_protos, check=True)
 sys.path.insert(0, tmp)
 
 from google.protobuf import json_format  # noqa: E402
@@ -35,6 +37,39 @@ from haven.referral.v1 import referral_pb2  # noqa: E402
 from haven.testing.v1 import pbjson_pb2 as T  # noqa: E402
 
 fails = 0
+
+
+def camel(name):
+    """pbjson's JSON name: underscores dropped, the letter after one upper-cased."""
+    out, up = [], False
+    for ch in name:
+        if ch == "_":
+            up = True
+            continue
+        out.append(ch.upper() if up else ch)
+        up = False
+    return "".join(out)
+
+
+def project_guard():
+    """pbjson knows what protobuf-c's descriptors carry: no json_name option, no map
+    (written as an array of entries), no proto3 optional. Fails when a haven proto gains one."""
+    import importlib
+    bad = []
+    for rel in project_protos:
+        mod = importlib.import_module(rel[:-len(".proto")].replace("/", ".") + "_pb2")
+        todo = list(mod.DESCRIPTOR.message_types_by_name.values())
+        while todo:
+            m = todo.pop()
+            todo.extend(m.nested_types)
+            if m.GetOptions().map_entry:
+                bad.append(f"{m.full_name}: a map entry")
+            for f in m.fields:
+                if f.json_name != camel(f.name):
+                    bad.append(f"{f.full_name}: json_name {f.json_name}")
+                if f.containing_oneof is not None and f.containing_oneof.name.startswith("_"):
+                    bad.append(f"{f.full_name}: proto3 optional")
+    return bad
 
 
 def fail(what):
@@ -149,6 +184,12 @@ def referral():
     return r
 
 
+problems = project_guard()
+if problems:
+    for p in problems:
+        fail(f"haven proto has what pbjson does not support: {p}")
+else:
+    print(f"ok: {len(project_protos)} haven protos: no json_name option, map or proto3 optional")
 check("every field type", full())
 check("empty message", T.AllTypes())
 check("oneof string set to its default", T.AllTypes(o_string=""))

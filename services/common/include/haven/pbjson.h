@@ -26,9 +26,11 @@
  * misspelt field would otherwise be silently dropped.
  *
  * Not supported, because haven's protos have none and protobuf-c 1.4 cannot express them in
- * its descriptors: map fields (compiled as repeated *Entry messages, written as an array),
- * proto3 `optional` (protoc-c 1.4 refuses it), proto2 extensions and the well-known types
+ * its descriptors: map fields (compiled as repeated *Entry messages, written as an array), a
+ * `json_name` option (protobuf-c drops it; the default name is used), proto3 `optional`
+ * (protoc-c 1.4 refuses it), proto2 extensions and the well-known types
  * (google.protobuf.Timestamp and friends are written as ordinary messages).
+ * pbjson_crosscheck fails when a haven proto gains a map, a json_name or an optional field.
  *
  * Error messages name the message type and the field and say what is wrong; they never repeat
  * a value from the input (a value may be personal data); an unknown key is named only when it
