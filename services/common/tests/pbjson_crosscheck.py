@@ -9,21 +9,24 @@ For every message M built here with python's generated classes, B = M.SerializeT
   3. python's JSON (JSON names, and proto field names) decodes with ours to exactly B;
   4. our own JSON decodes with ours back to pack(unpack(B)).
 Every haven proto is checked for what pbjson cannot express (a map, a json_name option,
-proto3 optional). Unknown binary fields are dropped from both JSON outputs. Lenient inputs that both accept
-(64-bit numbers, numeric strings, enum numbers, URL or unpadded base64, null) decode to the
-same binary in both; bad JSON and type mismatches are refused by both, ours with a message.
+proto3 optional). Unknown binary fields are dropped from both JSON outputs. Lenient inputs
+that both accept (64-bit numbers, numeric strings, enum numbers, URL or unpadded base64, null)
+decode to the same binary in both; bad JSON and type mismatches are refused by both, ours with a message.
 
   pbjson_crosscheck.py PBJSON_TOOL PROTO_ROOT TEST_PROTO_ROOT
 """
+import atexit
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 
 tool, proto_root, test_root = sys.argv[1:4]
 tmp = tempfile.mkdtemp(dir=os.environ.get("HAVEN_TEST_TMP"))
+atexit.register(shutil.rmtree, tmp, True)
 subprocess.run(["protoc", "-I", test_root, "--python_out", tmp,
                 "haven/testing/v1/pbjson.proto"], check=True)
 project_protos = sorted(os.path.relpath(os.path.join(d, f), proto_root)
