@@ -57,7 +57,7 @@
 /* Caps on one call; a field at 0 takes the default above. */
 typedef struct pbjson_limits {
 	size_t   pl_max_input; /* bytes of JSON text (decode); jansson's tree of it, freed before
-	                        * decode returns, takes up to ~40 bytes per JSON value besides */
+	                        * decode returns, takes some tens of bytes per JSON value besides */
 	unsigned pl_max_depth; /* nested message levels below the top one */
 	size_t   pl_max_alloc; /* bytes decode may allocate for the message (besides jansson) */
 } pbjson_limits;
