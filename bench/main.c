@@ -18,6 +18,7 @@ static const struct {
 	{ "consent", bench_consent, "[SUBJECTS] [SECONDS] [WORKERS] [durable] [cold]" },
 	{ "referral", bench_referral, "[PEOPLE] [PROVIDERS] [THREADS]" },
 	{ "kdf", bench_kdf, "[HASHES] [SECONDS]" },
+	{ "json", bench_json, "[N]" },
 };
 
 int

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # deps.sh - installs the Debian 12 packages haven builds and runs with, when missing, and the
-# extra packages named as arguments (scripts/test.sh: the compilers of its builds).
+# extra packages named as arguments (scripts/test.sh: the compilers of its builds, and
+# python3-protobuf with protoc, the second JSON implementation pbjson_crosscheck runs).
 set -euo pipefail
 
 packages=(

@@ -4,7 +4,7 @@
 # Release, the build type a user picks for production) and runs every test in each build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh clang
+scripts/deps.sh clang python3-protobuf protobuf-compiler
 jobs=$(nproc)
 
 run() {
