@@ -22,6 +22,7 @@
 #include "bench.h"
 
 #include "haven/auth.h"
+#include "haven/clock.h"
 #include "haven/crypto.h"
 #include "haven/log.h"
 #include "haven/regions.h"
@@ -401,7 +402,7 @@ bench_referral(int argc, char **argv)
 	if (rpc_server_open(&srv, &so) != HV_OK || ref_register(rs, srv) != HV_OK ||
 	    rpc_server_listen(srv, URL) != HV_OK || rpc_server_start(srv) != HV_OK ||
 	    rpc_channel_open(&ch, URL, NULL) != HV_OK ||
-	    auth_issue_token(au, REFERRER_ORG, RPC_ROLE_REFERRER, auth_now_ms(), tok, NULL) != HV_OK ||
+	    auth_issue_token(au, REFERRER_ORG, RPC_ROLE_REFERRER, hv_clock_wall_ms(), tok, NULL) != HV_OK ||
 	    rpc_channel_set_token(ch, tok) != HV_OK) {
 		fprintf(stderr, "referral bench: cannot start the server\n");
 		goto out;

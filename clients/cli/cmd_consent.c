@@ -30,6 +30,7 @@
 #include "cli.h"
 
 #include "haven/auth.h"
+#include "haven/clock.h"
 #include "haven/crypto.h"
 
 #include "consent.h"
@@ -507,7 +508,7 @@ do_grant(cli *c, int argc, char **argv)
 	req.given_by           = (Haven__Consent__V1__GivenBy) by;
 	req.method             = (Haven__Consent__V1__Method) method;
 	req.language           = (char *) cli_opt(&a, "language");
-	req.expires_ms         = auth_now_ms() + ndays * DAY_MS;
+	req.expires_ms         = hv_clock_wall_ms() + ndays * DAY_MS;
 	if ((rc = cli_call(c, "consent grant", M("Grant"), &req.base,
 	         &haven__consent__v1__consent_record__descriptor, (ProtobufCMessage **) &rep,
 	         false)) != 0) {
@@ -547,7 +548,7 @@ do_list(cli *c, int argc, char **argv)
 	Haven__Consent__V1__ListConsentsResponse *rep = NULL;
 	cli_args                                      a;
 	int                                       rc;
-	int64_t                                   now = auth_now_ms();
+	int64_t                                   now = hv_clock_wall_ms();
 
 	if ((rc = cli_args_parse(&a, argc, argv, "consent list", 1, "", "")) != 0) {
 		return (rc);

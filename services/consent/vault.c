@@ -28,6 +28,7 @@
  */
 #include "consent_internal.h"
 
+#include "haven/bytes.h"
 #include "haven/log.h"
 
 #include <errno.h>
@@ -236,9 +237,7 @@ kek_read(const char *path, kek_file *out)
 		st = HV_DATA_LOSS;
 		goto out;
 	}
-	for (int i = 0; i < 8; i++) {
-		out->kf_gen = out->kf_gen << 8 | (uint8_t) buf[5 + i];
-	}
+	out->kf_gen = hv_get_be64((const uint8_t *) buf + 5);
 	memcpy(out->kf_key, buf + 13, KEK_LEN);
 	st = out->kf_gen == 0 ? HV_DATA_LOSS : HV_OK;
 out:
@@ -260,9 +259,7 @@ kek_write(const char *path, const kek_file *k)
 
 	memcpy(buf, KEK_MAGIC, 4);
 	buf[4] = KEK_FILE_VERSION;
-	for (int i = 0; i < 8; i++) {
-		buf[5 + i] = (uint8_t) (k->kf_gen >> (56 - 8 * i));
-	}
+	hv_put_be64(buf + 5, k->kf_gen);
 	memcpy(buf + 13, k->kf_key, KEK_LEN);
 	st = file_create_private(path, buf, sizeof(buf));
 	crypto_wipe(buf, sizeof(buf));

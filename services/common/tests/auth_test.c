@@ -29,6 +29,7 @@
 
 #include "haven/auth.h"
 #include "haven/auth/v1/auth.pb-c.h"
+#include "haven/clock.h"
 #include "haven/crypto.h"
 #include "haven/diag/v1/diag.pb-c.h"
 #include "haven/metrics.h"
@@ -143,7 +144,7 @@ static void
 test_issue_and_verify(void **state)
 {
 	auth      *a   = open_auth(0x5a, 0, 0);
-	int64_t    now = auth_now_ms();
+	int64_t    now = hv_clock_wall_ms();
 	char       tok[AUTH_TOKEN_MAX];
 	uint64_t   exp = 0;
 	rpc_caller c;
@@ -200,7 +201,7 @@ test_issue_refuses(void **state)
 		RPC_ROLES_ANY, 1u << 8,
 	};
 	auth    *a   = open_auth(0x5a, 0, 0);
-	int64_t  now = auth_now_ms();
+	int64_t  now = hv_clock_wall_ms();
 	char     tok[AUTH_TOKEN_MAX];
 	uint64_t exp = 0;
 
@@ -230,7 +231,7 @@ test_forged(void **state)
 {
 	auth      *a   = open_auth(0x5a, 0, 0);
 	auth      *b   = open_auth(0x11, 0, 0);
-	int64_t    now = auth_now_ms();
+	int64_t    now = hv_clock_wall_ms();
 	char       tok[AUTH_TOKEN_MAX];
 	rpc_caller c;
 
@@ -291,7 +292,7 @@ static void
 test_altered_and_truncated(void **state)
 {
 	auth      *a   = open_auth(0x5a, 0, 0);
-	int64_t    now = auth_now_ms();
+	int64_t    now = hv_clock_wall_ms();
 	char       tok[AUTH_TOKEN_MAX], bad[AUTH_TOKEN_MAX + 8];
 	size_t     len;
 	rpc_caller c;
@@ -332,7 +333,7 @@ static void
 test_expired(void **state)
 {
 	auth      *a   = open_auth(0x5a, 0, 0);
-	int64_t    now = auth_now_ms();
+	int64_t    now = hv_clock_wall_ms();
 	char       tok[AUTH_TOKEN_MAX];
 	uint64_t   exp;
 	rpc_caller c;
@@ -357,7 +358,7 @@ static void
 test_directory_decides(void **state)
 {
 	auth      *a   = open_auth(0x5a, 0, 0);
-	int64_t    now = auth_now_ms();
+	int64_t    now = hv_clock_wall_ms();
 	char       tok[AUTH_TOKEN_MAX];
 	rpc_caller c;
 	int        before;
@@ -489,7 +490,7 @@ test_key_file(void **state)
 	uint8_t     recs[2][44];
 	struct stat sb;
 	auth       *a, *b, *r, *c = NULL;
-	int64_t     now = auth_now_ms();
+	int64_t     now = hv_clock_wall_ms();
 	char        tok[AUTH_TOKEN_MAX];
 	rpc_caller  who;
 	FILE       *f;
@@ -552,7 +553,7 @@ test_lifetime_capped(void **state)
 	char                 file[600];
 	uint8_t              recs[2][44];
 	auth                *a;
-	int64_t              now = auth_now_ms();
+	int64_t              now = hv_clock_wall_ms();
 	char                 tok[AUTH_TOKEN_MAX];
 	rpc_caller           who;
 
@@ -590,7 +591,7 @@ test_key_rotation(void **state)
 	char       file[600];
 	uint8_t    k1[2][44], k2[2][44], k3[2][44];
 	auth      *a, *b;
-	int64_t    now = auth_now_ms(), min = 60 * 1000;
+	int64_t    now = hv_clock_wall_ms(), min = 60 * 1000;
 	char       old[AUTH_TOKEN_MAX], tok[AUTH_TOKEN_MAX];
 	rpc_caller who;
 
@@ -744,7 +745,7 @@ challenge(rpc_channel *ch, const char *org_id, uint8_t nonce[AUTH_NONCE_LEN], ch
 	if (st == HV_OK) {
 		rep = (Haven__Auth__V1__ChallengeResponse *) (void *) m;
 		assert_int_equal(rep->nonce.len, AUTH_NONCE_LEN);
-		assert_true(rep->expires_at_ms > (uint64_t) auth_now_ms());
+		assert_true(rep->expires_at_ms > (uint64_t) hv_clock_wall_ms());
 		memcpy(nonce, rep->nonce.data, AUTH_NONCE_LEN);
 		protobuf_c_message_free_unpacked(m, NULL);
 	}
