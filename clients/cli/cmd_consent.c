@@ -32,6 +32,7 @@
 #include "haven/auth.h"
 #include "haven/clock.h"
 #include "haven/crypto.h"
+#include "haven/file.h"
 
 #include "consent.h"
 
@@ -732,7 +733,7 @@ do_receipt(cli *c, int argc, char **argv)
 		return (cli_usage("consent receipt --verify FILE takes no consent ID"));
 	}
 	if ((keyfile = cli_opt(&a, "key")) != NULL) {
-		if ((st = crypto_read_file(keyfile, 16 * 1024, false, &pem, &pemlen)) != HV_OK ||
+		if ((st = hv_file_read(keyfile, 16 * 1024, false, &pem, &pemlen)) != HV_OK ||
 		    (st = crypto_ed25519_public(pem, pemlen, pub)) != HV_OK) {
 			free(pem);
 			return (cli_fail(c, "consent receipt", st, "--key: not an Ed25519 key (PEM)"));
@@ -741,7 +742,7 @@ do_receipt(cli *c, int argc, char **argv)
 	} else if ((rc = receipt_key(c, pub, NULL)) != 0) {
 		return (rc);
 	}
-	if ((st = crypto_read_file(file, RECEIPT_FILE_MAX, false, &text, &len)) != HV_OK) {
+	if ((st = hv_file_read(file, RECEIPT_FILE_MAX, false, &text, &len)) != HV_OK) {
 		return (cli_fail(c, "consent receipt", st, "cannot read the receipt file"));
 	}
 	st = consent_receipt_verify(text, len, pub, why, sizeof(why));

@@ -22,6 +22,7 @@
 #include "haven/bytes.h"
 #include "haven/clock.h"
 #include "haven/crypto.h"
+#include "haven/file.h"
 #include "haven/log.h"
 
 #include <errno.h>
@@ -538,22 +539,6 @@ audit_record(audit *a, audit_entry *e)
 /* ---- the audit key -------------------------------------------------------------------- */
 
 static hv_status
-fsync_dir(const char *dir)
-{
-	int       fd;
-	hv_status st = HV_OK;
-
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		return (hv_status_from_errno(errno));
-	}
-	if (fsync(fd) != 0) {
-		st = hv_status_from_errno(errno);
-	}
-	close(fd);
-	return (st);
-}
-
-static hv_status
 write_all(int fd, const void *data, size_t len)
 {
 	const uint8_t *p = data;
@@ -601,7 +586,6 @@ static hv_status
 key_create(const char *path, const char *pem, size_t len)
 {
 	char      tmp[PATH_MAX + 32];
-	int       fd = -1;
 	hv_status st = HV_INVALID_ARGUMENT;
 
 	if ((size_t) snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long) getpid()) >=
@@ -609,24 +593,12 @@ key_create(const char *path, const char *pem, size_t len)
 		return (st);
 	}
 	(void) unlink(tmp);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
-		return (hv_status_from_errno(errno));
+	if ((st = hv_file_create_private(tmp, pem, len)) != HV_OK) {
+		return (st);
 	}
-	/* The umask can only take bits away; make sure the owner can read it back. */
-	if (fchmod(fd, 0600) != 0) {
+	if (link(tmp, path) != 0 && errno != EEXIST) {
 		st = hv_status_from_errno(errno);
-		goto out;
 	}
-	if ((st = write_all(fd, pem, len)) != HV_OK) {
-		goto out;
-	}
-	if (fsync(fd) != 0 || (link(tmp, path) != 0 && errno != EEXIST)) {
-		st = hv_status_from_errno(errno);
-		goto out;
-	}
-	st = HV_OK;
-out:
-	close(fd);
 	(void) unlink(tmp);
 	return (st);
 }
@@ -649,20 +621,20 @@ key_load(audit *a, const char *data_dir, bool *created)
 	if ((st = keys_dir(dir)) != HV_OK) {
 		goto out;
 	}
-	st = crypto_read_file(path, KEY_PEM_MAX, true, &pem, &len);
+	st = hv_file_read(path, KEY_PEM_MAX, true, &pem, &len);
 	if (st == HV_NOT_FOUND) {
 		if ((st = crypto_ed25519_keygen(&pem, &len)) != HV_OK ||
 		    (st = key_create(path, pem, len)) != HV_OK) {
 			log_error("audit: cannot create %s: %s", path, hv_status_name(st));
 			goto out;
 		}
-		(void) fsync_dir(dir);
+		(void) hv_file_sync_dir(dir);
 		*created = true;
 		log_info("audit: created the audit key %s", path);
 		crypto_wipe(pem, len);
 		free(pem);
 		pem = NULL;
-		st  = crypto_read_file(path, KEY_PEM_MAX, true, &pem, &len);
+		st  = hv_file_read(path, KEY_PEM_MAX, true, &pem, &len);
 	}
 	if (st != HV_OK) {
 		log_error("audit: cannot read %s: %s%s", path, hv_status_name(st),

@@ -33,6 +33,7 @@
 #include "haven/auth/v1/auth.pb-c.h"
 #include "haven/clock.h"
 #include "haven/crypto.h"
+#include "haven/file.h"
 #include "haven/log.h"
 #include "haven/metrics.h"
 
@@ -273,7 +274,7 @@ keys_load(auth *a)
 	if (stat(a->a_key_file, &sb) != 0) {
 		return (hv_status_from_errno(errno));
 	}
-	st = crypto_read_file(a->a_key_file, 2 * KEY_RECORD_LEN, true, &buf, &len);
+	st = hv_file_read(a->a_key_file, 2 * KEY_RECORD_LEN, true, &buf, &len);
 	if (st == HV_OUT_OF_RANGE || (st == HV_OK && len != KEY_RECORD_LEN &&
 	                                 len != 2 * KEY_RECORD_LEN)) {
 		st = HV_DATA_LOSS;
@@ -304,8 +305,7 @@ keys_write(auth *a)
 {
 	uint8_t   buf[2 * KEY_RECORD_LEN];
 	char      tmp[4096];
-	size_t    len = 0, done = 0;
-	int       fd  = -1;
+	size_t    len = 0;
 	hv_status st;
 
 	for (unsigned i = 0; i < a->a_nkeys; i++, len += KEY_RECORD_LEN) {
@@ -314,37 +314,21 @@ keys_write(auth *a)
 		memcpy(buf + len + 12, a->a_keys[i].k_secret, AUTH_SECRET_LEN);
 	}
 	snprintf(tmp, sizeof(tmp), "%s.new", a->a_key_file);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0 ||
-	    fchmod(fd, 0600) != 0) {
+	/* A .new left by a crash of a writer holding the flock is ours to replace. */
+	if (unlink(tmp) != 0 && errno != ENOENT) {
 		st = hv_status_from_errno(errno);
 		goto out;
 	}
-	while (done < len) {
-		ssize_t w = write(fd, buf + done, len - done);
-		if (w < 0 && errno != EINTR) {
-			st = hv_status_from_errno(errno);
-			goto out;
-		}
-		done += w > 0 ? (size_t) w : 0;
-	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		fd = -1;
-		st = hv_status_from_errno(errno);
+	if ((st = hv_file_create_private(tmp, buf, len)) != HV_OK) {
 		goto out;
 	}
-	fd = -1;
 	if (rename(tmp, a->a_key_file) != 0 || stat(a->a_key_file, &a->a_key_stat) != 0) {
 		st = hv_status_from_errno(errno);
+		unlink(tmp);
 		goto out;
 	}
 	st = HV_OK;
 out:
-	if (fd >= 0) {
-		close(fd);
-	}
-	if (st != HV_OK) {
-		unlink(tmp);
-	}
 	crypto_wipe(buf, sizeof(buf));
 	return (st);
 }
@@ -611,7 +595,7 @@ auth_open(auth **out, const auth_options *opts)
 			st = HV_RESOURCE_EXHAUSTED;
 			goto fail;
 		}
-		if ((st = crypto_read_file(opts->ca_file, CA_FILE_MAX, false, &a->a_decoy,
+		if ((st = hv_file_read(opts->ca_file, CA_FILE_MAX, false, &a->a_decoy,
 		         &a->a_decoy_len)) != HV_OK) {
 			log_error("CA file %s: %s", opts->ca_file, hv_status_name(st));
 			goto fail;

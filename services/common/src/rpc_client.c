@@ -10,6 +10,7 @@
  */
 #include "haven/clock.h"
 #include "haven/crypto.h"
+#include "haven/file.h"
 #include "haven/rpc.h"
 
 #include "rpc_internal.h"
@@ -117,11 +118,11 @@ rpc_tls_own_cert(nng_tls_config *cfg, const char *cert_file, const char *key_fil
 	size_t n;
 	int    rv = NNG_EINVAL;
 
-	if (crypto_read_file(cert_file, CERT_FILE_MAX, false, &cert, &n) != HV_OK) {
+	if (hv_file_read(cert_file, CERT_FILE_MAX, false, &cert, &n) != HV_OK) {
 		rv = NNG_ENOENT;
 		goto out;
 	}
-	if (crypto_read_file(key_file, CERT_FILE_MAX, true, &key, &n) != HV_OK) {
+	if (hv_file_read(key_file, CERT_FILE_MAX, true, &key, &n) != HV_OK) {
 		rv = NNG_EPERM;
 		goto out;
 	}

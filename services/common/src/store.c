@@ -40,6 +40,7 @@
  * stack and exists only while one write function runs; a request leaves the queue only into a
  * leader's batch, and its caller returns only after that leader set rq_done.
  */
+#include "haven/file.h"
 #include "haven/store.h"
 #include "haven/bytes.h"
 #include "haven/clock.h"
@@ -1585,23 +1586,6 @@ dir_empty(const char *dir)
 	return (rv);
 }
 
-/* Makes dir's entries durable. Returns 0 or an errno value. */
-static int
-fsync_dir(const char *dir)
-{
-	int fd;
-	int err = 0;
-
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		return (errno);
-	}
-	if (fsync(fd) != 0) {
-		err = errno;
-	}
-	close(fd);
-	return (err);
-}
-
 /*
  * The copy is mdb_env_copy2(env, dir, MDB_CP_COMPACT) done by hand: LMDB's own creates
  * data.mdb with mode 0666 (less the umask) and does not fsync it. This one creates it 0600 with
@@ -1666,8 +1650,7 @@ store_backup(store *s, const char *dir)
 		rv = hv_status_from_errno(errno);
 		goto out;
 	}
-	if ((rc = fsync_dir(dir)) != 0) {
-		rv = hv_status_from_errno(rc);
+	if ((rv = hv_file_sync_dir(dir)) != HV_OK) {
 		goto out;
 	}
 	rv = HV_OK;

@@ -21,6 +21,7 @@
 #include "haven/bytes.h"
 #include "haven/audit.h"
 #include "haven/crypto.h"
+#include "haven/file.h"
 #include "haven/store.h"
 
 #define N_ENTRIES 10
@@ -730,7 +731,7 @@ stolen_key(fixture *f, uint8_t key[CRYPTO_HMAC_LEN])
 	uint8_t secret[CRYPTO_ED25519_SECRET_LEN];
 
 	snprintf(path, sizeof(path), "%s/keys/audit-ed25519.pem", f->data);
-	assert_int_equal(crypto_read_file(path, 4096, true, &pem, &len), HV_OK);
+	assert_int_equal(hv_file_read(path, 4096, true, &pem, &len), HV_OK);
 	assert_int_equal(crypto_ed25519_secret(pem, len, secret), HV_OK);
 	crypto_hmac_sha256(key, secret, sizeof(secret), "haven audit chain key v1", 24);
 	free(pem);
