@@ -60,15 +60,6 @@ typedef struct setup_job {
 	unsigned          sj_seed;
 } setup_job;
 
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
-}
-
 static int
 cmp_i64(const void *a, const void *b)
 {
@@ -246,10 +237,10 @@ client_main(void *arg)
 		req.n_excluded_regions = 1;
 		req.excluded_regions   = excluded;
 		o.idempotency_key      = key;
-		t0                     = now_us();
+		t0                     = hv_clock_mono_us();
 		st = rpc_channel_call(c->c_ch, "haven.referral.v1.Referrals/CreateReferral", &req.base,
 		    &haven__referral__v1__referral__descriptor, &rep, &o, err, sizeof(err));
-		c->c_lat[i] = now_us() - t0;
+		c->c_lat[i] = hv_clock_mono_us() - t0;
 		if (st != HV_OK) {
 			if (c->c_failed++ == 0) {
 				fprintf(stderr, "referral bench: CreateReferral: %s: %s\n", hv_status_name(st),
@@ -426,13 +417,13 @@ bench_referral(int argc, char **argv)
 			goto out;
 		}
 	}
-	t0 = now_us();
+	t0 = hv_clock_mono_us();
 	atomic_store(&start, 1);
 	for (unsigned t = 0; t < threads; t++) {
 		pthread_join(cl[t].c_thread, NULL);
 		failed += cl[t].c_failed;
 	}
-	all_us = now_us() - t0;
+	all_us = hv_clock_mono_us() - t0;
 
 	if (count_needs(st, &offered, &waiting, &other) != HV_OK) {
 		fprintf(stderr, "referral bench: cannot read the referrals back\n");

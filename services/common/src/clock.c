@@ -14,12 +14,18 @@ hv_clock_wall_ms(void)
 }
 
 int64_t
-hv_clock_mono_us(void)
+hv_clock_mono_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+	return ((int64_t) ts.tv_sec * NS_PER_S + ts.tv_nsec);
+}
+
+int64_t
+hv_clock_mono_us(void)
+{
+	return (hv_clock_mono_ns() / 1000);
 }
 
 int64_t

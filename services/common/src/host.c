@@ -625,11 +625,7 @@ host_open(host **out, const host_config *cfg, const char *name)
 	h->h_cfg = cfg;
 	(void) valid_level(cfg->log_level, &lv);
 	log_init(name, lv);
-	{
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		h->h_start_s = (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-	}
+	h->h_start_s = (double) hv_clock_wall_ms() / 1e3;
 
 	/* Signals are taken by host_wait; every thread started from here inherits the mask. */
 	sigemptyset(&h->h_signals);

@@ -26,14 +26,16 @@ static void
 test_monotonic_units(void **state)
 {
 	struct timespec ts;
-	int64_t         us, ms, ref;
+	int64_t         ns, us, ms, ref;
 
 	(void) state;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ref = (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	ns  = hv_clock_mono_ns();
 	us  = hv_clock_mono_us();
 	ms  = hv_clock_mono_ms();
-	assert_true(us >= ref && us - ref < 1000000);
+	assert_true(ns / 1000 >= ref && ns / 1000 - ref < 1000000);
+	assert_true(us >= ns / 1000 && us - ns / 1000 < 1000000);
 	assert_true(ms >= us / 1000 && ms - us / 1000 < 1000);
 }
 

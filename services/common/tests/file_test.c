@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "haven/file.h"
+#include "testutil.h"
 
 static char tmpdir[512];
 
@@ -165,11 +166,9 @@ test_sync_dir(void **state)
 static int
 setup_tmp(void **state)
 {
-	const char *base = getenv("HAVEN_TEST_TMP");
-
 	(void) state;
-	snprintf(tmpdir, sizeof(tmpdir), "%s/file-test-XXXXXX", base != NULL ? base : "/tmp");
-	return (mkdtemp(tmpdir) != NULL ? 0 : -1);
+	tu_tmpdir(tmpdir, sizeof(tmpdir), "file-test");
+	return (0);
 }
 
 static int

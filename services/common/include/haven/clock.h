@@ -20,8 +20,9 @@
  * and logs. Never for measuring intervals. */
 int64_t hv_clock_wall_ms(void);
 
-/* Microseconds / milliseconds of CLOCK_MONOTONIC: intervals, deadlines, durations. Only
- * differences mean anything. */
+/* Nanoseconds / microseconds / milliseconds of CLOCK_MONOTONIC: intervals, deadlines,
+ * durations. Only differences mean anything. */
+int64_t hv_clock_mono_ns(void);
 int64_t hv_clock_mono_us(void);
 int64_t hv_clock_mono_ms(void);
 
