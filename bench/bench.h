@@ -11,5 +11,6 @@ int bench_store(int argc, char **argv);
 int bench_capacity(int argc, char **argv);
 int bench_consent(int argc, char **argv);
 int bench_referral(int argc, char **argv);
+int bench_kdf(int argc, char **argv);
 
 #endif

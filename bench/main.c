@@ -17,6 +17,7 @@ static const struct {
 	{ "capacity", bench_capacity, "[SERVICES] [SECONDS] [THREADS]" },
 	{ "consent", bench_consent, "[SUBJECTS] [SECONDS] [WORKERS] [durable] [cold]" },
 	{ "referral", bench_referral, "[PEOPLE] [PROVIDERS] [THREADS]" },
+	{ "kdf", bench_kdf, "[HASHES] [SECONDS]" },
 };
 
 int

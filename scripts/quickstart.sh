@@ -59,7 +59,10 @@ while IFS='|' read -r kind id a b c d e f g h i; do
     if ! op org show "$id" >/dev/null 2>&1; then
       cert=()
       [ -f "$pki/$id.pem" ] && cert=(--cert "$pki/$id.pem")
-      op org register "$id" --name "$a" --role "$b" --region "$c" "${cert[@]}" >/dev/null
+      contact=()
+      [ -n "$d" ] && contact=(--contact "$d")
+      op org register "$id" --name "$a" --role "$b" --region "$c" "${cert[@]}" "${contact[@]}" \
+        >/dev/null
     fi
     nor=$((nor + 1)) ;;
   svc)
@@ -93,6 +96,9 @@ offer=$(as safehouse-zwb --json offer list --open | sed -n 's/.*"id": "\(off-[0-
 as safehouse-zwb offer accept "$offer"
 law=$(as legalaid-rdam --json offer list --open | sed -n 's/.*"id": "\(off-[0-9a-f]*\)".*/\1/p' | head -1)
 as legalaid-rdam offer accept "$law"
+echo "== the accepting shelter learns whom it takes in and whom to call (no note, no unsafe regions)"
+as safehouse-zwb referral show "$ref"
+as safehouse-zwb org show fairwork-ngo | grep -E "^(id|name|contact)"
 echo "== the accepting shelter may now read what her consent covers (audited); another may not"
 as safehouse-zwb subject show "$subject"
 as shelter-nn subject show "$subject" || echo "(refused, as it must be)"
@@ -103,6 +109,11 @@ echo "== the municipality sees numbers only (cells under 5 hidden), for finished
 as municipality-rdam capacity summary --region Rotterdam
 as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d "$(date +%Y-%m-15) -1 month" +%Y-%m)"
 as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date +%Y-%m)" || echo "(this month is not over: refused)"
+echo "== she moves on: the placement completes and her bed is free again"
+as safehouse-zwb placement complete "$offer"
+as safehouse-zwb capacity show svc-zwb-bed
+echo "== a walk-in at the Rotterdam legal aid: one place taken in one step, no version needed"
+as legalaid-rdam capacity taken svc-rdam-law
 echo "== and may not see the referral itself"
 as municipality-rdam referral show "$ref" || echo "(refused, as it must be)"
 op audit verify

@@ -278,6 +278,7 @@ typedef struct hold_job {
 	uint32_t     ttl_s;
 	char         hold_id[CAP_ID_MAX];
 	hv_status    st;
+	bool         freed; /* cap_place_release */
 } hold_job;
 
 static hv_status
@@ -286,6 +287,22 @@ hold_fn(store_txn *txn, void *arg)
 	hold_job *j = arg;
 
 	return (cap_hold_place(j->cs, txn, j->service_id, j->ttl_s, "ref-1/need-1", j->hold_id));
+}
+
+static hv_status
+place_release_fn(store_txn *txn, void *arg)
+{
+	hold_job *j = arg;
+
+	return (cap_place_release(j->cs, txn, j->service_id, &j->freed));
+}
+
+static hv_status
+confirm_fn(store_txn *txn, void *arg)
+{
+	hold_job *j = arg;
+
+	return (cap_hold_confirm(j->cs, txn, j->hold_id));
 }
 
 static hv_status
@@ -1986,6 +2003,89 @@ test_bidi_text_refused(void **state)
 	assert_int_equal(get_view(g.op, "svc-bidi", NULL), HV_NOT_FOUND);
 }
 
+static hv_status
+change(rpc_channel *ch, const char *id, int delta, view_t **out)
+{
+	Haven__Capacity__V1__ChangeAvailabilityRequest req =
+	    HAVEN__CAPACITY__V1__CHANGE_AVAILABILITY_REQUEST__INIT;
+
+	req.service_id = (char *) id;
+	req.delta      = delta;
+	return (call(ch, M("ChangeAvailability"), &req.base,
+	    &haven__capacity__v1__service_view__descriptor, out));
+}
+
+/* "One bed freed" / "one bed taken" in one step, without a version, within held .. maximum -
+ * occupied, confirming the figure; a walk-in while a place is held. */
+static void
+test_change_availability(void **state)
+{
+	service_t s;
+	view_t   *v = NULL;
+	hold_job  j = { .cs = g.cs, .service_id = "svc-walk", .ttl_s = 60 };
+	uint64_t  ver;
+	uint32_t  av, held;
+
+	(void) state;
+	svc_init(&s, "svc-walk", "shelter-a", T_SHELTER, "Amsterdam", 3, 3);
+	assert_int_equal(register_service(g.op, &s), HV_OK);
+	assert_int_equal(store_write(g.st, hold_fn, &j), HV_OK);
+	/* Walk-ins while one place is held: down to the held place, not into it. */
+	assert_int_equal(change(g.ch[SHELTER_A], "svc-walk", -1, &v), HV_OK);
+	assert_int_equal(v->service->available, 2);
+	assert_int_equal(v->free, 1);
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	assert_int_equal(change(g.ch[COORD_AMS], "svc-walk", -1, NULL), HV_OK);
+	assert_int_equal(change(g.ch[SHELTER_A], "svc-walk", -1, NULL), HV_FAILED_PRECONDITION);
+	expect_err("1 held for open offers");
+	service_state("svc-walk", &ver, &av, &held);
+	assert_int_equal(av, 1);
+	assert_int_equal(held, 1);
+	/* Beds freed, up to the maximum. */
+	assert_int_equal(change(g.ch[SHELTER_A], "svc-walk", 2, &v), HV_OK);
+	assert_int_equal(v->service->available, 3);
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	assert_int_equal(change(g.ch[SHELTER_A], "svc-walk", 1, NULL), HV_FAILED_PRECONDITION);
+	expect_err("no place left to free");
+	/* The hold becomes a placement: its place is occupied, not free to give again. */
+	assert_int_equal(store_write(g.st, confirm_fn, &j), HV_OK);
+	assert_int_equal(get_view(g.op, "svc-walk", &v), HV_OK);
+	assert_int_equal(v->service->available, 2);
+	assert_int_equal(v->service->occupied, 1);
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	assert_int_equal(change(g.ch[SHELTER_A], "svc-walk", 1, NULL), HV_FAILED_PRECONDITION);
+	/* A stale figure is confirmed by the change. */
+	atomic_fetch_add(&clock_offset, (int64_t) 2 * 86400 * 1000);
+	assert_int_equal(get_view(g.op, "svc-walk", &v), HV_OK);
+	assert_int_equal(v->freshness, UNKNOWN);
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	assert_int_equal(change(g.ch[SHELTER_A], "svc-walk", -1, &v), HV_OK);
+	assert_int_equal(v->freshness, FRESH);
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	atomic_fetch_sub(&clock_offset, (int64_t) 2 * 86400 * 1000);
+
+	/* A stock-take that counts every place free says the placement left: nothing is
+	 * occupied any more, and its end gives nothing back twice. */
+	service_state("svc-walk", &ver, &av, &held);
+	assert_int_equal(set_available(g.ch[SHELTER_A], "svc-walk", 3, ver, &v), HV_OK);
+	assert_int_equal(v->service->occupied, 0);
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	assert_int_equal(store_write(g.st, place_release_fn, &j), HV_OK);
+	assert_false(j.freed);
+	service_state("svc-walk", &ver, &av, &held);
+	assert_int_equal(av, 3);
+
+	/* Who and what not. */
+	assert_int_equal(change(g.ch[SHELTER_R], "svc-walk", 1, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(change(g.ch[COORD_RDAM], "svc-walk", 1, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(change(g.ch[REFERRER], "svc-walk", 1, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(change(g.ch[SHELTER_A], "svc-walk", 0, NULL), HV_INVALID_ARGUMENT);
+	expect_err("delta must be");
+	assert_int_equal(change(g.ch[SHELTER_A], "svc-walk", 200000, NULL), HV_INVALID_ARGUMENT);
+	assert_int_equal(change(g.ch[SHELTER_A], "Bad Id", 1, NULL), HV_INVALID_ARGUMENT);
+	assert_int_equal(change(g.ch[SHELTER_A], "svc-none", 1, NULL), HV_NOT_FOUND);
+}
+
 int
 main(void)
 {
@@ -2004,6 +2104,7 @@ main(void)
 		cmocka_unit_test(test_disabled_org_refused),
 		cmocka_unit_test(test_login_with_registered_cert),
 		cmocka_unit_test(test_pending_services),
+		cmocka_unit_test(test_change_availability),
 		cmocka_unit_test(test_unknown_fields_not_stored),
 		cmocka_unit_test(test_bidi_text_refused),
 	};

@@ -137,6 +137,9 @@ advance(int64_t ms)
 }
 
 /* Consent: every subject but SUBJECT_NO; purpose "referral", recipient the node. */
+/* A subject whose every consent the tests withdraw ("" none). */
+static char withdrawn_subject[40];
+
 static hv_status
 fake_consent(void *arg, store_txn *txn, const rpc_caller *caller, const char *method,
     const char *subject, const char *purpose, const char *recipient, bool accepting,
@@ -144,12 +147,26 @@ fake_consent(void *arg, store_txn *txn, const rpc_caller *caller, const char *me
 {
 	atomic_fetch_add(&consent_calls, 1);
 	assert_non_null(txn);
+	if (caller->role == RPC_ROLE_PROVIDER) {
+		/* The accepting provider reading its referral. */
+		assert_string_equal(purpose, "share-with-provider");
+		assert_string_equal(recipient, caller->org_id);
+		assert_true(accepting);
+		assert_string_equal(method, "haven.referral.v1.Referrals/GetReferral");
+		*allowed = strcmp(subject, withdrawn_subject) != 0;
+		return (HV_OK);
+	}
 	assert_string_equal(purpose, "referral");
 	assert_string_equal(recipient, "");
 	assert_false(accepting);
-	assert_int_equal(caller->role, RPC_ROLE_REFERRER);
-	assert_string_equal(method, M_CREATE);
-	*allowed = strcmp(subject, SUBJECT_NO) != 0;
+	/* The referrer at creation; the node itself at every later step (routing). */
+	if (caller->role == RPC_ROLE_REFERRER) {
+		assert_string_equal(method, M_CREATE);
+	} else {
+		assert_int_equal(caller->role, RPC_ROLE_OPERATOR);
+		assert_string_equal(method, "haven.referral.v1.Referrals/Route");
+	}
+	*allowed = strcmp(subject, SUBJECT_NO) != 0 && strcmp(subject, withdrawn_subject) != 0;
 	return (HV_OK);
 }
 
@@ -918,7 +935,33 @@ test_accept_place_complete(void **state)
 	/* Not placed before accepted. */
 	assert_int_equal(placement(n, C_PROV_A, M_PLACED, r->needs[0]->offer_id, 0, NULL),
 	    HV_FAILED_PRECONDITION);
+	/* Before it accepts, a provider does not see whom the offer is for. */
+	{
+		Haven__Referral__V1__GetReferralRequest g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+		g.id = r->id;
+		assert_int_equal(call(n->ch[C_PROV_A], M_GET, &g.base,
+		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+		    HV_PERMISSION_DENIED);
+	}
 	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, &o), HV_OK);
+	/* After: whom it takes in and from whom, the need it accepted, nothing else. */
+	r2 = get_as(n, C_PROV_A, r->id);
+	assert_string_equal(r2->subject, SUBJECT_OK);
+	assert_string_equal(r2->referrer_org, "ngo-ams");
+	assert_int_equal(r2->urgency, r->urgency);
+	assert_int_equal(r2->n_needs, 1);
+	assert_int_equal(r2->needs[0]->state, NS(ACCEPTED));
+	assert_int_equal(r2->n_events, 0);
+	assert_int_equal(r2->n_excluded_regions, 0);
+	assert_string_equal(r2->note, "");
+	free_msg(r2);
+	{
+		Haven__Referral__V1__GetReferralRequest g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+		g.id = r->id;
+		assert_int_equal(call(n->ch[C_PROV_B], M_GET, &g.base,
+		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+		    HV_PERMISSION_DENIED);
+	}
 	assert_int_equal(o->state, OS(OFFER_ACCEPTED));
 	assert_int_equal(o->need_state, NS(ACCEPTED));
 	free_msg(o);
@@ -958,8 +1001,66 @@ test_accept_place_complete(void **state)
 	assert_int_equal(ref_is_accepting_provider(n->rs, txn, SUBJECT_OK, "shelter-a", &yes), HV_OK);
 	assert_false(yes);
 	store_read_end(txn);
+	/* She left: the provider's view ends, and the bed is back. */
+	{
+		Haven__Referral__V1__GetReferralRequest g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+		g.id = r->id;
+		assert_int_equal(call(n->ch[C_PROV_A], M_GET, &g.base,
+		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+		    HV_PERMISSION_DENIED);
+	}
+	places(n, "sh-ams", &av, &held);
+	assert_int_equal(av, 2);
+	assert_int_equal(held, 0);
 	free_msg(r2);
 	free_msg(r);
+}
+
+/* Beds come back: a placement occupies its place until it completes or ends, and the need
+ * waiting for a bed takes it at once; a shelter says "one bed freed" or "one taken" in one
+ * step, also while a place is held. */
+static void
+test_places_come_back(void **state)
+{
+	node       *n = *state;
+	const svc_spec one_bed[] = { { "bed-1", C_PROV_A, ST(MEDICAL), "Amsterdam", 1, NULL, 0, 0,
+		NULL } };
+	create_spec s = { .n_needs = 1, .needs = { { ST(MEDICAL), 0, NULL, NULL } } };
+	Referral   *a = NULL, *b = NULL, *x;
+	uint32_t    av, held;
+	unsigned    routed;
+
+	add_services(n, one_bed, 1);
+	assert_int_equal(create(n, &s, &a), HV_OK);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, a->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_OK);
+	assert_int_equal(placement(n, C_PROV_A, M_PLACED, a->needs[0]->offer_id, 0, NULL), HV_OK);
+	/* The only bed is occupied: the next need waits. */
+	assert_int_equal(create(n, &s, &b), HV_OK);
+	assert_int_equal(b->needs[0]->state, NS(WAITING));
+	/* The placement ends: the bed is back, and the waiting need is offered it. */
+	assert_int_equal(placement(n, C_PROV_A, M_END, a->needs[0]->offer_id,
+	                     HAVEN__REFERRAL__V1__OUTCOME__NO_LONGER_NEEDED, NULL),
+	    HV_OK);
+	places(n, "bed-1", &av, &held);
+	assert_int_equal(av, 1);
+	assert_int_equal(ref_route_waiting(n->rs, &routed), HV_OK);
+	assert_int_equal(routed, 1);
+	x = get_as(n, C_REFERRER, b->id);
+	assert_int_equal(x->needs[0]->state, NS(OFFERED));
+	assert_string_equal(x->needs[0]->service_id, "bed-1");
+	free_msg(x);
+	places(n, "bed-1", &av, &held);
+	assert_int_equal(av, 1);
+	assert_int_equal(held, 1);
+	/* Ending it once more frees nothing twice. */
+	assert_int_equal(placement(n, C_PROV_A, M_END, a->needs[0]->offer_id,
+	                     HAVEN__REFERRAL__V1__OUTCOME__NO_LONGER_NEEDED, NULL),
+	    HV_FAILED_PRECONDITION);
+	places(n, "bed-1", &av, &held);
+	assert_int_equal(av, 1);
+	free_msg(a);
+	free_msg(b);
 }
 
 static void
@@ -2055,6 +2156,87 @@ test_consent_withdrawn(void **state)
 	free_msg(r);
 }
 
+/* Consent at every step: once no consent covers the referral, its open offers are withdrawn
+ * (holds released), its waiting needs end, and nobody is offered the person again, by routing
+ * or by a coordinator's reassign; a provider that already took her in keeps her, with an event. */
+static void
+test_consent_gone(void **state)
+{
+	node       *n = *state;
+	create_spec mh = { .n_needs = 1, .needs = { { ST(MENTAL_HEALTH), 0, NULL, NULL } } };
+	create_spec two = { .n_needs = 2, .needs = { { ST(SHELTER), 0, NULL, NULL },
+		{ ST(LEGAL_AID), 0, NULL, NULL } } };
+	Haven__Referral__V1__ReassignNeedRequest req = HAVEN__REFERRAL__V1__REASSIGN_NEED_REQUEST__INIT;
+	Referral *r = NULL, *w = NULL, *x;
+	uint32_t  av, held;
+	unsigned  marked, routed;
+
+	add_services(n, std_services, N_STD);
+	assert_int_equal(create(n, &two, &r), HV_OK);
+	assert_int_equal(create(n, &mh, &w), HV_OK);
+	assert_int_equal(w->needs[0]->state, NS(WAITING));
+	/* The shelter takes her in; the legal aid offer is still open. */
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_OK);
+	places(n, "la-dh", &av, &held);
+	assert_int_equal(held, 1);
+	free_msg(get_as(n, C_PROV_A, r->id)); /* the shelter sees whom it takes in */
+
+	snprintf(withdrawn_subject, sizeof(withdrawn_subject), "%s", SUBJECT_OK);
+	/* From this moment the shelter no longer sees the referral. */
+	{
+		Haven__Referral__V1__GetReferralRequest g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+		g.id = r->id;
+		assert_int_equal(call(n->ch[C_PROV_A], M_GET, &g.base,
+		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+		    HV_PERMISSION_DENIED);
+		assert_non_null(strstr(errbuf, "no consent shares referral"));
+	}
+	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+	assert_int_equal(marked, 2);
+	x = get_as(n, C_REFERRER, r->id);
+	assert_int_equal(x->needs[0]->state, NS(ACCEPTED)); /* she is there */
+	assert_int_equal(x->needs[1]->state, NS(CANCELLED));
+	assert_string_equal(x->events[x->n_events - 1]->reason, "consent withdrawn");
+	free_msg(x);
+	places(n, "la-dh", &av, &held);
+	assert_int_equal(held, 0); /* the legal aid's held place is free again */
+	x = get_as(n, C_REFERRER, w->id);
+	assert_int_equal(x->needs[0]->state, NS(CANCELLED));
+	free_msg(x);
+	/* No reassign puts a hold anywhere now. */
+	req.referral_id = r->id;
+	req.need_index  = 1;
+	req.reason      = "try another provider";
+	assert_int_equal(call(n->ch[C_COORD], M_REASSIGN, &req.base,
+	                     &haven__referral__v1__referral__descriptor, NULL, NULL),
+	    HV_FAILED_PRECONDITION);
+	free_msg(r);
+	free_msg(w);
+
+	/* A consent that lapses without a withdrawal (expiry) is found when routing: a waiting
+	 * need ends instead of being offered. */
+	withdrawn_subject[0] = '\0';
+	assert_int_equal(create(n, &mh, &w), HV_OK);
+	assert_int_equal(w->needs[0]->state, NS(WAITING));
+	snprintf(withdrawn_subject, sizeof(withdrawn_subject), "%s", SUBJECT_OK);
+	{
+		const svc_spec mh1[] = { { "mh-1", C_PROV_B, ST(MENTAL_HEALTH), "Limburg", 1, NULL, 0,
+			0, NULL } };
+		add_services(n, mh1, 1);
+	}
+	assert_int_equal(ref_route_waiting(n->rs, &routed), HV_OK);
+	assert_int_equal(routed, 0);
+	x = get_as(n, C_REFERRER, w->id);
+	assert_int_equal(x->needs[0]->state, NS(CANCELLED));
+	assert_string_equal(x->events[x->n_events - 1]->reason, "consent no longer valid");
+	free_msg(x);
+	places(n, "mh-1", &av, &held);
+	assert_int_equal(held, 0);
+	free_msg(w);
+	withdrawn_subject[0] = '\0';
+}
+
 /* The consent service publishes a withdrawal: the referral's trail records it. */
 static void
 test_consent_withdrawn_notification(void **state)
@@ -2101,6 +2283,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_expiry_moves_on, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept_place_complete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end_with_outcome, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_places_come_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_releases_holds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_waiting_then_routed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_waiting_order, setup, teardown),
@@ -2119,6 +2302,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_statistics_year_boundary, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics_one_kind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consent_withdrawn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_consent_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consent_withdrawn_notification, setup_notify,
 		    teardown),
 	};

@@ -50,10 +50,15 @@ refused consent 100 1 2 warm
 refused consent 100 1 2 3 4
 refused capacity 5
 refused store 0
+refused kdf 0
+refused kdf 1 0
+refused kdf x
+refused kdf 1 1 1
 
 n='[0-9]+'
 prints "^consent subjects=300 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" consent 300 1 2
 prints "^consent subjects=300 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" consent 300 1 2 cold
+prints "^kdf alg=scrypt ln=$n r=$n p=$n hashes=2 hash_ms=$n\\.$n hash_max_ms=$n\\.$n hash_cpu_ms=$n\\.$n mem_kib=$n rss_peak_kib=$n totp_verify_per_s=$n\$" kdf 2 1
 prints "^consent subjects=200 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" consent 200 1 2 durable cold
 
 if [ "$fails" -ne 0 ]; then

@@ -13,6 +13,7 @@
  *   haven service retire ID --version V
  *   haven service approve ID --version V
  *   haven capacity set SERVICE AVAILABLE [--version V]
+ *   haven capacity freed SERVICE [N]    haven capacity taken SERVICE [N]   (one step, no version)
  *   haven capacity show SERVICE
  *   haven capacity find [--type T] [--population P] [--language L]... [--region G]... [--free]
  *   haven capacity summary [--region G]...
@@ -162,6 +163,7 @@ org_json(const org_t *o)
 	    "cert_sha256", o->cert_sha256, "disabled", o->disabled, "version",
 	    (json_int_t) o->version, "updated_at_ms", (json_int_t) o->updated_at_ms);
 
+	json_object_set_new(j, "contact", json_string(o->contact));
 	if (o->cert_pem[0] != '\0') {
 		json_object_set_new(j, "cert_pem", json_string(o->cert_pem));
 	}
@@ -182,6 +184,7 @@ service_json(const service_t *s)
 	    "updated_ms", (json_int_t) s->updated_ms, "created_ms", (json_int_t) s->created_ms);
 
 	json_object_set_new(j, "pending", json_boolean(s->pending));
+	json_object_set_new(j, "occupied", json_integer(s->occupied));
 	json_object_set_new(j, "populations",
 	    json_enums(&haven__capacity__v1__population__descriptor, (const int *) s->populations,
 	        s->n_populations));
@@ -275,6 +278,7 @@ print_org(const org_t *o)
 	printf("name         %s\n", o->name);
 	printf("role         %s\n", role_name(o->role, buf, sizeof(buf)));
 	printf("region       %s\n", o->region);
+	printf("contact      %s\n", o->contact[0] != '\0' ? o->contact : "-");
 	printf("certificate  %s\n", o->cert_sha256[0] != '\0' ? o->cert_sha256 : "(none)");
 	printf("state        %s\n", o->disabled ? "disabled" : "enabled");
 	printf("version      %llu\n", (unsigned long long) o->version);
@@ -305,7 +309,8 @@ print_view(const view_t *v, bool details)
 		printf("report every    %us\n", s->report_interval_s);
 	}
 	printf("free            %s %s\n", free_text(v, fr, sizeof(fr)), s->unit);
-	printf("available       %u of %u (%u held for offers)\n", s->available, s->maximum, s->held);
+	printf("available       %u of %u (%u held for offers; %u occupied by placements)\n",
+	    s->available, s->maximum, s->held, s->occupied);
 	printf("confirmed       %s ago (%s)\n", age_text(v->age_s, age, sizeof(age)),
 	    view_fresh(v) ? "fresh" : "not within its report interval: unknown");
 	printf("version         %llu%s\n", (unsigned long long) s->version,
@@ -364,7 +369,8 @@ org_register(cli *c, int argc, char **argv, bool update)
 	int         role = 0;
 	int         rc;
 
-	if ((rc = cli_args_parse(&a, argc, argv, cmd, 1, "name role region cert version", NULL)) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, cmd, 1, "name role region cert contact version",
+	         NULL)) != 0) {
 		return (rc);
 	}
 	if (a.npos != 1) {
@@ -373,6 +379,7 @@ org_register(cli *c, int argc, char **argv, bool update)
 	o.id     = (char *) a.pos[0];
 	o.name   = (char *) (cli_opt(&a, "name") != NULL ? cli_opt(&a, "name") : "");
 	o.region = (char *) (cli_opt(&a, "region") != NULL ? cli_opt(&a, "region") : "");
+	o.contact = (char *) (cli_opt(&a, "contact") != NULL ? cli_opt(&a, "contact") : "");
 	if (!update && (o.name[0] == '\0' || cli_opt(&a, "role") == NULL || o.region[0] == '\0')) {
 		return (cli_usage("org register needs --name, --role and --region"));
 	}
@@ -740,6 +747,22 @@ cmd_service(cli *c, int argc, char **argv)
 
 /* ---- haven capacity ---------------------------------------------------------------------- */
 
+/* A service's figure after a change, and frees v. */
+static void
+print_figure(cli *c, view_t *v)
+{
+	char fr[32];
+
+	if (c->json) {
+		cli_print_json(view_json(v));
+	} else {
+		printf("%s: %s of %u %s free (%u held, %u occupied), version %llu\n", v->service->id,
+		    free_text(v, fr, sizeof(fr)), v->service->maximum, v->service->unit,
+		    v->service->held, v->service->occupied, (unsigned long long) v->service->version);
+	}
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+}
+
 static int
 capacity_set(cli *c, int argc, char **argv)
 {
@@ -749,7 +772,6 @@ capacity_set(cli *c, int argc, char **argv)
 	uint64_t n;
 	cli_args     a;
 	int      rc;
-	char     fr[32];
 
 	if ((rc = cli_args_parse(&a, argc, argv, "capacity set", 2, "version", NULL)) != 0) {
 		return (rc);
@@ -781,14 +803,40 @@ capacity_set(cli *c, int argc, char **argv)
 	    0) {
 		return (rc);
 	}
-	if (c->json) {
-		cli_print_json(view_json(v));
-	} else {
-		printf("%s: %s of %u %s free (%u held), version %llu\n", v->service->id,
-		    free_text(v, fr, sizeof(fr)), v->service->maximum, v->service->unit,
-		    v->service->held, (unsigned long long) v->service->version);
+	print_figure(c, v);
+	return (0);
+}
+
+/* haven capacity freed|taken SERVICE [N]: N places (1 by default) freed or taken in one step,
+ * without a version. */
+static int
+capacity_change(cli *c, int argc, char **argv, bool freed)
+{
+	Haven__Capacity__V1__ChangeAvailabilityRequest req =
+	    HAVEN__CAPACITY__V1__CHANGE_AVAILABILITY_REQUEST__INIT;
+	const char *what = freed ? "capacity freed" : "capacity taken";
+	view_t     *v    = NULL;
+	uint64_t    n    = 1;
+	cli_args    a;
+	int         rc;
+
+	if ((rc = cli_args_parse(&a, argc, argv, what, 2, NULL, NULL)) != 0) {
+		return (rc);
 	}
-	protobuf_c_message_free_unpacked(&v->base, NULL);
+	if (a.npos < 1) {
+		return (cli_usage("%s needs SERVICE (and how many places, 1 by default)", what));
+	}
+	if (a.npos == 2 && (rc = parse_u64("N", a.pos[1], 1, 100000, &n)) != 0) {
+		return (rc);
+	}
+	req.service_id = (char *) a.pos[0];
+	req.delta      = freed ? (int32_t) n : -(int32_t) n;
+	if ((rc = cli_call(c, what, M("ChangeAvailability"), &req.base,
+	         &haven__capacity__v1__service_view__descriptor, (ProtobufCMessage **) &v, false)) !=
+	    0) {
+		return (rc);
+	}
+	print_figure(c, v);
 	return (0);
 }
 
@@ -946,7 +994,7 @@ int
 cmd_capacity(cli *c, int argc, char **argv)
 {
 	if (argc < 1) {
-		return (cli_usage("capacity needs set, show, find or summary"));
+		return (cli_usage("capacity needs set, freed, taken, show, find or summary"));
 	}
 	if (strcmp(argv[0], "set") == 0) {
 		return (capacity_set(c, argc - 1, argv + 1));
@@ -954,13 +1002,17 @@ cmd_capacity(cli *c, int argc, char **argv)
 	if (strcmp(argv[0], "show") == 0) {
 		return (service_show(c, argc - 1, argv + 1, "capacity show", false));
 	}
+	if (strcmp(argv[0], "freed") == 0 || strcmp(argv[0], "taken") == 0) {
+		return (capacity_change(c, argc - 1, argv + 1, strcmp(argv[0], "freed") == 0));
+	}
 	if (strcmp(argv[0], "find") == 0) {
 		return (capacity_find(c, argc - 1, argv + 1));
 	}
 	if (strcmp(argv[0], "summary") == 0) {
 		return (capacity_summary(c, argc - 1, argv + 1));
 	}
-	return (cli_usage("unknown capacity command '%s' (set, show, find, summary)", argv[0]));
+	return (cli_usage("unknown capacity command '%s' (set, freed, taken, show, find, summary)",
+	    argv[0]));
 }
 
 /* ---- haven regions ----------------------------------------------------------------------- */

@@ -52,6 +52,7 @@ usage(FILE *f)
 	    "  service show ID    service retire ID --version V    service approve ID --version V\n"
 	    "  capacity set SERVICE AVAILABLE [--version V]   (without --version: on top of the\n"
 	    "                     current version, read first)\n"
+	    "  capacity freed SERVICE [N]    capacity taken SERVICE [N]   (one bed freed or taken)\n"
 	    "  capacity show SERVICE\n"
 	    "  capacity find [--type T] [--population P] [--language L]... [--region G]... [--free]\n"
 	    "  capacity summary [--region G]...\n"

@@ -218,6 +218,9 @@ cap_check_org(const cap_service *cs, const Haven__Capacity__V1__Organisation *or
 	if ((st = check_region(cs, "region", org->region, err, errsz)) != HV_OK) {
 		return (st);
 	}
+	if ((st = check_text("contact", org->contact, 0, CAP_NAME_MAX, err, errsz)) != HV_OK) {
+		return (st);
+	}
 	certlen = org->cert_pem != NULL ? strlen(org->cert_pem) : 0;
 	if (certlen > CAP_CERT_MAX) {
 		return (fail(err, errsz, "cert_pem is over %d bytes", CAP_CERT_MAX));

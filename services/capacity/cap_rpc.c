@@ -453,6 +453,9 @@ update_org_fn(store_txn *txn, void *arg)
 	if (ch->cert_pem != NULL && ch->cert_pem[0] != '\0') {
 		next->cert_pem = ch->cert_pem;
 	}
+	if (ch->contact != NULL && ch->contact[0] != '\0') {
+		next->contact = ch->contact;
+	}
 	if ((st = cap_check_org(r->r_cs, next, fp, err, sizeof(err))) != HV_OK ||
 	    (next->cert_pem != cur->cert_pem &&
 	        (st = cap_check_cert(r->r_cs, next->id, next->cert_pem, err, sizeof(err))) !=
@@ -751,6 +754,9 @@ update_service_fn(store_txn *txn, void *arg)
 	svc->n_specialisations = ch->n_specialisations;
 	svc->specialisations   = ch->specialisations;
 	svc->maximum           = ch->maximum;
+	if (svc->occupied > svc->maximum - svc->available) {
+		svc->occupied = svc->maximum - svc->available; /* fewer places: fewer to give back */
+	}
 	svc->unit              = ch->unit[0] != '\0' ? ch->unit : CAP_UNIT_DEFAULT;
 	svc->report_interval_s = ch->report_interval_s != 0 ? ch->report_interval_s
 	                                                    : CAP_INTERVAL_DEFAULT_S;
@@ -903,15 +909,41 @@ h_get_service(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCM
 	return (HV_OK);
 }
 
+/* Sets a service's free places (checked by the caller) and confirms the figure now, in the
+ * caller's transaction; the reply is the service's view, and a change of its free places or
+ * freshness is announced after the commit. */
+static hv_status
+set_available(req_ctx *r, store_txn *txn, service_t *svc, uint32_t available)
+{
+	view_t   *v;
+	uint32_t  before, after;
+	bool      was_fresh, fresh;
+	hv_status st;
+
+	before          = cap_free_places(svc, r->r_now, &was_fresh);
+	svc->available  = available;
+	svc->updated_ms = (uint64_t) r->r_now; /* a confirmation, also when unchanged */
+	svc->version++;
+	after = cap_free_places(svc, r->r_now, &fresh);
+	if ((st = cap_put_service(r->r_cs, txn, svc)) != HV_OK) {
+		return (st);
+	}
+	if ((v = view_of(r->r_call, svc, r->r_now)) == NULL) {
+		return (no_memory(r->r_call));
+	}
+	r->r_out = &v->base;
+	if (before != after || was_fresh != fresh) {
+		r->r_changed = svc;
+	}
+	return (HV_OK);
+}
+
 static hv_status
 update_availability_fn(store_txn *txn, void *arg)
 {
 	req_ctx                                              *r  = arg;
 	const Haven__Capacity__V1__UpdateAvailabilityRequest *in = r->r_in;
 	service_t                                            *svc;
-	view_t                                               *v;
-	uint32_t                                              before, after;
-	bool                                                  was_fresh, fresh;
 	hv_status                                             st;
 
 	r->r_out     = NULL;
@@ -934,22 +966,12 @@ update_availability_fn(store_txn *txn, void *arg)
 		return (rpc_call_error(r->r_call, HV_FAILED_PRECONDITION,
 		    "%u %s held for open offers", svc->held, svc->held == 1 ? "place is" : "places are"));
 	}
-	before         = cap_free_places(svc, r->r_now, &was_fresh);
-	svc->available = in->available;
-	svc->updated_ms = (uint64_t) r->r_now; /* a confirmation, also when unchanged */
-	svc->version++;
-	after = cap_free_places(svc, r->r_now, &fresh);
-	if ((st = cap_put_service(r->r_cs, txn, svc)) != HV_OK) {
-		return (st);
+	/* A stock-take is the provider's count: placements it shows as left already are no
+	 * longer occupied here either. */
+	if (svc->occupied > svc->maximum - in->available) {
+		svc->occupied = svc->maximum - in->available;
 	}
-	if ((v = view_of(r->r_call, svc, r->r_now)) == NULL) {
-		return (no_memory(r->r_call));
-	}
-	r->r_out = &v->base;
-	if (before != after || was_fresh != fresh) {
-		r->r_changed = svc;
-	}
-	return (HV_OK);
+	return (set_available(r, txn, svc, in->available));
 }
 
 static hv_status
@@ -966,6 +988,56 @@ h_update_availability(
 	}
 	req_init(&r, call, svc, in);
 	return (write_call(&r, update_availability_fn, reply));
+}
+
+/* One place freed or taken, in one step and without a version: a shelter's "one bed freed" or
+ * a walk-in, also while other places are held. */
+static hv_status
+change_availability_fn(store_txn *txn, void *arg)
+{
+	req_ctx                                              *r  = arg;
+	const Haven__Capacity__V1__ChangeAvailabilityRequest *in = r->r_in;
+	service_t                                            *svc;
+	int64_t                                               next;
+	hv_status                                             st;
+
+	r->r_out     = NULL;
+	r->r_changed = NULL;
+	if ((st = service_for_change(r, txn, in->service_id, 0, &svc)) != HV_OK) {
+		return (st);
+	}
+	next = (int64_t) svc->available + in->delta;
+	if (in->delta < 0 && next < (int64_t) svc->held) {
+		return (rpc_call_error(r->r_call, HV_FAILED_PRECONDITION,
+		    "service %s has %u free %s, %u held for open offers: decline an offer to take "
+		    "a held place",
+		    svc->id, svc->available, svc->available == 1 ? "place" : "places", svc->held));
+	}
+	if (in->delta > 0 && next + svc->occupied > svc->maximum) {
+		return (rpc_call_error(r->r_call, HV_FAILED_PRECONDITION,
+		    "service %s has %u of %u places free and %u occupied: no place left to free",
+		    svc->id, svc->available, svc->maximum, svc->occupied));
+	}
+	return (set_available(r, txn, svc, (uint32_t) next));
+}
+
+static hv_status
+h_change_availability(
+    rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+{
+	const Haven__Capacity__V1__ChangeAvailabilityRequest *in = (const void *) req;
+	req_ctx                                               r;
+
+	if (!ids_valid(in->service_id)) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service_id must be " ID_RULE));
+	}
+	if (in->delta == 0 || in->delta < -CAP_PLACES_MAX || in->delta > CAP_PLACES_MAX) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "delta must be a number of places freed (1..%d) or taken (-1..-%d), not %d",
+		    CAP_PLACES_MAX, CAP_PLACES_MAX, (int) in->delta));
+	}
+	req_init(&r, call, svc, in);
+	return (write_call(&r, change_availability_fn, reply));
 }
 
 /* Region names to a mask of map indices; INVALID_ARGUMENT for a name not in the map. */
@@ -1241,6 +1313,8 @@ cap_register(cap_service *cs, rpc_server *srv)
 		    .roles = M_ROLES_APPROVE_SERVICE },
 		{ .name = "GetService", .handler = h_get_service, .roles = M_ROLES_SEE_SERVICES },
 		{ .name = "UpdateAvailability", .handler = h_update_availability,
+		    .roles = M_ROLES_CHANGE_SERVICE },
+		{ .name = "ChangeAvailability", .handler = h_change_availability,
 		    .roles = M_ROLES_CHANGE_SERVICE },
 		{ .name = "FindServices", .handler = h_find_services, .roles = M_ROLES_SEE_SERVICES },
 		/* Numbers only: municipalities may ask. */

@@ -446,6 +446,7 @@ hold_end(cap_service *cs, store_txn *txn, const char *hold_id, bool confirm,
 	svc->held--;
 	if (confirm) {
 		svc->available--;
+		svc->occupied++; /* the placement's place, until cap_place_release */
 	}
 	svc->version++;
 	if ((st = cap_put_service(cs, txn, svc)) != HV_OK) {
@@ -474,6 +475,31 @@ hv_status
 cap_hold_confirm(cap_service *cs, store_txn *txn, const char *hold_id)
 {
 	return (hold_end(cs, txn, hold_id, true, NULL));
+}
+
+hv_status
+cap_place_release(cap_service *cs, store_txn *txn, const char *service_id, bool *freed)
+{
+	Haven__Capacity__V1__Service *svc = NULL;
+	hv_status                     st;
+
+	*freed = false;
+	if ((st = cap_read_service(cs, txn, service_id, NULL, &svc)) != HV_OK) {
+		return (st);
+	}
+	if (svc->occupied == 0) {
+		goto out; /* a stock-take counted it free already */
+	}
+	svc->occupied--;
+	if (svc->available + svc->occupied < svc->maximum) {
+		svc->available++;
+		*freed = true;
+	}
+	svc->version++;
+	st = cap_put_service(cs, txn, svc);
+out:
+	haven__capacity__v1__service__free_unpacked(svc, NULL);
+	return (st);
 }
 
 /*

@@ -139,9 +139,15 @@ hv_status cap_hold_place(cap_service *cs, store_txn *txn, const char *service_id
  * released before). */
 hv_status cap_hold_release(cap_service *cs, store_txn *txn, const char *hold_id);
 
-/* Turns a hold into a placement: the place stays taken (available and held both drop by one).
- * NOT_FOUND when the hold is gone. */
+/* Turns a hold into a placement: the place stays taken (available and held both drop by one,
+ * occupied rises by one). NOT_FOUND when the hold is gone. */
 hv_status cap_hold_confirm(cap_service *cs, store_txn *txn, const char *hold_id);
+
+/* Gives a placement's place back when it completes or ends: occupied drops by one and the
+ * place is free again (available rises by one, a new version). *freed says whether a place
+ * came free: false when the provider's own count (UpdateAvailability, a smaller maximum) had
+ * freed it already. NOT_FOUND for an unknown service. */
+hv_status cap_place_release(cap_service *cs, store_txn *txn, const char *service_id, bool *freed);
 
 /* Releases every hold whose expiry is at or before now_ms; *released counts them. */
 hv_status cap_expire_holds(cap_service *cs, store_txn *txn, int64_t now_ms, unsigned *released);

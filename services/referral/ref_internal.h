@@ -53,6 +53,10 @@
 #define REF_META_SEALED      "text-sealed" /* ref.meta: plaintext of older stores sealed */
 
 #define PURPOSE_REFERRAL "referral"
+#define PURPOSE_SHARE "share-with-provider"
+/* The method the node's own consent checks while routing are audited under. */
+#define REF_METHOD_ROUTE "haven.referral.v1.Referrals/Route"
+#define REF_METHOD_GET "haven.referral.v1.Referrals/GetReferral"
 
 /* Enum ranges: values below these are the ones the proto defines (checked again with the
  * descriptors). */
@@ -256,6 +260,23 @@ typedef struct ref_route_item {
 	Need     *ri_need;
 } ref_route_item;
 hv_status ref_route(ref_work *w, ref_route_item *items, size_t n);
+
+/* Appends s (not copied) to a list in the work's arena. */
+hv_status ref_list_add(ref_work *w, char ***list, size_t *n, char *s);
+
+/* Withdraws the need's open offer (its hold released) and, with decline_service, keeps its
+ * service from being offered again for this need. */
+hv_status ref_offer_withdraw(ref_work *w, Need *n, bool decline_service);
+
+/* Consent at every step: whether the subject's consent for the purpose "referral" is valid
+ * now (the node itself asks, in w's transaction, audited). A subject unknown or erased: not. */
+hv_status ref_consent_valid(ref_work *w, const Referral *r, bool *ok);
+
+/* Ends what a referral still routes once its consent is gone (withdrawn, expired, erased):
+ * open offers are withdrawn and their holds released, offered and waiting needs are
+ * CANCELLED with reason; accepted and placed needs stay with their provider (the person is
+ * there; the provider's access to her data ends with the consent) and get an event. */
+hv_status ref_end_for_consent(ref_work *w, Referral *r, const char *reason);
 
 /* The home region of an organisation from capacity's directory: NOT_FOUND when unknown. */
 hv_status ref_org_region(ref_service *rs, store_txn *txn, const char *org_id,

@@ -149,6 +149,86 @@ ref_note_event(ref_work *w, Referral *r, Need *n, const char *actor, const char 
 /* ---- offers ---------------------------------------------------------------------------------- */
 
 hv_status
+ref_list_add(ref_work *w, char ***list, size_t *n, char *s)
+{
+	char **p = ref_arena_alloc(&w->w_arena, (*n + 1) * sizeof(char *));
+
+	if (p == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	if (*n > 0) {
+		memcpy(p, *list, *n * sizeof(char *));
+	}
+	p[(*n)++] = s;
+	*list     = p;
+	return (HV_OK);
+}
+
+hv_status
+ref_consent_valid(ref_work *w, const Referral *r, bool *ok)
+{
+	static const rpc_caller node = { .role = RPC_ROLE_OPERATOR, .org_id = "",
+		.transport = RPC_TRANSPORT_INPROC };
+	ref_service *rs = w->w_rs;
+	hv_status    st;
+
+	*ok = false;
+	if (rs->rs_consent == NULL) {
+		return (HV_OK); /* no consent service: nothing is shared */
+	}
+	st = rs->rs_consent(rs->rs_consent_arg, w->w_txn, &node, REF_METHOD_ROUTE, r->subject,
+	    PURPOSE_REFERRAL, "", false, ok);
+	if (st == HV_NOT_FOUND) {
+		*ok = false;
+		return (HV_OK);
+	}
+	return (st == HV_OK ? HV_OK
+	                    : ref_fail(w, st, "the consent check for subject %s failed: %s",
+	                          r->subject, hv_status_name(st)));
+}
+
+hv_status
+ref_end_for_consent(ref_work *w, Referral *r, const char *reason)
+{
+	hv_status st;
+
+	for (size_t i = 0; i < r->n_needs; i++) {
+		Need *n = r->needs[i];
+
+		if (n->state == NS(OFFERED) || n->state == NS(WAITING) || n->state == NS(ON_HOLD)) {
+			if (n->state == NS(OFFERED) && (st = ref_offer_withdraw(w, n, false)) != HV_OK) {
+				return (st);
+			}
+			if ((st = ref_transition(w, r, n, NS(CANCELLED), "", reason, n->offer_id)) !=
+			    HV_OK) {
+				return (st);
+			}
+		} else if (ref_need_open(n) && (st = ref_note_event(w, r, n, "", reason)) != HV_OK) {
+			return (st);
+		}
+	}
+	return (HV_OK);
+}
+
+hv_status
+ref_offer_withdraw(ref_work *w, Need *n, bool decline_service)
+{
+	Offer    *o;
+	hv_status st;
+
+	if ((st = ref_load_offer(w, n->offer_id, &o)) != HV_OK) {
+		return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st);
+	}
+	if ((st = ref_offer_end(w, o, OS(OFFER_WITHDRAWN))) != HV_OK) {
+		return (st);
+	}
+	if (decline_service) {
+		return (ref_list_add(w, &n->declined_services, &n->n_declined_services, o->service_id));
+	}
+	return (HV_OK);
+}
+
+hv_status
 ref_offer_end(ref_work *w, Offer *o, OfferState to)
 {
 	ref_service *rs = w->w_rs;
@@ -548,8 +628,20 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		route_need *rn = &needs[i];
 		bool        offered = false;
+		bool        consent;
 
-		if (!rn->rn_active) {
+		/* An earlier need of the same referral may have ended it (no consent). */
+		if (!rn->rn_active || rn->rn_need->state != NS(WAITING)) {
+			continue;
+		}
+		/* No provider is offered the person without a consent valid now. */
+		if ((st = ref_consent_valid(w, rn->rn_ref, &consent)) != HV_OK) {
+			return (st);
+		}
+		if (!consent) {
+			if ((st = ref_end_for_consent(w, rn->rn_ref, "consent no longer valid")) != HV_OK) {
+				return (st);
+			}
 			continue;
 		}
 		for (int round = 0; round <= REF_RESCANS; round++) {

@@ -88,7 +88,16 @@ shown_id(const char *id)
 	return (ids_valid(id) ? id : "(not an id)");
 }
 
-/* Whether the caller may see (and, for its role, act on) the referral. */
+/* Whether a need is with the provider organisation now: accepted by it, or placed there. */
+static bool
+accepted_by(const Need *n, const char *org)
+{
+	return ((n->state == NS(ACCEPTED) || n->state == NS(PLACED)) &&
+	    strcmp(n->provider_org, org) == 0);
+}
+
+/* Whether the caller may see (and, for its role, act on) the referral. A provider sees it only
+ * while a need of it is accepted by or placed with the provider, and then only provider_view. */
 static hv_status
 may_see(ref_service *rs, store_txn *txn, const rpc_caller *c, const Referral *r, bool *ok)
 {
@@ -103,6 +112,11 @@ may_see(ref_service *rs, store_txn *txn, const rpc_caller *c, const Referral *r,
 		return (HV_OK);
 	case RPC_ROLE_REFERRER:
 		*ok = strcmp(c->org_id, r->referrer_org) == 0;
+		return (HV_OK);
+	case RPC_ROLE_PROVIDER:
+		for (size_t i = 0; i < r->n_needs && !*ok; i++) {
+			*ok = accepted_by(r->needs[i], c->org_id);
+		}
 		return (HV_OK);
 	case RPC_ROLE_COORDINATOR:
 		st = ref_org_region(rs, txn, c->org_id, region);
@@ -133,23 +147,6 @@ load_visible(ref_work *w, const rpc_caller *c, const char *id, Referral **out)
 	if (!ok) {
 		return (ref_fail(w, HV_PERMISSION_DENIED, "referral %s is not yours to see", id));
 	}
-	return (HV_OK);
-}
-
-/* Appends s to an arena list. */
-static hv_status
-list_add(ref_work *w, char ***list, size_t *n, char *s)
-{
-	char **p = ref_arena_alloc(&w->w_arena, (*n + 1) * sizeof(char *));
-
-	if (p == NULL) {
-		return (HV_RESOURCE_EXHAUSTED);
-	}
-	if (*n > 0) {
-		memcpy(p, *list, *n * sizeof(char *));
-	}
-	p[(*n)++] = s;
-	*list     = p;
 	return (HV_OK);
 }
 
@@ -364,30 +361,104 @@ out:
 
 /* ---- GetReferral, ListReferrals -------------------------------------------------------------- */
 
+/* What the provider that accepted a need sees of its referral (docs/authority.md): whom it
+ * takes in (the subject's id; her data through the consent service, as consent allows), from
+ * whom (the referrer, reached at its directory contact), how urgent, and the needs it
+ * accepted. Not the note, the unsafe and preferred regions, the other needs or the trail. */
+static hv_status
+provider_view(ref_work *w, const rpc_caller *provider, const Referral *r, Referral **out)
+{
+	ref_service *rs    = w->w_rs;
+	const char  *org   = provider->org_id;
+	Referral    *c     = ref_arena_alloc(&w->w_arena, sizeof(*c));
+	Need       **needs = ref_arena_alloc(&w->w_arena, (r->n_needs + 1) * sizeof(*needs));
+	bool         allowed = false;
+	hv_status    st;
+
+	if (c == NULL || needs == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	/* A disclosure: only with a consent valid now that shares with the accepting provider
+	 * (asked in this transaction, audited by the consent service). */
+	if (rs->rs_consent != NULL) {
+		st = rs->rs_consent(rs->rs_consent_arg, w->w_txn, provider, REF_METHOD_GET, r->subject,
+		    PURPOSE_SHARE, org, true, &allowed);
+		if (st != HV_OK && st != HV_NOT_FOUND) {
+			return (ref_fail(w, st, "the consent check for referral %s failed", r->id));
+		}
+	}
+	if (!allowed) {
+		return (ref_fail(w, HV_PERMISSION_DENIED,
+		    "no consent shares referral %s with organisation %s now", r->id, org));
+	}
+	haven__referral__v1__referral__init(c);
+	c->id           = r->id;
+	c->subject      = r->subject;
+	c->referrer_org = r->referrer_org;
+	c->urgency      = r->urgency;
+	c->exploitation = r->exploitation;
+	c->home_region  = r->home_region;
+	c->created_ms   = r->created_ms;
+	c->version      = r->version;
+	for (size_t i = 0; i < r->n_needs; i++) {
+		if (accepted_by(r->needs[i], org)) {
+			needs[c->n_needs++] = r->needs[i];
+		}
+	}
+	c->needs = needs;
+	*out     = c;
+	return (HV_OK);
+}
+
+typedef struct get_job {
+	ref_work          gj_work;
+	const rpc_caller *gj_caller;
+	const char       *gj_id;
+	Referral         *gj_shown;
+} get_job;
+
+static hv_status
+get_fn(store_txn *txn, void *arg)
+{
+	get_job  *j = arg;
+	Referral *r;
+	hv_status st;
+
+	ref_work_begin(&j->gj_work, txn);
+	if ((st = load_visible(&j->gj_work, j->gj_caller, j->gj_id, &r)) != HV_OK) {
+		return (st);
+	}
+	return (j->gj_caller->role == RPC_ROLE_PROVIDER
+	        ? provider_view(&j->gj_work, j->gj_caller, r, &j->gj_shown)
+	        : ref_shown(&j->gj_work, r, &j->gj_shown));
+}
+
 static hv_status
 h_get(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
-	ref_service                                *rs  = svc;
+	ref_service                                   *rs  = svc;
 	const Haven__Referral__V1__GetReferralRequest *req = (const void *) msg;
-	ref_work                                    w;
-	store_txn                                  *txn = NULL;
-	Referral                                   *r;
-	hv_status                                   st;
+	get_job                                        j   = { .gj_id = req->id };
+	store_txn                                     *txn = NULL;
+	hv_status                                      st;
 
-	ref_work_init(&w, rs);
-	if ((st = store_read_begin(rs->rs_store, &txn)) != HV_OK) {
+	ref_work_init(&j.gj_work, rs);
+	j.gj_caller = rpc_call_caller(call);
+	if (j.gj_caller->role == RPC_ROLE_PROVIDER) {
+		/* The provider's read checks consent, and the consent service audits that check in
+		 * this transaction: a write. */
+		st = store_write(rs->rs_store, get_fn, &j);
+	} else if ((st = store_read_begin(rs->rs_store, &txn)) == HV_OK) {
+		st = get_fn(txn, &j);
+	}
+	if (st != HV_OK) {
+		st = work_error(call, &j.gj_work, st);
 		goto out;
 	}
-	ref_work_begin(&w, txn);
-	if ((st = load_visible(&w, rpc_call_caller(call), req->id, &r)) != HV_OK ||
-	    (st = ref_shown(&w, r, &r)) != HV_OK) {
-		st = work_error(call, &w, st);
-		goto out;
-	}
-	st = reply_copy(call, &r->base, reply);
+	st = reply_copy(call, &j.gj_shown->base, reply);
 out:
 	store_read_end(txn);
-	ref_work_free(&w);
+	ref_work_free(&j.gj_work);
 	return (st);
 }
 
@@ -552,7 +623,7 @@ list_one(void *arg, const char *id, hv_status *st)
 		return (false);
 	}
 	lc->lc_bytes += protobuf_c_message_get_packed_size(m);
-	*st = list_add(w, (char ***) lc->lc_items, lc->lc_n, m);
+	*st = ref_list_add(w, (char ***) lc->lc_items, lc->lc_n, m);
 	return (*st == HV_OK);
 }
 
@@ -626,26 +697,6 @@ typedef struct referral_job {
 	Referral         *rj_result;
 } referral_job;
 
-/* Withdraws the need's open offer (its hold released) and keeps its service from being
- * offered again for this need. */
-static hv_status
-withdraw(ref_work *w, Need *n, bool decline_service)
-{
-	Offer    *o;
-	hv_status st;
-
-	if ((st = ref_load_offer(w, n->offer_id, &o)) != HV_OK) {
-		return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st);
-	}
-	if ((st = ref_offer_end(w, o, OS(OFFER_WITHDRAWN))) != HV_OK) {
-		return (st);
-	}
-	if (decline_service) {
-		return (list_add(w, &n->declined_services, &n->n_declined_services, o->service_id));
-	}
-	return (HV_OK);
-}
-
 /* Writes the referral back; the answer is its copy with the free text opened. */
 static hv_status
 referral_done(referral_job *j, Referral *r)
@@ -684,7 +735,7 @@ referral_fn(store_txn *txn, void *arg)
 		}
 		n = r->needs[j->rj_need];
 		if (n->state == NS(OFFERED)) {
-			if ((st = withdraw(w, n, true)) != HV_OK ||
+			if ((st = ref_offer_withdraw(w, n, true)) != HV_OK ||
 			    (st = ref_transition(w, r, n, NS(WAITING), actor, "reassigned", n->offer_id)) !=
 			        HV_OK ||
 			    (st = ref_event_text(w, r, j->rj_reason)) != HV_OK) {
@@ -715,7 +766,7 @@ referral_fn(store_txn *txn, void *arg)
 		if (!ref_need_routing(n)) {
 			continue;
 		}
-		if (n->state == NS(OFFERED) && (st = withdraw(w, n, false)) != HV_OK) {
+		if (n->state == NS(OFFERED) && (st = ref_offer_withdraw(w, n, false)) != HV_OK) {
 			return (st);
 		}
 		if ((st = ref_transition(w, r, n, NS(CANCELLED), actor, "cancelled", n->offer_id)) !=
@@ -806,6 +857,23 @@ may_end(ref_work *w, const rpc_caller *c, const Offer *o, const Referral *r, boo
 		return (HV_OK);
 	}
 	return (may_see(w->w_rs, w->w_txn, c, r, ok));
+}
+
+/* Gives the place of an ended placement back to its service (cap_place_release). */
+static hv_status
+release_place(ref_work *w, const Offer *o)
+{
+	bool      freed = false;
+	hv_status st    = cap_place_release(w->w_rs->rs_cap, w->w_txn, o->service_id, &freed);
+
+	if (st == HV_NOT_FOUND) {
+		return (ref_fail(w, HV_DATA_LOSS, "service %s of offer %s is not in the registry",
+		    o->service_id, o->id));
+	}
+	if (st != HV_OK) {
+		return (ref_fail(w, st, "cannot give back the place of offer %s", o->id));
+	}
+	return (ref_work_changed(w, o->service_id, (int) o->type, freed));
 }
 
 /* An OPEN offer within its respond-by time, or why not. */
@@ -916,7 +984,7 @@ offer_fn(store_txn *txn, void *arg)
 		if ((st = ref_text_seal(w, r->subject, o->id, "decline", -1, j->oj_text,
 		         &o->sealed_decline_text)) != HV_OK ||
 		    (st = ref_offer_end(w, o, OS(OFFER_DECLINED))) != HV_OK ||
-		    (st = list_add(w, &n->declined_services, &n->n_declined_services, o->service_id)) !=
+		    (st = ref_list_add(w, &n->declined_services, &n->n_declined_services, o->service_id)) !=
 		        HV_OK ||
 		    (st = ref_transition(w, r, n, NS(WAITING), c->org_id, reason, o->id)) != HV_OK ||
 		    (st = ref_event_text(w, r, j->oj_text)) != HV_OK ||
@@ -962,6 +1030,10 @@ offer_fn(store_txn *txn, void *arg)
 			    (st = ref_event_text(w, r, j->oj_text)) != HV_OK) {
 				return (st);
 			}
+		}
+		/* The placement's place comes back: waiting needs may take it at once. */
+		if ((st = release_place(w, o)) != HV_OK) {
+			return (st);
 		}
 		o->need_state = n->state;
 		if ((st = ref_put_offer(w, o)) != HV_OK) {
@@ -1196,7 +1268,7 @@ h_stats(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage
 
 static const rpc_method_impl methods[] = {
 	{ .name = "CreateReferral", .handler = h_create, .roles = RPC_ROLE_REFERRER },
-	{ .name = "GetReferral", .handler = h_get, .roles = ROLES_READ },
+	{ .name = "GetReferral", .handler = h_get, .roles = ROLES_READ | RPC_ROLE_PROVIDER },
 	{ .name = "ListReferrals", .handler = h_list, .roles = ROLES_READ },
 	{ .name = "CancelReferral", .handler = h_cancel, .roles = ROLES_READ },
 	{ .name = "ReassignNeed", .handler = h_reassign,

@@ -935,11 +935,22 @@ withdrawn_one(void *arg, const char *id, bool *stop)
 {
 	withdrawn_job *j = arg;
 	Referral      *r;
-	bool           marked = false;
+	bool           marked = false, valid;
 	hv_status      st;
 
 	if ((st = ref_load(&j->wj_work, id, &r)) != HV_OK) {
 		return (st == HV_NOT_FOUND ? HV_OK : st);
+	}
+	if (ref_referral_closed(r)) {
+		return (HV_OK);
+	}
+	/* Another consent may still cover the referral; if none does, it ends here. */
+	if ((st = ref_consent_valid(&j->wj_work, r, &valid)) != HV_OK) {
+		return (st);
+	}
+	if (!valid) {
+		j->wj_marked++;
+		return (ref_end_for_consent(&j->wj_work, r, "consent withdrawn"));
 	}
 	for (size_t i = 0; i < r->n_needs; i++) {
 		if (!ref_need_open(r->needs[i])) {

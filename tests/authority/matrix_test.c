@@ -664,6 +664,23 @@ f_update_availability(const actor *a, scope *s)
 	return (invoke(a, &r.base));
 }
 
+/* One place freed, or taken when none is left to free: either way a change that can be made. */
+static hv_status
+f_change_availability(const actor *a, scope *s)
+{
+	Haven__Capacity__V1__ChangeAvailabilityRequest r =
+	    HAVEN__CAPACITY__V1__CHANGE_AVAILABILITY_REQUEST__INIT;
+	Haven__Capacity__V1__GetServiceRequest gr = HAVEN__CAPACITY__V1__GET_SERVICE_REQUEST__INIT;
+	Haven__Capacity__V1__ServiceView      *v;
+
+	gr.id = s->edit_service;
+	v     = (void *) must(&actors[A_OP], M_CAP("GetService"), &gr.base);
+	r.service_id = s->edit_service;
+	r.delta      = v->service->available + v->service->occupied < v->service->maximum ? 1 : -1;
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	return (invoke(a, &r.base));
+}
+
 static hv_status
 f_find_services(const actor *a, scope *s)
 {
@@ -1089,6 +1106,7 @@ static const entry entries[] = {
 	{ M_CAP("ApproveService"), f_approve_service, NULL, false, HV_OK },
 	{ M_CAP("GetService"), f_get_service, NULL, false, HV_OK },
 	{ M_CAP("UpdateAvailability"), f_update_availability, NULL, false, HV_OK },
+	{ M_CAP("ChangeAvailability"), f_change_availability, NULL, false, HV_OK },
 	{ M_CAP("FindServices"), f_find_services, NULL, false, HV_OK },
 	{ M_CAP("Summary"), f_summary, NULL, false, HV_OK },
 	{ M_CAP("ListRegions"), f_list_regions, NULL, false, HV_OK },

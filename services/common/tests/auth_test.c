@@ -29,6 +29,7 @@
 
 #include "haven/auth.h"
 #include "haven/auth/v1/auth.pb-c.h"
+#include "haven/bytes.h"
 #include "haven/clock.h"
 #include "haven/crypto.h"
 #include "haven/diag/v1/diag.pb-c.h"
@@ -441,14 +442,6 @@ read_keys(const char *file, uint8_t recs[2][44])
 	return (n / 44);
 }
 
-static void
-be(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = n - 1; i >= 0; i--, v >>= 8) {
-		p[i] = (uint8_t) v;
-	}
-}
-
 /* A token made by hand with a key record, as whoever holds the key file can: any role, times
  * and version; the organisation has no certificate (fingerprint zeros). */
 static void
@@ -461,9 +454,9 @@ forge(const uint8_t rec[44], rpc_role role, int64_t iat, int64_t exp, uint64_t v
 
 	memcpy(p, rec, 4);
 	p[4] = (uint8_t) role;
-	be(p + 5, (uint64_t) iat, 8);
-	be(p + 13, (uint64_t) exp, 8);
-	be(p + 21, version, 8);
+	hv_put_be(p + 5, (uint64_t) iat, 8);
+	hv_put_be(p + 13, (uint64_t) exp, 8);
+	hv_put_be(p + 21, version, 8);
 	memset(p + 29, 0, 32);
 	memcpy(p + 61, org, strlen(org));
 	crypto_hmac_sha256(mac, rec + 12, 32, p, n);

@@ -1,7 +1,8 @@
 /*
  * crypto_test.c - the crypto wrapper against published vectors (FIPS 180 SHA-256, RFC 4231
- * HMAC-SHA256, the GCM specification's AES-256 test cases, RFC 4648 base64), signatures
- * with keys and certificates made here with OpenSSL, and reading key files.
+ * HMAC-SHA256, the GCM specification's AES-256 test cases, RFC 4648 base64 and base32,
+ * RFC 4226 HOTP, RFC 6238 TOTP, RFC 7914 scrypt), signatures with keys and certificates
+ * made here with OpenSSL, and reading key files.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -860,6 +861,469 @@ test_ed25519_keygen(void **state)
 	free(pem2);
 }
 
+/* ---- one-time codes --------------------------------------------------------------------- */
+
+static const uint8_t otp_seed20[] = "12345678901234567890";
+static const uint8_t otp_seed32[] = "12345678901234567890123456789012";
+static const uint8_t otp_seed64[] =
+    "1234567890123456789012345678901234567890123456789012345678901234";
+
+static void
+test_hotp_rfc4226(void **state)
+{
+	/* RFC 4226 appendix D: the 20-byte ASCII secret, counters 0 to 9. */
+	static const uint32_t want[] = { 755224, 287082, 359152, 969429, 338314, 254676, 287922,
+		162583, 399871, 520489 };
+	uint32_t              code;
+
+	(void) state;
+	for (uint64_t c = 0; c < 10; c++) {
+		assert_int_equal(crypto_hotp(&code, CRYPTO_OTP_SHA1, 6, otp_seed20, 20, c), HV_OK);
+		assert_int_equal(code, want[c]);
+	}
+}
+
+static void
+test_totp_rfc6238(void **state)
+{
+	/* RFC 6238 appendix B: 8 digits, 30 s steps, one seed per hash. */
+	static const struct {
+		int64_t  t;
+		uint32_t sha1, sha256, sha512;
+	} v[] = {
+		{ 59, 94287082, 46119246, 90693936 },
+		{ 1111111109, 7081804, 68084774, 25091201 },
+		{ 1111111111, 14050471, 67062674, 99943326 },
+		{ 1234567890, 89005924, 91819424, 93441116 },
+		{ 2000000000, 69279037, 90698825, 38618901 },
+		{ 20000000000, 65353130, 77737706, 47863826 },
+	};
+	uint32_t code;
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		assert_int_equal(
+		    crypto_totp(&code, CRYPTO_OTP_SHA1, 8, otp_seed20, 20, v[i].t), HV_OK);
+		assert_int_equal(code, v[i].sha1);
+		assert_int_equal(
+		    crypto_totp(&code, CRYPTO_OTP_SHA256, 8, otp_seed32, 32, v[i].t), HV_OK);
+		assert_int_equal(code, v[i].sha256);
+		assert_int_equal(
+		    crypto_totp(&code, CRYPTO_OTP_SHA512, 8, otp_seed64, 64, v[i].t), HV_OK);
+		assert_int_equal(code, v[i].sha512);
+		/* Six digits are the last six of eight. */
+		assert_int_equal(
+		    crypto_totp(&code, CRYPTO_OTP_SHA1, 6, otp_seed20, 20, v[i].t), HV_OK);
+		assert_int_equal(code, v[i].sha1 % 1000000);
+	}
+}
+
+static void
+test_otp_rejects(void **state)
+{
+	uint8_t  long_secret[CRYPTO_OTP_SECRET_MAX + 1] = { 0 };
+	uint32_t code = 1;
+
+	(void) state;
+	assert_int_equal(crypto_hotp(&code, CRYPTO_OTP_SHA1, 6, otp_seed20, 19, 0),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(code, 0);
+	assert_int_equal(crypto_hotp(&code, CRYPTO_OTP_SHA1, 6, long_secret, sizeof(long_secret), 0),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_hotp(&code, CRYPTO_OTP_SHA1, 6, long_secret, CRYPTO_OTP_SECRET_MAX, 0),
+	    HV_OK);
+	assert_int_equal(crypto_hotp(&code, CRYPTO_OTP_SHA1, 6, NULL, 20, 0), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_hotp(&code, CRYPTO_OTP_SHA1, 5, otp_seed20, 20, 0),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_hotp(&code, CRYPTO_OTP_SHA1, 9, otp_seed20, 20, 0),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_hotp(&code, (crypto_otp_alg) 7, 6, otp_seed20, 20, 0),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_totp(&code, CRYPTO_OTP_SHA1, 6, otp_seed20, 20, -1),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(code, 0);
+}
+
+static void
+test_totp_verify_window_replay(void **state)
+{
+	const int64_t now = 1111111111; /* step 37037037; RFC 6238's SHA-1 code ends 050471 */
+	char          code[7];
+	uint32_t      c;
+	uint64_t      step = 1;
+
+	(void) state;
+	assert_int_equal(
+	    crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now, 0), HV_OK);
+	assert_int_equal(step, 37037037);
+	/* One step either side is accepted (clock drift), two are not. */
+	assert_int_equal(
+	    crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now + 30, 0), HV_OK);
+	assert_int_equal(step, 37037037);
+	assert_int_equal(
+	    crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now - 30, 0), HV_OK);
+	assert_int_equal(step, 37037037);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now + 60, 0),
+	    HV_UNAUTHENTICATED);
+	assert_int_equal(step, 0);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now - 60, 0),
+	    HV_UNAUTHENTICATED);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "050472", 6, now, 0),
+	    HV_UNAUTHENTICATED);
+
+	/* Replay: the step just used, or an earlier one, is refused; a later one is not. */
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now, 37037037),
+	    HV_UNAUTHENTICATED);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now, 37037038),
+	    HV_UNAUTHENTICATED);
+	assert_int_equal(
+	    crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now, 37037036), HV_OK);
+	assert_int_equal(crypto_totp(&c, CRYPTO_OTP_SHA1, 6, otp_seed20, 20, now - 30), HV_OK);
+	snprintf(code, sizeof(code), "%06u", (unsigned) c);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, code, 6, now, 0), HV_OK);
+	assert_int_equal(step, 37037036);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, code, 6, now, 37037037),
+	    HV_UNAUTHENTICATED);
+	assert_int_equal(crypto_totp(&c, CRYPTO_OTP_SHA1, 6, otp_seed20, 20, now + 30), HV_OK);
+	snprintf(code, sizeof(code), "%06u", (unsigned) c);
+	assert_int_equal(
+	    crypto_totp_verify(&step, otp_seed20, 20, code, 6, now, 37037037), HV_OK);
+	assert_int_equal(step, 37037038);
+
+	/* A code that two steps of the window share (found by search: one secret in ~10^6):
+	 * the later step is returned, so storing it refuses the code at either step. */
+	{
+		static const uint8_t twice[] = "haventotp00000345192"; /* steps 56666666, 56666667 */
+		assert_int_equal(
+		    crypto_totp_verify(&step, twice, 20, "490192", 6, 1699999980, 0), HV_OK);
+		assert_int_equal(step, 56666667);
+		assert_int_equal(crypto_totp_verify(&step, twice, 20, "490192", 6, 1700000010,
+		                     56666667),
+		    HV_UNAUTHENTICATED);
+		assert_int_equal(crypto_totp_verify(&step, twice, 20, "490192", 6, 1700000010,
+		                     56666666),
+		    HV_OK);
+		assert_int_equal(step, 56666667);
+	}
+
+	/* Not six digits, a bad secret, a negative time. */
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "05047", 5, now, 0),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "0504710", 7, now, 0),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "05 471", 6, now, 0),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "05047a", 6, now, 0),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "05047\0", 6, now, 0),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(
+	    crypto_totp_verify(&step, otp_seed20, 20, NULL, 6, now, 0), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 16, "050471", 6, now, 0),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, -1, 0),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(step, 0);
+}
+
+/* ---- base32 and otpauth URIs ------------------------------------------------------------ */
+
+static void
+test_b32_rfc4648(void **state)
+{
+	/* RFC 4648 section 10, without the padding (which decode also accepts). */
+	static const struct {
+		const char *in, *out, *padded;
+	} v[] = {
+		{ "", "", "" },
+		{ "f", "MY", "MY======" },
+		{ "fo", "MZXQ", "MZXQ====" },
+		{ "foo", "MZXW6", "MZXW6===" },
+		{ "foob", "MZXW6YQ", "MZXW6YQ=" },
+		{ "fooba", "MZXW6YTB", "MZXW6YTB" },
+		{ "foobar", "MZXW6YTBOI", "MZXW6YTBOI======" },
+	};
+	char    enc[72];
+	uint8_t dec[64];
+	uint8_t all[40];
+	size_t  n;
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		size_t len = strlen(v[i].in);
+		assert_int_equal(crypto_b32_len(len), strlen(v[i].out));
+		assert_int_equal(crypto_b32_encode(enc, sizeof(enc), v[i].in, len), HV_OK);
+		assert_string_equal(enc, v[i].out);
+		assert_int_equal(crypto_b32_decode(dec, sizeof(dec), &n, v[i].out, strlen(v[i].out)),
+		    HV_OK);
+		assert_int_equal(n, len);
+		assert_memory_equal(dec, v[i].in, len);
+		assert_int_equal(
+		    crypto_b32_decode(dec, sizeof(dec), &n, v[i].padded, strlen(v[i].padded)), HV_OK);
+		assert_int_equal(n, len);
+		assert_memory_equal(dec, v[i].in, len);
+	}
+	assert_int_equal(crypto_b32_encode(enc, sizeof(enc), otp_seed20, 20), HV_OK);
+	assert_string_equal(enc, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+	/* Every length and byte value survives a round trip. */
+	for (size_t i = 0; i < sizeof(all); i++) {
+		all[i] = (uint8_t) (i * 37 + 255);
+	}
+	for (size_t len = 0; len <= sizeof(all); len++) {
+		assert_int_equal(crypto_b32_encode(enc, sizeof(enc), all, len), HV_OK);
+		assert_int_equal(crypto_b32_decode(dec, sizeof(dec), &n, enc, strlen(enc)), HV_OK);
+		assert_int_equal(n, len);
+		assert_memory_equal(dec, all, len);
+	}
+}
+
+static void
+test_b32_rejects(void **state)
+{
+	static const char *bad[] = {
+		"my",        /* lower case */
+		"M",         /* lengths no byte string has */
+		"MZX",
+		"MZXW6Y",
+		"MZ",        /* unused bits set */
+		"MZXW6YR",
+		"MY=====",   /* partial or excess padding */
+		"MY=======",
+		"========",
+		"MZXW6YTB========",
+		"MY======MY",
+		"MZXW6YT1", /* outside the alphabet */
+		"MZXW6YT8",
+		"MZXW 6YT",
+	};
+	char    enc[8];
+	uint8_t dec[8];
+	size_t  n = 9;
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(crypto_b32_decode(dec, sizeof(dec), &n, bad[i], strlen(bad[i])),
+		    HV_INVALID_ARGUMENT);
+		assert_int_equal(n, 0);
+	}
+	assert_int_equal(crypto_b32_decode(dec, 5, &n, "MZXW6YTBOI", 10), HV_OUT_OF_RANGE);
+	assert_int_equal(crypto_b32_decode(dec, 6, &n, "MZXW6YTBOI", 10), HV_OK);
+	assert_int_equal(crypto_b32_encode(enc, 8, "fooba", 5), HV_OUT_OF_RANGE);
+	assert_string_equal(enc, "");
+	assert_int_equal(crypto_b32_encode(enc, 8, "foob", 4), HV_OK);
+}
+
+static void
+test_otpauth_uri(void **state)
+{
+	char   uri[CRYPTO_OTPAUTH_URI_MAX];
+	char   account[CRYPTO_OTP_ACCOUNT_MAX + 2];
+	size_t len;
+
+	(void) state;
+	assert_int_equal(crypto_otpauth_uri(uri, sizeof(uri), "intake.night-1_~", otp_seed20, 20),
+	    HV_OK);
+	assert_string_equal(uri,
+	    "otpauth://totp/haven:intake.night-1_~?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+	    "&issuer=haven&algorithm=SHA1&digits=6&period=30");
+	/* Everything outside the unreserved set is percent-encoded, UTF-8 byte by byte. */
+	assert_int_equal(crypto_otpauth_uri(uri, sizeof(uri), "a b@c:d/e?f&g#h+i%j\xc3\xa9",
+	                     otp_seed20, 20),
+	    HV_OK);
+	assert_string_equal(uri,
+	    "otpauth://totp/haven:a%20b%40c%3Ad%2Fe%3Ff%26g%23h%2Bi%25j%C3%A9"
+	    "?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=haven&algorithm=SHA1&digits=6"
+	    "&period=30");
+
+	/* The longest account, all escaped, with the longest secret fits the documented size. */
+	memset(account, '/', CRYPTO_OTP_ACCOUNT_MAX);
+	account[CRYPTO_OTP_ACCOUNT_MAX] = '\0';
+	assert_int_equal(crypto_otpauth_uri(uri, sizeof(uri), account, otp_seed64, 64), HV_OK);
+	len = strlen(uri);
+	assert_true(len < sizeof(uri));
+	assert_int_equal(crypto_otpauth_uri(uri, len + 1, account, otp_seed64, 64), HV_OK);
+	assert_int_equal(crypto_otpauth_uri(uri, len, account, otp_seed64, 64), HV_OUT_OF_RANGE);
+	assert_string_equal(uri, "");
+
+	account[CRYPTO_OTP_ACCOUNT_MAX]     = '/';
+	account[CRYPTO_OTP_ACCOUNT_MAX + 1] = '\0';
+	assert_int_equal(crypto_otpauth_uri(uri, sizeof(uri), account, otp_seed20, 20),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(
+	    crypto_otpauth_uri(uri, sizeof(uri), "", otp_seed20, 20), HV_INVALID_ARGUMENT);
+	assert_int_equal(
+	    crypto_otpauth_uri(uri, sizeof(uri), NULL, otp_seed20, 20), HV_INVALID_ARGUMENT);
+	assert_int_equal(
+	    crypto_otpauth_uri(uri, sizeof(uri), "a", otp_seed20, 19), HV_INVALID_ARGUMENT);
+	assert_string_equal(uri, "");
+}
+
+/* ---- scrypt and password hashes --------------------------------------------------------- */
+
+static void
+test_scrypt_rfc7914(void **state)
+{
+	/* RFC 7914 section 12 (the fourth vector, N = 2^20, takes a GiB and is left out). */
+	uint8_t out[64];
+
+	(void) state;
+	assert_int_equal(crypto_scrypt(out, 64, "", 0, NULL, 0, 4, 1, 1), HV_OK);
+	assert_hex_equal(out, 64,
+	    "77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442"
+	    "fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906");
+	assert_int_equal(
+	    crypto_scrypt(out, 64, "password", 8, (const uint8_t *) "NaCl", 4, 10, 8, 16), HV_OK);
+	assert_hex_equal(out, 64,
+	    "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b373162"
+	    "2eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640");
+	assert_int_equal(crypto_scrypt(out, 64, "pleaseletmein", 13,
+	                     (const uint8_t *) "SodiumChloride", 14, 14, 8, 1),
+	    HV_OK);
+	assert_hex_equal(out, 64,
+	    "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2"
+	    "d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887");
+}
+
+static void
+test_scrypt_rejects(void **state)
+{
+	uint8_t out[32];
+
+	(void) state;
+	memset(out, 0xaa, sizeof(out));
+	assert_int_equal(crypto_scrypt(out, 32, "p", 1, NULL, 0, 0, 8, 1), HV_INVALID_ARGUMENT);
+	for (size_t i = 0; i < sizeof(out); i++) {
+		assert_int_equal(out[i], 0); /* wiped */
+	}
+	assert_int_equal(crypto_scrypt(out, 32, "p", 1, NULL, 0, 21, 1, 1), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_scrypt(out, 32, "p", 1, NULL, 0, 4, 0, 1), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_scrypt(out, 32, "p", 1, NULL, 0, 4, 33, 1), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_scrypt(out, 32, "p", 1, NULL, 0, 4, 1, 0), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_scrypt(out, 32, "p", 1, NULL, 0, 4, 1, 17), HV_INVALID_ARGUMENT);
+	/* 128 * 2 * (2^20 + 3) bytes is just over CRYPTO_SCRYPT_MAXMEM. */
+	assert_int_equal(crypto_scrypt(out, 32, "p", 1, NULL, 0, 20, 2, 1), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_scrypt(out, 0, "p", 1, NULL, 0, 4, 1, 1), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_scrypt(NULL, 32, "p", 1, NULL, 0, 4, 1, 1), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_scrypt(out, 32, NULL, 1, NULL, 0, 4, 1, 1), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_scrypt(out, 32, "p", 1, NULL, 1, 4, 1, 1), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_scrypt(out, 32, "p", 1, NULL, 0, 4, 1, 1), HV_OK);
+}
+
+/* "correct horse battery staple", salt 00..0f, N = 2^10, r = 8, p = 1: made with Python's
+ * hashlib.scrypt, an implementation other than the one under test. */
+static const char pw_known[] = "correct horse battery staple";
+static const char pw_known_hash[] =
+    "$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU";
+
+static void
+test_pwhash_known_and_round_trip(void **state)
+{
+	char a[CRYPTO_PWHASH_MAX];
+	char b[CRYPTO_PWHASH_MAX];
+	char pw[CRYPTO_PASSWORD_MAX + 1];
+
+	(void) state;
+	assert_int_equal(crypto_pwhash_verify(pw_known_hash, pw_known, strlen(pw_known)), HV_OK);
+	assert_int_equal(crypto_pwhash_verify(pw_known_hash, pw_known, strlen(pw_known) - 1),
+	    HV_UNAUTHENTICATED);
+	assert_int_equal(
+	    crypto_pwhash_verify(pw_known_hash, "Correct horse battery staple", strlen(pw_known)),
+	    HV_UNAUTHENTICATED);
+	assert_true(crypto_pwhash_needs_rehash(pw_known_hash)); /* below the current costs */
+
+	/* The current costs: self-describing, salted, no rehash needed. */
+	assert_int_equal(crypto_pwhash(a, "hunter2", 7), HV_OK);
+	assert_int_equal(strncmp(a, "$scrypt$ln=15,r=8,p=1$", 22), 0);
+	assert_int_equal(crypto_pwhash_verify(a, "hunter2", 7), HV_OK);
+	assert_int_equal(crypto_pwhash_verify(a, "hunter3", 7), HV_UNAUTHENTICATED);
+	assert_false(crypto_pwhash_needs_rehash(a));
+	assert_int_equal(crypto_pwhash_with(b, "hunter2", 7, 10, 8, 1), HV_OK);
+	assert_string_not_equal(a, b);
+	assert_int_equal(crypto_pwhash_with(a, "hunter2", 7, 10, 8, 1), HV_OK);
+	assert_string_not_equal(a, b); /* fresh salt each time */
+	assert_int_equal(crypto_pwhash_verify(b, "hunter2", 7), HV_OK);
+	assert_true(crypto_pwhash_needs_rehash(b));
+
+	/* Any bytes, up to CRYPTO_PASSWORD_MAX of them. */
+	memset(pw, 0xff, sizeof(pw));
+	pw[3] = '\0';
+	assert_int_equal(crypto_pwhash_with(a, pw, CRYPTO_PASSWORD_MAX, 10, 8, 1), HV_OK);
+	assert_int_equal(crypto_pwhash_verify(a, pw, CRYPTO_PASSWORD_MAX), HV_OK);
+	assert_int_equal(crypto_pwhash_verify(a, pw, 3), HV_UNAUTHENTICATED);
+	assert_int_equal(crypto_pwhash_with(a, pw, CRYPTO_PASSWORD_MAX + 1, 10, 8, 1),
+	    HV_INVALID_ARGUMENT);
+	assert_string_equal(a, "");
+	assert_int_equal(crypto_pwhash_with(a, "x", 0, 10, 8, 1), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_pwhash_with(a, NULL, 1, 10, 8, 1), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_pwhash_with(a, "x", 1, 21, 8, 1), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_pwhash_with(a, "x", 1, 10, 0, 1), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_pwhash_verify(b, pw, CRYPTO_PASSWORD_MAX + 1), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_pwhash_verify(b, "", 0), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_pwhash_verify(b, NULL, 1), HV_INVALID_ARGUMENT);
+}
+
+static void
+test_pwhash_tampered(void **state)
+{
+	static const char *bad[] = {
+		"",
+		"$scrypt$",
+		"$argon2id$v=19$m=65536,t=3,p=4$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSz",
+		"$SCRYPT$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=010,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=+10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln= 10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=99,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=10,r=0,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=20,r=32,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=10,r=8,p=99999$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=10,p=1,r=8$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0O$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODwAA$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlR",
+		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU=",
+		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU ",
+		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU$",
+		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw",
+	};
+	char   t[sizeof(pw_known_hash)];
+	char   huge[CRYPTO_PWHASH_MAX + 1];
+	size_t len = strlen(pw_known_hash);
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(crypto_pwhash_verify(bad[i], pw_known, strlen(pw_known)),
+		    HV_INVALID_ARGUMENT);
+		assert_true(crypto_pwhash_needs_rehash(bad[i]));
+	}
+	assert_int_equal(crypto_pwhash_verify(NULL, pw_known, strlen(pw_known)),
+	    HV_INVALID_ARGUMENT);
+	assert_true(crypto_pwhash_needs_rehash(NULL));
+	memset(huge, 'A', sizeof(huge) - 1);
+	huge[sizeof(huge) - 1] = '\0';
+	assert_int_equal(crypto_pwhash_verify(huge, pw_known, strlen(pw_known)),
+	    HV_INVALID_ARGUMENT);
+
+	/* Any one character changed anywhere (costs, salt, hash) never verifies. */
+	for (size_t i = 0; i < len; i++) {
+		for (const char *c = "AQ0_1"; *c != '\0'; c++) {
+			hv_status st;
+			if (pw_known_hash[i] == *c) {
+				continue;
+			}
+			memcpy(t, pw_known_hash, sizeof(t));
+			t[i] = *c;
+			st   = crypto_pwhash_verify(t, pw_known, strlen(pw_known));
+			assert_true(st == HV_UNAUTHENTICATED || st == HV_INVALID_ARGUMENT);
+		}
+	}
+	/* A changed cost is a different hash, not an error. */
+	memcpy(t, pw_known_hash, sizeof(t));
+	t[11] = '1';
+	t[12] = '1';
+	assert_int_equal(crypto_pwhash_verify(t, pw_known, strlen(pw_known)), HV_UNAUTHENTICATED);
+}
+
 static int
 teardown_tmp(void **state)
 {
@@ -886,6 +1350,17 @@ main(void)
 		cmocka_unit_test(test_cert_check),
 		cmocka_unit_test(test_ed25519_rfc8032),
 		cmocka_unit_test(test_ed25519_keygen),
+		cmocka_unit_test(test_hotp_rfc4226),
+		cmocka_unit_test(test_totp_rfc6238),
+		cmocka_unit_test(test_otp_rejects),
+		cmocka_unit_test(test_totp_verify_window_replay),
+		cmocka_unit_test(test_b32_rfc4648),
+		cmocka_unit_test(test_b32_rejects),
+		cmocka_unit_test(test_otpauth_uri),
+		cmocka_unit_test(test_scrypt_rfc7914),
+		cmocka_unit_test(test_scrypt_rejects),
+		cmocka_unit_test(test_pwhash_known_and_round_trip),
+		cmocka_unit_test(test_pwhash_tampered),
 	};
 	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
