@@ -19,6 +19,7 @@
 #include "bench.h"
 
 #include "capacity.h"
+#include "haven/clock.h"
 #include "haven/log.h"
 
 #include <dirent.h>
@@ -40,15 +41,6 @@
 #define CAP_BENCH_PER_THR   4 /* services each client cycles through */
 
 typedef Haven__Capacity__V1__Service service_t;
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec);
-}
 
 static int
 cmp_i64(const void *a, const void *b)
@@ -197,7 +189,7 @@ client_main(void *arg)
 		version[i] = 1; /* as loaded */
 		avail[i]   = 0;
 	}
-	while (now_ns() < cl->cl_until_ns) {
+	while (hv_clock_mono_ns() < cl->cl_until_ns) {
 		Haven__Capacity__V1__UpdateAvailabilityRequest req =
 		    HAVEN__CAPACITY__V1__UPDATE_AVAILABILITY_REQUEST__INIT;
 		ProtobufCMessage *rep = NULL;
@@ -208,7 +200,7 @@ client_main(void *arg)
 		req.service_id       = ids[k];
 		req.available        = avail[k] = (avail[k] + 1) % 5;
 		req.based_on_version = version[k];
-		t0                   = now_ns();
+		t0                   = hv_clock_mono_ns();
 		st = rpc_channel_call(cl->cl_ch, "haven.capacity.v1.Capacity/UpdateAvailability",
 		    &req.base, &haven__capacity__v1__service_view__descriptor, &rep, &o, NULL, 0);
 		if (st != HV_OK) {
@@ -229,7 +221,7 @@ client_main(void *arg)
 			cl->cl_lat = p;
 			cl->cl_cap = cap;
 		}
-		cl->cl_lat[cl->cl_n++] = now_ns() - t0;
+		cl->cl_lat[cl->cl_n++] = hv_clock_mono_ns() - t0;
 		k                      = (k + 1) % CAP_BENCH_PER_THR;
 	}
 	return (NULL);
@@ -331,7 +323,7 @@ bench_capacity(int argc, char **argv)
 		cap_cell  *cells = NULL;
 		size_t     ncell;
 
-		t0 = now_ns();
+		t0 = hv_clock_mono_ns();
 		if ((rv = store_read_begin(st, &txn)) != HV_OK) {
 			fprintf(stderr, "haven-bench: read: %s\n", hv_status_name(rv));
 			goto out;
@@ -343,7 +335,7 @@ bench_capacity(int argc, char **argv)
 			fprintf(stderr, "haven-bench: summary: %s\n", hv_status_name(rv));
 			goto out;
 		}
-		qlat[i] = now_ns() - t0;
+		qlat[i] = hv_clock_mono_ns() - t0;
 	}
 	qsort(qlat, CAP_BENCH_QUERIES, sizeof(*qlat), cmp_i64);
 
@@ -362,7 +354,7 @@ bench_capacity(int argc, char **argv)
 		cl[i].cl_first  = (size_t) i;
 		cl[i].cl_stride = (size_t) nthreads;
 	}
-	t0 = now_ns();
+	t0 = hv_clock_mono_ns();
 	for (long i = 0; i < nthreads; i++) {
 		cl[i].cl_until_ns = t0 + (int64_t) seconds * 1000000000;
 		if (pthread_create(&th[i], NULL, client_main, &cl[i]) != 0) {
@@ -375,7 +367,7 @@ bench_capacity(int argc, char **argv)
 		pthread_join(th[i], NULL);
 		total += cl[i].cl_n;
 	}
-	elapsed = now_ns() - t0;
+	elapsed = hv_clock_mono_ns() - t0;
 	for (long i = 0; i < nthreads; i++) {
 		if (cl[i].cl_failed > 0) {
 			fprintf(stderr, "haven-bench: client %ld: %s\n", i, hv_status_name(cl[i].cl_status));

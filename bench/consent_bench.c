@@ -30,6 +30,7 @@
 #include "bench.h"
 
 #include "haven/auth.h"
+#include "haven/clock.h"
 #include "haven/log.h"
 #include "haven/rpc.h"
 #include "haven/store.h"
@@ -174,7 +175,7 @@ load_fn(store_txn *txn, void *arg)
 			return (st);
 		}
 		g.subject    = j->lj_ids[i];
-		g.expires_ms = auth_now_ms() + 365LL * 86400000;
+		g.expires_ms = hv_clock_wall_ms() + 365LL * 86400000;
 		if ((st = consent_grant_txn(j->lj_cs, txn, &op, &g, NULL, j->lj_err,
 		         sizeof(j->lj_err))) != HV_OK) {
 			return (st);
@@ -217,9 +218,9 @@ client_main(void *arg)
 	cr.purpose      = HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER;
 	cr.recipient    = CB_PROVIDER;
 	cr.category     = HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY;
-	while (rpc_now_us() < c->cl_until_us) {
+	while (hv_clock_mono_us() < c->cl_until_us) {
 		ProtobufCMessage *rep = NULL;
-		int64_t           t0  = rpc_now_us();
+		int64_t           t0  = hv_clock_mono_us();
 		hv_status         st;
 
 		if (c->cl_echo) {
@@ -256,7 +257,7 @@ client_main(void *arg)
 		protobuf_c_message_free_unpacked(rep, NULL);
 		c->cl_calls++;
 		if (!c->cl_echo) {
-			lat_add(c, rpc_now_us() - t0);
+			lat_add(c, hv_clock_mono_us() - t0);
 		}
 	}
 	return (NULL);
@@ -327,7 +328,7 @@ static size_t
 run_slice(client *cl, int n, bool echo, int64_t slice_us, size_t *calls, int64_t *us)
 {
 	pthread_t th[CB_CLIENTS];
-	int64_t   t0 = rpc_now_us();
+	int64_t   t0 = hv_clock_mono_us();
 	size_t    failed = 0;
 	int       started;
 	int64_t   cpu0 = cpu_us(), csw0 = csw(), flt0 = minflt();
@@ -349,7 +350,7 @@ run_slice(client *cl, int n, bool echo, int64_t slice_us, size_t *calls, int64_t
 		*calls += cl[i].cl_calls;
 		failed += cl[i].cl_failed + cl[i].cl_denied;
 	}
-	*us += rpc_now_us() - t0;
+	*us += hv_clock_mono_us() - t0;
 	machine_ticks(&idle1, &total1);
 	if (echo) {
 		echo_cpu_us += cpu_us() - cpu0;
@@ -465,7 +466,7 @@ bench_consent(int argc, char **argv)
 	}
 
 	/* Load, without RPC. */
-	t0 = rpc_now_us();
+	t0 = hv_clock_mono_us();
 	memset(&lj, 0, sizeof(lj));
 	lj.lj_cs  = cs;
 	lj.lj_ids = ids;
@@ -478,7 +479,7 @@ bench_consent(int argc, char **argv)
 		}
 	}
 	fprintf(stderr, "haven-bench: loaded %ld subjects with a consent each in %.1f s\n", n,
-	    (double) (rpc_now_us() - t0) / 1e6);
+	    (double) (hv_clock_mono_us() - t0) / 1e6);
 
 	so.workers = (unsigned) workers;
 	if ((rv = rpc_server_open(&srv, &so)) != HV_OK || (rv = consent_register(cs, srv)) != HV_OK ||
@@ -501,7 +502,7 @@ bench_consent(int argc, char **argv)
 	if (warm) {
 		/* Every subject checked once, so that each one's view is in the consent service's
 		 * cache (the state of a node that has run for a while without consents changing). */
-		int64_t w0 = rpc_now_us();
+		int64_t w0 = hv_clock_mono_us();
 		size_t  wc = 0;
 		int64_t wus = 0;
 
@@ -513,7 +514,7 @@ bench_consent(int argc, char **argv)
 			cl[i].cl_warm = false;
 		}
 		fprintf(stderr, "haven-bench: warmed: %zu checks, one per subject, in %.1f s\n", wc,
-		    (double) (rpc_now_us() - w0) / 1e6);
+		    (double) (hv_clock_mono_us() - w0) / 1e6);
 	}
 	for (int i = 0; i < CB_CLIENTS; i++) {
 		cl[i].cl_nlat = cl[i].cl_failed = cl[i].cl_denied = 0;

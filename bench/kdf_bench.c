@@ -17,6 +17,7 @@
  */
 #include "bench.h"
 
+#include "haven/clock.h"
 #include "haven/crypto.h"
 
 #include <stdint.h>
@@ -27,15 +28,6 @@
 #include <time.h>
 
 #define KDF_BENCH_MAX_HASHES 1000
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec);
-}
 
 /* CPU time of the calling thread: a hash's own cost, whatever else the machine runs. */
 static int64_t
@@ -84,7 +76,7 @@ totp_rate(long seconds)
 {
 	uint8_t  secret[CRYPTO_TOTP_SECRET_LEN];
 	uint64_t step;
-	int64_t  start = now_ns();
+	int64_t  start = hv_clock_mono_ns();
 	int64_t  end   = start + seconds * 1000000000;
 	int64_t  t     = start;
 	long     n     = 0;
@@ -101,7 +93,7 @@ totp_rate(long seconds)
 				return (-1);
 			}
 		}
-		t = now_ns();
+		t = hv_clock_mono_ns();
 	}
 	crypto_wipe(secret, sizeof(secret));
 	return ((long) ((double) n * 1e9 / (double) (t - start)));
@@ -128,14 +120,14 @@ bench_kdf(int argc, char **argv)
 	}
 	rss0 = maxrss_kib();
 	for (long i = 0; i < hashes; i++) {
-		int64_t t0 = now_ns();
+		int64_t t0 = hv_clock_mono_ns();
 		int64_t c0 = cpu_ns();
 		if (crypto_pwhash(enc, "correct horse battery staple", 28) != HV_OK) {
 			fprintf(stderr, "haven-bench: crypto_pwhash failed\n");
 			return (1);
 		}
 		cpu[i] = cpu_ns() - c0;
-		ns[i]  = now_ns() - t0;
+		ns[i]  = hv_clock_mono_ns() - t0;
 	}
 	qsort(ns, (size_t) hashes, sizeof(ns[0]), cmp_i64);
 	qsort(cpu, (size_t) hashes, sizeof(cpu[0]), cmp_i64);

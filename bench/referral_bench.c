@@ -22,6 +22,7 @@
 #include "bench.h"
 
 #include "haven/auth.h"
+#include "haven/clock.h"
 #include "haven/crypto.h"
 #include "haven/log.h"
 #include "haven/regions.h"
@@ -58,15 +59,6 @@ typedef struct setup_job {
 	unsigned          sj_from, sj_to; /* services [from, to) */
 	unsigned          sj_seed;
 } setup_job;
-
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
-}
 
 static int
 cmp_i64(const void *a, const void *b)
@@ -245,10 +237,10 @@ client_main(void *arg)
 		req.n_excluded_regions = 1;
 		req.excluded_regions   = excluded;
 		o.idempotency_key      = key;
-		t0                     = now_us();
+		t0                     = hv_clock_mono_us();
 		st = rpc_channel_call(c->c_ch, "haven.referral.v1.Referrals/CreateReferral", &req.base,
 		    &haven__referral__v1__referral__descriptor, &rep, &o, err, sizeof(err));
-		c->c_lat[i] = now_us() - t0;
+		c->c_lat[i] = hv_clock_mono_us() - t0;
 		if (st != HV_OK) {
 			if (c->c_failed++ == 0) {
 				fprintf(stderr, "referral bench: CreateReferral: %s: %s\n", hv_status_name(st),
@@ -401,7 +393,7 @@ bench_referral(int argc, char **argv)
 	if (rpc_server_open(&srv, &so) != HV_OK || ref_register(rs, srv) != HV_OK ||
 	    rpc_server_listen(srv, URL) != HV_OK || rpc_server_start(srv) != HV_OK ||
 	    rpc_channel_open(&ch, URL, NULL) != HV_OK ||
-	    auth_issue_token(au, REFERRER_ORG, RPC_ROLE_REFERRER, auth_now_ms(), tok, NULL) != HV_OK ||
+	    auth_issue_token(au, REFERRER_ORG, RPC_ROLE_REFERRER, hv_clock_wall_ms(), tok, NULL) != HV_OK ||
 	    rpc_channel_set_token(ch, tok) != HV_OK) {
 		fprintf(stderr, "referral bench: cannot start the server\n");
 		goto out;
@@ -425,13 +417,13 @@ bench_referral(int argc, char **argv)
 			goto out;
 		}
 	}
-	t0 = now_us();
+	t0 = hv_clock_mono_us();
 	atomic_store(&start, 1);
 	for (unsigned t = 0; t < threads; t++) {
 		pthread_join(cl[t].c_thread, NULL);
 		failed += cl[t].c_failed;
 	}
-	all_us = now_us() - t0;
+	all_us = hv_clock_mono_us() - t0;
 
 	if (count_needs(st, &offered, &waiting, &other) != HV_OK) {
 		fprintf(stderr, "referral bench: cannot read the referrals back\n");

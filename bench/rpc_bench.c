@@ -11,6 +11,7 @@
  */
 #include "bench.h"
 
+#include "haven/clock.h"
 #include "haven/log.h"
 #include "haven/rpc.h"
 
@@ -79,14 +80,14 @@ haven_client(void *arg)
 	req.payload.len  = j->size;
 	for (int i = 0; i < j->calls; i++) {
 		ProtobufCMessage *rep = NULL;
-		int64_t           t0  = rpc_now_us();
+		int64_t           t0  = hv_clock_mono_us();
 		if (rpc_channel_call(j->ch, "haven.diag.v1.Diagnostics/Echo", &req.base,
 		        &haven__diag__v1__echo_response__descriptor, &rep, &o, NULL, 0) != HV_OK) {
 			j->errors++;
 		} else {
 			protobuf_c_message_free_unpacked(rep, NULL);
 		}
-		j->lat_us[i] = rpc_now_us() - t0;
+		j->lat_us[i] = hv_clock_mono_us() - t0;
 	}
 	free(buf);
 	return (NULL);
@@ -104,7 +105,7 @@ nng_client(void *arg)
 	nng_aio_set_timeout(aio, 10000);
 	for (int i = 0; i < j->calls; i++) {
 		nng_msg *m;
-		int64_t  t0 = rpc_now_us();
+		int64_t  t0 = hv_clock_mono_us();
 		nng_msg_alloc(&m, j->size);
 		memset(nng_msg_body(m), 'x', j->size);
 		nng_aio_set_msg(aio, m);
@@ -122,7 +123,7 @@ nng_client(void *arg)
 			continue;
 		}
 		nng_msg_free(nng_aio_get_msg(aio));
-		j->lat_us[i] = rpc_now_us() - t0;
+		j->lat_us[i] = hv_clock_mono_us() - t0;
 	}
 	nng_aio_free(aio);
 	nng_ctx_close(ctx);
@@ -183,7 +184,7 @@ run_clients(const char *label, int argc, char **argv, bool raw)
 		w.lat_us = lat;
 		raw ? nng_client(&w) : haven_client(&w);
 	}
-	t0 = rpc_now_us();
+	t0 = hv_clock_mono_us();
 	for (int i = 0; i < threads; i++) {
 		pthread_create(&th[i], NULL, raw ? nng_client : haven_client, &jobs[i]);
 	}
@@ -191,7 +192,7 @@ run_clients(const char *label, int argc, char **argv, bool raw)
 		pthread_join(th[i], NULL);
 		errors += jobs[i].errors;
 	}
-	elapsed = rpc_now_us() - t0;
+	elapsed = hv_clock_mono_us() - t0;
 	qsort(all, (size_t) threads * (size_t) calls, sizeof(*all), cmp_i64);
 	{
 		size_t n = (size_t) threads * (size_t) calls;

@@ -16,6 +16,7 @@
  */
 #include "bench.h"
 
+#include "haven/clock.h"
 #include "haven/store.h"
 
 #include <dirent.h>
@@ -40,15 +41,6 @@ typedef struct put_job {
 	char        pj_key[16];
 	uint8_t     pj_val[STORE_BENCH_VALUE];
 } put_job;
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec);
-}
 
 static int
 cmp_i64(const void *a, const void *b)
@@ -124,8 +116,8 @@ conc_main(void *arg)
 	until = w->cw_start->cs_until;
 	pthread_mutex_unlock(&w->cw_start->cs_lock);
 
-	while (now_ns() < until && w->cw_n < STORE_BENCH_LAT_MAX) {
-		int64_t t = now_ns();
+	while (hv_clock_mono_ns() < until && w->cw_n < STORE_BENCH_LAT_MAX) {
+		int64_t t = hv_clock_mono_ns();
 		snprintf(w->cw_job.pj_key, sizeof(w->cw_job.pj_key), "t%02d-%08zu", w->cw_who,
 		    w->cw_n);
 		if ((w->cw_rv = store_write(w->cw_store, put_fn, &w->cw_job)) != HV_OK) {
@@ -140,7 +132,7 @@ conc_main(void *arg)
 			w->cw_ns  = grown;
 			w->cw_cap = cap;
 		}
-		w->cw_ns[w->cw_n++] = now_ns() - t;
+		w->cw_ns[w->cw_n++] = hv_clock_mono_ns() - t;
 	}
 	return (NULL);
 }
@@ -173,7 +165,7 @@ bench_concurrent(store *s, const put_job *proto)
 		started++;
 	}
 	commits = store_commit_count(s);
-	t0      = now_ns();
+	t0      = hv_clock_mono_ns();
 	pthread_mutex_lock(&start.cs_lock);
 	/* Called off (an already passed deadline) when not every thread started. */
 	start.cs_until = started == STORE_BENCH_THREADS ? t0 + STORE_BENCH_CONC_NS : t0;
@@ -183,7 +175,7 @@ bench_concurrent(store *s, const put_job *proto)
 	for (int i = 0; i < started; i++) {
 		pthread_join(th[i], NULL);
 	}
-	total_ns = now_ns() - t0;
+	total_ns = hv_clock_mono_ns() - t0;
 	commits  = store_commit_count(s) - commits;
 	if (started < STORE_BENCH_THREADS) {
 		fprintf(stderr, "haven-bench: cannot start %d threads\n", STORE_BENCH_THREADS);
@@ -290,21 +282,21 @@ bench_store(int argc, char **argv)
 		job.pj_val[i] = (uint8_t) (i * 31);
 	}
 
-	t0 = now_ns();
+	t0 = hv_clock_mono_ns();
 	for (size_t i = 0; i < n; i++) {
-		int64_t t = now_ns();
+		int64_t t = hv_clock_mono_ns();
 		snprintf(job.pj_key, sizeof(job.pj_key), "k%08zu", i);
 		if ((rv = store_write(s, put_fn, &job)) != HV_OK) {
 			fprintf(stderr, "haven-bench: put %zu: %s\n", i, hv_status_name(rv));
 			goto out;
 		}
-		put_ns[i] = now_ns() - t;
+		put_ns[i] = hv_clock_mono_ns() - t;
 	}
-	put_total = now_ns() - t0;
+	put_total = hv_clock_mono_ns() - t0;
 
-	t0 = now_ns();
+	t0 = hv_clock_mono_ns();
 	for (size_t i = 0; i < n; i++) {
-		int64_t     t = now_ns();
+		int64_t     t = hv_clock_mono_ns();
 		store_txn  *txn;
 		const void *v;
 		size_t      vl;
@@ -321,9 +313,9 @@ bench_store(int argc, char **argv)
 			fprintf(stderr, "haven-bench: get %s: %s\n", key, hv_status_name(rv));
 			goto out;
 		}
-		get_ns[i] = now_ns() - t;
+		get_ns[i] = hv_clock_mono_ns() - t;
 	}
-	get_total = now_ns() - t0;
+	get_total = hv_clock_mono_ns() - t0;
 
 	qsort(put_ns, n, sizeof(*put_ns), cmp_i64);
 	qsort(get_ns, n, sizeof(*get_ns), cmp_i64);

@@ -27,6 +27,7 @@
 
 #include "capacity.h"
 #include "haven/auth.h"
+#include "haven/clock.h"
 #include "haven/crypto.h"
 #include "haven/log.h"
 #include "haven/rpc.h"
@@ -59,7 +60,7 @@ static int64_t
 test_now(void *arg)
 {
 	(void) arg;
-	return (auth_now_ms() + atomic_load(&clock_offset));
+	return (hv_clock_wall_ms() + atomic_load(&clock_offset));
 }
 
 /* The organisations of the directory, one of each kind, and a channel with its token. */
@@ -321,7 +322,7 @@ token_channel(const char *id, rpc_role role)
 	char         tok[AUTH_TOKEN_MAX];
 
 	assert_int_equal(rpc_channel_open(&ch, URL, NULL), HV_OK);
-	assert_int_equal(auth_issue_token(g.auth, id, role, auth_now_ms(), tok, NULL), HV_OK);
+	assert_int_equal(auth_issue_token(g.auth, id, role, hv_clock_wall_ms(), tok, NULL), HV_OK);
 	assert_int_equal(rpc_channel_set_token(ch, tok), HV_OK);
 	return (ch);
 }
@@ -1491,8 +1492,8 @@ test_disabled_org_refused(void **state)
 	                     "Amsterdam", NULL),
 	    HV_OK);
 	assert_int_equal(
-	    auth_issue_token(g.auth, "ngo-gone", RPC_ROLE_REFERRER, auth_now_ms(), tok, NULL), HV_OK);
-	assert_int_equal(auth_verify_token(g.auth, tok, auth_now_ms(), &who), HV_OK);
+	    auth_issue_token(g.auth, "ngo-gone", RPC_ROLE_REFERRER, hv_clock_wall_ms(), tok, NULL), HV_OK);
+	assert_int_equal(auth_verify_token(g.auth, tok, hv_clock_wall_ms(), &who), HV_OK);
 	assert_int_equal(who.role, RPC_ROLE_REFERRER);
 	assert_string_equal(who.org_id, "ngo-gone");
 	assert_int_equal(rpc_channel_open(&ch, URL, NULL), HV_OK);
@@ -1505,7 +1506,7 @@ test_disabled_org_refused(void **state)
 	assert_int_equal(call(g.op, M("DisableOrganisation"), &dreq.base,
 	                     &haven__capacity__v1__organisation__descriptor, NULL),
 	    HV_OK);
-	assert_int_equal(auth_verify_token(g.auth, tok, auth_now_ms(), &who), HV_UNAUTHENTICATED);
+	assert_int_equal(auth_verify_token(g.auth, tok, hv_clock_wall_ms(), &who), HV_UNAUTHENTICATED);
 	assert_int_equal(get_view(ch, "svc-op", NULL), HV_UNAUTHENTICATED);
 	/* Enabled again: the token issued before stays refused (issue 12, hole 8); a new one
 	 * works. */
@@ -1515,7 +1516,7 @@ test_disabled_org_refused(void **state)
 	    HV_OK);
 	assert_int_equal(get_view(ch, "svc-op", NULL), HV_UNAUTHENTICATED);
 	assert_int_equal(
-	    auth_issue_token(g.auth, "ngo-gone", RPC_ROLE_REFERRER, auth_now_ms(), tok, NULL), HV_OK);
+	    auth_issue_token(g.auth, "ngo-gone", RPC_ROLE_REFERRER, hv_clock_wall_ms(), tok, NULL), HV_OK);
 	assert_int_equal(rpc_channel_set_token(ch, tok), HV_OK);
 	assert_int_equal(get_view(ch, "svc-op", NULL), HV_OK);
 	/* A new role: tokens of the old one are refused. */
@@ -1526,7 +1527,7 @@ test_disabled_org_refused(void **state)
 	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
 	                     &haven__capacity__v1__organisation__descriptor, NULL),
 	    HV_OK);
-	assert_int_equal(auth_verify_token(g.auth, tok, auth_now_ms(), &who), HV_UNAUTHENTICATED);
+	assert_int_equal(auth_verify_token(g.auth, tok, hv_clock_wall_ms(), &who), HV_UNAUTHENTICATED);
 	rpc_channel_close(ch);
 }
 
@@ -1611,7 +1612,7 @@ test_login_with_registered_cert(void **state)
 		char tok[AUTH_TOKEN_MAX];
 		assert_int_equal(get_view(g.ch[REFERRER], "svc-op", NULL), HV_UNAUTHENTICATED);
 		assert_int_equal(
-		    auth_issue_token(g.auth, "acme-ngo", RPC_ROLE_REFERRER, auth_now_ms(), tok, NULL),
+		    auth_issue_token(g.auth, "acme-ngo", RPC_ROLE_REFERRER, hv_clock_wall_ms(), tok, NULL),
 		    HV_OK);
 		assert_int_equal(rpc_channel_set_token(g.ch[REFERRER], tok), HV_OK);
 		assert_int_equal(get_view(g.ch[REFERRER], "svc-op", NULL), HV_OK);

@@ -21,6 +21,7 @@
 
 #include "haven/audit.h"
 #include "haven/auth.h"
+#include "haven/clock.h"
 #include "haven/crypto.h"
 #include "haven/log.h"
 #include "haven/metrics.h"
@@ -95,7 +96,7 @@ world_up(void **state)
 
 	(void) state;
 	log_init("consent-test", LOG_LEVEL_WARN);
-	clock_ms = auth_now_ms();
+	clock_ms = hv_clock_wall_ms();
 	tu_tmpdir(w.dir, sizeof(w.dir), "consent");
 	snprintf(path, sizeof(path), "%s/store", w.dir);
 	assert_int_equal(store_open(&w.s, path, &so), HV_OK);
@@ -119,7 +120,7 @@ world_up(void **state)
 		assert_int_equal(rpc_channel_open(&w.ch[i], url, NULL), HV_OK);
 		if (i != OPERATOR) {
 			char tok[AUTH_TOKEN_MAX];
-			assert_int_equal(auth_issue_token(w.a, orgs[i].id, orgs[i].role, auth_now_ms(),
+			assert_int_equal(auth_issue_token(w.a, orgs[i].id, orgs[i].role, hv_clock_wall_ms(),
 			                     tok, NULL),
 			    HV_OK);
 			assert_int_equal(rpc_channel_set_token(w.ch[i], tok), HV_OK);

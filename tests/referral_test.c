@@ -30,6 +30,7 @@
 #include <nng/protocol/pubsub0/pub.h>
 
 #include "haven/auth.h"
+#include "haven/clock.h"
 #include "haven/crypto.h"
 #include "haven/log.h"
 #include "haven/rpc.h"
@@ -338,7 +339,7 @@ set_tokens(node *n)
 	for (int i = 0; i < C_N; i++) {
 		if (orgs[i].id != NULL) {
 			assert_int_equal(
-			    auth_issue_token(n->au, orgs[i].id, orgs[i].rpc, auth_now_ms(), tok, NULL),
+			    auth_issue_token(n->au, orgs[i].id, orgs[i].rpc, hv_clock_wall_ms(), tok, NULL),
 			    HV_OK);
 			assert_int_equal(rpc_channel_set_token(n->ch[i], tok), HV_OK);
 		}

@@ -37,7 +37,7 @@ using haven::benchgrpc::v1::Echo;
 using haven::benchgrpc::v1::EchoRequest;
 using haven::benchgrpc::v1::EchoResponse;
 
-/* Monotonic microseconds, as rpc_now_us() in haven. */
+/* Monotonic microseconds, as hv_clock_mono_us() in haven. */
 int64_t
 now_us()
 {

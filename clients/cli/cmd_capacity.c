@@ -28,6 +28,7 @@
 #include "cli.h"
 
 #include "haven/crypto.h"
+#include "haven/file.h"
 #include "haven/capacity/v1/capacity.pb-c.h"
 
 #include <ctype.h>
@@ -325,7 +326,7 @@ read_cert(cli *c, const char *path, char **pem)
 	size_t    len;
 	hv_status st;
 
-	if ((st = crypto_read_file(path, CERT_FILE_MAX, false, pem, &len)) != HV_OK) {
+	if ((st = hv_file_read(path, CERT_FILE_MAX, false, pem, &len)) != HV_OK) {
 		char msg[600];
 		snprintf(msg, sizeof(msg), "cannot read %s%s", path,
 		    st == HV_OUT_OF_RANGE ? " (over 16 KiB)" : "");

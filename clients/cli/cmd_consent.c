@@ -30,7 +30,9 @@
 #include "cli.h"
 
 #include "haven/auth.h"
+#include "haven/clock.h"
 #include "haven/crypto.h"
+#include "haven/file.h"
 
 #include "consent.h"
 
@@ -507,7 +509,7 @@ do_grant(cli *c, int argc, char **argv)
 	req.given_by           = (Haven__Consent__V1__GivenBy) by;
 	req.method             = (Haven__Consent__V1__Method) method;
 	req.language           = (char *) cli_opt(&a, "language");
-	req.expires_ms         = auth_now_ms() + ndays * DAY_MS;
+	req.expires_ms         = hv_clock_wall_ms() + ndays * DAY_MS;
 	if ((rc = cli_call(c, "consent grant", M("Grant"), &req.base,
 	         &haven__consent__v1__consent_record__descriptor, (ProtobufCMessage **) &rep,
 	         false)) != 0) {
@@ -547,7 +549,7 @@ do_list(cli *c, int argc, char **argv)
 	Haven__Consent__V1__ListConsentsResponse *rep = NULL;
 	cli_args                                      a;
 	int                                       rc;
-	int64_t                                   now = auth_now_ms();
+	int64_t                                   now = hv_clock_wall_ms();
 
 	if ((rc = cli_args_parse(&a, argc, argv, "consent list", 1, "", "")) != 0) {
 		return (rc);
@@ -731,7 +733,7 @@ do_receipt(cli *c, int argc, char **argv)
 		return (cli_usage("consent receipt --verify FILE takes no consent ID"));
 	}
 	if ((keyfile = cli_opt(&a, "key")) != NULL) {
-		if ((st = crypto_read_file(keyfile, 16 * 1024, false, &pem, &pemlen)) != HV_OK ||
+		if ((st = hv_file_read(keyfile, 16 * 1024, false, &pem, &pemlen)) != HV_OK ||
 		    (st = crypto_ed25519_public(pem, pemlen, pub)) != HV_OK) {
 			free(pem);
 			return (cli_fail(c, "consent receipt", st, "--key: not an Ed25519 key (PEM)"));
@@ -740,7 +742,7 @@ do_receipt(cli *c, int argc, char **argv)
 	} else if ((rc = receipt_key(c, pub, NULL)) != 0) {
 		return (rc);
 	}
-	if ((st = crypto_read_file(file, RECEIPT_FILE_MAX, false, &text, &len)) != HV_OK) {
+	if ((st = hv_file_read(file, RECEIPT_FILE_MAX, false, &text, &len)) != HV_OK) {
 		return (cli_fail(c, "consent receipt", st, "cannot read the receipt file"));
 	}
 	st = consent_receipt_verify(text, len, pub, why, sizeof(why));

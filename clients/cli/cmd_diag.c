@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 
+#include "haven/clock.h"
 #include "haven/diag/v1/diag.pb-c.h"
 #include "haven/health/v1/health.pb-c.h"
 
@@ -45,7 +46,7 @@ cmd_echo(cli *c, int argc, char **argv)
 {
 	Haven__Diag__V1__EchoRequest   req = HAVEN__DIAG__V1__ECHO_REQUEST__INIT;
 	Haven__Diag__V1__EchoResponse *rep = NULL;
-	int64_t                        t0  = rpc_now_us();
+	int64_t                        t0  = hv_clock_mono_us();
 	int                            rc;
 
 	if (argc != 1) {
@@ -60,11 +61,11 @@ cmd_echo(cli *c, int argc, char **argv)
 	}
 	if (c->json) {
 		json_t *j = json_pack("{s:s%, s:I}", "echo", (const char *) rep->payload.data,
-		    rep->payload.len, "round_trip_us", (json_int_t) (rpc_now_us() - t0));
+		    rep->payload.len, "round_trip_us", (json_int_t) (hv_clock_mono_us() - t0));
 		cli_print_json(j);
 	} else {
 		printf("%.*s  (%lld us)\n", (int) rep->payload.len, (const char *) rep->payload.data,
-		    (long long) (rpc_now_us() - t0));
+		    (long long) (hv_clock_mono_us() - t0));
 	}
 	protobuf_c_message_free_unpacked(&rep->base, NULL);
 	return (0);

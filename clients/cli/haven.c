@@ -12,6 +12,7 @@
  */
 #include "haven/auth.h"
 #include "haven/crypto.h"
+#include "haven/file.h"
 #include "haven/log.h"
 #include "haven/rpc.h"
 
@@ -144,7 +145,7 @@ cli_channel(cli *c, int *rc)
 	if (c->org == NULL) {
 		return (c->ch);
 	}
-	if ((st = crypto_read_file(c->co.tls_key_file, 64 * 1024, true, &key, &keylen)) != HV_OK) {
+	if ((st = hv_file_read(c->co.tls_key_file, 64 * 1024, true, &key, &keylen)) != HV_OK) {
 		fprintf(stderr, "haven: cannot read key %s: %s\n", c->co.tls_key_file,
 		    hv_status_name(st));
 		*rc = (int) st;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "haven/ids.h"
+#include "haven/ticker.h"
 #include "capacity.h"
 
 /* Bounds of the fields (see capacity.proto). */
@@ -94,13 +95,8 @@ struct cap_service {
 	nng_socket cs_pub;
 	bool       cs_pub_open;
 
-	/* The expiry thread: cs_stopping under cs_lock, signalled on cs_cond. */
-	pthread_mutex_t cs_lock;
-	pthread_cond_t  cs_cond;
-	bool            cs_sync_init;
-	bool            cs_stopping;
-	bool            cs_thread_running;
-	pthread_t       cs_thread;
+	/* The hold expiry job; NULL with manual_expiry or once stopped. */
+	hv_ticker *cs_expiry;
 };
 
 /* ---- cap_check.c: pure checks, no store ------------------------------------------- */

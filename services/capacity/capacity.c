@@ -12,6 +12,8 @@
  */
 #include "cap_internal.h"
 
+#include "haven/bytes.h"
+#include "haven/clock.h"
 #include "haven/ids.h"
 #include "haven/crypto.h"
 #include "haven/log.h"
@@ -37,7 +39,7 @@ cap_now_ms(const cap_service *cs)
 	if (cs->cs_now != NULL) {
 		return (cs->cs_now(cs->cs_now_arg));
 	}
-	return (auth_now_ms());
+	return (hv_clock_wall_ms());
 }
 
 bool
@@ -67,33 +69,13 @@ brief_fresh(const cap_brief *b, int64_t now_ms)
 	return (now_ms - (int64_t) b->b_updated_ms <= (int64_t) b->b_report_interval_s * 1000);
 }
 
-static void
-put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t) v;
-		v >>= 8;
-	}
-}
-
-static uint64_t
-get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++) {
-		v = (v << 8) | p[i];
-	}
-	return (v);
-}
-
 /* cap.hold_exp key: be64(expires_ms) || hold id. Returns its length. */
 static size_t
 hold_exp_key(uint8_t key[HOLD_EXP_KEY_MAX], uint64_t expires_ms, const char *hold_id)
 {
 	size_t n = strlen(hold_id);
 
-	put_be64(key, expires_ms);
+	hv_put_be64(key, expires_ms);
 	memcpy(key + 8, hold_id, n);
 	return (8 + n);
 }
@@ -570,7 +552,7 @@ expire_some(cap_service *cs, store_txn *txn, int64_t now_ms, unsigned max, unsig
 			st = HV_DATA_LOSS;
 			goto out;
 		}
-		if ((int64_t) get_be64(k) > now_ms) {
+		if ((int64_t) hv_get_be64(k) > now_ms) {
 			break;
 		}
 		if (n == max) {
@@ -941,7 +923,7 @@ expiry_due(cap_service *cs, int64_t now_ms)
 	}
 	if (store_cursor_open(txn, cs->cs_hold_exp, &c) == HV_OK &&
 	    store_cursor_seek(c, NULL, 0, &k, &kl, NULL, NULL) == HV_OK && kl >= 8) {
-		due = (int64_t) get_be64(k) <= now_ms;
+		due = (int64_t) hv_get_be64(k) <= now_ms;
 	}
 	store_cursor_close(c);
 	store_read_end(txn);
@@ -951,9 +933,10 @@ expiry_due(cap_service *cs, int64_t now_ms)
 /* One round: releases every expired hold, a batch per transaction, and announces the
  * services that got places back once each batch has committed. */
 static void
-expire_round(cap_service *cs)
+expire_round(void *arg)
 {
-	expire_job *j;
+	cap_service *cs = arg;
+	expire_job  *j;
 	hv_status   st;
 
 	if (!expiry_due(cs, cap_now_ms(cs)) || (j = malloc(sizeof(*j))) == NULL) {
@@ -974,32 +957,6 @@ expire_round(cap_service *cs)
 		}
 	} while (j->ej_more);
 	free(j);
-}
-
-static void *
-expiry_main(void *arg)
-{
-	cap_service    *cs = arg;
-	struct timespec until;
-
-	pthread_mutex_lock(&cs->cs_lock);
-	while (!cs->cs_stopping) {
-		pthread_mutex_unlock(&cs->cs_lock);
-		expire_round(cs);
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += EXPIRE_EVERY_MS / 1000;
-		until.tv_nsec += (long) (EXPIRE_EVERY_MS % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		pthread_mutex_lock(&cs->cs_lock);
-		while (!cs->cs_stopping &&
-		    pthread_cond_timedwait(&cs->cs_cond, &cs->cs_lock, &until) != ETIMEDOUT) {
-		}
-	}
-	pthread_mutex_unlock(&cs->cs_lock);
-	return (NULL);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
@@ -1094,11 +1051,10 @@ cap_open(cap_service **out, const cap_options *opts)
 		{ "cap.hold_exp", offsetof(cap_service, cs_hold_exp) },
 		{ "cap.meta", offsetof(cap_service, cs_meta) },
 	};
-	cap_service       *cs = NULL;
-	pthread_condattr_t ca;
-	bool               current;
-	hv_status          st = HV_INVALID_ARGUMENT;
-	int                rv;
+	cap_service *cs = NULL;
+	bool         current;
+	hv_status    st = HV_INVALID_ARGUMENT;
+	int          rv;
 
 	if (out != NULL) {
 		*out = NULL;
@@ -1119,20 +1075,6 @@ cap_open(cap_service **out, const cap_options *opts)
 	                                                    : CAP_APPROVAL_PLACES_DEFAULT;
 	cs->cs_now            = opts->now_ms;
 	cs->cs_now_arg        = opts->now_arg;
-
-	if (pthread_condattr_init(&ca) != 0) {
-		goto out;
-	}
-	rv = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	if (rv == 0 && (rv = pthread_cond_init(&cs->cs_cond, &ca)) == 0 &&
-	    (rv = pthread_mutex_init(&cs->cs_lock, NULL)) != 0) {
-		pthread_cond_destroy(&cs->cs_cond);
-	}
-	pthread_condattr_destroy(&ca);
-	if (rv != 0) {
-		goto out;
-	}
-	cs->cs_sync_init = true;
 
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
 		store_table *t = (store_table *) (void *) ((char *) cs + tables[i].offset);
@@ -1167,12 +1109,10 @@ cap_open(cap_service **out, const cap_options *opts)
 		}
 	}
 
-	if (!opts->manual_expiry) {
-		if (pthread_create(&cs->cs_thread, NULL, expiry_main, cs) != 0) {
-			st = HV_RESOURCE_EXHAUSTED;
-			goto out;
-		}
-		cs->cs_thread_running = true;
+	if (!opts->manual_expiry &&
+	    (st = hv_ticker_start(&cs->cs_expiry, EXPIRE_EVERY_MS, true, expire_round, cs)) !=
+	        HV_OK) {
+		goto out;
 	}
 	*out = cs;
 	cs   = NULL;
@@ -1185,17 +1125,11 @@ out:
 void
 cap_stop(cap_service *cs)
 {
-	if (cs == NULL || !cs->cs_sync_init) {
+	if (cs == NULL) {
 		return;
 	}
-	pthread_mutex_lock(&cs->cs_lock);
-	cs->cs_stopping = true;
-	pthread_cond_broadcast(&cs->cs_cond);
-	pthread_mutex_unlock(&cs->cs_lock);
-	if (cs->cs_thread_running) {
-		pthread_join(cs->cs_thread, NULL);
-		cs->cs_thread_running = false;
-	}
+	hv_ticker_stop(cs->cs_expiry);
+	cs->cs_expiry = NULL;
 }
 
 void
@@ -1208,10 +1142,6 @@ cap_close(cap_service *cs)
 	if (cs->cs_pub_open) {
 		nng_close(cs->cs_pub);
 		cs->cs_pub_open = false;
-	}
-	if (cs->cs_sync_init) {
-		pthread_cond_destroy(&cs->cs_cond);
-		pthread_mutex_destroy(&cs->cs_lock);
 	}
 	free(cs);
 }

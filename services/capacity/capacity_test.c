@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cap_internal.h"
+#include "haven/clock.h"
 #include "haven/ids.h"
 #include "haven/log.h"
 
@@ -46,7 +47,7 @@ static int64_t
 test_now(void *arg)
 {
 	(void) arg;
-	return (auth_now_ms() + atomic_load(&clock_offset));
+	return (hv_clock_wall_ms() + atomic_load(&clock_offset));
 }
 
 typedef struct fixture {

@@ -7,6 +7,7 @@
  */
 #include "consent_internal.h"
 
+#include "haven/clock.h"
 #include "haven/metrics.h"
 
 #include "haven/log.h"
@@ -26,13 +27,7 @@
 int64_t
 consent_now(consent_service *cs)
 {
-	struct timespec ts;
-
-	if (cs->cs_now != NULL) {
-		return (cs->cs_now(cs->cs_now_arg));
-	}
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ((int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	return (cs->cs_now != NULL ? cs->cs_now(cs->cs_now_arg) : hv_clock_wall_ms());
 }
 
 /* ---- ids, messages, audit ------------------------------------------------------------- */
@@ -209,67 +204,27 @@ consent_publish_withdrawn(consent_service *cs, const char *consent_id, const cha
 
 /* ---- rotation timer ------------------------------------------------------------------- */
 
-static void *
-timer_main(void *arg)
+/* The timer looks every 1/24 of the rotation interval, at least hourly. */
+static uint32_t
+timer_period_s(const consent_service *cs)
 {
-	consent_service *cs     = arg;
-	uint32_t         period = cs->cs_rotate_s / 24;
-	struct timespec  ts;
+	uint32_t period = cs->cs_rotate_s / 24;
 
-	if (period == 0) {
-		period = 1;
-	}
-	if (period > TIMER_PERIOD_MAX_S) {
-		period = TIMER_PERIOD_MAX_S;
-	}
-	pthread_mutex_lock(&cs->cs_tmtx);
-	while (!cs->cs_stop) {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += period;
-		while (!cs->cs_stop &&
-		    pthread_cond_timedwait(&cs->cs_tcond, &cs->cs_tmtx, &ts) != ETIMEDOUT) {
-		}
-		if (cs->cs_stop) {
-			break;
-		}
-		pthread_mutex_unlock(&cs->cs_tmtx);
-		/* Due one period early, so that no key is ever older than the interval. */
-		{
-			int64_t   age = ((int64_t) cs->cs_rotate_s - (int64_t) period) * 1000;
-			hv_status st  = vault_rotate(cs, age > 0 ? age : 1, NULL, NULL);
-			if (st != HV_OK) {
-				log_error("consent: scheduled key rotation failed: %s", hv_status_name(st));
-			}
-		}
-		pthread_mutex_lock(&cs->cs_tmtx);
-	}
-	pthread_mutex_unlock(&cs->cs_tmtx);
-	return (NULL);
+	return (period == 0 ? 1 : period > TIMER_PERIOD_MAX_S ? TIMER_PERIOD_MAX_S : period);
 }
 
-static hv_status
-timer_start(consent_service *cs)
+/* One round of the rotation timer: rotates the key when it is one timer period from the
+ * interval, so that no key is ever older than the interval. */
+static void
+timer_round(void *arg)
 {
-	pthread_condattr_t ca;
-	int                rv;
+	consent_service *cs  = arg;
+	int64_t          age = ((int64_t) cs->cs_rotate_s - (int64_t) timer_period_s(cs)) * 1000;
+	hv_status        st  = vault_rotate(cs, age > 0 ? age : 1, NULL, NULL);
 
-	if (pthread_condattr_init(&ca) != 0) {
-		return (HV_RESOURCE_EXHAUSTED);
+	if (st != HV_OK) {
+		log_error("consent: scheduled key rotation failed: %s", hv_status_name(st));
 	}
-	rv = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	if (rv == 0) {
-		rv = pthread_cond_init(&cs->cs_tcond, &ca);
-	}
-	pthread_condattr_destroy(&ca);
-	if (rv != 0) {
-		return (HV_RESOURCE_EXHAUSTED);
-	}
-	if (pthread_create(&cs->cs_timer, NULL, timer_main, cs) != 0) {
-		pthread_cond_destroy(&cs->cs_tcond);
-		return (HV_RESOURCE_EXHAUSTED);
-	}
-	cs->cs_timer_started = true;
-	return (HV_OK);
 }
 
 /* ---- small handlers ------------------------------------------------------------------- */
@@ -387,7 +342,6 @@ consent_open(consent_service **out, const consent_options *o)
 	}
 	pthread_mutex_init(&cs->cs_kmtx, NULL);
 	pthread_mutex_init(&cs->cs_rotmtx, NULL);
-	pthread_mutex_init(&cs->cs_tmtx, NULL);
 	cs->cs_store       = o->store;
 	cs->cs_now         = o->now_ms;
 	cs->cs_now_arg     = o->now_arg;
@@ -436,7 +390,8 @@ consent_open(consent_service **out, const consent_options *o)
 			goto fail;
 		}
 	}
-	if ((st = timer_start(cs)) != HV_OK) {
+	if ((st = hv_ticker_start(&cs->cs_timer, (uint64_t) timer_period_s(cs) * 1000, false,
+	         timer_round, cs)) != HV_OK) {
 		goto fail;
 	}
 	*out = cs;
@@ -456,16 +411,8 @@ consent_stop(consent_service *cs)
 	if (cs->cs_audit != NULL) {
 		audit_writer_stop(cs->cs_audit);
 	}
-	if (!cs->cs_timer_started) {
-		return;
-	}
-	pthread_mutex_lock(&cs->cs_tmtx);
-	cs->cs_stop = true;
-	pthread_cond_signal(&cs->cs_tcond);
-	pthread_mutex_unlock(&cs->cs_tmtx);
-	pthread_join(cs->cs_timer, NULL);
-	pthread_cond_destroy(&cs->cs_tcond);
-	cs->cs_timer_started = false;
+	hv_ticker_stop(cs->cs_timer);
+	cs->cs_timer = NULL;
 }
 
 void
@@ -483,7 +430,6 @@ consent_close(consent_service *cs)
 	audit_close(cs->cs_audit);
 	pthread_mutex_destroy(&cs->cs_kmtx);
 	pthread_mutex_destroy(&cs->cs_rotmtx);
-	pthread_mutex_destroy(&cs->cs_tmtx);
 	free(cs);
 }
 

@@ -13,6 +13,7 @@
 
 #include "haven/crypto.h"
 #include "haven/ids.h"
+#include "haven/ticker.h"
 
 #include "consent.h"
 
@@ -128,13 +129,9 @@ struct consent_service {
 	uint8_t         cs_pub[CRYPTO_ED25519_PUBLIC_LEN];
 	char            cs_key_id[CONSENT_KEY_ID_HEX];
 
-	/* Rotation timer. */
-	uint32_t        cs_rotate_s;
-	pthread_t       cs_timer;
-	bool            cs_timer_started;
-	bool            cs_stop;
-	pthread_mutex_t cs_tmtx;
-	pthread_cond_t  cs_tcond;
+	/* Rotation timer; NULL once stopped. */
+	uint32_t   cs_rotate_s;
+	hv_ticker *cs_timer;
 
 	bool        cs_check_async; /* consent_options.check_audit_async */
 	view_cache *cs_cache;       /* views for Check (view.c); NULL: none */

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "haven/bytes.h"
 #include "haven/crypto.h"
 #include "haven/log.h"
 #include "haven/store.h"
@@ -426,10 +427,7 @@ kek_file_read(const char *dir, const char *name, uint64_t *gen, uint8_t key[32])
 	b = slurp(path, &len);
 	assert_int_equal(len, 45);
 	assert_memory_equal(b, "HKEK\x01", 5);
-	*gen = 0;
-	for (int i = 0; i < 8; i++) {
-		*gen = *gen << 8 | b[5 + i];
-	}
+	*gen = hv_get_be64((const uint8_t *) b + 5);
 	memcpy(key, b + 13, 32);
 	free(b);
 }

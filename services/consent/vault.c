@@ -28,6 +28,8 @@
  */
 #include "consent_internal.h"
 
+#include "haven/bytes.h"
+#include "haven/file.h"
 #include "haven/log.h"
 
 #include <errno.h>
@@ -89,70 +91,6 @@ key_path(consent_service *cs, const char *name, char *out, size_t outsz)
 	snprintf(out, outsz, "%s/%s", cs->cs_keys, name);
 }
 
-static hv_status
-fsync_dir(const char *dir)
-{
-	int       fd;
-	hv_status st = HV_OK;
-
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		return (hv_status_from_errno(errno));
-	}
-	if (fsync(fd) != 0) {
-		st = hv_status_from_errno(errno);
-	}
-	close(fd);
-	return (st);
-}
-
-/* Creates path (0600, failing with HV_ALREADY_EXISTS when it exists) holding data, synced.
- * A file this call created but could not write completely is removed again. */
-static hv_status
-file_create_private(const char *path, const void *data, size_t len)
-{
-	const uint8_t *p       = data;
-	size_t         done    = 0;
-	int            fd      = -1;
-	bool           created = false;
-	hv_status      st;
-
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
-		st = errno == EEXIST ? HV_ALREADY_EXISTS : hv_status_from_errno(errno);
-		goto out;
-	}
-	created = true;
-	/* The umask can only take bits away; make sure the owner can read it back. */
-	if (fchmod(fd, 0600) != 0) {
-		st = hv_status_from_errno(errno);
-		goto out;
-	}
-	while (done < len) {
-		ssize_t w = write(fd, p + done, len - done);
-		if (w < 0) {
-			if (errno == EINTR) {
-				continue;
-			}
-			st = hv_status_from_errno(errno);
-			goto out;
-		}
-		done += (size_t) w;
-	}
-	if (fsync(fd) != 0) {
-		st = hv_status_from_errno(errno);
-		goto out;
-	}
-	st = close(fd) == 0 ? HV_OK : hv_status_from_errno(errno);
-	fd = -1;
-out:
-	if (fd >= 0) {
-		close(fd);
-	}
-	if (st != HV_OK && created) {
-		unlink(path);
-	}
-	return (st);
-}
-
 /* Overwrites a file's bytes in place with zeros through fd and syncs it, so that the key it
  * held is not left in the blocks the file system frees when the file goes. Best effort: a
  * copy-on-write file system or an SSD's wear levelling may keep old blocks anyway. Closes fd;
@@ -210,7 +148,7 @@ kek_replace(consent_service *cs, const char *npath, const char *kpath)
 		}
 		return (st);
 	}
-	(void) fsync_dir(cs->cs_keys);
+	(void) hv_file_sync_dir(cs->cs_keys);
 	shred_fd(old);
 	return (HV_OK);
 }
@@ -225,7 +163,7 @@ kek_read(const char *path, kek_file *out)
 	hv_status st;
 
 	memset(out, 0, sizeof(*out));
-	st = crypto_read_file(path, KEK_FILE_LEN, true, &buf, &len);
+	st = hv_file_read(path, KEK_FILE_LEN, true, &buf, &len);
 	if (st == HV_OUT_OF_RANGE) {
 		st = HV_DATA_LOSS; /* longer than a key file */
 	}
@@ -236,9 +174,7 @@ kek_read(const char *path, kek_file *out)
 		st = HV_DATA_LOSS;
 		goto out;
 	}
-	for (int i = 0; i < 8; i++) {
-		out->kf_gen = out->kf_gen << 8 | (uint8_t) buf[5 + i];
-	}
+	out->kf_gen = hv_get_be64((const uint8_t *) buf + 5);
 	memcpy(out->kf_key, buf + 13, KEK_LEN);
 	st = out->kf_gen == 0 ? HV_DATA_LOSS : HV_OK;
 out:
@@ -260,11 +196,9 @@ kek_write(const char *path, const kek_file *k)
 
 	memcpy(buf, KEK_MAGIC, 4);
 	buf[4] = KEK_FILE_VERSION;
-	for (int i = 0; i < 8; i++) {
-		buf[5 + i] = (uint8_t) (k->kf_gen >> (56 - 8 * i));
-	}
+	hv_put_be64(buf + 5, k->kf_gen);
 	memcpy(buf + 13, k->kf_key, KEK_LEN);
-	st = file_create_private(path, buf, sizeof(buf));
+	st = hv_file_create_private(path, buf, sizeof(buf));
 	crypto_wipe(buf, sizeof(buf));
 	return (st);
 }
@@ -502,7 +436,7 @@ recover(consent_service *cs)
 		/* Never committed (or torn while it was written): the store does not need it. */
 		shred_fd(open_for_shred(npath));
 		unlink(npath);
-		(void) fsync_dir(cs->cs_keys);
+		(void) hv_file_sync_dir(cs->cs_keys);
 		log_warn("consent: rolled back a key rotation a crash interrupted");
 	}
 
@@ -516,7 +450,7 @@ recover(consent_service *cs)
 				log_error("consent: cannot create %s: %s", kpath, hv_status_name(st));
 				goto out;
 			}
-			(void) fsync_dir(cs->cs_keys);
+			(void) hv_file_sync_dir(cs->cs_keys);
 			log_info("consent: created the key-encryption key %s", kpath);
 		} else if (stk != HV_OK) {
 			st = stk;
@@ -603,19 +537,19 @@ sign_key_load(consent_service *cs)
 	hv_status st;
 
 	key_path(cs, SIGN_FILE, path, sizeof(path));
-	st = crypto_read_file(path, SIGN_PEM_MAX, true, &pem, &len);
+	st = hv_file_read(path, SIGN_PEM_MAX, true, &pem, &len);
 	if (st == HV_NOT_FOUND) {
 		if ((st = crypto_ed25519_keygen(&pem, &len)) != HV_OK ||
-		    (st = file_create_private(path, pem, len)) != HV_OK) {
+		    (st = hv_file_create_private(path, pem, len)) != HV_OK) {
 			log_error("consent: cannot create %s: %s", path, hv_status_name(st));
 			goto out;
 		}
-		(void) fsync_dir(cs->cs_keys);
+		(void) hv_file_sync_dir(cs->cs_keys);
 		log_info("consent: created the receipt signing key %s", path);
 		crypto_wipe(pem, len);
 		free(pem);
 		pem = NULL;
-		st  = crypto_read_file(path, SIGN_PEM_MAX, true, &pem, &len);
+		st  = hv_file_read(path, SIGN_PEM_MAX, true, &pem, &len);
 	}
 	if (st != HV_OK) {
 		log_error("consent: cannot read %s: %s%s", path, hv_status_name(st),
@@ -1016,7 +950,7 @@ vault_rotate(consent_service *cs, int64_t min_age_ms, uint64_t *genp, uint64_t *
 	if ((st = crypto_random(next.kf_key, KEK_LEN)) != HV_OK) {
 		goto out;
 	}
-	if ((st = kek_write(npath, &next)) != HV_OK || (st = fsync_dir(cs->cs_keys)) != HV_OK) {
+	if ((st = kek_write(npath, &next)) != HV_OK || (st = hv_file_sync_dir(cs->cs_keys)) != HV_OK) {
 		log_error("consent: cannot write %s: %s", npath, hv_status_name(st));
 		goto out;
 	}
@@ -1038,7 +972,7 @@ vault_rotate(consent_service *cs, int64_t min_age_ms, uint64_t *genp, uint64_t *
 			slot_drop(cs, next.kf_gen, next.kf_gen + 1);
 			shred_fd(open_for_shred(npath));
 			unlink(npath);
-			(void) fsync_dir(cs->cs_keys);
+			(void) hv_file_sync_dir(cs->cs_keys);
 		}
 		goto out;
 	}

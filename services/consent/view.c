@@ -21,6 +21,7 @@
  */
 #include "consent_internal.h"
 
+#include "haven/bytes.h"
 #include "haven/log.h"
 
 #include <stdint.h>
@@ -236,10 +237,8 @@ out:
 static uint8_t *
 le_put(uint8_t *p, uint64_t v, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		*p++ = (uint8_t) (v >> (8 * i));
-	}
-	return (p);
+	hv_put_le(p, v, n);
+	return (p + n);
 }
 
 static uint8_t *
@@ -318,15 +317,13 @@ typedef struct view_in {
 static uint64_t
 le_get(view_in *in, size_t n)
 {
-	uint64_t v = 0;
+	uint64_t v;
 
 	if ((size_t) (in->vi_end - in->vi_p) < n) {
 		in->vi_bad = true;
 		return (0);
 	}
-	for (size_t i = 0; i < n; i++) {
-		v |= (uint64_t) in->vi_p[i] << (8 * i);
-	}
+	v = hv_get_le(in->vi_p, n);
 	in->vi_p += n;
 	return (v);
 }

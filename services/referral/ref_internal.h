@@ -14,7 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "haven/bytes.h"
 #include "haven/ids.h"
+#include "haven/ticker.h"
 #include "referral.h"
 
 /* Bounds of the fields (see referral.proto and docs/referral.md). */
@@ -109,23 +111,20 @@ struct ref_service {
 	bool       rs_sub_open;
 	nng_aio   *rs_sub_aio;
 
-	/* The background thread. Under rs_lock: rs_stopping, rs_pending (bit t: a place of
-	 * ServiceType t may have freed), rs_kick (run a round now); signalled on rs_cond. */
+	/* The background job (a ticker, kicked to run a round now). Under rs_lock: rs_stopping,
+	 * rs_pending (bit t: a place of ServiceType t may have freed), rs_withdrawn, and the
+	 * tickers' pointers (NULL when manual or once stopped). */
 	pthread_mutex_t rs_lock;
-	pthread_cond_t  rs_cond;
 	bool            rs_sync_init;
 	bool            rs_stopping;
-	bool            rs_thread_running;
-	bool            rs_kick;
 	uint32_t        rs_pending;
 	/* Subjects whose consent was withdrawn, for the thread to record (bounded). */
 	char            rs_withdrawn[REF_WITHDRAWN_QUEUE][REF_SUBJECT_LEN + 1];
 	size_t          rs_nwithdrawn;
-	pthread_t       rs_thread;
-	/* The retention thread (with retention configured and not manual); it waits on rs_cond
-	 * for rs_stopping or its interval. */
-	pthread_t       rs_ret_thread;
-	bool            rs_ret_running;
+	hv_ticker      *rs_bg;
+	int64_t         rs_last_route; /* monotonic ms; only the background job touches it */
+	/* The retention job (with retention configured and not manual). */
+	hv_ticker      *rs_retention;
 };
 
 /* ---- arena: every message of one transaction lives here -------------------------------------- */
@@ -213,8 +212,6 @@ hv_status ref_put_offer(ref_work *w, const Offer *o);
 
 /* ---- keys ------------------------------------------------------------------------------------ */
 
-void ref_put_be64(uint8_t *p, uint64_t v);
-uint64_t ref_get_be64(const uint8_t *p);
 /* prefix 0 be64 ~created id (prefix may be NULL: no prefix and no separator). */
 size_t ref_key_timed(uint8_t key[REF_KEY_MAX], const char *prefix, uint64_t created_ms,
     const char *id);

@@ -466,7 +466,7 @@ out:
 static void
 token_make(char *out, size_t outsz, const uint8_t *timepart, const char *id)
 {
-	snprintf(out, outsz, "%016llx%s", (unsigned long long) ref_get_be64(timepart), id);
+	snprintf(out, outsz, "%016llx%s", (unsigned long long) hv_get_be64(timepart), id);
 }
 
 static bool
@@ -485,7 +485,7 @@ token_parse(const char *tok, uint8_t timepart[8], char id[IDS_MAX])
 		}
 		t = (t << 4) | (unsigned) d;
 	}
-	ref_put_be64(timepart, t);
+	hv_put_be64(timepart, t);
 	snprintf(id, IDS_MAX, "%s", tok + 16);
 	return (ids_valid(tok + 16) && strlen(tok + 16) < IDS_MAX);
 }

@@ -145,7 +145,7 @@ ref_stats_walk(ref_service *rs, store_txn *txn, uint64_t from, uint64_t to, ref_
 		return (st);
 	}
 	/* Newest first: from the last millisecond before `to` back to `from`. */
-	ref_put_be64(key, UINT64_MAX - (to - 1));
+	hv_put_be64(key, UINT64_MAX - (to - 1));
 	for (st = store_cursor_seek(c, key, sizeof(key), &k, &kl, NULL, NULL); st == HV_OK;
 	     st = store_cursor_next(c, &k, &kl, NULL, NULL)) {
 		Referral *r;
@@ -154,7 +154,7 @@ ref_stats_walk(ref_service *rs, store_txn *txn, uint64_t from, uint64_t to, ref_
 		if (kl <= 8) {
 			continue;
 		}
-		created = UINT64_MAX - ref_get_be64(k);
+		created = UINT64_MAX - hv_get_be64(k);
 		if (created < from) {
 			break;
 		}

@@ -12,6 +12,7 @@
 #include "ref_internal.h"
 
 #include "haven/auth.h"
+#include "haven/clock.h"
 #include "haven/log.h"
 
 #include "haven/consent/v1/consent.pb-c.h"
@@ -116,26 +117,6 @@ ref_arena_reset(ref_arena *a)
 
 /* ---- keys ------------------------------------------------------------------------------------ */
 
-void
-ref_put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t) (v & 0xff);
-		v >>= 8;
-	}
-}
-
-uint64_t
-ref_get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++) {
-		v = (v << 8) | p[i];
-	}
-	return (v);
-}
-
 /* Appends s (at most max bytes; ids and region names are short) at key[off]. */
 static size_t
 put_str(uint8_t key[REF_KEY_MAX], size_t off, const char *s)
@@ -158,7 +139,7 @@ ref_key_timed(uint8_t key[REF_KEY_MAX], const char *prefix, uint64_t created_ms,
 		off        = put_str(key, 0, prefix);
 		key[off++] = 0;
 	}
-	ref_put_be64(key + off, UINT64_MAX - created_ms);
+	hv_put_be64(key + off, UINT64_MAX - created_ms);
 	return (put_str(key, off + 8, id));
 }
 
@@ -168,20 +149,17 @@ ref_key_waiting(uint8_t key[REF_KEY_MAX], const Referral *r, uint32_t need)
 	size_t off;
 
 	key[0] = (uint8_t) r->urgency;
-	ref_put_be64(key + 1, r->created_ms);
+	hv_put_be64(key + 1, r->created_ms);
 	off        = put_str(key, 9, r->id);
 	key[off++] = 0;
-	key[off++] = (uint8_t) (need >> 24);
-	key[off++] = (uint8_t) (need >> 16);
-	key[off++] = (uint8_t) (need >> 8);
-	key[off++] = (uint8_t) need;
-	return (off);
+	hv_put_be32(key + off, need);
+	return (off + 4);
 }
 
 size_t
 ref_key_deadline(uint8_t key[REF_KEY_MAX], uint64_t respond_by_ms, const char *offer_id)
 {
-	ref_put_be64(key, respond_by_ms);
+	hv_put_be64(key, respond_by_ms);
 	return (put_str(key, 8, offer_id));
 }
 
@@ -197,7 +175,7 @@ ref_key_pair(uint8_t key[REF_KEY_MAX], const char *a, const char *b)
 size_t
 ref_key_closed(uint8_t key[REF_KEY_MAX], uint64_t closed_ms, const char *id)
 {
-	ref_put_be64(key, closed_ms);
+	hv_put_be64(key, closed_ms);
 	return (put_str(key, 8, id));
 }
 
@@ -209,7 +187,7 @@ ref_now_ms(const ref_service *rs)
 	if (rs != NULL && rs->rs_now != NULL) {
 		return (rs->rs_now(rs->rs_now_arg));
 	}
-	return (auth_now_ms());
+	return (hv_clock_wall_ms());
 }
 
 uint32_t
@@ -511,8 +489,7 @@ waiting_key_parse(const uint8_t *k, size_t kl, char id[IDS_MAX], uint32_t *need)
 	idlen = kl - 14;
 	memcpy(id, k + 9, idlen);
 	id[idlen] = '\0';
-	*need = ((uint32_t) k[kl - 4] << 24) | ((uint32_t) k[kl - 3] << 16) |
-	    ((uint32_t) k[kl - 2] << 8) | k[kl - 1];
+	*need = hv_get_be32(k + kl - 4);
 	return (ids_valid(id));
 }
 
@@ -694,7 +671,7 @@ deadline_passed(const uint8_t *k, size_t kl, void *arg)
 {
 	const int64_t *now = arg;
 
-	return (kl < 8 || (int64_t) ref_get_be64(k) > *now);
+	return (kl < 8 || (int64_t) hv_get_be64(k) > *now);
 }
 
 static hv_status
@@ -1038,65 +1015,45 @@ ref_kick(ref_service *rs, uint32_t types)
 	}
 	pthread_mutex_lock(&rs->rs_lock);
 	rs->rs_pending |= types;
-	rs->rs_kick = true;
-	pthread_cond_broadcast(&rs->rs_cond);
+	hv_ticker_kick(rs->rs_bg);
 	pthread_mutex_unlock(&rs->rs_lock);
 }
 
+/* One round of the background job: records queued consent withdrawals, expires offers and
+ * routes waiting needs (all types every REF_ROUTE_EVERY_MS, those kicked at once). */
 static void
-deadline_in(struct timespec *ts, uint64_t ms)
+bg_round(void *arg)
 {
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += (time_t) (ms / 1000);
-	ts->tv_nsec += (long) (ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
-static void *
-bg_main(void *arg)
-{
-	ref_service    *rs         = arg;
-	int64_t         last_route = 0;
-	struct timespec until;
+	ref_service *rs = arg;
+	uint32_t     pending;
+	char         subject[REF_SUBJECT_LEN + 1];
+	int64_t      now;
 
 	pthread_mutex_lock(&rs->rs_lock);
-	while (!rs->rs_stopping) {
-		uint32_t pending = rs->rs_pending;
-		char     subject[REF_SUBJECT_LEN + 1];
-		int64_t  now;
-
-		rs->rs_pending = 0;
-		rs->rs_kick    = false;
-		while (rs->rs_nwithdrawn > 0) {
-			memcpy(subject, rs->rs_withdrawn[--rs->rs_nwithdrawn], sizeof(subject));
-			pthread_mutex_unlock(&rs->rs_lock);
-			if (ref_consent_withdrawn(rs, subject, NULL) != HV_OK) {
-				log_warn("referral: cannot record the consent withdrawal of %s", subject);
-			}
-			pthread_mutex_lock(&rs->rs_lock);
-		}
+	if (rs->rs_stopping) {
 		pthread_mutex_unlock(&rs->rs_lock);
-
-		(void) ref_expire_offers(rs, NULL);
-		now = rpc_now_ms();
-		if (now - last_route >= REF_ROUTE_EVERY_MS) {
-			(void) route_waiting_types(rs, UINT32_MAX, NULL);
-			last_route = now;
-		} else if (pending != 0) {
-			(void) route_waiting_types(rs, pending, NULL);
+		return;
+	}
+	pending        = rs->rs_pending;
+	rs->rs_pending = 0;
+	while (rs->rs_nwithdrawn > 0) {
+		memcpy(subject, rs->rs_withdrawn[--rs->rs_nwithdrawn], sizeof(subject));
+		pthread_mutex_unlock(&rs->rs_lock);
+		if (ref_consent_withdrawn(rs, subject, NULL) != HV_OK) {
+			log_warn("referral: cannot record the consent withdrawal of %s", subject);
 		}
-
-		deadline_in(&until, REF_TICK_MS);
 		pthread_mutex_lock(&rs->rs_lock);
-		while (!rs->rs_stopping && !rs->rs_kick &&
-		    pthread_cond_timedwait(&rs->rs_cond, &rs->rs_lock, &until) != ETIMEDOUT) {
-		}
 	}
 	pthread_mutex_unlock(&rs->rs_lock);
-	return (NULL);
+
+	(void) ref_expire_offers(rs, NULL);
+	now = hv_clock_mono_ms();
+	if (rs->rs_last_route == 0 || now - rs->rs_last_route >= REF_ROUTE_EVERY_MS) {
+		(void) route_waiting_types(rs, UINT32_MAX, NULL);
+		rs->rs_last_route = now;
+	} else if (pending != 0) {
+		(void) route_waiting_types(rs, pending, NULL);
+	}
 }
 
 /* Queues a subject whose consent was withdrawn for the thread (the callback must not block
@@ -1110,8 +1067,7 @@ queue_withdrawn(ref_service *rs, const char *subject)
 	pthread_mutex_lock(&rs->rs_lock);
 	if (rs->rs_nwithdrawn < REF_WITHDRAWN_QUEUE) {
 		memcpy(rs->rs_withdrawn[rs->rs_nwithdrawn++], subject, REF_SUBJECT_LEN + 1);
-		rs->rs_kick = true;
-		pthread_cond_broadcast(&rs->rs_cond);
+		hv_ticker_kick(rs->rs_bg);
 	} else {
 		log_warn("referral: too many consent withdrawals queued; subject %s not recorded",
 		    subject);
@@ -1282,7 +1238,7 @@ due_walk_run(ref_service *rs, store_txn *txn, due_walk *dw, const uint8_t *after
 		if (kl <= 8 || kl - 8 >= IDS_MAX) {
 			continue; /* not an entry this service writes */
 		}
-		if ((int64_t) ref_get_be64(k) >= dw->dw_cutoff) {
+		if ((int64_t) hv_get_be64(k) >= dw->dw_cutoff) {
 			break; /* oldest first: the rest closed later */
 		}
 		memcpy(dw->dw_last, k, kl);
@@ -1539,24 +1495,11 @@ ref_retention_run(ref_service *rs, ref_retention_stats *out)
 	return (st);
 }
 
-static void *
-retention_main(void *arg)
+/* The retention job: one sweep (it stops early once rs_stopping is set). */
+static void
+retention_round(void *arg)
 {
-	ref_service    *rs = arg;
-	struct timespec until;
-
-	pthread_mutex_lock(&rs->rs_lock);
-	while (!rs->rs_stopping) {
-		pthread_mutex_unlock(&rs->rs_lock);
-		(void) ref_retention_run(rs, NULL);
-		deadline_in(&until, (uint64_t) rs->rs_retention_every_s * 1000);
-		pthread_mutex_lock(&rs->rs_lock);
-		while (!rs->rs_stopping &&
-		    pthread_cond_timedwait(&rs->rs_cond, &rs->rs_lock, &until) != ETIMEDOUT) {
-		}
-	}
-	pthread_mutex_unlock(&rs->rs_lock);
-	return (NULL);
+	(void) ref_retention_run(arg, NULL);
 }
 
 /* The time a referral closed, for referrals stored before closed_ms existed: the latest event
@@ -1697,7 +1640,6 @@ ref_open(ref_service **out, const ref_options *opts)
 	};
 	static const uint32_t default_timeouts[REF_URGENCIES] = { 0, 1800, 14400, 86400 };
 	ref_service          *rs = NULL;
-	pthread_condattr_t    ca;
 	hv_status             st = HV_INVALID_ARGUMENT;
 	int                   rv;
 
@@ -1736,16 +1678,7 @@ ref_open(ref_service **out, const ref_options *opts)
 		rs->rs_window_s[u] = t < rs->rs_hold_max_s ? t : rs->rs_hold_max_s;
 	}
 
-	if (pthread_condattr_init(&ca) != 0) {
-		goto out;
-	}
-	rv = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	if (rv == 0 && (rv = pthread_cond_init(&rs->rs_cond, &ca)) == 0 &&
-	    (rv = pthread_mutex_init(&rs->rs_lock, NULL)) != 0) {
-		pthread_cond_destroy(&rs->rs_cond);
-	}
-	pthread_condattr_destroy(&ca);
-	if (rv != 0) {
+	if (pthread_mutex_init(&rs->rs_lock, NULL) != 0) {
 		goto out;
 	}
 	rs->rs_sync_init = true;
@@ -1804,17 +1737,15 @@ ref_open(ref_service **out, const ref_options *opts)
 	}
 
 	if (!opts->manual) {
-		if (pthread_create(&rs->rs_thread, NULL, bg_main, rs) != 0) {
-			st = HV_RESOURCE_EXHAUSTED;
-			goto out;
+		pthread_mutex_lock(&rs->rs_lock);
+		st = hv_ticker_start(&rs->rs_bg, REF_TICK_MS, true, bg_round, rs);
+		if (st == HV_OK && rs->rs_erase != NULL && rs->rs_retention_days != 0) {
+			st = hv_ticker_start(&rs->rs_retention,
+			    (uint64_t) rs->rs_retention_every_s * 1000, true, retention_round, rs);
 		}
-		rs->rs_thread_running = true;
-		if (rs->rs_erase != NULL && rs->rs_retention_days != 0) {
-			if (pthread_create(&rs->rs_ret_thread, NULL, retention_main, rs) != 0) {
-				st = HV_RESOURCE_EXHAUSTED;
-				goto out;
-			}
-			rs->rs_ret_running = true;
+		pthread_mutex_unlock(&rs->rs_lock);
+		if (st != HV_OK) {
+			goto out;
 		}
 	}
 	*out = rs;
@@ -1828,6 +1759,8 @@ out:
 void
 ref_stop(ref_service *rs)
 {
+	hv_ticker *bg, *ret;
+
 	if (rs == NULL) {
 		return;
 	}
@@ -1845,17 +1778,14 @@ ref_stop(ref_service *rs)
 		return;
 	}
 	pthread_mutex_lock(&rs->rs_lock);
-	rs->rs_stopping = true;
-	pthread_cond_broadcast(&rs->rs_cond);
+	rs->rs_stopping  = true;
+	bg               = rs->rs_bg;
+	ret              = rs->rs_retention;
+	rs->rs_bg        = NULL;
+	rs->rs_retention = NULL;
 	pthread_mutex_unlock(&rs->rs_lock);
-	if (rs->rs_thread_running) {
-		pthread_join(rs->rs_thread, NULL);
-		rs->rs_thread_running = false;
-	}
-	if (rs->rs_ret_running) {
-		pthread_join(rs->rs_ret_thread, NULL);
-		rs->rs_ret_running = false;
-	}
+	hv_ticker_stop(bg);
+	hv_ticker_stop(ret);
 }
 
 void
@@ -1870,7 +1800,6 @@ ref_close(ref_service *rs)
 		rs->rs_pub_open = false;
 	}
 	if (rs->rs_sync_init) {
-		pthread_cond_destroy(&rs->rs_cond);
 		pthread_mutex_destroy(&rs->rs_lock);
 	}
 	free(rs);

@@ -58,7 +58,7 @@ test_keys_order(void **state)
 	al = ref_key_deadline(a, 2000, "off-z");
 	bl = ref_key_deadline(b, 1000000, "off-a");
 	assert_true(keycmp(a, al, b, bl) < 0);
-	assert_int_equal(ref_get_be64(a), 2000);
+	assert_int_equal(hv_get_be64(a), 2000);
 
 	/* Timed indexes: newest first within a prefix; prefixes apart. */
 	al = ref_key_timed(a, "ngo", 1000, "ref-1");
@@ -68,13 +68,13 @@ test_keys_order(void **state)
 	assert_true(keycmp(a, al, c, cl) < 0); /* "ngo\0" sorts before "ngo-2" */
 	al = ref_key_timed(a, NULL, 1000, "ref-1");
 	assert_int_equal(al, 8 + 5);
-	assert_int_equal(UINT64_MAX - ref_get_be64(a), 1000);
+	assert_int_equal(UINT64_MAX - hv_get_be64(a), 1000);
 	/* Closed referrals: oldest closure first. */
 	al = ref_key_closed(a, 1000, "ref-z");
 	bl = ref_key_closed(b, 2000, "ref-a");
 	assert_true(keycmp(a, al, b, bl) < 0);
 	assert_int_equal(al, 8 + 5);
-	assert_int_equal(ref_get_be64(a), 1000);
+	assert_int_equal(hv_get_be64(a), 1000);
 	al = ref_key_pair(a, "org", "key");
 	assert_int_equal(al, 7);
 	assert_memory_equal(a, "org\0key", 7);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "haven/auth.h"
+#include "haven/clock.h"
 #include "haven/log.h"
 #include "haven/rpc.h"
 #include "haven/store.h"
@@ -188,7 +189,7 @@ open_ref(fixture *f, bool manual, uint32_t interval_s)
 	assert_int_equal(rpc_server_start(f->srv), HV_OK);
 	for (int i = 0; i < C_N; i++) {
 		assert_int_equal(rpc_channel_open(&f->ch[i], f->url, NULL), HV_OK);
-		assert_int_equal(auth_issue_token(f->au, who[i].org, who[i].role, auth_now_ms(), tok,
+		assert_int_equal(auth_issue_token(f->au, who[i].org, who[i].role, hv_clock_wall_ms(), tok,
 		                     NULL),
 		    HV_OK);
 		assert_int_equal(rpc_channel_set_token(f->ch[i], tok), HV_OK);

@@ -62,6 +62,7 @@
 #include <unistd.h>
 
 #include "haven/auth.h"
+#include "haven/clock.h"
 #include "haven/rpc.h"
 #include "../testutil.h"
 
@@ -310,7 +311,7 @@ fresh_consent(const actor *holder, const char *subject, char *out)
 	r.given_by           = HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT;
 	r.method             = HAVEN__CONSENT__V1__METHOD__METHOD_WRITTEN;
 	r.language           = "nl";
-	r.expires_ms         = auth_now_ms() + 365 * DAY_MS;
+	r.expires_ms         = hv_clock_wall_ms() + 365 * DAY_MS;
 	c = (void *) must(holder, M_CNS("Grant"), &r.base);
 	if (out != NULL) {
 		snprintf(out, ID_MAX, "%s", c->id);
@@ -771,7 +772,7 @@ f_grant(const actor *a, scope *s)
 	r.given_by     = HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT;
 	r.method       = HAVEN__CONSENT__V1__METHOD__METHOD_VERBAL;
 	r.language     = "en";
-	r.expires_ms   = auth_now_ms() + 30 * DAY_MS;
+	r.expires_ms   = hv_clock_wall_ms() + 30 * DAY_MS;
 	return (invoke(a, &r.base));
 }
 

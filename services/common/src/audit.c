@@ -19,7 +19,10 @@
  * whose transaction may still roll back.
  */
 #include "haven/audit.h"
+#include "haven/bytes.h"
+#include "haven/clock.h"
 #include "haven/crypto.h"
+#include "haven/file.h"
 #include "haven/log.h"
 
 #include <errno.h>
@@ -88,7 +91,7 @@ struct audit {
 	pthread_mutex_t a_cpmtx;
 	bool            a_cp_any;    /* it wrote one */
 	uint64_t        a_cp_seq;    /* the seq of its last one */
-	int64_t         a_cp_at;     /* when it last tried (rpc_now_ms) */
+	int64_t         a_cp_at;     /* when it last tried (hv_clock_mono_ms) */
 	bool            a_cp_warned; /* a failure was logged */
 
 	/* The queue of audit_enqueue: a ring, its writer, and counters that audit_flush
@@ -133,13 +136,7 @@ audit_open(audit **out, store *s, const char *data_dir)
 	pthread_mutex_init(&a->a_cpmtx, NULL);
 	pthread_mutex_init(&a->a_qmtx, NULL);
 	pthread_cond_init(&a->a_qcond, NULL);
-	{
-		pthread_condattr_t ca;
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&a->a_wcond, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	(void) hv_clock_cond_init(&a->a_wcond);
 	if ((st = store_table_open(s, "audit.log", &a->a_log)) != HV_OK ||
 	    (st = store_table_open(s, "audit.head", &a->a_head)) != HV_OK ||
 	    (st = store_table_open(s, "audit.by_window", &a->a_subject)) != HV_OK ||
@@ -183,41 +180,6 @@ audit_close(audit *a)
 
 /* ---- encoding ------------------------------------------------------------------------- */
 
-static void
-be64_put(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t) v;
-		v >>= 8;
-	}
-}
-
-static uint64_t
-be64_get(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++) {
-		v = v << 8 | p[i];
-	}
-	return (v);
-}
-
-static void
-be32_put(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t) (v >> 24);
-	p[1] = (uint8_t) (v >> 16);
-	p[2] = (uint8_t) (v >> 8);
-	p[3] = (uint8_t) v;
-}
-
-static uint32_t
-be32_get(const uint8_t *p)
-{
-	return ((uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3]);
-}
-
 /* Printable ASCII (no spaces when strict), shorter than max. */
 static bool
 field_ok(const char *s, size_t max, bool strict)
@@ -253,17 +215,17 @@ body_encode(const audit_entry *e, uint8_t *buf)
 	size_t o = 0;
 
 	buf[o++] = AUDIT_VERSION;
-	be64_put(buf + o, e->seq);
+	hv_put_be64(buf + o, e->seq);
 	o += 8;
-	be64_put(buf + o, (uint64_t) e->time_ms);
+	hv_put_be64(buf + o, (uint64_t) e->time_ms);
 	o += 8;
-	be32_put(buf + o, (uint32_t) e->role);
+	hv_put_be32(buf + o, (uint32_t) e->role);
 	o += 4;
 	o += str_put(buf + o, e->org);
 	o += str_put(buf + o, e->method);
 	o += str_put(buf + o, e->subject);
 	o += str_put(buf + o, e->purpose);
-	be32_put(buf + o, (uint32_t) e->result);
+	hv_put_be32(buf + o, (uint32_t) e->result);
 	o += 4;
 	return (o);
 }
@@ -314,11 +276,11 @@ entry_decode(const uint8_t *v, size_t len, audit_entry *e, size_t *bodylen)
 		return (-1);
 	}
 	o          = 1;
-	e->seq     = be64_get(v + o);
+	e->seq     = hv_get_be64(v + o);
 	o += 8;
-	e->time_ms = (int64_t) be64_get(v + o);
+	e->time_ms = (int64_t) hv_get_be64(v + o);
 	o += 8;
-	e->role    = (rpc_role) be32_get(v + o);
+	e->role    = (rpc_role) hv_get_be32(v + o);
 	o += 4;
 	if (str_get(v, len, &o, e->org, sizeof(e->org)) != 0 ||
 	    str_get(v, len, &o, e->method, sizeof(e->method)) != 0 ||
@@ -327,7 +289,7 @@ entry_decode(const uint8_t *v, size_t len, audit_entry *e, size_t *bodylen)
 	    len - o != 4 + 2 * AUDIT_HASH_LEN) {
 		return (-1);
 	}
-	e->result = (int32_t) be32_get(v + o);
+	e->result = (int32_t) hv_get_be32(v + o);
 	o += 4;
 	*bodylen = o;
 	memcpy(e->prev_hash, v + o, AUDIT_HASH_LEN);
@@ -337,22 +299,13 @@ entry_decode(const uint8_t *v, size_t len, audit_entry *e, size_t *bodylen)
 
 /* ---- appending ------------------------------------------------------------------------ */
 
-static int64_t
-wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ((int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
 static size_t
 index_key(uint8_t key[SUBJECT_KEY_MAX], uint64_t seq, const char *subject, size_t sl)
 {
-	be64_put(key, seq >> WINDOW_BITS);
+	hv_put_be64(key, seq >> WINDOW_BITS);
 	memcpy(key + 8, subject, sl);
 	key[8 + sl] = 0;
-	be64_put(key + 8 + sl + 1, seq);
+	hv_put_be64(key + 8 + sl + 1, seq);
 	return (8 + sl + 9);
 }
 
@@ -407,7 +360,7 @@ index_rebuild_fn(store_txn *txn, void *arg)
 	if ((st = store_cursor_open(txn, a->a_log, &c)) != HV_OK) {
 		return (st);
 	}
-	be64_put(key, j->rj_next);
+	hv_put_be64(key, j->rj_next);
 	for (rc = store_cursor_seek(c, key, sizeof(key), &k, &kl, &v, &vl);
 	     rc == HV_OK && done < REBUILD_BATCH; rc = store_cursor_next(c, &k, &kl, &v, &vl)) {
 		if (kl != 8 || entry_decode(v, vl, &e, &bodylen) != 0) {
@@ -489,7 +442,7 @@ head_read(audit *a, store_txn *txn, chain_head *h)
 	if (vlen != HEAD_LEN) {
 		return (HV_DATA_LOSS);
 	}
-	h->ch_seq = be64_get(v);
+	h->ch_seq = hv_get_be64(v);
 	memcpy(h->ch_hash, (const uint8_t *) v + 8, AUDIT_HASH_LEN);
 	return (HV_OK);
 }
@@ -499,7 +452,7 @@ head_write(audit *a, store_txn *txn, const chain_head *h)
 {
 	uint8_t head[HEAD_LEN];
 
-	be64_put(head, h->ch_seq);
+	hv_put_be64(head, h->ch_seq);
 	memcpy(head + 8, h->ch_hash, AUDIT_HASH_LEN);
 	return (store_put(txn, a->a_head, HEAD_KEY, strlen(HEAD_KEY), head, sizeof(head)));
 }
@@ -522,7 +475,7 @@ append_after(audit *a, store_txn *txn, audit_entry *e, chain_head *h)
 		return (HV_INVALID_ARGUMENT);
 	}
 	if (e->time_ms == 0) {
-		e->time_ms = wall_ms();
+		e->time_ms = hv_clock_wall_ms();
 	}
 	e->seq = h->ch_seq + 1;
 	memcpy(e->prev_hash, h->ch_hash, AUDIT_HASH_LEN);
@@ -530,7 +483,7 @@ append_after(audit *a, store_txn *txn, audit_entry *e, chain_head *h)
 	entry_hash(a, e->prev_hash, value, n, e->hash);
 	memcpy(value + n, e->prev_hash, AUDIT_HASH_LEN);
 	memcpy(value + n + AUDIT_HASH_LEN, e->hash, AUDIT_HASH_LEN);
-	be64_put(key, e->seq);
+	hv_put_be64(key, e->seq);
 	/* An entry already under the next seq means the head was rolled back: never overwrite. */
 	st = store_put_new(txn, a->a_log, key, sizeof(key), value, n + 2 * AUDIT_HASH_LEN);
 	if (st != HV_OK) {
@@ -586,22 +539,6 @@ audit_record(audit *a, audit_entry *e)
 /* ---- the audit key -------------------------------------------------------------------- */
 
 static hv_status
-fsync_dir(const char *dir)
-{
-	int       fd;
-	hv_status st = HV_OK;
-
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		return (hv_status_from_errno(errno));
-	}
-	if (fsync(fd) != 0) {
-		st = hv_status_from_errno(errno);
-	}
-	close(fd);
-	return (st);
-}
-
-static hv_status
 write_all(int fd, const void *data, size_t len)
 {
 	const uint8_t *p = data;
@@ -649,7 +586,6 @@ static hv_status
 key_create(const char *path, const char *pem, size_t len)
 {
 	char      tmp[PATH_MAX + 32];
-	int       fd = -1;
 	hv_status st = HV_INVALID_ARGUMENT;
 
 	if ((size_t) snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long) getpid()) >=
@@ -657,24 +593,12 @@ key_create(const char *path, const char *pem, size_t len)
 		return (st);
 	}
 	(void) unlink(tmp);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
-		return (hv_status_from_errno(errno));
+	if ((st = hv_file_create_private(tmp, pem, len)) != HV_OK) {
+		return (st);
 	}
-	/* The umask can only take bits away; make sure the owner can read it back. */
-	if (fchmod(fd, 0600) != 0) {
+	if (link(tmp, path) != 0 && errno != EEXIST) {
 		st = hv_status_from_errno(errno);
-		goto out;
 	}
-	if ((st = write_all(fd, pem, len)) != HV_OK) {
-		goto out;
-	}
-	if (fsync(fd) != 0 || (link(tmp, path) != 0 && errno != EEXIST)) {
-		st = hv_status_from_errno(errno);
-		goto out;
-	}
-	st = HV_OK;
-out:
-	close(fd);
 	(void) unlink(tmp);
 	return (st);
 }
@@ -697,20 +621,20 @@ key_load(audit *a, const char *data_dir, bool *created)
 	if ((st = keys_dir(dir)) != HV_OK) {
 		goto out;
 	}
-	st = crypto_read_file(path, KEY_PEM_MAX, true, &pem, &len);
+	st = hv_file_read(path, KEY_PEM_MAX, true, &pem, &len);
 	if (st == HV_NOT_FOUND) {
 		if ((st = crypto_ed25519_keygen(&pem, &len)) != HV_OK ||
 		    (st = key_create(path, pem, len)) != HV_OK) {
 			log_error("audit: cannot create %s: %s", path, hv_status_name(st));
 			goto out;
 		}
-		(void) fsync_dir(dir);
+		(void) hv_file_sync_dir(dir);
 		*created = true;
 		log_info("audit: created the audit key %s", path);
 		crypto_wipe(pem, len);
 		free(pem);
 		pem = NULL;
-		st  = crypto_read_file(path, KEY_PEM_MAX, true, &pem, &len);
+		st  = hv_file_read(path, KEY_PEM_MAX, true, &pem, &len);
 	}
 	if (st != HV_OK) {
 		log_error("audit: cannot read %s: %s%s", path, hv_status_name(st),
@@ -794,9 +718,9 @@ cp_message(uint8_t msg[CP_MSG_LEN], uint64_t seq, const uint8_t hash[AUDIT_HASH_
     uint64_t time_ms)
 {
 	memcpy(msg, CP_LABEL, sizeof(CP_LABEL));
-	be64_put(msg + sizeof(CP_LABEL), seq);
+	hv_put_be64(msg + sizeof(CP_LABEL), seq);
 	memcpy(msg + sizeof(CP_LABEL) + 8, hash, AUDIT_HASH_LEN);
-	be64_put(msg + sizeof(CP_LABEL) + 8 + AUDIT_HASH_LEN, time_ms);
+	hv_put_be64(msg + sizeof(CP_LABEL) + 8 + AUDIT_HASH_LEN, time_ms);
 }
 
 /* A checkpoint line, its signature checked: 0; -1 when it does not parse, -2 when it is not
@@ -852,11 +776,11 @@ cp_append(audit *a, const chain_head *h, bool create)
 	uint8_t   msg[CP_MSG_LEN], sig[CRYPTO_ED25519_SIG_LEN];
 	char      line[CP_LINE_MAX], hex[2 * AUDIT_HASH_LEN + 1];
 	char      sighex[2 * CRYPTO_ED25519_SIG_LEN + 1];
-	uint64_t  now = (uint64_t) wall_ms();
+	uint64_t  now = (uint64_t) hv_clock_wall_ms();
 	int       fd  = -1, n;
 	hv_status st;
 
-	a->a_cp_at = rpc_now_ms();
+	a->a_cp_at = hv_clock_mono_ms();
 	cp_message(msg, h->ch_seq, h->ch_hash, now);
 	if ((st = crypto_ed25519_sign(sig, a->a_secret, msg, sizeof(msg))) != HV_OK) {
 		goto out;
@@ -916,7 +840,7 @@ cp_maybe(audit *a)
 	bool due;
 
 	pthread_mutex_lock(&a->a_cpmtx);
-	due = rpc_now_ms() - a->a_cp_at >= AUDIT_CHECKPOINT_MS;
+	due = hv_clock_mono_ms() - a->a_cp_at >= AUDIT_CHECKPOINT_MS;
 	pthread_mutex_unlock(&a->a_cpmtx);
 	if (due) {
 		(void) audit_checkpoint(a);
@@ -940,7 +864,7 @@ log_keyed(audit *a, const chain_head *h, bool *keyed)
 	if ((st = store_read_begin(a->a_store, &txn)) != HV_OK) {
 		return (st);
 	}
-	be64_put(key, h->ch_seq);
+	hv_put_be64(key, h->ch_seq);
 	if ((st = store_get(txn, a->a_log, key, sizeof(key), &v, &vl)) == HV_OK) {
 		*keyed = vl > 0 && ((const uint8_t *) v)[0] != AUDIT_VERSION_LEGACY;
 	}
@@ -1016,19 +940,6 @@ batch_fn(store_txn *txn, void *arg)
 	return (head_write(j->bj_audit, txn, &h));
 }
 
-/* until = CLOCK_MONOTONIC now + ms. */
-static void
-deadline(struct timespec *until, unsigned ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, until);
-	until->tv_sec += ms / 1000;
-	until->tv_nsec += (long) (ms % 1000) * 1000000L;
-	if (until->tv_nsec >= 1000000000L) {
-		until->tv_sec++;
-		until->tv_nsec -= 1000000000L;
-	}
-}
-
 /* Waits (a_qmtx held) until a batch is due: entries queued and, unless stopping, flushed or
  * already many, a_linger_ms since the writer saw the first of them. Returns with an empty
  * queue when stopping, or after AUDIT_CHECKPOINT_MS without entries (time for a checkpoint of
@@ -1038,13 +949,13 @@ wait_for_batch(audit *a)
 {
 	struct timespec until;
 
-	deadline(&until, AUDIT_CHECKPOINT_MS);
+	hv_clock_deadline(&until, AUDIT_CHECKPOINT_MS);
 	while (a->a_qlen == 0 && !a->a_stop) {
 		if (pthread_cond_timedwait(&a->a_wcond, &a->a_qmtx, &until) == ETIMEDOUT) {
 			return;
 		}
 	}
-	deadline(&until, a->a_linger_ms);
+	hv_clock_deadline(&until, a->a_linger_ms);
 	while (a->a_qlen > 0 && a->a_qlen < WRITER_BATCH_WAKE && !a->a_stop && a->a_flushes == 0) {
 		if (pthread_cond_timedwait(&a->a_wcond, &a->a_qmtx, &until) == ETIMEDOUT) {
 			break;
@@ -1108,9 +1019,9 @@ writer_main(void *arg)
 			pthread_cond_broadcast(&a->a_qcond);
 		}
 		pthread_mutex_unlock(&a->a_qmtx);
-		t0 = rpc_now_us();
+		t0 = hv_clock_mono_us();
 		st = a->a_qerr == HV_OK ? store_write(a->a_store, batch_fn, &j) : a->a_qerr;
-		took = (uint64_t) (rpc_now_us() - t0);
+		took = (uint64_t) (hv_clock_mono_us() - t0);
 		pthread_mutex_lock(&a->a_qmtx);
 		/* A checkpoint (after the commit, so that it pins a committed head) costs an
 		 * fsync: not while the queue is more than half full, lest Checks find it full. */
@@ -1190,7 +1101,7 @@ enqueue(audit *a, const audit_entry *e, bool wait)
 		audit_entry *slot = &a->a_ring[(a->a_qhead + a->a_qlen) % AUDIT_QUEUE_MAX];
 		*slot             = *e;
 		if (slot->time_ms == 0) {
-			slot->time_ms = wall_ms();
+			slot->time_ms = hv_clock_wall_ms();
 		}
 		a->a_qlen++;
 		a->a_queued++;
@@ -1290,7 +1201,7 @@ get_entry(audit *a, store_txn *txn, uint64_t seq, audit_entry *e)
 	size_t      vl, bodylen;
 	hv_status   st;
 
-	be64_put(key, seq);
+	hv_put_be64(key, seq);
 	if ((st = store_get(txn, a->a_log, key, sizeof(key), &v, &vl)) != HV_OK) {
 		return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st); /* the index names it */
 	}
@@ -1322,7 +1233,7 @@ verify_entry(audit *a, store_txn *txn, audit_verify_result *out, chain_walk *w,
 		return (bad(out, w->cw_expected, "a key after entry %llu is not a sequence number",
 		    (unsigned long long) w->cw_expected - 1));
 	}
-	kseq = be64_get(k);
+	kseq = hv_get_be64(k);
 	if (kseq != w->cw_expected) {
 		return (kseq > w->cw_expected
 		        ? bad(out, w->cw_expected, "entry %llu was removed (the next one is %llu)",
@@ -1394,7 +1305,7 @@ verify_head(audit *a, store_txn *txn, audit_verify_result *out, const chain_walk
 	if (vl != HEAD_LEN) {
 		return (bad(out, w->cw_expected, "the head record does not decode"));
 	}
-	out->head_seq = be64_get(v);
+	out->head_seq = hv_get_be64(v);
 	memcpy(out->head_hash, (const uint8_t *) v + 8, AUDIT_HASH_LEN);
 	if (out->head_seq > last) {
 		return (bad(out, w->cw_expected, "entries %llu to %llu were removed",
@@ -1569,10 +1480,10 @@ verify_index(audit *a, store_txn *txn, audit_verify_result *out)
 	     rc = store_cursor_next(c, &k, &kl, NULL, NULL)) {
 		const uint8_t *p  = k;
 		size_t         sl = kl >= 8 + 2 + 8 ? kl - 8 - 1 - 8 : 0;
-		uint64_t       seq = kl >= 8 ? be64_get(p + kl - 8) : 0;
+		uint64_t       seq = kl >= 8 ? hv_get_be64(p + kl - 8) : 0;
 
 		if (sl == 0 || sl >= AUDIT_SUBJECT_MAX || p[8 + sl] != 0 ||
-		    be64_get(p) != seq >> WINDOW_BITS) {
+		    hv_get_be64(p) != seq >> WINDOW_BITS) {
 			st = bad(out, seq != 0 ? seq : 1, "a row of the subject index does not decode");
 			goto out;
 		}
@@ -1680,7 +1591,7 @@ list_subject(audit *a, store_txn *txn, const char *subject, uint64_t after_seq,
 	if (vl != HEAD_LEN) {
 		return (HV_DATA_LOSS);
 	}
-	last = be64_get(v);
+	last = hv_get_be64(v);
 	if ((st = store_cursor_open(txn, a->a_subject, &c)) != HV_OK) {
 		return (st);
 	}
@@ -1694,7 +1605,7 @@ list_subject(audit *a, store_txn *txn, const char *subject, uint64_t after_seq,
 			if (kl != klen || memcmp(k, key, 8 + sl + 1) != 0) {
 				break; /* past this subject's entries in this window */
 			}
-			if ((rc = get_entry(a, txn, be64_get((const uint8_t *) k + 8 + sl + 1),
+			if ((rc = get_entry(a, txn, hv_get_be64((const uint8_t *) k + 8 + sl + 1),
 			         &out[*n])) != HV_OK) {
 				break;
 			}
@@ -1728,7 +1639,7 @@ audit_list(audit *a, store_txn *txn, const char *subject, uint64_t after_seq, au
 	if (subject != NULL) {
 		return (list_subject(a, txn, subject, after_seq, out, max, n));
 	}
-	be64_put(key, after_seq + 1);
+	hv_put_be64(key, after_seq + 1);
 	if ((st = store_cursor_open(txn, a->a_log, &c)) != HV_OK) {
 		goto out;
 	}

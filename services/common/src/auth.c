@@ -15,6 +15,7 @@
  * the organisation id (an id, never personal data) and the cause, and never a secret, a
  * nonce, a token or a signature.
  */
+#include "haven/bytes.h"
 #include "haven/auth.h"
 
 #include <errno.h>
@@ -30,7 +31,9 @@
 #include <unistd.h>
 
 #include "haven/auth/v1/auth.pb-c.h"
+#include "haven/clock.h"
 #include "haven/crypto.h"
+#include "haven/file.h"
 #include "haven/log.h"
 #include "haven/metrics.h"
 
@@ -175,26 +178,6 @@ role_issuable(unsigned role)
 	return (role != 0 && (role & (role - 1)) == 0 && (role & RPC_ROLES_ORGS) == role);
 }
 
-static void
-put_be(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = n - 1; i >= 0; i--) {
-		p[i] = (uint8_t) v;
-		v >>= 8;
-	}
-}
-
-static uint64_t
-get_be(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < n; i++) {
-		v = v << 8 | p[i];
-	}
-	return (v);
-}
-
 /* The organisation's certificate fingerprint as 32 bytes; zeros when it has none. */
 static hv_status
 org_fingerprint(const auth_org *org, uint8_t fp[FP_LEN])
@@ -291,7 +274,7 @@ keys_load(auth *a)
 	if (stat(a->a_key_file, &sb) != 0) {
 		return (hv_status_from_errno(errno));
 	}
-	st = crypto_read_file(a->a_key_file, 2 * KEY_RECORD_LEN, true, &buf, &len);
+	st = hv_file_read(a->a_key_file, 2 * KEY_RECORD_LEN, true, &buf, &len);
 	if (st == HV_OUT_OF_RANGE || (st == HV_OK && len != KEY_RECORD_LEN &&
 	                                 len != 2 * KEY_RECORD_LEN)) {
 		st = HV_DATA_LOSS;
@@ -302,8 +285,8 @@ keys_load(auth *a)
 	for (size_t o = 0; o < len; o += KEY_RECORD_LEN) {
 		auth_key *k   = &a->a_keys[a->a_nkeys++];
 		const uint8_t *p = (const uint8_t *) buf + o;
-		k->k_id       = (uint32_t) get_be(p, 4);
-		k->k_since_ms = (int64_t) get_be(p + 4, 8);
+		k->k_id       = (uint32_t) hv_get_be(p, 4);
+		k->k_since_ms = (int64_t) hv_get_be(p + 4, 8);
 		memcpy(k->k_secret, p + 12, AUTH_SECRET_LEN);
 	}
 	a->a_key_stat = sb;
@@ -322,47 +305,30 @@ keys_write(auth *a)
 {
 	uint8_t   buf[2 * KEY_RECORD_LEN];
 	char      tmp[4096];
-	size_t    len = 0, done = 0;
-	int       fd  = -1;
+	size_t    len = 0;
 	hv_status st;
 
 	for (unsigned i = 0; i < a->a_nkeys; i++, len += KEY_RECORD_LEN) {
-		put_be(buf + len, a->a_keys[i].k_id, 4);
-		put_be(buf + len + 4, (uint64_t) a->a_keys[i].k_since_ms, 8);
+		hv_put_be(buf + len, a->a_keys[i].k_id, 4);
+		hv_put_be(buf + len + 4, (uint64_t) a->a_keys[i].k_since_ms, 8);
 		memcpy(buf + len + 12, a->a_keys[i].k_secret, AUTH_SECRET_LEN);
 	}
 	snprintf(tmp, sizeof(tmp), "%s.new", a->a_key_file);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0 ||
-	    fchmod(fd, 0600) != 0) {
+	/* A .new left by a crash of a writer holding the flock is ours to replace. */
+	if (unlink(tmp) != 0 && errno != ENOENT) {
 		st = hv_status_from_errno(errno);
 		goto out;
 	}
-	while (done < len) {
-		ssize_t w = write(fd, buf + done, len - done);
-		if (w < 0 && errno != EINTR) {
-			st = hv_status_from_errno(errno);
-			goto out;
-		}
-		done += w > 0 ? (size_t) w : 0;
-	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		fd = -1;
-		st = hv_status_from_errno(errno);
+	if ((st = hv_file_create_private(tmp, buf, len)) != HV_OK) {
 		goto out;
 	}
-	fd = -1;
 	if (rename(tmp, a->a_key_file) != 0 || stat(a->a_key_file, &a->a_key_stat) != 0) {
 		st = hv_status_from_errno(errno);
+		unlink(tmp);
 		goto out;
 	}
 	st = HV_OK;
 out:
-	if (fd >= 0) {
-		close(fd);
-	}
-	if (st != HV_OK) {
-		unlink(tmp);
-	}
 	crypto_wipe(buf, sizeof(buf));
 	return (st);
 }
@@ -429,7 +395,7 @@ static hv_status
 keys_refresh(auth *a, int64_t now_ms, bool force)
 {
 	struct stat sb;
-	int64_t     real = auth_now_ms();
+	int64_t     real = hv_clock_wall_ms();
 	hv_status   st;
 
 	if (a->a_key_file != NULL && (force || a->a_nkeys == 0 ||
@@ -522,7 +488,7 @@ challenge_valid(const auth *a, const uint8_t nonce[AUTH_NONCE_LEN], const char *
 	if (!crypto_equal(mac, nonce + NONCE_RANDOM_LEN + NONCE_EXPIRY_LEN, sizeof(mac))) {
 		return (false);
 	}
-	return (now_ms >= 0 && get_be(nonce + NONCE_RANDOM_LEN, 8) > (uint64_t) now_ms);
+	return (now_ms >= 0 && hv_get_be(nonce + NONCE_RANDOM_LEN, 8) > (uint64_t) now_ms);
 }
 
 /* Marks a valid nonce used: CAUSE_REPLAYED when it was before, CAUSE_BUSY when the set is
@@ -530,7 +496,7 @@ challenge_valid(const auth *a, const uint8_t nonce[AUTH_NONCE_LEN], const char *
 static int
 nonce_use(auth *a, const uint8_t nonce[AUTH_NONCE_LEN], int64_t now_ms)
 {
-	int64_t expiry = (int64_t) get_be(nonce + NONCE_RANDOM_LEN, 8);
+	int64_t expiry = (int64_t) hv_get_be(nonce + NONCE_RANDOM_LEN, 8);
 	int     cause  = -1;
 	size_t  j      = 0;
 
@@ -568,7 +534,7 @@ keys_open(auth *a, const auth_options *opts)
 {
 	static const uint8_t zero[AUTH_SECRET_LEN];
 	char                 path[4096];
-	int64_t              now = auth_now_ms();
+	int64_t              now = hv_clock_wall_ms();
 	hv_status            st;
 
 	if (opts->key_file == NULL) {
@@ -629,7 +595,7 @@ auth_open(auth **out, const auth_options *opts)
 			st = HV_RESOURCE_EXHAUSTED;
 			goto fail;
 		}
-		if ((st = crypto_read_file(opts->ca_file, CA_FILE_MAX, false, &a->a_decoy,
+		if ((st = hv_file_read(opts->ca_file, CA_FILE_MAX, false, &a->a_decoy,
 		         &a->a_decoy_len)) != HV_OK) {
 			log_error("CA file %s: %s", opts->ca_file, hv_status_name(st));
 			goto fail;
@@ -687,11 +653,11 @@ token_make(auth *a, const char *org_id, size_t orglen, unsigned role, const auth
 	    (st = org_fingerprint(org, payload + P_FP)) != HV_OK) {
 		goto out;
 	}
-	put_be(payload + P_KID, k.k_id, 4);
+	hv_put_be(payload + P_KID, k.k_id, 4);
 	payload[P_ROLE] = (uint8_t) role;
-	put_be(payload + P_IAT, (uint64_t) now_ms, 8);
-	put_be(payload + P_EXP, (uint64_t) expiry, 8);
-	put_be(payload + P_VERSION, org->version, 8);
+	hv_put_be(payload + P_IAT, (uint64_t) now_ms, 8);
+	hv_put_be(payload + P_EXP, (uint64_t) expiry, 8);
+	hv_put_be(payload + P_VERSION, org->version, 8);
 	memcpy(payload + P_ORG, org_id, orglen);
 	crypto_hmac_sha256(mac, k.k_secret, sizeof(k.k_secret), payload, plen);
 
@@ -768,7 +734,7 @@ token_open(auth *a, const char *token, int64_t now_ms, token_claims *c, const ch
 		goto out;
 	}
 	/* The key id chooses the key; nothing else is looked at before the MAC verifies. */
-	if (!key_by_id(a, (uint32_t) get_be(payload + P_KID, 4), now_ms, &k, &retired)) {
+	if (!key_by_id(a, (uint32_t) hv_get_be(payload + P_KID, 4), now_ms, &k, &retired)) {
 		*why = "its key is unknown or gone";
 		goto out;
 	}
@@ -778,9 +744,9 @@ token_open(auth *a, const char *token, int64_t now_ms, token_claims *c, const ch
 		goto out;
 	}
 	c->tc_role       = payload[P_ROLE];
-	c->tc_issued_ms  = (int64_t) get_be(payload + P_IAT, 8);
-	c->tc_expires_ms = (int64_t) get_be(payload + P_EXP, 8);
-	c->tc_version    = get_be(payload + P_VERSION, 8);
+	c->tc_issued_ms  = (int64_t) hv_get_be(payload + P_IAT, 8);
+	c->tc_expires_ms = (int64_t) hv_get_be(payload + P_EXP, 8);
+	c->tc_version    = hv_get_be(payload + P_VERSION, 8);
 	memcpy(c->tc_fp, payload + P_FP, FP_LEN);
 	c->tc_orglen = plen - P_ORG;
 	memcpy(c->tc_org_id, payload + P_ORG, c->tc_orglen);
@@ -867,7 +833,7 @@ handle_challenge(
 	Haven__Auth__V1__ChallengeResponse      *resp;
 	uint8_t                                 *nonce;
 	size_t                                   orglen;
-	int64_t                                  now_ms = auth_now_ms();
+	int64_t                                  now_ms = hv_clock_wall_ms();
 	int64_t                                  expiry;
 
 	/* No directory lookup here: a challenge is free to make and says nothing about whether
@@ -884,7 +850,7 @@ handle_challenge(
 		return (rpc_call_error(call, HV_INTERNAL, "random number generator failed"));
 	}
 	expiry = now_ms + a->a_challenge_ttl_ms;
-	put_be(nonce + NONCE_RANDOM_LEN, (uint64_t) expiry, 8);
+	hv_put_be(nonce + NONCE_RANDOM_LEN, (uint64_t) expiry, 8);
 	challenge_mac(a, nonce, req->org_id, orglen, nonce + NONCE_RANDOM_LEN + NONCE_EXPIRY_LEN);
 
 	haven__auth__v1__challenge_response__init(resp);
@@ -988,7 +954,7 @@ handle_authenticate(
 	char      why[160] = "";
 	uint64_t  expires_at = 0;
 	auth_org  org        = { 0 };
-	int64_t   now_ms     = auth_now_ms();
+	int64_t   now_ms     = hv_clock_wall_ms();
 	hv_status st         = HV_OK;
 	int       cause;
 
@@ -1117,7 +1083,7 @@ auth_login(rpc_channel *ch, const char *org_id, const char *key_pem, size_t key_
 	if (timeout_ms == 0) {
 		timeout_ms = LOGIN_DEFAULT_TIMEOUT_MS;
 	}
-	deadline = rpc_now_ms() + timeout_ms;
+	deadline = hv_clock_mono_ms() + timeout_ms;
 
 	/* An old token (perhaps expired) would get the Challenge refused before it reaches the
 	 * handler: sign in anonymously. */
@@ -1155,7 +1121,7 @@ auth_login(rpc_channel *ch, const char *org_id, const char *key_pem, size_t key_
 		goto out;
 	}
 
-	if ((left = deadline - rpc_now_ms()) <= 0) {
+	if ((left = deadline - hv_clock_mono_ms()) <= 0) {
 		st = HV_DEADLINE_EXCEEDED;
 		set_errmsg(errmsg, errsz, "login timed out");
 		goto out;
@@ -1198,13 +1164,4 @@ out:
 	}
 	free(sig);
 	return (st);
-}
-
-int64_t
-auth_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ((int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }

@@ -2,6 +2,7 @@
  * host.c - the process around haven's services: configuration, data directory, store, region
  * map, token keys, RPC server, metrics page, signals (see host.h).
  */
+#include "haven/clock.h"
 #include "haven/host.h"
 #include "haven/crypto.h"
 #include "haven/log.h"
@@ -444,7 +445,7 @@ admin_backup(rpc_call *call, void *arg, const ProtobufCMessage *req, ProtobufCMe
 	Haven__Admin__V1__BackupResponse   *out;
 	char                                path[PATH_MAX];
 	struct stat                         sb;
-	int64_t                             t0 = rpc_now_ms();
+	int64_t                             t0 = hv_clock_mono_ms();
 	hv_status                           st;
 
 	if ((st = backup_dir_ready(call, h, in->dir)) != HV_OK) {
@@ -461,7 +462,7 @@ admin_backup(rpc_call *call, void *arg, const ProtobufCMessage *req, ProtobufCMe
 	snprintf(path, sizeof(path), "%s/data.mdb", in->dir);
 	out->path    = rpc_call_strdup(call, path);
 	out->bytes   = stat(path, &sb) == 0 ? (uint64_t) sb.st_size : 0;
-	out->took_ms = (uint64_t) (rpc_now_ms() - t0);
+	out->took_ms = (uint64_t) (hv_clock_mono_ms() - t0);
 	log_info("backup written to %s (%llu bytes)", in->dir, (unsigned long long) out->bytes);
 	*reply = &out->base;
 	return (HV_OK);
@@ -624,11 +625,7 @@ host_open(host **out, const host_config *cfg, const char *name)
 	h->h_cfg = cfg;
 	(void) valid_level(cfg->log_level, &lv);
 	log_init(name, lv);
-	{
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		h->h_start_s = (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-	}
+	h->h_start_s = (double) hv_clock_wall_ms() / 1e3;
 
 	/* Signals are taken by host_wait; every thread started from here inherits the mask. */
 	sigemptyset(&h->h_signals);

@@ -3,6 +3,7 @@
  * several threads never interleave. The lines of refused and failed calls are rate-limited
  * (log_call), so that a caller cannot fill the disk by making calls that fail.
  */
+#include "haven/clock.h"
 #include "haven/log.h"
 #include "haven/status.h"
 
@@ -168,17 +169,15 @@ log_write(log_level level, const char *fmt, ...)
 static bool
 call_line_allowed(int status, uint64_t *suppressed)
 {
-	struct timespec ts;
-	call_bucket    *b;
-	int64_t         now;
-	bool            ok = false;
+	call_bucket *b;
+	int64_t      now;
+	bool         ok = false;
 
 	*suppressed = 0;
 	if (status < 0 || status > HV_STATUS_MAX) {
 		status = HV_UNKNOWN;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	now = hv_clock_mono_ms();
 	pthread_mutex_lock(&call_mtx);
 	b = &call_buckets[status];
 	if (b->cb_last_ms == 0) {

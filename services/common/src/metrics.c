@@ -14,6 +14,7 @@
  * thread, the owner and nng's handler (which may still be inside its callback when the owner
  * stops): it is reference-counted and freed by whichever lets go last.
  */
+#include "haven/clock.h"
 #include "haven/metrics.h"
 #include "haven/log.h"
 #include "haven/rpc.h"
@@ -459,7 +460,7 @@ metrics_render(metrics *m, char **out, size_t *len)
 	metrics_method **mms  = NULL;
 	collector       *cols = NULL;
 	size_t           nm   = 0, nc = 0;
-	int64_t          t0   = rpc_now_us();
+	int64_t          t0   = hv_clock_mono_us();
 	hv_status        st   = HV_RESOURCE_EXHAUSTED;
 
 	if (m == NULL || out == NULL || len == NULL) {
@@ -495,7 +496,7 @@ metrics_render(metrics *m, char **out, size_t *len)
 	metrics_family(&w, "haven_metrics_render_duration_seconds", METRICS_GAUGE,
 	    "Time taken to make this page, collectors included.");
 	metrics_sample(&w, "haven_metrics_render_duration_seconds",
-	    (double) (rpc_now_us() - t0) / 1e6, (char *) NULL);
+	    (double) (hv_clock_mono_us() - t0) / 1e6, (char *) NULL);
 	if (w.w_failed) {
 		log_warn("metrics: the page is over %u bytes or memory is out", METRICS_PAGE_MAX);
 		goto out;

@@ -8,7 +8,9 @@
  * a request reaches the server at most once per attempt, and attempts are repeated only for
  * calls that are safe to repeat.
  */
+#include "haven/clock.h"
 #include "haven/crypto.h"
+#include "haven/file.h"
 #include "haven/rpc.h"
 
 #include "rpc_internal.h"
@@ -88,20 +90,6 @@ rpc_role_parse(const char *name, rpc_role *out)
 	return (-1);
 }
 
-int64_t
-rpc_now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
-}
-
-int64_t
-rpc_now_ms(void)
-{
-	return (rpc_now_us() / 1000);
-}
-
 hv_status
 rpc_url_transport(const char *url, bool insecure_tcp, rpc_transport *out)
 {
@@ -130,11 +118,11 @@ rpc_tls_own_cert(nng_tls_config *cfg, const char *cert_file, const char *key_fil
 	size_t n;
 	int    rv = NNG_EINVAL;
 
-	if (crypto_read_file(cert_file, CERT_FILE_MAX, false, &cert, &n) != HV_OK) {
+	if (hv_file_read(cert_file, CERT_FILE_MAX, false, &cert, &n) != HV_OK) {
 		rv = NNG_ENOENT;
 		goto out;
 	}
-	if (crypto_read_file(key_file, CERT_FILE_MAX, true, &key, &n) != HV_OK) {
+	if (hv_file_read(key_file, CERT_FILE_MAX, true, &key, &n) != HV_OK) {
 		rv = NNG_EPERM;
 		goto out;
 	}
@@ -400,7 +388,7 @@ exchange(rpc_channel *ch, nng_msg *req, uint32_t timeout_ms, nng_msg **reply, ch
 	pooled_ctx pc;
 	hv_status  st;
 	int        rv;
-	int64_t    start = rpc_now_ms();
+	int64_t    start = hv_clock_mono_ms();
 	int64_t    left;
 
 	*reply = NULL;
@@ -423,7 +411,7 @@ exchange(rpc_channel *ch, nng_msg *req, uint32_t timeout_ms, nng_msg **reply, ch
 		set_err(errmsg, errsz, "sending the request failed: %s", nng_strerror(rv));
 		return (hv_status_from_nng(rv));
 	}
-	left = (int64_t) timeout_ms - (rpc_now_ms() - start);
+	left = (int64_t) timeout_ms - (hv_clock_mono_ms() - start);
 	nng_aio_set_timeout(pc.pc_aio, (nng_duration) (left > 0 ? left : 1));
 	nng_ctx_recv(pc.pc_ctx, pc.pc_aio);
 	nng_aio_wait(pc.pc_aio);
@@ -570,14 +558,14 @@ rpc_channel_call(rpc_channel *ch, const char *method, const ProtobufCMessage *re
 	if (o.timeout_ms == 0) {
 		o.timeout_ms = DEFAULT_TIMEOUT_MS;
 	}
-	deadline = rpc_now_ms() + o.timeout_ms;
+	deadline = hv_clock_mono_ms() + o.timeout_ms;
 
 	for (;;) {
 		Haven__Rpc__V1__Reply *env;
 		nng_msg               *msg;
 		nng_msg               *rep;
 		uint64_t               id   = atomic_fetch_add(&ch->ch_next_id, 1);
-		int64_t                left = deadline - rpc_now_ms();
+		int64_t                left = deadline - hv_clock_mono_ms();
 		bool                   retry_ok;
 
 		if (left <= 0) {
@@ -628,7 +616,7 @@ rpc_channel_call(rpc_channel *ch, const char *method, const ProtobufCMessage *re
 		{
 			unsigned        base = 25u << (attempt < 6 ? attempt : 6);
 			unsigned        wait = base / 2 + (unsigned) ((id * 2654435761u) % (base / 2 + 1));
-			int64_t         rem  = deadline - rpc_now_ms();
+			int64_t         rem  = deadline - hv_clock_mono_ms();
 			struct timespec ts;
 
 			if (wait > 1000) {

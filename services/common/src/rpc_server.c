@@ -19,9 +19,11 @@
  * holds its series, and calls without a served method share the one named "unknown".
  */
 #include "haven/auth.h"
+#include "haven/clock.h"
 #include "haven/log.h"
 #include "haven/metrics.h"
 #include "haven/rpc.h"
+#include "haven/ticker.h"
 
 #include "arena.h"
 #include "rpc_internal.h"
@@ -131,9 +133,7 @@ struct rpc_server {
 	bool               sv_closing;
 	pthread_t         *sv_workers;
 	unsigned           sv_nworkers;
-	pthread_t          sv_watch;         /* ipc listener watchdog */
-	bool               sv_watch_running;
-	pthread_cond_t     sv_watch_cv;      /* wakes it for closing */
+	hv_ticker         *sv_watch; /* ipc listener watchdog; NULL without ipc listeners */
 
 	health_entry       sv_health[MAX_HEALTH];
 	size_t             sv_nhealth;
@@ -192,7 +192,7 @@ rpc_call_metadata(const rpc_call *call, const char *key)
 uint32_t
 rpc_call_remaining_ms(const rpc_call *call)
 {
-	int64_t left = call->c_deadline_us - rpc_now_us();
+	int64_t left = call->c_deadline_us - hv_clock_mono_us();
 	if (left <= 0) {
 		return (0);
 	}
@@ -658,7 +658,7 @@ slot_send(slot *sl, hv_status code, const ProtobufCMessage *reply)
 		haven__rpc__v1__reply__pack(&env, nng_msg_body(msg));
 	}
 
-	took_us = rpc_now_us() - call->c_start_us;
+	took_us = hv_clock_mono_us() - call->c_start_us;
 	metrics_method_observe(call_series(srv, call), code, took_us);
 	if (log_enabled(code == HV_OK ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO)) {
 		log_call(call->c_env != NULL ? call->c_env->method : "(undecoded)", env.request_id,
@@ -713,7 +713,7 @@ identify(rpc_server *srv, nng_msg *msg, rpc_call *call)
 			return (rpc_call_error(call, HV_UNAUTHENTICATED,
 			    "this server does not accept session tokens"));
 		}
-		if (auth_verify_token(srv->sv_opts.auth, token, auth_now_ms(), c) != HV_OK) {
+		if (auth_verify_token(srv->sv_opts.auth, token, hv_clock_wall_ms(), c) != HV_OK) {
 			return (rpc_call_error(call, HV_UNAUTHENTICATED,
 			    "session token is invalid, expired or revoked"));
 		}
@@ -826,7 +826,7 @@ prepare(rpc_server *srv, nng_msg *msg, rpc_call *call)
 		atomic_fetch_add(&srv->sv_malformed, 1);
 		return (st);
 	}
-	if (rpc_now_us() >= call->c_deadline_us) {
+	if (hv_clock_mono_us() >= call->c_deadline_us) {
 		return (rpc_call_error(call, HV_DEADLINE_EXCEEDED, "deadline passed before dispatch"));
 	}
 	return (HV_OK);
@@ -840,7 +840,7 @@ slot_run(slot *sl)
 	ProtobufCMessage *reply = NULL;
 	hv_status         st;
 
-	if (rpc_now_us() >= call->c_deadline_us) {
+	if (hv_clock_mono_us() >= call->c_deadline_us) {
 		st = rpc_call_error(call, HV_DEADLINE_EXCEEDED, "deadline passed while queued");
 	} else {
 		st = call->c_method->me_handler(call, call->c_method->me_svc, call->c_req, &reply);
@@ -941,7 +941,7 @@ slot_cb(void *arg)
 	call->c_req         = NULL;
 	call->c_method      = NULL;
 	call->c_errmsg[0]   = '\0';
-	call->c_start_us    = rpc_now_us();
+	call->c_start_us    = hv_clock_mono_us();
 	call->c_deadline_us = call->c_start_us;
 
 	st = prepare(srv, msg, call);
@@ -1068,8 +1068,7 @@ rpc_server_open(rpc_server **out, const rpc_server_options *opts)
 	srv->sv_node_serving = true;
 	pthread_mutex_init(&srv->sv_mtx, NULL);
 	pthread_cond_init(&srv->sv_work_cv, NULL);
-	pthread_cond_init(&srv->sv_idle_cv, NULL);
-	pthread_cond_init(&srv->sv_watch_cv, NULL);
+	(void) hv_clock_cond_init(&srv->sv_idle_cv);
 
 	if ((st = metrics_open(&srv->sv_metrics)) != HV_OK ||
 	    (st = metrics_add_collector(srv->sv_metrics, rpc_collect, srv)) != HV_OK) {
@@ -1310,46 +1309,33 @@ ipc_relisten(rpc_server *srv, listener_entry *le)
 	le->l_failed = 0;
 }
 
-static void *
-ipc_watch_main(void *arg)
+/* One watchdog round (the ticker, every IPC_PROBE_EVERY_MS): probes each ipc listener. */
+static void
+ipc_watch_round(void *arg)
 {
-	rpc_server     *srv = arg;
-	struct timespec until;
+	rpc_server *srv = arg;
+	bool        closing;
 
 	pthread_mutex_lock(&srv->sv_mtx);
-	while (!srv->sv_closing) {
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += (long) IPC_PROBE_EVERY_MS % 1000 * 1000000L;
-		until.tv_sec += IPC_PROBE_EVERY_MS / 1000 + until.tv_nsec / 1000000000L;
-		until.tv_nsec %= 1000000000L;
-		while (!srv->sv_closing &&
-		    pthread_cond_timedwait(&srv->sv_watch_cv, &srv->sv_mtx, &until) == 0) {
-		}
-		if (srv->sv_closing) {
-			break;
-		}
-		pthread_mutex_unlock(&srv->sv_mtx);
-		for (size_t i = 0; i < srv->sv_nlisteners; i++) {
-			listener_entry *le = &srv->sv_listeners[i];
-			hv_status       st;
-
-			if (le->l_transport != RPC_TRANSPORT_IPC) {
-				continue;
-			}
-			st = ipc_probe(le->l_url);
-			/* A full queue or a refusal is an answer: the listener accepted. */
-			if (st == HV_DEADLINE_EXCEEDED || st == HV_UNAVAILABLE) {
-				if (++le->l_failed >= IPC_PROBE_FAILS) {
-					ipc_relisten(srv, le);
-				}
-			} else {
-				le->l_failed = 0;
-			}
-		}
-		pthread_mutex_lock(&srv->sv_mtx);
-	}
+	closing = srv->sv_closing;
 	pthread_mutex_unlock(&srv->sv_mtx);
-	return (NULL);
+	for (size_t i = 0; !closing && i < srv->sv_nlisteners; i++) {
+		listener_entry *le = &srv->sv_listeners[i];
+		hv_status       st;
+
+		if (le->l_transport != RPC_TRANSPORT_IPC) {
+			continue;
+		}
+		st = ipc_probe(le->l_url);
+		/* A full queue or a refusal is an answer: the listener accepted. */
+		if (st == HV_DEADLINE_EXCEEDED || st == HV_UNAVAILABLE) {
+			if (++le->l_failed >= IPC_PROBE_FAILS) {
+				ipc_relisten(srv, le);
+			}
+		} else {
+			le->l_failed = 0;
+		}
+	}
 }
 
 uint64_t
@@ -1401,10 +1387,10 @@ rpc_server_start(rpc_server *srv)
 		sl->s_state = SLOT_RECV;
 		nng_ctx_recv(sl->s_ctx, sl->s_aio);
 	}
-	for (size_t i = 0; i < srv->sv_nlisteners && !srv->sv_watch_running; i++) {
-		if (srv->sv_listeners[i].l_transport == RPC_TRANSPORT_IPC &&
-		    pthread_create(&srv->sv_watch, NULL, ipc_watch_main, srv) == 0) {
-			srv->sv_watch_running = true;
+	for (size_t i = 0; i < srv->sv_nlisteners && srv->sv_watch == NULL; i++) {
+		if (srv->sv_listeners[i].l_transport == RPC_TRANSPORT_IPC) {
+			(void) hv_ticker_start(
+			    &srv->sv_watch, IPC_PROBE_EVERY_MS, false, ipc_watch_round, srv);
 		}
 	}
 	log_info("rpc: %s serving with %u workers, queue %u, %u contexts", srv->sv_opts.name,
@@ -1438,9 +1424,7 @@ rpc_server_close(rpc_server *srv)
 	pthread_mutex_lock(&srv->sv_mtx);
 	srv->sv_closing = true;
 	pthread_cond_broadcast(&srv->sv_work_cv);
-	pthread_cond_broadcast(&srv->sv_watch_cv);
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 10;
+	hv_clock_deadline(&until, 10000);
 	while (srv->sv_inflight > 0) {
 		if (pthread_cond_timedwait(&srv->sv_idle_cv, &srv->sv_mtx, &until) != 0) {
 			log_warn("rpc: %u calls still in flight at shutdown", srv->sv_inflight);
@@ -1448,9 +1432,8 @@ rpc_server_close(rpc_server *srv)
 		}
 	}
 	pthread_mutex_unlock(&srv->sv_mtx);
-	if (srv->sv_watch_running) {
-		pthread_join(srv->sv_watch, NULL); /* it touches the listeners */
-	}
+	hv_ticker_stop(srv->sv_watch); /* it touches the listeners */
+	srv->sv_watch = NULL;
 	for (unsigned i = 0; i < srv->sv_nworkers; i++) {
 		pthread_join(srv->sv_workers[i], NULL);
 	}
@@ -1487,7 +1470,6 @@ rpc_server_close(rpc_server *srv)
 	metrics_close(srv->sv_metrics);
 	pthread_cond_destroy(&srv->sv_work_cv);
 	pthread_cond_destroy(&srv->sv_idle_cv);
-	pthread_cond_destroy(&srv->sv_watch_cv);
 	pthread_mutex_destroy(&srv->sv_mtx);
 	free(srv);
 }

@@ -40,7 +40,10 @@
  * stack and exists only while one write function runs; a request leaves the queue only into a
  * leader's batch, and its caller returns only after that leader set rq_done.
  */
+#include "haven/file.h"
 #include "haven/store.h"
+#include "haven/bytes.h"
+#include "haven/clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -72,7 +75,7 @@
 /* How long a new transaction defers to a pending map resize before entering anyway. Entering
  * anyway keeps a thread that already holds a transaction from deadlocking against the resize;
  * waiting a little keeps a stream of short readers from starving it. */
-#define STORE_GATE_DEFER_NS (5 * 1000 * 1000)
+#define STORE_GATE_DEFER_MS 5
 /* Most write functions one commit carries: bounds the leader's work, and so the latency of
  * every write in the batch, to this many functions and one fsync. */
 #define STORE_BATCH_MAX 64
@@ -224,7 +227,7 @@ static void
 gate_init(store_gate *g, bool *ok)
 {
 	*ok = pthread_mutex_init(&g->g_lock, NULL) == 0;
-	if (*ok && pthread_cond_init(&g->g_cond, NULL) != 0) {
+	if (*ok && hv_clock_cond_init(&g->g_cond) != 0) {
 		pthread_mutex_destroy(&g->g_lock);
 		*ok = false;
 	}
@@ -254,14 +257,8 @@ gate_enter(store_gate *g)
 			continue;
 		}
 		if (g->g_pending > 0 && !deferred) {
-			/* The condition variable uses CLOCK_REALTIME; a clock jump only changes
-			 * how long this short courtesy wait lasts. */
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += STORE_GATE_DEFER_NS;
-			if (until.tv_nsec >= 1000000000L) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000L;
-			}
+			/* On the monotonic clock: a wall-clock step does not stretch it. */
+			hv_clock_deadline(&until, STORE_GATE_DEFER_MS);
 			deferred = true;
 			while (g->g_pending > 0 && !g->g_excl &&
 			    pthread_cond_timedwait(&g->g_cond, &g->g_lock, &until) == 0) {
@@ -941,10 +938,7 @@ schema_fn(store_txn *txn, void *arg)
 	}
 	rv = store_get(txn, a->sa_meta, STORE_SCHEMA_KEY, strlen(STORE_SCHEMA_KEY), &vp, &vlen);
 	if (rv == HV_NOT_FOUND) {
-		be[0] = (uint8_t) (a->sa_ours >> 24);
-		be[1] = (uint8_t) (a->sa_ours >> 16);
-		be[2] = (uint8_t) (a->sa_ours >> 8);
-		be[3] = (uint8_t) a->sa_ours;
+		hv_put_be32(be, a->sa_ours);
 		a->sa_found = a->sa_ours;
 		return (store_put(txn, a->sa_meta, STORE_SCHEMA_KEY, strlen(STORE_SCHEMA_KEY), be,
 		    sizeof(be)));
@@ -957,7 +951,7 @@ schema_fn(store_txn *txn, void *arg)
 		return (HV_DATA_LOSS);
 	}
 	v           = vp;
-	a->sa_found = (uint32_t) v[0] << 24 | (uint32_t) v[1] << 16 | (uint32_t) v[2] << 8 | v[3];
+	a->sa_found = hv_get_be32(v);
 	if (a->sa_found > a->sa_ours) {
 		log_error("store: schema version %u is newer than this program's %u", a->sa_found,
 		    a->sa_ours);
@@ -1592,23 +1586,6 @@ dir_empty(const char *dir)
 	return (rv);
 }
 
-/* Makes dir's entries durable. Returns 0 or an errno value. */
-static int
-fsync_dir(const char *dir)
-{
-	int fd;
-	int err = 0;
-
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		return (errno);
-	}
-	if (fsync(fd) != 0) {
-		err = errno;
-	}
-	close(fd);
-	return (err);
-}
-
 /*
  * The copy is mdb_env_copy2(env, dir, MDB_CP_COMPACT) done by hand: LMDB's own creates
  * data.mdb with mode 0666 (less the umask) and does not fsync it. This one creates it 0600 with
@@ -1673,8 +1650,7 @@ store_backup(store *s, const char *dir)
 		rv = hv_status_from_errno(errno);
 		goto out;
 	}
-	if ((rc = fsync_dir(dir)) != 0) {
-		rv = hv_status_from_errno(rc);
+	if ((rv = hv_file_sync_dir(dir)) != HV_OK) {
 		goto out;
 	}
 	rv = HV_OK;

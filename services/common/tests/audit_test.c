@@ -18,8 +18,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "haven/bytes.h"
 #include "haven/audit.h"
 #include "haven/crypto.h"
+#include "haven/file.h"
 #include "haven/store.h"
 
 #define N_ENTRIES 10
@@ -111,15 +113,6 @@ fill(fixture *f)
 	}
 }
 
-static void
-be64(uint8_t k[8], uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		k[i] = (uint8_t) v;
-		v >>= 8;
-	}
-}
-
 /* Raw table edits, as someone with write access to the LMDB file could make them. */
 typedef struct raw_op {
 	fixture *f;
@@ -138,8 +131,8 @@ raw_fn(store_txn *txn, void *arg)
 	size_t      la, lb;
 	hv_status   st;
 
-	be64(ka, op->a);
-	be64(kb, op->b);
+	hv_put_be64(ka, op->a);
+	hv_put_be64(kb, op->b);
 	if ((st = store_get(txn, op->f->log, ka, 8, &v, &la)) != HV_OK) {
 		return (st);
 	}
@@ -738,7 +731,7 @@ stolen_key(fixture *f, uint8_t key[CRYPTO_HMAC_LEN])
 	uint8_t secret[CRYPTO_ED25519_SECRET_LEN];
 
 	snprintf(path, sizeof(path), "%s/keys/audit-ed25519.pem", f->data);
-	assert_int_equal(crypto_read_file(path, 4096, true, &pem, &len), HV_OK);
+	assert_int_equal(hv_file_read(path, 4096, true, &pem, &len), HV_OK);
 	assert_int_equal(crypto_ed25519_secret(pem, len, secret), HV_OK);
 	crypto_hmac_sha256(key, secret, sizeof(secret), "haven audit chain key v1", 24);
 	free(pem);
@@ -770,12 +763,12 @@ rechain_fn(store_txn *txn, void *arg)
 	hv_status   st;
 
 	if (op->from > 1) {
-		be64(k, op->from - 1);
+		hv_put_be64(k, op->from - 1);
 		assert_int_equal(store_get(txn, op->f->log, k, 8, &p, &l), HV_OK);
 		memcpy(prev, (const uint8_t *) p + l - AUDIT_HASH_LEN, AUDIT_HASH_LEN);
 	}
 	for (seq = op->from;; seq++) {
-		be64(k, seq);
+		hv_put_be64(k, seq);
 		if ((st = store_get(txn, op->f->log, k, 8, &p, &l)) == HV_NOT_FOUND) {
 			break;
 		}
@@ -807,7 +800,7 @@ rechain_fn(store_txn *txn, void *arg)
 			return (HV_OK);
 		}
 	}
-	be64(head, op->cut ? op->from : seq - 1);
+	hv_put_be64(head, op->cut ? op->from : seq - 1);
 	memcpy(head + 8, prev, AUDIT_HASH_LEN);
 	return (store_put(txn, op->f->head, "head", 4, head, sizeof(head)));
 }
@@ -961,10 +954,10 @@ row_fn(store_txn *txn, void *arg)
 	size_t  sl;
 
 	sl = (size_t) snprintf(subj, sizeof(subj), "%032x", op->subject);
-	be64(key, op->seq >> 10);
+	hv_put_be64(key, op->seq >> 10);
 	memcpy(key + 8, subj, sl);
 	key[8 + sl] = 0;
-	be64(key + 8 + sl + 1, op->seq);
+	hv_put_be64(key + 8 + sl + 1, op->seq);
 	return (op->add ? store_put(txn, op->by_window, key, 8 + sl + 9, "", 0)
 	                : store_del(txn, op->by_window, key, 8 + sl + 9));
 }

@@ -29,6 +29,8 @@
 
 #include "haven/auth.h"
 #include "haven/auth/v1/auth.pb-c.h"
+#include "haven/bytes.h"
+#include "haven/clock.h"
 #include "haven/crypto.h"
 #include "haven/diag/v1/diag.pb-c.h"
 #include "haven/metrics.h"
@@ -143,7 +145,7 @@ static void
 test_issue_and_verify(void **state)
 {
 	auth      *a   = open_auth(0x5a, 0, 0);
-	int64_t    now = auth_now_ms();
+	int64_t    now = hv_clock_wall_ms();
 	char       tok[AUTH_TOKEN_MAX];
 	uint64_t   exp = 0;
 	rpc_caller c;
@@ -200,7 +202,7 @@ test_issue_refuses(void **state)
 		RPC_ROLES_ANY, 1u << 8,
 	};
 	auth    *a   = open_auth(0x5a, 0, 0);
-	int64_t  now = auth_now_ms();
+	int64_t  now = hv_clock_wall_ms();
 	char     tok[AUTH_TOKEN_MAX];
 	uint64_t exp = 0;
 
@@ -230,7 +232,7 @@ test_forged(void **state)
 {
 	auth      *a   = open_auth(0x5a, 0, 0);
 	auth      *b   = open_auth(0x11, 0, 0);
-	int64_t    now = auth_now_ms();
+	int64_t    now = hv_clock_wall_ms();
 	char       tok[AUTH_TOKEN_MAX];
 	rpc_caller c;
 
@@ -291,7 +293,7 @@ static void
 test_altered_and_truncated(void **state)
 {
 	auth      *a   = open_auth(0x5a, 0, 0);
-	int64_t    now = auth_now_ms();
+	int64_t    now = hv_clock_wall_ms();
 	char       tok[AUTH_TOKEN_MAX], bad[AUTH_TOKEN_MAX + 8];
 	size_t     len;
 	rpc_caller c;
@@ -332,7 +334,7 @@ static void
 test_expired(void **state)
 {
 	auth      *a   = open_auth(0x5a, 0, 0);
-	int64_t    now = auth_now_ms();
+	int64_t    now = hv_clock_wall_ms();
 	char       tok[AUTH_TOKEN_MAX];
 	uint64_t   exp;
 	rpc_caller c;
@@ -357,7 +359,7 @@ static void
 test_directory_decides(void **state)
 {
 	auth      *a   = open_auth(0x5a, 0, 0);
-	int64_t    now = auth_now_ms();
+	int64_t    now = hv_clock_wall_ms();
 	char       tok[AUTH_TOKEN_MAX];
 	rpc_caller c;
 	int        before;
@@ -440,14 +442,6 @@ read_keys(const char *file, uint8_t recs[2][44])
 	return (n / 44);
 }
 
-static void
-be(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = n - 1; i >= 0; i--, v >>= 8) {
-		p[i] = (uint8_t) v;
-	}
-}
-
 /* A token made by hand with a key record, as whoever holds the key file can: any role, times
  * and version; the organisation has no certificate (fingerprint zeros). */
 static void
@@ -460,9 +454,9 @@ forge(const uint8_t rec[44], rpc_role role, int64_t iat, int64_t exp, uint64_t v
 
 	memcpy(p, rec, 4);
 	p[4] = (uint8_t) role;
-	be(p + 5, (uint64_t) iat, 8);
-	be(p + 13, (uint64_t) exp, 8);
-	be(p + 21, version, 8);
+	hv_put_be(p + 5, (uint64_t) iat, 8);
+	hv_put_be(p + 13, (uint64_t) exp, 8);
+	hv_put_be(p + 21, version, 8);
 	memset(p + 29, 0, 32);
 	memcpy(p + 61, org, strlen(org));
 	crypto_hmac_sha256(mac, rec + 12, 32, p, n);
@@ -489,7 +483,7 @@ test_key_file(void **state)
 	uint8_t     recs[2][44];
 	struct stat sb;
 	auth       *a, *b, *r, *c = NULL;
-	int64_t     now = auth_now_ms();
+	int64_t     now = hv_clock_wall_ms();
 	char        tok[AUTH_TOKEN_MAX];
 	rpc_caller  who;
 	FILE       *f;
@@ -552,7 +546,7 @@ test_lifetime_capped(void **state)
 	char                 file[600];
 	uint8_t              recs[2][44];
 	auth                *a;
-	int64_t              now = auth_now_ms();
+	int64_t              now = hv_clock_wall_ms();
 	char                 tok[AUTH_TOKEN_MAX];
 	rpc_caller           who;
 
@@ -590,7 +584,7 @@ test_key_rotation(void **state)
 	char       file[600];
 	uint8_t    k1[2][44], k2[2][44], k3[2][44];
 	auth      *a, *b;
-	int64_t    now = auth_now_ms(), min = 60 * 1000;
+	int64_t    now = hv_clock_wall_ms(), min = 60 * 1000;
 	char       old[AUTH_TOKEN_MAX], tok[AUTH_TOKEN_MAX];
 	rpc_caller who;
 
@@ -744,7 +738,7 @@ challenge(rpc_channel *ch, const char *org_id, uint8_t nonce[AUTH_NONCE_LEN], ch
 	if (st == HV_OK) {
 		rep = (Haven__Auth__V1__ChallengeResponse *) (void *) m;
 		assert_int_equal(rep->nonce.len, AUTH_NONCE_LEN);
-		assert_true(rep->expires_at_ms > (uint64_t) auth_now_ms());
+		assert_true(rep->expires_at_ms > (uint64_t) hv_clock_wall_ms());
 		memcpy(nonce, rep->nonce.data, AUTH_NONCE_LEN);
 		protobuf_c_message_free_unpacked(m, NULL);
 	}

@@ -861,68 +861,6 @@ test_ed25519_keygen(void **state)
 	free(pem2);
 }
 
-static void
-write_file(const char *path, const char *text, mode_t mode)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-	assert_int_equal(fclose(f), 0);
-	assert_int_equal(chmod(path, mode), 0);
-}
-
-static void
-test_read_file(void **state)
-{
-	char   path[600], empty[600], missing[600];
-	char  *buf;
-	size_t n;
-
-	(void) state;
-	snprintf(path, sizeof(path), "%s/key.pem", tmpdir);
-	snprintf(empty, sizeof(empty), "%s/empty", tmpdir);
-	snprintf(missing, sizeof(missing), "%s/missing", tmpdir);
-	write_file(path, "0123456789", 0644);
-	write_file(empty, "", 0600);
-
-	/* Readable by others: refused as private, fine as public. */
-	assert_int_equal(crypto_read_file(path, 100, true, &buf, &n), HV_PERMISSION_DENIED);
-	assert_null(buf);
-	assert_int_equal(crypto_read_file(path, 100, false, &buf, &n), HV_OK);
-	assert_string_equal(buf, "0123456789");
-	free(buf);
-	assert_int_equal(chmod(path, 0640), 0);
-	assert_int_equal(crypto_read_file(path, 100, true, &buf, &n), HV_PERMISSION_DENIED);
-	assert_int_equal(chmod(path, 0602), 0);
-	assert_int_equal(crypto_read_file(path, 100, true, &buf, &n), HV_PERMISSION_DENIED);
-
-	/* 0600 is private. */
-	assert_int_equal(chmod(path, 0600), 0);
-	assert_int_equal(crypto_read_file(path, 100, true, &buf, &n), HV_OK);
-	assert_int_equal(n, 10);
-	assert_string_equal(buf, "0123456789");
-	free(buf);
-
-	/* Exactly maxlen is fine, one byte more is not. */
-	assert_int_equal(crypto_read_file(path, 10, true, &buf, &n), HV_OK);
-	assert_int_equal(n, 10);
-	free(buf);
-	assert_int_equal(crypto_read_file(path, 9, true, &buf, &n), HV_OUT_OF_RANGE);
-	assert_null(buf);
-	assert_int_equal(crypto_read_file(path, 0, false, &buf, &n), HV_OUT_OF_RANGE);
-
-	assert_int_equal(crypto_read_file(empty, 10, true, &buf, &n), HV_OK);
-	assert_int_equal(n, 0);
-	assert_string_equal(buf, "");
-	free(buf);
-
-	assert_int_equal(crypto_read_file(missing, 10, false, &buf, &n), HV_NOT_FOUND);
-	assert_int_equal(crypto_read_file(tmpdir, 10, false, &buf, &n), HV_INVALID_ARGUMENT);
-	unlink(path);
-	unlink(empty);
-}
-
 /* ---- one-time codes --------------------------------------------------------------------- */
 
 static const uint8_t otp_seed20[] = "12345678901234567890";
@@ -1410,7 +1348,6 @@ main(void)
 		cmocka_unit_test(test_encrypted_key_never_prompts),
 		cmocka_unit_test(test_fingerprint),
 		cmocka_unit_test(test_cert_check),
-		cmocka_unit_test(test_read_file),
 		cmocka_unit_test(test_ed25519_rfc8032),
 		cmocka_unit_test(test_ed25519_keygen),
 		cmocka_unit_test(test_hotp_rfc4226),

@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "haven/bytes.h"
 #include "haven/rpc/v1/rpc.pb-c.h"
 #include "haven/store.h"
 
@@ -182,26 +183,6 @@ count_of(store *s, store_table t)
 	assert_int_equal(store_count(txn, t, &n), HV_OK);
 	store_read_end(txn);
 	return (n);
-}
-
-static void
-be64_put(uint8_t b[8], uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		b[i] = (uint8_t) v;
-		v >>= 8;
-	}
-}
-
-static uint64_t
-be64_get(const uint8_t *b)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++) {
-		v = v << 8 | b[i];
-	}
-	return (v);
 }
 
 /* ---- open, reopen, schema --------------------------------------------------------------- */
@@ -1057,11 +1038,11 @@ incr_fn(store_txn *txn, void *arg)
 
 	rv = store_get(txn, a->in_table, "counter", 7, &v, &vl);
 	if (rv == HV_OK && vl == 8) {
-		n = be64_get(v);
+		n = hv_get_be64(v);
 	} else if (rv != HV_NOT_FOUND) {
 		return (rv == HV_OK ? HV_DATA_LOSS : rv);
 	}
-	be64_put(be, n + 1);
+	hv_put_be64(be, n + 1);
 	a->in_wrote = n + 1;
 	if ((rv = store_put(txn, a->in_table, "counter", 7, be, 8)) != HV_OK) {
 		return (rv);
@@ -1107,7 +1088,7 @@ counter_of(store *s, store_table t)
 	assert_int_equal(store_read_begin(s, &txn), HV_OK);
 	assert_int_equal(store_get(txn, t, "counter", 7, &v, &vl), HV_OK);
 	assert_int_equal(vl, 8);
-	n = be64_get(v);
+	n = hv_get_be64(v);
 	store_read_end(txn);
 	return (n);
 }
@@ -1309,10 +1290,10 @@ writer_main(void *arg)
 			continue;
 		}
 		rv = store_get(txn, a->in_table, "counter", 7, &v, &vl);
-		if (rv != HV_OK || vl != 8 || be64_get(v) < a->in_wrote) {
+		if (rv != HV_OK || vl != 8 || hv_get_be64(v) < a->in_wrote) {
 			shared_error(w->w_shared, "writer %d wrote %llu, then read %s %llu", w->w_who,
 			    (unsigned long long) a->in_wrote, hv_status_name(rv),
-			    (unsigned long long) (rv == HV_OK && vl == 8 ? be64_get(v) : 0));
+			    (unsigned long long) (rv == HV_OK && vl == 8 ? hv_get_be64(v) : 0));
 		}
 		store_read_end(txn);
 	}
@@ -1346,7 +1327,7 @@ reader_main(void *arg)
 			continue;
 		}
 		rv = store_get(txn, sh->sh_table, "counter", 7, &v, &vl);
-		n  = rv == HV_OK && vl == 8 ? be64_get(v) : 0;
+		n  = rv == HV_OK && vl == 8 ? hv_get_be64(v) : 0;
 		entries = UINT64_MAX;
 		if ((rv != HV_OK && rv != HV_NOT_FOUND) ||
 		    store_count(txn, sh->sh_table, &entries) != HV_OK ||
@@ -1474,7 +1455,7 @@ group_main(void *arg)
 			continue;
 		}
 		rv = store_get(txn, sh->sh_table, "counter", 7, &v, &vl);
-		if (rv != HV_OK || vl != 8 || be64_get(v) < g->ga_incr.in_wrote) {
+		if (rv != HV_OK || vl != 8 || hv_get_be64(v) < g->ga_incr.in_wrote) {
 			shared_error(sh, "writer %d wrote %llu, then read %s", g->ga_incr.in_who,
 			    (unsigned long long) g->ga_incr.in_wrote, hv_status_name(rv));
 		}

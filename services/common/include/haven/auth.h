@@ -133,7 +133,4 @@ hv_status auth_login(rpc_channel *ch, const char *org_id, const char *key_pem,
  * metric). cause is one of the names of the metric's cause label; 0 for another. */
 uint64_t auth_signin_failures(auth *a, const char *cause);
 
-/* Unix time in milliseconds. */
-int64_t auth_now_ms(void);
-
 #endif

@@ -94,15 +94,6 @@ hv_status crypto_cert_fingerprint(const char *cert_pem, size_t cert_pem_len, cha
 hv_status crypto_cert_check(const char *cert_pem, size_t cert_pem_len, const char *ca_file,
     const char *cn, int64_t now_s, char *why, size_t whysz);
 
-/* Reads a whole file of at most maxlen bytes into a NUL-terminated malloc'd buffer.
- * When private is true the file must not be readable or writable by group or others
- * (HV_PERMISSION_DENIED otherwise, naming no contents). A longer file is HV_OUT_OF_RANGE,
- * a directory or other non-regular file HV_INVALID_ARGUMENT, and open(2) errors are
- * converted with hv_status_from_errno (a missing file is HV_NOT_FOUND). The buffer is
- * the caller's to wipe (when private) and free. */
-hv_status crypto_read_file(const char *path, size_t maxlen, bool private, char **out,
-    size_t *outlen);
-
 /* Ed25519 (RFC 8032) keys the node signs with itself (consent receipts), and verification by
  * a bare public key, for whoever holds the node's public key and no certificate.
  *

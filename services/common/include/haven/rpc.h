@@ -250,8 +250,4 @@ hv_status rpc_channel_call(rpc_channel *ch, const char *method, const ProtobufCM
 hv_status rpc_channel_call_raw(rpc_channel *ch, const void *req, size_t reqlen, void **reply,
     size_t *replylen, uint32_t timeout_ms);
 
-/* Monotonic clock in milliseconds and microseconds. */
-int64_t rpc_now_ms(void);
-int64_t rpc_now_us(void);
-
 #endif
