@@ -7,8 +7,12 @@
 #                                      timeout or sanitizer report (scripts/test.sh runs this).
 #   scripts/fuzz.sh --hours N          each harness for N hours (a fraction is fine: 0.25), as
 #                                      many at a time as there are cores (--jobs J), then merges
-#                                      the new inputs that add coverage into fuzz/corpus/<name>/
-#                                      (libFuzzer -merge=1: minimised, only what adds features).
+#                                      the new inputs into fuzz/corpus/<name>/: the named files
+#                                      there (seeds, real inputs, regression-*) are kept, the
+#                                      found ones (40 hex digits) are replaced by the smallest
+#                                      set of found and new inputs that adds features to them
+#                                      (libFuzzer -merge=1), so the corpus stays small.
+#   scripts/fuzz.sh --minimise         only re-minimises fuzz/corpus/<name>/ as --hours does.
 #   scripts/fuzz.sh --seeds            rewrites the generated seeds (fuzz/corpus/*/seed-*).
 #   --only NAME                        one harness (rpc, config, regions, demo_network,
 #                                      receipt, audit).
@@ -27,6 +31,7 @@ while [ $# -gt 0 ]; do
   --quick) mode=quick; if [[ "${2:-}" =~ ^[0-9]+$ ]]; then seconds=$2; shift; fi ;;
   --hours) mode=long; hours=${2:?--hours needs N}; shift ;;
   --seeds) mode=seeds ;;
+  --minimise) mode=minimise ;;
   --jobs) jobs=${2:?--jobs needs J}; shift ;;
   --only) only=${2:?--only needs a harness name}; shift ;;
   *) echo "fuzz.sh: unknown argument '$1' (see the head of scripts/fuzz.sh)" >&2; exit 2 ;;
@@ -34,7 +39,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ -z "$mode" ]; then
-  echo "usage: scripts/fuzz.sh --quick [SECONDS] | --hours N [--jobs J] | --seeds [--only NAME]" >&2
+  echo "usage: scripts/fuzz.sh --quick [SECONDS] | --hours N [--jobs J] | --minimise | --seeds" \
+    "[--only NAME]" >&2
   exit 2
 fi
 if [ -n "$only" ]; then
@@ -92,6 +98,33 @@ summary() {
     "${corp:-?}" | tee -a "$report"
 }
 
+# The inputs libFuzzer found in directory $1 (named by their SHA-1), or with "!" the others.
+found() {
+  find "$1" -maxdepth 1 -regextype posix-extended -type f ${2:+"$2"} -regex '.*/[0-9a-f]{40}' -print0
+}
+
+# Re-minimises fuzz/corpus/$1 with the inputs of the directories after it (see --hours).
+minimise() {
+  local name=$1 min="$work/$1.min" before after
+  shift
+  before=$(ls "fuzz/corpus/$name" | wc -l)
+  rm -rf "$min" && mkdir -p "$min" "$work/$name.tmp"
+  found "fuzz/corpus/$name" ! | xargs -r -0 cp -t "$min/"
+  TMPDIR="$work/$name.tmp" "$build/fuzz/fuzz_$name" -merge=1 -close_fd_mask=3 "$min" \
+    "fuzz/corpus/$name" "$@" >"$work/$name.merge.log" 2>&1 ||
+    { tail -20 "$work/$name.merge.log" >&2; return 1; }
+  found "fuzz/corpus/$name" | xargs -r -0 rm -f
+  found "$min" | xargs -r -0 cp -t "fuzz/corpus/$name/"
+  after=$(ls "fuzz/corpus/$name" | wc -l)
+  echo "$name: corpus $before -> $after files ($(du -sk "fuzz/corpus/$name" | cut -f1) KiB)" |
+    tee -a "$report"
+}
+
+if [ "$mode" = minimise ]; then
+  for name in "${harnesses[@]}"; do minimise "$name"; done
+  exit 0
+fi
+
 parallel=2
 [ "$mode" = long ] && parallel=$jobs
 echo "== fuzzing ${harnesses[*]}: ${seconds} s each, $parallel at a time"
@@ -121,12 +154,6 @@ if [ ${#failed[@]} -gt 0 ]; then
   exit 1
 fi
 if [ "$mode" = long ]; then
-  for name in "${harnesses[@]}"; do
-    before=$(ls "fuzz/corpus/$name" | wc -l)
-    TMPDIR="$work/$name.tmp" "$build/fuzz/fuzz_$name" -merge=1 -close_fd_mask=3 \
-      "fuzz/corpus/$name" "$work/$name.new" >"$work/$name.merge.log" 2>&1
-    after=$(ls "fuzz/corpus/$name" | wc -l)
-    echo "$name: $((after - before)) inputs merged into fuzz/corpus/$name" | tee -a "$report"
-  done
+  for name in "${harnesses[@]}"; do minimise "$name" "$work/$name.new"; done
 fi
 echo "fuzz.sh: no crash (figures in $report)"
