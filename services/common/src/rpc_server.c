@@ -882,7 +882,7 @@ rpc_server_decode(rpc_server *srv, const void *data, size_t len, char *errmsg, s
 	}
 	call->c_srv = srv;
 	arena_init(&call->c_arena, srv->sv_opts.call_budget);
-	call->c_start_us = rpc_now_us();
+	call->c_start_us = hv_clock_mono_us();
 	if ((st = prepare_envelope(srv, data != NULL ? data : (const uint8_t *) "", len, call)) ==
 	        HV_OK &&
 	    (st = prepare_method(srv, call)) == HV_OK) {
