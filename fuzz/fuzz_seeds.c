@@ -10,6 +10,8 @@
  *   receipt  consent receipts as GetReceipt returns them (receipt_json, indented, signed with
  *            FUZZ_RECEIPT_KEY_PEM), one tampered and one without a signature.
  *   audit    audit.log values as audit.c encodes them (keyed and legacy versions).
+ *   pbjson   the same filled requests as the converter writes them (pbjson_encode), each after
+ *            the byte that makes fuzz_pbjson read it as its type.
  *
  * Not a fuzzer; scripts/fuzz.sh --seeds runs it. Output names are stable, so a run over an
  * existing corpus rewrites the same files.
@@ -18,6 +20,7 @@
 
 #include "consent_internal.h"
 #include "haven/crypto.h"
+#include "haven/pbjson.h"
 
 #include "haven/admin/v1/admin.pb-c.h"
 #include "haven/auth/v1/auth.pb-c.h"
@@ -187,10 +190,29 @@ put_envelope(const char *dir, const char *name, Haven__Rpc__V1__Request *env)
 	put_file(dir, "rpc", name, buf, n);
 }
 
+/* The JSON form of req after the byte k that makes fuzz_pbjson read it as req's type. */
 static void
-rpc_seeds(const char *dir, const ProtobufCServiceDescriptor *sd)
+pbjson_seed(const char *dir, const char *name, const ProtobufCMessage *req, unsigned k)
 {
-	for (unsigned i = 0; i < sd->n_methods; i++) {
+	char   *text;
+	size_t  n;
+	uint8_t *buf;
+
+	if (k > 255 || fuzz_request_type(k) != req->descriptor ||
+	    pbjson_encode(req, NULL, &text, &n, NULL, 0) != HV_OK) {
+		abort();
+	}
+	buf    = grab(n + 1);
+	buf[0] = (uint8_t) k;
+	memcpy(buf + 1, text, n);
+	free(text);
+	put_file(dir, "pbjson", name, buf, n + 1);
+}
+
+static void
+rpc_seeds(const char *dir, const ProtobufCServiceDescriptor *sd, unsigned *k)
+{
+	for (unsigned i = 0; i < sd->n_methods; i++, (*k)++) {
 		const ProtobufCMethodDescriptor *md  = &sd->methods[i];
 		Haven__Rpc__V1__Request          env = HAVEN__RPC__V1__REQUEST__INIT;
 		ProtobufCMessage                *req = fill(md->input, 0);
@@ -205,6 +227,7 @@ rpc_seeds(const char *dir, const ProtobufCServiceDescriptor *sd)
 		env.payload.len  = protobuf_c_message_pack(req, env.payload.data);
 		snprintf(name, sizeof(name), "%s.%s", sd->short_name, md->name);
 		put_envelope(dir, name, &env);
+		pbjson_seed(dir, name, req, *k);
 	}
 }
 
@@ -374,23 +397,14 @@ audit_seeds(const char *dir)
 int
 main(int argc, char **argv)
 {
-	static const ProtobufCServiceDescriptor *const services[] = {
-		&haven__admin__v1__admin__descriptor,
-		&haven__auth__v1__auth__descriptor,
-		&haven__capacity__v1__capacity__descriptor,
-		&haven__consent__v1__consent__descriptor,
-		&haven__audit__v1__audit__descriptor,
-		&haven__referral__v1__referrals__descriptor,
-		&haven__health__v1__health__descriptor,
-		&haven__diag__v1__diagnostics__descriptor,
-	};
+	unsigned k = 0;
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: fuzz_seeds CORPUS_DIR\n");
 		return (2);
 	}
-	for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
-		rpc_seeds(argv[1], services[i]);
+	for (size_t i = 0; i < fuzz_nservices; i++) {
+		rpc_seeds(argv[1], fuzz_services[i], &k);
 	}
 	rpc_extra_seeds(argv[1]);
 	receipt_seeds(argv[1]);

@@ -3,6 +3,15 @@
  */
 #include "fuzz_util.h"
 
+#include "haven/admin/v1/admin.pb-c.h"
+#include "haven/auth/v1/auth.pb-c.h"
+#include "haven/capacity/v1/capacity.pb-c.h"
+#include "haven/consent/v1/audit.pb-c.h"
+#include "haven/consent/v1/consent.pb-c.h"
+#include "haven/diag/v1/diag.pb-c.h"
+#include "haven/health/v1/health.pb-c.h"
+#include "haven/referral/v1/referral.pb-c.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,4 +73,34 @@ fuzz_strndup(const uint8_t *data, size_t size)
 	}
 	s[size] = '\0';
 	return (s);
+}
+
+const ProtobufCServiceDescriptor *const fuzz_services[] = {
+	&haven__admin__v1__admin__descriptor,
+	&haven__auth__v1__auth__descriptor,
+	&haven__capacity__v1__capacity__descriptor,
+	&haven__consent__v1__consent__descriptor,
+	&haven__audit__v1__audit__descriptor,
+	&haven__referral__v1__referrals__descriptor,
+	&haven__health__v1__health__descriptor,
+	&haven__diag__v1__diagnostics__descriptor,
+};
+const size_t fuzz_nservices = sizeof(fuzz_services) / sizeof(fuzz_services[0]);
+
+const ProtobufCMessageDescriptor *
+fuzz_request_type(unsigned k)
+{
+	unsigned total = 0;
+
+	for (size_t i = 0; i < fuzz_nservices; i++) {
+		total += fuzz_services[i]->n_methods;
+	}
+	k %= total;
+	for (size_t i = 0; i < fuzz_nservices; i++) {
+		if (k < fuzz_services[i]->n_methods) {
+			return (fuzz_services[i]->methods[k].input);
+		}
+		k -= fuzz_services[i]->n_methods;
+	}
+	abort(); /* not reached */
 }

@@ -14,8 +14,8 @@
 #                                      (libFuzzer -merge=1), so the corpus stays small.
 #   scripts/fuzz.sh --minimise         only re-minimises fuzz/corpus/<name>/ as --hours does.
 #   scripts/fuzz.sh --seeds            rewrites the generated seeds (fuzz/corpus/*/seed-*).
-#   --only NAME                        one harness (rpc, config, regions, demo_network,
-#                                      receipt, audit).
+#   --only NAME                        one harness (rpc, pbjson, config, regions,
+#                                      demo_network, receipt, audit).
 #
 # A crash leaves its input in build-fuzz/artifacts/<name>/ and the run fails; after the fix,
 # copy the input into fuzz/corpus/<name>/ as regression-<what> (each harness runs its whole
@@ -24,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-harnesses=(rpc config regions demo_network receipt audit)
+harnesses=(rpc pbjson config regions demo_network receipt audit)
 mode="" seconds=20 hours="" jobs=$(nproc) only=""
 while [ $# -gt 0 ]; do
   case "$1" in
