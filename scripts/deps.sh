@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh - installs the Debian 12 packages haven builds and runs with, when missing, and the
 # extra packages named as arguments (scripts/test.sh: the compilers of its builds, and
-# python3-protobuf with protoc, the second JSON implementation pbjson_crosscheck runs).
+# python3-protobuf with protoc, the second JSON implementation pbjson_crosscheck runs;
+# scripts/fuzz.sh: clang and libclang-rt-14-dev, which holds clang 14's libFuzzer runtime).
 set -euo pipefail
 
 packages=(

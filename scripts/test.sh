@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test.sh - installs what is missing, builds haven three times with warnings as errors (plain
 # gcc RelWithDebInfo; gcc Debug with AddressSanitizer + UndefinedBehaviorSanitizer; clang
-# Release, the build type a user picks for production) and runs every test in each build.
+# Release, the build type a user picks for production) and runs every test in each build;
+# then fuzzes every decoder for 20 s each (scripts/fuzz.sh --quick: clang, libFuzzer, ASan +
+# UBSan), failing on any crash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh clang python3-protobuf protobuf-compiler
@@ -20,3 +22,5 @@ echo "== sanitizer build (ASan + UBSan) =="
 run build-asan -DCMAKE_BUILD_TYPE=Debug -DHAVEN_SANITIZE=ON
 echo "== release build (clang) =="
 CC=clang run build-release -DCMAKE_BUILD_TYPE=Release
+echo "== fuzzing (libFuzzer, 20 s per harness) =="
+scripts/fuzz.sh --quick 20

@@ -1666,3 +1666,14 @@ audit_hash_hex(const uint8_t hash[AUDIT_HASH_LEN], char out[2 * AUDIT_HASH_LEN +
 {
 	hex_put(out, hash, AUDIT_HASH_LEN);
 }
+
+hv_status
+audit_entry_decode(const void *value, size_t len, audit_entry *out)
+{
+	size_t bodylen;
+
+	if (value == NULL || out == NULL) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	return (entry_decode(value, len, out, &bodylen) == 0 ? HV_OK : HV_DATA_LOSS);
+}

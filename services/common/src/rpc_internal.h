@@ -17,4 +17,14 @@ hv_status rpc_url_transport(const char *url, bool insecure_tcp, rpc_transport *o
  * Returns an nng error number. */
 int rpc_tls_own_cert(nng_tls_config *cfg, const char *cert_file, const char *key_file);
 
+/* Runs the server's decode and checks of one received request on data (len bytes), as for a
+ * call off the wire, up to the handler: the envelope with its strings, fields numbered 0,
+ * unknown fields (dropped at every depth), method name, metadata and idempotency key; the
+ * method (UNIMPLEMENTED when not served); the payload as that method's request type with the
+ * same walk. The caller's identity, role and deadline are not checked and no handler runs.
+ * Returns the status a caller would get from these checks; errmsg (errsz bytes, may be NULL)
+ * gets the message. For the fuzzing harness (fuzz/fuzz_rpc.c) and tests; any thread. */
+hv_status rpc_server_decode(rpc_server *srv, const void *data, size_t len, char *errmsg,
+    size_t errsz);
+
 #endif

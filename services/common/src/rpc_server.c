@@ -749,25 +749,24 @@ valid_metadata_key(const char *k)
 	return (true);
 }
 
-/* Decodes the envelope and the payload and runs every check that comes before a handler.
- * On failure the call's error message is set and the status returned. */
+/* Decodes the envelope in [data, data + len) into the call's arena and checks it: no NUL in a
+ * string, no field numbered 0, unknown fields dropped, the method name, the metadata and the
+ * idempotency key; sets the call's deadline. On failure the call's error message is set. */
 static hv_status
-prepare(rpc_server *srv, nng_msg *msg, rpc_call *call)
+prepare_envelope(rpc_server *srv, const uint8_t *data, size_t len, rpc_call *call)
 {
 	Haven__Rpc__V1__Request *env;
-	const method_entry      *m;
 	uint32_t                 timeout;
 	hv_status                st;
 
-	env = haven__rpc__v1__request__unpack(&call->c_arena.a_pb, nng_msg_len(msg),
-	    nng_msg_body(msg));
+	env = haven__rpc__v1__request__unpack(&call->c_arena.a_pb, len, data);
 	if (env == NULL) {
 		atomic_fetch_add(&srv->sv_malformed, 1);
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
 		    "request is not a haven.rpc.v1.Request envelope (or is over the decode budget)"));
 	}
 	call->c_env = env;
-	if ((st = boundary_check(call, &env->base, nng_msg_body(msg), nng_msg_len(msg))) != HV_OK) {
+	if ((st = boundary_check(call, &env->base, data, len)) != HV_OK) {
 		atomic_fetch_add(&srv->sv_malformed, 1);
 		return (st);
 	}
@@ -800,12 +799,59 @@ prepare(rpc_server *srv, nng_msg *msg, rpc_call *call)
 		timeout = srv->sv_opts.max_timeout_ms;
 	}
 	call->c_deadline_us = call->c_start_us + (int64_t) timeout * 1000;
+	return (HV_OK);
+}
 
-	if ((m = method_find(srv, env->method)) == NULL || m->me_handler == NULL) {
-		return (rpc_call_error(call, HV_UNIMPLEMENTED, "unknown method %.200s", env->method));
+/* Finds the call's method (UNIMPLEMENTED for a name not served or without a handler). */
+static hv_status
+prepare_method(rpc_server *srv, rpc_call *call)
+{
+	const method_entry *m = method_find(srv, call->c_env->method);
+
+	if (m == NULL || m->me_handler == NULL) {
+		return (rpc_call_error(call, HV_UNIMPLEMENTED, "unknown method %.200s",
+		    call->c_env->method));
 	}
 	call->c_method = m;
+	return (HV_OK);
+}
 
+/* Decodes the payload of the call's envelope as its method's request type and checks it as
+ * the envelope was checked (boundary_check). */
+static hv_status
+prepare_payload(rpc_server *srv, rpc_call *call)
+{
+	const ProtobufCMethodDescriptor *md  = call->c_method->me_desc;
+	const Haven__Rpc__V1__Request   *env = call->c_env;
+	hv_status                        st;
+
+	call->c_req = protobuf_c_message_unpack(md->input, &call->c_arena.a_pb, env->payload.len,
+	    env->payload.data);
+	if (call->c_req == NULL) {
+		atomic_fetch_add(&srv->sv_malformed, 1);
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "payload does not decode as %s (or is over the decode budget)", md->input->name));
+	}
+	if ((st = boundary_check(call, call->c_req, env->payload.data, env->payload.len)) != HV_OK) {
+		atomic_fetch_add(&srv->sv_malformed, 1);
+		return (st);
+	}
+	return (HV_OK);
+}
+
+/* Decodes the envelope and the payload and runs every check that comes before a handler.
+ * On failure the call's error message is set and the status returned. */
+static hv_status
+prepare(rpc_server *srv, nng_msg *msg, rpc_call *call)
+{
+	const method_entry *m;
+	hv_status           st;
+
+	if ((st = prepare_envelope(srv, nng_msg_body(msg), nng_msg_len(msg), call)) != HV_OK ||
+	    (st = prepare_method(srv, call)) != HV_OK) {
+		return (st);
+	}
+	m = call->c_method;
 	if ((st = identify(srv, msg, call)) != HV_OK) {
 		return (st);
 	}
@@ -813,23 +859,42 @@ prepare(rpc_server *srv, nng_msg *msg, rpc_call *call)
 		return (rpc_call_error(call, HV_PERMISSION_DENIED, "role %s may not call %s",
 		    rpc_role_name(call->c_caller.role), m->me_name));
 	}
-
-	call->c_req = protobuf_c_message_unpack(m->me_desc->input, &call->c_arena.a_pb,
-	    env->payload.len, env->payload.data);
-	if (call->c_req == NULL) {
-		atomic_fetch_add(&srv->sv_malformed, 1);
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "payload does not decode as %s (or is over the decode budget)",
-		    m->me_desc->input->name));
-	}
-	if ((st = boundary_check(call, call->c_req, env->payload.data, env->payload.len)) != HV_OK) {
-		atomic_fetch_add(&srv->sv_malformed, 1);
+	if ((st = prepare_payload(srv, call)) != HV_OK) {
 		return (st);
 	}
 	if (hv_clock_mono_us() >= call->c_deadline_us) {
 		return (rpc_call_error(call, HV_DEADLINE_EXCEEDED, "deadline passed before dispatch"));
 	}
 	return (HV_OK);
+}
+
+hv_status
+rpc_server_decode(rpc_server *srv, const void *data, size_t len, char *errmsg, size_t errsz)
+{
+	rpc_call *call;
+	hv_status st = HV_RESOURCE_EXHAUSTED;
+
+	if (srv == NULL || (data == NULL && len > 0)) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	if ((call = calloc(1, sizeof(*call))) == NULL) {
+		goto out;
+	}
+	call->c_srv = srv;
+	arena_init(&call->c_arena, srv->sv_opts.call_budget);
+	call->c_start_us = hv_clock_mono_us();
+	if ((st = prepare_envelope(srv, data != NULL ? data : (const uint8_t *) "", len, call)) ==
+	        HV_OK &&
+	    (st = prepare_method(srv, call)) == HV_OK) {
+		st = prepare_payload(srv, call);
+	}
+	if (errmsg != NULL && errsz > 0) {
+		snprintf(errmsg, errsz, "%s", call->c_errmsg);
+	}
+	arena_reset(&call->c_arena);
+out:
+	free(call);
+	return (st);
 }
 
 /* Runs the handler of a prepared call and sends its reply. */

@@ -184,6 +184,13 @@ hv_status audit_verify(audit *a, audit_verify_result *out);
 hv_status audit_list(audit *a, store_txn *txn, const char *subject, uint64_t after_seq,
     audit_entry *out, size_t max, size_t *n);
 
+/* Decodes one stored value of audit.log (the encoding above) into *out, as audit_list and
+ * audit_verify read it: HV_DATA_LOSS when it is malformed (a version other than 1 or 2, a
+ * string running past the end or too long for its field, bytes missing or left over), with
+ * *out zeroed or partly set. The hashes are copied, not checked. For tools and the fuzzing
+ * harness (fuzz/fuzz_audit.c). */
+hv_status audit_entry_decode(const void *value, size_t len, audit_entry *out);
+
 /* The hex encoding of a hash (64 characters and a NUL). */
 void audit_hash_hex(const uint8_t hash[AUDIT_HASH_LEN], char out[2 * AUDIT_HASH_LEN + 1]);
 
