@@ -9,11 +9,15 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh clang python3-protobuf protobuf-compiler
 jobs=$(nproc)
 
+passed=0 # tests passed over all builds (a failure stops the script)
+
 run() {
   local dir=$1; shift
   cmake -S . -B "$dir" -DHAVEN_WERROR=ON "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
-  ctest --test-dir "$dir" --output-on-failure -j "$jobs"
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs" | tee "$dir/ctest.log"
+  passed=$((passed + $(sed -n 's/.*tests passed, 0 tests failed out of \([0-9]*\).*/\1/p' \
+    "$dir/ctest.log")))
 }
 
 echo "== plain build =="
@@ -24,3 +28,4 @@ echo "== release build (clang) =="
 CC=clang run build-release -DCMAKE_BUILD_TYPE=Release
 echo "== fuzzing (libFuzzer, 20 s per harness) =="
 scripts/fuzz.sh --quick 20
+echo "all builds: $passed passed, 0 failed"
