@@ -2086,6 +2086,70 @@ test_change_availability(void **state)
 	assert_int_equal(change(g.ch[SHELTER_A], "svc-none", 1, NULL), HV_NOT_FOUND);
 }
 
+/* Two shelters' desks at once: one frees beds while the other takes them, over RPC and without
+ * versions. Every change lands exactly once (none lost to a race), and the last bed is never
+ * taken twice. */
+typedef struct bed_job {
+	int               who;
+	int               delta;
+	int               n;
+	int               ok, refused;
+	pthread_barrier_t *barrier;
+} bed_job;
+
+static void *
+bed_worker(void *arg)
+{
+	bed_job *j = arg;
+
+	pthread_barrier_wait(j->barrier);
+	for (int i = 0; i < j->n; i++) {
+		hv_status st = change(g.ch[j->who], "svc-race-beds", j->delta, NULL);
+		if (st == HV_OK) {
+			j->ok++;
+		} else if (st == HV_FAILED_PRECONDITION) {
+			j->refused++;
+		}
+	}
+	return (NULL);
+}
+
+static void
+test_change_race(void **state)
+{
+	service_t         s;
+	pthread_barrier_t b;
+	pthread_t         th[4];
+	bed_job           jobs[4];
+	uint64_t          ver;
+	uint32_t          av, held;
+	int               freed = 0, taken = 0;
+
+	(void) state;
+	svc_init(&s, "svc-race-beds", "shelter-a", T_SHELTER, "Amsterdam", 10, 5);
+	assert_int_equal(register_service(g.op, &s), HV_OK);
+	assert_int_equal(pthread_barrier_init(&b, NULL, 4), 0);
+	for (int i = 0; i < 4; i++) {
+		jobs[i] = (bed_job) { .who = i % 2 == 0 ? SHELTER_A : COORD_AMS,
+			.delta = i < 2 ? 1 : -1, .n = 40, .barrier = &b };
+		assert_int_equal(pthread_create(&th[i], NULL, bed_worker, &jobs[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(jobs[i].ok + jobs[i].refused, jobs[i].n); /* nothing else failed */
+		if (jobs[i].delta > 0) {
+			freed += jobs[i].ok;
+		} else {
+			taken += jobs[i].ok;
+		}
+	}
+	pthread_barrier_destroy(&b);
+	service_state("svc-race-beds", &ver, &av, &held);
+	assert_int_equal((int) av, 5 + freed - taken);
+	assert_true(av <= 10);
+	assert_int_equal(ver, 1 + (uint64_t) (freed + taken));
+}
+
 int
 main(void)
 {
@@ -2105,6 +2169,7 @@ main(void)
 		cmocka_unit_test(test_login_with_registered_cert),
 		cmocka_unit_test(test_pending_services),
 		cmocka_unit_test(test_change_availability),
+		cmocka_unit_test(test_change_race),
 		cmocka_unit_test(test_unknown_fields_not_stored),
 		cmocka_unit_test(test_bidi_text_refused),
 	};
