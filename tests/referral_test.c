@@ -2287,6 +2287,80 @@ test_consent_gone(void **state)
 	withdrawn_subject[0] = '\0';
 }
 
+/* Withdrawal racing acceptance: whichever commits first, the person is never taken in on a
+ * consent that is gone, the offer ends withdrawn, and the held place is free again. */
+typedef struct withdraw_race {
+	node              *rc_node;
+	const char        *rc_offer;
+	hv_status          rc_accept;
+	pthread_barrier_t *rc_barrier;
+} withdraw_race;
+
+static void *
+race_accept_withdrawn(void *arg)
+{
+	withdraw_race *c = arg;
+
+	pthread_barrier_wait(c->rc_barrier);
+	c->rc_accept = offer_act(c->rc_node, C_PROV_A, M_ACCEPT, c->rc_offer, 0, NULL, NULL);
+	return (NULL);
+}
+
+static void
+test_withdrawal_races_acceptance(void **state)
+{
+	node             *n = *state;
+	pthread_barrier_t b;
+	pthread_t         t;
+	uint32_t          av, held;
+	unsigned          marked;
+
+	add_services(n, std_services, N_STD);
+	/* The window itself: the consent service committed the withdrawal, its event has not
+	 * reached the referral service yet. The acceptance is refused all the same. */
+	{
+		Referral *r = NULL, *x;
+
+		assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+		snprintf(withdrawn_subject, sizeof(withdrawn_subject), "%s", SUBJECT_OK);
+		assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+		    HV_FAILED_PRECONDITION);
+		assert_non_null(strstr(errbuf, "no valid consent"));
+		assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+		x = get_as(n, C_REFERRER, r->id);
+		assert_int_equal(x->needs[0]->state, NS(CANCELLED));
+		free_msg(x);
+		places(n, r->needs[0]->service_id, &av, &held);
+		assert_int_equal(held, 0);
+		free_msg(r);
+	}
+	/* And racing, whichever commits first. */
+	for (int round = 0; round < 5; round++) {
+		Referral *r = NULL, *x;
+		withdraw_race  c;
+
+		withdrawn_subject[0] = '\0';
+		assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+		assert_int_equal(r->needs[0]->state, NS(OFFERED));
+		c = (withdraw_race) { n, r->needs[0]->offer_id, HV_OK, &b };
+		assert_int_equal(pthread_barrier_init(&b, NULL, 2), 0);
+		snprintf(withdrawn_subject, sizeof(withdrawn_subject), "%s", SUBJECT_OK);
+		assert_int_equal(pthread_create(&t, NULL, race_accept_withdrawn, &c), 0);
+		pthread_barrier_wait(&b);
+		assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+		pthread_join(t, NULL);
+		pthread_barrier_destroy(&b);
+		assert_int_equal(c.rc_accept, HV_FAILED_PRECONDITION);
+		x = get_as(n, C_REFERRER, r->id);
+		assert_int_equal(x->needs[0]->state, NS(CANCELLED));
+		free_msg(x);
+		places(n, r->needs[0]->service_id, &av, &held);
+		assert_int_equal(held, 0);
+		free_msg(r);
+	}
+	withdrawn_subject[0] = '\0';
+}
+
 /* The consent service publishes a withdrawal: the referral's trail records it. */
 static void
 test_consent_withdrawn_notification(void **state)
@@ -2354,6 +2428,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_statistics_one_kind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consent_withdrawn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consent_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_withdrawal_races_acceptance, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consent_withdrawn_notification, setup_notify,
 		    teardown),
 	};

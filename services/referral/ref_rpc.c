@@ -977,9 +977,20 @@ offer_fn(store_txn *txn, void *arg)
 		}
 		break;
 
-	case ACT_ACCEPT:
+	case ACT_ACCEPT: {
+		bool consent;
+
 		if ((st = offer_answerable(w, o)) != HV_OK) {
 			return (st);
+		}
+		/* A withdrawal committed a moment ago, before its event ended the offer, still
+		 * stops the acceptance: no one takes a person in on a consent that is gone. */
+		if ((st = ref_consent_valid(w, r, &consent)) != HV_OK) {
+			return (st);
+		}
+		if (!consent) {
+			return (ref_fail(w, HV_FAILED_PRECONDITION,
+			    "no valid consent for referral %s any more: the offer is being withdrawn", r->id));
 		}
 		/* The held place becomes the placement in the same transaction as the state. */
 		o->need_state = NS(ACCEPTED);
@@ -989,6 +1000,7 @@ offer_fn(store_txn *txn, void *arg)
 			return (st);
 		}
 		break;
+	}
 
 	case ACT_DECLINE: {
 		ref_route_item item = { r, n };
