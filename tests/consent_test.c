@@ -878,11 +878,27 @@ test_audit_tampering(void **state)
 	assert_int_equal(v->first_bad_seq, 3);
 	assert_non_null(strstr(v->reason, "entry 3"));
 	release(v);
+	/* A service opening on the broken store notices it at start, and serves on. */
+	{
+		consent_service *cs2 = NULL;
+		consent_options  co  = { .store = w.s, .data_dir = w.dir, .now_ms = test_now };
+		assert_int_equal(consent_open(&cs2, &co), HV_OK);
+		assert_true(consent_audit_broken(cs2));
+		consent_close(cs2);
+	}
+	assert_false(consent_audit_broken(w.cs));
 	/* Put it back, for the tests after this one. */
 	assert_int_equal(store_write(w.s, tamper_fn, &t), HV_OK);
 	assert_int_equal(rpc_audit_verify(ADMIN, &v), HV_OK);
 	assert_true(v->intact);
 	release(v);
+	{
+		consent_service *cs2 = NULL;
+		consent_options  co  = { .store = w.s, .data_dir = w.dir, .now_ms = test_now };
+		assert_int_equal(consent_open(&cs2, &co), HV_OK);
+		assert_false(consent_audit_broken(cs2));
+		consent_close(cs2);
+	}
 }
 
 /* Raw edits of the audit tables behind the service's back (someone with the store file):

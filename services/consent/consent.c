@@ -326,6 +326,31 @@ static const rpc_method_impl audit_methods[] = {
 	{ .name = "List", .handler = consent_h_audit_list, .roles = R_HOLDER },
 };
 
+/* At start the whole chain is verified once. A break is logged as an error and shown on the
+ * metrics page (haven_audit_chain_intact 0); the node keeps serving, because refusing help
+ * while the log is broken would be worse. */
+static void
+audit_at_open(consent_service *cs)
+{
+	audit_verify_result r;
+	hv_status           st = audit_verify(cs->cs_audit, &r);
+
+	cs->cs_audit_broken = st == HV_DATA_LOSS;
+	if (st == HV_DATA_LOSS) {
+		log_error("audit: the chain does not verify at start: entry %llu: %s (haven audit "
+		          "verify; docs/audit.md)",
+		    (unsigned long long) r.first_bad_seq, r.why);
+	} else if (st != HV_OK) {
+		log_warn("audit: the chain could not be verified at start: %s", hv_status_name(st));
+	}
+}
+
+bool
+consent_audit_broken(consent_service *cs)
+{
+	return (cs->cs_audit_broken);
+}
+
 hv_status
 consent_open(consent_service **out, const consent_options *o)
 {
@@ -365,6 +390,7 @@ consent_open(consent_service **out, const consent_options *o)
 		log_error("consent: cannot open the tables: %s", hv_status_name(st));
 		goto fail;
 	}
+	audit_at_open(cs);
 	if ((st = vault_open(cs, o->data_dir)) != HV_OK) {
 		goto fail;
 	}
@@ -448,6 +474,10 @@ consent_collect(void *arg, metrics_writer *w)
 	uint64_t         hits, misses;
 
 	consent_check_cache_stats(cs, &hits, &misses);
+	metrics_family(w, "haven_audit_chain_intact", METRICS_GAUGE,
+	    "1 when the audit chain verified at start, 0 when it did not (haven audit verify).");
+	metrics_sample(w, "haven_audit_chain_intact", cs->cs_audit_broken ? 0.0 : 1.0,
+	    (char *) NULL);
 	metrics_family(w, "haven_consent_check_cache_hits_total", METRICS_COUNTER,
 	    "Consent Checks answered from a cached view of the subject's consents.");
 	metrics_sample(w, "haven_consent_check_cache_hits_total", (double) hits, (char *) NULL);

@@ -101,6 +101,10 @@ hv_status consent_register(consent_service *cs, rpc_server *srv);
  * Checks that read the subject's consents from the store. */
 void consent_check_cache_stats(consent_service *cs, uint64_t *hits, uint64_t *misses);
 
+/* Whether the audit chain failed to verify when the service opened (logged as an error and
+ * shown as haven_audit_chain_intact 0; the service serves on). */
+bool consent_audit_broken(consent_service *cs);
+
 /* The audit log the service appends to (for other services in the same process). */
 audit *consent_audit(consent_service *cs);
 

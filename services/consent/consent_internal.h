@@ -134,6 +134,7 @@ struct consent_service {
 	hv_ticker *cs_timer;
 
 	bool        cs_check_async; /* consent_options.check_audit_async */
+	bool        cs_audit_broken; /* the chain did not verify at open (audit_at_open) */
 	view_cache *cs_cache;       /* views for Check (view.c); NULL: none */
 	rpc_method_impl cs_methods[16]; /* the method table registered (Check's flags vary) */
 
