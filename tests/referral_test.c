@@ -619,6 +619,17 @@ get_as(node *n, int who, const char *id)
 	return (r);
 }
 
+/* GetReferral as who: the call's status (a refusal's message is in errbuf). */
+static hv_status
+get_status(node *n, int who, const char *id)
+{
+	Haven__Referral__V1__GetReferralRequest req = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+
+	req.id = (char *) id;
+	return (call(n->ch[who], M_GET, &req.base, &haven__referral__v1__referral__descriptor, NULL,
+	    NULL));
+}
+
 static hv_status
 offer_act(node *n, int who, const char *method, const char *offer, int reason,
     const char *text, Offer **out)
@@ -936,13 +947,7 @@ test_accept_place_complete(void **state)
 	assert_int_equal(placement(n, C_PROV_A, M_PLACED, r->needs[0]->offer_id, 0, NULL),
 	    HV_FAILED_PRECONDITION);
 	/* Before it accepts, a provider does not see whom the offer is for. */
-	{
-		Haven__Referral__V1__GetReferralRequest g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
-		g.id = r->id;
-		assert_int_equal(call(n->ch[C_PROV_A], M_GET, &g.base,
-		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
-		    HV_PERMISSION_DENIED);
-	}
+	assert_int_equal(get_status(n, C_PROV_A, r->id), HV_PERMISSION_DENIED);
 	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, &o), HV_OK);
 	/* After: whom it takes in and from whom, the need it accepted, nothing else. */
 	r2 = get_as(n, C_PROV_A, r->id);
@@ -955,13 +960,7 @@ test_accept_place_complete(void **state)
 	assert_int_equal(r2->n_excluded_regions, 0);
 	assert_string_equal(r2->note, "");
 	free_msg(r2);
-	{
-		Haven__Referral__V1__GetReferralRequest g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
-		g.id = r->id;
-		assert_int_equal(call(n->ch[C_PROV_B], M_GET, &g.base,
-		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
-		    HV_PERMISSION_DENIED);
-	}
+	assert_int_equal(get_status(n, C_PROV_B, r->id), HV_PERMISSION_DENIED);
 	assert_int_equal(o->state, OS(OFFER_ACCEPTED));
 	assert_int_equal(o->need_state, NS(ACCEPTED));
 	free_msg(o);
@@ -1002,13 +1001,7 @@ test_accept_place_complete(void **state)
 	assert_false(yes);
 	store_read_end(txn);
 	/* She left: the provider's view ends, and the bed is back. */
-	{
-		Haven__Referral__V1__GetReferralRequest g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
-		g.id = r->id;
-		assert_int_equal(call(n->ch[C_PROV_A], M_GET, &g.base,
-		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
-		    HV_PERMISSION_DENIED);
-	}
+	assert_int_equal(get_status(n, C_PROV_A, r->id), HV_PERMISSION_DENIED);
 	places(n, "sh-ams", &av, &held);
 	assert_int_equal(av, 2);
 	assert_int_equal(held, 0);
@@ -2234,14 +2227,8 @@ test_consent_gone(void **state)
 
 	snprintf(withdrawn_subject, sizeof(withdrawn_subject), "%s", SUBJECT_OK);
 	/* From this moment the shelter no longer sees the referral. */
-	{
-		Haven__Referral__V1__GetReferralRequest g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
-		g.id = r->id;
-		assert_int_equal(call(n->ch[C_PROV_A], M_GET, &g.base,
-		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
-		    HV_PERMISSION_DENIED);
-		assert_non_null(strstr(errbuf, "no consent shares referral"));
-	}
+	assert_int_equal(get_status(n, C_PROV_A, r->id), HV_PERMISSION_DENIED);
+	assert_non_null(strstr(errbuf, "no consent shares referral"));
 	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
 	assert_int_equal(marked, 2);
 	x = get_as(n, C_REFERRER, r->id);
