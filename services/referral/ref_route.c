@@ -634,7 +634,12 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 		if (!rn->rn_active || rn->rn_need->state != NS(WAITING)) {
 			continue;
 		}
-		/* No provider is offered the person without a consent valid now. */
+		/* No provider is offered the person without a consent valid now. Asked only when
+		 * there is a place to offer: every check is an audit entry, and a waiting need is
+		 * routed again at every capacity change. */
+		if (rn->rn_ncands == 0) {
+			continue;
+		}
 		if ((st = ref_consent_valid(w, rn->rn_ref, &consent)) != HV_OK) {
 			return (st);
 		}
