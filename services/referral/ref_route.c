@@ -195,7 +195,7 @@ ref_end_for_consent(ref_work *w, Referral *r, const char *reason)
 	for (size_t i = 0; i < r->n_needs; i++) {
 		Need *n = r->needs[i];
 
-		if (n->state == NS(OFFERED) || n->state == NS(WAITING) || n->state == NS(ON_HOLD)) {
+		if (ref_need_routing(n)) {
 			if (n->state == NS(OFFERED) && (st = ref_offer_withdraw(w, n, false)) != HV_OK) {
 				return (st);
 			}
