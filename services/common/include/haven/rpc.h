@@ -70,6 +70,7 @@ typedef enum rpc_transport {
 	RPC_TRANSPORT_IPC,
 	RPC_TRANSPORT_TLS,
 	RPC_TRANSPORT_TCP,
+	RPC_TRANSPORT_HTTP, /* the Connect API (connect.h): identity only from a token */
 } rpc_transport;
 
 #define RPC_ORG_ID_MAX 64 /* including the NUL */

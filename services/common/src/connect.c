@@ -1,0 +1,1189 @@
+/*
+ * connect.c - the Connect protocol's unary calls over nng's HTTP server, a second transport
+ * of the RPC dispatch (see connect.h, rpc_dispatch.h).
+ *
+ * A request's path. nng calls http_cb on one of its threads for every request (one tree
+ * handler at "/", every verb). An RPC path gets its headers checked there; then its body is
+ * read with an aio of our own (Content-Length checked first, a timeout on the read), and
+ * body_done builds the call's envelope (method from the path, `authorization` from the bearer
+ * header or the session cookie, timeout from Connect-Timeout-Ms, idempotency key), runs the
+ * dispatch's checks and submits it. The dispatch runs the handler on a worker and calls
+ * creq_reply, which encodes the answer and completes nng's aio: nng writes the response.
+ * Nothing of a request is touched after its aio is completed.
+ *
+ * Lifetime. Each request holds a reference on the server (cs_inflight); connect_server_stop
+ * stops nng's server (no new requests) and then waits for the requests in flight.
+ */
+#include "haven/auth.h"
+#include "haven/connect.h"
+#include "haven/crypto.h"
+#include "haven/file.h"
+#include "haven/log.h"
+#include "haven/metrics.h"
+#include "haven/pbjson.h"
+
+#include "arena.h"
+#include "rpc_dispatch.h"
+#include "rpc_internal.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <jansson.h>
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+#include <nng/supplemental/tls/tls.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#define CSP_API "default-src 'none'; frame-ancestors 'none'"
+#define CSP_WEB                                                                            \
+	"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "        \
+	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "          \
+	"frame-ancestors 'none'"
+#define HSTS "max-age=31536000; includeSubDomains"
+#define CT_JSON "application/json"
+#define CT_PROTO "application/proto"
+#define COOKIE_SESSION "haven_session"
+#define COOKIE_CSRF "haven_csrf"
+#define CSRF_BYTES 32
+#define WEB_FILES_MAX 1024
+#define WEB_DEPTH_MAX 6
+
+typedef struct web_file {
+	char   *wf_path; /* "/index.html" */
+	char   *wf_data;
+	size_t  wf_len;
+	const char *wf_type;
+} web_file;
+
+struct connect_server {
+	rpc_server       *cs_rpc;
+	nng_http_server  *cs_http;
+	nng_http_handler *cs_handler;
+	nng_tls_config   *cs_tls;
+	bool              cs_attached;
+	bool              cs_started;
+	bool              cs_is_tls;
+	int               cs_port;
+	uint32_t          cs_read_timeout_ms;
+	unsigned          cs_max_inflight;
+	size_t            cs_max_body;
+
+	web_file         *cs_web;
+	size_t            cs_nweb;
+
+	pthread_mutex_t   cs_mtx;
+	pthread_cond_t    cs_idle_cv;
+	unsigned          cs_inflight; /* requests between http_cb and their aio's completion */
+	bool              cs_closing;
+	atomic_ullong     cs_request_ids;
+};
+
+typedef enum body_kind { BODY_JSON, BODY_PROTO } body_kind;
+
+/* One HTTP request in flight (an RPC call or a /session request). */
+typedef struct creq {
+	connect_server *r_cs;
+	nng_aio        *r_http;   /* nng's handler aio: completed once, with the response */
+	nng_http_req   *r_req;
+	nng_http_conn  *r_conn;
+	nng_aio        *r_body_aio; /* our read of the body */
+	body_kind       r_kind;
+	char           *r_body;
+	size_t          r_len;
+	bool            r_close;   /* answer with Connection: close (body not read) */
+	bool            r_session; /* POST /session */
+	rpc_call        r_call;    /* last: holds the arena */
+} creq;
+
+/* ---- answers ------------------------------------------------------------------------- */
+
+/* The Connect protocol's name of a code and the HTTP status it goes with. */
+static const struct {
+	const char *name;
+	uint16_t    http;
+} connect_codes[] = {
+	[HV_OK]                  = { "ok", 200 },
+	[HV_CANCELLED]           = { "canceled", 499 },
+	[HV_UNKNOWN]             = { "unknown", 500 },
+	[HV_INVALID_ARGUMENT]    = { "invalid_argument", 400 },
+	[HV_DEADLINE_EXCEEDED]   = { "deadline_exceeded", 504 },
+	[HV_NOT_FOUND]           = { "not_found", 404 },
+	[HV_ALREADY_EXISTS]      = { "already_exists", 409 },
+	[HV_PERMISSION_DENIED]   = { "permission_denied", 403 },
+	[HV_RESOURCE_EXHAUSTED]  = { "resource_exhausted", 429 },
+	[HV_FAILED_PRECONDITION] = { "failed_precondition", 400 },
+	[HV_ABORTED]             = { "aborted", 409 },
+	[HV_OUT_OF_RANGE]        = { "out_of_range", 400 },
+	[HV_UNIMPLEMENTED]       = { "unimplemented", 501 },
+	[HV_INTERNAL]            = { "internal", 500 },
+	[HV_UNAVAILABLE]         = { "unavailable", 503 },
+	[HV_DATA_LOSS]           = { "data_loss", 500 },
+	[HV_UNAUTHENTICATED]     = { "unauthenticated", 401 },
+};
+
+static hv_status
+code_clamp(hv_status code)
+{
+	return (code < HV_OK || code > HV_STATUS_MAX ? HV_UNKNOWN : code);
+}
+
+/* Security headers of every answer. api: CSP for API answers, else the static files' one. */
+static int
+secure_headers(connect_server *cs, nng_http_res *res, bool api)
+{
+	int rv;
+
+	if ((rv = nng_http_res_set_header(res, "Content-Security-Policy", api ? CSP_API : CSP_WEB)) !=
+	        0 ||
+	    (rv = nng_http_res_set_header(res, "X-Content-Type-Options", "nosniff")) != 0 ||
+	    (rv = nng_http_res_set_header(res, "Referrer-Policy", "no-referrer")) != 0 ||
+	    (rv = nng_http_res_set_header(res, "Cache-Control", "no-store")) != 0 ||
+	    (rv = nng_http_res_set_header(res, "X-Frame-Options", "DENY")) != 0) {
+		return (rv);
+	}
+	if (cs->cs_is_tls) {
+		rv = nng_http_res_set_header(res, "Strict-Transport-Security", HSTS);
+	}
+	return (rv);
+}
+
+/* A response with the security headers, a content type and a copy of the body. NULL when
+ * memory runs out. */
+static nng_http_res *
+res_make(connect_server *cs, uint16_t status, bool api, const char *type, const void *body,
+    size_t len, bool close)
+{
+	nng_http_res *res = NULL;
+
+	if (nng_http_res_alloc(&res) != 0) {
+		return (NULL);
+	}
+	if (nng_http_res_set_status(res, status) != 0 || secure_headers(cs, res, api) != 0 ||
+	    (type != NULL && nng_http_res_set_header(res, "Content-Type", type) != 0) ||
+	    (close && nng_http_res_set_header(res, "Connection", "close") != 0) ||
+	    nng_http_res_copy_data(res, len > 0 ? body : "", len) != 0) {
+		nng_http_res_free(res);
+		return (NULL);
+	}
+	return (res);
+}
+
+/* A Connect error: {"code": ..., "message": ...} with the code's HTTP status (or http when
+ * not 0: 404, 405, 413, 415 ...). */
+static nng_http_res *
+res_error(connect_server *cs, hv_status code, uint16_t http, const char *msg, bool close)
+{
+	nng_http_res *res;
+	json_t       *o;
+	char         *text;
+
+	code = code_clamp(code);
+	if (code == HV_OK) {
+		code = HV_UNKNOWN;
+	}
+	o = json_pack("{s:s, s:s}", "code", connect_codes[code].name, "message",
+	    msg != NULL ? msg : hv_status_name(code));
+	text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	res = res_make(cs, http != 0 ? http : connect_codes[code].http, true, CT_JSON,
+	    text != NULL ? text : "{\"code\":\"internal\"}",
+	    strlen(text != NULL ? text : "{\"code\":\"internal\"}"), close);
+	free(text);
+	return (res);
+}
+
+/* ---- requests in flight ---------------------------------------------------------------- */
+
+static bool
+cs_enter(connect_server *cs)
+{
+	bool ok;
+
+	pthread_mutex_lock(&cs->cs_mtx);
+	ok = !cs->cs_closing && cs->cs_inflight < cs->cs_max_inflight;
+	if (ok) {
+		cs->cs_inflight++;
+	}
+	pthread_mutex_unlock(&cs->cs_mtx);
+	return (ok);
+}
+
+static void
+cs_leave(connect_server *cs)
+{
+	pthread_mutex_lock(&cs->cs_mtx);
+	if (--cs->cs_inflight == 0) {
+		pthread_cond_broadcast(&cs->cs_idle_cv);
+	}
+	pthread_mutex_unlock(&cs->cs_mtx);
+}
+
+static void
+creq_free(creq *r)
+{
+	if (r->r_body_aio != NULL) {
+		nng_aio_reap(r->r_body_aio); /* also from its own callback */
+	}
+	arena_reset(&r->r_call.c_arena);
+	free(r->r_body);
+	free(r);
+}
+
+/* Completes nng's aio with res (NULL: out of memory, the connection is closed) and ends r. */
+static void
+creq_finish(creq *r, nng_http_res *res)
+{
+	connect_server *cs   = r->r_cs;
+	nng_aio        *http = r->r_http;
+
+	creq_free(r);
+	if (res == NULL) {
+		nng_aio_finish(http, NNG_ENOMEM);
+	} else {
+		nng_aio_set_output(http, 0, res);
+		nng_aio_finish(http, 0);
+	}
+	cs_leave(cs);
+}
+
+/* The dispatch's completion (rpc_reply_fn): encodes the reply in the request's content type
+ * or the status as a Connect error, records the call and completes the HTTP request. */
+static void
+creq_reply(rpc_call *call, hv_status code, const ProtobufCMessage *reply)
+{
+	creq           *r   = call->c_transport;
+	connect_server *cs  = r->r_cs;
+	rpc_server     *srv = cs->cs_rpc;
+	nng_http_res   *res = NULL;
+	char            err[PBJSON_ERR_SIZE];
+
+	code = rpc_dispatch_check_reply(call, code, reply);
+	if (code == HV_OK && r->r_kind == BODY_JSON) {
+		char  *json = NULL;
+		size_t n    = 0;
+		code = pbjson_encode(reply, NULL, &json, &n, err, sizeof(err));
+		if (code == HV_OK && n > srv->sv_opts.max_msg) {
+			code = rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
+			    "reply of %zu bytes is over the limit", n);
+		} else if (code != HV_OK) {
+			code = rpc_call_error(call, HV_INTERNAL, "reply has no JSON form: %s", err);
+		} else {
+			res = res_make(cs, 200, true, CT_JSON, json, n, r->r_close);
+		}
+		free(json);
+	} else if (code == HV_OK) {
+		size_t   n   = protobuf_c_message_get_packed_size(reply);
+		uint8_t *buf = n > srv->sv_opts.max_msg ? NULL : arena_alloc(&call->c_arena, n + 1);
+		if (buf == NULL) {
+			code = rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
+			    "reply of %zu bytes is over the limit", n);
+		} else {
+			protobuf_c_message_pack(reply, buf);
+			res = res_make(cs, 200, true, CT_PROTO, buf, n, r->r_close);
+		}
+	}
+	if (code != HV_OK) {
+		uint16_t http = 0;
+		/* A path naming no served method is "not found" at the HTTP level. */
+		if (code == HV_UNIMPLEMENTED && call->c_method == NULL) {
+			http = 404;
+		}
+		res = res_error(cs, code, http, rpc_dispatch_errmsg(call, code), r->r_close);
+	}
+	rpc_dispatch_record(srv, call, code);
+	creq_finish(r, res);
+	rpc_dispatch_end(srv);
+}
+
+/* ---- identity over HTTP ------------------------------------------------------------------- */
+
+/* The value of cookie name in a Cookie header, copied into out (outsz bytes); false when
+ * absent or too long. */
+static bool
+cookie_get(const char *header, const char *name, char *out, size_t outsz)
+{
+	size_t nl = strlen(name);
+
+	for (const char *p = header; p != NULL && *p != '\0';) {
+		const char *end;
+		size_t      vl;
+
+		while (*p == ' ' || *p == '\t') {
+			p++;
+		}
+		end = strchr(p, ';');
+		if (strncmp(p, name, nl) == 0 && p[nl] == '=') {
+			const char *v = p + nl + 1;
+			vl            = end != NULL ? (size_t) (end - v) : strlen(v);
+			if (vl == 0 || vl >= outsz) {
+				return (false);
+			}
+			memcpy(out, v, vl);
+			out[vl] = '\0';
+			return (true);
+		}
+		p = end != NULL ? end + 1 : NULL;
+	}
+	return (false);
+}
+
+/* Whether a browser's request comes from a page of this same origin: Origin (when sent) names
+ * this host with our scheme (or https behind a proxy), Sec-Fetch-Site (when sent) says
+ * same-origin. */
+static bool
+same_origin(connect_server *cs, nng_http_req *req)
+{
+	const char *origin = nng_http_req_get_header(req, "Origin");
+	const char *site   = nng_http_req_get_header(req, "Sec-Fetch-Site");
+	const char *host   = nng_http_req_get_header(req, "Host");
+
+	if (site != NULL && strcmp(site, "same-origin") != 0) {
+		return (false);
+	}
+	if (origin != NULL) {
+		const char *h = NULL;
+		if (strncmp(origin, "https://", 8) == 0) {
+			h = origin + 8;
+		} else if (strncmp(origin, "http://", 7) == 0 && !cs->cs_is_tls) {
+			h = origin + 7;
+		}
+		if (h == NULL || host == NULL || strcasecmp(h, host) != 0) {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+/* Finds the call's credential: the bearer header, else the session cookie (with the CSRF
+ * check). *token is NULL for an anonymous call. On failure the call's error is set. */
+static hv_status
+http_credential(connect_server *cs, creq *r, const char **token)
+{
+	nng_http_req *req    = r->r_req;
+	const char   *authz  = nng_http_req_get_header(req, "Authorization");
+	const char   *cookie = nng_http_req_get_header(req, "Cookie");
+	char          sess[AUTH_TOKEN_MAX + 1], csrf[128];
+	const char   *hdr;
+
+	*token = NULL;
+	if (authz != NULL) {
+		if (strncasecmp(authz, "Bearer ", 7) != 0 || authz[7] == '\0') {
+			return (rpc_call_error(&r->r_call, HV_UNAUTHENTICATED,
+			    "Authorization must be a Bearer token"));
+		}
+		*token = rpc_call_strdup(&r->r_call, authz + 7);
+		return (*token != NULL ? HV_OK : HV_RESOURCE_EXHAUSTED);
+	}
+	if (cookie == NULL || !cookie_get(cookie, COOKIE_SESSION, sess, sizeof(sess))) {
+		return (HV_OK);
+	}
+	hdr = nng_http_req_get_header(req, "X-CSRF-Token");
+	if (hdr == NULL || !cookie_get(cookie, COOKIE_CSRF, csrf, sizeof(csrf)) ||
+	    strlen(hdr) != strlen(csrf) || strlen(csrf) < 16 ||
+	    !crypto_equal(hdr, csrf, strlen(csrf))) {
+		return (rpc_call_error(&r->r_call, HV_PERMISSION_DENIED,
+		    "a cookie session needs header X-CSRF-Token equal to cookie haven_csrf"));
+	}
+	if (!same_origin(cs, req)) {
+		return (rpc_call_error(&r->r_call, HV_PERMISSION_DENIED,
+		    "cross-origin request refused"));
+	}
+	*token = rpc_call_strdup(&r->r_call, sess);
+	return (*token != NULL ? HV_OK : HV_RESOURCE_EXHAUSTED);
+}
+
+/* ---- the RPC call ---------------------------------------------------------------------- */
+
+/* Connect-Timeout-Ms: 1 to 10 digits (the protocol's form); 0 when absent. */
+static hv_status
+parse_timeout(const char *v, uint32_t *out)
+{
+	unsigned long long ms;
+
+	*out = 0;
+	if (v == NULL) {
+		return (HV_OK);
+	}
+	if (v[0] == '\0' || strlen(v) > 10 || strspn(v, "0123456789") != strlen(v)) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	ms   = strtoull(v, NULL, 10);
+	*out = ms == 0 ? 1 : ms > UINT32_MAX ? UINT32_MAX : (uint32_t) ms;
+	return (HV_OK);
+}
+
+/* Builds the call's envelope from the request: method from the path, the credential as
+ * `authorization` metadata, the timeout and the idempotency key; then the dispatch's checks. */
+static hv_status
+call_prepare(connect_server *cs, creq *r)
+{
+	rpc_server                *srv  = cs->cs_rpc;
+	rpc_call                  *call = &r->r_call;
+	nng_http_req              *req  = r->r_req;
+	Haven__Rpc__V1__Request   *env;
+	Haven__Rpc__V1__Metadata **md;
+	const char                *uri = nng_http_req_get_uri(req);
+	const char                *token, *idem;
+	size_t                     n;
+	hv_status                  st;
+
+	if ((env = rpc_call_alloc(call, sizeof(*env))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	haven__rpc__v1__request__init(env);
+	call->c_env     = env;
+	env->request_id = atomic_fetch_add(&cs->cs_request_ids, 1) + 1;
+	n               = strcspn(uri + 1, "?");
+	if ((env->method = rpc_call_alloc(call, n + 1)) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	memcpy(env->method, uri + 1, n);
+	if (parse_timeout(nng_http_req_get_header(req, "Connect-Timeout-Ms"), &env->timeout_ms) !=
+	    HV_OK) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "Connect-Timeout-Ms must be 1 to 10 digits"));
+	}
+	idem = nng_http_req_get_header(req, "Idempotency-Key");
+	if ((env->idempotency_key = rpc_call_strdup(call, idem != NULL ? idem : "")) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	if ((st = http_credential(cs, r, &token)) != HV_OK) {
+		(void) rpc_dispatch_check_envelope(srv, call); /* the deadline, for the record */
+		return (st);
+	}
+	if (token != NULL) {
+		md = rpc_call_alloc(call, sizeof(*md));
+		if (md == NULL || (md[0] = rpc_call_alloc(call, sizeof(**md))) == NULL) {
+			return (HV_RESOURCE_EXHAUSTED);
+		}
+		haven__rpc__v1__metadata__init(md[0]);
+		md[0]->key       = "authorization";
+		md[0]->value     = (char *) token;
+		env->metadata    = md;
+		env->n_metadata  = 1;
+	}
+	if ((st = rpc_dispatch_check_envelope(srv, call)) != HV_OK ||
+	    (st = rpc_dispatch_method(srv, call)) != HV_OK ||
+	    (st = rpc_dispatch_identify(srv, call, RPC_TRANSPORT_HTTP, false)) != HV_OK ||
+	    (st = rpc_dispatch_authorize(srv, call)) != HV_OK) {
+		return (st);
+	}
+	if (r->r_kind == BODY_JSON) {
+		return (rpc_dispatch_payload_json(srv, call, r->r_len > 0 ? r->r_body : "{}",
+		    r->r_len > 0 ? r->r_len : 2));
+	}
+	env->payload.data = (uint8_t *) r->r_body;
+	env->payload.len  = r->r_len;
+	return (rpc_dispatch_payload(srv, call));
+}
+
+static void session_answer(creq *r);
+
+/* The body is in (or there was none): into the dispatch. */
+static void
+body_done(creq *r)
+{
+	connect_server *cs  = r->r_cs;
+	rpc_server     *srv = cs->cs_rpc;
+	hv_status       st;
+
+	if (r->r_session) {
+		session_answer(r);
+		return;
+	}
+	rpc_dispatch_begin(srv, &r->r_call);
+	r->r_call.c_reply     = creq_reply;
+	r->r_call.c_transport = r;
+	if ((st = call_prepare(cs, r)) != HV_OK) {
+		rpc_dispatch_fail(&r->r_call, st);
+		return;
+	}
+	rpc_dispatch_submit(srv, &r->r_call);
+}
+
+static void
+body_cb(void *arg)
+{
+	creq           *r  = arg;
+	connect_server *cs = r->r_cs;
+	nng_aio        *http;
+	int             rv = nng_aio_result(r->r_body_aio);
+
+	if (rv == 0 && nng_aio_count(r->r_body_aio) == r->r_len) {
+		body_done(r);
+		return;
+	}
+	/* A slow or vanished client: nng's connection closed itself when the read failed. No
+	 * answer can reach it; the request ends without one. */
+	log_info("connect: request body not read in time (%s); connection closed",
+	    nng_strerror(rv != 0 ? rv : NNG_ECONNSHUT));
+	http = r->r_http;
+	creq_free(r);
+	nng_aio_finish(http, rv != 0 ? rv : NNG_ECONNSHUT);
+	cs_leave(cs);
+}
+
+/* ---- /session: a bearer token into the browser's cookies ---------------------------------- */
+
+/* POST /session {"token": "..."}: checks the token as a call would (rpc_dispatch_identify) and
+ * sets haven_session (HttpOnly) and haven_csrf (readable by the page, for X-CSRF-Token).
+ * DELETE /session clears both. Same-origin only, JSON only (a cross-site form cannot send it
+ * without a preflight). */
+static void
+session_answer(creq *r)
+{
+	connect_server *cs   = r->r_cs;
+	rpc_call       *call = &r->r_call;
+	nng_http_res   *res  = NULL;
+	json_t         *in   = NULL;
+	const char     *tok  = NULL;
+	uint8_t         raw[CSRF_BYTES];
+	char            csrf[2 * CSRF_BYTES + 1];
+	char            cookie[AUTH_TOKEN_MAX + 128];
+	const char     *verb = nng_http_req_get_method(r->r_req);
+	hv_status       st;
+
+	rpc_dispatch_begin(cs->cs_rpc, call); /* an identity check: counted as a call in flight */
+	if (!same_origin(cs, r->r_req)) {
+		res = res_error(cs, HV_PERMISSION_DENIED, 0, "cross-origin request refused", false);
+		goto out;
+	}
+	if (strcmp(verb, "DELETE") == 0) {
+		res = res_make(cs, 200, true, CT_JSON, "{}", 2, false);
+		if (res != NULL &&
+		    (nng_http_res_add_header(res, "Set-Cookie",
+		         COOKIE_SESSION "=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict") != 0 ||
+		        nng_http_res_add_header(res, "Set-Cookie",
+		            COOKIE_CSRF "=; Max-Age=0; Path=/; Secure; SameSite=Strict") != 0)) {
+			nng_http_res_free(res);
+			res = NULL;
+		}
+		goto out;
+	}
+	in = json_loadb(r->r_body != NULL ? r->r_body : "", r->r_len, JSON_REJECT_DUPLICATES, NULL);
+	if (in == NULL || json_unpack(in, "{s:s}", "token", &tok) != 0 || tok[0] == '\0' ||
+	    strlen(tok) >= AUTH_TOKEN_MAX) {
+		res = res_error(cs, HV_INVALID_ARGUMENT, 0, "body must be {\"token\": \"...\"}", false);
+		goto out;
+	}
+	{
+		Haven__Rpc__V1__Request   env = HAVEN__RPC__V1__REQUEST__INIT;
+		Haven__Rpc__V1__Metadata  m   = HAVEN__RPC__V1__METADATA__INIT;
+		Haven__Rpc__V1__Metadata *mp  = &m;
+		m.key           = "authorization";
+		m.value         = (char *) tok;
+		env.metadata    = &mp;
+		env.n_metadata  = 1;
+		call->c_env     = &env;
+		st              = rpc_dispatch_identify(cs->cs_rpc, call, RPC_TRANSPORT_HTTP, false);
+		call->c_env     = NULL;
+	}
+	if (st != HV_OK || crypto_random(raw, sizeof(raw)) != HV_OK) {
+		res = res_error(cs, st != HV_OK ? st : HV_INTERNAL, 0,
+		    st != HV_OK ? "session token is invalid, expired or revoked" : NULL, false);
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(raw); i++) {
+		snprintf(csrf + 2 * i, 3, "%02x", raw[i]);
+	}
+	{
+		char body[2 * CSRF_BYTES + 32];
+		int  n = snprintf(body, sizeof(body), "{\"csrfToken\":\"%s\"}", csrf);
+		res    = res_make(cs, 200, true, CT_JSON, body, (size_t) n, false);
+	}
+	snprintf(cookie, sizeof(cookie), COOKIE_SESSION "=%s; Path=/; HttpOnly; Secure; SameSite=Strict",
+	    tok);
+	if (res != NULL && nng_http_res_add_header(res, "Set-Cookie", cookie) != 0) {
+		nng_http_res_free(res);
+		res = NULL;
+	}
+	snprintf(cookie, sizeof(cookie), COOKIE_CSRF "=%s; Path=/; Secure; SameSite=Strict", csrf);
+	if (res != NULL && nng_http_res_add_header(res, "Set-Cookie", cookie) != 0) {
+		nng_http_res_free(res);
+		res = NULL;
+	}
+	crypto_wipe(cookie, sizeof(cookie));
+out:
+	json_decref(in); /* the token in it is not secret to its own caller; freed at once */
+	creq_finish(r, res);
+	rpc_dispatch_end(cs->cs_rpc);
+}
+
+/* ---- static files ------------------------------------------------------------------------ */
+
+static const char *
+web_type(const char *path)
+{
+	static const struct {
+		const char *ext, *type;
+	} types[] = {
+		{ ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
+		{ ".mjs", "text/javascript; charset=utf-8" }, { ".css", "text/css; charset=utf-8" },
+		{ ".json", "application/json" }, { ".svg", "image/svg+xml" }, { ".png", "image/png" },
+		{ ".ico", "image/x-icon" }, { ".txt", "text/plain; charset=utf-8" },
+		{ ".woff2", "font/woff2" }, { ".wasm", "application/wasm" },
+	};
+	const char *dot = strrchr(path, '.');
+
+	for (size_t i = 0; dot != NULL && i < sizeof(types) / sizeof(types[0]); i++) {
+		if (strcasecmp(dot, types[i].ext) == 0) {
+			return (types[i].type);
+		}
+	}
+	return ("application/octet-stream");
+}
+
+/* Loads the regular files below dir (rel: their path under the web root) into cs_web. */
+static hv_status
+web_load(connect_server *cs, const char *dir, const char *rel, unsigned depth, size_t *total)
+{
+	DIR           *d;
+	struct dirent *e;
+	hv_status      st = HV_OK;
+
+	if (depth > WEB_DEPTH_MAX || (d = opendir(dir)) == NULL) {
+		return (depth == 0 ? HV_NOT_FOUND : HV_OK);
+	}
+	while (st == HV_OK && (e = readdir(d)) != NULL) {
+		char        path[4096], name[1024];
+		struct stat sb;
+		web_file   *wf;
+
+		if (e->d_name[0] == '.') {
+			continue; /* ., .., and hidden files */
+		}
+		if ((size_t) snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= sizeof(path) ||
+		    (size_t) snprintf(name, sizeof(name), "%s/%s", rel, e->d_name) >= sizeof(name) ||
+		    lstat(path, &sb) != 0) {
+			continue;
+		}
+		if (S_ISDIR(sb.st_mode)) {
+			st = web_load(cs, path, name, depth + 1, total);
+			continue;
+		}
+		if (!S_ISREG(sb.st_mode) || cs->cs_nweb == WEB_FILES_MAX ||
+		    *total + (size_t) sb.st_size > CONNECT_WEB_MAX) {
+			continue;
+		}
+		if (cs->cs_web == NULL &&
+		    (cs->cs_web = calloc(WEB_FILES_MAX, sizeof(web_file))) == NULL) {
+			st = HV_RESOURCE_EXHAUSTED;
+			break;
+		}
+		wf = &cs->cs_web[cs->cs_nweb];
+		if (hv_file_read(path, CONNECT_WEB_MAX, false, &wf->wf_data, &wf->wf_len) != HV_OK) {
+			continue;
+		}
+		if ((wf->wf_path = strdup(name)) == NULL) {
+			free(wf->wf_data);
+			st = HV_RESOURCE_EXHAUSTED;
+			break;
+		}
+		wf->wf_type = web_type(name);
+		*total += wf->wf_len;
+		cs->cs_nweb++;
+	}
+	closedir(d);
+	return (st);
+}
+
+/* GET or HEAD of a path that is not an RPC method. */
+static nng_http_res *
+web_answer(connect_server *cs, nng_http_req *req)
+{
+	const char *verb = nng_http_req_get_method(req);
+	const char *uri  = nng_http_req_get_uri(req);
+	char        path[1024];
+	size_t      n = strcspn(uri, "?#");
+
+	if (strcmp(verb, "GET") != 0 && strcmp(verb, "HEAD") != 0) {
+		nng_http_res *res = res_make(cs, 405, false, "text/plain; charset=utf-8",
+		    "method not allowed\n", 19, false);
+		if (res != NULL && nng_http_res_set_header(res, "Allow", "GET, HEAD") != 0) {
+			nng_http_res_free(res);
+			res = NULL;
+		}
+		return (res);
+	}
+	if (n == 0 || n >= sizeof(path) - 16 || uri[0] != '/') {
+		n = 1;
+		uri = "/";
+	}
+	memcpy(path, uri, n);
+	path[n] = '\0';
+	if (strcmp(path, "/") == 0) {
+		strcpy(path, "/index.html");
+	}
+	for (size_t i = 0; i < cs->cs_nweb; i++) {
+		if (strcmp(cs->cs_web[i].wf_path, path) == 0) {
+			return (res_make(cs, 200, false, cs->cs_web[i].wf_type, cs->cs_web[i].wf_data,
+			    cs->cs_web[i].wf_len, false));
+		}
+	}
+	return (res_make(cs, 404, false, "text/plain; charset=utf-8", "not found\n", 10, false));
+}
+
+/* ---- nng's handler ----------------------------------------------------------------------- */
+
+/* Whether a path is an RPC method's: "/pkg.Service/Method", no query, one inner slash. */
+static bool
+rpc_path(const char *uri)
+{
+	const char *slash;
+	size_t      n = strcspn(uri, "?#");
+
+	if (uri[0] != '/' || n < 4 || n > RPC_METHOD_NAME_MAX) {
+		return (false);
+	}
+	slash = memchr(uri + 1, '/', n - 1);
+	return (slash != NULL && memchr(uri + 1, '.', (size_t) (slash - uri - 1)) != NULL &&
+	    memchr(slash + 1, '/', n - (size_t) (slash - uri) - 1) == NULL && slash + 1 < uri + n);
+}
+
+/* The content type of an RPC request: application/json (optionally "; charset=utf-8") or
+ * application/proto. */
+static bool
+body_kind_of(const char *ct, body_kind *out)
+{
+	size_t n;
+
+	if (ct == NULL) {
+		return (false);
+	}
+	n = strcspn(ct, ";");
+	while (n > 0 && ct[n - 1] == ' ') {
+		n--;
+	}
+	if (n == strlen(CT_JSON) && strncasecmp(ct, CT_JSON, n) == 0) {
+		const char *param = ct + strcspn(ct, ";");
+		if (*param == ';') {
+			param++;
+			param += strspn(param, " ");
+			if (strcasecmp(param, "charset=utf-8") != 0) {
+				return (false);
+			}
+		}
+		*out = BODY_JSON;
+		return (true);
+	}
+	if (n == strlen(CT_PROTO) && strncasecmp(ct, CT_PROTO, n) == 0 && ct[n] == '\0') {
+		*out = BODY_PROTO;
+		return (true);
+	}
+	return (false);
+}
+
+/* The checks of an RPC request's headers before its body is read. Returns a response to send
+ * at once, or NULL with r ready to read r->r_len bytes of body. */
+static nng_http_res *
+rpc_headers(connect_server *cs, creq *r, bool *oom)
+{
+	nng_http_req *req  = r->r_req;
+	const char   *verb = nng_http_req_get_method(req);
+	const char   *v;
+	char         *end;
+	unsigned long long len = 0;
+
+	*oom = false;
+	if (strcmp(verb, "POST") != 0) {
+		nng_http_res *res = res_error(cs, HV_UNIMPLEMENTED, 405,
+		    "RPC methods are called with POST", false);
+		if (res != NULL && nng_http_res_set_header(res, "Allow", "POST") != 0) {
+			nng_http_res_free(res);
+			res = NULL;
+		}
+		*oom = res == NULL;
+		return (res);
+	}
+	if (nng_http_req_get_header(req, "Transfer-Encoding") != NULL) {
+		r->r_close = true;
+		return (res_error(cs, HV_INVALID_ARGUMENT, 411,
+		    "send the body with a Content-Length, not chunked", true));
+	}
+	if ((v = nng_http_req_get_header(req, "Content-Length")) != NULL) {
+		len = strtoull(v, &end, 10);
+		if (v[0] < '0' || v[0] > '9' || *end != '\0' || strlen(v) > 19) {
+			r->r_close = true;
+			return (res_error(cs, HV_INVALID_ARGUMENT, 400, "bad Content-Length", true));
+		}
+		if (len > cs->cs_max_body) {
+			char msg[96];
+			snprintf(msg, sizeof(msg), "request body of %llu bytes is over the limit of %zu",
+			    len, cs->cs_max_body);
+			r->r_close = true; /* the body is left unread */
+			return (res_error(cs, HV_RESOURCE_EXHAUSTED, 413, msg, true));
+		}
+	}
+	r->r_len = (size_t) len;
+	if (!body_kind_of(nng_http_req_get_header(req, "Content-Type"), &r->r_kind)) {
+		nng_http_res *res = res_error(cs, HV_INVALID_ARGUMENT, 415,
+		    "Content-Type must be application/json or application/proto", r->r_len > 0);
+		r->r_close        = r->r_len > 0;
+		if (res != NULL &&
+		    nng_http_res_set_header(res, "Accept-Post", CT_JSON ", " CT_PROTO) != 0) {
+			nng_http_res_free(res);
+			res = NULL;
+		}
+		*oom = res == NULL;
+		return (res);
+	}
+	v = nng_http_req_get_header(req, "Connect-Protocol-Version");
+	if (v != NULL && strcmp(v, "1") != 0) {
+		r->r_close = r->r_len > 0;
+		return (res_error(cs, HV_INVALID_ARGUMENT, 0, "Connect-Protocol-Version must be 1",
+		    r->r_close));
+	}
+	v = nng_http_req_get_header(req, "Content-Encoding");
+	if (v != NULL && strcasecmp(v, "identity") != 0) {
+		nng_http_res *res;
+		r->r_close = r->r_len > 0;
+		res        = res_error(cs, HV_UNIMPLEMENTED, 0, "only identity encoding is accepted",
+                r->r_close);
+		if (res != NULL && nng_http_res_set_header(res, "Accept-Encoding", "identity") != 0) {
+			nng_http_res_free(res);
+			res = NULL;
+		}
+		*oom = res == NULL;
+		return (res);
+	}
+	return (NULL);
+}
+
+/* Starts reading r's body (r->r_len bytes, within the read timeout), or goes on at once. */
+static void
+body_start(creq *r)
+{
+	nng_iov iov;
+
+	if (r->r_len == 0) {
+		body_done(r);
+		return;
+	}
+	if ((r->r_body = malloc(r->r_len + 1)) == NULL ||
+	    nng_aio_alloc(&r->r_body_aio, body_cb, r) != 0) {
+		r->r_body_aio = NULL;
+		r->r_close    = true;
+		creq_finish(r, res_error(r->r_cs, HV_RESOURCE_EXHAUSTED, 0, "out of memory", true));
+		return;
+	}
+	r->r_body[r->r_len] = '\0';
+	iov.iov_buf         = r->r_body;
+	iov.iov_len         = r->r_len;
+	nng_aio_set_iov(r->r_body_aio, 1, &iov);
+	nng_aio_set_timeout(r->r_body_aio, (nng_duration) r->r_cs->cs_read_timeout_ms);
+	nng_http_conn_read_all(r->r_conn, r->r_body_aio);
+}
+
+/* nng's handler callback, on an nng thread: every request to the listener. */
+static void
+http_cb(nng_aio *aio)
+{
+	nng_http_req     *req = nng_aio_get_input(aio, 0);
+	nng_http_handler *h   = nng_aio_get_input(aio, 1);
+	nng_http_conn    *conn = nng_aio_get_input(aio, 2);
+	connect_server   *cs  = nng_http_handler_get_data(h);
+	const char       *uri = nng_http_req_get_uri(req);
+	bool              session, oom;
+	nng_http_res     *res;
+	creq             *r;
+
+	session = strcmp(uri, "/session") == 0;
+	if (!rpc_path(uri) && !session) {
+		if ((res = web_answer(cs, req)) == NULL) {
+			nng_aio_finish(aio, NNG_ENOMEM);
+			return;
+		}
+		nng_aio_set_output(aio, 0, res);
+		nng_aio_finish(aio, 0);
+		return;
+	}
+	if (!cs_enter(cs)) {
+		res = res_error(cs, HV_RESOURCE_EXHAUSTED, 0, "too many HTTP calls at once", true);
+		if (res == NULL) {
+			nng_aio_finish(aio, NNG_ENOMEM);
+			return;
+		}
+		nng_aio_set_output(aio, 0, res);
+		nng_aio_finish(aio, 0);
+		return;
+	}
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		nng_aio_finish(aio, NNG_ENOMEM);
+		cs_leave(cs);
+		return;
+	}
+	r->r_cs      = cs;
+	r->r_http    = aio;
+	r->r_req     = req;
+	r->r_conn    = conn;
+	r->r_session = session;
+	arena_init(&r->r_call.c_arena, cs->cs_rpc->sv_opts.call_budget);
+	r->r_call.c_srv = cs->cs_rpc;
+	if (session) {
+		const char *verb = nng_http_req_get_method(req);
+		const char *ct   = nng_http_req_get_header(req, "Content-Type");
+		body_kind   k;
+		if (strcmp(verb, "DELETE") == 0) {
+			body_done(r);
+			return;
+		}
+		res = strcmp(verb, "POST") != 0
+		    ? res_error(cs, HV_UNIMPLEMENTED, 405, "POST or DELETE /session", false)
+		    : (!body_kind_of(ct, &k) || k != BODY_JSON)
+		    ? res_error(cs, HV_INVALID_ARGUMENT, 415, "Content-Type must be application/json",
+		          true)
+		    : NULL;
+		if (res == NULL && strcmp(verb, "POST") == 0 && body_kind_of(ct, &k) &&
+		    k == BODY_JSON) {
+			res = rpc_headers(cs, r, &oom); /* the body's length */
+			if (res == NULL && oom) {
+				creq_finish(r, NULL);
+				return;
+			}
+		}
+		if (res != NULL) {
+			creq_finish(r, res);
+			return;
+		}
+		body_start(r);
+		return;
+	}
+	if ((res = rpc_headers(cs, r, &oom)) != NULL || oom) {
+		/* Refused before dispatch: recorded like a refusal of the nng path. */
+		creq_finish(r, res);
+		return;
+	}
+	body_start(r);
+}
+
+/* ---- the server ---------------------------------------------------------------------------- */
+
+/* Splits an http_listen value into scheme (https or http) and HOST:PORT. */
+static hv_status
+listen_parse(const char *listen, bool tls, bool *https, const char **hostport, char *err,
+    size_t errsz)
+{
+	const char *hp = listen;
+	const char *colon;
+
+	if (listen == NULL || listen[0] == '\0') {
+		snprintf(err, errsz, "http_listen is empty");
+		return (HV_INVALID_ARGUMENT);
+	}
+	*https = tls;
+	if (strncmp(listen, "https://", 8) == 0) {
+		*https = true;
+		hp     = listen + 8;
+	} else if (strncmp(listen, "http://", 7) == 0) {
+		*https = false;
+		hp     = listen + 7;
+	} else if (strstr(listen, "://") != NULL) {
+		snprintf(err, errsz, "http_listen '%s': the scheme must be http:// or https://", listen);
+		return (HV_INVALID_ARGUMENT);
+	}
+	colon = strrchr(hp, ':');
+	if (colon == NULL || colon == hp || colon[1] == '\0' || strlen(colon + 1) > 5 ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535 ||
+	    strchr(hp, '/') != NULL) {
+		snprintf(err, errsz, "http_listen '%s' must be HOST:PORT (https:// or http:// allowed)",
+		    listen);
+		return (HV_INVALID_ARGUMENT);
+	}
+	if (!*https) {
+		char why[256];
+		if (metrics_check_listen(hp, why, sizeof(why)) != HV_OK) {
+			snprintf(err, errsz,
+			    "http_listen '%s': plain HTTP is served on a loopback address only (for a "
+			    "reverse proxy on this machine); give the node tls_cert and tls_key for HTTPS",
+			    listen);
+			return (HV_INVALID_ARGUMENT);
+		}
+	}
+	*hostport = hp;
+	return (HV_OK);
+}
+
+hv_status
+connect_check_listen(const char *listen, bool tls, char *err, size_t errsz)
+{
+	bool        https;
+	const char *hp;
+
+	return (listen_parse(listen, tls, &https, &hp, err, errsz));
+}
+
+static void
+handler_dtor(void *arg)
+{
+	(void) arg; /* connect_server_stop frees the server after nng let go of the handler */
+}
+
+static hv_status
+tls_config(connect_server *cs, const connect_options *o)
+{
+	int rv;
+
+	if (o->tls_cert_file == NULL || o->tls_key_file == NULL) {
+		log_error("connect: HTTPS needs the node's tls_cert and tls_key");
+		return (HV_INVALID_ARGUMENT);
+	}
+	if ((rv = nng_tls_config_alloc(&cs->cs_tls, NNG_TLS_MODE_SERVER)) != 0 ||
+	    (rv = nng_tls_config_auth_mode(cs->cs_tls, NNG_TLS_AUTH_MODE_NONE)) != 0 ||
+	    (rv = rpc_tls_own_cert(cs->cs_tls, o->tls_cert_file, o->tls_key_file)) != 0 ||
+	    (rv = nng_http_server_set_tls(cs->cs_http, cs->cs_tls)) != 0) {
+		log_error("connect: TLS configuration failed: %s", nng_strerror(rv));
+		return (HV_INVALID_ARGUMENT);
+	}
+	return (HV_OK);
+}
+
+hv_status
+connect_server_start(connect_server **out, rpc_server *srv, const connect_options *opts)
+{
+	connect_server *cs  = NULL;
+	nng_url        *url = NULL;
+	nng_sockaddr    sa;
+	const char     *hp;
+	char            err[256], buf[300];
+	bool            https;
+	size_t          total = 0;
+	hv_status       st;
+	int             rv;
+
+	if (out == NULL || srv == NULL || opts == NULL) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	*out = NULL;
+	if ((st = listen_parse(opts->listen, opts->tls_cert_file != NULL, &https, &hp, err,
+	         sizeof(err))) != HV_OK) {
+		log_error("connect: %s", err);
+		return (st);
+	}
+	if ((cs = calloc(1, sizeof(*cs))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	cs->cs_rpc             = srv;
+	cs->cs_is_tls          = https;
+	cs->cs_max_body        = srv->sv_opts.max_msg;
+	cs->cs_read_timeout_ms = opts->read_timeout_ms != 0 ? opts->read_timeout_ms : 10000;
+	cs->cs_max_inflight    = opts->max_inflight != 0 ? opts->max_inflight : 256;
+	pthread_mutex_init(&cs->cs_mtx, NULL);
+	pthread_cond_init(&cs->cs_idle_cv, NULL);
+	if (opts->web_dir != NULL && (st = web_load(cs, opts->web_dir, "", 0, &total)) != HV_OK) {
+		if (st != HV_NOT_FOUND) {
+			goto fail;
+		}
+		log_info("connect: no web directory %s: GET answers 404", opts->web_dir);
+	}
+	st = HV_INVALID_ARGUMENT;
+	snprintf(buf, sizeof(buf), "%s://%s", https ? "https" : "http", hp);
+	if ((rv = nng_url_parse(&url, buf)) != 0 || (rv = nng_http_server_hold(&cs->cs_http, url)) != 0) {
+		log_error("connect: cannot serve on %s: %s", buf, nng_strerror(rv));
+		goto fail;
+	}
+	if (https && (st = tls_config(cs, opts)) != HV_OK) {
+		goto fail;
+	}
+	st = HV_RESOURCE_EXHAUSTED;
+	if (nng_http_handler_alloc(&cs->cs_handler, "/", http_cb) != 0 ||
+	    nng_http_handler_set_tree(cs->cs_handler) != 0 ||
+	    nng_http_handler_set_method(cs->cs_handler, NULL) != 0 ||
+	    nng_http_handler_collect_body(cs->cs_handler, false, 0) != 0 ||
+	    nng_http_handler_set_data(cs->cs_handler, cs, handler_dtor) != 0) {
+		goto fail;
+	}
+	if (nng_http_server_add_handler(cs->cs_http, cs->cs_handler) != 0) {
+		log_error("connect: %s is served already", buf);
+		st = HV_ALREADY_EXISTS;
+		goto fail;
+	}
+	cs->cs_attached = true;
+	if ((rv = nng_http_server_start(cs->cs_http)) != 0) {
+		log_error("connect: cannot listen on %s: %s", buf, nng_strerror(rv));
+		st = rv == NNG_EADDRINUSE ? HV_ALREADY_EXISTS : hv_status_from_nng(rv);
+		goto fail;
+	}
+	cs->cs_started = true;
+	if (nng_http_server_get_addr(cs->cs_http, &sa) == 0) {
+		if (sa.s_family == NNG_AF_INET) {
+			cs->cs_port = ntohs(sa.s_in.sa_port);
+		} else if (sa.s_family == NNG_AF_INET6) {
+			cs->cs_port = ntohs(sa.s_in6.sa_port);
+		}
+	}
+	if (cs->cs_port == 0) {
+		cs->cs_port = atoi(url->u_port);
+	}
+	nng_url_free(url);
+	log_info("connect: serving the Connect API on %s://%s (port %d, %zu static files)",
+	    https ? "https" : "http", hp, cs->cs_port, cs->cs_nweb);
+	*out = cs;
+	return (HV_OK);
+fail:
+	if (url != NULL) {
+		nng_url_free(url);
+	}
+	connect_server_stop(cs);
+	return (st);
+}
+
+int
+connect_server_port(const connect_server *cs)
+{
+	return (cs != NULL ? cs->cs_port : 0);
+}
+
+bool
+connect_server_tls(const connect_server *cs)
+{
+	return (cs != NULL && cs->cs_is_tls);
+}
+
+void
+connect_server_stop(connect_server *cs)
+{
+	if (cs == NULL) {
+		return;
+	}
+	pthread_mutex_lock(&cs->cs_mtx);
+	cs->cs_closing = true;
+	pthread_mutex_unlock(&cs->cs_mtx);
+	if (cs->cs_http != NULL) {
+		if (cs->cs_attached && nng_http_server_del_handler(cs->cs_http, cs->cs_handler) == 0) {
+			cs->cs_attached = false;
+		}
+		if (cs->cs_started) {
+			nng_http_server_stop(cs->cs_http);
+		}
+	}
+	/* Requests already in the dispatch are answered by its workers (still running: the RPC
+	 * server closes after this). */
+	pthread_mutex_lock(&cs->cs_mtx);
+	while (cs->cs_inflight > 0) {
+		pthread_cond_wait(&cs->cs_idle_cv, &cs->cs_mtx);
+	}
+	pthread_mutex_unlock(&cs->cs_mtx);
+	if (cs->cs_http != NULL) {
+		nng_http_server_release(cs->cs_http);
+	}
+	if (cs->cs_handler != NULL && !cs->cs_attached) {
+		nng_http_handler_free(cs->cs_handler);
+	}
+	if (cs->cs_tls != NULL) {
+		nng_tls_config_free(cs->cs_tls);
+	}
+	for (size_t i = 0; i < cs->cs_nweb; i++) {
+		free(cs->cs_web[i].wf_path);
+		free(cs->cs_web[i].wf_data);
+	}
+	free(cs->cs_web);
+	pthread_cond_destroy(&cs->cs_idle_cv);
+	pthread_mutex_destroy(&cs->cs_mtx);
+	free(cs);
+}
