@@ -167,7 +167,8 @@ res_make(connect_server *cs, uint16_t status, bool api, const char *type, const 
 	if (nng_http_res_set_status(res, status) != 0 || secure_headers(cs, res, api) != 0 ||
 	    (type != NULL && nng_http_res_set_header(res, "Content-Type", type) != 0) ||
 	    (close && nng_http_res_set_header(res, "Connection", "close") != 0) ||
-	    nng_http_res_copy_data(res, len > 0 ? body : "", len) != 0) {
+	    (len > 0 ? nng_http_res_copy_data(res, body, len)
+	             : nng_http_res_set_data(res, NULL, 0)) != 0) { /* nng cannot copy 0 bytes */
 		nng_http_res_free(res);
 		return (NULL);
 	}
@@ -557,10 +558,8 @@ session_answer(creq *r)
 	if (strcmp(verb, "DELETE") == 0) {
 		res = res_make(cs, 200, true, CT_JSON, "{}", 2, false);
 		if (res != NULL &&
-		    (nng_http_res_add_header(res, "Set-Cookie",
-		         COOKIE_SESSION "=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict") != 0 ||
-		        nng_http_res_add_header(res, "Set-Cookie",
-		            COOKIE_CSRF "=; Max-Age=0; Path=/; Secure; SameSite=Strict") != 0)) {
+		    nng_http_res_set_header(res, "Set-Cookie",
+		        COOKIE_SESSION "=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict") != 0) {
 			nng_http_res_free(res);
 			res = NULL;
 		}
@@ -592,6 +591,9 @@ session_answer(creq *r)
 	for (size_t i = 0; i < sizeof(raw); i++) {
 		snprintf(csrf + 2 * i, 3, "%02x", raw[i]);
 	}
+	/* nng joins header lines of one name into one (with ", "), which breaks Set-Cookie: the
+	 * session cookie is the one set here; the page keeps csrfToken in its haven_csrf cookie
+	 * itself (document.cookie, Secure; SameSite=Strict) and sends it as X-CSRF-Token. */
 	{
 		char body[2 * CSRF_BYTES + 32];
 		int  n = snprintf(body, sizeof(body), "{\"csrfToken\":\"%s\"}", csrf);
@@ -599,12 +601,7 @@ session_answer(creq *r)
 	}
 	snprintf(cookie, sizeof(cookie), COOKIE_SESSION "=%s; Path=/; HttpOnly; Secure; SameSite=Strict",
 	    tok);
-	if (res != NULL && nng_http_res_add_header(res, "Set-Cookie", cookie) != 0) {
-		nng_http_res_free(res);
-		res = NULL;
-	}
-	snprintf(cookie, sizeof(cookie), COOKIE_CSRF "=%s; Path=/; Secure; SameSite=Strict", csrf);
-	if (res != NULL && nng_http_res_add_header(res, "Set-Cookie", cookie) != 0) {
+	if (res != NULL && nng_http_res_set_header(res, "Set-Cookie", cookie) != 0) {
 		nng_http_res_free(res);
 		res = NULL;
 	}

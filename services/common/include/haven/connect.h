@@ -31,7 +31,10 @@
  * header X-CSRF-Token equal to cookie haven_csrf (double submit), and, when the browser sends
  * them, Origin naming this host and Sec-Fetch-Site "same-origin". Anything else is anonymous:
  * there are no peer credentials over HTTP. POST /session with a bearer token (JSON body
- * {"token": "..."}) sets the two cookies; DELETE /session clears them.
+ * {"token": "..."}, same origin) sets the session cookie and answers {"csrfToken": "..."},
+ * a fresh random value the page keeps in its haven_csrf cookie (Secure; SameSite=Strict) and
+ * sends as X-CSRF-Token (nng joins two Set-Cookie lines into one, so the server sets only the
+ * session's); DELETE /session clears the session cookie.
  *
  * Limits. Request body at most the RPC server's max_msg (413 before reading it); the body must
  * arrive within read_timeout_ms of the headers (else the connection is closed); at most
