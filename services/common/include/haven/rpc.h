@@ -227,6 +227,10 @@ void rpc_channel_close(rpc_channel *ch);
 
 /* Sets (copies) the session token sent as `authorization` with every call; NULL clears. */
 hv_status rpc_channel_set_token(rpc_channel *ch, const char *token);
+/* Copies the channel's session token into out (outsz bytes), e.g. to carry it as an HTTP
+ * bearer token (connect.h): HV_NOT_FOUND when it has none, HV_OUT_OF_RANGE when out is too
+ * small (out is then ""). The token is a secret: wipe out after use. */
+hv_status rpc_channel_token(rpc_channel *ch, char *out, size_t outsz);
 
 typedef struct rpc_call_options {
 	uint32_t            timeout_ms;      /* 0: 10000 */
