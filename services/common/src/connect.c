@@ -13,191 +13,27 @@
  *
  * Lifetime. Each request holds a reference on the server (cs_inflight); connect_server_stop
  * stops nng's server (no new requests) and then waits for the requests in flight.
+ *
+ * The HTTP pieces without state (answers and their headers, cookies, origins, paths, content
+ * types, addresses, static files) are in connect_http.c.
  */
 #include "haven/auth.h"
 #include "haven/connect.h"
 #include "haven/crypto.h"
-#include "haven/file.h"
 #include "haven/log.h"
-#include "haven/metrics.h"
 #include "haven/pbjson.h"
 
 #include "arena.h"
+#include "connect_internal.h"
 #include "rpc_dispatch.h"
 #include "rpc_internal.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <jansson.h>
-#include <nng/nng.h>
-#include <nng/supplemental/http/http.h>
-#include <nng/supplemental/tls/tls.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-
-#define CSP_API "default-src 'none'; frame-ancestors 'none'"
-#define CSP_WEB                                                                            \
-	"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "        \
-	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "          \
-	"frame-ancestors 'none'"
-#define HSTS "max-age=31536000; includeSubDomains"
-#define CT_JSON "application/json"
-#define CT_PROTO "application/proto"
-#define COOKIE_SESSION "haven_session"
-#define COOKIE_CSRF "haven_csrf"
-#define CSRF_BYTES 32
-#define WEB_FILES_MAX 1024
-#define WEB_DEPTH_MAX 6
-
-typedef struct web_file {
-	char   *wf_path; /* "/index.html" */
-	char   *wf_data;
-	size_t  wf_len;
-	const char *wf_type;
-} web_file;
-
-struct connect_server {
-	rpc_server       *cs_rpc;
-	nng_http_server  *cs_http;
-	nng_http_handler *cs_handler;
-	nng_tls_config   *cs_tls;
-	bool              cs_attached;
-	bool              cs_started;
-	bool              cs_is_tls;
-	int               cs_port;
-	uint32_t          cs_read_timeout_ms;
-	unsigned          cs_max_inflight;
-	size_t            cs_max_body;
-
-	web_file         *cs_web;
-	size_t            cs_nweb;
-
-	pthread_mutex_t   cs_mtx;
-	pthread_cond_t    cs_idle_cv;
-	unsigned          cs_inflight; /* requests between http_cb and their aio's completion */
-	bool              cs_closing;
-	atomic_ullong     cs_request_ids;
-};
-
-typedef enum body_kind { BODY_JSON, BODY_PROTO } body_kind;
-
-/* One HTTP request in flight (an RPC call or a /session request). */
-typedef struct creq {
-	connect_server *r_cs;
-	nng_aio        *r_http;   /* nng's handler aio: completed once, with the response */
-	nng_http_req   *r_req;
-	nng_http_conn  *r_conn;
-	nng_aio        *r_body_aio; /* our read of the body */
-	body_kind       r_kind;
-	char           *r_body;
-	size_t          r_len;
-	bool            r_close;   /* answer with Connection: close (body not read) */
-	bool            r_session; /* POST /session */
-	rpc_call        r_call;    /* last: holds the arena */
-} creq;
-
-/* ---- answers ------------------------------------------------------------------------- */
-
-/* The Connect protocol's name of a code and the HTTP status it goes with. */
-static const struct {
-	const char *name;
-	uint16_t    http;
-} connect_codes[] = {
-	[HV_OK]                  = { "ok", 200 },
-	[HV_CANCELLED]           = { "canceled", 499 },
-	[HV_UNKNOWN]             = { "unknown", 500 },
-	[HV_INVALID_ARGUMENT]    = { "invalid_argument", 400 },
-	[HV_DEADLINE_EXCEEDED]   = { "deadline_exceeded", 504 },
-	[HV_NOT_FOUND]           = { "not_found", 404 },
-	[HV_ALREADY_EXISTS]      = { "already_exists", 409 },
-	[HV_PERMISSION_DENIED]   = { "permission_denied", 403 },
-	[HV_RESOURCE_EXHAUSTED]  = { "resource_exhausted", 429 },
-	[HV_FAILED_PRECONDITION] = { "failed_precondition", 400 },
-	[HV_ABORTED]             = { "aborted", 409 },
-	[HV_OUT_OF_RANGE]        = { "out_of_range", 400 },
-	[HV_UNIMPLEMENTED]       = { "unimplemented", 501 },
-	[HV_INTERNAL]            = { "internal", 500 },
-	[HV_UNAVAILABLE]         = { "unavailable", 503 },
-	[HV_DATA_LOSS]           = { "data_loss", 500 },
-	[HV_UNAUTHENTICATED]     = { "unauthenticated", 401 },
-};
-
-static hv_status
-code_clamp(hv_status code)
-{
-	return (code < HV_OK || code > HV_STATUS_MAX ? HV_UNKNOWN : code);
-}
-
-/* Security headers of every answer. api: CSP for API answers, else the static files' one. */
-static int
-secure_headers(connect_server *cs, nng_http_res *res, bool api)
-{
-	int rv;
-
-	if ((rv = nng_http_res_set_header(res, "Content-Security-Policy", api ? CSP_API : CSP_WEB)) !=
-	        0 ||
-	    (rv = nng_http_res_set_header(res, "X-Content-Type-Options", "nosniff")) != 0 ||
-	    (rv = nng_http_res_set_header(res, "Referrer-Policy", "no-referrer")) != 0 ||
-	    (rv = nng_http_res_set_header(res, "Cache-Control", "no-store")) != 0 ||
-	    (rv = nng_http_res_set_header(res, "X-Frame-Options", "DENY")) != 0) {
-		return (rv);
-	}
-	if (cs->cs_is_tls) {
-		rv = nng_http_res_set_header(res, "Strict-Transport-Security", HSTS);
-	}
-	return (rv);
-}
-
-/* A response with the security headers, a content type and a copy of the body. NULL when
- * memory runs out. */
-static nng_http_res *
-res_make(connect_server *cs, uint16_t status, bool api, const char *type, const void *body,
-    size_t len, bool close)
-{
-	nng_http_res *res = NULL;
-
-	if (nng_http_res_alloc(&res) != 0) {
-		return (NULL);
-	}
-	if (nng_http_res_set_status(res, status) != 0 || secure_headers(cs, res, api) != 0 ||
-	    (type != NULL && nng_http_res_set_header(res, "Content-Type", type) != 0) ||
-	    (close && nng_http_res_set_header(res, "Connection", "close") != 0) ||
-	    (len > 0 ? nng_http_res_copy_data(res, body, len)
-	             : nng_http_res_set_data(res, NULL, 0)) != 0) { /* nng cannot copy 0 bytes */
-		nng_http_res_free(res);
-		return (NULL);
-	}
-	return (res);
-}
-
-/* A Connect error: {"code": ..., "message": ...} with the code's HTTP status (or http when
- * not 0: 404, 405, 413, 415 ...). */
-static nng_http_res *
-res_error(connect_server *cs, hv_status code, uint16_t http, const char *msg, bool close)
-{
-	nng_http_res *res;
-	json_t       *o;
-	char         *text;
-
-	code = code_clamp(code);
-	if (code == HV_OK) {
-		code = HV_UNKNOWN;
-	}
-	o = json_pack("{s:s, s:s}", "code", connect_codes[code].name, "message",
-	    msg != NULL ? msg : hv_status_name(code));
-	text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	res = res_make(cs, http != 0 ? http : connect_codes[code].http, true, CT_JSON,
-	    text != NULL ? text : "{\"code\":\"internal\"}",
-	    strlen(text != NULL ? text : "{\"code\":\"internal\"}"), close);
-	free(text);
-	return (res);
-}
 
 /* ---- requests in flight ---------------------------------------------------------------- */
 
@@ -275,7 +111,7 @@ creq_reply(rpc_call *call, hv_status code, const ProtobufCMessage *reply)
 		} else if (code != HV_OK) {
 			code = rpc_call_error(call, HV_INTERNAL, "reply has no JSON form: %s", err);
 		} else {
-			res = res_make(cs, 200, true, CT_JSON, json, n, r->r_close);
+			res = connect_res_make(cs, 200, true, CT_JSON, json, n, r->r_close);
 		}
 		free(json);
 	} else if (code == HV_OK) {
@@ -286,7 +122,7 @@ creq_reply(rpc_call *call, hv_status code, const ProtobufCMessage *reply)
 			    "reply of %zu bytes is over the limit", n);
 		} else {
 			protobuf_c_message_pack(reply, buf);
-			res = res_make(cs, 200, true, CT_PROTO, buf, n, r->r_close);
+			res = connect_res_make(cs, 200, true, CT_PROTO, buf, n, r->r_close);
 		}
 	}
 	if (code != HV_OK) {
@@ -295,71 +131,13 @@ creq_reply(rpc_call *call, hv_status code, const ProtobufCMessage *reply)
 		if (code == HV_UNIMPLEMENTED && call->c_method == NULL) {
 			http = 404;
 		}
-		res = res_error(cs, code, http, rpc_dispatch_errmsg(call, code), r->r_close);
+		res = connect_res_error(cs, code, http, rpc_dispatch_errmsg(call, code), r->r_close);
 	}
 	rpc_dispatch_record(srv, call, code);
 	creq_finish(r, res);
 	rpc_dispatch_end(srv);
 }
 
-/* ---- identity over HTTP ------------------------------------------------------------------- */
-
-/* The value of cookie name in a Cookie header, copied into out (outsz bytes); false when
- * absent or too long. */
-static bool
-cookie_get(const char *header, const char *name, char *out, size_t outsz)
-{
-	size_t nl = strlen(name);
-
-	for (const char *p = header; p != NULL && *p != '\0';) {
-		const char *end;
-		size_t      vl;
-
-		while (*p == ' ' || *p == '\t') {
-			p++;
-		}
-		end = strchr(p, ';');
-		if (strncmp(p, name, nl) == 0 && p[nl] == '=') {
-			const char *v = p + nl + 1;
-			vl            = end != NULL ? (size_t) (end - v) : strlen(v);
-			if (vl == 0 || vl >= outsz) {
-				return (false);
-			}
-			memcpy(out, v, vl);
-			out[vl] = '\0';
-			return (true);
-		}
-		p = end != NULL ? end + 1 : NULL;
-	}
-	return (false);
-}
-
-/* Whether a browser's request comes from a page of this same origin: Origin (when sent) names
- * this host with our scheme (or https behind a proxy), Sec-Fetch-Site (when sent) says
- * same-origin. */
-static bool
-same_origin(connect_server *cs, nng_http_req *req)
-{
-	const char *origin = nng_http_req_get_header(req, "Origin");
-	const char *site   = nng_http_req_get_header(req, "Sec-Fetch-Site");
-	const char *host   = nng_http_req_get_header(req, "Host");
-
-	if (site != NULL && strcmp(site, "same-origin") != 0) {
-		return (false);
-	}
-	if (origin != NULL) {
-		const char *h = NULL;
-		if (strncmp(origin, "https://", 8) == 0) {
-			h = origin + 8;
-		} else if (strncmp(origin, "http://", 7) == 0 && !cs->cs_is_tls) {
-			h = origin + 7;
-		}
-		if (h == NULL || host == NULL || strcasecmp(h, host) != 0) {
-			return (false);
-		}
-	}
-	return (true);
-}
 
 /* Finds the call's credential: the bearer header, else the session cookie (with the CSRF
  * check). *token is NULL for an anonymous call. On failure the call's error is set. */
@@ -381,23 +159,24 @@ http_credential(connect_server *cs, creq *r, const char **token)
 		*token = rpc_call_strdup(&r->r_call, authz + 7);
 		return (*token != NULL ? HV_OK : HV_RESOURCE_EXHAUSTED);
 	}
-	if (cookie == NULL || !cookie_get(cookie, COOKIE_SESSION, sess, sizeof(sess))) {
+	if (cookie == NULL || !connect_cookie_get(cookie, COOKIE_SESSION, sess, sizeof(sess))) {
 		return (HV_OK);
 	}
 	hdr = nng_http_req_get_header(req, "X-CSRF-Token");
-	if (hdr == NULL || !cookie_get(cookie, COOKIE_CSRF, csrf, sizeof(csrf)) ||
+	if (hdr == NULL || !connect_cookie_get(cookie, COOKIE_CSRF, csrf, sizeof(csrf)) ||
 	    strlen(hdr) != strlen(csrf) || strlen(csrf) < 16 ||
 	    !crypto_equal(hdr, csrf, strlen(csrf))) {
 		return (rpc_call_error(&r->r_call, HV_PERMISSION_DENIED,
 		    "a cookie session needs header X-CSRF-Token equal to cookie haven_csrf"));
 	}
-	if (!same_origin(cs, req)) {
+	if (!connect_same_origin(cs, req)) {
 		return (rpc_call_error(&r->r_call, HV_PERMISSION_DENIED,
 		    "cross-origin request refused"));
 	}
 	*token = rpc_call_strdup(&r->r_call, sess);
 	return (*token != NULL ? HV_OK : HV_RESOURCE_EXHAUSTED);
 }
+
 
 /* ---- the RPC call ---------------------------------------------------------------------- */
 
@@ -530,6 +309,7 @@ body_cb(void *arg)
 	cs_leave(cs);
 }
 
+
 /* ---- /session: a bearer token into the browser's cookies ---------------------------------- */
 
 /* POST /session {"token": "..."}: checks the token as a call would (rpc_dispatch_identify) and
@@ -551,12 +331,12 @@ session_answer(creq *r)
 	hv_status       st;
 
 	rpc_dispatch_begin(cs->cs_rpc, call); /* an identity check: counted as a call in flight */
-	if (!same_origin(cs, r->r_req)) {
-		res = res_error(cs, HV_PERMISSION_DENIED, 0, "cross-origin request refused", false);
+	if (!connect_same_origin(cs, r->r_req)) {
+		res = connect_res_error(cs, HV_PERMISSION_DENIED, 0, "cross-origin request refused", false);
 		goto out;
 	}
 	if (strcmp(verb, "DELETE") == 0) {
-		res = res_make(cs, 200, true, CT_JSON, "{}", 2, false);
+		res = connect_res_make(cs, 200, true, CT_JSON, "{}", 2, false);
 		if (res != NULL &&
 		    nng_http_res_set_header(res, "Set-Cookie",
 		        COOKIE_SESSION "=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict") != 0) {
@@ -568,7 +348,7 @@ session_answer(creq *r)
 	in = json_loadb(r->r_body != NULL ? r->r_body : "", r->r_len, JSON_REJECT_DUPLICATES, NULL);
 	if (in == NULL || json_unpack(in, "{s:s}", "token", &tok) != 0 || tok[0] == '\0' ||
 	    strlen(tok) >= AUTH_TOKEN_MAX) {
-		res = res_error(cs, HV_INVALID_ARGUMENT, 0, "body must be {\"token\": \"...\"}", false);
+		res = connect_res_error(cs, HV_INVALID_ARGUMENT, 0, "body must be {\"token\": \"...\"}", false);
 		goto out;
 	}
 	{
@@ -584,7 +364,7 @@ session_answer(creq *r)
 		call->c_env     = NULL;
 	}
 	if (st != HV_OK || crypto_random(raw, sizeof(raw)) != HV_OK) {
-		res = res_error(cs, st != HV_OK ? st : HV_INTERNAL, 0,
+		res = connect_res_error(cs, st != HV_OK ? st : HV_INTERNAL, 0,
 		    st != HV_OK ? "session token is invalid, expired or revoked" : NULL, false);
 		goto out;
 	}
@@ -597,7 +377,7 @@ session_answer(creq *r)
 	{
 		char body[2 * CSRF_BYTES + 32];
 		int  n = snprintf(body, sizeof(body), "{\"csrfToken\":\"%s\"}", csrf);
-		res    = res_make(cs, 200, true, CT_JSON, body, (size_t) n, false);
+		res    = connect_res_make(cs, 200, true, CT_JSON, body, (size_t) n, false);
 	}
 	snprintf(cookie, sizeof(cookie), COOKIE_SESSION "=%s; Path=/; HttpOnly; Secure; SameSite=Strict",
 	    tok);
@@ -612,169 +392,6 @@ out:
 	rpc_dispatch_end(cs->cs_rpc);
 }
 
-/* ---- static files ------------------------------------------------------------------------ */
-
-static const char *
-web_type(const char *path)
-{
-	static const struct {
-		const char *ext, *type;
-	} types[] = {
-		{ ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
-		{ ".mjs", "text/javascript; charset=utf-8" }, { ".css", "text/css; charset=utf-8" },
-		{ ".json", "application/json" }, { ".svg", "image/svg+xml" }, { ".png", "image/png" },
-		{ ".ico", "image/x-icon" }, { ".txt", "text/plain; charset=utf-8" },
-		{ ".woff2", "font/woff2" }, { ".wasm", "application/wasm" },
-	};
-	const char *dot = strrchr(path, '.');
-
-	for (size_t i = 0; dot != NULL && i < sizeof(types) / sizeof(types[0]); i++) {
-		if (strcasecmp(dot, types[i].ext) == 0) {
-			return (types[i].type);
-		}
-	}
-	return ("application/octet-stream");
-}
-
-/* Loads the regular files below dir (rel: their path under the web root) into cs_web. */
-static hv_status
-web_load(connect_server *cs, const char *dir, const char *rel, unsigned depth, size_t *total)
-{
-	DIR           *d;
-	struct dirent *e;
-	hv_status      st = HV_OK;
-
-	if (depth > WEB_DEPTH_MAX || (d = opendir(dir)) == NULL) {
-		return (depth == 0 ? HV_NOT_FOUND : HV_OK);
-	}
-	while (st == HV_OK && (e = readdir(d)) != NULL) {
-		char        path[4096], name[1024];
-		struct stat sb;
-		web_file   *wf;
-
-		if (e->d_name[0] == '.') {
-			continue; /* ., .., and hidden files */
-		}
-		if ((size_t) snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= sizeof(path) ||
-		    (size_t) snprintf(name, sizeof(name), "%s/%s", rel, e->d_name) >= sizeof(name) ||
-		    lstat(path, &sb) != 0) {
-			continue;
-		}
-		if (S_ISDIR(sb.st_mode)) {
-			st = web_load(cs, path, name, depth + 1, total);
-			continue;
-		}
-		if (!S_ISREG(sb.st_mode) || cs->cs_nweb == WEB_FILES_MAX ||
-		    *total + (size_t) sb.st_size > CONNECT_WEB_MAX) {
-			continue;
-		}
-		if (cs->cs_web == NULL &&
-		    (cs->cs_web = calloc(WEB_FILES_MAX, sizeof(web_file))) == NULL) {
-			st = HV_RESOURCE_EXHAUSTED;
-			break;
-		}
-		wf = &cs->cs_web[cs->cs_nweb];
-		if (hv_file_read(path, CONNECT_WEB_MAX, false, &wf->wf_data, &wf->wf_len) != HV_OK) {
-			continue;
-		}
-		if ((wf->wf_path = strdup(name)) == NULL) {
-			free(wf->wf_data);
-			st = HV_RESOURCE_EXHAUSTED;
-			break;
-		}
-		wf->wf_type = web_type(name);
-		*total += wf->wf_len;
-		cs->cs_nweb++;
-	}
-	closedir(d);
-	return (st);
-}
-
-/* GET or HEAD of a path that is not an RPC method. */
-static nng_http_res *
-web_answer(connect_server *cs, nng_http_req *req)
-{
-	const char *verb = nng_http_req_get_method(req);
-	const char *uri  = nng_http_req_get_uri(req);
-	char        path[1024];
-	size_t      n = strcspn(uri, "?#");
-
-	if (strcmp(verb, "GET") != 0 && strcmp(verb, "HEAD") != 0) {
-		nng_http_res *res = res_make(cs, 405, false, "text/plain; charset=utf-8",
-		    "method not allowed\n", 19, false);
-		if (res != NULL && nng_http_res_set_header(res, "Allow", "GET, HEAD") != 0) {
-			nng_http_res_free(res);
-			res = NULL;
-		}
-		return (res);
-	}
-	if (n == 0 || n >= sizeof(path) - 16 || uri[0] != '/') {
-		n = 1;
-		uri = "/";
-	}
-	memcpy(path, uri, n);
-	path[n] = '\0';
-	if (strcmp(path, "/") == 0) {
-		strcpy(path, "/index.html");
-	}
-	for (size_t i = 0; i < cs->cs_nweb; i++) {
-		if (strcmp(cs->cs_web[i].wf_path, path) == 0) {
-			return (res_make(cs, 200, false, cs->cs_web[i].wf_type, cs->cs_web[i].wf_data,
-			    cs->cs_web[i].wf_len, false));
-		}
-	}
-	return (res_make(cs, 404, false, "text/plain; charset=utf-8", "not found\n", 10, false));
-}
-
-/* ---- nng's handler ----------------------------------------------------------------------- */
-
-/* Whether a path is an RPC method's: "/pkg.Service/Method", no query, one inner slash. */
-static bool
-rpc_path(const char *uri)
-{
-	const char *slash;
-	size_t      n = strcspn(uri, "?#");
-
-	if (uri[0] != '/' || n < 4 || n > RPC_METHOD_NAME_MAX) {
-		return (false);
-	}
-	slash = memchr(uri + 1, '/', n - 1);
-	return (slash != NULL && memchr(uri + 1, '.', (size_t) (slash - uri - 1)) != NULL &&
-	    memchr(slash + 1, '/', n - (size_t) (slash - uri) - 1) == NULL && slash + 1 < uri + n);
-}
-
-/* The content type of an RPC request: application/json (optionally "; charset=utf-8") or
- * application/proto. */
-static bool
-body_kind_of(const char *ct, body_kind *out)
-{
-	size_t n;
-
-	if (ct == NULL) {
-		return (false);
-	}
-	n = strcspn(ct, ";");
-	while (n > 0 && ct[n - 1] == ' ') {
-		n--;
-	}
-	if (n == strlen(CT_JSON) && strncasecmp(ct, CT_JSON, n) == 0) {
-		const char *param = ct + strcspn(ct, ";");
-		if (*param == ';') {
-			param++;
-			param += strspn(param, " ");
-			if (strcasecmp(param, "charset=utf-8") != 0) {
-				return (false);
-			}
-		}
-		*out = BODY_JSON;
-		return (true);
-	}
-	if (n == strlen(CT_PROTO) && strncasecmp(ct, CT_PROTO, n) == 0 && ct[n] == '\0') {
-		*out = BODY_PROTO;
-		return (true);
-	}
-	return (false);
-}
 
 /* The checks of an RPC request's headers before its body is read. Returns a response to send
  * at once, or NULL with r ready to read r->r_len bytes of body. */
@@ -789,7 +406,7 @@ rpc_headers(connect_server *cs, creq *r, bool *oom)
 
 	*oom = false;
 	if (strcmp(verb, "POST") != 0) {
-		nng_http_res *res = res_error(cs, HV_UNIMPLEMENTED, 405,
+		nng_http_res *res = connect_res_error(cs, HV_UNIMPLEMENTED, 405,
 		    "RPC methods are called with POST", false);
 		if (res != NULL && nng_http_res_set_header(res, "Allow", "POST") != 0) {
 			nng_http_res_free(res);
@@ -800,26 +417,26 @@ rpc_headers(connect_server *cs, creq *r, bool *oom)
 	}
 	if (nng_http_req_get_header(req, "Transfer-Encoding") != NULL) {
 		r->r_close = true;
-		return (res_error(cs, HV_INVALID_ARGUMENT, 411,
+		return (connect_res_error(cs, HV_INVALID_ARGUMENT, 411,
 		    "send the body with a Content-Length, not chunked", true));
 	}
 	if ((v = nng_http_req_get_header(req, "Content-Length")) != NULL) {
 		len = strtoull(v, &end, 10);
 		if (v[0] < '0' || v[0] > '9' || *end != '\0' || strlen(v) > 19) {
 			r->r_close = true;
-			return (res_error(cs, HV_INVALID_ARGUMENT, 400, "bad Content-Length", true));
+			return (connect_res_error(cs, HV_INVALID_ARGUMENT, 400, "bad Content-Length", true));
 		}
 		if (len > cs->cs_max_body) {
 			char msg[96];
 			snprintf(msg, sizeof(msg), "request body of %llu bytes is over the limit of %zu",
 			    len, cs->cs_max_body);
 			r->r_close = true; /* the body is left unread */
-			return (res_error(cs, HV_RESOURCE_EXHAUSTED, 413, msg, true));
+			return (connect_res_error(cs, HV_RESOURCE_EXHAUSTED, 413, msg, true));
 		}
 	}
 	r->r_len = (size_t) len;
-	if (!body_kind_of(nng_http_req_get_header(req, "Content-Type"), &r->r_kind)) {
-		nng_http_res *res = res_error(cs, HV_INVALID_ARGUMENT, 415,
+	if (!connect_body_kind(nng_http_req_get_header(req, "Content-Type"), &r->r_kind)) {
+		nng_http_res *res = connect_res_error(cs, HV_INVALID_ARGUMENT, 415,
 		    "Content-Type must be application/json or application/proto", r->r_len > 0);
 		r->r_close        = r->r_len > 0;
 		if (res != NULL &&
@@ -833,14 +450,14 @@ rpc_headers(connect_server *cs, creq *r, bool *oom)
 	v = nng_http_req_get_header(req, "Connect-Protocol-Version");
 	if (v != NULL && strcmp(v, "1") != 0) {
 		r->r_close = r->r_len > 0;
-		return (res_error(cs, HV_INVALID_ARGUMENT, 0, "Connect-Protocol-Version must be 1",
+		return (connect_res_error(cs, HV_INVALID_ARGUMENT, 0, "Connect-Protocol-Version must be 1",
 		    r->r_close));
 	}
 	v = nng_http_req_get_header(req, "Content-Encoding");
 	if (v != NULL && strcasecmp(v, "identity") != 0) {
 		nng_http_res *res;
 		r->r_close = r->r_len > 0;
-		res        = res_error(cs, HV_UNIMPLEMENTED, 0, "only identity encoding is accepted",
+		res        = connect_res_error(cs, HV_UNIMPLEMENTED, 0, "only identity encoding is accepted",
                 r->r_close);
 		if (res != NULL && nng_http_res_set_header(res, "Accept-Encoding", "identity") != 0) {
 			nng_http_res_free(res);
@@ -866,7 +483,7 @@ body_start(creq *r)
 	    nng_aio_alloc(&r->r_body_aio, body_cb, r) != 0) {
 		r->r_body_aio = NULL;
 		r->r_close    = true;
-		creq_finish(r, res_error(r->r_cs, HV_RESOURCE_EXHAUSTED, 0, "out of memory", true));
+		creq_finish(r, connect_res_error(r->r_cs, HV_RESOURCE_EXHAUSTED, 0, "out of memory", true));
 		return;
 	}
 	r->r_body[r->r_len] = '\0';
@@ -891,8 +508,8 @@ http_cb(nng_aio *aio)
 	creq             *r;
 
 	session = strcmp(uri, "/session") == 0;
-	if (!rpc_path(uri) && !session) {
-		if ((res = web_answer(cs, req)) == NULL) {
+	if (!connect_rpc_path(uri) && !session) {
+		if ((res = connect_web_answer(cs, req)) == NULL) {
 			nng_aio_finish(aio, NNG_ENOMEM);
 			return;
 		}
@@ -901,7 +518,7 @@ http_cb(nng_aio *aio)
 		return;
 	}
 	if (!cs_enter(cs)) {
-		res = res_error(cs, HV_RESOURCE_EXHAUSTED, 0, "too many HTTP calls at once", true);
+		res = connect_res_error(cs, HV_RESOURCE_EXHAUSTED, 0, "too many HTTP calls at once", true);
 		if (res == NULL) {
 			nng_aio_finish(aio, NNG_ENOMEM);
 			return;
@@ -931,12 +548,12 @@ http_cb(nng_aio *aio)
 			return;
 		}
 		res = strcmp(verb, "POST") != 0
-		    ? res_error(cs, HV_UNIMPLEMENTED, 405, "POST or DELETE /session", false)
-		    : (!body_kind_of(ct, &k) || k != BODY_JSON)
-		    ? res_error(cs, HV_INVALID_ARGUMENT, 415, "Content-Type must be application/json",
+		    ? connect_res_error(cs, HV_UNIMPLEMENTED, 405, "POST or DELETE /session", false)
+		    : (!connect_body_kind(ct, &k) || k != BODY_JSON)
+		    ? connect_res_error(cs, HV_INVALID_ARGUMENT, 415, "Content-Type must be application/json",
 		          true)
 		    : NULL;
-		if (res == NULL && strcmp(verb, "POST") == 0 && body_kind_of(ct, &k) &&
+		if (res == NULL && strcmp(verb, "POST") == 0 && connect_body_kind(ct, &k) &&
 		    k == BODY_JSON) {
 			res = rpc_headers(cs, r, &oom); /* the body's length */
 			if (res == NULL && oom) {
@@ -959,52 +576,8 @@ http_cb(nng_aio *aio)
 	body_start(r);
 }
 
+
 /* ---- the server ---------------------------------------------------------------------------- */
-
-/* Splits an http_listen value into scheme (https or http) and HOST:PORT. */
-static hv_status
-listen_parse(const char *listen, bool tls, bool *https, const char **hostport, char *err,
-    size_t errsz)
-{
-	const char *hp = listen;
-	const char *colon;
-
-	if (listen == NULL || listen[0] == '\0') {
-		snprintf(err, errsz, "http_listen is empty");
-		return (HV_INVALID_ARGUMENT);
-	}
-	*https = tls;
-	if (strncmp(listen, "https://", 8) == 0) {
-		*https = true;
-		hp     = listen + 8;
-	} else if (strncmp(listen, "http://", 7) == 0) {
-		*https = false;
-		hp     = listen + 7;
-	} else if (strstr(listen, "://") != NULL) {
-		snprintf(err, errsz, "http_listen '%s': the scheme must be http:// or https://", listen);
-		return (HV_INVALID_ARGUMENT);
-	}
-	colon = strrchr(hp, ':');
-	if (colon == NULL || colon == hp || colon[1] == '\0' || strlen(colon + 1) > 5 ||
-	    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535 ||
-	    strchr(hp, '/') != NULL) {
-		snprintf(err, errsz, "http_listen '%s' must be HOST:PORT (https:// or http:// allowed)",
-		    listen);
-		return (HV_INVALID_ARGUMENT);
-	}
-	if (!*https) {
-		char why[256];
-		if (metrics_check_listen(hp, why, sizeof(why)) != HV_OK) {
-			snprintf(err, errsz,
-			    "http_listen '%s': plain HTTP is served on a loopback address only (for a "
-			    "reverse proxy on this machine); give the node tls_cert and tls_key for HTTPS",
-			    listen);
-			return (HV_INVALID_ARGUMENT);
-		}
-	}
-	*hostport = hp;
-	return (HV_OK);
-}
 
 hv_status
 connect_check_listen(const char *listen, bool tls, char *err, size_t errsz)
@@ -1012,7 +585,7 @@ connect_check_listen(const char *listen, bool tls, char *err, size_t errsz)
 	bool        https;
 	const char *hp;
 
-	return (listen_parse(listen, tls, &https, &hp, err, errsz));
+	return (connect_listen_parse(listen, tls, &https, &hp, err, errsz));
 }
 
 static void
@@ -1057,7 +630,7 @@ connect_server_start(connect_server **out, rpc_server *srv, const connect_option
 		return (HV_INVALID_ARGUMENT);
 	}
 	*out = NULL;
-	if ((st = listen_parse(opts->listen, opts->tls_cert_file != NULL, &https, &hp, err,
+	if ((st = connect_listen_parse(opts->listen, opts->tls_cert_file != NULL, &https, &hp, err,
 	         sizeof(err))) != HV_OK) {
 		log_error("connect: %s", err);
 		return (st);
@@ -1072,7 +645,7 @@ connect_server_start(connect_server **out, rpc_server *srv, const connect_option
 	cs->cs_max_inflight    = opts->max_inflight != 0 ? opts->max_inflight : 256;
 	pthread_mutex_init(&cs->cs_mtx, NULL);
 	pthread_cond_init(&cs->cs_idle_cv, NULL);
-	if (opts->web_dir != NULL && (st = web_load(cs, opts->web_dir, "", 0, &total)) != HV_OK) {
+	if (opts->web_dir != NULL && (st = connect_web_load(cs, opts->web_dir, "", 0, &total)) != HV_OK) {
 		if (st != HV_NOT_FOUND) {
 			goto fail;
 		}
@@ -1184,3 +757,4 @@ connect_server_stop(connect_server *cs)
 	pthread_mutex_destroy(&cs->cs_mtx);
 	free(cs);
 }
+
