@@ -709,6 +709,53 @@ test_slow_client(void **state)
 	close(fd);
 }
 
+/* Headers over nng's 8 KiB are refused (the connection dropped), a method path with other
+ * characters than a proto name's is not an RPC path, and the server keeps serving. */
+static void
+test_big_headers(void **state)
+{
+	struct sockaddr_in sa;
+	struct timeval     tv = { 5, 0 };
+	char              *req, buf[512];
+	int                fd, n;
+	size_t             len = 0;
+	reply              r;
+
+	(void) state;
+	req = malloc(32768);
+	assert_non_null(req);
+	len += (size_t) snprintf(req, 32768, "POST /" M_SLEEP " HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+	for (int i = 0; i < 600; i++) {
+		len += (size_t) snprintf(req + len, 32768 - len, "X-H%d: vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv\r\n", i);
+	}
+	len += (size_t) snprintf(req + len, 32768 - len, "Content-Length: 2\r\n\r\n{}");
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family      = AF_INET;
+	sa.sin_port        = htons((uint16_t) connect_server_port(g.cs));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void) !write(fd, req, len);
+	n = (int) read(fd, buf, sizeof(buf) - 1);
+	/* Closed, or a 4xx from nng: never an answer of the method. */
+	if (n > 0) {
+		buf[n] = '\0';
+		assert_non_null(strstr(buf, "HTTP/1.1 4"));
+	}
+	close(fd);
+	free(req);
+
+	/* A static path: POST is not allowed there, and nothing of the path comes back. */
+	call_json("haven.testing.v1.Testing/Sl<eep>", "{}", NULL, NULL, &r);
+	assert_int_equal(r.status, 405);
+	assert_null(strstr(r.body, "<eep>"));
+	reply_free(&r);
+	call_json(M_SLEEP, "{\"ms\": 1}", NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	reply_free(&r);
+}
+
 /* GET serves the static directory with a strict policy; nothing outside it. */
 static void
 test_static(void **state)
@@ -793,6 +840,7 @@ main(void)
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_slow_client),
+		cmocka_unit_test(test_big_headers),
 		cmocka_unit_test(test_static),
 		cmocka_unit_test(test_https),
 	};

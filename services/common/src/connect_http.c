@@ -187,6 +187,11 @@ connect_rpc_path(const char *uri)
 	if (uri[0] != '/' || n < 4 || n > RPC_METHOD_NAME_MAX) {
 		return (false);
 	}
+	/* Only the characters of proto names: nothing else is ever echoed in an answer. */
+	if (strspn(uri + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/") !=
+	    n - 1) {
+		return (false);
+	}
 	slash = memchr(uri + 1, '/', n - 1);
 	return (slash != NULL && memchr(uri + 1, '.', (size_t) (slash - uri - 1)) != NULL &&
 	    memchr(slash + 1, '/', n - (size_t) (slash - uri) - 1) == NULL && slash + 1 < uri + n);

@@ -38,10 +38,14 @@
  *
  * Limits. Request body at most the RPC server's max_msg (413 before reading it); the body must
  * arrive within read_timeout_ms of the headers (else the connection is closed); at most
- * max_inflight HTTP calls at once (more get 429 resource_exhausted). Header-phase limits (a
- * client that never finishes its headers, the number of connections, the number of headers)
- * are not exposed by libnng 1.5.2's HTTP server: for a listener reachable from outside put
- * nginx in front (deploy/nginx/haven.conf), which enforces them.
+ * max_inflight HTTP calls at once (more get 429 resource_exhausted). libnng 1.5.2's HTTP
+ * server reads a request's header section into one 8 KiB buffer and drops the connection of
+ * a request whose headers do not fit (that bounds their size and count); it has no deadline
+ * for the headers and no connection limit, and it leaves Nagle on under TLS (each HTTPS answer
+ * waits ~40 ms for the client's delayed ACK). For a listener reachable from outside put nginx
+ * in front (deploy/nginx/haven.conf): it enforces those and serves HTTPS at full speed, with
+ * haven on plain HTTP on loopback. An RPC path is "/" + a full method name of the characters
+ * of proto names; anything else is a static path.
  *
  * Security headers on every response: X-Content-Type-Options nosniff, Referrer-Policy
  * no-referrer, Cache-Control no-store, X-Frame-Options DENY, Content-Security-Policy
