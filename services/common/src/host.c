@@ -101,7 +101,8 @@ static const config_option host_options[] = {
 	    "HTTPS with tls_cert and tls_key (no client certificate asked: callers carry a "
 	    "session token), else plain HTTP, which is allowed on a loopback address only (behind "
 	    "a reverse proxy: deploy/nginx/haven.conf). https:// or http:// may be written in "
-	    "front. Default: off. See services/common/include/haven/connect.h." },
+	    "front. A process serves its own methods: split processes need a port each. "
+	    "Default: off. See services/common/include/haven/connect.h." },
 	{ "http_web_dir", CONFIG_STRING, offsetof(host_config, http_web_dir), NULL, 0, 0,
 	    "Directory of static files served by GET on the http_listen listener (the web app); "
 	    "read once at start. Default: none (404)." },
