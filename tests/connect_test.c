@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -784,6 +785,65 @@ test_static(void **state)
 	reply_free(&r);
 }
 
+typedef struct slow_call {
+	char  base[64];
+	reply r;
+	bool  answered;
+} slow_call;
+
+static void *
+slow_main(void *arg)
+{
+	slow_call         *c = arg;
+	CURL              *cu = curl_easy_init();
+	struct curl_slist *h  = NULL;
+	char               url[200];
+	static const char  body[] = "{\"ms\": 400}";
+
+	snprintf(url, sizeof(url), "%s/" M_SLEEP, c->base);
+	h = curl_slist_append(h, "Content-Type: application/json");
+	curl_easy_setopt(cu, CURLOPT_URL, url);
+	curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(cu, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(cu, CURLOPT_WRITEDATA, &c->r);
+	curl_easy_setopt(cu, CURLOPT_TIMEOUT_MS, 10000L);
+	c->answered = curl_easy_perform(cu) == CURLE_OK;
+	curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, &c->r.status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(cu);
+	return (NULL);
+}
+
+/* At most max_inflight HTTP calls at once (then 429 resource_exhausted); stopping the server
+ * while a call runs lets it finish. */
+static void
+test_inflight_cap_and_stop(void **state)
+{
+	connect_options c  = { .listen = "127.0.0.1:0", .max_inflight = 1 };
+	connect_server *cs;
+	slow_call       sc;
+	pthread_t       t;
+	reply           r;
+	const char     *h[] = { "Content-Type: application/json", NULL };
+	struct timespec ts  = { 0, 150 * 1000000L };
+
+	(void) state;
+	memset(&sc, 0, sizeof(sc));
+	assert_int_equal(connect_server_start(&cs, g.srv, &c), HV_OK);
+	snprintf(sc.base, sizeof(sc.base), "http://127.0.0.1:%d", connect_server_port(cs));
+	assert_int_equal(pthread_create(&t, NULL, slow_main, &sc), 0);
+	nanosleep(&ts, NULL); /* the slow call is in */
+	http(sc.base, "POST", "/" M_SLEEP, h, "{}", 2, &r, NULL);
+	expect_error(&r, 429, "resource_exhausted");
+	reply_free(&r);
+	connect_server_stop(cs); /* waits for the slow call */
+	pthread_join(t, NULL);
+	assert_true(sc.answered);
+	assert_int_equal(sc.r.status, 200);
+	reply_free(&sc.r);
+}
+
 /* HTTPS with the node's certificate: no client certificate asked, HSTS sent. */
 static void
 test_https(void **state)
@@ -843,6 +903,7 @@ main(void)
 		cmocka_unit_test(test_big_headers),
 		cmocka_unit_test(test_static),
 		cmocka_unit_test(test_https),
+		cmocka_unit_test(test_inflight_cap_and_stop),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));

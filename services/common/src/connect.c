@@ -18,6 +18,7 @@
  * types, addresses, static files) are in connect_http.c.
  */
 #include "haven/auth.h"
+#include "haven/clock.h"
 #include "haven/connect.h"
 #include "haven/crypto.h"
 #include "haven/log.h"
@@ -38,12 +39,13 @@
 /* ---- requests in flight ---------------------------------------------------------------- */
 
 static bool
-cs_enter(connect_server *cs)
+cs_enter(connect_server *cs, bool *closing)
 {
 	bool ok;
 
 	pthread_mutex_lock(&cs->cs_mtx);
-	ok = !cs->cs_closing && cs->cs_inflight < cs->cs_max_inflight;
+	*closing = cs->cs_closing;
+	ok       = !cs->cs_closing && cs->cs_inflight < cs->cs_max_inflight;
 	if (ok) {
 		cs->cs_inflight++;
 	}
@@ -503,7 +505,7 @@ http_cb(nng_aio *aio)
 	nng_http_conn    *conn = nng_aio_get_input(aio, 2);
 	connect_server   *cs  = nng_http_handler_get_data(h);
 	const char       *uri = nng_http_req_get_uri(req);
-	bool              session, oom;
+	bool              session, oom, closing;
 	nng_http_res     *res;
 	creq             *r;
 
@@ -517,8 +519,10 @@ http_cb(nng_aio *aio)
 		nng_aio_finish(aio, 0);
 		return;
 	}
-	if (!cs_enter(cs)) {
-		res = connect_res_error(cs, HV_RESOURCE_EXHAUSTED, 0, "too many HTTP calls at once", true);
+	if (!cs_enter(cs, &closing)) {
+		res = closing ? connect_res_error(cs, HV_UNAVAILABLE, 0, "server is shutting down", true)
+		              : connect_res_error(cs, HV_RESOURCE_EXHAUSTED, 0,
+		                    "too many HTTP calls at once", true);
 		if (res == NULL) {
 			nng_aio_finish(aio, NNG_ENOMEM);
 			return;
@@ -644,7 +648,7 @@ connect_server_start(connect_server **out, rpc_server *srv, const connect_option
 	cs->cs_read_timeout_ms = opts->read_timeout_ms != 0 ? opts->read_timeout_ms : 10000;
 	cs->cs_max_inflight    = opts->max_inflight != 0 ? opts->max_inflight : 256;
 	pthread_mutex_init(&cs->cs_mtx, NULL);
-	pthread_cond_init(&cs->cs_idle_cv, NULL);
+	(void) hv_clock_cond_init(&cs->cs_idle_cv); /* timed waits on CLOCK_MONOTONIC */
 	if (opts->web_dir != NULL && (st = connect_web_load(cs, opts->web_dir, "", 0, &total)) != HV_OK) {
 		if (st != HV_NOT_FOUND) {
 			goto fail;
@@ -718,11 +722,21 @@ connect_server_tls(const connect_server *cs)
 void
 connect_server_stop(connect_server *cs)
 {
+	struct timespec until;
+
 	if (cs == NULL) {
 		return;
 	}
+	/* New requests are answered UNAVAILABLE; those in flight get up to 10 s to be answered
+	 * on their connections. Then nng's server stops (closing the connections), and the calls
+	 * still in the dispatch are waited for: they hold cs. The RPC server's workers still run
+	 * (it closes after this). */
+	hv_clock_deadline(&until, 10000);
 	pthread_mutex_lock(&cs->cs_mtx);
 	cs->cs_closing = true;
+	while (cs->cs_inflight > 0 &&
+	    pthread_cond_timedwait(&cs->cs_idle_cv, &cs->cs_mtx, &until) == 0) {
+	}
 	pthread_mutex_unlock(&cs->cs_mtx);
 	if (cs->cs_http != NULL) {
 		if (cs->cs_attached && nng_http_server_del_handler(cs->cs_http, cs->cs_handler) == 0) {
@@ -732,8 +746,6 @@ connect_server_stop(connect_server *cs)
 			nng_http_server_stop(cs->cs_http);
 		}
 	}
-	/* Requests already in the dispatch are answered by its workers (still running: the RPC
-	 * server closes after this). */
 	pthread_mutex_lock(&cs->cs_mtx);
 	while (cs->cs_inflight > 0) {
 		pthread_cond_wait(&cs->cs_idle_cv, &cs->cs_mtx);

@@ -91,8 +91,9 @@ int connect_server_port(const connect_server *cs);
 /* Whether it serves HTTPS. */
 bool connect_server_tls(const connect_server *cs);
 
-/* Stops listening, waits for the HTTP calls in flight to be answered, frees. NULL allowed.
- * Call it before rpc_server_close. */
+/* Stops taking requests (new ones get 503 unavailable), gives the calls in flight up to 10 s
+ * to be answered on their connections, stops nng's server (closing every connection), waits
+ * for calls still in a handler, frees. NULL allowed. Call it before rpc_server_close. */
 void connect_server_stop(connect_server *cs);
 
 /* Checks an http_listen value as connect_server_start would (without TLS files: a bare
