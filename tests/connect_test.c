@@ -622,6 +622,10 @@ test_bad_input(void **state)
 	call_json("haven.nothing.v1.Nothing/Call", "{}", NULL, NULL, &r);
 	expect_error(&r, 404, "unimplemented");
 	reply_free(&r);
+	/* The method is checked before the caller, as over nng. */
+	call_json("haven.nothing.v1.Nothing/Call", "{}", "v1.forged", NULL, &r);
+	expect_error(&r, 404, "unimplemented");
+	reply_free(&r);
 	call_json("haven.testing.v1.Testing/NotImplemented", "{}", NULL, NULL, &r);
 	expect_error(&r, 404, "unimplemented");
 	reply_free(&r);

@@ -235,8 +235,9 @@ call_prepare(connect_server *cs, creq *r)
 	if ((env->idempotency_key = rpc_call_strdup(call, idem != NULL ? idem : "")) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
-	if ((st = http_credential(cs, r, &token)) != HV_OK) {
-		(void) rpc_dispatch_check_envelope(srv, call); /* the deadline, for the record */
+	/* In the nng path's order: the method before who calls it. */
+	if ((st = rpc_dispatch_method(srv, call)) != HV_OK ||
+	    (st = http_credential(cs, r, &token)) != HV_OK) {
 		return (st);
 	}
 	if (token != NULL) {
@@ -251,7 +252,6 @@ call_prepare(connect_server *cs, creq *r)
 		env->n_metadata  = 1;
 	}
 	if ((st = rpc_dispatch_check_envelope(srv, call)) != HV_OK ||
-	    (st = rpc_dispatch_method(srv, call)) != HV_OK ||
 	    (st = rpc_dispatch_identify(srv, call, RPC_TRANSPORT_HTTP, false)) != HV_OK ||
 	    (st = rpc_dispatch_authorize(srv, call)) != HV_OK) {
 		return (st);
@@ -314,10 +314,10 @@ body_cb(void *arg)
 
 /* ---- /session: a bearer token into the browser's cookies ---------------------------------- */
 
-/* POST /session {"token": "..."}: checks the token as a call would (rpc_dispatch_identify) and
- * sets haven_session (HttpOnly) and haven_csrf (readable by the page, for X-CSRF-Token).
- * DELETE /session clears both. Same-origin only, JSON only (a cross-site form cannot send it
- * without a preflight). */
+/* POST /session {"token": "..."}: checks the token as a call would (rpc_dispatch_identify),
+ * sets the haven_session cookie (HttpOnly) and answers a fresh CSRF token for the page's
+ * haven_csrf cookie and X-CSRF-Token header. DELETE /session clears the session cookie.
+ * Same-origin only, JSON only (a cross-site form cannot send it without a preflight). */
 static void
 session_answer(creq *r)
 {
