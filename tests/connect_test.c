@@ -32,6 +32,7 @@
 #include "haven/auth.h"
 #include "haven/clock.h"
 #include "haven/connect.h"
+#include "haven/metrics.h"
 #include "haven/pbjson.h"
 #include "haven/rpc.h"
 #include "testutil.h"
@@ -714,6 +715,25 @@ test_slow_client(void **state)
 	close(fd);
 }
 
+/* What the transport refused itself is counted by HTTP status, slow bodies apart. */
+static void
+test_refusal_metrics(void **state)
+{
+	char  *page = NULL;
+	size_t len  = 0;
+
+	(void) state;
+	assert_int_equal(metrics_render(rpc_server_metrics(g.srv), &page, &len), HV_OK);
+	assert_true(tu_metric(page, "haven_http_refused_total{status=\"415\"}") >= 1);
+	assert_true(tu_metric(page, "haven_http_refused_total{status=\"413\"}") >= 1);
+	assert_true(tu_metric(page, "haven_http_refused_total{status=\"405\"}") >= 1);
+	assert_true(tu_metric(page, "haven_http_refused_total{status=\"411\"}") >= 1);
+	assert_true(tu_metric(page, "haven_http_slow_bodies_total") >= 1);
+	/* The calls themselves are in the dispatch's series, as over nng. */
+	assert_true(tu_metric(page, "haven_rpc_calls_total{method=\"" M_SLEEP "\",status=\"OK\"}") >= 1);
+	free(page);
+}
+
 /* Headers over nng's 8 KiB are refused (the connection dropped), a method path with other
  * characters than a proto name's is not an RPC path, and the server keeps serving. */
 static void
@@ -905,6 +925,7 @@ main(void)
 		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_slow_client),
 		cmocka_unit_test(test_big_headers),
+		cmocka_unit_test(test_refusal_metrics),
 		cmocka_unit_test(test_static),
 		cmocka_unit_test(test_https),
 		cmocka_unit_test(test_inflight_cap_and_stop),

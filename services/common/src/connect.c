@@ -305,6 +305,7 @@ body_cb(void *arg)
 	 * answer can reach it; the request ends without one. */
 	log_info("connect: request body not read in time (%s); connection closed",
 	    nng_strerror(rv != 0 ? rv : NNG_ECONNSHUT));
+	rpc_dispatch_http_refused(cs->cs_rpc, 0);
 	http = r->r_http;
 	creq_free(r);
 	nng_aio_finish(http, rv != 0 ? rv : NNG_ECONNSHUT);
@@ -334,11 +335,12 @@ session_answer(creq *r)
 
 	rpc_dispatch_begin(cs->cs_rpc, call); /* an identity check: counted as a call in flight */
 	if (!connect_same_origin(cs, r->r_req)) {
-		res = connect_res_error(cs, HV_PERMISSION_DENIED, 0, "cross-origin request refused", false);
+		res = connect_res_error(cs, HV_PERMISSION_DENIED, 0, "cross-origin request refused",
+		    r->r_close);
 		goto out;
 	}
 	if (strcmp(verb, "DELETE") == 0) {
-		res = connect_res_make(cs, 200, true, CT_JSON, "{}", 2, false);
+		res = connect_res_make(cs, 200, true, CT_JSON, "{}", 2, r->r_close);
 		if (res != NULL &&
 		    nng_http_res_set_header(res, "Set-Cookie",
 		        COOKIE_SESSION "=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict") != 0) {
@@ -350,7 +352,8 @@ session_answer(creq *r)
 	in = json_loadb(r->r_body != NULL ? r->r_body : "", r->r_len, JSON_REJECT_DUPLICATES, NULL);
 	if (in == NULL || json_unpack(in, "{s:s}", "token", &tok) != 0 || tok[0] == '\0' ||
 	    strlen(tok) >= AUTH_TOKEN_MAX) {
-		res = connect_res_error(cs, HV_INVALID_ARGUMENT, 0, "body must be {\"token\": \"...\"}", false);
+		res = connect_res_error(cs, HV_INVALID_ARGUMENT, 0, "body must be {\"token\": \"...\"}",
+		    false);
 		goto out;
 	}
 	{
@@ -471,6 +474,36 @@ rpc_headers(connect_server *cs, creq *r, bool *oom)
 	return (NULL);
 }
 
+/* The checks of a /session request: DELETE (its body, if any, is not read), or POST with a
+ * JSON body checked as an RPC request's. */
+static nng_http_res *
+session_headers(connect_server *cs, creq *r, bool *oom)
+{
+	const char   *verb = nng_http_req_get_method(r->r_req);
+	nng_http_res *res;
+
+	*oom = false;
+	if (strcmp(verb, "DELETE") == 0) {
+		r->r_close = nng_http_req_get_header(r->r_req, "Content-Length") != NULL;
+		return (NULL);
+	}
+	if (strcmp(verb, "POST") != 0) {
+		res  = connect_res_error(cs, HV_UNIMPLEMENTED, 405, "POST or DELETE /session", false);
+		*oom = res == NULL;
+		return (res);
+	}
+	if ((res = rpc_headers(cs, r, oom)) != NULL || *oom) {
+		return (res);
+	}
+	if (r->r_kind != BODY_JSON) {
+		r->r_close = r->r_len > 0;
+		res        = connect_res_error(cs, HV_INVALID_ARGUMENT, 415,
+		           "Content-Type must be application/json", r->r_close);
+		*oom       = res == NULL;
+	}
+	return (res);
+}
+
 /* Starts reading r's body (r->r_len bytes, within the read timeout), or goes on at once. */
 static void
 body_start(creq *r)
@@ -527,6 +560,7 @@ http_cb(nng_aio *aio)
 			nng_aio_finish(aio, NNG_ENOMEM);
 			return;
 		}
+		rpc_dispatch_http_refused(cs->cs_rpc, nng_http_res_get_status(res));
 		nng_aio_set_output(aio, 0, res);
 		nng_aio_finish(aio, 0);
 		return;
@@ -543,37 +577,12 @@ http_cb(nng_aio *aio)
 	r->r_session = session;
 	arena_init(&r->r_call.c_arena, cs->cs_rpc->sv_opts.call_budget);
 	r->r_call.c_srv = cs->cs_rpc;
-	if (session) {
-		const char *verb = nng_http_req_get_method(req);
-		const char *ct   = nng_http_req_get_header(req, "Content-Type");
-		body_kind   k;
-		if (strcmp(verb, "DELETE") == 0) {
-			body_done(r);
-			return;
-		}
-		res = strcmp(verb, "POST") != 0
-		    ? connect_res_error(cs, HV_UNIMPLEMENTED, 405, "POST or DELETE /session", false)
-		    : (!connect_body_kind(ct, &k) || k != BODY_JSON)
-		    ? connect_res_error(cs, HV_INVALID_ARGUMENT, 415, "Content-Type must be application/json",
-		          true)
-		    : NULL;
-		if (res == NULL && strcmp(verb, "POST") == 0 && connect_body_kind(ct, &k) &&
-		    k == BODY_JSON) {
-			res = rpc_headers(cs, r, &oom); /* the body's length */
-			if (res == NULL && oom) {
-				creq_finish(r, NULL);
-				return;
-			}
-		}
+	res = session ? session_headers(cs, r, &oom) : rpc_headers(cs, r, &oom);
+	if (res != NULL || oom) {
+		/* Answered before any call began: counted by status (haven_http_refused_total). */
 		if (res != NULL) {
-			creq_finish(r, res);
-			return;
+			rpc_dispatch_http_refused(cs->cs_rpc, nng_http_res_get_status(res));
 		}
-		body_start(r);
-		return;
-	}
-	if ((res = rpc_headers(cs, r, &oom)) != NULL || oom) {
-		/* Refused before dispatch: recorded like a refusal of the nng path. */
 		creq_finish(r, res);
 		return;
 	}

@@ -105,6 +105,12 @@ struct rpc_server {
 	atomic_ullong      sv_rejected;
 	atomic_ullong      sv_malformed;
 
+	/* HTTP requests the Connect transport answered before the dispatch, by HTTP status
+	 * (rpc_dispatch_http_refused): 400, 404, 405, 411, 413, 415, 429, 503, other; and
+	 * request bodies that did not arrive in time. */
+	atomic_ullong      sv_http_refused[9];
+	atomic_ullong      sv_http_slow;
+
 	metrics           *sv_metrics;
 	metrics_method    *sv_unknown; /* method="unknown": names not served, undecodable calls */
 };
@@ -163,6 +169,10 @@ void rpc_dispatch_record(rpc_server *srv, rpc_call *call, hv_status code);
 
 /* The call is over for the transport (its reply sent or given up): no longer in flight. */
 void rpc_dispatch_end(rpc_server *srv);
+
+/* Counts an HTTP request the Connect transport answered itself with this status (before any
+ * call began), or (status 0) a body that did not arrive in time: haven_http_refused_total. */
+void rpc_dispatch_http_refused(rpc_server *srv, unsigned status);
 
 /* Whether the server is closing (no new calls are taken). */
 bool rpc_dispatch_closing(rpc_server *srv);

@@ -354,6 +354,24 @@ rpc_dispatch_end(rpc_server *srv)
 	pthread_mutex_unlock(&srv->sv_mtx);
 }
 
+static const unsigned http_refused_status[] = { 400, 404, 405, 411, 413, 415, 429, 503 };
+
+void
+rpc_dispatch_http_refused(rpc_server *srv, unsigned status)
+{
+	size_t i = 0;
+
+	if (status == 0) {
+		atomic_fetch_add(&srv->sv_http_slow, 1);
+		return;
+	}
+	while (i < sizeof(http_refused_status) / sizeof(http_refused_status[0]) &&
+	    http_refused_status[i] != status) {
+		i++;
+	}
+	atomic_fetch_add(&srv->sv_http_refused[i], 1); /* i == 8: other */
+}
+
 bool
 rpc_dispatch_closing(rpc_server *srv)
 {
@@ -728,6 +746,21 @@ rpc_collect(void *arg, metrics_writer *w)
 	metrics_family(w, "haven_rpc_malformed_total", METRICS_COUNTER,
 	    "Calls answered INVALID_ARGUMENT before dispatch (envelope, metadata or payload).");
 	metrics_sample(w, "haven_rpc_malformed_total", (double) atomic_load(&srv->sv_malformed),
+	    (char *) NULL);
+	metrics_family(w, "haven_http_refused_total", METRICS_COUNTER,
+	    "HTTP requests to the Connect API answered before a call began (bad verb, content "
+	    "type, length or headers; too many at once; shutting down), by HTTP status.");
+	for (size_t i = 0; i < 9; i++) {
+		char code[8];
+		snprintf(code, sizeof(code), "%u", i < 8 ? http_refused_status[i] : 0);
+		metrics_sample(w, "haven_http_refused_total",
+		    (double) atomic_load(&srv->sv_http_refused[i]), "status", i < 8 ? code : "other",
+		    (char *) NULL);
+	}
+	metrics_family(w, "haven_http_slow_bodies_total", METRICS_COUNTER,
+	    "Connect API requests whose body did not arrive within the read timeout (connection "
+	    "closed).");
+	metrics_sample(w, "haven_http_slow_bodies_total", (double) atomic_load(&srv->sv_http_slow),
 	    (char *) NULL);
 	metrics_family(w, "haven_rpc_ipc_relistens_total", METRICS_COUNTER,
 	    "Times an ipc:// listener that stopped accepting (libnng 1.5.2) was made again.");
