@@ -549,7 +549,22 @@ test_cookie_and_csrf(void **state)
 	assert_int_equal(r.status, 200);
 	assert_non_null(strstr(r.body, "\"orgId\":\"acme-ngo\""));
 	reply_free(&r);
-	(void) csrf;
+	/* A stolen cookie of a session that was revoked since (the organisation disabled). */
+	{
+		char     gone[AUTH_TOKEN_MAX], stolen[AUTH_TOKEN_MAX + 128];
+		uint64_t exp;
+		assert_int_equal(auth_issue_token(g.a, "gone-ngo", RPC_ROLE_REFERRER, hv_clock_wall_ms(),
+		                     gone, &exp),
+		    HV_OK);
+		orgs[2].enabled = 0;
+		snprintf(stolen, sizeof(stolen), "Cookie: haven_session=%s; haven_csrf=%s", gone, csrf);
+		h[0] = stolen;
+		call_json(M_WHOAMI, "{}", NULL, h, &r);
+		expect_error(&r, 401, "unauthenticated");
+		reply_free(&r);
+		orgs[2].enabled = 1;
+		h[0] = cookie;
+	}
 
 	/* POST /session turns a bearer token into the two cookies. */
 	snprintf(body, sizeof(body), "{\"token\":\"%s\"}", g.tok_ref);
