@@ -18,9 +18,14 @@
  * every depth, so no handler sees them, nothing stores them and no reply carries them (they
  * are dropped from replies before packing too).
  *
+ * The same server also answers the Connect protocol over HTTP (connect.h): one dispatch
+ * (rpc_server.c) behind two transports (rpc_nng.c, connect.c), so both run the same checks,
+ * handlers, workers, limits and metrics.
+ *
  * Identity. A call carrying `authorization` metadata is the organisation its session token
  * names (see auth.h) or is refused. Otherwise a peer on ipc:// with the server's own uid, or a
- * peer in the same process (inproc://), is the local operator; anyone else is anonymous.
+ * peer in the same process (inproc://), is the local operator; anyone else is anonymous, and
+ * so is every HTTP caller without a token (RPC_TRANSPORT_HTTP: no peer credentials).
  * Handlers get the verified caller, never what the request claims.
  *
  * Client. A channel dials one URL with one REQ socket; calls from many threads share it, each
