@@ -200,6 +200,16 @@ parse_timeout(const char *v, uint32_t *out)
 	return (HV_OK);
 }
 
+/* The call's c_prepare for a JSON body: decodes it as the method's request type. */
+static hv_status
+json_payload(rpc_call *call)
+{
+	creq *r = call->c_transport;
+
+	return (rpc_dispatch_payload_json(call->c_srv, call, r->r_len > 0 ? r->r_body : "{}",
+	    r->r_len > 0 ? r->r_len : 2));
+}
+
 /* Builds the call's envelope from the request: method from the path, the credential as
  * `authorization` metadata, the timeout and the idempotency key; then the dispatch's checks. */
 static hv_status
@@ -257,8 +267,9 @@ call_prepare(connect_server *cs, creq *r)
 		return (st);
 	}
 	if (r->r_kind == BODY_JSON) {
-		return (rpc_dispatch_payload_json(srv, call, r->r_len > 0 ? r->r_body : "{}",
-		    r->r_len > 0 ? r->r_len : 2));
+		/* Up to max_msg of JSON takes milliseconds to decode: on the worker, not here. */
+		call->c_prepare = json_payload;
+		return (HV_OK);
 	}
 	env->payload.data = (uint8_t *) r->r_body;
 	env->payload.len  = r->r_len;

@@ -16,7 +16,7 @@
  *   rpc_dispatch_identify       the ONE identity function: authorization metadata, else what
  *                               the transport vouches for (inproc, ipc peer uid)
  *   rpc_dispatch_authorize      the method's roles
- *   rpc_dispatch_payload[_json] the request message
+ *   rpc_dispatch_payload[_json] the request message (or later, on the worker: c_prepare)
  *   rpc_dispatch_submit         inline or on the worker pool; c_reply always runs once, with
  *                               the handler's status and reply or the refusal
  *   (c_reply: rpc_dispatch_check_reply, encode, send; rpc_dispatch_record once the status
@@ -64,6 +64,10 @@ struct rpc_call {
 	int64_t                  c_deadline_us;
 	char                     c_errmsg[RPC_ERRMSG_MAX];
 	rpc_reply_fn             c_reply;     /* set by the transport */
+	/* Set by the transport (or NULL): runs before the handler, on the thread that runs it (a
+	 * worker unless inline), for work too heavy for nng's threads (a JSON payload's decode).
+	 * A status other than HV_OK goes to c_reply instead of the handler. */
+	hv_status              (*c_prepare)(rpc_call *call);
 	void                    *c_transport; /* the transport's per-call state */
 	arena                    c_arena;
 };

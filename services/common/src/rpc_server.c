@@ -339,6 +339,7 @@ rpc_dispatch_begin(rpc_server *srv, rpc_call *call)
 	call->c_env         = NULL;
 	call->c_req         = NULL;
 	call->c_method      = NULL;
+	call->c_prepare     = NULL;
 	call->c_errmsg[0]   = '\0';
 	call->c_start_us    = hv_clock_mono_us();
 	call->c_deadline_us = call->c_start_us;
@@ -647,6 +648,8 @@ call_run(rpc_call *call)
 
 	if (hv_clock_mono_us() >= call->c_deadline_us) {
 		st = rpc_call_error(call, HV_DEADLINE_EXCEEDED, "deadline passed while queued");
+	} else if (call->c_prepare != NULL && (st = call->c_prepare(call)) != HV_OK) {
+		reply = NULL;
 	} else {
 		st = call->c_method->me_handler(call, call->c_method->me_svc, call->c_req, &reply);
 	}

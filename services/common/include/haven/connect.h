@@ -12,8 +12,8 @@
  * One dispatch, two transports: every call goes through the same rpc_server (rpc_dispatch.h)
  * as the nng REQ/REP calls: the same method table, identity function, roles, deadlines,
  * limits, worker pool, arena, metrics, log lines and audit. The HTTP callback runs on nng's
- * threads and only parses and decodes; handlers run on the server's workers, which finish
- * the HTTP request asynchronously.
+ * threads and only checks headers (and decodes a binary body); a JSON body's decode and the
+ * handler run on the server's workers, which finish the HTTP request asynchronously.
  *
  * Answers. 200 with the reply in the request's content type; an error is
  * {"code": "permission_denied", "message": "..."} (application/json) with the HTTP status the
