@@ -673,24 +673,6 @@ test_bad_input(void **state)
 	reply_free(&r);
 }
 
-/* A deadline from Connect-Timeout-Ms that passes while the call waits for a worker. */
-static void
-test_deadline(void **state)
-{
-	const char *tmo[] = { "Connect-Timeout-Ms: 1", NULL };
-	reply       r;
-	struct timespec ts = { 0, 5 * 1000000L };
-
-	(void) state;
-	/* Nothing waits here, so a 1 ms deadline may still be met; a passed one is 504. */
-	call_json(M_SLEEP, "{\"ms\": 0}", NULL, tmo, &r);
-	if (r.status != 200) {
-		expect_error(&r, 504, "deadline_exceeded");
-	}
-	reply_free(&r);
-	nanosleep(&ts, NULL);
-}
-
 /* A client that sends its headers and never all of its body is cut off after the read
  * timeout; other clients are served meanwhile. */
 static void
@@ -854,6 +836,46 @@ slow_main(void *arg)
 	return (NULL);
 }
 
+/* A deadline from Connect-Timeout-Ms that passes while the call waits for a worker (all
+ * four are sleeping): 504 deadline_exceeded, as over nng. */
+static void
+test_deadline(void **state)
+{
+	const char     *tmo[] = { "Connect-Timeout-Ms: 50", NULL };
+	slow_call       sc[4];
+	pthread_t       t[4];
+	reply           r;
+	struct timespec ts = { 0, 5 * 1000000L };
+
+	(void) state;
+	memset(sc, 0, sizeof(sc));
+	for (int i = 0; i < 4; i++) {
+		snprintf(sc[i].base, sizeof(sc[i].base), "%s", g.base);
+		assert_int_equal(pthread_create(&t[i], NULL, slow_main, &sc[i]), 0);
+	}
+	/* Until the four calls are in (the workers sleep 400 ms each). */
+	for (int k = 0; k < 40; k++) {
+		char  *page = NULL;
+		size_t len;
+		double in;
+		assert_int_equal(metrics_render(rpc_server_metrics(g.srv), &page, &len), HV_OK);
+		in = tu_metric(page, "haven_rpc_in_flight_calls");
+		free(page);
+		if (in >= 4) {
+			break;
+		}
+		nanosleep(&ts, NULL);
+	}
+	call_json(M_SLEEP, "{\"ms\": 0}", NULL, tmo, &r);
+	expect_error(&r, 504, "deadline_exceeded");
+	reply_free(&r);
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(sc[i].r.status, 200);
+		reply_free(&sc[i].r);
+	}
+}
+
 /* At most max_inflight HTTP calls at once (then 429 resource_exhausted); stopping the server
  * while a call runs lets it finish. */
 static void
@@ -937,13 +959,13 @@ main(void)
 		cmocka_unit_test(test_identity_same_as_nng),
 		cmocka_unit_test(test_cookie_and_csrf),
 		cmocka_unit_test(test_bad_input),
-		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_slow_client),
 		cmocka_unit_test(test_big_headers),
 		cmocka_unit_test(test_refusal_metrics),
 		cmocka_unit_test(test_static),
 		cmocka_unit_test(test_https),
 		cmocka_unit_test(test_inflight_cap_and_stop),
+		cmocka_unit_test(test_deadline),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));
