@@ -106,6 +106,10 @@ connect_res_error(connect_server *cs, hv_status code, uint16_t http, const char 
 	}
 	o = json_pack("{s:s, s:s}", "code", connect_codes[code].name, "message",
 	    msg != NULL ? msg : hv_status_name(code));
+	if (o == NULL) { /* a message cut inside a UTF-8 sequence: the status name instead */
+		o = json_pack("{s:s, s:s}", "code", connect_codes[code].name, "message",
+		    hv_status_name(code));
+	}
 	text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	res = connect_res_make(cs, http != 0 ? http : connect_codes[code].http, true, CT_JSON,
