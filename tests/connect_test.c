@@ -947,6 +947,9 @@ test_https(void **state)
 		    HV_INVALID_ARGUMENT);
 		assert_int_equal(connect_check_listen("http://127.0.0.1:8080", false, err, sizeof(err)),
 		    HV_OK);
+		assert_int_equal(connect_check_listen("https://0.0.0.0:8443", false, err, sizeof(err)),
+		    HV_INVALID_ARGUMENT);
+		assert_non_null(strstr(err, "tls_cert"));
 	}
 }
 

@@ -179,7 +179,7 @@ connect_same_origin(connect_server *cs, nng_http_req *req)
 }
 
 
-/* ---- nng's handler ----------------------------------------------------------------------- */
+/* ---- paths and content types ------------------------------------------------------------- */
 
 /* Whether a path is an RPC method's: "/pkg.Service/Method", no query, one inner slash. */
 bool
@@ -265,6 +265,11 @@ connect_listen_parse(const char *listen, bool tls, bool *https, const char **hos
 	    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535 ||
 	    strchr(hp, '/') != NULL) {
 		snprintf(err, errsz, "http_listen '%s' must be HOST:PORT (https:// or http:// allowed)",
+		    listen);
+		return (HV_INVALID_ARGUMENT);
+	}
+	if (*https && !tls) {
+		snprintf(err, errsz, "http_listen '%s': HTTPS needs the node's tls_cert and tls_key",
 		    listen);
 		return (HV_INVALID_ARGUMENT);
 	}
