@@ -42,8 +42,8 @@
  * it is fixed. Every mismatch is listed; a summary line gives the counts.
  * MATRIX_TRACE=1 in the environment prints every answer.
  *
- * With --http the node also serves the Connect API (http_listen, plain HTTP on loopback as
- * behind a reverse proxy) and every call of an organisation or of the anonymous caller goes over HTTP
+ * With --http the node also serves the Connect API (http_listen, HTTPS with its server
+ * certificate) and every call of an organisation or of the anonymous caller goes over HTTP
  * instead, with the organisation's session token as its bearer token, alternately as JSON and
  * as binary: every method is reached both ways and every cell must hold as over nng (one
  * dispatch). The operator has no HTTP identity and stays on ipc://.
@@ -1441,10 +1441,8 @@ node_spawn(int port)
 		if (freopen(log, "a", stdout) == NULL || dup2(fileno(stdout), 2) < 0) {
 			_exit(127);
 		}
-		/* Plain HTTP on loopback, as behind nginx: over HTTPS libnng 1.5.2's HTTP server
-		 * leaves Nagle on and each answer waits ~40 ms for the client's delayed ACK
-		 * (connect_test covers HTTPS). */
-		snprintf(http, sizeof(http), "http://127.0.0.1:%d", port + 10000);
+		/* HTTPS with the node's server certificate (tls_cert, tls_key). */
+		snprintf(http, sizeof(http), "127.0.0.1:%d", port + 10000);
 		execl(g.node_bin, g.node_bin, "--data-dir", g.data, "--listen", ipc, "--listen", tls,
 		    "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key,
 		    g.http ? "--http-listen" : (char *) NULL, http, (char *) NULL);
@@ -1921,7 +1919,7 @@ setup(void **state)
 	g.port = port;
 	if (g.http) {
 		char base[64], ca[600];
-		snprintf(base, sizeof(base), "http://127.0.0.1:%d", port + 10000);
+		snprintf(base, sizeof(base), "https://localhost:%d", port + 10000);
 		snprintf(ca, sizeof(ca), "%s/ca.pem", g.pki);
 		if (cc_open(&g.cc, base, ca) != HV_OK) {
 			fail_msg("cannot open the HTTP client");

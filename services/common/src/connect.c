@@ -69,26 +69,69 @@ creq_free(creq *r)
 	if (r->r_body_aio != NULL) {
 		nng_aio_reap(r->r_body_aio); /* also from its own callback */
 	}
+	if (r->r_write_aio != NULL) {
+		nng_aio_reap(r->r_write_aio);
+	}
 	arena_reset(&r->r_call.c_arena);
 	free(r->r_body);
+	free(r->r_out);
 	free(r);
 }
 
-/* Completes nng's aio with res (NULL: out of memory, the connection is closed) and ends r. */
+/* Ends r and completes nng's aio: rv 0 (the answer was written, nng reads the next request on
+ * the connection, or closes it for HTTP/1.0 and "Connection: close" requests) or an error
+ * (nng closes the connection). */
 static void
-creq_finish(creq *r, nng_http_res *res)
+creq_end(creq *r, int rv)
 {
 	connect_server *cs   = r->r_cs;
 	nng_aio        *http = r->r_http;
 
 	creq_free(r);
-	if (res == NULL) {
-		nng_aio_finish(http, NNG_ENOMEM);
-	} else {
-		nng_aio_set_output(http, 0, res);
-		nng_aio_finish(http, 0);
-	}
+	nng_aio_set_output(http, 0, NULL); /* no answer for nng to write: ours is out */
+	nng_aio_finish(http, rv);
 	cs_leave(cs);
+}
+
+/* Our write of the answer is done. */
+static void
+write_cb(void *arg)
+{
+	creq *r  = arg;
+	int   rv = nng_aio_result(r->r_write_aio);
+
+	creq_end(r, rv != 0 ? rv : r->r_close ? NNG_ECLOSED : 0);
+}
+
+/* Writes res (consumed; NULL: out of memory) as the answer to r in one piece
+ * (connect_res_bytes), then ends r. The connection closes after it when r_close is set or the
+ * answer says Connection: close. */
+static void
+creq_finish(creq *r, nng_http_res *res)
+{
+	bool    head = strcmp(nng_http_req_get_method(r->r_req), "HEAD") == 0;
+	bool    close = false;
+	size_t  len   = 0;
+	nng_iov iov;
+
+	if (res == NULL) {
+		creq_end(r, NNG_ENOMEM);
+		return;
+	}
+	r->r_out = connect_res_bytes(res, head, &len, &close);
+	nng_http_res_free(res);
+	if (r->r_out == NULL || nng_aio_alloc(&r->r_write_aio, write_cb, r) != 0) {
+		r->r_write_aio = NULL;
+		creq_end(r, NNG_ENOMEM);
+		return;
+	}
+	r->r_close |= close;
+	iov.iov_buf = r->r_out;
+	iov.iov_len = len;
+	nng_aio_set_iov(r->r_write_aio, 1, &iov);
+	/* A client that does not read its answer is cut off like one that does not send. */
+	nng_aio_set_timeout(r->r_write_aio, (nng_duration) r->r_cs->cs_read_timeout_ms);
+	nng_http_conn_write_all(r->r_conn, r->r_write_aio);
 }
 
 /* The dispatch's completion (rpc_reply_fn): encodes the reply in the request's content type
@@ -549,21 +592,15 @@ http_cb(nng_aio *aio)
 	nng_http_conn    *conn = nng_aio_get_input(aio, 2);
 	connect_server   *cs  = nng_http_handler_get_data(h);
 	const char       *uri = nng_http_req_get_uri(req);
-	bool              session, oom, closing;
+	bool              session, web, oom, closing;
 	nng_http_res     *res;
 	creq             *r;
 
 	session = strcmp(uri, "/session") == 0;
-	if (!connect_rpc_path(uri) && !session) {
-		if ((res = connect_web_answer(cs, req)) == NULL) {
-			nng_aio_finish(aio, NNG_ENOMEM);
-			return;
-		}
-		nng_aio_set_output(aio, 0, res);
-		nng_aio_finish(aio, 0);
-		return;
-	}
+	web     = !connect_rpc_path(uri) && !session;
 	if (!cs_enter(cs, &closing)) {
+		/* Every request holds a place while it is answered; none left: refused at once,
+		 * through nng's own write (nothing of ours is allocated). */
 		res = closing ? connect_res_error(cs, HV_UNAVAILABLE, 0, "server is shutting down", true)
 		              : connect_res_error(cs, HV_RESOURCE_EXHAUSTED, 0,
 		                    "too many HTTP calls at once", true);
@@ -588,6 +625,13 @@ http_cb(nng_aio *aio)
 	r->r_session = session;
 	arena_init(&r->r_call.c_arena, cs->cs_rpc->sv_opts.call_budget);
 	r->r_call.c_srv = cs->cs_rpc;
+	if (web) {
+		/* Its body, if any, is not read: the connection closes after the answer. */
+		r->r_close = nng_http_req_get_header(req, "Content-Length") != NULL ||
+		    nng_http_req_get_header(req, "Transfer-Encoding") != NULL;
+		creq_finish(r, connect_web_answer(cs, req));
+		return;
+	}
 	res = session ? session_headers(cs, r, &oom) : rpc_headers(cs, r, &oom);
 	if (res != NULL || oom) {
 		/* Answered before any call began: counted by status (haven_http_refused_total). */

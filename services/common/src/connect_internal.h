@@ -67,6 +67,8 @@ typedef struct creq {
 	nng_http_req   *r_req;
 	nng_http_conn  *r_conn;
 	nng_aio        *r_body_aio; /* our read of the body */
+	nng_aio        *r_write_aio; /* our write of the whole answer */
+	char           *r_out;       /* the answer, status line to body */
 	body_kind       r_kind;
 	char           *r_body;
 	size_t          r_len;
@@ -90,5 +92,8 @@ hv_status     connect_listen_parse(const char *listen, bool tls, bool *https, co
 hv_status     connect_web_load(connect_server *cs, const char *dir, const char *rel, unsigned depth,
         size_t *total);
 nng_http_res *connect_web_answer(connect_server *cs, nng_http_req *req);
+/* The whole answer res as bytes (status line, headers, Content-Length, body unless head), in
+ * a malloc'd buffer; NULL when memory runs out. *close is set when it says Connection: close. */
+char         *connect_res_bytes(nng_http_res *res, bool head, size_t *len, bool *close);
 
 #endif
