@@ -41,10 +41,11 @@
  * max_inflight HTTP calls at once (more get 429 resource_exhausted). libnng 1.5.2's HTTP
  * server reads a request's header section into one 8 KiB buffer and drops the connection of
  * a request whose headers do not fit (that bounds their size and count); it has no deadline
- * for the headers and no connection limit, and it leaves Nagle on under TLS (each HTTPS answer
- * waits ~40 ms for the client's delayed ACK). For a listener reachable from outside put nginx
- * in front (deploy/nginx/haven.conf): it enforces those and serves HTTPS at full speed, with
- * haven on plain HTTP on loopback. An RPC path is "/" + a full method name of the characters
+ * for the headers and no connection limit. For a listener reachable from outside put nginx in
+ * front (deploy/nginx/haven.conf), which enforces those, with haven on plain HTTP on loopback.
+ * Answers are written in one piece by connect.c (connect_res_bytes: nng's own two writes
+ * under TLS, with Nagle on, cost each HTTPS answer ~40 ms); a client that does not read its
+ * answer within the read timeout is cut off too. An RPC path is "/" + a full method name of the characters
  * of proto names; anything else is a static path.
  *
  * Security headers on every response: X-Content-Type-Options nosniff, Referrer-Policy
