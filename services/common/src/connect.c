@@ -8,8 +8,9 @@
  * body_done builds the call's envelope (method from the path, `authorization` from the bearer
  * header or the session cookie, timeout from Connect-Timeout-Ms, idempotency key), runs the
  * dispatch's checks and submits it. The dispatch runs the handler on a worker and calls
- * creq_reply, which encodes the answer and completes nng's aio: nng writes the response.
- * Nothing of a request is touched after its aio is completed.
+ * creq_reply, which encodes the answer; creq_finish writes it on the connection in one piece
+ * (connect_res_bytes says why) and then completes nng's aio, after which nng reads the
+ * connection's next request. Nothing of a request is touched after its aio is completed.
  *
  * Lifetime. Each request holds a reference on the server (cs_inflight); connect_server_stop
  * stops nng's server (no new requests) and then waits for the requests in flight.
