@@ -181,6 +181,11 @@ void rpc_dispatch_http_refused(rpc_server *srv, unsigned status);
 /* Whether the server is closing (no new calls are taken). */
 bool rpc_dispatch_closing(rpc_server *srv);
 
+/* ---- Health and Diagnostics (rpc_health.c): registered by rpc_server_open, svc = the server */
+
+extern const rpc_method_impl rpc_health_methods[1];
+extern const rpc_method_impl rpc_diag_methods[1];
+
 /* ---- the boundary (rpc_boundary.c) ------------------------------------------------------ */
 
 #define PB_DEPTH_MAX 64 /* message nesting followed by the boundary's walks */

@@ -43,7 +43,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ECHO_MAX (64 * 1024)
 
 typedef rpc_method_entry method_entry;
 typedef rpc_health_entry health_entry;
@@ -226,89 +225,6 @@ rpc_server_foreach_method(rpc_server *srv, rpc_method_fn fn, void *arg)
 		const method_entry *m = &srv->sv_methods[i];
 		fn(arg, m->me_name, m->me_roles, m->me_handler != NULL);
 	}
-}
-
-/* ---- health and diagnostics -------------------------------------------------------- */
-
-void
-rpc_server_set_serving(rpc_server *srv, const char *service, bool serving)
-{
-	pthread_mutex_lock(&srv->sv_mtx);
-	if (service == NULL || service[0] == '\0') {
-		srv->sv_node_serving = serving;
-		goto out;
-	}
-	for (size_t i = 0; i < srv->sv_nhealth; i++) {
-		if (strcmp(srv->sv_health[i].h_name, service) == 0) {
-			srv->sv_health[i].h_serving = serving;
-			goto out;
-		}
-	}
-	if (srv->sv_nhealth < MAX_HEALTH && strlen(service) < sizeof(srv->sv_health[0].h_name)) {
-		health_entry *h = &srv->sv_health[srv->sv_nhealth++];
-		strcpy(h->h_name, service); /* length checked above */
-		h->h_serving = serving;
-	}
-out:
-	pthread_mutex_unlock(&srv->sv_mtx);
-}
-
-static hv_status
-health_check(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
-{
-	rpc_server                               *srv = svc;
-	const Haven__Health__V1__HealthCheckRequest *in  = (const void *) req;
-	Haven__Health__V1__HealthCheckResponse      *out;
-	int                                       found   = 0;
-	bool                                      serving = false;
-
-	out = rpc_call_alloc(call, sizeof(*out));
-	if (out == NULL) {
-		return (HV_RESOURCE_EXHAUSTED);
-	}
-	haven__health__v1__health_check_response__init(out);
-
-	pthread_mutex_lock(&srv->sv_mtx);
-	if (in->service == NULL || in->service[0] == '\0') {
-		found   = 1;
-		serving = srv->sv_node_serving && !srv->sv_closing;
-	} else {
-		for (size_t i = 0; i < srv->sv_nhealth; i++) {
-			if (strcmp(srv->sv_health[i].h_name, in->service) == 0) {
-				found   = 1;
-				serving = srv->sv_health[i].h_serving && !srv->sv_closing;
-			}
-		}
-	}
-	pthread_mutex_unlock(&srv->sv_mtx);
-
-	if (!found) {
-		return (rpc_call_error(call, HV_NOT_FOUND, "unknown service %.128s", in->service));
-	}
-	out->status = serving ? HAVEN__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-	                      : HAVEN__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
-	*reply = &out->base;
-	return (HV_OK);
-}
-
-static hv_status
-diag_echo(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
-{
-	const Haven__Diag__V1__EchoRequest *in = (const void *) req;
-	Haven__Diag__V1__EchoResponse      *out;
-
-	(void) svc;
-	if (in->payload.len > ECHO_MAX) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "echo payload of %zu bytes is over the limit of %d", in->payload.len, ECHO_MAX));
-	}
-	if ((out = rpc_call_alloc(call, sizeof(*out))) == NULL) {
-		return (HV_RESOURCE_EXHAUSTED);
-	}
-	haven__diag__v1__echo_response__init(out);
-	out->payload = in->payload; /* lives in the call's arena until the reply is sent */
-	*reply       = &out->base;
-	return (HV_OK);
 }
 
 /* ---- the checks before a handler ----------------------------------------------------- */
@@ -718,13 +634,6 @@ rpc_dispatch_submit(rpc_server *srv, rpc_call *call)
 
 /* ---- lifecycle --------------------------------------------------------------------- */
 
-static const rpc_method_impl health_methods[] = {
-	{ .name = "Check", .handler = health_check, .roles = RPC_ROLES_ANY, .inline_handler = true },
-};
-
-static const rpc_method_impl diag_methods[] = {
-	{ .name = "Echo", .handler = diag_echo, .roles = RPC_ROLES_AUTHENTICATED, .inline_handler = true },
-};
 
 /* The server's own figures at scrape time: refusals, the queue and the services' health. */
 static void
@@ -847,9 +756,9 @@ rpc_server_open(rpc_server **out, const rpc_server_options *opts)
 		goto fail;
 	}
 	if ((st = rpc_server_add_service(srv, &haven__health__v1__health__descriptor,
-	         health_methods, 1, srv)) != HV_OK ||
+	         rpc_health_methods, 1, srv)) != HV_OK ||
 	    (st = rpc_server_add_service(srv, &haven__diag__v1__diagnostics__descriptor,
-	         diag_methods, 1, srv)) != HV_OK) {
+	         rpc_diag_methods, 1, srv)) != HV_OK) {
 		goto fail;
 	}
 	*out = srv;
