@@ -11,6 +11,7 @@
 
 #include "haven/ids.h"
 #include "haven/crypto.h"
+#include "haven/pbenum.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -55,28 +56,7 @@ cap_role_from_rpc(rpc_role role)
 bool
 cap_enum_ok(const ProtobufCEnumDescriptor *d, int v, int limit)
 {
-	/* protobuf-c keeps unknown numbers of an open (proto3) enum as they came. */
-	return (v > 0 && v < limit && protobuf_c_enum_descriptor_get_value(d, v) != NULL);
-}
-
-const char *
-cap_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz)
-{
-	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
-	size_t                    i;
-
-	if (bufsz == 0) {
-		return ("");
-	}
-	if (ev == NULL) {
-		snprintf(buf, bufsz, "?");
-		return (buf);
-	}
-	for (i = 0; ev->name[i] != '\0' && i + 1 < bufsz; i++) {
-		buf[i] = ev->name[i] == '_' ? '-' : (char) tolower((unsigned char) ev->name[i]);
-	}
-	buf[i] = '\0';
-	return (buf);
+	return (pbenum_ok(d, v) && v > 0 && v < limit);
 }
 
 int
@@ -139,7 +119,7 @@ static hv_status
 check_enum_list(const char *field, const ProtobufCEnumDescriptor *d, const int *v, size_t n,
     size_t min, size_t max, int limit, char *err, size_t errsz)
 {
-	char name[64];
+	char name[PBENUM_NAME_MAX];
 
 	if (n < min || n > max) {
 		return (fail(err, errsz, "%s must have %zu to %zu entries, not %zu", field, min, max, n));
@@ -151,7 +131,7 @@ check_enum_list(const char *field, const ProtobufCEnumDescriptor *d, const int *
 		for (size_t j = 0; j < i; j++) {
 			if (v[j] == v[i]) {
 				return (fail(err, errsz, "%s lists %s twice", field,
-				    cap_enum_name(d, v[i], name, sizeof(name))));
+				    pbenum_name(d, NULL, v[i], name, sizeof(name))));
 			}
 		}
 	}

@@ -106,11 +106,9 @@ struct cap_service {
 rpc_role cap_role_to_rpc(Haven__Capacity__V1__Role role);
 Haven__Capacity__V1__Role cap_role_from_rpc(rpc_role role);
 
-/* Whether v is a value of the enum other than 0 (UNSPECIFIED) and below limit. */
+/* Whether v is a value of the enum other than 0 (UNSPECIFIED) and below limit (the size of
+ * the registry's per-value tables): pbenum_ok with a bound. */
 bool cap_enum_ok(const ProtobufCEnumDescriptor *d, int v, int limit);
-
-/* The enum value's lower-case name with '-' ("legal-aid"), in buf; "?" when unknown. */
-const char *cap_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz);
 
 /* Whether s is a language tag as the registry takes them: 2..35 of [A-Za-z0-9-]. */
 bool cap_lang_ok(const char *s);
