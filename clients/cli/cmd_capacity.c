@@ -596,6 +596,9 @@ service_register(cli *c, int argc, char **argv)
 		return (cli_usage("--languages and --accessibility take at most %d values each",
 		    LIST_MAX));
 	}
+	if ((rc = cli_langs_check("languages", langs, s.n_languages)) != 0) {
+		return (rc);
+	}
 	s.languages       = langs;
 	s.n_accessibility = (size_t) k;
 	s.accessibility   = access;
@@ -857,6 +860,9 @@ capacity_find(cli *c, int argc, char **argv)
 		}
 		for (int i = 0; i < m; i++) {
 			langs[k + i] = more[i];
+		}
+		if ((rc = cli_langs_check("language", langs, (size_t) (k + m))) != 0) {
+			goto out;
 		}
 		req.languages   = langs;
 		req.n_languages = (size_t) (k + m);

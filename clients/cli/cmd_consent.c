@@ -282,7 +282,8 @@ do_subject_create(cli *c, int argc, char **argv)
 	         "name dob nationality language contact notes", "minor")) != 0) {
 		return (rc);
 	}
-	if ((rc = opt_values(&a, "language", langs, &nl, lbuf, sizeof(lbuf))) != 0) {
+	if ((rc = opt_values(&a, "language", langs, &nl, lbuf, sizeof(lbuf))) != 0 ||
+	    (rc = cli_langs_check("language", langs, nl)) != 0) {
 		return (rc);
 	}
 	p.name          = (char *) (cli_opt(&a, "name") ? cli_opt(&a, "name") : "");
@@ -523,6 +524,10 @@ do_grant(cli *c, int argc, char **argv)
 		return (cli_usage("consent grant needs --language (the language consent was asked "
 		                  "in, BCP 47: nl, ro, pt-BR)"));
 	}
+	req.language = (char *) cli_opt(&a, "language");
+	if ((rc = cli_langs_check("language", &req.language, 1)) != 0) {
+		return (rc);
+	}
 	if ((days = cli_opt(&a, "expires")) != NULL) {
 		errno = 0;
 		ndays = strtol(days, &end, 10);
@@ -540,7 +545,6 @@ do_grant(cli *c, int argc, char **argv)
 	req.accepting_provider = cli_flag(&a, "accepting-provider");
 	req.given_by           = (Haven__Consent__V1__GivenBy) by;
 	req.method             = (Haven__Consent__V1__Method) method;
-	req.language           = (char *) cli_opt(&a, "language");
 	req.expires_ms         = hv_clock_wall_ms() + ndays * DAY_MS;
 	if ((rc = cli_call(c, "consent grant", M("Grant"), &req.base,
 	         &haven__consent__v1__consent_record__descriptor, (ProtobufCMessage **) &rep,

@@ -12,6 +12,7 @@
 #include "haven/ids.h"
 #include "haven/crypto.h"
 #include "haven/pbenum.h"
+#include "haven/text.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -89,7 +90,7 @@ fail(char *err, size_t errsz, const char *fmt, ...)
 static hv_status
 check_text(const char *field, const char *s, size_t min, size_t max, char *err, size_t errsz)
 {
-	if (ids_text_ok(s, min, max)) {
+	if (text_free_ok(s, min, max)) {
 		return (HV_OK);
 	}
 	if (min == 0) {
@@ -136,38 +137,6 @@ check_enum_list(const char *field, const ProtobufCEnumDescriptor *d, const int *
 		}
 	}
 	return (HV_OK);
-}
-
-bool
-cap_lang_ok(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n < CAP_LANG_MIN || n > CAP_LANG_MAX) {
-		return (false);
-	}
-	for (; *s != '\0'; s++) {
-		if (!isalnum((unsigned char) *s) && *s != '-') {
-			return (false);
-		}
-	}
-	return (true);
-}
-
-static bool
-token_ok(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n < 1 || n > CAP_TOKEN_MAX) {
-		return (false);
-	}
-	for (; *s != '\0'; s++) {
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-')) {
-			return (false);
-		}
-	}
-	return (true);
 }
 
 hv_status
@@ -262,10 +231,8 @@ cap_check_service_fields(
 		    svc->n_languages, CAP_LIST_MAX));
 	}
 	for (size_t i = 0; i < svc->n_languages; i++) {
-		if (!cap_lang_ok(svc->languages[i])) {
-			return (fail(err, errsz, "languages: entry %zu must be %d to %d characters of "
-			                         "A-Z a-z 0-9 - (a BCP 47 tag such as nl or pt-BR)",
-			    i + 1, CAP_LANG_MIN, CAP_LANG_MAX));
+		if (!text_lang_ok(svc->languages[i])) {
+			return (fail(err, errsz, "languages: entry %zu must be " TEXT_LANG_RULE, i + 1));
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (strcasecmp(svc->languages[i], svc->languages[j]) == 0) {
@@ -278,10 +245,9 @@ cap_check_service_fields(
 		    svc->n_accessibility, CAP_LIST_MAX));
 	}
 	for (size_t i = 0; i < svc->n_accessibility; i++) {
-		if (!token_ok(svc->accessibility[i])) {
-			return (fail(err, errsz, "accessibility: entry %zu must be 1 to %d characters of "
-			                         "a-z 0-9 -",
-			    i + 1, CAP_TOKEN_MAX));
+		if (!text_token_ok(svc->accessibility[i], CAP_TOKEN_MAX)) {
+			return (fail(err, errsz, "accessibility: entry %zu must be " TEXT_TOKEN_RULE, i + 1,
+			    CAP_TOKEN_MAX));
 		}
 	}
 	if ((st = check_enum_list("specialisations", &haven__capacity__v1__exploitation__descriptor,

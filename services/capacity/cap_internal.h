@@ -27,8 +27,6 @@
 #define CAP_INTERVAL_DEFAULT_S 86400
 #define CAP_LIST_MAX           16 /* languages, accessibility, specialisations */
 #define CAP_POPULATIONS_MAX    8
-#define CAP_LANG_MIN           2
-#define CAP_LANG_MAX           35
 #define CAP_TOKEN_MAX          64 /* an accessibility entry */
 #define CAP_CERT_MAX           (16 * 1024)
 #define CAP_PAGE_DEFAULT       100
@@ -109,9 +107,6 @@ Haven__Capacity__V1__Role cap_role_from_rpc(rpc_role role);
 /* Whether v is a value of the enum other than 0 (UNSPECIFIED) and below limit (the size of
  * the registry's per-value tables): pbenum_ok with a bound. */
 bool cap_enum_ok(const ProtobufCEnumDescriptor *d, int v, int limit);
-
-/* Whether s is a language tag as the registry takes them: 2..35 of [A-Za-z0-9-]. */
-bool cap_lang_ok(const char *s);
 
 /* The region's index in the map, or -1. */
 int cap_region_index(const cap_service *cs, const char *name);

@@ -32,6 +32,7 @@
 #include "cap_metrics.h"
 
 #include "haven/log.h"
+#include "haven/text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -1110,10 +1111,9 @@ h_find_services(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobuf
 		    in->n_languages, CAP_LIST_MAX));
 	}
 	for (size_t i = 0; i < in->n_languages; i++) {
-		if (!cap_lang_ok(in->languages[i])) {
+		if (!text_lang_ok(in->languages[i])) {
 			return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-			    "languages: entry %zu must be %d to %d characters of A-Z a-z 0-9 -", i + 1,
-			    CAP_LANG_MIN, CAP_LANG_MAX));
+			    "languages: entry %zu must be " TEXT_LANG_RULE, i + 1));
 		}
 	}
 	if ((st = region_mask(call, cs, in->regions, in->n_regions, &mask)) != HV_OK) {

@@ -17,6 +17,7 @@
 #include "haven/ids.h"
 #include "haven/crypto.h"
 #include "haven/log.h"
+#include "haven/text.h"
 
 #include <errno.h>
 #include <nng/protocol/pubsub0/pub.h>
@@ -344,7 +345,7 @@ cap_hold_place(cap_service *cs, store_txn *txn, const char *service_id, uint32_t
 		hold_id[0] = '\0';
 	}
 	if (cs == NULL || txn == NULL || hold_id == NULL || !ids_valid(service_id) || ttl_s == 0 ||
-	    ttl_s > cs->cs_hold_max_ttl_s || !ids_text_ok(owner, 0, CAP_OWNER_MAX)) {
+	    ttl_s > cs->cs_hold_max_ttl_s || !text_free_ok(owner, 0, CAP_OWNER_MAX)) {
 		goto out;
 	}
 	if ((st = cap_read_service(cs, txn, service_id, NULL, &svc)) != HV_OK) {

@@ -346,6 +346,9 @@ test_service_checks(void **state)
 	EXPECT_BAD((s.languages = many, s.n_languages = 1), "languages: entry 1");
 	many[0] = "nl_NL";
 	EXPECT_BAD((s.languages = many, s.n_languages = 1), "languages: entry 1");
+	/* The one rule of haven/text.h: what a person's language may be, a service's may be. */
+	many[0] = "12--";
+	EXPECT_BAD((s.languages = many, s.n_languages = 1), "languages: entry 1 must be a BCP 47");
 	many[0] = "nl";
 	many[1] = "NL";
 	EXPECT_BAD((s.languages = many, s.n_languages = 2), "languages lists NL twice");
