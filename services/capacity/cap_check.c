@@ -187,14 +187,14 @@ cap_check_org(const cap_service *cs, const Haven__Capacity__V1__Organisation *or
 }
 
 hv_status
-cap_check_cert(const cap_service *cs, const char *org_id, const char *cert_pem, char *err,
-    size_t errsz)
+cap_check_cert(const cap_service *cs, const char *org_id, const char *cert_pem, int64_t now_s,
+    char *err, size_t errsz)
 {
 	char      why[160];
 	hv_status st;
 
 	st = crypto_cert_check(cert_pem, cert_pem != NULL ? strlen(cert_pem) : 0, cs->cs_ca_file,
-	    org_id, cap_now_ms(cs) / 1000, why, sizeof(why));
+	    org_id, now_s, why, sizeof(why));
 	if (st != HV_OK) {
 		snprintf(err, errsz, "cert_pem: %s", why);
 	}

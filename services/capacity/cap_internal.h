@@ -117,11 +117,11 @@ hv_status cap_check_org(const cap_service *cs, const Haven__Capacity__V1__Organi
     char fingerprint[65], char *err, size_t errsz);
 
 /* Checks a certificate being registered for organisation org_id (registration, or a change
- * of its certificate) with crypto_cert_check against the node CA now: INVALID_ARGUMENT with
- * err naming the reason ("cert_pem: the certificate has expired"), FAILED_PRECONDITION when
- * the node has no CA configured. */
+ * of its certificate) with crypto_cert_check against the node CA at now_s (Unix seconds:
+ * cap_now_ms / 1000): INVALID_ARGUMENT with err naming the reason ("cert_pem: the
+ * certificate has expired"), FAILED_PRECONDITION when the node has no CA configured. */
 hv_status cap_check_cert(const cap_service *cs, const char *org_id, const char *cert_pem,
-    char *err, size_t errsz);
+    int64_t now_s, char *err, size_t errsz);
 
 /* Checks the descriptive fields of a service (everything UpdateService may set). */
 hv_status cap_check_service_fields(
@@ -132,7 +132,10 @@ hv_status cap_check_service_fields(
 hv_status cap_check_new_service(
     const cap_service *cs, const Haven__Capacity__V1__Service *svc, char *err, size_t errsz);
 
-/* ---- capacity.c: store helpers ----------------------------------------------------- */
+/* ---- cap_records.c: records and the brief ------------------------------------------ */
+
+/* The brief of a service (see cap_brief) for the current region map. */
+void cap_brief_of(const cap_service *cs, const Haven__Capacity__V1__Service *svc, cap_brief *b);
 
 /* Free places as answers show them: available - held when fresh and not retired, else 0. */
 uint32_t cap_free_places(const Haven__Capacity__V1__Service *svc, int64_t now_ms, bool *fresh);
@@ -153,5 +156,16 @@ hv_status cap_put_org(cap_service *cs, store_txn *txn, const Haven__Capacity__V1
  * certificate of this fingerprint. */
 hv_status cap_cert_unique(cap_service *cs, store_txn *txn, const char *fingerprint,
     const char *self_id, char *err, size_t errsz);
+
+/* ---- cap_holds.c ------------------------------------------------------------------- */
+
+/* Holds one expiry batch ends at most (the job ends them a batch per transaction). */
+#define CAP_EXPIRE_BATCH 64
+
+/* Releases up to max (at most CAP_EXPIRE_BATCH) holds whose expiry is at or before now_ms,
+ * oldest first. *released counts them; changed (max entries, may be NULL) receives their
+ * services' ids. *more is set when expired holds remain. */
+hv_status cap_expire_batch(cap_service *cs, store_txn *txn, int64_t now_ms, unsigned max,
+    unsigned *released, char (*changed)[CAP_ID_MAX], bool *more);
 
 #endif

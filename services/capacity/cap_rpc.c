@@ -459,8 +459,8 @@ update_org_fn(store_txn *txn, void *arg)
 	}
 	if ((st = cap_check_org(r->r_cs, next, fp, err, sizeof(err))) != HV_OK ||
 	    (next->cert_pem != cur->cert_pem &&
-	        (st = cap_check_cert(r->r_cs, next->id, next->cert_pem, err, sizeof(err))) !=
-	            HV_OK)) {
+	        (st = cap_check_cert(r->r_cs, next->id, next->cert_pem, r->r_now / 1000, err,
+	             sizeof(err))) != HV_OK)) {
 		return (pass(r->r_call, st, err));
 	}
 	if ((st = cap_cert_unique(r->r_cs, txn, fp, next->id, err, sizeof(err))) != HV_OK) {

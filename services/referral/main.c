@@ -99,8 +99,9 @@ main(int argc, char **argv)
 	snprintf(consent_sub, sizeof(consent_sub), "ipc://%s", path);
 
 	/* The registry's store functions only: haven-capacity publishes and serves it. */
-	co.store   = host_store(h);
-	co.regions = host_regions(h);
+	co.store      = host_store(h);
+	co.regions    = host_regions(h);
+	co.store_only = true;
 	if ((st = cap_open(&cs, &co)) != HV_OK) {
 		log_error("cannot open the capacity registry: %s", hv_status_name(st));
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
