@@ -22,7 +22,6 @@
 
 #define HOLD_EXP_KEY_MAX (8 + CAP_ID_MAX)
 
-
 /* cap.hold_exp key: be64(expires_ms) || hold id. Returns its length. */
 static size_t
 hold_exp_key(uint8_t key[HOLD_EXP_KEY_MAX], uint64_t expires_ms, const char *hold_id)
@@ -33,7 +32,6 @@ hold_exp_key(uint8_t key[HOLD_EXP_KEY_MAX], uint64_t expires_ms, const char *hol
 	memcpy(key + 8, hold_id, n);
 	return (8 + n);
 }
-
 
 /* ---- holds ---------------------------------------------------------------------------- */
 

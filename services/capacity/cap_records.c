@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 int64_t
 cap_now_ms(const cap_service *cs)
 {

@@ -84,7 +84,6 @@ hv_status cap_audit_directory(req_ctx *r, store_txn *txn, const char *target);
 
 /* ---- the handlers (rpc_handler_fn of rpc.h), registered by cap_register ------------- */
 
-
 /* cap_rpc_orgs.c: the partner directory's organisations. */
 hv_status cap_rpc_register_org(rpc_call *call, void *svc, const ProtobufCMessage *req,
     ProtobufCMessage **reply);

@@ -40,7 +40,6 @@
 #include <string.h>
 #include <strings.h>
 
-
 /* Region names to a mask of map indices; INVALID_ARGUMENT for a name not in the map. */
 static hv_status
 region_mask(rpc_call *call, const cap_service *cs, char **names, size_t n, uint64_t *mask)

@@ -129,7 +129,6 @@ service_for_change(req_ctx *r, store_txn *txn, const char *id, uint64_t based_on
 	return (HV_OK);
 }
 
-
 /* ---- services ------------------------------------------------------------------------ */
 
 static hv_status

@@ -36,7 +36,6 @@ region_fingerprint(const region_map *m, uint8_t out[CRYPTO_SHA256_LEN])
 	crypto_sha256(out, buf, n);
 }
 
-
 /* ---- the partner directory for auth ------------------------------------------------- */
 
 hv_status

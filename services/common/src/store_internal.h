@@ -16,7 +16,6 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-
 #define STORE_KEY_MAX      511 /* LMDB's compiled-in maximum key size */
 #define STORE_NAME_MAX     63
 #define STORE_MAP_DEFAULT  ((size_t) 64 << 20)
