@@ -137,7 +137,7 @@ cap_rpc_find_services(rpc_call *call, void *svc, const ProtobufCMessage *req,
 	Haven__Capacity__V1__FindServicesResponse      *out;
 	size_t                                          max = cap_page_size(in->page_size);
 	int64_t                                         now = cap_now_ms(cs);
-	uint64_t                                        mask;
+	uint64_t                                        mask = 0;
 	store_txn                                      *txn = NULL;
 	store_cursor                                   *c   = NULL;
 	const void                                     *k, *v;
