@@ -1,7 +1,8 @@
 /*
  * cap_internal.h - what the files of the capacity service share: the service handle, the
- * brief record, the bounds of every field, and the checks (cap_check.c) and store helpers
- * (capacity.c) the RPC handlers (cap_rpc.c) build on. Private to services/capacity.
+ * brief record, the bounds of every field, and the checks (cap_check.c), record helpers
+ * (cap_records.c) and hold expiry (cap_holds.c) that capacity.c and the RPC handlers
+ * (cap_rpc*.c, cap_req.h) build on. Private to services/capacity.
  */
 #ifndef HAVEN_CAP_INTERNAL_H
 #define HAVEN_CAP_INTERNAL_H

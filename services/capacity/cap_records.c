@@ -272,7 +272,7 @@ cap_add_service(cap_service *cs, store_txn *txn, const Haven__Capacity__V1__Serv
 	                                                  : CAP_INTERVAL_DEFAULT_S;
 	s.held              = 0;
 	s.retired           = false;
-	s.pending           = false; /* the caller decides (RegisterService: cap_rpc.c) */
+	s.pending           = false; /* the caller decides (RegisterService: cap_rpc_services.c) */
 	s.version           = 1;
 	s.updated_ms        = (uint64_t) now; /* registering states the figure: a confirmation */
 	s.created_ms        = (uint64_t) now;
