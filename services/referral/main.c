@@ -24,14 +24,11 @@
 #include "capacity.h"
 #include "referral.h"
 
-#ifdef HAVEN_REFERRAL_CONSENT
 #include "consent.h"
-#endif
 
 #include <limits.h>
 #include <stdio.h>
 
-#ifdef HAVEN_REFERRAL_CONSENT
 /* Retention: subjects whose referrals all closed retention_days ago are erased through the
  * consent library, with the node itself (the operator) as the caller in the audit log. */
 static hv_status
@@ -49,7 +46,6 @@ retention_done(void *arg)
 {
 	return (consent_rotate_kek(arg, NULL, NULL));
 }
-#endif
 
 int
 main(int argc, char **argv)
@@ -60,10 +56,8 @@ main(int argc, char **argv)
 	ref_service     *rs  = NULL;
 	cap_options      co  = { 0 };
 	ref_options      ro  = { 0 };
-#ifdef HAVEN_REFERRAL_CONSENT
 	consent_service *cns = NULL;
 	consent_options  no  = { 0 };
-#endif
 	char             path[PATH_MAX];
 	char             cap_sub[PATH_MAX + 16];
 	char             consent_sub[PATH_MAX + 16];
@@ -99,14 +93,14 @@ main(int argc, char **argv)
 	snprintf(consent_sub, sizeof(consent_sub), "ipc://%s", path);
 
 	/* The registry's store functions only: haven-capacity publishes and serves it. */
-	co.store   = host_store(h);
-	co.regions = host_regions(h);
+	co.store      = host_store(h);
+	co.regions    = host_regions(h);
+	co.store_only = true;
 	if ((st = cap_open(&cs, &co)) != HV_OK) {
 		log_error("cannot open the capacity registry: %s", hv_status_name(st));
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
 		goto out;
 	}
-#ifdef HAVEN_REFERRAL_CONSENT
 	no.store    = host_store(h);
 	no.data_dir = cfg.data_dir;
 	if ((st = consent_open(&cns, &no)) != HV_OK) {
@@ -121,10 +115,6 @@ main(int argc, char **argv)
 	ro.erase_arg      = cns;
 	ro.erase_done     = retention_done;
 	ro.retention_days = (uint32_t) cfg.retention_days;
-#else
-	log_warn("built without the consent library: every referral is refused "
-	         "(FAILED_PRECONDITION) and retention does not run until it is");
-#endif
 	ro.store                                                = host_store(h);
 	ro.regions                                              = host_regions(h);
 	ro.capacity                                             = cs;
@@ -159,9 +149,7 @@ out:
 	cap_stop(cs);
 	host_close(h);
 	ref_close(rs);
-#ifdef HAVEN_REFERRAL_CONSENT
 	consent_close(cns);
-#endif
 	cap_close(cs);
 	if (ret == 0) {
 		log_info("stopped cleanly");
