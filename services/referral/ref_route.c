@@ -25,7 +25,7 @@
 static char *
 dup(ref_work *w, const char *s)
 {
-	return (ref_arena_strdup(&w->w_arena, s != NULL ? s : ""));
+	return (arena_strdup(w->w_arena, s != NULL ? s : ""));
 }
 
 static hv_status
@@ -35,8 +35,8 @@ append_event(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState 
 	Event  *e;
 	Event **events;
 
-	if ((e = ref_arena_alloc(&w->w_arena, sizeof(*e))) == NULL ||
-	    (events = ref_arena_alloc(&w->w_arena, (r->n_events + 1) * sizeof(*events))) == NULL) {
+	if ((e = arena_alloc(w->w_arena, sizeof(*e))) == NULL ||
+	    (events = arena_alloc(w->w_arena, (r->n_events + 1) * sizeof(*events))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	haven__referral__v1__event__init(e);
@@ -151,7 +151,7 @@ ref_note_event(ref_work *w, Referral *r, Need *n, const char *actor, const char 
 hv_status
 ref_list_add(ref_work *w, char ***list, size_t *n, char *s)
 {
-	char **p = ref_arena_alloc(&w->w_arena, (*n + 1) * sizeof(char *));
+	char **p = arena_alloc(w->w_arena, (*n + 1) * sizeof(char *));
 
 	if (p == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
@@ -505,7 +505,7 @@ make_offer(ref_work *w, route_need *rn, const cand *c, const char *hold_id, uint
 	if (st != HV_NOT_FOUND) {
 		return (st == HV_OK ? HV_ALREADY_EXISTS : st);
 	}
-	if ((o = ref_arena_alloc(&w->w_arena, sizeof(*o))) == NULL) {
+	if ((o = arena_alloc(w->w_arena, sizeof(*o))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	haven__referral__v1__offer__init(o);
@@ -576,7 +576,7 @@ try_candidates(ref_work *w, route_need *rn, bool *offered)
 		 * transaction. */
 		if (!(rn->rn_ntried < rn->rn_captried)) {
 			size_t ncap = rn->rn_captried == 0 ? 16 : rn->rn_captried * 2;
-			char (*p)[CAP_ID_MAX] = ref_arena_alloc(&w->w_arena, ncap * CAP_ID_MAX);
+			char (*p)[CAP_ID_MAX] = arena_alloc(w->w_arena, ncap * CAP_ID_MAX);
 
 			if (p == NULL) {
 				return (HV_RESOURCE_EXHAUSTED);
@@ -602,7 +602,7 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 	if (n == 0) {
 		return (HV_OK);
 	}
-	if ((needs = ref_arena_alloc(&w->w_arena, n * sizeof(*needs))) == NULL) {
+	if ((needs = arena_alloc(w->w_arena, n * sizeof(*needs))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	memset(needs, 0, n * sizeof(*needs));

@@ -241,8 +241,8 @@ create_fn(store_txn *txn, void *arg)
 
 	/* The request lives until the handler returns, after the commit: the new referral may
 	 * point into it. */
-	if ((r = ref_arena_alloc(&w->w_arena, sizeof(*r))) == NULL ||
-	    (r->needs = ref_arena_alloc(&w->w_arena, req->n_needs * sizeof(Need *))) == NULL) {
+	if ((r = arena_alloc(w->w_arena, sizeof(*r))) == NULL ||
+	    (r->needs = arena_alloc(w->w_arena, req->n_needs * sizeof(Need *))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	{
@@ -250,8 +250,8 @@ create_fn(store_txn *txn, void *arg)
 		haven__referral__v1__referral__init(r);
 		r->needs = needs;
 	}
-	if ((r->id = ref_arena_strdup(&w->w_arena, id)) == NULL ||
-	    (r->home_region = ref_arena_strdup(&w->w_arena, region)) == NULL) {
+	if ((r->id = arena_strdup(w->w_arena, id)) == NULL ||
+	    (r->home_region = arena_strdup(w->w_arena, region)) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	r->subject             = req->subject;
@@ -267,7 +267,7 @@ create_fn(store_txn *txn, void *arg)
 	r->idempotency_key     = (char *) j->cj_key;
 	r->n_needs             = req->n_needs;
 	for (size_t i = 0; i < req->n_needs; i++) {
-		Need *n = ref_arena_alloc(&w->w_arena, sizeof(*n));
+		Need *n = arena_alloc(w->w_arena, sizeof(*n));
 
 		if (n == NULL) {
 			return (HV_RESOURCE_EXHAUSTED);
@@ -370,8 +370,8 @@ provider_view(ref_work *w, const rpc_caller *provider, const Referral *r, Referr
 {
 	ref_service *rs    = w->w_rs;
 	const char  *org   = provider->org_id;
-	Referral    *c     = ref_arena_alloc(&w->w_arena, sizeof(*c));
-	Need       **needs = ref_arena_alloc(&w->w_arena, (r->n_needs + 1) * sizeof(*needs));
+	Referral    *c     = arena_alloc(w->w_arena, sizeof(*c));
+	Need       **needs = arena_alloc(w->w_arena, (r->n_needs + 1) * sizeof(*needs));
 	bool         allowed = false;
 	hv_status    st;
 

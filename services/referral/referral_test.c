@@ -377,26 +377,35 @@ test_text(void **state)
 	    "no-capacity");
 }
 
+/* A work in a call's arena: each run of the write function starts from the mark (what an
+ * earlier run allocated is given back), and what was there before the work stays. */
 static void
-test_arena(void **state)
+test_work_arena(void **state)
 {
-	ref_arena a;
-	void     *p[2000];
+	static arena a;
+	ref_work    *w = malloc(sizeof(*w));
+	char        *req;
 
-	ref_arena_init(&a);
-	for (int i = 0; i < 2000; i++) {
-		p[i] = ref_arena_alloc(&a, (size_t) (i % 97) + 1);
-		assert_non_null(p[i]);
-		assert_int_equal((uintptr_t) p[i] % 16, 0);
-		memset(p[i], 0xab, (size_t) (i % 97) + 1);
+	(void) state;
+	assert_non_null(w);
+	arena_init(&a, 256 * 1024);
+	assert_non_null(req = arena_strdup(&a, "the request"));
+	ref_work_init_in(w, NULL, &a);
+	for (int run = 0; run < 20; run++) {
+		ref_work_begin(w, NULL);
+		assert_non_null(arena_alloc(w->w_arena, 200 * 1024));
 	}
-	assert_non_null(ref_arena_alloc(&a, 100000)); /* bigger than a chunk */
-	assert_string_equal(ref_arena_strdup(&a, "abc"), "abc");
-	assert_null(ref_arena_alloc(&a, REF_ARENA_LIMIT)); /* over the limit */
-	ref_arena_reset(&a);
-	assert_int_equal(a.a_total, 0);
-	assert_non_null(ref_arena_alloc(&a, 8));
-	ref_arena_reset(&a);
+	assert_null(arena_alloc(w->w_arena, 100 * 1024)); /* the budget holds within a run */
+	ref_work_free(w);
+	assert_string_equal(req, "the request");
+	arena_reset(&a);
+	/* A work of its own frees its arena. */
+	ref_work_init(w, NULL);
+	assert_ptr_equal(w->w_arena, &w->w_own);
+	assert_non_null(arena_alloc(w->w_arena, 1024 * 1024));
+	ref_work_free(w);
+	assert_null(w->w_own.a_chunks);
+	free(w);
 }
 
 /* ---- on a store ------------------------------------------------------------------------------ */
@@ -629,7 +638,7 @@ main(void)
 		cmocka_unit_test(test_period),
 		cmocka_unit_test(test_stats_suppression),
 		cmocka_unit_test(test_text),
-		cmocka_unit_test(test_arena),
+		cmocka_unit_test(test_work_arena),
 		cmocka_unit_test_setup_teardown(test_open_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_create, setup, teardown),
