@@ -104,7 +104,6 @@ struct ref_service {
 	store_table rs_idem;
 	store_table rs_closed;   /* be64 closed_ms referral id: closed, subject not yet erased */
 	store_table rs_meta;
-	store_table rs_cap_orgs; /* capacity's directory, read only (see ref_org_region) */
 
 	nng_socket rs_pub;
 	bool       rs_pub_open;

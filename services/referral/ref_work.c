@@ -318,15 +318,8 @@ ref_org_region(ref_service *rs, store_txn *txn, const char *org_id, char region[
 	hv_status                          st;
 
 	region[0] = '\0';
-	if (!ids_valid(org_id)) {
-		return (HV_NOT_FOUND);
-	}
-	/* capacity.h has no reader for an organisation; cap.orgs is documented there as
-	 * org id -> Organisation, and this reads it as such. */
-	if ((st = store_get_msg(txn, rs->rs_cap_orgs, org_id, strlen(org_id),
-	         &haven__capacity__v1__organisation__descriptor, NULL,
-	         (ProtobufCMessage **) &org)) != HV_OK) {
-		return (st);
+	if ((st = cap_get_org(rs->rs_cap, txn, org_id, NULL, &org)) != HV_OK) {
+		return (st == HV_INVALID_ARGUMENT ? HV_NOT_FOUND : st);
 	}
 	if (org->disabled) {
 		st = HV_NOT_FOUND;

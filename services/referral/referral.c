@@ -32,7 +32,6 @@ ref_open(ref_service **out, const ref_options *opts)
 		{ "ref.idem", offsetof(ref_service, rs_idem) },
 		{ "ref.closed", offsetof(ref_service, rs_closed) },
 		{ "ref.meta", offsetof(ref_service, rs_meta) },
-		{ "cap.orgs", offsetof(ref_service, rs_cap_orgs) },
 	};
 	static const uint32_t default_timeouts[REF_URGENCIES] = { 0, 1800, 14400, 86400 };
 	ref_service          *rs = NULL;

@@ -491,6 +491,56 @@ test_open_options(void **state)
 	ref_close(NULL);
 }
 
+typedef struct org_job {
+	fixture *oj_f;
+	char     oj_region[REGION_NAME_MAX];
+	char     oj_err[256];
+	hv_status oj_unknown, oj_bad, oj_null;
+} org_job;
+
+/* Registers an organisation and reads its region back through capacity's reader in the same
+ * transaction, as routing does. */
+static hv_status
+org_fn(store_txn *txn, void *arg)
+{
+	org_job                           *j   = arg;
+	Haven__Capacity__V1__Organisation  org = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+	Haven__Capacity__V1__Organisation *got = NULL;
+	char                               region[REGION_NAME_MAX];
+	hv_status                          st;
+
+	org.id     = "org-shelter";
+	org.name   = "Test shelter";
+	org.role   = HAVEN__CAPACITY__V1__ROLE__PROVIDER;
+	org.region = "Limburg";
+	if ((st = cap_add_organisation(j->oj_f->cs, txn, &org, j->oj_err, sizeof(j->oj_err))) !=
+	    HV_OK) {
+		return (st);
+	}
+	if ((st = ref_org_region(j->oj_f->rs, txn, "org-shelter", j->oj_region)) != HV_OK) {
+		return (st);
+	}
+	j->oj_unknown = ref_org_region(j->oj_f->rs, txn, "org-nobody", region);
+	j->oj_bad     = ref_org_region(j->oj_f->rs, txn, "../\x01", region);
+	j->oj_null    = cap_get_org(j->oj_f->cs, NULL, "org-shelter", NULL, &got);
+	assert_null(got);
+	return (HV_OK);
+}
+
+static void
+test_org_region(void **state)
+{
+	fixture *f = *state;
+	org_job  j = { .oj_f = f };
+
+	assert_int_equal(store_write(f->st, org_fn, &j), HV_OK);
+	assert_string_equal(j.oj_region, "Limburg");
+	assert_int_equal(j.oj_unknown, HV_NOT_FOUND);
+	assert_int_equal(j.oj_bad, HV_NOT_FOUND);
+	assert_int_equal(j.oj_null, HV_INVALID_ARGUMENT);
+	assert_int_equal(cap_get_org(f->cs, NULL, "org-shelter", NULL, NULL), HV_INVALID_ARGUMENT);
+}
+
 static void
 test_windows(void **state)
 {
@@ -641,6 +691,7 @@ main(void)
 		cmocka_unit_test(test_work_arena),
 		cmocka_unit_test_setup_teardown(test_open_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_org_region, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_create, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_store, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_without_keys, setup, teardown),
