@@ -31,28 +31,6 @@ typedef Haven__Referral__V1__CreateReferralRequest CreateReferralRequest;
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-/* Copies a message into the call's memory (the reply must outlive the work's arena). */
-static hv_status
-reply_copy(rpc_call *call, const ProtobufCMessage *m, ProtobufCMessage **reply)
-{
-	size_t   n   = protobuf_c_message_get_packed_size(m);
-	uint8_t *buf = malloc(n > 0 ? n : 1);
-	hv_status st = HV_RESOURCE_EXHAUSTED;
-
-	if (buf == NULL) {
-		goto out;
-	}
-	protobuf_c_message_pack(m, buf);
-	if ((*reply = protobuf_c_message_unpack(m->descriptor, rpc_call_allocator(call), n, buf)) ==
-	    NULL) {
-		goto out;
-	}
-	st = HV_OK;
-out:
-	free(buf);
-	return (st == HV_OK ? st : rpc_call_error(call, st, "reply too large"));
-}
-
 static hv_status
 work_error(rpc_call *call, ref_work *w, hv_status st)
 {
@@ -337,7 +315,7 @@ h_create(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessag
 	if ((j = malloc(sizeof(*j))) == NULL) {
 		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "out of memory"));
 	}
-	ref_work_init(&j->cj_work, rs);
+	ref_work_init_in(&j->cj_work, rs, rpc_call_arena(call));
 	j->cj_req    = (const void *) msg;
 	j->cj_caller = c;
 	j->cj_method = rpc_call_method(call);
@@ -352,7 +330,7 @@ h_create(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessag
 		log_info("referral %s: %zu needs, %u offered", j->cj_result->id, j->cj_result->n_needs,
 		    j->cj_work.w_offers);
 	}
-	st = reply_copy(call, &j->cj_result->base, reply);
+	*reply = &j->cj_result->base;
 out:
 	ref_work_free(&j->cj_work);
 	free(j);
@@ -442,7 +420,7 @@ h_get(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage *
 	store_txn                                     *txn = NULL;
 	hv_status                                      st;
 
-	ref_work_init(&j.gj_work, rs);
+	ref_work_init_in(&j.gj_work, rs, rpc_call_arena(call));
 	j.gj_caller = rpc_call_caller(call);
 	if (j.gj_caller->role == RPC_ROLE_PROVIDER) {
 		/* The provider's read checks consent, and the consent service audits that check in
@@ -455,7 +433,7 @@ h_get(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage *
 		st = work_error(call, &j.gj_work, st);
 		goto out;
 	}
-	st = reply_copy(call, &j.gj_shown->base, reply);
+	*reply = &j.gj_shown->base;
 out:
 	store_read_end(txn);
 	ref_work_free(&j.gj_work);
@@ -639,8 +617,7 @@ h_list(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage 
 	ref_service                                  *rs  = svc;
 	const Haven__Referral__V1__ListReferralsRequest *req = (const void *) msg;
 	const rpc_caller                             *c   = rpc_call_caller(call);
-	Haven__Referral__V1__ListReferralsResponse    resp =
-	    HAVEN__REFERRAL__V1__LIST_REFERRALS_RESPONSE__INIT;
+	Haven__Referral__V1__ListReferralsResponse   *resp;
 	ref_work    w;
 	store_txn  *txn = NULL;
 	char        region[REGION_NAME_MAX];
@@ -651,7 +628,12 @@ h_list(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage 
 	list_ctx    lc;
 	hv_status   st;
 
-	ref_work_init(&w, rs);
+	/* The answer is built in the call's arena, where the server packs it from. */
+	if ((resp = rpc_call_alloc(call, sizeof(*resp))) == NULL) {
+		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "out of memory"));
+	}
+	haven__referral__v1__list_referrals_response__init(resp);
+	ref_work_init_in(&w, rs, rpc_call_arena(call));
 	if ((st = store_read_begin(rs->rs_store, &txn)) != HV_OK) {
 		goto out;
 	}
@@ -671,14 +653,17 @@ h_list(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage 
 		prefix = region;
 	}
 	lc = (list_ctx) { &w, req->open_only, page_size(req->page_size), 0,
-		(void ***) &resp.referrals, &resp.n_referrals, false };
+		(void ***) &resp->referrals, &resp->n_referrals, false };
 	if ((st = walk_index(txn, t, prefix, req->page_token, lc.lc_max * 20, list_one, &lc, next,
 	         sizeof(next), err, sizeof(err))) != HV_OK) {
 		st = rpc_call_error(call, st, "%s", err[0] != '\0' ? err : "cannot list referrals");
 		goto out;
 	}
-	resp.next_page_token = next;
-	st                   = reply_copy(call, &resp.base, reply);
+	if ((resp->next_page_token = rpc_call_strdup(call, next)) == NULL) {
+		st = rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "reply too large");
+		goto out;
+	}
+	*reply = &resp->base;
 out:
 	store_read_end(txn);
 	ref_work_free(&w);
@@ -793,14 +778,14 @@ run_referral_job(rpc_call *call, ref_service *rs, referral_job *j, ProtobufCMess
 	if ((st = ref_check_text("reason", j->rj_reason, true, err, sizeof(err))) != HV_OK) {
 		return (rpc_call_error(call, st, "%s", err));
 	}
-	ref_work_init(&j->rj_work, rs);
+	ref_work_init_in(&j->rj_work, rs, rpc_call_arena(call));
 	j->rj_caller = rpc_call_caller(call);
 	if ((st = store_write(rs->rs_store, referral_fn, j)) != HV_OK) {
 		st = work_error(call, &j->rj_work, st);
 		goto out;
 	}
 	ref_work_publish(&j->rj_work);
-	st = reply_copy(call, &j->rj_result->base, reply);
+	*reply = &j->rj_result->base;
 out:
 	ref_work_free(&j->rj_work);
 	return (st);
@@ -1081,7 +1066,7 @@ run_offer_job(rpc_call *call, ref_service *rs, offer_job *j, ProtobufCMessage **
 {
 	hv_status st;
 
-	ref_work_init(&j->oj_work, rs);
+	ref_work_init_in(&j->oj_work, rs, rpc_call_arena(call));
 	j->oj_caller = rpc_call_caller(call);
 	if (j->oj_text == NULL) {
 		j->oj_text = "";
@@ -1091,7 +1076,7 @@ run_offer_job(rpc_call *call, ref_service *rs, offer_job *j, ProtobufCMessage **
 		goto out;
 	}
 	ref_work_publish(&j->oj_work);
-	st = reply_copy(call, &j->oj_result->base, reply);
+	*reply = &j->oj_result->base;
 out:
 	ref_work_free(&j->oj_work);
 	return (st);
@@ -1235,8 +1220,7 @@ h_list_offers(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCM
 	ref_service                                 *rs  = svc;
 	const Haven__Referral__V1__ListOffersRequest *req = (const void *) msg;
 	const rpc_caller                            *c   = rpc_call_caller(call);
-	Haven__Referral__V1__ListOffersResponse      resp =
-	    HAVEN__REFERRAL__V1__LIST_OFFERS_RESPONSE__INIT;
+	Haven__Referral__V1__ListOffersResponse     *resp;
 	ref_work   w;
 	store_txn *txn = NULL;
 	char       next[IDS_MAX + 20];
@@ -1244,13 +1228,17 @@ h_list_offers(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCM
 	list_ctx   lc;
 	hv_status  st;
 
-	ref_work_init(&w, rs);
+	if ((resp = rpc_call_alloc(call, sizeof(*resp))) == NULL) {
+		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "out of memory"));
+	}
+	haven__referral__v1__list_offers_response__init(resp);
+	ref_work_init_in(&w, rs, rpc_call_arena(call));
 	if ((st = store_read_begin(rs->rs_store, &txn)) != HV_OK) {
 		goto out;
 	}
 	ref_work_begin(&w, txn);
-	lc = (list_ctx) { &w, req->open_only, page_size(req->page_size), 0, (void ***) &resp.offers,
-		&resp.n_offers, true };
+	lc = (list_ctx) { &w, req->open_only, page_size(req->page_size), 0, (void ***) &resp->offers,
+		&resp->n_offers, true };
 	if (c->role == RPC_ROLE_PROVIDER) {
 		st = walk_index(txn, rs->rs_by_provider, c->org_id, req->page_token, lc.lc_max * 20,
 		    list_one, &lc, next, sizeof(next), err, sizeof(err));
@@ -1267,8 +1255,11 @@ h_list_offers(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCM
 		st = rpc_call_error(call, st, "%s", err[0] != '\0' ? err : "cannot list offers");
 		goto out;
 	}
-	resp.next_page_token = next;
-	st                   = reply_copy(call, &resp.base, reply);
+	if ((resp->next_page_token = rpc_call_strdup(call, next)) == NULL) {
+		st = rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "reply too large");
+		goto out;
+	}
+	*reply = &resp->base;
 out:
 	store_read_end(txn);
 	ref_work_free(&w);
