@@ -95,11 +95,11 @@ main(int argc, char **argv)
 	lookup_arg    = cap;
 #endif
 #ifdef HAVEN_WITH_REFERRAL
-	/* Read only: no background thread (haven-referral expires and routes), no sockets. */
-	refo.store    = host_store(h);
-	refo.regions  = host_regions(h);
-	refo.capacity = cap;
-	refo.manual   = true;
+	/* Store functions only: haven-referral migrates, expires and routes. */
+	refo.store      = host_store(h);
+	refo.regions    = host_regions(h);
+	refo.capacity   = cap;
+	refo.store_only = true;
 	if ((st = ref_open(&ref, &refo)) != HV_OK) {
 		log_error("cannot open the referral tables: %s", hv_status_name(st));
 		goto out;

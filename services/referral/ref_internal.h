@@ -278,6 +278,13 @@ hv_status ref_list_add(ref_work *w, char ***list, size_t *n, char *s);
  * service from being offered again for this need. */
 hv_status ref_offer_withdraw(ref_work *w, Need *n, bool decline_service);
 
+/* Ends an accepted or placed need's placement: COMPLETED (outcome 0) or FAILED with the
+ * Outcome's code as the reason ("ended: <outcome>") and text as its free part; the place goes
+ * back to the service (cap_place_release) and the offer records the need's state. The caller
+ * checked the states. */
+hv_status ref_placement_end(ref_work *w, Referral *r, Need *n, Offer *o, const char *actor,
+    int outcome, const char *text);
+
 /* Consent at every step: whether the subject's consent for the purpose "referral" is valid
  * now (the node itself asks, in w's transaction, audited). A subject unknown or erased: not. */
 hv_status ref_consent_valid(ref_work *w, const Referral *r, bool *ok);
@@ -404,6 +411,8 @@ hv_status ref_stats_walk(ref_service *rs, store_txn *txn, uint64_t from_ms, uint
 
 /* Wakes the background job: places of the types in mask may have freed. */
 void ref_kick(ref_service *rs, uint32_t types);
+/* Unix ms as "YYYY-MM-DDTHH:MM:SSZ" (UTC) in buf; returns buf. */
+const char *ref_iso_time(uint64_t ms, char buf[32]);
 
 /* ---- ref_jobs.c ------------------------------------------------------------------------------ */
 

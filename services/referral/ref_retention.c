@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /*
  * A referral closes when its last need reaches a final state (ref_closed_update, from
@@ -250,6 +249,31 @@ is_stopping(ref_service *rs)
 	return (stopping);
 }
 
+/* Erases the subjects of the batch through the hook (rj_erased[i]: erased now or before),
+ * until the service stops (then rj_n is cut and true is returned). */
+static bool
+erase_batch(ref_service *rs, retention_job *j, ref_retention_stats *s, unsigned *erased_now)
+{
+	for (size_t i = 0; i < j->rj_n; i++) {
+		hv_status est;
+
+		if (is_stopping(rs)) {
+			j->rj_n = i; /* the rest waits for the next start */
+			return (true);
+		}
+		est             = rs->rs_erase(rs->rs_erase_arg, j->rj_subjects[i]);
+		j->rj_erased[i] = est == HV_OK || est == HV_NOT_FOUND;
+		*erased_now += est == HV_OK;
+		if (!j->rj_erased[i]) {
+			s->rr_failed++;
+			log_warn("referral: retention could not erase subject %s: %s (tried again at the "
+			         "next sweep)",
+			    j->rj_subjects[i], hv_status_name(est));
+		}
+	}
+	return (false);
+}
+
 hv_status
 ref_retention_run(ref_service *rs, ref_retention_stats *out)
 {
@@ -263,8 +287,6 @@ ref_retention_run(ref_service *rs, ref_retention_stats *out)
 	unsigned            erased_now = 0; /* erasures made by this sweep */
 	hv_status           st;
 	char                when[32];
-	time_t              t;
-	struct tm           tm;
 
 	memset(&s, 0, sizeof(s));
 	if (out != NULL) {
@@ -303,24 +325,7 @@ ref_retention_run(ref_service *rs, ref_retention_stats *out)
 		if (j->rj_n == 0) {
 			break;
 		}
-		for (size_t i = 0; i < j->rj_n; i++) {
-			hv_status est;
-
-			if (is_stopping(rs)) {
-				j->rj_n = i; /* the rest waits for the next start */
-				stopped = true;
-				break;
-			}
-			est = rs->rs_erase(rs->rs_erase_arg, j->rj_subjects[i]);
-			j->rj_erased[i] = est == HV_OK || est == HV_NOT_FOUND;
-			erased_now += est == HV_OK;
-			if (!j->rj_erased[i]) {
-				s.rr_failed++;
-				log_warn("referral: retention could not erase subject %s: %s (tried again at "
-				         "the next sweep)",
-				    j->rj_subjects[i], hv_status_name(est));
-			}
-		}
+		stopped = erase_batch(rs, j, &s, &erased_now);
 		if ((st = store_write(rs->rs_store, mark_fn, j)) != HV_OK) {
 			log_warn("referral: retention erased subjects but cannot mark their referrals: %s "
 			         "(the next sweep does)",
@@ -346,10 +351,7 @@ ref_retention_run(ref_service *rs, ref_retention_stats *out)
 			    erased_now, hv_status_name(dst));
 		}
 	}
-	t = (time_t) (s.rr_cutoff_ms / 1000);
-	if (gmtime_r(&t, &tm) == NULL || strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-		snprintf(when, sizeof(when), "%lld ms", (long long) s.rr_cutoff_ms);
-	}
+	ref_iso_time(s.rr_cutoff_ms > 0 ? (uint64_t) s.rr_cutoff_ms : 0, when);
 	log_info("referral: retention erased %u subjects (%u referrals) closed before %s; %u kept "
 	         "for an open or recent referral; %u failed%s",
 	    s.rr_subjects, s.rr_referrals, when, s.rr_kept, s.rr_failed,

@@ -671,3 +671,43 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 	}
 	return (HV_OK);
 }
+
+static hv_status
+release_place(ref_work *w, const Offer *o)
+{
+	bool      freed = false;
+	hv_status st    = cap_place_release(w->w_rs->rs_cap, w->w_txn, o->service_id, &freed);
+
+	if (st == HV_NOT_FOUND) {
+		return (ref_fail(w, HV_DATA_LOSS, "service %s of offer %s is not in the registry",
+		    o->service_id, o->id));
+	}
+	if (st != HV_OK) {
+		return (ref_fail(w, st, "cannot give back the place of offer %s", o->id));
+	}
+	return (ref_work_changed(w, o->service_id, (int) o->type, freed));
+}
+
+hv_status
+ref_placement_end(ref_work *w, Referral *r, Need *n, Offer *o, const char *actor, int outcome,
+    const char *text)
+{
+	char      reason[64], b[48];
+	hv_status st;
+
+	if (outcome == 0) {
+		st = ref_transition(w, r, n, NS(COMPLETED), actor, "completed", o->id);
+	} else {
+		ref_enum_name(&haven__referral__v1__outcome__descriptor, outcome, b, sizeof(b));
+		snprintf(reason, sizeof(reason), "ended: %s", b);
+		if ((st = ref_transition(w, r, n, NS(FAILED), actor, reason, o->id)) == HV_OK) {
+			st = ref_event_text(w, r, text);
+		}
+	}
+	/* The placement's place comes back: waiting needs may take it at once. */
+	if (st != HV_OK || (st = release_place(w, o)) != HV_OK) {
+		return (st);
+	}
+	o->need_state = n->state;
+	return (ref_put_offer(w, o));
+}

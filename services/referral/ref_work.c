@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define PUB_TOPIC "referral."
 
@@ -27,6 +28,18 @@ ref_now_ms(const ref_service *rs)
 		return (rs->rs_now(rs->rs_now_arg));
 	}
 	return (hv_clock_wall_ms());
+}
+
+const char *
+ref_iso_time(uint64_t ms, char buf[32])
+{
+	time_t    t = (time_t) (ms / 1000);
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm) == NULL || strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+		snprintf(buf, 32, "%llu ms", (unsigned long long) ms);
+	}
+	return (buf);
 }
 
 uint32_t

@@ -128,6 +128,11 @@ typedef struct ref_options {
 	 * when the caller runs ref_expire_offers / ref_route_waiting / ref_retention_run (tests
 	 * and tools). */
 	bool manual;
+	/* Store functions only, for another service's process that reads the referral tables
+	 * (haven-consent: ref_is_accepting_provider): the tables are opened, and nothing else
+	 * happens: no migration or index backfill, no sockets, no background jobs. Handlers must
+	 * not be registered on such a service. */
+	bool store_only;
 	/* Retention: the subjects whose referrals all closed more than retention_days ago are
 	 * erased through erase, at start and then every retention_interval_s (0: 3600).
 	 * retention_days 0 or erase NULL: no retention. */
@@ -150,8 +155,9 @@ typedef struct ref_options {
  * REF_PERIODS_* bits; HV_INVALID_ARGUMENT for anything else. */
 hv_status ref_stats_periods_parse(const char *text, unsigned *out);
 
-/* Opens the tables (creating them), the pub and sub sockets, and starts the background
- * thread. Call at start-up, before any store_write of the process is running. */
+/* Opens the tables (creating them), runs the one-time migrations, opens the pub and sub
+ * sockets, and starts the background jobs (only the tables with store_only). Call at
+ * start-up, before any store_write of the process is running. */
 hv_status ref_open(ref_service **out, const ref_options *opts);
 
 /* Stops the background thread and the subscriptions (waits for a round that is running).

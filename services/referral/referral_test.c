@@ -479,6 +479,13 @@ test_open_options(void **state)
 	ro.pub_url          = NULL;
 	ro.capacity_sub_url = "nonsense://y";
 	assert_int_not_equal(ref_open(&rs, &ro), HV_OK);
+	/* Store functions only: no socket is opened (the bad URL is not even looked at). */
+	ro.store_only = true;
+	assert_int_equal(ref_open(&rs, &ro), HV_OK);
+	assert_non_null(rs);
+	ref_close(rs);
+	rs            = NULL;
+	ro.store_only = false;
 	/* With the background thread and sockets: opens and stops cleanly. */
 	ro.capacity_sub_url = "inproc://refunit-cap";
 	ro.consent_sub_url  = "inproc://refunit-consent";
