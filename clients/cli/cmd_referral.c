@@ -353,8 +353,29 @@ parse_need(char *s, Haven__Referral__V1__NeedRequest *n, char **langs, size_t *n
 	return (0);
 }
 
+/* A CreateReferral request as the options give it; its strings point into argv. */
+typedef struct create_args {
+	Haven__Referral__V1__CreateReferralRequest req;
+	Haven__Referral__V1__NeedRequest           needs[NEEDS_MAX];
+	Haven__Referral__V1__NeedRequest          *np[NEEDS_MAX];
+	char                                      *langs[NEEDS_MAX][LANGS_MAX];
+	char                                      *excluded[REGIONS_MAX], *preferred[REGIONS_MAX];
+	const char                                *key;
+} create_args;
+
+/* Appends a region to an --exclude or --prefer list of at most REGIONS_MAX. */
 static int
-referral_create(cli *c, int argc, char **argv)
+add_region(char **list, size_t *n, char *region, const char *what)
+{
+	if (*n == REGIONS_MAX) {
+		return (cli_usage("%s: at most %d regions each", what, REGIONS_MAX));
+	}
+	list[(*n)++] = region;
+	return (0);
+}
+
+static int
+create_parse(create_args *a, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "subject", required_argument, NULL, 's' },
@@ -367,103 +388,109 @@ referral_create(cli *c, int argc, char **argv)
 		{ "key", required_argument, NULL, 'k' },
 		{ NULL, 0, NULL, 0 },
 	};
-	Haven__Referral__V1__CreateReferralRequest req =
-	    HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
-	Haven__Referral__V1__NeedRequest  needs[NEEDS_MAX];
-	Haven__Referral__V1__NeedRequest *np[NEEDS_MAX];
-	char                             *langs[NEEDS_MAX][LANGS_MAX];
-	size_t                            nlangs;
-	char                             *excluded[REGIONS_MAX], *preferred[REGIONS_MAX];
-	const char                       *key = NULL;
-	char                              keybuf[40];
-	uint8_t                           rnd[16];
-	rpc_call_options                  o = { .timeout_ms = c->timeout_ms };
-	ProtobufCMessage                 *rep = NULL;
-	char                              err[RPC_ERRMSG_MAX];
-	rpc_channel                      *ch;
-	int                               opt, v = 0, rc;
-	hv_status                         st;
+	Haven__Referral__V1__CreateReferralRequest *req = &a->req;
+	size_t                                      nlangs;
+	int                                         opt, v = 0, rc = 0;
 
-	req.needs             = np;
-	req.excluded_regions  = excluded;
-	req.preferred_regions = preferred;
+	haven__referral__v1__create_referral_request__init(req);
+	req->needs             = a->np;
+	req->excluded_regions  = a->excluded;
+	req->preferred_regions = a->preferred;
+	a->key                 = NULL;
 	getopt_reset();
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while (rc == 0 && (opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
-			req.subject = optarg;
+			req->subject = optarg;
 			break;
 		case 'u':
-			if ((rc = eparse(&haven__referral__v1__urgency__descriptor, "urgency", optarg,
-			         &v)) != 0) {
-				return (rc);
-			}
-			req.urgency = (Haven__Referral__V1__Urgency) v;
+			rc = eparse(&haven__referral__v1__urgency__descriptor, "urgency", optarg, &v);
+			req->urgency = (Haven__Referral__V1__Urgency) v;
 			break;
 		case 'e':
-			if ((rc = eparse(&haven__referral__v1__exploitation__descriptor, "exploitation",
-			         optarg, &v)) != 0) {
-				return (rc);
-			}
-			req.exploitation = (Haven__Referral__V1__Exploitation) v;
+			rc = eparse(&haven__referral__v1__exploitation__descriptor, "exploitation", optarg,
+			    &v);
+			req->exploitation = (Haven__Referral__V1__Exploitation) v;
 			break;
 		case 'n':
-			if (req.n_needs == NEEDS_MAX) {
+			if (req->n_needs == NEEDS_MAX) {
 				return (cli_usage("referral create: at most %d needs", NEEDS_MAX));
 			}
-			if ((rc = parse_need(optarg, &needs[req.n_needs], langs[req.n_needs], &nlangs)) !=
-			    0) {
-				return (rc);
+			if ((rc = parse_need(optarg, &a->needs[req->n_needs], a->langs[req->n_needs],
+			         &nlangs)) == 0) {
+				a->np[req->n_needs] = &a->needs[req->n_needs];
+				req->n_needs++;
 			}
-			np[req.n_needs] = &needs[req.n_needs];
-			req.n_needs++;
 			break;
 		case 'x':
+			rc = add_region(a->excluded, &req->n_excluded_regions, optarg, "referral create");
+			break;
 		case 'p':
-			if ((opt == 'x' ? req.n_excluded_regions : req.n_preferred_regions) == REGIONS_MAX) {
-				return (cli_usage("referral create: at most %d regions each", REGIONS_MAX));
-			}
-			if (opt == 'x') {
-				excluded[req.n_excluded_regions++] = optarg;
-			} else {
-				preferred[req.n_preferred_regions++] = optarg;
-			}
+			rc = add_region(a->preferred, &req->n_preferred_regions, optarg, "referral create");
 			break;
 		case 'o':
-			req.note = optarg;
+			req->note = optarg;
 			break;
 		case 'k':
-			key = optarg;
+			a->key = optarg;
 			break;
 		default:
 			return (cli_usage("referral create: unknown option"));
 		}
 	}
+	if (rc != 0) {
+		return (rc);
+	}
 	if (optind < argc) {
 		return (cli_usage("referral create: unexpected argument '%s'", argv[optind]));
 	}
-	if (req.subject[0] == '\0' || req.urgency == 0 || req.exploitation == 0 || req.n_needs == 0) {
+	if (req->subject[0] == '\0' || req->urgency == 0 || req->exploitation == 0 ||
+	    req->n_needs == 0) {
 		return (cli_usage("referral create needs --subject, --urgency, --exploitation and at "
 		                  "least one --need"));
 	}
-	if (key == NULL) {
+	return (0);
+}
+
+static int
+referral_create(cli *c, int argc, char **argv)
+{
+	create_args      *a = malloc(sizeof(*a));
+	char              keybuf[40];
+	uint8_t           rnd[16];
+	rpc_call_options  o   = { .timeout_ms = c->timeout_ms };
+	ProtobufCMessage *rep = NULL;
+	char              err[RPC_ERRMSG_MAX];
+	rpc_channel      *ch;
+	int               rc;
+	hv_status         st;
+
+	if (a == NULL) {
+		return (cli_fail(c, "referral create", HV_RESOURCE_EXHAUSTED, "out of memory"));
+	}
+	if ((rc = create_parse(a, argc, argv)) != 0) {
+		goto out;
+	}
+	if (a->key == NULL) {
 		/* One key per invocation: the client's own retries reuse it. */
 		if (crypto_random(rnd, sizeof(rnd)) != HV_OK) {
-			return (cli_fail(c, "referral create", HV_INTERNAL, "no randomness"));
+			rc = cli_fail(c, "referral create", HV_INTERNAL, "no randomness");
+			goto out;
 		}
 		for (size_t i = 0; i < sizeof(rnd); i++) {
 			snprintf(keybuf + 2 * i, 3, "%02x", rnd[i]);
 		}
-		key = keybuf;
+		a->key = keybuf;
 	}
-	o.idempotency_key = key;
+	o.idempotency_key = a->key;
 	if ((ch = cli_channel(c, &rc)) == NULL) {
-		return (rc);
+		goto out;
 	}
-	st = rpc_channel_call(ch, M("CreateReferral"), &req.base,
+	st = rpc_channel_call(ch, M("CreateReferral"), &a->req.base,
 	    &haven__referral__v1__referral__descriptor, &rep, &o, err, sizeof(err));
 	if (st != HV_OK) {
-		return (cli_fail(c, "referral create", st, err));
+		rc = cli_fail(c, "referral create", st, err);
+		goto out;
 	}
 	if (c->json) {
 		cli_print_json(msg_json(rep));
@@ -471,7 +498,10 @@ referral_create(cli *c, int argc, char **argv)
 		print_referral((const Referral *) rep);
 	}
 	protobuf_c_message_free_unpacked(rep, NULL);
-	return (0);
+	rc = 0;
+out:
+	free(a);
+	return (rc);
 }
 
 static int

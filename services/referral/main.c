@@ -51,6 +51,48 @@ retention_done(void *arg)
 }
 #endif
 
+/* The sockets: ours to publish on, capacity's and consent's to subscribe to. */
+typedef struct urls {
+	char pub[PATH_MAX + 16];
+	char cap_sub[PATH_MAX + 16];
+	char consent_sub[PATH_MAX + 16];
+} urls;
+
+static void
+urls_make(host *h, const host_config *cfg, urls *u)
+{
+	char path[PATH_MAX];
+
+	if (cfg->pub_url != NULL) {
+		snprintf(u->pub, sizeof(u->pub), "%s", cfg->pub_url);
+	} else {
+		host_run_path(h, "referral-events.sock", path, sizeof(path));
+		snprintf(u->pub, sizeof(u->pub), "ipc://%s", path);
+	}
+	host_run_path(h, "events.sock", path, sizeof(path));
+	snprintf(u->cap_sub, sizeof(u->cap_sub), "ipc://%s", path);
+	host_run_path(h, "consent-events.sock", path, sizeof(path));
+	snprintf(u->consent_sub, sizeof(u->consent_sub), "ipc://%s", path);
+}
+
+/* The referral service's settings from the configuration (the consent hooks apart). */
+static void
+options_make(host *h, const host_config *cfg, cap_service *cs, const urls *u, ref_options *ro)
+{
+	ro->store            = host_store(h);
+	ro->regions          = host_regions(h);
+	ro->capacity         = cs;
+	ro->pub_url          = u->pub;
+	ro->capacity_sub_url = u->cap_sub;
+	ro->consent_sub_url  = u->consent_sub;
+	ro->offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE] =
+	    (uint32_t) cfg->offer_timeout_immediate_s;
+	ro->offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__URGENT] =
+	    (uint32_t) cfg->offer_timeout_urgent_s;
+	ro->offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__PLANNED] =
+	    (uint32_t) cfg->offer_timeout_planned_s;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -64,10 +106,7 @@ main(int argc, char **argv)
 	consent_service *cns = NULL;
 	consent_options  no  = { 0 };
 #endif
-	char             path[PATH_MAX];
-	char             cap_sub[PATH_MAX + 16];
-	char             consent_sub[PATH_MAX + 16];
-	char             pub[PATH_MAX + 16];
+	urls             u;
 	bool             done;
 	int              ret;
 	hv_status        st;
@@ -87,16 +126,7 @@ main(int argc, char **argv)
 		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
 		goto out;
 	}
-	if (cfg.pub_url != NULL) {
-		snprintf(pub, sizeof(pub), "%s", cfg.pub_url);
-	} else {
-		host_run_path(h, "referral-events.sock", path, sizeof(path));
-		snprintf(pub, sizeof(pub), "ipc://%s", path);
-	}
-	host_run_path(h, "events.sock", path, sizeof(path));
-	snprintf(cap_sub, sizeof(cap_sub), "ipc://%s", path);
-	host_run_path(h, "consent-events.sock", path, sizeof(path));
-	snprintf(consent_sub, sizeof(consent_sub), "ipc://%s", path);
+	urls_make(h, &cfg, &u);
 
 	/* The registry's store functions only: haven-capacity publishes and serves it. */
 	co.store   = host_store(h);
@@ -125,18 +155,7 @@ main(int argc, char **argv)
 	log_warn("built without the consent library: every referral is refused "
 	         "(FAILED_PRECONDITION) and retention does not run until it is");
 #endif
-	ro.store                                                = host_store(h);
-	ro.regions                                              = host_regions(h);
-	ro.capacity                                             = cs;
-	ro.pub_url                                              = pub;
-	ro.capacity_sub_url                                     = cap_sub;
-	ro.consent_sub_url                                      = consent_sub;
-	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE] =
-	    (uint32_t) cfg.offer_timeout_immediate_s;
-	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__URGENT] =
-	    (uint32_t) cfg.offer_timeout_urgent_s;
-	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__PLANNED] =
-	    (uint32_t) cfg.offer_timeout_planned_s;
+	options_make(h, &cfg, cs, &u, &ro);
 	if ((st = ref_open(&rs, &ro)) != HV_OK) {
 		log_error("cannot open the referral service: %s", hv_status_name(st));
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
@@ -149,7 +168,7 @@ main(int argc, char **argv)
 	}
 	log_info("publishing referral changes on %s; capacity changes from %s, consent "
 	         "withdrawals from %s",
-	    pub, cap_sub, consent_sub);
+	    u.pub, u.cap_sub, u.consent_sub);
 	host_wait(h);
 	ret = 0;
 out:
