@@ -241,6 +241,18 @@ const char *ref_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, si
 hv_status ref_check_create(const ref_service *rs,
     const Haven__Referral__V1__CreateReferralRequest *req, uint64_t *excluded,
     uint64_t *preferred, char *err, size_t errsz);
+/* Checks one NeedRequest (index i, for the message). */
+hv_status ref_check_need(size_t i, const Haven__Referral__V1__NeedRequest *n, char *err,
+    size_t errsz);
+/* Checks excluded and preferred region lists (known names, at most REF_REGIONS_MAX, not every
+ * region excluded, none both) into masks of region indices. */
+hv_status ref_check_regions(const ref_service *rs, char *const *excl, size_t nexcl,
+    char *const *pref, size_t npref, uint64_t *excluded, uint64_t *preferred, char *err,
+    size_t errsz);
+/* Checks an UpdateReferral request on its own (the regions are checked with the referral's,
+ * in the transaction). */
+hv_status ref_check_update(const Haven__Referral__V1__UpdateReferralRequest *req, char *err,
+    size_t errsz);
 /* Checks a reason text: required (1..REF_TEXT_MAX) or optional (0..). */
 hv_status ref_check_text(const char *what, const char *s, bool required, char *err,
     size_t errsz);
@@ -270,6 +282,12 @@ typedef struct ref_route_item {
 	Need     *ri_need;
 } ref_route_item;
 hv_status ref_route(ref_work *w, ref_route_item *items, size_t n);
+
+/* Offers a WAITING need to the named service (a coordinator's choice) instead of the best
+ * candidate: the service must pass routing's hard filters (type, population, region not
+ * excluded, accessibility, not declined before), have a free place and hold one, and the
+ * consent must be valid now. FAILED_PRECONDITION or NOT_FOUND with w_err naming why. */
+hv_status ref_route_to(ref_work *w, Referral *r, Need *n, const char *service_id);
 
 /* Appends s (not copied) to a list in the work's arena. */
 hv_status ref_list_add(ref_work *w, char ***list, size_t *n, char *s);

@@ -484,6 +484,20 @@ scan(ref_work *w, route_need *needs, size_t n)
 	return (HV_OK);
 }
 
+static void
+route_need_init(ref_service *rs, route_need *rn, Referral *r, Need *n)
+{
+	memset(rn, 0, sizeof(*rn));
+	rn->rn_ref       = r;
+	rn->rn_need      = n;
+	rn->rn_home      = region_map_find(rs->rs_regions, r->home_region);
+	rn->rn_excluded  = region_bits(rs->rs_regions, r->excluded_regions, r->n_excluded_regions);
+	rn->rn_preferred = region_bits(rs->rs_regions, r->preferred_regions, r->n_preferred_regions);
+	rn->rn_active    = n->state == NS(WAITING) && (int) n->type > 0 &&
+	    (int) n->type < REF_SERVICE_TYPES;
+	rn->rn_scan      = rn->rn_active;
+}
+
 /* Makes the offer for a hold just placed, and moves the need to OFFERED. */
 static hv_status
 make_offer(ref_work *w, route_need *rn, const cand *c, const char *hold_id, uint32_t window_s)
@@ -546,20 +560,26 @@ make_offer(ref_work *w, route_need *rn, const cand *c, const char *hold_id, uint
 }
 
 /* Tries the kept candidates of a need in rank order; *offered when one took the hold. */
+/* A hold outlives its offer's window by a margin, cut to the capacity service's maximum. */
+static uint32_t
+hold_ttl(const ref_service *rs, uint32_t window)
+{
+	uint32_t ttl = window + REF_HOLD_MARGIN_S;
+
+	return (ttl > rs->rs_hold_max_s ? rs->rs_hold_max_s : ttl);
+}
+
 static hv_status
 try_candidates(ref_work *w, route_need *rn, bool *offered)
 {
 	ref_service *rs     = w->w_rs;
 	uint32_t     window = ref_window_s(rs, (int) rn->rn_ref->urgency);
-	uint32_t     ttl    = window + REF_HOLD_MARGIN_S;
+	uint32_t     ttl    = hold_ttl(rs, window);
 	char         owner[IDS_MAX + 16];
 	char         hold[CAP_ID_MAX];
 	hv_status    st;
 
 	*offered = false;
-	if (ttl > rs->rs_hold_max_s) {
-		ttl = rs->rs_hold_max_s;
-	}
 	snprintf(owner, sizeof(owner), "%s need %u", rn->rn_ref->id, rn->rn_need->index);
 	for (size_t i = 0; i < rn->rn_ncands; i++) {
 		const cand *c = &rn->rn_cands[i];
@@ -605,20 +625,8 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 	if ((needs = arena_alloc(w->w_arena, n * sizeof(*needs))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
-	memset(needs, 0, n * sizeof(*needs));
 	for (size_t i = 0; i < n; i++) {
-		Referral *r = items[i].ri_ref;
-
-		needs[i].rn_ref       = r;
-		needs[i].rn_need      = items[i].ri_need;
-		needs[i].rn_home      = region_map_find(rs->rs_regions, r->home_region);
-		needs[i].rn_excluded  = region_bits(rs->rs_regions, r->excluded_regions,
-		     r->n_excluded_regions);
-		needs[i].rn_preferred = region_bits(rs->rs_regions, r->preferred_regions,
-		    r->n_preferred_regions);
-		needs[i].rn_active    = items[i].ri_need->state == NS(WAITING) &&
-		    (int) items[i].ri_need->type > 0 && (int) items[i].ri_need->type < REF_SERVICE_TYPES;
-		needs[i].rn_scan      = needs[i].rn_active;
+		route_need_init(rs, &needs[i], items[i].ri_ref, items[i].ri_need);
 	}
 	/* One scan per service type for the whole batch; then the needs take their holds in
 	 * order, so that an earlier (more urgent, older) need gets a contested place. */
@@ -670,6 +678,105 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 		 * of its type frees. */
 	}
 	return (HV_OK);
+}
+
+/* Why a named service does not fit a need (routing's hard filters, said one by one), or
+ * HV_OK with its rank. */
+static hv_status
+named_fits(ref_work *w, route_need *rn, const Haven__Capacity__V1__Service *svc, ref_rank *rk)
+{
+	const Need *n = rn->rn_need;
+	char        b[48];
+	int         region = region_map_find(w->w_rs->rs_regions, svc->service_area);
+	bool        pop    = false;
+
+	if (svc->retired || svc->pending) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s is %s", svc->id,
+		    svc->retired ? "retired" : "waiting for approval"));
+	}
+	if (svc->type != n->type) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s is not of the need's type %s",
+		    svc->id, ref_enum_name(&haven__capacity__v1__service_type__descriptor,
+		                 (int) n->type, b, sizeof(b))));
+	}
+	if (region < 0 || region >= 64) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s is in no region of the map",
+		    svc->id));
+	}
+	if ((rn->rn_excluded & ((uint64_t) 1 << region)) != 0) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION,
+		    "service %s is in %s, a region the referral excludes", svc->id, svc->service_area));
+	}
+	for (size_t i = 0; i < svc->n_populations && !pop; i++) {
+		pop = svc->populations[i] == n->population;
+	}
+	if (!pop) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION,
+		    "service %s does not take the need's population", svc->id));
+	}
+	if (svc->available <= svc->held) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s has no free place", svc->id));
+	}
+	if (!fits(rn, svc, region, cap_service_fresh(svc, w->w_now), w->w_now, w->w_rs->rs_regions,
+	        rk)) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION,
+		    "service %s lacks an accessibility feature of the need, or declined it", svc->id));
+	}
+	return (HV_OK);
+}
+
+hv_status
+ref_route_to(ref_work *w, Referral *r, Need *n, const char *service_id)
+{
+	ref_service                  *rs  = w->w_rs;
+	Haven__Capacity__V1__Service *svc = NULL;
+	route_need                    rn;
+	cand                          c;
+	uint32_t                      window = ref_window_s(rs, (int) r->urgency);
+	char                          owner[IDS_MAX + 16];
+	char                          hold[CAP_ID_MAX];
+	bool                          consent;
+	hv_status                     st;
+
+	if (n->state != NS(WAITING)) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION, "need %u of referral %s is not waiting",
+		    n->index, r->id));
+	}
+	if ((st = cap_get_service(rs->rs_cap, w->w_txn, service_id, &svc)) != HV_OK) {
+		return (st == HV_NOT_FOUND
+		        ? ref_fail(w, HV_NOT_FOUND, "no service %s",
+		              ids_valid(service_id) ? service_id : "(not an id)")
+		        : ref_fail(w, st, "cannot read service %s", service_id));
+	}
+	route_need_init(rs, &rn, r, n);
+	memset(&c, 0, sizeof(c));
+	if ((st = named_fits(w, &rn, svc, &c.c_rank)) != HV_OK) {
+		goto out;
+	}
+	snprintf(c.c_org, sizeof(c.c_org), "%s", svc->org_id);
+	/* No provider is offered the person without a consent valid now. */
+	if ((st = ref_consent_valid(w, r, &consent)) != HV_OK) {
+		goto out;
+	}
+	if (!consent) {
+		st = ref_fail(w, HV_FAILED_PRECONDITION, "no valid consent for referral %s", r->id);
+		goto out;
+	}
+	snprintf(owner, sizeof(owner), "%s need %u", r->id, n->index);
+	st = cap_hold_place(rs->rs_cap, w->w_txn, svc->id, hold_ttl(rs, window), owner, hold);
+	if (st == HV_FAILED_PRECONDITION || st == HV_NOT_FOUND) {
+		st = ref_fail(w, HV_FAILED_PRECONDITION,
+		    "service %s cannot hold a place now (its figure is stale or it is full)", svc->id);
+		goto out;
+	}
+	if (st != HV_OK) {
+		st = ref_fail(w, st, "cannot hold a place of service %s", svc->id);
+		goto out;
+	}
+	st = make_offer(w, &rn, &c, hold, window);
+out:
+	haven__capacity__v1__service__free_unpacked(svc, NULL);
+	return (st);
 }
 
 static hv_status

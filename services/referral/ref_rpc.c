@@ -446,147 +446,6 @@ out:
 	return (st);
 }
 
-/* ---- CancelReferral, ReassignNeed ------------------------------------------------------------ */
-
-typedef struct referral_job {
-	ref_work          rj_work;
-	const rpc_caller *rj_caller;
-	const char       *rj_id;
-	const char       *rj_reason;
-	bool              rj_reassign;
-	uint32_t          rj_need;
-	Referral         *rj_result;
-} referral_job;
-
-/* Writes the referral back; the answer is its copy with the free text opened. */
-static hv_status
-referral_done(referral_job *j, Referral *r)
-{
-	hv_status st;
-
-	if ((st = ref_work_flush(&j->rj_work)) != HV_OK) {
-		return (st);
-	}
-	return (ref_shown(&j->rj_work, r, &j->rj_result));
-}
-
-static hv_status
-referral_fn(store_txn *txn, void *arg)
-{
-	referral_job *j = arg;
-	ref_work     *w = &j->rj_work;
-	const char   *actor = j->rj_caller->org_id;
-	Referral     *r;
-	unsigned      ended = 0;
-	hv_status     st;
-
-	ref_work_begin(w, txn);
-	j->rj_result = NULL;
-	if ((st = ref_load_visible(w, j->rj_caller, j->rj_id, &r)) != HV_OK) {
-		return (st);
-	}
-	j->rj_result = r;
-	if (j->rj_reassign) {
-		Need          *n;
-		ref_route_item item;
-
-		if (j->rj_need >= r->n_needs) {
-			return (ref_fail(w, HV_INVALID_ARGUMENT, "referral %s has no need %u", r->id,
-			    j->rj_need));
-		}
-		n = r->needs[j->rj_need];
-		if (n->state == NS(OFFERED)) {
-			if ((st = ref_offer_withdraw(w, n, true)) != HV_OK ||
-			    (st = ref_transition(w, r, n, NS(WAITING), actor, "reassigned", n->offer_id)) !=
-			        HV_OK ||
-			    (st = ref_event_text(w, r, j->rj_reason)) != HV_OK) {
-				return (st);
-			}
-		} else if (n->state == NS(WAITING)) {
-			if ((st = ref_note_event(w, r, n, actor, "reassigned")) != HV_OK ||
-			    (st = ref_event_text(w, r, j->rj_reason)) != HV_OK) {
-				return (st);
-			}
-		} else {
-			char b[48];
-			return (ref_fail(w, HV_FAILED_PRECONDITION,
-			    "need %u of referral %s is %s: only an offered or waiting need is reassigned",
-			    n->index, r->id, ref_enum_buf(&haven__referral__v1__need_state__descriptor,
-			                         (int) n->state, b)));
-		}
-		item.ri_ref  = r;
-		item.ri_need = n;
-		if ((st = ref_route(w, &item, 1)) != HV_OK) {
-			return (st);
-		}
-		return (referral_done(j, r));
-	}
-	for (size_t i = 0; i < r->n_needs; i++) {
-		Need *n = r->needs[i];
-
-		if (!ref_need_routing(n)) {
-			continue;
-		}
-		if (n->state == NS(OFFERED) && (st = ref_offer_withdraw(w, n, false)) != HV_OK) {
-			return (st);
-		}
-		if ((st = ref_transition(w, r, n, NS(CANCELLED), actor, "cancelled", n->offer_id)) !=
-		        HV_OK ||
-		    (st = ref_event_text(w, r, j->rj_reason)) != HV_OK) {
-			return (st);
-		}
-		ended++;
-	}
-	if (ended == 0) {
-		return (ref_fail(w, HV_FAILED_PRECONDITION,
-		    "referral %s has no need still being routed; end accepted ones with EndPlacement",
-		    r->id));
-	}
-	return (referral_done(j, r));
-}
-
-static hv_status
-run_referral_job(rpc_call *call, ref_service *rs, referral_job *j, ProtobufCMessage **reply)
-{
-	char      err[REF_ERR_MAX];
-	hv_status st;
-
-	if ((st = ref_check_text("reason", j->rj_reason, true, err, sizeof(err))) != HV_OK) {
-		return (rpc_call_error(call, st, "%s", err));
-	}
-	ref_work_init_in(&j->rj_work, rs, rpc_call_arena(call));
-	j->rj_caller = rpc_call_caller(call);
-	if ((st = store_write(rs->rs_store, referral_fn, j)) != HV_OK) {
-		st = ref_rpc_error(call, &j->rj_work, st);
-		goto out;
-	}
-	ref_work_publish(&j->rj_work);
-	*reply = &j->rj_result->base;
-out:
-	ref_work_free(&j->rj_work);
-	return (st);
-}
-
-static hv_status
-h_cancel(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
-{
-	const Haven__Referral__V1__CancelReferralRequest *req = (const void *) msg;
-	referral_job                                      j   = { .rj_id = req->id,
-		                                                       .rj_reason = req->reason };
-
-	return (run_referral_job(call, svc, &j, reply));
-}
-
-static hv_status
-h_reassign(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
-{
-	const Haven__Referral__V1__ReassignNeedRequest *req = (const void *) msg;
-	referral_job j = { .rj_id = req->referral_id, .rj_reason = req->reason,
-		.rj_reassign = true, .rj_need = req->need_index };
-
-	return (run_referral_job(call, svc, &j, reply));
-}
-
 /* ---- ListOffers ------------------------------------------------------------------------------ */
 
 /* The operator's walk over every offer, in id order; the token is the last id taken. */
@@ -711,9 +570,12 @@ static const rpc_method_impl methods[] = {
 	{ .name = "CreateReferral", .handler = ref_h_create, .roles = RPC_ROLE_REFERRER },
 	{ .name = "GetReferral", .handler = h_get, .roles = ROLES_READ | RPC_ROLE_PROVIDER },
 	{ .name = "ListReferrals", .handler = h_list, .roles = ROLES_READ },
-	{ .name = "CancelReferral", .handler = h_cancel, .roles = ROLES_READ },
-	{ .name = "ReassignNeed", .handler = h_reassign,
+	{ .name = "CancelReferral", .handler = ref_h_cancel, .roles = ROLES_READ },
+	{ .name = "ReassignNeed", .handler = ref_h_reassign,
 	    .roles = RPC_ROLES_COORDINATORS | RPC_ROLE_OPERATOR },
+	{ .name = "UpdateReferral", .handler = ref_h_update, .roles = ROLES_READ },
+	{ .name = "PauseNeed", .handler = ref_h_pause, .roles = ROLES_READ },
+	{ .name = "ResumeNeed", .handler = ref_h_resume, .roles = ROLES_READ },
 	{ .name = "ListOffers", .handler = h_list_offers,
 	    .roles = RPC_ROLE_PROVIDER | RPC_ROLE_OPERATOR },
 	{ .name = "AcknowledgeOffer", .handler = ref_h_ack, .roles = RPC_ROLE_PROVIDER },

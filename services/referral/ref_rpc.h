@@ -32,6 +32,19 @@ hv_status ref_load_visible(ref_work *w, const rpc_caller *c, const char *id, Ref
 hv_status ref_h_create(rpc_call *call, void *svc, const ProtobufCMessage *msg,
     ProtobufCMessage **reply);
 
+/* ---- ref_edit.c: changes to a referral by its referrer, a coordinator or the operator ------ */
+
+hv_status ref_h_cancel(rpc_call *call, void *svc, const ProtobufCMessage *msg,
+    ProtobufCMessage **reply);
+hv_status ref_h_reassign(rpc_call *call, void *svc, const ProtobufCMessage *msg,
+    ProtobufCMessage **reply);
+hv_status ref_h_update(rpc_call *call, void *svc, const ProtobufCMessage *msg,
+    ProtobufCMessage **reply);
+hv_status ref_h_pause(rpc_call *call, void *svc, const ProtobufCMessage *msg,
+    ProtobufCMessage **reply);
+hv_status ref_h_resume(rpc_call *call, void *svc, const ProtobufCMessage *msg,
+    ProtobufCMessage **reply);
+
 /* ---- ref_offer_rpc.c: the provider's handlers ------------------------------------------------ */
 
 hv_status ref_h_ack(rpc_call *call, void *svc, const ProtobufCMessage *msg,
