@@ -281,6 +281,7 @@ open_services(node *n, bool reopen_store)
 	ro.now_ms           = fake_now;
 	ro.manual           = !n->notify;
 	ro.stats_periods    = n->stats_periods;
+	ro.language_hops    = n->lang_hops;
 	ro.capacity_sub_url = n->notify ? n->pub : NULL;
 	ro.consent_sub_url  = n->notify ? n->consent_url : NULL;
 	assert_int_equal(ref_open(&n->rs, &ro), HV_OK);

@@ -86,6 +86,7 @@ typedef struct node {
 	bool         notify;   /* capacity pub/sub and the background thread */
 	unsigned     stats_periods; /* ref_options.stats_periods (setup_node: both kinds) */
 	bool         has_orgs; /* the organisations are in the directory: tokens can be issued */
+	uint32_t     lang_hops; /* ref_options.language_hops (0: the default) */
 } node;
 
 typedef struct svc_spec {

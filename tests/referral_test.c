@@ -164,6 +164,50 @@ test_ranking_language_specialisation(void **state)
 	free_msg(r);
 }
 
+/* A need naming a language: a speaker up to language_hops borders beyond a nearer
+ * non-speaker is offered first (docs/referral.md's worked example). */
+static void
+test_language_reach(void **state)
+{
+	node          *n = *state;
+	const svc_spec svcs[] = {
+		{ "sh-nl", C_PROV_A, ST(SHELTER), "Amsterdam", 3, "nl", 0, 0, NULL },
+		{ "sh-ro-nh", C_PROV_B, ST(SHELTER), "Noord-Holland", 1, "ro", 0, 0, NULL },
+		{ "sh-ro-nn", C_PROV_B, ST(SHELTER), "Noord-Nederland", 2, "ro", 0, 0, NULL },
+	};
+	create_spec ro = { .n_needs = 1, .needs = { { ST(SHELTER), 0, "ro", NULL } } };
+	Referral   *r  = NULL;
+
+	add_services(n, svcs, sizeof(svcs) / sizeof(svcs[0]));
+	/* No language named: the nearest. */
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-nl");
+	free_msg(r);
+	/* Default 1 hop: the Romanian speaker one border away beats the Dutch one at home. */
+	assert_int_equal(create(n, &ro, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-ro-nh");
+	free_msg(r);
+	/* It is full now; the next speaker is two borders away: beyond the hop, home wins. */
+	assert_int_equal(create(n, &ro, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-nl");
+	free_msg(r);
+	/* Configured to 2 hops: the speaker two borders away is offered. */
+	close_services(n, false);
+	n->lang_hops = 2;
+	open_services(n, false);
+	assert_int_equal(create(n, &ro, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-ro-nn");
+	free_msg(r);
+	/* None: the nearer service first whatever it speaks. */
+	close_services(n, false);
+	n->lang_hops = REF_LANGUAGE_HOPS_NONE;
+	open_services(n, false);
+	assert_int_equal(create(n, &ro, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-nl");
+	free_msg(r);
+	check_invariant(n);
+}
+
 static void
 test_decline_moves_on(void **state)
 {
@@ -1727,6 +1771,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_offered_to_nearest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_excluded_and_preferred, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ranking_language_specialisation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_language_reach, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_decline_moves_on, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_decline_no_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expiry_moves_on, setup, teardown),

@@ -83,6 +83,7 @@ struct ref_service {
 	ref_open_fn       rs_unseal; /* NULL: sealed text reads as "" */
 	uint32_t          rs_window_s[REF_URGENCIES]; /* respond-by windows, cut to the hold max */
 	uint32_t          rs_hold_max_s;
+	uint32_t          rs_lang_hops; /* extra borders a speaker of the need's language may be */
 	int64_t         (*rs_now)(void *);
 	void             *rs_now_arg;
 	ref_erase_fn      rs_erase;           /* retention; NULL: none */
@@ -334,11 +335,15 @@ uint32_t ref_window_s(const ref_service *rs, int urgency);
 
 /* ---- rank keys (ref_route.c; pure, unit-tested) ---------------------------------------------- */
 
+/* The rank of a candidate service for a need, compared field by field in this order
+ * (docs/referral.md has the rule with a worked example). */
 typedef struct ref_rank {
 	uint8_t  rk_stale;    /* 0 fresh figure, 1 stale */
 	uint8_t  rk_nonpref;  /* 0 in a preferred region */
-	uint8_t  rk_distance; /* borders from the home region */
+	uint16_t rk_reach;    /* rk_distance, plus the language hops when the need names languages
+	                       * and the service speaks none of them */
 	uint8_t  rk_missing;  /* need languages the service does not speak */
+	uint8_t  rk_distance; /* borders from the home region */
 	uint8_t  rk_nonspec;  /* 0 specialised in the referral's form of exploitation */
 	uint64_t rk_age_ms;   /* since availability was confirmed */
 	char     rk_id[CAP_ID_MAX];

@@ -5,9 +5,11 @@
  *
  * Ranking (lexicographic, smaller first): a fresh figure before a stale one (a stale service
  * is only reached when no fresh one fits, and capacity refuses to hold a stale place), a
- * preferred region, region distance from the referral's home region, need languages the
- * service does not speak, specialisation in the referral's form of exploitation, the age of
- * the availability figure, and the service id so that equal services rank the same every time.
+ * preferred region, the reach (region distance from the referral's home region, plus
+ * language_hops when the need names languages and the service speaks none of them), need
+ * languages the service does not speak, the distance itself, specialisation in the
+ * referral's form of exploitation, the age of the availability figure, and the service id so
+ * that equal services rank the same every time (docs/referral.md, with a worked example).
  * Hard filters: the need's population is accepted, the service area is a region of the map and
  * not excluded, every accessibility feature of the need is offered, the service did not
  * decline (or let expire) an offer for this need, and it has a free place.
@@ -279,8 +281,9 @@ ref_rank_cmp(const ref_rank *a, const ref_rank *b)
 	}
 	CMP(rk_stale)
 	CMP(rk_nonpref)
-	CMP(rk_distance)
+	CMP(rk_reach)
 	CMP(rk_missing)
+	CMP(rk_distance)
 	CMP(rk_nonspec)
 	CMP(rk_age_ms)
 #undef CMP
@@ -366,8 +369,9 @@ has_string(char *const *list, size_t n, const char *s)
 /* Whether the service fits the need, and its rank for it. */
 static bool
 fits(const route_need *rn, const Haven__Capacity__V1__Service *svc, int region, bool fresh,
-    int64_t now, const region_map *m, ref_rank *rk)
+    int64_t now, const ref_service *rs, ref_rank *rk)
 {
+	const region_map *m = rs->rs_regions;
 	const Need *n = rn->rn_need;
 	bool        pop = false;
 	unsigned    dist;
@@ -401,6 +405,12 @@ fits(const route_need *rn, const Haven__Capacity__V1__Service *svc, int region, 
 		if (!ref_lang_match(n->languages[i], svc->languages, svc->n_languages)) {
 			rk->rk_missing++;
 		}
+	}
+	/* A service that speaks none of the need's languages counts as rs_lang_hops borders
+	 * further away: a speaker up to that many borders beyond it ranks first. */
+	rk->rk_reach = rk->rk_distance;
+	if (n->n_languages > 0 && rk->rk_missing == n->n_languages) {
+		rk->rk_reach = (uint16_t) (rk->rk_reach + (rs->rs_lang_hops > 255 ? 255 : rs->rs_lang_hops));
 	}
 	rk->rk_nonspec = 1;
 	for (size_t i = 0; i < svc->n_specialisations; i++) {
@@ -453,7 +463,7 @@ scan_cb(void *arg, const Haven__Capacity__V1__Service *svc, bool fresh)
 		route_need *rn = &sc->sc_needs[i];
 
 		if (rn->rn_scan && (int) rn->rn_need->type == sc->sc_type &&
-		    fits(rn, svc, region, fresh, sc->sc_now, sc->sc_rs->rs_regions, &rk)) {
+		    fits(rn, svc, region, fresh, sc->sc_now, sc->sc_rs, &rk)) {
 			keep(rn, &rk, svc->org_id);
 		}
 	}
@@ -717,8 +727,7 @@ named_fits(ref_work *w, route_need *rn, const Haven__Capacity__V1__Service *svc,
 	if (svc->available <= svc->held) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s has no free place", svc->id));
 	}
-	if (!fits(rn, svc, region, cap_service_fresh(svc, w->w_now), w->w_now, w->w_rs->rs_regions,
-	        rk)) {
+	if (!fits(rn, svc, region, cap_service_fresh(svc, w->w_now), w->w_now, w->w_rs, rk)) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION,
 		    "service %s lacks an accessibility feature of the need, or declined it", svc->id));
 	}

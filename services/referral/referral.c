@@ -27,6 +27,9 @@ settings(ref_service *rs, const ref_options *opts)
 	rs->rs_seal           = opts->seal;
 	rs->rs_unseal         = opts->unseal;
 	rs->rs_now            = opts->now_ms;
+	rs->rs_lang_hops      = opts->language_hops == 0 ? REF_LANGUAGE_HOPS_DEFAULT
+	                        : opts->language_hops == REF_LANGUAGE_HOPS_NONE ? 0
+	                                                                       : opts->language_hops;
 	rs->rs_now_arg        = opts->now_arg;
 	rs->rs_hold_max_s     = opts->hold_max_ttl_s != 0 ? opts->hold_max_ttl_s : REF_HOLD_MAX_DEFAULT;
 	rs->rs_erase          = opts->erase;

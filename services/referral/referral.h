@@ -97,6 +97,10 @@ typedef hv_status (*ref_erase_fn)(void *arg, const char *subject);
  * logged; the daily rotation is the fallback. */
 typedef hv_status (*ref_erase_done_fn)(void *arg);
 
+#define REF_LANGUAGE_HOPS_DEFAULT 1
+#define REF_LANGUAGE_HOPS_MAX     9
+#define REF_LANGUAGE_HOPS_NONE    UINT32_MAX
+
 /* Index of offer_timeout_s by urgency. */
 #define REF_URGENCIES 4
 
@@ -122,6 +126,11 @@ typedef struct ref_options {
 	/* The capacity service's hold_max_ttl_s (0: 24 h). A respond-by window is never longer,
 	 * and a hold lives for the window plus a margin, cut to this. */
 	uint32_t          hold_max_ttl_s;
+	/* Languages: a service that speaks none of a need's languages ranks as if it were this many
+	 * region borders further away, so that a speaker up to that many borders beyond a nearer
+	 * non-speaker is offered first. 0: REF_LANGUAGE_HOPS_DEFAULT; REF_LANGUAGE_HOPS_NONE: the
+	 * nearer service first (languages only break ties of distance). */
+	uint32_t          language_hops;
 	int64_t (*now_ms)(void *arg);   /* NULL: the wall clock (Unix time in ms) */
 	void *now_arg;
 	/* No background threads: offers expire, waiting needs are routed and retention runs only

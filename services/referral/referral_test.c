@@ -97,12 +97,14 @@ test_rank_order(void **state)
 	assert_true(ref_rank_cmp(&a, &b) < 0);
 	a.rk_nonspec = 1;
 	assert_true(ref_rank_cmp(&b, &a) < 0);
-	b.rk_missing = 1;
+	b.rk_distance = 1;
 	assert_true(ref_rank_cmp(&a, &b) < 0);
-	a.rk_distance = 1;
+	a.rk_missing = 1;
 	assert_true(ref_rank_cmp(&b, &a) < 0);
+	b.rk_reach = 1;
+	assert_true(ref_rank_cmp(&a, &b) < 0);
 	b.rk_nonpref = 1;
-	b.rk_distance = 0;
+	b.rk_reach   = 0;
 	assert_true(ref_rank_cmp(&a, &b) < 0);
 	a.rk_stale = 1;
 	assert_true(ref_rank_cmp(&b, &a) < 0);
