@@ -3,8 +3,9 @@
  * (referral_node.h): UpdateReferral (urgency, excluded and preferred regions, note, needs
  * added and cancelled), PauseNeed and ResumeNeed (ON_HOLD holds no place and is not routed),
  * CancelReferral ending accepted and placed needs with an outcome and giving their places
- * back, and a coordinator's ReassignNeed naming the service. Each with the refusals of bad
- * input and of callers outside the referral's scope, and the invariant after every scenario.
+ * back, a coordinator's ReassignNeed naming the service, and the audit entry of every read of
+ * a referral or an offer. Each with the refusals of bad input and of callers outside the
+ * referral's scope, and the invariant after every scenario.
  */
 #include "referral_node.h"
 
@@ -454,6 +455,67 @@ test_reassign_named(void **state)
 	check_invariant(n);
 }
 
+/* ---- audit of reads --------------------------------------------------------------------------- */
+
+/* The entries of the subject's audit trail made by org with method, each naming what. */
+static unsigned
+audited(node *n, const char *subject, const char *org, const char *method, const char *what)
+{
+	static audit_entry e[AUDIT_LIST_MAX];
+	store_txn         *txn;
+	size_t             got = 0;
+	unsigned           count = 0;
+
+	assert_int_equal(store_read_begin(n->st, &txn), HV_OK);
+	assert_int_equal(audit_list(n->audit, txn, subject, 0, e, AUDIT_LIST_MAX, &got), HV_OK);
+	store_read_end(txn);
+	for (size_t i = 0; i < got; i++) {
+		count += strcmp(e[i].org, org) == 0 && strcmp(e[i].method, method) == 0 &&
+		    strcmp(e[i].purpose, what) == 0 && e[i].result == HV_OK;
+	}
+	return (count);
+}
+
+static void
+test_reads_audited(void **state)
+{
+	node                                       *n = *state;
+	Haven__Referral__V1__ListReferralsRequest   l = HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
+	Haven__Referral__V1__ListReferralsResponse *lr = NULL;
+	Haven__Referral__V1__ListOffersResponse    *lo;
+	Referral                                   *r;
+	const char                                 *offer;
+
+	add_services(n, std_services, N_STD);
+	r     = offered_shelter(n);
+	offer = r->needs[0]->offer_id;
+	assert_int_equal(audited(n, r->subject, "coord-ams", M_GET, r->id), 0);
+	free_msg(get_as(n, C_COORD, r->id));
+	free_msg(get_as(n, C_COORD, r->id));
+	assert_int_equal(audited(n, r->subject, "coord-ams", M_GET, r->id), 2);
+	/* A refused read is no read of the record: nothing is shown, nothing audited as read. */
+	assert_int_equal(get_status(n, C_COORD_FAR, r->id), HV_PERMISSION_DENIED);
+	assert_int_equal(audited(n, r->subject, "coord-lim", M_GET, r->id), 0);
+	/* Every referral on a page of ListReferrals, every offer on a page of ListOffers (under
+	 * the offer's subject, though the provider never sees it). */
+	assert_int_equal(call(n->ch[C_REFERRER], M_LIST, &l.base,
+	                     &haven__referral__v1__list_referrals_response__descriptor, &lr, NULL),
+	    HV_OK);
+	assert_int_equal(lr->n_referrals, 1);
+	free_msg(lr);
+	assert_int_equal(audited(n, r->subject, "ngo-ams", M_LIST, r->id), 1);
+	lo = offers_of(n, C_PROV_A, true);
+	assert_int_equal(lo->n_offers, 1);
+	free_msg(lo);
+	assert_int_equal(audited(n, r->subject, "shelter-a", M_OFFERS, offer), 1);
+	/* The provider's view after acceptance: audited as a read too. */
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, offer, 0, NULL, NULL), HV_OK);
+	free_msg(get_as(n, C_PROV_A, r->id));
+	assert_int_equal(audited(n, r->subject, "shelter-a", M_GET, r->id), 1);
+	free_msg(r);
+	check_invariant(n);
+}
+
 int
 main(void)
 {
@@ -464,6 +526,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_ends_placements, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reassign_named, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reads_audited, setup, teardown),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -285,6 +285,8 @@ open_services(node *n, bool reopen_store)
 	ro.capacity_sub_url = n->notify ? n->pub : NULL;
 	ro.consent_sub_url  = n->notify ? n->consent_url : NULL;
 	assert_int_equal(ref_open(&n->rs, &ro), HV_OK);
+	assert_int_equal(audit_open(&n->audit, n->st, n->dir), HV_OK);
+	ref_set_audit(n->rs, n->audit);
 	assert_int_equal(store_table_open(n->st, "ref.offers", &n->offers_t), HV_OK);
 
 	ao.lookup_arg = n->cs;
@@ -313,6 +315,8 @@ close_services(node *n, bool close_store)
 	}
 	rpc_server_close(n->srv);
 	ref_close(n->rs);
+	audit_close(n->audit);
+	n->audit = NULL;
 	cap_close(n->cs);
 	auth_close(n->au);
 	n->srv = NULL;

@@ -87,6 +87,7 @@ typedef struct node {
 	unsigned     stats_periods; /* ref_options.stats_periods (setup_node: both kinds) */
 	bool         has_orgs; /* the organisations are in the directory: tokens can be issued */
 	uint32_t     lang_hops; /* ref_options.language_hops (0: the default) */
+	audit       *audit;     /* the node's audit log: reads of referrals and offers */
 } node;
 
 typedef struct svc_spec {

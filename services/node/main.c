@@ -199,6 +199,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	cap_set_audit(cs, consent_audit(cns)); /* directory changes in the node's audit log */
+	ref_set_audit(rs, consent_audit(cns)); /* reads of referrals and offers, too */
 	if ((st = cap_register(cs, host_server(h))) != HV_OK ||
 	    (st = consent_register(cns, host_server(h))) != HV_OK ||
 	    (st = ref_register(rs, host_server(h))) != HV_OK ||

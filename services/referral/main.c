@@ -22,16 +22,12 @@
 #include "haven/log.h"
 
 #include "capacity.h"
-#include "referral.h"
-
-#ifdef HAVEN_REFERRAL_CONSENT
 #include "consent.h"
-#endif
+#include "referral.h"
 
 #include <limits.h>
 #include <stdio.h>
 
-#ifdef HAVEN_REFERRAL_CONSENT
 /* Retention: subjects whose referrals all closed retention_days ago are erased through the
  * consent library, with the node itself (the operator) as the caller in the audit log. */
 static hv_status
@@ -49,7 +45,6 @@ retention_done(void *arg)
 {
 	return (consent_rotate_kek(arg, NULL, NULL));
 }
-#endif
 
 /* The sockets: ours to publish on, capacity's and consent's to subscribe to. */
 typedef struct urls {
@@ -102,10 +97,8 @@ main(int argc, char **argv)
 	ref_service     *rs  = NULL;
 	cap_options      co  = { 0 };
 	ref_options      ro  = { 0 };
-#ifdef HAVEN_REFERRAL_CONSENT
 	consent_service *cns = NULL;
 	consent_options  no  = { 0 };
-#endif
 	urls             u;
 	bool             done;
 	int              ret;
@@ -136,7 +129,6 @@ main(int argc, char **argv)
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
 		goto out;
 	}
-#ifdef HAVEN_REFERRAL_CONSENT
 	no.store    = host_store(h);
 	no.data_dir = cfg.data_dir;
 	if ((st = consent_open(&cns, &no)) != HV_OK) {
@@ -151,16 +143,13 @@ main(int argc, char **argv)
 	ro.erase_arg      = cns;
 	ro.erase_done     = retention_done;
 	ro.retention_days = (uint32_t) cfg.retention_days;
-#else
-	log_warn("built without the consent library: every referral is refused "
-	         "(FAILED_PRECONDITION) and retention does not run until it is");
-#endif
 	options_make(h, &cfg, cs, &u, &ro);
 	if ((st = ref_open(&rs, &ro)) != HV_OK) {
 		log_error("cannot open the referral service: %s", hv_status_name(st));
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
 		goto out;
 	}
+	ref_set_audit(rs, consent_audit(cns)); /* reads of referrals and offers */
 	if ((st = ref_register(rs, host_server(h))) != HV_OK ||
 	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
 		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
@@ -178,9 +167,7 @@ out:
 	cap_stop(cs);
 	host_close(h);
 	ref_close(rs);
-#ifdef HAVEN_REFERRAL_CONSENT
 	consent_close(cns);
-#endif
 	cap_close(cs);
 	if (ret == 0) {
 		log_info("stopped cleanly");

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "haven/arena.h"
+#include "haven/audit.h"
 #include "haven/bytes.h"
 #include "haven/ids.h"
 #include "haven/ticker.h"
@@ -92,6 +93,8 @@ struct ref_service {
 	uint32_t          rs_retention_days;  /* 0: none */
 	unsigned          rs_stats_periods;   /* REF_PERIODS_* Statistics answers */
 	uint32_t          rs_retention_every_s;
+
+	audit      *rs_audit; /* reads of person-linked records; NULL: not audited */
 
 	store_table rs_referrals;
 	store_table rs_offers;

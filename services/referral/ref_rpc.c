@@ -21,9 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Every referral: the node's operator and national coordinators. An admin keeps the directory
- * and the keys and sees no person-linked record (docs/authority.md). */
-#define ROLES_ALL_REFERRALS (RPC_ROLE_OPERATOR | RPC_ROLE_NATIONAL_COORDINATOR)
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
@@ -91,6 +88,55 @@ ref_may_see(ref_service *rs, store_txn *txn, const rpc_caller *c, const Referral
 	default:
 		return (HV_OK);
 	}
+}
+
+void
+ref_set_audit(ref_service *rs, audit *a)
+{
+	if (rs != NULL) {
+		rs->rs_audit = a;
+	}
+}
+
+hv_status
+ref_audit_read(ref_work *w, const rpc_caller *c, const char *method, const char *subject,
+    const char *what)
+{
+	audit_entry e;
+	hv_status   st;
+
+	if (w->w_rs->rs_audit == NULL) {
+		return (HV_OK);
+	}
+	memset(&e, 0, sizeof(e));
+	e.time_ms = w->w_now;
+	e.role    = c->role;
+	snprintf(e.org, sizeof(e.org), "%s", c->org_id);
+	snprintf(e.method, sizeof(e.method), "%s", method);
+	snprintf(e.subject, sizeof(e.subject), "%s", subject);
+	snprintf(e.purpose, sizeof(e.purpose), "%s", what);
+	e.result = HV_OK;
+	if ((st = audit_append(w->w_rs->rs_audit, w->w_txn, &e)) != HV_OK) {
+		return (ref_fail(w, st, "cannot audit the read of %s", what));
+	}
+	return (HV_OK);
+}
+
+hv_status
+ref_read(ref_service *rs, hv_status (*fn)(store_txn *, void *), void *arg)
+{
+	store_txn *txn;
+	hv_status  st;
+
+	if (rs->rs_audit != NULL) {
+		return (store_write(rs->rs_store, fn, arg));
+	}
+	if ((st = store_read_begin(rs->rs_store, &txn)) != HV_OK) {
+		return (st);
+	}
+	st = fn(txn, arg);
+	store_read_end(txn);
+	return (st);
 }
 
 /* Loads a referral the caller may see: NOT_FOUND or PERMISSION_DENIED with w_err set. */
@@ -167,6 +213,7 @@ provider_view(ref_work *w, const rpc_caller *provider, const Referral *r, Referr
 typedef struct get_job {
 	ref_work          gj_work;
 	const rpc_caller *gj_caller;
+	const char       *gj_method;
 	const char       *gj_id;
 	Referral         *gj_shown;
 } get_job;
@@ -179,7 +226,9 @@ get_fn(store_txn *txn, void *arg)
 	hv_status st;
 
 	ref_work_begin(&j->gj_work, txn);
-	if ((st = ref_load_visible(&j->gj_work, j->gj_caller, j->gj_id, &r)) != HV_OK) {
+	if ((st = ref_load_visible(&j->gj_work, j->gj_caller, j->gj_id, &r)) != HV_OK ||
+	    (st = ref_audit_read(&j->gj_work, j->gj_caller, j->gj_method, r->subject, r->id)) !=
+	        HV_OK) {
 		return (st);
 	}
 	return (j->gj_caller->role == RPC_ROLE_PROVIDER
@@ -193,17 +242,17 @@ h_get(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage *
 	ref_service                                   *rs  = svc;
 	const Haven__Referral__V1__GetReferralRequest *req = (const void *) msg;
 	get_job                                        j   = { .gj_id = req->id };
-	store_txn                                     *txn = NULL;
 	hv_status                                      st;
 
 	ref_work_init_in(&j.gj_work, rs, rpc_call_arena(call));
 	j.gj_caller = rpc_call_caller(call);
+	j.gj_method = rpc_call_method(call);
 	if (j.gj_caller->role == RPC_ROLE_PROVIDER) {
 		/* The provider's read checks consent, and the consent service audits that check in
 		 * this transaction: a write. */
 		st = store_write(rs->rs_store, get_fn, &j);
-	} else if ((st = store_read_begin(rs->rs_store, &txn)) == HV_OK) {
-		st = get_fn(txn, &j);
+	} else {
+		st = ref_read(rs, get_fn, &j); /* audited: a write when reads are */
 	}
 	if (st != HV_OK) {
 		st = ref_rpc_error(call, &j.gj_work, st);
@@ -211,338 +260,7 @@ h_get(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage *
 	}
 	*reply = &j.gj_shown->base;
 out:
-	store_read_end(txn);
 	ref_work_free(&j.gj_work);
-	return (st);
-}
-
-/* Page tokens: 16 hex digits of the key's time part, then the id of the last entry. */
-static void
-token_make(char *out, size_t outsz, const uint8_t *timepart, const char *id)
-{
-	snprintf(out, outsz, "%016llx%s", (unsigned long long) hv_get_be64(timepart), id);
-}
-
-static bool
-token_parse(const char *tok, uint8_t timepart[8], char id[IDS_MAX])
-{
-	unsigned long long t = 0;
-
-	if (strlen(tok) <= 16) {
-		return (false);
-	}
-	for (int i = 0; i < 16; i++) {
-		char ch = tok[i];
-		int  d  = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-		if (d < 0) {
-			return (false);
-		}
-		t = (t << 4) | (unsigned) d;
-	}
-	hv_put_be64(timepart, t);
-	snprintf(id, IDS_MAX, "%s", tok + 16);
-	return (ids_valid(tok + 16) && strlen(tok + 16) < IDS_MAX);
-}
-
-/* Walks a time-ordered index (prefix 0 be64 ~created id; prefix NULL: be64 ~created id)
- * from a page token, calling fn with each id until it returns false or max_scan entries were
- * seen. *next receives the token of the last entry fn took when the walk stopped early, and
- * "" when it reached the end: the next page starts after that entry. */
-typedef bool (*walk_fn)(void *arg, const char *id, hv_status *st);
-
-static hv_status
-walk_index(store_txn *txn, store_table t, const char *prefix, const char *token,
-    unsigned max_scan, walk_fn fn, void *arg, char *next, size_t nextsz, char *err,
-    size_t errsz)
-{
-	store_cursor *c = NULL;
-	uint8_t       key[REF_KEY_MAX];
-	uint8_t       last_tp[8];
-	char          last_id[IDS_MAX] = "";
-	size_t        plen = 0, kl0;
-	const void   *k;
-	size_t        kl;
-	unsigned      scanned = 0;
-	bool          stopped = false;
-	hv_status     st, fst = HV_OK;
-
-	next[0] = '\0';
-	if (prefix != NULL) {
-		plen = strlen(prefix);
-		if (plen > 200) {
-			return (HV_INVALID_ARGUMENT);
-		}
-		memcpy(key, prefix, plen);
-		key[plen++] = 0;
-	}
-	kl0 = plen;
-	if (token != NULL && token[0] != '\0') {
-		char id[IDS_MAX];
-		if (!token_parse(token, key + plen, id)) {
-			snprintf(err, errsz, "page_token is not one this service gave");
-			return (HV_INVALID_ARGUMENT);
-		}
-		memcpy(key + plen + 8, id, strlen(id));
-		kl0 = plen + 8 + strlen(id);
-	}
-	if ((st = store_cursor_open(txn, t, &c)) != HV_OK) {
-		return (st);
-	}
-	for (st = store_cursor_seek(c, key, kl0, &k, &kl, NULL, NULL); st == HV_OK;
-	     st = store_cursor_next(c, &k, &kl, NULL, NULL)) {
-		char id[IDS_MAX];
-
-		if (kl < plen + 8 || memcmp(k, key, plen) != 0) {
-			break;
-		}
-		if (kl0 > plen && kl == kl0 && memcmp(k, key, kl) == 0) {
-			continue; /* the token's own entry was on the page before */
-		}
-		if (kl - plen - 8 >= IDS_MAX) {
-			continue;
-		}
-		memcpy(id, (const uint8_t *) k + plen + 8, kl - plen - 8);
-		id[kl - plen - 8] = '\0';
-		if (scanned++ == max_scan || !fn(arg, id, &fst)) {
-			stopped = fst == HV_OK && last_id[0] != '\0';
-			break;
-		}
-		memcpy(last_tp, (const uint8_t *) k + plen, 8);
-		memcpy(last_id, id, sizeof(id));
-	}
-	store_cursor_close(c);
-	if (fst != HV_OK) {
-		return (fst);
-	}
-	if (st != HV_OK && st != HV_NOT_FOUND) {
-		return (st);
-	}
-	if (stopped) {
-		token_make(next, nextsz, last_tp, last_id);
-	}
-	return (HV_OK);
-}
-
-typedef struct list_ctx {
-	ref_work *lc_work;
-	bool      lc_open_only;
-	unsigned  lc_max;
-	size_t    lc_bytes;
-	void   ***lc_items;
-	size_t   *lc_n;
-	bool      lc_offers;
-} list_ctx;
-
-static bool
-list_one(void *arg, const char *id, hv_status *st)
-{
-	list_ctx *lc = arg;
-	ref_work *w  = lc->lc_work;
-	void     *m;
-
-	if (*lc->lc_n >= lc->lc_max || lc->lc_bytes >= REF_PAGE_BYTES) {
-		return (false);
-	}
-	if (lc->lc_offers) {
-		Offer *o;
-		*st = ref_load_offer(w, id, &o);
-		if (*st == HV_OK && lc->lc_open_only && o->state != OS(OFFER_OPEN)) {
-			return (true);
-		}
-		if (*st == HV_OK) {
-			*st = ref_shown_offer(w, o, &o);
-		}
-		m = o;
-	} else {
-		Referral *r;
-		bool      open = false;
-		*st            = ref_load(w, id, &r);
-		m              = r;
-		if (*st == HV_OK) {
-			for (size_t i = 0; i < r->n_needs; i++) {
-				open = open || ref_need_open(r->needs[i]);
-			}
-			if (lc->lc_open_only && !open) {
-				return (true);
-			}
-			*st = ref_shown(w, r, &r);
-			m    = r;
-		}
-	}
-	if (*st == HV_NOT_FOUND) {
-		*st = HV_OK; /* an index entry of a record written later in a batch: skip */
-		return (true);
-	}
-	if (*st != HV_OK) {
-		return (false);
-	}
-	lc->lc_bytes += protobuf_c_message_get_packed_size(m);
-	*st = ref_list_add(w, (char ***) lc->lc_items, lc->lc_n, m);
-	return (*st == HV_OK);
-}
-
-static unsigned
-page_size(uint32_t asked)
-{
-	return (asked == 0 ? REF_PAGE_DEFAULT : asked > REF_PAGE_MAX ? REF_PAGE_MAX : asked);
-}
-
-static hv_status
-h_list(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
-{
-	ref_service                                  *rs  = svc;
-	const Haven__Referral__V1__ListReferralsRequest *req = (const void *) msg;
-	const rpc_caller                             *c   = rpc_call_caller(call);
-	Haven__Referral__V1__ListReferralsResponse   *resp;
-	ref_work    w;
-	store_txn  *txn = NULL;
-	char        region[REGION_NAME_MAX];
-	char        next[IDS_MAX + 20];
-	char        err[REF_ERR_MAX] = "";
-	store_table t;
-	const char *prefix = NULL;
-	list_ctx    lc;
-	hv_status   st;
-
-	/* The answer is built in the call's arena, where the server packs it from. */
-	if ((resp = rpc_call_alloc(call, sizeof(*resp))) == NULL) {
-		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "out of memory"));
-	}
-	haven__referral__v1__list_referrals_response__init(resp);
-	ref_work_init_in(&w, rs, rpc_call_arena(call));
-	if ((st = store_read_begin(rs->rs_store, &txn)) != HV_OK) {
-		goto out;
-	}
-	ref_work_begin(&w, txn);
-	if ((c->role & ROLES_ALL_REFERRALS) != 0) {
-		t = rs->rs_by_time;
-	} else if (c->role == RPC_ROLE_REFERRER) {
-		t      = rs->rs_by_referrer;
-		prefix = c->org_id;
-	} else {
-		if ((st = ref_org_region(rs, txn, c->org_id, region)) != HV_OK) {
-			st = rpc_call_error(call, st == HV_NOT_FOUND ? HV_PERMISSION_DENIED : st,
-			    "organisation %s has no region in the partner directory", c->org_id);
-			goto out;
-		}
-		t      = rs->rs_by_region;
-		prefix = region;
-	}
-	lc = (list_ctx) { &w, req->open_only, page_size(req->page_size), 0,
-		(void ***) &resp->referrals, &resp->n_referrals, false };
-	if ((st = walk_index(txn, t, prefix, req->page_token, lc.lc_max * 20, list_one, &lc, next,
-	         sizeof(next), err, sizeof(err))) != HV_OK) {
-		st = rpc_call_error(call, st, "%s", err[0] != '\0' ? err : "cannot list referrals");
-		goto out;
-	}
-	if ((resp->next_page_token = rpc_call_strdup(call, next)) == NULL) {
-		st = rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "reply too large");
-		goto out;
-	}
-	*reply = &resp->base;
-out:
-	store_read_end(txn);
-	ref_work_free(&w);
-	return (st);
-}
-
-/* ---- ListOffers ------------------------------------------------------------------------------ */
-
-/* The operator's walk over every offer, in id order; the token is the last id taken. */
-static hv_status
-walk_all_offers(store_txn *txn, store_table t, const char *token, unsigned max_scan, walk_fn fn,
-    void *arg, char *next, size_t nextsz)
-{
-	store_cursor *c = NULL;
-	const void   *k;
-	size_t        kl;
-	size_t        tl = token != NULL ? strlen(token) : 0;
-	char          last_id[IDS_MAX] = "";
-	unsigned      scanned = 0;
-	bool          stopped = false;
-	hv_status     st, fst = HV_OK;
-
-	next[0] = '\0';
-	if ((st = store_cursor_open(txn, t, &c)) != HV_OK) {
-		return (st);
-	}
-	for (st = store_cursor_seek(c, token, tl, &k, &kl, NULL, NULL); st == HV_OK;
-	     st = store_cursor_next(c, &k, &kl, NULL, NULL)) {
-		char id[IDS_MAX];
-
-		if ((tl > 0 && kl == tl && memcmp(k, token, tl) == 0) || kl >= IDS_MAX) {
-			continue;
-		}
-		memcpy(id, k, kl);
-		id[kl] = '\0';
-		if (scanned++ == max_scan || !fn(arg, id, &fst)) {
-			stopped = fst == HV_OK && last_id[0] != '\0';
-			break;
-		}
-		memcpy(last_id, id, sizeof(id));
-	}
-	store_cursor_close(c);
-	if (fst != HV_OK) {
-		return (fst);
-	}
-	if (st != HV_OK && st != HV_NOT_FOUND) {
-		return (st);
-	}
-	if (stopped) {
-		snprintf(next, nextsz, "%s", last_id);
-	}
-	return (HV_OK);
-}
-
-static hv_status
-h_list_offers(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
-{
-	ref_service                                 *rs  = svc;
-	const Haven__Referral__V1__ListOffersRequest *req = (const void *) msg;
-	const rpc_caller                            *c   = rpc_call_caller(call);
-	Haven__Referral__V1__ListOffersResponse     *resp;
-	ref_work   w;
-	store_txn *txn = NULL;
-	char       next[IDS_MAX + 20];
-	char       err[REF_ERR_MAX] = "";
-	list_ctx   lc;
-	hv_status  st;
-
-	if ((resp = rpc_call_alloc(call, sizeof(*resp))) == NULL) {
-		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "out of memory"));
-	}
-	haven__referral__v1__list_offers_response__init(resp);
-	ref_work_init_in(&w, rs, rpc_call_arena(call));
-	if ((st = store_read_begin(rs->rs_store, &txn)) != HV_OK) {
-		goto out;
-	}
-	ref_work_begin(&w, txn);
-	lc = (list_ctx) { &w, req->open_only, page_size(req->page_size), 0, (void ***) &resp->offers,
-		&resp->n_offers, true };
-	if (c->role == RPC_ROLE_PROVIDER) {
-		st = walk_index(txn, rs->rs_by_provider, c->org_id, req->page_token, lc.lc_max * 20,
-		    list_one, &lc, next, sizeof(next), err, sizeof(err));
-	} else {
-		if (req->page_token[0] != '\0' && !ids_valid(req->page_token)) {
-			st = rpc_call_error(call, HV_INVALID_ARGUMENT, "page_token is not one this "
-			                                               "service gave");
-			goto out;
-		}
-		st = walk_all_offers(txn, rs->rs_offers, req->page_token, lc.lc_max * 20, list_one,
-		    &lc, next, sizeof(next));
-	}
-	if (st != HV_OK) {
-		st = rpc_call_error(call, st, "%s", err[0] != '\0' ? err : "cannot list offers");
-		goto out;
-	}
-	if ((resp->next_page_token = rpc_call_strdup(call, next)) == NULL) {
-		st = rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "reply too large");
-		goto out;
-	}
-	*reply = &resp->base;
-out:
-	store_read_end(txn);
-	ref_work_free(&w);
 	return (st);
 }
 
@@ -569,14 +287,14 @@ h_stats(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage
 static const rpc_method_impl methods[] = {
 	{ .name = "CreateReferral", .handler = ref_h_create, .roles = RPC_ROLE_REFERRER },
 	{ .name = "GetReferral", .handler = h_get, .roles = ROLES_READ | RPC_ROLE_PROVIDER },
-	{ .name = "ListReferrals", .handler = h_list, .roles = ROLES_READ },
+	{ .name = "ListReferrals", .handler = ref_h_list, .roles = ROLES_READ },
 	{ .name = "CancelReferral", .handler = ref_h_cancel, .roles = ROLES_READ },
 	{ .name = "ReassignNeed", .handler = ref_h_reassign,
 	    .roles = RPC_ROLES_COORDINATORS | RPC_ROLE_OPERATOR },
 	{ .name = "UpdateReferral", .handler = ref_h_update, .roles = ROLES_READ },
 	{ .name = "PauseNeed", .handler = ref_h_pause, .roles = ROLES_READ },
 	{ .name = "ResumeNeed", .handler = ref_h_resume, .roles = ROLES_READ },
-	{ .name = "ListOffers", .handler = h_list_offers,
+	{ .name = "ListOffers", .handler = ref_h_list_offers,
 	    .roles = RPC_ROLE_PROVIDER | RPC_ROLE_OPERATOR },
 	{ .name = "AcknowledgeOffer", .handler = ref_h_ack, .roles = RPC_ROLE_PROVIDER },
 	{ .name = "AcceptOffer", .handler = ref_h_accept, .roles = RPC_ROLE_PROVIDER },

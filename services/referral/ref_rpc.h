@@ -27,6 +27,22 @@ hv_status ref_may_see(ref_service *rs, store_txn *txn, const rpc_caller *c, cons
 /* Loads a referral the caller may see: NOT_FOUND or PERMISSION_DENIED with w_err set. */
 hv_status ref_load_visible(ref_work *w, const rpc_caller *c, const char *id, Referral **out);
 
+/* An entry in the node's audit log (ref_set_audit) for a read of a person-linked record: the
+ * caller, the method, the subject, and what was read (a referral or offer id) as its purpose;
+ * in w's transaction, which must be a write when reads are audited. Nothing without a log. */
+hv_status ref_audit_read(ref_work *w, const rpc_caller *c, const char *method,
+    const char *subject, const char *what);
+/* Runs fn in a write transaction when reads are audited (ref_set_audit), else in a read
+ * transaction. */
+hv_status ref_read(ref_service *rs, hv_status (*fn)(store_txn *, void *), void *arg);
+
+/* ---- ref_list.c ----------------------------------------------------------------------------- */
+
+hv_status ref_h_list(rpc_call *call, void *svc, const ProtobufCMessage *msg,
+    ProtobufCMessage **reply);
+hv_status ref_h_list_offers(rpc_call *call, void *svc, const ProtobufCMessage *msg,
+    ProtobufCMessage **reply);
+
 /* ---- ref_create.c --------------------------------------------------------------------------- */
 
 hv_status ref_h_create(rpc_call *call, void *svc, const ProtobufCMessage *msg,

@@ -48,6 +48,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "haven/audit.h"
 #include "haven/regions.h"
 #include "haven/rpc.h"
 #include "haven/store.h"
@@ -175,6 +176,13 @@ void ref_stop(ref_service *rs);
 
 /* Stops (ref_stop), closes the sockets and frees. No handler may be running. NULL allowed. */
 void ref_close(ref_service *rs);
+
+/* Audits every read of a person-linked record in the node's audit log a (not owned; open until
+ * ref_close): GetReferral, ListReferrals and ListOffers append one entry per referral or offer
+ * read (the caller, the method, the subject, the record's id as purpose) in the read's own
+ * transaction, which becomes a write. NULL or never called: reads are not audited (tools and
+ * unit tests). Before the server starts. */
+void ref_set_audit(ref_service *rs, audit *a);
 
 /* Registers haven.referral.v1.Referrals on srv. */
 hv_status ref_register(ref_service *rs, rpc_server *srv);
