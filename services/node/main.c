@@ -18,7 +18,7 @@
  *
  * Retention: at start and hourly, the referral service erases (crypto-shredding, through the
  * consent service) the personal data of each subject whose referrals all closed more than
- * retention_days ago, and logs the count (docs/operations.md).
+ * referral.retention_days ago, and logs the count (docs/operations.md).
  */
 #include "haven/host.h"
 #include "haven/log.h"
@@ -123,20 +123,24 @@ main(int argc, char **argv)
 	consent_options  no  = { 0 };
 	ref_options      ro  = { 0 };
 	char             cap_pub[PATH_MAX + 16], consent_pub[PATH_MAX + 16], ref_pub[PATH_MAX + 16];
+	ref_config       rcfg = { 0 };
+	config_table     rtab = ref_config_table(&rcfg);
+	char             err[256];
 	bool             done;
 	bool             print_methods = take_flag(&argc, argv, "--print-methods");
 	int              ret;
 	hv_status        st;
 
-	if ((ret = host_config_load(&cfg, argc, argv, "haven-node", &done)) != 0 || done) {
-		host_config_free(&cfg);
-		return (ret);
+	/* Every service runs here: a section of the file no service knows is a misspelling. */
+	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-node", &rtab, 1, true, &done)) !=
+	        0 ||
+	    done) {
+		goto out_cfg;
 	}
-	if (ref_stats_periods_parse(cfg.statistics_periods, &ro.stats_periods) != HV_OK) {
-		fprintf(stderr, "haven-node: statistics_periods must be month, week or month,week, "
-		                "not '%s'\n", cfg.statistics_periods);
-		host_config_free(&cfg);
-		return (2);
+	if (ref_config_apply(&rcfg, &ro, err, sizeof(err)) != HV_OK) {
+		fprintf(stderr, "haven-node: %s\n", err);
+		ret = 2;
+		goto out_cfg;
 	}
 	ret = 1;
 	if ((st = host_open(&h, &cfg, "node")) != HV_OK) {
@@ -187,12 +191,6 @@ main(int argc, char **argv)
 	ro.erase            = retention_erase;
 	ro.erase_arg        = cns;
 	ro.erase_done       = retention_done;
-	ro.retention_days   = (uint32_t) cfg.retention_days;
-	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE] =
-	    (uint32_t) cfg.offer_timeout_immediate_s;
-	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__URGENT] = (uint32_t) cfg.offer_timeout_urgent_s;
-	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__PLANNED] =
-	    (uint32_t) cfg.offer_timeout_planned_s;
 	if ((st = ref_open(&rs, &ro)) != HV_OK) {
 		log_error("cannot open the referral service: %s", hv_status_name(st));
 		ret = exit_code(st);
@@ -227,6 +225,8 @@ out:
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}
+out_cfg:
 	host_config_free(&cfg);
+	ref_config_free(&rcfg);
 	return (ret);
 }

@@ -5,6 +5,9 @@
  *   haven-referral [--config FILE] [--data DIR] [--listen URL]... [--pub-url URL]
  *                  [--offer-timeout-immediate-s N] ... [--OPTION VALUE]...
  *
+ * Its own options are the "referral." section of the configuration file (ref_config.c);
+ * sections of the other services are theirs to check.
+ *
  * It serves haven.referral.v1.Referrals (and haven.auth.v1.Auth against the partner directory
  * in the store). It opens a capacity registry over the same store for the holds, candidates
  * and the directory, and, when built with the consent library, a consent service for the
@@ -70,9 +73,10 @@ urls_make(host *h, const host_config *cfg, urls *u)
 	snprintf(u->consent_sub, sizeof(u->consent_sub), "ipc://%s", path);
 }
 
-/* The referral service's settings from the configuration (the consent hooks apart). */
+/* The referral service's store, map, registry and sockets (its options come from its own
+ * section of the configuration, ref_config_apply). */
 static void
-options_make(host *h, const host_config *cfg, cap_service *cs, const urls *u, ref_options *ro)
+options_make(host *h, cap_service *cs, const urls *u, ref_options *ro)
 {
 	ro->store            = host_store(h);
 	ro->regions          = host_regions(h);
@@ -80,12 +84,6 @@ options_make(host *h, const host_config *cfg, cap_service *cs, const urls *u, re
 	ro->pub_url          = u->pub;
 	ro->capacity_sub_url = u->cap_sub;
 	ro->consent_sub_url  = u->consent_sub;
-	ro->offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE] =
-	    (uint32_t) cfg->offer_timeout_immediate_s;
-	ro->offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__URGENT] =
-	    (uint32_t) cfg->offer_timeout_urgent_s;
-	ro->offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__PLANNED] =
-	    (uint32_t) cfg->offer_timeout_planned_s;
 }
 
 int
@@ -99,20 +97,24 @@ main(int argc, char **argv)
 	ref_options      ro  = { 0 };
 	consent_service *cns = NULL;
 	consent_options  no  = { 0 };
+	ref_config       rcfg = { 0 };
+	config_table     rtab;
+	char             err[256];
 	urls             u;
 	bool             done;
 	int              ret;
 	hv_status        st;
 
-	if ((ret = host_config_load(&cfg, argc, argv, "haven-referral", &done)) != 0 || done) {
-		host_config_free(&cfg);
-		return (ret);
+	rtab = ref_config_table(&rcfg);
+	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-referral", &rtab, 1, false,
+	         &done)) != 0 ||
+	    done) {
+		goto out_cfg;
 	}
-	if (ref_stats_periods_parse(cfg.statistics_periods, &ro.stats_periods) != HV_OK) {
-		fprintf(stderr, "haven-referral: statistics_periods must be month, week or month,week, "
-		                "not '%s'\n", cfg.statistics_periods);
-		host_config_free(&cfg);
-		return (2);
+	if (ref_config_apply(&rcfg, &ro, err, sizeof(err)) != HV_OK) {
+		fprintf(stderr, "haven-referral: %s\n", err);
+		ret = 2;
+		goto out_cfg;
 	}
 	ret = 1;
 	if ((st = host_open(&h, &cfg, "referral")) != HV_OK) {
@@ -142,8 +144,7 @@ main(int argc, char **argv)
 	ro.erase          = retention_erase;
 	ro.erase_arg      = cns;
 	ro.erase_done     = retention_done;
-	ro.retention_days = (uint32_t) cfg.retention_days;
-	options_make(h, &cfg, cs, &u, &ro);
+	options_make(h, cs, &u, &ro);
 	if ((st = ref_open(&rs, &ro)) != HV_OK) {
 		log_error("cannot open the referral service: %s", hv_status_name(st));
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
@@ -172,6 +173,8 @@ out:
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}
+out_cfg:
 	host_config_free(&cfg);
+	ref_config_free(&rcfg);
 	return (ret);
 }

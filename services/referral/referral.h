@@ -49,6 +49,7 @@
 #include <stdint.h>
 
 #include "haven/audit.h"
+#include "haven/config.h"
 #include "haven/regions.h"
 #include "haven/rpc.h"
 #include "haven/store.h"
@@ -160,6 +161,25 @@ typedef struct ref_options {
 
 #define REF_PERIODS_MONTHS 1u
 #define REF_PERIODS_WEEKS  2u
+
+/* The service's options in the node's configuration file, section "referral" (ref_config.c
+ * documents each; `haven-node --print-config` prints them). Zero it, read it with
+ * host_config_load_with(..., ref_config_table(&cfg), ...), turn it into ref_options with
+ * ref_config_apply, and free it with ref_config_free. */
+#define REF_CONFIG_SECTION "referral"
+typedef struct ref_config {
+	uint64_t offer_timeout_immediate_s;
+	uint64_t offer_timeout_urgent_s;
+	uint64_t offer_timeout_planned_s;
+	uint64_t language_hops;
+	char    *statistics_periods;
+	uint64_t retention_days;
+} ref_config;
+config_table ref_config_table(ref_config *cfg);
+/* Sets ro's offer timeouts, language hops, statistics periods and retention days from cfg;
+ * INVALID_ARGUMENT with a message naming the option for a value the service cannot use. */
+hv_status ref_config_apply(const ref_config *cfg, ref_options *ro, char *err, size_t errsz);
+void ref_config_free(ref_config *cfg);
 
 /* Reads the statistics_periods option: "month", "week", "month,week" or "week,month" into
  * REF_PERIODS_* bits; HV_INVALID_ARGUMENT for anything else. */
