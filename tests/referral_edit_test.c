@@ -101,6 +101,25 @@ has_event(const Referral *r, const char *reason)
 	return (false);
 }
 
+/* The entries of the subject's audit trail made by org with method, each naming what. */
+static unsigned
+audited(node *n, const char *subject, const char *org, const char *method, const char *what)
+{
+	static audit_entry e[AUDIT_LIST_MAX];
+	store_txn         *txn;
+	size_t             got = 0;
+	unsigned           count = 0;
+
+	assert_int_equal(store_read_begin(n->st, &txn), HV_OK);
+	assert_int_equal(audit_list(n->audit, txn, subject, 0, e, AUDIT_LIST_MAX, &got), HV_OK);
+	store_read_end(txn);
+	for (size_t i = 0; i < got; i++) {
+		count += strcmp(e[i].org, org) == 0 && strcmp(e[i].method, method) == 0 &&
+		    strcmp(e[i].purpose, what) == 0 && e[i].result == HV_OK;
+	}
+	return (count);
+}
+
 /* A referral of ngo-ams (Amsterdam) with one shelter need: offered at sh-ams. */
 static Referral *
 offered_shelter(node *n)
@@ -156,6 +175,8 @@ test_update_excludes_offer(void **state)
 	assert_true(has_event(u, "region excluded"));
 	assert_true(has_event(u, "updated: urgency regions note"));
 	assert_true(u->version > r->version);
+	assert_int_equal(audited(n, r->subject, "ngo-ams", M_UPDATE, r->id), 1);
+	assert_int_equal(audited(n, r->subject, "police-rdam", M_UPDATE, r->id), 0);
 	assert_int_equal(held(n, "sh-ams"), 0);
 	assert_int_equal(held(n, "sh-nh"), 1);
 	free_msg(u);
@@ -456,25 +477,6 @@ test_reassign_named(void **state)
 }
 
 /* ---- audit of reads --------------------------------------------------------------------------- */
-
-/* The entries of the subject's audit trail made by org with method, each naming what. */
-static unsigned
-audited(node *n, const char *subject, const char *org, const char *method, const char *what)
-{
-	static audit_entry e[AUDIT_LIST_MAX];
-	store_txn         *txn;
-	size_t             got = 0;
-	unsigned           count = 0;
-
-	assert_int_equal(store_read_begin(n->st, &txn), HV_OK);
-	assert_int_equal(audit_list(n->audit, txn, subject, 0, e, AUDIT_LIST_MAX, &got), HV_OK);
-	store_read_end(txn);
-	for (size_t i = 0; i < got; i++) {
-		count += strcmp(e[i].org, org) == 0 && strcmp(e[i].method, method) == 0 &&
-		    strcmp(e[i].purpose, what) == 0 && e[i].result == HV_OK;
-	}
-	return (count);
-}
 
 static void
 test_reads_audited(void **state)

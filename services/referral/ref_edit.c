@@ -5,7 +5,7 @@
  * referral: its needs move through ref_transition (every change is an event of the trail,
  * with the caller as actor and the reason's free text sealed), offers are withdrawn with their
  * holds released, placements end with their places given back, and needs that may be routed
- * are routed before the commit.
+ * are routed before the commit, with an entry in the node's audit log (ref_audit_access).
  */
 #include "ref_internal.h"
 #include "ref_rpc.h"
@@ -22,6 +22,7 @@ typedef hv_status (*edit_fn)(edit_job *j, Referral *r);
 struct edit_job {
 	ref_work          ej_work;
 	const rpc_caller *ej_caller;
+	const char       *ej_method;
 	const char       *ej_id;
 	edit_fn           ej_fn;
 	const void       *ej_req;
@@ -40,7 +41,8 @@ edit_txn(store_txn *txn, void *arg)
 	ref_work_begin(w, txn);
 	j->ej_result = NULL;
 	if ((st = ref_load_visible(w, j->ej_caller, j->ej_id, &r)) != HV_OK ||
-	    (st = j->ej_fn(j, r)) != HV_OK || (st = ref_work_flush(w)) != HV_OK) {
+	    (st = j->ej_fn(j, r)) != HV_OK || (st = ref_work_flush(w)) != HV_OK ||
+	    (st = ref_audit_access(w, j->ej_caller, j->ej_method, r->subject, r->id)) != HV_OK) {
 		return (st);
 	}
 	/* The answer is the referral with its free text opened. */
@@ -54,6 +56,7 @@ run_edit(rpc_call *call, ref_service *rs, edit_job *j, ProtobufCMessage **reply)
 
 	ref_work_init_in(&j->ej_work, rs, rpc_call_arena(call));
 	j->ej_caller = rpc_call_caller(call);
+	j->ej_method = rpc_call_method(call);
 	if (j->ej_reason == NULL) {
 		j->ej_reason = "";
 	}

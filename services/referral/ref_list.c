@@ -1,7 +1,7 @@
 /*
  * ref_list.c - ListReferrals and ListOffers: pages of a time-ordered index (newest first) or,
  * for the operator's offers, of the offers in id order, with page tokens. Every record on a
- * page is a read of a person-linked record: each is audited (ref_audit_read) in the page's
+ * page is a read of a person-linked record: each is audited (ref_audit_access) in the page's
  * own transaction, so that no page is answered that was not recorded.
  */
 #include "ref_internal.h"
@@ -207,7 +207,7 @@ list_offer(list_job *j, const char *id, void **out)
 		return (HV_OK);
 	}
 	if ((st = ref_load(w, o->referral_id, &r)) != HV_OK ||
-	    (st = ref_audit_read(w, j->lj_caller, j->lj_method, r->subject, o->id)) != HV_OK) {
+	    (st = ref_audit_access(w, j->lj_caller, j->lj_method, r->subject, o->id)) != HV_OK) {
 		return (st);
 	}
 	st   = ref_shown_offer(w, o, &o);
@@ -234,7 +234,7 @@ list_referral(list_job *j, const char *id, void **out)
 	if (j->lj_open_only && !open) {
 		return (HV_OK);
 	}
-	if ((st = ref_audit_read(w, j->lj_caller, j->lj_method, r->subject, r->id)) != HV_OK) {
+	if ((st = ref_audit_access(w, j->lj_caller, j->lj_method, r->subject, r->id)) != HV_OK) {
 		return (st);
 	}
 	st   = ref_shown(w, r, &r);

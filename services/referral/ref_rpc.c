@@ -99,7 +99,7 @@ ref_set_audit(ref_service *rs, audit *a)
 }
 
 hv_status
-ref_audit_read(ref_work *w, const rpc_caller *c, const char *method, const char *subject,
+ref_audit_access(ref_work *w, const rpc_caller *c, const char *method, const char *subject,
     const char *what)
 {
 	audit_entry e;
@@ -227,7 +227,7 @@ get_fn(store_txn *txn, void *arg)
 
 	ref_work_begin(&j->gj_work, txn);
 	if ((st = ref_load_visible(&j->gj_work, j->gj_caller, j->gj_id, &r)) != HV_OK ||
-	    (st = ref_audit_read(&j->gj_work, j->gj_caller, j->gj_method, r->subject, r->id)) !=
+	    (st = ref_audit_access(&j->gj_work, j->gj_caller, j->gj_method, r->subject, r->id)) !=
 	        HV_OK) {
 		return (st);
 	}

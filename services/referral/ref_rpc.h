@@ -27,10 +27,11 @@ hv_status ref_may_see(ref_service *rs, store_txn *txn, const rpc_caller *c, cons
 /* Loads a referral the caller may see: NOT_FOUND or PERMISSION_DENIED with w_err set. */
 hv_status ref_load_visible(ref_work *w, const rpc_caller *c, const char *id, Referral **out);
 
-/* An entry in the node's audit log (ref_set_audit) for a read of a person-linked record: the
- * caller, the method, the subject, and what was read (a referral or offer id) as its purpose;
- * in w's transaction, which must be a write when reads are audited. Nothing without a log. */
-hv_status ref_audit_read(ref_work *w, const rpc_caller *c, const char *method,
+/* An entry in the node's audit log (ref_set_audit) for an access to a person-linked record (a
+ * read, or a change by UpdateReferral and the other edits): the caller, the method, the
+ * subject, and the referral or offer id as its purpose; in w's transaction, which must be a
+ * write. Nothing without a log. */
+hv_status ref_audit_access(ref_work *w, const rpc_caller *c, const char *method,
     const char *subject, const char *what);
 /* Runs fn in a write transaction when reads are audited (ref_set_audit), else in a read
  * transaction. */
