@@ -39,6 +39,8 @@ int ref_cli_parse_need(char *s, Haven__Referral__V1__NeedRequest *n, char **lang
     size_t *nlangs);
 /* Appends a region to a list of at most REF_CLI_REGIONS_MAX; a usage error naming what. */
 int ref_cli_add_region(char **list, size_t *n, char *region, const char *what);
+/* A referral as a table: its fields, its needs, its trail. */
+void ref_cli_print_referral(const Haven__Referral__V1__Referral *r);
 /* Prints a Referral reply (a table, or JSON with --json) and frees it. Returns 0. */
 int ref_cli_referral_reply(cli *c, ProtobufCMessage *rep);
 

@@ -111,6 +111,42 @@ exit_code(hv_status st)
 	return (st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1);
 }
 
+/* The consent service on the node's store, with the directory and the referral tables. */
+static void
+consent_wire(consent_options *no, host *h, const host_config *cfg, cap_service *cs,
+    ref_service **rs, const char *consent_pub)
+{
+	no->store              = host_store(h);
+	no->data_dir           = cfg->data_dir;
+	no->pub_url            = consent_pub;
+	no->check_audit_async  = strcmp(cfg->check_audit, "queued") == 0;
+	no->org_role           = cap_org_role;
+	no->org_arg            = cs;
+	no->accepting_provider = accepting_provider;
+	no->accepting_arg      = rs;
+}
+
+/* The referral service on the node's store, with the consent service's hooks and the sockets
+ * (its options come from its own section of the configuration). */
+static void
+ref_wire(ref_options *ro, host *h, cap_service *cs, consent_service *cns, const char *ref_pub,
+    const char *cap_pub, const char *consent_pub)
+{
+	ro->store            = host_store(h);
+	ro->regions          = host_regions(h);
+	ro->capacity         = cs;
+	ro->consent          = consent_ref_check;
+	ro->consent_arg      = cns;
+	ro->seal             = consent_ref_seal;
+	ro->unseal           = consent_ref_open;
+	ro->pub_url          = ref_pub;
+	ro->capacity_sub_url = cap_pub;
+	ro->consent_sub_url  = consent_pub;
+	ro->erase            = retention_erase;
+	ro->erase_arg        = cns;
+	ro->erase_done       = retention_done;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -165,32 +201,13 @@ main(int argc, char **argv)
 		ret = exit_code(st);
 		goto out;
 	}
-	no.store      = host_store(h);
-	no.data_dir   = cfg.data_dir;
-	no.pub_url    = consent_pub;
-	no.check_audit_async = strcmp(cfg.check_audit, "queued") == 0;
-	no.org_role   = cap_org_role;
-	no.org_arg    = cs;
-	no.accepting_provider = accepting_provider;
-	no.accepting_arg      = &rs;
+	consent_wire(&no, h, &cfg, cs, &rs, consent_pub);
 	if ((st = consent_open(&cns, &no)) != HV_OK) {
 		log_error("cannot open the consent records: %s", hv_status_name(st));
 		ret = exit_code(st);
 		goto out;
 	}
-	ro.store            = host_store(h);
-	ro.regions          = host_regions(h);
-	ro.capacity         = cs;
-	ro.consent          = consent_ref_check;
-	ro.consent_arg      = cns;
-	ro.seal             = consent_ref_seal;
-	ro.unseal           = consent_ref_open;
-	ro.pub_url          = ref_pub;
-	ro.capacity_sub_url = cap_pub;
-	ro.consent_sub_url  = consent_pub;
-	ro.erase            = retention_erase;
-	ro.erase_arg        = cns;
-	ro.erase_done       = retention_done;
+	ref_wire(&ro, h, cs, cns, ref_pub, cap_pub, consent_pub);
 	if ((st = ref_open(&rs, &ro)) != HV_OK) {
 		log_error("cannot open the referral service: %s", hv_status_name(st));
 		ret = exit_code(st);
