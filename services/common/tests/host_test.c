@@ -129,6 +129,7 @@ load_file(const char *text, char *file, size_t filesz, char *msg, size_t msgsz)
 	{
 		const char *a[] = { "haven-node", "--config", file };
 		bool        done;
+		config_free(svc_options, 2, &svc); /* what the load before left */
 		memset(&svc, 0, sizeof(svc));
 		rc = with_svc ? host_config_load_with(&cfg, 3, (char **) a, "haven-node", &svc_table,
 		                    1, strict, &done)
@@ -181,6 +182,7 @@ test_sections(void **state)
 	assert_non_null(strstr(msg, ":1: unknown option 'sv.days'"));
 	config_free(svc_options, 2, &svc);
 	with_svc = strict = false;
+	assert_null(svc.mode);
 	unlink(file);
 }
 
