@@ -14,15 +14,16 @@
  * its sockets and its handlers. Keys live in DATA/keys (see consent.h).
  * Withdrawals are published on --pub-url, by default ipc://DATA/run/consent-events.sock (the
  * capacity process has events.sock). `haven-consent --print-config` documents every option.
+ * It lives with haven-node because it composes three services' store functions: the consent
+ * library sits below the referral service, and only a process above both may join them.
  * Exit codes: 0 after a clean shutdown, 2 for a usage or configuration error (or a key file
  * open to others), 1 when it cannot start.
  */
 #include "haven/host.h"
 #include "haven/log.h"
 
-#include "consent.h"
-
 #include "capacity.h"
+#include "consent.h"
 #include "referral.h"
 
 #include <limits.h>
@@ -51,10 +52,10 @@ main(int argc, char **argv)
 	bool             done;
 	int              ret;
 	hv_status        st;
-	cap_service *cap = NULL;
-	cap_options  capo = { 0 };
-	ref_service *ref  = NULL;
-	ref_options  refo = { 0 };
+	cap_service     *cap  = NULL;
+	cap_options      capo = { 0 };
+	ref_service     *ref  = NULL;
+	ref_options      refo = { 0 };
 
 	if ((ret = host_config_load(&cfg, argc, argv, "haven-consent", &done)) != 0 || done) {
 		host_config_free(&cfg);
@@ -82,11 +83,11 @@ main(int argc, char **argv)
 	co.org_arg    = cap;
 	lookup        = cap_lookup_org;
 	lookup_arg    = cap;
-	/* Read only: no background thread (haven-referral expires and routes), no sockets. */
-	refo.store    = host_store(h);
-	refo.regions  = host_regions(h);
-	refo.capacity = cap;
-	refo.manual   = true;
+	/* Store functions only: haven-referral migrates, expires and routes. */
+	refo.store      = host_store(h);
+	refo.regions    = host_regions(h);
+	refo.capacity   = cap;
+	refo.store_only = true;
 	if ((st = ref_open(&ref, &refo)) != HV_OK) {
 		log_error("cannot open the referral tables: %s", hv_status_name(st));
 		goto out;
