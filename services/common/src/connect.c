@@ -25,7 +25,7 @@
 #include "haven/log.h"
 #include "haven/pbjson.h"
 
-#include "arena.h"
+#include "haven/arena.h"
 #include "connect_internal.h"
 #include "rpc_dispatch.h"
 #include "rpc_internal.h"

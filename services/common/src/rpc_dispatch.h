@@ -30,7 +30,7 @@
 #include <pthread.h>
 #include <sys/types.h>
 
-#include "arena.h"
+#include "haven/arena.h"
 #include "haven/metrics.h"
 #include "haven/rpc.h"
 #include "haven/ticker.h"

@@ -20,7 +20,7 @@
 #include "haven/rpc.h"
 #include "haven/ticker.h"
 
-#include "arena.h"
+#include "haven/arena.h"
 #include "rpc_dispatch.h"
 #include "rpc_internal.h"
 
