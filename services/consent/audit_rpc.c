@@ -4,7 +4,7 @@
  * of services/common. Served by haven-consent for the whole node: every service appends to
  * the same tables. Reading the log is not itself audited: it holds no personal data.
  */
-#include "consent_internal.h"
+#include "consent_rpc.h"
 
 #include "haven/consent/v1/audit.pb-c.h"
 
@@ -24,7 +24,8 @@ audit_rpc_flush(consent_service *cs)
 	}
 }
 
-HANDLER(consent_h_audit_verify)
+static hv_status
+h_audit_verify(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
 	consent_service                 *cs  = svc;
 	Haven__Audit__V1__VerifyResponse *out = rpc_call_alloc(call, sizeof(*out));
@@ -91,7 +92,8 @@ list_allowed(rpc_call *call, consent_service *cs, const char *subject,
 	return (st == HV_OK ? HV_OK : rpc_call_error(call, st, "%s", err));
 }
 
-HANDLER(consent_h_audit_list)
+static hv_status
+h_audit_list(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
 	consent_service                     *cs  = svc;
 	const Haven__Audit__V1__ListRequest *in  = (const void *) req;
@@ -171,3 +173,17 @@ out:
 	free(es);
 	return (st);
 }
+
+#define R_HOLDER (RPC_ROLE_REFERRER | RPC_ROLE_OPERATOR)
+
+/* The whole log: the operator; its chain: admins too; a referrer: the entries of a subject it
+ * holds (h_audit_list). */
+const rpc_method_impl audit_rpc_methods[] = {
+	{ .name    = "Verify",
+	    .handler = h_audit_verify,
+	    .roles   = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
+	{ .name = "List", .handler = h_audit_list, .roles = R_HOLDER },
+};
+
+_Static_assert(sizeof(audit_rpc_methods) / sizeof(audit_rpc_methods[0]) == AUDIT_RPC_METHODS,
+    "AUDIT_RPC_METHODS counts audit_rpc_methods");

@@ -67,6 +67,14 @@ typedef struct consent_options {
 	hv_status (*accepting_provider)(void *arg, store_txn *txn, const char *subject,
 	    const char *org_id, bool *yes);
 	void *accepting_arg;
+	/* Called after an erasure committed, before the caller hears of it (no transaction
+	 * open), so that the service keeping the subject's referrals ends her open ones first:
+	 * offers withdrawn, holds released, waiting needs ended (the node passes the referral
+	 * service's ref_consent_withdrawn). Its failure is logged; the withdrawal event
+	 * (CONSENT_TOPIC_WITHDRAWN, erased) reaches a referral service in another process.
+	 * NULL: none. */
+	hv_status (*subject_erased)(void *arg, const char *subject);
+	void *erased_arg;
 	/* How often the KEK is rotated at least; 0: every 24 h. A thread checks hourly. */
 	uint32_t rotate_interval_s;
 	/* Check (the RPC) appends its audit entry through the audit log's writer thread

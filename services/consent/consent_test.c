@@ -30,7 +30,7 @@
 #include "haven/store.h"
 
 #include "consent.h"
-#include "consent_internal.h"
+#include "consent_records.h"
 
 /* Personal data with values that cannot occur in the file by chance. */
 #define NAME "Zuzanna Kowalczyk-Sentinelova"
