@@ -296,3 +296,27 @@ consent_records_foreach(consent_service *cs, store_txn *txn, const uint8_t sid[C
 	}
 	return (HV_OK);
 }
+
+hv_status
+consent_personal_has(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
+    unsigned field, bool *yes)
+{
+	Haven__Consent__V1__SealedPersonal *sp;
+	const void                         *v;
+	size_t                              vl;
+	hv_status                           st;
+
+	*yes = false;
+	if ((st = store_get(txn, cs->cs_personal, sid, CONSENT_ID_LEN, &v, &vl)) != HV_OK) {
+		return (st == HV_NOT_FOUND ? HV_OK : st);
+	}
+	if ((sp = haven__consent__v1__sealed_personal__unpack(NULL, vl, v)) == NULL) {
+		return (HV_DATA_LOSS);
+	}
+	for (size_t i = 0; i < sp->n_fields; i++) {
+		*yes = *yes || sp->fields[i]->field == field;
+	}
+	haven__consent__v1__sealed_personal__free_unpacked(sp, NULL);
+	return (HV_OK);
+}
+

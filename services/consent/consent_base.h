@@ -71,4 +71,9 @@ typedef hv_status (*consent_record_fn)(void *arg, const uint8_t cid[CONSENT_ID_L
 hv_status consent_records_foreach(consent_service *cs, store_txn *txn,
     const uint8_t sid[CONSENT_ID_LEN], consent_record_fn fn, void *arg);
 
+/* Whether a subject's personal data holds field (a PersonalData field number), without
+ * decrypting anything: the sealed fields carry their numbers. */
+hv_status consent_personal_has(consent_service *cs, store_txn *txn,
+    const uint8_t sid[CONSENT_ID_LEN], unsigned field, bool *yes);
+
 #endif

@@ -7,7 +7,7 @@
 
 #include "consent_base.h"
 
-#define PERSONAL_FIELDS 6 /* PersonalData fields 1..6 */
+#define PERSONAL_FIELDS 7 /* PersonalData fields 1..7 */
 #define LANGUAGES_MAX 16
 #define LANGUAGE_TAG_MAX 35
 #define LANGS_JOINED_MAX (LANGUAGES_MAX * (LANGUAGE_TAG_MAX + 1))
@@ -23,6 +23,14 @@ int personal_field_category(unsigned field);
 /* Every field within its bounds: INVALID_ARGUMENT with a message naming the field and the
  * bound, never the value. */
 hv_status personal_validate(const Haven__Consent__V1__PersonalData *p, char *err, size_t errsz);
+
+/* The fields of p as the texts that are sealed, by field number (text[0] unused): the strings
+ * are p's, but languages, joined into langs ("nl,ro"). */
+void personal_texts(const Haven__Consent__V1__PersonalData *p, char langs[LANGS_JOINED_MAX + 1],
+    const char *text[PERSONAL_FIELDS + 1]);
+
+/* A PersonalData field's number by its name ("name", ..., "guardian"); 0 for none. */
+int personal_field_by_name(const char *name);
 
 /* Decrypted fields (index: field number), malloc'd; and the categories they cover. */
 typedef struct plain {

@@ -116,6 +116,24 @@ arena_str(rpc_call *call, const char *s)
 	return (rpc_call_strdup(call, s != NULL ? s : ""));
 }
 
+/* A subject's reply without its personal data, in the call's arena; NULL out of memory. */
+static Haven__Consent__V1__Subject *
+subject_of(rpc_call *call, const char *id, const Haven__Consent__V1__SubjectRecord *rec)
+{
+	Haven__Consent__V1__Subject *out = rpc_call_alloc(call, sizeof(*out));
+
+	if (out == NULL) {
+		return (NULL);
+	}
+	haven__consent__v1__subject__init(out);
+	out->id            = arena_str(call, id);
+	out->minor         = rec->minor;
+	out->created_by    = arena_str(call, rec->created_by);
+	out->holder        = arena_str(call, consent_holder(rec));
+	out->created_at_ms = rec->created_at_ms;
+	return (out->id == NULL || out->created_by == NULL || out->holder == NULL ? NULL : out);
+}
+
 static hv_status
 h_get_subject(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
@@ -138,26 +156,20 @@ h_get_subject(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCM
 		    j.sj_err));
 	}
 	st = HV_RESOURCE_EXHAUSTED;
-	if ((out = rpc_call_alloc(call, sizeof(*out))) == NULL ||
+	if ((out = subject_of(call, in->id, j.sj_rec)) == NULL ||
 	    (p = rpc_call_alloc(call, sizeof(*p))) == NULL) {
 		goto out;
 	}
-	haven__consent__v1__subject__init(out);
 	haven__consent__v1__personal_data__init(p);
-	out->id            = arena_str(call, in->id);
-	out->minor         = j.sj_rec->minor;
-	out->created_by    = arena_str(call, j.sj_rec->created_by);
-	out->holder        = arena_str(call, consent_holder(j.sj_rec));
-	out->created_at_ms = j.sj_rec->created_at_ms;
-	out->personal      = p;
-	p->name            = arena_str(call, j.sj_plain.pl_field[1]);
-	p->date_of_birth   = arena_str(call, j.sj_plain.pl_field[2]);
-	p->nationality     = arena_str(call, j.sj_plain.pl_field[3]);
-	p->contact         = arena_str(call, j.sj_plain.pl_field[5]);
-	p->notes           = arena_str(call, j.sj_plain.pl_field[6]);
-	if (out->id == NULL || out->created_by == NULL || out->holder == NULL || p->name == NULL ||
-	    p->date_of_birth == NULL || p->nationality == NULL || p->contact == NULL ||
-	    p->notes == NULL ||
+	out->personal    = p;
+	p->name          = arena_str(call, j.sj_plain.pl_field[1]);
+	p->date_of_birth = arena_str(call, j.sj_plain.pl_field[2]);
+	p->nationality   = arena_str(call, j.sj_plain.pl_field[3]);
+	p->contact       = arena_str(call, j.sj_plain.pl_field[5]);
+	p->notes         = arena_str(call, j.sj_plain.pl_field[6]);
+	p->guardian      = arena_str(call, j.sj_plain.pl_field[7]);
+	if (p->name == NULL || p->date_of_birth == NULL || p->nationality == NULL ||
+	    p->contact == NULL || p->notes == NULL || p->guardian == NULL ||
 	    langs_split(j.sj_plain.pl_field[4], &p->languages, &p->n_languages, personal_call_dup,
 	        personal_call_alloc, call) != 0 ||
 	    (out->shown = rpc_call_alloc(call, 3 * sizeof(*out->shown))) == NULL) {
@@ -200,6 +212,105 @@ h_erase_subject(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobuf
 	out->consents_withdrawn = (uint32_t) e.se_withdrawn;
 	out->kek_generation     = e.se_kek_generation;
 	*reply                  = &out->base;
+	return (HV_OK);
+}
+
+/* ---- update ----------------------------------------------------------------------------- */
+
+/* UpdateSubject's update_mask as bits (subject_change.sc_fields). The message names the
+ * position of a bad entry, never the entry (a caller may type anything there). */
+static hv_status
+update_fields(rpc_call *call, const Haven__Consent__V1__UpdateSubjectRequest *in,
+    uint32_t *fields)
+{
+	*fields = 0;
+	if (in->n_update_mask == 0 || in->n_update_mask > SUBJECT_FIELD_MINOR) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "update_mask: 1 to %d of name, date_of_birth, nationality, languages, contact, "
+		    "notes, guardian, minor",
+		    SUBJECT_FIELD_MINOR));
+	}
+	for (size_t i = 0; i < in->n_update_mask; i++) {
+		const char *n = in->update_mask[i];
+		int         f = strcmp(n, "minor") == 0 ? SUBJECT_FIELD_MINOR : personal_field_by_name(n);
+		if (f == 0) {
+			return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+			    "update_mask[%zu] is not a field of a subject (name, date_of_birth, "
+			    "nationality, languages, contact, notes, guardian, minor)",
+			    i));
+		}
+		if ((*fields & (1u << f)) != 0) {
+			return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+			    "update_mask[%zu] names a field named before", i));
+		}
+		*fields |= 1u << f;
+	}
+	return (HV_OK);
+}
+
+typedef struct update_job {
+	consent_service                   *uj_cs;
+	const rpc_caller                  *uj_caller;
+	const char                        *uj_method;
+	subject_change                     uj_change;
+	Haven__Consent__V1__SubjectRecord *uj_rec;
+	char                               uj_err[CONSENT_MSG_MAX];
+} update_job;
+
+static hv_status
+update_fn(store_txn *txn, void *arg)
+{
+	update_job *j = arg;
+
+	if (j->uj_rec != NULL) { /* a run before this one, rolled back */
+		protobuf_c_message_free_unpacked(&j->uj_rec->base, NULL);
+		j->uj_rec = NULL;
+	}
+	return (subject_update_txn(j->uj_cs, txn, j->uj_caller, j->uj_method, &j->uj_change,
+	    &j->uj_rec, j->uj_err, sizeof(j->uj_err)));
+}
+
+static hv_status
+h_update_subject(rpc_call *call, void *svc, const ProtobufCMessage *req,
+    ProtobufCMessage **reply)
+{
+	const Haven__Consent__V1__UpdateSubjectRequest *in = (const void *) req;
+	Haven__Consent__V1__PersonalData empty = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+	Haven__Consent__V1__Subject     *out;
+	update_job                       j;
+	uint8_t                          sid[CONSENT_ID_LEN];
+	hv_status                        st;
+
+	memset(&j, 0, sizeof(j));
+	if (consent_id_parse(in->id, sid) != 0) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "subject id must be 32 lower-case hex characters"));
+	}
+	if ((st = update_fields(call, in, &j.uj_change.sc_fields)) != HV_OK) {
+		return (st);
+	}
+	j.uj_change.sc_personal = in->personal != NULL ? in->personal : &empty;
+	if ((st = personal_validate(j.uj_change.sc_personal, j.uj_err, sizeof(j.uj_err))) !=
+	    HV_OK) {
+		return (fail(call, st, j.uj_err));
+	}
+	j.uj_cs              = svc;
+	j.uj_caller          = rpc_call_caller(call);
+	j.uj_method          = rpc_call_method(call);
+	j.uj_change.sc_id    = in->id;
+	j.uj_change.sc_minor = in->minor;
+	if ((st = store_write(j.uj_cs->cs_store, update_fn, &j)) != HV_OK) {
+		return (fail(call, consent_failed(j.uj_cs, j.uj_caller, j.uj_method, in->id, "", st),
+		    j.uj_err));
+	}
+	log_info("consent: subject %s updated by %s %s", in->id, rpc_role_name(j.uj_caller->role),
+	    j.uj_caller->org_id[0] != '\0' ? j.uj_caller->org_id : "(local)");
+	out = subject_of(call, in->id, j.uj_rec);
+	protobuf_c_message_free_unpacked(&j.uj_rec->base, NULL);
+	if (out == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	*reply = &out->base;
 	return (HV_OK);
 }
 
@@ -574,6 +685,7 @@ static const rpc_method_impl consent_methods[] = {
 	    .handler = h_erase_subject,
 	    .roles   = R_HOLDER | RPC_ROLE_ADMIN },
 	{ .name = "TransferSubject", .handler = h_transfer_subject, .roles = R_HOLDER },
+	{ .name = "UpdateSubject", .handler = h_update_subject, .roles = R_HOLDER },
 	{ .name = "Grant", .handler = h_grant, .roles = R_HOLDER },
 	{ .name = "Withdraw", .handler = h_withdraw, .roles = R_HOLDER },
 	{ .name = "Get", .handler = h_get, .roles = R_HOLDER },

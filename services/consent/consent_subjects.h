@@ -20,6 +20,23 @@ hv_status subject_read_personal(consent_service *cs, store_txn *txn, const rpc_c
     const char *method, const char *hex, bool accepting, plain *out,
     Haven__Consent__V1__SubjectRecord **rec, char *err, size_t errsz);
 
+/* An update of a subject (UpdateSubject): the fields named (bit f for PersonalData field f,
+ * bit SUBJECT_FIELD_MINOR for the minor flag) take their values from personal and minor. */
+#define SUBJECT_FIELD_MINOR (PERSONAL_FIELDS + 1)
+typedef struct subject_change {
+	const char                             *sc_id;
+	const Haven__Consent__V1__PersonalData *sc_personal; /* validated by the caller */
+	bool                                    sc_minor;
+	uint32_t                                sc_fields;
+} subject_change;
+
+/* Applies ch in txn for caller (the subject's holder only), sealing the personal data again
+ * under the subject's data key, and appends an audit entry naming the fields changed. *out
+ * receives the subject's record after it (the caller frees it). */
+hv_status subject_update_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller,
+    const char *method, const subject_change *ch, Haven__Consent__V1__SubjectRecord **out,
+    char *err, size_t errsz);
+
 /* What an erasure did. */
 typedef struct subject_erased {
 	int64_t  se_at_ms;

@@ -39,6 +39,7 @@
 #define LANG "ro-MD-x-sentinl"
 #define CONTACT "+31 6 SENTINEL-CONTACT 4242"
 #define NOTES "Found at the Sentinel farm;\nneeds a quiet place."
+#define GUARDIAN "Aunt Sentinel-Guardian, +31 6 GUARDIAN-4343"
 
 static char    base[512];
 static int     dirno;
@@ -145,6 +146,7 @@ personal_fill(Haven__Consent__V1__PersonalData *p, char **langs)
 	p->n_languages   = 2;
 	p->contact       = CONTACT;
 	p->notes         = NOTES;
+	p->guardian      = GUARDIAN;
 }
 
 static void
@@ -373,6 +375,8 @@ assert_no_personal_data(const char *path)
 	assert_nowhere(path, CONTACT);
 	assert_nowhere(path, "SENTINEL-CONTACT");
 	assert_nowhere(path, "Sentinel farm");
+	assert_nowhere(path, "Sentinel-Guardian");
+	assert_nowhere(path, "GUARDIAN-4343");
 }
 
 typedef struct raw_job {
@@ -480,6 +484,7 @@ test_round_trip_and_categories(void **state)
 	assert_string_equal(p->languages[1], "nl");
 	assert_string_equal(p->contact, "");
 	assert_string_equal(p->notes, "");
+	assert_string_equal(p->guardian, ""); /* with contact */
 	consent_personal_free(p);
 	/* Another provider: nothing. */
 	assert_int_equal(read_personal(&e, &other_shelter, id, false, &p), HV_PERMISSION_DENIED);
@@ -488,6 +493,7 @@ test_round_trip_and_categories(void **state)
 	assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_OK);
 	assert_string_equal(p->contact, CONTACT);
 	assert_string_equal(p->notes, NOTES);
+	assert_string_equal(p->guardian, GUARDIAN);
 	consent_personal_free(p);
 	/* Only the provider read path: other roles go through GetSubject. */
 	assert_int_equal(read_personal(&e, &referrer, id, false, &p), HV_PERMISSION_DENIED);
@@ -836,6 +842,23 @@ test_grant_validation_and_minors(void **state)
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_REPRESENTATIVE, 0,
 	                     clock_ms + 1000, NULL, err),
 	    HV_OK);
+	/* A minor without the guardian recorded: no consent until the holder records who gives
+	 * it. */
+	{
+		Haven__Consent__V1__PersonalData p;
+		char                            *langs[2];
+		create_job                       j = { e.cs, &referrer, &p, true, "" };
+
+		personal_fill(&p, langs);
+		p.guardian = "";
+		assert_int_equal(store_write(e.s, create_fn, &j), HV_OK);
+		assert_int_equal(grant(&e, j.id, "shelter-a", false, all_cats, 3,
+		                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_GUARDIAN, 0,
+		                     clock_ms + 1000, NULL, err),
+		    HV_FAILED_PRECONDITION);
+		assert_non_null(strstr(err, "record the guardian or representative"));
+		assert_null(strstr(err, "Sentinel"));
+	}
 	/* Times. */
 	assert_int_equal(grant(&e, id, "shelter-a", false, all_cats, 3,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms - 1, NULL, err),

@@ -1,9 +1,12 @@
 /*
  * personal.c - personal data in the clear, for the moments it is: the bounds of each field
  * (checked before anything is sealed; messages name the field and the bound, never a value),
- * decrypted fields and their wiping, and the list of languages as it is sealed ("nl,ro").
+ * decrypted fields and their wiping, the fields as texts to seal (languages as "nl,ro") and
+ * their names (vault_field_name's, which the seals are bound to).
  */
 #include "consent_personal.h"
+
+#include "consent_vault.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,8 @@ static const int field_category[PERSONAL_FIELDS + 1] = {
 	[4] = HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, /* languages */
 	[5] = HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT,  /* contact */
 	[6] = HAVEN__CONSENT__V1__CATEGORY__CATEGORY_OTHER,    /* notes */
+	/* Whom to call about a minor: shown with her contact, to whom consent shares that. */
+	[7] = HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT, /* guardian */
 };
 
 int
@@ -147,6 +152,11 @@ personal_validate(const Haven__Consent__V1__PersonalData *p, char *err, size_t e
 		    "contact must be at most %d bytes of UTF-8 text without control characters",
 		    CONTACT_MAX));
 	}
+	if (!text_ok(p->guardian, CONTACT_MAX, false)) {
+		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		    "guardian must be at most %d bytes of UTF-8 text without control characters",
+		    CONTACT_MAX));
+	}
 	if (!text_ok(p->notes, NOTES_MAX, true)) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "notes must be at most %d bytes of UTF-8 text without control characters "
@@ -156,8 +166,39 @@ personal_validate(const Haven__Consent__V1__PersonalData *p, char *err, size_t e
 	return (HV_OK);
 }
 
-/* ---- the personal data of a reply ----------------------------------------------------- */
+void
+personal_texts(const Haven__Consent__V1__PersonalData *p, char langs[LANGS_JOINED_MAX + 1],
+    const char *text[PERSONAL_FIELDS + 1])
+{
+	size_t o = 0;
 
+	langs[0] = '\0';
+	for (size_t i = 0; i < p->n_languages && o < LANGS_JOINED_MAX; i++) {
+		o += (size_t) snprintf(langs + o, LANGS_JOINED_MAX + 1 - o, "%s%s", i > 0 ? "," : "",
+		    p->languages[i]);
+	}
+	text[0] = NULL;
+	text[1] = p->name;
+	text[2] = p->date_of_birth;
+	text[3] = p->nationality;
+	text[4] = langs;
+	text[5] = p->contact;
+	text[6] = p->notes;
+	text[7] = p->guardian;
+}
+
+int
+personal_field_by_name(const char *name)
+{
+	for (unsigned f = 1; f <= PERSONAL_FIELDS; f++) {
+		if (strcmp(vault_field_name(f), name) == 0) {
+			return ((int) f);
+		}
+	}
+	return (0);
+}
+
+/* ---- the personal data of a reply ----------------------------------------------------- */
 
 void
 plain_free(plain *p)
@@ -249,6 +290,7 @@ consent_personal_free(Haven__Consent__V1__PersonalData *p)
 	str_free(p->nationality);
 	str_free(p->contact);
 	str_free(p->notes);
+	str_free(p->guardian);
 	for (size_t i = 0; p->languages != NULL && i < p->n_languages; i++) {
 		str_free(p->languages[i]);
 	}

@@ -21,6 +21,7 @@
 #define RECIPIENTS_MAX 32
 #define VALIDITY_MAX_MS (10LL * 366 * 24 * 3600 * 1000) /* ten years */
 #define PURPOSES_JOINED_MAX 64
+#define GUARDIAN_FIELD 7 /* PersonalData.guardian */
 
 static void
 purposes_joined(const Haven__Consent__V1__ConsentRecord *c, char out[PURPOSES_JOINED_MAX])
@@ -183,6 +184,32 @@ count_one(void *arg, const uint8_t cid[CONSENT_ID_LEN], Haven__Consent__V1__Cons
 	return (HV_OK);
 }
 
+/* A minor's consent is given by a guardian or representative, whose name and how to reach
+ * them the holder recorded first (PersonalData.guardian, sealed like the rest). */
+static hv_status
+minor_ok(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
+    const Haven__Consent__V1__GrantRequest *r, char *err, size_t errsz)
+{
+	bool      has;
+	hv_status st;
+
+	if (r->given_by == HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT) {
+		return (consent_fail(err, errsz, HV_FAILED_PRECONDITION,
+		    "subject %s is a minor: consent must be given by a guardian or representative",
+		    r->subject));
+	}
+	if ((st = consent_personal_has(cs, txn, sid, GUARDIAN_FIELD, &has)) != HV_OK) {
+		return (st);
+	}
+	if (!has) {
+		return (consent_fail(err, errsz, HV_FAILED_PRECONDITION,
+		    "subject %s is a minor: record the guardian or representative who gives consent "
+		    "first (UpdateSubject, field guardian)",
+		    r->subject));
+	}
+	return (HV_OK);
+}
+
 static hv_status
 grant_core(consent_service *cs, store_txn *txn, const rpc_caller *caller,
     const Haven__Consent__V1__GrantRequest *r, uint8_t **packed, size_t *plen, char *err,
@@ -215,10 +242,7 @@ grant_core(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 	    HV_OK) {
 		goto out;
 	}
-	if (rec->minor && r->given_by == HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT) {
-		st = consent_fail(err, errsz, HV_FAILED_PRECONDITION,
-		    "subject %s is a minor: consent must be given by a guardian or representative",
-		    r->subject);
+	if (rec->minor && (st = minor_ok(cs, txn, sid, r, err, errsz)) != HV_OK) {
 		goto out;
 	}
 	if ((st = consent_records_foreach(cs, txn, sid, count_one, &existing)) != HV_OK) {

@@ -19,57 +19,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- create --------------------------------------------------------------------------- */
+/* ---- sealing ---------------------------------------------------------------------------- */
 
-hv_status
-consent_create_subject_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller,
-    const Haven__Consent__V1__PersonalData *p, bool minor, char id_hex[CONSENT_ID_HEX])
+/* Seals the fields given (text by field number; "" is not given: nothing stored, not even its
+ * length) under data key dk and puts them as the subject's personal data, replacing what was
+ * there (fresh nonces for every field). */
+static hv_status
+personal_put(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
+    const uint8_t dk[DATA_KEY_LEN], const char *const text[PERSONAL_FIELDS + 1])
 {
-	Haven__Consent__V1__PersonalData   empty = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
 	Haven__Consent__V1__SealedField    fields[PERSONAL_FIELDS];
 	Haven__Consent__V1__SealedField   *fp[PERSONAL_FIELDS];
 	Haven__Consent__V1__SealedPersonal sp  = HAVEN__CONSENT__V1__SEALED_PERSONAL__INIT;
-	Haven__Consent__V1__SubjectRecord  rec = HAVEN__CONSENT__V1__SUBJECT_RECORD__INIT;
-	const char                        *text[PERSONAL_FIELDS + 1] = { NULL };
-	char                               langs[LANGS_JOINED_MAX + 1];
-	uint8_t                            id[CONSENT_ID_LEN];
-	uint8_t                            dk[DATA_KEY_LEN];
-	uint8_t                            wrapped[WRAPPED_LEN];
 	uint8_t                           *buf = NULL;
-	size_t                             nf = 0, len, o = 0;
-	uint64_t                           gen;
-	audit_entry                        e;
-	hv_status                          st;
+	size_t                             nf = 0, len;
+	hv_status                          st = HV_OK;
 
-	id_hex[0] = '\0';
-	if (p == NULL) {
-		p = &empty;
-	}
-	if ((st = personal_validate(p, NULL, 0)) != HV_OK) {
-		goto out;
-	}
-	langs[0] = '\0';
-	for (size_t i = 0; i < p->n_languages; i++) {
-		o += (size_t) snprintf(langs + o, sizeof(langs) - o, "%s%s", i > 0 ? "," : "",
-		    p->languages[i]);
-	}
-	text[1] = p->name;
-	text[2] = p->date_of_birth;
-	text[3] = p->nationality;
-	text[4] = langs;
-	text[5] = p->contact;
-	text[6] = p->notes;
-	if ((st = crypto_random(id, sizeof(id))) != HV_OK ||
-	    (st = crypto_random(dk, sizeof(dk))) != HV_OK ||
-	    (st = vault_generation_txn(cs, txn, &gen)) != HV_OK ||
-	    (st = vault_wrap(cs, gen, id, dk, wrapped)) != HV_OK) {
-		goto out;
-	}
 	for (unsigned f = 1; f <= PERSONAL_FIELDS; f++) {
-		if (text[f][0] == '\0') {
-			continue; /* not given: nothing stored, not even its length */
+		if (text[f] == NULL || text[f][0] == '\0') {
+			continue;
 		}
-		if ((st = vault_seal(dk, id, f, text[f], &fields[nf])) != HV_OK) {
+		if ((st = vault_seal(dk, sid, f, text[f], &fields[nf])) != HV_OK) {
 			goto out;
 		}
 		fp[nf] = &fields[nf];
@@ -83,8 +53,69 @@ consent_create_subject_txn(consent_service *cs, store_txn *txn, const rpc_caller
 		goto out;
 	}
 	haven__consent__v1__sealed_personal__pack(&sp, buf);
-	if ((st = store_put_new(txn, cs->cs_personal, id, sizeof(id), buf, len)) != HV_OK) {
-		st = st == HV_ALREADY_EXISTS ? HV_INTERNAL : st; /* 2^-128: the RNG is broken */
+	st = store_put(txn, cs->cs_personal, sid, CONSENT_ID_LEN, buf, len);
+out:
+	for (size_t i = 0; i < nf; i++) {
+		vault_field_free(&fields[i]);
+	}
+	free(buf);
+	return (st);
+}
+
+/* The subject's data key, unwrapped (the caller wipes it). DATA_LOSS with a message when it
+ * does not unwrap. */
+static hv_status
+data_key(consent_service *cs, const Haven__Consent__V1__SubjectRecord *rec,
+    const uint8_t sid[CONSENT_ID_LEN], const char *hex, uint8_t dk[DATA_KEY_LEN], char *err,
+    size_t errsz)
+{
+	hv_status st = vault_unwrap(cs, rec->kek_generation, sid, rec->wrapped_key.data,
+	    rec->wrapped_key.len, dk);
+
+	if (st == HV_DATA_LOSS) {
+		(void) consent_fail(err, errsz, HV_DATA_LOSS,
+		    "personal data of subject %s does not decrypt (wrong key or altered)", hex);
+	}
+	return (st);
+}
+
+/* ---- create --------------------------------------------------------------------------- */
+
+hv_status
+consent_create_subject_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller,
+    const Haven__Consent__V1__PersonalData *p, bool minor, char id_hex[CONSENT_ID_HEX])
+{
+	Haven__Consent__V1__PersonalData  empty = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+	Haven__Consent__V1__SubjectRecord rec   = HAVEN__CONSENT__V1__SUBJECT_RECORD__INIT;
+	const char                       *text[PERSONAL_FIELDS + 1];
+	char                              langs[LANGS_JOINED_MAX + 1];
+	uint8_t                           id[CONSENT_ID_LEN];
+	uint8_t                           dk[DATA_KEY_LEN];
+	uint8_t                           wrapped[WRAPPED_LEN];
+	uint64_t                          gen;
+	audit_entry                       e;
+	hv_status                         st;
+
+	id_hex[0] = '\0';
+	langs[0]  = '\0';
+	if (p == NULL) {
+		p = &empty;
+	}
+	if ((st = personal_validate(p, NULL, 0)) != HV_OK) {
+		goto out;
+	}
+	personal_texts(p, langs, text);
+	if ((st = crypto_random(id, sizeof(id))) != HV_OK ||
+	    (st = crypto_random(dk, sizeof(dk))) != HV_OK ||
+	    (st = vault_generation_txn(cs, txn, &gen)) != HV_OK ||
+	    (st = vault_wrap(cs, gen, id, dk, wrapped)) != HV_OK) {
+		goto out;
+	}
+	if ((st = store_get(txn, cs->cs_subjects, id, sizeof(id), NULL, NULL)) != HV_NOT_FOUND) {
+		st = st == HV_OK ? HV_INTERNAL : st; /* 2^-128: the RNG is broken */
+		goto out;
+	}
+	if ((st = personal_put(cs, txn, id, dk, text)) != HV_OK) {
 		goto out;
 	}
 	rec.id.data          = id;
@@ -107,36 +138,112 @@ out:
 	}
 	crypto_wipe(dk, sizeof(dk));
 	crypto_wipe(langs, sizeof(langs));
-	for (size_t i = 0; i < nf; i++) {
-		vault_field_free(&fields[i]);
-	}
-	free(buf);
 	return (st);
 }
 
 /* ---- read ----------------------------------------------------------------------------- */
 
-/*
- * Reads a subject's personal data for caller: every category for the node's operator, an
- * admin and the referrer that created the subject; for a provider the categories consents in
- * force share with it; nothing for anyone else. Audited. *rec receives the subject's record
- * (the caller frees it).
- */
-hv_status
-subject_read_personal(consent_service *cs, store_txn *txn, const rpc_caller *caller, const char *method,
-    const char *hex, bool accepting, plain *out, Haven__Consent__V1__SubjectRecord **rec,
+/* The categories caller may see of a subject: all for its holder (and the operator), for a
+ * provider those that consents in force share with it (accepting: as the provider that
+ * accepted her referral), none for anyone else (PERMISSION_DENIED). *purpose is the audit
+ * entry's. */
+static hv_status
+shown_categories(consent_service *cs, store_txn *txn, const rpc_caller *caller,
+    const Haven__Consent__V1__SubjectRecord *rec, const uint8_t sid[CONSENT_ID_LEN],
+    const char *hex, bool accepting, int64_t now, unsigned *mask, const char **purpose,
     char *err, size_t errsz)
 {
+	static const int cats[] = { HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY,
+		HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT,
+		HAVEN__CONSENT__V1__CATEGORY__CATEGORY_OTHER };
+	consent_decision d = { 0 };
+	hv_status        st;
+
+	*mask    = 0;
+	*purpose = "";
+	if (caller->role == RPC_ROLE_OPERATOR || caller->role == RPC_ROLE_REFERRER) {
+		if ((st = consent_may_act(caller, consent_holder(rec), hex, true, err, errsz)) ==
+		    HV_OK) {
+			*mask = PERSONAL_ALL_CATEGORIES;
+		}
+		return (st);
+	}
+	if (caller->role != RPC_ROLE_PROVIDER) {
+		return (consent_fail(err, errsz, HV_PERMISSION_DENIED,
+		    "role %s may not see personal data", rpc_role_name(caller->role)));
+	}
+	*purpose = consent_purpose_name(HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER);
+	for (size_t c = 0; c < sizeof(cats) / sizeof(cats[0]); c++) {
+		if ((st = consent_decide(cs, txn, sid, hex,
+		         HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER, caller->org_id,
+		         accepting, cats[c], now, &d)) != HV_OK) {
+			return (st);
+		}
+		*mask |= d.allowed ? 1u << cats[c] : 0;
+	}
+	if (*mask == 0) {
+		return (consent_fail(err, errsz, HV_PERMISSION_DENIED,
+		    "no consent of subject %s shares personal data with %s", hex, caller->org_id));
+	}
+	return (HV_OK);
+}
+
+/* Decrypts the fields of the categories in mask into out (the others stay NULL). DATA_LOSS
+ * with a message when anything does not decrypt. */
+static hv_status
+personal_open(consent_service *cs, store_txn *txn, const Haven__Consent__V1__SubjectRecord *rec,
+    const uint8_t sid[CONSENT_ID_LEN], const char *hex, unsigned mask, plain *out, char *err,
+    size_t errsz)
+{
 	Haven__Consent__V1__SealedPersonal *sp = NULL;
-	uint8_t                             sid[CONSENT_ID_LEN];
 	uint8_t                             dk[DATA_KEY_LEN];
-	const char                         *purpose = "";
 	const void                         *v;
 	size_t                              vl;
-	unsigned                            mask = 0;
-	int64_t                             now  = consent_now(cs);
-	audit_entry                         e;
 	hv_status                           st;
+
+	if ((st = data_key(cs, rec, sid, hex, dk, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	if ((st = store_get(txn, cs->cs_personal, sid, CONSENT_ID_LEN, &v, &vl)) != HV_OK) {
+		st = st == HV_NOT_FOUND ? HV_OK : st; /* nothing given */
+		goto out;
+	}
+	if ((sp = haven__consent__v1__sealed_personal__unpack(NULL, vl, v)) == NULL) {
+		st = HV_DATA_LOSS;
+		goto out;
+	}
+	for (size_t i = 0; i < sp->n_fields && st == HV_OK; i++) {
+		unsigned f = sp->fields[i]->field;
+		if (f < 1 || f > PERSONAL_FIELDS || out->pl_field[f] != NULL) {
+			st = HV_DATA_LOSS;
+		} else if ((mask & (1u << personal_field_category(f))) != 0) {
+			st = vault_unseal(dk, sid, sp->fields[i], &out->pl_field[f]);
+		}
+	}
+	out->pl_shown = mask;
+out:
+	crypto_wipe(dk, sizeof(dk));
+	if (sp != NULL) {
+		haven__consent__v1__sealed_personal__free_unpacked(sp, NULL);
+	}
+	if (st == HV_DATA_LOSS) {
+		(void) consent_fail(err, errsz, HV_DATA_LOSS,
+		    "personal data of subject %s does not decrypt (wrong key or altered)", hex);
+	}
+	return (st);
+}
+
+hv_status
+subject_read_personal(consent_service *cs, store_txn *txn, const rpc_caller *caller,
+    const char *method, const char *hex, bool accepting, plain *out,
+    Haven__Consent__V1__SubjectRecord **rec, char *err, size_t errsz)
+{
+	uint8_t     sid[CONSENT_ID_LEN];
+	const char *purpose = "";
+	unsigned    mask    = 0;
+	int64_t     now     = consent_now(cs);
+	audit_entry e;
+	hv_status   st;
 
 	plain_free(out);
 	*rec = NULL;
@@ -144,89 +251,15 @@ subject_read_personal(consent_service *cs, store_txn *txn, const rpc_caller *cal
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
-	if ((st = consent_subject_get(cs, txn, sid, false, rec, err, errsz)) != HV_OK) {
+	if ((st = consent_subject_get(cs, txn, sid, false, rec, err, errsz)) != HV_OK ||
+	    (st = shown_categories(cs, txn, caller, *rec, sid, hex, accepting, now, &mask, &purpose,
+	         err, errsz)) != HV_OK ||
+	    (st = personal_open(cs, txn, *rec, sid, hex, mask, out, err, errsz)) != HV_OK) {
 		goto out;
 	}
-	switch (caller->role) {
-	case RPC_ROLE_OPERATOR:
-	case RPC_ROLE_REFERRER:
-		if ((st = consent_may_act(caller, consent_holder(*rec), hex, true, err, errsz)) !=
-		    HV_OK) {
-			goto out;
-		}
-		mask = PERSONAL_ALL_CATEGORIES;
-		break;
-	case RPC_ROLE_PROVIDER: {
-		static const int cats[] = { HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY,
-			HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT,
-			HAVEN__CONSENT__V1__CATEGORY__CATEGORY_OTHER };
-		consent_decision d = { 0 };
-
-		purpose = consent_purpose_name(HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER);
-		for (size_t c = 0; c < sizeof(cats) / sizeof(cats[0]); c++) {
-			int cat = cats[c];
-			if ((st = consent_decide(cs, txn, sid, hex,
-			         HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER, caller->org_id,
-			         accepting, cat, now, &d)) != HV_OK) {
-				goto out;
-			}
-			if (d.allowed) {
-				mask |= 1u << cat;
-			}
-		}
-		if (mask == 0) {
-			st = consent_fail(err, errsz, HV_PERMISSION_DENIED,
-			    "no consent of subject %s shares personal data with %s", hex, caller->org_id);
-			goto out;
-		}
-		break;
-	}
-	default:
-		st = consent_fail(err, errsz, HV_PERMISSION_DENIED,
-		    "role %s may not see personal data", rpc_role_name(caller->role));
-		goto out;
-	}
-
-	if ((st = vault_unwrap(cs, (*rec)->kek_generation, sid, (*rec)->wrapped_key.data,
-	         (*rec)->wrapped_key.len, dk)) != HV_OK) {
-		goto undecryptable;
-	}
-	st = store_get(txn, cs->cs_personal, sid, sizeof(sid), &v, &vl);
-	if (st == HV_OK) {
-		if ((sp = haven__consent__v1__sealed_personal__unpack(NULL, vl, v)) == NULL) {
-			st = HV_DATA_LOSS;
-			goto undecryptable;
-		}
-		for (size_t i = 0; i < sp->n_fields; i++) {
-			unsigned f = sp->fields[i]->field;
-			if (f < 1 || f > PERSONAL_FIELDS || out->pl_field[f] != NULL) {
-				st = HV_DATA_LOSS;
-				goto undecryptable;
-			}
-			if ((mask & (1u << personal_field_category(f))) == 0) {
-				continue;
-			}
-			if ((st = vault_unseal(dk, sid, sp->fields[i], &out->pl_field[f])) != HV_OK) {
-				goto undecryptable;
-			}
-		}
-	} else if (st != HV_NOT_FOUND) {
-		goto out;
-	}
-	out->pl_shown = mask;
 	consent_audit_fill(&e, caller, method, hex, purpose, now);
 	st = audit_append(cs->cs_audit, txn, &e);
-	goto out;
-undecryptable:
-	if (st == HV_DATA_LOSS) {
-		(void) consent_fail(err, errsz, HV_DATA_LOSS,
-		    "personal data of subject %s does not decrypt (wrong key or altered)", hex);
-	}
 out:
-	crypto_wipe(dk, sizeof(dk));
-	if (sp != NULL) {
-		haven__consent__v1__sealed_personal__free_unpacked(sp, NULL);
-	}
 	if (st != HV_OK) {
 		plain_free(out);
 		if (*rec != NULL) {
@@ -267,8 +300,9 @@ consent_read_personal_txn(consent_service *cs, store_txn *txn, const rpc_caller 
 	    (pl.pl_field[3] != NULL && (p->nationality = strdup(pl.pl_field[3])) == NULL) ||
 	    (pl.pl_field[5] != NULL && (p->contact = strdup(pl.pl_field[5])) == NULL) ||
 	    (pl.pl_field[6] != NULL && (p->notes = strdup(pl.pl_field[6])) == NULL) ||
-	    langs_split(pl.pl_field[4], &p->languages, &p->n_languages, personal_heap_dup, personal_heap_alloc,
-	        NULL) != 0) {
+	    (pl.pl_field[7] != NULL && (p->guardian = strdup(pl.pl_field[7])) == NULL) ||
+	    langs_split(pl.pl_field[4], &p->languages, &p->n_languages, personal_heap_dup,
+	        personal_heap_alloc, NULL) != 0) {
 		goto out;
 	}
 	*outp = p;
@@ -277,6 +311,98 @@ consent_read_personal_txn(consent_service *cs, store_txn *txn, const rpc_caller 
 out:
 	consent_personal_free(p);
 	plain_free(&pl);
+	return (st);
+}
+
+/* ---- update --------------------------------------------------------------------------- */
+
+/* The fields of a subject's personal data after an update: the masked ones from the request
+ * (texts), the others as they were (old, decrypted). */
+static hv_status
+update_personal(consent_service *cs, store_txn *txn, const Haven__Consent__V1__SubjectRecord *rec,
+    const uint8_t sid[CONSENT_ID_LEN], const char *hex, const char *const texts[],
+    uint32_t fields, char *err, size_t errsz)
+{
+	const char *text[PERSONAL_FIELDS + 1] = { NULL };
+	plain       old;
+	uint8_t     dk[DATA_KEY_LEN];
+	hv_status   st;
+
+	memset(&old, 0, sizeof(old));
+	if ((st = personal_open(cs, txn, rec, sid, hex, PERSONAL_ALL_CATEGORIES, &old, err,
+	         errsz)) != HV_OK ||
+	    (st = data_key(cs, rec, sid, hex, dk, err, errsz)) != HV_OK) {
+		goto out;
+	}
+	for (unsigned f = 1; f <= PERSONAL_FIELDS; f++) {
+		text[f] = (fields & (1u << f)) != 0 ? texts[f] : old.pl_field[f];
+	}
+	/* Under the subject's own data key: the texts other services sealed under it stay
+	 * readable, and erasure still shreds everything with the one key. */
+	st = personal_put(cs, txn, sid, dk, text);
+	crypto_wipe(dk, sizeof(dk));
+out:
+	plain_free(&old);
+	return (st);
+}
+
+hv_status
+subject_update_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller,
+    const char *method, const subject_change *ch, Haven__Consent__V1__SubjectRecord **out,
+    char *err, size_t errsz)
+{
+	Haven__Consent__V1__SubjectRecord *rec = NULL;
+	const char                        *text[PERSONAL_FIELDS + 1];
+	char                               langs[LANGS_JOINED_MAX + 1] = "";
+	char                               names[AUDIT_PURPOSE_MAX];
+	uint8_t                            sid[CONSENT_ID_LEN];
+	audit_entry                        e;
+	size_t                             o = 0;
+	hv_status                          st;
+
+	*out = NULL;
+	if (consent_id_parse(ch->sc_id, sid) != 0) {
+		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		    "subject id must be 32 lower-case hex characters"));
+	}
+	if ((st = consent_subject_get(cs, txn, sid, false, &rec, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	/* The holder only: an operator changes the subjects it recorded itself, no other. */
+	if ((st = consent_may_act(caller, consent_holder(rec), ch->sc_id, false, err, errsz)) !=
+	    HV_OK) {
+		goto out;
+	}
+	personal_texts(ch->sc_personal, langs, text);
+	if ((ch->sc_fields & ~(1u << SUBJECT_FIELD_MINOR)) != 0 &&
+	    (st = update_personal(cs, txn, rec, sid, ch->sc_id, text, ch->sc_fields, err,
+	         errsz)) != HV_OK) {
+		goto out;
+	}
+	if ((ch->sc_fields & (1u << SUBJECT_FIELD_MINOR)) != 0) {
+		rec->minor = ch->sc_minor;
+		if ((st = store_put_msg(txn, cs->cs_subjects, sid, sizeof(sid), &rec->base)) != HV_OK) {
+			goto out;
+		}
+	}
+	/* The audit entry names the fields changed, never a value. */
+	names[0] = '\0';
+	for (unsigned f = 1; f <= SUBJECT_FIELD_MINOR && o < sizeof(names); f++) {
+		if ((ch->sc_fields & (1u << f)) != 0) {
+			o += (size_t) snprintf(names + o, sizeof(names) - o, "%s%s", o > 0 ? "," : "",
+			    f == SUBJECT_FIELD_MINOR ? "minor" : vault_field_name(f));
+		}
+	}
+	consent_audit_fill(&e, caller, method, ch->sc_id, names, consent_now(cs));
+	if ((st = audit_append(cs->cs_audit, txn, &e)) == HV_OK) {
+		*out = rec;
+		rec  = NULL;
+	}
+out:
+	crypto_wipe(langs, sizeof(langs));
+	if (rec != NULL) {
+		protobuf_c_message_free_unpacked(&rec->base, NULL);
+	}
 	return (st);
 }
 

@@ -71,6 +71,8 @@ vault_field_name(unsigned field)
 		return ("contact");
 	case 6:
 		return ("notes");
+	case 7:
+		return ("guardian");
 	default:
 		return (NULL);
 	}
