@@ -46,6 +46,16 @@ accepting_provider(void *arg, store_txn *txn, const char *subject, const char *o
 	return (rs != NULL ? ref_is_accepting_provider(rs, txn, subject, org_id, yes) : HV_OK);
 }
 
+/* An erasure committed: the subject's open referrals end before the eraser hears of it
+ * (offers withdrawn, holds released, waiting needs ended). */
+static hv_status
+subject_erased(void *arg, const char *subject)
+{
+	ref_service *rs = *(ref_service **) arg;
+
+	return (rs != NULL ? ref_consent_withdrawn(rs, subject, NULL) : HV_OK);
+}
+
 /* Retention: the referral service erases subjects whose referrals all closed retention_days
  * ago through the consent service, with the node itself (the operator, no organisation) as
  * the caller recorded in the audit log. */
@@ -169,6 +179,8 @@ main(int argc, char **argv)
 	no.org_arg    = cs;
 	no.accepting_provider = accepting_provider;
 	no.accepting_arg      = &rs;
+	no.subject_erased     = subject_erased;
+	no.erased_arg         = &rs;
 	if ((st = consent_open(&cns, &no)) != HV_OK) {
 		log_error("cannot open the consent records: %s", hv_status_name(st));
 		ret = exit_code(st);

@@ -3,6 +3,11 @@
  * of its own, over the node's data directory (shared with the other services' processes),
  * until SIGTERM or SIGINT.
  *
+ * It lives here, at the top layer with haven-node, and not in services/consent: it composes
+ * the consent library with the capacity registry (the partner directory) and the referral
+ * tables ("is this provider the one that accepted her referral?"), and referral stands above
+ * consent, so only a layer above both may join them.
+ *
  *   haven-consent [--config FILE] [--data DIR] [--listen URL]... [--pub-url URL]
  *                 [--tls-ca F --tls-cert F --tls-key F] [--OPTION VALUE]...
  *
@@ -22,26 +27,28 @@
 
 #include "consent.h"
 
-#ifdef HAVEN_WITH_CAPACITY
 #include "capacity.h"
-#endif
-#ifdef HAVEN_WITH_REFERRAL
 #include "referral.h"
-#endif
 
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef HAVEN_WITH_REFERRAL
 /* The referral tables say whether org accepted (and has not ended) a referral of subject. */
 static hv_status
 accepting_provider(void *arg, store_txn *txn, const char *subject, const char *org_id, bool *yes)
 {
 	return (ref_is_accepting_provider(arg, txn, subject, org_id, yes));
 }
-#endif
+
+/* An erasure committed: the subject's open referrals end before the eraser hears of it
+ * (offers withdrawn, holds released, waiting needs ended; haven-referral hears of it too). */
+static hv_status
+subject_erased(void *arg, const char *subject)
+{
+	return (ref_consent_withdrawn(arg, subject, NULL));
+}
 
 int
 main(int argc, char **argv)
@@ -57,14 +64,10 @@ main(int argc, char **argv)
 	bool             done;
 	int              ret;
 	hv_status        st;
-#ifdef HAVEN_WITH_CAPACITY
-	cap_service *cap = NULL;
-	cap_options  capo = { 0 };
-#endif
-#ifdef HAVEN_WITH_REFERRAL
-	ref_service *ref  = NULL;
-	ref_options  refo = { 0 };
-#endif
+	cap_service     *cap  = NULL;
+	cap_options      capo = { 0 };
+	ref_service     *ref  = NULL;
+	ref_options      refo = { 0 };
 
 	if ((ret = host_config_load(&cfg, argc, argv, "haven-consent", &done)) != 0 || done) {
 		host_config_free(&cfg);
@@ -81,7 +84,6 @@ main(int argc, char **argv)
 		host_run_path(h, "consent-events.sock", path, sizeof(path));
 		snprintf(pub, sizeof(pub), "ipc://%s", path);
 	}
-#ifdef HAVEN_WITH_CAPACITY
 	capo.store         = host_store(h);
 	capo.regions       = host_regions(h);
 	capo.manual_expiry = true; /* holds are the capacity process's business */
@@ -93,8 +95,6 @@ main(int argc, char **argv)
 	co.org_arg    = cap;
 	lookup        = cap_lookup_org;
 	lookup_arg    = cap;
-#endif
-#ifdef HAVEN_WITH_REFERRAL
 	/* Read only: no background thread (haven-referral expires and routes), no sockets. */
 	refo.store    = host_store(h);
 	refo.regions  = host_regions(h);
@@ -106,7 +106,8 @@ main(int argc, char **argv)
 	}
 	co.accepting_provider = accepting_provider;
 	co.accepting_arg      = ref;
-#endif
+	co.subject_erased     = subject_erased;
+	co.erased_arg         = ref;
 	co.store    = host_store(h);
 	co.data_dir = cfg.data_dir;
 	co.pub_url  = pub;
@@ -131,12 +132,8 @@ out:
 	consent_stop(cs);
 	host_close(h);
 	consent_close(cs);
-#ifdef HAVEN_WITH_REFERRAL
 	ref_close(ref);
-#endif
-#ifdef HAVEN_WITH_CAPACITY
 	cap_close(cap);
-#endif
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}
