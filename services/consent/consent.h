@@ -245,6 +245,10 @@ hv_status consent_ref_check(void *arg, store_txn *txn, const rpc_caller *caller,
     const char *method, const char *subject, const char *purpose, const char *recipient_org,
     bool accepting_provider, bool *allowed);
 
+/* ref_minor_fn of referral.h over consent_subject_minor_txn, with the consent service as arg
+ * (NOT_FOUND for an unknown or erased subject). */
+hv_status consent_ref_minor(void *arg, store_txn *txn, const char *subject, bool *minor);
+
 /* ref_seal_fn and ref_open_fn of referral.h over consent_text_seal_txn and
  * consent_text_open_txn, with the consent service as arg. */
 hv_status consent_ref_seal(void *arg, store_txn *txn, const char *subject, const char *context,

@@ -584,3 +584,10 @@ consent_subject_minor_txn(consent_service *cs, store_txn *txn, const char *subje
 	protobuf_c_message_free_unpacked(&rec->base, NULL);
 	return (HV_OK);
 }
+
+hv_status
+consent_ref_minor(void *arg, store_txn *txn, const char *subject, bool *minor)
+{
+	*minor = false;
+	return (consent_subject_minor_txn(arg, txn, subject, minor));
+}

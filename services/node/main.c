@@ -193,6 +193,7 @@ main(int argc, char **argv)
 	ro.consent_arg      = cns;
 	ro.seal             = consent_ref_seal;
 	ro.unseal           = consent_ref_open;
+	ro.minor            = consent_ref_minor;
 	ro.pub_url          = ref_pub;
 	ro.capacity_sub_url = cap_pub;
 	ro.consent_sub_url  = consent_pub;

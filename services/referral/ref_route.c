@@ -326,6 +326,7 @@ typedef struct route_need {
 	size_t    rn_ncands;
 	char    (*rn_tried)[CAP_ID_MAX]; /* refused a hold in this transaction (arena) */
 	size_t    rn_ntried, rn_captried;
+	bool      rn_minor;  /* the person is a minor: services that take minors only */
 	bool      rn_active; /* to be routed */
 	bool      rn_scan;   /* takes part in the next scan */
 } route_need;
@@ -368,14 +369,17 @@ static bool
 fits(const route_need *rn, const Haven__Capacity__V1__Service *svc, int region, bool fresh,
     int64_t now, const region_map *m, ref_rank *rk)
 {
-	const Need *n = rn->rn_need;
-	bool        pop = false;
+	const Need *n   = rn->rn_need;
+	bool        pop = false, minors = false;
 	unsigned    dist;
 
 	for (size_t i = 0; i < svc->n_populations && !pop; i++) {
 		pop = svc->populations[i] == n->population;
 	}
-	if (!pop || (rn->rn_excluded & ((uint64_t) 1 << region)) != 0) {
+	for (size_t i = 0; i < svc->n_populations && rn->rn_minor && !minors; i++) {
+		minors = svc->populations[i] == HAVEN__CAPACITY__V1__POPULATION__MINORS;
+	}
+	if (!pop || (rn->rn_minor && !minors) || (rn->rn_excluded & ((uint64_t) 1 << region)) != 0) {
 		return (false);
 	}
 	for (size_t i = 0; i < n->n_accessibility; i++) {
@@ -619,6 +623,12 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 		needs[i].rn_active    = items[i].ri_need->state == NS(WAITING) &&
 		    (int) items[i].ri_need->type > 0 && (int) items[i].ri_need->type < REF_SERVICE_TYPES;
 		needs[i].rn_scan      = needs[i].rn_active;
+		/* A minor goes only to services that take minors (consent knows who is one). */
+		if (needs[i].rn_active && rs->rs_minor != NULL &&
+		    (st = rs->rs_minor(rs->rs_consent_arg, w->w_txn, r->subject,
+		         &needs[i].rn_minor)) != HV_OK && st != HV_NOT_FOUND) {
+			return (st);
+		}
 	}
 	/* One scan per service type for the whole batch; then the needs take their holds in
 	 * order, so that an earlier (more urgent, older) need gets a contested place. */

@@ -1660,6 +1660,7 @@ ref_open(ref_service **out, const ref_options *opts)
 	rs->rs_consent     = opts->consent;
 	rs->rs_consent_arg = opts->consent_arg;
 	rs->rs_seal        = opts->seal;
+	rs->rs_minor       = opts->minor;
 	rs->rs_unseal      = opts->unseal;
 	rs->rs_now         = opts->now_ms;
 	rs->rs_now_arg     = opts->now_arg;
