@@ -567,7 +567,8 @@ test_update_subject(void **state)
 	Haven__Audit__V1__ListResponse    *l   = NULL;
 	Haven__Consent__V1__GrantRequest   g   = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
 	Haven__Consent__V1__Purpose        share[] = {
-        HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER };
+        HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+        HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS };
 	Haven__Consent__V1__Category       contact[] = {
         HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT };
 	char                              *recips[] = { "shelter-a" };
@@ -658,6 +659,12 @@ test_update_subject(void **state)
 	g.method       = HAVEN__CONSENT__V1__METHOD__METHOD_WRITTEN;
 	g.language     = "ro";
 	g.expires_ms   = clock_ms + 86400000;
+	/* Shared, but not for contacting her: how to reach her stays hidden. */
+	assert_int_equal(call(ACME, M "Grant", &g, &haven__consent__v1__consent_record__descriptor,
+	                     NULL),
+	    HV_OK);
+	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
+	g.n_purposes = 2; /* share-with-provider, contact */
 	assert_int_equal(call(ACME, M "Grant", &g, &haven__consent__v1__consent_record__descriptor,
 	                     NULL),
 	    HV_OK);
@@ -667,6 +674,17 @@ test_update_subject(void **state)
 	assert_string_equal(sub->personal->name, ""); /* identity is not shared */
 	release(sub);
 	assert_int_equal(show(SHELTER_B, id, NULL), HV_PERMISSION_DENIED);
+	/* statistics is retired: neither granted nor checked. */
+	g.purposes   = share + 2;
+	g.n_purposes = 1;
+	assert_int_equal(call(ACME, M "Grant", &g, &haven__consent__v1__consent_record__descriptor,
+	                     NULL),
+	    HV_INVALID_ARGUMENT);
+	expect_msg("statistics is retired");
+	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS, "",
+	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_UNSPECIFIED, false, NULL),
+	    HV_INVALID_ARGUMENT);
+	expect_msg("statistics is retired");
 	/* Erased: nothing to update. */
 	assert_int_equal(erase(ACME, id, NULL), HV_OK);
 	assert_int_equal(update(ACME, id, "contact", &p, false, NULL), HV_NOT_FOUND);
@@ -1422,11 +1440,11 @@ test_async_check_audit(void **state)
 		assert_true(cr->allowed);
 		release(cr);
 	}
-	assert_int_equal(check(OPERATOR, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS,
+	assert_int_equal(check(OPERATOR, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT,
 	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
 	    HV_OK);
 	assert_int_equal(check(OPERATOR, "0123456789abcdef0123456789abcdef",
-	                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS, "shelter-a",
+	                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT, "shelter-a",
 	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
 	    HV_NOT_FOUND);
 	assert_int_equal(audit_flush(consent_audit(cs)), HV_OK);

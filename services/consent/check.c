@@ -34,8 +34,9 @@ consent_decide(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID
 static bool
 purpose_ok(int p)
 {
+	/* statistics is retired (docs/consent.md): nothing asks it. */
 	return (p >= HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL &&
-	    p <= HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS);
+	    p <= HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT);
 }
 
 static bool
@@ -67,7 +68,7 @@ check_validate(check_args *a, char *err, size_t errsz)
 	}
 	if (!purpose_ok(a->ca_purpose)) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "purpose must be referral, share-with-provider, contact or statistics"));
+		    "purpose must be referral, share-with-provider or contact (statistics is retired)"));
 	}
 	if (a->ca_category != 0 && !category_ok(a->ca_category)) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,

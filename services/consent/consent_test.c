@@ -182,7 +182,11 @@ grant_fn(store_txn *txn, void *arg)
 	return (consent_grant_txn(j->cs, txn, j->caller, j->req, &j->out, j->err, sizeof(j->err)));
 }
 
-/* Grants share-with-provider (and referral) of the given categories to recipient. */
+/* How many of share-with-provider, referral and contact grant() grants. */
+static size_t grant_npurposes = 2;
+
+/* Grants share-with-provider and referral (and contact, with grant_npurposes 3) of the given
+ * categories to recipient. */
 static hv_status
 grant(env *e, const char *subject, const char *recipient, bool accepting,
     const Haven__Consent__V1__Category *cats, size_t ncats, Haven__Consent__V1__GivenBy by,
@@ -192,6 +196,7 @@ grant(env *e, const char *subject, const char *recipient, bool accepting,
 	Haven__Consent__V1__Purpose purposes[] = {
 		HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
 		HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL,
+		HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT,
 	};
 	char     *recips[1] = { (char *) recipient };
 	grant_job j         = { e->cs, &referrer, &r, NULL, "" };
@@ -199,7 +204,7 @@ grant(env *e, const char *subject, const char *recipient, bool accepting,
 
 	r.subject            = (char *) subject;
 	r.purposes           = purposes;
-	r.n_purposes         = 2;
+	r.n_purposes         = grant_npurposes;
 	r.recipients         = recips;
 	r.n_recipients       = recipient != NULL ? 1 : 0;
 	r.accepting_provider = accepting;
@@ -231,10 +236,12 @@ static const Haven__Consent__V1__Category all_cats[] = {
 static void
 grant_all(env *e, const char *subject)
 {
+	grant_npurposes = 3; /* contact too: how to reach her is for contacting her */
 	assert_int_equal(grant(e, subject, "shelter-a", false, all_cats, 3,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0,
 	                     clock_ms + 86400000, NULL, NULL),
 	    HV_OK);
+	grant_npurposes = 2;
 }
 
 typedef struct read_job {
@@ -578,7 +585,7 @@ test_check_decisions(void **state)
 	assert_true(d.allowed);
 	assert_string_equal(d.consent_id, c->id);
 	/* Other purpose, recipient, category. */
-	assert_int_equal(check(&e, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS, "shelter-a",
+	assert_int_equal(check(&e, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT, "shelter-a",
 	                     false, ident, &d),
 	    HV_OK);
 	assert_int_equal(d.reason, HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_PURPOSE);

@@ -102,8 +102,13 @@ grant_validate(consent_service *cs, const Haven__Consent__V1__GrantRequest *r, i
 	}
 	if (!enum_list_ok((const int *) r->purposes, r->n_purposes, 4, tmp)) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "purposes: 1 to 4 of referral, share-with-provider, contact, statistics, each "
-		    "once"));
+		    "purposes: 1 to 3 of referral, share-with-provider, contact, each once"));
+	}
+	if (tmp[r->n_purposes - 1] == HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS) {
+		/* Sorted: statistics is the last when given. */
+		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		    "purposes: statistics is retired: the node counts needs, never persons, and asks "
+		    "no consent for that (docs/consent.md)"));
 	}
 	for (size_t i = 0; i < r->n_purposes; i++) {
 		t->gt_purposes[i] = (Haven__Consent__V1__Purpose) tmp[i];

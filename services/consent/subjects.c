@@ -172,15 +172,21 @@ shown_categories(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 		return (consent_fail(err, errsz, HV_PERMISSION_DENIED,
 		    "role %s may not see personal data", rpc_role_name(caller->role)));
 	}
-	*purpose = consent_purpose_name(HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER);
+	/* How to reach her (her contact, her guardian's) is for a provider that consent lets
+	 * contact her (purpose contact); the rest is shared with it (share-with-provider). */
 	for (size_t c = 0; c < sizeof(cats) / sizeof(cats[0]); c++) {
-		if ((st = consent_decide(cs, txn, sid, hex,
-		         HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER, caller->org_id,
-		         accepting, cats[c], now, &d)) != HV_OK) {
+		int p = cats[c] == HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT
+		    ? HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT
+		    : HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER;
+		if ((st = consent_decide(cs, txn, sid, hex, p, caller->org_id, accepting, cats[c], now,
+		         &d)) != HV_OK) {
 			return (st);
 		}
 		*mask |= d.allowed ? 1u << cats[c] : 0;
 	}
+	*purpose = (*mask & (1u << HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT)) != 0
+	    ? "share-with-provider,contact"
+	    : "share-with-provider";
 	if (*mask == 0) {
 		return (consent_fail(err, errsz, HV_PERMISSION_DENIED,
 		    "no consent of subject %s shares personal data with %s", hex, caller->org_id));
