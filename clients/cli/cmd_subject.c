@@ -53,6 +53,37 @@ read_stdin(void)
 	return (buf);
 }
 
+/* The personal data of subject create and update from the options ("" for those not given);
+ * `--notes -` reads the notes from standard input into *notes (the caller wipes and frees
+ * it). */
+static int
+personal_opts(cli *c, const char *what, const cli_args *a, Haven__Consent__V1__PersonalData *p,
+    char **langs, char *lbuf, size_t lbufsz, char **notes)
+{
+	size_t nl;
+	int    rc;
+
+	*notes = NULL;
+	if ((rc = consent_cli_values(a, "language", langs, &nl, lbuf, lbufsz)) != 0) {
+		return (rc);
+	}
+	p->name          = (char *) (cli_opt(a, "name") ? cli_opt(a, "name") : "");
+	p->date_of_birth = (char *) (cli_opt(a, "dob") ? cli_opt(a, "dob") : "");
+	p->nationality   = (char *) (cli_opt(a, "nationality") ? cli_opt(a, "nationality") : "");
+	p->contact       = (char *) (cli_opt(a, "contact") ? cli_opt(a, "contact") : "");
+	p->notes         = (char *) (cli_opt(a, "notes") ? cli_opt(a, "notes") : "");
+	p->guardian      = (char *) (cli_opt(a, "guardian") ? cli_opt(a, "guardian") : "");
+	p->languages     = langs;
+	p->n_languages   = nl;
+	if (strcmp(p->notes, "-") == 0) {
+		if ((*notes = read_stdin()) == NULL) {
+			return (cli_fail(c, what, HV_RESOURCE_EXHAUSTED, "out of memory"));
+		}
+		p->notes = *notes;
+	}
+	return (0);
+}
+
 static int
 do_subject_create(cli *c, int argc, char **argv)
 {
@@ -62,30 +93,16 @@ do_subject_create(cli *c, int argc, char **argv)
 	char                                      *langs[LIST_MAX];
 	char                                       lbuf[1024];
 	char                                      *notes = NULL;
-	size_t                                     nl;
-	cli_args                                       a;
+	cli_args                                   a;
 	int                                        rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "subject create", 0,
 	         "name dob nationality language contact notes guardian", "minor")) != 0) {
 		return (rc);
 	}
-	if ((rc = consent_cli_values(&a, "language", langs, &nl, lbuf, sizeof(lbuf))) != 0) {
+	if ((rc = personal_opts(c, "subject create", &a, &p, langs, lbuf, sizeof(lbuf), &notes)) !=
+	    0) {
 		return (rc);
-	}
-	p.name          = (char *) (cli_opt(&a, "name") ? cli_opt(&a, "name") : "");
-	p.date_of_birth = (char *) (cli_opt(&a, "dob") ? cli_opt(&a, "dob") : "");
-	p.nationality   = (char *) (cli_opt(&a, "nationality") ? cli_opt(&a, "nationality") : "");
-	p.contact       = (char *) (cli_opt(&a, "contact") ? cli_opt(&a, "contact") : "");
-	p.notes         = (char *) (cli_opt(&a, "notes") ? cli_opt(&a, "notes") : "");
-	p.guardian      = (char *) (cli_opt(&a, "guardian") ? cli_opt(&a, "guardian") : "");
-	p.languages     = langs;
-	p.n_languages   = nl;
-	if (strcmp(p.notes, "-") == 0) {
-		if ((notes = read_stdin()) == NULL) {
-			return (cli_fail(c, "subject create", HV_RESOURCE_EXHAUSTED, "out of memory"));
-		}
-		p.notes = notes;
 	}
 	req.personal = &p;
 	req.minor    = cli_flag(&a, "minor");
@@ -233,7 +250,7 @@ do_subject_update(cli *c, int argc, char **argv)
 	char                             lbuf[1024];
 	char                            *notes = NULL;
 	const char                      *minor;
-	size_t                           nl, nm;
+	size_t                           nm;
 	cli_args                         a;
 	int                              rc;
 
@@ -244,27 +261,16 @@ do_subject_update(cli *c, int argc, char **argv)
 	if (a.npos != 1) {
 		return (cli_usage("subject update takes one ID"));
 	}
-	if ((rc = consent_cli_values(&a, "language", langs, &nl, lbuf, sizeof(lbuf))) != 0 ||
-	    (rc = update_mask(&a, mask, &nm)) != 0) {
+	if ((rc = update_mask(&a, mask, &nm)) != 0) {
 		return (rc);
 	}
 	minor = cli_opt(&a, "minor");
 	if (minor != NULL && strcmp(minor, "yes") != 0 && strcmp(minor, "no") != 0) {
 		return (cli_usage("--minor: yes or no"));
 	}
-	p.name          = (char *) (cli_opt(&a, "name") ? cli_opt(&a, "name") : "");
-	p.date_of_birth = (char *) (cli_opt(&a, "dob") ? cli_opt(&a, "dob") : "");
-	p.nationality   = (char *) (cli_opt(&a, "nationality") ? cli_opt(&a, "nationality") : "");
-	p.contact       = (char *) (cli_opt(&a, "contact") ? cli_opt(&a, "contact") : "");
-	p.notes         = (char *) (cli_opt(&a, "notes") ? cli_opt(&a, "notes") : "");
-	p.guardian      = (char *) (cli_opt(&a, "guardian") ? cli_opt(&a, "guardian") : "");
-	p.languages     = langs;
-	p.n_languages   = nl;
-	if (strcmp(p.notes, "-") == 0) {
-		if ((notes = read_stdin()) == NULL) {
-			return (cli_fail(c, "subject update", HV_RESOURCE_EXHAUSTED, "out of memory"));
-		}
-		p.notes = notes;
+	if ((rc = personal_opts(c, "subject update", &a, &p, langs, lbuf, sizeof(lbuf), &notes)) !=
+	    0) {
+		return (rc);
 	}
 	req.id            = (char *) a.pos[0];
 	req.personal      = &p;
