@@ -50,7 +50,8 @@
 /* ---- arguments ------------------------------------------------------------------------ */
 
 int
-consent_cli_values(const cli_args *a, const char *name, char **out, size_t *n, char *buf, size_t bufsz)
+consent_cli_values(const cli_args *a, const char *name, char **out, size_t *n, char *buf,
+    size_t bufsz)
 {
 	int k = cli_opt_list(a, name, out, LIST_MAX, buf, bufsz);
 
