@@ -146,9 +146,10 @@ hv_status consent_subject_minor_txn(consent_service *cs, store_txn *txn, const c
     bool *minor);
 
 /* The provider read path: decrypts the fields of a subject's personal data that consents in
- * force allow sharing with caller->org_id (purpose share-with-provider; the provider listed,
- * or accepting_provider with recipient_is_accepting_provider), category by category
- * (identity: name, date of birth, nationality, languages; contact: contact; other: notes).
+ * force allow sharing with caller->org_id (the provider listed, or accepting_provider with
+ * recipient_is_accepting_provider), category by category: identity (name, date of birth,
+ * nationality, languages) and other (notes) with purpose share-with-provider, contact (her
+ * contact, her guardian) with purpose contact (docs/consent.md, Purposes).
  * PERMISSION_DENIED when no category is allowed, DATA_LOSS when a field does not decrypt.
  * Appends an audit entry (write transaction). *out is the caller's: free it with
  * consent_personal_free, which wipes it. */
