@@ -8,7 +8,8 @@
  * (offer withdrawn, hold released, the provider cannot accept any more); erasure racing the
  * provider's acceptance, many times, leaves no place held for a need that is not offered and
  * nothing accepted for an erased person unless it was accepted first; a minor is offered only
- * to a service that takes minors (none: she waits), and the holder's correction of the flag
+ * to a service that takes minors (none: she waits), whose provider, once it accepted, sees her
+ * guardian with the rest consent covers, and the holder's correction of the flag
  * (UpdateSubject) routes her next referral as an adult's. After every scenario: held places
  * equal open offers, and available + held never exceed the service's maximum.
  */
@@ -264,8 +265,8 @@ typedef struct subject_job {
 	char     err[CONSENT_MSG_MAX];
 } subject_job;
 
-/* A subject with consent to be referred and to share identity with the accepting provider;
- * a minor's consent given by her guardian. */
+/* A subject with consent to be referred, to share her identity with the accepting provider and
+ * to let it contact her; a minor's consent given by her guardian. */
 static hv_status
 subject_fn(store_txn *txn, void *arg)
 {
@@ -274,9 +275,11 @@ subject_fn(store_txn *txn, void *arg)
 	Haven__Consent__V1__PersonalData p   = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
 	Haven__Consent__V1__GrantRequest g   = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
 	Haven__Consent__V1__Purpose      purposes[] = { HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL,
-		     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER };
-	Haven__Consent__V1__Category cat = HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY;
-	hv_status                    st;
+		     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+		     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT };
+	Haven__Consent__V1__Category cats[] = { HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY,
+		HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT };
+	hv_status st;
 
 	p.name     = "Test Person";
 	p.guardian = j->minor ? "Test Guardian, at the front desk" : "";
@@ -285,9 +288,9 @@ subject_fn(store_txn *txn, void *arg)
 	}
 	g.subject            = j->id;
 	g.purposes           = purposes;
-	g.n_purposes         = 2;
-	g.categories         = &cat;
-	g.n_categories       = 1;
+	g.n_purposes         = 3;
+	g.categories         = cats;
+	g.n_categories       = 2;
 	g.given_by           = j->minor ? HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_GUARDIAN
 	                                : HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT;
 	g.method             = HAVEN__CONSENT__V1__METHOD__METHOD_WRITTEN;
@@ -507,7 +510,7 @@ test_minor_routed_to_minors(void **state)
 {
 	fixture  *f = *state;
 	Referral *r = NULL;
-	char      minor[CONSENT_ID_HEX], adult[CONSENT_ID_HEX];
+	char      minor[CONSENT_ID_HEX], adult[CONSENT_ID_HEX], offer[IDS_MAX];
 
 	new_subject(f, false, adult);
 	assert_int_equal(refer(f, adult, &r), HV_OK);
@@ -518,9 +521,30 @@ test_minor_routed_to_minors(void **state)
 	assert_int_equal(refer(f, minor, &r), HV_OK);
 	assert_int_equal(r->needs[0]->state, NS(OFFERED));
 	assert_string_equal(r->needs[0]->service_id, "sh-min");
+	snprintf(offer, sizeof(offer), "%s", r->needs[0]->offer_id);
 	haven__referral__v1__referral__free_unpacked(r, NULL);
 	check_places(f, "sh-ams", 1);
 	check_places(f, "sh-min", 1);
+
+	/* Accepted: the shelter learns whom to call about her, her guardian; no other does. */
+	assert_int_equal(accept_as(f, C_PROVIDER2, offer), HV_OK);
+	{
+		Haven__Consent__V1__GetSubjectRequest g   = HAVEN__CONSENT__V1__GET_SUBJECT_REQUEST__INIT;
+		Haven__Consent__V1__Subject          *sub = NULL;
+
+		g.id = minor;
+		assert_int_equal(call(f, C_PROVIDER2, M_SHOW, &g.base,
+		                     &haven__consent__v1__subject__descriptor, &sub),
+		    HV_OK);
+		assert_true(sub->minor);
+		assert_string_equal(sub->personal->guardian, "Test Guardian, at the front desk");
+		assert_string_equal(sub->personal->name, "Test Person");
+		protobuf_c_message_free_unpacked(&sub->base, NULL);
+		assert_int_equal(call(f, C_PROVIDER, M_SHOW, &g.base,
+		                     &haven__consent__v1__subject__descriptor, NULL),
+		    HV_PERMISSION_DENIED);
+	}
+	check_places(f, "sh-min", 0);
 
 	/* No room at the only service for minors: she waits rather than go to sh-ams. */
 	{
@@ -536,7 +560,7 @@ test_minor_routed_to_minors(void **state)
 		u.based_on_version = svc->version;
 		haven__capacity__v1__service__free_unpacked(svc, NULL);
 		u.service_id = "sh-min";
-		u.available  = 1; /* the one held for her first referral */
+		u.available  = 0; /* her place is taken (occupied): none free */
 		if (call(f, C_PROVIDER2, M_AVAIL, &u.base, &haven__capacity__v1__service_view__descriptor,
 		        &v) != HV_OK) {
 			fail_msg("update availability: %s", errbuf);
