@@ -953,7 +953,7 @@ holder_wide(const char *id)
 {
 	Haven__Audit__V1__ListResponse *l = NULL;
 	Haven__Audit__V1__ListRequest   r = HAVEN__AUDIT__V1__LIST_REQUEST__INIT;
-	char                            theirs[CONSENT_ID_HEX];
+	char                            theirs[CONSENT_ID_HEX], mine[CONSENT_ID_HEX];
 	bool                            saw_id = false;
 
 	assert_int_equal(create(OTHER, false, theirs), HV_OK);
@@ -987,6 +987,29 @@ holder_wide(const char *id)
 	    HV_OK);
 	assert_int_equal(l->n_entries, 1);
 	assert_true(l->entries[0]->seq > r.after_seq);
+	release(l);
+	/* Its entry behind more than a page (256) of another holder's: found, nothing else. */
+	assert_int_equal(create(ACME, false, mine), HV_OK);
+	r.limit     = 1000;
+	r.after_seq = 0;
+	assert_int_equal(call(ACME, M_AUDIT "List", &r, &haven__audit__v1__list_response__descriptor,
+	                     &l),
+	    HV_OK);
+	r.after_seq = l->entries[l->n_entries - 1]->seq;
+	release(l);
+	for (int i = 0; i < 300; i++) {
+		assert_int_equal(check(OTHER, theirs, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL, "",
+		                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_UNSPECIFIED, false, NULL),
+		    HV_OK);
+	}
+	assert_int_equal(show(ACME, mine, NULL), HV_OK);
+	assert_int_equal(call(ACME, M_AUDIT "List", &r, &haven__audit__v1__list_response__descriptor,
+	                     &l),
+	    HV_OK);
+	assert_int_equal(l->n_entries, 1);
+	assert_string_equal(l->entries[0]->subject, mine);
+	assert_string_equal(l->entries[0]->method, M "GetSubject");
+	assert_int_equal(l->next_after_seq, 0);
 	release(l);
 }
 
