@@ -20,8 +20,6 @@
 
 #include "haven/crypto.h"
 
-#include "consent.h"
-
 #include "haven/consent/v1/consent.pb-c.h"
 
 #include <stdio.h>
@@ -64,7 +62,8 @@ personal_opts(cli *c, const char *what, const cli_args *a, Haven__Consent__V1__P
 	int    rc;
 
 	*notes = NULL;
-	if ((rc = consent_cli_values(a, "language", langs, &nl, lbuf, lbufsz)) != 0) {
+	if ((rc = consent_cli_values(a, "language", langs, &nl, lbuf, lbufsz)) != 0 ||
+	    (rc = cli_langs_check("language", langs, nl)) != 0) {
 		return (rc);
 	}
 	p->name          = (char *) (cli_opt(a, "name") ? cli_opt(a, "name") : "");
@@ -148,7 +147,7 @@ do_subject_show(cli *c, int argc, char **argv)
 	}
 	p = rep->personal;
 	consent_cli_join_strings(p->languages, p->n_languages, langs, sizeof(langs));
-	consent_cli_join_names((const int *) rep->shown, rep->n_shown, consent_category_name, shown,
+	consent_cli_join_names((const int *) rep->shown, rep->n_shown, &CATEGORY, shown,
 	    sizeof(shown));
 	if (c->json) {
 		json_t *j = json_object();
@@ -159,7 +158,7 @@ do_subject_show(cli *c, int argc, char **argv)
 		json_object_set_new(j, "holder", json_string(rep->holder));
 		json_object_set_new(j, "created_at_ms", json_integer(rep->created_at_ms));
 		json_object_set_new(j, "shown",
-		    consent_cli_json_names((const int *) rep->shown, rep->n_shown, consent_category_name));
+		    consent_cli_json_names((const int *) rep->shown, rep->n_shown, &CATEGORY));
 		json_object_set_new(pj, "name", json_string(p->name));
 		json_object_set_new(pj, "date_of_birth", json_string(p->date_of_birth));
 		json_object_set_new(pj, "nationality", json_string(p->nationality));

@@ -3,6 +3,8 @@
  * shares. Not installed; only the library's own files include it.
  *
  * The library's files call each other in layers, downwards only, each with its own header:
+ *   receipt_verify.c                a receipt's canonical form, verification (consent.h; its
+ *                                   own library, haven_consent_receipt, for the CLI)
  *   consent_names.c                 enum names (consent.h)
  *   base.c        consent_base.h    clock, ids, messages, audit entries, events, table reads
  *   keyfile.c     consent_keyfile.h key files on disk
@@ -93,5 +95,11 @@ struct consent_service {
 	nng_socket cs_pubsock;
 	bool       cs_pub_open;
 };
+
+/* ---- receipt_verify.c (haven_consent_receipt, the lowest file: the CLI links it alone) ---- */
+
+/* The canonical form of a receipt without its signature member (malloc'd, NUL-terminated; NULL
+ * when out of memory): what the node signs and a verifier checks. */
+char *consent_receipt_canonical(json_t *r);
 
 #endif

@@ -3,11 +3,6 @@
  * of its own, over the node's data directory (shared with the other services' processes),
  * until SIGTERM or SIGINT.
  *
- * It lives here, at the top layer with haven-node, and not in services/consent: it composes
- * the consent library with the capacity registry (the partner directory) and the referral
- * tables ("is this provider the one that accepted her referral?"), and referral stands above
- * consent, so only a layer above both may join them.
- *
  *   haven-consent [--config FILE] [--data DIR] [--listen URL]... [--pub-url URL]
  *                 [--tls-ca F --tls-cert F --tls-key F] [--OPTION VALUE]...
  *
@@ -19,15 +14,16 @@
  * its sockets and its handlers. Keys live in DATA/keys (see consent.h).
  * Withdrawals are published on --pub-url, by default ipc://DATA/run/consent-events.sock (the
  * capacity process has events.sock). `haven-consent --print-config` documents every option.
+ * It lives with haven-node because it composes three services' store functions: the consent
+ * library sits below the referral service, and only a process above both may join them.
  * Exit codes: 0 after a clean shutdown, 2 for a usage or configuration error (or a key file
  * open to others), 1 when it cannot start.
  */
 #include "haven/host.h"
 #include "haven/log.h"
 
-#include "consent.h"
-
 #include "capacity.h"
+#include "consent.h"
 #include "referral.h"
 
 #include <limits.h>
@@ -40,14 +36,6 @@ static hv_status
 accepting_provider(void *arg, store_txn *txn, const char *subject, const char *org_id, bool *yes)
 {
 	return (ref_is_accepting_provider(arg, txn, subject, org_id, yes));
-}
-
-/* An erasure committed: the subject's open referrals end before the eraser hears of it
- * (offers withdrawn, holds released, waiting needs ended; haven-referral hears of it too). */
-static hv_status
-subject_erased(void *arg, const char *subject)
-{
-	return (ref_consent_withdrawn(arg, subject, NULL));
 }
 
 int
@@ -86,7 +74,7 @@ main(int argc, char **argv)
 	}
 	capo.store         = host_store(h);
 	capo.regions       = host_regions(h);
-	capo.manual_expiry = true; /* holds are the capacity process's business */
+	capo.store_only    = true; /* the directory's reads only: haven-capacity serves it */
 	if ((st = cap_open(&cap, &capo)) != HV_OK) {
 		log_error("cannot open the partner directory: %s", hv_status_name(st));
 		goto out;
@@ -95,19 +83,17 @@ main(int argc, char **argv)
 	co.org_arg    = cap;
 	lookup        = cap_lookup_org;
 	lookup_arg    = cap;
-	/* Read only: no background thread (haven-referral expires and routes), no sockets. */
-	refo.store    = host_store(h);
-	refo.regions  = host_regions(h);
-	refo.capacity = cap;
-	refo.manual   = true;
+	/* Store functions only: haven-referral migrates, expires and routes. */
+	refo.store      = host_store(h);
+	refo.regions    = host_regions(h);
+	refo.capacity   = cap;
+	refo.store_only = true;
 	if ((st = ref_open(&ref, &refo)) != HV_OK) {
 		log_error("cannot open the referral tables: %s", hv_status_name(st));
 		goto out;
 	}
 	co.accepting_provider = accepting_provider;
 	co.accepting_arg      = ref;
-	co.subject_erased     = subject_erased;
-	co.erased_arg         = ref;
 	co.store    = host_store(h);
 	co.data_dir = cfg.data_dir;
 	co.pub_url  = pub;
