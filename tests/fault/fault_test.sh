@@ -472,3 +472,207 @@ if [ "$mode" != iofail ]; then
 	crash_cycles
 	exit 0
 fi
+
+# ---- I/O faults in turn -------------------------------------------------------------------
+
+# The file classes a fault is aimed at (IOFAIL_PATH) and the calls tried on each.
+declare -A class_path=([store]="$data/store/" [keys]="$data/keys/"
+	[checkpoints]="$data/audit.checkpoints" [backup]="$work/backup/")
+classes=(store keys checkpoints backup)
+ops=(write fsync fdatasync ftruncate create rename mmap)
+
+# One write of each kind as a client makes it; each answer is 0 or a status with a message.
+# Sets io_ref (0: the create was acknowledged), io_cap, io_subject and io_backup.
+io_sequence() {
+	local tag=$1 rc
+	io_cap=$((RANDOM % 90 + 1))
+	rc=0
+	T=3000 as clinic capacity set svc-med "$io_cap" >"$work/out" 2>"$work/err" || rc=$?
+	io_status "capacity set" "$rc"
+	if [ "$rc" -eq 0 ]; then cap_acked=$io_cap; else cap_pending=$io_cap; fi
+	io_ref=14 io_subject="" io_backup=14
+	io_alive || return 0
+	io_ref=0
+	T=3000 as ngo --json referral create --key "io-$tag" $(refer_args 0) >"$work/out" 2>"$work/err" || io_ref=$?
+	io_status "referral create" "$io_ref"
+	[ "$io_ref" -ne 0 ] || echo "io-$tag $(jstr id <"$work/out")" >>"$work/acked-refs"
+	io_alive || return 0
+	rc=0
+	T=3000 as ngo subject create --name "IO Subject" >"$work/out" 2>"$work/err" || rc=$?
+	io_status "subject create" "$rc"
+	if [ "$rc" -eq 0 ]; then
+		io_subject=$(cat "$work/out")
+		rc=0
+		T=3000 as ngo --json consent grant "$io_subject" --purpose referral --accepting-provider \
+			--category identity --given-by subject --method verbal --language nl \
+			>"$work/out" 2>"$work/err" || rc=$?
+		io_status "consent grant" "$rc"
+		[ "$rc" -ne 0 ] || echo "$io_subject $(jstr id <"$work/out")" >>"$work/acked-consents"
+	fi
+	io_alive || return 0
+	io_backup=0
+	T=10000 op admin backup "$work/backup" >"$work/out" 2>"$work/err" || io_backup=$?
+	io_status "admin backup" "$io_backup"
+}
+# A failed call names its problem in a status a fault may give.
+io_status() {
+	local what=$1 rc=$2
+	[ "$rc" -ne 0 ] || return 0
+	statuses[$rc]=$((${statuses[$rc]:-0} + 1))
+	case "$rc" in
+	# DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (ENOSPC, EDQUOT), FAILED_PRECONDITION, INTERNAL,
+	# UNAVAILABLE (the node stopped), DATA_LOSS (status.c's name for EIO)
+	4 | 8 | 9 | 13 | 14 | 15) ;;
+	16) grep -q '^haven: login: ' "$work/err" ||
+		fail "$fault: $what: UNAUTHENTICATED outside the sign-in: $(cat "$work/err")" ;;
+	*) fail "$fault: $what failed with exit $rc: $(cat "$work/err")" ;;
+	esac
+	[ -s "$work/err" ] || fail "$fault: $what failed with exit $rc and no message"
+	! grep -q 'new or empty' "$work/err" || [ "$rc" -eq 9 ] ||
+		fail "$fault: $what: a hint that is not the cause: $(cat "$work/err")"
+}
+# The rest of the sequence is skipped once the node stopped by itself (exit 75: a commit
+# failed): each call would only wait for its timeout.
+# (kill -0 succeeds on a zombie: the state in /proc tells.)
+io_alive() {
+	[ -n "$node_pid" ] && [ -r "/proc/$node_pid/stat" ] &&
+		[ "$(sed 's/^.*) //' "/proc/$node_pid/stat" | cut -c1)" != Z ]
+}
+
+io_case() { # OP CLASS N ERRNO
+	local o=$1 c=$2 n=$3 e=$4 sticky=0 how
+	fault="$o #$n of $c ($e)"
+	[ "$e" != ENOSPC ] || sticky=1
+	rm -rf "$data" "$work/backup"
+	cp -a "$work/template" "$data"
+	for f in acked-refs acked-consents; do cp "$work/template-$f" "$work/$f"; done
+	cap_acked=$cap0 cap_pending="" touched=()
+	: >"$work/faults"
+	if start_node LD_PRELOAD="$shim" IOFAIL_OPS="$o" IOFAIL_PATH="${class_path[$c]}" \
+		IOFAIL_N="$n" IOFAIL_ERRNO="$e" IOFAIL_STICKY="$sticky" IOFAIL_LOG="$work/faults"; then
+		io_sequence "$o-$c-$n"
+		stop_node
+		how="served; exit $node_rc"
+	else
+		how="refused to start (exit $node_rc)"
+		grep -q '"level":"error"' "$work/node.log" || fail "$fault: the node stopped with no error logged"
+	fi
+	# Exit codes: 0 (stopped on SIGTERM), 1 (could not start), 75 (a commit failed: the store
+	# is left as it was, for a restart). A signal is a crash.
+	[ "$node_rc" -lt 128 ] || fail "$fault: the node died of signal $((node_rc - 128))"
+	[ -s "$work/faults" ] || { skipped=$((skipped + 1)); return 0; }
+	tried=$((tried + 1))
+	[ "$node_rc" -eq 0 ] || stopped=$((stopped + 1))
+	start_node || fail "$fault: the node does not start again without faults (exit $node_rc)"
+	if [ -n "$how" ] && [ "${io_ref:-0}" -ne 0 ]; then
+		# The client retries its create with the key: one referral, whatever happened.
+		T=10000 must as ngo --json referral create --key "io-$o-$c-$n" $(refer_args 0) >"$work/out2"
+		echo "io-$o-$c-$n $(jstr id <"$work/out2")" >>"$work/acked-refs"
+	fi
+	io_ref=0
+	[ -z "${io_subject:-}" ] || touched=("$io_subject")
+	io_subject=""
+	if [ -e "$work/backup/data.mdb" ] && [ "${io_backup:-1}" -ne 0 ]; then
+		fail "$fault: a failed backup left $work/backup/data.mdb"
+	fi
+	if [ "${io_backup:-1}" -eq 0 ] && [ ! -s "$work/backup/data.mdb" ]; then
+		fail "$fault: an acknowledged backup has no data.mdb"
+	fi
+	io_backup=1
+	check "$fault"
+	stop_node
+	[ "$node_rc" -eq 0 ] || fail "$fault: the node exited with $node_rc on SIGTERM after the restart"
+	ok "$fault: $how; restarted, all acknowledged writes there once, audit chain intact"
+}
+
+# The first start of an empty data directory makes the keys (token, audit, key-encryption,
+# receipt) and the checkpoint file: each of those calls fails in turn. The node must refuse to
+# start with an error, or start; then a start without faults serves and the audit chain verifies.
+io_first_start() {
+	local o n count ns e=(EIO ENOSPC EDQUOT) i=0 how
+	rm -rf "$data" && mkdir -m 700 "$data"
+	start_node LD_PRELOAD="$shim" IOFAIL_OPS=all IOFAIL_TRACE=1 IOFAIL_PATH="$data/" 		IOFAIL_LOG="$work/trace0" || fail "the node under the shim did not start on an empty directory"
+	stop_node
+	for o in "${ops[@]}"; do
+		count=$(awk -v p="$data/" -v o="$o" '$2 == o && index($3, p) == 1 && $3 !~ /\/store\//' \
+			"$work/trace0" | wc -l)
+		[ "$count" -gt 0 ] || continue
+		if [ "${FAULT_IOFAIL_ALL:-0}" = 1 ]; then ns=$(seq 1 "$count"); else
+			ns=$(printf '%s\n' 1 $(((count + 1) / 2)) "$count" | sort -nu); fi
+		for n in $ns; do
+			fault="first start: $o #$n of keys and checkpoints (${e[$((i % 3))]})"
+			rm -rf "$data" && mkdir -m 700 "$data"
+			: >"$work/faults"
+			# Only the keys and the checkpoint file: IOFAIL_PATH is the directory, and
+			# the n-th call counted excludes none of the store's (so the store's calls
+			# are counted too; n is taken among the calls outside store/ by the trace).
+			n=$(awk -v p="$data/" -v o="$o" '$2 == o && index($3, p) == 1 { k++ }
+				$2 == o && index($3, p) == 1 && $3 !~ /\/store\// { if (++m == '"$n"') { print k; exit } }' \
+				"$work/trace0")
+			if start_node LD_PRELOAD="$shim" IOFAIL_OPS="$o" IOFAIL_PATH="$data/" IOFAIL_N="$n" \
+				IOFAIL_ERRNO="${e[$((i % 3))]}" IOFAIL_LOG="$work/faults"; then
+				stop_node
+				how="started; exit $node_rc"
+			else
+				how="refused to start (exit $node_rc)"
+				grep -q '"level":"error"' "$work/node.log" || fail "$fault: no error logged"
+			fi
+			[ "$node_rc" -lt 128 ] || fail "$fault: the node died of signal $((node_rc - 128))"
+			i=$((i + 1))
+			[ -s "$work/faults" ] || { skipped=$((skipped + 1)); continue; }
+			# A key whose creation was not made durable must not be used: the node
+			# does not start on it (the next start makes it again).
+			case "$(cut -d' ' -f3 "$work/faults" | head -n 1)" in
+			*/keys | */keys/*) [ "${how#started}" = "$how" ] ||
+				fail "$fault: the node started although creating its keys failed" ;;
+			esac
+			tried=$((tried + 1))
+			start_node || fail "$fault: the node does not start again without faults (exit $node_rc)"
+			must op audit verify >/dev/null
+			T=2000 must op health >/dev/null
+			stop_node
+			[ "$node_rc" -eq 0 ] || fail "$fault: exit $node_rc on SIGTERM after the restart"
+			ok "$fault ($(cut -d' ' -f3 "$work/faults" | head -n 1 | sed "s|$data/||")): $how; starts again, audit chain intact"
+		done
+	done
+}
+
+io_faults() {
+	local c o n e count ns i=0 t
+	declare -gA statuses=()
+	tried=0 skipped=0 stopped=0
+	stop_node
+	[ "$node_rc" -eq 0 ] || fail "the node exited with $node_rc on SIGTERM"
+	cp -a "$data" "$work/template"
+	for f in acked-refs acked-consents; do cp "$work/$f" "$work/template-$f"; done
+	cap0=$cap_acked
+	# The counting run: which calls the sequence makes on each class of file, in order.
+	start_node LD_PRELOAD="$shim" IOFAIL_OPS=all IOFAIL_TRACE=1 IOFAIL_PATH="$work/" \
+		IOFAIL_LOG="$work/trace" || fail "the node under the shim did not start"
+	fault="the counting run"
+	io_sequence count
+	stop_node
+	[ "$io_ref" -eq 0 ] && [ "$io_backup" -eq 0 ] || fail "the counting run's writes failed"
+	for c in "${classes[@]}"; do
+		for o in "${ops[@]}"; do
+			count=$(awk -v p="${class_path[$c]}" -v o="$o" '$2 == o && index($3, p) == 1' "$work/trace" | wc -l)
+			[ "$count" -gt 0 ] || continue
+			if [ "${FAULT_IOFAIL_ALL:-0}" = 1 ]; then
+				ns=$(seq 1 "$count")
+			else
+				ns=$(printf '%s\n' 1 2 "$count" | awk -v c="$count" '$1 <= c' | sort -nu)
+			fi
+			for n in $ns; do
+				e=(EIO ENOSPC EDQUOT)
+				io_case "$o" "$c" "$n" "${e[$((i % 3))]}"
+				i=$((i + 1))
+			done
+		done
+	done
+	io_first_start
+	t=""
+	for c in "${!statuses[@]}"; do t+=" ${statuses[$c]}x$c"; done
+	echo "fault iofail: $(wc -l <"$work/trace") calls in the counting run; $tried faults injected ($skipped cases reached no call), node stopped by itself $stopped times; failed calls by exit code:${t:- none}; every acknowledged write there once after each, 0 errors"
+}
+
+io_faults
