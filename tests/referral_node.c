@@ -260,7 +260,7 @@ open_services(node *n, bool reopen_store)
 	cap_options        co = { 0 };
 	ref_options        ro = { 0 };
 	auth_options       ao = { .lookup = cap_lookup_org };
-	rpc_server_options so = { .workers = 6 };
+	rpc_server_options so = { .workers = 6, .call_budget = n->call_budget };
 
 	if (reopen_store) {
 		store_options o = { .no_sync = true };
