@@ -544,15 +544,16 @@ bench_soak(int argc, char **argv)
 	int         ret = 1, status;
 
 	memset(cl, 0, sizeof(cl));
-	if (argc < 1 || (minutes = strtol(argv[0], &end, 10), *end != '\0') || minutes < 1 ||
-	    minutes > 1440) {
-		fprintf(stderr, "haven-bench soak: MINUTES must be 1..1440\n");
+	if (argc < 1 || argc > 2 || (minutes = strtol(argv[0], &end, 10), *end != '\0') ||
+	    minutes < 1 || minutes > 1440) {
+		fprintf(stderr, "usage: haven-bench soak MINUTES [REFERRERS]: MINUTES is 1..1440\n");
 		return (2);
 	}
-	if (argc >= 2) {
+	if (argc == 2) {
 		long r = strtol(argv[1], &end, 10);
 		if (*end != '\0' || r < 1 || r > MAX_CLIENTS - 3) {
-			fprintf(stderr, "haven-bench soak: REFERRERS must be 1..%d\n", MAX_CLIENTS - 3);
+			fprintf(stderr, "usage: haven-bench soak MINUTES [REFERRERS]: REFERRERS is 1..%d\n",
+			    MAX_CLIENTS - 3);
 			return (2);
 		}
 		referrers = (unsigned) r;

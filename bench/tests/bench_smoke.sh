@@ -58,6 +58,12 @@ refused json 0
 refused json 10 20
 refused http 0
 refused http 2 x
+refused soak
+refused soak 0
+refused soak x
+refused soak 1441
+refused soak 1 0
+refused soak 1 2 3
 refused http 1 1 1 1
 
 n='[0-9]+'
