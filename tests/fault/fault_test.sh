@@ -98,12 +98,12 @@ mkdir -m 700 "$data"
 
 # ---- calling the node ----------------------------------------------------------------------
 
-op() { "$cli" --url "ipc://$data/run/haven.sock" --timeout "${T:-5000}" "$@"; }
+op() { "$cli" --url "ipc://$data/run/haven.sock" --timeout "${T:-10000}" "$@"; }
 as() {
 	local org=$1
 	shift
 	"$cli" --url "tls+tcp://localhost:$port" --ca "$pki/ca.pem" --cert "$pki/$org.pem" \
-		--key "$pki/$org.key" --org "$org" --timeout "${T:-5000}" "$@"
+		--key "$pki/$org.key" --org "$org" --timeout "${T:-10000}" "$@"
 }
 must() {
 	local rc=0

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-DEADLINE_S = 5.0
+DEADLINE_S = float(os.environ.get("FAULT_DEADLINE_S", "5"))
 
 
 def fail(msg):
