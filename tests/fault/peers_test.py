@@ -73,7 +73,7 @@ class Node:
 
     def op(self, args, check=True):
         r = subprocess.run([self.cli, "--url", "ipc://%s/run/haven.sock" % self.data,
-                            "--timeout", "5000"] + args, capture_output=True, text=True)
+                            "--timeout", str(int(DEADLINE_S * 1000))] + args, capture_output=True, text=True)
         if check and r.returncode != 0:
             fail("exit %d from %s: %s" % (r.returncode, args, r.stderr))
         return r.returncode, r.stdout
@@ -82,7 +82,7 @@ class Node:
         return subprocess.run(
             [self.cli, "--url", "tls+tcp://localhost:%d" % self.tls_port, "--ca",
              self.pki + "/ca.pem", "--cert", self.pki + "/peer-ngo.pem", "--key",
-             self.pki + "/peer-ngo.key", "--org", "peer-ngo", "--timeout", "5000"] + args,
+             self.pki + "/peer-ngo.key", "--org", "peer-ngo", "--timeout", str(int(DEADLINE_S * 1000))] + args,
             capture_output=True, text=True)
 
     def http_health(self):
