@@ -423,6 +423,13 @@ ftruncate64(int fd, off_t len)
 	return (ftruncate(fd, len));
 }
 
+/* Whether open's third argument is there (O_TMPFILE includes O_DIRECTORY's bit). */
+static int
+takes_mode(int flags)
+{
+	return ((flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE);
+}
+
 static int
 open_common(int dirfd, const char *path, int flags, mode_t mode)
 {
@@ -439,7 +446,7 @@ open(const char *path, int flags, ...)
 	mode_t  mode = 0;
 	va_list ap;
 
-	if ((flags & (O_CREAT | O_TMPFILE)) != 0) {
+	if (takes_mode(flags)) {
 		va_start(ap, flags);
 		mode = (mode_t) va_arg(ap, int);
 		va_end(ap);
@@ -453,7 +460,7 @@ open64(const char *path, int flags, ...)
 	mode_t  mode = 0;
 	va_list ap;
 
-	if ((flags & (O_CREAT | O_TMPFILE)) != 0) {
+	if (takes_mode(flags)) {
 		va_start(ap, flags);
 		mode = (mode_t) va_arg(ap, int);
 		va_end(ap);
@@ -467,7 +474,7 @@ openat(int dirfd, const char *path, int flags, ...)
 	mode_t  mode = 0;
 	va_list ap;
 
-	if ((flags & (O_CREAT | O_TMPFILE)) != 0) {
+	if (takes_mode(flags)) {
 		va_start(ap, flags);
 		mode = (mode_t) va_arg(ap, int);
 		va_end(ap);
@@ -481,7 +488,7 @@ openat64(int dirfd, const char *path, int flags, ...)
 	mode_t  mode = 0;
 	va_list ap;
 
-	if ((flags & (O_CREAT | O_TMPFILE)) != 0) {
+	if (takes_mode(flags)) {
 		va_start(ap, flags);
 		mode = (mode_t) va_arg(ap, int);
 		va_end(ap);
