@@ -385,14 +385,16 @@ resolve_pending() {
 	local key i rc
 	if [ -f "$work/pending-ref" ]; then
 		read -r key i <"$work/pending-ref"
-		for attempt in 1 2 3; do
+		# Patient: on a loaded machine (sanitizers, parallel tests) a sign-in and a create
+		# over TLS can take seconds; each try is a fresh sign-in.
+		for attempt in 1 2 3 4 5; do
 			rc=0
 			# shellcheck disable=SC2046
-			T=10000 as ngo --json referral create --key "$key" $(refer_args "$i") \
+			T=20000 as ngo --json referral create --key "$key" $(refer_args "$i") \
 				>"$work/out" 2>"$work/err" || rc=$?
 			[ "$rc" -eq 0 ] && break
 			[ "$rc" -eq 14 ] || [ "$rc" -eq 4 ] || fail "retry of $key: exit $rc: $(cat "$work/err")"
-			[ "$attempt" -lt 3 ] || fail "retry of $key still fails with exit $rc"
+			[ "$attempt" -lt 5 ] || fail "retry of $key still fails with exit $rc: $(cat "$work/err")"
 			sleep 0.5
 		done
 		echo "$key $(jstr id <"$work/out")" >>"$work/acked-refs"
