@@ -67,6 +67,9 @@ typedef struct consent_options {
 	hv_status (*accepting_provider)(void *arg, store_txn *txn, const char *subject,
 	    const char *org_id, bool *yes);
 	void *accepting_arg;
+	/* Alerts (services/alerts): a withdrawal tells the organisations its consent named, in
+	 * the withdrawal's own transaction. NULL: no alerts. Not owned. */
+	struct alerts_service *alerts;
 	/* How often the KEK is rotated at least; 0: every 24 h. A thread checks hourly. */
 	uint32_t rotate_interval_s;
 	/* Check (the RPC) appends its audit entry through the audit log's writer thread

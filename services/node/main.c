@@ -16,6 +16,10 @@
  * consent on run/consent-events.sock, referral on run/referral-events.sock; the referral
  * service subscribes to the first two, so it reroutes waiting needs the moment a place frees.
  *
+ * Alerts (services/alerts, docs/alerts.md): the referral and consent services write the events
+ * that need a person to the alerts outbox in their own transactions; a sender thread delivers
+ * them by e-mail (smtp_url) and signed webhooks, and Alerts/WatchEvents serves them.
+ *
  * Retention: at start and hourly, the referral service erases (crypto-shredding, through the
  * consent service) the personal data of each subject whose referrals all closed more than
  * retention_days ago, and logs the count (docs/operations.md).
@@ -23,6 +27,7 @@
 #include "haven/host.h"
 #include "haven/log.h"
 
+#include "alerts.h"
 #include "capacity.h"
 #include "consent.h"
 #include "referral.h"
@@ -117,9 +122,11 @@ main(int argc, char **argv)
 	host_config      cfg;
 	host            *h   = NULL;
 	cap_service     *cs  = NULL;
+	alerts_service  *als = NULL;
 	consent_service *cns = NULL;
 	ref_service     *rs  = NULL;
 	cap_options      co  = { 0 };
+	alerts_options   ao  = { 0 };
 	consent_options  no  = { 0 };
 	ref_options      ro  = { 0 };
 	char             cap_pub[PATH_MAX + 16], consent_pub[PATH_MAX + 16], ref_pub[PATH_MAX + 16];
@@ -161,7 +168,21 @@ main(int argc, char **argv)
 		ret = exit_code(st);
 		goto out;
 	}
+	ao.store            = host_store(h);
+	ao.capacity         = cs;
+	ao.node_url         = cfg.node_url;
+	ao.smtp_url         = cfg.smtp_url;
+	ao.smtp_from        = cfg.smtp_from;
+	ao.smtp_ca_file     = cfg.smtp_ca;
+	ao.escalate_after_s = (uint32_t) cfg.escalate_after_s;
+	ao.unmet_after_s    = (uint32_t) cfg.unmet_after_s;
+	if ((st = alerts_open(&als, &ao)) != HV_OK) {
+		log_error("cannot open the alerts: %s", hv_status_name(st));
+		ret = exit_code(st);
+		goto out;
+	}
 	no.store      = host_store(h);
+	no.alerts     = als;
 	no.data_dir   = cfg.data_dir;
 	no.pub_url    = consent_pub;
 	no.check_audit_async = strcmp(cfg.check_audit, "queued") == 0;
@@ -182,6 +203,7 @@ main(int argc, char **argv)
 	ro.seal             = consent_ref_seal;
 	ro.unseal           = consent_ref_open;
 	ro.pub_url          = ref_pub;
+	ro.alerts           = als;
 	ro.capacity_sub_url = cap_pub;
 	ro.consent_sub_url  = consent_pub;
 	ro.erase            = retention_erase;
@@ -202,6 +224,7 @@ main(int argc, char **argv)
 	if ((st = cap_register(cs, host_server(h))) != HV_OK ||
 	    (st = consent_register(cns, host_server(h))) != HV_OK ||
 	    (st = ref_register(rs, host_server(h))) != HV_OK ||
+	    (st = alerts_register(als, host_server(h))) != HV_OK ||
 	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
 		ret = exit_code(st);
 		goto out;
@@ -218,10 +241,12 @@ out:
 	 * the store; the services go last. */
 	ref_stop(rs);
 	consent_stop(cns);
+	alerts_stop(als);
 	cap_stop(cs);
 	host_close(h);
 	ref_close(rs);
 	consent_close(cns);
+	alerts_close(als);
 	cap_close(cs);
 	if (ret == 0) {
 		log_info("stopped cleanly");

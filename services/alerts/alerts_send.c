@@ -1,0 +1,283 @@
+/*
+ * alerts_send.c - what an alert says and how it leaves the node: the body (JSON for webhooks,
+ * a short e-mail), both built only from the event's kind, urgency, times, sequence number,
+ * target id and link; e-mail over SMTP with STARTTLS required (libcurl, CURLUSESSL_ALL, the
+ * server's certificate checked against smtp_ca_file), and webhooks as an HTTPS POST signed
+ * with HMAC-SHA256 of the body under the organisation's secret (X-Haven-Signature:
+ * sha256=HEX), each with its idempotency key (Idempotency-Key header, Message-ID).
+ */
+#include "alerts_internal.h"
+
+#include "haven/crypto.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode       curl_init_rc;
+
+static void
+curl_init(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+hv_status
+alerts_send_init(void)
+{
+	pthread_once(&curl_once, curl_init);
+	return (curl_init_rc == CURLE_OK ? HV_OK : HV_INTERNAL);
+}
+
+static void
+iso_time(uint64_t ms, char *out, size_t outsz)
+{
+	time_t    t = (time_t) (ms / 1000);
+	struct tm tm;
+
+	if (ms == 0 || gmtime_r(&t, &tm) == NULL) {
+		snprintf(out, outsz, "-");
+		return;
+	}
+	strftime(out, outsz, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static const char *
+kind_text(alerts_kind k)
+{
+	switch (k) {
+	case ALERT(OFFER_NEW):            return ("New offer: a place is held for your answer");
+	case ALERT(OFFER_EXPIRING):       return ("An offer to you expires soon");
+	case ALERT(OFFER_UNACKNOWLEDGED): return ("Immediate offer not acknowledged");
+	case ALERT(NEED_ACCEPTED):        return ("A provider accepted your referral");
+	case ALERT(NEED_PLACED):          return ("Your referral was placed");
+	case ALERT(NEED_DECLINED):        return ("A provider declined your referral");
+	case ALERT(NEED_EXPIRED):         return ("An offer for your referral went unanswered");
+	case ALERT(NEED_WAITING):         return ("No provider has room: your referral waits");
+	case ALERT(NEED_UNMET):           return ("A referral is still waiting unmet");
+	case ALERT(CONSENT_WITHDRAWN):    return ("A consent that concerns you was withdrawn");
+	default:                          return ("haven alert");
+	}
+}
+
+static char *
+webhook_body(const alerts_job *j, const AlertEvent *ev)
+{
+	json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:I, s:I, s:s, s:s, s:s}", "id", j->aj_key,
+	    "seq", (json_int_t) ev->seq, "kind", alerts_kind_name(ev->kind), "urgency",
+	    alerts_urgency_name(ev->urgency), "time_ms", (json_int_t) ev->time_ms, "respond_by_ms",
+	    (json_int_t) ev->respond_by_ms, "org", ev->org_id, "target", ev->target, "link",
+	    ev->link);
+	char *s;
+
+	if (o == NULL) {
+		return (NULL);
+	}
+	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	return (s);
+}
+
+static char *
+mail_body(alerts_service *as, const alerts_job *j, const AlertEvent *ev)
+{
+	char   date[64], rb[32], from[ALERTS_EMAIL_MAX + 1];
+	char  *buf;
+	size_t cap = 2048;
+	time_t now = (time_t) (alerts_now_ms(as) / 1000);
+	struct tm tm;
+	int    n;
+
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	iso_time(ev->respond_by_ms, rb, sizeof(rb));
+	snprintf(from, sizeof(from), "%s", as->as_smtp_from != NULL ? as->as_smtp_from : "haven@localhost");
+	if ((buf = malloc(cap)) == NULL) {
+		return (NULL);
+	}
+	n = snprintf(buf, cap,
+	    "Date: %s\r\n"
+	    "From: <%s>\r\n"
+	    "To: undisclosed-recipients:;\r\n"
+	    "Message-ID: <%s@haven>\r\n"
+	    "Subject: [haven] %s (%s)\r\n"
+	    "Auto-Submitted: auto-generated\r\n"
+	    "MIME-Version: 1.0\r\n"
+	    "Content-Type: text/plain; charset=utf-8\r\n"
+	    "\r\n"
+	    "%s.\r\n"
+	    "Urgency: %s\r\n"
+	    "Respond by: %s\r\n"
+	    "Open in haven: %s\r\n"
+	    "\r\n"
+	    "Alert %s. This message carries no personal data; sign in to haven to see more.\r\n",
+	    date, from, j->aj_key, kind_text(ev->kind), alerts_urgency_name(ev->urgency),
+	    kind_text(ev->kind), alerts_urgency_name(ev->urgency), rb, ev->link, j->aj_key);
+	if (n < 0 || (size_t) n >= cap) {
+		free(buf);
+		return (NULL);
+	}
+	return (buf);
+}
+
+hv_status
+alerts_job_body(alerts_service *as, alerts_job *j, const AlertEvent *ev)
+{
+	j->aj_body = j->aj_channel == CHANNEL(WEBHOOK) ? webhook_body(j, ev) : mail_body(as, j, ev);
+	if (j->aj_body == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	j->aj_len = strlen(j->aj_body);
+	return (HV_OK);
+}
+
+void
+alerts_job_free(alerts_job *j)
+{
+	for (size_t i = 0; i < j->aj_nrcpt; i++) {
+		free(j->aj_rcpt[i]);
+	}
+	free(j->aj_rcpt);
+	free(j->aj_body);
+	OPENSSL_cleanse(j->aj_secret, sizeof(j->aj_secret));
+	memset(j, 0, sizeof(*j));
+}
+
+/* ---- curl ----------------------------------------------------------------------------- */
+
+typedef struct reader {
+	const char *r_p;
+	size_t      r_left;
+} reader;
+
+static size_t
+read_cb(char *buf, size_t size, size_t nmemb, void *arg)
+{
+	reader *r = arg;
+	size_t  n = size * nmemb < r->r_left ? size * nmemb : r->r_left;
+
+	memcpy(buf, r->r_p, n);
+	r->r_p += n;
+	r->r_left -= n;
+	return (n);
+}
+
+static size_t
+discard_cb(char *buf, size_t size, size_t nmemb, void *arg)
+{
+	(void) buf;
+	(void) arg;
+	return (size * nmemb);
+}
+
+static void
+send_mail(alerts_service *as, alerts_job *j, CURL *c)
+{
+	struct curl_slist *rcpt = NULL, *n;
+	reader             r    = { j->aj_body, j->aj_len };
+	char               from[ALERTS_EMAIL_MAX + 3];
+	CURLcode           rc;
+
+	snprintf(from, sizeof(from), "<%s>", as->as_smtp_from != NULL ? as->as_smtp_from : "haven@localhost");
+	for (size_t i = 0; i < j->aj_nrcpt; i++) {
+		char a[ALERTS_EMAIL_MAX + 3];
+
+		snprintf(a, sizeof(a), "<%s>", j->aj_rcpt[i]);
+		if ((n = curl_slist_append(rcpt, a)) == NULL) {
+			snprintf(j->aj_err, sizeof(j->aj_err), "out of memory");
+			goto out;
+		}
+		rcpt = n;
+	}
+	curl_easy_setopt(c, CURLOPT_URL, as->as_smtp_url);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+	curl_easy_setopt(c, CURLOPT_USE_SSL, (long) CURLUSESSL_ALL);
+	if (as->as_smtp_ca != NULL) {
+		curl_easy_setopt(c, CURLOPT_CAINFO, as->as_smtp_ca);
+	}
+	curl_easy_setopt(c, CURLOPT_MAIL_FROM, from);
+	curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
+	curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+	curl_easy_setopt(c, CURLOPT_READDATA, &r);
+	curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+	if ((rc = curl_easy_perform(c)) != CURLE_OK) {
+		snprintf(j->aj_err, sizeof(j->aj_err), "smtp: %s", curl_easy_strerror(rc));
+		goto out;
+	}
+	j->aj_ok = true;
+out:
+	curl_slist_free_all(rcpt);
+}
+
+static void
+send_webhook(alerts_job *j, CURL *c)
+{
+	struct curl_slist *h = NULL, *n;
+	uint8_t            mac[CRYPTO_HMAC_LEN];
+	char               sig[32 + 2 * CRYPTO_HMAC_LEN];
+	char               idem[ALERTS_KEY_MAX + 20];
+	long               code = 0;
+	CURLcode           rc;
+	int                off;
+
+	crypto_hmac_sha256(mac, j->aj_secret, j->aj_secretlen, j->aj_body, j->aj_len);
+	off = snprintf(sig, sizeof(sig), "X-Haven-Signature: sha256=");
+	for (size_t i = 0; i < sizeof(mac); i++) {
+		off += snprintf(sig + off, sizeof(sig) - (size_t) off, "%02x", mac[i]);
+	}
+	snprintf(idem, sizeof(idem), "Idempotency-Key: %s", j->aj_key);
+	if ((n = curl_slist_append(h, "Content-Type: application/json")) == NULL ||
+	    (h = n, n = curl_slist_append(h, sig)) == NULL || (h = n, n = curl_slist_append(h, idem)) == NULL ||
+	    (h = n, n = curl_slist_append(h, "Expect:")) == NULL) {
+		snprintf(j->aj_err, sizeof(j->aj_err), "out of memory");
+		goto out;
+	}
+	h = n;
+	curl_easy_setopt(c, CURLOPT_URL, j->aj_url);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, j->aj_body);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long) j->aj_len);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_cb);
+	if ((rc = curl_easy_perform(c)) != CURLE_OK) {
+		snprintf(j->aj_err, sizeof(j->aj_err), "webhook: %s", curl_easy_strerror(rc));
+		goto out;
+	}
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	if (code < 200 || code > 299) {
+		snprintf(j->aj_err, sizeof(j->aj_err), "webhook: HTTP status %ld", code);
+		goto out;
+	}
+	j->aj_ok = true;
+out:
+	curl_slist_free_all(h);
+	OPENSSL_cleanse(mac, sizeof(mac));
+}
+
+void
+alerts_job_send(alerts_service *as, alerts_job *j)
+{
+	CURL *c = curl_easy_init();
+
+	j->aj_ok = false;
+	if (c == NULL) {
+		snprintf(j->aj_err, sizeof(j->aj_err), "curl_easy_init failed");
+		return;
+	}
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ALERTS_SEND_TIMEOUT_MS);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, ALERTS_SEND_TIMEOUT_MS / 2);
+	if (j->aj_channel == CHANNEL(WEBHOOK)) {
+		send_webhook(j, c);
+	} else {
+		send_mail(as, j, c);
+	}
+	curl_easy_cleanup(c);
+}
