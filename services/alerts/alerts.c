@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define META_SEQ "seq"
 
@@ -62,15 +63,63 @@ alerts_escalate_ms(const alerts_service *as)
 	return (as->as_escalate_ms);
 }
 
+/* The last seq committed. */
+static uint64_t
+committed_seq(alerts_service *as)
+{
+	store_txn  *txn = NULL;
+	const void *v;
+	size_t      vl;
+	uint64_t    seq = 0;
+
+	if (store_read_begin(as->as_store, &txn) != HV_OK) {
+		return (0);
+	}
+	if (store_get(txn, as->as_meta, META_SEQ, strlen(META_SEQ), &v, &vl) == HV_OK && vl == 8) {
+		seq = hv_get_be64(v);
+	}
+	store_read_end(txn);
+	return (seq);
+}
+
+/* One round; while an enqueue's transaction has not committed yet (it kicked the sender from
+ * inside it), looks again every 2 ms for up to 100 ms. WatchEvents waiters are woken when new
+ * events committed. A transaction that rolled back leaves its seq pending: given up then. */
 static void
 sender_tick(void *arg)
 {
 	alerts_service *as = arg;
-	unsigned        sent = 0, failed = 0;
+	int64_t         t0 = hv_clock_mono_ms();
 	hv_status       st;
 
-	if ((st = alerts_run(as, &sent, &failed)) != HV_OK) {
-		log_warn("alerts: sender round failed: %s", hv_status_name(st));
+	for (;;) {
+		uint64_t want, have;
+
+		if ((st = alerts_run(as, NULL, NULL)) != HV_OK) {
+			log_warn("alerts: sender round failed: %s", hv_status_name(st));
+			return;
+		}
+		have = committed_seq(as);
+		pthread_mutex_lock(&as->as_lock);
+		want = as->as_pending_seq;
+		if (have > as->as_seen_seq) {
+			as->as_seen_seq = have;
+			as->as_wakes++;
+			pthread_cond_broadcast(&as->as_cond);
+		}
+		if (have >= want || hv_clock_mono_ms() - t0 > 100 || as->as_stopping) {
+			if (as->as_pending_seq > have) {
+				as->as_pending_seq = have;
+			}
+			pthread_mutex_unlock(&as->as_lock);
+			return;
+		}
+		pthread_mutex_unlock(&as->as_lock);
+		{
+			struct timespec d = { 0, 2 * 1000 * 1000 };
+
+			nanosleep(&d, NULL);
+		}
 	}
 }
 
@@ -354,6 +403,11 @@ enqueue_one(alerts_service *as, store_txn *txn, const alerts_event *ev, const ch
 	if ((st = next_seq(as, txn, &e.seq)) != HV_OK) {
 		return (st);
 	}
+	pthread_mutex_lock(&as->as_lock);
+	if (e.seq > as->as_pending_seq) {
+		as->as_pending_seq = e.seq;
+	}
+	pthread_mutex_unlock(&as->as_lock);
 	link_for(as, target, e.seq, link, sizeof(link));
 	e.kind          = ev->ae_kind;
 	e.urgency       = (Haven__Referral__V1__Urgency) ev->ae_urgency;

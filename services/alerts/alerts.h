@@ -93,6 +93,14 @@ void alerts_close(alerts_service *as);
 /* Registers haven.alerts.v1.Alerts on srv. */
 hv_status alerts_register(alerts_service *as, rpc_server *srv);
 
+/* Checks and stores an organisation's channels (what SetChannels does after its scope check;
+ * for tools and the bench). org must be an id; *version (may be NULL) gets the new version.
+ * INVALID_ARGUMENT with err naming the field. */
+hv_status alerts_set_channels(alerts_service *as, const char *org,
+    const Haven__Alerts__V1__Channels *c, uint64_t *version, char *err, size_t errsz);
+/* The checks of SetChannels: e-mail addresses, the webhook URL and its secret. */
+hv_status alerts_check_channels(const Haven__Alerts__V1__Channels *c, char *err, size_t errsz);
+
 /* ---- for the services whose events need a person (inside their store_write function) ---- */
 
 /* One event for some organisations. Strings are copied into the store; none may be personal

@@ -63,6 +63,11 @@ struct alerts_service {
 	bool            as_stopping;
 	bool            as_smtp_warned;
 	hv_ticker      *as_sender; /* NULL when manual or stopped */
+	/* The highest seq an enqueue handed out (its transaction may not have committed yet),
+	 * and the highest the sender saw committed: the sender looks again a few times while
+	 * the first is ahead, so that an alert leaves within milliseconds of its commit. */
+	uint64_t        as_pending_seq;
+	uint64_t        as_seen_seq;
 };
 
 /* One delivery as the sender carries it out of the store (all copies). */

@@ -34,6 +34,7 @@ SEEN_FAIL = set()
 
 def record(entry):
     entry["t"] = int(time.time() * 1000)
+    entry["t_us"] = int(time.time() * 1000000)
     with LOCK, open(os.path.join(DIR, "received.jsonl"), "a", encoding="utf-8") as f:
         f.write(json.dumps(entry) + "\n")
         f.flush()

@@ -161,45 +161,37 @@ may_act(alerts_service *as, rpc_call *call, const char *asked, char org[CAP_ID_M
 
 /* ---- SetChannels and GetChannels ------------------------------------------------------------ */
 
-static hv_status
-check_channels(rpc_call *call, const Channels *c)
+hv_status
+alerts_check_channels(const Channels *c, char *err, size_t errsz)
 {
-	char err[160];
-
+#define BAD(...) (snprintf(err, errsz, __VA_ARGS__), HV_INVALID_ARGUMENT)
 	if (c == NULL) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "channels is required"));
+		return (BAD("channels is required"));
 	}
 	if (c->n_emails > ALERTS_EMAILS_MAX) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "at most %d e-mail addresses",
-		    ALERTS_EMAILS_MAX));
+		return (BAD("at most %d e-mail addresses", ALERTS_EMAILS_MAX));
 	}
 	for (size_t i = 0; i < c->n_emails; i++) {
 		if (!alerts_email_ok(c->emails[i])) {
-			return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-			    "emails[%zu] is not an e-mail address (3..%d bytes, one @, no spaces or "
-			    "<>,;:\"()[])", i, ALERTS_EMAIL_MAX));
+			return (BAD("emails[%zu] is not an e-mail address (3..%d bytes, one @, no spaces "
+			            "or <>,;:\"()[])", i, ALERTS_EMAIL_MAX));
 		}
 	}
 	if (c->oncall_email[0] != '\0' && !alerts_email_ok(c->oncall_email)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "oncall_email is not an e-mail address"));
+		return (BAD("oncall_email is not an e-mail address"));
 	}
 	if (c->webhook_url[0] == '\0') {
-		if (c->webhook_secret.len != 0) {
-			return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-			    "webhook_secret without a webhook_url"));
-		}
-		return (HV_OK);
+		return (c->webhook_secret.len != 0 ? BAD("webhook_secret without a webhook_url") : HV_OK);
 	}
-	if (!alerts_url_ok(c->webhook_url, true, err, sizeof(err))) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "%s", err));
+	if (!alerts_url_ok(c->webhook_url, true, err, errsz)) {
+		return (HV_INVALID_ARGUMENT);
 	}
 	if (c->webhook_secret.len < ALERTS_SECRET_MIN || c->webhook_secret.len > ALERTS_SECRET_MAX) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "webhook_secret must be %d..%d bytes with a webhook_url", ALERTS_SECRET_MIN,
+		return (BAD("webhook_secret must be %d..%d bytes with a webhook_url", ALERTS_SECRET_MIN,
 		    ALERTS_SECRET_MAX));
 	}
 	return (HV_OK);
+#undef BAD
 }
 
 /* What an answer shows of stored channels: everything but the secret. */
@@ -251,30 +243,52 @@ set_fn(store_txn *txn, void *arg)
 	return (store_put_msg(txn, j->sj_as->as_channels, j->sj_org, strlen(j->sj_org), &c.base));
 }
 
+hv_status
+alerts_set_channels(alerts_service *as, const char *org, const Channels *c, uint64_t *version,
+    char *err, size_t errsz)
+{
+	set_job   j = { .sj_as = as, .sj_org = org, .sj_in = c };
+	hv_status st;
+
+	if (!ids_valid(org) || strlen(org) >= CAP_ID_MAX) {
+		snprintf(err, errsz, "org_id must be 1..63 bytes of [a-z0-9._-]");
+		return (HV_INVALID_ARGUMENT);
+	}
+	if ((st = alerts_check_channels(c, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	j.sj_now = alerts_now_ms(as);
+	if ((st = store_write(as->as_store, set_fn, &j)) != HV_OK) {
+		snprintf(err, errsz, "the channels of %s were not stored", org);
+		return (st);
+	}
+	if (version != NULL) {
+		*version = j.sj_version;
+	}
+	return (HV_OK);
+}
+
 static hv_status
 h_set_channels(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
 	alerts_service                             *as = svc;
 	const Haven__Alerts__V1__SetChannelsRequest *in = (const void *) req;
-	set_job                                     j  = { .sj_as = as, .sj_in = in->channels };
-	char                                        org[CAP_ID_MAX];
+	char                                        org[CAP_ID_MAX], err[RPC_ERRMSG_MAX];
+	uint64_t                                    version = 0;
 	Channels                                   *out;
 	hv_status                                   st;
 
-	if ((st = may_act(as, call, in->org_id, org)) != HV_OK ||
-	    (st = check_channels(call, in->channels)) != HV_OK) {
+	if ((st = may_act(as, call, in->org_id, org)) != HV_OK) {
 		return (st);
 	}
-	j.sj_org = org;
-	j.sj_now = alerts_now_ms(as);
-	if ((st = store_write(as->as_store, set_fn, &j)) != HV_OK) {
-		return (rpc_call_error(call, st, "the channels of %s were not stored", org));
+	if ((st = alerts_set_channels(as, org, in->channels, &version, err, sizeof(err))) != HV_OK) {
+		return (rpc_call_error(call, st, "%s", err));
 	}
 	if ((out = channels_answer(call, in->channels)) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
-	out->version    = j.sj_version;
-	out->updated_ms = (uint64_t) j.sj_now;
+	out->version    = version;
+	out->updated_ms = (uint64_t) alerts_now_ms(as);
 	*reply          = &out->base;
 	return (HV_OK);
 }
