@@ -624,6 +624,69 @@ fire_fn(store_txn *txn, void *arg)
 	return (st);
 }
 
+/* ---- keeping events ALERTS_KEEP_MS --------------------------------------------------------- */
+
+#define PRUNE_BATCH 256
+
+typedef struct prune_job {
+	alerts_service *pj_as;
+	int64_t         pj_cutoff;
+	unsigned        pj_pruned;
+} prune_job;
+
+/* Drops the oldest events (seq order is time order) older than the cutoff, a batch at a time. */
+static hv_status
+prune_fn(store_txn *txn, void *arg)
+{
+	prune_job    *j = arg;
+	store_cursor *c = NULL;
+	uint64_t      seqs[PRUNE_BATCH];
+	char          orgs[PRUNE_BATCH][CAP_ID_MAX];
+	size_t        n = 0;
+	const void   *k, *v;
+	size_t        kl, vl;
+	uint8_t       key[ALERTS_KEY_MAX];
+	hv_status     st;
+
+	j->pj_pruned = 0;
+	if ((st = store_cursor_open(txn, j->pj_as->as_events, &c)) != HV_OK) {
+		return (st);
+	}
+	for (st = store_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl); st == HV_OK && n < PRUNE_BATCH;
+	     st = store_cursor_next(c, &k, &kl, &v, &vl)) {
+		AlertEvent *e = haven__alerts__v1__alert_event__unpack(NULL, vl, v);
+		bool        old;
+
+		if (e == NULL || kl != 8) {
+			haven__alerts__v1__alert_event__free_unpacked(e, NULL);
+			st = HV_DATA_LOSS;
+			break;
+		}
+		old = e->time_ms < (uint64_t) j->pj_cutoff;
+		seqs[n] = e->seq;
+		snprintf(orgs[n], CAP_ID_MAX, "%s", e->org_id);
+		haven__alerts__v1__alert_event__free_unpacked(e, NULL);
+		if (!old) {
+			break;
+		}
+		n++;
+	}
+	store_cursor_close(c);
+	if (st != HV_OK && st != HV_NOT_FOUND) {
+		return (st);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((st = store_del(txn, j->pj_as->as_events, key, alerts_key_be64(key, seqs[i]))) !=
+		        HV_OK ||
+		    ((st = store_del(txn, j->pj_as->as_by_org, key,
+		          alerts_key_org(key, orgs[i], seqs[i]))) != HV_OK && st != HV_NOT_FOUND)) {
+			return (st);
+		}
+	}
+	j->pj_pruned = (unsigned) n;
+	return (HV_OK);
+}
+
 /* ---- the sender ------------------------------------------------------------------------- */
 
 /* Copies what one due delivery needs out of the read transaction into j. */
@@ -802,10 +865,44 @@ stopping(alerts_service *as)
 	return (s);
 }
 
+/* Whether a write is needed: the first timer is due, or the oldest event is past keeping.
+ * A read transaction, so that an idle sender never takes the node's write lock. */
+static hv_status
+peek(alerts_service *as, int64_t now, bool *timers, bool *prune)
+{
+	store_txn    *txn = NULL;
+	store_cursor *c   = NULL;
+	const void   *k, *v;
+	size_t        kl, vl;
+	hv_status     st;
+
+	*timers = *prune = false;
+	if ((st = store_read_begin(as->as_store, &txn)) != HV_OK) {
+		return (st);
+	}
+	if ((st = store_cursor_open(txn, as->as_timers, &c)) == HV_OK &&
+	    store_cursor_seek(c, NULL, 0, &k, &kl, NULL, NULL) == HV_OK) {
+		*timers = kl >= 8 && hv_get_be64(k) <= (uint64_t) now;
+	}
+	store_cursor_close(c);
+	c = NULL;
+	if (st == HV_OK && (st = store_cursor_open(txn, as->as_events, &c)) == HV_OK &&
+	    store_cursor_seek(c, NULL, 0, NULL, NULL, &v, &vl) == HV_OK) {
+		AlertEvent *e = haven__alerts__v1__alert_event__unpack(NULL, vl, v);
+
+		*prune = e == NULL || (int64_t) e->time_ms < now - ALERTS_KEEP_MS;
+		haven__alerts__v1__alert_event__free_unpacked(e, NULL);
+	}
+	store_cursor_close(c);
+	store_read_end(txn);
+	return (st);
+}
+
 hv_status
 alerts_run(alerts_service *as, unsigned *sent, unsigned *failed)
 {
 	fire_job   fj = { .fj_as = as };
+	prune_job  pj = { .pj_as = as };
 	alerts_job jobs[ALERTS_BATCH];
 	size_t     n;
 	hv_status  st;
@@ -816,12 +913,21 @@ alerts_run(alerts_service *as, unsigned *sent, unsigned *failed)
 	if (failed != NULL) {
 		*failed = 0;
 	}
+	bool       timers, prune;
+
+	if ((st = peek(as, alerts_now_ms(as), &timers, &prune)) != HV_OK) {
+		return (st);
+	}
+	pj.pj_cutoff = alerts_now_ms(as) - ALERTS_KEEP_MS;
+	if (prune && (st = store_write(as->as_store, prune_fn, &pj)) != HV_OK) {
+		return (st);
+	}
 	do {
 		fj.fj_now = alerts_now_ms(as);
-		if ((st = store_write(as->as_store, fire_fn, &fj)) != HV_OK) {
+		if (timers && (st = store_write(as->as_store, fire_fn, &fj)) != HV_OK) {
 			return (st);
 		}
-	} while (fj.fj_fired == ALERTS_TIMER_BATCH && !stopping(as));
+	} while (timers && fj.fj_fired == ALERTS_TIMER_BATCH && !stopping(as));
 	/* Rounds of a batch each, until nothing is due (each send has its timeout). */
 	for (unsigned round = 0; round < 64 && !stopping(as); round++) {
 		done_job dj = { .dj_as = as, .dj_jobs = jobs };

@@ -524,6 +524,18 @@ test_smtp_refuses_clear(void **state)
 	fixture_close(&f);
 }
 
+static uint64_t
+table_count(fixture *f, store_table t)
+{
+	store_txn *txn;
+	uint64_t   n = 0;
+
+	assert_int_equal(store_read_begin(f->st, &txn), HV_OK);
+	assert_int_equal(store_count(txn, t, &n), HV_OK);
+	store_read_end(txn);
+	return (n);
+}
+
 /* ---- timers -------------------------------------------------------------------------------- */
 
 static void
@@ -614,6 +626,14 @@ test_waiting_then_unmet(void **state)
 	json_decref(got);
 	atomic_store(&clock_offset, 3 * 3600 * 1000);
 	run_expect(&f, 0, 0);
+
+	/* Events are kept ALERTS_KEEP_MS, then dropped with their index entries. */
+	assert_int_equal(table_count(&f, f.as->as_events), 3);
+	assert_int_equal(table_count(&f, f.as->as_by_org), 3);
+	atomic_store(&clock_offset, ALERTS_KEEP_MS + 3 * 3600 * 1000 + 1);
+	run_expect(&f, 0, 0);
+	assert_int_equal(table_count(&f, f.as->as_events), 0);
+	assert_int_equal(table_count(&f, f.as->as_by_org), 0);
 	fixture_close(&f);
 }
 
