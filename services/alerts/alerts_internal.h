@@ -93,6 +93,11 @@ size_t alerts_key_org(uint8_t key[ALERTS_KEY_MAX], const char *org, uint64_t seq
 /* be64 v then s (no separator: v has a fixed size) */
 size_t alerts_key_timed(uint8_t key[ALERTS_KEY_MAX], uint64_t v, const char *s);
 
+/* An org's channels (alerts.c); *out NULL when it configured none. */
+hv_status alerts_channels_get(alerts_service *as, store_txn *txn, const char *org, Channels **out);
+/* Fires one due timer into its event (alerts.c). */
+hv_status alerts_fire_timer(alerts_service *as, store_txn *txn, const Timer *t, int64_t now);
+
 /* ---- checks (alerts_rpc.c) ------------------------------------------------------------- */
 bool alerts_email_ok(const char *s);
 /* An https:// URL, or http:// to a loopback host. err names the problem. */
