@@ -196,6 +196,7 @@ alerts_open(alerts_service **out, const alerts_options *opts)
 	as->as_escalate_ms = 1000ull * (opts->escalate_after_s != 0 ? opts->escalate_after_s : 600);
 	as->as_unmet_ms    = 1000ull * (opts->unmet_after_s != 0 ? opts->unmet_after_s : 3600);
 	as->as_watchers_max = opts->watchers_max != 0 ? opts->watchers_max : 2;
+	as->as_allow_private = opts->webhook_allow_private;
 	as->as_now     = opts->now_ms;
 	as->as_now_arg = opts->now_arg;
 	if (nomem) {

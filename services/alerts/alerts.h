@@ -78,6 +78,11 @@ typedef struct alerts_options {
 	uint32_t    unmet_after_s;    /* need waiting unmet; 0: 3600 */
 	uint32_t    tick_ms;          /* sender period; 0: 200 */
 	unsigned    watchers_max;     /* WatchEvents waiting at once; 0: 2 */
+	/* Webhooks may reach loopback, private and link-local addresses (and http:// to a
+	 * loopback host). Off: an organisation's webhook cannot make the node POST to itself or
+	 * its network (checked on the address connected to, after DNS). Tests and local relays
+	 * only. */
+	bool        webhook_allow_private;
 	int64_t (*now_ms)(void *arg); /* NULL: the wall clock (Unix ms) */
 	void *now_arg;
 	bool  manual; /* no sender thread: alerts_run does a round (tests, tools) */
@@ -98,8 +103,10 @@ hv_status alerts_register(alerts_service *as, rpc_server *srv);
  * INVALID_ARGUMENT with err naming the field. */
 hv_status alerts_set_channels(alerts_service *as, const char *org,
     const Haven__Alerts__V1__Channels *c, uint64_t *version, char *err, size_t errsz);
-/* The checks of SetChannels: e-mail addresses, the webhook URL and its secret. */
-hv_status alerts_check_channels(const Haven__Alerts__V1__Channels *c, char *err, size_t errsz);
+/* The checks of SetChannels: e-mail addresses, the webhook URL (http:// to a loopback host
+ * only with allow_private) and its secret. */
+hv_status alerts_check_channels(const Haven__Alerts__V1__Channels *c, bool allow_private,
+    char *err, size_t errsz);
 
 /* ---- for the services whose events need a person (inside their store_write function) ---- */
 

@@ -42,6 +42,7 @@ struct alerts_service {
 	uint64_t     as_escalate_ms;
 	uint64_t     as_unmet_ms;
 	unsigned     as_watchers_max;
+	bool         as_allow_private; /* webhooks to loopback and private addresses */
 	int64_t    (*as_now)(void *);
 	void        *as_now_arg;
 
@@ -113,6 +114,9 @@ hv_status alerts_job_body(alerts_service *as, alerts_job *j, const AlertEvent *e
 /* Sends the job (libcurl); sets aj_ok or aj_err. */
 void alerts_job_send(alerts_service *as, alerts_job *j);
 void alerts_job_free(alerts_job *j);
+/* Whether an address (text) is loopback, private, link-local, shared, multicast or
+ * unspecified, IPv4 or IPv6 (IPv4-mapped too); what cannot be parsed counts as private. */
+bool alerts_ip_private(const char *ip);
 /* curl_global_init once per process. */
 hv_status alerts_send_init(void);
 

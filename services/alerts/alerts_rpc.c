@@ -162,7 +162,7 @@ may_act(alerts_service *as, rpc_call *call, const char *asked, char org[CAP_ID_M
 /* ---- SetChannels and GetChannels ------------------------------------------------------------ */
 
 hv_status
-alerts_check_channels(const Channels *c, char *err, size_t errsz)
+alerts_check_channels(const Channels *c, bool allow_private, char *err, size_t errsz)
 {
 #define BAD(...) (snprintf(err, errsz, __VA_ARGS__), HV_INVALID_ARGUMENT)
 	if (c == NULL) {
@@ -183,7 +183,7 @@ alerts_check_channels(const Channels *c, char *err, size_t errsz)
 	if (c->webhook_url[0] == '\0') {
 		return (c->webhook_secret.len != 0 ? BAD("webhook_secret without a webhook_url") : HV_OK);
 	}
-	if (!alerts_url_ok(c->webhook_url, true, err, errsz)) {
+	if (!alerts_url_ok(c->webhook_url, allow_private, err, errsz)) {
 		return (HV_INVALID_ARGUMENT);
 	}
 	if (c->webhook_secret.len < ALERTS_SECRET_MIN || c->webhook_secret.len > ALERTS_SECRET_MAX) {
@@ -254,7 +254,7 @@ alerts_set_channels(alerts_service *as, const char *org, const Channels *c, uint
 		snprintf(err, errsz, "org_id must be 1..63 bytes of [a-z0-9._-]");
 		return (HV_INVALID_ARGUMENT);
 	}
-	if ((st = alerts_check_channels(c, err, errsz)) != HV_OK) {
+	if ((st = alerts_check_channels(c, as->as_allow_private, err, errsz)) != HV_OK) {
 		return (st);
 	}
 	j.sj_now = alerts_now_ms(as);

@@ -10,6 +10,7 @@
 
 #include "haven/crypto.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -215,8 +216,52 @@ out:
 	curl_slist_free_all(rcpt);
 }
 
+/* Whether an address is loopback, private, link-local, shared or unspecified (IPv4, IPv6 and
+ * IPv4-mapped IPv6). Unparsable counts as private. */
+bool
+alerts_ip_private(const char *ip)
+{
+	uint8_t a[16];
+
+	if (inet_pton(AF_INET, ip, a) == 1) {
+		return (a[0] == 0 || a[0] == 10 || a[0] == 127 || (a[0] == 169 && a[1] == 254) ||
+		    (a[0] == 172 && (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168) ||
+		    (a[0] == 100 && (a[1] & 0xc0) == 64) || a[0] >= 224);
+	}
+	if (inet_pton(AF_INET6, ip, a) == 1) {
+		static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		static const uint8_t zero[15];
+		char                 v4[INET_ADDRSTRLEN];
+
+		if (memcmp(a, mapped, 12) == 0) {
+			return (inet_ntop(AF_INET, a + 12, v4, sizeof(v4)) == NULL || alerts_ip_private(v4));
+		}
+		return (memcmp(a, zero, 15) == 0 /* :: and ::1 */ || (a[0] & 0xfe) == 0xfc ||
+		    (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) || a[0] == 0xff);
+	}
+	return (true);
+}
+
+/* libcurl calls this once connected, before the request is sent: the address it reached,
+ * after DNS, so that a name resolving to the node's own network is refused too. */
+static int
+prereq_cb(void *arg, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+	alerts_job *j = arg;
+
+	(void) local_ip;
+	(void) primary_port;
+	(void) local_port;
+	if (alerts_ip_private(primary_ip)) {
+		snprintf(j->aj_err, sizeof(j->aj_err),
+		    "webhook: refused: %s is a loopback or private address", primary_ip);
+		return (CURL_PREREQFUNC_ABORT);
+	}
+	return (CURL_PREREQFUNC_OK);
+}
+
 static void
-send_webhook(alerts_job *j, CURL *c)
+send_webhook(alerts_service *as, alerts_job *j, CURL *c)
 {
 	struct curl_slist *h = NULL, *n;
 	uint8_t            mac[CRYPTO_HMAC_LEN];
@@ -246,8 +291,15 @@ send_webhook(alerts_job *j, CURL *c)
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, j->aj_body);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long) j->aj_len);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_cb);
+	if (!as->as_allow_private) {
+		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+		curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, prereq_cb);
+		curl_easy_setopt(c, CURLOPT_PREREQDATA, j);
+	}
 	if ((rc = curl_easy_perform(c)) != CURLE_OK) {
-		snprintf(j->aj_err, sizeof(j->aj_err), "webhook: %s", curl_easy_strerror(rc));
+		if (j->aj_err[0] == '\0') {
+			snprintf(j->aj_err, sizeof(j->aj_err), "webhook: %s", curl_easy_strerror(rc));
+		}
 		goto out;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
@@ -266,7 +318,8 @@ alerts_job_send(alerts_service *as, alerts_job *j)
 {
 	CURL *c = curl_easy_init();
 
-	j->aj_ok = false;
+	j->aj_ok     = false;
+	j->aj_err[0] = '\0';
 	if (c == NULL) {
 		snprintf(j->aj_err, sizeof(j->aj_err), "curl_easy_init failed");
 		return;
@@ -275,7 +328,7 @@ alerts_job_send(alerts_service *as, alerts_job *j)
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ALERTS_SEND_TIMEOUT_MS);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, ALERTS_SEND_TIMEOUT_MS / 2);
 	if (j->aj_channel == CHANNEL(WEBHOOK)) {
-		send_webhook(j, c);
+		send_webhook(as, j, c);
 	} else {
 		send_mail(as, j, c);
 	}

@@ -200,6 +200,7 @@ open_alerts(fixture *f, const char *smtp)
 	o.now_ms       = test_now;
 	o.manual       = true;
 	o.watchers_max = 1;
+	o.webhook_allow_private = true; /* the receivers are on loopback */
 	assert_int_equal(alerts_open(&f->as, &o), HV_OK);
 }
 
@@ -487,6 +488,7 @@ test_smtp_refuses_clear(void **state)
 	/* The webhook port speaks HTTP, not SMTP: no STARTTLS there. */
 	o.store = f.st;
 	o.capacity = f.cs;
+	o.webhook_allow_private = true;
 	o.manual = true;
 	o.now_ms = test_now;
 	o.smtp_ca_file = "/nonexistent-ca.pem";
@@ -883,6 +885,42 @@ test_rpc_watch(void **state)
 	(void) t2;
 }
 
+/* Without webhook_allow_private an organisation's webhook cannot reach the node's own host or
+ * network: http:// to loopback is refused when it is set, and every address connected to is
+ * checked after DNS. */
+static void
+test_private_addresses(void **state)
+{
+	static const char *private_ips[] = { "127.0.0.1", "127.9.9.9", "10.1.2.3", "172.16.0.1",
+		"172.31.255.255", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
+		"224.0.0.1", "::1", "::", "fe80::1", "fd00::1", "fc00::2", "::ffff:127.0.0.1",
+		"::ffff:10.0.0.1", "ff02::1", "not an address", "" };
+	static const char *public_ips[] = { "8.8.8.8", "172.32.0.1", "172.15.255.255",
+		"100.128.0.1", "192.169.0.1", "2001:db8::1", "2a00:1450::1", "::ffff:8.8.8.8" };
+	Channels c = HAVEN__ALERTS__V1__CHANNELS__INIT;
+	char     err[200];
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(private_ips) / sizeof(private_ips[0]); i++) {
+		if (!alerts_ip_private(private_ips[i])) {
+			fail_msg("%s counted as public", private_ips[i]);
+		}
+	}
+	for (size_t i = 0; i < sizeof(public_ips) / sizeof(public_ips[0]); i++) {
+		if (alerts_ip_private(public_ips[i])) {
+			fail_msg("%s counted as private", public_ips[i]);
+		}
+	}
+	c.webhook_url         = "http://127.0.0.1:8080/hook";
+	c.webhook_secret.data = (uint8_t *) SECRET;
+	c.webhook_secret.len  = strlen(SECRET);
+	assert_int_equal(alerts_check_channels(&c, false, err, sizeof(err)), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(err, "https://"));
+	assert_int_equal(alerts_check_channels(&c, true, err, sizeof(err)), HV_OK);
+	c.webhook_url = "https://partner.example.org/hook";
+	assert_int_equal(alerts_check_channels(&c, false, err, sizeof(err)), HV_OK);
+}
+
 int
 main(void)
 {
@@ -896,6 +934,7 @@ main(void)
 		cmocka_unit_test(test_waiting_then_unmet),
 		cmocka_unit_test(test_rpc_channels),
 		cmocka_unit_test(test_rpc_watch),
+		cmocka_unit_test(test_private_addresses),
 	};
 
 	return (cmocka_run_group_tests(tests, group_setup, group_teardown));

@@ -176,6 +176,7 @@ main(int argc, char **argv)
 	ao.smtp_ca_file     = cfg.smtp_ca;
 	ao.escalate_after_s = (uint32_t) cfg.escalate_after_s;
 	ao.unmet_after_s    = (uint32_t) cfg.unmet_after_s;
+	ao.webhook_allow_private = cfg.webhook_allow_private;
 	if ((st = alerts_open(&als, &ao)) != HV_OK) {
 		log_error("cannot open the alerts: %s", hv_status_name(st));
 		ret = exit_code(st);

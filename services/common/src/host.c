@@ -111,6 +111,11 @@ static const config_option host_options[] = {
 	    "An offer for an immediate need not acknowledged this many seconds after it was made "
 	    "alerts the provider again (its on-call address too) and the coordinators of the "
 	    "referral's region." },
+	{ "webhook_allow_private", CONFIG_BOOL, offsetof(host_config, webhook_allow_private),
+	    "false", 0, 0,
+	    "Let organisations' alert webhooks reach loopback, private and link-local addresses "
+	    "(and http:// to a loopback host). Off by default: a partner's webhook must not make "
+	    "the node POST into its own host or network. For tests and a local relay only." },
 	{ "unmet_after_s", CONFIG_UINT, offsetof(host_config, unmet_after_s), "3600", 60, 604800,
 	    "A need waiting this long for a provider with room alerts the referrer again and the "
 	    "coordinators of its region." },

@@ -71,6 +71,7 @@ typedef struct host_config {
 	char       *smtp_ca;           /* CA file for the SMTP server's certificate; NULL: system */
 	uint64_t    escalate_after_s;  /* an immediate offer not acknowledged */
 	uint64_t    unmet_after_s;     /* a need waiting unmet */
+	bool        webhook_allow_private; /* webhooks to loopback and private addresses */
 } host_config;
 
 /* Reads --config FILE (if given) and then the command-line options over it. Returns 0, or the
