@@ -7,6 +7,7 @@
 #define HAVEN_ALERTS_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -69,6 +70,9 @@ struct alerts_service {
 	 * the first is ahead, so that an alert leaves within milliseconds of its commit. */
 	uint64_t        as_pending_seq;
 	uint64_t        as_seen_seq;
+	/* Deliveries by channel (index Channel): sent, failed attempts, dropped (given up or
+	 * their channel removed). Only the sender writes them; the metrics page reads them. */
+	_Atomic uint64_t as_sent[4], as_failed[4], as_dropped[4];
 };
 
 /* One delivery as the sender carries it out of the store (all copies). */
@@ -117,6 +121,8 @@ void alerts_job_free(alerts_job *j);
 /* Whether an address (text) is loopback, private, link-local, shared, multicast or
  * unspecified, IPv4 or IPv6 (IPv4-mapped too); what cannot be parsed counts as private. */
 bool alerts_ip_private(const char *ip);
+/* The alerts' gauges and counters at scrape time (alerts_round.c). */
+void alerts_metrics_collect(void *arg, metrics_writer *w);
 /* curl_global_init once per process. */
 hv_status alerts_send_init(void);
 

@@ -261,6 +261,9 @@ done_one(alerts_service *as, store_txn *txn, alerts_job *j, int64_t now)
 		goto out;
 	}
 	if (j->aj_ok || j->aj_gone || d->attempts + 1 >= ALERTS_ATTEMPTS) {
+		if (!j->aj_ok && !j->aj_gone) {
+			log_warn("alerts: delivery %s given up after %u attempts", d->key, d->attempts + 1);
+		}
 		st = store_del(txn, as->as_deliver, d->key, strlen(d->key));
 		goto out;
 	}
@@ -287,6 +290,23 @@ done_fn(store_txn *txn, void *arg)
 		}
 	}
 	return (HV_OK);
+}
+
+/* The metrics' counters, once the outcome of a batch committed. */
+static void
+count(alerts_service *as, const alerts_job *jobs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned c = jobs[i].aj_channel < 4 ? (unsigned) jobs[i].aj_channel : 0;
+
+		if (jobs[i].aj_ok) {
+			atomic_fetch_add(&as->as_sent[c], 1);
+		} else if (jobs[i].aj_gone) {
+			atomic_fetch_add(&as->as_dropped[c], 1);
+		} else {
+			atomic_fetch_add(&as->as_failed[c], 1);
+		}
+	}
 }
 
 static bool
@@ -396,8 +416,8 @@ alerts_run(alerts_service *as, unsigned *sent, unsigned *failed)
 		}
 		dj.dj_n   = n;
 		dj.dj_now = alerts_now_ms(as);
-		if (st == HV_OK && n > 0) {
-			st = store_write(as->as_store, done_fn, &dj);
+		if (st == HV_OK && n > 0 && (st = store_write(as->as_store, done_fn, &dj)) == HV_OK) {
+			count(as, jobs, n);
 		}
 		for (size_t i = 0; i < n; i++) {
 			alerts_job_free(&jobs[i]);
@@ -407,6 +427,45 @@ alerts_run(alerts_service *as, unsigned *sent, unsigned *failed)
 		}
 	}
 	return (st);
+}
+
+/* ---- metrics ---------------------------------------------------------------------------- */
+
+static void
+counter_family(metrics_writer *w, const char *name, const char *help, _Atomic uint64_t *v)
+{
+	metrics_family(w, name, METRICS_COUNTER, help);
+	for (Channel c = CHANNEL(EMAIL); c <= CHANNEL(WEBHOOK); c++) {
+		metrics_sample(w, name, (double) atomic_load(&v[c]), "channel", alerts_channel_name(c),
+		    (char *) NULL);
+	}
+}
+
+void
+alerts_metrics_collect(void *arg, metrics_writer *w)
+{
+	alerts_service *as  = arg;
+	store_txn      *txn = NULL;
+	uint64_t        outbox = 0, timers = 0;
+
+	if (store_read_begin(as->as_store, &txn) == HV_OK) {
+		(void) store_count(txn, as->as_deliver, &outbox);
+		(void) store_count(txn, as->as_timers, &timers);
+		store_read_end(txn);
+	}
+	metrics_family(w, "haven_alerts_outbox", METRICS_GAUGE,
+	    "Alert deliveries waiting in the outbox (due or in back-off).");
+	metrics_sample(w, "haven_alerts_outbox", (double) outbox, (char *) NULL);
+	metrics_family(w, "haven_alerts_timers", METRICS_GAUGE,
+	    "Alert timers set: offers to warn or escalate, needs waiting.");
+	metrics_sample(w, "haven_alerts_timers", (double) timers, (char *) NULL);
+	counter_family(w, "haven_alerts_delivered_total", "Alert deliveries accepted by the receiver.",
+	    as->as_sent);
+	counter_family(w, "haven_alerts_failed_total",
+	    "Alert delivery attempts that failed (tried again with back-off).", as->as_failed);
+	counter_family(w, "haven_alerts_dropped_total",
+	    "Alert deliveries dropped: their channel was removed or their event expired.",
+	    as->as_dropped);
 }
 
 hv_status

@@ -474,6 +474,9 @@ alerts_register(alerts_service *as, rpc_server *srv)
 		{ .name = "WatchEvents", .handler = h_watch, .roles = R_ALERTS },
 	};
 
-	return (rpc_server_add_service(srv, &haven__alerts__v1__alerts__descriptor, impls,
-	    sizeof(impls) / sizeof(impls[0]), as));
+	hv_status st = rpc_server_add_service(srv, &haven__alerts__v1__alerts__descriptor, impls,
+	    sizeof(impls) / sizeof(impls[0]), as);
+
+	return (st != HV_OK ? st
+	                    : metrics_add_collector(rpc_server_metrics(srv), alerts_metrics_collect, as));
 }

@@ -342,6 +342,8 @@ test_delivered(void **state)
 	assert_int_equal(n, 0);
 	run_expect(&f, 0, 0);
 
+	assert_int_equal(atomic_load(&f.as->as_sent[CHANNEL(EMAIL)]), 1);
+	assert_int_equal(atomic_load(&f.as->as_sent[CHANNEL(WEBHOOK)]), 1);
 	mail = received("d-shelter", "smtp");
 	assert_int_equal(json_array_size(mail), 1);
 	assert_true(json_is_true(json_object_get(json_array_get(mail, 0), "tls")));
@@ -415,8 +417,10 @@ test_retry(void **state)
 	run_expect(&f, 0, 0); /* not due yet: 1 s back-off */
 	assert_int_equal(alerts_outbox_count(f.as, &n), HV_OK);
 	assert_int_equal(n, 1);
+	assert_int_equal(atomic_load(&f.as->as_failed[CHANNEL(WEBHOOK)]), 1);
 	atomic_store(&clock_offset, 1500);
 	run_expect(&f, 1, 0);
+	assert_int_equal(atomic_load(&f.as->as_sent[CHANNEL(WEBHOOK)]), 1);
 	hook = received("t-ngo", "webhook");
 	assert_int_equal(json_array_size(hook), 2);
 	assert_string_equal(field(hook, 0, "key"), field(hook, 1, "key"));
@@ -764,6 +768,16 @@ test_rpc_channels(void **state)
 	c.webhook_secret.len = strlen(SECRET);
 	assert_int_equal(set_call(&x, "p-ngo", &c, err), HV_OK);
 	assert_int_equal(set_call(&x, "p-ngo", &c, err), HV_OK);
+	{
+		char  *page = NULL;
+		size_t len;
+
+		assert_int_equal(metrics_render(rpc_server_metrics(x.srv), &page, &len), HV_OK);
+		assert_non_null(strstr(page, "\nhaven_alerts_outbox 0\n"));
+		assert_non_null(strstr(page, "\nhaven_alerts_delivered_total{channel=\"webhook\"} 0\n"));
+		assert_null(strstr(page, "p-ngo")); /* no organisation in a label */
+		free(page);
+	}
 	g_req.org_id = "p-ngo";
 	assert_int_equal(call(&x, "GetChannels", &g_req.base, &haven__alerts__v1__channels__descriptor,
 	                     (ProtobufCMessage **) &got, err), HV_OK);
