@@ -94,5 +94,6 @@ int cmd_admin(cli *c, int argc, char **argv);
 int cmd_subject(cli *c, int argc, char **argv);
 int cmd_consent(cli *c, int argc, char **argv);
 int cmd_audit(cli *c, int argc, char **argv);
+int cmd_alerts(cli *c, int argc, char **argv);
 
 #endif

@@ -86,6 +86,9 @@ usage(FILE *f)
 	    "  consent rotate-key     rotate the key-encryption key now (operator, admin)\n"
 	    "  audit verify           recompute the audit chain; name the first bad entry\n"
 	    "  audit show [--subject ID] [--after SEQ] [--limit N]    who saw whom\n"
+	    "  alerts show [ORG]      an organisation's alert channels (docs/alerts.md)\n"
+	    "  alerts set [ORG] [--email A,...] [--oncall A] [--webhook URL --secret-file F]\n"
+	    "  alerts watch [ORG] [--after SEQ] [--wait MS]    its alerts after a cursor\n"
 	    "exit codes: 0 ok, 1..16 the call's gRPC status code, 64 usage\n");
 }
 
@@ -107,6 +110,7 @@ static const struct {
 	{ "subject", cmd_subject },
 	{ "consent", cmd_consent },
 	{ "audit", cmd_audit },
+	{ "alerts", cmd_alerts },
 };
 
 int

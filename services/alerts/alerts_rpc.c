@@ -115,7 +115,9 @@ alerts_url_ok(const char *url, bool allow_plain_loopback, char *err, size_t errs
 	}
 	if (strcmp(scheme, "https") != 0 &&
 	    !(strcmp(scheme, "http") == 0 && allow_plain_loopback && loopback(host))) {
-		snprintf(err, errsz, "webhook_url must be https:// (http:// only to a loopback host)");
+		snprintf(err, errsz, allow_plain_loopback
+		        ? "webhook_url must be https:// (http:// only to a loopback host)"
+		        : "webhook_url must be https://");
 		goto out;
 	}
 	ok = true;

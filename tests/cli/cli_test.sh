@@ -66,6 +66,10 @@ expect 64 "capacity freed needs SERVICE" capacity freed
 expect 64 "N must be" capacity taken svc-x 0
 expect 64 "--version must be" service approve svc-x --version 0
 expect 64 "--org needs --key" --org acme health
+expect 64 "--webhook and --secret-file go together" alerts set x --webhook https://a.test/h
+expect 64 "--wait (ms) must be 0..25000" alerts watch x --wait 99999
+expect 64 "--after must be" alerts watch x --after -1
+expect 64 "usage: haven alerts" alerts frobnicate
 # The node's answers: the gRPC status as the exit code, and its message.
 expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region Atlantis
 expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region=Atlantis
@@ -75,6 +79,9 @@ expect 5 "no service svc-none" capacity taken svc-none
 expect 9 "nobody-here is not an enabled referrer organisation" subject transfer $S --to nobody-here
 expect 3 "subject id must be 32 lower-case hex characters" consent check nothex --purpose referral
 expect 3 "subject id must be 32 lower-case hex characters" audit show --subject=zz
+expect 3 "org_id is required" alerts show
+expect 5 "no enabled organisation nobody" alerts show nobody
+expect 3 "org_id must be" alerts set "Bad Org"
 # A node without a CA (tls_ca) cannot check a partner's certificate, so it registers none.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/x.key" \
 	-subj /CN=ngo-x -days 1 -out "$tmp/x.pem" 2>/dev/null
@@ -85,6 +92,18 @@ expect 3 "period '2025-W53': week must be 01..52 (2025 has 52 ISO weeks)" stats 
 expect 9 "period 2099-01 has not ended" stats --period 2099-01
 expect 9 "this node answers statistics by calendar month only" stats --period 2020-W53
 expect 0 "" stats --period 2020-12 --region Rotterdam
+# Alert channels of an organisation, set by the operator (docs/alerts.md).
+expect 0 "" org register ngo-alerts --name "NGO alerts" --role referrer --region Rotterdam
+printf 'a-webhook-secret-of-32-bytes-xx\n' >"$tmp/secret"
+expect 3 "emails[1] is not an e-mail address" alerts set ngo-alerts --email desk@ngo.test,nobody
+expect 3 "webhook_url must be https://" alerts set ngo-alerts --webhook http://10.0.0.1/h \
+	--secret-file "$tmp/secret"
+expect 0 "" alerts set ngo-alerts --email desk@ngo.test --webhook https://hooks.ngo.test/h \
+	--secret-file "$tmp/secret"
+expect 0 "" alerts show ngo-alerts
+grep -q "(signed; secret set)" "$tmp/out" || { echo "cli_test: FAIL: alerts show: $(cat "$tmp/out")" >&2; fails=$((fails + 1)); }
+! grep -q "a-webhook-secret" "$tmp/out" || { echo "cli_test: FAIL: the secret was shown" >&2; fails=$((fails + 1)); }
+expect 0 "" alerts watch ngo-alerts --wait 200
 
 # Many refused invocations in a row leave the node answering at once.
 n=0
