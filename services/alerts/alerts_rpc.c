@@ -343,6 +343,9 @@ watch_read(alerts_service *as, rpc_call *call, const char *org, uint64_t after, 
 	const void   *k;
 	hv_status     st;
 
+	if (after == UINT64_MAX) {
+		return (HV_OK); /* nothing can follow */
+	}
 	if ((st = store_read_begin(as->as_store, &txn)) != HV_OK) {
 		return (st);
 	}

@@ -258,6 +258,15 @@ test_rpc_watch(void **state)
 	protobuf_c_message_free_unpacked(out, NULL);
 	out = NULL;
 
+	/* The largest cursor: nothing follows it (no wrap to the start). */
+	r.after       = UINT64_MAX;
+	r.max_wait_ms = 0;
+	assert_int_equal(call(&x, "WatchEvents", &r.base,
+	                     &haven__alerts__v1__watch_events_response__descriptor, &out, err), HV_OK);
+	assert_int_equal(((Haven__Alerts__V1__WatchEventsResponse *) out)->n_events, 0);
+	protobuf_c_message_free_unpacked(out, NULL);
+	out = NULL;
+
 	/* Bad input. */
 	r.page_size = 201;
 	assert_int_equal(call(&x, "WatchEvents", &r.base,
