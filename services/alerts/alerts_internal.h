@@ -115,8 +115,9 @@ const char *alerts_channel_name(Channel c);
 /* Fills aj_body for the event (JSON for a webhook, an RFC 5322 message for e-mail). No field
  * of it comes from anything but the event's kind, urgency, times, seq, target and link. */
 hv_status alerts_job_body(alerts_service *as, alerts_job *j, const AlertEvent *ev);
-/* Sends the job (libcurl); sets aj_ok or aj_err. */
-void alerts_job_send(alerts_service *as, alerts_job *j);
+/* Sends the jobs at once (libcurl's multi interface, at most ALERTS_BATCH); sets each one's
+ * aj_ok, or aj_err naming what failed. */
+void alerts_jobs_send(alerts_service *as, alerts_job **jobs, size_t n);
 void alerts_job_free(alerts_job *j);
 /* Whether an address (text) is loopback, private, link-local, shared, multicast or
  * unspecified, IPv4 or IPv6 (IPv4-mapped too); what cannot be parsed counts as private. */

@@ -84,6 +84,9 @@ def main():
     smtp.port = s.getsockname()[1]
     s.close()
     smtp.start()
+    # The sender sends a batch at once: a listen backlog of 5 (the default) would drop
+    # connections and cost each a 1 s SYN retry.
+    ThreadingHTTPServer.request_queue_size = 128
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     tmp = os.path.join(DIR, "ports.tmp")
     with open(tmp, "w", encoding="utf-8") as f:

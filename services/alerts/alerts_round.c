@@ -320,6 +320,46 @@ stopping(alerts_service *as)
 	return (s);
 }
 
+/* Sends what can be sent of a batch at once (alerts_jobs_send), logs each outcome. */
+static void
+send_batch(alerts_service *as, alerts_job *jobs, size_t n, unsigned *sent, unsigned *failed)
+{
+	alerts_job *go[ALERTS_BATCH];
+	size_t      ngo = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (jobs[i].aj_gone) {
+			continue;
+		}
+		if (jobs[i].aj_channel != CHANNEL(WEBHOOK) && as->as_smtp_url == NULL) {
+			snprintf(jobs[i].aj_err, sizeof(jobs[i].aj_err), "no smtp_url configured");
+			if (!as->as_smtp_warned) {
+				log_warn("alerts: e-mail deliveries wait: no smtp_url configured");
+				as->as_smtp_warned = true;
+			}
+			continue;
+		}
+		go[ngo++] = &jobs[i];
+	}
+	if (ngo == 0) {
+		return;
+	}
+	alerts_jobs_send(as, go, ngo);
+	for (size_t i = 0; i < ngo; i++) {
+		if (go[i]->aj_ok) {
+			log_info("alerts: delivered %s", go[i]->aj_key);
+		} else {
+			log_warn("alerts: delivery %s failed: %s", go[i]->aj_key, go[i]->aj_err);
+		}
+		if (sent != NULL && go[i]->aj_ok) {
+			(*sent)++;
+		}
+		if (failed != NULL && !go[i]->aj_ok) {
+			(*failed)++;
+		}
+	}
+}
+
 /* Whether a write is needed: the first timer is due, or the oldest event is past keeping.
  * A read transaction, so that an idle sender never takes the node's write lock. */
 static hv_status
@@ -383,36 +423,15 @@ alerts_run(alerts_service *as, unsigned *sent, unsigned *failed)
 			return (st);
 		}
 	} while (timers && fj.fj_fired == ALERTS_TIMER_BATCH && !stopping(as));
-	/* Rounds of a batch each, until nothing is due (each send has its timeout). */
+	/* Rounds of a batch each, until nothing is due (a batch's sends run at once, each with
+	 * its timeout). */
 	for (unsigned round = 0; round < 64 && !stopping(as); round++) {
 		done_job dj = { .dj_as = as, .dj_jobs = jobs };
 
 		memset(jobs, 0, sizeof(jobs));
 		st = due_load(as, alerts_now_ms(as), jobs, &n);
-		for (size_t i = 0; st == HV_OK && i < n; i++) {
-			if (jobs[i].aj_gone) {
-				continue;
-			}
-			if (jobs[i].aj_channel != CHANNEL(WEBHOOK) && as->as_smtp_url == NULL) {
-				snprintf(jobs[i].aj_err, sizeof(jobs[i].aj_err), "no smtp_url configured");
-				if (!as->as_smtp_warned) {
-					log_warn("alerts: e-mail deliveries wait: no smtp_url configured");
-					as->as_smtp_warned = true;
-				}
-				continue;
-			}
-			alerts_job_send(as, &jobs[i]);
-			if (jobs[i].aj_ok) {
-				log_info("alerts: delivered %s", jobs[i].aj_key);
-			} else {
-				log_warn("alerts: delivery %s failed: %s", jobs[i].aj_key, jobs[i].aj_err);
-			}
-			if (sent != NULL && jobs[i].aj_ok) {
-				(*sent)++;
-			}
-			if (failed != NULL && !jobs[i].aj_ok) {
-				(*failed)++;
-			}
+		if (st == HV_OK) {
+			send_batch(as, jobs, n, sent, failed);
 		}
 		dj.dj_n   = n;
 		dj.dj_now = alerts_now_ms(as);

@@ -152,70 +152,6 @@ alerts_job_free(alerts_job *j)
 
 /* ---- curl ----------------------------------------------------------------------------- */
 
-typedef struct reader {
-	const char *r_p;
-	size_t      r_left;
-} reader;
-
-static size_t
-read_cb(char *buf, size_t size, size_t nmemb, void *arg)
-{
-	reader *r = arg;
-	size_t  n = size * nmemb < r->r_left ? size * nmemb : r->r_left;
-
-	memcpy(buf, r->r_p, n);
-	r->r_p += n;
-	r->r_left -= n;
-	return (n);
-}
-
-static size_t
-discard_cb(char *buf, size_t size, size_t nmemb, void *arg)
-{
-	(void) buf;
-	(void) arg;
-	return (size * nmemb);
-}
-
-static void
-send_mail(alerts_service *as, alerts_job *j, CURL *c)
-{
-	struct curl_slist *rcpt = NULL, *n;
-	reader             r    = { j->aj_body, j->aj_len };
-	char               from[ALERTS_EMAIL_MAX + 3];
-	CURLcode           rc;
-
-	snprintf(from, sizeof(from), "<%s>", as->as_smtp_from != NULL ? as->as_smtp_from : "haven@localhost");
-	for (size_t i = 0; i < j->aj_nrcpt; i++) {
-		char a[ALERTS_EMAIL_MAX + 3];
-
-		snprintf(a, sizeof(a), "<%s>", j->aj_rcpt[i]);
-		if ((n = curl_slist_append(rcpt, a)) == NULL) {
-			snprintf(j->aj_err, sizeof(j->aj_err), "out of memory");
-			goto out;
-		}
-		rcpt = n;
-	}
-	curl_easy_setopt(c, CURLOPT_URL, as->as_smtp_url);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-	curl_easy_setopt(c, CURLOPT_USE_SSL, (long) CURLUSESSL_ALL);
-	if (as->as_smtp_ca != NULL) {
-		curl_easy_setopt(c, CURLOPT_CAINFO, as->as_smtp_ca);
-	}
-	curl_easy_setopt(c, CURLOPT_MAIL_FROM, from);
-	curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
-	curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
-	curl_easy_setopt(c, CURLOPT_READDATA, &r);
-	curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-	if ((rc = curl_easy_perform(c)) != CURLE_OK) {
-		snprintf(j->aj_err, sizeof(j->aj_err), "smtp: %s", curl_easy_strerror(rc));
-		goto out;
-	}
-	j->aj_ok = true;
-out:
-	curl_slist_free_all(rcpt);
-}
-
 /* Whether an address is loopback, private, link-local, shared or unspecified (IPv4, IPv6 and
  * IPv4-mapped IPv6). Unparsable counts as private. */
 bool
@@ -260,77 +196,208 @@ prereq_cb(void *arg, char *primary_ip, char *local_ip, int primary_port, int loc
 	return (CURL_PREREQFUNC_OK);
 }
 
-static void
-send_webhook(alerts_service *as, alerts_job *j, CURL *c)
+
+/* One send in flight: its easy handle and what the handle points into until it is done. */
+typedef struct send_ctx {
+	alerts_job        *x_job;
+	CURL              *x_curl;
+	struct curl_slist *x_list; /* headers (webhook) or recipients (e-mail) */
+	const char        *x_p;    /* the e-mail still to upload */
+	size_t             x_left;
+	char               x_from[ALERTS_EMAIL_MAX + 3];
+	bool               x_added;
+} send_ctx;
+
+static size_t
+read_cb(char *buf, size_t size, size_t nmemb, void *arg)
 {
-	struct curl_slist *h = NULL, *n;
-	uint8_t            mac[CRYPTO_HMAC_LEN];
-	char               sig[32 + 2 * CRYPTO_HMAC_LEN];
-	char               idem[ALERTS_KEY_MAX + 20];
-	long               code = 0;
-	CURLcode           rc;
-	int                off;
+	send_ctx *x = arg;
+	size_t    n = size * nmemb < x->x_left ? size * nmemb : x->x_left;
+
+	memcpy(buf, x->x_p, n);
+	x->x_p += n;
+	x->x_left -= n;
+	return (n);
+}
+
+static size_t
+discard_cb(char *buf, size_t size, size_t nmemb, void *arg)
+{
+	(void) buf;
+	(void) arg;
+	return (size * nmemb);
+}
+
+static bool
+append(send_ctx *x, const char *line)
+{
+	struct curl_slist *n = curl_slist_append(x->x_list, line);
+
+	if (n == NULL) {
+		snprintf(x->x_job->aj_err, sizeof(x->x_job->aj_err), "out of memory");
+		return (false);
+	}
+	x->x_list = n;
+	return (true);
+}
+
+static bool
+prepare_mail(alerts_service *as, send_ctx *x)
+{
+	alerts_job *j = x->x_job;
+	CURL       *c = x->x_curl;
+
+	snprintf(x->x_from, sizeof(x->x_from), "<%s>",
+	    as->as_smtp_from != NULL ? as->as_smtp_from : "haven@localhost");
+	for (size_t i = 0; i < j->aj_nrcpt; i++) {
+		char a[ALERTS_EMAIL_MAX + 3];
+
+		snprintf(a, sizeof(a), "<%s>", j->aj_rcpt[i]);
+		if (!append(x, a)) {
+			return (false);
+		}
+	}
+	x->x_p    = j->aj_body;
+	x->x_left = j->aj_len;
+	curl_easy_setopt(c, CURLOPT_URL, as->as_smtp_url);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+	curl_easy_setopt(c, CURLOPT_USE_SSL, (long) CURLUSESSL_ALL);
+	if (as->as_smtp_ca != NULL) {
+		curl_easy_setopt(c, CURLOPT_CAINFO, as->as_smtp_ca);
+	}
+	curl_easy_setopt(c, CURLOPT_MAIL_FROM, x->x_from);
+	curl_easy_setopt(c, CURLOPT_MAIL_RCPT, x->x_list);
+	curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+	curl_easy_setopt(c, CURLOPT_READDATA, x);
+	curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+	return (true);
+}
+
+static bool
+prepare_webhook(alerts_service *as, send_ctx *x)
+{
+	alerts_job *j = x->x_job;
+	CURL       *c = x->x_curl;
+	uint8_t     mac[CRYPTO_HMAC_LEN];
+	char        sig[32 + 2 * CRYPTO_HMAC_LEN];
+	char        idem[ALERTS_KEY_MAX + 20];
+	int         off;
 
 	crypto_hmac_sha256(mac, j->aj_secret, j->aj_secretlen, j->aj_body, j->aj_len);
 	off = snprintf(sig, sizeof(sig), "X-Haven-Signature: sha256=");
 	for (size_t i = 0; i < sizeof(mac); i++) {
 		off += snprintf(sig + off, sizeof(sig) - (size_t) off, "%02x", mac[i]);
 	}
+	OPENSSL_cleanse(mac, sizeof(mac));
 	snprintf(idem, sizeof(idem), "Idempotency-Key: %s", j->aj_key);
-	if ((n = curl_slist_append(h, "Content-Type: application/json")) == NULL ||
-	    (h = n, n = curl_slist_append(h, sig)) == NULL || (h = n, n = curl_slist_append(h, idem)) == NULL ||
-	    (h = n, n = curl_slist_append(h, "Expect:")) == NULL) {
-		snprintf(j->aj_err, sizeof(j->aj_err), "out of memory");
-		goto out;
+	if (!append(x, "Content-Type: application/json") || !append(x, sig) || !append(x, idem) ||
+	    !append(x, "Expect:")) {
+		return (false);
 	}
-	h = n;
 	curl_easy_setopt(c, CURLOPT_URL, j->aj_url);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, as->as_allow_private ? "https,http" : "https");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->x_list);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, j->aj_body);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long) j->aj_len);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_cb);
 	if (!as->as_allow_private) {
-		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
 		curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, prereq_cb);
 		curl_easy_setopt(c, CURLOPT_PREREQDATA, j);
 	}
-	if ((rc = curl_easy_perform(c)) != CURLE_OK) {
-		if (j->aj_err[0] == '\0') {
-			snprintf(j->aj_err, sizeof(j->aj_err), "webhook: %s", curl_easy_strerror(rc));
-		}
-		goto out;
-	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	if (code < 200 || code > 299) {
-		snprintf(j->aj_err, sizeof(j->aj_err), "webhook: HTTP status %ld", code);
-		goto out;
-	}
-	j->aj_ok = true;
-out:
-	curl_slist_free_all(h);
-	OPENSSL_cleanse(mac, sizeof(mac));
+	return (true);
 }
 
-void
-alerts_job_send(alerts_service *as, alerts_job *j)
+/* What a finished transfer means for its job. */
+static void
+finish(send_ctx *x, CURLcode rc)
 {
-	CURL *c = curl_easy_init();
+	alerts_job *j    = x->x_job;
+	long        code = 0;
 
-	j->aj_ok     = false;
-	j->aj_err[0] = '\0';
-	if (c == NULL) {
-		snprintf(j->aj_err, sizeof(j->aj_err), "curl_easy_init failed");
+	if (rc != CURLE_OK) {
+		if (j->aj_err[0] == '\0') {
+			snprintf(j->aj_err, sizeof(j->aj_err), "%s: %s",
+			    j->aj_channel == CHANNEL(WEBHOOK) ? "webhook" : "smtp", curl_easy_strerror(rc));
+		}
 		return;
 	}
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ALERTS_SEND_TIMEOUT_MS);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, ALERTS_SEND_TIMEOUT_MS / 2);
 	if (j->aj_channel == CHANNEL(WEBHOOK)) {
-		send_webhook(as, j, c);
-	} else {
-		send_mail(as, j, c);
+		curl_easy_getinfo(x->x_curl, CURLINFO_RESPONSE_CODE, &code);
+		if (code < 200 || code > 299) {
+			snprintf(j->aj_err, sizeof(j->aj_err), "webhook: HTTP status %ld", code);
+			return;
+		}
 	}
-	curl_easy_cleanup(c);
+	j->aj_ok = true;
+}
+
+/* Sends the jobs at once (libcurl's multi interface): a receiver that does not answer costs
+ * the batch its timeout once, not once per delivery behind it. */
+void
+alerts_jobs_send(alerts_service *as, alerts_job **jobs, size_t n)
+{
+	send_ctx  xs[ALERTS_BATCH];
+	CURLM    *m = curl_multi_init();
+	CURLMsg  *msg;
+	int       running = 0, left;
+
+	memset(xs, 0, sizeof(xs));
+	if (m != NULL) {
+		/* At most 4 at once to one host: partners' systems (and a mail server) are not
+		 * flooded, and transfers to other hosts do not wait for them. */
+		curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, 4L);
+	}
+	for (size_t i = 0; i < n && i < ALERTS_BATCH; i++) {
+		send_ctx *x = &xs[i];
+
+		x->x_job            = jobs[i];
+		jobs[i]->aj_ok      = false;
+		jobs[i]->aj_err[0]  = '\0';
+		if (m == NULL || (x->x_curl = curl_easy_init()) == NULL) {
+			snprintf(jobs[i]->aj_err, sizeof(jobs[i]->aj_err), "libcurl: out of memory");
+			continue;
+		}
+		curl_easy_setopt(x->x_curl, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(x->x_curl, CURLOPT_TIMEOUT_MS, ALERTS_SEND_TIMEOUT_MS);
+		curl_easy_setopt(x->x_curl, CURLOPT_CONNECTTIMEOUT_MS, ALERTS_SEND_TIMEOUT_MS / 2);
+		curl_easy_setopt(x->x_curl, CURLOPT_PRIVATE, x);
+		if ((jobs[i]->aj_channel == CHANNEL(WEBHOOK) ? prepare_webhook(as, x)
+		                                             : prepare_mail(as, x)) &&
+		    curl_multi_add_handle(m, x->x_curl) == CURLM_OK) {
+			x->x_added = true;
+		}
+	}
+	if (m != NULL) {
+		do {
+			if (curl_multi_perform(m, &running) != CURLM_OK) {
+				break;
+			}
+			if (running > 0 && curl_multi_poll(m, NULL, 0, 1000, NULL) != CURLM_OK) {
+				break;
+			}
+		} while (running > 0);
+		while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+			send_ctx *x = NULL;
+
+			if (msg->msg == CURLMSG_DONE &&
+			    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &x) == CURLE_OK &&
+			    x != NULL) {
+				finish(x, msg->data.result);
+			}
+		}
+	}
+	for (size_t i = 0; i < n && i < ALERTS_BATCH; i++) {
+		if (xs[i].x_added) {
+			curl_multi_remove_handle(m, xs[i].x_curl);
+		}
+		if (xs[i].x_curl != NULL) {
+			curl_easy_cleanup(xs[i].x_curl);
+		}
+		curl_slist_free_all(xs[i].x_list);
+		if (xs[i].x_job != NULL && !xs[i].x_job->aj_ok && xs[i].x_job->aj_err[0] == '\0') {
+			snprintf(xs[i].x_job->aj_err, sizeof(xs[i].x_job->aj_err), "not sent");
+		}
+	}
+	curl_multi_cleanup(m);
 }
