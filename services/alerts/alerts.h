@@ -29,7 +29,8 @@
  * times in all, then dropped with a log line naming the key.
  *
  * Threads: one sender (a ticker, alerts_open .. alerts_stop) fires due timers into events,
- * then sends due deliveries one after the other, outside any transaction. WatchEvents blocks a
+ * then sends due deliveries, a batch of up to 16 at once (at most 4 connections to one host),
+ * outside any transaction. WatchEvents blocks a
  * handler thread while it waits; at most watchers_max wait at once (RESOURCE_EXHAUSTED after).
  */
 #ifndef HAVEN_ALERTS_H
