@@ -30,8 +30,8 @@
  *
  * Threads: one sender (a ticker, alerts_open .. alerts_stop) fires due timers into events,
  * then sends due deliveries, a batch of up to 16 at once (at most 4 connections to one host),
- * outside any transaction. WatchEvents blocks a
- * handler thread while it waits; at most watchers_max wait at once (RESOURCE_EXHAUSTED after).
+ * outside any transaction. WatchEvents blocks a handler thread while it waits; at most
+ * watchers_max wait at once (RESOURCE_EXHAUSTED after).
  */
 #ifndef HAVEN_ALERTS_H
 #define HAVEN_ALERTS_H
