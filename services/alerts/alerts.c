@@ -197,6 +197,8 @@ alerts_open(alerts_service **out, const alerts_options *opts)
 	as->as_unmet_ms    = 1000ull * (opts->unmet_after_s != 0 ? opts->unmet_after_s : 3600);
 	as->as_watchers_max = opts->watchers_max != 0 ? opts->watchers_max : 2;
 	as->as_allow_private = opts->webhook_allow_private;
+	as->as_send_timeout_ms = opts->send_timeout_ms != 0 ? (long) opts->send_timeout_ms
+	                                                    : ALERTS_SEND_TIMEOUT_MS;
 	as->as_now     = opts->now_ms;
 	as->as_now_arg = opts->now_arg;
 	if (nomem) {

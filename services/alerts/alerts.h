@@ -79,6 +79,7 @@ typedef struct alerts_options {
 	uint32_t    unmet_after_s;    /* need waiting unmet; 0: 3600 */
 	uint32_t    tick_ms;          /* sender period; 0: 200 */
 	unsigned    watchers_max;     /* WatchEvents waiting at once; 0: 2 */
+	uint32_t    send_timeout_ms;  /* one send, connecting included; 0: 10000 */
 	/* Webhooks may reach loopback, private and link-local addresses (and http:// to a
 	 * loopback host). Off: an organisation's webhook cannot make the node POST to itself or
 	 * its network (checked on the address connected to, after DNS). Tests and local relays

@@ -44,6 +44,7 @@ struct alerts_service {
 	uint64_t     as_unmet_ms;
 	unsigned     as_watchers_max;
 	bool         as_allow_private; /* webhooks to loopback and private addresses */
+	long         as_send_timeout_ms;
 	int64_t    (*as_now)(void *);
 	void        *as_now_arg;
 

@@ -359,8 +359,8 @@ alerts_jobs_send(alerts_service *as, alerts_job **jobs, size_t n)
 			continue;
 		}
 		curl_easy_setopt(x->x_curl, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(x->x_curl, CURLOPT_TIMEOUT_MS, ALERTS_SEND_TIMEOUT_MS);
-		curl_easy_setopt(x->x_curl, CURLOPT_CONNECTTIMEOUT_MS, ALERTS_SEND_TIMEOUT_MS / 2);
+		curl_easy_setopt(x->x_curl, CURLOPT_TIMEOUT_MS, as->as_send_timeout_ms);
+		curl_easy_setopt(x->x_curl, CURLOPT_CONNECTTIMEOUT_MS, as->as_send_timeout_ms / 2);
 		curl_easy_setopt(x->x_curl, CURLOPT_PRIVATE, x);
 		if ((jobs[i]->aj_channel == CHANNEL(WEBHOOK) ? prepare_webhook(as, x)
 		                                             : prepare_mail(as, x)) &&

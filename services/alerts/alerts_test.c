@@ -14,7 +14,10 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,7 @@
 #include <unistd.h>
 
 #include "alerts_testutil.h"
+#include "haven/clock.h"
 
 /* ---- delivery ---------------------------------------------------------------------------- */
 
@@ -133,6 +137,51 @@ test_retry(void **state)
 	assert_string_equal(field(hook, 0, "key"), field(hook, 1, "key"));
 	json_decref(hook);
 	fixture_close(&f);
+}
+
+/* A partner system that accepts the connection and never answers costs its batch one
+ * timeout: the other organisation's alert in the same batch is delivered, and the silent one
+ * is tried again later. */
+static void
+test_silent_receiver(void **state)
+{
+	fixture            f;
+	alerts_event       ev = { .ae_kind = ALERT(OFFER_NEW), .ae_urgency = 1, .ae_target = "off-s1",
+		     .ae_orgs = { "s-silent", "s-awake" }, .ae_norgs = 2 };
+	Channels           c  = HAVEN__ALERTS__V1__CHANNELS__INIT;
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t          sl = sizeof(sa);
+	char               url[100], err[200];
+	int                s;
+	int64_t            t0;
+	json_t            *got;
+
+	(void) state;
+	/* Listening, never accepting: connects succeed (the backlog), nothing ever answers. */
+	assert_true((s = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(s, (struct sockaddr *) &sa, sizeof(sa)), 0);
+	assert_int_equal(listen(s, 16), 0);
+	assert_int_equal(getsockname(s, (struct sockaddr *) &sa, &sl), 0);
+	fixture_open(&f, true);
+	add_org(&f, "s-silent", R_ROLE(PROVIDER), "Limburg");
+	add_org(&f, "s-awake", R_ROLE(PROVIDER), "Limburg");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/hook", ntohs(sa.sin_port));
+	c.webhook_url         = url;
+	c.webhook_secret.data = (uint8_t *) SECRET;
+	c.webhook_secret.len  = strlen(SECRET);
+	assert_int_equal(alerts_set_channels(f.as, "s-silent", &c, NULL, err, sizeof(err)), HV_OK);
+	set_channels(&f, "s-awake", "/hook", false);
+	enqueue(&f, &ev);
+	t0 = hv_clock_mono_ms();
+	run_expect(&f, 1, 1);
+	assert_true(hv_clock_mono_ms() - t0 < 4000); /* one timeout (2 s), not one per delivery */
+	got = received("s-awake", NULL);
+	assert_int_equal(json_array_size(got), 1);
+	json_decref(got);
+	assert_int_equal(table_count(&f, f.as->as_deliver), 1); /* the silent one waits */
+	fixture_close(&f);
+	close(s);
 }
 
 /* The node dies between the event's commit and the send: after the restart the alert goes
@@ -334,6 +383,7 @@ main(void)
 		cmocka_unit_test(test_delivered),
 		cmocka_unit_test(test_rollback_and_no_channels),
 		cmocka_unit_test(test_retry),
+		cmocka_unit_test(test_silent_receiver),
 		cmocka_unit_test(test_crash_between_enqueue_and_send),
 		cmocka_unit_test(test_smtp_refuses_clear),
 		cmocka_unit_test(test_escalation),

@@ -182,6 +182,7 @@ open_alerts(fixture *f, const char *smtp)
 	o.manual       = true;
 	o.watchers_max = 1;
 	o.webhook_allow_private = true; /* the receivers are on loopback */
+	o.send_timeout_ms       = 2000;
 	assert_int_equal(alerts_open(&f->as, &o), HV_OK);
 }
 
