@@ -20,6 +20,7 @@
 #include "haven/host.h"
 #include "haven/log.h"
 
+#include "alerts.h"
 #include "consent.h"
 
 #ifdef HAVEN_WITH_CAPACITY
@@ -58,8 +59,10 @@ main(int argc, char **argv)
 	int              ret;
 	hv_status        st;
 #ifdef HAVEN_WITH_CAPACITY
-	cap_service *cap = NULL;
-	cap_options  capo = { 0 };
+	cap_service    *cap = NULL;
+	cap_options     capo = { 0 };
+	alerts_service *als = NULL;
+	alerts_options  alo = { 0 };
 #endif
 #ifdef HAVEN_WITH_REFERRAL
 	ref_service *ref  = NULL;
@@ -91,6 +94,16 @@ main(int argc, char **argv)
 	}
 	co.org_role   = cap_org_role;
 	co.org_arg    = cap;
+	/* A withdrawal's alerts go to the outbox here; haven-referral sends them. */
+	alo.store     = host_store(h);
+	alo.capacity  = cap;
+	alo.node_url  = cfg.node_url;
+	alo.manual    = true;
+	if ((st = alerts_open(&als, &alo)) != HV_OK) {
+		log_error("cannot open the alerts outbox: %s", hv_status_name(st));
+		goto out;
+	}
+	co.alerts     = als;
 	lookup        = cap_lookup_org;
 	lookup_arg    = cap;
 #endif
@@ -131,6 +144,9 @@ out:
 	consent_stop(cs);
 	host_close(h);
 	consent_close(cs);
+#ifdef HAVEN_WITH_CAPACITY
+	alerts_close(als);
+#endif
 #ifdef HAVEN_WITH_REFERRAL
 	ref_close(ref);
 #endif

@@ -21,6 +21,7 @@
 #include "haven/host.h"
 #include "haven/log.h"
 
+#include "alerts.h"
 #include "capacity.h"
 #include "referral.h"
 
@@ -58,6 +59,8 @@ main(int argc, char **argv)
 	host            *h   = NULL;
 	cap_service     *cs  = NULL;
 	ref_service     *rs  = NULL;
+	alerts_service  *als = NULL;
+	alerts_options   ao  = { 0 };
 	cap_options      co  = { 0 };
 	ref_options      ro  = { 0 };
 #ifdef HAVEN_REFERRAL_CONSENT
@@ -125,6 +128,22 @@ main(int argc, char **argv)
 	log_warn("built without the consent library: every referral is refused "
 	         "(FAILED_PRECONDITION) and retention does not run until it is");
 #endif
+	/* Alerts: written here and by haven-consent (a withdrawal), sent and served from here. */
+	ao.store            = host_store(h);
+	ao.capacity         = cs;
+	ao.node_url         = cfg.node_url;
+	ao.smtp_url         = cfg.smtp_url;
+	ao.smtp_from        = cfg.smtp_from;
+	ao.smtp_ca_file     = cfg.smtp_ca;
+	ao.escalate_after_s = (uint32_t) cfg.escalate_after_s;
+	ao.unmet_after_s    = (uint32_t) cfg.unmet_after_s;
+	ao.webhook_allow_private = cfg.webhook_allow_private;
+	if ((st = alerts_open(&als, &ao)) != HV_OK) {
+		log_error("cannot open the alerts: %s", hv_status_name(st));
+		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
+		goto out;
+	}
+	ro.alerts                                               = als;
 	ro.store                                                = host_store(h);
 	ro.regions                                              = host_regions(h);
 	ro.capacity                                             = cs;
@@ -143,6 +162,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if ((st = ref_register(rs, host_server(h))) != HV_OK ||
+	    (st = alerts_register(als, host_server(h))) != HV_OK ||
 	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
 		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
 		goto out;
@@ -156,9 +176,11 @@ out:
 	/* Order: the threads stop while the store is open; host_close lets in-flight calls
 	 * finish and then closes the store; the services go last. */
 	ref_stop(rs);
+	alerts_stop(als);
 	cap_stop(cs);
 	host_close(h);
 	ref_close(rs);
+	alerts_close(als);
 #ifdef HAVEN_REFERRAL_CONSENT
 	consent_close(cns);
 #endif
