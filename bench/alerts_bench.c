@@ -101,8 +101,12 @@ start_receiver(ab *b, const char *script)
 		}
 		usleep(25 * 1000);
 	}
-	fprintf(stderr, "haven-bench alerts: %s did not start (python3-aiosmtpd installed?); "
-	                "see %s\n", script, log);
+	fprintf(stderr, "haven-bench alerts: %s did not start (python3-aiosmtpd installed?):\n",
+	    script);
+	snprintf(cmd, sizeof(cmd), "tail -n 5 '%s' >&2", log);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "(no log)\n");
+	}
 	return (-1);
 }
 
