@@ -2582,6 +2582,43 @@ test_alerts(void **state)
 	free_msg(r);
 }
 
+/* An acknowledged immediate offer is not escalated; an accepted and placed one tells the
+ * referrer, and the offer's expiry warning never fires once it is answered. */
+static void
+test_alerts_acknowledged(void **state)
+{
+	node       *n = *state;
+	svc_spec    one[] = { { "sh-ams", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "nl", 0, 0, NULL } };
+	Referral   *r     = NULL;
+	char        kinds[256];
+	uint64_t    c_prov = 0, c_ref = 0, c_coord = 0;
+	unsigned    sent = 0, failed = 0;
+
+	add_services(n, one, 1);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "OFFER_NEW");
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACK, r->needs[0]->offer_id, 0, NULL, NULL), HV_OK);
+	advance(601 * 1000);
+	assert_int_equal(alerts_run(n->al, &sent, &failed), HV_OK);
+	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
+	assert_string_equal(kinds, ""); /* acknowledged: no escalation */
+	watch(n, C_COORD, &c_coord, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "");
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_OK);
+	assert_int_equal(placement(n, C_PROV_A, M_PLACED, r->needs[0]->offer_id, 0, NULL), HV_OK);
+	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "NEED_ACCEPTED NEED_PLACED");
+	advance(3600 * 1000); /* past the offer's expiry warning and any waiting timer */
+	assert_int_equal(alerts_run(n->al, &sent, &failed), HV_OK);
+	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "");
+	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "");
+	free_msg(r);
+}
+
 int
 main(void)
 {
@@ -2608,6 +2645,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_race_accept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_mid_offer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alerts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alerts_acknowledged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hold_expired_by_capacity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics_narrowing, setup, teardown),
