@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "haven/metrics.h"
 #include "haven/ticker.h"
 #include "alerts.h"
 

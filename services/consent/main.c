@@ -23,26 +23,20 @@
 #include "alerts.h"
 #include "consent.h"
 
-#ifdef HAVEN_WITH_CAPACITY
 #include "capacity.h"
-#endif
-#ifdef HAVEN_WITH_REFERRAL
 #include "referral.h"
-#endif
 
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef HAVEN_WITH_REFERRAL
 /* The referral tables say whether org accepted (and has not ended) a referral of subject. */
 static hv_status
 accepting_provider(void *arg, store_txn *txn, const char *subject, const char *org_id, bool *yes)
 {
 	return (ref_is_accepting_provider(arg, txn, subject, org_id, yes));
 }
-#endif
 
 int
 main(int argc, char **argv)
@@ -58,16 +52,12 @@ main(int argc, char **argv)
 	bool             done;
 	int              ret;
 	hv_status        st;
-#ifdef HAVEN_WITH_CAPACITY
 	cap_service    *cap = NULL;
 	cap_options     capo = { 0 };
 	alerts_service *als = NULL;
 	alerts_options  alo = { 0 };
-#endif
-#ifdef HAVEN_WITH_REFERRAL
 	ref_service *ref  = NULL;
 	ref_options  refo = { 0 };
-#endif
 
 	if ((ret = host_config_load(&cfg, argc, argv, "haven-consent", &done)) != 0 || done) {
 		host_config_free(&cfg);
@@ -84,10 +74,9 @@ main(int argc, char **argv)
 		host_run_path(h, "consent-events.sock", path, sizeof(path));
 		snprintf(pub, sizeof(pub), "ipc://%s", path);
 	}
-#ifdef HAVEN_WITH_CAPACITY
 	capo.store         = host_store(h);
 	capo.regions       = host_regions(h);
-	capo.manual_expiry = true; /* holds are the capacity process's business */
+	capo.store_only    = true; /* the directory's reads only: haven-capacity serves it */
 	if ((st = cap_open(&cap, &capo)) != HV_OK) {
 		log_error("cannot open the partner directory: %s", hv_status_name(st));
 		goto out;
@@ -106,8 +95,6 @@ main(int argc, char **argv)
 	co.alerts     = als;
 	lookup        = cap_lookup_org;
 	lookup_arg    = cap;
-#endif
-#ifdef HAVEN_WITH_REFERRAL
 	/* Read only: no background thread (haven-referral expires and routes), no sockets. */
 	refo.store    = host_store(h);
 	refo.regions  = host_regions(h);
@@ -119,7 +106,6 @@ main(int argc, char **argv)
 	}
 	co.accepting_provider = accepting_provider;
 	co.accepting_arg      = ref;
-#endif
 	co.store    = host_store(h);
 	co.data_dir = cfg.data_dir;
 	co.pub_url  = pub;
@@ -144,15 +130,9 @@ out:
 	consent_stop(cs);
 	host_close(h);
 	consent_close(cs);
-#ifdef HAVEN_WITH_CAPACITY
 	alerts_close(als);
-#endif
-#ifdef HAVEN_WITH_REFERRAL
 	ref_close(ref);
-#endif
-#ifdef HAVEN_WITH_CAPACITY
 	cap_close(cap);
-#endif
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}

@@ -25,14 +25,11 @@
 #include "capacity.h"
 #include "referral.h"
 
-#ifdef HAVEN_REFERRAL_CONSENT
 #include "consent.h"
-#endif
 
 #include <limits.h>
 #include <stdio.h>
 
-#ifdef HAVEN_REFERRAL_CONSENT
 /* Retention: subjects whose referrals all closed retention_days ago are erased through the
  * consent library, with the node itself (the operator) as the caller in the audit log. */
 static hv_status
@@ -50,7 +47,6 @@ retention_done(void *arg)
 {
 	return (consent_rotate_kek(arg, NULL, NULL));
 }
-#endif
 
 int
 main(int argc, char **argv)
@@ -63,10 +59,8 @@ main(int argc, char **argv)
 	alerts_options   ao  = { 0 };
 	cap_options      co  = { 0 };
 	ref_options      ro  = { 0 };
-#ifdef HAVEN_REFERRAL_CONSENT
 	consent_service *cns = NULL;
 	consent_options  no  = { 0 };
-#endif
 	char             path[PATH_MAX];
 	char             cap_sub[PATH_MAX + 16];
 	char             consent_sub[PATH_MAX + 16];
@@ -102,14 +96,14 @@ main(int argc, char **argv)
 	snprintf(consent_sub, sizeof(consent_sub), "ipc://%s", path);
 
 	/* The registry's store functions only: haven-capacity publishes and serves it. */
-	co.store   = host_store(h);
-	co.regions = host_regions(h);
+	co.store      = host_store(h);
+	co.regions    = host_regions(h);
+	co.store_only = true;
 	if ((st = cap_open(&cs, &co)) != HV_OK) {
 		log_error("cannot open the capacity registry: %s", hv_status_name(st));
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
 		goto out;
 	}
-#ifdef HAVEN_REFERRAL_CONSENT
 	no.store    = host_store(h);
 	no.data_dir = cfg.data_dir;
 	if ((st = consent_open(&cns, &no)) != HV_OK) {
@@ -124,10 +118,6 @@ main(int argc, char **argv)
 	ro.erase_arg      = cns;
 	ro.erase_done     = retention_done;
 	ro.retention_days = (uint32_t) cfg.retention_days;
-#else
-	log_warn("built without the consent library: every referral is refused "
-	         "(FAILED_PRECONDITION) and retention does not run until it is");
-#endif
 	/* Alerts: written here and by haven-consent (a withdrawal), sent and served from here. */
 	ao.store            = host_store(h);
 	ao.capacity         = cs;
@@ -181,9 +171,7 @@ out:
 	host_close(h);
 	ref_close(rs);
 	alerts_close(als);
-#ifdef HAVEN_REFERRAL_CONSENT
 	consent_close(cns);
-#endif
 	cap_close(cs);
 	if (ret == 0) {
 		log_info("stopped cleanly");

@@ -161,16 +161,10 @@ valid_level(const char *s, log_level *out)
 	return (false);
 }
 
-int
-host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool *done)
+/* The command line's first pass: --help and --print-config (*done), and --config FILE. */
+static int
+args_first_pass(int argc, char **argv, const char *prog, const char **file, bool *done)
 {
-	const char *file = NULL;
-	char        err[512];
-	bool        listen_cleared = false;
-
-	*done = false;
-	memset(cfg, 0, sizeof(*cfg));
-	/* First pass: --config, --help and --print-config. */
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			print_usage(stdout, prog);
@@ -187,8 +181,126 @@ host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool
 				fprintf(stderr, "%s: --config needs a FILE\n", prog);
 				return (2);
 			}
-			file = argv[++i];
+			*file = argv[++i];
 		}
+	}
+	return (0);
+}
+
+/* Sets the option of argv[*i] ("--name=value", "--name value" or a bare boolean "--name")
+ * over what the file said, moving *i past its value. The command line's listen URLs replace
+ * the file's (*listen_cleared once they have been dropped). 2 and a message on stderr for an
+ * unknown option or a bad value. */
+static int
+args_apply(host_config *cfg, int argc, char **argv, int *i, const char *prog,
+    bool *listen_cleared)
+{
+	char        key[64], err[512];
+	const char *arg = argv[*i] + 2;
+	const char *value;
+	const char *eq  = strchr(arg, '=');
+	size_t      n   = eq != NULL ? (size_t) (eq - arg) : strlen(arg);
+	int         k   = -1;
+
+	if (n >= sizeof(key)) {
+		fprintf(stderr, "%s: unknown option '--%s'\n", prog, arg);
+		return (2);
+	}
+	for (size_t j = 0; j < n; j++) {
+		key[j] = arg[j] == '-' ? '_' : arg[j];
+	}
+	key[n] = '\0';
+	if (strcmp(key, "data") == 0) {
+		strcpy(key, "data_dir");
+	}
+	for (size_t j = 0; j < N_HOST_OPTIONS; j++) {
+		if (strcmp(host_options[j].name, key) == 0) {
+			k = (int) j;
+		}
+	}
+	if (k < 0) {
+		fprintf(stderr, "%s: unknown option '--%.*s' (see --print-config)\n", prog, (int) n, arg);
+		return (2);
+	}
+	if (eq != NULL) {
+		value = eq + 1;
+	} else if (host_options[k].type == CONFIG_BOOL) {
+		value = "true";
+	} else if (*i + 1 < argc) {
+		value = argv[++*i];
+	} else {
+		fprintf(stderr, "%s: --%s needs a value\n", prog, arg);
+		return (2);
+	}
+	if (host_options[k].type == CONFIG_LIST && !*listen_cleared) {
+		config_list *l = &cfg->listen;
+		for (size_t j = 0; j < l->cl_n; j++) {
+			free(l->cl_items[j]);
+		}
+		l->cl_n         = 0;
+		*listen_cleared = true;
+	}
+	if (config_set(host_options, N_HOST_OPTIONS, cfg, key, value, err, sizeof(err)) != HV_OK) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return (2);
+	}
+	return (0);
+}
+
+/* The checks across options, once file and command line are read. */
+static int
+config_check(const host_config *cfg, const char *prog)
+{
+	char      err[512];
+	log_level lv;
+	int       tls = (cfg->tls_ca != NULL) + (cfg->tls_cert != NULL) + (cfg->tls_key != NULL);
+
+	if (!valid_level(cfg->log_level, &lv)) {
+		fprintf(stderr, "%s: log_level must be debug, info, warn, error or off, not '%s'\n",
+		    prog, cfg->log_level);
+		return (2);
+	}
+	if (strcmp(cfg->check_audit, "queued") != 0 && strcmp(cfg->check_audit, "durable") != 0) {
+		fprintf(stderr, "%s: check_audit must be queued or durable, not '%s'\n", prog,
+		    cfg->check_audit);
+		return (2);
+	}
+	if (tls != 0 && tls != 3) {
+		fprintf(stderr, "%s: tls_ca, tls_cert and tls_key go together\n", prog);
+		return (2);
+	}
+	if (cfg->backup_dir != NULL && cfg->backup_dir[0] != '/') {
+		fprintf(stderr, "%s: backup_dir must be an absolute path, not '%s'\n", prog,
+		    cfg->backup_dir);
+		return (2);
+	}
+	for (size_t j = 0; j < cfg->listen.cl_n; j++) {
+		if (strncmp(cfg->listen.cl_items[j], "tls+tcp://", 10) == 0 && tls != 3) {
+			fprintf(stderr, "%s: listening on %s needs tls_ca, tls_cert and tls_key\n", prog,
+			    cfg->listen.cl_items[j]);
+			return (2);
+		}
+	}
+	if (cfg->metrics_listen != NULL && cfg->metrics_listen[0] != '\0' &&
+	    metrics_check_listen(cfg->metrics_listen, err, sizeof(err)) != HV_OK) {
+		fprintf(stderr, "%s: metrics_listen: %s\n", prog, err);
+		return (2);
+	}
+	return (0);
+}
+
+int
+host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool *done)
+{
+	const char *file = NULL;
+	char        err[512];
+	bool        listen_cleared = false;
+	int         rc;
+
+	*done = false;
+	memset(cfg, 0, sizeof(*cfg));
+	if ((rc = args_first_pass(argc, argv, prog, &file, done)) != 0 || *done) {
+		return (rc);
 	}
 	if (config_load(file, host_options, N_HOST_OPTIONS, cfg, err, sizeof(err)) != HV_OK) {
 		fprintf(stderr, "%s: %s\n", prog, err);
@@ -196,107 +308,19 @@ host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool
 	}
 	/* Second pass: options override the file. */
 	for (int i = 1; i < argc; i++) {
-		char        key[64];
-		const char *arg = argv[i];
-		const char *value;
-		const char *eq;
-		size_t      n;
-		int         k;
-
-		if (strcmp(arg, "--config") == 0) {
+		if (strcmp(argv[i], "--config") == 0) {
 			i++;
 			continue;
 		}
-		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-			fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", prog, arg);
+		if (strncmp(argv[i], "--", 2) != 0 || argv[i][2] == '\0') {
+			fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", prog, argv[i]);
 			return (2);
 		}
-		arg += 2;
-		eq = strchr(arg, '=');
-		n  = eq != NULL ? (size_t) (eq - arg) : strlen(arg);
-		if (n >= sizeof(key)) {
-			fprintf(stderr, "%s: unknown option '--%s'\n", prog, arg);
-			return (2);
-		}
-		for (size_t j = 0; j < n; j++) {
-			key[j] = arg[j] == '-' ? '_' : arg[j];
-		}
-		key[n] = '\0';
-		if (strcmp(key, "data") == 0) {
-			strcpy(key, "data_dir");
-		}
-		k = -1;
-		for (size_t j = 0; j < N_HOST_OPTIONS; j++) {
-			if (strcmp(host_options[j].name, key) == 0) {
-				k = (int) j;
-			}
-		}
-		if (k < 0) {
-			fprintf(stderr, "%s: unknown option '--%.*s' (see --print-config)\n", prog,
-			    (int) n, arg);
-			return (2);
-		}
-		if (eq != NULL) {
-			value = eq + 1;
-		} else if (host_options[k].type == CONFIG_BOOL) {
-			value = "true";
-		} else if (i + 1 < argc) {
-			value = argv[++i];
-		} else {
-			fprintf(stderr, "%s: --%s needs a value\n", prog, arg);
-			return (2);
-		}
-		if (host_options[k].type == CONFIG_LIST && !listen_cleared) {
-			/* The command line's URLs replace the file's. */
-			config_list *l = &cfg->listen;
-			for (size_t j = 0; j < l->cl_n; j++) {
-				free(l->cl_items[j]);
-			}
-			l->cl_n        = 0;
-			listen_cleared = true;
-		}
-		if (config_set(host_options, N_HOST_OPTIONS, cfg, key, value, err, sizeof(err)) !=
-		    HV_OK) {
-			fprintf(stderr, "%s: %s\n", prog, err);
-			return (2);
+		if ((rc = args_apply(cfg, argc, argv, &i, prog, &listen_cleared)) != 0) {
+			return (rc);
 		}
 	}
-	{
-		log_level lv;
-		int       tls = (cfg->tls_ca != NULL) + (cfg->tls_cert != NULL) + (cfg->tls_key != NULL);
-		if (!valid_level(cfg->log_level, &lv)) {
-			fprintf(stderr, "%s: log_level must be debug, info, warn, error or off, not '%s'\n",
-			    prog, cfg->log_level);
-			return (2);
-		}
-		if (strcmp(cfg->check_audit, "queued") != 0 && strcmp(cfg->check_audit, "durable") != 0) {
-			fprintf(stderr, "%s: check_audit must be queued or durable, not '%s'\n", prog,
-			    cfg->check_audit);
-			return (2);
-		}
-		if (tls != 0 && tls != 3) {
-			fprintf(stderr, "%s: tls_ca, tls_cert and tls_key go together\n", prog);
-			return (2);
-		}
-		if (cfg->backup_dir != NULL && cfg->backup_dir[0] != '/') {
-			fprintf(stderr, "%s: backup_dir must be an absolute path, not '%s'\n", prog,
-			    cfg->backup_dir);
-			return (2);
-		}
-		for (size_t j = 0; j < cfg->listen.cl_n; j++) {
-			if (strncmp(cfg->listen.cl_items[j], "tls+tcp://", 10) == 0 && tls != 3) {
-				fprintf(stderr, "%s: listening on %s needs tls_ca, tls_cert and tls_key\n", prog,
-				    cfg->listen.cl_items[j]);
-				return (2);
-			}
-		}
-		if (cfg->metrics_listen != NULL && cfg->metrics_listen[0] != '\0' &&
-		    metrics_check_listen(cfg->metrics_listen, err, sizeof(err)) != HV_OK) {
-			fprintf(stderr, "%s: metrics_listen: %s\n", prog, err);
-			return (2);
-		}
-	}
-	return (0);
+	return (config_check(cfg, prog));
 }
 
 void
