@@ -126,6 +126,20 @@ cap_foreach_org(cap_service *cs, store_txn *txn, cap_org_fn fn, void *arg)
 	return (st == HV_NOT_FOUND ? HV_OK : st);
 }
 
+hv_status
+cap_get_org(cap_service *cs, store_txn *txn, const char *org_id, ProtobufCAllocator *alloc,
+    Haven__Capacity__V1__Organisation **out)
+{
+	if (out == NULL) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	*out = NULL;
+	if (cs == NULL || txn == NULL || org_id == NULL) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	return (cap_read_org(cs, txn, org_id, alloc, out));
+}
+
 /* ---- change notifications ----------------------------------------------------------- */
 
 void

@@ -108,6 +108,15 @@ hv_status cap_lookup_org(void *arg, const char *org_id, auth_org *out);
  * told about (consent's recipients and holders). */
 rpc_role cap_org_role(void *arg, const char *org_id);
 
+/* An organisation of the directory, read in txn (read or write; another service's own
+ * transaction), for the services that need more of it than its role: its home region, its
+ * contact channel. A disabled organisation is returned too (check ->disabled). *out is
+ * allocated with alloc (NULL: malloc) and freed with
+ * haven__capacity__v1__organisation__free_unpacked(*out, alloc); valid after the transaction
+ * ends. NOT_FOUND for an unknown or malformed id, INVALID_ARGUMENT for a NULL argument. */
+hv_status cap_get_org(cap_service *cs, store_txn *txn, const char *org_id,
+    ProtobufCAllocator *alloc, Haven__Capacity__V1__Organisation **out);
+
 /* The service's clock (the now_ms hook, or Unix time in ms). */
 int64_t cap_now_ms(const cap_service *cs);
 

@@ -22,7 +22,7 @@
  *
  * Retention: at start and hourly, the referral service erases (crypto-shredding, through the
  * consent service) the personal data of each subject whose referrals all closed more than
- * retention_days ago, and logs the count (docs/operations.md).
+ * referral.retention_days ago, and logs the count (docs/operations.md).
  */
 #include "haven/host.h"
 #include "haven/log.h"
@@ -49,6 +49,16 @@ accepting_provider(void *arg, store_txn *txn, const char *subject, const char *o
 
 	*yes = false;
 	return (rs != NULL ? ref_is_accepting_provider(rs, txn, subject, org_id, yes) : HV_OK);
+}
+
+/* An erasure committed: the subject's open referrals end before the eraser hears of it
+ * (offers withdrawn, holds released, waiting needs ended). */
+static hv_status
+subject_erased(void *arg, const char *subject)
+{
+	ref_service *rs = *(ref_service **) arg;
+
+	return (rs != NULL ? ref_consent_withdrawn(rs, subject, NULL) : HV_OK);
 }
 
 /* Retention: the referral service erases subjects whose referrals all closed retention_days
@@ -116,27 +126,15 @@ exit_code(hv_status st)
 	return (st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1);
 }
 
-/* The services of the node and the pub URLs they publish and listen on. */
-typedef struct node {
-	host            *n_host;
-	cap_service     *n_cap;
-	alerts_service  *n_alerts;
-	consent_service *n_consent;
-	ref_service     *n_ref;
-	char             n_cap_pub[PATH_MAX + 16];
-	char             n_consent_pub[PATH_MAX + 16];
-	char             n_ref_pub[PATH_MAX + 16];
-} node;
-
-/* The alerts' outbox and sender, over the directory of n's capacity service. */
+/* The alerts' outbox and sender, over the directory of the capacity service. */
 static hv_status
-open_alerts(node *n, const host_config *cfg)
+open_alerts(alerts_service **out, host *h, const host_config *cfg, cap_service *cs)
 {
 	alerts_options ao = { 0 };
 	hv_status      st;
 
-	ao.store                 = host_store(n->n_host);
-	ao.capacity              = n->n_cap;
+	ao.store                 = host_store(h);
+	ao.capacity              = cs;
 	ao.node_url              = cfg->node_url;
 	ao.smtp_url              = cfg->smtp_url;
 	ao.smtp_from             = cfg->smtp_from;
@@ -144,139 +142,158 @@ open_alerts(node *n, const host_config *cfg)
 	ao.escalate_after_s      = (uint32_t) cfg->escalate_after_s;
 	ao.unmet_after_s         = (uint32_t) cfg->unmet_after_s;
 	ao.webhook_allow_private = cfg->webhook_allow_private;
-	if ((st = alerts_open(&n->n_alerts, &ao)) != HV_OK) {
+	if ((st = alerts_open(out, &ao)) != HV_OK) {
 		log_error("cannot open the alerts: %s", hv_status_name(st));
 	}
 	return (st);
 }
 
-/* Opens capacity, alerts, consent and referral, in that order (each builds on the one before), with
- * the options of cfg; ro holds what main parsed already (the statistics periods). */
-static hv_status
-open_services(node *n, const host_config *cfg, ref_options *ro)
+/* The consent service on the node's store, with the directory and the referral tables. */
+static void
+consent_wire(consent_options *no, host *h, const host_config *cfg, cap_service *cs,
+    ref_service **rs, const char *consent_pub)
 {
-	cap_options     co = { 0 };
-	consent_options no = { 0 };
-	hv_status       st;
+	no->store              = host_store(h);
+	no->data_dir           = cfg->data_dir;
+	no->pub_url            = consent_pub;
+	no->check_audit_async  = strcmp(cfg->check_audit, "queued") == 0;
+	no->org_role           = cap_org_role;
+	no->org_arg            = cs;
+	no->accepting_provider = accepting_provider;
+	no->accepting_arg      = rs;
+	no->subject_erased     = subject_erased;
+	no->erased_arg         = rs;
+}
 
-	co.store           = host_store(n->n_host);
-	co.regions         = host_regions(n->n_host);
-	co.pub_url         = n->n_cap_pub;
-	co.approval_places = (uint32_t) cfg->service_approval_places;
-	co.ca_file         = cfg->tls_ca;
-	if ((st = cap_open(&n->n_cap, &co)) != HV_OK) {
-		log_error("cannot open the capacity registry: %s", hv_status_name(st));
-		return (st);
-	}
-	if ((st = open_alerts(n, cfg)) != HV_OK) {
-		return (st);
-	}
-	no.store              = host_store(n->n_host);
-	no.alerts             = n->n_alerts;
-	no.data_dir           = cfg->data_dir;
-	no.pub_url            = n->n_consent_pub;
-	no.check_audit_async  = strcmp(cfg->check_audit, "queued") == 0;
-	no.org_role           = cap_org_role;
-	no.org_arg            = n->n_cap;
-	no.accepting_provider = accepting_provider;
-	no.accepting_arg      = &n->n_ref;
-	if ((st = consent_open(&n->n_consent, &no)) != HV_OK) {
-		log_error("cannot open the consent records: %s", hv_status_name(st));
-		return (st);
-	}
-	ro->store            = host_store(n->n_host);
-	ro->regions          = host_regions(n->n_host);
-	ro->capacity         = n->n_cap;
+/* The referral service on the node's store, with the consent service's hooks and the sockets
+ * (its options come from its own section of the configuration). */
+static void
+ref_wire(ref_options *ro, host *h, cap_service *cs, consent_service *cns, const char *ref_pub,
+    const char *cap_pub, const char *consent_pub)
+{
+	ro->store            = host_store(h);
+	ro->regions          = host_regions(h);
+	ro->capacity         = cs;
 	ro->consent          = consent_ref_check;
-	ro->consent_arg      = n->n_consent;
+	ro->consent_arg      = cns;
 	ro->seal             = consent_ref_seal;
 	ro->unseal           = consent_ref_open;
-	ro->pub_url          = n->n_ref_pub;
-	ro->alerts           = n->n_alerts;
-	ro->capacity_sub_url = n->n_cap_pub;
-	ro->consent_sub_url  = n->n_consent_pub;
+	ro->minor            = consent_ref_minor;
+	ro->pub_url          = ref_pub;
+	ro->capacity_sub_url = cap_pub;
+	ro->consent_sub_url  = consent_pub;
 	ro->erase            = retention_erase;
-	ro->erase_arg        = n->n_consent;
+	ro->erase_arg        = cns;
 	ro->erase_done       = retention_done;
-	ro->retention_days   = (uint32_t) cfg->retention_days;
-	ro->offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE] =
-	    (uint32_t) cfg->offer_timeout_immediate_s;
-	ro->offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__URGENT] =
-	    (uint32_t) cfg->offer_timeout_urgent_s;
-	ro->offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__PLANNED] =
-	    (uint32_t) cfg->offer_timeout_planned_s;
-	if ((st = ref_open(&n->n_ref, ro)) != HV_OK) {
-		log_error("cannot open the referral service: %s", hv_status_name(st));
-		return (st);
-	}
-	/* Directory changes in the node's audit log. */
-	cap_set_audit(n->n_cap, consent_audit(n->n_consent));
-	return (HV_OK);
 }
 
 int
 main(int argc, char **argv)
 {
-	host_config cfg;
-	node        n  = { 0 };
-	ref_options ro = { 0 };
-	bool        done;
-	bool        print_methods = take_flag(&argc, argv, "--print-methods");
-	int         ret;
-	hv_status   st;
+	host_config      cfg;
+	host            *h   = NULL;
+	cap_service     *cs  = NULL;
+	alerts_service  *als = NULL;
+	consent_service *cns = NULL;
+	ref_service     *rs  = NULL;
+	cap_options      co  = { 0 };
+	consent_options  no  = { 0 };
+	ref_options      ro  = { 0 };
+	char             cap_pub[PATH_MAX + 16], consent_pub[PATH_MAX + 16], ref_pub[PATH_MAX + 16];
+	ref_config       rcfg = { 0 };
+	config_table     rtab = ref_config_table(&rcfg);
+	char             err[256];
+	bool             done;
+	bool             print_methods = take_flag(&argc, argv, "--print-methods");
+	int              ret;
+	hv_status        st;
 
-	if ((ret = host_config_load(&cfg, argc, argv, "haven-node", &done)) != 0 || done) {
-		host_config_free(&cfg);
-		return (ret);
+	/* Every service runs here: a section of the file no service knows is a misspelling. */
+	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-node", &rtab, 1, true, &done)) !=
+	        0 ||
+	    done) {
+		goto out_cfg;
 	}
-	if (ref_stats_periods_parse(cfg.statistics_periods, &ro.stats_periods) != HV_OK) {
-		fprintf(stderr, "haven-node: statistics_periods must be month, week or month,week, "
-		                "not '%s'\n", cfg.statistics_periods);
-		host_config_free(&cfg);
-		return (2);
+	if (ref_config_apply(&rcfg, &ro, err, sizeof(err)) != HV_OK) {
+		fprintf(stderr, "haven-node: %s\n", err);
+		ret = 2;
+		goto out_cfg;
 	}
-	if ((st = host_open(&n.n_host, &cfg, "node")) != HV_OK) {
+	ret = 1;
+	if ((st = host_open(&h, &cfg, "node")) != HV_OK) {
 		ret = exit_code(st);
 		goto out;
 	}
 	if (cfg.pub_url != NULL) {
-		snprintf(n.n_cap_pub, sizeof(n.n_cap_pub), "%s", cfg.pub_url);
+		snprintf(cap_pub, sizeof(cap_pub), "%s", cfg.pub_url);
 	} else {
-		run_url(n.n_host, "events.sock", n.n_cap_pub, sizeof(n.n_cap_pub));
+		run_url(h, "events.sock", cap_pub, sizeof(cap_pub));
 	}
-	run_url(n.n_host, "consent-events.sock", n.n_consent_pub, sizeof(n.n_consent_pub));
-	run_url(n.n_host, "referral-events.sock", n.n_ref_pub, sizeof(n.n_ref_pub));
-	if ((st = open_services(&n, &cfg, &ro)) != HV_OK ||
-	    (st = cap_register(n.n_cap, host_server(n.n_host))) != HV_OK ||
-	    (st = consent_register(n.n_consent, host_server(n.n_host))) != HV_OK ||
-	    (st = ref_register(n.n_ref, host_server(n.n_host))) != HV_OK ||
-	    (st = alerts_register(n.n_alerts, host_server(n.n_host))) != HV_OK ||
-	    (st = host_start(n.n_host, cap_lookup_org, n.n_cap)) != HV_OK) {
+	run_url(h, "consent-events.sock", consent_pub, sizeof(consent_pub));
+	run_url(h, "referral-events.sock", ref_pub, sizeof(ref_pub));
+
+	co.store   = host_store(h);
+	co.regions = host_regions(h);
+	co.pub_url = cap_pub;
+	co.approval_places = (uint32_t) cfg.service_approval_places;
+	co.ca_file = cfg.tls_ca;
+	if ((st = cap_open(&cs, &co)) != HV_OK) {
+		log_error("cannot open the capacity registry: %s", hv_status_name(st));
+		ret = exit_code(st);
+		goto out;
+	}
+	if ((st = open_alerts(&als, h, &cfg, cs)) != HV_OK) {
+		ret = exit_code(st);
+		goto out;
+	}
+	consent_wire(&no, h, &cfg, cs, &rs, consent_pub);
+	no.alerts = als;
+	if ((st = consent_open(&cns, &no)) != HV_OK) {
+		log_error("cannot open the consent records: %s", hv_status_name(st));
+		ret = exit_code(st);
+		goto out;
+	}
+	ref_wire(&ro, h, cs, cns, ref_pub, cap_pub, consent_pub);
+	ro.alerts = als;
+	if ((st = ref_open(&rs, &ro)) != HV_OK) {
+		log_error("cannot open the referral service: %s", hv_status_name(st));
+		ret = exit_code(st);
+		goto out;
+	}
+	cap_set_audit(cs, consent_audit(cns)); /* directory changes in the node's audit log */
+	ref_set_audit(rs, consent_audit(cns)); /* reads of referrals and offers, too */
+	if ((st = cap_register(cs, host_server(h))) != HV_OK ||
+	    (st = consent_register(cns, host_server(h))) != HV_OK ||
+	    (st = ref_register(rs, host_server(h))) != HV_OK ||
+	    (st = alerts_register(als, host_server(h))) != HV_OK ||
+	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
 		ret = exit_code(st);
 		goto out;
 	}
 	if (print_methods) {
-		rpc_server_foreach_method(host_server(n.n_host), print_method, NULL);
+		rpc_server_foreach_method(host_server(h), print_method, NULL);
 		fflush(stdout);
 	} else {
-		host_wait(n.n_host);
+		host_wait(h);
 	}
 	ret = 0;
 out:
 	/* Threads stop while the store is open; host_close lets in-flight calls finish and closes
 	 * the store; the services go last. */
-	ref_stop(n.n_ref);
-	consent_stop(n.n_consent);
-	alerts_stop(n.n_alerts);
-	cap_stop(n.n_cap);
-	host_close(n.n_host);
-	ref_close(n.n_ref);
-	consent_close(n.n_consent);
-	alerts_close(n.n_alerts);
-	cap_close(n.n_cap);
+	ref_stop(rs);
+	consent_stop(cns);
+	alerts_stop(als);
+	cap_stop(cs);
+	host_close(h);
+	ref_close(rs);
+	consent_close(cns);
+	alerts_close(als);
+	cap_close(cs);
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}
+out_cfg:
 	host_config_free(&cfg);
+	ref_config_free(&rcfg);
 	return (ret);
 }

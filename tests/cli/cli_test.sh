@@ -73,10 +73,22 @@ expect 64 "--days is gone; name a finished --period" stats --days=30
 expect 64 "--timeout must be 1..3600000 ms" --timeout abc health
 expect 64 "service approve needs the service ID and --version V" service approve
 expect 64 "subject transfer takes one ID and --to ORG" subject transfer $S
+expect 64 "give at least one field to change or --clear" subject update $S
+expect 64 "--minor: yes or no" subject update $S --minor maybe
+expect 64 "--clear: name, dob" subject update $S --clear minor
 expect 64 "capacity freed needs SERVICE" capacity freed
 expect 64 "N must be" capacity taken svc-x 0
 expect 64 "--version must be" service approve svc-x --version 0
 expect 64 "--org needs --key" --org acme health
+expect 64 "referral update takes ID --reason TEXT" referral update ref-x
+expect 64 "unknown urgency 'soonish'" referral update ref-x --reason r --urgency soonish
+expect 64 "NEED is a need's number" referral update ref-x --reason r --cancel-need 9
+expect 64 "--need is TYPE:POPULATION" referral update ref-x --reason r --add-need shelter
+expect 64 "referral pause takes ID NEED --reason REASON" referral pause ref-x 0
+expect 64 "unknown reason 'bored'" referral pause ref-x 0 --reason bored
+expect 64 "referral resume takes ID NEED" referral resume ref-x
+expect 64 "unknown outcome 'gone'" referral cancel ref-x --reason r --outcome gone
+expect 64 "referral reassign takes ID NEED --reason TEXT" referral reassign ref-x --service s
 expect 64 "--webhook and --secret-file go together" alerts set x --webhook https://a.test/h
 expect 64 "--wait (ms) must be 0..25000" alerts watch x --wait 99999
 expect 64 "--after must be" alerts watch x --after -1
@@ -85,11 +97,21 @@ expect 64 "usage: haven alerts" alerts frobnicate
 expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region Atlantis
 expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region=Atlantis
 expect 5 "no subject $S" subject show $S
+expect 5 "no subject $S" subject update $S --contact "via the desk"
+expect 3 "date_of_birth must be a date as YYYY-MM-DD" subject update $S --dob 1999-02-30
 expect 5 "no service svc-none" service approve svc-none --version 1
 expect 5 "no service svc-none" capacity taken svc-none
 expect 9 "nobody-here is not an enabled referrer organisation" subject transfer $S --to nobody-here
 expect 3 "subject id must be 32 lower-case hex characters" consent check nothex --purpose referral
 expect 3 "subject id must be 32 lower-case hex characters" audit show --subject=zz
+expect 3 "nothing to change" referral update ref-0000000000000000 --reason r
+expect 5 "no referral ref-0000000000000000" referral update ref-0000000000000000 --reason r \
+	--urgency planned --no-exclude
+expect 3 "text is required (with reason hold-other)" referral pause ref-0000000000000000 0 \
+	--reason other
+expect 5 "no referral ref-0000000000000000" referral resume ref-0000000000000000 1
+expect 3 "service_id is not an id" referral reassign ref-0000000000000000 0 --reason r \
+	--service "not an id"
 expect 3 "org_id is required" alerts show
 expect 5 "no enabled organisation nobody" alerts show nobody
 expect 3 "org_id must be" alerts set "Bad Org"

@@ -193,6 +193,9 @@ void *rpc_call_alloc(rpc_call *call, size_t n);
 char *rpc_call_strdup(rpc_call *call, const char *s);
 /* The call's arena as a protobuf-c allocator (for unpacking nested messages). */
 ProtobufCAllocator *rpc_call_allocator(rpc_call *call);
+/* The call's arena itself (haven/arena.h), for a service that builds its work and its reply
+ * in it with marks; valid until the reply has been sent. */
+struct arena *rpc_call_arena(rpc_call *call);
 /* Sets the reply's message (printf-style, truncated to 255 bytes) and returns code, so that
  * `return rpc_call_error(call, HV_NOT_FOUND, "no service %s", id);` reads naturally.
  * Never put personal data in it. */

@@ -14,6 +14,8 @@
  * its sockets and its handlers. Keys live in DATA/keys (see consent.h).
  * Withdrawals are published on --pub-url, by default ipc://DATA/run/consent-events.sock (the
  * capacity process has events.sock). `haven-consent --print-config` documents every option.
+ * It lives with haven-node because it composes three services' store functions: the consent
+ * library sits below the referral service, and only a process above both may join them.
  * Exit codes: 0 after a clean shutdown, 2 for a usage or configuration error (or a key file
  * open to others), 1 when it cannot start.
  */
@@ -21,9 +23,8 @@
 #include "haven/log.h"
 
 #include "alerts.h"
-#include "consent.h"
-
 #include "capacity.h"
+#include "consent.h"
 #include "referral.h"
 
 #include <limits.h>
@@ -52,12 +53,12 @@ main(int argc, char **argv)
 	bool             done;
 	int              ret;
 	hv_status        st;
-	cap_service    *cap = NULL;
-	cap_options     capo = { 0 };
-	alerts_service *als = NULL;
-	alerts_options  alo = { 0 };
-	ref_service *ref  = NULL;
-	ref_options  refo = { 0 };
+	cap_service     *cap  = NULL;
+	cap_options      capo = { 0 };
+	alerts_service  *als  = NULL;
+	alerts_options   alo  = { 0 };
+	ref_service     *ref  = NULL;
+	ref_options      refo = { 0 };
 
 	if ((ret = host_config_load(&cfg, argc, argv, "haven-consent", &done)) != 0 || done) {
 		host_config_free(&cfg);
@@ -95,11 +96,12 @@ main(int argc, char **argv)
 	co.alerts     = als;
 	lookup        = cap_lookup_org;
 	lookup_arg    = cap;
-	/* Read only: no background thread (haven-referral expires and routes), no sockets. */
-	refo.store    = host_store(h);
-	refo.regions  = host_regions(h);
-	refo.capacity = cap;
-	refo.manual   = true;
+	/* Store functions only: haven-referral migrates, expires and routes. */
+	refo.store      = host_store(h);
+	refo.regions    = host_regions(h);
+	refo.capacity   = cap;
+	refo.store_only = true;
+	refo.alerts     = als; /* an erasure ending referrals alerts too */
 	if ((st = ref_open(&ref, &refo)) != HV_OK) {
 		log_error("cannot open the referral tables: %s", hv_status_name(st));
 		goto out;
