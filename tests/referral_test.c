@@ -1983,6 +1983,38 @@ test_alerts_acknowledged(void **state)
 	free_msg(r);
 }
 
+/* An offer let expire tells the referrer; consent withdrawn after acceptance tells the
+ * provider that has the person (ref_alert.c keys on those events' reasons). */
+static void
+test_alerts_expired_withdrawn(void **state)
+{
+	node     *n = *state;
+	svc_spec  one[] = { { "sh-ams", C_PROV_A, ST(SHELTER), "Amsterdam", 2, "nl", 0, 0, NULL } };
+	Referral *r = NULL, *r2 = NULL;
+	char      kinds[256];
+	uint64_t  c_prov = 0, c_ref = 0;
+	unsigned  expired = 0, marked = 0;
+
+	add_services(n, one, 1);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	advance(1801 * 1000); /* past the immediate window */
+	assert_int_equal(ref_expire_offers(n->rs, &expired), HV_OK);
+	assert_int_equal(expired, 1);
+	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "NEED_EXPIRED");
+
+	assert_int_equal(create(n, &one_shelter, &r2), HV_OK);
+	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "OFFER_NEW OFFER_NEW");
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r2->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_OK);
+	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "CONSENT_WITHDRAWN");
+	free_msg(r);
+	free_msg(r2);
+}
+
 int
 main(void)
 {
@@ -2011,6 +2043,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_restart_mid_offer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alerts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alerts_acknowledged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alerts_expired_withdrawn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hold_expired_by_capacity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics_narrowing, setup, teardown),
