@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "haven/config.h"
 #include "haven/rpc.h"
 #include "haven/store.h"
 
@@ -89,6 +90,25 @@ typedef struct alerts_options {
 	void *now_arg;
 	bool  manual; /* no sender thread: alerts_run does a round (tests, tools) */
 } alerts_options;
+
+/* The service's options in the node's configuration file, section "alerts" (alerts_config.c
+ * documents each; `haven-node --print-config` prints them). Zero it, read it with
+ * host_config_load_with(..., alerts_config_table(&cfg), ...), copy it into alerts_options
+ * with alerts_config_apply (the strings stay cfg's: keep it until alerts_open returned), and
+ * free it with alerts_config_free. */
+#define ALERTS_CONFIG_SECTION "alerts"
+typedef struct alerts_config {
+	char    *node_url;
+	char    *smtp_url;
+	char    *smtp_from;
+	char    *smtp_ca;
+	uint64_t escalate_after_s;
+	uint64_t unmet_after_s;
+	bool     webhook_allow_private;
+} alerts_config;
+config_table alerts_config_table(alerts_config *cfg);
+void alerts_config_apply(const alerts_config *cfg, alerts_options *ao);
+void alerts_config_free(alerts_config *cfg);
 
 /* Opens the tables (creating them) and starts the sender. At start-up, before any store_write
  * of the process runs. HV_INVALID_ARGUMENT (logged) for a bad node_url or smtp_url. */

@@ -57,11 +57,17 @@ main(int argc, char **argv)
 	cap_options      capo = { 0 };
 	alerts_service  *als  = NULL;
 	alerts_options   alo  = { 0 };
+	alerts_config    acfg = { 0 };
+	config_table     atab = alerts_config_table(&acfg);
 	ref_service     *ref  = NULL;
 	ref_options      refo = { 0 };
 
-	if ((ret = host_config_load(&cfg, argc, argv, "haven-consent", &done)) != 0 || done) {
+	/* The alerts section for the links of a withdrawal's alerts (haven-referral sends). */
+	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-consent", &atab, 1, false,
+	         &done)) != 0 ||
+	    done) {
 		host_config_free(&cfg);
+		alerts_config_free(&acfg);
 		return (ret);
 	}
 	ret = 1;
@@ -87,7 +93,7 @@ main(int argc, char **argv)
 	/* A withdrawal's alerts go to the outbox here; haven-referral sends them. */
 	alo.store     = host_store(h);
 	alo.capacity  = cap;
-	alo.node_url  = cfg.node_url;
+	alo.node_url  = acfg.node_url;
 	alo.manual    = true;
 	if ((st = alerts_open(&als, &alo)) != HV_OK) {
 		log_error("cannot open the alerts outbox: %s", hv_status_name(st));
@@ -139,5 +145,6 @@ out:
 		log_info("stopped cleanly");
 	}
 	host_config_free(&cfg);
+	alerts_config_free(&acfg);
 	return (ret);
 }

@@ -128,20 +128,14 @@ exit_code(hv_status st)
 
 /* The alerts' outbox and sender, over the directory of the capacity service. */
 static hv_status
-open_alerts(alerts_service **out, host *h, const host_config *cfg, cap_service *cs)
+open_alerts(alerts_service **out, host *h, const alerts_config *acfg, cap_service *cs)
 {
 	alerts_options ao = { 0 };
 	hv_status      st;
 
-	ao.store                 = host_store(h);
-	ao.capacity              = cs;
-	ao.node_url              = cfg->node_url;
-	ao.smtp_url              = cfg->smtp_url;
-	ao.smtp_from             = cfg->smtp_from;
-	ao.smtp_ca_file          = cfg->smtp_ca;
-	ao.escalate_after_s      = (uint32_t) cfg->escalate_after_s;
-	ao.unmet_after_s         = (uint32_t) cfg->unmet_after_s;
-	ao.webhook_allow_private = cfg->webhook_allow_private;
+	alerts_config_apply(acfg, &ao);
+	ao.store    = host_store(h);
+	ao.capacity = cs;
 	if ((st = alerts_open(out, &ao)) != HV_OK) {
 		log_error("cannot open the alerts: %s", hv_status_name(st));
 	}
@@ -201,7 +195,8 @@ main(int argc, char **argv)
 	ref_options      ro  = { 0 };
 	char             cap_pub[PATH_MAX + 16], consent_pub[PATH_MAX + 16], ref_pub[PATH_MAX + 16];
 	ref_config       rcfg = { 0 };
-	config_table     rtab = ref_config_table(&rcfg);
+	alerts_config    acfg = { 0 };
+	config_table     tabs[2] = { ref_config_table(&rcfg), alerts_config_table(&acfg) };
 	char             err[256];
 	bool             done;
 	bool             print_methods = take_flag(&argc, argv, "--print-methods");
@@ -209,7 +204,7 @@ main(int argc, char **argv)
 	hv_status        st;
 
 	/* Every service runs here: a section of the file no service knows is a misspelling. */
-	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-node", &rtab, 1, true, &done)) !=
+	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-node", tabs, 2, true, &done)) !=
 	        0 ||
 	    done) {
 		goto out_cfg;
@@ -242,7 +237,7 @@ main(int argc, char **argv)
 		ret = exit_code(st);
 		goto out;
 	}
-	if ((st = open_alerts(&als, h, &cfg, cs)) != HV_OK) {
+	if ((st = open_alerts(&als, h, &acfg, cs)) != HV_OK) {
 		ret = exit_code(st);
 		goto out;
 	}
@@ -295,5 +290,6 @@ out:
 out_cfg:
 	host_config_free(&cfg);
 	ref_config_free(&rcfg);
+	alerts_config_free(&acfg);
 	return (ret);
 }

@@ -101,15 +101,17 @@ main(int argc, char **argv)
 	consent_service *cns = NULL;
 	consent_options  no  = { 0 };
 	ref_config       rcfg = { 0 };
-	config_table     rtab;
+	alerts_config    acfg = { 0 };
+	config_table     tabs[2];
 	char             err[256];
 	urls             u;
 	bool             done;
 	int              ret;
 	hv_status        st;
 
-	rtab = ref_config_table(&rcfg);
-	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-referral", &rtab, 1, false,
+	tabs[0] = ref_config_table(&rcfg);
+	tabs[1] = alerts_config_table(&acfg);
+	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-referral", tabs, 2, false,
 	         &done)) != 0 ||
 	    done) {
 		goto out_cfg;
@@ -149,15 +151,9 @@ main(int argc, char **argv)
 	ro.erase_arg      = cns;
 	ro.erase_done     = retention_done;
 	/* Alerts: written here and by haven-consent (a withdrawal), sent and served from here. */
-	ao.store            = host_store(h);
-	ao.capacity         = cs;
-	ao.node_url         = cfg.node_url;
-	ao.smtp_url         = cfg.smtp_url;
-	ao.smtp_from        = cfg.smtp_from;
-	ao.smtp_ca_file     = cfg.smtp_ca;
-	ao.escalate_after_s = (uint32_t) cfg.escalate_after_s;
-	ao.unmet_after_s    = (uint32_t) cfg.unmet_after_s;
-	ao.webhook_allow_private = cfg.webhook_allow_private;
+	alerts_config_apply(&acfg, &ao);
+	ao.store    = host_store(h);
+	ao.capacity = cs;
 	if ((st = alerts_open(&als, &ao)) != HV_OK) {
 		log_error("cannot open the alerts: %s", hv_status_name(st));
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
@@ -199,5 +195,6 @@ out:
 out_cfg:
 	host_config_free(&cfg);
 	ref_config_free(&rcfg);
+	alerts_config_free(&acfg);
 	return (ret);
 }

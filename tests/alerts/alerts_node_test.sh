@@ -67,11 +67,11 @@ listen = tls+tcp://127.0.0.1:$port
 tls_ca = $pki/ca.pem
 tls_cert = $pki/server.pem
 tls_key = $pki/server.key
-node_url = https://haven.test
-smtp_url = smtp://localhost:$smtp_port
-smtp_from = haven@haven.test
-smtp_ca = $pki/ca.pem
-webhook_allow_private = true
+alerts.node_url = https://haven.test
+alerts.smtp_url = smtp://localhost:$smtp_port
+alerts.smtp_from = haven@haven.test
+alerts.smtp_ca = $pki/ca.pem
+alerts.webhook_allow_private = true
 EOF
 		"$node_bin" --config "$work/haven.conf" 2>>"$work/node.log" &
 		node=$!

@@ -79,31 +79,6 @@ static const config_option host_options[] = {
 	    "encryption. It holds counts by method, status, need state, service type and region, "
 	    "never an id or a name. Each process of a node needs a port of its own. Default: off. "
 	    "See docs/metrics.md." },
-	{ "node_url", CONFIG_STRING, offsetof(host_config, node_url), "https://localhost", 0, 0,
-	    "The node's address as people reach it (https://haven.example.org): alerts link to "
-	    "NODE_URL/#/offers/ID and similar, and carry nothing else about a case." },
-	{ "smtp_url", CONFIG_STRING, offsetof(host_config, smtp_url), NULL, 0, 0,
-	    "Mail server for alert e-mails: smtp://HOST:PORT (STARTTLS is required) or "
-	    "smtps://HOST:PORT. Default: none (e-mail alerts are retried and then dropped; webhooks "
-	    "and WatchEvents still work)." },
-	{ "smtp_from", CONFIG_STRING, offsetof(host_config, smtp_from), "haven@localhost", 0, 0,
-	    "The sender address of alert e-mails." },
-	{ "smtp_ca", CONFIG_STRING, offsetof(host_config, smtp_ca), NULL, 0, 0,
-	    "PEM file of the CA that signed the mail server's certificate. Default: the system's "
-	    "CA certificates." },
-	{ "escalate_after_s", CONFIG_UINT, offsetof(host_config, escalate_after_s), "600", 30,
-	    86400,
-	    "An offer for an immediate need not acknowledged this many seconds after it was made "
-	    "alerts the provider again (its on-call address too) and the coordinators of the "
-	    "referral's region." },
-	{ "webhook_allow_private", CONFIG_BOOL, offsetof(host_config, webhook_allow_private),
-	    "false", 0, 0,
-	    "Let organisations' alert webhooks reach loopback, private and link-local addresses "
-	    "(and http:// to a loopback host). Off by default: a partner's webhook must not make "
-	    "the node POST into its own host or network. For tests and a local relay only." },
-	{ "unmet_after_s", CONFIG_UINT, offsetof(host_config, unmet_after_s), "3600", 60, 604800,
-	    "A need waiting this long for a provider with room alerts the referrer again and the "
-	    "coordinators of its region." },
 };
 #define N_HOST_OPTIONS (sizeof(host_options) / sizeof(host_options[0]))
 

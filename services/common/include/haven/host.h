@@ -59,14 +59,6 @@ typedef struct host_config {
 	char       *check_audit;       /* "queued" or "durable" (consent Check's audit entry) */
 	char       *log_level;
 	char       *metrics_listen;    /* loopback HOST:PORT of the metrics page; NULL: off */
-	/* Alerts (services/alerts, docs/alerts.md). */
-	char       *node_url;          /* links in alerts: https://NODE */
-	char       *smtp_url;          /* smtp://HOST:PORT (STARTTLS) or smtps://; NULL: no e-mail */
-	char       *smtp_from;
-	char       *smtp_ca;           /* CA file for the SMTP server's certificate; NULL: system */
-	uint64_t    escalate_after_s;  /* an immediate offer not acknowledged */
-	uint64_t    unmet_after_s;     /* a need waiting unmet */
-	bool        webhook_allow_private; /* webhooks to loopback and private addresses */
 } host_config;
 
 /* Reads --config FILE (if given) and then the command-line options over it. Returns 0, or the
