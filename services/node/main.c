@@ -25,6 +25,7 @@
 
 #include "capacity.h"
 #include "consent.h"
+#include "people.h"
 #include "referral.h"
 
 #include <limits.h>
@@ -105,6 +106,26 @@ take_flag(int *argc, char **argv, const char *flag)
 	return (false);
 }
 
+/* The people of organisations: their key beside the node's other keys (DATA/keys/). */
+static hv_status
+open_people(host *h, const host_config *cfg, people_service **out)
+{
+	people_options po = { 0 };
+	char           key_file[PATH_MAX];
+	hv_status      st;
+
+	snprintf(key_file, sizeof(key_file), "%s/keys/%s", cfg->data_dir, PEOPLE_KEY_FILE);
+	po.store          = host_store(h);
+	po.auth           = host_auth(h);
+	po.key_file       = key_file;
+	po.session_idle_s = (uint32_t) cfg->session_idle_s;
+	po.session_max_s  = (uint32_t) cfg->session_max_s;
+	if ((st = people_open(out, &po)) != HV_OK) {
+		log_error("cannot open the people service: %s", hv_status_name(st));
+	}
+	return (st);
+}
+
 static int
 exit_code(hv_status st)
 {
@@ -119,6 +140,7 @@ main(int argc, char **argv)
 	cap_service     *cs  = NULL;
 	consent_service *cns = NULL;
 	ref_service     *rs  = NULL;
+	people_service  *ps  = NULL;
 	cap_options      co  = { 0 };
 	consent_options  no  = { 0 };
 	ref_options      ro  = { 0 };
@@ -198,8 +220,13 @@ main(int argc, char **argv)
 		ret = exit_code(st);
 		goto out;
 	}
+	if ((st = open_people(h, &cfg, &ps)) != HV_OK) {
+		ret = exit_code(st);
+		goto out;
+	}
 	cap_set_audit(cs, consent_audit(cns)); /* directory changes in the node's audit log */
 	if ((st = cap_register(cs, host_server(h))) != HV_OK ||
+	    (st = people_register(ps, host_server(h))) != HV_OK ||
 	    (st = consent_register(cns, host_server(h))) != HV_OK ||
 	    (st = ref_register(rs, host_server(h))) != HV_OK ||
 	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
@@ -223,6 +250,7 @@ out:
 	ref_close(rs);
 	consent_close(cns);
 	cap_close(cs);
+	people_close(ps);
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}

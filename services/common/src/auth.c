@@ -93,6 +93,8 @@ struct auth {
 	auth_lookup_fn  a_lookup;
 	void           *a_lookup_arg;
 	uint64_t        a_failures[CAUSE_N]; /* atomic */
+	auth_session_fn a_session_fn;        /* people's sessions; set before serving */
+	void           *a_session_arg;
 };
 
 _Static_assert(NONCE_MAC_LEN == 16, "nonce layout: random(16) || expiry(8) || mac(16)");
@@ -730,6 +732,11 @@ auth_verify_token(auth *a, const char *token, int64_t now_ms, rpc_caller *caller
 	const char  *why = "malformed";
 	hv_status    st  = HV_UNAUTHENTICATED;
 
+	if (a != NULL && token != NULL &&
+	    strncmp(token, AUTH_SESSION_PREFIX, sizeof(AUTH_SESSION_PREFIX) - 1) == 0) {
+		return (auth__session_verify(a, a->a_session_fn, a->a_session_arg, token, now_ms,
+		    caller));
+	}
 	if (a == NULL || (st = token_open(a, token, now_ms, &c, &why)) != HV_OK) {
 		goto out;
 	}
@@ -764,6 +771,37 @@ out:
 	}
 	auth__org_release(&org);
 	return (st);
+}
+
+void
+auth_set_session_verifier(auth *a, auth_session_fn fn, void *arg)
+{
+	if (a != NULL) {
+		a->a_session_fn  = fn;
+		a->a_session_arg = arg;
+	}
+}
+
+hv_status
+auth_lookup_org(auth *a, const char *org_id, auth_org *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (a == NULL || !auth__org_id_valid(org_id, NULL)) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	return (lookup(a, org_id, out));
+}
+
+void
+auth_org_release(auth_org *org)
+{
+	auth__org_release(org);
+}
+
+bool
+auth_role_issuable(rpc_role role)
+{
+	return (role_issuable((unsigned) role));
 }
 
 /* ---- sign-in -------------------------------------------------------------------------- */

@@ -92,4 +92,9 @@ void auth__signin_note(auth *a, const char *org_id, int cause, const char *why);
 hv_status auth__token_make(auth *a, const char *org_id, size_t orglen, unsigned role,
     const auth_org *org, int64_t now_ms, char out[AUTH_TOKEN_MAX], uint64_t *expires_at_ms);
 
+/* A person's session token (AUTH_SESSION_PREFIX): fn (NULL: none registered) verifies it,
+ * then the directory is asked about its organisation (auth_person.c). As auth_verify_token. */
+hv_status auth__session_verify(auth *a, auth_session_fn fn, void *arg, const char *token,
+    int64_t now_ms, rpc_caller *caller);
+
 #endif

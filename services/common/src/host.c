@@ -60,6 +60,10 @@ static const config_option host_options[] = {
 	{ "token_ttl_s", CONFIG_UINT, offsetof(host_config, token_ttl_s), "3600", 60, 86400,
 	    "Lifetime of an organisation's session token, in seconds; the token key rotates as "
 	    "often." },
+	{ "session_idle_s", CONFIG_UINT, offsetof(host_config, session_idle_s), "1800", 1, 86400,
+	    "A person's session ends after this many seconds without a call." },
+	{ "session_max_s", CONFIG_UINT, offsetof(host_config, session_max_s), "43200", 1, 604800,
+	    "A person's session ends this many seconds after sign-in, used or not." },
 	{ "offer_timeout_immediate_s", CONFIG_UINT,
 	    offsetof(host_config, offer_timeout_immediate_s), "1800", 60, 604800,
 	    "How long a provider has to answer an offer for an immediate (tonight) need." },

@@ -73,12 +73,28 @@ typedef enum rpc_transport {
 } rpc_transport;
 
 #define RPC_ORG_ID_MAX 64 /* including the NUL */
+#define RPC_PERSON_ID_MAX 33 /* 32 hex characters and the NUL */
+
+/* A person's role within the organisation (services/people, haven.people.v1.PersonRole). */
+typedef enum rpc_person_role {
+	RPC_PERSON_NONE        = 0, /* not a person: a certificate's session, the operator */
+	RPC_PERSON_ORG_ADMIN   = 1,
+	RPC_PERSON_CASE_WORKER = 2,
+	RPC_PERSON_VIEWER      = 3,
+} rpc_person_role;
+
+/* The person behind a call made with a person's session (auth.h, people). */
+typedef struct rpc_person {
+	char            id[RPC_PERSON_ID_MAX]; /* "" when the caller is not a person */
+	rpc_person_role role;
+} rpc_person;
 
 /* The verified caller of a call. */
 typedef struct rpc_caller {
 	rpc_role      role;
 	char          org_id[RPC_ORG_ID_MAX]; /* "" for the operator and anonymous callers */
 	rpc_transport transport;
+	rpc_person    person; /* a person's session: who, and the role within org_id */
 } rpc_caller;
 
 typedef struct rpc_metadata {
