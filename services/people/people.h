@@ -32,7 +32,8 @@
  * after session_max_s in any case (12 h), at Logout, and at once when the person is disabled
  * or reset (its version changes; its sessions are deleted) or the organisation's record
  * changes (auth.h: the directory is asked at every call). Last use is written at most once a
- * minute per session, so idleness is measured to within a minute.
+ * minute per session (a quarter of session_idle_s when that is shorter), so idleness is
+ * measured to within that.
  *
  * Tables (the node's one LMDB environment; only this service reads them):
  *   people.persons   person id (16 bytes)                 -> PersonRecord

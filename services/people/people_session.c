@@ -14,7 +14,7 @@
 
 #define TOKEN_B64_LEN 43 /* base64url of 32 bytes */
 #define TOKEN_LEN (sizeof(AUTH_SESSION_PREFIX) - 1 + TOKEN_B64_LEN)
-#define TOUCH_EVERY_MS 60000 /* last use is written at most this often */
+#define TOUCH_EVERY_MS 60000 /* last use is written at most this often (or idle / 4) */
 
 /* The stored key of a token: SHA-256 of its secret. HV_UNAUTHENTICATED when malformed. */
 static hv_status
@@ -203,6 +203,13 @@ session_check(people_service *ps, store_txn *txn, const Haven__People__V1__Sessi
 	return (st);
 }
 
+/* How often last use is written: once a minute, or a quarter of a shorter idle limit. */
+static uint64_t
+touch_every(const people_service *ps)
+{
+	return ((uint64_t) (ps->p_idle_ms / 4 < TOUCH_EVERY_MS ? ps->p_idle_ms / 4 : TOUCH_EVERY_MS));
+}
+
 hv_status
 people_session_verify(void *arg, const char *token, int64_t now_ms, auth_session *out)
 {
@@ -227,7 +234,7 @@ people_session_verify(void *arg, const char *token, int64_t now_ms, auth_session
 		s  = (void *) m;
 		st = session_check(ps, txn, s, now_ms, out, &why);
 		k.used_ms = (uint64_t) now_ms;
-		if (st == HV_OK && (uint64_t) now_ms < s->last_used_ms + TOUCH_EVERY_MS) {
+		if (st == HV_OK && (uint64_t) now_ms < s->last_used_ms + touch_every(ps)) {
 			k.used_ms = 0; /* recent enough: no write */
 		}
 	} else if (st == HV_NOT_FOUND) {
