@@ -25,6 +25,7 @@ typedef struct cli {
 	const char         *url;
 	rpc_channel_options co;
 	const char         *org; /* log in as this organisation (--org), or NULL */
+	bool                no_session; /* do not send the stored person's session (login) */
 } cli;
 
 /* The channel to the node: opened, and logged in with --org, at the first call, so that a
@@ -94,5 +95,12 @@ int cmd_admin(cli *c, int argc, char **argv);
 int cmd_subject(cli *c, int argc, char **argv);
 int cmd_consent(cli *c, int argc, char **argv);
 int cmd_audit(cli *c, int argc, char **argv);
+int cmd_login(cli *c, int argc, char **argv);
+int cmd_logout(cli *c, int argc, char **argv);
+int cmd_person(cli *c, int argc, char **argv);
+
+/* cmd_people.c: sends the session `haven login` stored for c->url on c->ch, unless --org
+ * or c->no_session. */
+void cli_session_use(cli *c);
 
 #endif

@@ -86,6 +86,12 @@ usage(FILE *f)
 	    "  consent rotate-key     rotate the key-encryption key now (operator, admin)\n"
 	    "  audit verify           recompute the audit chain; name the first bad entry\n"
 	    "  audit show [--subject ID] [--after SEQ] [--limit N]    who saw whom\n"
+	    "  login NAME [--stdin]   a person signs in (password and code: prompted, from\n"
+	    "                     HAVEN_PASSWORD and HAVEN_CODE, or two lines on stdin); later\n"
+	    "                     commands to the same node use the session   logout\n"
+	    "  person add ORG LOGIN --name N --role admin|case-worker|viewer [--stdin]\n"
+	    "  person disable ID   person list ORG   person reset ID [--password] [--new-code]\n"
+	    "                     [--enable]   (the operator; an organisation's admin for its own)\n"
 	    "exit codes: 0 ok, 1..16 the call's gRPC status code, 64 usage\n");
 }
 
@@ -107,6 +113,7 @@ static const struct {
 	{ "subject", cmd_subject },
 	{ "consent", cmd_consent },
 	{ "audit", cmd_audit },
+	{ "login", cmd_login }, { "logout", cmd_logout }, { "person", cmd_person },
 };
 
 int
@@ -143,6 +150,7 @@ cli_channel(cli *c, int *rc)
 		return (NULL);
 	}
 	if (c->org == NULL) {
+		cli_session_use(c);
 		return (c->ch);
 	}
 	if ((st = hv_file_read(c->co.tls_key_file, 64 * 1024, true, &key, &keylen)) != HV_OK) {
