@@ -32,6 +32,7 @@
 #include "testutil.h"
 
 #include "haven/capacity/v1/capacity.pb-c.h"
+#include "haven/consent/v1/audit.pb-c.h"
 #include "haven/consent/v1/consent.pb-c.h"
 #include "haven/health/v1/health.pb-c.h"
 #include "haven/people/v1/people.pb-c.h"
@@ -391,13 +392,49 @@ test_viewer_reads_only(void **state)
 	assert_int_equal(login(&worker), HV_OK);
 	assert_int_equal(regions(viewer.ch), HV_OK);
 	st = call(viewer.ch, "haven.consent.v1.Consent/CreateSubject", &r.base,
-	    &haven__consent__v1__subject__descriptor, NULL);
+	    &haven__consent__v1__create_subject_response__descriptor, NULL);
 	assert_int_equal(st, HV_PERMISSION_DENIED);
+	assert_non_null(strstr(g.err, "may not call"));
 	st = call(worker.ch, "haven.consent.v1.Consent/CreateSubject", &r.base,
-	    &haven__consent__v1__subject__descriptor, NULL);
+	    &haven__consent__v1__create_subject_response__descriptor, NULL);
 	assert_int_not_equal(st, HV_PERMISSION_DENIED);
 	assert_int_not_equal(st, HV_UNAUTHENTICATED);
 	person_free(&viewer);
+	person_free(&worker);
+}
+
+/* The audit log names the person behind an access, and its organisation; the holder lists
+ * who it was. */
+static void
+test_audit_names_person(void **state)
+{
+	Haven__Consent__V1__CreateSubjectRequest   cr = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__CreateSubjectResponse *cs = NULL;
+	Haven__Audit__V1__ListRequest              lr = HAVEN__AUDIT__V1__LIST_REQUEST__INIT;
+	Haven__Audit__V1__ListResponse            *ls = NULL;
+	person                                     worker;
+	bool                                       seen = false;
+
+	(void) state;
+	assert_int_equal(add_person(admin_ngo.ch, "p-ngo", ROLE(CASE_WORKER), &worker), HV_OK);
+	assert_int_equal(login(&worker), HV_OK);
+	assert_int_equal(call(worker.ch, "haven.consent.v1.Consent/CreateSubject", &cr.base,
+	                     &haven__consent__v1__create_subject_response__descriptor, (void *) &cs),
+	    HV_OK);
+	lr.subject = cs->id;
+	assert_int_equal(call(g.op, "haven.audit.v1.Audit/List", &lr.base,
+	                     &haven__audit__v1__list_response__descriptor, (void *) &ls),
+	    HV_OK);
+	for (size_t i = 0; i < ls->n_entries; i++) {
+		if (strcmp(ls->entries[i]->caller_person, worker.id) == 0) {
+			assert_string_equal(ls->entries[i]->caller_org, "p-ngo");
+			assert_string_equal(ls->entries[i]->caller_role, "referrer");
+			seen = true;
+		}
+	}
+	assert_true(seen);
+	protobuf_c_message_free_unpacked(&ls->base, NULL);
+	protobuf_c_message_free_unpacked(&cs->base, NULL);
 	person_free(&worker);
 }
 
@@ -641,6 +678,7 @@ main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_admins),
 		cmocka_unit_test(test_viewer_reads_only),
+		cmocka_unit_test(test_audit_names_person),
 		cmocka_unit_test(test_uniform_failure),
 		cmocka_unit_test(test_lockout),
 		cmocka_unit_test(test_bad_input),

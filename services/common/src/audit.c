@@ -37,7 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define AUDIT_VERSION 2        /* keyed: the hash is an HMAC under the chain key */
+#define AUDIT_VERSION 3        /* keyed, with the person: what is written */
+#define AUDIT_VERSION_KEYED 2  /* keyed, from before people: verified, never written */
 #define AUDIT_VERSION_LEGACY 1 /* unkeyed SHA-256, from before the key: verified, never written */
 #define KEY_FILE "audit-ed25519.pem" /* in DATA/keys */
 #define KEY_PEM_MAX 4096
@@ -48,10 +49,10 @@
 #define CP_LINE_MAX 320 /* "v1 seq hash time sig\n" is at most 238 characters */
 #define HEAD_KEY "head"
 #define HEAD_LEN (8 + AUDIT_HASH_LEN)
-/* version, seq, time, role, four strings with their length bytes, result */
+/* version, seq, time, role, five strings with their length bytes, result */
 #define BODY_MAX                                                                           \
 	(1 + 8 + 8 + 4 + RPC_ORG_ID_MAX + AUDIT_METHOD_MAX + AUDIT_SUBJECT_MAX +              \
-	    AUDIT_PURPOSE_MAX + 4)
+	    AUDIT_PURPOSE_MAX + RPC_PERSON_ID_MAX + 4)
 #define VALUE_MAX (BODY_MAX + 2 * AUDIT_HASH_LEN)
 /* audit.by_window: be64 window || subject || 0x00 || be64 seq */
 #define SUBJECT_KEY_MAX (8 + AUDIT_SUBJECT_MAX + 8)
@@ -225,12 +226,13 @@ body_encode(const audit_entry *e, uint8_t *buf)
 	o += str_put(buf + o, e->method);
 	o += str_put(buf + o, e->subject);
 	o += str_put(buf + o, e->purpose);
+	o += str_put(buf + o, e->person);
 	hv_put_be32(buf + o, (uint32_t) e->result);
 	o += 4;
 	return (o);
 }
 
-/* HMAC-SHA256(chain key, prev_hash || body) for a keyed body (its first byte AUDIT_VERSION),
+/* HMAC-SHA256(chain key, prev_hash || body) for a keyed body (its first byte 2 or 3),
  * SHA-256(prev_hash || body) for a legacy one. */
 static void
 entry_hash(const audit *a, const uint8_t prev[AUDIT_HASH_LEN], const uint8_t *body, size_t n,
@@ -272,7 +274,8 @@ entry_decode(const uint8_t *v, size_t len, audit_entry *e, size_t *bodylen)
 	size_t o = 0;
 
 	memset(e, 0, sizeof(*e));
-	if (len < 1 + 8 + 8 + 4 || (v[0] != AUDIT_VERSION && v[0] != AUDIT_VERSION_LEGACY)) {
+	if (len < 1 + 8 + 8 + 4 || (v[0] != AUDIT_VERSION && v[0] != AUDIT_VERSION_KEYED &&
+	                               v[0] != AUDIT_VERSION_LEGACY)) {
 		return (-1);
 	}
 	o          = 1;
@@ -286,6 +289,7 @@ entry_decode(const uint8_t *v, size_t len, audit_entry *e, size_t *bodylen)
 	    str_get(v, len, &o, e->method, sizeof(e->method)) != 0 ||
 	    str_get(v, len, &o, e->subject, sizeof(e->subject)) != 0 ||
 	    str_get(v, len, &o, e->purpose, sizeof(e->purpose)) != 0 ||
+	    (v[0] == AUDIT_VERSION && str_get(v, len, &o, e->person, sizeof(e->person)) != 0) ||
 	    len - o != 4 + 2 * AUDIT_HASH_LEN) {
 		return (-1);
 	}
@@ -298,6 +302,14 @@ entry_decode(const uint8_t *v, size_t len, audit_entry *e, size_t *bodylen)
 }
 
 /* ---- appending ------------------------------------------------------------------------ */
+
+void
+audit_entry_caller(audit_entry *e, const rpc_caller *caller)
+{
+	e->role = caller->role;
+	snprintf(e->org, sizeof(e->org), "%s", caller->org_id);
+	snprintf(e->person, sizeof(e->person), "%s", caller->person.id);
+}
 
 static size_t
 index_key(uint8_t key[SUBJECT_KEY_MAX], uint64_t seq, const char *subject, size_t sl)
@@ -471,7 +483,8 @@ append_after(audit *a, store_txn *txn, audit_entry *e, chain_head *h)
 	if (!field_ok(e->org, sizeof(e->org), false) ||
 	    !field_ok(e->method, sizeof(e->method), false) ||
 	    !field_ok(e->subject, sizeof(e->subject), true) ||
-	    !field_ok(e->purpose, sizeof(e->purpose), false)) {
+	    !field_ok(e->purpose, sizeof(e->purpose), false) ||
+	    !field_ok(e->person, sizeof(e->person), true)) {
 		return (HV_INVALID_ARGUMENT);
 	}
 	if (e->time_ms == 0) {
@@ -1083,7 +1096,8 @@ enqueue(audit *a, const audit_entry *e, bool wait)
 	if (!field_ok(e->org, sizeof(e->org), false) ||
 	    !field_ok(e->method, sizeof(e->method), false) ||
 	    !field_ok(e->subject, sizeof(e->subject), true) ||
-	    !field_ok(e->purpose, sizeof(e->purpose), false)) {
+	    !field_ok(e->purpose, sizeof(e->purpose), false) ||
+	    !field_ok(e->person, sizeof(e->person), true)) {
 		return (HV_INVALID_ARGUMENT);
 	}
 	pthread_mutex_lock(&a->a_qmtx);
@@ -1254,7 +1268,7 @@ verify_entry(audit *a, store_txn *txn, audit_verify_result *out, chain_walk *w,
 		    "entry %llu is unkeyed, but the log is keyed after entry %llu (rewritten)",
 		    (unsigned long long) kseq, (unsigned long long) w->cw_boundary));
 	}
-	w->cw_keyed = w->cw_keyed || v[0] == AUDIT_VERSION;
+	w->cw_keyed = w->cw_keyed || v[0] != AUDIT_VERSION_LEGACY;
 	entry_hash(a, e.prev_hash, v, bodylen, h);
 	if (!crypto_equal(h, e.hash, AUDIT_HASH_LEN)) {
 		return (bad(out, kseq, "entry %llu was changed (its hash does not match)",
