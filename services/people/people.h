@@ -18,7 +18,10 @@
  * a wrong password (a dummy hash is verified), and no failure writes to the store, so the
  * time taken does not tell names apart either. Failed attempts are counted in memory per
  * login name (known or not: an unknown name is locked out exactly like a known one) and per
- * source (the caller's transport and organisation; a restart forgets both); after
+ * source (the caller's transport and signed-in organisation, such as a partner's portal that
+ * relays its people's sign-ins; an anonymous caller is no source of its own, as one bucket for
+ * all of them would let anyone lock everyone out, and the RPC server cannot tell peers'
+ * addresses apart yet); a restart forgets both. After
  * PEOPLE_LOCK_AFTER failures in a row of a name (PEOPLE_SOURCE_LOCK_AFTER of a source)
  * sign-in is refused for a back-off that doubles with each further failure, from 30 s up to
  * an hour; the password is still hashed then, so the answer takes as long. A
@@ -33,7 +36,7 @@
  * or reset (its version changes; its sessions are deleted) or the organisation's record
  * changes (auth.h: the directory is asked at every call). Last use is written at most once a
  * minute per session (a quarter of session_idle_s when that is shorter), so idleness is
- * measured to within that.
+ * measured to within that. Every sign-in also deletes the sessions that ended by time.
  *
  * Tables (the node's one LMDB environment; only this service reads them):
  *   people.persons   person id (16 bytes)                 -> PersonRecord

@@ -102,6 +102,8 @@ hv_status people_session_new(people_service *ps, store_txn *txn,
     char *out, size_t outsz, int64_t *expires);
 /* Deletes every session of person id in txn (disable, reset). */
 hv_status people_sessions_end(people_service *ps, store_txn *txn, const uint8_t id[PEOPLE_ID_LEN]);
+/* Deletes every session that ended by time at now_ms (at each sign-in). */
+hv_status people_sessions_sweep(people_service *ps, store_txn *txn, int64_t now_ms);
 /* Ends the session of token (Logout): *found tells whether there was one. */
 hv_status people_session_end(people_service *ps, const char *token, bool *found);
 

@@ -218,6 +218,9 @@ login_commit_fn(store_txn *txn, void *arg)
 	if (st != HV_OK) {
 		goto out;
 	}
+	if ((st = people_sessions_sweep(l->ps, txn, l->now_ms)) != HV_OK) {
+		goto out;
+	}
 	st = people_session_new(l->ps, txn, cur, l->org_version, l->now_ms, l->token,
 	    sizeof(l->token), &l->expires);
 out:
@@ -234,7 +237,9 @@ login_failed(login_state *l, rpc_call *call, int cause, const uint8_t *nkey, con
 
 	__atomic_fetch_add(&l->ps->p_failures[cause], 1, __ATOMIC_RELAXED);
 	throttle_fail(l->ps, nkey, 1 + CRYPTO_HMAC_LEN, PEOPLE_LOCK_AFTER, l->now_ms);
-	throttle_fail(l->ps, skey, skeylen, PEOPLE_SOURCE_LOCK_AFTER, l->now_ms);
+	if (skeylen > 0) {
+		throttle_fail(l->ps, skey, skeylen, PEOPLE_SOURCE_LOCK_AFTER, l->now_ms);
+	}
 	if (l->rec != NULL) {
 		people_id_format(l->id, id);
 	}
@@ -317,9 +322,15 @@ people_login(people_service *ps, rpc_call *call, const Haven__People__V1__LoginR
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "%s", bad));
 	}
 	people_name_throttle_key(ps, folded, nkey);
-	skeylen = (size_t) snprintf((char *) skey, sizeof(skey), "s%d:%s", (int) c->transport,
-	    c->org_id);
-	skeylen = skeylen < sizeof(skey) ? skeylen : sizeof(skey) - 1;
+	/* The source: what the server can tell of the caller. A caller with no organisation
+	 * (anonymous) is no source of its own: one bucket for every anonymous caller would let
+	 * anyone lock everyone out. Then only the name is throttled. */
+	skeylen = 0;
+	if (c->org_id[0] != '\0') {
+		skeylen = (size_t) snprintf((char *) skey, sizeof(skey), "s%d:%s",
+		    (int) c->transport, c->org_id);
+		skeylen = skeylen < sizeof(skey) ? skeylen : sizeof(skey) - 1;
+	}
 	if ((st = find_person(&l, folded)) != HV_OK) {
 		crypto_wipe(folded, sizeof(folded));
 		log_error("people: sign-in: the store failed (%s)", hv_status_name(st));
@@ -328,7 +339,7 @@ people_login(people_service *ps, rpc_call *call, const Haven__People__V1__LoginR
 	crypto_wipe(folded, sizeof(folded));
 	cause = login_check(&l, req,
 	    throttle_locked(ps, nkey, sizeof(nkey), l.now_ms) ||
-	        throttle_locked(ps, skey, skeylen, l.now_ms));
+	        (skeylen > 0 && throttle_locked(ps, skey, skeylen, l.now_ms)));
 	if (cause < 0 && (st = store_write(ps->p_store, login_commit_fn, &l)) != HV_OK) {
 		cause = l.replayed ? PF_CODE : -2;
 	}

@@ -74,8 +74,10 @@ out:
 	return (st);
 }
 
-hv_status
-people_sessions_end(people_service *ps, store_txn *txn, const uint8_t id[PEOPLE_ID_LEN])
+/* Deletes, in txn, the sessions of person id (id not NULL), or those that ended by time at
+ * now_ms (id NULL: the sweep at each sign-in, so that sessions nobody uses again do not stay). */
+static hv_status
+sessions_delete(people_service *ps, store_txn *txn, const uint8_t *id, int64_t now_ms)
 {
 	store_cursor *c = NULL;
 	const void   *v;
@@ -89,21 +91,32 @@ people_sessions_end(people_service *ps, store_txn *txn, const uint8_t id[PEOPLE_
 		Haven__People__V1__SessionRecord *s =
 		    haven__people__v1__session_record__unpack(NULL, vl, v);
 		/* A record that does not decode is no session anyone can use: dropped too. */
-		bool mine = s == NULL ||
-		    (s->person_id.len == PEOPLE_ID_LEN && memcmp(s->person_id.data, id, PEOPLE_ID_LEN) == 0);
+		bool drop = s == NULL ||
+		    (id != NULL && s->person_id.len == PEOPLE_ID_LEN &&
+		        memcmp(s->person_id.data, id, PEOPLE_ID_LEN) == 0) ||
+		    (id == NULL && ((uint64_t) now_ms >= s->expires_at_ms ||
+		                       (uint64_t) now_ms >= s->last_used_ms + (uint64_t) ps->p_idle_ms));
 
 		haven__people__v1__session_record__free_unpacked(s, NULL);
-		if (mine) {
-			if ((st = store_cursor_del(c)) != HV_OK) {
-				break;
-			}
-			st = store_cursor_next(c, NULL, NULL, &v, &vl);
-		} else {
-			st = store_cursor_next(c, NULL, NULL, &v, &vl);
+		if (drop && (st = store_cursor_del(c)) != HV_OK) {
+			break;
 		}
+		st = store_cursor_next(c, NULL, NULL, &v, &vl);
 	}
 	store_cursor_close(c);
 	return (st == HV_NOT_FOUND ? HV_OK : st);
+}
+
+hv_status
+people_sessions_end(people_service *ps, store_txn *txn, const uint8_t id[PEOPLE_ID_LEN])
+{
+	return (sessions_delete(ps, txn, id, 0));
+}
+
+hv_status
+people_sessions_sweep(people_service *ps, store_txn *txn, int64_t now_ms)
+{
+	return (sessions_delete(ps, txn, NULL, now_ms));
 }
 
 typedef struct key_arg {
