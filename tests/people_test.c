@@ -631,9 +631,8 @@ test_org_disabled(void **state)
 	    HAVEN__CAPACITY__V1__DISABLE_ORGANISATION_REQUEST__INIT;
 
 	(void) state;
-	/* Fresh sessions: the earlier ones went idle in test_sessions_end. */
+	/* A fresh session: the earlier one went idle in test_sessions_end. */
 	assert_int_equal(login(&admin_ngo), HV_OK);
-	assert_int_equal(login(&admin_shelter), HV_OK);
 	assert_int_equal(regions(admin_ngo.ch), HV_OK);
 	r.id       = "p-ngo";
 	r.disabled = true;
@@ -641,9 +640,11 @@ test_org_disabled(void **state)
 	                     &haven__capacity__v1__organisation__descriptor, NULL),
 	    HV_OK);
 	assert_int_equal(regions(admin_ngo.ch), HV_UNAUTHENTICATED);
-	assert_int_equal(login(&admin_ngo), HV_UNAUTHENTICATED);
-	/* The other organisation's admin is untouched. */
+	/* The other organisation's people sign in and work on. */
+	assert_int_equal(login(&admin_shelter), HV_OK);
 	assert_int_equal(regions(admin_shelter.ch), HV_OK);
+	/* And nobody of the disabled one signs in. */
+	assert_int_equal(login(&admin_ngo), HV_UNAUTHENTICATED);
 }
 
 static int

@@ -99,8 +99,9 @@ int cmd_login(cli *c, int argc, char **argv);
 int cmd_logout(cli *c, int argc, char **argv);
 int cmd_person(cli *c, int argc, char **argv);
 
-/* cmd_people.c: sends the session `haven login` stored for c->url on c->ch, unless --org
- * or c->no_session. */
-void cli_session_use(cli *c);
+/* The file `haven login` keeps the session in ($HAVEN_SESSION_FILE, else ~/.haven-session):
+ * "URL\nTOKEN\n". cli_channel sends the token to that URL, unless --org or c->no_session. */
+#define CLI_SESSION_FILE_MAX 8192
+void cli_session_path(char *out, size_t outsz);
 
 #endif

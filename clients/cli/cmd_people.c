@@ -13,7 +13,7 @@
  *
  * The session: `haven login` stores the node's URL and the session token in the session file
  * ($HAVEN_SESSION_FILE, else ~/.haven-session; 0600, made private whatever the umask); later
- * commands to the same URL without --org send it (cli_session_use). Passwords, codes, tokens
+ * commands to the same URL without --org send it (haven.c, cli_channel). Passwords, codes, tokens
  * and otpauth URIs never go to stderr or to a log; the URI is printed on stdout once, for the
  * person to scan or type into an authenticator app.
  */
@@ -32,64 +32,18 @@
 #include <unistd.h>
 
 #define SECRET_MAX 1100 /* a password (1024 bytes) and its line end */
-#define SESSION_FILE_MAX 8192
 
-/* ---- the session file ------------------------------------------------------------------- */
-
-static void
-session_path(char *out, size_t outsz)
-{
-	const char *p    = getenv("HAVEN_SESSION_FILE");
-	const char *home = getenv("HOME");
-
-	if (p != NULL && p[0] != '\0') {
-		snprintf(out, outsz, "%s", p);
-	} else {
-		snprintf(out, outsz, "%s/.haven-session", home != NULL ? home : ".");
-	}
-}
-
-void
-cli_session_use(cli *c)
-{
-	char   path[PATH_MAX];
-	char  *buf = NULL, *nl;
-	size_t len = 0;
-
-	if (c->no_session || c->org != NULL) {
-		return;
-	}
-	session_path(path, sizeof(path));
-	/* private: a session file readable by others is refused (hv_file_read says why). */
-	if (hv_file_read(path, SESSION_FILE_MAX, true, &buf, &len) != HV_OK) {
-		return;
-	}
-	/* "URL\nTOKEN\n": used only for the node it was made for. */
-	if ((nl = strchr(buf, '\n')) != NULL) {
-		*nl = '\0';
-		if (strcmp(buf, c->url) == 0) {
-			char *tok = nl + 1, *end = strchr(tok, '\n');
-			if (end != NULL) {
-				*end = '\0';
-			}
-			if (tok[0] != '\0') {
-				(void) rpc_channel_set_token(c->ch, tok);
-			}
-		}
-	}
-	crypto_wipe(buf, len);
-	free(buf);
-}
+/* ---- the session file (its path and its use: haven.c) ---------------------------------- */
 
 static int
 session_save(cli *c, const char *token)
 {
 	char   path[PATH_MAX];
-	char   buf[SESSION_FILE_MAX];
+	char   buf[CLI_SESSION_FILE_MAX];
 	int    n = snprintf(buf, sizeof(buf), "%s\n%s\n", c->url, token);
 	hv_status st;
 
-	session_path(path, sizeof(path));
+	cli_session_path(path, sizeof(path));
 	if (n < 0 || (size_t) n >= sizeof(buf)) {
 		return (cli_fail(c, "login", HV_INTERNAL, "the session does not fit the session file"));
 	}
@@ -165,8 +119,8 @@ get_secret(const char *env, bool use_stdin, const char *prompt, char *out, size_
 
 /* ---- login, logout ---------------------------------------------------------------------- */
 
-static int
-people_login(cli *c, int argc, char **argv)
+int
+cmd_login(cli *c, int argc, char **argv)
 {
 	Haven__People__V1__LoginRequest   req = HAVEN__PEOPLE__V1__LOGIN_REQUEST__INIT;
 	Haven__People__V1__LoginResponse *rep = NULL;
@@ -212,8 +166,8 @@ people_login(cli *c, int argc, char **argv)
 	return (rc);
 }
 
-static int
-people_logout(cli *c, int argc, char **argv)
+int
+cmd_logout(cli *c, int argc, char **argv)
 {
 	Haven__People__V1__LogoutRequest   req = HAVEN__PEOPLE__V1__LOGOUT_REQUEST__INIT;
 	Haven__People__V1__LogoutResponse *rep = NULL;
@@ -227,7 +181,7 @@ people_logout(cli *c, int argc, char **argv)
 	rc = cli_call(c, "logout", "haven.people.v1.People/Logout", &req.base,
 	    &haven__people__v1__logout_response__descriptor, (ProtobufCMessage **) &rep, false);
 	/* Forgotten here whatever the node said: an expired session is as good as ended. */
-	session_path(path, sizeof(path));
+	cli_session_path(path, sizeof(path));
 	if (unlink(path) != 0 && errno != ENOENT) {
 		fprintf(stderr, "haven: logout: cannot remove %s\n", path);
 	}
@@ -247,17 +201,6 @@ people_logout(cli *c, int argc, char **argv)
 	return (0);
 }
 
-int
-cmd_login(cli *c, int argc, char **argv)
-{
-	return (people_login(c, argc, argv));
-}
-
-int
-cmd_logout(cli *c, int argc, char **argv)
-{
-	return (people_logout(c, argc, argv));
-}
 
 /* ---- person add, disable, reset, list --------------------------------------------------- */
 

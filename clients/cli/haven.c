@@ -116,6 +116,54 @@ static const struct {
 	{ "login", cmd_login }, { "logout", cmd_logout }, { "person", cmd_person },
 };
 
+/* ---- a person's session (haven login, cmd_people.c) --------------------------------------- */
+
+void
+cli_session_path(char *out, size_t outsz)
+{
+	const char *p    = getenv("HAVEN_SESSION_FILE");
+	const char *home = getenv("HOME");
+
+	if (p != NULL && p[0] != '\0') {
+		snprintf(out, outsz, "%s", p);
+	} else {
+		snprintf(out, outsz, "%s/.haven-session", home != NULL ? home : ".");
+	}
+}
+
+/* Sends the session `haven login` kept for this URL, unless --org or c->no_session. */
+static void
+session_use(cli *c)
+{
+	char   path[PATH_MAX];
+	char  *buf = NULL, *nl;
+	size_t len = 0;
+
+	if (c->no_session || c->org != NULL) {
+		return;
+	}
+	cli_session_path(path, sizeof(path));
+	/* private: a session file readable by others is refused (hv_file_read says why). */
+	if (hv_file_read(path, CLI_SESSION_FILE_MAX, true, &buf, &len) != HV_OK) {
+		return;
+	}
+	/* "URL\nTOKEN\n": used only for the node it was made for. */
+	if ((nl = strchr(buf, '\n')) != NULL) {
+		*nl = '\0';
+		if (strcmp(buf, c->url) == 0) {
+			char *tok = nl + 1, *end = strchr(tok, '\n');
+			if (end != NULL) {
+				*end = '\0';
+			}
+			if (tok[0] != '\0') {
+				(void) rpc_channel_set_token(c->ch, tok);
+			}
+		}
+	}
+	crypto_wipe(buf, len);
+	free(buf);
+}
+
 int
 cli_fail(cli *c, const char *what, hv_status code, const char *msg)
 {
@@ -150,7 +198,7 @@ cli_channel(cli *c, int *rc)
 		return (NULL);
 	}
 	if (c->org == NULL) {
-		cli_session_use(c);
+		session_use(c);
 		return (c->ch);
 	}
 	if ((st = hv_file_read(c->co.tls_key_file, 64 * 1024, true, &key, &keylen)) != HV_OK) {

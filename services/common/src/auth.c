@@ -131,14 +131,6 @@ auth__org_id_valid(const char *s, size_t *lenp)
 	return (true);
 }
 
-/* Roles a token may carry: exactly one organisation role. Never the operator (that is a
- * local peer, decided by the transport) and never anonymous. */
-static bool
-role_issuable(unsigned role)
-{
-	return (role != 0 && (role & (role - 1)) == 0 && (role & RPC_ROLES_ORGS) == role);
-}
-
 /* The organisation's certificate fingerprint as 32 bytes; zeros when it has none. */
 static hv_status
 org_fingerprint(const auth_org *org, uint8_t fp[FP_LEN])
@@ -182,14 +174,6 @@ lookup(const auth *a, const char *org_id, auth_org *org)
 	}
 	org->cert_sha256[sizeof(org->cert_sha256) - 1] = '\0';
 	return (st);
-}
-
-void
-auth__org_release(auth_org *org)
-{
-	free(org->cert_pem);
-	org->cert_pem     = NULL;
-	org->cert_pem_len = 0;
 }
 
 
@@ -636,7 +620,7 @@ auth_issue_token(auth *a, const char *org_id, rpc_role role, int64_t now_ms,
 	hv_status st     = HV_INVALID_ARGUMENT;
 
 	out[0] = '\0';
-	if (a == NULL || !auth__org_id_valid(org_id, &orglen) || !role_issuable((unsigned) role) ||
+	if (a == NULL || !auth__org_id_valid(org_id, &orglen) || !auth__role_issuable((unsigned) role) ||
 	    now_ms < 0 || now_ms > INT64_MAX - a->a_token_ttl_ms) {
 		goto out;
 	}
@@ -698,7 +682,7 @@ token_open(auth *a, const char *token, int64_t now_ms, token_claims *c, const ch
 	memcpy(c->tc_org_id, payload + P_ORG, c->tc_orglen);
 	c->tc_org_id[c->tc_orglen] = '\0';
 	/* A valid MAC means we issued it, and we issue only these; checked anyway. */
-	if (!role_issuable(c->tc_role) || !auth__org_id_valid(c->tc_org_id, NULL) ||
+	if (!auth__role_issuable(c->tc_role) || !auth__org_id_valid(c->tc_org_id, NULL) ||
 	    c->tc_issued_ms < 0 || c->tc_expires_ms < 0) {
 		goto out;
 	}
@@ -734,8 +718,8 @@ auth_verify_token(auth *a, const char *token, int64_t now_ms, rpc_caller *caller
 
 	if (a != NULL && token != NULL &&
 	    strncmp(token, AUTH_SESSION_PREFIX, sizeof(AUTH_SESSION_PREFIX) - 1) == 0) {
-		return (auth__session_verify(a, a->a_session_fn, a->a_session_arg, token, now_ms,
-		    caller));
+		return (auth__session_verify(a->a_session_fn, a->a_session_arg, a->a_lookup,
+		    a->a_lookup_arg, token, now_ms, caller));
 	}
 	if (a == NULL || (st = token_open(a, token, now_ms, &c, &why)) != HV_OK) {
 		goto out;
@@ -801,7 +785,7 @@ auth_org_release(auth_org *org)
 bool
 auth_role_issuable(rpc_role role)
 {
-	return (role_issuable((unsigned) role));
+	return (auth__role_issuable((unsigned) role));
 }
 
 /* ---- sign-in -------------------------------------------------------------------------- */
@@ -884,7 +868,7 @@ auth__signin_check(auth *a, const char *org_id, size_t orglen,
 	if (!org->enabled) {
 		return (CAUSE_DISABLED);
 	}
-	if (!role_issuable((unsigned) org->role)) {
+	if (!auth__role_issuable((unsigned) org->role)) {
 		return (CAUSE_ROLE);
 	}
 	/* Last, so that only the holder of the key can use up a nonce or fill the set. */

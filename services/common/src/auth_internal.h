@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "haven/auth.h"
 #include "haven/crypto.h"
@@ -66,7 +67,21 @@ extern const char *const auth__cause_names[CAUSE_N];
 bool auth__org_id_valid(const char *s, size_t *lenp);
 
 /* Frees what a directory lookup put in org (its certificate). */
-void auth__org_release(auth_org *org);
+static inline void
+auth__org_release(auth_org *org)
+{
+	free(org->cert_pem);
+	org->cert_pem     = NULL;
+	org->cert_pem_len = 0;
+}
+
+/* Roles a token may carry: exactly one organisation role. Never the operator (that is a
+ * local peer, decided by the transport) and never anonymous. */
+static inline bool
+auth__role_issuable(unsigned role)
+{
+	return (role != 0 && (role & (role - 1)) == 0 && (role & RPC_ROLES_ORGS) == role);
+}
 
 /* A fresh challenge nonce for org_id (orglen checked), valid until *expiry_ms. */
 hv_status auth__challenge_make(auth *a, const char *org_id, size_t orglen, int64_t now_ms,
@@ -93,8 +108,9 @@ hv_status auth__token_make(auth *a, const char *org_id, size_t orglen, unsigned 
     const auth_org *org, int64_t now_ms, char out[AUTH_TOKEN_MAX], uint64_t *expires_at_ms);
 
 /* A person's session token (AUTH_SESSION_PREFIX): fn (NULL: none registered) verifies it,
- * then the directory is asked about its organisation (auth_person.c). As auth_verify_token. */
-hv_status auth__session_verify(auth *a, auth_session_fn fn, void *arg, const char *token,
-    int64_t now_ms, rpc_caller *caller);
+ * then the directory (lookup) is asked about its organisation (auth_person.c). As
+ * auth_verify_token. */
+hv_status auth__session_verify(auth_session_fn fn, void *arg, auth_lookup_fn lookup,
+    void *lookup_arg, const char *token, int64_t now_ms, rpc_caller *caller);
 
 #endif

@@ -14,8 +14,8 @@
 #include "haven/log.h"
 
 hv_status
-auth__session_verify(auth *a, auth_session_fn fn, void *arg, const char *token, int64_t now_ms,
-    rpc_caller *caller)
+auth__session_verify(auth_session_fn fn, void *arg, auth_lookup_fn lookup, void *lookup_arg,
+    const char *token, int64_t now_ms, rpc_caller *caller)
 {
 	auth_session s;
 	auth_org     org;
@@ -31,7 +31,8 @@ auth__session_verify(auth *a, auth_session_fn fn, void *arg, const char *token, 
 		why = "session unknown, expired or revoked";
 		goto out;
 	}
-	if ((st = auth_lookup_org(a, s.org_id, &org)) != HV_OK) {
+	if ((st = lookup(lookup_arg, s.org_id, &org)) != HV_OK) {
+		memset(&org, 0, sizeof(org)); /* not ours to free after a failure (auth.h) */
 		why = "directory lookup failed";
 		if (st == HV_NOT_FOUND || st == HV_INVALID_ARGUMENT) {
 			why = "organisation unknown";
@@ -42,7 +43,7 @@ auth__session_verify(auth *a, auth_session_fn fn, void *arg, const char *token, 
 	st = HV_UNAUTHENTICATED;
 	if (!org.enabled) {
 		why = "organisation disabled";
-	} else if (!auth_role_issuable(org.role)) {
+	} else if (!auth__role_issuable((unsigned) org.role)) {
 		why = "organisation's role may not sign in";
 	} else if (org.version != s.org_version) {
 		why = "organisation's record changed since the person signed in";
@@ -63,7 +64,7 @@ out:
 	if (st != HV_OK && log_enabled(LOG_LEVEL_DEBUG)) {
 		log_debug("person's session refused: %s", why);
 	}
-	auth_org_release(&org);
+	auth__org_release(&org);
 	return (st);
 }
 
