@@ -34,7 +34,6 @@ cp_message(uint8_t msg[CP_MSG_LEN], uint64_t seq, const uint8_t hash[AUDIT_HASH_
 
 /* A checkpoint line, its signature checked: 0; -1 when it does not parse, -2 when it is not
  * signed by pub. line loses its newline. */
-
 int
 audit__cp_parse(char *line, const uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN], checkpoint *cp)
 {
