@@ -855,7 +855,8 @@ prepare(rpc_server *srv, nng_msg *msg, rpc_call *call)
 	if ((st = identify(srv, msg, call)) != HV_OK) {
 		return (st);
 	}
-	if ((m->me_roles & call->c_caller.role) == 0 || !auth_person_allows(&call->c_caller, m->me_name)) {
+	if ((m->me_roles & call->c_caller.role) == 0 ||
+	    !auth_person_allows(&call->c_caller, m->me_name)) { /* a viewer reads only (auth.h) */
 		return (rpc_call_error(call, HV_PERMISSION_DENIED, "role %s may not call %s",
 		    rpc_role_name(call->c_caller.role), m->me_name));
 	}
