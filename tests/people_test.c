@@ -445,6 +445,23 @@ test_audit_names_person(void **state)
 	}
 	assert_true(seen);
 	protobuf_c_message_free_unpacked(&ls->base, NULL);
+	/* Adding the worker is audited too: by whom (the admin, a person), which person. */
+	lr.subject = "";
+	lr.limit   = 1000;
+	seen       = false;
+	assert_int_equal(call(g.op, "haven.audit.v1.Audit/List", &lr.base,
+	                     &haven__audit__v1__list_response__descriptor, (void *) &ls),
+	    HV_OK);
+	for (size_t i = 0; i < ls->n_entries; i++) {
+		if (strcmp(ls->entries[i]->method, M_PPL("CreatePerson")) == 0 &&
+		    strcmp(ls->entries[i]->purpose, worker.id) == 0) {
+			assert_string_equal(ls->entries[i]->caller_person, admin_ngo.id);
+			assert_string_equal(ls->entries[i]->caller_org, "p-ngo");
+			seen = true;
+		}
+	}
+	assert_true(seen);
+	protobuf_c_message_free_unpacked(&ls->base, NULL);
 	protobuf_c_message_free_unpacked(&cs->base, NULL);
 	person_free(&worker);
 }

@@ -108,7 +108,7 @@ take_flag(int *argc, char **argv, const char *flag)
 
 /* The people of organisations: their key beside the node's other keys (DATA/keys/). */
 static hv_status
-open_people(host *h, const host_config *cfg, people_service **out)
+open_people(host *h, const host_config *cfg, audit *log, people_service **out)
 {
 	people_options po = { 0 };
 	char           key_file[PATH_MAX];
@@ -117,6 +117,7 @@ open_people(host *h, const host_config *cfg, people_service **out)
 	snprintf(key_file, sizeof(key_file), "%s/keys/%s", cfg->data_dir, PEOPLE_KEY_FILE);
 	po.store          = host_store(h);
 	po.auth           = host_auth(h);
+	po.audit          = log;
 	po.key_file       = key_file;
 	po.session_idle_s = (uint32_t) cfg->session_idle_s;
 	po.session_max_s  = (uint32_t) cfg->session_max_s;
@@ -220,7 +221,7 @@ main(int argc, char **argv)
 		ret = exit_code(st);
 		goto out;
 	}
-	if ((st = open_people(h, &cfg, &ps)) != HV_OK) {
+	if ((st = open_people(h, &cfg, consent_audit(cns), &ps)) != HV_OK) {
 		ret = exit_code(st);
 		goto out;
 	}

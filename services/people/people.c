@@ -94,6 +94,7 @@ people_open(people_service **out, const people_options *opts)
 	hv_clock_cond_init(&ps->p_cv);
 	ps->p_store     = opts->store;
 	ps->p_auth      = opts->auth;
+	ps->p_audit     = opts->audit;
 	ps->p_idle_ms   = 1000 * (int64_t) (opts->session_idle_s ? opts->session_idle_s : DEFAULT_IDLE_S);
 	ps->p_max_ms    = 1000 * (int64_t) (opts->session_max_s ? opts->session_max_s : DEFAULT_MAX_S);
 	ps->p_pwhash_ln = opts->pwhash_ln != 0 ? opts->pwhash_ln : CRYPTO_PWHASH_LN;
@@ -149,6 +150,24 @@ people_signin_failures(people_service *ps, const char *cause)
 		}
 	}
 	return (0);
+}
+
+hv_status
+people_audit_change(people_service *ps, store_txn *txn, rpc_call *call,
+    const uint8_t id[PEOPLE_ID_LEN])
+{
+	audit_entry e;
+
+	if (ps->p_audit == NULL) {
+		return (HV_OK);
+	}
+	memset(&e, 0, sizeof(e));
+	e.time_ms = ps->p_now_ms();
+	audit_entry_caller(&e, rpc_call_caller(call));
+	snprintf(e.method, sizeof(e.method), "%s", rpc_call_method(call));
+	people_id_format(id, e.purpose); /* which person: as the directory names its target */
+	e.result = HV_OK;
+	return (audit_append(ps->p_audit, txn, &e));
 }
 
 /* ---- fields ---------------------------------------------------------------------------- */

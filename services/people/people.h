@@ -52,6 +52,7 @@
 
 #include <stdint.h>
 
+#include "haven/audit.h"
 #include "haven/auth.h"
 #include "haven/rpc.h"
 #include "haven/store.h"
@@ -70,6 +71,8 @@ typedef struct people_service people_service;
 typedef struct people_options {
 	store      *store;
 	auth       *auth;           /* the node's: org lookups and the session verifier */
+	audit      *audit;          /* people added, disabled and reset are audited (by whom,
+	                               which person, in the change's transaction); NULL: not */
 	const char *key_file;       /* DATA/keys/people-key, made when missing */
 	uint32_t    session_idle_s; /* 0: 1800 */
 	uint32_t    session_max_s;  /* 0: 43200 */

@@ -45,6 +45,7 @@ typedef struct people_throttle {
 struct people_service {
 	store          *p_store;
 	auth           *p_auth;
+	audit          *p_audit; /* NULL: changes are not audited */
 	store_table     p_persons, p_logins, p_sessions;
 	uint8_t         p_seal_key[CRYPTO_AEAD_KEY_LEN];
 	uint8_t         p_name_key[CRYPTO_HMAC_LEN];
@@ -60,6 +61,11 @@ struct people_service {
 };
 
 /* ---- people.c: records and fields ---- */
+
+/* Appends the audit entry of a change of person id by call's caller, in txn (nothing without
+ * an audit log). */
+hv_status people_audit_change(people_service *ps, store_txn *txn, rpc_call *call,
+    const uint8_t id[PEOPLE_ID_LEN]);
 
 /* The keyed hash a login name is found by; name must be valid (people_login_valid). */
 void people_login_key(const people_service *ps, const char *name, uint8_t out[CRYPTO_HMAC_LEN]);

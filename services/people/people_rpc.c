@@ -139,6 +139,7 @@ password_bad(const char *pw)
 
 typedef struct create_arg {
 	people_service                  *ps;
+	rpc_call                        *call;
 	Haven__People__V1__PersonRecord *rec;
 	uint8_t                          name_key[CRYPTO_HMAC_LEN];
 	uint64_t                         in_org;
@@ -184,7 +185,10 @@ create_fn(store_txn *txn, void *arg)
 	         a->rec->id.data, PEOPLE_ID_LEN)) != HV_OK) {
 		return (st);
 	}
-	return (people_put(a->ps, txn, a->rec));
+	if ((st = people_put(a->ps, txn, a->rec)) != HV_OK) {
+		return (st);
+	}
+	return (people_audit_change(a->ps, txn, a->call, a->rec->id.data));
 }
 
 /* The request's fields: NULL when well-formed, else the problem. */
@@ -214,7 +218,7 @@ handle_create(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCM
 	const Haven__People__V1__CreatePersonRequest *req = (const void *) msg;
 	Haven__People__V1__CreatePersonResponse   *resp;
 	Haven__People__V1__PersonRecord            rec = HAVEN__PEOPLE__V1__PERSON_RECORD__INIT;
-	create_arg  a = { .ps = ps, .rec = &rec };
+	create_arg  a = { .ps = ps, .call = call, .rec = &rec };
 	char        folded[PEOPLE_LOGIN_MAX + 1];
 	char        pwhash[CRYPTO_PWHASH_MAX];
 	uint8_t     id[PEOPLE_ID_LEN];
@@ -349,8 +353,8 @@ out:
 	/* The record's own strings go back before it is freed. */
 	rec->pwhash      = old_hash;
 	rec->totp_sealed = old_totp;
-	if (st == HV_OK) {
-		st = people_sessions_end(a->ps, txn, a->id);
+	if (st == HV_OK && (st = people_sessions_end(a->ps, txn, a->id)) == HV_OK) {
+		st = people_audit_change(a->ps, txn, a->call, a->id);
 	}
 	return (st);
 }
