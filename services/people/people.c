@@ -18,6 +18,8 @@
 
 #define MASTER_LEN 32
 #define HASHES_AT_ONCE 2
+#define HASHES_WAITING 2 /* more than this waiting: refused at once, so that sign-ins cannot
+                          * hold every handler thread of the node */
 #define DEFAULT_IDLE_S 1800
 #define DEFAULT_MAX_S 43200
 
@@ -315,15 +317,23 @@ people_id_format(const uint8_t id[PEOPLE_ID_LEN], char hex[RPC_PERSON_ID_MAX])
 
 /* ---- password hashes, two at a time ------------------------------------------------------ */
 
-static void
+/* false when HASHES_AT_ONCE run and HASHES_WAITING wait already. */
+static bool
 hashing_enter(people_service *ps)
 {
 	pthread_mutex_lock(&ps->p_mu);
+	if (ps->p_hashing >= HASHES_AT_ONCE && ps->p_hash_waiting >= HASHES_WAITING) {
+		pthread_mutex_unlock(&ps->p_mu);
+		return (false);
+	}
+	ps->p_hash_waiting++;
 	while (ps->p_hashing >= HASHES_AT_ONCE) {
 		pthread_cond_wait(&ps->p_cv, &ps->p_mu);
 	}
+	ps->p_hash_waiting--;
 	ps->p_hashing++;
 	pthread_mutex_unlock(&ps->p_mu);
+	return (true);
 }
 
 static void
@@ -340,7 +350,9 @@ people_pwhash(people_service *ps, char out[CRYPTO_PWHASH_MAX], const char *pw, s
 {
 	hv_status st;
 
-	hashing_enter(ps);
+	if (!hashing_enter(ps)) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
 	st = crypto_pwhash_with(out, pw, n, ps->p_pwhash_ln, CRYPTO_PWHASH_R, CRYPTO_PWHASH_P);
 	hashing_leave(ps);
 	return (st);
@@ -351,7 +363,9 @@ people_pwverify(people_service *ps, const char *encoded, const char *pw, size_t 
 {
 	hv_status st;
 
-	hashing_enter(ps);
+	if (!hashing_enter(ps)) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
 	st = crypto_pwhash_verify(encoded, pw, n);
 	hashing_leave(ps);
 	return (st == HV_OK ? HV_OK : HV_UNAUTHENTICATED);

@@ -56,6 +56,7 @@ struct people_service {
 	pthread_mutex_t p_mu;      /* p_throttles, p_hashing */
 	pthread_cond_t  p_cv;
 	unsigned        p_hashing; /* password hashes running now, at most 2 */
+	unsigned        p_hash_waiting; /* threads waiting to hash, at most 2 */
 	people_throttle *p_throttles; /* PEOPLE_THROTTLES of them */
 	uint64_t        p_failures[PF_N]; /* atomic */
 };
@@ -93,11 +94,12 @@ hv_status people_put(people_service *ps, store_txn *txn,
 int people_id_parse(const char *hex, uint8_t id[PEOPLE_ID_LEN]);
 void people_id_format(const uint8_t id[PEOPLE_ID_LEN], char hex[RPC_PERSON_ID_MAX]);
 
-/* Hashes a password with the service's cost, at most two at a time. */
+/* Hashes a password with the service's cost, at most two at a time (HV_RESOURCE_EXHAUSTED
+ * when two more wait already). */
 hv_status people_pwhash(people_service *ps, char out[CRYPTO_PWHASH_MAX], const char *pw,
     size_t n);
 /* Verifies a password against encoded (a dummy hash for an unknown name), at most two at a
- * time: HV_OK, HV_UNAUTHENTICATED. */
+ * time: HV_OK, HV_UNAUTHENTICATED, or HV_RESOURCE_EXHAUSTED when two more wait already. */
 hv_status people_pwverify(people_service *ps, const char *encoded, const char *pw, size_t n);
 
 /* ---- people_session.c: sessions ---- */

@@ -16,6 +16,8 @@
 #define BACKOFF_FIRST_MS 30000
 #define BACKOFF_MAX_MS 3600000
 #define SOURCE_FORGET_MS 3600000 /* a source's count starts again after an hour without failure */
+#define LOGIN_STORE_FAILED (-2)
+#define LOGIN_BUSY (-3)
 
 /* ---- throttles ------------------------------------------------------------------------- */
 
@@ -267,14 +269,20 @@ login_malformed(const Haven__People__V1__LoginRequest *req, char folded[PEOPLE_L
 	return (NULL);
 }
 
-/* The cause a sign-in fails for (-1: none), after one password hash whatever the name. */
+/* The cause a sign-in fails for (-1: none; LOGIN_BUSY when too many hash now), after one
+ * password hash whatever the name. */
 static int
 login_check(login_state *l, const Haven__People__V1__LoginRequest *req, bool locked)
 {
 	const char *hash = l->rec != NULL ? l->rec->pwhash : l->ps->p_dummy_hash;
 	size_t      pwlen = strlen(req->password);
-	bool        pw_ok = people_pwverify(l->ps, hash, req->password, pwlen) == HV_OK;
+	hv_status   pw    = people_pwverify(l->ps, hash, req->password, pwlen);
+	bool        pw_ok = pw == HV_OK;
 	int         cause;
+
+	if (pw == HV_RESOURCE_EXHAUSTED) {
+		return (LOGIN_BUSY); /* load, not the name: the same for everyone */
+	}
 
 	if (locked) {
 		return (PF_LOCKED);
@@ -340,10 +348,13 @@ people_login(people_service *ps, rpc_call *call, const Haven__People__V1__LoginR
 	cause = login_check(&l, req,
 	    throttle_locked(ps, nkey, sizeof(nkey), l.now_ms) ||
 	        (skeylen > 0 && throttle_locked(ps, skey, skeylen, l.now_ms)));
-	if (cause < 0 && (st = store_write(ps->p_store, login_commit_fn, &l)) != HV_OK) {
-		cause = l.replayed ? PF_CODE : -2;
+	if (cause == -1 && (st = store_write(ps->p_store, login_commit_fn, &l)) != HV_OK) {
+		cause = l.replayed ? PF_CODE : LOGIN_STORE_FAILED;
 	}
-	if (cause == -2) {
+	if (cause == LOGIN_BUSY) {
+		st = rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
+		    "too many sign-ins at once: try again in a moment");
+	} else if (cause == LOGIN_STORE_FAILED) {
 		st = rpc_call_error(call, st, "sign-in failed: cannot store the session");
 	} else if (cause >= 0) {
 		st = login_failed(&l, call, cause, nkey, skey, skeylen);

@@ -264,7 +264,9 @@ handle_create(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCM
 	    (st = people_seal(ps, id, "display", req->display_name, strlen(req->display_name),
 	         display_s)) != HV_OK ||
 	    (st = new_second_factor(ps, call, &rec, folded, totp_s, &resp->otpauth_uri)) != HV_OK) {
-		st = rpc_call_error(call, HV_INTERNAL, "cannot make the person's credentials");
+		st = st == HV_RESOURCE_EXHAUSTED
+		    ? rpc_call_error(call, st, "too many password hashes at once: try again")
+		    : rpc_call_error(call, HV_INTERNAL, "cannot make the person's credentials");
 		goto out;
 	}
 	if ((st = store_write(ps->p_store, create_fn, &a)) != HV_OK) {
@@ -421,8 +423,9 @@ handle_reset(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMe
 		if ((bad = password_bad(req->password)) != NULL) {
 			return (rpc_call_error(call, HV_INVALID_ARGUMENT, "%s", bad));
 		}
-		if (people_pwhash(ps, pwhash, req->password, strlen(req->password)) != HV_OK) {
-			return (rpc_call_error(call, HV_INTERNAL, "cannot hash the password"));
+		if ((st = people_pwhash(ps, pwhash, req->password, strlen(req->password))) != HV_OK) {
+			return (rpc_call_error(call, st == HV_RESOURCE_EXHAUSTED ? st : HV_INTERNAL,
+			    "cannot hash the password now"));
 		}
 		a.pwhash = pwhash;
 	} else if (!req->new_second_factor && !req->enable) {

@@ -293,6 +293,34 @@ test_backoff(void **state)
 	now_ms += 3600 * 1000LL;
 }
 
+/* With two hashes running and two waiting, a sign-in is refused at once (RESOURCE_EXHAUSTED,
+ * the same for every name, not a failure of the name) instead of holding a handler thread. */
+static void
+test_busy(void **state)
+{
+	who      w;
+	char     tok[128];
+	uint64_t failures;
+
+	(void) state;
+	add(&w, "busy", HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_CASE_WORKER);
+	failures = people_signin_failures(f.ps, "password");
+	pthread_mutex_lock(&f.ps->p_mu);
+	f.ps->p_hashing += 2;
+	f.ps->p_hash_waiting += 2;
+	pthread_mutex_unlock(&f.ps->p_mu);
+	assert_int_equal(login(&w, "the right password", 0, tok), HV_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(f.err, "too many sign-ins"));
+	assert_int_equal(login(&w, "a wrong password", 0, tok), HV_RESOURCE_EXHAUSTED);
+	assert_int_equal(people_signin_failures(f.ps, "password"), failures);
+	pthread_mutex_lock(&f.ps->p_mu);
+	f.ps->p_hashing -= 2;
+	f.ps->p_hash_waiting -= 2;
+	pthread_mutex_unlock(&f.ps->p_mu);
+	assert_int_equal(login(&w, "the right password", 0, tok), HV_OK);
+	now_ms += 3600 * 1000LL;
+}
+
 static void
 test_viewer_rule(void **state)
 {
@@ -383,6 +411,7 @@ main(void)
 		cmocka_unit_test(test_session_limits),
 		cmocka_unit_test(test_session_org_bound),
 		cmocka_unit_test(test_backoff),
+		cmocka_unit_test(test_busy),
 		cmocka_unit_test(test_viewer_rule),
 		cmocka_unit_test(test_sealing),
 		cmocka_unit_test(test_key_file),
