@@ -25,7 +25,7 @@
  * PEOPLE_LOCK_AFTER failures in a row of a name (PEOPLE_SOURCE_LOCK_AFTER of a source)
  * sign-in is refused for a back-off that doubles with each further failure, from 30 s up to
  * an hour; the password is still hashed then, so the answer takes as long. A
- * success clears the person's count. At most two password hashes run at once (32 MiB each)
+ * success clears the name's count. At most two password hashes run at once (32 MiB each)
  * and two more wait; beyond that a sign-in is refused at once with RESOURCE_EXHAUSTED (load,
  * the same for every name), so that sign-ins cannot hold every handler thread.
  * The metric haven_people_signin_failures_total{cause} counts failures by cause; log lines
