@@ -19,7 +19,9 @@
  * are dropped from replies before packing too).
  *
  * Identity. A call carrying `authorization` metadata is the organisation its session token
- * names (see auth.h) or is refused. Otherwise a peer on ipc:// with the server's own uid, or a
+ * names, or the person of an organisation whose session it is (rpc_caller.person; auth.h,
+ * services/people), or is refused. A person who is a viewer calls only methods that read
+ * (auth_person_allows, checked with the roles). Otherwise a peer on ipc:// with the server's own uid, or a
  * peer in the same process (inproc://), is the local operator; anyone else is anonymous.
  * Handlers get the verified caller, never what the request claims.
  *
