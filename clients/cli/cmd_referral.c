@@ -7,8 +7,14 @@
  *                         [--prefer REGION]... [--note TEXT] [--key IDEMPOTENCY_KEY]
  *   haven referral show ID                  needs, their states, and the trail
  *   haven referral list [--open]
- *   haven referral cancel ID --reason TEXT
- *   haven referral reassign ID NEED --reason TEXT      (coordinator)
+ *   haven referral cancel ID --reason TEXT [--outcome OUTCOME]   (placements end with it)
+ *   haven referral reassign ID NEED --reason TEXT [--service S]   (coordinator)
+ *   haven referral update ID --reason TEXT [--urgency U] [--exclude R]... [--no-exclude]
+ *                         [--prefer R]... [--no-prefer] [--note TEXT]
+ *                         [--add-need TYPE:POPULATION[:LANG,LANG]]... [--cancel-need N]...
+ *   haven referral pause ID NEED --reason client-unavailable|client-undecided|safety-review|
+ *                         awaiting-documents|other [--text T]
+ *   haven referral resume ID NEED [--text T]
  *   haven offer list [--open]
  *   haven offer ack|accept ID
  *   haven offer decline ID --reason no-capacity|not-eligible|unsafe|other [--text T]
@@ -19,12 +25,13 @@
  *
  * Enum values are written as capacity's commands write them: lower-case with '-' (legal-aid,
  * no-capacity), without the prefix a proto value carries only to be unique in its package
- * (OFFER_OPEN is "open", DECLINE_OTHER and OUTCOME_OTHER are "other"). `referral create`
- * sends an idempotency key (random unless --key is given), so a retry never makes two.
+ * (OFFER_OPEN is "open"; DECLINE_OTHER, OUTCOME_OTHER and HOLD_OTHER are "other").
+ * `referral create` sends an idempotency key (random unless --key is given), so a retry never makes two.
  * Tables by default; --json prints the reply's fields (enum values named as above, times in
  * Unix milliseconds).
  */
 #include "cli.h"
+#include "cmd_referral.h"
 
 #include "haven/crypto.h"
 #include "haven/referral/v1/referral.pb-c.h"
@@ -39,205 +46,12 @@
 
 #define M(name) "haven.referral.v1.Referrals/" name
 
-#define NEEDS_MAX   8
-#define REGIONS_MAX 16
-#define LANGS_MAX   8
+#define NEEDS_MAX   REF_CLI_NEEDS_MAX
+#define REGIONS_MAX REF_CLI_REGIONS_MAX
+#define LANGS_MAX   REF_CLI_LANGS_MAX
 
 typedef Haven__Referral__V1__Referral Referral;
 typedef Haven__Referral__V1__Offer    Offer;
-
-/* ---- enum names ------------------------------------------------------------------------------ */
-
-/* The prefix a value's name carries in the proto and not on the command line. */
-static const char *
-enum_prefix(const ProtobufCEnumDescriptor *d)
-{
-	if (d == &haven__referral__v1__offer_state__descriptor) {
-		return ("offer-");
-	}
-	if (d == &haven__referral__v1__decline_reason__descriptor) {
-		return ("decline-");
-	}
-	if (d == &haven__referral__v1__outcome__descriptor) {
-		return ("outcome-");
-	}
-	return ("");
-}
-
-/* "NO_CAPACITY" -> "no-capacity", "OFFER_OPEN" -> "open". The number for an unknown value. */
-static const char *
-ename(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz)
-{
-	const ProtobufCEnumValue *ev  = protobuf_c_enum_descriptor_get_value(d, v);
-	const char               *pre = enum_prefix(d);
-	size_t                    i, n = 0;
-
-	if (ev == NULL) {
-		snprintf(buf, bufsz, "%d", v);
-		return (buf);
-	}
-	for (i = 0; ev->name[i] != '\0' && n + 1 < bufsz; i++) {
-		buf[n++] = ev->name[i] == '_' ? '-' : (char) tolower((unsigned char) ev->name[i]);
-	}
-	buf[n] = '\0';
-	n      = strlen(pre);
-	if (n > 0 && strncmp(buf, pre, n) == 0) {
-		memmove(buf, buf + n, strlen(buf + n) + 1);
-	}
-	return (buf);
-}
-
-/* Parses a command-line enum name; a usage error listing the valid names otherwise. */
-static int
-eparse(const ProtobufCEnumDescriptor *d, const char *what, const char *s, int *out)
-{
-	char   names[512];
-	char   name[64];
-	size_t used = 0;
-
-	for (unsigned i = 0; i < d->n_values; i++) {
-		if (d->values[i].value == 0) {
-			continue;
-		}
-		ename(d, d->values[i].value, name, sizeof(name));
-		if (s != NULL && strcmp(s, name) == 0) {
-			*out = d->values[i].value;
-			return (0);
-		}
-		used += (size_t) snprintf(names + used, sizeof(names) - used, "%s%s",
-		    used > 0 ? ", " : "", name);
-		if (used >= sizeof(names)) {
-			used = sizeof(names) - 1;
-		}
-	}
-	names[used] = '\0';
-	return (cli_usage("unknown %s '%s' (one of: %s)", what, s != NULL ? s : "", names));
-}
-
-#define STATE_NAME(v, b)                                                                       \
-	ename(&haven__referral__v1__need_state__descriptor, (int) (v), b, sizeof(b))
-#define TYPE_NAME(v, b)                                                                        \
-	ename(&haven__capacity__v1__service_type__descriptor, (int) (v), b, sizeof(b))
-#define POP_NAME(v, b) ename(&haven__capacity__v1__population__descriptor, (int) (v), b, sizeof(b))
-
-/* ---- JSON: any reply, field by field --------------------------------------------------------- */
-
-static json_t *msg_json(const ProtobufCMessage *m);
-
-static size_t
-field_size(const ProtobufCFieldDescriptor *f)
-{
-	switch (f->type) {
-	case PROTOBUF_C_TYPE_INT64:
-	case PROTOBUF_C_TYPE_SINT64:
-	case PROTOBUF_C_TYPE_SFIXED64:
-	case PROTOBUF_C_TYPE_UINT64:
-	case PROTOBUF_C_TYPE_FIXED64:
-	case PROTOBUF_C_TYPE_DOUBLE:
-		return (8);
-	case PROTOBUF_C_TYPE_BOOL:
-		return (sizeof(protobuf_c_boolean));
-	case PROTOBUF_C_TYPE_STRING:
-	case PROTOBUF_C_TYPE_MESSAGE:
-		return (sizeof(void *));
-	case PROTOBUF_C_TYPE_BYTES:
-		return (sizeof(ProtobufCBinaryData));
-	default:
-		return (4);
-	}
-}
-
-static json_t *
-value_json(const ProtobufCFieldDescriptor *f, const void *p)
-{
-	char buf[64];
-
-	switch (f->type) {
-	case PROTOBUF_C_TYPE_STRING:
-		return (json_string(*(char *const *) p != NULL ? *(char *const *) p : ""));
-	case PROTOBUF_C_TYPE_BOOL:
-		return (json_boolean(*(const protobuf_c_boolean *) p));
-	case PROTOBUF_C_TYPE_UINT32:
-	case PROTOBUF_C_TYPE_FIXED32:
-		return (json_integer((json_int_t) * (const uint32_t *) p));
-	case PROTOBUF_C_TYPE_INT32:
-	case PROTOBUF_C_TYPE_SINT32:
-	case PROTOBUF_C_TYPE_SFIXED32:
-		return (json_integer((json_int_t) * (const int32_t *) p));
-	case PROTOBUF_C_TYPE_UINT64:
-	case PROTOBUF_C_TYPE_FIXED64:
-		return (json_integer((json_int_t) * (const uint64_t *) p));
-	case PROTOBUF_C_TYPE_INT64:
-	case PROTOBUF_C_TYPE_SINT64:
-	case PROTOBUF_C_TYPE_SFIXED64:
-		return (json_integer((json_int_t) * (const int64_t *) p));
-	case PROTOBUF_C_TYPE_ENUM:
-		return (json_string(ename(f->descriptor, *(const int *) p, buf, sizeof(buf))));
-	case PROTOBUF_C_TYPE_MESSAGE:
-		return (*(ProtobufCMessage *const *) p != NULL ? msg_json(*(ProtobufCMessage *const *) p)
-		                                               : json_null());
-	default:
-		return (json_null());
-	}
-}
-
-static json_t *
-msg_json(const ProtobufCMessage *m)
-{
-	const ProtobufCMessageDescriptor *d = m->descriptor;
-	json_t                           *o = json_object();
-
-	for (unsigned i = 0; i < d->n_fields; i++) {
-		const ProtobufCFieldDescriptor *f = &d->fields[i];
-		const char                     *p = (const char *) m + f->offset;
-
-		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-			size_t      n   = *(const size_t *) (const void *) ((const char *) m +
-			                                                   f->quantifier_offset);
-			const char *arr = *(const char *const *) (const void *) p;
-			json_t     *a   = json_array();
-
-			for (size_t j = 0; j < n; j++) {
-				json_array_append_new(a, value_json(f, arr + j * field_size(f)));
-			}
-			json_object_set_new(o, f->name, a);
-		} else {
-			json_object_set_new(o, f->name, value_json(f, p));
-		}
-	}
-	return (o);
-}
-
-/* ---- table helpers --------------------------------------------------------------------------- */
-
-static const char *
-when(uint64_t ms, char *buf, size_t n)
-{
-	time_t    t = (time_t) (ms / 1000);
-	struct tm tm;
-
-	if (ms == 0) {
-		snprintf(buf, n, "-");
-	} else if (gmtime_r(&t, &tm) == NULL || strftime(buf, n, "%Y-%m-%d %H:%M:%SZ", &tm) == 0) {
-		snprintf(buf, n, "%llu", (unsigned long long) ms);
-	}
-	return (buf);
-}
-
-static const char *
-join(char **v, size_t n, char *buf, size_t bufsz)
-{
-	size_t used = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < n && used < bufsz; i++) {
-		used += (size_t) snprintf(buf + used, bufsz - used, "%s%s", i > 0 ? "," : "", v[i]);
-	}
-	if (n == 0) {
-		snprintf(buf, bufsz, "-");
-	}
-	return (buf);
-}
 
 /* "1h05m", "12m", "40s". */
 static const char *
@@ -259,102 +73,20 @@ duration(uint64_t ms, char *buf, size_t n)
 }
 
 /* Runs getopt_long over a subcommand's words (argv[0] is the subcommand). */
-static void
-getopt_reset(void)
-{
-	optind = 0; /* glibc: start over, also its internal state */
-	opterr = 1;
-}
-
 /* ---- haven referral -------------------------------------------------------------------------- */
 
-static void
-print_referral(const Referral *r)
-{
-	char a[64], b[64], t[32], buf[512];
-
-	printf("referral     %s\n", r->id);
-	printf("subject      %s\n", r->subject);
-	printf("referrer     %s (%s)\n", r->referrer_org, r->home_region);
-	printf("urgency      %s\n",
-	    ename(&haven__referral__v1__urgency__descriptor, (int) r->urgency, a, sizeof(a)));
-	printf("exploitation %s\n",
-	    ename(&haven__referral__v1__exploitation__descriptor, (int) r->exploitation, a, sizeof(a)));
-	printf("created      %s\n", when(r->created_ms, t, sizeof(t)));
-	printf("excluded     %s\n", join(r->excluded_regions, r->n_excluded_regions, buf, sizeof(buf)));
-	printf("preferred    %s\n",
-	    join(r->preferred_regions, r->n_preferred_regions, buf, sizeof(buf)));
-	if (r->note[0] != '\0') {
-		printf("note         %s\n", r->note);
-	}
-	printf("version      %llu\n\n", (unsigned long long) r->version);
-	printf("%-4s %-16s %-12s %-10s %-20s %-16s %s\n", "NEED", "TYPE", "POPULATION", "STATE",
-	    "SERVICE", "PROVIDER", "OFFER");
-	for (size_t i = 0; i < r->n_needs; i++) {
-		const Haven__Referral__V1__Need *n = r->needs[i];
-		char                             s[32];
-		printf("%-4u %-16s %-12s %-10s %-20s %-16s %s\n", n->index, TYPE_NAME(n->type, a),
-		    POP_NAME(n->population, b), STATE_NAME(n->state, s),
-		    n->service_id[0] != '\0' ? n->service_id : "-",
-		    n->provider_org[0] != '\0' ? n->provider_org : "-",
-		    n->offer_id[0] != '\0' ? n->offer_id : "-");
-	}
-	printf("\n%-20s %-16s %-4s %-22s %s\n", "TIME", "BY", "NEED", "STATE", "REASON");
-	for (size_t i = 0; i < r->n_events; i++) {
-		const Haven__Referral__V1__Event *e = r->events[i];
-		char                              tr[2 * 64 + 8];
-		snprintf(tr, sizeof(tr), "%s -> %s",
-		    e->from != 0 ? STATE_NAME(e->from, a) : "new", STATE_NAME(e->to, b));
-		printf("%-20s %-16s %-4u %-22s %s\n", when(e->time_ms, t, sizeof(t)),
-		    e->actor_org[0] != '\0' ? e->actor_org : "(node)", e->need_index, tr, e->reason);
-	}
-}
-
-/* "shelter:women:nl,en" into a NeedRequest (strings point into s, which is changed). */
-static int
-parse_need(char *s, Haven__Referral__V1__NeedRequest *n, char **langs, size_t *nlangs)
-{
-	char *type = s, *pop, *lang;
-	int   v, rc;
-
-	haven__referral__v1__need_request__init(n);
-	if ((pop = strchr(type, ':')) == NULL) {
-		return (cli_usage("--need is TYPE:POPULATION[:LANG,LANG], not '%s'", s));
-	}
-	*pop++ = '\0';
-	if ((lang = strchr(pop, ':')) != NULL) {
-		*lang++ = '\0';
-	}
-	if ((rc = eparse(&haven__capacity__v1__service_type__descriptor, "type", type, &v)) != 0) {
-		return (rc);
-	}
-	n->type = (Haven__Capacity__V1__ServiceType) v;
-	if ((rc = eparse(&haven__capacity__v1__population__descriptor, "population", pop, &v)) !=
-	    0) {
-		return (rc);
-	}
-	n->population = (Haven__Capacity__V1__Population) v;
-	*nlangs       = 0;
-	while (lang != NULL && *lang != '\0') {
-		char *comma = strchr(lang, ',');
-		if (comma != NULL) {
-			*comma = '\0';
-		}
-		if (*lang != '\0') {
-			if (*nlangs == LANGS_MAX) {
-				return (cli_usage("--need: at most %d languages", LANGS_MAX));
-			}
-			langs[(*nlangs)++] = lang;
-		}
-		lang = comma != NULL ? comma + 1 : NULL;
-	}
-	n->n_languages = *nlangs;
-	n->languages   = langs;
-	return (0);
-}
+/* A CreateReferral request as the options give it; its strings point into argv. */
+typedef struct create_args {
+	Haven__Referral__V1__CreateReferralRequest req;
+	Haven__Referral__V1__NeedRequest           needs[NEEDS_MAX];
+	Haven__Referral__V1__NeedRequest          *np[NEEDS_MAX];
+	char                                      *langs[NEEDS_MAX][LANGS_MAX];
+	char                                      *excluded[REGIONS_MAX], *preferred[REGIONS_MAX];
+	const char                                *key;
+} create_args;
 
 static int
-referral_create(cli *c, int argc, char **argv)
+create_parse(create_args *a, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "subject", required_argument, NULL, 's' },
@@ -367,111 +99,120 @@ referral_create(cli *c, int argc, char **argv)
 		{ "key", required_argument, NULL, 'k' },
 		{ NULL, 0, NULL, 0 },
 	};
-	Haven__Referral__V1__CreateReferralRequest req =
-	    HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
-	Haven__Referral__V1__NeedRequest  needs[NEEDS_MAX];
-	Haven__Referral__V1__NeedRequest *np[NEEDS_MAX];
-	char                             *langs[NEEDS_MAX][LANGS_MAX];
-	size_t                            nlangs;
-	char                             *excluded[REGIONS_MAX], *preferred[REGIONS_MAX];
-	const char                       *key = NULL;
-	char                              keybuf[40];
-	uint8_t                           rnd[16];
-	rpc_call_options                  o = { .timeout_ms = c->timeout_ms };
-	ProtobufCMessage                 *rep = NULL;
-	char                              err[RPC_ERRMSG_MAX];
-	rpc_channel                      *ch;
-	int                               opt, v = 0, rc;
-	hv_status                         st;
+	Haven__Referral__V1__CreateReferralRequest *req = &a->req;
+	size_t                                      nlangs;
+	int                                         opt, v = 0, rc = 0;
 
-	req.needs             = np;
-	req.excluded_regions  = excluded;
-	req.preferred_regions = preferred;
-	getopt_reset();
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	haven__referral__v1__create_referral_request__init(req);
+	req->needs             = a->np;
+	req->excluded_regions  = a->excluded;
+	req->preferred_regions = a->preferred;
+	a->key                 = NULL;
+	ref_cli_getopt_reset();
+	while (rc == 0 && (opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
-			req.subject = optarg;
+			req->subject = optarg;
 			break;
 		case 'u':
-			if ((rc = eparse(&haven__referral__v1__urgency__descriptor, "urgency", optarg,
-			         &v)) != 0) {
-				return (rc);
-			}
-			req.urgency = (Haven__Referral__V1__Urgency) v;
+			rc = ref_cli_eparse(&haven__referral__v1__urgency__descriptor, "urgency", optarg, &v);
+			req->urgency = (Haven__Referral__V1__Urgency) v;
 			break;
 		case 'e':
-			if ((rc = eparse(&haven__referral__v1__exploitation__descriptor, "exploitation",
-			         optarg, &v)) != 0) {
-				return (rc);
-			}
-			req.exploitation = (Haven__Referral__V1__Exploitation) v;
+			rc = ref_cli_eparse(&haven__referral__v1__exploitation__descriptor, "exploitation", optarg,
+			    &v);
+			req->exploitation = (Haven__Referral__V1__Exploitation) v;
 			break;
 		case 'n':
-			if (req.n_needs == NEEDS_MAX) {
+			if (req->n_needs == NEEDS_MAX) {
 				return (cli_usage("referral create: at most %d needs", NEEDS_MAX));
 			}
-			if ((rc = parse_need(optarg, &needs[req.n_needs], langs[req.n_needs], &nlangs)) !=
-			    0) {
-				return (rc);
+			if ((rc = ref_cli_parse_need(optarg, &a->needs[req->n_needs], a->langs[req->n_needs],
+			         &nlangs)) == 0) {
+				a->np[req->n_needs] = &a->needs[req->n_needs];
+				req->n_needs++;
 			}
-			np[req.n_needs] = &needs[req.n_needs];
-			req.n_needs++;
 			break;
 		case 'x':
+			rc = ref_cli_add_region(a->excluded, &req->n_excluded_regions, optarg, "referral create");
+			break;
 		case 'p':
-			if ((opt == 'x' ? req.n_excluded_regions : req.n_preferred_regions) == REGIONS_MAX) {
-				return (cli_usage("referral create: at most %d regions each", REGIONS_MAX));
-			}
-			if (opt == 'x') {
-				excluded[req.n_excluded_regions++] = optarg;
-			} else {
-				preferred[req.n_preferred_regions++] = optarg;
-			}
+			rc = ref_cli_add_region(a->preferred, &req->n_preferred_regions, optarg, "referral create");
 			break;
 		case 'o':
-			req.note = optarg;
+			req->note = optarg;
 			break;
 		case 'k':
-			key = optarg;
+			a->key = optarg;
 			break;
 		default:
 			return (cli_usage("referral create: unknown option"));
 		}
 	}
+	if (rc != 0) {
+		return (rc);
+	}
 	if (optind < argc) {
 		return (cli_usage("referral create: unexpected argument '%s'", argv[optind]));
 	}
-	if (req.subject[0] == '\0' || req.urgency == 0 || req.exploitation == 0 || req.n_needs == 0) {
+	if (req->subject[0] == '\0' || req->urgency == 0 || req->exploitation == 0 ||
+	    req->n_needs == 0) {
 		return (cli_usage("referral create needs --subject, --urgency, --exploitation and at "
 		                  "least one --need"));
 	}
-	if (key == NULL) {
+	return (0);
+}
+
+static int
+referral_create(cli *c, int argc, char **argv)
+{
+	create_args      *a = malloc(sizeof(*a));
+	char              keybuf[40];
+	uint8_t           rnd[16];
+	rpc_call_options  o   = { .timeout_ms = c->timeout_ms };
+	ProtobufCMessage *rep = NULL;
+	char              err[RPC_ERRMSG_MAX];
+	rpc_channel      *ch;
+	int               rc;
+	hv_status         st;
+
+	if (a == NULL) {
+		return (cli_fail(c, "referral create", HV_RESOURCE_EXHAUSTED, "out of memory"));
+	}
+	if ((rc = create_parse(a, argc, argv)) != 0) {
+		goto out;
+	}
+	if (a->key == NULL) {
 		/* One key per invocation: the client's own retries reuse it. */
 		if (crypto_random(rnd, sizeof(rnd)) != HV_OK) {
-			return (cli_fail(c, "referral create", HV_INTERNAL, "no randomness"));
+			rc = cli_fail(c, "referral create", HV_INTERNAL, "no randomness");
+			goto out;
 		}
 		for (size_t i = 0; i < sizeof(rnd); i++) {
 			snprintf(keybuf + 2 * i, 3, "%02x", rnd[i]);
 		}
-		key = keybuf;
+		a->key = keybuf;
 	}
-	o.idempotency_key = key;
+	o.idempotency_key = a->key;
 	if ((ch = cli_channel(c, &rc)) == NULL) {
-		return (rc);
+		goto out;
 	}
-	st = rpc_channel_call(ch, M("CreateReferral"), &req.base,
+	st = rpc_channel_call(ch, M("CreateReferral"), &a->req.base,
 	    &haven__referral__v1__referral__descriptor, &rep, &o, err, sizeof(err));
 	if (st != HV_OK) {
-		return (cli_fail(c, "referral create", st, err));
+		rc = cli_fail(c, "referral create", st, err);
+		goto out;
 	}
 	if (c->json) {
-		cli_print_json(msg_json(rep));
+		cli_print_json(ref_cli_msg_json(rep));
 	} else {
-		print_referral((const Referral *) rep);
+		ref_cli_print_referral((const Referral *) rep);
 	}
 	protobuf_c_message_free_unpacked(rep, NULL);
-	return (0);
+	rc = 0;
+out:
+	free(a);
+	return (rc);
 }
 
 static int
@@ -490,9 +231,9 @@ referral_show(cli *c, int argc, char **argv)
 		return (rc);
 	}
 	if (c->json) {
-		cli_print_json(msg_json(rep));
+		cli_print_json(ref_cli_msg_json(rep));
 	} else {
-		print_referral((const Referral *) rep);
+		ref_cli_print_referral((const Referral *) rep);
 	}
 	protobuf_c_message_free_unpacked(rep, NULL);
 	return (0);
@@ -554,10 +295,10 @@ referral_list(cli *c, int argc, char **argv)
 			const Referral *r = rep->referrals[i];
 			char            t[32], u[32], s[256];
 			if (c->json) {
-				json_array_append_new(all, msg_json(&r->base));
+				json_array_append_new(all, ref_cli_msg_json(&r->base));
 			} else {
-				printf("%-22s %-20s %-10s %-16s %s\n", r->id, when(r->created_ms, t, sizeof(t)),
-				    ename(&haven__referral__v1__urgency__descriptor, (int) r->urgency, u,
+				printf("%-22s %-20s %-10s %-16s %s\n", r->id, ref_cli_when(r->created_ms, t, sizeof(t)),
+				    ref_cli_ename(&haven__referral__v1__urgency__descriptor, (int) r->urgency, u,
 				        sizeof(u)),
 				    r->home_region, need_summary(r, s, sizeof(s)));
 			}
@@ -571,67 +312,12 @@ referral_list(cli *c, int argc, char **argv)
 	return (0);
 }
 
-static int
-referral_cancel_or_reassign(cli *c, int argc, char **argv, bool reassign)
-{
-	static const struct option longopts[] = {
-		{ "reason", required_argument, NULL, 'r' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char       *what = reassign ? "referral reassign" : "referral cancel";
-	const char       *reason = NULL;
-	ProtobufCMessage *rep = NULL;
-	int               opt, rc;
-
-	getopt_reset();
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		if (opt != 'r') {
-			return (cli_usage("%s: unknown option", what));
-		}
-		reason = optarg;
-	}
-	if (reason == NULL || argc - optind != (reassign ? 2 : 1)) {
-		return (cli_usage(reassign ? "referral reassign takes ID NEED --reason TEXT"
-		                           : "referral cancel takes ID --reason TEXT"));
-	}
-	if (reassign) {
-		Haven__Referral__V1__ReassignNeedRequest req =
-		    HAVEN__REFERRAL__V1__REASSIGN_NEED_REQUEST__INIT;
-		char *end;
-		long  idx = strtol(argv[optind + 1], &end, 10);
-		if (*end != '\0' || idx < 0 || idx >= NEEDS_MAX) {
-			return (cli_usage("NEED is a need's number (0..%d)", NEEDS_MAX - 1));
-		}
-		req.referral_id = argv[optind];
-		req.need_index  = (uint32_t) idx;
-		req.reason      = (char *) reason;
-		rc = cli_call(c, what, M("ReassignNeed"), &req.base,
-		    &haven__referral__v1__referral__descriptor, &rep, false);
-	} else {
-		Haven__Referral__V1__CancelReferralRequest req =
-		    HAVEN__REFERRAL__V1__CANCEL_REFERRAL_REQUEST__INIT;
-		req.id     = argv[optind];
-		req.reason = (char *) reason;
-		rc = cli_call(c, what, M("CancelReferral"), &req.base,
-		    &haven__referral__v1__referral__descriptor, &rep, false);
-	}
-	if (rc != 0) {
-		return (rc);
-	}
-	if (c->json) {
-		cli_print_json(msg_json(rep));
-	} else {
-		print_referral((const Referral *) rep);
-	}
-	protobuf_c_message_free_unpacked(rep, NULL);
-	return (0);
-}
-
 int
 cmd_referral(cli *c, int argc, char **argv)
 {
 	if (argc < 1) {
-		return (cli_usage("referral needs create, show, list, cancel or reassign"));
+		return (cli_usage("referral needs create, show, list, cancel, reassign, update, pause "
+		                  "or resume"));
 	}
 	if (strcmp(argv[0], "create") == 0) {
 		return (referral_create(c, argc, argv));
@@ -643,215 +329,23 @@ cmd_referral(cli *c, int argc, char **argv)
 		return (referral_list(c, argc, argv));
 	}
 	if (strcmp(argv[0], "cancel") == 0) {
-		return (referral_cancel_or_reassign(c, argc, argv, false));
+		return (ref_cli_cancel(c, argc, argv));
 	}
 	if (strcmp(argv[0], "reassign") == 0) {
-		return (referral_cancel_or_reassign(c, argc, argv, true));
+		return (ref_cli_reassign(c, argc, argv));
 	}
-	return (cli_usage("unknown referral command '%s' (create, show, list, cancel, reassign)",
+	if (strcmp(argv[0], "update") == 0) {
+		return (ref_cli_update(c, argc, argv));
+	}
+	if (strcmp(argv[0], "pause") == 0) {
+		return (ref_cli_pause(c, argc, argv, true));
+	}
+	if (strcmp(argv[0], "resume") == 0) {
+		return (ref_cli_pause(c, argc, argv, false));
+	}
+	return (cli_usage("unknown referral command '%s' (create, show, list, cancel, reassign, "
+	                  "update, pause, resume)",
 	    argv[0]));
-}
-
-/* ---- haven offer, haven placement ------------------------------------------------------------ */
-
-static void
-print_offer_row(const Offer *o)
-{
-	char a[32], b[32], u[32], s[32], ns[32], t[32], l[128];
-
-	printf("%-22s %-10s %-10s %-16s %-12s %-10s %-20s %s\n", o->id,
-	    ename(&haven__referral__v1__offer_state__descriptor, (int) o->state, s, sizeof(s)),
-	    ename(&haven__referral__v1__urgency__descriptor, (int) o->urgency, u, sizeof(u)),
-	    TYPE_NAME(o->type, a), POP_NAME(o->population, b),
-	    join(o->languages, o->n_languages, l, sizeof(l)), when(o->respond_by_ms, t, sizeof(t)),
-	    STATE_NAME(o->need_state, ns));
-}
-
-static void
-offer_header(void)
-{
-	printf("%-22s %-10s %-10s %-16s %-12s %-10s %-20s %s\n", "OFFER", "STATE", "URGENCY", "TYPE",
-	    "POPULATION", "LANGUAGES", "RESPOND BY", "NEED");
-}
-
-static int
-offer_reply(cli *c, ProtobufCMessage *rep)
-{
-	if (c->json) {
-		cli_print_json(msg_json(rep));
-	} else {
-		offer_header();
-		print_offer_row((const Offer *) rep);
-	}
-	protobuf_c_message_free_unpacked(rep, NULL);
-	return (0);
-}
-
-static int
-offer_list(cli *c, int argc, char **argv)
-{
-	Haven__Referral__V1__ListOffersRequest   req = HAVEN__REFERRAL__V1__LIST_OFFERS_REQUEST__INIT;
-	Haven__Referral__V1__ListOffersResponse *rep = NULL;
-	json_t                                  *all = c->json ? json_array() : NULL;
-	char                                     token[128] = "";
-	int                                      rc;
-
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--open") == 0) {
-			req.open_only = true;
-		} else {
-			json_decref(all);
-			return (cli_usage("offer list takes only --open"));
-		}
-	}
-	if (!c->json) {
-		offer_header();
-	}
-	do {
-		req.page_token = token;
-		if ((rc = cli_call(c, "offer list", M("ListOffers"), &req.base,
-		         &haven__referral__v1__list_offers_response__descriptor,
-		         (ProtobufCMessage **) &rep, true)) != 0) {
-			json_decref(all);
-			return (rc);
-		}
-		for (size_t i = 0; i < rep->n_offers; i++) {
-			if (c->json) {
-				json_array_append_new(all, msg_json(&rep->offers[i]->base));
-			} else {
-				print_offer_row(rep->offers[i]);
-			}
-		}
-		snprintf(token, sizeof(token), "%s", rep->next_page_token);
-		protobuf_c_message_free_unpacked(&rep->base, NULL);
-	} while (token[0] != '\0');
-	if (c->json) {
-		cli_print_json(all);
-	}
-	return (0);
-}
-
-/* offer ack|accept|decline ID [--reason R] [--text T] */
-static int
-offer_action(cli *c, int argc, char **argv, const char *method, bool decline)
-{
-	static const struct option longopts[] = {
-		{ "reason", required_argument, NULL, 'r' },
-		{ "text", required_argument, NULL, 't' },
-		{ NULL, 0, NULL, 0 },
-	};
-	Haven__Referral__V1__OfferActionRequest req = HAVEN__REFERRAL__V1__OFFER_ACTION_REQUEST__INIT;
-	char                                    what[32];
-	ProtobufCMessage                       *rep = NULL;
-	int                                     opt, v = 0, rc;
-
-	snprintf(what, sizeof(what), "offer %s", argv[0]);
-	getopt_reset();
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		if (!decline) {
-			return (cli_usage("%s takes only ID", what));
-		}
-		if (opt == 'r') {
-			if ((rc = eparse(&haven__referral__v1__decline_reason__descriptor, "reason", optarg,
-			         &v)) != 0) {
-				return (rc);
-			}
-			req.decline_reason = (Haven__Referral__V1__DeclineReason) v;
-		} else if (opt == 't') {
-			req.text = optarg;
-		} else {
-			return (cli_usage("%s: unknown option", what));
-		}
-	}
-	if (argc - optind != 1 || (decline && req.decline_reason == 0)) {
-		return (cli_usage(decline ? "offer decline takes ID --reason R [--text T]"
-		                          : "%s takes one ID", what));
-	}
-	req.offer_id = argv[optind];
-	if ((rc = cli_call(c, what, method, &req.base, &haven__referral__v1__offer__descriptor, &rep,
-	         false)) != 0) {
-		return (rc);
-	}
-	return (offer_reply(c, rep));
-}
-
-int
-cmd_offer(cli *c, int argc, char **argv)
-{
-	if (argc < 1) {
-		return (cli_usage("offer needs list, ack, accept or decline"));
-	}
-	if (strcmp(argv[0], "list") == 0) {
-		return (offer_list(c, argc, argv));
-	}
-	if (strcmp(argv[0], "ack") == 0) {
-		return (offer_action(c, argc, argv, M("AcknowledgeOffer"), false));
-	}
-	if (strcmp(argv[0], "accept") == 0) {
-		return (offer_action(c, argc, argv, M("AcceptOffer"), false));
-	}
-	if (strcmp(argv[0], "decline") == 0) {
-		return (offer_action(c, argc, argv, M("DeclineOffer"), true));
-	}
-	return (cli_usage("unknown offer command '%s' (list, ack, accept, decline)", argv[0]));
-}
-
-int
-cmd_placement(cli *c, int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		{ "outcome", required_argument, NULL, 'o' },
-		{ "text", required_argument, NULL, 't' },
-		{ NULL, 0, NULL, 0 },
-	};
-	Haven__Referral__V1__PlacementRequest req = HAVEN__REFERRAL__V1__PLACEMENT_REQUEST__INIT;
-	const char                           *method;
-	char                                  what[32];
-	ProtobufCMessage                     *rep = NULL;
-	bool                                  end;
-	int                                   opt, v = 0, rc;
-
-	if (argc < 1) {
-		return (cli_usage("placement needs placed, complete or end"));
-	}
-	if (strcmp(argv[0], "placed") == 0) {
-		method = M("MarkPlaced");
-	} else if (strcmp(argv[0], "complete") == 0) {
-		method = M("CompletePlacement");
-	} else if (strcmp(argv[0], "end") == 0) {
-		method = M("EndPlacement");
-	} else {
-		return (cli_usage("unknown placement command '%s' (placed, complete, end)", argv[0]));
-	}
-	end = strcmp(argv[0], "end") == 0;
-	snprintf(what, sizeof(what), "placement %s", argv[0]);
-	getopt_reset();
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		if (!end) {
-			return (cli_usage("%s takes only OFFER", what));
-		}
-		if (opt == 'o') {
-			if ((rc = eparse(&haven__referral__v1__outcome__descriptor, "outcome", optarg, &v)) !=
-			    0) {
-				return (rc);
-			}
-			req.outcome = (Haven__Referral__V1__Outcome) v;
-		} else if (opt == 't') {
-			req.text = optarg;
-		} else {
-			return (cli_usage("%s: unknown option", what));
-		}
-	}
-	if (argc - optind != 1 || (end && req.outcome == 0)) {
-		return (cli_usage(end ? "placement end takes OFFER --outcome O [--text T]"
-		                      : "%s takes one OFFER", what));
-	}
-	req.offer_id = argv[optind];
-	if ((rc = cli_call(c, what, method, &req.base, &haven__referral__v1__offer__descriptor, &rep,
-	         false)) != 0) {
-		return (rc);
-	}
-	return (offer_reply(c, rep));
 }
 
 /* ---- haven stats ----------------------------------------------------------------------------- */
@@ -878,7 +372,7 @@ cmd_stats(cli *c, int argc, char **argv)
 	argv2[0] = "stats";
 	memcpy(argv2 + 1, argv, (size_t) argc * sizeof(char *));
 	req.regions = regions;
-	getopt_reset();
+	ref_cli_getopt_reset();
 	rc = 0;
 	while (rc == 0 && (opt = getopt_long(argc + 1, argv2, "", longopts, NULL)) != -1) {
 		if (opt == 'r') {
@@ -914,19 +408,19 @@ cmd_stats(cli *c, int argc, char **argv)
 		return (rc);
 	}
 	if (c->json) {
-		cli_print_json(msg_json(&rep->base));
+		cli_print_json(ref_cli_msg_json(&rep->base));
 	} else {
 		char f[32], t[32];
 		printf("period %s (%s to %s); 1 to 4 shown as <5, x withheld (it would tell a <5), "
 		       "times only from 5 placements\n",
-		    rep->period, when(rep->from_ms, f, sizeof(f)), when(rep->to_ms, t, sizeof(t)));
+		    rep->period, ref_cli_when(rep->from_ms, f, sizeof(f)), ref_cli_when(rep->to_ms, t, sizeof(t)));
 		printf("%-22s %-12s %-16s %9s %10s %6s %8s %8s\n", "REGION", "EXPLOITATION", "TYPE",
 		    "REFERRALS", "PLACEMENTS", "UNMET", "MEDIAN", "P90");
 		for (size_t i = 0; i < rep->n_cells; i++) {
 			const Haven__Referral__V1__StatisticsCell *s = rep->cells[i];
 			char                                       e[32], ty[32], m[32], p[32];
 			printf("%-22s %-12s %-16s %9s %10s %6s %8s %8s\n", s->region,
-			    ename(&haven__referral__v1__exploitation__descriptor, (int) s->exploitation, e,
+			    ref_cli_ename(&haven__referral__v1__exploitation__descriptor, (int) s->exploitation, e,
 			        sizeof(e)),
 			    TYPE_NAME(s->type, ty), s->referrals, s->placements, s->unmet,
 			    duration(s->median_ms_to_placement, m, sizeof(m)),

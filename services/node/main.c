@@ -18,7 +18,7 @@
  *
  * Retention: at start and hourly, the referral service erases (crypto-shredding, through the
  * consent service) the personal data of each subject whose referrals all closed more than
- * retention_days ago, and logs the count (docs/operations.md).
+ * referral.retention_days ago, and logs the count (docs/operations.md).
  */
 #include "haven/host.h"
 #include "haven/log.h"
@@ -127,10 +127,63 @@ open_people(host *h, const host_config *cfg, audit *log, people_service **out)
 	return (st);
 }
 
+/* The services' methods on the node's server, and the audit log of the directory and of
+ * referral reads (the node's one log, kept by the consent service). */
+static hv_status
+register_all(host *h, cap_service *cs, consent_service *cns, ref_service *rs, people_service *ps)
+{
+	hv_status st;
+
+	cap_set_audit(cs, consent_audit(cns)); /* directory changes in the node's audit log */
+	ref_set_audit(rs, consent_audit(cns)); /* reads of referrals and offers, too */
+	if ((st = cap_register(cs, host_server(h))) != HV_OK ||
+	    (st = people_register(ps, host_server(h))) != HV_OK ||
+	    (st = consent_register(cns, host_server(h))) != HV_OK) {
+		return (st);
+	}
+	return (ref_register(rs, host_server(h)));
+}
+
 static int
 exit_code(hv_status st)
 {
 	return (st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1);
+}
+
+/* The consent service on the node's store, with the directory and the referral tables. */
+static void
+consent_wire(consent_options *no, host *h, const host_config *cfg, cap_service *cs,
+    ref_service **rs, const char *consent_pub)
+{
+	no->store              = host_store(h);
+	no->data_dir           = cfg->data_dir;
+	no->pub_url            = consent_pub;
+	no->check_audit_async  = strcmp(cfg->check_audit, "queued") == 0;
+	no->org_role           = cap_org_role;
+	no->org_arg            = cs;
+	no->accepting_provider = accepting_provider;
+	no->accepting_arg      = rs;
+}
+
+/* The referral service on the node's store, with the consent service's hooks and the sockets
+ * (its options come from its own section of the configuration). */
+static void
+ref_wire(ref_options *ro, host *h, cap_service *cs, consent_service *cns, const char *ref_pub,
+    const char *cap_pub, const char *consent_pub)
+{
+	ro->store            = host_store(h);
+	ro->regions          = host_regions(h);
+	ro->capacity         = cs;
+	ro->consent          = consent_ref_check;
+	ro->consent_arg      = cns;
+	ro->seal             = consent_ref_seal;
+	ro->unseal           = consent_ref_open;
+	ro->pub_url          = ref_pub;
+	ro->capacity_sub_url = cap_pub;
+	ro->consent_sub_url  = consent_pub;
+	ro->erase            = retention_erase;
+	ro->erase_arg        = cns;
+	ro->erase_done       = retention_done;
 }
 
 int
@@ -146,20 +199,24 @@ main(int argc, char **argv)
 	consent_options  no  = { 0 };
 	ref_options      ro  = { 0 };
 	char             cap_pub[PATH_MAX + 16], consent_pub[PATH_MAX + 16], ref_pub[PATH_MAX + 16];
+	ref_config       rcfg = { 0 };
+	config_table     rtab = ref_config_table(&rcfg);
+	char             err[256];
 	bool             done;
 	bool             print_methods = take_flag(&argc, argv, "--print-methods");
 	int              ret;
 	hv_status        st;
 
-	if ((ret = host_config_load(&cfg, argc, argv, "haven-node", &done)) != 0 || done) {
-		host_config_free(&cfg);
-		return (ret);
+	/* Every service runs here: a section of the file no service knows is a misspelling. */
+	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-node", &rtab, 1, true, &done)) !=
+	        0 ||
+	    done) {
+		goto out_cfg;
 	}
-	if (ref_stats_periods_parse(cfg.statistics_periods, &ro.stats_periods) != HV_OK) {
-		fprintf(stderr, "haven-node: statistics_periods must be month, week or month,week, "
-		                "not '%s'\n", cfg.statistics_periods);
-		host_config_free(&cfg);
-		return (2);
+	if (ref_config_apply(&rcfg, &ro, err, sizeof(err)) != HV_OK) {
+		fprintf(stderr, "haven-node: %s\n", err);
+		ret = 2;
+		goto out_cfg;
 	}
 	ret = 1;
 	if ((st = host_open(&h, &cfg, "node")) != HV_OK) {
@@ -184,52 +241,20 @@ main(int argc, char **argv)
 		ret = exit_code(st);
 		goto out;
 	}
-	no.store      = host_store(h);
-	no.data_dir   = cfg.data_dir;
-	no.pub_url    = consent_pub;
-	no.check_audit_async = strcmp(cfg.check_audit, "queued") == 0;
-	no.org_role   = cap_org_role;
-	no.org_arg    = cs;
-	no.accepting_provider = accepting_provider;
-	no.accepting_arg      = &rs;
+	consent_wire(&no, h, &cfg, cs, &rs, consent_pub);
 	if ((st = consent_open(&cns, &no)) != HV_OK) {
 		log_error("cannot open the consent records: %s", hv_status_name(st));
 		ret = exit_code(st);
 		goto out;
 	}
-	ro.store            = host_store(h);
-	ro.regions          = host_regions(h);
-	ro.capacity         = cs;
-	ro.consent          = consent_ref_check;
-	ro.consent_arg      = cns;
-	ro.seal             = consent_ref_seal;
-	ro.unseal           = consent_ref_open;
-	ro.pub_url          = ref_pub;
-	ro.capacity_sub_url = cap_pub;
-	ro.consent_sub_url  = consent_pub;
-	ro.erase            = retention_erase;
-	ro.erase_arg        = cns;
-	ro.erase_done       = retention_done;
-	ro.retention_days   = (uint32_t) cfg.retention_days;
-	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE] =
-	    (uint32_t) cfg.offer_timeout_immediate_s;
-	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__URGENT] = (uint32_t) cfg.offer_timeout_urgent_s;
-	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__PLANNED] =
-	    (uint32_t) cfg.offer_timeout_planned_s;
+	ref_wire(&ro, h, cs, cns, ref_pub, cap_pub, consent_pub);
 	if ((st = ref_open(&rs, &ro)) != HV_OK) {
 		log_error("cannot open the referral service: %s", hv_status_name(st));
 		ret = exit_code(st);
 		goto out;
 	}
-	if ((st = open_people(h, &cfg, consent_audit(cns), &ps)) != HV_OK) {
-		ret = exit_code(st);
-		goto out;
-	}
-	cap_set_audit(cs, consent_audit(cns)); /* directory changes in the node's audit log */
-	if ((st = cap_register(cs, host_server(h))) != HV_OK ||
-	    (st = people_register(ps, host_server(h))) != HV_OK ||
-	    (st = consent_register(cns, host_server(h))) != HV_OK ||
-	    (st = ref_register(rs, host_server(h))) != HV_OK ||
+	if ((st = open_people(h, &cfg, consent_audit(cns), &ps)) != HV_OK ||
+	    (st = register_all(h, cs, cns, rs, ps)) != HV_OK ||
 	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
 		ret = exit_code(st);
 		goto out;
@@ -255,6 +280,8 @@ out:
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}
+out_cfg:
 	host_config_free(&cfg);
+	ref_config_free(&rcfg);
 	return (ret);
 }

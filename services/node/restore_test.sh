@@ -181,11 +181,11 @@ rc=0
 [ $rc -eq 2 ] || fail "an unknown option in the configuration file: exit code $rc, not 2"
 grep -q "^haven-node: $tmp/bad.conf:3: unknown option 'retention_dayz'" "$tmp/bad.log" ||
 	fail "the message does not name the file, line and option: $(cat "$tmp/bad.log")"
-printf 'retention_days = 0\n' >"$tmp/bad.conf"
+printf 'referral.retention_days = 0\n' >"$tmp/bad.conf"
 rc=0
 "$node" --config "$tmp/bad.conf" --data "$shipped" 2>"$tmp/bad.log" || rc=$?
-[ $rc -eq 2 ] || fail "retention_days = 0: exit code $rc, not 2"
-grep -q "bad.conf:1: 'retention_days' must be a whole number from 1 to 3650, not '0'" \
+[ $rc -eq 2 ] || fail "referral.retention_days = 0: exit code $rc, not 2"
+grep -q "bad.conf:1: 'referral.retention_days' must be a whole number from 1 to 3650, not '0'" \
 	"$tmp/bad.log" || fail "the message does not name the line and option: $(cat "$tmp/bad.log")"
 
 echo "restore_test: ok"

@@ -5,6 +5,9 @@
  *   haven-referral [--config FILE] [--data DIR] [--listen URL]... [--pub-url URL]
  *                  [--offer-timeout-immediate-s N] ... [--OPTION VALUE]...
  *
+ * Its own options are the "referral." section of the configuration file (ref_config.c);
+ * sections of the other services are theirs to check.
+ *
  * It serves haven.referral.v1.Referrals (and haven.auth.v1.Auth against the partner directory
  * in the store). It opens a capacity registry over the same store for the holds, candidates
  * and the directory, and, when built with the consent library, a consent service for the
@@ -22,16 +25,12 @@
 #include "haven/log.h"
 
 #include "capacity.h"
-#include "referral.h"
-
-#ifdef HAVEN_REFERRAL_CONSENT
 #include "consent.h"
-#endif
+#include "referral.h"
 
 #include <limits.h>
 #include <stdio.h>
 
-#ifdef HAVEN_REFERRAL_CONSENT
 /* Retention: subjects whose referrals all closed retention_days ago are erased through the
  * consent library, with the node itself (the operator) as the caller in the audit log. */
 static hv_status
@@ -49,7 +48,43 @@ retention_done(void *arg)
 {
 	return (consent_rotate_kek(arg, NULL, NULL));
 }
-#endif
+
+/* The sockets: ours to publish on, capacity's and consent's to subscribe to. */
+typedef struct urls {
+	char pub[PATH_MAX + 16];
+	char cap_sub[PATH_MAX + 16];
+	char consent_sub[PATH_MAX + 16];
+} urls;
+
+static void
+urls_make(host *h, const host_config *cfg, urls *u)
+{
+	char path[PATH_MAX];
+
+	if (cfg->pub_url != NULL) {
+		snprintf(u->pub, sizeof(u->pub), "%s", cfg->pub_url);
+	} else {
+		host_run_path(h, "referral-events.sock", path, sizeof(path));
+		snprintf(u->pub, sizeof(u->pub), "ipc://%s", path);
+	}
+	host_run_path(h, "events.sock", path, sizeof(path));
+	snprintf(u->cap_sub, sizeof(u->cap_sub), "ipc://%s", path);
+	host_run_path(h, "consent-events.sock", path, sizeof(path));
+	snprintf(u->consent_sub, sizeof(u->consent_sub), "ipc://%s", path);
+}
+
+/* The referral service's store, map, registry and sockets (its options come from its own
+ * section of the configuration, ref_config_apply). */
+static void
+options_make(host *h, cap_service *cs, const urls *u, ref_options *ro)
+{
+	ro->store            = host_store(h);
+	ro->regions          = host_regions(h);
+	ro->capacity         = cs;
+	ro->pub_url          = u->pub;
+	ro->capacity_sub_url = u->cap_sub;
+	ro->consent_sub_url  = u->consent_sub;
+}
 
 int
 main(int argc, char **argv)
@@ -60,43 +95,33 @@ main(int argc, char **argv)
 	ref_service     *rs  = NULL;
 	cap_options      co  = { 0 };
 	ref_options      ro  = { 0 };
-#ifdef HAVEN_REFERRAL_CONSENT
 	consent_service *cns = NULL;
 	consent_options  no  = { 0 };
-#endif
-	char             path[PATH_MAX];
-	char             cap_sub[PATH_MAX + 16];
-	char             consent_sub[PATH_MAX + 16];
-	char             pub[PATH_MAX + 16];
+	ref_config       rcfg = { 0 };
+	config_table     rtab;
+	char             err[256];
+	urls             u;
 	bool             done;
 	int              ret;
 	hv_status        st;
 
-	if ((ret = host_config_load(&cfg, argc, argv, "haven-referral", &done)) != 0 || done) {
-		host_config_free(&cfg);
-		return (ret);
+	rtab = ref_config_table(&rcfg);
+	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-referral", &rtab, 1, false,
+	         &done)) != 0 ||
+	    done) {
+		goto out_cfg;
 	}
-	if (ref_stats_periods_parse(cfg.statistics_periods, &ro.stats_periods) != HV_OK) {
-		fprintf(stderr, "haven-referral: statistics_periods must be month, week or month,week, "
-		                "not '%s'\n", cfg.statistics_periods);
-		host_config_free(&cfg);
-		return (2);
+	if (ref_config_apply(&rcfg, &ro, err, sizeof(err)) != HV_OK) {
+		fprintf(stderr, "haven-referral: %s\n", err);
+		ret = 2;
+		goto out_cfg;
 	}
 	ret = 1;
 	if ((st = host_open(&h, &cfg, "referral")) != HV_OK) {
 		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
 		goto out;
 	}
-	if (cfg.pub_url != NULL) {
-		snprintf(pub, sizeof(pub), "%s", cfg.pub_url);
-	} else {
-		host_run_path(h, "referral-events.sock", path, sizeof(path));
-		snprintf(pub, sizeof(pub), "ipc://%s", path);
-	}
-	host_run_path(h, "events.sock", path, sizeof(path));
-	snprintf(cap_sub, sizeof(cap_sub), "ipc://%s", path);
-	host_run_path(h, "consent-events.sock", path, sizeof(path));
-	snprintf(consent_sub, sizeof(consent_sub), "ipc://%s", path);
+	urls_make(h, &cfg, &u);
 
 	/* The registry's store functions only: haven-capacity publishes and serves it. */
 	co.store   = host_store(h);
@@ -106,7 +131,6 @@ main(int argc, char **argv)
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
 		goto out;
 	}
-#ifdef HAVEN_REFERRAL_CONSENT
 	no.store    = host_store(h);
 	no.data_dir = cfg.data_dir;
 	if ((st = consent_open(&cns, &no)) != HV_OK) {
@@ -120,28 +144,13 @@ main(int argc, char **argv)
 	ro.erase          = retention_erase;
 	ro.erase_arg      = cns;
 	ro.erase_done     = retention_done;
-	ro.retention_days = (uint32_t) cfg.retention_days;
-#else
-	log_warn("built without the consent library: every referral is refused "
-	         "(FAILED_PRECONDITION) and retention does not run until it is");
-#endif
-	ro.store                                                = host_store(h);
-	ro.regions                                              = host_regions(h);
-	ro.capacity                                             = cs;
-	ro.pub_url                                              = pub;
-	ro.capacity_sub_url                                     = cap_sub;
-	ro.consent_sub_url                                      = consent_sub;
-	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE] =
-	    (uint32_t) cfg.offer_timeout_immediate_s;
-	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__URGENT] =
-	    (uint32_t) cfg.offer_timeout_urgent_s;
-	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__PLANNED] =
-	    (uint32_t) cfg.offer_timeout_planned_s;
+	options_make(h, cs, &u, &ro);
 	if ((st = ref_open(&rs, &ro)) != HV_OK) {
 		log_error("cannot open the referral service: %s", hv_status_name(st));
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
 		goto out;
 	}
+	ref_set_audit(rs, consent_audit(cns)); /* reads of referrals and offers */
 	if ((st = ref_register(rs, host_server(h))) != HV_OK ||
 	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
 		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
@@ -149,7 +158,7 @@ main(int argc, char **argv)
 	}
 	log_info("publishing referral changes on %s; capacity changes from %s, consent "
 	         "withdrawals from %s",
-	    pub, cap_sub, consent_sub);
+	    u.pub, u.cap_sub, u.consent_sub);
 	host_wait(h);
 	ret = 0;
 out:
@@ -159,13 +168,13 @@ out:
 	cap_stop(cs);
 	host_close(h);
 	ref_close(rs);
-#ifdef HAVEN_REFERRAL_CONSENT
 	consent_close(cns);
-#endif
 	cap_close(cs);
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}
+out_cfg:
 	host_config_free(&cfg);
+	ref_config_free(&rcfg);
 	return (ret);
 }

@@ -140,11 +140,67 @@ region_mask(const ref_service *rs, const char *what, char *const *names, size_t 
 }
 
 hv_status
-ref_check_create(const ref_service *rs, const Haven__Referral__V1__CreateReferralRequest *req,
-    uint64_t *excluded, uint64_t *preferred, char *err, size_t errsz)
+ref_check_need(size_t i, const Haven__Referral__V1__NeedRequest *n, char *err, size_t errsz)
+{
+	if (!ref_enum_ok(&haven__capacity__v1__service_type__descriptor, (int) n->type) ||
+	    (int) n->type >= REF_SERVICE_TYPES) {
+		return (fail(err, errsz, "need %zu: unknown service type %d", i, (int) n->type));
+	}
+	if (!ref_enum_ok(&haven__capacity__v1__population__descriptor, (int) n->population)) {
+		return (fail(err, errsz, "need %zu: unknown population %d", i, (int) n->population));
+	}
+	if (n->n_languages > REF_LANGS_MAX) {
+		return (fail(err, errsz, "need %zu: at most %d languages", i, REF_LANGS_MAX));
+	}
+	for (size_t j = 0; j < n->n_languages; j++) {
+		if (!lang_ok(n->languages[j])) {
+			return (fail(err, errsz,
+			    "need %zu: a language is %d to %d characters of A-Z a-z 0-9 -", i,
+			    REF_LANG_MIN, REF_LANG_MAX));
+		}
+	}
+	if (n->n_accessibility > REF_ACCESS_MAX) {
+		return (fail(err, errsz, "need %zu: at most %d accessibility entries", i,
+		    REF_ACCESS_MAX));
+	}
+	for (size_t j = 0; j < n->n_accessibility; j++) {
+		if (!token_ok(n->accessibility[j])) {
+			return (fail(err, errsz,
+			    "need %zu: an accessibility entry is 1 to %d characters of a-z 0-9 -", i,
+			    REF_TOKEN_MAX));
+		}
+	}
+	return (HV_OK);
+}
+
+hv_status
+ref_check_regions(const ref_service *rs, char *const *excl, size_t nexcl, char *const *pref,
+    size_t npref, uint64_t *excluded, uint64_t *preferred, char *err, size_t errsz)
 {
 	size_t    nreg = region_map_count(rs->rs_regions);
 	uint64_t  all  = nreg >= 64 ? UINT64_MAX : (((uint64_t) 1 << nreg) - 1);
+	hv_status st;
+
+	if ((st = region_mask(rs, "excluded", excl, nexcl, excluded, err, errsz)) != HV_OK ||
+	    (st = region_mask(rs, "preferred", pref, npref, preferred, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	if ((*excluded & all) == all) {
+		return (fail(err, errsz, "every region is excluded"));
+	}
+	for (size_t i = 0; i < nreg && i < 64; i++) {
+		if ((*excluded & *preferred & ((uint64_t) 1 << i)) != 0) {
+			return (fail(err, errsz, "region %s is both excluded and preferred",
+			    region_map_name(rs->rs_regions, i)));
+		}
+	}
+	return (HV_OK);
+}
+
+hv_status
+ref_check_create(const ref_service *rs, const Haven__Referral__V1__CreateReferralRequest *req,
+    uint64_t *excluded, uint64_t *preferred, char *err, size_t errsz)
+{
 	hv_status st;
 
 	if (!subject_ok(req->subject)) {
@@ -164,58 +220,61 @@ ref_check_create(const ref_service *rs, const Haven__Referral__V1__CreateReferra
 		    req->n_needs));
 	}
 	for (size_t i = 0; i < req->n_needs; i++) {
-		const Haven__Referral__V1__NeedRequest *n = req->needs[i];
-
-		if (!ref_enum_ok(&haven__capacity__v1__service_type__descriptor, (int) n->type) ||
-		    (int) n->type >= REF_SERVICE_TYPES) {
-			return (fail(err, errsz, "need %zu: unknown service type %d", i, (int) n->type));
-		}
-		if (!ref_enum_ok(&haven__capacity__v1__population__descriptor, (int) n->population)) {
-			return (fail(err, errsz, "need %zu: unknown population %d", i,
-			    (int) n->population));
-		}
-		if (n->n_languages > REF_LANGS_MAX) {
-			return (fail(err, errsz, "need %zu: at most %d languages", i, REF_LANGS_MAX));
-		}
-		for (size_t j = 0; j < n->n_languages; j++) {
-			if (!lang_ok(n->languages[j])) {
-				return (fail(err, errsz,
-				    "need %zu: a language is %d to %d characters of A-Z a-z 0-9 -", i,
-				    REF_LANG_MIN, REF_LANG_MAX));
-			}
-		}
-		if (n->n_accessibility > REF_ACCESS_MAX) {
-			return (fail(err, errsz, "need %zu: at most %d accessibility entries", i,
-			    REF_ACCESS_MAX));
-		}
-		for (size_t j = 0; j < n->n_accessibility; j++) {
-			if (!token_ok(n->accessibility[j])) {
-				return (fail(err, errsz,
-				    "need %zu: an accessibility entry is 1 to %d characters of a-z 0-9 -", i,
-				    REF_TOKEN_MAX));
-			}
+		if ((st = ref_check_need(i, req->needs[i], err, errsz)) != HV_OK) {
+			return (st);
 		}
 	}
-	if ((st = region_mask(rs, "excluded", req->excluded_regions, req->n_excluded_regions,
-	         excluded, err, errsz)) != HV_OK ||
-	    (st = region_mask(rs, "preferred", req->preferred_regions, req->n_preferred_regions,
-	         preferred, err, errsz)) != HV_OK) {
+	if ((st = ref_check_regions(rs, req->excluded_regions, req->n_excluded_regions,
+	         req->preferred_regions, req->n_preferred_regions, excluded, preferred, err,
+	         errsz)) != HV_OK) {
 		return (st);
-	}
-	if ((*excluded & all) == all) {
-		return (fail(err, errsz, "every region is excluded"));
-	}
-	if ((*excluded & *preferred) != 0) {
-		for (size_t i = 0; i < nreg; i++) {
-			if ((*excluded & *preferred & ((uint64_t) 1 << i)) != 0) {
-				return (fail(err, errsz, "region %s is both excluded and preferred",
-				    region_map_name(rs->rs_regions, i)));
-			}
-		}
 	}
 	if (!ids_text_ok(req->note, 0, REF_TEXT_MAX)) {
 		return (fail(err, errsz, "note must be at most %d bytes of printable UTF-8",
 		    REF_TEXT_MAX));
+	}
+	return (HV_OK);
+}
+
+hv_status
+ref_check_update(const Haven__Referral__V1__UpdateReferralRequest *req, char *err,
+    size_t errsz)
+{
+	hv_status st;
+
+	if ((st = ref_check_text("reason", req->reason, true, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	if (req->urgency != 0 &&
+	    !ref_enum_ok(&haven__referral__v1__urgency__descriptor, (int) req->urgency)) {
+		return (fail(err, errsz, "urgency must be immediate, urgent or planned, not %d",
+		    (int) req->urgency));
+	}
+	if ((!req->set_excluded_regions && req->n_excluded_regions > 0) ||
+	    (!req->set_preferred_regions && req->n_preferred_regions > 0)) {
+		return (fail(err, errsz, "regions are replaced only with set_excluded_regions or "
+		                         "set_preferred_regions"));
+	}
+	if (!req->set_note && req->note[0] != '\0') {
+		return (fail(err, errsz, "the note is replaced only with set_note"));
+	}
+	if (req->set_note && !ids_text_ok(req->note, 0, REF_TEXT_MAX)) {
+		return (fail(err, errsz, "note must be at most %d bytes of printable UTF-8",
+		    REF_TEXT_MAX));
+	}
+	if (req->n_add_needs > REF_NEEDS_MAX || req->n_cancel_needs > REF_NEEDS_MAX) {
+		return (fail(err, errsz, "at most %d needs added and %d cancelled", REF_NEEDS_MAX,
+		    REF_NEEDS_MAX));
+	}
+	for (size_t i = 0; i < req->n_add_needs; i++) {
+		if ((st = ref_check_need(i, req->add_needs[i], err, errsz)) != HV_OK) {
+			return (st);
+		}
+	}
+	if (req->urgency == 0 && !req->set_excluded_regions && !req->set_preferred_regions &&
+	    !req->set_note && req->n_add_needs == 0 && req->n_cancel_needs == 0) {
+		return (fail(err, errsz, "nothing to change: give urgency, regions, a note, needs to "
+		                         "add or needs to cancel"));
 	}
 	return (HV_OK);
 }

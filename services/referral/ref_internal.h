@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "haven/arena.h"
+#include "haven/audit.h"
 #include "haven/bytes.h"
 #include "haven/ids.h"
 #include "haven/ticker.h"
@@ -82,6 +84,7 @@ struct ref_service {
 	ref_open_fn       rs_unseal; /* NULL: sealed text reads as "" */
 	uint32_t          rs_window_s[REF_URGENCIES]; /* respond-by windows, cut to the hold max */
 	uint32_t          rs_hold_max_s;
+	uint32_t          rs_lang_hops; /* extra borders a speaker of the need's language may be */
 	int64_t         (*rs_now)(void *);
 	void             *rs_now_arg;
 	ref_erase_fn      rs_erase;           /* retention; NULL: none */
@@ -90,6 +93,8 @@ struct ref_service {
 	uint32_t          rs_retention_days;  /* 0: none */
 	unsigned          rs_stats_periods;   /* REF_PERIODS_* Statistics answers */
 	uint32_t          rs_retention_every_s;
+
+	audit      *rs_audit; /* reads of person-linked records; NULL: not audited */
 
 	store_table rs_referrals;
 	store_table rs_offers;
@@ -103,7 +108,6 @@ struct ref_service {
 	store_table rs_idem;
 	store_table rs_closed;   /* be64 closed_ms referral id: closed, subject not yet erased */
 	store_table rs_meta;
-	store_table rs_cap_orgs; /* capacity's directory, read only (see ref_org_region) */
 
 	nng_socket rs_pub;
 	bool       rs_pub_open;
@@ -127,23 +131,6 @@ struct ref_service {
 	hv_ticker      *rs_retention;
 };
 
-/* ---- arena: every message of one transaction lives here -------------------------------------- */
-
-typedef struct ref_chunk ref_chunk;
-
-typedef struct ref_arena {
-	ref_chunk         *a_head;
-	size_t             a_total; /* bytes allocated in chunks */
-	ProtobufCAllocator a_alloc; /* for unpacking into the arena; free is a no-op */
-} ref_arena;
-
-void ref_arena_init(ref_arena *a);
-/* NULL when the arena's limit (REF_ARENA_LIMIT) is reached or malloc fails. */
-void *ref_arena_alloc(ref_arena *a, size_t n);
-char *ref_arena_strdup(ref_arena *a, const char *s);
-/* Frees everything allocated; the arena can be used again. */
-void ref_arena_reset(ref_arena *a);
-
 /* ---- the unit of work of one write transaction ----------------------------------------------- */
 
 /* A ReferralChanged to publish after the commit. */
@@ -164,7 +151,8 @@ typedef struct ref_work {
 	ref_service *w_rs;
 	store_txn   *w_txn;
 	int64_t      w_now;
-	ref_arena    w_arena;
+	arena       *w_arena;   /* the call's (ref_work_init_in) or w_own */
+	arena_mark   w_mark;    /* where each run of the write function starts */
 	ref_loaded  *w_loaded; /* referrals read in this transaction (arena) */
 	size_t       w_nloaded, w_caploaded;
 	ref_note    *w_notes; /* arena */
@@ -175,12 +163,17 @@ typedef struct ref_work {
 	unsigned     w_offers;  /* offers made */
 	unsigned     w_expired; /* offers expired */
 	char         w_err[REF_ERR_MAX];
+	arena        w_own;     /* background work: an arena of its own (REF_ARENA_LIMIT) */
 } ref_work;
 
-/* Before the transaction (once per store_write call). */
+/* Before the transaction (once per store_write call): the work allocates in an arena of its
+ * own, freed by ref_work_free (background jobs). */
 void ref_work_init(ref_work *w, ref_service *rs);
+/* The same in a (call's) arena a: the messages the work reads and builds stay there after
+ * ref_work_free, until the arena is reset, so a handler answers with them without a copy. */
+void ref_work_init_in(ref_work *w, ref_service *rs, arena *a);
 /* At the start of every run of a write function (it may run more than once): forgets what an
- * earlier run did and reads the clock. txn may be a read transaction for read-only work. */
+ * earlier run did (its memory goes back to the arena) and reads the clock. txn may be a read transaction for read-only work. */
 void ref_work_begin(ref_work *w, store_txn *txn);
 /* Writes back every referral changed in this run. Call before returning HV_OK. */
 hv_status ref_work_flush(ref_work *w);
@@ -210,7 +203,7 @@ hv_status ref_adopt(ref_work *w, Referral *r);
 hv_status ref_load_offer(ref_work *w, const char *id, Offer **out);
 hv_status ref_put_offer(ref_work *w, const Offer *o);
 
-/* ---- keys ------------------------------------------------------------------------------------ */
+/* ---- ref_keys.c: keys, and walks over them ----------------------------------------------------- */
 
 /* prefix 0 be64 ~created id (prefix may be NULL: no prefix and no separator). */
 size_t ref_key_timed(uint8_t key[REF_KEY_MAX], const char *prefix, uint64_t created_ms,
@@ -220,6 +213,27 @@ size_t ref_key_deadline(uint8_t key[REF_KEY_MAX], uint64_t respond_by_ms, const 
 size_t ref_key_pair(uint8_t key[REF_KEY_MAX], const char *a, const char *b);
 /* ref.closed: be64 closed_ms id (oldest first). */
 size_t ref_key_closed(uint8_t key[REF_KEY_MAX], uint64_t closed_ms, const char *id);
+/* Splits a ref.waiting key into the referral id and the need index; false when malformed. */
+bool ref_key_waiting_parse(const uint8_t *k, size_t kl, char id[IDS_MAX], uint32_t *need);
+
+/* Keys gathered in a read transaction, then handled in a write transaction. */
+typedef struct ref_key_batch {
+	uint8_t kb_keys[REF_BATCH][REF_KEY_MAX];
+	size_t  kb_lens[REF_BATCH];
+	size_t  kb_n;
+} ref_key_batch;
+
+/* Gathers up to REF_BATCH keys of table t after `after` (alen 0: from the start) for which
+ * want(k) holds (NULL: every key), stopping at the first key for which stop(k) holds; *more
+ * when keys were left. In a read transaction of its own. */
+hv_status ref_gather(ref_service *rs, store_table t, const uint8_t *after, size_t alen,
+    bool (*want)(const uint8_t *, size_t, void *), bool (*stop)(const uint8_t *, size_t, void *),
+    void *arg, ref_key_batch *out, bool *more);
+
+/* Calls fn for each referral of subject (its id, through ref.by_subject) in txn until fn sets
+ * *stop or fails. fn may write ref.referrals (not ref.by_subject). */
+hv_status ref_subject_walk(ref_service *rs, store_txn *txn, const char *subject,
+    hv_status (*fn)(void *, const char *, bool *), void *arg);
 
 /* ---- ref_check.c: pure checks ---------------------------------------------------------------- */
 
@@ -231,6 +245,18 @@ const char *ref_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, si
 hv_status ref_check_create(const ref_service *rs,
     const Haven__Referral__V1__CreateReferralRequest *req, uint64_t *excluded,
     uint64_t *preferred, char *err, size_t errsz);
+/* Checks one NeedRequest (index i, for the message). */
+hv_status ref_check_need(size_t i, const Haven__Referral__V1__NeedRequest *n, char *err,
+    size_t errsz);
+/* Checks excluded and preferred region lists (known names, at most REF_REGIONS_MAX, not every
+ * region excluded, none both) into masks of region indices. */
+hv_status ref_check_regions(const ref_service *rs, char *const *excl, size_t nexcl,
+    char *const *pref, size_t npref, uint64_t *excluded, uint64_t *preferred, char *err,
+    size_t errsz);
+/* Checks an UpdateReferral request on its own (the regions are checked with the referral's,
+ * in the transaction). */
+hv_status ref_check_update(const Haven__Referral__V1__UpdateReferralRequest *req, char *err,
+    size_t errsz);
 /* Checks a reason text: required (1..REF_TEXT_MAX) or optional (0..). */
 hv_status ref_check_text(const char *what, const char *s, bool required, char *err,
     size_t errsz);
@@ -261,12 +287,25 @@ typedef struct ref_route_item {
 } ref_route_item;
 hv_status ref_route(ref_work *w, ref_route_item *items, size_t n);
 
+/* Offers a WAITING need to the named service (a coordinator's choice) instead of the best
+ * candidate: the service must pass routing's hard filters (type, population, region not
+ * excluded, accessibility, not declined before), have a free place and hold one, and the
+ * consent must be valid now. FAILED_PRECONDITION or NOT_FOUND with w_err naming why. */
+hv_status ref_route_to(ref_work *w, Referral *r, Need *n, const char *service_id);
+
 /* Appends s (not copied) to a list in the work's arena. */
 hv_status ref_list_add(ref_work *w, char ***list, size_t *n, char *s);
 
 /* Withdraws the need's open offer (its hold released) and, with decline_service, keeps its
  * service from being offered again for this need. */
 hv_status ref_offer_withdraw(ref_work *w, Need *n, bool decline_service);
+
+/* Ends an accepted or placed need's placement: COMPLETED (outcome 0) or FAILED with the
+ * Outcome's code as the reason ("ended: <outcome>") and text as its free part; the place goes
+ * back to the service (cap_place_release) and the offer records the need's state. The caller
+ * checked the states. */
+hv_status ref_placement_end(ref_work *w, Referral *r, Need *n, Offer *o, const char *actor,
+    int outcome, const char *text);
 
 /* Consent at every step: whether the subject's consent for the purpose "referral" is valid
  * now (the node itself asks, in w's transaction, audited). A subject unknown or erased: not. */
@@ -299,11 +338,15 @@ uint32_t ref_window_s(const ref_service *rs, int urgency);
 
 /* ---- rank keys (ref_route.c; pure, unit-tested) ---------------------------------------------- */
 
+/* The rank of a candidate service for a need, compared field by field in this order
+ * (docs/referral.md has the rule with a worked example). */
 typedef struct ref_rank {
 	uint8_t  rk_stale;    /* 0 fresh figure, 1 stale */
 	uint8_t  rk_nonpref;  /* 0 in a preferred region */
-	uint8_t  rk_distance; /* borders from the home region */
+	uint16_t rk_reach;    /* rk_distance, plus the language hops when the need names languages
+	                       * and the service speaks none of them */
 	uint8_t  rk_missing;  /* need languages the service does not speak */
+	uint8_t  rk_distance; /* borders from the home region */
 	uint8_t  rk_nonspec;  /* 0 specialised in the referral's form of exploitation */
 	uint64_t rk_age_ms;   /* since availability was confirmed */
 	char     rk_id[CAP_ID_MAX];
@@ -390,9 +433,25 @@ typedef hv_status (*ref_walk_fn)(void *arg, const Referral *r);
 hv_status ref_stats_walk(ref_service *rs, store_txn *txn, uint64_t from_ms, uint64_t to_ms,
     ref_walk_fn fn, void *arg);
 
-/* ---- referral.c ------------------------------------------------------------------------------ */
+/* ---- ref_work.c ------------------------------------------------------------------------------ */
 
-/* Wakes the background thread: places of the types in mask may have freed. */
+/* Wakes the background job: places of the types in mask may have freed. */
 void ref_kick(ref_service *rs, uint32_t types);
+/* Unix ms as "YYYY-MM-DDTHH:MM:SSZ" (UTC) in buf; returns buf. */
+const char *ref_iso_time(uint64_t ms, char buf[32]);
+
+/* ---- ref_jobs.c ------------------------------------------------------------------------------ */
+
+/* Opens the subscriptions of opts (capacity and consent notifications) and starts receiving. */
+hv_status ref_jobs_subscribe(ref_service *rs, const ref_options *opts);
+/* One round of the background job: queued consent withdrawals, expiries, routing. */
+void ref_jobs_round(void *rs);
+
+/* ---- ref_retention.c ------------------------------------------------------------------------- */
+
+/* One round of the retention job (ref_retention_run, logged). */
+void ref_retention_round(void *rs);
+/* Fills ref.closed from the referrals of a store written before it existed (once). */
+hv_status ref_closed_backfill(ref_service *rs);
 
 #endif

@@ -5,9 +5,11 @@
  *
  * Ranking (lexicographic, smaller first): a fresh figure before a stale one (a stale service
  * is only reached when no fresh one fits, and capacity refuses to hold a stale place), a
- * preferred region, region distance from the referral's home region, need languages the
- * service does not speak, specialisation in the referral's form of exploitation, the age of
- * the availability figure, and the service id so that equal services rank the same every time.
+ * preferred region, the reach (region distance from the referral's home region, plus
+ * language_hops when the need names languages and the service speaks none of them), need
+ * languages the service does not speak, the distance itself, specialisation in the
+ * referral's form of exploitation, the age of the availability figure, and the service id so
+ * that equal services rank the same every time (docs/referral.md, with a worked example).
  * Hard filters: the need's population is accepted, the service area is a region of the map and
  * not excluded, every accessibility feature of the need is offered, the service did not
  * decline (or let expire) an offer for this need, and it has a free place.
@@ -25,7 +27,7 @@
 static char *
 dup(ref_work *w, const char *s)
 {
-	return (ref_arena_strdup(&w->w_arena, s != NULL ? s : ""));
+	return (arena_strdup(w->w_arena, s != NULL ? s : ""));
 }
 
 static hv_status
@@ -35,8 +37,8 @@ append_event(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState 
 	Event  *e;
 	Event **events;
 
-	if ((e = ref_arena_alloc(&w->w_arena, sizeof(*e))) == NULL ||
-	    (events = ref_arena_alloc(&w->w_arena, (r->n_events + 1) * sizeof(*events))) == NULL) {
+	if ((e = arena_alloc(w->w_arena, sizeof(*e))) == NULL ||
+	    (events = arena_alloc(w->w_arena, (r->n_events + 1) * sizeof(*events))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	haven__referral__v1__event__init(e);
@@ -151,7 +153,7 @@ ref_note_event(ref_work *w, Referral *r, Need *n, const char *actor, const char 
 hv_status
 ref_list_add(ref_work *w, char ***list, size_t *n, char *s)
 {
-	char **p = ref_arena_alloc(&w->w_arena, (*n + 1) * sizeof(char *));
+	char **p = arena_alloc(w->w_arena, (*n + 1) * sizeof(char *));
 
 	if (p == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
@@ -279,8 +281,9 @@ ref_rank_cmp(const ref_rank *a, const ref_rank *b)
 	}
 	CMP(rk_stale)
 	CMP(rk_nonpref)
-	CMP(rk_distance)
+	CMP(rk_reach)
 	CMP(rk_missing)
+	CMP(rk_distance)
 	CMP(rk_nonspec)
 	CMP(rk_age_ms)
 #undef CMP
@@ -366,8 +369,9 @@ has_string(char *const *list, size_t n, const char *s)
 /* Whether the service fits the need, and its rank for it. */
 static bool
 fits(const route_need *rn, const Haven__Capacity__V1__Service *svc, int region, bool fresh,
-    int64_t now, const region_map *m, ref_rank *rk)
+    int64_t now, const ref_service *rs, ref_rank *rk)
 {
+	const region_map *m = rs->rs_regions;
 	const Need *n = rn->rn_need;
 	bool        pop = false;
 	unsigned    dist;
@@ -401,6 +405,12 @@ fits(const route_need *rn, const Haven__Capacity__V1__Service *svc, int region, 
 		if (!ref_lang_match(n->languages[i], svc->languages, svc->n_languages)) {
 			rk->rk_missing++;
 		}
+	}
+	/* A service that speaks none of the need's languages counts as rs_lang_hops borders
+	 * further away: a speaker up to that many borders beyond it ranks first. */
+	rk->rk_reach = rk->rk_distance;
+	if (n->n_languages > 0 && rk->rk_missing == n->n_languages) {
+		rk->rk_reach = (uint16_t) (rk->rk_reach + (rs->rs_lang_hops > 255 ? 255 : rs->rs_lang_hops));
 	}
 	rk->rk_nonspec = 1;
 	for (size_t i = 0; i < svc->n_specialisations; i++) {
@@ -453,7 +463,7 @@ scan_cb(void *arg, const Haven__Capacity__V1__Service *svc, bool fresh)
 		route_need *rn = &sc->sc_needs[i];
 
 		if (rn->rn_scan && (int) rn->rn_need->type == sc->sc_type &&
-		    fits(rn, svc, region, fresh, sc->sc_now, sc->sc_rs->rs_regions, &rk)) {
+		    fits(rn, svc, region, fresh, sc->sc_now, sc->sc_rs, &rk)) {
 			keep(rn, &rk, svc->org_id);
 		}
 	}
@@ -484,6 +494,20 @@ scan(ref_work *w, route_need *needs, size_t n)
 	return (HV_OK);
 }
 
+static void
+route_need_init(ref_service *rs, route_need *rn, Referral *r, Need *n)
+{
+	memset(rn, 0, sizeof(*rn));
+	rn->rn_ref       = r;
+	rn->rn_need      = n;
+	rn->rn_home      = region_map_find(rs->rs_regions, r->home_region);
+	rn->rn_excluded  = region_bits(rs->rs_regions, r->excluded_regions, r->n_excluded_regions);
+	rn->rn_preferred = region_bits(rs->rs_regions, r->preferred_regions, r->n_preferred_regions);
+	rn->rn_active    = n->state == NS(WAITING) && (int) n->type > 0 &&
+	    (int) n->type < REF_SERVICE_TYPES;
+	rn->rn_scan      = rn->rn_active;
+}
+
 /* Makes the offer for a hold just placed, and moves the need to OFFERED. */
 static hv_status
 make_offer(ref_work *w, route_need *rn, const cand *c, const char *hold_id, uint32_t window_s)
@@ -505,7 +529,7 @@ make_offer(ref_work *w, route_need *rn, const cand *c, const char *hold_id, uint
 	if (st != HV_NOT_FOUND) {
 		return (st == HV_OK ? HV_ALREADY_EXISTS : st);
 	}
-	if ((o = ref_arena_alloc(&w->w_arena, sizeof(*o))) == NULL) {
+	if ((o = arena_alloc(w->w_arena, sizeof(*o))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	haven__referral__v1__offer__init(o);
@@ -546,20 +570,26 @@ make_offer(ref_work *w, route_need *rn, const cand *c, const char *hold_id, uint
 }
 
 /* Tries the kept candidates of a need in rank order; *offered when one took the hold. */
+/* A hold outlives its offer's window by a margin, cut to the capacity service's maximum. */
+static uint32_t
+hold_ttl(const ref_service *rs, uint32_t window)
+{
+	uint32_t ttl = window + REF_HOLD_MARGIN_S;
+
+	return (ttl > rs->rs_hold_max_s ? rs->rs_hold_max_s : ttl);
+}
+
 static hv_status
 try_candidates(ref_work *w, route_need *rn, bool *offered)
 {
 	ref_service *rs     = w->w_rs;
 	uint32_t     window = ref_window_s(rs, (int) rn->rn_ref->urgency);
-	uint32_t     ttl    = window + REF_HOLD_MARGIN_S;
+	uint32_t     ttl    = hold_ttl(rs, window);
 	char         owner[IDS_MAX + 16];
 	char         hold[CAP_ID_MAX];
 	hv_status    st;
 
 	*offered = false;
-	if (ttl > rs->rs_hold_max_s) {
-		ttl = rs->rs_hold_max_s;
-	}
 	snprintf(owner, sizeof(owner), "%s need %u", rn->rn_ref->id, rn->rn_need->index);
 	for (size_t i = 0; i < rn->rn_ncands; i++) {
 		const cand *c = &rn->rn_cands[i];
@@ -576,7 +606,7 @@ try_candidates(ref_work *w, route_need *rn, bool *offered)
 		 * transaction. */
 		if (!(rn->rn_ntried < rn->rn_captried)) {
 			size_t ncap = rn->rn_captried == 0 ? 16 : rn->rn_captried * 2;
-			char (*p)[CAP_ID_MAX] = ref_arena_alloc(&w->w_arena, ncap * CAP_ID_MAX);
+			char (*p)[CAP_ID_MAX] = arena_alloc(w->w_arena, ncap * CAP_ID_MAX);
 
 			if (p == NULL) {
 				return (HV_RESOURCE_EXHAUSTED);
@@ -602,23 +632,11 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 	if (n == 0) {
 		return (HV_OK);
 	}
-	if ((needs = ref_arena_alloc(&w->w_arena, n * sizeof(*needs))) == NULL) {
+	if ((needs = arena_alloc(w->w_arena, n * sizeof(*needs))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
-	memset(needs, 0, n * sizeof(*needs));
 	for (size_t i = 0; i < n; i++) {
-		Referral *r = items[i].ri_ref;
-
-		needs[i].rn_ref       = r;
-		needs[i].rn_need      = items[i].ri_need;
-		needs[i].rn_home      = region_map_find(rs->rs_regions, r->home_region);
-		needs[i].rn_excluded  = region_bits(rs->rs_regions, r->excluded_regions,
-		     r->n_excluded_regions);
-		needs[i].rn_preferred = region_bits(rs->rs_regions, r->preferred_regions,
-		    r->n_preferred_regions);
-		needs[i].rn_active    = items[i].ri_need->state == NS(WAITING) &&
-		    (int) items[i].ri_need->type > 0 && (int) items[i].ri_need->type < REF_SERVICE_TYPES;
-		needs[i].rn_scan      = needs[i].rn_active;
+		route_need_init(rs, &needs[i], items[i].ri_ref, items[i].ri_need);
 	}
 	/* One scan per service type for the whole batch; then the needs take their holds in
 	 * order, so that an earlier (more urgent, older) need gets a contested place. */
@@ -670,4 +688,142 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 		 * of its type frees. */
 	}
 	return (HV_OK);
+}
+
+/* Why a named service does not fit a need (routing's hard filters, said one by one), or
+ * HV_OK with its rank. */
+static hv_status
+named_fits(ref_work *w, route_need *rn, const Haven__Capacity__V1__Service *svc, ref_rank *rk)
+{
+	const Need *n = rn->rn_need;
+	char        b[48];
+	int         region = region_map_find(w->w_rs->rs_regions, svc->service_area);
+	bool        pop    = false;
+
+	if (svc->retired || svc->pending) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s is %s", svc->id,
+		    svc->retired ? "retired" : "waiting for approval"));
+	}
+	if (svc->type != n->type) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s is not of the need's type %s",
+		    svc->id, ref_enum_name(&haven__capacity__v1__service_type__descriptor,
+		                 (int) n->type, b, sizeof(b))));
+	}
+	if (region < 0 || region >= 64) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s is in no region of the map",
+		    svc->id));
+	}
+	if ((rn->rn_excluded & ((uint64_t) 1 << region)) != 0) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION,
+		    "service %s is in %s, a region the referral excludes", svc->id, svc->service_area));
+	}
+	for (size_t i = 0; i < svc->n_populations && !pop; i++) {
+		pop = svc->populations[i] == n->population;
+	}
+	if (!pop) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION,
+		    "service %s does not take the need's population", svc->id));
+	}
+	if (svc->available <= svc->held) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s has no free place", svc->id));
+	}
+	if (!fits(rn, svc, region, cap_service_fresh(svc, w->w_now), w->w_now, w->w_rs, rk)) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION,
+		    "service %s lacks an accessibility feature of the need, or declined it", svc->id));
+	}
+	return (HV_OK);
+}
+
+hv_status
+ref_route_to(ref_work *w, Referral *r, Need *n, const char *service_id)
+{
+	ref_service                  *rs  = w->w_rs;
+	Haven__Capacity__V1__Service *svc = NULL;
+	route_need                    rn;
+	cand                          c;
+	uint32_t                      window = ref_window_s(rs, (int) r->urgency);
+	char                          owner[IDS_MAX + 16];
+	char                          hold[CAP_ID_MAX];
+	bool                          consent;
+	hv_status                     st;
+
+	if (n->state != NS(WAITING)) {
+		return (ref_fail(w, HV_FAILED_PRECONDITION, "need %u of referral %s is not waiting",
+		    n->index, r->id));
+	}
+	if ((st = cap_get_service(rs->rs_cap, w->w_txn, service_id, &svc)) != HV_OK) {
+		return (st == HV_NOT_FOUND
+		        ? ref_fail(w, HV_NOT_FOUND, "no service %s",
+		              ids_valid(service_id) ? service_id : "(not an id)")
+		        : ref_fail(w, st, "cannot read service %s", service_id));
+	}
+	route_need_init(rs, &rn, r, n);
+	memset(&c, 0, sizeof(c));
+	if ((st = named_fits(w, &rn, svc, &c.c_rank)) != HV_OK) {
+		goto out;
+	}
+	snprintf(c.c_org, sizeof(c.c_org), "%s", svc->org_id);
+	/* No provider is offered the person without a consent valid now. */
+	if ((st = ref_consent_valid(w, r, &consent)) != HV_OK) {
+		goto out;
+	}
+	if (!consent) {
+		st = ref_fail(w, HV_FAILED_PRECONDITION, "no valid consent for referral %s", r->id);
+		goto out;
+	}
+	snprintf(owner, sizeof(owner), "%s need %u", r->id, n->index);
+	st = cap_hold_place(rs->rs_cap, w->w_txn, svc->id, hold_ttl(rs, window), owner, hold);
+	if (st == HV_FAILED_PRECONDITION || st == HV_NOT_FOUND) {
+		st = ref_fail(w, HV_FAILED_PRECONDITION,
+		    "service %s cannot hold a place now (its figure is stale or it is full)", svc->id);
+		goto out;
+	}
+	if (st != HV_OK) {
+		st = ref_fail(w, st, "cannot hold a place of service %s", svc->id);
+		goto out;
+	}
+	st = make_offer(w, &rn, &c, hold, window);
+out:
+	haven__capacity__v1__service__free_unpacked(svc, NULL);
+	return (st);
+}
+
+static hv_status
+release_place(ref_work *w, const Offer *o)
+{
+	bool      freed = false;
+	hv_status st    = cap_place_release(w->w_rs->rs_cap, w->w_txn, o->service_id, &freed);
+
+	if (st == HV_NOT_FOUND) {
+		return (ref_fail(w, HV_DATA_LOSS, "service %s of offer %s is not in the registry",
+		    o->service_id, o->id));
+	}
+	if (st != HV_OK) {
+		return (ref_fail(w, st, "cannot give back the place of offer %s", o->id));
+	}
+	return (ref_work_changed(w, o->service_id, (int) o->type, freed));
+}
+
+hv_status
+ref_placement_end(ref_work *w, Referral *r, Need *n, Offer *o, const char *actor, int outcome,
+    const char *text)
+{
+	char      reason[64], b[48];
+	hv_status st;
+
+	if (outcome == 0) {
+		st = ref_transition(w, r, n, NS(COMPLETED), actor, "completed", o->id);
+	} else {
+		ref_enum_name(&haven__referral__v1__outcome__descriptor, outcome, b, sizeof(b));
+		snprintf(reason, sizeof(reason), "ended: %s", b);
+		if ((st = ref_transition(w, r, n, NS(FAILED), actor, reason, o->id)) == HV_OK) {
+			st = ref_event_text(w, r, text);
+		}
+	}
+	/* The placement's place comes back: waiting needs may take it at once. */
+	if (st != HV_OK || (st = release_place(w, o)) != HV_OK) {
+		return (st);
+	}
+	o->need_state = n->state;
+	return (ref_put_offer(w, o));
 }

@@ -72,7 +72,7 @@ ref_text_seal(ref_work *w, const char *subject, const char *id, const char *fiel
 	if ((st = context(ctx, id, field, index)) != HV_OK) {
 		return (st);
 	}
-	if ((out->data = ref_arena_alloc(&w->w_arena, n + REF_SEAL_OVERHEAD)) == NULL) {
+	if ((out->data = arena_alloc(w->w_arena, n + REF_SEAL_OVERHEAD)) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	st = rs->rs_seal(rs->rs_consent_arg, w->w_txn, subject, ctx, text, n, out->data,
@@ -125,7 +125,7 @@ text_open(ref_work *w, const char *subject, const char *id, const char *field, l
 	if ((st = context(ctx, id, field, index)) != HV_OK) {
 		return (st);
 	}
-	if ((text = ref_arena_alloc(&w->w_arena, in->len - REF_SEAL_OVERHEAD + 1)) == NULL) {
+	if ((text = arena_alloc(w->w_arena, in->len - REF_SEAL_OVERHEAD + 1)) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	st = rs->rs_unseal(rs->rs_consent_arg, w->w_txn, subject, ctx, in->data, in->len, text,
@@ -151,7 +151,7 @@ join(ref_work *w, const char *code, const char *text, char **out)
 		*out = (char *) code;
 		return (HV_OK);
 	}
-	if ((*out = ref_arena_alloc(&w->w_arena, n)) == NULL) {
+	if ((*out = arena_alloc(w->w_arena, n)) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	snprintf(*out, n, "%s: %s", code, text);
@@ -166,9 +166,9 @@ ref_shown(ref_work *w, const Referral *r, Referral **out)
 	char     *text;
 	hv_status st;
 
-	if ((c = ref_arena_alloc(&w->w_arena, sizeof(*c))) == NULL ||
+	if ((c = arena_alloc(w->w_arena, sizeof(*c))) == NULL ||
 	    (r->n_events > 0 &&
-	        (events = ref_arena_alloc(&w->w_arena, r->n_events * sizeof(*events))) == NULL)) {
+	        (events = arena_alloc(w->w_arena, r->n_events * sizeof(*events))) == NULL)) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	*c = *r;
@@ -184,7 +184,7 @@ ref_shown(ref_work *w, const Referral *r, Referral **out)
 		if (e->sealed_text.len == 0) {
 			continue;
 		}
-		if ((events[i] = ref_arena_alloc(&w->w_arena, sizeof(Event))) == NULL) {
+		if ((events[i] = arena_alloc(w->w_arena, sizeof(Event))) == NULL) {
 			return (HV_RESOURCE_EXHAUSTED);
 		}
 		*events[i] = *e;
@@ -215,7 +215,7 @@ ref_shown_offer(ref_work *w, const Offer *o, Offer **out)
 	if ((st = ref_load(w, o->referral_id, &r)) != HV_OK) {
 		return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st);
 	}
-	if ((c = ref_arena_alloc(&w->w_arena, sizeof(*c))) == NULL) {
+	if ((c = arena_alloc(w->w_arena, sizeof(*c))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	*c = *o;

@@ -48,6 +48,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "haven/audit.h"
+#include "haven/config.h"
 #include "haven/regions.h"
 #include "haven/rpc.h"
 #include "haven/store.h"
@@ -97,6 +99,10 @@ typedef hv_status (*ref_erase_fn)(void *arg, const char *subject);
  * logged; the daily rotation is the fallback. */
 typedef hv_status (*ref_erase_done_fn)(void *arg);
 
+#define REF_LANGUAGE_HOPS_DEFAULT 1
+#define REF_LANGUAGE_HOPS_MAX     9
+#define REF_LANGUAGE_HOPS_NONE    UINT32_MAX
+
 /* Index of offer_timeout_s by urgency. */
 #define REF_URGENCIES 4
 
@@ -122,12 +128,22 @@ typedef struct ref_options {
 	/* The capacity service's hold_max_ttl_s (0: 24 h). A respond-by window is never longer,
 	 * and a hold lives for the window plus a margin, cut to this. */
 	uint32_t          hold_max_ttl_s;
+	/* Languages: a service that speaks none of a need's languages ranks as if it were this many
+	 * region borders further away, so that a speaker up to that many borders beyond a nearer
+	 * non-speaker is offered first. 0: REF_LANGUAGE_HOPS_DEFAULT; REF_LANGUAGE_HOPS_NONE: the
+	 * nearer service first (languages only break ties of distance). */
+	uint32_t          language_hops;
 	int64_t (*now_ms)(void *arg);   /* NULL: the wall clock (Unix time in ms) */
 	void *now_arg;
 	/* No background threads: offers expire, waiting needs are routed and retention runs only
 	 * when the caller runs ref_expire_offers / ref_route_waiting / ref_retention_run (tests
 	 * and tools). */
 	bool manual;
+	/* Store functions only, for another service's process that reads the referral tables
+	 * (haven-consent: ref_is_accepting_provider): the tables are opened, and nothing else
+	 * happens: no migration or index backfill, no sockets, no background jobs. Handlers must
+	 * not be registered on such a service. */
+	bool store_only;
 	/* Retention: the subjects whose referrals all closed more than retention_days ago are
 	 * erased through erase, at start and then every retention_interval_s (0: 3600).
 	 * retention_days 0 or erase NULL: no retention. */
@@ -146,12 +162,32 @@ typedef struct ref_options {
 #define REF_PERIODS_MONTHS 1u
 #define REF_PERIODS_WEEKS  2u
 
+/* The service's options in the node's configuration file, section "referral" (ref_config.c
+ * documents each; `haven-node --print-config` prints them). Zero it, read it with
+ * host_config_load_with(..., ref_config_table(&cfg), ...), turn it into ref_options with
+ * ref_config_apply, and free it with ref_config_free. */
+#define REF_CONFIG_SECTION "referral"
+typedef struct ref_config {
+	uint64_t offer_timeout_immediate_s;
+	uint64_t offer_timeout_urgent_s;
+	uint64_t offer_timeout_planned_s;
+	uint64_t language_hops;
+	char    *statistics_periods;
+	uint64_t retention_days;
+} ref_config;
+config_table ref_config_table(ref_config *cfg);
+/* Sets ro's offer timeouts, language hops, statistics periods and retention days from cfg;
+ * INVALID_ARGUMENT with a message naming the option for a value the service cannot use. */
+hv_status ref_config_apply(const ref_config *cfg, ref_options *ro, char *err, size_t errsz);
+void ref_config_free(ref_config *cfg);
+
 /* Reads the statistics_periods option: "month", "week", "month,week" or "week,month" into
  * REF_PERIODS_* bits; HV_INVALID_ARGUMENT for anything else. */
 hv_status ref_stats_periods_parse(const char *text, unsigned *out);
 
-/* Opens the tables (creating them), the pub and sub sockets, and starts the background
- * thread. Call at start-up, before any store_write of the process is running. */
+/* Opens the tables (creating them), runs the one-time migrations, opens the pub and sub
+ * sockets, and starts the background jobs (only the tables with store_only). Call at
+ * start-up, before any store_write of the process is running. */
 hv_status ref_open(ref_service **out, const ref_options *opts);
 
 /* Stops the background thread and the subscriptions (waits for a round that is running).
@@ -160,6 +196,13 @@ void ref_stop(ref_service *rs);
 
 /* Stops (ref_stop), closes the sockets and frees. No handler may be running. NULL allowed. */
 void ref_close(ref_service *rs);
+
+/* Audits every read of a person-linked record in the node's audit log a (not owned; open until
+ * ref_close): GetReferral, ListReferrals and ListOffers append one entry per referral or offer
+ * read (the caller, the method, the subject, the record's id as purpose) in the read's own
+ * transaction, which becomes a write. NULL or never called: reads are not audited (tools and
+ * unit tests). Before the server starts. */
+void ref_set_audit(ref_service *rs, audit *a);
 
 /* Registers haven.referral.v1.Referrals on srv. */
 hv_status ref_register(ref_service *rs, rpc_server *srv);

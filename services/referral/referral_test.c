@@ -97,12 +97,14 @@ test_rank_order(void **state)
 	assert_true(ref_rank_cmp(&a, &b) < 0);
 	a.rk_nonspec = 1;
 	assert_true(ref_rank_cmp(&b, &a) < 0);
-	b.rk_missing = 1;
+	b.rk_distance = 1;
 	assert_true(ref_rank_cmp(&a, &b) < 0);
-	a.rk_distance = 1;
+	a.rk_missing = 1;
 	assert_true(ref_rank_cmp(&b, &a) < 0);
+	b.rk_reach = 1;
+	assert_true(ref_rank_cmp(&a, &b) < 0);
 	b.rk_nonpref = 1;
-	b.rk_distance = 0;
+	b.rk_reach   = 0;
 	assert_true(ref_rank_cmp(&a, &b) < 0);
 	a.rk_stale = 1;
 	assert_true(ref_rank_cmp(&b, &a) < 0);
@@ -377,26 +379,35 @@ test_text(void **state)
 	    "no-capacity");
 }
 
+/* A work in a call's arena: each run of the write function starts from the mark (what an
+ * earlier run allocated is given back), and what was there before the work stays. */
 static void
-test_arena(void **state)
+test_work_arena(void **state)
 {
-	ref_arena a;
-	void     *p[2000];
+	static arena a;
+	ref_work    *w = malloc(sizeof(*w));
+	char        *req;
 
-	ref_arena_init(&a);
-	for (int i = 0; i < 2000; i++) {
-		p[i] = ref_arena_alloc(&a, (size_t) (i % 97) + 1);
-		assert_non_null(p[i]);
-		assert_int_equal((uintptr_t) p[i] % 16, 0);
-		memset(p[i], 0xab, (size_t) (i % 97) + 1);
+	(void) state;
+	assert_non_null(w);
+	arena_init(&a, 256 * 1024);
+	assert_non_null(req = arena_strdup(&a, "the request"));
+	ref_work_init_in(w, NULL, &a);
+	for (int run = 0; run < 20; run++) {
+		ref_work_begin(w, NULL);
+		assert_non_null(arena_alloc(w->w_arena, 200 * 1024));
 	}
-	assert_non_null(ref_arena_alloc(&a, 100000)); /* bigger than a chunk */
-	assert_string_equal(ref_arena_strdup(&a, "abc"), "abc");
-	assert_null(ref_arena_alloc(&a, REF_ARENA_LIMIT)); /* over the limit */
-	ref_arena_reset(&a);
-	assert_int_equal(a.a_total, 0);
-	assert_non_null(ref_arena_alloc(&a, 8));
-	ref_arena_reset(&a);
+	assert_null(arena_alloc(w->w_arena, 100 * 1024)); /* the budget holds within a run */
+	ref_work_free(w);
+	assert_string_equal(req, "the request");
+	arena_reset(&a);
+	/* A work of its own frees its arena. */
+	ref_work_init(w, NULL);
+	assert_ptr_equal(w->w_arena, &w->w_own);
+	assert_non_null(arena_alloc(w->w_arena, 1024 * 1024));
+	ref_work_free(w);
+	assert_null(w->w_own.a_chunks);
+	free(w);
 }
 
 /* ---- on a store ------------------------------------------------------------------------------ */
@@ -470,6 +481,13 @@ test_open_options(void **state)
 	ro.pub_url          = NULL;
 	ro.capacity_sub_url = "nonsense://y";
 	assert_int_not_equal(ref_open(&rs, &ro), HV_OK);
+	/* Store functions only: no socket is opened (the bad URL is not even looked at). */
+	ro.store_only = true;
+	assert_int_equal(ref_open(&rs, &ro), HV_OK);
+	assert_non_null(rs);
+	ref_close(rs);
+	rs            = NULL;
+	ro.store_only = false;
 	/* With the background thread and sockets: opens and stops cleanly. */
 	ro.capacity_sub_url = "inproc://refunit-cap";
 	ro.consent_sub_url  = "inproc://refunit-consent";
@@ -480,6 +498,56 @@ test_open_options(void **state)
 	ref_stop(rs);
 	ref_close(rs);
 	ref_close(NULL);
+}
+
+typedef struct org_job {
+	fixture *oj_f;
+	char     oj_region[REGION_NAME_MAX];
+	char     oj_err[256];
+	hv_status oj_unknown, oj_bad, oj_null;
+} org_job;
+
+/* Registers an organisation and reads its region back through capacity's reader in the same
+ * transaction, as routing does. */
+static hv_status
+org_fn(store_txn *txn, void *arg)
+{
+	org_job                           *j   = arg;
+	Haven__Capacity__V1__Organisation  org = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+	Haven__Capacity__V1__Organisation *got = NULL;
+	char                               region[REGION_NAME_MAX];
+	hv_status                          st;
+
+	org.id     = "org-shelter";
+	org.name   = "Test shelter";
+	org.role   = HAVEN__CAPACITY__V1__ROLE__PROVIDER;
+	org.region = "Limburg";
+	if ((st = cap_add_organisation(j->oj_f->cs, txn, &org, j->oj_err, sizeof(j->oj_err))) !=
+	    HV_OK) {
+		return (st);
+	}
+	if ((st = ref_org_region(j->oj_f->rs, txn, "org-shelter", j->oj_region)) != HV_OK) {
+		return (st);
+	}
+	j->oj_unknown = ref_org_region(j->oj_f->rs, txn, "org-nobody", region);
+	j->oj_bad     = ref_org_region(j->oj_f->rs, txn, "../\x01", region);
+	j->oj_null    = cap_get_org(j->oj_f->cs, NULL, "org-shelter", NULL, &got);
+	assert_null(got);
+	return (HV_OK);
+}
+
+static void
+test_org_region(void **state)
+{
+	fixture *f = *state;
+	org_job  j = { .oj_f = f };
+
+	assert_int_equal(store_write(f->st, org_fn, &j), HV_OK);
+	assert_string_equal(j.oj_region, "Limburg");
+	assert_int_equal(j.oj_unknown, HV_NOT_FOUND);
+	assert_int_equal(j.oj_bad, HV_NOT_FOUND);
+	assert_int_equal(j.oj_null, HV_INVALID_ARGUMENT);
+	assert_int_equal(cap_get_org(f->cs, NULL, "org-shelter", NULL, NULL), HV_INVALID_ARGUMENT);
 }
 
 static void
@@ -629,9 +697,10 @@ main(void)
 		cmocka_unit_test(test_period),
 		cmocka_unit_test(test_stats_suppression),
 		cmocka_unit_test(test_text),
-		cmocka_unit_test(test_arena),
+		cmocka_unit_test(test_work_arena),
 		cmocka_unit_test_setup_teardown(test_open_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_org_region, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_create, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_store, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_without_keys, setup, teardown),

@@ -918,6 +918,58 @@ f_cancel_referral(const actor *a, scope *s)
 	return (invoke(a, &r.base));
 }
 
+/* On a waiting need (no service of the type): a new urgency and a note. */
+static hv_status
+f_update_referral(const actor *a, scope *s)
+{
+	Haven__Referral__V1__UpdateReferralRequest r =
+	    HAVEN__REFERRAL__V1__UPDATE_REFERRAL_REQUEST__INIT;
+	char                                       id[ID_MAX];
+
+	fresh_referral(s, TYPE(CASE_MANAGEMENT), id, NULL);
+	r.id       = id;
+	r.reason   = "she called back";
+	r.urgency  = HAVEN__REFERRAL__V1__URGENCY__URGENT;
+	r.set_note = true;
+	r.note     = "call before noon";
+	return (invoke(a, &r.base));
+}
+
+/* On a waiting need: paused with a coded reason. */
+static hv_status
+f_pause_need(const actor *a, scope *s)
+{
+	Haven__Referral__V1__PauseNeedRequest r = HAVEN__REFERRAL__V1__PAUSE_NEED_REQUEST__INIT;
+	char                                  id[ID_MAX];
+
+	fresh_referral(s, TYPE(CASE_MANAGEMENT), id, NULL);
+	r.referral_id = id;
+	r.need_index  = 0;
+	r.reason      = HAVEN__REFERRAL__V1__HOLD_REASON__CLIENT_UNAVAILABLE;
+	r.text        = "";
+	return (invoke(a, &r.base));
+}
+
+/* On a paused need (paused by the side's referrer): resumed. */
+static hv_status
+f_resume_need(const actor *a, scope *s)
+{
+	Haven__Referral__V1__PauseNeedRequest  p = HAVEN__REFERRAL__V1__PAUSE_NEED_REQUEST__INIT;
+	Haven__Referral__V1__ResumeNeedRequest r = HAVEN__REFERRAL__V1__RESUME_NEED_REQUEST__INIT;
+	char                                   id[ID_MAX];
+
+	fresh_referral(s, TYPE(CASE_MANAGEMENT), id, NULL);
+	p.referral_id = id;
+	p.reason      = HAVEN__REFERRAL__V1__HOLD_REASON__SAFETY_REVIEW;
+	p.text        = "";
+	protobuf_c_message_free_unpacked(must(&actors[s->referrer], M_REF("PauseNeed"), &p.base),
+	    NULL);
+	r.referral_id = id;
+	r.need_index  = 0;
+	r.text        = "";
+	return (invoke(a, &r.base));
+}
+
 /* On an offered need: reassigning withdraws the offer and routes again. */
 static hv_status
 f_reassign_need(const actor *a, scope *s)
@@ -1237,6 +1289,9 @@ static const entry entries[] = {
 	{ M_REF("ListReferrals"), f_list_referrals, lc_referrals, true, HV_OK },
 	{ M_REF("CancelReferral"), f_cancel_referral, NULL, false, HV_OK },
 	{ M_REF("ReassignNeed"), f_reassign_need, NULL, false, HV_OK },
+	{ M_REF("UpdateReferral"), f_update_referral, NULL, false, HV_OK },
+	{ M_REF("PauseNeed"), f_pause_need, NULL, false, HV_OK },
+	{ M_REF("ResumeNeed"), f_resume_need, NULL, false, HV_OK },
 	{ M_REF("ListOffers"), f_list_offers, lc_offers, true, HV_OK },
 	{ M_REF("AcknowledgeOffer"), f_offer_action, NULL, false, HV_OK },
 	{ M_REF("AcceptOffer"), f_offer_action, NULL, false, HV_OK },

@@ -57,6 +57,17 @@ expect 64 "capacity set needs SERVICE and AVAILABLE" capacity set
 expect 64 "referral create needs --subject" referral create --subject $S
 expect 64 "unknown type 'spaceship'" service register --org x --type spaceship --region Rotterdam \
 	--population women --total 3 --contact c
+expect 64 "needs --given-by, one of: subject, guardian, representative" consent grant $S \
+	--purpose referral --category identity --recipient x --given-by=nobody
+expect 64 "--purpose: 'gossip' is not one of referral, share-with-provider" consent grant $S \
+	--purpose gossip --category identity
+# One language-tag rule (haven/text.h) in the CLI and the services: "12--" is not a tag.
+expect 64 "--language: '12--' is not a BCP 47 language tag" capacity find --language 12--
+expect 64 "--languages: 'nl_NL' is not a BCP 47 language tag" service register --org x \
+	--type shelter --region Rotterdam --population women --total 3 --contact c --languages nl,nl_NL
+expect 64 "--language: 'x' is not a BCP 47 language tag" subject create --language x
+expect 64 "--language: '12--' is not a BCP 47 language tag" consent grant $S --purpose referral \
+	--category identity --recipient x --given-by subject --method written --language 12--
 expect 64 "stats needs --period" stats --region Rotterdam
 expect 64 "--days is gone; name a finished --period" stats --days=30
 expect 64 "--timeout must be 1..3600000 ms" --timeout abc health
@@ -66,6 +77,15 @@ expect 64 "capacity freed needs SERVICE" capacity freed
 expect 64 "N must be" capacity taken svc-x 0
 expect 64 "--version must be" service approve svc-x --version 0
 expect 64 "--org needs --key" --org acme health
+expect 64 "referral update takes ID --reason TEXT" referral update ref-x
+expect 64 "unknown urgency 'soonish'" referral update ref-x --reason r --urgency soonish
+expect 64 "NEED is a need's number" referral update ref-x --reason r --cancel-need 9
+expect 64 "--need is TYPE:POPULATION" referral update ref-x --reason r --add-need shelter
+expect 64 "referral pause takes ID NEED --reason REASON" referral pause ref-x 0
+expect 64 "unknown reason 'bored'" referral pause ref-x 0 --reason bored
+expect 64 "referral resume takes ID NEED" referral resume ref-x
+expect 64 "unknown outcome 'gone'" referral cancel ref-x --reason r --outcome gone
+expect 64 "referral reassign takes ID NEED --reason TEXT" referral reassign ref-x --service s
 # The node's answers: the gRPC status as the exit code, and its message.
 expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region Atlantis
 expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region=Atlantis
@@ -75,6 +95,14 @@ expect 5 "no service svc-none" capacity taken svc-none
 expect 9 "nobody-here is not an enabled referrer organisation" subject transfer $S --to nobody-here
 expect 3 "subject id must be 32 lower-case hex characters" consent check nothex --purpose referral
 expect 3 "subject id must be 32 lower-case hex characters" audit show --subject=zz
+expect 3 "nothing to change" referral update ref-0000000000000000 --reason r
+expect 5 "no referral ref-0000000000000000" referral update ref-0000000000000000 --reason r \
+	--urgency planned --no-exclude
+expect 3 "text is required (with reason hold-other)" referral pause ref-0000000000000000 0 \
+	--reason other
+expect 5 "no referral ref-0000000000000000" referral resume ref-0000000000000000 1
+expect 3 "service_id is not an id" referral reassign ref-0000000000000000 0 --reason r \
+	--service "not an id"
 # A node without a CA (tls_ca) cannot check a partner's certificate, so it registers none.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/x.key" \
 	-subj /CN=ngo-x -days 1 -out "$tmp/x.pem" 2>/dev/null

@@ -1,10 +1,11 @@
 /*
  * arena.c - bump allocation with a budget (see arena.h).
  */
-#include "arena.h"
+#include "haven/arena.h"
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct arena_chunk {
 	struct arena_chunk *next;
@@ -89,4 +90,42 @@ arena_alloc(arena *a, size_t n)
 	a->a_cur += n;
 	a->a_used += n;
 	return (p);
+}
+
+char *
+arena_strdup(arena *a, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char  *p = arena_alloc(a, n);
+
+	if (p != NULL) {
+		memcpy(p, s, n);
+	}
+	return (p);
+}
+
+arena_mark
+arena_mark_get(const arena *a)
+{
+	arena_mark m;
+
+	m.am_used   = a->a_used;
+	m.am_cur    = a->a_cur;
+	m.am_end    = a->a_end;
+	m.am_chunks = a->a_chunks;
+	return (m);
+}
+
+void
+arena_rewind(arena *a, const arena_mark *m)
+{
+	/* Chunks are a stack, newest first: the ones made after the mark are on top of it. */
+	while (a->a_chunks != m->am_chunks && a->a_chunks != NULL) {
+		struct arena_chunk *next = a->a_chunks->next;
+		free(a->a_chunks);
+		a->a_chunks = next;
+	}
+	a->a_used = m->am_used;
+	a->a_cur  = m->am_cur;
+	a->a_end  = m->am_end;
 }

@@ -43,12 +43,17 @@ parse_bool(const char *v, bool *out)
 	return (-1);
 }
 
-/* Stores one value; where names the place ("file:line" or "default") for messages. */
+/* Stores one value; where names the place ("file:line" or "default") for messages, section
+ * the option's section (NULL: none). */
 static hv_status
-apply(const config_option *o, void *out, const char *value, const char *where, char *err,
-    size_t errsz)
+apply_in(const char *section, const config_option *o, void *out, const char *value,
+    const char *where, char *err, size_t errsz)
 {
-	char *field = (char *) out + o->offset;
+	char  *field = (char *) out + o->offset;
+	char   name[160];
+
+	snprintf(name, sizeof(name), "%s%s%s", section != NULL ? section : "",
+	    section != NULL ? "." : "", o->name);
 
 	switch (o->type) {
 	case CONFIG_STRING: {
@@ -69,7 +74,7 @@ apply(const config_option *o, void *out, const char *value, const char *where, c
 		if (value[0] == '\0' || value[0] == '-' || *end != '\0' || errno != 0 || v < o->min ||
 		    v > o->max) {
 			snprintf(err, errsz, "%s: '%s' must be a whole number from %llu to %llu, not '%.64s'",
-			    where, o->name, (unsigned long long) o->min, (unsigned long long) o->max,
+			    where, name, (unsigned long long) o->min, (unsigned long long) o->max,
 			    value);
 			return (HV_INVALID_ARGUMENT);
 		}
@@ -78,7 +83,7 @@ apply(const config_option *o, void *out, const char *value, const char *where, c
 	}
 	case CONFIG_BOOL:
 		if (parse_bool(value, (bool *) (void *) field) != 0) {
-			snprintf(err, errsz, "%s: '%s' must be true or false, not '%.64s'", where, o->name,
+			snprintf(err, errsz, "%s: '%s' must be true or false, not '%.64s'", where, name,
 			    value);
 			return (HV_INVALID_ARGUMENT);
 		}
@@ -87,7 +92,7 @@ apply(const config_option *o, void *out, const char *value, const char *where, c
 		config_list *l = (config_list *) (void *) field;
 		char       **items;
 		if (l->cl_n == CONFIG_LIST_MAX) {
-			snprintf(err, errsz, "%s: '%s' given more than %d times", where, o->name,
+			snprintf(err, errsz, "%s: '%s' given more than %d times", where, name,
 			    CONFIG_LIST_MAX);
 			return (HV_INVALID_ARGUMENT);
 		}
@@ -103,6 +108,13 @@ apply(const config_option *o, void *out, const char *value, const char *where, c
 	}
 	}
 	return (HV_INTERNAL);
+}
+
+static hv_status
+apply(const config_option *o, void *out, const char *value, const char *where, char *err,
+    size_t errsz)
+{
+	return (apply_in(NULL, o, out, value, where, err, errsz));
 }
 
 static char *
@@ -133,20 +145,89 @@ config_set(const config_option *opts, size_t n, void *out, const char *key, cons
 	return (apply(o, out, value, "command line", err, errsz));
 }
 
+config_key
+config_find(const config_table *t, size_t nt, const char *key, const config_table **table,
+    const config_option **opt)
+{
+	const char *dot = strchr(key, '.');
+	size_t      seclen = dot != NULL ? (size_t) (dot - key) : 0;
+	bool        section_known = false;
+
+	*table = NULL;
+	*opt   = NULL;
+	for (size_t i = 0; i < nt; i++) {
+		const char *sec = t[i].ct_section;
+		const char *name;
+
+		if (dot == NULL ? sec != NULL
+		                : sec == NULL || strlen(sec) != seclen || strncmp(sec, key, seclen) != 0) {
+			continue;
+		}
+		section_known = true;
+		name          = dot != NULL ? dot + 1 : key;
+		if ((*opt = find(t[i].ct_opts, t[i].ct_n, name)) != NULL) {
+			*table = &t[i];
+			return (CONFIG_KEY_FOUND);
+		}
+	}
+	return (dot != NULL && !section_known ? CONFIG_KEY_FOREIGN : CONFIG_KEY_UNKNOWN);
+}
+
 hv_status
-config_load(const char *path, const config_option *opts, size_t n, void *out, char *err,
+config_set_table(const config_table *t, const config_option *o, const char *value, char *err,
     size_t errsz)
 {
-	FILE     *f    = NULL;
-	char     *line = NULL;
+	return (apply_in(t->ct_section, o, t->ct_out, value, "command line", err, errsz));
+}
+
+/* One `key = value` line of path (where: "path:line"), looked up in the tables. */
+static hv_status
+load_line(const config_table *t, size_t nt, bool strict, char *s, const char *where, char *err,
+    size_t errsz)
+{
+	const config_table  *tab;
+	const config_option *o;
+	char                *eq, *key, *value;
+
+	if ((eq = strchr(s, '=')) == NULL) {
+		snprintf(err, errsz, "%s: expected 'key = value'", where);
+		return (HV_INVALID_ARGUMENT);
+	}
+	*eq   = '\0';
+	key   = trim(s);
+	value = trim(eq + 1);
+	switch (config_find(t, nt, key, &tab, &o)) {
+	case CONFIG_KEY_FOUND:
+		return (apply_in(tab->ct_section, o, tab->ct_out, value, where, err, errsz));
+	case CONFIG_KEY_FOREIGN:
+		if (!strict) {
+			return (HV_OK); /* a section of a service another process runs */
+		}
+		/* FALLTHROUGH */
+	case CONFIG_KEY_UNKNOWN:
+	default:
+		snprintf(err, errsz, "%s: unknown option '%.64s'", where, key);
+		return (HV_INVALID_ARGUMENT);
+	}
+}
+
+hv_status
+config_load_tables(const char *path, const config_table *t, size_t nt, bool strict, char *err,
+    size_t errsz)
+{
+	FILE     *f      = NULL;
+	char     *line   = NULL;
 	unsigned  lineno = 0;
-	hv_status st   = HV_INVALID_ARGUMENT;
+	hv_status st     = HV_INVALID_ARGUMENT;
 
 	err[0] = '\0';
-	for (size_t i = 0; i < n; i++) {
-		if (opts[i].def != NULL &&
-		    (st = apply(&opts[i], out, opts[i].def, "default", err, errsz)) != HV_OK) {
-			return (st);
+	for (size_t k = 0; k < nt; k++) {
+		for (size_t i = 0; i < t[k].ct_n; i++) {
+			const config_option *o = &t[k].ct_opts[i];
+			if (o->def != NULL && (st = apply_in(t[k].ct_section, o, t[k].ct_out, o->def,
+			                           "default", err, errsz)) != HV_OK) {
+				return (st);
+			}
 		}
 	}
 	if (path == NULL) {
@@ -161,10 +242,9 @@ config_load(const char *path, const config_option *opts, size_t n, void *out, ch
 		goto out;
 	}
 	while (fgets(line, LINE_MAX_LEN + 2, f) != NULL) {
-		char                 where[512];
-		char                *s, *eq, *key, *value;
-		const config_option *o;
-		size_t               len = strlen(line);
+		char   where[512];
+		char  *s;
+		size_t len = strlen(line);
 
 		lineno++;
 		snprintf(where, sizeof(where), "%s:%u", path, lineno);
@@ -182,20 +262,7 @@ config_load(const char *path, const config_option *opts, size_t n, void *out, ch
 		if (*s == '\0' || *s == '#') {
 			continue;
 		}
-		if ((eq = strchr(s, '=')) == NULL) {
-			snprintf(err, errsz, "%s: expected 'key = value'", where);
-			st = HV_INVALID_ARGUMENT;
-			goto out;
-		}
-		*eq   = '\0';
-		key   = trim(s);
-		value = trim(eq + 1);
-		if ((o = find(opts, n, key)) == NULL) {
-			snprintf(err, errsz, "%s: unknown option '%.64s'", where, key);
-			st = HV_INVALID_ARGUMENT;
-			goto out;
-		}
-		if ((st = apply(o, out, value, where, err, errsz)) != HV_OK) {
+		if ((st = load_line(t, nt, strict, s, where, err, errsz)) != HV_OK) {
 			goto out;
 		}
 	}
@@ -209,6 +276,15 @@ out:
 	free(line);
 	fclose(f);
 	return (st);
+}
+
+hv_status
+config_load(const char *path, const config_option *opts, size_t n, void *out, char *err,
+    size_t errsz)
+{
+	config_table t = { NULL, opts, n, out };
+
+	return (config_load_tables(path, &t, 1, true, err, errsz));
 }
 
 void
@@ -235,14 +311,26 @@ config_free(const config_option *opts, size_t n, void *out)
 void
 config_print_doc(FILE *f, const config_option *opts, size_t n)
 {
-	static const char *const types[] = { "text", "number", "true/false", "text, repeatable" };
+	config_table t = { NULL, opts, n, NULL };
 
-	for (size_t i = 0; i < n; i++) {
+	config_print_doc_table(f, &t);
+}
+
+void
+config_print_doc_table(FILE *f, const config_table *t)
+{
+	static const char *const types[] = { "text", "number", "true/false", "text, repeatable" };
+	const config_option     *opts    = t->ct_opts;
+	const char              *sec     = t->ct_section != NULL ? t->ct_section : "";
+	const char              *dot     = t->ct_section != NULL ? "." : "";
+
+	for (size_t i = 0; i < t->ct_n; i++) {
 		fprintf(f, "# %s\n# (%s", opts[i].doc, types[opts[i].type]);
 		if (opts[i].type == CONFIG_UINT) {
 			fprintf(f, ", %llu..%llu", (unsigned long long) opts[i].min,
 			    (unsigned long long) opts[i].max);
 		}
-		fprintf(f, ")\n# %s = %s\n\n", opts[i].name, opts[i].def != NULL ? opts[i].def : "");
+		fprintf(f, ")\n# %s%s%s = %s\n\n", sec, dot, opts[i].name,
+		    opts[i].def != NULL ? opts[i].def : "");
 	}
 }

@@ -64,26 +64,11 @@ static const config_option host_options[] = {
 	    "A person's session ends after this many seconds without a call." },
 	{ "session_max_s", CONFIG_UINT, offsetof(host_config, session_max_s), "43200", 1, 604800,
 	    "A person's session ends this many seconds after sign-in, used or not." },
-	{ "offer_timeout_immediate_s", CONFIG_UINT,
-	    offsetof(host_config, offer_timeout_immediate_s), "1800", 60, 604800,
-	    "How long a provider has to answer an offer for an immediate (tonight) need." },
-	{ "offer_timeout_urgent_s", CONFIG_UINT, offsetof(host_config, offer_timeout_urgent_s),
-	    "14400", 60, 604800, "How long a provider has to answer an offer for an urgent need." },
-	{ "offer_timeout_planned_s", CONFIG_UINT, offsetof(host_config, offer_timeout_planned_s),
-	    "86400", 60, 604800, "How long a provider has to answer an offer for a planned need." },
 	{ "service_approval_places", CONFIG_UINT, offsetof(host_config, service_approval_places),
 	    "50", 1, 100000,
 	    "A service that a provider registers with more places than this, or outside its "
 	    "organisation's home region, waits until a coordinator of its region or an admin "
 	    "approves it (ApproveService); until then it is never offered, held or counted." },
-	{ "statistics_periods", CONFIG_STRING, offsetof(host_config, statistics_periods), "month",
-	    0, 0,
-	    "The periods Statistics answers: month (calendar months), week (ISO weeks) or "
-	    "month,week. Both together let a caller subtract a month's inner weeks from it and "
-	    "learn the counts of single days at its edges: allow both only where every caller of "
-	    "Statistics may see that." },
-	{ "retention_days", CONFIG_UINT, offsetof(host_config, retention_days), "90", 1, 3650,
-	    "Personal data of referrals closed this many days ago is erased." },
 	{ "check_audit", CONFIG_STRING, offsetof(host_config, check_audit), "queued", 0, 0,
 	    "How consent Check records its audit entry: queued (answer at once; a writer thread "
 	    "commits the entries in batches, 5 to 100 ms apart as the disk allows, and a crash can "
@@ -140,47 +125,44 @@ valid_level(const char *s, log_level *out)
 	return (false);
 }
 
-int
-host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool *done)
-{
-	const char *file = NULL;
-	char        err[512];
-	bool        listen_cleared = false;
+#define HOST_SECTIONS_MAX 8
 
-	*done = false;
-	memset(cfg, 0, sizeof(*cfg));
-	/* First pass: --config, --help and --print-config. */
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			print_usage(stdout, prog);
-			*done = true;
-			return (0);
-		}
-		if (strcmp(argv[i], "--print-config") == 0) {
-			config_print_doc(stdout, host_options, N_HOST_OPTIONS);
-			*done = true;
-			return (0);
-		}
-		if (strcmp(argv[i], "--config") == 0) {
-			if (i + 1 >= argc) {
-				fprintf(stderr, "%s: --config needs a FILE\n", prog);
-				return (2);
-			}
-			file = argv[++i];
+/* A command-line option's key ("offer-timeout-urgent-s" as offer_timeout_urgent_s): with its
+ * section, or bare when one table of a section has it (the command line names options of the
+ * process only). */
+static config_key
+arg_find(const config_table *t, size_t nt, const char *key, const config_table **tab,
+    const config_option **o)
+{
+	config_key k = config_find(t, nt, key, tab, o);
+
+	for (size_t i = 0; k != CONFIG_KEY_FOUND && strchr(key, '.') == NULL && i < nt; i++) {
+		char full[160];
+
+		if (t[i].ct_section != NULL) {
+			snprintf(full, sizeof(full), "%s.%s", t[i].ct_section, key);
+			k = config_find(&t[i], 1, full, tab, o);
 		}
 	}
-	if (config_load(file, host_options, N_HOST_OPTIONS, cfg, err, sizeof(err)) != HV_OK) {
-		fprintf(stderr, "%s: %s\n", prog, err);
-		return (2);
-	}
-	/* Second pass: options override the file. */
+	return (k == CONFIG_KEY_FOUND ? k : CONFIG_KEY_UNKNOWN);
+}
+
+/* The second pass: options override the file. */
+static int
+apply_args(host_config *cfg, const config_table *t, size_t nt, int argc, char **argv,
+    const char *prog)
+{
+	char err[512];
+	bool listen_cleared = false;
+
 	for (int i = 1; i < argc; i++) {
-		char        key[64];
-		const char *arg = argv[i];
-		const char *value;
-		const char *eq;
-		size_t      n;
-		int         k;
+		char                 key[128];
+		const char          *arg = argv[i];
+		const char          *value;
+		const char          *eq;
+		const config_table  *tab;
+		const config_option *o;
+		size_t               n;
 
 		if (strcmp(arg, "--config") == 0) {
 			i++;
@@ -204,20 +186,14 @@ host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool
 		if (strcmp(key, "data") == 0) {
 			strcpy(key, "data_dir");
 		}
-		k = -1;
-		for (size_t j = 0; j < N_HOST_OPTIONS; j++) {
-			if (strcmp(host_options[j].name, key) == 0) {
-				k = (int) j;
-			}
-		}
-		if (k < 0) {
+		if (arg_find(t, nt, key, &tab, &o) != CONFIG_KEY_FOUND) {
 			fprintf(stderr, "%s: unknown option '--%.*s' (see --print-config)\n", prog,
 			    (int) n, arg);
 			return (2);
 		}
 		if (eq != NULL) {
 			value = eq + 1;
-		} else if (host_options[k].type == CONFIG_BOOL) {
+		} else if (o->type == CONFIG_BOOL) {
 			value = "true";
 		} else if (i + 1 < argc) {
 			value = argv[++i];
@@ -225,7 +201,7 @@ host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool
 			fprintf(stderr, "%s: --%s needs a value\n", prog, arg);
 			return (2);
 		}
-		if (host_options[k].type == CONFIG_LIST && !listen_cleared) {
+		if (o->type == CONFIG_LIST && tab->ct_out == cfg && !listen_cleared) {
 			/* The command line's URLs replace the file's. */
 			config_list *l = &cfg->listen;
 			for (size_t j = 0; j < l->cl_n; j++) {
@@ -234,11 +210,64 @@ host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool
 			l->cl_n        = 0;
 			listen_cleared = true;
 		}
-		if (config_set(host_options, N_HOST_OPTIONS, cfg, key, value, err, sizeof(err)) !=
-		    HV_OK) {
+		if (config_set_table(tab, o, value, err, sizeof(err)) != HV_OK) {
 			fprintf(stderr, "%s: %s\n", prog, err);
 			return (2);
 		}
+	}
+	return (0);
+}
+
+int
+host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool *done)
+{
+	return (host_config_load_with(cfg, argc, argv, prog, NULL, 0, false, done));
+}
+
+int
+host_config_load_with(host_config *cfg, int argc, char **argv, const char *prog,
+    const config_table *svc, size_t nsvc, bool strict, bool *done)
+{
+	config_table t[1 + HOST_SECTIONS_MAX];
+	const char  *file = NULL;
+	char         err[512];
+	size_t       nt = 1;
+	int          rc;
+
+	*done = false;
+	memset(cfg, 0, sizeof(*cfg));
+	t[0] = (config_table) { NULL, host_options, N_HOST_OPTIONS, cfg };
+	for (size_t i = 0; i < nsvc && nt < 1 + HOST_SECTIONS_MAX; i++) {
+		t[nt++] = svc[i];
+	}
+	/* First pass: --config, --help and --print-config. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			print_usage(stdout, prog);
+			*done = true;
+			return (0);
+		}
+		if (strcmp(argv[i], "--print-config") == 0) {
+			for (size_t k = 0; k < nt; k++) {
+				config_print_doc_table(stdout, &t[k]);
+			}
+			*done = true;
+			return (0);
+		}
+		if (strcmp(argv[i], "--config") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "%s: --config needs a FILE\n", prog);
+				return (2);
+			}
+			file = argv[++i];
+		}
+	}
+	if (config_load_tables(file, t, nt, strict, err, sizeof(err)) != HV_OK) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return (2);
+	}
+	if ((rc = apply_args(cfg, t, nt, argc, argv, prog)) != 0) {
+		return (rc);
 	}
 	{
 		log_level lv;

@@ -25,7 +25,7 @@
 #include "haven/rpc.h"
 #include "haven/ticker.h"
 
-#include "arena.h"
+#include "haven/arena.h"
 #include "rpc_internal.h"
 
 #include "haven/diag/v1/diag.pb-c.h"
@@ -212,18 +212,19 @@ rpc_call_alloc(rpc_call *call, size_t n)
 char *
 rpc_call_strdup(rpc_call *call, const char *s)
 {
-	size_t n = strlen(s) + 1;
-	char  *p = arena_alloc(&call->c_arena, n);
-	if (p != NULL) {
-		memcpy(p, s, n);
-	}
-	return (p);
+	return (arena_strdup(&call->c_arena, s));
 }
 
 ProtobufCAllocator *
 rpc_call_allocator(rpc_call *call)
 {
 	return (&call->c_arena.a_pb);
+}
+
+arena *
+rpc_call_arena(rpc_call *call)
+{
+	return (&call->c_arena);
 }
 
 hv_status

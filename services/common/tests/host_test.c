@@ -89,8 +89,23 @@ test_bad_settings(void **state)
 	}
 }
 
-/* Runs host_config_load on a file holding text; returns its result, the message it printed
- * on stderr in msg. */
+/* A service's section, as a service library declares it (ref_config.c is the real one). */
+typedef struct svc_cfg {
+	uint64_t days;
+	char    *mode;
+} svc_cfg;
+
+static const config_option svc_options[] = {
+	{ "days", CONFIG_UINT, offsetof(svc_cfg, days), "90", 1, 3650, "Days." },
+	{ "mode", CONFIG_STRING, offsetof(svc_cfg, mode), "month", 0, 0, "Mode." },
+};
+
+static svc_cfg      svc;
+static config_table svc_table = { "svc", svc_options, 2, &svc };
+static bool         with_svc, strict;
+
+/* Runs host_config_load on a file holding text (with the svc section when with_svc); returns
+ * its result, the message it printed on stderr in msg. */
 static int
 load_file(const char *text, char *file, size_t filesz, char *msg, size_t msgsz)
 {
@@ -114,7 +129,11 @@ load_file(const char *text, char *file, size_t filesz, char *msg, size_t msgsz)
 	{
 		const char *a[] = { "haven-node", "--config", file };
 		bool        done;
-		rc = host_config_load(&cfg, 3, (char **) a, "haven-node", &done);
+		config_free(svc_options, 2, &svc); /* what the load before left */
+		memset(&svc, 0, sizeof(svc));
+		rc = with_svc ? host_config_load_with(&cfg, 3, (char **) a, "haven-node", &svc_table,
+		                    1, strict, &done)
+		              : host_config_load(&cfg, 3, (char **) a, "haven-node", &done);
 	}
 	fflush(stderr);
 	dup2(saved, STDERR_FILENO);
@@ -127,6 +146,75 @@ load_file(const char *text, char *file, size_t filesz, char *msg, size_t msgsz)
 	return (rc);
 }
 
+/* A service's options in its own section: checked by the process that runs it, left to
+ * others by those that do not, and a misspelt section refused where every service runs. */
+static void
+test_sections(void **state)
+{
+	char file[300], msg[1024];
+
+	(void) state;
+	/* A process without the svc section leaves its lines alone. */
+	with_svc = false;
+	assert_int_equal(load_file("svc.days = 0\nworkers = 2\n", file, sizeof(file), msg,
+	                     sizeof(msg)),
+	    0);
+	/* The process that runs it checks them, by their full name. */
+	with_svc = true;
+	strict   = false;
+	assert_int_equal(load_file("svc.days = 0\n", file, sizeof(file), msg, sizeof(msg)), 2);
+	assert_non_null(strstr(msg, ":1: 'svc.days' must be a whole number from 1 to 3650"));
+	assert_int_equal(load_file("svc.dayz = 3\n", file, sizeof(file), msg, sizeof(msg)), 2);
+	assert_non_null(strstr(msg, ":1: unknown option 'svc.dayz'"));
+	assert_int_equal(load_file("svc.days = 30\nsvc.mode = week\nother.x = 1\n", file,
+	                     sizeof(file), msg, sizeof(msg)),
+	    0);
+	/* load_file freed the host's part; the section's values are the caller's. */
+	assert_int_equal(svc.days, 30);
+	assert_string_equal(svc.mode, "week");
+	config_free(svc_options, 2, &svc);
+	/* A section's key without it is no host option. */
+	assert_int_equal(load_file("days = 3\n", file, sizeof(file), msg, sizeof(msg)), 2);
+	assert_non_null(strstr(msg, "unknown option 'days'"));
+	/* Strict (every service in this process): a section nobody has is a misspelling. */
+	strict = true;
+	assert_int_equal(load_file("sv.days = 3\n", file, sizeof(file), msg, sizeof(msg)), 2);
+	assert_non_null(strstr(msg, ":1: unknown option 'sv.days'"));
+	config_free(svc_options, 2, &svc);
+	with_svc = strict = false;
+	assert_null(svc.mode);
+	unlink(file);
+}
+
+/* The command line: --svc.days or, for the process that runs svc, --days. */
+static void
+test_section_args(void **state)
+{
+	const char *a[] = { "haven-node", "--svc.days", "7", "--mode=week", "--workers", "3" };
+	const char *b[] = { "haven-node", "--svc.nope", "7" };
+	host_config cfg;
+	bool        done;
+
+	(void) state;
+	memset(&svc, 0, sizeof(svc));
+	assert_int_equal(host_config_load_with(&cfg, 6, (char **) a, "haven-node", &svc_table, 1,
+	                     true, &done),
+	    0);
+	assert_int_equal(svc.days, 7);
+	assert_string_equal(svc.mode, "week");
+	assert_int_equal(cfg.workers, 3);
+	host_config_free(&cfg);
+	config_free(svc_options, 2, &svc);
+	assert_int_equal(host_config_load_with(&cfg, 3, (char **) b, "haven-node", &svc_table, 1,
+	                     true, &done),
+	    2);
+	host_config_free(&cfg);
+	config_free(svc_options, 2, &svc);
+	/* Without the section, its options are unknown on the command line. */
+	assert_int_equal(host_config_load(&cfg, 3, (char **) a, "haven-node", &done), 2);
+	host_config_free(&cfg);
+}
+
 /* A wrong option in the configuration file: exit code 2, and one message that names the
  * program, the file, the line and the option. */
 static void
@@ -137,10 +225,9 @@ test_bad_file(void **state)
 		const char *expect; /* after "haven-node: FILE" */
 	} cases[] = {
 		{ "workers = 4\nretention_dayz = 30\n", ":2: unknown option 'retention_dayz'" },
-		{ "# retention\n\nretention_days = 0\n",
-		    ":3: 'retention_days' must be a whole number from 1 to 3650, not '0'" },
-		{ "offer_timeout_urgent_s = 10 minutes\n",
-		    ":1: 'offer_timeout_urgent_s' must be a whole number from 60 to 604800" },
+		{ "# tokens\n\ntoken_ttl_s = 0\n",
+		    ":3: 'token_ttl_s' must be a whole number from 60 to 86400, not '0'" },
+		{ "workers = many threads\n", ":1: 'workers' must be a whole number from 1 to 256" },
 		{ "insecure_tcp = perhaps\n", ":1: 'insecure_tcp' must be true or false" },
 		{ "data_dir /srv/haven\n", ":1: expected 'key = value'" },
 	};
@@ -161,7 +248,7 @@ test_bad_file(void **state)
 	assert_int_equal(load_file("tls_ca = /ca.pem\n", file, sizeof(file), msg, sizeof(msg)), 2);
 	assert_non_null(strstr(msg, "tls_ca, tls_cert and tls_key go together"));
 	/* And a good file loads. */
-	assert_int_equal(load_file("retention_days = 30\n", file, sizeof(file), msg, sizeof(msg)), 0);
+	assert_int_equal(load_file("token_ttl_s = 600\n", file, sizeof(file), msg, sizeof(msg)), 0);
 	assert_string_equal(msg, "");
 	unlink(file);
 }
@@ -341,6 +428,8 @@ main(void)
 		cmocka_unit_test(test_file_and_overrides),
 		cmocka_unit_test(test_bad_settings),
 		cmocka_unit_test(test_bad_file),
+		cmocka_unit_test(test_sections),
+		cmocka_unit_test(test_section_args),
 		cmocka_unit_test(test_open_checks_data_dir),
 		cmocka_unit_test(test_backup_dir_checks),
 	};

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arena.h" /* libhaven's private per-call arena, as the RPC server decodes */
+#include "haven/arena.h" /* the per-call arena, as the RPC server decodes */
 #include "haven/pbjson.h"
 #include "haven/testing/v1/pbjson.pb-c.h"
 

@@ -11,6 +11,7 @@
 #ifndef HAVEN_CONFIG_H
 #define HAVEN_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,6 +41,40 @@ typedef struct config_option {
 	uint64_t    max;
 	const char *doc;
 } config_option;
+
+/*
+ * Sections: a process reads the node's one configuration file with its own options and those
+ * of the services it runs, each service's in a table of its own whose keys are written
+ * "SECTION.NAME" (referral.retention_days). Each service owns its table; libhaven's host
+ * knows none of them. A key of a section no table of the process has belongs to a service
+ * another process runs: skipped, unless strict (a process that runs every service, where an
+ * unknown section is a misspelling).
+ */
+typedef struct config_table {
+	const char          *ct_section; /* NULL: keys without a section (the host's) */
+	const config_option *ct_opts;
+	size_t               ct_n;
+	void                *ct_out;     /* where the values go (offsets of ct_opts) */
+} config_table;
+
+typedef enum config_key {
+	CONFIG_KEY_FOUND,   /* *table and *opt set */
+	CONFIG_KEY_UNKNOWN, /* no such option (in a section the tables have, or without one) */
+	CONFIG_KEY_FOREIGN, /* "SECTION.NAME" of a section none of the tables has */
+} config_key;
+
+/* Looks key up in the tables. */
+config_key config_find(const config_table *t, size_t nt, const char *key,
+    const config_table **table, const config_option **opt);
+/* Applies the defaults of every table, then reads path (NULL: defaults only); as config_load,
+ * with the sections above. Messages name options with their section. */
+hv_status config_load_tables(const char *path, const config_table *t, size_t nt, bool strict,
+    char *err, size_t errsz);
+/* Sets one option found with config_find from text, as a command-line override. */
+hv_status config_set_table(const config_table *t, const config_option *o, const char *value,
+    char *err, size_t errsz);
+/* config_print_doc for a table, its keys with their section. */
+void config_print_doc_table(FILE *f, const config_table *t);
 
 /* Applies the defaults to out, then reads path (NULL: defaults only). On failure err
  * (errsz bytes) names the file, line and problem; out may hold partial values: release it

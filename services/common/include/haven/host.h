@@ -57,12 +57,7 @@ typedef struct host_config {
 	uint64_t    token_ttl_s;
 	uint64_t    session_idle_s;    /* people's sessions (services/people) */
 	uint64_t    session_max_s;
-	uint64_t    offer_timeout_immediate_s;
-	uint64_t    offer_timeout_urgent_s;
-	uint64_t    offer_timeout_planned_s;
-	uint64_t    retention_days;
 	uint64_t    service_approval_places; /* capacity: larger provider services wait */
-	char       *statistics_periods;      /* referral: "month", "week" or "month,week" */
 	char       *check_audit;       /* "queued" or "durable" (consent Check's audit entry) */
 	char       *log_level;
 	char       *metrics_listen;    /* loopback HOST:PORT of the metrics page; NULL: off */
@@ -72,6 +67,14 @@ typedef struct host_config {
  * exit code to stop with: 2 after printing what is wrong (usage, unknown option, bad value),
  * or 0 with *done set after --help or --print-config. prog names the binary in messages. */
 int host_config_load(host_config *cfg, int argc, char **argv, const char *prog, bool *done);
+/* The same with the option tables of the services the process runs (config.h: each its own
+ * section of the file, "referral.retention_days"; on the command line --referral.retention-days
+ * or, when no other table has the name, --retention-days). Their values go to each table's
+ * ct_out, which the caller zeroed and frees with config_free. --print-config prints every
+ * table. strict: a section no table has is an error (a process running every service);
+ * otherwise it is another process's, skipped. At most 8 tables. */
+int host_config_load_with(host_config *cfg, int argc, char **argv, const char *prog,
+    const config_table *svc, size_t nsvc, bool strict, bool *done);
 void host_config_free(host_config *cfg);
 
 typedef struct host host;

@@ -38,7 +38,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "haven/metrics.h"
 #include "haven/status.h"
 
 /* Caller roles. A method lists the roles that may call it as a bit mask. */
@@ -175,12 +174,7 @@ void rpc_server_set_serving(rpc_server *srv, const char *service, bool serving);
 /* Stops receiving, lets queued and running calls finish, closes and frees. NULL allowed. */
 void rpc_server_close(rpc_server *srv);
 
-/* The server's metrics registry (metrics.h), alive until rpc_server_close. Every answered call
- * is recorded in it by method and status with its latency, also calls refused before a handler
- * ran (RESOURCE_EXHAUSTED, UNIMPLEMENTED, ...); a method name the server does not serve counts
- * as method="unknown". The server adds a collector for its queue (haven_rpc_*); services add
- * theirs in their register functions; the host serves the page (host.h, metrics_listen). */
-metrics *rpc_server_metrics(rpc_server *srv);
+/* The server's metrics registry: rpc_server_metrics of metrics.h. */
 
 /* Calls fn for every method the server knows, in name order: its full name, the rpc_role bits
  * that may call it, and whether it has a handler (one without answers UNIMPLEMENTED). For the
@@ -217,6 +211,9 @@ void *rpc_call_alloc(rpc_call *call, size_t n);
 char *rpc_call_strdup(rpc_call *call, const char *s);
 /* The call's arena as a protobuf-c allocator (for unpacking nested messages). */
 ProtobufCAllocator *rpc_call_allocator(rpc_call *call);
+/* The call's arena itself (haven/arena.h), for a service that builds its work and its reply
+ * in it with marks; valid until the reply has been sent. */
+struct arena *rpc_call_arena(rpc_call *call);
 /* Sets the reply's message (printf-style, truncated to 255 bytes) and returns code, so that
  * `return rpc_call_error(call, HV_NOT_FOUND, "no service %s", id);` reads naturally.
  * Never put personal data in it. */

@@ -23,6 +23,8 @@
 #include "haven/host.h"
 #include "haven/log.h"
 
+#include "referral.h"
+
 #define NAMES_MAX 128
 #define NAME_LEN 64
 
@@ -57,7 +59,9 @@ option_line(const char *line, char out[NAME_LEN])
 			p++;
 		}
 	}
-	while ((islower((unsigned char) p[n]) || isdigit((unsigned char) p[n]) || p[n] == '_') &&
+	/* "name" or "section.name" */
+	while ((islower((unsigned char) p[n]) || isdigit((unsigned char) p[n]) || p[n] == '_' ||
+	           (p[n] == '.' && n > 0)) &&
 	    n < NAME_LEN - 1) {
 		n++;
 	}
@@ -88,6 +92,19 @@ file_names(const char *path, names *ns)
 	fclose(f);
 }
 
+/* The referral service's section, read beside the host's options as haven-node reads it. */
+static ref_config rcfg;
+
+static int
+load(host_config *cfg, int argc, const char **argv, bool *done)
+{
+	config_table t;
+
+	memset(&rcfg, 0, sizeof(rcfg));
+	t = ref_config_table(&rcfg);
+	return (host_config_load_with(cfg, argc, (char **) argv, "haven-node", &t, 1, true, done));
+}
+
 /* The options the programs know: what `--print-config` prints, through host_config_load. */
 static void
 known_names(names *ns)
@@ -107,7 +124,7 @@ known_names(names *ns)
 	assert_true(saved >= 0 && fd >= 0);
 	dup2(fd, STDOUT_FILENO);
 	close(fd);
-	assert_int_equal(host_config_load(&cfg, 2, (char **) argv, "haven-node", &done), 0);
+	assert_int_equal(load(&cfg, 2, argv, &done), 0);
 	fflush(stdout);
 	dup2(saved, STDOUT_FILENO);
 	close(saved);
@@ -124,15 +141,17 @@ test_loads(void **state)
 	host_config cfg;
 	bool        done = true;
 
-	assert_int_equal(host_config_load(&cfg, 3, (char **) argv, "haven-node", &done), 0);
+	assert_int_equal(load(&cfg, 3, argv, &done), 0);
 	assert_false(done);
 	/* What the file sets, and what the systemd units rely on. */
 	assert_string_equal(cfg.data_dir, "/var/lib/haven");
 	assert_int_equal(cfg.listen.cl_n, 0);
 	assert_null(cfg.pub_url);
-	assert_int_equal(cfg.retention_days, 90);
+	assert_int_equal(rcfg.retention_days, 90);
+	assert_int_equal(rcfg.language_hops, 1);
 	assert_false(cfg.insecure_tcp);
 	host_config_free(&cfg);
+	ref_config_free(&rcfg);
 }
 
 static void

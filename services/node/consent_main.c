@@ -14,34 +14,29 @@
  * its sockets and its handlers. Keys live in DATA/keys (see consent.h).
  * Withdrawals are published on --pub-url, by default ipc://DATA/run/consent-events.sock (the
  * capacity process has events.sock). `haven-consent --print-config` documents every option.
+ * It lives with haven-node because it composes three services' store functions: the consent
+ * library sits below the referral service, and only a process above both may join them.
  * Exit codes: 0 after a clean shutdown, 2 for a usage or configuration error (or a key file
  * open to others), 1 when it cannot start.
  */
 #include "haven/host.h"
 #include "haven/log.h"
 
-#include "consent.h"
-
-#ifdef HAVEN_WITH_CAPACITY
 #include "capacity.h"
-#endif
-#ifdef HAVEN_WITH_REFERRAL
+#include "consent.h"
 #include "referral.h"
-#endif
 
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef HAVEN_WITH_REFERRAL
 /* The referral tables say whether org accepted (and has not ended) a referral of subject. */
 static hv_status
 accepting_provider(void *arg, store_txn *txn, const char *subject, const char *org_id, bool *yes)
 {
 	return (ref_is_accepting_provider(arg, txn, subject, org_id, yes));
 }
-#endif
 
 int
 main(int argc, char **argv)
@@ -57,14 +52,10 @@ main(int argc, char **argv)
 	bool             done;
 	int              ret;
 	hv_status        st;
-#ifdef HAVEN_WITH_CAPACITY
-	cap_service *cap = NULL;
-	cap_options  capo = { 0 };
-#endif
-#ifdef HAVEN_WITH_REFERRAL
-	ref_service *ref  = NULL;
-	ref_options  refo = { 0 };
-#endif
+	cap_service     *cap  = NULL;
+	cap_options      capo = { 0 };
+	ref_service     *ref  = NULL;
+	ref_options      refo = { 0 };
 
 	if ((ret = host_config_load(&cfg, argc, argv, "haven-consent", &done)) != 0 || done) {
 		host_config_free(&cfg);
@@ -81,10 +72,9 @@ main(int argc, char **argv)
 		host_run_path(h, "consent-events.sock", path, sizeof(path));
 		snprintf(pub, sizeof(pub), "ipc://%s", path);
 	}
-#ifdef HAVEN_WITH_CAPACITY
 	capo.store         = host_store(h);
 	capo.regions       = host_regions(h);
-	capo.manual_expiry = true; /* holds are the capacity process's business */
+	capo.store_only    = true; /* the directory's reads only: haven-capacity serves it */
 	if ((st = cap_open(&cap, &capo)) != HV_OK) {
 		log_error("cannot open the partner directory: %s", hv_status_name(st));
 		goto out;
@@ -93,20 +83,17 @@ main(int argc, char **argv)
 	co.org_arg    = cap;
 	lookup        = cap_lookup_org;
 	lookup_arg    = cap;
-#endif
-#ifdef HAVEN_WITH_REFERRAL
-	/* Read only: no background thread (haven-referral expires and routes), no sockets. */
-	refo.store    = host_store(h);
-	refo.regions  = host_regions(h);
-	refo.capacity = cap;
-	refo.manual   = true;
+	/* Store functions only: haven-referral migrates, expires and routes. */
+	refo.store      = host_store(h);
+	refo.regions    = host_regions(h);
+	refo.capacity   = cap;
+	refo.store_only = true;
 	if ((st = ref_open(&ref, &refo)) != HV_OK) {
 		log_error("cannot open the referral tables: %s", hv_status_name(st));
 		goto out;
 	}
 	co.accepting_provider = accepting_provider;
 	co.accepting_arg      = ref;
-#endif
 	co.store    = host_store(h);
 	co.data_dir = cfg.data_dir;
 	co.pub_url  = pub;
@@ -131,12 +118,8 @@ out:
 	consent_stop(cs);
 	host_close(h);
 	consent_close(cs);
-#ifdef HAVEN_WITH_REFERRAL
 	ref_close(ref);
-#endif
-#ifdef HAVEN_WITH_CAPACITY
 	cap_close(cap);
-#endif
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}
