@@ -21,8 +21,9 @@
  * Identity. A call carrying `authorization` metadata is the organisation its session token
  * names, or the person of an organisation whose session it is (rpc_caller.person; auth.h,
  * services/people), or is refused. A person who is a viewer calls only methods that read
- * (auth_person_allows, checked with the roles). Otherwise a peer on ipc:// with the server's own uid, or a
- * peer in the same process (inproc://), is the local operator; anyone else is anonymous.
+ * (auth_person_allows, checked with the roles). Otherwise a peer on ipc:// with the server's
+ * own uid, or a peer in the same process (inproc://), is the local operator; anyone else is
+ * anonymous.
  * Handlers get the verified caller, never what the request claims.
  *
  * Client. A channel dials one URL with one REQ socket; calls from many threads share it, each
