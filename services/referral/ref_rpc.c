@@ -110,8 +110,7 @@ ref_audit_access(ref_work *w, const rpc_caller *c, const char *method, const cha
 	}
 	memset(&e, 0, sizeof(e));
 	e.time_ms = w->w_now;
-	e.role    = c->role;
-	snprintf(e.org, sizeof(e.org), "%s", c->org_id);
+	audit_entry_caller(&e, c); /* role, organisation and person */
 	snprintf(e.method, sizeof(e.method), "%s", method);
 	snprintf(e.subject, sizeof(e.subject), "%s", subject);
 	snprintf(e.purpose, sizeof(e.purpose), "%s", what);
