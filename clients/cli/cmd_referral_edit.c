@@ -222,7 +222,7 @@ ref_cli_pause(cli *c, int argc, char **argv, bool pause)
 {
 	const char *what = pause ? "referral pause" : "referral resume";
 	cli_args    a;
-	uint32_t    need;
+	uint32_t    need = 0;
 	int         v = 0, rc;
 
 	if ((rc = cli_args_parse(&a, argc - 1, argv + 1, what, 2, pause ? "reason text" : "text",
