@@ -73,8 +73,12 @@ work=$(mktemp -d "$scratch_root/haven-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 report="$build/fuzz-report.txt"
 : >"$report"
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# The sanitizer options: cmake/sanitizers.env, the one place they are set.
+while IFS='=' read -r name value; do
+  case $name in
+  ASAN_OPTIONS | UBSAN_OPTIONS) export "$name=$value" ;;
+  esac
+done <cmake/sanitizers.env
 
 # Runs one harness for $seconds; its log in $work/<name>.log; returns libFuzzer's status.
 run_one() {

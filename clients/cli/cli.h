@@ -76,6 +76,10 @@ bool cli_flag(const cli_args *a, const char *name);
 int cli_opt_list(const cli_args *a, const char *name, char **out, size_t max, char *buf,
     size_t bufsz);
 
+/* 0 when every one of the n values of option --name is a language tag (text_lang_ok of
+ * haven/text.h, the rule the services apply); a usage error naming the first one that is not. */
+int cli_langs_check(const char *name, char *const *v, size_t n);
+
 /* Prints a JSON value (steals the reference) followed by a newline. */
 void cli_print_json(json_t *v);
 

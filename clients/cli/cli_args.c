@@ -5,6 +5,8 @@
  */
 #include "cli.h"
 
+#include "haven/text.h"
+
 #include <string.h>
 
 /* Whether name's first n bytes are a word of the space-separated list (NULL: none). name may
@@ -129,4 +131,15 @@ cli_opt_list(const cli_args *a, const char *name, char **out, size_t max, char *
 		}
 	}
 	return ((int) n);
+}
+
+int
+cli_langs_check(const char *name, char *const *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!text_lang_ok(v[i])) {
+			return (cli_usage("--%s: '%.40s' is not %s", name, v[i], TEXT_LANG_RULE));
+		}
+	}
+	return (0);
 }

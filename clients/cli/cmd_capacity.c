@@ -29,6 +29,7 @@
 
 #include "haven/crypto.h"
 #include "haven/file.h"
+#include "haven/pbenum.h"
 #include "haven/capacity/v1/capacity.pb-c.h"
 
 #include <ctype.h>
@@ -66,67 +67,35 @@ parse_u64(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t 
 
 /* ---- enum names ------------------------------------------------------------------------- */
 
-/* "LEGAL_AID" -> "legal-aid". */
-static const char *
-enum_cli_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz)
-{
-	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
-	size_t                    i;
-
-	if (ev == NULL) {
-		snprintf(buf, bufsz, "%d", v);
-		return (buf);
-	}
-	for (i = 0; ev->name[i] != '\0' && i + 1 < bufsz; i++) {
-		buf[i] = ev->name[i] == '_' ? '-' : (char) tolower((unsigned char) ev->name[i]);
-	}
-	buf[i] = '\0';
-	return (buf);
-}
-
 /* Parses a command-line enum name; a usage error listing the valid names otherwise. */
 static int
 enum_parse(const ProtobufCEnumDescriptor *d, const char *what, const char *s, int *out)
 {
-	char   names[512];
-	char   name[64];
-	size_t used = 0;
+	char names[512];
 
-	for (unsigned i = 0; i < d->n_values; i++) {
-		if (d->values[i].value == 0) {
-			continue;
-		}
-		enum_cli_name(d, d->values[i].value, name, sizeof(name));
-		if (s != NULL && strcmp(s, name) == 0) {
-			*out = d->values[i].value;
-			return (0);
-		}
-		used += (size_t) snprintf(names + used, sizeof(names) - used, "%s%s",
-		    used > 0 ? ", " : "", name);
-		if (used >= sizeof(names)) {
-			used = sizeof(names) - 1;
-		}
+	if (pbenum_parse(d, NULL, s, out) == 0) {
+		return (0);
 	}
-	names[used] = '\0';
-	return (cli_usage("unknown %s '%s' (one of: %s)", what, s != NULL ? s : "", names));
+	return (cli_usage("unknown %s '%s' (one of: %s)", what, s != NULL ? s : "",
+	    pbenum_list(d, NULL, names, sizeof(names))));
 }
 
 static const char *
 type_name(int v, char *buf, size_t n)
 {
-	return (enum_cli_name(&haven__capacity__v1__service_type__descriptor, v, buf, n));
+	return (pbenum_name(&haven__capacity__v1__service_type__descriptor, NULL, v, buf, n));
 }
 
 static const char *
 role_name(int v, char *buf, size_t n)
 {
-	return (enum_cli_name(&haven__capacity__v1__role__descriptor, v, buf, n));
+	return (pbenum_name(&haven__capacity__v1__role__descriptor, NULL, v, buf, n));
 }
 
 static const char *
 population_name(int v, char *buf, size_t n)
 {
-	return (enum_cli_name(&haven__capacity__v1__population__descriptor, v, buf, n));
+	return (pbenum_name(&haven__capacity__v1__population__descriptor, NULL, v, buf, n));
 }
 
 /* ---- output ------------------------------------------------------------------------------ */
@@ -149,7 +118,7 @@ json_enums(const ProtobufCEnumDescriptor *d, const int *v, size_t n)
 	char    buf[64];
 
 	for (size_t i = 0; i < n; i++) {
-		json_array_append_new(a, json_string(enum_cli_name(d, v[i], buf, sizeof(buf))));
+		json_array_append_new(a, json_string(pbenum_name(d, NULL, v[i], buf, sizeof(buf))));
 	}
 	return (a);
 }
@@ -246,13 +215,13 @@ free_text(const view_t *v, char *buf, size_t n)
 static const char *
 join_enums(const ProtobufCEnumDescriptor *d, const int *v, size_t n, char *buf, size_t bufsz)
 {
-	char   name[64];
+	char   name[PBENUM_NAME_MAX];
 	size_t used = 0;
 
 	buf[0] = '\0';
 	for (size_t i = 0; i < n && used < bufsz; i++) {
 		used += (size_t) snprintf(buf + used, bufsz - used, "%s%s", i > 0 ? "," : "",
-		    enum_cli_name(d, v[i], name, sizeof(name)));
+		    pbenum_name(d, NULL, v[i], name, sizeof(name)));
 	}
 	return (buf);
 }
@@ -627,6 +596,9 @@ service_register(cli *c, int argc, char **argv)
 		return (cli_usage("--languages and --accessibility take at most %d values each",
 		    LIST_MAX));
 	}
+	if ((rc = cli_langs_check("languages", langs, s.n_languages)) != 0) {
+		return (rc);
+	}
 	s.languages       = langs;
 	s.n_accessibility = (size_t) k;
 	s.accessibility   = access;
@@ -888,6 +860,9 @@ capacity_find(cli *c, int argc, char **argv)
 		}
 		for (int i = 0; i < m; i++) {
 			langs[k + i] = more[i];
+		}
+		if ((rc = cli_langs_check("language", langs, (size_t) (k + m))) != 0) {
+			goto out;
 		}
 		req.languages   = langs;
 		req.n_languages = (size_t) (k + m);

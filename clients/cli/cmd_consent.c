@@ -33,6 +33,7 @@
 #include "haven/clock.h"
 #include "haven/crypto.h"
 #include "haven/file.h"
+#include "haven/pbenum.h"
 
 #include "consent.h"
 
@@ -71,30 +72,60 @@ opt_values(const cli_args *a, const char *name, char **out, size_t *n, char *buf
 	return (0);
 }
 
-/* A list of enum names into values with parse_fn. */
+/* A consent enum as the CLI writes it: the proto names without the prefix every value
+ * repeats ("PURPOSE_SHARE_WITH_PROVIDER" -> "share-with-provider"), as receipts do. */
+typedef struct {
+	const ProtobufCEnumDescriptor *ek_desc;
+	const char                    *ek_prefix;
+} enum_kind;
+
+static const enum_kind PURPOSE  = { &haven__consent__v1__purpose__descriptor, "PURPOSE_" };
+static const enum_kind CATEGORY = { &haven__consent__v1__category__descriptor, "CATEGORY_" };
+static const enum_kind GIVEN_BY = { &haven__consent__v1__given_by__descriptor, "GIVEN_BY_" };
+static const enum_kind METHOD   = { &haven__consent__v1__method__descriptor, "METHOD_" };
+
+static const char *
+kind_name(const enum_kind *k, int v, char buf[PBENUM_NAME_MAX])
+{
+	return (pbenum_name(k->ek_desc, k->ek_prefix, v, buf, PBENUM_NAME_MAX));
+}
+
+/* One enum name of option --name into *out; a usage error listing the valid names when it is
+ * missing (and required) or not one of them. */
 static int
-enum_list(const cli_args *a, const char *name, int (*parse_fn)(const char *, int *), int *out,
-    size_t *n, const char *valid)
+enum_opt(const cli_args *a, const char *cmd, const char *name, const enum_kind *k,
+    bool required, int *out)
+{
+	const char *s = cli_opt(a, name);
+	char        names[256];
+
+	if ((s == NULL && !required) || (s != NULL && pbenum_parse(k->ek_desc, k->ek_prefix, s,
+	                                                  out) == 0)) {
+		return (0);
+	}
+	return (cli_usage("%s needs --%s, one of: %s", cmd, name,
+	    pbenum_list(k->ek_desc, k->ek_prefix, names, sizeof(names))));
+}
+
+/* A list of enum names into values. */
+static int
+enum_list(const cli_args *a, const char *name, const enum_kind *k, int *out, size_t *n)
 {
 	char   *words[LIST_MAX];
-	char    buf[1024];
+	char    buf[1024], names[256];
 	int     rc;
 
 	if ((rc = opt_values(a, name, words, n, buf, sizeof(buf))) != 0) {
 		return (rc);
 	}
 	for (size_t i = 0; i < *n; i++) {
-		if (parse_fn(words[i], &out[i]) != 0) {
-			return (cli_usage("--%s: '%s' is not one of %s", name, words[i], valid));
+		if (pbenum_parse(k->ek_desc, k->ek_prefix, words[i], &out[i]) != 0) {
+			return (cli_usage("--%s: '%s' is not one of %s", name, words[i],
+			    pbenum_list(k->ek_desc, k->ek_prefix, names, sizeof(names))));
 		}
 	}
 	return (0);
 }
-
-#define PURPOSES "referral, share-with-provider, contact, statistics"
-#define CATEGORIES "identity, contact, health, legal, other"
-#define GIVEN_BY "subject, guardian, representative"
-#define METHODS "written, verbal, verbal-with-interpreter, electronic"
 
 /* ---- output ----------------------------------------------------------------------------- */
 
@@ -125,24 +156,27 @@ json_strings(char **v, size_t n)
 }
 
 static json_t *
-json_names(const int *v, size_t n, const char *(*name)(int))
+json_names(const int *v, size_t n, const enum_kind *k)
 {
 	json_t *a = json_array();
+	char    name[PBENUM_NAME_MAX];
 
 	for (size_t i = 0; i < n; i++) {
-		json_array_append_new(a, json_string(name(v[i])));
+		json_array_append_new(a, json_string(kind_name(k, v[i], name)));
 	}
 	return (a);
 }
 
 static void
-join_names(const int *v, size_t n, const char *(*name)(int), char *buf, size_t bufsz)
+join_names(const int *v, size_t n, const enum_kind *k, char *buf, size_t bufsz)
 {
+	char   name[PBENUM_NAME_MAX];
 	size_t o = 0;
 
 	buf[0] = '\0';
 	for (size_t i = 0; i < n && o < bufsz; i++) {
-		o += (size_t) snprintf(buf + o, bufsz - o, "%s%s", i > 0 ? "," : "", name(v[i]));
+		o += (size_t) snprintf(buf + o, bufsz - o, "%s%s", i > 0 ? "," : "",
+		    kind_name(k, v[i], name));
 	}
 }
 
@@ -163,17 +197,18 @@ static json_t *
 record_json(const record_t *c)
 {
 	json_t *j = json_object();
+	char    name[PBENUM_NAME_MAX];
 
 	json_object_set_new(j, "id", json_string(c->id));
 	json_object_set_new(j, "subject", json_string(c->subject));
 	json_object_set_new(j, "purposes",
-	    json_names((const int *) c->purposes, c->n_purposes, consent_purpose_name));
+	    json_names((const int *) c->purposes, c->n_purposes, &PURPOSE));
 	json_object_set_new(j, "recipients", json_strings(c->recipients, c->n_recipients));
 	json_object_set_new(j, "accepting_provider", json_boolean(c->accepting_provider));
 	json_object_set_new(j, "categories",
-	    json_names((const int *) c->categories, c->n_categories, consent_category_name));
-	json_object_set_new(j, "given_by", json_string(consent_given_by_name((int) c->given_by)));
-	json_object_set_new(j, "method", json_string(consent_method_name((int) c->method)));
+	    json_names((const int *) c->categories, c->n_categories, &CATEGORY));
+	json_object_set_new(j, "given_by", json_string(kind_name(&GIVEN_BY, (int) c->given_by, name)));
+	json_object_set_new(j, "method", json_string(kind_name(&METHOD, (int) c->method, name)));
 	json_object_set_new(j, "language", json_string(c->language));
 	json_object_set_new(j, "valid_from_ms", json_integer(c->valid_from_ms));
 	json_object_set_new(j, "expires_ms", json_integer(c->expires_ms));
@@ -188,11 +223,10 @@ static void
 record_print(const record_t *c)
 {
 	char purposes[128], cats[128], recips[1024], t1[32], t2[32], t3[32];
+	char by[PBENUM_NAME_MAX], method[PBENUM_NAME_MAX];
 
-	join_names((const int *) c->purposes, c->n_purposes, consent_purpose_name, purposes,
-	    sizeof(purposes));
-	join_names((const int *) c->categories, c->n_categories, consent_category_name, cats,
-	    sizeof(cats));
+	join_names((const int *) c->purposes, c->n_purposes, &PURPOSE, purposes, sizeof(purposes));
+	join_names((const int *) c->categories, c->n_categories, &CATEGORY, cats, sizeof(cats));
 	join_strings(c->recipients, c->n_recipients, recips, sizeof(recips));
 	printf("consent      %s\n", c->id);
 	printf("subject      %s\n", c->subject);
@@ -200,8 +234,8 @@ record_print(const record_t *c)
 	printf("recipients   %s%s%s\n", recips, c->accepting_provider && c->n_recipients ? "," : "",
 	    c->accepting_provider ? "(the accepting provider)" : "");
 	printf("categories   %s\n", cats);
-	printf("given by     %s, %s, in %s\n", consent_given_by_name((int) c->given_by),
-	    consent_method_name((int) c->method), c->language);
+	printf("given by     %s, %s, in %s\n", kind_name(&GIVEN_BY, (int) c->given_by, by),
+	    kind_name(&METHOD, (int) c->method, method), c->language);
 	printf("valid        %s until %s\n", when(c->valid_from_ms, t1, sizeof(t1)),
 	    when(c->expires_ms, t2, sizeof(t2)));
 	printf("withdrawn    %s\n", when(c->withdrawn_at_ms, t3, sizeof(t3)));
@@ -248,7 +282,8 @@ do_subject_create(cli *c, int argc, char **argv)
 	         "name dob nationality language contact notes", "minor")) != 0) {
 		return (rc);
 	}
-	if ((rc = opt_values(&a, "language", langs, &nl, lbuf, sizeof(lbuf))) != 0) {
+	if ((rc = opt_values(&a, "language", langs, &nl, lbuf, sizeof(lbuf))) != 0 ||
+	    (rc = cli_langs_check("language", langs, nl)) != 0) {
 		return (rc);
 	}
 	p.name          = (char *) (cli_opt(&a, "name") ? cli_opt(&a, "name") : "");
@@ -308,7 +343,7 @@ do_subject_show(cli *c, int argc, char **argv)
 	}
 	p = rep->personal;
 	join_strings(p->languages, p->n_languages, langs, sizeof(langs));
-	join_names((const int *) rep->shown, rep->n_shown, consent_category_name, shown,
+	join_names((const int *) rep->shown, rep->n_shown, &CATEGORY, shown,
 	    sizeof(shown));
 	if (c->json) {
 		json_t *j = json_object();
@@ -319,7 +354,7 @@ do_subject_show(cli *c, int argc, char **argv)
 		json_object_set_new(j, "holder", json_string(rep->holder));
 		json_object_set_new(j, "created_at_ms", json_integer(rep->created_at_ms));
 		json_object_set_new(j, "shown",
-		    json_names((const int *) rep->shown, rep->n_shown, consent_category_name));
+		    json_names((const int *) rep->shown, rep->n_shown, &CATEGORY));
 		json_object_set_new(pj, "name", json_string(p->name));
 		json_object_set_new(pj, "date_of_birth", json_string(p->date_of_birth));
 		json_object_set_new(pj, "nationality", json_string(p->nationality));
@@ -470,8 +505,8 @@ do_grant(cli *c, int argc, char **argv)
 	if (a.npos != 1) {
 		return (cli_usage("consent grant takes one SUBJECT"));
 	}
-	if ((rc = enum_list(&a, "purpose", consent_purpose_parse, purposes, &np, PURPOSES)) != 0 ||
-	    (rc = enum_list(&a, "category", consent_category_parse, cats, &nc, CATEGORIES)) != 0 ||
+	if ((rc = enum_list(&a, "purpose", &PURPOSE, purposes, &np)) != 0 ||
+	    (rc = enum_list(&a, "category", &CATEGORY, cats, &nc)) != 0 ||
 	    (rc = opt_values(&a, "recipient", recips, &nr, rbuf, sizeof(rbuf))) != 0) {
 		return (rc);
 	}
@@ -481,15 +516,17 @@ do_grant(cli *c, int argc, char **argv)
 	if (nr == 0 && !cli_flag(&a, "accepting-provider")) {
 		return (cli_usage("consent grant needs --recipient ORG or --accepting-provider"));
 	}
-	if (cli_opt(&a, "given-by") == NULL || consent_given_by_parse(cli_opt(&a, "given-by"), &by) != 0) {
-		return (cli_usage("consent grant needs --given-by %s", GIVEN_BY));
-	}
-	if (cli_opt(&a, "method") == NULL || consent_method_parse(cli_opt(&a, "method"), &method) != 0) {
-		return (cli_usage("consent grant needs --method %s", METHODS));
+	if ((rc = enum_opt(&a, "consent grant", "given-by", &GIVEN_BY, true, &by)) != 0 ||
+	    (rc = enum_opt(&a, "consent grant", "method", &METHOD, true, &method)) != 0) {
+		return (rc);
 	}
 	if (cli_opt(&a, "language") == NULL) {
 		return (cli_usage("consent grant needs --language (the language consent was asked "
 		                  "in, BCP 47: nl, ro, pt-BR)"));
+	}
+	req.language = (char *) cli_opt(&a, "language");
+	if ((rc = cli_langs_check("language", &req.language, 1)) != 0) {
+		return (rc);
 	}
 	if ((days = cli_opt(&a, "expires")) != NULL) {
 		errno = 0;
@@ -508,7 +545,6 @@ do_grant(cli *c, int argc, char **argv)
 	req.accepting_provider = cli_flag(&a, "accepting-provider");
 	req.given_by           = (Haven__Consent__V1__GivenBy) by;
 	req.method             = (Haven__Consent__V1__Method) method;
-	req.language           = (char *) cli_opt(&a, "language");
 	req.expires_ms         = hv_clock_wall_ms() + ndays * DAY_MS;
 	if ((rc = cli_call(c, "consent grant", M("Grant"), &req.base,
 	         &haven__consent__v1__consent_record__descriptor, (ProtobufCMessage **) &rep,
@@ -579,7 +615,7 @@ do_list(cli *c, int argc, char **argv)
 			        : now >= r->expires_ms                  ? "expired"
 			        : now < r->valid_from_ms                ? "pending"
 			                                                : "in force";
-			join_names((const int *) r->purposes, r->n_purposes, consent_purpose_name,
+			join_names((const int *) r->purposes, r->n_purposes, &PURPOSE,
 			    purposes, sizeof(purposes));
 			join_strings(r->recipients, r->n_recipients, recips, sizeof(recips));
 			if (r->accepting_provider) {
@@ -611,11 +647,9 @@ do_check(cli *c, int argc, char **argv)
 	if (a.npos != 1) {
 		return (cli_usage("consent check takes one SUBJECT"));
 	}
-	if (cli_opt(&a, "purpose") == NULL || consent_purpose_parse(cli_opt(&a, "purpose"), &purpose) != 0) {
-		return (cli_usage("consent check needs --purpose %s", PURPOSES));
-	}
-	if (cli_opt(&a, "category") != NULL && consent_category_parse(cli_opt(&a, "category"), &cat) != 0) {
-		return (cli_usage("--category: one of %s", CATEGORIES));
+	if ((rc = enum_opt(&a, "consent check", "purpose", &PURPOSE, true, &purpose)) != 0 ||
+	    (rc = enum_opt(&a, "consent check", "category", &CATEGORY, false, &cat)) != 0) {
+		return (rc);
 	}
 	req.subject                         = (char *) a.pos[0];
 	req.purpose                         = (Haven__Consent__V1__Purpose) purpose;

@@ -11,6 +11,8 @@
 
 #include "haven/ids.h"
 #include "haven/crypto.h"
+#include "haven/pbenum.h"
+#include "haven/text.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -55,28 +57,7 @@ cap_role_from_rpc(rpc_role role)
 bool
 cap_enum_ok(const ProtobufCEnumDescriptor *d, int v, int limit)
 {
-	/* protobuf-c keeps unknown numbers of an open (proto3) enum as they came. */
-	return (v > 0 && v < limit && protobuf_c_enum_descriptor_get_value(d, v) != NULL);
-}
-
-const char *
-cap_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz)
-{
-	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
-	size_t                    i;
-
-	if (bufsz == 0) {
-		return ("");
-	}
-	if (ev == NULL) {
-		snprintf(buf, bufsz, "?");
-		return (buf);
-	}
-	for (i = 0; ev->name[i] != '\0' && i + 1 < bufsz; i++) {
-		buf[i] = ev->name[i] == '_' ? '-' : (char) tolower((unsigned char) ev->name[i]);
-	}
-	buf[i] = '\0';
-	return (buf);
+	return (pbenum_ok(d, v) && v > 0 && v < limit);
 }
 
 int
@@ -109,7 +90,7 @@ fail(char *err, size_t errsz, const char *fmt, ...)
 static hv_status
 check_text(const char *field, const char *s, size_t min, size_t max, char *err, size_t errsz)
 {
-	if (ids_text_ok(s, min, max)) {
+	if (text_free_ok(s, min, max)) {
 		return (HV_OK);
 	}
 	if (min == 0) {
@@ -139,7 +120,7 @@ static hv_status
 check_enum_list(const char *field, const ProtobufCEnumDescriptor *d, const int *v, size_t n,
     size_t min, size_t max, int limit, char *err, size_t errsz)
 {
-	char name[64];
+	char name[PBENUM_NAME_MAX];
 
 	if (n < min || n > max) {
 		return (fail(err, errsz, "%s must have %zu to %zu entries, not %zu", field, min, max, n));
@@ -151,43 +132,11 @@ check_enum_list(const char *field, const ProtobufCEnumDescriptor *d, const int *
 		for (size_t j = 0; j < i; j++) {
 			if (v[j] == v[i]) {
 				return (fail(err, errsz, "%s lists %s twice", field,
-				    cap_enum_name(d, v[i], name, sizeof(name))));
+				    pbenum_name(d, NULL, v[i], name, sizeof(name))));
 			}
 		}
 	}
 	return (HV_OK);
-}
-
-bool
-cap_lang_ok(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n < CAP_LANG_MIN || n > CAP_LANG_MAX) {
-		return (false);
-	}
-	for (; *s != '\0'; s++) {
-		if (!isalnum((unsigned char) *s) && *s != '-') {
-			return (false);
-		}
-	}
-	return (true);
-}
-
-static bool
-token_ok(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n < 1 || n > CAP_TOKEN_MAX) {
-		return (false);
-	}
-	for (; *s != '\0'; s++) {
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-')) {
-			return (false);
-		}
-	}
-	return (true);
 }
 
 hv_status
@@ -238,14 +187,14 @@ cap_check_org(const cap_service *cs, const Haven__Capacity__V1__Organisation *or
 }
 
 hv_status
-cap_check_cert(const cap_service *cs, const char *org_id, const char *cert_pem, char *err,
-    size_t errsz)
+cap_check_cert(const cap_service *cs, const char *org_id, const char *cert_pem, int64_t now_s,
+    char *err, size_t errsz)
 {
 	char      why[160];
 	hv_status st;
 
 	st = crypto_cert_check(cert_pem, cert_pem != NULL ? strlen(cert_pem) : 0, cs->cs_ca_file,
-	    org_id, cap_now_ms(cs) / 1000, why, sizeof(why));
+	    org_id, now_s, why, sizeof(why));
 	if (st != HV_OK) {
 		snprintf(err, errsz, "cert_pem: %s", why);
 	}
@@ -282,10 +231,8 @@ cap_check_service_fields(
 		    svc->n_languages, CAP_LIST_MAX));
 	}
 	for (size_t i = 0; i < svc->n_languages; i++) {
-		if (!cap_lang_ok(svc->languages[i])) {
-			return (fail(err, errsz, "languages: entry %zu must be %d to %d characters of "
-			                         "A-Z a-z 0-9 - (a BCP 47 tag such as nl or pt-BR)",
-			    i + 1, CAP_LANG_MIN, CAP_LANG_MAX));
+		if (!text_lang_ok(svc->languages[i])) {
+			return (fail(err, errsz, "languages: entry %zu must be " TEXT_LANG_RULE, i + 1));
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (strcasecmp(svc->languages[i], svc->languages[j]) == 0) {
@@ -298,10 +245,9 @@ cap_check_service_fields(
 		    svc->n_accessibility, CAP_LIST_MAX));
 	}
 	for (size_t i = 0; i < svc->n_accessibility; i++) {
-		if (!token_ok(svc->accessibility[i])) {
-			return (fail(err, errsz, "accessibility: entry %zu must be 1 to %d characters of "
-			                         "a-z 0-9 -",
-			    i + 1, CAP_TOKEN_MAX));
+		if (!text_token_ok(svc->accessibility[i], CAP_TOKEN_MAX)) {
+			return (fail(err, errsz, "accessibility: entry %zu must be " TEXT_TOKEN_RULE, i + 1,
+			    CAP_TOKEN_MAX));
 		}
 	}
 	if ((st = check_enum_list("specialisations", &haven__capacity__v1__exploitation__descriptor,

@@ -1,7 +1,8 @@
 /*
  * cap_internal.h - what the files of the capacity service share: the service handle, the
- * brief record, the bounds of every field, and the checks (cap_check.c) and store helpers
- * (capacity.c) the RPC handlers (cap_rpc.c) build on. Private to services/capacity.
+ * brief record, the bounds of every field, and the checks (cap_check.c), record helpers
+ * (cap_records.c) and hold expiry (cap_holds.c) that capacity.c and the RPC handlers
+ * (cap_rpc*.c, cap_req.h) build on. Private to services/capacity.
  */
 #ifndef HAVEN_CAP_INTERNAL_H
 #define HAVEN_CAP_INTERNAL_H
@@ -27,8 +28,6 @@
 #define CAP_INTERVAL_DEFAULT_S 86400
 #define CAP_LIST_MAX           16 /* languages, accessibility, specialisations */
 #define CAP_POPULATIONS_MAX    8
-#define CAP_LANG_MIN           2
-#define CAP_LANG_MAX           35
 #define CAP_TOKEN_MAX          64 /* an accessibility entry */
 #define CAP_CERT_MAX           (16 * 1024)
 #define CAP_PAGE_DEFAULT       100
@@ -106,14 +105,9 @@ struct cap_service {
 rpc_role cap_role_to_rpc(Haven__Capacity__V1__Role role);
 Haven__Capacity__V1__Role cap_role_from_rpc(rpc_role role);
 
-/* Whether v is a value of the enum other than 0 (UNSPECIFIED) and below limit. */
+/* Whether v is a value of the enum other than 0 (UNSPECIFIED) and below limit (the size of
+ * the registry's per-value tables): pbenum_ok with a bound. */
 bool cap_enum_ok(const ProtobufCEnumDescriptor *d, int v, int limit);
-
-/* The enum value's lower-case name with '-' ("legal-aid"), in buf; "?" when unknown. */
-const char *cap_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz);
-
-/* Whether s is a language tag as the registry takes them: 2..35 of [A-Za-z0-9-]. */
-bool cap_lang_ok(const char *s);
 
 /* The region's index in the map, or -1. */
 int cap_region_index(const cap_service *cs, const char *name);
@@ -124,11 +118,11 @@ hv_status cap_check_org(const cap_service *cs, const Haven__Capacity__V1__Organi
     char fingerprint[65], char *err, size_t errsz);
 
 /* Checks a certificate being registered for organisation org_id (registration, or a change
- * of its certificate) with crypto_cert_check against the node CA now: INVALID_ARGUMENT with
- * err naming the reason ("cert_pem: the certificate has expired"), FAILED_PRECONDITION when
- * the node has no CA configured. */
+ * of its certificate) with crypto_cert_check against the node CA at now_s (Unix seconds:
+ * cap_now_ms / 1000): INVALID_ARGUMENT with err naming the reason ("cert_pem: the
+ * certificate has expired"), FAILED_PRECONDITION when the node has no CA configured. */
 hv_status cap_check_cert(const cap_service *cs, const char *org_id, const char *cert_pem,
-    char *err, size_t errsz);
+    int64_t now_s, char *err, size_t errsz);
 
 /* Checks the descriptive fields of a service (everything UpdateService may set). */
 hv_status cap_check_service_fields(
@@ -139,7 +133,10 @@ hv_status cap_check_service_fields(
 hv_status cap_check_new_service(
     const cap_service *cs, const Haven__Capacity__V1__Service *svc, char *err, size_t errsz);
 
-/* ---- capacity.c: store helpers ----------------------------------------------------- */
+/* ---- cap_records.c: records and the brief ------------------------------------------ */
+
+/* The brief of a service (see cap_brief) for the current region map. */
+void cap_brief_of(const cap_service *cs, const Haven__Capacity__V1__Service *svc, cap_brief *b);
 
 /* Free places as answers show them: available - held when fresh and not retired, else 0. */
 uint32_t cap_free_places(const Haven__Capacity__V1__Service *svc, int64_t now_ms, bool *fresh);
@@ -160,5 +157,16 @@ hv_status cap_put_org(cap_service *cs, store_txn *txn, const Haven__Capacity__V1
  * certificate of this fingerprint. */
 hv_status cap_cert_unique(cap_service *cs, store_txn *txn, const char *fingerprint,
     const char *self_id, char *err, size_t errsz);
+
+/* ---- cap_holds.c ------------------------------------------------------------------- */
+
+/* Holds one expiry batch ends at most (the job ends them a batch per transaction). */
+#define CAP_EXPIRE_BATCH 64
+
+/* Releases up to max (at most CAP_EXPIRE_BATCH) holds whose expiry is at or before now_ms,
+ * oldest first. *released counts them; changed (max entries, may be NULL) receives their
+ * services' ids. *more is set when expired holds remain. */
+hv_status cap_expire_batch(cap_service *cs, store_txn *txn, int64_t now_ms, unsigned max,
+    unsigned *released, char (*changed)[CAP_ID_MAX], bool *more);
 
 #endif

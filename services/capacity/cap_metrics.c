@@ -14,6 +14,7 @@
 #include "cap_metrics.h"
 
 #include "haven/log.h"
+#include "haven/pbenum.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +126,7 @@ cap_metrics_collect(void *arg, metrics_writer *w)
 			}
 			metrics_sample(w, families[f].name, (double) x, "region",
 			    region_map_name(cs->cs_regions, i / CAP_TYPES), "type",
-			    cap_enum_name(&haven__capacity__v1__service_type__descriptor,
+			    pbenum_name(&haven__capacity__v1__service_type__descriptor, NULL,
 			        (int) (i % CAP_TYPES), type, sizeof(type)),
 			    (char *) NULL);
 		}

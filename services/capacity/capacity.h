@@ -65,11 +65,19 @@ typedef struct cap_options {
 	/* No expiry thread: holds expire only when the caller runs cap_expire_holds (tests and
 	 * tools). By default a thread expires holds at open and then every second. */
 	bool manual_expiry;
+	/* Store functions only, for a process that calls them inside its own transactions but
+	 * does not serve the registry (haven-referral, haven-consent): the tables are opened and
+	 * nothing else runs: no expiry thread or other timer, no migration (the brief table is
+	 * rebuilt by the process that serves the registry), no pub socket (pub_url must be NULL:
+	 * a second publisher on another socket reaches no subscriber). The capacity service
+	 * loads no keys in either mode. */
+	bool store_only;
 } cap_options;
 
-/* Opens the tables (creating them), rebuilds the brief table when the region map differs
- * from the one it was written with, listens on pub_url and starts the expiry thread.
- * Call at start-up, before any store_write of the process is running. */
+/* Opens the tables (creating them); unless store_only, rebuilds the brief table when the
+ * region map differs from the one it was written with, listens on pub_url and starts the
+ * expiry thread. INVALID_ARGUMENT for a missing store or region map, or a pub_url with
+ * store_only. Call at start-up, before any store_write of the process is running. */
 hv_status cap_open(cap_service **out, const cap_options *opts);
 
 /* Stops the expiry thread (waits for a round that is running). Handlers and store functions

@@ -185,6 +185,12 @@ hv_status vault_rotate(consent_service *cs, int64_t min_age_ms, uint64_t *gen,
 hv_status vault_sign(consent_service *cs, const void *msg, size_t n,
     uint8_t sig[CRYPTO_ED25519_SIG_LEN]);
 
+/* ---- receipt_verify.c (haven_consent_receipt) ----------------------------------------- */
+
+/* The canonical form of a receipt without its signature member (malloc'd, NUL-terminated; NULL
+ * when out of memory): what the node signs and a verifier checks. */
+char *consent_receipt_canonical(json_t *r);
+
 /* ---- receipt.c ----------------------------------------------------------------------- */
 
 /* The receipt of a consent record as JSON (a new reference), with its signature member when

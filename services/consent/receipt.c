@@ -9,9 +9,9 @@
  * strings of small alphabets, integers below 2^53, booleans, null and arrays, for which this
  * is also RFC 8785 (JCS) and what Python's json.dumps(r, sort_keys=True, separators=(",", ":"))
  * prints, so anyone can verify a receipt without haven. The signature is Ed25519 over those
- * bytes, base64url without padding. A verifier parses the receipt (refusing duplicate keys),
- * removes "signature", writes the canonical form again and verifies: any field changed,
- * added, removed or retyped changes the bytes.
+ * bytes, base64url without padding. Verification (receipt_verify.c) parses the receipt
+ * (refusing duplicate keys), removes "signature", writes the canonical form again and
+ * verifies: any field changed, added, removed or retyped changes the bytes.
  */
 #include "consent_internal.h"
 
@@ -209,13 +209,6 @@ receipt_json(const Haven__Consent__V1__ConsentRecord *c, bool with_signature)
 	return (r);
 }
 
-/* The canonical form of a receipt without its signature member (malloc'd, NUL-terminated). */
-static char *
-canonical(json_t *r)
-{
-	return (json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII));
-}
-
 hv_status
 receipt_sign(consent_service *cs, Haven__Consent__V1__ConsentRecord *c,
     uint8_t sig[CRYPTO_ED25519_SIG_LEN])
@@ -227,7 +220,7 @@ receipt_sign(consent_service *cs, Haven__Consent__V1__ConsentRecord *c,
 	c->key_id         = cs->cs_key_id;
 	c->signature.data = NULL;
 	c->signature.len  = 0;
-	if ((r = receipt_json(c, false)) == NULL || (text = canonical(r)) == NULL) {
+	if ((r = receipt_json(c, false)) == NULL || (text = consent_receipt_canonical(r)) == NULL) {
 		goto out;
 	}
 	if ((st = vault_sign(cs, text, strlen(text), sig)) != HV_OK) {
@@ -235,74 +228,6 @@ receipt_sign(consent_service *cs, Haven__Consent__V1__ConsentRecord *c,
 	}
 	c->signature.data = sig;
 	c->signature.len  = CRYPTO_ED25519_SIG_LEN;
-out:
-	free(text);
-	json_decref(r);
-	return (st);
-}
-
-static hv_status
-why_status(char *why, size_t whysz, hv_status st, const char *msg)
-{
-	if (why != NULL && whysz > 0) {
-		snprintf(why, whysz, "%s", msg);
-	}
-	return (st);
-}
-
-hv_status
-consent_receipt_verify(const char *json, size_t len, const uint8_t pub[32], char *why,
-    size_t whysz)
-{
-	json_t      *r = NULL;
-	json_error_t err;
-	const char  *fmt, *sig64, *key_id;
-	uint8_t      sig[CRYPTO_ED25519_SIG_LEN + 3];
-	uint8_t      md[CRYPTO_SHA256_LEN];
-	char         want_id[CONSENT_KEY_ID_HEX];
-	char        *text = NULL;
-	size_t       siglen;
-	hv_status    st;
-
-	if (json == NULL || (r = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err)) == NULL ||
-	    !json_is_object(r)) {
-		st = why_status(why, whysz, HV_INVALID_ARGUMENT, "not a JSON object");
-		goto out;
-	}
-	if ((fmt = json_string_value(json_object_get(r, "format"))) == NULL ||
-	    strcmp(fmt, CONSENT_RECEIPT_FORMAT) != 0 ||
-	    !json_is_object(json_object_get(r, "consent"))) {
-		st = why_status(why, whysz, HV_INVALID_ARGUMENT,
-		    "not a consent receipt (format " CONSENT_RECEIPT_FORMAT ")");
-		goto out;
-	}
-	if ((sig64 = json_string_value(json_object_get(r, "signature"))) == NULL ||
-	    crypto_b64url_decode(sig, sizeof(sig), &siglen, sig64, strlen(sig64)) != HV_OK ||
-	    siglen != CRYPTO_ED25519_SIG_LEN) {
-		st = why_status(why, whysz, HV_UNAUTHENTICATED, "the signature is missing or malformed");
-		goto out;
-	}
-	crypto_sha256(md, pub, CRYPTO_ED25519_PUBLIC_LEN);
-	for (size_t i = 0; i < sizeof(md); i++) {
-		snprintf(want_id + 2 * i, 3, "%02x", md[i]);
-	}
-	if ((key_id = json_string_value(json_object_get(r, "key_id"))) == NULL ||
-	    strcmp(key_id, want_id) != 0) {
-		st = why_status(why, whysz, HV_UNAUTHENTICATED,
-		    "the receipt names another signing key (key_id)");
-		goto out;
-	}
-	json_object_del(r, "signature");
-	if ((text = canonical(r)) == NULL) {
-		st = why_status(why, whysz, HV_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
-	if (crypto_ed25519_verify(pub, text, strlen(text), sig, siglen) != HV_OK) {
-		st = why_status(why, whysz, HV_UNAUTHENTICATED,
-		    "the signature does not match: the receipt was changed");
-		goto out;
-	}
-	st = why_status(why, whysz, HV_OK, "");
 out:
 	free(text);
 	json_decref(r);

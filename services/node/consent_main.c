@@ -74,7 +74,7 @@ main(int argc, char **argv)
 	}
 	capo.store         = host_store(h);
 	capo.regions       = host_regions(h);
-	capo.manual_expiry = true; /* holds are the capacity process's business */
+	capo.store_only    = true; /* the directory's reads only: haven-capacity serves it */
 	if ((st = cap_open(&cap, &capo)) != HV_OK) {
 		log_error("cannot open the partner directory: %s", hv_status_name(st));
 		goto out;

@@ -57,6 +57,17 @@ expect 64 "capacity set needs SERVICE and AVAILABLE" capacity set
 expect 64 "referral create needs --subject" referral create --subject $S
 expect 64 "unknown type 'spaceship'" service register --org x --type spaceship --region Rotterdam \
 	--population women --total 3 --contact c
+expect 64 "needs --given-by, one of: subject, guardian, representative" consent grant $S \
+	--purpose referral --category identity --recipient x --given-by=nobody
+expect 64 "--purpose: 'gossip' is not one of referral, share-with-provider" consent grant $S \
+	--purpose gossip --category identity
+# One language-tag rule (haven/text.h) in the CLI and the services: "12--" is not a tag.
+expect 64 "--language: '12--' is not a BCP 47 language tag" capacity find --language 12--
+expect 64 "--languages: 'nl_NL' is not a BCP 47 language tag" service register --org x \
+	--type shelter --region Rotterdam --population women --total 3 --contact c --languages nl,nl_NL
+expect 64 "--language: 'x' is not a BCP 47 language tag" subject create --language x
+expect 64 "--language: '12--' is not a BCP 47 language tag" consent grant $S --purpose referral \
+	--category identity --recipient x --given-by subject --method written --language 12--
 expect 64 "stats needs --period" stats --region Rotterdam
 expect 64 "--days is gone; name a finished --period" stats --days=30
 expect 64 "--timeout must be 1..3600000 ms" --timeout abc health

@@ -1,6 +1,6 @@
 /*
  * status.c - names of the canonical status codes, and the conversions from nng and errno.
- * LMDB's errors are converted in store.c, OpenSSL's in crypto.c.
+ * LMDB's errors are converted in store_lmdb.c, OpenSSL's in crypto*.c.
  */
 #include "haven/status.h"
 

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "haven/status.h"
+#include "haven/text.h"
 
 #define IDS_MAX 64 /* bytes of the longest id, including the NUL */
 
@@ -25,16 +26,12 @@ bool ids_valid(const char *s);
  * outsz; HV_INTERNAL when the random generator fails. out is "" after a failure. */
 hv_status ids_generate(char *out, size_t outsz, const char *prefix, size_t nhex);
 
-/* Whether s is free text fit to store and show: min..max bytes (NULL counts as empty) of
- * well-formed UTF-8 (no overlong forms, surrogates or values past U+10FFFF) without C0
- * controls, DEL or C1 controls, and without the invisible characters that make text read
- * otherwise than it is stored: bidirectional controls (U+061C, U+200E, U+200F, U+202A..U+202E,
- * U+2066..U+2069: "Opvang <U+202E>maretsmA" shows as "Opvang Amsterdam"), U+2028 and U+2029
- * (line breaks), and format characters no script needs (soft hyphen U+00AD, U+180E,
- * U+2060..U+2064, U+206A..U+206F, U+FEFF, U+FFF9..U+FFFB, the tag characters
- * U+E0000..U+E007F). Zero-width space, non-joiner and joiner (U+200B..U+200D) are allowed:
- * Thai, Khmer, Persian, Indic scripts and emoji need them. Names, notes, contacts and reasons
- * all pass through it. */
-bool ids_text_ok(const char *s, size_t min, size_t max);
+/* The free-text check under its first name: text_free_ok of text.h. Kept while referral and
+ * consent still call it; new code calls text_free_ok. */
+static inline bool
+ids_text_ok(const char *s, size_t min, size_t max)
+{
+	return (text_free_ok(s, min, max));
+}
 
 #endif

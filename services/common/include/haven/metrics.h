@@ -40,6 +40,7 @@ typedef struct metrics        metrics;
 typedef struct metrics_method metrics_method;
 typedef struct metrics_writer metrics_writer;
 typedef struct metrics_http   metrics_http;
+typedef struct rpc_server     rpc_server; /* rpc.h */
 
 typedef enum metrics_type {
 	METRICS_COUNTER,
@@ -54,6 +55,13 @@ typedef enum metrics_type {
 #define METRICS_LABELS_MAX 8
 /* The latency buckets' upper bounds in microseconds (le="0.0001" .. le="1"); +Inf follows. */
 #define METRICS_BUCKETS 12
+
+/* The RPC server's metrics registry, alive until rpc_server_close. Every answered call
+ * is recorded in it by method and status with its latency, also calls refused before a handler
+ * ran (RESOURCE_EXHAUSTED, UNIMPLEMENTED, ...); a method name the server does not serve counts
+ * as method="unknown". The server adds a collector for its queue (haven_rpc_*); services add
+ * theirs in their register functions; the host serves the page (host.h, metrics_listen). */
+metrics *rpc_server_metrics(rpc_server *srv);
 
 /* Creates an empty registry; *out is the caller's (metrics_close). */
 hv_status metrics_open(metrics **out);

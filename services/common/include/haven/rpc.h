@@ -36,7 +36,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "haven/metrics.h"
 #include "haven/status.h"
 
 /* Caller roles. A method lists the roles that may call it as a bit mask. */
@@ -157,12 +156,7 @@ void rpc_server_set_serving(rpc_server *srv, const char *service, bool serving);
 /* Stops receiving, lets queued and running calls finish, closes and frees. NULL allowed. */
 void rpc_server_close(rpc_server *srv);
 
-/* The server's metrics registry (metrics.h), alive until rpc_server_close. Every answered call
- * is recorded in it by method and status with its latency, also calls refused before a handler
- * ran (RESOURCE_EXHAUSTED, UNIMPLEMENTED, ...); a method name the server does not serve counts
- * as method="unknown". The server adds a collector for its queue (haven_rpc_*); services add
- * theirs in their register functions; the host serves the page (host.h, metrics_listen). */
-metrics *rpc_server_metrics(rpc_server *srv);
+/* The server's metrics registry: rpc_server_metrics of metrics.h. */
 
 /* Calls fn for every method the server knows, in name order: its full name, the rpc_role bits
  * that may call it, and whether it has a handler (one without answers UNIMPLEMENTED). For the
