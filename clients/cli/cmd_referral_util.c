@@ -5,6 +5,8 @@
  */
 #include "cmd_referral.h"
 
+#include "haven/pbenum.h"
+
 #include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -25,70 +27,37 @@ static const char *
 enum_prefix(const ProtobufCEnumDescriptor *d)
 {
 	if (d == &haven__referral__v1__offer_state__descriptor) {
-		return ("offer-");
+		return ("OFFER_");
 	}
 	if (d == &haven__referral__v1__decline_reason__descriptor) {
-		return ("decline-");
+		return ("DECLINE_");
 	}
 	if (d == &haven__referral__v1__outcome__descriptor) {
-		return ("outcome-");
+		return ("OUTCOME_");
 	}
 	if (d == &haven__referral__v1__hold_reason__descriptor) {
-		return ("hold-");
+		return ("HOLD_");
 	}
-	return ("");
+	return (NULL);
 }
 
-/* "NO_CAPACITY" -> "no-capacity", "OFFER_OPEN" -> "open". The number for an unknown value. */
 const char *
 ref_cli_ename(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz)
 {
-	const ProtobufCEnumValue *ev  = protobuf_c_enum_descriptor_get_value(d, v);
-	const char               *pre = enum_prefix(d);
-	size_t                    i, n = 0;
-
-	if (ev == NULL) {
-		snprintf(buf, bufsz, "%d", v);
-		return (buf);
-	}
-	for (i = 0; ev->name[i] != '\0' && n + 1 < bufsz; i++) {
-		buf[n++] = ev->name[i] == '_' ? '-' : (char) tolower((unsigned char) ev->name[i]);
-	}
-	buf[n] = '\0';
-	n      = strlen(pre);
-	if (n > 0 && strncmp(buf, pre, n) == 0) {
-		memmove(buf, buf + n, strlen(buf + n) + 1);
-	}
-	return (buf);
+	return (pbenum_name(d, enum_prefix(d), v, buf, bufsz));
 }
 
-/* Parses a command-line enum name; a usage error listing the valid names otherwise. */
 int
 ref_cli_eparse(const ProtobufCEnumDescriptor *d, const char *what, const char *s, int *out)
 {
-	char   names[512];
-	char   name[64];
-	size_t used = 0;
+	char names[512];
 
-	for (unsigned i = 0; i < d->n_values; i++) {
-		if (d->values[i].value == 0) {
-			continue;
-		}
-		ref_cli_ename(d, d->values[i].value, name, sizeof(name));
-		if (s != NULL && strcmp(s, name) == 0) {
-			*out = d->values[i].value;
-			return (0);
-		}
-		used += (size_t) snprintf(names + used, sizeof(names) - used, "%s%s",
-		    used > 0 ? ", " : "", name);
-		if (used >= sizeof(names)) {
-			used = sizeof(names) - 1;
-		}
+	if (pbenum_parse(d, enum_prefix(d), s, out) == 0) {
+		return (0);
 	}
-	names[used] = '\0';
-	return (cli_usage("unknown %s '%s' (one of: %s)", what, s != NULL ? s : "", names));
+	return (cli_usage("unknown %s '%s' (one of: %s)", what, s != NULL ? s : "",
+	    pbenum_list(d, enum_prefix(d), names, sizeof(names))));
 }
-
 
 /* ---- JSON: any reply, field by field --------------------------------------------------------- */
 

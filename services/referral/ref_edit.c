@@ -8,6 +8,8 @@
  * are routed before the commit, with an entry in the node's audit log (ref_audit_access).
  */
 #include "ref_internal.h"
+
+#include "haven/pbenum.h"
 #include "ref_rpc.h"
 
 #include <stdio.h>
@@ -185,7 +187,7 @@ ref_h_cancel(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMe
 		return (rpc_call_error(call, st, "%s", err));
 	}
 	if (req->outcome != 0 &&
-	    !ref_enum_ok(&haven__referral__v1__outcome__descriptor, (int) req->outcome)) {
+	    !pbenum_ok(&haven__referral__v1__outcome__descriptor, (int) req->outcome)) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "unknown outcome %d",
 		    (int) req->outcome));
 	}
@@ -555,7 +557,7 @@ ref_h_pause(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMes
 	char      err[REF_ERR_MAX];
 	hv_status st;
 
-	if (!ref_enum_ok(&haven__referral__v1__hold_reason__descriptor, (int) req->reason)) {
+	if (!pbenum_ok(&haven__referral__v1__hold_reason__descriptor, (int) req->reason)) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
 		    "a pause needs a reason: client-unavailable, client-undecided, safety-review, "
 		    "awaiting-documents or hold-other"));

@@ -4,6 +4,8 @@
  * follows, each as one write transaction on the offer, its need and its place.
  */
 #include "ref_internal.h"
+
+#include "haven/pbenum.h"
 #include "ref_rpc.h"
 
 #include <stdio.h>
@@ -303,7 +305,7 @@ ref_h_decline(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCM
 	char      err[REF_ERR_MAX];
 	hv_status st;
 
-	if (!ref_enum_ok(&haven__referral__v1__decline_reason__descriptor, j.oj_code)) {
+	if (!pbenum_ok(&haven__referral__v1__decline_reason__descriptor, j.oj_code)) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
 		    "a decline needs a reason: no-capacity, not-eligible, unsafe or decline-other"));
 	}
@@ -345,7 +347,7 @@ ref_h_end(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessa
 	char      err[REF_ERR_MAX];
 	hv_status st;
 
-	if (!ref_enum_ok(&haven__referral__v1__outcome__descriptor, j.oj_code)) {
+	if (!pbenum_ok(&haven__referral__v1__outcome__descriptor, j.oj_code)) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
 		    "ending a placement needs an outcome: client-refused, no-longer-needed, "
 		    "unable-to-contact-client, unable-to-contact-provider or outcome-other"));
