@@ -13,10 +13,10 @@
 #include <string.h>
 
 #define M_UPDATE "haven.referral.v1.Referrals/UpdateReferral"
-#define M_PAUSE "haven.referral.v1.Referrals/PauseNeed"
+#define M_PAUSE  "haven.referral.v1.Referrals/PauseNeed"
 #define M_RESUME "haven.referral.v1.Referrals/ResumeNeed"
-#define HOLD(x) HAVEN__REFERRAL__V1__HOLD_REASON__##x
-#define OUT(x) HAVEN__REFERRAL__V1__OUTCOME__##x
+#define HOLD(x)  HAVEN__REFERRAL__V1__HOLD_REASON__##x
+#define OUT(x)   HAVEN__REFERRAL__V1__OUTCOME__##x
 
 typedef Haven__Referral__V1__UpdateReferralRequest UpdateReq;
 
@@ -107,7 +107,7 @@ audited(node *n, const char *subject, const char *org, const char *method, const
 {
 	static audit_entry e[AUDIT_LIST_MAX];
 	store_txn         *txn;
-	size_t             got = 0;
+	size_t             got   = 0;
 	unsigned           count = 0;
 
 	assert_int_equal(store_read_begin(n->st, &txn), HV_OK);
@@ -139,10 +139,10 @@ offered_shelter(node *n)
 static void
 test_update_excludes_offer(void **state)
 {
-	node      *n = *state;
-	UpdateReq  req = HAVEN__REFERRAL__V1__UPDATE_REFERRAL_REQUEST__INIT;
-	char      *excl[] = { "Amsterdam" }, *pref[] = { "Noord-Holland" };
-	Referral  *r, *u = NULL;
+	node     *n      = *state;
+	UpdateReq req    = HAVEN__REFERRAL__V1__UPDATE_REFERRAL_REQUEST__INIT;
+	char     *excl[] = { "Amsterdam" }, *pref[] = { "Noord-Holland" };
+	Referral *r, *u                             = NULL;
 
 	add_services(n, std_services, N_STD);
 	r = offered_shelter(n);
@@ -199,12 +199,12 @@ test_update_excludes_offer(void **state)
 static void
 test_update_needs(void **state)
 {
-	node                            *n = *state;
-	UpdateReq                        req = HAVEN__REFERRAL__V1__UPDATE_REFERRAL_REQUEST__INIT;
-	Haven__Referral__V1__NeedRequest legal = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
-	Haven__Referral__V1__NeedRequest *add[] = { &legal };
-	uint32_t                         cancel[] = { 0 };
-	Referral                        *r, *u = NULL;
+	node                             *n   = *state;
+	UpdateReq                         req = HAVEN__REFERRAL__V1__UPDATE_REFERRAL_REQUEST__INIT;
+	Haven__Referral__V1__NeedRequest  legal    = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
+	Haven__Referral__V1__NeedRequest *add[]    = { &legal };
+	uint32_t                          cancel[] = { 0 };
+	Referral                         *r, *u = NULL;
 
 	add_services(n, std_services, N_STD);
 	r                = offered_shelter(n);
@@ -259,7 +259,7 @@ test_update_bad_input(void **state)
 	node                             *n   = *state;
 	UpdateReq                         req = HAVEN__REFERRAL__V1__UPDATE_REFERRAL_REQUEST__INIT;
 	char                             *bad[] = { "Atlantis" }, *ams[] = { "Amsterdam" };
-	Haven__Referral__V1__NeedRequest  nr  = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
+	Haven__Referral__V1__NeedRequest  nr = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
 	Haven__Referral__V1__NeedRequest *add[8];
 	Referral                         *r;
 
@@ -287,14 +287,14 @@ test_update_bad_input(void **state)
 	req.reason = "why";
 	req.note   = "x";
 	expect_update(n, &req, HV_INVALID_ARGUMENT, "only with set_note");
-	req.note = "";
-	nr.type  = 999;
-	add[0]   = &nr;
+	req.note        = "";
+	nr.type         = 999;
+	add[0]          = &nr;
 	req.n_add_needs = 1;
 	req.add_needs   = add;
 	expect_update(n, &req, HV_INVALID_ARGUMENT, "unknown service type");
-	nr.type        = ST(SHELTER);
-	nr.population  = POP(WOMEN);
+	nr.type       = ST(SHELTER);
+	nr.population = POP(WOMEN);
 	for (int i = 0; i < 8; i++) {
 		add[i] = &nr;
 	}
@@ -375,11 +375,11 @@ test_pause_resume(void **state)
 static void
 test_cancel_ends_placements(void **state)
 {
-	node       *n = *state;
-	create_spec s = { .n_needs = 2,
-		.needs = { { ST(SHELTER), 0, NULL, NULL }, { ST(LEGAL_AID), 0, NULL, NULL } } };
-	Referral   *r, *g;
-	uint32_t    available, h, before;
+	node                                    *n = *state;
+	create_spec                              s = { .n_needs = 2,
+		                             .needs = { { ST(SHELTER), 0, NULL, NULL }, { ST(LEGAL_AID), 0, NULL, NULL } } };
+	Referral                                *r, *g;
+	uint32_t                                 available, h, before;
 	Haven__Referral__V1__ListOffersResponse *lo;
 
 	add_services(n, std_services, N_STD);
@@ -424,14 +424,16 @@ test_cancel_ends_placements(void **state)
 static void
 test_reassign_named(void **state)
 {
-	node            *n = *state;
+	node                 *n       = *state;
 	static const svc_spec extra[] = {
 		{ "sh-full", C_PROV_B, ST(SHELTER), "Midden-Nederland", 0, "nl", 0, 0, NULL },
 		{ "sh-men", C_PROV_B, ST(SHELTER), "Midden-Nederland", 2, "nl", 0, POP(MEN), NULL },
 		{ "sh-mn", C_PROV_B, ST(SHELTER), "Midden-Nederland", 2, "nl", 0, 0, NULL },
 	};
-	create_spec s = { .n_needs = 1, .needs = { { ST(SHELTER), 0, NULL, NULL } },
-		.excluded = { "Limburg" }, .n_excluded = 1 };
+	create_spec s = { .n_needs = 1,
+		.needs             = { { ST(SHELTER), 0, NULL, NULL } },
+		.excluded          = { "Limburg" },
+		.n_excluded        = 1 };
 	Referral   *r, *g;
 
 	add_services(n, std_services, N_STD);
@@ -476,13 +478,15 @@ test_reassign_named(void **state)
 	check_invariant(n);
 }
 
-/* ---- audit of reads --------------------------------------------------------------------------- */
+/* ---- audit of reads ---------------------------------------------------------------------------
+ */
 
 static void
 test_reads_audited(void **state)
 {
-	node                                       *n = *state;
-	Haven__Referral__V1__ListReferralsRequest   l = HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
+	node                                     *n = *state;
+	Haven__Referral__V1__ListReferralsRequest l =
+	    HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
 	Haven__Referral__V1__ListReferralsResponse *lr = NULL;
 	Haven__Referral__V1__ListOffersResponse    *lo;
 	Referral                                   *r;

@@ -61,7 +61,6 @@ ref_cli_eparse(const ProtobufCEnumDescriptor *d, const char *what, const char *s
 
 /* ---- JSON: any reply, field by field --------------------------------------------------------- */
 
-
 static size_t
 field_size(const ProtobufCFieldDescriptor *f)
 {
@@ -110,10 +109,12 @@ value_json(const ProtobufCFieldDescriptor *f, const void *p)
 	case PROTOBUF_C_TYPE_SFIXED64:
 		return (json_integer((json_int_t) * (const int64_t *) p));
 	case PROTOBUF_C_TYPE_ENUM:
-		return (json_string(ref_cli_ename(f->descriptor, *(const int *) p, buf, sizeof(buf))));
+		return (
+		    json_string(ref_cli_ename(f->descriptor, *(const int *) p, buf, sizeof(buf))));
 	case PROTOBUF_C_TYPE_MESSAGE:
-		return (*(ProtobufCMessage *const *) p != NULL ? ref_cli_msg_json(*(ProtobufCMessage *const *) p)
-		                                               : json_null());
+		return (*(ProtobufCMessage *const *) p != NULL
+		        ? ref_cli_msg_json(*(ProtobufCMessage *const *) p)
+		        : json_null());
 	default:
 		return (json_null());
 	}
@@ -131,7 +132,7 @@ ref_cli_msg_json(const ProtobufCMessage *m)
 
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 			size_t      n   = *(const size_t *) (const void *) ((const char *) m +
-			                                                   f->quantifier_offset);
+                            f->quantifier_offset);
 			const char *arr = *(const char *const *) (const void *) p;
 			json_t     *a   = json_array();
 
@@ -184,7 +185,8 @@ ref_cli_getopt_reset(void)
 	opterr = 1;
 }
 
-/* ---- a referral ------------------------------------------------------------------------------- */
+/* ---- a referral -------------------------------------------------------------------------------
+ */
 
 void
 ref_cli_print_referral(const Referral *r)
@@ -195,11 +197,14 @@ ref_cli_print_referral(const Referral *r)
 	printf("subject      %s\n", r->subject);
 	printf("referrer     %s (%s)\n", r->referrer_org, r->home_region);
 	printf("urgency      %s\n",
-	    ref_cli_ename(&haven__referral__v1__urgency__descriptor, (int) r->urgency, a, sizeof(a)));
+	    ref_cli_ename(&haven__referral__v1__urgency__descriptor, (int) r->urgency, a,
+	        sizeof(a)));
 	printf("exploitation %s\n",
-	    ref_cli_ename(&haven__referral__v1__exploitation__descriptor, (int) r->exploitation, a, sizeof(a)));
+	    ref_cli_ename(&haven__referral__v1__exploitation__descriptor, (int) r->exploitation, a,
+	        sizeof(a)));
 	printf("created      %s\n", ref_cli_when(r->created_ms, t, sizeof(t)));
-	printf("excluded     %s\n", ref_cli_join(r->excluded_regions, r->n_excluded_regions, buf, sizeof(buf)));
+	printf("excluded     %s\n",
+	    ref_cli_join(r->excluded_regions, r->n_excluded_regions, buf, sizeof(buf)));
 	printf("preferred    %s\n",
 	    ref_cli_join(r->preferred_regions, r->n_preferred_regions, buf, sizeof(buf)));
 	if (r->note[0] != '\0') {
@@ -221,10 +226,11 @@ ref_cli_print_referral(const Referral *r)
 	for (size_t i = 0; i < r->n_events; i++) {
 		const Haven__Referral__V1__Event *e = r->events[i];
 		char                              tr[2 * 64 + 8];
-		snprintf(tr, sizeof(tr), "%s -> %s",
-		    e->from != 0 ? STATE_NAME(e->from, a) : "new", STATE_NAME(e->to, b));
+		snprintf(tr, sizeof(tr), "%s -> %s", e->from != 0 ? STATE_NAME(e->from, a) : "new",
+		    STATE_NAME(e->to, b));
 		printf("%-20s %-16s %-4u %-22s %s\n", ref_cli_when(e->time_ms, t, sizeof(t)),
-		    e->actor_org[0] != '\0' ? e->actor_org : "(node)", e->need_index, tr, e->reason);
+		    e->actor_org[0] != '\0' ? e->actor_org : "(node)", e->need_index, tr,
+		    e->reason);
 	}
 }
 
@@ -243,12 +249,13 @@ ref_cli_parse_need(char *s, Haven__Referral__V1__NeedRequest *n, char **langs, s
 	if ((lang = strchr(pop, ':')) != NULL) {
 		*lang++ = '\0';
 	}
-	if ((rc = ref_cli_eparse(&haven__capacity__v1__service_type__descriptor, "type", type, &v)) != 0) {
+	if ((rc = ref_cli_eparse(&haven__capacity__v1__service_type__descriptor, "type", type,
+	         &v)) != 0) {
 		return (rc);
 	}
 	n->type = (Haven__Capacity__V1__ServiceType) v;
-	if ((rc = ref_cli_eparse(&haven__capacity__v1__population__descriptor, "population", pop, &v)) !=
-	    0) {
+	if ((rc = ref_cli_eparse(&haven__capacity__v1__population__descriptor, "population", pop,
+	         &v)) != 0) {
 		return (rc);
 	}
 	n->population = (Haven__Capacity__V1__Population) v;
