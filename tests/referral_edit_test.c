@@ -9,6 +9,7 @@
  */
 #include "referral_node.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -478,6 +479,92 @@ test_reassign_named(void **state)
 	check_invariant(n);
 }
 
+/* ---- races ------------------------------------------------------------------------------------ */
+
+typedef struct race {
+	node       *r_n;
+	const char *r_id;
+	const char *r_offer;
+	hv_status   r_st;
+} race;
+
+static void *
+race_accept(void *arg)
+{
+	race *r = arg;
+
+	r->r_st = offer_act(r->r_n, C_PROV_A, M_ACCEPT, r->r_offer, 0, NULL, NULL);
+	return (NULL);
+}
+
+static void *
+race_pause(void *arg)
+{
+	race *r = arg;
+
+	r->r_st = pause_as(r->r_n, C_REFERRER, r->r_id, 0, HOLD(SAFETY_REVIEW), NULL);
+	return (NULL);
+}
+
+static void *
+race_exclude(void *arg)
+{
+	race     *r      = arg;
+	UpdateReq req    = HAVEN__REFERRAL__V1__UPDATE_REFERRAL_REQUEST__INIT;
+	char     *excl[] = { "Amsterdam" };
+
+	req.id                   = (char *) r->r_id;
+	req.reason               = "unsafe there now";
+	req.set_excluded_regions = true;
+	req.n_excluded_regions   = 1;
+	req.excluded_regions     = excl;
+	r->r_st                  = update_as(r->r_n, C_REFERRER, &req, NULL);
+	return (NULL);
+}
+
+/* The provider accepts while the referrer pauses the need, or excludes the offer's region:
+ * one order or the other, never both halves. A pause that comes second is refused (the need is
+ * accepted); an exclusion that comes second leaves the placement (with an event). Either way
+ * the place is held or taken exactly once, and the invariant holds. */
+static void
+test_edit_races_accept(void **state)
+{
+	node *n = *state;
+	void *(*edits[])(void *) = { race_pause, race_exclude };
+
+	add_services(n, std_services, N_STD);
+	for (int round = 0; round < 20; round++) {
+		Referral *r = offered_shelter(n), *g;
+		race      acc = { n, r->id, r->needs[0]->offer_id, HV_UNKNOWN };
+		race      ed  = acc;
+		pthread_t t[2];
+		uint32_t  available, h;
+
+		assert_int_equal(pthread_create(&t[0], NULL, race_accept, &acc), 0);
+		assert_int_equal(pthread_create(&t[1], NULL, edits[round % 2], &ed), 0);
+		pthread_join(t[0], NULL);
+		pthread_join(t[1], NULL);
+		g = get_as(n, C_REFERRER, r->id);
+		if (acc.r_st == HV_OK) {
+			/* Accepted first: a pause is refused, an exclusion keeps the placement. */
+			assert_int_equal(g->needs[0]->state, NS(ACCEPTED));
+			assert_int_equal(ed.r_st, round % 2 == 0 ? HV_FAILED_PRECONDITION : HV_OK);
+		} else {
+			/* The edit first: the offer was withdrawn, acceptance refused. */
+			assert_int_equal(acc.r_st, HV_FAILED_PRECONDITION);
+			assert_int_equal(ed.r_st, HV_OK);
+			assert_int_not_equal(g->needs[0]->state, NS(ACCEPTED));
+		}
+		places(n, "sh-ams", &available, &h);
+		assert_int_equal(h, 0); /* no open offer at sh-ams is left holding */
+		free_msg(g);
+		/* Close it, so the next round finds sh-ams's places again. */
+		assert_int_equal(cancel_as(n, C_REFERRER, r->id, 0), HV_OK);
+		free_msg(r);
+		check_invariant(n);
+	}
+}
+
 /* ---- audit of reads ---------------------------------------------------------------------------
  */
 
@@ -533,6 +620,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_ends_placements, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reassign_named, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reads_audited, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edit_races_accept, setup, teardown),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
