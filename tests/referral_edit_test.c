@@ -479,6 +479,48 @@ test_reassign_named(void **state)
 	check_invariant(n);
 }
 
+/* ---- pages within the call's memory ---------------------------------------------------------- */
+
+/* A page of ListReferrals is built in the call's arena: it ends early when half of it is used
+ * (one page of all 120 would not fit: RESOURCE_EXHAUSTED), and the pages still list every
+ * referral once. */
+static void
+test_list_pages_within_budget(void **state)
+{
+	node                                      *n = *state;
+	Haven__Referral__V1__ListReferralsRequest  l = HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
+	Haven__Referral__V1__ListReferralsResponse *lr;
+	char       token[128] = "";
+	create_spec s = { .n_needs = 1, .needs = { { ST(CASE_MANAGEMENT), 0, NULL, NULL } },
+		.note = "a note of some length, so that each referral takes room in the arena" };
+	size_t      seen = 0, pages = 0;
+
+	close_services(n, false);
+	n->call_budget = 96 * 1024;
+	open_services(n, false);
+	for (int i = 0; i < 120; i++) {
+		Referral *r = NULL;
+		assert_int_equal(create(n, &s, &r), HV_OK);
+		free_msg(r);
+	}
+	l.page_size = 200;
+	do {
+		lr           = NULL;
+		l.page_token = token;
+		assert_int_equal(call(n->ch[C_REFERRER], M_LIST, &l.base,
+		                     &haven__referral__v1__list_referrals_response__descriptor, &lr,
+		                     NULL),
+		    HV_OK);
+		seen += lr->n_referrals;
+		pages++;
+		snprintf(token, sizeof(token), "%s", lr->next_page_token);
+		free_msg(lr);
+	} while (token[0] != '\0');
+	assert_int_equal(seen, 120);
+	assert_true(pages > 1);
+	check_invariant(n);
+}
+
 /* ---- races ------------------------------------------------------------------------------------ */
 
 typedef struct race {
@@ -621,6 +663,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_reassign_named, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reads_audited, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_races_accept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_pages_within_budget, setup, teardown),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -288,7 +288,8 @@ open_services(node *n, bool reopen_store)
 	ao.lookup_arg = n->cs;
 	memset(ao.secret, 0x42, sizeof(ao.secret));
 	assert_int_equal(auth_open(&n->au, &ao), HV_OK);
-	so.auth = n->au;
+	so.auth        = n->au;
+	so.call_budget = n->call_budget;
 	assert_int_equal(rpc_server_open(&n->srv, &so), HV_OK);
 	assert_int_equal(cap_register(n->cs, n->srv), HV_OK);
 	assert_int_equal(ref_register(n->rs, n->srv), HV_OK);

@@ -98,6 +98,7 @@ typedef struct node {
 	bool         has_orgs;  /* the organisations are in the directory: tokens can be issued */
 	uint32_t     lang_hops; /* ref_options.language_hops (0: the default) */
 	audit       *audit;     /* the node's audit log: reads of referrals and offers */
+	size_t       call_budget; /* rpc_server_options.call_budget (0: the default) */
 } node;
 
 typedef struct svc_spec {

@@ -249,7 +249,11 @@ list_one(void *arg, const char *id, hv_status *st)
 	list_job *j = arg;
 	void     *m = NULL;
 
-	if (*j->lj_n >= j->lj_max || j->lj_bytes >= REF_PAGE_BYTES) {
+	/* A page ends at its size, at REF_PAGE_BYTES of answer, or when half the call's arena is
+	 * used (the records read, their opened copies and the audit work live there): the next
+	 * page goes on from here, where a full arena would fail the call. */
+	if (*j->lj_n >= j->lj_max || j->lj_bytes >= REF_PAGE_BYTES ||
+	    j->lj_work.w_arena->a_used >= j->lj_work.w_arena->a_budget / 2) {
 		return (false);
 	}
 	*st = j->lj_offers ? list_offer(j, id, &m) : list_referral(j, id, &m);
