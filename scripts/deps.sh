@@ -14,7 +14,7 @@ packages=(
   libssl-dev                          # cryptography (OpenSSL 3)
   libjansson-dev                      # JSON output of the CLI and receipts
   libcmocka-dev                       # unit tests
-  libcurl4-openssl-dev                # alerts: e-mail over SMTP with STARTTLS, webhooks
+  libcurl4-openssl-dev curl           # alerts (SMTP, webhooks); a real HTTP client for the Connect tests
   "$@"
 )
 

@@ -42,7 +42,13 @@
  * it is fixed. Every mismatch is listed; a summary line gives the counts.
  * MATRIX_TRACE=1 in the environment prints every answer.
  *
- *   matrix_test HAVEN_NODE [AUTHORITY.MD]     (default: the source tree's docs/authority.md)
+ * With --http the node also serves the Connect API (http_listen, HTTPS with its server
+ * certificate) and every call of an organisation or of the anonymous caller goes over HTTP
+ * instead, with the organisation's session token as its bearer token, alternately as JSON and
+ * as binary: every method is reached both ways and every cell must hold as over nng (one
+ * dispatch). The operator has no HTTP identity and stays on ipc://.
+ *
+ *   matrix_test [--http] HAVEN_NODE [AUTHORITY.MD]  (default: the source tree's docs/authority.md)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -64,6 +70,7 @@
 #include "haven/auth.h"
 #include "haven/clock.h"
 #include "haven/rpc.h"
+#include "../connect_client.h"
 #include "../testutil.h"
 
 #include "haven/admin/v1/admin.pb-c.h"
@@ -74,6 +81,7 @@
 #include "haven/consent/v1/consent.pb-c.h"
 #include "haven/diag/v1/diag.pb-c.h"
 #include "haven/health/v1/health.pb-c.h"
+#include "haven/people/v1/people.pb-c.h"
 #include "haven/referral/v1/referral.pb-c.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
@@ -172,6 +180,10 @@ static struct {
 	char              problems[32768];
 	size_t            plen;
 	unsigned          calls, cells, mismatches;
+	bool              http;     /* --http: organisations and anonymous call over HTTPS */
+	int               http_port;
+	cc_client        *cc;
+	unsigned          http_json, http_proto; /* calls made each way */
 } g;
 
 static void
@@ -208,6 +220,7 @@ static const ProtobufCServiceDescriptor *const services[] = {
 	&haven__consent__v1__consent__descriptor,
 	&haven__audit__v1__audit__descriptor,
 	&haven__referral__v1__referrals__descriptor,
+	&haven__people__v1__people__descriptor,
 	&haven__alerts__v1__alerts__descriptor,
 };
 
@@ -247,7 +260,17 @@ call_as(const actor *a, const char *method, const ProtobufCMessage *req, Protobu
 		snprintf(key, sizeof(key), "matrix-%u-%u", (unsigned) getpid(), ++g.seq);
 		o.idempotency_key = key;
 	}
-	st = rpc_channel_call(a->ch, method, req, md->output, &out, &o, g.err, sizeof(g.err));
+	if (g.http && a != &actors[A_OP]) {
+		char token[AUTH_TOKEN_MAX];
+		bool json = ((g.http_json + g.http_proto) & 1) == 0;
+		bool anon = a->org == NULL || rpc_channel_token(a->ch, token, sizeof(token)) != HV_OK;
+		st = cc_call(g.cc, method, req, md->output, &out, anon ? NULL : token, json,
+		    o.idempotency_key, o.timeout_ms, NULL, g.err, sizeof(g.err));
+		memset(token, 0, sizeof(token));
+		*(json ? &g.http_json : &g.http_proto) += 1;
+	} else {
+		st = rpc_channel_call(a->ch, method, req, md->output, &out, &o, g.err, sizeof(g.err));
+	}
 	if (reply != NULL) {
 		*reply = out;
 	} else if (out != NULL) {
@@ -281,6 +304,7 @@ invoke(const actor *a, const ProtobufCMessage *req)
 #define M_CAP(m) "haven.capacity.v1.Capacity/" m
 #define M_CNS(m) "haven.consent.v1.Consent/" m
 #define M_REF(m) "haven.referral.v1.Referrals/" m
+#define M_PPL(m) "haven.people.v1.People/" m
 #define M_ALR(m) "haven.alerts.v1.Alerts/" m
 
 /* ---- fresh records --------------------------------------------------------------------- */
@@ -1094,6 +1118,109 @@ f_statistics(const actor *a, scope *s)
 
 /* ---- list checks: nothing of the other side in the answer ------------------------------ */
 
+/* ---- people: the test's callers are certificates and the operator, never people ------ */
+
+/* The organisation whose people a call on side s is about: the caller's own on its own side,
+ * referrer B's on the other. */
+static const char *
+people_org(const actor *a, const scope *s)
+{
+	if (s == &scopes[S_B] || a->org == NULL) {
+		return (actors[s->referrer].org);
+	}
+	return (a->org);
+}
+
+/* A wrong name, password and code: the method is reached and answers UNAUTHENTICATED. */
+static hv_status
+f_login(const actor *a, scope *s)
+{
+	Haven__People__V1__LoginRequest r = HAVEN__PEOPLE__V1__LOGIN_REQUEST__INIT;
+
+	(void) s;
+	r.login    = "matrix-nobody";
+	r.password = "not the password";
+	r.code     = "000000";
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_logout(const actor *a, scope *s)
+{
+	Haven__People__V1__LogoutRequest r = HAVEN__PEOPLE__V1__LOGOUT_REQUEST__INIT;
+
+	(void) s;
+	return (invoke(a, &r.base));
+}
+
+static void
+person_request(Haven__People__V1__CreatePersonRequest *r, const char *org, char *login,
+    size_t loginsz)
+{
+	unique(login, loginsz, "matrix-person");
+	r->org_id       = (char *) org;
+	r->login        = login;
+	r->display_name = "Matrix Person";
+	r->role         = HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_CASE_WORKER;
+	r->password     = "matrix password 1";
+}
+
+static hv_status
+f_create_person(const actor *a, scope *s)
+{
+	Haven__People__V1__CreatePersonRequest r = HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
+	char                                   login[64];
+
+	person_request(&r, people_org(a, s), login, sizeof(login));
+	return (invoke(a, &r.base));
+}
+
+/* A person of the side's organisation, made by the operator; its id into out. */
+static void
+fresh_person(const actor *a, scope *s, char *out)
+{
+	Haven__People__V1__CreatePersonRequest   r = HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
+	Haven__People__V1__CreatePersonResponse *p;
+	char                                     login[64];
+
+	person_request(&r, people_org(a, s), login, sizeof(login));
+	p = (void *) must(&actors[A_OP], M_PPL("CreatePerson"), &r.base);
+	snprintf(out, ID_MAX, "%s", p->person->id);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+}
+
+static hv_status
+f_disable_person(const actor *a, scope *s)
+{
+	Haven__People__V1__DisablePersonRequest r = HAVEN__PEOPLE__V1__DISABLE_PERSON_REQUEST__INIT;
+	char                                    id[ID_MAX];
+
+	fresh_person(a, s, id);
+	r.person_id = id;
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_reset_person(const actor *a, scope *s)
+{
+	Haven__People__V1__ResetPersonRequest r = HAVEN__PEOPLE__V1__RESET_PERSON_REQUEST__INIT;
+	char                                  id[ID_MAX];
+
+	fresh_person(a, s, id);
+	r.person_id = id;
+	r.enable    = true;
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_list_people(const actor *a, scope *s)
+{
+	Haven__People__V1__ListPeopleRequest r = HAVEN__PEOPLE__V1__LIST_PEOPLE_REQUEST__INIT;
+
+	r.org_id = (char *) people_org(a, s);
+	return (invoke(a, &r.base));
+}
+
 typedef void (*list_check_fn)(const char *who, const scope *own, const scope *other,
     const ProtobufCMessage *reply);
 
@@ -1259,6 +1386,12 @@ static const entry entries[] = {
 	{ M_REF("CompletePlacement"), f_complete_placement, NULL, false, HV_OK },
 	{ M_REF("EndPlacement"), f_end_placement, NULL, false, HV_OK },
 	{ M_REF("Statistics"), f_statistics, NULL, false, HV_OK },
+	{ M_PPL("Login"), f_login, NULL, false, HV_UNAUTHENTICATED },
+	{ M_PPL("Logout"), f_logout, NULL, true, HV_OK },
+	{ M_PPL("CreatePerson"), f_create_person, NULL, false, HV_OK },
+	{ M_PPL("DisablePerson"), f_disable_person, NULL, false, HV_OK },
+	{ M_PPL("ResetPerson"), f_reset_person, NULL, false, HV_OK },
+	{ M_PPL("ListPeople"), f_list_people, NULL, false, HV_OK },
 	{ M_ALR("SetChannels"), f_set_channels, NULL, false, HV_OK },
 	{ M_ALR("GetChannels"), f_get_channels, NULL, false, HV_OK },
 	{ M_ALR("WatchEvents"), f_watch_events, NULL, false, HV_OK },
@@ -1315,6 +1448,15 @@ is_scoped(const char *word)
 	return (false);
 }
 
+/* "people": only a person who is its organisation's admin, for its own organisation. The
+ * callers here are certificates (and the operator, whose cells say "all"), so both sides are
+ * PERMISSION_DENIED; tests/people_test.c checks the people who may. */
+static bool
+is_person_only(const char *word)
+{
+	return (strcmp(word, "people") == 0);
+}
+
 static bool
 is_known_word(const char *word)
 {
@@ -1325,7 +1467,7 @@ is_known_word(const char *word)
 			return (true);
 		}
 	}
-	return (is_refused(word) || is_scoped(word));
+	return (is_refused(word) || is_scoped(word) || is_person_only(word));
 }
 
 static void login_all(void);
@@ -1386,6 +1528,9 @@ check_cell(const entry *e, int col, const char *word)
 	hv_status    st;
 
 	g.cells++;
+	if (is_person_only(word)) {
+		word = "—";
+	}
 	st = run(e, a, own);
 	trace(e, col, "own", st);
 	if (is_refused(word) && st != HV_PERMISSION_DENIED) {
@@ -1527,7 +1672,7 @@ test_matrix(void **state)
 static pid_t
 node_spawn(int port)
 {
-	char  ipc[600], tls[64], ca[600], cert[600], key[600], log[600];
+	char  ipc[600], tls[64], ca[600], cert[600], key[600], log[600], http[64];
 	pid_t pid;
 
 	snprintf(ipc, sizeof(ipc), "ipc://%s/run/haven.sock", g.data);
@@ -1543,8 +1688,11 @@ node_spawn(int port)
 		if (freopen(log, "a", stdout) == NULL || dup2(fileno(stdout), 2) < 0) {
 			_exit(127);
 		}
+		/* HTTPS with the node's server certificate (tls_cert, tls_key). */
+		snprintf(http, sizeof(http), "127.0.0.1:%d", port + 10000);
 		execl(g.node_bin, g.node_bin, "--data-dir", g.data, "--listen", ipc, "--listen", tls,
-		    "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key, (char *) NULL);
+		    "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key,
+		    g.http ? "--http-listen" : (char *) NULL, http, (char *) NULL);
 		_exit(127);
 	}
 	return (pid);
@@ -2017,6 +2165,14 @@ setup(void **state)
 	tu_pki(g.pki, orgs, n);
 	port   = node_start();
 	g.port = port;
+	if (g.http) {
+		char base[64], ca[600];
+		snprintf(base, sizeof(base), "https://localhost:%d", port + 10000);
+		snprintf(ca, sizeof(ca), "%s/ca.pem", g.pki);
+		if (cc_open(&g.cc, base, ca) != HV_OK) {
+			fail_msg("cannot open the HTTP client");
+		}
+	}
 	/* The directory first, then the sessions: a change of it may end sessions. */
 	register_spare();
 	for (int i = 0; i < A_N; i++) {
@@ -2047,6 +2203,14 @@ teardown(void **state)
 		rpc_channel_close(actors[i].ch);
 		actors[i].ch = NULL;
 	}
+	if (g.http) {
+		fprintf(stderr, "matrix_test: %u calls over HTTP as JSON, %u as binary\n", g.http_json,
+		    g.http_proto);
+		cc_close(g.cc);
+		if (g.http_json == 0 || g.http_proto == 0) {
+			return (-1);
+		}
+	}
 	if (g.node > 0) {
 		kill(g.node, SIGTERM);
 		waitpid(g.node, &status, 0);
@@ -2068,8 +2232,13 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_edges),
 	};
 
+	if (argc > 1 && strcmp(argv[1], "--http") == 0) {
+		g.http = true;
+		argv++;
+		argc--;
+	}
 	if (argc != 2 && argc != 3) {
-		fprintf(stderr, "usage: matrix_test HAVEN_NODE [AUTHORITY.MD]\n");
+		fprintf(stderr, "usage: matrix_test [--http] HAVEN_NODE [AUTHORITY.MD]\n");
 		return (2);
 	}
 	g.node_bin = argv[1];
