@@ -11,6 +11,7 @@
 #include "consent_records.h"
 
 #include "haven/ids.h"
+#include "haven/text.h"
 
 #include "haven/log.h"
 
@@ -157,9 +158,9 @@ grant_validate(consent_service *cs, const Haven__Consent__V1__GrantRequest *r, i
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "method must be written, verbal, verbal-with-interpreter or electronic"));
 	}
-	if (!consent_language_ok(r->language)) {
+	if (!text_lang_ok(r->language)) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "language must be a BCP 47 tag (\"nl\", \"pt-BR\") of at most 35 characters"));
+		    "language must be " TEXT_LANG_RULE));
 	}
 	if (r->valid_from_ms < 0) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
