@@ -1,9 +1,9 @@
 /*
  * base.c - what every file of the consent library stands on: the clock, subject and consent
  * ids, messages, audit entries (and the entry of a failed access), withdrawal events on the
- * pub socket, and the reading of the consent tables: a subject's
- * record and its holder's rule, a consent record, a subject's consents. It calls no other file
- * of the library (consent_base.h).
+ * pub socket, and the reading of the consent tables: a subject's record and its holder's
+ * rule, a consent record, a subject's consents. It calls no other file of the library
+ * (consent_base.h).
  */
 #include "consent_base.h"
 
@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 
 int64_t
 consent_now(consent_service *cs)
@@ -80,8 +79,7 @@ consent_audit_fill(audit_entry *e, const rpc_caller *caller, const char *method,
 {
 	memset(e, 0, sizeof(*e));
 	e->time_ms = now;
-	e->role    = caller->role;
-	snprintf(e->org, sizeof(e->org), "%s", caller->org_id);
+	audit_entry_caller(e, caller); /* role, organisation and person */
 	snprintf(e->method, sizeof(e->method), "%s", method != NULL ? method : "");
 	snprintf(e->subject, sizeof(e->subject), "%s", subject != NULL ? subject : "");
 	snprintf(e->purpose, sizeof(e->purpose), "%s", purpose != NULL ? purpose : "");
