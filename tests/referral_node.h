@@ -23,6 +23,7 @@
 #include "haven/store.h"
 #include "testutil.h"
 
+#include "alerts.h"
 #include "capacity.h"
 #include "referral.h"
 
@@ -89,6 +90,7 @@ typedef struct node {
 	region_map  *regions;
 	cap_service *cs;
 	ref_service *rs;
+	alerts_service *al; /* manual: alerts_run delivers (webhooks to loopback allowed) */
 	auth        *au;
 	rpc_server  *srv;
 	rpc_channel *ch[C_N];

@@ -102,6 +102,7 @@ int cmd_audit(cli *c, int argc, char **argv);
 int cmd_login(cli *c, int argc, char **argv);
 int cmd_logout(cli *c, int argc, char **argv);
 int cmd_person(cli *c, int argc, char **argv);
+int cmd_alerts(cli *c, int argc, char **argv);
 
 /* The file `haven login` keeps the session in ($HAVEN_SESSION_FILE, else ~/.haven-session):
  * "URL\nTOKEN\n". cli_channel sends the token to that URL, unless --org or c->no_session. */

@@ -95,6 +95,9 @@ usage(FILE *f)
 	    "  person add ORG LOGIN --name N --role admin|case-worker|viewer [--stdin]\n"
 	    "  person disable ID   person list ORG   person reset ID [--password] [--new-code]\n"
 	    "                     [--enable]   (the operator; an organisation's admin for its own)\n"
+	    "  alerts show [ORG]      an organisation's alert channels (docs/alerts.md)\n"
+	    "  alerts set [ORG] [--email A,...] [--oncall A] [--webhook URL --secret-file F]\n"
+	    "  alerts watch [ORG] [--after SEQ] [--wait MS]    its alerts after a cursor\n"
 	    "exit codes: 0 ok, 1..16 the call's gRPC status code, 64 usage\n");
 }
 
@@ -117,6 +120,7 @@ static const struct {
 	{ "consent", cmd_consent },
 	{ "audit", cmd_audit },
 	{ "login", cmd_login }, { "logout", cmd_logout }, { "person", cmd_person },
+	{ "alerts", cmd_alerts },
 };
 
 /* ---- a person's session (haven login, cmd_people.c) --------------------------------------- */

@@ -74,6 +74,7 @@
 #include "../testutil.h"
 
 #include "haven/admin/v1/admin.pb-c.h"
+#include "haven/alerts/v1/alerts.pb-c.h"
 #include "haven/auth/v1/auth.pb-c.h"
 #include "haven/capacity/v1/capacity.pb-c.h"
 #include "haven/consent/v1/audit.pb-c.h"
@@ -220,6 +221,7 @@ static const ProtobufCServiceDescriptor *const services[] = {
 	&haven__audit__v1__audit__descriptor,
 	&haven__referral__v1__referrals__descriptor,
 	&haven__people__v1__people__descriptor,
+	&haven__alerts__v1__alerts__descriptor,
 };
 
 /* The descriptor of "package.Service/Method", or NULL. */
@@ -303,6 +305,7 @@ invoke(const actor *a, const ProtobufCMessage *req)
 #define M_CNS(m) "haven.consent.v1.Consent/" m
 #define M_REF(m) "haven.referral.v1.Referrals/" m
 #define M_PPL(m) "haven.people.v1.People/" m
+#define M_ALR(m) "haven.alerts.v1.Alerts/" m
 
 /* ---- fresh records --------------------------------------------------------------------- */
 
@@ -1277,6 +1280,49 @@ lc_audit(const char *who, const scope *own, const scope *other, const ProtobufCM
 	}
 }
 
+/* Alerts act on one organisation: on side A the caller's own (the operator's: A's referrer),
+ * on side B B's referrer, which no caller of the table is. */
+static char *
+alerts_org(const actor *a, const scope *s)
+{
+	if (s == &scopes[S_B] || a->org == NULL) {
+		return ((char *) actors[s->referrer].org);
+	}
+	return ((char *) a->org);
+}
+
+static hv_status
+f_set_channels(const actor *a, scope *s)
+{
+	Haven__Alerts__V1__SetChannelsRequest r = HAVEN__ALERTS__V1__SET_CHANNELS_REQUEST__INIT;
+	Haven__Alerts__V1__Channels           c = HAVEN__ALERTS__V1__CHANNELS__INIT;
+	char                                 *emails[] = { "desk@example.org" };
+
+	c.emails   = emails;
+	c.n_emails = 1;
+	r.org_id   = alerts_org(a, s);
+	r.channels = &c;
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_get_channels(const actor *a, scope *s)
+{
+	Haven__Alerts__V1__GetChannelsRequest r = HAVEN__ALERTS__V1__GET_CHANNELS_REQUEST__INIT;
+
+	r.org_id = alerts_org(a, s);
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_watch_events(const actor *a, scope *s)
+{
+	Haven__Alerts__V1__WatchEventsRequest r = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
+
+	r.org_id = alerts_org(a, s);
+	return (invoke(a, &r.base));
+}
+
 /* ---- the table of factories ------------------------------------------------------------- */
 
 typedef struct entry {
@@ -1346,6 +1392,9 @@ static const entry entries[] = {
 	{ M_PPL("DisablePerson"), f_disable_person, NULL, false, HV_OK },
 	{ M_PPL("ResetPerson"), f_reset_person, NULL, false, HV_OK },
 	{ M_PPL("ListPeople"), f_list_people, NULL, false, HV_OK },
+	{ M_ALR("SetChannels"), f_set_channels, NULL, false, HV_OK },
+	{ M_ALR("GetChannels"), f_get_channels, NULL, false, HV_OK },
+	{ M_ALR("WatchEvents"), f_watch_events, NULL, false, HV_OK },
 };
 #define N_ENTRIES (sizeof(entries) / sizeof(entries[0]))
 
