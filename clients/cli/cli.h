@@ -91,6 +91,9 @@ int cli_parse_u64(const char *what, const char *s, uint64_t min, uint64_t max, u
 /* Prints a JSON value (steals the reference) followed by a newline. */
 void cli_print_json(json_t *v);
 
+/* A time in ms since the epoch as "2026-11-28 10:00 UTC" in buf; "-" for 0. Returns buf. */
+const char *cli_when(int64_t ms, char *buf, size_t n);
+
 /* Command entry points. */
 int cmd_health(cli *c, int argc, char **argv);
 int cmd_echo(cli *c, int argc, char **argv);

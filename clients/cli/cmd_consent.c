@@ -1,5 +1,5 @@
 /*
- * cmd_consent.c - subjects, consent and the audit log on the command line:
+ * cmd_consent.c - subjects and consent on the command line (the audit log is in cmd_audit.c):
  *
  *   haven subject create [--name N] [--dob YYYY-MM-DD] [--nationality X] [--language L]...
  *                        [--contact C] [--notes T] [--minor]      prints the new id only
@@ -19,8 +19,6 @@
  *                                                  key, asked of the node, or a PEM file)
  *   haven consent receipt-key                      the node's receipt public key
  *   haven consent rotate-key                       rotate the key-encryption key now
- *   haven audit verify
- *   haven audit show [--subject ID] [--after SEQ] [--limit N]
  *
  * Personal data is printed only by `subject show`, to a caller the node lets see it, and is
  * read from the options of `subject create` (mind the shell history: `--notes -` reads the
@@ -37,7 +35,6 @@
 
 #include "consent.h"
 
-#include "haven/consent/v1/audit.pb-c.h"
 #include "haven/consent/v1/consent.pb-c.h"
 
 #include <errno.h>
@@ -47,7 +44,6 @@
 #include <time.h>
 
 #define M(name) "haven.consent.v1.Consent/" name
-#define M_AUDIT(name) "haven.audit.v1.Audit/" name
 
 #define LIST_MAX 32
 #define NOTES_READ_MAX (4 * 1024 + 1)
@@ -128,21 +124,6 @@ enum_list(const cli_args *a, const char *name, const enum_kind *k, int *out, siz
 }
 
 /* ---- output ----------------------------------------------------------------------------- */
-
-/* "2026-11-28 10:00 UTC", or "-" for 0. */
-static const char *
-when(int64_t ms, char *buf, size_t n)
-{
-	time_t    t = (time_t) (ms / 1000);
-	struct tm tm;
-
-	if (ms == 0 || gmtime_r(&t, &tm) == NULL) {
-		snprintf(buf, n, "-");
-	} else {
-		strftime(buf, n, "%Y-%m-%d %H:%M UTC", &tm);
-	}
-	return (buf);
-}
 
 static json_t *
 json_strings(char **v, size_t n)
@@ -236,9 +217,9 @@ record_print(const record_t *c)
 	printf("categories   %s\n", cats);
 	printf("given by     %s, %s, in %s\n", kind_name(&GIVEN_BY, (int) c->given_by, by),
 	    kind_name(&METHOD, (int) c->method, method), c->language);
-	printf("valid        %s until %s\n", when(c->valid_from_ms, t1, sizeof(t1)),
-	    when(c->expires_ms, t2, sizeof(t2)));
-	printf("withdrawn    %s\n", when(c->withdrawn_at_ms, t3, sizeof(t3)));
+	printf("valid        %s until %s\n", cli_when(c->valid_from_ms, t1, sizeof(t1)),
+	    cli_when(c->expires_ms, t2, sizeof(t2)));
+	printf("withdrawn    %s\n", cli_when(c->withdrawn_at_ms, t3, sizeof(t3)));
 	printf("recorded by  %s (version %llu)\n",
 	    c->recorded_by[0] != '\0' ? c->recorded_by : "the node's operator",
 	    (unsigned long long) c->version);
@@ -367,7 +348,7 @@ do_subject_show(cli *c, int argc, char **argv)
 		printf("subject        %s%s\n", rep->id, rep->minor ? " (minor)" : "");
 		printf("created by     %s, %s\n",
 		    rep->created_by[0] != '\0' ? rep->created_by : "the node's operator",
-		    when(rep->created_at_ms, t, sizeof(t)));
+		    cli_when(rep->created_at_ms, t, sizeof(t)));
 		printf("held by        %s\n",
 		    rep->holder[0] != '\0' ? rep->holder : "the node's operator");
 		printf("shown          %s\n", shown);
@@ -410,7 +391,7 @@ do_subject_erase(cli *c, int argc, char **argv)
 	} else {
 		printf("subject %s erased at %s; %u consents withdrawn; key-encryption key now "
 		       "generation %llu\n",
-		    req.id, when(rep->erased_at_ms, t, sizeof(t)), rep->consents_withdrawn,
+		    req.id, cli_when(rep->erased_at_ms, t, sizeof(t)), rep->consents_withdrawn,
 		    (unsigned long long) rep->kek_generation);
 	}
 	protobuf_c_message_free_unpacked(&rep->base, NULL);
@@ -624,7 +605,7 @@ do_list(cli *c, int argc, char **argv)
 				    o > 0 ? "," : "");
 			}
 			printf("%-32s  %-9s  %-28s  %-24s  %s\n", r->id, state, purposes, recips,
-			    when(r->expires_ms, t, sizeof(t)));
+			    cli_when(r->expires_ms, t, sizeof(t)));
 		}
 	}
 	protobuf_c_message_free_unpacked(&rep->base, NULL);
@@ -841,139 +822,4 @@ cmd_consent(cli *c, int argc, char **argv)
 		}
 	}
 	return (cli_usage("consent grant|withdraw|list|check|receipt|receipt-key|rotate-key"));
-}
-
-/* ---- audit ------------------------------------------------------------------------------ */
-
-static int
-do_audit_verify(cli *c, int argc, char **argv)
-{
-	Haven__Audit__V1__VerifyRequest   req = HAVEN__AUDIT__V1__VERIFY_REQUEST__INIT;
-	Haven__Audit__V1__VerifyResponse *rep = NULL;
-	char                              hex[65] = "";
-	int                               rc;
-
-	(void) argv;
-	if (argc != 0) {
-		return (cli_usage("audit verify takes no arguments"));
-	}
-	if ((rc = cli_call(c, "audit verify", M_AUDIT("Verify"), &req.base,
-	         &haven__audit__v1__verify_response__descriptor, (ProtobufCMessage **) &rep, true)) !=
-	    0) {
-		return (rc);
-	}
-	if (rep->head_hash.len == 32) {
-		audit_hash_hex(rep->head_hash.data, hex);
-	}
-	if (c->json) {
-		cli_print_json(json_pack("{s:b, s:I, s:I, s:s, s:I, s:s, s:I, s:I, s:I}", "intact",
-		    rep->intact, "entries", (json_int_t) rep->entries, "head_seq",
-		    (json_int_t) rep->head_seq, "head_hash", hex, "first_bad_seq",
-		    (json_int_t) rep->first_bad_seq, "reason", rep->reason, "checkpoints",
-		    (json_int_t) rep->checkpoints, "checkpoint_seq", (json_int_t) rep->checkpoint_seq,
-		    "keyed_from", (json_int_t) rep->keyed_from));
-	} else if (rep->intact) {
-		printf("audit log intact: %llu entries; head %llu %s; %llu checkpoints, the last at "
-		       "%llu; keyed after %llu\n",
-		    (unsigned long long) rep->entries, (unsigned long long) rep->head_seq, hex,
-		    (unsigned long long) rep->checkpoints, (unsigned long long) rep->checkpoint_seq,
-		    (unsigned long long) rep->keyed_from);
-	} else {
-		printf("audit log BROKEN at entry %llu: %s\n", (unsigned long long) rep->first_bad_seq,
-		    rep->reason);
-	}
-	rc = rep->intact ? 0 : (int) HV_DATA_LOSS;
-	protobuf_c_message_free_unpacked(&rep->base, NULL);
-	return (rc);
-}
-
-static int
-do_audit_show(cli *c, int argc, char **argv)
-{
-	Haven__Audit__V1__ListRequest   req = HAVEN__AUDIT__V1__LIST_REQUEST__INIT;
-	Haven__Audit__V1__ListResponse *rep = NULL;
-	json_t                         *arr = NULL;
-	const char                     *v;
-	char                           *end;
-	unsigned long long              after = 0, limit = 0;
-	bool                            all;
-	cli_args                            a;
-	int                             rc;
-
-	if ((rc = cli_args_parse(&a, argc, argv, "audit show", 0, "subject after limit", "")) != 0) {
-		return (rc);
-	}
-	if ((v = cli_opt(&a, "after")) != NULL) {
-		errno = 0;
-		after = strtoull(v, &end, 10);
-		if (errno != 0 || *end != '\0') {
-			return (cli_usage("--after: a sequence number, not '%s'", v));
-		}
-	}
-	/* Without --limit, every entry (page by page); with it, one page. */
-	if ((v = cli_opt(&a, "limit")) != NULL) {
-		errno = 0;
-		limit = strtoull(v, &end, 10);
-		if (errno != 0 || *end != '\0' || limit < 1 || limit > 1000) {
-			return (cli_usage("--limit: 1..1000, not '%s'", v));
-		}
-	}
-	all         = limit == 0;
-	req.subject = (char *) (cli_opt(&a, "subject") ? cli_opt(&a, "subject") : "");
-	req.limit   = (uint32_t) (all ? 1000 : limit);
-	req.after_seq = after;
-	if (c->json) {
-		arr = json_array();
-	} else {
-		printf("%-8s  %-20s  %-13s  %-16s  %-34s  %-32s  %-20s  %s\n", "SEQ", "TIME", "ROLE",
-		    "ORG", "METHOD", "SUBJECT", "PURPOSE", "RESULT");
-	}
-	for (;;) {
-		if ((rc = cli_call(c, "audit show", M_AUDIT("List"), &req.base,
-		         &haven__audit__v1__list_response__descriptor, (ProtobufCMessage **) &rep,
-		         true)) != 0) {
-			json_decref(arr);
-			return (rc);
-		}
-		for (size_t i = 0; i < rep->n_entries; i++) {
-			const Haven__Audit__V1__AuditEntry *e = rep->entries[i];
-			const char *m = strrchr(e->method, '.');
-			char        t[32];
-			if (arr != NULL) {
-				json_array_append_new(arr,
-				    json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "seq",
-				        (json_int_t) e->seq, "time_ms", (json_int_t) e->time_ms, "caller_org",
-				        e->caller_org, "caller_role", e->caller_role, "method", e->method,
-				        "subject", e->subject, "purpose", e->purpose, "result",
-				        e->result_name));
-			} else {
-				printf("%-8llu  %-20s  %-13s  %-16s  %-34s  %-32s  %-20s  %s\n",
-				    (unsigned long long) e->seq, when(e->time_ms, t, sizeof(t)),
-				    e->caller_role, e->caller_org[0] ? e->caller_org : "-",
-				    m != NULL ? m + 1 : e->method, e->subject[0] ? e->subject : "-",
-				    e->purpose[0] ? e->purpose : "-", e->result_name);
-			}
-		}
-		req.after_seq = rep->next_after_seq;
-		protobuf_c_message_free_unpacked(&rep->base, NULL);
-		if (!all || req.after_seq == 0) {
-			break;
-		}
-	}
-	if (arr != NULL) {
-		cli_print_json(arr);
-	}
-	return (0);
-}
-
-int
-cmd_audit(cli *c, int argc, char **argv)
-{
-	if (argc >= 1 && strcmp(argv[0], "verify") == 0) {
-		return (do_audit_verify(c, argc - 1, argv + 1));
-	}
-	if (argc >= 1 && strcmp(argv[0], "show") == 0) {
-		return (do_audit_show(c, argc - 1, argv + 1));
-	}
-	return (cli_usage("audit verify|show"));
 }
