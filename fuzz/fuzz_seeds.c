@@ -18,7 +18,7 @@
  */
 #include "fuzz_util.h"
 
-#include "consent_internal.h"
+#include "consent_receipt.h"
 #include "haven/crypto.h"
 #include "haven/pbjson.h"
 

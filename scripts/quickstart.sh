@@ -81,7 +81,7 @@ op capacity summary --region Rotterdam --region Zeeland-West-Brabant
 echo "== fairwork-ngo (referrer, Rotterdam) records a person and their consent; no real data"
 subject=$(as fairwork-ngo subject create --name "Demo Person" --language ro --contact "via outreach worker")
 echo "subject $subject"
-as fairwork-ngo consent grant "$subject" --purpose referral,share-with-provider --accepting-provider \
+as fairwork-ngo consent grant "$subject" --purpose referral,share-with-provider,contact --accepting-provider \
   --category identity,contact --given-by subject --method verbal-with-interpreter --language ro
 echo "== a referral for tonight: a shelter bed and a lawyer, Amsterdam unsafe for her"
 ref=$(as fairwork-ngo --json referral create --subject "$subject" --urgency immediate --exploitation labour \

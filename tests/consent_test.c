@@ -38,6 +38,7 @@
 #define M_AUDIT "haven.audit.v1.Audit/"
 #define NAME "Ioana Sentinel-Popescu"
 #define NOTES "Sentinel notes: met at the bus station."
+#define GUARDIAN "Sentinel aunt, +40 711 GUARDIAN"
 
 static tu_org orgs[] = {
 	{ "acme-ngo", RPC_ROLE_REFERRER, 1, NULL },
@@ -201,6 +202,7 @@ create(int who, bool minor, char id[CONSENT_ID_HEX])
 	p.n_languages   = 2;
 	p.contact       = "+40 700 000 000";
 	p.notes         = NOTES;
+	p.guardian      = minor ? GUARDIAN : "";
 	req.personal    = &p;
 	req.minor       = minor;
 	st = call(who, M "CreateSubject", &req, &haven__consent__v1__create_subject_response__descriptor,
@@ -279,6 +281,34 @@ show(int who, const char *id, Haven__Consent__V1__Subject **out)
 
 	r.id = (char *) id;
 	st   = call(who, M "GetSubject", &r, &haven__consent__v1__subject__descriptor, &rep);
+	if (out != NULL) {
+		*out = rep;
+	} else {
+		release(rep);
+	}
+	return (st);
+}
+
+/* UpdateSubject as who: the fields named in mask (comma-separated) from p and minor. */
+static hv_status
+update(int who, const char *id, const char *mask, const Haven__Consent__V1__PersonalData *p,
+    bool minor, Haven__Consent__V1__Subject **out)
+{
+	Haven__Consent__V1__UpdateSubjectRequest r = HAVEN__CONSENT__V1__UPDATE_SUBJECT_REQUEST__INIT;
+	char                                     buf[256], *names[16], *save = NULL;
+	Haven__Consent__V1__Subject             *rep = NULL;
+	hv_status                                st;
+
+	snprintf(buf, sizeof(buf), "%s", mask);
+	for (char *t = strtok_r(buf, ",", &save); t != NULL && r.n_update_mask < 16;
+	     t = strtok_r(NULL, ",", &save)) {
+		names[r.n_update_mask++] = t;
+	}
+	r.id          = (char *) id;
+	r.personal    = (Haven__Consent__V1__PersonalData *) p;
+	r.minor       = minor;
+	r.update_mask = names;
+	st = call(who, M "UpdateSubject", &r, &haven__consent__v1__subject__descriptor, &rep);
 	if (out != NULL) {
 		*out = rep;
 	} else {
@@ -485,6 +515,20 @@ test_minor(void **state)
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
 	    HV_FAILED_PRECONDITION);
 	expect_msg("is a minor: consent must be given by a guardian or representative");
+	/* Who gives consent for her is recorded first: without it, no consent. */
+	{
+		Haven__Consent__V1__PersonalData none = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+		assert_int_equal(update(ACME, id, "guardian", &none, false, NULL), HV_OK);
+	}
+	assert_int_equal(grant(ACME, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_GUARDIAN, 0, NULL),
+	    HV_FAILED_PRECONDITION);
+	expect_msg("record the guardian or representative who gives consent first");
+	{
+		Haven__Consent__V1__PersonalData g = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+		g.guardian                         = GUARDIAN;
+		assert_int_equal(update(ACME, id, "guardian", &g, false, NULL), HV_OK);
+	}
 	assert_int_equal(grant(ACME, id, "shelter-a", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_GUARDIAN, 0, &c),
 	    HV_OK);
@@ -509,6 +553,141 @@ test_minor(void **state)
 		assert_true(sub->minor);
 		release(sub);
 	}
+}
+
+/* UpdateSubject: the holder changes fields (sealed again), clears one, corrects the minor flag;
+ * nobody else may; bad input is named without echoing it; the audit entry names the fields,
+ * never a value. A provider sees the guardian of a minor with her contact, when consent shares
+ * contact with it. */
+static void
+test_update_subject(void **state)
+{
+	Haven__Consent__V1__PersonalData   p = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+	Haven__Consent__V1__Subject       *sub = NULL;
+	Haven__Audit__V1__ListResponse    *l   = NULL;
+	Haven__Consent__V1__GrantRequest   g   = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
+	Haven__Consent__V1__Purpose        share[] = {
+        HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+        HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS };
+	Haven__Consent__V1__Category       contact[] = {
+        HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT };
+	char                              *recips[] = { "shelter-a" };
+	char                               id[CONSENT_ID_HEX];
+
+	(void) state;
+	assert_int_equal(create(ACME, false, id), HV_OK);
+	p.contact = "+40 799 SENTINEL-NEW";
+	p.notes   = "";
+	assert_int_equal(update(ACME, id, "contact,notes,minor", &p, true, &sub), HV_OK);
+	assert_true(sub->minor);
+	assert_string_equal(sub->holder, "acme-ngo");
+	assert_null(sub->personal); /* the reply carries no personal data */
+	release(sub);
+	assert_int_equal(show(ACME, id, &sub), HV_OK);
+	assert_string_equal(sub->personal->contact, "+40 799 SENTINEL-NEW");
+	assert_string_equal(sub->personal->notes, "");   /* cleared */
+	assert_string_equal(sub->personal->name, NAME);  /* not named: kept */
+	assert_int_equal(sub->personal->n_languages, 2);
+	assert_true(sub->minor);
+	release(sub);
+	/* Corrected back. */
+	assert_int_equal(update(ACME, id, "minor", NULL, false, &sub), HV_OK);
+	assert_false(sub->minor);
+	release(sub);
+
+	/* Only the holder. */
+	assert_int_equal(update(OTHER, id, "contact", &p, false, NULL), HV_PERMISSION_DENIED);
+	expect_msg("does not hold subject");
+	assert_int_equal(update(OPERATOR, id, "contact", &p, false, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(update(SHELTER_A, id, "contact", &p, false, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(update(COORD, id, "contact", &p, false, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(update(ADMIN, id, "contact", &p, false, NULL), HV_PERMISSION_DENIED);
+
+	/* Bad input: named, never echoed. */
+	assert_int_equal(update(ACME, id, "", &p, false, NULL), HV_INVALID_ARGUMENT);
+	expect_msg("update_mask: 1 to 8");
+	assert_int_equal(update(ACME, id, "contact,Sentinel-field", &p, false, NULL),
+	    HV_INVALID_ARGUMENT);
+	expect_msg("update_mask[1] is not a field");
+	assert_null(strstr(errmsg, "Sentinel"));
+	assert_int_equal(update(ACME, id, "contact,contact", &p, false, NULL), HV_INVALID_ARGUMENT);
+	expect_msg("named before");
+	assert_int_equal(update(ACME, "not-an-id", "contact", &p, false, NULL), HV_INVALID_ARGUMENT);
+	{
+		Haven__Consent__V1__PersonalData bad = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+		bad.date_of_birth                    = "Sentinel-1999";
+		assert_int_equal(update(ACME, id, "date_of_birth", &bad, false, NULL),
+		    HV_INVALID_ARGUMENT);
+		expect_msg("date_of_birth must be a date");
+		assert_null(strstr(errmsg, "Sentinel"));
+	}
+	assert_int_equal(update(ACME, "00000000000000000000000000000000", "contact", &p, false, NULL),
+	    HV_NOT_FOUND);
+
+	/* Audited: the fields, not the values. */
+	assert_int_equal(rpc_audit_list(ACME, id, &l), HV_OK);
+	{
+		bool saw = false;
+		for (size_t i = 0; i < l->n_entries; i++) {
+			if (strcmp(l->entries[i]->method, M "UpdateSubject") == 0 &&
+			    strcmp(l->entries[i]->caller_org, "acme-ngo") == 0 && l->entries[i]->result == 0) {
+				saw = saw || strcmp(l->entries[i]->purpose, "contact,notes,minor") == 0;
+			}
+			assert_null(strstr(l->entries[i]->purpose, "SENTINEL"));
+		}
+		assert_true(saw);
+		/* The refusal of another referrer is recorded too. */
+		saw = false;
+		for (size_t i = 0; i < l->n_entries; i++) {
+			saw = saw || (strcmp(l->entries[i]->caller_org, "other-ngo") == 0 &&
+			                 l->entries[i]->result == HV_PERMISSION_DENIED);
+		}
+		assert_true(saw);
+	}
+	release(l);
+
+	/* A minor's guardian, shown to a provider that consent shares contact with. */
+	assert_int_equal(create(ACME, true, id), HV_OK);
+	g.subject      = id;
+	g.purposes     = share;
+	g.n_purposes   = 1;
+	g.recipients   = recips;
+	g.n_recipients = 1;
+	g.categories   = contact;
+	g.n_categories = 1;
+	g.given_by     = HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_GUARDIAN;
+	g.method       = HAVEN__CONSENT__V1__METHOD__METHOD_WRITTEN;
+	g.language     = "ro";
+	g.expires_ms   = clock_ms + 86400000;
+	/* Shared, but not for contacting her: how to reach her stays hidden. */
+	assert_int_equal(call(ACME, M "Grant", &g, &haven__consent__v1__consent_record__descriptor,
+	                     NULL),
+	    HV_OK);
+	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
+	g.n_purposes = 2; /* share-with-provider, contact */
+	assert_int_equal(call(ACME, M "Grant", &g, &haven__consent__v1__consent_record__descriptor,
+	                     NULL),
+	    HV_OK);
+	assert_int_equal(show(SHELTER_A, id, &sub), HV_OK);
+	assert_string_equal(sub->personal->guardian, GUARDIAN);
+	assert_string_equal(sub->personal->contact, "+40 700 000 000");
+	assert_string_equal(sub->personal->name, ""); /* identity is not shared */
+	release(sub);
+	assert_int_equal(show(SHELTER_B, id, NULL), HV_PERMISSION_DENIED);
+	/* statistics is retired: neither granted nor checked. */
+	g.purposes   = share + 2;
+	g.n_purposes = 1;
+	assert_int_equal(call(ACME, M "Grant", &g, &haven__consent__v1__consent_record__descriptor,
+	                     NULL),
+	    HV_INVALID_ARGUMENT);
+	expect_msg("statistics is retired");
+	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS, "",
+	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_UNSPECIFIED, false, NULL),
+	    HV_INVALID_ARGUMENT);
+	expect_msg("statistics is retired");
+	/* Erased: nothing to update. */
+	assert_int_equal(erase(ACME, id, NULL), HV_OK);
+	assert_int_equal(update(ACME, id, "contact", &p, false, NULL), HV_NOT_FOUND);
 }
 
 static void
@@ -767,6 +946,73 @@ test_withdrawal_events(void **state)
 	nng_close(sub);
 }
 
+/* Who accessed the data of any subject an organisation holds (no subject named): the entries
+ * of its own subjects, never another holder's, paged. */
+static void
+holder_wide(const char *id)
+{
+	Haven__Audit__V1__ListResponse *l = NULL;
+	Haven__Audit__V1__ListRequest   r = HAVEN__AUDIT__V1__LIST_REQUEST__INIT;
+	char                            theirs[CONSENT_ID_HEX], mine[CONSENT_ID_HEX];
+	bool                            saw_id = false;
+
+	assert_int_equal(create(OTHER, false, theirs), HV_OK);
+	assert_int_equal(show(OTHER, theirs, NULL), HV_OK);
+	assert_int_equal(rpc_audit_list(ACME, "", &l), HV_OK);
+	assert_true(l->n_entries >= 5);
+	for (size_t i = 0; i < l->n_entries; i++) {
+		assert_string_not_equal(l->entries[i]->subject, theirs);
+		assert_string_not_equal(l->entries[i]->subject, "");
+		saw_id = saw_id || strcmp(l->entries[i]->subject, id) == 0;
+	}
+	assert_true(saw_id);
+	release(l);
+	assert_int_equal(rpc_audit_list(OTHER, "", &l), HV_OK);
+	assert_true(l->n_entries >= 2);
+	for (size_t i = 0; i < l->n_entries; i++) {
+		assert_string_equal(l->entries[i]->subject, theirs);
+	}
+	release(l);
+	/* Paged: one entry a page, each after the last. */
+	r.limit = 1;
+	assert_int_equal(call(ACME, M_AUDIT "List", &r, &haven__audit__v1__list_response__descriptor,
+	                     &l),
+	    HV_OK);
+	assert_int_equal(l->n_entries, 1);
+	assert_int_equal(l->next_after_seq, l->entries[0]->seq);
+	r.after_seq = l->next_after_seq;
+	release(l);
+	assert_int_equal(call(ACME, M_AUDIT "List", &r, &haven__audit__v1__list_response__descriptor,
+	                     &l),
+	    HV_OK);
+	assert_int_equal(l->n_entries, 1);
+	assert_true(l->entries[0]->seq > r.after_seq);
+	release(l);
+	/* Its entry behind more than a page (256) of another holder's: found, nothing else. */
+	assert_int_equal(create(ACME, false, mine), HV_OK);
+	r.limit     = 1000;
+	r.after_seq = 0;
+	assert_int_equal(call(ACME, M_AUDIT "List", &r, &haven__audit__v1__list_response__descriptor,
+	                     &l),
+	    HV_OK);
+	r.after_seq = l->entries[l->n_entries - 1]->seq;
+	release(l);
+	for (int i = 0; i < 300; i++) {
+		assert_int_equal(check(OTHER, theirs, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL, "",
+		                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_UNSPECIFIED, false, NULL),
+		    HV_OK);
+	}
+	assert_int_equal(show(ACME, mine, NULL), HV_OK);
+	assert_int_equal(call(ACME, M_AUDIT "List", &r, &haven__audit__v1__list_response__descriptor,
+	                     &l),
+	    HV_OK);
+	assert_int_equal(l->n_entries, 1);
+	assert_string_equal(l->entries[0]->subject, mine);
+	assert_string_equal(l->entries[0]->method, M "GetSubject");
+	assert_int_equal(l->next_after_seq, 0);
+	release(l);
+}
+
 static void
 test_audit(void **state)
 {
@@ -793,8 +1039,7 @@ test_audit(void **state)
 	assert_int_equal(rpc_audit_list(COORD, id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(rpc_audit_list(COORD, "", NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(rpc_audit_list(ADMIN, "", NULL), HV_PERMISSION_DENIED);
-	assert_int_equal(rpc_audit_list(ACME, "", NULL), HV_PERMISSION_DENIED);
-	expect_msg("name the subject");
+	holder_wide(id);
 	assert_int_equal(rpc_audit_list(ACME, id, &l), HV_OK);
 	assert_int_equal(l->n_entries, 5);
 	for (size_t i = 0; i < l->n_entries; i++) {
@@ -1218,11 +1463,11 @@ test_async_check_audit(void **state)
 		assert_true(cr->allowed);
 		release(cr);
 	}
-	assert_int_equal(check(OPERATOR, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS,
+	assert_int_equal(check(OPERATOR, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT,
 	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
 	    HV_OK);
 	assert_int_equal(check(OPERATOR, "0123456789abcdef0123456789abcdef",
-	                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS, "shelter-a",
+	                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT, "shelter-a",
 	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
 	    HV_NOT_FOUND);
 	assert_int_equal(audit_flush(consent_audit(cs)), HV_OK);
@@ -1557,6 +1802,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roles),
 		cmocka_unit_test(test_minor),
+		cmocka_unit_test(test_update_subject),
 		cmocka_unit_test(test_expired_and_withdrawn),
 		cmocka_unit_test(test_receipts),
 		cmocka_unit_test(test_withdrawal_events),

@@ -1,8 +1,10 @@
 /*
  * cmd_audit.c - the node's audit log on the command line:
  *
- *   haven audit verify                                         the chain and its checkpoints
- *   haven audit show [--subject ID] [--after SEQ] [--limit N]  entries, oldest first
+ *   haven audit verify                                    the chain and its checkpoints
+ *   haven audit show [--subject ID] [--after SEQ] [--limit N]
+ *       entries, oldest first; without --subject every entry (the operator), or those of
+ *       the subjects the organisation holds
  *
  * Entries name who did what to which record, by ids: no personal data.
  */

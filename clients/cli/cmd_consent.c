@@ -1,11 +1,7 @@
 /*
- * cmd_consent.c - subjects and consent on the command line (the audit log is in cmd_audit.c):
+ * cmd_consent.c - consent on the command line (subjects: cmd_subject.c; the audit log:
+ * cmd_audit.c):
  *
- *   haven subject create [--name N] [--dob YYYY-MM-DD] [--nationality X] [--language L]...
- *                        [--contact C] [--notes T] [--minor]      prints the new id only
- *   haven subject show ID
- *   haven subject erase ID
- *   haven subject transfer ID --to ORG
  *   haven consent grant SUBJECT --purpose P[,P] (--recipient ORG[,ORG] | --accepting-provider)
  *                       --category C[,C] --given-by subject|guardian|representative
  *                       --method written|verbal|verbal-with-interpreter|electronic
@@ -20,12 +16,11 @@
  *   haven consent receipt-key                      the node's receipt public key
  *   haven consent rotate-key                       rotate the key-encryption key now
  *
- * Personal data is printed only by `subject show`, to a caller the node lets see it, and is
- * read from the options of `subject create` (mind the shell history: `--notes -` reads the
- * notes from standard input instead). `consent check` exits 0 whether allowed or not: the
- * answer is printed (and "allowed" in --json).
+ * `consent check` exits 0 whether allowed or not: the answer is printed (and "allowed" in
+ * --json). Purposes: referral, share-with-provider, contact (statistics is retired:
+ * docs/consent.md).
  */
-#include "cli.h"
+#include "cmd_consent.h"
 
 #include "haven/auth.h"
 #include "haven/clock.h"
@@ -45,17 +40,14 @@
 
 #define M(name) "haven.consent.v1.Consent/" name
 
-#define LIST_MAX 32
-#define NOTES_READ_MAX (4 * 1024 + 1)
 #define RECEIPT_FILE_MAX (64 * 1024)
 #define DAY_MS (24LL * 3600 * 1000)
 
 /* ---- arguments ------------------------------------------------------------------------ */
 
-/* Every value of a repeatable, comma-separated option, split into out (pointing into buf);
- * a usage error when there are more than LIST_MAX or they do not fit. */
-static int
-opt_values(const cli_args *a, const char *name, char **out, size_t *n, char *buf, size_t bufsz)
+int
+consent_cli_values(const cli_args *a, const char *name, char **out, size_t *n, char *buf,
+    size_t bufsz)
 {
 	int k = cli_opt_list(a, name, out, LIST_MAX, buf, bufsz);
 
@@ -68,20 +60,13 @@ opt_values(const cli_args *a, const char *name, char **out, size_t *n, char *buf
 	return (0);
 }
 
-/* A consent enum as the CLI writes it: the proto names without the prefix every value
- * repeats ("PURPOSE_SHARE_WITH_PROVIDER" -> "share-with-provider"), as receipts do. */
-typedef struct {
-	const ProtobufCEnumDescriptor *ek_desc;
-	const char                    *ek_prefix;
-} enum_kind;
-
 static const enum_kind PURPOSE  = { &haven__consent__v1__purpose__descriptor, "PURPOSE_" };
-static const enum_kind CATEGORY = { &haven__consent__v1__category__descriptor, "CATEGORY_" };
+const enum_kind        CATEGORY = { &haven__consent__v1__category__descriptor, "CATEGORY_" };
 static const enum_kind GIVEN_BY = { &haven__consent__v1__given_by__descriptor, "GIVEN_BY_" };
 static const enum_kind METHOD   = { &haven__consent__v1__method__descriptor, "METHOD_" };
 
-static const char *
-kind_name(const enum_kind *k, int v, char buf[PBENUM_NAME_MAX])
+const char *
+consent_cli_kind_name(const enum_kind *k, int v, char buf[PBENUM_NAME_MAX])
 {
 	return (pbenum_name(k->ek_desc, k->ek_prefix, v, buf, PBENUM_NAME_MAX));
 }
@@ -111,7 +96,7 @@ enum_list(const cli_args *a, const char *name, const enum_kind *k, int *out, siz
 	char    buf[1024], names[256];
 	int     rc;
 
-	if ((rc = opt_values(a, name, words, n, buf, sizeof(buf))) != 0) {
+	if ((rc = consent_cli_values(a, name, words, n, buf, sizeof(buf))) != 0) {
 		return (rc);
 	}
 	for (size_t i = 0; i < *n; i++) {
@@ -123,10 +108,8 @@ enum_list(const cli_args *a, const char *name, const enum_kind *k, int *out, siz
 	return (0);
 }
 
-/* ---- output ----------------------------------------------------------------------------- */
-
-static json_t *
-json_strings(char **v, size_t n)
+json_t *
+consent_cli_json_strings(char **v, size_t n)
 {
 	json_t *a = json_array();
 
@@ -136,20 +119,20 @@ json_strings(char **v, size_t n)
 	return (a);
 }
 
-static json_t *
-json_names(const int *v, size_t n, const enum_kind *k)
+json_t *
+consent_cli_json_names(const int *v, size_t n, const enum_kind *k)
 {
 	json_t *a = json_array();
 	char    name[PBENUM_NAME_MAX];
 
 	for (size_t i = 0; i < n; i++) {
-		json_array_append_new(a, json_string(kind_name(k, v[i], name)));
+		json_array_append_new(a, json_string(consent_cli_kind_name(k, v[i], name)));
 	}
 	return (a);
 }
 
-static void
-join_names(const int *v, size_t n, const enum_kind *k, char *buf, size_t bufsz)
+void
+consent_cli_join_names(const int *v, size_t n, const enum_kind *k, char *buf, size_t bufsz)
 {
 	char   name[PBENUM_NAME_MAX];
 	size_t o = 0;
@@ -157,12 +140,12 @@ join_names(const int *v, size_t n, const enum_kind *k, char *buf, size_t bufsz)
 	buf[0] = '\0';
 	for (size_t i = 0; i < n && o < bufsz; i++) {
 		o += (size_t) snprintf(buf + o, bufsz - o, "%s%s", i > 0 ? "," : "",
-		    kind_name(k, v[i], name));
+		    consent_cli_kind_name(k, v[i], name));
 	}
 }
 
-static void
-join_strings(char **v, size_t n, char *buf, size_t bufsz)
+void
+consent_cli_join_strings(char **v, size_t n, char *buf, size_t bufsz)
 {
 	size_t o = 0;
 
@@ -183,13 +166,13 @@ record_json(const record_t *c)
 	json_object_set_new(j, "id", json_string(c->id));
 	json_object_set_new(j, "subject", json_string(c->subject));
 	json_object_set_new(j, "purposes",
-	    json_names((const int *) c->purposes, c->n_purposes, &PURPOSE));
-	json_object_set_new(j, "recipients", json_strings(c->recipients, c->n_recipients));
+	    consent_cli_json_names((const int *) c->purposes, c->n_purposes, &PURPOSE));
+	json_object_set_new(j, "recipients", consent_cli_json_strings(c->recipients, c->n_recipients));
 	json_object_set_new(j, "accepting_provider", json_boolean(c->accepting_provider));
 	json_object_set_new(j, "categories",
-	    json_names((const int *) c->categories, c->n_categories, &CATEGORY));
-	json_object_set_new(j, "given_by", json_string(kind_name(&GIVEN_BY, (int) c->given_by, name)));
-	json_object_set_new(j, "method", json_string(kind_name(&METHOD, (int) c->method, name)));
+	    consent_cli_json_names((const int *) c->categories, c->n_categories, &CATEGORY));
+	json_object_set_new(j, "given_by", json_string(consent_cli_kind_name(&GIVEN_BY, (int) c->given_by, name)));
+	json_object_set_new(j, "method", json_string(consent_cli_kind_name(&METHOD, (int) c->method, name)));
 	json_object_set_new(j, "language", json_string(c->language));
 	json_object_set_new(j, "valid_from_ms", json_integer(c->valid_from_ms));
 	json_object_set_new(j, "expires_ms", json_integer(c->expires_ms));
@@ -206,246 +189,23 @@ record_print(const record_t *c)
 	char purposes[128], cats[128], recips[1024], t1[32], t2[32], t3[32];
 	char by[PBENUM_NAME_MAX], method[PBENUM_NAME_MAX];
 
-	join_names((const int *) c->purposes, c->n_purposes, &PURPOSE, purposes, sizeof(purposes));
-	join_names((const int *) c->categories, c->n_categories, &CATEGORY, cats, sizeof(cats));
-	join_strings(c->recipients, c->n_recipients, recips, sizeof(recips));
+	consent_cli_join_names((const int *) c->purposes, c->n_purposes, &PURPOSE, purposes, sizeof(purposes));
+	consent_cli_join_names((const int *) c->categories, c->n_categories, &CATEGORY, cats, sizeof(cats));
+	consent_cli_join_strings(c->recipients, c->n_recipients, recips, sizeof(recips));
 	printf("consent      %s\n", c->id);
 	printf("subject      %s\n", c->subject);
 	printf("purposes     %s\n", purposes);
 	printf("recipients   %s%s%s\n", recips, c->accepting_provider && c->n_recipients ? "," : "",
 	    c->accepting_provider ? "(the accepting provider)" : "");
 	printf("categories   %s\n", cats);
-	printf("given by     %s, %s, in %s\n", kind_name(&GIVEN_BY, (int) c->given_by, by),
-	    kind_name(&METHOD, (int) c->method, method), c->language);
+	printf("given by     %s, %s, in %s\n", consent_cli_kind_name(&GIVEN_BY, (int) c->given_by, by),
+	    consent_cli_kind_name(&METHOD, (int) c->method, method), c->language);
 	printf("valid        %s until %s\n", cli_when(c->valid_from_ms, t1, sizeof(t1)),
 	    cli_when(c->expires_ms, t2, sizeof(t2)));
 	printf("withdrawn    %s\n", cli_when(c->withdrawn_at_ms, t3, sizeof(t3)));
 	printf("recorded by  %s (version %llu)\n",
 	    c->recorded_by[0] != '\0' ? c->recorded_by : "the node's operator",
 	    (unsigned long long) c->version);
-}
-
-/* ---- subject ---------------------------------------------------------------------------- */
-
-/* Reads the notes from standard input (for `--notes -`), at most the bound plus one byte so
- * that the node, not the CLI, says what the bound is. */
-static char *
-read_stdin(void)
-{
-	char  *buf = malloc(NOTES_READ_MAX + 1);
-	size_t n;
-
-	if (buf == NULL) {
-		return (NULL);
-	}
-	n = fread(buf, 1, NOTES_READ_MAX, stdin);
-	while (n > 0 && buf[n - 1] == '\n') {
-		n--;
-	}
-	buf[n] = '\0';
-	return (buf);
-}
-
-static int
-do_subject_create(cli *c, int argc, char **argv)
-{
-	Haven__Consent__V1__CreateSubjectRequest   req = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
-	Haven__Consent__V1__PersonalData           p   = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
-	Haven__Consent__V1__CreateSubjectResponse *rep = NULL;
-	char                                      *langs[LIST_MAX];
-	char                                       lbuf[1024];
-	char                                      *notes = NULL;
-	size_t                                     nl;
-	cli_args                                       a;
-	int                                        rc;
-
-	if ((rc = cli_args_parse(&a, argc, argv, "subject create", 0,
-	         "name dob nationality language contact notes", "minor")) != 0) {
-		return (rc);
-	}
-	if ((rc = opt_values(&a, "language", langs, &nl, lbuf, sizeof(lbuf))) != 0 ||
-	    (rc = cli_langs_check("language", langs, nl)) != 0) {
-		return (rc);
-	}
-	p.name          = (char *) (cli_opt(&a, "name") ? cli_opt(&a, "name") : "");
-	p.date_of_birth = (char *) (cli_opt(&a, "dob") ? cli_opt(&a, "dob") : "");
-	p.nationality   = (char *) (cli_opt(&a, "nationality") ? cli_opt(&a, "nationality") : "");
-	p.contact       = (char *) (cli_opt(&a, "contact") ? cli_opt(&a, "contact") : "");
-	p.notes         = (char *) (cli_opt(&a, "notes") ? cli_opt(&a, "notes") : "");
-	p.languages     = langs;
-	p.n_languages   = nl;
-	if (strcmp(p.notes, "-") == 0) {
-		if ((notes = read_stdin()) == NULL) {
-			return (cli_fail(c, "subject create", HV_RESOURCE_EXHAUSTED, "out of memory"));
-		}
-		p.notes = notes;
-	}
-	req.personal = &p;
-	req.minor    = cli_flag(&a, "minor");
-	rc = cli_call(c, "subject create", M("CreateSubject"), &req.base,
-	    &haven__consent__v1__create_subject_response__descriptor, (ProtobufCMessage **) &rep,
-	    false);
-	if (notes != NULL) {
-		crypto_wipe(notes, strlen(notes));
-		free(notes);
-	}
-	if (rc != 0) {
-		return (rc);
-	}
-	if (c->json) {
-		cli_print_json(json_pack("{s:s}", "id", rep->id));
-	} else {
-		printf("%s\n", rep->id);
-	}
-	protobuf_c_message_free_unpacked(&rep->base, NULL);
-	return (0);
-}
-
-static int
-do_subject_show(cli *c, int argc, char **argv)
-{
-	Haven__Consent__V1__GetSubjectRequest req = HAVEN__CONSENT__V1__GET_SUBJECT_REQUEST__INIT;
-	Haven__Consent__V1__Subject          *rep = NULL;
-	const Haven__Consent__V1__PersonalData *p;
-	char                                  langs[1024], shown[128], t[32];
-	cli_args                                  a;
-	int                                   rc;
-
-	if ((rc = cli_args_parse(&a, argc, argv, "subject show", 1, "", "")) != 0) {
-		return (rc);
-	}
-	if (a.npos != 1) {
-		return (cli_usage("subject show takes one ID"));
-	}
-	req.id = (char *) a.pos[0];
-	if ((rc = cli_call(c, "subject show", M("GetSubject"), &req.base,
-	         &haven__consent__v1__subject__descriptor, (ProtobufCMessage **) &rep, true)) != 0) {
-		return (rc);
-	}
-	p = rep->personal;
-	join_strings(p->languages, p->n_languages, langs, sizeof(langs));
-	join_names((const int *) rep->shown, rep->n_shown, &CATEGORY, shown,
-	    sizeof(shown));
-	if (c->json) {
-		json_t *j = json_object();
-		json_t *pj = json_object();
-		json_object_set_new(j, "id", json_string(rep->id));
-		json_object_set_new(j, "minor", json_boolean(rep->minor));
-		json_object_set_new(j, "created_by", json_string(rep->created_by));
-		json_object_set_new(j, "holder", json_string(rep->holder));
-		json_object_set_new(j, "created_at_ms", json_integer(rep->created_at_ms));
-		json_object_set_new(j, "shown",
-		    json_names((const int *) rep->shown, rep->n_shown, &CATEGORY));
-		json_object_set_new(pj, "name", json_string(p->name));
-		json_object_set_new(pj, "date_of_birth", json_string(p->date_of_birth));
-		json_object_set_new(pj, "nationality", json_string(p->nationality));
-		json_object_set_new(pj, "languages", json_strings(p->languages, p->n_languages));
-		json_object_set_new(pj, "contact", json_string(p->contact));
-		json_object_set_new(pj, "notes", json_string(p->notes));
-		json_object_set_new(j, "personal", pj);
-		cli_print_json(j);
-	} else {
-		printf("subject        %s%s\n", rep->id, rep->minor ? " (minor)" : "");
-		printf("created by     %s, %s\n",
-		    rep->created_by[0] != '\0' ? rep->created_by : "the node's operator",
-		    cli_when(rep->created_at_ms, t, sizeof(t)));
-		printf("held by        %s\n",
-		    rep->holder[0] != '\0' ? rep->holder : "the node's operator");
-		printf("shown          %s\n", shown);
-		printf("name           %s\n", p->name);
-		printf("date of birth  %s\n", p->date_of_birth);
-		printf("nationality    %s\n", p->nationality);
-		printf("languages      %s\n", langs);
-		printf("contact        %s\n", p->contact);
-		printf("notes          %s\n", p->notes);
-	}
-	protobuf_c_message_free_unpacked(&rep->base, NULL);
-	return (0);
-}
-
-static int
-do_subject_erase(cli *c, int argc, char **argv)
-{
-	Haven__Consent__V1__EraseSubjectRequest   req = HAVEN__CONSENT__V1__ERASE_SUBJECT_REQUEST__INIT;
-	Haven__Consent__V1__EraseSubjectResponse *rep = NULL;
-	char                                      t[32];
-	cli_args                                      a;
-	int                                       rc;
-
-	if ((rc = cli_args_parse(&a, argc, argv, "subject erase", 1, "", "")) != 0) {
-		return (rc);
-	}
-	if (a.npos != 1) {
-		return (cli_usage("subject erase takes one ID"));
-	}
-	req.id = (char *) a.pos[0];
-	if ((rc = cli_call(c, "subject erase", M("EraseSubject"), &req.base,
-	         &haven__consent__v1__erase_subject_response__descriptor,
-	         (ProtobufCMessage **) &rep, false)) != 0) {
-		return (rc);
-	}
-	if (c->json) {
-		cli_print_json(json_pack("{s:s, s:I, s:i, s:I}", "id", req.id, "erased_at_ms",
-		    (json_int_t) rep->erased_at_ms, "consents_withdrawn", (int) rep->consents_withdrawn,
-		    "kek_generation", (json_int_t) rep->kek_generation));
-	} else {
-		printf("subject %s erased at %s; %u consents withdrawn; key-encryption key now "
-		       "generation %llu\n",
-		    req.id, cli_when(rep->erased_at_ms, t, sizeof(t)), rep->consents_withdrawn,
-		    (unsigned long long) rep->kek_generation);
-	}
-	protobuf_c_message_free_unpacked(&rep->base, NULL);
-	return (0);
-}
-
-/* haven subject transfer ID --to ORG: hands the subject to another referrer organisation. */
-static int
-do_subject_transfer(cli *c, int argc, char **argv)
-{
-	Haven__Consent__V1__TransferSubjectRequest req =
-	    HAVEN__CONSENT__V1__TRANSFER_SUBJECT_REQUEST__INIT;
-	Haven__Consent__V1__Subject *rep = NULL;
-	cli_args                     a;
-	int                          rc;
-
-	if ((rc = cli_args_parse(&a, argc, argv, "subject transfer", 1, "to", "")) != 0) {
-		return (rc);
-	}
-	if (a.npos != 1 || cli_opt(&a, "to") == NULL) {
-		return (cli_usage("subject transfer takes one ID and --to ORG"));
-	}
-	req.id     = (char *) a.pos[0];
-	req.to_org = (char *) cli_opt(&a, "to");
-	if ((rc = cli_call(c, "subject transfer", M("TransferSubject"), &req.base,
-	         &haven__consent__v1__subject__descriptor, (ProtobufCMessage **) &rep, false)) != 0) {
-		return (rc);
-	}
-	if (c->json) {
-		cli_print_json(json_pack("{s:s, s:s, s:s}", "id", rep->id, "holder", rep->holder,
-		    "created_by", rep->created_by));
-	} else {
-		printf("subject %s is held by %s now\n", rep->id, rep->holder);
-	}
-	protobuf_c_message_free_unpacked(&rep->base, NULL);
-	return (0);
-}
-
-int
-cmd_subject(cli *c, int argc, char **argv)
-{
-	if (argc >= 1 && strcmp(argv[0], "create") == 0) {
-		return (do_subject_create(c, argc - 1, argv + 1));
-	}
-	if (argc >= 1 && strcmp(argv[0], "show") == 0) {
-		return (do_subject_show(c, argc - 1, argv + 1));
-	}
-	if (argc >= 1 && strcmp(argv[0], "erase") == 0) {
-		return (do_subject_erase(c, argc - 1, argv + 1));
-	}
-	if (argc >= 1 && strcmp(argv[0], "transfer") == 0) {
-		return (do_subject_transfer(c, argc - 1, argv + 1));
-	}
-	return (cli_usage("subject create|show|erase|transfer"));
 }
 
 /* ---- consent ---------------------------------------------------------------------------- */
@@ -488,7 +248,7 @@ do_grant(cli *c, int argc, char **argv)
 	}
 	if ((rc = enum_list(&a, "purpose", &PURPOSE, purposes, &np)) != 0 ||
 	    (rc = enum_list(&a, "category", &CATEGORY, cats, &nc)) != 0 ||
-	    (rc = opt_values(&a, "recipient", recips, &nr, rbuf, sizeof(rbuf))) != 0) {
+	    (rc = consent_cli_values(&a, "recipient", recips, &nr, rbuf, sizeof(rbuf))) != 0) {
 		return (rc);
 	}
 	if (np == 0 || nc == 0) {
@@ -596,9 +356,9 @@ do_list(cli *c, int argc, char **argv)
 			        : now >= r->expires_ms                  ? "expired"
 			        : now < r->valid_from_ms                ? "pending"
 			                                                : "in force";
-			join_names((const int *) r->purposes, r->n_purposes, &PURPOSE,
+			consent_cli_join_names((const int *) r->purposes, r->n_purposes, &PURPOSE,
 			    purposes, sizeof(purposes));
-			join_strings(r->recipients, r->n_recipients, recips, sizeof(recips));
+			consent_cli_join_strings(r->recipients, r->n_recipients, recips, sizeof(recips));
 			if (r->accepting_provider) {
 				size_t o = strlen(recips);
 				snprintf(recips + o, sizeof(recips) - o, "%saccepting-provider",

@@ -74,7 +74,9 @@ usage(FILE *f)
 	    "  admin backup DIR   consistent, compacted copy of the store (operator, admin)\n"
 	    "  admin status       store size and call counters (operator, admin)\n"
 	    "  subject create [--name N] [--dob YYYY-MM-DD] [--nationality X] [--language L]...\n"
-	    "                 [--contact C] [--notes T|-] [--minor]     prints the new subject id\n"
+	    "                 [--contact C] [--notes T|-] [--guardian G] [--minor]\n"
+	    "                                                          prints the new subject id\n"
+	    "  subject update ID [the create options] [--minor yes|no] [--clear FIELD[,FIELD]]\n"
 	    "  subject show ID    subject erase ID    subject transfer ID --to ORG\n"
 	    "  consent grant SUBJECT --purpose P[,P] (--recipient ORG[,ORG] | --accepting-provider)\n"
 	    "                --category C[,C] --given-by subject|guardian|representative\n"
@@ -86,7 +88,8 @@ usage(FILE *f)
 	    "  consent receipt ID | --verify FILE [--key PEM]    consent receipt-key\n"
 	    "  consent rotate-key     rotate the key-encryption key now (operator, admin)\n"
 	    "  audit verify           recompute the audit chain; name the first bad entry\n"
-	    "  audit show [--subject ID] [--after SEQ] [--limit N]    who saw whom\n"
+	    "  audit show [--subject ID] [--after SEQ] [--limit N]    who saw whom (a holder: its\n"
+	    "                                                          subjects when none named)\n"
 	    "exit codes: 0 ok, 1..16 the call's gRPC status code, 64 usage\n");
 }
 

@@ -1,17 +1,21 @@
 /*
  * audit_rpc.c - haven.audit.v1.Audit: Verify (recompute the chain, name the first entry that
- * was changed, removed or reordered) and List (who accessed what, or whom), over the audit log
- * of services/common. Served by haven-consent for the whole node: every service appends to
+ * was changed, removed or reordered) and List (who accessed what, or whom; for an
+ * organisation, who accessed the data of the subjects it holds), over the audit log of
+ * services/common. Served by haven-consent for the whole node: every service appends to
  * the same tables. Reading the log is not itself audited: it holds no personal data.
  */
-#include "consent_internal.h"
+#include "consent_rpc.h"
 
 #include "haven/consent/v1/audit.pb-c.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define LIST_DEFAULT 100
+#define SCAN_PAGE 256     /* entries read at a time by holder_list */
+#define SCAN_MAX 16384    /* entries holder_list reads in one call at most */
 
 /* With Check's entries queued, what was queued before this call is written first, so that the
  * log read is the log of every access answered so far. A writer that failed is reported by
@@ -24,7 +28,8 @@ audit_rpc_flush(consent_service *cs)
 	}
 }
 
-HANDLER(consent_h_audit_verify)
+static hv_status
+h_audit_verify(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
 	consent_service                 *cs  = svc;
 	Haven__Audit__V1__VerifyResponse *out = rpc_call_alloc(call, sizeof(*out));
@@ -61,7 +66,7 @@ HANDLER(consent_h_audit_verify)
 }
 
 /* Whether the caller may list the entries asked for: the operator any; a referrer those of a
- * subject it holds, named in the request (who accessed its own clients' data). */
+ * subject it holds, named in the request, or (none named) of every subject it holds. */
 static hv_status
 list_allowed(rpc_call *call, consent_service *cs, const char *subject,
     const uint8_t sid[CONSENT_ID_LEN])
@@ -76,8 +81,7 @@ list_allowed(rpc_call *call, consent_service *cs, const char *subject,
 		return (HV_OK);
 	}
 	if (subject[0] == '\0') {
-		return (rpc_call_error(call, HV_PERMISSION_DENIED,
-		    "an organisation lists the entries of a subject it holds: name the subject"));
+		return (HV_OK); /* an organisation: the subjects it holds (holder_list) */
 	}
 	if ((st = store_read_begin(cs->cs_store, &txn)) != HV_OK) {
 		return (st);
@@ -91,7 +95,100 @@ list_allowed(rpc_call *call, consent_service *cs, const char *subject,
 	return (st == HV_OK ? HV_OK : rpc_call_error(call, st, "%s", err));
 }
 
-HANDLER(consent_h_audit_list)
+/* The last subjects a holder scan decided on: most entries of a run are about a few. */
+#define HELD_CACHE 16
+
+typedef struct held_cache {
+	char hc_subject[HELD_CACHE][CONSENT_ID_HEX];
+	bool hc_held[HELD_CACHE];
+	int  hc_next;
+} held_cache;
+
+/* Whether caller (an organisation) holds the subject an entry is about, now. Entries about
+ * no subject, an erased one (its tombstone names no holder) or one held by another are not
+ * the caller's. */
+static hv_status
+held_by(consent_service *cs, store_txn *txn, const rpc_caller *caller, const char *subject,
+    held_cache *c, bool *held)
+{
+	Haven__Consent__V1__SubjectRecord *rec = NULL;
+	uint8_t                            sid[CONSENT_ID_LEN];
+	hv_status                          st;
+
+	*held = false;
+	if (caller->role != RPC_ROLE_REFERRER || consent_id_parse(subject, sid) != 0) {
+		return (HV_OK);
+	}
+	for (int i = 0; i < HELD_CACHE; i++) {
+		if (strcmp(c->hc_subject[i], subject) == 0) {
+			*held = c->hc_held[i];
+			return (HV_OK);
+		}
+	}
+	st = consent_subject_get(cs, txn, sid, true, &rec, NULL, 0);
+	if (st == HV_OK) {
+		*held = rec->erased_at_ms == 0 && strcmp(consent_holder(rec), caller->org_id) == 0;
+		protobuf_c_message_free_unpacked(&rec->base, NULL);
+	} else if (st != HV_NOT_FOUND) {
+		return (st);
+	}
+	snprintf(c->hc_subject[c->hc_next], CONSENT_ID_HEX, "%s", subject);
+	c->hc_held[c->hc_next] = *held;
+	c->hc_next             = (c->hc_next + 1) % HELD_CACHE;
+	return (HV_OK);
+}
+
+/*
+ * Who accessed the data of any subject the caller holds: the entries after after_seq about
+ * those subjects, up to max, read from the whole log page by page. A call reads at most
+ * SCAN_MAX entries of the log; *next is where the next page starts (0 at the log's end), so a
+ * holder with few entries among many pages through with empty pages rather than one long
+ * call.
+ */
+static hv_status
+holder_list(consent_service *cs, store_txn *txn, const rpc_caller *caller, uint64_t after_seq,
+    audit_entry *es, size_t max, size_t *n, uint64_t *next)
+{
+	audit_entry *page = calloc(SCAN_PAGE, sizeof(*page));
+	held_cache  *c    = calloc(1, sizeof(*c));
+	size_t       got = 0, scanned = 0;
+	bool         held;
+	hv_status    st = HV_RESOURCE_EXHAUSTED;
+
+	*n    = 0;
+	*next = 0;
+	if (page == NULL || c == NULL) {
+		goto out;
+	}
+	do {
+		if ((st = audit_list(cs->cs_audit, txn, NULL, after_seq, page, SCAN_PAGE, &got)) !=
+		    HV_OK) {
+			goto out;
+		}
+		for (size_t i = 0; i < got; i++) {
+			after_seq = page[i].seq;
+			if ((st = held_by(cs, txn, caller, page[i].subject, c, &held)) != HV_OK) {
+				goto out;
+			}
+			if (held) {
+				es[(*n)++] = page[i];
+			}
+			if (*n == max) {
+				*next = after_seq;
+				goto out;
+			}
+		}
+		scanned += got;
+	} while (got == SCAN_PAGE && scanned < SCAN_MAX);
+	*next = got == SCAN_PAGE ? after_seq : 0;
+out:
+	free(page);
+	free(c);
+	return (st);
+}
+
+static hv_status
+h_audit_list(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
 	consent_service                     *cs  = svc;
 	const Haven__Audit__V1__ListRequest *in  = (const void *) req;
@@ -100,6 +197,7 @@ HANDLER(consent_h_audit_list)
 	store_txn                           *txn = NULL;
 	size_t                               n   = 0;
 	size_t                               max = in->limit != 0 ? in->limit : LIST_DEFAULT;
+	uint64_t                             next = 0;
 	uint8_t                              sid[CONSENT_ID_LEN];
 	hv_status                            st;
 
@@ -121,8 +219,12 @@ HANDLER(consent_h_audit_list)
 	if ((st = store_read_begin(cs->cs_store, &txn)) != HV_OK) {
 		goto out;
 	}
-	st = audit_list(cs->cs_audit, txn, in->subject[0] != '\0' ? in->subject : NULL,
-	    in->after_seq, es, max, &n);
+	if (in->subject[0] == '\0' && rpc_call_caller(call)->role != RPC_ROLE_OPERATOR) {
+		st = holder_list(cs, txn, rpc_call_caller(call), in->after_seq, es, max, &n, &next);
+	} else if ((st = audit_list(cs->cs_audit, txn, in->subject[0] != '\0' ? in->subject : NULL,
+	                in->after_seq, es, max, &n)) == HV_OK) {
+		next = n == max && n > 0 ? es[n - 1].seq : 0;
+	}
 	store_read_end(txn);
 	if (st != HV_OK) {
 		st = rpc_call_error(call, st, "the audit log could not be read");
@@ -164,10 +266,24 @@ HANDLER(consent_h_audit_list)
 		e->hash.len                      = AUDIT_HASH_LEN;
 		out->entries[out->n_entries++] = e;
 	}
-	out->next_after_seq = n == max && n > 0 ? es[n - 1].seq : 0;
+	out->next_after_seq = next;
 	*reply              = &out->base;
 	st                  = HV_OK;
 out:
 	free(es);
 	return (st);
 }
+
+#define R_HOLDER (RPC_ROLE_REFERRER | RPC_ROLE_OPERATOR)
+
+/* The whole log: the operator; its chain: admins too; a referrer: the entries of a subject it
+ * holds (h_audit_list). */
+const rpc_method_impl audit_rpc_methods[] = {
+	{ .name    = "Verify",
+	    .handler = h_audit_verify,
+	    .roles   = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
+	{ .name = "List", .handler = h_audit_list, .roles = R_HOLDER },
+};
+
+_Static_assert(sizeof(audit_rpc_methods) / sizeof(audit_rpc_methods[0]) == AUDIT_RPC_METHODS,
+    "AUDIT_RPC_METHODS counts audit_rpc_methods");

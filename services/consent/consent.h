@@ -67,6 +67,14 @@ typedef struct consent_options {
 	hv_status (*accepting_provider)(void *arg, store_txn *txn, const char *subject,
 	    const char *org_id, bool *yes);
 	void *accepting_arg;
+	/* Called after an erasure committed, before the caller hears of it (no transaction
+	 * open), so that the service keeping the subject's referrals ends her open ones first:
+	 * offers withdrawn, holds released, waiting needs ended (the node passes the referral
+	 * service's ref_consent_withdrawn). Its failure is logged; the withdrawal event
+	 * (CONSENT_TOPIC_WITHDRAWN, erased) reaches a referral service in another process.
+	 * NULL: none. */
+	hv_status (*subject_erased)(void *arg, const char *subject);
+	void *erased_arg;
 	/* How often the KEK is rotated at least; 0: every 24 h. A thread checks hourly. */
 	uint32_t rotate_interval_s;
 	/* Check (the RPC) appends its audit entry through the audit log's writer thread
@@ -138,9 +146,10 @@ hv_status consent_subject_minor_txn(consent_service *cs, store_txn *txn, const c
     bool *minor);
 
 /* The provider read path: decrypts the fields of a subject's personal data that consents in
- * force allow sharing with caller->org_id (purpose share-with-provider; the provider listed,
- * or accepting_provider with recipient_is_accepting_provider), category by category
- * (identity: name, date of birth, nationality, languages; contact: contact; other: notes).
+ * force allow sharing with caller->org_id (the provider listed, or accepting_provider with
+ * recipient_is_accepting_provider), category by category: identity (name, date of birth,
+ * nationality, languages) and other (notes) with purpose share-with-provider, contact (her
+ * contact, her guardian) with purpose contact (docs/consent.md, Purposes).
  * PERMISSION_DENIED when no category is allowed, DATA_LOSS when a field does not decrypt.
  * Appends an audit entry (write transaction). *out is the caller's: free it with
  * consent_personal_free, which wipes it. */
@@ -236,6 +245,10 @@ int consent_method_parse(const char *s, int *out);
 hv_status consent_ref_check(void *arg, store_txn *txn, const rpc_caller *caller,
     const char *method, const char *subject, const char *purpose, const char *recipient_org,
     bool accepting_provider, bool *allowed);
+
+/* ref_minor_fn of referral.h over consent_subject_minor_txn, with the consent service as arg
+ * (NOT_FOUND for an unknown or erased subject). */
+hv_status consent_ref_minor(void *arg, store_txn *txn, const char *subject, bool *minor);
 
 /* ref_seal_fn and ref_open_fn of referral.h over consent_text_seal_txn and
  * consent_text_open_txn, with the consent service as arg. */

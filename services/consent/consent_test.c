@@ -30,7 +30,7 @@
 #include "haven/store.h"
 
 #include "consent.h"
-#include "consent_internal.h"
+#include "consent_records.h"
 
 /* Personal data with values that cannot occur in the file by chance. */
 #define NAME "Zuzanna Kowalczyk-Sentinelova"
@@ -39,6 +39,7 @@
 #define LANG "ro-MD-x-sentinl"
 #define CONTACT "+31 6 SENTINEL-CONTACT 4242"
 #define NOTES "Found at the Sentinel farm;\nneeds a quiet place."
+#define GUARDIAN "Aunt Sentinel-Guardian, +31 6 GUARDIAN-4343"
 
 static char    base[512];
 static int     dirno;
@@ -145,6 +146,7 @@ personal_fill(Haven__Consent__V1__PersonalData *p, char **langs)
 	p->n_languages   = 2;
 	p->contact       = CONTACT;
 	p->notes         = NOTES;
+	p->guardian      = GUARDIAN;
 }
 
 static void
@@ -180,7 +182,11 @@ grant_fn(store_txn *txn, void *arg)
 	return (consent_grant_txn(j->cs, txn, j->caller, j->req, &j->out, j->err, sizeof(j->err)));
 }
 
-/* Grants share-with-provider (and referral) of the given categories to recipient. */
+/* How many of share-with-provider, referral and contact grant() grants. */
+static size_t grant_npurposes = 2;
+
+/* Grants share-with-provider and referral (and contact, with grant_npurposes 3) of the given
+ * categories to recipient. */
 static hv_status
 grant(env *e, const char *subject, const char *recipient, bool accepting,
     const Haven__Consent__V1__Category *cats, size_t ncats, Haven__Consent__V1__GivenBy by,
@@ -190,6 +196,7 @@ grant(env *e, const char *subject, const char *recipient, bool accepting,
 	Haven__Consent__V1__Purpose purposes[] = {
 		HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
 		HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL,
+		HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT,
 	};
 	char     *recips[1] = { (char *) recipient };
 	grant_job j         = { e->cs, &referrer, &r, NULL, "" };
@@ -197,7 +204,7 @@ grant(env *e, const char *subject, const char *recipient, bool accepting,
 
 	r.subject            = (char *) subject;
 	r.purposes           = purposes;
-	r.n_purposes         = 2;
+	r.n_purposes         = grant_npurposes;
 	r.recipients         = recips;
 	r.n_recipients       = recipient != NULL ? 1 : 0;
 	r.accepting_provider = accepting;
@@ -229,10 +236,12 @@ static const Haven__Consent__V1__Category all_cats[] = {
 static void
 grant_all(env *e, const char *subject)
 {
+	grant_npurposes = 3; /* contact too: how to reach her is for contacting her */
 	assert_int_equal(grant(e, subject, "shelter-a", false, all_cats, 3,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0,
 	                     clock_ms + 86400000, NULL, NULL),
 	    HV_OK);
+	grant_npurposes = 2;
 }
 
 typedef struct read_job {
@@ -373,6 +382,8 @@ assert_no_personal_data(const char *path)
 	assert_nowhere(path, CONTACT);
 	assert_nowhere(path, "SENTINEL-CONTACT");
 	assert_nowhere(path, "Sentinel farm");
+	assert_nowhere(path, "Sentinel-Guardian");
+	assert_nowhere(path, "GUARDIAN-4343");
 }
 
 typedef struct raw_job {
@@ -480,6 +491,7 @@ test_round_trip_and_categories(void **state)
 	assert_string_equal(p->languages[1], "nl");
 	assert_string_equal(p->contact, "");
 	assert_string_equal(p->notes, "");
+	assert_string_equal(p->guardian, ""); /* with contact */
 	consent_personal_free(p);
 	/* Another provider: nothing. */
 	assert_int_equal(read_personal(&e, &other_shelter, id, false, &p), HV_PERMISSION_DENIED);
@@ -488,6 +500,7 @@ test_round_trip_and_categories(void **state)
 	assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_OK);
 	assert_string_equal(p->contact, CONTACT);
 	assert_string_equal(p->notes, NOTES);
+	assert_string_equal(p->guardian, GUARDIAN);
 	consent_personal_free(p);
 	/* Only the provider read path: other roles go through GetSubject. */
 	assert_int_equal(read_personal(&e, &referrer, id, false, &p), HV_PERMISSION_DENIED);
@@ -572,7 +585,7 @@ test_check_decisions(void **state)
 	assert_true(d.allowed);
 	assert_string_equal(d.consent_id, c->id);
 	/* Other purpose, recipient, category. */
-	assert_int_equal(check(&e, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS, "shelter-a",
+	assert_int_equal(check(&e, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT, "shelter-a",
 	                     false, ident, &d),
 	    HV_OK);
 	assert_int_equal(d.reason, HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_PURPOSE);
@@ -836,6 +849,23 @@ test_grant_validation_and_minors(void **state)
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_REPRESENTATIVE, 0,
 	                     clock_ms + 1000, NULL, err),
 	    HV_OK);
+	/* A minor without the guardian recorded: no consent until the holder records who gives
+	 * it. */
+	{
+		Haven__Consent__V1__PersonalData p;
+		char                            *langs[2];
+		create_job                       j = { e.cs, &referrer, &p, true, "" };
+
+		personal_fill(&p, langs);
+		p.guardian = "";
+		assert_int_equal(store_write(e.s, create_fn, &j), HV_OK);
+		assert_int_equal(grant(&e, j.id, "shelter-a", false, all_cats, 3,
+		                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_GUARDIAN, 0,
+		                     clock_ms + 1000, NULL, err),
+		    HV_FAILED_PRECONDITION);
+		assert_non_null(strstr(err, "record the guardian or representative"));
+		assert_null(strstr(err, "Sentinel"));
+	}
 	/* Times. */
 	assert_int_equal(grant(&e, id, "shelter-a", false, all_cats, 3,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms - 1, NULL, err),

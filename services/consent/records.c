@@ -1,15 +1,16 @@
 /*
- * records.c - consent records: grant, withdraw, get, list, receipts, and the one question
- * the node asks before anything personal is shared: Check(subject, purpose, recipient,
- * category).
+ * records.c - consent records: grant, withdraw (one, or all of a subject at its erasure), get
+ * and list, each with its audit entry. The handlers (consent_rpc.c) run these operations and
+ * turn the packed records into replies; Check is check.c's.
  *
  * A record is stored as a packed Consent signed by the node (receipt.c); it is never changed
  * but by a withdrawal (or the erasure of its subject, which withdraws it), which sets
  * withdrawn_at, raises the version and signs it again. Records are found by subject through
- * consent.by_subject; Check reads them and decrypts nothing, so it costs a few B-tree lookups
- * and the audit entry it appends.
+ * consent.by_subject.
  */
-#include "consent_internal.h"
+#include "consent_records.h"
+
+#include "haven/ids.h"
 
 #include "haven/log.h"
 
@@ -20,75 +21,7 @@
 #define RECIPIENTS_MAX 32
 #define VALIDITY_MAX_MS (10LL * 366 * 24 * 3600 * 1000) /* ten years */
 #define PURPOSES_JOINED_MAX 64
-
-/* ---- reading records ------------------------------------------------------------------ */
-
-hv_status
-consent_record_get(consent_service *cs, store_txn *txn, const uint8_t cid[CONSENT_ID_LEN],
-    Haven__Consent__V1__ConsentRecord **out)
-{
-	return (store_get_msg(txn, cs->cs_records, cid, CONSENT_ID_LEN,
-	    &haven__consent__v1__consent_record__descriptor, NULL, (ProtobufCMessage **) out));
-}
-
-hv_status
-consent_record_ids(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
-    uint8_t (*ids)[CONSENT_ID_LEN], size_t *n)
-{
-	store_cursor *cur = NULL;
-	const void   *k;
-	size_t        kl;
-	hv_status     st, rc;
-
-	*n = 0;
-	if ((st = store_cursor_open(txn, cs->cs_by_subject, &cur)) != HV_OK) {
-		return (st);
-	}
-	for (rc = store_cursor_seek(cur, sid, CONSENT_ID_LEN, &k, &kl, NULL, NULL); rc == HV_OK;
-	     rc = store_cursor_next(cur, &k, &kl, NULL, NULL)) {
-		if (kl != 2 * CONSENT_ID_LEN || memcmp(k, sid, CONSENT_ID_LEN) != 0) {
-			break;
-		}
-		if (*n == CONSENTS_PER_SUBJECT_MAX) {
-			rc = HV_DATA_LOSS; /* more than Grant ever stores */
-			break;
-		}
-		memcpy(ids[(*n)++], (const uint8_t *) k + CONSENT_ID_LEN, CONSENT_ID_LEN);
-	}
-	store_cursor_close(cur);
-	return (rc == HV_NOT_FOUND ? HV_OK : rc);
-}
-
-/* Calls fn for each consent of a subject, in id order, until it returns non-zero (then that
- * value is returned as the status). The record is valid during the call only. */
-typedef hv_status (*record_fn)(void *arg, const uint8_t cid[CONSENT_ID_LEN],
-    Haven__Consent__V1__ConsentRecord *c);
-
-static hv_status
-records_foreach(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
-    record_fn fn, void *arg)
-{
-	uint8_t   ids[CONSENTS_PER_SUBJECT_MAX][CONSENT_ID_LEN];
-	size_t    n = 0;
-	hv_status st;
-
-	/* Ids first, records after: fn may write (a withdrawal) while no cursor is open. */
-	if ((st = consent_record_ids(cs, txn, sid, ids, &n)) != HV_OK) {
-		return (st);
-	}
-	for (size_t i = 0; i < n; i++) {
-		Haven__Consent__V1__ConsentRecord *c = NULL;
-		if ((st = consent_record_get(cs, txn, ids[i], &c)) != HV_OK) {
-			return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st); /* the index names it */
-		}
-		st = fn(arg, ids[i], c);
-		protobuf_c_message_free_unpacked(&c->base, NULL);
-		if (st != HV_OK) {
-			return (st);
-		}
-	}
-	return (HV_OK);
-}
+#define GUARDIAN_FIELD 7 /* PersonalData.guardian */
 
 static void
 purposes_joined(const Haven__Consent__V1__ConsentRecord *c, char out[PURPOSES_JOINED_MAX])
@@ -113,319 +46,6 @@ record_pack(const Haven__Consent__V1__ConsentRecord *c, size_t *len)
 		haven__consent__v1__consent_record__pack(c, buf);
 	}
 	return (buf);
-}
-
-/* ---- Check ---------------------------------------------------------------------------- */
-
-hv_status
-consent_decide(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
-    const char *subject_hex, int purpose, const char *recipient, bool accepting, int category,
-    int64_t now, consent_decision *out)
-{
-	consent_view *v = NULL;
-	hv_status     st;
-
-	if ((st = view_load(cs, txn, sid, &v, NULL, 0)) != HV_OK) {
-		return (st);
-	}
-	view_decide(v, subject_hex, purpose, recipient, accepting, category, now, out);
-	view_free(v);
-	return (HV_OK);
-}
-
-static bool
-purpose_ok(int p)
-{
-	return (p >= HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL &&
-	    p <= HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS);
-}
-
-static bool
-category_ok(int c)
-{
-	return (c >= HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY &&
-	    c <= HAVEN__CONSENT__V1__CATEGORY__CATEGORY_OTHER);
-}
-
-/* One Check question, as asked. */
-typedef struct check_args {
-	const rpc_caller *ca_caller;
-	const char       *ca_subject;
-	int               ca_purpose;
-	const char       *ca_recipient;
-	bool              ca_accepting;
-	int               ca_category;
-	int64_t           ca_now;
-	uint8_t           ca_sid[CONSENT_ID_LEN]; /* set by check_validate */
-} check_args;
-
-static hv_status
-check_validate(check_args *a, char *err, size_t errsz)
-{
-	if (consent_id_parse(a->ca_subject, a->ca_sid) != 0) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "subject id must be 32 lower-case hex characters"));
-	}
-	if (!purpose_ok(a->ca_purpose)) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "purpose must be referral, share-with-provider, contact or statistics"));
-	}
-	if (a->ca_category != 0 && !category_ok(a->ca_category)) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "category must be identity, contact, health, legal or other (or none: any)"));
-	}
-	if (a->ca_recipient == NULL || (a->ca_recipient[0] != '\0' && !ids_valid(a->ca_recipient))) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "recipient must be an organisation id (1..63 of [a-z0-9._-]), or none for the "
-		    "node"));
-	}
-	return (HV_OK);
-}
-
-/* The caller's right to ask and the decision, on a subject's view. */
-static hv_status
-check_view(const check_args *a, const consent_view *v, consent_decision *out, char *err,
-    size_t errsz)
-{
-	hv_status st;
-
-	/* A provider asks about itself only (consent_h_check); everyone else by the holder's
-	 * rule. The view's creator is the subject's holder. */
-	if (a->ca_caller->role != RPC_ROLE_PROVIDER &&
-	    (st = consent_may_act(a->ca_caller, v->cv_holder, a->ca_subject, true, err,
-	         errsz)) != HV_OK) {
-		return (st);
-	}
-	view_decide(v, a->ca_subject, a->ca_purpose, a->ca_recipient, a->ca_accepting,
-	    a->ca_category, a->ca_now, out);
-	return (HV_OK);
-}
-
-/* Check with its messages, read from the store in txn: validation, the subject, the caller's
- * right to ask and the decision. The caller appends the audit entry. */
-static hv_status
-check_core(consent_service *cs, store_txn *txn, check_args *a, consent_decision *out, char *err,
-    size_t errsz)
-{
-	consent_view *v = NULL;
-	hv_status     st;
-
-	memset(out, 0, sizeof(*out));
-	if ((st = check_validate(a, err, errsz)) != HV_OK ||
-	    (st = view_load(cs, txn, a->ca_sid, &v, err, errsz)) != HV_OK) {
-		return (st);
-	}
-	st = check_view(a, v, out, err, errsz);
-	view_free(v);
-	return (st);
-}
-
-static void
-args_fill(check_args *a, consent_service *cs, const rpc_caller *caller, const char *subject,
-    int purpose, const char *recipient, bool accepting, int category)
-{
-	memset(a, 0, sizeof(*a));
-	a->ca_caller    = caller;
-	a->ca_subject   = subject;
-	a->ca_purpose   = purpose;
-	a->ca_recipient = recipient;
-	a->ca_accepting = accepting;
-	a->ca_category  = category;
-	a->ca_now       = consent_now(cs);
-}
-
-hv_status
-consent_ref_check(void *arg, store_txn *txn, const rpc_caller *caller, const char *method,
-    const char *subject, const char *purpose, const char *recipient_org,
-    bool accepting_provider, bool *allowed)
-{
-	consent_decision d;
-	check_args       a;
-	audit_entry      e;
-	int              p;
-	hv_status        st;
-
-	*allowed = false;
-	if (consent_purpose_parse(purpose, &p) != 0) {
-		return (HV_INVALID_ARGUMENT);
-	}
-	args_fill(&a, arg, caller, subject, p, recipient_org != NULL ? recipient_org : "",
-	    accepting_provider, 0);
-	st = check_core(arg, txn, &a, &d, NULL, 0);
-	if (st == HV_OK) {
-		consent_audit_fill(&e, caller, method, subject, consent_purpose_name(p), a.ca_now);
-		e.result = d.allowed ? HV_OK : HV_PERMISSION_DENIED;
-		st       = audit_append(((consent_service *) arg)->cs_audit, txn, &e);
-	}
-	if (st == HV_NOT_FOUND) {
-		return (HV_OK); /* unknown or erased: not allowed */
-	}
-	*allowed = st == HV_OK && d.allowed;
-	return (st);
-}
-
-hv_status
-consent_check_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller,
-    const char *method, const char *subject, Haven__Consent__V1__Purpose purpose,
-    const char *recipient, bool recipient_is_accepting_provider,
-    Haven__Consent__V1__Category category, consent_decision *out)
-{
-	check_args  a;
-	audit_entry e;
-	hv_status   st;
-
-	args_fill(&a, cs, caller, subject, (int) purpose, recipient,
-	    recipient_is_accepting_provider, (int) category);
-	if ((st = check_core(cs, txn, &a, out, NULL, 0)) != HV_OK) {
-		return (st);
-	}
-	consent_audit_fill(&e, caller, method, subject, consent_purpose_name((int) purpose),
-	    a.ca_now);
-	e.result = out->allowed ? HV_OK : HV_PERMISSION_DENIED;
-	return (audit_append(cs->cs_audit, txn, &e));
-}
-
-typedef struct check_job {
-	consent_service                        *kj_cs;
-	const rpc_caller                       *kj_caller;
-	const char                             *kj_method;
-	const Haven__Consent__V1__CheckRequest *kj_req;
-	check_args                              kj_args;
-	consent_decision                        kj_decision;
-	hv_status                               kj_status;
-	char                                    kj_err[CONSENT_MSG_MAX];
-} check_job;
-
-static hv_status
-check_fn(store_txn *txn, void *arg)
-{
-	check_job  *j = arg;
-	audit_entry e;
-	hv_status   st;
-
-	if ((st = check_core(j->kj_cs, txn, &j->kj_args, &j->kj_decision, j->kj_err,
-	         sizeof(j->kj_err))) != HV_OK) {
-		return (st);
-	}
-	consent_audit_fill(&e, j->kj_caller, j->kj_method, j->kj_req->subject,
-	    consent_purpose_name((int) j->kj_req->purpose), j->kj_args.ca_now);
-	e.result = j->kj_decision.allowed ? HV_OK : HV_PERMISSION_DENIED;
-	return (audit_append(j->kj_cs->cs_audit, txn, &e));
-}
-
-/* Decides on a cached view (view_cache_with's callback). */
-static void
-check_cached(const consent_view *v, void *arg)
-{
-	check_job *j = arg;
-
-	j->kj_status = check_view(&j->kj_args, v, &j->kj_decision, j->kj_err, sizeof(j->kj_err));
-}
-
-/* Check with queued audit entries (the default; check_audit_async): decided in a read
- * transaction, on the subject's view from the cache when it is what this transaction would
- * read (view.c: the generations), else read from the store and put into the cache. The entry, for
- * an answer and for a refusal alike, is queued before the caller hears anything. A queue that
- * cannot take it fails the call: no answer without an audit entry. Nothing here waits for a
- * commit, so Check then runs inline on the RPC receiving thread, as Echo does. */
-static hv_status
-check_async(check_job *j)
-{
-	consent_service *cs  = j->kj_cs;
-	store_txn       *txn = NULL;
-	consent_view    *v   = NULL;
-	audit_entry      e;
-	uint64_t         gen;
-	bool             hit;
-	hv_status        st, qst;
-
-	if ((st = check_validate(&j->kj_args, j->kj_err, sizeof(j->kj_err))) != HV_OK) {
-		return (st);
-	}
-	if ((st = store_read_begin(cs->cs_store, &txn)) != HV_OK) {
-		return (st);
-	}
-	if ((st = consent_generation(cs, txn, &gen)) == HV_OK &&
-	    (st = view_cache_with(cs, txn, j->kj_args.ca_sid, gen, check_cached, j, &hit)) ==
-	        HV_OK) {
-		if (hit) {
-			st = j->kj_status;
-		} else if ((st = view_load(cs, txn, j->kj_args.ca_sid, &v, j->kj_err,
-		                sizeof(j->kj_err))) == HV_OK) {
-			check_cached(v, j);
-			st = j->kj_status;
-			view_cache_put(cs->cs_cache, v, gen); /* the cache's now */
-		}
-	}
-	store_read_end(txn);
-	consent_audit_fill(&e, j->kj_caller, j->kj_method, j->kj_req->subject,
-	    consent_purpose_name((int) j->kj_req->purpose), j->kj_args.ca_now);
-	e.result = st != HV_OK ? st : j->kj_decision.allowed ? HV_OK : HV_PERMISSION_DENIED;
-	/* Inline on the receiving thread: never wait. A full queue is back-pressure the caller
-	 * may retry after; a writer that failed refuses every answer from then on. */
-	if ((qst = audit_try_enqueue(cs->cs_audit, &e)) != HV_OK) {
-		snprintf(j->kj_err, sizeof(j->kj_err), "%s",
-		    qst == HV_RESOURCE_EXHAUSTED ? "the audit log is behind; try again"
-		                                 : "the audit log cannot be written");
-		return (qst == HV_RESOURCE_EXHAUSTED ? qst : HV_UNAVAILABLE);
-	}
-	return (st);
-}
-
-HANDLER(consent_h_check)
-{
-	consent_service                        *cs = svc;
-	const Haven__Consent__V1__CheckRequest *in = (const void *) req;
-	const rpc_caller                       *caller = rpc_call_caller(call);
-	Haven__Consent__V1__CheckResponse      *out;
-	check_job                               j;
-	hv_status                               st;
-
-	if (caller->role == RPC_ROLE_PROVIDER) {
-		/* A provider asks only about itself, and cannot vouch that it accepted. */
-		if (strcmp(in->recipient, caller->org_id) != 0) {
-			return (rpc_call_error(call, HV_PERMISSION_DENIED,
-			    "a provider may check consent only for itself as the recipient"));
-		}
-		if (in->recipient_is_accepting_provider) {
-			return (rpc_call_error(call, HV_PERMISSION_DENIED,
-			    "only the referral service may ask for the accepting provider"));
-		}
-	}
-	memset(&j, 0, sizeof(j));
-	j.kj_cs     = cs;
-	j.kj_caller = caller;
-	j.kj_method = rpc_call_method(call);
-	j.kj_req    = in;
-	args_fill(&j.kj_args, cs, caller, in->subject, (int) in->purpose, in->recipient,
-	    in->recipient_is_accepting_provider, (int) in->category);
-	if (cs->cs_check_async) {
-		st = check_async(&j);
-	} else if ((st = store_write(cs->cs_store, check_fn, &j)) != HV_OK &&
-	           st != HV_INVALID_ARGUMENT) {
-		consent_audit_failure(cs, caller, j.kj_method, in->subject,
-		    consent_purpose_name((int) in->purpose), st);
-	}
-	if (st != HV_OK) {
-		return (rpc_call_error(call, st, "%s", j.kj_err[0] ? j.kj_err : hv_status_name(st)));
-	}
-	if ((out = rpc_call_alloc(call, sizeof(*out))) == NULL) {
-		return (HV_RESOURCE_EXHAUSTED);
-	}
-	haven__consent__v1__check_response__init(out);
-	out->allowed    = j.kj_decision.allowed;
-	out->reason     = j.kj_decision.reason;
-	/* A provider asks about itself: a refusal names no consent (the closest one may be
-	 * another recipient's, which is not the provider's to know). */
-	out->consent_id = rpc_call_strdup(call, caller->role == RPC_ROLE_PROVIDER && !out->allowed
-	                                            ? ""
-	                                            : j.kj_decision.consent_id);
-	out->message    = rpc_call_strdup(call, j.kj_decision.message);
-	if (out->consent_id == NULL || out->message == NULL) {
-		return (HV_RESOURCE_EXHAUSTED);
-	}
-	*reply = &out->base;
-	return (HV_OK);
 }
 
 /* ---- Grant ---------------------------------------------------------------------------- */
@@ -482,8 +102,13 @@ grant_validate(consent_service *cs, const Haven__Consent__V1__GrantRequest *r, i
 	}
 	if (!enum_list_ok((const int *) r->purposes, r->n_purposes, 4, tmp)) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "purposes: 1 to 4 of referral, share-with-provider, contact, statistics, each "
-		    "once"));
+		    "purposes: 1 to 3 of referral, share-with-provider, contact, each once"));
+	}
+	if (tmp[r->n_purposes - 1] == HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS) {
+		/* Sorted: statistics is the last when given. */
+		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		    "purposes: statistics is retired: the node counts needs, never persons, and asks "
+		    "no consent for that (docs/consent.md)"));
 	}
 	for (size_t i = 0; i < r->n_purposes; i++) {
 		t->gt_purposes[i] = (Haven__Consent__V1__Purpose) tmp[i];
@@ -564,6 +189,32 @@ count_one(void *arg, const uint8_t cid[CONSENT_ID_LEN], Haven__Consent__V1__Cons
 	return (HV_OK);
 }
 
+/* A minor's consent is given by a guardian or representative, whose name and how to reach
+ * them the holder recorded first (PersonalData.guardian, sealed like the rest). */
+static hv_status
+minor_ok(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
+    const Haven__Consent__V1__GrantRequest *r, char *err, size_t errsz)
+{
+	bool      has;
+	hv_status st;
+
+	if (r->given_by == HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT) {
+		return (consent_fail(err, errsz, HV_FAILED_PRECONDITION,
+		    "subject %s is a minor: consent must be given by a guardian or representative",
+		    r->subject));
+	}
+	if ((st = consent_personal_has(cs, txn, sid, GUARDIAN_FIELD, &has)) != HV_OK) {
+		return (st);
+	}
+	if (!has) {
+		return (consent_fail(err, errsz, HV_FAILED_PRECONDITION,
+		    "subject %s is a minor: record the guardian or representative who gives consent "
+		    "first (UpdateSubject, field guardian)",
+		    r->subject));
+	}
+	return (HV_OK);
+}
+
 static hv_status
 grant_core(consent_service *cs, store_txn *txn, const rpc_caller *caller,
     const Haven__Consent__V1__GrantRequest *r, uint8_t **packed, size_t *plen, char *err,
@@ -596,13 +247,10 @@ grant_core(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 	    HV_OK) {
 		goto out;
 	}
-	if (rec->minor && r->given_by == HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT) {
-		st = consent_fail(err, errsz, HV_FAILED_PRECONDITION,
-		    "subject %s is a minor: consent must be given by a guardian or representative",
-		    r->subject);
+	if (rec->minor && (st = minor_ok(cs, txn, sid, r, err, errsz)) != HV_OK) {
 		goto out;
 	}
-	if ((st = records_foreach(cs, txn, sid, count_one, &existing)) != HV_OK) {
+	if ((st = consent_records_foreach(cs, txn, sid, count_one, &existing)) != HV_OK) {
 		goto out;
 	}
 	if (existing >= CONSENTS_PER_SUBJECT_MAX) {
@@ -682,21 +330,8 @@ consent_grant_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 	return (st);
 }
 
-/* A job whose result is one packed record, for Grant, Withdraw, Get and GetReceipt. */
-typedef struct record_job {
-	consent_service                        *rj_cs;
-	const rpc_caller                       *rj_caller;
-	const char                             *rj_method;
-	const char                             *rj_id;
-	const Haven__Consent__V1__GrantRequest *rj_grant;
-	int64_t                                 rj_now;
-	uint8_t                                *rj_packed;
-	size_t                                  rj_len;
-	char                                    rj_subject[CONSENT_ID_HEX];
-	char                                    rj_err[CONSENT_MSG_MAX];
-} record_job;
 
-static void
+void
 record_job_reset(record_job *j)
 {
 	free(j->rj_packed);
@@ -714,44 +349,6 @@ grant_fn(store_txn *txn, void *arg)
 	record_job_reset(j);
 	return (grant_core(j->rj_cs, txn, j->rj_caller, j->rj_grant, &j->rj_packed, &j->rj_len,
 	    j->rj_err, sizeof(j->rj_err)));
-}
-
-/* Unpacks the job's record into the call's arena as the reply. */
-static hv_status
-record_reply(rpc_call *call, record_job *j, ProtobufCMessage **reply)
-{
-	ProtobufCMessage *m = protobuf_c_message_unpack(&haven__consent__v1__consent_record__descriptor,
-	    rpc_call_allocator(call), j->rj_len, j->rj_packed);
-
-	if (m == NULL) {
-		return (HV_RESOURCE_EXHAUSTED);
-	}
-	*reply = m;
-	return (HV_OK);
-}
-
-HANDLER(consent_h_grant)
-{
-	consent_service *cs = svc;
-	record_job       j;
-	hv_status        st;
-
-	memset(&j, 0, sizeof(j));
-	j.rj_cs     = cs;
-	j.rj_caller = rpc_call_caller(call);
-	j.rj_method = rpc_call_method(call);
-	j.rj_grant  = (const void *) req;
-	if ((st = store_write(cs->cs_store, grant_fn, &j)) != HV_OK) {
-		if (st != HV_INVALID_ARGUMENT) {
-			consent_audit_failure(cs, j.rj_caller, j.rj_method, j.rj_grant->subject, "", st);
-		}
-		st = rpc_call_error(call, st, "%s", j.rj_err[0] ? j.rj_err : hv_status_name(st));
-		goto out;
-	}
-	st = record_reply(call, &j, reply);
-out:
-	record_job_reset(&j);
-	return (st);
 }
 
 /* ---- Withdraw ------------------------------------------------------------------------- */
@@ -865,34 +462,6 @@ out:
 	return (st);
 }
 
-HANDLER(consent_h_withdraw)
-{
-	consent_service                           *cs = svc;
-	const Haven__Consent__V1__WithdrawRequest *in = (const void *) req;
-	record_job                                 j;
-	hv_status                                  st;
-
-	memset(&j, 0, sizeof(j));
-	j.rj_cs     = cs;
-	j.rj_caller = rpc_call_caller(call);
-	j.rj_method = rpc_call_method(call);
-	j.rj_id     = in->id;
-	j.rj_now    = consent_now(cs);
-	if ((st = store_write(cs->cs_store, withdraw_fn, &j)) != HV_OK) {
-		if (st != HV_INVALID_ARGUMENT) {
-			consent_audit_failure(cs, j.rj_caller, j.rj_method, j.rj_subject, "", st);
-		}
-		st = rpc_call_error(call, st, "%s", j.rj_err[0] ? j.rj_err : hv_status_name(st));
-		goto out;
-	}
-	/* In force no more from the commit on; tell the referral service at once. */
-	consent_publish_withdrawn(cs, in->id, j.rj_subject, j.rj_now, false);
-	st = record_reply(call, &j, reply);
-out:
-	record_job_reset(&j);
-	return (st);
-}
-
 typedef struct withdraw_all_job {
 	consent_service *wa_cs;
 	store_txn       *wa_txn;
@@ -924,7 +493,7 @@ consent_withdraw_all_txn(consent_service *cs, store_txn *txn, const uint8_t sid[
 	withdraw_all_job j = { cs, txn, now, ids, n };
 
 	*n = 0;
-	return (records_foreach(cs, txn, sid, withdraw_one, &j));
+	return (consent_records_foreach(cs, txn, sid, withdraw_one, &j));
 }
 
 /* ---- Get, GetReceipt, List ------------------------------------------------------------ */
@@ -955,87 +524,8 @@ out:
 	return (st);
 }
 
-/* Get and GetReceipt: the record, read with an audit entry. */
-static hv_status
-get_record(rpc_call *call, consent_service *cs, const char *id, record_job *j)
-{
-	hv_status st;
 
-	memset(j, 0, sizeof(*j));
-	j->rj_cs     = cs;
-	j->rj_caller = rpc_call_caller(call);
-	j->rj_method = rpc_call_method(call);
-	j->rj_id     = id;
-	if ((st = store_write(cs->cs_store, get_fn, j)) != HV_OK) {
-		if (st != HV_INVALID_ARGUMENT) {
-			consent_audit_failure(cs, j->rj_caller, j->rj_method, j->rj_subject, "", st);
-		}
-		return (rpc_call_error(call, st, "%s", j->rj_err[0] ? j->rj_err : hv_status_name(st)));
-	}
-	return (HV_OK);
-}
-
-HANDLER(consent_h_get)
-{
-	const Haven__Consent__V1__GetConsentRequest *in = (const void *) req;
-	record_job                                   j;
-	hv_status                                    st;
-
-	if ((st = get_record(call, svc, in->id, &j)) == HV_OK) {
-		st = record_reply(call, &j, reply);
-	}
-	record_job_reset(&j);
-	return (st);
-}
-
-HANDLER(consent_h_get_receipt)
-{
-	const Haven__Consent__V1__GetReceiptRequest *in = (const void *) req;
-	Haven__Consent__V1__ConsentRecord                 *c  = NULL;
-	Haven__Consent__V1__Receipt                 *out;
-	json_t                                      *r = NULL;
-	char                                        *text = NULL;
-	record_job                                   j;
-	hv_status                                    st;
-
-	if ((st = get_record(call, svc, in->id, &j)) != HV_OK) {
-		goto out;
-	}
-	st = HV_RESOURCE_EXHAUSTED;
-	if ((c = haven__consent__v1__consent_record__unpack(NULL, j.rj_len, j.rj_packed)) == NULL ||
-	    (r = receipt_json(c, true)) == NULL ||
-	    (text = json_dumps(r, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENSURE_ASCII)) == NULL ||
-	    (out = rpc_call_alloc(call, sizeof(*out))) == NULL) {
-		goto out;
-	}
-	haven__consent__v1__receipt__init(out);
-	if ((out->json = rpc_call_strdup(call, text)) == NULL) {
-		goto out;
-	}
-	*reply = &out->base;
-	st     = HV_OK;
-out:
-	free(text);
-	json_decref(r);
-	if (c != NULL) {
-		haven__consent__v1__consent_record__free_unpacked(c, NULL);
-	}
-	record_job_reset(&j);
-	return (st);
-}
-
-typedef struct list_job {
-	consent_service  *lj_cs;
-	const rpc_caller *lj_caller;
-	const char       *lj_method;
-	const char       *lj_subject;
-	uint8_t          *lj_packed[CONSENTS_PER_SUBJECT_MAX];
-	size_t            lj_len[CONSENTS_PER_SUBJECT_MAX];
-	size_t            lj_n;
-	char              lj_err[CONSENT_MSG_MAX];
-} list_job;
-
-static void
+void
 list_job_reset(list_job *j)
 {
 	for (size_t i = 0; i < j->lj_n; i++) {
@@ -1080,7 +570,7 @@ list_fn(store_txn *txn, void *arg)
 	         sizeof(j->lj_err))) != HV_OK) {
 		goto out;
 	}
-	if ((st = records_foreach(j->lj_cs, txn, sid, list_one, j)) != HV_OK) {
+	if ((st = consent_records_foreach(j->lj_cs, txn, sid, list_one, j)) != HV_OK) {
 		goto out;
 	}
 	consent_audit_fill(&e, j->lj_caller, j->lj_method, j->lj_subject, "",
@@ -1091,51 +581,53 @@ out:
 	return (st);
 }
 
-HANDLER(consent_h_list)
-{
-	consent_service                               *cs = svc;
-	const Haven__Consent__V1__ListConsentsRequest *in = (const void *) req;
-	Haven__Consent__V1__ListConsentsResponse      *out;
-	list_job                                      *j;
-	hv_status                                      st = HV_RESOURCE_EXHAUSTED;
+/* ---- the operations of the handlers ------------------------------------------------- */
 
-	if ((j = calloc(1, sizeof(*j))) == NULL) {
-		return (st);
+/* Runs fn in a write transaction of its own; a failure is audited (consent_failed). */
+static hv_status
+record_run(record_job *j, hv_status (*fn)(store_txn *, void *))
+{
+	hv_status st;
+
+	if ((st = store_write(j->rj_cs->cs_store, fn, j)) != HV_OK) {
+		return (consent_failed(j->rj_cs, j->rj_caller, j->rj_method,
+		    j->rj_grant != NULL ? j->rj_grant->subject : j->rj_subject, "", st));
 	}
-	j->lj_cs      = cs;
-	j->lj_caller  = rpc_call_caller(call);
-	j->lj_method  = rpc_call_method(call);
-	j->lj_subject = in->subject;
-	if ((st = store_write(cs->cs_store, list_fn, j)) != HV_OK) {
-		if (st != HV_INVALID_ARGUMENT) {
-			consent_audit_failure(cs, j->lj_caller, j->lj_method, in->subject, "", st);
-		}
-		st = rpc_call_error(call, st, "%s", j->lj_err[0] ? j->lj_err : hv_status_name(st));
-		goto out;
+	return (HV_OK);
+}
+
+hv_status
+records_grant(record_job *j)
+{
+	return (record_run(j, grant_fn));
+}
+
+hv_status
+records_withdraw(record_job *j)
+{
+	hv_status st;
+
+	j->rj_now = consent_now(j->rj_cs);
+	if ((st = record_run(j, withdraw_fn)) == HV_OK) {
+		/* In force no more from the commit on; tell the referral service at once. */
+		consent_publish_withdrawn(j->rj_cs, j->rj_id, j->rj_subject, j->rj_now, false);
 	}
-	st = HV_RESOURCE_EXHAUSTED;
-	if ((out = rpc_call_alloc(call, sizeof(*out))) == NULL ||
-	    (out->consents = rpc_call_alloc(call, (j->lj_n + 1) * sizeof(*out->consents))) == NULL) {
-		goto out;
-	}
-	{
-		Haven__Consent__V1__ConsentRecord **cons = out->consents;
-		haven__consent__v1__list_consents_response__init(out);
-		out->consents = cons;
-	}
-	for (size_t i = 0; i < j->lj_n; i++) {
-		ProtobufCMessage *m = protobuf_c_message_unpack(
-		    &haven__consent__v1__consent_record__descriptor, rpc_call_allocator(call), j->lj_len[i],
-		    j->lj_packed[i]);
-		if (m == NULL) {
-			goto out;
-		}
-		out->consents[out->n_consents++] = (Haven__Consent__V1__ConsentRecord *) m;
-	}
-	*reply = &out->base;
-	st     = HV_OK;
-out:
-	list_job_reset(j);
-	free(j);
 	return (st);
+}
+
+hv_status
+records_get(record_job *j)
+{
+	return (record_run(j, get_fn));
+}
+
+hv_status
+records_list(list_job *j)
+{
+	hv_status st;
+
+	if ((st = store_write(j->lj_cs->cs_store, list_fn, j)) != HV_OK) {
+		return (consent_failed(j->lj_cs, j->lj_caller, j->lj_method, j->lj_subject, "", st));
+	}
+	return (HV_OK);
 }

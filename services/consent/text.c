@@ -9,7 +9,7 @@
  * the record and field the caller keeps it in ("ref-.../note"): a sealed text opens only for
  * its own subject and its own place, so it cannot be moved to another record or subject.
  */
-#include "consent_internal.h"
+#include "consent_vault.h"
 
 #include <stdio.h>
 #include <string.h>

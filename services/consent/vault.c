@@ -26,7 +26,9 @@
  * Keys in memory live in two slots per process, wiped as soon as the store no longer names
  * them; every copy taken for one operation is wiped when it ends.
  */
-#include "consent_internal.h"
+#include "consent_vault.h"
+
+#include "consent_keyfile.h"
 
 #include "haven/bytes.h"
 #include "haven/file.h"
@@ -44,21 +46,12 @@
 #define KEK_FILE "kek"
 #define KEK_NEW_FILE "kek.new"
 #define SIGN_FILE "receipt-ed25519.pem"
-#define LOCK_FILE "lock"
-#define KEK_MAGIC "HKEK"
-#define KEK_FILE_VERSION 1
-#define KEK_FILE_LEN (4 + 1 + 8 + KEK_LEN)
 #define KEK_AAD_PREFIX "haven-kek"
-#define KEK_CHECK_LABEL "haven-kek-check"
 #define META_KEY "kek"
 #define SIGN_PEM_MAX 4096
 #define REWRAP_CHUNK 1024 /* records re-wrapped per cursor pass */
 #define RELOAD_TRIES 3
 
-typedef struct kek_file {
-	uint64_t kf_gen;
-	uint8_t  kf_key[KEK_LEN];
-} kek_file;
 
 const char *
 vault_field_name(unsigned field)
@@ -78,139 +71,11 @@ vault_field_name(unsigned field)
 		return ("contact");
 	case 6:
 		return ("notes");
+	case 7:
+		return ("guardian");
 	default:
 		return (NULL);
 	}
-}
-
-/* ---- files ---------------------------------------------------------------------------- */
-
-static void
-key_path(consent_service *cs, const char *name, char *out, size_t outsz)
-{
-	snprintf(out, outsz, "%s/%s", cs->cs_keys, name);
-}
-
-/* Overwrites a file's bytes in place with zeros through fd and syncs it, so that the key it
- * held is not left in the blocks the file system frees when the file goes. Best effort: a
- * copy-on-write file system or an SSD's wear levelling may keep old blocks anyway. Closes fd;
- * -1 is allowed. */
-static void
-shred_fd(int fd)
-{
-	static const uint8_t zeros[256];
-	struct stat          sb;
-	off_t                done = 0;
-
-	if (fd < 0) {
-		return;
-	}
-	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
-		while (done < sb.st_size) {
-			size_t  n = (size_t) (sb.st_size - done) < sizeof(zeros)
-			     ? (size_t) (sb.st_size - done)
-			     : sizeof(zeros);
-			ssize_t w = pwrite(fd, zeros, n, done);
-			if (w < 0) {
-				if (errno == EINTR) {
-					continue;
-				}
-				break;
-			}
-			done += w;
-		}
-		(void) fsync(fd);
-	}
-	close(fd);
-}
-
-static int
-open_for_shred(const char *path)
-{
-	return (open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
-}
-
-/*
- * Puts keys/kek.new in the place of keys/kek: the rename first, so that keys/kek always holds
- * a whole key for readers in other processes, then the old file's blocks are overwritten
- * through a descriptor opened before it was unlinked.
- */
-static hv_status
-kek_replace(consent_service *cs, const char *npath, const char *kpath)
-{
-	int       old = open_for_shred(kpath);
-	hv_status st  = HV_OK;
-
-	if (rename(npath, kpath) != 0) {
-		st = hv_status_from_errno(errno);
-		if (old >= 0) {
-			close(old);
-		}
-		return (st);
-	}
-	(void) hv_file_sync_dir(cs->cs_keys);
-	shred_fd(old);
-	return (HV_OK);
-}
-
-/* Reads a key file. HV_NOT_FOUND when missing, HV_PERMISSION_DENIED when open to others,
- * HV_DATA_LOSS when malformed. */
-static hv_status
-kek_read(const char *path, kek_file *out)
-{
-	char     *buf = NULL;
-	size_t    len = 0;
-	hv_status st;
-
-	memset(out, 0, sizeof(*out));
-	st = hv_file_read(path, KEK_FILE_LEN, true, &buf, &len);
-	if (st == HV_OUT_OF_RANGE) {
-		st = HV_DATA_LOSS; /* longer than a key file */
-	}
-	if (st != HV_OK) {
-		goto out;
-	}
-	if (len != KEK_FILE_LEN || memcmp(buf, KEK_MAGIC, 4) != 0 || buf[4] != KEK_FILE_VERSION) {
-		st = HV_DATA_LOSS;
-		goto out;
-	}
-	out->kf_gen = hv_get_be64((const uint8_t *) buf + 5);
-	memcpy(out->kf_key, buf + 13, KEK_LEN);
-	st = out->kf_gen == 0 ? HV_DATA_LOSS : HV_OK;
-out:
-	if (buf != NULL) {
-		crypto_wipe(buf, len);
-		free(buf);
-	}
-	if (st != HV_OK) {
-		crypto_wipe(out, sizeof(*out));
-	}
-	return (st);
-}
-
-static hv_status
-kek_write(const char *path, const kek_file *k)
-{
-	uint8_t   buf[KEK_FILE_LEN];
-	hv_status st;
-
-	memcpy(buf, KEK_MAGIC, 4);
-	buf[4] = KEK_FILE_VERSION;
-	hv_put_be64(buf + 5, k->kf_gen);
-	memcpy(buf + 13, k->kf_key, KEK_LEN);
-	st = hv_file_create_private(path, buf, sizeof(buf));
-	crypto_wipe(buf, sizeof(buf));
-	return (st);
-}
-
-static void
-kek_check(const uint8_t key[KEK_LEN], uint8_t out[KEK_CHECK_LEN])
-{
-	uint8_t mac[CRYPTO_HMAC_LEN];
-
-	crypto_hmac_sha256(mac, key, KEK_LEN, KEK_CHECK_LABEL, strlen(KEK_CHECK_LABEL));
-	memcpy(out, mac, KEK_CHECK_LEN);
-	crypto_wipe(mac, sizeof(mac));
 }
 
 /* ---- keys in memory ------------------------------------------------------------------- */
@@ -387,6 +252,66 @@ meta_init_fn(store_txn *txn, void *arg)
 
 /* ---- recovery and start-up ------------------------------------------------------------ */
 
+/* recover's end for a store without a key state: keys/kek is made on first start (or taken
+ * as it is) and the store records its generation and check value. */
+static hv_status
+recover_first(consent_service *cs, const char *kpath, hv_status stk, kek_file *k)
+{
+	meta_job  j = { .mj_cs = cs, .mj_now = consent_now(cs) };
+	hv_status st;
+
+	if (stk == HV_NOT_FOUND) {
+		/* First start: the first key. */
+		k->kf_gen = 1;
+		if ((st = crypto_random(k->kf_key, KEK_LEN)) != HV_OK ||
+		    (st = kek_write(kpath, k)) != HV_OK) {
+			log_error("consent: cannot create %s: %s", kpath, hv_status_name(st));
+			return (st);
+		}
+		(void) hv_file_sync_dir(cs->cs_keys);
+		log_info("consent: created the key-encryption key %s", kpath);
+	} else if (stk != HV_OK) {
+		log_error("consent: %s is malformed", kpath);
+		return (stk);
+	}
+	j.mj_gen = k->kf_gen;
+	kek_check(k->kf_key, j.mj_check);
+	if ((st = store_write(cs->cs_store, meta_init_fn, &j)) != HV_OK) {
+		log_error("consent: cannot record the key state: %s", hv_status_name(st));
+	}
+	return (st);
+}
+
+/* recover's end for a store that names a key: keys/kek must be that key. */
+static hv_status
+recover_match(const char *kpath, hv_status stk, const kek_file *k, uint64_t gen,
+    const uint8_t check[KEK_CHECK_LEN])
+{
+	uint8_t c[KEK_CHECK_LEN];
+	bool    same;
+
+	if (stk == HV_NOT_FOUND) {
+		log_error("consent: %s is missing: personal data in this store was wrapped under "
+		          "generation %llu and cannot be decrypted without it",
+		    kpath, (unsigned long long) gen);
+		return (HV_DATA_LOSS);
+	}
+	if (stk != HV_OK) {
+		log_error("consent: %s is malformed", kpath);
+		return (stk);
+	}
+	kek_check(k->kf_key, c);
+	same = k->kf_gen == gen && crypto_equal(c, check, KEK_CHECK_LEN);
+	crypto_wipe(c, sizeof(c));
+	if (!same) {
+		log_error("consent: %s (generation %llu) does not match the key this store was "
+		          "wrapped under (generation %llu)",
+		    kpath, (unsigned long long) k->kf_gen, (unsigned long long) gen);
+		return (HV_DATA_LOSS);
+	}
+	return (HV_OK);
+}
+
 /*
  * Makes keys/kek the key the store names, finishing or rolling back a rotation a crash
  * interrupted, or making the first key of an empty store. Called with the flock held. Loads
@@ -440,50 +365,9 @@ recover(consent_service *cs)
 		log_warn("consent: rolled back a key rotation a crash interrupted");
 	}
 
-	if (!have) {
-		meta_job j = { .mj_cs = cs, .mj_now = consent_now(cs) };
-		if (stk == HV_NOT_FOUND) {
-			/* First start: the first key. */
-			k.kf_gen = 1;
-			if ((st = crypto_random(k.kf_key, KEK_LEN)) != HV_OK ||
-			    (st = kek_write(kpath, &k)) != HV_OK) {
-				log_error("consent: cannot create %s: %s", kpath, hv_status_name(st));
-				goto out;
-			}
-			(void) hv_file_sync_dir(cs->cs_keys);
-			log_info("consent: created the key-encryption key %s", kpath);
-		} else if (stk != HV_OK) {
-			st = stk;
-			log_error("consent: %s is malformed", kpath);
-			goto out;
-		}
-		j.mj_gen = k.kf_gen;
-		kek_check(k.kf_key, j.mj_check);
-		if ((st = store_write(cs->cs_store, meta_init_fn, &j)) != HV_OK) {
-			log_error("consent: cannot record the key state: %s", hv_status_name(st));
-			goto out;
-		}
-	} else {
-		if (stk == HV_NOT_FOUND) {
-			st = HV_DATA_LOSS;
-			log_error("consent: %s is missing: personal data in this store was wrapped under "
-			          "generation %llu and cannot be decrypted without it",
-			    kpath, (unsigned long long) gen);
-			goto out;
-		}
-		if (stk != HV_OK) {
-			st = stk;
-			log_error("consent: %s is malformed", kpath);
-			goto out;
-		}
-		kek_check(k.kf_key, c);
-		if (k.kf_gen != gen || !crypto_equal(c, check, KEK_CHECK_LEN)) {
-			st = HV_DATA_LOSS;
-			log_error("consent: %s (generation %llu) does not match the key this store was "
-			          "wrapped under (generation %llu)",
-			    kpath, (unsigned long long) k.kf_gen, (unsigned long long) gen);
-			goto out;
-		}
+	st = have ? recover_match(kpath, stk, &k, gen, check) : recover_first(cs, kpath, stk, &k);
+	if (st != HV_OK) {
+		goto out;
 	}
 	slot_put(cs, k.kf_gen, k.kf_key);
 	slot_drop(cs, 1, k.kf_gen);
@@ -493,37 +377,6 @@ out:
 	crypto_wipe(&n, sizeof(n));
 	crypto_wipe(c, sizeof(c));
 	return (st);
-}
-
-/* Takes the key directory's flock (exclusive); returns the descriptor or -1. */
-static int
-keys_lock(consent_service *cs)
-{
-	char path[PATH_MAX + 16];
-	int  fd;
-
-	key_path(cs, LOCK_FILE, path, sizeof(path));
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
-		log_error("consent: cannot open %s: %s", path, strerror(errno));
-		return (-1);
-	}
-	while (flock(fd, LOCK_EX) != 0) {
-		if (errno != EINTR) {
-			log_error("consent: cannot lock %s: %s", path, strerror(errno));
-			close(fd);
-			return (-1);
-		}
-	}
-	return (fd);
-}
-
-static void
-keys_unlock(int fd)
-{
-	if (fd >= 0) {
-		flock(fd, LOCK_UN);
-		close(fd);
-	}
 }
 
 /* Loads the receipt signing key, making it on first start. */

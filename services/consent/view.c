@@ -19,7 +19,7 @@
  * the cache from read transactions: a write transaction could roll back a change after its
  * view was cached.
  */
-#include "consent_internal.h"
+#include "consent_view.h"
 
 #include "haven/bytes.h"
 #include "haven/log.h"

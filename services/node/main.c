@@ -46,6 +46,16 @@ accepting_provider(void *arg, store_txn *txn, const char *subject, const char *o
 	return (rs != NULL ? ref_is_accepting_provider(rs, txn, subject, org_id, yes) : HV_OK);
 }
 
+/* An erasure committed: the subject's open referrals end before the eraser hears of it
+ * (offers withdrawn, holds released, waiting needs ended). */
+static hv_status
+subject_erased(void *arg, const char *subject)
+{
+	ref_service *rs = *(ref_service **) arg;
+
+	return (rs != NULL ? ref_consent_withdrawn(rs, subject, NULL) : HV_OK);
+}
+
 /* Retention: the referral service erases subjects whose referrals all closed retention_days
  * ago through the consent service, with the node itself (the operator, no organisation) as
  * the caller recorded in the audit log. */
@@ -124,6 +134,8 @@ consent_wire(consent_options *no, host *h, const host_config *cfg, cap_service *
 	no->org_arg            = cs;
 	no->accepting_provider = accepting_provider;
 	no->accepting_arg      = rs;
+	no->subject_erased     = subject_erased;
+	no->erased_arg         = rs;
 }
 
 /* The referral service on the node's store, with the consent service's hooks and the sockets
@@ -139,6 +151,7 @@ ref_wire(ref_options *ro, host *h, cap_service *cs, consent_service *cns, const 
 	ro->consent_arg      = cns;
 	ro->seal             = consent_ref_seal;
 	ro->unseal           = consent_ref_open;
+	ro->minor            = consent_ref_minor;
 	ro->pub_url          = ref_pub;
 	ro->capacity_sub_url = cap_pub;
 	ro->consent_sub_url  = consent_pub;

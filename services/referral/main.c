@@ -141,6 +141,7 @@ main(int argc, char **argv)
 	ro.consent_arg    = cns;
 	ro.seal           = consent_ref_seal;
 	ro.unseal         = consent_ref_open;
+	ro.minor          = consent_ref_minor;
 	ro.erase          = retention_erase;
 	ro.erase_arg      = cns;
 	ro.erase_done     = retention_done;

@@ -81,6 +81,7 @@ struct ref_service {
 	ref_consent_fn    rs_consent;
 	void             *rs_consent_arg;
 	ref_seal_fn       rs_seal;   /* NULL: free text is refused */
+	ref_minor_fn      rs_minor;  /* NULL: no subject is a minor */
 	ref_open_fn       rs_unseal; /* NULL: sealed text reads as "" */
 	uint32_t          rs_window_s[REF_URGENCIES]; /* respond-by windows, cut to the hold max */
 	uint32_t          rs_hold_max_s;

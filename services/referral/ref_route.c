@@ -329,6 +329,7 @@ typedef struct route_need {
 	size_t    rn_ncands;
 	char    (*rn_tried)[CAP_ID_MAX]; /* refused a hold in this transaction (arena) */
 	size_t    rn_ntried, rn_captried;
+	bool      rn_minor;  /* the person is a minor: services that take minors only */
 	bool      rn_active; /* to be routed */
 	bool      rn_scan;   /* takes part in the next scan */
 } route_need;
@@ -373,13 +374,16 @@ fits(const route_need *rn, const Haven__Capacity__V1__Service *svc, int region, 
 {
 	const region_map *m = rs->rs_regions;
 	const Need *n = rn->rn_need;
-	bool        pop = false;
+	bool        pop = false, minors = false;
 	unsigned    dist;
 
 	for (size_t i = 0; i < svc->n_populations && !pop; i++) {
 		pop = svc->populations[i] == n->population;
 	}
-	if (!pop || (rn->rn_excluded & ((uint64_t) 1 << region)) != 0) {
+	for (size_t i = 0; i < svc->n_populations && rn->rn_minor && !minors; i++) {
+		minors = svc->populations[i] == HAVEN__CAPACITY__V1__POPULATION__MINORS;
+	}
+	if (!pop || (rn->rn_minor && !minors) || (rn->rn_excluded & ((uint64_t) 1 << region)) != 0) {
 		return (false);
 	}
 	for (size_t i = 0; i < n->n_accessibility; i++) {
@@ -494,9 +498,12 @@ scan(ref_work *w, route_need *needs, size_t n)
 	return (HV_OK);
 }
 
-static void
-route_need_init(ref_service *rs, route_need *rn, Referral *r, Need *n)
+static hv_status
+route_need_init(ref_work *w, route_need *rn, Referral *r, Need *n)
 {
+	ref_service *rs = w->w_rs;
+	hv_status    st;
+
 	memset(rn, 0, sizeof(*rn));
 	rn->rn_ref       = r;
 	rn->rn_need      = n;
@@ -506,6 +513,13 @@ route_need_init(ref_service *rs, route_need *rn, Referral *r, Need *n)
 	rn->rn_active    = n->state == NS(WAITING) && (int) n->type > 0 &&
 	    (int) n->type < REF_SERVICE_TYPES;
 	rn->rn_scan      = rn->rn_active;
+	/* A minor goes only to services that take minors (consent knows who is one). */
+	if (rs->rs_minor != NULL &&
+	    (st = rs->rs_minor(rs->rs_consent_arg, w->w_txn, r->subject, &rn->rn_minor)) != HV_OK &&
+	    st != HV_NOT_FOUND) {
+		return (ref_fail(w, st, "cannot read whether subject %s is a minor", r->subject));
+	}
+	return (HV_OK);
 }
 
 /* Makes the offer for a hold just placed, and moves the need to OFFERED. */
@@ -625,9 +639,8 @@ try_candidates(ref_work *w, route_need *rn, bool *offered)
 hv_status
 ref_route(ref_work *w, ref_route_item *items, size_t n)
 {
-	ref_service *rs = w->w_rs;
-	route_need  *needs;
-	hv_status    st;
+	route_need *needs;
+	hv_status   st;
 
 	if (n == 0) {
 		return (HV_OK);
@@ -636,7 +649,9 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	for (size_t i = 0; i < n; i++) {
-		route_need_init(rs, &needs[i], items[i].ri_ref, items[i].ri_need);
+		if ((st = route_need_init(w, &needs[i], items[i].ri_ref, items[i].ri_need)) != HV_OK) {
+			return (st);
+		}
 	}
 	/* One scan per service type for the whole batch; then the needs take their holds in
 	 * order, so that an earlier (more urgent, older) need gets a contested place. */
@@ -757,9 +772,9 @@ ref_route_to(ref_work *w, Referral *r, Need *n, const char *service_id)
 		              ids_valid(service_id) ? service_id : "(not an id)")
 		        : ref_fail(w, st, "cannot read service %s", service_id));
 	}
-	route_need_init(rs, &rn, r, n);
 	memset(&c, 0, sizeof(c));
-	if ((st = named_fits(w, &rn, svc, &c.c_rank)) != HV_OK) {
+	if ((st = route_need_init(w, &rn, r, n)) != HV_OK ||
+	    (st = named_fits(w, &rn, svc, &c.c_rank)) != HV_OK) {
 		goto out;
 	}
 	snprintf(c.c_org, sizeof(c.c_org), "%s", svc->org_id);

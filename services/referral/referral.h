@@ -86,6 +86,11 @@ typedef hv_status (*ref_seal_fn)(void *arg, store_txn *txn, const char *subject,
 typedef hv_status (*ref_open_fn)(void *arg, store_txn *txn, const char *subject,
     const char *context, const uint8_t *sealed, size_t len, char *text, size_t textsz);
 
+/* Whether subject is a minor (the consent service knows; the node passes consent_ref_minor),
+ * inside the caller's transaction, with consent_arg. A minor's needs are routed only to
+ * services whose populations include MINORS. HV_NOT_FOUND counts as not a minor. */
+typedef hv_status (*ref_minor_fn)(void *arg, store_txn *txn, const char *subject, bool *minor);
+
 /* Retention: erases the personal data of subject (32 hex digits) in the consent service, in
  * transactions of its own (the node passes consent_erase_subject with the node itself as the
  * caller). Called with no transaction open, from the retention thread or ref_retention_run's
@@ -116,6 +121,7 @@ typedef struct ref_options {
 	 * free text is refused (FAILED_PRECONDITION); unseal NULL: sealed text reads as "". */
 	ref_seal_fn       seal;
 	ref_open_fn       unseal;
+	ref_minor_fn      minor;        /* with consent_arg; NULL: no subject is a minor */
 	const char       *pub_url;      /* ReferralChanged notifications; NULL: none */
 	const char       *capacity_sub_url; /* subscribe to CapacityChanged here; NULL: none */
 	/* Subscribe to the consent service's "consent.withdrawn" notifications (a packed

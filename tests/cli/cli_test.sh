@@ -76,6 +76,9 @@ expect 64 "--days is gone; name a finished --period" stats --days=30
 expect 64 "--timeout must be 1..3600000 ms" --timeout abc health
 expect 64 "service approve needs the service ID and --version V" service approve
 expect 64 "subject transfer takes one ID and --to ORG" subject transfer $S
+expect 64 "give at least one field to change or --clear" subject update $S
+expect 64 "--minor: yes or no" subject update $S --minor maybe
+expect 64 "--clear: name, dob" subject update $S --clear minor
 expect 64 "capacity freed needs SERVICE" capacity freed
 expect 64 "N must be" capacity taken svc-x 0
 expect 64 "--version must be" service approve svc-x --version 0
@@ -93,6 +96,8 @@ expect 64 "referral reassign takes ID NEED --reason TEXT" referral reassign ref-
 expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region Atlantis
 expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region=Atlantis
 expect 5 "no subject $S" subject show $S
+expect 5 "no subject $S" subject update $S --contact "via the desk"
+expect 3 "date_of_birth must be a date as YYYY-MM-DD" subject update $S --dob 1999-02-30
 expect 5 "no service svc-none" service approve svc-none --version 1
 expect 5 "no service svc-none" capacity taken svc-none
 expect 9 "nobody-here is not an enabled referrer organisation" subject transfer $S --to nobody-here
