@@ -13,5 +13,6 @@ int bench_consent(int argc, char **argv);
 int bench_referral(int argc, char **argv);
 int bench_kdf(int argc, char **argv);
 int bench_json(int argc, char **argv);
+int bench_http(int argc, char **argv);
 
 #endif

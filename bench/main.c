@@ -19,6 +19,7 @@ static const struct {
 	{ "referral", bench_referral, "[PEOPLE] [PROVIDERS] [THREADS]" },
 	{ "kdf", bench_kdf, "[HASHES] [SECONDS]" },
 	{ "json", bench_json, "[N]" },
+	{ "http", bench_http, "[THREADS] [CALLS] [SIZE]" },
 };
 
 int

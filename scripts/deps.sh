@@ -13,6 +13,7 @@ packages=(
   libssl-dev                          # cryptography (OpenSSL 3)
   libjansson-dev                      # JSON output of the CLI and receipts
   libcmocka-dev                       # unit tests
+  libcurl4-openssl-dev curl           # the Connect API's tests and haven-bench http: a real HTTP client
   "$@"
 )
 

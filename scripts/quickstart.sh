@@ -17,6 +17,7 @@ bin=$PWD/build
 mkdir -p "$data" && chmod 700 "$data"
 pki=$data/pki
 port=${HAVEN_PORT:-7443}
+http_port=${HAVEN_HTTP_PORT:-8443}
 log=$data/node.log
 if [ ! -f "$pki/ca.pem" ]; then
   echo "== making a demo PKI in $pki (node CA, server certificate, one per partner)"
@@ -27,10 +28,12 @@ if [ ! -f "$pki/ca.pem" ]; then
   done
 fi
 
-echo "== starting haven-node on $data (ipc + mutual TLS on localhost:$port; log: $log)"
+echo "== starting haven-node on $data (ipc + mutual TLS on localhost:$port + the Connect API"
+echo "   over HTTPS on localhost:$http_port; log: $log)"
 "$bin/services/node/haven-node" --data "$data" \
   --listen "ipc://$data/run/haven.sock" --listen "tls+tcp://127.0.0.1:$port" \
-  --tls-ca "$pki/ca.pem" --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" 2>"$log" &
+  --tls-ca "$pki/ca.pem" --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" \
+  --http-listen "127.0.0.1:$http_port" 2>"$log" &
 node=$!
 trap 'kill -TERM $node 2>/dev/null; wait $node 2>/dev/null || true' EXIT
 
@@ -47,6 +50,14 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 op health
+echo "== the same over the Connect API (HTTPS, JSON); callers with a session add"
+echo "   -H 'Authorization: Bearer TOKEN'"
+connect_call=(curl -sS --cacert "$pki/ca.pem" -H 'Content-Type: application/json' -d '{}'
+  "https://localhost:$http_port/haven.health.v1.Health/Check")
+printf '%q ' "${connect_call[@]}"
+echo
+"${connect_call[@]}"
+echo
 
 echo "== the region map: the ten Dutch police regions and their neighbours"
 op regions

@@ -56,6 +56,9 @@ refused kdf x
 refused kdf 1 1 1
 refused json 0
 refused json 10 20
+refused http 0
+refused http 2 x
+refused http 1 1 1 1
 
 n='[0-9]+'
 prints "^consent subjects=300 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" consent 300 1 2
@@ -63,6 +66,7 @@ prints "^consent subjects=300 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" c
 prints "^kdf alg=scrypt ln=$n r=$n p=$n hashes=2 hash_ms=$n\\.$n hash_max_ms=$n\\.$n hash_cpu_ms=$n\\.$n mem_kib=$n rss_peak_kib=$n totp_verify_per_s=$n\$" kdf 2 1
 prints "^consent subjects=200 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" consent 200 1 2 durable cold
 prints "^json json_bytes=$n proto_bytes=$n encode_per_s=$n decode_per_s=$n pack_per_s=$n unpack_per_s=$n\$" json 200
+prints "^http json_qps=$n proto_qps=$n rpc_qps=$n threads=2 calls=50 size=64\$" http 2 50 64
 
 if [ "$fails" -ne 0 ]; then
 	echo "bench_smoke: $fails failed"

@@ -42,7 +42,13 @@
  * it is fixed. Every mismatch is listed; a summary line gives the counts.
  * MATRIX_TRACE=1 in the environment prints every answer.
  *
- *   matrix_test HAVEN_NODE [AUTHORITY.MD]     (default: the source tree's docs/authority.md)
+ * With --http the node also serves the Connect API (http_listen, HTTPS with its server
+ * certificate) and every call of an organisation or of the anonymous caller goes over HTTP
+ * instead, with the organisation's session token as its bearer token, alternately as JSON and
+ * as binary: every method is reached both ways and every cell must hold as over nng (one
+ * dispatch). The operator has no HTTP identity and stays on ipc://.
+ *
+ *   matrix_test [--http] HAVEN_NODE [AUTHORITY.MD]  (default: the source tree's docs/authority.md)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -64,6 +70,7 @@
 #include "haven/auth.h"
 #include "haven/clock.h"
 #include "haven/rpc.h"
+#include "../connect_client.h"
 #include "../testutil.h"
 
 #include "haven/admin/v1/admin.pb-c.h"
@@ -171,6 +178,10 @@ static struct {
 	char              problems[32768];
 	size_t            plen;
 	unsigned          calls, cells, mismatches;
+	bool              http;     /* --http: organisations and anonymous call over HTTPS */
+	int               http_port;
+	cc_client        *cc;
+	unsigned          http_json, http_proto; /* calls made each way */
 } g;
 
 static void
@@ -245,7 +256,17 @@ call_as(const actor *a, const char *method, const ProtobufCMessage *req, Protobu
 		snprintf(key, sizeof(key), "matrix-%u-%u", (unsigned) getpid(), ++g.seq);
 		o.idempotency_key = key;
 	}
-	st = rpc_channel_call(a->ch, method, req, md->output, &out, &o, g.err, sizeof(g.err));
+	if (g.http && a != &actors[A_OP]) {
+		char token[AUTH_TOKEN_MAX];
+		bool json = ((g.http_json + g.http_proto) & 1) == 0;
+		bool anon = a->org == NULL || rpc_channel_token(a->ch, token, sizeof(token)) != HV_OK;
+		st = cc_call(g.cc, method, req, md->output, &out, anon ? NULL : token, json,
+		    o.idempotency_key, o.timeout_ms, NULL, g.err, sizeof(g.err));
+		memset(token, 0, sizeof(token));
+		*(json ? &g.http_json : &g.http_proto) += 1;
+	} else {
+		st = rpc_channel_call(a->ch, method, req, md->output, &out, &o, g.err, sizeof(g.err));
+	}
 	if (reply != NULL) {
 		*reply = out;
 	} else if (out != NULL) {
@@ -1478,7 +1499,7 @@ test_matrix(void **state)
 static pid_t
 node_spawn(int port)
 {
-	char  ipc[600], tls[64], ca[600], cert[600], key[600], log[600];
+	char  ipc[600], tls[64], ca[600], cert[600], key[600], log[600], http[64];
 	pid_t pid;
 
 	snprintf(ipc, sizeof(ipc), "ipc://%s/run/haven.sock", g.data);
@@ -1494,8 +1515,11 @@ node_spawn(int port)
 		if (freopen(log, "a", stdout) == NULL || dup2(fileno(stdout), 2) < 0) {
 			_exit(127);
 		}
+		/* HTTPS with the node's server certificate (tls_cert, tls_key). */
+		snprintf(http, sizeof(http), "127.0.0.1:%d", port + 10000);
 		execl(g.node_bin, g.node_bin, "--data-dir", g.data, "--listen", ipc, "--listen", tls,
-		    "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key, (char *) NULL);
+		    "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key,
+		    g.http ? "--http-listen" : (char *) NULL, http, (char *) NULL);
 		_exit(127);
 	}
 	return (pid);
@@ -1968,6 +1992,14 @@ setup(void **state)
 	tu_pki(g.pki, orgs, n);
 	port   = node_start();
 	g.port = port;
+	if (g.http) {
+		char base[64], ca[600];
+		snprintf(base, sizeof(base), "https://localhost:%d", port + 10000);
+		snprintf(ca, sizeof(ca), "%s/ca.pem", g.pki);
+		if (cc_open(&g.cc, base, ca) != HV_OK) {
+			fail_msg("cannot open the HTTP client");
+		}
+	}
 	/* The directory first, then the sessions: a change of it may end sessions. */
 	register_spare();
 	for (int i = 0; i < A_N; i++) {
@@ -1998,6 +2030,14 @@ teardown(void **state)
 		rpc_channel_close(actors[i].ch);
 		actors[i].ch = NULL;
 	}
+	if (g.http) {
+		fprintf(stderr, "matrix_test: %u calls over HTTP as JSON, %u as binary\n", g.http_json,
+		    g.http_proto);
+		cc_close(g.cc);
+		if (g.http_json == 0 || g.http_proto == 0) {
+			return (-1);
+		}
+	}
 	if (g.node > 0) {
 		kill(g.node, SIGTERM);
 		waitpid(g.node, &status, 0);
@@ -2019,8 +2059,13 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_edges),
 	};
 
+	if (argc > 1 && strcmp(argv[1], "--http") == 0) {
+		g.http = true;
+		argv++;
+		argc--;
+	}
 	if (argc != 2 && argc != 3) {
-		fprintf(stderr, "usage: matrix_test HAVEN_NODE [AUTHORITY.MD]\n");
+		fprintf(stderr, "usage: matrix_test [--http] HAVEN_NODE [AUTHORITY.MD]\n");
 		return (2);
 	}
 	g.node_bin = argv[1];

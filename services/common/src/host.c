@@ -3,6 +3,7 @@
  * map, token keys, RPC server, metrics page, signals (see host.h).
  */
 #include "haven/clock.h"
+#include "haven/connect.h"
 #include "haven/host.h"
 #include "haven/crypto.h"
 #include "haven/log.h"
@@ -79,6 +80,17 @@ static const config_option host_options[] = {
 	    "encryption. It holds counts by method, status, need state, service type and region, "
 	    "never an id or a name. Each process of a node needs a port of its own. Default: off. "
 	    "See docs/metrics.md." },
+	{ "http_listen", CONFIG_STRING, offsetof(host_config, http_listen), NULL, 0, 0,
+	    "Serve every RPC method over HTTP by the Connect protocol (POST /haven.<area>.v1.<Svc>/"
+	    "<Method>, application/json or application/proto), e.g. 0.0.0.0:8443. HOST:PORT is "
+	    "HTTPS with tls_cert and tls_key (no client certificate asked: callers carry a "
+	    "session token), else plain HTTP, which is allowed on a loopback address only (behind "
+	    "a reverse proxy: deploy/nginx/haven.conf). https:// or http:// may be written in "
+	    "front. A process serves its own methods: split processes need a port each. "
+	    "Default: off. See services/common/include/haven/connect.h." },
+	{ "http_web_dir", CONFIG_STRING, offsetof(host_config, http_web_dir), NULL, 0, 0,
+	    "Directory of static files served by GET on the http_listen listener (the web app); "
+	    "read once at start. Default: none (404)." },
 };
 #define N_HOST_OPTIONS (sizeof(host_options) / sizeof(host_options[0]))
 
@@ -93,6 +105,7 @@ struct host {
 	void              *h_lookup_arg;
 	sigset_t           h_signals;
 	metrics_http      *h_metrics_http; /* NULL unless metrics_listen */
+	connect_server    *h_connect;      /* NULL unless http_listen */
 	double             h_start_s;      /* Unix time at host_open */
 };
 
@@ -297,6 +310,11 @@ host_config_load_with(host_config *cfg, int argc, char **argv, const char *prog,
 		if (cfg->metrics_listen != NULL && cfg->metrics_listen[0] != '\0' &&
 		    metrics_check_listen(cfg->metrics_listen, err, sizeof(err)) != HV_OK) {
 			fprintf(stderr, "%s: metrics_listen: %s\n", prog, err);
+			return (2);
+		}
+		if (cfg->http_listen != NULL && cfg->http_listen[0] != '\0' &&
+		    connect_check_listen(cfg->http_listen, tls == 3, err, sizeof(err)) != HV_OK) {
+			fprintf(stderr, "%s: %s\n", prog, err);
 			return (2);
 		}
 	}
@@ -792,8 +810,23 @@ host_start(host *h, auth_lookup_fn lookup, void *lookup_arg)
 		log_error("cannot serve metrics on %s: %s", cfg->metrics_listen, hv_status_name(st));
 		return (st);
 	}
+	if (cfg->http_listen != NULL && cfg->http_listen[0] != '\0') {
+		connect_options co = { .listen = cfg->http_listen, .tls_cert_file = cfg->tls_cert,
+			.tls_key_file = cfg->tls_key, .web_dir = cfg->http_web_dir };
+		if ((st = connect_server_start(&h->h_connect, h->h_srv, &co)) != HV_OK) {
+			log_error("cannot serve the Connect API on %s: %s", cfg->http_listen,
+			    hv_status_name(st));
+			return (st);
+		}
+	}
 	log_info("ready (store schema %u)", store_schema_version(h->h_store));
 	return (HV_OK);
+}
+
+int
+host_http_port(host *h)
+{
+	return (h != NULL ? connect_server_port(h->h_connect) : 0);
 }
 
 int
@@ -823,6 +856,7 @@ host_close(host *h)
 	}
 	/* First: collectors read the store and the services, which close after this. */
 	metrics_http_stop(h->h_metrics_http);
+	connect_server_stop(h->h_connect); /* its calls in flight finish on the RPC workers */
 	rpc_server_close(h->h_srv); /* in-flight calls finish first */
 	auth_close(h->h_auth);
 	region_map_free(h->h_regions);

@@ -323,6 +323,26 @@ rpc_channel_set_token(rpc_channel *ch, const char *token)
 	return (HV_OK);
 }
 
+hv_status
+rpc_channel_token(rpc_channel *ch, char *out, size_t outsz)
+{
+	hv_status st = HV_NOT_FOUND;
+
+	if (ch == NULL || out == NULL || outsz == 0) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	out[0] = '\0';
+	pthread_mutex_lock(&ch->ch_mtx);
+	if (ch->ch_token != NULL) {
+		st = strlen(ch->ch_token) < outsz ? HV_OK : HV_OUT_OF_RANGE;
+		if (st == HV_OK) {
+			memcpy(out, ch->ch_token, strlen(ch->ch_token) + 1);
+		}
+	}
+	pthread_mutex_unlock(&ch->ch_mtx);
+	return (st);
+}
+
 static hv_status
 ctx_get(rpc_channel *ch, pooled_ctx *out)
 {

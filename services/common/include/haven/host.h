@@ -13,7 +13,8 @@
  *   ... create the services with host_store(h), host_regions(h), register them on
  *       host_server(h) ...
  *   host_start(h, lookup, arg)      authenticator over the partner directory, Auth service,
- *                                   listeners, workers, the metrics page (metrics_listen)
+ *                                   listeners, workers, the metrics page (metrics_listen),
+ *                                   the Connect API over HTTP(S) (http_listen, connect.h)
  *   host_wait(h)                    until SIGTERM/SIGINT
  *   ... close the services ...
  *   host_close(h); host_config_free(&cfg);
@@ -59,6 +60,8 @@ typedef struct host_config {
 	char       *check_audit;       /* "queued" or "durable" (consent Check's audit entry) */
 	char       *log_level;
 	char       *metrics_listen;    /* loopback HOST:PORT of the metrics page; NULL: off */
+	char       *http_listen;       /* the Connect API's [http[s]://]HOST:PORT; NULL: off */
+	char       *http_web_dir;      /* static files on the http_listen listener; NULL: none */
 } host_config;
 
 /* Reads --config FILE (if given) and then the command-line options over it. Returns 0, or the
@@ -96,6 +99,9 @@ void host_run_path(host *h, const char *name, char *out, size_t outsz);
  * metrics_listen is set (HV_INVALID_ARGUMENT for an address that is not loopback,
  * HV_ALREADY_EXISTS when its port is taken; logged). */
 hv_status host_start(host *h, auth_lookup_fn lookup, void *lookup_arg);
+
+/* The TCP port of the Connect API (http_listen; the one chosen for port 0), or 0 when off. */
+int host_http_port(host *h);
 
 /* The TCP port of the metrics page (the one chosen for port 0), or 0 when it is off. */
 int host_metrics_port(host *h);

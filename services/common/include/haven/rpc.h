@@ -18,9 +18,14 @@
  * every depth, so no handler sees them, nothing stores them and no reply carries them (they
  * are dropped from replies before packing too).
  *
+ * The same server also answers the Connect protocol over HTTP (connect.h): one dispatch
+ * (rpc_server.c) behind two transports (rpc_nng.c, connect.c), so both run the same checks,
+ * handlers, workers, limits and metrics.
+ *
  * Identity. A call carrying `authorization` metadata is the organisation its session token
  * names (see auth.h) or is refused. Otherwise a peer on ipc:// with the server's own uid, or a
- * peer in the same process (inproc://), is the local operator; anyone else is anonymous.
+ * peer in the same process (inproc://), is the local operator; anyone else is anonymous, and
+ * so is every HTTP caller without a token (RPC_TRANSPORT_HTTP: no peer credentials).
  * Handlers get the verified caller, never what the request claims.
  *
  * Client. A channel dials one URL with one REQ socket; calls from many threads share it, each
@@ -69,6 +74,7 @@ typedef enum rpc_transport {
 	RPC_TRANSPORT_IPC,
 	RPC_TRANSPORT_TLS,
 	RPC_TRANSPORT_TCP,
+	RPC_TRANSPORT_HTTP, /* the Connect API (connect.h): identity only from a token */
 } rpc_transport;
 
 #define RPC_ORG_ID_MAX 64 /* including the NUL */
@@ -223,6 +229,10 @@ void rpc_channel_close(rpc_channel *ch);
 
 /* Sets (copies) the session token sent as `authorization` with every call; NULL clears. */
 hv_status rpc_channel_set_token(rpc_channel *ch, const char *token);
+/* Copies the channel's session token into out (outsz bytes), e.g. to carry it as an HTTP
+ * bearer token (connect.h): HV_NOT_FOUND when it has none, HV_OUT_OF_RANGE when out is too
+ * small (out is then ""). The token is a secret: wipe out after use. */
+hv_status rpc_channel_token(rpc_channel *ch, char *out, size_t outsz);
 
 typedef struct rpc_call_options {
 	uint32_t            timeout_ms;      /* 0: 10000 */

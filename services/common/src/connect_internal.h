@@ -1,0 +1,99 @@
+/*
+ * connect_internal.h - what connect.c (requests, calls, the server) and connect_http.c (HTTP
+ * answers, cookies and origins, static files, addresses) share; private to libhaven.
+ */
+#ifndef HAVEN_CONNECT_INTERNAL_H
+#define HAVEN_CONNECT_INTERNAL_H
+
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+#include <nng/supplemental/tls/tls.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "haven/connect.h"
+#include "rpc_dispatch.h"
+
+#define CSP_API "default-src 'none'; frame-ancestors 'none'"
+#define CSP_WEB                                                                            \
+	"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "        \
+	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "          \
+	"frame-ancestors 'none'"
+#define HSTS "max-age=31536000; includeSubDomains"
+#define CT_JSON "application/json"
+#define CT_PROTO "application/proto"
+#define COOKIE_SESSION "haven_session"
+#define COOKIE_CSRF "haven_csrf"
+#define CSRF_BYTES 32
+#define WEB_FILES_MAX 1024
+#define WEB_DEPTH_MAX 6
+
+typedef struct web_file {
+	char   *wf_path; /* "/index.html" */
+	char   *wf_data;
+	size_t  wf_len;
+	const char *wf_type;
+} web_file;
+
+struct connect_server {
+	rpc_server       *cs_rpc;
+	nng_http_server  *cs_http;
+	nng_http_handler *cs_handler;
+	nng_tls_config   *cs_tls;
+	bool              cs_attached;
+	bool              cs_started;
+	bool              cs_is_tls;
+	int               cs_port;
+	uint32_t          cs_read_timeout_ms;
+	unsigned          cs_max_inflight;
+	size_t            cs_max_body;
+
+	web_file         *cs_web;
+	size_t            cs_nweb;
+
+	pthread_mutex_t   cs_mtx;
+	pthread_cond_t    cs_idle_cv;
+	unsigned          cs_inflight; /* requests between http_cb and their aio's completion */
+	bool              cs_closing;
+	atomic_ullong     cs_request_ids;
+};
+
+typedef enum body_kind { BODY_JSON, BODY_PROTO } body_kind;
+
+/* One HTTP request in flight (an RPC call or a /session request). */
+typedef struct creq {
+	connect_server *r_cs;
+	nng_aio        *r_http;   /* nng's handler aio: completed once, with the response */
+	nng_http_req   *r_req;
+	nng_http_conn  *r_conn;
+	nng_aio        *r_body_aio; /* our read of the body */
+	nng_aio        *r_write_aio; /* our write of the whole answer */
+	char           *r_out;       /* the answer, status line to body */
+	body_kind       r_kind;
+	char           *r_body;
+	size_t          r_len;
+	bool            r_close;   /* answer with Connection: close (body not read) */
+	bool            r_session; /* POST /session */
+	rpc_call        r_call;    /* last: holds the arena */
+} creq;
+
+/* connect_http.c */
+int           connect_secure_headers(connect_server *cs, nng_http_res *res, bool api);
+nng_http_res *connect_res_make(connect_server *cs, uint16_t status, bool api, const char *type,
+    const void *body, size_t len, bool close);
+nng_http_res *connect_res_error(connect_server *cs, hv_status code, uint16_t http,
+    const char *msg, bool close);
+bool          connect_cookie_get(const char *header, const char *name, char *out, size_t outsz);
+bool          connect_same_origin(connect_server *cs, nng_http_req *req);
+bool          connect_rpc_path(const char *uri);
+bool          connect_body_kind(const char *ct, body_kind *out);
+hv_status     connect_listen_parse(const char *listen, bool tls, bool *https, const char **hostport,
+        char *err, size_t errsz);
+hv_status     connect_web_load(connect_server *cs, const char *dir, const char *rel, unsigned depth,
+        size_t *total);
+nng_http_res *connect_web_answer(connect_server *cs, nng_http_req *req);
+/* The whole answer res as bytes (status line, headers, Content-Length, body unless head), in
+ * a malloc'd buffer; NULL when memory runs out. *close is set when it says Connection: close. */
+char         *connect_res_bytes(nng_http_res *res, bool head, size_t *len, bool *close);
+
+#endif

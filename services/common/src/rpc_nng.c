@@ -1,0 +1,582 @@
+/*
+ * rpc_nng.c - the RPC server's nng transport: one REP socket, its listeners (inproc://,
+ * ipc://, tls+tcp://, tcp:// when allowed) and a pool of receiving contexts (see rpc.h; the
+ * dispatch is rpc_server.c, rpc_dispatch.h).
+ *
+ * Threads and ownership. A fixed set of slots each own one nng context, one aio and one call
+ * (with its arena). A slot cycles RECV -> (checks) -> [dispatch] -> SEND -> RECV. The aio
+ * callback runs on nng's threads and never blocks: it decodes the envelope, identifies the
+ * caller from the pipe it came on and hands the call to the dispatch, which answers at once
+ * (errors, inline handlers) or queues it for a worker. slot_reply, the call's completion, packs
+ * the Reply envelope and starts the send; only then does nng touch the slot again.
+ *
+ * Because each slot holds at most one call, the number of slots bounds the calls in the
+ * server; the queue bounds those waiting for a worker. With more slots than workers + queue, a
+ * burst beyond what the workers can take is answered RESOURCE_EXHAUSTED instead of waiting
+ * without bound.
+ */
+#include "haven/clock.h"
+#include "haven/log.h"
+#include "haven/rpc.h"
+#include "haven/ticker.h"
+
+#include "haven/arena.h"
+#include "rpc_dispatch.h"
+#include "rpc_internal.h"
+
+#include "haven/health/v1/health.pb-c.h"
+#include "haven/rpc/v1/rpc.pb-c.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/tls/tls.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_LISTENERS 8
+/* The ipc:// listener watchdog (see ipc_watch_round): how often each ipc listener is called,
+ * how long a probe may take, and how many probes in a row must fail before the listener is
+ * made again. */
+#define IPC_PROBE_EVERY_MS 2000
+#define IPC_PROBE_TIMEOUT_MS 1000
+#define IPC_PROBE_FAILS 3
+
+typedef struct listener_entry {
+	nng_listener    l_listener;
+	int             l_id;
+	rpc_transport   l_transport;
+	nng_tls_config *l_tls;
+	int             l_lockfd; /* ipc:// lock file, or -1 */
+	char           *l_lockpath;
+	char           *l_url;      /* as given to rpc_server_listen */
+	unsigned        l_failed;   /* ipc://: probes failed in a row */
+	uint64_t        l_restarts; /* ipc://: times the watchdog made it again */
+} listener_entry;
+
+typedef enum slot_state { SLOT_RECV, SLOT_SEND } slot_state;
+
+typedef struct slot {
+	rpc_server *s_srv;
+	nng_ctx     s_ctx;
+	nng_aio    *s_aio;
+	slot_state  s_state;
+	rpc_call    s_call;
+} slot;
+
+struct rpc_nng {
+	nng_socket     n_sock;
+	listener_entry n_listeners[MAX_LISTENERS];
+	size_t         n_nlisteners;
+	slot          *n_slots;
+	unsigned       n_nslots;
+	hv_ticker     *n_watch; /* ipc listener watchdog; NULL without ipc listeners */
+};
+
+/* ---- replies ----------------------------------------------------------------------- */
+
+/* The call's completion (rpc_reply_fn): packs the reply envelope (status, message and, on OK,
+ * the packed reply message) into an nng message and starts sending it on the slot's context.
+ * Never fails to send something: when the reply itself cannot be packed the caller gets
+ * INTERNAL or RESOURCE_EXHAUSTED instead. */
+static void
+slot_reply(rpc_call *call, hv_status code, const ProtobufCMessage *reply)
+{
+	slot                 *sl  = call->c_transport;
+	rpc_server           *srv = sl->s_srv;
+	Haven__Rpc__V1__Reply env = HAVEN__RPC__V1__REPLY__INIT;
+	nng_msg              *msg = NULL;
+	size_t                size;
+
+	env.request_id = call->c_env != NULL ? call->c_env->request_id : 0;
+	code           = rpc_dispatch_check_reply(call, code, reply);
+	if (code == HV_OK) {
+		size_t   n   = protobuf_c_message_get_packed_size(reply);
+		uint8_t *buf = n > srv->sv_opts.max_msg ? NULL : arena_alloc(&call->c_arena, n);
+		if (buf == NULL) {
+			code = rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
+			    "reply of %zu bytes is over the limit", n);
+		} else {
+			protobuf_c_message_pack(reply, buf);
+			env.payload.data = buf;
+			env.payload.len  = n;
+		}
+	}
+	env.code = (uint32_t) code;
+	if (code != HV_OK) {
+		env.message      = (char *) rpc_dispatch_errmsg(call, code);
+		env.payload.data = NULL;
+		env.payload.len  = 0;
+	}
+
+	size = haven__rpc__v1__reply__get_packed_size(&env);
+	if (nng_msg_alloc(&msg, size) != 0) {
+		msg = NULL;
+	} else {
+		haven__rpc__v1__reply__pack(&env, nng_msg_body(msg));
+	}
+	rpc_dispatch_record(srv, call, code);
+
+	sl->s_state = SLOT_SEND;
+	if (msg == NULL) {
+		/* Out of memory for the reply: the client's timeout ends the call. Go on. */
+		nng_aio_set_msg(sl->s_aio, NULL);
+		sl->s_state = SLOT_RECV;
+		arena_reset(&call->c_arena);
+		rpc_dispatch_end(srv);
+		nng_ctx_recv(sl->s_ctx, sl->s_aio);
+		return;
+	}
+	nng_aio_set_msg(sl->s_aio, msg);
+	nng_ctx_send(sl->s_ctx, sl->s_aio);
+}
+
+/* ---- identity ---------------------------------------------------------------------- */
+
+static rpc_transport
+pipe_transport(rpc_server *srv, nng_pipe p)
+{
+	rpc_nng *n  = srv->sv_nng;
+	int      id = nng_listener_id(nng_pipe_listener(p));
+
+	for (size_t i = 0; i < n->n_nlisteners; i++) {
+		if (__atomic_load_n(&n->n_listeners[i].l_id, __ATOMIC_ACQUIRE) == id) {
+			return (n->n_listeners[i].l_transport);
+		}
+	}
+	return (RPC_TRANSPORT_TCP); /* unknown: treat as the least trusted */
+}
+
+/* What the pipe vouches for: inproc:// is this process, an ipc:// peer with the server's uid
+ * is the node's own user. Everything else proves itself with a token (rpc_dispatch_identify). */
+static hv_status
+identify(rpc_server *srv, nng_msg *msg, rpc_call *call)
+{
+	nng_pipe      p     = nng_msg_get_pipe(msg);
+	rpc_transport t     = pipe_transport(srv, p);
+	bool          local = t == RPC_TRANSPORT_INPROC;
+	uint64_t      uid;
+
+	if (t == RPC_TRANSPORT_IPC && nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &uid) == 0 &&
+	    uid == (uint64_t) srv->sv_uid) {
+		local = true;
+	}
+	return (rpc_dispatch_identify(srv, call, t, local));
+}
+
+/* Decodes the envelope and the payload and runs every check that comes before a handler. */
+static hv_status
+prepare(rpc_server *srv, nng_msg *msg, rpc_call *call)
+{
+	hv_status st;
+
+	if ((st = rpc_dispatch_envelope(srv, call, nng_msg_body(msg), nng_msg_len(msg))) !=
+	        HV_OK ||
+	    (st = rpc_dispatch_method(srv, call)) != HV_OK ||
+	    (st = identify(srv, msg, call)) != HV_OK ||
+	    (st = rpc_dispatch_authorize(srv, call)) != HV_OK) {
+		return (st);
+	}
+	return (rpc_dispatch_payload(srv, call));
+}
+
+/* The aio callback: runs on nng's threads, never blocks on anything but short mutexes. */
+static void
+slot_cb(void *arg)
+{
+	slot       *sl  = arg;
+	rpc_server *srv = sl->s_srv;
+	rpc_call   *call;
+	nng_msg    *msg;
+	hv_status   st;
+	int         rv = nng_aio_result(sl->s_aio);
+
+	if (sl->s_state == SLOT_SEND) {
+		if (rv != 0) {
+			nng_msg_free(nng_aio_get_msg(sl->s_aio));
+		}
+		arena_reset(&sl->s_call.c_arena);
+		rpc_dispatch_end(srv);
+		sl->s_state = SLOT_RECV;
+		if (rv == NNG_ECLOSED) {
+			return;
+		}
+		nng_ctx_recv(sl->s_ctx, sl->s_aio);
+		return;
+	}
+
+	/* SLOT_RECV */
+	if (rv != 0) {
+		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+			return;
+		}
+		nng_ctx_recv(sl->s_ctx, sl->s_aio);
+		return;
+	}
+	msg = nng_aio_get_msg(sl->s_aio);
+	nng_aio_set_msg(sl->s_aio, NULL);
+
+	call = &sl->s_call;
+	rpc_dispatch_begin(srv, call);
+	call->c_reply     = slot_reply;
+	call->c_transport = sl;
+	st                = prepare(srv, msg, call);
+	nng_msg_free(msg); /* everything needed was copied into the arena */
+	if (st != HV_OK) {
+		rpc_dispatch_fail(call, st);
+		return;
+	}
+	rpc_dispatch_submit(srv, call);
+}
+
+/* ---- listeners --------------------------------------------------------------------- */
+
+hv_status
+rpc_nng_open(rpc_server *srv)
+{
+	rpc_nng *n;
+	int      rv;
+
+	if ((n = calloc(1, sizeof(*n))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	srv->sv_nng = n;
+	if ((rv = nng_rep0_open(&n->n_sock)) != 0) {
+		return (hv_status_from_nng(rv));
+	}
+	if ((rv = nng_socket_set_size(n->n_sock, NNG_OPT_RECVMAXSZ, srv->sv_opts.max_msg)) != 0) {
+		return (hv_status_from_nng(rv));
+	}
+	return (HV_OK);
+}
+
+/* Takes an exclusive lock on "<socket path>.lock" and removes a socket file left by a node
+ * that died (it holds no lock any more). The lock is held while the server lives. */
+static hv_status
+ipc_prepare(const char *path, listener_entry *le)
+{
+	char        dir[512];
+	char       *slash;
+	struct stat sb;
+	size_t      n = strlen(path);
+
+	if (n == 0 || n + 6 > sizeof(dir)) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	memcpy(dir, path, n + 1);
+	if ((slash = strrchr(dir, '/')) == NULL) {
+		log_error("rpc: ipc path %s must be absolute, in a directory of its own", path);
+		return (HV_INVALID_ARGUMENT);
+	}
+	*slash = '\0';
+	if (stat(dir[0] != '\0' ? dir : "/", &sb) != 0) {
+		log_error("rpc: ipc directory %s: %s", dir, strerror(errno));
+		return (hv_status_from_errno(errno));
+	}
+	if (sb.st_uid != getuid() || (sb.st_mode & 077) != 0) {
+		log_error("rpc: ipc directory %s must belong to this user and be closed to others "
+		          "(mode 0700)",
+		    dir);
+		return (HV_PERMISSION_DENIED);
+	}
+	if ((le->l_lockpath = malloc(n + 6)) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	snprintf(le->l_lockpath, n + 6, "%s.lock", path);
+	le->l_lockfd = open(le->l_lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (le->l_lockfd < 0) {
+		return (hv_status_from_errno(errno));
+	}
+	if (flock(le->l_lockfd, LOCK_EX | LOCK_NB) != 0) {
+		log_error("rpc: %s is in use by another running node", path);
+		close(le->l_lockfd);
+		le->l_lockfd = -1;
+		return (HV_ALREADY_EXISTS);
+	}
+	(void) unlink(path); /* a stale socket of a dead node */
+	return (HV_OK);
+}
+
+static hv_status
+tls_server_config(const rpc_server_options *o, nng_tls_config **out)
+{
+	nng_tls_config *cfg = NULL;
+	int             rv;
+
+	if (o->tls_ca_file == NULL || o->tls_cert_file == NULL || o->tls_key_file == NULL) {
+		log_error("rpc: tls+tcp:// needs a CA file, a certificate file and a key file");
+		return (HV_INVALID_ARGUMENT);
+	}
+	if ((rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_SERVER)) != 0 ||
+	    (rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
+	    (rv = nng_tls_config_ca_file(cfg, o->tls_ca_file)) != 0 ||
+	    (rv = rpc_tls_own_cert(cfg, o->tls_cert_file, o->tls_key_file)) != 0) {
+		log_error("rpc: TLS configuration failed: %s", nng_strerror(rv));
+		if (cfg != NULL) {
+			nng_tls_config_free(cfg);
+		}
+		return (rv == NNG_ENOENT ? HV_NOT_FOUND : HV_INVALID_ARGUMENT);
+	}
+	*out = cfg;
+	return (HV_OK);
+}
+
+/* Creates and starts le's nng listener on le->l_url (TLS configuration made on first use). */
+static hv_status
+listener_open(rpc_server *srv, listener_entry *le)
+{
+	hv_status st;
+	int       rv;
+
+	if ((rv = nng_listener_create(&le->l_listener, srv->sv_nng->n_sock, le->l_url)) != 0) {
+		log_error("rpc: cannot listen on %s: %s", le->l_url, nng_strerror(rv));
+		return (hv_status_from_nng(rv));
+	}
+	/* Before it accepts: pipe_transport must know its first pipe. */
+	__atomic_store_n(&le->l_id, nng_listener_id(le->l_listener), __ATOMIC_RELEASE);
+	if ((rv = nng_listener_set_size(le->l_listener, NNG_OPT_RECVMAXSZ, srv->sv_opts.max_msg)) !=
+	    0) {
+		st = hv_status_from_nng(rv);
+		goto fail;
+	}
+	if (le->l_transport == RPC_TRANSPORT_IPC &&
+	    (rv = nng_listener_set_int(le->l_listener, NNG_OPT_IPC_PERMISSIONS, 0600)) != 0) {
+		st = hv_status_from_nng(rv);
+		goto fail;
+	}
+	if (le->l_transport == RPC_TRANSPORT_TLS) {
+		if (le->l_tls == NULL && (st = tls_server_config(&srv->sv_opts, &le->l_tls)) != HV_OK) {
+			goto fail;
+		}
+		if ((rv = nng_listener_set_ptr(le->l_listener, NNG_OPT_TLS_CONFIG, le->l_tls)) != 0) {
+			st = hv_status_from_nng(rv);
+			goto fail;
+		}
+	}
+	if ((rv = nng_listener_start(le->l_listener, 0)) != 0) {
+		log_error("rpc: cannot listen on %s: %s", le->l_url, nng_strerror(rv));
+		st = hv_status_from_nng(rv);
+		goto fail;
+	}
+	return (HV_OK);
+fail:
+	nng_listener_close(le->l_listener);
+	return (st);
+}
+
+hv_status
+rpc_nng_listen(rpc_server *srv, const char *url)
+{
+	rpc_nng        *n = srv->sv_nng;
+	listener_entry *le;
+	hv_status       st;
+
+	if (n->n_nlisteners == MAX_LISTENERS) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	le = &n->n_listeners[n->n_nlisteners];
+	memset(le, 0, sizeof(*le));
+	le->l_lockfd = -1;
+	if ((st = rpc_url_transport(url, srv->sv_opts.insecure_tcp, &le->l_transport)) != HV_OK) {
+		return (st);
+	}
+	if ((le->l_url = strdup(url)) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	if ((le->l_transport != RPC_TRANSPORT_IPC ||
+	        (st = ipc_prepare(url + strlen("ipc://"), le)) == HV_OK) &&
+	    (st = listener_open(srv, le)) == HV_OK) {
+		n->n_nlisteners++;
+		return (HV_OK);
+	}
+	if (le->l_tls != NULL) {
+		nng_tls_config_free(le->l_tls);
+	}
+	if (le->l_lockfd >= 0) {
+		close(le->l_lockfd);
+	}
+	free(le->l_lockpath);
+	free(le->l_url);
+	memset(le, 0, sizeof(*le));
+	return (st);
+}
+
+/* ---- the ipc:// listener watchdog ------------------------------------------------------- */
+
+/*
+ * libnng 1.5.2 (Debian 12's) has a flaw in its ipc:// transport (nng issue #1518, fixed in
+ * 1.6): when a peer disconnects while the connection is still negotiating, the listener may
+ * take the error for its own closing and stop accepting, for good. Calls on connections made
+ * before keep working; every new connection hangs until its caller's deadline. Any process
+ * of the node's user can cause it by connecting and closing at once (a CLI refused for its
+ * arguments used to). tls+tcp:// listeners were not found to be affected.
+ *
+ * So every IPC_PROBE_EVERY_MS this thread makes a fresh connection to each ipc:// listener
+ * and calls Health/Check, which completes the negotiation properly (it cannot itself cause
+ * the fault). After IPC_PROBE_FAILS failures in a row the listener is closed and made again
+ * on the same path, still under its lock; its existing connections close with it and their
+ * clients reconnect.
+ */
+static hv_status
+ipc_probe(const char *url)
+{
+	Haven__Health__V1__HealthCheckRequest req = HAVEN__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	rpc_call_options  o     = { .timeout_ms = IPC_PROBE_TIMEOUT_MS, .idempotent = true };
+	ProtobufCMessage *reply = NULL;
+	rpc_channel      *ch    = NULL;
+	hv_status         st;
+
+	if ((st = rpc_channel_open(&ch, url, NULL)) != HV_OK) {
+		return (st);
+	}
+	st = rpc_channel_call(ch, "haven.health.v1.Health/Check", &req.base,
+	    &haven__health__v1__health_check_response__descriptor, &reply, &o, NULL, 0);
+	protobuf_c_message_free_unpacked(reply, NULL);
+	rpc_channel_close(ch);
+	return (st);
+}
+
+static void
+ipc_relisten(rpc_server *srv, listener_entry *le)
+{
+	hv_status st;
+
+	log_warn("rpc: %s stopped accepting connections (libnng 1.5.2, nng issue #1518); "
+	         "listening again",
+	    le->l_url);
+	nng_listener_close(le->l_listener);
+	(void) unlink(le->l_url + strlen("ipc://")); /* ours: the lock is held */
+	if ((st = listener_open(srv, le)) != HV_OK) {
+		log_error("rpc: cannot listen on %s again: %s (tried again in %d ms)", le->l_url,
+		    hv_status_name(st), IPC_PROBE_EVERY_MS);
+		return;
+	}
+	__atomic_add_fetch(&le->l_restarts, 1, __ATOMIC_RELAXED);
+	le->l_failed = 0;
+}
+
+/* One watchdog round (the ticker, every IPC_PROBE_EVERY_MS): probes each ipc listener. */
+static void
+ipc_watch_round(void *arg)
+{
+	rpc_server *srv = arg;
+	bool        closing;
+
+	closing = rpc_dispatch_closing(srv);
+	for (size_t i = 0; !closing && i < srv->sv_nng->n_nlisteners; i++) {
+		listener_entry *le = &srv->sv_nng->n_listeners[i];
+		hv_status       st;
+
+		if (le->l_transport != RPC_TRANSPORT_IPC) {
+			continue;
+		}
+		st = ipc_probe(le->l_url);
+		/* A full queue or a refusal is an answer: the listener accepted. */
+		if (st == HV_DEADLINE_EXCEEDED || st == HV_UNAVAILABLE) {
+			if (++le->l_failed >= IPC_PROBE_FAILS) {
+				ipc_relisten(srv, le);
+			}
+		} else {
+			le->l_failed = 0;
+		}
+	}
+}
+
+uint64_t
+rpc_nng_ipc_restarts(rpc_server *srv)
+{
+	rpc_nng *nn = srv->sv_nng;
+	uint64_t n  = 0;
+
+	for (size_t i = 0; nn != NULL && i < nn->n_nlisteners; i++) {
+		n += __atomic_load_n(&nn->n_listeners[i].l_restarts, __ATOMIC_RELAXED);
+	}
+	return (n);
+}
+
+hv_status
+rpc_nng_start(rpc_server *srv)
+{
+	rpc_nng *n = srv->sv_nng;
+	int      rv;
+
+	if ((n->n_slots = calloc(srv->sv_opts.contexts, sizeof(slot))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	for (unsigned i = 0; i < srv->sv_opts.contexts; i++) {
+		slot *sl  = &n->n_slots[i];
+		sl->s_srv = srv;
+		arena_init(&sl->s_call.c_arena, srv->sv_opts.call_budget);
+		sl->s_call.c_srv = srv;
+		if ((rv = nng_aio_alloc(&sl->s_aio, slot_cb, sl)) != 0) {
+			return (hv_status_from_nng(rv));
+		}
+		if ((rv = nng_ctx_open(&sl->s_ctx, n->n_sock)) != 0) {
+			nng_aio_free(sl->s_aio);
+			sl->s_aio = NULL;
+			return (hv_status_from_nng(rv));
+		}
+		n->n_nslots++;
+		sl->s_state = SLOT_RECV;
+		nng_ctx_recv(sl->s_ctx, sl->s_aio);
+	}
+	for (size_t i = 0; i < n->n_nlisteners && n->n_watch == NULL; i++) {
+		if (n->n_listeners[i].l_transport == RPC_TRANSPORT_IPC) {
+			(void) hv_ticker_start(
+			    &n->n_watch, IPC_PROBE_EVERY_MS, false, ipc_watch_round, srv);
+		}
+	}
+	return (HV_OK);
+}
+
+void
+rpc_nng_stop_watch(rpc_server *srv)
+{
+	if (srv->sv_nng != NULL) {
+		hv_ticker_stop(srv->sv_nng->n_watch);
+		srv->sv_nng->n_watch = NULL;
+	}
+}
+
+void
+rpc_nng_close(rpc_server *srv)
+{
+	rpc_nng *n = srv->sv_nng;
+
+	if (n == NULL) {
+		return;
+	}
+	/* Closing the socket completes every pending receive with NNG_ECLOSED; freeing an aio
+	 * waits for its callback. */
+	nng_close(n->n_sock);
+	for (unsigned i = 0; i < n->n_nslots; i++) {
+		nng_aio_free(n->n_slots[i].s_aio);
+		arena_reset(&n->n_slots[i].s_call.c_arena);
+	}
+	for (size_t i = 0; i < n->n_nlisteners; i++) {
+		listener_entry *le = &n->n_listeners[i];
+		if (le->l_tls != NULL) {
+			nng_tls_config_free(le->l_tls);
+		}
+		if (le->l_lockfd >= 0) {
+			if (le->l_lockpath != NULL) {
+				/* Remove the socket (path = lock path minus ".lock") while still
+				 * holding the lock, so no other node's socket is removed. */
+				size_t k = strlen(le->l_lockpath) - 5;
+				le->l_lockpath[k] = '\0';
+				(void) unlink(le->l_lockpath);
+			}
+			close(le->l_lockfd);
+		}
+		free(le->l_lockpath);
+		free(le->l_url);
+	}
+	free(n->n_slots);
+	free(n);
+	srv->sv_nng = NULL;
+}
