@@ -25,6 +25,7 @@ typedef struct cli {
 	const char         *url;
 	rpc_channel_options co;
 	const char         *org; /* log in as this organisation (--org), or NULL */
+	bool                no_session; /* do not send the stored person's session (login) */
 } cli;
 
 /* The channel to the node: opened, and logged in with --org, at the first call, so that a
@@ -109,5 +110,13 @@ int cmd_admin(cli *c, int argc, char **argv);
 int cmd_subject(cli *c, int argc, char **argv);
 int cmd_consent(cli *c, int argc, char **argv);
 int cmd_audit(cli *c, int argc, char **argv);
+int cmd_login(cli *c, int argc, char **argv);
+int cmd_logout(cli *c, int argc, char **argv);
+int cmd_person(cli *c, int argc, char **argv);
+
+/* The file `haven login` keeps the session in ($HAVEN_SESSION_FILE, else ~/.haven-session):
+ * "URL\nTOKEN\n". cli_channel sends the token to that URL, unless --org or c->no_session. */
+#define CLI_SESSION_FILE_MAX 8192
+void cli_session_path(char *out, size_t outsz);
 
 #endif

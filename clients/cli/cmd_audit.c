@@ -102,8 +102,8 @@ do_audit_show(cli *c, int argc, char **argv)
 	if (c->json) {
 		arr = json_array();
 	} else {
-		printf("%-8s  %-20s  %-13s  %-16s  %-34s  %-32s  %-20s  %s\n", "SEQ", "TIME", "ROLE",
-		    "ORG", "METHOD", "SUBJECT", "PURPOSE", "RESULT");
+		printf("%-8s  %-20s  %-13s  %-16s  %-34s  %-32s  %-20s  %-32s  %s\n", "SEQ", "TIME",
+		    "ROLE", "ORG", "METHOD", "SUBJECT", "PURPOSE", "PERSON", "RESULT");
 	}
 	for (;;) {
 		if ((rc = cli_call(c, "audit show", M_AUDIT("List"), &req.base,
@@ -118,17 +118,19 @@ do_audit_show(cli *c, int argc, char **argv)
 			char        t[32];
 			if (arr != NULL) {
 				json_array_append_new(arr,
-				    json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "seq",
+				    json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "seq",
 				        (json_int_t) e->seq, "time_ms", (json_int_t) e->time_ms, "caller_org",
-				        e->caller_org, "caller_role", e->caller_role, "method", e->method,
+				        e->caller_org, "caller_person", e->caller_person, "caller_role",
+				        e->caller_role, "method", e->method,
 				        "subject", e->subject, "purpose", e->purpose, "result",
 				        e->result_name));
 			} else {
-				printf("%-8llu  %-20s  %-13s  %-16s  %-34s  %-32s  %-20s  %s\n",
+				printf("%-8llu  %-20s  %-13s  %-16s  %-34s  %-32s  %-20s  %-32s  %s\n",
 				    (unsigned long long) e->seq, cli_when(e->time_ms, t, sizeof(t)),
 				    e->caller_role, e->caller_org[0] ? e->caller_org : "-",
 				    m != NULL ? m + 1 : e->method, e->subject[0] ? e->subject : "-",
-				    e->purpose[0] ? e->purpose : "-", e->result_name);
+				    e->purpose[0] ? e->purpose : "-",
+				    e->caller_person[0] ? e->caller_person : "-", e->result_name);
 			}
 		}
 		req.after_seq = rep->next_after_seq;

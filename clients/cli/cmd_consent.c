@@ -108,6 +108,8 @@ enum_list(const cli_args *a, const char *name, const enum_kind *k, int *out, siz
 	return (0);
 }
 
+/* ---- output ----------------------------------------------------------------------------- */
+
 json_t *
 consent_cli_json_strings(char **v, size_t n)
 {

@@ -81,8 +81,7 @@ consent_audit_fill(audit_entry *e, const rpc_caller *caller, const char *method,
 {
 	memset(e, 0, sizeof(*e));
 	e->time_ms = now;
-	e->role    = caller->role;
-	snprintf(e->org, sizeof(e->org), "%s", caller->org_id);
+	audit_entry_caller(e, caller); /* role, organisation and person */
 	snprintf(e->method, sizeof(e->method), "%s", method != NULL ? method : "");
 	snprintf(e->subject, sizeof(e->subject), "%s", subject != NULL ? subject : "");
 	snprintf(e->purpose, sizeof(e->purpose), "%s", purpose != NULL ? purpose : "");

@@ -25,6 +25,7 @@
 
 #include "capacity.h"
 #include "consent.h"
+#include "people.h"
 #include "referral.h"
 
 #include <limits.h>
@@ -115,6 +116,44 @@ take_flag(int *argc, char **argv, const char *flag)
 	return (false);
 }
 
+/* The people of organisations: their key beside the node's other keys (DATA/keys/). */
+static hv_status
+open_people(host *h, const host_config *cfg, audit *log, people_service **out)
+{
+	people_options po = { 0 };
+	char           key_file[PATH_MAX];
+	hv_status      st;
+
+	snprintf(key_file, sizeof(key_file), "%s/keys/%s", cfg->data_dir, PEOPLE_KEY_FILE);
+	po.store          = host_store(h);
+	po.auth           = host_auth(h);
+	po.audit          = log;
+	po.key_file       = key_file;
+	po.session_idle_s = (uint32_t) cfg->session_idle_s;
+	po.session_max_s  = (uint32_t) cfg->session_max_s;
+	if ((st = people_open(out, &po)) != HV_OK) {
+		log_error("cannot open the people service: %s", hv_status_name(st));
+	}
+	return (st);
+}
+
+/* The services' methods on the node's server, and the audit log of the directory and of
+ * referral reads (the node's one log, kept by the consent service). */
+static hv_status
+register_all(host *h, cap_service *cs, consent_service *cns, ref_service *rs, people_service *ps)
+{
+	hv_status st;
+
+	cap_set_audit(cs, consent_audit(cns)); /* directory changes in the node's audit log */
+	ref_set_audit(rs, consent_audit(cns)); /* reads of referrals and offers, too */
+	if ((st = cap_register(cs, host_server(h))) != HV_OK ||
+	    (st = people_register(ps, host_server(h))) != HV_OK ||
+	    (st = consent_register(cns, host_server(h))) != HV_OK) {
+		return (st);
+	}
+	return (ref_register(rs, host_server(h)));
+}
+
 static int
 exit_code(hv_status st)
 {
@@ -168,6 +207,7 @@ main(int argc, char **argv)
 	cap_service     *cs  = NULL;
 	consent_service *cns = NULL;
 	ref_service     *rs  = NULL;
+	people_service  *ps  = NULL;
 	cap_options      co  = { 0 };
 	consent_options  no  = { 0 };
 	ref_options      ro  = { 0 };
@@ -226,11 +266,8 @@ main(int argc, char **argv)
 		ret = exit_code(st);
 		goto out;
 	}
-	cap_set_audit(cs, consent_audit(cns)); /* directory changes in the node's audit log */
-	ref_set_audit(rs, consent_audit(cns)); /* reads of referrals and offers, too */
-	if ((st = cap_register(cs, host_server(h))) != HV_OK ||
-	    (st = consent_register(cns, host_server(h))) != HV_OK ||
-	    (st = ref_register(rs, host_server(h))) != HV_OK ||
+	if ((st = open_people(h, &cfg, consent_audit(cns), &ps)) != HV_OK ||
+	    (st = register_all(h, cs, cns, rs, ps)) != HV_OK ||
 	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
 		ret = exit_code(st);
 		goto out;
@@ -252,6 +289,7 @@ out:
 	ref_close(rs);
 	consent_close(cns);
 	cap_close(cs);
+	people_close(ps);
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}

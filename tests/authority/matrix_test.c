@@ -80,6 +80,7 @@
 #include "haven/consent/v1/consent.pb-c.h"
 #include "haven/diag/v1/diag.pb-c.h"
 #include "haven/health/v1/health.pb-c.h"
+#include "haven/people/v1/people.pb-c.h"
 #include "haven/referral/v1/referral.pb-c.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
@@ -218,6 +219,7 @@ static const ProtobufCServiceDescriptor *const services[] = {
 	&haven__consent__v1__consent__descriptor,
 	&haven__audit__v1__audit__descriptor,
 	&haven__referral__v1__referrals__descriptor,
+	&haven__people__v1__people__descriptor,
 };
 
 /* The descriptor of "package.Service/Method", or NULL. */
@@ -300,6 +302,7 @@ invoke(const actor *a, const ProtobufCMessage *req)
 #define M_CAP(m) "haven.capacity.v1.Capacity/" m
 #define M_CNS(m) "haven.consent.v1.Consent/" m
 #define M_REF(m) "haven.referral.v1.Referrals/" m
+#define M_PPL(m) "haven.people.v1.People/" m
 
 /* ---- fresh records --------------------------------------------------------------------- */
 
@@ -1112,6 +1115,109 @@ f_statistics(const actor *a, scope *s)
 
 /* ---- list checks: nothing of the other side in the answer ------------------------------ */
 
+/* ---- people: the test's callers are certificates and the operator, never people ------ */
+
+/* The organisation whose people a call on side s is about: the caller's own on its own side,
+ * referrer B's on the other. */
+static const char *
+people_org(const actor *a, const scope *s)
+{
+	if (s == &scopes[S_B] || a->org == NULL) {
+		return (actors[s->referrer].org);
+	}
+	return (a->org);
+}
+
+/* A wrong name, password and code: the method is reached and answers UNAUTHENTICATED. */
+static hv_status
+f_login(const actor *a, scope *s)
+{
+	Haven__People__V1__LoginRequest r = HAVEN__PEOPLE__V1__LOGIN_REQUEST__INIT;
+
+	(void) s;
+	r.login    = "matrix-nobody";
+	r.password = "not the password";
+	r.code     = "000000";
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_logout(const actor *a, scope *s)
+{
+	Haven__People__V1__LogoutRequest r = HAVEN__PEOPLE__V1__LOGOUT_REQUEST__INIT;
+
+	(void) s;
+	return (invoke(a, &r.base));
+}
+
+static void
+person_request(Haven__People__V1__CreatePersonRequest *r, const char *org, char *login,
+    size_t loginsz)
+{
+	unique(login, loginsz, "matrix-person");
+	r->org_id       = (char *) org;
+	r->login        = login;
+	r->display_name = "Matrix Person";
+	r->role         = HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_CASE_WORKER;
+	r->password     = "matrix password 1";
+}
+
+static hv_status
+f_create_person(const actor *a, scope *s)
+{
+	Haven__People__V1__CreatePersonRequest r = HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
+	char                                   login[64];
+
+	person_request(&r, people_org(a, s), login, sizeof(login));
+	return (invoke(a, &r.base));
+}
+
+/* A person of the side's organisation, made by the operator; its id into out. */
+static void
+fresh_person(const actor *a, scope *s, char *out)
+{
+	Haven__People__V1__CreatePersonRequest   r = HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
+	Haven__People__V1__CreatePersonResponse *p;
+	char                                     login[64];
+
+	person_request(&r, people_org(a, s), login, sizeof(login));
+	p = (void *) must(&actors[A_OP], M_PPL("CreatePerson"), &r.base);
+	snprintf(out, ID_MAX, "%s", p->person->id);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+}
+
+static hv_status
+f_disable_person(const actor *a, scope *s)
+{
+	Haven__People__V1__DisablePersonRequest r = HAVEN__PEOPLE__V1__DISABLE_PERSON_REQUEST__INIT;
+	char                                    id[ID_MAX];
+
+	fresh_person(a, s, id);
+	r.person_id = id;
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_reset_person(const actor *a, scope *s)
+{
+	Haven__People__V1__ResetPersonRequest r = HAVEN__PEOPLE__V1__RESET_PERSON_REQUEST__INIT;
+	char                                  id[ID_MAX];
+
+	fresh_person(a, s, id);
+	r.person_id = id;
+	r.enable    = true;
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_list_people(const actor *a, scope *s)
+{
+	Haven__People__V1__ListPeopleRequest r = HAVEN__PEOPLE__V1__LIST_PEOPLE_REQUEST__INIT;
+
+	r.org_id = (char *) people_org(a, s);
+	return (invoke(a, &r.base));
+}
+
 typedef void (*list_check_fn)(const char *who, const scope *own, const scope *other,
     const ProtobufCMessage *reply);
 
@@ -1234,6 +1340,12 @@ static const entry entries[] = {
 	{ M_REF("CompletePlacement"), f_complete_placement, NULL, false, HV_OK },
 	{ M_REF("EndPlacement"), f_end_placement, NULL, false, HV_OK },
 	{ M_REF("Statistics"), f_statistics, NULL, false, HV_OK },
+	{ M_PPL("Login"), f_login, NULL, false, HV_UNAUTHENTICATED },
+	{ M_PPL("Logout"), f_logout, NULL, true, HV_OK },
+	{ M_PPL("CreatePerson"), f_create_person, NULL, false, HV_OK },
+	{ M_PPL("DisablePerson"), f_disable_person, NULL, false, HV_OK },
+	{ M_PPL("ResetPerson"), f_reset_person, NULL, false, HV_OK },
+	{ M_PPL("ListPeople"), f_list_people, NULL, false, HV_OK },
 };
 #define N_ENTRIES (sizeof(entries) / sizeof(entries[0]))
 
@@ -1287,6 +1399,15 @@ is_scoped(const char *word)
 	return (false);
 }
 
+/* "people": only a person who is its organisation's admin, for its own organisation. The
+ * callers here are certificates (and the operator, whose cells say "all"), so both sides are
+ * PERMISSION_DENIED; tests/people_test.c checks the people who may. */
+static bool
+is_person_only(const char *word)
+{
+	return (strcmp(word, "people") == 0);
+}
+
 static bool
 is_known_word(const char *word)
 {
@@ -1297,7 +1418,7 @@ is_known_word(const char *word)
 			return (true);
 		}
 	}
-	return (is_refused(word) || is_scoped(word));
+	return (is_refused(word) || is_scoped(word) || is_person_only(word));
 }
 
 static void login_all(void);
@@ -1358,6 +1479,9 @@ check_cell(const entry *e, int col, const char *word)
 	hv_status    st;
 
 	g.cells++;
+	if (is_person_only(word)) {
+		word = "—";
+	}
 	st = run(e, a, own);
 	trace(e, col, "own", st);
 	if (is_refused(word) && st != HV_PERMISSION_DENIED) {

@@ -122,6 +122,43 @@ expect 9 "period 2099-01 has not ended" stats --period 2099-01
 expect 9 "this node answers statistics by calendar month only" stats --period 2020-W53
 expect 0 "" stats --period 2020-12 --region Rotterdam
 
+# People: the operator adds an organisation's admin, who signs in (password and code on stdin,
+# the code computed from the otpauth URI as an authenticator app would), lists its people and
+# signs out; bad input exits 64 or with the call's status, never printing a secret on stderr.
+export HAVEN_SESSION_FILE="$tmp/session"
+expect 0 "" org register cli-ngo --name "CLI NGO" --role referrer --region Rotterdam
+expect 64 "--role must be admin, case-worker or viewer" person add cli-ngo x.y --name X --role boss
+HAVEN_NEW_PASSWORD=short expect 3 "password must be 12 to 1024 bytes" person add cli-ngo x.y \
+	--name X --role viewer
+HAVEN_NEW_PASSWORD="cli test password" expect 0 "" person add cli-ngo Cli.Admin --name "Cli Admin" \
+	--role admin
+uri=$(grep '^otpauth://' "$tmp/out" || true)
+[ -n "$uri" ] || { echo "cli_test: FAIL: person add printed no otpauth URI" >&2; fails=$((fails + 1)); }
+code=$(python3 - "$uri" <<'PY'
+import base64, hashlib, hmac, struct, sys, time, urllib.parse
+s = urllib.parse.parse_qs(urllib.parse.urlparse(sys.argv[1]).query)["secret"][0]
+k = base64.b32decode(s + "=" * ((8 - len(s) % 8) % 8))
+h = hmac.new(k, struct.pack(">Q", int(time.time()) // 30), hashlib.sha1).digest()
+o = h[-1] & 15
+print("%06d" % ((struct.unpack(">I", h[o:o + 4])[0] & 0x7fffffff) % 1000000))
+PY
+)
+printf 'cli test password\n000000\n' >"$tmp/in"
+expect 16 "sign-in failed" login cli.admin --stdin <"$tmp/in"
+grep -q "cli test password" "$tmp/err" && { echo "cli_test: FAIL: a password on stderr" >&2; fails=$((fails + 1)); }
+printf 'cli test password\n%s\n' "$code" >"$tmp/in"
+expect 0 "" login cli.admin --stdin <"$tmp/in"
+grep -q "signed in: person" "$tmp/out" || { echo "cli_test: FAIL: login: $(cat "$tmp/out")" >&2; fails=$((fails + 1)); }
+[ "$(stat -c %a "$tmp/session")" = 600 ] || { echo "cli_test: FAIL: session file not 0600" >&2; fails=$((fails + 1)); }
+expect 0 "" person list cli-ngo
+grep -q "cli.admin" "$tmp/out" || { echo "cli_test: FAIL: person list: $(cat "$tmp/out")" >&2; fails=$((fails + 1)); }
+expect 7 "not yours to manage" person list cli-other
+expect 3 "person_id must be 32 lower-case hex characters" person disable nope
+expect 64 "usage: haven login NAME" login
+expect 0 "" logout
+[ ! -e "$tmp/session" ] || { echo "cli_test: FAIL: logout left the session file" >&2; fails=$((fails + 1)); }
+unset HAVEN_SESSION_FILE
+
 # Many refused invocations in a row leave the node answering at once.
 n=0
 while [ $n -lt 20 ]; do
