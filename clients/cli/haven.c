@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void
 usage(FILE *f)
@@ -271,6 +272,20 @@ cli_print_json(json_t *v)
 	json_dumpf(v, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
 	fputc('\n', stdout);
 	json_decref(v);
+}
+
+const char *
+cli_when(int64_t ms, char *buf, size_t n)
+{
+	time_t    t = (time_t) (ms / 1000);
+	struct tm tm;
+
+	if (ms == 0 || gmtime_r(&t, &tm) == NULL) {
+		snprintf(buf, n, "-");
+	} else {
+		strftime(buf, n, "%Y-%m-%d %H:%M UTC", &tm);
+	}
+	return (buf);
 }
 
 int

@@ -68,6 +68,9 @@ expect 64 "--languages: 'nl_NL' is not a BCP 47 language tag" service register -
 expect 64 "--language: 'x' is not a BCP 47 language tag" subject create --language x
 expect 64 "--language: '12--' is not a BCP 47 language tag" consent grant $S --purpose referral \
 	--category identity --recipient x --given-by subject --method written --language 12--
+expect 64 "unknown role 'chief' (one of: referrer, provider, municipality" org register x \
+	--name X --role chief --region Rotterdam
+expect 64 "--version must be a number from 1" org update x --name Y --version nine
 expect 64 "stats needs --period" stats --region Rotterdam
 expect 64 "--days is gone; name a finished --period" stats --days=30
 expect 64 "--timeout must be 1..3600000 ms" --timeout abc health

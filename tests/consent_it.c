@@ -1,5 +1,5 @@
 /*
- * consent_test.c - haven-consent end to end over RPC (inproc://), with session tokens of
+ * consent_it.c - haven-consent end to end over RPC (inproc://), with session tokens of
  * organisations in each role: who may create, see, erase, grant, withdraw and check; minors;
  * expired and withdrawn consent; receipts that verify and stop verifying after any change;
  * withdrawal events on the pub socket; audit entries for every read, and audit verification

@@ -1,5 +1,5 @@
 /*
- * matrix_test.c - docs/authority.md's table held against a real node: every method x every
+ * matrix_it.c - docs/authority.md's table held against a real node: every method x every
  * role, once on the caller's own records and once on another organisation's or region's.
  *
  * The node is the haven-node binary (argv[1]), started in a temporary directory with a test
@@ -48,7 +48,7 @@
  * as binary: every method is reached both ways and every cell must hold as over nng (one
  * dispatch). The operator has no HTTP identity and stays on ipc://.
  *
- *   matrix_test [--http] HAVEN_NODE [AUTHORITY.MD]  (default: the source tree's docs/authority.md)
+ *   matrix_it [--http] HAVEN_NODE [AUTHORITY.MD]  (default: the source tree's docs/authority.md)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1450,7 +1450,7 @@ is_scoped(const char *word)
 
 /* "people": only a person who is its organisation's admin, for its own organisation. The
  * callers here are certificates (and the operator, whose cells say "all"), so both sides are
- * PERMISSION_DENIED; tests/people_test.c checks the people who may. */
+ * PERMISSION_DENIED; tests/people_it.c checks the people who may. */
 static bool
 is_person_only(const char *word)
 {
@@ -1659,7 +1659,7 @@ test_matrix(void **state)
 			mismatch("%s: the test has a factory, the table no row", entries[i].method);
 		}
 	}
-	printf("matrix_test: %d methods x %d roles: %u cells, %u calls, %u mismatches\n", rows,
+	printf("matrix_it: %d methods x %d roles: %u cells, %u calls, %u mismatches\n", rows,
 	    N_COLS, g.cells, g.calls, g.mismatches);
 	if (g.mismatches > 0 || rows == 0) {
 		fail_msg("docs/authority.md and the node differ:\n%s", g.problems);
@@ -1930,7 +1930,7 @@ edge_held(void)
 	    f_create_referral(&actors[A_REF_A], &t), HV_PERMISSION_DENIED);
 	free_reply();
 	/* With no subject named, a referrer lists the entries of the subjects it holds only
-	 * (tests/consent_test.c test_audit checks which). */
+	 * (tests/consent_it.c test_audit checks which). */
 	expect("Audit/List of its own subjects as referrer A",
 	    call_as(&actors[A_REF_A], "haven.audit.v1.Audit/List", &r.base, NULL), HV_OK);
 	expect("Audit/List of every subject as the operator",
@@ -2204,7 +2204,7 @@ teardown(void **state)
 		actors[i].ch = NULL;
 	}
 	if (g.http) {
-		fprintf(stderr, "matrix_test: %u calls over HTTP as JSON, %u as binary\n", g.http_json,
+		fprintf(stderr, "matrix_it: %u calls over HTTP as JSON, %u as binary\n", g.http_json,
 		    g.http_proto);
 		cc_close(g.cc);
 		if (g.http_json == 0 || g.http_proto == 0) {
@@ -2216,7 +2216,7 @@ teardown(void **state)
 		waitpid(g.node, &status, 0);
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		fprintf(stderr, "matrix_test: haven-node did not stop cleanly (status %d), see %s\n",
+		fprintf(stderr, "matrix_it: haven-node did not stop cleanly (status %d), see %s\n",
 		    status, g.dir);
 		return (-1);
 	}
@@ -2238,7 +2238,7 @@ main(int argc, char **argv)
 		argc--;
 	}
 	if (argc != 2 && argc != 3) {
-		fprintf(stderr, "usage: matrix_test [--http] HAVEN_NODE [AUTHORITY.MD]\n");
+		fprintf(stderr, "usage: matrix_it [--http] HAVEN_NODE [AUTHORITY.MD]\n");
 		return (2);
 	}
 	g.node_bin = argv[1];

@@ -1,5 +1,5 @@
 /*
- * referral_test.c - referrals end to end over RPC: the real capacity and referral services on
+ * referral_it.c - referrals end to end over RPC: the real capacity and referral services on
  * one store, served over inproc:// with organisation tokens (a referrer, two providers, two
  * coordinators, a municipality), a consent hook over a small table, and a clock the tests
  * move. Every scenario of the issue: routing by region, exclusions and preferences, decline and
