@@ -14,6 +14,7 @@ int bench_referral(int argc, char **argv);
 int bench_kdf(int argc, char **argv);
 int bench_json(int argc, char **argv);
 int bench_http(int argc, char **argv);
+int bench_alerts(int argc, char **argv);
 int bench_soak(int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@
 #include "haven/capacity/v1/capacity.pb-c.h"
 #include "haven/consent/v1/audit.pb-c.h"
 #include "haven/consent/v1/consent.pb-c.h"
+#include "haven/people/v1/people.pb-c.h"
 #include "haven/referral/v1/referral.pb-c.h"
 
 #include <stdlib.h>
@@ -62,6 +63,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	add(&haven__consent__v1__consent__descriptor);
 	add(&haven__audit__v1__audit__descriptor);
 	add(&haven__referral__v1__referrals__descriptor);
+	add(&haven__people__v1__people__descriptor);
 	return (0);
 }
 

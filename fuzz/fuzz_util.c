@@ -10,6 +10,7 @@
 #include "haven/consent/v1/consent.pb-c.h"
 #include "haven/diag/v1/diag.pb-c.h"
 #include "haven/health/v1/health.pb-c.h"
+#include "haven/people/v1/people.pb-c.h"
 #include "haven/referral/v1/referral.pb-c.h"
 
 #include <stdio.h>
@@ -84,6 +85,7 @@ const ProtobufCServiceDescriptor *const fuzz_services[] = {
 	&haven__referral__v1__referrals__descriptor,
 	&haven__health__v1__health__descriptor,
 	&haven__diag__v1__diagnostics__descriptor,
+	&haven__people__v1__people__descriptor,
 };
 const size_t fuzz_nservices = sizeof(fuzz_services) / sizeof(fuzz_services[0]);
 

@@ -89,6 +89,42 @@ done < scripts/demo/network.txt
 echo "$nor organisations, $nsv services; tonight in Rotterdam and its southern neighbour:"
 op capacity summary --region Rotterdam --region Zeeland-West-Brabant
 
+echo "== demo people (docs/people.md): the operator makes each organisation's admin, the admins"
+echo "   add their people; known demo passwords; each second factor is an otpauth:// URI (scan it"
+echo "   into an authenticator app, or scripts/demo/totp.py URI prints the current code)"
+export HAVEN_SESSION_FILE=$data/demo-session
+people=$data/demo-people.txt
+# Made by whoever `op` is now: the operator, or the admin signed in (the session file).
+add_person() { # ORG LOGIN NAME ROLE PASSWORD
+  local org=$1 login=$2 name=$3 role=$4 pw=$5 out
+  out=$(HAVEN_NEW_PASSWORD=$pw op person add "$org" "$login" --name "$name" --role "$role") ||
+    return 0 # there from an earlier run: its URI was printed then (demo-people.txt)
+  printf '%s|%s|%s|%s\n' "$login" "$role" "$pw" "$(grep '^otpauth://' <<<"$out")" >>"$people"
+}
+signin() { # LOGIN PASSWORD: as the person, with the code of the URI made for it
+  local uri code
+  uri=$(awk -F'|' -v l="$1" '$1 == l { print $4 }' "$people")
+  code=$(python3 scripts/demo/totp.py "$uri")
+  printf '%s\n%s\n' "$2" "$code" | op login "$1" --stdin
+}
+if [ ! -s "$people" ]; then
+  : >"$people"
+  while IFS='|' read -r org login name role pw; do
+    [ -z "$org" ] || [ "${org#\#}" != "$org" ] && continue
+    if [ "$role" = admin ]; then
+      add_person "$org" "$login" "$name" admin "$pw"
+    else
+      # the organisation's admin adds its own people, in its own session
+      admin=$(awk -F'|' -v o="$org" '$1 == o && $4 == "admin" { print $2 "|" $5 }' scripts/demo/people.txt)
+      signin "${admin%%|*}" "${admin#*|}" >/dev/null
+      add_person "$org" "$login" "$name" "$role" "$pw"
+      op logout >/dev/null
+    fi
+  done < scripts/demo/people.txt
+fi
+awk -F'|' 'BEGIN { printf "%-30s %-12s %-22s %s\n", "LOGIN", "ROLE", "PASSWORD", "SECOND FACTOR" }
+  { printf "%-30s %-12s %-22s %s\n", $1, $2, $3, $4 }' "$people"
+
 echo "== fairwork-ngo (referrer, Rotterdam) records a person and their consent; no real data"
 subject=$(as fairwork-ngo subject create --name "Demo Person" --language ro --contact "via outreach worker")
 echo "subject $subject"
@@ -102,6 +138,8 @@ echo "referral $ref"
 as fairwork-ngo referral show "$ref"
 
 echo "== the providers see their offers (no personal data) and accept"
+echo "-- the shelter's alerts: what happened, how urgent, a link; nothing about her (docs/alerts.md)"
+as safehouse-zwb alerts watch
 as safehouse-zwb offer list --open
 offer=$(as safehouse-zwb --json offer list --open | sed -n 's/.*"id": "\(off-[0-9a-f]*\)".*/\1/p' | head -1)
 as safehouse-zwb offer accept "$offer"
@@ -116,6 +154,8 @@ as shelter-nn subject show "$subject" || echo "(refused, as it must be)"
 echo "== she arrives: placed"
 as safehouse-zwb placement placed "$offer"
 as fairwork-ngo referral show "$ref"
+echo "-- the referrer's alerts"
+as fairwork-ngo alerts watch
 echo "== the municipality sees numbers only (cells under 5 hidden), for finished weeks and months"
 as municipality-rdam capacity summary --region Rotterdam
 as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d "$(date +%Y-%m-15) -1 month" +%Y-%m)"
@@ -127,7 +167,12 @@ echo "== a walk-in at the Rotterdam legal aid: one place taken in one step, no v
 as legalaid-rdam capacity taken svc-rdam-law
 echo "== and may not see the referral itself"
 as municipality-rdam referral show "$ref" || echo "(refused, as it must be)"
+echo "== the NGO's case worker signs in as a person (password + one-time code) and reads her file"
+signin carla.case@fairwork-ngo "demo carla 2026"
+op subject show "$subject" >/dev/null && echo "(read, audited under her name)"
+op logout
 op audit verify
+echo "== who read her file: organisation, role and person (PERSON: the person's id)"
 op audit show --subject "$subject"
 
 echo "== stopping the node"

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void
 usage(FILE *f)
@@ -89,6 +90,15 @@ usage(FILE *f)
 	    "  audit verify           recompute the audit chain; name the first bad entry\n"
 	    "  audit show [--subject ID] [--after SEQ] [--limit N]    who saw whom (a holder: its\n"
 	    "                                                          subjects when none named)\n"
+	    "  login NAME [--stdin]   a person signs in (password and code: prompted, from\n"
+	    "                     HAVEN_PASSWORD and HAVEN_CODE, or two lines on stdin); later\n"
+	    "                     commands to the same node use the session   logout\n"
+	    "  person add ORG LOGIN --name N --role admin|case-worker|viewer [--stdin]\n"
+	    "  person disable ID   person list ORG   person reset ID [--password] [--new-code]\n"
+	    "                     [--enable]   (the operator; an organisation's admin for its own)\n"
+	    "  alerts show [ORG]      an organisation's alert channels (docs/alerts.md)\n"
+	    "  alerts set [ORG] [--email A,...] [--oncall A] [--webhook URL --secret-file F]\n"
+	    "  alerts watch [ORG] [--after SEQ] [--wait MS]    its alerts after a cursor\n"
 	    "exit codes: 0 ok, 1..16 the call's gRPC status code, 64 usage\n");
 }
 
@@ -110,7 +120,57 @@ static const struct {
 	{ "subject", cmd_subject },
 	{ "consent", cmd_consent },
 	{ "audit", cmd_audit },
+	{ "login", cmd_login }, { "logout", cmd_logout }, { "person", cmd_person },
+	{ "alerts", cmd_alerts },
 };
+
+/* ---- a person's session (haven login, cmd_people.c) --------------------------------------- */
+
+void
+cli_session_path(char *out, size_t outsz)
+{
+	const char *p    = getenv("HAVEN_SESSION_FILE");
+	const char *home = getenv("HOME");
+
+	if (p != NULL && p[0] != '\0') {
+		snprintf(out, outsz, "%s", p);
+	} else {
+		snprintf(out, outsz, "%s/.haven-session", home != NULL ? home : ".");
+	}
+}
+
+/* Sends the session `haven login` kept for this URL, unless --org or c->no_session. */
+static void
+session_use(cli *c)
+{
+	char   path[PATH_MAX];
+	char  *buf = NULL, *nl;
+	size_t len = 0;
+
+	if (c->no_session || c->org != NULL) {
+		return;
+	}
+	cli_session_path(path, sizeof(path));
+	/* private: a session file readable by others is refused (hv_file_read says why). */
+	if (hv_file_read(path, CLI_SESSION_FILE_MAX, true, &buf, &len) != HV_OK) {
+		return;
+	}
+	/* "URL\nTOKEN\n": used only for the node it was made for. */
+	if ((nl = strchr(buf, '\n')) != NULL) {
+		*nl = '\0';
+		if (strcmp(buf, c->url) == 0) {
+			char *tok = nl + 1, *end = strchr(tok, '\n');
+			if (end != NULL) {
+				*end = '\0';
+			}
+			if (tok[0] != '\0') {
+				(void) rpc_channel_set_token(c->ch, tok);
+			}
+		}
+	}
+	crypto_wipe(buf, len);
+	free(buf);
+}
 
 int
 cli_fail(cli *c, const char *what, hv_status code, const char *msg)
@@ -146,6 +206,7 @@ cli_channel(cli *c, int *rc)
 		return (NULL);
 	}
 	if (c->org == NULL) {
+		session_use(c);
 		return (c->ch);
 	}
 	if ((st = hv_file_read(c->co.tls_key_file, 64 * 1024, true, &key, &keylen)) != HV_OK) {
@@ -211,6 +272,20 @@ cli_print_json(json_t *v)
 	json_dumpf(v, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
 	fputc('\n', stdout);
 	json_decref(v);
+}
+
+const char *
+cli_when(int64_t ms, char *buf, size_t n)
+{
+	time_t    t = (time_t) (ms / 1000);
+	struct tm tm;
+
+	if (ms == 0 || gmtime_r(&t, &tm) == NULL) {
+		snprintf(buf, n, "-");
+	} else {
+		strftime(buf, n, "%Y-%m-%d %H:%M UTC", &tm);
+	}
+	return (buf);
 }
 
 int

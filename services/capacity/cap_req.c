@@ -137,8 +137,7 @@ cap_audit_directory(req_ctx *r, store_txn *txn, const char *target)
 	}
 	memset(&e, 0, sizeof(e));
 	e.time_ms = r->r_now;
-	e.role    = r->r_caller->role;
-	snprintf(e.org, sizeof(e.org), "%s", r->r_caller->org_id);
+	audit_entry_caller(&e, r->r_caller); /* role, organisation and person */
 	snprintf(e.method, sizeof(e.method), "%s", rpc_call_method(r->r_call));
 	snprintf(e.purpose, sizeof(e.purpose), "%s", target);
 	e.result = HV_OK;

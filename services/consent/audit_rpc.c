@@ -247,6 +247,7 @@ h_audit_list(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMe
 		e->seq            = es[i].seq;
 		e->time_ms        = es[i].time_ms;
 		e->caller_org     = rpc_call_strdup(call, es[i].org);
+		e->caller_person  = rpc_call_strdup(call, es[i].person);
 		e->caller_role    = rpc_call_strdup(call, rpc_role_name(es[i].role));
 		e->method         = rpc_call_strdup(call, es[i].method);
 		e->subject        = rpc_call_strdup(call, es[i].subject);
@@ -255,7 +256,8 @@ h_audit_list(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMe
 		e->result_name    = rpc_call_strdup(call, hv_status_name(es[i].result));
 		e->prev_hash.data = rpc_call_alloc(call, AUDIT_HASH_LEN);
 		e->hash.data      = rpc_call_alloc(call, AUDIT_HASH_LEN);
-		if (e->caller_org == NULL || e->caller_role == NULL || e->method == NULL ||
+		if (e->caller_org == NULL || e->caller_person == NULL || e->caller_role == NULL ||
+		    e->method == NULL ||
 		    e->subject == NULL || e->purpose == NULL || e->result_name == NULL ||
 		    e->prev_hash.data == NULL || e->hash.data == NULL) {
 			goto out;

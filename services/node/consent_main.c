@@ -22,6 +22,7 @@
 #include "haven/host.h"
 #include "haven/log.h"
 
+#include "alerts.h"
 #include "capacity.h"
 #include "consent.h"
 #include "referral.h"
@@ -42,9 +43,9 @@ int
 main(int argc, char **argv)
 {
 	host_config      cfg;
-	host            *h  = NULL;
-	consent_service *cs = NULL;
-	consent_options  co = { 0 };
+	host            *h          = NULL;
+	consent_service *cs         = NULL;
+	consent_options  co         = { 0 };
 	auth_lookup_fn   lookup     = NULL;
 	void            *lookup_arg = NULL;
 	char             path[PATH_MAX];
@@ -54,11 +55,19 @@ main(int argc, char **argv)
 	hv_status        st;
 	cap_service     *cap  = NULL;
 	cap_options      capo = { 0 };
+	alerts_service  *als  = NULL;
+	alerts_options   alo  = { 0 };
+	alerts_config    acfg = { 0 };
+	config_table     atab = alerts_config_table(&acfg);
 	ref_service     *ref  = NULL;
 	ref_options      refo = { 0 };
 
-	if ((ret = host_config_load(&cfg, argc, argv, "haven-consent", &done)) != 0 || done) {
+	/* The alerts section for the links of a withdrawal's alerts (haven-referral sends). */
+	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-consent", &atab, 1, false,
+	         &done)) != 0 ||
+	    done) {
 		host_config_free(&cfg);
+		alerts_config_free(&acfg);
 		return (ret);
 	}
 	ret = 1;
@@ -72,15 +81,25 @@ main(int argc, char **argv)
 		host_run_path(h, "consent-events.sock", path, sizeof(path));
 		snprintf(pub, sizeof(pub), "ipc://%s", path);
 	}
-	capo.store         = host_store(h);
-	capo.regions       = host_regions(h);
-	capo.store_only    = true; /* the directory's reads only: haven-capacity serves it */
+	capo.store      = host_store(h);
+	capo.regions    = host_regions(h);
+	capo.store_only = true; /* the directory's reads only: haven-capacity serves it */
 	if ((st = cap_open(&cap, &capo)) != HV_OK) {
 		log_error("cannot open the partner directory: %s", hv_status_name(st));
 		goto out;
 	}
 	co.org_role   = cap_org_role;
 	co.org_arg    = cap;
+	/* A withdrawal's alerts go to the outbox here; haven-referral sends them. */
+	alo.store     = host_store(h);
+	alo.capacity  = cap;
+	alo.node_url  = acfg.node_url;
+	alo.manual    = true;
+	if ((st = alerts_open(&als, &alo)) != HV_OK) {
+		log_error("cannot open the alerts outbox: %s", hv_status_name(st));
+		goto out;
+	}
+	co.alerts     = als;
 	lookup        = cap_lookup_org;
 	lookup_arg    = cap;
 	/* Store functions only: haven-referral migrates, expires and routes. */
@@ -88,16 +107,17 @@ main(int argc, char **argv)
 	refo.regions    = host_regions(h);
 	refo.capacity   = cap;
 	refo.store_only = true;
+	refo.alerts     = als; /* an erasure ending referrals alerts too */
 	if ((st = ref_open(&ref, &refo)) != HV_OK) {
 		log_error("cannot open the referral tables: %s", hv_status_name(st));
 		goto out;
 	}
 	co.accepting_provider = accepting_provider;
 	co.accepting_arg      = ref;
-	co.store    = host_store(h);
-	co.data_dir = cfg.data_dir;
-	co.pub_url  = pub;
-	co.check_audit_async = strcmp(cfg.check_audit, "queued") == 0;
+	co.store              = host_store(h);
+	co.data_dir           = cfg.data_dir;
+	co.pub_url            = pub;
+	co.check_audit_async  = strcmp(cfg.check_audit, "queued") == 0;
 	if ((st = consent_open(&cs, &co)) != HV_OK) {
 		log_error("cannot open the consent service: %s", hv_status_name(st));
 		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
@@ -118,11 +138,13 @@ out:
 	consent_stop(cs);
 	host_close(h);
 	consent_close(cs);
+	alerts_close(als);
 	ref_close(ref);
 	cap_close(cap);
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}
 	host_config_free(&cfg);
+	alerts_config_free(&acfg);
 	return (ret);
 }

@@ -16,6 +16,10 @@
  * consent on run/consent-events.sock, referral on run/referral-events.sock; the referral
  * service subscribes to the first two, so it reroutes waiting needs the moment a place frees.
  *
+ * Alerts (services/alerts, docs/alerts.md): the referral and consent services write the events
+ * that need a person to the alerts outbox in their own transactions; a sender thread delivers
+ * them by e-mail (smtp_url) and signed webhooks, and Alerts/WatchEvents serves them.
+ *
  * Retention: at start and hourly, the referral service erases (crypto-shredding, through the
  * consent service) the personal data of each subject whose referrals all closed more than
  * referral.retention_days ago, and logs the count (docs/operations.md).
@@ -23,8 +27,10 @@
 #include "haven/host.h"
 #include "haven/log.h"
 
+#include "alerts.h"
 #include "capacity.h"
 #include "consent.h"
+#include "people.h"
 #include "referral.h"
 
 #include <limits.h>
@@ -115,10 +121,64 @@ take_flag(int *argc, char **argv, const char *flag)
 	return (false);
 }
 
+/* The people of organisations: their key beside the node's other keys (DATA/keys/). */
+static hv_status
+open_people(host *h, const host_config *cfg, audit *log, people_service **out)
+{
+	people_options po = { 0 };
+	char           key_file[PATH_MAX];
+	hv_status      st;
+
+	snprintf(key_file, sizeof(key_file), "%s/keys/%s", cfg->data_dir, PEOPLE_KEY_FILE);
+	po.store          = host_store(h);
+	po.auth           = host_auth(h);
+	po.audit          = log;
+	po.key_file       = key_file;
+	po.session_idle_s = (uint32_t) cfg->session_idle_s;
+	po.session_max_s  = (uint32_t) cfg->session_max_s;
+	if ((st = people_open(out, &po)) != HV_OK) {
+		log_error("cannot open the people service: %s", hv_status_name(st));
+	}
+	return (st);
+}
+
+/* The services' methods on the node's server, and the audit log of the directory and of
+ * referral reads (the node's one log, kept by the consent service). */
+static hv_status
+register_all(host *h, cap_service *cs, consent_service *cns, ref_service *rs, people_service *ps)
+{
+	hv_status st;
+
+	cap_set_audit(cs, consent_audit(cns)); /* directory changes in the node's audit log */
+	ref_set_audit(rs, consent_audit(cns)); /* reads of referrals and offers, too */
+	if ((st = cap_register(cs, host_server(h))) != HV_OK ||
+	    (st = people_register(ps, host_server(h))) != HV_OK ||
+	    (st = consent_register(cns, host_server(h))) != HV_OK) {
+		return (st);
+	}
+	return (ref_register(rs, host_server(h)));
+}
+
 static int
 exit_code(hv_status st)
 {
 	return (st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1);
+}
+
+/* The alerts' outbox and sender, over the directory of the capacity service. */
+static hv_status
+open_alerts(alerts_service **out, host *h, const alerts_config *acfg, cap_service *cs)
+{
+	alerts_options ao = { 0 };
+	hv_status      st;
+
+	alerts_config_apply(acfg, &ao);
+	ao.store    = host_store(h);
+	ao.capacity = cs;
+	if ((st = alerts_open(out, &ao)) != HV_OK) {
+		log_error("cannot open the alerts: %s", hv_status_name(st));
+	}
+	return (st);
 }
 
 /* The consent service on the node's store, with the directory and the referral tables. */
@@ -166,14 +226,17 @@ main(int argc, char **argv)
 	host_config      cfg;
 	host            *h   = NULL;
 	cap_service     *cs  = NULL;
+	alerts_service  *als = NULL;
 	consent_service *cns = NULL;
 	ref_service     *rs  = NULL;
+	people_service  *ps  = NULL;
 	cap_options      co  = { 0 };
 	consent_options  no  = { 0 };
 	ref_options      ro  = { 0 };
 	char             cap_pub[PATH_MAX + 16], consent_pub[PATH_MAX + 16], ref_pub[PATH_MAX + 16];
 	ref_config       rcfg = { 0 };
-	config_table     rtab = ref_config_table(&rcfg);
+	alerts_config    acfg = { 0 };
+	config_table     tabs[2] = { ref_config_table(&rcfg), alerts_config_table(&acfg) };
 	char             err[256];
 	bool             done;
 	bool             print_methods = take_flag(&argc, argv, "--print-methods");
@@ -181,7 +244,7 @@ main(int argc, char **argv)
 	hv_status        st;
 
 	/* Every service runs here: a section of the file no service knows is a misspelling. */
-	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-node", &rtab, 1, true, &done)) !=
+	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-node", tabs, 2, true, &done)) !=
 	        0 ||
 	    done) {
 		goto out_cfg;
@@ -214,23 +277,27 @@ main(int argc, char **argv)
 		ret = exit_code(st);
 		goto out;
 	}
+	if ((st = open_alerts(&als, h, &acfg, cs)) != HV_OK) {
+		ret = exit_code(st);
+		goto out;
+	}
 	consent_wire(&no, h, &cfg, cs, &rs, consent_pub);
+	no.alerts = als;
 	if ((st = consent_open(&cns, &no)) != HV_OK) {
 		log_error("cannot open the consent records: %s", hv_status_name(st));
 		ret = exit_code(st);
 		goto out;
 	}
 	ref_wire(&ro, h, cs, cns, ref_pub, cap_pub, consent_pub);
+	ro.alerts = als;
 	if ((st = ref_open(&rs, &ro)) != HV_OK) {
 		log_error("cannot open the referral service: %s", hv_status_name(st));
 		ret = exit_code(st);
 		goto out;
 	}
-	cap_set_audit(cs, consent_audit(cns)); /* directory changes in the node's audit log */
-	ref_set_audit(rs, consent_audit(cns)); /* reads of referrals and offers, too */
-	if ((st = cap_register(cs, host_server(h))) != HV_OK ||
-	    (st = consent_register(cns, host_server(h))) != HV_OK ||
-	    (st = ref_register(rs, host_server(h))) != HV_OK ||
+	if ((st = open_people(h, &cfg, consent_audit(cns), &ps)) != HV_OK ||
+	    (st = register_all(h, cs, cns, rs, ps)) != HV_OK ||
+	    (st = alerts_register(als, host_server(h))) != HV_OK ||
 	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
 		ret = exit_code(st);
 		goto out;
@@ -247,16 +314,20 @@ out:
 	 * the store; the services go last. */
 	ref_stop(rs);
 	consent_stop(cns);
+	alerts_stop(als);
 	cap_stop(cs);
 	host_close(h);
 	ref_close(rs);
 	consent_close(cns);
+	alerts_close(als);
 	cap_close(cs);
+	people_close(ps);
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}
 out_cfg:
 	host_config_free(&cfg);
 	ref_config_free(&rcfg);
+	alerts_config_free(&acfg);
 	return (ret);
 }

@@ -16,6 +16,8 @@
  */
 #include "ref_internal.h"
 
+#include "haven/pbenum.h"
+
 #include "haven/log.h"
 
 #include <stdio.h>
@@ -34,8 +36,9 @@ static hv_status
 append_event(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
     const char *actor, const char *reason, const char *offer_id)
 {
-	Event  *e;
-	Event **events;
+	Event    *e;
+	Event   **events;
+	hv_status st;
 
 	if ((e = arena_alloc(w->w_arena, sizeof(*e))) == NULL ||
 	    (events = arena_alloc(w->w_arena, (r->n_events + 1) * sizeof(*events))) == NULL) {
@@ -56,6 +59,9 @@ append_event(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState 
 	events[r->n_events++] = e;
 	r->events             = events;
 	r->version++;
+	if ((st = ref_alert(w, r, n, from, to, reason, offer_id)) != HV_OK) { /* ref_alert.c */
+		return (st);
+	}
 	return (ref_work_note(w, r, n->index, to));
 }
 
@@ -721,8 +727,7 @@ named_fits(ref_work *w, route_need *rn, const Haven__Capacity__V1__Service *svc,
 	}
 	if (svc->type != n->type) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s is not of the need's type %s",
-		    svc->id, ref_enum_name(&haven__capacity__v1__service_type__descriptor,
-		                 (int) n->type, b, sizeof(b))));
+		    svc->id, pbenum_name(&haven__capacity__v1__service_type__descriptor, NULL, (int) n->type, b, sizeof(b))));
 	}
 	if (region < 0 || region >= 64) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s is in no region of the map",
@@ -829,7 +834,7 @@ ref_placement_end(ref_work *w, Referral *r, Need *n, Offer *o, const char *actor
 	if (outcome == 0) {
 		st = ref_transition(w, r, n, NS(COMPLETED), actor, "completed", o->id);
 	} else {
-		ref_enum_name(&haven__referral__v1__outcome__descriptor, outcome, b, sizeof(b));
+		pbenum_name(&haven__referral__v1__outcome__descriptor, NULL, outcome, b, sizeof(b));
 		snprintf(reason, sizeof(reason), "ended: %s", b);
 		if ((st = ref_transition(w, r, n, NS(FAILED), actor, reason, o->id)) == HV_OK) {
 			st = ref_event_text(w, r, text);

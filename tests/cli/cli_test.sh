@@ -68,6 +68,9 @@ expect 64 "--languages: 'nl_NL' is not a BCP 47 language tag" service register -
 expect 64 "--language: 'x' is not a BCP 47 language tag" subject create --language x
 expect 64 "--language: '12--' is not a BCP 47 language tag" consent grant $S --purpose referral \
 	--category identity --recipient x --given-by subject --method written --language 12--
+expect 64 "unknown role 'chief' (one of: referrer, provider, municipality" org register x \
+	--name X --role chief --region Rotterdam
+expect 64 "--version must be a number from 1" org update x --name Y --version nine
 expect 64 "stats needs --period" stats --region Rotterdam
 expect 64 "--days is gone; name a finished --period" stats --days=30
 expect 64 "--timeout must be 1..3600000 ms" --timeout abc health
@@ -89,6 +92,10 @@ expect 64 "unknown reason 'bored'" referral pause ref-x 0 --reason bored
 expect 64 "referral resume takes ID NEED" referral resume ref-x
 expect 64 "unknown outcome 'gone'" referral cancel ref-x --reason r --outcome gone
 expect 64 "referral reassign takes ID NEED --reason TEXT" referral reassign ref-x --service s
+expect 64 "--webhook and --secret-file go together" alerts set x --webhook https://a.test/h
+expect 64 "--wait (ms) must be 0..25000" alerts watch x --wait 99999
+expect 64 "--after must be" alerts watch x --after -1
+expect 64 "usage: haven alerts" alerts frobnicate
 # The node's answers: the gRPC status as the exit code, and its message.
 expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region Atlantis
 expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region=Atlantis
@@ -108,6 +115,9 @@ expect 3 "text is required (with reason hold-other)" referral pause ref-00000000
 expect 5 "no referral ref-0000000000000000" referral resume ref-0000000000000000 1
 expect 3 "service_id is not an id" referral reassign ref-0000000000000000 0 --reason r \
 	--service "not an id"
+expect 3 "org_id is required" alerts show
+expect 5 "no enabled organisation nobody" alerts show nobody
+expect 3 "org_id must be" alerts set "Bad Org"
 # A node without a CA (tls_ca) cannot check a partner's certificate, so it registers none.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/x.key" \
 	-subj /CN=ngo-x -days 1 -out "$tmp/x.pem" 2>/dev/null
@@ -118,6 +128,55 @@ expect 3 "period '2025-W53': week must be 01..52 (2025 has 52 ISO weeks)" stats 
 expect 9 "period 2099-01 has not ended" stats --period 2099-01
 expect 9 "this node answers statistics by calendar month only" stats --period 2020-W53
 expect 0 "" stats --period 2020-12 --region Rotterdam
+# Alert channels of an organisation, set by the operator (docs/alerts.md).
+expect 0 "" org register ngo-alerts --name "NGO alerts" --role referrer --region Rotterdam
+printf 'a-webhook-secret-of-32-bytes-xx\n' >"$tmp/secret"
+expect 3 "emails[1] is not an e-mail address" alerts set ngo-alerts --email desk@ngo.test,nobody
+expect 3 "webhook_url must be https://" alerts set ngo-alerts --webhook http://10.0.0.1/h \
+	--secret-file "$tmp/secret"
+expect 0 "" alerts set ngo-alerts --email desk@ngo.test --webhook https://hooks.ngo.test/h \
+	--secret-file "$tmp/secret"
+expect 0 "" alerts show ngo-alerts
+grep -q "(signed; secret set)" "$tmp/out" || { echo "cli_test: FAIL: alerts show: $(cat "$tmp/out")" >&2; fails=$((fails + 1)); }
+! grep -q "a-webhook-secret" "$tmp/out" || { echo "cli_test: FAIL: the secret was shown" >&2; fails=$((fails + 1)); }
+expect 0 "" alerts watch ngo-alerts --wait 200
+
+# People: the operator adds an organisation's admin, who signs in (password and code on stdin,
+# the code computed from the otpauth URI as an authenticator app would), lists its people and
+# signs out; bad input exits 64 or with the call's status, never printing a secret on stderr.
+export HAVEN_SESSION_FILE="$tmp/session"
+expect 0 "" org register cli-ngo --name "CLI NGO" --role referrer --region Rotterdam
+expect 64 "--role must be admin, case-worker or viewer" person add cli-ngo x.y --name X --role boss
+HAVEN_NEW_PASSWORD=short expect 3 "password must be 12 to 1024 bytes" person add cli-ngo x.y \
+	--name X --role viewer
+HAVEN_NEW_PASSWORD="cli test password" expect 0 "" person add cli-ngo Cli.Admin --name "Cli Admin" \
+	--role admin
+uri=$(grep '^otpauth://' "$tmp/out" || true)
+[ -n "$uri" ] || { echo "cli_test: FAIL: person add printed no otpauth URI" >&2; fails=$((fails + 1)); }
+code=$(python3 - "$uri" <<'PY'
+import base64, hashlib, hmac, struct, sys, time, urllib.parse
+s = urllib.parse.parse_qs(urllib.parse.urlparse(sys.argv[1]).query)["secret"][0]
+k = base64.b32decode(s + "=" * ((8 - len(s) % 8) % 8))
+h = hmac.new(k, struct.pack(">Q", int(time.time()) // 30), hashlib.sha1).digest()
+o = h[-1] & 15
+print("%06d" % ((struct.unpack(">I", h[o:o + 4])[0] & 0x7fffffff) % 1000000))
+PY
+)
+printf 'cli test password\n000000\n' >"$tmp/in"
+expect 16 "sign-in failed" login cli.admin --stdin <"$tmp/in"
+grep -q "cli test password" "$tmp/err" && { echo "cli_test: FAIL: a password on stderr" >&2; fails=$((fails + 1)); }
+printf 'cli test password\n%s\n' "$code" >"$tmp/in"
+expect 0 "" login cli.admin --stdin <"$tmp/in"
+grep -q "signed in: person" "$tmp/out" || { echo "cli_test: FAIL: login: $(cat "$tmp/out")" >&2; fails=$((fails + 1)); }
+[ "$(stat -c %a "$tmp/session")" = 600 ] || { echo "cli_test: FAIL: session file not 0600" >&2; fails=$((fails + 1)); }
+expect 0 "" person list cli-ngo
+grep -q "cli.admin" "$tmp/out" || { echo "cli_test: FAIL: person list: $(cat "$tmp/out")" >&2; fails=$((fails + 1)); }
+expect 7 "not yours to manage" person list cli-other
+expect 3 "person_id must be 32 lower-case hex characters" person disable nope
+expect 64 "usage: haven login NAME" login
+expect 0 "" logout
+[ ! -e "$tmp/session" ] || { echo "cli_test: FAIL: logout left the session file" >&2; fails=$((fails + 1)); }
+unset HAVEN_SESSION_FILE
 
 # Many refused invocations in a row leave the node answering at once.
 n=0

@@ -1,6 +1,8 @@
 /*
  * auth.c - organisation identity: single-use challenges, session tokens under rotating shared
- * keys, the haven.auth.v1.Auth service and its client side (see auth.h for the formats).
+ * keys and the sign-in checks (see auth.h for the formats). No RPC here: the Auth service's
+ * handlers and its client side are in auth_rpc.c, which calls down into this file through
+ * auth_internal.h; rpc_server.c calls auth_verify_token. Nothing here calls back up.
  *
  * What is trusted: the token keys, the node CA and the partner directory. The role in a token
  * is the directory's at issue time, and every verification asks the directory again, so a
@@ -21,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,52 +36,9 @@
 #include "haven/crypto.h"
 #include "haven/file.h"
 #include "haven/log.h"
-#include "haven/metrics.h"
+#include "auth_internal.h"
 
-#define NONCE_RANDOM_LEN 16
-#define NONCE_EXPIRY_LEN 8
-#define NONCE_MAC_LEN (AUTH_NONCE_LEN - NONCE_RANDOM_LEN - NONCE_EXPIRY_LEN) /* 16 */
-#define ORG_ID_MAX_LEN (RPC_ORG_ID_MAX - 1)                                 /* 63 */
-#define FP_LEN CRYPTO_SHA256_LEN
-/* kid(4) || role(1) || issued_at(8) || expires_at(8) || version(8) || cert_sha256(32) */
-#define P_KID 0
-#define P_ROLE 4
-#define P_IAT 5
-#define P_EXP 13
-#define P_VERSION 21
-#define P_FP 29
-#define P_ORG (P_FP + FP_LEN)
-#define PAYLOAD_MIN_LEN (P_ORG + 1)
-#define PAYLOAD_MAX_LEN (P_ORG + ORG_ID_MAX_LEN)
-#define TOKEN_PREFIX "v2."
-#define SIGNATURE_MAX 1024
-#define DEFAULT_TOKEN_TTL_S 3600
-#define DEFAULT_CHALLENGE_TTL_S 60
-#define LOGIN_DEFAULT_TIMEOUT_MS 10000
-#define KEY_RECORD_LEN (4 + 8 + AUTH_SECRET_LEN)
-#define KEY_CHECK_MS 1000 /* how often the key file is looked at for a change */
-#define CA_FILE_MAX (256 * 1024)
-
-#define METHOD_CHALLENGE "haven.auth.v1.Auth/Challenge"
-#define METHOD_AUTHENTICATE "haven.auth.v1.Auth/Authenticate"
-
-/* Causes of a failed sign-in: the metric's label values and the log's words. */
-enum {
-	CAUSE_CHALLENGE,
-	CAUSE_REPLAYED,
-	CAUSE_UNKNOWN,
-	CAUSE_NO_CERT,
-	CAUSE_NO_CA,
-	CAUSE_CERT,
-	CAUSE_SIGNATURE,
-	CAUSE_DISABLED,
-	CAUSE_ROLE,
-	CAUSE_BUSY,
-	CAUSE_N,
-	CAUSE_DIRECTORY = CAUSE_N, /* not a sign-in failure: the directory cannot be read */
-};
-
-static const char *const cause_names[CAUSE_N] = {
+const char *const auth__cause_names[CAUSE_N] = {
 	[CAUSE_CHALLENGE] = "challenge",
 	[CAUSE_REPLAYED]  = "replayed",
 	[CAUSE_UNKNOWN]   = "unknown_organisation",
@@ -92,6 +50,7 @@ static const char *const cause_names[CAUSE_N] = {
 	[CAUSE_ROLE]      = "role",
 	[CAUSE_BUSY]      = "busy",
 };
+
 
 typedef struct auth_key {
 	uint32_t k_id;
@@ -134,6 +93,8 @@ struct auth {
 	auth_lookup_fn  a_lookup;
 	void           *a_lookup_arg;
 	uint64_t        a_failures[CAUSE_N]; /* atomic */
+	auth_session_fn a_session_fn;        /* people's sessions; set before serving */
+	void           *a_session_arg;
 };
 
 _Static_assert(NONCE_MAC_LEN == 16, "nonce layout: random(16) || expiry(8) || mac(16)");
@@ -145,8 +106,8 @@ _Static_assert(
 /* ---- helpers -------------------------------------------------------------------------- */
 
 /* An organisation id is 1..63 bytes of [A-Za-z0-9._-]. Sets *lenp when valid. */
-static bool
-org_id_valid(const char *s, size_t *lenp)
+bool
+auth__org_id_valid(const char *s, size_t *lenp)
 {
 	size_t n;
 
@@ -168,14 +129,6 @@ org_id_valid(const char *s, size_t *lenp)
 		*lenp = n;
 	}
 	return (true);
-}
-
-/* Roles a token may carry: exactly one organisation role. Never the operator (that is a
- * local peer, decided by the transport) and never anonymous. */
-static bool
-role_issuable(unsigned role)
-{
-	return (role != 0 && (role & (role - 1)) == 0 && (role & RPC_ROLES_ORGS) == role);
 }
 
 /* The organisation's certificate fingerprint as 32 bytes; zeros when it has none. */
@@ -223,29 +176,6 @@ lookup(const auth *a, const char *org_id, auth_org *org)
 	return (st);
 }
 
-static void
-org_release(auth_org *org)
-{
-	free(org->cert_pem);
-	org->cert_pem     = NULL;
-	org->cert_pem_len = 0;
-}
-
-static void set_errmsg(char *errmsg, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-set_errmsg(char *errmsg, size_t errsz, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errmsg == NULL || errsz == 0) {
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(errmsg, errsz, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- token keys ----------------------------------------------------------------------- */
 
@@ -628,7 +558,7 @@ uint64_t
 auth_signin_failures(auth *a, const char *cause)
 {
 	for (int i = 0; a != NULL && cause != NULL && i < CAUSE_N; i++) {
-		if (strcmp(cause, cause_names[i]) == 0) {
+		if (strcmp(cause, auth__cause_names[i]) == 0) {
 			return (__atomic_load_n(&a->a_failures[i], __ATOMIC_RELAXED));
 		}
 	}
@@ -638,8 +568,8 @@ auth_signin_failures(auth *a, const char *cause)
 /* ---- tokens --------------------------------------------------------------------------- */
 
 /* Makes a token for org_id with role, bound to the record's version and certificate. */
-static hv_status
-token_make(auth *a, const char *org_id, size_t orglen, unsigned role, const auth_org *org,
+hv_status
+auth__token_make(auth *a, const char *org_id, size_t orglen, unsigned role, const auth_org *org,
     int64_t now_ms, char out[AUTH_TOKEN_MAX], uint64_t *expires_at_ms)
 {
 	uint8_t   payload[PAYLOAD_MAX_LEN];
@@ -690,20 +620,20 @@ auth_issue_token(auth *a, const char *org_id, rpc_role role, int64_t now_ms,
 	hv_status st     = HV_INVALID_ARGUMENT;
 
 	out[0] = '\0';
-	if (a == NULL || !org_id_valid(org_id, &orglen) || !role_issuable((unsigned) role) ||
+	if (a == NULL || !auth__org_id_valid(org_id, &orglen) || !auth__role_issuable((unsigned) role) ||
 	    now_ms < 0 || now_ms > INT64_MAX - a->a_token_ttl_ms) {
 		goto out;
 	}
 	if ((st = lookup(a, org_id, &org)) != HV_OK) {
 		goto out;
 	}
-	st = token_make(a, org_id, orglen, (unsigned) role, &org, now_ms, out, expires_at_ms);
+	st = auth__token_make(a, org_id, orglen, (unsigned) role, &org, now_ms, out, expires_at_ms);
 out:
 	if (st != HV_OK) {
 		crypto_wipe(out, AUTH_TOKEN_MAX);
 		out[0] = '\0';
 	}
-	org_release(&org);
+	auth__org_release(&org);
 	return (st);
 }
 
@@ -752,7 +682,7 @@ token_open(auth *a, const char *token, int64_t now_ms, token_claims *c, const ch
 	memcpy(c->tc_org_id, payload + P_ORG, c->tc_orglen);
 	c->tc_org_id[c->tc_orglen] = '\0';
 	/* A valid MAC means we issued it, and we issue only these; checked anyway. */
-	if (!role_issuable(c->tc_role) || !org_id_valid(c->tc_org_id, NULL) ||
+	if (!auth__role_issuable(c->tc_role) || !auth__org_id_valid(c->tc_org_id, NULL) ||
 	    c->tc_issued_ms < 0 || c->tc_expires_ms < 0) {
 		goto out;
 	}
@@ -786,6 +716,11 @@ auth_verify_token(auth *a, const char *token, int64_t now_ms, rpc_caller *caller
 	const char  *why = "malformed";
 	hv_status    st  = HV_UNAUTHENTICATED;
 
+	if (a != NULL && token != NULL &&
+	    strncmp(token, AUTH_SESSION_PREFIX, sizeof(AUTH_SESSION_PREFIX) - 1) == 0) {
+		return (auth__session_verify(a->a_session_fn, a->a_session_arg, a->a_lookup,
+		    a->a_lookup_arg, token, now_ms, caller));
+	}
 	if (a == NULL || (st = token_open(a, token, now_ms, &c, &why)) != HV_OK) {
 		goto out;
 	}
@@ -818,52 +753,60 @@ out:
 	if (st != HV_OK && log_enabled(LOG_LEVEL_DEBUG)) {
 		log_debug("session token refused: %s", why);
 	}
-	org_release(&org);
+	auth__org_release(&org);
 	return (st);
 }
 
-/* ---- the Auth service ----------------------------------------------------------------- */
-
-static hv_status
-handle_challenge(
-    rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
+void
+auth_set_session_verifier(auth *a, auth_session_fn fn, void *arg)
 {
-	auth                                    *a   = svc;
-	const Haven__Auth__V1__ChallengeRequest *req = (const void *) msg;
-	Haven__Auth__V1__ChallengeResponse      *resp;
-	uint8_t                                 *nonce;
-	size_t                                   orglen;
-	int64_t                                  now_ms = hv_clock_wall_ms();
-	int64_t                                  expiry;
+	if (a != NULL) {
+		a->a_session_fn  = fn;
+		a->a_session_arg = arg;
+	}
+}
 
-	/* No directory lookup here: a challenge is free to make and says nothing about whether
-	 * the organisation exists. It is checked when the signed answer comes back. */
-	if (!org_id_valid(req->org_id, &orglen)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "org_id must be 1 to %d characters of A-Z a-z 0-9 . _ -", ORG_ID_MAX_LEN));
+hv_status
+auth_lookup_org(auth *a, const char *org_id, auth_org *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (a == NULL || !auth__org_id_valid(org_id, NULL)) {
+		return (HV_INVALID_ARGUMENT);
 	}
-	if ((resp = rpc_call_alloc(call, sizeof(*resp))) == NULL ||
-	    (nonce = rpc_call_alloc(call, AUTH_NONCE_LEN)) == NULL) {
-		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "out of memory"));
-	}
+	return (lookup(a, org_id, out));
+}
+
+void
+auth_org_release(auth_org *org)
+{
+	auth__org_release(org);
+}
+
+bool
+auth_role_issuable(rpc_role role)
+{
+	return (auth__role_issuable((unsigned) role));
+}
+
+/* ---- sign-in -------------------------------------------------------------------------- */
+
+hv_status
+auth__challenge_make(auth *a, const char *org_id, size_t orglen, int64_t now_ms,
+    uint8_t nonce[AUTH_NONCE_LEN], int64_t *expiry_ms)
+{
+	int64_t expiry = now_ms + a->a_challenge_ttl_ms;
+
 	if (crypto_random(nonce, NONCE_RANDOM_LEN) != HV_OK) {
-		return (rpc_call_error(call, HV_INTERNAL, "random number generator failed"));
+		return (HV_INTERNAL);
 	}
-	expiry = now_ms + a->a_challenge_ttl_ms;
 	hv_put_be(nonce + NONCE_RANDOM_LEN, (uint64_t) expiry, 8);
-	challenge_mac(a, nonce, req->org_id, orglen, nonce + NONCE_RANDOM_LEN + NONCE_EXPIRY_LEN);
-
-	haven__auth__v1__challenge_response__init(resp);
-	resp->nonce.data    = nonce;
-	resp->nonce.len     = AUTH_NONCE_LEN;
-	resp->expires_at_ms = (uint64_t) expiry;
-	*reply              = &resp->base;
+	challenge_mac(a, nonce, org_id, orglen, nonce + NONCE_RANDOM_LEN + NONCE_EXPIRY_LEN);
+	*expiry_ms = expiry;
 	return (HV_OK);
 }
 
-/* What the client signs: "haven-auth-v1" || nonce || org_id. Returns its length. */
-static size_t
-signed_message(uint8_t *buf, const uint8_t *nonce, const char *org_id, size_t orglen)
+size_t
+auth__signed_message(uint8_t *buf, const uint8_t *nonce, const char *org_id, size_t orglen)
 {
 	size_t prefixlen = sizeof(AUTH_SIGNED_PREFIX) - 1;
 
@@ -880,21 +823,22 @@ signed_message(uint8_t *buf, const uint8_t *nonce, const char *org_id, size_t or
  * has no certificate costs the same work as one with a bad signature: the CA certificate is
  * checked and verified against in its place.
  */
-static int
-signin_check(auth *a, const Haven__Auth__V1__AuthenticateRequest *req, size_t orglen,
-    int64_t now_ms, auth_org *org, hv_status *dir_st, char *why, size_t whysz)
+int
+auth__signin_check(auth *a, const char *org_id, size_t orglen,
+    const uint8_t nonce[AUTH_NONCE_LEN], const uint8_t *sig, size_t siglen, int64_t now_ms,
+    auth_org *org, hv_status *dir_st, char *why, size_t whysz)
 {
-	uint8_t     msg[sizeof(AUTH_SIGNED_PREFIX) - 1 + AUTH_NONCE_LEN + ORG_ID_MAX_LEN];
+	uint8_t     msg[SIGNED_MAX];
 	size_t      n;
 	const char *cert    = NULL;
 	size_t      certlen = 0;
 	bool        has_cert;
 	hv_status   lst, cst, sst;
 
-	if (!challenge_valid(a, req->nonce.data, req->org_id, orglen, now_ms)) {
+	if (!challenge_valid(a, nonce, org_id, orglen, now_ms)) {
 		return (CAUSE_CHALLENGE);
 	}
-	lst = lookup(a, req->org_id, org);
+	lst = lookup(a, org_id, org);
 	if (lst != HV_OK && lst != HV_NOT_FOUND) {
 		*dir_st = lst;
 		return (CAUSE_DIRECTORY);
@@ -902,10 +846,10 @@ signin_check(auth *a, const Haven__Auth__V1__AuthenticateRequest *req, size_t or
 	has_cert = lst == HV_OK && org->cert_pem != NULL && org->cert_pem_len > 0;
 	cert     = has_cert ? org->cert_pem : a->a_decoy;
 	certlen  = has_cert ? org->cert_pem_len : a->a_decoy_len;
-	n        = signed_message(msg, req->nonce.data, req->org_id, orglen);
+	n        = auth__signed_message(msg, nonce, org_id, orglen);
 	cst = crypto_cert_check(
-	    cert, certlen, a->a_ca_file, req->org_id, now_ms / 1000, why, whysz);
-	sst = crypto_verify_cert(cert, certlen, msg, n, req->signature.data, req->signature.len);
+	    cert, certlen, a->a_ca_file, org_id, now_ms / 1000, why, whysz);
+	sst = crypto_verify_cert(cert, certlen, msg, n, sig, siglen);
 	if (lst == HV_NOT_FOUND) {
 		return (CAUSE_UNKNOWN);
 	}
@@ -924,244 +868,19 @@ signin_check(auth *a, const Haven__Auth__V1__AuthenticateRequest *req, size_t or
 	if (!org->enabled) {
 		return (CAUSE_DISABLED);
 	}
-	if (!role_issuable((unsigned) org->role)) {
+	if (!auth__role_issuable((unsigned) org->role)) {
 		return (CAUSE_ROLE);
 	}
 	/* Last, so that only the holder of the key can use up a nonce or fill the set. */
-	return (nonce_use(a, req->nonce.data, now_ms));
+	return (nonce_use(a, nonce, now_ms));
 }
 
-/* Answers a failed sign-in: the same words whatever the cause, which goes to the log. */
-static hv_status
-signin_failed(auth *a, rpc_call *call, const char *org_id, int cause, const char *why)
+/* A failed sign-in: counted by cause and logged; the caller is told only "sign-in failed". */
+void
+auth__signin_note(auth *a, const char *org_id, int cause, const char *why)
 {
 	__atomic_fetch_add(&a->a_failures[cause], 1, __ATOMIC_RELAXED);
-	log_warn("sign-in failed: organisation %s, cause %s%s%s", org_id, cause_names[cause],
+	log_warn("sign-in failed: organisation %s, cause %s%s%s", org_id, auth__cause_names[cause],
 	    cause == CAUSE_CERT || cause == CAUSE_NO_CA ? ": " : "",
 	    cause == CAUSE_CERT || cause == CAUSE_NO_CA ? why : "");
-	return (rpc_call_error(call, HV_UNAUTHENTICATED, "sign-in failed"));
-}
-
-static hv_status
-handle_authenticate(
-    rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
-{
-	auth                                       *a   = svc;
-	const Haven__Auth__V1__AuthenticateRequest *req = (const void *) msg;
-	Haven__Auth__V1__AuthenticateResponse      *resp;
-	size_t    orglen;
-	char      token[AUTH_TOKEN_MAX];
-	char      why[160] = "";
-	uint64_t  expires_at = 0;
-	auth_org  org        = { 0 };
-	int64_t   now_ms     = hv_clock_wall_ms();
-	hv_status st         = HV_OK;
-	int       cause;
-
-	token[0] = '\0';
-	/* The request's shape: the same answer for every organisation. */
-	if (!org_id_valid(req->org_id, &orglen)) {
-		st = rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "org_id must be 1 to %d characters of A-Z a-z 0-9 . _ -", ORG_ID_MAX_LEN);
-		goto out;
-	}
-	if (req->nonce.len != AUTH_NONCE_LEN || req->nonce.data == NULL) {
-		st = rpc_call_error(call, HV_INVALID_ARGUMENT, "nonce must be %d bytes from Challenge",
-		    AUTH_NONCE_LEN);
-		goto out;
-	}
-	if (req->signature.len == 0 || req->signature.len > SIGNATURE_MAX ||
-	    req->signature.data == NULL) {
-		st = rpc_call_error(
-		    call, HV_INVALID_ARGUMENT, "signature must be 1 to %d bytes", SIGNATURE_MAX);
-		goto out;
-	}
-	cause = signin_check(a, req, orglen, now_ms, &org, &st, why, sizeof(why));
-	if (cause == CAUSE_DIRECTORY) {
-		log_warn("sign-in of organisation %s: the partner directory failed (%s)",
-		    req->org_id, hv_status_name(st));
-		st = rpc_call_error(
-		    call, st, "sign-in failed: the partner directory cannot be read");
-		goto out;
-	}
-	if (cause >= 0) {
-		st = signin_failed(a, call, req->org_id, cause, why);
-		goto out;
-	}
-	if ((st = token_make(a, req->org_id, orglen, (unsigned) org.role, &org, now_ms, token,
-	         &expires_at)) != HV_OK) {
-		log_error("cannot issue a session token: %s", hv_status_name(st));
-		st = rpc_call_error(call, HV_INTERNAL, "cannot issue a session token");
-		goto out;
-	}
-	if ((resp = rpc_call_alloc(call, sizeof(*resp))) == NULL) {
-		st = rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
-	haven__auth__v1__authenticate_response__init(resp);
-	if ((resp->token = rpc_call_strdup(call, token)) == NULL ||
-	    (resp->role = rpc_call_strdup(call, rpc_role_name(org.role))) == NULL) {
-		st = rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
-	resp->expires_at_ms = expires_at;
-	*reply              = &resp->base;
-	st                  = HV_OK;
-out:
-	crypto_wipe(token, sizeof(token));
-	org_release(&org);
-	return (st);
-}
-
-static void
-auth_collect(void *arg, metrics_writer *w)
-{
-	auth *a = arg;
-
-	metrics_family(w, "haven_auth_signin_failures_total", METRICS_COUNTER,
-	    "Failed sign-ins (Authenticate) by cause; callers are told only 'sign-in failed'.");
-	for (int i = 0; i < CAUSE_N; i++) {
-		metrics_sample(w, "haven_auth_signin_failures_total",
-		    (double) __atomic_load_n(&a->a_failures[i], __ATOMIC_RELAXED), "cause",
-		    cause_names[i], (char *) NULL);
-	}
-}
-
-hv_status
-auth_register(auth *a, rpc_server *srv)
-{
-	/* Callable by anyone: this is how a caller stops being anonymous. Not inline, as
-	 * Authenticate verifies a signature and asks the directory. */
-	static const rpc_method_impl impls[] = {
-		{ .name = "Challenge", .handler = handle_challenge, .roles = RPC_ROLES_ANY },
-		{ .name = "Authenticate", .handler = handle_authenticate, .roles = RPC_ROLES_ANY },
-	};
-	hv_status st;
-
-	if (a == NULL || srv == NULL) {
-		return (HV_INVALID_ARGUMENT);
-	}
-	if ((st = rpc_server_add_service(srv, &haven__auth__v1__auth__descriptor, impls,
-	         sizeof(impls) / sizeof(impls[0]), a)) != HV_OK) {
-		return (st);
-	}
-	return (metrics_add_collector(rpc_server_metrics(srv), auth_collect, a));
-}
-
-/* ---- client side ---------------------------------------------------------------------- */
-
-hv_status
-auth_login(rpc_channel *ch, const char *org_id, const char *key_pem, size_t key_pem_len,
-    uint32_t timeout_ms, char *errmsg, size_t errsz)
-{
-	Haven__Auth__V1__ChallengeRequest      creq  = HAVEN__AUTH__V1__CHALLENGE_REQUEST__INIT;
-	Haven__Auth__V1__AuthenticateRequest   areq  = HAVEN__AUTH__V1__AUTHENTICATE_REQUEST__INIT;
-	Haven__Auth__V1__ChallengeResponse    *cresp = NULL;
-	Haven__Auth__V1__AuthenticateResponse *aresp = NULL;
-	ProtobufCMessage                      *m     = NULL;
-	rpc_call_options                       o     = { 0 };
-	uint8_t  signed_msg[sizeof(AUTH_SIGNED_PREFIX) - 1 + AUTH_NONCE_LEN + ORG_ID_MAX_LEN];
-	size_t   prefixlen = sizeof(AUTH_SIGNED_PREFIX) - 1;
-	size_t   orglen;
-	uint8_t *sig    = NULL;
-	size_t   siglen = 0;
-	char     err[RPC_ERRMSG_MAX];
-	int64_t  deadline, left;
-	hv_status st = HV_INVALID_ARGUMENT;
-
-	set_errmsg(errmsg, errsz, "%s", "");
-	err[0] = '\0';
-	if (ch == NULL || key_pem == NULL) {
-		set_errmsg(errmsg, errsz, "no channel or no key");
-		goto out;
-	}
-	if (!org_id_valid(org_id, &orglen)) {
-		set_errmsg(errmsg, errsz, "organisation id must be 1 to %d characters of A-Z a-z 0-9 . _ -",
-		    ORG_ID_MAX_LEN);
-		goto out;
-	}
-	if (timeout_ms == 0) {
-		timeout_ms = LOGIN_DEFAULT_TIMEOUT_MS;
-	}
-	deadline = hv_clock_mono_ms() + timeout_ms;
-
-	/* An old token (perhaps expired) would get the Challenge refused before it reaches the
-	 * handler: sign in anonymously. */
-	if ((st = rpc_channel_set_token(ch, NULL)) != HV_OK) {
-		set_errmsg(errmsg, errsz, "cannot clear the session token");
-		goto out;
-	}
-
-	/* A Challenge is safe to repeat; an Authenticate is not (its nonce is used up), so it is
-	 * sent once. */
-	o.idempotent = true;
-	o.timeout_ms = timeout_ms;
-	creq.org_id  = (char *) org_id;
-	if ((st = rpc_channel_call(ch, METHOD_CHALLENGE, &creq.base,
-	         &haven__auth__v1__challenge_response__descriptor, &m, &o, err, sizeof(err))) !=
-	    HV_OK) {
-		set_errmsg(errmsg, errsz, "Challenge: %s", err);
-		goto out;
-	}
-	cresp = (Haven__Auth__V1__ChallengeResponse *) (void *) m;
-	if (cresp->nonce.len != AUTH_NONCE_LEN) {
-		st = HV_INTERNAL;
-		set_errmsg(errmsg, errsz, "Challenge: the node sent a malformed nonce");
-		goto out;
-	}
-
-	memcpy(signed_msg, AUTH_SIGNED_PREFIX, prefixlen);
-	memcpy(signed_msg + prefixlen, cresp->nonce.data, AUTH_NONCE_LEN);
-	memcpy(signed_msg + prefixlen + AUTH_NONCE_LEN, org_id, orglen);
-	if ((st = crypto_sign(key_pem, key_pem_len, signed_msg, prefixlen + AUTH_NONCE_LEN + orglen,
-	         &sig, &siglen)) != HV_OK) {
-		set_errmsg(errmsg, errsz, "cannot sign with the private key (%s)",
-		    st == HV_INVALID_ARGUMENT ? "unreadable, encrypted or unsupported key"
-		                              : hv_status_name(st));
-		goto out;
-	}
-
-	if ((left = deadline - hv_clock_mono_ms()) <= 0) {
-		st = HV_DEADLINE_EXCEEDED;
-		set_errmsg(errmsg, errsz, "login timed out");
-		goto out;
-	}
-	o.timeout_ms        = (uint32_t) left;
-	o.idempotent        = false;
-	areq.org_id         = (char *) org_id;
-	areq.nonce.data     = cresp->nonce.data;
-	areq.nonce.len      = cresp->nonce.len;
-	areq.signature.data = sig;
-	areq.signature.len  = siglen;
-	m                   = NULL;
-	if ((st = rpc_channel_call(ch, METHOD_AUTHENTICATE, &areq.base,
-	         &haven__auth__v1__authenticate_response__descriptor, &m, &o, err, sizeof(err))) !=
-	    HV_OK) {
-		set_errmsg(errmsg, errsz, "Authenticate: %s", err);
-		goto out;
-	}
-	aresp = (Haven__Auth__V1__AuthenticateResponse *) (void *) m;
-	if (aresp->token == NULL || aresp->token[0] == '\0' ||
-	    strnlen(aresp->token, AUTH_TOKEN_MAX) == AUTH_TOKEN_MAX) {
-		st = HV_INTERNAL;
-		set_errmsg(errmsg, errsz, "Authenticate: the node sent a malformed token");
-		goto out;
-	}
-	if ((st = rpc_channel_set_token(ch, aresp->token)) != HV_OK) {
-		set_errmsg(errmsg, errsz, "cannot set the session token");
-		goto out;
-	}
-	st = HV_OK;
-out:
-	if (aresp != NULL) {
-		if (aresp->token != NULL) {
-			crypto_wipe(aresp->token, strlen(aresp->token));
-		}
-		protobuf_c_message_free_unpacked(&aresp->base, NULL);
-	}
-	if (cresp != NULL) {
-		protobuf_c_message_free_unpacked(&cresp->base, NULL);
-	}
-	free(sig);
-	return (st);
 }

@@ -61,6 +61,10 @@ static const config_option host_options[] = {
 	{ "token_ttl_s", CONFIG_UINT, offsetof(host_config, token_ttl_s), "3600", 60, 86400,
 	    "Lifetime of an organisation's session token, in seconds; the token key rotates as "
 	    "often." },
+	{ "session_idle_s", CONFIG_UINT, offsetof(host_config, session_idle_s), "1800", 1, 86400,
+	    "A person's session ends after this many seconds without a call." },
+	{ "session_max_s", CONFIG_UINT, offsetof(host_config, session_max_s), "43200", 1, 604800,
+	    "A person's session ends this many seconds after sign-in, used or not." },
 	{ "service_approval_places", CONFIG_UINT, offsetof(host_config, service_approval_places),
 	    "50", 1, 100000,
 	    "A service that a provider registers with more places than this, or outside its "

@@ -310,6 +310,7 @@ rpc_dispatch_identify(rpc_server *srv, rpc_call *call, rpc_transport transport,
 
 	c->transport = transport;
 	c->org_id[0] = '\0';
+	memset(&c->person, 0, sizeof(c->person));
 	if (token != NULL) {
 		if (strncmp(token, "Bearer ", 7) == 0) {
 			token += 7;
@@ -321,6 +322,7 @@ rpc_dispatch_identify(rpc_server *srv, rpc_call *call, rpc_transport transport,
 		if (auth_verify_token(srv->sv_opts.auth, token, hv_clock_wall_ms(), c) != HV_OK) {
 			c->role      = RPC_ROLE_ANONYMOUS;
 			c->org_id[0] = '\0';
+			memset(&c->person, 0, sizeof(c->person));
 			return (rpc_call_error(call, HV_UNAUTHENTICATED,
 			    "session token is invalid, expired or revoked"));
 		}
@@ -337,8 +339,10 @@ rpc_dispatch_authorize(rpc_server *srv, rpc_call *call)
 	const method_entry *m = call->c_method;
 
 	(void) srv;
-	if ((m->me_roles & call->c_caller.role) == 0) {
-		return (rpc_call_error(call, HV_PERMISSION_DENIED, "role %s may not call %s",
+	if ((m->me_roles & call->c_caller.role) == 0 ||
+	    !auth_person_allows(&call->c_caller, m->me_name)) { /* a viewer reads only (auth.h) */
+		return (rpc_call_error(call, HV_PERMISSION_DENIED, "%s %s may not call %s",
+		    call->c_caller.person.role == RPC_PERSON_VIEWER ? "a viewer of role" : "role",
 		    rpc_role_name(call->c_caller.role), m->me_name));
 	}
 	return (HV_OK);

@@ -11,12 +11,14 @@
 
 #include "haven/audit.h"
 
-/* Encodes a value as audit.h describes it; returns its length. */
+/* Encodes a value as audit.h describes it (with person when not NULL: version 3's layout);
+ * returns its length. */
 static size_t
-encode(uint8_t *v, unsigned version, const char *org, const char *method, const char *subject,
-    const char *purpose)
+encode_p(uint8_t *v, unsigned version, const char *org, const char *method, const char *subject,
+    const char *purpose, const char *person)
 {
-	const char *strs[] = { org, method, subject, purpose };
+	const char *strs[] = { org, method, subject, purpose, person };
+	int         nstr   = person != NULL ? 5 : 4;
 	size_t      o      = 0;
 
 	v[o++] = (uint8_t) version;
@@ -28,7 +30,7 @@ encode(uint8_t *v, unsigned version, const char *org, const char *method, const 
 	}
 	memcpy(v + o, "\x00\x00\x00\x10", 4); /* role: referrer */
 	o += 4;
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < nstr; i++) {
 		size_t n = strlen(strs[i]);
 		v[o++]   = (uint8_t) n;
 		memcpy(v + o, strs[i], n);
@@ -39,6 +41,13 @@ encode(uint8_t *v, unsigned version, const char *org, const char *method, const 
 	memset(v + o, 0xaa, 32);
 	memset(v + o + 32, 0xbb, 32);
 	return (o + 64);
+}
+
+static size_t
+encode(uint8_t *v, unsigned version, const char *org, const char *method, const char *subject,
+    const char *purpose)
+{
+	return (encode_p(v, version, org, method, subject, purpose, NULL));
 }
 
 static void
@@ -68,8 +77,24 @@ test_decode(void **state)
 	/* A byte missing, a byte over, another version. */
 	assert_int_equal(audit_entry_decode(v, n - 1, &e), HV_DATA_LOSS);
 	assert_int_equal(audit_entry_decode(v, n + 1, &e), HV_DATA_LOSS);
+	n = encode(v, 4, "", "m", "", "");
+	assert_int_equal(audit_entry_decode(v, n, &e), HV_DATA_LOSS);
+	/* Version 3 names the person; version 2 has none (and reads as ""). */
+	n = encode_p(v, 3, "fairwork-ngo", "m", "s", "", "0123456789abcdef0123456789abcdef");
+	assert_int_equal(audit_entry_decode(v, n, &e), HV_OK);
+	assert_string_equal(e.person, "0123456789abcdef0123456789abcdef");
+	assert_string_equal(e.org, "fairwork-ngo");
+	n = encode_p(v, 3, "o", "m", "", "", "");
+	assert_int_equal(audit_entry_decode(v, n, &e), HV_OK);
+	assert_string_equal(e.person, "");
+	/* A version 3 value without its person string, and a person too long for its field. */
 	n = encode(v, 3, "", "m", "", "");
 	assert_int_equal(audit_entry_decode(v, n, &e), HV_DATA_LOSS);
+	n = encode_p(v, 3, "o", "m", "", "", "0123456789abcdef0123456789abcdef0");
+	assert_int_equal(audit_entry_decode(v, n, &e), HV_DATA_LOSS);
+	n = encode(v, 2, "o", "m", "", "");
+	assert_int_equal(audit_entry_decode(v, n, &e), HV_OK);
+	assert_string_equal(e.person, "");
 	/* Shorter than the fixed part; empty. */
 	assert_int_equal(audit_entry_decode(v, 20, &e), HV_DATA_LOSS);
 	assert_int_equal(audit_entry_decode(v, 0, &e), HV_DATA_LOSS);

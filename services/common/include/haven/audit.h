@@ -7,7 +7,8 @@
  * commit together or not at all. An access that fails after the caller was identified is
  * recorded with its own transaction (audit_record), so that attempts are visible too.
  *
- * An entry holds ids and codes only, never personal data: who (organisation and role), when,
+ * An entry holds ids and codes only, never personal data: who (organisation and role, and the
+ * person's id when a person of the organisation signed in: services/people), when,
  * what (method), about whom (the subject's pseudonymous id), why (purpose) and how it ended (a
  * status code). Entries are chained: each carries the hash of the one before it, and its own
  * hash covers that, so that changing, removing or reordering any entry breaks the chain at
@@ -44,9 +45,11 @@
  * The encoding of an entry (all integers big-endian, strings as a length byte and the bytes):
  *
  *   body  = version (1 byte) || seq (8) || time_ms (8, signed) || role (4) ||
- *           str(org) || str(method) || str(subject) || str(purpose) || result (4, signed)
+ *           str(org) || str(method) || str(subject) || str(purpose) || str(person) ||
+ *           result (4, signed)                          version 3, what is written
+ *   body  = the same without str(person)                version 2 (keyed, before people)
  *   value = body || prev_hash (32) || hash (32)
- *   hash  = HMAC-SHA256(chain key, prev_hash || body)   version 2 (keyed), what is written
+ *   hash  = HMAC-SHA256(chain key, prev_hash || body)   versions 3 and 2 (keyed)
  *   hash  = SHA-256(prev_hash || body)                  version 1 (legacy), only verified
  *
  * The first entry has seq 1 and a prev_hash of 32 zero bytes. A legacy entry's hash is still
@@ -79,6 +82,8 @@ typedef struct audit_entry {
 	char     method[AUDIT_METHOD_MAX];  /* full method name, "haven.consent.v1.Consent/Check" */
 	char     subject[AUDIT_SUBJECT_MAX]; /* the subject's id; "" when none */
 	char     purpose[AUDIT_PURPOSE_MAX]; /* why: "referral", "share-with-provider", ... or "" */
+	char     person[RPC_PERSON_ID_MAX]; /* the caller's person (rpc_caller.person.id); "" when
+	                                       the caller was not a person (version 2: always) */
 	int32_t  result;                    /* an hv_status: how the access ended */
 	uint8_t  prev_hash[AUDIT_HASH_LEN]; /* set by audit_append */
 	uint8_t  hash[AUDIT_HASH_LEN];      /* set by audit_append */
@@ -184,8 +189,11 @@ hv_status audit_verify(audit *a, audit_verify_result *out);
 hv_status audit_list(audit *a, store_txn *txn, const char *subject, uint64_t after_seq,
     audit_entry *out, size_t max, size_t *n);
 
+/* Fills the caller's part of an entry (role, organisation, person) from the verified caller. */
+void audit_entry_caller(audit_entry *e, const rpc_caller *caller);
+
 /* Decodes one stored value of audit.log (the encoding above) into *out, as audit_list and
- * audit_verify read it: HV_DATA_LOSS when it is malformed (a version other than 1 or 2, a
+ * audit_verify read it: HV_DATA_LOSS when it is malformed (a version other than 1, 2 or 3, a
  * string running past the end or too long for its field, bytes missing or left over), with
  * *out zeroed or partly set. The hashes are copied, not checked. For tools and the fuzzing
  * harness (fuzz/fuzz_audit.c). */

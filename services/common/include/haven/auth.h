@@ -47,6 +47,14 @@
  * DATA/keys/token-keys.lock. A process re-reads the file when it changed (checked at most once
  * a second, and at once for an unknown key id). The file is not part of a backup: a restored
  * node makes a new one, so tokens issued before the restore fail.
+ *
+ * People's sessions (services/people): a token starting with AUTH_SESSION_PREFIX ("hs1.") is
+ * a person's session, kept server-side by the people service, which registers its verifier
+ * with auth_set_session_verifier. auth_verify_token hands such a token to it, then asks the
+ * directory as for an organisation's token: the organisation must be enabled, with a role that
+ * may sign in, at the record version the session was bound to at sign-in. The caller then has
+ * the organisation's role and id, and the person (rpc_caller.person). auth_person_allows is
+ * the one per-person check the server makes before a handler runs: a viewer reads only.
  */
 #ifndef HAVEN_AUTH_H
 #define HAVEN_AUTH_H
@@ -128,6 +136,45 @@ hv_status auth_issue_token(auth *a, const char *org_id, rpc_role role, int64_t n
  * Authenticate is sent once: its nonce cannot be used twice. */
 hv_status auth_login(rpc_channel *ch, const char *org_id, const char *key_pem,
     size_t key_pem_len, uint32_t timeout_ms, char *errmsg, size_t errsz);
+
+/* ---- people's sessions ----------------------------------------------------------------- */
+
+#define AUTH_SESSION_PREFIX "hs1."
+
+/* What a person's session verifier says about a token it accepted. */
+typedef struct auth_session {
+	char            org_id[RPC_ORG_ID_MAX];
+	uint64_t        org_version; /* the organisation's record version at sign-in */
+	char            person_id[RPC_PERSON_ID_MAX];
+	rpc_person_role person_role;
+} auth_session;
+
+/* Verifies a person's session token (it starts with AUTH_SESSION_PREFIX) at now_ms: HV_OK
+ * with *out filled, HV_UNAUTHENTICATED for an unknown, expired, idle or revoked one, or the
+ * store's failure. Called from the server's threads, possibly several at once. */
+typedef hv_status (*auth_session_fn)(void *arg, const char *token, int64_t now_ms,
+    auth_session *out);
+
+/* Sets the verifier of people's sessions (NULL: such tokens are refused). Before the server
+ * starts; arg must outlive a. */
+void auth_set_session_verifier(auth *a, auth_session_fn fn, void *arg);
+
+/* Asks the partner directory about org_id (for the people service: the organisation of a
+ * person signing in): HV_OK with *out filled (release it with auth_org_release),
+ * HV_NOT_FOUND, HV_INVALID_ARGUMENT for a malformed id, or the lookup's failure. */
+hv_status auth_lookup_org(auth *a, const char *org_id, auth_org *out);
+void auth_org_release(auth_org *org);
+
+/* Whether a role may be carried by a session: exactly one organisation role. */
+bool auth_role_issuable(rpc_role role);
+
+/* The per-person rule the server applies after the role check (rpc_server.c): true for a
+ * caller that is not a person, and for a person whose role within the organisation allows
+ * method (a full method name): org admins and case workers call what their organisation's role
+ * may; viewers only methods that read (Get*, List*, Find*, Watch*, Check, Verify, Status,
+ * Summary, Statistics, Echo, and Logout). What a case worker may not do (manage people) the
+ * people service decides. */
+bool auth_person_allows(const rpc_caller *caller, const char *method);
 
 /* Sign-in failures by cause since auth_open, for tests and tools (the same figures as the
  * metric). cause is one of the names of the metric's cause label; 0 for another. */

@@ -56,6 +56,8 @@ typedef struct host_config {
 	char       *backup_dir;        /* Admin/Backup only below it (absolute); NULL: anywhere */
 	char       *pub_url;           /* change notifications (capacity, consent); NULL: DATA/run */
 	uint64_t    token_ttl_s;
+	uint64_t    session_idle_s;    /* people's sessions (services/people) */
+	uint64_t    session_max_s;
 	uint64_t    service_approval_places; /* capacity: larger provider services wait */
 	char       *check_audit;       /* "queued" or "durable" (consent Check's audit entry) */
 	char       *log_level;

@@ -23,9 +23,12 @@
  * handlers, workers, limits and metrics.
  *
  * Identity. A call carrying `authorization` metadata is the organisation its session token
- * names (see auth.h) or is refused. Otherwise a peer on ipc:// with the server's own uid, or a
- * peer in the same process (inproc://), is the local operator; anyone else is anonymous, and
- * so is every HTTP caller without a token (RPC_TRANSPORT_HTTP: no peer credentials).
+ * names, or the person of an organisation whose session it is (rpc_caller.person; auth.h,
+ * services/people), or is refused. A person who is a viewer calls only methods that read
+ * (auth_person_allows, checked with the roles). Otherwise a peer on ipc:// with the server's
+ * own uid, or a peer in the same process (inproc://), is the local operator; anyone else is
+ * anonymous, and so is every HTTP caller without a token (RPC_TRANSPORT_HTTP: no peer
+ * credentials).
  * Handlers get the verified caller, never what the request claims.
  *
  * Client. A channel dials one URL with one REQ socket; calls from many threads share it, each
@@ -78,12 +81,28 @@ typedef enum rpc_transport {
 } rpc_transport;
 
 #define RPC_ORG_ID_MAX 64 /* including the NUL */
+#define RPC_PERSON_ID_MAX 33 /* 32 hex characters and the NUL */
+
+/* A person's role within the organisation (services/people, haven.people.v1.PersonRole). */
+typedef enum rpc_person_role {
+	RPC_PERSON_NONE        = 0, /* not a person: a certificate's session, the operator */
+	RPC_PERSON_ORG_ADMIN   = 1,
+	RPC_PERSON_CASE_WORKER = 2,
+	RPC_PERSON_VIEWER      = 3,
+} rpc_person_role;
+
+/* The person behind a call made with a person's session (auth.h, people). */
+typedef struct rpc_person {
+	char            id[RPC_PERSON_ID_MAX]; /* "" when the caller is not a person */
+	rpc_person_role role;
+} rpc_person;
 
 /* The verified caller of a call. */
 typedef struct rpc_caller {
 	rpc_role      role;
 	char          org_id[RPC_ORG_ID_MAX]; /* "" for the operator and anonymous callers */
 	rpc_transport transport;
+	rpc_person    person; /* a person's session: who, and the role within org_id */
 } rpc_caller;
 
 typedef struct rpc_metadata {

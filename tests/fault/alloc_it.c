@@ -1,5 +1,5 @@
 /*
- * alloc_test.c - allocation failure in the decode and handler paths (issue 17).
+ * alloc_it.c - allocation failure in the decode and handler paths (issue 17).
  *
  * Every call decodes, works and builds its reply in one arena with a byte budget (arena.h,
  * rpc_server_options.call_budget): a budget that runs out is an allocation that fails, at the
@@ -240,6 +240,6 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_handler_budgets, setup, teardown),
 	};
 
-	log_init("alloc_test", LOG_LEVEL_OFF);
+	log_init("alloc_it", LOG_LEVEL_OFF);
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -1,5 +1,5 @@
 /*
- * matrix_test.c - docs/authority.md's table held against a real node: every method x every
+ * matrix_it.c - docs/authority.md's table held against a real node: every method x every
  * role, once on the caller's own records and once on another organisation's or region's.
  *
  * The node is the haven-node binary (argv[1]), started in a temporary directory with a test
@@ -48,7 +48,7 @@
  * as binary: every method is reached both ways and every cell must hold as over nng (one
  * dispatch). The operator has no HTTP identity and stays on ipc://.
  *
- *   matrix_test [--http] HAVEN_NODE [AUTHORITY.MD]  (default: the source tree's docs/authority.md)
+ *   matrix_it [--http] HAVEN_NODE [AUTHORITY.MD]  (default: the source tree's docs/authority.md)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -74,12 +74,14 @@
 #include "../testutil.h"
 
 #include "haven/admin/v1/admin.pb-c.h"
+#include "haven/alerts/v1/alerts.pb-c.h"
 #include "haven/auth/v1/auth.pb-c.h"
 #include "haven/capacity/v1/capacity.pb-c.h"
 #include "haven/consent/v1/audit.pb-c.h"
 #include "haven/consent/v1/consent.pb-c.h"
 #include "haven/diag/v1/diag.pb-c.h"
 #include "haven/health/v1/health.pb-c.h"
+#include "haven/people/v1/people.pb-c.h"
 #include "haven/referral/v1/referral.pb-c.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
@@ -218,6 +220,8 @@ static const ProtobufCServiceDescriptor *const services[] = {
 	&haven__consent__v1__consent__descriptor,
 	&haven__audit__v1__audit__descriptor,
 	&haven__referral__v1__referrals__descriptor,
+	&haven__people__v1__people__descriptor,
+	&haven__alerts__v1__alerts__descriptor,
 };
 
 /* The descriptor of "package.Service/Method", or NULL. */
@@ -300,6 +304,8 @@ invoke(const actor *a, const ProtobufCMessage *req)
 #define M_CAP(m) "haven.capacity.v1.Capacity/" m
 #define M_CNS(m) "haven.consent.v1.Consent/" m
 #define M_REF(m) "haven.referral.v1.Referrals/" m
+#define M_PPL(m) "haven.people.v1.People/" m
+#define M_ALR(m) "haven.alerts.v1.Alerts/" m
 
 /* ---- fresh records --------------------------------------------------------------------- */
 
@@ -1112,6 +1118,109 @@ f_statistics(const actor *a, scope *s)
 
 /* ---- list checks: nothing of the other side in the answer ------------------------------ */
 
+/* ---- people: the test's callers are certificates and the operator, never people ------ */
+
+/* The organisation whose people a call on side s is about: the caller's own on its own side,
+ * referrer B's on the other. */
+static const char *
+people_org(const actor *a, const scope *s)
+{
+	if (s == &scopes[S_B] || a->org == NULL) {
+		return (actors[s->referrer].org);
+	}
+	return (a->org);
+}
+
+/* A wrong name, password and code: the method is reached and answers UNAUTHENTICATED. */
+static hv_status
+f_login(const actor *a, scope *s)
+{
+	Haven__People__V1__LoginRequest r = HAVEN__PEOPLE__V1__LOGIN_REQUEST__INIT;
+
+	(void) s;
+	r.login    = "matrix-nobody";
+	r.password = "not the password";
+	r.code     = "000000";
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_logout(const actor *a, scope *s)
+{
+	Haven__People__V1__LogoutRequest r = HAVEN__PEOPLE__V1__LOGOUT_REQUEST__INIT;
+
+	(void) s;
+	return (invoke(a, &r.base));
+}
+
+static void
+person_request(Haven__People__V1__CreatePersonRequest *r, const char *org, char *login,
+    size_t loginsz)
+{
+	unique(login, loginsz, "matrix-person");
+	r->org_id       = (char *) org;
+	r->login        = login;
+	r->display_name = "Matrix Person";
+	r->role         = HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_CASE_WORKER;
+	r->password     = "matrix password 1";
+}
+
+static hv_status
+f_create_person(const actor *a, scope *s)
+{
+	Haven__People__V1__CreatePersonRequest r = HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
+	char                                   login[64];
+
+	person_request(&r, people_org(a, s), login, sizeof(login));
+	return (invoke(a, &r.base));
+}
+
+/* A person of the side's organisation, made by the operator; its id into out. */
+static void
+fresh_person(const actor *a, scope *s, char *out)
+{
+	Haven__People__V1__CreatePersonRequest   r = HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
+	Haven__People__V1__CreatePersonResponse *p;
+	char                                     login[64];
+
+	person_request(&r, people_org(a, s), login, sizeof(login));
+	p = (void *) must(&actors[A_OP], M_PPL("CreatePerson"), &r.base);
+	snprintf(out, ID_MAX, "%s", p->person->id);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+}
+
+static hv_status
+f_disable_person(const actor *a, scope *s)
+{
+	Haven__People__V1__DisablePersonRequest r = HAVEN__PEOPLE__V1__DISABLE_PERSON_REQUEST__INIT;
+	char                                    id[ID_MAX];
+
+	fresh_person(a, s, id);
+	r.person_id = id;
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_reset_person(const actor *a, scope *s)
+{
+	Haven__People__V1__ResetPersonRequest r = HAVEN__PEOPLE__V1__RESET_PERSON_REQUEST__INIT;
+	char                                  id[ID_MAX];
+
+	fresh_person(a, s, id);
+	r.person_id = id;
+	r.enable    = true;
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_list_people(const actor *a, scope *s)
+{
+	Haven__People__V1__ListPeopleRequest r = HAVEN__PEOPLE__V1__LIST_PEOPLE_REQUEST__INIT;
+
+	r.org_id = (char *) people_org(a, s);
+	return (invoke(a, &r.base));
+}
+
 typedef void (*list_check_fn)(const char *who, const scope *own, const scope *other,
     const ProtobufCMessage *reply);
 
@@ -1169,6 +1278,49 @@ lc_audit(const char *who, const scope *own, const scope *other, const ProtobufCM
 			    (unsigned long long) l->entries[i]->seq);
 		}
 	}
+}
+
+/* Alerts act on one organisation: on side A the caller's own (the operator's: A's referrer),
+ * on side B B's referrer, which no caller of the table is. */
+static char *
+alerts_org(const actor *a, const scope *s)
+{
+	if (s == &scopes[S_B] || a->org == NULL) {
+		return ((char *) actors[s->referrer].org);
+	}
+	return ((char *) a->org);
+}
+
+static hv_status
+f_set_channels(const actor *a, scope *s)
+{
+	Haven__Alerts__V1__SetChannelsRequest r = HAVEN__ALERTS__V1__SET_CHANNELS_REQUEST__INIT;
+	Haven__Alerts__V1__Channels           c = HAVEN__ALERTS__V1__CHANNELS__INIT;
+	char                                 *emails[] = { "desk@example.org" };
+
+	c.emails   = emails;
+	c.n_emails = 1;
+	r.org_id   = alerts_org(a, s);
+	r.channels = &c;
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_get_channels(const actor *a, scope *s)
+{
+	Haven__Alerts__V1__GetChannelsRequest r = HAVEN__ALERTS__V1__GET_CHANNELS_REQUEST__INIT;
+
+	r.org_id = alerts_org(a, s);
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_watch_events(const actor *a, scope *s)
+{
+	Haven__Alerts__V1__WatchEventsRequest r = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
+
+	r.org_id = alerts_org(a, s);
+	return (invoke(a, &r.base));
 }
 
 /* ---- the table of factories ------------------------------------------------------------- */
@@ -1234,6 +1386,15 @@ static const entry entries[] = {
 	{ M_REF("CompletePlacement"), f_complete_placement, NULL, false, HV_OK },
 	{ M_REF("EndPlacement"), f_end_placement, NULL, false, HV_OK },
 	{ M_REF("Statistics"), f_statistics, NULL, false, HV_OK },
+	{ M_PPL("Login"), f_login, NULL, false, HV_UNAUTHENTICATED },
+	{ M_PPL("Logout"), f_logout, NULL, true, HV_OK },
+	{ M_PPL("CreatePerson"), f_create_person, NULL, false, HV_OK },
+	{ M_PPL("DisablePerson"), f_disable_person, NULL, false, HV_OK },
+	{ M_PPL("ResetPerson"), f_reset_person, NULL, false, HV_OK },
+	{ M_PPL("ListPeople"), f_list_people, NULL, false, HV_OK },
+	{ M_ALR("SetChannels"), f_set_channels, NULL, false, HV_OK },
+	{ M_ALR("GetChannels"), f_get_channels, NULL, false, HV_OK },
+	{ M_ALR("WatchEvents"), f_watch_events, NULL, false, HV_OK },
 };
 #define N_ENTRIES (sizeof(entries) / sizeof(entries[0]))
 
@@ -1287,6 +1448,15 @@ is_scoped(const char *word)
 	return (false);
 }
 
+/* "people": only a person who is its organisation's admin, for its own organisation. The
+ * callers here are certificates (and the operator, whose cells say "all"), so both sides are
+ * PERMISSION_DENIED; tests/people_it.c checks the people who may. */
+static bool
+is_person_only(const char *word)
+{
+	return (strcmp(word, "people") == 0);
+}
+
 static bool
 is_known_word(const char *word)
 {
@@ -1297,7 +1467,7 @@ is_known_word(const char *word)
 			return (true);
 		}
 	}
-	return (is_refused(word) || is_scoped(word));
+	return (is_refused(word) || is_scoped(word) || is_person_only(word));
 }
 
 static void login_all(void);
@@ -1358,6 +1528,9 @@ check_cell(const entry *e, int col, const char *word)
 	hv_status    st;
 
 	g.cells++;
+	if (is_person_only(word)) {
+		word = "—";
+	}
 	st = run(e, a, own);
 	trace(e, col, "own", st);
 	if (is_refused(word) && st != HV_PERMISSION_DENIED) {
@@ -1486,7 +1659,7 @@ test_matrix(void **state)
 			mismatch("%s: the test has a factory, the table no row", entries[i].method);
 		}
 	}
-	printf("matrix_test: %d methods x %d roles: %u cells, %u calls, %u mismatches\n", rows,
+	printf("matrix_it: %d methods x %d roles: %u cells, %u calls, %u mismatches\n", rows,
 	    N_COLS, g.cells, g.calls, g.mismatches);
 	if (g.mismatches > 0 || rows == 0) {
 		fail_msg("docs/authority.md and the node differ:\n%s", g.problems);
@@ -1757,7 +1930,7 @@ edge_held(void)
 	    f_create_referral(&actors[A_REF_A], &t), HV_PERMISSION_DENIED);
 	free_reply();
 	/* With no subject named, a referrer lists the entries of the subjects it holds only
-	 * (tests/consent_test.c test_audit checks which). */
+	 * (tests/consent_it.c test_audit checks which). */
 	expect("Audit/List of its own subjects as referrer A",
 	    call_as(&actors[A_REF_A], "haven.audit.v1.Audit/List", &r.base, NULL), HV_OK);
 	expect("Audit/List of every subject as the operator",
@@ -2031,7 +2204,7 @@ teardown(void **state)
 		actors[i].ch = NULL;
 	}
 	if (g.http) {
-		fprintf(stderr, "matrix_test: %u calls over HTTP as JSON, %u as binary\n", g.http_json,
+		fprintf(stderr, "matrix_it: %u calls over HTTP as JSON, %u as binary\n", g.http_json,
 		    g.http_proto);
 		cc_close(g.cc);
 		if (g.http_json == 0 || g.http_proto == 0) {
@@ -2043,7 +2216,7 @@ teardown(void **state)
 		waitpid(g.node, &status, 0);
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		fprintf(stderr, "matrix_test: haven-node did not stop cleanly (status %d), see %s\n",
+		fprintf(stderr, "matrix_it: haven-node did not stop cleanly (status %d), see %s\n",
 		    status, g.dir);
 		return (-1);
 	}
@@ -2065,7 +2238,7 @@ main(int argc, char **argv)
 		argc--;
 	}
 	if (argc != 2 && argc != 3) {
-		fprintf(stderr, "usage: matrix_test [--http] HAVEN_NODE [AUTHORITY.MD]\n");
+		fprintf(stderr, "usage: matrix_it [--http] HAVEN_NODE [AUTHORITY.MD]\n");
 		return (2);
 	}
 	g.node_bin = argv[1];

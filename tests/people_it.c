@@ -1,0 +1,724 @@
+/*
+ * people_it.c - people inside organisations, through a real haven-node (argv[1]) over
+ * ipc://: the operator makes an organisation's first admin, who adds, disables and resets its
+ * own people and nobody else's; people sign in with a password and a one-time code computed
+ * from the otpauth URI they were given; one answer for every wrong part; back-off after
+ * failures; sessions end at Logout, when idle, when their person or organisation is disabled;
+ * a viewer only reads; a case worker does not manage people; bad input to every method.
+ *
+ * The node runs with session_idle_s = 6 so that idleness can be waited for.
+ *
+ *   people_it HAVEN_NODE
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "haven/clock.h"
+#include "haven/crypto.h"
+#include "haven/rpc.h"
+#include "testutil.h"
+
+#include "haven/capacity/v1/capacity.pb-c.h"
+#include "haven/consent/v1/audit.pb-c.h"
+#include "haven/consent/v1/consent.pb-c.h"
+#include "haven/health/v1/health.pb-c.h"
+#include "haven/people/v1/people.pb-c.h"
+
+#define IDLE_S 6
+#define M_PPL(m) "haven.people.v1.People/" m
+#define ROLE(r) HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_##r
+
+static struct {
+	char         dir[400];
+	char         data[500];
+	char         url[600];
+	pid_t        node;
+	const char  *node_bin;
+	rpc_channel *op; /* the operator: no token over ipc:// */
+	char         err[RPC_ERRMSG_MAX];
+	unsigned     seq;
+} g;
+
+/* A person as the test knows it: what its admin was told at enrolment. */
+typedef struct person {
+	char         id[RPC_PERSON_ID_MAX];
+	char         login[64];
+	char         password[64];
+	uint8_t      secret[CRYPTO_OTP_SECRET_MAX];
+	size_t       secretlen;
+	int64_t      next_step; /* a code is accepted once: each sign-in uses a later step */
+	rpc_channel *ch;        /* its own channel, with its session token once signed in */
+	char         token[128];
+} person;
+
+/* ---- calls ----------------------------------------------------------------------------- */
+
+static hv_status
+call(rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out)
+{
+	ProtobufCMessage *m = NULL;
+	rpc_call_options  o = { .timeout_ms = 20000 };
+	hv_status         st;
+
+	g.err[0] = '\0';
+	st = rpc_channel_call(ch, method, req, out_desc, &m, &o, g.err, sizeof(g.err));
+	if (out != NULL) {
+		*out = m;
+	} else if (m != NULL) {
+		protobuf_c_message_free_unpacked(m, NULL);
+	}
+	return (st);
+}
+
+static const ProtobufCMessageDescriptor *
+people_out(const char *method)
+{
+	const ProtobufCMethodDescriptor *md = protobuf_c_service_descriptor_get_method_by_name(
+	    &haven__people__v1__people__descriptor, strchr(method, '/') + 1);
+
+	assert_non_null(md);
+	return (md->output);
+}
+
+static hv_status
+ppl(rpc_channel *ch, const char *method, const ProtobufCMessage *req, ProtobufCMessage **out)
+{
+	return (call(ch, method, req, people_out(method), out));
+}
+
+static rpc_channel *
+channel(void)
+{
+	rpc_channel *ch = NULL;
+
+	assert_int_equal(rpc_channel_open(&ch, g.url, NULL), HV_OK);
+	return (ch);
+}
+
+/* ---- the node -------------------------------------------------------------------------- */
+
+static void
+node_start(void)
+{
+	Haven__Health__V1__HealthCheckRequest r = HAVEN__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	char                                  log[600];
+	char                                  idle[16];
+
+	tu_tmpdir(g.dir, sizeof(g.dir), "people");
+	snprintf(g.data, sizeof(g.data), "%s/data", g.dir);
+	snprintf(g.url, sizeof(g.url), "ipc://%s/run/haven.sock", g.data);
+	snprintf(log, sizeof(log), "%s/node.log", g.dir);
+	snprintf(idle, sizeof(idle), "%d", IDLE_S);
+	if ((g.node = fork()) == 0) {
+		if (freopen(log, "a", stdout) == NULL || dup2(fileno(stdout), 2) < 0) {
+			_exit(127);
+		}
+		execl(g.node_bin, g.node_bin, "--data-dir", g.data, "--listen", g.url,
+		    "--session-idle-s", idle, (char *) NULL);
+		_exit(127);
+	}
+	assert_true(g.node > 0);
+	g.op = channel();
+	for (int i = 0; i < 600; i++) {
+		if (call(g.op, "haven.health.v1.Health/Check", &r.base,
+		        &haven__health__v1__health_check_response__descriptor, NULL) == HV_OK) {
+			return;
+		}
+		usleep(100 * 1000);
+	}
+	fail_msg("haven-node did not start (see %s)", log);
+}
+
+static void
+register_org(const char *id, Haven__Capacity__V1__Role role)
+{
+	Haven__Capacity__V1__RegisterOrganisationRequest r =
+	    HAVEN__CAPACITY__V1__REGISTER_ORGANISATION_REQUEST__INIT;
+	Haven__Capacity__V1__Organisation o = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+
+	o.id           = (char *) id;
+	o.name         = (char *) id;
+	o.role         = role;
+	o.region       = "Amsterdam";
+	r.organisation = &o;
+	assert_int_equal(call(g.op, "haven.capacity.v1.Capacity/RegisterOrganisation", &r.base,
+	                     &haven__capacity__v1__organisation__descriptor, NULL),
+	    HV_OK);
+}
+
+/* ---- people ----------------------------------------------------------------------------- */
+
+/* The secret of an otpauth URI (what an authenticator app reads). */
+static void
+take_secret(person *p, const char *uri)
+{
+	const char *s = strstr(uri, "secret=");
+	const char *e;
+
+	assert_non_null(s);
+	assert_true(strncmp(uri, "otpauth://totp/haven:", 21) == 0);
+	s += 7;
+	e = strchr(s, '&');
+	assert_non_null(e);
+	assert_int_equal(
+	    crypto_b32_decode(p->secret, sizeof(p->secret), &p->secretlen, s, (size_t) (e - s)),
+	    HV_OK);
+	p->next_step = 0;
+}
+
+/* as (the operator's channel or an admin's) adds a person to org; HV_OK fills *p. */
+static hv_status
+add_person(rpc_channel *as, const char *org, Haven__People__V1__PersonRole role, person *p)
+{
+	Haven__People__V1__CreatePersonRequest   r = HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
+	Haven__People__V1__CreatePersonResponse *resp = NULL;
+	hv_status                                st;
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->login, sizeof(p->login), "Person.%u@%s", ++g.seq, org);
+	snprintf(p->password, sizeof(p->password), "correct horse %u battery", g.seq);
+	r.org_id       = (char *) org;
+	r.login        = p->login;
+	r.display_name = "Demo Person";
+	r.role         = role;
+	r.password     = p->password;
+	if ((st = ppl(as, M_PPL("CreatePerson"), &r.base, (void *) &resp)) != HV_OK) {
+		return (st);
+	}
+	assert_non_null(resp->person);
+	assert_string_equal(resp->person->org_id, org);
+	assert_int_equal(resp->person->role, role);
+	assert_true(resp->person->enabled);
+	/* The login name is folded to lower case; the display name comes back as given. */
+	assert_string_equal(resp->person->display_name, "Demo Person");
+	assert_int_equal(strncmp(resp->person->login, "person.", 7), 0);
+	snprintf(p->id, sizeof(p->id), "%s", resp->person->id);
+	take_secret(p, resp->otpauth_uri);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return (HV_OK);
+}
+
+/* The code of the next unused step (now's, or a later one within the window). */
+static void
+code_for(person *p, char code[8])
+{
+	int64_t  step = hv_clock_wall_ms() / 1000 / CRYPTO_TOTP_PERIOD;
+	uint32_t c;
+
+	if (step < p->next_step) {
+		step = p->next_step;
+	}
+	if (step > hv_clock_wall_ms() / 1000 / CRYPTO_TOTP_PERIOD + 1) {
+		/* Both steps of the window used: wait for the next one. */
+		sleep((unsigned) (CRYPTO_TOTP_PERIOD - (hv_clock_wall_ms() / 1000) % CRYPTO_TOTP_PERIOD));
+		step = hv_clock_wall_ms() / 1000 / CRYPTO_TOTP_PERIOD + 1;
+	}
+	assert_int_equal(crypto_hotp(&c, CRYPTO_OTP_SHA1, 6, p->secret, p->secretlen, (uint64_t) step),
+	    HV_OK);
+	snprintf(code, 8, "%06u", c);
+	p->next_step = step + 1;
+}
+
+static hv_status
+login_with(person *p, const char *login, const char *password, const char *code)
+{
+	Haven__People__V1__LoginRequest   r    = HAVEN__PEOPLE__V1__LOGIN_REQUEST__INIT;
+	Haven__People__V1__LoginResponse *resp = NULL;
+	rpc_channel                      *ch   = channel();
+	hv_status                         st;
+
+	r.login    = (char *) login;
+	r.password = (char *) password;
+	r.code     = (char *) code;
+	st         = ppl(ch, M_PPL("Login"), &r.base, (void *) &resp);
+	if (st == HV_OK) {
+		assert_int_equal(strncmp(resp->token, "hs1.", 4), 0);
+		assert_string_equal(resp->person_id, p->id);
+		assert_int_equal(resp->idle_timeout_s, IDLE_S);
+		snprintf(p->token, sizeof(p->token), "%s", resp->token);
+		assert_int_equal(rpc_channel_set_token(ch, resp->token), HV_OK);
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+		if (p->ch != NULL) {
+			rpc_channel_close(p->ch);
+		}
+		p->ch = ch;
+	} else {
+		rpc_channel_close(ch);
+	}
+	return (st);
+}
+
+static hv_status
+login(person *p)
+{
+	char code[8];
+
+	code_for(p, code);
+	return (login_with(p, p->login, p->password, code));
+}
+
+static hv_status
+list_people(rpc_channel *ch, const char *org, size_t *n)
+{
+	Haven__People__V1__ListPeopleRequest   r    = HAVEN__PEOPLE__V1__LIST_PEOPLE_REQUEST__INIT;
+	Haven__People__V1__ListPeopleResponse *resp = NULL;
+	hv_status                              st;
+
+	r.org_id = (char *) org;
+	st       = ppl(ch, M_PPL("ListPeople"), &r.base, (void *) &resp);
+	if (st == HV_OK) {
+		if (n != NULL) {
+			*n = resp->n_people;
+		}
+		for (size_t i = 0; i < resp->n_people; i++) {
+			assert_string_equal(resp->people[i]->org_id, org);
+		}
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+	}
+	return (st);
+}
+
+static hv_status
+disable(rpc_channel *ch, const char *id)
+{
+	Haven__People__V1__DisablePersonRequest r = HAVEN__PEOPLE__V1__DISABLE_PERSON_REQUEST__INIT;
+
+	r.person_id = (char *) id;
+	return (ppl(ch, M_PPL("DisablePerson"), &r.base, NULL));
+}
+
+/* A call any organisation may make (reads the region map): tells whether a session works. */
+static hv_status
+regions(rpc_channel *ch)
+{
+	Haven__Capacity__V1__ListRegionsRequest r = HAVEN__CAPACITY__V1__LIST_REGIONS_REQUEST__INIT;
+
+	return (call(ch, "haven.capacity.v1.Capacity/ListRegions", &r.base,
+	    &haven__capacity__v1__list_regions_response__descriptor, NULL));
+}
+
+static void
+person_free(person *p)
+{
+	if (p->ch != NULL) {
+		rpc_channel_close(p->ch);
+	}
+	memset(p, 0, sizeof(*p));
+}
+
+/* ---- the tests --------------------------------------------------------------------------- */
+
+static person admin_ngo, admin_shelter;
+
+/* The NGO admin's channel, signed in again when its session went idle meanwhile (sign-ins
+ * hash passwords: slow under the sanitizers, and the node's idle limit is short). */
+static rpc_channel *
+admin(void)
+{
+	if (regions(admin_ngo.ch) == HV_UNAUTHENTICATED) {
+		assert_int_equal(login(&admin_ngo), HV_OK);
+	}
+	return (admin_ngo.ch);
+}
+
+/* The operator makes each organisation's first admin; the admin signs in and manages its own
+ * organisation's people, never the other's. */
+static void
+test_admins(void **state)
+{
+	person worker;
+	size_t n = 0;
+
+	(void) state;
+	assert_int_equal(add_person(g.op, "p-ngo", ROLE(ORG_ADMIN), &admin_ngo), HV_OK);
+	assert_int_equal(add_person(g.op, "p-shelter", ROLE(ORG_ADMIN), &admin_shelter), HV_OK);
+	assert_int_equal(login(&admin_ngo), HV_OK);
+	assert_int_equal(login(&admin_shelter), HV_OK);
+	/* A session acts as its organisation: what the referrer may read, it reads. */
+	assert_int_equal(regions(admin_ngo.ch), HV_OK);
+
+	assert_int_equal(add_person(admin(), "p-ngo", ROLE(CASE_WORKER), &worker), HV_OK);
+	assert_int_equal(list_people(admin(), "p-ngo", &n), HV_OK);
+	assert_int_equal(n, 2);
+	/* The other organisation's people: not to add, list, disable or reset. */
+	assert_int_equal(add_person(admin_shelter.ch, "p-ngo", ROLE(ORG_ADMIN), &(person) { 0 }),
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(list_people(admin_shelter.ch, "p-ngo", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(disable(admin_shelter.ch, worker.id), HV_PERMISSION_DENIED);
+	{
+		Haven__People__V1__ResetPersonRequest r = HAVEN__PEOPLE__V1__RESET_PERSON_REQUEST__INIT;
+		r.person_id         = worker.id;
+		r.new_second_factor = true;
+		assert_int_equal(ppl(admin_shelter.ch, M_PPL("ResetPerson"), &r.base, NULL),
+		    HV_PERMISSION_DENIED);
+	}
+	/* The refused calls changed nothing: the worker signs in. */
+	assert_int_equal(login(&worker), HV_OK);
+	/* A case worker works for the organisation but does not manage its people. */
+	assert_int_equal(regions(worker.ch), HV_OK);
+	assert_int_equal(list_people(worker.ch, "p-ngo", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(add_person(worker.ch, "p-ngo", ROLE(ORG_ADMIN), &(person) { 0 }),
+	    HV_PERMISSION_DENIED);
+	/* A login name is the node's once. */
+	{
+		Haven__People__V1__CreatePersonRequest r = HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
+		r.org_id       = "p-ngo";
+		r.login        = worker.login;
+		r.display_name = "Someone Else";
+		r.role         = ROLE(VIEWER);
+		r.password     = "another long password";
+		assert_int_equal(ppl(admin(), M_PPL("CreatePerson"), &r.base, NULL),
+		    HV_ALREADY_EXISTS);
+	}
+	person_free(&worker);
+}
+
+/* A viewer calls what reads, and is refused before the handler for anything that writes; a
+ * case worker of the same organisation reaches the handler of the same write. */
+static void
+test_viewer_reads_only(void **state)
+{
+	Haven__Consent__V1__CreateSubjectRequest r = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
+	person                                   viewer, worker;
+	hv_status                                st;
+
+	(void) state;
+	assert_int_equal(add_person(admin(), "p-ngo", ROLE(VIEWER), &viewer), HV_OK);
+	assert_int_equal(add_person(admin(), "p-ngo", ROLE(CASE_WORKER), &worker), HV_OK);
+	assert_int_equal(login(&viewer), HV_OK);
+	assert_int_equal(login(&worker), HV_OK);
+	assert_int_equal(regions(viewer.ch), HV_OK);
+	st = call(viewer.ch, "haven.consent.v1.Consent/CreateSubject", &r.base,
+	    &haven__consent__v1__create_subject_response__descriptor, NULL);
+	assert_int_equal(st, HV_PERMISSION_DENIED);
+	assert_non_null(strstr(g.err, "a viewer of role referrer may not call"));
+	st = call(worker.ch, "haven.consent.v1.Consent/CreateSubject", &r.base,
+	    &haven__consent__v1__create_subject_response__descriptor, NULL);
+	assert_int_not_equal(st, HV_PERMISSION_DENIED);
+	assert_int_not_equal(st, HV_UNAUTHENTICATED);
+	person_free(&viewer);
+	person_free(&worker);
+}
+
+/* The audit log names the person behind an access, and its organisation; the holder lists
+ * who it was. */
+static void
+test_audit_names_person(void **state)
+{
+	Haven__Consent__V1__CreateSubjectRequest   cr = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__CreateSubjectResponse *cs = NULL;
+	Haven__Audit__V1__ListRequest              lr = HAVEN__AUDIT__V1__LIST_REQUEST__INIT;
+	Haven__Audit__V1__ListResponse            *ls = NULL;
+	person                                     worker;
+	bool                                       seen = false;
+
+	(void) state;
+	assert_int_equal(add_person(admin(), "p-ngo", ROLE(CASE_WORKER), &worker), HV_OK);
+	assert_int_equal(login(&worker), HV_OK);
+	assert_int_equal(call(worker.ch, "haven.consent.v1.Consent/CreateSubject", &cr.base,
+	                     &haven__consent__v1__create_subject_response__descriptor, (void *) &cs),
+	    HV_OK);
+	lr.subject = cs->id;
+	assert_int_equal(call(g.op, "haven.audit.v1.Audit/List", &lr.base,
+	                     &haven__audit__v1__list_response__descriptor, (void *) &ls),
+	    HV_OK);
+	for (size_t i = 0; i < ls->n_entries; i++) {
+		if (strcmp(ls->entries[i]->caller_person, worker.id) == 0) {
+			assert_string_equal(ls->entries[i]->caller_org, "p-ngo");
+			assert_string_equal(ls->entries[i]->caller_role, "referrer");
+			seen = true;
+		}
+	}
+	assert_true(seen);
+	protobuf_c_message_free_unpacked(&ls->base, NULL);
+	/* Adding the worker is audited too: by whom (the admin, a person), which person. */
+	lr.subject = "";
+	lr.limit   = 1000;
+	seen       = false;
+	assert_int_equal(call(g.op, "haven.audit.v1.Audit/List", &lr.base,
+	                     &haven__audit__v1__list_response__descriptor, (void *) &ls),
+	    HV_OK);
+	for (size_t i = 0; i < ls->n_entries; i++) {
+		if (strcmp(ls->entries[i]->method, M_PPL("CreatePerson")) == 0 &&
+		    strcmp(ls->entries[i]->purpose, worker.id) == 0) {
+			assert_string_equal(ls->entries[i]->caller_person, admin_ngo.id);
+			assert_string_equal(ls->entries[i]->caller_org, "p-ngo");
+			seen = true;
+		}
+	}
+	assert_true(seen);
+	protobuf_c_message_free_unpacked(&ls->base, NULL);
+	protobuf_c_message_free_unpacked(&cs->base, NULL);
+	person_free(&worker);
+}
+
+/* Every wrong part gets the same status and the same words; malformed requests are
+ * INVALID_ARGUMENT whatever the name. */
+static void
+test_uniform_failure(void **state)
+{
+	person p;
+	char   code[8], wrong[8];
+	char   msgs[4][RPC_ERRMSG_MAX];
+
+	(void) state;
+	assert_int_equal(add_person(admin(), "p-ngo", ROLE(CASE_WORKER), &p), HV_OK);
+	code_for(&p, code);
+	snprintf(wrong, sizeof(wrong), "%06u", (unsigned) ((strtoul(code, NULL, 10) + 1) % 1000000));
+	assert_int_equal(login_with(&p, p.login, "a wrong password", code), HV_UNAUTHENTICATED);
+	snprintf(msgs[0], sizeof(msgs[0]), "%s", g.err);
+	assert_int_equal(login_with(&p, p.login, p.password, wrong), HV_UNAUTHENTICATED);
+	snprintf(msgs[1], sizeof(msgs[1]), "%s", g.err);
+	assert_int_equal(login_with(&p, "nobody.here", p.password, code), HV_UNAUTHENTICATED);
+	snprintf(msgs[2], sizeof(msgs[2]), "%s", g.err);
+	for (int i = 0; i < 3; i++) {
+		assert_non_null(strstr(msgs[i], "sign-in failed"));
+		assert_string_equal(msgs[i], msgs[0]);
+		assert_null(strstr(msgs[i], "person."));
+	}
+	/* The code of a step already used does not sign in again (replay). */
+	assert_int_equal(login(&p), HV_OK);
+	p.next_step--;
+	assert_int_equal(login(&p), HV_UNAUTHENTICATED);
+	/* Malformed: the same answer for a known and an unknown name. */
+	assert_int_equal(login_with(&p, p.login, p.password, "12345"), HV_INVALID_ARGUMENT);
+	assert_int_equal(login_with(&p, "nobody.here", p.password, "12345"), HV_INVALID_ARGUMENT);
+	assert_int_equal(login_with(&p, "x", p.password, "123456"), HV_INVALID_ARGUMENT);
+	assert_int_equal(login_with(&p, "bad name!", p.password, "123456"), HV_INVALID_ARGUMENT);
+	assert_int_equal(login_with(&p, p.login, "", "123456"), HV_INVALID_ARGUMENT);
+	person_free(&p);
+}
+
+/* After PEOPLE_LOCK_AFTER (5) failures the right password and code are refused too, and an
+ * unknown name is locked out the same way; a reset by the admin lifts it. */
+static void
+test_lockout(void **state)
+{
+	Haven__People__V1__ResetPersonRequest r = HAVEN__PEOPLE__V1__RESET_PERSON_REQUEST__INIT;
+	person                                p, ghost = { 0 };
+	char                                  code[8];
+
+	(void) state;
+	assert_int_equal(add_person(admin(), "p-ngo", ROLE(CASE_WORKER), &p), HV_OK);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(login_with(&p, p.login, "a wrong password", "000000"),
+		    HV_UNAUTHENTICATED);
+	}
+	code_for(&p, code);
+	assert_int_equal(login_with(&p, p.login, p.password, code), HV_UNAUTHENTICATED);
+	assert_non_null(strstr(g.err, "sign-in failed"));
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(login_with(&ghost, "ghost.name", "a wrong password", "000000"),
+		    HV_UNAUTHENTICATED);
+		assert_non_null(strstr(g.err, "sign-in failed"));
+	}
+	/* The admin sees the lock and lifts it with a reset (here: a new second factor). */
+	r.person_id         = p.id;
+	r.new_second_factor = true;
+	{
+		Haven__People__V1__ResetPersonResponse *resp = NULL;
+		assert_int_equal(ppl(admin(), M_PPL("ResetPerson"), &r.base, (void *) &resp),
+		    HV_OK);
+		assert_false(resp->person->locked);
+		take_secret(&p, resp->otpauth_uri);
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+	}
+	assert_int_equal(login(&p), HV_OK);
+	person_free(&p);
+}
+
+/* Sessions end at Logout, when their person is disabled or reset, and when idle too long. */
+static void
+test_sessions_end(void **state)
+{
+	Haven__People__V1__LogoutRequest   lr   = HAVEN__PEOPLE__V1__LOGOUT_REQUEST__INIT;
+	Haven__People__V1__LogoutResponse *lout = NULL;
+	person                             a, b, c;
+
+	(void) state;
+	assert_int_equal(add_person(admin(), "p-ngo", ROLE(CASE_WORKER), &a), HV_OK);
+	assert_int_equal(add_person(admin(), "p-ngo", ROLE(CASE_WORKER), &b), HV_OK);
+	assert_int_equal(add_person(admin(), "p-ngo", ROLE(VIEWER), &c), HV_OK);
+	assert_int_equal(login(&a), HV_OK);
+	assert_int_equal(login(&b), HV_OK);
+
+	/* Logout: revoked, and the token is worth nothing after. */
+	assert_int_equal(ppl(a.ch, M_PPL("Logout"), &lr.base, (void *) &lout), HV_OK);
+	assert_true(lout->revoked);
+	protobuf_c_message_free_unpacked(&lout->base, NULL);
+	assert_int_equal(regions(a.ch), HV_UNAUTHENTICATED);
+	/* The operator's Logout has no session to end. */
+	assert_int_equal(ppl(g.op, M_PPL("Logout"), &lr.base, (void *) &lout), HV_OK);
+	assert_false(lout->revoked);
+	protobuf_c_message_free_unpacked(&lout->base, NULL);
+
+	/* Disabled: at once; and no new sign-in. */
+	assert_int_equal(regions(b.ch), HV_OK);
+	assert_int_equal(disable(admin(), b.id), HV_OK);
+	assert_int_equal(regions(b.ch), HV_UNAUTHENTICATED);
+	assert_int_equal(login(&b), HV_UNAUTHENTICATED);
+
+	/* Idle: a session used within the limit lives on; one left alone past it ends. */
+	assert_int_equal(login(&c), HV_OK);
+	for (int i = 0; i < 3; i++) {
+		sleep(IDLE_S / 3);
+		assert_int_equal(regions(c.ch), HV_OK);
+	}
+	sleep(IDLE_S + 2);
+	assert_int_equal(regions(c.ch), HV_UNAUTHENTICATED);
+	person_free(&a);
+	person_free(&b);
+	person_free(&c);
+}
+
+/* Bad input to every method: a clear status, nothing stored. */
+static void
+test_bad_input(void **state)
+{
+	Haven__People__V1__CreatePersonRequest c = HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
+	Haven__People__V1__ResetPersonRequest  r = HAVEN__PEOPLE__V1__RESET_PERSON_REQUEST__INIT;
+	size_t                                 before = 0, after = 0;
+
+	(void) state;
+	assert_int_equal(list_people(g.op, "p-ngo", &before), HV_OK);
+	c.org_id       = "p-ngo";
+	c.login        = "valid.name";
+	c.display_name = "Name";
+	c.role         = ROLE(VIEWER);
+	c.password     = "a long enough password";
+	c.org_id = "Not An Id!";
+	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_INVALID_ARGUMENT);
+	c.org_id = "p-nowhere";
+	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_NOT_FOUND);
+	c.org_id = "p-ngo";
+	c.login  = "no";
+	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_INVALID_ARGUMENT);
+	c.login        = "valid.name";
+	c.display_name = "";
+	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_INVALID_ARGUMENT);
+	c.display_name = "Bad\nName";
+	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_INVALID_ARGUMENT);
+	c.display_name = "Name";
+	c.role         = 9;
+	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_INVALID_ARGUMENT);
+	c.role     = ROLE(UNSPECIFIED);
+	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_INVALID_ARGUMENT);
+	c.role     = ROLE(VIEWER);
+	c.password = "short";
+	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(g.err, "password"));
+	assert_int_equal(list_people(g.op, "p-ngo", &after), HV_OK);
+	assert_int_equal(after, before);
+
+	assert_int_equal(disable(g.op, "not-an-id"), HV_INVALID_ARGUMENT);
+	assert_int_equal(disable(g.op, "0123456789abcdef0123456789abcdef"), HV_NOT_FOUND);
+	r.person_id = "0123456789ABCDEF0123456789ABCDEF";
+	r.enable    = true;
+	assert_int_equal(ppl(g.op, M_PPL("ResetPerson"), &r.base, NULL), HV_INVALID_ARGUMENT);
+	r.person_id = admin_ngo.id;
+	r.enable    = false;
+	assert_int_equal(ppl(g.op, M_PPL("ResetPerson"), &r.base, NULL), HV_INVALID_ARGUMENT);
+	r.password = "short";
+	assert_int_equal(ppl(g.op, M_PPL("ResetPerson"), &r.base, NULL), HV_INVALID_ARGUMENT);
+	assert_int_equal(list_people(g.op, "", NULL), HV_INVALID_ARGUMENT);
+	assert_int_equal(list_people(g.op, "p-nowhere", &after), HV_OK);
+	assert_int_equal(after, 0);
+	/* A forged session token: UNAUTHENTICATED before any handler. */
+	{
+		rpc_channel *ch = channel();
+		assert_int_equal(rpc_channel_set_token(ch,
+		                     "hs1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), HV_OK);
+		assert_int_equal(regions(ch), HV_UNAUTHENTICATED);
+		assert_int_equal(rpc_channel_set_token(ch, "hs1.short"), HV_OK);
+		assert_int_equal(regions(ch), HV_UNAUTHENTICATED);
+		rpc_channel_close(ch);
+	}
+	/* The node still serves. */
+	assert_int_equal(regions(g.op), HV_OK);
+}
+
+/* Disabling the organisation ends its people's sessions at once. Last: it disables p-ngo. */
+static void
+test_org_disabled(void **state)
+{
+	Haven__Capacity__V1__DisableOrganisationRequest r =
+	    HAVEN__CAPACITY__V1__DISABLE_ORGANISATION_REQUEST__INIT;
+
+	(void) state;
+	/* A fresh session: the earlier one went idle in test_sessions_end. */
+	assert_int_equal(login(&admin_ngo), HV_OK);
+	assert_int_equal(regions(admin_ngo.ch), HV_OK);
+	r.id       = "p-ngo";
+	r.disabled = true;
+	assert_int_equal(call(g.op, "haven.capacity.v1.Capacity/DisableOrganisation", &r.base,
+	                     &haven__capacity__v1__organisation__descriptor, NULL),
+	    HV_OK);
+	assert_int_equal(regions(admin_ngo.ch), HV_UNAUTHENTICATED);
+	/* The other organisation's people sign in and work on. */
+	assert_int_equal(login(&admin_shelter), HV_OK);
+	assert_int_equal(regions(admin_shelter.ch), HV_OK);
+	/* And nobody of the disabled one signs in. */
+	assert_int_equal(login(&admin_ngo), HV_UNAUTHENTICATED);
+}
+
+static int
+setup(void **state)
+{
+	(void) state;
+	node_start();
+	register_org("p-ngo", HAVEN__CAPACITY__V1__ROLE__REFERRER);
+	register_org("p-shelter", HAVEN__CAPACITY__V1__ROLE__PROVIDER);
+	return (0);
+}
+
+static int
+teardown(void **state)
+{
+	int status;
+
+	(void) state;
+	person_free(&admin_ngo);
+	person_free(&admin_shelter);
+	rpc_channel_close(g.op);
+	if (g.node > 0) {
+		kill(g.node, SIGTERM);
+		waitpid(g.node, &status, 0);
+	}
+	return (0);
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_admins),
+		cmocka_unit_test(test_viewer_reads_only),
+		cmocka_unit_test(test_audit_names_person),
+		cmocka_unit_test(test_uniform_failure),
+		cmocka_unit_test(test_lockout),
+		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_sessions_end),
+		cmocka_unit_test(test_org_disabled),
+	};
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: people_it HAVEN_NODE\n");
+		return (2);
+	}
+	g.node_bin = argv[1];
+	return (cmocka_run_group_tests(tests, setup, teardown));
+}
