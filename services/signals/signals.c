@@ -155,7 +155,9 @@ pow_ok(const char *nonce, const uint8_t *sol, size_t sollen, uint32_t difficulty
 	uint8_t h[CRYPTO_SHA256_LEN];
 
 	memcpy(buf, nonce, SIG_NONCE_LEN);
-	memcpy(buf + SIG_NONCE_LEN, sol, sollen);
+	if (sollen > 0) { /* an empty bytes field may come as NULL */
+		memcpy(buf + SIG_NONCE_LEN, sol, sollen);
+	}
 	crypto_sha256(h, buf, SIG_NONCE_LEN + sollen);
 	return (zero_bits(h) >= difficulty);
 }
