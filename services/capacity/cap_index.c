@@ -218,7 +218,7 @@ cap_route_clear(cap_service *cs, store_txn *txn)
 
 hv_status
 cap_route_foreach(cap_service *cs, store_txn *txn, Haven__Capacity__V1__ServiceType type,
-    unsigned region, cap_route_fn fn, void *arg)
+    unsigned region, uint8_t populations, cap_route_fn fn, void *arg)
 {
 	store_cursor   *c   = NULL;
 	int64_t         now;
@@ -242,6 +242,10 @@ cap_route_foreach(cap_service *cs, store_txn *txn, Haven__Capacity__V1__ServiceT
 	     st = store_cursor_next(c, &k, &kl, &v, &vl)) {
 		if (kl < ROUTE_KEYPFX || memcmp(k, pfx, ROUTE_KEYPFX) != 0) {
 			break;
+		}
+		/* The populations byte, before anything is decoded. */
+		if (vl > 20 && (((const uint8_t *) v)[20] & populations) != populations) {
+			continue;
 		}
 		if ((st = route_decode(k, kl, v, vl, &e)) != HV_OK) {
 			break;

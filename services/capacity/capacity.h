@@ -215,11 +215,13 @@ typedef struct cap_route_entry {
 	int32_t  specialisations[CAP_ROUTE_LIST_MAX];
 } cap_route_entry;
 
-/* Calls fn for every entry of (type, region) in id order until fn returns non-zero. fn must
- * not change capacity records (collect, then hold places after the walk). */
+/* Calls fn for every entry of (type, region) that accepts every population of the bit set
+ * populations (0: any), in id order, until fn returns non-zero. fn must not change capacity
+ * records (collect, then hold places after the walk). */
 typedef int (*cap_route_fn)(void *arg, const cap_route_entry *e);
 hv_status cap_route_foreach(cap_service *cs, store_txn *txn,
-    Haven__Capacity__V1__ServiceType type, unsigned region, cap_route_fn fn, void *arg);
+    Haven__Capacity__V1__ServiceType type, unsigned region, uint8_t populations,
+    cap_route_fn fn, void *arg);
 
 /* The region map the index's region numbers refer to. */
 const region_map *cap_route_regions(const cap_service *cs);

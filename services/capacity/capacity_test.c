@@ -671,7 +671,7 @@ route_read(fixture *f, int type, const char *region, collect *c)
 	memset(c, 0, sizeof(*c));
 	assert_int_equal(store_read_begin(f->st, &txn), HV_OK);
 	assert_int_equal(cap_route_foreach(f->cs, txn, type,
-	                     (unsigned) region_map_find(f->map, region), route_fn, c),
+	                     (unsigned) region_map_find(f->map, region), 0, route_fn, c),
 	    HV_OK);
 	store_read_end(txn);
 }
@@ -726,8 +726,21 @@ test_route_index(void **state)
 	assert_string_equal(c.ids[0], "a1");
 
 	assert_int_equal(store_read_begin(f.st, &txn), HV_OK);
-	assert_int_equal(cap_route_foreach(f.cs, txn, 0, 0, route_fn, &c), HV_INVALID_ARGUMENT);
-	assert_int_equal(cap_route_foreach(f.cs, txn, T_SHELTER, REGIONS_MAX, route_fn, &c),
+	/* The population filter: a1 takes women, not minors. */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(cap_route_foreach(f.cs, txn, T_SHELTER,
+	                     (unsigned) region_map_find(f.map, "Amsterdam"),
+	                     (uint8_t) (1u << P_WOMEN), route_fn, &c),
+	    HV_OK);
+	assert_int_equal(c.n, 1);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(cap_route_foreach(f.cs, txn, T_SHELTER,
+	                     (unsigned) region_map_find(f.map, "Amsterdam"),
+	                     (uint8_t) ((1u << P_WOMEN) | (1u << P_MINORS)), route_fn, &c),
+	    HV_OK);
+	assert_int_equal(c.n, 0);
+	assert_int_equal(cap_route_foreach(f.cs, txn, 0, 0, 0, route_fn, &c), HV_INVALID_ARGUMENT);
+	assert_int_equal(cap_route_foreach(f.cs, txn, T_SHELTER, REGIONS_MAX, 0, route_fn, &c),
 	    HV_INVALID_ARGUMENT);
 	store_read_end(txn);
 	fixture_close(&f);

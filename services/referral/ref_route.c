@@ -368,6 +368,17 @@ has_string(char *const *list, size_t n, const char *s)
 	return (false);
 }
 
+/* snprintf(dst, size, "%s", src) without the formatting: routing copies an id for every
+ * service it ranks. */
+static void
+copy_id(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 /* Whether the service (an index entry, or a Service seen as one) in region (the referral
  * map's index) fits the need, and its rank for it. */
 static bool
@@ -423,7 +434,7 @@ fits(const route_need *rn, const cap_route_entry *e, int region, int64_t now,
 		}
 	}
 	rk->rk_age_ms = now > (int64_t) e->updated_ms ? (uint64_t) now - e->updated_ms : 0;
-	snprintf(rk->rk_id, sizeof(rk->rk_id), "%s", e->id);
+	copy_id(rk->rk_id, sizeof(rk->rk_id), e->id);
 	return (true);
 }
 
@@ -444,7 +455,7 @@ keep(route_need *rn, const ref_rank *rk, const char *org)
 	}
 	memmove(&rn->rn_cands[pos + 1], &rn->rn_cands[pos], (rn->rn_ncands - pos) * sizeof(cand));
 	rn->rn_cands[pos].c_rank = *rk;
-	snprintf(rn->rn_cands[pos].c_org, sizeof(rn->rn_cands[pos].c_org), "%s", org);
+	copy_id(rn->rn_cands[pos].c_org, sizeof(rn->rn_cands[pos].c_org), org);
 	rn->rn_ncands++;
 }
 
@@ -494,7 +505,18 @@ scan_need(ref_work *w, route_need *rn)
 	int               order[REGIONS_MAX];
 	ref_rank          bound[REGIONS_MAX];
 	size_t            nr = 0, count = region_map_count(rs->rs_regions);
+	int               p  = (int) rn->rn_need->population;
+	uint8_t           pops;
 	hv_status         st;
+
+	/* Only services taking the need's population (and minors, for a minor) can fit. */
+	if (p <= 0 || p >= 8) {
+		return (HV_OK);
+	}
+	pops = (uint8_t) (1u << p);
+	if (rn->rn_minor) {
+		pops |= (uint8_t) (1u << HAVEN__CAPACITY__V1__POPULATION__MINORS);
+	}
 
 	for (size_t r = 0; r < count && r < REGIONS_MAX; r++) {
 		size_t at;
@@ -526,8 +548,8 @@ scan_need(ref_work *w, route_need *rn)
 		}
 		sc.sc_region = order[i];
 		if ((st = cap_route_foreach(rs->rs_cap, w->w_txn,
-		         (Haven__Capacity__V1__ServiceType) rn->rn_need->type, (unsigned) cr, scan_cb,
-		         &sc)) != HV_OK) {
+		         (Haven__Capacity__V1__ServiceType) rn->rn_need->type, (unsigned) cr, pops,
+		         scan_cb, &sc)) != HV_OK) {
 			return (ref_fail(w, st, "cannot read the services of type %d",
 			    (int) rn->rn_need->type));
 		}
