@@ -20,6 +20,7 @@
 
 #include "haven/log.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -304,7 +305,13 @@ lang_prefix(const char *a, const char *b)
 bool
 ref_lang_match(const char *want, char *const *langs, size_t n)
 {
+	int w0 = tolower((unsigned char) want[0]);
+
 	for (size_t i = 0; i < n; i++) {
+		/* Every way of matching starts with the same letter: most tags differ there. */
+		if (tolower((unsigned char) langs[i][0]) != w0) {
+			continue;
+		}
 		if (strcasecmp(want, langs[i]) == 0 || lang_prefix(want, langs[i]) ||
 		    lang_prefix(langs[i], want)) {
 			return (true);
