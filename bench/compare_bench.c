@@ -7,8 +7,9 @@
  * 1, 8 and 32 calls in flight it runs the plain echo, then haven's, CALLS calls in all, and
  * prints one line:
  *   compare inflight=F size=S calls=N nng_qps=Q nng_p50_us=X rpc_qps=Q rpc_p50_us=X
- *       rpc_vs_nng=R
- * Rounds alternate the two so that a load change on the shared machine hits both.
+ *       rpc_vs_nng=R nng_cpu_us=SERVER/CLIENT rpc_cpu_us=SERVER/CLIENT
+ * (the CPU time per call of the server process and of this one, user + system). Rounds
+ * alternate the two so that a load change on the shared machine hits both.
  */
 #include "bench.h"
 
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -65,21 +67,76 @@ stop_server(pid_t pid)
 	}
 }
 
-/* One line: the plain echo then haven's at inflight calls in flight. */
+/* CPU time (user + system) of process pid in microseconds, from /proc; -1 when unreadable. */
+static int64_t
+proc_cpu_us(pid_t pid)
+{
+	char               path[64], buf[1024], *p;
+	FILE              *f;
+	unsigned long long ut = 0, stt = 0;
+	size_t             n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+	if ((f = fopen(path, "r")) == NULL) {
+		return (-1);
+	}
+	n      = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	/* Fields after the command's closing parenthesis: state is 3rd, utime 14th, stime 15th. */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2) {
+		return (-1);
+	}
+	return ((int64_t) ((ut + stt) * 1000000ULL / (unsigned long long) sysconf(_SC_CLK_TCK)));
+}
+
+/* This process's CPU time in microseconds (every thread: the client and nng's). */
+static int64_t
+self_cpu_us(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ((int64_t) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + ru.ru_utime.tv_usec +
+	    ru.ru_stime.tv_usec);
+}
+
+/* One run against one server: its result and the CPU per call of server and client. */
 static int
-compare_one(const char *nurl, const char *rurl, int inflight, int calls, size_t size)
+measured_run(bool raw, pid_t srv, const char *url, int inflight, int each, size_t size,
+    bench_result *r, double *srv_us, double *cli_us)
+{
+	int64_t s0 = proc_cpu_us(srv), c0 = self_cpu_us();
+	int     rc = raw ? bench_nng_run(url, inflight, each, size, 1, r)
+	                 : bench_rpc_run(url, inflight, each, size, 1, r);
+	int64_t s1 = proc_cpu_us(srv), c1 = self_cpu_us();
+
+	if (rc == 0 && r->calls > 0) {
+		*srv_us = s0 < 0 || s1 < 0 ? 0 : (double) (s1 - s0) / (double) r->calls;
+		*cli_us = (double) (c1 - c0) / (double) r->calls;
+	}
+	return (rc);
+}
+
+/* One line: the plain echo then haven's at inflight calls in flight. Under load a machine's
+ * calls/s swing; the CPU per call (server, client) says what each side costs. */
+static int
+compare_one(const char *nurl, pid_t np, const char *rurl, pid_t rp, int inflight, int calls,
+    size_t size)
 {
 	bench_result n = { 0 }, r = { 0 };
+	double       ns = 0, nc = 0, rs = 0, rc = 0;
 	int          each = calls / inflight > 0 ? calls / inflight : 1;
 
-	if (bench_nng_run(nurl, inflight, each, size, 1, &n) != 0 ||
-	    bench_rpc_run(rurl, inflight, each, size, 1, &r) != 0) {
+	if (measured_run(true, np, nurl, inflight, each, size, &n, &ns, &nc) != 0 ||
+	    measured_run(false, rp, rurl, inflight, each, size, &r, &rs, &rc) != 0) {
 		return (1);
 	}
 	printf("compare inflight=%d size=%zu calls=%zu nng_qps=%.0f nng_p50_us=%lld rpc_qps=%.0f "
-	       "rpc_p50_us=%lld rpc_vs_nng=%.2f%s\n",
+	       "rpc_p50_us=%lld rpc_vs_nng=%.2f nng_cpu_us=%.1f/%.1f rpc_cpu_us=%.1f/%.1f%s\n",
 	    inflight, size, r.calls, n.qps, (long long) n.p50_us, r.qps, (long long) r.p50_us,
-	    n.qps > 0 ? r.qps / n.qps : 0, n.errors + r.errors ? " ERRORS" : "");
+	    n.qps > 0 ? r.qps / n.qps : 0, ns, nc, rs, rc, n.errors + r.errors ? " ERRORS" : "");
 	fflush(stdout);
 	return (n.errors + r.errors ? 1 : 0);
 }
@@ -114,7 +171,7 @@ bench_compare(int argc, char **argv)
 	}
 	for (int i = 0; rc == 0 && i < rounds; i++) {
 		for (size_t k = 0; rc == 0 && k < sizeof(compare_inflight) / sizeof(int); k++) {
-			rc = compare_one(nurl, rurl, compare_inflight[k], calls, (size_t) size);
+			rc = compare_one(nurl, np, rurl, rp, compare_inflight[k], calls, (size_t) size);
 		}
 	}
 	stop_server(np);

@@ -16,7 +16,7 @@
  *       directory), then per round and per 1, 8, 32 calls in flight runs the plain nng echo
  *       and haven's Echo, CALLS calls each (default 20000, 256 bytes, 3 rounds); prints
  *       compare inflight=F size=S calls=N nng_qps=Q nng_p50_us=X rpc_qps=Q rpc_p50_us=X
- *       rpc_vs_nng=R
+ *       rpc_vs_nng=R nng_cpu_us=SERVER/CLIENT rpc_cpu_us=SERVER/CLIENT (CPU per call)
  */
 #include "bench.h"
 
