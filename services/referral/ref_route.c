@@ -12,7 +12,9 @@
  * that equal services rank the same every time (docs/referral.md, with a worked example).
  * Hard filters: the need's population is accepted, the service area is a region of the map and
  * not excluded, every accessibility feature of the need is offered, the service did not
- * decline (or let expire) an offer for this need, and it has a free place.
+ * decline (or let expire) an offer for this need, and it has a free place. The comparison
+ * itself is ref_rank.c; candidates come from capacity's routing index (cap_route_foreach),
+ * read region by region in the order of the best rank a region allows (scan_need).
  */
 #include "ref_internal.h"
 
@@ -20,7 +22,6 @@
 
 #include "haven/log.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -271,53 +272,6 @@ ref_offer_end(ref_work *w, Offer *o, OfferState to)
 	}
 	o->state = to;
 	return (ref_put_offer(w, o));
-}
-
-/* ---- ranking --------------------------------------------------------------------------------- */
-
-int
-ref_rank_cmp(const ref_rank *a, const ref_rank *b)
-{
-#define CMP(f)                                                                                \
-	if (a->f != b->f) {                                                                       \
-		return (a->f < b->f ? -1 : 1);                                                        \
-	}
-	CMP(rk_stale)
-	CMP(rk_nonpref)
-	CMP(rk_reach)
-	CMP(rk_missing)
-	CMP(rk_distance)
-	CMP(rk_nonspec)
-	CMP(rk_age_ms)
-#undef CMP
-	return (strcmp(a->rk_id, b->rk_id));
-}
-
-/* Whether a is b's primary subtag ("en" and "en-GB"). */
-static bool
-lang_prefix(const char *a, const char *b)
-{
-	size_t n = strlen(a);
-
-	return (strncasecmp(a, b, n) == 0 && b[n] == '-');
-}
-
-bool
-ref_lang_match(const char *want, char *const *langs, size_t n)
-{
-	int w0 = tolower((unsigned char) want[0]);
-
-	for (size_t i = 0; i < n; i++) {
-		/* Every way of matching starts with the same letter: most tags differ there. */
-		if (tolower((unsigned char) langs[i][0]) != w0) {
-			continue;
-		}
-		if (strcasecmp(want, langs[i]) == 0 || lang_prefix(want, langs[i]) ||
-		    lang_prefix(langs[i], want)) {
-			return (true);
-		}
-	}
-	return (false);
 }
 
 /* ---- routing --------------------------------------------------------------------------------- */
