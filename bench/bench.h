@@ -15,6 +15,7 @@ int bench_kdf(int argc, char **argv);
 int bench_json(int argc, char **argv);
 int bench_http(int argc, char **argv);
 int bench_compare(int argc, char **argv);
+int bench_alerts(int argc, char **argv);
 
 /* ---- shared by the echo benches (rpc_bench.c, nng_bench.c) ---------------------------- */
 

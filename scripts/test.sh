@@ -6,7 +6,7 @@
 # UBSan), failing on any crash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh clang python3-protobuf protobuf-compiler
+scripts/deps.sh clang python3-protobuf protobuf-compiler python3-aiosmtpd
 jobs=$(nproc)
 
 passed=0 # tests passed over all builds (a failure stops the script)
