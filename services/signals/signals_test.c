@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "signals.h"
 #include "../../tests/testutil.h"
@@ -354,6 +355,34 @@ test_alert_seal_statistics(void **state)
 	fx_close(&x);
 }
 
+/* Bad options are refused at start-up: a key file others may read, a helpline that is no
+ * number, a difficulty past the bound. */
+static void
+test_open_refuses(void **state)
+{
+	fx          x;
+	sig_options so = { 0 };
+	sig_service *ss = NULL;
+	char        key[600];
+
+	(void) state;
+	fx_open(&x, 100);
+	snprintf(key, sizeof(key), "%s/signals.key", x.dir);
+	so.store = x.st, so.regions = x.map, so.capacity = x.cs, so.key_path = key;
+	so.helpline = "call <script>";
+	assert_int_equal(sig_open(&ss, &so), HV_INVALID_ARGUMENT);
+	so.helpline   = NULL;
+	so.difficulty = SIG_DIFFICULTY_MAX + 1;
+	assert_int_equal(sig_open(&ss, &so), HV_INVALID_ARGUMENT);
+	so.difficulty = 0;
+	assert_int_equal(chmod(key, 0644), 0);
+	assert_int_equal(sig_open(&ss, &so), HV_PERMISSION_DENIED);
+	assert_int_equal(chmod(key, 0600), 0);
+	assert_int_equal(sig_open(&ss, &so), HV_OK); /* the same key again */
+	sig_close(ss);
+	fx_close(&x);
+}
+
 int
 main(void)
 {
@@ -362,6 +391,7 @@ main(void)
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_alert_seal_statistics),
+		cmocka_unit_test(test_open_refuses),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
