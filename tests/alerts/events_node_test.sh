@@ -114,6 +114,19 @@ uri=$(person shelter-b sb-admin admin)
 sb_admin=$(signin sb-admin "$uri")
 [ -n "$sa_viewer" ] && [ -n "$sb_admin" ] || fail "no session tokens"
 
+# Only the organisation's admin person sets its alert channels: not a case worker, not a viewer.
+uri=$(HAVEN_SESSION_FILE=$work/sess-sa-admin person shelter-a sa-case case-worker)
+signin sa-case "$uri" >/dev/null
+for who in sa-case sa-viewer; do
+	! HAVEN_SESSION_FILE=$work/sess-$who op alerts set shelter-a --email x@evil.example \
+		>"$work/set.out" 2>&1 || fail "$who set shelter-a's channels"
+	grep -q PERMISSION_DENIED "$work/set.out" || fail "$who: $(cat "$work/set.out")"
+done
+HAVEN_SESSION_FILE=$work/sess-sa-admin op alerts set shelter-a --email intake@shelter-a.test \
+	>/dev/null || fail "shelter-a's admin cannot set its channels"
+HAVEN_SESSION_FILE=$work/sess-sa-case op alerts show shelter-a | grep -q intake@shelter-a.test ||
+	fail "the case worker cannot read the channels"
+
 # Bad requests.
 [ "$(status "$url/events")" = 401 ] || fail "no credential: not 401"
 [ "$(status -X POST -H "Authorization: Bearer $sa_viewer" "$url/events")" = 405 ] ||
