@@ -332,8 +332,8 @@ hv_status ref_consent_valid(ref_work *w, const Referral *r, bool *ok);
 /* Ends what a referral still routes once its consent is gone (withdrawn, expired, erased):
  * open offers are withdrawn and their holds released, offered and waiting needs are
  * CANCELLED with reason; accepted and placed needs stay with their provider (the person is
- * there; the provider's access to her data ends with the consent) and get an event. */
-hv_status ref_end_for_consent(ref_work *w, Referral *r, const char *reason);
+ * there; the provider's access to her data ends with the consent) and get an event (of cause: ref_alert.c tells their provider). */
+hv_status ref_end_for_consent(ref_work *w, Referral *r, const char *reason, ref_cause cause);
 
 /* The home region of an organisation from capacity's directory: NOT_FOUND when unknown. */
 hv_status ref_org_region(ref_service *rs, store_txn *txn, const char *org_id,

@@ -384,7 +384,8 @@ withdrawn_one(void *arg, const char *id, bool *stop)
 	}
 	if (!valid) {
 		j->wj_marked++;
-		return (ref_end_for_consent(&j->wj_work, r, "consent withdrawn"));
+		return (ref_end_for_consent(&j->wj_work, r, "consent withdrawn",
+		    REF_CAUSE_CONSENT_WITHDRAWN));
 	}
 	for (size_t i = 0; i < r->n_needs; i++) {
 		if (!ref_need_open(r->needs[i])) {

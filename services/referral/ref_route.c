@@ -196,7 +196,7 @@ ref_consent_valid(ref_work *w, const Referral *r, bool *ok)
 }
 
 hv_status
-ref_end_for_consent(ref_work *w, Referral *r, const char *reason)
+ref_end_for_consent(ref_work *w, Referral *r, const char *reason, ref_cause cause)
 {
 	hv_status st;
 
@@ -211,7 +211,8 @@ ref_end_for_consent(ref_work *w, Referral *r, const char *reason)
 			    HV_OK) {
 				return (st);
 			}
-		} else if (ref_need_open(n) && (st = ref_note_event(w, r, n, "", reason)) != HV_OK) {
+		} else if (ref_need_open(n) &&
+		    (st = ref_note_event_for(w, cause, r, n, "", reason)) != HV_OK) {
 			return (st);
 		}
 	}
@@ -683,7 +684,8 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 			return (st);
 		}
 		if (!consent) {
-			if ((st = ref_end_for_consent(w, rn->rn_ref, "consent no longer valid")) != HV_OK) {
+			if ((st = ref_end_for_consent(w, rn->rn_ref, "consent no longer valid",
+		         REF_CAUSE_NONE)) != HV_OK) {
 				return (st);
 			}
 			continue;

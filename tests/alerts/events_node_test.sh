@@ -179,6 +179,22 @@ curl -sS -N --max-time 1.5 -H "Authorization: Bearer $sa_admin" "$url/events?aft
 	>"$work/replay" 2>/dev/null || true
 grep -q "^id: $seq\$" "$work/replay" || fail "after=0 did not replay $seq: $(cat "$work/replay")"
 
+# The shelter accepts; the subject is erased: the provider that has her hears the consent is
+# gone (and nothing of her), on a stream its admin opened after the offer.
+stream sa2 -H "Authorization: Bearer $sa_admin" -H "Last-Event-ID: $seq"
+offer=$(sed -n 's/^data: .*"target":"\(off-[0-9a-f]*\)".*/\1/p' "$work/sa" | head -n 1)
+as shelter-a offer accept "$offer" >/dev/null || fail "shelter-a cannot accept $offer"
+as ngo-a subject erase "$subject" >/dev/null || fail "ngo-a cannot erase the subject"
+for _ in $(seq 1 100); do
+	grep -q 'CONSENT_WITHDRAWN' "$work/sa2" && break
+	sleep 0.02
+done
+grep -q '^data: .*"kind":"CONSENT_WITHDRAWN".*"orgId":"shelter-a"' "$work/sa2" ||
+	fail "the provider did not hear of the erasure: $(cat "$work/sa2")"
+for secret in "$subject" Sentinel Ioana; do
+	! grep -qF -- "$secret" "$work/sa2" || fail "the stream holds '$secret'"
+done
+
 # A fifth stream of one organisation is refused (shelter-b has one open).
 for i in 1 2 3; do
 	stream sb$i -H "Authorization: Bearer $sb_admin"
