@@ -110,6 +110,8 @@ uri=$(person shelter-a sa-admin admin)
 sa_admin=$(signin sa-admin "$uri")
 uri=$(HAVEN_SESSION_FILE=$work/sess-sa-admin person shelter-a sa-viewer viewer)
 sa_viewer=$(signin sa-viewer "$uri")
+uri=$(person ngo-a na-admin admin)
+na_admin=$(signin na-admin "$uri")
 uri=$(person shelter-b sb-admin admin)
 sb_admin=$(signin sb-admin "$uri")
 [ -n "$sa_viewer" ] && [ -n "$sb_admin" ] || fail "no session tokens"
@@ -179,20 +181,28 @@ curl -sS -N --max-time 1.5 -H "Authorization: Bearer $sa_admin" "$url/events?aft
 	>"$work/replay" 2>/dev/null || true
 grep -q "^id: $seq\$" "$work/replay" || fail "after=0 did not replay $seq: $(cat "$work/replay")"
 
-# The shelter accepts; the subject is erased: the provider that has her hears the consent is
-# gone (and nothing of her), on a stream its admin opened after the offer.
+# The shelter accepts; the operator erases the subject: the provider that has her hears the
+# consent is gone, on a stream its admin opened after the offer, and the holder that its
+# subject was erased (neither hears anything of her).
 stream sa2 -H "Authorization: Bearer $sa_admin" -H "Last-Event-ID: $seq"
+stream na -H "Authorization: Bearer $na_admin"
 offer=$(sed -n 's/^data: .*"target":"\(off-[0-9a-f]*\)".*/\1/p' "$work/sa" | head -n 1)
 as shelter-a offer accept "$offer" >/dev/null || fail "shelter-a cannot accept $offer"
-as ngo-a subject erase "$subject" >/dev/null || fail "ngo-a cannot erase the subject"
+op subject erase "$subject" >/dev/null || fail "the operator cannot erase the subject"
 for _ in $(seq 1 100); do
 	grep -q 'CONSENT_WITHDRAWN' "$work/sa2" && break
 	sleep 0.02
 done
 grep -q '^data: .*"kind":"CONSENT_WITHDRAWN".*"orgId":"shelter-a"' "$work/sa2" ||
 	fail "the provider did not hear of the erasure: $(cat "$work/sa2")"
+for _ in $(seq 1 50); do
+	grep -q 'SUBJECT_ERASED' "$work/na" && break
+	sleep 0.02
+done
+grep -q '^data: .*"kind":"SUBJECT_ERASED".*"orgId":"ngo-a"' "$work/na" ||
+	fail "the holder did not hear of the erasure: $(cat "$work/na")"
 for secret in "$subject" Sentinel Ioana; do
-	! grep -qF -- "$secret" "$work/sa2" || fail "the stream holds '$secret'"
+	! grep -qF -- "$secret" "$work/sa2" "$work/na" || fail "a stream holds '$secret'"
 done
 
 # A fifth stream of one organisation is refused (shelter-b has one open).
