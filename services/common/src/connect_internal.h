@@ -30,8 +30,8 @@
 #define CT_EVENTS "text/event-stream"
 #define SSE_POLL_MS 500         /* a stream's WatchEvents poll, and session re-check */
 #define SSE_HEARTBEAT_MS 15000  /* a comment line when nothing else was written */
-#define SSE_MAX 32              /* event streams open at once on the listener */
-#define SSE_PER_ORG 4           /* ... and for one organisation */
+#define SSE_MAX 64              /* event streams open at once on the listener */
+#define SSE_PER_ORG 8           /* ... and for one organisation (its people's tabs) */
 
 typedef struct web_file {
 	char   *wf_path; /* "/index.html" */
