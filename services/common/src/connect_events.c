@@ -61,6 +61,17 @@ struct sse_stream {
 
 static void sse_poll(sse_stream *s);
 
+static bool
+sse_closing(connect_server *cs)
+{
+	bool closing;
+
+	pthread_mutex_lock(&cs->cs_mtx);
+	closing = cs->cs_closing;
+	pthread_mutex_unlock(&cs->cs_mtx);
+	return (closing);
+}
+
 /* ---- the end of a stream ------------------------------------------------------------------ */
 
 static void
@@ -261,7 +272,7 @@ sse_reply(rpc_call *call, hv_status code, const ProtobufCMessage *reply)
 		rpc_dispatch_record(srv, call, code);
 		if (!s->s_open) {
 			sse_refuse(s, connect_res_error(cs, code, 0, rpc_dispatch_errmsg(call, code), true));
-		} else if (code == HV_RESOURCE_EXHAUSTED && !cs->cs_closing) {
+		} else if (code == HV_RESOURCE_EXHAUSTED && !sse_closing(cs)) {
 			nng_sleep_aio(SSE_POLL_MS, s->s_sleep); /* the workers' queue was full: again */
 		} else {
 			/* The session ended (or the node stops): the last event says so, and ends. */
@@ -328,14 +339,20 @@ sse_poll(sse_stream *s)
 	Haven__Rpc__V1__Metadata **md;
 	hv_status                  st   = HV_RESOURCE_EXHAUSTED;
 
+	if (sse_closing(cs)) { /* the node stops: no call, the stream ends */
+		static const char end[] = "event: end\ndata: {\"code\":\"UNAVAILABLE\"}\n\n";
+		if (!s->s_open) {
+			sse_refuse(s, connect_res_error(cs, HV_UNAVAILABLE, 0, "server is shutting down",
+			    true));
+		} else {
+			sse_write(s, strdup(end), sizeof(end) - 1, true);
+		}
+		return;
+	}
 	arena_reset(&call->c_arena);
 	rpc_dispatch_begin(srv, call);
 	call->c_reply     = sse_reply;
 	call->c_transport = s;
-	if (cs->cs_closing) {
-		rpc_dispatch_fail(call, HV_UNAVAILABLE);
-		return;
-	}
 	if ((env = rpc_call_alloc(call, sizeof(*env))) == NULL ||
 	    (md = rpc_call_alloc(call, sizeof(*md))) == NULL ||
 	    (md[0] = rpc_call_alloc(call, sizeof(**md))) == NULL) {
