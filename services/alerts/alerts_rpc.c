@@ -35,6 +35,7 @@ alerts_kind_name(alerts_kind k)
 	case ALERT(NEED_WAITING):         return ("need.waiting");
 	case ALERT(NEED_UNMET):           return ("need.unmet");
 	case ALERT(CONSENT_WITHDRAWN):    return ("consent.withdrawn");
+	case ALERT(SIGNAL_NEW):           return ("signal.new");
 	default:                          return ("unknown");
 	}
 }

@@ -402,7 +402,6 @@ unsigned ref_iso_weeks(int year);
 /* ---- ref_stats.c ----------------------------------------------------------------------------- */
 
 /* A count as shown: "0", "<5" for 1..4, else the number. buf: 16 bytes. */
-const char *ref_stat_count(uint32_t n, char buf[16]);
 /* The pct-th percentile (nearest rank) of n values; sorts v. 0 when n is 0. */
 uint64_t ref_percentile(uint64_t *v, size_t n, unsigned pct);
 /* The times to placement shown for n placements v (ms; sorts v): the median from 5 and the
