@@ -302,9 +302,8 @@ main(int argc, char **argv)
 	hv_status        st;
 
 	/* Every service runs here: a section of the file no service knows is a misspelling. */
-	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-node", tabs, 3, true, &done)) !=
-	        0 ||
-	    done) {
+	ret = host_config_load_with(&cfg, argc, argv, "haven-node", tabs, 3, true, &done);
+	if (ret != 0 || done) {
 		goto out_cfg;
 	}
 	if (ref_config_apply(&rcfg, &ro, err, sizeof(err)) != HV_OK) {
@@ -320,12 +319,8 @@ main(int argc, char **argv)
 	cap_pub_url(h, &cfg, cap_pub, sizeof(cap_pub));
 	run_url(h, "consent-events.sock", consent_pub, sizeof(consent_pub));
 	run_url(h, "referral-events.sock", ref_pub, sizeof(ref_pub));
-
-	if ((st = open_capacity(&cs, h, &cfg, cap_pub)) != HV_OK) {
-		ret = exit_code(st);
-		goto out;
-	}
-	if ((st = open_alerts(&als, h, &acfg, cs)) != HV_OK) {
+	if ((st = open_capacity(&cs, h, &cfg, cap_pub)) != HV_OK ||
+	    (st = open_alerts(&als, h, &acfg, cs)) != HV_OK) {
 		ret = exit_code(st);
 		goto out;
 	}
@@ -353,7 +348,7 @@ main(int argc, char **argv)
 	}
 	if (print_methods) {
 		rpc_server_foreach_method(host_server(h), print_method, NULL);
-		fflush(stdout);
+		(void) fflush(stdout);
 	} else {
 		host_wait(h);
 	}
