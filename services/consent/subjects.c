@@ -74,7 +74,7 @@ data_key(consent_service *cs, const Haven__Consent__V1__SubjectRecord *rec,
 	    rec->wrapped_key.len, dk);
 
 	if (st == HV_DATA_LOSS) {
-		(void) consent_fail(err, errsz, HV_DATA_LOSS,
+		(void) hv_fail(err, errsz, HV_DATA_LOSS,
 		    "personal data of subject %s does not decrypt (wrong key or altered)", hex);
 	}
 	return (st);
@@ -170,7 +170,7 @@ shown_categories(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 		return (st);
 	}
 	if (caller->role != RPC_ROLE_PROVIDER) {
-		return (consent_fail(err, errsz, HV_PERMISSION_DENIED,
+		return (hv_fail(err, errsz, HV_PERMISSION_DENIED,
 		    "role %s may not see personal data", rpc_role_name(caller->role)));
 	}
 	/* How to reach her (her contact, her guardian's) is for a provider that consent lets
@@ -189,7 +189,7 @@ shown_categories(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 	    ? "share-with-provider,contact"
 	    : "share-with-provider";
 	if (*mask == 0) {
-		return (consent_fail(err, errsz, HV_PERMISSION_DENIED,
+		return (hv_fail(err, errsz, HV_PERMISSION_DENIED,
 		    "no consent of subject %s shares personal data with %s", hex, caller->org_id));
 	}
 	return (HV_OK);
@@ -234,7 +234,7 @@ out:
 		haven__consent__v1__sealed_personal__free_unpacked(sp, NULL);
 	}
 	if (st == HV_DATA_LOSS) {
-		(void) consent_fail(err, errsz, HV_DATA_LOSS,
+		(void) hv_fail(err, errsz, HV_DATA_LOSS,
 		    "personal data of subject %s does not decrypt (wrong key or altered)", hex);
 	}
 	return (st);
@@ -255,7 +255,7 @@ subject_read_personal(consent_service *cs, store_txn *txn, const rpc_caller *cal
 	plain_free(out);
 	*rec = NULL;
 	if (consent_id_parse(hex, sid) != 0) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
 	if ((st = consent_subject_get(cs, txn, sid, false, rec, err, errsz)) != HV_OK ||
@@ -369,7 +369,7 @@ subject_update_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller
 
 	*out = NULL;
 	if (consent_id_parse(ch->sc_id, sid) != 0) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
 	if ((st = consent_subject_get(cs, txn, sid, false, &rec, err, errsz)) != HV_OK) {
@@ -439,7 +439,7 @@ erase_fn(store_txn *txn, void *arg)
 
 	j->ej_n = 0;
 	if (consent_id_parse(j->ej_id, sid) != 0) {
-		return (consent_fail(j->ej_err, sizeof(j->ej_err), HV_INVALID_ARGUMENT,
+		return (hv_fail(j->ej_err, sizeof(j->ej_err), HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
 	if ((st = consent_subject_get(cs, txn, sid, false, &rec, j->ej_err, sizeof(j->ej_err))) !=
