@@ -53,7 +53,17 @@ async function step(what, fn) {
 		await fn();
 	} catch (e) {
 		failed++;
-		console.log(`FAIL ${what}: ${e.message.split('\n')[0]}`);
+		console.log(`FAIL ${what}: ${e.message}`);
+		for (const [i, p] of open.pages.entries()) {
+			if (!p.isClosed()) {
+				const st = await p.$eval('#status', (x) => x.textContent).catch(() => '');
+				console.log(`     page ${i} at ${await p.evaluate(() => location.hash).catch(() => '?')}: ${st}`);
+				await p.screenshot({ path: join(SHOTS, `FAIL-${failed}-${i}.png`) }).catch(() => {});
+			}
+		}
+		if (process.env.WEB_FAILFAST) {
+			process.exit(1);
+		}
 	}
 }
 
@@ -65,12 +75,15 @@ const browser = await puppeteer.launch({
 async function open(viewport) {
 	const ctx = await browser.createBrowserContext();
 	const page = await ctx.newPage();
+	open.pages.push(page);
 	await page.setViewport(viewport);
 	page.setDefaultTimeout(15000);
 	page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
 	await page.goto(URL_ + '/', { waitUntil: 'networkidle0' });
 	return page;
 }
+
+open.pages = [];
 
 async function text(page) {
 	return page.evaluate(() => document.body.innerText);
@@ -89,6 +102,7 @@ async function fill(page, name, value) {
 async function login(page, who, { password, code } = {}) {
 	const p = people[who];
 	await page.waitForSelector('[name="login"]');
+	await page.$eval('#status', (e) => { e.textContent = ''; });
 	await fill(page, 'login', p.login);
 	await fill(page, 'password', password ?? p.pw);
 	await fill(page, 'code', code ?? totp(p.uri));
@@ -108,7 +122,8 @@ async function go(page, route) {
 
 const axeViolations = [];
 async function axe(page, label) {
-	await page.addScriptTag({ path: AXE }).catch(() => {});
+	/* evaluated over the DevTools protocol: the page's CSP rightly refuses a script tag */
+	await page.evaluate(readFileSync(AXE, 'utf8'));
 	const v = await page.evaluate(async () => {
 		if (!window.axe) {
 			return null;

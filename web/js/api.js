@@ -69,9 +69,13 @@ async function post(path, body, headers) {
 	return data;
 }
 
-/* One RPC: method is "haven.referral.v1.Referrals/ListOffers". */
-export async function call(method, body) {
+/* One RPC: method is "haven.referral.v1.Referrals/ListOffers". idem: an idempotency key, the
+ * same for every retry of one intent (CreateReferral needs one: a retry never makes two). */
+export async function call(method, body, idem) {
 	const headers = { 'Connect-Protocol-Version': '1', 'Connect-Timeout-Ms': '15000' };
+	if (idem) {
+		headers['Idempotency-Key'] = idem;
+	}
 	if (csrf) {
 		headers['X-CSRF-Token'] = csrf;
 	}

@@ -27,7 +27,7 @@ export function h(tag, attrs, ...children) {
 }
 
 function append(el, children) {
-	for (const c of children.flat()) {
+	for (const c of children.flat(Infinity)) {
 		if (c === undefined || c === null || c === false) {
 			continue;
 		}
@@ -168,7 +168,8 @@ export function card(title, ...children) {
 }
 
 export function table(caption, heads, rows) {
-	return h('div', { class: 'table-wrap' }, h('table', {},
+	/* focusable, so that a keyboard can scroll a wide table on a phone */
+	return h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': caption }, h('table', {},
 		h('caption', {}, caption),
 		h('thead', {}, h('tr', {}, heads.map((x) => h('th', { scope: 'col' }, x)))),
 		h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c, i) =>

@@ -29,7 +29,7 @@ export async function render(main) {
 	const waiting = h('div', { 'aria-live': 'polite' });
 	const all = h('div', {});
 	main.append(h('h2', {}, t('region.waiting')), waiting, h('h2', {}, t('region.open')), all);
-	let last = '';
+	let last = null;
 	const redraw = async () => {
 		const refs = await listAll(R + 'ListReferrals', { openOnly: true }, 'referrals', 4);
 		const key = refs.map((r) => r.id + ':' + r.version).join();

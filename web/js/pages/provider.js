@@ -98,7 +98,7 @@ export async function offers(main) {
 	main.append(h('h1', {}, t('nav.offers')));
 	const box = h('div', { class: 'grid', 'aria-live': 'polite' });
 	main.append(box);
-	let last = '';
+	let last = null;
 	const redraw = async () => {
 		const r = await call(R + 'ListOffers', { openOnly: true });
 		const list = r.offers || [];

@@ -206,6 +206,7 @@ export async function refer(main) {
 	const unsafe = checks(t('refer.unsafe'), 'unsafe', regs.map((r) => [r, r]));
 	const preferred = checks(t('refer.preferred'), 'preferred', regs.map((r) => [r, r]));
 	const note = field(t('refer.note'), 'note', { type: 'textarea', maxlength: 1000, hint: t('noPersonal') });
+	const idem = crypto.randomUUID(); /* one per form: sending twice makes one referral */
 	main.append(form(t('nav.refer'), [subject, urgency, expl, needs, addNeed, unsafe, preferred, note],
 		t('refer.submit'), async () => {
 			const ns = [...needs.children].map((n) => n.value());
@@ -216,7 +217,7 @@ export async function refer(main) {
 			const r = await act(() => call(R + 'CreateReferral', { subject: subject.control.value,
 				urgency: urgency.control.value, exploitation: expl.control.value, needs: ns,
 				excludedRegions: unsafe.values(), preferredRegions: preferred.values(),
-				note: note.control.value }));
+				note: note.control.value }, idem));
 			if (r) {
 				location.hash = '#/referral/' + r.id;
 			}
@@ -230,7 +231,7 @@ export async function referrals(main, ctx) {
 	main.append(h('h1', {}, t('nav.referrals')));
 	const box = h('div', { 'aria-live': 'polite' });
 	main.append(box);
-	let last = '';
+	let last = null;
 	const redraw = async () => {
 		const list = await listAll(R + 'ListReferrals', { openOnly: false }, 'referrals', 4);
 		const key = list.map((r) => r.id + ':' + r.version).join();
