@@ -44,9 +44,12 @@ let page = null;
 let timer = null;
 let seen = new Map(); /* referral id -> version the referrer has seen */
 
+/* Who is signed in, for every tab of this browser: organisation id and roles only (no name,
+ * no login, no token; the session itself is the HttpOnly cookie). A sign-out in one tab
+ * removes it, and the other tabs follow (the storage event below). */
 function loadCtx() {
 	try {
-		const c = JSON.parse(sessionStorage.getItem('haven.ctx') || 'null');
+		const c = JSON.parse(localStorage.getItem('haven.ctx') || 'null');
 		return c && api.hasSession() ? c : null;
 	} catch {
 		return null;
@@ -57,10 +60,9 @@ function saveCtx(c) {
 	ctx = c;
 	try {
 		if (c) {
-			/* ids and roles only: no name, no login */
-			sessionStorage.setItem('haven.ctx', JSON.stringify(c));
+			localStorage.setItem('haven.ctx', JSON.stringify({ orgId: c.orgId, orgRole: c.orgRole, role: c.role }));
 		} else {
-			sessionStorage.removeItem('haven.ctx');
+			localStorage.removeItem('haven.ctx');
 		}
 	} catch {
 		/* memory only */
@@ -259,7 +261,16 @@ api.setSessionEndHandler(() => {
 });
 
 /* Another tab signed out: this one follows (the session cookie is gone). */
-window.addEventListener('storage', () => {});
+window.addEventListener('storage', (ev) => {
+	if (ev.key === 'haven.ctx' && !ev.newValue && ctx) {
+		stopPage();
+		ctx = null;
+		show(t('login.loggedout'));
+	} else if (ev.key === 'haven.ctx' && ev.newValue && !ctx) {
+		ctx = loadCtx();
+		show();
+	}
+});
 window.addEventListener('hashchange', () => show());
 setLang(lang());
 show();
