@@ -117,14 +117,14 @@ export async function act(fn, okText) {
 	}
 }
 
-/* A count for numbers-only pages: 1..4 (and 0) as "<5"; strings from the node ("<5", "x")
- * as they are. */
+/* A count for numbers-only pages: 1..4 as "<5", as the node's statistics do (0 stays 0: a full
+ * shelter must read as full); strings from the node ("<5", "x") as they are. */
 export function small(n) {
 	if (typeof n === 'string' && !/^\d+$/.test(n)) {
 		return n === 'x' ? t('num.withheld') : n;
 	}
 	const v = Number(n || 0);
-	return v < 5 ? '<5' : String(v);
+	return v > 0 && v < 5 ? '<5' : String(v);
 }
 
 export function when(ms) {

@@ -72,7 +72,7 @@ export default {
 	'access.none': 'Nothing yet.', 'role': 'Role', 'what': 'What', 'subject': 'About', 'result': 'Result',
 	'num.withheld': 'withheld', 'num.unmet': 'Unmet demand (needs waiting at month end)',
 	'num.time': 'Time to placement (median)', 'num.trend': 'Over time', 'num.allPops': 'All groups',
-	'num.map': 'Free places: {type}', 'num.legend': 'Darker: more free places. Counts under 5 show as <5.',
+	'num.map': 'Free places: {type}', 'num.legend': 'Shades: 0, <5, 5 to 9, 10 to 19, 20 or more free places. Counts of 1 to 4 show as <5.',
 	'num.table': 'Availability by region and kind', 'num.services': 'Services', 'num.free': 'Free',
 	'num.max': 'Places', 'num.stale': 'Out of date', 'region': 'Region', 'period': 'Month',
 	'unit.days': '{n} days', 'unit.hours': '{n} h',

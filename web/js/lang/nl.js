@@ -72,7 +72,7 @@ export default {
 	'access.none': 'Nog niets.', 'role': 'Rol', 'what': 'Wat', 'subject': 'Over', 'result': 'Resultaat',
 	'num.withheld': 'afgeschermd', 'num.unmet': 'Onvervulde vraag (wachtend aan het eind van de maand)',
 	'num.time': 'Tijd tot plaatsing (mediaan)', 'num.trend': 'Door de tijd', 'num.allPops': 'Alle doelgroepen',
-	'num.map': 'Vrije plaatsen: {type}', 'num.legend': 'Donkerder: meer vrije plaatsen. Aantallen onder 5 staan als <5.',
+	'num.map': 'Vrije plaatsen: {type}', 'num.legend': 'Tinten: 0, <5, 5 tot 9, 10 tot 19, 20 of meer vrije plaatsen. Aantallen van 1 tot 4 staan als <5.',
 	'num.table': 'Beschikbaarheid per regio en soort', 'num.services': 'Voorzieningen', 'num.free': 'Vrij',
 	'num.max': 'Plaatsen', 'num.stale': 'Verouderd', 'region': 'Regio', 'period': 'Maand',
 	'unit.days': '{n} dagen', 'unit.hours': '{n} u',

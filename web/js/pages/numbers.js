@@ -17,21 +17,19 @@ const TILES = {
 /* Light to dark blue: dark text on the light end, white on the dark end (contrast >= 4.5). */
 const SHADES = [['#f1f5fb', '#111'], ['#c8daf0', '#111'], ['#8fb4e0', '#111'], ['#2f6db5', '#fff'], ['#17427a', '#fff']];
 
-function shade(free, max) {
-	if (!free) {
-		return SHADES[0];
-	}
-	return SHADES[Math.min(4, 1 + Math.floor((free / Math.max(1, max)) * 3.999))];
+/* The shade of a region by the band its count falls in (0, <5, 5-9, 10-19, 20 and more), so
+ * that the colour tells no more than the "<5" written on it. */
+function shade(free) {
+	return SHADES[free <= 0 ? 0 : free < 5 ? 1 : free < 10 ? 2 : free < 20 ? 3 : 4];
 }
 
 function regionMap(byRegion, label) {
 	const W = 150, H = 64, gap = 6;
-	const max = Math.max(0, ...Object.values(byRegion));
 	const svg = s('svg', { viewBox: `0 0 ${4 * (W + gap)} ${6 * (H + gap)}`, role: 'img',
 		'aria-labelledby': 'map-title', class: 'map' }, s('title', { id: 'map-title' }, label));
 	for (const [name, [cx, cy]] of Object.entries(TILES)) {
 		const free = byRegion[name] || 0;
-		const [fill, ink] = shade(free, max);
+		const [fill, ink] = shade(free);
 		svg.append(s('g', {}, s('rect', { x: cx * (W + gap), y: cy * (H + gap), width: W, height: H,
 			rx: 6, fill, stroke: '#17427a' }),
 		s('text', { x: cx * (W + gap) + 8, y: cy * (H + gap) + 24, fill: ink, 'font-size': 15 }, name),
