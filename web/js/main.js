@@ -240,7 +240,7 @@ function renderLogin(main, message) {
 			}
 		}));
 	if (message) {
-		say(message, 'error');
+		say(message, message === t('login.loggedout') ? 'ok' : 'error');
 	}
 	who.control.focus();
 }

@@ -5,7 +5,7 @@ export default {
 	'nav.placements': 'Placements', 'nav.clients': 'My clients', 'nav.refer': 'Refer',
 	'nav.referrals': 'Referrals', 'nav.access': 'Who accessed', 'nav.numbers': 'Numbers',
 	'nav.region': 'My region', 'nav.people': 'People', 'nav.orgs': 'Organisations', 'nav.status': 'Node status',
-	'alerts.none': 'No new alerts', 'alerts.count.provider': '{n} open offer(s)',
+	'alerts.none': 'No alerts', 'alerts.count.provider': '{n} open offer(s)',
 	'alerts.count.referrer': '{n} referral(s) changed', 'alerts.count.coordinator': '{n} need(s) waiting',
 	'alerts.count.national-coordinator': '{n} need(s) waiting',
 	'role.PERSON_ROLE_ORG_ADMIN': 'admin', 'role.PERSON_ROLE_CASE_WORKER': 'case worker', 'role.PERSON_ROLE_VIEWER': 'viewer',

@@ -5,7 +5,7 @@ export default {
 	'nav.placements': 'Plaatsingen', 'nav.clients': 'Mijn cliënten', 'nav.refer': 'Verwijzen',
 	'nav.referrals': 'Verwijzingen', 'nav.access': 'Wie keek er', 'nav.numbers': 'Cijfers',
 	'nav.region': 'Mijn regio', 'nav.people': 'Medewerkers', 'nav.orgs': 'Organisaties', 'nav.status': 'Status van de node',
-	'alerts.none': 'Geen nieuwe meldingen', 'alerts.count.provider': '{n} open aanbieding(en)',
+	'alerts.none': 'Geen meldingen', 'alerts.count.provider': '{n} open aanbieding(en)',
 	'alerts.count.referrer': '{n} verwijzing(en) gewijzigd', 'alerts.count.coordinator': '{n} behoefte(n) wacht(en)',
 	'alerts.count.national-coordinator': '{n} behoefte(n) wacht(en)',
 	'role.PERSON_ROLE_ORG_ADMIN': 'beheerder', 'role.PERSON_ROLE_CASE_WORKER': 'hulpverlener', 'role.PERSON_ROLE_VIEWER': 'meekijker',
