@@ -117,7 +117,8 @@ async function signedIn(page) {
 async function go(page, route) {
 	await page.evaluate((r) => { location.hash = r; }, route);
 	await page.waitForFunction(() => document.querySelector('main h1'));
-	await new Promise((r) => setTimeout(r, 600));
+	/* the page's calls done (the 3 s poll leaves gaps far longer than this) */
+	await page.waitForNetworkIdle({ idleTime: 250, timeout: 8000 }).catch(() => {});
 }
 
 const axeViolations = [];

@@ -137,8 +137,17 @@ async function show(message) {
 		main.firstChild.focus();
 		return;
 	}
-	page = (await routes[name][0](main, { ...ctx, arg, seen })) || null;
-	const h1 = main.querySelector('h1');
+	/* each render gets its own view: a page still loading when the user moves on writes into a
+	 * view that is no longer in the document, never into the next page */
+	const view = h('div', { class: 'view' });
+	main.append(view);
+	const p = (await routes[name][0](view, { ...ctx, arg, seen })) || null;
+	if (!view.isConnected) {
+		p?.stop?.();
+		return;
+	}
+	page = p;
+	const h1 = view.querySelector('h1');
 	if (h1) {
 		h1.setAttribute('tabindex', '-1');
 		h1.focus();
