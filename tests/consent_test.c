@@ -621,6 +621,21 @@ test_update_subject(void **state)
 		expect_msg("date_of_birth must be a date");
 		assert_null(strstr(errmsg, "Sentinel"));
 	}
+	{
+		/* libhaven's one text rule: a tag a service may not have, a name that reads
+		 * otherwise than it is stored (U+202E), refused for a person too. */
+		Haven__Consent__V1__PersonalData bad   = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+		char                            *tag[] = { "12--" };
+		bad.languages                          = tag;
+		bad.n_languages                        = 1;
+		assert_int_equal(update(ACME, id, "languages", &bad, false, NULL), HV_INVALID_ARGUMENT);
+		expect_msg("languages[0] must be a BCP 47 language tag");
+		bad.n_languages = 0;
+		bad.name        = "Sentinel \u202e" "maretsmA";
+		assert_int_equal(update(ACME, id, "name", &bad, false, NULL), HV_INVALID_ARGUMENT);
+		expect_msg("name must be");
+		assert_null(strstr(errmsg, "Sentinel"));
+	}
 	assert_int_equal(update(ACME, "00000000000000000000000000000000", "contact", &p, false, NULL),
 	    HV_NOT_FOUND);
 

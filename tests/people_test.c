@@ -405,7 +405,7 @@ test_viewer_reads_only(void **state)
 	st = call(viewer.ch, "haven.consent.v1.Consent/CreateSubject", &r.base,
 	    &haven__consent__v1__create_subject_response__descriptor, NULL);
 	assert_int_equal(st, HV_PERMISSION_DENIED);
-	assert_non_null(strstr(g.err, "may not call"));
+	assert_non_null(strstr(g.err, "a viewer of role referrer may not call"));
 	st = call(worker.ch, "haven.consent.v1.Consent/CreateSubject", &r.base,
 	    &haven__consent__v1__create_subject_response__descriptor, NULL);
 	assert_int_not_equal(st, HV_PERMISSION_DENIED);

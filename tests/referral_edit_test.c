@@ -9,14 +9,15 @@
  */
 #include "referral_node.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #define M_UPDATE "haven.referral.v1.Referrals/UpdateReferral"
-#define M_PAUSE "haven.referral.v1.Referrals/PauseNeed"
+#define M_PAUSE  "haven.referral.v1.Referrals/PauseNeed"
 #define M_RESUME "haven.referral.v1.Referrals/ResumeNeed"
-#define HOLD(x) HAVEN__REFERRAL__V1__HOLD_REASON__##x
-#define OUT(x) HAVEN__REFERRAL__V1__OUTCOME__##x
+#define HOLD(x)  HAVEN__REFERRAL__V1__HOLD_REASON__##x
+#define OUT(x)   HAVEN__REFERRAL__V1__OUTCOME__##x
 
 typedef Haven__Referral__V1__UpdateReferralRequest UpdateReq;
 
@@ -107,7 +108,7 @@ audited(node *n, const char *subject, const char *org, const char *method, const
 {
 	static audit_entry e[AUDIT_LIST_MAX];
 	store_txn         *txn;
-	size_t             got = 0;
+	size_t             got   = 0;
 	unsigned           count = 0;
 
 	assert_int_equal(store_read_begin(n->st, &txn), HV_OK);
@@ -139,10 +140,10 @@ offered_shelter(node *n)
 static void
 test_update_excludes_offer(void **state)
 {
-	node      *n = *state;
-	UpdateReq  req = HAVEN__REFERRAL__V1__UPDATE_REFERRAL_REQUEST__INIT;
-	char      *excl[] = { "Amsterdam" }, *pref[] = { "Noord-Holland" };
-	Referral  *r, *u = NULL;
+	node     *n      = *state;
+	UpdateReq req    = HAVEN__REFERRAL__V1__UPDATE_REFERRAL_REQUEST__INIT;
+	char     *excl[] = { "Amsterdam" }, *pref[] = { "Noord-Holland" };
+	Referral *r, *u                             = NULL;
 
 	add_services(n, std_services, N_STD);
 	r = offered_shelter(n);
@@ -199,12 +200,12 @@ test_update_excludes_offer(void **state)
 static void
 test_update_needs(void **state)
 {
-	node                            *n = *state;
-	UpdateReq                        req = HAVEN__REFERRAL__V1__UPDATE_REFERRAL_REQUEST__INIT;
-	Haven__Referral__V1__NeedRequest legal = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
-	Haven__Referral__V1__NeedRequest *add[] = { &legal };
-	uint32_t                         cancel[] = { 0 };
-	Referral                        *r, *u = NULL;
+	node                             *n   = *state;
+	UpdateReq                         req = HAVEN__REFERRAL__V1__UPDATE_REFERRAL_REQUEST__INIT;
+	Haven__Referral__V1__NeedRequest  legal    = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
+	Haven__Referral__V1__NeedRequest *add[]    = { &legal };
+	uint32_t                          cancel[] = { 0 };
+	Referral                         *r, *u = NULL;
 
 	add_services(n, std_services, N_STD);
 	r                = offered_shelter(n);
@@ -259,7 +260,7 @@ test_update_bad_input(void **state)
 	node                             *n   = *state;
 	UpdateReq                         req = HAVEN__REFERRAL__V1__UPDATE_REFERRAL_REQUEST__INIT;
 	char                             *bad[] = { "Atlantis" }, *ams[] = { "Amsterdam" };
-	Haven__Referral__V1__NeedRequest  nr  = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
+	Haven__Referral__V1__NeedRequest  nr = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
 	Haven__Referral__V1__NeedRequest *add[8];
 	Referral                         *r;
 
@@ -287,14 +288,14 @@ test_update_bad_input(void **state)
 	req.reason = "why";
 	req.note   = "x";
 	expect_update(n, &req, HV_INVALID_ARGUMENT, "only with set_note");
-	req.note = "";
-	nr.type  = 999;
-	add[0]   = &nr;
+	req.note        = "";
+	nr.type         = 999;
+	add[0]          = &nr;
 	req.n_add_needs = 1;
 	req.add_needs   = add;
 	expect_update(n, &req, HV_INVALID_ARGUMENT, "unknown service type");
-	nr.type        = ST(SHELTER);
-	nr.population  = POP(WOMEN);
+	nr.type       = ST(SHELTER);
+	nr.population = POP(WOMEN);
 	for (int i = 0; i < 8; i++) {
 		add[i] = &nr;
 	}
@@ -375,11 +376,11 @@ test_pause_resume(void **state)
 static void
 test_cancel_ends_placements(void **state)
 {
-	node       *n = *state;
-	create_spec s = { .n_needs = 2,
-		.needs = { { ST(SHELTER), 0, NULL, NULL }, { ST(LEGAL_AID), 0, NULL, NULL } } };
-	Referral   *r, *g;
-	uint32_t    available, h, before;
+	node                                    *n = *state;
+	create_spec                              s = { .n_needs = 2,
+		                             .needs = { { ST(SHELTER), 0, NULL, NULL }, { ST(LEGAL_AID), 0, NULL, NULL } } };
+	Referral                                *r, *g;
+	uint32_t                                 available, h, before;
 	Haven__Referral__V1__ListOffersResponse *lo;
 
 	add_services(n, std_services, N_STD);
@@ -424,14 +425,16 @@ test_cancel_ends_placements(void **state)
 static void
 test_reassign_named(void **state)
 {
-	node            *n = *state;
+	node                 *n       = *state;
 	static const svc_spec extra[] = {
 		{ "sh-full", C_PROV_B, ST(SHELTER), "Midden-Nederland", 0, "nl", 0, 0, NULL },
 		{ "sh-men", C_PROV_B, ST(SHELTER), "Midden-Nederland", 2, "nl", 0, POP(MEN), NULL },
 		{ "sh-mn", C_PROV_B, ST(SHELTER), "Midden-Nederland", 2, "nl", 0, 0, NULL },
 	};
-	create_spec s = { .n_needs = 1, .needs = { { ST(SHELTER), 0, NULL, NULL } },
-		.excluded = { "Limburg" }, .n_excluded = 1 };
+	create_spec s = { .n_needs = 1,
+		.needs             = { { ST(SHELTER), 0, NULL, NULL } },
+		.excluded          = { "Limburg" },
+		.n_excluded        = 1 };
 	Referral   *r, *g;
 
 	add_services(n, std_services, N_STD);
@@ -476,13 +479,143 @@ test_reassign_named(void **state)
 	check_invariant(n);
 }
 
-/* ---- audit of reads --------------------------------------------------------------------------- */
+/* ---- pages within the call's memory ---------------------------------------------------------- */
+
+/* A page of ListReferrals is built in the call's arena: it ends early when half of it is used
+ * (one page of all 120 would not fit: RESOURCE_EXHAUSTED), and the pages still list every
+ * referral once. */
+static void
+test_list_pages_within_budget(void **state)
+{
+	node                                      *n = *state;
+	Haven__Referral__V1__ListReferralsRequest  l = HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
+	Haven__Referral__V1__ListReferralsResponse *lr;
+	char       token[128] = "";
+	create_spec s = { .n_needs = 1, .needs = { { ST(CASE_MANAGEMENT), 0, NULL, NULL } },
+		.note = "a note of some length, so that each referral takes room in the arena" };
+	size_t      seen = 0, pages = 0;
+
+	close_services(n, false);
+	n->call_budget = 96 * 1024;
+	open_services(n, false);
+	for (int i = 0; i < 120; i++) {
+		Referral *r = NULL;
+		assert_int_equal(create(n, &s, &r), HV_OK);
+		free_msg(r);
+	}
+	l.page_size = 200;
+	do {
+		lr           = NULL;
+		l.page_token = token;
+		assert_int_equal(call(n->ch[C_REFERRER], M_LIST, &l.base,
+		                     &haven__referral__v1__list_referrals_response__descriptor, &lr,
+		                     NULL),
+		    HV_OK);
+		seen += lr->n_referrals;
+		pages++;
+		snprintf(token, sizeof(token), "%s", lr->next_page_token);
+		free_msg(lr);
+	} while (token[0] != '\0');
+	assert_int_equal(seen, 120);
+	assert_true(pages > 1);
+	check_invariant(n);
+}
+
+/* ---- races ------------------------------------------------------------------------------------ */
+
+typedef struct race {
+	node       *r_n;
+	const char *r_id;
+	const char *r_offer;
+	hv_status   r_st;
+} race;
+
+static void *
+race_accept(void *arg)
+{
+	race *r = arg;
+
+	r->r_st = offer_act(r->r_n, C_PROV_A, M_ACCEPT, r->r_offer, 0, NULL, NULL);
+	return (NULL);
+}
+
+static void *
+race_pause(void *arg)
+{
+	race *r = arg;
+
+	r->r_st = pause_as(r->r_n, C_REFERRER, r->r_id, 0, HOLD(SAFETY_REVIEW), NULL);
+	return (NULL);
+}
+
+static void *
+race_exclude(void *arg)
+{
+	race     *r      = arg;
+	UpdateReq req    = HAVEN__REFERRAL__V1__UPDATE_REFERRAL_REQUEST__INIT;
+	char     *excl[] = { "Amsterdam" };
+
+	req.id                   = (char *) r->r_id;
+	req.reason               = "unsafe there now";
+	req.set_excluded_regions = true;
+	req.n_excluded_regions   = 1;
+	req.excluded_regions     = excl;
+	r->r_st                  = update_as(r->r_n, C_REFERRER, &req, NULL);
+	return (NULL);
+}
+
+/* The provider accepts while the referrer pauses the need, or excludes the offer's region:
+ * one order or the other, never both halves. A pause that comes second is refused (the need is
+ * accepted); an exclusion that comes second leaves the placement (with an event). Either way
+ * the place is held or taken exactly once, and the invariant holds. */
+static void
+test_edit_races_accept(void **state)
+{
+	node *n = *state;
+	void *(*edits[])(void *) = { race_pause, race_exclude };
+
+	add_services(n, std_services, N_STD);
+	for (int round = 0; round < 20; round++) {
+		Referral *r = offered_shelter(n), *g;
+		race      acc = { n, r->id, r->needs[0]->offer_id, HV_UNKNOWN };
+		race      ed  = acc;
+		pthread_t t[2];
+		uint32_t  available, h;
+
+		assert_int_equal(pthread_create(&t[0], NULL, race_accept, &acc), 0);
+		assert_int_equal(pthread_create(&t[1], NULL, edits[round % 2], &ed), 0);
+		pthread_join(t[0], NULL);
+		pthread_join(t[1], NULL);
+		g = get_as(n, C_REFERRER, r->id);
+		if (acc.r_st == HV_OK) {
+			/* Accepted first: a pause is refused, an exclusion keeps the placement. */
+			assert_int_equal(g->needs[0]->state, NS(ACCEPTED));
+			assert_int_equal(ed.r_st, round % 2 == 0 ? HV_FAILED_PRECONDITION : HV_OK);
+		} else {
+			/* The edit first: the offer was withdrawn, acceptance refused. */
+			assert_int_equal(acc.r_st, HV_FAILED_PRECONDITION);
+			assert_int_equal(ed.r_st, HV_OK);
+			assert_int_not_equal(g->needs[0]->state, NS(ACCEPTED));
+		}
+		places(n, "sh-ams", &available, &h);
+		assert_int_equal(h, 0); /* no open offer at sh-ams is left holding */
+		free_msg(g);
+		/* Close it, so the next round finds sh-ams's places again. */
+		assert_int_equal(cancel_as(n, C_REFERRER, r->id, 0), HV_OK);
+		free_msg(r);
+		check_invariant(n);
+	}
+}
+
+/* ---- audit of reads ---------------------------------------------------------------------------
+ */
 
 static void
 test_reads_audited(void **state)
 {
-	node                                       *n = *state;
-	Haven__Referral__V1__ListReferralsRequest   l = HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
+	node                                     *n = *state;
+	Haven__Referral__V1__ListReferralsRequest l =
+	    HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
 	Haven__Referral__V1__ListReferralsResponse *lr = NULL;
 	Haven__Referral__V1__ListOffersResponse    *lo;
 	Referral                                   *r;
@@ -529,6 +662,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_ends_placements, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reassign_named, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reads_audited, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edit_races_accept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_pages_within_budget, setup, teardown),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -19,24 +19,23 @@
 
 const org_spec orgs[] = {
 	[C_REFERRER]  = { "ngo-ams", HAVEN__CAPACITY__V1__ROLE__REFERRER, RPC_ROLE_REFERRER,
-        "Amsterdam" },
+	     "Amsterdam" },
 	[C_REFERRER2] = { "police-rdam", HAVEN__CAPACITY__V1__ROLE__REFERRER, RPC_ROLE_REFERRER,
-        "Rotterdam" },
+	    "Rotterdam" },
 	[C_PROV_A]    = { "shelter-a", HAVEN__CAPACITY__V1__ROLE__PROVIDER, RPC_ROLE_PROVIDER,
-        "Amsterdam" },
+	       "Amsterdam" },
 	[C_PROV_B]    = { "shelter-b", HAVEN__CAPACITY__V1__ROLE__PROVIDER, RPC_ROLE_PROVIDER,
-        "Noord-Holland" },
+	       "Noord-Holland" },
 	[C_COORD]     = { "coord-ams", HAVEN__CAPACITY__V1__ROLE__COORDINATOR, RPC_ROLE_COORDINATOR,
-        "Amsterdam" },
+	        "Amsterdam" },
 	[C_COORD_FAR] = { "coord-lim", HAVEN__CAPACITY__V1__ROLE__COORDINATOR, RPC_ROLE_COORDINATOR,
-        "Limburg" },
-	[C_MUNI]      = { "city-ams", HAVEN__CAPACITY__V1__ROLE__MUNICIPALITY,
-        RPC_ROLE_MUNICIPALITY, "Amsterdam" },
-	[C_NATIONAL]  = { "coord-nl", HAVEN__CAPACITY__V1__ROLE__NATIONAL_COORDINATOR,
-        RPC_ROLE_NATIONAL_COORDINATOR, "Midden-Nederland" },
-	[C_OPERATOR]  = { NULL, 0, RPC_ROLE_OPERATOR, NULL },
+	    "Limburg" },
+	[C_MUNI]     = { "city-ams", HAVEN__CAPACITY__V1__ROLE__MUNICIPALITY, RPC_ROLE_MUNICIPALITY,
+	        "Amsterdam" },
+	[C_NATIONAL] = { "coord-nl", HAVEN__CAPACITY__V1__ROLE__NATIONAL_COORDINATOR,
+	    RPC_ROLE_NATIONAL_COORDINATOR, "Midden-Nederland" },
+	[C_OPERATOR] = { NULL, 0, RPC_ROLE_OPERATOR, NULL },
 };
-
 
 _Atomic int64_t clock_ms;
 atomic_int      consent_calls;
@@ -60,8 +59,7 @@ char withdrawn_subject[40];
 
 static hv_status
 fake_consent(void *arg, store_txn *txn, const rpc_caller *caller, const char *method,
-    const char *subject, const char *purpose, const char *recipient, bool accepting,
-    bool *allowed)
+    const char *subject, const char *purpose, const char *recipient, bool accepting, bool *allowed)
 {
 	atomic_fetch_add(&consent_calls, 1);
 	assert_non_null(txn);
@@ -165,8 +163,6 @@ add_orgs_fn(store_txn *txn, void *arg)
 	return (HV_OK);
 }
 
-
-
 typedef struct svc_job {
 	cap_service    *cs;
 	const svc_spec *specs;
@@ -181,19 +177,19 @@ add_services_fn(store_txn *txn, void *arg)
 	hv_status st;
 
 	for (size_t i = 0; i < j->n; i++) {
-		const svc_spec                  *s   = &j->specs[i];
-		Haven__Capacity__V1__Service     svc = HAVEN__CAPACITY__V1__SERVICE__INIT;
-		Haven__Capacity__V1__Population  pops[2] = { POP(WOMEN), POP(MEN) };
-		Haven__Capacity__V1__Exploitation spec = s->spec;
-		char                            *lang  = (char *) s->lang;
-		char                            *acc   = (char *) s->access;
+		const svc_spec                   *s       = &j->specs[i];
+		Haven__Capacity__V1__Service      svc     = HAVEN__CAPACITY__V1__SERVICE__INIT;
+		Haven__Capacity__V1__Population   pops[2] = { POP(WOMEN), POP(MEN) };
+		Haven__Capacity__V1__Exploitation spec    = s->spec;
+		char                             *lang    = (char *) s->lang;
+		char                             *acc     = (char *) s->access;
 
-		svc.id                 = (char *) s->id;
-		svc.org_id             = (char *) orgs[s->org].id;
-		svc.name               = (char *) s->id;
-		svc.type               = s->type;
-		svc.service_area       = (char *) s->region;
-		svc.n_populations      = s->pop != 0 ? 1 : 2;
+		svc.id            = (char *) s->id;
+		svc.org_id        = (char *) orgs[s->org].id;
+		svc.name          = (char *) s->id;
+		svc.type          = s->type;
+		svc.service_area  = (char *) s->region;
+		svc.n_populations = s->pop != 0 ? 1 : 2;
 		if (s->pop != 0) {
 			pops[0] = s->pop;
 		}
@@ -246,8 +242,8 @@ set_tokens(node *n)
 
 	for (int i = 0; i < C_N; i++) {
 		if (orgs[i].id != NULL) {
-			assert_int_equal(
-			    auth_issue_token(n->au, orgs[i].id, orgs[i].rpc, hv_clock_wall_ms(), tok, NULL),
+			assert_int_equal(auth_issue_token(n->au, orgs[i].id, orgs[i].rpc,
+			                     hv_clock_wall_ms(), tok, NULL),
 			    HV_OK);
 			assert_int_equal(rpc_channel_set_token(n->ch[i], tok), HV_OK);
 		}
@@ -292,7 +288,8 @@ open_services(node *n, bool reopen_store)
 	ao.lookup_arg = n->cs;
 	memset(ao.secret, 0x42, sizeof(ao.secret));
 	assert_int_equal(auth_open(&n->au, &ao), HV_OK);
-	so.auth = n->au;
+	so.auth        = n->au;
+	so.call_budget = n->call_budget;
 	assert_int_equal(rpc_server_open(&n->srv, &so), HV_OK);
 	assert_int_equal(cap_register(n->cs, n->srv), HV_OK);
 	assert_int_equal(ref_register(n->rs, n->srv), HV_OK);
@@ -465,7 +462,7 @@ call(rpc_channel *ch, const char *method, const ProtobufCMessage *req,
 	hv_status         st;
 
 	errbuf[0] = '\0';
-	st = rpc_channel_call(ch, method, req, rd, &r, &o, errbuf, sizeof(errbuf));
+	st        = rpc_channel_call(ch, method, req, rd, &r, &o, errbuf, sizeof(errbuf));
 	if (out != NULL) {
 		*(ProtobufCMessage **) out = r;
 	} else if (r != NULL) {
@@ -473,10 +470,6 @@ call(rpc_channel *ch, const char *method, const ProtobufCMessage *req,
 	}
 	return (st);
 }
-
-
-
-
 
 hv_status
 create_as(node *n, int who, const create_spec *s, const char *key, Referral **out)
@@ -491,10 +484,10 @@ create_as(node *n, int who, const create_spec *s, const char *key, Referral **ou
 
 	for (size_t i = 0; i < s->n_needs; i++) {
 		haven__referral__v1__need_request__init(&needs[i]);
-		needs[i].type       = s->needs[i].type;
-		needs[i].population = s->needs[i].pop != 0 ? s->needs[i].pop : POP(WOMEN);
-		langs[i]            = (char *) s->needs[i].lang;
-		acc[i]              = (char *) s->needs[i].access;
+		needs[i].type            = s->needs[i].type;
+		needs[i].population      = s->needs[i].pop != 0 ? s->needs[i].pop : POP(WOMEN);
+		langs[i]                 = (char *) s->needs[i].lang;
+		acc[i]                   = (char *) s->needs[i].access;
 		needs[i].n_languages     = langs[i] != NULL ? 1 : 0;
 		needs[i].languages       = &langs[i];
 		needs[i].n_accessibility = acc[i] != NULL ? 1 : 0;
@@ -528,12 +521,13 @@ create(node *n, const create_spec *s, Referral **out)
 Referral *
 get_as(node *n, int who, const char *id)
 {
-	Haven__Referral__V1__GetReferralRequest req = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
-	Referral                               *r   = NULL;
+	Haven__Referral__V1__GetReferralRequest req =
+	    HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+	Referral *r = NULL;
 
 	req.id = (char *) id;
-	assert_int_equal(call(n->ch[who], M_GET, &req.base, &haven__referral__v1__referral__descriptor,
-	                     &r, NULL),
+	assert_int_equal(call(n->ch[who], M_GET, &req.base,
+	                     &haven__referral__v1__referral__descriptor, &r, NULL),
 	    HV_OK);
 	return (r);
 }
@@ -542,7 +536,8 @@ get_as(node *n, int who, const char *id)
 hv_status
 get_status(node *n, int who, const char *id)
 {
-	Haven__Referral__V1__GetReferralRequest req = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+	Haven__Referral__V1__GetReferralRequest req =
+	    HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
 
 	req.id = (char *) id;
 	return (call(n->ch[who], M_GET, &req.base, &haven__referral__v1__referral__descriptor, NULL,
@@ -550,10 +545,11 @@ get_status(node *n, int who, const char *id)
 }
 
 hv_status
-offer_act(node *n, int who, const char *method, const char *offer, int reason,
-    const char *text, Offer **out)
+offer_act(node *n, int who, const char *method, const char *offer, int reason, const char *text,
+    Offer **out)
 {
-	Haven__Referral__V1__OfferActionRequest req = HAVEN__REFERRAL__V1__OFFER_ACTION_REQUEST__INIT;
+	Haven__Referral__V1__OfferActionRequest req =
+	    HAVEN__REFERRAL__V1__OFFER_ACTION_REQUEST__INIT;
 
 	req.offer_id       = (char *) offer;
 	req.decline_reason = (Haven__Referral__V1__DeclineReason) reason;
@@ -563,8 +559,7 @@ offer_act(node *n, int who, const char *method, const char *offer, int reason,
 }
 
 hv_status
-placement(node *n, int who, const char *method, const char *offer, int outcome,
-    const char *text)
+placement(node *n, int who, const char *method, const char *offer, int outcome, const char *text)
 {
 	Haven__Referral__V1__PlacementRequest req = HAVEN__REFERRAL__V1__PLACEMENT_REQUEST__INIT;
 
@@ -578,7 +573,7 @@ placement(node *n, int who, const char *method, const char *offer, int outcome,
 Haven__Referral__V1__ListOffersResponse *
 offers_of(node *n, int who, bool open_only)
 {
-	Haven__Referral__V1__ListOffersRequest   req  = HAVEN__REFERRAL__V1__LIST_OFFERS_REQUEST__INIT;
+	Haven__Referral__V1__ListOffersRequest req = HAVEN__REFERRAL__V1__LIST_OFFERS_REQUEST__INIT;
 	Haven__Referral__V1__ListOffersResponse *resp = NULL;
 
 	req.open_only = open_only;
@@ -606,5 +601,4 @@ const svc_spec std_services[] = {
 };
 const size_t N_STD = sizeof(std_services) / sizeof(std_services[0]);
 
-const create_spec one_shelter = {
-	.n_needs = 1, .needs = { { ST(SHELTER), 0, NULL, NULL } } };
+const create_spec one_shelter = { .n_needs = 1, .needs = { { ST(SHELTER), 0, NULL, NULL } } };

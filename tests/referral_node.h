@@ -26,30 +26,30 @@
 #include "capacity.h"
 #include "referral.h"
 
-#define M_CREATE "haven.referral.v1.Referrals/CreateReferral"
-#define M_GET "haven.referral.v1.Referrals/GetReferral"
-#define M_LIST "haven.referral.v1.Referrals/ListReferrals"
-#define M_CANCEL "haven.referral.v1.Referrals/CancelReferral"
+#define M_CREATE   "haven.referral.v1.Referrals/CreateReferral"
+#define M_GET      "haven.referral.v1.Referrals/GetReferral"
+#define M_LIST     "haven.referral.v1.Referrals/ListReferrals"
+#define M_CANCEL   "haven.referral.v1.Referrals/CancelReferral"
 #define M_REASSIGN "haven.referral.v1.Referrals/ReassignNeed"
-#define M_OFFERS "haven.referral.v1.Referrals/ListOffers"
-#define M_ACK "haven.referral.v1.Referrals/AcknowledgeOffer"
-#define M_ACCEPT "haven.referral.v1.Referrals/AcceptOffer"
-#define M_DECLINE "haven.referral.v1.Referrals/DeclineOffer"
-#define M_PLACED "haven.referral.v1.Referrals/MarkPlaced"
+#define M_OFFERS   "haven.referral.v1.Referrals/ListOffers"
+#define M_ACK      "haven.referral.v1.Referrals/AcknowledgeOffer"
+#define M_ACCEPT   "haven.referral.v1.Referrals/AcceptOffer"
+#define M_DECLINE  "haven.referral.v1.Referrals/DeclineOffer"
+#define M_PLACED   "haven.referral.v1.Referrals/MarkPlaced"
 #define M_COMPLETE "haven.referral.v1.Referrals/CompletePlacement"
-#define M_END "haven.referral.v1.Referrals/EndPlacement"
-#define M_STATS "haven.referral.v1.Referrals/Statistics"
-#define M_AVAIL "haven.capacity.v1.Capacity/UpdateAvailability"
+#define M_END      "haven.referral.v1.Referrals/EndPlacement"
+#define M_STATS    "haven.referral.v1.Referrals/Statistics"
+#define M_AVAIL    "haven.capacity.v1.Capacity/UpdateAvailability"
 
 typedef Haven__Referral__V1__Referral Referral;
 typedef Haven__Referral__V1__Offer    Offer;
 
-#define NS(x) HAVEN__REFERRAL__V1__NEED_STATE__##x
-#define OS(x) HAVEN__REFERRAL__V1__OFFER_STATE__##x
-#define ST(x) HAVEN__CAPACITY__V1__SERVICE_TYPE__##x
-#define POP(x) HAVEN__CAPACITY__V1__POPULATION__##x
-#define EX(x) HAVEN__REFERRAL__V1__EXPLOITATION__##x
-#define URG(x) HAVEN__REFERRAL__V1__URGENCY__##x
+#define NS(x)       HAVEN__REFERRAL__V1__NEED_STATE__##x
+#define OS(x)       HAVEN__REFERRAL__V1__OFFER_STATE__##x
+#define ST(x)       HAVEN__CAPACITY__V1__SERVICE_TYPE__##x
+#define POP(x)      HAVEN__CAPACITY__V1__POPULATION__##x
+#define EX(x)       HAVEN__REFERRAL__V1__EXPLOITATION__##x
+#define URG(x)      HAVEN__REFERRAL__V1__URGENCY__##x
 #define SPEC_LABOUR HAVEN__CAPACITY__V1__EXPLOITATION__LABOUR
 
 #define SUBJECT_OK "0123456789abcdef0123456789abcdef"
@@ -57,8 +57,18 @@ typedef Haven__Referral__V1__Offer    Offer;
 
 /* ---- the node under test --------------------------------------------------------------------- */
 
-enum { C_REFERRER, C_REFERRER2, C_PROV_A, C_PROV_B, C_COORD, C_COORD_FAR, C_MUNI, C_NATIONAL,
-	C_OPERATOR, C_N };
+enum {
+	C_REFERRER,
+	C_REFERRER2,
+	C_PROV_A,
+	C_PROV_B,
+	C_COORD,
+	C_COORD_FAR,
+	C_MUNI,
+	C_NATIONAL,
+	C_OPERATOR,
+	C_N
+};
 
 typedef struct org_spec {
 	const char               *id;
@@ -82,24 +92,25 @@ typedef struct node {
 	auth        *au;
 	rpc_server  *srv;
 	rpc_channel *ch[C_N];
-	store_table  offers_t; /* ref.offers, for the invariant */
-	bool         notify;   /* capacity pub/sub and the background thread */
+	store_table  offers_t;      /* ref.offers, for the invariant */
+	bool         notify;        /* capacity pub/sub and the background thread */
 	unsigned     stats_periods; /* ref_options.stats_periods (setup_node: both kinds) */
-	bool         has_orgs; /* the organisations are in the directory: tokens can be issued */
+	bool         has_orgs;  /* the organisations are in the directory: tokens can be issued */
 	uint32_t     lang_hops; /* ref_options.language_hops (0: the default) */
 	audit       *audit;     /* the node's audit log: reads of referrals and offers */
+	size_t       call_budget; /* rpc_server_options.call_budget (0: the default) */
 } node;
 
 typedef struct svc_spec {
-	const char                      *id;
-	int                              org;
-	Haven__Capacity__V1__ServiceType type;
-	const char                      *region;
-	uint32_t                         available;
-	const char                      *lang;  /* one language or NULL */
-	Haven__Capacity__V1__Exploitation spec; /* or 0 */
-	Haven__Capacity__V1__Population  pop;   /* 0: women and men */
-	const char                      *access; /* or NULL */
+	const char                       *id;
+	int                               org;
+	Haven__Capacity__V1__ServiceType  type;
+	const char                       *region;
+	uint32_t                          available;
+	const char                       *lang;   /* one language or NULL */
+	Haven__Capacity__V1__Exploitation spec;   /* or 0 */
+	Haven__Capacity__V1__Population   pop;    /* 0: women and men */
+	const char                       *access; /* or NULL */
 } svc_spec;
 
 typedef struct need_spec {
@@ -141,17 +152,17 @@ int64_t fake_now(void *arg);
 void    advance(int64_t ms);
 void    add_services(node *n, const svc_spec *specs, size_t count);
 /* The capacity figures of a service now. */
-void    places(node *n, const char *id, uint32_t *available, uint32_t *held);
-void    open_services(node *n, bool reopen_store);
-void    close_services(node *n, bool close_store);
-int     setup_node(void **state, bool notify);
-int     setup(void **state);
-int     setup_notify(void **state);
+void places(node *n, const char *id, uint32_t *available, uint32_t *held);
+void open_services(node *n, bool reopen_store);
+void close_services(node *n, bool close_store);
+int  setup_node(void **state, bool notify);
+int  setup(void **state);
+int  setup_notify(void **state);
 /* The invariant after every scenario: each service holds exactly its open offers' places,
  * available (held included) + occupied <= maximum, and every open offer's need is OFFERED
  * with that offer (no place held for a need not offered). */
-void    check_invariant(node *n);
-int     teardown(void **state);
+void      check_invariant(node *n);
+int       teardown(void **state);
 hv_status call(rpc_channel *ch, const char *method, const ProtobufCMessage *req,
     const ProtobufCMessageDescriptor *rd, void *out, const char *key);
 hv_status create_as(node *n, int who, const create_spec *s, const char *key, Referral **out);
@@ -164,6 +175,6 @@ hv_status offer_act(node *n, int who, const char *method, const char *offer, int
 hv_status placement(node *n, int who, const char *method, const char *offer, int outcome,
     const char *text);
 Haven__Referral__V1__ListOffersResponse *offers_of(node *n, int who, bool open_only);
-void free_msg(void *m);
+void                                     free_msg(void *m);
 
 #endif

@@ -21,18 +21,20 @@ print_offer_row(const Offer *o)
 	char a[32], b[32], u[32], s[32], ns[32], t[32], l[128];
 
 	printf("%-22s %-10s %-10s %-16s %-12s %-10s %-20s %s\n", o->id,
-	    ref_cli_ename(&haven__referral__v1__offer_state__descriptor, (int) o->state, s, sizeof(s)),
-	    ref_cli_ename(&haven__referral__v1__urgency__descriptor, (int) o->urgency, u, sizeof(u)),
+	    ref_cli_ename(&haven__referral__v1__offer_state__descriptor, (int) o->state, s,
+	        sizeof(s)),
+	    ref_cli_ename(&haven__referral__v1__urgency__descriptor, (int) o->urgency, u,
+	        sizeof(u)),
 	    TYPE_NAME(o->type, a), POP_NAME(o->population, b),
-	    ref_cli_join(o->languages, o->n_languages, l, sizeof(l)), ref_cli_when(o->respond_by_ms, t, sizeof(t)),
-	    STATE_NAME(o->need_state, ns));
+	    ref_cli_join(o->languages, o->n_languages, l, sizeof(l)),
+	    ref_cli_when(o->respond_by_ms, t, sizeof(t)), STATE_NAME(o->need_state, ns));
 }
 
 static void
 offer_header(void)
 {
-	printf("%-22s %-10s %-10s %-16s %-12s %-10s %-20s %s\n", "OFFER", "STATE", "URGENCY", "TYPE",
-	    "POPULATION", "LANGUAGES", "RESPOND BY", "NEED");
+	printf("%-22s %-10s %-10s %-16s %-12s %-10s %-20s %s\n", "OFFER", "STATE", "URGENCY",
+	    "TYPE", "POPULATION", "LANGUAGES", "RESPOND BY", "NEED");
 }
 
 static int
@@ -51,9 +53,9 @@ offer_reply(cli *c, ProtobufCMessage *rep)
 static int
 offer_list(cli *c, int argc, char **argv)
 {
-	Haven__Referral__V1__ListOffersRequest   req = HAVEN__REFERRAL__V1__LIST_OFFERS_REQUEST__INIT;
-	Haven__Referral__V1__ListOffersResponse *rep = NULL;
-	json_t                                  *all = c->json ? json_array() : NULL;
+	Haven__Referral__V1__ListOffersRequest req = HAVEN__REFERRAL__V1__LIST_OFFERS_REQUEST__INIT;
+	Haven__Referral__V1__ListOffersResponse *rep        = NULL;
+	json_t                                  *all        = c->json ? json_array() : NULL;
 	char                                     token[128] = "";
 	int                                      rc;
 
@@ -101,10 +103,11 @@ offer_action(cli *c, int argc, char **argv, const char *method, bool decline)
 		{ "text", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
-	Haven__Referral__V1__OfferActionRequest req = HAVEN__REFERRAL__V1__OFFER_ACTION_REQUEST__INIT;
-	char                                    what[32];
-	ProtobufCMessage                       *rep = NULL;
-	int                                     opt, v = 0, rc;
+	Haven__Referral__V1__OfferActionRequest req =
+	    HAVEN__REFERRAL__V1__OFFER_ACTION_REQUEST__INIT;
+	char              what[32];
+	ProtobufCMessage *rep = NULL;
+	int               opt, v = 0, rc;
 
 	snprintf(what, sizeof(what), "offer %s", argv[0]);
 	ref_cli_getopt_reset();
@@ -113,8 +116,8 @@ offer_action(cli *c, int argc, char **argv, const char *method, bool decline)
 			return (cli_usage("%s takes only ID", what));
 		}
 		if (opt == 'r') {
-			if ((rc = ref_cli_eparse(&haven__referral__v1__decline_reason__descriptor, "reason", optarg,
-			         &v)) != 0) {
+			if ((rc = ref_cli_eparse(&haven__referral__v1__decline_reason__descriptor,
+			         "reason", optarg, &v)) != 0) {
 				return (rc);
 			}
 			req.decline_reason = (Haven__Referral__V1__DeclineReason) v;
@@ -126,11 +129,12 @@ offer_action(cli *c, int argc, char **argv, const char *method, bool decline)
 	}
 	if (argc - optind != 1 || (decline && req.decline_reason == 0)) {
 		return (cli_usage(decline ? "offer decline takes ID --reason R [--text T]"
-		                          : "%s takes one ID", what));
+		                          : "%s takes one ID",
+		    what));
 	}
 	req.offer_id = argv[optind];
-	if ((rc = cli_call(c, what, method, &req.base, &haven__referral__v1__offer__descriptor, &rep,
-	         false)) != 0) {
+	if ((rc = cli_call(c, what, method, &req.base, &haven__referral__v1__offer__descriptor,
+	         &rep, false)) != 0) {
 		return (rc);
 	}
 	return (offer_reply(c, rep));
@@ -182,7 +186,8 @@ cmd_placement(cli *c, int argc, char **argv)
 	} else if (strcmp(argv[0], "end") == 0) {
 		method = M("EndPlacement");
 	} else {
-		return (cli_usage("unknown placement command '%s' (placed, complete, end)", argv[0]));
+		return (
+		    cli_usage("unknown placement command '%s' (placed, complete, end)", argv[0]));
 	}
 	end = strcmp(argv[0], "end") == 0;
 	snprintf(what, sizeof(what), "placement %s", argv[0]);
@@ -192,8 +197,8 @@ cmd_placement(cli *c, int argc, char **argv)
 			return (cli_usage("%s takes only OFFER", what));
 		}
 		if (opt == 'o') {
-			if ((rc = ref_cli_eparse(&haven__referral__v1__outcome__descriptor, "outcome", optarg, &v)) !=
-			    0) {
+			if ((rc = ref_cli_eparse(&haven__referral__v1__outcome__descriptor,
+			         "outcome", optarg, &v)) != 0) {
 				return (rc);
 			}
 			req.outcome = (Haven__Referral__V1__Outcome) v;
@@ -205,11 +210,12 @@ cmd_placement(cli *c, int argc, char **argv)
 	}
 	if (argc - optind != 1 || (end && req.outcome == 0)) {
 		return (cli_usage(end ? "placement end takes OFFER --outcome O [--text T]"
-		                      : "%s takes one OFFER", what));
+		                      : "%s takes one OFFER",
+		    what));
 	}
 	req.offer_id = argv[optind];
-	if ((rc = cli_call(c, what, method, &req.base, &haven__referral__v1__offer__descriptor, &rep,
-	         false)) != 0) {
+	if ((rc = cli_call(c, what, method, &req.base, &haven__referral__v1__offer__descriptor,
+	         &rep, false)) != 0) {
 		return (rc);
 	}
 	return (offer_reply(c, rep));

@@ -16,11 +16,11 @@
 
 /* "NO_CAPACITY" -> "no-capacity", "OFFER_OPEN" -> "open"; the number for an unknown value. */
 const char *ref_cli_ename(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz);
-#define STATE_NAME(v, b)                                                                       \
+#define STATE_NAME(v, b)                                                                           \
 	ref_cli_ename(&haven__referral__v1__need_state__descriptor, (int) (v), b, sizeof(b))
-#define TYPE_NAME(v, b)                                                                        \
+#define TYPE_NAME(v, b)                                                                            \
 	ref_cli_ename(&haven__capacity__v1__service_type__descriptor, (int) (v), b, sizeof(b))
-#define POP_NAME(v, b)                                                                         \
+#define POP_NAME(v, b)                                                                             \
 	ref_cli_ename(&haven__capacity__v1__population__descriptor, (int) (v), b, sizeof(b))
 /* Any reply as JSON, field by field (enum values named as above). */
 json_t *ref_cli_msg_json(const ProtobufCMessage *m);
@@ -35,8 +35,7 @@ void ref_cli_getopt_reset(void);
 int ref_cli_eparse(const ProtobufCEnumDescriptor *d, const char *what, const char *s, int *out);
 /* "shelter:women:nl,en" into a NeedRequest (strings point into s, which is changed; langs
  * holds REF_CLI_LANGS_MAX). */
-int ref_cli_parse_need(char *s, Haven__Referral__V1__NeedRequest *n, char **langs,
-    size_t *nlangs);
+int ref_cli_parse_need(char *s, Haven__Referral__V1__NeedRequest *n, char **langs, size_t *nlangs);
 /* Appends a region to a list of at most REF_CLI_REGIONS_MAX; a usage error naming what. */
 int ref_cli_add_region(char **list, size_t *n, char *region, const char *what);
 /* A referral as a table: its fields, its needs, its trail. */

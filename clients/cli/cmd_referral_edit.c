@@ -22,8 +22,8 @@ need_number(const char *s, uint32_t *out)
 	errno = 0;
 	v     = strtol(s, &end, 10);
 	if (errno != 0 || end == s || *end != '\0' || v < 0 || v >= REF_CLI_NEEDS_MAX) {
-		return (cli_usage("NEED is a need's number (0..%d), not '%s'", REF_CLI_NEEDS_MAX - 1,
-		    s));
+		return (cli_usage("NEED is a need's number (0..%d), not '%s'",
+		    REF_CLI_NEEDS_MAX - 1, s));
 	}
 	*out = (uint32_t) v;
 	return (0);
@@ -52,8 +52,8 @@ ref_cli_cancel(cli *c, int argc, char **argv)
 	const char *outcome;
 	int         v = 0, rc;
 
-	if ((rc = cli_args_parse(&a, argc - 1, argv + 1, "referral cancel", 1,
-	         "reason outcome", NULL)) != 0) {
+	if ((rc = cli_args_parse(&a, argc - 1, argv + 1, "referral cancel", 1, "reason outcome",
+	         NULL)) != 0) {
 		return (rc);
 	}
 	if (a.npos != 1 || cli_opt(&a, "reason") == NULL) {
@@ -78,8 +78,8 @@ ref_cli_reassign(cli *c, int argc, char **argv)
 	cli_args a;
 	int      rc;
 
-	if ((rc = cli_args_parse(&a, argc - 1, argv + 1, "referral reassign", 2,
-	         "reason service", NULL)) != 0) {
+	if ((rc = cli_args_parse(&a, argc - 1, argv + 1, "referral reassign", 2, "reason service",
+	         NULL)) != 0) {
 		return (rc);
 	}
 	if (a.npos != 2 || cli_opt(&a, "reason") == NULL) {
@@ -126,9 +126,9 @@ update_regions(const cli_args *a, update_args *u)
 		u->req.n_excluded_regions   = (size_t) n;
 	}
 	if (cli_opt(a, "prefer") != NULL || cli_flag(a, "no-prefer")) {
-		n = cli_opt(a, "prefer") != NULL
-		    ? cli_opt_list(a, "prefer", u->preferred, REF_CLI_REGIONS_MAX, u->buf + 1024, 1024)
-		    : 0;
+		n = cli_opt(a, "prefer") != NULL ? cli_opt_list(a, "prefer", u->preferred,
+		                                       REF_CLI_REGIONS_MAX, u->buf + 1024, 1024)
+		                                 : 0;
 		if (n < 0) {
 			return (cli_usage("referral update: at most %d regions each",
 			    REF_CLI_REGIONS_MAX));
@@ -152,18 +152,21 @@ update_needs(const cli_args *a, update_args *u)
 		if (strcmp(name, "add-need") == 0) {
 			size_t k = u->req.n_add_needs;
 			if (k == REF_CLI_NEEDS_MAX) {
-				return (cli_usage("referral update: at most %d needs", REF_CLI_NEEDS_MAX));
+				return (cli_usage("referral update: at most %d needs",
+				    REF_CLI_NEEDS_MAX));
 			}
-			if ((rc = ref_cli_parse_need((char *) a->opt[i].value, &u->needs[k], u->langs[k],
-			         &nlangs)) != 0) {
+			if ((rc = ref_cli_parse_need((char *) a->opt[i].value, &u->needs[k],
+			         u->langs[k], &nlangs)) != 0) {
 				return (rc);
 			}
 			u->np[u->req.n_add_needs++] = &u->needs[k];
 		} else if (strcmp(name, "cancel-need") == 0) {
 			if (u->req.n_cancel_needs == REF_CLI_NEEDS_MAX) {
-				return (cli_usage("referral update: at most %d needs", REF_CLI_NEEDS_MAX));
+				return (cli_usage("referral update: at most %d needs",
+				    REF_CLI_NEEDS_MAX));
 			}
-			if ((rc = need_number(a->opt[i].value, &u->cancel[u->req.n_cancel_needs])) != 0) {
+			if ((rc = need_number(a->opt[i].value,
+			         &u->cancel[u->req.n_cancel_needs])) != 0) {
 				return (rc);
 			}
 			u->req.n_cancel_needs++;
@@ -222,8 +225,8 @@ ref_cli_pause(cli *c, int argc, char **argv, bool pause)
 {
 	const char *what = pause ? "referral pause" : "referral resume";
 	cli_args    a;
-	uint32_t    need;
-	int         v = 0, rc;
+	uint32_t    need = 0;
+	int         v    = 0, rc;
 
 	if ((rc = cli_args_parse(&a, argc - 1, argv + 1, what, 2, pause ? "reason text" : "text",
 	         NULL)) != 0) {
@@ -237,7 +240,8 @@ ref_cli_pause(cli *c, int argc, char **argv, bool pause)
 		return (rc);
 	}
 	if (pause) {
-		Haven__Referral__V1__PauseNeedRequest req = HAVEN__REFERRAL__V1__PAUSE_NEED_REQUEST__INIT;
+		Haven__Referral__V1__PauseNeedRequest req =
+		    HAVEN__REFERRAL__V1__PAUSE_NEED_REQUEST__INIT;
 		const char *reason = cli_opt(&a, "reason");
 
 		if ((rc = ref_cli_eparse(&haven__referral__v1__hold_reason__descriptor, "reason",

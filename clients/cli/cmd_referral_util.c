@@ -5,6 +5,8 @@
  */
 #include "cmd_referral.h"
 
+#include "haven/pbenum.h"
+
 #include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -25,73 +27,39 @@ static const char *
 enum_prefix(const ProtobufCEnumDescriptor *d)
 {
 	if (d == &haven__referral__v1__offer_state__descriptor) {
-		return ("offer-");
+		return ("OFFER_");
 	}
 	if (d == &haven__referral__v1__decline_reason__descriptor) {
-		return ("decline-");
+		return ("DECLINE_");
 	}
 	if (d == &haven__referral__v1__outcome__descriptor) {
-		return ("outcome-");
+		return ("OUTCOME_");
 	}
 	if (d == &haven__referral__v1__hold_reason__descriptor) {
-		return ("hold-");
+		return ("HOLD_");
 	}
-	return ("");
+	return (NULL);
 }
 
-/* "NO_CAPACITY" -> "no-capacity", "OFFER_OPEN" -> "open". The number for an unknown value. */
 const char *
 ref_cli_ename(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz)
 {
-	const ProtobufCEnumValue *ev  = protobuf_c_enum_descriptor_get_value(d, v);
-	const char               *pre = enum_prefix(d);
-	size_t                    i, n = 0;
-
-	if (ev == NULL) {
-		snprintf(buf, bufsz, "%d", v);
-		return (buf);
-	}
-	for (i = 0; ev->name[i] != '\0' && n + 1 < bufsz; i++) {
-		buf[n++] = ev->name[i] == '_' ? '-' : (char) tolower((unsigned char) ev->name[i]);
-	}
-	buf[n] = '\0';
-	n      = strlen(pre);
-	if (n > 0 && strncmp(buf, pre, n) == 0) {
-		memmove(buf, buf + n, strlen(buf + n) + 1);
-	}
-	return (buf);
+	return (pbenum_name(d, enum_prefix(d), v, buf, bufsz));
 }
 
-/* Parses a command-line enum name; a usage error listing the valid names otherwise. */
 int
 ref_cli_eparse(const ProtobufCEnumDescriptor *d, const char *what, const char *s, int *out)
 {
-	char   names[512];
-	char   name[64];
-	size_t used = 0;
+	char names[512];
 
-	for (unsigned i = 0; i < d->n_values; i++) {
-		if (d->values[i].value == 0) {
-			continue;
-		}
-		ref_cli_ename(d, d->values[i].value, name, sizeof(name));
-		if (s != NULL && strcmp(s, name) == 0) {
-			*out = d->values[i].value;
-			return (0);
-		}
-		used += (size_t) snprintf(names + used, sizeof(names) - used, "%s%s",
-		    used > 0 ? ", " : "", name);
-		if (used >= sizeof(names)) {
-			used = sizeof(names) - 1;
-		}
+	if (pbenum_parse(d, enum_prefix(d), s, out) == 0) {
+		return (0);
 	}
-	names[used] = '\0';
-	return (cli_usage("unknown %s '%s' (one of: %s)", what, s != NULL ? s : "", names));
+	return (cli_usage("unknown %s '%s' (one of: %s)", what, s != NULL ? s : "",
+	    pbenum_list(d, enum_prefix(d), names, sizeof(names))));
 }
 
-
 /* ---- JSON: any reply, field by field --------------------------------------------------------- */
-
 
 static size_t
 field_size(const ProtobufCFieldDescriptor *f)
@@ -141,10 +109,12 @@ value_json(const ProtobufCFieldDescriptor *f, const void *p)
 	case PROTOBUF_C_TYPE_SFIXED64:
 		return (json_integer((json_int_t) * (const int64_t *) p));
 	case PROTOBUF_C_TYPE_ENUM:
-		return (json_string(ref_cli_ename(f->descriptor, *(const int *) p, buf, sizeof(buf))));
+		return (
+		    json_string(ref_cli_ename(f->descriptor, *(const int *) p, buf, sizeof(buf))));
 	case PROTOBUF_C_TYPE_MESSAGE:
-		return (*(ProtobufCMessage *const *) p != NULL ? ref_cli_msg_json(*(ProtobufCMessage *const *) p)
-		                                               : json_null());
+		return (*(ProtobufCMessage *const *) p != NULL
+		        ? ref_cli_msg_json(*(ProtobufCMessage *const *) p)
+		        : json_null());
 	default:
 		return (json_null());
 	}
@@ -162,7 +132,7 @@ ref_cli_msg_json(const ProtobufCMessage *m)
 
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 			size_t      n   = *(const size_t *) (const void *) ((const char *) m +
-			                                                   f->quantifier_offset);
+                            f->quantifier_offset);
 			const char *arr = *(const char *const *) (const void *) p;
 			json_t     *a   = json_array();
 
@@ -215,7 +185,8 @@ ref_cli_getopt_reset(void)
 	opterr = 1;
 }
 
-/* ---- a referral ------------------------------------------------------------------------------- */
+/* ---- a referral -------------------------------------------------------------------------------
+ */
 
 void
 ref_cli_print_referral(const Referral *r)
@@ -226,11 +197,14 @@ ref_cli_print_referral(const Referral *r)
 	printf("subject      %s\n", r->subject);
 	printf("referrer     %s (%s)\n", r->referrer_org, r->home_region);
 	printf("urgency      %s\n",
-	    ref_cli_ename(&haven__referral__v1__urgency__descriptor, (int) r->urgency, a, sizeof(a)));
+	    ref_cli_ename(&haven__referral__v1__urgency__descriptor, (int) r->urgency, a,
+	        sizeof(a)));
 	printf("exploitation %s\n",
-	    ref_cli_ename(&haven__referral__v1__exploitation__descriptor, (int) r->exploitation, a, sizeof(a)));
+	    ref_cli_ename(&haven__referral__v1__exploitation__descriptor, (int) r->exploitation, a,
+	        sizeof(a)));
 	printf("created      %s\n", ref_cli_when(r->created_ms, t, sizeof(t)));
-	printf("excluded     %s\n", ref_cli_join(r->excluded_regions, r->n_excluded_regions, buf, sizeof(buf)));
+	printf("excluded     %s\n",
+	    ref_cli_join(r->excluded_regions, r->n_excluded_regions, buf, sizeof(buf)));
 	printf("preferred    %s\n",
 	    ref_cli_join(r->preferred_regions, r->n_preferred_regions, buf, sizeof(buf)));
 	if (r->note[0] != '\0') {
@@ -252,10 +226,11 @@ ref_cli_print_referral(const Referral *r)
 	for (size_t i = 0; i < r->n_events; i++) {
 		const Haven__Referral__V1__Event *e = r->events[i];
 		char                              tr[2 * 64 + 8];
-		snprintf(tr, sizeof(tr), "%s -> %s",
-		    e->from != 0 ? STATE_NAME(e->from, a) : "new", STATE_NAME(e->to, b));
+		snprintf(tr, sizeof(tr), "%s -> %s", e->from != 0 ? STATE_NAME(e->from, a) : "new",
+		    STATE_NAME(e->to, b));
 		printf("%-20s %-16s %-4u %-22s %s\n", ref_cli_when(e->time_ms, t, sizeof(t)),
-		    e->actor_org[0] != '\0' ? e->actor_org : "(node)", e->need_index, tr, e->reason);
+		    e->actor_org[0] != '\0' ? e->actor_org : "(node)", e->need_index, tr,
+		    e->reason);
 	}
 }
 
@@ -274,12 +249,13 @@ ref_cli_parse_need(char *s, Haven__Referral__V1__NeedRequest *n, char **langs, s
 	if ((lang = strchr(pop, ':')) != NULL) {
 		*lang++ = '\0';
 	}
-	if ((rc = ref_cli_eparse(&haven__capacity__v1__service_type__descriptor, "type", type, &v)) != 0) {
+	if ((rc = ref_cli_eparse(&haven__capacity__v1__service_type__descriptor, "type", type,
+	         &v)) != 0) {
 		return (rc);
 	}
 	n->type = (Haven__Capacity__V1__ServiceType) v;
-	if ((rc = ref_cli_eparse(&haven__capacity__v1__population__descriptor, "population", pop, &v)) !=
-	    0) {
+	if ((rc = ref_cli_eparse(&haven__capacity__v1__population__descriptor, "population", pop,
+	         &v)) != 0) {
 		return (rc);
 	}
 	n->population = (Haven__Capacity__V1__Population) v;

@@ -1,9 +1,9 @@
 /*
  * base.c - what every file of the consent library stands on: the clock, subject and consent
  * ids, messages, audit entries (and the entry of a failed access), withdrawal events on the
- * pub socket, the language-tag rule, and the reading of the consent tables: a subject's
- * record and its holder's rule, a consent record, a subject's consents. It calls no other file
- * of the library (consent_base.h).
+ * pub socket, and the reading of the consent tables: a subject's record and its holder's
+ * rule, a consent record, a subject's consents. It calls no other file of the library
+ * (consent_base.h).
  */
 #include "consent_base.h"
 
@@ -15,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define LANGUAGE_TAG_MAX 35
 
 int64_t
 consent_now(consent_service *cs)
@@ -203,33 +201,6 @@ consent_publish_withdrawn(consent_service *cs, const char *consent_id, const cha
 		log_warn("consent: withdrawal of consent %s not published: %s", consent_id,
 		    nng_strerror(rv));
 	}
-}
-
-bool
-consent_language_ok(const char *s)
-{
-	size_t n = strlen(s), sub = 0, subtag = 0;
-
-	if (n < 2 || n > LANGUAGE_TAG_MAX) {
-		return (false);
-	}
-	for (size_t i = 0; i <= n; i++) {
-		char c = s[i];
-		if (c == '-' || c == '\0') {
-			if (sub == 0 || sub > 8 || (subtag == 0 && sub < 2)) {
-				return (false);
-			}
-			subtag++;
-			sub = 0;
-			continue;
-		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		        (subtag > 0 && c >= '0' && c <= '9'))) {
-			return (false);
-		}
-		sub++;
-	}
-	return (true);
 }
 
 /* ---- reading records ------------------------------------------------------------------ */

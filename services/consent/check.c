@@ -89,7 +89,7 @@ check_view(const check_args *a, const consent_view *v, consent_decision *out, ch
 {
 	hv_status st;
 
-	/* A provider asks about itself only (consent_h_check); everyone else by the holder's
+	/* A provider asks about itself only (h_check, consent_rpc.c); everyone else by the holder's
 	 * rule. The view's creator is the subject's holder. */
 	if (a->ca_caller->role != RPC_ROLE_PROVIDER &&
 	    (st = consent_may_act(a->ca_caller, v->cv_holder, a->ca_subject, true, err,

@@ -14,10 +14,6 @@ int64_t consent_now(consent_service *cs);
 hv_status consent_fail(char *err, size_t errsz, hv_status code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* A BCP 47 tag, loosely: a 2..8 letter language subtag, then subtags of 1..8 letters or
- * digits; at most 35 characters. */
-bool consent_language_ok(const char *s);
-
 /* Fills an audit entry for caller (result OK). */
 void consent_audit_fill(audit_entry *e, const rpc_caller *caller, const char *method,
     const char *subject, const char *purpose, int64_t now);

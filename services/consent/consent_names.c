@@ -1,119 +1,102 @@
 /*
  * consent_names.c - the names of the consent enums (Purpose, Category, GivenBy, Method) as
- * receipts, the audit log and the CLI write them, and their parsing (consent.h). The lowest
- * file of the consent library: it calls nothing of it, and the CLI links it to print and read
- * the names without the service.
+ * receipts, the audit log and the CLI write them, and their parsing (consent.h): libhaven's
+ * pbenum rule ("PURPOSE_SHARE_WITH_PROVIDER" -> "share-with-provider"), the one every service
+ * and the CLI use. The lowest file of the consent library: it calls nothing of it.
  */
 #include "consent.h"
 
-#include <stddef.h>
-#include <string.h>
+#include "haven/pbenum.h"
 
+#include <pthread.h>
 
-static const char *const purpose_names[] = {
-	[HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL]            = "referral",
-	[HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER] = "share-with-provider",
-	[HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT]             = "contact",
-	[HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS]          = "statistics",
-};
-static const char *const category_names[] = {
-	[HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY] = "identity",
-	[HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT]  = "contact",
-	[HAVEN__CONSENT__V1__CATEGORY__CATEGORY_HEALTH]   = "health",
-	[HAVEN__CONSENT__V1__CATEGORY__CATEGORY_LEGAL]    = "legal",
-	[HAVEN__CONSENT__V1__CATEGORY__CATEGORY_OTHER]    = "other",
-};
-static const char *const given_by_names[] = {
-	[HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT]        = "subject",
-	[HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_GUARDIAN]       = "guardian",
-	[HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_REPRESENTATIVE] = "representative",
-};
-static const char *const method_names[] = {
-	[HAVEN__CONSENT__V1__METHOD__METHOD_WRITTEN]                 = "written",
-	[HAVEN__CONSENT__V1__METHOD__METHOD_VERBAL]                  = "verbal",
-	[HAVEN__CONSENT__V1__METHOD__METHOD_VERBAL_WITH_INTERPRETER] = "verbal-with-interpreter",
-	[HAVEN__CONSENT__V1__METHOD__METHOD_ELECTRONIC]              = "electronic",
+#define NAMES_MAX 8 /* values per enum, zero included */
+
+/* An enum's names, written once (pbenum_name), so that callers get pointers that stay. */
+typedef struct names {
+	const ProtobufCEnumDescriptor *nm_desc;
+	const char                    *nm_prefix;
+	char                           nm_name[NAMES_MAX][PBENUM_NAME_MAX];
+} names;
+
+enum { K_PURPOSE, K_CATEGORY, K_GIVEN_BY, K_METHOD, K_N };
+
+static names kinds[K_N] = {
+	[K_PURPOSE]  = { &haven__consent__v1__purpose__descriptor, "PURPOSE_", { "" } },
+	[K_CATEGORY] = { &haven__consent__v1__category__descriptor, "CATEGORY_", { "" } },
+	[K_GIVEN_BY] = { &haven__consent__v1__given_by__descriptor, "GIVEN_BY_", { "" } },
+	[K_METHOD]   = { &haven__consent__v1__method__descriptor, "METHOD_", { "" } },
 };
 
-static const char *
-name_of(const char *const *names, size_t n, int v)
+static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+
+static void
+names_fill(void)
 {
-	if (v <= 0 || (size_t) v >= n || names[v] == NULL) {
-		return ("unknown");
+	for (int k = 0; k < K_N; k++) {
+		for (int v = 1; v < NAMES_MAX; v++) {
+			if (pbenum_ok(kinds[k].nm_desc, v)) {
+				pbenum_name(kinds[k].nm_desc, kinds[k].nm_prefix, v, kinds[k].nm_name[v],
+				    PBENUM_NAME_MAX);
+			}
+		}
 	}
-	return (names[v]);
 }
 
-#define NAME_OF(table, v) name_of(table, sizeof(table) / sizeof(table[0]), v)
+static const char *
+name_of(int kind, int v)
+{
+	pthread_once(&names_once, names_fill);
+	if (v <= 0 || v >= NAMES_MAX || kinds[kind].nm_name[v][0] == '\0') {
+		return ("unknown");
+	}
+	return (kinds[kind].nm_name[v]);
+}
 
 const char *
 consent_purpose_name(int v)
 {
-	return (NAME_OF(purpose_names, v));
+	return (name_of(K_PURPOSE, v));
 }
 
 const char *
 consent_category_name(int v)
 {
-	return (NAME_OF(category_names, v));
+	return (name_of(K_CATEGORY, v));
 }
 
 const char *
 consent_given_by_name(int v)
 {
-	return (NAME_OF(given_by_names, v));
+	return (name_of(K_GIVEN_BY, v));
 }
 
 const char *
 consent_method_name(int v)
 {
-	return (NAME_OF(method_names, v));
+	return (name_of(K_METHOD, v));
 }
-
-/* Finds s among names, taking '_' for '-'. */
-static int
-parse_of(const char *const *names, size_t n, const char *s, int *out)
-{
-	char   buf[32];
-	size_t len = s != NULL ? strlen(s) : 0;
-
-	if (len == 0 || len >= sizeof(buf)) {
-		return (-1);
-	}
-	for (size_t i = 0; i <= len; i++) {
-		buf[i] = s[i] == '_' ? '-' : s[i];
-	}
-	for (size_t v = 1; v < n; v++) {
-		if (names[v] != NULL && strcmp(names[v], buf) == 0) {
-			*out = (int) v;
-			return (0);
-		}
-	}
-	return (-1);
-}
-
-#define PARSE_OF(table, s, out) parse_of(table, sizeof(table) / sizeof(table[0]), s, out)
 
 int
 consent_purpose_parse(const char *s, int *out)
 {
-	return (PARSE_OF(purpose_names, s, out));
+	return (pbenum_parse(kinds[K_PURPOSE].nm_desc, kinds[K_PURPOSE].nm_prefix, s, out));
 }
 
 int
 consent_category_parse(const char *s, int *out)
 {
-	return (PARSE_OF(category_names, s, out));
+	return (pbenum_parse(kinds[K_CATEGORY].nm_desc, kinds[K_CATEGORY].nm_prefix, s, out));
 }
 
 int
 consent_given_by_parse(const char *s, int *out)
 {
-	return (PARSE_OF(given_by_names, s, out));
+	return (pbenum_parse(kinds[K_GIVEN_BY].nm_desc, kinds[K_GIVEN_BY].nm_prefix, s, out));
 }
 
 int
 consent_method_parse(const char *s, int *out)
 {
-	return (PARSE_OF(method_names, s, out));
+	return (pbenum_parse(kinds[K_METHOD].nm_desc, kinds[K_METHOD].nm_prefix, s, out));
 }

@@ -7,10 +7,11 @@
 
 #include "consent_base.h"
 
+#include "haven/text.h"
+
 #define PERSONAL_FIELDS 7 /* PersonalData fields 1..7 */
 #define LANGUAGES_MAX 16
-#define LANGUAGE_TAG_MAX 35
-#define LANGS_JOINED_MAX (LANGUAGES_MAX * (LANGUAGE_TAG_MAX + 1))
+#define LANGS_JOINED_MAX (LANGUAGES_MAX * (TEXT_LANG_MAX + 1))
 /* The categories a holder sees: those the fields of PersonalData belong to. */
 #define PERSONAL_ALL_CATEGORIES                                                            \
 	((1u << HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY) |                              \

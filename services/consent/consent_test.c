@@ -1608,13 +1608,11 @@ test_names(void **state)
 	assert_int_equal(consent_given_by_parse("", &v), -1);
 	assert_string_equal(consent_purpose_name(0), "unknown");
 	assert_string_equal(consent_method_name(2), "verbal");
-	assert_true(consent_language_ok("nl"));
-	assert_true(consent_language_ok("pt-BR"));
-	assert_true(consent_language_ok("zh-Hant-TW"));
-	assert_false(consent_language_ok("n"));
-	assert_false(consent_language_ok("nl_NL"));
-	assert_false(consent_language_ok("1a"));
-	assert_false(consent_language_ok("nl-"));
+	assert_string_equal(consent_purpose_name(99), "unknown");
+	assert_string_equal(consent_category_name(HAVEN__CONSENT__V1__CATEGORY__CATEGORY_LEGAL),
+	    "legal");
+	assert_string_equal(consent_given_by_name(HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_REPRESENTATIVE),
+	    "representative");
 }
 
 static int

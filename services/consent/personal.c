@@ -8,6 +8,8 @@
 
 #include "consent_vault.h"
 
+#include "haven/text.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,59 +39,28 @@ personal_field_category(unsigned field)
 
 /* ---- validation ----------------------------------------------------------------------- */
 
-/*
- * Valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF) of at most max
- * bytes, without control characters (C0, DEL, C1); multiline allows newline and tab.
- */
+/* Free text by libhaven's one rule (text_free_ok: well-formed UTF-8 without controls or
+ * invisible characters), of at most max bytes; multiline also allows newline and tab, which
+ * the rule refuses, by checking a copy with them as spaces. */
 static bool
 text_ok(const char *s, size_t max, bool multiline)
 {
-	const unsigned char *p = (const unsigned char *) s;
-	size_t               n = strlen(s);
+	char   buf[NOTES_MAX + 1];
+	size_t n = strlen(s);
+	bool   ok;
 
-	if (n > max) {
+	if (!multiline) {
+		return (text_free_ok(s, 0, max));
+	}
+	if (n > max || n >= sizeof(buf)) {
 		return (false);
 	}
-	for (size_t i = 0; i < n;) {
-		uint32_t cp;
-		size_t   len;
-		if (p[i] < 0x80) {
-			if ((p[i] < 0x20 && !(multiline && (p[i] == '\n' || p[i] == '\t'))) ||
-			    p[i] == 0x7f) {
-				return (false);
-			}
-			i++;
-			continue;
-		}
-		if ((p[i] & 0xe0) == 0xc0) {
-			len = 2;
-			cp  = p[i] & 0x1f;
-		} else if ((p[i] & 0xf0) == 0xe0) {
-			len = 3;
-			cp  = p[i] & 0x0f;
-		} else if ((p[i] & 0xf8) == 0xf0) {
-			len = 4;
-			cp  = p[i] & 0x07;
-		} else {
-			return (false);
-		}
-		if (n - i < len) {
-			return (false);
-		}
-		for (size_t j = 1; j < len; j++) {
-			if ((p[i + j] & 0xc0) != 0x80) {
-				return (false);
-			}
-			cp = cp << 6 | (p[i + j] & 0x3f);
-		}
-		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-		    (len == 4 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
-		    (cp >= 0x80 && cp <= 0x9f)) {
-			return (false);
-		}
-		i += len;
+	for (size_t i = 0; i <= n; i++) {
+		buf[i] = s[i] == '\n' || s[i] == '\t' ? ' ' : s[i];
 	}
-	return (true);
+	ok = text_free_ok(buf, 0, max);
+	crypto_wipe(buf, n);
+	return (ok);
 }
 
 /* YYYY-MM-DD, a real day between 1900 and 2199. */
@@ -122,46 +93,37 @@ date_ok(const char *s)
 hv_status
 personal_validate(const Haven__Consent__V1__PersonalData *p, char *err, size_t errsz)
 {
-	if (!text_ok(p->name, NAME_MAX_BYTES, false)) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "name must be at most %d bytes of UTF-8 text without control characters",
-		    NAME_MAX_BYTES));
+	const struct {
+		const char *pf_name, *pf_value;
+		size_t      pf_max;
+		bool        pf_multiline;
+	} texts[] = { { "name", p->name, NAME_MAX_BYTES, false },
+		{ "nationality", p->nationality, NATIONALITY_MAX, false },
+		{ "contact", p->contact, CONTACT_MAX, false },
+		{ "guardian", p->guardian, CONTACT_MAX, false }, { "notes", p->notes, NOTES_MAX, true } };
+
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		if (!text_ok(texts[i].pf_value, texts[i].pf_max, texts[i].pf_multiline)) {
+			return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+			    "%s must be at most %zu bytes of UTF-8 text without control or invisible "
+			    "characters%s",
+			    texts[i].pf_name, texts[i].pf_max,
+			    texts[i].pf_multiline ? " but newline and tab" : ""));
+		}
 	}
 	if (p->date_of_birth[0] != '\0' && !date_ok(p->date_of_birth)) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "date_of_birth must be a date as YYYY-MM-DD"));
-	}
-	if (!text_ok(p->nationality, NATIONALITY_MAX, false)) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "nationality must be at most %d bytes of UTF-8 text without control characters",
-		    NATIONALITY_MAX));
 	}
 	if (p->n_languages > LANGUAGES_MAX) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "languages: at most %d, not %zu", LANGUAGES_MAX, p->n_languages));
 	}
 	for (size_t i = 0; i < p->n_languages; i++) {
-		if (!consent_language_ok(p->languages[i])) {
+		if (!text_lang_ok(p->languages[i])) {
 			return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-			    "languages[%zu] must be a BCP 47 tag of at most %d characters", i,
-			    LANGUAGE_TAG_MAX));
+			    "languages[%zu] must be " TEXT_LANG_RULE, i));
 		}
-	}
-	if (!text_ok(p->contact, CONTACT_MAX, false)) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "contact must be at most %d bytes of UTF-8 text without control characters",
-		    CONTACT_MAX));
-	}
-	if (!text_ok(p->guardian, CONTACT_MAX, false)) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "guardian must be at most %d bytes of UTF-8 text without control characters",
-		    CONTACT_MAX));
-	}
-	if (!text_ok(p->notes, NOTES_MAX, true)) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "notes must be at most %d bytes of UTF-8 text without control characters "
-		    "but newline and tab",
-		    NOTES_MAX));
 	}
 	return (HV_OK);
 }

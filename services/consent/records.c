@@ -11,6 +11,7 @@
 #include "consent_records.h"
 
 #include "haven/ids.h"
+#include "haven/text.h"
 
 #include "haven/log.h"
 
@@ -157,9 +158,9 @@ grant_validate(consent_service *cs, const Haven__Consent__V1__GrantRequest *r, i
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "method must be written, verbal, verbal-with-interpreter or electronic"));
 	}
-	if (!consent_language_ok(r->language)) {
+	if (!text_lang_ok(r->language)) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "language must be a BCP 47 tag (\"nl\", \"pt-BR\") of at most 35 characters"));
+		    "language must be " TEXT_LANG_RULE));
 	}
 	if (r->valid_from_ms < 0) {
 		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
@@ -431,15 +432,26 @@ out:
 	return (st);
 }
 
+/* The audit entry of an access to consent c: the subject, the consent's purposes. */
+static hv_status
+record_audit(record_job *j, store_txn *txn, const Haven__Consent__V1__ConsentRecord *c,
+    int64_t now)
+{
+	char        purposes[PURPOSES_JOINED_MAX];
+	audit_entry e;
+
+	purposes_joined(c, purposes);
+	consent_audit_fill(&e, j->rj_caller, j->rj_method, c->subject, purposes, now);
+	return (audit_append(j->rj_cs->cs_audit, txn, &e));
+}
+
 static hv_status
 withdraw_fn(store_txn *txn, void *arg)
 {
-	record_job                  *j = arg;
+	record_job                        *j = arg;
 	Haven__Consent__V1__ConsentRecord *c = NULL;
-	uint8_t                      cid[CONSENT_ID_LEN];
-	char                         purposes[PURPOSES_JOINED_MAX];
-	audit_entry                  e;
-	hv_status                    st;
+	uint8_t                            cid[CONSENT_ID_LEN];
+	hv_status                          st;
 
 	record_job_reset(j);
 	if ((st = record_for(j, txn, cid, &c)) != HV_OK) {
@@ -450,13 +462,10 @@ withdraw_fn(store_txn *txn, void *arg)
 		    "consent %s was withdrawn already", j->rj_id);
 		goto out;
 	}
-	if ((st = withdraw_record(j->rj_cs, txn, cid, c, j->rj_now, &j->rj_packed, &j->rj_len)) !=
+	if ((st = withdraw_record(j->rj_cs, txn, cid, c, j->rj_now, &j->rj_packed, &j->rj_len)) ==
 	    HV_OK) {
-		goto out;
+		st = record_audit(j, txn, c, j->rj_now);
 	}
-	purposes_joined(c, purposes);
-	consent_audit_fill(&e, j->rj_caller, j->rj_method, c->subject, purposes, j->rj_now);
-	st = audit_append(j->rj_cs->cs_audit, txn, &e);
 out:
 	protobuf_c_message_free_unpacked(&c->base, NULL);
 	return (st);
@@ -501,25 +510,18 @@ consent_withdraw_all_txn(consent_service *cs, store_txn *txn, const uint8_t sid[
 static hv_status
 get_fn(store_txn *txn, void *arg)
 {
-	record_job                  *j = arg;
+	record_job                        *j = arg;
 	Haven__Consent__V1__ConsentRecord *c = NULL;
-	uint8_t                      cid[CONSENT_ID_LEN];
-	char                         purposes[PURPOSES_JOINED_MAX];
-	audit_entry                  e;
-	hv_status                    st;
+	uint8_t                            cid[CONSENT_ID_LEN];
+	hv_status                          st;
 
 	record_job_reset(j);
 	if ((st = record_for(j, txn, cid, &c)) != HV_OK) {
 		return (st);
 	}
-	if ((j->rj_packed = record_pack(c, &j->rj_len)) == NULL) {
-		st = HV_RESOURCE_EXHAUSTED;
-		goto out;
-	}
-	purposes_joined(c, purposes);
-	consent_audit_fill(&e, j->rj_caller, j->rj_method, c->subject, purposes, consent_now(j->rj_cs));
-	st = audit_append(j->rj_cs->cs_audit, txn, &e);
-out:
+	st = (j->rj_packed = record_pack(c, &j->rj_len)) == NULL
+	    ? HV_RESOURCE_EXHAUSTED
+	    : record_audit(j, txn, c, consent_now(j->rj_cs));
 	protobuf_c_message_free_unpacked(&c->base, NULL);
 	return (st);
 }

@@ -42,9 +42,9 @@ int
 main(int argc, char **argv)
 {
 	host_config      cfg;
-	host            *h  = NULL;
-	consent_service *cs = NULL;
-	consent_options  co = { 0 };
+	host            *h          = NULL;
+	consent_service *cs         = NULL;
+	consent_options  co         = { 0 };
 	auth_lookup_fn   lookup     = NULL;
 	void            *lookup_arg = NULL;
 	char             path[PATH_MAX];
@@ -72,17 +72,17 @@ main(int argc, char **argv)
 		host_run_path(h, "consent-events.sock", path, sizeof(path));
 		snprintf(pub, sizeof(pub), "ipc://%s", path);
 	}
-	capo.store         = host_store(h);
-	capo.regions       = host_regions(h);
-	capo.store_only    = true; /* the directory's reads only: haven-capacity serves it */
+	capo.store      = host_store(h);
+	capo.regions    = host_regions(h);
+	capo.store_only = true; /* the directory's reads only: haven-capacity serves it */
 	if ((st = cap_open(&cap, &capo)) != HV_OK) {
 		log_error("cannot open the partner directory: %s", hv_status_name(st));
 		goto out;
 	}
-	co.org_role   = cap_org_role;
-	co.org_arg    = cap;
-	lookup        = cap_lookup_org;
-	lookup_arg    = cap;
+	co.org_role = cap_org_role;
+	co.org_arg  = cap;
+	lookup      = cap_lookup_org;
+	lookup_arg  = cap;
 	/* Store functions only: haven-referral migrates, expires and routes. */
 	refo.store      = host_store(h);
 	refo.regions    = host_regions(h);
@@ -94,10 +94,10 @@ main(int argc, char **argv)
 	}
 	co.accepting_provider = accepting_provider;
 	co.accepting_arg      = ref;
-	co.store    = host_store(h);
-	co.data_dir = cfg.data_dir;
-	co.pub_url  = pub;
-	co.check_audit_async = strcmp(cfg.check_audit, "queued") == 0;
+	co.store              = host_store(h);
+	co.data_dir           = cfg.data_dir;
+	co.pub_url            = pub;
+	co.check_audit_async  = strcmp(cfg.check_audit, "queued") == 0;
 	if ((st = consent_open(&cs, &co)) != HV_OK) {
 		log_error("cannot open the consent service: %s", hv_status_name(st));
 		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;

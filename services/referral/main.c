@@ -124,8 +124,9 @@ main(int argc, char **argv)
 	urls_make(h, &cfg, &u);
 
 	/* The registry's store functions only: haven-capacity publishes and serves it. */
-	co.store   = host_store(h);
-	co.regions = host_regions(h);
+	co.store      = host_store(h);
+	co.regions    = host_regions(h);
+	co.store_only = true; /* haven-capacity expires holds and publishes; not a second time */
 	if ((st = cap_open(&cs, &co)) != HV_OK) {
 		log_error("cannot open the capacity registry: %s", hv_status_name(st));
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;

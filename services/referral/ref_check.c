@@ -8,7 +8,9 @@
  */
 #include "ref_internal.h"
 
-#include <ctype.h>
+#include "haven/pbenum.h"
+#include "haven/text.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,40 +31,13 @@ fail(char *err, size_t errsz, const char *fmt, ...)
 	return (HV_INVALID_ARGUMENT);
 }
 
-bool
-ref_enum_ok(const ProtobufCEnumDescriptor *d, int v)
-{
-	/* protobuf-c keeps unknown numbers of an open (proto3) enum as they came. */
-	return (v > 0 && protobuf_c_enum_descriptor_get_value(d, v) != NULL);
-}
-
-const char *
-ref_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz)
-{
-	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
-	size_t                    i;
-
-	if (bufsz == 0) {
-		return ("");
-	}
-	if (ev == NULL) {
-		snprintf(buf, bufsz, "?");
-		return (buf);
-	}
-	for (i = 0; ev->name[i] != '\0' && i + 1 < bufsz; i++) {
-		buf[i] = ev->name[i] == '_' ? '-' : (char) tolower((unsigned char) ev->name[i]);
-	}
-	buf[i] = '\0';
-	return (buf);
-}
-
 hv_status
 ref_check_text(const char *what, const char *s, bool required, char *err, size_t errsz)
 {
 	if (required && (s == NULL || s[0] == '\0')) {
 		return (fail(err, errsz, "%s is required", what));
 	}
-	if (!ids_text_ok(s, 0, REF_TEXT_MAX)) {
+	if (!text_free_ok(s, 0, REF_TEXT_MAX)) {
 		return (fail(err, errsz, "%s must be at most %d bytes of printable UTF-8", what,
 		    REF_TEXT_MAX));
 	}
@@ -85,38 +60,6 @@ subject_ok(const char *s)
 	return (i == REF_SUBJECT_LEN);
 }
 
-static bool
-lang_ok(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n < REF_LANG_MIN || n > REF_LANG_MAX) {
-		return (false);
-	}
-	for (; *s != '\0'; s++) {
-		if (!isalnum((unsigned char) *s) && *s != '-') {
-			return (false);
-		}
-	}
-	return (true);
-}
-
-static bool
-token_ok(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n < 1 || n > REF_TOKEN_MAX) {
-		return (false);
-	}
-	for (; *s != '\0'; s++) {
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-')) {
-			return (false);
-		}
-	}
-	return (true);
-}
-
 /* Region names to a mask of map indices. */
 static hv_status
 region_mask(const ref_service *rs, const char *what, char *const *names, size_t n,
@@ -132,7 +75,7 @@ region_mask(const ref_service *rs, const char *what, char *const *names, size_t 
 		if (idx < 0) {
 			/* A region name is no personal data: named when it looks like one. */
 			return (fail(err, errsz, "unknown region %s",
-			    ids_text_ok(names[i], 1, REGION_NAME_MAX - 1) ? names[i] : "(not a name)"));
+			    text_free_ok(names[i], 1, REGION_NAME_MAX - 1) ? names[i] : "(not a name)"));
 		}
 		*mask |= (uint64_t) 1 << idx;
 	}
@@ -142,21 +85,19 @@ region_mask(const ref_service *rs, const char *what, char *const *names, size_t 
 hv_status
 ref_check_need(size_t i, const Haven__Referral__V1__NeedRequest *n, char *err, size_t errsz)
 {
-	if (!ref_enum_ok(&haven__capacity__v1__service_type__descriptor, (int) n->type) ||
+	if (!pbenum_ok(&haven__capacity__v1__service_type__descriptor, (int) n->type) ||
 	    (int) n->type >= REF_SERVICE_TYPES) {
 		return (fail(err, errsz, "need %zu: unknown service type %d", i, (int) n->type));
 	}
-	if (!ref_enum_ok(&haven__capacity__v1__population__descriptor, (int) n->population)) {
+	if (!pbenum_ok(&haven__capacity__v1__population__descriptor, (int) n->population)) {
 		return (fail(err, errsz, "need %zu: unknown population %d", i, (int) n->population));
 	}
 	if (n->n_languages > REF_LANGS_MAX) {
 		return (fail(err, errsz, "need %zu: at most %d languages", i, REF_LANGS_MAX));
 	}
 	for (size_t j = 0; j < n->n_languages; j++) {
-		if (!lang_ok(n->languages[j])) {
-			return (fail(err, errsz,
-			    "need %zu: a language is %d to %d characters of A-Z a-z 0-9 -", i,
-			    REF_LANG_MIN, REF_LANG_MAX));
+		if (!text_lang_ok(n->languages[j])) {
+			return (fail(err, errsz, "need %zu: a language must be " TEXT_LANG_RULE, i));
 		}
 	}
 	if (n->n_accessibility > REF_ACCESS_MAX) {
@@ -164,10 +105,9 @@ ref_check_need(size_t i, const Haven__Referral__V1__NeedRequest *n, char *err, s
 		    REF_ACCESS_MAX));
 	}
 	for (size_t j = 0; j < n->n_accessibility; j++) {
-		if (!token_ok(n->accessibility[j])) {
+		if (!text_token_ok(n->accessibility[j], REF_TOKEN_MAX)) {
 			return (fail(err, errsz,
-			    "need %zu: an accessibility entry is 1 to %d characters of a-z 0-9 -", i,
-			    REF_TOKEN_MAX));
+			    "need %zu: an accessibility entry is " TEXT_TOKEN_RULE, i, REF_TOKEN_MAX));
 		}
 	}
 	return (HV_OK);
@@ -206,11 +146,11 @@ ref_check_create(const ref_service *rs, const Haven__Referral__V1__CreateReferra
 	if (!subject_ok(req->subject)) {
 		return (fail(err, errsz, "subject must be %d lower-case hex digits", REF_SUBJECT_LEN));
 	}
-	if (!ref_enum_ok(&haven__referral__v1__urgency__descriptor, (int) req->urgency)) {
+	if (!pbenum_ok(&haven__referral__v1__urgency__descriptor, (int) req->urgency)) {
 		return (fail(err, errsz, "urgency must be immediate, urgent or planned, not %d",
 		    (int) req->urgency));
 	}
-	if (!ref_enum_ok(&haven__referral__v1__exploitation__descriptor, (int) req->exploitation)) {
+	if (!pbenum_ok(&haven__referral__v1__exploitation__descriptor, (int) req->exploitation)) {
 		return (fail(err, errsz,
 		    "exploitation must be labour, sexual, criminal, other or unknown, not %d",
 		    (int) req->exploitation));
@@ -229,7 +169,7 @@ ref_check_create(const ref_service *rs, const Haven__Referral__V1__CreateReferra
 	         errsz)) != HV_OK) {
 		return (st);
 	}
-	if (!ids_text_ok(req->note, 0, REF_TEXT_MAX)) {
+	if (!text_free_ok(req->note, 0, REF_TEXT_MAX)) {
 		return (fail(err, errsz, "note must be at most %d bytes of printable UTF-8",
 		    REF_TEXT_MAX));
 	}
@@ -246,7 +186,7 @@ ref_check_update(const Haven__Referral__V1__UpdateReferralRequest *req, char *er
 		return (st);
 	}
 	if (req->urgency != 0 &&
-	    !ref_enum_ok(&haven__referral__v1__urgency__descriptor, (int) req->urgency)) {
+	    !pbenum_ok(&haven__referral__v1__urgency__descriptor, (int) req->urgency)) {
 		return (fail(err, errsz, "urgency must be immediate, urgent or planned, not %d",
 		    (int) req->urgency));
 	}
@@ -258,7 +198,7 @@ ref_check_update(const Haven__Referral__V1__UpdateReferralRequest *req, char *er
 	if (!req->set_note && req->note[0] != '\0') {
 		return (fail(err, errsz, "the note is replaced only with set_note"));
 	}
-	if (req->set_note && !ids_text_ok(req->note, 0, REF_TEXT_MAX)) {
+	if (req->set_note && !text_free_ok(req->note, 0, REF_TEXT_MAX)) {
 		return (fail(err, errsz, "note must be at most %d bytes of printable UTF-8",
 		    REF_TEXT_MAX));
 	}

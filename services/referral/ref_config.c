@@ -45,8 +45,10 @@ hv_status
 ref_config_apply(const ref_config *cfg, ref_options *ro, char *err, size_t errsz)
 {
 	if (ref_stats_periods_parse(cfg->statistics_periods, &ro->stats_periods) != HV_OK) {
-		snprintf(err, errsz, "%s.statistics_periods must be month, week or month,week, not '%.32s'",
-		    REF_CONFIG_SECTION, cfg->statistics_periods != NULL ? cfg->statistics_periods : "");
+		snprintf(err, errsz,
+		    "%s.statistics_periods must be month, week or month,week, not '%.32s'",
+		    REF_CONFIG_SECTION,
+		    cfg->statistics_periods != NULL ? cfg->statistics_periods : "");
 		return (HV_INVALID_ARGUMENT);
 	}
 	ro->offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE] =
@@ -55,8 +57,8 @@ ref_config_apply(const ref_config *cfg, ref_options *ro, char *err, size_t errsz
 	    (uint32_t) cfg->offer_timeout_urgent_s;
 	ro->offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__PLANNED] =
 	    (uint32_t) cfg->offer_timeout_planned_s;
-	ro->language_hops  = cfg->language_hops == 0 ? REF_LANGUAGE_HOPS_NONE
-	                                             : (uint32_t) cfg->language_hops;
+	ro->language_hops =
+	    cfg->language_hops == 0 ? REF_LANGUAGE_HOPS_NONE : (uint32_t) cfg->language_hops;
 	ro->retention_days = (uint32_t) cfg->retention_days;
 	return (HV_OK);
 }

@@ -154,7 +154,7 @@ create_build(create_job *j, const char *id, const char *region, Referral **out)
 static hv_status
 create_index(ref_work *w, const Referral *r, const uint8_t *idem, size_t idemlen)
 {
-	ref_service *rs = w->w_rs;
+	ref_service *rs  = w->w_rs;
 	store_txn   *txn = w->w_txn;
 	uint8_t      key[REF_KEY_MAX];
 	hv_status    st;
@@ -164,19 +164,20 @@ create_index(ref_work *w, const Referral *r, const uint8_t *idem, size_t idemlen
 	         ref_key_timed(key, r->referrer_org, r->created_ms, r->id), "", 0)) != HV_OK ||
 	    (st = store_put(txn, rs->rs_by_region, key,
 	         ref_key_timed(key, r->home_region, r->created_ms, r->id), "", 0)) != HV_OK ||
-	    (st = store_put(txn, rs->rs_by_time, key, ref_key_timed(key, NULL, r->created_ms, r->id),
-	         "", 0)) != HV_OK) {
+	    (st = store_put(txn, rs->rs_by_time, key,
+	         ref_key_timed(key, NULL, r->created_ms, r->id), "", 0)) != HV_OK) {
 		return (st);
 	}
-	return (store_put(txn, rs->rs_by_subject, key, ref_key_pair(key, r->subject, r->id), "", 0));
+	return (
+	    store_put(txn, rs->rs_by_subject, key, ref_key_pair(key, r->subject, r->id), "", 0));
 }
 
 static hv_status
 create_fn(store_txn *txn, void *arg)
 {
-	create_job    *j  = arg;
-	ref_work      *w  = &j->cj_work;
-	Referral      *r  = NULL;
+	create_job    *j = arg;
+	ref_work      *w = &j->cj_work;
+	Referral      *r = NULL;
 	ref_route_item items[REF_NEEDS_MAX];
 	char           region[REGION_NAME_MAX];
 	char           id[IDS_MAX];
@@ -196,7 +197,8 @@ create_fn(store_txn *txn, void *arg)
 	if ((st = ref_org_region(w->w_rs, txn, j->cj_org, region)) != HV_OK) {
 		return (st == HV_NOT_FOUND
 		        ? ref_fail(w, HV_FAILED_PRECONDITION,
-		              "organisation %s is not an enabled partner in the directory", j->cj_org)
+		              "organisation %s is not an enabled partner in the directory",
+		              j->cj_org)
 		        : ref_fail(w, st, "cannot read the partner directory"));
 	}
 	if ((st = create_id(w, id)) != HV_OK || (st = create_build(j, id, region, &r)) != HV_OK ||
@@ -204,8 +206,8 @@ create_fn(store_txn *txn, void *arg)
 		return (st);
 	}
 	for (size_t i = 0; i < r->n_needs; i++) {
-		if ((st = ref_transition(w, r, r->needs[i], NS(WAITING), j->cj_org, "referred", "")) !=
-		    HV_OK) {
+		if ((st = ref_transition(w, r, r->needs[i], NS(WAITING), j->cj_org, "referred",
+		         "")) != HV_OK) {
 			return (st);
 		}
 		items[i].ri_ref  = r;
@@ -245,15 +247,15 @@ ref_h_create(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMe
 	j->cj_caller = c;
 	j->cj_method = rpc_call_method(call);
 	j->cj_org    = c->org_id;
-	j->cj_key = key;
+	j->cj_key    = key;
 	if ((st = store_write(rs->rs_store, create_fn, j)) != HV_OK) {
 		st = ref_rpc_error(call, &j->cj_work, st);
 		goto out;
 	}
 	ref_work_publish(&j->cj_work);
 	if (!j->cj_repeat) {
-		log_info("referral %s: %zu needs, %u offered", j->cj_result->id, j->cj_result->n_needs,
-		    j->cj_work.w_offers);
+		log_info("referral %s: %zu needs, %u offered", j->cj_result->id,
+		    j->cj_result->n_needs, j->cj_work.w_offers);
 	}
 	*reply = &j->cj_result->base;
 out:

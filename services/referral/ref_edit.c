@@ -8,6 +8,8 @@
  * are routed before the commit, with an entry in the node's audit log (ref_audit_access).
  */
 #include "ref_internal.h"
+
+#include "haven/pbenum.h"
 #include "ref_rpc.h"
 
 #include <stdio.h>
@@ -85,7 +87,8 @@ static hv_status
 need_of(ref_work *w, Referral *r, uint32_t index, Need **out)
 {
 	if (index >= r->n_needs) {
-		return (ref_fail(w, HV_INVALID_ARGUMENT, "referral %s has no need %u", r->id, index));
+		return (
+		    ref_fail(w, HV_INVALID_ARGUMENT, "referral %s has no need %u", r->id, index));
 	}
 	*out = r->needs[index];
 	return (HV_OK);
@@ -143,9 +146,9 @@ cancel_fn(edit_job *j, Referral *r)
 {
 	const Haven__Referral__V1__CancelReferralRequest *req = j->ej_req;
 	ref_work                                         *w   = &j->ej_work;
-	int       outcome = req->outcome != 0 ? (int) req->outcome
-	                                      : HAVEN__REFERRAL__V1__OUTCOME__NO_LONGER_NEEDED;
-	unsigned  ended   = 0;
+	int                                               outcome =
+            req->outcome != 0 ? (int) req->outcome : HAVEN__REFERRAL__V1__OUTCOME__NO_LONGER_NEEDED;
+	unsigned  ended = 0;
 	hv_status st;
 
 	for (size_t i = 0; i < r->n_needs; i++) {
@@ -158,7 +161,8 @@ cancel_fn(edit_job *j, Referral *r)
 			if ((st = ref_load_offer(w, n->offer_id, &o)) != HV_OK) {
 				return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st);
 			}
-			st = ref_placement_end(w, r, n, o, j->ej_caller->org_id, outcome, j->ej_reason);
+			st = ref_placement_end(w, r, n, o, j->ej_caller->org_id, outcome,
+			    j->ej_reason);
 		} else {
 			continue;
 		}
@@ -177,15 +181,18 @@ hv_status
 ref_h_cancel(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
 	const Haven__Referral__V1__CancelReferralRequest *req = (const void *) msg;
-	edit_job  j = { .ej_id = req->id, .ej_fn = cancel_fn, .ej_req = req, .ej_reason = req->reason };
-	char      err[REF_ERR_MAX];
-	hv_status st;
+	edit_job                                          j   = { .ej_id = req->id,
+		                                           .ej_fn        = cancel_fn,
+		                                           .ej_req       = req,
+		                                           .ej_reason    = req->reason };
+	char                                              err[REF_ERR_MAX];
+	hv_status                                         st;
 
 	if ((st = ref_check_text("reason", req->reason, true, err, sizeof(err))) != HV_OK) {
 		return (rpc_call_error(call, st, "%s", err));
 	}
 	if (req->outcome != 0 &&
-	    !ref_enum_ok(&haven__referral__v1__outcome__descriptor, (int) req->outcome)) {
+	    !pbenum_ok(&haven__referral__v1__outcome__descriptor, (int) req->outcome)) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "unknown outcome %d",
 		    (int) req->outcome));
 	}
@@ -233,10 +240,12 @@ hv_status
 ref_h_reassign(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
 	const Haven__Referral__V1__ReassignNeedRequest *req = (const void *) msg;
-	edit_job j = { .ej_id = req->referral_id, .ej_fn = reassign_fn, .ej_req = req,
-		.ej_reason = req->reason };
-	char      err[REF_ERR_MAX];
-	hv_status st;
+	edit_job                                        j   = { .ej_id = req->referral_id,
+		                                         .ej_fn        = reassign_fn,
+		                                         .ej_req       = req,
+		                                         .ej_reason    = req->reason };
+	char                                            err[REF_ERR_MAX];
+	hv_status                                       st;
 
 	if ((st = ref_check_text("reason", req->reason, true, err, sizeof(err))) != HV_OK) {
 		return (rpc_call_error(call, st, "%s", err));
@@ -319,7 +328,8 @@ exclude_offers(edit_job *j, Referral *r, uint64_t excluded)
 			continue;
 		}
 		if (n->state != NS(OFFERED)) {
-			st = ref_note_event(w, r, n, j->ej_caller->org_id, "placed in an excluded region");
+			st = ref_note_event(w, r, n, j->ej_caller->org_id,
+			    "placed in an excluded region");
 		} else if ((st = ref_offer_withdraw(w, n, false)) == HV_OK) {
 			st = move(j, r, n, NS(WAITING), "region excluded");
 		}
@@ -336,9 +346,9 @@ set_regions(edit_job *j, Referral *r, const UpdateReferralRequest *req)
 {
 	ref_work *w    = &j->ej_work;
 	char    **excl = req->set_excluded_regions ? req->excluded_regions : r->excluded_regions;
-	size_t    nex  = req->set_excluded_regions ? req->n_excluded_regions : r->n_excluded_regions;
+	size_t    nex = req->set_excluded_regions ? req->n_excluded_regions : r->n_excluded_regions;
 	char    **pref = req->set_preferred_regions ? req->preferred_regions : r->preferred_regions;
-	size_t    npr = req->set_preferred_regions ? req->n_preferred_regions : r->n_preferred_regions;
+	size_t npr = req->set_preferred_regions ? req->n_preferred_regions : r->n_preferred_regions;
 	uint64_t  old_ex, old_pr, new_ex, new_pr;
 	hv_status st;
 
@@ -385,13 +395,13 @@ add_needs(edit_job *j, Referral *r, const UpdateReferralRequest *req)
 			return (HV_RESOURCE_EXHAUSTED);
 		}
 		haven__referral__v1__need__init(n);
-		n->index                = (uint32_t) r->n_needs;
-		n->type                 = q->type;
-		n->population           = q->population;
-		n->n_languages          = q->n_languages;
-		n->languages            = q->languages;
-		n->n_accessibility      = q->n_accessibility;
-		n->accessibility        = q->accessibility;
+		n->index               = (uint32_t) r->n_needs;
+		n->type                = q->type;
+		n->population          = q->population;
+		n->n_languages         = q->n_languages;
+		n->languages           = q->languages;
+		n->n_accessibility     = q->n_accessibility;
+		n->accessibility       = q->accessibility;
 		r->needs[r->n_needs++] = n;
 		if ((st = move(j, r, n, NS(WAITING), "need added")) != HV_OK) {
 			return (st);
@@ -425,8 +435,8 @@ note_update(edit_job *j, Referral *r, const char *what)
 static hv_status
 update_fn(edit_job *j, Referral *r)
 {
-	const UpdateReferralRequest *req = j->ej_req;
-	ref_work                    *w   = &j->ej_work;
+	const UpdateReferralRequest *req      = j->ej_req;
+	ref_work                    *w        = &j->ej_work;
 	char                         what[96] = "";
 	hv_status                    st;
 
@@ -441,7 +451,8 @@ update_fn(edit_job *j, Referral *r)
 		}
 		if (!ref_need_routing(n)) {
 			return (state_error(w, r, n,
-			    "only a need still being routed is cancelled (end a placement instead)"));
+			    "only a need still being routed is cancelled (end a placement "
+			    "instead)"));
 		}
 		if ((st = cancel_need(j, r, n)) != HV_OK) {
 			return (st);
@@ -483,9 +494,12 @@ hv_status
 ref_h_update(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
 	const UpdateReferralRequest *req = (const void *) msg;
-	edit_job  j = { .ej_id = req->id, .ej_fn = update_fn, .ej_req = req, .ej_reason = req->reason };
-	char      err[REF_ERR_MAX];
-	hv_status st;
+	edit_job                     j   = { .ej_id = req->id,
+		                      .ej_fn        = update_fn,
+		                      .ej_req       = req,
+		                      .ej_reason    = req->reason };
+	char                         err[REF_ERR_MAX];
+	hv_status                    st;
 
 	if ((st = ref_check_update(req, err, sizeof(err))) != HV_OK) {
 		return (rpc_call_error(call, st, "%s", err));
@@ -502,7 +516,7 @@ pause_fn(edit_job *j, Referral *r)
 {
 	const Haven__Referral__V1__PauseNeedRequest *req = j->ej_req;
 	ref_work                                    *w   = &j->ej_work;
-	Need                                        *n = NULL;
+	Need                                        *n   = NULL;
 	char                                         code[64], b[48];
 	hv_status                                    st;
 
@@ -549,19 +563,22 @@ hv_status
 ref_h_pause(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
 	const Haven__Referral__V1__PauseNeedRequest *req = (const void *) msg;
-	edit_job j = { .ej_id = req->referral_id, .ej_fn = pause_fn, .ej_req = req,
-		.ej_reason = req->text };
+	edit_job                                     j   = { .ej_id = req->referral_id,
+		                                      .ej_fn        = pause_fn,
+		                                      .ej_req       = req,
+		                                      .ej_reason    = req->text };
 	bool      other = req->reason == HAVEN__REFERRAL__V1__HOLD_REASON__HOLD_OTHER;
 	char      err[REF_ERR_MAX];
 	hv_status st;
 
-	if (!ref_enum_ok(&haven__referral__v1__hold_reason__descriptor, (int) req->reason)) {
+	if (!pbenum_ok(&haven__referral__v1__hold_reason__descriptor, (int) req->reason)) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
 		    "a pause needs a reason: client-unavailable, client-undecided, safety-review, "
 		    "awaiting-documents or hold-other"));
 	}
 	if ((st = ref_check_text("text", req->text, other, err, sizeof(err))) != HV_OK) {
-		return (rpc_call_error(call, st, "%s%s", err, other ? " (with reason hold-other)" : ""));
+		return (rpc_call_error(call, st, "%s%s", err,
+		    other ? " (with reason hold-other)" : ""));
 	}
 	return (run_edit(call, svc, &j, reply));
 }
@@ -570,10 +587,12 @@ hv_status
 ref_h_resume(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
 	const Haven__Referral__V1__ResumeNeedRequest *req = (const void *) msg;
-	edit_job j = { .ej_id = req->referral_id, .ej_fn = resume_fn, .ej_req = req,
-		.ej_reason = req->text };
-	char      err[REF_ERR_MAX];
-	hv_status st;
+	edit_job                                      j   = { .ej_id = req->referral_id,
+		                                       .ej_fn        = resume_fn,
+		                                       .ej_req       = req,
+		                                       .ej_reason    = req->text };
+	char                                          err[REF_ERR_MAX];
+	hv_status                                     st;
 
 	if ((st = ref_check_text("text", req->text, false, err, sizeof(err))) != HV_OK) {
 		return (rpc_call_error(call, st, "%s", err));

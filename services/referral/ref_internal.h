@@ -25,8 +25,6 @@
 #define REF_SUBJECT_LEN      32  /* hex digits */
 #define REF_NEEDS_MAX        8
 #define REF_LANGS_MAX        8
-#define REF_LANG_MIN         2
-#define REF_LANG_MAX         35
 #define REF_ACCESS_MAX       16
 #define REF_TOKEN_MAX        64  /* an accessibility entry */
 #define REF_REGIONS_MAX      16  /* excluded, preferred */
@@ -238,10 +236,6 @@ hv_status ref_subject_walk(ref_service *rs, store_txn *txn, const char *subject,
 
 /* ---- ref_check.c: pure checks ---------------------------------------------------------------- */
 
-/* Whether v is a value the enum defines, other than 0. */
-bool ref_enum_ok(const ProtobufCEnumDescriptor *d, int v);
-/* The enum value's lower-case name with '-' ("no-capacity"); "?" when unknown. */
-const char *ref_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz);
 /* Checks a CreateReferral request; masks of excluded and preferred region indices. */
 hv_status ref_check_create(const ref_service *rs,
     const Haven__Referral__V1__CreateReferralRequest *req, uint64_t *excluded,

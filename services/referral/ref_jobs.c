@@ -22,9 +22,9 @@
 /* ---- waiting needs and deadlines ------------------------------------------------------------- */
 
 typedef struct route_job {
-	ref_work  rj_work;
+	ref_work      rj_work;
 	ref_key_batch rj_keys;
-	uint32_t  rj_types;
+	uint32_t      rj_types;
 } route_job;
 
 static hv_status
@@ -53,15 +53,17 @@ route_fn(store_txn *txn, void *arg)
 		}
 		st = ref_load(w, id, &r);
 		if (st == HV_OK && need < r->n_needs && r->needs[need]->state == NS(WAITING) &&
-		    (j->rj_types & (1u << ((unsigned) r->needs[need]->type % REF_SERVICE_TYPES))) == 0) {
+		    (j->rj_types & (1u << ((unsigned) r->needs[need]->type % REF_SERVICE_TYPES))) ==
+		        0) {
 			continue; /* not a type whose places freed */
 		}
-		if (st == HV_NOT_FOUND || (st == HV_OK && (need >= r->n_needs ||
-		                                              r->needs[need]->state != NS(WAITING)))) {
+		if (st == HV_NOT_FOUND ||
+		    (st == HV_OK && (need >= r->n_needs || r->needs[need]->state != NS(WAITING)))) {
 			/* Gone from the index in a transaction that committed after our read: or an
 			 * entry that should not be there. Either way it is not waiting. */
 			if (store_get(txn, w->w_rs->rs_waiting, k, kl, NULL, NULL) == HV_OK) {
-				log_warn("referral: %s need %u is in ref.waiting but not waiting", id, need);
+				log_warn("referral: %s need %u is in ref.waiting but not waiting",
+				    id, need);
 				if ((st = store_del(txn, w->w_rs->rs_waiting, k, kl)) != HV_OK) {
 					return (st);
 				}
@@ -120,8 +122,8 @@ route_waiting_types(ref_service *rs, uint32_t types, unsigned *routed)
 		alen = j->rj_keys.kb_lens[j->rj_keys.kb_n - 1];
 		memcpy(after, j->rj_keys.kb_keys[j->rj_keys.kb_n - 1], alen);
 		if ((st = store_write(rs->rs_store, route_fn, j)) != HV_OK) {
-			log_warn("referral: routing waiting needs failed: %s %s", hv_status_name(st),
-			    j->rj_work.w_err);
+			log_warn("referral: routing waiting needs failed: %s %s",
+			    hv_status_name(st), j->rj_work.w_err);
 			break;
 		}
 		if (routed != NULL) {
@@ -147,9 +149,9 @@ ref_route_waiting(ref_service *rs, unsigned *routed)
 }
 
 typedef struct expire_job {
-	ref_work  ej_work;
+	ref_work      ej_work;
 	ref_key_batch ej_keys;
-	int64_t   ej_now;
+	int64_t       ej_now;
 } expire_job;
 
 static bool
@@ -190,14 +192,17 @@ expire_fn(store_txn *txn, void *arg)
 		memcpy(id, k + 8, kl - 8);
 		id[kl - 8] = '\0';
 		st         = ref_load_offer(w, id, &o);
-		if (st == HV_OK && o->state == OS(OFFER_OPEN) && (int64_t) o->respond_by_ms > w->w_now) {
+		if (st == HV_OK && o->state == OS(OFFER_OPEN) &&
+		    (int64_t) o->respond_by_ms > w->w_now) {
 			continue; /* not due (an entry of another time: it goes with its offer) */
 		}
 		if (st == HV_NOT_FOUND || (st == HV_OK && o->state != OS(OFFER_OPEN))) {
-			/* Answered after our read (its entry went with the answer), or an entry left
-			 * behind: an offer that is not open has no deadline. */
+			/* Answered after our read (its entry went with the answer), or an entry
+			 * left behind: an offer that is not open has no deadline. */
 			if (store_get(txn, rs->rs_deadlines, k, kl, NULL, NULL) == HV_OK) {
-				log_warn("referral: a deadline of offer %s that is not open dropped", id);
+				log_warn(
+				    "referral: a deadline of offer %s that is not open dropped",
+				    id);
 				if ((st = store_del(txn, rs->rs_deadlines, k, kl)) != HV_OK) {
 					return (st);
 				}
@@ -219,7 +224,8 @@ expire_fn(store_txn *txn, void *arg)
 		}
 		need = r->needs[o->need_index];
 		if (need->state != NS(OFFERED) || strcmp(need->offer_id, o->id) != 0) {
-			log_warn("referral: offer %s was open but %s need %u is not offered with it",
+			log_warn(
+			    "referral: offer %s was open but %s need %u is not offered with it",
 			    o->id, r->id, o->need_index);
 			continue;
 		}
@@ -268,8 +274,8 @@ ref_expire_offers(ref_service *rs, unsigned *expired)
 	while (more) {
 		j->ej_now = ref_now_ms(rs);
 		/* Deadlines are in time order: stop at the first one still to come. */
-		if ((st = ref_gather(rs, rs->rs_deadlines, NULL, 0, NULL, deadline_passed, &j->ej_now,
-		         &j->ej_keys, &more)) != HV_OK ||
+		if ((st = ref_gather(rs, rs->rs_deadlines, NULL, 0, NULL, deadline_passed,
+		         &j->ej_now, &j->ej_keys, &more)) != HV_OK ||
 		    j->ej_keys.kb_n == 0) {
 			break;
 		}
@@ -287,7 +293,8 @@ ref_expire_offers(ref_service *rs, unsigned *expired)
 		}
 		ref_work_publish(&j->ej_work);
 		if (j->ej_work.w_expired == 0) {
-			break; /* every gathered entry was answered meanwhile: look again next round */
+			break; /* every gathered entry was answered meanwhile: look again next round
+			        */
 		}
 	}
 	ref_work_free(&j->ej_work);
@@ -332,8 +339,8 @@ accepting_one(void *arg, const char *id, bool *stop)
 }
 
 hv_status
-ref_is_accepting_provider(ref_service *rs, store_txn *txn, const char *subject,
-    const char *org_id, bool *yes)
+ref_is_accepting_provider(ref_service *rs, store_txn *txn, const char *subject, const char *org_id,
+    bool *yes)
 {
 	accepting_arg a = { rs, txn, org_id, false };
 	hv_status     st;
@@ -507,12 +514,14 @@ sub_cb(void *arg)
 		m    = nng_aio_get_msg(rs->rs_sub_aio);
 		body = nng_msg_body(m);
 		len  = nng_msg_len(m);
-		if (len >= sizeof(CAP_TOPIC) - 1 && memcmp(body, CAP_TOPIC, sizeof(CAP_TOPIC) - 1) == 0) {
+		if (len >= sizeof(CAP_TOPIC) - 1 &&
+		    memcmp(body, CAP_TOPIC, sizeof(CAP_TOPIC) - 1) == 0) {
 			Haven__Capacity__V1__CapacityChanged *c =
-			    haven__capacity__v1__capacity_changed__unpack(
-			        NULL, len - (sizeof(CAP_TOPIC) - 1), body + sizeof(CAP_TOPIC) - 1);
+			    haven__capacity__v1__capacity_changed__unpack(NULL,
+			        len - (sizeof(CAP_TOPIC) - 1), body + sizeof(CAP_TOPIC) - 1);
 			if (c != NULL) {
-				if (c->free > 0 && (int) c->type > 0 && (int) c->type < REF_SERVICE_TYPES) {
+				if (c->free > 0 && (int) c->type > 0 &&
+				    (int) c->type < REF_SERVICE_TYPES) {
 					ref_kick(rs, 1u << c->type);
 				}
 				haven__capacity__v1__capacity_changed__free_unpacked(c, NULL);
@@ -520,8 +529,9 @@ sub_cb(void *arg)
 		} else if (len >= sizeof(CONSENT_TOPIC) - 1 &&
 		    memcmp(body, CONSENT_TOPIC, sizeof(CONSENT_TOPIC) - 1) == 0) {
 			Haven__Consent__V1__ConsentWithdrawn *c =
-			    haven__consent__v1__consent_withdrawn__unpack(
-			        NULL, len - (sizeof(CONSENT_TOPIC) - 1), body + sizeof(CONSENT_TOPIC) - 1);
+			    haven__consent__v1__consent_withdrawn__unpack(NULL,
+			        len - (sizeof(CONSENT_TOPIC) - 1),
+			        body + sizeof(CONSENT_TOPIC) - 1);
 			if (c != NULL) {
 				queue_withdrawn(rs, c->subject);
 				haven__consent__v1__consent_withdrawn__free_unpacked(c, NULL);
@@ -574,7 +584,7 @@ ref_jobs_subscribe(ref_service *rs, const ref_options *opts)
 		if (same) {
 			int rv = nng_socket_set(rs->rs_sub, NNG_OPT_SUB_SUBSCRIBE, CONSENT_TOPIC,
 			    sizeof(CONSENT_TOPIC) - 1);
-			st = rv == 0 ? HV_OK : hv_status_from_nng(rv);
+			st     = rv == 0 ? HV_OK : hv_status_from_nng(rv);
 		} else {
 			st = sub_dial(rs, opts->consent_sub_url, CONSENT_TOPIC);
 		}

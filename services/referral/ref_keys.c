@@ -82,7 +82,7 @@ ref_key_waiting_parse(const uint8_t *k, size_t kl, char id[IDS_MAX], uint32_t *n
 	idlen = kl - 14;
 	memcpy(id, k + 9, idlen);
 	id[idlen] = '\0';
-	*need = hv_get_be32(k + kl - 4);
+	*need     = hv_get_be32(k + kl - 4);
 	return (ids_valid(id));
 }
 
@@ -144,7 +144,7 @@ ref_subject_walk(ref_service *rs, store_txn *txn, const char *subject,
 	hv_status     st;
 	bool          stop = false;
 
-	plen         = strlen(subject);
+	plen = strlen(subject);
 	if (plen == 0 || plen > 64) {
 		return (HV_OK);
 	}

@@ -31,7 +31,9 @@ token_parse(const char *tok, uint8_t timepart[8], char id[IDS_MAX])
 	}
 	for (int i = 0; i < 16; i++) {
 		char ch = tok[i];
-		int  d  = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+		int  d  = ch >= '0' && ch <= '9' ? ch - '0'
+		      : ch >= 'a' && ch <= 'f'   ? ch - 'a' + 10
+		                                 : -1;
 		if (d < 0) {
 			return (false);
 		}
@@ -49,15 +51,14 @@ token_parse(const char *tok, uint8_t timepart[8], char id[IDS_MAX])
 typedef bool (*walk_fn)(void *arg, const char *id, hv_status *st);
 
 static hv_status
-walk_index(store_txn *txn, store_table t, const char *prefix, const char *token,
-    unsigned max_scan, walk_fn fn, void *arg, char *next, size_t nextsz, char *err,
-    size_t errsz)
+walk_index(store_txn *txn, store_table t, const char *prefix, const char *token, unsigned max_scan,
+    walk_fn fn, void *arg, char *next, size_t nextsz, char *err, size_t errsz)
 {
 	store_cursor *c = NULL;
 	uint8_t       key[REF_KEY_MAX];
 	uint8_t       last_tp[8];
 	char          last_id[IDS_MAX] = "";
-	size_t        plen = 0, kl0;
+	size_t        plen             = 0, kl0;
 	const void   *k;
 	size_t        kl;
 	unsigned      scanned = 0;
@@ -135,10 +136,10 @@ walk_all_offers(store_txn *txn, store_table t, const char *token, unsigned max_s
 	store_cursor *c = NULL;
 	const void   *k;
 	size_t        kl;
-	size_t        tl = token != NULL ? strlen(token) : 0;
+	size_t        tl               = token != NULL ? strlen(token) : 0;
 	char          last_id[IDS_MAX] = "";
-	unsigned      scanned = 0;
-	bool          stopped = false;
+	unsigned      scanned          = 0;
+	bool          stopped          = false;
 	hv_status     st, fst = HV_OK;
 
 	next[0] = '\0';
@@ -219,7 +220,7 @@ list_offer(list_job *j, const char *id, void **out)
 static hv_status
 list_referral(list_job *j, const char *id, void **out)
 {
-	ref_work *w    = &j->lj_work;
+	ref_work *w = &j->lj_work;
 	Referral *r;
 	bool      open = false;
 	hv_status st;
@@ -248,7 +249,11 @@ list_one(void *arg, const char *id, hv_status *st)
 	list_job *j = arg;
 	void     *m = NULL;
 
-	if (*j->lj_n >= j->lj_max || j->lj_bytes >= REF_PAGE_BYTES) {
+	/* A page ends at its size, at REF_PAGE_BYTES of answer, or when half the call's arena is
+	 * used (the records read, their opened copies and the audit work live there): the next
+	 * page goes on from here, where a full arena would fail the call. */
+	if (*j->lj_n >= j->lj_max || j->lj_bytes >= REF_PAGE_BYTES ||
+	    j->lj_work.w_arena->a_used >= j->lj_work.w_arena->a_budget / 2) {
 		return (false);
 	}
 	*st = j->lj_offers ? list_offer(j, id, &m) : list_referral(j, id, &m);
@@ -281,7 +286,8 @@ referral_index(list_job *j, store_table *t, char region[REGION_NAME_MAX], const 
 		*prefix = c->org_id;
 	} else {
 		if ((st = ref_org_region(rs, j->lj_work.w_txn, c->org_id, region)) != HV_OK) {
-			return (ref_fail(&j->lj_work, st == HV_NOT_FOUND ? HV_PERMISSION_DENIED : st,
+			return (ref_fail(&j->lj_work,
+			    st == HV_NOT_FOUND ? HV_PERMISSION_DENIED : st,
 			    "organisation %s has no region in the partner directory", c->org_id));
 		}
 		*t      = rs->rs_by_region;
@@ -293,13 +299,13 @@ referral_index(list_job *j, store_table *t, char region[REGION_NAME_MAX], const 
 static hv_status
 list_fn(store_txn *txn, void *arg)
 {
-	list_job   *j  = arg;
-	ref_work   *w  = &j->lj_work;
+	list_job    *j  = arg;
+	ref_work    *w  = &j->lj_work;
 	ref_service *rs = w->w_rs;
-	store_table t      = rs->rs_by_time;
-	char        region[REGION_NAME_MAX];
-	const char *prefix = NULL;
-	hv_status   st;
+	store_table  t  = rs->rs_by_time;
+	char         region[REGION_NAME_MAX];
+	const char  *prefix = NULL;
+	hv_status    st;
 
 	ref_work_begin(w, txn);
 	*j->lj_items = NULL;
@@ -308,10 +314,11 @@ list_fn(store_txn *txn, void *arg)
 	j->lj_err[0] = '\0';
 	if (j->lj_offers && j->lj_caller->role != RPC_ROLE_PROVIDER) {
 		if (j->lj_token[0] != '\0' && !ids_valid(j->lj_token)) {
-			return (ref_fail(w, HV_INVALID_ARGUMENT, "page_token is not one this service gave"));
+			return (ref_fail(w, HV_INVALID_ARGUMENT,
+			    "page_token is not one this service gave"));
 		}
-		return (walk_all_offers(txn, rs->rs_offers, j->lj_token, j->lj_max * 20, list_one, j,
-		    j->lj_next, sizeof(j->lj_next)));
+		return (walk_all_offers(txn, rs->rs_offers, j->lj_token, j->lj_max * 20, list_one,
+		    j, j->lj_next, sizeof(j->lj_next)));
 	}
 	if (j->lj_offers) {
 		t      = rs->rs_by_provider;
@@ -372,8 +379,7 @@ ref_h_list(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMess
 }
 
 hv_status
-ref_h_list_offers(rpc_call *call, void *svc, const ProtobufCMessage *msg,
-    ProtobufCMessage **reply)
+ref_h_list_offers(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
 	const Haven__Referral__V1__ListOffersRequest *req = (const void *) msg;
 	Haven__Referral__V1__ListOffersResponse      *resp;

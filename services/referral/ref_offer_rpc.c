@@ -4,6 +4,8 @@
  * follows, each as one write transaction on the offer, its need and its place.
  */
 #include "ref_internal.h"
+
+#include "haven/pbenum.h"
 #include "ref_rpc.h"
 
 #include <stdio.h>
@@ -51,7 +53,8 @@ decline_keeps_out(ref_work *w, Need *n, const Offer *o)
 	hv_status st;
 
 	if (o->decline_reason != HAVEN__REFERRAL__V1__DECLINE_REASON__NO_CAPACITY) {
-		return (ref_list_add(w, &n->declined_services, &n->n_declined_services, o->service_id));
+		return (
+		    ref_list_add(w, &n->declined_services, &n->n_declined_services, o->service_id));
 	}
 	if ((st = cap_no_room(w->w_rs->rs_cap, w->w_txn, o->service_id)) != HV_OK) {
 		return (ref_fail(w, st == HV_NOT_FOUND ? HV_DATA_LOSS : st,
@@ -73,7 +76,8 @@ offer_answerable(ref_work *w, const Offer *o)
 	}
 	if (o->state != OS(OFFER_OPEN)) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION, "offer %s is %s, not open", o->id,
-		    ref_enum_buf(&haven__referral__v1__offer_state__descriptor, (int) o->state, b)));
+		    ref_enum_buf(&haven__referral__v1__offer_state__descriptor, (int) o->state,
+		        b)));
 	}
 	return (HV_OK);
 }
@@ -88,7 +92,8 @@ need_is(ref_work *w, const Referral *r, const Need *n, NeedState want, NeedState
 		return (HV_OK);
 	}
 	return (ref_fail(w, HV_FAILED_PRECONDITION, "need %u of referral %s is %s: %s", n->index,
-	    r->id, ref_enum_buf(&haven__referral__v1__need_state__descriptor, (int) n->state, b), what));
+	    r->id, ref_enum_buf(&haven__referral__v1__need_state__descriptor, (int) n->state, b),
+	    what));
 }
 
 static hv_status
@@ -127,7 +132,8 @@ act_accept(offer_job *j, Offer *o, Referral *r, Need *n)
 	}
 	if (!consent) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION,
-		    "no valid consent for referral %s any more: the offer is being withdrawn", r->id));
+		    "no valid consent for referral %s any more: the offer is being withdrawn",
+		    r->id));
 	}
 	/* The held place becomes the placement in the same transaction as the state. */
 	o->need_state = NS(ACCEPTED);
@@ -172,8 +178,8 @@ act_placed(offer_job *j, Offer *o, Referral *r, Need *n)
 	if (o->state != OS(OFFER_ACCEPTED) || strcmp(n->offer_id, o->id) != 0) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION, "offer %s was not accepted", o->id));
 	}
-	if ((st = need_is(w, r, n, NS(ACCEPTED), NS(ACCEPTED), "only an accepted need is placed")) !=
-	        HV_OK ||
+	if ((st = need_is(w, r, n, NS(ACCEPTED), NS(ACCEPTED),
+	         "only an accepted need is placed")) != HV_OK ||
 	    (st = ref_transition(w, r, n, NS(PLACED), j->oj_caller->org_id, "placed", o->id)) !=
 	        HV_OK) {
 		return (st);
@@ -211,12 +217,12 @@ static hv_status
 offer_fn(store_txn *txn, void *arg)
 {
 	static hv_status (*const acts[])(offer_job *, Offer *, Referral *, Need *) = {
-		[ACT_ACK] = act_ack,
-		[ACT_ACCEPT] = act_accept,
-		[ACT_DECLINE] = act_decline,
-		[ACT_PLACED] = act_placed,
+		[ACT_ACK]      = act_ack,
+		[ACT_ACCEPT]   = act_accept,
+		[ACT_DECLINE]  = act_decline,
+		[ACT_PLACED]   = act_placed,
 		[ACT_COMPLETE] = act_close,
-		[ACT_END] = act_close,
+		[ACT_END]      = act_close,
 	};
 	offer_job        *j = arg;
 	ref_work         *w = &j->oj_work;
@@ -298,14 +304,17 @@ hv_status
 ref_h_decline(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
 	const Haven__Referral__V1__OfferActionRequest *req = (const void *) msg;
-	offer_job j = { .oj_act = ACT_DECLINE, .oj_offer = req->offer_id,
-		.oj_code = (int) req->decline_reason, .oj_text = req->text };
-	char      err[REF_ERR_MAX];
-	hv_status st;
+	offer_job                                      j   = { .oj_act = ACT_DECLINE,
+		                                       .oj_offer       = req->offer_id,
+		                                       .oj_code        = (int) req->decline_reason,
+		                                       .oj_text        = req->text };
+	char                                           err[REF_ERR_MAX];
+	hv_status                                      st;
 
-	if (!ref_enum_ok(&haven__referral__v1__decline_reason__descriptor, j.oj_code)) {
+	if (!pbenum_ok(&haven__referral__v1__decline_reason__descriptor, j.oj_code)) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "a decline needs a reason: no-capacity, not-eligible, unsafe or decline-other"));
+		    "a decline needs a reason: no-capacity, not-eligible, unsafe or "
+		    "decline-other"));
 	}
 	if ((st = ref_check_text("text", req->text,
 	         j.oj_code == HAVEN__REFERRAL__V1__DECLINE_REASON__DECLINE_OTHER, err,
@@ -340,12 +349,14 @@ hv_status
 ref_h_end(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
 	const Haven__Referral__V1__PlacementRequest *req = (const void *) msg;
-	offer_job j = { .oj_act = ACT_END, .oj_offer = req->offer_id, .oj_code = (int) req->outcome,
-		.oj_text = req->text };
-	char      err[REF_ERR_MAX];
-	hv_status st;
+	offer_job                                    j   = { .oj_act = ACT_END,
+		                                     .oj_offer       = req->offer_id,
+		                                     .oj_code        = (int) req->outcome,
+		                                     .oj_text        = req->text };
+	char                                         err[REF_ERR_MAX];
+	hv_status                                    st;
 
-	if (!ref_enum_ok(&haven__referral__v1__outcome__descriptor, j.oj_code)) {
+	if (!pbenum_ok(&haven__referral__v1__outcome__descriptor, j.oj_code)) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
 		    "ending a placement needs an outcome: client-refused, no-longer-needed, "
 		    "unable-to-contact-client, unable-to-contact-provider or outcome-other"));
@@ -354,8 +365,9 @@ ref_h_end(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessa
 	         j.oj_code == HAVEN__REFERRAL__V1__OUTCOME__OUTCOME_OTHER, err, sizeof(err))) !=
 	    HV_OK) {
 		return (rpc_call_error(call, st, "%s%s", err,
-		    j.oj_code == HAVEN__REFERRAL__V1__OUTCOME__OUTCOME_OTHER ? " (with outcome-other)"
-		                                                              : ""));
+		    j.oj_code == HAVEN__REFERRAL__V1__OUTCOME__OUTCOME_OTHER
+		        ? " (with outcome-other)"
+		        : ""));
 	}
 	return (run_offer_job(call, svc, &j, reply));
 }

@@ -54,7 +54,8 @@ due_one(void *arg, const char *id, bool *stop)
 	if (st != HV_OK) {
 		return (st);
 	}
-	if (r->closed_ms == 0 || !ref_referral_closed(r) || (int64_t) r->closed_ms >= e->de_cutoff) {
+	if (r->closed_ms == 0 || !ref_referral_closed(r) ||
+	    (int64_t) r->closed_ms >= e->de_cutoff) {
 		e->de_keep = true;
 	} else if (r->subject_erased_ms == 0 &&
 	    (r->closed_ms > x->closed_ms ||
@@ -109,8 +110,8 @@ due_walk_run(ref_service *rs, store_txn *txn, due_walk *dw, const uint8_t *after
 		dw->dw_lastlen = kl;
 		memcpy(id, (const uint8_t *) k + 8, kl - 8);
 		id[kl - 8] = '\0';
-		st = store_get_msg(txn, rs->rs_referrals, id, strlen(id),
-		    &haven__referral__v1__referral__descriptor, NULL, (ProtobufCMessage **) &r);
+		st         = store_get_msg(txn, rs->rs_referrals, id, strlen(id),
+		            &haven__referral__v1__referral__descriptor, NULL, (ProtobufCMessage **) &r);
 		if (st == HV_NOT_FOUND) {
 			continue;
 		}
@@ -204,9 +205,11 @@ mark_one(void *arg, const char *id, bool *stop)
 			return (st);
 		}
 	} else {
-		/* Referred again between the walk and the erasure: its subject is gone all the same. */
-		log_warn("referral: %s is open, but retention erased its subject %s (referred again "
-		         "during the sweep)",
+		/* Referred again between the walk and the erasure: its subject is gone all the
+		 * same. */
+		log_warn(
+		    "referral: %s is open, but retention erased its subject %s (referred again "
+		    "during the sweep)",
 		    r->id, r->subject);
 	}
 	r->subject_erased_ms = (uint64_t) w->w_now;
@@ -230,8 +233,9 @@ mark_fn(store_txn *txn, void *arg)
 	ref_work_begin(&j->rj_work, txn);
 	j->rj_marked = 0;
 	for (size_t i = 0; i < j->rj_n; i++) {
-		if (j->rj_erased[i] && (st = ref_subject_walk(j->rj_work.w_rs, txn,
-		                            j->rj_subjects[i], mark_one, j)) != HV_OK) {
+		if (j->rj_erased[i] &&
+		    (st = ref_subject_walk(j->rj_work.w_rs, txn, j->rj_subjects[i], mark_one, j)) !=
+		        HV_OK) {
 			return (st);
 		}
 	}
@@ -266,7 +270,8 @@ erase_batch(ref_service *rs, retention_job *j, ref_retention_stats *s, unsigned 
 		*erased_now += est == HV_OK;
 		if (!j->rj_erased[i]) {
 			s->rr_failed++;
-			log_warn("referral: retention could not erase subject %s: %s (tried again at the "
+			log_warn("referral: retention could not erase subject %s: %s (tried again "
+			         "at the "
 			         "next sweep)",
 			    j->rj_subjects[i], hv_status_name(est));
 		}
@@ -282,8 +287,8 @@ ref_retention_run(ref_service *rs, ref_retention_stats *out)
 	due_walk            dw;
 	store_txn          *txn;
 	uint8_t             after[REF_KEY_MAX];
-	size_t              alen    = 0;
-	bool                stopped = false;
+	size_t              alen       = 0;
+	bool                stopped    = false;
 	unsigned            erased_now = 0; /* erasures made by this sweep */
 	hv_status           st;
 	char                when[32];
@@ -327,7 +332,8 @@ ref_retention_run(ref_service *rs, ref_retention_stats *out)
 		}
 		stopped = erase_batch(rs, j, &s, &erased_now);
 		if ((st = store_write(rs->rs_store, mark_fn, j)) != HV_OK) {
-			log_warn("referral: retention erased subjects but cannot mark their referrals: %s "
+			log_warn("referral: retention erased subjects but cannot mark their "
+			         "referrals: %s "
 			         "(the next sweep does)",
 			    hv_status_name(st));
 			break;
@@ -346,8 +352,9 @@ ref_retention_run(ref_service *rs, ref_retention_stats *out)
 	if (erased_now > 0 && rs->rs_erase_done != NULL) {
 		hv_status dst = rs->rs_erase_done(rs->rs_erase_arg);
 		if (dst != HV_OK) {
-			log_error("referral: retention erased %u subjects but could not make it final "
-			          "(key rotation: %s); the daily rotation will",
+			log_error(
+			    "referral: retention erased %u subjects but could not make it final "
+			    "(key rotation: %s); the daily rotation will",
 			    erased_now, hv_status_name(dst));
 		}
 	}
@@ -355,7 +362,9 @@ ref_retention_run(ref_service *rs, ref_retention_stats *out)
 	log_info("referral: retention erased %u subjects (%u referrals) closed before %s; %u kept "
 	         "for an open or recent referral; %u failed%s",
 	    s.rr_subjects, s.rr_referrals, when, s.rr_kept, s.rr_failed,
-	    stopped ? "; stopped early" : st != HV_OK ? "; sweep ended by an error" : "");
+	    stopped           ? "; stopped early"
+	        : st != HV_OK ? "; sweep ended by an error"
+	                      : "");
 	if (out != NULL) {
 		*out = s;
 	}
@@ -390,10 +399,10 @@ closed_from_events(const Referral *r)
 }
 
 typedef struct backfill_job {
-	ref_service *bj_rs;
-	ref_key_batch    bj_keys;
-	bool         bj_last;
-	unsigned     bj_n;
+	ref_service  *bj_rs;
+	ref_key_batch bj_keys;
+	bool          bj_last;
+	unsigned      bj_n;
 } backfill_job;
 
 static hv_status
@@ -408,8 +417,9 @@ backfill_fn(store_txn *txn, void *arg)
 	for (size_t i = 0; i < j->bj_keys.kb_n && st == HV_OK; i++) {
 		Referral *r = NULL;
 
-		st = store_get_msg(txn, rs->rs_referrals, j->bj_keys.kb_keys[i], j->bj_keys.kb_lens[i],
-		    &haven__referral__v1__referral__descriptor, NULL, (ProtobufCMessage **) &r);
+		st = store_get_msg(txn, rs->rs_referrals, j->bj_keys.kb_keys[i],
+		    j->bj_keys.kb_lens[i], &haven__referral__v1__referral__descriptor, NULL,
+		    (ProtobufCMessage **) &r);
 		if (st == HV_NOT_FOUND) {
 			st = HV_OK;
 			continue;
@@ -420,11 +430,12 @@ backfill_fn(store_txn *txn, void *arg)
 		if (ref_referral_closed(r) && r->subject_erased_ms == 0) {
 			if (r->closed_ms == 0) {
 				r->closed_ms = closed_from_events(r);
-				st = store_put_msg(txn, rs->rs_referrals, r->id, strlen(r->id), &r->base);
+				st = store_put_msg(txn, rs->rs_referrals, r->id, strlen(r->id),
+				    &r->base);
 			}
 			if (st == HV_OK) {
-				st = store_put(txn, rs->rs_closed, key, ref_key_closed(key, r->closed_ms, r->id),
-				    "", 0);
+				st = store_put(txn, rs->rs_closed, key,
+				    ref_key_closed(key, r->closed_ms, r->id), "", 0);
 			}
 			j->bj_n++;
 		}
@@ -460,8 +471,8 @@ ref_closed_backfill(ref_service *rs)
 	}
 	j->bj_rs = rs;
 	while (more) {
-		if ((st = ref_gather(rs, rs->rs_referrals, after, alen, NULL, NULL, NULL, &j->bj_keys,
-		         &more)) != HV_OK) {
+		if ((st = ref_gather(rs, rs->rs_referrals, after, alen, NULL, NULL, NULL,
+		         &j->bj_keys, &more)) != HV_OK) {
 			break;
 		}
 		j->bj_last = !more;

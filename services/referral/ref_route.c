@@ -16,6 +16,8 @@
  */
 #include "ref_internal.h"
 
+#include "haven/pbenum.h"
+
 #include "haven/log.h"
 
 #include <stdio.h>
@@ -721,8 +723,7 @@ named_fits(ref_work *w, route_need *rn, const Haven__Capacity__V1__Service *svc,
 	}
 	if (svc->type != n->type) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s is not of the need's type %s",
-		    svc->id, ref_enum_name(&haven__capacity__v1__service_type__descriptor,
-		                 (int) n->type, b, sizeof(b))));
+		    svc->id, pbenum_name(&haven__capacity__v1__service_type__descriptor, NULL, (int) n->type, b, sizeof(b))));
 	}
 	if (region < 0 || region >= 64) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s is in no region of the map",
@@ -829,7 +830,7 @@ ref_placement_end(ref_work *w, Referral *r, Need *n, Offer *o, const char *actor
 	if (outcome == 0) {
 		st = ref_transition(w, r, n, NS(COMPLETED), actor, "completed", o->id);
 	} else {
-		ref_enum_name(&haven__referral__v1__outcome__descriptor, outcome, b, sizeof(b));
+		pbenum_name(&haven__referral__v1__outcome__descriptor, NULL, outcome, b, sizeof(b));
 		snprintf(reason, sizeof(reason), "ended: %s", b);
 		if ((st = ref_transition(w, r, n, NS(FAILED), actor, reason, o->id)) == HV_OK) {
 			st = ref_event_text(w, r, text);

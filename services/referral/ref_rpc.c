@@ -12,6 +12,8 @@
  * (ref_shown, ref_shown_offer) inside the transaction that read the record.
  */
 #include "ref_internal.h"
+
+#include "haven/pbenum.h"
 #include "ref_rpc.h"
 #include "ref_metrics.h"
 
@@ -37,7 +39,7 @@ ref_rpc_error(rpc_call *call, ref_work *w, hv_status st)
 const char *
 ref_enum_buf(const ProtobufCEnumDescriptor *d, int v, char buf[48])
 {
-	return (ref_enum_name(d, v, buf, 48));
+	return (pbenum_name(d, NULL, v, buf, 48));
 }
 
 /* An id from a request as a message may show it: only when it is one (anything else could be

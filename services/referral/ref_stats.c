@@ -17,6 +17,8 @@
  */
 #include "ref_internal.h"
 
+#include "haven/text.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,7 +359,7 @@ stat_request(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *req,
 		int idx = region_map_find(rs->rs_regions, req->regions[i]);
 		if (idx < 0 || idx >= 64) {
 			snprintf(err, errsz, "unknown region %s",
-			    ids_text_ok(req->regions[i], 1, REGION_NAME_MAX - 1) ? req->regions[i]
+			    text_free_ok(req->regions[i], 1, REGION_NAME_MAX - 1) ? req->regions[i]
 			                                                         : "(not a name)");
 			return (HV_INVALID_ARGUMENT);
 		}

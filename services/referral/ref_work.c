@@ -72,18 +72,18 @@ void
 ref_work_begin(ref_work *w, store_txn *txn)
 {
 	arena_rewind(w->w_arena, &w->w_mark);
-	w->w_txn      = txn;
-	w->w_now      = ref_now_ms(w->w_rs);
-	w->w_loaded   = NULL;
-	w->w_nloaded  = w->w_caploaded = 0;
-	w->w_notes    = NULL;
-	w->w_nnotes   = w->w_capnotes = 0;
-	w->w_changed  = NULL;
+	w->w_txn     = txn;
+	w->w_now     = ref_now_ms(w->w_rs);
+	w->w_loaded  = NULL;
+	w->w_nloaded = w->w_caploaded = 0;
+	w->w_notes                    = NULL;
+	w->w_nnotes = w->w_capnotes = 0;
+	w->w_changed                = NULL;
 	w->w_nchanged = w->w_capchanged = 0;
-	w->w_freed    = 0;
-	w->w_offers   = 0;
-	w->w_expired  = 0;
-	w->w_err[0]   = '\0';
+	w->w_freed                      = 0;
+	w->w_offers                     = 0;
+	w->w_expired                    = 0;
+	w->w_err[0]                     = '\0';
 }
 
 void
@@ -274,14 +274,16 @@ ref_work_publish(ref_work *w)
 			m.need_index   = w->w_notes[i].rn_need;
 			m.state        = w->w_notes[i].rn_state;
 			m.version      = w->w_notes[i].rn_version;
-			n = haven__referral__v1__referral_changed__get_packed_size(&m);
+			n              = haven__referral__v1__referral_changed__get_packed_size(&m);
 			if (n + sizeof(PUB_TOPIC) - 1 > sizeof(buf)) {
 				continue; /* cannot happen: two ids and three numbers */
 			}
 			memcpy(buf, PUB_TOPIC, sizeof(PUB_TOPIC) - 1);
-			haven__referral__v1__referral_changed__pack(&m, buf + sizeof(PUB_TOPIC) - 1);
+			haven__referral__v1__referral_changed__pack(&m,
+			    buf + sizeof(PUB_TOPIC) - 1);
 			/* A notification is a hint to look sooner; it is never waited for. */
-			rv = nng_send(rs->rs_pub, buf, n + sizeof(PUB_TOPIC) - 1, NNG_FLAG_NONBLOCK);
+			rv =
+			    nng_send(rs->rs_pub, buf, n + sizeof(PUB_TOPIC) - 1, NNG_FLAG_NONBLOCK);
 			if (rv != 0 && rv != NNG_EAGAIN) {
 				log_debug("referral: publishing a change of %s: %s", m.referral_id,
 				    nng_strerror(rv));

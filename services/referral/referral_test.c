@@ -20,6 +20,9 @@
 #include "haven/log.h"
 #include "ref_internal.h"
 
+#include "haven/pbenum.h"
+#include "haven/text.h"
+
 static int
 keycmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 {
@@ -357,24 +360,24 @@ test_text(void **state)
 	char big[REF_TEXT_MAX + 2];
 	char err[128];
 
-	assert_true(ids_text_ok("", 0, 10));
-	assert_false(ids_text_ok("", 1, 10));
-	assert_true(ids_text_ok("Zwolle, één bed", 0, 100));
-	assert_false(ids_text_ok("tab\there", 0, 100));
-	assert_false(ids_text_ok("\xc3", 0, 100));         /* cut UTF-8 */
-	assert_false(ids_text_ok("\xc0\xaf", 0, 100));     /* overlong */
-	assert_false(ids_text_ok("\xed\xa0\x80", 0, 100)); /* surrogate */
-	assert_false(ids_text_ok("\xc2\x85", 0, 100));     /* C1 control */
+	assert_true(text_free_ok("", 0, 10));
+	assert_false(text_free_ok("", 1, 10));
+	assert_true(text_free_ok("Zwolle, één bed", 0, 100));
+	assert_false(text_free_ok("tab\there", 0, 100));
+	assert_false(text_free_ok("\xc3", 0, 100));         /* cut UTF-8 */
+	assert_false(text_free_ok("\xc0\xaf", 0, 100));     /* overlong */
+	assert_false(text_free_ok("\xed\xa0\x80", 0, 100)); /* surrogate */
+	assert_false(text_free_ok("\xc2\x85", 0, 100));     /* C1 control */
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	assert_int_equal(ref_check_text("reason", big, false, err, sizeof(err)), HV_INVALID_ARGUMENT);
 	assert_int_equal(ref_check_text("reason", "", true, err, sizeof(err)), HV_INVALID_ARGUMENT);
 	assert_string_equal(err, "reason is required");
 	assert_int_equal(ref_check_text("reason", "", false, err, sizeof(err)), HV_OK);
-	assert_true(ref_enum_ok(&haven__referral__v1__urgency__descriptor, 3));
-	assert_false(ref_enum_ok(&haven__referral__v1__urgency__descriptor, 0));
-	assert_false(ref_enum_ok(&haven__referral__v1__urgency__descriptor, 4));
-	assert_string_equal(ref_enum_name(&haven__referral__v1__decline_reason__descriptor, 1, err,
+	assert_true(pbenum_ok(&haven__referral__v1__urgency__descriptor, 3));
+	assert_false(pbenum_ok(&haven__referral__v1__urgency__descriptor, 0));
+	assert_false(pbenum_ok(&haven__referral__v1__urgency__descriptor, 4));
+	assert_string_equal(pbenum_name(&haven__referral__v1__decline_reason__descriptor, NULL, 1, err,
 	                        sizeof(err)),
 	    "no-capacity");
 }

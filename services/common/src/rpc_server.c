@@ -341,7 +341,8 @@ rpc_dispatch_authorize(rpc_server *srv, rpc_call *call)
 	(void) srv;
 	if ((m->me_roles & call->c_caller.role) == 0 ||
 	    !auth_person_allows(&call->c_caller, m->me_name)) { /* a viewer reads only (auth.h) */
-		return (rpc_call_error(call, HV_PERMISSION_DENIED, "role %s may not call %s",
+		return (rpc_call_error(call, HV_PERMISSION_DENIED, "%s %s may not call %s",
+		    call->c_caller.person.role == RPC_PERSON_VIEWER ? "a viewer of role" : "role",
 		    rpc_role_name(call->c_caller.role), m->me_name));
 	}
 	return (HV_OK);
