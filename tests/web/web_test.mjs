@@ -264,6 +264,17 @@ await step('keyboard-only referral', async () => {
 	check(/Amsterdam/.test(await text(ngo)), 'a referral made with the keyboard only, Amsterdam unsafe');
 	await noLeak(ngo, 'referral page');
 	ok('no personal data in URL, title or storage');
+	/* a second referral no service can meet (it waits), for the coordinator */
+	const st = await ngo.evaluate(async (id) => {
+		const csrf = document.cookie.split('; ').find((c) => c.startsWith('haven_csrf=')).slice(11);
+		const post = (m, b, extra = {}) => fetch('/haven.referral.v1.Referrals/' + m, { method: 'POST',
+			headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf, ...extra }, body: JSON.stringify(b) });
+		const r = await (await post('GetReferral', { id })).json();
+		return (await post('CreateReferral', { subject: r.subject, urgency: 'PLANNED', exploitation: 'LABOUR',
+			needs: [{ type: 'MENTAL_HEALTH', population: 'MINORS', languages: ['zu'] }] },
+		{ 'Idempotency-Key': 'web-test-waiting' })).status;
+	}, refId);
+	check(st === 200, 'a second referral that waits');
 });
 
 await step('the shelter sees the offer appear and accepts', async () => {
@@ -338,6 +349,12 @@ await step('pages at phone and desk widths, axe on each', async () => {
 	const coord = await open(DESK);
 	await login(coord, 'cor.coord@coordinator-nl');
 	await signedIn(coord);
+	await go(coord, '#/region');
+	await coord.waitForSelector('main form [name=reason]');
+	await fill(coord, 'reason', 'routed again by the coordinator');
+	await coord.$eval('main form button[type=submit]', (b) => b.click());
+	await waitText(coord, '#status', /opnieuw toegewezen/);
+	ok('the coordinator reassigns a waiting need');
 	await tour(coord, 'cor', ['region', 'numbers']);
 	await coord.browserContext().close();
 	const admin = await open(DESK);
