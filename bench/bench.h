@@ -14,5 +14,6 @@ int bench_referral(int argc, char **argv);
 int bench_kdf(int argc, char **argv);
 int bench_json(int argc, char **argv);
 int bench_http(int argc, char **argv);
+int bench_alerts(int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ static const struct {
 	{ "kdf", bench_kdf, "[HASHES] [SECONDS]" },
 	{ "json", bench_json, "[N]" },
 	{ "http", bench_http, "[THREADS] [CALLS] [SIZE]" },
+	{ "alerts", bench_alerts, "[N] [GAP_MS] [RECEIVER]" },
 };
 
 int

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh - installs the Debian 12 packages haven builds and runs with, when missing, and the
 # extra packages named as arguments (scripts/test.sh: the compilers of its builds, and
-# python3-protobuf with protoc, the second JSON implementation pbjson_crosscheck runs;
+# python3-protobuf with protoc, the second JSON implementation pbjson_crosscheck runs, and
+# python3-aiosmtpd, the real SMTP server of the alert tests and haven-bench alerts;
 # scripts/fuzz.sh: clang and libclang-rt-14-dev, which holds clang 14's libFuzzer runtime;
 # scripts/test.sh and scripts/quickstart.sh: nodejs and npm for the web app, chromium for its
 # browser test). A node and npm already on the machine (another packaging of Node.js) count.
@@ -15,7 +16,7 @@ packages=(
   libssl-dev                          # cryptography (OpenSSL 3)
   libjansson-dev                      # JSON output of the CLI and receipts
   libcmocka-dev                       # unit tests
-  libcurl4-openssl-dev curl           # the Connect API's tests and haven-bench http: a real HTTP client
+  libcurl4-openssl-dev curl           # alerts (SMTP, webhooks); a real HTTP client for the Connect tests
   "$@"
 )
 

@@ -119,6 +119,8 @@ echo "referral $ref"
 as fairwork-ngo referral show "$ref"
 
 echo "== the providers see their offers (no personal data) and accept"
+echo "-- the shelter's alerts: what happened, how urgent, a link; nothing about her (docs/alerts.md)"
+as safehouse-zwb alerts watch
 as safehouse-zwb offer list --open
 offer=$(as safehouse-zwb --json offer list --open | sed -n 's/.*"id": "\(off-[0-9a-f]*\)".*/\1/p' | head -1)
 as safehouse-zwb offer accept "$offer"
@@ -133,6 +135,8 @@ as shelter-nn subject show "$subject" || echo "(refused, as it must be)"
 echo "== she arrives: placed"
 as safehouse-zwb placement placed "$offer"
 as fairwork-ngo referral show "$ref"
+echo "-- the referrer's alerts"
+as fairwork-ngo alerts watch
 echo "== the municipality sees numbers only (cells under 5 hidden), for finished weeks and months"
 as municipality-rdam capacity summary --region Rotterdam
 as municipality-rdam stats --period "$(TZ=Europe/Amsterdam date -d "$(date +%Y-%m-15) -1 month" +%Y-%m)"

@@ -255,6 +255,7 @@ open_services(node *n, bool reopen_store)
 {
 	cap_options        co = { 0 };
 	ref_options        ro = { 0 };
+	alerts_options     lo = { 0 };
 	auth_options       ao = { .lookup = cap_lookup_org };
 	rpc_server_options so = { .workers = 6 };
 
@@ -268,6 +269,16 @@ open_services(node *n, bool reopen_store)
 	co.manual_expiry = true;
 	co.pub_url       = n->notify ? n->pub : NULL;
 	assert_int_equal(cap_open(&n->cs, &co), HV_OK);
+	lo.store                 = n->st;
+	lo.capacity              = n->cs;
+	lo.node_url              = "https://haven.test";
+	lo.escalate_after_s      = 600;
+	lo.unmet_after_s         = 3600;
+	lo.now_ms                = fake_now;
+	lo.manual                = true;
+	lo.webhook_allow_private = true; /* the alert tests' receiver is on loopback */
+	assert_int_equal(alerts_open(&n->al, &lo), HV_OK);
+	ro.alerts           = n->al;
 	ro.store            = n->st;
 	ro.regions          = n->regions;
 	ro.capacity         = n->cs;
@@ -293,6 +304,7 @@ open_services(node *n, bool reopen_store)
 	assert_int_equal(rpc_server_open(&n->srv, &so), HV_OK);
 	assert_int_equal(cap_register(n->cs, n->srv), HV_OK);
 	assert_int_equal(ref_register(n->rs, n->srv), HV_OK);
+	assert_int_equal(alerts_register(n->al, n->srv), HV_OK);
 	assert_int_equal(rpc_server_listen(n->srv, n->url), HV_OK);
 	assert_int_equal(rpc_server_start(n->srv), HV_OK);
 	for (int i = 0; i < C_N; i++) {
@@ -312,6 +324,8 @@ close_services(node *n, bool close_store)
 	}
 	rpc_server_close(n->srv);
 	ref_close(n->rs);
+	alerts_close(n->al);
+	n->al = NULL;
 	audit_close(n->audit);
 	n->audit = NULL;
 	cap_close(n->cs);

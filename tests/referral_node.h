@@ -1,6 +1,6 @@
 /*
- * referral_node.h - the harness of the referral integration tests (referral_test.c,
- * referral_edit_test.c): a node with the real capacity and referral services on one store over
+ * referral_node.h - the harness of the referral integration tests (referral_it.c,
+ * referral_edit_it.c): a node with the real capacity and referral services on one store over
  * inproc://, organisations with tokens, a fake consent table and sealing, a clock the tests
  * move (fake_now, advance), client helpers, and check_invariant after every scenario.
  */
@@ -23,6 +23,7 @@
 #include "haven/store.h"
 #include "testutil.h"
 
+#include "alerts.h"
 #include "capacity.h"
 #include "referral.h"
 
@@ -89,6 +90,7 @@ typedef struct node {
 	region_map  *regions;
 	cap_service *cs;
 	ref_service *rs;
+	alerts_service *al; /* manual: alerts_run delivers (webhooks to loopback allowed) */
 	auth        *au;
 	rpc_server  *srv;
 	rpc_channel *ch[C_N];

@@ -59,12 +59,16 @@ refused json 10 20
 refused http 0
 refused http 2 x
 refused http 1 1 1 1
+refused alerts 0
+refused alerts 10 -1
+refused alerts 10 10 x y
 
 n='[0-9]+'
 prints "^consent subjects=300 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" consent 300 1 2
 prints "^consent subjects=300 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" consent 300 1 2 cold
 prints "^kdf alg=scrypt ln=$n r=$n p=$n hashes=2 hash_ms=$n\\.$n hash_max_ms=$n\\.$n hash_cpu_ms=$n\\.$n mem_kib=$n rss_peak_kib=$n totp_verify_per_s=$n\$" kdf 2 1
 prints "^consent subjects=200 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" consent 200 1 2 durable cold
+prints "^alerts n=5 webhook_p50_ms=$n\\.$n webhook_p99_ms=$n\\.$n smtp_p50_ms=$n\\.$n smtp_p99_ms=$n\\.$n\$" alerts 5 5
 prints "^json json_bytes=$n proto_bytes=$n encode_per_s=$n decode_per_s=$n pack_per_s=$n unpack_per_s=$n\$" json 200
 prints "^http json_qps=$n proto_qps=$n rpc_qps=$n threads=2 calls=50 size=64\$" http 2 50 64
 

@@ -81,8 +81,19 @@ int cli_opt_list(const cli_args *a, const char *name, char **out, size_t max, ch
  * haven/text.h, the rule the services apply); a usage error naming the first one that is not. */
 int cli_langs_check(const char *name, char *const *v, size_t n);
 
+/* Parses s, the name of a value of enum d as pbenum.h writes it ("legal-aid"), into *out; a
+ * usage error "unknown WHAT 's' (one of: ...)" listing the valid names otherwise. */
+int cli_enum_parse(const ProtobufCEnumDescriptor *d, const char *what, const char *s, int *out);
+
+/* Parses s as a decimal number from min to max into *out ("what" names it in the usage error
+ * otherwise). */
+int cli_parse_u64(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
 /* Prints a JSON value (steals the reference) followed by a newline. */
 void cli_print_json(json_t *v);
+
+/* A time in ms since the epoch as "2026-11-28 10:00 UTC" in buf; "-" for 0. Returns buf. */
+const char *cli_when(int64_t ms, char *buf, size_t n);
 
 /* Command entry points. */
 int cmd_health(cli *c, int argc, char **argv);
@@ -102,6 +113,7 @@ int cmd_audit(cli *c, int argc, char **argv);
 int cmd_login(cli *c, int argc, char **argv);
 int cmd_logout(cli *c, int argc, char **argv);
 int cmd_person(cli *c, int argc, char **argv);
+int cmd_alerts(cli *c, int argc, char **argv);
 
 /* The file `haven login` keeps the session in ($HAVEN_SESSION_FILE, else ~/.haven-session):
  * "URL\nTOKEN\n". cli_channel sends the token to that URL, unless --org or c->no_session. */

@@ -5,8 +5,12 @@
  */
 #include "cli.h"
 
+#include "haven/pbenum.h"
 #include "haven/text.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Whether name's first n bytes are a word of the space-separated list (NULL: none). name may
@@ -141,5 +145,33 @@ cli_langs_check(const char *name, char *const *v, size_t n)
 			return (cli_usage("--%s: '%.40s' is not %s", name, v[i], TEXT_LANG_RULE));
 		}
 	}
+	return (0);
+}
+
+int
+cli_enum_parse(const ProtobufCEnumDescriptor *d, const char *what, const char *s, int *out)
+{
+	char names[512];
+
+	if (pbenum_parse(d, NULL, s, out) == 0) {
+		return (0);
+	}
+	return (cli_usage("unknown %s '%s' (one of: %s)", what, s != NULL ? s : "",
+	    pbenum_list(d, NULL, names, sizeof(names))));
+}
+
+int
+cli_parse_u64(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char              *end;
+	unsigned long long v;
+
+	errno = 0;
+	if (s == NULL || !isdigit((unsigned char) s[0]) ||
+	    ((v = strtoull(s, &end, 10)), errno != 0) || *end != '\0' || v < min || v > max) {
+		return (cli_usage("%s must be a number from %llu to %llu, not '%s'", what,
+		    (unsigned long long) min, (unsigned long long) max, s != NULL ? s : ""));
+	}
+	*out = v;
 	return (0);
 }

@@ -1,10 +1,7 @@
 /*
- * cmd_capacity.c - the capacity registry and partner directory on the command line:
+ * cmd_capacity.c - the capacity registry's services and places on the command line (the
+ * directory's organisations are in cmd_org.c):
  *
- *   haven org register ID --name N --role R --region G [--cert FILE]
- *   haven org update ID [--name N] [--role R] [--region G] [--cert FILE] --version V
- *   haven org disable|enable|show ID
- *   haven org list [--role R] [--region G]
  *   haven service register --org ORG --type T --region G --population P[,P] --total N
  *                          --contact C [--languages L[,L]] [--name N] [--id ID] [--unit U]
  *                          [--specialisation S[,S]] [--accessibility A[,A]] [--interval S]
@@ -32,8 +29,6 @@
 #include "haven/pbenum.h"
 #include "haven/capacity/v1/capacity.pb-c.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,55 +36,16 @@
 #define M(name) "haven.capacity.v1.Capacity/" name
 
 #define LIST_MAX      16
-#define CERT_FILE_MAX (16 * 1024)
 
-typedef Haven__Capacity__V1__Organisation org_t;
 typedef Haven__Capacity__V1__Service      service_t;
 typedef Haven__Capacity__V1__ServiceView  view_t;
 
-/* ---- arguments ------------------------------------------------------------------------ */
-
-static int
-parse_u64(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	char              *end;
-	unsigned long long v;
-
-	errno = 0;
-	if (s == NULL || !isdigit((unsigned char) s[0]) ||
-	    ((v = strtoull(s, &end, 10)), errno != 0) || *end != '\0' || v < min || v > max) {
-		return (cli_usage("%s must be a number from %llu to %llu, not '%s'", what,
-		    (unsigned long long) min, (unsigned long long) max, s != NULL ? s : ""));
-	}
-	*out = v;
-	return (0);
-}
-
 /* ---- enum names ------------------------------------------------------------------------- */
-
-/* Parses a command-line enum name; a usage error listing the valid names otherwise. */
-static int
-enum_parse(const ProtobufCEnumDescriptor *d, const char *what, const char *s, int *out)
-{
-	char names[512];
-
-	if (pbenum_parse(d, NULL, s, out) == 0) {
-		return (0);
-	}
-	return (cli_usage("unknown %s '%s' (one of: %s)", what, s != NULL ? s : "",
-	    pbenum_list(d, NULL, names, sizeof(names))));
-}
 
 static const char *
 type_name(int v, char *buf, size_t n)
 {
 	return (pbenum_name(&haven__capacity__v1__service_type__descriptor, NULL, v, buf, n));
-}
-
-static const char *
-role_name(int v, char *buf, size_t n)
-{
-	return (pbenum_name(&haven__capacity__v1__role__descriptor, NULL, v, buf, n));
 }
 
 static const char *
@@ -121,22 +77,6 @@ json_enums(const ProtobufCEnumDescriptor *d, const int *v, size_t n)
 		json_array_append_new(a, json_string(pbenum_name(d, NULL, v[i], buf, sizeof(buf))));
 	}
 	return (a);
-}
-
-static json_t *
-org_json(const org_t *o)
-{
-	char    buf[64];
-	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I}", "id", o->id, "name",
-	    o->name, "role", role_name(o->role, buf, sizeof(buf)), "region", o->region,
-	    "cert_sha256", o->cert_sha256, "disabled", o->disabled, "version",
-	    (json_int_t) o->version, "updated_at_ms", (json_int_t) o->updated_at_ms);
-
-	json_object_set_new(j, "contact", json_string(o->contact));
-	if (o->cert_pem[0] != '\0') {
-		json_object_set_new(j, "cert_pem", json_string(o->cert_pem));
-	}
-	return (j);
 }
 
 static json_t *
@@ -239,21 +179,6 @@ join_strings(char **v, size_t n, char *buf, size_t bufsz)
 }
 
 static void
-print_org(const org_t *o)
-{
-	char buf[64];
-
-	printf("id           %s\n", o->id);
-	printf("name         %s\n", o->name);
-	printf("role         %s\n", role_name(o->role, buf, sizeof(buf)));
-	printf("region       %s\n", o->region);
-	printf("contact      %s\n", o->contact[0] != '\0' ? o->contact : "-");
-	printf("certificate  %s\n", o->cert_sha256[0] != '\0' ? o->cert_sha256 : "(none)");
-	printf("state        %s\n", o->disabled ? "disabled" : "enabled");
-	printf("version      %llu\n", (unsigned long long) o->version);
-}
-
-static void
 print_view(const view_t *v, bool details)
 {
 	const service_t *s = v->service;
@@ -286,229 +211,6 @@ print_view(const view_t *v, bool details)
 	    s->retired ? " (retired)" : s->pending ? " (waits for approval)" : "");
 }
 
-/* ---- haven org --------------------------------------------------------------------------- */
-
-/* Reads a certificate file into *pem (malloc'd). */
-static int
-read_cert(cli *c, const char *path, char **pem)
-{
-	size_t    len;
-	hv_status st;
-
-	if ((st = hv_file_read(path, CERT_FILE_MAX, false, pem, &len)) != HV_OK) {
-		char msg[600];
-		snprintf(msg, sizeof(msg), "cannot read %s%s", path,
-		    st == HV_OUT_OF_RANGE ? " (over 16 KiB)" : "");
-		return (cli_fail(c, "org", st, msg));
-	}
-	return (0);
-}
-
-static int
-org_reply(cli *c, const char *what, int rc, org_t *o)
-{
-	if (rc != 0) {
-		return (rc);
-	}
-	if (c->json) {
-		cli_print_json(org_json(o));
-	} else {
-		if (what != NULL) {
-			printf("%s %s (version %llu)\n", what, o->id, (unsigned long long) o->version);
-		} else {
-			print_org(o);
-		}
-	}
-	protobuf_c_message_free_unpacked(&o->base, NULL);
-	return (0);
-}
-
-static int
-org_register(cli *c, int argc, char **argv, bool update)
-{
-	Haven__Capacity__V1__RegisterOrganisationRequest rreq =
-	    HAVEN__CAPACITY__V1__REGISTER_ORGANISATION_REQUEST__INIT;
-	Haven__Capacity__V1__UpdateOrganisationRequest ureq =
-	    HAVEN__CAPACITY__V1__UPDATE_ORGANISATION_REQUEST__INIT;
-	const char *cmd = update ? "org update" : "org register";
-	org_t       o   = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
-	org_t      *rep = NULL;
-	char       *pem = NULL;
-	cli_args        a;
-	int         role = 0;
-	int         rc;
-
-	if ((rc = cli_args_parse(&a, argc, argv, cmd, 1, "name role region cert contact version",
-	         NULL)) != 0) {
-		return (rc);
-	}
-	if (a.npos != 1) {
-		return (cli_usage("%s needs the organisation ID", cmd));
-	}
-	o.id     = (char *) a.pos[0];
-	o.name   = (char *) (cli_opt(&a, "name") != NULL ? cli_opt(&a, "name") : "");
-	o.region = (char *) (cli_opt(&a, "region") != NULL ? cli_opt(&a, "region") : "");
-	o.contact = (char *) (cli_opt(&a, "contact") != NULL ? cli_opt(&a, "contact") : "");
-	if (!update && (o.name[0] == '\0' || cli_opt(&a, "role") == NULL || o.region[0] == '\0')) {
-		return (cli_usage("org register needs --name, --role and --region"));
-	}
-	if (cli_opt(&a, "role") != NULL &&
-	    (rc = enum_parse(&haven__capacity__v1__role__descriptor, "role", cli_opt(&a, "role"),
-	         &role)) != 0) {
-		return (rc);
-	}
-	o.role = (Haven__Capacity__V1__Role) role;
-	if (cli_opt(&a, "cert") != NULL && (rc = read_cert(c, cli_opt(&a, "cert"), &pem)) != 0) {
-		return (rc);
-	}
-	o.cert_pem = pem != NULL ? pem : "";
-	if (update) {
-		if (cli_opt(&a, "version") == NULL) {
-			free(pem);
-			return (cli_usage("org update needs --version V (see haven org show)"));
-		}
-		if ((rc = parse_u64("--version", cli_opt(&a, "version"), 1, UINT64_MAX,
-		         &ureq.based_on_version)) != 0) {
-			free(pem);
-			return (rc);
-		}
-		ureq.organisation = &o;
-		rc = cli_call(c, cmd, M("UpdateOrganisation"), &ureq.base,
-		    &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, false);
-	} else {
-		rreq.organisation = &o;
-		rc = cli_call(c, cmd, M("RegisterOrganisation"), &rreq.base,
-		    &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, false);
-	}
-	free(pem);
-	return (org_reply(c, update ? "updated" : "registered", rc, rep));
-}
-
-static int
-org_disable(cli *c, int argc, char **argv, bool disable)
-{
-	Haven__Capacity__V1__DisableOrganisationRequest req =
-	    HAVEN__CAPACITY__V1__DISABLE_ORGANISATION_REQUEST__INIT;
-	const char *cmd = disable ? "org disable" : "org enable";
-	org_t      *rep = NULL;
-	cli_args        a;
-	int         rc;
-
-	if ((rc = cli_args_parse(&a, argc, argv, cmd, 1, NULL, NULL)) != 0) {
-		return (rc);
-	}
-	if (a.npos != 1) {
-		return (cli_usage("%s needs the organisation ID", cmd));
-	}
-	req.id       = (char *) a.pos[0];
-	req.disabled = disable;
-	rc = cli_call(c, cmd, M("DisableOrganisation"), &req.base,
-	    &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, true);
-	return (org_reply(c, disable ? "disabled" : "enabled", rc, rep));
-}
-
-static int
-org_show(cli *c, int argc, char **argv)
-{
-	Haven__Capacity__V1__GetOrganisationRequest req =
-	    HAVEN__CAPACITY__V1__GET_ORGANISATION_REQUEST__INIT;
-	org_t *rep = NULL;
-	cli_args   a;
-	int    rc;
-
-	if ((rc = cli_args_parse(&a, argc, argv, "org show", 1, NULL, NULL)) != 0) {
-		return (rc);
-	}
-	if (a.npos != 1) {
-		return (cli_usage("org show needs the organisation ID"));
-	}
-	req.id = (char *) a.pos[0];
-	rc     = cli_call(c, "org show", M("GetOrganisation"), &req.base,
-            &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, true);
-	return (org_reply(c, NULL, rc, rep));
-}
-
-static int
-org_list(cli *c, int argc, char **argv)
-{
-	Haven__Capacity__V1__ListOrganisationsRequest req =
-	    HAVEN__CAPACITY__V1__LIST_ORGANISATIONS_REQUEST__INIT;
-	char    token[128] = "";
-	json_t *all        = json_array();
-	cli_args    a;
-	int     role = 0;
-	int     rc;
-
-	if ((rc = cli_args_parse(&a, argc, argv, "org list", 0, "role region", NULL)) != 0) {
-		goto out;
-	}
-	if (cli_opt(&a, "role") != NULL && (rc = enum_parse(&haven__capacity__v1__role__descriptor,
-	                                    "role", cli_opt(&a, "role"), &role)) != 0) {
-		goto out;
-	}
-	req.role   = (Haven__Capacity__V1__Role) role;
-	req.region = (char *) (cli_opt(&a, "region") != NULL ? cli_opt(&a, "region") : "");
-	req.page_size = 500;
-	if (!c->json) {
-		printf("%-24s %-13s %-22s %-9s %s\n", "ID", "ROLE", "REGION", "STATE", "NAME");
-	}
-	do {
-		Haven__Capacity__V1__ListOrganisationsResponse *rep = NULL;
-		char                                            buf[64];
-
-		req.page_token = token;
-		if ((rc = cli_call(c, "org list", M("ListOrganisations"), &req.base,
-		         &haven__capacity__v1__list_organisations_response__descriptor,
-		         (ProtobufCMessage **) &rep, true)) != 0) {
-			goto out;
-		}
-		for (size_t i = 0; i < rep->n_organisations; i++) {
-			const org_t *o = rep->organisations[i];
-			if (c->json) {
-				json_array_append_new(all, org_json(o));
-			} else {
-				printf("%-24s %-13s %-22s %-9s %s\n", o->id, role_name(o->role, buf, sizeof(buf)),
-				    o->region, o->disabled ? "disabled" : "enabled", o->name);
-			}
-		}
-		snprintf(token, sizeof(token), "%s", rep->next_page_token);
-		protobuf_c_message_free_unpacked(&rep->base, NULL);
-	} while (token[0] != '\0');
-	if (c->json) {
-		cli_print_json(all);
-		all = NULL;
-	}
-	rc = 0;
-out:
-	json_decref(all);
-	return (rc);
-}
-
-int
-cmd_org(cli *c, int argc, char **argv)
-{
-	if (argc < 1) {
-		return (cli_usage("org needs register, update, disable, enable, show or list"));
-	}
-	if (strcmp(argv[0], "register") == 0) {
-		return (org_register(c, argc - 1, argv + 1, false));
-	}
-	if (strcmp(argv[0], "update") == 0) {
-		return (org_register(c, argc - 1, argv + 1, true));
-	}
-	if (strcmp(argv[0], "disable") == 0 || strcmp(argv[0], "enable") == 0) {
-		return (org_disable(c, argc - 1, argv + 1, argv[0][0] == 'd'));
-	}
-	if (strcmp(argv[0], "show") == 0) {
-		return (org_show(c, argc - 1, argv + 1));
-	}
-	if (strcmp(argv[0], "list") == 0) {
-		return (org_list(c, argc - 1, argv + 1));
-	}
-	return (cli_usage("unknown org command '%s' (register, update, disable, enable, show, list)",
-	    argv[0]));
-}
-
 /* ---- haven service ----------------------------------------------------------------------- */
 
 static int
@@ -535,7 +237,7 @@ enum_list(const cli_args *a, const char *name, const ProtobufCEnumDescriptor *d,
 		return (cli_usage("--%s takes at most %zu values", name, max));
 	}
 	for (int i = 0; i < k; i++) {
-		if ((rc = enum_parse(d, what, words[i], &out[i])) != 0) {
+		if ((rc = cli_enum_parse(d, what, words[i], &out[i])) != 0) {
 			return (rc);
 		}
 	}
@@ -577,7 +279,7 @@ service_register(cli *c, int argc, char **argv)
 	s.id                 = (char *) (cli_opt(&a, "id") != NULL ? cli_opt(&a, "id") : "");
 	s.name               = (char *) (cli_opt(&a, "name") != NULL ? cli_opt(&a, "name") : "");
 	s.unit               = (char *) (cli_opt(&a, "unit") != NULL ? cli_opt(&a, "unit") : "");
-	if ((rc = enum_parse(&haven__capacity__v1__service_type__descriptor, "type",
+	if ((rc = cli_enum_parse(&haven__capacity__v1__service_type__descriptor, "type",
 	         cli_opt(&a, "type"), &type)) != 0) {
 		return (rc);
 	}
@@ -602,18 +304,18 @@ service_register(cli *c, int argc, char **argv)
 	s.languages       = langs;
 	s.n_accessibility = (size_t) k;
 	s.accessibility   = access;
-	if ((rc = parse_u64("--total", cli_opt(&a, "total"), 1, 100000, &n)) != 0) {
+	if ((rc = cli_parse_u64("--total", cli_opt(&a, "total"), 1, 100000, &n)) != 0) {
 		return (rc);
 	}
 	s.maximum = (uint32_t) n;
 	if (cli_opt(&a, "available") != NULL) {
-		if ((rc = parse_u64("--available", cli_opt(&a, "available"), 0, s.maximum, &n)) != 0) {
+		if ((rc = cli_parse_u64("--available", cli_opt(&a, "available"), 0, s.maximum, &n)) != 0) {
 			return (rc);
 		}
 		s.available = (uint32_t) n;
 	}
 	if (cli_opt(&a, "interval") != NULL) {
-		if ((rc = parse_u64("--interval", cli_opt(&a, "interval"), 60, 604800, &n)) != 0) {
+		if ((rc = cli_parse_u64("--interval", cli_opt(&a, "interval"), 60, 604800, &n)) != 0) {
 			return (rc);
 		}
 		s.report_interval_s = (uint32_t) n;
@@ -678,7 +380,7 @@ service_versioned(cli *c, int argc, char **argv, bool approve)
 	if (a.npos != 1 || cli_opt(&a, "version") == NULL) {
 		return (cli_usage("%s needs the service ID and --version V", what));
 	}
-	if ((rc = parse_u64("--version", cli_opt(&a, "version"), 1, UINT64_MAX, &version)) != 0) {
+	if ((rc = cli_parse_u64("--version", cli_opt(&a, "version"), 1, UINT64_MAX, &version)) != 0) {
 		return (rc);
 	}
 	retire.id = appr.id          = (char *) a.pos[0];
@@ -751,13 +453,13 @@ capacity_set(cli *c, int argc, char **argv)
 	if (a.npos != 2) {
 		return (cli_usage("capacity set needs SERVICE and AVAILABLE"));
 	}
-	if ((rc = parse_u64("AVAILABLE", a.pos[1], 0, 100000, &n)) != 0) {
+	if ((rc = cli_parse_u64("AVAILABLE", a.pos[1], 0, 100000, &n)) != 0) {
 		return (rc);
 	}
 	req.service_id = (char *) a.pos[0];
 	req.available  = (uint32_t) n;
 	if (cli_opt(&a, "version") != NULL) {
-		if ((rc = parse_u64("--version", cli_opt(&a, "version"), 1, UINT64_MAX,
+		if ((rc = cli_parse_u64("--version", cli_opt(&a, "version"), 1, UINT64_MAX,
 		         &req.based_on_version)) != 0) {
 			return (rc);
 		}
@@ -798,7 +500,7 @@ capacity_change(cli *c, int argc, char **argv, bool freed)
 	if (a.npos < 1) {
 		return (cli_usage("%s needs SERVICE (and how many places, 1 by default)", what));
 	}
-	if (a.npos == 2 && (rc = parse_u64("N", a.pos[1], 1, 100000, &n)) != 0) {
+	if (a.npos == 2 && (rc = cli_parse_u64("N", a.pos[1], 1, 100000, &n)) != 0) {
 		return (rc);
 	}
 	req.service_id = (char *) a.pos[0];
@@ -830,12 +532,12 @@ capacity_find(cli *c, int argc, char **argv)
 		goto out;
 	}
 	if (cli_opt(&a, "type") != NULL &&
-	    (rc = enum_parse(&haven__capacity__v1__service_type__descriptor, "type", cli_opt(&a, "type"),
+	    (rc = cli_enum_parse(&haven__capacity__v1__service_type__descriptor, "type", cli_opt(&a, "type"),
 	         &type)) != 0) {
 		goto out;
 	}
 	if (cli_opt(&a, "population") != NULL &&
-	    (rc = enum_parse(&haven__capacity__v1__population__descriptor, "population",
+	    (rc = cli_enum_parse(&haven__capacity__v1__population__descriptor, "population",
 	         cli_opt(&a, "population"), &pop)) != 0) {
 		goto out;
 	}

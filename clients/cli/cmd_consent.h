@@ -1,7 +1,6 @@
 /*
  * cmd_consent.h - what the consent commands (cmd_consent.c) and the subject commands
- * (cmd_subject.c) share: reading list options, the consent enums' names, printing times and
- * lists.
+ * (cmd_subject.c) share: reading list options, the consent enums' names, printing lists.
  */
 #ifndef HAVEN_CLI_CMD_CONSENT_H
 #define HAVEN_CLI_CMD_CONSENT_H
@@ -31,9 +30,6 @@ int consent_cli_values(const cli_args *a, const char *name, char **out, size_t *
 
 /* The name of value v of kind k into buf; returns buf. */
 const char *consent_cli_kind_name(const enum_kind *k, int v, char buf[PBENUM_NAME_MAX]);
-
-/* "2026-11-28 10:00 UTC", or "-" for 0; returns buf. */
-const char *consent_cli_when(int64_t ms, char *buf, size_t n);
 
 /* Lists as JSON arrays, and joined with ",". */
 json_t *consent_cli_json_strings(char **v, size_t n);

@@ -172,7 +172,7 @@ do_subject_show(cli *c, int argc, char **argv)
 		printf("subject        %s%s\n", rep->id, rep->minor ? " (minor)" : "");
 		printf("created by     %s, %s\n",
 		    rep->created_by[0] != '\0' ? rep->created_by : "the node's operator",
-		    consent_cli_when(rep->created_at_ms, t, sizeof(t)));
+		    cli_when(rep->created_at_ms, t, sizeof(t)));
 		printf("held by        %s\n",
 		    rep->holder[0] != '\0' ? rep->holder : "the node's operator");
 		printf("shown          %s\n", shown);
@@ -322,7 +322,7 @@ do_subject_erase(cli *c, int argc, char **argv)
 	} else {
 		printf("subject %s erased at %s; %u consents withdrawn; key-encryption key now "
 		       "generation %llu\n",
-		    req.id, consent_cli_when(rep->erased_at_ms, t, sizeof(t)), rep->consents_withdrawn,
+		    req.id, cli_when(rep->erased_at_ms, t, sizeof(t)), rep->consents_withdrawn,
 		    (unsigned long long) rep->kek_generation);
 	}
 	protobuf_c_message_free_unpacked(&rep->base, NULL);

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void
 usage(FILE *f)
@@ -95,6 +96,9 @@ usage(FILE *f)
 	    "  person add ORG LOGIN --name N --role admin|case-worker|viewer [--stdin]\n"
 	    "  person disable ID   person list ORG   person reset ID [--password] [--new-code]\n"
 	    "                     [--enable]   (the operator; an organisation's admin for its own)\n"
+	    "  alerts show [ORG]      an organisation's alert channels (docs/alerts.md)\n"
+	    "  alerts set [ORG] [--email A,...] [--oncall A] [--webhook URL --secret-file F]\n"
+	    "  alerts watch [ORG] [--after SEQ] [--wait MS]    its alerts after a cursor\n"
 	    "exit codes: 0 ok, 1..16 the call's gRPC status code, 64 usage\n");
 }
 
@@ -117,6 +121,7 @@ static const struct {
 	{ "consent", cmd_consent },
 	{ "audit", cmd_audit },
 	{ "login", cmd_login }, { "logout", cmd_logout }, { "person", cmd_person },
+	{ "alerts", cmd_alerts },
 };
 
 /* ---- a person's session (haven login, cmd_people.c) --------------------------------------- */
@@ -267,6 +272,20 @@ cli_print_json(json_t *v)
 	json_dumpf(v, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
 	fputc('\n', stdout);
 	json_decref(v);
+}
+
+const char *
+cli_when(int64_t ms, char *buf, size_t n)
+{
+	time_t    t = (time_t) (ms / 1000);
+	struct tm tm;
+
+	if (ms == 0 || gmtime_r(&t, &tm) == NULL) {
+		snprintf(buf, n, "-");
+	} else {
+		strftime(buf, n, "%Y-%m-%d %H:%M UTC", &tm);
+	}
+	return (buf);
 }
 
 int

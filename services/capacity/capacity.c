@@ -96,6 +96,37 @@ cap_org_role(void *arg, const char *org_id)
 }
 
 hv_status
+cap_foreach_org(cap_service *cs, store_txn *txn, cap_org_fn fn, void *arg)
+{
+	store_cursor *c = NULL;
+	const void   *v;
+	size_t        vl;
+	hv_status     st;
+
+	if ((st = store_cursor_open(txn, cs->cs_orgs, &c)) != HV_OK) {
+		return (st);
+	}
+	for (st = store_cursor_seek(c, NULL, 0, NULL, NULL, &v, &vl); st == HV_OK;
+	     st = store_cursor_next(c, NULL, NULL, &v, &vl)) {
+		Haven__Capacity__V1__Organisation *o = haven__capacity__v1__organisation__unpack(NULL, vl, v);
+		int                                stop;
+
+		if (o == NULL) {
+			st = HV_DATA_LOSS;
+			break;
+		}
+		stop = fn(arg, o);
+		haven__capacity__v1__organisation__free_unpacked(o, NULL);
+		if (stop != 0) {
+			st = HV_OK;
+			break;
+		}
+	}
+	store_cursor_close(c);
+	return (st == HV_NOT_FOUND ? HV_OK : st);
+}
+
+hv_status
 cap_get_org(cap_service *cs, store_txn *txn, const char *org_id, ProtobufCAllocator *alloc,
     Haven__Capacity__V1__Organisation **out)
 {

@@ -207,6 +207,12 @@ typedef struct cap_cell {
 hv_status cap_summary(cap_service *cs, store_txn *txn, uint64_t region_mask, int64_t now_ms,
     cap_cell **cells, size_t *n);
 
+/* Calls fn for every organisation of the directory (disabled ones too), in id order, until fn
+ * returns non-zero. org is valid only during the call. For the alerts service, which tells a
+ * region's coordinators (read or write transaction; reads only). */
+typedef int (*cap_org_fn)(void *arg, const Haven__Capacity__V1__Organisation *org);
+hv_status cap_foreach_org(cap_service *cs, store_txn *txn, cap_org_fn fn, void *arg);
+
 /* ---- change notifications ---------------------------------------------------------- */
 
 /* Publishes a CapacityChanged for a service after the transaction that changed it committed.

@@ -3,7 +3,7 @@
  * organisations and services, holds (place, release, confirm, expire, the expiry thread), the
  * brief table (and its rebuild for another region map), iteration, the aggregate, and the
  * directory lookup auth uses. The RPC handlers are tested over inproc:// in
- * tests/capacity_test.c.
+ * tests/capacity_it.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>

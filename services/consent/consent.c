@@ -98,6 +98,7 @@ consent_open(consent_service **out, const consent_options *o)
 	cs->cs_org_arg     = o->org_arg;
 	cs->cs_accepting     = o->accepting_provider;
 	cs->cs_accepting_arg = o->accepting_arg;
+	cs->cs_alerts        = o->alerts;
 	cs->cs_erased        = o->subject_erased;
 	cs->cs_erased_arg    = o->erased_arg;
 	cs->cs_rotate_s    = o->rotate_interval_s != 0 ? o->rotate_interval_s : 86400;

@@ -67,6 +67,9 @@ typedef struct consent_options {
 	hv_status (*accepting_provider)(void *arg, store_txn *txn, const char *subject,
 	    const char *org_id, bool *yes);
 	void *accepting_arg;
+	/* Alerts (services/alerts): a withdrawal tells the organisations its consent named, in
+	 * the withdrawal's own transaction. NULL: no alerts. Not owned. */
+	struct alerts_service *alerts;
 	/* Called after an erasure committed, before the caller hears of it (no transaction
 	 * open), so that the service keeping the subject's referrals ends her open ones first:
 	 * offers withdrawn, holds released, waiting needs ended (the node passes the referral

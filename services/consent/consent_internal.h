@@ -58,6 +58,7 @@ struct consent_service {
 	hv_status (*cs_accepting)(void *arg, store_txn *txn, const char *subject,
 	    const char *org_id, bool *yes);
 	void *cs_accepting_arg;
+	struct alerts_service *cs_alerts; /* NULL: no alerts */
 	audit      *cs_audit;
 	store_table cs_meta;
 	store_table cs_subjects;

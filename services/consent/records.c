@@ -15,6 +15,8 @@
 
 #include "haven/log.h"
 
+#include "alerts.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -432,6 +434,25 @@ out:
 	return (st);
 }
 
+/* The alert of a withdrawal: what happened, to each organisation the consent named. */
+static hv_status
+withdrawn_alert(consent_service *cs, store_txn *txn, const Haven__Consent__V1__ConsentRecord *c)
+{
+	alerts_event ev = { .ae_kind = ALERT(CONSENT_WITHDRAWN) };
+	hv_status    st;
+
+	for (size_t i = 0; i < c->n_recipients; i++) {
+		ev.ae_orgs[ev.ae_norgs++] = c->recipients[i];
+		if (ev.ae_norgs == ALERTS_RECIPIENTS || i + 1 == c->n_recipients) {
+			if ((st = alerts_enqueue(cs->cs_alerts, txn, &ev)) != HV_OK) {
+				return (st);
+			}
+			ev.ae_norgs = 0;
+		}
+	}
+	return (HV_OK);
+}
+
 /* The audit entry of an access to consent c: the subject, the consent's purposes. */
 static hv_status
 record_audit(record_job *j, store_txn *txn, const Haven__Consent__V1__ConsentRecord *c,
@@ -465,6 +486,11 @@ withdraw_fn(store_txn *txn, void *arg)
 	if ((st = withdraw_record(j->rj_cs, txn, cid, c, j->rj_now, &j->rj_packed, &j->rj_len)) ==
 	    HV_OK) {
 		st = record_audit(j, txn, c, j->rj_now);
+	}
+	/* Alerts: the organisations the consent named, in this transaction (no ids of the
+	 * subject or the consent in the alert). */
+	if (st == HV_OK) {
+		st = withdrawn_alert(j->rj_cs, txn, c);
 	}
 out:
 	protobuf_c_message_free_unpacked(&c->base, NULL);

@@ -22,6 +22,7 @@
 #include "haven/host.h"
 #include "haven/log.h"
 
+#include "alerts.h"
 #include "capacity.h"
 #include "consent.h"
 #include "referral.h"
@@ -54,11 +55,19 @@ main(int argc, char **argv)
 	hv_status        st;
 	cap_service     *cap  = NULL;
 	cap_options      capo = { 0 };
+	alerts_service  *als  = NULL;
+	alerts_options   alo  = { 0 };
+	alerts_config    acfg = { 0 };
+	config_table     atab = alerts_config_table(&acfg);
 	ref_service     *ref  = NULL;
 	ref_options      refo = { 0 };
 
-	if ((ret = host_config_load(&cfg, argc, argv, "haven-consent", &done)) != 0 || done) {
+	/* The alerts section for the links of a withdrawal's alerts (haven-referral sends). */
+	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-consent", &atab, 1, false,
+	         &done)) != 0 ||
+	    done) {
 		host_config_free(&cfg);
+		alerts_config_free(&acfg);
 		return (ret);
 	}
 	ret = 1;
@@ -79,15 +88,26 @@ main(int argc, char **argv)
 		log_error("cannot open the partner directory: %s", hv_status_name(st));
 		goto out;
 	}
-	co.org_role = cap_org_role;
-	co.org_arg  = cap;
-	lookup      = cap_lookup_org;
-	lookup_arg  = cap;
+	co.org_role   = cap_org_role;
+	co.org_arg    = cap;
+	/* A withdrawal's alerts go to the outbox here; haven-referral sends them. */
+	alo.store     = host_store(h);
+	alo.capacity  = cap;
+	alo.node_url  = acfg.node_url;
+	alo.manual    = true;
+	if ((st = alerts_open(&als, &alo)) != HV_OK) {
+		log_error("cannot open the alerts outbox: %s", hv_status_name(st));
+		goto out;
+	}
+	co.alerts     = als;
+	lookup        = cap_lookup_org;
+	lookup_arg    = cap;
 	/* Store functions only: haven-referral migrates, expires and routes. */
 	refo.store      = host_store(h);
 	refo.regions    = host_regions(h);
 	refo.capacity   = cap;
 	refo.store_only = true;
+	refo.alerts     = als; /* an erasure ending referrals alerts too */
 	if ((st = ref_open(&ref, &refo)) != HV_OK) {
 		log_error("cannot open the referral tables: %s", hv_status_name(st));
 		goto out;
@@ -118,11 +138,13 @@ out:
 	consent_stop(cs);
 	host_close(h);
 	consent_close(cs);
+	alerts_close(als);
 	ref_close(ref);
 	cap_close(cap);
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}
 	host_config_free(&cfg);
+	alerts_config_free(&acfg);
 	return (ret);
 }

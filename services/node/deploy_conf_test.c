@@ -23,6 +23,7 @@
 #include "haven/host.h"
 #include "haven/log.h"
 
+#include "alerts.h"
 #include "referral.h"
 
 #define NAMES_MAX 128
@@ -92,17 +93,21 @@ file_names(const char *path, names *ns)
 	fclose(f);
 }
 
-/* The referral service's section, read beside the host's options as haven-node reads it. */
-static ref_config rcfg;
+/* The referral and alerts services' sections, read beside the host's options as haven-node
+ * reads them. */
+static ref_config    rcfg;
+static alerts_config acfg;
 
 static int
 load(host_config *cfg, int argc, const char **argv, bool *done)
 {
-	config_table t;
+	config_table t[2];
 
 	memset(&rcfg, 0, sizeof(rcfg));
-	t = ref_config_table(&rcfg);
-	return (host_config_load_with(cfg, argc, (char **) argv, "haven-node", &t, 1, true, done));
+	memset(&acfg, 0, sizeof(acfg));
+	t[0] = ref_config_table(&rcfg);
+	t[1] = alerts_config_table(&acfg);
+	return (host_config_load_with(cfg, argc, (char **) argv, "haven-node", t, 2, true, done));
 }
 
 /* The options the programs know: what `--print-config` prints, through host_config_load. */
@@ -130,6 +135,8 @@ known_names(names *ns)
 	close(saved);
 	assert_true(done);
 	host_config_free(&cfg);
+	ref_config_free(&rcfg);
+	alerts_config_free(&acfg);
 	file_names(out, ns);
 	unlink(out);
 }
@@ -150,8 +157,11 @@ test_loads(void **state)
 	assert_int_equal(rcfg.retention_days, 90);
 	assert_int_equal(rcfg.language_hops, 1);
 	assert_false(cfg.insecure_tcp);
+	assert_false(acfg.webhook_allow_private); /* partners' webhooks stay off the node's net */
+	assert_null(acfg.smtp_url);
 	host_config_free(&cfg);
 	ref_config_free(&rcfg);
+	alerts_config_free(&acfg);
 }
 
 static void

@@ -16,6 +16,10 @@
  * consent on run/consent-events.sock, referral on run/referral-events.sock; the referral
  * service subscribes to the first two, so it reroutes waiting needs the moment a place frees.
  *
+ * Alerts (services/alerts, docs/alerts.md): the referral and consent services write the events
+ * that need a person to the alerts outbox in their own transactions; a sender thread delivers
+ * them by e-mail (smtp_url) and signed webhooks, and Alerts/WatchEvents serves them.
+ *
  * Retention: at start and hourly, the referral service erases (crypto-shredding, through the
  * consent service) the personal data of each subject whose referrals all closed more than
  * referral.retention_days ago, and logs the count (docs/operations.md).
@@ -23,6 +27,7 @@
 #include "haven/host.h"
 #include "haven/log.h"
 
+#include "alerts.h"
 #include "capacity.h"
 #include "consent.h"
 #include "people.h"
@@ -160,6 +165,22 @@ exit_code(hv_status st)
 	return (st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1);
 }
 
+/* The alerts' outbox and sender, over the directory of the capacity service. */
+static hv_status
+open_alerts(alerts_service **out, host *h, const alerts_config *acfg, cap_service *cs)
+{
+	alerts_options ao = { 0 };
+	hv_status      st;
+
+	alerts_config_apply(acfg, &ao);
+	ao.store    = host_store(h);
+	ao.capacity = cs;
+	if ((st = alerts_open(out, &ao)) != HV_OK) {
+		log_error("cannot open the alerts: %s", hv_status_name(st));
+	}
+	return (st);
+}
+
 /* The consent service on the node's store, with the directory and the referral tables. */
 static void
 consent_wire(consent_options *no, host *h, const host_config *cfg, cap_service *cs,
@@ -205,6 +226,7 @@ main(int argc, char **argv)
 	host_config      cfg;
 	host            *h   = NULL;
 	cap_service     *cs  = NULL;
+	alerts_service  *als = NULL;
 	consent_service *cns = NULL;
 	ref_service     *rs  = NULL;
 	people_service  *ps  = NULL;
@@ -213,7 +235,8 @@ main(int argc, char **argv)
 	ref_options      ro  = { 0 };
 	char             cap_pub[PATH_MAX + 16], consent_pub[PATH_MAX + 16], ref_pub[PATH_MAX + 16];
 	ref_config       rcfg = { 0 };
-	config_table     rtab = ref_config_table(&rcfg);
+	alerts_config    acfg = { 0 };
+	config_table     tabs[2] = { ref_config_table(&rcfg), alerts_config_table(&acfg) };
 	char             err[256];
 	bool             done;
 	bool             print_methods = take_flag(&argc, argv, "--print-methods");
@@ -221,7 +244,7 @@ main(int argc, char **argv)
 	hv_status        st;
 
 	/* Every service runs here: a section of the file no service knows is a misspelling. */
-	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-node", &rtab, 1, true, &done)) !=
+	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-node", tabs, 2, true, &done)) !=
 	        0 ||
 	    done) {
 		goto out_cfg;
@@ -254,13 +277,19 @@ main(int argc, char **argv)
 		ret = exit_code(st);
 		goto out;
 	}
+	if ((st = open_alerts(&als, h, &acfg, cs)) != HV_OK) {
+		ret = exit_code(st);
+		goto out;
+	}
 	consent_wire(&no, h, &cfg, cs, &rs, consent_pub);
+	no.alerts = als;
 	if ((st = consent_open(&cns, &no)) != HV_OK) {
 		log_error("cannot open the consent records: %s", hv_status_name(st));
 		ret = exit_code(st);
 		goto out;
 	}
 	ref_wire(&ro, h, cs, cns, ref_pub, cap_pub, consent_pub);
+	ro.alerts = als;
 	if ((st = ref_open(&rs, &ro)) != HV_OK) {
 		log_error("cannot open the referral service: %s", hv_status_name(st));
 		ret = exit_code(st);
@@ -268,6 +297,7 @@ main(int argc, char **argv)
 	}
 	if ((st = open_people(h, &cfg, consent_audit(cns), &ps)) != HV_OK ||
 	    (st = register_all(h, cs, cns, rs, ps)) != HV_OK ||
+	    (st = alerts_register(als, host_server(h))) != HV_OK ||
 	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
 		ret = exit_code(st);
 		goto out;
@@ -284,10 +314,12 @@ out:
 	 * the store; the services go last. */
 	ref_stop(rs);
 	consent_stop(cns);
+	alerts_stop(als);
 	cap_stop(cs);
 	host_close(h);
 	ref_close(rs);
 	consent_close(cns);
+	alerts_close(als);
 	cap_close(cs);
 	people_close(ps);
 	if (ret == 0) {
@@ -296,5 +328,6 @@ out:
 out_cfg:
 	host_config_free(&cfg);
 	ref_config_free(&rcfg);
+	alerts_config_free(&acfg);
 	return (ret);
 }

@@ -3,7 +3,7 @@
  * its back-off over time, a session's idle and absolute limits, sessions bound to their
  * organisation's record, the viewer's read-only rule, sealed fields bound to their person,
  * and the key file's checks. Served over inproc:// (the caller is the operator) with a small
- * in-memory directory. tests/people_test.c drives a real node.
+ * in-memory directory. tests/people_it.c drives a real node.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -24,6 +24,7 @@
 #include "haven/host.h"
 #include "haven/log.h"
 
+#include "alerts.h"
 #include "capacity.h"
 #include "consent.h"
 #include "referral.h"
@@ -93,20 +94,24 @@ main(int argc, char **argv)
 	host            *h   = NULL;
 	cap_service     *cs  = NULL;
 	ref_service     *rs  = NULL;
+	alerts_service  *als = NULL;
+	alerts_options   ao  = { 0 };
 	cap_options      co  = { 0 };
 	ref_options      ro  = { 0 };
 	consent_service *cns = NULL;
 	consent_options  no  = { 0 };
 	ref_config       rcfg = { 0 };
-	config_table     rtab;
+	alerts_config    acfg = { 0 };
+	config_table     tabs[2];
 	char             err[256];
 	urls             u;
 	bool             done;
 	int              ret;
 	hv_status        st;
 
-	rtab = ref_config_table(&rcfg);
-	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-referral", &rtab, 1, false,
+	tabs[0] = ref_config_table(&rcfg);
+	tabs[1] = alerts_config_table(&acfg);
+	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-referral", tabs, 2, false,
 	         &done)) != 0 ||
 	    done) {
 		goto out_cfg;
@@ -146,7 +151,17 @@ main(int argc, char **argv)
 	ro.erase          = retention_erase;
 	ro.erase_arg      = cns;
 	ro.erase_done     = retention_done;
+	/* Alerts: written here and by haven-consent (a withdrawal), sent and served from here. */
+	alerts_config_apply(&acfg, &ao);
+	ao.store    = host_store(h);
+	ao.capacity = cs;
+	if ((st = alerts_open(&als, &ao)) != HV_OK) {
+		log_error("cannot open the alerts: %s", hv_status_name(st));
+		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
+		goto out;
+	}
 	options_make(h, cs, &u, &ro);
+	ro.alerts = als;
 	if ((st = ref_open(&rs, &ro)) != HV_OK) {
 		log_error("cannot open the referral service: %s", hv_status_name(st));
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
@@ -154,6 +169,7 @@ main(int argc, char **argv)
 	}
 	ref_set_audit(rs, consent_audit(cns)); /* reads of referrals and offers */
 	if ((st = ref_register(rs, host_server(h))) != HV_OK ||
+	    (st = alerts_register(als, host_server(h))) != HV_OK ||
 	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
 		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
 		goto out;
@@ -167,9 +183,11 @@ out:
 	/* Order: the threads stop while the store is open; host_close lets in-flight calls
 	 * finish and then closes the store; the services go last. */
 	ref_stop(rs);
+	alerts_stop(als);
 	cap_stop(cs);
 	host_close(h);
 	ref_close(rs);
+	alerts_close(als);
 	consent_close(cns);
 	cap_close(cs);
 	if (ret == 0) {
@@ -178,5 +196,6 @@ out:
 out_cfg:
 	host_config_free(&cfg);
 	ref_config_free(&rcfg);
+	alerts_config_free(&acfg);
 	return (ret);
 }

@@ -81,6 +81,7 @@ struct ref_service {
 	ref_seal_fn       rs_seal;   /* NULL: free text is refused */
 	ref_minor_fn      rs_minor;  /* NULL: no subject is a minor */
 	ref_open_fn       rs_unseal; /* NULL: sealed text reads as "" */
+	struct alerts_service *rs_alerts; /* NULL: no alerts (ref_alert.c) */
 	uint32_t          rs_window_s[REF_URGENCIES]; /* respond-by windows, cut to the hold max */
 	uint32_t          rs_hold_max_s;
 	uint32_t          rs_lang_hops; /* extra borders a speaker of the need's language may be */
@@ -262,6 +263,11 @@ hv_status ref_check_text(const char *what, const char *s, bool required, char *e
  * offer}: bumps the referral's version, keeps ref.waiting right (a need is there exactly while
  * WAITING), and queues a ReferralChanged. */
 hv_status ref_transition(ref_work *w, Referral *r, Need *n, NeedState to, const char *actor,
+    const char *reason, const char *offer_id);
+
+/* ref_alert.c: the alert or timer an event makes (alerts.h), in w's transaction; nothing
+ * without the alerts service. Called for every event, after it was appended. */
+hv_status ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
     const char *reason, const char *offer_id);
 
 /* Records an event that changes no state (from = to = the need's state). */

@@ -36,8 +36,9 @@ static hv_status
 append_event(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
     const char *actor, const char *reason, const char *offer_id)
 {
-	Event  *e;
-	Event **events;
+	Event    *e;
+	Event   **events;
+	hv_status st;
 
 	if ((e = arena_alloc(w->w_arena, sizeof(*e))) == NULL ||
 	    (events = arena_alloc(w->w_arena, (r->n_events + 1) * sizeof(*events))) == NULL) {
@@ -58,6 +59,9 @@ append_event(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState 
 	events[r->n_events++] = e;
 	r->events             = events;
 	r->version++;
+	if ((st = ref_alert(w, r, n, from, to, reason, offer_id)) != HV_OK) { /* ref_alert.c */
+		return (st);
+	}
 	return (ref_work_note(w, r, n->index, to));
 }
 

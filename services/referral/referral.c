@@ -22,6 +22,7 @@ settings(ref_service *rs, const ref_options *opts)
 	rs->rs_store          = opts->store;
 	rs->rs_regions        = opts->regions;
 	rs->rs_cap            = opts->capacity;
+	rs->rs_alerts         = opts->alerts;
 	rs->rs_consent        = opts->consent;
 	rs->rs_consent_arg    = opts->consent_arg;
 	rs->rs_seal           = opts->seal;

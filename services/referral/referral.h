@@ -121,6 +121,9 @@ typedef struct ref_options {
 	 * free text is refused (FAILED_PRECONDITION); unseal NULL: sealed text reads as "". */
 	ref_seal_fn       seal;
 	ref_open_fn       unseal;
+	/* Alerts: each event that needs a person goes to the alerts service's outbox in the
+	 * event's own transaction (ref_alert.c). NULL: no alerts. Not owned. */
+	struct alerts_service *alerts;
 	ref_minor_fn      minor;        /* with consent_arg; NULL: no subject is a minor */
 	const char       *pub_url;      /* ReferralChanged notifications; NULL: none */
 	const char       *capacity_sub_url; /* subscribe to CapacityChanged here; NULL: none */

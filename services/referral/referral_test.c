@@ -2,7 +2,7 @@
  * referral_test.c - the referral service's parts without RPC: key layouts and their order,
  * the rank order, language matching, the checks of a create request, the arena, the small-cell
  * suppression and percentiles of the statistics, and opening, closing and the store functions
- * on an empty store. tests/referral_test.c drives the whole service over RPC.
+ * on an empty store. tests/referral_it.c drives the whole service over RPC.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -68,6 +68,9 @@ expect 64 "--languages: 'nl_NL' is not a BCP 47 language tag" service register -
 expect 64 "--language: 'x' is not a BCP 47 language tag" subject create --language x
 expect 64 "--language: '12--' is not a BCP 47 language tag" consent grant $S --purpose referral \
 	--category identity --recipient x --given-by subject --method written --language 12--
+expect 64 "unknown role 'chief' (one of: referrer, provider, municipality" org register x \
+	--name X --role chief --region Rotterdam
+expect 64 "--version must be a number from 1" org update x --name Y --version nine
 expect 64 "stats needs --period" stats --region Rotterdam
 expect 64 "--days is gone; name a finished --period" stats --days=30
 expect 64 "--timeout must be 1..3600000 ms" --timeout abc health
@@ -89,6 +92,10 @@ expect 64 "unknown reason 'bored'" referral pause ref-x 0 --reason bored
 expect 64 "referral resume takes ID NEED" referral resume ref-x
 expect 64 "unknown outcome 'gone'" referral cancel ref-x --reason r --outcome gone
 expect 64 "referral reassign takes ID NEED --reason TEXT" referral reassign ref-x --service s
+expect 64 "--webhook and --secret-file go together" alerts set x --webhook https://a.test/h
+expect 64 "--wait (ms) must be 0..25000" alerts watch x --wait 99999
+expect 64 "--after must be" alerts watch x --after -1
+expect 64 "usage: haven alerts" alerts frobnicate
 # The node's answers: the gRPC status as the exit code, and its message.
 expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region Atlantis
 expect 3 "region 'Atlantis' is not a region of the region map" capacity find --region=Atlantis
@@ -108,6 +115,9 @@ expect 3 "text is required (with reason hold-other)" referral pause ref-00000000
 expect 5 "no referral ref-0000000000000000" referral resume ref-0000000000000000 1
 expect 3 "service_id is not an id" referral reassign ref-0000000000000000 0 --reason r \
 	--service "not an id"
+expect 3 "org_id is required" alerts show
+expect 5 "no enabled organisation nobody" alerts show nobody
+expect 3 "org_id must be" alerts set "Bad Org"
 # A node without a CA (tls_ca) cannot check a partner's certificate, so it registers none.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/x.key" \
 	-subj /CN=ngo-x -days 1 -out "$tmp/x.pem" 2>/dev/null
@@ -118,6 +128,18 @@ expect 3 "period '2025-W53': week must be 01..52 (2025 has 52 ISO weeks)" stats 
 expect 9 "period 2099-01 has not ended" stats --period 2099-01
 expect 9 "this node answers statistics by calendar month only" stats --period 2020-W53
 expect 0 "" stats --period 2020-12 --region Rotterdam
+# Alert channels of an organisation, set by the operator (docs/alerts.md).
+expect 0 "" org register ngo-alerts --name "NGO alerts" --role referrer --region Rotterdam
+printf 'a-webhook-secret-of-32-bytes-xx\n' >"$tmp/secret"
+expect 3 "emails[1] is not an e-mail address" alerts set ngo-alerts --email desk@ngo.test,nobody
+expect 3 "webhook_url must be https://" alerts set ngo-alerts --webhook http://10.0.0.1/h \
+	--secret-file "$tmp/secret"
+expect 0 "" alerts set ngo-alerts --email desk@ngo.test --webhook https://hooks.ngo.test/h \
+	--secret-file "$tmp/secret"
+expect 0 "" alerts show ngo-alerts
+grep -q "(signed; secret set)" "$tmp/out" || { echo "cli_test: FAIL: alerts show: $(cat "$tmp/out")" >&2; fails=$((fails + 1)); }
+! grep -q "a-webhook-secret" "$tmp/out" || { echo "cli_test: FAIL: the secret was shown" >&2; fails=$((fails + 1)); }
+expect 0 "" alerts watch ngo-alerts --wait 200
 
 # People: the operator adds an organisation's admin, who signs in (password and code on stdin,
 # the code computed from the otpauth URI as an authenticator app would), lists its people and

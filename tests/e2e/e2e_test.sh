@@ -11,7 +11,7 @@
 #
 # Data in a fresh directory under $HAVEN_TEST_TMP (else $TMPDIR or /tmp), removed at exit with
 # every process the test started. TLS ports are chosen at random in 10000..19999 (below the
-# kernel's ephemeral range, apart from rpc_test's) and another is tried when a service cannot
+# kernel's ephemeral range, apart from rpc_it's) and another is tried when a service cannot
 # listen, so that runs in parallel do not collide. Needs bash, coreutils, sed, awk and
 # openssl (deploy/pki.sh); ss is used when present. Exit 0 when every check passed.
 set -euo pipefail

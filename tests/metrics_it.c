@@ -1,5 +1,5 @@
 /*
- * metrics_test.c - what the metrics page says about a real server and real services:
+ * metrics_it.c - what the metrics page says about a real server and real services:
  *
  *  - the RPC server records calls run by workers, calls refused RESOURCE_EXHAUSTED because the
  *    queue was full, methods without a handler, role refusals, and names it does not serve

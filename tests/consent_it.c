@@ -1,5 +1,5 @@
 /*
- * consent_test.c - haven-consent end to end over RPC (inproc://), with session tokens of
+ * consent_it.c - haven-consent end to end over RPC (inproc://), with session tokens of
  * organisations in each role: who may create, see, erase, grant, withdraw and check; minors;
  * expired and withdrawn consent; receipts that verify and stop verifying after any change;
  * withdrawal events on the pub socket; audit entries for every read, and audit verification
@@ -29,6 +29,8 @@
 #include "haven/store.h"
 #include "testutil.h"
 
+#include "alerts.h"
+#include "capacity.h"
 #include "consent.h"
 
 #include "haven/consent/v1/audit.pb-c.h"
@@ -61,6 +63,9 @@ typedef struct world {
 	store           *s;
 	auth            *a;
 	consent_service *cs;
+	region_map      *map;
+	cap_service     *cap; /* the directory the alerts service reads */
+	alerts_service  *al;  /* a withdrawal's alerts (manual: nothing is sent) */
 	rpc_server      *srv;
 	rpc_channel     *ch[N_CALLERS];
 	char             pub_url[64];
@@ -84,6 +89,26 @@ org_role(void *arg, const char *org_id)
 		}
 	}
 	return (0);
+}
+
+/* The organisations the alerts service must find in the directory. */
+static hv_status
+add_orgs_fn(store_txn *txn, void *arg)
+{
+	char      err[256];
+	hv_status st = HV_OK;
+
+	for (int i = 0; orgs[i].id != NULL && st == HV_OK; i++) {
+		Haven__Capacity__V1__Organisation o = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+
+		o.id     = (char *) orgs[i].id;
+		o.name   = (char *) orgs[i].id;
+		o.role   = orgs[i].role == RPC_ROLE_PROVIDER ? HAVEN__CAPACITY__V1__ROLE__PROVIDER
+		                                             : HAVEN__CAPACITY__V1__ROLE__REFERRER;
+		o.region = "Amsterdam";
+		st       = cap_add_organisation(arg, txn, &o, err, sizeof(err));
+	}
+	return (st);
 }
 
 static int
@@ -110,10 +135,23 @@ world_up(void **state)
 	co.now_ms     = test_now;
 	co.org_role   = org_role;
 	co.org_arg    = orgs;
+	{
+		cap_options    capo = { .store = w.s, .manual_expiry = true };
+		alerts_options alo  = { .store = w.s, .manual = true, .now_ms = test_now };
+
+		assert_int_equal(region_map_default(&w.map), HV_OK);
+		capo.regions = w.map;
+		assert_int_equal(cap_open(&w.cap, &capo), HV_OK);
+		assert_int_equal(store_write(w.s, add_orgs_fn, w.cap), HV_OK);
+		alo.capacity = w.cap;
+		assert_int_equal(alerts_open(&w.al, &alo), HV_OK);
+		co.alerts = w.al;
+	}
 	assert_int_equal(consent_open(&w.cs, &co), HV_OK);
 	ro.auth = w.a;
 	assert_int_equal(rpc_server_open(&w.srv, &ro), HV_OK);
 	assert_int_equal(consent_register(w.cs, w.srv), HV_OK);
+	assert_int_equal(alerts_register(w.al, w.srv), HV_OK);
 	snprintf(url, sizeof(url), "inproc://consent-test-%d", (int) getpid());
 	assert_int_equal(rpc_server_listen(w.srv, url), HV_OK);
 	assert_int_equal(rpc_server_start(w.srv), HV_OK);
@@ -142,6 +180,9 @@ world_down(void **state)
 	consent_stop(w.cs);
 	rpc_server_close(w.srv);
 	consent_close(w.cs);
+	alerts_close(w.al);
+	cap_close(w.cap);
+	region_map_free(w.map);
 	auth_close(w.a);
 	store_close(w.s);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", w.dir);
@@ -186,6 +227,34 @@ expect_msg(const char *part)
 }
 
 /* Creates a subject as who; returns its id (static buffer of the caller). */
+/* who's alerts after *cursor: how many, each a CONSENT_WITHDRAWN naming no one; moves the
+ * cursor. */
+static size_t
+withdrawn_alerts(int who, uint64_t *cursor, const char *subject)
+{
+	Haven__Alerts__V1__WatchEventsRequest   req  = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
+	Haven__Alerts__V1__WatchEventsResponse *resp = NULL;
+	size_t                                  n;
+
+	req.after     = *cursor;
+	req.page_size = 200;
+	assert_int_equal(call(who, "haven.alerts.v1.Alerts/WatchEvents", &req,
+	                     &haven__alerts__v1__watch_events_response__descriptor, &resp),
+	    HV_OK);
+	n = resp->n_events;
+	for (size_t i = 0; i < n; i++) {
+		Haven__Alerts__V1__AlertEvent *e = resp->events[i];
+
+		assert_int_equal(e->kind, HAVEN__ALERTS__V1__ALERT_KIND__CONSENT_WITHDRAWN);
+		assert_string_equal(e->org_id, orgs[who].id);
+		assert_string_equal(e->target, "");
+		assert_null(strstr(e->link, subject));
+	}
+	*cursor = resp->cursor;
+	release(resp);
+	return (n);
+}
+
 static hv_status
 create(int who, bool minor, char id[CONSENT_ID_HEX])
 {
@@ -712,6 +781,7 @@ test_expired_and_withdrawn(void **state)
 	Haven__Consent__V1__ConsentRecord *c = NULL, *wd = NULL;
 	Haven__Consent__V1__CheckResponse *cr = NULL;
 	int64_t                            t0 = clock_ms;
+	uint64_t                           cur_a = 0, cur_b = 0;
 
 	(void) state;
 	assert_int_equal(create(ACME, false, id), HV_OK);
@@ -747,7 +817,13 @@ test_expired_and_withdrawn(void **state)
 	/* Hole 3: a coordinator neither withdraws a person's consent ... */
 	assert_int_equal(withdraw(COORD, c->id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(withdraw(ADMIN, c->id, NULL), HV_PERMISSION_DENIED);
+	withdrawn_alerts(SHELTER_A, &cur_a, id); /* to the cursor */
+	withdrawn_alerts(SHELTER_B, &cur_b, id);
 	assert_int_equal(withdraw(ACME, c->id, &wd), HV_OK);
+	/* The organisation the consent named hears of it, in the withdrawal's transaction; no
+	 * other does. */
+	assert_int_equal(withdrawn_alerts(SHELTER_A, &cur_a, id), 1);
+	assert_int_equal(withdrawn_alerts(SHELTER_B, &cur_b, id), 0);
 	assert_int_equal(wd->withdrawn_at_ms, clock_ms);
 	assert_int_equal(wd->version, 2);
 	release(wd);

@@ -1,5 +1,5 @@
 /*
- * capacity_test.c - haven.capacity.v1.Capacity end to end: a real RPC server over inproc://
+ * capacity_it.c - haven.capacity.v1.Capacity end to end: a real RPC server over inproc://
  * with the Capacity and Auth services on a durable store, and clients holding session tokens of
  * organisations of every role. Covers who may do what (allowed and PERMISSION_DENIED), every
  * kind of bad input (each a clear status, nothing stored), optimistic concurrency (stale

@@ -1,5 +1,5 @@
 /*
- * matrix_test.c - docs/authority.md's table held against a real node: every method x every
+ * matrix_it.c - docs/authority.md's table held against a real node: every method x every
  * role, once on the caller's own records and once on another organisation's or region's.
  *
  * The node is the haven-node binary (argv[1]), started in a temporary directory with a test
@@ -48,7 +48,7 @@
  * as binary: every method is reached both ways and every cell must hold as over nng (one
  * dispatch). The operator has no HTTP identity and stays on ipc://.
  *
- *   matrix_test [--http] HAVEN_NODE [AUTHORITY.MD]  (default: the source tree's docs/authority.md)
+ *   matrix_it [--http] HAVEN_NODE [AUTHORITY.MD]  (default: the source tree's docs/authority.md)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -74,6 +74,7 @@
 #include "../testutil.h"
 
 #include "haven/admin/v1/admin.pb-c.h"
+#include "haven/alerts/v1/alerts.pb-c.h"
 #include "haven/auth/v1/auth.pb-c.h"
 #include "haven/capacity/v1/capacity.pb-c.h"
 #include "haven/consent/v1/audit.pb-c.h"
@@ -220,6 +221,7 @@ static const ProtobufCServiceDescriptor *const services[] = {
 	&haven__audit__v1__audit__descriptor,
 	&haven__referral__v1__referrals__descriptor,
 	&haven__people__v1__people__descriptor,
+	&haven__alerts__v1__alerts__descriptor,
 };
 
 /* The descriptor of "package.Service/Method", or NULL. */
@@ -303,6 +305,7 @@ invoke(const actor *a, const ProtobufCMessage *req)
 #define M_CNS(m) "haven.consent.v1.Consent/" m
 #define M_REF(m) "haven.referral.v1.Referrals/" m
 #define M_PPL(m) "haven.people.v1.People/" m
+#define M_ALR(m) "haven.alerts.v1.Alerts/" m
 
 /* ---- fresh records --------------------------------------------------------------------- */
 
@@ -1277,6 +1280,49 @@ lc_audit(const char *who, const scope *own, const scope *other, const ProtobufCM
 	}
 }
 
+/* Alerts act on one organisation: on side A the caller's own (the operator's: A's referrer),
+ * on side B B's referrer, which no caller of the table is. */
+static char *
+alerts_org(const actor *a, const scope *s)
+{
+	if (s == &scopes[S_B] || a->org == NULL) {
+		return ((char *) actors[s->referrer].org);
+	}
+	return ((char *) a->org);
+}
+
+static hv_status
+f_set_channels(const actor *a, scope *s)
+{
+	Haven__Alerts__V1__SetChannelsRequest r = HAVEN__ALERTS__V1__SET_CHANNELS_REQUEST__INIT;
+	Haven__Alerts__V1__Channels           c = HAVEN__ALERTS__V1__CHANNELS__INIT;
+	char                                 *emails[] = { "desk@example.org" };
+
+	c.emails   = emails;
+	c.n_emails = 1;
+	r.org_id   = alerts_org(a, s);
+	r.channels = &c;
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_get_channels(const actor *a, scope *s)
+{
+	Haven__Alerts__V1__GetChannelsRequest r = HAVEN__ALERTS__V1__GET_CHANNELS_REQUEST__INIT;
+
+	r.org_id = alerts_org(a, s);
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_watch_events(const actor *a, scope *s)
+{
+	Haven__Alerts__V1__WatchEventsRequest r = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
+
+	r.org_id = alerts_org(a, s);
+	return (invoke(a, &r.base));
+}
+
 /* ---- the table of factories ------------------------------------------------------------- */
 
 typedef struct entry {
@@ -1346,6 +1392,9 @@ static const entry entries[] = {
 	{ M_PPL("DisablePerson"), f_disable_person, NULL, false, HV_OK },
 	{ M_PPL("ResetPerson"), f_reset_person, NULL, false, HV_OK },
 	{ M_PPL("ListPeople"), f_list_people, NULL, false, HV_OK },
+	{ M_ALR("SetChannels"), f_set_channels, NULL, false, HV_OK },
+	{ M_ALR("GetChannels"), f_get_channels, NULL, false, HV_OK },
+	{ M_ALR("WatchEvents"), f_watch_events, NULL, false, HV_OK },
 };
 #define N_ENTRIES (sizeof(entries) / sizeof(entries[0]))
 
@@ -1401,7 +1450,7 @@ is_scoped(const char *word)
 
 /* "people": only a person who is its organisation's admin, for its own organisation. The
  * callers here are certificates (and the operator, whose cells say "all"), so both sides are
- * PERMISSION_DENIED; tests/people_test.c checks the people who may. */
+ * PERMISSION_DENIED; tests/people_it.c checks the people who may. */
 static bool
 is_person_only(const char *word)
 {
@@ -1610,7 +1659,7 @@ test_matrix(void **state)
 			mismatch("%s: the test has a factory, the table no row", entries[i].method);
 		}
 	}
-	printf("matrix_test: %d methods x %d roles: %u cells, %u calls, %u mismatches\n", rows,
+	printf("matrix_it: %d methods x %d roles: %u cells, %u calls, %u mismatches\n", rows,
 	    N_COLS, g.cells, g.calls, g.mismatches);
 	if (g.mismatches > 0 || rows == 0) {
 		fail_msg("docs/authority.md and the node differ:\n%s", g.problems);
@@ -1881,7 +1930,7 @@ edge_held(void)
 	    f_create_referral(&actors[A_REF_A], &t), HV_PERMISSION_DENIED);
 	free_reply();
 	/* With no subject named, a referrer lists the entries of the subjects it holds only
-	 * (tests/consent_test.c test_audit checks which). */
+	 * (tests/consent_it.c test_audit checks which). */
 	expect("Audit/List of its own subjects as referrer A",
 	    call_as(&actors[A_REF_A], "haven.audit.v1.Audit/List", &r.base, NULL), HV_OK);
 	expect("Audit/List of every subject as the operator",
@@ -2155,7 +2204,7 @@ teardown(void **state)
 		actors[i].ch = NULL;
 	}
 	if (g.http) {
-		fprintf(stderr, "matrix_test: %u calls over HTTP as JSON, %u as binary\n", g.http_json,
+		fprintf(stderr, "matrix_it: %u calls over HTTP as JSON, %u as binary\n", g.http_json,
 		    g.http_proto);
 		cc_close(g.cc);
 		if (g.http_json == 0 || g.http_proto == 0) {
@@ -2167,7 +2216,7 @@ teardown(void **state)
 		waitpid(g.node, &status, 0);
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		fprintf(stderr, "matrix_test: haven-node did not stop cleanly (status %d), see %s\n",
+		fprintf(stderr, "matrix_it: haven-node did not stop cleanly (status %d), see %s\n",
 		    status, g.dir);
 		return (-1);
 	}
@@ -2189,7 +2238,7 @@ main(int argc, char **argv)
 		argc--;
 	}
 	if (argc != 2 && argc != 3) {
-		fprintf(stderr, "usage: matrix_test [--http] HAVEN_NODE [AUTHORITY.MD]\n");
+		fprintf(stderr, "usage: matrix_it [--http] HAVEN_NODE [AUTHORITY.MD]\n");
 		return (2);
 	}
 	g.node_bin = argv[1];

@@ -1,5 +1,5 @@
 /*
- * referral_edit_test.c - changing a referral after it was made, over RPC on a real node
+ * referral_edit_it.c - changing a referral after it was made, over RPC on a real node
  * (referral_node.h): UpdateReferral (urgency, excluded and preferred regions, note, needs
  * added and cancelled), PauseNeed and ResumeNeed (ON_HOLD holds no place and is not routed),
  * CancelReferral ending accepted and placed needs with an outcome and giving their places

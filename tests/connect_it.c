@@ -1,5 +1,5 @@
 /*
- * connect_test.c - the Connect API (connect.h) against a real RPC server and nng's HTTP
+ * connect_it.c - the Connect API (connect.h) against a real RPC server and nng's HTTP
  * server, driven by a real HTTP client (libcurl) and, for what a client library will not send
  * (a body that never arrives), by a raw socket.
  *
@@ -64,7 +64,7 @@ static struct {
 	char            tok_admin[AUTH_TOKEN_MAX];
 } g;
 
-/* ---- handlers (as in rpc_test) --------------------------------------------------------- */
+/* ---- handlers (as in rpc_it.c) --------------------------------------------------------- */
 
 static hv_status
 t_whoami(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)

@@ -1,5 +1,5 @@
 /*
- * people_test.c - people inside organisations, through a real haven-node (argv[1]) over
+ * people_it.c - people inside organisations, through a real haven-node (argv[1]) over
  * ipc://: the operator makes an organisation's first admin, who adds, disables and resets its
  * own people and nobody else's; people sign in with a password and a one-time code computed
  * from the otpauth URI they were given; one answer for every wrong part; back-off after
@@ -8,7 +8,7 @@
  *
  * The node runs with session_idle_s = 6 so that idleness can be waited for.
  *
- *   people_test HAVEN_NODE
+ *   people_it HAVEN_NODE
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -716,7 +716,7 @@ main(int argc, char **argv)
 	};
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: people_test HAVEN_NODE\n");
+		fprintf(stderr, "usage: people_it HAVEN_NODE\n");
 		return (2);
 	}
 	g.node_bin = argv[1];

@@ -1,5 +1,5 @@
 /*
- * subject_flow_test.c - what the consent service decides about a person, carried through the
+ * subject_flow_it.c - what the consent service decides about a person, carried through the
  * referral loop, with the real services: capacity, consent and referral over one store, served
  * over inproc:// with organisation tokens and wired as haven-node wires them (the accepting
  * provider, the end of her referrals at erasure, the minor flag for routing).

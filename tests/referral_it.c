@@ -1,5 +1,5 @@
 /*
- * referral_test.c - referrals end to end over RPC: the real capacity and referral services on
+ * referral_it.c - referrals end to end over RPC: the real capacity and referral services on
  * one store, served over inproc:// with organisation tokens (a referrer, two providers, two
  * coordinators, a municipality), a consent hook over a small table, and a clock the tests
  * move. Every scenario of the issue: routing by region, exclusions and preferences, decline and
@@ -14,9 +14,12 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1764,6 +1767,254 @@ test_consent_withdrawn_notification(void **state)
 	free_msg(r);
 }
 
+/* ---- alerts ------------------------------------------------------------------------------------ */
+
+#define ALERT_SECRET "referral-test-webhook-secret"
+
+/* Starts services/alerts/alerts_receiver.py in dir: *port is its webhook port. */
+static pid_t
+receiver_start(const char *dir, int *port)
+{
+	char  script[700], ports[700], cert[700], key[700], cmd[1600];
+	pid_t pid;
+
+	snprintf(cmd, sizeof(cmd), "sh '%s/deploy/pki.sh' '%s' ca >/dev/null 2>&1 && "
+	    "sh '%s/deploy/pki.sh' '%s' server localhost >/dev/null 2>&1", HAVEN_SOURCE_DIR, dir,
+	    HAVEN_SOURCE_DIR, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(script, sizeof(script), "%s/services/alerts/alerts_receiver.py", HAVEN_SOURCE_DIR);
+	snprintf(cert, sizeof(cert), "%s/server.pem", dir);
+	snprintf(key, sizeof(key), "%s/server.key", dir);
+	snprintf(ports, sizeof(ports), "%s/ports", dir);
+	if ((pid = fork()) == 0) {
+		execl("/usr/bin/python3", "python3", script, dir, cert, key, ALERT_SECRET, (char *) NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 300; i++) {
+		FILE *f = fopen(ports, "r");
+		int   smtp;
+
+		if (f != NULL) {
+			int got = fscanf(f, "%d %d", &smtp, port);
+
+			fclose(f);
+			if (got == 2) {
+				return (pid);
+			}
+		}
+		usleep(50 * 1000);
+	}
+	fail_msg("alerts_receiver.py did not start");
+	return (-1);
+}
+
+static hv_status
+set_hook(node *n, int who, const char *org, int port)
+{
+	Haven__Alerts__V1__SetChannelsRequest req = HAVEN__ALERTS__V1__SET_CHANNELS_REQUEST__INIT;
+	Haven__Alerts__V1__Channels           c   = HAVEN__ALERTS__V1__CHANNELS__INIT;
+	char                                  url[100];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/hook", port);
+	c.webhook_url         = url;
+	c.webhook_secret.data = (uint8_t *) ALERT_SECRET;
+	c.webhook_secret.len  = strlen(ALERT_SECRET);
+	req.org_id            = (char *) org;
+	req.channels          = &c;
+	return (call(n->ch[who], "haven.alerts.v1.Alerts/SetChannels", &req.base,
+	    &haven__alerts__v1__channels__descriptor, NULL, NULL));
+}
+
+/* The kinds of who's alerts after *cursor, joined by spaces; moves the cursor. */
+static void
+watch(node *n, int who, uint64_t *cursor, char *kinds, size_t ksz)
+{
+	Haven__Alerts__V1__WatchEventsRequest   req  = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
+	Haven__Alerts__V1__WatchEventsResponse *resp = NULL;
+	size_t                                  off  = 0;
+
+	req.after = *cursor;
+	assert_int_equal(call(n->ch[who], "haven.alerts.v1.Alerts/WatchEvents", &req.base,
+	                     &haven__alerts__v1__watch_events_response__descriptor, &resp, NULL),
+	    HV_OK);
+	kinds[0] = '\0';
+	for (size_t i = 0; i < resp->n_events; i++) {
+		const char *k = protobuf_c_enum_descriptor_get_value(
+		    &haven__alerts__v1__alert_kind__descriptor, (int) resp->events[i]->kind)->name;
+
+		assert_string_equal(resp->events[i]->org_id, orgs[who].id); /* its own only */
+		off += (size_t) snprintf(kinds + off, ksz - off, "%s%s", off > 0 ? " " : "", k);
+	}
+	*cursor = resp->cursor;
+	free_msg(resp);
+}
+
+static void
+alerts_deliver(node *n, unsigned want)
+{
+	unsigned sent = 0, failed = 0;
+
+	assert_int_equal(alerts_run(n->al, &sent, &failed), HV_OK);
+	assert_int_equal(failed, 0);
+	assert_int_equal(sent, want);
+}
+
+/* The referral's events reach the organisations concerned, in the events' own transactions:
+ * the provider its offer (and the escalation with the region's coordinator), the referrer the
+ * decline and the wait (and the unmet escalation); WatchEvents shows each organisation its
+ * own; and nothing delivered carries the subject id, the note or the decline's free text. */
+static void
+test_alerts(void **state)
+{
+	node       *n = *state;
+	svc_spec    one[] = { { "sh-ams", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "nl", 0, 0, NULL } };
+	create_spec s     = one_shelter;
+	Referral   *r     = NULL;
+	char        rdir[600], kinds[256], *text, offer[64];
+	uint64_t    c_prov = 0, c_ref = 0, c_coord = 0;
+	int         port;
+	pid_t       rcv;
+
+	snprintf(rdir, sizeof(rdir), "%s/receiver", n->dir);
+	assert_int_equal(mkdir(rdir, 0700), 0);
+	rcv = receiver_start(rdir, &port);
+	add_services(n, one, 1);
+	assert_int_equal(set_hook(n, C_REFERRER, "", port), HV_OK);
+	assert_int_equal(set_hook(n, C_PROV_A, "shelter-a", port), HV_OK);
+	assert_int_equal(set_hook(n, C_COORD, "", port), HV_OK);
+	assert_int_equal(set_hook(n, C_PROV_A, "ngo-ams", port), HV_PERMISSION_DENIED);
+
+	s.note = "NOTE-TEXT Maria Jansen";
+	assert_int_equal(create(n, &s, &r), HV_OK);
+	assert_int_equal(r->needs[0]->state, NS(OFFERED));
+	snprintf(offer, sizeof(offer), "%s", r->needs[0]->offer_id);
+	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "OFFER_NEW");
+	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
+	assert_string_equal(kinds, ""); /* offered in the same transaction: no "waiting" */
+	alerts_deliver(n, 1);
+
+	/* Not acknowledged within escalate_after_s: the provider again and the coordinator. */
+	advance(601 * 1000);
+	alerts_deliver(n, 2);
+	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "OFFER_UNACKNOWLEDGED");
+	watch(n, C_COORD, &c_coord, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "OFFER_UNACKNOWLEDGED");
+
+	/* Declined with free text: the referrer hears it, and that the need waits. */
+	assert_int_equal(offer_act(n, C_PROV_A, M_DECLINE, offer,
+	                     HAVEN__REFERRAL__V1__DECLINE_REASON__DECLINE_OTHER,
+	                     "DECLINE-TEXT Maria Jansen at the station", NULL), HV_OK);
+	alerts_deliver(n, 2);
+	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "NEED_DECLINED NEED_WAITING");
+	advance(1350 * 1000);
+	alerts_deliver(n, 0); /* the declined offer's expiry warning was cancelled */
+
+	/* Still unmet after unmet_after_s: the referrer and the coordinator. */
+	advance(3600 * 1000);
+	alerts_deliver(n, 2);
+	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "NEED_UNMET");
+	watch(n, C_COORD, &c_coord, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "NEED_UNMET");
+
+	/* What left the node: signed, linked, and without the person. */
+	snprintf(rdir + strlen(rdir), sizeof(rdir) - strlen(rdir), "/received.jsonl");
+	assert_non_null(text = tu_slurp(rdir, NULL));
+	assert_null(strstr(text, SUBJECT_OK));
+	assert_null(strstr(text, "Maria"));
+	assert_null(strstr(text, "Jansen"));
+	assert_null(strstr(text, "NOTE-TEXT"));
+	assert_null(strstr(text, "DECLINE-TEXT"));
+	assert_null(strstr(text, "station"));
+	assert_null(strstr(text, "\"sig_ok\": false"));
+	assert_non_null(strstr(text, offer));
+	assert_non_null(strstr(text, "https://haven.test/#/offers/"));
+	{
+		size_t lines = 0;
+
+		for (char *p = text; (p = strchr(p, '\n')) != NULL; p++) {
+			lines++;
+		}
+		assert_int_equal(lines, 7);
+	}
+	free(text);
+	kill(rcv, SIGTERM);
+	waitpid(rcv, NULL, 0);
+	free_msg(r);
+}
+
+/* An acknowledged immediate offer is not escalated; an accepted and placed one tells the
+ * referrer, and the offer's expiry warning never fires once it is answered. */
+static void
+test_alerts_acknowledged(void **state)
+{
+	node       *n = *state;
+	svc_spec    one[] = { { "sh-ams", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "nl", 0, 0, NULL } };
+	Referral   *r     = NULL;
+	char        kinds[256];
+	uint64_t    c_prov = 0, c_ref = 0, c_coord = 0;
+	unsigned    sent = 0, failed = 0;
+
+	add_services(n, one, 1);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "OFFER_NEW");
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACK, r->needs[0]->offer_id, 0, NULL, NULL), HV_OK);
+	advance(601 * 1000);
+	assert_int_equal(alerts_run(n->al, &sent, &failed), HV_OK);
+	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
+	assert_string_equal(kinds, ""); /* acknowledged: no escalation */
+	watch(n, C_COORD, &c_coord, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "");
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_OK);
+	assert_int_equal(placement(n, C_PROV_A, M_PLACED, r->needs[0]->offer_id, 0, NULL), HV_OK);
+	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "NEED_ACCEPTED NEED_PLACED");
+	advance(3600 * 1000); /* past the offer's expiry warning and any waiting timer */
+	assert_int_equal(alerts_run(n->al, &sent, &failed), HV_OK);
+	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "");
+	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "");
+	free_msg(r);
+}
+
+/* An offer let expire tells the referrer; consent withdrawn after acceptance tells the
+ * provider that has the person (ref_alert.c keys on those events' reasons). */
+static void
+test_alerts_expired_withdrawn(void **state)
+{
+	node     *n = *state;
+	svc_spec  one[] = { { "sh-ams", C_PROV_A, ST(SHELTER), "Amsterdam", 2, "nl", 0, 0, NULL } };
+	Referral *r = NULL, *r2 = NULL;
+	char      kinds[256];
+	uint64_t  c_prov = 0, c_ref = 0;
+	unsigned  expired = 0, marked = 0;
+
+	add_services(n, one, 1);
+	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
+	advance(1801 * 1000); /* past the immediate window */
+	assert_int_equal(ref_expire_offers(n->rs, &expired), HV_OK);
+	assert_int_equal(expired, 1);
+	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "NEED_EXPIRED");
+
+	assert_int_equal(create(n, &one_shelter, &r2), HV_OK);
+	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "OFFER_NEW OFFER_NEW");
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r2->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_OK);
+	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "CONSENT_WITHDRAWN");
+	free_msg(r);
+	free_msg(r2);
+}
+
 int
 main(void)
 {
@@ -1790,6 +2041,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_race_last_place, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_race_accept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_mid_offer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alerts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alerts_acknowledged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alerts_expired_withdrawn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hold_expired_by_capacity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics_narrowing, setup, teardown),

@@ -1,5 +1,5 @@
 /*
- * rpc_drop_test.c - an ipc:// listener keeps accepting when peers disconnect while their
+ * rpc_drop_it.c - an ipc:// listener keeps accepting when peers disconnect while their
  * connection negotiates. libnng 1.5.2 (Debian 12's) can stop the listener for good on one of
  * them (nng issue #1518); the RPC server's watchdog listens again (rpc_server.c).
  *

@@ -1,5 +1,5 @@
 /*
- * rpc_test.c - the RPC layer end to end: real servers and clients over inproc://, ipc:// and
+ * rpc_it.c - the RPC layer end to end: real servers and clients over inproc://, ipc:// and
  * tls+tcp://, many clients at once, and every kind of bad input and failure the server must
  * answer with a status instead of crashing or stalling.
  */
