@@ -367,7 +367,12 @@ await step('pages at phone and desk widths, axe on each', async () => {
 	await admin.$$eval('form button[type=submit]', (b) => b[b.length - 1].click());
 	await admin.waitForSelector('svg.qr');
 	ok('a new person: the second factor as a QR code');
-	await tour(admin, 'fenna', ['people']);
+	await go(admin, '#/channels');
+	await fill(admin, 'emails', 'desk@fairwork.example');
+	await admin.$eval('main form button[type=submit]', (b) => b.click());
+	await waitText(admin, '#status', /Opgeslagen/);
+	ok('the org admin sets the alert channels');
+	await tour(admin, 'fenna', ['people', 'channels']);
 	await admin.browserContext().close();
 	const ops = await open(DESK);
 	await login(ops, 'olaf.ops@haven-ops');

@@ -16,6 +16,7 @@ import * as numbers from './pages/numbers.js';
 import * as coordinator from './pages/coordinator.js';
 import * as people from './pages/people.js';
 import * as operator from './pages/operator.js';
+import * as channels from './pages/channels.js';
 
 const POLL_MS = 3000;
 
@@ -33,11 +34,12 @@ const routes = {
 	numbers: [numbers.render, ['municipality', 'coordinator', 'national-coordinator', 'admin'], 'nav.numbers'],
 	region: [coordinator.render, ['coordinator', 'national-coordinator'], 'nav.region'],
 	people: [people.render, ['*admin'], 'nav.people'],
+	channels: [channels.render, ['*admin'], 'nav.channels'],
 	orgs: [operator.orgs, ['admin'], 'nav.orgs'],
 	status: [operator.status, ['admin'], 'nav.status'],
 };
 const navOrder = ['offers', 'services', 'placements', 'clients', 'refer', 'referrals', 'access',
-	'region', 'numbers', 'orgs', 'status', 'people'];
+	'region', 'numbers', 'orgs', 'status', 'people', 'channels'];
 
 let ctx = loadCtx();
 let page = null;
@@ -131,6 +133,8 @@ async function show(message) {
 		history.replaceState(null, '', '#/' + name);
 	}
 	top.replaceChildren(...header().filter(Boolean));
+	/* on a phone the menu scrolls sideways: keep the current page's entry in sight */
+	top.querySelector('nav [aria-current=page]')?.scrollIntoView({ block: 'nearest', inline: 'center' });
 	document.title = 'haven — ' + t(routes[name][2]);
 	if (!allowed(name)) {
 		main.append(h('h1', { tabindex: '-1' }, t('err.permission_denied')));
