@@ -14,6 +14,43 @@ int bench_referral(int argc, char **argv);
 int bench_kdf(int argc, char **argv);
 int bench_json(int argc, char **argv);
 int bench_http(int argc, char **argv);
+int bench_compare(int argc, char **argv);
 int bench_alerts(int argc, char **argv);
+
+/* ---- shared by the echo benches (rpc_bench.c, nng_bench.c) ---------------------------- */
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* One echo run: calls finished, calls/s, latency percentiles and failed calls. */
+typedef struct bench_result {
+	size_t  calls;
+	double  qps;
+	int64_t p50_us;
+	int64_t p99_us;
+	int     errors;
+} bench_result;
+
+/* Sorts lat (n latencies) and fills out from it and the run's elapsed time. */
+void bench_result_fill(bench_result *out, int64_t *lat, size_t n, int64_t elapsed_us, int errors);
+
+/* Blocks SIGTERM and SIGINT in this thread (and the threads it starts), then waits for one. */
+void bench_block_signals(void);
+void bench_wait_for_signal(void);
+
+/* Echo runs against a server at url: inflight calls at a time, each of the inflight callers
+ * making calls calls of size bytes, over conns connections. 0, or 1 when the client could
+ * not be set up (a message on stderr). */
+int bench_rpc_run(const char *url, int inflight, int calls, size_t size, int conns,
+    bench_result *out);
+int bench_nng_run(const char *url, int inflight, int calls, size_t size, int conns,
+    bench_result *out);
+
+/* Parses URL THREADS CALLS SIZE [CONNS] (label "haven" or "nng"), runs, prints one line. */
+int bench_echo_main(const char *label, int argc, char **argv);
+
+/* The servers, until SIGTERM or SIGINT. */
+int bench_rpc_serve(const char *url, unsigned workers);
+int bench_nng_serve(const char *url, unsigned contexts);
 
 #endif

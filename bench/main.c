@@ -12,7 +12,8 @@ static const struct {
 	const char *args;
 } benches[] = {
 	{ "rpc", bench_rpc, "--serve URL [WORKERS] | URL THREADS CALLS SIZE [CONNS]" },
-	{ "nng", bench_nng, "--serve URL | URL THREADS CALLS SIZE [CONNS]" },
+	{ "nng", bench_nng, "--serve URL [CONTEXTS] | URL INFLIGHT CALLS SIZE [CONNS]" },
+	{ "compare", bench_compare, "[CALLS] [SIZE] [ROUNDS]" },
 	{ "store", bench_store, "[N]" },
 	{ "capacity", bench_capacity, "[SERVICES] [SECONDS] [THREADS]" },
 	{ "consent", bench_consent, "[SUBJECTS] [SECONDS] [WORKERS] [durable] [cold]" },

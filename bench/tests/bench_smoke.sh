@@ -57,6 +57,11 @@ refused kdf 1 1 1
 refused json 0
 refused json 10 20
 refused http 0
+refused compare 10
+refused compare 64 16 0
+refused nng --serve ipc:///nowhere 0
+refused nng ipc:///nowhere 0 1 1
+refused rpc ipc:///nowhere 1 0 1
 refused http 2 x
 refused http 1 1 1 1
 refused alerts 0
@@ -71,6 +76,12 @@ prints "^consent subjects=200 checks_per_s=$n check_p99_us=$n echo_per_s=$n\$" c
 prints "^alerts n=5 webhook_p50_ms=$n\\.$n webhook_p99_ms=$n\\.$n smtp_p50_ms=$n\\.$n smtp_p99_ms=$n\\.$n\$" alerts 5 5
 prints "^json json_bytes=$n proto_bytes=$n encode_per_s=$n decode_per_s=$n pack_per_s=$n unpack_per_s=$n\$" json 200
 prints "^http json_qps=$n proto_qps=$n rpc_qps=$n threads=2 calls=50 size=64\$" http 2 50 64
+# Both echo servers started, both echoes run at 1, 8 and 32 in flight, servers stopped.
+prints "^compare inflight=32 size=16 calls=$n nng_qps=$n nng_p50_us=$n rpc_qps=$n rpc_p50_us=$n rpc_vs_nng=$n\\.$n nng_cpu_us=$n\\.$n/$n\\.$n rpc_cpu_us=$n\\.$n/$n\\.$n\$" compare 64 16 1
+if [ "$(grep -c '^compare ' "$tmp/out")" -ne 3 ]; then
+	echo "FAIL: haven-bench compare printed $(grep -c '^compare ' "$tmp/out") lines, not 3"
+	fails=$((fails + 1))
+fi
 
 if [ "$fails" -ne 0 ]; then
 	echo "bench_smoke: $fails failed"

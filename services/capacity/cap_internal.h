@@ -87,6 +87,7 @@ struct cap_service {
 	store_table cs_orgs;
 	store_table cs_services;
 	store_table cs_brief;
+	store_table cs_route; /* the routing index, cap_index.c */
 	store_table cs_holds;
 	store_table cs_hold_exp;
 	store_table cs_meta;
@@ -157,6 +158,17 @@ hv_status cap_put_org(cap_service *cs, store_txn *txn, const Haven__Capacity__V1
  * certificate of this fingerprint. */
 hv_status cap_cert_unique(cap_service *cs, store_txn *txn, const char *fingerprint,
     const char *self_id, char *err, size_t errsz);
+
+/* ---- cap_index.c: the routing index (capacity.h) --------------------------------- */
+
+/* Brings a service's index entry in line with its new record: removes the entry under old
+ * (the brief stored before this change; NULL for a new service) and writes the new one when
+ * the service may be routed. Called by cap_put_service only, in its transaction. */
+hv_status cap_route_update(cap_service *cs, store_txn *txn, const cap_brief *old,
+    const Haven__Capacity__V1__Service *svc, const cap_brief *b);
+
+/* Empties the index (before a rebuild with the brief table). */
+hv_status cap_route_clear(cap_service *cs, store_txn *txn);
 
 /* ---- cap_holds.c ------------------------------------------------------------------- */
 

@@ -5,8 +5,9 @@
  * service of a type, the aggregate grid). The store functions of holds are in cap_holds.c,
  * opening, notifications and the expiry job in capacity.c.
  *
- * Every change of a service goes through cap_put_service, which writes the Service and its
- * brief in the same transaction, so the two never disagree in any snapshot.
+ * Every change of a service goes through cap_put_service, which writes the Service, its
+ * brief and its routing index entry (cap_index.c) in the same transaction, so they never
+ * disagree in any snapshot.
  */
 #include "cap_internal.h"
 
@@ -115,12 +116,23 @@ cap_read_service(cap_service *cs, store_txn *txn, const char *id, ProtobufCAlloc
 hv_status
 cap_put_service(cap_service *cs, store_txn *txn, const Haven__Capacity__V1__Service *svc)
 {
-	cap_brief b;
-	size_t    n = strlen(svc->id);
-	hv_status st;
+	cap_brief   b, old;
+	bool        had;
+	const void *v;
+	size_t      vl, n = strlen(svc->id);
+	hv_status   st;
 
 	cap_brief_of(cs, svc, &b);
-	if ((st = store_put_msg(txn, cs->cs_services, svc->id, n, &svc->base)) != HV_OK) {
+	/* The brief before the change says where the routing index has the service now. */
+	st = store_get(txn, cs->cs_brief, svc->id, n, &v, &vl);
+	if (st != HV_OK && st != HV_NOT_FOUND) {
+		return (st);
+	}
+	if ((had = st == HV_OK) && (st = brief_load(v, vl, &old)) != HV_OK) {
+		return (st);
+	}
+	if ((st = store_put_msg(txn, cs->cs_services, svc->id, n, &svc->base)) != HV_OK ||
+	    (st = cap_route_update(cs, txn, had ? &old : NULL, svc, &b)) != HV_OK) {
 		return (st);
 	}
 	return (store_put(txn, cs->cs_brief, svc->id, n, &b, sizeof(b)));

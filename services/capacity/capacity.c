@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define META_BRIEF_REGIONS "brief_regions"
+/* The region map cap.brief and cap.route were built with. Named anew when cap.route came, so
+ * that a directory made before it gets its routing index built on first open. */
+#define META_BRIEF_REGIONS "brief_route_regions"
 #define TOPIC              "capacity."
 #define EXPIRE_EVERY_MS    1000
 
@@ -263,7 +265,8 @@ expire_round(void *arg)
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
-/* Rebuilds cap.brief from cap.services for the current region map, and records the map. */
+/* Rebuilds cap.brief and cap.route from cap.services for the current region map, and records
+ * the map. */
 static hv_status
 brief_rebuild_fn(store_txn *txn, void *arg)
 {
@@ -284,7 +287,9 @@ brief_rebuild_fn(store_txn *txn, void *arg)
 		}
 	}
 	store_cursor_close(c);
-	if ((st = store_cursor_open(txn, cs->cs_services, &c)) != HV_OK) {
+	c = NULL;
+	if ((st = cap_route_clear(cs, txn)) != HV_OK ||
+	    (st = store_cursor_open(txn, cs->cs_services, &c)) != HV_OK) {
 		goto out;
 	}
 	for (st = store_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl); st == HV_OK;
@@ -299,10 +304,14 @@ brief_rebuild_fn(store_txn *txn, void *arg)
 		cap_brief_of(cs, svc, &b);
 		if (b.b_region == CAP_REGION_NONE && !svc->retired) {
 			log_warn("service %s: its region is not in the region map; it is left out of "
-			         "summaries and region searches",
+			         "summaries, region searches and routing",
 			    svc->id);
 		}
+		st = cap_route_update(cs, txn, NULL, svc, &b);
 		haven__capacity__v1__service__free_unpacked(svc, NULL);
+		if (st != HV_OK) {
+			goto out;
+		}
 		if ((st = store_put(txn, cs->cs_brief, k, kl, &b, sizeof(b))) != HV_OK) {
 			goto out;
 		}
@@ -349,6 +358,7 @@ cap_open(cap_service **out, const cap_options *opts)
 		{ "cap.orgs", offsetof(cap_service, cs_orgs) },
 		{ "cap.services", offsetof(cap_service, cs_services) },
 		{ "cap.brief", offsetof(cap_service, cs_brief) },
+		{ "cap.route", offsetof(cap_service, cs_route) },
 		{ "cap.holds", offsetof(cap_service, cs_holds) },
 		{ "cap.hold_exp", offsetof(cap_service, cs_hold_exp) },
 		{ "cap.meta", offsetof(cap_service, cs_meta) },
@@ -395,7 +405,7 @@ cap_open(cap_service **out, const cap_options *opts)
 		goto out;
 	}
 	if (!current) {
-		log_info("capacity: building the brief table for this region map");
+		log_info("capacity: building the brief table and routing index for this region map");
 		if ((st = store_write(cs->cs_store, brief_rebuild_fn, cs)) != HV_OK) {
 			log_error("capacity: cannot build the brief table: %s", hv_status_name(st));
 			goto out;

@@ -187,6 +187,50 @@ typedef int (*cap_service_fn)(void *arg, const Haven__Capacity__V1__Service *svc
 hv_status cap_foreach_service(cap_service *cs, store_txn *txn,
     Haven__Capacity__V1__ServiceType type, cap_service_fn fn, void *arg);
 
+/*
+ * The routing index (cap.route, cap_index.c): for each service that routing may offer (not
+ * retired, not pending, its area a region of the map, available > held by its last figure,
+ * fresh or not), a compact entry under (type, region, id) with what routing filters and ranks
+ * on, written in the same transaction as the service by cap_put_service. A need reads the
+ * regions it may go to, nearest first, instead of unpacking every service of its type.
+ */
+#define CAP_ROUTE_LIST_MAX 16 /* languages, accessibility, specialisations (the checks' bound) */
+
+/* One entry as read, or a Service seen the same way (cap_route_entry_of). Its strings point
+ * into the store's page or the Service and live as long as they do: copy what is kept. */
+typedef struct cap_route_entry {
+	char     id[CAP_ID_MAX];
+	char    *org_id;
+	unsigned type;
+	unsigned region;      /* index in the region map */
+	uint8_t  populations; /* bit p: accepts Population p */
+	bool     fresh;       /* the figure is fresh now (cap_now_ms) */
+	uint64_t updated_ms;
+	uint32_t report_interval_s;
+	uint32_t available;
+	uint32_t held;
+	size_t   n_languages, n_accessibility, n_specialisations;
+	char    *languages[CAP_ROUTE_LIST_MAX];     /* not to be written through */
+	char    *accessibility[CAP_ROUTE_LIST_MAX]; /* not to be written through */
+	int32_t  specialisations[CAP_ROUTE_LIST_MAX];
+} cap_route_entry;
+
+/* Calls fn for every entry of (type, region) that accepts every population of the bit set
+ * populations (0: any), in id order, until fn returns non-zero. fn must not change capacity
+ * records (collect, then hold places after the walk). */
+typedef int (*cap_route_fn)(void *arg, const cap_route_entry *e);
+hv_status cap_route_foreach(cap_service *cs, store_txn *txn,
+    Haven__Capacity__V1__ServiceType type, unsigned region, uint8_t populations,
+    cap_route_fn fn, void *arg);
+
+/* The region map the index's region numbers refer to. */
+const region_map *cap_route_regions(const cap_service *cs);
+
+/* A Service as an entry (region: its index in the map, or REGIONS_MAX when not in it; fresh
+ * at now_ms). Lists past CAP_ROUTE_LIST_MAX, which the checks refuse, are cut. */
+void cap_route_entry_of(const cap_service *cs, const Haven__Capacity__V1__Service *svc,
+    int64_t now_ms, cap_route_entry *e);
+
 /* One cell of the aggregate: the services of a region, type and population that are neither
  * retired nor pending. A
  * service that accepts several populations counts in each of their cells. */

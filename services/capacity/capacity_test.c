@@ -649,6 +649,103 @@ collect_fn(void *arg, const service_t *svc, bool fresh)
 	return (c->stop_after != 0 && c->n >= c->stop_after);
 }
 
+static int
+route_fn(void *arg, const cap_route_entry *e)
+{
+	collect *c = arg;
+
+	if (c->n < 8) {
+		snprintf(c->ids[c->n], CAP_ID_MAX, "%s", e->id);
+	}
+	c->n++;
+	c->fresh += e->fresh;
+	return (0);
+}
+
+/* The entries of (type, region) in the routing index, read in a transaction of their own. */
+static void
+route_read(fixture *f, int type, const char *region, collect *c)
+{
+	store_txn *txn;
+
+	memset(c, 0, sizeof(*c));
+	assert_int_equal(store_read_begin(f->st, &txn), HV_OK);
+	assert_int_equal(cap_route_foreach(f->cs, txn, type,
+	                     (unsigned) region_map_find(f->map, region), 0, route_fn, c),
+	    HV_OK);
+	store_read_end(txn);
+}
+
+/* The routing index follows every change in the service's transaction: a service whose last
+ * place is held leaves it and comes back when the hold is released; other types and regions
+ * are apart; a bad type or region is refused. */
+static void
+test_route_index(void **state)
+{
+	fixture    f;
+	service_t  s;
+	collect    c;
+	store_txn *txn;
+	char       h1[CAP_ID_MAX], h2[CAP_ID_MAX];
+
+	(void) state;
+	fixture_open(&f, true);
+	assert_int_equal(add_org(&f, "p-a", R_PROVIDER, "Amsterdam"), HV_OK);
+	svc_init(&s, "a1", "p-a", T_SHELTER, "Amsterdam", 10, 2);
+	assert_int_equal(add_service(&f, &s, NULL), HV_OK);
+	svc_init(&s, "a2", "p-a", T_SHELTER, "Amsterdam", 10, 0);
+	assert_int_equal(add_service(&f, &s, NULL), HV_OK);
+	svc_init(&s, "a3", "p-a", T_LEGAL_AID, "Amsterdam", 10, 5);
+	assert_int_equal(add_service(&f, &s, NULL), HV_OK);
+	svc_init(&s, "r1", "p-a", T_SHELTER, "Rotterdam", 10, 5);
+	assert_int_equal(add_service(&f, &s, NULL), HV_OK);
+
+	route_read(&f, T_SHELTER, "Amsterdam", &c);
+	assert_int_equal(c.n, 1); /* a2 has no free place */
+	assert_string_equal(c.ids[0], "a1");
+	assert_int_equal(c.fresh, 1);
+	route_read(&f, T_LEGAL_AID, "Amsterdam", &c);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.ids[0], "a3");
+	route_read(&f, T_SHELTER, "Rotterdam", &c);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.ids[0], "r1");
+
+	assert_int_equal(hold(&f, "a1", 600, h1), HV_OK);
+	route_read(&f, T_SHELTER, "Amsterdam", &c);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(hold(&f, "a1", 600, h2), HV_OK);
+	route_read(&f, T_SHELTER, "Amsterdam", &c);
+	assert_int_equal(c.n, 0);
+	{
+		job j = { .cs = f.cs, .id = h1 };
+		assert_int_equal(store_write(f.st, release_fn, &j), HV_OK);
+	}
+	route_read(&f, T_SHELTER, "Amsterdam", &c);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.ids[0], "a1");
+
+	assert_int_equal(store_read_begin(f.st, &txn), HV_OK);
+	/* The population filter: a1 takes women, not minors. */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(cap_route_foreach(f.cs, txn, T_SHELTER,
+	                     (unsigned) region_map_find(f.map, "Amsterdam"),
+	                     (uint8_t) (1u << P_WOMEN), route_fn, &c),
+	    HV_OK);
+	assert_int_equal(c.n, 1);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(cap_route_foreach(f.cs, txn, T_SHELTER,
+	                     (unsigned) region_map_find(f.map, "Amsterdam"),
+	                     (uint8_t) ((1u << P_WOMEN) | (1u << P_MINORS)), route_fn, &c),
+	    HV_OK);
+	assert_int_equal(c.n, 0);
+	assert_int_equal(cap_route_foreach(f.cs, txn, 0, 0, 0, route_fn, &c), HV_INVALID_ARGUMENT);
+	assert_int_equal(cap_route_foreach(f.cs, txn, T_SHELTER, REGIONS_MAX, 0, route_fn, &c),
+	    HV_INVALID_ARGUMENT);
+	store_read_end(txn);
+	fixture_close(&f);
+}
+
 static const cap_cell *
 find_cell(const cap_cell *cells, size_t n, const region_map *m, const char *region, int type,
     int pop)
@@ -805,7 +902,7 @@ meta_fingerprint(store *st, uint8_t out[32], bool *present)
 
 	assert_int_equal(store_table_open(st, "cap.meta", &t), HV_OK);
 	assert_int_equal(store_read_begin(st, &txn), HV_OK);
-	*present = store_get(txn, t, "brief_regions", 13, &v, &vl) == HV_OK && vl == 32;
+	*present = store_get(txn, t, "brief_route_regions", 19, &v, &vl) == HV_OK && vl == 32;
 	if (*present) {
 		memcpy(out, v, 32);
 	}
@@ -907,6 +1004,7 @@ main(void)
 		cmocka_unit_test(test_expire),
 		cmocka_unit_test(test_expiry_thread),
 		cmocka_unit_test(test_foreach_and_summary),
+		cmocka_unit_test(test_route_index),
 		cmocka_unit_test(test_brief_rebuild),
 		cmocka_unit_test(test_open_arguments),
 		cmocka_unit_test(test_store_only),

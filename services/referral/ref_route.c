@@ -12,7 +12,9 @@
  * that equal services rank the same every time (docs/referral.md, with a worked example).
  * Hard filters: the need's population is accepted, the service area is a region of the map and
  * not excluded, every accessibility feature of the need is offered, the service did not
- * decline (or let expire) an offer for this need, and it has a free place.
+ * decline (or let expire) an offer for this need, and it has a free place. The comparison
+ * itself is ref_rank.c; candidates come from capacity's routing index (cap_route_foreach),
+ * read region by region in the order of the best rank a region allows (scan_need).
  */
 #include "ref_internal.h"
 
@@ -276,47 +278,6 @@ ref_offer_end(ref_work *w, Offer *o, OfferState to)
 	return (ref_put_offer(w, o));
 }
 
-/* ---- ranking --------------------------------------------------------------------------------- */
-
-int
-ref_rank_cmp(const ref_rank *a, const ref_rank *b)
-{
-#define CMP(f)                                                                                \
-	if (a->f != b->f) {                                                                       \
-		return (a->f < b->f ? -1 : 1);                                                        \
-	}
-	CMP(rk_stale)
-	CMP(rk_nonpref)
-	CMP(rk_reach)
-	CMP(rk_missing)
-	CMP(rk_distance)
-	CMP(rk_nonspec)
-	CMP(rk_age_ms)
-#undef CMP
-	return (strcmp(a->rk_id, b->rk_id));
-}
-
-/* Whether a is b's primary subtag ("en" and "en-GB"). */
-static bool
-lang_prefix(const char *a, const char *b)
-{
-	size_t n = strlen(a);
-
-	return (strncasecmp(a, b, n) == 0 && b[n] == '-');
-}
-
-bool
-ref_lang_match(const char *want, char *const *langs, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (strcasecmp(want, langs[i]) == 0 || lang_prefix(want, langs[i]) ||
-		    lang_prefix(langs[i], want)) {
-			return (true);
-		}
-	}
-	return (false);
-}
-
 /* ---- routing --------------------------------------------------------------------------------- */
 
 typedef struct cand {
@@ -343,9 +304,8 @@ typedef struct route_need {
 typedef struct scan_ctx {
 	ref_service *sc_rs;
 	int64_t      sc_now;
-	route_need  *sc_needs;
-	size_t       sc_n;
-	int          sc_type;
+	route_need  *sc_need;
+	int          sc_region; /* the region read, in the referral's map */
 } scan_ctx;
 
 static uint64_t
@@ -373,46 +333,56 @@ has_string(char *const *list, size_t n, const char *s)
 	return (false);
 }
 
-/* Whether the service fits the need, and its rank for it. */
+/* snprintf(dst, size, "%s", src) without the formatting: routing copies an id for every
+ * service it ranks. */
+static void
+copy_id(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* Whether the service (an index entry, or a Service seen as one) in region (the referral
+ * map's index) fits the need, and its rank for it. */
 static bool
-fits(const route_need *rn, const Haven__Capacity__V1__Service *svc, int region, bool fresh,
-    int64_t now, const ref_service *rs, ref_rank *rk)
+fits(const route_need *rn, const cap_route_entry *e, int region, int64_t now,
+    const ref_service *rs, ref_rank *rk)
 {
 	const region_map *m = rs->rs_regions;
 	const Need *n = rn->rn_need;
-	bool        pop = false, minors = false;
+	int         p = (int) n->population;
 	unsigned    dist;
 
-	for (size_t i = 0; i < svc->n_populations && !pop; i++) {
-		pop = svc->populations[i] == n->population;
-	}
-	for (size_t i = 0; i < svc->n_populations && rn->rn_minor && !minors; i++) {
-		minors = svc->populations[i] == HAVEN__CAPACITY__V1__POPULATION__MINORS;
-	}
-	if (!pop || (rn->rn_minor && !minors) || (rn->rn_excluded & ((uint64_t) 1 << region)) != 0) {
+	/* The entry's populations are a bit set of the values the checks allow (below 8). */
+	if (p <= 0 || p >= 8 || (e->populations & (1u << p)) == 0 ||
+	    (rn->rn_minor &&
+	        (e->populations & (1u << HAVEN__CAPACITY__V1__POPULATION__MINORS)) == 0) ||
+	    (rn->rn_excluded & ((uint64_t) 1 << region)) != 0) {
 		return (false);
 	}
 	for (size_t i = 0; i < n->n_accessibility; i++) {
-		if (!has_string(svc->accessibility, svc->n_accessibility, n->accessibility[i])) {
+		if (!has_string(e->accessibility, e->n_accessibility, n->accessibility[i])) {
 			return (false);
 		}
 	}
-	if (has_string(n->declined_services, n->n_declined_services, svc->id)) {
+	if (has_string(n->declined_services, n->n_declined_services, e->id)) {
 		return (false);
 	}
 	for (size_t i = 0; i < rn->rn_ntried; i++) {
-		if (strcmp(rn->rn_tried[i], svc->id) == 0) {
+		if (strcmp(rn->rn_tried[i], e->id) == 0) {
 			return (false);
 		}
 	}
 	memset(rk, 0, sizeof(*rk));
-	rk->rk_stale   = fresh ? 0 : 1;
+	rk->rk_stale   = e->fresh ? 0 : 1;
 	rk->rk_nonpref = (rn->rn_preferred & ((uint64_t) 1 << region)) != 0 ? 0 : 1;
 	dist           = rn->rn_home >= 0 ? region_map_distance(m, rn->rn_home, region)
 	                                  : REGION_UNREACHABLE;
 	rk->rk_distance = (uint8_t) (dist > REGION_UNREACHABLE ? REGION_UNREACHABLE : dist);
 	for (size_t i = 0; i < n->n_languages; i++) {
-		if (!ref_lang_match(n->languages[i], svc->languages, svc->n_languages)) {
+		if (!ref_lang_match(n->languages[i], e->languages, e->n_languages)) {
 			rk->rk_missing++;
 		}
 	}
@@ -423,13 +393,13 @@ fits(const route_need *rn, const Haven__Capacity__V1__Service *svc, int region, 
 		rk->rk_reach = (uint16_t) (rk->rk_reach + (rs->rs_lang_hops > 255 ? 255 : rs->rs_lang_hops));
 	}
 	rk->rk_nonspec = 1;
-	for (size_t i = 0; i < svc->n_specialisations; i++) {
-		if ((int) svc->specialisations[i] == (int) rn->rn_ref->exploitation) {
+	for (size_t i = 0; i < e->n_specialisations; i++) {
+		if ((int) e->specialisations[i] == (int) rn->rn_ref->exploitation) {
 			rk->rk_nonspec = 0;
 		}
 	}
-	rk->rk_age_ms = now > (int64_t) svc->updated_ms ? (uint64_t) now - svc->updated_ms : 0;
-	snprintf(rk->rk_id, sizeof(rk->rk_id), "%s", svc->id);
+	rk->rk_age_ms = now > (int64_t) e->updated_ms ? (uint64_t) now - e->updated_ms : 0;
+	copy_id(rk->rk_id, sizeof(rk->rk_id), e->id);
 	return (true);
 }
 
@@ -450,55 +420,117 @@ keep(route_need *rn, const ref_rank *rk, const char *org)
 	}
 	memmove(&rn->rn_cands[pos + 1], &rn->rn_cands[pos], (rn->rn_ncands - pos) * sizeof(cand));
 	rn->rn_cands[pos].c_rank = *rk;
-	snprintf(rn->rn_cands[pos].c_org, sizeof(rn->rn_cands[pos].c_org), "%s", org);
+	copy_id(rn->rn_cands[pos].c_org, sizeof(rn->rn_cands[pos].c_org), org);
 	rn->rn_ncands++;
 }
 
 static int
-scan_cb(void *arg, const Haven__Capacity__V1__Service *svc, bool fresh)
+scan_cb(void *arg, const cap_route_entry *e)
 {
 	scan_ctx *sc = arg;
-	int       region;
 	ref_rank  rk;
 
-	/* Free as last known: for a stale figure that is what the provider last said. */
-	if (svc->available <= svc->held || svc->retired) {
-		return (0);
-	}
-	if ((region = region_map_find(sc->sc_rs->rs_regions, svc->service_area)) < 0 ||
-	    region >= 64) {
-		return (0);
-	}
-	for (size_t i = 0; i < sc->sc_n; i++) {
-		route_need *rn = &sc->sc_needs[i];
-
-		if (rn->rn_scan && (int) rn->rn_need->type == sc->sc_type &&
-		    fits(rn, svc, region, fresh, sc->sc_now, sc->sc_rs, &rk)) {
-			keep(rn, &rk, svc->org_id);
-		}
+	/* The index holds only services with a free place by their last figure (for a stale
+	 * one, what the provider last said), neither retired nor pending. */
+	if (fits(sc->sc_need, e, sc->sc_region, sc->sc_now, sc->sc_rs, &rk)) {
+		keep(sc->sc_need, &rk, e->org_id);
 	}
 	return (0);
 }
 
-/* Scans the services of each type among the needs marked rn_scan, once per type. */
+/* The best rank any service of region could have for the need: its region's part exact,
+ * every other part at its least (reach at least the distance; nothing missing, specialised,
+ * just confirmed, the smallest id). */
+static void
+region_bound(const route_need *rn, const ref_service *rs, int region, ref_rank *lb)
+{
+	unsigned dist = rn->rn_home >= 0 ? region_map_distance(rs->rs_regions, rn->rn_home, region)
+	                                 : REGION_UNREACHABLE;
+
+	memset(lb, 0, sizeof(*lb));
+	lb->rk_nonpref  = (rn->rn_preferred & ((uint64_t) 1 << region)) != 0 ? 0 : 1;
+	lb->rk_distance = (uint8_t) (dist > REGION_UNREACHABLE ? REGION_UNREACHABLE : dist);
+	lb->rk_reach    = lb->rk_distance;
+}
+
+/*
+ * Finds one need's REF_CANDIDATES best services from the routing index (capacity.h). Regions
+ * are read in the order of their bound (region_bound: preferred first, then nearest); once
+ * the kept candidates are full and a region's bound ranks after the last of them, no service
+ * there or in any later region can enter, and the search stops. The result is the same as
+ * ranking every service of the type: a region is skipped only when none of its services
+ * could be kept.
+ */
+static hv_status
+scan_need(ref_work *w, route_need *rn)
+{
+	ref_service      *rs = w->w_rs;
+	const region_map *cm = cap_route_regions(rs->rs_cap);
+	scan_ctx          sc = { rs, w->w_now, rn, 0 };
+	int               order[REGIONS_MAX];
+	ref_rank          bound[REGIONS_MAX];
+	size_t            nr = 0, count = region_map_count(rs->rs_regions);
+	int               p  = (int) rn->rn_need->population;
+	uint8_t           pops;
+	hv_status         st;
+
+	/* Only services taking the need's population (and minors, for a minor) can fit. */
+	if (p <= 0 || p >= 8) {
+		return (HV_OK);
+	}
+	pops = (uint8_t) (1u << p);
+	if (rn->rn_minor) {
+		pops |= (uint8_t) (1u << HAVEN__CAPACITY__V1__POPULATION__MINORS);
+	}
+
+	for (size_t r = 0; r < count && r < REGIONS_MAX; r++) {
+		size_t at;
+		ref_rank lb;
+
+		if ((rn->rn_excluded & ((uint64_t) 1 << r)) != 0) {
+			continue;
+		}
+		region_bound(rn, rs, (int) r, &lb);
+		for (at = nr; at > 0 && ref_rank_cmp(&lb, &bound[at - 1]) < 0; at--) {
+			bound[at] = bound[at - 1];
+			order[at] = order[at - 1];
+		}
+		bound[at] = lb;
+		order[at] = (int) r;
+		nr++;
+	}
+	for (size_t i = 0; i < nr; i++) {
+		int cr = order[i];
+
+		if (rn->rn_ncands == REF_CANDIDATES &&
+		    ref_rank_cmp(&bound[i], &rn->rn_cands[REF_CANDIDATES - 1].c_rank) > 0) {
+			break;
+		}
+		/* The capacity service's map may be another copy: its region of the same name. */
+		if (cm != rs->rs_regions &&
+		    (cr = region_map_find(cm, region_map_name(rs->rs_regions, (size_t) order[i]))) < 0) {
+			continue;
+		}
+		sc.sc_region = order[i];
+		if ((st = cap_route_foreach(rs->rs_cap, w->w_txn,
+		         (Haven__Capacity__V1__ServiceType) rn->rn_need->type, (unsigned) cr, pops,
+		         scan_cb, &sc)) != HV_OK) {
+			return (ref_fail(w, st, "cannot read the services of type %d",
+			    (int) rn->rn_need->type));
+		}
+	}
+	return (HV_OK);
+}
+
+/* Finds the candidates of each need marked rn_scan. */
 static hv_status
 scan(ref_work *w, route_need *needs, size_t n)
 {
-	scan_ctx  sc = { w->w_rs, w->w_now, needs, n, 0 };
-	uint32_t  done = 0;
 	hv_status st;
 
 	for (size_t i = 0; i < n; i++) {
-		int type = (int) needs[i].rn_need->type;
-
-		if (!needs[i].rn_scan || (done & (1u << type)) != 0) {
-			continue;
-		}
-		done |= 1u << type;
-		sc.sc_type = type;
-		if ((st = cap_foreach_service(w->w_rs->rs_cap, w->w_txn,
-		         (Haven__Capacity__V1__ServiceType) type, scan_cb, &sc)) != HV_OK) {
-			return (ref_fail(w, st, "cannot read the services of type %d", type));
+		if (needs[i].rn_scan && (st = scan_need(w, &needs[i])) != HV_OK) {
+			return (st);
 		}
 	}
 	return (HV_OK);
@@ -659,7 +691,7 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 			return (st);
 		}
 	}
-	/* One scan per service type for the whole batch; then the needs take their holds in
+	/* Each need's candidates from the routing index; then the needs take their holds in
 	 * order, so that an earlier (more urgent, older) need gets a contested place. */
 	if ((st = scan(w, needs, n)) != HV_OK) {
 		return (st);
@@ -720,6 +752,7 @@ named_fits(ref_work *w, route_need *rn, const Haven__Capacity__V1__Service *svc,
 	char        b[48];
 	int         region = region_map_find(w->w_rs->rs_regions, svc->service_area);
 	bool        pop    = false;
+	cap_route_entry e;
 
 	if (svc->retired || svc->pending) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s is %s", svc->id,
@@ -747,7 +780,8 @@ named_fits(ref_work *w, route_need *rn, const Haven__Capacity__V1__Service *svc,
 	if (svc->available <= svc->held) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s has no free place", svc->id));
 	}
-	if (!fits(rn, svc, region, cap_service_fresh(svc, w->w_now), w->w_now, w->w_rs, rk)) {
+	cap_route_entry_of(w->w_rs->rs_cap, svc, w->w_now, &e);
+	if (!fits(rn, &e, region, w->w_now, w->w_rs, rk)) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION,
 		    "service %s lacks an accessibility feature of the need, or declined it", svc->id));
 	}

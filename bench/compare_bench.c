@@ -1,0 +1,185 @@
+/*
+ * compare_bench.c - `haven-bench compare [CALLS] [SIZE] [ROUNDS]`: haven's Echo against the
+ * plain nng echo (nng_bench.c) in one run, so both see the same machine load.
+ *
+ * Each server runs in a child process of its own (this binary with "--serve"), listening on
+ * ipc:// in a private directory, as haven-node and a plain server would. Per round and per
+ * 1, 8 and 32 calls in flight it runs the plain echo, then haven's, CALLS calls in all, and
+ * prints one line:
+ *   compare inflight=F size=S calls=N nng_qps=Q nng_p50_us=X rpc_qps=Q rpc_p50_us=X
+ *       rpc_vs_nng=R nng_cpu_us=SERVER/CLIENT rpc_cpu_us=SERVER/CLIENT
+ * (the CPU time per call of the server process and of this one, user + system). Rounds
+ * alternate the two so that a load change on the shared machine hits both.
+ */
+#include "bench.h"
+
+#include "haven/clock.h"
+#include "haven/log.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const int compare_inflight[] = { 1, 8, 32 };
+
+/* Starts "haven-bench MODE --serve URL" and waits until URL answers a dial (5 s at most). */
+static pid_t
+start_server(const char *mode, const char *url)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		return (-1);
+	}
+	if (pid == 0) {
+		execl("/proc/self/exe", "haven-bench", mode, "--serve", url, (char *) NULL);
+		_exit(127);
+	}
+	for (int64_t until = hv_clock_mono_ms() + 5000; hv_clock_mono_ms() < until;) {
+		nng_socket s;
+		int        rv = -1;
+		if (nng_req0_open(&s) == 0) {
+			rv = nng_dial(s, url, NULL, 0);
+			nng_close(s);
+		}
+		if (rv == 0) {
+			return (pid);
+		}
+		usleep(20000);
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	return (-1);
+}
+
+static void
+stop_server(pid_t pid)
+{
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+	}
+}
+
+/* CPU time (user + system) of process pid in microseconds, from /proc; -1 when unreadable. */
+static int64_t
+proc_cpu_us(pid_t pid)
+{
+	char               path[64], buf[1024], *p;
+	FILE              *f;
+	unsigned long long ut = 0, stt = 0;
+	size_t             n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+	if ((f = fopen(path, "r")) == NULL) {
+		return (-1);
+	}
+	n      = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	/* Fields after the command's closing parenthesis: state is 3rd, utime 14th, stime 15th. */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2) {
+		return (-1);
+	}
+	return ((int64_t) ((ut + stt) * 1000000ULL / (unsigned long long) sysconf(_SC_CLK_TCK)));
+}
+
+/* This process's CPU time in microseconds (every thread: the client and nng's). */
+static int64_t
+self_cpu_us(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ((int64_t) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + ru.ru_utime.tv_usec +
+	    ru.ru_stime.tv_usec);
+}
+
+/* One run against one server: its result and the CPU per call of server and client. */
+static int
+measured_run(bool raw, pid_t srv, const char *url, int inflight, int each, size_t size,
+    bench_result *r, double *srv_us, double *cli_us)
+{
+	int64_t s0 = proc_cpu_us(srv), c0 = self_cpu_us();
+	int     rc = raw ? bench_nng_run(url, inflight, each, size, 1, r)
+	                 : bench_rpc_run(url, inflight, each, size, 1, r);
+	int64_t s1 = proc_cpu_us(srv), c1 = self_cpu_us();
+
+	if (rc == 0 && r->calls > 0) {
+		*srv_us = s0 < 0 || s1 < 0 ? 0 : (double) (s1 - s0) / (double) r->calls;
+		*cli_us = (double) (c1 - c0) / (double) r->calls;
+	}
+	return (rc);
+}
+
+/* One line: the plain echo then haven's at inflight calls in flight. Under load a machine's
+ * calls/s swing; the CPU per call (server, client) says what each side costs. */
+static int
+compare_one(const char *nurl, pid_t np, const char *rurl, pid_t rp, int inflight, int calls,
+    size_t size)
+{
+	bench_result n = { 0 }, r = { 0 };
+	double       ns = 0, nc = 0, rs = 0, rc = 0;
+	int          each = calls / inflight > 0 ? calls / inflight : 1;
+
+	if (measured_run(true, np, nurl, inflight, each, size, &n, &ns, &nc) != 0 ||
+	    measured_run(false, rp, rurl, inflight, each, size, &r, &rs, &rc) != 0) {
+		return (1);
+	}
+	printf("compare inflight=%d size=%zu calls=%zu nng_qps=%.0f nng_p50_us=%lld rpc_qps=%.0f "
+	       "rpc_p50_us=%lld rpc_vs_nng=%.2f nng_cpu_us=%.1f/%.1f rpc_cpu_us=%.1f/%.1f%s\n",
+	    inflight, size, r.calls, n.qps, (long long) n.p50_us, r.qps, (long long) r.p50_us,
+	    n.qps > 0 ? r.qps / n.qps : 0, ns, nc, rs, rc, n.errors + r.errors ? " ERRORS" : "");
+	fflush(stdout);
+	return (n.errors + r.errors ? 1 : 0);
+}
+
+int
+bench_compare(int argc, char **argv)
+{
+	int   calls  = argc >= 1 ? atoi(argv[0]) : 20000;
+	int   size   = argc >= 2 ? atoi(argv[1]) : 256;
+	int   rounds = argc >= 3 ? atoi(argv[2]) : 3;
+	char  dir[]  = "/tmp/haven-compare-XXXXXX";
+	char  nurl[64], rurl[64];
+	pid_t np, rp;
+	int   rc = 0;
+
+	if (argc > 3 || calls < 32 || size < 0 || size > (1 << 20) || rounds < 1 || rounds > 100) {
+		fprintf(stderr, "usage: haven-bench compare [CALLS >= 32] [SIZE] [ROUNDS]\n");
+		return (2);
+	}
+	log_init("bench", LOG_LEVEL_WARN);
+	if (mkdtemp(dir) == NULL) { /* mode 0700, as ipc:// listeners require */
+		fprintf(stderr, "haven-bench: cannot make a directory in /tmp\n");
+		return (1);
+	}
+	snprintf(nurl, sizeof(nurl), "ipc://%s/nng.sock", dir);
+	snprintf(rurl, sizeof(rurl), "ipc://%s/rpc.sock", dir);
+	np = start_server("nng", nurl);
+	rp = start_server("rpc", rurl);
+	if (np < 0 || rp < 0) {
+		fprintf(stderr, "haven-bench: cannot start the echo servers\n");
+		rc = 1;
+	}
+	for (int i = 0; rc == 0 && i < rounds; i++) {
+		for (size_t k = 0; rc == 0 && k < sizeof(compare_inflight) / sizeof(int); k++) {
+			rc = compare_one(nurl, np, rurl, rp, compare_inflight[k], calls, (size_t) size);
+		}
+	}
+	stop_server(np);
+	stop_server(rp);
+	unlink(nurl + strlen("ipc://"));
+	unlink(rurl + strlen("ipc://"));
+	snprintf(nurl, sizeof(nurl), "%s/rpc.sock.lock", dir);
+	unlink(nurl);
+	rmdir(dir);
+	return (rc);
+}
