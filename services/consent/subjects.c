@@ -14,6 +14,7 @@
 #include "consent_records.h"
 
 #include "haven/log.h"
+#include "alerts.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -464,6 +465,16 @@ erase_fn(store_txn *txn, void *arg)
 	    (st = consent_withdraw_all_txn(cs, txn, sid, j->ej_now, j->ej_withdrawn, &j->ej_n)) !=
 	        HV_OK) {
 		goto out;
+	}
+	/* Erased by another (retention, the operator, an admin): the holder hears that one of
+	 * its subjects is gone, in this transaction, without which one. The provider that has
+	 * her hears it from referral (ref_end_for_consent). */
+	if (strcmp(consent_holder(rec), j->ej_caller->org_id) != 0 && consent_holder(rec)[0] != '\0') {
+		alerts_event ev = { .ae_kind = ALERT(SUBJECT_ERASED),
+			.ae_orgs = { consent_holder(rec) }, .ae_norgs = 1 };
+		if ((st = alerts_enqueue(cs->cs_alerts, txn, &ev)) != HV_OK) {
+			goto out;
+		}
 	}
 	consent_audit_fill(&e, j->ej_caller, j->ej_method, j->ej_id, "", j->ej_now);
 	st = audit_append(cs->cs_audit, txn, &e);

@@ -29,6 +29,7 @@
 
 #include "alerts.h"
 #include "capacity.h"
+#include "signals.h"
 #include "consent.h"
 #include "people.h"
 #include "referral.h"
@@ -181,6 +182,31 @@ open_alerts(alerts_service **out, host *h, const alerts_config *acfg, cap_servic
 	return (st);
 }
 
+/* Signals from anyone (docs/signals.md): the key beside the consent service's in
+ * DATA_DIR/keys, alerts to the region's referrers, the referral tables for ConvertSignal. */
+static hv_status
+open_signals(sig_service **out, host *h, const sig_config *scfg, cap_service *cs,
+    alerts_service *als, ref_service *rs)
+{
+	sig_options so = { 0 };
+	char        key[PATH_MAX];
+	hv_status   st;
+
+	sig_config_apply(scfg, &so);
+	snprintf(key, sizeof(key), "%s/keys/signals.key", host_cfg(h)->data_dir);
+	so.store     = host_store(h);
+	so.regions   = host_regions(h);
+	so.capacity  = cs;
+	so.alerts    = als;
+	so.referrals = rs;
+	so.key_path  = key;
+	if ((st = sig_open(out, &so)) != HV_OK ||
+	    (st = sig_register(*out, host_server(h))) != HV_OK) {
+		log_error("cannot open the signals: %s", hv_status_name(st));
+	}
+	return (st);
+}
+
 /* The consent service on the node's store, with the directory and the referral tables. */
 static void
 consent_wire(consent_options *no, host *h, const host_config *cfg, cap_service *cs,
@@ -230,13 +256,16 @@ main(int argc, char **argv)
 	consent_service *cns = NULL;
 	ref_service     *rs  = NULL;
 	people_service  *ps  = NULL;
+	sig_service     *ss  = NULL;
 	cap_options      co  = { 0 };
 	consent_options  no  = { 0 };
 	ref_options      ro  = { 0 };
 	char             cap_pub[PATH_MAX + 16], consent_pub[PATH_MAX + 16], ref_pub[PATH_MAX + 16];
 	ref_config       rcfg = { 0 };
 	alerts_config    acfg = { 0 };
-	config_table     tabs[2] = { ref_config_table(&rcfg), alerts_config_table(&acfg) };
+	sig_config       scfg = { 0 };
+	config_table     tabs[3] = { ref_config_table(&rcfg), alerts_config_table(&acfg),
+		sig_config_table(&scfg) };
 	char             err[256];
 	bool             done;
 	bool             print_methods = take_flag(&argc, argv, "--print-methods");
@@ -244,7 +273,7 @@ main(int argc, char **argv)
 	hv_status        st;
 
 	/* Every service runs here: a section of the file no service knows is a misspelling. */
-	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-node", tabs, 2, true, &done)) !=
+	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-node", tabs, 3, true, &done)) !=
 	        0 ||
 	    done) {
 		goto out_cfg;
@@ -298,6 +327,7 @@ main(int argc, char **argv)
 	if ((st = open_people(h, &cfg, consent_audit(cns), &ps)) != HV_OK ||
 	    (st = register_all(h, cs, cns, rs, ps)) != HV_OK ||
 	    (st = alerts_register(als, host_server(h))) != HV_OK ||
+	    (st = open_signals(&ss, h, &scfg, cs, als, rs)) != HV_OK ||
 	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
 		ret = exit_code(st);
 		goto out;
@@ -322,6 +352,7 @@ out:
 	alerts_close(als);
 	cap_close(cs);
 	people_close(ps);
+	sig_close(ss);
 	if (ret == 0) {
 		log_info("stopped cleanly");
 	}
@@ -329,5 +360,6 @@ out_cfg:
 	host_config_free(&cfg);
 	ref_config_free(&rcfg);
 	alerts_config_free(&acfg);
+	sig_config_free(&scfg);
 	return (ret);
 }

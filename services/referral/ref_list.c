@@ -398,3 +398,21 @@ ref_h_list_offers(rpc_call *call, void *svc, const ProtobufCMessage *msg, Protob
 	j->lj_n         = &resp->n_offers;
 	return (run_list(call, svc, j, &resp->base, &resp->next_page_token, reply));
 }
+
+hv_status
+ref_referrer_of(ref_service *rs, store_txn *txn, const char *id, char *org, size_t orgsz)
+{
+	Referral *r = NULL;
+	hv_status st;
+
+	if (id == NULL || !ids_valid(id)) {
+		return (HV_NOT_FOUND);
+	}
+	if ((st = store_get_msg(txn, rs->rs_referrals, id, strlen(id),
+	         &haven__referral__v1__referral__descriptor, NULL, (ProtobufCMessage **) &r)) != HV_OK) {
+		return (st);
+	}
+	snprintf(org, orgsz, "%s", r->referrer_org != NULL ? r->referrer_org : "");
+	haven__referral__v1__referral__free_unpacked(r, NULL);
+	return (HV_OK);
+}

@@ -273,4 +273,15 @@ hv_status ref_retention_run(ref_service *rs, ref_retention_stats *out);
 /* The service's clock (the now_ms hook, or Unix time in ms). */
 int64_t ref_now_ms(const ref_service *rs);
 
+/* For the signals service (services/signals): the organisation that made referral id, read in
+ * txn (another service's transaction), into org (orgsz bytes). NOT_FOUND for an unknown or
+ * malformed id. */
+hv_status ref_referrer_of(ref_service *rs, store_txn *txn, const char *id, char *org,
+    size_t orgsz);
+
+/* A count as the statistics show it: 1..4 as "<5", else the number (buf gets it). The one
+ * small-cell rule of haven's statistics (docs/authority.md, "numbers"). */
+const char *ref_stat_count(uint32_t n, char buf[16]);
+
+
 #endif

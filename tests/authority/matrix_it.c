@@ -83,6 +83,8 @@
 #include "haven/health/v1/health.pb-c.h"
 #include "haven/people/v1/people.pb-c.h"
 #include "haven/referral/v1/referral.pb-c.h"
+#include "haven/signals/v1/signals.pb-c.h"
+#include "haven/crypto.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
 #define ID_MAX 80
@@ -150,6 +152,7 @@ typedef struct scope {
 	char        edit_service[ID_MAX];/* provider's, changed by the checks */
 	char        referral[ID_MAX];    /* by referrer, its offer accepted by provider */
 	char        offer[ID_MAX];
+	char        signal[ID_MAX];      /* a signal in region, open */
 } scope;
 
 enum { S_A, S_B, S_OP, S_N };
@@ -222,6 +225,7 @@ static const ProtobufCServiceDescriptor *const services[] = {
 	&haven__referral__v1__referrals__descriptor,
 	&haven__people__v1__people__descriptor,
 	&haven__alerts__v1__alerts__descriptor,
+	&haven__signals__v1__signals__descriptor,
 };
 
 /* The descriptor of "package.Service/Method", or NULL. */
@@ -306,6 +310,7 @@ invoke(const actor *a, const ProtobufCMessage *req)
 #define M_REF(m) "haven.referral.v1.Referrals/" m
 #define M_PPL(m) "haven.people.v1.People/" m
 #define M_ALR(m) "haven.alerts.v1.Alerts/" m
+#define M_SIG(m) "haven.signals.v1.Signals/" m
 
 /* ---- fresh records --------------------------------------------------------------------- */
 
@@ -1323,6 +1328,157 @@ f_watch_events(const actor *a, scope *s)
 	return (invoke(a, &r.base));
 }
 
+/* ---- signals ------------------------------------------------------------------------------ */
+
+/* A solution of a signals challenge: sha256(nonce || solution) with `difficulty` leading zero
+ * bits (a 4-byte counter). */
+static void
+solve_pow(const char *nonce, uint32_t difficulty, uint8_t sol[4])
+{
+	uint8_t buf[128], h[CRYPTO_SHA256_LEN];
+	size_t  n = strlen(nonce);
+
+	memcpy(buf, nonce, n);
+	for (uint32_t i = 0;; i++) {
+		unsigned z = 0;
+		buf[n] = (uint8_t) (i >> 24), buf[n + 1] = (uint8_t) (i >> 16);
+		buf[n + 2] = (uint8_t) (i >> 8), buf[n + 3] = (uint8_t) i;
+		crypto_sha256(h, buf, n + 4);
+		while (z < 256 && (h[z / 8] & (0x80 >> (z % 8))) == 0) {
+			z++;
+		}
+		if (z >= difficulty) {
+			memcpy(sol, buf + n, 4);
+			return;
+		}
+	}
+}
+
+/* Submit as a with a fresh challenge, for region. */
+static hv_status
+signal_submit(const actor *a, const char *region, bool checked, char *id_out)
+{
+	Haven__Signals__V1__ChallengeRequest c  = HAVEN__SIGNALS__V1__CHALLENGE_REQUEST__INIT;
+	Haven__Signals__V1__SubmitRequest    r  = HAVEN__SIGNALS__V1__SUBMIT_REQUEST__INIT;
+	Haven__Signals__V1__ChallengeReply  *ch = (void *) must(a, M_SIG("Challenge"), &c.base);
+	Haven__Signals__V1__SubmitReply     *sr;
+	uint8_t                              sol[4];
+	hv_status                            st;
+
+	solve_pow(ch->nonce, ch->difficulty, sol);
+	r.region        = (char *) region;
+	r.help          = HAVEN__SIGNALS__V1__HELP_KIND__HELP_ADVICE;
+	r.nonce         = ch->nonce;
+	r.solution.data = sol;
+	r.solution.len  = sizeof(sol);
+	if (checked) {
+		st = invoke(a, &r.base);
+	} else {
+		sr = (void *) must(a, M_SIG("Submit"), &r.base);
+		snprintf(id_out, ID_MAX, "%s", sr->id);
+		protobuf_c_message_free_unpacked(&sr->base, NULL);
+		st = HV_OK;
+	}
+	protobuf_c_message_free_unpacked(&ch->base, NULL);
+	return (st);
+}
+
+static hv_status
+f_sig_challenge(const actor *a, scope *s)
+{
+	Haven__Signals__V1__ChallengeRequest r = HAVEN__SIGNALS__V1__CHALLENGE_REQUEST__INIT;
+
+	(void) s;
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_sig_submit(const actor *a, scope *s)
+{
+	return (signal_submit(a, s->region, true, NULL));
+}
+
+static hv_status
+f_sig_list(const actor *a, scope *s)
+{
+	Haven__Signals__V1__ListSignalsRequest r = HAVEN__SIGNALS__V1__LIST_SIGNALS_REQUEST__INIT;
+
+	(void) s;
+	return (invoke(a, &r.base));
+}
+
+static void
+lc_signals(const char *who, const scope *own, const scope *other, const ProtobufCMessage *reply)
+{
+	const Haven__Signals__V1__ListSignalsReply *l    = (const void *) reply;
+	bool                                        mine = false;
+
+	for (size_t i = 0; i < l->n_signals; i++) {
+		mine = mine || strcmp(l->signals[i]->id, own->signal) == 0;
+		if (strcmp(l->signals[i]->region, other->region) == 0) {
+			mismatch("ListSignals as %s: lists %s of %s", who, l->signals[i]->id,
+			    other->region);
+		}
+	}
+	if (!mine) {
+		mismatch("ListSignals as %s: the signal %s of its region is missing", who, own->signal);
+	}
+}
+
+static hv_status
+f_sig_ack(const actor *a, scope *s)
+{
+	Haven__Signals__V1__AcknowledgeSignalRequest r =
+	    HAVEN__SIGNALS__V1__ACKNOWLEDGE_SIGNAL_REQUEST__INIT;
+
+	r.id = s->signal;
+	return (invoke(a, &r.base));
+}
+
+/* A fresh open signal of s's region to close or convert. Only a referrer gets past the role
+ * check; every other caller is refused before the handler reads the id, so they try the
+ * seeded one (any answer but PERMISSION_DENIED still fails the cell). */
+static const char *
+sig_fresh(const actor *a, scope *s, char *id)
+{
+	if (a->role != ROLE(REFERRER)) {
+		return (s->signal);
+	}
+	signal_submit(&actors[A_OP], s->region, false, id);
+	return (id);
+}
+
+static hv_status
+f_sig_close(const actor *a, scope *s)
+{
+	Haven__Signals__V1__CloseSignalRequest r = HAVEN__SIGNALS__V1__CLOSE_SIGNAL_REQUEST__INIT;
+	char                                   id[ID_MAX];
+
+	r.id      = (char *) sig_fresh(a, s, id);
+	r.outcome = HAVEN__SIGNALS__V1__OUTCOME__NO_CONTACT;
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_sig_convert(const actor *a, scope *s)
+{
+	Haven__Signals__V1__ConvertSignalRequest r = HAVEN__SIGNALS__V1__CONVERT_SIGNAL_REQUEST__INIT;
+	char                                     id[ID_MAX];
+
+	r.id          = (char *) sig_fresh(a, s, id);
+	r.referral_id = s->referral;
+	return (invoke(a, &r.base));
+}
+
+static hv_status
+f_sig_statistics(const actor *a, scope *s)
+{
+	Haven__Signals__V1__StatisticsRequest r = HAVEN__SIGNALS__V1__STATISTICS_REQUEST__INIT;
+
+	(void) s;
+	return (invoke(a, &r.base));
+}
+
 /* ---- the table of factories ------------------------------------------------------------- */
 
 typedef struct entry {
@@ -1395,6 +1551,13 @@ static const entry entries[] = {
 	{ M_ALR("SetChannels"), f_set_channels, NULL, false, HV_OK },
 	{ M_ALR("GetChannels"), f_get_channels, NULL, false, HV_OK },
 	{ M_ALR("WatchEvents"), f_watch_events, NULL, false, HV_OK },
+	{ M_SIG("Challenge"), f_sig_challenge, NULL, false, HV_OK },
+	{ M_SIG("Submit"), f_sig_submit, NULL, false, HV_OK },
+	{ M_SIG("ListSignals"), f_sig_list, lc_signals, true, HV_OK },
+	{ M_SIG("AcknowledgeSignal"), f_sig_ack, NULL, false, HV_OK },
+	{ M_SIG("CloseSignal"), f_sig_close, NULL, false, HV_OK },
+	{ M_SIG("ConvertSignal"), f_sig_convert, NULL, false, HV_OK },
+	{ M_SIG("Statistics"), f_sig_statistics, NULL, false, HV_OK },
 };
 #define N_ENTRIES (sizeof(entries) / sizeof(entries[0]))
 
@@ -2108,6 +2271,7 @@ seed_side(scope *s)
 	a.offer_id = s->offer;
 	protobuf_c_message_free_unpacked(must(&actors[s->provider], M_REF("AcceptOffer"), &a.base),
 	    NULL);
+	signal_submit(&actors[A_OP], s->region, false, s->signal);
 }
 
 /* m-spare: the organisation the directory checks change; nobody signs in as it. */
@@ -2141,6 +2305,7 @@ seed(void)
 	memcpy(op->edit_service, scopes[S_A].edit_service, ID_MAX);
 	memcpy(op->referral, scopes[S_A].referral, ID_MAX);
 	memcpy(op->offer, scopes[S_A].offer, ID_MAX);
+	memcpy(op->signal, scopes[S_A].signal, ID_MAX);
 }
 
 static int

@@ -1,0 +1,147 @@
+/*
+ * sig_stats.c - Statistics: signals counted per region, sector and outcome (OUTCOME_UNSPECIFIED
+ * while open) over a period, with the small-cell rule of the referral statistics
+ * (ref_stat_count: 1..4 shown as "<5"); a region's total beside a "<5" cell is withheld ("x"),
+ * so that the total minus the cells shown cannot work the "<5" out. Registration of the
+ * service's methods is here too.
+ */
+#include "sig_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N_SECTORS  10 /* Sector values 0..9 */
+#define N_OUTCOMES 8  /* Outcome values 0..7 */
+#define CELL(reg, sec, out) (((size_t) (reg) * N_SECTORS + (size_t) (sec)) * N_OUTCOMES + (size_t) (out))
+
+typedef Haven__Signals__V1__StatisticsCell StatCell;
+
+static hv_status
+count_all(sig_service *ss, uint64_t from, uint64_t to, uint32_t *counts)
+{
+	store_txn    *txn;
+	store_cursor *cur = NULL;
+	const void   *v;
+	size_t        vl;
+	hv_status     st;
+
+	if ((st = store_read_begin(ss->ss_store, &txn)) != HV_OK) {
+		return (st);
+	}
+	if ((st = store_cursor_open(txn, ss->ss_items, &cur)) == HV_OK) {
+		st = store_cursor_seek(cur, "", 0, NULL, NULL, &v, &vl);
+	}
+	while (st == HV_OK) {
+		Signal *s = haven__signals__v1__signal__unpack(NULL, vl, v);
+		int     reg;
+		if (s != NULL && s->created_ms >= from && s->created_ms < to &&
+		    (reg = region_map_find(ss->ss_regions, s->region)) >= 0 &&
+		    (unsigned) s->sector < N_SECTORS && (unsigned) s->outcome < N_OUTCOMES) {
+			counts[CELL(reg, s->sector, s->outcome)]++;
+		}
+		if (s != NULL) {
+			haven__signals__v1__signal__free_unpacked(s, NULL);
+		}
+		st = store_cursor_next(cur, NULL, NULL, &v, &vl);
+	}
+	store_cursor_close(cur);
+	store_read_end(txn);
+	return (st == HV_NOT_FOUND ? HV_OK : st);
+}
+
+static StatCell *
+new_cell(rpc_call *call, const char *region, int sector, int outcome, const char *count)
+{
+	StatCell *c = rpc_call_alloc(call, sizeof(*c));
+
+	if (c != NULL) {
+		haven__signals__v1__statistics_cell__init(c);
+		c->region  = (char *) region;
+		c->sector  = sector;
+		c->outcome = outcome;
+		c->count   = rpc_call_strdup(call, count);
+	}
+	return (c);
+}
+
+static hv_status
+h_statistics(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+	sig_service                                *ss = svc;
+	const Haven__Signals__V1__StatisticsRequest *q = (const void *) in;
+	Haven__Signals__V1__StatisticsReply        *r  = rpc_call_alloc(call, sizeof(*r));
+	size_t    nreg = region_map_count(ss->ss_regions);
+	uint64_t  to   = q->to_ms != 0 ? q->to_ms : (uint64_t) sig_now(ss) + 1;
+	uint32_t *counts;
+	size_t    ncells = nreg * N_SECTORS * N_OUTCOMES;
+	char      buf[16];
+	hv_status st = HV_OK;
+
+	if (q->from_ms >= to) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "from_ms must be before to_ms"));
+	}
+	if (r == NULL || (counts = calloc(ncells + 1, sizeof(uint32_t))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	haven__signals__v1__statistics_reply__init(r);
+	r->cells         = rpc_call_alloc(call, (ncells + 1) * sizeof(StatCell *));
+	r->region_totals = rpc_call_alloc(call, (nreg + 1) * sizeof(StatCell *));
+	if (r->cells == NULL || r->region_totals == NULL ||
+	    (st = count_all(ss, q->from_ms, to, counts)) != HV_OK) {
+		free(counts);
+		return (r->cells == NULL || r->region_totals == NULL ? HV_RESOURCE_EXHAUSTED : st);
+	}
+	for (size_t reg = 0; reg < nreg; reg++) {
+		const char *name  = region_map_name(ss->ss_regions, reg);
+		uint32_t    total = 0;
+		bool        small = false;
+		for (int sec = 0; sec < N_SECTORS; sec++) {
+			for (int o = 0; o < N_OUTCOMES; o++) {
+				uint32_t n = counts[CELL(reg, sec, o)];
+				if (n == 0) {
+					continue;
+				}
+				total += n;
+				small |= n < 5;
+				if ((r->cells[r->n_cells] = new_cell(call, name, sec, o,
+				         ref_stat_count(n, buf))) == NULL) {
+					free(counts);
+					return (HV_RESOURCE_EXHAUSTED);
+				}
+				r->n_cells++;
+			}
+		}
+		if (total == 0) {
+			continue;
+		}
+		if ((r->region_totals[r->n_region_totals] = new_cell(call, name, 0, 0,
+		         small && total >= 5 ? "x" : ref_stat_count(total, buf))) == NULL) {
+			free(counts);
+			return (HV_RESOURCE_EXHAUSTED);
+		}
+		r->n_region_totals++;
+	}
+	free(counts);
+	*out = &r->base;
+	return (HV_OK);
+}
+
+/* ---- registration --------------------------------------------------------------------- */
+
+static const rpc_method_impl methods[] = {
+	{ "Challenge", sig_h_challenge, SIG_R_ANYONE, false },
+	{ "Submit", sig_h_submit, SIG_R_ANYONE, false },
+	{ "ListSignals", sig_h_list, SIG_R_OUTREACH, false },
+	{ "AcknowledgeSignal", sig_h_ack, SIG_R_OUTREACH, false },
+	{ "CloseSignal", sig_h_close, SIG_R_OUTREACH, false },
+	{ "ConvertSignal", sig_h_convert, SIG_R_OUTREACH, false },
+	{ "Statistics", h_statistics, SIG_R_NUMBERS, false },
+};
+
+hv_status
+sig_register(sig_service *ss, rpc_server *srv)
+{
+	return (rpc_server_add_service(srv, &haven__signals__v1__signals__descriptor, methods,
+	    sizeof(methods) / sizeof(methods[0]), ss));
+}

@@ -1,0 +1,398 @@
+/*
+ * signals_test.c - haven.signals.v1.Signals over inproc:// (the operator; the region scope of
+ * the referrers' methods, conversion and the anonymous caller over HTTP are held by
+ * tests/authority/matrix_it.c): the proof-of-work is required and single-use, expired
+ * challenges fail, malformed and oversized fields are refused with a message naming the field,
+ * the overall rate limit holds, danger_now answers with the emergency numbers, the alert goes
+ * to the region's referrers only, Statistics shows "<5", and the contact text is not in the
+ * raw LMDB file.
+ */
+#define _GNU_SOURCE /* memmem */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "signals.h"
+#include "../../tests/testutil.h"
+
+#define CONTACT "call Ana after 18h on 0612345678 SECRETCONTACT"
+#define HELP(x) HAVEN__SIGNALS__V1__HELP_KIND__##x
+
+static int64_t clock_ms = 1800000000000LL;
+
+static int64_t
+test_now(void *arg)
+{
+	(void) arg;
+	return (clock_ms);
+}
+
+typedef struct fx {
+	char            dir[512];
+	store          *st;
+	region_map     *map;
+	cap_service    *cs;
+	alerts_service *as;
+	sig_service    *ss;
+	rpc_server     *srv;
+	rpc_channel    *ch;
+	char            err[512];
+} fx;
+
+typedef struct org_job {
+	cap_service *cs;
+	const char  *id, *region;
+} org_job;
+
+static hv_status
+add_org_fn(store_txn *txn, void *arg)
+{
+	org_job                          *j = arg;
+	Haven__Capacity__V1__Organisation o = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+	char                              err[256];
+
+	o.id     = (char *) j->id;
+	o.name   = "Outreach";
+	o.role   = HAVEN__CAPACITY__V1__ROLE__REFERRER;
+	o.region = (char *) j->region;
+	return (cap_add_organisation(j->cs, txn, &o, err, sizeof(err)));
+}
+
+static void
+fx_open(fx *x, uint32_t per_min)
+{
+	static int  n;
+	cap_options co = { 0 };
+	alerts_options ao = { 0 };
+	sig_options so = { 0 };
+	char        key[600], url[64];
+	org_job     a = { 0 }, b = { 0 };
+
+	memset(x, 0, sizeof(*x));
+	tu_tmpdir(x->dir, sizeof(x->dir), "signals");
+	assert_int_equal(store_open(&x->st, x->dir, NULL), HV_OK);
+	assert_int_equal(region_map_default(&x->map), HV_OK);
+	co.store = x->st, co.regions = x->map, co.now_ms = test_now, co.manual_expiry = true;
+	assert_int_equal(cap_open(&x->cs, &co), HV_OK);
+	ao.store = x->st, ao.capacity = x->cs, ao.manual = true, ao.now_ms = test_now;
+	assert_int_equal(alerts_open(&x->as, &ao), HV_OK);
+	snprintf(key, sizeof(key), "%s/signals.key", x->dir);
+	so.store = x->st, so.regions = x->map, so.capacity = x->cs, so.alerts = x->as;
+	so.key_path = key, so.helpline = "0800-1234", so.difficulty = 8;
+	so.submits_per_min = per_min, so.challenge_ttl_s = 60, so.now_ms = test_now;
+	assert_int_equal(sig_open(&x->ss, &so), HV_OK);
+	a.cs = b.cs = x->cs;
+	a.id = "out-ams", a.region = "Amsterdam";
+	b.id = "out-rdam", b.region = "Rotterdam";
+	assert_int_equal(store_write(x->st, add_org_fn, &a), HV_OK);
+	assert_int_equal(store_write(x->st, add_org_fn, &b), HV_OK);
+	snprintf(url, sizeof(url), "inproc://signals-test-%d", n++);
+	assert_int_equal(rpc_server_open(&x->srv, NULL), HV_OK);
+	assert_int_equal(sig_register(x->ss, x->srv), HV_OK);
+	assert_int_equal(rpc_server_listen(x->srv, url), HV_OK);
+	assert_int_equal(rpc_server_start(x->srv), HV_OK);
+	assert_int_equal(rpc_channel_open(&x->ch, url, NULL), HV_OK);
+}
+
+static void
+fx_close(fx *x)
+{
+	rpc_channel_close(x->ch);
+	rpc_server_close(x->srv);
+	sig_close(x->ss);
+	alerts_close(x->as);
+	cap_close(x->cs);
+	store_close(x->st);
+	region_map_free(x->map);
+}
+
+static hv_status
+call(fx *x, const char *m, const ProtobufCMessage *req, const ProtobufCMessageDescriptor *d,
+    ProtobufCMessage **reply)
+{
+	char             full[100];
+	rpc_call_options o = { .timeout_ms = 5000 };
+	ProtobufCMessage *out = NULL;
+	hv_status         st;
+
+	snprintf(full, sizeof(full), "haven.signals.v1.Signals/%s", m);
+	x->err[0] = '\0';
+	st = rpc_channel_call(x->ch, full, req, d, &out, &o, x->err, sizeof(x->err));
+	if (reply != NULL) {
+		*reply = out;
+	} else if (out != NULL) {
+		protobuf_c_message_free_unpacked(out, NULL);
+	}
+	return (st);
+}
+
+/* A challenge's nonce into nonce (44 bytes). */
+static void
+challenge(fx *x, char *nonce)
+{
+	Haven__Signals__V1__ChallengeRequest q = HAVEN__SIGNALS__V1__CHALLENGE_REQUEST__INIT;
+	Haven__Signals__V1__ChallengeReply  *r;
+
+	assert_int_equal(call(x, "Challenge", &q.base, &haven__signals__v1__challenge_reply__descriptor,
+	                     (ProtobufCMessage **) &r), HV_OK);
+	assert_int_equal(r->difficulty, 8);
+	assert_int_equal(strlen(r->nonce), SIG_NONCE_LEN);
+	snprintf(nonce, SIG_NONCE_LEN + 1, "%s", r->nonce);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+/* A valid request for region with a solved challenge (sol: 4 bytes the caller keeps). */
+static void
+valid(fx *x, Haven__Signals__V1__SubmitRequest *q, const char *region, char *nonce, uint8_t *sol)
+{
+	haven__signals__v1__submit_request__init(q);
+	challenge(x, nonce);
+	assert_int_equal(sig_solve(nonce, 8, sol), 4);
+	q->region        = (char *) region;
+	q->help          = HELP(HELP_SAFETY);
+	q->sector        = HAVEN__SIGNALS__V1__SECTOR__FARM;
+	q->contact       = CONTACT;
+	q->language      = "pl";
+	q->nonce         = nonce;
+	q->solution.data = sol;
+	q->solution.len  = 4;
+}
+
+static hv_status
+submit(fx *x, const Haven__Signals__V1__SubmitRequest *q, Haven__Signals__V1__SubmitReply **r)
+{
+	return (call(x, "Submit", &q->base, &haven__signals__v1__submit_reply__descriptor,
+	    (ProtobufCMessage **) r));
+}
+
+static void
+test_pow_single_use(void **state)
+{
+	fx                                x;
+	Haven__Signals__V1__SubmitRequest q;
+	Haven__Signals__V1__SubmitReply  *r = NULL;
+	char                              nonce[64];
+	uint8_t                           sol[4];
+
+	(void) state;
+	fx_open(&x, 100);
+	valid(&x, &q, "Amsterdam", nonce, sol);
+	q.solution.len = 0; /* no work: refused, and the challenge is spent */
+	assert_int_equal(submit(&x, &q, NULL), HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(x.err, "difficulty"));
+	q.solution.len = 4;
+	assert_int_equal(submit(&x, &q, NULL), HV_FAILED_PRECONDITION);
+	assert_non_null(strstr(x.err, "outstanding"));
+	valid(&x, &q, "Amsterdam", nonce, sol);
+	q.danger_now = true;
+	assert_int_equal(submit(&x, &q, &r), HV_OK);
+	assert_int_equal(r->n_emergency_numbers, 2);
+	assert_string_equal(r->emergency_numbers[0], "112");
+	assert_string_equal(r->emergency_numbers[1], "0800-1234");
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	assert_int_equal(submit(&x, &q, NULL), HV_FAILED_PRECONDITION); /* replay */
+	q.nonce = "short";
+	assert_int_equal(submit(&x, &q, NULL), HV_INVALID_ARGUMENT);
+	/* An expired challenge. */
+	valid(&x, &q, "Amsterdam", nonce, sol);
+	clock_ms += 61000;
+	assert_int_equal(submit(&x, &q, NULL), HV_FAILED_PRECONDITION);
+	fx_close(&x);
+}
+
+static void
+test_malformed(void **state)
+{
+	fx                                x;
+	Haven__Signals__V1__SubmitRequest q;
+	char                              nonce[64], big[SIG_CONTACT_MAX + 2];
+	uint8_t                           sol[4];
+	Haven__Signals__V1__Sign          signs[SIG_SIGNS_MAX + 1];
+
+	(void) state;
+	fx_open(&x, 100);
+	valid(&x, &q, "Atlantis", nonce, sol);
+	assert_int_equal(submit(&x, &q, NULL), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(x.err, "region"));
+	valid(&x, &q, "Amsterdam", nonce, sol);
+	q.help = 0;
+	assert_int_equal(submit(&x, &q, NULL), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(x.err, "help"));
+	valid(&x, &q, "Amsterdam", nonce, sol);
+	q.sector = 99;
+	assert_int_equal(submit(&x, &q, NULL), HV_INVALID_ARGUMENT);
+	valid(&x, &q, "Amsterdam", nonce, sol);
+	for (size_t i = 0; i <= SIG_SIGNS_MAX; i++) {
+		signs[i] = (Haven__Signals__V1__Sign) (i % 10 + 1);
+	}
+	q.signs   = signs;
+	q.n_signs = SIG_SIGNS_MAX + 1;
+	assert_int_equal(submit(&x, &q, NULL), HV_INVALID_ARGUMENT);
+	valid(&x, &q, "Amsterdam", nonce, sol);
+	q.signs   = signs;
+	q.n_signs = 11; /* signs[10] repeats signs[0] */
+	assert_int_equal(submit(&x, &q, NULL), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(x.err, "repeats"));
+	valid(&x, &q, "Amsterdam", nonce, sol);
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	q.contact = big;
+	assert_int_equal(submit(&x, &q, NULL), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(x.err, "contact"));
+	assert_null(strstr(x.err, "aaaa")); /* never the text itself */
+	valid(&x, &q, "Amsterdam", nonce, sol);
+	q.language = "not a language";
+	assert_int_equal(submit(&x, &q, NULL), HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(x.err, "language"));
+	fx_close(&x);
+}
+
+static void
+test_rate_limit(void **state)
+{
+	fx                                x;
+	Haven__Signals__V1__SubmitRequest q;
+	char                              nonce[64];
+	uint8_t                           sol[4];
+
+	(void) state;
+	fx_open(&x, 3);
+	for (int i = 0; i < 3; i++) {
+		valid(&x, &q, "Amsterdam", nonce, sol);
+		assert_int_equal(submit(&x, &q, NULL), HV_OK);
+	}
+	valid(&x, &q, "Amsterdam", nonce, sol);
+	assert_int_equal(submit(&x, &q, NULL), HV_RESOURCE_EXHAUSTED);
+	clock_ms += 21000; /* one token back (3 a minute) */
+	valid(&x, &q, "Amsterdam", nonce, sol);
+	assert_int_equal(submit(&x, &q, NULL), HV_OK);
+	fx_close(&x);
+}
+
+/* Alerts of the region's referrers only; the contact sealed in the raw file; Statistics. */
+static void
+test_alert_seal_statistics(void **state)
+{
+	fx                                    x;
+	Haven__Signals__V1__SubmitRequest     q;
+	Haven__Signals__V1__StatisticsRequest sq = HAVEN__SIGNALS__V1__STATISTICS_REQUEST__INIT;
+	Haven__Signals__V1__StatisticsReply  *sr;
+	char                                  nonce[64], path[600];
+	uint8_t                               sol[4];
+	store_table                           by_org;
+	store_txn                            *txn;
+	store_cursor                         *cur;
+	const void                           *k;
+	size_t                                kl, ams = 0, other = 0, len;
+	char                                 *raw;
+
+	(void) state;
+	fx_open(&x, 100);
+	for (int i = 0; i < 3; i++) {
+		valid(&x, &q, "Amsterdam", nonce, sol);
+		assert_int_equal(submit(&x, &q, NULL), HV_OK);
+	}
+	assert_int_equal(store_table_open(x.st, "alerts.by_org", &by_org), HV_OK);
+	assert_int_equal(store_read_begin(x.st, &txn), HV_OK);
+	assert_int_equal(store_cursor_open(txn, by_org, &cur), HV_OK);
+	for (hv_status st = store_cursor_seek(cur, "", 0, &k, &kl, NULL, NULL); st == HV_OK;
+	     st = store_cursor_next(cur, &k, &kl, NULL, NULL)) {
+		*(strncmp(k, "out-ams", 8) == 0 ? &ams : &other) += 1;
+	}
+	store_cursor_close(cur);
+	store_read_end(txn);
+	assert_int_equal(ams, 3);
+	assert_int_equal(other, 0);
+
+	snprintf(path, sizeof(path), "%s/data.mdb", x.dir);
+	raw = tu_slurp(path, &len);
+	assert_non_null(raw);
+	assert_non_null(memmem(raw, len, "Amsterdam", 9)); /* the scan sees what is stored */
+	assert_null(memmem(raw, len, "SECRETCONTACT", 13));
+	assert_null(memmem(raw, len, "0612345678", 10));
+	free(raw);
+
+	assert_int_equal(call(&x, "Statistics", &sq.base,
+	                     &haven__signals__v1__statistics_reply__descriptor,
+	                     (ProtobufCMessage **) &sr), HV_OK);
+	assert_int_equal(sr->n_cells, 1);
+	assert_string_equal(sr->cells[0]->region, "Amsterdam");
+	assert_int_equal(sr->cells[0]->sector, HAVEN__SIGNALS__V1__SECTOR__FARM);
+	assert_string_equal(sr->cells[0]->count, "<5");
+	assert_int_equal(sr->n_region_totals, 1);
+	assert_string_equal(sr->region_totals[0]->count, "<5");
+	protobuf_c_message_free_unpacked(&sr->base, NULL);
+	for (int i = 0; i < 3; i++) {
+		valid(&x, &q, "Amsterdam", nonce, sol);
+		assert_int_equal(submit(&x, &q, NULL), HV_OK);
+	}
+	valid(&x, &q, "Amsterdam", nonce, sol);
+	q.sector = HAVEN__SIGNALS__V1__SECTOR__CLEANING;
+	assert_int_equal(submit(&x, &q, NULL), HV_OK);
+	assert_int_equal(call(&x, "Statistics", &sq.base,
+	                     &haven__signals__v1__statistics_reply__descriptor,
+	                     (ProtobufCMessage **) &sr), HV_OK);
+	assert_int_equal(sr->n_cells, 2);
+	assert_string_equal(sr->cells[0]->count, "6");
+	assert_string_equal(sr->cells[1]->count, "<5");
+	assert_string_equal(sr->region_totals[0]->count, "x"); /* 7 - 6 would tell the "<5" */
+	protobuf_c_message_free_unpacked(&sr->base, NULL);
+	/* The operator is no outreach organisation: no signal list for it. */
+	{
+		Haven__Signals__V1__ListSignalsRequest lq = HAVEN__SIGNALS__V1__LIST_SIGNALS_REQUEST__INIT;
+		assert_int_equal(call(&x, "ListSignals", &lq.base,
+		                     &haven__signals__v1__list_signals_reply__descriptor, NULL),
+		    HV_PERMISSION_DENIED);
+	}
+	fx_close(&x);
+}
+
+/* Bad options are refused at start-up: a key file others may read, a helpline that is no
+ * number, a difficulty past the bound. */
+static void
+test_open_refuses(void **state)
+{
+	fx          x;
+	sig_options so = { 0 };
+	sig_service *ss = NULL;
+	char        key[600];
+
+	(void) state;
+	fx_open(&x, 100);
+	snprintf(key, sizeof(key), "%s/signals.key", x.dir);
+	so.store = x.st, so.regions = x.map, so.capacity = x.cs, so.key_path = key;
+	so.helpline = "call <script>";
+	assert_int_equal(sig_open(&ss, &so), HV_INVALID_ARGUMENT);
+	so.helpline   = NULL;
+	so.difficulty = SIG_DIFFICULTY_MAX + 1;
+	assert_int_equal(sig_open(&ss, &so), HV_INVALID_ARGUMENT);
+	so.difficulty = 0;
+	assert_int_equal(chmod(key, 0644), 0);
+	assert_int_equal(sig_open(&ss, &so), HV_PERMISSION_DENIED);
+	assert_int_equal(chmod(key, 0600), 0);
+	assert_int_equal(sig_open(&ss, &so), HV_OK); /* the same key again */
+	sig_close(ss);
+	fx_close(&x);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pow_single_use),
+		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_rate_limit),
+		cmocka_unit_test(test_alert_seal_statistics),
+		cmocka_unit_test(test_open_refuses),
+	};
+
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
