@@ -3,7 +3,9 @@
 # extra packages named as arguments (scripts/test.sh: the compilers of its builds, and
 # python3-protobuf with protoc, the second JSON implementation pbjson_crosscheck runs, and
 # python3-aiosmtpd, the real SMTP server of the alert tests and haven-bench alerts;
-# scripts/fuzz.sh: clang and libclang-rt-14-dev, which holds clang 14's libFuzzer runtime).
+# scripts/fuzz.sh: clang and libclang-rt-14-dev, which holds clang 14's libFuzzer runtime;
+# scripts/test.sh and scripts/quickstart.sh: nodejs and npm for the web app, chromium for its
+# browser test). A node and npm already on the machine (another packaging of Node.js) count.
 set -euo pipefail
 
 packages=(
@@ -20,6 +22,7 @@ packages=(
 
 missing=()
 for p in "${packages[@]}"; do
+  case "$p" in nodejs | npm) command -v "${p%js}" >/dev/null && continue ;; esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then

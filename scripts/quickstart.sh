@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # quickstart.sh - installs what is missing, builds haven, starts a node on a fresh data
 # directory (LMDB store, keys, ipc:// socket) and talks to it with the haven CLI.
-# Stops the node again at the end (SIGTERM: in-flight calls finish, the store closes cleanly).
+# Then, on a terminal, leaves the node running with the web app at the printed URL and the demo
+# sign-ins until Ctrl-C; without a terminal (CI, a pipe) or with HAVEN_QUICKSTART_EXIT=1 it
+# stops the node at the end (SIGTERM: in-flight calls finish, the store closes cleanly).
 #
 #   scripts/quickstart.sh [DATA_DIR]      default: ./haven-data
 set -euo pipefail
@@ -9,7 +11,8 @@ cd "$(dirname "$0")/.."
 data=${1:-${HAVEN_DATA:-$PWD/haven-data}}
 case "$data" in /*) ;; *) data=$PWD/$data ;; esac
 
-scripts/deps.sh
+scripts/deps.sh nodejs npm
+scripts/web.sh # the web app's libraries into web/vendor (npm ci, package-lock.json)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$(nproc)" --target haven-node haven-cli >/dev/null
 bin=$PWD/build
@@ -33,7 +36,7 @@ echo "   over HTTPS on localhost:$http_port; log: $log)"
 "$bin/services/node/haven-node" --data "$data" \
   --listen "ipc://$data/run/haven.sock" --listen "tls+tcp://127.0.0.1:$port" \
   --tls-ca "$pki/ca.pem" --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" \
-  --http-listen "127.0.0.1:$http_port" 2>"$log" &
+  --http-listen "127.0.0.1:$http_port" --http-web-dir "$PWD/web" 2>"$log" &
 node=$!
 trap 'kill -TERM $node 2>/dev/null; wait $node 2>/dev/null || true' EXIT
 
@@ -63,30 +66,8 @@ echo "== the region map: the ten Dutch police regions and their neighbours"
 op regions
 echo "== the demo network (operator over ipc): scripts/demo/network.txt, all fictional"
 # Partners that act in the demo get their certificate; the others are in the directory only.
-nor=0 nsv=0
-while IFS='|' read -r kind id a b c d e f g h i; do
-  case "$kind" in
-  org)
-    if ! op org show "$id" >/dev/null 2>&1; then
-      cert=()
-      [ -f "$pki/$id.pem" ] && cert=(--cert "$pki/$id.pem")
-      contact=()
-      [ -n "$d" ] && contact=(--contact "$d")
-      op org register "$id" --name "$a" --role "$b" --region "$c" "${cert[@]}" "${contact[@]}" \
-        >/dev/null
-    fi
-    nor=$((nor + 1)) ;;
-  svc)
-    if ! op service show "$id" >/dev/null 2>&1; then
-      spec=()
-      [ -n "$i" ] && spec=(--specialisation "$i")
-      op service register --id "$id" --org "$a" --type "$b" --region "$c" --population "$d" \
-        --languages "$e" --total "$f" --available "$g" --contact "$h" "${spec[@]}" >/dev/null
-    fi
-    nsv=$((nsv + 1)) ;;
-  esac
-done < scripts/demo/network.txt
-echo "$nor organisations, $nsv services; tonight in Rotterdam and its southern neighbour:"
+scripts/demo/load.sh "$bin/clients/cli/haven" "$data" "$pki"
+echo "tonight in Rotterdam and its southern neighbour:"
 op capacity summary --region Rotterdam --region Zeeland-West-Brabant
 
 echo "== demo people (docs/people.md): the operator makes each organisation's admin, the admins"
@@ -175,6 +156,18 @@ op audit verify
 echo "== who read her file: organisation, role and person (PERSON: the person's id)"
 op audit show --subject "$subject"
 
+if [ -t 0 ] && [ -t 1 ] && [ -z "${HAVEN_QUICKSTART_EXIT:-}" ] && [ -z "${CI:-}" ]; then
+  echo
+  echo "== the web app: https://localhost:$http_port/  (the demo CA is not one your browser knows:"
+  echo "   accept the warning, or import $pki/ca.pem). Sign in as one of the demo people with"
+  echo "   the password above and the code of their second factor:"
+  awk -F'|' '{ printf "     %-30s %-22s python3 scripts/demo/totp.py \x27%s\x27\n", $1, $3, $4 }' "$people"
+  echo "   The node keeps running until Ctrl-C."
+  trap 'echo; echo "== stopping the node"; kill -TERM $node 2>/dev/null; wait $node; exit 0' INT TERM
+  wait $node || true
+  trap - EXIT
+  exit 0
+fi
 echo "== stopping the node"
 kill -TERM $node
 wait $node

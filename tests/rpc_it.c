@@ -60,6 +60,23 @@ sleep_ms(unsigned ms)
 	}
 }
 
+/* How many Sleep handlers have started (atomic): a test waits on it to know the worker is
+ * busy, instead of sleeping a while and hoping. */
+static unsigned sleeps_started;
+
+/* Waits (up to 10 s, generous for a loaded machine) until n Sleep handlers have started. */
+static void
+wait_sleeps_started(unsigned n)
+{
+	int64_t until = hv_clock_mono_ms() + 10000;
+
+	while (__atomic_load_n(&sleeps_started, __ATOMIC_ACQUIRE) < n &&
+	    hv_clock_mono_ms() < until) {
+		sleep_ms(1);
+	}
+	assert_true(__atomic_load_n(&sleeps_started, __ATOMIC_ACQUIRE) >= n);
+}
+
 static hv_status
 t_sleep(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
@@ -69,6 +86,7 @@ t_sleep(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage
 	if (in->ms > 5000) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "sleep too long"));
 	}
+	__atomic_add_fetch(&sleeps_started, 1, __ATOMIC_ACQ_REL);
 	sleep_ms(in->ms);
 	out = rpc_call_alloc(call, sizeof(*out));
 	haven__testing__v1__empty__init(out);
@@ -598,23 +616,25 @@ test_deadlines(void **state)
 	char               msg[RPC_ERRMSG_MAX];
 	size_t             n;
 	int64_t            t0;
+	unsigned           started;
 	Haven__Testing__V1__NestedRequest   nreq = HAVEN__TESTING__V1__NESTED_REQUEST__INIT;
 	Haven__Testing__V1__WhoAmIResponse *who  = NULL;
 	rpc_call_options                    co   = { .timeout_ms = 1000 };
 
 	assert_int_equal(rpc_channel_open(&ch, "inproc://t-deadline", NULL), HV_OK);
 
-	/* The client gives up at its own timeout, however long the handler takes. */
-	t0 = hv_clock_mono_ms();
-	assert_int_equal(call_sleep(ch, 400, 60), HV_DEADLINE_EXCEEDED);
-	assert_true(hv_clock_mono_ms() - t0 < 350);
-	sleep_ms(450);
+	/* The client gives up at its own timeout (60 ms), long before the handler (1 s) ends. */
+	started = __atomic_load_n(&sleeps_started, __ATOMIC_ACQUIRE);
+	t0      = hv_clock_mono_ms();
+	assert_int_equal(call_sleep(ch, 1000, 60), HV_DEADLINE_EXCEEDED);
+	assert_true(hv_clock_mono_ms() - t0 < 800);
 
 	/* A call whose deadline passes while it waits for the (one, busy) worker is answered
-	 * DEADLINE_EXCEEDED without running its handler. */
-	job = (sleep_job) { .ch = ch, .ms = 300, .timeout = 5000 };
+	 * DEADLINE_EXCEEDED without running its handler. The worker is busy once the job's
+	 * handler has started (after the one above: one worker). */
+	job = (sleep_job) { .ch = ch, .ms = 1000, .timeout = 8000 };
 	assert_int_equal(pthread_create(&th, NULL, sleep_worker, &job), 0);
-	sleep_ms(50);
+	wait_sleeps_started(started + 2);
 	n = pack_env(buf, sizeof(buf), M_WHOAMI, NULL, 0, 20, 0, NULL);
 	assert_int_equal(raw_call(ch, buf, n, 3000, msg, sizeof(msg)), HV_DEADLINE_EXCEEDED);
 	assert_non_null(strstr(msg, "queued"));
@@ -959,11 +979,12 @@ test_close_finishes_inflight_calls(void **state)
 	rpc_channel *ch;
 	pthread_t    th;
 	sleep_job    job;
+	unsigned     started = __atomic_load_n(&sleeps_started, __ATOMIC_ACQUIRE);
 
 	assert_int_equal(rpc_channel_open(&ch, "inproc://t-close", NULL), HV_OK);
 	job = (sleep_job) { .ch = ch, .ms = 300, .timeout = 5000 };
 	assert_int_equal(pthread_create(&th, NULL, sleep_worker, &job), 0);
-	sleep_ms(80);
+	wait_sleeps_started(started + 1); /* in flight: its handler runs */
 	rpc_server_close(srv);
 	pthread_join(th, NULL);
 	assert_int_equal(job.st, HV_OK);

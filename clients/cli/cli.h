@@ -81,8 +81,13 @@ int cli_opt_list(const cli_args *a, const char *name, char **out, size_t max, ch
  * haven/text.h, the rule the services apply); a usage error naming the first one that is not. */
 int cli_langs_check(const char *name, char *const *v, size_t n);
 
-/* Parses s, the name of a value of enum d as pbenum.h writes it ("legal-aid"), into *out; a
- * usage error "unknown WHAT 's' (one of: ...)" listing the valid names otherwise. */
+/* The CLI's name of value v of enum d: pbenum.h's name, without the prefix the referral enums
+ * repeat in every value ("NO_CAPACITY" -> "no-capacity", "OFFER_OPEN" -> "open"); the number
+ * for an unknown value. Returns buf. */
+const char *cli_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz);
+
+/* Parses s, a name as cli_enum_name writes it ("legal-aid"), into *out; a usage error
+ * "unknown WHAT 's' (one of: ...)" listing the valid names otherwise. */
 int cli_enum_parse(const ProtobufCEnumDescriptor *d, const char *what, const char *s, int *out);
 
 /* Parses s as a decimal number from min to max into *out ("what" names it in the usage error

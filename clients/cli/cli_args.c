@@ -6,6 +6,7 @@
 #include "cli.h"
 
 #include "haven/pbenum.h"
+#include "haven/referral/v1/referral.pb-c.h"
 #include "haven/text.h"
 
 #include <ctype.h>
@@ -148,16 +149,42 @@ cli_langs_check(const char *name, char *const *v, size_t n)
 	return (0);
 }
 
+/* The prefix a value's name carries in the proto and not on the command line ("OFFER_OPEN" is
+ * "open"); NULL for the enums whose values carry none. */
+static const char *
+enum_prefix(const ProtobufCEnumDescriptor *d)
+{
+	if (d == &haven__referral__v1__offer_state__descriptor) {
+		return ("OFFER_");
+	}
+	if (d == &haven__referral__v1__decline_reason__descriptor) {
+		return ("DECLINE_");
+	}
+	if (d == &haven__referral__v1__outcome__descriptor) {
+		return ("OUTCOME_");
+	}
+	if (d == &haven__referral__v1__hold_reason__descriptor) {
+		return ("HOLD_");
+	}
+	return (NULL);
+}
+
+const char *
+cli_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz)
+{
+	return (pbenum_name(d, enum_prefix(d), v, buf, bufsz));
+}
+
 int
 cli_enum_parse(const ProtobufCEnumDescriptor *d, const char *what, const char *s, int *out)
 {
 	char names[512];
 
-	if (pbenum_parse(d, NULL, s, out) == 0) {
+	if (pbenum_parse(d, enum_prefix(d), s, out) == 0) {
 		return (0);
 	}
 	return (cli_usage("unknown %s '%s' (one of: %s)", what, s != NULL ? s : "",
-	    pbenum_list(d, NULL, names, sizeof(names))));
+	    pbenum_list(d, enum_prefix(d), names, sizeof(names))));
 }
 
 int

@@ -21,9 +21,9 @@ print_offer_row(const Offer *o)
 	char a[32], b[32], u[32], s[32], ns[32], t[32], l[128];
 
 	printf("%-22s %-10s %-10s %-16s %-12s %-10s %-20s %s\n", o->id,
-	    ref_cli_ename(&haven__referral__v1__offer_state__descriptor, (int) o->state, s,
+	    cli_enum_name(&haven__referral__v1__offer_state__descriptor, (int) o->state, s,
 	        sizeof(s)),
-	    ref_cli_ename(&haven__referral__v1__urgency__descriptor, (int) o->urgency, u,
+	    cli_enum_name(&haven__referral__v1__urgency__descriptor, (int) o->urgency, u,
 	        sizeof(u)),
 	    TYPE_NAME(o->type, a), POP_NAME(o->population, b),
 	    ref_cli_join(o->languages, o->n_languages, l, sizeof(l)),
@@ -116,7 +116,7 @@ offer_action(cli *c, int argc, char **argv, const char *method, bool decline)
 			return (cli_usage("%s takes only ID", what));
 		}
 		if (opt == 'r') {
-			if ((rc = ref_cli_eparse(&haven__referral__v1__decline_reason__descriptor,
+			if ((rc = cli_enum_parse(&haven__referral__v1__decline_reason__descriptor,
 			         "reason", optarg, &v)) != 0) {
 				return (rc);
 			}
@@ -197,7 +197,7 @@ cmd_placement(cli *c, int argc, char **argv)
 			return (cli_usage("%s takes only OFFER", what));
 		}
 		if (opt == 'o') {
-			if ((rc = ref_cli_eparse(&haven__referral__v1__outcome__descriptor,
+			if ((rc = cli_enum_parse(&haven__referral__v1__outcome__descriptor,
 			         "outcome", optarg, &v)) != 0) {
 				return (rc);
 			}

@@ -115,11 +115,11 @@ create_parse(create_args *a, int argc, char **argv)
 			req->subject = optarg;
 			break;
 		case 'u':
-			rc = ref_cli_eparse(&haven__referral__v1__urgency__descriptor, "urgency", optarg, &v);
+			rc = cli_enum_parse(&haven__referral__v1__urgency__descriptor, "urgency", optarg, &v);
 			req->urgency = (Haven__Referral__V1__Urgency) v;
 			break;
 		case 'e':
-			rc = ref_cli_eparse(&haven__referral__v1__exploitation__descriptor, "exploitation", optarg,
+			rc = cli_enum_parse(&haven__referral__v1__exploitation__descriptor, "exploitation", optarg,
 			    &v);
 			req->exploitation = (Haven__Referral__V1__Exploitation) v;
 			break;
@@ -298,7 +298,7 @@ referral_list(cli *c, int argc, char **argv)
 				json_array_append_new(all, ref_cli_msg_json(&r->base));
 			} else {
 				printf("%-22s %-20s %-10s %-16s %s\n", r->id, ref_cli_when(r->created_ms, t, sizeof(t)),
-				    ref_cli_ename(&haven__referral__v1__urgency__descriptor, (int) r->urgency, u,
+				    cli_enum_name(&haven__referral__v1__urgency__descriptor, (int) r->urgency, u,
 				        sizeof(u)),
 				    r->home_region, need_summary(r, s, sizeof(s)));
 			}
@@ -420,7 +420,7 @@ cmd_stats(cli *c, int argc, char **argv)
 			const Haven__Referral__V1__StatisticsCell *s = rep->cells[i];
 			char                                       e[32], ty[32], m[32], p[32];
 			printf("%-22s %-12s %-16s %9s %10s %6s %8s %8s\n", s->region,
-			    ref_cli_ename(&haven__referral__v1__exploitation__descriptor, (int) s->exploitation, e,
+			    cli_enum_name(&haven__referral__v1__exploitation__descriptor, (int) s->exploitation, e,
 			        sizeof(e)),
 			    TYPE_NAME(s->type, ty), s->referrals, s->placements, s->unmet,
 			    duration(s->median_ms_to_placement, m, sizeof(m)),

@@ -14,14 +14,12 @@
 #define REF_CLI_REGIONS_MAX 16
 #define REF_CLI_LANGS_MAX   8
 
-/* "NO_CAPACITY" -> "no-capacity", "OFFER_OPEN" -> "open"; the number for an unknown value. */
-const char *ref_cli_ename(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz);
 #define STATE_NAME(v, b)                                                                           \
-	ref_cli_ename(&haven__referral__v1__need_state__descriptor, (int) (v), b, sizeof(b))
+	cli_enum_name(&haven__referral__v1__need_state__descriptor, (int) (v), b, sizeof(b))
 #define TYPE_NAME(v, b)                                                                            \
-	ref_cli_ename(&haven__capacity__v1__service_type__descriptor, (int) (v), b, sizeof(b))
+	cli_enum_name(&haven__capacity__v1__service_type__descriptor, (int) (v), b, sizeof(b))
 #define POP_NAME(v, b)                                                                             \
-	ref_cli_ename(&haven__capacity__v1__population__descriptor, (int) (v), b, sizeof(b))
+	cli_enum_name(&haven__capacity__v1__population__descriptor, (int) (v), b, sizeof(b))
 /* Any reply as JSON, field by field (enum values named as above). */
 json_t *ref_cli_msg_json(const ProtobufCMessage *m);
 /* Unix ms as UTC "YYYY-MM-DD HH:MM:SSZ" ("-" for 0) into buf. */
@@ -31,8 +29,6 @@ const char *ref_cli_join(char **v, size_t n, char *buf, size_t bufsz);
 /* Resets getopt_long for a new command's words. */
 void ref_cli_getopt_reset(void);
 
-/* A command-line enum name ("no-capacity") into *out; a usage error listing the names. */
-int ref_cli_eparse(const ProtobufCEnumDescriptor *d, const char *what, const char *s, int *out);
 /* "shelter:women:nl,en" into a NeedRequest (strings point into s, which is changed; langs
  * holds REF_CLI_LANGS_MAX). */
 int ref_cli_parse_need(char *s, Haven__Referral__V1__NeedRequest *n, char **langs, size_t *nlangs);

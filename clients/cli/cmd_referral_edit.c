@@ -60,7 +60,7 @@ ref_cli_cancel(cli *c, int argc, char **argv)
 		return (cli_usage("referral cancel takes ID --reason TEXT [--outcome OUTCOME]"));
 	}
 	if ((outcome = cli_opt(&a, "outcome")) != NULL &&
-	    (rc = ref_cli_eparse(&haven__referral__v1__outcome__descriptor, "outcome", outcome,
+	    (rc = cli_enum_parse(&haven__referral__v1__outcome__descriptor, "outcome", outcome,
 	         &v)) != 0) {
 		return (rc);
 	}
@@ -200,7 +200,7 @@ ref_cli_update(cli *c, int argc, char **argv)
 		goto out;
 	}
 	if (cli_opt(&a, "urgency") != NULL &&
-	    (rc = ref_cli_eparse(&haven__referral__v1__urgency__descriptor, "urgency",
+	    (rc = cli_enum_parse(&haven__referral__v1__urgency__descriptor, "urgency",
 	         cli_opt(&a, "urgency"), &v)) != 0) {
 		goto out;
 	}
@@ -244,7 +244,7 @@ ref_cli_pause(cli *c, int argc, char **argv, bool pause)
 		    HAVEN__REFERRAL__V1__PAUSE_NEED_REQUEST__INIT;
 		const char *reason = cli_opt(&a, "reason");
 
-		if ((rc = ref_cli_eparse(&haven__referral__v1__hold_reason__descriptor, "reason",
+		if ((rc = cli_enum_parse(&haven__referral__v1__hold_reason__descriptor, "reason",
 		         reason, &v)) != 0) {
 			return (rc);
 		}

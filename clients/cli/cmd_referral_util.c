@@ -1,11 +1,9 @@
 /*
  * cmd_referral_util.c - what the CLI's referral commands share (cmd_referral.h): enum names as
- * the command line writes them, any reply as JSON, table helpers, a referral printed as a
+ * the command line writes them (cli_enum_name), any reply as JSON, table helpers, a referral printed as a
  * table, and the parsing of a need and of region lists.
  */
 #include "cmd_referral.h"
-
-#include "haven/pbenum.h"
 
 #include <ctype.h>
 #include <getopt.h>
@@ -19,45 +17,6 @@
 #define LANGS_MAX   REF_CLI_LANGS_MAX
 
 typedef Haven__Referral__V1__Referral Referral;
-
-/* ---- enum names ------------------------------------------------------------------------------ */
-
-/* The prefix a value's name carries in the proto and not on the command line. */
-static const char *
-enum_prefix(const ProtobufCEnumDescriptor *d)
-{
-	if (d == &haven__referral__v1__offer_state__descriptor) {
-		return ("OFFER_");
-	}
-	if (d == &haven__referral__v1__decline_reason__descriptor) {
-		return ("DECLINE_");
-	}
-	if (d == &haven__referral__v1__outcome__descriptor) {
-		return ("OUTCOME_");
-	}
-	if (d == &haven__referral__v1__hold_reason__descriptor) {
-		return ("HOLD_");
-	}
-	return (NULL);
-}
-
-const char *
-ref_cli_ename(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t bufsz)
-{
-	return (pbenum_name(d, enum_prefix(d), v, buf, bufsz));
-}
-
-int
-ref_cli_eparse(const ProtobufCEnumDescriptor *d, const char *what, const char *s, int *out)
-{
-	char names[512];
-
-	if (pbenum_parse(d, enum_prefix(d), s, out) == 0) {
-		return (0);
-	}
-	return (cli_usage("unknown %s '%s' (one of: %s)", what, s != NULL ? s : "",
-	    pbenum_list(d, enum_prefix(d), names, sizeof(names))));
-}
 
 /* ---- JSON: any reply, field by field --------------------------------------------------------- */
 
@@ -110,7 +69,7 @@ value_json(const ProtobufCFieldDescriptor *f, const void *p)
 		return (json_integer((json_int_t) * (const int64_t *) p));
 	case PROTOBUF_C_TYPE_ENUM:
 		return (
-		    json_string(ref_cli_ename(f->descriptor, *(const int *) p, buf, sizeof(buf))));
+		    json_string(cli_enum_name(f->descriptor, *(const int *) p, buf, sizeof(buf))));
 	case PROTOBUF_C_TYPE_MESSAGE:
 		return (*(ProtobufCMessage *const *) p != NULL
 		        ? ref_cli_msg_json(*(ProtobufCMessage *const *) p)
@@ -197,10 +156,10 @@ ref_cli_print_referral(const Referral *r)
 	printf("subject      %s\n", r->subject);
 	printf("referrer     %s (%s)\n", r->referrer_org, r->home_region);
 	printf("urgency      %s\n",
-	    ref_cli_ename(&haven__referral__v1__urgency__descriptor, (int) r->urgency, a,
+	    cli_enum_name(&haven__referral__v1__urgency__descriptor, (int) r->urgency, a,
 	        sizeof(a)));
 	printf("exploitation %s\n",
-	    ref_cli_ename(&haven__referral__v1__exploitation__descriptor, (int) r->exploitation, a,
+	    cli_enum_name(&haven__referral__v1__exploitation__descriptor, (int) r->exploitation, a,
 	        sizeof(a)));
 	printf("created      %s\n", ref_cli_when(r->created_ms, t, sizeof(t)));
 	printf("excluded     %s\n",
@@ -249,12 +208,12 @@ ref_cli_parse_need(char *s, Haven__Referral__V1__NeedRequest *n, char **langs, s
 	if ((lang = strchr(pop, ':')) != NULL) {
 		*lang++ = '\0';
 	}
-	if ((rc = ref_cli_eparse(&haven__capacity__v1__service_type__descriptor, "type", type,
+	if ((rc = cli_enum_parse(&haven__capacity__v1__service_type__descriptor, "type", type,
 	         &v)) != 0) {
 		return (rc);
 	}
 	n->type = (Haven__Capacity__V1__ServiceType) v;
-	if ((rc = ref_cli_eparse(&haven__capacity__v1__population__descriptor, "population", pop,
+	if ((rc = cli_enum_parse(&haven__capacity__v1__population__descriptor, "population", pop,
 	         &v)) != 0) {
 		return (rc);
 	}

@@ -317,8 +317,11 @@ add_coordinator(void *arg, const Haven__Capacity__V1__Organisation *o)
 {
 	recipients *r = arg;
 
-	if (!o->disabled && o->role == HAVEN__CAPACITY__V1__ROLE__COORDINATOR &&
-	    strcmp(o->region, r->r_region) == 0) {
+	/* The region's own coordinators, and the national ones (coordinators of every region,
+	 * docs/authority.md). */
+	if (!o->disabled && ((o->role == HAVEN__CAPACITY__V1__ROLE__COORDINATOR &&
+	                         strcmp(o->region, r->r_region) == 0) ||
+	                        o->role == HAVEN__CAPACITY__V1__ROLE__NATIONAL_COORDINATOR)) {
 		recipients_add(r, o->id);
 	}
 	return (0);

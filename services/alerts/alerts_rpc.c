@@ -36,6 +36,7 @@ alerts_kind_name(alerts_kind k)
 	case ALERT(NEED_UNMET):           return ("need.unmet");
 	case ALERT(CONSENT_WITHDRAWN):    return ("consent.withdrawn");
 	case ALERT(SIGNAL_NEW):           return ("signal.new");
+	case ALERT(SUBJECT_ERASED):       return ("subject.erased");
 	default:                          return ("unknown");
 	}
 }
@@ -283,6 +284,14 @@ h_set_channels(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufC
 
 	if ((st = may_act(as, call, in->org_id, org)) != HV_OK) {
 		return (st);
+	}
+	/* Where the organisation's alerts go is its admin's decision: a person signed in for it
+	 * must be its org admin (a case worker could otherwise send them to an address of its
+	 * own); its certificate's session, the operator and admins may as before. */
+	if (rpc_call_caller(call)->person.id[0] != '\0' &&
+	    rpc_call_caller(call)->person.role != RPC_PERSON_ORG_ADMIN) {
+		return (rpc_call_error(call, HV_PERMISSION_DENIED,
+		    "only the organisation's admin sets its alert channels"));
 	}
 	if ((st = alerts_set_channels(as, org, in->channels, &version, err, sizeof(err))) != HV_OK) {
 		return (rpc_call_error(call, st, "%s", err));

@@ -63,6 +63,7 @@ kind_text(alerts_kind k)
 	case ALERT(NEED_WAITING):         return ("No provider has room: your referral waits");
 	case ALERT(NEED_UNMET):           return ("A referral is still waiting unmet");
 	case ALERT(CONSENT_WITHDRAWN):    return ("A consent that concerns you was withdrawn");
+	case ALERT(SUBJECT_ERASED):       return ("A person you hold was erased");
 	default:                          return ("haven alert");
 	}
 }

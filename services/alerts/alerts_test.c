@@ -303,13 +303,15 @@ test_escalation(void **state)
 	add_org(&f, "e-shelter", R_ROLE(PROVIDER), "Den Haag");
 	add_org(&f, "e-coord", R_ROLE(COORDINATOR), "Den Haag");
 	add_org(&f, "e-coord-far", R_ROLE(COORDINATOR), "Limburg");
+	add_org(&f, "e-national", R_ROLE(NATIONAL_COORDINATOR), "Limburg");
 	set_channels(&f, "e-shelter", NULL, true);
+	set_channels(&f, "e-national", "/hook", false);
 	set_channels(&f, "e-coord", "/hook", false);
 	set_channels(&f, "e-coord-far", "/hook", false);
 	timer(&f, "esc/ref-e/0", now + 600000, &ev, false);
 	run_expect(&f, 0, 0);
 	atomic_store(&clock_offset, 600001);
-	run_expect(&f, 3, 0); /* desks, on-call, coordinator */
+	run_expect(&f, 4, 0); /* desks, on-call, coordinator, national coordinator */
 	got = received("e-shelter", "smtp");
 	assert_int_equal(json_array_size(got), 2);
 	json_decref(got);
@@ -319,6 +321,10 @@ test_escalation(void **state)
 	json_decref(got);
 	got = received("e-coord-far", NULL);
 	assert_int_equal(json_array_size(got), 0);
+	json_decref(got);
+	got = received("e-national", "webhook"); /* a coordinator of every region */
+	assert_int_equal(json_array_size(got), 1);
+	assert_non_null(strstr(field(got, 0, "body"), "offer.unacknowledged"));
 	json_decref(got);
 	run_expect(&f, 0, 0); /* fired once */
 

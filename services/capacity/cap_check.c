@@ -69,23 +69,8 @@ cap_region_index(const cap_service *cs, const char *name)
 	return (region_map_find(cs->cs_regions, name));
 }
 
-static hv_status fail(char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Writes the message and returns INVALID_ARGUMENT, so that checks read
- * `return (fail(err, errsz, "..."));`. */
-static hv_status
-fail(char *err, size_t errsz, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errsz > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errsz, fmt, ap);
-		va_end(ap);
-	}
-	return (HV_INVALID_ARGUMENT);
-}
+/* A refused field: the message into err, INVALID_ARGUMENT. */
+#define fail(err, errsz, ...) hv_fail((err), (errsz), HV_INVALID_ARGUMENT, __VA_ARGS__)
 
 static hv_status
 check_text(const char *field, const char *s, size_t min, size_t max, char *err, size_t errsz)

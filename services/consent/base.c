@@ -60,19 +60,6 @@ consent_id_format(const uint8_t id[CONSENT_ID_LEN], char hex[CONSENT_ID_HEX])
 	hex[2 * CONSENT_ID_LEN] = '\0';
 }
 
-hv_status
-consent_fail(char *err, size_t errsz, hv_status code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errsz > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errsz, fmt, ap);
-		va_end(ap);
-	}
-	return (code);
-}
-
 void
 consent_audit_fill(audit_entry *e, const rpc_caller *caller, const char *method,
     const char *subject, const char *purpose, int64_t now)
@@ -130,15 +117,15 @@ consent_subject_get(consent_service *cs, store_txn *txn, const uint8_t id[CONSEN
 	st = store_get_msg(txn, cs->cs_subjects, id, CONSENT_ID_LEN,
 	    &haven__consent__v1__subject_record__descriptor, NULL, (ProtobufCMessage **) out);
 	if (st == HV_NOT_FOUND) {
-		return (consent_fail(err, errsz, HV_NOT_FOUND, "no subject %s", hex));
+		return (hv_fail(err, errsz, HV_NOT_FOUND, "no subject %s", hex));
 	}
 	if (st != HV_OK) {
-		return (consent_fail(err, errsz, st, "subject %s does not read", hex));
+		return (hv_fail(err, errsz, st, "subject %s does not read", hex));
 	}
 	if ((*out)->erased_at_ms != 0 && !allow_erased) {
 		protobuf_c_message_free_unpacked(&(*out)->base, NULL);
 		*out = NULL;
-		return (consent_fail(err, errsz, HV_NOT_FOUND, "subject %s was erased", hex));
+		return (hv_fail(err, errsz, HV_NOT_FOUND, "subject %s was erased", hex));
 	}
 	return (HV_OK);
 }
@@ -163,10 +150,10 @@ consent_may_act(const rpc_caller *caller, const char *holder, const char *subjec
 		return (HV_OK);
 	}
 	if (caller->role == RPC_ROLE_REFERRER) {
-		return (consent_fail(err, errsz, HV_PERMISSION_DENIED,
+		return (hv_fail(err, errsz, HV_PERMISSION_DENIED,
 		    "organisation %s does not hold subject %s", caller->org_id, subject));
 	}
-	return (consent_fail(err, errsz, HV_PERMISSION_DENIED,
+	return (hv_fail(err, errsz, HV_PERMISSION_DENIED,
 	    "only the organisation that holds subject %s may do this, not role %s", subject,
 	    rpc_role_name(caller->role)));
 }

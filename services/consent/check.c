@@ -63,19 +63,19 @@ static hv_status
 check_validate(check_args *a, char *err, size_t errsz)
 {
 	if (consent_id_parse(a->ca_subject, a->ca_sid) != 0) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
 	if (!purpose_ok(a->ca_purpose)) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "purpose must be referral, share-with-provider or contact (statistics is retired)"));
 	}
 	if (a->ca_category != 0 && !category_ok(a->ca_category)) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "category must be identity, contact, health, legal or other (or none: any)"));
 	}
 	if (a->ca_recipient == NULL || (a->ca_recipient[0] != '\0' && !ids_valid(a->ca_recipient))) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "recipient must be an organisation id (1..63 of [a-z0-9._-]), or none for the "
 		    "node"));
 	}
@@ -264,7 +264,7 @@ check_async(check_job *j)
 	/* Inline on the receiving thread: never wait. A full queue is back-pressure the caller
 	 * may retry after; a writer that failed refuses every answer from then on. */
 	if ((qst = audit_try_enqueue(cs->cs_audit, &e)) != HV_OK) {
-		(void) consent_fail(j->kj_err, j->kj_errsz, qst, "%s",
+		(void) hv_fail(j->kj_err, j->kj_errsz, qst, "%s",
 		    qst == HV_RESOURCE_EXHAUSTED ? "the audit log is behind; try again"
 		                                 : "the audit log cannot be written");
 		return (qst == HV_RESOURCE_EXHAUSTED ? qst : HV_UNAVAILABLE);

@@ -177,7 +177,7 @@ hv_status consent_grant_txn(consent_service *cs, store_txn *txn, const rpc_calle
 
 /* Free text another service keeps about a subject (a referral's note, the free part of a
  * reason), sealed under the subject's data key (AES-256-GCM), so that erasing the subject
- * makes every copy of it unreadable (text.c). Inside the caller's transaction (read or
+ * makes every copy of it unreadable (sealed_text.c). Inside the caller's transaction (read or
  * write); neither audited nor checked for who may read: the calling service decides that.
  * context (1..CONSENT_TEXT_CONTEXT_MAX bytes) names the record and field the text is kept in,
  * e.g. "ref-0123.../note", and is bound to the ciphertext: a sealed text opens only with the

@@ -10,10 +10,6 @@
 /* The service's clock: consent_options.now_ms, else the wall clock (Unix ms). */
 int64_t consent_now(consent_service *cs);
 
-/* Formats a message (ids only) into err (may be NULL) and returns code. */
-hv_status consent_fail(char *err, size_t errsz, hv_status code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 /* Fills an audit entry for caller (result OK). */
 void consent_audit_fill(audit_entry *e, const rpc_caller *caller, const char *method,
     const char *subject, const char *purpose, int64_t now);

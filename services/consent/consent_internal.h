@@ -15,7 +15,7 @@
  *   check.c       consent_check.h   Check, and the one "decide and audit" of every check
  *   records.c     consent_records.h grant, withdraw, read consents
  *   subjects.c    consent_subjects.h  create, read, update, erase, hand over a subject
- *   text.c                          sealed free text for other services (consent.h)
+ *   sealed_text.c                   sealed free text for other services (consent.h)
  *   consent_rpc.c, audit_rpc.c      the handlers (consent_rpc.h)
  *   consent.c                       the service's life cycle (consent.h)
  * A file includes the headers of the files below it, never of those above.

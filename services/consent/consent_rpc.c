@@ -351,7 +351,7 @@ transfer_fn(store_txn *txn, void *arg)
 		goto out;
 	}
 	if (strcmp(consent_holder(rec), j->tj_to) == 0) {
-		st = consent_fail(j->tj_err, sizeof(j->tj_err), HV_FAILED_PRECONDITION,
+		st = hv_fail(j->tj_err, sizeof(j->tj_err), HV_FAILED_PRECONDITION,
 		    "organisation %s holds subject %s already", j->tj_to, j->tj_id);
 		goto out;
 	}

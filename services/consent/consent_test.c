@@ -1487,7 +1487,7 @@ test_receipts(void **state)
 	env_destroy(&e);
 }
 
-/* ---- free text of other services (text.c) ---------------------------------------------- */
+/* ---- free text of other services (sealed_text.c) ---------------------------------------------- */
 
 typedef struct text_job {
 	consent_service *cs;

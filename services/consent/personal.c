@@ -104,7 +104,7 @@ personal_validate(const Haven__Consent__V1__PersonalData *p, char *err, size_t e
 
 	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
 		if (!text_ok(texts[i].pf_value, texts[i].pf_max, texts[i].pf_multiline)) {
-			return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+			return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 			    "%s must be at most %zu bytes of UTF-8 text without control or invisible "
 			    "characters%s",
 			    texts[i].pf_name, texts[i].pf_max,
@@ -112,16 +112,16 @@ personal_validate(const Haven__Consent__V1__PersonalData *p, char *err, size_t e
 		}
 	}
 	if (p->date_of_birth[0] != '\0' && !date_ok(p->date_of_birth)) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "date_of_birth must be a date as YYYY-MM-DD"));
 	}
 	if (p->n_languages > LANGUAGES_MAX) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "languages: at most %d, not %zu", LANGUAGES_MAX, p->n_languages));
 	}
 	for (size_t i = 0; i < p->n_languages; i++) {
 		if (!text_lang_ok(p->languages[i])) {
-			return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+			return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 			    "languages[%zu] must be " TEXT_LANG_RULE, i));
 		}
 	}

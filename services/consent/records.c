@@ -100,16 +100,16 @@ grant_validate(consent_service *cs, const Haven__Consent__V1__GrantRequest *r, i
 	int     tmp[8];
 
 	if (consent_id_parse(r->subject, sid) != 0) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
 	if (!enum_list_ok((const int *) r->purposes, r->n_purposes, 4, tmp)) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "purposes: 1 to 3 of referral, share-with-provider, contact, each once"));
 	}
 	if (tmp[r->n_purposes - 1] == HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS) {
 		/* Sorted: statistics is the last when given. */
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "purposes: statistics is retired: the node counts needs, never persons, and asks "
 		    "no consent for that (docs/consent.md)"));
 	}
@@ -117,27 +117,27 @@ grant_validate(consent_service *cs, const Haven__Consent__V1__GrantRequest *r, i
 		t->gt_purposes[i] = (Haven__Consent__V1__Purpose) tmp[i];
 	}
 	if (!enum_list_ok((const int *) r->categories, r->n_categories, 5, tmp)) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "categories: 1 to 5 of identity, contact, health, legal, other, each once"));
 	}
 	for (size_t i = 0; i < r->n_categories; i++) {
 		t->gt_categories[i] = (Haven__Consent__V1__Category) tmp[i];
 	}
 	if (r->n_recipients > RECIPIENTS_MAX) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "recipients: at most %d, not %zu", RECIPIENTS_MAX, r->n_recipients));
 	}
 	if (r->n_recipients == 0 && !r->accepting_provider) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "recipients: name at least one organisation, or the accepting provider"));
 	}
 	for (size_t i = 0; i < r->n_recipients; i++) {
 		if (!ids_valid(r->recipients[i])) {
-			return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+			return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 			    "recipients[%zu] must be an organisation id (1..63 of [a-z0-9._-])", i));
 		}
 		if (cs->cs_org_role != NULL && cs->cs_org_role(cs->cs_org_arg, r->recipients[i]) == 0) {
-			return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+			return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 			    "recipients[%zu]: no enabled organisation %s in the partner directory", i,
 			    r->recipients[i]));
 		}
@@ -146,38 +146,38 @@ grant_validate(consent_service *cs, const Haven__Consent__V1__GrantRequest *r, i
 	qsort(t->gt_recipients, r->n_recipients, sizeof(char *), cmp_str);
 	for (size_t i = 1; i < r->n_recipients; i++) {
 		if (strcmp(t->gt_recipients[i], t->gt_recipients[i - 1]) == 0) {
-			return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+			return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 			    "recipients: %s is named twice", t->gt_recipients[i]));
 		}
 	}
 	if (r->given_by < HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT ||
 	    r->given_by > HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_REPRESENTATIVE) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "given_by must be subject, guardian or representative"));
 	}
 	if (r->method < HAVEN__CONSENT__V1__METHOD__METHOD_WRITTEN ||
 	    r->method > HAVEN__CONSENT__V1__METHOD__METHOD_ELECTRONIC) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "method must be written, verbal, verbal-with-interpreter or electronic"));
 	}
 	if (!text_lang_ok(r->language)) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "language must be " TEXT_LANG_RULE));
 	}
 	if (r->valid_from_ms < 0) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "valid_from_ms must be a time (Unix ms) or 0 for now"));
 	}
 	t->gt_valid_from = r->valid_from_ms != 0 ? r->valid_from_ms : now;
 	if (r->expires_ms <= t->gt_valid_from) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "expires_ms must be after valid_from_ms"));
 	}
 	if (r->expires_ms <= now) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT, "expires_ms is in the past"));
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT, "expires_ms is in the past"));
 	}
 	if (r->expires_ms - t->gt_valid_from > VALIDITY_MAX_MS) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "a consent is valid for at most ten years"));
 	}
 	return (HV_OK);
@@ -202,7 +202,7 @@ minor_ok(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
 	hv_status st;
 
 	if (r->given_by == HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT) {
-		return (consent_fail(err, errsz, HV_FAILED_PRECONDITION,
+		return (hv_fail(err, errsz, HV_FAILED_PRECONDITION,
 		    "subject %s is a minor: consent must be given by a guardian or representative",
 		    r->subject));
 	}
@@ -210,7 +210,7 @@ minor_ok(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
 		return (st);
 	}
 	if (!has) {
-		return (consent_fail(err, errsz, HV_FAILED_PRECONDITION,
+		return (hv_fail(err, errsz, HV_FAILED_PRECONDITION,
 		    "subject %s is a minor: record the guardian or representative who gives consent "
 		    "first (UpdateSubject, field guardian)",
 		    r->subject));
@@ -257,7 +257,7 @@ grant_core(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 		goto out;
 	}
 	if (existing >= CONSENTS_PER_SUBJECT_MAX) {
-		st = consent_fail(err, errsz, HV_RESOURCE_EXHAUSTED,
+		st = hv_fail(err, errsz, HV_RESOURCE_EXHAUSTED,
 		    "subject %s has %d consents, the most there may be", r->subject,
 		    CONSENTS_PER_SUBJECT_MAX);
 		goto out;
@@ -401,16 +401,16 @@ record_for(record_job *j, store_txn *txn, uint8_t cid[CONSENT_ID_LEN],
 
 	*c = NULL;
 	if (consent_id_parse(j->rj_id, cid) != 0) {
-		return (consent_fail(j->rj_err, sizeof(j->rj_err), HV_INVALID_ARGUMENT,
+		return (hv_fail(j->rj_err, sizeof(j->rj_err), HV_INVALID_ARGUMENT,
 		    "consent id must be 32 lower-case hex characters"));
 	}
 	if ((st = consent_record_get(j->rj_cs, txn, cid, c)) != HV_OK) {
-		return (consent_fail(j->rj_err, sizeof(j->rj_err), st,
+		return (hv_fail(j->rj_err, sizeof(j->rj_err), st,
 		    st == HV_NOT_FOUND ? "no consent %s" : "consent %s does not read", j->rj_id));
 	}
 	snprintf(j->rj_subject, sizeof(j->rj_subject), "%s", (*c)->subject);
 	if (consent_id_parse((*c)->subject, sid) != 0) {
-		st = consent_fail(j->rj_err, sizeof(j->rj_err), HV_DATA_LOSS,
+		st = hv_fail(j->rj_err, sizeof(j->rj_err), HV_DATA_LOSS,
 		    "consent %s names no valid subject", j->rj_id);
 		goto out;
 	}
@@ -479,7 +479,7 @@ withdraw_fn(store_txn *txn, void *arg)
 		return (st);
 	}
 	if (c->withdrawn_at_ms != 0) {
-		st = consent_fail(j->rj_err, sizeof(j->rj_err), HV_FAILED_PRECONDITION,
+		st = hv_fail(j->rj_err, sizeof(j->rj_err), HV_FAILED_PRECONDITION,
 		    "consent %s was withdrawn already", j->rj_id);
 		goto out;
 	}
@@ -587,7 +587,7 @@ list_fn(store_txn *txn, void *arg)
 
 	list_job_reset(j);
 	if (consent_id_parse(j->lj_subject, sid) != 0) {
-		return (consent_fail(j->lj_err, sizeof(j->lj_err), HV_INVALID_ARGUMENT,
+		return (hv_fail(j->lj_err, sizeof(j->lj_err), HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
 	if ((st = consent_subject_get(j->lj_cs, txn, sid, true, &rec, j->lj_err,

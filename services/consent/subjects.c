@@ -14,6 +14,7 @@
 #include "consent_records.h"
 
 #include "haven/log.h"
+#include "alerts.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,7 +74,7 @@ data_key(consent_service *cs, const Haven__Consent__V1__SubjectRecord *rec,
 	    rec->wrapped_key.len, dk);
 
 	if (st == HV_DATA_LOSS) {
-		(void) consent_fail(err, errsz, HV_DATA_LOSS,
+		(void) hv_fail(err, errsz, HV_DATA_LOSS,
 		    "personal data of subject %s does not decrypt (wrong key or altered)", hex);
 	}
 	return (st);
@@ -169,7 +170,7 @@ shown_categories(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 		return (st);
 	}
 	if (caller->role != RPC_ROLE_PROVIDER) {
-		return (consent_fail(err, errsz, HV_PERMISSION_DENIED,
+		return (hv_fail(err, errsz, HV_PERMISSION_DENIED,
 		    "role %s may not see personal data", rpc_role_name(caller->role)));
 	}
 	/* How to reach her (her contact, her guardian's) is for a provider that consent lets
@@ -188,7 +189,7 @@ shown_categories(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 	    ? "share-with-provider,contact"
 	    : "share-with-provider";
 	if (*mask == 0) {
-		return (consent_fail(err, errsz, HV_PERMISSION_DENIED,
+		return (hv_fail(err, errsz, HV_PERMISSION_DENIED,
 		    "no consent of subject %s shares personal data with %s", hex, caller->org_id));
 	}
 	return (HV_OK);
@@ -233,7 +234,7 @@ out:
 		haven__consent__v1__sealed_personal__free_unpacked(sp, NULL);
 	}
 	if (st == HV_DATA_LOSS) {
-		(void) consent_fail(err, errsz, HV_DATA_LOSS,
+		(void) hv_fail(err, errsz, HV_DATA_LOSS,
 		    "personal data of subject %s does not decrypt (wrong key or altered)", hex);
 	}
 	return (st);
@@ -254,7 +255,7 @@ subject_read_personal(consent_service *cs, store_txn *txn, const rpc_caller *cal
 	plain_free(out);
 	*rec = NULL;
 	if (consent_id_parse(hex, sid) != 0) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
 	if ((st = consent_subject_get(cs, txn, sid, false, rec, err, errsz)) != HV_OK ||
@@ -368,7 +369,7 @@ subject_update_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller
 
 	*out = NULL;
 	if (consent_id_parse(ch->sc_id, sid) != 0) {
-		return (consent_fail(err, errsz, HV_INVALID_ARGUMENT,
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
 	if ((st = consent_subject_get(cs, txn, sid, false, &rec, err, errsz)) != HV_OK) {
@@ -438,7 +439,7 @@ erase_fn(store_txn *txn, void *arg)
 
 	j->ej_n = 0;
 	if (consent_id_parse(j->ej_id, sid) != 0) {
-		return (consent_fail(j->ej_err, sizeof(j->ej_err), HV_INVALID_ARGUMENT,
+		return (hv_fail(j->ej_err, sizeof(j->ej_err), HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
 	if ((st = consent_subject_get(cs, txn, sid, false, &rec, j->ej_err, sizeof(j->ej_err))) !=
@@ -464,6 +465,16 @@ erase_fn(store_txn *txn, void *arg)
 	    (st = consent_withdraw_all_txn(cs, txn, sid, j->ej_now, j->ej_withdrawn, &j->ej_n)) !=
 	        HV_OK) {
 		goto out;
+	}
+	/* Erased by another (retention, the operator, an admin): the holder hears that one of
+	 * its subjects is gone, in this transaction, without which one. The provider that has
+	 * her hears it from referral (ref_end_for_consent). */
+	if (strcmp(consent_holder(rec), j->ej_caller->org_id) != 0 && consent_holder(rec)[0] != '\0') {
+		alerts_event ev = { .ae_kind = ALERT(SUBJECT_ERASED),
+			.ae_orgs = { consent_holder(rec) }, .ae_norgs = 1 };
+		if ((st = alerts_enqueue(cs->cs_alerts, txn, &ev)) != HV_OK) {
+			goto out;
+		}
 	}
 	consent_audit_fill(&e, j->ej_caller, j->ej_method, j->ej_id, "", j->ej_now);
 	st = audit_append(cs->cs_audit, txn, &e);

@@ -451,7 +451,7 @@ view_load(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN]
 		char hex[CONSENT_ID_HEX];
 
 		consent_id_format(sid, hex);
-		return (consent_fail(err, errsz, st, "the stored consents of subject %s do not read",
+		return (hv_fail(err, errsz, st, "the stored consents of subject %s do not read",
 		    hex));
 	}
 	return (st);

@@ -39,6 +39,45 @@ accepting_provider(void *arg, store_txn *txn, const char *subject, const char *o
 	return (ref_is_accepting_provider(arg, txn, subject, org_id, yes));
 }
 
+/* The other services whose store functions this process needs, none of their timers or
+ * sockets: the partner directory (reads; haven-capacity serves it), the alerts outbox (a
+ * withdrawal's alerts go there; haven-referral sends them) and the referral tables
+ * (haven-referral migrates, expires and routes). */
+static hv_status
+open_others(host *h, const alerts_config *acfg, cap_service **cap, alerts_service **als,
+    ref_service **ref)
+{
+	cap_options    capo = { 0 };
+	alerts_options alo  = { 0 };
+	ref_options    refo = { 0 };
+	hv_status      st;
+
+	capo.store      = host_store(h);
+	capo.regions    = host_regions(h);
+	capo.store_only = true;
+	if ((st = cap_open(cap, &capo)) != HV_OK) {
+		log_error("cannot open the partner directory: %s", hv_status_name(st));
+		return (st);
+	}
+	alo.store    = host_store(h);
+	alo.capacity = *cap;
+	alo.node_url = acfg->node_url;
+	alo.manual   = true;
+	if ((st = alerts_open(als, &alo)) != HV_OK) {
+		log_error("cannot open the alerts outbox: %s", hv_status_name(st));
+		return (st);
+	}
+	refo.store      = host_store(h);
+	refo.regions    = host_regions(h);
+	refo.capacity   = *cap;
+	refo.store_only = true;
+	refo.alerts     = *als; /* an erasure ending referrals alerts too */
+	if ((st = ref_open(ref, &refo)) != HV_OK) {
+		log_error("cannot open the referral tables: %s", hv_status_name(st));
+	}
+	return (st);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -54,13 +93,10 @@ main(int argc, char **argv)
 	int              ret;
 	hv_status        st;
 	cap_service     *cap  = NULL;
-	cap_options      capo = { 0 };
 	alerts_service  *als  = NULL;
-	alerts_options   alo  = { 0 };
 	alerts_config    acfg = { 0 };
 	config_table     atab = alerts_config_table(&acfg);
 	ref_service     *ref  = NULL;
-	ref_options      refo = { 0 };
 
 	/* The alerts section for the links of a withdrawal's alerts (haven-referral sends). */
 	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-consent", &atab, 1, false,
@@ -81,37 +117,14 @@ main(int argc, char **argv)
 		host_run_path(h, "consent-events.sock", path, sizeof(path));
 		snprintf(pub, sizeof(pub), "ipc://%s", path);
 	}
-	capo.store      = host_store(h);
-	capo.regions    = host_regions(h);
-	capo.store_only = true; /* the directory's reads only: haven-capacity serves it */
-	if ((st = cap_open(&cap, &capo)) != HV_OK) {
-		log_error("cannot open the partner directory: %s", hv_status_name(st));
+	if ((st = open_others(h, &acfg, &cap, &als, &ref)) != HV_OK) {
 		goto out;
 	}
 	co.org_role   = cap_org_role;
 	co.org_arg    = cap;
-	/* A withdrawal's alerts go to the outbox here; haven-referral sends them. */
-	alo.store     = host_store(h);
-	alo.capacity  = cap;
-	alo.node_url  = acfg.node_url;
-	alo.manual    = true;
-	if ((st = alerts_open(&als, &alo)) != HV_OK) {
-		log_error("cannot open the alerts outbox: %s", hv_status_name(st));
-		goto out;
-	}
 	co.alerts     = als;
 	lookup        = cap_lookup_org;
 	lookup_arg    = cap;
-	/* Store functions only: haven-referral migrates, expires and routes. */
-	refo.store      = host_store(h);
-	refo.regions    = host_regions(h);
-	refo.capacity   = cap;
-	refo.store_only = true;
-	refo.alerts     = als; /* an erasure ending referrals alerts too */
-	if ((st = ref_open(&ref, &refo)) != HV_OK) {
-		log_error("cannot open the referral tables: %s", hv_status_name(st));
-		goto out;
-	}
 	co.accepting_provider = accepting_provider;
 	co.accepting_arg      = ref;
 	co.store              = host_store(h);

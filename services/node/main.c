@@ -166,6 +166,36 @@ exit_code(hv_status st)
 	return (st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1);
 }
 
+/* The capacity registry's publish URL: the configured pub_url, or events.sock in the run
+ * directory. */
+static void
+cap_pub_url(host *h, const host_config *cfg, char *out, size_t outsz)
+{
+	if (cfg->pub_url != NULL) {
+		snprintf(out, outsz, "%s", cfg->pub_url);
+	} else {
+		run_url(h, "events.sock", out, outsz);
+	}
+}
+
+/* Opens the capacity registry in full: it publishes on pub, expires holds, approves. */
+static hv_status
+open_capacity(cap_service **out, host *h, const host_config *cfg, const char *pub)
+{
+	cap_options co = { 0 };
+	hv_status   st;
+
+	co.store           = host_store(h);
+	co.regions         = host_regions(h);
+	co.pub_url         = pub;
+	co.approval_places = (uint32_t) cfg->service_approval_places;
+	co.ca_file         = cfg->tls_ca;
+	if ((st = cap_open(out, &co)) != HV_OK) {
+		log_error("cannot open the capacity registry: %s", hv_status_name(st));
+	}
+	return (st);
+}
+
 /* The alerts' outbox and sender, over the directory of the capacity service. */
 static hv_status
 open_alerts(alerts_service **out, host *h, const alerts_config *acfg, cap_service *cs)
@@ -257,7 +287,6 @@ main(int argc, char **argv)
 	ref_service     *rs  = NULL;
 	people_service  *ps  = NULL;
 	sig_service     *ss  = NULL;
-	cap_options      co  = { 0 };
 	consent_options  no  = { 0 };
 	ref_options      ro  = { 0 };
 	char             cap_pub[PATH_MAX + 16], consent_pub[PATH_MAX + 16], ref_pub[PATH_MAX + 16];
@@ -273,9 +302,8 @@ main(int argc, char **argv)
 	hv_status        st;
 
 	/* Every service runs here: a section of the file no service knows is a misspelling. */
-	if ((ret = host_config_load_with(&cfg, argc, argv, "haven-node", tabs, 3, true, &done)) !=
-	        0 ||
-	    done) {
+	ret = host_config_load_with(&cfg, argc, argv, "haven-node", tabs, 3, true, &done);
+	if (ret != 0 || done) {
 		goto out_cfg;
 	}
 	if (ref_config_apply(&rcfg, &ro, err, sizeof(err)) != HV_OK) {
@@ -288,25 +316,11 @@ main(int argc, char **argv)
 		ret = exit_code(st);
 		goto out;
 	}
-	if (cfg.pub_url != NULL) {
-		snprintf(cap_pub, sizeof(cap_pub), "%s", cfg.pub_url);
-	} else {
-		run_url(h, "events.sock", cap_pub, sizeof(cap_pub));
-	}
+	cap_pub_url(h, &cfg, cap_pub, sizeof(cap_pub));
 	run_url(h, "consent-events.sock", consent_pub, sizeof(consent_pub));
 	run_url(h, "referral-events.sock", ref_pub, sizeof(ref_pub));
-
-	co.store   = host_store(h);
-	co.regions = host_regions(h);
-	co.pub_url = cap_pub;
-	co.approval_places = (uint32_t) cfg.service_approval_places;
-	co.ca_file = cfg.tls_ca;
-	if ((st = cap_open(&cs, &co)) != HV_OK) {
-		log_error("cannot open the capacity registry: %s", hv_status_name(st));
-		ret = exit_code(st);
-		goto out;
-	}
-	if ((st = open_alerts(&als, h, &acfg, cs)) != HV_OK) {
+	if ((st = open_capacity(&cs, h, &cfg, cap_pub)) != HV_OK ||
+	    (st = open_alerts(&als, h, &acfg, cs)) != HV_OK) {
 		ret = exit_code(st);
 		goto out;
 	}
@@ -334,7 +348,7 @@ main(int argc, char **argv)
 	}
 	if (print_methods) {
 		rpc_server_foreach_method(host_server(h), print_method, NULL);
-		fflush(stdout);
+		(void) fflush(stdout);
 	} else {
 		host_wait(h);
 	}

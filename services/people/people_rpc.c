@@ -13,6 +13,7 @@
 #include "haven/ids.h"
 #include "haven/log.h"
 #include "haven/metrics.h"
+#include "haven/text.h"
 #include "people_internal.h"
 
 /* ---- who may manage whom ----------------------------------------------------------------- */
@@ -201,7 +202,7 @@ create_bad(const Haven__People__V1__CreatePersonRequest *req, char folded[PEOPLE
 	if (!people_login_fold(req->login, folded)) {
 		return ("login must be 3 to 64 characters of a-z 0-9 . _ @ -");
 	}
-	if (!ids_text_ok(req->display_name, 1, PEOPLE_DISPLAY_MAX)) {
+	if (!text_free_ok(req->display_name, 1, PEOPLE_DISPLAY_MAX)) {
 		return ("display_name must be 1 to 128 bytes of text without control characters");
 	}
 	if (req->role < HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_ORG_ADMIN ||

@@ -74,17 +74,42 @@ urls_make(host *h, const host_config *cfg, urls *u)
 	snprintf(u->consent_sub, sizeof(u->consent_sub), "ipc://%s", path);
 }
 
-/* The referral service's store, map, registry and sockets (its options come from its own
- * section of the configuration, ref_config_apply). */
+/* The referral service's store, map, registry, consent checks and sockets (its options come
+ * from its own section of the configuration, ref_config_apply). */
 static void
-options_make(host *h, cap_service *cs, const urls *u, ref_options *ro)
+options_make(host *h, cap_service *cs, consent_service *cns, const urls *u, ref_options *ro)
 {
+	ro->consent          = consent_ref_check;
+	ro->consent_arg      = cns;
+	ro->seal             = consent_ref_seal;
+	ro->unseal           = consent_ref_open;
+	ro->minor            = consent_ref_minor;
+	ro->erase            = retention_erase;
+	ro->erase_arg        = cns;
+	ro->erase_done       = retention_done;
 	ro->store            = host_store(h);
 	ro->regions          = host_regions(h);
 	ro->capacity         = cs;
 	ro->pub_url          = u->pub;
 	ro->capacity_sub_url = u->cap_sub;
 	ro->consent_sub_url  = u->consent_sub;
+}
+
+/* The registry's store functions only: haven-capacity publishes and serves it, and expires
+ * holds; not a second time here. */
+static hv_status
+open_capacity(cap_service **out, host *h)
+{
+	cap_options co = { 0 };
+	hv_status   st;
+
+	co.store      = host_store(h);
+	co.regions    = host_regions(h);
+	co.store_only = true;
+	if ((st = cap_open(out, &co)) != HV_OK) {
+		log_error("cannot open the capacity registry: %s", hv_status_name(st));
+	}
+	return (st);
 }
 
 int
@@ -96,7 +121,6 @@ main(int argc, char **argv)
 	ref_service     *rs  = NULL;
 	alerts_service  *als = NULL;
 	alerts_options   ao  = { 0 };
-	cap_options      co  = { 0 };
 	ref_options      ro  = { 0 };
 	consent_service *cns = NULL;
 	consent_options  no  = { 0 };
@@ -128,12 +152,7 @@ main(int argc, char **argv)
 	}
 	urls_make(h, &cfg, &u);
 
-	/* The registry's store functions only: haven-capacity publishes and serves it. */
-	co.store      = host_store(h);
-	co.regions    = host_regions(h);
-	co.store_only = true; /* haven-capacity expires holds and publishes; not a second time */
-	if ((st = cap_open(&cs, &co)) != HV_OK) {
-		log_error("cannot open the capacity registry: %s", hv_status_name(st));
+	if ((st = open_capacity(&cs, h)) != HV_OK) {
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
 		goto out;
 	}
@@ -143,14 +162,6 @@ main(int argc, char **argv)
 		log_error("cannot open the consent records: %s", hv_status_name(st));
 		goto out;
 	}
-	ro.consent        = consent_ref_check;
-	ro.consent_arg    = cns;
-	ro.seal           = consent_ref_seal;
-	ro.unseal         = consent_ref_open;
-	ro.minor          = consent_ref_minor;
-	ro.erase          = retention_erase;
-	ro.erase_arg      = cns;
-	ro.erase_done     = retention_done;
 	/* Alerts: written here and by haven-consent (a withdrawal), sent and served from here. */
 	alerts_config_apply(&acfg, &ao);
 	ao.store    = host_store(h);
@@ -160,7 +171,7 @@ main(int argc, char **argv)
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;
 		goto out;
 	}
-	options_make(h, cs, &u, &ro);
+	options_make(h, cs, cns, &u, &ro);
 	ro.alerts = als;
 	if ((st = ref_open(&rs, &ro)) != HV_OK) {
 		log_error("cannot open the referral service: %s", hv_status_name(st));

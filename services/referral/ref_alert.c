@@ -3,7 +3,8 @@
  * change of a need (and the events that change none: an acknowledgement, a consent withdrawn)
  * is turned here into an alert or a timer, inside the event's own write transaction
  * (alerts_enqueue, alerts_timer_set). Only kinds, urgencies, times and ids go to the alerts
- * service: never the subject, the note or a reason's free text.
+ * service: never the subject, the note or a reason's free text. Which event it is comes from
+ * the work's cause (ref_cause, set by the code that records it), never from the reason text.
  *
  *   OFFERED            the provider: a new offer (respond by); a timer warns it when three
  *                      quarters of the window passed; an immediate offer not acknowledged
@@ -69,7 +70,7 @@ to_referrer(ref_work *w, alerts_service *as, Referral *r, alerts_kind kind)
 }
 
 hv_status
-ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to, const char *reason,
+ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to, ref_cause cause,
     const char *offer_id)
 {
 	alerts_service *as = w->w_rs->rs_alerts;
@@ -79,7 +80,6 @@ ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
 	if (as == NULL) {
 		return (HV_OK);
 	}
-	reason = reason != NULL ? reason : "";
 	if (from == NS(OFFERED) && to != NS(OFFERED)) {
 		timer_key(key, sizeof(key), "exp", r, n);
 		if ((st = alerts_timer_cancel(as, w->w_txn, key)) != HV_OK) {
@@ -87,7 +87,7 @@ ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
 		}
 	}
 	if ((from == NS(OFFERED) && to != NS(OFFERED)) ||
-	    (from == to && strcmp(reason, "acknowledged") == 0)) {
+	    (from == to && cause == REF_CAUSE_ACKNOWLEDGED)) {
 		timer_key(key, sizeof(key), "esc", r, n);
 		if ((st = alerts_timer_cancel(as, w->w_txn, key)) != HV_OK) {
 			return (st);
@@ -113,9 +113,9 @@ ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
 			.ae_target = r->id, .ae_orgs = { r->referrer_org }, .ae_norgs = 1,
 			.ae_region = r->home_region };
 
-		if (strncmp(reason, "declined", 8) == 0) {
+		if (cause == REF_CAUSE_DECLINED) {
 			st = to_referrer(w, as, r, ALERT(NEED_DECLINED));
-		} else if (strcmp(reason, "offer expired") == 0) {
+		} else if (cause == REF_CAUSE_OFFER_EXPIRED) {
 			st = to_referrer(w, as, r, ALERT(NEED_EXPIRED));
 		}
 		/* A timer, not an alert: routing in this same transaction may offer the need at
@@ -123,7 +123,7 @@ ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
 		timer_key(key, sizeof(key), "wait", r, n);
 		return (st != HV_OK ? st : alerts_timer_set(as, w->w_txn, key, (uint64_t) w->w_now, &ev));
 	}
-	if (from == to && strcmp(reason, "consent withdrawn") == 0 &&
+	if (from == to && cause == REF_CAUSE_CONSENT_WITHDRAWN &&
 	    (to == NS(ACCEPTED) || to == NS(PLACED))) {
 		alerts_event ev = { .ae_kind = ALERT(CONSENT_WITHDRAWN), .ae_urgency = (int) r->urgency,
 			.ae_orgs = { n->provider_org }, .ae_norgs = 1 };

@@ -15,21 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static hv_status
-fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static hv_status
-fail(char *err, size_t errsz, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errsz > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errsz, fmt, ap);
-		va_end(ap);
-	}
-	return (HV_INVALID_ARGUMENT);
-}
+/* A refused field: the message into err, INVALID_ARGUMENT. */
+#define fail(err, errsz, ...) hv_fail((err), (errsz), HV_INVALID_ARGUMENT, __VA_ARGS__)
 
 hv_status
 ref_check_text(const char *what, const char *s, bool required, char *err, size_t errsz)

@@ -147,6 +147,17 @@ typedef struct ref_loaded {
 	bool      l_dirty;
 } ref_loaded;
 
+/* Why an event happened, where alerts depend on it (ref_alert.c). The event's reason text is
+ * for the trail and for people; it is never matched to decide an alert (a coordinator's
+ * free code could otherwise make one). Set by ref_transition_for / ref_note_event_for. */
+typedef enum ref_cause {
+	REF_CAUSE_NONE = 0,
+	REF_CAUSE_ACKNOWLEDGED,      /* AcknowledgeOffer */
+	REF_CAUSE_DECLINED,          /* DeclineOffer */
+	REF_CAUSE_OFFER_EXPIRED,     /* the offer's window passed */
+	REF_CAUSE_CONSENT_WITHDRAWN, /* the subject's consent was withdrawn */
+} ref_cause;
+
 typedef struct ref_work {
 	ref_service *w_rs;
 	store_txn   *w_txn;
@@ -162,6 +173,7 @@ typedef struct ref_work {
 	uint32_t     w_freed;   /* bit t: a hold on a service of ServiceType t was released */
 	unsigned     w_offers;  /* offers made */
 	unsigned     w_expired; /* offers expired */
+	ref_cause    w_cause;   /* of the event being recorded (ref_transition_for) */
 	char         w_err[REF_ERR_MAX];
 	arena        w_own;     /* background work: an arena of its own (REF_ARENA_LIMIT) */
 } ref_work;
@@ -268,7 +280,12 @@ hv_status ref_transition(ref_work *w, Referral *r, Need *n, NeedState to, const 
 /* ref_alert.c: the alert or timer an event makes (alerts.h), in w's transaction; nothing
  * without the alerts service. Called for every event, after it was appended. */
 hv_status ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
-    const char *reason, const char *offer_id);
+    ref_cause cause, const char *offer_id);
+/* ref_transition and ref_note_event for an event with a cause that alerts depend on. */
+hv_status ref_transition_for(ref_work *w, ref_cause cause, Referral *r, Need *n, NeedState to,
+    const char *actor, const char *reason, const char *offer_id);
+hv_status ref_note_event_for(ref_work *w, ref_cause cause, Referral *r, Need *n,
+    const char *actor, const char *reason);
 
 /* Records an event that changes no state (from = to = the need's state). */
 hv_status ref_note_event(ref_work *w, Referral *r, Need *n, const char *actor,
@@ -315,8 +332,8 @@ hv_status ref_consent_valid(ref_work *w, const Referral *r, bool *ok);
 /* Ends what a referral still routes once its consent is gone (withdrawn, expired, erased):
  * open offers are withdrawn and their holds released, offered and waiting needs are
  * CANCELLED with reason; accepted and placed needs stay with their provider (the person is
- * there; the provider's access to her data ends with the consent) and get an event. */
-hv_status ref_end_for_consent(ref_work *w, Referral *r, const char *reason);
+ * there; the provider's access to her data ends with the consent) and get an event (of cause: ref_alert.c tells their provider). */
+hv_status ref_end_for_consent(ref_work *w, Referral *r, const char *reason, ref_cause cause);
 
 /* The home region of an organisation from capacity's directory: NOT_FOUND when unknown. */
 hv_status ref_org_region(ref_service *rs, store_txn *txn, const char *org_id,

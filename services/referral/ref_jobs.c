@@ -240,7 +240,8 @@ expire_fn(store_txn *txn, void *arg)
 		}
 		declined[need->n_declined_services++] = o->service_id;
 		need->declined_services               = declined;
-		if ((st = ref_transition(w, r, need, NS(WAITING), "", "offer expired", o->id)) !=
+		if ((st = ref_transition_for(w, REF_CAUSE_OFFER_EXPIRED, r, need, NS(WAITING), "",
+		         "offer expired", o->id)) !=
 		    HV_OK) {
 			return (st);
 		}
@@ -383,13 +384,15 @@ withdrawn_one(void *arg, const char *id, bool *stop)
 	}
 	if (!valid) {
 		j->wj_marked++;
-		return (ref_end_for_consent(&j->wj_work, r, "consent withdrawn"));
+		return (ref_end_for_consent(&j->wj_work, r, "consent withdrawn",
+		    REF_CAUSE_CONSENT_WITHDRAWN));
 	}
 	for (size_t i = 0; i < r->n_needs; i++) {
 		if (!ref_need_open(r->needs[i])) {
 			continue;
 		}
-		if ((st = ref_note_event(&j->wj_work, r, r->needs[i], "", "consent withdrawn")) !=
+		if ((st = ref_note_event_for(&j->wj_work, REF_CAUSE_CONSENT_WITHDRAWN, r,
+		         r->needs[i], "", "consent withdrawn")) !=
 		    HV_OK) {
 			return (st);
 		}

@@ -112,7 +112,8 @@ act_ack(offer_job *j, Offer *o, Referral *r, Need *n)
 	if ((st = ref_put_offer(w, o)) != HV_OK) {
 		return (st);
 	}
-	return (ref_note_event(w, r, n, j->oj_caller->org_id, "acknowledged"));
+	return (ref_note_event_for(w, REF_CAUSE_ACKNOWLEDGED, r, n, j->oj_caller->org_id,
+	    "acknowledged"));
 }
 
 static hv_status
@@ -161,7 +162,8 @@ act_decline(offer_job *j, Offer *o, Referral *r, Need *n)
 	         &o->sealed_decline_text)) != HV_OK ||
 	    (st = ref_offer_end(w, o, OS(OFFER_DECLINED))) != HV_OK ||
 	    (st = decline_keeps_out(w, n, o)) != HV_OK ||
-	    (st = ref_transition(w, r, n, NS(WAITING), j->oj_caller->org_id, reason, o->id)) !=
+	    (st = ref_transition_for(w, REF_CAUSE_DECLINED, r, n, NS(WAITING),
+	         j->oj_caller->org_id, reason, o->id)) !=
 	        HV_OK ||
 	    (st = ref_event_text(w, r, j->oj_text)) != HV_OK) {
 		return (st);

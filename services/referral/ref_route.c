@@ -61,7 +61,7 @@ append_event(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState 
 	events[r->n_events++] = e;
 	r->events             = events;
 	r->version++;
-	if ((st = ref_alert(w, r, n, from, to, reason, offer_id)) != HV_OK) { /* ref_alert.c */
+	if ((st = ref_alert(w, r, n, from, to, w->w_cause, offer_id)) != HV_OK) { /* ref_alert.c */
 		return (st);
 	}
 	return (ref_work_note(w, r, n->index, to));
@@ -198,7 +198,7 @@ ref_consent_valid(ref_work *w, const Referral *r, bool *ok)
 }
 
 hv_status
-ref_end_for_consent(ref_work *w, Referral *r, const char *reason)
+ref_end_for_consent(ref_work *w, Referral *r, const char *reason, ref_cause cause)
 {
 	hv_status st;
 
@@ -213,7 +213,8 @@ ref_end_for_consent(ref_work *w, Referral *r, const char *reason)
 			    HV_OK) {
 				return (st);
 			}
-		} else if (ref_need_open(n) && (st = ref_note_event(w, r, n, "", reason)) != HV_OK) {
+		} else if (ref_need_open(n) &&
+		    (st = ref_note_event_for(w, cause, r, n, "", reason)) != HV_OK) {
 			return (st);
 		}
 	}
@@ -715,7 +716,8 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 			return (st);
 		}
 		if (!consent) {
-			if ((st = ref_end_for_consent(w, rn->rn_ref, "consent no longer valid")) != HV_OK) {
+			if ((st = ref_end_for_consent(w, rn->rn_ref, "consent no longer valid",
+		         REF_CAUSE_NONE)) != HV_OK) {
 				return (st);
 			}
 			continue;
@@ -880,4 +882,28 @@ ref_placement_end(ref_work *w, Referral *r, Need *n, Offer *o, const char *actor
 	}
 	o->need_state = n->state;
 	return (ref_put_offer(w, o));
+}
+
+hv_status
+ref_transition_for(ref_work *w, ref_cause cause, Referral *r, Need *n, NeedState to,
+    const char *actor, const char *reason, const char *offer_id)
+{
+	hv_status st;
+
+	w->w_cause = cause;
+	st         = ref_transition(w, r, n, to, actor, reason, offer_id);
+	w->w_cause = REF_CAUSE_NONE; /* routing after it records events of no cause */
+	return (st);
+}
+
+hv_status
+ref_note_event_for(ref_work *w, ref_cause cause, Referral *r, Need *n, const char *actor,
+    const char *reason)
+{
+	hv_status st;
+
+	w->w_cause = cause;
+	st         = ref_note_event(w, r, n, actor, reason);
+	w->w_cause = REF_CAUSE_NONE;
+	return (st);
 }

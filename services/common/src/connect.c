@@ -39,7 +39,7 @@
 
 /* ---- requests in flight ---------------------------------------------------------------- */
 
-static bool
+bool
 cs_enter(connect_server *cs, bool *closing)
 {
 	bool ok;
@@ -54,7 +54,7 @@ cs_enter(connect_server *cs, bool *closing)
 	return (ok);
 }
 
-static void
+void
 cs_leave(connect_server *cs)
 {
 	pthread_mutex_lock(&cs->cs_mtx);
@@ -612,6 +612,10 @@ http_cb(nng_aio *aio)
 		rpc_dispatch_http_refused(cs->cs_rpc, nng_http_res_get_status(res));
 		nng_aio_set_output(aio, 0, res);
 		nng_aio_finish(aio, 0);
+		return;
+	}
+	if (connect_events_path(uri)) {
+		connect_events_start(cs, aio, req, conn); /* a stream: connect_events.c */
 		return;
 	}
 	if ((r = calloc(1, sizeof(*r))) == NULL) {

@@ -27,6 +27,11 @@
 #define CSRF_BYTES 32
 #define WEB_FILES_MAX 1024
 #define WEB_DEPTH_MAX 6
+#define CT_EVENTS "text/event-stream"
+#define SSE_POLL_MS 500         /* a stream's WatchEvents poll, and session re-check */
+#define SSE_HEARTBEAT_MS 15000  /* a comment line when nothing else was written */
+#define SSE_MAX 64              /* event streams open at once on the listener */
+#define SSE_PER_ORG 8           /* ... and for one organisation (its people's tabs) */
 
 typedef struct web_file {
 	char   *wf_path; /* "/index.html" */
@@ -56,6 +61,8 @@ struct connect_server {
 	unsigned          cs_inflight; /* requests between http_cb and their aio's completion */
 	bool              cs_closing;
 	atomic_ullong     cs_request_ids;
+	struct sse_stream *cs_streams;  /* GET /events streams open (connect_events.c), cs_mtx */
+	unsigned          cs_nstreams;
 };
 
 typedef enum body_kind { BODY_JSON, BODY_PROTO } body_kind;
@@ -76,6 +83,16 @@ typedef struct creq {
 	bool            r_session; /* POST /session */
 	rpc_call        r_call;    /* last: holds the arena */
 } creq;
+
+/* connect.c: a request holds a place while it is answered (false: none left, or closing) */
+bool          cs_enter(connect_server *cs, bool *closing);
+void          cs_leave(connect_server *cs);
+
+/* connect_events.c: GET /events (Server-Sent Events) */
+bool          connect_events_path(const char *uri);
+/* Takes the request (its place taken with cs_enter): answers or streams, then cs_leave. */
+void          connect_events_start(connect_server *cs, nng_aio *aio, nng_http_req *req,
+        nng_http_conn *conn);
 
 /* connect_http.c */
 int           connect_secure_headers(connect_server *cs, nng_http_res *res, bool api);

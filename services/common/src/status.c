@@ -6,7 +6,9 @@
 
 #include <errno.h>
 #include <nng/nng.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <strings.h>
 
 static const char *const names[] = {
@@ -129,4 +131,17 @@ hv_status_from_errno(int err)
 	default:
 		return (HV_INTERNAL);
 	}
+}
+
+hv_status
+hv_fail(char *err, size_t errsz, hv_status code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && errsz > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errsz, fmt, ap);
+		va_end(ap);
+	}
+	return (code);
 }

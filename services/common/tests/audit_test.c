@@ -20,6 +20,7 @@
 
 #include "haven/bytes.h"
 #include "haven/audit.h"
+#include "haven/clock.h"
 #include "haven/crypto.h"
 #include "haven/file.h"
 #include "haven/store.h"
@@ -566,7 +567,9 @@ slow_fn(store_txn *txn, void *arg)
 
 	(void) txn;
 	__atomic_store_n(&j->sj_entered, 1, __ATOMIC_RELEASE);
-	usleep(60000);
+	/* Long enough that the audit commit queued behind it takes far more than the ~7 ms that
+	 * reach AUDIT_LINGER_MAX_MS even when a loaded machine starts that commit late. */
+	usleep(300000);
 	return (HV_OK);
 }
 
@@ -581,7 +584,9 @@ slow_main(void *arg)
 
 /* The writer's linger follows its commit time: the shortest while commits are quick, the
  * longest after a commit that took tens of milliseconds (here: queued behind another write),
- * and back down once commits are quick again. Entries are written either way. */
+ * and back down once commits are quick again. Entries are written either way. How many quick
+ * commits bring it down depends on how quick they are on this machine (a loaded one is
+ * slower), so the test commits until it is down, for up to 10 s. */
 static void
 test_linger_adapts(void **state)
 {
@@ -590,7 +595,8 @@ test_linger_adapts(void **state)
 	audit_entry         e;
 	slow_job            sj;
 	pthread_t           th;
-	unsigned            slow;
+	unsigned            slow, n;
+	int64_t             deadline;
 
 	(void) state;
 	fixture_open(&f);
@@ -599,7 +605,7 @@ test_linger_adapts(void **state)
 	assert_int_equal(audit_writer_start(f.a), HV_OK);
 	assert_int_equal(audit_writer_linger_ms(f.a), AUDIT_LINGER_MIN_MS);
 
-	/* One commit that waits ~60 ms for the write lock. */
+	/* One commit that waits ~300 ms for the write lock. */
 	assert_int_equal(pthread_create(&th, NULL, slow_main, &sj), 0);
 	while (!__atomic_load_n(&sj.sj_entered, __ATOMIC_ACQUIRE)) {
 		usleep(1000);
@@ -613,15 +619,16 @@ test_linger_adapts(void **state)
 	assert_int_equal(slow, AUDIT_LINGER_MAX_MS);
 
 	/* Quick commits (this store does not fsync) bring it down again. */
-	for (unsigned i = 2; i < 42; i++) {
-		entry_fill(&e, i);
+	deadline = hv_clock_mono_ms() + 10000;
+	for (n = 1; audit_writer_linger_ms(f.a) >= slow && hv_clock_mono_ms() < deadline;) {
+		entry_fill(&e, ++n);
 		assert_int_equal(audit_enqueue(f.a, &e), HV_OK);
 		assert_int_equal(audit_flush(f.a), HV_OK);
 	}
 	assert_true(audit_writer_linger_ms(f.a) < slow);
 	assert_true(audit_writer_linger_ms(f.a) >= AUDIT_LINGER_MIN_MS);
 	assert_int_equal(audit_verify(f.a, &r), HV_OK);
-	assert_int_equal(r.entries, 41);
+	assert_int_equal(r.entries, n);
 	fixture_close(&f);
 }
 
@@ -1160,7 +1167,7 @@ test_writer_checkpoints_when_idle(void **state)
 	fixture  f;
 	many_job j;
 	char     path[800], buf[4096];
-	int      waited_ms = 0;
+	int64_t  start, waited_ms = 0;
 
 	(void) state;
 	fixture_open(&f);
@@ -1171,10 +1178,12 @@ test_writer_checkpoints_when_idle(void **state)
 	assert_int_equal(store_write(f.s, many_fn, &j), HV_OK);
 	file_read(path, buf, sizeof(buf));
 	assert_null(strstr(buf, "v1 3 "));
+	/* Real time, not a count of sleeps: a loaded machine oversleeps each of them. */
+	start = hv_clock_mono_ms();
 	while (file_read(path, buf, sizeof(buf)) > 0 && strstr(buf, "v1 3 ") == NULL &&
-	    waited_ms < AUDIT_CHECKPOINT_MS + 5000) {
+	    waited_ms < AUDIT_CHECKPOINT_MS + 10000) {
 		usleep(100000);
-		waited_ms += 100;
+		waited_ms = hv_clock_mono_ms() - start;
 	}
 	assert_non_null(strstr(buf, "v1 3 "));
 	assert_true(waited_ms >= AUDIT_CHECKPOINT_MS / 2); /* the writer's timer, not the append */

@@ -1,5 +1,5 @@
-/* ids_test.c - the free-text check: invisible characters that make text read otherwise than
- * it is stored are refused; those scripts need pass. */
+/* ids_test.c - record ids: the id rule (1..63 bytes of [a-z0-9._-]) and generated ids that
+ * keep to it, with their prefix and random hex digits. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,77 +7,60 @@
 
 #include <cmocka.h>
 
-#include <stdio.h>
+#include <string.h>
 
 #include "haven/ids.h"
 
-/* Encodes cp as UTF-8 between "a" and "b". */
-static const char *
-around(uint32_t cp, char *buf, size_t bufsz)
+static void
+test_valid(void **state)
 {
-	char u[5] = { 0 };
+	char long_id[IDS_MAX + 1];
 
-	if (cp < 0x80) {
-		u[0] = (char) cp;
-	} else if (cp < 0x800) {
-		u[0] = (char) (0xc0 | (cp >> 6));
-		u[1] = (char) (0x80 | (cp & 0x3f));
-	} else if (cp < 0x10000) {
-		u[0] = (char) (0xe0 | (cp >> 12));
-		u[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
-		u[2] = (char) (0x80 | (cp & 0x3f));
-	} else {
-		u[0] = (char) (0xf0 | (cp >> 18));
-		u[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
-		u[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
-		u[3] = (char) (0x80 | (cp & 0x3f));
-	}
-	snprintf(buf, bufsz, "a%sb", u);
-	return (buf);
+	(void) state;
+	assert_true(ids_valid("svc-0a1b"));
+	assert_true(ids_valid("org.blijf_groep-1"));
+	assert_false(ids_valid(NULL));
+	assert_false(ids_valid(""));
+	assert_false(ids_valid("Upper"));
+	assert_false(ids_valid("with space"));
+	assert_false(ids_valid("slash/dot"));
+	assert_false(ids_valid("caf\xc3\xa9"));
+	memset(long_id, 'a', IDS_MAX - 1);
+	long_id[IDS_MAX - 1] = '\0';
+	assert_true(ids_valid(long_id)); /* 63 bytes */
+	long_id[IDS_MAX - 1] = 'a';
+	long_id[IDS_MAX] = '\0';
+	assert_false(ids_valid(long_id)); /* 64 bytes */
 }
 
 static void
-test_hidden_characters_refused(void **state)
+test_generate(void **state)
 {
-	static const uint32_t refused[] = { 0x00ad, 0x061c, 0x180e, 0x200e, 0x200f, 0x2028, 0x2029,
-		0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2060, 0x2061, 0x2064, 0x2066, 0x2067,
-		0x2068, 0x2069, 0x206a, 0x206f, 0xfeff, 0xfff9, 0xfffb, 0xe0001, 0xe0041, 0xe007f };
-	char buf[16];
+	char a[IDS_MAX], b[IDS_MAX], small[8];
 
 	(void) state;
-	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
-		if (ids_text_ok(around(refused[i], buf, sizeof(buf)), 1, 100)) {
-			fail_msg("U+%04X passed the text check", refused[i]);
-		}
-	}
-	/* "Opvang <RLO>maretsmA" shows as "Opvang Amsterdam". */
-	assert_false(ids_text_ok("Opvang \xe2\x80\xaemaretsmA", 1, 100));
-}
-
-static void
-test_scripts_pass(void **state)
-{
-	static const uint32_t allowed[] = { 0x200b, 0x200c, 0x200d, 0x2010, 0x2027, 0x202f,
-		0x205f, 0x2065, 0x2070, 0xfe0f, 0xfffc, 0xe0080, 0xe0100, 0x00e9, 0x0627 };
-	char buf[16];
-
-	(void) state;
-	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
-		if (!ids_text_ok(around(allowed[i], buf, sizeof(buf)), 1, 100)) {
-			fail_msg("U+%04X was refused", allowed[i]);
-		}
-	}
-	assert_true(ids_text_ok("\xd9\x85\xdb\x8c\xe2\x80\x8c\xd8\xae\xd9\x88\xd8\xa7\xd9\x87\xd9\x85",
-	    1, 100)); /* Persian with a zero-width non-joiner */
-	assert_true(ids_text_ok("Stichting \xc3\x87" "a va \xe2\x82\xac", 1, 100));
+	assert_int_equal(ids_generate(a, sizeof(a), "hold-", 16), HV_OK);
+	assert_int_equal(strlen(a), 5 + 16);
+	assert_int_equal(strncmp(a, "hold-", 5), 0);
+	assert_int_equal(strspn(a + 5, "0123456789abcdef"), 16);
+	assert_true(ids_valid(a));
+	assert_int_equal(ids_generate(b, sizeof(b), "hold-", 16), HV_OK);
+	assert_string_not_equal(a, b);
+	/* Refused: no digits, too long for the buffer, too long for an id, a bad prefix. */
+	assert_int_equal(ids_generate(a, sizeof(a), "x-", 0), HV_INVALID_ARGUMENT);
+	assert_string_equal(a, "");
+	assert_int_equal(ids_generate(small, sizeof(small), "svc-", 8), HV_INVALID_ARGUMENT);
+	assert_string_equal(small, "");
+	assert_int_equal(ids_generate(a, sizeof(a), "svc-", 60), HV_INVALID_ARGUMENT);
+	assert_int_equal(ids_generate(a, sizeof(a), "Svc ", 8), HV_INVALID_ARGUMENT);
 }
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hidden_characters_refused),
-		cmocka_unit_test(test_scripts_pass),
+		cmocka_unit_test(test_valid),
+		cmocka_unit_test(test_generate),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

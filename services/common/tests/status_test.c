@@ -57,6 +57,26 @@ test_conversions(void **state)
 	assert_int_equal(hv_status_from_errno(EIO), HV_DATA_LOSS);
 }
 
+/* hv_fail writes the message, cut short to fit, and returns the code; a NULL or empty buffer
+ * is left alone. */
+static void
+test_fail(void **state)
+{
+	char err[16];
+
+	(void) state;
+	assert_int_equal(hv_fail(err, sizeof(err), HV_INVALID_ARGUMENT, "need %d: %s", 2, "type"),
+	    HV_INVALID_ARGUMENT);
+	assert_string_equal(err, "need 2: type");
+	assert_int_equal(hv_fail(err, sizeof(err), HV_NOT_FOUND, "no such service %s", "svc-0a1b2c"),
+	    HV_NOT_FOUND);
+	assert_string_equal(err, "no such service"); /* 15 bytes and the NUL */
+	assert_int_equal(hv_fail(NULL, 0, HV_INTERNAL, "x"), HV_INTERNAL);
+	strcpy(err, "kept");
+	assert_int_equal(hv_fail(err, 0, HV_INTERNAL, "y"), HV_INTERNAL);
+	assert_string_equal(err, "kept");
+}
+
 int
 main(void)
 {
@@ -64,6 +84,7 @@ main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_parse_round_trip),
 		cmocka_unit_test(test_conversions),
+		cmocka_unit_test(test_fail),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

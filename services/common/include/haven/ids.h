@@ -14,7 +14,6 @@
 #include <stddef.h>
 
 #include "haven/status.h"
-#include "haven/text.h"
 
 #define IDS_MAX 64 /* bytes of the longest id, including the NUL */
 
@@ -25,13 +24,5 @@ bool ids_valid(const char *s);
  * HV_INVALID_ARGUMENT when nhex is 0 or the result would not be a valid id or not fit in
  * outsz; HV_INTERNAL when the random generator fails. out is "" after a failure. */
 hv_status ids_generate(char *out, size_t outsz, const char *prefix, size_t nhex);
-
-/* The free-text check under its first name: text_free_ok of text.h. Kept while referral and
- * consent still call it; new code calls text_free_ok. */
-static inline bool
-ids_text_ok(const char *s, size_t min, size_t max)
-{
-	return (text_free_ok(s, min, max));
-}
 
 #endif

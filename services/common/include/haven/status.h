@@ -9,6 +9,8 @@
 #ifndef HAVEN_STATUS_H
 #define HAVEN_STATUS_H
 
+#include <stddef.h>
+
 typedef enum hv_status {
 	HV_OK                  = 0,
 	HV_CANCELLED           = 1,
@@ -43,5 +45,11 @@ hv_status hv_status_from_nng(int nng_err);
 
 /* Converts an errno value to a status. */
 hv_status hv_status_from_errno(int err);
+
+/* Formats a message into err (errsz bytes, cut short to fit; err may be NULL) and returns
+ * code, so that a check reads `return (hv_fail(err, errsz, HV_INVALID_ARGUMENT, "..."));`.
+ * The message names ids, numbers and enum values, never personal data. */
+hv_status hv_fail(char *err, size_t errsz, hv_status code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * text.c - free text that other services keep about a subject (a referral's note, the free
+ * sealed_text.c - free text that other services keep about a subject (a referral's note, the free
  * part of a reason), sealed under the subject's data key, so that erasing the subject
  * (crypto-shredding: the data key destroyed, then the KEK rotated) makes every copy of it
  * unreadable, in the store file, its free pages and any backup.

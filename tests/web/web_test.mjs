@@ -1,0 +1,425 @@
+// web_test.mjs - the web app's browser test (run by web_test.sh against a real node): the demo
+// story by four people in four browser contexts, wrong password and code, an expired session,
+// a provider opening another's offer by URL, the language switch, a keyboard-only referral,
+// axe-core on every page, the security rules (headers, URL, title, storage), and screenshots of
+// every page at phone and desk widths in $HAVEN_SHOTS.
+import puppeteer from 'puppeteer-core';
+import { createHmac } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+
+const URL_ = process.env.HAVEN_URL;
+const SHOTS = process.env.HAVEN_SHOTS;
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+const PHONE = { width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 1 };
+const DESK = { width: 1280, height: 900 };
+const ALIAS = 'Demo Person';
+const started = Date.now();
+let passed = 0, failed = 0;
+
+const people = Object.fromEntries(readFileSync(process.env.HAVEN_PEOPLE, 'utf8').trim().split('\n')
+	.map((l) => l.split('|')).map(([org, login, role, pw, uri]) => [login, { org, login, role, pw, uri }]));
+
+/* RFC 6238 code of an otpauth:// URI (SHA-1, 30 s, six digits), step offset off. */
+function totp(uri, off = 0) {
+	const s = new URL(uri).searchParams.get('secret');
+	const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+	let bits = '';
+	for (const c of s.replace(/=+$/, '')) {
+		bits += A.indexOf(c.toUpperCase()).toString(2).padStart(5, '0');
+	}
+	const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+	const msg = Buffer.alloc(8);
+	msg.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000) + off));
+	const hm = createHmac('sha1', key).update(msg).digest();
+	const o = hm[hm.length - 1] & 15;
+	return String((hm.readUInt32BE(o) & 0x7fffffff) % 1000000).padStart(6, '0');
+}
+
+function ok(what) {
+	passed++;
+	console.log(`ok   ${String(Math.round((Date.now() - started) / 1000)).padStart(3)}s  ${what}`);
+}
+function check(cond, what) {
+	if (!cond) {
+		throw new Error(what);
+	}
+	ok(what);
+}
+
+async function step(what, fn) {
+	try {
+		await fn();
+	} catch (e) {
+		failed++;
+		console.log(`FAIL ${what}: ${e.message}`);
+		for (const [i, p] of open.pages.entries()) {
+			if (!p.isClosed()) {
+				const st = await p.$eval('#status', (x) => x.textContent).catch(() => '');
+				console.log(`     page ${i} at ${await p.evaluate(() => location.hash).catch(() => '?')}: ${st}`);
+				await p.screenshot({ path: join(SHOTS, `FAIL-${failed}-${i}.png`) }).catch(() => {});
+			}
+		}
+		if (process.env.WEB_FAILFAST) {
+			process.exit(1);
+		}
+	}
+}
+
+const browser = await puppeteer.launch({
+	executablePath: process.env.CHROMIUM, headless: true, acceptInsecureCerts: true,
+	args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run'],
+});
+
+async function open(viewport) {
+	const ctx = await browser.createBrowserContext();
+	const page = await ctx.newPage();
+	open.pages.push(page);
+	await page.setViewport(viewport);
+	page.setDefaultTimeout(15000);
+	page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
+	await page.goto(URL_ + '/', { waitUntil: 'networkidle0' });
+	return page;
+}
+
+open.pages = [];
+
+async function text(page) {
+	return page.evaluate(() => document.body.innerText);
+}
+
+async function waitText(page, sel, re, ms = 15000) {
+	await page.waitForFunction((s, src) => [...document.querySelectorAll(s)].some((e) => new RegExp(src).test(e.textContent)),
+		{ timeout: ms, polling: 200 }, sel, re.source);
+}
+
+async function fill(page, name, value) {
+	await page.$eval(`[name="${name}"]`, (e) => { e.value = ''; });
+	await page.type(`[name="${name}"]`, value);
+}
+
+async function login(page, who, { password, code } = {}) {
+	const p = people[who];
+	await page.waitForSelector('[name="login"]');
+	await page.$eval('#status', (e) => { e.textContent = ''; });
+	await fill(page, 'login', p.login);
+	await fill(page, 'password', password ?? p.pw);
+	await fill(page, 'code', code ?? totp(p.uri));
+	await page.click('form button[type=submit]');
+}
+
+async function signedIn(page) {
+	await page.waitForSelector('#logout');
+	await page.waitForFunction(() => !document.querySelector('[name="login"]'));
+}
+
+async function go(page, route) {
+	await page.evaluate((r) => { location.hash = r; }, route);
+	await page.waitForFunction(() => document.querySelector('main h1'));
+	/* the page's calls done (the 3 s poll leaves gaps far longer than this) */
+	await page.waitForNetworkIdle({ idleTime: 250, timeout: 8000 }).catch(() => {});
+}
+
+const axeViolations = [];
+async function axe(page, label) {
+	/* evaluated over the DevTools protocol: the page's CSP rightly refuses a script tag */
+	await page.evaluate(readFileSync(AXE, 'utf8'));
+	const v = await page.evaluate(async () => {
+		if (!window.axe) {
+			return null;
+		}
+		const r = await window.axe.run(document, { resultTypes: ['violations'] });
+		return r.violations.filter((x) => ['serious', 'critical'].includes(x.impact))
+			.map((x) => `${x.id} (${x.nodes.length}): ${x.nodes[0].target.join(' ')}`);
+	});
+	if (v === null) {
+		throw new Error('axe did not load');
+	}
+	for (const x of v) {
+		axeViolations.push(`${label}: ${x}`);
+	}
+}
+
+async function shot(page, name) {
+	await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/* Every page this person sees: screenshot and axe at both widths. */
+async function tour(page, who, routes) {
+	for (const [vp, tag] of [[DESK, 'desk'], [PHONE, 'phone']]) {
+		await page.setViewport(vp);
+		for (const r of routes) {
+			await go(page, '#/' + r);
+			await shot(page, `${who}-${r.replace(/\/.*/, '')}-${tag}`);
+			await axe(page, `${who} ${r} ${tag}`);
+		}
+	}
+}
+
+/* The private-data rules: the alias never in a URL, the title, or storage. */
+async function noLeak(page, label) {
+	const r = await page.evaluate(() => ({ url: location.href, title: document.title,
+		local: JSON.stringify(localStorage), session: JSON.stringify(sessionStorage) }));
+	for (const [k, v] of Object.entries(r)) {
+		if (v.includes(ALIAS) || v.includes('hs1.')) {
+			throw new Error(`${label}: personal data or a token in ${k}`);
+		}
+	}
+}
+
+// ---- the pages themselves ------------------------------------------------------------------
+const ngo = await open(DESK);
+const shelter = await open(PHONE);
+const muni = await open(DESK);
+let refId = '', offerId = '';
+
+await step('headers', async () => {
+	const res = await ngo.goto(URL_ + '/', { waitUntil: 'networkidle0' });
+	const hd = res.headers();
+	check(hd['cache-control'] === 'no-store', 'index.html is sent with Cache-Control: no-store');
+	check(/script-src 'self'/.test(hd['content-security-policy']) && !/unsafe-inline/.test(hd['content-security-policy']),
+		'CSP allows no inline script or style');
+});
+
+await step('language switch', async () => {
+	check(await ngo.$eval('html', (e) => e.lang) === 'nl' && /Aanmelden/.test(await ngo.$eval('h1', (e) => e.textContent)),
+		'the page opens in Dutch');
+	await ngo.click('.lang button[lang=en]');
+	await waitText(ngo, 'h1', /Sign in/);
+	check(await ngo.$eval('html', (e) => e.lang) === 'en', 'English: heading and lang attribute follow');
+	await shot(ngo, 'login-en-desk');
+	await ngo.click('.lang button[lang=nl]');
+	await waitText(ngo, 'h1', /Aanmelden/);
+	ok('back to Dutch');
+	await shot(ngo, 'login-desk');
+	await axe(ngo, 'login desk');
+	await shelter.waitForSelector('[name=login]');
+	await shot(shelter, 'login-phone');
+});
+
+await step('wrong password and code', async () => {
+	await login(muni, 'admin@coordinator-nl', { password: 'not the password at all' });
+	await waitText(muni, '#status', /klopt niet/);
+	check(!(await muni.$('#logout')), 'a wrong password is refused with a message');
+	await login(muni, 'admin@coordinator-nl', { code: totp(people['admin@coordinator-nl'].uri, 40) });
+	await waitText(muni, '#status', /klopt niet/);
+	check(!(await muni.$('#logout')), 'a wrong code is refused with a message');
+	check(await muni.$eval('[name=password]', (e) => e.value) === '', 'the password field is cleared');
+});
+
+await step('case worker records a person and consent', async () => {
+	await login(ngo, 'carla.case@fairwork-ngo');
+	await signedIn(ngo);
+	await go(ngo, '#/clients');
+	await fill(ngo, 'alias', ALIAS);
+	await fill(ngo, 'languages', 'ro');
+	await ngo.click('form[aria-label] button[type=submit]');
+	await waitText(ngo, '#status', /vastgelegd/);
+	ok('a person recorded (alias and language only)');
+	await ngo.waitForSelector('.wizard select');
+	await shot(ngo, 'carla-consent-desk');
+	for (let i = 0; i < 3; i++) {
+		await ngo.$$eval('.wizard button.primary', (b) => b[0].click());
+	}
+	await ngo.$$eval('.wizard button.primary', (b) => b[0].click());
+	await waitText(ngo, '#status', /Toestemming vastgelegd/);
+	ok('consent recorded in four steps');
+});
+
+await step('shelter signs in on a phone', async () => {
+	await login(shelter, 'ines.intake@safehouse-zwb');
+	await signedIn(shelter);
+	await go(shelter, '#/offers');
+	await waitText(shelter, 'main', /Geen open aanbiedingen/);
+	ok('the shelter waits on its offers page');
+});
+
+await step('keyboard-only referral', async () => {
+	const focusTo = async (pred, arg, max = 120) => {
+		for (let i = 0; i < max; i++) {
+			if (await ngo.evaluate(pred, arg)) {
+				return;
+			}
+			await ngo.keyboard.press('Tab');
+		}
+		throw new Error('could not reach ' + arg + ' with Tab');
+	};
+	await ngo.evaluate(() => document.activeElement.blur());
+	await focusTo((h) => document.activeElement?.getAttribute('href') === h, '#/refer');
+	await ngo.keyboard.press('Enter');
+	await ngo.waitForSelector('[name=exploitation]');
+	await focusTo((n) => document.activeElement?.name === n, 'exploitation');
+	await ngo.keyboard.press('ArrowDown'); /* UNKNOWN -> LABOUR */
+	await focusTo((n) => document.activeElement?.name === n, 'lang0');
+	await ngo.keyboard.type('ro');
+	await focusTo((v) => document.activeElement?.name === 'unsafe' && document.activeElement.value === v, 'Amsterdam');
+	await ngo.keyboard.press('Space');
+	await focusTo(() => document.activeElement?.type === 'submit', null);
+	await shot(ngo, 'carla-refer-desk');
+	await ngo.keyboard.press('Enter');
+	await ngo.waitForFunction(() => /#\/referral\/ref-/.test(location.hash));
+	refId = await ngo.evaluate(() => location.hash.split('/')[2]);
+	await waitText(ngo, '.need-state', /Aangeboden|Wacht/);
+	check(/Amsterdam/.test(await text(ngo)), 'a referral made with the keyboard only, Amsterdam unsafe');
+	await noLeak(ngo, 'referral page');
+	ok('no personal data in URL, title or storage');
+	/* a second referral no service can meet (it waits), for the coordinator */
+	const st = await ngo.evaluate(async (id) => {
+		const csrf = document.cookie.split('; ').find((c) => c.startsWith('haven_csrf=')).slice(11);
+		const post = (m, b, extra = {}) => fetch('/haven.referral.v1.Referrals/' + m, { method: 'POST',
+			headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf, ...extra }, body: JSON.stringify(b) });
+		const r = await (await post('GetReferral', { id })).json();
+		return (await post('CreateReferral', { subject: r.subject, urgency: 'PLANNED', exploitation: 'LABOUR',
+			needs: [{ type: 'MENTAL_HEALTH', population: 'MINORS', languages: ['zu'] }] },
+		{ 'Idempotency-Key': 'web-test-waiting' })).status;
+	}, refId);
+	check(st === 200, 'a second referral that waits');
+});
+
+await step('the shelter sees the offer appear and accepts', async () => {
+	await shelter.waitForSelector('.offer a', { timeout: 20000 });
+	ok('the offer appeared without a reload');
+	check(/Reageer binnen/.test(await text(shelter)), 'with a respond-by countdown');
+	await shot(shelter, 'ines-offers-phone');
+	await shelter.click('.offer a');
+	await shelter.waitForSelector('.big-btn');
+	offerId = await shelter.evaluate(() => location.hash.split('/')[2]);
+	await shot(shelter, 'ines-offer-phone');
+	await shelter.click('.big-btn.primary');
+	await waitText(shelter, 'dd', new RegExp(ALIAS));
+	check(/010 000 0000/.test(await text(shelter)), 'after acceptance: her details as consent shares them and the referrer\'s desk');
+	await shot(shelter, 'ines-accepted-phone');
+	await noLeak(shelter, 'accepted offer');
+});
+
+await step('the case worker sees the change without reloading', async () => {
+	await waitText(ngo, '.need-state .state', /Geaccepteerd/, 15000);
+	ok('need state changed live');
+	await shot(ngo, 'carla-referral-desk');
+});
+
+await step('the municipality sees numbers only', async () => {
+	await login(muni, 'pim.policy@municipality-rdam');
+	await signedIn(muni);
+	await go(muni, '#/numbers');
+	await muni.waitForSelector('svg.map');
+	const tiles = await muni.$$eval('svg.map rect', (r) => r.length);
+	check(tiles === 10, 'a map of the ten regions');
+	const cells = await muni.$$eval('table td', (t) => t.map((x) => x.textContent));
+	check(cells.includes('<5') && !cells.some((c) => /^[1-4]$/.test(c)), 'no count under 5 shown as a number');
+	check(!(await text(muni)).includes(ALIAS), 'and never a person');
+	await shot(muni, 'pim-numbers-desk');
+});
+
+await step('another provider opens the offer by its URL', async () => {
+	const other = await open(PHONE);
+	await login(other, 'nina.night@shelter-nn');
+	await signedIn(other);
+	await go(other, '#/offer/' + offerId);
+	await waitText(other, 'main', /bestaat niet of is niet voor uw organisatie/);
+	check(!(await text(other)).includes(ALIAS), 'refused, nothing of her shown');
+	await other.browserContext().close();
+});
+
+await step('placements: ending one frees the bed', async () => {
+	await go(shelter, '#/placements');
+	await shelter.waitForSelector('.card button.primary');
+	await shot(shelter, 'ines-placements-phone');
+	await shelter.click('.card button.primary'); /* she has arrived */
+	await waitText(shelter, '#status', /geplaatst/);
+	ok('marked placed');
+	await go(shelter, '#/services');
+	await shelter.waitForSelector('.service .num');
+	const before = await shelter.$eval('.service .num', (e) => Number(e.textContent));
+	await shelter.$$eval('.service .big-btn', (b) => b[0].click()); /* one bed freed */
+	await waitText(shelter, '#status', /plaats meer vrij/);
+	await shelter.waitForFunction((b) => Number(document.querySelector('.service .num').textContent) === b + 1, {}, before);
+	ok('one tap: one bed freed');
+	await shelter.$$eval('.service .big-btn', (b) => b[1].click());
+	await shelter.waitForFunction((b) => Number(document.querySelector('.service .num').textContent) === b, {}, before);
+	ok('one tap: one bed taken');
+	await shot(shelter, 'ines-services-phone');
+});
+
+await step('pages at phone and desk widths, axe on each', async () => {
+	await tour(ngo, 'carla', ['clients', 'refer', 'referrals', 'referral/' + refId, 'access']);
+	await tour(shelter, 'ines', ['services', 'offers', 'offer/' + offerId, 'placements']);
+	await tour(muni, 'pim', ['numbers']);
+	const coord = await open(DESK);
+	await login(coord, 'cor.coord@coordinator-nl');
+	await signedIn(coord);
+	await go(coord, '#/region');
+	await coord.waitForSelector('main form [name=reason]');
+	await fill(coord, 'reason', 'routed again by the coordinator');
+	await coord.$eval('main form button[type=submit]', (b) => b.click());
+	await waitText(coord, '#status', /opnieuw toegewezen/);
+	ok('the coordinator reassigns a waiting need');
+	await tour(coord, 'cor', ['region', 'numbers']);
+	await coord.browserContext().close();
+	const admin = await open(DESK);
+	await login(admin, 'admin@fairwork-ngo');
+	await signedIn(admin);
+	await go(admin, '#/people');
+	await fill(admin, 'display', 'Demo Worker');
+	await fill(admin, 'login', 'demo.worker@fairwork-ngo');
+	await fill(admin, 'password', 'a demo password 2026');
+	await admin.$$eval('form button[type=submit]', (b) => b[b.length - 1].click());
+	await admin.waitForSelector('svg.qr');
+	ok('a new person: the second factor as a QR code');
+	await go(admin, '#/channels');
+	await fill(admin, 'emails', 'desk@fairwork.example');
+	await admin.$eval('main form button[type=submit]', (b) => b.click());
+	await waitText(admin, '#status', /Opgeslagen/);
+	ok('the org admin sets the alert channels');
+	await tour(admin, 'fenna', ['people', 'channels']);
+	await admin.browserContext().close();
+	const ops = await open(DESK);
+	await login(ops, 'olaf.ops@haven-ops');
+	await signedIn(ops);
+	await tour(ops, 'olaf', ['orgs', 'status']);
+	await ops.browserContext().close();
+	check(axeViolations.length === 0, 'axe: no serious or critical violation on any page' +
+		(axeViolations.length ? '\n' + axeViolations.join('\n') : ''));
+});
+
+await step('an expired session and sign-out in another tab', async () => {
+	/* the node ends the session (as an idle timeout or an admin's change would): the page
+	 * notices at its next call and asks to sign in again */
+	await shelter.evaluate(async () => {
+		const csrf = document.cookie.split('; ').find((c) => c.startsWith('haven_csrf=')).slice(11);
+		await fetch('/haven.people.v1.People/Logout', { method: 'POST', body: '{}',
+			headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf } });
+	});
+	await waitText(shelter, '#status', /sessie is verlopen/, 10000);
+	check(!!(await shelter.$('[name=login]')), 'an ended session: back at sign-in with a message');
+	/* two tabs of the case worker: signing out in one signs out both */
+	const tab = await ngo.browserContext().newPage();
+	await tab.setViewport(DESK);
+	await tab.goto(URL_ + '/#/referrals', { waitUntil: 'networkidle0' });
+	await tab.waitForSelector('#logout');
+	ok('a second tab opens signed in');
+	await tab.click('#logout');
+	await waitText(tab, '#status', /afgemeld/);
+	await waitText(ngo, '#status', /afgemeld/, 5000);
+	check(!!(await ngo.$('[name=login]')), 'signing out in one tab signs out the other');
+	check(!(await tab.cookies()).some((c) => c.name === 'haven_session'), 'the session cookie is gone');
+	check(await tab.evaluate(() => localStorage.length) === 0, 'nothing left in local storage');
+});
+
+await step('sign-out ends the session on the node', async () => {
+	const csrf = (await muni.cookies()).find((c) => c.name === 'haven_csrf').value;
+	const sess = (await muni.cookies()).find((c) => c.name === 'haven_session').value;
+	await muni.click('#logout');
+	await waitText(muni, '#status', /afgemeld/);
+	/* the old cookie, put back by hand, no longer works: the session ended on the node */
+	await muni.setCookie({ name: 'haven_session', value: sess, url: URL_, secure: true, httpOnly: true, sameSite: 'Strict' },
+		{ name: 'haven_csrf', value: csrf, url: URL_, secure: true, sameSite: 'Strict' });
+	const r = await muni.evaluate(async (c) => (await fetch('/haven.capacity.v1.Capacity/Summary', { method: 'POST',
+		headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': c }, body: '{}' })).status, csrf);
+	check(r === 401, 'a call with the old session cookie is refused (401)');
+});
+
+await browser.close();
+console.log(`web_test: ${passed} passed, ${failed} failed (${Math.round((Date.now() - started) / 1000)} s)`);
+process.exit(failed ? 1 : 0);

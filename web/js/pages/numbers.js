@@ -1,0 +1,155 @@
+/*
+ * numbers.js - numbers only, for municipalities and coordinators: free places by region and
+ * service type as a table and as a map of the ten regions coloured by free places (SVG), and
+ * unmet demand and time to placement per finished month as charts. Every count under 5 is
+ * shown as "<5"; the node's own suppression ("<5", "x") is kept as it comes.
+ */
+import { call } from '../api.js';
+import { t } from '../i18n.js';
+import { h, s, act, card, en, opts, field, small, table, duration } from '../ui.js';
+
+/* The police regions as tiles placed roughly where they lie (column, row). */
+const TILES = {
+	'Noord-Nederland': [3, 0], 'Noord-Holland': [1, 1], 'Oost-Nederland': [3, 2],
+	Amsterdam: [2, 1], 'Midden-Nederland': [2, 2], 'Den Haag': [0, 2], Rotterdam: [1, 3],
+	'Zeeland-West-Brabant': [0, 4], 'Oost-Brabant': [2, 4], Limburg: [3, 5],
+};
+/* Light to dark blue: dark text on the light end, white on the dark end (contrast >= 4.5). */
+const SHADES = [['#f1f5fb', '#111'], ['#c8daf0', '#111'], ['#8fb4e0', '#111'], ['#2f6db5', '#fff'], ['#17427a', '#fff']];
+
+/* The shade of a region by the band its count falls in (0, <5, 5-9, 10-19, 20 and more), so
+ * that the colour tells no more than the "<5" written on it. */
+function shade(free) {
+	return SHADES[free <= 0 ? 0 : free < 5 ? 1 : free < 10 ? 2 : free < 20 ? 3 : 4];
+}
+
+function regionMap(byRegion, label) {
+	const W = 150, H = 64, gap = 6;
+	const svg = s('svg', { viewBox: `0 0 ${4 * (W + gap)} ${6 * (H + gap)}`, role: 'img',
+		'aria-labelledby': 'map-title', class: 'map' }, s('title', { id: 'map-title' }, label));
+	for (const [name, [cx, cy]] of Object.entries(TILES)) {
+		const free = byRegion[name] || 0;
+		const [fill, ink] = shade(free);
+		svg.append(s('g', {}, s('rect', { x: cx * (W + gap), y: cy * (H + gap), width: W, height: H,
+			rx: 6, fill, stroke: '#17427a' }),
+		s('text', { x: cx * (W + gap) + 8, y: cy * (H + gap) + 24, fill: ink, 'font-size': 15 }, name),
+		s('text', { x: cx * (W + gap) + 8, y: cy * (H + gap) + 50, fill: ink, 'font-size': 22,
+			'font-weight': 'bold' }, small(free))));
+	}
+	return svg;
+}
+
+/* A bar chart of values per period: numbers as bars, "<5" as a short hatched bar, withheld
+ * as a gap with its word. */
+function barChart(title, points, fmt) {
+	const W = 560, H = 220, pad = 36, bw = (W - pad) / Math.max(1, points.length);
+	const nums = points.map((p) => (typeof p.v === 'number' ? p.v : 0));
+	const max = Math.max(5, ...nums);
+	const svg = s('svg', { viewBox: `0 0 ${W} ${H + 40}`, role: 'img', class: 'chart' }, s('title', {}, title));
+	svg.append(s('line', { x1: pad, y1: H, x2: W, y2: H, stroke: '#333' }));
+	points.forEach((p, i) => {
+		const x = pad + i * bw + 6;
+		const v = typeof p.v === 'number' ? p.v : p.v === '<5' ? 2.5 : 0;
+		const bh = (v / max) * (H - 30);
+		if (bh > 0) {
+			svg.append(s('rect', { x, y: H - bh, width: bw - 12, height: bh,
+				fill: p.v === '<5' ? '#8fb4e0' : '#2f6db5' }));
+		}
+		svg.append(s('text', { x: x + (bw - 12) / 2, y: H - bh - 6, 'text-anchor': 'middle', 'font-size': 13,
+			fill: '#111' }, fmt(p.v)),
+		s('text', { x: x + (bw - 12) / 2, y: H + 18, 'text-anchor': 'middle', 'font-size': 12, fill: '#111' }, p.label));
+	});
+	return svg;
+}
+
+function lastMonths(n) {
+	const out = [];
+	const d = new Date();
+	for (let i = n; i >= 1; i--) {
+		const m = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() - i, 15));
+		out.push(`${m.getUTCFullYear()}-${String(m.getUTCMonth() + 1).padStart(2, '0')}`);
+	}
+	return out;
+}
+
+function count(v) {
+	return /^\d+$/.test(v || '0') ? Number(v || 0) : v;
+}
+
+async function trend(box, regions) {
+	const months = lastMonths(6);
+	const answers = await Promise.all(months.map((period) => call('haven.referral.v1.Referrals/Statistics',
+		{ period, regions }).catch(() => null)));
+	const unmet = [], median = [];
+	answers.forEach((a, i) => {
+		const label = months[i];
+		if (!a) {
+			unmet.push({ label, v: 'x' });
+			median.push({ label, v: 'x' });
+			return;
+		}
+		let sum = 0, withheld = false;
+		for (const tot of a.totals || []) {
+			const c = count(tot.unmet);
+			if (typeof c === 'number') {
+				sum += c;
+			} else {
+				withheld = true;
+			}
+		}
+		unmet.push({ label, v: withheld ? 'x' : sum < 5 && sum > 0 ? '<5' : sum });
+		const ms = (a.cells || []).map((c) => Number(c.medianMsToPlacement || 0)).filter(Boolean);
+		median.push({ label, v: ms.length ? ms.sort((x, y) => x - y)[Math.floor(ms.length / 2)] / 3600000 : 0 });
+	});
+	const fmtCount = (v) => (typeof v === 'number' ? String(v) : v === 'x' ? t('num.withheld') : v);
+	box.replaceChildren(card(t('num.unmet'), barChart(t('num.unmet'), unmet, fmtCount),
+		table(t('num.unmet'), [t('period'), t('num.unmet')], unmet.map((p) => [p.label, fmtCount(p.v)]))),
+	card(t('num.time'), barChart(t('num.time'), median, (v) => (typeof v === 'number' ? (v ? duration(v * 3600000) : '—') : t('num.withheld')))));
+}
+
+export async function render(main) {
+	main.append(h('h1', {}, t('nav.numbers')));
+	const pop = field(t('need.population'), 'population', { options: [['', t('num.allPops')], ...opts(['WOMEN', 'MEN', 'MINORS', 'FAMILIES', 'NON_BINARY'])] });
+	const type = field(t('need.type'), 'type', { options: opts(['SHELTER', 'LEGAL_AID', 'MEDICAL', 'MENTAL_HEALTH', 'INTERPRETATION', 'CASE_MANAGEMENT']) });
+	const avail = h('div', {});
+	const charts = h('div', { class: 'grid' });
+	main.append(h('div', { class: 'filters row' }, type, pop), avail, h('h2', {}, t('num.trend')), charts);
+	let cells = [];
+	const draw = () => {
+		const p = pop.control.value, ty = type.control.value;
+		const chosen = cells.filter((c) => (!p || c.population === p));
+		/* one service counts in each population it takes: without a population chosen, the
+		 * region's figure is the largest population cell, never a sum that counts a bed twice */
+		const by = {}, rows = {};
+		for (const c of chosen) {
+			const key = c.region + '|' + c.type;
+			rows[key] = rows[key] || { region: c.region, type: c.type, free: 0, max: 0, stale: 0, services: 0 };
+			const r = rows[key];
+			r.free = Math.max(r.free, c.free || 0);
+			r.max = Math.max(r.max, c.maximum || 0);
+			r.stale = Math.max(r.stale, c.staleServices || 0);
+			r.services = Math.max(r.services, c.services || 0);
+		}
+		for (const r of Object.values(rows)) {
+			if (r.type === ty) {
+				by[r.region] = r.free;
+			}
+		}
+		const sorted = Object.values(rows).sort((a, b) => a.region.localeCompare(b.region) || a.type.localeCompare(b.type));
+		avail.replaceChildren(h('div', { class: 'grid two' },
+			card(t('num.map', { type: en(ty) }), regionMap(by, t('num.map', { type: en(ty) })),
+				h('p', { class: 'meta' }, t('num.legend'))),
+			card(t('num.table'), table(t('num.table'), [t('region'), t('need.type'), t('num.services'), t('num.free'), t('num.max'), t('num.stale')],
+				sorted.map((r) => [r.region, en(r.type), small(r.services), small(r.free), small(r.max), small(r.stale)])))));
+	};
+	pop.control.addEventListener('change', draw);
+	type.control.addEventListener('change', draw);
+	const load = async () => {
+		const r = await call('haven.capacity.v1.Capacity/Summary', {});
+		cells = r.cells || [];
+		draw();
+	};
+	await act(load);
+	await act(() => trend(charts, []));
+	return { refresh: () => (main.contains(document.activeElement) && document.activeElement.tagName === 'SELECT' ? null : load()) };
+}

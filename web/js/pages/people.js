@@ -1,0 +1,75 @@
+/*
+ * people.js - an org admin's page: the organisation's people, their roles, disable, a new
+ * second factor (shown once as a QR code to scan), and adding a person.
+ */
+import { call } from '../api.js';
+import { t } from '../i18n.js';
+import { h, s, act, say, card, empty, button, en, opts, field, form, table } from '../ui.js';
+import qrcode from '../../vendor/qrcode.mjs';
+
+const P = 'haven.people.v1.People/';
+
+/* The otpauth:// URI as a QR code (SVG rects, no markup strings), with the URI's secret
+ * readable for typing in by hand. Shown once: it is not kept anywhere. */
+export function qr(uri) {
+	const q = qrcode(0, 'M');
+	q.addData(uri);
+	q.make();
+	const n = q.getModuleCount(), m = 4;
+	const svg = s('svg', { viewBox: `0 0 ${n + 2 * m} ${n + 2 * m}`, class: 'qr', role: 'img',
+		'aria-label': t('people.qr') }, s('rect', { width: n + 2 * m, height: n + 2 * m, fill: '#fff' }));
+	for (let r = 0; r < n; r++) {
+		for (let c = 0; c < n; c++) {
+			if (q.isDark(r, c)) {
+				svg.append(s('rect', { x: c + m, y: r + m, width: 1, height: 1, fill: '#000' }));
+			}
+		}
+	}
+	const secret = new URL(uri).searchParams.get('secret') || '';
+	return h('div', { class: 'enrol', role: 'group', 'aria-label': t('people.enrol') },
+		h('h3', {}, t('people.enrol')), svg, h('p', {}, t('people.enrol.hint')),
+		h('p', {}, `${t('people.secret')}: `, h('code', { class: 'secret' }, secret.replace(/(.{4})/g, '$1 ').trim())),
+		button(t('people.enrol.done'), (ev) => ev.target.closest('.enrol').remove()));
+}
+
+export async function render(main, ctx) {
+	main.append(h('h1', {}, t('nav.people')));
+	const enrol = h('div', { 'aria-live': 'polite' });
+	const list = h('div', {});
+	const redraw = async () => {
+		const r = await call(P + 'ListPeople', { orgId: ctx.orgId });
+		const ps = r.people || [];
+		list.replaceChildren(ps.length ? table(t('nav.people'), [t('people.name'), t('people.login'), t('role'), t('state'), t('actions')],
+			ps.map((p) => [p.displayName, p.login, en(p.role), p.enabled ? t('people.enabled') : t('people.disabled'),
+				h('div', { class: 'row' },
+					p.enabled && p.id !== ctx.personId ? button(t('people.disable'), () => act(() => call(P + 'DisablePerson', { personId: p.id }).then(redraw), t('people.disabled.ok')), 'danger') : null,
+					!p.enabled ? button(t('people.enable'), () => act(() => call(P + 'ResetPerson', { personId: p.id, enable: true }).then(redraw), t('people.enabled.ok'))) : null,
+					button(t('people.reset2fa'), () => act(async () => {
+						const x = await call(P + 'ResetPerson', { personId: p.id, newSecondFactor: true });
+						enrol.replaceChildren(qr(x.otpauthUri));
+						await redraw();
+					}, t('people.reset2fa.ok'))))])) : empty(t('people.none')));
+	};
+	const name = field(t('people.name'), 'display', { required: true, maxlength: 128 });
+	const login = field(t('people.login'), 'login', { required: true, maxlength: 64, autocomplete: 'off', hint: t('people.login.hint') });
+	const role = field(t('role'), 'role', { options: opts(['PERSON_ROLE_CASE_WORKER', 'PERSON_ROLE_VIEWER', 'PERSON_ROLE_ORG_ADMIN']) });
+	const pw = field(t('people.password'), 'password', { type: 'password', required: true, autocomplete: 'new-password', hint: t('people.password.hint') });
+	main.append(enrol, card(t('people.list'), list), card(t('people.add'), form(t('people.add'), [name, login, role, pw], t('people.add'), async (f) => {
+		if (!name.control.value.trim() || !/^[a-zA-Z0-9._@-]{3,64}$/.test(login.control.value) || pw.control.value.length < 12) {
+			say(t('people.incomplete'), 'error');
+			return;
+		}
+		const x = await act(() => call(P + 'CreatePerson', { orgId: ctx.orgId, login: login.control.value,
+			displayName: name.control.value.trim(), role: role.control.value, password: pw.control.value }), t('people.added'));
+		pw.control.value = '';
+		if (x) {
+			f.reset();
+			enrol.replaceChildren(qr(x.otpauthUri));
+			enrol.querySelector('h3').setAttribute('tabindex', '-1');
+			enrol.querySelector('h3').focus();
+			await redraw();
+		}
+	})));
+	await act(redraw);
+	return null;
+}
