@@ -16,6 +16,7 @@ int bench_json(int argc, char **argv);
 int bench_http(int argc, char **argv);
 int bench_compare(int argc, char **argv);
 int bench_alerts(int argc, char **argv);
+int bench_soak(int argc, char **argv);
 
 /* ---- shared by the echo benches (rpc_bench.c, nng_bench.c) ---------------------------- */
 

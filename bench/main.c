@@ -22,6 +22,7 @@ static const struct {
 	{ "json", bench_json, "[N]" },
 	{ "http", bench_http, "[THREADS] [CALLS] [SIZE]" },
 	{ "alerts", bench_alerts, "[N] [GAP_MS] [RECEIVER]" },
+	{ "soak", bench_soak, "MINUTES [REFERRERS]" },
 };
 
 int

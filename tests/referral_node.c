@@ -257,7 +257,7 @@ open_services(node *n, bool reopen_store)
 	ref_options        ro = { 0 };
 	alerts_options     lo = { 0 };
 	auth_options       ao = { .lookup = cap_lookup_org };
-	rpc_server_options so = { .workers = 6 };
+	rpc_server_options so = { .workers = 6, .call_budget = n->call_budget };
 
 	if (reopen_store) {
 		store_options o = { .no_sync = true };

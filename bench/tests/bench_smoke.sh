@@ -63,6 +63,12 @@ refused nng --serve ipc:///nowhere 0
 refused nng ipc:///nowhere 0 1 1
 refused rpc ipc:///nowhere 1 0 1
 refused http 2 x
+refused soak
+refused soak 0
+refused soak x
+refused soak 1441
+refused soak 1 0
+refused soak 1 2 3
 refused http 1 1 1 1
 refused alerts 0
 refused alerts 10 -1

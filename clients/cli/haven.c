@@ -24,8 +24,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static void
 usage(FILE *f)
@@ -288,6 +290,21 @@ cli_when(int64_t ms, char *buf, size_t n)
 	return (buf);
 }
 
+#define CLOSE_WAIT_S 3 /* seconds the channel's close may take at exit */
+
+/* The exit code of the command, for close_watchdog. */
+static volatile sig_atomic_t exit_code;
+
+/* libnng 1.5.2's nng_close can wait for good for a tls+tcp:// connection whose node was killed
+ * during its handshake (seen in tests/fault's crash loop): the command is done, its answer
+ * printed, so the process leaves with its code instead of hanging. */
+static void
+close_watchdog(int sig)
+{
+	(void) sig;
+	_exit((int) exit_code);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -373,6 +390,12 @@ main(int argc, char **argv)
 	}
 	fprintf(stderr, "haven: unknown command '%s' (see haven --help)\n", argv[optind]);
 out:
+	fflush(stdout);
+	fflush(stderr);
+	exit_code = ret;
+	signal(SIGALRM, close_watchdog);
+	alarm(CLOSE_WAIT_S);
 	rpc_channel_close(c.ch);
+	alarm(0);
 	return (ret);
 }

@@ -263,12 +263,13 @@ recover_first(consent_service *cs, const char *kpath, hv_status stk, kek_file *k
 	if (stk == HV_NOT_FOUND) {
 		/* First start: the first key. */
 		k->kf_gen = 1;
+		/* The directory entry must be durable before the store records the key state:
+		 * after a power cut a store whose key file is gone cannot be read. */
 		if ((st = crypto_random(k->kf_key, KEK_LEN)) != HV_OK ||
-		    (st = kek_write(kpath, k)) != HV_OK) {
+		    (st = kek_write(kpath, k)) != HV_OK || (st = hv_file_sync_dir(cs->cs_keys)) != HV_OK) {
 			log_error("consent: cannot create %s: %s", kpath, hv_status_name(st));
 			return (st);
 		}
-		(void) hv_file_sync_dir(cs->cs_keys);
 		log_info("consent: created the key-encryption key %s", kpath);
 	} else if (stk != HV_OK) {
 		log_error("consent: %s is malformed", kpath);
@@ -392,12 +393,13 @@ sign_key_load(consent_service *cs)
 	key_path(cs, SIGN_FILE, path, sizeof(path));
 	st = hv_file_read(path, SIGN_PEM_MAX, true, &pem, &len);
 	if (st == HV_NOT_FOUND) {
+		/* Durable before the first receipt is signed with it. */
 		if ((st = crypto_ed25519_keygen(&pem, &len)) != HV_OK ||
-		    (st = hv_file_create_private(path, pem, len)) != HV_OK) {
+		    (st = hv_file_create_private(path, pem, len)) != HV_OK ||
+		    (st = hv_file_sync_dir(cs->cs_keys)) != HV_OK) {
 			log_error("consent: cannot create %s: %s", path, hv_status_name(st));
 			goto out;
 		}
-		(void) hv_file_sync_dir(cs->cs_keys);
 		log_info("consent: created the receipt signing key %s", path);
 		crypto_wipe(pem, len);
 		free(pem);

@@ -228,6 +228,9 @@ key_load(sig_service *ss, const char *path)
 			log_error("signals: cannot write the key file %s: %s", path, strerror(errno));
 			if (fd >= 0) {
 				close(fd);
+				/* Ours (O_EXCL) and short: left, it would stop every later start
+				 * ("not a 32-byte key"); the next start makes the key again. */
+				(void) unlink(path);
 			}
 			return (HV_INTERNAL);
 		}

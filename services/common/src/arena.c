@@ -38,6 +38,7 @@ arena_init(arena *a, size_t budget)
 	a->a_cur               = a->a_inline;
 	a->a_end               = a->a_inline + sizeof(a->a_inline);
 	a->a_chunks            = NULL;
+	a->a_refused           = 0;
 	a->a_pb.alloc          = pb_alloc;
 	a->a_pb.free           = pb_free;
 	a->a_pb.allocator_data = a;
@@ -53,9 +54,10 @@ arena_reset(arena *a)
 		free(c);
 		c = next;
 	}
-	a->a_chunks = NULL;
-	a->a_used   = 0;
-	a->a_cur    = a->a_inline;
+	a->a_chunks  = NULL;
+	a->a_used    = 0;
+	a->a_refused = 0;
+	a->a_cur     = a->a_inline;
 	a->a_end    = a->a_inline + sizeof(a->a_inline);
 }
 
@@ -68,16 +70,19 @@ arena_alloc(arena *a, size_t n)
 		n = 1;
 	}
 	if (n > a->a_budget) {
+		a->a_refused = 1;
 		return (NULL);
 	}
 	n = ALIGN16(n);
 	if (n > a->a_budget || a->a_used > a->a_budget - n) {
+		a->a_refused = 1;
 		return (NULL);
 	}
 	if ((size_t) (a->a_end - a->a_cur) < n) {
 		size_t              size = n > CHUNK_MIN ? n : CHUNK_MIN;
 		struct arena_chunk *c    = malloc(sizeof(*c) + size);
 		if (c == NULL) {
+			a->a_refused = 1;
 			return (NULL);
 		}
 		c->next     = a->a_chunks;

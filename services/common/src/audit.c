@@ -312,12 +312,13 @@ key_load(audit *a, const char *data_dir, bool *created)
 	}
 	st = hv_file_read(path, KEY_PEM_MAX, true, &pem, &len);
 	if (st == HV_NOT_FOUND) {
+		/* Durable before a checkpoint is signed with it: a key lost to a power cut
+		 * would leave checkpoints no key verifies. */
 		if ((st = crypto_ed25519_keygen(&pem, &len)) != HV_OK ||
-		    (st = key_create(path, pem, len)) != HV_OK) {
+		    (st = key_create(path, pem, len)) != HV_OK || (st = hv_file_sync_dir(dir)) != HV_OK) {
 			log_error("audit: cannot create %s: %s", path, hv_status_name(st));
 			goto out;
 		}
-		(void) hv_file_sync_dir(dir);
 		*created = true;
 		log_info("audit: created the audit key %s", path);
 		crypto_wipe(pem, len);

@@ -503,8 +503,11 @@ admin_backup(rpc_call *call, void *arg, const ProtobufCMessage *req, ProtobufCMe
 		return (st);
 	}
 	if ((st = store_backup(h->h_store, in->dir)) != HV_OK) {
-		return (rpc_call_error(call, st, "backup into %s failed: %s (it must be new or empty)",
-		    in->dir, hv_status_name(st)));
+		/* The hint only where it is the cause: an I/O error or a full disk is not cured by
+		 * another directory. */
+		return (rpc_call_error(call, st, "backup into %s failed: %s%s", in->dir,
+		    hv_status_name(st),
+		    st == HV_FAILED_PRECONDITION ? " (it must be new or empty)" : ""));
 	}
 	if ((out = rpc_call_alloc(call, sizeof(*out))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);

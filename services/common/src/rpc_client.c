@@ -602,6 +602,12 @@ rpc_channel_call(rpc_channel *ch, const char *method, const ProtobufCMessage *re
 		if (st == HV_OK) {
 			env = haven__rpc__v1__reply__unpack(NULL, nng_msg_len(rep), nng_msg_body(rep));
 			nng_msg_free(rep);
+			/* request_id 0 with an error: the server could not read the envelope (over
+			 * its decode budget, say); the REQ socket matched the reply to this request,
+			 * so its status and message are this call's. */
+			if (env != NULL && env->request_id == 0 && env->code != HV_OK) {
+				env->request_id = id;
+			}
 			if (env == NULL || env->request_id != id) {
 				if (env != NULL) {
 					haven__rpc__v1__reply__free_unpacked(env, NULL);

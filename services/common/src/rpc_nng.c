@@ -100,7 +100,10 @@ slot_reply(rpc_call *call, hv_status code, const ProtobufCMessage *reply)
 		uint8_t *buf = n > srv->sv_opts.max_msg ? NULL : arena_alloc(&call->c_arena, n);
 		if (buf == NULL) {
 			code = rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
-			    "reply of %zu bytes is over the limit", n);
+			    n > srv->sv_opts.max_msg ? "reply of %zu bytes is over the limit"
+			                             : "no memory left in the call's budget for the "
+			                               "reply of %zu bytes",
+			    n);
 		} else {
 			protobuf_c_message_pack(reply, buf);
 			env.payload.data = buf;

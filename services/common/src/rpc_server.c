@@ -372,10 +372,15 @@ rpc_dispatch_envelope(rpc_server *srv, rpc_call *call, const uint8_t *data, size
 	hv_status                st;
 
 	env = haven__rpc__v1__request__unpack(&call->c_arena.a_pb, len, data);
+	if (env == NULL && call->c_arena.a_refused) {
+		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
+		    "request of %zu bytes is over the decode budget of %zu bytes", len,
+		    call->c_arena.a_budget));
+	}
 	if (env == NULL) {
 		atomic_fetch_add(&srv->sv_malformed, 1);
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "request is not a haven.rpc.v1.Request envelope (or is over the decode budget)"));
+		    "request is not a haven.rpc.v1.Request envelope"));
 	}
 	call->c_env = env;
 	if ((st = rpc_boundary_check(call, &env->base, data, len)) != HV_OK) {
@@ -445,10 +450,15 @@ rpc_dispatch_payload(rpc_server *srv, rpc_call *call)
 
 	call->c_req = protobuf_c_message_unpack(md->input, &call->c_arena.a_pb, env->payload.len,
 	    env->payload.data);
+	if (call->c_req == NULL && call->c_arena.a_refused) {
+		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
+		    "payload of %zu bytes is over the decode budget of %zu bytes", env->payload.len,
+		    call->c_arena.a_budget));
+	}
 	if (call->c_req == NULL) {
 		atomic_fetch_add(&srv->sv_malformed, 1);
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "payload does not decode as %s (or is over the decode budget)", md->input->name));
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "payload does not decode as %s",
+		    md->input->name));
 	}
 	if ((st = rpc_boundary_check(call, call->c_req, env->payload.data, env->payload.len)) != HV_OK) {
 		atomic_fetch_add(&srv->sv_malformed, 1);

@@ -32,6 +32,25 @@ test_budget(void **state)
 	arena_reset(&a);
 }
 
+/* a_refused: set by a refused allocation (budget or malloc), kept until the reset. */
+static void
+test_refused(void **state)
+{
+	arena_init(&a, 64);
+	assert_int_equal(a.a_refused, 0);
+	assert_non_null(arena_alloc(&a, 48));
+	assert_int_equal(a.a_refused, 0);
+	assert_null(arena_alloc(&a, 32));
+	assert_int_equal(a.a_refused, 1);
+	assert_non_null(arena_alloc(&a, 16)); /* still fits: the flag stays */
+	assert_int_equal(a.a_refused, 1);
+	arena_reset(&a);
+	assert_int_equal(a.a_refused, 0);
+	assert_null(arena_alloc(&a, 65));
+	assert_int_equal(a.a_refused, 1);
+	arena_reset(&a);
+}
+
 static void
 test_strdup(void **state)
 {
@@ -103,6 +122,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_budget),
+		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_strdup),
 		cmocka_unit_test(test_mark_rewind),
 		cmocka_unit_test(test_mark_in_chunk),

@@ -32,6 +32,8 @@ typedef struct arena {
 	unsigned char      *a_end;    /* end of the current chunk */
 	struct arena_chunk *a_chunks; /* malloc'd chunks, newest first */
 	ProtobufCAllocator  a_pb;     /* protobuf-c view of this arena (free is a no-op) */
+	int                 a_refused; /* an allocation failed since the last reset: a decode
+	                                * that returned NULL ran out of memory, not of sense */
 	_Alignas(16) unsigned char a_inline[ARENA_INLINE];
 } arena;
 
