@@ -260,6 +260,12 @@ hv_status consent_ref_seal(void *arg, store_txn *txn, const char *subject, const
 hv_status consent_ref_open(void *arg, store_txn *txn, const char *subject, const char *context,
     const uint8_t *sealed, size_t len, char *text, size_t textsz);
 
+/* ref_erase_fn and ref_erase_done_fn of referral.h (retention), with the consent service as
+ * arg: erases a subject with the node itself (the operator) as the caller in the audit log,
+ * and after a sweep rotates the key-encryption key once, which makes its erasures final. */
+hv_status consent_ref_erase(void *arg, const char *subject);
+hv_status consent_ref_erase_done(void *arg);
+
 /* Subject and consent ids: parses 32 lower-case hex characters; -1 for anything else. */
 int consent_id_parse(const char *hex, uint8_t id[CONSENT_ID_LEN]);
 void consent_id_format(const uint8_t id[CONSENT_ID_LEN], char hex[CONSENT_ID_HEX]);

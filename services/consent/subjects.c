@@ -608,3 +608,18 @@ consent_ref_minor(void *arg, store_txn *txn, const char *subject, bool *minor)
 	*minor = false;
 	return (consent_subject_minor_txn(arg, txn, subject, minor));
 }
+
+hv_status
+consent_ref_erase(void *arg, const char *subject)
+{
+	static const rpc_caller node = { .role = RPC_ROLE_OPERATOR, .org_id = "",
+		.transport = RPC_TRANSPORT_INPROC };
+
+	return (consent_erase_subject_deferred(arg, &node, subject, NULL));
+}
+
+hv_status
+consent_ref_erase_done(void *arg)
+{
+	return (consent_rotate_kek(arg, NULL, NULL));
+}

@@ -63,25 +63,6 @@ subject_erased(void *arg, const char *subject)
 	return (rs != NULL ? ref_consent_withdrawn(rs, subject, NULL) : HV_OK);
 }
 
-/* Retention: the referral service erases subjects whose referrals all closed retention_days
- * ago through the consent service, with the node itself (the operator, no organisation) as
- * the caller recorded in the audit log. */
-static hv_status
-retention_erase(void *arg, const char *subject)
-{
-	static const rpc_caller node = { .role = RPC_ROLE_OPERATOR, .org_id = "",
-		.transport = RPC_TRANSPORT_INPROC };
-
-	return (consent_erase_subject_deferred(arg, &node, subject, NULL));
-}
-
-/* After a sweep: one key rotation makes all of its erasures final. */
-static hv_status
-retention_done(void *arg)
-{
-	return (consent_rotate_kek(arg, NULL, NULL));
-}
-
 static void
 run_url(host *h, const char *name, char *out, size_t outsz)
 {
@@ -271,9 +252,9 @@ ref_wire(ref_options *ro, host *h, cap_service *cs, consent_service *cns, const 
 	ro->pub_url          = ref_pub;
 	ro->capacity_sub_url = cap_pub;
 	ro->consent_sub_url  = consent_pub;
-	ro->erase            = retention_erase;
+	ro->erase            = consent_ref_erase;
 	ro->erase_arg        = cns;
-	ro->erase_done       = retention_done;
+	ro->erase_done       = consent_ref_erase_done;
 }
 
 int

@@ -32,24 +32,6 @@
 #include <limits.h>
 #include <stdio.h>
 
-/* Retention: subjects whose referrals all closed retention_days ago are erased through the
- * consent library, with the node itself (the operator) as the caller in the audit log. */
-static hv_status
-retention_erase(void *arg, const char *subject)
-{
-	static const rpc_caller node = { .role = RPC_ROLE_OPERATOR, .org_id = "",
-		.transport = RPC_TRANSPORT_INPROC };
-
-	return (consent_erase_subject_deferred(arg, &node, subject, NULL));
-}
-
-/* After a sweep: one key rotation makes all of its erasures final. */
-static hv_status
-retention_done(void *arg)
-{
-	return (consent_rotate_kek(arg, NULL, NULL));
-}
-
 /* The sockets: ours to publish on, capacity's and consent's to subscribe to. */
 typedef struct urls {
 	char pub[PATH_MAX + 16];
@@ -84,9 +66,9 @@ options_make(host *h, cap_service *cs, consent_service *cns, const urls *u, ref_
 	ro->seal             = consent_ref_seal;
 	ro->unseal           = consent_ref_open;
 	ro->minor            = consent_ref_minor;
-	ro->erase            = retention_erase;
+	ro->erase            = consent_ref_erase;
 	ro->erase_arg        = cns;
-	ro->erase_done       = retention_done;
+	ro->erase_done       = consent_ref_erase_done;
 	ro->store            = host_store(h);
 	ro->regions          = host_regions(h);
 	ro->capacity         = cs;
