@@ -1,7 +1,7 @@
 /*
  * ref_rpc.c - the handlers of haven.referral.v1.Referrals: who may call what, who may see
- * which referral, and each state change as one write transaction (ref_route.c does the
- * transitions and routing inside it).
+ * which referral, and each state change as one write transaction (ref_need.c does the
+ * transitions and ref_route.c the routing inside it).
  *
  * Visibility: a referrer sees its own referrals, a coordinator those of its home region, the
  * operator and admins all; a provider sees only its offers (no subject); a municipality only
