@@ -155,7 +155,8 @@ typedef enum ref_cause {
 	REF_CAUSE_ACKNOWLEDGED,      /* AcknowledgeOffer */
 	REF_CAUSE_DECLINED,          /* DeclineOffer */
 	REF_CAUSE_OFFER_EXPIRED,     /* the offer's window passed */
-	REF_CAUSE_CONSENT_WITHDRAWN, /* the subject's consent was withdrawn */
+	REF_CAUSE_CONSENT_WITHDRAWN, /* no consent covers the referral any more: withdrawn,
+	                              * erased, or found expired while routing */
 } ref_cause;
 
 typedef struct ref_work {
@@ -281,6 +282,9 @@ hv_status ref_transition(ref_work *w, Referral *r, Need *n, NeedState to, const 
  * without the alerts service. Called for every event, after it was appended. */
 hv_status ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
     ref_cause cause, const char *offer_id);
+/* ref_alert.c: the referrer's alert that its referral lost its consent (ref_end_for_consent,
+ * once per referral), in w's transaction. */
+hv_status ref_alert_consent_gone(ref_work *w, Referral *r);
 /* ref_transition and ref_note_event for an event with a cause that alerts depend on. */
 hv_status ref_transition_for(ref_work *w, ref_cause cause, Referral *r, Need *n, NeedState to,
     const char *actor, const char *reason, const char *offer_id);
@@ -317,7 +321,9 @@ hv_status ref_consent_valid(ref_work *w, const Referral *r, bool *ok);
 /* Ends what a referral still routes once its consent is gone (withdrawn, expired, erased):
  * open offers are withdrawn and their holds released, offered and waiting needs are
  * CANCELLED with reason; accepted and placed needs stay with their provider (the person is
- * there; the provider's access to her data ends with the consent) and get an event (of cause: ref_alert.c tells their provider). */
+ * there; the provider's access to her data ends with the consent) and get an event. With
+ * cause REF_CAUSE_CONSENT_WITHDRAWN, ref_alert.c tells each provider whose offer was
+ * withdrawn or who has the person, and the referrer once. */
 hv_status ref_end_for_consent(ref_work *w, Referral *r, const char *reason, ref_cause cause);
 
 /* The home region of an organisation from capacity's directory: NOT_FOUND when unknown. */

@@ -186,6 +186,7 @@ ref_consent_valid(ref_work *w, const Referral *r, bool *ok)
 hv_status
 ref_end_for_consent(ref_work *w, Referral *r, const char *reason, ref_cause cause)
 {
+	bool      changed = false;
 	hv_status st;
 
 	for (size_t i = 0; i < r->n_needs; i++) {
@@ -195,14 +196,20 @@ ref_end_for_consent(ref_work *w, Referral *r, const char *reason, ref_cause caus
 			if (n->state == NS(OFFERED) && (st = ref_offer_withdraw(w, n, false)) != HV_OK) {
 				return (st);
 			}
-			if ((st = ref_transition(w, r, n, NS(CANCELLED), "", reason, n->offer_id)) !=
-			    HV_OK) {
+			if ((st = ref_transition_for(w, cause, r, n, NS(CANCELLED), "", reason,
+			         n->offer_id)) != HV_OK) {
 				return (st);
 			}
-		} else if (ref_need_open(n) &&
-		    (st = ref_note_event_for(w, cause, r, n, "", reason)) != HV_OK) {
+		} else if (!ref_need_open(n)) {
+			continue;
+		} else if ((st = ref_note_event_for(w, cause, r, n, "", reason)) != HV_OK) {
 			return (st);
 		}
+		changed = true;
+	}
+	/* Both sides hear of it: the providers through their needs' events, the referrer once. */
+	if (changed && cause == REF_CAUSE_CONSENT_WITHDRAWN) {
+		return (ref_alert_consent_gone(w, r));
 	}
 	return (HV_OK);
 }

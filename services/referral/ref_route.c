@@ -468,7 +468,7 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 		}
 		if (!consent) {
 			if ((st = ref_end_for_consent(w, rn->rn_ref, "consent no longer valid",
-		         REF_CAUSE_NONE)) != HV_OK) {
+			         REF_CAUSE_CONSENT_WITHDRAWN)) != HV_OK) {
 				return (st);
 			}
 			continue;
