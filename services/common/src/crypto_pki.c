@@ -438,22 +438,33 @@ ed25519_from_pem(const char *pem, size_t pemlen, bool public_ok, EVP_PKEY **out)
 	return (HV_OK);
 }
 
-hv_status
-crypto_ed25519_public(const char *pem, size_t pemlen, uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN])
+/* The raw bytes of the Ed25519 key in pem: its public key (from a private or a public key), or
+ * with secret its private key (wiped on failure). INVALID_ARGUMENT for anything else. */
+static hv_status
+ed25519_raw(const char *pem, size_t pemlen, bool secret, uint8_t *out, size_t outlen)
 {
 	EVP_PKEY *pkey;
-	size_t    len = CRYPTO_ED25519_PUBLIC_LEN;
+	size_t    len = outlen;
 	hv_status st;
 
-	if ((st = ed25519_from_pem(pem, pemlen, true, &pkey)) != HV_OK) {
-		return (st);
-	}
-	if (EVP_PKEY_get_raw_public_key(pkey, pub, &len) != 1 || len != CRYPTO_ED25519_PUBLIC_LEN) {
+	if ((st = ed25519_from_pem(pem, pemlen, !secret, &pkey)) == HV_OK &&
+	    ((secret ? EVP_PKEY_get_raw_private_key(pkey, out, &len)
+	             : EVP_PKEY_get_raw_public_key(pkey, out, &len)) != 1 ||
+	        len != outlen)) {
 		ERR_clear_error();
 		st = HV_INVALID_ARGUMENT;
 	}
+	if (st != HV_OK && secret) {
+		crypto_wipe(out, outlen);
+	}
 	EVP_PKEY_free(pkey);
 	return (st);
+}
+
+hv_status
+crypto_ed25519_public(const char *pem, size_t pemlen, uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN])
+{
+	return (ed25519_raw(pem, pemlen, false, pub, CRYPTO_ED25519_PUBLIC_LEN));
 }
 
 hv_status
@@ -488,21 +499,7 @@ out:
 hv_status
 crypto_ed25519_secret(const char *pem, size_t pemlen, uint8_t secret[CRYPTO_ED25519_SECRET_LEN])
 {
-	EVP_PKEY *pkey;
-	size_t    len = CRYPTO_ED25519_SECRET_LEN;
-	hv_status st;
-
-	if ((st = ed25519_from_pem(pem, pemlen, false, &pkey)) == HV_OK &&
-	    (EVP_PKEY_get_raw_private_key(pkey, secret, &len) != 1 ||
-	        len != CRYPTO_ED25519_SECRET_LEN)) {
-		ERR_clear_error();
-		st = HV_INVALID_ARGUMENT;
-	}
-	if (st != HV_OK) {
-		crypto_wipe(secret, CRYPTO_ED25519_SECRET_LEN);
-	}
-	EVP_PKEY_free(pkey);
-	return (st);
+	return (ed25519_raw(pem, pemlen, true, secret, CRYPTO_ED25519_SECRET_LEN));
 }
 
 hv_status
