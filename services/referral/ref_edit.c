@@ -148,6 +148,15 @@ route_waiting(ref_work *w, Referral *r)
 	return (ref_route(w, items, n));
 }
 
+/* Routes one WAITING need now. */
+static hv_status
+route_one(ref_work *w, Referral *r, Need *n)
+{
+	ref_route_item item = { .ri_ref = r, .ri_need = n };
+
+	return (ref_route(w, &item, 1));
+}
+
 /* Ends a need still being routed: its open offer withdrawn (hold released), CANCELLED. */
 static hv_status
 cancel_need(edit_job *j, Referral *r, Need *n)
@@ -223,7 +232,6 @@ reassign_fn(edit_job *j, Referral *r)
 {
 	const Haven__Referral__V1__ReassignNeedRequest *req = j->ej_req;
 	ref_work                                       *w   = &j->ej_work;
-	ref_route_item                                  item;
 	Need                                           *n = NULL;
 	hv_status                                       st;
 
@@ -243,9 +251,7 @@ reassign_fn(edit_job *j, Referral *r)
 	if (req->service_id[0] != '\0') {
 		return (ref_route_to(w, r, n, req->service_id));
 	}
-	item.ri_ref  = r;
-	item.ri_need = n;
-	return (ref_route(w, &item, 1));
+	return (route_one(w, r, n));
 }
 
 hv_status
@@ -534,7 +540,6 @@ resume_fn(edit_job *j, Referral *r)
 {
 	const Haven__Referral__V1__ResumeNeedRequest *req = j->ej_req;
 	ref_work                                     *w   = &j->ej_work;
-	ref_route_item                                item;
 	Need                                         *n = NULL;
 	hv_status                                     st;
 
@@ -546,9 +551,7 @@ resume_fn(edit_job *j, Referral *r)
 	if ((st = move(j, r, n, NS(WAITING), "resumed")) != HV_OK) {
 		return (st);
 	}
-	item.ri_ref  = r;
-	item.ri_need = n;
-	return (ref_route(w, &item, 1));
+	return (route_one(w, r, n));
 }
 
 hv_status
