@@ -322,7 +322,7 @@ stats_audit(ref_service *rs, rpc_call *call, const Haven__Referral__V1__Statisti
 		return (HV_OK);
 	}
 	memset(&e, 0, sizeof(e));
-	e.time_ms = rs->rs_now != NULL ? rs->rs_now(rs->rs_now_arg) : 0;
+	e.time_ms = ref_now_ms(rs);
 	audit_entry_caller(&e, rpc_call_caller(call));
 	snprintf(e.method, sizeof(e.method), "%s", rpc_call_method(call));
 	stats_purpose(rs, req, period, e.purpose);
