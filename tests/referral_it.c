@@ -1984,7 +1984,7 @@ test_alerts_acknowledged(void **state)
 }
 
 /* An offer let expire tells the referrer; consent withdrawn after acceptance tells the
- * provider that has the person (ref_alert.c keys on those events' reasons). */
+ * provider that has the person and the referrer (ref_alert.c keys on those events' causes). */
 static void
 test_alerts_expired_withdrawn(void **state)
 {
@@ -2011,6 +2011,10 @@ test_alerts_expired_withdrawn(void **state)
 	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
 	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
 	assert_string_equal(kinds, "CONSENT_WITHDRAWN");
+	/* Another consent still covers her referrals: the referrer hears of the withdrawal too,
+	 * once per referral with an open need (r waits, r2 is accepted). */
+	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "NEED_ACCEPTED CONSENT_WITHDRAWN CONSENT_WITHDRAWN");
 	free_msg(r);
 	free_msg(r2);
 }

@@ -14,9 +14,10 @@
  *   -> WAITING         the referrer, when a provider declined or let the offer expire; a
  *                      timer tells it that the need waits, and once unmet_after_s passed
  *                      tells it again with the home region's coordinators
- *   consent gone       (withdrawn, erased or expired: ref_end_for_consent) the provider that
- *                      accepted or placed a need, the provider whose open offer is withdrawn
- *                      (OFFERED -> CANCELLED), and once per referral the referrer
+ *   consent withdrawn  the provider that accepted or placed a need, and once per referral
+ *                      the referrer; when no consent covers the referral any more (withdrawn,
+ *                      erased, or found expired while routing: ref_end_for_consent) also the
+ *                      provider whose open offer is withdrawn (OFFERED -> CANCELLED)
  * Leaving OFFERED ends the offer's timers, leaving WAITING the need's, an acknowledgement the
  * escalation.
  */
@@ -143,7 +144,7 @@ ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
 }
 
 hv_status
-ref_alert_consent_gone(ref_work *w, Referral *r)
+ref_alert_consent_withdrawn(ref_work *w, Referral *r)
 {
 	alerts_service *as = w->w_rs->rs_alerts;
 

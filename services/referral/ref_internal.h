@@ -282,9 +282,10 @@ hv_status ref_transition(ref_work *w, Referral *r, Need *n, NeedState to, const 
  * without the alerts service. Called for every event, after it was appended. */
 hv_status ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
     ref_cause cause, const char *offer_id);
-/* ref_alert.c: the referrer's alert that its referral lost its consent (ref_end_for_consent,
- * once per referral), in w's transaction. */
-hv_status ref_alert_consent_gone(ref_work *w, Referral *r);
+/* ref_alert.c: the referrer's alert that a consent of its referral's subject was withdrawn
+ * (once per referral: ref_end_for_consent, or the withdrawal's events while another consent
+ * still covers it), in w's transaction. */
+hv_status ref_alert_consent_withdrawn(ref_work *w, Referral *r);
 /* ref_transition and ref_note_event for an event with a cause that alerts depend on. */
 hv_status ref_transition_for(ref_work *w, ref_cause cause, Referral *r, Need *n, NeedState to,
     const char *actor, const char *reason, const char *offer_id);

@@ -209,7 +209,7 @@ ref_end_for_consent(ref_work *w, Referral *r, const char *reason, ref_cause caus
 	}
 	/* Both sides hear of it: the providers through their needs' events, the referrer once. */
 	if (changed && cause == REF_CAUSE_CONSENT_WITHDRAWN) {
-		return (ref_alert_consent_gone(w, r));
+		return (ref_alert_consent_withdrawn(w, r));
 	}
 	return (HV_OK);
 }
