@@ -96,8 +96,10 @@ struct rpc_server {
 	rpc_call         **sv_queue;   /* ring buffer of sv_opts.queue entries */
 	unsigned           sv_qhead;
 	unsigned           sv_qlen;
-	unsigned           sv_inflight; /* calls between begin and end, all transports */
-	bool               sv_closing;
+	/* Calls between begin and end, all transports; atomic, so that a call that never waits
+	 * for a worker takes no lock of the server's (rpc_dispatch_end wakes close). */
+	atomic_uint        sv_inflight;
+	atomic_bool        sv_closing; /* written under sv_mtx */
 	pthread_t         *sv_workers;
 	unsigned           sv_nworkers;
 

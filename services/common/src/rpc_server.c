@@ -247,10 +247,7 @@ call_series(const rpc_server *srv, const rpc_call *call)
 void
 rpc_dispatch_begin(rpc_server *srv, rpc_call *call)
 {
-	pthread_mutex_lock(&srv->sv_mtx);
-	srv->sv_inflight++;
-	pthread_mutex_unlock(&srv->sv_mtx);
-
+	atomic_fetch_add(&srv->sv_inflight, 1);
 	memset(&call->c_caller, 0, sizeof(call->c_caller));
 	call->c_srv         = srv;
 	call->c_env         = NULL;
@@ -265,11 +262,14 @@ rpc_dispatch_begin(rpc_server *srv, rpc_call *call)
 void
 rpc_dispatch_end(rpc_server *srv)
 {
-	pthread_mutex_lock(&srv->sv_mtx);
-	if (--srv->sv_inflight == 0) {
+	/* Both atomics are sequentially consistent: either this sees sv_closing, or
+	 * rpc_server_close (which sets it, then reads sv_inflight under the mutex) sees the
+	 * call gone; the broadcast under the mutex cannot fall between its check and its wait. */
+	if (atomic_fetch_sub(&srv->sv_inflight, 1) == 1 && atomic_load(&srv->sv_closing)) {
+		pthread_mutex_lock(&srv->sv_mtx);
 		pthread_cond_broadcast(&srv->sv_idle_cv);
+		pthread_mutex_unlock(&srv->sv_mtx);
 	}
-	pthread_mutex_unlock(&srv->sv_mtx);
 }
 
 static const unsigned http_refused_status[] = { 400, 404, 405, 411, 413, 415, 429, 503 };
@@ -293,12 +293,7 @@ rpc_dispatch_http_refused(rpc_server *srv, unsigned status)
 bool
 rpc_dispatch_closing(rpc_server *srv)
 {
-	bool closing;
-
-	pthread_mutex_lock(&srv->sv_mtx);
-	closing = srv->sv_closing;
-	pthread_mutex_unlock(&srv->sv_mtx);
-	return (closing);
+	return (atomic_load(&srv->sv_closing));
 }
 
 hv_status
@@ -622,8 +617,13 @@ rpc_dispatch_submit(rpc_server *srv, rpc_call *call)
 		    rpc_call_error(call, HV_DEADLINE_EXCEEDED, "deadline passed before dispatch"));
 		return;
 	}
+	/* An inline handler never waits for a worker: no lock on its way. */
+	if (call->c_method->me_inline && !atomic_load(&srv->sv_closing)) {
+		call_run(call);
+		return;
+	}
 	pthread_mutex_lock(&srv->sv_mtx);
-	closing = srv->sv_closing;
+	closing = atomic_load(&srv->sv_closing);
 	if (!closing && !call->c_method->me_inline && srv->sv_qlen < srv->sv_opts.queue) {
 		unsigned tail       = (srv->sv_qhead + srv->sv_qlen) % srv->sv_opts.queue;
 		srv->sv_queue[tail] = call;
@@ -661,7 +661,7 @@ rpc_collect(void *arg, metrics_writer *w)
 
 	pthread_mutex_lock(&srv->sv_mtx);
 	queued   = srv->sv_qlen;
-	inflight = srv->sv_inflight;
+	inflight = atomic_load(&srv->sv_inflight);
 	nhealth  = srv->sv_nhealth;
 	memcpy(health, srv->sv_health, nhealth * sizeof(health[0]));
 	pthread_mutex_unlock(&srv->sv_mtx);
@@ -851,12 +851,13 @@ rpc_server_close(rpc_server *srv)
 	}
 	/* Stop taking new calls, let queued and running ones finish (bounded wait). */
 	pthread_mutex_lock(&srv->sv_mtx);
-	srv->sv_closing = true;
+	atomic_store(&srv->sv_closing, true);
 	pthread_cond_broadcast(&srv->sv_work_cv);
 	hv_clock_deadline(&until, 10000);
-	while (srv->sv_inflight > 0) {
+	while (atomic_load(&srv->sv_inflight) > 0) {
 		if (pthread_cond_timedwait(&srv->sv_idle_cv, &srv->sv_mtx, &until) != 0) {
-			log_warn("rpc: %u calls still in flight at shutdown", srv->sv_inflight);
+			log_warn("rpc: %u calls still in flight at shutdown",
+			    atomic_load(&srv->sv_inflight));
 			break;
 		}
 	}
