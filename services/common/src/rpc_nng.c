@@ -1,7 +1,7 @@
 /*
  * rpc_nng.c - the RPC server's nng transport: one REP socket, its listeners (inproc://,
  * ipc://, tls+tcp://, tcp:// when allowed) and a pool of receiving contexts (see rpc.h; the
- * dispatch is rpc_server.c, rpc_dispatch.h).
+ * dispatch is rpc_dispatch.c, rpc_dispatch.h).
  *
  * Threads and ownership. A fixed set of slots each own one nng context, one aio and one call
  * (with its arena). A slot cycles RECV -> (checks) -> [dispatch] -> SEND -> RECV. The aio
@@ -23,6 +23,7 @@
 #include "haven/arena.h"
 #include "rpc_dispatch.h"
 #include "rpc_internal.h"
+#include "rpc_nng.h"
 
 #include "haven/health/v1/health.pb-c.h"
 #include "haven/rpc/v1/rpc.pb-c.h"

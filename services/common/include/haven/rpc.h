@@ -19,7 +19,7 @@
  * are dropped from replies before packing too).
  *
  * The same server also answers the Connect protocol over HTTP (connect.h): one dispatch
- * (rpc_server.c) behind two transports (rpc_nng.c, connect.c), so both run the same checks,
+ * (rpc_dispatch.c) behind two transports (rpc_nng.c, connect.c), so both run the same checks,
  * handlers, workers, limits and metrics.
  *
  * Identity. A call carrying `authorization` metadata is the organisation its session token
