@@ -2,7 +2,8 @@
  * rpc_async_it.c - asynchronous calls (rpc_channel_call_async) against real servers over
  * inproc:// and ipc://: many calls in flight on one channel, each done exactly once with its
  * own reply; errors, deadlines and closing while calls are in flight; bad arguments refused
- * before anything starts.
+ * before anything starts. And the client's reading of reply envelopes in place (shared by
+ * blocking and asynchronous calls), against a fake server's crafted replies.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,7 @@
 #include "testutil.h"
 
 #include "haven/diag/v1/diag.pb-c.h"
+#include "haven/rpc/v1/rpc.pb-c.h"
 #include "haven/testing/v1/testing.pb-c.h"
 
 #define M_ECHO "haven.diag.v1.Diagnostics/Echo"
@@ -358,6 +362,176 @@ test_bad_arguments(void **state)
 	batch_destroy(&b);
 }
 
+/* ---- reply envelopes read in place (rpc_client.c) ---------------------------------------- */
+
+/* A fake server's answers: one case per request, built around the request's id. */
+typedef struct fake {
+	nng_socket sock;
+	int        cases;
+} fake;
+
+static size_t
+put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t) (v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t) v;
+	return (n);
+}
+
+static size_t
+put_key(uint8_t *p, unsigned field, unsigned wt)
+{
+	return (put_varint(p, ((uint64_t) field << 3) | wt));
+}
+
+/* The reply of case k for a request numbered id, into buf; returns its length. */
+static size_t
+craft(int k, uint64_t id, uint8_t *buf)
+{
+	static const uint8_t echo_hi[] = { 0x0a, 2, 'h', 'i' }; /* EchoResponse{payload: "hi"} */
+	size_t               n         = 0;
+
+	switch (k) {
+	case 0: /* any order, unknown fields of every wire type: OK, "hi" */
+		n += put_key(buf + n, 3, 2);
+		n += put_varint(buf + n, sizeof(echo_hi));
+		memcpy(buf + n, echo_hi, sizeof(echo_hi));
+		n += sizeof(echo_hi);
+		n += put_key(buf + n, 9, 0);
+		n += put_varint(buf + n, 300);
+		n += put_key(buf + n, 10, 1);
+		memset(buf + n, 7, 8), n += 8;
+		n += put_key(buf + n, 11, 5);
+		memset(buf + n, 7, 4), n += 4;
+		n += put_key(buf + n, 12, 2);
+		n += put_varint(buf + n, 3);
+		memcpy(buf + n, "abc", 3), n += 3;
+		n += put_key(buf + n, 4, 0);
+		n += put_varint(buf + n, id);
+		break;
+	case 1: /* the code as bytes: not a Reply */
+		n += put_key(buf + n, 4, 0);
+		n += put_varint(buf + n, id);
+		n += put_key(buf + n, 1, 2);
+		n += put_varint(buf + n, 1);
+		buf[n++] = 0;
+		break;
+	case 2: /* a payload longer than what follows */
+		n += put_key(buf + n, 4, 0);
+		n += put_varint(buf + n, id);
+		n += put_key(buf + n, 3, 2);
+		n += put_varint(buf + n, 10);
+		buf[n++] = 0x0a;
+		break;
+	case 3: /* another request's id */
+		n += put_key(buf + n, 4, 0);
+		n += put_varint(buf + n, id + 1);
+		break;
+	case 4: /* NOT_FOUND with its message */
+		n += put_key(buf + n, 2, 2);
+		n += put_varint(buf + n, 4);
+		memcpy(buf + n, "gone", 4), n += 4;
+		n += put_key(buf + n, 1, 0);
+		n += put_varint(buf + n, HV_NOT_FOUND);
+		n += put_key(buf + n, 4, 0);
+		n += put_varint(buf + n, id);
+		break;
+	case 5: /* no id, an error: the server could not read the envelope; the status stands */
+		n += put_key(buf + n, 1, 0);
+		n += put_varint(buf + n, HV_RESOURCE_EXHAUSTED);
+		break;
+	case 6: /* a group */
+		n += put_key(buf + n, 4, 0);
+		n += put_varint(buf + n, id);
+		n += put_key(buf + n, 7, 3);
+		break;
+	default: /* field number 0 */
+		n += put_key(buf + n, 0, 0);
+		buf[n++] = 1;
+		n += put_key(buf + n, 4, 0);
+		n += put_varint(buf + n, id);
+		break;
+	}
+	return (n);
+}
+
+static void *
+fake_serve(void *arg)
+{
+	fake *f = arg;
+
+	for (int k = 0; k < f->cases; k++) {
+		Haven__Rpc__V1__Request *req;
+		uint8_t                  buf[256];
+		nng_msg                 *m;
+		size_t                   n;
+
+		if (nng_recvmsg(f->sock, &m, 0) != 0) {
+			return (NULL);
+		}
+		req = haven__rpc__v1__request__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+		n   = craft(k, req != NULL ? req->request_id : 0, buf);
+		haven__rpc__v1__request__free_unpacked(req, NULL);
+		nng_msg_clear(m);
+		if (nng_msg_append(m, buf, n) != 0 || nng_sendmsg(f->sock, m, 0) != 0) {
+			nng_msg_free(m);
+			return (NULL);
+		}
+	}
+	return (NULL);
+}
+
+/* Replies as protobuf allows them (any order, unknown fields) are read; anything that is not
+ * a Reply for this request is DATA_LOSS, never a crash or another call's answer. */
+static void
+test_reply_envelopes(void **state)
+{
+	static const hv_status want[] = { HV_OK, HV_DATA_LOSS, HV_DATA_LOSS, HV_DATA_LOSS,
+		HV_NOT_FOUND, HV_RESOURCE_EXHAUSTED, HV_DATA_LOSS, HV_DATA_LOSS };
+	fake                         f    = { .cases = 8 };
+	Haven__Diag__V1__EchoRequest req  = HAVEN__DIAG__V1__ECHO_REQUEST__INIT;
+	rpc_call_options             o    = { .timeout_ms = 5000 };
+	rpc_channel                 *ch;
+	pthread_t                    th;
+	char                         err[RPC_ERRMSG_MAX];
+
+	(void) state;
+	assert_int_equal(nng_rep0_open(&f.sock), 0);
+	assert_int_equal(nng_listen(f.sock, "inproc://async-fake", NULL, 0), 0);
+	assert_int_equal(pthread_create(&th, NULL, fake_serve, &f), 0);
+	assert_int_equal(rpc_channel_open(&ch, "inproc://async-fake", NULL), HV_OK);
+	for (int k = 0; k < f.cases; k++) {
+		ProtobufCMessage *rep = NULL;
+
+		assert_int_equal(rpc_channel_call(ch, M_ECHO, &req.base,
+		                     &haven__diag__v1__echo_response__descriptor, &rep, &o, err,
+		                     sizeof(err)),
+		    want[k]);
+		if (k == 0) {
+			Haven__Diag__V1__EchoResponse *er = (void *) rep;
+			assert_int_equal(er->payload.len, 2);
+			assert_memory_equal(er->payload.data, "hi", 2);
+		} else {
+			assert_null(rep);
+		}
+		if (k == 4) {
+			assert_string_equal(err, "gone");
+		}
+		if (want[k] == HV_DATA_LOSS) {
+			assert_non_null(strstr(err, "not a valid haven.rpc.v1.Reply"));
+		}
+		protobuf_c_message_free_unpacked(rep, NULL);
+	}
+	pthread_join(th, NULL);
+	rpc_channel_close(ch);
+	nng_close(f.sock);
+}
+
 int
 main(void)
 {
@@ -366,6 +540,7 @@ main(void)
 		cmocka_unit_test(test_errors_and_deadlines),
 		cmocka_unit_test(test_unavailable_and_close),
 		cmocka_unit_test(test_bad_arguments),
+		cmocka_unit_test(test_reply_envelopes),
 	};
 
 	log_init("rpc_async_test", LOG_LEVEL_WARN);

@@ -486,31 +486,6 @@ rpc_channel_call_raw(rpc_channel *ch, const void *req, size_t reqlen, void **rep
 /* The envelope's payload field (haven.rpc.v1.Request.payload = 6, length-delimited). */
 #define REQUEST_PAYLOAD_TAG ((6u << 3) | 2u)
 
-static size_t
-varint_size(uint64_t v)
-{
-	size_t n = 1;
-
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return (n);
-}
-
-static size_t
-varint_put(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		p[n++] = (uint8_t) (v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t) v;
-	return (n);
-}
-
 /*
  * Packs the envelope and the request into one new nng message, with no copy in between: the
  * envelope's other fields are packed first (the payload left empty, which proto3 omits), then
@@ -559,7 +534,7 @@ rpc_request_pack(rpc_channel *ch, const char *method, const ProtobufCMessage *re
 	env.idempotency_key = o->idempotency_key != NULL ? (char *) o->idempotency_key : "";
 	hlen                = haven__rpc__v1__request__get_packed_size(&env);
 	st                  = HV_RESOURCE_EXHAUSTED;
-	if (nng_msg_alloc(&msg, hlen + 1 + varint_size(plen) + plen) != 0) {
+	if (nng_msg_alloc(&msg, hlen + 1 + rpc_varint_size(plen) + plen) != 0) {
 		goto out;
 	}
 	body = nng_msg_body(msg);
@@ -567,7 +542,7 @@ rpc_request_pack(rpc_channel *ch, const char *method, const ProtobufCMessage *re
 	pthread_mutex_unlock(&ch->ch_mtx);
 	body += hlen;
 	*body++ = REQUEST_PAYLOAD_TAG;
-	body += varint_put(body, plen);
+	body += rpc_varint_put(body, plen);
 	protobuf_c_message_pack(req, body);
 	*out = msg;
 	return (HV_OK);
@@ -576,42 +551,129 @@ out:
 	return (st);
 }
 
+/* The fields of a haven.rpc.v1.Reply, pointing into the message they were read from. */
+typedef struct reply_view {
+	uint64_t       code;       /* 1 */
+	const uint8_t *message;    /* 2 */
+	size_t         message_len;
+	const uint8_t *payload;    /* 3 */
+	size_t         payload_len;
+	uint64_t       request_id; /* 4 */
+} reply_view;
+
+static bool
+varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		x |= (uint64_t) (b & 0x7f) << shift;
+		if ((b & 0x80) == 0) {
+			*v = x;
+			return (true);
+		}
+	}
+	return (false);
+}
+
+/*
+ * Reads the reply envelope in place: no allocation and no copy of the payload, which is then
+ * unpacked straight from the message (protobuf-c's unpack of the envelope would allocate it
+ * and copy the payload and the message first). The rules are protobuf's: fields in any
+ * order, the last of a repeated scalar wins, unknown fields skipped; a known field with the
+ * wrong wire type, a group or bytes past the end make the envelope invalid.
+ */
+static bool
+reply_read(const uint8_t *p, size_t n, reply_view *v)
+{
+	const uint8_t *end = p + n;
+
+	memset(v, 0, sizeof(*v));
+	while (p < end) {
+		uint64_t key, x, len = 0;
+		uint64_t field;
+		int      want; /* the wire type of a known field, -1 for an unknown one */
+
+		if (!varint_get(&p, end, &key) || (field = key >> 3) == 0) {
+			return (false);
+		}
+		want = field == 1 || field == 4 ? 0 : field == 2 || field == 3 ? 2 : -1;
+		if (want >= 0 && (int) (key & 7) != want) {
+			return (false);
+		}
+		switch (key & 7) {
+		case 0:
+			if (!varint_get(&p, end, &x)) {
+				return (false);
+			}
+			if (field == 1) {
+				v->code = x;
+			} else if (field == 4) {
+				v->request_id = x;
+			}
+			continue;
+		case 2:
+			if (!varint_get(&p, end, &len) || len > (uint64_t) (end - p)) {
+				return (false);
+			}
+			if (field == 2) {
+				v->message     = p;
+				v->message_len = (size_t) len;
+			} else if (field == 3) {
+				v->payload     = p;
+				v->payload_len = (size_t) len;
+			}
+			break;
+		case 1:
+			len = 8;
+			break;
+		case 5:
+			len = 4;
+			break;
+		default: /* groups: not in haven's protocol */
+			return (false);
+		}
+		if (len > (uint64_t) (end - p)) {
+			return (false);
+		}
+		p += len;
+	}
+	return (true);
+}
+
 hv_status
 rpc_reply_decode(nng_msg *rep, uint64_t id, const ProtobufCMessageDescriptor *reply_desc,
     ProtobufCMessage **reply, char *errmsg, size_t errsz)
 {
-	Haven__Rpc__V1__Reply *env;
-	hv_status              st;
+	reply_view v;
+	hv_status  st;
 
 	*reply = NULL;
-	env    = haven__rpc__v1__reply__unpack(NULL, nng_msg_len(rep), nng_msg_body(rep));
-	nng_msg_free(rep);
 	/* request_id 0 with an error: the server could not read the envelope (over its decode
 	 * budget, say); the REQ socket matched the reply to this request, so its status and
 	 * message are this call's. */
-	if (env != NULL && env->request_id == 0 && env->code != HV_OK) {
-		env->request_id = id;
-	}
-	if (env == NULL || env->request_id != id) {
-		if (env != NULL) {
-			haven__rpc__v1__reply__free_unpacked(env, NULL);
-		}
+	if (!reply_read(nng_msg_body(rep), nng_msg_len(rep), &v) ||
+	    (v.request_id != id && !(v.request_id == 0 && v.code != HV_OK))) {
+		nng_msg_free(rep);
 		set_err(errmsg, errsz, "%s", "reply is not a valid haven.rpc.v1.Reply");
 		return (HV_DATA_LOSS);
 	}
-	st = env->code <= HV_STATUS_MAX ? (hv_status) env->code : HV_UNKNOWN;
+	st = v.code <= HV_STATUS_MAX ? (hv_status) v.code : HV_UNKNOWN;
 	if (st == HV_OK) {
-		*reply = protobuf_c_message_unpack(reply_desc, NULL, env->payload.len, env->payload.data);
+		*reply = protobuf_c_message_unpack(reply_desc, NULL, v.payload_len,
+		    v.payload != NULL ? v.payload : (const uint8_t *) "");
 		if (*reply == NULL) {
 			set_err(errmsg, errsz, "reply payload does not decode as %s", reply_desc->name);
 			st = HV_DATA_LOSS;
 		}
+	} else if (v.message_len > 0) {
+		set_err(errmsg, errsz, "%.*s", (int) (v.message_len < 1024 ? v.message_len : 1024),
+		    (const char *) v.message);
 	} else {
-		set_err(errmsg, errsz, "%s",
-		    env->message != NULL && env->message[0] != '\0' ? env->message
-		                                                   : hv_status_name(st));
+		set_err(errmsg, errsz, "%s", hv_status_name(st));
 	}
-	haven__rpc__v1__reply__free_unpacked(env, NULL);
+	nng_msg_free(rep);
 	return (st);
 }
 

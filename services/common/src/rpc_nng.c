@@ -90,60 +90,69 @@ struct rpc_nng {
 
 /* ---- replies ----------------------------------------------------------------------- */
 
-/* The call's completion (rpc_reply_fn): packs the reply envelope (status, message and, on OK,
- * the packed reply message) into an nng message and starts sending it on the slot's context.
- * Never fails to send something: when the reply itself cannot be packed the caller gets
- * INTERNAL or RESOURCE_EXHAUSTED instead. */
+/* The Reply's payload field (haven.rpc.v1.Reply.payload = 3, length-delimited). */
+#define REPLY_PAYLOAD_TAG ((3u << 3) | 2u)
+
+/* Makes msg (the request's message, or a new one when it is gone or cannot grow) size bytes
+ * long; NULL when out of memory. */
+static nng_msg *
+reply_msg(nng_msg *msg, size_t size)
+{
+	if (msg != NULL) {
+		nng_msg_clear(msg);
+		if (nng_msg_realloc(msg, size) == 0) {
+			return (msg);
+		}
+		nng_msg_free(msg);
+	}
+	return (nng_msg_alloc(&msg, size) == 0 ? msg : NULL);
+}
+
+/*
+ * The call's completion (rpc_reply_fn): packs the reply envelope (status, message and, on OK,
+ * the reply message) into the request's nng message and starts sending it on the slot's
+ * context. The envelope's other fields are packed first (the payload left empty, which proto3
+ * omits) and the reply packed straight behind its field's tag and length, so it is packed
+ * once, into the message that goes out: no buffer and no copy in between (the client reads
+ * fields in any order). Never fails to send something: when the reply cannot be packed the
+ * caller gets RESOURCE_EXHAUSTED instead.
+ */
 static void
 slot_reply(rpc_call *call, hv_status code, const ProtobufCMessage *reply)
 {
 	slot                 *sl  = call->c_transport;
 	rpc_server           *srv = sl->s_srv;
 	Haven__Rpc__V1__Reply env = HAVEN__RPC__V1__REPLY__INIT;
-	nng_msg              *msg = NULL;
-	size_t                size;
+	nng_msg              *msg;
+	size_t                n = 0, size;
 
 	env.request_id = call->c_env != NULL ? call->c_env->request_id : 0;
 	code           = rpc_dispatch_check_reply(call, code, reply);
-	if (code == HV_OK) {
-		size_t   n   = protobuf_c_message_get_packed_size(reply);
-		uint8_t *buf = n > srv->sv_opts.max_msg ? NULL : arena_alloc(&call->c_arena, n);
-		if (buf == NULL) {
-			code = rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
-			    n > srv->sv_opts.max_msg ? "reply of %zu bytes is over the limit"
-			                             : "no memory left in the call's budget for the "
-			                               "reply of %zu bytes",
-			    n);
-		} else {
-			protobuf_c_message_pack(reply, buf);
-			env.payload.data = buf;
-			env.payload.len  = n;
-		}
+	if (code == HV_OK && (n = protobuf_c_message_get_packed_size(reply)) > srv->sv_opts.max_msg) {
+		code = rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
+		    "reply of %zu bytes is over the limit", n);
 	}
 	env.code = (uint32_t) code;
 	if (code != HV_OK) {
-		env.message      = (char *) rpc_dispatch_errmsg(call, code);
-		env.payload.data = NULL;
-		env.payload.len  = 0;
+		env.message = (char *) rpc_dispatch_errmsg(call, code);
+		n           = 0;
 	}
-
+	size = haven__rpc__v1__reply__get_packed_size(&env);
+	if (code == HV_OK) {
+		size += 1 + rpc_varint_size(n) + n;
+	}
 	/* The request's message carries the reply (as the plain echo does): no free and
 	 * allocation per call. */
-	size = haven__rpc__v1__reply__get_packed_size(&env);
-	msg  = sl->s_msg;
+	msg       = reply_msg(sl->s_msg, size);
 	sl->s_msg = NULL;
 	if (msg != NULL) {
-		nng_msg_clear(msg);
-		if (nng_msg_realloc(msg, size) != 0) {
-			nng_msg_free(msg);
-			msg = NULL;
+		uint8_t *p = nng_msg_body(msg);
+		p += haven__rpc__v1__reply__pack(&env, p);
+		if (code == HV_OK) {
+			*p++ = REPLY_PAYLOAD_TAG;
+			p += rpc_varint_put(p, n);
+			protobuf_c_message_pack(reply, p);
 		}
-	}
-	if (msg == NULL && nng_msg_alloc(&msg, size) != 0) {
-		msg = NULL;
-	}
-	if (msg != NULL) {
-		haven__rpc__v1__reply__pack(&env, nng_msg_body(msg));
 	}
 	rpc_dispatch_record(srv, call, code);
 
