@@ -143,7 +143,8 @@ call_done(void *arg, hv_status st, ProtobufCMessage *reply, const char *errmsg)
 	c->runs++;
 	b->statuses[st < 32 ? st : 31]++;
 	if (st == HV_OK && reply->descriptor == &haven__diag__v1__echo_response__descriptor &&
-	    er->payload.len == c->len && memcmp(er->payload.data, c->payload, c->len) == 0) {
+	    er->payload.len == c->len &&
+	    (c->len == 0 || memcmp(er->payload.data, c->payload, c->len) == 0)) {
 		b->ok++;
 	}
 	if (st != HV_OK) {
