@@ -20,6 +20,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,7 +99,13 @@ async_cb(void *arg)
 		if (!a->a_receiving) { /* the request is still ours */
 			nng_msg_free(nng_aio_get_msg(a->a_aio));
 		}
-		st = rpc_channel_nng_error(ch, rv, !a->a_receiving, errmsg, sizeof(errmsg));
+		/* NNG_ECANCELED: rpc_channel_close stopped the slot (no other code cancels). */
+		st = rv == NNG_ECANCELED
+		    ? HV_UNAVAILABLE
+		    : rpc_channel_nng_error(ch, rv, !a->a_receiving, errmsg, sizeof(errmsg));
+		if (rv == NNG_ECANCELED) {
+			snprintf(errmsg, sizeof(errmsg), "%s", "the channel was closed");
+		}
 	} else {
 		st = rpc_reply_decode(nng_aio_get_msg(a->a_aio), a->a_id, a->a_reply_desc, &reply,
 		    errmsg, sizeof(errmsg));
