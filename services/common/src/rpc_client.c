@@ -7,6 +7,10 @@
  * at once without a lock around the socket. The REQ socket's own resend timer is switched off:
  * a request reaches the server at most once per attempt, and attempts are repeated only for
  * calls that are safe to repeat.
+ *
+ * The envelopes are handled here for both kinds of call (the asynchronous ones are
+ * rpc_async.c's): a request is packed once, straight into the nng message that goes out, and
+ * a reply is read in place, its payload unpacked from the message.
  */
 #include "haven/clock.h"
 #include "haven/crypto.h"
