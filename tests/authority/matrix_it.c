@@ -1479,12 +1479,23 @@ f_sig_convert(const actor *a, scope *s)
 	return (invoke(a, &r.base));
 }
 
+/* Last calendar month, as f_statistics. */
 static hv_status
 f_sig_statistics(const actor *a, scope *s)
 {
 	Haven__Signals__V1__StatisticsRequest r = HAVEN__SIGNALS__V1__STATISTICS_REQUEST__INIT;
+	time_t                                t = time(NULL) - 11 * 60;
+	struct tm                             tm;
+	char                                  period[32];
 
 	(void) s;
+	gmtime_r(&t, &tm);
+	if (--tm.tm_mon < 0) {
+		tm.tm_mon = 11;
+		tm.tm_year--;
+	}
+	snprintf(period, sizeof(period), "%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+	r.period = period;
 	return (invoke(a, &r.base));
 }
 
