@@ -163,14 +163,15 @@ follow_txn(store_txn *txn, void *arg)
 		if (ss->ss_refs == NULL) {
 			return (rpc_call_error(call, HV_FAILED_PRECONDITION, "no referral service"));
 		}
-		if ((st = ref_referrer_of(ss->ss_refs, txn, f->f_referral, made_by, sizeof(made_by))) !=
-		    HV_OK) {
-			return (rpc_call_error(call, st == HV_NOT_FOUND ? HV_INVALID_ARGUMENT : st,
-			    "referral_id names no referral"));
+		/* A referral of another organisation and none at all are refused alike: no
+		 * oracle for which referral ids exist. */
+		st = ref_referrer_of(ss->ss_refs, txn, f->f_referral, made_by, sizeof(made_by));
+		if (st != HV_OK && st != HV_NOT_FOUND) {
+			return (rpc_call_error(call, st, "the referral cannot be read"));
 		}
-		if (strcmp(made_by, org) != 0) {
+		if (st == HV_NOT_FOUND || strcmp(made_by, org) != 0) {
 			return (rpc_call_error(call, HV_PERMISSION_DENIED,
-			    "referral_id names a referral another organisation made"));
+			    "referral_id names no referral the caller's organisation made"));
 		}
 	}
 	if (s->acknowledged_by == NULL || s->acknowledged_by[0] == '\0') {

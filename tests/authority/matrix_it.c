@@ -2398,6 +2398,25 @@ edge_oracles(void)
 		         "%s (%s): expected the same PERMISSION_DENIED", hv_status_name(st[0]), msg[0],
 		    hv_status_name(st[1]), msg[1]);
 	}
+	/* ConvertSignal names a referral: another organisation's and none alike. */
+	{
+		Haven__Signals__V1__ConvertSignalRequest c =
+		    HAVEN__SIGNALS__V1__CONVERT_SIGNAL_REQUEST__INIT;
+		char sig[ID_MAX];
+
+		signal_submit(&actors[A_OP], scopes[S_A].region, false, sig);
+		c.id = sig;
+		for (int i = 0; i < 2; i++) {
+			c.referral_id = i == 0 ? scopes[S_B].referral : scopes[S_GHOST].referral;
+			st[i]         = call_as(&actors[A_REF_A], M_SIG("ConvertSignal"), &c.base, NULL);
+			oracle_norm(msg[i], sizeof(msg[i]), g.err, &scopes[i == 0 ? S_B : S_GHOST]);
+		}
+		if (st[0] != HV_PERMISSION_DENIED || st[1] != st[0] || strcmp(msg[0], msg[1]) != 0) {
+			mismatch("ConvertSignal as referrer A: another's referral %s (%s), one that does "
+			         "not exist %s (%s): expected the same PERMISSION_DENIED",
+			    hv_status_name(st[0]), msg[0], hv_status_name(st[1]), msg[1]);
+		}
+	}
 }
 
 static void
