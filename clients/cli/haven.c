@@ -226,8 +226,12 @@ cli_channel(cli *c, int *rc)
 	}
 	return (c->ch);
 fail:
-	rpc_channel_close(c->ch);
-	c->ch = NULL;
+	/* Closed at exit under close_watchdog, not here: after a failed sign-in the node may have
+	 * died mid-handshake, and libnng 1.5.2's close can then wait for good (the crash loop of
+	 * tests/fault saw it here too). */
+	rpc_channel_close(c->ch_failed);
+	c->ch_failed = c->ch;
+	c->ch        = NULL;
 	return (NULL);
 }
 
@@ -396,6 +400,7 @@ out:
 	signal(SIGALRM, close_watchdog);
 	alarm(CLOSE_WAIT_S);
 	rpc_channel_close(c.ch);
+	rpc_channel_close(c.ch_failed);
 	alarm(0);
 	return (ret);
 }
