@@ -343,6 +343,7 @@ static hv_status
 probe_url(listener_entry *le)
 {
 	nng_sockaddr sa;
+	char         addr[INET6_ADDRSTRLEN];
 	char         host[INET6_ADDRSTRLEN + 2];
 	char         buf[300];
 	const char  *colon;
@@ -371,9 +372,8 @@ probe_url(listener_entry *le)
 		if (IN6_IS_ADDR_UNSPECIFIED(&a)) {
 			a = in6addr_loopback;
 		}
-		host[0] = '[';
-		inet_ntop(AF_INET6, &a, host + 1, sizeof(host) - 2);
-		strcat(host, "]");
+		inet_ntop(AF_INET6, &a, addr, sizeof(addr));
+		snprintf(host, sizeof(host), "[%s]", addr);
 		port = ntohs(sa.s_in6.sa_port);
 	} else {
 		return (HV_INVALID_ARGUMENT);
