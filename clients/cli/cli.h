@@ -20,7 +20,6 @@
 
 typedef struct cli {
 	rpc_channel        *ch; /* NULL until the first call (cli_channel) */
-	rpc_channel        *ch_failed; /* one whose sign-in failed: closed at exit (haven.c) */
 	bool                json;
 	uint32_t            timeout_ms;
 	const char         *url;

@@ -226,12 +226,8 @@ cli_channel(cli *c, int *rc)
 	}
 	return (c->ch);
 fail:
-	/* Closed at exit under close_watchdog, not here: after a failed sign-in the node may have
-	 * died mid-handshake, and libnng 1.5.2's close can then wait for good (the crash loop of
-	 * tests/fault saw it here too). */
-	rpc_channel_close(c->ch_failed);
-	c->ch_failed = c->ch;
-	c->ch        = NULL;
+	rpc_channel_close(c->ch);
+	c->ch = NULL;
 	return (NULL);
 }
 
@@ -400,7 +396,6 @@ out:
 	signal(SIGALRM, close_watchdog);
 	alarm(CLOSE_WAIT_S);
 	rpc_channel_close(c.ch);
-	rpc_channel_close(c.ch_failed);
 	alarm(0);
 	return (ret);
 }
