@@ -23,7 +23,7 @@
 #include "haven/log.h"
 #include "haven/status.h"
 
-#include "rpc_dispatch.h"
+#include "rpc_nng.h"
 
 #include "haven/rpc/v1/rpc.pb-c.h"
 
