@@ -51,7 +51,7 @@ source_key_make(void)
 }
 
 bool
-limit_source(uint8_t out[LIMIT_SOURCE_LEN], const char *address, size_t len)
+limit_source(uint8_t out[LIMIT_SOURCE_LEN], const void *address, size_t len)
 {
 	uint8_t mac[CRYPTO_HMAC_LEN];
 

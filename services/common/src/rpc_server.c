@@ -56,6 +56,12 @@ rpc_call_caller(const rpc_call *call)
 	return (&call->c_caller);
 }
 
+const uint8_t *
+rpc_call_source(const rpc_call *call)
+{
+	return (call->c_has_source ? call->c_source : NULL);
+}
+
 const char *
 rpc_call_method(const rpc_call *call)
 {
@@ -252,6 +258,7 @@ rpc_dispatch_begin(rpc_server *srv, rpc_call *call)
 	pthread_mutex_unlock(&srv->sv_mtx);
 
 	memset(&call->c_caller, 0, sizeof(call->c_caller));
+	call->c_has_source  = false; /* a transport that knows it sets it after this */
 	call->c_srv         = srv;
 	call->c_env         = NULL;
 	call->c_req         = NULL;

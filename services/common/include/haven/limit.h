@@ -60,9 +60,10 @@ limit_verdict limit_take(limit *l, const uint8_t *source);
 /* Sources held now (for tests and metrics). */
 size_t limit_sources(limit *l);
 
-/* The source of an address (any text: "192.0.2.1", "2001:db8::1"): keyed with this process's
- * random key, made at the first call. false when no random key can be made (out is then
- * unset and the caller must treat the source as unknown). */
-bool limit_source(uint8_t out[LIMIT_SOURCE_LEN], const char *address, size_t len);
+/* The source of an address (len bytes: the transport's form of it, e.g. an IPv4 address's 4
+ * bytes, an IPv6 address's /64): keyed with this process's random key, made at the first
+ * call. false when no random key can be made (out is then unset and the caller must treat
+ * the source as unknown). */
+bool limit_source(uint8_t out[LIMIT_SOURCE_LEN], const void *address, size_t len);
 
 #endif
