@@ -139,7 +139,7 @@ await step('the public page: no cookie, no storage, only this origin, a strict C
 	check(await reader.evaluate(() => document.cookie === '' && localStorage.length === 0 && sessionStorage.length === 0),
 		'nothing in cookies or storage');
 	check((await reader.$eval('h1', (e) => e.textContent)).includes('coś jest nie tak'), 'the reader chose Polish');
-	check(await reader.$eval('#exit', (e) => e.textContent === 'Szybkie wyjście' && getComputedStyle(e).position === 'fixed'),
+	check(await reader.$eval('#exit', (e) => e.textContent === 'Szybkie wyjście' && getComputedStyle(e.parentElement).position === 'sticky'),
 		'the quick exit is in sight, in Polish');
 });
 
@@ -150,6 +150,7 @@ await step('"in danger now" shows 112 and the helpline before anything is sent',
 	check(await reader.$eval('#danger-box', (e) => !e.hidden), 'the emergency box is shown at once');
 	check(nums[0] === '112' && nums.length === 2 && /\d/.test(nums[1]), `112 and the helpline (${nums.join(', ')})`);
 	check(submits === 0, 'nothing was sent to show them');
+	await reader.evaluate(() => window.scrollTo(0, 0));
 	await reader.screenshot({ path: join(SHOTS, 'signal-pl-phone.png'), fullPage: true });
 	await axe(reader, 'the public page in Polish');
 });
@@ -170,6 +171,7 @@ await step('the reader sends the signal in Polish', async () => {
 	check(await reader.evaluate(() => document.cookie === '' && localStorage.length === 0 && sessionStorage.length === 0),
 		'nothing kept in the browser after sending');
 	check((await reader.cookies()).length === 0, 'still no cookie');
+	await reader.evaluate(() => window.scrollTo(0, 0));
 	await reader.screenshot({ path: join(SHOTS, 'signal-pl-phone-sent.png'), fullPage: true });
 });
 
@@ -211,10 +213,12 @@ await step('Arabic is right-to-left; screenshots in ar and nl', async () => {
 	await publicPage(reader, 'ar');
 	check(await reader.evaluate(() => document.documentElement.dir === 'rtl'), 'dir="rtl" in Arabic');
 	await reader.click('#danger');
+	await reader.evaluate(() => window.scrollTo(0, 0));
 	await reader.screenshot({ path: join(SHOTS, 'signal-ar-phone.png'), fullPage: true });
 	await axe(reader, 'the public page in Arabic');
 	await publicPage(reader, 'nl');
 	check(await reader.evaluate(() => document.documentElement.dir === 'ltr'), 'dir="ltr" again in Dutch');
+	await reader.evaluate(() => window.scrollTo(0, 0));
 	await reader.screenshot({ path: join(SHOTS, 'signal-nl-phone.png'), fullPage: true });
 });
 
