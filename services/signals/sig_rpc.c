@@ -66,6 +66,13 @@ sig_h_challenge(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufC
 	    HV_OK) {
 		return (st);
 	}
+	if ((r->regions = rpc_call_alloc(call, region_map_count(ss->ss_regions) * sizeof(char *) + 1)) ==
+	    NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	for (size_t i = 0; i < region_map_count(ss->ss_regions); i++) {
+		r->regions[r->n_regions++] = (char *) region_map_name(ss->ss_regions, i);
+	}
 	r->nonce         = nonce;
 	r->difficulty    = ss->ss_difficulty;
 	r->expires_at_ms = (uint64_t) exp;
