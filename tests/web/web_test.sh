@@ -81,3 +81,8 @@ HAVEN_URL="https://localhost:$port" HAVEN_PEOPLE="$people" HAVEN_SHOTS="$shots" 
 # The public signal page (issue 19): a signal in Polish on a phone, followed up by the region.
 HAVEN_URL="https://localhost:$port" HAVEN_PEOPLE="$people" HAVEN_SHOTS="$shots" CHROMIUM="$chromium" \
   NODE_PATH="$src/node_modules" node "$src/tests/web/signal_test.mjs"
+# The worker's reads of signals are in the node's audit log, which still verifies.
+"$cli" --data "$data" audit show --limit 1000 >"$work/audit.txt"; grep -q 'Signals/ListSignals '  "$work/audit.txt" ||
+  { echo "FAIL the outreach worker's reads of signals are not in the audit log" >&2; tail -5 "$work/audit.txt" >&2; exit 1; }
+"$cli" --data "$data" audit verify >/dev/null || { echo "FAIL audit verify" >&2; exit 1; }
+echo "ok   signal reads audited; the audit chain verifies"
