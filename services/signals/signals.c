@@ -27,7 +27,8 @@ static const config_option options[] = {
 	    "shown beside 112 to a sender who says they are in danger now. Default: 112 only." },
 	{ "difficulty", CONFIG_UINT, offsetof(sig_config, difficulty), "18", 8, SIG_DIFFICULTY_MAX,
 	    "Leading zero bits of the proof-of-work a signal needs (each bit doubles the sender's "
-	    "work: 18 is under a second on a cheap phone)." },
+	    "work; 18 takes 1-2 s with WebCrypto in a desktop browser, several times that on a "
+	    "cheap phone, done while the form is filled in)." },
 	{ "submits_per_min", CONFIG_UINT, offsetof(sig_config, submits_per_min), "30", 1, 6000,
 	    "Signals accepted per minute from everyone together (and as a burst); challenges: "
 	    "four times as many." },
