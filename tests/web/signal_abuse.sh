@@ -28,6 +28,16 @@ chmod 700 "$work"
 data=$work/data
 mkdir -m 700 "$data"
 
+# A proxy that is not on this machine is refused: the header could then come from anyone.
+mkdir -m 700 "$work/bad"
+if "$node_bin" --data "$work/bad" --listen "ipc://$work/bad/haven.sock" \
+    --http-listen "http://127.0.0.1:0" --http-trusted-proxy 192.0.2.1 2>"$work/bad.log"; then
+  echo "FAIL a trusted proxy off this machine was accepted" >&2; exit 1
+fi
+grep -q "must be a loopback address" "$work/bad.log" ||
+  { echo "FAIL no clear error for a trusted proxy off this machine" >&2; tail -3 "$work/bad.log" >&2; exit 1; }
+echo "ok   a trusted proxy off this machine is refused at start"
+
 for _ in 1 2 3 4 5; do
   port=$((20000 + RANDOM % 10000))
   "$node_bin" --data "$data" --listen "ipc://$data/run/haven.sock" \
