@@ -179,6 +179,7 @@ await step('the outreach worker sees it live and turns it into a referral', asyn
 	await worker.waitForFunction((m) => [...document.querySelectorAll('.signal .contact')].some((e) => e.textContent.includes(m)),
 		{ timeout: 20000, polling: 250 }, 'znacznik-7f3a');
 	check(true, 'the signal appeared without a reload, with its contact opened');
+	await worker.screenshot({ path: join(SHOTS, 'signal-outreach-desk.png'), fullPage: true });
 	const card = await worker.$('.signal');
 	check(/Nu in gevaar|In danger now/.test(await card.evaluate((e) => e.textContent)), 'marked as in danger now');
 	await card.$eval('details', (d) => { d.open = true; });
