@@ -1,7 +1,9 @@
 /*
  * alerts_internal.h - what the files of the alerts service share: the service handle, the
  * key layouts, one delivery job as the sender carries it out of the store, and the senders
- * (alerts_send.c). Private to services/alerts.
+ * (alerts_send.c). Layers, bottom up: alerts.c (keys, names, clock, outbox, timers) <-
+ * alerts_send.c, alerts_rpc.c <- alerts_round.c <- alerts_open.c (open, sender thread,
+ * close). Private to services/alerts.
  */
 #ifndef HAVEN_ALERTS_INTERNAL_H
 #define HAVEN_ALERTS_INTERNAL_H
@@ -26,6 +28,7 @@
 #define ALERTS_PAGE_DEFAULT 50
 #define ALERTS_PAGE_MAX     200
 #define ALERTS_ALL_RECIPIENTS 16 /* named orgs and a region's coordinators together */
+#define ALERTS_META_SEQ     "seq" /* alerts.meta: the last seq handed out (be64) */
 
 typedef Haven__Alerts__V1__AlertEvent AlertEvent;
 typedef Haven__Alerts__V1__Channels   Channels;
@@ -105,13 +108,15 @@ hv_status alerts_channels_get(alerts_service *as, store_txn *txn, const char *or
 /* Fires one due timer into its event (alerts.c). */
 hv_status alerts_fire_timer(alerts_service *as, store_txn *txn, const Timer *t, int64_t now);
 
+/* Names in deliveries and keys (alerts.c): "offer.new", "immediate", "email". */
+const char *alerts_kind_name(alerts_kind k);
+const char *alerts_urgency_name(int u);
+const char *alerts_channel_name(Channel c);
+
 /* ---- checks (alerts_rpc.c) ------------------------------------------------------------- */
 bool alerts_email_ok(const char *s);
 /* An https:// URL, or http:// to a loopback host. err names the problem. */
 bool alerts_url_ok(const char *url, bool allow_plain_loopback, char *err, size_t errsz);
-const char *alerts_kind_name(alerts_kind k);
-const char *alerts_urgency_name(int u);
-const char *alerts_channel_name(Channel c);
 
 /* ---- alerts_send.c --------------------------------------------------------------------- */
 /* Fills aj_body for the event (JSON for a webhook, an RFC 5322 message for e-mail). No field
