@@ -183,6 +183,7 @@ if [ -t 0 ] && [ -t 1 ] && [ -z "${HAVEN_QUICKSTART_EXIT:-}" ] && [ -z "${CI:-}"
   echo "   accept the warning, or import $pki/ca.pem). Sign in as one of the demo people with"
   echo "   the password above and the code of their second factor:"
   awk -F'|' '{ printf "     %-30s %-22s python3 scripts/demo/totp.py \x27%s\x27\n", $1, $3, $4 }' "$people"
+  echo "   A signal from anyone, no sign-in: https://localhost:$http_port/signal.html"
   echo "   The node keeps running until Ctrl-C."
   trap 'echo; echo "== stopping the node"; kill -TERM $node 2>/dev/null; wait $node; exit 0' INT TERM
   wait $node || true

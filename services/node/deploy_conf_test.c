@@ -25,6 +25,7 @@
 
 #include "alerts.h"
 #include "referral.h"
+#include "signals.h"
 
 #define NAMES_MAX 128
 #define NAME_LEN 64
@@ -93,21 +94,24 @@ file_names(const char *path, names *ns)
 	fclose(f);
 }
 
-/* The referral and alerts services' sections, read beside the host's options as haven-node
- * reads them. */
+/* The referral, alerts and signals services' sections, read beside the host's options as
+ * haven-node reads them. */
 static ref_config    rcfg;
 static alerts_config acfg;
+static sig_config    scfg;
 
 static int
 load(host_config *cfg, int argc, const char **argv, bool *done)
 {
-	config_table t[2];
+	config_table t[3];
 
 	memset(&rcfg, 0, sizeof(rcfg));
 	memset(&acfg, 0, sizeof(acfg));
+	memset(&scfg, 0, sizeof(scfg));
 	t[0] = ref_config_table(&rcfg);
 	t[1] = alerts_config_table(&acfg);
-	return (host_config_load_with(cfg, argc, (char **) argv, "haven-node", t, 2, true, done));
+	t[2] = sig_config_table(&scfg);
+	return (host_config_load_with(cfg, argc, (char **) argv, "haven-node", t, 3, true, done));
 }
 
 /* The options the programs know: what `--print-config` prints, through host_config_load. */
@@ -137,6 +141,7 @@ known_names(names *ns)
 	host_config_free(&cfg);
 	ref_config_free(&rcfg);
 	alerts_config_free(&acfg);
+	sig_config_free(&scfg);
 	file_names(out, ns);
 	unlink(out);
 }
@@ -162,6 +167,7 @@ test_loads(void **state)
 	host_config_free(&cfg);
 	ref_config_free(&rcfg);
 	alerts_config_free(&acfg);
+	sig_config_free(&scfg);
 }
 
 static void

@@ -194,10 +194,11 @@ open_alerts(alerts_service **out, host *h, const alerts_config *acfg, cap_servic
 }
 
 /* Signals from anyone (docs/signals.md): the key beside the consent service's in
- * DATA_DIR/keys, alerts to the region's referrers, the referral tables for ConvertSignal. */
+ * DATA_DIR/keys, alerts to the region's referrers, the referral tables for ConvertSignal, the
+ * node's audit log for reads. */
 static hv_status
 open_signals(sig_service **out, host *h, const sig_config *scfg, cap_service *cs,
-    alerts_service *als, ref_service *rs)
+    alerts_service *als, ref_service *rs, audit *log)
 {
 	sig_options so = { 0 };
 	char        key[PATH_MAX];
@@ -211,6 +212,7 @@ open_signals(sig_service **out, host *h, const sig_config *scfg, cap_service *cs
 	so.alerts    = als;
 	so.referrals = rs;
 	so.key_path  = key;
+	so.audit     = log; /* reads of signals by the region's referrers */
 	if ((st = sig_open(out, &so)) != HV_OK ||
 	    (st = sig_register(*out, host_server(h))) != HV_OK) {
 		log_error("cannot open the signals: %s", hv_status_name(st));
@@ -322,7 +324,7 @@ main(int argc, char **argv)
 	if ((st = open_people(h, &cfg, consent_audit(cns), &ps)) != HV_OK ||
 	    (st = register_all(h, cs, cns, rs, ps)) != HV_OK ||
 	    (st = alerts_register(als, host_server(h))) != HV_OK ||
-	    (st = open_signals(&ss, h, &scfg, cs, als, rs)) != HV_OK ||
+	    (st = open_signals(&ss, h, &scfg, cs, als, rs, consent_audit(cns))) != HV_OK ||
 	    (st = host_start(h, cap_lookup_org, cs)) != HV_OK) {
 		ret = exit_code(st);
 		goto out;

@@ -92,6 +92,14 @@ people_open(people_service **out, const people_options *opts)
 		free(ps);
 		return (HV_RESOURCE_EXHAUSTED);
 	}
+	{
+		limit_options lo = { .window_ms = 60000, .per_source = PEOPLE_ADDRESS_ATTEMPTS };
+		if (limit_open(&ps->p_attempts, &lo) != HV_OK) {
+			free(ps->p_throttles);
+			free(ps);
+			return (HV_RESOURCE_EXHAUSTED);
+		}
+	}
 	pthread_mutex_init(&ps->p_mu, NULL);
 	hv_clock_cond_init(&ps->p_cv);
 	ps->p_store     = opts->store;
@@ -138,6 +146,7 @@ people_close(people_service *ps)
 	}
 	pthread_mutex_destroy(&ps->p_mu);
 	pthread_cond_destroy(&ps->p_cv);
+	limit_close(ps->p_attempts);
 	free(ps->p_throttles);
 	crypto_wipe(ps, sizeof(*ps));
 	free(ps);

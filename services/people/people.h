@@ -20,8 +20,10 @@
  * login name (known or not: an unknown name is locked out exactly like a known one) and per
  * source (the caller's transport and signed-in organisation, such as a partner's portal that
  * relays its people's sign-ins; an anonymous caller is no source of its own, as one bucket for
- * all of them would let anyone lock everyone out, and the RPC server cannot tell peers'
- * addresses apart yet); a restart forgets both. After
+ * all of them would let anyone lock everyone out) or, where the transport knows it, the
+ * client's address (rpc_call_source: the Connect API behind a trusted proxy); a restart
+ * forgets both. From one client address at most PEOPLE_ADDRESS_ATTEMPTS sign-ins a minute are
+ * tried at all (limit.h; before any password is hashed). After
  * PEOPLE_LOCK_AFTER failures in a row of a name (PEOPLE_SOURCE_LOCK_AFTER of a source)
  * sign-in is refused for a back-off that doubles with each further failure, from 30 s up to
  * an hour; the password is still hashed then, so the answer takes as long. A
@@ -62,6 +64,7 @@
 #define PEOPLE_KEY_FILE "people-key" /* under DATA/keys/ */
 #define PEOPLE_LOCK_AFTER 5          /* failures in a row of one person before back-off */
 #define PEOPLE_SOURCE_LOCK_AFTER 20  /* failures in a row from one source before back-off */
+#define PEOPLE_ADDRESS_ATTEMPTS 20   /* sign-in attempts a minute from one client address */
 #define PEOPLE_PASSWORD_MIN 12
 #define PEOPLE_LOGIN_MIN 3
 #define PEOPLE_LOGIN_MAX 64

@@ -11,6 +11,7 @@
 
 #include "haven/crypto.h"
 #include "haven/people/v1/people.pb-c.h"
+#include "haven/limit.h"
 #include "people.h"
 
 #define PEOPLE_ID_LEN 16
@@ -58,6 +59,7 @@ struct people_service {
 	unsigned        p_hashing; /* password hashes running now, at most 2 */
 	unsigned        p_hash_waiting; /* threads waiting to hash, at most 2 */
 	people_throttle *p_throttles; /* PEOPLE_THROTTLES of them */
+	limit           *p_attempts;  /* sign-in attempts per client address (limit.h) */
 	uint64_t        p_failures[PF_N]; /* atomic */
 };
 

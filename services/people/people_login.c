@@ -314,6 +314,7 @@ people_login(people_service *ps, rpc_call *call, const Haven__People__V1__LoginR
     Haven__People__V1__LoginResponse *resp)
 {
 	const rpc_caller *c = rpc_call_caller(call);
+	const uint8_t    *addr = rpc_call_source(call);
 	login_state       l;
 	char              folded[PEOPLE_LOGIN_MAX + 1];
 	uint8_t           nkey[1 + CRYPTO_HMAC_LEN];
@@ -329,15 +330,31 @@ people_login(people_service *ps, rpc_call *call, const Haven__People__V1__LoginR
 	if ((bad = login_malformed(req, folded)) != NULL) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "%s", bad));
 	}
+	/* Attempts from one client address, before any work (limit.h; unknown: no limit here,
+	 * the hashing slots below bound everyone together). */
+	if (limit_take(ps->p_attempts, addr) != LIMIT_OK) {
+		crypto_wipe(folded, sizeof(folded));
+		log_warn("people: sign-in refused: too many attempts from one address");
+		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
+		    "too many sign-in attempts from this address: try again in a minute"));
+	}
 	people_name_throttle_key(ps, folded, nkey);
 	/* The source: what the server can tell of the caller. A caller with no organisation
-	 * (anonymous) is no source of its own: one bucket for every anonymous caller would let
-	 * anyone lock everyone out. Then only the name is throttled. */
+	 * (anonymous) is its client address when the transport knows it, else no source of its
+	 * own: one bucket for every anonymous caller would let anyone lock everyone out. Then
+	 * only the name is throttled. */
 	skeylen = 0;
 	if (c->org_id[0] != '\0') {
 		skeylen = (size_t) snprintf((char *) skey, sizeof(skey), "s%d:%s",
 		    (int) c->transport, c->org_id);
 		skeylen = skeylen < sizeof(skey) ? skeylen : sizeof(skey) - 1;
+	} else if (addr != NULL && sizeof(skey) >= 2 + LIMIT_SOURCE_LEN) {
+		/* 's' (forgotten after an hour without failure, as the others), 0xff (never in an
+		 * organisation's text key), the address's keyed hash */
+		skey[0] = 's';
+		skey[1] = 0xff;
+		memcpy(skey + 2, addr, LIMIT_SOURCE_LEN);
+		skeylen = 2 + LIMIT_SOURCE_LEN;
 	}
 	if ((st = find_person(&l, folded)) != HV_OK) {
 		crypto_wipe(folded, sizeof(folded));

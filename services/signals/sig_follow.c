@@ -57,37 +57,51 @@ open_contact(rpc_call *call, sig_service *ss, store_txn *txn, Signal *s)
 	}
 }
 
-/* ---- ListSignals ---------------------------------------------------------------------- */
+/* ---- audit ---------------------------------------------------------------------------- */
 
 hv_status
-sig_h_list(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMessage **out)
+sig_audit_read(sig_service *ss, store_txn *txn, rpc_call *call, const Signal *s)
 {
-	sig_service                                 *ss = svc;
-	const Haven__Signals__V1__ListSignalsRequest *q = (const void *) in;
-	Haven__Signals__V1__ListSignalsReply        *r  = rpc_call_alloc(call, sizeof(*r));
-	uint32_t      limit = q->limit == 0 ? 100 : q->limit;
+	audit_entry e;
+
+	if (ss->ss_audit == NULL) {
+		return (HV_OK);
+	}
+	memset(&e, 0, sizeof(e));
+	e.time_ms = sig_now(ss);
+	audit_entry_caller(&e, rpc_call_caller(call)); /* role, organisation and person */
+	snprintf(e.method, sizeof(e.method), "%s", rpc_call_method(call));
+	snprintf(e.purpose, sizeof(e.purpose), "%s", s->id); /* the record read, as referrals do */
+	e.result = HV_OK;
+	return (audit_append(ss->ss_audit, txn, &e));
+}
+
+/* ---- ListSignals ---------------------------------------------------------------------- */
+
+typedef struct list_job {
+	rpc_call                                     *l_call;
+	sig_service                                  *l_ss;
+	const Haven__Signals__V1__ListSignalsRequest *l_q;
+	Haven__Signals__V1__ListSignalsReply         *l_r;
+	uint32_t                                      l_limit;
+} list_job;
+
+/* The region's signals, newest first, each read audited in this (write) transaction: the
+ * contact is opened for the caller. */
+static hv_status
+list_txn(store_txn *txn, void *arg)
+{
+	list_job     *j    = arg;
+	rpc_call     *call = j->l_call;
+	sig_service  *ss   = j->l_ss;
 	char          region[RPC_ORG_ID_MAX];
-	store_txn    *txn;
 	store_cursor *cur = NULL;
 	const void   *k;
 	size_t        kl, rl;
 	hv_status     st;
 
-	if (limit > SIG_LIST_MAX) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "limit is at most %d", SIG_LIST_MAX));
-	}
-	if (r == NULL) {
-		return (HV_RESOURCE_EXHAUSTED);
-	}
-	haven__signals__v1__list_signals_reply__init(r);
-	if ((r->signals = rpc_call_alloc(call, limit * sizeof(Signal *))) == NULL) {
-		return (HV_RESOURCE_EXHAUSTED);
-	}
-	if ((st = store_read_begin(ss->ss_store, &txn)) != HV_OK) {
-		return (st);
-	}
+	j->l_r->n_signals = 0; /* a write function may run again */
 	if ((st = caller_region(call, ss, txn, region)) != HV_OK) {
-		store_read_end(txn);
 		return (st);
 	}
 	rl = strlen(region) + 1;
@@ -95,7 +109,8 @@ sig_h_list(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMessa
 	if (st == HV_OK) {
 		st = store_cursor_seek(cur, region, rl, &k, &kl, NULL, NULL);
 	}
-	while (st == HV_OK && r->n_signals < limit && kl > rl + 8 && memcmp(k, region, rl) == 0) {
+	while (st == HV_OK && j->l_r->n_signals < j->l_limit && kl > rl + 8 &&
+	    memcmp(k, region, rl) == 0) {
 		char    id[SIG_ID_MAX];
 		Signal *s = NULL;
 		size_t  il = kl - rl - 8 < SIG_ID_MAX - 1 ? kl - rl - 8 : SIG_ID_MAX - 1;
@@ -104,15 +119,41 @@ sig_h_list(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMessa
 		id[il] = '\0';
 		if (store_get_msg(txn, ss->ss_items, id, il, &haven__signals__v1__signal__descriptor,
 		        rpc_call_allocator(call), (ProtobufCMessage **) &s) == HV_OK &&
-		    (q->include_closed || (s->state != STATE(CLOSED) && s->state != STATE(CONVERTED)))) {
+		    (j->l_q->include_closed ||
+		        (s->state != STATE(CLOSED) && s->state != STATE(CONVERTED)))) {
 			open_contact(call, ss, txn, s);
-			r->signals[r->n_signals++] = s;
+			if ((st = sig_audit_read(ss, txn, call, s)) != HV_OK) {
+				break;
+			}
+			j->l_r->signals[j->l_r->n_signals++] = s;
 		}
 		st = store_cursor_next(cur, &k, &kl, NULL, NULL);
 	}
 	store_cursor_close(cur);
-	store_read_end(txn);
-	if (st != HV_OK && st != HV_NOT_FOUND) {
+	return (st == HV_NOT_FOUND ? HV_OK : st);
+}
+
+hv_status
+sig_h_list(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+	sig_service                                 *ss = svc;
+	const Haven__Signals__V1__ListSignalsRequest *q = (const void *) in;
+	Haven__Signals__V1__ListSignalsReply        *r  = rpc_call_alloc(call, sizeof(*r));
+	list_job  j = { .l_call = call, .l_ss = ss, .l_q = q, .l_r = r };
+	hv_status st;
+
+	j.l_limit = q->limit == 0 ? 100 : q->limit;
+	if (j.l_limit > SIG_LIST_MAX) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "limit is at most %d", SIG_LIST_MAX));
+	}
+	if (r == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	haven__signals__v1__list_signals_reply__init(r);
+	if ((r->signals = rpc_call_alloc(call, j.l_limit * sizeof(Signal *))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	if ((st = store_write(ss->ss_store, list_txn, &j)) != HV_OK) {
 		return (st);
 	}
 	*out = &r->base;
@@ -197,7 +238,7 @@ follow_txn(store_txn *txn, void *arg)
 	}
 	open_contact(call, ss, txn, s);
 	f->f_out = s;
-	return (HV_OK);
+	return (sig_audit_read(ss, txn, call, s));
 }
 
 static hv_status
@@ -249,11 +290,12 @@ sig_h_close(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMess
 	if (r == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
-	if (q->outcome == OUTCOME(REFERRAL) || q->outcome == 0 ||
+	if (q->outcome == OUTCOME(REFERRAL) || q->outcome == OUTCOME(EXPIRED) || q->outcome == 0 ||
 	    protobuf_c_enum_descriptor_get_value(&haven__signals__v1__outcome__descriptor,
 	        (int) q->outcome) == NULL) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "outcome is required, an Outcome other than REFERRAL (ConvertSignal sets that)"));
+		    "outcome is required, an Outcome other than REFERRAL (ConvertSignal sets that) "
+		    "and EXPIRED (retention's)"));
 	}
 	haven__signals__v1__close_signal_reply__init(r);
 	slot = &r->signal;

@@ -10,6 +10,8 @@
 #include "signals.h"
 
 #include "haven/crypto.h"
+#include "haven/limit.h"
+#include "haven/ticker.h"
 
 typedef Haven__Signals__V1__Signal Signal;
 
@@ -21,14 +23,6 @@ typedef struct sig_challenge {
 	char    c_nonce[SIG_NONCE_LEN + 1]; /* "" when the slot is free */
 	int64_t c_expires_ms;
 } sig_challenge;
-
-/* A token bucket: n tokens of at most cap, refilled at per_min a minute. */
-typedef struct sig_bucket {
-	double  b_tokens;
-	double  b_cap;
-	double  b_per_ms;
-	int64_t b_at_ms;
-} sig_bucket;
 
 struct sig_service {
 	store            *ss_store;
@@ -42,23 +36,27 @@ struct sig_service {
 	int64_t (*ss_now)(void *arg);
 	void             *ss_now_arg;
 	uint8_t           ss_key[CRYPTO_AEAD_KEY_LEN];
-	store_table       ss_items, ss_by_region, ss_contact;
+	store_table       ss_items, ss_by_region, ss_contact, ss_expired;
+	audit            *ss_audit;
+	uint32_t          ss_retention_days;
+	hv_ticker        *ss_retention;
 
-	pthread_mutex_t   ss_mu; /* the challenges and buckets */
+	pthread_mutex_t   ss_mu; /* the challenges */
 	sig_challenge    *ss_chal; /* SIG_CHALLENGES_MAX slots */
-	sig_bucket        ss_submits, ss_challenges;
+	limit            *ss_lim_challenge, *ss_lim_submit;
 };
 
 int64_t sig_now(const sig_service *ss);
-/* A new challenge into nonce; RESOURCE_EXHAUSTED when the rate or the table is full. */
+/* A new challenge into nonce; RESOURCE_EXHAUSTED when the table is full. */
 hv_status sig_challenge_new(sig_service *ss, char nonce[SIG_NONCE_LEN + 1], int64_t *expires);
 /* Checks and spends a challenge: the nonce must be outstanding and unexpired and the solution
  * must meet the difficulty. Spent whatever the answer once the nonce was found, so that one
  * challenge buys one try. */
 hv_status sig_challenge_spend(sig_service *ss, const char *nonce, const uint8_t *sol,
     size_t sollen, const char **why);
-/* One token of the overall Submit limit; false: refused. */
-bool sig_submit_allowed(sig_service *ss);
+/* One event of a limiter for the call's source; a refusal is the call's error (the message
+ * says whether this address or everyone is over, and points to 112). */
+hv_status sig_limit(rpc_call *call, limit *l, const char *what);
 
 /* Seals text (len bytes) bound to id into out (len + SIG_SEALED_HDR bytes). */
 hv_status sig_seal(const sig_service *ss, const char *id, const char *text, size_t len,
@@ -82,6 +80,11 @@ SIG_HANDLER(sig_h_list);
 SIG_HANDLER(sig_h_ack);
 SIG_HANDLER(sig_h_close);
 SIG_HANDLER(sig_h_convert);
+
+/* The retention ticker's job (sig_retention.c). */
+void sig_retention_round(void *ss);
+/* An audit entry for a signal shown to the caller (sig_follow.c); HV_OK without an audit log. */
+hv_status sig_audit_read(sig_service *ss, store_txn *txn, rpc_call *call, const Signal *s);
 
 /* Key layout of signals.by_region. */
 size_t sig_key_region(uint8_t key[SIG_KEY_MAX], const char *region, uint64_t created_ms,

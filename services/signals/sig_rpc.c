@@ -22,6 +22,24 @@ enum_ok(const ProtobufCEnumDescriptor *d, int v)
 	return (v != 0 && protobuf_c_enum_descriptor_get_value(d, v) != NULL);
 }
 
+/* 112 and the helpline, for a reply's emergency_numbers. */
+static hv_status
+emergency_numbers(rpc_call *call, sig_service *ss, char ***out, size_t *n)
+{
+	char **nums = rpc_call_alloc(call, 2 * sizeof(char *));
+
+	if (nums == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	*n         = 0;
+	nums[(*n)++] = "112";
+	if (ss->ss_helpline[0] != '\0') {
+		nums[(*n)++] = ss->ss_helpline;
+	}
+	*out = nums;
+	return (HV_OK);
+}
+
 /* ---- Challenge ------------------------------------------------------------------------ */
 
 hv_status
@@ -37,10 +55,24 @@ sig_h_challenge(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufC
 	if (r == NULL || nonce == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
+	if ((st = sig_limit(call, ss->ss_lim_challenge, "challenges")) != HV_OK) {
+		return (st);
+	}
 	if ((st = sig_challenge_new(ss, nonce, &exp)) != HV_OK) {
 		return (rpc_call_error(call, st, "too many challenges right now; try again in a minute"));
 	}
 	haven__signals__v1__challenge_reply__init(r);
+	if ((st = emergency_numbers(call, ss, &r->emergency_numbers, &r->n_emergency_numbers)) !=
+	    HV_OK) {
+		return (st);
+	}
+	if ((r->regions = rpc_call_alloc(call, region_map_count(ss->ss_regions) * sizeof(char *) + 1)) ==
+	    NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	for (size_t i = 0; i < region_map_count(ss->ss_regions); i++) {
+		r->regions[r->n_regions++] = (char *) region_map_name(ss->ss_regions, i);
+	}
 	r->nonce         = nonce;
 	r->difficulty    = ss->ss_difficulty;
 	r->expires_at_ms = (uint64_t) exp;
@@ -176,9 +208,8 @@ sig_h_submit(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMes
 	    HV_OK) {
 		return (rpc_call_error(call, st, "%s", why));
 	}
-	if (!sig_submit_allowed(ss)) {
-		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
-		    "too many signals right now; if you are in danger call 112"));
+	if ((st = sig_limit(call, ss->ss_lim_submit, "signals")) != HV_OK) {
+		return (st);
 	}
 	if ((st = check_submit(call, ss, q)) != HV_OK) {
 		return (st);
@@ -198,16 +229,10 @@ sig_h_submit(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMes
 	}
 	haven__signals__v1__submit_reply__init(r);
 	r->id = rpc_call_strdup(call, j->j_id);
-	if (q->danger_now) {
-		char **nums = rpc_call_alloc(call, 2 * sizeof(char *));
-		if (nums == NULL) {
-			return (HV_RESOURCE_EXHAUSTED);
-		}
-		nums[r->n_emergency_numbers++] = "112";
-		if (ss->ss_helpline[0] != '\0') {
-			nums[r->n_emergency_numbers++] = ss->ss_helpline;
-		}
-		r->emergency_numbers = nums;
+	if (q->danger_now &&
+	    (st = emergency_numbers(call, ss, &r->emergency_numbers, &r->n_emergency_numbers)) !=
+	        HV_OK) {
+		return (st);
 	}
 	log_info("signals: %s received for %s (%zu alerted)", j->j_id, q->region, j->j_norgs);
 	*out = &r->base;

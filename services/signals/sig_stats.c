@@ -10,16 +10,52 @@
  */
 #include "sig_internal.h"
 
+#include "haven/bytes.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define N_SECTORS  10 /* Sector values 0..9 */
 #define SETTLE_MS  (10 * 60 * 1000) /* a month is answered this long after its end */
-#define N_OUTCOMES 8  /* Outcome values 0..7 */
+#define N_OUTCOMES 9  /* Outcome values 0..8 */
 #define CELL(reg, sec, out) (((size_t) (reg) * N_SECTORS + (size_t) (sec)) * N_OUTCOMES + (size_t) (out))
 
 typedef Haven__Signals__V1__StatisticsCell StatCell;
+
+/* The signals retention erased unclosed (sig_retention.c), by the day they came in. */
+static hv_status
+count_expired(sig_service *ss, store_txn *txn, uint64_t from, uint64_t to, uint32_t *counts)
+{
+	store_cursor *cur = NULL;
+	const void   *k, *v;
+	size_t        kl, vl;
+	hv_status     st;
+
+	if ((st = store_cursor_open(txn, ss->ss_expired, &cur)) == HV_OK) {
+		st = store_cursor_seek(cur, "", 0, &k, &kl, &v, &vl);
+	}
+	while (st == HV_OK) {
+		const uint8_t *key = k;
+		const uint8_t *nul = memchr(key, 0, kl);
+		char           region[RPC_ORG_ID_MAX];
+		int            reg;
+
+		if (nul != NULL && (size_t) (nul - key) < sizeof(region) &&
+		    kl == (size_t) (nul - key) + 10 && vl == 4) {
+			uint64_t day = hv_get_be64(nul + 1);
+			unsigned sec = nul[9];
+			memcpy(region, key, (size_t) (nul - key) + 1);
+			if (day >= from && day < to && sec < N_SECTORS &&
+			    (reg = region_map_find(ss->ss_regions, region)) >= 0) {
+				counts[CELL(reg, sec, HAVEN__SIGNALS__V1__OUTCOME__EXPIRED)] += hv_get_be32(v);
+			}
+		}
+		st = store_cursor_next(cur, &k, &kl, &v, &vl);
+	}
+	store_cursor_close(cur);
+	return (st);
+}
 
 static hv_status
 count_all(sig_service *ss, uint64_t from, uint64_t to, uint32_t *counts)
@@ -53,6 +89,9 @@ count_all(sig_service *ss, uint64_t from, uint64_t to, uint32_t *counts)
 		st = store_cursor_next(cur, NULL, NULL, &v, &vl);
 	}
 	store_cursor_close(cur);
+	if (st == HV_NOT_FOUND) {
+		st = count_expired(ss, txn, from, to, counts);
+	}
 	store_read_end(txn);
 	return (st == HV_NOT_FOUND ? HV_OK : st);
 }

@@ -27,9 +27,19 @@ static const config_option options[] = {
 	    "shown beside 112 to a sender who says they are in danger now. Default: 112 only." },
 	{ "difficulty", CONFIG_UINT, offsetof(sig_config, difficulty), "18", 8, SIG_DIFFICULTY_MAX,
 	    "Leading zero bits of the proof-of-work a signal needs (each bit doubles the sender's "
-	    "work: 18 is under a second on a cheap phone)." },
+	    "work; 18 takes 1-2 s with WebCrypto in a desktop browser, several times that on a "
+	    "cheap phone, done while the form is filled in)." },
 	{ "submits_per_min", CONFIG_UINT, offsetof(sig_config, submits_per_min), "30", 1, 6000,
-	    "Signals accepted per minute from everyone together (and as a burst)." },
+	    "Signals accepted per minute from everyone together (and as a burst); challenges: "
+	    "four times as many." },
+	{ "per_address_per_min", CONFIG_UINT, offsetof(sig_config, per_address_per_min), "2", 1, 600,
+	    "Signals accepted per minute from one client address (challenges: four times as "
+	    "many). Only where the node knows the address: behind http_trusted_proxy. The address "
+	    "is held as a keyed hash, in memory, for a minute; never stored or logged." },
+	{ "retention_days", CONFIG_UINT, offsetof(sig_config, retention_days), "90", 0,
+	    SIG_RETENTION_DAYS_MAX,
+	    "Days after which a signal nobody closed is erased with its sealed contact (counted "
+	    "in the statistics as EXPIRED first). 0: never." },
 };
 
 config_table
@@ -46,6 +56,8 @@ sig_config_apply(const sig_config *cfg, sig_options *so)
 	so->helpline        = cfg->helpline;
 	so->difficulty      = (uint32_t) cfg->difficulty;
 	so->submits_per_min = (uint32_t) cfg->submits_per_min;
+	so->per_address_per_min = (uint32_t) cfg->per_address_per_min;
+	so->retention_days      = (uint32_t) cfg->retention_days;
 }
 
 void
@@ -62,41 +74,21 @@ sig_now(const sig_service *ss)
 	return (ss->ss_now != NULL ? ss->ss_now(ss->ss_now_arg) : hv_clock_wall_ms());
 }
 
-static void
-bucket_init(sig_bucket *b, uint32_t per_min, int64_t now)
+hv_status
+sig_limit(rpc_call *call, limit *l, const char *what)
 {
-	b->b_cap    = per_min;
-	b->b_tokens = per_min;
-	b->b_per_ms = per_min / 60000.0;
-	b->b_at_ms  = now;
-}
-
-static bool
-bucket_take(sig_bucket *b, int64_t now)
-{
-	if (now > b->b_at_ms) {
-		b->b_tokens += (double) (now - b->b_at_ms) * b->b_per_ms;
-		if (b->b_tokens > b->b_cap) {
-			b->b_tokens = b->b_cap;
-		}
-		b->b_at_ms = now;
+	switch (limit_take(l, rpc_call_source(call))) {
+	case LIMIT_OK:
+		return (HV_OK);
+	case LIMIT_SOURCE:
+		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
+		    "too many %s from this address; try again in a minute. If you are in danger "
+		    "call 112", what));
+	default:
+		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
+		    "too many %s right now; try again in a minute. If you are in danger call 112",
+		    what));
 	}
-	if (b->b_tokens < 1.0) {
-		return (false);
-	}
-	b->b_tokens -= 1.0;
-	return (true);
-}
-
-bool
-sig_submit_allowed(sig_service *ss)
-{
-	bool ok;
-
-	pthread_mutex_lock(&ss->ss_mu);
-	ok = bucket_take(&ss->ss_submits, sig_now(ss));
-	pthread_mutex_unlock(&ss->ss_mu);
-	return (ok);
 }
 
 /* ---- challenges ----------------------------------------------------------------------- */
@@ -114,15 +106,13 @@ sig_challenge_new(sig_service *ss, char nonce[SIG_NONCE_LEN + 1], int64_t *expir
 	}
 	*expires = now + ss->ss_ttl_ms;
 	pthread_mutex_lock(&ss->ss_mu);
-	if (bucket_take(&ss->ss_challenges, now)) {
-		for (size_t i = 0; i < SIG_CHALLENGES_MAX; i++) {
-			sig_challenge *c = &ss->ss_chal[i];
-			if (c->c_nonce[0] == '\0' || c->c_expires_ms <= now) {
-				memcpy(c->c_nonce, nonce, SIG_NONCE_LEN + 1);
-				c->c_expires_ms = *expires;
-				st              = HV_OK;
-				break;
-			}
+	for (size_t i = 0; i < SIG_CHALLENGES_MAX; i++) {
+		sig_challenge *c = &ss->ss_chal[i];
+		if (c->c_nonce[0] == '\0' || c->c_expires_ms <= now) {
+			memcpy(c->c_nonce, nonce, SIG_NONCE_LEN + 1);
+			c->c_expires_ms = *expires;
+			st              = HV_OK;
+			break;
 		}
 	}
 	pthread_mutex_unlock(&ss->ss_mu);
@@ -345,19 +335,41 @@ sig_open(sig_service **out, const sig_options *o)
 	snprintf(ss->ss_helpline, sizeof(ss->ss_helpline), "%s", o->helpline != NULL ? o->helpline : "");
 	ss->ss_difficulty = o->difficulty != 0 ? o->difficulty : 18;
 	ss->ss_ttl_ms     = (o->challenge_ttl_s != 0 ? o->challenge_ttl_s : 600) * 1000u;
+	ss->ss_audit          = o->audit;
+	ss->ss_retention_days = o->retention_days;
 	pthread_mutex_init(&ss->ss_mu, NULL);
-	bucket_init(&ss->ss_submits, o->submits_per_min != 0 ? o->submits_per_min : 30, sig_now(ss));
-	bucket_init(&ss->ss_challenges, 4 * (o->submits_per_min != 0 ? o->submits_per_min : 30),
-	    sig_now(ss));
+	{
+		uint32_t      all = o->submits_per_min != 0 ? o->submits_per_min : 30;
+		uint32_t      per = o->per_address_per_min != 0 ? o->per_address_per_min : 2;
+		limit_options lo  = { .window_ms = 60000, .per_source = 4 * per, .overall = 4 * all,
+			 .now_ms = o->now_ms, .now_arg = o->now_arg };
+		if ((st = limit_open(&ss->ss_lim_challenge, &lo)) != HV_OK) {
+			goto fail;
+		}
+		lo.per_source = per;
+		lo.overall    = all;
+		if ((st = limit_open(&ss->ss_lim_submit, &lo)) != HV_OK) {
+			goto fail;
+		}
+	}
 	if ((st = key_load(ss, o->key_path)) != HV_OK ||
 	    (st = store_table_open(o->store, "signals.items", &ss->ss_items)) != HV_OK ||
 	    (st = store_table_open(o->store, "signals.by_region", &ss->ss_by_region)) != HV_OK ||
-	    (st = store_table_open(o->store, "signals.contact", &ss->ss_contact)) != HV_OK) {
-		sig_close(ss);
-		return (st);
+	    (st = store_table_open(o->store, "signals.contact", &ss->ss_contact)) != HV_OK ||
+	    (st = store_table_open(o->store, "signals.expired", &ss->ss_expired)) != HV_OK) {
+		goto fail;
+	}
+	if (ss->ss_retention_days > 0 && !o->manual &&
+	    (st = hv_ticker_start(&ss->ss_retention,
+	         (uint64_t) (o->retention_every_s != 0 ? o->retention_every_s : 3600) * 1000, true,
+	         sig_retention_round, ss)) != HV_OK) {
+		goto fail;
 	}
 	*out = ss;
 	return (HV_OK);
+fail:
+	sig_close(ss);
+	return (st);
 }
 
 void
@@ -366,7 +378,10 @@ sig_close(sig_service *ss)
 	if (ss == NULL) {
 		return;
 	}
+	hv_ticker_stop(ss->ss_retention); /* first: its round uses everything below */
 	crypto_wipe(ss->ss_key, sizeof(ss->ss_key));
+	limit_close(ss->ss_lim_challenge);
+	limit_close(ss->ss_lim_submit);
 	pthread_mutex_destroy(&ss->ss_mu);
 	free(ss->ss_chal);
 	free(ss);

@@ -3,9 +3,11 @@
  * the referrers' methods, conversion and the anonymous caller over HTTP are held by
  * tests/authority/matrix_it.c): the proof-of-work is required and single-use, expired
  * challenges fail, malformed and oversized fields are refused with a message naming the field,
- * the overall rate limit holds, danger_now answers with the emergency numbers, the alert goes
- * to the region's referrers only, Statistics shows "<5", and the contact text is not in the
- * raw LMDB file.
+ * the overall rate limit holds, Challenge and (with danger_now) Submit answer the emergency
+ * numbers, the alert goes to the region's referrers only, Statistics shows "<5", the contact
+ * text is not in the raw LMDB file, and retention erases unclosed signals with their contact
+ * while the statistics keep counting them (EXPIRED). Limits per address: tests/web's
+ * signal_abuse (over HTTP behind a trusted proxy).
  */
 #define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
@@ -27,6 +29,7 @@
 #define HELP(x) HAVEN__SIGNALS__V1__HELP_KIND__##x
 
 static int64_t clock_ms = 1800000000000LL;
+static uint32_t retention_days; /* the next fx_open's */
 
 static int64_t
 test_now(void *arg)
@@ -88,6 +91,7 @@ fx_open(fx *x, uint32_t per_min)
 	so.store = x->st, so.regions = x->map, so.capacity = x->cs, so.alerts = x->as;
 	so.key_path = key, so.helpline = "0800-1234", so.difficulty = 8;
 	so.submits_per_min = per_min, so.challenge_ttl_s = 60, so.now_ms = test_now;
+	so.retention_days = retention_days, so.manual = true;
 	assert_int_equal(sig_open(&x->ss, &so), HV_OK);
 	a.cs = b.cs = x->cs;
 	a.id = "out-ams", a.region = "Amsterdam";
@@ -145,6 +149,12 @@ challenge(fx *x, char *nonce)
 	                     (ProtobufCMessage **) &r), HV_OK);
 	assert_int_equal(r->difficulty, 8);
 	assert_int_equal(strlen(r->nonce), SIG_NONCE_LEN);
+	/* what the page shows before anything is sent: 112 and the helpline, and the regions */
+	assert_int_equal(r->n_emergency_numbers, 2);
+	assert_string_equal(r->emergency_numbers[0], "112");
+	assert_string_equal(r->emergency_numbers[1], "0800-1234");
+	assert_int_equal(r->n_regions, region_map_count(x->map));
+	assert_string_equal(r->regions[0], region_map_name(x->map, 0));
 	snprintf(nonce, SIG_NONCE_LEN + 1, "%s", r->nonce);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 }
@@ -462,6 +472,75 @@ test_alert_seal_statistics(void **state)
 	fx_close(&x);
 }
 
+/* Retention: signals nobody closed go after retention_days with their sealed contact, and stay
+ * in the statistics as EXPIRED; newer ones stay. */
+static void
+test_retention(void **state)
+{
+	fx                                    x;
+	Haven__Signals__V1__SubmitRequest     q;
+	Haven__Signals__V1__StatisticsRequest sq = HAVEN__SIGNALS__V1__STATISTICS_REQUEST__INIT;
+	Haven__Signals__V1__StatisticsReply  *sr;
+	char                                  nonce[64];
+	uint8_t                               sol[4];
+	store_table                           items, contact;
+	store_txn                            *txn;
+	uint64_t                              ni, nc;
+	size_t                                erased = 99;
+
+	(void) state;
+	clock_ms = 1803866400000LL; /* 2027-03-01 03:00 in Amsterdam */
+	retention_days = 90;
+	fx_open(&x, 100);
+	retention_days = 0;
+	for (int i = 0; i < 3; i++) {
+		valid(&x, &q, "Rotterdam", nonce, sol);
+		assert_int_equal(submit(&x, &q, NULL), HV_OK);
+	}
+	clock_ms += 10LL * 86400000; /* one more, ten days later */
+	valid(&x, &q, "Rotterdam", nonce, sol);
+	assert_int_equal(submit(&x, &q, NULL), HV_OK);
+	assert_int_equal(sig_retention_run(x.ss, &erased), HV_OK);
+	assert_int_equal(erased, 0); /* nothing is 90 days old yet */
+
+	clock_ms += 85LL * 86400000; /* the first three are 95 days old, the last one 85 */
+	assert_int_equal(sig_retention_run(x.ss, &erased), HV_OK);
+	assert_int_equal(erased, 3);
+	assert_int_equal(sig_retention_run(x.ss, &erased), HV_OK);
+	assert_int_equal(erased, 0);
+	assert_int_equal(store_table_open(x.st, "signals.items", &items), HV_OK);
+	assert_int_equal(store_table_open(x.st, "signals.contact", &contact), HV_OK);
+	assert_int_equal(store_read_begin(x.st, &txn), HV_OK);
+	assert_int_equal(store_count(txn, items, &ni), HV_OK);
+	assert_int_equal(store_count(txn, contact, &nc), HV_OK);
+	store_read_end(txn);
+	assert_int_equal(ni, 1);
+	assert_int_equal(nc, 1); /* the sealed contacts went with their signals */
+
+	/* counted still, in the month they came in: 3 EXPIRED and 1 open */
+	sq.period = "2027-03";
+	assert_int_equal(call(&x, "Statistics", &sq.base,
+	                     &haven__signals__v1__statistics_reply__descriptor,
+	                     (ProtobufCMessage **) &sr), HV_OK);
+	assert_int_equal(sr->n_cells, 2);
+	assert_int_equal(sr->cells[0]->outcome, 0);
+	assert_string_equal(sr->cells[0]->count, "<5");
+	assert_int_equal(sr->cells[1]->outcome, HAVEN__SIGNALS__V1__OUTCOME__EXPIRED);
+	assert_int_equal(sr->cells[1]->sector, HAVEN__SIGNALS__V1__SECTOR__FARM);
+	assert_string_equal(sr->cells[1]->count, "<5");
+	assert_string_equal(sr->region_totals[0]->region, "Rotterdam");
+	assert_string_equal(sr->region_totals[0]->count, "<5");
+	protobuf_c_message_free_unpacked(&sr->base, NULL);
+	/* the next month: none came in then */
+	sq.period = "2027-04";
+	assert_int_equal(call(&x, "Statistics", &sq.base,
+	                     &haven__signals__v1__statistics_reply__descriptor,
+	                     (ProtobufCMessage **) &sr), HV_OK);
+	assert_int_equal(sr->n_cells, 0);
+	protobuf_c_message_free_unpacked(&sr->base, NULL);
+	fx_close(&x);
+}
+
 /* Bad options are refused at start-up: a key file others may read, a helpline that is no
  * number, a difficulty past the bound. */
 static void
@@ -499,6 +578,7 @@ main(void)
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_alert_seal_statistics),
 		cmocka_unit_test(test_statistics_periods),
+		cmocka_unit_test(test_retention),
 		cmocka_unit_test(test_open_refuses),
 	};
 

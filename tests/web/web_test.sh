@@ -42,7 +42,8 @@ for _ in 1 2 3 4 5; do
   port=$((20000 + RANDOM % 10000))
   "$node_bin" --data "$data" --listen "ipc://$data/run/haven.sock" \
     --tls-cert "$work/pki/server.pem" --tls-key "$work/pki/server.key" --tls-ca "$work/pki/ca.pem" \
-    --http-listen "127.0.0.1:$port" --http-web-dir "$src/web" 2>"$work/node.log" &
+    --http-listen "127.0.0.1:$port" --http-web-dir "$src/web" --signals.helpline "0800 2112" \
+    2>"$work/node.log" &
   pid=$!
   for _ in $(seq 1 50); do
     "$cli" --data "$data" --timeout 1000 health >/dev/null 2>&1 && break
@@ -73,5 +74,15 @@ people=$work/people.txt
 done >"$people"
 
 mkdir -p "$shots"
+# HAVEN_WEB_ONLY=signal runs the signal page's test alone (while working on it).
+[ "${HAVEN_WEB_ONLY:-}" = signal ] ||
 HAVEN_URL="https://localhost:$port" HAVEN_PEOPLE="$people" HAVEN_SHOTS="$shots" CHROMIUM="$chromium" \
   NODE_PATH="$src/node_modules" node "$src/tests/web/web_test.mjs"
+# The public signal page (issue 19): a signal in Polish on a phone, followed up by the region.
+HAVEN_URL="https://localhost:$port" HAVEN_PEOPLE="$people" HAVEN_SHOTS="$shots" CHROMIUM="$chromium" \
+  NODE_PATH="$src/node_modules" node "$src/tests/web/signal_test.mjs"
+# The worker's reads of signals are in the node's audit log, which still verifies.
+"$cli" --data "$data" audit show --limit 1000 >"$work/audit.txt"; grep -q 'Signals/ListSignals '  "$work/audit.txt" ||
+  { echo "FAIL the outreach worker's reads of signals are not in the audit log" >&2; tail -5 "$work/audit.txt" >&2; exit 1; }
+"$cli" --data "$data" audit verify >/dev/null || { echo "FAIL audit verify" >&2; exit 1; }
+echo "ok   signal reads audited; the audit chain verifies"

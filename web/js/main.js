@@ -17,6 +17,7 @@ import * as coordinator from './pages/coordinator.js';
 import * as people from './pages/people.js';
 import * as operator from './pages/operator.js';
 import * as channels from './pages/channels.js';
+import * as signals from './signal/outreach.js';
 
 const POLL_MS = 3000;
 
@@ -28,6 +29,7 @@ const routes = {
 	placements: [provider.placements, ['provider'], 'nav.placements'],
 	clients: [referrer.clients, ['referrer'], 'nav.clients'],
 	refer: [referrer.refer, ['referrer'], 'nav.refer'],
+	signals: [signals.render, ['referrer'], 'nav.signals'],
 	referrals: [referrer.referrals, ['referrer'], 'nav.referrals'],
 	referral: [referrer.referral, ['referrer', 'coordinator', 'national-coordinator'], 'nav.referrals'],
 	access: [referrer.access, ['referrer'], 'nav.access'],
@@ -38,7 +40,7 @@ const routes = {
 	orgs: [operator.orgs, ['admin'], 'nav.orgs'],
 	status: [operator.status, ['admin'], 'nav.status'],
 };
-const navOrder = ['offers', 'services', 'placements', 'clients', 'refer', 'referrals', 'access',
+const navOrder = ['offers', 'services', 'placements', 'signals', 'clients', 'refer', 'referrals', 'access',
 	'region', 'numbers', 'orgs', 'status', 'people', 'channels'];
 
 let ctx = loadCtx();

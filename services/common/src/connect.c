@@ -22,6 +22,7 @@
 #include "haven/clock.h"
 #include "haven/connect.h"
 #include "haven/crypto.h"
+#include "haven/limit.h"
 #include "haven/log.h"
 #include "haven/pbjson.h"
 
@@ -309,6 +310,22 @@ call_prepare(connect_server *cs, creq *r)
 
 static void session_answer(creq *r);
 
+/* Where the call comes from (rpc_call_source): the client of X-Forwarded-For when a trusted
+ * proxy is in front, as a keyed hash; the address itself goes no further than this stack. */
+static void
+call_source(connect_server *cs, creq *r)
+{
+	uint8_t a[16];
+	size_t  n;
+
+	if (!cs->cs_trusted_proxy) {
+		return;
+	}
+	n = connect_forwarded_addr(nng_http_req_get_header(r->r_req, "X-Forwarded-For"), a);
+	r->r_call.c_has_source = n > 0 && limit_source(r->r_call.c_source, a, n);
+	crypto_wipe(a, sizeof(a));
+}
+
 /* The body is in (or there was none): into the dispatch. */
 static void
 body_done(creq *r)
@@ -324,6 +341,7 @@ body_done(creq *r)
 	rpc_dispatch_begin(srv, &r->r_call);
 	r->r_call.c_reply     = creq_reply;
 	r->r_call.c_transport = r;
+	call_source(cs, r);
 	if ((st = call_prepare(cs, r)) != HV_OK) {
 		rpc_dispatch_fail(&r->r_call, st);
 		return;
@@ -743,9 +761,14 @@ connect_server_start(connect_server **out, rpc_server *srv, const connect_option
 		log_error("connect: %s", err);
 		return (st);
 	}
+	if ((st = connect_proxy_check(opts->trusted_proxy, hp, err, sizeof(err))) != HV_OK) {
+		log_error("connect: %s", err);
+		return (st);
+	}
 	if ((cs = calloc(1, sizeof(*cs))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
+	cs->cs_trusted_proxy   = opts->trusted_proxy != NULL && opts->trusted_proxy[0] != '\0';
 	cs->cs_rpc             = srv;
 	cs->cs_is_tls          = https;
 	cs->cs_max_body        = srv->sv_opts.max_msg;
@@ -799,8 +822,10 @@ connect_server_start(connect_server **out, rpc_server *srv, const connect_option
 		cs->cs_port = atoi(url->u_port);
 	}
 	nng_url_free(url);
-	log_info("connect: serving the Connect API on %s://%s (port %d, %zu static files)",
-	    https ? "https" : "http", hp, cs->cs_port, cs->cs_nweb);
+	log_info("connect: serving the Connect API on %s://%s (port %d, %zu static files; %s)",
+	    https ? "https" : "http", hp, cs->cs_port, cs->cs_nweb,
+	    cs->cs_trusted_proxy ? "client addresses from the trusted proxy's X-Forwarded-For"
+	                         : "no client addresses: rate limits are overall only");
 	*out = cs;
 	return (HV_OK);
 fail:

@@ -9,7 +9,9 @@
 
 #include "connect_internal.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,6 +287,63 @@ connect_body_kind(const char *ct, body_kind *out)
 
 
 /* ---- addresses ----------------------------------------------------------------------------- */
+
+size_t
+connect_forwarded_addr(const char *xff, uint8_t out[16])
+{
+	const char *last;
+	char        text[INET6_ADDRSTRLEN];
+	size_t      n;
+
+	if (xff == NULL) {
+		return (0);
+	}
+	last = strrchr(xff, ',');
+	last = last != NULL ? last + 1 : xff;
+	last += strspn(last, " \t");
+	n = strcspn(last, " \t");
+	if (n == 0 || n >= sizeof(text) || last[n + strspn(last + n, " \t")] != '\0') {
+		return (0);
+	}
+	memcpy(text, last, n);
+	text[n] = '\0';
+	if (inet_pton(AF_INET, text, out) == 1) {
+		return (4);
+	}
+	if (inet_pton(AF_INET6, text, out) == 1) {
+		/* An IPv4 address mapped into IPv6 is that IPv4 address. */
+		static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		if (memcmp(out, mapped, sizeof(mapped)) == 0) {
+			memmove(out, out + 12, 4);
+			return (4);
+		}
+		return (8);
+	}
+	return (0);
+}
+
+hv_status
+connect_proxy_check(const char *proxy, const char *hostport, char *err, size_t errsz)
+{
+	uint8_t a[16];
+	char    why[256];
+
+	if (proxy == NULL || proxy[0] == '\0') {
+		return (HV_OK);
+	}
+	if (!((inet_pton(AF_INET, proxy, a) == 1 && a[0] == 127) ||
+	        (inet_pton(AF_INET6, proxy, a) == 1 && memcmp(a, &in6addr_loopback, 16) == 0))) {
+		snprintf(err, errsz, "http_trusted_proxy '%s' must be a loopback address (127.0.0.1 "
+		                     "or ::1): the proxy runs on this machine", proxy);
+		return (HV_INVALID_ARGUMENT);
+	}
+	if (metrics_check_listen(hostport, why, sizeof(why)) != HV_OK) {
+		snprintf(err, errsz, "http_trusted_proxy needs http_listen on a loopback address, so "
+		                     "that only the proxy can connect");
+		return (HV_INVALID_ARGUMENT);
+	}
+	return (HV_OK);
+}
 
 /* Splits an http_listen value into scheme (https or http) and HOST:PORT. */
 hv_status

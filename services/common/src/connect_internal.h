@@ -53,6 +53,7 @@ struct connect_server {
 	uint32_t          cs_read_timeout_ms;
 	unsigned          cs_max_inflight;
 	size_t            cs_max_body;
+	bool              cs_trusted_proxy; /* X-Forwarded-For names the client (connect.h) */
 
 	web_file         *cs_web;
 	size_t            cs_nweb;
@@ -148,6 +149,12 @@ bool          connect_cookie_get(const char *header, const char *name, char *out
 bool          connect_same_origin(connect_server *cs, nng_http_req *req);
 bool          connect_rpc_path(const char *uri);
 bool          connect_body_kind(const char *ct, body_kind *out);
+/* The client's address of X-Forwarded-For (its last entry) as bytes for limit_source: an
+ * IPv4 address's 4, an IPv6 address's first 8 (its /64: one machine's share); 0 when the
+ * header is missing or its last entry is not an address. */
+size_t        connect_forwarded_addr(const char *xff, uint8_t out[16]);
+/* Checks opts->trusted_proxy against the listener (connect.h); err names the problem. */
+hv_status     connect_proxy_check(const char *proxy, const char *hostport, char *err, size_t errsz);
 hv_status     connect_listen_parse(const char *listen, bool tls, bool *https, const char **hostport,
         char *err, size_t errsz);
 hv_status     connect_web_load(connect_server *cs, const char *dir, const char *rel, unsigned depth,

@@ -97,6 +97,13 @@ static const config_option host_options[] = {
 	{ "http_web_dir", CONFIG_STRING, offsetof(host_config, http_web_dir), NULL, 0, 0,
 	    "Directory of static files served by GET on the http_listen listener (the web app); "
 	    "read once at start. Default: none (404)." },
+	{ "http_trusted_proxy", CONFIG_STRING, offsetof(host_config, http_trusted_proxy), NULL, 0, 0,
+	    "The reverse proxy in front of http_listen (127.0.0.1 or ::1), whose X-Forwarded-For "
+	    "names the client: then the anonymous methods (Signals/Challenge, Submit) and "
+	    "People/Login are limited per client address too (a keyed hash, in memory, one "
+	    "window; never stored or logged). Needs http_listen on loopback (libnng 1.5.2 tells "
+	    "the node no peer address, so only where no one but the proxy can connect). Default: "
+	    "none (limits overall only). See deploy/nginx/haven.conf and docs/signals.md." },
 };
 #define N_HOST_OPTIONS (sizeof(host_options) / sizeof(host_options[0]))
 
@@ -821,7 +828,8 @@ host_start(host *h, auth_lookup_fn lookup, void *lookup_arg)
 	}
 	if (cfg->http_listen != NULL && cfg->http_listen[0] != '\0') {
 		connect_options co = { .listen = cfg->http_listen, .tls_cert_file = cfg->tls_cert,
-			.tls_key_file = cfg->tls_key, .web_dir = cfg->http_web_dir };
+			.tls_key_file = cfg->tls_key, .web_dir = cfg->http_web_dir,
+			.trusted_proxy = cfg->http_trusted_proxy };
 		if ((st = connect_server_start(&h->h_connect, h->h_srv, &co)) != HV_OK) {
 			log_error("cannot serve the Connect API on %s: %s", cfg->http_listen,
 			    hv_status_name(st));

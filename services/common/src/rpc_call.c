@@ -21,6 +21,12 @@ rpc_call_caller(const rpc_call *call)
 	return (&call->c_caller);
 }
 
+const uint8_t *
+rpc_call_source(const rpc_call *call)
+{
+	return (call->c_has_source ? call->c_source : NULL);
+}
+
 const char *
 rpc_call_method(const rpc_call *call)
 {

@@ -8,6 +8,7 @@
 #define HAVEN_RPC_CALL_H
 
 #include "haven/arena.h"
+#include "haven/limit.h"
 #include "haven/metrics.h"
 #include "haven/rpc.h"
 
@@ -43,6 +44,10 @@ struct rpc_call {
 	 * A status other than HV_OK goes to c_reply instead of the handler. */
 	hv_status              (*c_prepare)(rpc_call *call);
 	void                    *c_transport; /* the transport's per-call state */
+	/* Where the call comes from, as limit_source made it (limit.h): set by a transport that
+	 * knows it (the Connect API behind a trusted proxy), after rpc_dispatch_begin. */
+	uint8_t                  c_source[LIMIT_SOURCE_LEN];
+	bool                     c_has_source;
 	arena                    c_arena;
 };
 

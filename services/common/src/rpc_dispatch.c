@@ -155,6 +155,7 @@ rpc_dispatch_begin(rpc_server *srv, rpc_call *call)
 {
 	atomic_fetch_add(&srv->sv_inflight, 1);
 	memset(&call->c_caller, 0, sizeof(call->c_caller));
+	call->c_has_source  = false; /* a transport that knows it sets it after this */
 	call->c_srv         = srv;
 	call->c_env         = NULL;
 	call->c_req         = NULL;

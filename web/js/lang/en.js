@@ -3,6 +3,7 @@ export default {
 	'lang.label': 'Language',
 	'nav.label': 'Main', 'nav.logout': 'Sign out', 'nav.services': 'My places', 'nav.offers': 'Offers',
 	'nav.placements': 'Placements', 'nav.clients': 'My clients', 'nav.refer': 'Refer',
+	'nav.signals': 'Signals',
 	'nav.referrals': 'Referrals', 'nav.access': 'Who accessed', 'nav.numbers': 'Numbers',
 	'nav.region': 'My region', 'nav.people': 'People', 'nav.orgs': 'Organisations', 'nav.status': 'Node status',
 	'alerts.none': 'No alerts', 'alerts.count.provider': '{n} open offer(s)',

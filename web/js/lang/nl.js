@@ -3,6 +3,7 @@ export default {
 	'lang.label': 'Taal',
 	'nav.label': 'Hoofdmenu', 'nav.logout': 'Afmelden', 'nav.services': 'Mijn plaatsen', 'nav.offers': 'Aanbiedingen',
 	'nav.placements': 'Plaatsingen', 'nav.clients': 'Mijn cliënten', 'nav.refer': 'Verwijzen',
+	'nav.signals': 'Signalen',
 	'nav.referrals': 'Verwijzingen', 'nav.access': 'Wie keek er', 'nav.numbers': 'Cijfers',
 	'nav.region': 'Mijn regio', 'nav.people': 'Medewerkers', 'nav.orgs': 'Organisaties', 'nav.status': 'Status van de node',
 	'alerts.none': 'Geen meldingen', 'alerts.count.provider': '{n} open aanbieding(en)',

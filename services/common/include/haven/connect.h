@@ -78,6 +78,13 @@ typedef struct connect_options {
 	const char *web_dir;         /* static files for GET; NULL: none */
 	uint32_t    read_timeout_ms; /* the body must arrive within this; 0: 10000 */
 	unsigned    max_inflight;    /* HTTP calls at once; 0: 256 */
+	/* The reverse proxy in front ("127.0.0.1", "::1"), whose X-Forwarded-For names the
+	 * client; NULL: none, and calls have no source (rpc_call_source). libnng 1.5.2's HTTP
+	 * server tells a handler nothing of the peer's address (nni_http_conn_getopt is not
+	 * exported), so the proxy cannot be checked per connection: it must be a loopback
+	 * address and the listener must be on loopback too, where only this machine (the proxy)
+	 * can connect. The last entry of X-Forwarded-For, the one the proxy wrote, is taken. */
+	const char *trusted_proxy;
 } connect_options;
 
 typedef struct connect_server connect_server;

@@ -64,6 +64,7 @@ typedef struct host_config {
 	char       *metrics_listen;    /* loopback HOST:PORT of the metrics page; NULL: off */
 	char       *http_listen;       /* the Connect API's [http[s]://]HOST:PORT; NULL: off */
 	char       *http_web_dir;      /* static files on the http_listen listener; NULL: none */
+	char       *http_trusted_proxy; /* the proxy whose X-Forwarded-For is believed; NULL: none */
 } host_config;
 
 /* Reads --config FILE (if given) and then the command-line options over it. Returns 0, or the

@@ -210,6 +210,10 @@ uint64_t rpc_server_relistens(rpc_server *srv, rpc_transport t);
 /* Inside a handler. */
 const rpc_caller *rpc_call_caller(const rpc_call *call);
 const char *rpc_call_method(const rpc_call *call);
+/* Where the call comes from: LIMIT_SOURCE_LEN bytes, a keyed hash of the client's address
+ * (limit.h), for rate limits only; NULL when the transport cannot tell (nng; HTTP without a
+ * trusted proxy, connect.h). Valid while the call runs. Never log or store it. */
+const uint8_t *rpc_call_source(const rpc_call *call);
 uint64_t rpc_call_request_id(const rpc_call *call);
 /* The call's idempotency key, "" when none. */
 const char *rpc_call_idempotency_key(const rpc_call *call);
