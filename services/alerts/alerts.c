@@ -81,6 +81,17 @@ committed_seq(alerts_service *as)
 	return (seq);
 }
 
+hv_status
+alerts_last_seq(alerts_service *as, store_txn *txn, uint64_t *seq)
+{
+	const void *v;
+	size_t      vl;
+	hv_status   st = store_get(txn, as->as_meta, META_SEQ, strlen(META_SEQ), &v, &vl);
+
+	*seq = st == HV_OK && vl == 8 ? hv_get_be64(v) : 0;
+	return (st == HV_NOT_FOUND ? HV_OK : st == HV_OK && vl != 8 ? HV_DATA_LOSS : st);
+}
+
 /* One round; while an enqueue's transaction has not committed yet (it kicked the sender from
  * inside it), looks again every 2 ms for up to 100 ms. WatchEvents waiters are woken when new
  * events committed. A transaction that rolled back leaves its seq pending: given up then. */
@@ -430,7 +441,9 @@ enqueue_one(alerts_service *as, store_txn *txn, const alerts_event *ev, const ch
 	if (c->n_emails > 0) {
 		st = delivery_put(as, txn, e.seq, org, CHANNEL(EMAIL), now);
 	}
-	if (st == HV_OK && c->oncall_email[0] != '\0' && ev->ae_kind == ALERT(OFFER_UNACKNOWLEDGED)) {
+	/* The on-call address hears escalations only, and a test of the channels. */
+	if (st == HV_OK && c->oncall_email[0] != '\0' &&
+	    (ev->ae_kind == ALERT(OFFER_UNACKNOWLEDGED) || ev->ae_kind == ALERT(TEST))) {
 		st = delivery_put(as, txn, e.seq, org, CHANNEL(ONCALL), now);
 	}
 	if (st == HV_OK && c->webhook_url[0] != '\0') {
