@@ -8,6 +8,7 @@
 
 #include "haven/bytes.h"
 #include "haven/clock.h"
+#include "haven/crypto.h"
 #include "haven/ids.h"
 
 #include <curl/curl.h>
@@ -270,22 +271,51 @@ alerts_set_channels(alerts_service *as, const char *org, const Channels *c, uint
 	set_job   j = { .sj_as = as, .sj_org = org, .sj_in = c };
 	hv_status st;
 
+	Channels  keep;
+	Channels *old = NULL;
+
 	if (!ids_valid(org) || strlen(org) >= CAP_ID_MAX) {
 		snprintf(err, errsz, "org_id must be 1..63 bytes of [a-z0-9._-]");
 		return (HV_INVALID_ARGUMENT);
 	}
+	/* The same webhook URL without a secret keeps the secret stored with it (the secret is
+	 * never shown, so a form cannot send it back); a new URL needs its own. */
+	if (c != NULL && c->webhook_url[0] != '\0' && c->webhook_secret.len == 0) {
+		store_txn *txn = NULL;
+
+		if ((st = store_read_begin(as->as_store, &txn)) != HV_OK) {
+			snprintf(err, errsz, "the channels of %s could not be read", org);
+			return (st);
+		}
+		st = alerts_channels_get(as, txn, org, &old);
+		store_read_end(txn);
+		if (st != HV_OK) {
+			snprintf(err, errsz, "the channels of %s could not be read", org);
+			return (st);
+		}
+		if (old != NULL && strcmp(old->webhook_url, c->webhook_url) == 0) {
+			keep                = *c;
+			keep.webhook_secret = old->webhook_secret;
+			c = j.sj_in = &keep;
+		}
+	}
 	if ((st = alerts_check_channels(c, as->as_allow_private, err, errsz)) != HV_OK) {
-		return (st);
+		goto out;
 	}
 	j.sj_now = alerts_now_ms(as);
 	if ((st = store_write(as->as_store, set_fn, &j)) != HV_OK) {
 		snprintf(err, errsz, "the channels of %s were not stored", org);
-		return (st);
+		goto out;
 	}
 	if (version != NULL) {
 		*version = j.sj_version;
 	}
-	return (HV_OK);
+out:
+	if (old != NULL) {
+		crypto_wipe(old->webhook_secret.data, old->webhook_secret.len);
+		protobuf_c_message_free_unpacked(&old->base, NULL);
+	}
+	return (st);
 }
 
 static hv_status
@@ -312,6 +342,7 @@ h_set_channels(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufC
 	}
 	out->version    = version;
 	out->updated_ms = (uint64_t) alerts_now_ms(as);
+	out->has_webhook_secret = in->channels->webhook_url[0] != '\0'; /* given or kept */
 	*reply          = &out->base;
 	return (HV_OK);
 }

@@ -165,6 +165,19 @@ test_rpc_channels(void **state)
 	assert_int_equal(got->webhook_secret.len, 0);
 	assert_int_equal(got->n_emails, 1);
 	protobuf_c_message_free_unpacked(&got->base, NULL);
+	/* The same URL without a secret keeps the stored one (a form never gets it back); a new
+	 * URL without one is refused. */
+	c.webhook_secret.len = 0;
+	assert_int_equal(set_call(&x, "p-ngo", &c, err), HV_OK);
+	assert_int_equal(call(&x, "GetChannels", &g_req.base, &haven__alerts__v1__channels__descriptor,
+	                     (ProtobufCMessage **) &got, err), HV_OK);
+	assert_int_equal(got->version, 3);
+	assert_true(got->has_webhook_secret);
+	protobuf_c_message_free_unpacked(&got->base, NULL);
+	c.webhook_url = "https://other.example.org/hook";
+	expect_bad(&x, "p-ngo", &c, HV_INVALID_ARGUMENT, "webhook_secret must be");
+	c.webhook_url        = "https://partner.example.org/hook";
+	c.webhook_secret.len = strlen(SECRET);
 	g_req.org_id = "";
 	assert_int_equal(call(&x, "GetChannels", &g_req.base, &haven__alerts__v1__channels__descriptor,
 	                     (ProtobufCMessage **) &got, err), HV_INVALID_ARGUMENT);
