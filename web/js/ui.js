@@ -147,6 +147,12 @@ export function countdown(ms) {
 	return hh > 0 ? `${hh}:${pad(mm)}:${pad(ss)}` : `${mm}:${pad(ss)}`;
 }
 
+/* A span of seconds for people: "12 min" under an hour, else as duration(). */
+export function span(seconds) {
+	const v = Math.max(0, Number(seconds || 0));
+	return v < 3600 ? t('unit.min', { n: Math.max(1, Math.round(v / 60)) }) : duration(v * 1000);
+}
+
 export function duration(ms) {
 	const h_ = Number(ms || 0) / 3600000;
 	return h_ >= 48 ? t('unit.days', { n: (h_ / 24).toFixed(1) }) : t('unit.hours', { n: h_.toFixed(1) });
