@@ -83,9 +83,12 @@ start_node port pid "$data" "$work/node.log" --config "$work/alerts.conf"
 data2=$work/data2
 mkdir -m 700 "$data2"
 start_node port2 pid2 "$data2" "$work/node2.log" --session-idle-s 6
-"$cli" --data "$data2" org register idle-ngo --name "Idle NGO" --role referrer --region Rotterdam >/dev/null
-idle_uri=$(HAVEN_NEW_PASSWORD="demo ida 2026 idle" "$cli" --data "$data2" person add idle-ngo \
-  ida.idle@idle-ngo --name "Ida Idle" --role case-worker | grep '^otpauth://')
+# its one person, made while the demo network loads into the first node
+{ "$cli" --data "$data2" org register idle-ngo --name "Idle NGO" --role referrer --region Rotterdam >/dev/null
+  HAVEN_NEW_PASSWORD="demo ida 2026 idle" "$cli" --data "$data2" person add idle-ngo \
+    ida.idle@idle-ngo --name "Ida Idle" --role case-worker | grep '^otpauth://' >"$work/idle.uri"
+} &
+idle_job=$!
 
 "$src/scripts/demo/load.sh" "$cli" "$data" >/dev/null
 # The demo people, made by the operator; one more provider person (shelter-nn) to try another
@@ -105,7 +108,8 @@ people=$work/people.txt
 done >"$people"
 
 mkdir -p "$shots"
-echo "idle-ngo|ida.idle@idle-ngo|case-worker|demo ida 2026 idle|$idle_uri" >>"$people"
+wait "$idle_job" || { echo "web_test: the idle node's person was not made" >&2; exit 1; }
+echo "idle-ngo|ida.idle@idle-ngo|case-worker|demo ida 2026 idle|$(cat "$work/idle.uri")" >>"$people"
 HAVEN_URL="https://localhost:$port" HAVEN_IDLE_URL="https://localhost:$port2" HAVEN_PEOPLE="$people" \
   HAVEN_SHOTS="$shots" HAVEN_RECEIVED="$work/received.jsonl" HAVEN_HOOK="http://127.0.0.1:$hook_port/hook" \
   HAVEN_HOOK_SECRET="$secret" CHROMIUM="$chromium" NODE_PATH="$src/node_modules" node "$src/tests/web/web_test.mjs"

@@ -150,7 +150,10 @@ export function countdown(ms) {
 /* A span of seconds for people: "12 min" under an hour, else as duration(). */
 export function span(seconds) {
 	const v = Math.max(0, Number(seconds || 0));
-	return v < 3600 ? t('unit.min', { n: Math.max(1, Math.round(v / 60)) }) : duration(v * 1000);
+	if (v < 3600) {
+		return t('unit.min', { n: Math.max(1, Math.round(v / 60)) });
+	}
+	return v < 48 * 3600 ? t('unit.hours', { n: Math.round(v / 3600) }) : t('unit.days', { n: Math.round(v / 86400) });
 }
 
 export function duration(ms) {

@@ -24,20 +24,20 @@ function shade(free) {
 }
 
 function regionMap(byRegion, label) {
-	const W = 176, H = 76, gap = 8;
+	/* large type: the map is read on a phone too, where it is a third of this size */
+	const W = 176, H = 112, gap = 8;
 	const svg = s('svg', { viewBox: `0 0 ${4 * (W + gap)} ${6 * (H + gap)}`, role: 'img',
 		'aria-labelledby': 'map-title', class: 'map' }, s('title', { id: 'map-title' }, label));
 	for (const [name, [cx, cy]] of Object.entries(TILES)) {
 		const free = byRegion[name] || 0;
 		const [fill, ink] = shade(free);
 		const x = cx * (W + gap), y = cy * (H + gap);
-		/* a long name on two lines, split after its first hyphen ("Zeeland-" "West-Brabant") */
-		const cut = name.length > 15 ? name.indexOf('-') + 1 : 0;
-		const lines = cut > 0 ? [name.slice(0, cut), name.slice(cut)] : [name];
+		/* a long name on a line per part ("Zeeland-" "West-" "Brabant") */
+		const lines = name.length > 9 ? name.split(/(?<=-)/) : [name];
 		svg.append(s('g', {}, s('rect', { x, y, width: W, height: H, rx: 6, fill, stroke: '#17427a' }),
-			s('text', { x: x + 8, y: y + 19, fill: ink, 'font-size': 15 },
-				lines.map((l, i) => s('tspan', { x: x + 8, dy: i ? 16 : 0 }, l))),
-			s('text', { x: x + W - 10, y: y + H - 10, fill: ink, 'font-size': 26, 'font-weight': 'bold',
+			s('text', { x: x + 8, y: y + 28, fill: ink, 'font-size': 25 },
+				lines.map((l, i) => s('tspan', { x: x + 8, dy: i ? 28 : 0 }, l))),
+			s('text', { x: x + W - 10, y: y + H - 10, fill: ink, 'font-size': 32, 'font-weight': 'bold',
 				'text-anchor': 'end' }, small(free))));
 	}
 	return svg;
