@@ -159,15 +159,21 @@ async function shot(page, name) {
 	await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
 
-/* Every page this person sees: screenshot and axe at both widths. */
-async function tour(page, who, routes) {
+/* Every page this person sees: screenshot and axe at both widths, in Dutch or in English
+ * (then the screenshots' names end in -en, and the page is back in Dutch after). */
+async function tour(page, who, routes, lang = 'nl') {
+	const suffix = lang === 'nl' ? '' : '-' + lang;
+	await page.click(`.lang button[lang=${lang}]`);
 	for (const [vp, tag] of [[DESK, 'desk'], [PHONE, 'phone']]) {
 		await page.setViewport(vp);
 		for (const r of routes) {
 			await go(page, '#/' + r);
-			await shot(page, `${who}-${r.replace(/\/.*/, '')}-${tag}`);
-			await axe(page, `${who} ${r} ${tag}`);
+			await shot(page, `${who}-${r.replace(/\/.*/, '')}-${tag}${suffix}`);
+			await axe(page, `${who} ${r} ${tag}${suffix}`);
 		}
+	}
+	if (lang !== 'nl') {
+		await page.click('.lang button[lang=nl]');
 	}
 }
 
@@ -398,6 +404,12 @@ await step('pages at phone and desk widths, axe on each', async () => {
 		await admin.$$eval('form button[type=submit]', (b) => b[b.length - 1].click());
 		await admin.waitForSelector('svg.qr');
 		ok('a new person: the second factor as a QR code');
+		await admin.$$eval('main tr', (trs) => [...trs.find((r) => /Demo Worker/.test(r.textContent))
+			.querySelectorAll('button')].find((b) => /wachtwoord/.test(b.textContent)).click());
+		await fill(admin, 'newpassword', 'another demo password 2026');
+		await admin.$eval('.enrol form button[type=submit]', (b) => b.click());
+		await waitText(admin, '#status', /Wachtwoord gewijzigd/);
+		ok('a new password for a person');
 		await go(admin, '#/channels');
 		await isLive(admin);
 		await fill(admin, 'emails', 'desk@fairwork.example');
@@ -426,7 +438,7 @@ await step('pages at phone and desk widths, axe on each', async () => {
 		const ops = await open(DESK);
 		await login(ops, 'olaf.ops@haven-ops');
 		await signedIn(ops);
-		await tour(ops, 'olaf', ['orgs', 'status']);
+		await tour(ops, 'olaf', ['orgs', 'status', 'numbers'], 'en');
 		await ops.browserContext().close();
 	};
 	await Promise.all([
@@ -434,7 +446,7 @@ await step('pages at phone and desk widths, axe on each', async () => {
 			await tour(ngo, 'carla', ['clients', 'refer', 'referrals', 'referral/' + refId, 'access']);
 			await tour(muni, 'pim', ['numbers']);
 		})(),
-		tour(shelter, 'ines', ['services', 'offers', 'offer/' + offerId, 'placements']),
+		tour(shelter, 'ines', ['services', 'offers', 'offer/' + offerId, 'placements'], 'en'),
 		coordinator(), orgAdmin(), operator()]);
 	check(axeViolations.length === 0, 'axe: no serious or critical violation on any page' +
 		(axeViolations.length ? '\n' + axeViolations.join('\n') : ''));

@@ -108,6 +108,7 @@ people=$work/people.txt
 done >"$people"
 
 mkdir -p "$shots"
+rm -f "$shots"/*.png # this run's screenshots only
 wait "$idle_job" || { echo "web_test: the idle node's person was not made" >&2; exit 1; }
 echo "idle-ngo|ida.idle@idle-ngo|case-worker|demo ida 2026 idle|$(cat "$work/idle.uri")" >>"$people"
 HAVEN_URL="https://localhost:$port" HAVEN_IDLE_URL="https://localhost:$port2" HAVEN_PEOPLE="$people" \

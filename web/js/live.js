@@ -13,6 +13,14 @@
  *
  * The stream's polls are no person's act (docs/people.md): a page left open does not keep its
  * session alive, which is why the end of the stream is how an idle page learns it ended.
+ *
+ * One stream per browser, not per tab: a browser keeps at most six HTTP/1.1 connections to a
+ * host, and a stream holds one for good (a seventh tab would hang), and the node allows 8
+ * streams per organisation. The tabs elect a leader with the Web Locks API (the lock
+ * "haven.live"); the leader holds the stream and passes what it hears to the other tabs on
+ * the BroadcastChannel "haven.live" (events, its state, the end); when it closes, the next
+ * tab takes the lock, opens the stream and refreshes once for what it may have missed.
+ * Without those APIs (an old browser, plain http) each tab has its own stream.
  */
 import { call } from './api.js';
 
@@ -27,12 +35,40 @@ let retry = null;
 let poll = null;
 let on = null;
 let state = 'off';
+let leading = false;  /* this tab holds the stream (always, without Web Locks) */
+let release = null;   /* ends this tab's hold of the lock */
+let abort = null;     /* stops waiting for the lock */
+const bus = typeof BroadcastChannel === 'function' && navigator.locks ? new BroadcastChannel('haven.live') : null;
 
 function setState(s) {
+	if (leading && bus) {
+		bus.postMessage({ type: 'state', state: s });
+	}
 	if (s !== state) {
 		state = s;
 		on?.onState?.(s);
 	}
+}
+
+/* What the leader tab heard, in the other tabs. */
+if (bus) {
+	bus.onmessage = (m) => {
+		const d = m.data || {};
+		if (!on || leading) {
+			if (on && leading && d.type === 'ask') {
+				bus.postMessage({ type: 'state', state });
+			}
+			return;
+		}
+		if (d.type === 'event') {
+			on.onEvent?.(d.event);
+		} else if (d.type === 'state') {
+			slow(d.state !== 'live');
+			setState(d.state);
+		} else if (d.type === 'end') {
+			on.onEnd?.();
+		}
+	};
 }
 
 function closeStream() {
@@ -111,6 +147,7 @@ async function connect() {
 		} catch {
 			return;
 		}
+		bus?.postMessage({ type: 'event', event: ev });
 		on?.onEvent?.(ev);
 	};
 	es.addEventListener('end', (m) => {
@@ -124,6 +161,7 @@ async function connect() {
 			closeStream();
 			slow(false);
 			setState('off');
+			bus?.postMessage({ type: 'end' });
 			on?.onEnd?.();
 			return;
 		}
@@ -139,16 +177,34 @@ async function connect() {
 	};
 }
 
-/* Opens the stream for the signed-in person; handlers: {onEvent, onEnd, onPoll, onState}. */
+/* Opens the stream for the signed-in person (or waits for the tab that has it);
+ * handlers: {onEvent, onEnd, onPoll, onState}. */
 export function start(handlers) {
 	stop();
 	on = handlers;
 	cursor = '';
 	backoff = BACKOFF_MIN_MS;
-	connect();
+	if (!bus) {
+		leading = true;
+		connect();
+		return;
+	}
+	const ctl = new AbortController();
+	abort = ctl;
+	navigator.locks.request('haven.live', { signal: ctl.signal }, () => new Promise((done) => {
+		if (!on || abort !== ctl) {
+			done();
+			return;
+		}
+		release = done;
+		leading = true;
+		connect();
+		on.onPoll?.(); /* the tab that led before may have closed before it passed on an event */
+	})).catch(() => { /* stopped while waiting */ });
+	bus.postMessage({ type: 'ask' });
 }
 
-/* Closes it (sign-out, session ended). */
+/* Closes it (sign-out, session ended), and lets the next tab lead. */
 export function stop() {
 	const had = on;
 	on = null;
@@ -156,6 +212,11 @@ export function stop() {
 	clearTimeout(retry);
 	retry = null;
 	slow(false);
+	abort?.abort();
+	abort = null;
+	release?.();
+	release = null;
+	leading = false;
 	state = 'off';
 	had?.onState?.('off');
 }

@@ -179,4 +179,7 @@ export default {
 	'unit.min': "{n} min",
 	'num.noData': "No figures for these months yet.",
 	'num.legend.label': "Shades by free places",
+	'people.resetPw': "New password",
+	'people.newPassword': "New password for {name}",
+	'people.resetPw.ok': "Password changed: their sessions ended.",
 };

@@ -179,4 +179,7 @@ export default {
 	'unit.min': "{n} min",
 	'num.noData': "Nog geen cijfers over deze maanden.",
 	'num.legend.label': "Tinten naar vrije plaatsen",
+	'people.resetPw': "Nieuw wachtwoord",
+	'people.newPassword': "Nieuw wachtwoord voor {name}",
+	'people.resetPw.ok': "Wachtwoord gewijzigd: hun sessies zijn beëindigd.",
 };
