@@ -1,6 +1,6 @@
 /*
  * live.js - the node's event stream for the open page: GET /events (Server-Sent Events: the
- * organisation's alerts, kinds and ids only, never a person), one EventSource per tab.
+ * organisation's alerts, kinds and ids only, never a person), one EventSource per browser.
  *
  * It starts from now (WatchEvents from_now gives the cursor), so a page is not sent the week
  * of alerts it has no use for. Each alert goes to onEvent (the shell refreshes the page and
