@@ -17,7 +17,8 @@ const ACT_MS = 5000;
 const KEEP_MS = 60000;
 let csrf = readCsrfCookie();
 let onSessionEnd = () => {};
-let lastAct = 0;   /* the person's last key press, tap, click or scroll */
+let lastAct = Date.now(); /* the person's last key press, tap, click or scroll; opening the
+                            * page counts as one */
 let lastUse = 0;   /* the last call that counted as a use */
 
 for (const type of ['keydown', 'pointerdown', 'wheel', 'touchstart']) {
