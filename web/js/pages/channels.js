@@ -51,41 +51,45 @@ function outcomeText(r) {
 	return t('ch.test.pending');
 }
 
-/* The test button and what became of the test: per channel, and on this page's stream. */
+/* The test button and what became of the test: per channel, and on this page's stream. The
+ * alert can reach the stream before the call returns (the call waits for the deliveries), so
+ * the page listens from the start and remembers the test alerts it saw. */
 function tester() {
 	const out = h('div', { 'aria-live': 'polite' });
-	let listen = null;
-	const stop = () => {
-		if (listen) {
-			window.removeEventListener('haven:alert', listen);
-			listen = null;
+	const seen = new Set();
+	let want = null;
+	let here = null;
+	const mark = () => {
+		if (here && want !== null && seen.has(want)) {
+			here.lastChild.textContent = t('ch.test.arrived');
 		}
 	};
+	const listen = (ev) => {
+		if (ev.detail && ev.detail.kind === 'TEST') {
+			seen.add(ev.detail.seq);
+			mark();
+		}
+	};
+	window.addEventListener('haven:alert', listen);
 	const run = async () => {
-		stop();
 		const r = await act(() => call(A + 'TestChannels', {}));
 		if (!r) {
 			return;
 		}
-		const here = h('li', { id: 'test-here' }, `${t('ch.test.here')}: `,
-			h('strong', {}, t('ch.test.waiting')));
-		listen = (ev) => {
-			if (ev.detail && ev.detail.kind === 'TEST' && ev.detail.seq === r.seq) {
-				here.lastChild.textContent = t('ch.test.arrived');
-				stop();
-			}
-		};
-		window.addEventListener('haven:alert', listen);
+		want = r.seq;
+		here = h('li', { id: 'test-here' }, `${t('ch.test.here')}: `, h('strong', {}, t('ch.test.waiting')));
 		const rows = (r.results || []).map((x) => h('li', { class: 'test-' + x.outcome },
 			`${t('ch.via.' + x.channel)}: `, h('strong', {}, outcomeText(x))));
 		out.replaceChildren(...[h('h3', {}, t('ch.test.result')),
 			rows.length ? null : empty(t('ch.test.none')), h('ul', { class: 'results' }, rows, here)]
 			.filter(Boolean));
+		mark();
 		const failed = (r.results || []).some((x) => x.outcome !== 'TEST_DELIVERED');
 		say(failed ? t('ch.test.someFailed') : t('ch.test.sent'), failed ? 'error' : 'ok');
 	};
 	return { el: h('div', {}, h('p', {}, t('ch.test.intro')),
-		h('div', { class: 'actions' }, button(t('ch.test'), run, 'primary')), out), stop };
+		h('div', { class: 'actions' }, button(t('ch.test'), run, 'primary')), out),
+	stop: () => window.removeEventListener('haven:alert', listen) };
 }
 
 export async function render(main) {
