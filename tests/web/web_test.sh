@@ -52,6 +52,7 @@ for _ in $(seq 1 100); do
   [ -f "$work/ports" ] && break
   sleep 0.05
 done
+[ -f "$work/ports" ] || { echo "web_test: the alerts receiver did not start: $(cat "$work/receiver.log")" >&2; exit 1; }
 read -r smtp_port hook_port <"$work/ports"
 printf '%s\n' "alerts.smtp_url = smtp://localhost:$smtp_port" "alerts.smtp_from = haven@haven.test" \
   "alerts.smtp_ca = $work/pki/ca.pem" "alerts.webhook_allow_private = true" >"$work/alerts.conf"
