@@ -126,8 +126,9 @@ async function isLive(page) {
 
 async function go(page, route) {
 	await page.evaluate((r) => { location.hash = r; }, route);
-	await page.waitForFunction(() => document.querySelector('main h1'));
-	/* the page's calls done; the event stream is the one request that stays open */
+	/* the page drawn with its first answers (main loses aria-busy), then a moment for its
+	 * images and fonts; the event stream is the one request that stays open */
+	await page.waitForFunction(() => document.querySelector('main h1') && !document.querySelector('main[aria-busy]'));
 	await page.waitForNetworkIdle({ idleTime: 250, timeout: 8000, concurrency: 1 }).catch(() => {});
 }
 

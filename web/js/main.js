@@ -127,6 +127,7 @@ async function show(message) {
 	status.textContent = '';
 	status.className = 'status';
 	main.textContent = '';
+	main.removeAttribute('aria-busy'); /* a page still loading from before is gone */
 	if (!ctx) {
 		top.replaceChildren(...header().filter(Boolean));
 		document.title = 'haven — ' + t('login.title');
@@ -151,7 +152,15 @@ async function show(message) {
 	 * view that is no longer in the document, never into the next page */
 	const view = h('div', { class: 'view' });
 	main.append(view);
-	const p = (await routes[name][0](view, { ...ctx, arg, seen })) || null;
+	main.setAttribute('aria-busy', 'true'); /* until the page's first answers are in */
+	let p = null;
+	try {
+		p = (await routes[name][0](view, { ...ctx, arg, seen })) || null;
+	} finally {
+		if (view.isConnected) {
+			main.removeAttribute('aria-busy');
+		}
+	}
 	if (!view.isConnected) {
 		p?.stop?.();
 		return;
