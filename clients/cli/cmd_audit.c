@@ -73,7 +73,7 @@ do_audit_show(cli *c, int argc, char **argv)
 	const char                     *v;
 	char                           *end;
 	unsigned long long              after = 0, limit = 0;
-	bool                            all;
+	bool                            all, header = false;
 	cli_args                            a;
 	int                             rc;
 
@@ -101,9 +101,6 @@ do_audit_show(cli *c, int argc, char **argv)
 	req.after_seq = after;
 	if (c->json) {
 		arr = json_array();
-	} else {
-		printf("%-8s  %-20s  %-13s  %-16s  %-34s  %-32s  %-20s  %-32s  %s\n", "SEQ", "TIME",
-		    "ROLE", "ORG", "METHOD", "SUBJECT", "PURPOSE", "PERSON", "RESULT");
 	}
 	for (;;) {
 		if ((rc = cli_call(c, "audit show", M_AUDIT("List"), &req.base,
@@ -111,6 +108,12 @@ do_audit_show(cli *c, int argc, char **argv)
 		         true)) != 0) {
 			json_decref(arr);
 			return (rc);
+		}
+		/* The header once the first page is in: a failed call prints only its error. */
+		if (arr == NULL && !header) {
+			printf("%-8s  %-20s  %-13s  %-16s  %-34s  %-32s  %-20s  %-32s  %s\n", "SEQ", "TIME",
+			    "ROLE", "ORG", "METHOD", "SUBJECT", "PURPOSE", "PERSON", "RESULT");
+			header = true;
 		}
 		for (size_t i = 0; i < rep->n_entries; i++) {
 			const Haven__Audit__V1__AuditEntry *e = rep->entries[i];

@@ -570,10 +570,6 @@ capacity_find(cli *c, int argc, char **argv)
 		req.n_languages = (size_t) (k + m);
 		req.only_free = cli_flag(&a, "free");
 		req.page_size = 500;
-		if (!c->json) {
-			printf("%-22s %-15s %-22s %-8s %-6s %-6s %-10s %s\n", "SERVICE", "TYPE", "REGION",
-			    "FREE", "MAX", "AGE", "LANGUAGES", "POPULATIONS");
-		}
 		do {
 			Haven__Capacity__V1__FindServicesResponse *rep = NULL;
 
@@ -582,6 +578,11 @@ capacity_find(cli *c, int argc, char **argv)
 			         &haven__capacity__v1__find_services_response__descriptor,
 			         (ProtobufCMessage **) &rep, true)) != 0) {
 				goto out;
+			}
+			/* The header once the first page is in: a failed call prints only its error. */
+			if (!c->json && token[0] == '\0') {
+				printf("%-22s %-15s %-22s %-8s %-6s %-6s %-10s %s\n", "SERVICE", "TYPE",
+				    "REGION", "FREE", "MAX", "AGE", "LANGUAGES", "POPULATIONS");
 			}
 			for (size_t i = 0; i < rep->n_services; i++) {
 				const view_t    *v = rep->services[i];

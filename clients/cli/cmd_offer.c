@@ -67,9 +67,6 @@ offer_list(cli *c, int argc, char **argv)
 			return (cli_usage("offer list takes only --open"));
 		}
 	}
-	if (!c->json) {
-		offer_header();
-	}
 	do {
 		req.page_token = token;
 		if ((rc = cli_call(c, "offer list", M("ListOffers"), &req.base,
@@ -77,6 +74,10 @@ offer_list(cli *c, int argc, char **argv)
 		         (ProtobufCMessage **) &rep, true)) != 0) {
 			json_decref(all);
 			return (rc);
+		}
+		/* The header once the first page is in: a failed call prints only its error. */
+		if (!c->json && token[0] == '\0') {
+			offer_header();
 		}
 		for (size_t i = 0; i < rep->n_offers; i++) {
 			if (c->json) {

@@ -225,9 +225,6 @@ org_list(cli *c, int argc, char **argv)
 	req.role   = (Haven__Capacity__V1__Role) role;
 	req.region = (char *) (cli_opt(&a, "region") != NULL ? cli_opt(&a, "region") : "");
 	req.page_size = 500;
-	if (!c->json) {
-		printf("%-24s %-13s %-22s %-9s %s\n", "ID", "ROLE", "REGION", "STATE", "NAME");
-	}
 	do {
 		Haven__Capacity__V1__ListOrganisationsResponse *rep = NULL;
 		char                                            buf[64];
@@ -237,6 +234,10 @@ org_list(cli *c, int argc, char **argv)
 		         &haven__capacity__v1__list_organisations_response__descriptor,
 		         (ProtobufCMessage **) &rep, true)) != 0) {
 			goto out;
+		}
+		/* The header once the first page is in: a failed call prints only its error. */
+		if (!c->json && token[0] == '\0') {
+			printf("%-24s %-13s %-22s %-9s %s\n", "ID", "ROLE", "REGION", "STATE", "NAME");
 		}
 		for (size_t i = 0; i < rep->n_organisations; i++) {
 			const org_t *o = rep->organisations[i];

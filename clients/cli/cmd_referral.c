@@ -278,10 +278,6 @@ referral_list(cli *c, int argc, char **argv)
 			return (cli_usage("referral list takes only --open"));
 		}
 	}
-	if (!c->json) {
-		printf("%-22s %-20s %-10s %-16s %s\n", "REFERRAL", "CREATED", "URGENCY", "REGION",
-		    "NEEDS");
-	}
 	/* Every page. */
 	do {
 		req.page_token = token;
@@ -290,6 +286,11 @@ referral_list(cli *c, int argc, char **argv)
 		         (ProtobufCMessage **) &rep, true)) != 0) {
 			json_decref(all);
 			return (rc);
+		}
+		/* The header once the first page is in: a failed call prints only its error. */
+		if (!c->json && token[0] == '\0') {
+			printf("%-22s %-20s %-10s %-16s %s\n", "REFERRAL", "CREATED", "URGENCY",
+			    "REGION", "NEEDS");
 		}
 		for (size_t i = 0; i < rep->n_referrals; i++) {
 			const Referral *r = rep->referrals[i];

@@ -50,17 +50,26 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
 
 node_pid=""
 others=()
+watcher=""
 work=""
 started=$(date +%s)
+# A client call that runs this long has hung (every call has a deadline of at most 20 s): the
+# hang watcher takes its threads' stacks and kills it, so the test fails at once with the
+# stacks instead of waiting for ctest's timeout.
+HANG_S=${FAULT_HANG_S:-60}
 
 cleanup() {
 	local rc=$? p
 	set +e
 	trap - EXIT
-	for p in "${others[@]}" $node_pid; do
+	for p in "${others[@]}" $watcher $node_pid; do
 		kill -KILL "$p" 2>/dev/null
 	done
 	wait 2>/dev/null
+	if [ -n "$work" ] && [ -s "$work/hangs" ]; then
+		echo "---- hung client calls (killed by the hang watcher)" >&2
+		cat "$work/hangs" >&2
+	fi
 	if [ "$rc" -ne 0 ] && [ -n "$work" ] && [ -f "$work/node.log" ]; then
 		echo "---- last lines of the node's log" >&2
 		tail -n 30 "$work/node.log" >&2
@@ -139,6 +148,30 @@ views_of() {
 }
 offer_ids() { sed -n 's/^ *"id": "\(off-[^"]*\)".*/\1/p'; }
 
+# hang_watch: in the background, takes the stacks of any client of this test (the CLI, named
+# "haven", with this test's directory on its command line) older than $HANG_S s, then kills it.
+hang_watch() {
+	local pid age cmd
+	while sleep 2; do
+		for pid in $(pgrep -x haven 2>/dev/null); do
+			cmd=$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null) || continue
+			[[ "$cmd" == *"$work/"* ]] || continue
+			age=$(ps -o etimes= -p "$pid" 2>/dev/null | tr -d ' ') || continue
+			[ -n "$age" ] && [ "$age" -ge "$HANG_S" ] || continue
+			{
+				echo "client $pid ran ${age}s: $cmd"
+				if command -v gdb >/dev/null 2>&1; then
+					timeout 60 gdb -p "$pid" -batch -ex 'thread apply all bt' 2>&1 |
+						grep -E '^(Thread|#)'
+				fi
+			} >>"$work/hangs" 2>&1
+			kill -KILL "$pid" 2>/dev/null || true
+		done
+	done
+}
+hang_watch &
+watcher=$!
+
 # ---- the node --------------------------------------------------------------------------------
 
 port=""
@@ -193,11 +226,25 @@ kill_node() {
 	wait "$node_pid" 2>/dev/null || true
 	node_pid=""
 }
-# SIGTERM; $node_rc is its exit code (0: stopped cleanly).
+# SIGTERM; $node_rc is its exit code (0: stopped cleanly). A node that has not stopped 60 s
+# later has hung in its shutdown: its stacks are shown and the test fails.
 stop_node() {
+	local t0
 	node_rc=0
 	[ -n "$node_pid" ] || return 0
 	kill -TERM "$node_pid" 2>/dev/null || true
+	t0=$(now_ms)
+	while kill -0 "$node_pid" 2>/dev/null && [ -z "$(ps -o stat= -p "$node_pid" | grep Z)" ]; do
+		if [ $(($(now_ms) - t0)) -gt 60000 ]; then
+			{
+				echo "the node did not stop within 60 s of SIGTERM"
+				timeout 60 gdb -p "$node_pid" -batch -ex 'thread apply all bt' 2>&1 |
+					grep -E '^(Thread|#)'
+			} >>"$work/hangs" 2>&1
+			fail "the node hangs in its shutdown"
+		fi
+		sleep 0.05
+	done
 	wait "$node_pid" || node_rc=$?
 	node_pid=""
 }
@@ -479,11 +526,13 @@ crash_cycles() {
 		done
 		others=()
 		[ ! -s "$work/bad" ] || fail "cycle $cycle: a call failed with a status a crash must not give:"$'\n'"$(cat "$work/bad")"
+		[ ! -s "$work/hangs" ] || fail "cycle $cycle: a client call hung (stacks below)"
 		tls_check "cycle $cycle"
 		[ "$start_took" -le "$max_start" ] || max_start=$start_took
 		total_start=$((total_start + start_took))
 		resolve_pending
 		check "cycle $cycle"
+		[ ! -s "$work/hangs" ] || fail "cycle $cycle: a client call hung (stacks below)"
 		ok "cycle $cycle: killed after $ms ms, $(($(wc -l <"$work/acked-refs") - acked0)) creates acknowledged${cuts:+, $cuts}, restarted in $start_took ms, all checks hold"
 	done
 	stop_node
