@@ -20,6 +20,7 @@ int bench_soak(int argc, char **argv);
 
 /* ---- shared by the echo benches (rpc_bench.c, nng_bench.c) ---------------------------- */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,9 @@ void bench_wait_for_signal(void);
  * not be set up (a message on stderr). */
 int bench_rpc_run(const char *url, int inflight, int calls, size_t size, int conns,
     bench_result *out);
+/* bench_rpc_run with asynchronous calls (blocking false) or a thread per call in flight. */
+int bench_rpc_run_mode(const char *url, int inflight, int calls, size_t size, int conns,
+    bool blocking, bench_result *out);
 int bench_nng_run(const char *url, int inflight, int calls, size_t size, int conns,
     bench_result *out);
 

@@ -4,12 +4,14 @@
  *
  * Each server runs in a child process of its own (this binary with "--serve"), listening on
  * ipc:// in a private directory, as haven-node and a plain server would. Per round and per
- * 1, 8 and 32 calls in flight it runs the plain echo, then haven's, CALLS calls in all, and
- * prints one line:
+ * 1, 8 and 32 calls in flight it runs the plain echo and haven's (asynchronous calls, as the
+ * plain client makes them), alternating in four slices, CALLS calls each in all, and prints
+ * one line:
  *   compare inflight=F size=S calls=N nng_qps=Q nng_p50_us=X rpc_qps=Q rpc_p50_us=X
  *       rpc_vs_nng=R nng_cpu_us=SERVER/CLIENT rpc_cpu_us=SERVER/CLIENT
- * (the CPU time per call of the server process and of this one, user + system). Rounds
- * alternate the two so that a load change on the shared machine hits both.
+ * (the CPU time per call of the server process and of this one, user + system; p50 the
+ * median of the slices'). The slices alternate the two so that a load change on the shared
+ * machine hits both.
  */
 #include "bench.h"
 
@@ -19,6 +21,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,24 +122,73 @@ measured_run(bool raw, pid_t srv, const char *url, int inflight, int each, size_
 	return (rc);
 }
 
-/* One line: the plain echo then haven's at inflight calls in flight. Under load a machine's
- * calls/s swing; the CPU per call (server, client) says what each side costs. */
+/* Both echoes alternate in this many slices per line, so that a change of the shared
+ * machine's load falls on both alike instead of on whichever ran second. */
+#define COMPARE_SLICES 4
+
+/* Sums of the slices of one side: calls, elapsed time, CPU time and each slice's p50. */
+typedef struct side {
+	size_t  calls;
+	double  elapsed_us;
+	double  srv_us, cli_us; /* CPU in all, not per call */
+	int64_t p50[COMPARE_SLICES];
+	int     errors;
+} side;
+
+static int
+slice_run(bool raw, pid_t pid, const char *url, int inflight, int each, size_t size, side *sd,
+    int k)
+{
+	bench_result r = { 0 };
+	double       su = 0, cu = 0;
+
+	if (measured_run(raw, pid, url, inflight, each, size, &r, &su, &cu) != 0) {
+		return (1);
+	}
+	sd->calls += r.calls;
+	sd->elapsed_us += r.qps > 0 ? (double) r.calls * 1e6 / r.qps : 0;
+	sd->srv_us += su * (double) r.calls;
+	sd->cli_us += cu * (double) r.calls;
+	sd->p50[k] = r.p50_us;
+	sd->errors += r.errors;
+	return (0);
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+	return ((x > y) - (x < y));
+}
+
+/* One line: the plain echo and haven's at inflight calls in flight, alternating in slices;
+ * calls/s over all slices, the median of the slices' p50. Under load a machine's calls/s
+ * swing; the CPU per call (server, client) says what each side costs. */
 static int
 compare_one(const char *nurl, pid_t np, const char *rurl, pid_t rp, int inflight, int calls,
     size_t size)
 {
-	bench_result n = { 0 }, r = { 0 };
-	double       ns = 0, nc = 0, rs = 0, rc = 0;
-	int          each = calls / inflight > 0 ? calls / inflight : 1;
+	side   n = { 0 }, r = { 0 };
+	int    each = calls / inflight / COMPARE_SLICES > 0 ? calls / inflight / COMPARE_SLICES : 1;
+	double nq, rq;
 
-	if (measured_run(true, np, nurl, inflight, each, size, &n, &ns, &nc) != 0 ||
-	    measured_run(false, rp, rurl, inflight, each, size, &r, &rs, &rc) != 0) {
-		return (1);
+	for (int k = 0; k < COMPARE_SLICES; k++) {
+		if (slice_run(true, np, nurl, inflight, each, size, &n, k) != 0 ||
+		    slice_run(false, rp, rurl, inflight, each, size, &r, k) != 0) {
+			return (1);
+		}
 	}
+	qsort(n.p50, COMPARE_SLICES, sizeof(int64_t), cmp_i64);
+	qsort(r.p50, COMPARE_SLICES, sizeof(int64_t), cmp_i64);
+	nq = n.elapsed_us > 0 ? (double) n.calls * 1e6 / n.elapsed_us : 0;
+	rq = r.elapsed_us > 0 ? (double) r.calls * 1e6 / r.elapsed_us : 0;
 	printf("compare inflight=%d size=%zu calls=%zu nng_qps=%.0f nng_p50_us=%lld rpc_qps=%.0f "
 	       "rpc_p50_us=%lld rpc_vs_nng=%.2f nng_cpu_us=%.1f/%.1f rpc_cpu_us=%.1f/%.1f%s\n",
-	    inflight, size, r.calls, n.qps, (long long) n.p50_us, r.qps, (long long) r.p50_us,
-	    n.qps > 0 ? r.qps / n.qps : 0, ns, nc, rs, rc, n.errors + r.errors ? " ERRORS" : "");
+	    inflight, size, r.calls, nq, (long long) n.p50[COMPARE_SLICES / 2], rq,
+	    (long long) r.p50[COMPARE_SLICES / 2], nq > 0 ? rq / nq : 0,
+	    n.calls ? n.srv_us / (double) n.calls : 0, n.calls ? n.cli_us / (double) n.calls : 0,
+	    r.calls ? r.srv_us / (double) r.calls : 0, r.calls ? r.cli_us / (double) r.calls : 0,
+	    n.errors + r.errors ? " ERRORS" : "");
 	fflush(stdout);
 	return (n.errors + r.errors ? 1 : 0);
 }

@@ -2,7 +2,7 @@
  * referral_bench.c - a raid: many people found at once, each referred with a shelter and a
  * legal-aid need, routed over thousands of provider services in one go.
  *
- *   haven-bench referral [PEOPLE] [PROVIDERS] [THREADS]
+ *   haven-bench referral [PEOPLE] [PROVIDERS] [THREADS] [nosync]
  *
  * PEOPLE (default 200) CreateReferral calls, each with a shelter need and a legal-aid need, a
  * random population and language and one random excluded region, from THREADS (default 8)
@@ -17,7 +17,8 @@
  *
  * and on stderr how many needs were offered and how many wait. The store lives in a fresh
  * directory under $TMPDIR (or /tmp), removed afterwards, and commits durably (fdatasync)
- * like a node's does.
+ * like a node's does; "nosync" leaves the fdatasync out (store_options.no_sync), to tell how
+ * much of the latency is the disk's (never how a node runs).
  */
 #include "bench.h"
 
@@ -335,6 +336,7 @@ bench_referral(int argc, char **argv)
 	ref_options        ro   = { 0 };
 	auth_options       ao   = { .lookup = cap_lookup_org };
 	rpc_server_options so   = { .workers = 8, .name = "bench" };
+	store_options      so_store = { 0 };
 	setup_job          sj;
 	char               tok[AUTH_TOKEN_MAX];
 	atomic_int         start = 0;
@@ -348,6 +350,11 @@ bench_referral(int argc, char **argv)
 	    parse_arg(argc, argv, 2, DEFAULT_THREADS, 256, &threads) != 0) {
 		return (2);
 	}
+	if (argc > 4 || (argc == 4 && strcmp(argv[3], "nosync") != 0)) {
+		fprintf(stderr, "usage: haven-bench referral [PEOPLE] [PROVIDERS] [THREADS] [nosync]\n");
+		return (2);
+	}
+	so_store.no_sync = argc == 4;
 	log_init("bench", LOG_LEVEL_WARN);
 	snprintf(dir, sizeof(dir), "%s/haven-bench-referral-XXXXXX", base != NULL ? base : "/tmp");
 	if (mkdtemp(dir) == NULL) {
@@ -355,7 +362,7 @@ bench_referral(int argc, char **argv)
 		return (1);
 	}
 	made_dir = true;
-	if (store_open(&st, dir, NULL) != HV_OK || region_map_default(&rm) != HV_OK) {
+	if (store_open(&st, dir, &so_store) != HV_OK || region_map_default(&rm) != HV_OK) {
 		fprintf(stderr, "referral bench: cannot open the store\n");
 		goto out;
 	}

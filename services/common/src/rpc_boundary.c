@@ -1,11 +1,11 @@
 /*
  * rpc_boundary.c - what a decoded message may carry into a handler (see rpc.h, "Decoding is
  * strict at the boundary"): strings without NUL bytes, no field numbered 0, no unknown
- * fields at any depth. Used by the dispatch (rpc_server.c) on every request and reply.
+ * fields at any depth. Used by the dispatch (rpc_dispatch.c) on every request and reply.
  */
 #include "haven/rpc.h"
 
-#include "rpc_dispatch.h"
+#include "rpc_boundary.h"
 
 #include <stdio.h>
 #include <string.h>

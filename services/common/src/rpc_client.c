@@ -7,6 +7,10 @@
  * at once without a lock around the socket. The REQ socket's own resend timer is switched off:
  * a request reaches the server at most once per attempt, and attempts are repeated only for
  * calls that are safe to repeat.
+ *
+ * The envelopes are handled here for both kinds of call (the asynchronous ones are
+ * rpc_async.c's): a request is packed once, straight into the nng message that goes out, and
+ * a reply is read in place, its payload unpacked from the message.
  */
 #include "haven/clock.h"
 #include "haven/crypto.h"
@@ -14,6 +18,7 @@
 #include "haven/log.h"
 #include "haven/rpc.h"
 
+#include "rpc_channel.h"
 #include "rpc_internal.h"
 
 #include "haven/rpc/v1/rpc.pb-c.h"
@@ -31,28 +36,8 @@
 #include <string.h>
 #include <time.h>
 
-#define POOL_MAX 64
 #define DEFAULT_TIMEOUT_MS 10000
 #define CERT_FILE_MAX (64 * 1024)
-
-typedef struct pooled_ctx {
-	nng_ctx  pc_ctx;
-	nng_aio *pc_aio;
-} pooled_ctx;
-
-struct rpc_channel {
-	nng_socket      ch_sock;
-	nng_tls_config *ch_tls;
-	char           *ch_url;
-	size_t          ch_max_msg;
-	atomic_int      ch_pipes; /* connected pipes, from pipe notifications */
-	atomic_ullong   ch_next_id;
-
-	pthread_mutex_t ch_mtx; /* guards the token and the pool */
-	char           *ch_token;
-	pooled_ctx      ch_pool[POOL_MAX];
-	unsigned        ch_npool;
-};
 
 /* ---- shared pieces ----------------------------------------------------------------- */
 
@@ -308,6 +293,12 @@ static void
 channel_free(rpc_channel *ch)
 {
 	nng_close(ch->ch_sock);
+	while (ch->ch_aall != NULL) { /* stopped by rpc_channel_close */
+		rpc_async *a = ch->ch_aall;
+		ch->ch_aall  = a->a_next_all;
+		nng_aio_free(a->a_aio);
+		free(a);
+	}
 	if (ch->ch_tls != NULL) {
 		nng_tls_config_free(ch->ch_tls);
 	}
@@ -404,6 +395,16 @@ rpc_channel_close(rpc_channel *ch)
 	if (ch == NULL) {
 		return;
 	}
+	/* No new asynchronous calls from here (async_get checks under the lock, so ch_aall
+	 * grows no more); stopping each slot's aio ends its call in flight and waits for its
+	 * callback, so every done has run (UNAVAILABLE) before this returns, whatever the bounded
+	 * close below does. The slots themselves are freed with the socket (channel_free). */
+	pthread_mutex_lock(&ch->ch_mtx);
+	ch->ch_closing = true;
+	pthread_mutex_unlock(&ch->ch_mtx);
+	for (rpc_async *a = ch->ch_aall; a != NULL; a = a->a_next_all) {
+		nng_aio_stop(a->a_aio);
+	}
 	for (unsigned i = 0; i < ch->ch_npool; i++) {
 		nng_ctx_close(ch->ch_pool[i].pc_ctx);
 		nng_aio_free(ch->ch_pool[i].pc_aio);
@@ -458,7 +459,7 @@ rpc_channel_token(rpc_channel *ch, char *out, size_t outsz)
 }
 
 static hv_status
-ctx_get(rpc_channel *ch, pooled_ctx *out)
+ctx_get(rpc_channel *ch, rpc_pooled_ctx *out)
 {
 	int rv;
 
@@ -483,11 +484,11 @@ ctx_get(rpc_channel *ch, pooled_ctx *out)
 /* Returns a context to the pool; one whose call did not end cleanly is closed instead, so
  * that no late reply can ever be matched to a later call. */
 static void
-ctx_put(rpc_channel *ch, pooled_ctx *pc, bool clean)
+ctx_put(rpc_channel *ch, rpc_pooled_ctx *pc, bool clean)
 {
 	if (clean) {
 		pthread_mutex_lock(&ch->ch_mtx);
-		if (ch->ch_npool < POOL_MAX) {
+		if (ch->ch_npool < RPC_POOL_MAX) {
 			ch->ch_pool[ch->ch_npool++] = *pc;
 			pthread_mutex_unlock(&ch->ch_mtx);
 			return;
@@ -519,7 +520,7 @@ static hv_status
 exchange(rpc_channel *ch, nng_msg *req, uint32_t timeout_ms, nng_msg **reply, char *errmsg,
     size_t errsz)
 {
-	pooled_ctx pc;
+	rpc_pooled_ctx pc;
 	hv_status  st;
 	int        rv;
 	int64_t    start = hv_clock_mono_ms();
@@ -538,12 +539,7 @@ exchange(rpc_channel *ch, nng_msg *req, uint32_t timeout_ms, nng_msg **reply, ch
 	if ((rv = nng_aio_result(pc.pc_aio)) != 0) {
 		nng_msg_free(nng_aio_get_msg(pc.pc_aio));
 		ctx_put(ch, &pc, false);
-		if (atomic_load(&ch->ch_pipes) == 0 && (rv == NNG_ETIMEDOUT || rv == NNG_ECLOSED)) {
-			set_err(errmsg, errsz, "no connection to %s", ch->ch_url);
-			return (HV_UNAVAILABLE);
-		}
-		set_err(errmsg, errsz, "sending the request failed: %s", nng_strerror(rv));
-		return (hv_status_from_nng(rv));
+		return (rpc_channel_nng_error(ch, rv, true, errmsg, errsz));
 	}
 	left = (int64_t) timeout_ms - (hv_clock_mono_ms() - start);
 	nng_aio_set_timeout(pc.pc_aio, (nng_duration) (left > 0 ? left : 1));
@@ -551,17 +547,30 @@ exchange(rpc_channel *ch, nng_msg *req, uint32_t timeout_ms, nng_msg **reply, ch
 	nng_aio_wait(pc.pc_aio);
 	if ((rv = nng_aio_result(pc.pc_aio)) != 0) {
 		ctx_put(ch, &pc, false);
-		if (rv == NNG_ETIMEDOUT) {
-			set_err(errmsg, errsz, "no reply from %s within the timeout", ch->ch_url);
-			return (HV_DEADLINE_EXCEEDED);
-		}
-		set_err(errmsg, errsz, "receiving the reply failed: %s", nng_strerror(rv));
-		return (rv == NNG_ECONNRESET || rv == NNG_ECLOSED ? HV_UNAVAILABLE
-		                                                  : hv_status_from_nng(rv));
+		return (rpc_channel_nng_error(ch, rv, false, errmsg, errsz));
 	}
 	*reply = nng_aio_get_msg(pc.pc_aio);
 	ctx_put(ch, &pc, true);
 	return (HV_OK);
+}
+
+hv_status
+rpc_channel_nng_error(rpc_channel *ch, int rv, bool sending, char *errmsg, size_t errsz)
+{
+	if (sending) {
+		if (atomic_load(&ch->ch_pipes) == 0 && (rv == NNG_ETIMEDOUT || rv == NNG_ECLOSED)) {
+			set_err(errmsg, errsz, "no connection to %s", ch->ch_url);
+			return (HV_UNAVAILABLE);
+		}
+		set_err(errmsg, errsz, "sending the request failed: %s", nng_strerror(rv));
+		return (hv_status_from_nng(rv));
+	}
+	if (rv == NNG_ETIMEDOUT) {
+		set_err(errmsg, errsz, "no reply from %s within the timeout", ch->ch_url);
+		return (HV_DEADLINE_EXCEEDED);
+	}
+	set_err(errmsg, errsz, "receiving the reply failed: %s", nng_strerror(rv));
+	return (rv == NNG_ECONNRESET || rv == NNG_ECLOSED ? HV_UNAVAILABLE : hv_status_from_nng(rv));
 }
 
 hv_status
@@ -596,76 +605,240 @@ rpc_channel_call_raw(rpc_channel *ch, const void *req, size_t reqlen, void **rep
 	return (HV_OK);
 }
 
-/* Packs the request envelope into a new nng message. */
-static hv_status
-build_request(rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+/* The envelope's payload field (haven.rpc.v1.Request.payload = 6, length-delimited). */
+#define REQUEST_PAYLOAD_TAG ((6u << 3) | 2u)
+
+/*
+ * Packs the envelope and the request into one new nng message, with no copy in between: the
+ * envelope's other fields are packed first (the payload left empty, which proto3 omits), then
+ * the payload field is written by hand and req packed straight into the message behind it.
+ * Field order does not matter to a protobuf decoder, so this is the same Request.
+ */
+hv_status
+rpc_request_pack(rpc_channel *ch, const char *method, const ProtobufCMessage *req,
     const rpc_call_options *o, uint32_t timeout_ms, uint64_t id, nng_msg **out)
 {
-	Haven__Rpc__V1__Request  env = HAVEN__RPC__V1__REQUEST__INIT;
-	Haven__Rpc__V1__Metadata md[RPC_METADATA_MAX];
+	Haven__Rpc__V1__Request   env = HAVEN__RPC__V1__REQUEST__INIT;
+	Haven__Rpc__V1__Metadata  md[RPC_METADATA_MAX];
 	Haven__Rpc__V1__Metadata *mdp[RPC_METADATA_MAX];
-	size_t                   n = 0;
-	size_t                   plen;
-	uint8_t                 *payload = NULL;
-	nng_msg                 *msg     = NULL;
-	char                    *token   = NULL;
-	hv_status                st      = HV_RESOURCE_EXHAUSTED;
+	size_t                    n = 0, plen, hlen;
+	nng_msg                  *msg = NULL;
+	uint8_t                  *body;
+	hv_status                 st = HV_INVALID_ARGUMENT;
 
-	pthread_mutex_lock(&ch->ch_mtx);
-	if (ch->ch_token != NULL && (token = strdup(ch->ch_token)) == NULL) {
-		pthread_mutex_unlock(&ch->ch_mtx);
-		return (HV_RESOURCE_EXHAUSTED);
+	if (o->n_metadata > RPC_METADATA_MAX ||
+	    (plen = protobuf_c_message_get_packed_size(req)) > ch->ch_max_msg) {
+		return (HV_INVALID_ARGUMENT);
 	}
-	pthread_mutex_unlock(&ch->ch_mtx);
-	if (token != NULL) {
+	/* The token is read under the lock and packed before it is released: no copy of it. */
+	pthread_mutex_lock(&ch->ch_mtx);
+	if (ch->ch_token != NULL) {
 		haven__rpc__v1__metadata__init(&md[n]);
 		md[n].key   = "authorization";
-		md[n].value = token;
+		md[n].value = ch->ch_token;
 		mdp[n]      = &md[n];
 		n++;
 	}
-	for (size_t i = 0; i < o->n_metadata; i++) {
-		if (n == RPC_METADATA_MAX) {
-			st = HV_INVALID_ARGUMENT;
-			goto out;
-		}
+	if (n + o->n_metadata > RPC_METADATA_MAX) {
+		goto out;
+	}
+	for (size_t i = 0; i < o->n_metadata; i++, n++) {
 		haven__rpc__v1__metadata__init(&md[n]);
 		md[n].key   = (char *) o->metadata[i].key;
 		md[n].value = (char *) o->metadata[i].value;
 		mdp[n]      = &md[n];
-		n++;
 	}
-	plen = protobuf_c_message_get_packed_size(req);
-	if (plen > ch->ch_max_msg) {
-		st = HV_INVALID_ARGUMENT;
-		goto out;
-	}
-	if ((payload = malloc(plen + 1)) == NULL) {
-		goto out;
-	}
-	protobuf_c_message_pack(req, payload);
-
 	env.method          = (char *) method;
 	env.request_id      = id;
 	env.timeout_ms      = timeout_ms;
 	env.n_metadata      = n;
 	env.metadata        = mdp;
 	env.idempotency_key = o->idempotency_key != NULL ? (char *) o->idempotency_key : "";
-	env.payload.data    = payload;
-	env.payload.len     = plen;
-	if (nng_msg_alloc(&msg, haven__rpc__v1__request__get_packed_size(&env)) != 0) {
+	hlen                = haven__rpc__v1__request__get_packed_size(&env);
+	st                  = HV_RESOURCE_EXHAUSTED;
+	if (nng_msg_alloc(&msg, hlen + 1 + rpc_varint_size(plen) + plen) != 0) {
 		goto out;
 	}
-	haven__rpc__v1__request__pack(&env, nng_msg_body(msg));
+	body = nng_msg_body(msg);
+	haven__rpc__v1__request__pack(&env, body);
+	pthread_mutex_unlock(&ch->ch_mtx);
+	body += hlen;
+	*body++ = REQUEST_PAYLOAD_TAG;
+	body += rpc_varint_put(body, plen);
+	protobuf_c_message_pack(req, body);
 	*out = msg;
-	st   = HV_OK;
+	return (HV_OK);
 out:
-	if (token != NULL) {
-		crypto_wipe(token, strlen(token));
-		free(token);
-	}
-	free(payload);
+	pthread_mutex_unlock(&ch->ch_mtx);
 	return (st);
+}
+
+/* The fields of a haven.rpc.v1.Reply, pointing into the message they were read from. */
+typedef struct reply_view {
+	uint64_t       code;       /* 1 */
+	const uint8_t *message;    /* 2 */
+	size_t         message_len;
+	const uint8_t *payload;    /* 3 */
+	size_t         payload_len;
+	uint64_t       request_id; /* 4 */
+} reply_view;
+
+static bool
+varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		x |= (uint64_t) (b & 0x7f) << shift;
+		if ((b & 0x80) == 0) {
+			*v = x;
+			return (true);
+		}
+	}
+	return (false);
+}
+
+/*
+ * Reads the reply envelope in place: no allocation and no copy of the payload, which is then
+ * unpacked straight from the message (protobuf-c's unpack of the envelope would allocate it
+ * and copy the payload and the message first). The rules are protobuf's: fields in any
+ * order, the last of a repeated scalar wins, unknown fields skipped; a known field with the
+ * wrong wire type, a group or bytes past the end make the envelope invalid.
+ */
+static bool
+reply_read(const uint8_t *p, size_t n, reply_view *v)
+{
+	const uint8_t *end = p + n;
+
+	memset(v, 0, sizeof(*v));
+	while (p < end) {
+		uint64_t key, x, len = 0;
+		uint64_t field;
+		int      want; /* the wire type of a known field, -1 for an unknown one */
+
+		if (!varint_get(&p, end, &key) || (field = key >> 3) == 0) {
+			return (false);
+		}
+		want = field == 1 || field == 4 ? 0 : field == 2 || field == 3 ? 2 : -1;
+		if (want >= 0 && (int) (key & 7) != want) {
+			return (false);
+		}
+		switch (key & 7) {
+		case 0:
+			if (!varint_get(&p, end, &x)) {
+				return (false);
+			}
+			if (field == 1) {
+				v->code = x;
+			} else if (field == 4) {
+				v->request_id = x;
+			}
+			continue;
+		case 2:
+			if (!varint_get(&p, end, &len) || len > (uint64_t) (end - p)) {
+				return (false);
+			}
+			if (field == 2) {
+				v->message     = p;
+				v->message_len = (size_t) len;
+			} else if (field == 3) {
+				v->payload     = p;
+				v->payload_len = (size_t) len;
+			}
+			break;
+		case 1:
+			len = 8;
+			break;
+		case 5:
+			len = 4;
+			break;
+		default: /* groups: not in haven's protocol */
+			return (false);
+		}
+		if (len > (uint64_t) (end - p)) {
+			return (false);
+		}
+		p += len;
+	}
+	return (true);
+}
+
+hv_status
+rpc_reply_decode(nng_msg *rep, uint64_t id, const ProtobufCMessageDescriptor *reply_desc,
+    ProtobufCMessage **reply, char *errmsg, size_t errsz)
+{
+	reply_view v;
+	hv_status  st;
+
+	*reply = NULL;
+	/* request_id 0 with an error: the server could not read the envelope (over its decode
+	 * budget, say); the REQ socket matched the reply to this request, so its status and
+	 * message are this call's. */
+	if (!reply_read(nng_msg_body(rep), nng_msg_len(rep), &v) ||
+	    (v.request_id != id && !(v.request_id == 0 && v.code != HV_OK))) {
+		nng_msg_free(rep);
+		set_err(errmsg, errsz, "%s", "reply is not a valid haven.rpc.v1.Reply");
+		return (HV_DATA_LOSS);
+	}
+	st = v.code <= HV_STATUS_MAX ? (hv_status) v.code : HV_UNKNOWN;
+	if (st == HV_OK) {
+		*reply = protobuf_c_message_unpack(reply_desc, NULL, v.payload_len,
+		    v.payload != NULL ? v.payload : (const uint8_t *) "");
+		if (*reply == NULL) {
+			set_err(errmsg, errsz, "reply payload does not decode as %s", reply_desc->name);
+			st = HV_DATA_LOSS;
+		}
+	} else if (v.message_len > 0) {
+		set_err(errmsg, errsz, "%.*s", (int) (v.message_len < 1024 ? v.message_len : 1024),
+		    (const char *) v.message);
+	} else {
+		set_err(errmsg, errsz, "%s", hv_status_name(st));
+	}
+	nng_msg_free(rep);
+	return (st);
+}
+
+/* One attempt of a call within left ms: pack, exchange, decode. */
+static hv_status
+call_once(rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
+    const rpc_call_options *o, uint32_t left, uint64_t id, char *errmsg, size_t errsz)
+{
+	nng_msg  *msg, *rep;
+	hv_status st;
+
+	if ((st = rpc_request_pack(ch, method, req, o, left, id, &msg)) != HV_OK) {
+		set_err(errmsg, errsz, "%s",
+		    st == HV_INVALID_ARGUMENT ? "request over the size or metadata limit"
+		                              : "out of memory");
+		return (st);
+	}
+	if ((st = exchange(ch, msg, left, &rep, errmsg, errsz)) != HV_OK) {
+		return (st);
+	}
+	return (rpc_reply_decode(rep, id, reply_desc, reply, errmsg, errsz));
+}
+
+/* Sleeps before attempt number attempt + 1 (exponential backoff with jitter: 25 ms, 50 ms,
+ * ... at most 1 s). False, without sleeping, when the wait would reach past the deadline. */
+static bool
+backoff(unsigned attempt, uint64_t id, int64_t deadline)
+{
+	unsigned        base = 25u << (attempt < 6 ? attempt : 6);
+	unsigned        wait = base / 2 + (unsigned) ((id * 2654435761u) % (base / 2 + 1));
+	struct timespec ts;
+
+	if (wait > 1000) {
+		wait = 1000;
+	}
+	if (deadline - hv_clock_mono_ms() <= (int64_t) wait) {
+		return (false);
+	}
+	ts.tv_sec  = wait / 1000;
+	ts.tv_nsec = (long) (wait % 1000) * 1000000L;
+	nanosleep(&ts, NULL);
+	return (true);
 }
 
 hv_status
@@ -675,7 +848,6 @@ rpc_channel_call(rpc_channel *ch, const char *method, const ProtobufCMessage *re
 {
 	rpc_call_options o = { 0 };
 	int64_t          deadline;
-	unsigned         attempt = 0;
 	hv_status        st;
 
 	if (errmsg != NULL && errsz > 0) {
@@ -693,82 +865,22 @@ rpc_channel_call(rpc_channel *ch, const char *method, const ProtobufCMessage *re
 		o.timeout_ms = DEFAULT_TIMEOUT_MS;
 	}
 	deadline = hv_clock_mono_ms() + o.timeout_ms;
-
-	for (;;) {
-		Haven__Rpc__V1__Reply *env;
-		nng_msg               *msg;
-		nng_msg               *rep;
-		uint64_t               id   = atomic_fetch_add(&ch->ch_next_id, 1);
-		int64_t                left = deadline - hv_clock_mono_ms();
-		bool                   retry_ok;
+	for (unsigned attempt = 0;; attempt++) {
+		uint64_t id   = atomic_fetch_add(&ch->ch_next_id, 1);
+		int64_t  left = deadline - hv_clock_mono_ms();
 
 		if (left <= 0) {
 			set_err(errmsg, errsz, "%s", "deadline passed before the call could be sent");
 			return (HV_DEADLINE_EXCEEDED);
 		}
-		if ((st = build_request(ch, method, req, &o, (uint32_t) left, id, &msg)) != HV_OK) {
-			set_err(errmsg, errsz, "%s",
-			    st == HV_INVALID_ARGUMENT ? "request over the size or metadata limit"
-			                              : "out of memory");
+		st = call_once(ch, method, req, reply_desc, reply, &o, (uint32_t) left, id, errmsg,
+		    errsz);
+		/* Only UNAVAILABLE (no connection, or it broke) is retried, and only when the
+		 * call is safe to repeat. */
+		if (st != HV_UNAVAILABLE ||
+		    !(o.idempotent || (o.idempotency_key != NULL && o.idempotency_key[0] != '\0')) ||
+		    !backoff(attempt, id, deadline)) {
 			return (st);
 		}
-		st = exchange(ch, msg, (uint32_t) left, &rep, errmsg, errsz);
-		if (st == HV_OK) {
-			env = haven__rpc__v1__reply__unpack(NULL, nng_msg_len(rep), nng_msg_body(rep));
-			nng_msg_free(rep);
-			/* request_id 0 with an error: the server could not read the envelope (over
-			 * its decode budget, say); the REQ socket matched the reply to this request,
-			 * so its status and message are this call's. */
-			if (env != NULL && env->request_id == 0 && env->code != HV_OK) {
-				env->request_id = id;
-			}
-			if (env == NULL || env->request_id != id) {
-				if (env != NULL) {
-					haven__rpc__v1__reply__free_unpacked(env, NULL);
-				}
-				set_err(errmsg, errsz, "%s", "reply is not a valid haven.rpc.v1.Reply");
-				return (HV_DATA_LOSS);
-			}
-			st = env->code <= HV_STATUS_MAX ? (hv_status) env->code : HV_UNKNOWN;
-			if (st == HV_OK) {
-				*reply = protobuf_c_message_unpack(reply_desc, NULL, env->payload.len,
-				    env->payload.data);
-				if (*reply == NULL) {
-					set_err(errmsg, errsz, "reply payload does not decode as %s",
-					    reply_desc->name);
-					st = HV_DATA_LOSS;
-				}
-			} else {
-				set_err(errmsg, errsz, "%s",
-				    env->message != NULL && env->message[0] != '\0'
-				        ? env->message
-				        : hv_status_name(st));
-			}
-			haven__rpc__v1__reply__free_unpacked(env, NULL);
-		}
-
-		retry_ok = st == HV_UNAVAILABLE &&
-		    (o.idempotent || (o.idempotency_key != NULL && o.idempotency_key[0] != '\0'));
-		if (!retry_ok) {
-			return (st);
-		}
-		/* Exponential backoff with jitter: 25 ms, 50 ms, ... at most 1 s. */
-		{
-			unsigned        base = 25u << (attempt < 6 ? attempt : 6);
-			unsigned        wait = base / 2 + (unsigned) ((id * 2654435761u) % (base / 2 + 1));
-			int64_t         rem  = deadline - hv_clock_mono_ms();
-			struct timespec ts;
-
-			if (wait > 1000) {
-				wait = 1000;
-			}
-			if (rem <= (int64_t) wait) {
-				return (st);
-			}
-			ts.tv_sec  = wait / 1000;
-			ts.tv_nsec = (long) (wait % 1000) * 1000000L;
-			nanosleep(&ts, NULL);
-		}
-		attempt++;
 	}
 }

@@ -1,7 +1,7 @@
 /*
  * rpc_dispatch.h - the transport-independent half of the RPC server, private to libhaven.
  *
- * One dispatch, two transports. rpc_server.c owns the method table, the checks before a
+ * One dispatch, two transports. rpc_dispatch.c owns the method table, the checks before a
  * handler (envelope, method, identity, role, payload, deadline), the bounded worker pool and
  * the bookkeeping of every answered call (metrics, log line, counters). The transports bring
  * calls in and carry replies out:
@@ -37,45 +37,8 @@
 
 #include "haven/rpc/v1/rpc.pb-c.h"
 
-#define RPC_MAX_HEALTH 32
-
-typedef struct rpc_method_entry {
-	char                             me_name[RPC_METHOD_NAME_MAX]; /* full name */
-	const ProtobufCMethodDescriptor *me_desc;
-	rpc_handler                      me_handler; /* NULL: UNIMPLEMENTED */
-	unsigned                         me_roles;
-	bool                             me_inline;
-	void                            *me_svc;
-	metrics_method                  *me_metrics; /* calls and latency of this method */
-} rpc_method_entry;
-
-/* The transport's completion: called exactly once per submitted (or failed) call, on a worker
- * thread, on the thread that submitted it (inline handlers, refusals) or in rpc_dispatch_fail.
- * On HV_OK reply is the handler's reply (alive in the call's arena), else NULL. */
-typedef void (*rpc_reply_fn)(rpc_call *call, hv_status code, const ProtobufCMessage *reply);
-
-struct rpc_call {
-	rpc_server              *c_srv;
-	const rpc_method_entry  *c_method;
-	Haven__Rpc__V1__Request *c_env;
-	ProtobufCMessage        *c_req;
-	rpc_caller               c_caller;
-	int64_t                  c_start_us;
-	int64_t                  c_deadline_us;
-	char                     c_errmsg[RPC_ERRMSG_MAX];
-	rpc_reply_fn             c_reply;     /* set by the transport */
-	/* Set by the transport (or NULL): runs before the handler, on the thread that runs it (a
-	 * worker unless inline), for work too heavy for nng's threads (a JSON payload's decode).
-	 * A status other than HV_OK goes to c_reply instead of the handler. */
-	hv_status              (*c_prepare)(rpc_call *call);
-	void                    *c_transport; /* the transport's per-call state */
-	arena                    c_arena;
-};
-
-typedef struct rpc_health_entry {
-	char h_name[128];
-	bool h_serving;
-} rpc_health_entry;
+#include "rpc_call.h"
+#include "rpc_health.h"
 
 typedef struct rpc_nng rpc_nng; /* rpc_nng.c */
 
@@ -96,14 +59,14 @@ struct rpc_server {
 	rpc_call         **sv_queue;   /* ring buffer of sv_opts.queue entries */
 	unsigned           sv_qhead;
 	unsigned           sv_qlen;
-	unsigned           sv_inflight; /* calls between begin and end, all transports */
-	bool               sv_closing;
+	/* Calls between begin and end, all transports; atomic, so that a call that never waits
+	 * for a worker takes no lock of the server's (rpc_dispatch_end wakes close). */
+	atomic_uint        sv_inflight;
+	atomic_bool        sv_closing; /* written under sv_mtx */
 	pthread_t         *sv_workers;
 	unsigned           sv_nworkers;
 
-	rpc_health_entry   sv_health[RPC_MAX_HEALTH];
-	size_t             sv_nhealth;
-	bool               sv_node_serving;
+	rpc_health         sv_health; /* Health/Check's answers (rpc_health.c) */
 
 	atomic_ullong      sv_calls;
 	atomic_ullong      sv_rejected;
@@ -174,6 +137,9 @@ void rpc_dispatch_record(rpc_server *srv, rpc_call *call, hv_status code);
 /* The call is over for the transport (its reply sent or given up): no longer in flight. */
 void rpc_dispatch_end(rpc_server *srv);
 
+/* The HTTP statuses haven_http_refused_total counts by (then "other"). */
+extern const unsigned rpc_http_refused_status[8];
+
 /* Counts an HTTP request the Connect transport answered itself with this status (before any
  * call began), or (status 0) a body that did not arrive in time: haven_http_refused_total. */
 void rpc_dispatch_http_refused(rpc_server *srv, unsigned status);
@@ -181,36 +147,21 @@ void rpc_dispatch_http_refused(rpc_server *srv, unsigned status);
 /* Whether the server is closing (no new calls are taken). */
 bool rpc_dispatch_closing(rpc_server *srv);
 
-/* ---- Health and Diagnostics (rpc_health.c): registered by rpc_server_open, svc = the server */
+/* ---- the method table and the workers (rpc_server.c's lifecycle calls these) ---------- */
 
-extern const rpc_method_impl rpc_health_methods[1];
-extern const rpc_method_impl rpc_diag_methods[1];
+/* Sets up the dispatch's part of a server whose options are final: lock, conditions. */
+void rpc_dispatch_init(rpc_server *srv);
 
-/* ---- the boundary (rpc_boundary.c) ------------------------------------------------------ */
+/* Starts the worker threads. */
+hv_status rpc_dispatch_start(rpc_server *srv);
 
-#define PB_DEPTH_MAX 64 /* message nesting followed by the boundary's walks */
+/* Takes no new calls and waits (10 s at most) until the calls in flight are over. */
+void rpc_dispatch_drain(rpc_server *srv);
 
-/* Drops the unknown fields of m and of every message below it (singular, repeated and oneof
- * members), freeing them with a when not NULL (the allocator m was decoded with). Sets *field0
- * and *where (the message's type) when one of them was numbered 0. Returns false, with *where
- * set, when messages are nested deeper than PB_DEPTH_MAX (those below are left as they are). */
-bool rpc_pb_drop_unknown(ProtobufCMessage *m, ProtobufCAllocator *a, unsigned depth,
-    bool *field0, const char **where);
+/* Waits for the workers to end (after rpc_dispatch_drain: they end when the queue is empty). */
+void rpc_dispatch_join(rpc_server *srv);
 
-/* Checks and cleans a message call decoded from [data, data + len): no NUL in a string, no
- * field numbered 0; its unknown fields dropped. On failure the call's error is set. */
-hv_status rpc_boundary_check(rpc_call *call, ProtobufCMessage *m, const uint8_t *data,
-    size_t len);
-
-/* ---- the nng transport (rpc_nng.c) -------------------------------------------------------- */
-
-hv_status rpc_nng_open(rpc_server *srv);
-hv_status rpc_nng_listen(rpc_server *srv, const char *url);
-hv_status rpc_nng_start(rpc_server *srv);
-/* Stops the ipc watchdog (before the workers stop). */
-void rpc_nng_stop_watch(rpc_server *srv);
-/* Closes the socket and listeners and frees the transport; after the workers stopped. */
-void rpc_nng_close(rpc_server *srv);
-uint64_t rpc_nng_ipc_restarts(rpc_server *srv);
+/* Frees the dispatch's part: after the workers ended and the transports closed. */
+void rpc_dispatch_destroy(rpc_server *srv);
 
 #endif

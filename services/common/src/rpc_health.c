@@ -1,10 +1,11 @@
 /*
  * rpc_health.c - the methods every RPC server serves: haven.health.v1.Health/Check (as in
- * grpc.health.v1, by service, from rpc_server_set_serving) and Diagnostics/Echo.
+ * grpc.health.v1, by service, from rpc_server_set_serving) and Diagnostics/Echo (see
+ * rpc_health.h). Calls only the call's accessors (rpc_call.c).
  */
 #include "haven/rpc.h"
 
-#include "rpc_dispatch.h"
+#include "rpc_health.h"
 
 #include "haven/diag/v1/diag.pb-c.h"
 #include "haven/health/v1/health.pb-c.h"
@@ -13,39 +14,72 @@
 #include <string.h>
 
 #define ECHO_MAX (64 * 1024)
-#define MAX_HEALTH RPC_MAX_HEALTH
 
-typedef rpc_health_entry health_entry;
-
-/* ---- health and diagnostics -------------------------------------------------------- */
+/* ---- the serving state ---------------------------------------------------------------- */
 
 void
-rpc_server_set_serving(rpc_server *srv, const char *service, bool serving)
+rpc_health_init(rpc_health *h)
 {
-	pthread_mutex_lock(&srv->sv_mtx);
+	memset(h, 0, sizeof(*h));
+	pthread_mutex_init(&h->h_mtx, NULL);
+	h->h_node_serving = true;
+}
+
+void
+rpc_health_destroy(rpc_health *h)
+{
+	pthread_mutex_destroy(&h->h_mtx);
+}
+
+void
+rpc_health_set(rpc_health *h, const char *service, bool serving)
+{
+	pthread_mutex_lock(&h->h_mtx);
 	if (service == NULL || service[0] == '\0') {
-		srv->sv_node_serving = serving;
+		h->h_node_serving = serving;
 		goto out;
 	}
-	for (size_t i = 0; i < srv->sv_nhealth; i++) {
-		if (strcmp(srv->sv_health[i].h_name, service) == 0) {
-			srv->sv_health[i].h_serving = serving;
+	for (size_t i = 0; i < h->h_n; i++) {
+		if (strcmp(h->h_entries[i].h_name, service) == 0) {
+			h->h_entries[i].h_serving = serving;
 			goto out;
 		}
 	}
-	if (srv->sv_nhealth < MAX_HEALTH && strlen(service) < sizeof(srv->sv_health[0].h_name)) {
-		health_entry *h = &srv->sv_health[srv->sv_nhealth++];
-		strcpy(h->h_name, service); /* length checked above */
-		h->h_serving = serving;
+	if (h->h_n < RPC_MAX_HEALTH && strlen(service) < sizeof(h->h_entries[0].h_name)) {
+		rpc_health_entry *e = &h->h_entries[h->h_n++];
+		strcpy(e->h_name, service); /* length checked above */
+		e->h_serving = serving;
 	}
 out:
-	pthread_mutex_unlock(&srv->sv_mtx);
+	pthread_mutex_unlock(&h->h_mtx);
 }
+
+void
+rpc_health_closing(rpc_health *h)
+{
+	pthread_mutex_lock(&h->h_mtx);
+	h->h_closing = true;
+	pthread_mutex_unlock(&h->h_mtx);
+}
+
+size_t
+rpc_health_snapshot(rpc_health *h, rpc_health_entry *out)
+{
+	size_t n;
+
+	pthread_mutex_lock(&h->h_mtx);
+	n = h->h_n;
+	memcpy(out, h->h_entries, n * sizeof(out[0]));
+	pthread_mutex_unlock(&h->h_mtx);
+	return (n);
+}
+
+/* ---- the methods ---------------------------------------------------------------------- */
 
 static hv_status
 health_check(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
-	rpc_server                               *srv = svc;
+	rpc_health                               *h   = svc;
 	const Haven__Health__V1__HealthCheckRequest *in  = (const void *) req;
 	Haven__Health__V1__HealthCheckResponse      *out;
 	int                                       found   = 0;
@@ -57,19 +91,19 @@ health_check(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMe
 	}
 	haven__health__v1__health_check_response__init(out);
 
-	pthread_mutex_lock(&srv->sv_mtx);
+	pthread_mutex_lock(&h->h_mtx);
 	if (in->service == NULL || in->service[0] == '\0') {
 		found   = 1;
-		serving = srv->sv_node_serving && !srv->sv_closing;
+		serving = h->h_node_serving && !h->h_closing;
 	} else {
-		for (size_t i = 0; i < srv->sv_nhealth; i++) {
-			if (strcmp(srv->sv_health[i].h_name, in->service) == 0) {
+		for (size_t i = 0; i < h->h_n; i++) {
+			if (strcmp(h->h_entries[i].h_name, in->service) == 0) {
 				found   = 1;
-				serving = srv->sv_health[i].h_serving && !srv->sv_closing;
+				serving = h->h_entries[i].h_serving && !h->h_closing;
 			}
 		}
 	}
-	pthread_mutex_unlock(&srv->sv_mtx);
+	pthread_mutex_unlock(&h->h_mtx);
 
 	if (!found) {
 		return (rpc_call_error(call, HV_NOT_FOUND, "unknown service %.128s", in->service));

@@ -27,4 +27,32 @@ int rpc_tls_own_cert(nng_tls_config *cfg, const char *cert_file, const char *key
 hv_status rpc_server_decode(rpc_server *srv, const void *data, size_t len, char *errmsg,
     size_t errsz);
 
+/* protobuf's base-128 varints, for the envelopes packed by hand around a message (the
+ * request's payload in rpc_client.c, the reply's in rpc_nng.c). */
+static inline size_t
+rpc_varint_size(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return (n);
+}
+
+/* Writes v at p (rpc_varint_size(v) bytes); returns how many. */
+static inline size_t
+rpc_varint_put(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t) (v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t) v;
+	return (n);
+}
+
 #endif

@@ -1,7 +1,7 @@
 /*
  * rpc_nng.c - the RPC server's nng transport: one REP socket, its listeners (inproc://,
  * ipc://, tls+tcp://, tcp:// when allowed) and a pool of receiving contexts (see rpc.h; the
- * dispatch is rpc_server.c, rpc_dispatch.h).
+ * dispatch is rpc_dispatch.c, rpc_dispatch.h).
  *
  * Threads and ownership. A fixed set of slots each own one nng context, one aio and one call
  * (with its arena). A slot cycles RECV -> (checks) -> [dispatch] -> SEND -> RECV. The aio
@@ -23,11 +23,13 @@
 #include "haven/arena.h"
 #include "rpc_dispatch.h"
 #include "rpc_internal.h"
+#include "rpc_nng.h"
 
 #include "haven/health/v1/health.pb-c.h"
 #include "haven/rpc/v1/rpc.pb-c.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -62,15 +64,23 @@ typedef struct listener_entry {
 typedef enum slot_state { SLOT_RECV, SLOT_SEND } slot_state;
 
 typedef struct slot {
-	rpc_server *s_srv;
-	nng_ctx     s_ctx;
-	nng_aio    *s_aio;
-	slot_state  s_state;
-	rpc_call    s_call;
+	rpc_server   *s_srv;
+	nng_ctx       s_ctx;
+	nng_aio      *s_aio;
+	slot_state    s_state;
+	nng_msg      *s_msg; /* the request, kept to carry the reply */
+	/* What the pipe of this slot's last request vouched for (identify), valid while no pipe
+	 * of the socket went away since (n_pipe_gen): saves a lookup and a getsockopt per call. */
+	int           s_pipe_id;
+	unsigned      s_pipe_gen;
+	rpc_transport s_pipe_transport;
+	bool          s_pipe_local;
+	rpc_call      s_call;
 } slot;
 
 struct rpc_nng {
 	nng_socket     n_sock;
+	atomic_uint    n_pipe_gen; /* pipes removed from the socket, ever */
 	listener_entry n_listeners[MAX_LISTENERS];
 	size_t         n_nlisteners;
 	slot          *n_slots;
@@ -80,48 +90,69 @@ struct rpc_nng {
 
 /* ---- replies ----------------------------------------------------------------------- */
 
-/* The call's completion (rpc_reply_fn): packs the reply envelope (status, message and, on OK,
- * the packed reply message) into an nng message and starts sending it on the slot's context.
- * Never fails to send something: when the reply itself cannot be packed the caller gets
- * INTERNAL or RESOURCE_EXHAUSTED instead. */
+/* The Reply's payload field (haven.rpc.v1.Reply.payload = 3, length-delimited). */
+#define REPLY_PAYLOAD_TAG ((3u << 3) | 2u)
+
+/* Makes msg (the request's message, or a new one when it is gone or cannot grow) size bytes
+ * long; NULL when out of memory. */
+static nng_msg *
+reply_msg(nng_msg *msg, size_t size)
+{
+	if (msg != NULL) {
+		nng_msg_clear(msg);
+		if (nng_msg_realloc(msg, size) == 0) {
+			return (msg);
+		}
+		nng_msg_free(msg);
+	}
+	return (nng_msg_alloc(&msg, size) == 0 ? msg : NULL);
+}
+
+/*
+ * The call's completion (rpc_reply_fn): packs the reply envelope (status, message and, on OK,
+ * the reply message) into the request's nng message and starts sending it on the slot's
+ * context. The envelope's other fields are packed first (the payload left empty, which proto3
+ * omits) and the reply packed straight behind its field's tag and length, so it is packed
+ * once, into the message that goes out: no buffer and no copy in between (the client reads
+ * fields in any order). Never fails to send something: when the reply cannot be packed the
+ * caller gets RESOURCE_EXHAUSTED instead.
+ */
 static void
 slot_reply(rpc_call *call, hv_status code, const ProtobufCMessage *reply)
 {
 	slot                 *sl  = call->c_transport;
 	rpc_server           *srv = sl->s_srv;
 	Haven__Rpc__V1__Reply env = HAVEN__RPC__V1__REPLY__INIT;
-	nng_msg              *msg = NULL;
-	size_t                size;
+	nng_msg              *msg;
+	size_t                n = 0, size;
 
 	env.request_id = call->c_env != NULL ? call->c_env->request_id : 0;
 	code           = rpc_dispatch_check_reply(call, code, reply);
-	if (code == HV_OK) {
-		size_t   n   = protobuf_c_message_get_packed_size(reply);
-		uint8_t *buf = n > srv->sv_opts.max_msg ? NULL : arena_alloc(&call->c_arena, n);
-		if (buf == NULL) {
-			code = rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
-			    n > srv->sv_opts.max_msg ? "reply of %zu bytes is over the limit"
-			                             : "no memory left in the call's budget for the "
-			                               "reply of %zu bytes",
-			    n);
-		} else {
-			protobuf_c_message_pack(reply, buf);
-			env.payload.data = buf;
-			env.payload.len  = n;
-		}
+	if (code == HV_OK && (n = protobuf_c_message_get_packed_size(reply)) > srv->sv_opts.max_msg) {
+		code = rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
+		    "reply of %zu bytes is over the limit", n);
 	}
 	env.code = (uint32_t) code;
 	if (code != HV_OK) {
-		env.message      = (char *) rpc_dispatch_errmsg(call, code);
-		env.payload.data = NULL;
-		env.payload.len  = 0;
+		env.message = (char *) rpc_dispatch_errmsg(call, code);
+		n           = 0;
 	}
-
 	size = haven__rpc__v1__reply__get_packed_size(&env);
-	if (nng_msg_alloc(&msg, size) != 0) {
-		msg = NULL;
-	} else {
-		haven__rpc__v1__reply__pack(&env, nng_msg_body(msg));
+	if (code == HV_OK) {
+		size += 1 + rpc_varint_size(n) + n;
+	}
+	/* The request's message carries the reply (as the plain echo does): no free and
+	 * allocation per call. */
+	msg       = reply_msg(sl->s_msg, size);
+	sl->s_msg = NULL;
+	if (msg != NULL) {
+		uint8_t *p = nng_msg_body(msg);
+		p += haven__rpc__v1__reply__pack(&env, p);
+		if (code == HV_OK) {
+			*p++ = REPLY_PAYLOAD_TAG;
+			p += rpc_varint_put(p, n);
+			protobuf_c_message_pack(reply, p);
+		}
 	}
 	rpc_dispatch_record(srv, call, code);
 
@@ -155,33 +186,55 @@ pipe_transport(rpc_server *srv, nng_pipe p)
 	return (RPC_TRANSPORT_TCP); /* unknown: treat as the least trusted */
 }
 
-/* What the pipe vouches for: inproc:// is this process, an ipc:// peer with the server's uid
- * is the node's own user. Everything else proves itself with a token (rpc_dispatch_identify). */
-static hv_status
-identify(rpc_server *srv, nng_msg *msg, rpc_call *call)
+/* Counts every pipe that leaves the socket, so that a slot's remembered verdict on a pipe id
+ * (identify) can never outlive the pipe. */
+static void
+pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
-	nng_pipe      p     = nng_msg_get_pipe(msg);
-	rpc_transport t     = pipe_transport(srv, p);
-	bool          local = t == RPC_TRANSPORT_INPROC;
-	uint64_t      uid;
+	rpc_nng *n = arg;
 
-	if (t == RPC_TRANSPORT_IPC && nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &uid) == 0 &&
-	    uid == (uint64_t) srv->sv_uid) {
-		local = true;
+	(void) p;
+	(void) ev;
+	atomic_fetch_add(&n->n_pipe_gen, 1);
+}
+
+/* What the pipe vouches for: inproc:// is this process, an ipc:// peer with the server's uid
+ * is the node's own user. Everything else proves itself with a token (rpc_dispatch_identify).
+ * The slot remembers the verdict for its last pipe: a caller's calls mostly come on one
+ * connection, and asking nng for the listener and the kernel for the peer's uid cost about
+ * 6 % of the server's time per call (perf). The generation is read before the pipe is looked
+ * at, so a pipe that went away meanwhile invalidates what is stored; nng does not hand a pipe
+ * id out again until some 2^31 pipes later, and never before the old pipe was removed. */
+static hv_status
+identify(rpc_server *srv, slot *sl, nng_msg *msg, rpc_call *call)
+{
+	nng_pipe p   = nng_msg_get_pipe(msg);
+	int      id  = nng_pipe_id(p);
+	unsigned gen = atomic_load(&srv->sv_nng->n_pipe_gen);
+	uint64_t uid;
+
+	if (id <= 0 || id != sl->s_pipe_id || gen != sl->s_pipe_gen) {
+		sl->s_pipe_transport = pipe_transport(srv, p);
+		sl->s_pipe_local     = sl->s_pipe_transport == RPC_TRANSPORT_INPROC ||
+		    (sl->s_pipe_transport == RPC_TRANSPORT_IPC &&
+		        nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &uid) == 0 &&
+		        uid == (uint64_t) srv->sv_uid);
+		sl->s_pipe_id  = id;
+		sl->s_pipe_gen = gen;
 	}
-	return (rpc_dispatch_identify(srv, call, t, local));
+	return (rpc_dispatch_identify(srv, call, sl->s_pipe_transport, sl->s_pipe_local));
 }
 
 /* Decodes the envelope and the payload and runs every check that comes before a handler. */
 static hv_status
-prepare(rpc_server *srv, nng_msg *msg, rpc_call *call)
+prepare(rpc_server *srv, slot *sl, nng_msg *msg, rpc_call *call)
 {
 	hv_status st;
 
 	if ((st = rpc_dispatch_envelope(srv, call, nng_msg_body(msg), nng_msg_len(msg))) !=
 	        HV_OK ||
 	    (st = rpc_dispatch_method(srv, call)) != HV_OK ||
-	    (st = identify(srv, msg, call)) != HV_OK ||
+	    (st = identify(srv, sl, msg, call)) != HV_OK ||
 	    (st = rpc_dispatch_authorize(srv, call)) != HV_OK) {
 		return (st);
 	}
@@ -228,8 +281,9 @@ slot_cb(void *arg)
 	rpc_dispatch_begin(srv, call);
 	call->c_reply     = slot_reply;
 	call->c_transport = sl;
-	st                = prepare(srv, msg, call);
-	nng_msg_free(msg); /* everything needed was copied into the arena */
+	st                = prepare(srv, sl, msg, call);
+	/* Everything needed was copied into the arena; the message carries the reply. */
+	sl->s_msg = msg;
 	if (st != HV_OK) {
 		rpc_dispatch_fail(call, st);
 		return;
@@ -252,7 +306,8 @@ rpc_nng_open(rpc_server *srv)
 	if ((rv = nng_rep0_open(&n->n_sock)) != 0) {
 		return (hv_status_from_nng(rv));
 	}
-	if ((rv = nng_socket_set_size(n->n_sock, NNG_OPT_RECVMAXSZ, srv->sv_opts.max_msg)) != 0) {
+	if ((rv = nng_socket_set_size(n->n_sock, NNG_OPT_RECVMAXSZ, srv->sv_opts.max_msg)) != 0 ||
+	    (rv = nng_pipe_notify(n->n_sock, NNG_PIPE_EV_REM_POST, pipe_removed, n)) != 0) {
 		return (hv_status_from_nng(rv));
 	}
 	return (HV_OK);
@@ -559,6 +614,9 @@ rpc_nng_close(rpc_server *srv)
 	nng_close(n->n_sock);
 	for (unsigned i = 0; i < n->n_nslots; i++) {
 		nng_aio_free(n->n_slots[i].s_aio);
+		if (n->n_slots[i].s_msg != NULL) {
+			nng_msg_free(n->n_slots[i].s_msg);
+		}
 		arena_reset(&n->n_slots[i].s_call.c_arena);
 	}
 	for (size_t i = 0; i < n->n_nlisteners; i++) {

@@ -19,7 +19,7 @@
  * are dropped from replies before packing too).
  *
  * The same server also answers the Connect protocol over HTTP (connect.h): one dispatch
- * (rpc_server.c) behind two transports (rpc_nng.c, connect.c), so both run the same checks,
+ * (rpc_dispatch.c) behind two transports (rpc_nng.c, connect.c), so both run the same checks,
  * handlers, workers, limits and metrics.
  *
  * Identity. A call carrying `authorization` metadata is the organisation its session token
@@ -34,7 +34,9 @@
  * Client. A channel dials one URL with one REQ socket; calls from many threads share it, each
  * on its own context with its own timeout. The REQ socket never resends a request by itself.
  * A call is retried (with backoff, within its timeout) only when it is idempotent or carries
- * an idempotency key, and only when it failed with UNAVAILABLE.
+ * an idempotency key, and only when it failed with UNAVAILABLE. rpc_channel_call blocks its
+ * thread until the reply; rpc_channel_call_async keeps many calls in flight without a thread
+ * each (nng contexts driven from their aio callbacks).
  */
 #ifndef HAVEN_RPC_H
 #define HAVEN_RPC_H
@@ -277,6 +279,27 @@ typedef struct rpc_call_options {
 hv_status rpc_channel_call(rpc_channel *ch, const char *method, const ProtobufCMessage *req,
     const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
     const rpc_call_options *opts, char *errmsg, size_t errsz);
+
+/* The completion of an asynchronous call. st is the call's status; on HV_OK reply is the
+ * decoded reply, owned by the function (free it with protobuf_c_message_free_unpacked(reply,
+ * NULL)), else NULL and errmsg names the problem (valid during the function only). Runs on one
+ * of nng's threads: it must not block (no blocking rpc_channel_call, no waiting on locks held
+ * for long, no store writes; hand such work to a thread of your own). It may start further
+ * asynchronous calls. */
+typedef void (*rpc_done_fn)(void *arg, hv_status st, ProtobufCMessage *reply, const char *errmsg);
+
+/* Starts a call and returns at once, without a thread per call: for a caller with many calls
+ * in flight (a fan-out, a benchmark). req is packed before the function returns and not kept.
+ * On HV_OK done(arg, ...) runs exactly once, later, on an nng thread; on any other status
+ * (INVALID_ARGUMENT: a missing argument or a request over the size or metadata limit;
+ * RESOURCE_EXHAUSTED: more than 4096 calls in flight on the channel, or no memory;
+ * UNAVAILABLE: the channel is closing) it never runs. Timeouts and metadata as
+ * rpc_channel_call; unlike it, no retry: an UNAVAILABLE call is the caller's to repeat.
+ * rpc_channel_close ends calls still in flight with UNAVAILABLE (their done runs before it
+ * returns), so it must not be called from a done function. */
+hv_status rpc_channel_call_async(rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *reply_desc, const rpc_call_options *opts, rpc_done_fn done,
+    void *arg);
 
 /* Sends raw bytes as a request and returns the raw reply (malloc'd, caller frees). For tests
  * of malformed envelopes and for tools; no retry. */
