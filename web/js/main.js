@@ -308,8 +308,10 @@ function renderLogin(main, message) {
 async function signOut() {
 	stopPage();
 	live.stop();
-	await api.logout();
+	/* the other tabs first (the storage event: "signed out"), before the node ends the session
+	 * and their stream would say only that it ended */
 	saveCtx(null);
+	await api.logout();
 	seen = new Map();
 	history.replaceState(null, '', '#/');
 	show(t('login.loggedout'));
