@@ -20,6 +20,7 @@
 
 #include "consent_receipt.h"
 #include "haven/crypto.h"
+#include "haven/pbfield.h"
 #include "haven/pbjson.h"
 
 #include "haven/admin/v1/admin.pb-c.h"
@@ -122,27 +123,6 @@ fill_value(const ProtobufCFieldDescriptor *f, void *p, unsigned depth)
 	}
 }
 
-static size_t
-value_size(const ProtobufCFieldDescriptor *f)
-{
-	switch (f->type) {
-	case PROTOBUF_C_TYPE_STRING:
-	case PROTOBUF_C_TYPE_MESSAGE:
-		return (sizeof(void *));
-	case PROTOBUF_C_TYPE_BYTES:
-		return (sizeof(ProtobufCBinaryData));
-	case PROTOBUF_C_TYPE_INT64:
-	case PROTOBUF_C_TYPE_SINT64:
-	case PROTOBUF_C_TYPE_SFIXED64:
-	case PROTOBUF_C_TYPE_UINT64:
-	case PROTOBUF_C_TYPE_FIXED64:
-	case PROTOBUF_C_TYPE_DOUBLE:
-		return (8);
-	default:
-		return (4);
-	}
-}
-
 /* A message of type d with every field set (one entry in each repeated field, the first
  * member of each oneof). */
 static ProtobufCMessage *
@@ -156,7 +136,7 @@ fill(const ProtobufCMessageDescriptor *d, unsigned depth)
 		const ProtobufCFieldDescriptor *f = &d->fields[i];
 
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-			void *arr = grab(value_size(f));
+			void *arr = grab(pbfield_size(f->type));
 			fill_value(f, arr, depth);
 			if (f->type == PROTOBUF_C_TYPE_MESSAGE && *(void **) arr == NULL) {
 				continue;

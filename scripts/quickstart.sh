@@ -148,6 +148,27 @@ echo "== a walk-in at the Rotterdam legal aid: one place taken in one step, no v
 as legalaid-rdam capacity taken svc-rdam-law
 echo "== and may not see the referral itself"
 as municipality-rdam referral show "$ref" || echo "(refused, as it must be)"
+echo "== consent at every step: a second person is referred for a lawyer; while the offer is"
+echo "   open she withdraws her consent: the offer is withdrawn and both sides are told"
+subject2=$(as fairwork-ngo subject create --name "Second Demo Person" --language en --contact "via outreach worker")
+consent2=$(as fairwork-ngo --json consent grant "$subject2" --purpose referral,share-with-provider \
+  --accepting-provider --category identity --given-by subject --method written --language en \
+  | sed -n 's/^  "id": "\([^"]*\)".*/\1/p')
+ref2=$(as fairwork-ngo --json referral create --subject "$subject2" --urgency planned --exploitation labour \
+  --need legal-aid:women:en | sed -n 's/^  "id": "\(ref-[0-9a-f]*\)".*/\1/p')
+echo "-- the lawyer's open offer, its place held"
+as legalaid-rdam offer list --open
+law_seen=$(as legalaid-rdam alerts watch | sed -n 's/^cursor //p')
+ngo_seen=$(as fairwork-ngo alerts watch | sed -n 's/^cursor //p')
+echo "-- fairwork-ngo records her withdrawal"
+as fairwork-ngo consent withdraw "$consent2" | grep -E "^(consent|withdrawn) "
+echo "-- the lawyer's alerts: the offer is gone (waits up to 5 s for the withdrawal to reach routing)"
+as legalaid-rdam alerts watch --after "$law_seen" --wait 5000
+echo "-- the referrer's alerts, and the referral: the need cancelled, nobody holds a place for her"
+as fairwork-ngo alerts watch --after "$ngo_seen"
+as fairwork-ngo referral show "$ref2" | sed -n '/^NEED /,$p'
+echo "-- the lawyer's open offers now: none"
+as legalaid-rdam offer list --open
 echo "== the NGO's case worker signs in as a person (password + one-time code) and reads her file"
 signin carla.case@fairwork-ngo "demo carla 2026"
 op subject show "$subject" >/dev/null && echo "(read, audited under her name)"

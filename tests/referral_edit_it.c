@@ -4,7 +4,7 @@
  * added and cancelled), PauseNeed and ResumeNeed (ON_HOLD holds no place and is not routed),
  * CancelReferral ending accepted and placed needs with an outcome and giving their places
  * back, a coordinator's ReassignNeed naming the service, and the audit entry of every read of
- * a referral or an offer. Each with the refusals of bad input and of callers outside the
+ * a referral or an offer and of every statistics query. Each with the refusals of bad input and of callers outside the
  * referral's scope, and the invariant after every scenario.
  */
 #include "referral_node.h"
@@ -102,7 +102,8 @@ has_event(const Referral *r, const char *reason)
 	return (false);
 }
 
-/* The entries of the subject's audit trail made by org with method, each naming what. */
+/* The entries of the subject's audit trail made by org with method, each naming what; with
+ * subject NULL, those of the whole log about no subject. */
 static unsigned
 audited(node *n, const char *subject, const char *org, const char *method, const char *what)
 {
@@ -116,7 +117,8 @@ audited(node *n, const char *subject, const char *org, const char *method, const
 	store_read_end(txn);
 	for (size_t i = 0; i < got; i++) {
 		count += strcmp(e[i].org, org) == 0 && strcmp(e[i].method, method) == 0 &&
-		    strcmp(e[i].purpose, what) == 0 && e[i].result == HV_OK;
+		    strcmp(e[i].purpose, what) == 0 && e[i].result == HV_OK &&
+		    (subject != NULL || e[i].subject[0] == '\0');
 	}
 	return (count);
 }
@@ -651,6 +653,50 @@ test_reads_audited(void **state)
 	check_invariant(n);
 }
 
+static hv_status
+stats_as(node *n, int who, const char *period, char **regions, size_t nregions)
+{
+	Haven__Referral__V1__StatisticsRequest req = HAVEN__REFERRAL__V1__STATISTICS_REQUEST__INIT;
+
+	req.period    = (char *) period;
+	req.regions   = regions;
+	req.n_regions = nregions;
+	return (call(n->ch[who], M_STATS, &req.base,
+	    &haven__referral__v1__statistics_response__descriptor, NULL, NULL));
+}
+
+/* A statistics query is audited like a read: who asked, for which organisation, and the
+ * query (period and regions) as the purpose, never a subject; a refused query is no read. */
+static void
+test_statistics_audited(void **state)
+{
+	node *n     = *state;
+	char *two[] = { "Amsterdam", "Den Haag" };
+	char *all[] = { "Noord-Nederland", "Oost-Nederland", "Midden-Nederland", "Noord-Holland",
+		"Amsterdam", "Den Haag", "Rotterdam", "Zeeland-West-Brabant", "Oost-Brabant",
+		"Limburg" };
+
+	add_services(n, std_services, N_STD);
+	free_msg(offered_shelter(n)); /* something to count */
+	assert_int_equal(stats_as(n, C_MUNI, "2023-10", NULL, 0), HV_OK);
+	assert_int_equal(audited(n, NULL, "city-ams", M_STATS, "statistics 2023-10 all"), 1);
+	assert_int_equal(stats_as(n, C_COORD, "2023-10", two, 2), HV_OK);
+	assert_int_equal(
+	    audited(n, NULL, "coord-ams", M_STATS, "statistics 2023-10 Amsterdam,Den Haag"), 1);
+	/* Ten names do not fit an entry's purpose: the regions as the mask of the map's indices. */
+	assert_int_equal(stats_as(n, C_MUNI, "2023-10", all, 10), HV_OK);
+	assert_int_equal(audited(n, NULL, "city-ams", M_STATS, "statistics 2023-10 regions 0x3ff"),
+	    1);
+	/* Refused (no such month, a region not in the map): nothing was read, nothing audited. */
+	assert_int_equal(stats_as(n, C_MUNI, "2023-13", NULL, 0), HV_INVALID_ARGUMENT);
+	assert_int_equal(audited(n, NULL, "city-ams", M_STATS, "statistics 2023-13 all"), 0);
+	two[1] = "Atlantis";
+	assert_int_not_equal(stats_as(n, C_COORD, "2023-09", two, 2), HV_OK);
+	assert_int_equal(
+	    audited(n, NULL, "coord-ams", M_STATS, "statistics 2023-09 Amsterdam,Atlantis"), 0);
+	check_invariant(n);
+}
+
 int
 main(void)
 {
@@ -662,6 +708,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_ends_placements, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reassign_named, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reads_audited, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_statistics_audited, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_races_accept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_pages_within_budget, setup, teardown),
 	};

@@ -1984,7 +1984,7 @@ test_alerts_acknowledged(void **state)
 }
 
 /* An offer let expire tells the referrer; consent withdrawn after acceptance tells the
- * provider that has the person (ref_alert.c keys on those events' reasons). */
+ * provider that has the person and the referrer (ref_alert.c keys on those events' causes). */
 static void
 test_alerts_expired_withdrawn(void **state)
 {
@@ -2011,8 +2011,65 @@ test_alerts_expired_withdrawn(void **state)
 	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
 	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
 	assert_string_equal(kinds, "CONSENT_WITHDRAWN");
+	/* Another consent still covers her referrals: the referrer hears of the withdrawal too,
+	 * once per referral with an open need (r waits, r2 is accepted). */
+	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "NEED_ACCEPTED CONSENT_WITHDRAWN CONSENT_WITHDRAWN");
 	free_msg(r);
 	free_msg(r2);
+}
+
+/* Consent gone (withdrawn or erased): both sides are told. The provider whose offer was open
+ * (the offer withdrawn, its hold released), the provider that has the person, and the
+ * referrer, once for the referral. */
+static void
+test_alerts_consent_gone(void **state)
+{
+	node       *n     = *state;
+	svc_spec    two[] = { { "sh-ams", C_PROV_A, ST(SHELTER), "Amsterdam", 2, "nl", 0, 0, NULL },
+		   { "la-nh", C_PROV_B, ST(LEGAL_AID), "Noord-Holland", 2, "nl", 0, 0, NULL } };
+	create_spec both  = { .n_needs = 2, .needs = { { ST(SHELTER), 0, NULL, NULL },
+		{ ST(LEGAL_AID), 0, NULL, NULL } } };
+	Referral   *r = NULL, *x;
+	char        kinds[256];
+	uint64_t    c_a = 0, c_b = 0, c_ref = 0;
+	uint32_t    av, held;
+	unsigned    marked = 0;
+
+	add_services(n, two, 2);
+	assert_int_equal(create(n, &both, &r), HV_OK);
+	assert_int_equal(r->needs[1]->state, NS(OFFERED));
+	assert_string_equal(r->needs[1]->service_id, "la-nh");
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_OK);
+	watch(n, C_PROV_A, &c_a, kinds, sizeof(kinds));
+	watch(n, C_PROV_B, &c_b, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "OFFER_NEW");
+	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "NEED_ACCEPTED");
+
+	snprintf(withdrawn_subject, sizeof(withdrawn_subject), "%s", SUBJECT_OK);
+	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+	assert_int_equal(marked, 1);
+	watch(n, C_PROV_B, &c_b, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "CONSENT_WITHDRAWN"); /* its open offer is withdrawn */
+	watch(n, C_PROV_A, &c_a, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "CONSENT_WITHDRAWN"); /* it has her: its access ended */
+	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "CONSENT_WITHDRAWN"); /* once, for the referral */
+	places(n, "la-nh", &av, &held);
+	assert_int_equal(held, 0);
+	x = get_as(n, C_REFERRER, r->id);
+	assert_int_equal(x->needs[0]->state, NS(ACCEPTED));
+	assert_int_equal(x->needs[1]->state, NS(CANCELLED));
+	free_msg(x);
+	/* A second notice finds nothing left to end: nobody is told again. */
+	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+	watch(n, C_PROV_B, &c_b, kinds, sizeof(kinds));
+	assert_string_equal(kinds, "");
+	withdrawn_subject[0] = '\0';
+	free_msg(r);
+	check_invariant(n);
 }
 
 int
@@ -2043,6 +2100,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_restart_mid_offer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alerts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alerts_acknowledged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alerts_consent_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alerts_expired_withdrawn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hold_expired_by_capacity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics, setup, teardown),

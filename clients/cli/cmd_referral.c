@@ -230,13 +230,7 @@ referral_show(cli *c, int argc, char **argv)
 	         &haven__referral__v1__referral__descriptor, &rep, true)) != 0) {
 		return (rc);
 	}
-	if (c->json) {
-		cli_print_json(ref_cli_msg_json(rep));
-	} else {
-		ref_cli_print_referral((const Referral *) rep);
-	}
-	protobuf_c_message_free_unpacked(rep, NULL);
-	return (0);
+	return (ref_cli_referral_reply(c, rep));
 }
 
 /* "2 offered, 1 waiting". */

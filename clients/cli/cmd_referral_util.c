@@ -5,6 +5,8 @@
  */
 #include "cmd_referral.h"
 
+#include "haven/pbfield.h"
+
 #include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -19,29 +21,6 @@
 typedef Haven__Referral__V1__Referral Referral;
 
 /* ---- JSON: any reply, field by field --------------------------------------------------------- */
-
-static size_t
-field_size(const ProtobufCFieldDescriptor *f)
-{
-	switch (f->type) {
-	case PROTOBUF_C_TYPE_INT64:
-	case PROTOBUF_C_TYPE_SINT64:
-	case PROTOBUF_C_TYPE_SFIXED64:
-	case PROTOBUF_C_TYPE_UINT64:
-	case PROTOBUF_C_TYPE_FIXED64:
-	case PROTOBUF_C_TYPE_DOUBLE:
-		return (8);
-	case PROTOBUF_C_TYPE_BOOL:
-		return (sizeof(protobuf_c_boolean));
-	case PROTOBUF_C_TYPE_STRING:
-	case PROTOBUF_C_TYPE_MESSAGE:
-		return (sizeof(void *));
-	case PROTOBUF_C_TYPE_BYTES:
-		return (sizeof(ProtobufCBinaryData));
-	default:
-		return (4);
-	}
-}
 
 static json_t *
 value_json(const ProtobufCFieldDescriptor *f, const void *p)
@@ -90,13 +69,11 @@ ref_cli_msg_json(const ProtobufCMessage *m)
 		const char                     *p = (const char *) m + f->offset;
 
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-			size_t      n   = *(const size_t *) (const void *) ((const char *) m +
-                            f->quantifier_offset);
-			const char *arr = *(const char *const *) (const void *) p;
-			json_t     *a   = json_array();
+			size_t  n = pbfield_count(m, f);
+			json_t *a = json_array();
 
 			for (size_t j = 0; j < n; j++) {
-				json_array_append_new(a, value_json(f, arr + j * field_size(f)));
+				json_array_append_new(a, value_json(f, pbfield_at(m, f, j)));
 			}
 			json_object_set_new(o, f->name, a);
 		} else {

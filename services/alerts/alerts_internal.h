@@ -1,7 +1,9 @@
 /*
  * alerts_internal.h - what the files of the alerts service share: the service handle, the
  * key layouts, one delivery job as the sender carries it out of the store, and the senders
- * (alerts_send.c). Private to services/alerts.
+ * (alerts_send.c). Layers, bottom up: alerts.c (keys, names, clock, outbox, timers) <-
+ * alerts_send.c, alerts_rpc.c <- alerts_round.c <- alerts_open.c (open, sender thread,
+ * close). Private to services/alerts.
  */
 #ifndef HAVEN_ALERTS_INTERNAL_H
 #define HAVEN_ALERTS_INTERNAL_H
@@ -26,6 +28,7 @@
 #define ALERTS_PAGE_DEFAULT 50
 #define ALERTS_PAGE_MAX     200
 #define ALERTS_ALL_RECIPIENTS 16 /* named orgs and a region's coordinators together */
+#define ALERTS_META_SEQ     "seq" /* alerts.meta: the last seq handed out (be64) */
 
 #define ALERTS_PROBE_RESULTS 32 /* outcomes of test deliveries kept for TestChannels */
 #define ALERTS_PROBE_LIMITS  64 /* (caller, organisation) pairs remembered for the rate */
@@ -133,13 +136,15 @@ hv_status alerts_last_seq(alerts_service *as, store_txn *txn, uint64_t *seq);
 /* Fires one due timer into its event (alerts.c). */
 hv_status alerts_fire_timer(alerts_service *as, store_txn *txn, const Timer *t, int64_t now);
 
+/* Names in deliveries and keys (alerts.c): "offer.new", "immediate", "email". */
+const char *alerts_kind_name(alerts_kind k);
+const char *alerts_urgency_name(int u);
+const char *alerts_channel_name(Channel c);
+
 /* ---- checks (alerts_rpc.c) ------------------------------------------------------------- */
 bool alerts_email_ok(const char *s);
 /* An https:// URL, or http:// to a loopback host. err names the problem. */
 bool alerts_url_ok(const char *url, bool allow_plain_loopback, char *err, size_t errsz);
-const char *alerts_kind_name(alerts_kind k);
-const char *alerts_urgency_name(int u);
-const char *alerts_channel_name(Channel c);
 
 /* Which organisation a call acts on, the operator and admins any, everyone else its own;
  * must be in the directory (alerts_rpc.c). */

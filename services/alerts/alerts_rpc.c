@@ -20,50 +20,7 @@
 
 #define R_ALERTS RPC_ROLES_AUTHENTICATED
 
-/* ---- names and checks ------------------------------------------------------------------- */
-
-const char *
-alerts_kind_name(alerts_kind k)
-{
-	switch (k) {
-	case ALERT(OFFER_NEW):            return ("offer.new");
-	case ALERT(OFFER_EXPIRING):       return ("offer.expiring");
-	case ALERT(OFFER_UNACKNOWLEDGED): return ("offer.unacknowledged");
-	case ALERT(NEED_ACCEPTED):        return ("need.accepted");
-	case ALERT(NEED_PLACED):          return ("need.placed");
-	case ALERT(NEED_DECLINED):        return ("need.declined");
-	case ALERT(NEED_EXPIRED):         return ("need.expired");
-	case ALERT(NEED_WAITING):         return ("need.waiting");
-	case ALERT(NEED_UNMET):           return ("need.unmet");
-	case ALERT(CONSENT_WITHDRAWN):    return ("consent.withdrawn");
-	case ALERT(SIGNAL_NEW):           return ("signal.new");
-	case ALERT(SUBJECT_ERASED):       return ("subject.erased");
-	case ALERT(TEST):                 return ("test");
-	default:                          return ("unknown");
-	}
-}
-
-const char *
-alerts_urgency_name(int u)
-{
-	switch (u) {
-	case HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE: return ("immediate");
-	case HAVEN__REFERRAL__V1__URGENCY__URGENT:    return ("urgent");
-	case HAVEN__REFERRAL__V1__URGENCY__PLANNED:   return ("planned");
-	default:                                      return ("none");
-	}
-}
-
-const char *
-alerts_channel_name(Channel c)
-{
-	switch (c) {
-	case CHANNEL(EMAIL):   return ("email");
-	case CHANNEL(ONCALL):  return ("oncall");
-	case CHANNEL(WEBHOOK): return ("webhook");
-	default:               return ("none");
-	}
-}
+/* ---- checks ------------------------------------------------------------------------------- */
 
 bool
 alerts_email_ok(const char *s)

@@ -9,7 +9,7 @@
  * cap.hold_exp orders holds by expiry (be64 expires_ms || hold id), so expiring walks only
  * the holds that are due. The job that runs cap_expire_batch is in capacity.c.
  */
-#include "cap_internal.h"
+#include "cap_records.h"
 
 #include "haven/bytes.h"
 #include "haven/ids.h"

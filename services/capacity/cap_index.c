@@ -15,7 +15,7 @@
  *   n_languages u8 | n_accessibility u8 | n_specialisations u8 | specialisations i32 x n |
  *   org_id NUL | languages NUL x n | accessibility NUL x n
  */
-#include "cap_internal.h"
+#include "cap_index.h"
 
 #include <stdio.h>
 #include <string.h>

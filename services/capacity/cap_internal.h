@@ -1,8 +1,9 @@
 /*
- * cap_internal.h - what the files of the capacity service share: the service handle, the
- * brief record, the bounds of every field, and the checks (cap_check.c), record helpers
- * (cap_records.c) and hold expiry (cap_holds.c) that capacity.c and the RPC handlers
- * (cap_rpc*.c, cap_req.h) build on. Private to services/capacity.
+ * cap_internal.h - the bottom of the capacity service's files: the service handle, the
+ * brief record, the bounds of every field, the checks (cap_check.c) and what a record says
+ * without the store (cap_brief.c). The layers above have their own headers: the routing
+ * index (cap_index.h), then the records and holds (cap_records.h) that capacity.c and the
+ * RPC handlers (cap_rpc*.c, cap_req.h) build on. Private to services/capacity.
  */
 #ifndef HAVEN_CAP_INTERNAL_H
 #define HAVEN_CAP_INTERNAL_H
@@ -134,51 +135,12 @@ hv_status cap_check_service_fields(
 hv_status cap_check_new_service(
     const cap_service *cs, const Haven__Capacity__V1__Service *svc, char *err, size_t errsz);
 
-/* ---- cap_records.c: records and the brief ------------------------------------------ */
+/* ---- cap_brief.c: a record without the store ----------------------------------- */
 
 /* The brief of a service (see cap_brief) for the current region map. */
 void cap_brief_of(const cap_service *cs, const Haven__Capacity__V1__Service *svc, cap_brief *b);
 
 /* Free places as answers show them: available - held when fresh and not retired, else 0. */
 uint32_t cap_free_places(const Haven__Capacity__V1__Service *svc, int64_t now_ms, bool *fresh);
-
-/* Reads a record with alloc (NULL: malloc). NOT_FOUND when absent. */
-hv_status cap_read_org(cap_service *cs, store_txn *txn, const char *id, ProtobufCAllocator *alloc,
-    Haven__Capacity__V1__Organisation **out);
-hv_status cap_read_service(cap_service *cs, store_txn *txn, const char *id,
-    ProtobufCAllocator *alloc, Haven__Capacity__V1__Service **out);
-
-/* Stores a service and its brief (the only writer of either table). */
-hv_status cap_put_service(cap_service *cs, store_txn *txn, const Haven__Capacity__V1__Service *svc);
-
-/* Stores an organisation. */
-hv_status cap_put_org(cap_service *cs, store_txn *txn, const Haven__Capacity__V1__Organisation *org);
-
-/* ALREADY_EXISTS (with err naming the holder) when another organisation than self_id has the
- * certificate of this fingerprint. */
-hv_status cap_cert_unique(cap_service *cs, store_txn *txn, const char *fingerprint,
-    const char *self_id, char *err, size_t errsz);
-
-/* ---- cap_index.c: the routing index (capacity.h) --------------------------------- */
-
-/* Brings a service's index entry in line with its new record: removes the entry under old
- * (the brief stored before this change; NULL for a new service) and writes the new one when
- * the service may be routed. Called by cap_put_service only, in its transaction. */
-hv_status cap_route_update(cap_service *cs, store_txn *txn, const cap_brief *old,
-    const Haven__Capacity__V1__Service *svc, const cap_brief *b);
-
-/* Empties the index (before a rebuild with the brief table). */
-hv_status cap_route_clear(cap_service *cs, store_txn *txn);
-
-/* ---- cap_holds.c ------------------------------------------------------------------- */
-
-/* Holds one expiry batch ends at most (the job ends them a batch per transaction). */
-#define CAP_EXPIRE_BATCH 64
-
-/* Releases up to max (at most CAP_EXPIRE_BATCH) holds whose expiry is at or before now_ms,
- * oldest first. *released counts them; changed (max entries, may be NULL) receives their
- * services' ids. *more is set when expired holds remain. */
-hv_status cap_expire_batch(cap_service *cs, store_txn *txn, int64_t now_ms, unsigned max,
-    unsigned *released, char (*changed)[CAP_ID_MAX], bool *more);
 
 #endif

@@ -7,7 +7,7 @@
 #ifndef HAVEN_CAP_REQ_H
 #define HAVEN_CAP_REQ_H
 
-#include "cap_internal.h"
+#include "cap_records.h"
 
 #define M_ROLES_DIRECTORY (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)
 #define M_ROLES_SEE_SERVICES                                                                \

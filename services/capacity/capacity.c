@@ -5,7 +5,8 @@
  * socket, and closing. The records are in cap_records.c, holds in cap_holds.c, the checks in
  * cap_check.c and the RPC handlers in cap_rpc*.c.
  */
-#include "cap_internal.h"
+#include "cap_index.h"
+#include "cap_records.h"
 
 #include "haven/bytes.h"
 #include "haven/crypto.h"

@@ -14,7 +14,10 @@
  *   -> WAITING         the referrer, when a provider declined or let the offer expire; a
  *                      timer tells it that the need waits, and once unmet_after_s passed
  *                      tells it again with the home region's coordinators
- *   consent withdrawn  the provider that accepted or placed the need
+ *   consent withdrawn  the provider that accepted or placed a need, and once per referral
+ *                      the referrer; when no consent covers the referral any more (withdrawn,
+ *                      erased, or found expired while routing: ref_end_for_consent) also the
+ *                      provider whose open offer is withdrawn (OFFERED -> CANCELLED)
  * Leaving OFFERED ends the offer's timers, leaving WAITING the need's, an acknowledgement the
  * escalation.
  */
@@ -123,6 +126,13 @@ ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
 		timer_key(key, sizeof(key), "wait", r, n);
 		return (st != HV_OK ? st : alerts_timer_set(as, w->w_txn, key, (uint64_t) w->w_now, &ev));
 	}
+	/* The open offer withdrawn for want of consent: the person is not coming. */
+	if (from == NS(OFFERED) && to == NS(CANCELLED) && cause == REF_CAUSE_CONSENT_WITHDRAWN) {
+		alerts_event ev = { .ae_kind = ALERT(CONSENT_WITHDRAWN), .ae_urgency = (int) r->urgency,
+			.ae_target = offer_id, .ae_orgs = { n->provider_org }, .ae_norgs = 1 };
+
+		return (alerts_enqueue(as, w->w_txn, &ev));
+	}
 	if (from == to && cause == REF_CAUSE_CONSENT_WITHDRAWN &&
 	    (to == NS(ACCEPTED) || to == NS(PLACED))) {
 		alerts_event ev = { .ae_kind = ALERT(CONSENT_WITHDRAWN), .ae_urgency = (int) r->urgency,
@@ -131,4 +141,12 @@ ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
 		return (alerts_enqueue(as, w->w_txn, &ev));
 	}
 	return (HV_OK);
+}
+
+hv_status
+ref_alert_consent_withdrawn(ref_work *w, Referral *r)
+{
+	alerts_service *as = w->w_rs->rs_alerts;
+
+	return (as != NULL ? to_referrer(w, as, r, ALERT(CONSENT_WITHDRAWN)) : HV_OK);
 }

@@ -51,25 +51,37 @@ edit_txn(store_txn *txn, void *arg)
 	return (ref_shown(w, r, &j->ej_result));
 }
 
+/*
+ * What every handler of this file does once its own checks passed: the request's free text
+ * checked (field names it; NULL: checked already), then fn run on referral id as one write
+ * transaction (edit_txn: the referral loaded if the caller may see it, fn, routing and alerts
+ * flushed, the access audited) and the referral answered.
+ */
 static hv_status
-run_edit(rpc_call *call, ref_service *rs, edit_job *j, ProtobufCMessage **reply)
+run_edit(rpc_call *call, ref_service *rs, const char *id, edit_fn fn, const void *req,
+    const char *field, const char *text, bool required, ProtobufCMessage **reply)
 {
+	edit_job  j = { .ej_id = id, .ej_fn = fn, .ej_req = req, .ej_reason = text };
+	char      err[REF_ERR_MAX];
 	hv_status st;
 
-	ref_work_init_in(&j->ej_work, rs, rpc_call_arena(call));
-	j->ej_caller = rpc_call_caller(call);
-	j->ej_method = rpc_call_method(call);
-	if (j->ej_reason == NULL) {
-		j->ej_reason = "";
+	if (field != NULL && (st = ref_check_text(field, text, required, err, sizeof(err))) != HV_OK) {
+		return (rpc_call_error(call, st, "%s", err));
 	}
-	if ((st = store_write(rs->rs_store, edit_txn, j)) != HV_OK) {
-		st = ref_rpc_error(call, &j->ej_work, st);
+	ref_work_init_in(&j.ej_work, rs, rpc_call_arena(call));
+	j.ej_caller = rpc_call_caller(call);
+	j.ej_method = rpc_call_method(call);
+	if (j.ej_reason == NULL) {
+		j.ej_reason = "";
+	}
+	if ((st = store_write(rs->rs_store, edit_txn, &j)) != HV_OK) {
+		st = ref_rpc_error(call, &j.ej_work, st);
 		goto out;
 	}
-	ref_work_publish(&j->ej_work);
-	*reply = &j->ej_result->base;
+	ref_work_publish(&j.ej_work);
+	*reply = &j.ej_result->base;
 out:
-	ref_work_free(&j->ej_work);
+	ref_work_free(&j.ej_work);
 	return (st);
 }
 
@@ -83,14 +95,26 @@ state_error(ref_work *w, const Referral *r, const Need *n, const char *what)
 	    what));
 }
 
+/* A bit per NeedState, for the states a change applies to. */
+#define ST(s)   (1u << NS(s))
+#define ROUTING (ST(WAITING) | ST(OFFERED) | ST(ON_HOLD)) /* as ref_need_routing */
+
+/* The need at index, when it is in one of states: INVALID_ARGUMENT when the referral has no
+ * such need, FAILED_PRECONDITION saying what applies when its state is not one of them. */
 static hv_status
-need_of(ref_work *w, Referral *r, uint32_t index, Need **out)
+need_in(ref_work *w, Referral *r, uint32_t index, unsigned states, const char *what, Need **out)
 {
+	Need *n;
+
 	if (index >= r->n_needs) {
 		return (
 		    ref_fail(w, HV_INVALID_ARGUMENT, "referral %s has no need %u", r->id, index));
 	}
-	*out = r->needs[index];
+	n = r->needs[index];
+	if ((int) n->state < 0 || (int) n->state > 31 || (states & (1u << n->state)) == 0) {
+		return (state_error(w, r, n, what));
+	}
+	*out = n;
 	return (HV_OK);
 }
 
@@ -122,6 +146,15 @@ route_waiting(ref_work *w, Referral *r)
 		}
 	}
 	return (ref_route(w, items, n));
+}
+
+/* Routes one WAITING need now. */
+static hv_status
+route_one(ref_work *w, Referral *r, Need *n)
+{
+	ref_route_item item = { .ri_ref = r, .ri_need = n };
+
+	return (ref_route(w, &item, 1));
 }
 
 /* Ends a need still being routed: its open offer withdrawn (hold released), CANCELLED. */
@@ -181,22 +214,13 @@ hv_status
 ref_h_cancel(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
 	const Haven__Referral__V1__CancelReferralRequest *req = (const void *) msg;
-	edit_job                                          j   = { .ej_id = req->id,
-		                                           .ej_fn        = cancel_fn,
-		                                           .ej_req       = req,
-		                                           .ej_reason    = req->reason };
-	char                                              err[REF_ERR_MAX];
-	hv_status                                         st;
 
-	if ((st = ref_check_text("reason", req->reason, true, err, sizeof(err))) != HV_OK) {
-		return (rpc_call_error(call, st, "%s", err));
-	}
 	if (req->outcome != 0 &&
 	    !pbenum_ok(&haven__referral__v1__outcome__descriptor, (int) req->outcome)) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "unknown outcome %d",
 		    (int) req->outcome));
 	}
-	return (run_edit(call, svc, &j, reply));
+	return (run_edit(call, svc, req->id, cancel_fn, req, "reason", req->reason, true, reply));
 }
 
 /* ---- ReassignNeed ---------------------------------------------------------------------------- */
@@ -208,11 +232,11 @@ reassign_fn(edit_job *j, Referral *r)
 {
 	const Haven__Referral__V1__ReassignNeedRequest *req = j->ej_req;
 	ref_work                                       *w   = &j->ej_work;
-	ref_route_item                                  item;
 	Need                                           *n = NULL;
 	hv_status                                       st;
 
-	if ((st = need_of(w, r, req->need_index, &n)) != HV_OK) {
+	if ((st = need_in(w, r, req->need_index, ST(OFFERED) | ST(WAITING),
+	         "only an offered or waiting need is reassigned", &n)) != HV_OK) {
 		return (st);
 	}
 	if (n->state == NS(OFFERED)) {
@@ -220,40 +244,26 @@ reassign_fn(edit_job *j, Referral *r)
 		    (st = move(j, r, n, NS(WAITING), "reassigned")) != HV_OK) {
 			return (st);
 		}
-	} else if (n->state == NS(WAITING)) {
-		if ((st = ref_note_event(w, r, n, j->ej_caller->org_id, "reassigned")) != HV_OK ||
-		    (st = ref_event_text(w, r, j->ej_reason)) != HV_OK) {
-			return (st);
-		}
-	} else {
-		return (state_error(w, r, n, "only an offered or waiting need is reassigned"));
+	} else if ((st = ref_note_event(w, r, n, j->ej_caller->org_id, "reassigned")) != HV_OK ||
+	    (st = ref_event_text(w, r, j->ej_reason)) != HV_OK) {
+		return (st);
 	}
 	if (req->service_id[0] != '\0') {
 		return (ref_route_to(w, r, n, req->service_id));
 	}
-	item.ri_ref  = r;
-	item.ri_need = n;
-	return (ref_route(w, &item, 1));
+	return (route_one(w, r, n));
 }
 
 hv_status
 ref_h_reassign(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
 	const Haven__Referral__V1__ReassignNeedRequest *req = (const void *) msg;
-	edit_job                                        j   = { .ej_id = req->referral_id,
-		                                         .ej_fn        = reassign_fn,
-		                                         .ej_req       = req,
-		                                         .ej_reason    = req->reason };
-	char                                            err[REF_ERR_MAX];
-	hv_status                                       st;
 
-	if ((st = ref_check_text("reason", req->reason, true, err, sizeof(err))) != HV_OK) {
-		return (rpc_call_error(call, st, "%s", err));
-	}
 	if (req->service_id[0] != '\0' && !ids_valid(req->service_id)) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service_id is not an id"));
 	}
-	return (run_edit(call, svc, &j, reply));
+	return (run_edit(call, svc, req->referral_id, reassign_fn, req, "reason", req->reason, true,
+	    reply));
 }
 
 /* ---- UpdateReferral -------------------------------------------------------------------------- */
@@ -446,15 +456,10 @@ update_fn(edit_job *j, Referral *r)
 	for (size_t i = 0; i < req->n_cancel_needs; i++) {
 		Need *n = NULL;
 
-		if ((st = need_of(w, r, req->cancel_needs[i], &n)) != HV_OK) {
-			return (st);
-		}
-		if (!ref_need_routing(n)) {
-			return (state_error(w, r, n,
-			    "only a need still being routed is cancelled (end a placement "
-			    "instead)"));
-		}
-		if ((st = cancel_need(j, r, n)) != HV_OK) {
+		if ((st = need_in(w, r, req->cancel_needs[i], ROUTING,
+		         "only a need still being routed is cancelled (end a placement instead)",
+		         &n)) != HV_OK ||
+		    (st = cancel_need(j, r, n)) != HV_OK) {
 			return (st);
 		}
 	}
@@ -494,17 +499,14 @@ hv_status
 ref_h_update(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
 	const UpdateReferralRequest *req = (const void *) msg;
-	edit_job                     j   = { .ej_id = req->id,
-		                      .ej_fn        = update_fn,
-		                      .ej_req       = req,
-		                      .ej_reason    = req->reason };
 	char                         err[REF_ERR_MAX];
 	hv_status                    st;
 
+	/* ref_check_update checks the reason with the rest. */
 	if ((st = ref_check_update(req, err, sizeof(err))) != HV_OK) {
 		return (rpc_call_error(call, st, "%s", err));
 	}
-	return (run_edit(call, svc, &j, reply));
+	return (run_edit(call, svc, req->id, update_fn, req, NULL, req->reason, false, reply));
 }
 
 /* ---- PauseNeed, ResumeNeed ------------------------------------------------------------------- */
@@ -520,11 +522,9 @@ pause_fn(edit_job *j, Referral *r)
 	char                                         code[64], b[48];
 	hv_status                                    st;
 
-	if ((st = need_of(w, r, req->need_index, &n)) != HV_OK) {
+	if ((st = need_in(w, r, req->need_index, ST(WAITING) | ST(OFFERED),
+	         "only a waiting or offered need is paused", &n)) != HV_OK) {
 		return (st);
-	}
-	if (n->state != NS(WAITING) && n->state != NS(OFFERED)) {
-		return (state_error(w, r, n, "only a waiting or offered need is paused"));
 	}
 	if (n->state == NS(OFFERED) && (st = ref_offer_withdraw(w, n, false)) != HV_OK) {
 		return (st);
@@ -540,33 +540,24 @@ resume_fn(edit_job *j, Referral *r)
 {
 	const Haven__Referral__V1__ResumeNeedRequest *req = j->ej_req;
 	ref_work                                     *w   = &j->ej_work;
-	ref_route_item                                item;
 	Need                                         *n = NULL;
 	hv_status                                     st;
 
-	if ((st = need_of(w, r, req->need_index, &n)) != HV_OK) {
+	if ((st = need_in(w, r, req->need_index, ST(ON_HOLD), "only a paused need is resumed", &n)) !=
+	    HV_OK) {
 		return (st);
-	}
-	if (n->state != NS(ON_HOLD)) {
-		return (state_error(w, r, n, "only a paused need is resumed"));
 	}
 	n->hold_reason = 0;
 	if ((st = move(j, r, n, NS(WAITING), "resumed")) != HV_OK) {
 		return (st);
 	}
-	item.ri_ref  = r;
-	item.ri_need = n;
-	return (ref_route(w, &item, 1));
+	return (route_one(w, r, n));
 }
 
 hv_status
 ref_h_pause(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
 	const Haven__Referral__V1__PauseNeedRequest *req = (const void *) msg;
-	edit_job                                     j   = { .ej_id = req->referral_id,
-		                                      .ej_fn        = pause_fn,
-		                                      .ej_req       = req,
-		                                      .ej_reason    = req->text };
 	bool      other = req->reason == HAVEN__REFERRAL__V1__HOLD_REASON__HOLD_OTHER;
 	char      err[REF_ERR_MAX];
 	hv_status st;
@@ -576,26 +567,19 @@ ref_h_pause(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMes
 		    "a pause needs a reason: client-unavailable, client-undecided, safety-review, "
 		    "awaiting-documents or hold-other"));
 	}
+	/* With reason hold-other the text says what the reason is, and the error says so. */
 	if ((st = ref_check_text("text", req->text, other, err, sizeof(err))) != HV_OK) {
 		return (rpc_call_error(call, st, "%s%s", err,
 		    other ? " (with reason hold-other)" : ""));
 	}
-	return (run_edit(call, svc, &j, reply));
+	return (run_edit(call, svc, req->referral_id, pause_fn, req, NULL, req->text, false, reply));
 }
 
 hv_status
 ref_h_resume(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
 	const Haven__Referral__V1__ResumeNeedRequest *req = (const void *) msg;
-	edit_job                                      j   = { .ej_id = req->referral_id,
-		                                       .ej_fn        = resume_fn,
-		                                       .ej_req       = req,
-		                                       .ej_reason    = req->text };
-	char                                          err[REF_ERR_MAX];
-	hv_status                                     st;
 
-	if ((st = ref_check_text("text", req->text, false, err, sizeof(err))) != HV_OK) {
-		return (rpc_call_error(call, st, "%s", err));
-	}
-	return (run_edit(call, svc, &j, reply));
+	return (run_edit(call, svc, req->referral_id, resume_fn, req, "text", req->text, false,
+	    reply));
 }

@@ -2,8 +2,8 @@
  * ref_internal.h - what the files of the referral service share: the service handle, the
  * arena that a transaction's messages live in, the unit of work of one write transaction
  * (referrals loaded, notifications to send after the commit), the key layouts, the checks
- * (ref_check.c), the state machine and routing (ref_route.c) and the statistics helpers
- * (ref_stats.c) the RPC handlers (ref_rpc.c) build on. Private to services/referral.
+ * (ref_check.c), the state machine (ref_need.c), routing (ref_route.c) and the statistics
+ * helpers (ref_stats.c) the RPC handlers (ref_rpc.c) build on. Private to services/referral.
  */
 #ifndef HAVEN_REF_INTERNAL_H
 #define HAVEN_REF_INTERNAL_H
@@ -155,7 +155,8 @@ typedef enum ref_cause {
 	REF_CAUSE_ACKNOWLEDGED,      /* AcknowledgeOffer */
 	REF_CAUSE_DECLINED,          /* DeclineOffer */
 	REF_CAUSE_OFFER_EXPIRED,     /* the offer's window passed */
-	REF_CAUSE_CONSENT_WITHDRAWN, /* the subject's consent was withdrawn */
+	REF_CAUSE_CONSENT_WITHDRAWN, /* no consent covers the referral any more: withdrawn,
+	                              * erased, or found expired while routing */
 } ref_cause;
 
 typedef struct ref_work {
@@ -269,7 +270,7 @@ hv_status ref_check_update(const Haven__Referral__V1__UpdateReferralRequest *req
 hv_status ref_check_text(const char *what, const char *s, bool required, char *err,
     size_t errsz);
 
-/* ---- ref_route.c: the state machine and routing ---------------------------------------------- */
+/* ---- ref_need.c: the state machine of a need -------------------------------------------------- */
 
 /* Moves a need to state `to` and records the event {now, actor, need, from, to, reason,
  * offer}: bumps the referral's version, keeps ref.waiting right (a need is there exactly while
@@ -281,6 +282,10 @@ hv_status ref_transition(ref_work *w, Referral *r, Need *n, NeedState to, const 
  * without the alerts service. Called for every event, after it was appended. */
 hv_status ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
     ref_cause cause, const char *offer_id);
+/* ref_alert.c: the referrer's alert that a consent of its referral's subject was withdrawn
+ * (once per referral: ref_end_for_consent, or the withdrawal's events while another consent
+ * still covers it), in w's transaction. */
+hv_status ref_alert_consent_withdrawn(ref_work *w, Referral *r);
 /* ref_transition and ref_note_event for an event with a cause that alerts depend on. */
 hv_status ref_transition_for(ref_work *w, ref_cause cause, Referral *r, Need *n, NeedState to,
     const char *actor, const char *reason, const char *offer_id);
@@ -295,21 +300,6 @@ hv_status ref_note_event(ref_work *w, Referral *r, Need *n, const char *actor,
  * removed, its state set and stored. A hold that is gone already counts as released for
  * every end but acceptance (HV_FAILED_PRECONDITION then). */
 hv_status ref_offer_end(ref_work *w, Offer *o, OfferState to);
-
-/* Routes WAITING needs: for each, the best candidate with a free place gets an offer and a
- * hold (the need goes to OFFERED); needs without one stay WAITING. Needs are tried in the
- * order given (the waiting order). */
-typedef struct ref_route_item {
-	Referral *ri_ref;
-	Need     *ri_need;
-} ref_route_item;
-hv_status ref_route(ref_work *w, ref_route_item *items, size_t n);
-
-/* Offers a WAITING need to the named service (a coordinator's choice) instead of the best
- * candidate: the service must pass routing's hard filters (type, population, region not
- * excluded, accessibility, not declined before), have a free place and hold one, and the
- * consent must be valid now. FAILED_PRECONDITION or NOT_FOUND with w_err naming why. */
-hv_status ref_route_to(ref_work *w, Referral *r, Need *n, const char *service_id);
 
 /* Appends s (not copied) to a list in the work's arena. */
 hv_status ref_list_add(ref_work *w, char ***list, size_t *n, char *s);
@@ -332,7 +322,9 @@ hv_status ref_consent_valid(ref_work *w, const Referral *r, bool *ok);
 /* Ends what a referral still routes once its consent is gone (withdrawn, expired, erased):
  * open offers are withdrawn and their holds released, offered and waiting needs are
  * CANCELLED with reason; accepted and placed needs stay with their provider (the person is
- * there; the provider's access to her data ends with the consent) and get an event (of cause: ref_alert.c tells their provider). */
+ * there; the provider's access to her data ends with the consent) and get an event. With
+ * cause REF_CAUSE_CONSENT_WITHDRAWN, ref_alert.c tells each provider whose offer was
+ * withdrawn or who has the person, and the referrer once. */
 hv_status ref_end_for_consent(ref_work *w, Referral *r, const char *reason, ref_cause cause);
 
 /* The home region of an organisation from capacity's directory: NOT_FOUND when unknown. */
@@ -354,7 +346,24 @@ hv_status ref_closed_update(ref_work *w, Referral *r);
 /* The respond-by window for an urgency. */
 uint32_t ref_window_s(const ref_service *rs, int urgency);
 
-/* ---- rank keys (ref_route.c; pure, unit-tested) ---------------------------------------------- */
+/* ---- ref_route.c: routing (on ref_need.c) ---------------------------------------------------- */
+
+/* Routes WAITING needs: for each, the best candidate with a free place gets an offer and a
+ * hold (the need goes to OFFERED); needs without one stay WAITING. Needs are tried in the
+ * order given (the waiting order). */
+typedef struct ref_route_item {
+	Referral *ri_ref;
+	Need     *ri_need;
+} ref_route_item;
+hv_status ref_route(ref_work *w, ref_route_item *items, size_t n);
+
+/* Offers a WAITING need to the named service (a coordinator's choice) instead of the best
+ * candidate: the service must pass routing's hard filters (type, population, region not
+ * excluded, accessibility, not declined before), have a free place and hold one, and the
+ * consent must be valid now. FAILED_PRECONDITION or NOT_FOUND with w_err naming why. */
+hv_status ref_route_to(ref_work *w, Referral *r, Need *n, const char *service_id);
+
+/* ---- rank keys (ref_rank.c; pure, unit-tested) ----------------------------------------------- */
 
 /* The rank of a candidate service for a need, compared field by field in this order
  * (docs/referral.md has the rule with a worked example). */

@@ -399,7 +399,8 @@ withdrawn_one(void *arg, const char *id, bool *stop)
 		marked = true;
 	}
 	j->wj_marked += marked ? 1 : 0;
-	return (HV_OK);
+	/* The referrer hears of it too (it may not be the subject's holder, who withdrew). */
+	return (marked ? ref_alert_consent_withdrawn(&j->wj_work, r) : HV_OK);
 }
 
 static hv_status

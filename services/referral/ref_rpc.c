@@ -1,7 +1,7 @@
 /*
  * ref_rpc.c - the handlers of haven.referral.v1.Referrals: who may call what, who may see
- * which referral, and each state change as one write transaction (ref_route.c does the
- * transitions and routing inside it).
+ * which referral, and each state change as one write transaction (ref_need.c does the
+ * transitions and ref_route.c the routing inside it).
  *
  * Visibility: a referrer sees its own referrals, a coordinator those of its home region, the
  * operator and admins all; a provider sees only its offers (no subject); a municipality only
@@ -19,6 +19,7 @@
 
 #include "haven/log.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,17 +268,83 @@ out:
 
 /* ---- Statistics ------------------------------------------------------------------------------ */
 
+/*
+ * The query as its audit entry names it: "statistics <period> <regions>", the regions by name
+ * (comma-separated; "all" for none named) when they fit, else as the mask of their indices in
+ * the map ("regions 0x..."), so that the entry always says exactly what was asked. The names
+ * are the map's (ref_statistics checked them); a byte outside printable ASCII becomes '?'.
+ */
+static void
+stats_purpose(const ref_service *rs, const Haven__Referral__V1__StatisticsRequest *req,
+    const char *period, char out[AUDIT_PURPOSE_MAX])
+{
+	uint64_t mask = 0;
+	bool     fits = true;
+	size_t   at;
+	int      n = snprintf(out, AUDIT_PURPOSE_MAX, "statistics %s ", period);
+
+	at = n > 0 && n < AUDIT_PURPOSE_MAX ? (size_t) n : 0;
+	if (req->n_regions == 0) {
+		snprintf(out + at, AUDIT_PURPOSE_MAX - at, "all");
+	}
+	for (size_t i = 0; i < req->n_regions; i++) {
+		int r = region_map_find(rs->rs_regions, req->regions[i]);
+
+		mask |= r >= 0 && r < 64 ? (uint64_t) 1 << r : 0;
+		if (fits) {
+			n    = snprintf(out + at, AUDIT_PURPOSE_MAX - at, "%s%s", i > 0 ? "," : "",
+			       req->regions[i]);
+			fits = n >= 0 && (size_t) n < AUDIT_PURPOSE_MAX - at;
+			at += fits ? (size_t) n : 0;
+		}
+	}
+	if (!fits) {
+		snprintf(out, AUDIT_PURPOSE_MAX, "statistics %s regions 0x%" PRIx64, period, mask);
+	}
+	for (char *p = out; *p != '\0'; p++) {
+		if ((unsigned char) *p < 0x20 || (unsigned char) *p > 0x7e) {
+			*p = '?';
+		}
+	}
+}
+
+/* A statistics query is audited like a read of the records it counts: who asked (role,
+ * organisation, person), the method, and the query as the purpose; no subject (the answer
+ * names no person). Written, in a transaction of its own, before the answer leaves: an
+ * answer that cannot be audited is not given. Nothing without a log. */
+static hv_status
+stats_audit(ref_service *rs, rpc_call *call, const Haven__Referral__V1__StatisticsRequest *req,
+    const char *period)
+{
+	audit_entry e;
+
+	if (rs->rs_audit == NULL) {
+		return (HV_OK);
+	}
+	memset(&e, 0, sizeof(e));
+	e.time_ms = ref_now_ms(rs);
+	audit_entry_caller(&e, rpc_call_caller(call));
+	snprintf(e.method, sizeof(e.method), "%s", rpc_call_method(call));
+	stats_purpose(rs, req, period, e.purpose);
+	e.result = HV_OK;
+	return (audit_record(rs->rs_audit, &e));
+}
+
 static hv_status
 h_stats(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
-	Haven__Referral__V1__StatisticsResponse *resp = NULL;
-	char                                     err[REF_ERR_MAX] = "";
-	hv_status                                st;
+	const Haven__Referral__V1__StatisticsRequest *req  = (const void *) msg;
+	Haven__Referral__V1__StatisticsResponse      *resp = NULL;
+	char                                          err[REF_ERR_MAX] = "";
+	hv_status                                     st;
 
-	st = ref_statistics(svc, (const void *) msg, rpc_call_allocator(call), &resp, err,
-	    sizeof(err));
+	st = ref_statistics(svc, req, rpc_call_allocator(call), &resp, err, sizeof(err));
 	if (st != HV_OK) {
 		return (rpc_call_error(call, st, "%s", err[0] != '\0' ? err : hv_status_name(st)));
+	}
+	if ((st = stats_audit(svc, call, req, resp->period)) != HV_OK) {
+		return (rpc_call_error(call, st, "cannot audit the statistics query: %s",
+		    hv_status_name(st)));
 	}
 	*reply = &resp->base;
 	return (HV_OK);

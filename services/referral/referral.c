@@ -1,8 +1,8 @@
 /*
  * referral.c - opening and closing the referral service: its tables, the one-time index and
  * text migrations, the pub socket and the subscriptions, and the background jobs (ref_jobs.c,
- * ref_retention.c). The unit of work is in ref_work.c, the key layouts in ref_keys.c, routing
- * and the state machine in ref_route.c, the RPC handlers in ref_rpc.c.
+ * ref_retention.c). The unit of work is in ref_work.c, the key layouts in ref_keys.c, the
+ * state machine in ref_need.c, routing in ref_route.c, the RPC handlers in ref_rpc.c.
  */
 #include "ref_internal.h"
 

@@ -424,6 +424,12 @@ wsubject=$(new_subject)
 create_referral e2e-withdrawn --subject "$wsubject" --urgency planned --exploitation labour \
 	--need legal-aid:women
 wref=$created_id
+woffer=$(awk '$3 == "offered" { print $6 }' <<<"$(needs_of <<<"$created")")
+[ -n "$woffer" ] || fail "referral $wref has no open offer to withdraw"
+wprov=$(awk '$3 == "offered" { print $5 }' <<<"$(needs_of <<<"$created")")
+# Both sides' alert cursors before the withdrawal.
+prov_seen=$(must as referral "$wprov" --json alerts watch | jnum cursor)
+ngo_seen=$(must as referral fairwork-ngo --json alerts watch | jnum cursor)
 wconsent=$(awk -v s="$wsubject" '$1 == s { print $2 }' "$work/consents")
 must as consent fairwork-ngo consent withdraw "$wconsent" >/dev/null
 for i in $(seq 1 100); do
@@ -434,7 +440,19 @@ for i in $(seq 1 100); do
 	[ "$i" -lt 100 ] || fail "referral $wref shows no consent withdrawal 10 s after it"
 	sleep 0.1
 done
-ok "referral $wref records the withdrawal"
+[ "$(needs_of <<<"$out" | awk '{ print $3 }')" = cancelled ] ||
+	fail "the need of referral $wref was not cancelled by the withdrawal: $(needs_of <<<"$out")"
+ok "referral $wref records the withdrawal; its need is cancelled"
+# The open offer is gone (its place released: check_consistent below) and both sides are told.
+must as referral "$wprov" --json offer list --open | jstr_all_offers | grep -qx "$woffer" &&
+	fail "offer $woffer is still open after the withdrawal"
+out=$(must as referral "$wprov" alerts watch --after "$prov_seen")
+grep -q "CONSENT_WITHDRAWN .*#/offers/$woffer\$" <<<"$out" ||
+	fail "$wprov was not told that offer $woffer was withdrawn:"$'\n'"$out"
+out=$(must as referral fairwork-ngo alerts watch --after "$ngo_seen")
+grep -q "CONSENT_WITHDRAWN .*#/referrals/$wref\$" <<<"$out" ||
+	fail "fairwork-ngo was not told that referral $wref lost its consent:"$'\n'"$out"
+ok "offer $woffer withdrawn; $wprov and fairwork-ngo told (CONSENT_WITHDRAWN)"
 must_fail 9 as referral fairwork-ngo referral create --key e2e-after-withdrawal --subject "$wsubject" \
 	--urgency planned --exploitation labour --need legal-aid:women
 ok "no new referral for her without consent (FAILED_PRECONDITION)"

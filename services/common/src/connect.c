@@ -39,31 +39,6 @@
 
 /* ---- requests in flight ---------------------------------------------------------------- */
 
-bool
-cs_enter(connect_server *cs, bool *closing)
-{
-	bool ok;
-
-	pthread_mutex_lock(&cs->cs_mtx);
-	*closing = cs->cs_closing;
-	ok       = !cs->cs_closing && cs->cs_inflight < cs->cs_max_inflight;
-	if (ok) {
-		cs->cs_inflight++;
-	}
-	pthread_mutex_unlock(&cs->cs_mtx);
-	return (ok);
-}
-
-void
-cs_leave(connect_server *cs)
-{
-	pthread_mutex_lock(&cs->cs_mtx);
-	if (--cs->cs_inflight == 0) {
-		pthread_cond_broadcast(&cs->cs_idle_cv);
-	}
-	pthread_mutex_unlock(&cs->cs_mtx);
-}
-
 static void
 creq_free(creq *r)
 {

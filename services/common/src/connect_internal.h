@@ -1,6 +1,7 @@
 /*
- * connect_internal.h - what connect.c (requests, calls, the server) and connect_http.c (HTTP
- * answers, cookies and origins, static files, addresses) share; private to libhaven.
+ * connect_internal.h - what connect.c (requests, calls, the server), connect_events.c (GET
+ * /events) and connect_http.c (HTTP answers, cookies and origins, static files, addresses)
+ * share; private to libhaven. connect.c calls the other two, never the other way round.
  */
 #ifndef HAVEN_CONNECT_INTERNAL_H
 #define HAVEN_CONNECT_INTERNAL_H
@@ -84,9 +85,34 @@ typedef struct creq {
 	rpc_call        r_call;    /* last: holds the arena */
 } creq;
 
-/* connect.c: a request holds a place while it is answered (false: none left, or closing) */
-bool          cs_enter(connect_server *cs, bool *closing);
-void          cs_leave(connect_server *cs);
+/* A request holds a place while it is answered, an RPC call (connect.c) or an event stream
+ * (connect_events.c); connect_server_stop waits until none is held. cs_enter: false when none
+ * is left, or the server is closing (*closing says which). Here, below both files, so that
+ * neither calls the other for it. */
+static inline bool
+cs_enter(connect_server *cs, bool *closing)
+{
+	bool ok;
+
+	pthread_mutex_lock(&cs->cs_mtx);
+	*closing = cs->cs_closing;
+	ok       = !cs->cs_closing && cs->cs_inflight < cs->cs_max_inflight;
+	if (ok) {
+		cs->cs_inflight++;
+	}
+	pthread_mutex_unlock(&cs->cs_mtx);
+	return (ok);
+}
+
+static inline void
+cs_leave(connect_server *cs)
+{
+	pthread_mutex_lock(&cs->cs_mtx);
+	if (--cs->cs_inflight == 0) {
+		pthread_cond_broadcast(&cs->cs_idle_cv);
+	}
+	pthread_mutex_unlock(&cs->cs_mtx);
+}
 
 /* connect_events.c: GET /events (Server-Sent Events) */
 bool          connect_events_path(const char *uri);

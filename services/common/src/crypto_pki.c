@@ -94,43 +94,105 @@ read_cert(const char *pem, size_t len)
 	return (x);
 }
 
+/* Parses one PEM private key from memory, or with public_ok, failing that, a public key.
+ * INVALID_ARGUMENT when neither parses (OpenSSL's error queue is left to the caller). */
+static hv_status
+read_key(const char *pem, size_t len, bool public_ok, EVP_PKEY **out)
+{
+	BIO *bio;
+
+	*out = NULL;
+	if (pem == NULL || len == 0 || len > PEM_MAX) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	if ((bio = BIO_new_mem_buf(pem, (int) len)) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	/* A private key first; failing that, from the start again, a public key. */
+	if ((*out = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL && public_ok &&
+	    BIO_reset(bio) == 1) {
+		ERR_clear_error();
+		*out = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
+	}
+	BIO_free(bio);
+	return (*out != NULL ? HV_OK : HV_INVALID_ARGUMENT);
+}
+
+/* Signs msg with pkey and digest md (NULL for Ed25519) into sig (cap bytes); *len the
+ * signature's length. HV_INTERNAL when OpenSSL refuses (the caller clears its queue). */
+static hv_status
+digest_sign(EVP_PKEY *pkey, const EVP_MD *md, const void *msg, size_t n, uint8_t *sig,
+    size_t cap, size_t *len)
+{
+	EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+	hv_status   st   = HV_INTERNAL;
+
+	*len = cap;
+	if (mctx == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	if (EVP_DigestSignInit(mctx, NULL, md, NULL, pkey) == 1 &&
+	    EVP_DigestSign(mctx, sig, len, n == 0 ? empty : msg, n) == 1) {
+		st = HV_OK;
+	}
+	EVP_MD_CTX_free(mctx);
+	return (st);
+}
+
+/* Verifies sig over msg with pkey and digest md (NULL for Ed25519): HV_OK for a good
+ * signature, HV_UNAUTHENTICATED for any other (the caller clears OpenSSL's queue). */
+static hv_status
+digest_verify(EVP_PKEY *pkey, const EVP_MD *md, const void *msg, size_t n, const uint8_t *sig,
+    size_t siglen)
+{
+	EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+	hv_status   st   = HV_UNAUTHENTICATED;
+
+	if (mctx == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	if (EVP_DigestVerifyInit(mctx, NULL, md, NULL, pkey) != 1) {
+		st = HV_INTERNAL;
+	} else if (EVP_DigestVerify(mctx, sig, siglen, n == 0 ? empty : msg, n) == 1) {
+		/* 1 is a good signature. 0 is a bad one and a negative value a signature that
+		 * does not even decode (ECDSA's DER) or a key not on its curve: both are the
+		 * signer's failure, not ours. */
+		st = HV_OK;
+	}
+	EVP_MD_CTX_free(mctx);
+	return (st);
+}
+
 hv_status
 crypto_sign(const char *key_pem, size_t key_pem_len, const void *msg, size_t n, uint8_t **sig,
     size_t *siglen)
 {
-	BIO          *bio  = NULL;
 	EVP_PKEY     *pkey = NULL;
-	EVP_MD_CTX   *mctx = NULL;
 	const EVP_MD *md;
 	uint8_t      *s   = NULL;
 	size_t        len = 0;
-	hv_status     st  = HV_INVALID_ARGUMENT;
+	int           max;
+	hv_status     st;
 
 	*sig    = NULL;
 	*siglen = 0;
-	if (key_pem == NULL || key_pem_len == 0 || key_pem_len > PEM_MAX) {
+	if ((st = read_key(key_pem, key_pem_len, false, &pkey)) != HV_OK) {
 		goto out;
 	}
-	if ((bio = BIO_new_mem_buf(key_pem, (int) key_pem_len)) == NULL) {
+	if (key_digest(pkey, &md) != 0) {
+		st = HV_INVALID_ARGUMENT;
+		goto out;
+	}
+	/* The key's largest signature; ECDSA signatures (DER) may come out shorter. */
+	if ((max = EVP_PKEY_get_size(pkey)) <= 0) {
+		st = HV_INTERNAL;
+		goto out;
+	}
+	if ((s = malloc((size_t) max)) == NULL) {
 		st = HV_RESOURCE_EXHAUSTED;
 		goto out;
 	}
-	if ((pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL ||
-	    key_digest(pkey, &md) != 0) {
-		goto out;
-	}
-	st = HV_INTERNAL;
-	if ((mctx = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestSignInit(mctx, NULL, md, NULL, pkey) != 1 ||
-	    EVP_DigestSign(mctx, NULL, &len, n == 0 ? empty : msg, n) != 1) {
-		goto out;
-	}
-	if ((s = malloc(len)) == NULL) {
-		st = HV_RESOURCE_EXHAUSTED;
-		goto out;
-	}
-	/* len was the maximum; ECDSA signatures (DER) may come out shorter. */
-	if (EVP_DigestSign(mctx, s, &len, n == 0 ? empty : msg, n) != 1) {
+	if ((st = digest_sign(pkey, md, msg, n, s, (size_t) max, &len)) != HV_OK) {
 		goto out;
 	}
 	*sig    = s;
@@ -142,9 +204,7 @@ out:
 		ERR_clear_error();
 	}
 	free(s);
-	EVP_MD_CTX_free(mctx);
 	EVP_PKEY_free(pkey); /* OpenSSL cleanses private key material when it frees it */
-	BIO_free(bio);
 	return (st);
 }
 
@@ -154,7 +214,6 @@ crypto_verify_cert(const char *cert_pem, size_t cert_pem_len, const void *msg, s
 {
 	X509         *x    = NULL;
 	EVP_PKEY     *pkey = NULL;
-	EVP_MD_CTX   *mctx = NULL;
 	const EVP_MD *md;
 	hv_status     st = HV_INVALID_ARGUMENT;
 
@@ -162,29 +221,12 @@ crypto_verify_cert(const char *cert_pem, size_t cert_pem_len, const void *msg, s
 	    (pkey = X509_get0_pubkey(x)) == NULL || key_digest(pkey, &md) != 0) {
 		goto out;
 	}
-	st = HV_UNAUTHENTICATED;
-	if (sig == NULL || siglen == 0) {
-		goto out;
-	}
-	if ((mctx = EVP_MD_CTX_new()) == NULL) {
-		st = HV_RESOURCE_EXHAUSTED;
-		goto out;
-	}
-	if (EVP_DigestVerifyInit(mctx, NULL, md, NULL, pkey) != 1) {
-		st = HV_INTERNAL;
-		goto out;
-	}
-	/* 1 is a good signature. 0 is a bad one and a negative value a signature that does not
-	 * even decode (ECDSA's DER): both are the signer's failure, not ours. */
-	if (EVP_DigestVerify(mctx, sig, siglen, n == 0 ? empty : msg, n) != 1) {
-		goto out;
-	}
-	st = HV_OK;
+	st = sig == NULL || siglen == 0 ? HV_UNAUTHENTICATED
+	                                : digest_verify(pkey, md, msg, n, sig, siglen);
 out:
 	if (st != HV_OK) {
 		ERR_clear_error();
 	}
-	EVP_MD_CTX_free(mctx);
 	X509_free(x); /* pkey is owned by x */
 	return (st);
 }
@@ -379,48 +421,50 @@ out:
 static hv_status
 ed25519_from_pem(const char *pem, size_t pemlen, bool public_ok, EVP_PKEY **out)
 {
-	BIO      *bio;
 	EVP_PKEY *pkey;
+	hv_status st;
 
 	*out = NULL;
-	if (pem == NULL || pemlen == 0 || pemlen > PEM_MAX) {
-		return (HV_INVALID_ARGUMENT);
+	if ((st = read_key(pem, pemlen, public_ok, &pkey)) == HV_OK &&
+	    !EVP_PKEY_is_a(pkey, "ED25519")) {
+		st = HV_INVALID_ARGUMENT;
 	}
-	if ((bio = BIO_new_mem_buf(pem, (int) pemlen)) == NULL) {
-		return (HV_RESOURCE_EXHAUSTED);
-	}
-	/* A private key first; failing that, from the start again, a public key. */
-	if ((pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL && public_ok &&
-	    BIO_reset(bio) == 1) {
-		ERR_clear_error();
-		pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
-	}
-	BIO_free(bio);
-	if (pkey == NULL || !EVP_PKEY_is_a(pkey, "ED25519")) {
+	if (st != HV_OK) {
 		ERR_clear_error();
 		EVP_PKEY_free(pkey);
-		return (HV_INVALID_ARGUMENT);
+		return (st);
 	}
 	*out = pkey;
 	return (HV_OK);
 }
 
-hv_status
-crypto_ed25519_public(const char *pem, size_t pemlen, uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN])
+/* The raw bytes of the Ed25519 key in pem: its public key (from a private or a public key), or
+ * with secret its private key (wiped on failure). INVALID_ARGUMENT for anything else. */
+static hv_status
+ed25519_raw(const char *pem, size_t pemlen, bool secret, uint8_t *out, size_t outlen)
 {
 	EVP_PKEY *pkey;
-	size_t    len = CRYPTO_ED25519_PUBLIC_LEN;
+	size_t    len = outlen;
 	hv_status st;
 
-	if ((st = ed25519_from_pem(pem, pemlen, true, &pkey)) != HV_OK) {
-		return (st);
-	}
-	if (EVP_PKEY_get_raw_public_key(pkey, pub, &len) != 1 || len != CRYPTO_ED25519_PUBLIC_LEN) {
+	if ((st = ed25519_from_pem(pem, pemlen, !secret, &pkey)) == HV_OK &&
+	    ((secret ? EVP_PKEY_get_raw_private_key(pkey, out, &len)
+	             : EVP_PKEY_get_raw_public_key(pkey, out, &len)) != 1 ||
+	        len != outlen)) {
 		ERR_clear_error();
 		st = HV_INVALID_ARGUMENT;
 	}
+	if (st != HV_OK && secret) {
+		crypto_wipe(out, outlen);
+	}
 	EVP_PKEY_free(pkey);
 	return (st);
+}
+
+hv_status
+crypto_ed25519_public(const char *pem, size_t pemlen, uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN])
+{
+	return (ed25519_raw(pem, pemlen, false, pub, CRYPTO_ED25519_PUBLIC_LEN));
 }
 
 hv_status
@@ -455,52 +499,30 @@ out:
 hv_status
 crypto_ed25519_secret(const char *pem, size_t pemlen, uint8_t secret[CRYPTO_ED25519_SECRET_LEN])
 {
-	EVP_PKEY *pkey;
-	size_t    len = CRYPTO_ED25519_SECRET_LEN;
-	hv_status st;
-
-	if ((st = ed25519_from_pem(pem, pemlen, false, &pkey)) == HV_OK &&
-	    (EVP_PKEY_get_raw_private_key(pkey, secret, &len) != 1 ||
-	        len != CRYPTO_ED25519_SECRET_LEN)) {
-		ERR_clear_error();
-		st = HV_INVALID_ARGUMENT;
-	}
-	if (st != HV_OK) {
-		crypto_wipe(secret, CRYPTO_ED25519_SECRET_LEN);
-	}
-	EVP_PKEY_free(pkey);
-	return (st);
+	return (ed25519_raw(pem, pemlen, true, secret, CRYPTO_ED25519_SECRET_LEN));
 }
 
 hv_status
 crypto_ed25519_sign(uint8_t sig[CRYPTO_ED25519_SIG_LEN],
     const uint8_t secret[CRYPTO_ED25519_SECRET_LEN], const void *msg, size_t n)
 {
-	EVP_PKEY   *pkey = NULL;
-	EVP_MD_CTX *mctx = NULL;
-	size_t      len  = CRYPTO_ED25519_SIG_LEN;
-	hv_status   st   = HV_INTERNAL;
+	EVP_PKEY *pkey = NULL;
+	size_t    len  = 0;
+	hv_status st   = HV_INTERNAL;
 
 	if ((pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, secret,
 	         CRYPTO_ED25519_SECRET_LEN)) == NULL) {
 		goto out;
 	}
-	if ((mctx = EVP_MD_CTX_new()) == NULL) {
-		st = HV_RESOURCE_EXHAUSTED;
-		goto out;
-	}
-	if (EVP_DigestSignInit(mctx, NULL, NULL, NULL, pkey) != 1 ||
-	    EVP_DigestSign(mctx, sig, &len, n == 0 ? empty : msg, n) != 1 ||
+	if ((st = digest_sign(pkey, NULL, msg, n, sig, CRYPTO_ED25519_SIG_LEN, &len)) == HV_OK &&
 	    len != CRYPTO_ED25519_SIG_LEN) {
-		goto out;
+		st = HV_INTERNAL;
 	}
-	st = HV_OK;
 out:
 	if (st != HV_OK) {
 		ERR_clear_error();
 		crypto_wipe(sig, CRYPTO_ED25519_SIG_LEN);
 	}
-	EVP_MD_CTX_free(mctx);
 	EVP_PKEY_free(pkey); /* cleanses the key */
 	return (st);
 }
@@ -509,36 +531,18 @@ hv_status
 crypto_ed25519_verify(const uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN], const void *msg, size_t n,
     const uint8_t *sig, size_t siglen)
 {
-	EVP_PKEY   *pkey = NULL;
-	EVP_MD_CTX *mctx = NULL;
-	hv_status   st   = HV_UNAUTHENTICATED;
+	EVP_PKEY *pkey = NULL;
+	hv_status st   = HV_UNAUTHENTICATED;
 
-	if (sig == NULL || siglen != CRYPTO_ED25519_SIG_LEN) {
-		goto out;
+	/* A public key not on the curve is the signer's failure too. */
+	if (sig != NULL && siglen == CRYPTO_ED25519_SIG_LEN &&
+	    (pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub,
+	         CRYPTO_ED25519_PUBLIC_LEN)) != NULL) {
+		st = digest_verify(pkey, NULL, msg, n, sig, siglen);
 	}
-	if ((pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub,
-	         CRYPTO_ED25519_PUBLIC_LEN)) == NULL) {
-		goto out;
-	}
-	if ((mctx = EVP_MD_CTX_new()) == NULL) {
-		st = HV_RESOURCE_EXHAUSTED;
-		goto out;
-	}
-	if (EVP_DigestVerifyInit(mctx, NULL, NULL, NULL, pkey) != 1) {
-		st = HV_INTERNAL;
-		goto out;
-	}
-	/* 1 is a good signature; 0 a bad one, and a negative value one that does not decode or
-	 * a key that is not on the curve: both the signer's failure. */
-	if (EVP_DigestVerify(mctx, sig, siglen, n == 0 ? empty : msg, n) != 1) {
-		goto out;
-	}
-	st = HV_OK;
-out:
 	if (st != HV_OK) {
 		ERR_clear_error();
 	}
-	EVP_MD_CTX_free(mctx);
 	EVP_PKEY_free(pkey);
 	return (st);
 }

@@ -7,6 +7,7 @@
 #include "haven/pbjson.h"
 
 #include "haven/crypto.h"
+#include "haven/pbfield.h"
 #include "pbjson_internal.h"
 
 #include <ctype.h>
@@ -52,30 +53,6 @@ pj_json_name(const char *name, char *buf, size_t sz)
 	buf[o] = '\0';
 }
 
-size_t
-pj_elt_size(ProtobufCType t)
-{
-	switch (t) {
-	case PROTOBUF_C_TYPE_INT64:
-	case PROTOBUF_C_TYPE_UINT64:
-	case PROTOBUF_C_TYPE_SINT64:
-	case PROTOBUF_C_TYPE_FIXED64:
-	case PROTOBUF_C_TYPE_SFIXED64:
-	case PROTOBUF_C_TYPE_DOUBLE:
-		return (8);
-	case PROTOBUF_C_TYPE_BOOL:
-		return (sizeof(protobuf_c_boolean));
-	case PROTOBUF_C_TYPE_STRING:
-		return (sizeof(char *));
-	case PROTOBUF_C_TYPE_MESSAGE:
-		return (sizeof(ProtobufCMessage *));
-	case PROTOBUF_C_TYPE_BYTES:
-		return (sizeof(ProtobufCBinaryData));
-	default:
-		return (4);
-	}
-}
-
 /* ---- encoding ------------------------------------------------------------------------ */
 
 /* Whether a singular field is written: set oneof member, has_ flag, or not the default. */
@@ -104,7 +81,7 @@ field_present(const ProtobufCFieldDescriptor *f, const void *msg)
 	if (f->type == PROTOBUF_C_TYPE_DOUBLE) {
 		return (*(const double *) m != 0);
 	}
-	switch (pj_elt_size(f->type)) {
+	switch (pbfield_size(f->type)) {
 	case 8: {
 		uint64_t v;
 		memcpy(&v, m, 8);
@@ -249,14 +226,13 @@ enc_field(pj_ctx *c, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *
 	if (f->label != PROTOBUF_C_LABEL_REPEATED) {
 		return (enc_value(c, m->descriptor, f, member, depth));
 	}
-	size_t      n    = *(const size_t *) ((const char *) m + f->quantifier_offset);
-	const char *base = *(const char *const *) member;
+	size_t n = pbfield_count(m, f);
 	if ((arr = json_array()) == NULL) {
 		pj_exhausted(c, "%s.%s: out of memory", FNAME(m->descriptor, f));
 		return (NULL);
 	}
 	for (size_t i = 0; i < n; i++) {
-		json_t *v = enc_value(c, m->descriptor, f, base + i * pj_elt_size(f->type), depth);
+		json_t *v = enc_value(c, m->descriptor, f, pbfield_at(m, f, i), depth);
 		if (v == NULL || json_array_append_new(arr, v) != 0) {
 			json_decref(arr);
 			return (NULL);
@@ -282,9 +258,8 @@ enc_message(pj_ctx *c, const ProtobufCMessage *m, unsigned depth)
 	}
 	for (unsigned i = 0; i < d->n_fields; i++) {
 		const ProtobufCFieldDescriptor *f = &d->fields[i];
-		if (f->label == PROTOBUF_C_LABEL_REPEATED ?
-			*(const size_t *) ((const char *) m + f->quantifier_offset) == 0 :
-			!field_present(f, m)) {
+		if (f->label == PROTOBUF_C_LABEL_REPEATED ? pbfield_count(m, f) == 0
+		                                          : !field_present(f, m)) {
 			continue;
 		}
 		json_t *v = enc_field(c, m, f, depth);

@@ -6,6 +6,7 @@
 #include "haven/pbjson.h"
 
 #include "haven/crypto.h"
+#include "haven/pbfield.h"
 #include "pbjson_internal.h"
 
 #include <ctype.h>
@@ -342,7 +343,7 @@ dec_repeated(pj_ctx *c, const ProtobufCMessageDescriptor *d, const ProtobufCFiel
     json_t *v, ProtobufCMessage *m, unsigned depth)
 {
 	size_t n  = json_array_size(v);
-	size_t sz = pj_elt_size(f->type);
+	size_t sz = pbfield_size(f->type);
 	char  *arr;
 
 	if (!json_is_array(v)) {
@@ -422,7 +423,7 @@ dec_member(pj_ctx *c, const ProtobufCMessageDescriptor *d, const char *key, json
 		}
 		/* Cleared and selected first: the union may hold another member's default (a
 		 * string), and a half-decoded member must be freed with the message. */
-		memset(member, 0, pj_elt_size(f->type));
+		memset(member, 0, pbfield_size(f->type));
 		*which = f->id;
 		return (dec_value(c, d, f, v, member, depth));
 	}

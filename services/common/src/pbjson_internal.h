@@ -33,7 +33,4 @@ void pj_fail(pj_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3
  * upper-cased, into buf (sz bytes, cut short to fit). */
 void pj_json_name(const char *name, char *buf, size_t sz);
 
-/* The size of one element of a repeated field of type t in protobuf-c's arrays. */
-size_t pj_elt_size(ProtobufCType t);
-
 #endif
