@@ -22,7 +22,10 @@
  *
  * RSS, anonymous memory and fds are the node's (/proc), warm = after the first minute (or a
  * tenth of a shorter run), store = data.mdb's size on disk at the end. RSS counts the pages of
- * the store's map LMDB has touched, so it grows with the store; a leak shows in RssAnon. Samples go to stderr once a minute. Exit 0 when
+ * the store's map LMDB has touched, so it grows with the store; a leak shows in RssAnon (heap
+ * and stacks). anon_kb_warm and anon_kb_end are means of a sample a second over the minute
+ * after warm-up and over the last minute (tenths of a shorter run), since the allocator's
+ * free memory comes and goes within a minute. Samples go to stderr once a minute. Exit 0 when
  * no call failed, 1 otherwise.
  */
 #include "bench.h"
@@ -535,6 +538,7 @@ bench_soak(int argc, char **argv)
 	unsigned    n = 0, referrers = 2, errors = 0;
 	long        minutes, rss0 = -1, rssw = -1, rss1 = -1, fd0 = -1, fd1 = -1;
 	long        anon[3] = { -1, -1, -1 }; /* RssAnon at the start, after warm-up, at the end */
+	long        warm_sum = 0, warm_n = 0, end_sum = 0, end_n = 0;
 	const char *base = getenv("TMPDIR");
 	char       *end;
 	char        cmd[700];
@@ -611,11 +615,24 @@ bench_soak(int argc, char **argv)
 	t0      = hv_clock_mono_ms();
 	warm_ms = minutes >= 10 ? 60000 : minutes * 6000;
 	for (long el = 0; el < minutes * 60000; el = hv_clock_mono_ms() - t0) {
+		long a;
 		sleep(1);
 		el = hv_clock_mono_ms() - t0;
+		a  = proc_kb(s.s_node, "RssAnon:");
 		if (rssw < 0 && el >= warm_ms) {
-			rssw    = proc_kb(s.s_node, "VmRSS:");
-			anon[1] = proc_kb(s.s_node, "RssAnon:");
+			rssw = proc_kb(s.s_node, "VmRSS:");
+		}
+		/* Anonymous memory is averaged over a window after warm-up and over the last one
+		 * (each warm_ms long, a sample a second): the allocator's arenas rise and fall
+		 * within a minute (the node gives free memory back every minute, host_wait), and
+		 * one sample each would measure where in that cycle it fell. */
+		if (a >= 0 && el >= warm_ms && el < 2 * warm_ms) {
+			warm_sum += a;
+			warm_n++;
+		}
+		if (a >= 0 && el >= minutes * 60000 - warm_ms) {
+			end_sum += a;
+			end_n++;
 		}
 		if ((el / 1000) % 60 == 0) {
 			fprintf(stderr, "soak: %ld min: node rss %ld kB (anonymous %ld kB), %ld fds\n",
@@ -624,7 +641,8 @@ bench_soak(int argc, char **argv)
 		}
 	}
 	rss1    = proc_kb(s.s_node, "VmRSS:");
-	anon[2] = proc_kb(s.s_node, "RssAnon:");
+	anon[1] = warm_n > 0 ? warm_sum / warm_n : -1;
+	anon[2] = end_n > 0 ? end_sum / end_n : -1;
 	fd1     = proc_fds(s.s_node);
 	atomic_store(&s.s_stop, true);
 	for (unsigned i = 0; i < n; i++) {

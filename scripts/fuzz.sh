@@ -24,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-harnesses=(rpc pbjson config regions demo_network receipt audit connect)
+harnesses=(rpc pbjson config regions demo_network receipt audit connect http)
 mode="" seconds=20 hours="" jobs=$(nproc) only=""
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -8,9 +8,11 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct cc_client {
 	CURL  *cc_curl;
@@ -18,7 +20,48 @@ struct cc_client {
 	char  *cc_buf; /* the last answer's body */
 	size_t cc_len;
 	size_t cc_cap;
+	FILE  *cc_rec; /* HAVEN_CONNECT_RECORD: the request being sent (cc_record_begin) */
 };
+
+static int
+on_debug(CURL *curl, curl_infotype type, char *data, size_t n, void *arg)
+{
+	(void) curl;
+	if (type == CURLINFO_HEADER_OUT || type == CURLINFO_DATA_OUT) {
+		fwrite(data, 1, n, arg);
+	}
+	return (0);
+}
+
+void *
+cc_record_begin(void *curl)
+{
+	static atomic_uint seq;
+	const char        *dir = getenv("HAVEN_CONNECT_RECORD");
+	char               path[512];
+	FILE              *f;
+
+	if (dir == NULL || dir[0] == '\0') {
+		return (NULL);
+	}
+	snprintf(path, sizeof(path), "%s/%d-%u.http", dir, (int) getpid(),
+	    atomic_fetch_add(&seq, 1));
+	if ((f = fopen(path, "w")) != NULL) {
+		curl_easy_setopt(curl, CURLOPT_DEBUGFUNCTION, on_debug);
+		curl_easy_setopt(curl, CURLOPT_DEBUGDATA, f);
+		curl_easy_setopt(curl, CURLOPT_VERBOSE, 1L);
+	}
+	return (f);
+}
+
+void
+cc_record_end(void *curl, void *rec)
+{
+	if (rec != NULL) {
+		curl_easy_setopt(curl, CURLOPT_VERBOSE, 0L);
+		fclose(rec);
+	}
+}
 
 static size_t
 on_body(char *p, size_t sz, size_t n, void *arg)
@@ -159,7 +202,10 @@ cc_call(cc_client *c, const char *method, const ProtobufCMessage *req,
 	curl_easy_setopt(c->cc_curl, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(c->cc_curl, CURLOPT_TIMEOUT_MS,
 	    (long) (timeout_ms != 0 ? timeout_ms : 10000) + 1000L);
-	cr = curl_easy_perform(c->cc_curl);
+	c->cc_rec = cc_record_begin(c->cc_curl);
+	cr        = curl_easy_perform(c->cc_curl);
+	cc_record_end(c->cc_curl, c->cc_rec);
+	c->cc_rec = NULL;
 	curl_slist_free_all(h);
 	free(body);
 	if (cr != CURLE_OK) {

@@ -32,4 +32,12 @@ hv_status cc_call(cc_client *c, const char *method, const ProtobufCMessage *req,
     bool json, const char *idempotency_key, uint32_t timeout_ms, long *http_status, char *err,
     size_t errsz);
 
+/* HAVEN_CONNECT_RECORD=DIR records the next request made on curl (a CURL *) as it is sent
+ * (request line, headers, body) to DIR/<pid>-<n>.http: the seed corpus of fuzz/fuzz_http.c
+ * is the traffic of the tests that call these (scripts/fuzz.sh --seeds says how).
+ * cc_record_begin returns the open record (NULL when not recording); cc_record_end closes it
+ * once the request was performed. */
+void *cc_record_begin(void *curl);
+void  cc_record_end(void *curl, void *rec);
+
 #endif

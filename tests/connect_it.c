@@ -35,6 +35,7 @@
 #include "haven/metrics.h"
 #include "haven/pbjson.h"
 #include "haven/rpc.h"
+#include "connect_client.h"
 #include "testutil.h"
 
 #include "haven/health/v1/health.pb-c.h"
@@ -171,6 +172,7 @@ http(const char *base, const char *verb, const char *path, const char *const *hd
 	CURL              *c = curl_easy_init();
 	struct curl_slist *h = NULL;
 	char               url[512];
+	void              *rec;
 
 	memset(r, 0, sizeof(*r));
 	assert_non_null(c);
@@ -194,7 +196,9 @@ http(const char *base, const char *verb, const char *path, const char *const *hd
 	if (ca != NULL) {
 		curl_easy_setopt(c, CURLOPT_CAINFO, ca);
 	}
+	rec = cc_record_begin(c);
 	assert_int_equal(curl_easy_perform(c), CURLE_OK);
+	cc_record_end(c, rec);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);

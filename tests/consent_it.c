@@ -555,11 +555,15 @@ test_roles(void **state)
 		assert_true(er->kek_generation >= 3);
 		release(er);
 	}
-	assert_int_equal(show(ACME, id, NULL), HV_NOT_FOUND);
-	expect_msg("was erased");
+	/* Her tombstone names no holder: refused as any subject another holds, so that no answer
+	 * tells another organisation that she was erased. The operator hears it. */
+	assert_int_equal(show(ACME, id, NULL), HV_PERMISSION_DENIED);
+	expect_msg("does not hold");
 	assert_int_equal(grant(ACME, id, "shelter-a", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
-	    HV_NOT_FOUND);
+	    HV_PERMISSION_DENIED);
+	expect_msg("does not hold");
+	assert_int_equal(show(OPERATOR, id, NULL), HV_NOT_FOUND);
 	expect_msg("was erased");
 	assert_int_equal(erase(OPERATOR, other, NULL), HV_OK);
 
@@ -706,7 +710,7 @@ test_update_subject(void **state)
 		assert_null(strstr(errmsg, "Sentinel"));
 	}
 	assert_int_equal(update(ACME, "00000000000000000000000000000000", "contact", &p, false, NULL),
-	    HV_NOT_FOUND);
+	    HV_PERMISSION_DENIED);
 
 	/* Audited: the fields, not the values. */
 	assert_int_equal(rpc_audit_list(ACME, id, &l), HV_OK);
@@ -769,9 +773,9 @@ test_update_subject(void **state)
 	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_UNSPECIFIED, false, NULL),
 	    HV_INVALID_ARGUMENT);
 	expect_msg("statistics is retired");
-	/* Erased: nothing to update. */
+	/* Erased: nothing to update (her tombstone names no holder). */
 	assert_int_equal(erase(ACME, id, NULL), HV_OK);
-	assert_int_equal(update(ACME, id, "contact", &p, false, NULL), HV_NOT_FOUND);
+	assert_int_equal(update(ACME, id, "contact", &p, false, NULL), HV_PERMISSION_DENIED);
 }
 
 static void
@@ -1407,13 +1411,18 @@ test_bad_input(void **state)
 	assert_int_equal(show(ACME, "../../etc/passwd", NULL), HV_INVALID_ARGUMENT);
 	expect_msg("32 lower-case hex");
 	assert_int_equal(show(ACME, "ABCDEF0123456789ABCDEF0123456789", NULL), HV_INVALID_ARGUMENT);
-	assert_int_equal(show(ACME, "0123456789abcdef0123456789abcdef", NULL), HV_NOT_FOUND);
+	/* An unknown subject is refused as another holder's: no oracle for which ids exist. */
+	assert_int_equal(show(ACME, "0123456789abcdef0123456789abcdef", NULL), HV_PERMISSION_DENIED);
+	expect_msg("does not hold subject 0123456789abcdef0123456789abcdef");
+	assert_int_equal(show(OPERATOR, "0123456789abcdef0123456789abcdef", NULL), HV_NOT_FOUND);
 	expect_msg("no subject 0123456789abcdef0123456789abcdef");
-	assert_int_equal(withdraw(ACME, "0123456789abcdef0123456789abcdef", NULL), HV_NOT_FOUND);
+	assert_int_equal(withdraw(ACME, "0123456789abcdef0123456789abcdef", NULL),
+	    HV_PERMISSION_DENIED);
+	expect_msg("is not of a subject that acme-ngo holds");
 	assert_int_equal(check(ACME, "0123456789abcdef0123456789abcdef",
 	                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL, "shelter-a",
 	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
-	    HV_NOT_FOUND);
+	    HV_PERMISSION_DENIED);
 	/* Fields too long or not text: the message names the field and the bound, never the
 	 * value. */
 	memset(long_name, 'Q', sizeof(long_name) - 1);
@@ -1843,7 +1852,7 @@ test_transfer(void **state)
 	assert_int_equal(transfer(ACME, id, "Not An Id", NULL), HV_INVALID_ARGUMENT);
 	expect_msg("to_org must be an organisation id");
 	assert_int_equal(transfer(ACME, "0123456789abcdef0123456789abcdef", "other-ngo", NULL),
-	    HV_NOT_FOUND);
+	    HV_PERMISSION_DENIED);
 
 	/* The hand-over. */
 	assert_int_equal(transfer(ACME, id, "other-ngo", &sub), HV_OK);

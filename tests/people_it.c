@@ -381,6 +381,17 @@ test_admins(void **state)
 	assert_int_equal(list_people(admin_shelter.ch, "p-ngo", NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(disable(admin_shelter.ch, worker.id), HV_PERMISSION_DENIED);
 	{
+		/* A person id that names nobody is refused in the same words: no oracle for which
+		 * people exist (their ids are in the audit trails other organisations read). */
+		char other[RPC_ERRMSG_MAX];
+
+		snprintf(other, sizeof(other), "%s", g.err);
+		assert_int_equal(disable(admin_shelter.ch, "0123456789abcdef0123456789abcdef"),
+		    HV_PERMISSION_DENIED);
+		assert_string_equal(g.err, other);
+		assert_int_equal(disable(g.op, "0123456789abcdef0123456789abcdef"), HV_NOT_FOUND);
+	}
+	{
 		Haven__People__V1__ResetPersonRequest r = HAVEN__PEOPLE__V1__RESET_PERSON_REQUEST__INIT;
 		r.person_id         = worker.id;
 		r.new_second_factor = true;

@@ -306,9 +306,10 @@ test_update_bad_input(void **state)
 	req.n_add_needs = 0;
 	req.urgency     = URG(PLANNED);
 	req.id          = "ref-0000000000000000";
-	expect_update(n, &req, HV_NOT_FOUND, "no referral");
+	/* Refused as another's referral would be: no oracle for which ids exist. */
+	expect_update(n, &req, HV_PERMISSION_DENIED, "is not yours to see");
 	req.id = "Jane Doe, born 1990";
-	expect_update(n, &req, HV_NOT_FOUND, "(not an id)");
+	expect_update(n, &req, HV_PERMISSION_DENIED, "(not an id)");
 	/* A closed referral changes no more. */
 	assert_int_equal(cancel_as(n, C_REFERRER, r->id, 0), HV_OK);
 	req.id = r->id;

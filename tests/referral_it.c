@@ -814,17 +814,18 @@ test_bad_input(void **state)
 	expect_create(n, C_PROV_A, &one_shelter, HV_PERMISSION_DENIED, NULL);
 	expect_create(n, C_MUNI, &one_shelter, HV_PERMISSION_DENIED, NULL);
 	expect_create(n, C_OPERATOR, &one_shelter, HV_PERMISSION_DENIED, NULL);
-	/* Unknown ids. */
+	/* Unknown ids: refused as another's would be (no oracle for which ids exist). */
 	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, "off-0000000000000000", 0, NULL, NULL),
-	    HV_NOT_FOUND);
-	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, "../etc", 0, NULL, NULL), HV_NOT_FOUND);
+	    HV_PERMISSION_DENIED);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, "../etc", 0, NULL, NULL),
+	    HV_PERMISSION_DENIED);
 	{
 		Haven__Referral__V1__GetReferralRequest req =
 		    HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
 		req.id = "ref-0000000000000000";
 		assert_int_equal(call(n->ch[C_REFERRER], M_GET, &req.base,
 		                     &haven__referral__v1__referral__descriptor, NULL, NULL),
-		    HV_NOT_FOUND);
+		    HV_PERMISSION_DENIED);
 	}
 	/* Nothing of the refused calls was routed. */
 	{

@@ -77,6 +77,25 @@ wait_sleeps_started(unsigned n)
 	assert_true(__atomic_load_n(&sleeps_started, __ATOMIC_ACQUIRE) >= n);
 }
 
+/* The length of the Sleep handler that started last (atomic). */
+static unsigned last_sleep_ms;
+
+/* Waits (up to 10 s) until a Sleep handler of ms milliseconds has started: a test that needs
+ * one particular call's handler running gives that call a length of its own. (Counting
+ * starts is not enough where an earlier call may or may not run: the server drops a queued
+ * call whose deadline has passed without running its handler.) */
+static void
+wait_sleep_of(unsigned ms)
+{
+	int64_t until = hv_clock_mono_ms() + 10000;
+
+	while (__atomic_load_n(&last_sleep_ms, __ATOMIC_ACQUIRE) != ms &&
+	    hv_clock_mono_ms() < until) {
+		sleep_ms(1);
+	}
+	assert_int_equal(__atomic_load_n(&last_sleep_ms, __ATOMIC_ACQUIRE), ms);
+}
+
 static hv_status
 t_sleep(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
@@ -86,6 +105,7 @@ t_sleep(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage
 	if (in->ms > 5000) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "sleep too long"));
 	}
+	__atomic_store_n(&last_sleep_ms, in->ms, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&sleeps_started, 1, __ATOMIC_ACQ_REL);
 	sleep_ms(in->ms);
 	out = rpc_call_alloc(call, sizeof(*out));
@@ -616,7 +636,6 @@ test_deadlines(void **state)
 	char               msg[RPC_ERRMSG_MAX];
 	size_t             n;
 	int64_t            t0;
-	unsigned           started;
 	Haven__Testing__V1__NestedRequest   nreq = HAVEN__TESTING__V1__NESTED_REQUEST__INIT;
 	Haven__Testing__V1__WhoAmIResponse *who  = NULL;
 	rpc_call_options                    co   = { .timeout_ms = 1000 };
@@ -624,17 +643,17 @@ test_deadlines(void **state)
 	assert_int_equal(rpc_channel_open(&ch, "inproc://t-deadline", NULL), HV_OK);
 
 	/* The client gives up at its own timeout (60 ms), long before the handler (1 s) ends. */
-	started = __atomic_load_n(&sleeps_started, __ATOMIC_ACQUIRE);
-	t0      = hv_clock_mono_ms();
+	t0 = hv_clock_mono_ms();
 	assert_int_equal(call_sleep(ch, 1000, 60), HV_DEADLINE_EXCEEDED);
 	assert_true(hv_clock_mono_ms() - t0 < 800);
 
 	/* A call whose deadline passes while it waits for the (one, busy) worker is answered
 	 * DEADLINE_EXCEEDED without running its handler. The worker is busy once the job's
-	 * handler has started (after the one above: one worker). */
-	job = (sleep_job) { .ch = ch, .ms = 1000, .timeout = 8000 };
+	 * handler (1001 ms, a length of its own) has started: the one above may have run first
+	 * or, on a loaded machine, been dropped in the queue when its 60 ms had passed. */
+	job = (sleep_job) { .ch = ch, .ms = 1001, .timeout = 8000 };
 	assert_int_equal(pthread_create(&th, NULL, sleep_worker, &job), 0);
-	wait_sleeps_started(started + 2);
+	wait_sleep_of(1001);
 	n = pack_env(buf, sizeof(buf), M_WHOAMI, NULL, 0, 20, 0, NULL);
 	assert_int_equal(raw_call(ch, buf, n, 3000, msg, sizeof(msg)), HV_DEADLINE_EXCEEDED);
 	assert_non_null(strstr(msg, "queued"));

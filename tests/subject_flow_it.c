@@ -428,7 +428,7 @@ test_erase_ends_open_offer(void **state)
 		g.id = subject;
 		assert_int_equal(call(f, C_PROVIDER, M_SHOW, &g.base,
 		                     &haven__consent__v1__subject__descriptor, NULL),
-		    HV_NOT_FOUND);
+		    HV_PERMISSION_DENIED);
 	}
 	/* No new referral for her. */
 	assert_int_not_equal(refer(f, subject, &r), HV_OK);

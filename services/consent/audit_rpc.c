@@ -86,9 +86,8 @@ list_allowed(rpc_call *call, consent_service *cs, const char *subject,
 	if ((st = store_read_begin(cs->cs_store, &txn)) != HV_OK) {
 		return (st);
 	}
-	st = consent_subject_get(cs, txn, sid, true, &rec, err, sizeof(err));
+	st = consent_subject_acting(cs, txn, caller, sid, true, true, &rec, err, sizeof(err));
 	if (st == HV_OK) {
-		st = consent_may_act(caller, consent_holder(rec), subject, true, err, sizeof(err));
 		protobuf_c_message_free_unpacked(&rec->base, NULL);
 	}
 	store_read_end(txn);

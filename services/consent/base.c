@@ -158,6 +158,41 @@ consent_may_act(const rpc_caller *caller, const char *holder, const char *subjec
 	    rpc_role_name(caller->role)));
 }
 
+hv_status
+consent_subject_acting(consent_service *cs, store_txn *txn, const rpc_caller *caller,
+    const uint8_t id[CONSENT_ID_LEN], bool operator_ok, bool allow_erased,
+    Haven__Consent__V1__SubjectRecord **out, char *err, size_t errsz)
+{
+	char        hex[CONSENT_ID_HEX];
+	const char *holder = CONSENT_NO_HOLDER;
+	bool        erased;
+	hv_status   st, may;
+
+	consent_id_format(id, hex);
+	if ((st = consent_subject_get(cs, txn, id, true, out, err, errsz)) != HV_OK &&
+	    st != HV_NOT_FOUND) {
+		return (st);
+	}
+	erased = st == HV_OK && (*out)->erased_at_ms != 0;
+	if (st == HV_OK && !erased) {
+		holder = consent_holder(*out);
+	}
+	/* The operator sees every subject anyway (it holds the keys): it hears what is so. */
+	may = caller->role == RPC_ROLE_OPERATOR && (st != HV_OK || erased)
+	    ? HV_OK
+	    : consent_may_act(caller, holder, hex, operator_ok, err, errsz);
+	if (may != HV_OK || st != HV_OK || (erased && !allow_erased)) {
+		if (*out != NULL) {
+			protobuf_c_message_free_unpacked(&(*out)->base, NULL);
+			*out = NULL;
+		}
+		return (may != HV_OK ? may
+		        : st != HV_OK ? hv_fail(err, errsz, st, "no subject %s", hex)
+		                      : hv_fail(err, errsz, HV_NOT_FOUND, "subject %s was erased", hex));
+	}
+	return (HV_OK);
+}
+
 /* ---- withdrawal events ---------------------------------------------------------------- */
 
 void

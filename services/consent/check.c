@@ -272,6 +272,40 @@ check_async(check_job *j)
 	return (st);
 }
 
+/* What Check answers a caller that may not learn which subjects exist, or anything of the
+ * consents a subject gave to others. A provider asks about itself: a refusal for lack of a
+ * consent that names it (none at all, none for the purpose, none for it), and the answer
+ * about a subject that does not exist or was erased, are the one refusal "no consent covers
+ * you", so that it cannot probe ids for people, erasures or who else she consented to. A
+ * referrer is refused an unknown or erased subject as one another organisation holds. */
+static hv_status
+check_shown(const check_args *a, hv_status st, consent_decision *d, char *err, size_t errsz)
+{
+	const rpc_caller *c = a->ca_caller;
+	bool              hide;
+
+	if (c->role == RPC_ROLE_PROVIDER) {
+		hide = st == HV_NOT_FOUND ||
+		    (st == HV_OK && !d->allowed &&
+		        (d->reason == HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_NO_CONSENT ||
+		            d->reason == HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_PURPOSE ||
+		            d->reason == HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_RECIPIENT));
+		if (!hide) {
+			return (st);
+		}
+		memset(d, 0, sizeof(*d));
+		d->reason = HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_RECIPIENT;
+		snprintf(d->message, sizeof(d->message),
+		    "no consent of subject %s for %s covers recipient %s", a->ca_subject,
+		    consent_purpose_name(a->ca_purpose), a->ca_recipient);
+		return (HV_OK);
+	}
+	if (st == HV_NOT_FOUND && c->role != RPC_ROLE_OPERATOR) {
+		return (consent_may_act(c, CONSENT_NO_HOLDER, a->ca_subject, true, err, errsz));
+	}
+	return (st);
+}
+
 hv_status
 consent_check_call(consent_service *cs, const rpc_caller *caller, const char *method,
     const Haven__Consent__V1__CheckRequest *in, consent_decision *out, char *err, size_t errsz)
@@ -288,11 +322,11 @@ consent_check_call(consent_service *cs, const rpc_caller *caller, const char *me
 	args_fill(&j.kj_args, cs, caller, method, in->subject, (int) in->purpose, in->recipient,
 	    in->recipient_is_accepting_provider, (int) in->category);
 	if (cs->cs_check_async) {
-		return (check_async(&j));
+		return (check_shown(&j.kj_args, check_async(&j), out, err, errsz));
 	}
 	if ((st = store_write(cs->cs_store, check_fn, &j)) != HV_OK && st != HV_INVALID_ARGUMENT) {
 		consent_audit_failure(cs, caller, method, in->subject,
 		    consent_purpose_name((int) in->purpose), st);
 	}
-	return (st);
+	return (check_shown(&j.kj_args, st, out, err, errsz));
 }

@@ -48,6 +48,23 @@ const char *consent_holder(const Haven__Consent__V1__SubjectRecord *r);
 hv_status consent_may_act(const rpc_caller *caller, const char *holder, const char *subject,
     bool operator_ok, char *err, size_t errsz);
 
+/* The holder to hand consent_may_act for a subject that does not exist or was erased: no
+ * organisation's id (ids have no space), and not "" (the operator's own), so that it refuses
+ * everyone but an operator allowed every subject, in the words it uses for another holder's
+ * subject. */
+#define CONSENT_NO_HOLDER " "
+
+/* A subject asked about by id, for a method under the holder's rule (consent_may_act): the
+ * record when the caller may act on it. A subject that does not exist, or was erased (its
+ * tombstone names no holder), is refused with the very status and words that a subject of
+ * another holder gets, so that no answer tells a caller whether an id names a person or
+ * whether she was erased; only the operator, which sees every subject anyway, hears NOT_FOUND
+ * ("no subject X", "subject X was erased" unless allow_erased).
+ * *out is the caller's (free_unpacked with NULL). */
+hv_status consent_subject_acting(consent_service *cs, store_txn *txn, const rpc_caller *caller,
+    const uint8_t id[CONSENT_ID_LEN], bool operator_ok, bool allow_erased,
+    Haven__Consent__V1__SubjectRecord **out, char *err, size_t errsz);
+
 /* A consent record by id (*out the caller's: free_unpacked with NULL); a subject's consent
  * ids in id order (ids: CONSENTS_PER_SUBJECT_MAX; DATA_LOSS for more). */
 hv_status consent_record_get(consent_service *cs, store_txn *txn,

@@ -341,15 +341,11 @@ transfer_fn(store_txn *txn, void *arg)
 	hv_status                          st;
 
 	(void) consent_id_parse(j->tj_id, sid);
-	if ((st = consent_subject_get(cs, txn, sid, false, &rec, j->tj_err, sizeof(j->tj_err))) !=
-	    HV_OK) {
+	if ((st = consent_subject_acting(cs, txn, j->tj_caller, sid, true, false, &rec, j->tj_err,
+	         sizeof(j->tj_err))) != HV_OK) {
 		return (st);
 	}
 	old_holder = rec->holder;
-	if ((st = consent_may_act(j->tj_caller, consent_holder(rec), j->tj_id, true, j->tj_err,
-	         sizeof(j->tj_err))) != HV_OK) {
-		goto out;
-	}
 	if (strcmp(consent_holder(rec), j->tj_to) == 0) {
 		st = hv_fail(j->tj_err, sizeof(j->tj_err), HV_FAILED_PRECONDITION,
 		    "organisation %s holds subject %s already", j->tj_to, j->tj_id);

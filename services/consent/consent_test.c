@@ -504,9 +504,9 @@ test_round_trip_and_categories(void **state)
 	consent_personal_free(p);
 	/* Only the provider read path: other roles go through GetSubject. */
 	assert_int_equal(read_personal(&e, &referrer, id, false, &p), HV_PERMISSION_DENIED);
-	/* Unknown and malformed ids. */
+	/* Unknown and malformed ids: an unknown one is refused as one without consent would be. */
 	assert_int_equal(read_personal(&e, &shelter, "00000000000000000000000000000000", false, &p),
-	    HV_NOT_FOUND);
+	    HV_PERMISSION_DENIED);
 	assert_int_equal(read_personal(&e, &shelter, "not-an-id", false, &p), HV_INVALID_ARGUMENT);
 	/* After a reopen too. */
 	env_close(&e);
@@ -900,11 +900,11 @@ test_grant_validation_and_minors(void **state)
 	assert_int_equal(grant(&e, id, "shelter-a", false, all_cats, 3,
 	                     (Haven__Consent__V1__GivenBy) 7, 0, clock_ms + 1000, NULL, err),
 	    HV_INVALID_ARGUMENT);
-	/* Unknown subject. */
+	/* Unknown subject: refused as another holder's would be. */
 	assert_int_equal(grant(&e, "0123456789abcdef0123456789abcdef", "shelter-a", false, all_cats,
 	                     3, HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 1000,
 	                     NULL, err),
-	    HV_NOT_FOUND);
+	    HV_PERMISSION_DENIED);
 	env_destroy(&e);
 }
 
@@ -1093,7 +1093,7 @@ test_rotation_keeps_data(void **state)
 		assert_string_equal(p->name, NAME);
 		consent_personal_free(p);
 	}
-	assert_int_equal(read_personal(&e, &shelter, ids[19], false, &p), HV_NOT_FOUND);
+	assert_int_equal(read_personal(&e, &shelter, ids[19], false, &p), HV_PERMISSION_DENIED);
 	/* And after a restart. */
 	env_close(&e);
 	env_store_open(&e);
@@ -1192,8 +1192,9 @@ test_erasure_is_final_for_old_copies(void **state)
 		store_close(s2);
 	}
 
-	/* In the live store: a tombstone; the other subject is readable. */
-	assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_NOT_FOUND);
+	/* In the live store: a tombstone (refused as if consent shared nothing: no oracle for
+	 * erasure); the other subject is readable. */
+	assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_PERMISSION_DENIED);
 	val = NULL;
 	raw(e.s, "consent.subjects", id, &val, &len);
 	assert_non_null(rec = haven__consent__v1__subject_record__unpack(NULL, len, val));

@@ -241,14 +241,11 @@ grant_core(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 		return (st);
 	}
 	(void) consent_id_parse(r->subject, sid);
-	if ((st = consent_subject_get(cs, txn, sid, false, &rec, err, errsz)) != HV_OK) {
-		return (st);
-	}
 	/* Only the holder records consent: a consent the person withdrew comes back only as a
 	 * new record by the holder, never by the operator or another organisation. */
-	if ((st = consent_may_act(caller, consent_holder(rec), r->subject, false, err, errsz)) !=
+	if ((st = consent_subject_acting(cs, txn, caller, sid, false, false, &rec, err, errsz)) !=
 	    HV_OK) {
-		goto out;
+		return (st);
 	}
 	if (rec->minor && (st = minor_ok(cs, txn, sid, r, err, errsz)) != HV_OK) {
 		goto out;
@@ -389,8 +386,22 @@ withdraw_record(consent_service *cs, store_txn *txn, const uint8_t cid[CONSENT_I
 	return (HV_OK);
 }
 
+/* The refusal of a consent the caller may not read, and of one that does not exist: the same
+ * words, naming neither the subject (whose id another holder's consent would give away) nor
+ * whether the consent exists. */
+static hv_status
+record_refused(record_job *j)
+{
+	const rpc_caller *c = j->rj_caller;
+
+	return (hv_fail(j->rj_err, sizeof(j->rj_err), HV_PERMISSION_DENIED,
+	    "consent %s is not of a subject that %s holds", j->rj_id,
+	    c->org_id[0] != '\0' ? c->org_id : rpc_role_name(c->role)));
+}
+
 /* Reads a consent and its subject for a caller who asks about it: NOT_FOUND for an unknown
- * consent, PERMISSION_DENIED for a referrer that did not refer the subject. */
+ * consent to the operator, PERMISSION_DENIED (record_refused) to everyone else and for a
+ * consent of a subject the caller does not hold. */
 static hv_status
 record_for(record_job *j, store_txn *txn, uint8_t cid[CONSENT_ID_LEN],
     Haven__Consent__V1__ConsentRecord **c)
@@ -405,6 +416,9 @@ record_for(record_job *j, store_txn *txn, uint8_t cid[CONSENT_ID_LEN],
 		    "consent id must be 32 lower-case hex characters"));
 	}
 	if ((st = consent_record_get(j->rj_cs, txn, cid, c)) != HV_OK) {
+		if (st == HV_NOT_FOUND && j->rj_caller->role != RPC_ROLE_OPERATOR) {
+			return (record_refused(j));
+		}
 		return (hv_fail(j->rj_err, sizeof(j->rj_err), st,
 		    st == HV_NOT_FOUND ? "no consent %s" : "consent %s does not read", j->rj_id));
 	}
@@ -418,8 +432,9 @@ record_for(record_job *j, store_txn *txn, uint8_t cid[CONSENT_ID_LEN],
 	         sizeof(j->rj_err))) != HV_OK) {
 		goto out;
 	}
-	if ((st = consent_may_act(j->rj_caller, consent_holder(rec), (*c)->subject, true, j->rj_err,
-	         sizeof(j->rj_err))) != HV_OK) {
+	if (consent_may_act(j->rj_caller, consent_holder(rec), (*c)->subject, true, j->rj_err,
+	        sizeof(j->rj_err)) != HV_OK) {
+		st = record_refused(j);
 		goto out;
 	}
 	st = HV_OK;
@@ -590,13 +605,9 @@ list_fn(store_txn *txn, void *arg)
 		return (hv_fail(j->lj_err, sizeof(j->lj_err), HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
-	if ((st = consent_subject_get(j->lj_cs, txn, sid, true, &rec, j->lj_err,
-	         sizeof(j->lj_err))) != HV_OK) {
+	if ((st = consent_subject_acting(j->lj_cs, txn, j->lj_caller, sid, true, true, &rec,
+	         j->lj_err, sizeof(j->lj_err))) != HV_OK) {
 		return (st);
-	}
-	if ((st = consent_may_act(j->lj_caller, consent_holder(rec), j->lj_subject, true, j->lj_err,
-	         sizeof(j->lj_err))) != HV_OK) {
-		goto out;
 	}
 	if ((st = consent_records_foreach(j->lj_cs, txn, sid, list_one, j)) != HV_OK) {
 		goto out;

@@ -144,6 +144,14 @@ out:
 
 /* ---- read ----------------------------------------------------------------------------- */
 
+/* A provider's refusal: no consent shares the subject with it. */
+static hv_status
+no_share(const rpc_caller *caller, const char *hex, char *err, size_t errsz)
+{
+	return (hv_fail(err, errsz, HV_PERMISSION_DENIED,
+	    "no consent of subject %s shares personal data with %s", hex, caller->org_id));
+}
+
 /* The categories caller may see of a subject: all for its holder (and the operator), for a
  * provider those that consents in force share with it (accepting: as the provider that
  * accepted her referral), none for anyone else (PERMISSION_DENIED). *purpose is the audit
@@ -189,10 +197,27 @@ shown_categories(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 	    ? "share-with-provider,contact"
 	    : "share-with-provider";
 	if (*mask == 0) {
-		return (hv_fail(err, errsz, HV_PERMISSION_DENIED,
-		    "no consent of subject %s shares personal data with %s", hex, caller->org_id));
+		return (no_share(caller, hex, err, errsz));
 	}
 	return (HV_OK);
+}
+
+/* The subject a caller reads the personal data of. A provider is refused a subject that does
+ * not exist or was erased in the words of one whose consent shares nothing with it, everyone
+ * else by the holder's rule (consent_subject_acting): no answer tells whether an id names a
+ * person or whether she was erased. */
+static hv_status
+subject_for_reading(consent_service *cs, store_txn *txn, const rpc_caller *caller,
+    const uint8_t sid[CONSENT_ID_LEN], const char *hex, Haven__Consent__V1__SubjectRecord **rec,
+    char *err, size_t errsz)
+{
+	hv_status st;
+
+	if (caller->role != RPC_ROLE_PROVIDER) {
+		return (consent_subject_acting(cs, txn, caller, sid, true, false, rec, err, errsz));
+	}
+	st = consent_subject_get(cs, txn, sid, false, rec, err, errsz);
+	return (st == HV_NOT_FOUND ? no_share(caller, hex, err, errsz) : st);
 }
 
 /* Decrypts the fields of the categories in mask into out (the others stay NULL). DATA_LOSS
@@ -258,7 +283,7 @@ subject_read_personal(consent_service *cs, store_txn *txn, const rpc_caller *cal
 		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
-	if ((st = consent_subject_get(cs, txn, sid, false, rec, err, errsz)) != HV_OK ||
+	if ((st = subject_for_reading(cs, txn, caller, sid, hex, rec, err, errsz)) != HV_OK ||
 	    (st = shown_categories(cs, txn, caller, *rec, sid, hex, accepting, now, &mask, &purpose,
 	         err, errsz)) != HV_OK ||
 	    (st = personal_open(cs, txn, *rec, sid, hex, mask, out, err, errsz)) != HV_OK) {
@@ -372,13 +397,10 @@ subject_update_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller
 		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
-	if ((st = consent_subject_get(cs, txn, sid, false, &rec, err, errsz)) != HV_OK) {
-		return (st);
-	}
 	/* The holder only: an operator changes the subjects it recorded itself, no other. */
-	if ((st = consent_may_act(caller, consent_holder(rec), ch->sc_id, false, err, errsz)) !=
+	if ((st = consent_subject_acting(cs, txn, caller, sid, false, false, &rec, err, errsz)) !=
 	    HV_OK) {
-		goto out;
+		return (st);
 	}
 	personal_texts(ch->sc_personal, langs, text);
 	if ((ch->sc_fields & ~(1u << SUBJECT_FIELD_MINOR)) != 0 &&
@@ -442,15 +464,13 @@ erase_fn(store_txn *txn, void *arg)
 		return (hv_fail(j->ej_err, sizeof(j->ej_err), HV_INVALID_ARGUMENT,
 		    "subject id must be 32 lower-case hex characters"));
 	}
-	if ((st = consent_subject_get(cs, txn, sid, false, &rec, j->ej_err, sizeof(j->ej_err))) !=
-	    HV_OK) {
-		return (st);
-	}
 	/* Erasure: the holder, the operator, or an admin (a request to the node's operator). */
-	if (j->ej_caller->role != RPC_ROLE_ADMIN &&
-	    (st = consent_may_act(j->ej_caller, consent_holder(rec), j->ej_id, true, j->ej_err,
-	         sizeof(j->ej_err))) != HV_OK) {
-		goto out;
+	st = j->ej_caller->role == RPC_ROLE_ADMIN
+	    ? consent_subject_get(cs, txn, sid, false, &rec, j->ej_err, sizeof(j->ej_err))
+	    : consent_subject_acting(cs, txn, j->ej_caller, sid, true, false, &rec, j->ej_err,
+	          sizeof(j->ej_err));
+	if (st != HV_OK) {
+		return (st);
 	}
 	/* The sealed fields and the wrapped data key go; a tombstone stays. */
 	st = store_del(txn, cs->cs_personal, sid, sizeof(sid));

@@ -321,6 +321,12 @@ change_fn(store_txn *txn, void *arg)
 	haven__people__v1__person_record__free_unpacked(a->rec, NULL); /* from an earlier run */
 	a->rec = NULL;
 	if ((st = people_get(a->ps, txn, a->id, &rec)) != HV_OK) {
+		/* Nobody by that id: the operator hears so; anyone else is refused in the words of
+		 * another organisation's person (may_manage of no organisation), so that no answer
+		 * tells whether a person id exists. */
+		if (st == HV_NOT_FOUND && rpc_call_caller(a->call)->role != RPC_ROLE_OPERATOR) {
+			return (may_manage(a->call, ""));
+		}
 		return (st == HV_NOT_FOUND ? rpc_call_error(a->call, st, "no such person") : st);
 	}
 	a->rec = rec;

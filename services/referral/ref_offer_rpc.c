@@ -237,7 +237,11 @@ offer_fn(store_txn *txn, void *arg)
 	ref_work_begin(w, txn);
 	j->oj_result = NULL;
 	if ((st = ref_load_offer(w, j->oj_offer, &o)) != HV_OK) {
-		return (st == HV_NOT_FOUND
+		/* Refused in the words of another provider's offer: no oracle for offer ids. */
+		return (st == HV_NOT_FOUND && !ref_sees_all(c)
+		        ? ref_fail(w, HV_PERMISSION_DENIED, "offer %s belongs to another provider",
+		              ref_shown_id(j->oj_offer))
+		    : st == HV_NOT_FOUND
 		        ? ref_fail(w, st, "no offer %s", ref_shown_id(j->oj_offer))
 		        : ref_fail(w, st, "cannot read offer %s", ref_shown_id(j->oj_offer)));
 	}

@@ -141,22 +141,32 @@ ref_read(ref_service *rs, hv_status (*fn)(store_txn *, void *), void *arg)
 	return (st);
 }
 
-/* Loads a referral the caller may see: NOT_FOUND or PERMISSION_DENIED with w_err set. */
+bool
+ref_sees_all(const rpc_caller *c)
+{
+	return (c->role == RPC_ROLE_OPERATOR || c->role == RPC_ROLE_NATIONAL_COORDINATOR);
+}
+
+/* Loads a referral the caller may see: NOT_FOUND or PERMISSION_DENIED with w_err set. A
+ * referral that does not exist (or was erased) is NOT_FOUND only to a caller that sees every
+ * referral; anyone else is refused it in the words of another's, so that no answer tells
+ * whether an id names a referral. */
 hv_status
 ref_load_visible(ref_work *w, const rpc_caller *c, const char *id, Referral **out)
 {
-	bool      ok;
+	bool      ok = false;
 	hv_status st;
 
-	if ((st = ref_load(w, id, out)) != HV_OK) {
+	if ((st = ref_load(w, id, out)) != HV_OK && (st != HV_NOT_FOUND || ref_sees_all(c))) {
 		return (st == HV_NOT_FOUND ? ref_fail(w, st, "no referral %s", ref_shown_id(id))
 		                           : ref_fail(w, st, "cannot read referral %s", ref_shown_id(id)));
 	}
-	if ((st = ref_may_see(w->w_rs, w->w_txn, c, *out, &ok)) != HV_OK) {
+	if (st == HV_OK && (st = ref_may_see(w->w_rs, w->w_txn, c, *out, &ok)) != HV_OK) {
 		return (ref_fail(w, st, "cannot read the partner directory"));
 	}
 	if (!ok) {
-		return (ref_fail(w, HV_PERMISSION_DENIED, "referral %s is not yours to see", id));
+		return (ref_fail(w, HV_PERMISSION_DENIED, "referral %s is not yours to see",
+		    ref_shown_id(id)));
 	}
 	return (HV_OK);
 }

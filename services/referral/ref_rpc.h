@@ -20,6 +20,9 @@ const char *ref_enum_buf(const ProtobufCEnumDescriptor *d, int v, char buf[48]);
 const char *ref_shown_id(const char *id);
 /* Whether a need is with the provider organisation now: accepted by it, or placed there. */
 bool ref_accepted_by(const Need *n, const char *org);
+/* Whether the caller sees every referral and offer (the operator, a national coordinator):
+ * the only callers told that an id names none (NOT_FOUND); the rest are refused it alike. */
+bool ref_sees_all(const rpc_caller *c);
 /* Whether the caller may see (and, for its role, act on) the referral. A provider sees it
  * only while a need of it is accepted by or placed with the provider. */
 hv_status ref_may_see(ref_service *rs, store_txn *txn, const rpc_caller *c, const Referral *r,

@@ -48,6 +48,24 @@ typedef struct stat_cell {
 	size_t    sc_ntimes, sc_captimes;
 } stat_cell;
 
+hv_status
+ref_stat_month(const char *name, uint64_t *from_ms, uint64_t *to_ms, char *err, size_t errsz)
+{
+	ref_period p;
+	hv_status  st;
+
+	if ((st = ref_period_parse(name, &p, err, errsz)) != HV_OK) {
+		return (st);
+	}
+	if (p.rp_week) {
+		snprintf(err, errsz, "period must be a calendar month YYYY-MM, not a week");
+		return (HV_INVALID_ARGUMENT);
+	}
+	*from_ms = p.rp_from_ms;
+	*to_ms   = p.rp_to_ms;
+	return (HV_OK);
+}
+
 const char *
 ref_stat_count(uint32_t n, char buf[16])
 {

@@ -279,6 +279,13 @@ int64_t ref_now_ms(const ref_service *rs);
 hv_status ref_referrer_of(ref_service *rs, store_txn *txn, const char *id, char *org,
     size_t orgsz);
 
+/* For the signals service: the bounds [*from_ms, *to_ms) of a statistics period named
+ * "YYYY-MM" (a calendar month, Europe/Amsterdam; weeks are refused, since weeks and months
+ * overlap and their answers could be subtracted), INVALID_ARGUMENT with a message in err
+ * otherwise. */
+hv_status ref_stat_month(const char *name, uint64_t *from_ms, uint64_t *to_ms, char *err,
+    size_t errsz);
+
 /* A count as the statistics show it: 1..4 as "<5", else the number (buf gets it). The one
  * small-cell rule of haven's statistics (docs/authority.md, "numbers"). */
 const char *ref_stat_count(uint32_t n, char buf[16]);

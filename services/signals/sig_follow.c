@@ -2,7 +2,8 @@
  * sig_follow.c - the follow-up of signals by the outreach organisations (referrers) of their
  * region: ListSignals, AcknowledgeSignal, CloseSignal, ConvertSignal; and Statistics, counted
  * per region, sector and outcome with referral's small-cell rule (ref_stat_count). A signal of
- * another region is PERMISSION_DENIED, never hidden as NOT_FOUND (docs/authority.md).
+ * another region is PERMISSION_DENIED, never hidden as NOT_FOUND (docs/authority.md), and so
+ * is an id that names no signal, in the same words: no answer tells whether an id exists.
  */
 #include "sig_internal.h"
 
@@ -16,6 +17,8 @@
 
 #define STATE(x)   HAVEN__SIGNALS__V1__STATE__##x
 #define OUTCOME(x) HAVEN__SIGNALS__V1__OUTCOME__##x
+
+#define SIG_NOT_THE_CALLERS "no signal of the caller's region has that id"
 
 /* The caller's home region into region (RPC_ORG_ID_MAX bytes). */
 static hv_status
@@ -148,11 +151,10 @@ follow_txn(store_txn *txn, void *arg)
 	    store_get_msg(txn, ss->ss_items, f->f_id, strlen(f->f_id),
 	        &haven__signals__v1__signal__descriptor, rpc_call_allocator(call),
 	        (ProtobufCMessage **) &s) != HV_OK) {
-		return (rpc_call_error(call, HV_NOT_FOUND, "no signal with that id"));
+		return (rpc_call_error(call, HV_PERMISSION_DENIED, SIG_NOT_THE_CALLERS));
 	}
 	if (strcmp(s->region, region) != 0) {
-		return (rpc_call_error(call, HV_PERMISSION_DENIED,
-		    "the signal is of another region than the caller's"));
+		return (rpc_call_error(call, HV_PERMISSION_DENIED, SIG_NOT_THE_CALLERS));
 	}
 	if (s->state == STATE(CLOSED) || s->state == STATE(CONVERTED)) {
 		return (rpc_call_error(call, HV_FAILED_PRECONDITION, "the signal is closed"));
@@ -161,14 +163,15 @@ follow_txn(store_txn *txn, void *arg)
 		if (ss->ss_refs == NULL) {
 			return (rpc_call_error(call, HV_FAILED_PRECONDITION, "no referral service"));
 		}
-		if ((st = ref_referrer_of(ss->ss_refs, txn, f->f_referral, made_by, sizeof(made_by))) !=
-		    HV_OK) {
-			return (rpc_call_error(call, st == HV_NOT_FOUND ? HV_INVALID_ARGUMENT : st,
-			    "referral_id names no referral"));
+		/* A referral of another organisation and none at all are refused alike: no
+		 * oracle for which referral ids exist. */
+		st = ref_referrer_of(ss->ss_refs, txn, f->f_referral, made_by, sizeof(made_by));
+		if (st != HV_OK && st != HV_NOT_FOUND) {
+			return (rpc_call_error(call, st, "the referral cannot be read"));
 		}
-		if (strcmp(made_by, org) != 0) {
+		if (st == HV_NOT_FOUND || strcmp(made_by, org) != 0) {
 			return (rpc_call_error(call, HV_PERMISSION_DENIED,
-			    "referral_id names a referral another organisation made"));
+			    "referral_id names no referral the caller's organisation made"));
 		}
 	}
 	if (s->acknowledged_by == NULL || s->acknowledged_by[0] == '\0') {

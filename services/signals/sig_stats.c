@@ -1,6 +1,9 @@
 /*
  * sig_stats.c - Statistics: signals counted per region, sector and outcome (OUTCOME_UNSPECIFIED
- * while open) over a period, with the small-cell rule of the referral statistics
+ * while open) over a calendar month that has ended, each as it was at the month's end (so an
+ * answer never changes, and two answers cannot be subtracted to find one signal: a window of
+ * the caller's choosing told when each signal came in and showed new ones arrive), with the
+ * small-cell rule of the referral statistics
  * (ref_stat_count: 1..4 shown as "<5"); a region's total beside a "<5" cell is withheld ("x"),
  * so that the total minus the cells shown cannot work the "<5" out. Registration of the
  * service's methods is here too.
@@ -12,6 +15,7 @@
 #include <string.h>
 
 #define N_SECTORS  10 /* Sector values 0..9 */
+#define SETTLE_MS  (10 * 60 * 1000) /* a month is answered this long after its end */
 #define N_OUTCOMES 8  /* Outcome values 0..7 */
 #define CELL(reg, sec, out) (((size_t) (reg) * N_SECTORS + (size_t) (sec)) * N_OUTCOMES + (size_t) (out))
 
@@ -35,6 +39,9 @@ count_all(sig_service *ss, uint64_t from, uint64_t to, uint32_t *counts)
 	while (st == HV_OK) {
 		Signal *s = haven__signals__v1__signal__unpack(NULL, vl, v);
 		int     reg;
+		if (s != NULL && s->closed_ms >= to) {
+			s->outcome = HAVEN__SIGNALS__V1__OUTCOME__OUTCOME_UNSPECIFIED; /* open then */
+		}
 		if (s != NULL && s->created_ms >= from && s->created_ms < to &&
 		    (reg = region_map_find(ss->ss_regions, s->region)) >= 0 &&
 		    (unsigned) s->sector < N_SECTORS && (unsigned) s->outcome < N_OUTCOMES) {
@@ -72,14 +79,27 @@ h_statistics(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMes
 	const Haven__Signals__V1__StatisticsRequest *q = (const void *) in;
 	Haven__Signals__V1__StatisticsReply        *r  = rpc_call_alloc(call, sizeof(*r));
 	size_t    nreg = region_map_count(ss->ss_regions);
-	uint64_t  to   = q->to_ms != 0 ? q->to_ms : (uint64_t) sig_now(ss) + 1;
+	uint64_t  from, to;
 	uint32_t *counts;
 	size_t    ncells = nreg * N_SECTORS * N_OUTCOMES;
-	char      buf[16];
+	char      buf[16], err[RPC_ERRMSG_MAX];
 	hv_status st = HV_OK;
 
-	if (q->from_ms >= to) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "from_ms must be before to_ms"));
+	if (q->from_ms != 0 || q->to_ms != 0) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "from_ms and to_ms are refused: ask for a period (a calendar month YYYY-MM)"));
+	}
+	if (q->period == NULL || q->period[0] == '\0') {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "period required: a calendar month YYYY-MM that has ended"));
+	}
+	if ((st = ref_stat_month(q->period, &from, &to, err, sizeof(err))) != HV_OK) {
+		return (rpc_call_error(call, st, "%s", err));
+	}
+	if ((uint64_t) sig_now(ss) < to + SETTLE_MS) {
+		return (rpc_call_error(call, HV_FAILED_PRECONDITION,
+		    "period %s has not ended: statistics are answered from 10 minutes after its end",
+		    q->period));
 	}
 	if (r == NULL || (counts = calloc(ncells + 1, sizeof(uint32_t))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
@@ -88,7 +108,7 @@ h_statistics(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMes
 	r->cells         = rpc_call_alloc(call, (ncells + 1) * sizeof(StatCell *));
 	r->region_totals = rpc_call_alloc(call, (nreg + 1) * sizeof(StatCell *));
 	if (r->cells == NULL || r->region_totals == NULL ||
-	    (st = count_all(ss, q->from_ms, to, counts)) != HV_OK) {
+	    (st = count_all(ss, from, to, counts)) != HV_OK) {
 		free(counts);
 		return (r->cells == NULL || r->region_totals == NULL ? HV_RESOURCE_EXHAUSTED : st);
 	}

@@ -277,6 +277,117 @@ test_rate_limit(void **state)
 	fx_close(&x);
 }
 
+/* Closes every stored signal at `when` (what CloseSignal stores), in the store itself. */
+typedef struct close_job {
+	store_table cj_items;
+	uint64_t    cj_when;
+} close_job;
+
+static hv_status
+close_all_fn(store_txn *txn, void *arg)
+{
+	close_job    *j   = arg;
+	store_cursor *cur = NULL;
+	const void   *k, *v;
+	size_t        kl, vl;
+	hv_status     st;
+
+	assert_int_equal(store_cursor_open(txn, j->cj_items, &cur), HV_OK);
+	for (st = store_cursor_seek(cur, "", 0, &k, &kl, &v, &vl); st == HV_OK;
+	     st = store_cursor_next(cur, &k, &kl, &v, &vl)) {
+		Haven__Signals__V1__Signal *sg = haven__signals__v1__signal__unpack(NULL, vl, v);
+		char                        key[128];
+
+		assert_non_null(sg);
+		assert_true(kl < sizeof(key));
+		memcpy(key, k, kl);
+		sg->state     = HAVEN__SIGNALS__V1__STATE__CLOSED;
+		sg->outcome   = HAVEN__SIGNALS__V1__OUTCOME__NO_CONTACT;
+		sg->closed_ms = j->cj_when;
+		assert_int_equal(store_put_msg(txn, j->cj_items, key, kl, &sg->base), HV_OK);
+		haven__signals__v1__signal__free_unpacked(sg, NULL);
+	}
+	store_cursor_close(cur);
+	return (st == HV_NOT_FOUND ? HV_OK : st);
+}
+
+static void
+fx_close_all_after(fx *x, int64_t when)
+{
+	close_job j = { .cj_when = (uint64_t) when };
+
+	assert_int_equal(store_table_open(x->st, "signals.items", &j.cj_items), HV_OK);
+	assert_int_equal(store_write(x->st, close_all_fn, &j), HV_OK);
+}
+
+/* The signals' month (the test clock's, January 2027) asked 11 minutes after it ended in
+ * Amsterdam (1 February 00:00 CET is 31 January 23:00 UTC); the clock is put back after. */
+#define FEB_2027_MS 1801436400000LL
+static hv_status
+stats_of_month(fx *x, Haven__Signals__V1__StatisticsRequest *sq,
+    Haven__Signals__V1__StatisticsReply **sr)
+{
+	int64_t   saved = clock_ms;
+	hv_status st;
+
+	sq->period = "2027-01";
+	clock_ms   = FEB_2027_MS + 11 * 60 * 1000;
+	st         = call(x, "Statistics", &sq->base, &haven__signals__v1__statistics_reply__descriptor,
+	            (ProtobufCMessage **) sr);
+	clock_ms   = saved;
+	return (st);
+}
+
+/* Statistics answer whole calendar months that have ended, counted as they were at the end:
+ * a window of a caller's choosing (down to one millisecond, up to now) told when each signal
+ * came in, of which sector and region, and watched new ones arrive. */
+static void
+test_statistics_periods(void **state)
+{
+	fx                                    x;
+	Haven__Signals__V1__SubmitRequest     q;
+	Haven__Signals__V1__StatisticsRequest sq = HAVEN__SIGNALS__V1__STATISTICS_REQUEST__INIT;
+	Haven__Signals__V1__StatisticsReply  *sr = NULL;
+	char                                  nonce[64];
+	uint8_t                               sol[4];
+
+	(void) state;
+	fx_open(&x, 100);
+	valid(&x, &q, "Amsterdam", nonce, sol);
+	assert_int_equal(submit(&x, &q, NULL), HV_OK);
+	/* A window narrowed to the signal's millisecond: refused. */
+	sq.from_ms = (uint64_t) clock_ms;
+	sq.to_ms   = (uint64_t) clock_ms + 1;
+	assert_int_equal(call(&x, "Statistics", &sq.base,
+	                     &haven__signals__v1__statistics_reply__descriptor,
+	                     (ProtobufCMessage **) &sr), HV_INVALID_ARGUMENT);
+	sq.from_ms = sq.to_ms = 0;
+	/* The month still running, a week, nonsense: refused. */
+	sq.period = "2027-01";
+	assert_int_equal(call(&x, "Statistics", &sq.base,
+	                     &haven__signals__v1__statistics_reply__descriptor,
+	                     (ProtobufCMessage **) &sr), HV_FAILED_PRECONDITION);
+	sq.period = "2027-W02";
+	assert_int_equal(call(&x, "Statistics", &sq.base,
+	                     &haven__signals__v1__statistics_reply__descriptor,
+	                     (ProtobufCMessage **) &sr), HV_INVALID_ARGUMENT);
+	sq.period = "";
+	assert_int_equal(call(&x, "Statistics", &sq.base,
+	                     &haven__signals__v1__statistics_reply__descriptor,
+	                     (ProtobufCMessage **) &sr), HV_INVALID_ARGUMENT);
+	/* Closed after the month ended: still open in the month's answer, then and later. */
+	assert_int_equal(stats_of_month(&x, &sq, &sr), HV_OK);
+	assert_int_equal(sr->n_cells, 1);
+	assert_int_equal(sr->cells[0]->outcome, HAVEN__SIGNALS__V1__OUTCOME__OUTCOME_UNSPECIFIED);
+	protobuf_c_message_free_unpacked(&sr->base, NULL);
+	fx_close_all_after(&x, FEB_2027_MS + 1000);
+	assert_int_equal(stats_of_month(&x, &sq, &sr), HV_OK);
+	assert_int_equal(sr->n_cells, 1);
+	assert_int_equal(sr->cells[0]->outcome, HAVEN__SIGNALS__V1__OUTCOME__OUTCOME_UNSPECIFIED);
+	protobuf_c_message_free_unpacked(&sr->base, NULL);
+	fx_close(&x);
+}
+
 /* Alerts of the region's referrers only; the contact sealed in the raw file; Statistics. */
 static void
 test_alert_seal_statistics(void **state)
@@ -320,9 +431,7 @@ test_alert_seal_statistics(void **state)
 	assert_null(memmem(raw, len, "0612345678", 10));
 	free(raw);
 
-	assert_int_equal(call(&x, "Statistics", &sq.base,
-	                     &haven__signals__v1__statistics_reply__descriptor,
-	                     (ProtobufCMessage **) &sr), HV_OK);
+	assert_int_equal(stats_of_month(&x, &sq, &sr), HV_OK);
 	assert_int_equal(sr->n_cells, 1);
 	assert_string_equal(sr->cells[0]->region, "Amsterdam");
 	assert_int_equal(sr->cells[0]->sector, HAVEN__SIGNALS__V1__SECTOR__FARM);
@@ -337,9 +446,7 @@ test_alert_seal_statistics(void **state)
 	valid(&x, &q, "Amsterdam", nonce, sol);
 	q.sector = HAVEN__SIGNALS__V1__SECTOR__CLEANING;
 	assert_int_equal(submit(&x, &q, NULL), HV_OK);
-	assert_int_equal(call(&x, "Statistics", &sq.base,
-	                     &haven__signals__v1__statistics_reply__descriptor,
-	                     (ProtobufCMessage **) &sr), HV_OK);
+	assert_int_equal(stats_of_month(&x, &sq, &sr), HV_OK);
 	assert_int_equal(sr->n_cells, 2);
 	assert_string_equal(sr->cells[0]->count, "6");
 	assert_string_equal(sr->cells[1]->count, "<5");
@@ -391,6 +498,7 @@ main(void)
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_alert_seal_statistics),
+		cmocka_unit_test(test_statistics_periods),
 		cmocka_unit_test(test_open_refuses),
 	};
 

@@ -429,26 +429,31 @@ w_consent() {
 # After a restart: the creates in flight again with their keys (must be answered now, with
 # the referral made before the kill when there was one), and what the capacity client had in
 # flight noted for the check.
-# The tls+tcp:// listener after the restart, once the clients that were retrying into it have
-# gone. Seen in this test: it can stop answering for good (TLS or SP negotiation never
-# completes; ipc:// still answers), as libnng 1.5.2's ipc:// listener does when a peer drops
-# while negotiating (nng issue #1518; rpc_nng.c's watchdog covers ipc:// only). Counted and
-# shown; the node is restarted so the cycle can go on. FAULT_STRICT_TLS=1 fails instead.
-tls_stalls=0
+# The tls+tcp:// listener after the restart. libnng 1.5.2 can stop a listener for good when a
+# client drops while its connection negotiates (here: the clients killed with the node, or
+# retrying into the new one); the node's watchdog (rpc_nng.c, "the listener watchdog") calls
+# each listener every 2 s and listens again after 3 failures, so the listener must answer again
+# within about 8 s. A first call that gets no answer and a later one that does is such a stall
+# recovered (counted; the node logs each time it listens again). No answer over tls+tcp:// for
+# three calls of 8 s while ipc:// answers fails the test.
+tls_recovered=0
 tls_check() {
-	local rc=0
-	T=8000 "$cli" --url "tls+tcp://localhost:$port" --ca "$pki/ca.pem" --cert "$pki/ngo.pem" \
-		--key "$pki/ngo.key" --timeout 8000 health >/dev/null 2>"$work/tls.err" || rc=$?
-	[ "$rc" -ne 0 ] || return 0
-	T=3000 op health >/dev/null 2>&1 || fail "$1: neither tls+tcp:// nor ipc:// answers"
-	tls_stalls=$((tls_stalls + 1))
-	echo "KNOWN $1: the tls+tcp:// listener does not answer (exit $rc: $(cat "$work/tls.err")) while ipc:// does; restarting the node"
-	[ "${FAULT_STRICT_TLS:-0}" != 1 ] || fail "$1: the tls+tcp:// listener stopped answering"
-	stop_node
-	start_node "${env[@]}" || fail "$1: the node did not start again (exit $node_rc)"
-	T=8000 "$cli" --url "tls+tcp://localhost:$port" --ca "$pki/ca.pem" --cert "$pki/ngo.pem" \
-		--key "$pki/ngo.key" --timeout 8000 health >/dev/null 2>"$work/tls.err" ||
-		fail "$1: tls+tcp:// does not answer after a restart either: $(cat "$work/tls.err")"
+	local rc=0 t0 attempt
+	t0=$(now_ms)
+	for attempt in 1 2 3; do
+		rc=0
+		"$cli" --url "tls+tcp://localhost:$port" --ca "$pki/ca.pem" --cert "$pki/ngo.pem" \
+			--key "$pki/ngo.key" --timeout 8000 health >/dev/null 2>"$work/tls.err" || rc=$?
+		if [ "$rc" -eq 0 ]; then
+			if [ "$attempt" -gt 1 ]; then
+				tls_recovered=$((tls_recovered + 1))
+				ok "$1: the tls+tcp:// listener had stopped answering; answered again after $(($(now_ms) - t0)) ms"
+			fi
+			return 0
+		fi
+		T=3000 op health >/dev/null 2>&1 || fail "$1: neither tls+tcp:// nor ipc:// answers"
+	done
+	fail "$1: the tls+tcp:// listener does not answer for $(($(now_ms) - t0)) ms while ipc:// does (exit $rc: $(cat "$work/tls.err"))"
 }
 
 resolve_pending() {
@@ -541,7 +546,7 @@ crash_cycles() {
 	mapfile -t touched < <(awk '{ print $1 }' "$work/acked-consents" | sort -u)
 	check "at the end (every subject)"
 	stop_node
-	echo "fault $mode: $CYCLES cycles; $(wc -l <"$work/acked-refs") referrals, $(wc -l <"$work/acked-accepts") accepts, $(wc -l <"$work/acked-consents") consents, $(wc -l <"$work/acked-withdrawn") withdrawals acknowledged; $retried creates retried by key after a kill; start max $max_start ms, mean $((total_start / CYCLES)) ms; tls+tcp:// listener stalls (restarted) $tls_stalls; 0 errors"
+	echo "fault $mode: $CYCLES cycles; $(wc -l <"$work/acked-refs") referrals, $(wc -l <"$work/acked-accepts") accepts, $(wc -l <"$work/acked-consents") consents, $(wc -l <"$work/acked-withdrawn") withdrawals acknowledged; $retried creates retried by key after a kill; start max $max_start ms, mean $((total_start / CYCLES)) ms; tls+tcp:// listener stalls recovered by the node's watchdog $tls_recovered (it listened again $(grep -c 'stopped accepting connections' "$work/node.log" || true) times); 0 errors"
 }
 
 if [ "$mode" != iofail ]; then

@@ -63,6 +63,13 @@ creq_end(creq *r, int rv)
 	connect_server *cs   = r->r_cs;
 	nng_aio        *http = r->r_http;
 
+	if (r->r_direct != NULL) { /* connect_request_direct: no connection, no nng aio */
+		r->r_direct(r->r_direct_arg, rv == 0 || rv == NNG_ECLOSED ? r->r_out : NULL,
+		    rv == 0 || rv == NNG_ECLOSED ? r->r_out_len : 0);
+		creq_free(r);
+		cs_leave(cs);
+		return;
+	}
 	creq_free(r);
 	nng_aio_set_output(http, 0, NULL); /* no answer for nng to write: ours is out */
 	nng_aio_finish(http, rv);
@@ -102,6 +109,11 @@ creq_finish(creq *r, nng_http_res *res)
 		return;
 	}
 	r->r_close |= close;
+	r->r_out_len = len;
+	if (r->r_direct != NULL) {
+		creq_end(r, r->r_close ? NNG_ECLOSED : 0);
+		return;
+	}
 	iov.iov_buf = r->r_out;
 	iov.iov_len = len;
 	nng_aio_set_iov(r->r_write_aio, 1, &iov);
@@ -563,12 +575,26 @@ body_start(creq *r)
 		return;
 	}
 	r->r_body[r->r_len] = '\0';
+	if (r->r_direct != NULL) {
+		/* The body given whole; one shorter than Content-Length is a client that never sent
+		 * the rest: its request ends without an answer, as body_cb ends it. */
+		if (r->r_direct_len < r->r_len) {
+			rpc_dispatch_http_refused(r->r_cs->cs_rpc, 0);
+			creq_end(r, NNG_ETIMEDOUT);
+			return;
+		}
+		memcpy(r->r_body, r->r_direct_body, r->r_len);
+		body_done(r);
+		return;
+	}
 	iov.iov_buf         = r->r_body;
 	iov.iov_len         = r->r_len;
 	nng_aio_set_iov(r->r_body_aio, 1, &iov);
 	nng_aio_set_timeout(r->r_body_aio, (nng_duration) r->r_cs->cs_read_timeout_ms);
 	nng_http_conn_read_all(r->r_conn, r->r_body_aio);
 }
+
+static void request_start(connect_server *cs, creq *r, nng_http_req *req);
 
 /* nng's handler callback, on an nng thread: every request to the listener. */
 static void
@@ -579,12 +605,10 @@ http_cb(nng_aio *aio)
 	nng_http_conn    *conn = nng_aio_get_input(aio, 2);
 	connect_server   *cs  = nng_http_handler_get_data(h);
 	const char       *uri = nng_http_req_get_uri(req);
-	bool              session, web, oom, closing;
+	bool              closing;
 	nng_http_res     *res;
 	creq             *r;
 
-	session = strcmp(uri, "/session") == 0;
-	web     = !connect_rpc_path(uri) && !session;
 	if (!cs_enter(cs, &closing)) {
 		/* Every request holds a place while it is answered; none left: refused at once,
 		 * through nng's own write (nothing of ours is allocated). */
@@ -609,10 +633,24 @@ http_cb(nng_aio *aio)
 		cs_leave(cs);
 		return;
 	}
+	r->r_http = aio;
+	r->r_conn = conn;
+	request_start(cs, r, req);
+}
+
+/* A request past its place (cs_enter) and the /events check: a web file, or the headers'
+ * checks and then the body and the call. r has its connection (or r_direct) set. */
+static void
+request_start(connect_server *cs, creq *r, nng_http_req *req)
+{
+	const char   *uri     = nng_http_req_get_uri(req);
+	bool          session = strcmp(uri, "/session") == 0;
+	bool          web     = !connect_rpc_path(uri) && !session;
+	bool          oom;
+	nng_http_res *res;
+
 	r->r_cs      = cs;
-	r->r_http    = aio;
 	r->r_req     = req;
-	r->r_conn    = conn;
 	r->r_session = session;
 	arena_init(&r->r_call.c_arena, cs->cs_rpc->sv_opts.call_budget);
 	r->r_call.c_srv = cs->cs_rpc;
@@ -635,6 +673,28 @@ http_cb(nng_aio *aio)
 	body_start(r);
 }
 
+
+bool
+connect_request_direct(connect_server *cs, nng_http_req *req, const void *body, size_t len,
+    connect_answer_fn done, void *arg)
+{
+	bool  closing;
+	creq *r;
+
+	if (connect_events_path(nng_http_req_get_uri(req)) || !cs_enter(cs, &closing)) {
+		return (false);
+	}
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		cs_leave(cs);
+		return (false);
+	}
+	r->r_direct      = done;
+	r->r_direct_arg  = arg;
+	r->r_direct_body = body;
+	r->r_direct_len  = len;
+	request_start(cs, r, req);
+	return (true);
+}
 
 /* ---- the server ---------------------------------------------------------------------------- */
 

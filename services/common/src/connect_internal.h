@@ -82,6 +82,12 @@ typedef struct creq {
 	size_t          r_len;
 	bool            r_close;   /* answer with Connection: close (body not read) */
 	bool            r_session; /* POST /session */
+	size_t          r_out_len;
+	/* connect_request_direct: the answer goes to r_direct instead of a connection */
+	void          (*r_direct)(void *arg, const char *answer, size_t len);
+	void           *r_direct_arg;
+	const void     *r_direct_body;
+	size_t          r_direct_len;
 	rpc_call        r_call;    /* last: holds the arena */
 } creq;
 
@@ -113,6 +119,18 @@ cs_leave(connect_server *cs)
 	}
 	pthread_mutex_unlock(&cs->cs_mtx);
 }
+
+/* connect.c: one request handled as nng's handler callback handles it, without a connection
+ * (fuzz/fuzz_http.c): req as nng's parser made it, and body, the len bytes that followed its
+ * headers (the handler takes what Content-Length says; fewer is a client that never sent the
+ * rest, answered by nothing). done(arg, answer, n) runs exactly once, maybe on a worker
+ * thread, with the answer as it would be written (status line to body), or NULL when there is
+ * none (out of memory, an unsent body); answer lives until done returns. req and body stay
+ * the caller's and must live until then. false (done never called) for GET /events (a stream
+ * needs a connection) and when no place is left or the server is closing. */
+typedef void (*connect_answer_fn)(void *arg, const char *answer, size_t len);
+bool connect_request_direct(connect_server *cs, nng_http_req *req, const void *body, size_t len,
+    connect_answer_fn done, void *arg);
 
 /* connect_events.c: GET /events (Server-Sent Events) */
 bool          connect_events_path(const char *uri);

@@ -547,3 +547,106 @@ crypto_ed25519_verify(const uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN], const void *
 	return (st);
 }
 
+
+/* ---- a process's own TLS client identity ----------------------------------------------- */
+
+/* Adds extension nid = value (OpenSSL's configuration syntax) to x, issued by x itself. */
+static bool
+add_ext(X509 *x, int nid, const char *value)
+{
+	X509V3_CTX     ctx;
+	X509_EXTENSION *ext;
+	bool            ok;
+
+	X509V3_set_ctx_nodb(&ctx);
+	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+	if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value)) == NULL) {
+		return (false);
+	}
+	ok = X509_add_ext(x, ext, -1) == 1;
+	X509_EXTENSION_free(ext);
+	return (ok);
+}
+
+/* A self-signed P-256 certificate for pkey, meant for TLS clients only, valid from a day
+ * before now_s for ten years. */
+static X509 *
+self_signed_client(EVP_PKEY *pkey, const char *cn, int64_t now_s)
+{
+	X509     *x = X509_new();
+	X509_NAME *name;
+	uint8_t   serial[16];
+	BIGNUM   *bn = NULL;
+	bool      ok = false;
+
+	if (x == NULL || X509_set_version(x, 2) != 1 || RAND_bytes(serial, sizeof(serial)) != 1) {
+		goto out;
+	}
+	serial[0] &= 0x7f; /* a positive serial number */
+	if ((bn = BN_bin2bn(serial, sizeof(serial), NULL)) == NULL ||
+	    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL ||
+	    X509_time_adj_ex(X509_getm_notBefore(x), -1, 0, &(time_t) { (time_t) now_s }) == NULL ||
+	    X509_time_adj_ex(X509_getm_notAfter(x), 3650, 0, &(time_t) { (time_t) now_s }) == NULL ||
+	    X509_set_pubkey(x, pkey) != 1 || (name = X509_get_subject_name(x)) == NULL ||
+	    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *) cn, -1,
+	        -1, 0) != 1 ||
+	    X509_set_issuer_name(x, name) != 1 ||
+	    !add_ext(x, NID_basic_constraints, "critical,CA:FALSE") ||
+	    !add_ext(x, NID_key_usage, "critical,digitalSignature") ||
+	    !add_ext(x, NID_ext_key_usage, "clientAuth") || X509_sign(x, pkey, EVP_sha256()) <= 0) {
+		goto out;
+	}
+	ok = true;
+out:
+	BN_free(bn);
+	if (!ok) {
+		X509_free(x);
+		x = NULL;
+	}
+	return (x);
+}
+
+hv_status
+crypto_self_signed_client(const char *cn, int64_t now_s, char **cert_pem, char **key_pem)
+{
+	EVP_PKEY *pkey = NULL;
+	X509     *x    = NULL;
+	BIO      *cb   = NULL;
+	BIO      *kb   = NULL;
+	size_t    n;
+	hv_status st = HV_INTERNAL;
+
+	*cert_pem = NULL;
+	*key_pem  = NULL;
+	if (cn == NULL || *cn == '\0' || strlen(cn) > 64) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	if ((pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL ||
+	    (x = self_signed_client(pkey, cn, now_s)) == NULL) {
+		goto out;
+	}
+	if ((cb = BIO_new(BIO_s_mem())) == NULL || (kb = BIO_new(BIO_s_secmem())) == NULL) {
+		st = HV_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	if (PEM_write_bio_X509(cb, x) != 1 ||
+	    PEM_write_bio_PrivateKey(kb, pkey, NULL, NULL, 0, NULL, NULL) != 1) {
+		goto out;
+	}
+	if ((*cert_pem = bio_take(cb, &n)) == NULL || (*key_pem = bio_take(kb, &n)) == NULL) {
+		free(*cert_pem);
+		*cert_pem = NULL;
+		st        = HV_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	st = HV_OK;
+out:
+	if (st != HV_OK) {
+		ERR_clear_error();
+	}
+	BIO_free(cb);
+	BIO_free(kb);
+	X509_free(x);
+	EVP_PKEY_free(pkey);
+	return (st);
+}

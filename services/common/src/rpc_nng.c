@@ -28,6 +28,7 @@
 #include "haven/health/v1/health.pb-c.h"
 #include "haven/rpc/v1/rpc.pb-c.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <fcntl.h>
@@ -42,12 +43,12 @@
 #include <unistd.h>
 
 #define MAX_LISTENERS 8
-/* The ipc:// listener watchdog (see ipc_watch_round): how often each ipc listener is called,
- * how long a probe may take, and how many probes in a row must fail before the listener is
- * made again. */
-#define IPC_PROBE_EVERY_MS 2000
-#define IPC_PROBE_TIMEOUT_MS 1000
-#define IPC_PROBE_FAILS 3
+/* The listener watchdog (see watch_round): how often each ipc:// and tls+tcp:// listener is
+ * called, how long a probe may take, and how many probes in a row must fail before the
+ * listener is made again. */
+#define PROBE_EVERY_MS 2000
+#define PROBE_TIMEOUT_MS 1000
+#define PROBE_FAILS 3
 
 typedef struct listener_entry {
 	nng_listener    l_listener;
@@ -56,9 +57,10 @@ typedef struct listener_entry {
 	nng_tls_config *l_tls;
 	int             l_lockfd; /* ipc:// lock file, or -1 */
 	char           *l_lockpath;
-	char           *l_url;      /* as given to rpc_server_listen */
-	unsigned        l_failed;   /* ipc://: probes failed in a row */
-	uint64_t        l_restarts; /* ipc://: times the watchdog made it again */
+	char           *l_url;       /* as given to rpc_server_listen (tls+tcp port 0: the port) */
+	char           *l_probe_url; /* where the watchdog calls it; NULL: not watched */
+	unsigned        l_failed;    /* probes failed in a row */
+	uint64_t        l_restarts;  /* times the watchdog made it again */
 } listener_entry;
 
 typedef enum slot_state { SLOT_RECV, SLOT_SEND } slot_state;
@@ -85,7 +87,8 @@ struct rpc_nng {
 	size_t         n_nlisteners;
 	slot          *n_slots;
 	unsigned       n_nslots;
-	hv_ticker     *n_watch; /* ipc listener watchdog; NULL without ipc listeners */
+	hv_ticker     *n_watch; /* listener watchdog; NULL without ipc or tls listeners */
+	rpc_probe     *n_probe; /* the watchdog's TLS identity; NULL without tls listeners */
 };
 
 /* ---- replies ----------------------------------------------------------------------- */
@@ -360,8 +363,10 @@ ipc_prepare(const char *path, listener_entry *le)
 	return (HV_OK);
 }
 
+/* The listeners' TLS configuration: mutual TLS with the node CA, and the watchdog's own
+ * certificate trusted beside it (rpc_probe.c says why that admits nothing more). */
 static hv_status
-tls_server_config(const rpc_server_options *o, nng_tls_config **out)
+tls_server_config(const rpc_server_options *o, const rpc_probe *probe, nng_tls_config **out)
 {
 	nng_tls_config *cfg = NULL;
 	int             rv;
@@ -373,6 +378,7 @@ tls_server_config(const rpc_server_options *o, nng_tls_config **out)
 	if ((rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_SERVER)) != 0 ||
 	    (rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
 	    (rv = nng_tls_config_ca_file(cfg, o->tls_ca_file)) != 0 ||
+	    (rv = nng_tls_config_ca_chain(cfg, rpc_probe_cert(probe), NULL)) != 0 ||
 	    (rv = rpc_tls_own_cert(cfg, o->tls_cert_file, o->tls_key_file)) != 0) {
 		log_error("rpc: TLS configuration failed: %s", nng_strerror(rv));
 		if (cfg != NULL) {
@@ -381,6 +387,67 @@ tls_server_config(const rpc_server_options *o, nng_tls_config **out)
 		return (rv == NNG_ENOENT ? HV_NOT_FOUND : HV_INVALID_ARGUMENT);
 	}
 	*out = cfg;
+	return (HV_OK);
+}
+
+/* Where the watchdog reaches le, set once it listens: an ipc:// listener at its path; a
+ * tls+tcp:// one at the address it is bound to (a wildcard address through loopback). A
+ * tls+tcp:// URL that asked for port 0 is rewritten with the port it got, so that listening
+ * again keeps it. */
+static hv_status
+probe_url(listener_entry *le)
+{
+	nng_sockaddr sa;
+	char         addr[INET6_ADDRSTRLEN];
+	char         host[INET6_ADDRSTRLEN + 2];
+	char         buf[300];
+	const char  *colon;
+	uint16_t     port;
+	int          rv;
+
+	if (le->l_transport == RPC_TRANSPORT_IPC) {
+		return ((le->l_probe_url = strdup(le->l_url)) != NULL ? HV_OK : HV_RESOURCE_EXHAUSTED);
+	}
+	if (le->l_transport != RPC_TRANSPORT_TLS) {
+		return (HV_OK);
+	}
+	if ((rv = nng_listener_get_addr(le->l_listener, NNG_OPT_LOCADDR, &sa)) != 0) {
+		return (hv_status_from_nng(rv));
+	}
+	if (sa.s_family == NNG_AF_INET) {
+		struct in_addr a = { .s_addr = sa.s_in.sa_addr };
+		if (a.s_addr == htonl(INADDR_ANY)) {
+			a.s_addr = htonl(INADDR_LOOPBACK);
+		}
+		inet_ntop(AF_INET, &a, host, sizeof(host));
+		port = ntohs(sa.s_in.sa_port);
+	} else if (sa.s_family == NNG_AF_INET6) {
+		struct in6_addr a;
+		memcpy(&a, sa.s_in6.sa_addr, sizeof(a));
+		if (IN6_IS_ADDR_UNSPECIFIED(&a)) {
+			a = in6addr_loopback;
+		}
+		inet_ntop(AF_INET6, &a, addr, sizeof(addr));
+		snprintf(host, sizeof(host), "[%s]", addr);
+		port = ntohs(sa.s_in6.sa_port);
+	} else {
+		return (HV_INVALID_ARGUMENT);
+	}
+	snprintf(buf, sizeof(buf), "tls+tcp://%s:%u", host, (unsigned) port);
+	if ((le->l_probe_url = strdup(buf)) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	colon = strrchr(le->l_url, ':');
+	if (colon != NULL && strcmp(colon, ":0") == 0) {
+		char *u;
+		snprintf(buf, sizeof(buf), "%.*s:%u", (int) (colon - le->l_url), le->l_url,
+		    (unsigned) port);
+		if ((u = strdup(buf)) == NULL) {
+			return (HV_RESOURCE_EXHAUSTED);
+		}
+		free(le->l_url);
+		le->l_url = u;
+	}
 	return (HV_OK);
 }
 
@@ -408,7 +475,15 @@ listener_open(rpc_server *srv, listener_entry *le)
 		goto fail;
 	}
 	if (le->l_transport == RPC_TRANSPORT_TLS) {
-		if (le->l_tls == NULL && (st = tls_server_config(&srv->sv_opts, &le->l_tls)) != HV_OK) {
+		if (srv->sv_nng->n_probe == NULL &&
+		    (st = rpc_probe_new(&srv->sv_nng->n_probe)) != HV_OK) {
+			log_error("rpc: cannot make the listener probe's identity: %s",
+			    hv_status_name(st));
+			goto fail;
+		}
+		if (le->l_tls == NULL &&
+		    (st = tls_server_config(&srv->sv_opts, srv->sv_nng->n_probe, &le->l_tls)) !=
+		        HV_OK) {
 			goto fail;
 		}
 		if ((rv = nng_listener_set_ptr(le->l_listener, NNG_OPT_TLS_CONFIG, le->l_tls)) != 0) {
@@ -419,6 +494,9 @@ listener_open(rpc_server *srv, listener_entry *le)
 	if ((rv = nng_listener_start(le->l_listener, 0)) != 0) {
 		log_error("rpc: cannot listen on %s: %s", le->l_url, nng_strerror(rv));
 		st = hv_status_from_nng(rv);
+		goto fail;
+	}
+	if (le->l_probe_url == NULL && (st = probe_url(le)) != HV_OK) {
 		goto fail;
 	}
 	return (HV_OK);
@@ -460,84 +538,75 @@ rpc_nng_listen(rpc_server *srv, const char *url)
 	}
 	free(le->l_lockpath);
 	free(le->l_url);
+	free(le->l_probe_url);
 	memset(le, 0, sizeof(*le));
 	return (st);
 }
 
-/* ---- the ipc:// listener watchdog ------------------------------------------------------- */
+/* ---- the listener watchdog ---------------------------------------------------------- */
 
 /*
- * libnng 1.5.2 (Debian 12's) has a flaw in its ipc:// transport (nng issue #1518, fixed in
- * 1.6): when a peer disconnects while the connection is still negotiating, the listener may
- * take the error for its own closing and stop accepting, for good. Calls on connections made
- * before keep working; every new connection hangs until its caller's deadline. Any process
- * of the node's user can cause it by connecting and closing at once (a CLI refused for its
- * arguments used to). tls+tcp:// listeners were not found to be affected.
- *
- * So every IPC_PROBE_EVERY_MS this thread makes a fresh connection to each ipc:// listener
- * and calls Health/Check, which completes the negotiation properly (it cannot itself cause
- * the fault). After IPC_PROBE_FAILS failures in a row the listener is closed and made again
- * on the same path, still under its lock; its existing connections close with it and their
- * clients reconnect.
+ * libnng 1.5.2 (Debian 12's) stops a listener for good when a connection fails during its
+ * negotiation with NNG_ECLOSED: the transport hands that error to the socket's accept loop
+ * (src/core/listener.c, listener_accept_cb), which takes it for its own closing and never
+ * accepts again. The transport itself goes on accepting, and on tls+tcp:// even completes
+ * the TLS handshake and the SP header exchange, but no new connection reaches the socket:
+ * calls on connections made before keep working, every new caller waits until its deadline.
+ *   ipc://   nng issue #1518 (fixed in 1.6): a peer that disconnects while negotiating. Any
+ *            process of the node's user can cause it by connecting and closing at once.
+ *   tls+tcp:// the same through the TLS stream: a client that sends a ClientHello and resets
+ *            the connection makes the server's next write fail with EPIPE, which nng maps to
+ *            NNG_ECLOSED (posix_debug.c) and passes up from the SP negotiation
+ *            (tlstran_pipe_nego_cb). Anyone who can reach the port can do it, without a
+ *            certificate, in a few dozen attempts (tests/fault/tls_stall_test.py).
+ * nng has no way to restart the accept loop, so every PROBE_EVERY_MS this thread calls each
+ * ipc:// and tls+tcp:// listener over a fresh connection (rpc_probe.c: a Health/Check, which
+ * completes its negotiation properly and cannot itself cause the fault). After PROBE_FAILS
+ * failures in a row the listener is closed and made again on the same address (an ipc://
+ * path still under its lock); its existing connections close with it and their clients
+ * reconnect. Each time is logged and counted (haven_rpc_relistens_total). This bounds a stall
+ * to about PROBE_EVERY_MS * PROBE_FAILS; it does not stop a peer from causing the next one
+ * (nng 1.6 or later does).
  */
-static hv_status
-ipc_probe(const char *url)
-{
-	Haven__Health__V1__HealthCheckRequest req = HAVEN__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-	rpc_call_options  o     = { .timeout_ms = IPC_PROBE_TIMEOUT_MS, .idempotent = true };
-	ProtobufCMessage *reply = NULL;
-	rpc_channel      *ch    = NULL;
-	hv_status         st;
-
-	if ((st = rpc_channel_open(&ch, url, NULL)) != HV_OK) {
-		return (st);
-	}
-	st = rpc_channel_call(ch, "haven.health.v1.Health/Check", &req.base,
-	    &haven__health__v1__health_check_response__descriptor, &reply, &o, NULL, 0);
-	protobuf_c_message_free_unpacked(reply, NULL);
-	rpc_channel_close(ch);
-	return (st);
-}
-
 static void
-ipc_relisten(rpc_server *srv, listener_entry *le)
+listener_relisten(rpc_server *srv, listener_entry *le)
 {
 	hv_status st;
 
-	log_warn("rpc: %s stopped accepting connections (libnng 1.5.2, nng issue #1518); "
-	         "listening again",
+	log_warn("rpc: %s stopped accepting connections (libnng 1.5.2: a peer that dropped while "
+	         "negotiating); listening again",
 	    le->l_url);
 	nng_listener_close(le->l_listener);
-	(void) unlink(le->l_url + strlen("ipc://")); /* ours: the lock is held */
+	if (le->l_transport == RPC_TRANSPORT_IPC) {
+		(void) unlink(le->l_url + strlen("ipc://")); /* ours: the lock is held */
+	}
 	if ((st = listener_open(srv, le)) != HV_OK) {
 		log_error("rpc: cannot listen on %s again: %s (tried again in %d ms)", le->l_url,
-		    hv_status_name(st), IPC_PROBE_EVERY_MS);
+		    hv_status_name(st), PROBE_EVERY_MS);
 		return;
 	}
 	__atomic_add_fetch(&le->l_restarts, 1, __ATOMIC_RELAXED);
 	le->l_failed = 0;
 }
 
-/* One watchdog round (the ticker, every IPC_PROBE_EVERY_MS): probes each ipc listener. */
+/* One watchdog round (the ticker, every PROBE_EVERY_MS): probes each watched listener. */
 static void
-ipc_watch_round(void *arg)
+watch_round(void *arg)
 {
 	rpc_server *srv = arg;
-	bool        closing;
 
-	closing = rpc_dispatch_closing(srv);
-	for (size_t i = 0; !closing && i < srv->sv_nng->n_nlisteners; i++) {
+	for (size_t i = 0; !rpc_dispatch_closing(srv) && i < srv->sv_nng->n_nlisteners; i++) {
 		listener_entry *le = &srv->sv_nng->n_listeners[i];
 		hv_status       st;
 
-		if (le->l_transport != RPC_TRANSPORT_IPC) {
+		if (le->l_probe_url == NULL) {
 			continue;
 		}
-		st = ipc_probe(le->l_url);
-		/* A full queue or a refusal is an answer: the listener accepted. */
+		st = rpc_probe_call(srv->sv_nng->n_probe, le->l_probe_url, PROBE_TIMEOUT_MS);
+		/* Any reply is an answer: the listener accepted. No connection or no reply is not. */
 		if (st == HV_DEADLINE_EXCEEDED || st == HV_UNAVAILABLE) {
-			if (++le->l_failed >= IPC_PROBE_FAILS) {
-				ipc_relisten(srv, le);
+			if (++le->l_failed >= PROBE_FAILS && !rpc_dispatch_closing(srv)) {
+				listener_relisten(srv, le);
 			}
 		} else {
 			le->l_failed = 0;
@@ -546,13 +615,15 @@ ipc_watch_round(void *arg)
 }
 
 uint64_t
-rpc_nng_ipc_restarts(rpc_server *srv)
+rpc_nng_relistens(rpc_server *srv, rpc_transport t)
 {
 	rpc_nng *nn = srv->sv_nng;
 	uint64_t n  = 0;
 
 	for (size_t i = 0; nn != NULL && i < nn->n_nlisteners; i++) {
-		n += __atomic_load_n(&nn->n_listeners[i].l_restarts, __ATOMIC_RELAXED);
+		if (nn->n_listeners[i].l_transport == t) {
+			n += __atomic_load_n(&nn->n_listeners[i].l_restarts, __ATOMIC_RELAXED);
+		}
 	}
 	return (n);
 }
@@ -584,9 +655,8 @@ rpc_nng_start(rpc_server *srv)
 		nng_ctx_recv(sl->s_ctx, sl->s_aio);
 	}
 	for (size_t i = 0; i < n->n_nlisteners && n->n_watch == NULL; i++) {
-		if (n->n_listeners[i].l_transport == RPC_TRANSPORT_IPC) {
-			(void) hv_ticker_start(
-			    &n->n_watch, IPC_PROBE_EVERY_MS, false, ipc_watch_round, srv);
+		if (n->n_listeners[i].l_probe_url != NULL) {
+			(void) hv_ticker_start(&n->n_watch, PROBE_EVERY_MS, false, watch_round, srv);
 		}
 	}
 	return (HV_OK);
@@ -636,7 +706,9 @@ rpc_nng_close(rpc_server *srv)
 		}
 		free(le->l_lockpath);
 		free(le->l_url);
+		free(le->l_probe_url);
 	}
+	rpc_probe_free(n->n_probe);
 	free(n->n_slots);
 	free(n);
 	srv->sv_nng = NULL;

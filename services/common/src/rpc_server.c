@@ -61,10 +61,12 @@ rpc_collect(void *arg, metrics_writer *w)
 	    "closed).");
 	metrics_sample(w, "haven_http_slow_bodies_total", (double) atomic_load(&srv->sv_http_slow),
 	    (char *) NULL);
-	metrics_family(w, "haven_rpc_ipc_relistens_total", METRICS_COUNTER,
-	    "Times an ipc:// listener that stopped accepting (libnng 1.5.2) was made again.");
-	metrics_sample(w, "haven_rpc_ipc_relistens_total", (double) rpc_server_ipc_restarts(srv),
-	    (char *) NULL);
+	metrics_family(w, "haven_rpc_relistens_total", METRICS_COUNTER,
+	    "Times a listener that stopped accepting (libnng 1.5.2) was made again.");
+	metrics_sample(w, "haven_rpc_relistens_total",
+	    (double) rpc_server_relistens(srv, RPC_TRANSPORT_IPC), "transport", "ipc", (char *) NULL);
+	metrics_sample(w, "haven_rpc_relistens_total",
+	    (double) rpc_server_relistens(srv, RPC_TRANSPORT_TLS), "transport", "tls", (char *) NULL);
 	metrics_family(w, "haven_rpc_queued_calls", METRICS_GAUGE,
 	    "Calls waiting for a worker thread now.");
 	metrics_sample(w, "haven_rpc_queued_calls", queued, (char *) NULL);
@@ -164,9 +166,9 @@ rpc_server_listen(rpc_server *srv, const char *url)
 }
 
 uint64_t
-rpc_server_ipc_restarts(rpc_server *srv)
+rpc_server_relistens(rpc_server *srv, rpc_transport t)
 {
-	return (srv != NULL ? rpc_nng_ipc_restarts(srv) : 0);
+	return (srv != NULL ? rpc_nng_relistens(srv, t) : 0);
 }
 
 hv_status

@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "haven/crypto.h"
 
@@ -703,6 +704,67 @@ test_cert_check(void **state)
 	keypair_free(&other);
 }
 
+/* crypto_self_signed_client: a new key each time, a certificate signed by that key, for TLS
+ * clients only and not a CA, valid now; bad names refused with nothing returned. */
+static void
+test_self_signed_client(void **state)
+{
+	char     *cert = NULL, *key = NULL, *cert2 = NULL, *key2 = NULL;
+	char      fp[65], fp2[65];
+	uint8_t  *sig;
+	size_t    siglen;
+	int64_t   now = (int64_t) time(NULL);
+	BIO      *bio;
+	X509     *x;
+	EVP_PKEY *pub;
+	char      cn[80];
+	char      longcn[70];
+
+	(void) state;
+	assert_int_equal(crypto_self_signed_client("probe", now, &cert, &key), HV_OK);
+	assert_non_null(strstr(cert, "-----BEGIN CERTIFICATE-----"));
+	assert_non_null(strstr(key, "PRIVATE KEY-----"));
+	assert_non_null(bio = BIO_new_mem_buf(cert, -1));
+	assert_non_null(x = PEM_read_bio_X509(bio, NULL, NULL, NULL));
+	BIO_free(bio);
+	assert_non_null(pub = X509_get0_pubkey(x));
+	assert_int_equal(X509_verify(x, pub), 1);
+	assert_int_equal(X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(x)), 0);
+	assert_int_equal(X509_check_ca(x), 0);
+	assert_int_equal(X509_check_purpose(x, X509_PURPOSE_SSL_CLIENT, 0), 1);
+	assert_int_equal(X509_check_purpose(x, X509_PURPOSE_SSL_SERVER, 0), 0);
+	assert_true(X509_cmp_time(X509_get0_notBefore(x), &(time_t) { (time_t) now }) < 0);
+	assert_true(X509_cmp_time(X509_get0_notAfter(x), &(time_t) { (time_t) now }) > 0);
+	assert_int_equal(X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn,
+	                     sizeof(cn)),
+	    5);
+	assert_string_equal(cn, "probe");
+	X509_free(x);
+	/* The key is the certificate's. */
+	assert_int_equal(crypto_sign(key, strlen(key), "m", 1, &sig, &siglen), HV_OK);
+	assert_int_equal(crypto_verify_cert(cert, strlen(cert), "m", 1, sig, siglen), HV_OK);
+	free(sig);
+	/* A new key each time. */
+	assert_int_equal(crypto_self_signed_client("probe", now, &cert2, &key2), HV_OK);
+	assert_int_equal(crypto_cert_fingerprint(cert, strlen(cert), fp), HV_OK);
+	assert_int_equal(crypto_cert_fingerprint(cert2, strlen(cert2), fp2), HV_OK);
+	assert_string_not_equal(fp, fp2);
+	assert_string_not_equal(key, key2);
+	free(cert);
+	free(key);
+	free(cert2);
+	free(key2);
+
+	memset(longcn, 'a', 65);
+	longcn[65] = '\0';
+	cert = key = (char *) "x";
+	assert_int_equal(crypto_self_signed_client(longcn, now, &cert, &key), HV_INVALID_ARGUMENT);
+	assert_null(cert);
+	assert_null(key);
+	assert_int_equal(crypto_self_signed_client("", now, &cert, &key), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_self_signed_client(NULL, now, &cert, &key), HV_INVALID_ARGUMENT);
+}
+
 
 static int
 setup_tmp(void **state)
@@ -1348,6 +1410,7 @@ main(void)
 		cmocka_unit_test(test_encrypted_key_never_prompts),
 		cmocka_unit_test(test_fingerprint),
 		cmocka_unit_test(test_cert_check),
+		cmocka_unit_test(test_self_signed_client),
 		cmocka_unit_test(test_ed25519_rfc8032),
 		cmocka_unit_test(test_ed25519_keygen),
 		cmocka_unit_test(test_hotp_rfc4226),

@@ -94,6 +94,16 @@ hv_status crypto_cert_fingerprint(const char *cert_pem, size_t cert_pem_len, cha
 hv_status crypto_cert_check(const char *cert_pem, size_t cert_pem_len, const char *ca_file,
     const char *cn, int64_t now_s, char *why, size_t whysz);
 
+/* A fresh P-256 key and a self-signed certificate for it with subject CN cn (at most 64
+ * bytes), meant for TLS clients only (clientAuth, digitalSignature, not a CA), valid from a day
+ * before now_s for ten years: an identity a process makes for its own connections to itself
+ * (the RPC server's listener watchdog, rpc_nng.c), trusted only where that process adds the
+ * certificate. *cert_pem and *key_pem are malloc'd NUL-terminated PEM text on HV_OK (NULL
+ * otherwise); the caller wipes and frees the key. HV_INVALID_ARGUMENT for a bad cn,
+ * HV_RESOURCE_EXHAUSTED, HV_INTERNAL when OpenSSL fails. */
+hv_status crypto_self_signed_client(const char *cn, int64_t now_s, char **cert_pem,
+    char **key_pem);
+
 /* Ed25519 (RFC 8032) keys the node signs with itself (consent receipts), and verification by
  * a bare public key, for whoever holds the node's public key and no certificate.
  *

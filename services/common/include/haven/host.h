@@ -108,7 +108,8 @@ int host_http_port(host *h);
 /* The TCP port of the metrics page (the one chosen for port 0), or 0 when it is off. */
 int host_metrics_port(host *h);
 
-/* Blocks until SIGTERM or SIGINT. The signals are blocked in every thread from host_open on. */
+/* Blocks until SIGTERM or SIGINT. The signals are blocked in every thread from host_open on.
+ * Meanwhile, once a minute, the allocator's free memory goes back to the system (host.c). */
 void host_wait(host *h);
 
 /* Stops the metrics page (no collector runs after it), stops serving (in-flight calls finish),

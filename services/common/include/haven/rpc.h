@@ -206,11 +206,13 @@ typedef struct rpc_server_stats {
 } rpc_server_stats;
 void rpc_server_get_stats(rpc_server *srv, rpc_server_stats *out);
 
-/* How often an ipc:// listener was made again after it stopped accepting connections
- * (libnng 1.5.2's nng issue #1518: a peer that disconnects while negotiating can stop a
- * listener for good). The server checks each ipc:// listener every 2 s with a Health call
- * over a fresh connection and listens again after 3 failures in a row. */
-uint64_t rpc_server_ipc_restarts(rpc_server *srv);
+/* How often a listener of transport t (RPC_TRANSPORT_IPC or RPC_TRANSPORT_TLS) was made
+ * again after it stopped accepting connections (libnng 1.5.2: a peer that drops while its
+ * connection negotiates can stop a listener for good; nng issue #1518 for ipc://, the same
+ * through the TLS stream for tls+tcp://). The server calls each such listener every 2 s with
+ * a Health/Check over a fresh connection (tls+tcp:// with a certificate of its own, trusted by
+ * itself only) and listens again after 3 failures in a row (rpc_nng.c). */
+uint64_t rpc_server_relistens(rpc_server *srv, rpc_transport t);
 
 /* Inside a handler. */
 const rpc_caller *rpc_call_caller(const rpc_call *call);
