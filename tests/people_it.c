@@ -4,7 +4,9 @@
  * own people and nobody else's; people sign in with a password and a one-time code computed
  * from the otpauth URI they were given; one answer for every wrong part; back-off after
  * failures; sessions end at Logout, when idle, when their person or organisation is disabled;
- * a viewer only reads; a case worker does not manage people; bad input to every method.
+ * a viewer only reads; a case worker does not manage people; bad input to every method;
+ * calls marked as background and an open event stream (GET /events, over the node's HTTP
+ * listener) do not hold off the idle limit, and the stream ends at it.
  *
  * The node runs with session_idle_s = 6 so that idleness can be waited for.
  *
@@ -17,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include <curl/curl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -46,6 +50,7 @@ static struct {
 	char         data[500];
 	char         url[600];
 	pid_t        node;
+	int          http_port;
 	const char  *node_bin;
 	rpc_channel *op; /* the operator: no token over ipc:// */
 	char         err[RPC_ERRMSG_MAX];
@@ -111,34 +116,50 @@ channel(void)
 
 /* ---- the node -------------------------------------------------------------------------- */
 
+/* Starts the node (ipc://, and plain HTTP on a random loopback port for GET /events); a port
+ * taken by another process makes it exit, and the next try takes another. */
 static void
 node_start(void)
 {
 	Haven__Health__V1__HealthCheckRequest r = HAVEN__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
 	char                                  log[600];
-	char                                  idle[16];
+	char                                  idle[16], http[64];
+	int                                   status;
 
 	tu_tmpdir(g.dir, sizeof(g.dir), "people");
 	snprintf(g.data, sizeof(g.data), "%s/data", g.dir);
 	snprintf(g.url, sizeof(g.url), "ipc://%s/run/haven.sock", g.data);
 	snprintf(log, sizeof(log), "%s/node.log", g.dir);
 	snprintf(idle, sizeof(idle), "%d", IDLE_S);
-	if ((g.node = fork()) == 0) {
-		if (freopen(log, "a", stdout) == NULL || dup2(fileno(stdout), 2) < 0) {
+	srand((unsigned) getpid());
+	for (int attempt = 0; attempt < 5; attempt++) {
+		g.http_port = 20000 + rand() % 10000;
+		snprintf(http, sizeof(http), "http://127.0.0.1:%d", g.http_port);
+		if ((g.node = fork()) == 0) {
+			if (freopen(log, "a", stdout) == NULL || dup2(fileno(stdout), 2) < 0) {
+				_exit(127);
+			}
+			execl(g.node_bin, g.node_bin, "--data-dir", g.data, "--listen", g.url,
+			    "--http-listen", http, "--session-idle-s", idle, (char *) NULL);
 			_exit(127);
 		}
-		execl(g.node_bin, g.node_bin, "--data-dir", g.data, "--listen", g.url,
-		    "--session-idle-s", idle, (char *) NULL);
-		_exit(127);
-	}
-	assert_true(g.node > 0);
-	g.op = channel();
-	for (int i = 0; i < 600; i++) {
-		if (call(g.op, "haven.health.v1.Health/Check", &r.base,
-		        &haven__health__v1__health_check_response__descriptor, NULL) == HV_OK) {
-			return;
+		assert_true(g.node > 0);
+		if (g.op == NULL) {
+			g.op = channel();
 		}
-		usleep(100 * 1000);
+		for (int i = 0; i < 600; i++) {
+			if (call(g.op, "haven.health.v1.Health/Check", &r.base,
+			        &haven__health__v1__health_check_response__descriptor, NULL) == HV_OK) {
+				return;
+			}
+			if (waitpid(g.node, &status, WNOHANG) == g.node) {
+				break; /* exited: its port was taken, most likely */
+			}
+			usleep(100 * 1000);
+		}
+		if (kill(g.node, 0) == 0) {
+			break; /* running but not answering: no use trying another port */
+		}
 	}
 	fail_msg("haven-node did not start (see %s)", log);
 }
@@ -596,6 +617,123 @@ test_sessions_end(void **state)
 	person_free(&c);
 }
 
+/* ---- idleness and background activity ------------------------------------------------- */
+
+/* ListRegions marked as a page's own refresh (RPC_MD_ACTIVITY): no person's act. */
+static hv_status
+regions_background(rpc_channel *ch)
+{
+	Haven__Capacity__V1__ListRegionsRequest r  = HAVEN__CAPACITY__V1__LIST_REGIONS_REQUEST__INIT;
+	rpc_metadata                            md = { RPC_MD_ACTIVITY, RPC_ACTIVITY_BACKGROUND };
+	rpc_call_options                        o  = { .timeout_ms = 20000, .metadata = &md,
+		                                           .n_metadata = 1 };
+	ProtobufCMessage                       *m  = NULL;
+	hv_status                               st;
+
+	st = rpc_channel_call(ch, "haven.capacity.v1.Capacity/ListRegions", &r.base,
+	    &haven__capacity__v1__list_regions_response__descriptor, &m, &o, g.err, sizeof(g.err));
+	if (m != NULL) {
+		protobuf_c_message_free_unpacked(m, NULL);
+	}
+	return (st);
+}
+
+/* One GET /events read until its "event: end" (or 3 idle limits), in a thread. */
+typedef struct sse_read {
+	const char *token;
+	char        buf[16384];
+	size_t      len;
+	long        http;
+	int64_t     ms; /* from the request to the end of the stream */
+} sse_read;
+
+static size_t
+sse_write(char *data, size_t size, size_t n, void *arg)
+{
+	sse_read *r   = arg;
+	size_t    add = size * n;
+
+	if (r->len + add >= sizeof(r->buf)) {
+		return (0);
+	}
+	memcpy(r->buf + r->len, data, add);
+	r->len += add;
+	r->buf[r->len] = '\0';
+	return (add);
+}
+
+static void *
+sse_thread(void *arg)
+{
+	sse_read          *r = arg;
+	CURL              *c = curl_easy_init();
+	struct curl_slist *h = NULL;
+	char               url[128], authz[200];
+	int64_t            t0 = hv_clock_mono_ms();
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/events", g.http_port);
+	snprintf(authz, sizeof(authz), "Authorization: Bearer %s", r->token);
+	h = curl_slist_append(h, authz);
+	h = curl_slist_append(h, "Accept: text/event-stream");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sse_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 3L * IDLE_S * 1000);
+	(void) curl_easy_perform(c); /* ends when the node closes the stream, or at the timeout */
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->http);
+	r->ms = hv_clock_mono_ms() - t0;
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	return (NULL);
+}
+
+/* Idle means no person's act: calls marked as background and an open event stream check the
+ * session without holding off its idle limit, so both end at it; the stream says so with
+ * "event: end" and closes, and the session is gone for every call after. */
+static void
+test_background_idle(void **state)
+{
+	static sse_read r;
+	person          d, e;
+	pthread_t       th;
+	int64_t         t0;
+	hv_status       st;
+
+	(void) state;
+	assert_int_equal(add_person(admin(), "p-ngo", ROLE(VIEWER), &d), HV_OK);
+	assert_int_equal(add_person(admin(), "p-ngo", ROLE(VIEWER), &e), HV_OK);
+	assert_int_equal(login(&d), HV_OK);
+	t0 = hv_clock_mono_ms(); /* d's last act: its sign-in */
+	assert_int_equal(login(&e), HV_OK);
+	memset(&r, 0, sizeof(r));
+	r.token = e.token;
+	assert_int_equal(pthread_create(&th, NULL, sse_thread, &r), 0);
+	/* d's page refreshes itself every second; nobody acts. Bounds leave room for a loaded
+	 * machine; without the background mark it would never end here (3 idle limits). */
+	while ((st = regions_background(d.ch)) == HV_OK && hv_clock_mono_ms() - t0 < 3 * IDLE_S * 1000) {
+		sleep(1);
+	}
+	assert_int_equal(st, HV_UNAUTHENTICATED);
+	if (hv_clock_mono_ms() - t0 < (IDLE_S - 1) * 1000 || hv_clock_mono_ms() - t0 > 2 * IDLE_S * 1000) {
+		fail_msg("background calls ended after %lld ms, not at the idle limit of %d s",
+		    (long long) (hv_clock_mono_ms() - t0), IDLE_S);
+	}
+	assert_int_equal(regions(d.ch), HV_UNAUTHENTICATED);
+	/* e's event stream: open until the idle limit, then ended by the node. */
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(r.http, 200);
+	assert_non_null(strstr(r.buf, "retry: "));
+	assert_non_null(strstr(r.buf, "event: end\ndata: {\"code\":\"UNAUTHENTICATED\"}"));
+	if (r.ms < (IDLE_S - 2) * 1000 || r.ms > 2 * IDLE_S * 1000) {
+		fail_msg("the stream ended after %lld ms, not at the idle limit of %d s",
+		    (long long) r.ms, IDLE_S);
+	}
+	assert_int_equal(regions(e.ch), HV_UNAUTHENTICATED);
+	person_free(&d);
+	person_free(&e);
+}
+
 /* Bad input to every method: a clear status, nothing stored. */
 static void
 test_bad_input(void **state)
@@ -690,6 +828,7 @@ static int
 setup(void **state)
 {
 	(void) state;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	node_start();
 	register_org("p-ngo", HAVEN__CAPACITY__V1__ROLE__REFERRER);
 	register_org("p-shelter", HAVEN__CAPACITY__V1__ROLE__PROVIDER);
@@ -709,6 +848,7 @@ teardown(void **state)
 		kill(g.node, SIGTERM);
 		waitpid(g.node, &status, 0);
 	}
+	curl_global_cleanup();
 	return (0);
 }
 
@@ -723,6 +863,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_lockout),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_sessions_end),
+		cmocka_unit_test(test_background_idle),
 		cmocka_unit_test(test_org_disabled),
 	};
 

@@ -64,6 +64,7 @@ alerts_kind_name(alerts_kind k)
 	case ALERT(CONSENT_WITHDRAWN):    return ("consent.withdrawn");
 	case ALERT(SIGNAL_NEW):           return ("signal.new");
 	case ALERT(SUBJECT_ERASED):       return ("subject.erased");
+	case ALERT(TEST):                 return ("test");
 	default:                          return ("unknown");
 	}
 }
@@ -102,6 +103,17 @@ uint64_t
 alerts_escalate_ms(const alerts_service *as)
 {
 	return (as->as_escalate_ms);
+}
+
+hv_status
+alerts_last_seq(alerts_service *as, store_txn *txn, uint64_t *seq)
+{
+	const void *v;
+	size_t      vl;
+	hv_status   st = store_get(txn, as->as_meta, ALERTS_META_SEQ, strlen(ALERTS_META_SEQ), &v, &vl);
+
+	*seq = st == HV_OK && vl == 8 ? hv_get_be64(v) : 0;
+	return (st == HV_NOT_FOUND ? HV_OK : st == HV_OK && vl != 8 ? HV_DATA_LOSS : st);
 }
 
 void
@@ -263,7 +275,9 @@ enqueue_one(alerts_service *as, store_txn *txn, const alerts_event *ev, const ch
 	if (c->n_emails > 0) {
 		st = delivery_put(as, txn, e.seq, org, CHANNEL(EMAIL), now);
 	}
-	if (st == HV_OK && c->oncall_email[0] != '\0' && ev->ae_kind == ALERT(OFFER_UNACKNOWLEDGED)) {
+	/* The on-call address hears escalations only, and a test of the channels. */
+	if (st == HV_OK && c->oncall_email[0] != '\0' &&
+	    (ev->ae_kind == ALERT(OFFER_UNACKNOWLEDGED) || ev->ae_kind == ALERT(TEST))) {
 		st = delivery_put(as, txn, e.seq, org, CHANNEL(ONCALL), now);
 	}
 	if (st == HV_OK && c->webhook_url[0] != '\0') {

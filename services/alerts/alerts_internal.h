@@ -30,12 +30,31 @@
 #define ALERTS_ALL_RECIPIENTS 16 /* named orgs and a region's coordinators together */
 #define ALERTS_META_SEQ     "seq" /* alerts.meta: the last seq handed out (be64) */
 
+#define ALERTS_PROBE_RESULTS 32 /* outcomes of test deliveries kept for TestChannels */
+#define ALERTS_PROBE_LIMITS  64 /* (caller, organisation) pairs remembered for the rate */
+#define ALERTS_PROBE_EVERY_MS 15000 /* one test per caller and organisation this often */
+#define ALERTS_PROBE_WAITING 2  /* TestChannels calls waiting for their outcomes at once */
+
 typedef Haven__Alerts__V1__AlertEvent AlertEvent;
 typedef Haven__Alerts__V1__Channels   Channels;
 typedef Haven__Alerts__V1__Delivery   Delivery;
 typedef Haven__Alerts__V1__Timer      Timer;
 typedef Haven__Alerts__V1__Channel    Channel;
 #define CHANNEL(x) HAVEN__ALERTS__V1__CHANNEL__##x
+
+/* The outcome of one test delivery (alerts_probe.c), kept for the TestChannels call that
+ * waits for it. */
+typedef struct alerts_probe_result {
+	char pr_key[ALERTS_KEY_MAX]; /* "" : free */
+	bool pr_ok;
+	char pr_err[160];
+} alerts_probe_result;
+
+/* When a caller last tested an organisation's channels (monotonic ms). */
+typedef struct alerts_probe_limit {
+	char    pl_who[2 * RPC_ORG_ID_MAX + RPC_PERSON_ID_MAX]; /* "" : free */
+	int64_t pl_at;
+} alerts_probe_limit;
 
 struct alerts_service {
 	store       *as_store;
@@ -78,6 +97,12 @@ struct alerts_service {
 	/* Deliveries by channel (index Channel): sent, failed attempts, dropped (given up or
 	 * their channel removed). Only the sender writes them; the metrics page reads them. */
 	_Atomic uint64_t as_sent[4], as_failed[4], as_dropped[4];
+	/* Under as_lock: test deliveries' outcomes (a ring), the rate of tests, and the
+	 * TestChannels calls waiting (alerts_probe.c). */
+	alerts_probe_result as_probe_results[ALERTS_PROBE_RESULTS];
+	unsigned            as_probe_next;
+	alerts_probe_limit  as_probe_limits[ALERTS_PROBE_LIMITS];
+	unsigned            as_probe_waiting;
 };
 
 /* One delivery as the sender carries it out of the store (all copies). */
@@ -92,6 +117,7 @@ typedef struct alerts_job {
 	uint8_t  aj_secret[ALERTS_SECRET_MAX];
 	size_t   aj_secretlen;
 	bool     aj_gone;    /* the channel was removed since: drop the delivery */
+	bool     aj_once;    /* a test alert: tried once, its outcome kept (alerts_probe.c) */
 	bool     aj_ok;
 	char     aj_err[160];
 } alerts_job;
@@ -105,6 +131,8 @@ size_t alerts_key_timed(uint8_t key[ALERTS_KEY_MAX], uint64_t v, const char *s);
 
 /* An org's channels (alerts.c); *out NULL when it configured none. */
 hv_status alerts_channels_get(alerts_service *as, store_txn *txn, const char *org, Channels **out);
+/* The seq of the node's newest event, committed or in txn (alerts.c). */
+hv_status alerts_last_seq(alerts_service *as, store_txn *txn, uint64_t *seq);
 /* Fires one due timer into its event (alerts.c). */
 hv_status alerts_fire_timer(alerts_service *as, store_txn *txn, const Timer *t, int64_t now);
 
@@ -117,6 +145,21 @@ const char *alerts_channel_name(Channel c);
 bool alerts_email_ok(const char *s);
 /* An https:// URL, or http:// to a loopback host. err names the problem. */
 bool alerts_url_ok(const char *url, bool allow_plain_loopback, char *err, size_t errsz);
+
+/* Which organisation a call acts on, the operator and admins any, everyone else its own;
+ * must be in the directory (alerts_rpc.c). */
+hv_status alerts_may_act(alerts_service *as, rpc_call *call, const char *asked,
+    char org[CAP_ID_MAX]);
+/* Only an organisation's admin (or its certificate's session, the operator, an admin) changes
+ * or tests where its alerts go (alerts_rpc.c). */
+hv_status alerts_may_configure(rpc_call *call);
+
+/* ---- alerts_probe.c: TestChannels ------------------------------------------------------- */
+hv_status alerts_h_test_channels(rpc_call *call, void *svc, const ProtobufCMessage *req,
+    ProtobufCMessage **reply);
+/* Keeps the outcomes of the test deliveries among jobs (after their batch committed) and
+ * wakes the TestChannels calls waiting for them. */
+void alerts_probe_record(alerts_service *as, const alerts_job *jobs, size_t n);
 
 /* ---- alerts_send.c --------------------------------------------------------------------- */
 /* Fills aj_body for the event (JSON for a webhook, an RFC 5322 message for e-mail). No field

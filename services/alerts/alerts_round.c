@@ -156,6 +156,7 @@ job_load(alerts_service *as, store_txn *txn, const char *key, alerts_job *j)
 		j->aj_gone = true;
 		goto out;
 	}
+	j->aj_once = e->kind == ALERT(TEST);
 	if (d->channel == CHANNEL(WEBHOOK)) {
 		if (c->webhook_url[0] == '\0' || c->webhook_secret.len > sizeof(j->aj_secret)) {
 			j->aj_gone = true;
@@ -260,8 +261,9 @@ done_one(alerts_service *as, store_txn *txn, alerts_job *j, int64_t now)
 	    st != HV_NOT_FOUND) {
 		goto out;
 	}
-	if (j->aj_ok || j->aj_gone || d->attempts + 1 >= ALERTS_ATTEMPTS) {
-		if (!j->aj_ok && !j->aj_gone) {
+	/* A test alert is tried once: its outcome is what the test reports. */
+	if (j->aj_ok || j->aj_gone || j->aj_once || d->attempts + 1 >= ALERTS_ATTEMPTS) {
+		if (!j->aj_ok && !j->aj_gone && !j->aj_once) {
 			log_warn("alerts: delivery %s given up after %u attempts", d->key, d->attempts + 1);
 		}
 		st = store_del(txn, as->as_deliver, d->key, strlen(d->key));
@@ -437,6 +439,7 @@ alerts_run(alerts_service *as, unsigned *sent, unsigned *failed)
 		dj.dj_now = alerts_now_ms(as);
 		if (st == HV_OK && n > 0 && (st = store_write(as->as_store, done_fn, &dj)) == HV_OK) {
 			count(as, jobs, n);
+			alerts_probe_record(as, jobs, n);
 		}
 		for (size_t i = 0; i < n; i++) {
 			alerts_job_free(&jobs[i]);

@@ -1,6 +1,6 @@
 /*
  * alerts_rpc.c - haven.alerts.v1.Alerts: an organisation's delivery channels (SetChannels,
- * GetChannels) and the WatchEvents long-poll, with the checks of what a caller may send and
+ * GetChannels; TestChannels is alerts_probe.c) and the WatchEvents long-poll, with the checks of what a caller may send and
  * see. Scope (docs/authority.md): the operator and admins act on any organisation, every other
  * organisation on its own only; may_act is the one place that decides it.
  */
@@ -8,6 +8,7 @@
 
 #include "haven/bytes.h"
 #include "haven/clock.h"
+#include "haven/crypto.h"
 #include "haven/ids.h"
 
 #include <curl/curl.h>
@@ -92,9 +93,10 @@ out:
 /* ---- scope -------------------------------------------------------------------------------- */
 
 /* Which organisation the call acts on: the operator and admins any (the operator must name
- * one), everyone else its own. The organisation must be in the directory. */
-static hv_status
-may_act(alerts_service *as, rpc_call *call, const char *asked, char org[CAP_ID_MAX])
+ * one), everyone else its own. The organisation must be in the directory. The one place
+ * that decides the scope of every Alerts method. */
+hv_status
+alerts_may_act(alerts_service *as, rpc_call *call, const char *asked, char org[CAP_ID_MAX])
 {
 	const rpc_caller *c   = rpc_call_caller(call);
 	bool              any = c->role == RPC_ROLE_OPERATOR || c->role == RPC_ROLE_ADMIN;
@@ -118,6 +120,20 @@ may_act(alerts_service *as, rpc_call *call, const char *asked, char org[CAP_ID_M
 		return (rpc_call_error(call, HV_NOT_FOUND, "no enabled organisation %s", asked));
 	}
 	snprintf(org, CAP_ID_MAX, "%s", asked);
+	return (HV_OK);
+}
+
+hv_status
+alerts_may_configure(rpc_call *call)
+{
+	/* Where the organisation's alerts go is its admin's decision: a person signed in for it
+	 * must be its org admin (a case worker could otherwise send them to an address of its
+	 * own); its certificate's session, the operator and admins may as before. */
+	if (rpc_call_caller(call)->person.id[0] != '\0' &&
+	    rpc_call_caller(call)->person.role != RPC_PERSON_ORG_ADMIN) {
+		return (rpc_call_error(call, HV_PERMISSION_DENIED,
+		    "only the organisation's admin sets or tests its alert channels"));
+	}
 	return (HV_OK);
 }
 
@@ -212,22 +228,51 @@ alerts_set_channels(alerts_service *as, const char *org, const Channels *c, uint
 	set_job   j = { .sj_as = as, .sj_org = org, .sj_in = c };
 	hv_status st;
 
+	Channels  keep;
+	Channels *old = NULL;
+
 	if (!ids_valid(org) || strlen(org) >= CAP_ID_MAX) {
 		snprintf(err, errsz, "org_id must be 1..63 bytes of [a-z0-9._-]");
 		return (HV_INVALID_ARGUMENT);
 	}
+	/* The same webhook URL without a secret keeps the secret stored with it (the secret is
+	 * never shown, so a form cannot send it back); a new URL needs its own. */
+	if (c != NULL && c->webhook_url[0] != '\0' && c->webhook_secret.len == 0) {
+		store_txn *txn = NULL;
+
+		if ((st = store_read_begin(as->as_store, &txn)) != HV_OK) {
+			snprintf(err, errsz, "the channels of %s could not be read", org);
+			return (st);
+		}
+		st = alerts_channels_get(as, txn, org, &old);
+		store_read_end(txn);
+		if (st != HV_OK) {
+			snprintf(err, errsz, "the channels of %s could not be read", org);
+			return (st);
+		}
+		if (old != NULL && strcmp(old->webhook_url, c->webhook_url) == 0) {
+			keep                = *c;
+			keep.webhook_secret = old->webhook_secret;
+			c = j.sj_in = &keep;
+		}
+	}
 	if ((st = alerts_check_channels(c, as->as_allow_private, err, errsz)) != HV_OK) {
-		return (st);
+		goto out;
 	}
 	j.sj_now = alerts_now_ms(as);
 	if ((st = store_write(as->as_store, set_fn, &j)) != HV_OK) {
 		snprintf(err, errsz, "the channels of %s were not stored", org);
-		return (st);
+		goto out;
 	}
 	if (version != NULL) {
 		*version = j.sj_version;
 	}
-	return (HV_OK);
+out:
+	if (old != NULL) {
+		crypto_wipe(old->webhook_secret.data, old->webhook_secret.len);
+		protobuf_c_message_free_unpacked(&old->base, NULL);
+	}
+	return (st);
 }
 
 static hv_status
@@ -240,16 +285,11 @@ h_set_channels(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufC
 	Channels                                   *out;
 	hv_status                                   st;
 
-	if ((st = may_act(as, call, in->org_id, org)) != HV_OK) {
+	if ((st = alerts_may_act(as, call, in->org_id, org)) != HV_OK) {
 		return (st);
 	}
-	/* Where the organisation's alerts go is its admin's decision: a person signed in for it
-	 * must be its org admin (a case worker could otherwise send them to an address of its
-	 * own); its certificate's session, the operator and admins may as before. */
-	if (rpc_call_caller(call)->person.id[0] != '\0' &&
-	    rpc_call_caller(call)->person.role != RPC_PERSON_ORG_ADMIN) {
-		return (rpc_call_error(call, HV_PERMISSION_DENIED,
-		    "only the organisation's admin sets its alert channels"));
+	if ((st = alerts_may_configure(call)) != HV_OK) {
+		return (st);
 	}
 	if ((st = alerts_set_channels(as, org, in->channels, &version, err, sizeof(err))) != HV_OK) {
 		return (rpc_call_error(call, st, "%s", err));
@@ -259,6 +299,7 @@ h_set_channels(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufC
 	}
 	out->version    = version;
 	out->updated_ms = (uint64_t) alerts_now_ms(as);
+	out->has_webhook_secret = in->channels->webhook_url[0] != '\0'; /* given or kept */
 	*reply          = &out->base;
 	return (HV_OK);
 }
@@ -273,7 +314,7 @@ h_get_channels(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufC
 	char                                        org[CAP_ID_MAX];
 	hv_status                                   st;
 
-	if ((st = may_act(as, call, in->org_id, org)) != HV_OK) {
+	if ((st = alerts_may_act(as, call, in->org_id, org)) != HV_OK) {
 		return (st);
 	}
 	if ((st = store_read_begin(as->as_store, &txn)) != HV_OK) {
@@ -362,7 +403,22 @@ h_watch(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage
 	bool                                        counted = false;
 	hv_status                                   st;
 
-	if ((st = may_act(as, call, in->org_id, org)) != HV_OK) {
+	if ((st = alerts_may_act(as, call, in->org_id, org)) != HV_OK) {
+		return (st);
+	}
+	if (in->from_now) {
+		store_txn *txn = NULL;
+
+		if ((out = rpc_call_alloc(call, sizeof(*out))) == NULL) {
+			return (HV_RESOURCE_EXHAUSTED);
+		}
+		haven__alerts__v1__watch_events_response__init(out);
+		if ((st = store_read_begin(as->as_store, &txn)) != HV_OK) {
+			return (st);
+		}
+		st = alerts_last_seq(as, txn, &out->cursor);
+		store_read_end(txn);
+		*reply = &out->base;
 		return (st);
 	}
 	if (in->page_size > ALERTS_PAGE_MAX) {
@@ -445,6 +501,7 @@ alerts_register(alerts_service *as, rpc_server *srv)
 		{ .name = "SetChannels", .handler = h_set_channels, .roles = R_ALERTS },
 		{ .name = "GetChannels", .handler = h_get_channels, .roles = R_ALERTS },
 		{ .name = "WatchEvents", .handler = h_watch, .roles = R_ALERTS },
+		{ .name = "TestChannels", .handler = alerts_h_test_channels, .roles = R_ALERTS },
 	};
 
 	hv_status st = rpc_server_add_service(srv, &haven__alerts__v1__alerts__descriptor, impls,

@@ -2,8 +2,8 @@
  * alerts_rpc_test.c - haven.alerts.v1.Alerts over inproc:// as the operator: bad input for
  * SetChannels, GetChannels and WatchEvents (each refused with a status and a message naming
  * the field), the secret never shown again, the metrics page, the long-poll (waits, wakes on
- * an event, caps its waiters, shows only the organisation's own events), and the addresses a
- * webhook may not reach. Scope by role is docs/authority.md's, held by tests/authority.
+ * an event, caps its waiters, shows only the organisation's own events), TestChannels against
+ * the real mail server and webhook receiver, and the addresses a webhook may not reach. Scope by role is docs/authority.md's, held by tests/authority.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +165,19 @@ test_rpc_channels(void **state)
 	assert_int_equal(got->webhook_secret.len, 0);
 	assert_int_equal(got->n_emails, 1);
 	protobuf_c_message_free_unpacked(&got->base, NULL);
+	/* The same URL without a secret keeps the stored one (a form never gets it back); a new
+	 * URL without one is refused. */
+	c.webhook_secret.len = 0;
+	assert_int_equal(set_call(&x, "p-ngo", &c, err), HV_OK);
+	assert_int_equal(call(&x, "GetChannels", &g_req.base, &haven__alerts__v1__channels__descriptor,
+	                     (ProtobufCMessage **) &got, err), HV_OK);
+	assert_int_equal(got->version, 3);
+	assert_true(got->has_webhook_secret);
+	protobuf_c_message_free_unpacked(&got->base, NULL);
+	c.webhook_url = "https://other.example.org/hook";
+	expect_bad(&x, "p-ngo", &c, HV_INVALID_ARGUMENT, "webhook_secret must be");
+	c.webhook_url        = "https://partner.example.org/hook";
+	c.webhook_secret.len = strlen(SECRET);
 	g_req.org_id = "";
 	assert_int_equal(call(&x, "GetChannels", &g_req.base, &haven__alerts__v1__channels__descriptor,
 	                     (ProtobufCMessage **) &got, err), HV_INVALID_ARGUMENT);
@@ -286,6 +300,162 @@ test_rpc_watch(void **state)
 	(void) t2;
 }
 
+/* ---- TestChannels ------------------------------------------------------------------------ */
+
+typedef struct probe_arg {
+	rpc_fx                                  *x;
+	const char                              *org;
+	hv_status                                st;
+	char                                     err[RPC_ERRMSG_MAX];
+	Haven__Alerts__V1__TestChannelsResponse *out;
+	atomic_bool                              done;
+} probe_arg;
+
+static void *
+probe_thread(void *p)
+{
+	probe_arg                              *a = p;
+	Haven__Alerts__V1__TestChannelsRequest r = HAVEN__ALERTS__V1__TEST_CHANNELS_REQUEST__INIT;
+
+	r.org_id = (char *) a->org;
+	a->st    = call(a->x, "TestChannels", &r.base,
+        &haven__alerts__v1__test_channels_response__descriptor, (ProtobufCMessage **) &a->out,
+        a->err);
+	atomic_store(&a->done, true);
+	return (NULL);
+}
+
+/* TestChannels of org while the (manual) sender runs rounds, as the node's sender thread
+ * would. */
+static void
+probe(rpc_fx *x, const char *org, probe_arg *a)
+{
+	pthread_t t;
+
+	memset(a, 0, sizeof(*a));
+	a->x   = x;
+	a->org = org;
+	assert_int_equal(pthread_create(&t, NULL, probe_thread, a), 0);
+	while (!atomic_load(&a->done)) {
+		(void) alerts_run(x->f.as, NULL, NULL);
+		usleep(20 * 1000);
+	}
+	pthread_join(t, NULL);
+}
+
+static const Haven__Alerts__V1__ChannelResult *
+result_of(const Haven__Alerts__V1__TestChannelsResponse *out, Channel c)
+{
+	for (size_t i = 0; i < out->n_results; i++) {
+		if (out->results[i]->channel == c) {
+			return (out->results[i]);
+		}
+	}
+	fail_msg("no result for channel %s", alerts_channel_name(c));
+	return (NULL);
+}
+
+/* A test alert through the real outbox to the real mail server and webhook receiver: each
+ * configured channel's outcome, tried once; a failing webhook reported, not retried; a test
+ * with no channels still an event on WatchEvents; the rate; bad input. */
+static void
+test_rpc_test_channels(void **state)
+{
+	rpc_fx     x;
+	probe_arg  a;
+	json_t    *mail, *hook;
+	char       err[RPC_ERRMSG_MAX], key[64];
+	Haven__Alerts__V1__WatchEventsRequest   w = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
+	Haven__Alerts__V1__WatchEventsResponse *wout = NULL;
+
+	(void) state;
+	rpc_open(&x);
+	add_org(&x.f, "t-shelter", R_ROLE(PROVIDER), "Amsterdam");
+	add_org(&x.f, "t-broken", R_ROLE(PROVIDER), "Amsterdam");
+	set_channels(&x.f, "t-shelter", "/hook", true);
+	set_channels(&x.f, "t-broken", "/fail-once/hook", false);
+
+	probe(&x, "t-shelter", &a);
+	assert_int_equal(a.st, HV_OK);
+	assert_int_equal(a.out->n_results, 3);
+	assert_true(a.out->seq > 0);
+	assert_int_equal(result_of(a.out, CHANNEL(EMAIL))->outcome,
+	    HAVEN__ALERTS__V1__TEST_OUTCOME__TEST_DELIVERED);
+	assert_int_equal(result_of(a.out, CHANNEL(ONCALL))->outcome,
+	    HAVEN__ALERTS__V1__TEST_OUTCOME__TEST_DELIVERED);
+	assert_int_equal(result_of(a.out, CHANNEL(WEBHOOK))->outcome,
+	    HAVEN__ALERTS__V1__TEST_OUTCOME__TEST_DELIVERED);
+	/* What the receivers got: the test, signed, over STARTTLS, and nothing else. */
+	snprintf(key, sizeof(key), "%llu.t-shelter.webhook", (unsigned long long) a.out->seq);
+	hook = received("t-shelter", "webhook");
+	assert_int_equal(json_array_size(hook), 1);
+	assert_string_equal(field(hook, 0, "key"), key);
+	assert_true(json_is_true(json_object_get(json_array_get(hook, 0), "sig_ok")));
+	assert_non_null(strstr(field(hook, 0, "body"), "\"kind\":\"test\""));
+	assert_non_null(strstr(field(hook, 0, "body"), "\"target\":\"\""));
+	mail = received("t-shelter", "smtp");
+	assert_int_equal(json_array_size(mail), 2); /* the desks, and the on-call address */
+	for (size_t i = 0; i < 2; i++) {
+		assert_true(json_is_true(json_object_get(json_array_get(mail, i), "tls")));
+		assert_non_null(strstr(field(mail, i, "body"), "Subject: [haven] Test alert"));
+	}
+	json_decref(hook);
+	json_decref(mail);
+	assert_int_equal(table_count(&x.f, x.f.as->as_deliver), 0);
+	protobuf_c_message_free_unpacked(&a.out->base, NULL);
+
+	/* Again at once: refused by the rate, nothing written. */
+	probe(&x, "t-shelter", &a);
+	assert_int_equal(a.st, HV_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(a.err, "less than 15 s ago"));
+	assert_int_equal(json_array_size(hook = received("t-shelter", NULL)), 3);
+	json_decref(hook);
+
+	/* A webhook that answers 503: reported with the status, and not tried again. */
+	probe(&x, "t-broken", &a);
+	assert_int_equal(a.st, HV_OK);
+	assert_int_equal(a.out->n_results, 1);
+	assert_int_equal(a.out->results[0]->outcome, HAVEN__ALERTS__V1__TEST_OUTCOME__TEST_FAILED);
+	assert_non_null(strstr(a.out->results[0]->error, "HTTP status 503"));
+	protobuf_c_message_free_unpacked(&a.out->base, NULL);
+	assert_int_equal(table_count(&x.f, x.f.as->as_deliver), 0);
+	run_expect(&x.f, 0, 0);
+
+	/* No channels: no deliveries, but the event, for WatchEvents and open pages. */
+	probe(&x, "p-ngo", &a);
+	assert_int_equal(a.st, HV_OK);
+	assert_int_equal(a.out->n_results, 0);
+	w.org_id = "p-ngo";
+	w.after  = a.out->seq - 1;
+	assert_int_equal(call(&x, "WatchEvents", &w.base,
+	                     &haven__alerts__v1__watch_events_response__descriptor,
+	                     (ProtobufCMessage **) &wout, err), HV_OK);
+	assert_int_equal(wout->n_events, 1);
+	assert_int_equal(wout->events[0]->kind, ALERT(TEST));
+	assert_int_equal(wout->events[0]->seq, a.out->seq);
+	protobuf_c_message_free_unpacked(&wout->base, NULL);
+	/* from_now: the newest seq, no events. */
+	w.from_now = true;
+	w.after    = 0;
+	assert_int_equal(call(&x, "WatchEvents", &w.base,
+	                     &haven__alerts__v1__watch_events_response__descriptor,
+	                     (ProtobufCMessage **) &wout, err), HV_OK);
+	assert_int_equal(wout->n_events, 0);
+	assert_int_equal(wout->cursor, a.out->seq);
+	protobuf_c_message_free_unpacked(&wout->base, NULL);
+	protobuf_c_message_free_unpacked(&a.out->base, NULL);
+
+	/* Bad input: a clear status, nothing written. */
+	probe(&x, "x y", &a);
+	assert_int_equal(a.st, HV_INVALID_ARGUMENT);
+	assert_non_null(strstr(a.err, "org_id"));
+	probe(&x, "", &a);
+	assert_int_equal(a.st, HV_INVALID_ARGUMENT);
+	probe(&x, "nobody", &a);
+	assert_int_equal(a.st, HV_NOT_FOUND);
+	rpc_close(&x);
+}
+
 /* Without webhook_allow_private an organisation's webhook cannot reach the node's own host or
  * network: http:// to loopback is refused when it is set, and every address connected to is
  * checked after DNS. */
@@ -328,6 +498,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rpc_channels),
 		cmocka_unit_test(test_rpc_watch),
+		cmocka_unit_test(test_rpc_test_channels),
 		cmocka_unit_test(test_private_addresses),
 	};
 

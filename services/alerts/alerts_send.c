@@ -64,6 +64,7 @@ kind_text(alerts_kind k)
 	case ALERT(NEED_UNMET):           return ("A referral is still waiting unmet");
 	case ALERT(CONSENT_WITHDRAWN):    return ("A consent that concerns you was withdrawn");
 	case ALERT(SUBJECT_ERASED):       return ("A person you hold was erased");
+	case ALERT(TEST):                 return ("Test alert: this channel works");
 	default:                          return ("haven alert");
 	}
 }

@@ -35,7 +35,9 @@
  *
  * Sessions live in the store: a random 32-byte secret, of which only the SHA-256 is stored,
  * with the person's id, its organisation, the organisation's record version and the person's
- * version at sign-in. A session ends after session_idle_s without a call (default 30 min),
+ * version at sign-in. A session ends after session_idle_s without a person's call (default
+ * 30 min: calls marked as background, RPC_MD_ACTIVITY in rpc.h, such as an open page's own
+ * refreshes and the polls of an event stream, do not count; they end with the session),
  * after session_max_s in any case (12 h), at Logout, and at once when the person is disabled
  * or reset (its version changes; its sessions are deleted) or the organisation's record
  * changes (auth.h: the directory is asked at every call). Last use is written at most once a
@@ -96,7 +98,7 @@ void people_close(people_service *ps);
 hv_status people_register(people_service *ps, rpc_server *srv);
 
 /* The auth_session_fn of people's sessions (auth.h); arg is the people_service. */
-hv_status people_session_verify(void *arg, const char *token, int64_t now_ms,
+hv_status people_session_verify(void *arg, const char *token, int64_t now_ms, bool use,
     auth_session *out);
 
 /* Failed sign-ins by cause ("unknown_name", "password", "code", "locked", "disabled",

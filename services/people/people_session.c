@@ -1,7 +1,9 @@
 /*
  * people_session.c - people's sessions, kept in the store (people.h): made at sign-in,
  * verified at every call (through auth's session verifier), ended by Logout, by their idle
- * and absolute limits, and at once when their person is disabled or reset.
+ * and absolute limits, and at once when their person is disabled or reset. Only calls a person
+ * made hold off the idle limit: a passive verification (an open page's own refresh, an event
+ * stream's poll) checks the session without moving its last use.
  *
  * Only the SHA-256 of a session's secret is stored: the store alone yields no session. A
  * token is never logged.
@@ -224,7 +226,7 @@ touch_every(const people_service *ps)
 }
 
 hv_status
-people_session_verify(void *arg, const char *token, int64_t now_ms, auth_session *out)
+people_session_verify(void *arg, const char *token, int64_t now_ms, bool use, auth_session *out)
 {
 	people_service                   *ps = arg;
 	Haven__People__V1__SessionRecord *s  = NULL;
@@ -247,8 +249,8 @@ people_session_verify(void *arg, const char *token, int64_t now_ms, auth_session
 		s  = (void *) m;
 		st = session_check(ps, txn, s, now_ms, out, &why);
 		k.used_ms = (uint64_t) now_ms;
-		if (st == HV_OK && (uint64_t) now_ms < s->last_used_ms + touch_every(ps)) {
-			k.used_ms = 0; /* recent enough: no write */
+		if (st == HV_OK && (!use || (uint64_t) now_ms < s->last_used_ms + touch_every(ps))) {
+			k.used_ms = 0; /* no person's act, or recent enough: no write */
 		}
 	} else if (st == HV_NOT_FOUND) {
 		st = HV_UNAUTHENTICATED;

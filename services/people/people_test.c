@@ -231,6 +231,47 @@ test_session_limits(void **state)
 	now_ms = T0 + 3600 * 1000LL;
 }
 
+/* Passive checks (an open page's refresh, an event stream's poll) see the session as any call
+ * does, but never hold off its idle limit; a person's call does; both end with it. */
+static void
+test_session_passive(void **state)
+{
+	who        w;
+	char       tok[128];
+	rpc_caller c;
+
+	(void) state;
+	add(&w, "passive", HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_VIEWER);
+	assert_int_equal(login(&w, "the right password", 0, tok), HV_OK);
+	/* Polled every second past the idle limit: passive checks pass until it, then fail. */
+	for (int i = 1; i < IDLE_S; i++) {
+		now_ms += 1000;
+		memset(&c, 0, sizeof(c));
+		assert_int_equal(auth_verify_token_passive(f.au, tok, now_ms, &c), HV_OK);
+		assert_string_equal(c.person.id, w.id);
+	}
+	now_ms += 1000;
+	assert_int_equal(auth_verify_token_passive(f.au, tok, now_ms, &c), HV_UNAUTHENTICATED);
+	assert_int_equal(verify(tok, &c), HV_UNAUTHENTICATED); /* ended for every call */
+	/* A person's call in between holds it off; passive checks after it pass again. */
+	assert_int_equal(login(&w, "the right password", 0, tok), HV_OK);
+	now_ms += IDLE_S * 1000LL - 1000;
+	assert_int_equal(verify(tok, &c), HV_OK);
+	now_ms += IDLE_S * 1000LL - 1000;
+	assert_int_equal(auth_verify_token_passive(f.au, tok, now_ms, &c), HV_OK);
+	now_ms += 2000;
+	assert_int_equal(auth_verify_token_passive(f.au, tok, now_ms, &c), HV_UNAUTHENTICATED);
+	/* Past the absolute limit, a passive check fails too. */
+	assert_int_equal(login(&w, "the right password", 0, tok), HV_OK);
+	for (int64_t t = 0; t + IDLE_S / 2 < MAX_S; t += IDLE_S / 2) {
+		now_ms += IDLE_S / 2 * 1000;
+		assert_int_equal(verify(tok, &c), HV_OK);
+	}
+	now_ms += IDLE_S / 2 * 1000;
+	assert_int_equal(auth_verify_token_passive(f.au, tok, now_ms, &c), HV_UNAUTHENTICATED);
+	now_ms = T0 + 3600 * 1000LL;
+}
+
 /* A session is bound to its organisation's record: a change, disabling, a role that may not
  * sign in: refused at once; back as it was: valid again only if the record is the same. */
 static void
@@ -409,6 +450,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_session_limits),
+		cmocka_unit_test(test_session_passive),
 		cmocka_unit_test(test_session_org_bound),
 		cmocka_unit_test(test_backoff),
 		cmocka_unit_test(test_busy),

@@ -1337,6 +1337,15 @@ f_watch_events(const actor *a, scope *s)
 	return (invoke(a, &r.base));
 }
 
+static hv_status
+f_test_channels(const actor *a, scope *s)
+{
+	Haven__Alerts__V1__TestChannelsRequest r = HAVEN__ALERTS__V1__TEST_CHANNELS_REQUEST__INIT;
+
+	r.org_id = alerts_org(a, s);
+	return (invoke(a, &r.base));
+}
+
 /* ---- signals ------------------------------------------------------------------------------ */
 
 /* A solution of a signals challenge: sha256(nonce || solution) with `difficulty` leading zero
@@ -1571,6 +1580,7 @@ static const entry entries[] = {
 	{ M_ALR("SetChannels"), f_set_channels, NULL, false, HV_OK },
 	{ M_ALR("GetChannels"), f_get_channels, NULL, false, HV_OK },
 	{ M_ALR("WatchEvents"), f_watch_events, NULL, false, HV_OK },
+	{ M_ALR("TestChannels"), f_test_channels, NULL, false, HV_OK },
 	{ M_SIG("Challenge"), f_sig_challenge, NULL, false, HV_OK },
 	{ M_SIG("Submit"), f_sig_submit, NULL, false, HV_OK },
 	{ M_SIG("ListSignals"), f_sig_list, lc_signals, true, HV_OK },

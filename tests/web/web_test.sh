@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # web_test.sh - the web app in a real browser against a real node: starts haven-node on a fresh
-# data directory (HTTPS Connect API with the web app on a random loopback port, a demo PKI),
-# loads the demo network, makes the demo people (scripts/demo/people.txt) as the operator, and
-# runs tests/web/web_test.mjs (puppeteer-core driving Debian's chromium, headless).
+# data directory (HTTPS Connect API with the web app on a random loopback port, a demo PKI,
+# alerts to the alerts tests' real mail server and webhook receiver), loads the demo network,
+# makes the demo people (scripts/demo/people.txt) as the operator, starts a second node with a
+# 6 s idle timeout and one person (the idle session's end), and runs tests/web/web_test.mjs
+# (puppeteer-core driving Debian's chromium, headless).
 #
 #   tests/web/web_test.sh HAVEN_NODE HAVEN_CLI SOURCE_DIR SCREENSHOT_DIR
 #
@@ -20,10 +22,12 @@ fi
 [ -f "$src/web/vendor/qrcode.mjs" ] || node "$src/web/tools/vendor.mjs" >/dev/null
 
 work=$(mktemp -d "${HAVEN_TEST_TMP:-${TMPDIR:-/tmp}}/haven-web.XXXXXX")
-pid=""
+pid="" pid2="" rcv=""
 cleanup() {
   local rc=$?
-  [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  for p in $pid $pid2 $rcv; do
+    kill -TERM "$p" 2>/dev/null && { wait "$p" 2>/dev/null || true; }
+  done
   if [ "$rc" -ne 0 ] && [ -f "$work/node.log" ]; then
     echo "---- last lines of node.log" >&2
     tail -n 20 "$work/node.log" >&2
@@ -38,23 +42,54 @@ mkdir -m 700 "$data"
 "$src/deploy/pki.sh" "$work/pki" ca >/dev/null 2>&1
 "$src/deploy/pki.sh" "$work/pki" server localhost >/dev/null 2>&1
 
-for _ in 1 2 3 4 5; do
-  port=$((20000 + RANDOM % 10000))
-  "$node_bin" --data "$data" --listen "ipc://$data/run/haven.sock" \
-    --tls-cert "$work/pki/server.pem" --tls-key "$work/pki/server.key" --tls-ca "$work/pki/ca.pem" \
-    --http-listen "127.0.0.1:$port" --http-web-dir "$src/web" --signals.helpline "0800 2112" \
-    2>"$work/node.log" &
-  pid=$!
-  for _ in $(seq 1 50); do
-    "$cli" --data "$data" --timeout 1000 health >/dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && break
-  wait "$pid" 2>/dev/null || true
-  pid=""
+# The alerts tests' receivers: SMTP with STARTTLS (the demo server certificate) and webhooks
+# signed with $secret; what they receive goes to $work/received.jsonl.
+secret="web test webhook secret 2026"
+/usr/bin/python3 "$src/services/alerts/alerts_receiver.py" "$work" "$work/pki/server.pem" \
+  "$work/pki/server.key" "$secret" 2>"$work/receiver.log" &
+rcv=$!
+for _ in $(seq 1 100); do
+  [ -f "$work/ports" ] && break
+  sleep 0.05
 done
-[ -n "$pid" ] || { echo "web_test: the node did not start" >&2; exit 1; }
+[ -f "$work/ports" ] || { echo "web_test: the alerts receiver did not start: $(cat "$work/receiver.log")" >&2; exit 1; }
+read -r smtp_port hook_port <"$work/ports"
+printf '%s\n' "alerts.smtp_url = smtp://localhost:$smtp_port" "alerts.smtp_from = haven@haven.test" \
+  "alerts.smtp_ca = $work/pki/ca.pem" "alerts.webhook_allow_private = true" >"$work/alerts.conf"
+
+# start_node PORT-VAR PID-VAR DATA LOG ARGS...: a node with HTTPS on a free loopback port.
+start_node() {
+  local -n port_=$1 pid_=$2
+  local dir=$3 log=$4
+  shift 4
+  for _ in 1 2 3 4 5; do
+    port_=$((20000 + RANDOM % 10000))
+    "$node_bin" --data "$dir" --listen "ipc://$dir/run/haven.sock" \
+      --tls-cert "$work/pki/server.pem" --tls-key "$work/pki/server.key" --tls-ca "$work/pki/ca.pem" \
+      --http-listen "127.0.0.1:$port_" --http-web-dir "$src/web" "$@" 2>"$log" &
+    pid_=$!
+    for _ in $(seq 1 50); do
+      "$cli" --data "$dir" --timeout 1000 health >/dev/null 2>&1 && return 0
+      kill -0 "$pid_" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -TERM "$pid_" 2>/dev/null
+    wait "$pid_" 2>/dev/null || true
+    pid_=""
+  done
+  echo "web_test: the node did not start" >&2
+  exit 1
+}
+start_node port pid "$data" "$work/node.log" --config "$work/alerts.conf" --signals.helpline "0800 2112"
+data2=$work/data2
+mkdir -m 700 "$data2"
+start_node port2 pid2 "$data2" "$work/node2.log" --session-idle-s 6
+# its one person, made while the demo network loads into the first node
+{ "$cli" --data "$data2" org register idle-ngo --name "Idle NGO" --role referrer --region Rotterdam >/dev/null
+  HAVEN_NEW_PASSWORD="demo ida 2026 idle" "$cli" --data "$data2" person add idle-ngo \
+    ida.idle@idle-ngo --name "Ida Idle" --role case-worker | grep '^otpauth://' >"$work/idle.uri"
+} &
+idle_job=$!
 
 "$src/scripts/demo/load.sh" "$cli" "$data" >/dev/null
 # The demo people, made by the operator; one more provider person (shelter-nn) to try another
@@ -74,10 +109,14 @@ people=$work/people.txt
 done >"$people"
 
 mkdir -p "$shots"
+rm -f "$shots"/*.png # this run's screenshots only
+wait "$idle_job" || { echo "web_test: the idle node's person was not made" >&2; exit 1; }
+echo "idle-ngo|ida.idle@idle-ngo|case-worker|demo ida 2026 idle|$(cat "$work/idle.uri")" >>"$people"
 # HAVEN_WEB_ONLY=signal runs the signal page's test alone (while working on it).
 [ "${HAVEN_WEB_ONLY:-}" = signal ] ||
-HAVEN_URL="https://localhost:$port" HAVEN_PEOPLE="$people" HAVEN_SHOTS="$shots" CHROMIUM="$chromium" \
-  NODE_PATH="$src/node_modules" node "$src/tests/web/web_test.mjs"
+HAVEN_URL="https://localhost:$port" HAVEN_IDLE_URL="https://localhost:$port2" HAVEN_PEOPLE="$people" \
+  HAVEN_SHOTS="$shots" HAVEN_RECEIVED="$work/received.jsonl" HAVEN_HOOK="http://127.0.0.1:$hook_port/hook" \
+  HAVEN_HOOK_SECRET="$secret" CHROMIUM="$chromium" NODE_PATH="$src/node_modules" node "$src/tests/web/web_test.mjs"
 # The public signal page (issue 19): a signal in Polish on a phone, followed up by the region.
 HAVEN_URL="https://localhost:$port" HAVEN_PEOPLE="$people" HAVEN_SHOTS="$shots" CHROMIUM="$chromium" \
   NODE_PATH="$src/node_modules" node "$src/tests/web/signal_test.mjs"

@@ -4,10 +4,14 @@
  * language switch, the alerts badge and sign-out. Pages live in pages/*.js; each exports
  * render(main, ctx) and may return {refresh, stop} for the live view.
  *
- * Live view: until the node's event stream reaches main, every page with a refresh() is
- * polled every POLL_MS, and so is the badge (one list call per tick).
+ * Live view: the node's event stream (live.js, GET /events). Each alert refreshes the page
+ * (its refresh()) and the badge, once for a burst, and is announced on window as the DOM
+ * event 'haven:alert' (the channels page waits for its test alert so). When the stream is
+ * away the same happens on a slow poll; the header says which ("live" or not). The end of
+ * the stream (the session ended on the node) sends the person back to sign-in.
  */
 import * as api from './api.js';
+import * as live from './live.js';
 import { t, lang, setLang, languages } from './i18n.js';
 import { h, say, field, form, errorText } from './ui.js';
 import * as provider from './pages/provider.js';
@@ -19,7 +23,7 @@ import * as operator from './pages/operator.js';
 import * as channels from './pages/channels.js';
 import * as signals from './signal/outreach.js';
 
-const POLL_MS = 3000;
+const REFRESH_DELAY_MS = 150; /* alerts in a burst make one refresh */
 
 /* route -> [page module function, the org roles that see it, title key] */
 const routes = {
@@ -45,7 +49,7 @@ const navOrder = ['offers', 'services', 'placements', 'signals', 'clients', 'ref
 
 let ctx = loadCtx();
 let page = null;
-let timer = null;
+let pending = null; /* a refresh asked for, not run yet */
 let seen = new Map(); /* referral id -> version the referrer has seen */
 
 /* Who is signed in, for every tab of this browser: organisation id and roles only (no name,
@@ -94,7 +98,9 @@ function header() {
 	const right = [langs];
 	if (ctx) {
 		right.unshift(h('a', { href: '#/' + (alertRoute() || home()), id: 'alerts', class: 'badge',
-			'aria-live': 'polite' }, t('alerts.none')));
+			'aria-live': 'polite' }, t('alerts.none')),
+		h('span', { id: 'live', class: 'live ' + live.mode(), title: t('live.' + live.mode()) },
+			h('span', { class: 'word' }, t('live.' + live.mode() + '.short'))));
 		right.push(h('button', { type: 'button', id: 'logout', onclick: signOut }, t('nav.logout')));
 	}
 	const nav = ctx ? h('nav', { 'aria-label': t('nav.label') }, h('ul', {},
@@ -123,6 +129,7 @@ async function show(message) {
 	status.textContent = '';
 	status.className = 'status';
 	main.textContent = '';
+	main.removeAttribute('aria-busy'); /* a page still loading from before is gone */
 	if (!ctx) {
 		top.replaceChildren(...header().filter(Boolean));
 		document.title = 'haven — ' + t('login.title');
@@ -147,7 +154,15 @@ async function show(message) {
 	 * view that is no longer in the document, never into the next page */
 	const view = h('div', { class: 'view' });
 	main.append(view);
-	const p = (await routes[name][0](view, { ...ctx, arg, seen })) || null;
+	main.setAttribute('aria-busy', 'true'); /* until the page's first answers are in */
+	let p = null;
+	try {
+		p = (await routes[name][0](view, { ...ctx, arg, seen })) || null;
+	} finally {
+		if (view.isConnected) {
+			main.removeAttribute('aria-busy');
+		}
+	}
 	if (!view.isConnected) {
 		p?.stop?.();
 		return;
@@ -161,24 +176,32 @@ async function show(message) {
 	if (message) {
 		say(message);
 	}
-	timer = setInterval(tick, POLL_MS);
-	tick();
+	badge().catch(() => {});
 }
 
 function stopPage() {
-	if (timer) {
-		clearInterval(timer);
-		timer = null;
-	}
+	clearTimeout(pending);
+	pending = null;
 	if (page && page.stop) {
 		page.stop();
 	}
 	page = null;
 }
 
+/* A refresh of the page and the badge soon (an alert, the slow poll): one for a burst. */
+function refreshSoon() {
+	if (!pending) {
+		pending = setTimeout(tick, REFRESH_DELAY_MS);
+	}
+}
+
 let ticking = false;
 async function tick() {
+	pending = null;
 	if (ticking || !ctx) {
+		if (ctx) {
+			refreshSoon(); /* one is running: again after it, with what came meanwhile */
+		}
 		return;
 	}
 	ticking = true;
@@ -188,10 +211,33 @@ async function tick() {
 		}
 		await badge();
 	} catch {
-		/* the next tick tries again; a lost session was handled by api.call */
+		/* the next alert or poll tries again; a lost session was handled by api.call */
 	} finally {
 		ticking = false;
 	}
+}
+
+/* The header's word for the stream: live, or not (then the page polls slowly). */
+function liveState(mode) {
+	const el = document.getElementById('live');
+	if (el) {
+		el.className = 'live ' + mode;
+		el.title = t('live.' + mode);
+		el.firstChild.textContent = t('live.' + mode + '.short');
+	}
+}
+
+function onAlert(ev) {
+	if (ev && ev.kind === 'TEST') {
+		say(t('alerts.test'));
+	}
+	window.dispatchEvent(new CustomEvent('haven:alert', { detail: ev }));
+	refreshSoon();
+}
+
+/* The event stream while someone is signed in in this tab. */
+function startLive() {
+	live.start({ onEvent: onAlert, onPoll: refreshSoon, onState: liveState, onEnd: api.sessionEnded });
 }
 
 /* The badge: open offers (provider), referrals changed since seen (referrer), waiting needs
@@ -243,6 +289,7 @@ function renderLogin(main, message) {
 				pw.control.value = '';
 				saveCtx({ orgId: r.orgId, orgRole: r.orgRole, role: r.role, personId: r.personId });
 				seen = new Map();
+				startLive();
 				if (location.hash === '#/' || !location.hash) {
 					history.replaceState(null, '', '#/' + home());
 				}
@@ -262,8 +309,11 @@ function renderLogin(main, message) {
 
 async function signOut() {
 	stopPage();
-	await api.logout();
+	live.stop();
+	/* the other tabs first (the storage event: "signed out"), before the node ends the session
+	 * and their stream would say only that it ended */
 	saveCtx(null);
+	await api.logout();
 	seen = new Map();
 	history.replaceState(null, '', '#/');
 	show(t('login.loggedout'));
@@ -271,6 +321,7 @@ async function signOut() {
 
 api.setSessionEndHandler(() => {
 	stopPage();
+	live.stop();
 	saveCtx(null);
 	show(t('login.expired'));
 });
@@ -279,13 +330,20 @@ api.setSessionEndHandler(() => {
 window.addEventListener('storage', (ev) => {
 	if (ev.key === 'haven.ctx' && !ev.newValue && ctx) {
 		stopPage();
+		live.stop();
 		ctx = null;
 		show(t('login.loggedout'));
 	} else if (ev.key === 'haven.ctx' && ev.newValue && !ctx) {
 		ctx = loadCtx();
+		if (ctx) {
+			startLive();
+		}
 		show();
 	}
 });
 window.addEventListener('hashchange', () => show());
 setLang(lang());
+if (ctx) {
+	startLive();
+}
 show();

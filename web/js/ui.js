@@ -147,6 +147,15 @@ export function countdown(ms) {
 	return hh > 0 ? `${hh}:${pad(mm)}:${pad(ss)}` : `${mm}:${pad(ss)}`;
 }
 
+/* A span of seconds for people: "12 min" under an hour, else as duration(). */
+export function span(seconds) {
+	const v = Math.max(0, Number(seconds || 0));
+	if (v < 3600) {
+		return t('unit.min', { n: Math.max(1, Math.round(v / 60)) });
+	}
+	return v < 48 * 3600 ? t('unit.hours', { n: Math.round(v / 3600) }) : t('unit.days', { n: Math.round(v / 86400) });
+}
+
 export function duration(ms) {
 	const h_ = Number(ms || 0) / 3600000;
 	return h_ >= 48 ? t('unit.days', { n: (h_ / 24).toFixed(1) }) : t('unit.hours', { n: h_.toFixed(1) });

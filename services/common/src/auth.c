@@ -707,8 +707,8 @@ out:
 	return (st);
 }
 
-hv_status
-auth_verify_token(auth *a, const char *token, int64_t now_ms, rpc_caller *caller)
+static hv_status
+verify_token(auth *a, const char *token, int64_t now_ms, bool use, rpc_caller *caller)
 {
 	token_claims c;
 	auth_org     org = { 0 };
@@ -719,7 +719,7 @@ auth_verify_token(auth *a, const char *token, int64_t now_ms, rpc_caller *caller
 	if (a != NULL && token != NULL &&
 	    strncmp(token, AUTH_SESSION_PREFIX, sizeof(AUTH_SESSION_PREFIX) - 1) == 0) {
 		return (auth__session_verify(a->a_session_fn, a->a_session_arg, a->a_lookup,
-		    a->a_lookup_arg, token, now_ms, caller));
+		    a->a_lookup_arg, token, now_ms, use, caller));
 	}
 	if (a == NULL || (st = token_open(a, token, now_ms, &c, &why)) != HV_OK) {
 		goto out;
@@ -755,6 +755,18 @@ out:
 	}
 	auth__org_release(&org);
 	return (st);
+}
+
+hv_status
+auth_verify_token(auth *a, const char *token, int64_t now_ms, rpc_caller *caller)
+{
+	return (verify_token(a, token, now_ms, true, caller));
+}
+
+hv_status
+auth_verify_token_passive(auth *a, const char *token, int64_t now_ms, rpc_caller *caller)
+{
+	return (verify_token(a, token, now_ms, false, caller));
 }
 
 void

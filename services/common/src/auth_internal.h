@@ -109,8 +109,8 @@ hv_status auth__token_make(auth *a, const char *org_id, size_t orglen, unsigned 
 
 /* A person's session token (AUTH_SESSION_PREFIX): fn (NULL: none registered) verifies it,
  * then the directory (lookup) is asked about its organisation (auth_person.c). As
- * auth_verify_token. */
+ * auth_verify_token; use as auth_session_fn's. */
 hv_status auth__session_verify(auth_session_fn fn, void *arg, auth_lookup_fn lookup,
-    void *lookup_arg, const char *token, int64_t now_ms, rpc_caller *caller);
+    void *lookup_arg, const char *token, int64_t now_ms, bool use, rpc_caller *caller);
 
 #endif

@@ -15,7 +15,7 @@
 
 hv_status
 auth__session_verify(auth_session_fn fn, void *arg, auth_lookup_fn lookup, void *lookup_arg,
-    const char *token, int64_t now_ms, rpc_caller *caller)
+    const char *token, int64_t now_ms, bool use, rpc_caller *caller)
 {
 	auth_session s;
 	auth_org     org;
@@ -27,7 +27,7 @@ auth__session_verify(auth_session_fn fn, void *arg, auth_lookup_fn lookup, void 
 	if (fn == NULL) {
 		goto out;
 	}
-	if ((st = fn(arg, token, now_ms, &s)) != HV_OK) {
+	if ((st = fn(arg, token, now_ms, use, &s)) != HV_OK) {
 		why = "session unknown, expired or revoked";
 		goto out;
 	}

@@ -253,7 +253,7 @@ call_prepare(connect_server *cs, creq *r)
 	Haven__Rpc__V1__Request   *env;
 	Haven__Rpc__V1__Metadata **md;
 	const char                *uri = nng_http_req_get_uri(req);
-	const char                *token, *idem;
+	const char                *token, *idem, *activity;
 	size_t                     n;
 	hv_status                  st;
 
@@ -282,8 +282,10 @@ call_prepare(connect_server *cs, creq *r)
 	    (st = http_credential(cs, r, &token)) != HV_OK) {
 		return (st);
 	}
+	/* The credential, and Haven-Activity (a page's own refresh: rpc.h, RPC_MD_ACTIVITY). */
+	activity = nng_http_req_get_header(req, "Haven-Activity");
 	if (token != NULL) {
-		md = rpc_call_alloc(call, sizeof(*md));
+		md = rpc_call_alloc(call, 2 * sizeof(*md));
 		if (md == NULL || (md[0] = rpc_call_alloc(call, sizeof(**md))) == NULL) {
 			return (HV_RESOURCE_EXHAUSTED);
 		}
@@ -292,6 +294,15 @@ call_prepare(connect_server *cs, creq *r)
 		md[0]->value     = (char *) token;
 		env->metadata    = md;
 		env->n_metadata  = 1;
+		if (activity != NULL && strcmp(activity, RPC_ACTIVITY_BACKGROUND) == 0) {
+			if ((md[1] = rpc_call_alloc(call, sizeof(**md))) == NULL) {
+				return (HV_RESOURCE_EXHAUSTED);
+			}
+			haven__rpc__v1__metadata__init(md[1]);
+			md[1]->key      = RPC_MD_ACTIVITY;
+			md[1]->value    = RPC_ACTIVITY_BACKGROUND;
+			env->n_metadata = 2;
+		}
 	}
 	if ((st = rpc_dispatch_check_envelope(srv, call)) != HV_OK ||
 	    (st = rpc_dispatch_identify(srv, call, RPC_TRANSPORT_HTTP, false)) != HV_OK ||

@@ -8,7 +8,10 @@
  * organisation ends the stream at the next poll (SSE_POLL_MS), and what the stream carries is
  * exactly what WatchEvents answers that caller (its organisation's events, no personal data).
  * Polls ask max_wait_ms 0, so a stream never holds one of the dispatch's workers while it
- * waits; between polls it sleeps on an nng aio.
+ * waits; between polls it sleeps on an nng aio. A poll is marked as background activity
+ * (RPC_MD_ACTIVITY): it checks a person's session without holding off its idle timeout, so
+ * an open page whose person went away ends with "event: end" at the idle timeout (and at the
+ * absolute one), like every other use of that session.
  *
  * The connection. nng's handler aio stays pending for the stream's life (as for any answer of
  * ours, connect.c): we write the header block (no Content-Length, Connection: close) and then
@@ -354,13 +357,15 @@ sse_poll(sse_stream *s)
 	call->c_reply     = sse_reply;
 	call->c_transport = s;
 	if ((env = rpc_call_alloc(call, sizeof(*env))) == NULL ||
-	    (md = rpc_call_alloc(call, sizeof(*md))) == NULL ||
-	    (md[0] = rpc_call_alloc(call, sizeof(**md))) == NULL) {
+	    (md = rpc_call_alloc(call, 2 * sizeof(*md))) == NULL ||
+	    (md[0] = rpc_call_alloc(call, sizeof(**md))) == NULL ||
+	    (md[1] = rpc_call_alloc(call, sizeof(**md))) == NULL) {
 		rpc_dispatch_fail(call, st);
 		return;
 	}
 	haven__rpc__v1__request__init(env);
 	haven__rpc__v1__metadata__init(md[0]);
+	haven__rpc__v1__metadata__init(md[1]);
 	call->c_env         = env;
 	env->request_id     = atomic_fetch_add(&cs->cs_request_ids, 1) + 1;
 	env->method         = SSE_METHOD;
@@ -368,8 +373,10 @@ sse_poll(sse_stream *s)
 	env->idempotency_key = "";
 	md[0]->key          = "authorization";
 	md[0]->value        = s->s_token;
+	md[1]->key          = RPC_MD_ACTIVITY; /* a poll is no person's act (rpc.h) */
+	md[1]->value        = RPC_ACTIVITY_BACKGROUND;
 	env->metadata       = md;
-	env->n_metadata     = 1;
+	env->n_metadata     = 2;
 	if ((st = rpc_dispatch_method(srv, call)) != HV_OK ||
 	    (st = rpc_dispatch_check_envelope(srv, call)) != HV_OK ||
 	    (st = rpc_dispatch_identify(srv, call, RPC_TRANSPORT_HTTP, false)) != HV_OK ||

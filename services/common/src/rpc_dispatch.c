@@ -221,7 +221,11 @@ rpc_dispatch_identify(rpc_server *srv, rpc_call *call, rpc_transport transport,
 			return (rpc_call_error(call, HV_UNAUTHENTICATED,
 			    "this server does not accept session tokens"));
 		}
-		if (auth_verify_token(srv->sv_opts.auth, token, hv_clock_wall_ms(), c) != HV_OK) {
+		const char *act = rpc_call_metadata(call, RPC_MD_ACTIVITY);
+		bool        passive = act != NULL && strcmp(act, RPC_ACTIVITY_BACKGROUND) == 0;
+
+		if ((passive ? auth_verify_token_passive : auth_verify_token)(srv->sv_opts.auth, token,
+		        hv_clock_wall_ms(), c) != HV_OK) {
 			c->role      = RPC_ROLE_ANONYMOUS;
 			c->org_id[0] = '\0';
 			memset(&c->person, 0, sizeof(c->person));

@@ -24,40 +24,55 @@ function shade(free) {
 }
 
 function regionMap(byRegion, label) {
-	const W = 150, H = 64, gap = 6;
+	/* large type: the map is read on a phone too, where it is a third of this size */
+	const W = 176, H = 112, gap = 8;
 	const svg = s('svg', { viewBox: `0 0 ${4 * (W + gap)} ${6 * (H + gap)}`, role: 'img',
 		'aria-labelledby': 'map-title', class: 'map' }, s('title', { id: 'map-title' }, label));
 	for (const [name, [cx, cy]] of Object.entries(TILES)) {
 		const free = byRegion[name] || 0;
 		const [fill, ink] = shade(free);
-		svg.append(s('g', {}, s('rect', { x: cx * (W + gap), y: cy * (H + gap), width: W, height: H,
-			rx: 6, fill, stroke: '#17427a' }),
-		s('text', { x: cx * (W + gap) + 8, y: cy * (H + gap) + 24, fill: ink, 'font-size': 15 }, name),
-		s('text', { x: cx * (W + gap) + 8, y: cy * (H + gap) + 50, fill: ink, 'font-size': 22,
-			'font-weight': 'bold' }, small(free))));
+		const x = cx * (W + gap), y = cy * (H + gap);
+		/* a long name on a line per part ("Zeeland-" "West-" "Brabant") */
+		const lines = name.length > 9 ? name.split(/(?<=-)/) : [name];
+		svg.append(s('g', {}, s('rect', { x, y, width: W, height: H, rx: 6, fill, stroke: '#17427a' }),
+			s('text', { x: x + 8, y: y + 28, fill: ink, 'font-size': 25 },
+				lines.map((l, i) => s('tspan', { x: x + 8, dy: i ? 28 : 0 }, l))),
+			s('text', { x: x + W - 10, y: y + H - 10, fill: ink, 'font-size': 32, 'font-weight': 'bold',
+				'text-anchor': 'end' }, small(free))));
 	}
 	return svg;
 }
 
-/* A bar chart of values per period: numbers as bars, "<5" as a short hatched bar, withheld
- * as a gap with its word. */
+/* The shades with their bands, in words beside the colour. */
+function legend() {
+	const bands = ['0', '<5', '5–9', '10–19', '20+'];
+	return h('ul', { class: 'swatches', 'aria-label': t('num.legend.label') },
+		bands.map((b, i) => h('li', {}, h('span', { class: 'swatch shade-' + i, 'aria-hidden': 'true' }), b)));
+}
+
+/* A bar chart of values per period: numbers as bars, "<5" as a short light bar, withheld
+ * as a gap with its word. Nothing to show: a sentence instead of an empty chart. */
 function barChart(title, points, fmt) {
-	const W = 560, H = 220, pad = 36, bw = (W - pad) / Math.max(1, points.length);
+	if (!points.some((p) => (typeof p.v === 'number' && p.v > 0) || p.v === '<5')) {
+		return h('p', { class: 'empty' }, t('num.noData'));
+	}
+	const W = 560, H = 220, pad = 12, bw = (W - pad) / Math.max(1, points.length);
 	const nums = points.map((p) => (typeof p.v === 'number' ? p.v : 0));
 	const max = Math.max(5, ...nums);
-	const svg = s('svg', { viewBox: `0 0 ${W} ${H + 40}`, role: 'img', class: 'chart' }, s('title', {}, title));
+	const svg = s('svg', { viewBox: `0 0 ${W} ${H + 44}`, role: 'img', class: 'chart' }, s('title', {}, title));
 	svg.append(s('line', { x1: pad, y1: H, x2: W, y2: H, stroke: '#333' }));
 	points.forEach((p, i) => {
 		const x = pad + i * bw + 6;
 		const v = typeof p.v === 'number' ? p.v : p.v === '<5' ? 2.5 : 0;
-		const bh = (v / max) * (H - 30);
+		const bh = (v / max) * (H - 34);
 		if (bh > 0) {
 			svg.append(s('rect', { x, y: H - bh, width: bw - 12, height: bh,
 				fill: p.v === '<5' ? '#8fb4e0' : '#2f6db5' }));
 		}
-		svg.append(s('text', { x: x + (bw - 12) / 2, y: H - bh - 6, 'text-anchor': 'middle', 'font-size': 13,
+		svg.append(s('text', { x: x + (bw - 12) / 2, y: H - bh - 8, 'text-anchor': 'middle', 'font-size': 17,
 			fill: '#111' }, fmt(p.v)),
-		s('text', { x: x + (bw - 12) / 2, y: H + 18, 'text-anchor': 'middle', 'font-size': 12, fill: '#111' }, p.label));
+		s('text', { x: x + (bw - 12) / 2, y: H + 24, 'text-anchor': 'middle', 'font-size': 16, fill: '#111' },
+			p.label.slice(2)));
 	});
 	return svg;
 }
@@ -102,9 +117,11 @@ async function trend(box, regions) {
 		median.push({ label, v: ms.length ? ms.sort((x, y) => x - y)[Math.floor(ms.length / 2)] / 3600000 : 0 });
 	});
 	const fmtCount = (v) => (typeof v === 'number' ? String(v) : v === 'x' ? t('num.withheld') : v);
+	const fmtTime = (v) => (typeof v === 'number' ? (v ? duration(v * 3600000) : '—') : t('num.withheld'));
 	box.replaceChildren(card(t('num.unmet'), barChart(t('num.unmet'), unmet, fmtCount),
 		table(t('num.unmet'), [t('period'), t('num.unmet')], unmet.map((p) => [p.label, fmtCount(p.v)]))),
-	card(t('num.time'), barChart(t('num.time'), median, (v) => (typeof v === 'number' ? (v ? duration(v * 3600000) : '—') : t('num.withheld')))));
+	card(t('num.time'), barChart(t('num.time'), median, fmtTime),
+		table(t('num.time'), [t('period'), t('num.time')], median.map((p) => [p.label, fmtTime(p.v)]))));
 }
 
 export async function render(main) {
@@ -112,7 +129,7 @@ export async function render(main) {
 	const pop = field(t('need.population'), 'population', { options: [['', t('num.allPops')], ...opts(['WOMEN', 'MEN', 'MINORS', 'FAMILIES', 'NON_BINARY'])] });
 	const type = field(t('need.type'), 'type', { options: opts(['SHELTER', 'LEGAL_AID', 'MEDICAL', 'MENTAL_HEALTH', 'INTERPRETATION', 'CASE_MANAGEMENT']) });
 	const avail = h('div', {});
-	const charts = h('div', { class: 'grid' });
+	const charts = h('div', { class: 'grid two' });
 	main.append(h('div', { class: 'filters row' }, type, pop), avail, h('h2', {}, t('num.trend')), charts);
 	let cells = [];
 	const draw = () => {
@@ -136,9 +153,9 @@ export async function render(main) {
 			}
 		}
 		const sorted = Object.values(rows).sort((a, b) => a.region.localeCompare(b.region) || a.type.localeCompare(b.type));
-		avail.replaceChildren(h('div', { class: 'grid two' },
+		avail.replaceChildren(h('div', { class: 'grid map-table' },
 			card(t('num.map', { type: en(ty) }), regionMap(by, t('num.map', { type: en(ty) })),
-				h('p', { class: 'meta' }, t('num.legend'))),
+				legend(), h('p', { class: 'meta' }, t('num.legend'))),
 			card(t('num.table'), table(t('num.table'), [t('region'), t('need.type'), t('num.services'), t('num.free'), t('num.max'), t('num.stale')],
 				sorted.map((r) => [r.region, en(r.type), small(r.services), small(r.free), small(r.max), small(r.stale)])))));
 	};

@@ -1,6 +1,6 @@
 /*
  * people.js - an org admin's page: the organisation's people, their roles, disable, a new
- * second factor (shown once as a QR code to scan), and adding a person.
+ * password, a new second factor (shown once as a QR code to scan), and adding a person.
  */
 import { call } from '../api.js';
 import { t } from '../i18n.js';
@@ -32,6 +32,27 @@ export function qr(uri) {
 		button(t('people.enrol.done'), (ev) => ev.target.closest('.enrol').remove()));
 }
 
+/* A new password for one person (ResetPerson): typed by the admin, given to the person by a
+ * safe way, never shown again; the person's sessions end (the node changes its version). */
+function passwordForm(p, done) {
+	const pw = field(t('people.newPassword', { name: p.displayName }), 'newpassword', { type: 'password',
+		required: true, autocomplete: 'new-password', hint: t('people.password.hint') });
+	return h('section', { class: 'enrol', 'aria-label': t('people.resetPw') }, h('h3', {}, t('people.resetPw')),
+		form(t('people.resetPw'), [pw], t('people.resetPw'), async () => {
+			if (pw.control.value.length < 12) {
+				say(t('people.password.hint'), 'error');
+				pw.control.focus();
+				return;
+			}
+			const ok = await act(() => call(P + 'ResetPerson', { personId: p.id, password: pw.control.value }),
+				t('people.resetPw.ok'));
+			pw.control.value = '';
+			if (ok) {
+				done();
+			}
+		}));
+}
+
 export async function render(main, ctx) {
 	main.append(h('h1', {}, t('nav.people')));
 	const enrol = h('div', { 'aria-live': 'polite' });
@@ -44,6 +65,10 @@ export async function render(main, ctx) {
 				h('div', { class: 'row' },
 					p.enabled && p.id !== ctx.personId ? button(t('people.disable'), () => act(() => call(P + 'DisablePerson', { personId: p.id }).then(redraw), t('people.disabled.ok')), 'danger') : null,
 					!p.enabled ? button(t('people.enable'), () => act(() => call(P + 'ResetPerson', { personId: p.id, enable: true }).then(redraw), t('people.enabled.ok'))) : null,
+					button(t('people.resetPw'), () => {
+						enrol.replaceChildren(passwordForm(p, () => enrol.replaceChildren()));
+						enrol.querySelector('input').focus();
+					}),
 					button(t('people.reset2fa'), () => act(async () => {
 						const x = await call(P + 'ResetPerson', { personId: p.id, newSecondFactor: true });
 						enrol.replaceChildren(qr(x.otpauthUri));

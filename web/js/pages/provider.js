@@ -6,7 +6,7 @@
  */
 import { call, listAll } from '../api.js';
 import { t } from '../i18n.js';
-import { h, act, say, card, empty, button, en, opts, field, form, when, countdown } from '../ui.js';
+import { h, act, say, card, empty, button, en, opts, field, form, when, countdown, span } from '../ui.js';
 
 const R = 'haven.referral.v1.Referrals/';
 const C = 'haven.capacity.v1.Capacity/';
@@ -34,6 +34,8 @@ function serviceCard(v, redraw) {
 			h('span', { class: 'unit' }, t('svc.free'))),
 		h('p', { class: 'meta' }, t('svc.detail', { held: s.held || 0, occupied: s.occupied || 0,
 			max: s.maximum })),
+		h('p', { class: 'meta fresh' }, stale ? t('svc.staleSince', { ago: span(age) })
+			: t('svc.fresh', { ago: span(age), left: span(interval - age) })),
 		stale ? h('p', { class: 'warn' }, t('svc.stale')) : null,
 		soon ? h('p', { class: 'warn' }, t('svc.soon')) : null,
 		h('div', { class: 'actions row' },

@@ -252,10 +252,18 @@ export async function referrals(main, ctx) {
 	return { refresh: redraw };
 }
 
+/* The words for a trail entry's reason: the node's own codes ("offered", "offer expired")
+ * in the user's language; a person's reason text as it was written. */
+function why(reason) {
+	const k = 'why.' + (reason || '');
+	const w = t(k);
+	return w !== k ? w : reason || '';
+}
+
 function trail(r) {
 	return table(t('referral.trail'), [t('when'), t('who'), t('need'), t('change'), t('reason')],
 		(r.events || []).slice().reverse().map((e) => [when(e.timeMs), e.actorOrg || t('node'),
-			String((e.needIndex || 0) + 1), `${en(e.from)} → ${en(e.to)}`, e.reason || '']));
+			String((e.needIndex || 0) + 1), `${en(e.from)} → ${en(e.to)}`, why(e.reason)]));
 }
 
 function needActions(r, n, redraw) {

@@ -120,6 +120,12 @@ hv_status auth_register(auth *a, rpc_server *srv);
  * now_ms is Unix time in milliseconds. May rotate the token key (see above). */
 hv_status auth_verify_token(auth *a, const char *token, int64_t now_ms, rpc_caller *caller);
 
+/* As auth_verify_token, except that a person's session is not counted as used: its idle clock
+ * does not move (people.h). For calls no person made: a page's own refresh, an event stream's
+ * poll (rpc.h, RPC_MD_ACTIVITY). An organisation's token is verified the same either way. */
+hv_status auth_verify_token_passive(auth *a, const char *token, int64_t now_ms,
+    rpc_caller *caller);
+
 /* Issues a token directly (for the node's own tools and tests), without a signature: the
  * directory is asked only for the organisation's record version and certificate, which the
  * token is bound to (HV_NOT_FOUND for an unknown organisation, the lookup's status when it
@@ -151,8 +157,10 @@ typedef struct auth_session {
 
 /* Verifies a person's session token (it starts with AUTH_SESSION_PREFIX) at now_ms: HV_OK
  * with *out filled, HV_UNAUTHENTICATED for an unknown, expired, idle or revoked one, or the
- * store's failure. Called from the server's threads, possibly several at once. */
-typedef hv_status (*auth_session_fn)(void *arg, const char *token, int64_t now_ms,
+ * store's failure. use: the call counts as a use of the session (it holds off the idle
+ * timeout); false for a call no person made (auth_verify_token_passive). Called from the
+ * server's threads, possibly several at once. */
+typedef hv_status (*auth_session_fn)(void *arg, const char *token, int64_t now_ms, bool use,
     auth_session *out);
 
 /* Sets the verifier of people's sessions (NULL: such tokens are refused). Before the server

@@ -113,6 +113,13 @@ typedef struct rpc_metadata {
 } rpc_metadata;
 
 #define RPC_METADATA_MAX 16 /* entries per call */
+
+/* Metadata `haven-activity: background` marks a call no person made (an open page's own
+ * refresh, an event stream's poll): a person's session is checked as for any call but not
+ * counted as used, so it still ends when its person is idle (auth_verify_token_passive). Over
+ * the Connect API it is the header Haven-Activity. Any other value, or none, is a use. */
+#define RPC_MD_ACTIVITY "haven-activity"
+#define RPC_ACTIVITY_BACKGROUND "background"
 #define RPC_METHOD_NAME_MAX 256
 #define RPC_IDEMPOTENCY_KEY_MAX 128
 #define RPC_DEFAULT_MAX_MSG (1024 * 1024)
