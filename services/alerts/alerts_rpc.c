@@ -389,6 +389,27 @@ out:
 	return (st);
 }
 
+/* WatchEvents from_now: no events, only the cursor of the newest one, to watch from. */
+static hv_status
+watch_from_now(alerts_service *as, rpc_call *call, ProtobufCMessage **reply)
+{
+	Haven__Alerts__V1__WatchEventsResponse *out;
+	store_txn                              *txn = NULL;
+	hv_status                               st;
+
+	if ((out = rpc_call_alloc(call, sizeof(*out))) == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	haven__alerts__v1__watch_events_response__init(out);
+	if ((st = store_read_begin(as->as_store, &txn)) != HV_OK) {
+		return (st);
+	}
+	st = alerts_last_seq(as, txn, &out->cursor);
+	store_read_end(txn);
+	*reply = &out->base;
+	return (st);
+}
+
 static hv_status
 h_watch(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
@@ -407,19 +428,7 @@ h_watch(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage
 		return (st);
 	}
 	if (in->from_now) {
-		store_txn *txn = NULL;
-
-		if ((out = rpc_call_alloc(call, sizeof(*out))) == NULL) {
-			return (HV_RESOURCE_EXHAUSTED);
-		}
-		haven__alerts__v1__watch_events_response__init(out);
-		if ((st = store_read_begin(as->as_store, &txn)) != HV_OK) {
-			return (st);
-		}
-		st = alerts_last_seq(as, txn, &out->cursor);
-		store_read_end(txn);
-		*reply = &out->base;
-		return (st);
+		return (watch_from_now(as, call, reply));
 	}
 	if (in->page_size > ALERTS_PAGE_MAX) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "page_size is at most %d",

@@ -57,7 +57,7 @@ typedef struct listener_entry {
 	nng_tls_config *l_tls;
 	int             l_lockfd; /* ipc:// lock file, or -1 */
 	char           *l_lockpath;
-	char           *l_url;       /* as given to rpc_server_listen (tls+tcp port 0: the port) */
+	char           *l_url;       /* as the server was asked to listen on (tls+tcp port 0: the port) */
 	char           *l_probe_url; /* where the watchdog calls it; NULL: not watched */
 	unsigned        l_failed;    /* probes failed in a row */
 	uint64_t        l_restarts;  /* times the watchdog made it again */
