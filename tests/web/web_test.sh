@@ -123,5 +123,9 @@ HAVEN_URL="https://localhost:$port" HAVEN_PEOPLE="$people" HAVEN_SHOTS="$shots" 
 # The worker's reads of signals are in the node's audit log, which still verifies.
 "$cli" --data "$data" audit show --limit 1000 >"$work/audit.txt"; grep -q 'Signals/ListSignals '  "$work/audit.txt" ||
   { echo "FAIL the outreach worker's reads of signals are not in the audit log" >&2; tail -5 "$work/audit.txt" >&2; exit 1; }
+# So is the municipality's statistics query that was answered (the last month; this month's
+# was refused, and a refusal answers nothing to audit).
+grep -q 'Signals/Statistics ' "$work/audit.txt" ||
+  { echo "FAIL the answered signal statistics query is not in the audit log" >&2; exit 1; }
 "$cli" --data "$data" audit verify >/dev/null || { echo "FAIL audit verify" >&2; exit 1; }
-echo "ok   signal reads audited; the audit chain verifies"
+echo "ok   signal reads and statistics audited; the audit chain verifies"
