@@ -50,3 +50,19 @@ pbfield_at(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, size_t 
 	memcpy(&arr, (const char *) m + f->offset, sizeof(arr));
 	return (arr + i * pbfield_size(f->type));
 }
+
+bool
+pbfield_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		x |= (uint64_t) (b & 0x7f) << shift;
+		if ((b & 0x80) == 0) {
+			*v = x;
+			return (true);
+		}
+	}
+	return (false);
+}

@@ -3,6 +3,7 @@
  * strict at the boundary"): strings without NUL bytes, no field numbered 0, no unknown
  * fields at any depth. Used by the dispatch (rpc_dispatch.c) on every request and reply.
  */
+#include "haven/pbfield.h"
 #include "haven/rpc.h"
 
 #include "rpc_boundary.h"
@@ -79,23 +80,6 @@ rpc_pb_drop_unknown(ProtobufCMessage *m, ProtobufCAllocator *a, unsigned depth, 
 	return (true);
 }
 
-/* Reads a varint at *p (before end) into *v. */
-static bool
-pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	uint64_t x = 0;
-
-	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-		x |= (uint64_t) (b & 0x7f) << shift;
-		if ((b & 0x80) == 0) {
-			*v = x;
-			return (true);
-		}
-	}
-	return (false);
-}
-
 /* Whether no string field of the message of type d encoded in [p, end), nor of a message
  * below it, holds a NUL byte. The bytes decoded already (protobuf-c), so this only measures.
  * On false *bad names the string field (NULL: nesting over PB_DEPTH_MAX or bad bytes). */
@@ -111,12 +95,12 @@ pb_strings_ok(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8
 		const ProtobufCFieldDescriptor *f;
 		uint64_t                        key, len;
 
-		if (!pb_varint(&p, end, &key)) {
+		if (!pbfield_varint(&p, end, &key)) {
 			return (false);
 		}
 		switch (key & 7) {
 		case 0: /* varint */
-			if (!pb_varint(&p, end, &len)) {
+			if (!pbfield_varint(&p, end, &len)) {
 				return (false);
 			}
 			continue;
@@ -127,7 +111,7 @@ pb_strings_ok(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8
 			len = 4;
 			break;
 		case 2: /* length-delimited */
-			if (!pb_varint(&p, end, &len)) {
+			if (!pbfield_varint(&p, end, &len)) {
 				return (false);
 			}
 			break;

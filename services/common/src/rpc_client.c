@@ -16,6 +16,7 @@
 #include "haven/crypto.h"
 #include "haven/file.h"
 #include "haven/log.h"
+#include "haven/pbfield.h"
 #include "haven/rpc.h"
 
 #include "rpc_channel.h"
@@ -683,22 +684,6 @@ typedef struct reply_view {
 	uint64_t       request_id; /* 4 */
 } reply_view;
 
-static bool
-varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	uint64_t x = 0;
-
-	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-		x |= (uint64_t) (b & 0x7f) << shift;
-		if ((b & 0x80) == 0) {
-			*v = x;
-			return (true);
-		}
-	}
-	return (false);
-}
-
 /*
  * Reads the reply envelope in place: no allocation and no copy of the payload, which is then
  * unpacked straight from the message (protobuf-c's unpack of the envelope would allocate it
@@ -717,7 +702,7 @@ reply_read(const uint8_t *p, size_t n, reply_view *v)
 		uint64_t field;
 		int      want; /* the wire type of a known field, -1 for an unknown one */
 
-		if (!varint_get(&p, end, &key) || (field = key >> 3) == 0) {
+		if (!pbfield_varint(&p, end, &key) || (field = key >> 3) == 0) {
 			return (false);
 		}
 		want = field == 1 || field == 4 ? 0 : field == 2 || field == 3 ? 2 : -1;
@@ -726,7 +711,7 @@ reply_read(const uint8_t *p, size_t n, reply_view *v)
 		}
 		switch (key & 7) {
 		case 0:
-			if (!varint_get(&p, end, &x)) {
+			if (!pbfield_varint(&p, end, &x)) {
 				return (false);
 			}
 			if (field == 1) {
@@ -736,7 +721,7 @@ reply_read(const uint8_t *p, size_t n, reply_view *v)
 			}
 			continue;
 		case 2:
-			if (!varint_get(&p, end, &len) || len > (uint64_t) (end - p)) {
+			if (!pbfield_varint(&p, end, &len) || len > (uint64_t) (end - p)) {
 				return (false);
 			}
 			if (field == 2) {

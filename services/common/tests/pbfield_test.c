@@ -109,12 +109,44 @@ test_empty(void **state)
 	assert_int_equal(pbfield_count(&m.base, field("r_inner")), 0);
 }
 
+/* The wire's varints: one byte, several, the largest, and the ones that run out or past 64 bits. */
+static void
+test_varint(void **state)
+{
+	static const uint8_t one[] = { 0x05 }, three_hundred[] = { 0xac, 0x02 },
+	                     max[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01 },
+	                     cut[] = { 0x80, 0x80 },
+	                     eleven[] = { 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+		                     0x01 };
+	const uint8_t *p;
+	uint64_t       v = 0;
+
+	(void) state;
+	p = one;
+	assert_true(pbfield_varint(&p, one + sizeof(one), &v));
+	assert_int_equal(v, 5);
+	assert_ptr_equal(p, one + 1);
+	p = three_hundred;
+	assert_true(pbfield_varint(&p, three_hundred + sizeof(three_hundred), &v));
+	assert_int_equal(v, 300);
+	p = max;
+	assert_true(pbfield_varint(&p, max + sizeof(max), &v));
+	assert_true(v == UINT64_MAX);
+	p = cut;
+	assert_false(pbfield_varint(&p, cut + sizeof(cut), &v));
+	p = eleven;
+	assert_false(pbfield_varint(&p, eleven + sizeof(eleven), &v));
+	p = one;
+	assert_false(pbfield_varint(&p, one, &v)); /* nothing to read */
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_repeated),
 		cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_varint),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -13,7 +13,9 @@
 #define HAVEN_PBFIELD_H
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The bytes one value of type t takes in a message or in a repeated field's array: 8 for the
  * 64-bit integers and double, a pointer for strings and messages, a ProtobufCBinaryData for
@@ -25,5 +27,10 @@ size_t pbfield_count(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *
 
 /* Value i (below pbfield_count) of repeated field f of message m. */
 const void *pbfield_at(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, size_t i);
+
+/* Reads the varint at *p (before end) into *v and moves *p past it: the wire's own reading,
+ * for code that walks encoded bytes without unpacking them (the RPC envelope readers). False
+ * for a varint running past end or over 10 bytes. */
+bool pbfield_varint(const uint8_t **p, const uint8_t *end, uint64_t *v);
 
 #endif
