@@ -52,8 +52,8 @@ typedef struct ab {
 static int
 start_receiver(ab *b, const char *script)
 {
-	char cmd[4 * PATH_MAX + 200], ports[PATH_MAX + 16], cert[PATH_MAX + 16],
-	    key[PATH_MAX + 16], log[PATH_MAX + 16];
+	char cmd[4 * PATH_MAX + 200], ports[PATH_MAX + 16], cert[PATH_MAX + 16], key[PATH_MAX + 16],
+	    log[PATH_MAX + 16];
 	char src[PATH_MAX];
 
 	/* deploy/pki.sh of the tree the receiver is in: .../services/alerts/x.py -> ... */
@@ -67,9 +67,10 @@ start_receiver(ab *b, const char *script)
 		}
 		*slash = '\0';
 	}
-	snprintf(cmd, sizeof(cmd), "sh '%s/deploy/pki.sh' '%s/pki' ca >/dev/null 2>&1 && "
-	    "sh '%s/deploy/pki.sh' '%s/pki' server localhost >/dev/null 2>&1", src, b->dir, src,
-	    b->dir);
+	snprintf(cmd, sizeof(cmd),
+	    "sh '%s/deploy/pki.sh' '%s/pki' ca >/dev/null 2>&1 && "
+	    "sh '%s/deploy/pki.sh' '%s/pki' server localhost >/dev/null 2>&1",
+	    src, b->dir, src, b->dir);
 	if (system(cmd) != 0) {
 		fprintf(stderr, "haven-bench alerts: deploy/pki.sh failed (from %s)\n", src);
 		return (-1);
@@ -82,7 +83,8 @@ start_receiver(ab *b, const char *script)
 		if (freopen(log, "w", stderr) == NULL) {
 			_exit(126);
 		}
-		execl("/usr/bin/python3", "python3", script, b->dir, cert, key, AB_SECRET, (char *) NULL);
+		execl("/usr/bin/python3", "python3", script, b->dir, cert, key, AB_SECRET,
+		    (char *) NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 400; i++) {
@@ -131,8 +133,11 @@ org_fn(store_txn *txn, void *arg)
 static hv_status
 event_fn(store_txn *txn, void *arg)
 {
-	static const alerts_event ev = { .ae_kind = ALERT(OFFER_NEW), .ae_urgency = 1,
-		.ae_target = "off-0123456789abcdef", .ae_orgs = { AB_ORG }, .ae_norgs = 1 };
+	static const alerts_event ev = { .ae_kind = ALERT(OFFER_NEW),
+		.ae_urgency                       = 1,
+		.ae_target                        = "off-0123456789abcdef",
+		.ae_orgs                          = { AB_ORG },
+		.ae_norgs                         = 1 };
 
 	return (alerts_enqueue(arg, txn, &ev));
 }
@@ -160,8 +165,7 @@ pct(int64_t *v, size_t n, double p)
 
 /* Reads what the receiver got: latency (us) per delivery, by channel. */
 static size_t
-collect(ab *b, const int64_t *sent_us, long n, int64_t *hook, size_t *nh, int64_t *mail,
-    size_t *nm)
+collect(ab *b, const int64_t *sent_us, long n, int64_t *hook, size_t *nh, int64_t *mail, size_t *nm)
 {
 	char   path[PATH_MAX + 32], line[16384];
 	FILE  *f;
@@ -219,24 +223,25 @@ ab_close(ab *b)
 int
 bench_alerts(int argc, char **argv)
 {
-	ab             b   = { 0 };
-	long           n   = argc > 0 ? strtol(argv[0], NULL, 10) : 100;
-	long           gap = argc > 1 ? strtol(argv[1], NULL, 10) : 50;
-	const char    *script = argc > 2 ? argv[2]
-	                                 : HAVEN_SOURCE_DIR "/services/alerts/alerts_receiver.py";
+	ab          b   = { 0 };
+	long        n   = argc > 0 ? strtol(argv[0], NULL, 10) : 100;
+	long        gap = argc > 1 ? strtol(argv[1], NULL, 10) : 50;
+	const char *script =
+	    argc > 2 ? argv[2] : HAVEN_SOURCE_DIR "/services/alerts/alerts_receiver.py";
 	const char    *tmp = getenv("HAVEN_TEST_TMP") != NULL ? getenv("HAVEN_TEST_TMP") : "/tmp";
 	cap_options    co  = { 0 };
 	alerts_options ao  = { 0 };
 	org_job        oj  = { 0 };
-	Haven__Alerts__V1__Channels c = HAVEN__ALERTS__V1__CHANNELS__INIT;
-	char          *emails[] = { "intake@bench.test" };
-	char           url[100], smtp[100], ca[PATH_MAX + 16], err[256];
-	int64_t       *sent = NULL, *hook = NULL, *mail = NULL;
-	size_t         nh = 0, nm = 0;
-	int            rc = 1;
+	Haven__Alerts__V1__Channels c        = HAVEN__ALERTS__V1__CHANNELS__INIT;
+	char                       *emails[] = { "intake@bench.test" };
+	char                        url[100], smtp[100], ca[PATH_MAX + 16], err[256];
+	int64_t                    *sent = NULL, *hook = NULL, *mail = NULL;
+	size_t                      nh = 0, nm = 0;
+	int                         rc = 1;
 
 	if (n < 1 || n > AB_MAX_N || gap < 0 || gap > 10000 || argc > 3) {
-		fprintf(stderr, "usage: haven-bench alerts [N 1..%ld] [GAP_MS 0..10000] [RECEIVER]\n",
+		fprintf(stderr,
+		    "usage: haven-bench alerts [N 1..%ld] [GAP_MS 0..10000] [RECEIVER]\n",
 		    AB_MAX_N);
 		return (2);
 	}
@@ -259,16 +264,16 @@ bench_alerts(int argc, char **argv)
 		fprintf(stderr, "haven-bench alerts: cannot open the store\n");
 		goto out;
 	}
-	co.store   = b.st;
-	co.regions = b.map;
-	ao.store        = b.st;
-	ao.smtp_url     = smtp;
-	ao.smtp_from    = "haven@bench.test";
-	ao.smtp_ca_file = ca;
-	ao.node_url     = "https://haven.bench";
+	co.store                 = b.st;
+	co.regions               = b.map;
+	ao.store                 = b.st;
+	ao.smtp_url              = smtp;
+	ao.smtp_from             = "haven@bench.test";
+	ao.smtp_ca_file          = ca;
+	ao.node_url              = "https://haven.bench";
 	ao.webhook_allow_private = true; /* the receiver is on loopback */
-	if (cap_open(&b.cs, &co) != HV_OK || (ao.capacity = b.cs, oj.cs = b.cs,
-	                                         store_write(b.st, org_fn, &oj)) != HV_OK ||
+	if (cap_open(&b.cs, &co) != HV_OK ||
+	    (ao.capacity = b.cs, oj.cs = b.cs, store_write(b.st, org_fn, &oj)) != HV_OK ||
 	    alerts_open(&b.as, &ao) != HV_OK) {
 		fprintf(stderr, "haven-bench alerts: cannot open the services %s\n", oj.err);
 		goto out;
@@ -294,7 +299,8 @@ bench_alerts(int argc, char **argv)
 		}
 		nanosleep(&d, NULL);
 	}
-	for (int w = 0; w < 600 && collect(&b, sent, n, hook, &nh, mail, &nm) < 2 * (size_t) n; w++) {
+	for (int w = 0; w < 600 && collect(&b, sent, n, hook, &nh, mail, &nm) < 2 * (size_t) n;
+	     w++) {
 		usleep(50 * 1000);
 	}
 	if (nh + nm < 2 * (size_t) n) {
@@ -303,8 +309,8 @@ bench_alerts(int argc, char **argv)
 		goto out;
 	}
 	printf("alerts n=%ld webhook_p50_ms=%.1f webhook_p99_ms=%.1f smtp_p50_ms=%.1f "
-	       "smtp_p99_ms=%.1f\n", n, pct(hook, nh, 0.5), pct(hook, nh, 0.99), pct(mail, nm, 0.5),
-	    pct(mail, nm, 0.99));
+	       "smtp_p99_ms=%.1f\n",
+	    n, pct(hook, nh, 0.5), pct(hook, nh, 0.99), pct(mail, nm, 0.5), pct(mail, nm, 0.99));
 	rc = 0;
 out:
 	ab_close(&b);

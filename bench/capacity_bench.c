@@ -31,14 +31,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CAP_BENCH_SERVICES  10000
-#define CAP_BENCH_SECONDS   5
-#define CAP_BENCH_THREADS   16
-#define CAP_BENCH_BATCH     500
-#define CAP_BENCH_QUERIES   2000
-#define CAP_BENCH_MAX_THR   64
-#define CAP_BENCH_URL       "inproc://haven-bench-capacity"
-#define CAP_BENCH_PER_THR   4 /* services each client cycles through */
+#define CAP_BENCH_SERVICES 10000
+#define CAP_BENCH_SECONDS  5
+#define CAP_BENCH_THREADS  16
+#define CAP_BENCH_BATCH    500
+#define CAP_BENCH_QUERIES  2000
+#define CAP_BENCH_MAX_THR  64
+#define CAP_BENCH_URL      "inproc://haven-bench-capacity"
+#define CAP_BENCH_PER_THR  4 /* services each client cycles through */
 
 typedef Haven__Capacity__V1__Service service_t;
 
@@ -126,8 +126,10 @@ load_services_fn(store_txn *txn, void *arg)
 	static Haven__Capacity__V1__Population pops[][2] = {
 		{ HAVEN__CAPACITY__V1__POPULATION__WOMEN, HAVEN__CAPACITY__V1__POPULATION__MINORS },
 		{ HAVEN__CAPACITY__V1__POPULATION__MEN, HAVEN__CAPACITY__V1__POPULATION__WOMEN },
-		{ HAVEN__CAPACITY__V1__POPULATION__FAMILIES, HAVEN__CAPACITY__V1__POPULATION__MINORS },
-		{ HAVEN__CAPACITY__V1__POPULATION__NON_BINARY, HAVEN__CAPACITY__V1__POPULATION__MEN },
+		{ HAVEN__CAPACITY__V1__POPULATION__FAMILIES,
+		    HAVEN__CAPACITY__V1__POPULATION__MINORS },
+		{ HAVEN__CAPACITY__V1__POPULATION__NON_BINARY,
+		    HAVEN__CAPACITY__V1__POPULATION__MEN },
 	};
 	static char *langs[] = { "nl", "en", "ro", "pl" };
 	load_job    *j       = arg;
@@ -197,10 +199,10 @@ client_main(void *arg)
 		int64_t           t0;
 		hv_status         st;
 
-		req.service_id       = ids[k];
-		req.available        = avail[k] = (avail[k] + 1) % 5;
-		req.based_on_version = version[k];
-		t0                   = hv_clock_mono_ns();
+		req.service_id = ids[k];
+		req.available = avail[k] = (avail[k] + 1) % 5;
+		req.based_on_version     = version[k];
+		t0                       = hv_clock_mono_ns();
 		st = rpc_channel_call(cl->cl_ch, "haven.capacity.v1.Capacity/UpdateAvailability",
 		    &req.base, &haven__capacity__v1__service_view__descriptor, &rep, &o, NULL, 0);
 		if (st != HV_OK) {
@@ -245,13 +247,13 @@ bench_capacity(int argc, char **argv)
 {
 	const char        *tmp = getenv("TMPDIR");
 	char               dir[512];
-	bool               made     = false;
-	store             *st       = NULL;
-	region_map        *map      = NULL;
-	cap_service       *cs       = NULL;
-	rpc_server        *srv      = NULL;
-	cap_options        co       = { 0 };
-	rpc_server_options so       = { .workers = 16, .name = "bench" };
+	bool               made = false;
+	store             *st   = NULL;
+	region_map        *map  = NULL;
+	cap_service       *cs   = NULL;
+	rpc_server        *srv  = NULL;
+	cap_options        co   = { 0 };
+	rpc_server_options so   = { .workers = 16, .name = "bench" };
 	load_job           lj;
 	long               n        = CAP_BENCH_SERVICES;
 	long               seconds  = CAP_BENCH_SECONDS;
@@ -270,8 +272,9 @@ bench_capacity(int argc, char **argv)
 	    (argc >= 2 && parse_arg(argv[1], 1, 600, &seconds) != 0) ||
 	    (argc >= 3 && parse_arg(argv[2], 1, CAP_BENCH_MAX_THR, &nthreads) != 0) || argc > 3 ||
 	    n < nthreads * CAP_BENCH_PER_THR) {
-		fprintf(stderr, "usage: haven-bench capacity [SERVICES 100..1000000] [SECONDS 1..600] "
-		                "[THREADS 1..%d]\n",
+		fprintf(stderr,
+		    "usage: haven-bench capacity [SERVICES 100..1000000] [SECONDS 1..600] "
+		    "[THREADS 1..%d]\n",
 		    CAP_BENCH_MAX_THR);
 		return (2);
 	}
@@ -285,7 +288,8 @@ bench_capacity(int argc, char **argv)
 		goto out;
 	}
 	made = true;
-	if ((rv = store_open(&st, dir, NULL)) != HV_OK || (rv = region_map_default(&map)) != HV_OK) {
+	if ((rv = store_open(&st, dir, NULL)) != HV_OK ||
+	    (rv = region_map_default(&map)) != HV_OK) {
 		fprintf(stderr, "haven-bench: cannot open the store: %s\n", hv_status_name(rv));
 		goto out;
 	}
@@ -302,14 +306,17 @@ bench_capacity(int argc, char **argv)
 	lj.lj_cs  = cs;
 	lj.lj_map = map;
 	if ((rv = store_write(st, load_orgs_fn, &lj)) != HV_OK) {
-		fprintf(stderr, "haven-bench: organisations: %s %s\n", hv_status_name(rv), lj.lj_err);
+		fprintf(stderr, "haven-bench: organisations: %s %s\n", hv_status_name(rv),
+		    lj.lj_err);
 		goto out;
 	}
 	for (size_t first = 0; first < (size_t) n; first += CAP_BENCH_BATCH) {
 		lj.lj_first = first;
-		lj.lj_n     = (size_t) n - first < CAP_BENCH_BATCH ? (size_t) n - first : CAP_BENCH_BATCH;
+		lj.lj_n =
+		    (size_t) n - first < CAP_BENCH_BATCH ? (size_t) n - first : CAP_BENCH_BATCH;
 		if ((rv = store_write(st, load_services_fn, &lj)) != HV_OK) {
-			fprintf(stderr, "haven-bench: services: %s %s\n", hv_status_name(rv), lj.lj_err);
+			fprintf(stderr, "haven-bench: services: %s %s\n", hv_status_name(rv),
+			    lj.lj_err);
 			goto out;
 		}
 	}
@@ -370,7 +377,8 @@ bench_capacity(int argc, char **argv)
 	elapsed = hv_clock_mono_ns() - t0;
 	for (long i = 0; i < nthreads; i++) {
 		if (cl[i].cl_failed > 0) {
-			fprintf(stderr, "haven-bench: client %ld: %s\n", i, hv_status_name(cl[i].cl_status));
+			fprintf(stderr, "haven-bench: client %ld: %s\n", i,
+			    hv_status_name(cl[i].cl_status));
 			goto out;
 		}
 	}

@@ -88,7 +88,8 @@ proc_cpu_us(pid_t pid)
 	fclose(f);
 	/* Fields after the command's closing parenthesis: state is 3rd, utime 14th, stime 15th. */
 	if ((p = strrchr(buf, ')')) == NULL ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2) {
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) !=
+	        2) {
 		return (-1);
 	}
 	return ((int64_t) ((ut + stt) * 1000000ULL / (unsigned long long) sysconf(_SC_CLK_TCK)));
@@ -101,8 +102,8 @@ self_cpu_us(void)
 	struct rusage ru;
 
 	getrusage(RUSAGE_SELF, &ru);
-	return ((int64_t) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + ru.ru_utime.tv_usec +
-	    ru.ru_stime.tv_usec);
+	return ((int64_t) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+	    ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 /* One run against one server: its result and the CPU per call of server and client. */
@@ -139,7 +140,7 @@ static int
 slice_run(bool raw, pid_t pid, const char *url, int inflight, int each, size_t size, side *sd,
     int k)
 {
-	bench_result r = { 0 };
+	bench_result r  = { 0 };
 	double       su = 0, cu = 0;
 
 	if (measured_run(raw, pid, url, inflight, each, size, &r, &su, &cu) != 0) {
@@ -223,7 +224,8 @@ bench_compare(int argc, char **argv)
 	}
 	for (int i = 0; rc == 0 && i < rounds; i++) {
 		for (size_t k = 0; rc == 0 && k < sizeof(compare_inflight) / sizeof(int); k++) {
-			rc = compare_one(nurl, np, rurl, rp, compare_inflight[k], calls, (size_t) size);
+			rc = compare_one(nurl, np, rurl, rp, compare_inflight[k], calls,
+			    (size_t) size);
 		}
 	}
 	stop_server(np);

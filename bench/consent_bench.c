@@ -50,11 +50,11 @@
 #include <unistd.h>
 
 #define CB_SUBJECTS 100000
-#define CB_SECONDS 5
-#define CB_WORKERS 8
-#define CB_CLIENTS 8
-#define CB_BATCH 500
-#define CB_ECHO 256
+#define CB_SECONDS  5
+#define CB_WORKERS  8
+#define CB_CLIENTS  8
+#define CB_BATCH    500
+#define CB_ECHO     256
 #define CB_PROVIDER "shelter-a"
 #define CB_SLICE_US 500000 /* Check and Echo alternate in slices of this */
 
@@ -63,11 +63,11 @@ typedef struct client {
 	char (*cl_ids)[CONSENT_ID_HEX];
 	size_t    cl_nids;
 	uint64_t  cl_rand;
-	bool      cl_echo;     /* this slice: Echo, else Check */
-	bool      cl_warm;     /* warming: Check each subject once (warm_next), then stop */
+	bool      cl_echo; /* this slice: Echo, else Check */
+	bool      cl_warm; /* warming: Check each subject once (warm_next), then stop */
 	int64_t   cl_until_us;
-	size_t    cl_calls;    /* calls answered in this slice */
-	int64_t  *cl_lat;      /* Check latencies (us) over all slices */
+	size_t    cl_calls; /* calls answered in this slice */
+	int64_t  *cl_lat;   /* Check latencies (us) over all slices */
 	size_t    cl_nlat, cl_cap;
 	size_t    cl_failed;
 	size_t    cl_denied;
@@ -139,19 +139,18 @@ typedef struct load_job {
 static hv_status
 load_fn(store_txn *txn, void *arg)
 {
-	static const rpc_caller          op = { .role = RPC_ROLE_OPERATOR };
-	load_job                        *j  = arg;
-	Haven__Consent__V1__PersonalData p  = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
-	Haven__Consent__V1__GrantRequest g  = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
-	Haven__Consent__V1__Purpose      purposes[] = {
-        HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL,
-        HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER };
-	Haven__Consent__V1__Category cats[] = { HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY,
-		HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT };
-	char     *recips[] = { CB_PROVIDER };
-	char     *langs[]  = { "ro", "en" };
-	char      name[64];
-	hv_status st;
+	static const rpc_caller          op     = { .role = RPC_ROLE_OPERATOR };
+	load_job                        *j      = arg;
+	Haven__Consent__V1__PersonalData p      = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+	Haven__Consent__V1__GrantRequest g      = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
+	Haven__Consent__V1__Purpose  purposes[] = { HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL,
+		 HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER };
+	Haven__Consent__V1__Category cats[]     = { HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY,
+		    HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT };
+	char                        *recips[]   = { CB_PROVIDER };
+	char                        *langs[]    = { "ro", "en" };
+	char                         name[64];
+	hv_status                    st;
 
 	p.name          = name;
 	p.date_of_birth = "1990-06-15";
@@ -170,8 +169,8 @@ load_fn(store_txn *txn, void *arg)
 	g.language      = "ro";
 	for (size_t i = j->lj_first; i < j->lj_first + j->lj_n; i++) {
 		snprintf(name, sizeof(name), "Bench Person %zu", i);
-		if ((st = consent_create_subject_txn(j->lj_cs, txn, &op, &p, false, j->lj_ids[i])) !=
-		    HV_OK) {
+		if ((st = consent_create_subject_txn(j->lj_cs, txn, &op, &p, false,
+		         j->lj_ids[i])) != HV_OK) {
 			return (st);
 		}
 		g.subject    = j->lj_ids[i];
@@ -241,7 +240,8 @@ client_main(void *arg)
 		}
 		if (st == HV_RESOURCE_EXHAUSTED) {
 			/* Back-pressure (a full queue or an audit writer behind on a busy disk): a
-			 * client backs off and tries again, as the server asks; it is not a failure. */
+			 * client backs off and tries again, as the server asks; it is not a
+			 * failure. */
 			c->cl_busy++;
 			usleep(1000);
 			continue;
@@ -328,7 +328,7 @@ static size_t
 run_slice(client *cl, int n, bool echo, int64_t slice_us, size_t *calls, int64_t *us)
 {
 	pthread_t th[CB_CLIENTS];
-	int64_t   t0 = hv_clock_mono_us();
+	int64_t   t0     = hv_clock_mono_us();
 	size_t    failed = 0;
 	int       started;
 	int64_t   cpu0 = cpu_us(), csw0 = csw(), flt0 = minflt();
@@ -406,19 +406,19 @@ bench_consent(int argc, char **argv)
 	load_job           lj;
 	long               n = CB_SUBJECTS, seconds = CB_SECONDS, workers = CB_WORKERS;
 	client             cl[CB_CLIENTS];
-	char (*ids)[CONSENT_ID_HEX] = NULL;
-	size_t             checks = 0, echoes = 0, failed = 0;
-	int64_t            check_us = 0, echo_us = 0;
-	int64_t            t0;
-	uint64_t           commits;
-	hv_status          rv;
-	int                code = 1;
-	bool               warm = true;
+	char(*ids)[CONSENT_ID_HEX] = NULL;
+	size_t    checks = 0, echoes = 0, failed = 0;
+	int64_t   check_us = 0, echo_us = 0;
+	int64_t   t0;
+	uint64_t  commits;
+	hv_status rv;
+	int       code = 1;
+	bool      warm = true;
 
 	memset(cl, 0, sizeof(cl));
 	co.check_audit_async = true; /* the node's default, check_audit = queued */
-	while (argc >= 1 && (strcmp(argv[argc - 1], "durable") == 0 ||
-	                        strcmp(argv[argc - 1], "cold") == 0)) {
+	while (argc >= 1 &&
+	    (strcmp(argv[argc - 1], "durable") == 0 || strcmp(argv[argc - 1], "cold") == 0)) {
 		if (strcmp(argv[argc - 1], "durable") == 0) {
 			co.check_audit_async = false;
 		} else {
@@ -429,7 +429,8 @@ bench_consent(int argc, char **argv)
 	if ((argc >= 1 && parse_arg(argv[0], 1, 10000000, &n) != 0) ||
 	    (argc >= 2 && parse_arg(argv[1], 1, 600, &seconds) != 0) ||
 	    (argc >= 3 && parse_arg(argv[2], 1, 256, &workers) != 0) || argc > 3) {
-		fprintf(stderr, "usage: haven-bench consent [SUBJECTS] [SECONDS] [WORKERS] [durable] [cold]\n");
+		fprintf(stderr,
+		    "usage: haven-bench consent [SUBJECTS] [SECONDS] [WORKERS] [durable] [cold]\n");
 		return (2);
 	}
 	log_init("bench", LOG_LEVEL_WARN);
@@ -451,7 +452,8 @@ bench_consent(int argc, char **argv)
 		char sdir[600];
 		snprintf(sdir, sizeof(sdir), "%s/store", dir);
 		if ((rv = store_open(&st, sdir, NULL)) != HV_OK) {
-			fprintf(stderr, "haven-bench: cannot open the store: %s\n", hv_status_name(rv));
+			fprintf(stderr, "haven-bench: cannot open the store: %s\n",
+			    hv_status_name(rv));
 			goto out;
 		}
 	}
@@ -474,7 +476,8 @@ bench_consent(int argc, char **argv)
 		lj.lj_first = first;
 		lj.lj_n     = (size_t) n - first < CB_BATCH ? (size_t) n - first : CB_BATCH;
 		if ((rv = store_write(st, load_fn, &lj)) != HV_OK) {
-			fprintf(stderr, "haven-bench: load: %s %s\n", hv_status_name(rv), lj.lj_err);
+			fprintf(stderr, "haven-bench: load: %s %s\n", hv_status_name(rv),
+			    lj.lj_err);
 			goto out;
 		}
 	}
@@ -482,7 +485,8 @@ bench_consent(int argc, char **argv)
 	    (double) (hv_clock_mono_us() - t0) / 1e6);
 
 	so.workers = (unsigned) workers;
-	if ((rv = rpc_server_open(&srv, &so)) != HV_OK || (rv = consent_register(cs, srv)) != HV_OK ||
+	if ((rv = rpc_server_open(&srv, &so)) != HV_OK ||
+	    (rv = consent_register(cs, srv)) != HV_OK ||
 	    (rv = rpc_server_listen(srv, url)) != HV_OK || (rv = rpc_server_start(srv)) != HV_OK) {
 		fprintf(stderr, "haven-bench: server: %s\n", hv_status_name(rv));
 		goto out;
@@ -501,9 +505,10 @@ bench_consent(int argc, char **argv)
 	(void) run_slice(cl, CB_CLIENTS, true, CB_SLICE_US, &echoes, &echo_us);
 	if (warm) {
 		/* Every subject checked once, so that each one's view is in the consent service's
-		 * cache (the state of a node that has run for a while without consents changing). */
-		int64_t w0 = hv_clock_mono_us();
-		size_t  wc = 0;
+		 * cache (the state of a node that has run for a while without consents changing).
+		 */
+		int64_t w0  = hv_clock_mono_us();
+		size_t  wc  = 0;
 		int64_t wus = 0;
 
 		for (int i = 0; i < CB_CLIENTS; i++) {
@@ -528,7 +533,7 @@ bench_consent(int argc, char **argv)
 	check_idle = check_ticks = echo_idle = echo_ticks = 0;
 	check_csw = echo_csw = 0;
 	check_flt = echo_flt = 0;
-	commits = store_commit_count(st);
+	commits              = store_commit_count(st);
 	for (long i = 0; i < seconds * 1000000 / CB_SLICE_US; i++) {
 		failed += run_slice(cl, CB_CLIENTS, false, CB_SLICE_US, &checks, &check_us);
 		failed += run_slice(cl, CB_CLIENTS, true, CB_SLICE_US, &echoes, &echo_us);
@@ -540,8 +545,10 @@ bench_consent(int argc, char **argv)
 			busy += cl[i].cl_busy;
 		}
 		if (busy > 0) {
-			fprintf(stderr, "haven-bench: %zu calls answered RESOURCE_EXHAUSTED and were tried "
-			                "again after 1 ms\n", busy);
+			fprintf(stderr,
+			    "haven-bench: %zu calls answered RESOURCE_EXHAUSTED and were tried "
+			    "again after 1 ms\n",
+			    busy);
 		}
 	}
 	if (failed > 0 || checks == 0 || echoes == 0) {
@@ -556,8 +563,9 @@ bench_consent(int argc, char **argv)
 	}
 	fprintf(stderr,
 	    "haven-bench: %zu checks in %llu commits (%.1f per commit), %ld workers, audit %s\n",
-	    checks, (unsigned long long) commits, commits > 0 ? (double) checks / (double) commits : 0.0,
-	    workers, co.check_audit_async ? "queued" : "durable, in each Check's transaction");
+	    checks, (unsigned long long) commits,
+	    commits > 0 ? (double) checks / (double) commits : 0.0, workers,
+	    co.check_audit_async ? "queued" : "durable, in each Check's transaction");
 	fprintf(stderr,
 	    "haven-bench: CPU per call (all threads): check %.1f us, echo %.1f us; minor page "
 	    "faults per call: check %.2f, echo %.2f\n",

@@ -57,12 +57,12 @@ bench_lookup(void *arg, const char *org_id, auth_org *out)
 static void *
 hjob_main(void *arg)
 {
-	hjob                         *j   = arg;
-	Haven__Diag__V1__EchoRequest  req = HAVEN__DIAG__V1__ECHO_REQUEST__INIT;
-	uint8_t                      *buf = malloc(j->size + 1);
-	cc_client                    *cc  = NULL;
-	rpc_channel                  *ch  = NULL;
-	rpc_call_options              o   = { .timeout_ms = 10000 };
+	hjob                        *j   = arg;
+	Haven__Diag__V1__EchoRequest req = HAVEN__DIAG__V1__ECHO_REQUEST__INIT;
+	uint8_t                     *buf = malloc(j->size + 1);
+	cc_client                   *cc  = NULL;
+	rpc_channel                 *ch  = NULL;
+	rpc_call_options             o   = { .timeout_ms = 10000 };
 
 	memset(buf, 'x', j->size);
 	req.payload.data = buf;
@@ -86,8 +86,8 @@ hjob_main(void *arg)
 			    &haven__diag__v1__echo_response__descriptor, &r, &o, NULL, 0);
 		} else {
 			st = cc_call(cc, "haven.diag.v1.Diagnostics/Echo", &req.base,
-			    &haven__diag__v1__echo_response__descriptor, &r, j->token, j->w == WAY_JSON,
-			    NULL, 10000, NULL, NULL, 0);
+			    &haven__diag__v1__echo_response__descriptor, &r, j->token,
+			    j->w == WAY_JSON, NULL, 10000, NULL, NULL, 0);
 		}
 		if (st != HV_OK || ((Haven__Diag__V1__EchoResponse *) r)->payload.len != j->size) {
 			j->errors++;
@@ -162,7 +162,7 @@ bench_http(int argc, char **argv)
 	rpc_server        *srv = NULL;
 	connect_server    *cs  = NULL;
 	char               dir[256], url[300], base[64], token[AUTH_TOKEN_MAX];
-	const char        *tmp = getenv("TMPDIR");
+	const char        *tmp     = getenv("TMPDIR");
 	long               threads = 4, calls = 5000, size = 256;
 	double             q[3];
 	hjob               proto;
@@ -196,11 +196,11 @@ bench_http(int argc, char **argv)
 	}
 	snprintf(base, sizeof(base), "http://127.0.0.1:%d", connect_server_port(cs));
 	memset(&proto, 0, sizeof(proto));
-	proto.base  = base;
-	proto.url   = url;
-	proto.token = token;
-	proto.calls = (int) calls;
-	proto.size  = (size_t) size;
+	proto.base   = base;
+	proto.url    = url;
+	proto.token  = token;
+	proto.calls  = (int) calls;
+	proto.size   = (size_t) size;
 	q[WAY_JSON]  = run_way(WAY_JSON, (int) threads, &proto);
 	q[WAY_PROTO] = run_way(WAY_PROTO, (int) threads, &proto);
 	q[WAY_RPC]   = run_way(WAY_RPC, (int) threads, &proto);

@@ -41,7 +41,8 @@ static const char referral_json[] =
     "\"reason\":\"created\"},{\"timeMs\":\"1764979200999\",\"needIndex\":0,"
     "\"from\":\"WAITING\",\"to\":\"OFFERED\",\"reason\":\"routed\",\"offerId\":\"o-5d2c9e1a7b\"},"
     "{\"timeMs\":\"1764979201100\",\"actorOrg\":\"\",\"needIndex\":1,\"from\":\"WAITING\","
-    "\"to\":\"OFFERED\",\"reason\":\"routed\",\"offerId\":\"o-11aa\"},{\"timeMs\":\"1764979201200\","
+    "\"to\":\"OFFERED\",\"reason\":\"routed\",\"offerId\":\"o-11aa\"},{\"timeMs\":"
+    "\"1764979201200\","
     "\"actorOrg\":\"legal.aid.nl\",\"needIndex\":1,\"from\":\"OFFERED\",\"to\":\"WAITING\","
     "\"reason\":\"DECLINED_NO_CAPACITY\"}],\"idempotencyKey\":\"k-2f8e\"}";
 
@@ -59,7 +60,7 @@ static int
 time_json(const ProtobufCMessage *m, const char *json, size_t n, long rounds, double *enc,
     double *dec)
 {
-	char  err[PBJSON_ERR_SIZE];
+	char   err[PBJSON_ERR_SIZE];
 	double t0 = now_s();
 
 	for (long i = 0; i < rounds; i++) {
@@ -73,15 +74,16 @@ time_json(const ProtobufCMessage *m, const char *json, size_t n, long rounds, do
 	double t1 = now_s();
 	for (long i = 0; i < rounds; i++) {
 		ProtobufCMessage *d = NULL;
-		if (pbjson_decode(m->descriptor, json, n, NULL, NULL, &d, err, sizeof(err)) != HV_OK) {
+		if (pbjson_decode(m->descriptor, json, n, NULL, NULL, &d, err, sizeof(err)) !=
+		    HV_OK) {
 			fprintf(stderr, "haven-bench json: %s\n", err);
 			return (-1);
 		}
 		protobuf_c_message_free_unpacked(d, NULL);
 	}
 	double t2 = now_s();
-	*enc = (double) rounds / (t1 - t0);
-	*dec = (double) rounds / (t2 - t1);
+	*enc      = (double) rounds / (t1 - t0);
+	*dec      = (double) rounds / (t2 - t1);
 	return (0);
 }
 
@@ -90,19 +92,21 @@ bench_json(int argc, char **argv)
 {
 	long              rounds = JSON_BENCH_DEFAULT_N;
 	ProtobufCMessage *m      = NULL;
-	char             *json = NULL, *end, err[PBJSON_ERR_SIZE];
-	uint8_t          *bin  = NULL;
+	char             *json   = NULL, *end, err[PBJSON_ERR_SIZE];
+	uint8_t          *bin    = NULL;
 	size_t            jn, bn;
 	double            enc, dec;
 	int               rc = 1;
 
-	if (argc > 1 || (argc == 1 && ((rounds = strtol(argv[0], &end, 10)) < 1 ||
-				       rounds > JSON_BENCH_MAX_N || *end != '\0'))) {
+	if (argc > 1 ||
+	    (argc == 1 &&
+	        ((rounds = strtol(argv[0], &end, 10)) < 1 || rounds > JSON_BENCH_MAX_N ||
+	            *end != '\0'))) {
 		fprintf(stderr, "usage: haven-bench json [N]  (1..%ld)\n", JSON_BENCH_MAX_N);
 		return (2);
 	}
 	if (pbjson_decode(&haven__referral__v1__referral__descriptor, referral_json,
-		strlen(referral_json), NULL, NULL, &m, err, sizeof(err)) != HV_OK ||
+	        strlen(referral_json), NULL, NULL, &m, err, sizeof(err)) != HV_OK ||
 	    pbjson_encode(m, NULL, &json, &jn, err, sizeof(err)) != HV_OK) {
 		fprintf(stderr, "haven-bench json: %s\n", err);
 		goto out;

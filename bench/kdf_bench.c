@@ -87,8 +87,8 @@ totp_rate(long seconds)
 	while (t < end) {
 		for (int i = 0; i < 100; i++, n++) {
 			/* A wrong code in practice (one chance in 10^6 per step to match). */
-			hv_status st = crypto_totp_verify(
-			    &step, secret, sizeof(secret), "000000", 6, 1700000000 + n, 0);
+			hv_status st = crypto_totp_verify(&step, secret, sizeof(secret), "000000",
+			    6, 1700000000 + n, 0);
 			if (st != HV_UNAUTHENTICATED && st != HV_OK) {
 				return (-1);
 			}
@@ -139,7 +139,7 @@ bench_kdf(int argc, char **argv)
 	       "hash_cpu_ms=%.1f mem_kib=%llu rss_peak_kib=%ld totp_verify_per_s=%ld\n",
 	    CRYPTO_PWHASH_LN, CRYPTO_PWHASH_R, CRYPTO_PWHASH_P, hashes,
 	    (double) ns[hashes / 2] / 1e6, (double) ns[hashes - 1] / 1e6,
-	    (double) cpu[hashes / 2] / 1e6,
-	    (unsigned long long) (mem / 1024), maxrss_kib() - rss0, rate);
+	    (double) cpu[hashes / 2] / 1e6, (unsigned long long) (mem / 1024), maxrss_kib() - rss0,
+	    rate);
 	return (0);
 }

@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 #define NNG_DEFAULT_CONTEXTS 256
-#define NNG_MAX_CONTEXTS 4096
+#define NNG_MAX_CONTEXTS     4096
 
 /* ---- the server ---------------------------------------------------------------------- */
 
@@ -210,7 +210,7 @@ bench_nng_run(const char *url, int inflight, int calls, size_t size, int conns, 
 	cli_run    run = { .size = size };
 	cli_slot  *slots;
 	int64_t   *all, elapsed, warm[64];
-	size_t     n = 0;
+	size_t     n      = 0;
 	int        errors = 0, opened = 0;
 
 	if (nng_req0_open(&sock) != 0) {

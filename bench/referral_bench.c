@@ -92,8 +92,7 @@ remove_dir(const char *dir)
 
 static hv_status
 consent_allow(void *arg, store_txn *txn, const rpc_caller *caller, const char *method,
-    const char *subject, const char *purpose, const char *recipient, bool accepting,
-    bool *allowed)
+    const char *subject, const char *purpose, const char *recipient, bool accepting, bool *allowed)
 {
 	*allowed = true;
 	return (HV_OK);
@@ -140,9 +139,9 @@ services_fn(store_txn *txn, void *arg)
 	hv_status  st;
 
 	for (unsigned i = j->sj_from; i < j->sj_to; i++) {
-		Haven__Capacity__V1__Service      s       = HAVEN__CAPACITY__V1__SERVICE__INIT;
-		Haven__Capacity__V1__Population   pops[2] = { HAVEN__CAPACITY__V1__POPULATION__WOMEN,
-                HAVEN__CAPACITY__V1__POPULATION__MEN };
+		Haven__Capacity__V1__Service    s       = HAVEN__CAPACITY__V1__SERVICE__INIT;
+		Haven__Capacity__V1__Population pops[2] = { HAVEN__CAPACITY__V1__POPULATION__WOMEN,
+			HAVEN__CAPACITY__V1__POPULATION__MEN };
 		Haven__Capacity__V1__Exploitation spec =
 		    (Haven__Capacity__V1__Exploitation) (1 + rand_r(&seed) % 4);
 		char *l[2] = { "nl", (char *) langs[1 + rand_r(&seed) % (N_LANGS - 1)] };
@@ -157,20 +156,21 @@ services_fn(store_txn *txn, void *arg)
 		s.service_area = (char *) region_map_name(j->sj_regions,
 		    (i / SERVICES_PER_ORG) % region_map_count(j->sj_regions));
 		/* A shelter takes women or men (a third both); legal aid everyone. */
-		if (s.type == HAVEN__CAPACITY__V1__SERVICE_TYPE__SHELTER && rand_r(&seed) % 3 != 0) {
+		if (s.type == HAVEN__CAPACITY__V1__SERVICE_TYPE__SHELTER &&
+		    rand_r(&seed) % 3 != 0) {
 			s.n_populations = 1;
-			pops[0]         = rand_r(&seed) % 2 == 0 ? HAVEN__CAPACITY__V1__POPULATION__WOMEN
-			                                         : HAVEN__CAPACITY__V1__POPULATION__MEN;
+			pops[0] = rand_r(&seed) % 2 == 0 ? HAVEN__CAPACITY__V1__POPULATION__WOMEN
+			                                 : HAVEN__CAPACITY__V1__POPULATION__MEN;
 		} else {
 			s.n_populations = 2;
 		}
-		s.populations        = pops;
-		s.n_languages        = 2;
-		s.languages          = l;
-		s.n_specialisations  = 1;
-		s.specialisations    = &spec;
-		s.maximum            = 10;
-		s.available          = rand_r(&seed) % 100 < FULL_PERCENT ? 0 : 1 + rand_r(&seed) % 5;
+		s.populations       = pops;
+		s.n_languages       = 2;
+		s.languages         = l;
+		s.n_specialisations = 1;
+		s.specialisations   = &spec;
+		s.maximum           = 10;
+		s.available = rand_r(&seed) % 100 < FULL_PERCENT ? 0 : 1 + rand_r(&seed) % 5;
 		s.front_door_contact = "intake desk";
 		if ((st = cap_add_service(j->sj_cs, txn, &s, id, err, sizeof(err))) != HV_OK) {
 			fprintf(stderr, "referral bench: %s\n", err);
@@ -181,14 +181,14 @@ services_fn(store_txn *txn, void *arg)
 }
 
 typedef struct client {
-	pthread_t     c_thread;
-	rpc_channel  *c_ch;
-	unsigned      c_first, c_count; /* people [first, first + count) */
-	unsigned      c_seed;
-	int64_t      *c_lat;
-	unsigned      c_failed;
+	pthread_t         c_thread;
+	rpc_channel      *c_ch;
+	unsigned          c_first, c_count; /* people [first, first + count) */
+	unsigned          c_seed;
+	int64_t          *c_lat;
+	unsigned          c_failed;
 	const region_map *c_regions;
-	atomic_int   *c_start;
+	atomic_int       *c_start;
 } client;
 
 static void *
@@ -203,15 +203,15 @@ client_main(void *arg)
 		    HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
 		Haven__Referral__V1__NeedRequest  needs[2];
 		Haven__Referral__V1__NeedRequest *np[2] = { &needs[0], &needs[1] };
-		char *lang[1] = { (char *) langs[rand_r(&c->c_seed) % N_LANGS] };
-		char                             *excluded[1];
-		char                              subject[33], key[32];
-		uint8_t                           rnd[16];
-		rpc_call_options                  o = { .timeout_ms = 30000 };
-		ProtobufCMessage                 *rep = NULL;
-		char                              err[RPC_ERRMSG_MAX];
-		int64_t                           t0;
-		hv_status                         st;
+		char             *lang[1] = { (char *) langs[rand_r(&c->c_seed) % N_LANGS] };
+		char             *excluded[1];
+		char              subject[33], key[32];
+		uint8_t           rnd[16];
+		rpc_call_options  o   = { .timeout_ms = 30000 };
+		ProtobufCMessage *rep = NULL;
+		char              err[RPC_ERRMSG_MAX];
+		int64_t           t0;
+		hv_status         st;
 
 		(void) crypto_random(rnd, sizeof(rnd));
 		for (size_t k = 0; k < sizeof(rnd); k++) {
@@ -222,30 +222,31 @@ client_main(void *arg)
 		    rand_r(&c->c_seed) % region_map_count(c->c_regions));
 		for (int k = 0; k < 2; k++) {
 			haven__referral__v1__need_request__init(&needs[k]);
-			needs[k].type = k == 0 ? HAVEN__CAPACITY__V1__SERVICE_TYPE__SHELTER
-			                       : HAVEN__CAPACITY__V1__SERVICE_TYPE__LEGAL_AID;
+			needs[k].type        = k == 0 ? HAVEN__CAPACITY__V1__SERVICE_TYPE__SHELTER
+			                              : HAVEN__CAPACITY__V1__SERVICE_TYPE__LEGAL_AID;
 			needs[k].population  = (c->c_first + i) % 2 == 0
 			     ? HAVEN__CAPACITY__V1__POPULATION__WOMEN
 			     : HAVEN__CAPACITY__V1__POPULATION__MEN;
 			needs[k].n_languages = 1;
 			needs[k].languages   = lang;
 		}
-		req.subject            = subject;
-		req.urgency            = HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE;
-		req.exploitation       = (Haven__Referral__V1__Exploitation) (1 + rand_r(&c->c_seed) % 5);
-		req.n_needs            = 2;
-		req.needs              = np;
+		req.subject      = subject;
+		req.urgency      = HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE;
+		req.exploitation = (Haven__Referral__V1__Exploitation) (1 + rand_r(&c->c_seed) % 5);
+		req.n_needs      = 2;
+		req.needs        = np;
 		req.n_excluded_regions = 1;
 		req.excluded_regions   = excluded;
 		o.idempotency_key      = key;
 		t0                     = hv_clock_mono_us();
-		st = rpc_channel_call(c->c_ch, "haven.referral.v1.Referrals/CreateReferral", &req.base,
-		    &haven__referral__v1__referral__descriptor, &rep, &o, err, sizeof(err));
+		st = rpc_channel_call(c->c_ch, "haven.referral.v1.Referrals/CreateReferral",
+		    &req.base, &haven__referral__v1__referral__descriptor, &rep, &o, err,
+		    sizeof(err));
 		c->c_lat[i] = hv_clock_mono_us() - t0;
 		if (st != HV_OK) {
 			if (c->c_failed++ == 0) {
-				fprintf(stderr, "referral bench: CreateReferral: %s: %s\n", hv_status_name(st),
-				    err);
+				fprintf(stderr, "referral bench: CreateReferral: %s: %s\n",
+				    hv_status_name(st), err);
 			}
 			continue;
 		}
@@ -267,12 +268,14 @@ count_needs(store *st, unsigned *offered, unsigned *waiting, unsigned *other)
 
 	*offered = *waiting = *other = 0;
 	if ((s = store_table_open(st, "ref.referrals", &t)) != HV_OK ||
-	    (s = store_read_begin(st, &txn)) != HV_OK || (s = store_cursor_open(txn, t, &c)) != HV_OK) {
+	    (s = store_read_begin(st, &txn)) != HV_OK ||
+	    (s = store_cursor_open(txn, t, &c)) != HV_OK) {
 		goto out;
 	}
 	for (s = store_cursor_seek(c, NULL, 0, NULL, NULL, &v, &vl); s == HV_OK;
 	     s = store_cursor_next(c, NULL, NULL, &v, &vl)) {
-		Haven__Referral__V1__Referral *r = haven__referral__v1__referral__unpack(NULL, vl, v);
+		Haven__Referral__V1__Referral *r =
+		    haven__referral__v1__referral__unpack(NULL, vl, v);
 		if (r == NULL) {
 			s = HV_DATA_LOSS;
 			goto out;
@@ -323,26 +326,26 @@ bench_referral(int argc, char **argv)
 	unsigned           people, providers, threads;
 	const char        *base = getenv("TMPDIR");
 	char               dir[512];
-	store             *st   = NULL;
-	region_map        *rm   = NULL;
-	cap_service       *cs   = NULL;
-	ref_service       *rs   = NULL;
-	auth              *au   = NULL;
-	rpc_server        *srv  = NULL;
-	rpc_channel       *ch   = NULL;
-	client            *cl   = NULL;
-	int64_t           *lat  = NULL;
-	cap_options        co   = { 0 };
-	ref_options        ro   = { 0 };
-	auth_options       ao   = { .lookup = cap_lookup_org };
-	rpc_server_options so   = { .workers = 8, .name = "bench" };
+	store             *st       = NULL;
+	region_map        *rm       = NULL;
+	cap_service       *cs       = NULL;
+	ref_service       *rs       = NULL;
+	auth              *au       = NULL;
+	rpc_server        *srv      = NULL;
+	rpc_channel       *ch       = NULL;
+	client            *cl       = NULL;
+	int64_t           *lat      = NULL;
+	cap_options        co       = { 0 };
+	ref_options        ro       = { 0 };
+	auth_options       ao       = { .lookup = cap_lookup_org };
+	rpc_server_options so       = { .workers = 8, .name = "bench" };
 	store_options      so_store = { 0 };
 	setup_job          sj;
 	char               tok[AUTH_TOKEN_MAX];
-	atomic_int         start = 0;
+	atomic_int         start  = 0;
 	unsigned           failed = 0, offered, waiting, other;
 	int64_t            t0, all_us;
-	int                ret = 1;
+	int                ret      = 1;
 	bool               made_dir = false;
 
 	if (parse_arg(argc, argv, 0, DEFAULT_PEOPLE, 100000, &people) != 0 ||
@@ -351,7 +354,8 @@ bench_referral(int argc, char **argv)
 		return (2);
 	}
 	if (argc > 4 || (argc == 4 && strcmp(argv[3], "nosync") != 0)) {
-		fprintf(stderr, "usage: haven-bench referral [PEOPLE] [PROVIDERS] [THREADS] [nosync]\n");
+		fprintf(stderr,
+		    "usage: haven-bench referral [PEOPLE] [PROVIDERS] [THREADS] [nosync]\n");
 		return (2);
 	}
 	so_store.no_sync = argc == 4;
@@ -400,7 +404,8 @@ bench_referral(int argc, char **argv)
 	if (rpc_server_open(&srv, &so) != HV_OK || ref_register(rs, srv) != HV_OK ||
 	    rpc_server_listen(srv, URL) != HV_OK || rpc_server_start(srv) != HV_OK ||
 	    rpc_channel_open(&ch, URL, NULL) != HV_OK ||
-	    auth_issue_token(au, REFERRER_ORG, RPC_ROLE_REFERRER, hv_clock_wall_ms(), tok, NULL) != HV_OK ||
+	    auth_issue_token(au, REFERRER_ORG, RPC_ROLE_REFERRER, hv_clock_wall_ms(), tok, NULL) !=
+	        HV_OK ||
 	    rpc_channel_set_token(ch, tok) != HV_OK) {
 		fprintf(stderr, "referral bench: cannot start the server\n");
 		goto out;
@@ -412,8 +417,13 @@ bench_referral(int argc, char **argv)
 	}
 	for (unsigned t = 0, first = 0; t < threads; t++) {
 		unsigned n = people / threads + (t < people % threads ? 1 : 0);
-		cl[t]      = (client) { .c_ch = ch, .c_first = first, .c_count = n, .c_seed = 7 + t,
-			     .c_lat = lat + first, .c_regions = rm, .c_start = &start };
+		cl[t]      = (client) { .c_ch = ch,
+			     .c_first         = first,
+			     .c_count         = n,
+			     .c_seed          = 7 + t,
+			     .c_lat           = lat + first,
+			     .c_regions       = rm,
+			     .c_start         = &start };
 		first += n;
 		if (pthread_create(&cl[t].c_thread, NULL, client_main, &cl[t]) != 0) {
 			fprintf(stderr, "referral bench: cannot start thread\n");

@@ -150,8 +150,8 @@ async_next(async_slot *s)
 		s->left--;
 		s->t0 = hv_clock_mono_us();
 		if (rpc_channel_call_async(s->run->ch, "haven.diag.v1.Diagnostics/Echo",
-		        &s->run->req.base, &haven__diag__v1__echo_response__descriptor, &o, async_done,
-		        s) == HV_OK) {
+		        &s->run->req.base, &haven__diag__v1__echo_response__descriptor, &o,
+		        async_done, s) == HV_OK) {
 			return;
 		}
 		s->errors++;
@@ -189,7 +189,7 @@ async_run_all(rpc_channel *ch, int inflight, int calls, size_t size, int64_t *al
 	async_slot *slots;
 	uint8_t    *buf = malloc(size + 1);
 	int64_t     elapsed, warm[64];
-	size_t      n = 0;
+	size_t      n      = 0;
 	int         errors = 0;
 
 	if ((slots = calloc((size_t) inflight, sizeof(*slots))) == NULL || buf == NULL) {
@@ -205,8 +205,9 @@ async_run_all(rpc_channel *ch, int inflight, int calls, size_t size, int64_t *al
 	slots[0] = (async_slot) { .run = &run, .left = 64, .lat_us = warm };
 	(void) async_go(&run, slots, 1);
 	for (int i = 0; i < inflight; i++) {
-		slots[i] = (async_slot) { .run = &run, .left = calls,
-			.lat_us = all + (size_t) i * (size_t) calls };
+		slots[i] = (async_slot) { .run = &run,
+			.left                  = calls,
+			.lat_us                = all + (size_t) i * (size_t) calls };
 	}
 	elapsed = async_go(&run, slots, inflight);
 	/* Latencies of failed calls are not recorded: pack the recorded ones. */
@@ -239,8 +240,10 @@ blocking_run_all(rpc_channel *ch, int threads, int calls, size_t size, int conns
 		return (1);
 	}
 	for (int i = 0; i < threads; i++) {
-		jobs[i] = (job) { .ch = ch, .calls = calls, .size = size,
-			.lat_us = all + (size_t) i * (size_t) calls };
+		jobs[i] = (job) { .ch = ch,
+			.calls        = calls,
+			.size         = size,
+			.lat_us       = all + (size_t) i * (size_t) calls };
 	}
 	/* Warm up: connect every connection and touch every code path. */
 	{
@@ -266,15 +269,15 @@ blocking_run_all(rpc_channel *ch, int threads, int calls, size_t size, int conns
 }
 
 int
-bench_rpc_run_mode(const char *url, int inflight, int calls, size_t size, int conns,
-    bool blocking, bench_result *out)
+bench_rpc_run_mode(const char *url, int inflight, int calls, size_t size, int conns, bool blocking,
+    bench_result *out)
 {
 	int64_t     *all;
 	rpc_channel *ch = NULL;
 	int          rc;
 
-	if (rpc_channel_open(&ch, url, &(rpc_channel_options) { .connections = (unsigned) conns }) !=
-	    HV_OK) {
+	if (rpc_channel_open(&ch, url,
+	        &(rpc_channel_options) { .connections = (unsigned) conns }) != HV_OK) {
 		fprintf(stderr, "haven-bench: cannot open %s\n", url);
 		return (1);
 	}
@@ -334,17 +337,18 @@ bench_echo_main(const char *label, int argc, char **argv)
 		conns = atoi(argv[4]);
 		argc  = 4;
 	}
-	if (argc != 4 || conns < 1 || conns > 64 || (threads = atoi(argv[1])) < 1 || threads > 256 ||
-	    (calls = atoi(argv[2])) < 1 || atoi(argv[3]) < 0 || atoi(argv[3]) > (1 << 20)) {
+	if (argc != 4 || conns < 1 || conns > 64 || (threads = atoi(argv[1])) < 1 ||
+	    threads > 256 || (calls = atoi(argv[2])) < 1 || atoi(argv[3]) < 0 ||
+	    atoi(argv[3]) > (1 << 20)) {
 		fprintf(stderr, "usage: haven-bench %s URL INFLIGHT CALLS SIZE [CONNS]%s\n",
 		    strcmp(label, "nng") == 0 ? "nng" : "rpc",
 		    strcmp(label, "nng") == 0 ? "" : " [blocking]");
 		return (2);
 	}
 	rc = strcmp(label, "nng") == 0
-	         ? bench_nng_run(argv[0], threads, calls, (size_t) atoi(argv[3]), conns, &r)
-	         : bench_rpc_run_mode(argv[0], threads, calls, (size_t) atoi(argv[3]), conns,
-	               blocking, &r);
+	    ? bench_nng_run(argv[0], threads, calls, (size_t) atoi(argv[3]), conns, &r)
+	    : bench_rpc_run_mode(argv[0], threads, calls, (size_t) atoi(argv[3]), conns, blocking,
+	          &r);
 	if (rc != 0) {
 		return (rc);
 	}

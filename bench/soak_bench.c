@@ -67,29 +67,29 @@ static const struct {
 } methods[M_N] = {
 	[M_LOGIN]   = { "Login", NULL, NULL, NULL },
 	[M_CREATE]  = { "CreateReferral", "haven.referral.v1.Referrals/CreateReferral",
-         &haven__referral__v1__create_referral_request__descriptor,
-         &haven__referral__v1__referral__descriptor },
+	     &haven__referral__v1__create_referral_request__descriptor,
+	     &haven__referral__v1__referral__descriptor },
 	[M_CHECK]   = { "Consent.Check", "haven.consent.v1.Consent/Check",
-         &haven__consent__v1__check_request__descriptor,
-         &haven__consent__v1__check_response__descriptor },
+	      &haven__consent__v1__check_request__descriptor,
+	      &haven__consent__v1__check_response__descriptor },
 	[M_LIST]    = { "ListOffers", "haven.referral.v1.Referrals/ListOffers",
-         &haven__referral__v1__list_offers_request__descriptor,
-         &haven__referral__v1__list_offers_response__descriptor },
+	       &haven__referral__v1__list_offers_request__descriptor,
+	       &haven__referral__v1__list_offers_response__descriptor },
 	[M_ACCEPT]  = { "AcceptOffer", "haven.referral.v1.Referrals/AcceptOffer",
-         &haven__referral__v1__offer_action_request__descriptor,
-         &haven__referral__v1__offer__descriptor },
+	     &haven__referral__v1__offer_action_request__descriptor,
+	     &haven__referral__v1__offer__descriptor },
 	[M_PLACED]  = { "MarkPlaced", "haven.referral.v1.Referrals/MarkPlaced",
-         &haven__referral__v1__placement_request__descriptor,
-         &haven__referral__v1__offer__descriptor },
+	     &haven__referral__v1__placement_request__descriptor,
+	     &haven__referral__v1__offer__descriptor },
 	[M_FREE]    = { "ChangeAvailability", "haven.capacity.v1.Capacity/ChangeAvailability",
-         &haven__capacity__v1__change_availability_request__descriptor,
-         &haven__capacity__v1__service_view__descriptor },
+	       &haven__capacity__v1__change_availability_request__descriptor,
+	       &haven__capacity__v1__service_view__descriptor },
 	[M_STATS]   = { "Statistics", "haven.referral.v1.Referrals/Statistics",
-         &haven__referral__v1__statistics_request__descriptor,
-         &haven__referral__v1__statistics_response__descriptor },
+	      &haven__referral__v1__statistics_request__descriptor,
+	      &haven__referral__v1__statistics_response__descriptor },
 	[M_SUMMARY] = { "Summary", "haven.capacity.v1.Capacity/Summary",
-         &haven__capacity__v1__summary_request__descriptor,
-         &haven__capacity__v1__summary_response__descriptor },
+	    &haven__capacity__v1__summary_request__descriptor,
+	    &haven__capacity__v1__summary_response__descriptor },
 };
 
 /* Latencies of one method in one client, grown as needed. */
@@ -167,7 +167,7 @@ run(const char *cmd, char *out, size_t outsz)
 		return (-1);
 	}
 	if (out != NULL) {
-		n = fread(out, 1, outsz - 1, f);
+		n      = fread(out, 1, outsz - 1, f);
 		out[n] = '\0';
 		while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r')) {
 			out[--n] = '\0';
@@ -185,7 +185,7 @@ static bool
 call(client *c, int m, const char *json, ProtobufCMessage **out)
 {
 	ProtobufCMessage *req = NULL, *rep = NULL;
-	rpc_call_options  o   = { .timeout_ms = CALL_TIMEOUT };
+	rpc_call_options  o = { .timeout_ms = CALL_TIMEOUT };
 	char              key[64];
 	int64_t           t0;
 	hv_status         st;
@@ -231,7 +231,8 @@ login(client *c)
 
 	lat_add(&c->c_lat[M_LOGIN], hv_clock_mono_us() - t0, st == HV_OK);
 	if (st != HV_OK) {
-		fprintf(stderr, "soak: login as %s: %s: %s\n", c->c_org, hv_status_name(st), c->c_err);
+		fprintf(stderr, "soak: login as %s: %s: %s\n", c->c_org, hv_status_name(st),
+		    c->c_err);
 	}
 	return (st == HV_OK);
 }
@@ -405,10 +406,10 @@ start_node(soak *s)
 static int
 setup(soak *s)
 {
-	const char *cli = path_of("HAVEN_CLI", HAVEN_CLI_PATH);
-	const char *pki = path_of("HAVEN_PKI_SH", HAVEN_SOURCE_DIR "/deploy/pki.sh");
-	char        cmd[4096], out[256], id[sizeof(s->s_subjects[0])];
-	static const char *roles[] = { "referrer", "provider", "provider", "municipality" };
+	const char        *cli = path_of("HAVEN_CLI", HAVEN_CLI_PATH);
+	const char        *pki = path_of("HAVEN_PKI_SH", HAVEN_SOURCE_DIR "/deploy/pki.sh");
+	char               cmd[4096], out[256], id[sizeof(s->s_subjects[0])];
+	static const char *roles[]   = { "referrer", "provider", "provider", "municipality" };
 	static const char *regions[] = { "Rotterdam", "Rotterdam", "Zeeland-West-Brabant",
 		"Rotterdam" };
 
@@ -446,16 +447,17 @@ setup(soak *s)
 	}
 	for (int i = 0; i < SUBJECTS; i++) {
 		char as[2048];
-		snprintf(as, sizeof(as),
-		    "'%s' --url '%s' --org %s --key '%s/pki/%s.key'", cli, s->s_url, orgs[0], s->s_dir,
-		    orgs[0]);
-		snprintf(cmd, sizeof(cmd), "%s subject create --name 'Soak Person' --language nl", as);
+		snprintf(as, sizeof(as), "'%s' --url '%s' --org %s --key '%s/pki/%s.key'", cli,
+		    s->s_url, orgs[0], s->s_dir, orgs[0]);
+		snprintf(cmd, sizeof(cmd), "%s subject create --name 'Soak Person' --language nl",
+		    as);
 		if (run(cmd, id, sizeof(id)) != 0 || id[0] == '\0') {
 			fprintf(stderr, "soak: cannot create a subject\n");
 			return (-1);
 		}
 		snprintf(cmd, sizeof(cmd),
-		    "%s consent grant %s --purpose referral,share-with-provider --accepting-provider "
+		    "%s consent grant %s --purpose referral,share-with-provider "
+		    "--accepting-provider "
 		    "--category identity,contact --given-by subject --method verbal --language nl",
 		    as, id);
 		if (run(cmd, out, sizeof(out)) != 0) {
@@ -492,8 +494,9 @@ report(client *cl, unsigned n, int minutes, const long rss[3], const long anon[3
 			at += cl[i].c_lat[m].l_n;
 		}
 		qsort(v, k, sizeof(*v), cmp_i64);
-		printf("soak method=%s calls=%zu errors=%u p50_us=%lld p99_us=%lld\n", methods[m].name,
-		    k, err, (long long) v[(k - 1) / 2], (long long) v[(k * 99 + 99) / 100 - 1]);
+		printf("soak method=%s calls=%zu errors=%u p50_us=%lld p99_us=%lld\n",
+		    methods[m].name, k, err, (long long) v[(k - 1) / 2],
+		    (long long) v[(k * 99 + 99) / 100 - 1]);
 		free(v);
 		all += k;
 		*errors += err;
@@ -537,7 +540,7 @@ bench_soak(int argc, char **argv)
 	client      cl[MAX_CLIENTS];
 	unsigned    n = 0, referrers = 2, errors = 0;
 	long        minutes, rss0 = -1, rssw = -1, rss1 = -1, fd0 = -1, fd1 = -1;
-	long        anon[3] = { -1, -1, -1 }; /* RssAnon at the start, after warm-up, at the end */
+	long        anon[3]  = { -1, -1, -1 }; /* RssAnon at the start, after warm-up, at the end */
 	long        warm_sum = 0, warm_n = 0, end_sum = 0, end_n = 0;
 	const char *base = getenv("TMPDIR");
 	char       *end;
@@ -550,13 +553,15 @@ bench_soak(int argc, char **argv)
 	memset(cl, 0, sizeof(cl));
 	if (argc < 1 || argc > 2 || (minutes = strtol(argv[0], &end, 10), *end != '\0') ||
 	    minutes < 1 || minutes > 1440) {
-		fprintf(stderr, "usage: haven-bench soak MINUTES [REFERRERS]: MINUTES is 1..1440\n");
+		fprintf(stderr,
+		    "usage: haven-bench soak MINUTES [REFERRERS]: MINUTES is 1..1440\n");
 		return (2);
 	}
 	if (argc == 2) {
 		long r = strtol(argv[1], &end, 10);
 		if (*end != '\0' || r < 1 || r > MAX_CLIENTS - 3) {
-			fprintf(stderr, "usage: haven-bench soak MINUTES [REFERRERS]: REFERRERS is 1..%d\n",
+			fprintf(stderr,
+			    "usage: haven-bench soak MINUTES [REFERRERS]: REFERRERS is 1..%d\n",
 			    MAX_CLIENTS - 3);
 			return (2);
 		}
@@ -635,7 +640,8 @@ bench_soak(int argc, char **argv)
 			end_n++;
 		}
 		if ((el / 1000) % 60 == 0) {
-			fprintf(stderr, "soak: %ld min: node rss %ld kB (anonymous %ld kB), %ld fds\n",
+			fprintf(stderr,
+			    "soak: %ld min: node rss %ld kB (anonymous %ld kB), %ld fds\n",
 			    el / 60000, proc_kb(s.s_node, "VmRSS:"), proc_kb(s.s_node, "RssAnon:"),
 			    proc_fds(s.s_node));
 		}

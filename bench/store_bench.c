@@ -34,7 +34,7 @@
 #define STORE_BENCH_VALUE     256
 #define STORE_BENCH_THREADS   16
 #define STORE_BENCH_CONC_NS   ((int64_t) 3 * 1000000000) /* how long the threads put */
-#define STORE_BENCH_LAT_MAX   ((size_t) 1 << 22)        /* latencies kept per thread */
+#define STORE_BENCH_LAT_MAX   ((size_t) 1 << 22)         /* latencies kept per thread */
 
 typedef struct put_job {
 	store_table pj_table;
@@ -184,7 +184,8 @@ bench_concurrent(store *s, const put_job *proto)
 
 	for (int i = 0; i < STORE_BENCH_THREADS; i++) {
 		if (w[i].cw_rv != HV_OK) {
-			fprintf(stderr, "haven-bench: concurrent put: %s\n", hv_status_name(w[i].cw_rv));
+			fprintf(stderr, "haven-bench: concurrent put: %s\n",
+			    hv_status_name(w[i].cw_rv));
 			goto out;
 		}
 		n += w[i].cw_n;
@@ -254,7 +255,8 @@ bench_store(int argc, char **argv)
 		char *end;
 		long  v = strtol(argv[0], &end, 10);
 		if (*end != '\0' || v < 1 || v > STORE_BENCH_MAX_N) {
-			fprintf(stderr, "usage: haven-bench store [N]  (1..%ld)\n", STORE_BENCH_MAX_N);
+			fprintf(stderr, "usage: haven-bench store [N]  (1..%ld)\n",
+			    STORE_BENCH_MAX_N);
 			return (2);
 		}
 		n = (size_t) v;

@@ -22,7 +22,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	host_config cfg;
 	bool        done = false;
-	char       *argv[] = { "haven-fuzz", "--config", (char *) fuzz_scratch_file(data, size), NULL };
+	char *argv[] = { "haven-fuzz", "--config", (char *) fuzz_scratch_file(data, size), NULL };
 
 	(void) host_config_load(&cfg, 3, argv, "haven-fuzz", &done);
 	host_config_free(&cfg);

@@ -61,8 +61,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (connect_rpc_path(uri)) {
 		size_t n = strcspn(uri, "?#");
-		if (uri[0] != '/' || n > RPC_METHOD_NAME_MAX || memchr(uri + 1, '/', n - 1) == NULL ||
-		    strspn(uri + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/") !=
+		if (uri[0] != '/' || n > RPC_METHOD_NAME_MAX ||
+		    memchr(uri + 1, '/', n - 1) == NULL ||
+		    strspn(uri + 1,
+		        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/") !=
 		        n - 1) {
 			abort();
 		}

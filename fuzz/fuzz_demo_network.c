@@ -21,9 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define URL "inproc://haven-fuzz-demo"
-#define FIELDS 11     /* kind id a b c d e f g h i */
-#define LINES_MAX 64  /* lines run per input: bounds an input's time */
+#define URL       "inproc://haven-fuzz-demo"
+#define FIELDS    11 /* kind id a b c d e f g h i */
+#define LINES_MAX 64 /* lines run per input: bounds an input's time */
 
 static store       *st;
 static region_map  *regions;
@@ -87,14 +87,15 @@ run_line(char *line)
 
 	split(line, f);
 	if (strcmp(f[0], "org") == 0) {
-		char *words[] = { "register", f[1], "--name", f[2], "--role", f[3], "--region", f[4] };
+		char *words[] = { "register", f[1], "--name", f[2], "--role", f[3], "--region",
+			f[4] };
 		memcpy(argv, words, sizeof(words));
 		argc = 8;
 		(void) cmd_org(&client, argc, argv);
 	} else if (strcmp(f[0], "svc") == 0) {
-		char *words[] = { "register", "--id", f[1], "--org", f[2], "--type", f[3], "--region",
-			f[4], "--population", f[5], "--languages", f[6], "--total", f[7], "--available",
-			f[8], "--contact", f[9] };
+		char *words[] = { "register", "--id", f[1], "--org", f[2], "--type", f[3],
+			"--region", f[4], "--population", f[5], "--languages", f[6], "--total",
+			f[7], "--available", f[8], "--contact", f[9] };
 		memcpy(argv, words, sizeof(words));
 		argc = 19;
 		if (f[10][0] != '\0') {

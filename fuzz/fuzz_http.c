@@ -41,7 +41,7 @@
 #include <sys/stat.h>
 
 #define IMPLS_MAX 64
-#define HEAD_MAX 8192 /* nng 1.5.2's request header buffer: a longer head is refused */
+#define HEAD_MAX  8192 /* nng 1.5.2's request header buffer: a longer head is refused */
 
 static rpc_server     *srv;
 static connect_server *cs;
@@ -73,8 +73,9 @@ add(const ProtobufCServiceDescriptor *d)
 		abort();
 	}
 	for (unsigned i = 0; i < d->n_methods; i++) {
-		impls[i] = (rpc_method_impl) { .name = d->methods[i].name, .handler = stand_in,
-			.roles = RPC_ROLES_ANY };
+		impls[i] = (rpc_method_impl) { .name = d->methods[i].name,
+			.handler                     = stand_in,
+			.roles                       = RPC_ROLES_ANY };
 	}
 	if (rpc_server_add_service(srv, d, impls, d->n_methods, NULL) != HV_OK) {
 		abort();
@@ -129,7 +130,7 @@ line(const char **p, const char *end)
 	if (memchr(*p, '\0', n) != NULL) {
 		return (NULL);
 	}
-	s = fuzz_strndup((const uint8_t *) *p, n);
+	s  = fuzz_strndup((const uint8_t *) *p, n);
 	*p = lf + 1;
 	return (s);
 }
@@ -213,9 +214,9 @@ on_answer(void *arg, const char *data, size_t len)
 static void
 check(const answer *a, nng_http_req *req, size_t body_len)
 {
-	const char *cl = nng_http_req_get_header(req, "Content-Length");
-	const char *uri = nng_http_req_get_uri(req);
-	bool        api = connect_rpc_path(uri) || strcmp(uri, "/session") == 0;
+	const char *cl   = nng_http_req_get_header(req, "Content-Length");
+	const char *uri  = nng_http_req_get_uri(req);
+	bool        api  = connect_rpc_path(uri) || strcmp(uri, "/session") == 0;
 	bool        head = strcmp(nng_http_req_get_method(req), "HEAD") == 0;
 	const char *end, *len;
 	unsigned    status;
@@ -239,7 +240,8 @@ check(const answer *a, nng_http_req *req, size_t body_len)
 	}
 	/* The last header line, right before the empty line, is Content-Length (connect_http.c
 	 * writes it last), and it counts the body (none follows a HEAD answer). */
-	for (len = end; len > a->a_data && !(len[0] == '\r' && len[1] == '\n' && len < end); len--) {
+	for (len = end; len > a->a_data && !(len[0] == '\r' && len[1] == '\n' && len < end);
+	     len--) {
 	}
 	if (strncmp(len, "\r\nContent-Length: ", 18) != 0 ||
 	    (!head && strtoull(len + 18, NULL, 10) != a->a_len - (size_t) (end + 4 - a->a_data)) ||
@@ -249,7 +251,8 @@ check(const answer *a, nng_http_req *req, size_t body_len)
 	if (api && status != 200 && !head) {
 		const char *code = NULL, *msg = "";
 		err = json_loadb(end + 4, a->a_len - (size_t) (end + 4 - a->a_data), 0, NULL);
-		if (err == NULL || json_unpack(err, "{s:s, s?:s}", "code", &code, "message", &msg) != 0 ||
+		if (err == NULL ||
+		    json_unpack(err, "{s:s, s?:s}", "code", &code, "message", &msg) != 0 ||
 		    code[0] == '\0' || (status < 500 && (msg == NULL || msg[0] == '\0'))) {
 			abort(); /* every refusal names its problem */
 		}

@@ -19,7 +19,8 @@ int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	log_init("haven-fuzz", LOG_LEVEL_OFF);
-	if (crypto_ed25519_public(FUZZ_RECEIPT_KEY_PEM, strlen(FUZZ_RECEIPT_KEY_PEM), pub) != HV_OK) {
+	if (crypto_ed25519_public(FUZZ_RECEIPT_KEY_PEM, strlen(FUZZ_RECEIPT_KEY_PEM), pub) !=
+	    HV_OK) {
 		abort();
 	}
 	return (0);

@@ -55,9 +55,9 @@ walk(const region_map *m)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	region_map *m = NULL;
+	region_map *m        = NULL;
 	char        err[256] = "";
-	hv_status   st = region_map_load(fuzz_scratch_file(data, size), &m, err, sizeof(err));
+	hv_status   st       = region_map_load(fuzz_scratch_file(data, size), &m, err, sizeof(err));
 
 	if (st == HV_OK) {
 		walk(m);

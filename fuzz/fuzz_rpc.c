@@ -42,8 +42,9 @@ add(const ProtobufCServiceDescriptor *d)
 		abort();
 	}
 	for (unsigned i = 0; i < d->n_methods; i++) {
-		impls[i] = (rpc_method_impl) { .name = d->methods[i].name, .handler = stand_in,
-			.roles = RPC_ROLES_ANY };
+		impls[i] = (rpc_method_impl) { .name = d->methods[i].name,
+			.handler                     = stand_in,
+			.roles                       = RPC_ROLES_ANY };
 	}
 	if (rpc_server_add_service(srv, d, impls, d->n_methods, NULL) != HV_OK) {
 		abort();
@@ -71,7 +72,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char      msg[RPC_ERRMSG_MAX] = "";
-	hv_status st = rpc_server_decode(srv, data, size, msg, sizeof(msg));
+	hv_status st                  = rpc_server_decode(srv, data, size, msg, sizeof(msg));
 
 	if (st != HV_OK && msg[0] == '\0') {
 		abort(); /* every refusal names its problem */

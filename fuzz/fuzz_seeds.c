@@ -94,7 +94,8 @@ fill_value(const ProtobufCFieldDescriptor *f, void *p, unsigned depth)
 		((ProtobufCBinaryData *) p)->len  = 3;
 		break;
 	case PROTOBUF_C_TYPE_MESSAGE:
-		*(ProtobufCMessage **) p = depth < FILL_DEPTH ? fill(f->descriptor, depth + 1) : NULL;
+		*(ProtobufCMessage **) p =
+		    depth < FILL_DEPTH ? fill(f->descriptor, depth + 1) : NULL;
 		break;
 	case PROTOBUF_C_TYPE_ENUM: {
 		const ProtobufCEnumDescriptor *e = f->descriptor;
@@ -142,7 +143,7 @@ fill(const ProtobufCMessageDescriptor *d, unsigned depth)
 				continue;
 			}
 			*(size_t *) (base + f->quantifier_offset) = 1;
-			*(void **) (base + f->offset)            = arr;
+			*(void **) (base + f->offset)             = arr;
 			continue;
 		}
 		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0) {
@@ -174,8 +175,8 @@ put_envelope(const char *dir, const char *name, Haven__Rpc__V1__Request *env)
 static void
 pbjson_seed(const char *dir, const char *name, const ProtobufCMessage *req, unsigned k)
 {
-	char   *text;
-	size_t  n;
+	char    *text;
+	size_t   n;
 	uint8_t *buf;
 
 	if (k > 255 || fuzz_request_type(k) != req->descriptor ||
@@ -214,8 +215,8 @@ rpc_seeds(const char *dir, const ProtobufCServiceDescriptor *sd, unsigned *k)
 static void
 rpc_extra_seeds(const char *dir)
 {
-	Haven__Rpc__V1__Request  env = HAVEN__RPC__V1__REQUEST__INIT;
-	Haven__Rpc__V1__Metadata md  = HAVEN__RPC__V1__METADATA__INIT;
+	Haven__Rpc__V1__Request   env    = HAVEN__RPC__V1__REQUEST__INIT;
+	Haven__Rpc__V1__Metadata  md     = HAVEN__RPC__V1__METADATA__INIT;
 	Haven__Rpc__V1__Metadata *mds[1] = { &md };
 
 	env.request_id      = 99;
@@ -248,8 +249,10 @@ receipt_seeds(const char *dir)
 	uint8_t md[CRYPTO_SHA256_LEN], sig[CRYPTO_ED25519_SIG_LEN];
 	char    key_id[CONSENT_KEY_ID_HEX];
 
-	if (crypto_ed25519_secret(FUZZ_RECEIPT_KEY_PEM, strlen(FUZZ_RECEIPT_KEY_PEM), secret) != HV_OK ||
-	    crypto_ed25519_public(FUZZ_RECEIPT_KEY_PEM, strlen(FUZZ_RECEIPT_KEY_PEM), pub) != HV_OK) {
+	if (crypto_ed25519_secret(FUZZ_RECEIPT_KEY_PEM, strlen(FUZZ_RECEIPT_KEY_PEM), secret) !=
+	        HV_OK ||
+	    crypto_ed25519_public(FUZZ_RECEIPT_KEY_PEM, strlen(FUZZ_RECEIPT_KEY_PEM), pub) !=
+	        HV_OK) {
 		abort();
 	}
 	crypto_sha256(md, pub, sizeof(pub));
@@ -258,33 +261,34 @@ receipt_seeds(const char *dir)
 	}
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		Haven__Consent__V1__ConsentRecord c = HAVEN__CONSENT__V1__CONSENT_RECORD__INIT;
-		Haven__Consent__V1__Purpose       purposes[4] = { 1, 2, 3, 4 };
+		Haven__Consent__V1__Purpose       purposes[4]   = { 1, 2, 3, 4 };
 		Haven__Consent__V1__Category      categories[5] = { 1, 2, 3, 4, 5 };
-		char *recipients[3] = { "shelter-rdam", "legal-aid-zwb", "care-nn" };
-		char *text;
+		char   *recipients[3] = { "shelter-rdam", "legal-aid-zwb", "care-nn" };
+		char   *text;
 		json_t *r;
 
-		c.id = "0123456789abcdef0123456789abcdef";
-		c.subject = "subj-0123456789abcdef";
-		c.n_purposes = cases[k].npurposes;
-		c.purposes = purposes;
-		c.n_recipients = cases[k].nrecipients;
-		c.recipients = recipients;
+		c.id                 = "0123456789abcdef0123456789abcdef";
+		c.subject            = "subj-0123456789abcdef";
+		c.n_purposes         = cases[k].npurposes;
+		c.purposes           = purposes;
+		c.n_recipients       = cases[k].nrecipients;
+		c.recipients         = recipients;
 		c.accepting_provider = k % 2 == 0;
-		c.n_categories = cases[k].ncategories;
-		c.categories = categories;
-		c.given_by = 1;
-		c.method = 3;
-		c.language = (char *) cases[k].language;
-		c.valid_from_ms = 1700000000000;
-		c.expires_ms = 1800000000000;
-		c.withdrawn_at_ms = cases[k].withdrawn;
-		c.recorded_by = "fairwork-ngo";
-		c.recorded_at_ms = 1700000000123;
-		c.version = k + 1;
-		c.key_id = key_id;
+		c.n_categories       = cases[k].ncategories;
+		c.categories         = categories;
+		c.given_by           = 1;
+		c.method             = 3;
+		c.language           = (char *) cases[k].language;
+		c.valid_from_ms      = 1700000000000;
+		c.expires_ms         = 1800000000000;
+		c.withdrawn_at_ms    = cases[k].withdrawn;
+		c.recorded_by        = "fairwork-ngo";
+		c.recorded_at_ms     = 1700000000123;
+		c.version            = k + 1;
+		c.key_id             = key_id;
 		if ((r = receipt_json(&c, false)) == NULL ||
-		    (text = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)) == NULL ||
+		    (text = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)) ==
+		        NULL ||
 		    crypto_ed25519_sign(sig, secret, text, strlen(text)) != HV_OK) {
 			abort();
 		}
@@ -293,17 +297,20 @@ receipt_seeds(const char *dir)
 		c.signature.data = sig;
 		c.signature.len  = sizeof(sig);
 		if ((r = receipt_json(&c, true)) == NULL ||
-		    (text = json_dumps(r, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENSURE_ASCII)) == NULL) {
+		    (text = json_dumps(r, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENSURE_ASCII)) ==
+		        NULL) {
 			abort();
 		}
 		put_file(dir, "receipt", cases[k].name, text, strlen(text));
 		if (consent_receipt_verify(text, strlen(text), pub, NULL, 0) != HV_OK) {
-			abort(); /* a seed that does not verify would leave the signature check unfuzzed */
+			abort(); /* a seed that does not verify would leave the signature check
+			            unfuzzed */
 		}
 		if (k == 0) {
 			char *at = strstr(text, "\"version\": 1");
 			if (at != NULL) {
-				at[11] = '2'; /* a changed field: the signature no longer covers it */
+				at[11] =
+				    '2'; /* a changed field: the signature no longer covers it */
 			}
 			put_file(dir, "receipt", "tampered", text, strlen(text));
 			json_object_del(r, "signature");

@@ -37,7 +37,7 @@ fuzz_scratch_file(const uint8_t *data, size_t size)
 
 	if (scratch_fd < 0) {
 		const char *dir = getenv("TMPDIR");
-		int         n   = snprintf(scratch_path, sizeof(scratch_path), "%s/haven-fuzz-XXXXXX",
+		int         n = snprintf(scratch_path, sizeof(scratch_path), "%s/haven-fuzz-XXXXXX",
                     dir != NULL && dir[0] != '\0' ? dir : "/tmp");
 		if (n < 0 || (size_t) n >= sizeof(scratch_path) ||
 		    (scratch_fd = mkstemp(scratch_path)) < 0) {

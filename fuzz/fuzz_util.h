@@ -23,7 +23,7 @@ char *fuzz_strndup(const uint8_t *data, size_t size);
 /* Every service of the node, in a fixed order (seeds name request types by their place in it):
  * Admin, Auth, Capacity, Consent, Audit, Referrals, Health, Diagnostics. */
 extern const ProtobufCServiceDescriptor *const fuzz_services[];
-extern const size_t fuzz_nservices;
+extern const size_t                            fuzz_nservices;
 
 /* The input type of method k of all methods of fuzz_services counted in order (k modulo their
  * number): how fuzz_pbjson picks a request type by the first byte of its input. */
@@ -31,9 +31,9 @@ const ProtobufCMessageDescriptor *fuzz_request_type(unsigned k);
 
 /* The Ed25519 key receipts of the seed corpus are signed with (fuzz_seeds) and fuzz_receipt
  * verifies them with. Made for fuzzing only; it signs nothing real. */
-#define FUZZ_RECEIPT_KEY_PEM                                                                 \
-	"-----BEGIN PRIVATE KEY-----\n"                                                          \
-	"MC4CAQAwBQYDK2VwBCIEIDGGFOgyLi0zOeJQxBdm1uGlBuMIZbOqGzSzjcoUWw/R\n"                     \
+#define FUZZ_RECEIPT_KEY_PEM                                                                       \
+	"-----BEGIN PRIVATE KEY-----\n"                                                            \
+	"MC4CAQAwBQYDK2VwBCIEIDGGFOgyLi0zOeJQxBdm1uGlBuMIZbOqGzSzjcoUWw/R\n"                       \
 	"-----END PRIVATE KEY-----\n"
 
 #endif

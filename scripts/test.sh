@@ -7,7 +7,8 @@
 # UBSan), failing on any crash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh clang python3-protobuf protobuf-compiler python3-aiosmtpd nodejs npm chromium gdb
+scripts/deps.sh clang clang-format python3-protobuf protobuf-compiler python3-aiosmtpd nodejs npm chromium gdb
+scripts/format.sh --check     # the C style of .clang-format, before anything is built
 scripts/web.sh                # the web app's npm packages (package-lock.json) and web/vendor
 export HAVEN_WEB_REQUIRED=1   # the browser test runs here, never skips
 jobs=$(nproc)

@@ -73,10 +73,10 @@ static const struct {
 	const char               *region;
 	bool                      cert;
 } orgs[N_ORGS] = {
-	[ADMIN]      = { "node-admin", HAVEN__CAPACITY__V1__ROLE__ADMIN, RPC_ROLE_ADMIN, "Amsterdam",
-	         false },
-	[COORD_AMS]  = { "coord-ams", HAVEN__CAPACITY__V1__ROLE__COORDINATOR, RPC_ROLE_COORDINATOR,
-	     "Amsterdam", false },
+	[ADMIN]     = { "node-admin", HAVEN__CAPACITY__V1__ROLE__ADMIN, RPC_ROLE_ADMIN, "Amsterdam",
+	        false },
+	[COORD_AMS] = { "coord-ams", HAVEN__CAPACITY__V1__ROLE__COORDINATOR, RPC_ROLE_COORDINATOR,
+	    "Amsterdam", false },
 	[COORD_RDAM] = { "coord-rdam", HAVEN__CAPACITY__V1__ROLE__COORDINATOR, RPC_ROLE_COORDINATOR,
 	    "Rotterdam", false },
 	[REFERRER]   = { "acme-ngo", HAVEN__CAPACITY__V1__ROLE__REFERRER, RPC_ROLE_REFERRER,
@@ -85,8 +85,8 @@ static const struct {
 	     "Amsterdam", true },
 	[SHELTER_R]  = { "shelter-r", HAVEN__CAPACITY__V1__ROLE__PROVIDER, RPC_ROLE_PROVIDER,
 	     "Rotterdam", false },
-	[MUNI]       = { "gemeente-ams", HAVEN__CAPACITY__V1__ROLE__MUNICIPALITY,
-	          RPC_ROLE_MUNICIPALITY, "Amsterdam", false },
+	[MUNI] = { "gemeente-ams", HAVEN__CAPACITY__V1__ROLE__MUNICIPALITY, RPC_ROLE_MUNICIPALITY,
+	    "Amsterdam", false },
 };
 
 static struct {
@@ -98,10 +98,10 @@ static struct {
 	cap_service *cs;
 	auth        *auth;
 	rpc_server  *srv;
-	rpc_channel *op;          /* inproc without a token: the local operator */
-	rpc_channel *ch[N_ORGS];  /* each with its organisation's session token */
+	rpc_channel *op;         /* inproc without a token: the local operator */
+	rpc_channel *ch[N_ORGS]; /* each with its organisation's session token */
 	char        *cert[N_ORGS];
-	audit       *au;          /* directory changes are audited in it */
+	audit       *au; /* directory changes are audited in it */
 } g;
 
 static char err[RPC_ERRMSG_MAX];
@@ -162,9 +162,8 @@ get_org(const char *id)
 	org_t *o = NULL;
 
 	req.id = (char *) id;
-	assert_int_equal(
-	    call(g.op, M("GetOrganisation"), &req.base, &haven__capacity__v1__organisation__descriptor,
-	        &o),
+	assert_int_equal(call(g.op, M("GetOrganisation"), &req.base,
+	                     &haven__capacity__v1__organisation__descriptor, &o),
 	    HV_OK);
 	return (o);
 }
@@ -181,7 +180,7 @@ org_version(const char *id)
 
 static Haven__Capacity__V1__Population pops_women[]        = { P_WOMEN };
 static Haven__Capacity__V1__Population pops_women_minors[] = { P_WOMEN, P_MINORS };
-static char                           *langs_nl_en[]        = { "nl", "en" };
+static char                           *langs_nl_en[]       = { "nl", "en" };
 
 static void
 svc_init(service_t *s, const char *id, const char *org, Haven__Capacity__V1__ServiceType type,
@@ -385,8 +384,9 @@ setup(void **state)
 
 	assert_int_equal(rpc_channel_open(&g.op, URL, NULL), HV_OK);
 	for (int i = 0; i < N_ORGS; i++) {
-		assert_int_equal(
-		    register_org(g.op, orgs[i].id, orgs[i].role, orgs[i].region, g.cert[i]), HV_OK);
+		assert_int_equal(register_org(g.op, orgs[i].id, orgs[i].role, orgs[i].region,
+		                     g.cert[i]),
+		    HV_OK);
 		g.ch[i] = token_channel(orgs[i].id, orgs[i].rpc);
 	}
 	return (0);
@@ -416,7 +416,7 @@ audited(const char *method, const char *org, rpc_role role, const char *target)
 {
 	audit_entry *es = calloc(AUDIT_LIST_MAX, sizeof(*es));
 	store_txn   *txn;
-	size_t       n = 0;
+	size_t       n     = 0;
 	uint64_t     after = 0;
 	bool         found = false;
 	char         full[AUDIT_METHOD_MAX];
@@ -427,9 +427,10 @@ audited(const char *method, const char *org, rpc_role role, const char *target)
 	do {
 		assert_int_equal(audit_list(g.au, txn, NULL, after, es, AUDIT_LIST_MAX, &n), HV_OK);
 		for (size_t i = 0; i < n; i++) {
-			found = found || (strcmp(es[i].method, full) == 0 && strcmp(es[i].org, org) == 0 &&
-			                     es[i].role == role && strcmp(es[i].purpose, target) == 0 &&
-			                     es[i].result == HV_OK);
+			found = found ||
+			    (strcmp(es[i].method, full) == 0 && strcmp(es[i].org, org) == 0 &&
+			        es[i].role == role && strcmp(es[i].purpose, target) == 0 &&
+			        es[i].result == HV_OK);
 			after = es[i].seq;
 		}
 	} while (n == AUDIT_LIST_MAX);
@@ -452,8 +453,8 @@ test_org_roles(void **state)
 	uint64_t v;
 
 	/* Operator and admin: anyone. */
-	assert_int_equal(register_org(g.ch[ADMIN], "coord-zwb", HAVEN__CAPACITY__V1__ROLE__COORDINATOR,
-	                     "Zeeland-West-Brabant", NULL),
+	assert_int_equal(register_org(g.ch[ADMIN], "coord-zwb",
+	                     HAVEN__CAPACITY__V1__ROLE__COORDINATOR, "Zeeland-West-Brabant", NULL),
 	    HV_OK);
 	assert_int_equal(register_org(g.op, "ngo-ams", HAVEN__CAPACITY__V1__ROLE__REFERRER,
 	                     "Amsterdam", NULL),
@@ -581,17 +582,18 @@ test_org_bad_input(void **state)
 	                     "Amsterdam", NULL),
 	    HV_INVALID_ARGUMENT);
 	expect_err("organisation id must be 1 to 63");
-	assert_int_equal(
-	    register_org(g.op, "ngo-y", (Haven__Capacity__V1__Role) 9, "Amsterdam", NULL),
+	assert_int_equal(register_org(g.op, "ngo-y", (Haven__Capacity__V1__Role) 9, "Amsterdam",
+	                     NULL),
 	    HV_INVALID_ARGUMENT);
 	expect_err("role");
 	assert_int_equal(register_org(g.op, "ngo-y", 0, "Amsterdam", NULL), HV_INVALID_ARGUMENT);
-	assert_int_equal(
-	    register_org(g.op, "ngo-y", HAVEN__CAPACITY__V1__ROLE__REFERRER, "Atlantis", NULL),
+	assert_int_equal(register_org(g.op, "ngo-y", HAVEN__CAPACITY__V1__ROLE__REFERRER,
+	                     "Atlantis", NULL),
 	    HV_INVALID_ARGUMENT);
 	expect_err("region 'Atlantis' is not a region of the region map");
 	assert_int_equal(register_org(g.op, "ngo-y", HAVEN__CAPACITY__V1__ROLE__REFERRER,
-	                     "Amsterdam", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+	                     "Amsterdam",
+	                     "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
 	    HV_INVALID_ARGUMENT);
 	expect_err("cert_pem is not a PEM certificate");
 	assert_int_equal(register_org(g.op, "shelter-a", HAVEN__CAPACITY__V1__ROLE__PROVIDER,
@@ -607,18 +609,22 @@ test_org_bad_input(void **state)
 		static const struct {
 			const char *file, *why;
 		} bad[] = {
-			{ "ngo-y-self", "cert_pem: the certificate is self-signed, not signed by the node's CA" },
+			{ "ngo-y-self",
+			    "cert_pem: the certificate is self-signed, not signed by the node's "
+			    "CA" },
 			{ "ngo-y-expired", "cert_pem: the certificate has expired" },
-			{ "ngo-y-other-ca", "cert_pem: the certificate is not signed by the node's CA" },
-			{ "ngo-y-wrong-cn", "cert_pem: the certificate's subject CN is not the organisation id" },
+			{ "ngo-y-other-ca",
+			    "cert_pem: the certificate is not signed by the node's CA" },
+			{ "ngo-y-wrong-cn",
+			    "cert_pem: the certificate's subject CN is not the organisation id" },
 		};
 		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 			char  path[800];
 			char *pem;
 			snprintf(path, sizeof(path), "%s/%s.pem", g.pki, bad[i].file);
 			pem = tu_slurp(path, NULL);
-			assert_int_equal(register_org(g.op, "ngo-y", HAVEN__CAPACITY__V1__ROLE__REFERRER,
-			                     "Amsterdam", pem),
+			assert_int_equal(register_org(g.op, "ngo-y",
+			                     HAVEN__CAPACITY__V1__ROLE__REFERRER, "Amsterdam", pem),
 			    HV_INVALID_ARGUMENT);
 			expect_err(bad[i].why);
 			free(pem);
@@ -627,11 +633,11 @@ test_org_bad_input(void **state)
 	{
 		Haven__Capacity__V1__RegisterOrganisationRequest req =
 		    HAVEN__CAPACITY__V1__REGISTER_ORGANISATION_REQUEST__INIT;
-		org_t o = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
-		o.id     = "ngo-y";
-		o.name   = big;
-		o.role   = HAVEN__CAPACITY__V1__ROLE__REFERRER;
-		o.region = "Amsterdam";
+		org_t o          = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+		o.id             = "ngo-y";
+		o.name           = big;
+		o.role           = HAVEN__CAPACITY__V1__ROLE__REFERRER;
+		o.region         = "Amsterdam";
 		req.organisation = &o;
 		assert_int_equal(call(g.op, M("RegisterOrganisation"), &req.base,
 		                     &haven__capacity__v1__organisation__descriptor, NULL),
@@ -653,8 +659,8 @@ test_org_bad_input(void **state)
 	    HV_INVALID_ARGUMENT);
 
 	/* Update: unknown, no version, a bad value, another's certificate. */
-	change.id         = "nobody";
-	ureq.organisation = &change;
+	change.id             = "nobody";
+	ureq.organisation     = &change;
 	ureq.based_on_version = 1;
 	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
 	                     &haven__capacity__v1__organisation__descriptor, NULL),
@@ -687,20 +693,21 @@ test_org_bad_input(void **state)
 static void
 test_org_list(void **state)
 {
-	Haven__Capacity__V1__ListOrganisationsRequest   req =
+	Haven__Capacity__V1__ListOrganisationsRequest req =
 	    HAVEN__CAPACITY__V1__LIST_ORGANISATIONS_REQUEST__INIT;
-	Haven__Capacity__V1__ListOrganisationsResponse *rep = NULL;
-	char     token[CAP_ID_MAX] = "";
-	char     last[CAP_ID_MAX]  = "";
-	size_t   total             = 0;
-	int      pages             = 0;
+	Haven__Capacity__V1__ListOrganisationsResponse *rep               = NULL;
+	char                                            token[CAP_ID_MAX] = "";
+	char                                            last[CAP_ID_MAX]  = "";
+	size_t                                          total             = 0;
+	int                                             pages             = 0;
 
 	/* Paging through everything, two at a time, in id order. */
 	req.page_size = 2;
 	do {
 		req.page_token = token;
 		assert_int_equal(call(g.ch[MUNI], M("ListOrganisations"), &req.base,
-		                     &haven__capacity__v1__list_organisations_response__descriptor, &rep),
+		                     &haven__capacity__v1__list_organisations_response__descriptor,
+		                     &rep),
 		    HV_OK);
 		assert_true(rep->n_organisations <= 2);
 		for (size_t i = 0; i < rep->n_organisations; i++) {
@@ -795,12 +802,14 @@ test_service_roles(void **state)
 	assert_int_equal(set_now(g.op, "svc-op", 2), HV_OK);
 	service_state("svc-op", &ver, &avail, NULL);
 	assert_int_equal(avail, 2);
-	assert_int_equal(set_available(g.ch[SHELTER_R], "svc-op", 9, ver, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(set_available(g.ch[SHELTER_R], "svc-op", 9, ver, NULL),
+	    HV_PERMISSION_DENIED);
 	expect_err("organisation shelter-r may not change service svc-op");
 	assert_int_equal(set_available(g.ch[COORD_RDAM], "svc-op", 9, ver, NULL),
 	    HV_PERMISSION_DENIED);
 	assert_int_equal(set_available(g.ch[ADMIN], "svc-op", 9, ver, NULL), HV_PERMISSION_DENIED);
-	assert_int_equal(set_available(g.ch[REFERRER], "svc-op", 9, ver, NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(set_available(g.ch[REFERRER], "svc-op", 9, ver, NULL),
+	    HV_PERMISSION_DENIED);
 	assert_int_equal(set_available(g.ch[MUNI], "svc-op", 9, ver, NULL), HV_PERMISSION_DENIED);
 	{
 		uint64_t ver2;
@@ -815,7 +824,7 @@ test_service_roles(void **state)
 		Haven__Capacity__V1__FindServicesRequest fr =
 		    HAVEN__CAPACITY__V1__FIND_SERVICES_REQUEST__INIT;
 		Haven__Capacity__V1__SummaryRequest sr = HAVEN__CAPACITY__V1__SUMMARY_REQUEST__INIT;
-		hv_status want = i == MUNI ? HV_PERMISSION_DENIED : HV_OK;
+		hv_status                           want = i == MUNI ? HV_PERMISSION_DENIED : HV_OK;
 
 		assert_int_equal(get_view(g.ch[i], "svc-op", NULL), want);
 		assert_int_equal(find(g.ch[i], &fr, NULL), want);
@@ -898,12 +907,12 @@ test_service_bad_input(void **state)
 	for (int i = 0; i < 17; i++) {
 		many[i] = "nl";
 	}
-#define BAD_REGISTER(what, code, fragment)                                                     \
-	do {                                                                                   \
-		svc_init(&s, "svc-bad", "shelter-a", T_SHELTER, "Amsterdam", 10, 5);           \
-		what;                                                                          \
-		assert_int_equal(register_service(g.ch[SHELTER_A], &s), code);                 \
-		expect_err(fragment);                                                          \
+#define BAD_REGISTER(what, code, fragment)                                                         \
+	do {                                                                                       \
+		svc_init(&s, "svc-bad", "shelter-a", T_SHELTER, "Amsterdam", 10, 5);               \
+		what;                                                                              \
+		assert_int_equal(register_service(g.ch[SHELTER_A], &s), code);                     \
+		expect_err(fragment);                                                              \
 	} while (0)
 
 	BAD_REGISTER(s.type = (Haven__Capacity__V1__ServiceType) 99, HV_INVALID_ARGUMENT,
@@ -946,7 +955,8 @@ test_service_bad_input(void **state)
 	assert_int_equal(set_available(g.ch[SHELTER_A], "svc-nope", 1, 1, NULL), HV_NOT_FOUND);
 	expect_err("no service svc-nope");
 	assert_int_equal(set_available(g.ch[SHELTER_A], "Svc Op", 1, 1, NULL), HV_INVALID_ARGUMENT);
-	assert_int_equal(set_available(g.ch[SHELTER_A], "svc-op", 12, ver, NULL), HV_INVALID_ARGUMENT);
+	assert_int_equal(set_available(g.ch[SHELTER_A], "svc-op", 12, ver, NULL),
+	    HV_INVALID_ARGUMENT);
 	expect_err("available 12 is over the maximum of 10 places");
 	assert_int_equal(set_available(g.ch[SHELTER_A], "svc-op", 4000000000u, ver, NULL),
 	    HV_INVALID_ARGUMENT);
@@ -1013,8 +1023,8 @@ test_service_bad_input(void **state)
 		Haven__Capacity__V1__FindServicesRequest fr =
 		    HAVEN__CAPACITY__V1__FIND_SERVICES_REQUEST__INIT;
 		Haven__Capacity__V1__SummaryRequest sr = HAVEN__CAPACITY__V1__SUMMARY_REQUEST__INIT;
-		char *atl[] = { "Atlantis" };
-		char *bad[] = { "n" };
+		char                               *atl[] = { "Atlantis" };
+		char                               *bad[] = { "n" };
 
 		fr.type = (Haven__Capacity__V1__ServiceType) 99;
 		assert_int_equal(find(g.op, &fr, NULL), HV_INVALID_ARGUMENT);
@@ -1061,7 +1071,7 @@ rmw_worker(void *arg)
 	rmw_job *j = arg;
 
 	while (j->ok < RMW_EACH && j->failed == 0) {
-		Haven__Capacity__V1__GetServiceRequest         gr =
+		Haven__Capacity__V1__GetServiceRequest gr =
 		    HAVEN__CAPACITY__V1__GET_SERVICE_REQUEST__INIT;
 		Haven__Capacity__V1__UpdateAvailabilityRequest ur =
 		    HAVEN__CAPACITY__V1__UPDATE_AVAILABILITY_REQUEST__INIT;
@@ -1072,7 +1082,8 @@ rmw_worker(void *arg)
 
 		gr.id = (char *) j->id;
 		if (rpc_channel_call(j->ch, M("GetService"), &gr.base,
-		        &haven__capacity__v1__service_view__descriptor, &r, &co, NULL, 0) != HV_OK) {
+		        &haven__capacity__v1__service_view__descriptor, &r, &co, NULL,
+		        0) != HV_OK) {
 			j->failed++;
 			break;
 		}
@@ -1132,7 +1143,7 @@ test_concurrent_updates(void **state)
 #define RACE_THREADS 8
 
 typedef struct race_job {
-	hold_job         hj;
+	hold_job           hj;
 	pthread_barrier_t *barrier;
 } race_job;
 
@@ -1163,7 +1174,7 @@ test_hold_race(void **state)
 	assert_int_equal(pthread_barrier_init(&barrier, NULL, RACE_THREADS), 0);
 	for (int i = 0; i < RACE_THREADS; i++) {
 		jobs[i] = (race_job) { .hj = { .cs = g.cs, .service_id = "svc-race", .ttl_s = 600 },
-			.barrier = &barrier };
+			.barrier           = &barrier };
 		assert_int_equal(pthread_create(&th[i], NULL, race_worker, &jobs[i]), 0);
 	}
 	for (int i = 0; i < RACE_THREADS; i++) {
@@ -1203,9 +1214,10 @@ test_hold_race(void **state)
 static void
 test_freshness(void **state)
 {
-	service_t                                  s;
-	view_t                                    *v;
-	Haven__Capacity__V1__FindServicesRequest   fr = HAVEN__CAPACITY__V1__FIND_SERVICES_REQUEST__INIT;
+	service_t                                s;
+	view_t                                  *v;
+	Haven__Capacity__V1__FindServicesRequest fr =
+	    HAVEN__CAPACITY__V1__FIND_SERVICES_REQUEST__INIT;
 	Haven__Capacity__V1__FindServicesResponse *rep;
 	char                                      *rdam[] = { "Rotterdam" };
 
@@ -1250,7 +1262,7 @@ test_freshness(void **state)
 	}
 	protobuf_c_message_free_unpacked(&rep->base, NULL);
 	{
-		Haven__Capacity__V1__SummaryRequest   sr = HAVEN__CAPACITY__V1__SUMMARY_REQUEST__INIT;
+		Haven__Capacity__V1__SummaryRequest sr = HAVEN__CAPACITY__V1__SUMMARY_REQUEST__INIT;
 		Haven__Capacity__V1__SummaryResponse *sum;
 		sr.regions   = rdam;
 		sr.n_regions = 1;
@@ -1260,7 +1272,8 @@ test_freshness(void **state)
 		assert_true(sum->n_cells > 0);
 		for (size_t i = 0; i < sum->n_cells; i++) {
 			assert_string_equal(sum->cells[i]->region, "Rotterdam");
-			if (sum->cells[i]->type == T_SHELTER && sum->cells[i]->population == P_WOMEN) {
+			if (sum->cells[i]->type == T_SHELTER &&
+			    sum->cells[i]->population == P_WOMEN) {
 				assert_true(sum->cells[i]->stale_services >= 1);
 			}
 		}
@@ -1284,17 +1297,18 @@ test_freshness(void **state)
 static void
 test_find_and_summary(void **state)
 {
-	Haven__Capacity__V1__FindServicesRequest   fr = HAVEN__CAPACITY__V1__FIND_SERVICES_REQUEST__INIT;
+	Haven__Capacity__V1__FindServicesRequest fr =
+	    HAVEN__CAPACITY__V1__FIND_SERVICES_REQUEST__INIT;
 	Haven__Capacity__V1__FindServicesResponse *rep;
 	Haven__Capacity__V1__ListRegionsResponse  *regions;
 	Haven__Capacity__V1__SummaryRequest        sr = HAVEN__CAPACITY__V1__SUMMARY_REQUEST__INIT;
 	Haven__Capacity__V1__SummaryResponse      *sum;
 	service_t                                  s;
-	char                                      *pt[]  = { "pt" };
-	char                                      *ams[] = { "Amsterdam" };
-	char                                      *ptbr[] = { "pt-BR", "nl" };
+	char                                      *pt[]              = { "pt" };
+	char                                      *ams[]             = { "Amsterdam" };
+	char                                      *ptbr[]            = { "pt-BR", "nl" };
 	char                                       token[CAP_ID_MAX] = "";
-	size_t                                     total = 0;
+	size_t                                     total             = 0;
 
 	svc_init(&s, "find-1", "shelter-a", T_SHELTER, "Amsterdam", 4, 4);
 	s.populations   = pops_women_minors;
@@ -1433,7 +1447,8 @@ test_pubsub(void **state)
 	uint32_t                              avail;
 
 	service_state("svc-op", &ver, &avail, NULL);
-	assert_int_equal(set_available(g.ch[SHELTER_A], "svc-op", avail == 3 ? 2 : 3, ver, &v), HV_OK);
+	assert_int_equal(set_available(g.ch[SHELTER_A], "svc-op", avail == 3 ? 2 : 3, ver, &v),
+	    HV_OK);
 	m = receive_change(sub, "svc-op");
 	assert_non_null(m);
 	assert_int_equal(m->free, v->free);
@@ -1449,9 +1464,9 @@ test_pubsub(void **state)
 static void
 test_hold_expiry(void **state)
 {
-	service_t                             s;
-	hold_job                              j = { .cs = g.cs, .service_id = "svc-exp", .ttl_s = 60 };
-	nng_socket                            sub;
+	service_t  s;
+	hold_job   j = { .cs = g.cs, .service_id = "svc-exp", .ttl_s = 60 };
+	nng_socket sub;
 	Haven__Capacity__V1__CapacityChanged *m;
 	uint64_t                              ver;
 	uint32_t                              avail, held = 1;
@@ -1483,16 +1498,17 @@ test_disabled_org_refused(void **state)
 	    HAVEN__CAPACITY__V1__DISABLE_ORGANISATION_REQUEST__INIT;
 	Haven__Capacity__V1__UpdateOrganisationRequest ureq =
 	    HAVEN__CAPACITY__V1__UPDATE_ORGANISATION_REQUEST__INIT;
-	org_t       change = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
-	rpc_caller  who;
-	char        tok[AUTH_TOKEN_MAX];
+	org_t        change = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+	rpc_caller   who;
+	char         tok[AUTH_TOKEN_MAX];
 	rpc_channel *ch;
 
 	assert_int_equal(register_org(g.op, "ngo-gone", HAVEN__CAPACITY__V1__ROLE__REFERRER,
 	                     "Amsterdam", NULL),
 	    HV_OK);
-	assert_int_equal(
-	    auth_issue_token(g.auth, "ngo-gone", RPC_ROLE_REFERRER, hv_clock_wall_ms(), tok, NULL), HV_OK);
+	assert_int_equal(auth_issue_token(g.auth, "ngo-gone", RPC_ROLE_REFERRER, hv_clock_wall_ms(),
+	                     tok, NULL),
+	    HV_OK);
 	assert_int_equal(auth_verify_token(g.auth, tok, hv_clock_wall_ms(), &who), HV_OK);
 	assert_int_equal(who.role, RPC_ROLE_REFERRER);
 	assert_string_equal(who.org_id, "ngo-gone");
@@ -1506,7 +1522,8 @@ test_disabled_org_refused(void **state)
 	assert_int_equal(call(g.op, M("DisableOrganisation"), &dreq.base,
 	                     &haven__capacity__v1__organisation__descriptor, NULL),
 	    HV_OK);
-	assert_int_equal(auth_verify_token(g.auth, tok, hv_clock_wall_ms(), &who), HV_UNAUTHENTICATED);
+	assert_int_equal(auth_verify_token(g.auth, tok, hv_clock_wall_ms(), &who),
+	    HV_UNAUTHENTICATED);
 	assert_int_equal(get_view(ch, "svc-op", NULL), HV_UNAUTHENTICATED);
 	/* Enabled again: the token issued before stays refused (issue 12, hole 8); a new one
 	 * works. */
@@ -1515,8 +1532,9 @@ test_disabled_org_refused(void **state)
 	                     &haven__capacity__v1__organisation__descriptor, NULL),
 	    HV_OK);
 	assert_int_equal(get_view(ch, "svc-op", NULL), HV_UNAUTHENTICATED);
-	assert_int_equal(
-	    auth_issue_token(g.auth, "ngo-gone", RPC_ROLE_REFERRER, hv_clock_wall_ms(), tok, NULL), HV_OK);
+	assert_int_equal(auth_issue_token(g.auth, "ngo-gone", RPC_ROLE_REFERRER, hv_clock_wall_ms(),
+	                     tok, NULL),
+	    HV_OK);
 	assert_int_equal(rpc_channel_set_token(ch, tok), HV_OK);
 	assert_int_equal(get_view(ch, "svc-op", NULL), HV_OK);
 	/* A new role: tokens of the old one are refused. */
@@ -1527,7 +1545,8 @@ test_disabled_org_refused(void **state)
 	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
 	                     &haven__capacity__v1__organisation__descriptor, NULL),
 	    HV_OK);
-	assert_int_equal(auth_verify_token(g.auth, tok, hv_clock_wall_ms(), &who), HV_UNAUTHENTICATED);
+	assert_int_equal(auth_verify_token(g.auth, tok, hv_clock_wall_ms(), &who),
+	    HV_UNAUTHENTICATED);
 	rpc_channel_close(ch);
 }
 
@@ -1582,9 +1601,9 @@ test_login_with_registered_cert(void **state)
 		snprintf(path, sizeof(path), "%s/acme-ngo-2.pem", g.pki);
 		cert2 = tu_slurp(path, NULL);
 		snprintf(path, sizeof(path), "%s/acme-ngo-2.key", g.pki);
-		key2            = tu_slurp(path, &key2len);
-		change.id       = "acme-ngo";
-		change.cert_pem = cert2;
+		key2                  = tu_slurp(path, &key2len);
+		change.id             = "acme-ngo";
+		change.cert_pem       = cert2;
 		ureq.organisation     = &change;
 		ureq.based_on_version = org_version("acme-ngo");
 		assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
@@ -1593,8 +1612,9 @@ test_login_with_registered_cert(void **state)
 		assert_int_equal(get_view(ch, "svc-op", NULL), HV_UNAUTHENTICATED);
 		assert_int_equal(auth_login(ch, "acme-ngo", key, keylen, 5000, lerr, sizeof(lerr)),
 		    HV_UNAUTHENTICATED);
-		assert_int_equal(
-		    auth_login(ch, "acme-ngo", key2, key2len, 5000, lerr, sizeof(lerr)), HV_OK);
+		assert_int_equal(auth_login(ch, "acme-ngo", key2, key2len, 5000, lerr,
+		                     sizeof(lerr)),
+		    HV_OK);
 		assert_int_equal(get_view(ch, "svc-op", NULL), HV_OK);
 		/* Back to the first certificate, for the tests after this one. */
 		change.cert_pem       = g.cert[REFERRER];
@@ -1611,8 +1631,8 @@ test_login_with_registered_cert(void **state)
 	{
 		char tok[AUTH_TOKEN_MAX];
 		assert_int_equal(get_view(g.ch[REFERRER], "svc-op", NULL), HV_UNAUTHENTICATED);
-		assert_int_equal(
-		    auth_issue_token(g.auth, "acme-ngo", RPC_ROLE_REFERRER, hv_clock_wall_ms(), tok, NULL),
+		assert_int_equal(auth_issue_token(g.auth, "acme-ngo", RPC_ROLE_REFERRER,
+		                     hv_clock_wall_ms(), tok, NULL),
 		    HV_OK);
 		assert_int_equal(rpc_channel_set_token(g.ch[REFERRER], tok), HV_OK);
 		assert_int_equal(get_view(g.ch[REFERRER], "svc-op", NULL), HV_OK);
@@ -1654,10 +1674,11 @@ is_pending(const char *id)
 static bool
 found_free(const char *id, const char *region)
 {
-	Haven__Capacity__V1__FindServicesRequest   fr  = HAVEN__CAPACITY__V1__FIND_SERVICES_REQUEST__INIT;
-	Haven__Capacity__V1__FindServicesResponse *rep = NULL;
+	Haven__Capacity__V1__FindServicesRequest fr =
+	    HAVEN__CAPACITY__V1__FIND_SERVICES_REQUEST__INIT;
+	Haven__Capacity__V1__FindServicesResponse *rep       = NULL;
 	char                                      *regions[] = { (char *) region };
-	bool                                       seen = false;
+	bool                                       seen      = false;
 
 	fr.type      = T_SHELTER;
 	fr.only_free = true;
@@ -1701,7 +1722,8 @@ routable(const char *id)
 static void
 test_pending_services(void **state)
 {
-	Haven__Capacity__V1__UpdateServiceRequest ur = HAVEN__CAPACITY__V1__UPDATE_SERVICE_REQUEST__INIT;
+	Haven__Capacity__V1__UpdateServiceRequest ur =
+	    HAVEN__CAPACITY__V1__UPDATE_SERVICE_REQUEST__INIT;
 	service_t  s;
 	service_t *out = NULL;
 	hold_job   j   = { .cs = g.cs, .ttl_s = 60 };
@@ -1730,16 +1752,18 @@ test_pending_services(void **state)
 	j.service_id = "svc-huge";
 	assert_int_equal(store_write(g.st, hold_fn, &j), HV_FAILED_PRECONDITION);
 	{
-		cap_cell *cells = NULL;
-		size_t    n     = 0;
+		cap_cell  *cells = NULL;
+		size_t     n     = 0;
 		store_txn *txn;
-		int        lim  = region_map_find(g.map, "Limburg");
+		int        lim = region_map_find(g.map, "Limburg");
 		assert_int_equal(store_read_begin(g.st, &txn), HV_OK);
-		assert_int_equal(cap_summary(g.cs, txn, (uint64_t) 1 << lim, test_now(NULL), &cells, &n),
+		assert_int_equal(cap_summary(g.cs, txn, (uint64_t) 1 << lim, test_now(NULL), &cells,
+		                     &n),
 		    HV_OK);
 		store_read_end(txn);
 		for (size_t i = 0; i < n; i++) {
-			assert_int_not_equal(cells[i].cc_free, 10); /* svc-away's places are not counted */
+			assert_int_not_equal(cells[i].cc_free,
+			    10); /* svc-away's places are not counted */
 		}
 		free(cells);
 	}
@@ -1767,9 +1791,9 @@ test_pending_services(void **state)
 	 * name does not. */
 	service_state("svc-small", &v, &a, NULL);
 	svc_init(&s, "svc-small", "shelter-a", T_SHELTER, "Amsterdam", 10, 5);
-	s.name               = "Opvang Oost";
-	ur.service           = &s;
-	ur.based_on_version  = v;
+	s.name              = "Opvang Oost";
+	ur.service          = &s;
+	ur.based_on_version = v;
 	assert_int_equal(call(g.ch[SHELTER_A], M("UpdateService"), &ur.base,
 	                     &haven__capacity__v1__service__descriptor, NULL),
 	    HV_OK);
@@ -1882,17 +1906,20 @@ expect_stored_clean(const char *name, const char *id, const ProtobufCMessageDesc
 static void
 test_unknown_fields_not_stored(void **state)
 {
-	static const char addr[] = "Kerkstraat 1, 1017 GA Amsterdam";
-	uint8_t           data[64];
-	ProtobufCMessageUnknownField u = { .tag = 1007,
-		.wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, .len = sizeof(addr), .data = data };
+	static const char                                addr[] = "Kerkstraat 1, 1017 GA Amsterdam";
+	uint8_t                                          data[64];
+	ProtobufCMessageUnknownField                     u = { .tag = 1007,
+		                    .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+		                    .len       = sizeof(addr),
+		                    .data      = data };
 	Haven__Capacity__V1__RegisterOrganisationRequest oreq =
 	    HAVEN__CAPACITY__V1__REGISTER_ORGANISATION_REQUEST__INIT;
 	Haven__Capacity__V1__RegisterServiceRequest sreq =
 	    HAVEN__CAPACITY__V1__REGISTER_SERVICE_REQUEST__INIT;
 	Haven__Capacity__V1__GetOrganisationRequest greq =
 	    HAVEN__CAPACITY__V1__GET_ORGANISATION_REQUEST__INIT;
-	Haven__Capacity__V1__GetServiceRequest vreq = HAVEN__CAPACITY__V1__GET_SERVICE_REQUEST__INIT;
+	Haven__Capacity__V1__GetServiceRequest vreq =
+	    HAVEN__CAPACITY__V1__GET_SERVICE_REQUEST__INIT;
 	org_t     o   = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
 	org_t    *got = NULL;
 	view_t   *v   = NULL;
@@ -1911,10 +1938,11 @@ test_unknown_fields_not_stored(void **state)
 	oreq.organisation          = &o;
 	oreq.base.n_unknown_fields = 1;
 	oreq.base.unknown_fields   = &u;
-	buf = pack_plus(&oreq.base, "", 0, &n);
+	buf                        = pack_plus(&oreq.base, "", 0, &n);
 	assert_int_equal(raw_msg_call(g.op, M("RegisterOrganisation"), buf, n, NULL, NULL), HV_OK);
 	free(buf);
-	expect_stored_clean("cap.orgs", "org-unknown", &haven__capacity__v1__organisation__descriptor);
+	expect_stored_clean("cap.orgs", "org-unknown",
+	    &haven__capacity__v1__organisation__descriptor);
 	greq.id = "org-unknown";
 	buf     = pack_plus(&greq.base, "", 0, &n);
 	assert_int_equal(raw_msg_call(g.op, M("GetOrganisation"), buf, n,
@@ -1930,10 +1958,11 @@ test_unknown_fields_not_stored(void **state)
 	sreq.service               = &svc;
 	sreq.base.n_unknown_fields = 1;
 	sreq.base.unknown_fields   = &u;
-	buf = pack_plus(&sreq.base, "", 0, &n);
+	buf                        = pack_plus(&sreq.base, "", 0, &n);
 	assert_int_equal(raw_msg_call(g.op, M("RegisterService"), buf, n, NULL, NULL), HV_OK);
 	free(buf);
-	expect_stored_clean("cap.services", "svc-unknown", &haven__capacity__v1__service__descriptor);
+	expect_stored_clean("cap.services", "svc-unknown",
+	    &haven__capacity__v1__service__descriptor);
 	vreq.id = "svc-unknown";
 	buf     = pack_plus(&vreq.base, "", 0, &n);
 	assert_int_equal(raw_msg_call(g.ch[REFERRER], M("GetService"), buf, n,
@@ -1945,24 +1974,25 @@ test_unknown_fields_not_stored(void **state)
 	protobuf_c_message_free_unpacked(&v->base, NULL);
 
 	/* Field number 0, in a two-byte tag protobuf-c decodes. */
-	o.id                    = "org-field0";
-	o.base.n_unknown_fields = 0;
+	o.id                       = "org-field0";
+	o.base.n_unknown_fields    = 0;
 	oreq.base.n_unknown_fields = 0;
-	buf = pack_plus(&oreq.base, "\x80\x00\x05", 3, &n);
+	buf                        = pack_plus(&oreq.base, "\x80\x00\x05", 3, &n);
 	assert_int_equal(raw_msg_call(g.op, M("RegisterOrganisation"), buf, n, NULL, NULL),
 	    HV_INVALID_ARGUMENT);
 	expect_err("field numbered 0");
 	free(buf);
 	svc_init(&svc, "svc-field0", "org-unknown", T_SHELTER, "Amsterdam", 10, 5);
 	sreq.base.n_unknown_fields = 0;
-	buf = pack_plus(&sreq.base, "\x80\x00\x05", 3, &n);
+	buf                        = pack_plus(&sreq.base, "\x80\x00\x05", 3, &n);
 	assert_int_equal(raw_msg_call(g.op, M("RegisterService"), buf, n, NULL, NULL),
 	    HV_INVALID_ARGUMENT);
 	expect_err("field numbered 0");
 	free(buf);
 	greq.id = "org-field0";
 	buf     = pack_plus(&greq.base, "", 0, &n);
-	assert_int_equal(raw_msg_call(g.op, M("GetOrganisation"), buf, n, NULL, NULL), HV_NOT_FOUND);
+	assert_int_equal(raw_msg_call(g.op, M("GetOrganisation"), buf, n, NULL, NULL),
+	    HV_NOT_FOUND);
 	free(buf);
 	assert_int_equal(get_view(g.op, "svc-field0", NULL), HV_NOT_FOUND);
 }
@@ -1997,7 +2027,8 @@ test_bidi_text_refused(void **state)
 	assert_int_equal(register_service(g.op, &svc), HV_INVALID_ARGUMENT);
 	expect_err("name");
 	svc_init(&svc, "svc-bidi", "org-bidi", T_SHELTER, "Amsterdam", 10, 5);
-	svc.front_door_contact = "intake \xe2\x80\x8f" "088"; /* U+200F */
+	svc.front_door_contact = "intake \xe2\x80\x8f"
+	                         "088"; /* U+200F */
 	assert_int_equal(register_service(g.op, &svc), HV_INVALID_ARGUMENT);
 	expect_err("front_door_contact");
 	assert_int_equal(get_view(g.op, "svc-bidi", NULL), HV_NOT_FOUND);
@@ -2090,10 +2121,10 @@ test_change_availability(void **state)
  * versions. Every change lands exactly once (none lost to a race), and the last bed is never
  * taken twice. */
 typedef struct bed_job {
-	int               who;
-	int               delta;
-	int               n;
-	int               ok, refused;
+	int                who;
+	int                delta;
+	int                n;
+	int                ok, refused;
 	pthread_barrier_t *barrier;
 } bed_job;
 
@@ -2131,7 +2162,9 @@ test_change_race(void **state)
 	assert_int_equal(pthread_barrier_init(&b, NULL, 4), 0);
 	for (int i = 0; i < 4; i++) {
 		jobs[i] = (bed_job) { .who = i % 2 == 0 ? SHELTER_A : COORD_AMS,
-			.delta = i < 2 ? 1 : -1, .n = 40, .barrier = &b };
+			.delta             = i < 2 ? 1 : -1,
+			.n                 = 40,
+			.barrier           = &b };
 		assert_int_equal(pthread_create(&th[i], NULL, bed_worker, &jobs[i]), 0);
 	}
 	for (int i = 0; i < 4; i++) {

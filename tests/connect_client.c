@@ -119,7 +119,7 @@ cc_close(cc_client *c)
 static hv_status
 error_of(const char *body, size_t len, char *err, size_t errsz)
 {
-	json_t     *o = json_loadb(body, len, 0, NULL);
+	json_t     *o    = json_loadb(body, len, 0, NULL);
 	const char *code = NULL, *msg = "";
 	hv_status   st = HV_UNKNOWN;
 
@@ -131,7 +131,8 @@ error_of(const char *body, size_t len, char *err, size_t errsz)
 			const char *n = hv_status_name(i);
 			size_t      k;
 			for (k = 0; n[k] != '\0' && k + 1 < sizeof(want); k++) {
-				want[k] = (char) (n[k] >= 'A' && n[k] <= 'Z' ? n[k] - 'A' + 'a' : n[k]);
+				want[k] =
+				    (char) (n[k] >= 'A' && n[k] <= 'Z' ? n[k] - 'A' + 'a' : n[k]);
 			}
 			want[k] = '\0';
 			if (strcmp(want, code) == 0 ||
@@ -153,12 +154,12 @@ cc_call(cc_client *c, const char *method, const ProtobufCMessage *req,
     bool json, const char *idempotency_key, uint32_t timeout_ms, long *http_status, char *err,
     size_t errsz)
 {
-	struct curl_slist *h    = NULL;
+	struct curl_slist *h = NULL;
 	char               url[512], line[AUTH_TOKEN_MAX + 64];
-	char              *body = NULL;
-	size_t             len  = 0;
+	char              *body   = NULL;
+	size_t             len    = 0;
 	long               status = 0;
-	hv_status          st   = HV_RESOURCE_EXHAUSTED;
+	hv_status          st     = HV_RESOURCE_EXHAUSTED;
 	CURLcode           cr;
 
 	*reply = NULL;
@@ -180,11 +181,12 @@ cc_call(cc_client *c, const char *method, const ProtobufCMessage *req,
 		protobuf_c_message_pack(req, (uint8_t *) body);
 	}
 	snprintf(url, sizeof(url), "%s/%s", c->cc_base, method);
-	h = curl_slist_append(h, json ? "Content-Type: application/json"
-	                              : "Content-Type: application/proto");
+	h = curl_slist_append(h,
+	    json ? "Content-Type: application/json" : "Content-Type: application/proto");
 	h = curl_slist_append(h, "Connect-Protocol-Version: 1");
 	h = curl_slist_append(h, "Expect:");
-	snprintf(line, sizeof(line), "Connect-Timeout-Ms: %u", timeout_ms != 0 ? timeout_ms : 10000);
+	snprintf(line, sizeof(line), "Connect-Timeout-Ms: %u",
+	    timeout_ms != 0 ? timeout_ms : 10000);
 	h = curl_slist_append(h, line);
 	if (token != NULL) {
 		snprintf(line, sizeof(line), "Authorization: Bearer %s", token);

@@ -41,11 +41,11 @@
 #include "haven/health/v1/health.pb-c.h"
 #include "haven/testing/v1/testing.pb-c.h"
 
-#define M_WHOAMI "haven.testing.v1.Testing/WhoAmI"
-#define M_ADMIN "haven.testing.v1.Testing/AdminOnly"
-#define M_SLEEP "haven.testing.v1.Testing/Sleep"
+#define M_WHOAMI   "haven.testing.v1.Testing/WhoAmI"
+#define M_ADMIN    "haven.testing.v1.Testing/AdminOnly"
+#define M_SLEEP    "haven.testing.v1.Testing/Sleep"
 #define M_UNKNOWNS "haven.testing.v1.Testing/Unknowns"
-#define MAX_MSG (64 * 1024)
+#define MAX_MSG    (64 * 1024)
 
 static tu_org orgs[] = {
 	{ "acme-ngo", RPC_ROLE_REFERRER, 1, NULL },
@@ -297,8 +297,8 @@ call_nng(const char *method, const char *token, char *err)
 	hv_status                 st;
 
 	assert_int_equal(rpc_channel_set_token(g.ch, token), HV_OK);
-	st = rpc_channel_call(g.ch, method, &e.base, &haven__testing__v1__who_am_iresponse__descriptor,
-	    &out, NULL, err, RPC_ERRMSG_MAX);
+	st = rpc_channel_call(g.ch, method, &e.base,
+	    &haven__testing__v1__who_am_iresponse__descriptor, &out, NULL, err, RPC_ERRMSG_MAX);
 	protobuf_c_message_free_unpacked(out, NULL);
 	return (st);
 }
@@ -308,13 +308,13 @@ call_nng(const char *method, const char *token, char *err)
 static int
 setup(void **state)
 {
-	auth_options       ao = { .lookup = tu_lookup, .lookup_arg = orgs };
-	rpc_server_options o  = { .insecure_tcp = true, .max_msg = MAX_MSG };
+	auth_options        ao = { .lookup = tu_lookup, .lookup_arg = orgs };
+	rpc_server_options  o  = { .insecure_tcp = true, .max_msg = MAX_MSG };
 	rpc_channel_options co = { .insecure_tcp = true };
-	connect_options    c  = { .listen = "127.0.0.1:0", .read_timeout_ms = 500 };
-	char               url[64], web[300], index[320];
-	uint64_t           exp;
-	FILE              *f;
+	connect_options     c  = { .listen = "127.0.0.1:0", .read_timeout_ms = 500 };
+	char                url[64], web[300], index[320];
+	uint64_t            exp;
+	FILE               *f;
 
 	(void) state;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -372,10 +372,10 @@ static void
 test_json_and_binary(void **state)
 {
 	Haven__Testing__V1__WhoAmIResponse *who;
-	const char *extra[] = { "Connect-Timeout-Ms: 5000", "Idempotency-Key: key-1", NULL };
-	const char *h[5];
-	char        auth_h[AUTH_TOKEN_MAX + 32];
-	reply       r;
+	const char      *extra[] = { "Connect-Timeout-Ms: 5000", "Idempotency-Key: key-1", NULL };
+	const char      *h[5];
+	char             auth_h[AUTH_TOKEN_MAX + 32];
+	reply            r;
 	rpc_server_stats before, after;
 
 	(void) state;
@@ -384,7 +384,8 @@ test_json_and_binary(void **state)
 	assert_int_equal(r.status, 200);
 	assert_true(has_header(&r, "Content-Type: application/json"));
 	expect_security_headers(&r, true);
-	assert_false(has_header(&r, "Strict-Transport-Security: max-age=31536000; includeSubDomains"));
+	assert_false(
+	    has_header(&r, "Strict-Transport-Security: max-age=31536000; includeSubDomains"));
 	assert_int_equal(pbjson_decode(&haven__testing__v1__who_am_iresponse__descriptor, r.body,
 	                     r.len, NULL, NULL, (ProtobufCMessage **) &who, NULL, 0),
 	    HV_OK);
@@ -427,10 +428,10 @@ static void
 test_binary_unknown_fields(void **state)
 {
 	/* Tree{name: "a"} followed by field 99 (varint 1): an unknown field. */
-	static const uint8_t body[] = { 0x0a, 0x01, 'a', 0x98, 0x06, 0x01 };
-	const char          *h[]    = { "Content-Type: application/proto", NULL };
+	static const uint8_t                  body[] = { 0x0a, 0x01, 'a', 0x98, 0x06, 0x01 };
+	const char                           *h[]    = { "Content-Type: application/proto", NULL };
 	Haven__Testing__V1__UnknownsResponse *u;
-	reply                r;
+	reply                                 r;
 
 	(void) state;
 	http(g.base, "POST", "/" M_UNKNOWNS, h, body, sizeof(body), &r, NULL);
@@ -482,16 +483,16 @@ test_identity_same_as_nng(void **state)
 		auth        *a2;
 		memset(ao2.secret, 0x11, sizeof(ao2.secret));
 		assert_int_equal(auth_open(&a2, &ao2), HV_OK);
-		assert_int_equal(auth_issue_token(a2, "city-admin", RPC_ROLE_ADMIN, hv_clock_wall_ms(),
-		                     forged, &exp),
+		assert_int_equal(auth_issue_token(a2, "city-admin", RPC_ROLE_ADMIN,
+		                     hv_clock_wall_ms(), forged, &exp),
 		    HV_OK);
 		auth_close(a2);
 	}
 	assert_int_equal(auth_issue_token(g.a, "acme-ngo", RPC_ROLE_REFERRER,
 	                     hv_clock_wall_ms() - 2 * 3600 * 1000, expired, &exp),
 	    HV_OK);
-	assert_int_equal(auth_issue_token(g.a, "gone-ngo", RPC_ROLE_REFERRER, hv_clock_wall_ms(), gone,
-	                     &exp),
+	assert_int_equal(auth_issue_token(g.a, "gone-ngo", RPC_ROLE_REFERRER, hv_clock_wall_ms(),
+	                     gone, &exp),
 	    HV_OK);
 	orgs[2].enabled = 0;
 	{
@@ -522,7 +523,8 @@ test_cookie_and_csrf(void **state)
 	reply       r;
 
 	(void) state;
-	snprintf(cookie, sizeof(cookie), "Cookie: haven_session=%s; haven_csrf=%s", g.tok_ref, csrf);
+	snprintf(cookie, sizeof(cookie), "Cookie: haven_session=%s; haven_csrf=%s", g.tok_ref,
+	    csrf);
 	/* Without the header. */
 	h[0] = cookie;
 	h[1] = NULL;
@@ -557,17 +559,18 @@ test_cookie_and_csrf(void **state)
 	{
 		char     gone[AUTH_TOKEN_MAX], stolen[AUTH_TOKEN_MAX + 128];
 		uint64_t exp;
-		assert_int_equal(auth_issue_token(g.a, "gone-ngo", RPC_ROLE_REFERRER, hv_clock_wall_ms(),
-		                     gone, &exp),
+		assert_int_equal(auth_issue_token(g.a, "gone-ngo", RPC_ROLE_REFERRER,
+		                     hv_clock_wall_ms(), gone, &exp),
 		    HV_OK);
 		orgs[2].enabled = 0;
-		snprintf(stolen, sizeof(stolen), "Cookie: haven_session=%s; haven_csrf=%s", gone, csrf);
+		snprintf(stolen, sizeof(stolen), "Cookie: haven_session=%s; haven_csrf=%s", gone,
+		    csrf);
 		h[0] = stolen;
 		call_json(M_WHOAMI, "{}", NULL, h, &r);
 		expect_error(&r, 401, "unauthenticated");
 		reply_free(&r);
 		orgs[2].enabled = 1;
-		h[0] = cookie;
+		h[0]            = cookie;
 	}
 
 	/* POST /session turns a bearer token into the two cookies. */
@@ -601,7 +604,8 @@ test_bad_input(void **state)
 {
 	const char *plain[] = { "Content-Type: text/plain", NULL };
 	const char *json[]  = { "Content-Type: application/json", NULL };
-	const char *chunk[] = { "Content-Type: application/json", "Transfer-Encoding: chunked", NULL };
+	const char *chunk[] = { "Content-Type: application/json", "Transfer-Encoding: chunked",
+		NULL };
 	const char *tmo[]   = { "Connect-Timeout-Ms: soon", NULL };
 	const char *ver[]   = { "Connect-Protocol-Version: 2", NULL };
 	const char *gz[]    = { "Content-Type: application/json", "Content-Encoding: gzip", NULL };
@@ -632,7 +636,7 @@ test_bad_input(void **state)
 
 	big = malloc(MAX_MSG + 100);
 	memset(big, ' ', MAX_MSG + 100);
-	big[0] = '{';
+	big[0]            = '{';
 	big[MAX_MSG + 99] = '}';
 	http(g.base, "POST", "/" M_SLEEP, json, big, MAX_MSG + 100, &r, NULL);
 	expect_error(&r, 413, "resource_exhausted");
@@ -698,9 +702,9 @@ test_slow_client(void **state)
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	n = snprintf(req, sizeof(req),
-	    "POST /" M_SLEEP " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-	    "Content-Length: 100\r\n\r\n{\"ms\"");
+	n  = snprintf(req, sizeof(req),
+	     "POST /" M_SLEEP " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+	      "Content-Length: 100\r\n\r\n{\"ms\"");
 	t0 = hv_clock_mono_us();
 	assert_int_equal(write(fd, req, (size_t) n), n);
 
@@ -731,7 +735,8 @@ test_refusal_metrics(void **state)
 	assert_true(tu_metric(page, "haven_http_refused_total{status=\"411\"}") >= 1);
 	assert_true(tu_metric(page, "haven_http_slow_bodies_total") >= 1);
 	/* The calls themselves are in the dispatch's series, as over nng. */
-	assert_true(tu_metric(page, "haven_rpc_calls_total{method=\"" M_SLEEP "\",status=\"OK\"}") >= 1);
+	assert_true(
+	    tu_metric(page, "haven_rpc_calls_total{method=\"" M_SLEEP "\",status=\"OK\"}") >= 1);
 	free(page);
 }
 
@@ -752,7 +757,8 @@ test_big_headers(void **state)
 	assert_non_null(req);
 	len += (size_t) snprintf(req, 32768, "POST /" M_SLEEP " HTTP/1.1\r\nHost: 127.0.0.1\r\n");
 	for (int i = 0; i < 600; i++) {
-		len += (size_t) snprintf(req + len, 32768 - len, "X-H%d: vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv\r\n", i);
+		len += (size_t) snprintf(req + len, 32768 - len,
+		    "X-H%d: vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv\r\n", i);
 	}
 	len += (size_t) snprintf(req + len, 32768 - len, "Content-Length: 2\r\n\r\n{}");
 	fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -819,7 +825,7 @@ typedef struct slow_call {
 static void *
 slow_main(void *arg)
 {
-	slow_call         *c = arg;
+	slow_call         *c  = arg;
 	CURL              *cu = curl_easy_init();
 	struct curl_slist *h  = NULL;
 	char               url[200];
@@ -885,7 +891,7 @@ test_deadline(void **state)
 static void
 test_inflight_cap_and_stop(void **state)
 {
-	connect_options c  = { .listen = "127.0.0.1:0", .max_inflight = 1 };
+	connect_options c = { .listen = "127.0.0.1:0", .max_inflight = 1 };
 	connect_server *cs;
 	slow_call       sc;
 	pthread_t       t;
@@ -933,7 +939,8 @@ test_https(void **state)
 	snprintf(base, sizeof(base), "https://localhost:%d", connect_server_port(cs));
 	http(base, "POST", "/haven.health.v1.Health/Check", h, "{}", 2, &r, ca);
 	assert_int_equal(r.status, 200);
-	assert_true(has_header(&r, "Strict-Transport-Security: max-age=31536000; includeSubDomains"));
+	assert_true(
+	    has_header(&r, "Strict-Transport-Security: max-age=31536000; includeSubDomains"));
 	reply_free(&r);
 	connect_server_stop(cs);
 
@@ -944,14 +951,17 @@ test_https(void **state)
 		assert_int_equal(connect_server_start(&cs, g.srv, &p), HV_INVALID_ARGUMENT);
 		assert_int_equal(connect_check_listen("0.0.0.0:8443", false, err, sizeof(err)),
 		    HV_INVALID_ARGUMENT);
-		assert_int_equal(connect_check_listen("0.0.0.0:8443", true, err, sizeof(err)), HV_OK);
+		assert_int_equal(connect_check_listen("0.0.0.0:8443", true, err, sizeof(err)),
+		    HV_OK);
 		assert_int_equal(connect_check_listen("ftp://x:1", true, err, sizeof(err)),
 		    HV_INVALID_ARGUMENT);
 		assert_int_equal(connect_check_listen("localhost", true, err, sizeof(err)),
 		    HV_INVALID_ARGUMENT);
-		assert_int_equal(connect_check_listen("http://127.0.0.1:8080", false, err, sizeof(err)),
+		assert_int_equal(connect_check_listen("http://127.0.0.1:8080", false, err,
+		                     sizeof(err)),
 		    HV_OK);
-		assert_int_equal(connect_check_listen("https://0.0.0.0:8443", false, err, sizeof(err)),
+		assert_int_equal(connect_check_listen("https://0.0.0.0:8443", false, err,
+		                     sizeof(err)),
 		    HV_INVALID_ARGUMENT);
 		assert_non_null(strstr(err, "tls_cert"));
 	}

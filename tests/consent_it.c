@@ -36,10 +36,10 @@
 #include "haven/consent/v1/audit.pb-c.h"
 #include "haven/consent/v1/consent.pb-c.h"
 
-#define M "haven.consent.v1.Consent/"
-#define M_AUDIT "haven.audit.v1.Audit/"
-#define NAME "Ioana Sentinel-Popescu"
-#define NOTES "Sentinel notes: met at the bus station."
+#define M        "haven.consent.v1.Consent/"
+#define M_AUDIT  "haven.audit.v1.Audit/"
+#define NAME     "Ioana Sentinel-Popescu"
+#define NOTES    "Sentinel notes: met at the bus station."
 #define GUARDIAN "Sentinel aunt, +40 711 GUARDIAN"
 
 static tu_org orgs[] = {
@@ -129,12 +129,12 @@ world_up(void **state)
 	assert_int_equal(crypto_random(ao.secret, sizeof(ao.secret)), HV_OK);
 	assert_int_equal(auth_open(&w.a, &ao), HV_OK);
 	snprintf(w.pub_url, sizeof(w.pub_url), "inproc://consent-events-%d", (int) getpid());
-	co.store      = w.s;
-	co.data_dir   = w.dir;
-	co.pub_url    = w.pub_url;
-	co.now_ms     = test_now;
-	co.org_role   = org_role;
-	co.org_arg    = orgs;
+	co.store    = w.s;
+	co.data_dir = w.dir;
+	co.pub_url  = w.pub_url;
+	co.now_ms   = test_now;
+	co.org_role = org_role;
+	co.org_arg  = orgs;
 	{
 		cap_options    capo = { .store = w.s, .manual_expiry = true };
 		alerts_options alo  = { .store = w.s, .manual = true, .now_ms = test_now };
@@ -159,8 +159,8 @@ world_up(void **state)
 		assert_int_equal(rpc_channel_open(&w.ch[i], url, NULL), HV_OK);
 		if (i != OPERATOR) {
 			char tok[AUTH_TOKEN_MAX];
-			assert_int_equal(auth_issue_token(w.a, orgs[i].id, orgs[i].role, hv_clock_wall_ms(),
-			                     tok, NULL),
+			assert_int_equal(auth_issue_token(w.a, orgs[i].id, orgs[i].role,
+			                     hv_clock_wall_ms(), tok, NULL),
 			    HV_OK);
 			assert_int_equal(rpc_channel_set_token(w.ch[i], tok), HV_OK);
 		}
@@ -232,7 +232,7 @@ expect_msg(const char *part)
 static size_t
 withdrawn_alerts(int who, uint64_t *cursor, const char *subject)
 {
-	Haven__Alerts__V1__WatchEventsRequest   req  = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
+	Haven__Alerts__V1__WatchEventsRequest   req = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
 	Haven__Alerts__V1__WatchEventsResponse *resp = NULL;
 	size_t                                  n;
 
@@ -258,7 +258,8 @@ withdrawn_alerts(int who, uint64_t *cursor, const char *subject)
 static hv_status
 create(int who, bool minor, char id[CONSENT_ID_HEX])
 {
-	Haven__Consent__V1__CreateSubjectRequest   req = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__CreateSubjectRequest req =
+	    HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
 	Haven__Consent__V1__PersonalData           p   = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
 	Haven__Consent__V1__CreateSubjectResponse *rep = NULL;
 	char                                      *langs[] = { "ro", "en" };
@@ -274,8 +275,8 @@ create(int who, bool minor, char id[CONSENT_ID_HEX])
 	p.guardian      = minor ? GUARDIAN : "";
 	req.personal    = &p;
 	req.minor       = minor;
-	st = call(who, M "CreateSubject", &req, &haven__consent__v1__create_subject_response__descriptor,
-	    &rep);
+	st              = call(who, M "CreateSubject", &req,
+	                 &haven__consent__v1__create_subject_response__descriptor, &rep);
 	if (st == HV_OK) {
 		assert_int_equal(strlen(rep->id), 32);
 		snprintf(id, CONSENT_ID_HEX, "%s", rep->id);
@@ -288,15 +289,14 @@ static hv_status
 grant(int who, const char *subject, const char *recipient, bool accepting,
     Haven__Consent__V1__GivenBy by, int64_t expires, Haven__Consent__V1__ConsentRecord **out)
 {
-	Haven__Consent__V1__GrantRequest r = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
-	Haven__Consent__V1__Purpose      purposes[] = {
-        HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL,
-        HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER };
-	Haven__Consent__V1__Category cats[] = { HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY,
-		HAVEN__CONSENT__V1__CATEGORY__CATEGORY_OTHER };
-	char                               *recips[] = { (char *) recipient };
-	Haven__Consent__V1__ConsentRecord *rep      = NULL;
-	hv_status                           st;
+	Haven__Consent__V1__GrantRequest r      = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
+	Haven__Consent__V1__Purpose  purposes[] = { HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL,
+		 HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER };
+	Haven__Consent__V1__Category cats[]     = { HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY,
+		    HAVEN__CONSENT__V1__CATEGORY__CATEGORY_OTHER };
+	char                        *recips[]   = { (char *) recipient };
+	Haven__Consent__V1__ConsentRecord *rep  = NULL;
+	hv_status                          st;
 
 	r.subject            = (char *) subject;
 	r.purposes           = purposes;
@@ -363,14 +363,15 @@ static hv_status
 update(int who, const char *id, const char *mask, const Haven__Consent__V1__PersonalData *p,
     bool minor, Haven__Consent__V1__Subject **out)
 {
-	Haven__Consent__V1__UpdateSubjectRequest r = HAVEN__CONSENT__V1__UPDATE_SUBJECT_REQUEST__INIT;
-	char                                     buf[256], *names[16], *save = NULL;
-	Haven__Consent__V1__Subject             *rep = NULL;
-	hv_status                                st;
+	Haven__Consent__V1__UpdateSubjectRequest r =
+	    HAVEN__CONSENT__V1__UPDATE_SUBJECT_REQUEST__INIT;
+	char                         buf[256], *names[16], *save = NULL;
+	Haven__Consent__V1__Subject *rep = NULL;
+	hv_status                    st;
 
 	snprintf(buf, sizeof(buf), "%s", mask);
 	for (char *t = strtok_r(buf, ",", &save); t != NULL && r.n_update_mask < 16;
-	     t = strtok_r(NULL, ",", &save)) {
+	     t       = strtok_r(NULL, ",", &save)) {
 		names[r.n_update_mask++] = t;
 	}
 	r.id          = (char *) id;
@@ -420,7 +421,8 @@ rpc_audit_verify(int who, Haven__Audit__V1__VerifyResponse **out)
 {
 	Haven__Audit__V1__VerifyRequest r = HAVEN__AUDIT__V1__VERIFY_REQUEST__INIT;
 
-	return (call(who, M_AUDIT "Verify", &r, &haven__audit__v1__verify_response__descriptor, out));
+	return (
+	    call(who, M_AUDIT "Verify", &r, &haven__audit__v1__verify_response__descriptor, out));
 }
 
 /* ---- tests ----------------------------------------------------------------------------- */
@@ -428,9 +430,9 @@ rpc_audit_verify(int who, Haven__Audit__V1__VerifyResponse **out)
 static void
 test_roles(void **state)
 {
-	char                         id[CONSENT_ID_HEX], other[CONSENT_ID_HEX];
-	Haven__Consent__V1__Subject *sub = NULL;
-	Haven__Consent__V1__CheckResponse *cr = NULL;
+	char                               id[CONSENT_ID_HEX], other[CONSENT_ID_HEX];
+	Haven__Consent__V1__Subject       *sub = NULL;
+	Haven__Consent__V1__CheckResponse *cr  = NULL;
 
 	(void) state;
 	/* Who may create a subject. */
@@ -478,38 +480,46 @@ test_roles(void **state)
 	assert_int_equal(show(SHELTER_B, id, NULL), HV_PERMISSION_DENIED);
 
 	/* Check: a provider only for itself and never as "the accepting provider". */
-	assert_int_equal(check(SHELTER_A, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
+	assert_int_equal(check(SHELTER_A, id,
+	                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER, "shelter-a",
+	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
 	    HV_OK);
 	assert_true(cr->allowed);
 	release(cr);
-	assert_int_equal(check(SHELTER_A, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-	                     "shelter-b", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	assert_int_equal(check(SHELTER_A, id,
+	                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER, "shelter-b",
+	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
 	    HV_PERMISSION_DENIED);
-	assert_int_equal(check(SHELTER_B, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-	                     "shelter-b", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, true, NULL),
+	assert_int_equal(check(SHELTER_B, id,
+	                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER, "shelter-b",
+	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, true, NULL),
 	    HV_PERMISSION_DENIED);
 	/* A provider refused learns no consent id: the closest consent is shelter-a's. */
-	assert_int_equal(check(SHELTER_B, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-	                     "shelter-b", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
+	assert_int_equal(check(SHELTER_B, id,
+	                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER, "shelter-b",
+	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
 	    HV_OK);
 	assert_false(cr->allowed);
 	assert_string_equal(cr->consent_id, "");
 	release(cr);
 	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-	                     "shelter-b", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
+	                     "shelter-b", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false,
+	                     &cr),
 	    HV_OK);
 	assert_false(cr->allowed);
 	assert_true(cr->consent_id[0] != '\0'); /* the holder sees which consent came closest */
 	release(cr);
-	assert_int_equal(check(CITY, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS, "city-hall",
-	                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	assert_int_equal(check(CITY, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS,
+	                     "city-hall", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false,
+	                     NULL),
 	    HV_PERMISSION_DENIED);
 	assert_int_equal(check(OTHER, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false,
+	                     NULL),
 	    HV_PERMISSION_DENIED);
 	assert_int_equal(check(COORD, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false,
+	                     NULL),
 	    HV_PERMISSION_DENIED);
 	/* Hole 1: a coordinator (or an admin, or the operator) records no consent for another
 	 * organisation's client, whoever it claims gave it. */
@@ -527,7 +537,8 @@ test_roles(void **state)
 
 	/* Key rotation: the operator and admins. */
 	{
-		Haven__Consent__V1__RotateKeyRequest   r   = HAVEN__CONSENT__V1__ROTATE_KEY_REQUEST__INIT;
+		Haven__Consent__V1__RotateKeyRequest r =
+		    HAVEN__CONSENT__V1__ROTATE_KEY_REQUEST__INIT;
 		Haven__Consent__V1__RotateKeyResponse *rep = NULL;
 		assert_int_equal(call(ACME, M "RotateKey", &r,
 		                     &haven__consent__v1__rotate_key_response__descriptor, NULL),
@@ -569,7 +580,8 @@ test_roles(void **state)
 
 	/* The receipt key: anyone signed in; not anonymous callers (there are none here). */
 	{
-		Haven__Consent__V1__GetReceiptKeyRequest r = HAVEN__CONSENT__V1__GET_RECEIPT_KEY_REQUEST__INIT;
+		Haven__Consent__V1__GetReceiptKeyRequest r =
+		    HAVEN__CONSENT__V1__GET_RECEIPT_KEY_REQUEST__INIT;
 		assert_int_equal(call(CITY, M "GetReceiptKey", &r,
 		                     &haven__consent__v1__receipt_key__descriptor, NULL),
 		    HV_OK);
@@ -635,17 +647,18 @@ test_minor(void **state)
 static void
 test_update_subject(void **state)
 {
-	Haven__Consent__V1__PersonalData   p = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
-	Haven__Consent__V1__Subject       *sub = NULL;
-	Haven__Audit__V1__ListResponse    *l   = NULL;
-	Haven__Consent__V1__GrantRequest   g   = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
-	Haven__Consent__V1__Purpose        share[] = {
-        HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-        HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS };
-	Haven__Consent__V1__Category       contact[] = {
-        HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT };
-	char                              *recips[] = { "shelter-a" };
-	char                               id[CONSENT_ID_HEX];
+	Haven__Consent__V1__PersonalData p       = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+	Haven__Consent__V1__Subject     *sub     = NULL;
+	Haven__Audit__V1__ListResponse  *l       = NULL;
+	Haven__Consent__V1__GrantRequest g       = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
+	Haven__Consent__V1__Purpose      share[] = {
+		     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+		     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT,
+		     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS
+	};
+	Haven__Consent__V1__Category contact[] = { HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT };
+	char                        *recips[]  = { "shelter-a" };
+	char                         id[CONSENT_ID_HEX];
 
 	(void) state;
 	assert_int_equal(create(ACME, false, id), HV_OK);
@@ -658,8 +671,8 @@ test_update_subject(void **state)
 	release(sub);
 	assert_int_equal(show(ACME, id, &sub), HV_OK);
 	assert_string_equal(sub->personal->contact, "+40 799 SENTINEL-NEW");
-	assert_string_equal(sub->personal->notes, "");   /* cleared */
-	assert_string_equal(sub->personal->name, NAME);  /* not named: kept */
+	assert_string_equal(sub->personal->notes, "");  /* cleared */
+	assert_string_equal(sub->personal->name, NAME); /* not named: kept */
 	assert_int_equal(sub->personal->n_languages, 2);
 	assert_true(sub->minor);
 	release(sub);
@@ -685,7 +698,8 @@ test_update_subject(void **state)
 	assert_null(strstr(errmsg, "Sentinel"));
 	assert_int_equal(update(ACME, id, "contact,contact", &p, false, NULL), HV_INVALID_ARGUMENT);
 	expect_msg("named before");
-	assert_int_equal(update(ACME, "not-an-id", "contact", &p, false, NULL), HV_INVALID_ARGUMENT);
+	assert_int_equal(update(ACME, "not-an-id", "contact", &p, false, NULL),
+	    HV_INVALID_ARGUMENT);
 	{
 		Haven__Consent__V1__PersonalData bad = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
 		bad.date_of_birth                    = "Sentinel-1999";
@@ -701,15 +715,18 @@ test_update_subject(void **state)
 		char                            *tag[] = { "12--" };
 		bad.languages                          = tag;
 		bad.n_languages                        = 1;
-		assert_int_equal(update(ACME, id, "languages", &bad, false, NULL), HV_INVALID_ARGUMENT);
+		assert_int_equal(update(ACME, id, "languages", &bad, false, NULL),
+		    HV_INVALID_ARGUMENT);
 		expect_msg("languages[0] must be a BCP 47 language tag");
 		bad.n_languages = 0;
-		bad.name        = "Sentinel \u202e" "maretsmA";
+		bad.name        = "Sentinel \u202e"
+		                  "maretsmA";
 		assert_int_equal(update(ACME, id, "name", &bad, false, NULL), HV_INVALID_ARGUMENT);
 		expect_msg("name must be");
 		assert_null(strstr(errmsg, "Sentinel"));
 	}
-	assert_int_equal(update(ACME, "00000000000000000000000000000000", "contact", &p, false, NULL),
+	assert_int_equal(update(ACME, "00000000000000000000000000000000", "contact", &p, false,
+	                     NULL),
 	    HV_PERMISSION_DENIED);
 
 	/* Audited: the fields, not the values. */
@@ -718,8 +735,10 @@ test_update_subject(void **state)
 		bool saw = false;
 		for (size_t i = 0; i < l->n_entries; i++) {
 			if (strcmp(l->entries[i]->method, M "UpdateSubject") == 0 &&
-			    strcmp(l->entries[i]->caller_org, "acme-ngo") == 0 && l->entries[i]->result == 0) {
-				saw = saw || strcmp(l->entries[i]->purpose, "contact,notes,minor") == 0;
+			    strcmp(l->entries[i]->caller_org, "acme-ngo") == 0 &&
+			    l->entries[i]->result == 0) {
+				saw = saw ||
+				    strcmp(l->entries[i]->purpose, "contact,notes,minor") == 0;
 			}
 			assert_null(strstr(l->entries[i]->purpose, "SENTINEL"));
 		}
@@ -727,8 +746,9 @@ test_update_subject(void **state)
 		/* The refusal of another referrer is recorded too. */
 		saw = false;
 		for (size_t i = 0; i < l->n_entries; i++) {
-			saw = saw || (strcmp(l->entries[i]->caller_org, "other-ngo") == 0 &&
-			                 l->entries[i]->result == HV_PERMISSION_DENIED);
+			saw = saw ||
+			    (strcmp(l->entries[i]->caller_org, "other-ngo") == 0 &&
+			        l->entries[i]->result == HV_PERMISSION_DENIED);
 		}
 		assert_true(saw);
 	}
@@ -783,8 +803,8 @@ test_expired_and_withdrawn(void **state)
 {
 	char                               id[CONSENT_ID_HEX];
 	Haven__Consent__V1__ConsentRecord *c = NULL, *wd = NULL;
-	Haven__Consent__V1__CheckResponse *cr = NULL;
-	int64_t                            t0 = clock_ms;
+	Haven__Consent__V1__CheckResponse *cr    = NULL;
+	int64_t                            t0    = clock_ms;
 	uint64_t                           cur_a = 0, cur_b = 0;
 
 	(void) state;
@@ -793,7 +813,8 @@ test_expired_and_withdrawn(void **state)
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, t0 + 60000, &c),
 	    HV_OK);
 	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false,
+	                     &cr),
 	    HV_OK);
 	assert_true(cr->allowed);
 	assert_string_equal(cr->consent_id, c->id);
@@ -801,7 +822,8 @@ test_expired_and_withdrawn(void **state)
 	/* A minute later it expired. */
 	clock_ms = t0 + 60000;
 	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false,
+	                     &cr),
 	    HV_OK);
 	assert_false(cr->allowed);
 	assert_int_equal(cr->reason, HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_EXPIRED);
@@ -832,7 +854,8 @@ test_expired_and_withdrawn(void **state)
 	assert_int_equal(wd->version, 2);
 	release(wd);
 	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false,
+	                     &cr),
 	    HV_OK);
 	assert_false(cr->allowed);
 	assert_int_equal(cr->reason, HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_WITHDRAWN);
@@ -847,9 +870,10 @@ test_expired_and_withdrawn(void **state)
 	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
 	/* Listing shows both, in id order, with the withdrawal. */
 	{
-		Haven__Consent__V1__ListConsentsRequest   r = HAVEN__CONSENT__V1__LIST_CONSENTS_REQUEST__INIT;
+		Haven__Consent__V1__ListConsentsRequest r =
+		    HAVEN__CONSENT__V1__LIST_CONSENTS_REQUEST__INIT;
 		Haven__Consent__V1__ListConsentsResponse *l = NULL;
-		r.subject = id;
+		r.subject                                   = id;
 		assert_int_equal(call(ACME, M "List", &r,
 		                     &haven__consent__v1__list_consents_response__descriptor, &l),
 		    HV_OK);
@@ -883,7 +907,8 @@ receipt(int who, const char *id)
 	char                                 *json;
 
 	r.id = (char *) id;
-	assert_int_equal(call(who, M "GetReceipt", &r, &haven__consent__v1__receipt__descriptor, &rep),
+	assert_int_equal(call(who, M "GetReceipt", &r, &haven__consent__v1__receipt__descriptor,
+	                     &rep),
 	    HV_OK);
 	json = strdup(rep->json);
 	release(rep);
@@ -905,21 +930,22 @@ edit(char *s, const char *from, const char *to)
 static void
 test_receipts(void **state)
 {
-	char                                      id[CONSENT_ID_HEX];
-	Haven__Consent__V1__ConsentRecord        *c   = NULL;
-	Haven__Consent__V1__GetReceiptKeyRequest  kr  = HAVEN__CONSENT__V1__GET_RECEIPT_KEY_REQUEST__INIT;
-	Haven__Consent__V1__ReceiptKey           *key = NULL;
-	char                                     *json, *json2, *bad;
-	char                                      why[128];
-	static const char *const                  edits[][2] = {
-		{ "\"acme-ngo\"", "\"acme-ngx\"" },
-		{ "\"shelter-a\"", "\"shelter-b\"" },
-		{ "\"written\"", "\"verbal\"" },
-		{ "\"identity\",", "" },
-		{ "\"accepting_provider\": false", "\"accepting_provider\": true" },
-		{ "\"version\": 1", "\"version\": 3" },
-		{ "\"withdrawn_at\": null", "\"withdrawn_at\": 0" },
-		{ "\"language\": \"ro\"", "\"language\": \"nl\"" },
+	char                                     id[CONSENT_ID_HEX];
+	Haven__Consent__V1__ConsentRecord       *c = NULL;
+	Haven__Consent__V1__GetReceiptKeyRequest kr =
+	    HAVEN__CONSENT__V1__GET_RECEIPT_KEY_REQUEST__INIT;
+	Haven__Consent__V1__ReceiptKey *key = NULL;
+	char                           *json, *json2, *bad;
+	char                            why[128];
+	static const char *const        edits[][2] = {
+		       { "\"acme-ngo\"", "\"acme-ngx\"" },
+		       { "\"shelter-a\"", "\"shelter-b\"" },
+		       { "\"written\"", "\"verbal\"" },
+		       { "\"identity\",", "" },
+		       { "\"accepting_provider\": false", "\"accepting_provider\": true" },
+		       { "\"version\": 1", "\"version\": 3" },
+		       { "\"withdrawn_at\": null", "\"withdrawn_at\": 0" },
+		       { "\"language\": \"ro\"", "\"language\": \"nl\"" },
 	};
 
 	(void) state;
@@ -927,8 +953,8 @@ test_receipts(void **state)
 	assert_int_equal(grant(ACME, id, "shelter-a", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, &c),
 	    HV_OK);
-	assert_int_equal(call(CITY, M "GetReceiptKey", &kr, &haven__consent__v1__receipt_key__descriptor,
-	                     &key),
+	assert_int_equal(call(CITY, M "GetReceiptKey", &kr,
+	                     &haven__consent__v1__receipt_key__descriptor, &key),
 	    HV_OK);
 	assert_int_equal(key->public_key.len, 32);
 	assert_non_null(strstr(key->public_key_pem, "BEGIN PUBLIC KEY"));
@@ -943,8 +969,8 @@ test_receipts(void **state)
 	for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
 		bad = strdup(json);
 		edit(bad, edits[i][0], edits[i][1]);
-		if (consent_receipt_verify(bad, strlen(bad), key->public_key.data, why, sizeof(why)) !=
-		    HV_UNAUTHENTICATED) {
+		if (consent_receipt_verify(bad, strlen(bad), key->public_key.data, why,
+		        sizeof(why)) != HV_UNAUTHENTICATED) {
 			fail_msg("edit %s -> %s was not detected", edits[i][0], edits[i][1]);
 		}
 		free(bad);
@@ -963,10 +989,11 @@ test_receipts(void **state)
 	    HV_OK);
 	/* Receipts are consent reads: the same roles as Get. */
 	{
-		Haven__Consent__V1__GetReceiptRequest r = HAVEN__CONSENT__V1__GET_RECEIPT_REQUEST__INIT;
+		Haven__Consent__V1__GetReceiptRequest r =
+		    HAVEN__CONSENT__V1__GET_RECEIPT_REQUEST__INIT;
 		r.id = c->id;
-		assert_int_equal(call(OTHER, M "GetReceipt", &r, &haven__consent__v1__receipt__descriptor,
-		                     NULL),
+		assert_int_equal(call(OTHER, M "GetReceipt", &r,
+		                     &haven__consent__v1__receipt__descriptor, NULL),
 		    HV_PERMISSION_DENIED);
 		assert_int_equal(call(SHELTER_A, M "GetReceipt", &r,
 		                     &haven__consent__v1__receipt__descriptor, NULL),
@@ -987,14 +1014,15 @@ test_receipts(void **state)
 static void
 test_withdrawal_events(void **state)
 {
-	nng_socket                            sub;
-	char                                  id[CONSENT_ID_HEX];
-	Haven__Consent__V1__ConsentRecord    *c1 = NULL, *c2 = NULL;
-	const size_t                          tl = strlen(CONSENT_TOPIC_WITHDRAWN);
+	nng_socket                         sub;
+	char                               id[CONSENT_ID_HEX];
+	Haven__Consent__V1__ConsentRecord *c1 = NULL, *c2 = NULL;
+	const size_t                       tl = strlen(CONSENT_TOPIC_WITHDRAWN);
 
 	(void) state;
 	assert_int_equal(nng_sub0_open(&sub), 0);
-	assert_int_equal(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, CONSENT_TOPIC_WITHDRAWN, tl), 0);
+	assert_int_equal(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, CONSENT_TOPIC_WITHDRAWN, tl),
+	    0);
 	assert_int_equal(nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000), 0);
 	assert_int_equal(nng_dial(sub, w.pub_url, NULL, 0), 0);
 	usleep(100 * 1000); /* the subscription reaches the publisher */
@@ -1003,8 +1031,8 @@ test_withdrawal_events(void **state)
 	assert_int_equal(grant(ACME, id, "shelter-a", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, &c1),
 	    HV_OK);
-	assert_int_equal(grant(ACME, id, NULL, true, HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0,
-	                     &c2),
+	assert_int_equal(grant(ACME, id, NULL, true, HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT,
+	                     0, &c2),
 	    HV_OK);
 	assert_int_equal(withdraw(ACME, c1->id, NULL), HV_OK);
 	{
@@ -1070,15 +1098,15 @@ holder_wide(const char *id)
 	release(l);
 	/* Paged: one entry a page, each after the last. */
 	r.limit = 1;
-	assert_int_equal(call(ACME, M_AUDIT "List", &r, &haven__audit__v1__list_response__descriptor,
-	                     &l),
+	assert_int_equal(call(ACME, M_AUDIT "List", &r,
+	                     &haven__audit__v1__list_response__descriptor, &l),
 	    HV_OK);
 	assert_int_equal(l->n_entries, 1);
 	assert_int_equal(l->next_after_seq, l->entries[0]->seq);
 	r.after_seq = l->next_after_seq;
 	release(l);
-	assert_int_equal(call(ACME, M_AUDIT "List", &r, &haven__audit__v1__list_response__descriptor,
-	                     &l),
+	assert_int_equal(call(ACME, M_AUDIT "List", &r,
+	                     &haven__audit__v1__list_response__descriptor, &l),
 	    HV_OK);
 	assert_int_equal(l->n_entries, 1);
 	assert_true(l->entries[0]->seq > r.after_seq);
@@ -1087,19 +1115,20 @@ holder_wide(const char *id)
 	assert_int_equal(create(ACME, false, mine), HV_OK);
 	r.limit     = 1000;
 	r.after_seq = 0;
-	assert_int_equal(call(ACME, M_AUDIT "List", &r, &haven__audit__v1__list_response__descriptor,
-	                     &l),
+	assert_int_equal(call(ACME, M_AUDIT "List", &r,
+	                     &haven__audit__v1__list_response__descriptor, &l),
 	    HV_OK);
 	r.after_seq = l->entries[l->n_entries - 1]->seq;
 	release(l);
 	for (int i = 0; i < 300; i++) {
-		assert_int_equal(check(OTHER, theirs, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL, "",
-		                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_UNSPECIFIED, false, NULL),
+		assert_int_equal(check(OTHER, theirs, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL,
+		                     "", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_UNSPECIFIED, false,
+		                     NULL),
 		    HV_OK);
 	}
 	assert_int_equal(show(ACME, mine, NULL), HV_OK);
-	assert_int_equal(call(ACME, M_AUDIT "List", &r, &haven__audit__v1__list_response__descriptor,
-	                     &l),
+	assert_int_equal(call(ACME, M_AUDIT "List", &r,
+	                     &haven__audit__v1__list_response__descriptor, &l),
 	    HV_OK);
 	assert_int_equal(l->n_entries, 1);
 	assert_string_equal(l->entries[0]->subject, mine);
@@ -1114,7 +1143,7 @@ test_audit(void **state)
 	char                              id[CONSENT_ID_HEX];
 	Haven__Audit__V1__ListResponse   *l = NULL;
 	Haven__Audit__V1__VerifyResponse *v = NULL;
-	bool                              saw_provider = false, saw_denied = false, saw_create = false;
+	bool saw_provider = false, saw_denied = false, saw_create = false;
 
 	(void) state;
 	assert_int_equal(create(ACME, false, id), HV_OK);
@@ -1146,10 +1175,13 @@ test_audit(void **state)
 			saw_create = strcmp(e->caller_org, "acme-ngo") == 0 &&
 			    strcmp(e->caller_role, "referrer") == 0;
 		}
-		if (strcmp(e->method, M "GetSubject") == 0 && strcmp(e->caller_org, "shelter-a") == 0) {
-			saw_provider = e->result == 0 && strcmp(e->purpose, "share-with-provider") == 0;
+		if (strcmp(e->method, M "GetSubject") == 0 &&
+		    strcmp(e->caller_org, "shelter-a") == 0) {
+			saw_provider =
+			    e->result == 0 && strcmp(e->purpose, "share-with-provider") == 0;
 		}
-		if (strcmp(e->method, M "GetSubject") == 0 && strcmp(e->caller_org, "shelter-b") == 0) {
+		if (strcmp(e->method, M "GetSubject") == 0 &&
+		    strcmp(e->caller_org, "shelter-b") == 0) {
 			saw_denied = e->result == HV_PERMISSION_DENIED &&
 			    strcmp(e->result_name, "PERMISSION_DENIED") == 0;
 		}
@@ -1188,7 +1220,7 @@ test_audit(void **state)
 static hv_status
 tamper_fn(store_txn *txn, void *arg)
 {
-	store_table *t   = arg;
+	store_table *t      = arg;
 	uint8_t      key[8] = { 0, 0, 0, 0, 0, 0, 0, 3 };
 	uint8_t      val[600];
 	const void  *v;
@@ -1246,12 +1278,12 @@ test_audit_tampering(void **state)
  * index row removed or added; undone with the same op and put back. */
 typedef struct audit_raw {
 	store_table log, head, by_window;
-	audit_entry last;           /* the last entry about a subject */
+	audit_entry last; /* the last entry about a subject */
 	uint64_t    head_seq;
 	uint8_t     head_hash[AUDIT_HASH_LEN];
-	uint8_t     saved[600];     /* the cut entry's value */
+	uint8_t     saved[600]; /* the cut entry's value */
 	size_t      saved_len;
-	int         kind;           /* see audit_raw_fn */
+	int         kind; /* see audit_raw_fn */
 } audit_raw;
 
 static void
@@ -1312,10 +1344,11 @@ audit_raw_fn(store_txn *txn, void *arg)
 		}
 		return (store_put(txn, r->head, "head", 4, head, sizeof(head)));
 	case 2:
-		return (store_del(txn, r->by_window, row, row_key(row, r->last.seq, r->last.subject)));
+		return (
+		    store_del(txn, r->by_window, row, row_key(row, r->last.seq, r->last.subject)));
 	case 3:
-		return (store_put(txn, r->by_window, row, row_key(row, r->last.seq, r->last.subject),
-		    "", 0));
+		return (store_put(txn, r->by_window, row,
+		    row_key(row, r->last.seq, r->last.subject), "", 0));
 	case 4: /* a row naming entry 1 for the subject of the last entry */
 		return (store_put(txn, r->by_window, row, row_key(row, 1, r->last.subject), "", 0));
 	default:
@@ -1403,8 +1436,9 @@ test_bad_input(void **state)
 {
 	char                                     id[CONSENT_ID_HEX];
 	char                                     long_name[260];
-	Haven__Consent__V1__CreateSubjectRequest req = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
-	Haven__Consent__V1__PersonalData         p   = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+	Haven__Consent__V1__CreateSubjectRequest req =
+	    HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__PersonalData p = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
 
 	(void) state;
 	/* Malformed and unknown ids. */
@@ -1412,7 +1446,8 @@ test_bad_input(void **state)
 	expect_msg("32 lower-case hex");
 	assert_int_equal(show(ACME, "ABCDEF0123456789ABCDEF0123456789", NULL), HV_INVALID_ARGUMENT);
 	/* An unknown subject is refused as another holder's: no oracle for which ids exist. */
-	assert_int_equal(show(ACME, "0123456789abcdef0123456789abcdef", NULL), HV_PERMISSION_DENIED);
+	assert_int_equal(show(ACME, "0123456789abcdef0123456789abcdef", NULL),
+	    HV_PERMISSION_DENIED);
 	expect_msg("does not hold subject 0123456789abcdef0123456789abcdef");
 	assert_int_equal(show(OPERATOR, "0123456789abcdef0123456789abcdef", NULL), HV_NOT_FOUND);
 	expect_msg("no subject 0123456789abcdef0123456789abcdef");
@@ -1427,8 +1462,8 @@ test_bad_input(void **state)
 	 * value. */
 	memset(long_name, 'Q', sizeof(long_name) - 1);
 	long_name[sizeof(long_name) - 1] = '\0';
-	p.name       = long_name;
-	req.personal = &p;
+	p.name                           = long_name;
+	req.personal                     = &p;
 	assert_int_equal(call(ACME, M "CreateSubject", &req,
 	                     &haven__consent__v1__create_subject_response__descriptor, NULL),
 	    HV_INVALID_ARGUMENT);
@@ -1521,17 +1556,17 @@ test_corrupted_ciphertext(void **state)
 static void
 test_async_check_audit(void **state)
 {
-	char               dir[512], path[600], url[64], cmd[700];
-	store             *s;
-	consent_service   *cs;
-	rpc_server        *srv;
-	rpc_channel       *ch;
-	rpc_server_options ro = { .workers = 2 };
-	consent_options    co = { 0 };
-	store_options      so = { .no_sync = true };
-	char               id[CONSENT_ID_HEX];
+	char                dir[512], path[600], url[64], cmd[700];
+	store              *s;
+	consent_service    *cs;
+	rpc_server         *srv;
+	rpc_channel        *ch;
+	rpc_server_options  ro = { .workers = 2 };
+	consent_options     co = { 0 };
+	store_options       so = { .no_sync = true };
+	char                id[CONSENT_ID_HEX];
 	audit_verify_result r;
-	rpc_channel       *saved = w.ch[OPERATOR];
+	rpc_channel        *saved = w.ch[OPERATOR];
 
 	(void) state;
 	tu_tmpdir(dir, sizeof(dir), "consent-async");
@@ -1557,14 +1592,16 @@ test_async_check_audit(void **state)
 	for (int i = 0; i < 50; i++) {
 		Haven__Consent__V1__CheckResponse *cr = NULL;
 		assert_int_equal(check(OPERATOR, id,
-		                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER, "shelter-a",
-		                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, &cr),
+		                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+		                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY,
+		                     false, &cr),
 		    HV_OK);
 		assert_true(cr->allowed);
 		release(cr);
 	}
 	assert_int_equal(check(OPERATOR, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT,
-	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false,
+	                     NULL),
 	    HV_OK);
 	assert_int_equal(check(OPERATOR, "0123456789abcdef0123456789abcdef",
 	                     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT, "shelter-a",
@@ -1598,7 +1635,7 @@ test_async_check_audit(void **state)
 		tu_expect_metric(page, "haven_consent_check_cache_misses_total", 2);
 		linger = tu_metric(page, "haven_consent_check_audit_linger_seconds");
 		assert_true(linger >= AUDIT_LINGER_MIN_MS / 1000.0 &&
-		            linger <= AUDIT_LINGER_MAX_MS / 1000.0);
+		    linger <= AUDIT_LINGER_MAX_MS / 1000.0);
 		free(page);
 	}
 
@@ -1800,9 +1837,10 @@ test_check_cache_coherence(void **state)
 static hv_status
 transfer(int who, const char *id, const char *to, Haven__Consent__V1__Subject **out)
 {
-	Haven__Consent__V1__TransferSubjectRequest r = HAVEN__CONSENT__V1__TRANSFER_SUBJECT_REQUEST__INIT;
-	Haven__Consent__V1__Subject               *rep = NULL;
-	hv_status                                  st;
+	Haven__Consent__V1__TransferSubjectRequest r =
+	    HAVEN__CONSENT__V1__TRANSFER_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__Subject *rep = NULL;
+	hv_status                    st;
 
 	r.id     = (char *) id;
 	r.to_org = (char *) to;
@@ -1821,9 +1859,9 @@ static void
 test_transfer(void **state)
 {
 	char                               id[CONSENT_ID_HEX];
-	Haven__Consent__V1__Subject       *sub = NULL;
-	Haven__Consent__V1__ConsentRecord *c   = NULL;
-	Haven__Audit__V1__ListResponse    *l   = NULL;
+	Haven__Consent__V1__Subject       *sub  = NULL;
+	Haven__Consent__V1__ConsentRecord *c    = NULL;
+	Haven__Audit__V1__ListResponse    *l    = NULL;
 	bool                               seen = false;
 
 	(void) state;
@@ -1833,7 +1871,8 @@ test_transfer(void **state)
 	    HV_OK);
 	/* Warm the holder's cached view. */
 	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false,
+	                     NULL),
 	    HV_OK);
 
 	/* Who may not, and to whom not. */
@@ -1866,7 +1905,8 @@ test_transfer(void **state)
 	/* The old holder: nothing any more, also through the view it had cached. */
 	assert_int_equal(show(ACME, id, NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(check(ACME, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false, NULL),
+	                     "shelter-a", HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY, false,
+	                     NULL),
 	    HV_PERMISSION_DENIED);
 	assert_int_equal(grant(ACME, id, "shelter-b", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
@@ -1883,10 +1923,11 @@ test_transfer(void **state)
 	/* Audited, with whom it went to. */
 	assert_int_equal(rpc_audit_list(OTHER, id, &l), HV_OK);
 	for (size_t i = 0; i < l->n_entries; i++) {
-		seen = seen || (strcmp(l->entries[i]->method, M "TransferSubject") == 0 &&
-		                   strcmp(l->entries[i]->caller_org, "acme-ngo") == 0 &&
-		                   strcmp(l->entries[i]->purpose, "hand-over to other-ngo") == 0 &&
-		                   l->entries[i]->result == 0);
+		seen = seen ||
+		    (strcmp(l->entries[i]->method, M "TransferSubject") == 0 &&
+		        strcmp(l->entries[i]->caller_org, "acme-ngo") == 0 &&
+		        strcmp(l->entries[i]->purpose, "hand-over to other-ngo") == 0 &&
+		        l->entries[i]->result == 0);
 	}
 	assert_true(seen);
 	release(l);

@@ -40,15 +40,15 @@
 
 #include "haven/testing/v1/testing.pb-c.h"
 
-#define M_SLEEP "haven.testing.v1.Testing/Sleep"
-#define M_ADMIN "haven.testing.v1.Testing/AdminOnly"
+#define M_SLEEP   "haven.testing.v1.Testing/Sleep"
+#define M_ADMIN   "haven.testing.v1.Testing/AdminOnly"
 #define M_NOTIMPL "haven.testing.v1.Testing/NotImplemented"
-#define M_CREATE "haven.referral.v1.Referrals/CreateReferral"
-#define M_ACCEPT "haven.referral.v1.Referrals/AcceptOffer"
+#define M_CREATE  "haven.referral.v1.Referrals/CreateReferral"
+#define M_ACCEPT  "haven.referral.v1.Referrals/AcceptOffer"
 
-#define ST(x) HAVEN__CAPACITY__V1__SERVICE_TYPE__##x
+#define ST(x)  HAVEN__CAPACITY__V1__SERVICE_TYPE__##x
 #define POP(x) HAVEN__CAPACITY__V1__POPULATION__##x
-#define NS(x) HAVEN__REFERRAL__V1__NEED_STATE__##x
+#define NS(x)  HAVEN__REFERRAL__V1__NEED_STATE__##x
 
 #define SUBJECT "0123456789abcdef0123456789abcdef"
 
@@ -117,8 +117,8 @@ call_sleep(rpc_channel *ch, unsigned ms)
 	hv_status                        st;
 
 	req.ms = ms;
-	st = rpc_channel_call(ch, M_SLEEP, &req.base, &haven__testing__v1__empty__descriptor, &r, &o,
-	    err, sizeof(err));
+	st = rpc_channel_call(ch, M_SLEEP, &req.base, &haven__testing__v1__empty__descriptor, &r,
+	    &o, err, sizeof(err));
 	if (r != NULL) {
 		protobuf_c_message_free_unpacked(r, NULL);
 	}
@@ -142,8 +142,8 @@ call_empty(rpc_channel *ch, const char *method)
 	char                      err[RPC_ERRMSG_MAX];
 	hv_status                 st;
 
-	st = rpc_channel_call(ch, method, &e.base, &haven__testing__v1__who_am_iresponse__descriptor,
-	    &r, NULL, err, sizeof(err));
+	st = rpc_channel_call(ch, method, &e.base,
+	    &haven__testing__v1__who_am_iresponse__descriptor, &r, NULL, err, sizeof(err));
 	if (r != NULL) {
 		protobuf_c_message_free_unpacked(r, NULL);
 	}
@@ -219,9 +219,12 @@ test_rpc_calls(void **state)
 		    "haven_rpc_call_duration_seconds_sum{method=\"%s\"}", M_SLEEP);
 		assert_true(tu_metric(page, series) >= 0.2 * ok);
 	}
-	tu_expect_metric(page, "haven_rpc_calls_total{method=\"" M_NOTIMPL "\",status=\"UNIMPLEMENTED\"}", 1);
-	tu_expect_metric(page, "haven_rpc_calls_total{method=\"" M_ADMIN "\",status=\"PERMISSION_DENIED\"}", 1);
-	tu_expect_metric(page, "haven_rpc_calls_total{method=\"unknown\",status=\"UNIMPLEMENTED\"}", 3);
+	tu_expect_metric(page,
+	    "haven_rpc_calls_total{method=\"" M_NOTIMPL "\",status=\"UNIMPLEMENTED\"}", 1);
+	tu_expect_metric(page,
+	    "haven_rpc_calls_total{method=\"" M_ADMIN "\",status=\"PERMISSION_DENIED\"}", 1);
+	tu_expect_metric(page, "haven_rpc_calls_total{method=\"unknown\",status=\"UNIMPLEMENTED\"}",
+	    3);
 	tu_expect_metric(page, "haven_rpc_queue_rejected_total", busy);
 	tu_expect_metric(page, "haven_rpc_queue_capacity", 2);
 	tu_expect_metric(page, "haven_rpc_workers", 1);
@@ -248,8 +251,7 @@ fake_now(void *arg)
 
 static hv_status
 allow_all(void *arg, store_txn *txn, const rpc_caller *caller, const char *method,
-    const char *subject, const char *purpose, const char *recipient, bool accepting,
-    bool *allowed)
+    const char *subject, const char *purpose, const char *recipient, bool accepting, bool *allowed)
 {
 	*allowed = true;
 	return (HV_OK);
@@ -344,8 +346,8 @@ create(rpc_channel *ch, const Haven__Capacity__V1__ServiceType *types, size_t n,
 	req.n_needs      = n;
 	req.needs        = np;
 	req.note         = "";
-	if (rpc_channel_call(ch, M_CREATE, &req.base, &haven__referral__v1__referral__descriptor, &r,
-	        &o, err, sizeof(err)) != HV_OK) {
+	if (rpc_channel_call(ch, M_CREATE, &req.base, &haven__referral__v1__referral__descriptor,
+	        &r, &o, err, sizeof(err)) != HV_OK) {
 		fail_msg("CreateReferral: %s", err);
 	}
 	return ((Haven__Referral__V1__Referral *) r);
@@ -371,24 +373,24 @@ check_no_ids(const char *page, const Haven__Referral__V1__Referral *const *refs,
 static void
 test_service_gauges(void **state)
 {
-	char                           dir[512];
-	store_options                  so = { .no_sync = true };
-	store                         *st;
-	region_map                    *regions;
-	cap_service                   *cs;
-	ref_service                   *rs;
-	auth                          *au;
-	rpc_server                    *srv;
-	rpc_channel                   *ch[2];
-	cap_options                    co = { 0 };
-	ref_options                    ro = { 0 };
-	auth_options                   ao = { .lookup = cap_lookup_org };
-	setup_job                      sj;
-	char                           tok[AUTH_TOKEN_MAX];
-	Haven__Referral__V1__Referral *refs[2];
-	char                          *page;
-	static const Haven__Capacity__V1__ServiceType two[]  = { ST(SHELTER), ST(MEDICAL) };
-	static const Haven__Capacity__V1__ServiceType one[]  = { ST(SHELTER) };
+	char                                          dir[512];
+	store_options                                 so = { .no_sync = true };
+	store                                        *st;
+	region_map                                   *regions;
+	cap_service                                  *cs;
+	ref_service                                  *rs;
+	auth                                         *au;
+	rpc_server                                   *srv;
+	rpc_channel                                  *ch[2];
+	cap_options                                   co = { 0 };
+	ref_options                                   ro = { 0 };
+	auth_options                                  ao = { .lookup = cap_lookup_org };
+	setup_job                                     sj;
+	char                                          tok[AUTH_TOKEN_MAX];
+	Haven__Referral__V1__Referral                *refs[2];
+	char                                         *page;
+	static const Haven__Capacity__V1__ServiceType two[] = { ST(SHELTER), ST(MEDICAL) };
+	static const Haven__Capacity__V1__ServiceType one[] = { ST(SHELTER) };
 
 	atomic_store(&clock_ms, (int64_t) 1700000000000LL);
 	tu_tmpdir(dir, sizeof(dir), "metrics");
@@ -430,9 +432,11 @@ test_service_gauges(void **state)
 	sj.cs = cs;
 	assert_int_equal(store_write(st, setup_fn, &sj), HV_OK);
 	for (int i = 0; i < 2; i++) {
-		assert_int_equal(rpc_channel_open(&ch[i], "inproc://metrics-services", NULL), HV_OK);
-		assert_int_equal(
-		    auth_issue_token(au, orgs[i].id, orgs[i].rpc, hv_clock_wall_ms(), tok, NULL), HV_OK);
+		assert_int_equal(rpc_channel_open(&ch[i], "inproc://metrics-services", NULL),
+		    HV_OK);
+		assert_int_equal(auth_issue_token(au, orgs[i].id, orgs[i].rpc, hv_clock_wall_ms(),
+		                     tok, NULL),
+		    HV_OK);
 		assert_int_equal(rpc_channel_set_token(ch[i], tok), HV_OK);
 	}
 
@@ -446,13 +450,20 @@ test_service_gauges(void **state)
 
 	page = render(srv);
 	tu_expect_metric(page, "haven_capacity_services{region=\"Amsterdam\",type=\"shelter\"}", 1);
-	tu_expect_metric(page, "haven_capacity_services{region=\"Noord-Holland\",type=\"legal-aid\"}", 1);
-	tu_expect_metric(page, "haven_capacity_maximum_places{region=\"Amsterdam\",type=\"shelter\"}", 20);
-	tu_expect_metric(page, "haven_capacity_available_places{region=\"Amsterdam\",type=\"shelter\"}", 1);
-	tu_expect_metric(page, "haven_capacity_held_places{region=\"Amsterdam\",type=\"shelter\"}", 1);
-	tu_expect_metric(page, "haven_capacity_free_places{region=\"Amsterdam\",type=\"shelter\"}", 0);
-	tu_expect_metric(page, "haven_capacity_free_places{region=\"Noord-Holland\",type=\"legal-aid\"}", 3);
-	tu_expect_metric(page, "haven_capacity_stale_services{region=\"Amsterdam\",type=\"shelter\"}", 0);
+	tu_expect_metric(page,
+	    "haven_capacity_services{region=\"Noord-Holland\",type=\"legal-aid\"}", 1);
+	tu_expect_metric(page,
+	    "haven_capacity_maximum_places{region=\"Amsterdam\",type=\"shelter\"}", 20);
+	tu_expect_metric(page,
+	    "haven_capacity_available_places{region=\"Amsterdam\",type=\"shelter\"}", 1);
+	tu_expect_metric(page, "haven_capacity_held_places{region=\"Amsterdam\",type=\"shelter\"}",
+	    1);
+	tu_expect_metric(page, "haven_capacity_free_places{region=\"Amsterdam\",type=\"shelter\"}",
+	    0);
+	tu_expect_metric(page,
+	    "haven_capacity_free_places{region=\"Noord-Holland\",type=\"legal-aid\"}", 3);
+	tu_expect_metric(page,
+	    "haven_capacity_stale_services{region=\"Amsterdam\",type=\"shelter\"}", 0);
 	assert_null(strstr(page, "region=\"Limburg\""));
 	tu_expect_metric(page, "haven_referral_referrals", 2);
 	tu_expect_metric(page, "haven_referral_open_referrals", 2);
@@ -460,9 +471,12 @@ test_service_gauges(void **state)
 	tu_expect_metric(page, "haven_referral_needs{state=\"offered\"}", 1);
 	tu_expect_metric(page, "haven_referral_needs{state=\"accepted\"}", 0);
 	tu_expect_metric(page, "haven_referral_needs{state=\"on-hold\"}", 0);
-	tu_expect_metric(page, "haven_referral_unmet_needs{region=\"Amsterdam\",type=\"medical\"}", 1);
-	tu_expect_metric(page, "haven_referral_unmet_needs{region=\"Amsterdam\",type=\"shelter\"}", 1);
-	assert_null(strstr(page, "haven_referral_unmet_needs{region=\"Amsterdam\",type=\"legal-aid\"}"));
+	tu_expect_metric(page, "haven_referral_unmet_needs{region=\"Amsterdam\",type=\"medical\"}",
+	    1);
+	tu_expect_metric(page, "haven_referral_unmet_needs{region=\"Amsterdam\",type=\"shelter\"}",
+	    1);
+	assert_null(
+	    strstr(page, "haven_referral_unmet_needs{region=\"Amsterdam\",type=\"legal-aid\"}"));
 	tu_expect_metric(page, "haven_referral_oldest_unmet_need_age_seconds", 0);
 	tu_expect_metric(page, "haven_rpc_calls_total{method=\"" M_CREATE "\",status=\"OK\"}", 2);
 	check_no_ids(page, (const Haven__Referral__V1__Referral *const *) refs, 2);
@@ -477,8 +491,9 @@ test_service_gauges(void **state)
 
 		req.offer_id = refs[0]->needs[0]->offer_id;
 		req.text     = "";
-		if (rpc_channel_call(ch[1], M_ACCEPT, &req.base, &haven__referral__v1__offer__descriptor,
-		        &r, NULL, err, sizeof(err)) != HV_OK) {
+		if (rpc_channel_call(ch[1], M_ACCEPT, &req.base,
+		        &haven__referral__v1__offer__descriptor, &r, NULL, err,
+		        sizeof(err)) != HV_OK) {
 			fail_msg("AcceptOffer: %s", err);
 		}
 		protobuf_c_message_free_unpacked(r, NULL);
@@ -492,13 +507,18 @@ test_service_gauges(void **state)
 	tu_expect_metric(page, "haven_referral_needs{state=\"waiting\"}", 2);
 	tu_expect_metric(page, "haven_referral_open_referrals", 2);
 	tu_expect_metric(page, "haven_referral_oldest_unmet_need_age_seconds", 2 * 86400);
-	tu_expect_metric(page, "haven_capacity_held_places{region=\"Amsterdam\",type=\"shelter\"}", 0);
-	tu_expect_metric(page, "haven_capacity_available_places{region=\"Amsterdam\",type=\"shelter\"}", 0);
-	tu_expect_metric(page, "haven_capacity_stale_services{region=\"Amsterdam\",type=\"shelter\"}", 1);
-	tu_expect_metric(page, "haven_capacity_stale_services{region=\"Noord-Holland\",type=\"legal-aid\"}", 1);
-	tu_expect_metric(page, "haven_capacity_free_places{region=\"Noord-Holland\",type=\"legal-aid\"}", 0);
-	tu_expect_metric(page, "haven_capacity_available_places{region=\"Noord-Holland\",type=\"legal-aid\"}",
-	    3);
+	tu_expect_metric(page, "haven_capacity_held_places{region=\"Amsterdam\",type=\"shelter\"}",
+	    0);
+	tu_expect_metric(page,
+	    "haven_capacity_available_places{region=\"Amsterdam\",type=\"shelter\"}", 0);
+	tu_expect_metric(page,
+	    "haven_capacity_stale_services{region=\"Amsterdam\",type=\"shelter\"}", 1);
+	tu_expect_metric(page,
+	    "haven_capacity_stale_services{region=\"Noord-Holland\",type=\"legal-aid\"}", 1);
+	tu_expect_metric(page,
+	    "haven_capacity_free_places{region=\"Noord-Holland\",type=\"legal-aid\"}", 0);
+	tu_expect_metric(page,
+	    "haven_capacity_available_places{region=\"Noord-Holland\",type=\"legal-aid\"}", 3);
 	tu_expect_metric(page, "haven_rpc_calls_total{method=\"" M_ACCEPT "\",status=\"OK\"}", 1);
 	check_no_ids(page, (const Haven__Referral__V1__Referral *const *) refs, 2);
 	tu_expect_metric(page, "haven_metrics_invalid_samples_total", 0);

@@ -41,9 +41,9 @@
 #include "haven/health/v1/health.pb-c.h"
 #include "haven/people/v1/people.pb-c.h"
 
-#define IDLE_S 6
+#define IDLE_S   6
 #define M_PPL(m) "haven.people.v1.People/" m
-#define ROLE(r) HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_##r
+#define ROLE(r)  HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_##r
 
 static struct {
 	char         dir[400];
@@ -80,7 +80,7 @@ call(rpc_channel *ch, const char *method, const ProtobufCMessage *req,
 	hv_status         st;
 
 	g.err[0] = '\0';
-	st = rpc_channel_call(ch, method, req, out_desc, &m, &o, g.err, sizeof(g.err));
+	st       = rpc_channel_call(ch, method, req, out_desc, &m, &o, g.err, sizeof(g.err));
 	if (out != NULL) {
 		*out = m;
 	} else if (m != NULL) {
@@ -92,8 +92,9 @@ call(rpc_channel *ch, const char *method, const ProtobufCMessage *req,
 static const ProtobufCMessageDescriptor *
 people_out(const char *method)
 {
-	const ProtobufCMethodDescriptor *md = protobuf_c_service_descriptor_get_method_by_name(
-	    &haven__people__v1__people__descriptor, strchr(method, '/') + 1);
+	const ProtobufCMethodDescriptor *md =
+	    protobuf_c_service_descriptor_get_method_by_name(&haven__people__v1__people__descriptor,
+	        strchr(method, '/') + 1);
 
 	assert_non_null(md);
 	return (md->output);
@@ -149,7 +150,8 @@ node_start(void)
 		}
 		for (int i = 0; i < 600; i++) {
 			if (call(g.op, "haven.health.v1.Health/Check", &r.base,
-			        &haven__health__v1__health_check_response__descriptor, NULL) == HV_OK) {
+			        &haven__health__v1__health_check_response__descriptor,
+			        NULL) == HV_OK) {
 				return;
 			}
 			if (waitpid(g.node, &status, WNOHANG) == g.node) {
@@ -195,8 +197,8 @@ take_secret(person *p, const char *uri)
 	s += 7;
 	e = strchr(s, '&');
 	assert_non_null(e);
-	assert_int_equal(
-	    crypto_b32_decode(p->secret, sizeof(p->secret), &p->secretlen, s, (size_t) (e - s)),
+	assert_int_equal(crypto_b32_decode(p->secret, sizeof(p->secret), &p->secretlen, s,
+	                     (size_t) (e - s)),
 	    HV_OK);
 	p->next_step = 0;
 }
@@ -245,10 +247,12 @@ code_for(person *p, char code[8])
 	}
 	if (step > hv_clock_wall_ms() / 1000 / CRYPTO_TOTP_PERIOD + 1) {
 		/* Both steps of the window used: wait for the next one. */
-		sleep((unsigned) (CRYPTO_TOTP_PERIOD - (hv_clock_wall_ms() / 1000) % CRYPTO_TOTP_PERIOD));
+		sleep((unsigned) (CRYPTO_TOTP_PERIOD -
+		    (hv_clock_wall_ms() / 1000) % CRYPTO_TOTP_PERIOD));
 		step = hv_clock_wall_ms() / 1000 / CRYPTO_TOTP_PERIOD + 1;
 	}
-	assert_int_equal(crypto_hotp(&c, CRYPTO_OTP_SHA1, 6, p->secret, p->secretlen, (uint64_t) step),
+	assert_int_equal(crypto_hotp(&c, CRYPTO_OTP_SHA1, 6, p->secret, p->secretlen,
+	                     (uint64_t) step),
 	    HV_OK);
 	snprintf(code, 8, "%06u", c);
 	p->next_step = step + 1;
@@ -392,7 +396,8 @@ test_admins(void **state)
 		assert_int_equal(disable(g.op, "0123456789abcdef0123456789abcdef"), HV_NOT_FOUND);
 	}
 	{
-		Haven__People__V1__ResetPersonRequest r = HAVEN__PEOPLE__V1__RESET_PERSON_REQUEST__INIT;
+		Haven__People__V1__ResetPersonRequest r =
+		    HAVEN__PEOPLE__V1__RESET_PERSON_REQUEST__INIT;
 		r.person_id         = worker.id;
 		r.new_second_factor = true;
 		assert_int_equal(ppl(admin_shelter.ch, M_PPL("ResetPerson"), &r.base, NULL),
@@ -407,7 +412,8 @@ test_admins(void **state)
 	    HV_PERMISSION_DENIED);
 	/* A login name is the node's once. */
 	{
-		Haven__People__V1__CreatePersonRequest r = HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
+		Haven__People__V1__CreatePersonRequest r =
+		    HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
 		r.org_id       = "p-ngo";
 		r.login        = worker.login;
 		r.display_name = "Someone Else";
@@ -424,9 +430,10 @@ test_admins(void **state)
 static void
 test_viewer_reads_only(void **state)
 {
-	Haven__Consent__V1__CreateSubjectRequest r = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
-	person                                   viewer, worker;
-	hv_status                                st;
+	Haven__Consent__V1__CreateSubjectRequest r =
+	    HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
+	person    viewer, worker;
+	hv_status st;
 
 	(void) state;
 	assert_int_equal(add_person(admin(), "p-ngo", ROLE(VIEWER), &viewer), HV_OK);
@@ -451,7 +458,8 @@ test_viewer_reads_only(void **state)
 static void
 test_audit_names_person(void **state)
 {
-	Haven__Consent__V1__CreateSubjectRequest   cr = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__CreateSubjectRequest cr =
+	    HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
 	Haven__Consent__V1__CreateSubjectResponse *cs = NULL;
 	Haven__Audit__V1__ListRequest              lr = HAVEN__AUDIT__V1__LIST_REQUEST__INIT;
 	Haven__Audit__V1__ListResponse            *ls = NULL;
@@ -462,7 +470,8 @@ test_audit_names_person(void **state)
 	assert_int_equal(add_person(admin(), "p-ngo", ROLE(CASE_WORKER), &worker), HV_OK);
 	assert_int_equal(login(&worker), HV_OK);
 	assert_int_equal(call(worker.ch, "haven.consent.v1.Consent/CreateSubject", &cr.base,
-	                     &haven__consent__v1__create_subject_response__descriptor, (void *) &cs),
+	                     &haven__consent__v1__create_subject_response__descriptor,
+	                     (void *) &cs),
 	    HV_OK);
 	lr.subject = cs->id;
 	assert_int_equal(call(g.op, "haven.audit.v1.Audit/List", &lr.base,
@@ -510,7 +519,8 @@ test_uniform_failure(void **state)
 	(void) state;
 	assert_int_equal(add_person(admin(), "p-ngo", ROLE(CASE_WORKER), &p), HV_OK);
 	code_for(&p, code);
-	snprintf(wrong, sizeof(wrong), "%06u", (unsigned) ((strtoul(code, NULL, 10) + 1) % 1000000));
+	snprintf(wrong, sizeof(wrong), "%06u",
+	    (unsigned) ((strtoul(code, NULL, 10) + 1) % 1000000));
 	assert_int_equal(login_with(&p, p.login, "a wrong password", code), HV_UNAUTHENTICATED);
 	snprintf(msgs[0], sizeof(msgs[0]), "%s", g.err);
 	assert_int_equal(login_with(&p, p.login, p.password, wrong), HV_UNAUTHENTICATED);
@@ -623,12 +633,11 @@ test_sessions_end(void **state)
 static hv_status
 regions_background(rpc_channel *ch)
 {
-	Haven__Capacity__V1__ListRegionsRequest r  = HAVEN__CAPACITY__V1__LIST_REGIONS_REQUEST__INIT;
+	Haven__Capacity__V1__ListRegionsRequest r = HAVEN__CAPACITY__V1__LIST_REGIONS_REQUEST__INIT;
 	rpc_metadata                            md = { RPC_MD_ACTIVITY, RPC_ACTIVITY_BACKGROUND };
-	rpc_call_options                        o  = { .timeout_ms = 20000, .metadata = &md,
-		                                           .n_metadata = 1 };
-	ProtobufCMessage                       *m  = NULL;
-	hv_status                               st;
+	rpc_call_options  o = { .timeout_ms = 20000, .metadata = &md, .n_metadata = 1 };
+	ProtobufCMessage *m = NULL;
+	hv_status         st;
 
 	st = rpc_channel_call(ch, "haven.capacity.v1.Capacity/ListRegions", &r.base,
 	    &haven__capacity__v1__list_regions_response__descriptor, &m, &o, g.err, sizeof(g.err));
@@ -711,11 +720,13 @@ test_background_idle(void **state)
 	assert_int_equal(pthread_create(&th, NULL, sse_thread, &r), 0);
 	/* d's page refreshes itself every second; nobody acts. Bounds leave room for a loaded
 	 * machine; without the background mark it would never end here (3 idle limits). */
-	while ((st = regions_background(d.ch)) == HV_OK && hv_clock_mono_ms() - t0 < 3 * IDLE_S * 1000) {
+	while ((st = regions_background(d.ch)) == HV_OK &&
+	    hv_clock_mono_ms() - t0 < 3 * IDLE_S * 1000) {
 		sleep(1);
 	}
 	assert_int_equal(st, HV_UNAUTHENTICATED);
-	if (hv_clock_mono_ms() - t0 < (IDLE_S - 1) * 1000 || hv_clock_mono_ms() - t0 > 2 * IDLE_S * 1000) {
+	if (hv_clock_mono_ms() - t0 < (IDLE_S - 1) * 1000 ||
+	    hv_clock_mono_ms() - t0 > 2 * IDLE_S * 1000) {
 		fail_msg("background calls ended after %lld ms, not at the idle limit of %d s",
 		    (long long) (hv_clock_mono_ms() - t0), IDLE_S);
 	}
@@ -749,7 +760,7 @@ test_bad_input(void **state)
 	c.display_name = "Name";
 	c.role         = ROLE(VIEWER);
 	c.password     = "a long enough password";
-	c.org_id = "Not An Id!";
+	c.org_id       = "Not An Id!";
 	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_INVALID_ARGUMENT);
 	c.org_id = "p-nowhere";
 	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_NOT_FOUND);
@@ -764,7 +775,7 @@ test_bad_input(void **state)
 	c.display_name = "Name";
 	c.role         = 9;
 	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_INVALID_ARGUMENT);
-	c.role     = ROLE(UNSPECIFIED);
+	c.role = ROLE(UNSPECIFIED);
 	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_INVALID_ARGUMENT);
 	c.role     = ROLE(VIEWER);
 	c.password = "short";
@@ -790,7 +801,8 @@ test_bad_input(void **state)
 	{
 		rpc_channel *ch = channel();
 		assert_int_equal(rpc_channel_set_token(ch,
-		                     "hs1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), HV_OK);
+		                     "hs1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+		    HV_OK);
 		assert_int_equal(regions(ch), HV_UNAUTHENTICATED);
 		assert_int_equal(rpc_channel_set_token(ch, "hs1.short"), HV_OK);
 		assert_int_equal(regions(ch), HV_UNAUTHENTICATED);

@@ -4,8 +4,8 @@
  * added and cancelled), PauseNeed and ResumeNeed (ON_HOLD holds no place and is not routed),
  * CancelReferral ending accepted and placed needs with an outcome and giving their places
  * back, a coordinator's ReassignNeed naming the service, and the audit entry of every read of
- * a referral or an offer and of every statistics query. Each with the refusals of bad input and of callers outside the
- * referral's scope, and the invariant after every scenario.
+ * a referral or an offer and of every statistics query. Each with the refusals of bad input and of
+ * callers outside the referral's scope, and the invariant after every scenario.
  */
 #include "referral_node.h"
 
@@ -490,13 +490,15 @@ test_reassign_named(void **state)
 static void
 test_list_pages_within_budget(void **state)
 {
-	node                                      *n = *state;
-	Haven__Referral__V1__ListReferralsRequest  l = HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
+	node                                     *n = *state;
+	Haven__Referral__V1__ListReferralsRequest l =
+	    HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
 	Haven__Referral__V1__ListReferralsResponse *lr;
-	char       token[128] = "";
-	create_spec s = { .n_needs = 1, .needs = { { ST(CASE_MANAGEMENT), 0, NULL, NULL } },
-		.note = "a note of some length, so that each referral takes room in the arena" };
-	size_t      seen = 0, pages = 0;
+	char                                        token[128] = "";
+	create_spec                                 s          = { .n_needs = 1,
+		                                         .needs = { { ST(CASE_MANAGEMENT), 0, NULL, NULL } },
+		                                         .note = "a note of some length, so that each referral takes room in the arena" };
+	size_t                                      seen = 0, pages = 0;
 
 	close_services(n, false);
 	n->call_budget = 96 * 1024;
@@ -524,7 +526,8 @@ test_list_pages_within_budget(void **state)
 	check_invariant(n);
 }
 
-/* ---- races ------------------------------------------------------------------------------------ */
+/* ---- races ------------------------------------------------------------------------------------
+ */
 
 typedef struct race {
 	node       *r_n;
@@ -574,12 +577,12 @@ race_exclude(void *arg)
 static void
 test_edit_races_accept(void **state)
 {
-	node *n = *state;
+	node *n                  = *state;
 	void *(*edits[])(void *) = { race_pause, race_exclude };
 
 	add_services(n, std_services, N_STD);
 	for (int round = 0; round < 20; round++) {
-		Referral *r = offered_shelter(n), *g;
+		Referral *r   = offered_shelter(n), *g;
 		race      acc = { n, r->id, r->needs[0]->offer_id, HV_UNKNOWN };
 		race      ed  = acc;
 		pthread_t t[2];
@@ -682,8 +685,9 @@ test_statistics_audited(void **state)
 	assert_int_equal(stats_as(n, C_MUNI, "2023-10", NULL, 0), HV_OK);
 	assert_int_equal(audited(n, NULL, "city-ams", M_STATS, "statistics 2023-10 all"), 1);
 	assert_int_equal(stats_as(n, C_COORD, "2023-10", two, 2), HV_OK);
-	assert_int_equal(
-	    audited(n, NULL, "coord-ams", M_STATS, "statistics 2023-10 Amsterdam,Den Haag"), 1);
+	assert_int_equal(audited(n, NULL, "coord-ams", M_STATS,
+	                     "statistics 2023-10 Amsterdam,Den Haag"),
+	    1);
 	/* Ten names do not fit an entry's purpose: the regions as the mask of the map's indices. */
 	assert_int_equal(stats_as(n, C_MUNI, "2023-10", all, 10), HV_OK);
 	assert_int_equal(audited(n, NULL, "city-ams", M_STATS, "statistics 2023-10 regions 0x3ff"),
@@ -693,8 +697,9 @@ test_statistics_audited(void **state)
 	assert_int_equal(audited(n, NULL, "city-ams", M_STATS, "statistics 2023-13 all"), 0);
 	two[1] = "Atlantis";
 	assert_int_not_equal(stats_as(n, C_COORD, "2023-09", two, 2), HV_OK);
-	assert_int_equal(
-	    audited(n, NULL, "coord-ams", M_STATS, "statistics 2023-09 Amsterdam,Atlantis"), 0);
+	assert_int_equal(audited(n, NULL, "coord-ams", M_STATS,
+	                     "statistics 2023-09 Amsterdam,Atlantis"),
+	    0);
 	check_invariant(n);
 }
 

@@ -35,12 +35,12 @@
 static void
 test_offered_to_nearest(void **state)
 {
-	node       *n = *state;
-	create_spec s = { .n_needs = 2,
-		.needs = { { ST(SHELTER), 0, "nl", NULL }, { ST(LEGAL_AID), 0, "en", NULL } } };
-	Referral   *r = NULL;
+	node                                    *n = *state;
+	create_spec                              s = { .n_needs = 2,
+		                             .needs = { { ST(SHELTER), 0, "nl", NULL }, { ST(LEGAL_AID), 0, "en", NULL } } };
+	Referral                                *r = NULL;
 	Haven__Referral__V1__ListOffersResponse *lo;
-	uint32_t    av, held;
+	uint32_t                                 av, held;
 
 	add_services(n, std_services, N_STD);
 	assert_int_equal(create(n, &s, &r), HV_OK);
@@ -132,12 +132,13 @@ test_excluded_and_preferred(void **state)
 static void
 test_ranking_language_specialisation(void **state)
 {
-	node          *n = *state;
+	node          *n      = *state;
 	const svc_spec svcs[] = {
 		{ "sh-1", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "nl", 0, 0, NULL },
 		{ "sh-2", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "ro", 0, 0, NULL },
 		{ "sh-3", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "ro", SPEC_LABOUR, 0, NULL },
-		{ "sh-4", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "ro", SPEC_LABOUR, 0, "wheelchair" },
+		{ "sh-4", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "ro", SPEC_LABOUR, 0,
+		    "wheelchair" },
 		{ "sh-min", C_PROV_B, ST(SHELTER), "Amsterdam", 1, NULL, 0, POP(MINORS), NULL },
 	};
 	create_spec s = { .n_needs = 1, .needs = { { ST(SHELTER), 0, "ro", NULL } } };
@@ -160,8 +161,8 @@ test_ranking_language_specialisation(void **state)
 	assert_string_equal(r->needs[0]->service_id, "sh-min");
 	free_msg(r);
 	/* Sexual exploitation: no specialist, so language decides: sh-2 (sh-1 lacks "ro"). */
-	s.needs[0].pop  = 0;
-	s.exploitation  = EX(SEXUAL);
+	s.needs[0].pop = 0;
+	s.exploitation = EX(SEXUAL);
 	assert_int_equal(create(n, &s, &r), HV_OK);
 	assert_string_equal(r->needs[0]->service_id, "sh-2");
 	free_msg(r);
@@ -172,7 +173,7 @@ test_ranking_language_specialisation(void **state)
 static void
 test_language_reach(void **state)
 {
-	node          *n = *state;
+	node          *n      = *state;
 	const svc_spec svcs[] = {
 		{ "sh-nl", C_PROV_A, ST(SHELTER), "Amsterdam", 3, "nl", 0, 0, NULL },
 		{ "sh-ro-nh", C_PROV_B, ST(SHELTER), "Noord-Holland", 1, "ro", 0, 0, NULL },
@@ -300,9 +301,9 @@ test_expiry_moves_on(void **state)
 	/* Urgent offers have 4 hours. */
 	{
 		Haven__Referral__V1__ListOffersResponse *lo;
-		create_spec s = one_shelter;
-		Referral   *u = NULL;
-		s.urgency     = URG(URGENT);
+		create_spec                              s = one_shelter;
+		Referral                                *u = NULL;
+		s.urgency                                  = URG(URGENT);
 		assert_int_equal(create(n, &s, &u), HV_OK);
 		lo = offers_of(n, C_PROV_A, true);
 		assert_int_equal(lo->n_offers, 1);
@@ -318,12 +319,12 @@ test_expiry_moves_on(void **state)
 static void
 test_accept_place_complete(void **state)
 {
-	node     *n = *state;
-	Referral *r = NULL, *r2;
-	Offer    *o = NULL;
-	uint32_t  av, held;
+	node      *n = *state;
+	Referral  *r = NULL, *r2;
+	Offer     *o = NULL;
+	uint32_t   av, held;
 	store_txn *txn;
-	bool      yes;
+	bool       yes;
 
 	add_services(n, std_services, N_STD);
 	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
@@ -332,7 +333,8 @@ test_accept_place_complete(void **state)
 	    HV_FAILED_PRECONDITION);
 	/* Before it accepts, a provider does not see whom the offer is for. */
 	assert_int_equal(get_status(n, C_PROV_A, r->id), HV_PERMISSION_DENIED);
-	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, &o), HV_OK);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, &o),
+	    HV_OK);
 	/* After: whom it takes in and from whom, the need it accepted, nothing else. */
 	r2 = get_as(n, C_PROV_A, r->id);
 	assert_string_equal(r2->subject, SUBJECT_OK);
@@ -359,9 +361,11 @@ test_accept_place_complete(void **state)
 	assert_int_equal(av, 1);
 
 	assert_int_equal(store_read_begin(n->st, &txn), HV_OK);
-	assert_int_equal(ref_is_accepting_provider(n->rs, txn, SUBJECT_OK, "shelter-a", &yes), HV_OK);
+	assert_int_equal(ref_is_accepting_provider(n->rs, txn, SUBJECT_OK, "shelter-a", &yes),
+	    HV_OK);
 	assert_true(yes);
-	assert_int_equal(ref_is_accepting_provider(n->rs, txn, SUBJECT_OK, "shelter-b", &yes), HV_OK);
+	assert_int_equal(ref_is_accepting_provider(n->rs, txn, SUBJECT_OK, "shelter-b", &yes),
+	    HV_OK);
 	assert_false(yes);
 	store_read_end(txn);
 
@@ -381,7 +385,8 @@ test_accept_place_complete(void **state)
 	assert_int_equal(r2->events[r2->n_events - 3]->to, NS(ACCEPTED));
 	assert_string_equal(r2->events[r2->n_events - 3]->actor_org, "shelter-a");
 	assert_int_equal(store_read_begin(n->st, &txn), HV_OK);
-	assert_int_equal(ref_is_accepting_provider(n->rs, txn, SUBJECT_OK, "shelter-a", &yes), HV_OK);
+	assert_int_equal(ref_is_accepting_provider(n->rs, txn, SUBJECT_OK, "shelter-a", &yes),
+	    HV_OK);
 	assert_false(yes);
 	store_read_end(txn);
 	/* She left: the provider's view ends, and the bed is back. */
@@ -399,13 +404,13 @@ test_accept_place_complete(void **state)
 static void
 test_places_come_back(void **state)
 {
-	node       *n = *state;
+	node          *n         = *state;
 	const svc_spec one_bed[] = { { "bed-1", C_PROV_A, ST(MEDICAL), "Amsterdam", 1, NULL, 0, 0,
-		NULL } };
-	create_spec s = { .n_needs = 1, .needs = { { ST(MEDICAL), 0, NULL, NULL } } };
-	Referral   *a = NULL, *b = NULL, *x;
-	uint32_t    av, held;
-	unsigned    routed;
+	    NULL } };
+	create_spec    s         = { .n_needs = 1, .needs = { { ST(MEDICAL), 0, NULL, NULL } } };
+	Referral      *a = NULL, *b = NULL, *x;
+	uint32_t       av, held;
+	unsigned       routed;
 
 	add_services(n, one_bed, 1);
 	assert_int_equal(create(n, &s, &a), HV_OK);
@@ -452,7 +457,8 @@ test_end_with_outcome(void **state)
 	assert_int_equal(placement(n, C_PROV_A, M_END, r->needs[0]->offer_id,
 	                     HAVEN__REFERRAL__V1__OUTCOME__CLIENT_REFUSED, NULL),
 	    HV_FAILED_PRECONDITION);
-	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL), HV_OK);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_OK);
 	/* An outcome is required; "other" needs text. */
 	assert_int_equal(placement(n, C_PROV_A, M_END, r->needs[0]->offer_id, 0, NULL),
 	    HV_INVALID_ARGUMENT);
@@ -480,13 +486,13 @@ test_end_with_outcome(void **state)
 static void
 test_cancel_releases_holds(void **state)
 {
-	node       *n = *state;
-	create_spec s = { .n_needs = 2,
-		.needs = { { ST(SHELTER), 0, NULL, NULL }, { ST(MEDICAL), 0, NULL, NULL } } };
+	node                                      *n = *state;
+	create_spec                                s = { .n_needs = 2,
+		                               .needs = { { ST(SHELTER), 0, NULL, NULL }, { ST(MEDICAL), 0, NULL, NULL } } };
 	Haven__Referral__V1__CancelReferralRequest req =
 	    HAVEN__REFERRAL__V1__CANCEL_REFERRAL_REQUEST__INIT;
-	Referral *r = NULL, *r2 = NULL;
-	uint32_t  av, held;
+	Referral                                *r = NULL, *r2 = NULL;
+	uint32_t                                 av, held;
 	Haven__Referral__V1__ListOffersResponse *lo;
 
 	add_services(n, std_services, N_STD);
@@ -532,7 +538,7 @@ test_cancel_releases_holds(void **state)
 	/* A cancelled need is no unmet demand: nothing routes it. */
 	{
 		const svc_spec med[] = { { "med-1", C_PROV_A, ST(MEDICAL), "Amsterdam", 1, NULL, 0,
-			0, NULL } };
+		    0, NULL } };
 		unsigned       routed;
 		add_services(n, med, 1);
 		assert_int_equal(ref_route_waiting(n->rs, &routed), HV_OK);
@@ -580,7 +586,8 @@ test_decline_no_room(void **state)
 	more.service_id = "sh-ams";
 	more.delta      = 1;
 	assert_int_equal(call(n->ch[C_PROV_A], "haven.capacity.v1.Capacity/ChangeAvailability",
-	                     &more.base, &haven__capacity__v1__service_view__descriptor, NULL, NULL),
+	                     &more.base, &haven__capacity__v1__service_view__descriptor, NULL,
+	                     NULL),
 	    HV_OK);
 	assert_int_equal(ref_route_waiting(n->rs, &routed), HV_OK);
 	assert_int_equal(routed, 1);
@@ -594,12 +601,12 @@ test_decline_no_room(void **state)
 static void
 test_waiting_then_routed(void **state)
 {
-	node       *n = *state;
-	create_spec s = { .n_needs = 1, .needs = { { ST(MENTAL_HEALTH), 0, NULL, NULL } } };
-	Referral   *r = NULL, *r2;
-	unsigned    routed;
+	node          *n = *state;
+	create_spec    s = { .n_needs = 1, .needs = { { ST(MENTAL_HEALTH), 0, NULL, NULL } } };
+	Referral      *r = NULL, *r2;
+	unsigned       routed;
 	const svc_spec mh[] = { { "mh-1", C_PROV_B, ST(MENTAL_HEALTH), "Limburg", 1, NULL, 0, 0,
-		NULL } };
+	    NULL } };
 
 	add_services(n, std_services, N_STD);
 	assert_int_equal(create(n, &s, &r), HV_OK);
@@ -622,14 +629,15 @@ test_waiting_then_routed(void **state)
 static void
 test_waiting_order(void **state)
 {
-	node       *n = *state;
-	create_spec planned = { .urgency = URG(PLANNED), .n_needs = 1,
-		.needs = { { ST(MEDICAL), 0, NULL, NULL } } };
-	create_spec now = planned;
-	Referral   *a = NULL, *b = NULL, *c = NULL, *x;
-	unsigned    routed;
+	node          *n       = *state;
+	create_spec    planned = { .urgency = URG(PLANNED),
+		   .n_needs                 = 1,
+		   .needs                   = { { ST(MEDICAL), 0, NULL, NULL } } };
+	create_spec    now     = planned;
+	Referral      *a = NULL, *b = NULL, *c = NULL, *x;
+	unsigned       routed;
 	const svc_spec med[] = { { "med-1", C_PROV_A, ST(MEDICAL), "Amsterdam", 1, NULL, 0, 0,
-		NULL } };
+	    NULL } };
 
 	now.urgency = URG(IMMEDIATE);
 	assert_int_equal(create(n, &planned, &a), HV_OK);
@@ -659,10 +667,10 @@ test_waiting_order(void **state)
 static void
 test_waiting_routed_on_notification(void **state)
 {
-	node       *n = *state;
+	node          *n      = *state;
 	const svc_spec full[] = { { "sh-full", C_PROV_A, ST(SHELTER), "Amsterdam", 0, NULL, 0, 0,
-		NULL } };
-	Referral   *r = NULL, *r2 = NULL;
+	    NULL } };
+	Referral      *r = NULL, *r2 = NULL;
 	Haven__Capacity__V1__UpdateAvailabilityRequest req =
 	    HAVEN__CAPACITY__V1__UPDATE_AVAILABILITY_REQUEST__INIT;
 	store_txn                    *txn;
@@ -838,10 +846,11 @@ test_bad_input(void **state)
 static void
 test_visibility(void **state)
 {
-	node     *n = *state;
-	Referral *r = NULL, *r2 = NULL;
-	Haven__Referral__V1__GetReferralRequest  g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
-	Haven__Referral__V1__ListReferralsRequest l = HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
+	node                                   *n = *state;
+	Referral                               *r = NULL, *r2 = NULL;
+	Haven__Referral__V1__GetReferralRequest g = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+	Haven__Referral__V1__ListReferralsRequest l =
+	    HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
 	Haven__Referral__V1__ListReferralsResponse *lr = NULL;
 
 	add_services(n, std_services, N_STD);
@@ -901,26 +910,27 @@ test_visibility(void **state)
 	assert_int_equal(lr->n_referrals, 1);
 	assert_true(lr->next_page_token[0] != '\0');
 	{
-		char tok[128];
+		char                                        tok[128];
 		Haven__Referral__V1__ListReferralsResponse *lr2 = NULL;
 		snprintf(tok, sizeof(tok), "%s", lr->next_page_token);
 		l.page_token = tok;
 		assert_int_equal(call(n->ch[C_OPERATOR], M_LIST, &l.base,
-		                     &haven__referral__v1__list_referrals_response__descriptor, &lr2,
-		                     NULL),
+		                     &haven__referral__v1__list_referrals_response__descriptor,
+		                     &lr2, NULL),
 		    HV_OK);
 		assert_int_equal(lr2->n_referrals, 1);
 		assert_string_not_equal(lr2->referrals[0]->id, lr->referrals[0]->id);
 		free_msg(lr2);
 		l.page_token = "garbage";
 		assert_int_equal(call(n->ch[C_OPERATOR], M_LIST, &l.base,
-		                     &haven__referral__v1__list_referrals_response__descriptor, NULL,
-		                     NULL),
+		                     &haven__referral__v1__list_referrals_response__descriptor,
+		                     NULL, NULL),
 		    HV_INVALID_ARGUMENT);
 	}
 	free_msg(lr);
 	/* --open: once the need is ended, the referral is not open. */
-	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL), HV_OK);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_OK);
 	assert_int_equal(placement(n, C_PROV_A, M_END, r->needs[0]->offer_id,
 	                     HAVEN__REFERRAL__V1__OUTCOME__NO_LONGER_NEEDED, NULL),
 	    HV_OK);
@@ -939,10 +949,11 @@ test_visibility(void **state)
 static void
 test_reassign(void **state)
 {
-	node     *n = *state;
-	Referral *r = NULL, *r2 = NULL;
-	Haven__Referral__V1__ReassignNeedRequest req = HAVEN__REFERRAL__V1__REASSIGN_NEED_REQUEST__INIT;
-	uint32_t  av, held;
+	node                                    *n = *state;
+	Referral                                *r = NULL, *r2 = NULL;
+	Haven__Referral__V1__ReassignNeedRequest req =
+	    HAVEN__REFERRAL__V1__REASSIGN_NEED_REQUEST__INIT;
+	uint32_t av, held;
 
 	add_services(n, std_services, N_STD);
 	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
@@ -1000,10 +1011,10 @@ race_accept(void *arg)
 static void
 test_race_last_place(void **state)
 {
-	node          *n = *state;
+	node          *n     = *state;
 	const svc_spec one[] = { { "sh-last", C_PROV_A, ST(SHELTER), "Amsterdam", 1, NULL, 0, 0,
-		NULL } };
-	race_arg       a[2] = { { .n = n }, { .n = n } };
+	    NULL } };
+	race_arg       a[2]  = { { .n = n }, { .n = n } };
 	pthread_t      t[2];
 	uint32_t       av, held;
 	int            offered = 0, waiting = 0;
@@ -1040,16 +1051,16 @@ test_race_last_place(void **state)
 static void
 test_race_accept(void **state)
 {
-	node          *n = *state;
+	node          *n      = *state;
 	const svc_spec svcs[] = {
 		{ "sh-a", C_PROV_A, ST(SHELTER), "Amsterdam", 1, NULL, 0, 0, NULL },
 		{ "sh-b", C_PROV_B, ST(SHELTER), "Amsterdam", 1, NULL, 0, 0, NULL },
 	};
-	Referral      *ra = NULL, *rb = NULL;
-	race_arg       a[2];
-	pthread_t      t[2];
-	uint32_t       av, held;
-	int            ok = 0;
+	Referral *ra = NULL, *rb = NULL;
+	race_arg  a[2];
+	pthread_t t[2];
+	uint32_t  av, held;
+	int       ok = 0;
 
 	add_services(n, svcs, 2);
 	assert_int_equal(create(n, &one_shelter, &ra), HV_OK);
@@ -1076,9 +1087,9 @@ test_race_accept(void **state)
 	assert_int_equal(held, 0);
 	/* The same offer accepted twice at once: exactly one wins, the place is taken once. */
 	{
-		const svc_spec more[] = { { "sh-c", C_PROV_A, ST(SHELTER), "Amsterdam", 2, NULL, 0, 0,
-			NULL } };
-		Referral      *rc = NULL;
+		const svc_spec more[] = { { "sh-c", C_PROV_A, ST(SHELTER), "Amsterdam", 2, NULL, 0,
+		    0, NULL } };
+		Referral      *rc     = NULL;
 		add_services(n, more, 1);
 		assert_int_equal(create(n, &one_shelter, &rc), HV_OK);
 		a[0] = (race_arg) { n, C_PROV_A, rc->needs[0]->offer_id, HV_UNKNOWN, NULL };
@@ -1249,15 +1260,15 @@ advance_to(int64_t ms)
 static void
 test_statistics(void **state)
 {
-	node          *n = *state;
+	node          *n     = *state;
 	const svc_spec big[] = { { "sh-big", C_PROV_A, ST(SHELTER), "Amsterdam", 10, NULL, 0, 0,
-		NULL } };
-	Haven__Referral__V1__StatisticsRequest   req  = HAVEN__REFERRAL__V1__STATISTICS_REQUEST__INIT;
-	Haven__Referral__V1__StatisticsResponse *resp = NULL;
+	    NULL } };
+	Haven__Referral__V1__StatisticsRequest req = HAVEN__REFERRAL__V1__STATISTICS_REQUEST__INIT;
+	Haven__Referral__V1__StatisticsResponse    *resp = NULL;
 	const Haven__Referral__V1__StatisticsTotal *tot;
-	Referral *r[6] = { NULL };
-	bool      seen_shelter = false, seen_legal = false;
-	create_spec planned = one_shelter;
+	Referral                                   *r[6]         = { NULL };
+	bool                                        seen_shelter = false, seen_legal = false;
+	create_spec                                 planned = one_shelter;
 
 	/* Six shelter needs of labour exploitation from Amsterdam; five placed after 1:07, 2:14,
 	 * 3:21, 4:28 and 5:35 (planned: the offers are open for a day). */
@@ -1271,12 +1282,13 @@ test_statistics(void **state)
 		assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r[i]->needs[0]->offer_id, 0, NULL,
 		                     NULL),
 		    HV_OK);
-		assert_int_equal(placement(n, C_PROV_A, M_PLACED, r[i]->needs[0]->offer_id, 0, NULL),
+		assert_int_equal(placement(n, C_PROV_A, M_PLACED, r[i]->needs[0]->offer_id, 0,
+		                     NULL),
 		    HV_OK);
 	}
 	/* The sixth is accepted in the week, and placed after it (below). */
-	assert_int_equal(
-	    offer_act(n, C_PROV_A, M_ACCEPT, r[5]->needs[0]->offer_id, 0, NULL, NULL), HV_OK);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r[5]->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_OK);
 	/* Two legal-aid needs that wait (no legal aid anywhere). */
 	{
 		create_spec s = { .n_needs = 1, .needs = { { ST(LEGAL_AID), 0, NULL, NULL } } };
@@ -1395,15 +1407,15 @@ test_statistics(void **state)
 static void
 test_statistics_narrowing(void **state)
 {
-	node          *n = *state;
+	node          *n     = *state;
 	const svc_spec big[] = { { "sh-big", C_PROV_A, ST(SHELTER), "Amsterdam", 20, NULL, 0, 0,
-		NULL } };
-	Haven__Referral__V1__StatisticsRequest   req  = HAVEN__REFERRAL__V1__STATISTICS_REQUEST__INIT;
-	Haven__Referral__V1__StatisticsResponse *resp = NULL;
+	    NULL } };
+	Haven__Referral__V1__StatisticsRequest req = HAVEN__REFERRAL__V1__STATISTICS_REQUEST__INIT;
+	Haven__Referral__V1__StatisticsResponse    *resp = NULL;
 	const Haven__Referral__V1__StatisticsTotal *tot;
-	create_spec shelter = one_shelter, legal = { .n_needs = 1,
-		.needs = { { ST(LEGAL_AID), 0, NULL, NULL } } };
-	create_spec target = one_shelter;
+	create_spec                                 shelter = one_shelter,
+	            legal    = { .n_needs = 1, .needs = { { ST(LEGAL_AID), 0, NULL, NULL } } };
+	create_spec target   = one_shelter;
 	int64_t     t_target = 0;
 	uint64_t    lo, hi;
 	size_t      seen = 0;
@@ -1411,9 +1423,9 @@ test_statistics_narrowing(void **state)
 	/* 6 legal-aid needs (waiting: no legal aid) and 9 shelter needs (offered) of labour
 	 * exploitation, and the one referral of sexual exploitation (a shelter need), all from
 	 * Amsterdam, in week 2023-W46. */
-	shelter.urgency = URG(PLANNED);
-	legal.urgency   = URG(PLANNED);
-	target.urgency  = URG(PLANNED);
+	shelter.urgency     = URG(PLANNED);
+	legal.urgency       = URG(PLANNED);
+	target.urgency      = URG(PLANNED);
 	target.exploitation = EX(SEXUAL);
 	add_services(n, big, 1);
 	for (int i = 0; i < 15; i++) {
@@ -1441,7 +1453,8 @@ test_statistics_narrowing(void **state)
 		req.to_ms   = mid;
 		req.period  = step % 2 == 0 ? "" : "2023-W46";
 		assert_int_equal(call(n->ch[C_MUNI], M_STATS, &req.base,
-		                     &haven__referral__v1__statistics_response__descriptor, NULL, NULL),
+		                     &haven__referral__v1__statistics_response__descriptor, NULL,
+		                     NULL),
 		    HV_INVALID_ARGUMENT);
 		assert_non_null(strstr(errbuf, "from_ms/to_ms windows are not accepted"));
 		if ((uint64_t) t_target < mid) {
@@ -1498,9 +1511,9 @@ test_statistics_narrowing(void **state)
 	/* Asked again, by a coordinator, for Amsterdam only: the same answer (nothing to
 	 * subtract). */
 	req.from_ms = req.to_ms = 0;
-	req.period    = "2023-W46";
-	req.n_regions = 1;
-	req.regions   = (char *[]) { "Amsterdam" };
+	req.period              = "2023-W46";
+	req.n_regions           = 1;
+	req.regions             = (char *[]) { "Amsterdam" };
 	assert_int_equal(call(n->ch[C_COORD], M_STATS, &req.base,
 	                     &haven__referral__v1__statistics_response__descriptor, &resp, NULL),
 	    HV_OK);
@@ -1590,11 +1603,12 @@ test_consent_withdrawn(void **state)
 static void
 test_consent_gone(void **state)
 {
-	node       *n = *state;
-	create_spec mh = { .n_needs = 1, .needs = { { ST(MENTAL_HEALTH), 0, NULL, NULL } } };
-	create_spec two = { .n_needs = 2, .needs = { { ST(SHELTER), 0, NULL, NULL },
-		{ ST(LEGAL_AID), 0, NULL, NULL } } };
-	Haven__Referral__V1__ReassignNeedRequest req = HAVEN__REFERRAL__V1__REASSIGN_NEED_REQUEST__INIT;
+	node       *n   = *state;
+	create_spec mh  = { .n_needs = 1, .needs = { { ST(MENTAL_HEALTH), 0, NULL, NULL } } };
+	create_spec two = { .n_needs = 2,
+		.needs = { { ST(SHELTER), 0, NULL, NULL }, { ST(LEGAL_AID), 0, NULL, NULL } } };
+	Haven__Referral__V1__ReassignNeedRequest req =
+	    HAVEN__REFERRAL__V1__REASSIGN_NEED_REQUEST__INIT;
 	Referral *r = NULL, *w = NULL, *x;
 	uint32_t  av, held;
 	unsigned  marked, routed;
@@ -1643,8 +1657,8 @@ test_consent_gone(void **state)
 	assert_int_equal(w->needs[0]->state, NS(WAITING));
 	snprintf(withdrawn_subject, sizeof(withdrawn_subject), "%s", SUBJECT_OK);
 	{
-		const svc_spec mh1[] = { { "mh-1", C_PROV_B, ST(MENTAL_HEALTH), "Limburg", 1, NULL, 0,
-			0, NULL } };
+		const svc_spec mh1[] = { { "mh-1", C_PROV_B, ST(MENTAL_HEALTH), "Limburg", 1, NULL,
+		    0, 0, NULL } };
 		add_services(n, mh1, 1);
 	}
 	assert_int_equal(ref_route_waiting(n->rs, &routed), HV_OK);
@@ -1695,7 +1709,8 @@ test_withdrawal_races_acceptance(void **state)
 
 		assert_int_equal(create(n, &one_shelter, &r), HV_OK);
 		snprintf(withdrawn_subject, sizeof(withdrawn_subject), "%s", SUBJECT_OK);
-		assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL, NULL),
+		assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r->needs[0]->offer_id, 0, NULL,
+		                     NULL),
 		    HV_FAILED_PRECONDITION);
 		assert_non_null(strstr(errbuf, "no valid consent"));
 		assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
@@ -1708,8 +1723,8 @@ test_withdrawal_races_acceptance(void **state)
 	}
 	/* And racing, whichever commits first. */
 	for (int round = 0; round < 5; round++) {
-		Referral *r = NULL, *x;
-		withdraw_race  c;
+		Referral     *r = NULL, *x;
+		withdraw_race c;
 
 		withdrawn_subject[0] = '\0';
 		assert_int_equal(create(n, &one_shelter, &r), HV_OK);
@@ -1768,7 +1783,8 @@ test_consent_withdrawn_notification(void **state)
 	free_msg(r);
 }
 
-/* ---- alerts ------------------------------------------------------------------------------------ */
+/* ---- alerts ------------------------------------------------------------------------------------
+ */
 
 #define ALERT_SECRET "referral-test-webhook-secret"
 
@@ -1779,16 +1795,18 @@ receiver_start(const char *dir, int *port)
 	char  script[700], ports[700], cert[700], key[700], cmd[1600];
 	pid_t pid;
 
-	snprintf(cmd, sizeof(cmd), "sh '%s/deploy/pki.sh' '%s' ca >/dev/null 2>&1 && "
-	    "sh '%s/deploy/pki.sh' '%s' server localhost >/dev/null 2>&1", HAVEN_SOURCE_DIR, dir,
-	    HAVEN_SOURCE_DIR, dir);
+	snprintf(cmd, sizeof(cmd),
+	    "sh '%s/deploy/pki.sh' '%s' ca >/dev/null 2>&1 && "
+	    "sh '%s/deploy/pki.sh' '%s' server localhost >/dev/null 2>&1",
+	    HAVEN_SOURCE_DIR, dir, HAVEN_SOURCE_DIR, dir);
 	assert_int_equal(system(cmd), 0);
 	snprintf(script, sizeof(script), "%s/services/alerts/alerts_receiver.py", HAVEN_SOURCE_DIR);
 	snprintf(cert, sizeof(cert), "%s/server.pem", dir);
 	snprintf(key, sizeof(key), "%s/server.key", dir);
 	snprintf(ports, sizeof(ports), "%s/ports", dir);
 	if ((pid = fork()) == 0) {
-		execl("/usr/bin/python3", "python3", script, dir, cert, key, ALERT_SECRET, (char *) NULL);
+		execl("/usr/bin/python3", "python3", script, dir, cert, key, ALERT_SECRET,
+		    (char *) NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 300; i++) {
@@ -1830,7 +1848,7 @@ set_hook(node *n, int who, const char *org, int port)
 static void
 watch(node *n, int who, uint64_t *cursor, char *kinds, size_t ksz)
 {
-	Haven__Alerts__V1__WatchEventsRequest   req  = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
+	Haven__Alerts__V1__WatchEventsRequest   req = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
 	Haven__Alerts__V1__WatchEventsResponse *resp = NULL;
 	size_t                                  off  = 0;
 
@@ -1840,8 +1858,10 @@ watch(node *n, int who, uint64_t *cursor, char *kinds, size_t ksz)
 	    HV_OK);
 	kinds[0] = '\0';
 	for (size_t i = 0; i < resp->n_events; i++) {
-		const char *k = protobuf_c_enum_descriptor_get_value(
-		    &haven__alerts__v1__alert_kind__descriptor, (int) resp->events[i]->kind)->name;
+		const char *k =
+		    protobuf_c_enum_descriptor_get_value(&haven__alerts__v1__alert_kind__descriptor,
+		        (int) resp->events[i]->kind)
+		        ->name;
 
 		assert_string_equal(resp->events[i]->org_id, orgs[who].id); /* its own only */
 		off += (size_t) snprintf(kinds + off, ksz - off, "%s%s", off > 0 ? " " : "", k);
@@ -1867,10 +1887,10 @@ alerts_deliver(node *n, unsigned want)
 static void
 test_alerts(void **state)
 {
-	node       *n = *state;
-	svc_spec    one[] = { { "sh-ams", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "nl", 0, 0, NULL } };
-	create_spec s     = one_shelter;
-	Referral   *r     = NULL;
+	node    *n     = *state;
+	svc_spec one[] = { { "sh-ams", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "nl", 0, 0, NULL } };
+	create_spec s  = one_shelter;
+	Referral   *r  = NULL;
 	char        rdir[600], kinds[256], *text, offer[64];
 	uint64_t    c_prov = 0, c_ref = 0, c_coord = 0;
 	int         port;
@@ -1906,7 +1926,8 @@ test_alerts(void **state)
 	/* Declined with free text: the referrer hears it, and that the need waits. */
 	assert_int_equal(offer_act(n, C_PROV_A, M_DECLINE, offer,
 	                     HAVEN__REFERRAL__V1__DECLINE_REASON__DECLINE_OTHER,
-	                     "DECLINE-TEXT Maria Jansen at the station", NULL), HV_OK);
+	                     "DECLINE-TEXT Maria Jansen at the station", NULL),
+	    HV_OK);
 	alerts_deliver(n, 2);
 	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
 	assert_string_equal(kinds, "NEED_DECLINED NEED_WAITING");
@@ -1952,18 +1973,19 @@ test_alerts(void **state)
 static void
 test_alerts_acknowledged(void **state)
 {
-	node       *n = *state;
-	svc_spec    one[] = { { "sh-ams", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "nl", 0, 0, NULL } };
-	Referral   *r     = NULL;
-	char        kinds[256];
-	uint64_t    c_prov = 0, c_ref = 0, c_coord = 0;
-	unsigned    sent = 0, failed = 0;
+	node     *n     = *state;
+	svc_spec  one[] = { { "sh-ams", C_PROV_A, ST(SHELTER), "Amsterdam", 1, "nl", 0, 0, NULL } };
+	Referral *r     = NULL;
+	char      kinds[256];
+	uint64_t  c_prov = 0, c_ref = 0, c_coord = 0;
+	unsigned  sent = 0, failed = 0;
 
 	add_services(n, one, 1);
 	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
 	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
 	assert_string_equal(kinds, "OFFER_NEW");
-	assert_int_equal(offer_act(n, C_PROV_A, M_ACK, r->needs[0]->offer_id, 0, NULL, NULL), HV_OK);
+	assert_int_equal(offer_act(n, C_PROV_A, M_ACK, r->needs[0]->offer_id, 0, NULL, NULL),
+	    HV_OK);
 	advance(601 * 1000);
 	assert_int_equal(alerts_run(n->al, &sent, &failed), HV_OK);
 	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
@@ -1989,7 +2011,7 @@ test_alerts_acknowledged(void **state)
 static void
 test_alerts_expired_withdrawn(void **state)
 {
-	node     *n = *state;
+	node     *n     = *state;
 	svc_spec  one[] = { { "sh-ams", C_PROV_A, ST(SHELTER), "Amsterdam", 2, "nl", 0, 0, NULL } };
 	Referral *r = NULL, *r2 = NULL;
 	char      kinds[256];
@@ -2029,9 +2051,9 @@ test_alerts_consent_gone(void **state)
 	node       *n     = *state;
 	svc_spec    two[] = { { "sh-ams", C_PROV_A, ST(SHELTER), "Amsterdam", 2, "nl", 0, 0, NULL },
 		   { "la-nh", C_PROV_B, ST(LEGAL_AID), "Noord-Holland", 2, "nl", 0, 0, NULL } };
-	create_spec both  = { .n_needs = 2, .needs = { { ST(SHELTER), 0, NULL, NULL },
-		{ ST(LEGAL_AID), 0, NULL, NULL } } };
-	Referral   *r = NULL, *x;
+	create_spec both  = { .n_needs = 2,
+		 .needs = { { ST(SHELTER), 0, NULL, NULL }, { ST(LEGAL_AID), 0, NULL, NULL } } };
+	Referral   *r     = NULL, *x;
 	char        kinds[256];
 	uint64_t    c_a = 0, c_b = 0, c_ref = 0;
 	uint32_t    av, held;
@@ -2079,7 +2101,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_offered_to_nearest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_excluded_and_preferred, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ranking_language_specialisation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ranking_language_specialisation, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_language_reach, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_decline_moves_on, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_decline_no_room, setup, teardown),

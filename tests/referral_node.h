@@ -81,26 +81,26 @@ typedef struct org_spec {
 extern const org_spec orgs[C_N];
 
 typedef struct node {
-	char         dir[512];
-	char         url[64];
-	char         pub[64];
-	char         consent_url[64];
-	nng_socket   consent_pub; /* stands in for the consent service's publisher */
-	store       *st;
-	region_map  *regions;
-	cap_service *cs;
-	ref_service *rs;
+	char            dir[512];
+	char            url[64];
+	char            pub[64];
+	char            consent_url[64];
+	nng_socket      consent_pub; /* stands in for the consent service's publisher */
+	store          *st;
+	region_map     *regions;
+	cap_service    *cs;
+	ref_service    *rs;
 	alerts_service *al; /* manual: alerts_run delivers (webhooks to loopback allowed) */
-	auth        *au;
-	rpc_server  *srv;
-	rpc_channel *ch[C_N];
-	store_table  offers_t;      /* ref.offers, for the invariant */
-	bool         notify;        /* capacity pub/sub and the background thread */
-	unsigned     stats_periods; /* ref_options.stats_periods (setup_node: both kinds) */
-	bool         has_orgs;  /* the organisations are in the directory: tokens can be issued */
-	uint32_t     lang_hops; /* ref_options.language_hops (0: the default) */
-	audit       *audit;     /* the node's audit log: reads of referrals and offers */
-	size_t       call_budget; /* rpc_server_options.call_budget (0: the default) */
+	auth           *au;
+	rpc_server     *srv;
+	rpc_channel    *ch[C_N];
+	store_table     offers_t;      /* ref.offers, for the invariant */
+	bool            notify;        /* capacity pub/sub and the background thread */
+	unsigned        stats_periods; /* ref_options.stats_periods (setup_node: both kinds) */
+	bool            has_orgs; /* the organisations are in the directory: tokens can be issued */
+	uint32_t        lang_hops;   /* ref_options.language_hops (0: the default) */
+	audit          *audit;       /* the node's audit log: reads of referrals and offers */
+	size_t          call_budget; /* rpc_server_options.call_budget (0: the default) */
 } node;
 
 typedef struct svc_spec {

@@ -30,10 +30,10 @@
 #include "haven/rpc/v1/rpc.pb-c.h"
 #include "haven/testing/v1/testing.pb-c.h"
 
-#define M_ECHO "haven.diag.v1.Diagnostics/Echo"
-#define M_SLEEP "haven.testing.v1.Testing/Sleep"
+#define M_ECHO    "haven.diag.v1.Diagnostics/Echo"
+#define M_SLEEP   "haven.testing.v1.Testing/Sleep"
 #define M_NOTIMPL "haven.testing.v1.Testing/NotImplemented"
-#define M_NOSUCH "haven.testing.v1.Testing/NoSuchMethod"
+#define M_NOSUCH  "haven.testing.v1.Testing/NoSuchMethod"
 
 static char tmp[512];
 
@@ -44,7 +44,8 @@ t_sleep(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage
 {
 	const Haven__Testing__V1__SleepRequest *in = (const void *) req;
 	Haven__Testing__V1__Empty              *out;
-	struct timespec ts = { .tv_sec = in->ms / 1000, .tv_nsec = (long) (in->ms % 1000) * 1000000L };
+	struct timespec                         ts = { .tv_sec = in->ms / 1000,
+		                        .tv_nsec = (long) (in->ms % 1000) * 1000000L };
 
 	(void) svc;
 	if (in->ms > 5000) {
@@ -84,10 +85,10 @@ start_server(const char *url)
 typedef struct batch {
 	pthread_mutex_t mtx;
 	pthread_cond_t  cv;
-	int             done;     /* done functions run */
-	int             ok;       /* replies that matched their request */
-	int             bad;      /* failed calls that came with a reply anyway */
-	int             statuses[32]; /* calls ended with each status */
+	int             done;                   /* done functions run */
+	int             ok;                     /* replies that matched their request */
+	int             bad;                    /* failed calls that came with a reply anyway */
+	int             statuses[32];           /* calls ended with each status */
 	char            errmsg[RPC_ERRMSG_MAX]; /* the last error message */
 } batch;
 
@@ -104,7 +105,8 @@ batch_init(batch *b)
 {
 	memset(b, 0, sizeof(*b));
 	pthread_mutex_init(&b->mtx, NULL);
-	assert_int_equal(hv_clock_cond_init(&b->cv), 0); /* the monotonic clock of hv_clock_deadline */
+	assert_int_equal(hv_clock_cond_init(&b->cv),
+	    0); /* the monotonic clock of hv_clock_deadline */
 }
 
 static void
@@ -176,8 +178,8 @@ sleep_async(rpc_channel *ch, one_call *c, unsigned ms, uint32_t timeout_ms)
 	rpc_call_options                 o   = { .timeout_ms = timeout_ms };
 
 	req.ms = ms;
-	return (rpc_channel_call_async(ch, M_SLEEP, &req.base, &haven__testing__v1__empty__descriptor,
-	    &o, call_done, c));
+	return (rpc_channel_call_async(ch, M_SLEEP, &req.base,
+	    &haven__testing__v1__empty__descriptor, &o, call_done, c));
 }
 
 /* ---- tests ----------------------------------------------------------------------------- */
@@ -234,10 +236,10 @@ test_many_in_flight(void **state)
 static void
 test_errors_and_deadlines(void **state)
 {
-	rpc_server  *srv = start_server("inproc://async-errors");
-	rpc_channel *ch;
-	one_call     c[4];
-	batch        b;
+	rpc_server                  *srv = start_server("inproc://async-errors");
+	rpc_channel                 *ch;
+	one_call                     c[4];
+	batch                        b;
 	Haven__Diag__V1__EchoRequest req = HAVEN__DIAG__V1__ECHO_REQUEST__INIT;
 
 	(void) state;
@@ -320,15 +322,15 @@ test_unavailable_and_close(void **state)
 static void
 test_bad_arguments(void **state)
 {
-	rpc_server                  *srv = start_server("inproc://async-bad");
-	rpc_channel                 *ch;
-	Haven__Diag__V1__EchoRequest req = HAVEN__DIAG__V1__ECHO_REQUEST__INIT;
-	const ProtobufCMessageDescriptor *rd = &haven__diag__v1__echo_response__descriptor;
-	rpc_metadata                 md[RPC_METADATA_MAX + 1];
-	rpc_call_options             o = { .metadata = md, .n_metadata = RPC_METADATA_MAX + 1 };
-	one_call                     c = { 0 };
-	batch                        b;
-	static uint8_t               big[2 * 1024 * 1024];
+	rpc_server                       *srv = start_server("inproc://async-bad");
+	rpc_channel                      *ch;
+	Haven__Diag__V1__EchoRequest      req = HAVEN__DIAG__V1__ECHO_REQUEST__INIT;
+	const ProtobufCMessageDescriptor *rd  = &haven__diag__v1__echo_response__descriptor;
+	rpc_metadata                      md[RPC_METADATA_MAX + 1];
+	rpc_call_options o = { .metadata = md, .n_metadata = RPC_METADATA_MAX + 1 };
+	one_call         c = { 0 };
+	batch            b;
+	static uint8_t   big[2 * 1024 * 1024];
 
 	(void) state;
 	batch_init(&b);
@@ -492,11 +494,11 @@ fake_serve(void *arg)
 static void
 test_reply_envelopes(void **state)
 {
-	static const hv_status want[] = { HV_OK, HV_DATA_LOSS, HV_DATA_LOSS, HV_DATA_LOSS,
-		HV_NOT_FOUND, HV_RESOURCE_EXHAUSTED, HV_DATA_LOSS, HV_DATA_LOSS };
-	fake                         f    = { .cases = 8 };
-	Haven__Diag__V1__EchoRequest req  = HAVEN__DIAG__V1__ECHO_REQUEST__INIT;
-	rpc_call_options             o    = { .timeout_ms = 5000 };
+	static const hv_status       want[] = { HV_OK, HV_DATA_LOSS, HV_DATA_LOSS, HV_DATA_LOSS,
+		      HV_NOT_FOUND, HV_RESOURCE_EXHAUSTED, HV_DATA_LOSS, HV_DATA_LOSS };
+	fake                         f      = { .cases = 8 };
+	Haven__Diag__V1__EchoRequest req    = HAVEN__DIAG__V1__ECHO_REQUEST__INIT;
+	rpc_call_options             o      = { .timeout_ms = 5000 };
 	rpc_channel                 *ch;
 	pthread_t                    th;
 	char                         err[RPC_ERRMSG_MAX];

@@ -39,8 +39,8 @@ echo(rpc_channel *ch, uint32_t timeout_ms)
 
 	req.payload.data = (uint8_t *) "ping";
 	req.payload.len  = 4;
-	st = rpc_channel_call(ch, "haven.diag.v1.Diagnostics/Echo", &req.base,
-	    &haven__diag__v1__echo_response__descriptor, &r, &o, NULL, 0);
+	st               = rpc_channel_call(ch, "haven.diag.v1.Diagnostics/Echo", &req.base,
+	                  &haven__diag__v1__echo_response__descriptor, &r, &o, NULL, 0);
 	protobuf_c_message_free_unpacked(r, NULL);
 	return (st);
 }

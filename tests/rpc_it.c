@@ -35,13 +35,13 @@
 #include "haven/rpc/v1/rpc.pb-c.h"
 #include "haven/testing/v1/testing.pb-c.h"
 
-#define M_ECHO "haven.diag.v1.Diagnostics/Echo"
-#define M_HEALTH "haven.health.v1.Health/Check"
-#define M_SLEEP "haven.testing.v1.Testing/Sleep"
-#define M_WHOAMI "haven.testing.v1.Testing/WhoAmI"
-#define M_ADMIN "haven.testing.v1.Testing/AdminOnly"
-#define M_NESTED "haven.testing.v1.Testing/Nested"
-#define M_NOTIMPL "haven.testing.v1.Testing/NotImplemented"
+#define M_ECHO     "haven.diag.v1.Diagnostics/Echo"
+#define M_HEALTH   "haven.health.v1.Health/Check"
+#define M_SLEEP    "haven.testing.v1.Testing/Sleep"
+#define M_WHOAMI   "haven.testing.v1.Testing/WhoAmI"
+#define M_ADMIN    "haven.testing.v1.Testing/AdminOnly"
+#define M_NESTED   "haven.testing.v1.Testing/Nested"
+#define M_NOTIMPL  "haven.testing.v1.Testing/NotImplemented"
 #define M_UNKNOWNS "haven.testing.v1.Testing/Unknowns"
 
 typedef Haven__Testing__V1__Tree tree_t;
@@ -70,8 +70,8 @@ wait_sleeps_started(unsigned n)
 {
 	int64_t until = hv_clock_mono_ms() + 10000;
 
-	while (__atomic_load_n(&sleeps_started, __ATOMIC_ACQUIRE) < n &&
-	    hv_clock_mono_ms() < until) {
+	while (
+	    __atomic_load_n(&sleeps_started, __ATOMIC_ACQUIRE) < n && hv_clock_mono_ms() < until) {
 		sleep_ms(1);
 	}
 	assert_true(__atomic_load_n(&sleeps_started, __ATOMIC_ACQUIRE) >= n);
@@ -89,8 +89,8 @@ wait_sleep_of(unsigned ms)
 {
 	int64_t until = hv_clock_mono_ms() + 10000;
 
-	while (__atomic_load_n(&last_sleep_ms, __ATOMIC_ACQUIRE) != ms &&
-	    hv_clock_mono_ms() < until) {
+	while (
+	    __atomic_load_n(&last_sleep_ms, __ATOMIC_ACQUIRE) != ms && hv_clock_mono_ms() < until) {
 		sleep_ms(1);
 	}
 	assert_int_equal(__atomic_load_n(&last_sleep_ms, __ATOMIC_ACQUIRE), ms);
@@ -158,15 +158,15 @@ t_nested(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessag
 	o.timeout_ms = rpc_call_remaining_ms(call);
 	o.metadata   = &md;
 	o.n_metadata = 1;
-	st = rpc_channel_call(ch, M_WHOAMI, &e.base, &haven__testing__v1__who_am_iresponse__descriptor,
-	    &r, &o, err, sizeof(err));
+	st           = rpc_channel_call(ch, M_WHOAMI, &e.base,
+	              &haven__testing__v1__who_am_iresponse__descriptor, &r, &o, err, sizeof(err));
 	rpc_channel_close(ch);
 	if (st != HV_OK) {
 		return (rpc_call_error(call, st, "nested call failed: %s", err));
 	}
-	out                = whoami_reply(call);
-	out->remaining_ms  = ((Haven__Testing__V1__WhoAmIResponse *) r)->remaining_ms;
-	out->trace         = rpc_call_strdup(call, ((Haven__Testing__V1__WhoAmIResponse *) r)->trace);
+	out               = whoami_reply(call);
+	out->remaining_ms = ((Haven__Testing__V1__WhoAmIResponse *) r)->remaining_ms;
+	out->trace = rpc_call_strdup(call, ((Haven__Testing__V1__WhoAmIResponse *) r)->trace);
 	protobuf_c_message_free_unpacked(r, NULL);
 	*reply = &out->base;
 	return (HV_OK);
@@ -260,8 +260,8 @@ echo(rpc_channel *ch, const uint8_t *data, size_t n, uint32_t timeout_ms)
 
 	req.payload.data = (uint8_t *) data;
 	req.payload.len  = n;
-	st = rpc_channel_call(ch, M_ECHO, &req.base, &haven__diag__v1__echo_response__descriptor, &r,
-	    &o, err, sizeof(err));
+	st = rpc_channel_call(ch, M_ECHO, &req.base, &haven__diag__v1__echo_response__descriptor,
+	    &r, &o, err, sizeof(err));
 	if (st == HV_OK) {
 		Haven__Diag__V1__EchoResponse *resp = (void *) r;
 		if (resp->payload.len != n || (n > 0 && memcmp(resp->payload.data, data, n) != 0)) {
@@ -280,8 +280,8 @@ whoami(rpc_channel *ch, const char *method, Haven__Testing__V1__WhoAmIResponse *
 	ProtobufCMessage         *r = NULL;
 	hv_status                 st;
 
-	st = rpc_channel_call(ch, method, &e.base, &haven__testing__v1__who_am_iresponse__descriptor,
-	    &r, o, err, RPC_ERRMSG_MAX);
+	st   = rpc_channel_call(ch, method, &e.base,
+	      &haven__testing__v1__who_am_iresponse__descriptor, &r, o, err, RPC_ERRMSG_MAX);
 	*out = (void *) r;
 	return (st);
 }
@@ -295,8 +295,8 @@ call_sleep(rpc_channel *ch, unsigned ms, uint32_t timeout_ms)
 	hv_status                        st;
 
 	req.ms = ms;
-	st = rpc_channel_call(ch, M_SLEEP, &req.base, &haven__testing__v1__empty__descriptor, &r, &o,
-	    NULL, 0);
+	st = rpc_channel_call(ch, M_SLEEP, &req.base, &haven__testing__v1__empty__descriptor, &r,
+	    &o, NULL, 0);
 	if (r != NULL) {
 		protobuf_c_message_free_unpacked(r, NULL);
 	}
@@ -405,18 +405,19 @@ run_concurrent_echo(rpc_channel *ch, int threads, int calls)
 static void
 test_inproc_health_echo_concurrent(void **state)
 {
-	rpc_server                              *srv = start_server(NULL, "inproc://t-basic");
-	rpc_channel                             *ch;
-	Haven__Health__V1__HealthCheckRequest    hreq = HAVEN__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-	Haven__Health__V1__HealthCheckResponse  *hr   = NULL;
-	char                                     err[RPC_ERRMSG_MAX];
+	rpc_server                           *srv = start_server(NULL, "inproc://t-basic");
+	rpc_channel                          *ch;
+	Haven__Health__V1__HealthCheckRequest hreq = HAVEN__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	Haven__Health__V1__HealthCheckResponse *hr = NULL;
+	char                                    err[RPC_ERRMSG_MAX];
 
 	assert_int_equal(rpc_channel_open(&ch, "inproc://t-basic", NULL), HV_OK);
 	assert_int_equal(rpc_channel_call(ch, M_HEALTH, &hreq.base,
 	                     &haven__health__v1__health_check_response__descriptor,
 	                     (ProtobufCMessage **) &hr, NULL, err, sizeof(err)),
 	    HV_OK);
-	assert_int_equal(hr->status, HAVEN__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+	assert_int_equal(hr->status,
+	    HAVEN__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
 	protobuf_c_message_free_unpacked(&hr->base, NULL);
 
 	hreq.service = "haven.testing.v1.Testing";
@@ -424,7 +425,8 @@ test_inproc_health_echo_concurrent(void **state)
 	                     &haven__health__v1__health_check_response__descriptor,
 	                     (ProtobufCMessage **) &hr, NULL, err, sizeof(err)),
 	    HV_OK);
-	assert_int_equal(hr->status, HAVEN__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+	assert_int_equal(hr->status,
+	    HAVEN__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
 	protobuf_c_message_free_unpacked(&hr->base, NULL);
 
 	rpc_server_set_serving(srv, "haven.testing.v1.Testing", false);
@@ -432,8 +434,8 @@ test_inproc_health_echo_concurrent(void **state)
 	                     &haven__health__v1__health_check_response__descriptor,
 	                     (ProtobufCMessage **) &hr, NULL, err, sizeof(err)),
 	    HV_OK);
-	assert_int_equal(
-	    hr->status, HAVEN__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+	assert_int_equal(hr->status,
+	    HAVEN__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
 	protobuf_c_message_free_unpacked(&hr->base, NULL);
 
 	hreq.service = "haven.nope.v1.Nope";
@@ -507,11 +509,11 @@ test_ipc_identity_and_permissions(void **state)
 static void
 test_plain_tcp_needs_insecure_flag(void **state)
 {
-	rpc_server        *srv;
-	rpc_channel       *ch;
-	rpc_server_options o = { .insecure_tcp = true };
-	rpc_channel_options co = { .insecure_tcp = true };
-	char               url[64];
+	rpc_server                         *srv;
+	rpc_channel                        *ch;
+	rpc_server_options                  o  = { .insecure_tcp = true };
+	rpc_channel_options                 co = { .insecure_tcp = true };
+	char                                url[64];
 	Haven__Testing__V1__WhoAmIResponse *who;
 	char                                err[RPC_ERRMSG_MAX];
 
@@ -566,7 +568,7 @@ test_malformed_input(void **state)
 	assert_int_equal(raw_call(ch, buf, n, 2000, msg, sizeof(msg)), HV_UNIMPLEMENTED);
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
-	n = pack_env(buf, sizeof(buf), longname, NULL, 0, 0, 0, NULL);
+	n                              = pack_env(buf, sizeof(buf), longname, NULL, 0, 0, 0, NULL);
 	assert_int_equal(raw_call(ch, buf, n, 2000, msg, sizeof(msg)), HV_INVALID_ARGUMENT);
 
 	/* Metadata over the limits. */
@@ -591,7 +593,10 @@ test_malformed_input(void **state)
 				buf[k] = (uint8_t) rand();
 			}
 		} else {
-			len = pack_env(buf, sizeof(buf), M_ECHO, "\x0a\x03" "abc", 5, 0, 2, "k");
+			len = pack_env(buf, sizeof(buf), M_ECHO,
+			    "\x0a\x03"
+			    "abc",
+			    5, 0, 2, "k");
 			for (int k = 0; k < 3; k++) {
 				buf[(size_t) rand() % len] = (uint8_t) rand();
 			}
@@ -626,16 +631,16 @@ sleep_worker(void *arg)
 static void
 test_deadlines(void **state)
 {
-	rpc_server_options o   = { .workers = 1, .queue = 8 };
-	rpc_server        *srv = start_server(&o, "inproc://t-deadline");
-	rpc_server        *srv2;
-	rpc_channel       *ch;
-	pthread_t          th;
-	sleep_job          job;
-	uint8_t            buf[256];
-	char               msg[RPC_ERRMSG_MAX];
-	size_t             n;
-	int64_t            t0;
+	rpc_server_options                  o   = { .workers = 1, .queue = 8 };
+	rpc_server                         *srv = start_server(&o, "inproc://t-deadline");
+	rpc_server                         *srv2;
+	rpc_channel                        *ch;
+	pthread_t                           th;
+	sleep_job                           job;
+	uint8_t                             buf[256];
+	char                                msg[RPC_ERRMSG_MAX];
+	size_t                              n;
+	int64_t                             t0;
 	Haven__Testing__V1__NestedRequest   nreq = HAVEN__TESTING__V1__NESTED_REQUEST__INIT;
 	Haven__Testing__V1__WhoAmIResponse *who  = NULL;
 	rpc_call_options                    co   = { .timeout_ms = 1000 };
@@ -661,7 +666,7 @@ test_deadlines(void **state)
 	assert_int_equal(job.st, HV_OK);
 
 	/* Nested calls get what is left of the deadline, and the metadata the handler adds. */
-	srv2 = start_server(NULL, "inproc://t-deadline-inner");
+	srv2     = start_server(NULL, "inproc://t-deadline-inner");
 	nreq.url = "inproc://t-deadline-inner";
 	assert_int_equal(rpc_channel_call(ch, M_NESTED, &nreq.base,
 	                     &haven__testing__v1__who_am_iresponse__descriptor,
@@ -725,14 +730,14 @@ test_session_tokens_and_roles(void **state)
 		{ "gone-ngo", RPC_ROLE_REFERRER, 1, NULL },
 		{ NULL, 0, 0, NULL },
 	};
-	auth_options       ao = { .lookup = tu_lookup, .lookup_arg = orgs };
-	auth              *a;
-	rpc_server_options o = { .insecure_tcp = true };
-	rpc_server        *srv;
-	rpc_channel       *ch;
-	char               tok[AUTH_TOKEN_MAX], bad[AUTH_TOKEN_MAX], url[64];
-	uint64_t           exp;
-	rpc_channel_options co = { .insecure_tcp = true };
+	auth_options                        ao = { .lookup = tu_lookup, .lookup_arg = orgs };
+	auth                               *a;
+	rpc_server_options                  o = { .insecure_tcp = true };
+	rpc_server                         *srv;
+	rpc_channel                        *ch;
+	char                                tok[AUTH_TOKEN_MAX], bad[AUTH_TOKEN_MAX], url[64];
+	uint64_t                            exp;
+	rpc_channel_options                 co = { .insecure_tcp = true };
 	Haven__Testing__V1__WhoAmIResponse *who;
 	char                                err[RPC_ERRMSG_MAX];
 
@@ -744,7 +749,8 @@ test_session_tokens_and_roles(void **state)
 	assert_int_equal(rpc_channel_open(&ch, url, &co), HV_OK);
 
 	/* A referrer's token: who it is comes from the token, checked against the directory. */
-	assert_int_equal(auth_issue_token(a, "acme-ngo", RPC_ROLE_REFERRER, hv_clock_wall_ms(), tok, &exp),
+	assert_int_equal(auth_issue_token(a, "acme-ngo", RPC_ROLE_REFERRER, hv_clock_wall_ms(), tok,
+	                     &exp),
 	    HV_OK);
 	assert_int_equal(rpc_channel_set_token(ch, tok), HV_OK);
 	assert_int_equal(whoami(ch, M_WHOAMI, &who, NULL, err), HV_OK);
@@ -753,11 +759,13 @@ test_session_tokens_and_roles(void **state)
 	protobuf_c_message_free_unpacked(&who->base, NULL);
 	/* ... and a referrer may not call an admin method. */
 	assert_int_equal(whoami(ch, M_ADMIN, &who, NULL, err), HV_PERMISSION_DENIED);
-	assert_non_null(strstr(err, "role referrer may not call haven.testing.v1.Testing/AdminOnly"));
+	assert_non_null(
+	    strstr(err, "role referrer may not call haven.testing.v1.Testing/AdminOnly"));
 
 	/* An admin may. */
-	assert_int_equal(
-	    auth_issue_token(a, "city-admin", RPC_ROLE_ADMIN, hv_clock_wall_ms(), tok, &exp), HV_OK);
+	assert_int_equal(auth_issue_token(a, "city-admin", RPC_ROLE_ADMIN, hv_clock_wall_ms(), tok,
+	                     &exp),
+	    HV_OK);
 	assert_int_equal(rpc_channel_set_token(ch, tok), HV_OK);
 	assert_int_equal(whoami(ch, M_ADMIN, &who, NULL, err), HV_OK);
 	assert_string_equal(who->org_id, "city-admin");
@@ -774,8 +782,9 @@ test_session_tokens_and_roles(void **state)
 		auth        *a2;
 		memset(ao2.secret, 0x11, sizeof(ao2.secret));
 		assert_int_equal(auth_open(&a2, &ao2), HV_OK);
-		assert_int_equal(
-		    auth_issue_token(a2, "city-admin", RPC_ROLE_ADMIN, hv_clock_wall_ms(), bad, &exp), HV_OK);
+		assert_int_equal(auth_issue_token(a2, "city-admin", RPC_ROLE_ADMIN,
+		                     hv_clock_wall_ms(), bad, &exp),
+		    HV_OK);
 		auth_close(a2);
 	}
 	assert_int_equal(rpc_channel_set_token(ch, bad), HV_OK);
@@ -791,8 +800,9 @@ test_session_tokens_and_roles(void **state)
 	assert_int_equal(rpc_channel_set_token(ch, bad), HV_OK);
 	assert_int_equal(whoami(ch, M_WHOAMI, &who, NULL, err), HV_UNAUTHENTICATED);
 	/* Revoked: the organisation was disabled after it got its token. */
-	assert_int_equal(
-	    auth_issue_token(a, "gone-ngo", RPC_ROLE_REFERRER, hv_clock_wall_ms(), tok, &exp), HV_OK);
+	assert_int_equal(auth_issue_token(a, "gone-ngo", RPC_ROLE_REFERRER, hv_clock_wall_ms(), tok,
+	                     &exp),
+	    HV_OK);
 	assert_int_equal(rpc_channel_set_token(ch, tok), HV_OK);
 	assert_int_equal(whoami(ch, M_WHOAMI, &who, NULL, err), HV_OK);
 	protobuf_c_message_free_unpacked(&who->base, NULL);
@@ -869,9 +879,9 @@ test_tls_mutual_auth_and_login(void **state)
 	snprintf(ca, sizeof(ca), "%s/ca.pem", pki);
 	snprintf(f1, sizeof(f1), "%s/acme-ngo.pem", pki);
 	snprintf(f2, sizeof(f2), "%s/shelter-one.pem", pki);
-	orgs[0] = (tu_org) { "acme-ngo", RPC_ROLE_REFERRER, 1, f1 };
-	orgs[1] = (tu_org) { "shelter-one", RPC_ROLE_PROVIDER, 1, f2 };
-	orgs[2] = (tu_org) { NULL, 0, 0, NULL };
+	orgs[0]       = (tu_org) { "acme-ngo", RPC_ROLE_REFERRER, 1, f1 };
+	orgs[1]       = (tu_org) { "shelter-one", RPC_ROLE_PROVIDER, 1, f2 };
+	orgs[2]       = (tu_org) { NULL, 0, 0, NULL };
 	ao.lookup_arg = orgs;
 	ao.ca_file    = ca; /* registered certificates are checked against the node CA */
 	assert_int_equal(crypto_random(ao.secret, sizeof(ao.secret)), HV_OK);
@@ -889,8 +899,9 @@ test_tls_mutual_auth_and_login(void **state)
 		    20000 + (int) ((getpid() + 13) % 20000));
 		assert_int_equal(rpc_server_open(&srv, &o), HV_OK);
 		assert_int_equal(auth_register(a, srv), HV_OK);
-		assert_int_equal(rpc_server_add_service(srv, &haven__testing__v1__testing__descriptor,
-		                     testing_methods, 4, NULL),
+		assert_int_equal(rpc_server_add_service(srv,
+		                     &haven__testing__v1__testing__descriptor, testing_methods, 4,
+		                     NULL),
 		    HV_OK);
 		assert_int_equal(rpc_server_listen(srv, url), HV_OK);
 		assert_int_equal(rpc_server_start(srv), HV_OK);
@@ -900,8 +911,10 @@ test_tls_mutual_auth_and_login(void **state)
 	snprintf(cert, sizeof(cert), "%s/acme-ngo.pem", pki);
 	snprintf(key, sizeof(key), "%s/acme-ngo.key", pki);
 	{
-		rpc_channel_options co = { .tls_ca_file = ca, .tls_cert_file = cert,
-			.tls_key_file = key, .tls_server_name = "localhost" };
+		rpc_channel_options co = { .tls_ca_file = ca,
+			.tls_cert_file                  = cert,
+			.tls_key_file                   = key,
+			.tls_server_name                = "localhost" };
 		assert_int_equal(rpc_channel_open(&ch, url, &co), HV_OK);
 	}
 	assert_int_equal(echo(ch, (const uint8_t *) "x", 1, 5000), HV_PERMISSION_DENIED);
@@ -931,8 +944,10 @@ test_tls_mutual_auth_and_login(void **state)
 	snprintf(f3, sizeof(f3), "%s/ca.pem", rogue);
 	{
 		/* Trusting the real CA for the server, presenting a rogue client certificate. */
-		rpc_channel_options co = { .tls_ca_file = ca, .tls_cert_file = cert,
-			.tls_key_file = key, .tls_server_name = "localhost" };
+		rpc_channel_options co = { .tls_ca_file = ca,
+			.tls_cert_file                  = cert,
+			.tls_key_file                   = key,
+			.tls_server_name                = "localhost" };
 		assert_int_equal(rpc_channel_open(&ch, url, &co), HV_OK);
 		assert_int_equal(echo(ch, (const uint8_t *) "x", 1, 700), HV_UNAVAILABLE);
 		rpc_channel_close(ch);
@@ -942,8 +957,10 @@ test_tls_mutual_auth_and_login(void **state)
 	/* A key file others can read is refused before anything is sent. */
 	chmod(key, 0644);
 	{
-		rpc_channel_options co = { .tls_ca_file = f3, .tls_cert_file = cert,
-			.tls_key_file = key, .tls_server_name = "localhost" };
+		rpc_channel_options co = { .tls_ca_file = f3,
+			.tls_cert_file                  = cert,
+			.tls_key_file                   = key,
+			.tls_server_name                = "localhost" };
 		assert_int_equal(rpc_channel_open(&ch, url, &co), HV_PERMISSION_DENIED);
 	}
 
@@ -963,13 +980,13 @@ start_late(void *arg)
 static void
 test_retry_only_when_safe(void **state)
 {
-	rpc_channel                       *ch;
-	rpc_server                        *srv = NULL;
-	pthread_t                          th;
+	rpc_channel                        *ch;
+	rpc_server                         *srv = NULL;
+	pthread_t                           th;
 	Haven__Testing__V1__WhoAmIResponse *who;
-	char                               err[RPC_ERRMSG_MAX];
-	rpc_call_options                   o = { .timeout_ms = 250 };
-	int64_t                            t0;
+	char                                err[RPC_ERRMSG_MAX];
+	rpc_call_options                    o = { .timeout_ms = 250 };
+	int64_t                             t0;
 
 	/* Nobody listening: a plain call fails UNAVAILABLE at its timeout. */
 	assert_int_equal(rpc_channel_open(&ch, "inproc://t-late", NULL), HV_OK);
@@ -1019,10 +1036,11 @@ test_unknown_fields_dropped(void **state)
 	rpc_channel                          *ch;
 	tree_t                                top, child, kid0, kid1, left, deep[PB_DEEP];
 	tree_t                               *kids[] = { &kid0, &kid1 };
-	ProtobufCMessageUnknownField          u = { .tag = 99,
-		         .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
-		         .len = 6, .data = (uint8_t *) "\x05hello" }; /* data: length and bytes */
-	Haven__Testing__V1__UnknownsResponse *r = NULL;
+	ProtobufCMessageUnknownField          u      = { .tag = 99,
+		              .wire_type                      = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+		              .len                            = 6,
+		              .data = (uint8_t *) "\x05hello" }; /* data: length and bytes */
+	Haven__Testing__V1__UnknownsResponse *r      = NULL;
 	static uint8_t                        buf[8192];
 	uint8_t                               payload[4096];
 	char                                  msg[RPC_ERRMSG_MAX];
@@ -1033,13 +1051,13 @@ test_unknown_fields_dropped(void **state)
 	for (size_t i = 0; i < 5; i++) {
 		haven__testing__v1__tree__init(all[i]);
 	}
-	top.name   = "top";
-	child.name = "child";
-	kid1.name  = "kid1";
-	left.name  = "left";
-	top.child  = &child;
-	top.n_kids = 2;
-	top.kids   = kids;
+	top.name      = "top";
+	child.name    = "child";
+	kid1.name     = "kid1";
+	left.name     = "left";
+	top.child     = &child;
+	top.n_kids    = 2;
+	top.kids      = kids;
 	top.pick_case = HAVEN__TESTING__V1__TREE__PICK_LEFT;
 	top.left      = &left;
 	for (size_t i = 0; i < 5; i++) {
@@ -1085,8 +1103,8 @@ test_unknown_fields_dropped(void **state)
 
 	/* A method name with a NUL byte is not read as the name before it. */
 	static const char nul_method[] = "haven.health.v1.Health/Check\0x";
-	buf[0] = 0x0a;
-	buf[1] = (uint8_t) (sizeof(nul_method) - 1);
+	buf[0]                         = 0x0a;
+	buf[1]                         = (uint8_t) (sizeof(nul_method) - 1);
 	memcpy(buf + 2, nul_method, sizeof(nul_method) - 1);
 	assert_int_equal(raw_call(ch, buf, sizeof(nul_method) + 1, 2000, msg, sizeof(msg)),
 	    HV_INVALID_ARGUMENT);
@@ -1145,7 +1163,8 @@ test_refusal_log_is_rate_limited(void **state)
 		assert_int_equal(raw_call(ch, buf, n, 5000, NULL, 0), HV_UNIMPLEMENTED);
 	}
 	secs = (double) (hv_clock_mono_ms() - t0) / 1000.0;
-	/* A line written after a pause (a token refilled) comes with the count of those left out. */
+	/* A line written after a pause (a token refilled) comes with the count of those left out.
+	 */
 	sleep_ms(1100);
 	assert_int_equal(raw_call(ch, buf, n, 5000, NULL, 0), HV_UNIMPLEMENTED);
 
@@ -1158,7 +1177,8 @@ test_refusal_log_is_rate_limited(void **state)
 	for (p = text; (p = strchr(p, '\n')) != NULL; p++) {
 		lines++;
 	}
-	for (p = text; (p = strstr(p, "similar lines suppressed (calls ending UNIMPLEMENTED)")) != NULL;
+	for (p = text;
+	     (p = strstr(p, "similar lines suppressed (calls ending UNIMPLEMENTED)")) != NULL;
 	     p++) {
 		summaries++;
 	}
@@ -1178,16 +1198,16 @@ test_refusal_log_is_rate_limited(void **state)
 static void
 test_bad_arguments(void **state)
 {
-	rpc_server  *srv;
-	rpc_channel *ch;
+	rpc_server                  *srv;
+	rpc_channel                 *ch;
 	static const rpc_method_impl wrong[] = {
 		{ .name = "NoSuchMethod", .handler = t_whoami, .roles = RPC_ROLES_ANY },
 	};
 
 	assert_int_equal(rpc_server_open(NULL, NULL), HV_INVALID_ARGUMENT);
 	assert_int_equal(rpc_server_open(&srv, NULL), HV_OK);
-	assert_int_equal(
-	    rpc_server_add_service(srv, &haven__testing__v1__testing__descriptor, wrong, 1, NULL),
+	assert_int_equal(rpc_server_add_service(srv, &haven__testing__v1__testing__descriptor,
+	                     wrong, 1, NULL),
 	    HV_INVALID_ARGUMENT);
 	assert_int_equal(rpc_server_listen(srv, "ipc://relative.sock"), HV_INVALID_ARGUMENT);
 	assert_int_equal(rpc_server_listen(srv, "nonsense"), HV_INVALID_ARGUMENT);

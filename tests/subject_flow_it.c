@@ -52,8 +52,8 @@
 #define NS(x)  HAVEN__REFERRAL__V1__NEED_STATE__##x
 
 #define REFERRER  "ngo-ams"
-#define PROVIDER  "shelter-a"  /* sh-ams: women, Amsterdam */
-#define PROVIDER2 "shelter-m"  /* sh-min: women and minors, Rotterdam */
+#define PROVIDER  "shelter-a" /* sh-ams: women, Amsterdam */
+#define PROVIDER2 "shelter-m" /* sh-min: women and minors, Rotterdam */
 
 typedef Haven__Referral__V1__Referral Referral;
 
@@ -99,18 +99,20 @@ add_orgs_fn(store_txn *txn, void *arg)
 	static const struct {
 		const char *id, *org, *region;
 		int         npop;
-	} svcs[] = { { "sh-ams", PROVIDER, "Amsterdam", 1 }, { "sh-min", PROVIDER2, "Rotterdam", 2 } };
+	} svcs[]                                      = { { "sh-ams", PROVIDER, "Amsterdam", 1 },
+		                                     { "sh-min", PROVIDER2, "Rotterdam", 2 } };
 	static Haven__Capacity__V1__Population pops[] = { POP(WOMEN), POP(MINORS) };
-	fixture                                *f = arg;
-	Haven__Capacity__V1__Organisation       o = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
-	const char *orgs[] = { REFERRER, PROVIDER, PROVIDER2 };
-	char        err[256], id[CAP_ID_MAX];
-	hv_status   st;
+	fixture                               *f      = arg;
+	Haven__Capacity__V1__Organisation      o      = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+	const char                            *orgs[] = { REFERRER, PROVIDER, PROVIDER2 };
+	char                                   err[256], id[CAP_ID_MAX];
+	hv_status                              st;
 
 	for (int i = 0; i < 3; i++) {
 		o.id     = (char *) orgs[i];
 		o.name   = (char *) orgs[i];
-		o.role   = i == 0 ? HAVEN__CAPACITY__V1__ROLE__REFERRER : HAVEN__CAPACITY__V1__ROLE__PROVIDER;
+		o.role   = i == 0 ? HAVEN__CAPACITY__V1__ROLE__REFERRER
+		                  : HAVEN__CAPACITY__V1__ROLE__PROVIDER;
 		o.region = i == 2 ? "Rotterdam" : "Amsterdam";
 		if ((st = cap_add_organisation(f->cs, txn, &o, err, sizeof(err))) != HV_OK) {
 			return (st);
@@ -144,8 +146,8 @@ serve(fixture *f)
 		const char *org;
 		rpc_role    role;
 	} who[C_N] = { [C_REFERRER] = { REFERRER, RPC_ROLE_REFERRER },
-		[C_PROVIDER] = { PROVIDER, RPC_ROLE_PROVIDER },
-		[C_PROVIDER2] = { PROVIDER2, RPC_ROLE_PROVIDER } };
+		[C_PROVIDER]        = { PROVIDER, RPC_ROLE_PROVIDER },
+		[C_PROVIDER2]       = { PROVIDER2, RPC_ROLE_PROVIDER } };
 
 	so.auth = f->au;
 	assert_int_equal(rpc_server_open(&f->srv, &so), HV_OK);
@@ -157,8 +159,8 @@ serve(fixture *f)
 	assert_int_equal(rpc_server_start(f->srv), HV_OK);
 	for (int i = 0; i < C_N; i++) {
 		assert_int_equal(rpc_channel_open(&f->ch[i], f->url, NULL), HV_OK);
-		assert_int_equal(auth_issue_token(f->au, who[i].org, who[i].role, hv_clock_wall_ms(), tok,
-		                     NULL),
+		assert_int_equal(auth_issue_token(f->au, who[i].org, who[i].role,
+		                     hv_clock_wall_ms(), tok, NULL),
 		    HV_OK);
 		assert_int_equal(rpc_channel_set_token(f->ch[i], tok), HV_OK);
 	}
@@ -249,7 +251,7 @@ call(fixture *f, int who, const char *method, const ProtobufCMessage *req,
 
 	snprintf(key, sizeof(key), "key-%d", atomic_fetch_add(&seq, 1));
 	errbuf[0] = '\0';
-	st = rpc_channel_call(f->ch[who], method, req, rd, &r, &o, errbuf, sizeof(errbuf));
+	st        = rpc_channel_call(f->ch[who], method, req, rd, &r, &o, errbuf, sizeof(errbuf));
 	if (out != NULL) {
 		*(ProtobufCMessage **) out = r;
 	} else if (r != NULL) {
@@ -270,16 +272,16 @@ typedef struct subject_job {
 static hv_status
 subject_fn(store_txn *txn, void *arg)
 {
-	static const rpc_caller          ngo = { .role = RPC_ROLE_REFERRER, .org_id = REFERRER };
-	subject_job                     *j   = arg;
-	Haven__Consent__V1__PersonalData p   = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
-	Haven__Consent__V1__GrantRequest g   = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
-	Haven__Consent__V1__Purpose      purposes[] = { HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL,
-		     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-		     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT };
-	Haven__Consent__V1__Category cats[] = { HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY,
-		HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT };
-	hv_status st;
+	static const rpc_caller          ngo    = { .role = RPC_ROLE_REFERRER, .org_id = REFERRER };
+	subject_job                     *j      = arg;
+	Haven__Consent__V1__PersonalData p      = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+	Haven__Consent__V1__GrantRequest g      = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
+	Haven__Consent__V1__Purpose  purposes[] = { HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL,
+		 HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+		 HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT };
+	Haven__Consent__V1__Category cats[]     = { HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY,
+		    HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT };
+	hv_status                    st;
 
 	p.name     = "Test Person";
 	p.guardian = j->minor ? "Test Guardian, at the front desk" : "";
@@ -334,8 +336,9 @@ refer(fixture *f, const char *subject, Referral **r)
 static Referral *
 get(fixture *f, const char *id)
 {
-	Haven__Referral__V1__GetReferralRequest req = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
-	Referral                               *r   = NULL;
+	Haven__Referral__V1__GetReferralRequest req =
+	    HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+	Referral *r = NULL;
 
 	req.id = (char *) id;
 	if (call(f, C_REFERRER, M_GET, &req.base, &haven__referral__v1__referral__descriptor, &r) !=
@@ -348,7 +351,8 @@ get(fixture *f, const char *id)
 static hv_status
 erase(fixture *f, const char *subject)
 {
-	Haven__Consent__V1__EraseSubjectRequest req = HAVEN__CONSENT__V1__ERASE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__EraseSubjectRequest req =
+	    HAVEN__CONSENT__V1__ERASE_SUBJECT_REQUEST__INIT;
 
 	req.id = (char *) subject;
 	return (call(f, C_REFERRER, M_ERASE, &req.base,
@@ -423,7 +427,8 @@ test_erase_ends_open_offer(void **state)
 	assert_int_not_equal(accept_as(f, C_PROVIDER, offer), HV_OK);
 	check_places(f, "sh-ams", 0);
 	{
-		Haven__Consent__V1__GetSubjectRequest g = HAVEN__CONSENT__V1__GET_SUBJECT_REQUEST__INIT;
+		Haven__Consent__V1__GetSubjectRequest g =
+		    HAVEN__CONSENT__V1__GET_SUBJECT_REQUEST__INIT;
 
 		g.id = subject;
 		assert_int_equal(call(f, C_PROVIDER, M_SHOW, &g.base,
@@ -529,8 +534,9 @@ test_minor_routed_to_minors(void **state)
 	/* Accepted: the shelter learns whom to call about her, her guardian; no other does. */
 	assert_int_equal(accept_as(f, C_PROVIDER2, offer), HV_OK);
 	{
-		Haven__Consent__V1__GetSubjectRequest g   = HAVEN__CONSENT__V1__GET_SUBJECT_REQUEST__INIT;
-		Haven__Consent__V1__Subject          *sub = NULL;
+		Haven__Consent__V1__GetSubjectRequest g =
+		    HAVEN__CONSENT__V1__GET_SUBJECT_REQUEST__INIT;
+		Haven__Consent__V1__Subject *sub = NULL;
 
 		g.id = minor;
 		assert_int_equal(call(f, C_PROVIDER2, M_SHOW, &g.base,
@@ -561,8 +567,8 @@ test_minor_routed_to_minors(void **state)
 		haven__capacity__v1__service__free_unpacked(svc, NULL);
 		u.service_id = "sh-min";
 		u.available  = 0; /* her place is taken (occupied): none free */
-		if (call(f, C_PROVIDER2, M_AVAIL, &u.base, &haven__capacity__v1__service_view__descriptor,
-		        &v) != HV_OK) {
+		if (call(f, C_PROVIDER2, M_AVAIL, &u.base,
+		        &haven__capacity__v1__service_view__descriptor, &v) != HV_OK) {
 			fail_msg("update availability: %s", errbuf);
 		}
 		protobuf_c_message_free_unpacked(&v->base, NULL);

@@ -74,9 +74,12 @@ tu_cert(const char *dir, const char *name, const char *cn, int days, int self_si
 		    "cd '%s' && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
 		    "-out '%s.key' 2>/dev/null && openssl req -new -key '%s.key' "
 		    "-subj '/O=haven/CN=%s' -out '%s.csr' && printf '%%s\n' "
-		    "'extendedKeyUsage=clientAuth' 'keyUsage=critical,digitalSignature' > '%s.ext' && "
-		    "openssl x509 -req -in '%s.csr' -CA ca.pem -CAkey ca.key -CAcreateserial -sha256 "
-		    "-days %d -extfile '%s.ext' -out '%s.pem' 2>/dev/null && rm -f '%s.csr' '%s.ext'",
+		    "'extendedKeyUsage=clientAuth' 'keyUsage=critical,digitalSignature' > '%s.ext' "
+		    "&& "
+		    "openssl x509 -req -in '%s.csr' -CA ca.pem -CAkey ca.key -CAcreateserial "
+		    "-sha256 "
+		    "-days %d -extfile '%s.ext' -out '%s.pem' 2>/dev/null && rm -f '%s.csr' "
+		    "'%s.ext'",
 		    dir, name, name, cn, name, name, name, days, name, name, name, name);
 	}
 	if (n < 0 || (size_t) n >= sizeof(cmd) || system(cmd) != 0) {
@@ -113,9 +116,9 @@ tu_lookup(void *arg, const char *org_id, auth_org *out)
 
 	for (; orgs->id != NULL; orgs++) {
 		if (strcmp(orgs->id, org_id) == 0) {
-			out->role     = orgs->role;
-			out->enabled  = orgs->enabled != 0;
-			out->cert_pem = NULL;
+			out->role         = orgs->role;
+			out->enabled      = orgs->enabled != 0;
+			out->cert_pem     = NULL;
 			out->cert_pem_len = 0;
 			if (orgs->cert_path != NULL) {
 				out->cert_pem = tu_slurp(orgs->cert_path, &out->cert_pem_len);

@@ -24,7 +24,7 @@ typedef struct cli {
 	uint32_t            timeout_ms;
 	const char         *url;
 	rpc_channel_options co;
-	const char         *org; /* log in as this organisation (--org), or NULL */
+	const char         *org;        /* log in as this organisation (--org), or NULL */
 	bool                no_session; /* do not send the stored person's session (login) */
 } cli;
 

@@ -33,8 +33,8 @@ listed(const char *list, const char *name, size_t n)
 }
 
 int
-cli_args_parse(cli_args *a, int argc, char **argv, const char *cmd, size_t npos,
-    const char *valued, const char *flags)
+cli_args_parse(cli_args *a, int argc, char **argv, const char *cmd, size_t npos, const char *valued,
+    const char *flags)
 {
 	memset(a, 0, sizeof(*a));
 	for (int i = 0; i < argc; i++) {
@@ -108,8 +108,7 @@ cli_flag(const cli_args *a, const char *name)
 }
 
 int
-cli_opt_list(const cli_args *a, const char *name, char **out, size_t max, char *buf,
-    size_t bufsz)
+cli_opt_list(const cli_args *a, const char *name, char **out, size_t max, char *buf, size_t bufsz)
 {
 	size_t n = 0, used = 0;
 

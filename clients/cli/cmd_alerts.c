@@ -32,9 +32,10 @@ print_channels(cli *c, const Haven__Alerts__V1__Channels *ch, const char *org)
 		for (size_t i = 0; i < ch->n_emails; i++) {
 			json_array_append_new(emails, json_string(ch->emails[i]));
 		}
-		cli_print_json(json_pack("{s:s, s:o, s:s, s:s, s:b, s:I}", "org", org, "emails", emails,
-		    "oncall_email", ch->oncall_email, "webhook_url", ch->webhook_url,
-		    "has_webhook_secret", ch->has_webhook_secret, "version", (json_int_t) ch->version));
+		cli_print_json(json_pack("{s:s, s:o, s:s, s:s, s:b, s:I}", "org", org, "emails",
+		    emails, "oncall_email", ch->oncall_email, "webhook_url", ch->webhook_url,
+		    "has_webhook_secret", ch->has_webhook_secret, "version",
+		    (json_int_t) ch->version));
 		return;
 	}
 	printf("organisation  %s\ne-mail        ", org);
@@ -61,7 +62,8 @@ alerts_show(cli *c, int argc, char **argv)
 	}
 	req.org_id = (char *) (a.npos > 0 ? a.pos[0] : "");
 	if ((rc = cli_call(c, "alerts show", "haven.alerts.v1.Alerts/GetChannels", &req.base,
-	         &haven__alerts__v1__channels__descriptor, (ProtobufCMessage **) &rep, true)) != 0) {
+	         &haven__alerts__v1__channels__descriptor, (ProtobufCMessage **) &rep, true)) !=
+	    0) {
 		return (rc);
 	}
 	print_channels(c, rep, req.org_id[0] ? req.org_id : (c->org != NULL ? c->org : ""));
@@ -119,10 +121,10 @@ alerts_set(cli *c, int argc, char **argv)
 	if (file != NULL && (rc = read_secret(file, secret, &slen)) != 0) {
 		return (rc);
 	}
-	ch.emails              = emails;
-	ch.n_emails            = (size_t) n;
-	ch.oncall_email        = (char *) (cli_opt(&a, "oncall") != NULL ? cli_opt(&a, "oncall") : "");
-	ch.webhook_url         = (char *) (cli_opt(&a, "webhook") != NULL ? cli_opt(&a, "webhook") : "");
+	ch.emails       = emails;
+	ch.n_emails     = (size_t) n;
+	ch.oncall_email = (char *) (cli_opt(&a, "oncall") != NULL ? cli_opt(&a, "oncall") : "");
+	ch.webhook_url  = (char *) (cli_opt(&a, "webhook") != NULL ? cli_opt(&a, "webhook") : "");
 	ch.webhook_secret.data = secret;
 	ch.webhook_secret.len  = slen;
 	req.org_id             = (char *) (a.npos > 0 ? a.pos[0] : "");
@@ -184,19 +186,22 @@ alerts_watch(cli *c, int argc, char **argv)
 		for (size_t i = 0; i < rep->n_events; i++) {
 			const Haven__Alerts__V1__AlertEvent *e = rep->events[i];
 
-			json_array_append_new(events, json_pack("{s:I, s:s, s:i, s:I, s:I, s:s, s:s}",
-			    "seq", (json_int_t) e->seq, "kind",
-			    protobuf_c_enum_descriptor_get_value(&haven__alerts__v1__alert_kind__descriptor,
-			        (int) e->kind) != NULL
-			        ? protobuf_c_enum_descriptor_get_value(
-			              &haven__alerts__v1__alert_kind__descriptor, (int) e->kind)->name
-			        : "UNKNOWN",
-			    "urgency", (int) e->urgency, "time_ms", (json_int_t) e->time_ms,
-			    "respond_by_ms", (json_int_t) e->respond_by_ms, "org", e->org_id, "link",
-			    e->link));
+			json_array_append_new(events,
+			    json_pack("{s:I, s:s, s:i, s:I, s:I, s:s, s:s}", "seq",
+			        (json_int_t) e->seq, "kind",
+			        protobuf_c_enum_descriptor_get_value(
+			            &haven__alerts__v1__alert_kind__descriptor, (int) e->kind) !=
+			                NULL
+			            ? protobuf_c_enum_descriptor_get_value(
+			                  &haven__alerts__v1__alert_kind__descriptor, (int) e->kind)
+			                  ->name
+			            : "UNKNOWN",
+			        "urgency", (int) e->urgency, "time_ms", (json_int_t) e->time_ms,
+			        "respond_by_ms", (json_int_t) e->respond_by_ms, "org", e->org_id,
+			        "link", e->link));
 		}
-		cli_print_json(json_pack("{s:o, s:I}", "events", events, "cursor",
-		    (json_int_t) rep->cursor));
+		cli_print_json(
+		    json_pack("{s:o, s:I}", "events", events, "cursor", (json_int_t) rep->cursor));
 	} else {
 		for (size_t i = 0; i < rep->n_events; i++) {
 			const Haven__Alerts__V1__AlertEvent *e = rep->events[i];

@@ -25,8 +25,8 @@
 static int
 do_audit_verify(cli *c, int argc, char **argv)
 {
-	Haven__Audit__V1__VerifyRequest   req = HAVEN__AUDIT__V1__VERIFY_REQUEST__INIT;
-	Haven__Audit__V1__VerifyResponse *rep = NULL;
+	Haven__Audit__V1__VerifyRequest   req     = HAVEN__AUDIT__V1__VERIFY_REQUEST__INIT;
+	Haven__Audit__V1__VerifyResponse *rep     = NULL;
 	char                              hex[65] = "";
 	int                               rc;
 
@@ -35,8 +35,8 @@ do_audit_verify(cli *c, int argc, char **argv)
 		return (cli_usage("audit verify takes no arguments"));
 	}
 	if ((rc = cli_call(c, "audit verify", M_AUDIT("Verify"), &req.base,
-	         &haven__audit__v1__verify_response__descriptor, (ProtobufCMessage **) &rep, true)) !=
-	    0) {
+	         &haven__audit__v1__verify_response__descriptor, (ProtobufCMessage **) &rep,
+	         true)) != 0) {
 		return (rc);
 	}
 	if (rep->head_hash.len == 32) {
@@ -47,17 +47,18 @@ do_audit_verify(cli *c, int argc, char **argv)
 		    rep->intact, "entries", (json_int_t) rep->entries, "head_seq",
 		    (json_int_t) rep->head_seq, "head_hash", hex, "first_bad_seq",
 		    (json_int_t) rep->first_bad_seq, "reason", rep->reason, "checkpoints",
-		    (json_int_t) rep->checkpoints, "checkpoint_seq", (json_int_t) rep->checkpoint_seq,
-		    "keyed_from", (json_int_t) rep->keyed_from));
+		    (json_int_t) rep->checkpoints, "checkpoint_seq",
+		    (json_int_t) rep->checkpoint_seq, "keyed_from", (json_int_t) rep->keyed_from));
 	} else if (rep->intact) {
-		printf("audit log intact: %llu entries; head %llu %s; %llu checkpoints, the last at "
-		       "%llu; keyed after %llu\n",
+		printf(
+		    "audit log intact: %llu entries; head %llu %s; %llu checkpoints, the last at "
+		    "%llu; keyed after %llu\n",
 		    (unsigned long long) rep->entries, (unsigned long long) rep->head_seq, hex,
 		    (unsigned long long) rep->checkpoints, (unsigned long long) rep->checkpoint_seq,
 		    (unsigned long long) rep->keyed_from);
 	} else {
-		printf("audit log BROKEN at entry %llu: %s\n", (unsigned long long) rep->first_bad_seq,
-		    rep->reason);
+		printf("audit log BROKEN at entry %llu: %s\n",
+		    (unsigned long long) rep->first_bad_seq, rep->reason);
 	}
 	rc = rep->intact ? 0 : (int) HV_DATA_LOSS;
 	protobuf_c_message_free_unpacked(&rep->base, NULL);
@@ -73,11 +74,12 @@ do_audit_show(cli *c, int argc, char **argv)
 	const char                     *v;
 	char                           *end;
 	unsigned long long              after = 0, limit = 0;
-	bool                            all, header = false;
-	cli_args                            a;
+	bool                            all, header      = false;
+	cli_args                        a;
 	int                             rc;
 
-	if ((rc = cli_args_parse(&a, argc, argv, "audit show", 0, "subject after limit", "")) != 0) {
+	if ((rc = cli_args_parse(&a, argc, argv, "audit show", 0, "subject after limit", "")) !=
+	    0) {
 		return (rc);
 	}
 	if ((v = cli_opt(&a, "after")) != NULL) {
@@ -95,9 +97,9 @@ do_audit_show(cli *c, int argc, char **argv)
 			return (cli_usage("--limit: 1..1000, not '%s'", v));
 		}
 	}
-	all         = limit == 0;
-	req.subject = (char *) (cli_opt(&a, "subject") ? cli_opt(&a, "subject") : "");
-	req.limit   = (uint32_t) (all ? 1000 : limit);
+	all           = limit == 0;
+	req.subject   = (char *) (cli_opt(&a, "subject") ? cli_opt(&a, "subject") : "");
+	req.limit     = (uint32_t) (all ? 1000 : limit);
 	req.after_seq = after;
 	if (c->json) {
 		arr = json_array();
@@ -111,24 +113,26 @@ do_audit_show(cli *c, int argc, char **argv)
 		}
 		/* The header once the first page is in: a failed call prints only its error. */
 		if (arr == NULL && !header) {
-			printf("%-8s  %-20s  %-13s  %-16s  %-34s  %-32s  %-20s  %-32s  %s\n", "SEQ", "TIME",
-			    "ROLE", "ORG", "METHOD", "SUBJECT", "PURPOSE", "PERSON", "RESULT");
+			printf("%-8s  %-20s  %-13s  %-16s  %-34s  %-32s  %-20s  %-32s  %s\n", "SEQ",
+			    "TIME", "ROLE", "ORG", "METHOD", "SUBJECT", "PURPOSE", "PERSON",
+			    "RESULT");
 			header = true;
 		}
 		for (size_t i = 0; i < rep->n_entries; i++) {
 			const Haven__Audit__V1__AuditEntry *e = rep->entries[i];
-			const char *m = strrchr(e->method, '.');
-			char        t[32];
+			const char                         *m = strrchr(e->method, '.');
+			char                                t[32];
 			if (arr != NULL) {
 				json_array_append_new(arr,
-				    json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "seq",
-				        (json_int_t) e->seq, "time_ms", (json_int_t) e->time_ms, "caller_org",
-				        e->caller_org, "caller_person", e->caller_person, "caller_role",
-				        e->caller_role, "method", e->method,
-				        "subject", e->subject, "purpose", e->purpose, "result",
-				        e->result_name));
+				    json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+				        "seq", (json_int_t) e->seq, "time_ms",
+				        (json_int_t) e->time_ms, "caller_org", e->caller_org,
+				        "caller_person", e->caller_person, "caller_role",
+				        e->caller_role, "method", e->method, "subject", e->subject,
+				        "purpose", e->purpose, "result", e->result_name));
 			} else {
-				printf("%-8llu  %-20s  %-13s  %-16s  %-34s  %-32s  %-20s  %-32s  %s\n",
+				printf(
+				    "%-8llu  %-20s  %-13s  %-16s  %-34s  %-32s  %-20s  %-32s  %s\n",
 				    (unsigned long long) e->seq, cli_when(e->time_ms, t, sizeof(t)),
 				    e->caller_role, e->caller_org[0] ? e->caller_org : "-",
 				    m != NULL ? m + 1 : e->method, e->subject[0] ? e->subject : "-",

@@ -35,10 +35,10 @@
 
 #define M(name) "haven.capacity.v1.Capacity/" name
 
-#define LIST_MAX      16
+#define LIST_MAX 16
 
-typedef Haven__Capacity__V1__Service      service_t;
-typedef Haven__Capacity__V1__ServiceView  view_t;
+typedef Haven__Capacity__V1__Service     service_t;
+typedef Haven__Capacity__V1__ServiceView view_t;
 
 /* ---- enum names ------------------------------------------------------------------------- */
 
@@ -193,7 +193,8 @@ print_view(const view_t *v, bool details)
 		printf("populations     %s\n",
 		    join_enums(&haven__capacity__v1__population__descriptor,
 		        (const int *) s->populations, s->n_populations, buf, sizeof(buf)));
-		printf("languages       %s\n", join_strings(s->languages, s->n_languages, buf, sizeof(buf)));
+		printf("languages       %s\n",
+		    join_strings(s->languages, s->n_languages, buf, sizeof(buf)));
 		printf("accessibility   %s\n",
 		    join_strings(s->accessibility, s->n_accessibility, buf, sizeof(buf)));
 		printf("specialisations %s\n",
@@ -208,7 +209,9 @@ print_view(const view_t *v, bool details)
 	printf("confirmed       %s ago (%s)\n", age_text(v->age_s, age, sizeof(age)),
 	    view_fresh(v) ? "fresh" : "not within its report interval: unknown");
 	printf("version         %llu%s\n", (unsigned long long) s->version,
-	    s->retired ? " (retired)" : s->pending ? " (waits for approval)" : "");
+	    s->retired       ? " (retired)"
+	        : s->pending ? " (waits for approval)"
+	                     : "");
 }
 
 /* ---- haven service ----------------------------------------------------------------------- */
@@ -250,15 +253,15 @@ service_register(cli *c, int argc, char **argv)
 {
 	Haven__Capacity__V1__RegisterServiceRequest req =
 	    HAVEN__CAPACITY__V1__REGISTER_SERVICE_REQUEST__INIT;
-	service_t  s = HAVEN__CAPACITY__V1__SERVICE__INIT;
-	service_t *rep = NULL;
+	service_t  s    = HAVEN__CAPACITY__V1__SERVICE__INIT;
+	service_t *rep  = NULL;
 	int        type = 0;
 	int        pops[LIST_MAX];
 	int        specs[LIST_MAX];
 	char      *langs[LIST_MAX], *access[LIST_MAX];
 	char       langbuf[1024], accbuf[2048];
 	uint64_t   n;
-	cli_args       a;
+	cli_args   a;
 	int        k, rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "service register", 0,
@@ -267,9 +270,9 @@ service_register(cli *c, int argc, char **argv)
 	         NULL)) != 0) {
 		return (rc);
 	}
-	if (cli_opt(&a, "org") == NULL || cli_opt(&a, "type") == NULL || cli_opt(&a, "region") == NULL ||
-	    cli_opt(&a, "population") == NULL || cli_opt(&a, "total") == NULL ||
-	    cli_opt(&a, "contact") == NULL) {
+	if (cli_opt(&a, "org") == NULL || cli_opt(&a, "type") == NULL ||
+	    cli_opt(&a, "region") == NULL || cli_opt(&a, "population") == NULL ||
+	    cli_opt(&a, "total") == NULL || cli_opt(&a, "contact") == NULL) {
 		return (cli_usage("service register needs --org, --type, --region, --population, "
 		                  "--total and --contact"));
 	}
@@ -294,7 +297,8 @@ service_register(cli *c, int argc, char **argv)
 	s.specialisations = (Haven__Capacity__V1__Exploitation *) specs;
 	if ((k = cli_opt_list(&a, "languages", langs, LIST_MAX, langbuf, sizeof(langbuf))) < 0 ||
 	    (s.n_languages = (size_t) k,
-	        (k = cli_opt_list(&a, "accessibility", access, LIST_MAX, accbuf, sizeof(accbuf))) < 0)) {
+	        (k = cli_opt_list(&a, "accessibility", access, LIST_MAX, accbuf, sizeof(accbuf))) <
+	            0)) {
 		return (cli_usage("--languages and --accessibility take at most %d values each",
 		    LIST_MAX));
 	}
@@ -309,26 +313,30 @@ service_register(cli *c, int argc, char **argv)
 	}
 	s.maximum = (uint32_t) n;
 	if (cli_opt(&a, "available") != NULL) {
-		if ((rc = cli_parse_u64("--available", cli_opt(&a, "available"), 0, s.maximum, &n)) != 0) {
+		if ((rc = cli_parse_u64("--available", cli_opt(&a, "available"), 0, s.maximum,
+		         &n)) != 0) {
 			return (rc);
 		}
 		s.available = (uint32_t) n;
 	}
 	if (cli_opt(&a, "interval") != NULL) {
-		if ((rc = cli_parse_u64("--interval", cli_opt(&a, "interval"), 60, 604800, &n)) != 0) {
+		if ((rc = cli_parse_u64("--interval", cli_opt(&a, "interval"), 60, 604800, &n)) !=
+		    0) {
 			return (rc);
 		}
 		s.report_interval_s = (uint32_t) n;
 	}
 	req.service = &s;
 	if ((rc = cli_call(c, "service register", M("RegisterService"), &req.base,
-	         &haven__capacity__v1__service__descriptor, (ProtobufCMessage **) &rep, false)) != 0) {
+	         &haven__capacity__v1__service__descriptor, (ProtobufCMessage **) &rep, false)) !=
+	    0) {
 		return (rc);
 	}
 	if (c->json) {
 		cli_print_json(service_json(rep));
 	} else {
-		printf("registered %s (version %llu)\n", rep->id, (unsigned long long) rep->version);
+		printf("registered %s (version %llu)\n", rep->id,
+		    (unsigned long long) rep->version);
 	}
 	protobuf_c_message_free_unpacked(&rep->base, NULL);
 	return (0);
@@ -337,9 +345,9 @@ service_register(cli *c, int argc, char **argv)
 static int
 service_show(cli *c, int argc, char **argv, const char *cmd, bool details)
 {
-	view_t *v = NULL;
-	cli_args    a;
-	int     rc;
+	view_t  *v = NULL;
+	cli_args a;
+	int      rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, cmd, 1, NULL, NULL)) != 0) {
 		return (rc);
@@ -380,12 +388,13 @@ service_versioned(cli *c, int argc, char **argv, bool approve)
 	if (a.npos != 1 || cli_opt(&a, "version") == NULL) {
 		return (cli_usage("%s needs the service ID and --version V", what));
 	}
-	if ((rc = cli_parse_u64("--version", cli_opt(&a, "version"), 1, UINT64_MAX, &version)) != 0) {
+	if ((rc = cli_parse_u64("--version", cli_opt(&a, "version"), 1, UINT64_MAX, &version)) !=
+	    0) {
 		return (rc);
 	}
-	retire.id = appr.id          = (char *) a.pos[0];
-	retire.based_on_version      = version;
-	appr.based_on_version        = version;
+	retire.id = appr.id     = (char *) a.pos[0];
+	retire.based_on_version = version;
+	appr.based_on_version   = version;
 	if ((rc = cli_call(c, what, approve ? M("ApproveService") : M("RetireService"),
 	         approve ? &appr.base : &retire.base, &haven__capacity__v1__service__descriptor,
 	         (ProtobufCMessage **) &rep, false)) != 0) {
@@ -416,7 +425,8 @@ cmd_service(cli *c, int argc, char **argv)
 	if (strcmp(argv[0], "retire") == 0 || strcmp(argv[0], "approve") == 0) {
 		return (service_versioned(c, argc - 1, argv + 1, strcmp(argv[0], "approve") == 0));
 	}
-	return (cli_usage("unknown service command '%s' (register, show, retire, approve)", argv[0]));
+	return (
+	    cli_usage("unknown service command '%s' (register, show, retire, approve)", argv[0]));
 }
 
 /* ---- haven capacity ---------------------------------------------------------------------- */
@@ -430,9 +440,10 @@ print_figure(cli *c, view_t *v)
 	if (c->json) {
 		cli_print_json(view_json(v));
 	} else {
-		printf("%s: %s of %u %s free (%u held, %u occupied), version %llu\n", v->service->id,
-		    free_text(v, fr, sizeof(fr)), v->service->maximum, v->service->unit,
-		    v->service->held, v->service->occupied, (unsigned long long) v->service->version);
+		printf("%s: %s of %u %s free (%u held, %u occupied), version %llu\n",
+		    v->service->id, free_text(v, fr, sizeof(fr)), v->service->maximum,
+		    v->service->unit, v->service->held, v->service->occupied,
+		    (unsigned long long) v->service->version);
 	}
 	protobuf_c_message_free_unpacked(&v->base, NULL);
 }
@@ -444,7 +455,7 @@ capacity_set(cli *c, int argc, char **argv)
 	    HAVEN__CAPACITY__V1__UPDATE_AVAILABILITY_REQUEST__INIT;
 	view_t  *v = NULL;
 	uint64_t n;
-	cli_args     a;
+	cli_args a;
 	int      rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "capacity set", 2, "version", NULL)) != 0) {
@@ -473,8 +484,8 @@ capacity_set(cli *c, int argc, char **argv)
 		v = NULL;
 	}
 	if ((rc = cli_call(c, "capacity set", M("UpdateAvailability"), &req.base,
-	         &haven__capacity__v1__service_view__descriptor, (ProtobufCMessage **) &v, false)) !=
-	    0) {
+	         &haven__capacity__v1__service_view__descriptor, (ProtobufCMessage **) &v,
+	         false)) != 0) {
 		return (rc);
 	}
 	print_figure(c, v);
@@ -506,8 +517,8 @@ capacity_change(cli *c, int argc, char **argv, bool freed)
 	req.service_id = (char *) a.pos[0];
 	req.delta      = freed ? (int32_t) n : -(int32_t) n;
 	if ((rc = cli_call(c, what, M("ChangeAvailability"), &req.base,
-	         &haven__capacity__v1__service_view__descriptor, (ProtobufCMessage **) &v, false)) !=
-	    0) {
+	         &haven__capacity__v1__service_view__descriptor, (ProtobufCMessage **) &v,
+	         false)) != 0) {
 		return (rc);
 	}
 	print_figure(c, v);
@@ -525,15 +536,15 @@ capacity_find(cli *c, int argc, char **argv)
 	json_t  *all        = json_array();
 	int      type = 0, pop = 0;
 	int      k, rc;
-	cli_args     a;
+	cli_args a;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "capacity find", 0,
 	         "type population language languages region", "free")) != 0) {
 		goto out;
 	}
 	if (cli_opt(&a, "type") != NULL &&
-	    (rc = cli_enum_parse(&haven__capacity__v1__service_type__descriptor, "type", cli_opt(&a, "type"),
-	         &type)) != 0) {
+	    (rc = cli_enum_parse(&haven__capacity__v1__service_type__descriptor, "type",
+	         cli_opt(&a, "type"), &type)) != 0) {
 		goto out;
 	}
 	if (cli_opt(&a, "population") != NULL &&
@@ -554,8 +565,10 @@ capacity_find(cli *c, int argc, char **argv)
 		char *more[LIST_MAX];
 		char  morebuf[700];
 		int   m;
-		if ((k = cli_opt_list(&a, "language", langs, LIST_MAX, langbuf, sizeof(langbuf))) < 0 ||
-		    (m = cli_opt_list(&a, "languages", more, LIST_MAX, morebuf, sizeof(morebuf))) < 0 ||
+		if ((k = cli_opt_list(&a, "language", langs, LIST_MAX, langbuf, sizeof(langbuf))) <
+		        0 ||
+		    (m = cli_opt_list(&a, "languages", more, LIST_MAX, morebuf, sizeof(morebuf))) <
+		        0 ||
 		    k + m > LIST_MAX) {
 			rc = cli_usage("--language: at most %d languages", LIST_MAX);
 			goto out;
@@ -568,8 +581,8 @@ capacity_find(cli *c, int argc, char **argv)
 		}
 		req.languages   = langs;
 		req.n_languages = (size_t) (k + m);
-		req.only_free = cli_flag(&a, "free");
-		req.page_size = 500;
+		req.only_free   = cli_flag(&a, "free");
+		req.page_size   = 500;
 		do {
 			Haven__Capacity__V1__FindServicesResponse *rep = NULL;
 
@@ -579,10 +592,12 @@ capacity_find(cli *c, int argc, char **argv)
 			         (ProtobufCMessage **) &rep, true)) != 0) {
 				goto out;
 			}
-			/* The header once the first page is in: a failed call prints only its error. */
+			/* The header once the first page is in: a failed call prints only its
+			 * error. */
 			if (!c->json && token[0] == '\0') {
-				printf("%-22s %-15s %-22s %-8s %-6s %-6s %-10s %s\n", "SERVICE", "TYPE",
-				    "REGION", "FREE", "MAX", "AGE", "LANGUAGES", "POPULATIONS");
+				printf("%-22s %-15s %-22s %-8s %-6s %-6s %-10s %s\n", "SERVICE",
+				    "TYPE", "REGION", "FREE", "MAX", "AGE", "LANGUAGES",
+				    "POPULATIONS");
 			}
 			for (size_t i = 0; i < rep->n_services; i++) {
 				const view_t    *v = rep->services[i];
@@ -594,10 +609,12 @@ capacity_find(cli *c, int argc, char **argv)
 				}
 				printf("%-22s %-15s %-22s %-8s %-6u %-6s %-10s %s\n", s->id,
 				    type_name(s->type, tb, sizeof(tb)), s->service_area,
-				    free_text(v, fr, sizeof(fr)), s->maximum, age_text(v->age_s, age, sizeof(age)),
+				    free_text(v, fr, sizeof(fr)), s->maximum,
+				    age_text(v->age_s, age, sizeof(age)),
 				    join_strings(s->languages, s->n_languages, lb, sizeof(lb)),
 				    join_enums(&haven__capacity__v1__population__descriptor,
-				        (const int *) s->populations, s->n_populations, pb, sizeof(pb)));
+				        (const int *) s->populations, s->n_populations, pb,
+				        sizeof(pb)));
 			}
 			snprintf(token, sizeof(token), "%s", rep->next_page_token);
 			protobuf_c_message_free_unpacked(&rep->base, NULL);
@@ -620,7 +637,7 @@ capacity_summary(cli *c, int argc, char **argv)
 	Haven__Capacity__V1__SummaryResponse *rep = NULL;
 	char                                 *regions[LIST_MAX];
 	char                                  regbuf[1200];
-	cli_args                                  a;
+	cli_args                              a;
 	int                                   k, rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "capacity summary", 0, "region", NULL)) != 0) {
@@ -642,11 +659,11 @@ capacity_summary(cli *c, int argc, char **argv)
 		for (size_t i = 0; i < rep->n_cells; i++) {
 			const Haven__Capacity__V1__SummaryCell *x = rep->cells[i];
 			json_array_append_new(cells,
-			    json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i}", "region", x->region, "type",
-			        type_name(x->type, tb, sizeof(tb)), "population",
+			    json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i}", "region", x->region,
+			        "type", type_name(x->type, tb, sizeof(tb)), "population",
 			        population_name(x->population, pb, sizeof(pb)), "services",
-			        (int) x->services, "maximum", (int) x->maximum, "free", (int) x->free,
-			        "stale_services", (int) x->stale_services));
+			        (int) x->services, "maximum", (int) x->maximum, "free",
+			        (int) x->free, "stale_services", (int) x->stale_services));
 		}
 		cli_print_json(json_pack("{s:o, s:I}", "cells", cells, "as_of_ms",
 		    (json_int_t) rep->as_of_ms));
@@ -657,8 +674,9 @@ capacity_summary(cli *c, int argc, char **argv)
 			const Haven__Capacity__V1__SummaryCell *x = rep->cells[i];
 			char                                    tb[64], pb[64];
 			printf("%-22s %-15s %-11s %8u %8u %8u %6u\n", x->region,
-			    type_name(x->type, tb, sizeof(tb)), population_name(x->population, pb, sizeof(pb)),
-			    x->services, x->maximum, x->free, x->stale_services);
+			    type_name(x->type, tb, sizeof(tb)),
+			    population_name(x->population, pb, sizeof(pb)), x->services, x->maximum,
+			    x->free, x->stale_services);
 		}
 		if (rep->n_cells == 0) {
 			printf("(no services)\n");
@@ -698,7 +716,8 @@ cmd_capacity(cli *c, int argc, char **argv)
 int
 cmd_regions(cli *c, int argc, char **argv)
 {
-	Haven__Capacity__V1__ListRegionsRequest   req = HAVEN__CAPACITY__V1__LIST_REGIONS_REQUEST__INIT;
+	Haven__Capacity__V1__ListRegionsRequest req =
+	    HAVEN__CAPACITY__V1__LIST_REGIONS_REQUEST__INIT;
 	Haven__Capacity__V1__ListRegionsResponse *rep = NULL;
 	int                                       rc;
 
@@ -707,8 +726,8 @@ cmd_regions(cli *c, int argc, char **argv)
 		return (cli_usage("regions takes no arguments"));
 	}
 	if ((rc = cli_call(c, "regions", M("ListRegions"), &req.base,
-	         &haven__capacity__v1__list_regions_response__descriptor, (ProtobufCMessage **) &rep,
-	         true)) != 0) {
+	         &haven__capacity__v1__list_regions_response__descriptor,
+	         (ProtobufCMessage **) &rep, true)) != 0) {
 		return (rc);
 	}
 	if (c->json) {
@@ -716,7 +735,8 @@ cmd_regions(cli *c, int argc, char **argv)
 		for (size_t i = 0; i < rep->n_regions; i++) {
 			json_array_append_new(all,
 			    json_pack("{s:s, s:o}", "name", rep->regions[i]->name, "neighbours",
-			        json_strings(rep->regions[i]->neighbours, rep->regions[i]->n_neighbours)));
+			        json_strings(rep->regions[i]->neighbours,
+			            rep->regions[i]->n_neighbours)));
 		}
 		cli_print_json(all);
 	} else {
@@ -724,8 +744,8 @@ cmd_regions(cli *c, int argc, char **argv)
 		for (size_t i = 0; i < rep->n_regions; i++) {
 			char buf[1024];
 			printf("%-22s %s\n", rep->regions[i]->name,
-			    join_strings(rep->regions[i]->neighbours, rep->regions[i]->n_neighbours, buf,
-			        sizeof(buf)));
+			    join_strings(rep->regions[i]->neighbours, rep->regions[i]->n_neighbours,
+			        buf, sizeof(buf)));
 		}
 	}
 	protobuf_c_message_free_unpacked(&rep->base, NULL);

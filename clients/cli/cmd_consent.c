@@ -41,7 +41,7 @@
 #define M(name) "haven.consent.v1.Consent/" name
 
 #define RECEIPT_FILE_MAX (64 * 1024)
-#define DAY_MS (24LL * 3600 * 1000)
+#define DAY_MS           (24LL * 3600 * 1000)
 
 /* ---- arguments ------------------------------------------------------------------------ */
 
@@ -74,14 +74,14 @@ consent_cli_kind_name(const enum_kind *k, int v, char buf[PBENUM_NAME_MAX])
 /* One enum name of option --name into *out; a usage error listing the valid names when it is
  * missing (and required) or not one of them. */
 static int
-enum_opt(const cli_args *a, const char *cmd, const char *name, const enum_kind *k,
-    bool required, int *out)
+enum_opt(const cli_args *a, const char *cmd, const char *name, const enum_kind *k, bool required,
+    int *out)
 {
 	const char *s = cli_opt(a, name);
 	char        names[256];
 
-	if ((s == NULL && !required) || (s != NULL && pbenum_parse(k->ek_desc, k->ek_prefix, s,
-	                                                  out) == 0)) {
+	if ((s == NULL && !required) ||
+	    (s != NULL && pbenum_parse(k->ek_desc, k->ek_prefix, s, out) == 0)) {
 		return (0);
 	}
 	return (cli_usage("%s needs --%s, one of: %s", cmd, name,
@@ -92,9 +92,9 @@ enum_opt(const cli_args *a, const char *cmd, const char *name, const enum_kind *
 static int
 enum_list(const cli_args *a, const char *name, const enum_kind *k, int *out, size_t *n)
 {
-	char   *words[LIST_MAX];
-	char    buf[1024], names[256];
-	int     rc;
+	char *words[LIST_MAX];
+	char  buf[1024], names[256];
+	int   rc;
 
 	if ((rc = consent_cli_values(a, name, words, n, buf, sizeof(buf))) != 0) {
 		return (rc);
@@ -169,12 +169,15 @@ record_json(const record_t *c)
 	json_object_set_new(j, "subject", json_string(c->subject));
 	json_object_set_new(j, "purposes",
 	    consent_cli_json_names((const int *) c->purposes, c->n_purposes, &PURPOSE));
-	json_object_set_new(j, "recipients", consent_cli_json_strings(c->recipients, c->n_recipients));
+	json_object_set_new(j, "recipients",
+	    consent_cli_json_strings(c->recipients, c->n_recipients));
 	json_object_set_new(j, "accepting_provider", json_boolean(c->accepting_provider));
 	json_object_set_new(j, "categories",
 	    consent_cli_json_names((const int *) c->categories, c->n_categories, &CATEGORY));
-	json_object_set_new(j, "given_by", json_string(consent_cli_kind_name(&GIVEN_BY, (int) c->given_by, name)));
-	json_object_set_new(j, "method", json_string(consent_cli_kind_name(&METHOD, (int) c->method, name)));
+	json_object_set_new(j, "given_by",
+	    json_string(consent_cli_kind_name(&GIVEN_BY, (int) c->given_by, name)));
+	json_object_set_new(j, "method",
+	    json_string(consent_cli_kind_name(&METHOD, (int) c->method, name)));
 	json_object_set_new(j, "language", json_string(c->language));
 	json_object_set_new(j, "valid_from_ms", json_integer(c->valid_from_ms));
 	json_object_set_new(j, "expires_ms", json_integer(c->expires_ms));
@@ -191,8 +194,10 @@ record_print(const record_t *c)
 	char purposes[128], cats[128], recips[1024], t1[32], t2[32], t3[32];
 	char by[PBENUM_NAME_MAX], method[PBENUM_NAME_MAX];
 
-	consent_cli_join_names((const int *) c->purposes, c->n_purposes, &PURPOSE, purposes, sizeof(purposes));
-	consent_cli_join_names((const int *) c->categories, c->n_categories, &CATEGORY, cats, sizeof(cats));
+	consent_cli_join_names((const int *) c->purposes, c->n_purposes, &PURPOSE, purposes,
+	    sizeof(purposes));
+	consent_cli_join_names((const int *) c->categories, c->n_categories, &CATEGORY, cats,
+	    sizeof(cats));
 	consent_cli_join_strings(c->recipients, c->n_recipients, recips, sizeof(recips));
 	printf("consent      %s\n", c->id);
 	printf("subject      %s\n", c->subject);
@@ -200,7 +205,8 @@ record_print(const record_t *c)
 	printf("recipients   %s%s%s\n", recips, c->accepting_provider && c->n_recipients ? "," : "",
 	    c->accepting_provider ? "(the accepting provider)" : "");
 	printf("categories   %s\n", cats);
-	printf("given by     %s, %s, in %s\n", consent_cli_kind_name(&GIVEN_BY, (int) c->given_by, by),
+	printf("given by     %s, %s, in %s\n",
+	    consent_cli_kind_name(&GIVEN_BY, (int) c->given_by, by),
 	    consent_cli_kind_name(&METHOD, (int) c->method, method), c->language);
 	printf("valid        %s until %s\n", cli_when(c->valid_from_ms, t1, sizeof(t1)),
 	    cli_when(c->expires_ms, t2, sizeof(t2)));
@@ -237,7 +243,7 @@ do_grant(cli *c, int argc, char **argv)
 	char                            *end;
 	long                             ndays = 365;
 	int                              by, method;
-	cli_args                             a;
+	cli_args                         a;
 	int                              rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "consent grant", 1,
@@ -303,7 +309,7 @@ do_withdraw(cli *c, int argc, char **argv)
 {
 	Haven__Consent__V1__WithdrawRequest req = HAVEN__CONSENT__V1__WITHDRAW_REQUEST__INIT;
 	record_t                           *rep = NULL;
-	cli_args                                a;
+	cli_args                            a;
 	int                                 rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "consent withdraw", 1, "", "")) != 0) {
@@ -324,9 +330,10 @@ do_withdraw(cli *c, int argc, char **argv)
 static int
 do_list(cli *c, int argc, char **argv)
 {
-	Haven__Consent__V1__ListConsentsRequest   req = HAVEN__CONSENT__V1__LIST_CONSENTS_REQUEST__INIT;
+	Haven__Consent__V1__ListConsentsRequest req =
+	    HAVEN__CONSENT__V1__LIST_CONSENTS_REQUEST__INIT;
 	Haven__Consent__V1__ListConsentsResponse *rep = NULL;
-	cli_args                                      a;
+	cli_args                                  a;
 	int                                       rc;
 	int64_t                                   now = hv_clock_wall_ms();
 
@@ -349,8 +356,8 @@ do_list(cli *c, int argc, char **argv)
 		}
 		cli_print_json(arr);
 	} else {
-		printf("%-32s  %-9s  %-28s  %-24s  %s\n", "CONSENT", "STATE", "PURPOSES", "RECIPIENTS",
-		    "EXPIRES");
+		printf("%-32s  %-9s  %-28s  %-24s  %s\n", "CONSENT", "STATE", "PURPOSES",
+		    "RECIPIENTS", "EXPIRES");
 		for (size_t i = 0; i < rep->n_consents; i++) {
 			const record_t *r = rep->consents[i];
 			char            purposes[128], recips[256], t[32];
@@ -360,7 +367,8 @@ do_list(cli *c, int argc, char **argv)
 			                                                : "in force";
 			consent_cli_join_names((const int *) r->purposes, r->n_purposes, &PURPOSE,
 			    purposes, sizeof(purposes));
-			consent_cli_join_strings(r->recipients, r->n_recipients, recips, sizeof(recips));
+			consent_cli_join_strings(r->recipients, r->n_recipients, recips,
+			    sizeof(recips));
 			if (r->accepting_provider) {
 				size_t o = strlen(recips);
 				snprintf(recips + o, sizeof(recips) - o, "%saccepting-provider",
@@ -380,7 +388,7 @@ do_check(cli *c, int argc, char **argv)
 	Haven__Consent__V1__CheckRequest   req = HAVEN__CONSENT__V1__CHECK_REQUEST__INIT;
 	Haven__Consent__V1__CheckResponse *rep = NULL;
 	int                                purpose, cat = 0;
-	cli_args                               a;
+	cli_args                           a;
 	int                                rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "consent check", 1, "purpose recipient category",
@@ -394,10 +402,10 @@ do_check(cli *c, int argc, char **argv)
 	    (rc = enum_opt(&a, "consent check", "category", &CATEGORY, false, &cat)) != 0) {
 		return (rc);
 	}
-	req.subject                         = (char *) a.pos[0];
-	req.purpose                         = (Haven__Consent__V1__Purpose) purpose;
-	req.recipient                       = (char *) (cli_opt(&a, "recipient") ? cli_opt(&a, "recipient") : "");
-	req.category                        = (Haven__Consent__V1__Category) cat;
+	req.subject   = (char *) a.pos[0];
+	req.purpose   = (Haven__Consent__V1__Purpose) purpose;
+	req.recipient = (char *) (cli_opt(&a, "recipient") ? cli_opt(&a, "recipient") : "");
+	req.category  = (Haven__Consent__V1__Category) cat;
 	req.recipient_is_accepting_provider = cli_flag(&a, "accepting-provider");
 	if ((rc = cli_call(c, "consent check", M("Check"), &req.base,
 	         &haven__consent__v1__check_response__descriptor, (ProtobufCMessage **) &rep,
@@ -405,10 +413,10 @@ do_check(cli *c, int argc, char **argv)
 		return (rc);
 	}
 	if (c->json) {
-		cli_print_json(json_pack("{s:b, s:s, s:s, s:s}", "allowed", rep->allowed, "consent_id",
-		    rep->consent_id, "reason",
-		    protobuf_c_enum_descriptor_get_value(&haven__consent__v1__deny_reason__descriptor,
-		        (int) rep->reason) != NULL
+		cli_print_json(json_pack("{s:b, s:s, s:s, s:s}", "allowed", rep->allowed,
+		    "consent_id", rep->consent_id, "reason",
+		    protobuf_c_enum_descriptor_get_value(
+		        &haven__consent__v1__deny_reason__descriptor, (int) rep->reason) != NULL
 		        ? protobuf_c_enum_descriptor_get_value(
 		              &haven__consent__v1__deny_reason__descriptor, (int) rep->reason)
 		              ->name
@@ -425,9 +433,10 @@ do_check(cli *c, int argc, char **argv)
 static int
 receipt_key(cli *c, uint8_t pub[32], Haven__Consent__V1__ReceiptKey **out)
 {
-	Haven__Consent__V1__GetReceiptKeyRequest req = HAVEN__CONSENT__V1__GET_RECEIPT_KEY_REQUEST__INIT;
-	Haven__Consent__V1__ReceiptKey          *rep = NULL;
-	int                                      rc;
+	Haven__Consent__V1__GetReceiptKeyRequest req =
+	    HAVEN__CONSENT__V1__GET_RECEIPT_KEY_REQUEST__INIT;
+	Haven__Consent__V1__ReceiptKey *rep = NULL;
+	int                             rc;
 
 	if ((rc = cli_call(c, "consent receipt-key", M("GetReceiptKey"), &req.base,
 	         &haven__consent__v1__receipt_key__descriptor, (ProtobufCMessage **) &rep, true)) !=
@@ -436,7 +445,8 @@ receipt_key(cli *c, uint8_t pub[32], Haven__Consent__V1__ReceiptKey **out)
 	}
 	if (rep->public_key.len != 32) {
 		protobuf_c_message_free_unpacked(&rep->base, NULL);
-		return (cli_fail(c, "consent receipt-key", HV_DATA_LOSS, "the key is not 32 bytes"));
+		return (
+		    cli_fail(c, "consent receipt-key", HV_DATA_LOSS, "the key is not 32 bytes"));
 	}
 	memcpy(pub, rep->public_key.data, 32);
 	if (out != NULL) {
@@ -464,8 +474,8 @@ do_receipt_key(cli *c, int argc, char **argv)
 	}
 	(void) crypto_b64url_encode(b64, sizeof(b64), pub, sizeof(pub));
 	if (c->json) {
-		cli_print_json(json_pack("{s:s, s:s, s:s}", "key_id", rep->key_id, "public_key", b64,
-		    "pem", rep->public_key_pem));
+		cli_print_json(json_pack("{s:s, s:s, s:s}", "key_id", rep->key_id, "public_key",
+		    b64, "pem", rep->public_key_pem));
 	} else {
 		printf("key id      %s\npublic key  %s (Ed25519, base64url)\n%s", rep->key_id, b64,
 		    rep->public_key_pem);
@@ -484,7 +494,7 @@ do_receipt(cli *c, int argc, char **argv)
 	size_t                                len, pemlen;
 	uint8_t                               pub[32];
 	char                                  why[128];
-	cli_args                                  a;
+	cli_args                              a;
 	int                                   rc;
 	hv_status                             st;
 
@@ -493,7 +503,8 @@ do_receipt(cli *c, int argc, char **argv)
 	}
 	if ((file = cli_opt(&a, "verify")) == NULL) {
 		if (a.npos != 1) {
-			return (cli_usage("consent receipt takes one consent ID (or --verify FILE)"));
+			return (
+			    cli_usage("consent receipt takes one consent ID (or --verify FILE)"));
 		}
 		req.id = (char *) a.pos[0];
 		if ((rc = cli_call(c, "consent receipt", M("GetReceipt"), &req.base,
@@ -513,7 +524,8 @@ do_receipt(cli *c, int argc, char **argv)
 		if ((st = hv_file_read(keyfile, 16 * 1024, false, &pem, &pemlen)) != HV_OK ||
 		    (st = crypto_ed25519_public(pem, pemlen, pub)) != HV_OK) {
 			free(pem);
-			return (cli_fail(c, "consent receipt", st, "--key: not an Ed25519 key (PEM)"));
+			return (
+			    cli_fail(c, "consent receipt", st, "--key: not an Ed25519 key (PEM)"));
 		}
 		free(pem);
 	} else if ((rc = receipt_key(c, pub, NULL)) != 0) {
@@ -552,8 +564,8 @@ do_rotate_key(cli *c, int argc, char **argv)
 		return (rc);
 	}
 	if (c->json) {
-		cli_print_json(json_pack("{s:I, s:I}", "kek_generation", (json_int_t) rep->kek_generation,
-		    "rewrapped", (json_int_t) rep->rewrapped));
+		cli_print_json(json_pack("{s:I, s:I}", "kek_generation",
+		    (json_int_t) rep->kek_generation, "rewrapped", (json_int_t) rep->rewrapped));
 	} else {
 		printf("key-encryption key now generation %llu; %llu data keys wrapped again\n",
 		    (unsigned long long) rep->kek_generation, (unsigned long long) rep->rewrapped);

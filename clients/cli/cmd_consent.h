@@ -34,8 +34,7 @@ const char *consent_cli_kind_name(const enum_kind *k, int v, char buf[PBENUM_NAM
 /* Lists as JSON arrays, and joined with ",". */
 json_t *consent_cli_json_strings(char **v, size_t n);
 json_t *consent_cli_json_names(const int *v, size_t n, const enum_kind *k);
-void consent_cli_join_names(const int *v, size_t n, const enum_kind *k, char *buf,
-    size_t bufsz);
-void consent_cli_join_strings(char **v, size_t n, char *buf, size_t bufsz);
+void    consent_cli_join_names(const int *v, size_t n, const enum_kind *k, char *buf, size_t bufsz);
+void    consent_cli_join_strings(char **v, size_t n, char *buf, size_t bufsz);
 
 #endif

@@ -31,8 +31,8 @@ cmd_health(cli *c, int argc, char **argv)
 	    ? "SERVING"
 	    : "NOT_SERVING";
 	if (c->json) {
-		json_t *j = json_pack("{s:s, s:s}", "service", req.service[0] ? req.service : "node",
-		    "status", state);
+		json_t *j = json_pack("{s:s, s:s}", "service",
+		    req.service[0] ? req.service : "node", "status", state);
 		cli_print_json(j);
 	} else {
 		printf("%-32s %s\n", req.service[0] ? req.service : "node", state);
@@ -64,10 +64,9 @@ cmd_echo(cli *c, int argc, char **argv)
 		    rep->payload.len, "round_trip_us", (json_int_t) (hv_clock_mono_us() - t0));
 		cli_print_json(j);
 	} else {
-		printf("%.*s  (%lld us)\n", (int) rep->payload.len, (const char *) rep->payload.data,
-		    (long long) (hv_clock_mono_us() - t0));
+		printf("%.*s  (%lld us)\n", (int) rep->payload.len,
+		    (const char *) rep->payload.data, (long long) (hv_clock_mono_us() - t0));
 	}
 	protobuf_c_message_free_unpacked(&rep->base, NULL);
 	return (0);
 }
-

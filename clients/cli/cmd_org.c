@@ -90,7 +90,8 @@ org_reply(cli *c, const char *what, int rc, org_t *o)
 		cli_print_json(org_json(o));
 	} else {
 		if (what != NULL) {
-			printf("%s %s (version %llu)\n", what, o->id, (unsigned long long) o->version);
+			printf("%s %s (version %llu)\n", what, o->id,
+			    (unsigned long long) o->version);
 		} else {
 			print_org(o);
 		}
@@ -110,7 +111,7 @@ org_register(cli *c, int argc, char **argv, bool update)
 	org_t       o   = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
 	org_t      *rep = NULL;
 	char       *pem = NULL;
-	cli_args        a;
+	cli_args    a;
 	int         role = 0;
 	int         rc;
 
@@ -121,16 +122,16 @@ org_register(cli *c, int argc, char **argv, bool update)
 	if (a.npos != 1) {
 		return (cli_usage("%s needs the organisation ID", cmd));
 	}
-	o.id     = (char *) a.pos[0];
-	o.name   = (char *) (cli_opt(&a, "name") != NULL ? cli_opt(&a, "name") : "");
-	o.region = (char *) (cli_opt(&a, "region") != NULL ? cli_opt(&a, "region") : "");
+	o.id      = (char *) a.pos[0];
+	o.name    = (char *) (cli_opt(&a, "name") != NULL ? cli_opt(&a, "name") : "");
+	o.region  = (char *) (cli_opt(&a, "region") != NULL ? cli_opt(&a, "region") : "");
 	o.contact = (char *) (cli_opt(&a, "contact") != NULL ? cli_opt(&a, "contact") : "");
 	if (!update && (o.name[0] == '\0' || cli_opt(&a, "role") == NULL || o.region[0] == '\0')) {
 		return (cli_usage("org register needs --name, --role and --region"));
 	}
 	if (cli_opt(&a, "role") != NULL &&
-	    (rc = cli_enum_parse(&haven__capacity__v1__role__descriptor, "role", cli_opt(&a, "role"),
-	         &role)) != 0) {
+	    (rc = cli_enum_parse(&haven__capacity__v1__role__descriptor, "role",
+	         cli_opt(&a, "role"), &role)) != 0) {
 		return (rc);
 	}
 	o.role = (Haven__Capacity__V1__Role) role;
@@ -149,12 +150,14 @@ org_register(cli *c, int argc, char **argv, bool update)
 			return (rc);
 		}
 		ureq.organisation = &o;
-		rc = cli_call(c, cmd, M("UpdateOrganisation"), &ureq.base,
-		    &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, false);
+		rc                = cli_call(c, cmd, M("UpdateOrganisation"), &ureq.base,
+		                   &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep,
+		                   false);
 	} else {
 		rreq.organisation = &o;
-		rc = cli_call(c, cmd, M("RegisterOrganisation"), &rreq.base,
-		    &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, false);
+		rc                = cli_call(c, cmd, M("RegisterOrganisation"), &rreq.base,
+		                   &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep,
+		                   false);
 	}
 	free(pem);
 	return (org_reply(c, update ? "updated" : "registered", rc, rep));
@@ -167,7 +170,7 @@ org_disable(cli *c, int argc, char **argv, bool disable)
 	    HAVEN__CAPACITY__V1__DISABLE_ORGANISATION_REQUEST__INIT;
 	const char *cmd = disable ? "org disable" : "org enable";
 	org_t      *rep = NULL;
-	cli_args        a;
+	cli_args    a;
 	int         rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, cmd, 1, NULL, NULL)) != 0) {
@@ -178,8 +181,8 @@ org_disable(cli *c, int argc, char **argv, bool disable)
 	}
 	req.id       = (char *) a.pos[0];
 	req.disabled = disable;
-	rc = cli_call(c, cmd, M("DisableOrganisation"), &req.base,
-	    &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, true);
+	rc           = cli_call(c, cmd, M("DisableOrganisation"), &req.base,
+	              &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, true);
 	return (org_reply(c, disable ? "disabled" : "enabled", rc, rep));
 }
 
@@ -188,9 +191,9 @@ org_show(cli *c, int argc, char **argv)
 {
 	Haven__Capacity__V1__GetOrganisationRequest req =
 	    HAVEN__CAPACITY__V1__GET_ORGANISATION_REQUEST__INIT;
-	org_t *rep = NULL;
-	cli_args   a;
-	int    rc;
+	org_t   *rep = NULL;
+	cli_args a;
+	int      rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "org show", 1, NULL, NULL)) != 0) {
 		return (rc);
@@ -200,7 +203,7 @@ org_show(cli *c, int argc, char **argv)
 	}
 	req.id = (char *) a.pos[0];
 	rc     = cli_call(c, "org show", M("GetOrganisation"), &req.base,
-            &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, true);
+	        &haven__capacity__v1__organisation__descriptor, (ProtobufCMessage **) &rep, true);
 	return (org_reply(c, NULL, rc, rep));
 }
 
@@ -209,21 +212,22 @@ org_list(cli *c, int argc, char **argv)
 {
 	Haven__Capacity__V1__ListOrganisationsRequest req =
 	    HAVEN__CAPACITY__V1__LIST_ORGANISATIONS_REQUEST__INIT;
-	char    token[128] = "";
-	json_t *all        = json_array();
-	cli_args    a;
-	int     role = 0;
-	int     rc;
+	char     token[128] = "";
+	json_t  *all        = json_array();
+	cli_args a;
+	int      role = 0;
+	int      rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "org list", 0, "role region", NULL)) != 0) {
 		goto out;
 	}
-	if (cli_opt(&a, "role") != NULL && (rc = cli_enum_parse(&haven__capacity__v1__role__descriptor,
-	                                    "role", cli_opt(&a, "role"), &role)) != 0) {
+	if (cli_opt(&a, "role") != NULL &&
+	    (rc = cli_enum_parse(&haven__capacity__v1__role__descriptor, "role",
+	         cli_opt(&a, "role"), &role)) != 0) {
 		goto out;
 	}
-	req.role   = (Haven__Capacity__V1__Role) role;
-	req.region = (char *) (cli_opt(&a, "region") != NULL ? cli_opt(&a, "region") : "");
+	req.role      = (Haven__Capacity__V1__Role) role;
+	req.region    = (char *) (cli_opt(&a, "region") != NULL ? cli_opt(&a, "region") : "");
 	req.page_size = 500;
 	do {
 		Haven__Capacity__V1__ListOrganisationsResponse *rep = NULL;
@@ -237,15 +241,17 @@ org_list(cli *c, int argc, char **argv)
 		}
 		/* The header once the first page is in: a failed call prints only its error. */
 		if (!c->json && token[0] == '\0') {
-			printf("%-24s %-13s %-22s %-9s %s\n", "ID", "ROLE", "REGION", "STATE", "NAME");
+			printf("%-24s %-13s %-22s %-9s %s\n", "ID", "ROLE", "REGION", "STATE",
+			    "NAME");
 		}
 		for (size_t i = 0; i < rep->n_organisations; i++) {
 			const org_t *o = rep->organisations[i];
 			if (c->json) {
 				json_array_append_new(all, org_json(o));
 			} else {
-				printf("%-24s %-13s %-22s %-9s %s\n", o->id, role_name(o->role, buf, sizeof(buf)),
-				    o->region, o->disabled ? "disabled" : "enabled", o->name);
+				printf("%-24s %-13s %-22s %-9s %s\n", o->id,
+				    role_name(o->role, buf, sizeof(buf)), o->region,
+				    o->disabled ? "disabled" : "enabled", o->name);
 			}
 		}
 		snprintf(token, sizeof(token), "%s", rep->next_page_token);
@@ -282,6 +288,7 @@ cmd_org(cli *c, int argc, char **argv)
 	if (strcmp(argv[0], "list") == 0) {
 		return (org_list(c, argc - 1, argv + 1));
 	}
-	return (cli_usage("unknown org command '%s' (register, update, disable, enable, show, list)",
-	    argv[0]));
+	return (
+	    cli_usage("unknown org command '%s' (register, update, disable, enable, show, list)",
+	        argv[0]));
 }

@@ -38,14 +38,15 @@
 static int
 session_save(cli *c, const char *token)
 {
-	char   path[PATH_MAX];
-	char   buf[CLI_SESSION_FILE_MAX];
-	int    n = snprintf(buf, sizeof(buf), "%s\n%s\n", c->url, token);
+	char      path[PATH_MAX];
+	char      buf[CLI_SESSION_FILE_MAX];
+	int       n = snprintf(buf, sizeof(buf), "%s\n%s\n", c->url, token);
 	hv_status st;
 
 	cli_session_path(path, sizeof(path));
 	if (n < 0 || (size_t) n >= sizeof(buf)) {
-		return (cli_fail(c, "login", HV_INTERNAL, "the session does not fit the session file"));
+		return (
+		    cli_fail(c, "login", HV_INTERNAL, "the session does not fit the session file"));
 	}
 	(void) unlink(path); /* hv_file_create_private makes it anew, 0600 */
 	st = hv_file_create_private(path, buf, (size_t) n);
@@ -124,9 +125,9 @@ cmd_login(cli *c, int argc, char **argv)
 {
 	Haven__People__V1__LoginRequest   req = HAVEN__PEOPLE__V1__LOGIN_REQUEST__INIT;
 	Haven__People__V1__LoginResponse *rep = NULL;
-	cli_args a;
-	char     pw[SECRET_MAX], code[16];
-	int      rc;
+	cli_args                          a;
+	char                              pw[SECRET_MAX], code[16];
+	int                               rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "login", 1, NULL, "stdin")) != 0) {
 		return (rc);
@@ -140,12 +141,12 @@ cmd_login(cli *c, int argc, char **argv)
 		return (cli_usage("login needs a password and a code (terminal, HAVEN_PASSWORD and "
 		                  "HAVEN_CODE, or two lines with --stdin)"));
 	}
-	req.login    = (char *) a.pos[0];
-	req.password = pw;
-	req.code     = code;
+	req.login     = (char *) a.pos[0];
+	req.password  = pw;
+	req.code      = code;
 	c->no_session = true; /* an old token would be refused before Login is reached */
-	rc = cli_call(c, "login", "haven.people.v1.People/Login", &req.base,
-	    &haven__people__v1__login_response__descriptor, (ProtobufCMessage **) &rep, false);
+	rc            = cli_call(c, "login", "haven.people.v1.People/Login", &req.base,
+	               &haven__people__v1__login_response__descriptor, (ProtobufCMessage **) &rep, false);
 	crypto_wipe(pw, sizeof(pw));
 	crypto_wipe(code, sizeof(code));
 	if (rc != 0) {
@@ -153,11 +154,13 @@ cmd_login(cli *c, int argc, char **argv)
 	}
 	if ((rc = session_save(c, rep->token)) == 0) {
 		if (c->json) {
-			cli_print_json(json_pack("{s:s, s:s, s:s, s:I, s:i}", "person_id", rep->person_id,
-			    "org_id", rep->org_id, "org_role", rep->org_role, "expires_at_ms",
-			    (json_int_t) rep->expires_at_ms, "idle_timeout_s", (int) rep->idle_timeout_s));
+			cli_print_json(json_pack("{s:s, s:s, s:s, s:I, s:i}", "person_id",
+			    rep->person_id, "org_id", rep->org_id, "org_role", rep->org_role,
+			    "expires_at_ms", (json_int_t) rep->expires_at_ms, "idle_timeout_s",
+			    (int) rep->idle_timeout_s));
 		} else {
-			printf("signed in: person %s of %s (%s); the session ends after %u s idle\n",
+			printf(
+			    "signed in: person %s of %s (%s); the session ends after %u s idle\n",
 			    rep->person_id, rep->org_id, rep->org_role, rep->idle_timeout_s);
 		}
 	}
@@ -171,8 +174,8 @@ cmd_logout(cli *c, int argc, char **argv)
 {
 	Haven__People__V1__LogoutRequest   req = HAVEN__PEOPLE__V1__LOGOUT_REQUEST__INIT;
 	Haven__People__V1__LogoutResponse *rep = NULL;
-	char path[PATH_MAX];
-	int  rc;
+	char                               path[PATH_MAX];
+	int                                rc;
 
 	(void) argv;
 	if (argc != 0) {
@@ -201,7 +204,6 @@ cmd_logout(cli *c, int argc, char **argv)
 	return (0);
 }
 
-
 /* ---- person add, disable, reset, list --------------------------------------------------- */
 
 static const char *
@@ -222,17 +224,20 @@ role_name(Haven__People__V1__PersonRole r)
 static json_t *
 person_json(const Haven__People__V1__Person *p)
 {
-	return (json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:I}", "id", p->id, "org_id",
-	    p->org_id, "login", p->login, "display_name", p->display_name, "role",
-	    role_name(p->role), "enabled", p->enabled, "locked", p->locked, "version",
-	    (json_int_t) p->version));
+	return (
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:I}", "id", p->id, "org_id", p->org_id,
+	        "login", p->login, "display_name", p->display_name, "role", role_name(p->role),
+	        "enabled", p->enabled, "locked", p->locked, "version", (json_int_t) p->version));
 }
 
 static void
 person_line(const Haven__People__V1__Person *p)
 {
 	printf("%-32s  %-11s  %-8s  %-24s  %s\n", p->id, role_name(p->role),
-	    !p->enabled ? "disabled" : p->locked ? "locked" : "enabled", p->login, p->display_name);
+	    !p->enabled     ? "disabled"
+	        : p->locked ? "locked"
+	                    : "enabled",
+	    p->login, p->display_name);
 }
 
 /* Prints a person and, once, the URI of a new second factor. */
@@ -256,12 +261,12 @@ person_print(cli *c, const Haven__People__V1__Person *p, const char *uri)
 static int
 person_add(cli *c, int argc, char **argv)
 {
-	Haven__People__V1__CreatePersonRequest   req = HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
+	Haven__People__V1__CreatePersonRequest req = HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
 	Haven__People__V1__CreatePersonResponse *rep = NULL;
-	cli_args    a;
-	char        pw[SECRET_MAX];
-	const char *role;
-	int         rc;
+	cli_args                                 a;
+	char                                     pw[SECRET_MAX];
+	const char                              *role;
+	int                                      rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "person add", 2, "name role", "stdin")) != 0) {
 		return (rc);
@@ -271,10 +276,12 @@ person_add(cli *c, int argc, char **argv)
 		return (cli_usage("usage: haven person add ORG LOGIN --name N "
 		                  "--role admin|case-worker|viewer [--stdin]"));
 	}
-	req.role = strcmp(role, "admin") == 0 ? HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_ORG_ADMIN
-	    : strcmp(role, "case-worker") == 0 ? HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_CASE_WORKER
-	    : strcmp(role, "viewer") == 0      ? HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_VIEWER
-	                                       : HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_UNSPECIFIED;
+	req.role = strcmp(role, "admin") == 0
+	    ? HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_ORG_ADMIN
+	    : strcmp(role, "case-worker") == 0
+	    ? HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_CASE_WORKER
+	    : strcmp(role, "viewer") == 0 ? HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_VIEWER
+	                                  : HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_UNSPECIFIED;
 	if (req.role == HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_UNSPECIFIED) {
 		return (cli_usage("--role must be admin, case-worker or viewer, not '%s'", role));
 	}
@@ -303,14 +310,15 @@ person_add(cli *c, int argc, char **argv)
 static int
 person_disable(cli *c, const char *id)
 {
-	Haven__People__V1__DisablePersonRequest   req = HAVEN__PEOPLE__V1__DISABLE_PERSON_REQUEST__INIT;
+	Haven__People__V1__DisablePersonRequest req =
+	    HAVEN__PEOPLE__V1__DISABLE_PERSON_REQUEST__INIT;
 	Haven__People__V1__DisablePersonResponse *rep = NULL;
 	int                                       rc;
 
 	req.person_id = (char *) id;
 	if ((rc = cli_call(c, "person disable", "haven.people.v1.People/DisablePerson", &req.base,
-	         &haven__people__v1__disable_person_response__descriptor, (ProtobufCMessage **) &rep,
-	         false)) != 0) {
+	         &haven__people__v1__disable_person_response__descriptor,
+	         (ProtobufCMessage **) &rep, false)) != 0) {
 		return (rc);
 	}
 	person_print(c, rep->person, NULL);
@@ -323,29 +331,32 @@ person_reset(cli *c, int argc, char **argv)
 {
 	Haven__People__V1__ResetPersonRequest   req = HAVEN__PEOPLE__V1__RESET_PERSON_REQUEST__INIT;
 	Haven__People__V1__ResetPersonResponse *rep = NULL;
-	cli_args a;
-	char     pw[SECRET_MAX] = "";
-	int      rc;
+	cli_args                                a;
+	char                                    pw[SECRET_MAX] = "";
+	int                                     rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "person reset", 1, NULL,
 	         "password new-code enable stdin")) != 0) {
 		return (rc);
 	}
 	if (a.npos != 1) {
-		return (cli_usage("usage: haven person reset ID [--password] [--new-code] [--enable]"));
+		return (
+		    cli_usage("usage: haven person reset ID [--password] [--new-code] [--enable]"));
 	}
 	if (cli_flag(&a, "password") &&
 	    !get_secret("HAVEN_NEW_PASSWORD", cli_flag(&a, "stdin"), "new password: ", pw,
 	        sizeof(pw))) {
-		return (cli_usage("--password needs the new password (terminal, HAVEN_NEW_PASSWORD, "
-		                  "or a line with --stdin)"));
+		return (
+		    cli_usage("--password needs the new password (terminal, HAVEN_NEW_PASSWORD, "
+		              "or a line with --stdin)"));
 	}
 	req.person_id         = (char *) a.pos[0];
 	req.password          = pw;
 	req.new_second_factor = cli_flag(&a, "new-code");
 	req.enable            = cli_flag(&a, "enable");
 	rc = cli_call(c, "person reset", "haven.people.v1.People/ResetPerson", &req.base,
-	    &haven__people__v1__reset_person_response__descriptor, (ProtobufCMessage **) &rep, false);
+	    &haven__people__v1__reset_person_response__descriptor, (ProtobufCMessage **) &rep,
+	    false);
 	crypto_wipe(pw, sizeof(pw));
 	if (rc != 0) {
 		return (rc);

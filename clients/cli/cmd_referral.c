@@ -26,8 +26,8 @@
  * Enum values are written as capacity's commands write them: lower-case with '-' (legal-aid,
  * no-capacity), without the prefix a proto value carries only to be unique in its package
  * (OFFER_OPEN is "open"; DECLINE_OTHER, OUTCOME_OTHER and HOLD_OTHER are "other").
- * `referral create` sends an idempotency key (random unless --key is given), so a retry never makes two.
- * Tables by default; --json prints the reply's fields (enum values named as above, times in
+ * `referral create` sends an idempotency key (random unless --key is given), so a retry never makes
+ * two. Tables by default; --json prints the reply's fields (enum values named as above, times in
  * Unix milliseconds).
  */
 #include "cli.h"
@@ -115,29 +115,32 @@ create_parse(create_args *a, int argc, char **argv)
 			req->subject = optarg;
 			break;
 		case 'u':
-			rc = cli_enum_parse(&haven__referral__v1__urgency__descriptor, "urgency", optarg, &v);
+			rc = cli_enum_parse(&haven__referral__v1__urgency__descriptor, "urgency",
+			    optarg, &v);
 			req->urgency = (Haven__Referral__V1__Urgency) v;
 			break;
 		case 'e':
-			rc = cli_enum_parse(&haven__referral__v1__exploitation__descriptor, "exploitation", optarg,
-			    &v);
+			rc = cli_enum_parse(&haven__referral__v1__exploitation__descriptor,
+			    "exploitation", optarg, &v);
 			req->exploitation = (Haven__Referral__V1__Exploitation) v;
 			break;
 		case 'n':
 			if (req->n_needs == NEEDS_MAX) {
 				return (cli_usage("referral create: at most %d needs", NEEDS_MAX));
 			}
-			if ((rc = ref_cli_parse_need(optarg, &a->needs[req->n_needs], a->langs[req->n_needs],
-			         &nlangs)) == 0) {
+			if ((rc = ref_cli_parse_need(optarg, &a->needs[req->n_needs],
+			         a->langs[req->n_needs], &nlangs)) == 0) {
 				a->np[req->n_needs] = &a->needs[req->n_needs];
 				req->n_needs++;
 			}
 			break;
 		case 'x':
-			rc = ref_cli_add_region(a->excluded, &req->n_excluded_regions, optarg, "referral create");
+			rc = ref_cli_add_region(a->excluded, &req->n_excluded_regions, optarg,
+			    "referral create");
 			break;
 		case 'p':
-			rc = ref_cli_add_region(a->preferred, &req->n_preferred_regions, optarg, "referral create");
+			rc = ref_cli_add_region(a->preferred, &req->n_preferred_regions, optarg,
+			    "referral create");
 			break;
 		case 'o':
 			req->note = optarg;
@@ -157,8 +160,9 @@ create_parse(create_args *a, int argc, char **argv)
 	}
 	if (req->subject[0] == '\0' || req->urgency == 0 || req->exploitation == 0 ||
 	    req->n_needs == 0) {
-		return (cli_usage("referral create needs --subject, --urgency, --exploitation and at "
-		                  "least one --need"));
+		return (
+		    cli_usage("referral create needs --subject, --urgency, --exploitation and at "
+		              "least one --need"));
 	}
 	return (0);
 }
@@ -218,9 +222,10 @@ out:
 static int
 referral_show(cli *c, int argc, char **argv)
 {
-	Haven__Referral__V1__GetReferralRequest req = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
-	ProtobufCMessage                       *rep = NULL;
-	int                                     rc;
+	Haven__Referral__V1__GetReferralRequest req =
+	    HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+	ProtobufCMessage *rep = NULL;
+	int               rc;
 
 	if (argc != 2) {
 		return (cli_usage("referral show takes one ID"));
@@ -247,8 +252,8 @@ need_summary(const Referral *r, char *buf, size_t n)
 			count += (int) r->needs[i]->state == s;
 		}
 		if (count > 0) {
-			used += (size_t) snprintf(buf + used, n - used, "%s%u %s", used > 0 ? ", " : "",
-			    count, STATE_NAME(s, name));
+			used += (size_t) snprintf(buf + used, n - used, "%s%u %s",
+			    used > 0 ? ", " : "", count, STATE_NAME(s, name));
 		}
 	}
 	return (buf);
@@ -259,8 +264,8 @@ referral_list(cli *c, int argc, char **argv)
 {
 	Haven__Referral__V1__ListReferralsRequest req =
 	    HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
-	Haven__Referral__V1__ListReferralsResponse *rep = NULL;
-	json_t                                     *all = c->json ? json_array() : NULL;
+	Haven__Referral__V1__ListReferralsResponse *rep        = NULL;
+	json_t                                     *all        = c->json ? json_array() : NULL;
 	char                                        token[128] = "";
 	int                                         rc;
 
@@ -292,9 +297,10 @@ referral_list(cli *c, int argc, char **argv)
 			if (c->json) {
 				json_array_append_new(all, ref_cli_msg_json(&r->base));
 			} else {
-				printf("%-22s %-20s %-10s %-16s %s\n", r->id, ref_cli_when(r->created_ms, t, sizeof(t)),
-				    cli_enum_name(&haven__referral__v1__urgency__descriptor, (int) r->urgency, u,
-				        sizeof(u)),
+				printf("%-22s %-20s %-10s %-16s %s\n", r->id,
+				    ref_cli_when(r->created_ms, t, sizeof(t)),
+				    cli_enum_name(&haven__referral__v1__urgency__descriptor,
+				        (int) r->urgency, u, sizeof(u)),
 				    r->home_region, need_summary(r, s, sizeof(s)));
 			}
 		}
@@ -311,8 +317,9 @@ int
 cmd_referral(cli *c, int argc, char **argv)
 {
 	if (argc < 1) {
-		return (cli_usage("referral needs create, show, list, cancel, reassign, update, pause "
-		                  "or resume"));
+		return (
+		    cli_usage("referral needs create, show, list, cancel, reassign, update, pause "
+		              "or resume"));
 	}
 	if (strcmp(argv[0], "create") == 0) {
 		return (referral_create(c, argc, argv));
@@ -354,7 +361,7 @@ cmd_stats(cli *c, int argc, char **argv)
 		{ "days", required_argument, NULL, 'd' },
 		{ NULL, 0, NULL, 0 },
 	};
-	Haven__Referral__V1__StatisticsRequest   req = HAVEN__REFERRAL__V1__STATISTICS_REQUEST__INIT;
+	Haven__Referral__V1__StatisticsRequest req = HAVEN__REFERRAL__V1__STATISTICS_REQUEST__INIT;
 	Haven__Referral__V1__StatisticsResponse *rep = NULL;
 	char                                    *regions[REGIONS_MAX];
 	char                                   **argv2;
@@ -379,25 +386,29 @@ cmd_stats(cli *c, int argc, char **argv)
 		} else if (opt == 'p') {
 			req.period = optarg; /* checked by the node, which names what is wrong */
 		} else if (opt == 'd') {
-			rc = cli_usage("stats: --days is gone; name a finished --period, an ISO week "
-			               "YYYY-Www or a month YYYY-MM");
+			rc = cli_usage(
+			    "stats: --days is gone; name a finished --period, an ISO week "
+			    "YYYY-Www or a month YYYY-MM");
 		} else {
-			rc = cli_usage("stats takes --period YYYY-Www|YYYY-MM and --region R (repeatable)");
+			rc = cli_usage(
+			    "stats takes --period YYYY-Www|YYYY-MM and --region R (repeatable)");
 		}
 	}
 	if (rc == 0 && optind < argc + 1) {
 		rc = cli_usage("stats: unexpected argument '%s'", argv2[optind]);
 	}
 	if (rc == 0 && req.period[0] == '\0') {
-		rc = cli_usage("stats needs --period: a finished ISO week YYYY-Www (2026-W49) or month "
-		               "YYYY-MM (2026-12), Europe/Amsterdam time");
+		rc = cli_usage(
+		    "stats needs --period: a finished ISO week YYYY-Www (2026-W49) or month "
+		    "YYYY-MM (2026-12), Europe/Amsterdam time");
 	}
 	if (rc != 0) {
 		free(argv2);
 		return (rc);
 	}
 	rc = cli_call(c, "stats", M("Statistics"), &req.base,
-	    &haven__referral__v1__statistics_response__descriptor, (ProtobufCMessage **) &rep, true);
+	    &haven__referral__v1__statistics_response__descriptor, (ProtobufCMessage **) &rep,
+	    true);
 	free(argv2);
 	if (rc != 0) {
 		return (rc);
@@ -408,23 +419,24 @@ cmd_stats(cli *c, int argc, char **argv)
 		char f[32], t[32];
 		printf("period %s (%s to %s); 1 to 4 shown as <5, x withheld (it would tell a <5), "
 		       "times only from 5 placements\n",
-		    rep->period, ref_cli_when(rep->from_ms, f, sizeof(f)), ref_cli_when(rep->to_ms, t, sizeof(t)));
+		    rep->period, ref_cli_when(rep->from_ms, f, sizeof(f)),
+		    ref_cli_when(rep->to_ms, t, sizeof(t)));
 		printf("%-22s %-12s %-16s %9s %10s %6s %8s %8s\n", "REGION", "EXPLOITATION", "TYPE",
 		    "REFERRALS", "PLACEMENTS", "UNMET", "MEDIAN", "P90");
 		for (size_t i = 0; i < rep->n_cells; i++) {
 			const Haven__Referral__V1__StatisticsCell *s = rep->cells[i];
 			char                                       e[32], ty[32], m[32], p[32];
 			printf("%-22s %-12s %-16s %9s %10s %6s %8s %8s\n", s->region,
-			    cli_enum_name(&haven__referral__v1__exploitation__descriptor, (int) s->exploitation, e,
-			        sizeof(e)),
+			    cli_enum_name(&haven__referral__v1__exploitation__descriptor,
+			        (int) s->exploitation, e, sizeof(e)),
 			    TYPE_NAME(s->type, ty), s->referrals, s->placements, s->unmet,
 			    duration(s->median_ms_to_placement, m, sizeof(m)),
 			    duration(s->p90_ms_to_placement, p, sizeof(p)));
 		}
 		for (size_t i = 0; i < rep->n_totals; i++) {
 			const Haven__Referral__V1__StatisticsTotal *s = rep->totals[i];
-			printf("%-22s %-12s %-16s %9s %10s %6s\n", s->region, "(total)", "", s->referrals,
-			    s->placements, s->unmet);
+			printf("%-22s %-12s %-16s %9s %10s %6s\n", s->region, "(total)", "",
+			    s->referrals, s->placements, s->unmet);
 		}
 	}
 	protobuf_c_message_free_unpacked(&rep->base, NULL);

@@ -1,7 +1,7 @@
 /*
  * cmd_referral_util.c - what the CLI's referral commands share (cmd_referral.h): enum names as
- * the command line writes them (cli_enum_name), any reply as JSON, table helpers, a referral printed as a
- * table, and the parsing of a need and of region lists.
+ * the command line writes them (cli_enum_name), any reply as JSON, table helpers, a referral
+ * printed as a table, and the parsing of a need and of region lists.
  */
 #include "cmd_referral.h"
 

@@ -26,9 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define M(name) "haven.consent.v1.Consent/" name
+#define M(name)        "haven.consent.v1.Consent/" name
 #define NOTES_READ_MAX (4 * 1024 + 1)
-
 
 /* ---- subject ---------------------------------------------------------------------------- */
 
@@ -86,7 +85,8 @@ personal_opts(cli *c, const char *what, const cli_args *a, Haven__Consent__V1__P
 static int
 do_subject_create(cli *c, int argc, char **argv)
 {
-	Haven__Consent__V1__CreateSubjectRequest   req = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__CreateSubjectRequest req =
+	    HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
 	Haven__Consent__V1__PersonalData           p   = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
 	Haven__Consent__V1__CreateSubjectResponse *rep = NULL;
 	char                                      *langs[LIST_MAX];
@@ -105,9 +105,9 @@ do_subject_create(cli *c, int argc, char **argv)
 	}
 	req.personal = &p;
 	req.minor    = cli_flag(&a, "minor");
-	rc = cli_call(c, "subject create", M("CreateSubject"), &req.base,
-	    &haven__consent__v1__create_subject_response__descriptor, (ProtobufCMessage **) &rep,
-	    false);
+	rc           = cli_call(c, "subject create", M("CreateSubject"), &req.base,
+	              &haven__consent__v1__create_subject_response__descriptor, (ProtobufCMessage **) &rep,
+	              false);
 	if (notes != NULL) {
 		crypto_wipe(notes, strlen(notes));
 		free(notes);
@@ -127,12 +127,12 @@ do_subject_create(cli *c, int argc, char **argv)
 static int
 do_subject_show(cli *c, int argc, char **argv)
 {
-	Haven__Consent__V1__GetSubjectRequest req = HAVEN__CONSENT__V1__GET_SUBJECT_REQUEST__INIT;
-	Haven__Consent__V1__Subject          *rep = NULL;
+	Haven__Consent__V1__GetSubjectRequest   req = HAVEN__CONSENT__V1__GET_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__Subject            *rep = NULL;
 	const Haven__Consent__V1__PersonalData *p;
-	char                                  langs[1024], shown[128], t[32];
-	cli_args                                  a;
-	int                                   rc;
+	char                                    langs[1024], shown[128], t[32];
+	cli_args                                a;
+	int                                     rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "subject show", 1, "", "")) != 0) {
 		return (rc);
@@ -142,7 +142,8 @@ do_subject_show(cli *c, int argc, char **argv)
 	}
 	req.id = (char *) a.pos[0];
 	if ((rc = cli_call(c, "subject show", M("GetSubject"), &req.base,
-	         &haven__consent__v1__subject__descriptor, (ProtobufCMessage **) &rep, true)) != 0) {
+	         &haven__consent__v1__subject__descriptor, (ProtobufCMessage **) &rep, true)) !=
+	    0) {
 		return (rc);
 	}
 	p = rep->personal;
@@ -150,7 +151,7 @@ do_subject_show(cli *c, int argc, char **argv)
 	consent_cli_join_names((const int *) rep->shown, rep->n_shown, &CATEGORY, shown,
 	    sizeof(shown));
 	if (c->json) {
-		json_t *j = json_object();
+		json_t *j  = json_object();
 		json_t *pj = json_object();
 		json_object_set_new(j, "id", json_string(rep->id));
 		json_object_set_new(j, "minor", json_boolean(rep->minor));
@@ -162,7 +163,8 @@ do_subject_show(cli *c, int argc, char **argv)
 		json_object_set_new(pj, "name", json_string(p->name));
 		json_object_set_new(pj, "date_of_birth", json_string(p->date_of_birth));
 		json_object_set_new(pj, "nationality", json_string(p->nationality));
-		json_object_set_new(pj, "languages", consent_cli_json_strings(p->languages, p->n_languages));
+		json_object_set_new(pj, "languages",
+		    consent_cli_json_strings(p->languages, p->n_languages));
 		json_object_set_new(pj, "contact", json_string(p->contact));
 		json_object_set_new(pj, "notes", json_string(p->notes));
 		json_object_set_new(pj, "guardian", json_string(p->guardian));
@@ -229,8 +231,9 @@ update_mask(const cli_args *a, char **mask, size_t *n)
 			    strcmp(clear[k], update_fields[i].opt) == 0;
 		}
 		if (!known || strcmp(clear[k], "minor") == 0) {
-			return (cli_usage("--clear: name, dob, nationality, language, contact, notes or "
-			                  "guardian"));
+			return (cli_usage(
+			    "--clear: name, dob, nationality, language, contact, notes or "
+			    "guardian"));
 		}
 	}
 	return (*n == 0 ? cli_usage("subject update: give at least one field to change or --clear")
@@ -276,8 +279,8 @@ do_subject_update(cli *c, int argc, char **argv)
 	req.minor         = minor != NULL && strcmp(minor, "yes") == 0;
 	req.update_mask   = mask;
 	req.n_update_mask = nm;
-	rc = cli_call(c, "subject update", M("UpdateSubject"), &req.base,
-	    &haven__consent__v1__subject__descriptor, (ProtobufCMessage **) &rep, false);
+	rc                = cli_call(c, "subject update", M("UpdateSubject"), &req.base,
+	                   &haven__consent__v1__subject__descriptor, (ProtobufCMessage **) &rep, false);
 	if (notes != NULL) {
 		crypto_wipe(notes, strlen(notes));
 		free(notes);
@@ -297,10 +300,11 @@ do_subject_update(cli *c, int argc, char **argv)
 static int
 do_subject_erase(cli *c, int argc, char **argv)
 {
-	Haven__Consent__V1__EraseSubjectRequest   req = HAVEN__CONSENT__V1__ERASE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__EraseSubjectRequest req =
+	    HAVEN__CONSENT__V1__ERASE_SUBJECT_REQUEST__INIT;
 	Haven__Consent__V1__EraseSubjectResponse *rep = NULL;
 	char                                      t[32];
-	cli_args                                      a;
+	cli_args                                  a;
 	int                                       rc;
 
 	if ((rc = cli_args_parse(&a, argc, argv, "subject erase", 1, "", "")) != 0) {
@@ -317,8 +321,9 @@ do_subject_erase(cli *c, int argc, char **argv)
 	}
 	if (c->json) {
 		cli_print_json(json_pack("{s:s, s:I, s:i, s:I}", "id", req.id, "erased_at_ms",
-		    (json_int_t) rep->erased_at_ms, "consents_withdrawn", (int) rep->consents_withdrawn,
-		    "kek_generation", (json_int_t) rep->kek_generation));
+		    (json_int_t) rep->erased_at_ms, "consents_withdrawn",
+		    (int) rep->consents_withdrawn, "kek_generation",
+		    (json_int_t) rep->kek_generation));
 	} else {
 		printf("subject %s erased at %s; %u consents withdrawn; key-encryption key now "
 		       "generation %llu\n",
@@ -348,7 +353,8 @@ do_subject_transfer(cli *c, int argc, char **argv)
 	req.id     = (char *) a.pos[0];
 	req.to_org = (char *) cli_opt(&a, "to");
 	if ((rc = cli_call(c, "subject transfer", M("TransferSubject"), &req.base,
-	         &haven__consent__v1__subject__descriptor, (ProtobufCMessage **) &rep, false)) != 0) {
+	         &haven__consent__v1__subject__descriptor, (ProtobufCMessage **) &rep, false)) !=
+	    0) {
 		return (rc);
 	}
 	if (c->json) {

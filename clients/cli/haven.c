@@ -39,7 +39,8 @@ usage(FILE *f)
 	    "                  (default: $HAVEN_DATA, else ./haven-data)\n"
 	    "  --url URL       the node's URL instead (ipc:// or tls+tcp://)\n"
 	    "  --ca FILE --cert FILE --key FILE   TLS files of this organisation (tls+tcp://)\n"
-	    "  --org ID        log in as organisation ID with --key (proves possession of the key)\n"
+	    "  --org ID        log in as organisation ID with --key (proves possession of the "
+	    "key)\n"
 	    "  --timeout MS    per-call timeout (default 10000)\n"
 	    "  --json          print JSON instead of tables\n"
 	    "commands:\n"
@@ -55,9 +56,11 @@ usage(FILE *f)
 	    "  service show ID    service retire ID --version V    service approve ID --version V\n"
 	    "  capacity set SERVICE AVAILABLE [--version V]   (without --version: on top of the\n"
 	    "                     current version, read first)\n"
-	    "  capacity freed SERVICE [N]    capacity taken SERVICE [N]   (one bed freed or taken)\n"
+	    "  capacity freed SERVICE [N]    capacity taken SERVICE [N]   (one bed freed or "
+	    "taken)\n"
 	    "  capacity show SERVICE\n"
-	    "  capacity find [--type T] [--population P] [--language L]... [--region G]... [--free]\n"
+	    "  capacity find [--type T] [--population P] [--language L]... [--region G]... "
+	    "[--free]\n"
 	    "  capacity summary [--region G]...\n"
 	    "  regions            the region map\n"
 	    "  referral create --subject S --urgency immediate|urgent|planned\n"
@@ -71,7 +74,8 @@ usage(FILE *f)
 	    "  placement placed|complete OFFER\n"
 	    "  placement end OFFER --outcome client-refused|no-longer-needed|\n"
 	    "                unable-to-contact-client|unable-to-contact-provider|other [--text T]\n"
-	    "  stats --period YYYY-Www|YYYY-MM [--region R]...   a finished week or month: referrals,\n"
+	    "  stats --period YYYY-Www|YYYY-MM [--region R]...   a finished week or month: "
+	    "referrals,\n"
 	    "      placements, unmet demand (<5 and x hidden)\n"
 	    "  admin backup DIR   consistent, compacted copy of the store (operator, admin)\n"
 	    "  admin status       store size and call counters (operator, admin)\n"
@@ -80,7 +84,8 @@ usage(FILE *f)
 	    "                                                          prints the new subject id\n"
 	    "  subject update ID [the create options] [--minor yes|no] [--clear FIELD[,FIELD]]\n"
 	    "  subject show ID    subject erase ID    subject transfer ID --to ORG\n"
-	    "  consent grant SUBJECT --purpose P[,P] (--recipient ORG[,ORG] | --accepting-provider)\n"
+	    "  consent grant SUBJECT --purpose P[,P] (--recipient ORG[,ORG] | "
+	    "--accepting-provider)\n"
 	    "                --category C[,C] --given-by subject|guardian|representative\n"
 	    "                --method written|verbal|verbal-with-interpreter|electronic\n"
 	    "                --language L [--expires DAYS]\n"
@@ -97,7 +102,8 @@ usage(FILE *f)
 	    "                     commands to the same node use the session   logout\n"
 	    "  person add ORG LOGIN --name N --role admin|case-worker|viewer [--stdin]\n"
 	    "  person disable ID   person list ORG   person reset ID [--password] [--new-code]\n"
-	    "                     [--enable]   (the operator; an organisation's admin for its own)\n"
+	    "                     [--enable]   (the operator; an organisation's admin for its "
+	    "own)\n"
 	    "  alerts show [ORG]      an organisation's alert channels (docs/alerts.md)\n"
 	    "  alerts set [ORG] [--email A,...] [--oncall A] [--webhook URL --secret-file F]\n"
 	    "  alerts watch [ORG] [--after SEQ] [--wait MS]    its alerts after a cursor\n"
@@ -122,7 +128,9 @@ static const struct {
 	{ "subject", cmd_subject },
 	{ "consent", cmd_consent },
 	{ "audit", cmd_audit },
-	{ "login", cmd_login }, { "logout", cmd_logout }, { "person", cmd_person },
+	{ "login", cmd_login },
+	{ "logout", cmd_logout },
+	{ "person", cmd_person },
 	{ "alerts", cmd_alerts },
 };
 
@@ -199,10 +207,11 @@ cli_channel(cli *c, int *rc)
 	}
 	if ((st = rpc_channel_open(&c->ch, c->url, &c->co)) != HV_OK) {
 		fprintf(stderr, "haven: cannot use %s: %s%s\n", c->url, hv_status_name(st),
-		    st == HV_PERMISSION_DENIED  ? " (plain tcp:// is not allowed, or a key file is open "
-		                                  "to others)"
-		    : st == HV_INVALID_ARGUMENT ? " (tls+tcp:// needs --ca, --cert and --key)"
-		                                : "");
+		    st == HV_PERMISSION_DENIED
+		        ? " (plain tcp:// is not allowed, or a key file is open "
+		          "to others)"
+		        : st == HV_INVALID_ARGUMENT ? " (tls+tcp:// needs --ca, --cert and --key)"
+		                                    : "");
 		c->ch = NULL;
 		*rc   = (int) st;
 		return (NULL);
@@ -320,12 +329,12 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	cli                 c    = { .timeout_ms = 10000 };
-	rpc_channel_options *co  = &c.co;
-	const char         *data = getenv("HAVEN_DATA");
-	char                defurl[PATH_MAX + 32];
-	int                 opt;
-	int                 ret = CLI_EXIT_USAGE;
+	cli                  c    = { .timeout_ms = 10000 };
+	rpc_channel_options *co   = &c.co;
+	const char          *data = getenv("HAVEN_DATA");
+	char                 defurl[PATH_MAX + 32];
+	int                  opt;
+	int                  ret = CLI_EXIT_USAGE;
 
 	while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -351,7 +360,8 @@ main(int argc, char **argv)
 			char *end;
 			long  n = strtol(optarg, &end, 10);
 			if (*end != '\0' || n < 1 || n > 3600000) {
-				fprintf(stderr, "haven: --timeout must be 1..3600000 ms, not '%s'\n", optarg);
+				fprintf(stderr,
+				    "haven: --timeout must be 1..3600000 ms, not '%s'\n", optarg);
 				return (CLI_EXIT_USAGE);
 			}
 			c.timeout_ms = (uint32_t) n;

@@ -52,20 +52,34 @@ const char *
 alerts_kind_name(alerts_kind k)
 {
 	switch (k) {
-	case ALERT(OFFER_NEW):            return ("offer.new");
-	case ALERT(OFFER_EXPIRING):       return ("offer.expiring");
-	case ALERT(OFFER_UNACKNOWLEDGED): return ("offer.unacknowledged");
-	case ALERT(NEED_ACCEPTED):        return ("need.accepted");
-	case ALERT(NEED_PLACED):          return ("need.placed");
-	case ALERT(NEED_DECLINED):        return ("need.declined");
-	case ALERT(NEED_EXPIRED):         return ("need.expired");
-	case ALERT(NEED_WAITING):         return ("need.waiting");
-	case ALERT(NEED_UNMET):           return ("need.unmet");
-	case ALERT(CONSENT_WITHDRAWN):    return ("consent.withdrawn");
-	case ALERT(SIGNAL_NEW):           return ("signal.new");
-	case ALERT(SUBJECT_ERASED):       return ("subject.erased");
-	case ALERT(TEST):                 return ("test");
-	default:                          return ("unknown");
+	case ALERT(OFFER_NEW):
+		return ("offer.new");
+	case ALERT(OFFER_EXPIRING):
+		return ("offer.expiring");
+	case ALERT(OFFER_UNACKNOWLEDGED):
+		return ("offer.unacknowledged");
+	case ALERT(NEED_ACCEPTED):
+		return ("need.accepted");
+	case ALERT(NEED_PLACED):
+		return ("need.placed");
+	case ALERT(NEED_DECLINED):
+		return ("need.declined");
+	case ALERT(NEED_EXPIRED):
+		return ("need.expired");
+	case ALERT(NEED_WAITING):
+		return ("need.waiting");
+	case ALERT(NEED_UNMET):
+		return ("need.unmet");
+	case ALERT(CONSENT_WITHDRAWN):
+		return ("consent.withdrawn");
+	case ALERT(SIGNAL_NEW):
+		return ("signal.new");
+	case ALERT(SUBJECT_ERASED):
+		return ("subject.erased");
+	case ALERT(TEST):
+		return ("test");
+	default:
+		return ("unknown");
 	}
 }
 
@@ -73,10 +87,14 @@ const char *
 alerts_urgency_name(int u)
 {
 	switch (u) {
-	case HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE: return ("immediate");
-	case HAVEN__REFERRAL__V1__URGENCY__URGENT:    return ("urgent");
-	case HAVEN__REFERRAL__V1__URGENCY__PLANNED:   return ("planned");
-	default:                                      return ("none");
+	case HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE:
+		return ("immediate");
+	case HAVEN__REFERRAL__V1__URGENCY__URGENT:
+		return ("urgent");
+	case HAVEN__REFERRAL__V1__URGENCY__PLANNED:
+		return ("planned");
+	default:
+		return ("none");
 	}
 }
 
@@ -84,10 +102,14 @@ const char *
 alerts_channel_name(Channel c)
 {
 	switch (c) {
-	case CHANNEL(EMAIL):   return ("email");
-	case CHANNEL(ONCALL):  return ("oncall");
-	case CHANNEL(WEBHOOK): return ("webhook");
-	default:               return ("none");
+	case CHANNEL(EMAIL):
+		return ("email");
+	case CHANNEL(ONCALL):
+		return ("oncall");
+	case CHANNEL(WEBHOOK):
+		return ("webhook");
+	default:
+		return ("none");
 	}
 }
 
@@ -110,7 +132,8 @@ alerts_last_seq(alerts_service *as, store_txn *txn, uint64_t *seq)
 {
 	const void *v;
 	size_t      vl;
-	hv_status   st = store_get(txn, as->as_meta, ALERTS_META_SEQ, strlen(ALERTS_META_SEQ), &v, &vl);
+	hv_status   st =
+	    store_get(txn, as->as_meta, ALERTS_META_SEQ, strlen(ALERTS_META_SEQ), &v, &vl);
 
 	*seq = st == HV_OK && vl == 8 ? hv_get_be64(v) : 0;
 	return (st == HV_NOT_FOUND ? HV_OK : st == HV_OK && vl != 8 ? HV_DATA_LOSS : st);
@@ -164,9 +187,10 @@ add_coordinator(void *arg, const Haven__Capacity__V1__Organisation *o)
 
 	/* The region's own coordinators, and the national ones (coordinators of every region,
 	 * docs/authority.md). */
-	if (!o->disabled && ((o->role == HAVEN__CAPACITY__V1__ROLE__COORDINATOR &&
-	                         strcmp(o->region, r->r_region) == 0) ||
-	                        o->role == HAVEN__CAPACITY__V1__ROLE__NATIONAL_COORDINATOR)) {
+	if (!o->disabled &&
+	    ((o->role == HAVEN__CAPACITY__V1__ROLE__COORDINATOR &&
+	         strcmp(o->region, r->r_region) == 0) ||
+	        o->role == HAVEN__CAPACITY__V1__ROLE__NATIONAL_COORDINATOR)) {
 		recipients_add(r, o->id);
 	}
 	return (0);
@@ -189,7 +213,8 @@ next_seq(alerts_service *as, store_txn *txn, uint64_t *seq)
 	}
 	(*seq)++;
 	hv_put_be64(b, *seq);
-	return (store_put(txn, as->as_meta, ALERTS_META_SEQ, strlen(ALERTS_META_SEQ), b, sizeof(b)));
+	return (
+	    store_put(txn, as->as_meta, ALERTS_META_SEQ, strlen(ALERTS_META_SEQ), b, sizeof(b)));
 }
 
 hv_status
@@ -391,8 +416,8 @@ alerts_timer_set(alerts_service *as, store_txn *txn, const char *key, uint64_t d
 	t.n_orgs        = ev->ae_norgs;
 	t.region        = (char *) (ev->ae_region != NULL ? ev->ae_region : "");
 	hv_put_be64(b, due_ms);
-	if ((st = store_put_msg(txn, as->as_timers, k, alerts_key_timed(k, due_ms, key), &t.base)) !=
-	    HV_OK) {
+	if ((st = store_put_msg(txn, as->as_timers, k, alerts_key_timed(k, due_ms, key),
+	         &t.base)) != HV_OK) {
 		return (st);
 	}
 	return (store_put(txn, as->as_timer_at, key, strlen(key), b, sizeof(b)));

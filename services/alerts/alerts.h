@@ -48,16 +48,16 @@
 
 #include "haven/alerts/v1/alerts.pb-c.h"
 
-#define ALERTS_ATTEMPTS      12
-#define ALERTS_RECIPIENTS    8   /* orgs named in one alerts_event */
-#define ALERTS_EMAILS_MAX    8
-#define ALERTS_EMAIL_MAX     254
-#define ALERTS_URL_MAX       512
-#define ALERTS_SECRET_MIN    16
-#define ALERTS_SECRET_MAX    64
-#define ALERTS_TARGET_MAX    64
-#define ALERTS_WAIT_MAX_MS   25000
-#define ALERTS_KEEP_MS       (7LL * 24 * 3600 * 1000) /* events older than this are dropped */
+#define ALERTS_ATTEMPTS    12
+#define ALERTS_RECIPIENTS  8 /* orgs named in one alerts_event */
+#define ALERTS_EMAILS_MAX  8
+#define ALERTS_EMAIL_MAX   254
+#define ALERTS_URL_MAX     512
+#define ALERTS_SECRET_MIN  16
+#define ALERTS_SECRET_MAX  64
+#define ALERTS_TARGET_MAX  64
+#define ALERTS_WAIT_MAX_MS 25000
+#define ALERTS_KEEP_MS     (7LL * 24 * 3600 * 1000) /* events older than this are dropped */
 
 typedef struct alerts_service alerts_service;
 
@@ -85,7 +85,7 @@ typedef struct alerts_options {
 	 * loopback host). Off: an organisation's webhook cannot make the node POST to itself or
 	 * its network (checked on the address connected to, after DNS). Tests and local relays
 	 * only. */
-	bool        webhook_allow_private;
+	bool webhook_allow_private;
 	int64_t (*now_ms)(void *arg); /* NULL: the wall clock (Unix ms) */
 	void *now_arg;
 	bool  manual; /* no sender thread: alerts_run does a round (tests, tools) */
@@ -107,8 +107,8 @@ typedef struct alerts_config {
 	bool     webhook_allow_private;
 } alerts_config;
 config_table alerts_config_table(alerts_config *cfg);
-void alerts_config_apply(const alerts_config *cfg, alerts_options *ao);
-void alerts_config_free(alerts_config *cfg);
+void         alerts_config_apply(const alerts_config *cfg, alerts_options *ao);
+void         alerts_config_free(alerts_config *cfg);
 
 /* Opens the tables (creating them) and starts the sender. At start-up, before any store_write
  * of the process runs. HV_INVALID_ARGUMENT (logged) for a bad node_url or smtp_url. */
@@ -127,8 +127,8 @@ hv_status alerts_set_channels(alerts_service *as, const char *org,
     const Haven__Alerts__V1__Channels *c, uint64_t *version, char *err, size_t errsz);
 /* The checks of SetChannels: e-mail addresses, the webhook URL (http:// to a loopback host
  * only with allow_private) and its secret. */
-hv_status alerts_check_channels(const Haven__Alerts__V1__Channels *c, bool allow_private,
-    char *err, size_t errsz);
+hv_status alerts_check_channels(const Haven__Alerts__V1__Channels *c, bool allow_private, char *err,
+    size_t errsz);
 
 /* ---- for the services whose events need a person (inside their store_write function) ---- */
 
@@ -140,8 +140,8 @@ typedef struct alerts_event {
 	uint64_t    ae_respond_by_ms; /* 0: nothing to answer */
 	const char *ae_target;        /* offer or referral id ("" or NULL: none) */
 	const char *ae_orgs[ALERTS_RECIPIENTS];
-	size_t      ae_norgs;         /* empty ids and repeats are skipped */
-	const char *ae_region;        /* the region's coordinators are told too; NULL: none */
+	size_t      ae_norgs;  /* empty ids and repeats are skipped */
+	const char *ae_region; /* the region's coordinators are told too; NULL: none */
 } alerts_event;
 
 /* Writes the event (one per recipient organisation) and one delivery per channel each
@@ -170,6 +170,6 @@ hv_status alerts_run(alerts_service *as, unsigned *sent, unsigned *failed);
 void alerts_kick(alerts_service *as);
 /* The deliveries waiting in the outbox. */
 hv_status alerts_outbox_count(alerts_service *as, uint64_t *n);
-int64_t alerts_now_ms(const alerts_service *as);
+int64_t   alerts_now_ms(const alerts_service *as);
 
 #endif

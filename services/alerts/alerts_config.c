@@ -14,7 +14,8 @@ static const config_option options[] = {
 	    "NODE_URL/#/offers/ID and similar, and carry nothing else about a case." },
 	{ "smtp_url", CONFIG_STRING, offsetof(alerts_config, smtp_url), NULL, 0, 0,
 	    "Mail server for alert e-mails: smtp://HOST:PORT (STARTTLS is required) or "
-	    "smtps://HOST:PORT. Default: none (e-mail alerts are retried and then dropped; webhooks "
+	    "smtps://HOST:PORT. Default: none (e-mail alerts are retried and then dropped; "
+	    "webhooks "
 	    "and WatchEvents still work)." },
 	{ "smtp_from", CONFIG_STRING, offsetof(alerts_config, smtp_from), "haven@localhost", 0, 0,
 	    "The sender address of alert e-mails." },

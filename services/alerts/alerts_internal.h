@@ -18,22 +18,22 @@
 #include "haven/ticker.h"
 #include "alerts.h"
 
-#define ALERTS_NODE_URL_MAX 200
-#define ALERTS_KEY_MAX      160 /* idempotency keys and table keys */
-#define ALERTS_TIMER_KEY_MAX 100
-#define ALERTS_BATCH        16  /* deliveries sent per read of the outbox */
-#define ALERTS_TIMER_BATCH  64
-#define ALERTS_BACKOFF_MAX_MS (15LL * 60 * 1000)
+#define ALERTS_NODE_URL_MAX    200
+#define ALERTS_KEY_MAX         160 /* idempotency keys and table keys */
+#define ALERTS_TIMER_KEY_MAX   100
+#define ALERTS_BATCH           16 /* deliveries sent per read of the outbox */
+#define ALERTS_TIMER_BATCH     64
+#define ALERTS_BACKOFF_MAX_MS  (15LL * 60 * 1000)
 #define ALERTS_SEND_TIMEOUT_MS 10000L
-#define ALERTS_PAGE_DEFAULT 50
-#define ALERTS_PAGE_MAX     200
-#define ALERTS_ALL_RECIPIENTS 16 /* named orgs and a region's coordinators together */
-#define ALERTS_META_SEQ     "seq" /* alerts.meta: the last seq handed out (be64) */
+#define ALERTS_PAGE_DEFAULT    50
+#define ALERTS_PAGE_MAX        200
+#define ALERTS_ALL_RECIPIENTS  16    /* named orgs and a region's coordinators together */
+#define ALERTS_META_SEQ        "seq" /* alerts.meta: the last seq handed out (be64) */
 
-#define ALERTS_PROBE_RESULTS 32 /* outcomes of test deliveries kept for TestChannels */
-#define ALERTS_PROBE_LIMITS  64 /* (caller, organisation) pairs remembered for the rate */
+#define ALERTS_PROBE_RESULTS  32    /* outcomes of test deliveries kept for TestChannels */
+#define ALERTS_PROBE_LIMITS   64    /* (caller, organisation) pairs remembered for the rate */
 #define ALERTS_PROBE_EVERY_MS 15000 /* one test per caller and organisation this often */
-#define ALERTS_PROBE_WAITING 2  /* TestChannels calls waiting for their outcomes at once */
+#define ALERTS_PROBE_WAITING  2     /* TestChannels calls waiting for their outcomes at once */
 
 typedef Haven__Alerts__V1__AlertEvent AlertEvent;
 typedef Haven__Alerts__V1__Channels   Channels;
@@ -68,8 +68,8 @@ struct alerts_service {
 	unsigned     as_watchers_max;
 	bool         as_allow_private; /* webhooks to loopback and private addresses */
 	long         as_send_timeout_ms;
-	int64_t    (*as_now)(void *);
-	void        *as_now_arg;
+	int64_t (*as_now)(void *);
+	void *as_now_arg;
 
 	store_table as_events;
 	store_table as_by_org;
@@ -92,8 +92,8 @@ struct alerts_service {
 	/* The highest seq an enqueue handed out (its transaction may not have committed yet),
 	 * and the highest the sender saw committed: the sender looks again a few times while
 	 * the first is ahead, so that an alert leaves within milliseconds of its commit. */
-	uint64_t        as_pending_seq;
-	uint64_t        as_seen_seq;
+	uint64_t as_pending_seq;
+	uint64_t as_seen_seq;
 	/* Deliveries by channel (index Channel): sent, failed attempts, dropped (given up or
 	 * their channel removed). Only the sender writes them; the metrics page reads them. */
 	_Atomic uint64_t as_sent[4], as_failed[4], as_dropped[4];
@@ -107,19 +107,19 @@ struct alerts_service {
 
 /* One delivery as the sender carries it out of the store (all copies). */
 typedef struct alerts_job {
-	char     aj_key[ALERTS_KEY_MAX];
-	Channel  aj_channel;
-	char    *aj_body;    /* JSON (webhook) or the e-mail message; malloc'd */
-	size_t   aj_len;
-	char   **aj_rcpt;    /* e-mail recipients; malloc'd */
-	size_t   aj_nrcpt;
-	char     aj_url[ALERTS_URL_MAX + 1];
-	uint8_t  aj_secret[ALERTS_SECRET_MAX];
-	size_t   aj_secretlen;
-	bool     aj_gone;    /* the channel was removed since: drop the delivery */
-	bool     aj_once;    /* a test alert: tried once, its outcome kept (alerts_probe.c) */
-	bool     aj_ok;
-	char     aj_err[160];
+	char    aj_key[ALERTS_KEY_MAX];
+	Channel aj_channel;
+	char   *aj_body; /* JSON (webhook) or the e-mail message; malloc'd */
+	size_t  aj_len;
+	char  **aj_rcpt; /* e-mail recipients; malloc'd */
+	size_t  aj_nrcpt;
+	char    aj_url[ALERTS_URL_MAX + 1];
+	uint8_t aj_secret[ALERTS_SECRET_MAX];
+	size_t  aj_secretlen;
+	bool    aj_gone; /* the channel was removed since: drop the delivery */
+	bool    aj_once; /* a test alert: tried once, its outcome kept (alerts_probe.c) */
+	bool    aj_ok;
+	char    aj_err[160];
 } alerts_job;
 
 /* ---- keys ----------------------------------------------------------------------------- */

@@ -27,7 +27,8 @@ committed_seq(alerts_service *as)
 	if (store_read_begin(as->as_store, &txn) != HV_OK) {
 		return (0);
 	}
-	if (store_get(txn, as->as_meta, ALERTS_META_SEQ, strlen(ALERTS_META_SEQ), &v, &vl) == HV_OK &&
+	if (store_get(txn, as->as_meta, ALERTS_META_SEQ, strlen(ALERTS_META_SEQ), &v, &vl) ==
+	        HV_OK &&
 	    vl == 8) {
 		seq = hv_get_be64(v);
 	}
@@ -113,8 +114,8 @@ dup_opt(const char *s, bool *bad)
 hv_status
 alerts_open(alerts_service **out, const alerts_options *opts)
 {
-	alerts_service *as = NULL;
-	const char     *url = opts->node_url != NULL ? opts->node_url : "https://localhost";
+	alerts_service *as    = NULL;
+	const char     *url   = opts->node_url != NULL ? opts->node_url : "https://localhost";
 	bool            nomem = false;
 	hv_status       st;
 
@@ -124,11 +125,13 @@ alerts_open(alerts_service **out, const alerts_options *opts)
 	}
 	if (!node_url_ok(url)) {
 		log_error("alerts: node_url must be an http(s):// URL of at most %d bytes without "
-		          "spaces or quotes", ALERTS_NODE_URL_MAX);
+		          "spaces or quotes",
+		    ALERTS_NODE_URL_MAX);
 		return (HV_INVALID_ARGUMENT);
 	}
 	if (opts->smtp_url != NULL && opts->smtp_url[0] != '\0' &&
-	    strncmp(opts->smtp_url, "smtp://", 7) != 0 && strncmp(opts->smtp_url, "smtps://", 8) != 0) {
+	    strncmp(opts->smtp_url, "smtp://", 7) != 0 &&
+	    strncmp(opts->smtp_url, "smtps://", 8) != 0) {
 		log_error("alerts: smtp_url must start with smtp:// (STARTTLS) or smtps://");
 		return (HV_INVALID_ARGUMENT);
 	}
@@ -144,15 +147,15 @@ alerts_open(alerts_service **out, const alerts_options *opts)
 	if (as->as_node_url[strlen(as->as_node_url) - 1] == '/') {
 		as->as_node_url[strlen(as->as_node_url) - 1] = '\0';
 	}
-	as->as_smtp_url  = dup_opt(opts->smtp_url, &nomem);
-	as->as_smtp_from = dup_opt(opts->smtp_from, &nomem);
-	as->as_smtp_ca   = dup_opt(opts->smtp_ca_file, &nomem);
+	as->as_smtp_url    = dup_opt(opts->smtp_url, &nomem);
+	as->as_smtp_from   = dup_opt(opts->smtp_from, &nomem);
+	as->as_smtp_ca     = dup_opt(opts->smtp_ca_file, &nomem);
 	as->as_escalate_ms = 1000ull * (opts->escalate_after_s != 0 ? opts->escalate_after_s : 600);
 	as->as_unmet_ms    = 1000ull * (opts->unmet_after_s != 0 ? opts->unmet_after_s : 3600);
-	as->as_watchers_max = opts->watchers_max != 0 ? opts->watchers_max : 2;
+	as->as_watchers_max  = opts->watchers_max != 0 ? opts->watchers_max : 2;
 	as->as_allow_private = opts->webhook_allow_private;
-	as->as_send_timeout_ms = opts->send_timeout_ms != 0 ? (long) opts->send_timeout_ms
-	                                                    : ALERTS_SEND_TIMEOUT_MS;
+	as->as_send_timeout_ms =
+	    opts->send_timeout_ms != 0 ? (long) opts->send_timeout_ms : ALERTS_SEND_TIMEOUT_MS;
 	as->as_now     = opts->now_ms;
 	as->as_now_arg = opts->now_arg;
 	if (nomem) {

@@ -39,12 +39,14 @@ alerts_probe_record(alerts_service *as, const alerts_job *jobs, size_t n)
 		if (!jobs[i].aj_once || jobs[i].aj_gone) {
 			continue;
 		}
-		r = &as->as_probe_results[as->as_probe_next];
+		r                 = &as->as_probe_results[as->as_probe_next];
 		as->as_probe_next = (as->as_probe_next + 1) % ALERTS_PROBE_RESULTS;
 		snprintf(r->pr_key, sizeof(r->pr_key), "%s", jobs[i].aj_key);
 		r->pr_ok = jobs[i].aj_ok;
 		snprintf(r->pr_err, sizeof(r->pr_err), "%s",
-		    jobs[i].aj_ok ? "" : jobs[i].aj_err[0] != '\0' ? jobs[i].aj_err : "not sent");
+		    jobs[i].aj_ok                   ? ""
+		        : jobs[i].aj_err[0] != '\0' ? jobs[i].aj_err
+		                                    : "not sent");
 		any = true;
 	}
 	if (any) {
@@ -59,8 +61,8 @@ alerts_probe_record(alerts_service *as, const alerts_job *jobs, size_t n)
 static hv_status
 rate_take(alerts_service *as, rpc_call *call, const char *org)
 {
-	const rpc_caller   *c   = rpc_call_caller(call);
-	int64_t             now = hv_clock_mono_ms();
+	const rpc_caller   *c    = rpc_call_caller(call);
+	int64_t             now  = hv_clock_mono_ms();
 	alerts_probe_limit *slot = NULL;
 	char                who[sizeof(slot->pl_who)];
 	hv_status           st = HV_OK;
@@ -193,7 +195,8 @@ alerts_h_test_channels(rpc_call *call, void *svc, const ProtobufCMessage *req,
 	hv_status                                     st;
 
 	if ((st = alerts_may_act(as, call, in->org_id, org)) != HV_OK ||
-	    (st = alerts_may_configure(call)) != HV_OK || (st = rate_take(as, call, org)) != HV_OK) {
+	    (st = alerts_may_configure(call)) != HV_OK ||
+	    (st = rate_take(as, call, org)) != HV_OK) {
 		return (st);
 	}
 	j.pj_org = org;

@@ -50,7 +50,7 @@ prune_fn(store_txn *txn, void *arg)
 			st = HV_DATA_LOSS;
 			break;
 		}
-		old = e->time_ms < (uint64_t) j->pj_cutoff;
+		old     = e->time_ms < (uint64_t) j->pj_cutoff;
 		seqs[n] = e->seq;
 		snprintf(orgs[n], CAP_ID_MAX, "%s", e->org_id);
 		haven__alerts__v1__alert_event__free_unpacked(e, NULL);
@@ -64,10 +64,11 @@ prune_fn(store_txn *txn, void *arg)
 		return (st);
 	}
 	for (size_t i = 0; i < n; i++) {
-		if ((st = store_del(txn, j->pj_as->as_events, key, alerts_key_be64(key, seqs[i]))) !=
-		        HV_OK ||
+		if ((st = store_del(txn, j->pj_as->as_events, key,
+		         alerts_key_be64(key, seqs[i]))) != HV_OK ||
 		    ((st = store_del(txn, j->pj_as->as_by_org, key,
-		          alerts_key_org(key, orgs[i], seqs[i]))) != HV_OK && st != HV_NOT_FOUND)) {
+		          alerts_key_org(key, orgs[i], seqs[i]))) != HV_OK &&
+		        st != HV_NOT_FOUND)) {
 			return (st);
 		}
 	}
@@ -86,13 +87,13 @@ typedef struct fire_job {
 static hv_status
 fire_fn(store_txn *txn, void *arg)
 {
-	fire_job      *j  = arg;
-	store_cursor  *c  = NULL;
-	Timer         *ts[ALERTS_TIMER_BATCH];
-	size_t         n  = 0;
-	const void    *k, *v;
-	size_t         kl, vl;
-	hv_status      st;
+	fire_job     *j = arg;
+	store_cursor *c = NULL;
+	Timer        *ts[ALERTS_TIMER_BATCH];
+	size_t        n = 0;
+	const void   *k, *v;
+	size_t        kl, vl;
+	hv_status     st;
 
 	j->fj_fired = 0;
 	if ((st = store_cursor_open(txn, j->fj_as->as_timers, &c)) != HV_OK) {
@@ -114,7 +115,8 @@ fire_fn(store_txn *txn, void *arg)
 		st = HV_OK;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (st == HV_OK && (st = alerts_fire_timer(j->fj_as, txn, ts[i], j->fj_now)) == HV_OK) {
+		if (st == HV_OK &&
+		    (st = alerts_fire_timer(j->fj_as, txn, ts[i], j->fj_now)) == HV_OK) {
 			j->fj_fired++;
 		}
 		haven__alerts__v1__timer__free_unpacked(ts[i], NULL);
@@ -138,12 +140,13 @@ job_load(alerts_service *as, store_txn *txn, const char *key, alerts_job *j)
 	memcpy(j->aj_key, key, kl);
 	j->aj_key[kl] = '\0';
 	if ((st = store_get_msg(txn, as->as_deliver, key, kl,
-	         &haven__alerts__v1__delivery__descriptor, NULL, (ProtobufCMessage **) &d)) != HV_OK) {
+	         &haven__alerts__v1__delivery__descriptor, NULL, (ProtobufCMessage **) &d)) !=
+	    HV_OK) {
 		return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st);
 	}
 	j->aj_channel = d->channel;
-	st = store_get_msg(txn, as->as_events, k, alerts_key_be64(k, d->seq),
-	    &haven__alerts__v1__alert_event__descriptor, NULL, (ProtobufCMessage **) &e);
+	st            = store_get_msg(txn, as->as_events, k, alerts_key_be64(k, d->seq),
+	               &haven__alerts__v1__alert_event__descriptor, NULL, (ProtobufCMessage **) &e);
 	if (st == HV_NOT_FOUND) {
 		j->aj_gone = true; /* pruned: nothing left to say */
 		st         = HV_OK;
@@ -178,7 +181,8 @@ job_load(alerts_service *as, store_txn *txn, const char *key, alerts_job *j)
 			goto out;
 		}
 		for (size_t i = 0; i < n; i++) {
-			const char *a = d->channel == CHANNEL(ONCALL) ? c->oncall_email : c->emails[i];
+			const char *a =
+			    d->channel == CHANNEL(ONCALL) ? c->oncall_email : c->emails[i];
 
 			if ((j->aj_rcpt[i] = strdup(a)) == NULL) {
 				st = HV_RESOURCE_EXHAUSTED;
@@ -219,8 +223,8 @@ due_load(alerts_service *as, int64_t now, alerts_job *jobs, size_t *n)
 	if ((st = store_cursor_open(txn, as->as_due, &c)) != HV_OK) {
 		goto out;
 	}
-	for (st = store_cursor_seek(c, NULL, 0, &k, &kl, NULL, NULL); st == HV_OK && *n < ALERTS_BATCH;
-	     st = store_cursor_next(c, &k, &kl, NULL, NULL)) {
+	for (st = store_cursor_seek(c, NULL, 0, &k, &kl, NULL, NULL);
+	     st == HV_OK && *n < ALERTS_BATCH; st = store_cursor_next(c, &k, &kl, NULL, NULL)) {
 		if (kl <= 8 || kl - 8 >= ALERTS_KEY_MAX || hv_get_be64(k) > (uint64_t) now) {
 			break;
 		}
@@ -247,10 +251,10 @@ typedef struct done_job {
 static hv_status
 done_one(alerts_service *as, store_txn *txn, alerts_job *j, int64_t now)
 {
-	Delivery  *d = NULL;
-	uint8_t    k[ALERTS_KEY_MAX];
-	uint64_t   backoff;
-	hv_status  st;
+	Delivery *d = NULL;
+	uint8_t   k[ALERTS_KEY_MAX];
+	uint64_t  backoff;
+	hv_status st;
 
 	st = store_get_msg(txn, as->as_deliver, j->aj_key, strlen(j->aj_key),
 	    &haven__alerts__v1__delivery__descriptor, NULL, (ProtobufCMessage **) &d);
@@ -264,14 +268,16 @@ done_one(alerts_service *as, store_txn *txn, alerts_job *j, int64_t now)
 	/* A test alert is tried once: its outcome is what the test reports. */
 	if (j->aj_ok || j->aj_gone || j->aj_once || d->attempts + 1 >= ALERTS_ATTEMPTS) {
 		if (!j->aj_ok && !j->aj_gone && !j->aj_once) {
-			log_warn("alerts: delivery %s given up after %u attempts", d->key, d->attempts + 1);
+			log_warn("alerts: delivery %s given up after %u attempts", d->key,
+			    d->attempts + 1);
 		}
 		st = store_del(txn, as->as_deliver, d->key, strlen(d->key));
 		goto out;
 	}
 	d->attempts++;
-	backoff   = 1000ull << (d->attempts - 1 < 20 ? d->attempts - 1 : 20);
-	d->due_ms = (uint64_t) now + (backoff < ALERTS_BACKOFF_MAX_MS ? backoff : ALERTS_BACKOFF_MAX_MS);
+	backoff = 1000ull << (d->attempts - 1 < 20 ? d->attempts - 1 : 20);
+	d->due_ms =
+	    (uint64_t) now + (backoff < ALERTS_BACKOFF_MAX_MS ? backoff : ALERTS_BACKOFF_MAX_MS);
 	if ((st = store_put_msg(txn, as->as_deliver, d->key, strlen(d->key), &d->base)) == HV_OK) {
 		st = store_put(txn, as->as_due, k, alerts_key_timed(k, d->due_ms, d->key), "", 0);
 	}
@@ -410,7 +416,7 @@ alerts_run(alerts_service *as, unsigned *sent, unsigned *failed)
 	if (failed != NULL) {
 		*failed = 0;
 	}
-	bool       timers, prune;
+	bool timers, prune;
 
 	if ((st = peek(as, alerts_now_ms(as), &timers, &prune)) != HV_OK) {
 		return (st);
@@ -437,7 +443,8 @@ alerts_run(alerts_service *as, unsigned *sent, unsigned *failed)
 		}
 		dj.dj_n   = n;
 		dj.dj_now = alerts_now_ms(as);
-		if (st == HV_OK && n > 0 && (st = store_write(as->as_store, done_fn, &dj)) == HV_OK) {
+		if (st == HV_OK && n > 0 &&
+		    (st = store_write(as->as_store, done_fn, &dj)) == HV_OK) {
 			count(as, jobs, n);
 			alerts_probe_record(as, jobs, n);
 		}
@@ -458,16 +465,16 @@ counter_family(metrics_writer *w, const char *name, const char *help, _Atomic ui
 {
 	metrics_family(w, name, METRICS_COUNTER, help);
 	for (Channel c = CHANNEL(EMAIL); c <= CHANNEL(WEBHOOK); c++) {
-		metrics_sample(w, name, (double) atomic_load(&v[c]), "channel", alerts_channel_name(c),
-		    (char *) NULL);
+		metrics_sample(w, name, (double) atomic_load(&v[c]), "channel",
+		    alerts_channel_name(c), (char *) NULL);
 	}
 }
 
 void
 alerts_metrics_collect(void *arg, metrics_writer *w)
 {
-	alerts_service *as  = arg;
-	store_txn      *txn = NULL;
+	alerts_service *as     = arg;
+	store_txn      *txn    = NULL;
 	uint64_t        outbox = 0, timers = 0;
 
 	if (store_read_begin(as->as_store, &txn) == HV_OK) {
@@ -481,8 +488,8 @@ alerts_metrics_collect(void *arg, metrics_writer *w)
 	metrics_family(w, "haven_alerts_timers", METRICS_GAUGE,
 	    "Alert timers set: offers to warn or escalate, needs waiting.");
 	metrics_sample(w, "haven_alerts_timers", (double) timers, (char *) NULL);
-	counter_family(w, "haven_alerts_delivered_total", "Alert deliveries accepted by the receiver.",
-	    as->as_sent);
+	counter_family(w, "haven_alerts_delivered_total",
+	    "Alert deliveries accepted by the receiver.", as->as_sent);
 	counter_family(w, "haven_alerts_failed_total",
 	    "Alert delivery attempts that failed (tried again with back-off).", as->as_failed);
 	counter_family(w, "haven_alerts_dropped_total",

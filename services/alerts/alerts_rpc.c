@@ -1,8 +1,8 @@
 /*
  * alerts_rpc.c - haven.alerts.v1.Alerts: an organisation's delivery channels (SetChannels,
- * GetChannels; TestChannels is alerts_probe.c) and the WatchEvents long-poll, with the checks of what a caller may send and
- * see. Scope (docs/authority.md): the operator and admins act on any organisation, every other
- * organisation on its own only; may_act is the one place that decides it.
+ * GetChannels; TestChannels is alerts_probe.c) and the WatchEvents long-poll, with the checks of
+ * what a caller may send and see. Scope (docs/authority.md): the operator and admins act on any
+ * organisation, every other organisation on its own only; may_act is the one place that decides it.
  */
 #include "alerts_internal.h"
 
@@ -54,7 +54,7 @@ alerts_url_ok(const char *url, bool allow_plain_loopback, char *err, size_t errs
 {
 	CURLU *u      = curl_url();
 	char  *scheme = NULL, *host = NULL, *user = NULL;
-	bool   ok     = false;
+	bool   ok = false;
 
 	if (u == NULL) {
 		snprintf(err, errsz, "out of memory");
@@ -76,7 +76,8 @@ alerts_url_ok(const char *url, bool allow_plain_loopback, char *err, size_t errs
 	}
 	if (strcmp(scheme, "https") != 0 &&
 	    !(strcmp(scheme, "http") == 0 && allow_plain_loopback && loopback(host))) {
-		snprintf(err, errsz, allow_plain_loopback
+		snprintf(err, errsz,
+		    allow_plain_loopback
 		        ? "webhook_url must be https:// (http:// only to a loopback host)"
 		        : "webhook_url must be https://");
 		goto out;
@@ -104,7 +105,8 @@ alerts_may_act(alerts_service *as, rpc_call *call, const char *asked, char org[C
 	if (asked[0] == '\0') {
 		if (c->org_id[0] == '\0') {
 			return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-			    "org_id is required: the operator acts for no organisation of its own"));
+			    "org_id is required: the operator acts for no organisation of its "
+			    "own"));
 		}
 		asked = c->org_id;
 	}
@@ -151,22 +153,26 @@ alerts_check_channels(const Channels *c, bool allow_private, char *err, size_t e
 	}
 	for (size_t i = 0; i < c->n_emails; i++) {
 		if (!alerts_email_ok(c->emails[i])) {
-			return (BAD("emails[%zu] is not an e-mail address (3..%d bytes, one @, no spaces "
-			            "or <>,;:\"()[])", i, ALERTS_EMAIL_MAX));
+			return (BAD(
+			    "emails[%zu] is not an e-mail address (3..%d bytes, one @, no spaces "
+			    "or <>,;:\"()[])",
+			    i, ALERTS_EMAIL_MAX));
 		}
 	}
 	if (c->oncall_email[0] != '\0' && !alerts_email_ok(c->oncall_email)) {
 		return (BAD("oncall_email is not an e-mail address"));
 	}
 	if (c->webhook_url[0] == '\0') {
-		return (c->webhook_secret.len != 0 ? BAD("webhook_secret without a webhook_url") : HV_OK);
+		return (c->webhook_secret.len != 0 ? BAD("webhook_secret without a webhook_url")
+		                                   : HV_OK);
 	}
 	if (!alerts_url_ok(c->webhook_url, allow_private, err, errsz)) {
 		return (HV_INVALID_ARGUMENT);
 	}
-	if (c->webhook_secret.len < ALERTS_SECRET_MIN || c->webhook_secret.len > ALERTS_SECRET_MAX) {
-		return (BAD("webhook_secret must be %d..%d bytes with a webhook_url", ALERTS_SECRET_MIN,
-		    ALERTS_SECRET_MAX));
+	if (c->webhook_secret.len < ALERTS_SECRET_MIN ||
+	    c->webhook_secret.len > ALERTS_SECRET_MAX) {
+		return (BAD("webhook_secret must be %d..%d bytes with a webhook_url",
+		    ALERTS_SECRET_MIN, ALERTS_SECRET_MAX));
 	}
 	return (HV_OK);
 #undef BAD
@@ -181,7 +187,7 @@ channels_answer(rpc_call *call, const Channels *stored)
 	if (out == NULL) {
 		return (NULL);
 	}
-	*out = *stored;
+	*out                     = *stored;
 	out->has_webhook_secret  = stored->webhook_secret.len > 0;
 	out->webhook_secret.data = NULL;
 	out->webhook_secret.len  = 0;
@@ -209,9 +215,9 @@ set_fn(store_txn *txn, void *arg)
 	if (st != HV_OK && st != HV_NOT_FOUND) {
 		return (st);
 	}
-	c.version            = (old != NULL ? old->version : 0) + 1;
-	c.updated_ms         = (uint64_t) j->sj_now;
-	c.has_webhook_secret = false;
+	c.version               = (old != NULL ? old->version : 0) + 1;
+	c.updated_ms            = (uint64_t) j->sj_now;
+	c.has_webhook_secret    = false;
 	c.base.unknown_fields   = NULL;
 	c.base.n_unknown_fields = 0;
 	if (old != NULL) {
@@ -278,12 +284,12 @@ out:
 static hv_status
 h_set_channels(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
-	alerts_service                             *as = svc;
+	alerts_service                              *as = svc;
 	const Haven__Alerts__V1__SetChannelsRequest *in = (const void *) req;
-	char                                        org[CAP_ID_MAX], err[RPC_ERRMSG_MAX];
-	uint64_t                                    version = 0;
-	Channels                                   *out;
-	hv_status                                   st;
+	char                                         org[CAP_ID_MAX], err[RPC_ERRMSG_MAX];
+	uint64_t                                     version = 0;
+	Channels                                    *out;
+	hv_status                                    st;
 
 	if ((st = alerts_may_act(as, call, in->org_id, org)) != HV_OK) {
 		return (st);
@@ -291,28 +297,29 @@ h_set_channels(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufC
 	if ((st = alerts_may_configure(call)) != HV_OK) {
 		return (st);
 	}
-	if ((st = alerts_set_channels(as, org, in->channels, &version, err, sizeof(err))) != HV_OK) {
+	if ((st = alerts_set_channels(as, org, in->channels, &version, err, sizeof(err))) !=
+	    HV_OK) {
 		return (rpc_call_error(call, st, "%s", err));
 	}
 	if ((out = channels_answer(call, in->channels)) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
-	out->version    = version;
-	out->updated_ms = (uint64_t) alerts_now_ms(as);
+	out->version            = version;
+	out->updated_ms         = (uint64_t) alerts_now_ms(as);
 	out->has_webhook_secret = in->channels->webhook_url[0] != '\0'; /* given or kept */
-	*reply          = &out->base;
+	*reply                  = &out->base;
 	return (HV_OK);
 }
 
 static hv_status
 h_get_channels(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
-	alerts_service                             *as  = svc;
+	alerts_service                              *as  = svc;
 	const Haven__Alerts__V1__GetChannelsRequest *in  = (const void *) req;
-	Channels                                   *c   = NULL, *out;
-	store_txn                                  *txn = NULL;
-	char                                        org[CAP_ID_MAX];
-	hv_status                                   st;
+	Channels                                    *c   = NULL, *out;
+	store_txn                                   *txn = NULL;
+	char                                         org[CAP_ID_MAX];
+	hv_status                                    st;
 
 	if ((st = alerts_may_act(as, call, in->org_id, org)) != HV_OK) {
 		return (st);
@@ -338,7 +345,8 @@ h_get_channels(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufC
 	return (HV_OK);
 }
 
-/* ---- WatchEvents ------------------------------------------------------------------------------ */
+/* ---- WatchEvents ------------------------------------------------------------------------------
+ */
 
 /* Reads the org's events after `after` into out (up to max). */
 static hv_status
@@ -348,7 +356,7 @@ watch_read(alerts_service *as, rpc_call *call, const char *org, uint64_t after, 
 	store_txn    *txn = NULL;
 	store_cursor *c   = NULL;
 	uint8_t       key[ALERTS_KEY_MAX], ek[8];
-	size_t        pl  = strlen(org) + 1, kl;
+	size_t        pl = strlen(org) + 1, kl;
 	const void   *k;
 	hv_status     st;
 
@@ -413,16 +421,15 @@ watch_from_now(alerts_service *as, rpc_call *call, ProtobufCMessage **reply)
 static hv_status
 h_watch(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
-	alerts_service                             *as  = svc;
-	const Haven__Alerts__V1__WatchEventsRequest *in  = (const void *) req;
+	alerts_service                              *as = svc;
+	const Haven__Alerts__V1__WatchEventsRequest *in = (const void *) req;
 	Haven__Alerts__V1__WatchEventsResponse      *out;
-	size_t                                      max = in->page_size != 0 ? in->page_size
-	                                                                     : ALERTS_PAGE_DEFAULT;
-	char                                        org[CAP_ID_MAX];
-	int64_t                                     end;
-	uint32_t                                    wait = in->max_wait_ms;
-	bool                                        counted = false;
-	hv_status                                   st;
+	size_t    max = in->page_size != 0 ? in->page_size : ALERTS_PAGE_DEFAULT;
+	char      org[CAP_ID_MAX];
+	int64_t   end;
+	uint32_t  wait    = in->max_wait_ms;
+	bool      counted = false;
+	hv_status st;
 
 	if ((st = alerts_may_act(as, call, in->org_id, org)) != HV_OK) {
 		return (st);
@@ -453,7 +460,8 @@ h_watch(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage
 		if (as->as_watchers >= as->as_watchers_max) {
 			pthread_mutex_unlock(&as->as_lock);
 			return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
-			    "%u WatchEvents calls wait already; try again later or with max_wait_ms 0",
+			    "%u WatchEvents calls wait already; try again later or with "
+			    "max_wait_ms 0",
 			    as->as_watchers_max));
 		}
 		as->as_watchers++;
@@ -486,7 +494,8 @@ h_watch(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage
 		woke = as->as_wakes != wakes;
 		pthread_mutex_unlock(&as->as_lock);
 		if (woke) {
-			struct timespec d = { 0, 5 * 1000 * 1000 }; /* let the enqueue's commit land */
+			struct timespec d = { 0,
+				5 * 1000 * 1000 }; /* let the enqueue's commit land */
 
 			nanosleep(&d, NULL);
 		}
@@ -516,6 +525,7 @@ alerts_register(alerts_service *as, rpc_server *srv)
 	hv_status st = rpc_server_add_service(srv, &haven__alerts__v1__alerts__descriptor, impls,
 	    sizeof(impls) / sizeof(impls[0]), as);
 
-	return (st != HV_OK ? st
-	                    : metrics_add_collector(rpc_server_metrics(srv), alerts_metrics_collect, as));
+	return (st != HV_OK
+	        ? st
+	        : metrics_add_collector(rpc_server_metrics(srv), alerts_metrics_collect, as));
 }

@@ -3,7 +3,8 @@
  * SetChannels, GetChannels and WatchEvents (each refused with a status and a message naming
  * the field), the secret never shown again, the metrics page, the long-poll (waits, wakes on
  * an event, caps its waiters, shows only the organisation's own events), TestChannels against
- * the real mail server and webhook receiver, and the addresses a webhook may not reach. Scope by role is docs/authority.md's, held by tests/authority.
+ * the real mail server and webhook receiver, and the addresses a webhook may not reach. Scope by
+ * role is docs/authority.md's, held by tests/authority.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -67,7 +68,7 @@ call(rpc_fx *x, const char *m, const ProtobufCMessage *req, const ProtobufCMessa
 static hv_status
 set_call(rpc_fx *x, const char *org, Channels *c, char *err)
 {
-	Haven__Alerts__V1__SetChannelsRequest r = HAVEN__ALERTS__V1__SET_CHANNELS_REQUEST__INIT;
+	Haven__Alerts__V1__SetChannelsRequest r   = HAVEN__ALERTS__V1__SET_CHANNELS_REQUEST__INIT;
 	ProtobufCMessage                     *out = NULL;
 	hv_status                             st;
 
@@ -97,14 +98,14 @@ expect_bad(rpc_fx *x, const char *org, Channels *c, hv_status want, const char *
 static void
 test_rpc_channels(void **state)
 {
-	rpc_fx    x;
-	Channels  c = HAVEN__ALERTS__V1__CHANNELS__INIT;
-	char     *ok[] = { "desk@ngo.test" };
-	char     *bad[] = { "desk@ngo.test", "no-at-sign" };
-	char     *many[9];
-	char      err[RPC_ERRMSG_MAX];
+	rpc_fx                                x;
+	Channels                              c     = HAVEN__ALERTS__V1__CHANNELS__INIT;
+	char                                 *ok[]  = { "desk@ngo.test" };
+	char                                 *bad[] = { "desk@ngo.test", "no-at-sign" };
+	char                                 *many[9];
+	char                                  err[RPC_ERRMSG_MAX];
 	Haven__Alerts__V1__GetChannelsRequest g_req = HAVEN__ALERTS__V1__GET_CHANNELS_REQUEST__INIT;
-	Channels *got = NULL;
+	Channels                             *got   = NULL;
 
 	(void) state;
 	rpc_open(&x);
@@ -125,8 +126,8 @@ test_rpc_channels(void **state)
 	c.n_emails     = 1;
 	c.oncall_email = "on call@x.test";
 	expect_bad(&x, "p-ngo", &c, HV_INVALID_ARGUMENT, "oncall_email");
-	c.oncall_email = "";
-	c.webhook_url  = "http://partner.example.org/hook";
+	c.oncall_email        = "";
+	c.webhook_url         = "http://partner.example.org/hook";
 	c.webhook_secret.data = (uint8_t *) SECRET;
 	c.webhook_secret.len  = strlen(SECRET);
 	expect_bad(&x, "p-ngo", &c, HV_INVALID_ARGUMENT, "must be https://");
@@ -153,13 +154,16 @@ test_rpc_channels(void **state)
 
 		assert_int_equal(metrics_render(rpc_server_metrics(x.srv), &page, &len), HV_OK);
 		assert_non_null(strstr(page, "\nhaven_alerts_outbox 0\n"));
-		assert_non_null(strstr(page, "\nhaven_alerts_delivered_total{channel=\"webhook\"} 0\n"));
+		assert_non_null(
+		    strstr(page, "\nhaven_alerts_delivered_total{channel=\"webhook\"} 0\n"));
 		assert_null(strstr(page, "p-ngo")); /* no organisation in a label */
 		free(page);
 	}
 	g_req.org_id = "p-ngo";
-	assert_int_equal(call(&x, "GetChannels", &g_req.base, &haven__alerts__v1__channels__descriptor,
-	                     (ProtobufCMessage **) &got, err), HV_OK);
+	assert_int_equal(call(&x, "GetChannels", &g_req.base,
+	                     &haven__alerts__v1__channels__descriptor, (ProtobufCMessage **) &got,
+	                     err),
+	    HV_OK);
 	assert_int_equal(got->version, 2);
 	assert_true(got->has_webhook_secret);
 	assert_int_equal(got->webhook_secret.len, 0);
@@ -169,8 +173,10 @@ test_rpc_channels(void **state)
 	 * URL without one is refused. */
 	c.webhook_secret.len = 0;
 	assert_int_equal(set_call(&x, "p-ngo", &c, err), HV_OK);
-	assert_int_equal(call(&x, "GetChannels", &g_req.base, &haven__alerts__v1__channels__descriptor,
-	                     (ProtobufCMessage **) &got, err), HV_OK);
+	assert_int_equal(call(&x, "GetChannels", &g_req.base,
+	                     &haven__alerts__v1__channels__descriptor, (ProtobufCMessage **) &got,
+	                     err),
+	    HV_OK);
 	assert_int_equal(got->version, 3);
 	assert_true(got->has_webhook_secret);
 	protobuf_c_message_free_unpacked(&got->base, NULL);
@@ -178,12 +184,16 @@ test_rpc_channels(void **state)
 	expect_bad(&x, "p-ngo", &c, HV_INVALID_ARGUMENT, "webhook_secret must be");
 	c.webhook_url        = "https://partner.example.org/hook";
 	c.webhook_secret.len = strlen(SECRET);
-	g_req.org_id = "";
-	assert_int_equal(call(&x, "GetChannels", &g_req.base, &haven__alerts__v1__channels__descriptor,
-	                     (ProtobufCMessage **) &got, err), HV_INVALID_ARGUMENT);
+	g_req.org_id         = "";
+	assert_int_equal(call(&x, "GetChannels", &g_req.base,
+	                     &haven__alerts__v1__channels__descriptor, (ProtobufCMessage **) &got,
+	                     err),
+	    HV_INVALID_ARGUMENT);
 	g_req.org_id = "nobody";
-	assert_int_equal(call(&x, "GetChannels", &g_req.base, &haven__alerts__v1__channels__descriptor,
-	                     (ProtobufCMessage **) &got, err), HV_NOT_FOUND);
+	assert_int_equal(call(&x, "GetChannels", &g_req.base,
+	                     &haven__alerts__v1__channels__descriptor, (ProtobufCMessage **) &got,
+	                     err),
+	    HV_NOT_FOUND);
 	rpc_close(&x);
 }
 
@@ -199,17 +209,17 @@ typedef struct watch_arg {
 static void *
 watch_thread(void *p)
 {
-	watch_arg                             *w = p;
-	Haven__Alerts__V1__WatchEventsRequest  r = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
+	watch_arg                              *w   = p;
+	Haven__Alerts__V1__WatchEventsRequest   r   = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
 	Haven__Alerts__V1__WatchEventsResponse *out = NULL;
-	char                                   err[RPC_ERRMSG_MAX];
-	int64_t                                t0 = hv_clock_mono_ms();
+	char                                    err[RPC_ERRMSG_MAX];
+	int64_t                                 t0 = hv_clock_mono_ms();
 
 	r.org_id      = "p-ngo";
 	r.max_wait_ms = w->wait_ms;
-	w->st = call(w->x, "WatchEvents", &r.base, &haven__alerts__v1__watch_events_response__descriptor,
-	    (ProtobufCMessage **) &out, err);
-	w->took_ms = hv_clock_mono_ms() - t0;
+	w->st         = call(w->x, "WatchEvents", &r.base,
+	            &haven__alerts__v1__watch_events_response__descriptor, (ProtobufCMessage **) &out, err);
+	w->took_ms    = hv_clock_mono_ms() - t0;
 	if (out != NULL) {
 		w->n      = out->n_events;
 		w->cursor = out->cursor;
@@ -224,16 +234,20 @@ watch_thread(void *p)
 static void
 test_rpc_watch(void **state)
 {
-	rpc_fx       x;
-	alerts_event ev = { .ae_kind = ALERT(NEED_ACCEPTED), .ae_target = "ref-x",
-		     .ae_orgs = { "p-ngo" }, .ae_norgs = 1 };
-	alerts_event other = { .ae_kind = ALERT(OFFER_NEW), .ae_target = "off-x",
-		     .ae_orgs = { "p-shelter" }, .ae_norgs = 1 };
-	watch_arg    w1, w2;
-	pthread_t    t1, t2;
-	Haven__Alerts__V1__WatchEventsRequest r = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
-	ProtobufCMessage *out = NULL;
-	char         err[RPC_ERRMSG_MAX];
+	rpc_fx                                x;
+	alerts_event                          ev    = { .ae_kind = ALERT(NEED_ACCEPTED),
+		                            .ae_target           = "ref-x",
+		                            .ae_orgs             = { "p-ngo" },
+		                            .ae_norgs            = 1 };
+	alerts_event                          other = { .ae_kind = ALERT(OFFER_NEW),
+		                         .ae_target              = "off-x",
+		                         .ae_orgs                = { "p-shelter" },
+		                         .ae_norgs               = 1 };
+	watch_arg                             w1, w2;
+	pthread_t                             t1, t2;
+	Haven__Alerts__V1__WatchEventsRequest r   = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
+	ProtobufCMessage                     *out = NULL;
+	char                                  err[RPC_ERRMSG_MAX];
 
 	(void) state;
 	rpc_open(&x);
@@ -266,7 +280,8 @@ test_rpc_watch(void **state)
 	r.after       = w1.cursor;
 	r.max_wait_ms = 300;
 	assert_int_equal(call(&x, "WatchEvents", &r.base,
-	                     &haven__alerts__v1__watch_events_response__descriptor, &out, err), HV_OK);
+	                     &haven__alerts__v1__watch_events_response__descriptor, &out, err),
+	    HV_OK);
 	assert_int_equal(((Haven__Alerts__V1__WatchEventsResponse *) out)->n_events, 0);
 	assert_int_equal(((Haven__Alerts__V1__WatchEventsResponse *) out)->cursor, 2);
 	protobuf_c_message_free_unpacked(out, NULL);
@@ -276,7 +291,8 @@ test_rpc_watch(void **state)
 	r.after       = UINT64_MAX;
 	r.max_wait_ms = 0;
 	assert_int_equal(call(&x, "WatchEvents", &r.base,
-	                     &haven__alerts__v1__watch_events_response__descriptor, &out, err), HV_OK);
+	                     &haven__alerts__v1__watch_events_response__descriptor, &out, err),
+	    HV_OK);
 	assert_int_equal(((Haven__Alerts__V1__WatchEventsResponse *) out)->n_events, 0);
 	protobuf_c_message_free_unpacked(out, NULL);
 	out = NULL;
@@ -314,13 +330,13 @@ typedef struct probe_arg {
 static void *
 probe_thread(void *p)
 {
-	probe_arg                              *a = p;
+	probe_arg                             *a = p;
 	Haven__Alerts__V1__TestChannelsRequest r = HAVEN__ALERTS__V1__TEST_CHANNELS_REQUEST__INIT;
 
 	r.org_id = (char *) a->org;
 	a->st    = call(a->x, "TestChannels", &r.base,
-        &haven__alerts__v1__test_channels_response__descriptor, (ProtobufCMessage **) &a->out,
-        a->err);
+	       &haven__alerts__v1__test_channels_response__descriptor, (ProtobufCMessage **) &a->out,
+	       a->err);
 	atomic_store(&a->done, true);
 	return (NULL);
 }
@@ -361,10 +377,10 @@ result_of(const Haven__Alerts__V1__TestChannelsResponse *out, Channel c)
 static void
 test_rpc_test_channels(void **state)
 {
-	rpc_fx     x;
-	probe_arg  a;
-	json_t    *mail, *hook;
-	char       err[RPC_ERRMSG_MAX], key[64];
+	rpc_fx                                  x;
+	probe_arg                               a;
+	json_t                                 *mail, *hook;
+	char                                    err[RPC_ERRMSG_MAX], key[64];
 	Haven__Alerts__V1__WatchEventsRequest   w = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
 	Haven__Alerts__V1__WatchEventsResponse *wout = NULL;
 
@@ -429,7 +445,8 @@ test_rpc_test_channels(void **state)
 	w.after  = a.out->seq - 1;
 	assert_int_equal(call(&x, "WatchEvents", &w.base,
 	                     &haven__alerts__v1__watch_events_response__descriptor,
-	                     (ProtobufCMessage **) &wout, err), HV_OK);
+	                     (ProtobufCMessage **) &wout, err),
+	    HV_OK);
 	assert_int_equal(wout->n_events, 1);
 	assert_int_equal(wout->events[0]->kind, ALERT(TEST));
 	assert_int_equal(wout->events[0]->seq, a.out->seq);
@@ -439,7 +456,8 @@ test_rpc_test_channels(void **state)
 	w.after    = 0;
 	assert_int_equal(call(&x, "WatchEvents", &w.base,
 	                     &haven__alerts__v1__watch_events_response__descriptor,
-	                     (ProtobufCMessage **) &wout, err), HV_OK);
+	                     (ProtobufCMessage **) &wout, err),
+	    HV_OK);
 	assert_int_equal(wout->n_events, 0);
 	assert_int_equal(wout->cursor, a.out->seq);
 	protobuf_c_message_free_unpacked(&wout->base, NULL);
@@ -466,10 +484,10 @@ test_private_addresses(void **state)
 		"172.31.255.255", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
 		"224.0.0.1", "::1", "::", "fe80::1", "fd00::1", "fc00::2", "::ffff:127.0.0.1",
 		"::ffff:10.0.0.1", "ff02::1", "not an address", "" };
-	static const char *public_ips[] = { "8.8.8.8", "172.32.0.1", "172.15.255.255",
-		"100.128.0.1", "192.169.0.1", "2001:db8::1", "2a00:1450::1", "::ffff:8.8.8.8" };
-	Channels c = HAVEN__ALERTS__V1__CHANNELS__INIT;
-	char     err[200];
+	static const char *public_ips[]  = { "8.8.8.8", "172.32.0.1", "172.15.255.255",
+		 "100.128.0.1", "192.169.0.1", "2001:db8::1", "2a00:1450::1", "::ffff:8.8.8.8" };
+	Channels           c             = HAVEN__ALERTS__V1__CHANNELS__INIT;
+	char               err[200];
 
 	(void) state;
 	for (size_t i = 0; i < sizeof(private_ips) / sizeof(private_ips[0]); i++) {

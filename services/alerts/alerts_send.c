@@ -53,19 +53,32 @@ static const char *
 kind_text(alerts_kind k)
 {
 	switch (k) {
-	case ALERT(OFFER_NEW):            return ("New offer: a place is held for your answer");
-	case ALERT(OFFER_EXPIRING):       return ("An offer to you expires soon");
-	case ALERT(OFFER_UNACKNOWLEDGED): return ("Immediate offer not acknowledged");
-	case ALERT(NEED_ACCEPTED):        return ("A provider accepted your referral");
-	case ALERT(NEED_PLACED):          return ("Your referral was placed");
-	case ALERT(NEED_DECLINED):        return ("A provider declined your referral");
-	case ALERT(NEED_EXPIRED):         return ("An offer for your referral went unanswered");
-	case ALERT(NEED_WAITING):         return ("No provider has room: your referral waits");
-	case ALERT(NEED_UNMET):           return ("A referral is still waiting unmet");
-	case ALERT(CONSENT_WITHDRAWN):    return ("A consent that concerns you was withdrawn");
-	case ALERT(SUBJECT_ERASED):       return ("A person you hold was erased");
-	case ALERT(TEST):                 return ("Test alert: this channel works");
-	default:                          return ("haven alert");
+	case ALERT(OFFER_NEW):
+		return ("New offer: a place is held for your answer");
+	case ALERT(OFFER_EXPIRING):
+		return ("An offer to you expires soon");
+	case ALERT(OFFER_UNACKNOWLEDGED):
+		return ("Immediate offer not acknowledged");
+	case ALERT(NEED_ACCEPTED):
+		return ("A provider accepted your referral");
+	case ALERT(NEED_PLACED):
+		return ("Your referral was placed");
+	case ALERT(NEED_DECLINED):
+		return ("A provider declined your referral");
+	case ALERT(NEED_EXPIRED):
+		return ("An offer for your referral went unanswered");
+	case ALERT(NEED_WAITING):
+		return ("No provider has room: your referral waits");
+	case ALERT(NEED_UNMET):
+		return ("A referral is still waiting unmet");
+	case ALERT(CONSENT_WITHDRAWN):
+		return ("A consent that concerns you was withdrawn");
+	case ALERT(SUBJECT_ERASED):
+		return ("A person you hold was erased");
+	case ALERT(TEST):
+		return ("Test alert: this channel works");
+	default:
+		return ("haven alert");
 	}
 }
 
@@ -77,7 +90,7 @@ webhook_body(const alerts_job *j, const AlertEvent *ev)
 	    alerts_urgency_name(ev->urgency), "time_ms", (json_int_t) ev->time_ms, "respond_by_ms",
 	    (json_int_t) ev->respond_by_ms, "org", ev->org_id, "target", ev->target, "link",
 	    ev->link);
-	char *s;
+	char   *s;
 
 	if (o == NULL) {
 		return (NULL);
@@ -90,17 +103,18 @@ webhook_body(const alerts_job *j, const AlertEvent *ev)
 static char *
 mail_body(alerts_service *as, const alerts_job *j, const AlertEvent *ev)
 {
-	char   date[64], rb[32], from[ALERTS_EMAIL_MAX + 1];
-	char  *buf;
-	size_t cap = 2048;
-	time_t now = (time_t) (alerts_now_ms(as) / 1000);
+	char      date[64], rb[32], from[ALERTS_EMAIL_MAX + 1];
+	char     *buf;
+	size_t    cap = 2048;
+	time_t    now = (time_t) (alerts_now_ms(as) / 1000);
 	struct tm tm;
-	int    n;
+	int       n;
 
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	iso_time(ev->respond_by_ms, rb, sizeof(rb));
-	snprintf(from, sizeof(from), "%s", as->as_smtp_from != NULL ? as->as_smtp_from : "haven@localhost");
+	snprintf(from, sizeof(from), "%s",
+	    as->as_smtp_from != NULL ? as->as_smtp_from : "haven@localhost");
 	if ((buf = malloc(cap)) == NULL) {
 		return (NULL);
 	}
@@ -172,7 +186,8 @@ alerts_ip_private(const char *ip)
 		char                 v4[INET_ADDRSTRLEN];
 
 		if (memcmp(a, mapped, 12) == 0) {
-			return (inet_ntop(AF_INET, a + 12, v4, sizeof(v4)) == NULL || alerts_ip_private(v4));
+			return (inet_ntop(AF_INET, a + 12, v4, sizeof(v4)) == NULL ||
+			    alerts_ip_private(v4));
 		}
 		return (memcmp(a, zero, 15) == 0 /* :: and ::1 */ || (a[0] & 0xfe) == 0xfc ||
 		    (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) || a[0] == 0xff);
@@ -197,7 +212,6 @@ prereq_cb(void *arg, char *primary_ip, char *local_ip, int primary_port, int loc
 	}
 	return (CURL_PREREQFUNC_OK);
 }
-
 
 /* One send in flight: its easy handle and what the handle points into until it is done. */
 typedef struct send_ctx {
@@ -320,7 +334,8 @@ finish(send_ctx *x, CURLcode rc)
 	if (rc != CURLE_OK) {
 		if (j->aj_err[0] == '\0') {
 			snprintf(j->aj_err, sizeof(j->aj_err), "%s: %s",
-			    j->aj_channel == CHANNEL(WEBHOOK) ? "webhook" : "smtp", curl_easy_strerror(rc));
+			    j->aj_channel == CHANNEL(WEBHOOK) ? "webhook" : "smtp",
+			    curl_easy_strerror(rc));
 		}
 		return;
 	}
@@ -339,10 +354,10 @@ finish(send_ctx *x, CURLcode rc)
 void
 alerts_jobs_send(alerts_service *as, alerts_job **jobs, size_t n)
 {
-	send_ctx  xs[ALERTS_BATCH];
-	CURLM    *m = curl_multi_init();
-	CURLMsg  *msg;
-	int       running = 0, left;
+	send_ctx xs[ALERTS_BATCH];
+	CURLM   *m = curl_multi_init();
+	CURLMsg *msg;
+	int      running = 0, left;
 
 	memset(xs, 0, sizeof(xs));
 	if (m != NULL) {
@@ -353,11 +368,12 @@ alerts_jobs_send(alerts_service *as, alerts_job **jobs, size_t n)
 	for (size_t i = 0; i < n && i < ALERTS_BATCH; i++) {
 		send_ctx *x = &xs[i];
 
-		x->x_job            = jobs[i];
-		jobs[i]->aj_ok      = false;
-		jobs[i]->aj_err[0]  = '\0';
+		x->x_job           = jobs[i];
+		jobs[i]->aj_ok     = false;
+		jobs[i]->aj_err[0] = '\0';
 		if (m == NULL || (x->x_curl = curl_easy_init()) == NULL) {
-			snprintf(jobs[i]->aj_err, sizeof(jobs[i]->aj_err), "libcurl: out of memory");
+			snprintf(jobs[i]->aj_err, sizeof(jobs[i]->aj_err),
+			    "libcurl: out of memory");
 			continue;
 		}
 		curl_easy_setopt(x->x_curl, CURLOPT_NOSIGNAL, 1L);
@@ -383,7 +399,8 @@ alerts_jobs_send(alerts_service *as, alerts_job **jobs, size_t n)
 			send_ctx *x = NULL;
 
 			if (msg->msg == CURLMSG_DONE &&
-			    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &x) == CURLE_OK &&
+			    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &x) ==
+			        CURLE_OK &&
 			    x != NULL) {
 				finish(x, msg->data.result);
 			}

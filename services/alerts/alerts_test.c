@@ -35,9 +35,12 @@ static void
 test_delivered(void **state)
 {
 	fixture      f;
-	alerts_event ev = { .ae_kind = ALERT(OFFER_NEW), .ae_urgency = 1,
-		     .ae_respond_by_ms = 1796530000000ull, .ae_target = "off-00aa11bb22cc33dd",
-		     .ae_orgs = { "d-shelter" }, .ae_norgs = 1 };
+	alerts_event ev = { .ae_kind = ALERT(OFFER_NEW),
+		.ae_urgency          = 1,
+		.ae_respond_by_ms    = 1796530000000ull,
+		.ae_target           = "off-00aa11bb22cc33dd",
+		.ae_orgs             = { "d-shelter" },
+		.ae_norgs            = 1 };
 	json_t      *mail, *hook, *body;
 	uint64_t     n;
 
@@ -60,7 +63,8 @@ test_delivered(void **state)
 	assert_true(json_is_true(json_object_get(json_array_get(mail, 0), "tls")));
 	assert_int_equal(json_array_size(json_object_get(json_array_get(mail, 0), "rcpt")), 2);
 	assert_string_equal(field(mail, 0, "key"), "1.d-shelter.email");
-	assert_non_null(strstr(field(mail, 0, "body"), "https://haven.test/#/offers/off-00aa11bb22cc33dd"));
+	assert_non_null(
+	    strstr(field(mail, 0, "body"), "https://haven.test/#/offers/off-00aa11bb22cc33dd"));
 	assert_non_null(strstr(field(mail, 0, "body"), "immediate"));
 
 	hook = received("d-shelter", "webhook");
@@ -72,7 +76,8 @@ test_delivered(void **state)
 	assert_string_equal(json_string_value(json_object_get(body, "kind")), "offer.new");
 	assert_string_equal(json_string_value(json_object_get(body, "urgency")), "immediate");
 	assert_string_equal(json_string_value(json_object_get(body, "id")), "1.d-shelter.webhook");
-	assert_int_equal(json_integer_value(json_object_get(body, "respond_by_ms")), 1796530000000ll);
+	assert_int_equal(json_integer_value(json_object_get(body, "respond_by_ms")),
+	    1796530000000ll);
 	assert_string_equal(json_string_value(json_object_get(body, "link")),
 	    "https://haven.test/#/offers/off-00aa11bb22cc33dd");
 	json_decref(body);
@@ -87,8 +92,10 @@ static void
 test_rollback_and_no_channels(void **state)
 {
 	fixture      f;
-	alerts_event ev = { .ae_kind = ALERT(NEED_PLACED), .ae_target = "ref-1234",
-		     .ae_orgs = { "r-ngo", "r-quiet" }, .ae_norgs = 2 };
+	alerts_event ev = { .ae_kind = ALERT(NEED_PLACED),
+		.ae_target           = "ref-1234",
+		.ae_orgs             = { "r-ngo", "r-quiet" },
+		.ae_norgs            = 2 };
 	enq_job      j  = { .ev = &ev, .fail = true };
 	uint64_t     n;
 
@@ -114,8 +121,10 @@ static void
 test_retry(void **state)
 {
 	fixture      f;
-	alerts_event ev = { .ae_kind = ALERT(NEED_DECLINED), .ae_target = "ref-77",
-		     .ae_orgs = { "t-ngo" }, .ae_norgs = 1 };
+	alerts_event ev = { .ae_kind = ALERT(NEED_DECLINED),
+		.ae_target           = "ref-77",
+		.ae_orgs             = { "t-ngo" },
+		.ae_norgs            = 1 };
 	json_t      *hook;
 	uint64_t     n;
 
@@ -146,8 +155,11 @@ static void
 test_silent_receiver(void **state)
 {
 	fixture            f;
-	alerts_event       ev = { .ae_kind = ALERT(OFFER_NEW), .ae_urgency = 1, .ae_target = "off-s1",
-		     .ae_orgs = { "s-silent", "s-awake" }, .ae_norgs = 2 };
+	alerts_event       ev = { .ae_kind = ALERT(OFFER_NEW),
+		      .ae_urgency          = 1,
+		      .ae_target           = "off-s1",
+		      .ae_orgs             = { "s-silent", "s-awake" },
+		      .ae_norgs            = 2 };
 	Channels           c  = HAVEN__ALERTS__V1__CHANNELS__INIT;
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	socklen_t          sl = sizeof(sa);
@@ -190,8 +202,11 @@ static void
 test_crash_between_enqueue_and_send(void **state)
 {
 	fixture      f;
-	alerts_event ev = { .ae_kind = ALERT(OFFER_NEW), .ae_urgency = 1, .ae_target = "off-99",
-		     .ae_orgs = { "c-shelter" }, .ae_norgs = 1 };
+	alerts_event ev = { .ae_kind = ALERT(OFFER_NEW),
+		.ae_urgency          = 1,
+		.ae_target           = "off-99",
+		.ae_orgs             = { "c-shelter" },
+		.ae_norgs            = 1 };
 	pid_t        pid;
 	int          wst;
 	json_t      *got;
@@ -234,11 +249,13 @@ test_crash_between_enqueue_and_send(void **state)
 static void
 test_smtp_refuses_clear(void **state)
 {
-	fixture      f;
-	alerts_event ev = { .ae_kind = ALERT(NEED_PLACED), .ae_target = "ref-5",
-		     .ae_orgs = { "m-ngo" }, .ae_norgs = 1 };
-	alerts_options o = { 0 };
-	json_t      *got;
+	fixture        f;
+	alerts_event   ev = { .ae_kind = ALERT(NEED_PLACED),
+		  .ae_target           = "ref-5",
+		  .ae_orgs             = { "m-ngo" },
+		  .ae_norgs            = 1 };
+	alerts_options o  = { 0 };
+	json_t        *got;
 
 	(void) state;
 	fixture_open(&f, true);
@@ -246,12 +263,12 @@ test_smtp_refuses_clear(void **state)
 	set_channels(&f, "m-ngo", NULL, true);
 	alerts_close(f.as);
 	/* The webhook port speaks HTTP, not SMTP: no STARTTLS there. */
-	o.store = f.st;
-	o.capacity = f.cs;
+	o.store                 = f.st;
+	o.capacity              = f.cs;
 	o.webhook_allow_private = true;
-	o.manual = true;
-	o.now_ms = test_now;
-	o.smtp_ca_file = "/nonexistent-ca.pem";
+	o.manual                = true;
+	o.now_ms                = test_now;
+	o.smtp_ca_file          = "/nonexistent-ca.pem";
 	{
 		char url[100];
 
@@ -291,9 +308,12 @@ static void
 test_escalation(void **state)
 {
 	fixture      f;
-	alerts_event ev = { .ae_kind = ALERT(OFFER_UNACKNOWLEDGED), .ae_urgency = 1,
-		     .ae_target = "off-e1", .ae_orgs = { "e-shelter" }, .ae_norgs = 1,
-		     .ae_region = "Den Haag" };
+	alerts_event ev = { .ae_kind = ALERT(OFFER_UNACKNOWLEDGED),
+		.ae_urgency          = 1,
+		.ae_target           = "off-e1",
+		.ae_orgs             = { "e-shelter" },
+		.ae_norgs            = 1,
+		.ae_region           = "Den Haag" };
 	uint64_t     now;
 	json_t      *got;
 
@@ -343,9 +363,12 @@ static void
 test_waiting_then_unmet(void **state)
 {
 	fixture      f;
-	alerts_event ev = { .ae_kind = ALERT(NEED_WAITING), .ae_urgency = 2,
-		     .ae_target = "ref-w1", .ae_orgs = { "w-ngo" }, .ae_norgs = 1,
-		     .ae_region = "Oost-Brabant" };
+	alerts_event ev = { .ae_kind = ALERT(NEED_WAITING),
+		.ae_urgency          = 2,
+		.ae_target           = "ref-w1",
+		.ae_orgs             = { "w-ngo" },
+		.ae_norgs            = 1,
+		.ae_region           = "Oost-Brabant" };
 	uint64_t     now;
 	json_t      *got;
 

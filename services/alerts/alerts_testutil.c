@@ -62,7 +62,8 @@ group_setup(void **state)
 		if (freopen(log, "w", stderr) == NULL) {
 			_exit(126);
 		}
-		execl("/usr/bin/python3", "python3", script, g.dir, cert, key, SECRET, (char *) NULL);
+		execl("/usr/bin/python3", "python3", script, g.dir, cert, key, SECRET,
+		    (char *) NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 300; i++) {
@@ -77,7 +78,8 @@ group_setup(void **state)
 			}
 		}
 		if (waitpid(g.rcv, NULL, WNOHANG) == g.rcv) {
-			fprintf(stderr, "alerts_receiver.py stopped (is python3-aiosmtpd installed?)\n");
+			fprintf(stderr,
+			    "alerts_receiver.py stopped (is python3-aiosmtpd installed?)\n");
 			return (-1);
 		}
 		usleep(50 * 1000);
@@ -133,7 +135,6 @@ field(json_t *a, size_t i, const char *name)
 
 /* ---- the fixture ------------------------------------------------------------------------- */
 
-
 typedef struct org_job {
 	cap_service *cs;
 	const char  *id, *region;
@@ -170,17 +171,17 @@ open_alerts(fixture *f, const char *smtp)
 
 	snprintf(url, sizeof(url), "smtp://localhost:%d", g.smtp_port);
 	snprintf(ca, sizeof(ca), "%s/ca.pem", g.pki);
-	o.store        = f->st;
-	o.capacity     = f->cs;
-	o.node_url     = "https://haven.test";
-	o.smtp_url     = smtp != NULL ? smtp : url;
-	o.smtp_from    = "haven@haven.test";
-	o.smtp_ca_file = ca;
-	o.escalate_after_s = 600;
-	o.unmet_after_s    = 3600;
-	o.now_ms       = test_now;
-	o.manual       = true;
-	o.watchers_max = 1;
+	o.store                 = f->st;
+	o.capacity              = f->cs;
+	o.node_url              = "https://haven.test";
+	o.smtp_url              = smtp != NULL ? smtp : url;
+	o.smtp_from             = "haven@haven.test";
+	o.smtp_ca_file          = ca;
+	o.escalate_after_s      = 600;
+	o.unmet_after_s         = 3600;
+	o.now_ms                = test_now;
+	o.manual                = true;
+	o.watchers_max          = 1;
 	o.webhook_allow_private = true; /* the receivers are on loopback */
 	o.send_timeout_ms       = 2000;
 	assert_int_equal(alerts_open(&f->as, &o), HV_OK);
@@ -255,7 +256,6 @@ set_channels(fixture *f, const char *org, const char *path, bool email)
 	assert_int_equal(store_write(f->st, chan_fn, &j), HV_OK);
 }
 
-
 hv_status
 enq_fn(store_txn *txn, void *arg)
 {
@@ -301,7 +301,6 @@ table_count(fixture *f, store_table t)
 	store_read_end(txn);
 	return (n);
 }
-
 
 void
 timer(fixture *f, const char *key, uint64_t due, const alerts_event *ev, bool cancel)

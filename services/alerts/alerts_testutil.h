@@ -13,7 +13,7 @@
 #include "alerts_internal.h"
 #include "haven/regions.h"
 
-#define SECRET "0123456789abcdef-test-secret"
+#define SECRET    "0123456789abcdef-test-secret"
 #define R_ROLE(x) HAVEN__CAPACITY__V1__ROLE__##x
 
 /* The receivers and the temporary directory, for the whole group. */
@@ -28,7 +28,7 @@ extern at_global g;
 
 /* Added to the wall clock by test_now (the services' clock). */
 extern _Atomic int64_t clock_offset;
-int64_t test_now(void *arg);
+int64_t                test_now(void *arg);
 
 /* cmocka group setup: a temporary directory, a PKI and the receivers (group_teardown stops
  * them). */
@@ -36,7 +36,7 @@ int group_setup(void **state);
 int group_teardown(void **state);
 /* The messages received whose idempotency key names org (and via, when not NULL), as a JSON
  * array (the caller's); field reads a string of its i-th. */
-json_t *received(const char *org, const char *via);
+json_t     *received(const char *org, const char *via);
 const char *field(json_t *a, size_t i, const char *name);
 
 typedef struct fixture {
@@ -46,7 +46,6 @@ typedef struct fixture {
 	cap_service    *cs;
 	alerts_service *as;
 } fixture;
-
 
 /* A store in f->dir (a new one when fresh), the directory, a manual alerts service that mails
  * the receiver (smtp NULL) or smtp, and allows webhooks to loopback. */
@@ -63,15 +62,15 @@ typedef struct enq_job {
 	const char         *timer; /* set a timer instead, due at due */
 	uint64_t            due;
 	bool                cancel;
-	bool                fail;  /* the event's transaction fails after the enqueue */
+	bool                fail; /* the event's transaction fails after the enqueue */
 } enq_job;
 
 hv_status enq_fn(store_txn *txn, void *arg);
-void enqueue(fixture *f, const alerts_event *ev);
+void      enqueue(fixture *f, const alerts_event *ev);
 /* Sets (or with cancel, cancels) a timer. */
 void timer(fixture *f, const char *key, uint64_t due, const alerts_event *ev, bool cancel);
 /* One round of the sender, which must send and fail exactly so many. */
-void run_expect(fixture *f, unsigned sent, unsigned failed);
+void     run_expect(fixture *f, unsigned sent, unsigned failed);
 uint64_t table_count(fixture *f, store_table t);
 
 #endif

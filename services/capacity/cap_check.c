@@ -79,8 +79,9 @@ check_text(const char *field, const char *s, size_t min, size_t max, char *err, 
 		return (HV_OK);
 	}
 	if (min == 0) {
-		return (fail(err, errsz, "%s must be at most %zu bytes of text without control "
-		                         "characters",
+		return (fail(err, errsz,
+		    "%s must be at most %zu bytes of text without control "
+		    "characters",
 		    field, max));
 	}
 	return (fail(err, errsz, "%s must be %zu to %zu bytes of text without control characters",
@@ -95,7 +96,8 @@ check_region(const cap_service *cs, const char *field, const char *name, char *e
 	}
 	if (cap_region_index(cs, name) < 0) {
 		/* Region names are public; a name that is not one is cut short. */
-		return (fail(err, errsz, "%s '%.64s' is not a region of the region map", field, name));
+		return (
+		    fail(err, errsz, "%s '%.64s' is not a region of the region map", field, name));
 	}
 	return (HV_OK);
 }
@@ -108,7 +110,8 @@ check_enum_list(const char *field, const ProtobufCEnumDescriptor *d, const int *
 	char name[PBENUM_NAME_MAX];
 
 	if (n < min || n > max) {
-		return (fail(err, errsz, "%s must have %zu to %zu entries, not %zu", field, min, max, n));
+		return (fail(err, errsz, "%s must have %zu to %zu entries, not %zu", field, min,
+		    max, n));
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (!cap_enum_ok(d, v[i], limit)) {
@@ -138,15 +141,16 @@ cap_check_org(const cap_service *cs, const Haven__Capacity__V1__Organisation *or
 		return (fail(err, errsz, "organisation is required"));
 	}
 	if (!ids_valid(org->id)) {
-		return (fail(err, errsz, "organisation id must be 1 to %d characters of a-z 0-9 . _ -",
-		    CAP_ID_MAX - 1));
+		return (fail(err, errsz,
+		    "organisation id must be 1 to %d characters of a-z 0-9 . _ -", CAP_ID_MAX - 1));
 	}
 	if ((st = check_text("name", org->name, 1, CAP_NAME_MAX, err, errsz)) != HV_OK) {
 		return (st);
 	}
 	if (!cap_enum_ok(&haven__capacity__v1__role__descriptor, (int) org->role, 1 << 30)) {
-		return (fail(err, errsz, "role must be referrer, provider, municipality, coordinator or "
-		                         "admin, not %d",
+		return (fail(err, errsz,
+		    "role must be referrer, provider, municipality, coordinator or "
+		    "admin, not %d",
 		    (int) org->role));
 	}
 	if ((st = check_region(cs, "region", org->region, err, errsz)) != HV_OK) {
@@ -187,8 +191,8 @@ cap_check_cert(const cap_service *cs, const char *org_id, const char *cert_pem, 
 }
 
 hv_status
-cap_check_service_fields(
-    const cap_service *cs, const Haven__Capacity__V1__Service *svc, char *err, size_t errsz)
+cap_check_service_fields(const cap_service *cs, const Haven__Capacity__V1__Service *svc, char *err,
+    size_t errsz)
 {
 	hv_status st;
 
@@ -217,11 +221,13 @@ cap_check_service_fields(
 	}
 	for (size_t i = 0; i < svc->n_languages; i++) {
 		if (!text_lang_ok(svc->languages[i])) {
-			return (fail(err, errsz, "languages: entry %zu must be " TEXT_LANG_RULE, i + 1));
+			return (fail(err, errsz, "languages: entry %zu must be " TEXT_LANG_RULE,
+			    i + 1));
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (strcasecmp(svc->languages[i], svc->languages[j]) == 0) {
-				return (fail(err, errsz, "languages lists %s twice", svc->languages[i]));
+				return (fail(err, errsz, "languages lists %s twice",
+				    svc->languages[i]));
 			}
 		}
 	}
@@ -231,8 +237,9 @@ cap_check_service_fields(
 	}
 	for (size_t i = 0; i < svc->n_accessibility; i++) {
 		if (!text_token_ok(svc->accessibility[i], CAP_TOKEN_MAX)) {
-			return (fail(err, errsz, "accessibility: entry %zu must be " TEXT_TOKEN_RULE, i + 1,
-			    CAP_TOKEN_MAX));
+			return (
+			    fail(err, errsz, "accessibility: entry %zu must be " TEXT_TOKEN_RULE,
+			        i + 1, CAP_TOKEN_MAX));
 		}
 	}
 	if ((st = check_enum_list("specialisations", &haven__capacity__v1__exploitation__descriptor,
@@ -247,11 +254,13 @@ cap_check_service_fields(
 	if ((st = check_text("unit", svc->unit, 0, CAP_UNIT_MAX, err, errsz)) != HV_OK) {
 		return (st);
 	}
-	if (svc->report_interval_s != 0 && (svc->report_interval_s < CAP_INTERVAL_MIN_S ||
-	                                       svc->report_interval_s > CAP_INTERVAL_MAX_S)) {
-		return (fail(err, errsz, "report_interval_s must be %d to %d seconds (0: %d), not %u",
-		    CAP_INTERVAL_MIN_S, CAP_INTERVAL_MAX_S, CAP_INTERVAL_DEFAULT_S,
-		    svc->report_interval_s));
+	if (svc->report_interval_s != 0 &&
+	    (svc->report_interval_s < CAP_INTERVAL_MIN_S ||
+	        svc->report_interval_s > CAP_INTERVAL_MAX_S)) {
+		return (
+		    fail(err, errsz, "report_interval_s must be %d to %d seconds (0: %d), not %u",
+		        CAP_INTERVAL_MIN_S, CAP_INTERVAL_MAX_S, CAP_INTERVAL_DEFAULT_S,
+		        svc->report_interval_s));
 	}
 	if ((st = check_text("front_door_contact", svc->front_door_contact, 1, CAP_CONTACT_MAX, err,
 	         errsz)) != HV_OK) {
@@ -261,8 +270,8 @@ cap_check_service_fields(
 }
 
 hv_status
-cap_check_new_service(
-    const cap_service *cs, const Haven__Capacity__V1__Service *svc, char *err, size_t errsz)
+cap_check_new_service(const cap_service *cs, const Haven__Capacity__V1__Service *svc, char *err,
+    size_t errsz)
 {
 	hv_status st;
 
@@ -270,7 +279,8 @@ cap_check_new_service(
 		return (fail(err, errsz, "service is required"));
 	}
 	if (svc->id != NULL && svc->id[0] != '\0' && !ids_valid(svc->id)) {
-		return (fail(err, errsz, "service id must be empty or 1 to %d characters of a-z 0-9 . _ -",
+		return (fail(err, errsz,
+		    "service id must be empty or 1 to %d characters of a-z 0-9 . _ -",
 		    CAP_ID_MAX - 1));
 	}
 	if (!ids_valid(svc->org_id)) {
@@ -281,8 +291,8 @@ cap_check_new_service(
 		return (st);
 	}
 	if (svc->available > svc->maximum) {
-		return (fail(err, errsz, "available %u is over the maximum of %u places", svc->available,
-		    svc->maximum));
+		return (fail(err, errsz, "available %u is over the maximum of %u places",
+		    svc->available, svc->maximum));
 	}
 	return (HV_OK);
 }

@@ -44,7 +44,7 @@ cap_hold_place(cap_service *cs, store_txn *txn, const char *service_id, uint32_t
 	int64_t                       now = cap_now_ms(cs);
 	char                          id[CAP_ID_MAX];
 	uint8_t                       key[HOLD_EXP_KEY_MAX];
-	hv_status                     st  = HV_INVALID_ARGUMENT;
+	hv_status                     st = HV_INVALID_ARGUMENT;
 
 	if (hold_id != NULL) {
 		hold_id[0] = '\0';
@@ -74,7 +74,8 @@ cap_hold_place(cap_service *cs, store_txn *txn, const char *service_id, uint32_t
 	h.owner      = owner != NULL ? (char *) owner : "";
 	st           = HV_OK;
 	for (int tries = 0; tries < 4 && st == HV_OK; tries++) {
-		if ((st = ids_generate(id, sizeof(id), CAP_HOLD_ID_PREFIX, CAP_HOLD_ID_HEX)) != HV_OK) {
+		if ((st = ids_generate(id, sizeof(id), CAP_HOLD_ID_PREFIX, CAP_HOLD_ID_HEX)) !=
+		    HV_OK) {
 			goto out;
 		}
 		st = store_get(txn, cs->cs_holds, id, strlen(id), NULL, NULL);
@@ -85,8 +86,8 @@ cap_hold_place(cap_service *cs, store_txn *txn, const char *service_id, uint32_t
 	}
 	h.id = id;
 	if ((st = store_put_msg(txn, cs->cs_holds, id, strlen(id), &h.base)) != HV_OK ||
-	    (st = store_put(txn, cs->cs_hold_exp, key, hold_exp_key(key, h.expires_ms, id), "", 0)) !=
-	        HV_OK) {
+	    (st = store_put(txn, cs->cs_hold_exp, key, hold_exp_key(key, h.expires_ms, id), "",
+	         0)) != HV_OK) {
 		goto out;
 	}
 	svc->held++;
@@ -114,7 +115,7 @@ hold_end(cap_service *cs, store_txn *txn, const char *hold_id, bool confirm,
 	Haven__Capacity__V1__Hold    *h   = NULL;
 	Haven__Capacity__V1__Service *svc = NULL;
 	uint8_t                       key[HOLD_EXP_KEY_MAX];
-	hv_status                     st  = HV_NOT_FOUND;
+	hv_status                     st = HV_NOT_FOUND;
 
 	if (service_id != NULL) {
 		service_id[0] = '\0';
@@ -127,7 +128,8 @@ hold_end(cap_service *cs, store_txn *txn, const char *hold_id, bool confirm,
 		goto out;
 	}
 	if ((st = store_get_msg(txn, cs->cs_holds, hold_id, strlen(hold_id),
-	         &haven__capacity__v1__hold__descriptor, NULL, (ProtobufCMessage **) &h)) != HV_OK) {
+	         &haven__capacity__v1__hold__descriptor, NULL, (ProtobufCMessage **) &h)) !=
+	    HV_OK) {
 		goto out;
 	}
 	if ((st = store_del(txn, cs->cs_holds, hold_id, strlen(hold_id))) != HV_OK) {
@@ -227,8 +229,8 @@ out:
 }
 
 hv_status
-cap_expire_batch(cap_service *cs, store_txn *txn, int64_t now_ms, unsigned max,
-    unsigned *released, char (*changed)[CAP_ID_MAX], bool *more)
+cap_expire_batch(cap_service *cs, store_txn *txn, int64_t now_ms, unsigned max, unsigned *released,
+    char (*changed)[CAP_ID_MAX], bool *more)
 {
 	uint8_t       keys[CAP_EXPIRE_BATCH][HOLD_EXP_KEY_MAX];
 	size_t        klens[CAP_EXPIRE_BATCH];
@@ -305,7 +307,8 @@ cap_expire_holds(cap_service *cs, store_txn *txn, int64_t now_ms, unsigned *rele
 		return (HV_INVALID_ARGUMENT);
 	}
 	while (more) {
-		if ((st = cap_expire_batch(cs, txn, now_ms, CAP_EXPIRE_BATCH, &n, NULL, &more)) != HV_OK) {
+		if ((st = cap_expire_batch(cs, txn, now_ms, CAP_EXPIRE_BATCH, &n, NULL, &more)) !=
+		    HV_OK) {
 			break;
 		}
 		total += n;
@@ -315,4 +318,3 @@ cap_expire_holds(cap_service *cs, store_txn *txn, int64_t now_ms, unsigned *rele
 	}
 	return (st);
 }
-

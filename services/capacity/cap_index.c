@@ -20,8 +20,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define ROUTE_HEAD   24 /* the fixed fields */
-#define ROUTE_KEYPFX 2  /* type, region */
+#define ROUTE_HEAD   24   /* the fixed fields */
+#define ROUTE_KEYPFX 2    /* type, region */
 #define ROUTE_MAX    4096 /* well over what the checks' bounds allow (16 tags of 64 bytes) */
 
 static size_t
@@ -220,7 +220,7 @@ hv_status
 cap_route_foreach(cap_service *cs, store_txn *txn, Haven__Capacity__V1__ServiceType type,
     unsigned region, uint8_t populations, cap_route_fn fn, void *arg)
 {
-	store_cursor   *c   = NULL;
+	store_cursor   *c = NULL;
 	int64_t         now;
 	uint8_t         pfx[ROUTE_KEYPFX];
 	const void     *k, *v;
@@ -260,8 +260,8 @@ cap_route_foreach(cap_service *cs, store_txn *txn, Haven__Capacity__V1__ServiceT
 }
 
 void
-cap_route_entry_of(const cap_service *cs, const Haven__Capacity__V1__Service *svc,
-    int64_t now_ms, cap_route_entry *e)
+cap_route_entry_of(const cap_service *cs, const Haven__Capacity__V1__Service *svc, int64_t now_ms,
+    cap_route_entry *e)
 {
 	cap_brief b;
 
@@ -277,12 +277,12 @@ cap_route_entry_of(const cap_service *cs, const Haven__Capacity__V1__Service *sv
 	e->available         = svc->available;
 	e->held              = svc->held;
 	e->fresh             = cap_service_fresh(svc, now_ms);
-	e->n_languages = svc->n_languages < CAP_ROUTE_LIST_MAX ? svc->n_languages : CAP_ROUTE_LIST_MAX;
-	e->n_accessibility   = svc->n_accessibility < CAP_ROUTE_LIST_MAX ? svc->n_accessibility
-	                                                                 : CAP_ROUTE_LIST_MAX;
-	e->n_specialisations = svc->n_specialisations < CAP_ROUTE_LIST_MAX
-	                           ? svc->n_specialisations
-	                           : CAP_ROUTE_LIST_MAX;
+	e->n_languages =
+	    svc->n_languages < CAP_ROUTE_LIST_MAX ? svc->n_languages : CAP_ROUTE_LIST_MAX;
+	e->n_accessibility =
+	    svc->n_accessibility < CAP_ROUTE_LIST_MAX ? svc->n_accessibility : CAP_ROUTE_LIST_MAX;
+	e->n_specialisations = svc->n_specialisations < CAP_ROUTE_LIST_MAX ? svc->n_specialisations
+	                                                                   : CAP_ROUTE_LIST_MAX;
 	for (size_t i = 0; i < e->n_languages; i++) {
 		e->languages[i] = svc->languages[i];
 	}

@@ -82,8 +82,8 @@ struct cap_service {
 	uint32_t          cs_hold_max_ttl_s;
 	uint32_t          cs_approval_places; /* cap_options.approval_places */
 	audit            *cs_audit;           /* directory changes (cap_set_audit); may be NULL */
-	int64_t         (*cs_now)(void *);
-	void             *cs_now_arg;
+	int64_t (*cs_now)(void *);
+	void *cs_now_arg;
 
 	store_table cs_orgs;
 	store_table cs_services;
@@ -104,7 +104,7 @@ struct cap_service {
 
 /* The one mapping between the directory's roles and the RPC layer's. ROLE_UNSPECIFIED and
  * unknown values map to 0 (no role), and roles without a directory role to UNSPECIFIED. */
-rpc_role cap_role_to_rpc(Haven__Capacity__V1__Role role);
+rpc_role                  cap_role_to_rpc(Haven__Capacity__V1__Role role);
 Haven__Capacity__V1__Role cap_role_from_rpc(rpc_role role);
 
 /* Whether v is a value of the enum other than 0 (UNSPECIFIED) and below limit (the size of
@@ -127,13 +127,13 @@ hv_status cap_check_cert(const cap_service *cs, const char *org_id, const char *
     int64_t now_s, char *err, size_t errsz);
 
 /* Checks the descriptive fields of a service (everything UpdateService may set). */
-hv_status cap_check_service_fields(
-    const cap_service *cs, const Haven__Capacity__V1__Service *svc, char *err, size_t errsz);
+hv_status cap_check_service_fields(const cap_service *cs, const Haven__Capacity__V1__Service *svc,
+    char *err, size_t errsz);
 
 /* Checks a whole new service: the descriptive fields, its id (empty allowed), org_id, and
  * available against maximum. */
-hv_status cap_check_new_service(
-    const cap_service *cs, const Haven__Capacity__V1__Service *svc, char *err, size_t errsz);
+hv_status cap_check_new_service(const cap_service *cs, const Haven__Capacity__V1__Service *svc,
+    char *err, size_t errsz);
 
 /* ---- cap_brief.c: a record without the store ----------------------------------- */
 

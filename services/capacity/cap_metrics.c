@@ -29,10 +29,10 @@ typedef struct cell {
 } cell;
 
 typedef struct family {
-	const char  *name;
-	const char  *help;
-	size_t       offset; /* of the figure in cell */
-	bool         wide;   /* uint64_t, else uint32_t */
+	const char *name;
+	const char *help;
+	size_t      offset; /* of the figure in cell */
+	bool        wide;   /* uint64_t, else uint32_t */
 } family;
 
 static const family families[] = {
@@ -56,15 +56,15 @@ static const family families[] = {
 void
 cap_metrics_collect(void *arg, metrics_writer *w)
 {
-	cap_service  *cs    = arg;
-	size_t        nreg  = region_map_count(cs->cs_regions);
-	cell         *grid  = NULL;
-	store_txn    *txn   = NULL;
-	store_cursor *c     = NULL;
-	int64_t       now   = cap_now_ms(cs);
+	cap_service  *cs   = arg;
+	size_t        nreg = region_map_count(cs->cs_regions);
+	cell         *grid = NULL;
+	store_txn    *txn  = NULL;
+	store_cursor *c    = NULL;
+	int64_t       now  = cap_now_ms(cs);
 	const void   *v;
 	size_t        vl;
-	hv_status     st    = HV_RESOURCE_EXHAUSTED;
+	hv_status     st = HV_RESOURCE_EXHAUSTED;
 
 	if (nreg == 0) {
 		return;

@@ -124,8 +124,8 @@ cap_cert_unique(cap_service *cs, store_txn *txn, const char *fingerprint, const 
 		taken = strcmp(o->cert_sha256, fingerprint) == 0 &&
 		    (self_id == NULL || strcmp(o->id, self_id) != 0);
 		if (taken) {
-			snprintf(err, errsz, "the certificate is registered to organisation %s already",
-			    o->id);
+			snprintf(err, errsz,
+			    "the certificate is registered to organisation %s already", o->id);
 		}
 		haven__capacity__v1__organisation__free_unpacked(o, NULL);
 		if (taken) {
@@ -142,8 +142,8 @@ out:
 }
 
 hv_status
-cap_add_organisation(cap_service *cs, store_txn *txn,
-    const Haven__Capacity__V1__Organisation *org, char *err, size_t errsz)
+cap_add_organisation(cap_service *cs, store_txn *txn, const Haven__Capacity__V1__Organisation *org,
+    char *err, size_t errsz)
 {
 	Haven__Capacity__V1__Organisation o;
 	char                              fp[65];
@@ -153,8 +153,8 @@ cap_add_organisation(cap_service *cs, store_txn *txn,
 		return (st);
 	}
 	if (fp[0] != '\0' &&
-	    (st = cap_check_cert(cs, org->id, org->cert_pem, cap_now_ms(cs) / 1000, err,
-	         errsz)) != HV_OK) {
+	    (st = cap_check_cert(cs, org->id, org->cert_pem, cap_now_ms(cs) / 1000, err, errsz)) !=
+	        HV_OK) {
 		return (st);
 	}
 	if ((st = cap_cert_unique(cs, txn, fp, NULL, err, errsz)) != HV_OK) {
@@ -165,7 +165,7 @@ cap_add_organisation(cap_service *cs, store_txn *txn,
 	o.disabled      = false;
 	o.version       = 1;
 	o.updated_at_ms = (uint64_t) cap_now_ms(cs);
-	st = store_get(txn, cs->cs_orgs, o.id, strlen(o.id), NULL, NULL);
+	st              = store_get(txn, cs->cs_orgs, o.id, strlen(o.id), NULL, NULL);
 	if (st == HV_OK) {
 		snprintf(err, errsz, "organisation %s exists already", o.id);
 		return (HV_ALREADY_EXISTS);
@@ -227,19 +227,19 @@ cap_add_service(cap_service *cs, store_txn *txn, const Haven__Capacity__V1__Serv
 	if (st != HV_NOT_FOUND) {
 		goto out;
 	}
-	s                   = *svc; /* shallow: the strings and lists stay the caller's */
-	s.id                = id;
-	s.name              = svc->name != NULL && svc->name[0] != '\0' ? svc->name : id;
-	s.unit              = svc->unit != NULL && svc->unit[0] != '\0' ? svc->unit : CAP_UNIT_DEFAULT;
-	s.report_interval_s = svc->report_interval_s != 0 ? svc->report_interval_s
-	                                                  : CAP_INTERVAL_DEFAULT_S;
-	s.held              = 0;
-	s.retired           = false;
-	s.pending           = false; /* the caller decides (RegisterService: cap_rpc_services.c) */
-	s.version           = 1;
-	s.updated_ms        = (uint64_t) now; /* registering states the figure: a confirmation */
-	s.created_ms        = (uint64_t) now;
-	st                  = cap_put_service(cs, txn, &s);
+	s      = *svc; /* shallow: the strings and lists stay the caller's */
+	s.id   = id;
+	s.name = svc->name != NULL && svc->name[0] != '\0' ? svc->name : id;
+	s.unit = svc->unit != NULL && svc->unit[0] != '\0' ? svc->unit : CAP_UNIT_DEFAULT;
+	s.report_interval_s =
+	    svc->report_interval_s != 0 ? svc->report_interval_s : CAP_INTERVAL_DEFAULT_S;
+	s.held       = 0;
+	s.retired    = false;
+	s.pending    = false; /* the caller decides (RegisterService: cap_rpc_services.c) */
+	s.version    = 1;
+	s.updated_ms = (uint64_t) now; /* registering states the figure: a confirmation */
+	s.created_ms = (uint64_t) now;
+	st           = cap_put_service(cs, txn, &s);
 out:
 	if (org != NULL) {
 		haven__capacity__v1__organisation__free_unpacked(org, NULL);
@@ -291,8 +291,8 @@ cap_foreach_service(cap_service *cs, store_txn *txn, Haven__Capacity__V1__Servic
 		if (b.b_retired || b.b_pending || (type != 0 && b.b_type != (uint8_t) type)) {
 			continue;
 		}
-		st = store_get_msg(txn, cs->cs_services, k, kl, &haven__capacity__v1__service__descriptor,
-		    NULL, (ProtobufCMessage **) &svc);
+		st = store_get_msg(txn, cs->cs_services, k, kl,
+		    &haven__capacity__v1__service__descriptor, NULL, (ProtobufCMessage **) &svc);
 		if (st != HV_OK) {
 			st = st == HV_NOT_FOUND ? HV_DATA_LOSS : st;
 			goto out;
@@ -320,8 +320,8 @@ typedef struct grid_cell {
 } grid_cell;
 
 hv_status
-cap_summary(cap_service *cs, store_txn *txn, uint64_t region_mask, int64_t now_ms,
-    cap_cell **cells, size_t *n)
+cap_summary(cap_service *cs, store_txn *txn, uint64_t region_mask, int64_t now_ms, cap_cell **cells,
+    size_t *n)
 {
 	size_t        nreg  = region_map_count(cs->cs_regions);
 	size_t        ncell = nreg * CAP_TYPES * CAP_POPULATIONS;
@@ -331,7 +331,7 @@ cap_summary(cap_service *cs, store_txn *txn, uint64_t region_mask, int64_t now_m
 	size_t        used  = 0;
 	const void   *v;
 	size_t        vl;
-	hv_status     st    = HV_RESOURCE_EXHAUSTED;
+	hv_status     st = HV_RESOURCE_EXHAUSTED;
 
 	*cells = NULL;
 	*n     = 0;
@@ -390,13 +390,13 @@ cap_summary(cap_service *cs, store_txn *txn, uint64_t region_mask, int64_t now_m
 		if (grid[i].g_services == 0) {
 			continue;
 		}
-		out[used].cc_region         = (unsigned) (i / (CAP_TYPES * CAP_POPULATIONS));
-		out[used].cc_type           = (Haven__Capacity__V1__ServiceType) (
-		    (i / CAP_POPULATIONS) % CAP_TYPES);
-		out[used].cc_population     = (Haven__Capacity__V1__Population) (i % CAP_POPULATIONS);
-		out[used].cc_services       = grid[i].g_services;
-		out[used].cc_maximum        = grid[i].g_maximum;
-		out[used].cc_free           = grid[i].g_free;
+		out[used].cc_region = (unsigned) (i / (CAP_TYPES * CAP_POPULATIONS));
+		out[used].cc_type =
+		    (Haven__Capacity__V1__ServiceType) ((i / CAP_POPULATIONS) % CAP_TYPES);
+		out[used].cc_population = (Haven__Capacity__V1__Population) (i % CAP_POPULATIONS);
+		out[used].cc_services   = grid[i].g_services;
+		out[used].cc_maximum    = grid[i].g_maximum;
+		out[used].cc_free       = grid[i].g_free;
 		out[used].cc_stale_services = grid[i].g_stale;
 		used++;
 	}
@@ -410,4 +410,3 @@ out:
 	free(out);
 	return (st);
 }
-

@@ -21,7 +21,8 @@ hv_status cap_read_service(cap_service *cs, store_txn *txn, const char *id,
 hv_status cap_put_service(cap_service *cs, store_txn *txn, const Haven__Capacity__V1__Service *svc);
 
 /* Stores an organisation. */
-hv_status cap_put_org(cap_service *cs, store_txn *txn, const Haven__Capacity__V1__Organisation *org);
+hv_status cap_put_org(cap_service *cs, store_txn *txn,
+    const Haven__Capacity__V1__Organisation *org);
 
 /* ALREADY_EXISTS (with err naming the holder) when another organisation than self_id has the
  * certificate of this fingerprint. */

@@ -79,13 +79,13 @@ cap_view_of(rpc_call *call, service_t *svc, int64_t now)
 		return (NULL);
 	}
 	haven__capacity__v1__service_view__init(v);
-	v->service   = svc;
-	v->free      = cap_free_places(svc, now, &fresh);
-	v->freshness = fresh ? HAVEN__CAPACITY__V1__FRESHNESS__FRESH
-	                     : HAVEN__CAPACITY__V1__FRESHNESS__UNKNOWN;
-	v->age_s     = now > (int64_t) svc->updated_ms
-	        ? (uint64_t) (now - (int64_t) svc->updated_ms) / 1000
-	        : 0;
+	v->service = svc;
+	v->free    = cap_free_places(svc, now, &fresh);
+	v->freshness =
+	    fresh ? HAVEN__CAPACITY__V1__FRESHNESS__FRESH : HAVEN__CAPACITY__V1__FRESHNESS__UNKNOWN;
+	v->age_s = now > (int64_t) svc->updated_ms
+	    ? (uint64_t) (now - (int64_t) svc->updated_ms) / 1000
+	    : 0;
 	return (v);
 }
 

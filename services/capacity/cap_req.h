@@ -10,12 +10,12 @@
 #include "cap_records.h"
 
 #define M_ROLES_DIRECTORY (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN)
-#define M_ROLES_SEE_SERVICES                                                                \
-	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | RPC_ROLE_REFERRER |      \
+#define M_ROLES_SEE_SERVICES                                                                       \
+	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | RPC_ROLE_REFERRER |         \
 	    RPC_ROLE_PROVIDER)
-#define M_ROLES_REGISTER_SERVICE                                                            \
+#define M_ROLES_REGISTER_SERVICE                                                                   \
 	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | RPC_ROLE_PROVIDER)
-#define M_ROLES_CHANGE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLES_COORDINATORS | RPC_ROLE_PROVIDER)
+#define M_ROLES_CHANGE_SERVICE  (RPC_ROLE_OPERATOR | RPC_ROLES_COORDINATORS | RPC_ROLE_PROVIDER)
 #define M_ROLES_APPROVE_SERVICE (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS)
 /* Those whose reach over services is every region. */
 #define M_ROLES_ALL_REGIONS (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLE_NATIONAL_COORDINATOR)
@@ -31,7 +31,7 @@ typedef struct req_ctx {
 	cap_service      *r_cs;
 	rpc_call         *r_call;
 	const rpc_caller *r_caller;
-	const void       *r_in;      /* the decoded request */
+	const void       *r_in; /* the decoded request */
 	int64_t           r_now;
 	ProtobufCMessage *r_out;     /* the reply, in the call's arena */
 	const service_t  *r_changed; /* a service whose free places changed: announce it */
@@ -50,8 +50,7 @@ hv_status cap_no_memory(rpc_call *call);
 
 /* The two fields of every change to an existing record: its id (what names it, e.g.
  * "service id") and the version the change is based on. INVALID_ARGUMENT naming the field. */
-hv_status cap_check_id_version(rpc_call *call, const char *what, const char *id,
-    uint64_t based_on);
+hv_status cap_check_id_version(rpc_call *call, const char *what, const char *id, uint64_t based_on);
 
 /* Passes on a status from the store functions with their message (or the status name). */
 hv_status cap_pass(rpc_call *call, hv_status st, const char *err);

@@ -46,8 +46,8 @@ region_mask(rpc_call *call, const cap_service *cs, char **names, size_t n, uint6
 {
 	*mask = 0;
 	if (n > REGIONS_MAX) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "regions has %zu entries, at most %d",
-		    n, REGIONS_MAX));
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "regions has %zu entries, at most %d", n, REGIONS_MAX));
 	}
 	for (size_t i = 0; i < n; i++) {
 		int idx = cap_region_index(cs, names[i]);
@@ -72,7 +72,8 @@ speaks(const service_t *svc, char **langs, size_t n)
 		size_t len = strlen(langs[i]);
 		for (size_t j = 0; j < svc->n_languages; j++) {
 			const char *have = svc->languages[j];
-			if (strncasecmp(have, langs[i], len) == 0 && (have[len] == '\0' || have[len] == '-')) {
+			if (strncasecmp(have, langs[i], len) == 0 &&
+			    (have[len] == '\0' || have[len] == '-')) {
 				return (true);
 			}
 		}
@@ -86,18 +87,20 @@ find_check(rpc_call *call, const cap_service *cs,
     const Haven__Capacity__V1__FindServicesRequest *in, uint64_t *mask)
 {
 	if (in->type != 0 &&
-	    !cap_enum_ok(&haven__capacity__v1__service_type__descriptor, (int) in->type, CAP_TYPES)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "type %d is not a known service type",
-		    (int) in->type));
+	    !cap_enum_ok(&haven__capacity__v1__service_type__descriptor, (int) in->type,
+	        CAP_TYPES)) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "type %d is not a known service type", (int) in->type));
 	}
-	if (in->population != 0 && !cap_enum_ok(&haven__capacity__v1__population__descriptor,
-	                               (int) in->population, CAP_POPULATIONS)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "population %d is not a known population",
-		    (int) in->population));
+	if (in->population != 0 &&
+	    !cap_enum_ok(&haven__capacity__v1__population__descriptor, (int) in->population,
+	        CAP_POPULATIONS)) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "population %d is not a known population", (int) in->population));
 	}
 	if (in->n_languages > CAP_LIST_MAX) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "languages has %zu entries, at most %d",
-		    in->n_languages, CAP_LIST_MAX));
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "languages has %zu entries, at most %d", in->n_languages, CAP_LIST_MAX));
 	}
 	for (size_t i = 0; i < in->n_languages; i++) {
 		if (!text_lang_ok(in->languages[i])) {
@@ -114,8 +117,8 @@ find_check(rpc_call *call, const cap_service *cs,
 
 /* Whether a service's brief passes every filter of the request but the languages. */
 static bool
-brief_wanted(const cap_brief *b, const Haven__Capacity__V1__FindServicesRequest *in,
-    uint64_t mask, int64_t now)
+brief_wanted(const cap_brief *b, const Haven__Capacity__V1__FindServicesRequest *in, uint64_t mask,
+    int64_t now)
 {
 	if (b->b_retired || (in->type != 0 && b->b_type != (uint8_t) in->type) ||
 	    (in->population != 0 && (b->b_populations & (1u << in->population)) == 0) ||
@@ -132,14 +135,14 @@ hv_status
 cap_rpc_find_services(rpc_call *call, void *svc, const ProtobufCMessage *req,
     ProtobufCMessage **reply)
 {
-	const Haven__Capacity__V1__FindServicesRequest *in  = (const void *) req;
-	cap_service                                    *cs  = svc;
+	const Haven__Capacity__V1__FindServicesRequest *in = (const void *) req;
+	cap_service                                    *cs = svc;
 	Haven__Capacity__V1__FindServicesResponse      *out;
-	size_t                                          max = cap_page_size(in->page_size);
-	int64_t                                         now = cap_now_ms(cs);
+	size_t                                          max  = cap_page_size(in->page_size);
+	int64_t                                         now  = cap_now_ms(cs);
 	uint64_t                                        mask = 0;
-	store_txn                                      *txn = NULL;
-	store_cursor                                   *c   = NULL;
+	store_txn                                      *txn  = NULL;
+	store_cursor                                   *c    = NULL;
 	const void                                     *k, *v;
 	size_t                                          kl, vl;
 	hv_status                                       st;
@@ -217,8 +220,8 @@ out:
 hv_status
 cap_rpc_summary(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
-	const Haven__Capacity__V1__SummaryRequest *in    = (const void *) req;
-	cap_service                               *cs    = svc;
+	const Haven__Capacity__V1__SummaryRequest *in = (const void *) req;
+	cap_service                               *cs = svc;
 	Haven__Capacity__V1__SummaryResponse      *out;
 	Haven__Capacity__V1__SummaryCell          *cells = NULL;
 	cap_cell                                  *agg   = NULL;
@@ -244,19 +247,20 @@ cap_rpc_summary(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobuf
 		goto out;
 	}
 	haven__capacity__v1__summary_response__init(out);
-	if (n > 0 && ((out->cells = rpc_call_alloc(call, n * sizeof(*out->cells))) == NULL ||
-	                 (cells = rpc_call_alloc(call, n * sizeof(*cells))) == NULL)) {
+	if (n > 0 &&
+	    ((out->cells = rpc_call_alloc(call, n * sizeof(*out->cells))) == NULL ||
+	        (cells = rpc_call_alloc(call, n * sizeof(*cells))) == NULL)) {
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
 		haven__capacity__v1__summary_cell__init(&cells[i]);
 		/* The map outlives the call: its names need no copy. */
-		cells[i].region         = (char *) region_map_name(cs->cs_regions, agg[i].cc_region);
-		cells[i].type           = agg[i].cc_type;
-		cells[i].population     = agg[i].cc_population;
-		cells[i].services       = agg[i].cc_services;
-		cells[i].maximum        = agg[i].cc_maximum;
-		cells[i].free           = agg[i].cc_free;
+		cells[i].region     = (char *) region_map_name(cs->cs_regions, agg[i].cc_region);
+		cells[i].type       = agg[i].cc_type;
+		cells[i].population = agg[i].cc_population;
+		cells[i].services   = agg[i].cc_services;
+		cells[i].maximum    = agg[i].cc_maximum;
+		cells[i].free       = agg[i].cc_free;
 		cells[i].stale_services = agg[i].cc_stale_services;
 		out->cells[i]           = &cells[i];
 	}
@@ -270,7 +274,8 @@ out:
 }
 
 hv_status
-cap_rpc_list_regions(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+cap_rpc_list_regions(rpc_call *call, void *svc, const ProtobufCMessage *req,
+    ProtobufCMessage **reply)
 {
 	cap_service                              *cs = svc;
 	const region_map                         *m  = cs->cs_regions;
@@ -293,7 +298,8 @@ cap_rpc_list_regions(rpc_call *call, void *svc, const ProtobufCMessage *req, Pro
 			return (cap_no_memory(call));
 		}
 		haven__capacity__v1__region__init(reg);
-		if (nn > 0 && (reg->neighbours = rpc_call_alloc(call, nn * sizeof(char *))) == NULL) {
+		if (nn > 0 &&
+		    (reg->neighbours = rpc_call_alloc(call, nn * sizeof(char *))) == NULL) {
 			return (cap_no_memory(call));
 		}
 		reg->name = (char *) region_map_name(m, i);
@@ -314,29 +320,50 @@ hv_status
 cap_register(cap_service *cs, rpc_server *srv)
 {
 	static const rpc_method_impl impls[] = {
-		{ .name = "RegisterOrganisation", .handler = cap_rpc_register_org, .roles = M_ROLES_DIRECTORY },
-		{ .name = "UpdateOrganisation", .handler = cap_rpc_update_org, .roles = M_ROLES_DIRECTORY },
-		{ .name = "DisableOrganisation", .handler = cap_rpc_disable_org, .roles = M_ROLES_DIRECTORY },
-		{ .name = "GetOrganisation", .handler = cap_rpc_get_org, .roles = RPC_ROLES_AUTHENTICATED },
-		{ .name = "ListOrganisations", .handler = cap_rpc_list_orgs,
-		    .roles = RPC_ROLES_AUTHENTICATED },
-		{ .name = "RegisterService", .handler = cap_rpc_register_service,
-		    .roles = M_ROLES_REGISTER_SERVICE },
-		{ .name = "UpdateService", .handler = cap_rpc_update_service,
-		    .roles = M_ROLES_CHANGE_SERVICE },
-		{ .name = "RetireService", .handler = cap_rpc_retire_service,
-		    .roles = M_ROLES_CHANGE_SERVICE },
-		{ .name = "ApproveService", .handler = cap_rpc_approve_service,
-		    .roles = M_ROLES_APPROVE_SERVICE },
-		{ .name = "GetService", .handler = cap_rpc_get_service, .roles = M_ROLES_SEE_SERVICES },
-		{ .name = "UpdateAvailability", .handler = cap_rpc_update_availability,
-		    .roles = M_ROLES_CHANGE_SERVICE },
-		{ .name = "ChangeAvailability", .handler = cap_rpc_change_availability,
-		    .roles = M_ROLES_CHANGE_SERVICE },
-		{ .name = "FindServices", .handler = cap_rpc_find_services, .roles = M_ROLES_SEE_SERVICES },
+		{ .name      = "RegisterOrganisation",
+		    .handler = cap_rpc_register_org,
+		    .roles   = M_ROLES_DIRECTORY },
+		{ .name      = "UpdateOrganisation",
+		    .handler = cap_rpc_update_org,
+		    .roles   = M_ROLES_DIRECTORY },
+		{ .name      = "DisableOrganisation",
+		    .handler = cap_rpc_disable_org,
+		    .roles   = M_ROLES_DIRECTORY },
+		{ .name      = "GetOrganisation",
+		    .handler = cap_rpc_get_org,
+		    .roles   = RPC_ROLES_AUTHENTICATED },
+		{ .name      = "ListOrganisations",
+		    .handler = cap_rpc_list_orgs,
+		    .roles   = RPC_ROLES_AUTHENTICATED },
+		{ .name      = "RegisterService",
+		    .handler = cap_rpc_register_service,
+		    .roles   = M_ROLES_REGISTER_SERVICE },
+		{ .name      = "UpdateService",
+		    .handler = cap_rpc_update_service,
+		    .roles   = M_ROLES_CHANGE_SERVICE },
+		{ .name      = "RetireService",
+		    .handler = cap_rpc_retire_service,
+		    .roles   = M_ROLES_CHANGE_SERVICE },
+		{ .name      = "ApproveService",
+		    .handler = cap_rpc_approve_service,
+		    .roles   = M_ROLES_APPROVE_SERVICE },
+		{ .name      = "GetService",
+		    .handler = cap_rpc_get_service,
+		    .roles   = M_ROLES_SEE_SERVICES },
+		{ .name      = "UpdateAvailability",
+		    .handler = cap_rpc_update_availability,
+		    .roles   = M_ROLES_CHANGE_SERVICE },
+		{ .name      = "ChangeAvailability",
+		    .handler = cap_rpc_change_availability,
+		    .roles   = M_ROLES_CHANGE_SERVICE },
+		{ .name      = "FindServices",
+		    .handler = cap_rpc_find_services,
+		    .roles   = M_ROLES_SEE_SERVICES },
 		/* Numbers only: municipalities may ask. */
 		{ .name = "Summary", .handler = cap_rpc_summary, .roles = RPC_ROLES_AUTHENTICATED },
-		{ .name = "ListRegions", .handler = cap_rpc_list_regions, .roles = RPC_ROLES_AUTHENTICATED,
+		{ .name             = "ListRegions",
+		    .handler        = cap_rpc_list_regions,
+		    .roles          = RPC_ROLES_AUTHENTICATED,
 		    .inline_handler = true },
 	};
 
@@ -352,4 +379,3 @@ cap_register(cap_service *cs, rpc_server *srv)
 	/* Services, stale services and places per region and type (cap_metrics.c). */
 	return (metrics_add_collector(rpc_server_metrics(srv), cap_metrics_collect, cs));
 }
-

@@ -51,16 +51,17 @@ reply_org(req_ctx *r, store_txn *txn, const char *id)
 static hv_status
 register_org_fn(store_txn *txn, void *arg)
 {
-	req_ctx                                         *r  = arg;
-	const Haven__Capacity__V1__RegisterOrganisationRequest *in = r->r_in;
-	char                                             err[CAP_ERR_MAX] = "";
-	hv_status                                        st;
+	req_ctx                                                *r                = arg;
+	const Haven__Capacity__V1__RegisterOrganisationRequest *in               = r->r_in;
+	char                                                    err[CAP_ERR_MAX] = "";
+	hv_status                                               st;
 
 	r->r_out = NULL;
 	if ((st = may_manage_org(r)) != HV_OK) {
 		return (st);
 	}
-	if ((st = cap_add_organisation(r->r_cs, txn, in->organisation, err, sizeof(err))) != HV_OK) {
+	if ((st = cap_add_organisation(r->r_cs, txn, in->organisation, err, sizeof(err))) !=
+	    HV_OK) {
 		return (cap_pass(r->r_call, st, err));
 	}
 	if ((st = cap_audit_directory(r, txn, in->organisation->id)) != HV_OK) {
@@ -70,7 +71,8 @@ register_org_fn(store_txn *txn, void *arg)
 }
 
 hv_status
-cap_rpc_register_org(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+cap_rpc_register_org(rpc_call *call, void *svc, const ProtobufCMessage *req,
+    ProtobufCMessage **reply)
 {
 	const Haven__Capacity__V1__RegisterOrganisationRequest *in = (const void *) req;
 	req_ctx                                                 r;
@@ -100,8 +102,9 @@ update_org_fn(store_txn *txn, void *arg)
 
 	r->r_out = NULL;
 	if ((st = cap_read_org(r->r_cs, txn, ch->id, cap_req_arena(r), &cur)) != HV_OK) {
-		return (st == HV_NOT_FOUND ? rpc_call_error(r->r_call, st, "no organisation %s", ch->id)
-		                           : st);
+		return (st == HV_NOT_FOUND
+		        ? rpc_call_error(r->r_call, st, "no organisation %s", ch->id)
+		        : st);
 	}
 	if ((st = may_manage_org(r)) != HV_OK) {
 		return (st);
@@ -184,14 +187,15 @@ disable_org_fn(store_txn *txn, void *arg)
 
 	r->r_out = NULL;
 	if ((st = cap_read_org(r->r_cs, txn, in->id, cap_req_arena(r), &org)) != HV_OK) {
-		return (st == HV_NOT_FOUND ? rpc_call_error(r->r_call, st, "no organisation %s", in->id)
-		                           : st);
+		return (st == HV_NOT_FOUND
+		        ? rpc_call_error(r->r_call, st, "no organisation %s", in->id)
+		        : st);
 	}
 	if ((st = may_manage_org(r)) != HV_OK) {
 		return (st);
 	}
 	if (org->disabled != in->disabled) {
-		org->disabled      = in->disabled;
+		org->disabled = in->disabled;
 		org->version++;
 		org->updated_at_ms = (uint64_t) r->r_now;
 		if ((st = cap_put_org(r->r_cs, txn, org)) != HV_OK ||
@@ -204,14 +208,16 @@ disable_org_fn(store_txn *txn, void *arg)
 }
 
 hv_status
-cap_rpc_disable_org(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+cap_rpc_disable_org(rpc_call *call, void *svc, const ProtobufCMessage *req,
+    ProtobufCMessage **reply)
 {
 	const Haven__Capacity__V1__DisableOrganisationRequest *in = (const void *) req;
 	req_ctx                                                r;
 	hv_status                                              st;
 
 	if (!ids_valid(in->id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "organisation id must be " ID_RULE));
+		return (
+		    rpc_call_error(call, HV_INVALID_ARGUMENT, "organisation id must be " ID_RULE));
 	}
 	cap_req_init(&r, call, svc, in);
 	if ((st = cap_write_call(&r, disable_org_fn, reply)) == HV_OK) {
@@ -230,7 +236,8 @@ cap_rpc_get_org(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobuf
 	hv_status                                          st;
 
 	if (!ids_valid(in->id)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "organisation id must be " ID_RULE));
+		return (
+		    rpc_call_error(call, HV_INVALID_ARGUMENT, "organisation id must be " ID_RULE));
 	}
 	if ((st = store_read_begin(cs->cs_store, &txn)) != HV_OK) {
 		return (st);
@@ -238,7 +245,8 @@ cap_rpc_get_org(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobuf
 	st = cap_read_org(cs, txn, in->id, rpc_call_allocator(call), &org);
 	store_read_end(txn);
 	if (st != HV_OK) {
-		return (st == HV_NOT_FOUND ? rpc_call_error(call, st, "no organisation %s", in->id) : st);
+		return (st == HV_NOT_FOUND ? rpc_call_error(call, st, "no organisation %s", in->id)
+		                           : st);
 	}
 	*reply = &org->base;
 	return (HV_OK);
@@ -274,7 +282,8 @@ cap_rpc_list_orgs(rpc_call *call, void *svc, const ProtobufCMessage *req, Protob
 		return (cap_no_memory(call));
 	}
 	haven__capacity__v1__list_organisations_response__init(out);
-	if ((out->organisations = rpc_call_alloc(call, max * sizeof(*out->organisations))) == NULL) {
+	if ((out->organisations = rpc_call_alloc(call, max * sizeof(*out->organisations))) ==
+	    NULL) {
 		return (cap_no_memory(call));
 	}
 	if ((st = store_read_begin(cs->cs_store, &txn)) != HV_OK ||
@@ -298,16 +307,16 @@ cap_rpc_list_orgs(rpc_call *call, void *svc, const ProtobufCMessage *req, Protob
 			continue;
 		}
 		if (out->n_organisations == max) {
-			out->next_page_token =
-			    out->organisations[max - 1]->id; /* more follow: resume after the last */
+			out->next_page_token = out->organisations[max - 1]
+			                           ->id; /* more follow: resume after the last */
 			break;
 		}
-		if ((o = haven__capacity__v1__organisation__unpack(rpc_call_allocator(call), vl, v)) ==
-		    NULL) {
+		if ((o = haven__capacity__v1__organisation__unpack(rpc_call_allocator(call), vl,
+		         v)) == NULL) {
 			st = cap_no_memory(call);
 			goto out;
 		}
-		o->cert_pem                             = ""; /* lists carry the fingerprint only */
+		o->cert_pem = ""; /* lists carry the fingerprint only */
 		out->organisations[out->n_organisations++] = o;
 	}
 	if (st != HV_OK && st != HV_NOT_FOUND) {

@@ -30,8 +30,8 @@ may_register_service(req_ctx *r, store_txn *txn, const service_t *svc)
 		return (HV_OK);
 	}
 	if (!cap_has_role(r, RPC_ROLE_COORDINATOR)) {
-		return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED, "role %s may not register services",
-		    rpc_role_name(r->r_caller->role)));
+		return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED,
+		    "role %s may not register services", rpc_role_name(r->r_caller->role)));
 	}
 	if ((st = cap_caller_org(r, txn, &me)) != HV_OK) {
 		return (st);
@@ -108,23 +108,25 @@ log_approval(const req_ctx *r, const service_t *svc, const char *what)
 /* Reads the service a change is about; NOT_FOUND, or PERMISSION_DENIED, or FAILED_PRECONDITION
  * for a retired one, or ABORTED when based_on_version is not its version. */
 static hv_status
-service_for_change(req_ctx *r, store_txn *txn, const char *id, uint64_t based_on,
-    service_t **out)
+service_for_change(req_ctx *r, store_txn *txn, const char *id, uint64_t based_on, service_t **out)
 {
 	hv_status st;
 
 	if ((st = cap_read_service(r->r_cs, txn, id, cap_req_arena(r), out)) != HV_OK) {
-		return (st == HV_NOT_FOUND ? rpc_call_error(r->r_call, st, "no service %s", id) : st);
+		return (
+		    st == HV_NOT_FOUND ? rpc_call_error(r->r_call, st, "no service %s", id) : st);
 	}
 	if ((st = may_change_service(r, txn, *out)) != HV_OK) {
 		return (st);
 	}
 	if ((*out)->retired) {
-		return (rpc_call_error(r->r_call, HV_FAILED_PRECONDITION, "service %s is retired", id));
+		return (
+		    rpc_call_error(r->r_call, HV_FAILED_PRECONDITION, "service %s is retired", id));
 	}
 	if (based_on != 0 && (*out)->version != based_on) {
-		return (rpc_call_error(r->r_call, HV_ABORTED, "service %s is at version %llu, not %llu",
-		    id, (unsigned long long) (*out)->version, (unsigned long long) based_on));
+		return (
+		    rpc_call_error(r->r_call, HV_ABORTED, "service %s is at version %llu, not %llu",
+		        id, (unsigned long long) (*out)->version, (unsigned long long) based_on));
 	}
 	return (HV_OK);
 }
@@ -166,8 +168,8 @@ register_service_fn(store_txn *txn, void *arg)
 }
 
 hv_status
-cap_rpc_register_service(
-    rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+cap_rpc_register_service(rpc_call *call, void *svc, const ProtobufCMessage *req,
+    ProtobufCMessage **reply)
 {
 	const Haven__Capacity__V1__RegisterServiceRequest *in = (const void *) req;
 	req_ctx                                            r;
@@ -205,7 +207,8 @@ update_service_fn(store_txn *txn, void *arg)
 		return (rpc_call_error(r->r_call, HV_INVALID_ARGUMENT,
 		    "org_id cannot change (service %s is run by %s)", svc->id, svc->org_id));
 	}
-	if (cap_has_role(r, RPC_ROLE_COORDINATOR) && strcmp(ch->service_area, svc->service_area) != 0) {
+	if (cap_has_role(r, RPC_ROLE_COORDINATOR) &&
+	    strcmp(ch->service_area, svc->service_area) != 0) {
 		if ((st = cap_caller_org(r, txn, &me)) != HV_OK) {
 			return (st);
 		}
@@ -216,7 +219,8 @@ update_service_fn(store_txn *txn, void *arg)
 	}
 	if (ch->maximum < svc->available) {
 		return (rpc_call_error(r->r_call, HV_FAILED_PRECONDITION,
-		    "maximum %u is under the %u places reported available: lower availability first",
+		    "maximum %u is under the %u places reported available: lower availability "
+		    "first",
 		    ch->maximum, svc->available));
 	}
 	/* A provider that moves its service or grows it past what was approved waits again. */
@@ -238,11 +242,12 @@ update_service_fn(store_txn *txn, void *arg)
 	svc->specialisations   = ch->specialisations;
 	svc->maximum           = ch->maximum;
 	if (svc->occupied > svc->maximum - svc->available) {
-		svc->occupied = svc->maximum - svc->available; /* fewer places: fewer to give back */
+		svc->occupied =
+		    svc->maximum - svc->available; /* fewer places: fewer to give back */
 	}
-	svc->unit              = ch->unit[0] != '\0' ? ch->unit : CAP_UNIT_DEFAULT;
-	svc->report_interval_s = ch->report_interval_s != 0 ? ch->report_interval_s
-	                                                    : CAP_INTERVAL_DEFAULT_S;
+	svc->unit = ch->unit[0] != '\0' ? ch->unit : CAP_UNIT_DEFAULT;
+	svc->report_interval_s =
+	    ch->report_interval_s != 0 ? ch->report_interval_s : CAP_INTERVAL_DEFAULT_S;
 	svc->front_door_contact = ch->front_door_contact;
 	svc->version++;
 	if ((st = cap_put_service(r->r_cs, txn, svc)) != HV_OK) {
@@ -254,7 +259,8 @@ update_service_fn(store_txn *txn, void *arg)
 }
 
 hv_status
-cap_rpc_update_service(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+cap_rpc_update_service(rpc_call *call, void *svc, const ProtobufCMessage *req,
+    ProtobufCMessage **reply)
 {
 	const Haven__Capacity__V1__UpdateServiceRequest *in = (const void *) req;
 	req_ctx                                          r;
@@ -264,8 +270,8 @@ cap_rpc_update_service(rpc_call *call, void *svc, const ProtobufCMessage *req, P
 	if (in->service == NULL) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "service is required"));
 	}
-	if ((st = cap_check_id_version(call, "service id", in->service->id, in->based_on_version)) !=
-	    HV_OK) {
+	if ((st = cap_check_id_version(call, "service id", in->service->id,
+	         in->based_on_version)) != HV_OK) {
 		return (st);
 	}
 	if ((st = cap_check_service_fields(svc, in->service, err, sizeof(err))) != HV_OK) {
@@ -299,13 +305,15 @@ retire_service_fn(store_txn *txn, void *arg)
 }
 
 hv_status
-cap_rpc_retire_service(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+cap_rpc_retire_service(rpc_call *call, void *svc, const ProtobufCMessage *req,
+    ProtobufCMessage **reply)
 {
 	const Haven__Capacity__V1__RetireServiceRequest *in = (const void *) req;
 	req_ctx                                          r;
 	hv_status                                        st;
 
-	if ((st = cap_check_id_version(call, "service id", in->id, in->based_on_version)) != HV_OK) {
+	if ((st = cap_check_id_version(call, "service id", in->id, in->based_on_version)) !=
+	    HV_OK) {
 		return (st);
 	}
 	cap_req_init(&r, call, svc, in);
@@ -347,14 +355,15 @@ approve_service_fn(store_txn *txn, void *arg)
 }
 
 hv_status
-cap_rpc_approve_service(
-    rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+cap_rpc_approve_service(rpc_call *call, void *svc, const ProtobufCMessage *req,
+    ProtobufCMessage **reply)
 {
 	const Haven__Capacity__V1__ApproveServiceRequest *in = (const void *) req;
 	req_ctx                                           r;
 	hv_status                                         st;
 
-	if ((st = cap_check_id_version(call, "service id", in->id, in->based_on_version)) != HV_OK) {
+	if ((st = cap_check_id_version(call, "service id", in->id, in->based_on_version)) !=
+	    HV_OK) {
 		return (st);
 	}
 	cap_req_init(&r, call, svc, in);
@@ -365,7 +374,8 @@ cap_rpc_approve_service(
 }
 
 hv_status
-cap_rpc_get_service(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+cap_rpc_get_service(rpc_call *call, void *svc, const ProtobufCMessage *req,
+    ProtobufCMessage **reply)
 {
 	const Haven__Capacity__V1__GetServiceRequest *in = (const void *) req;
 	cap_service                                  *cs = svc;
@@ -383,7 +393,8 @@ cap_rpc_get_service(rpc_call *call, void *svc, const ProtobufCMessage *req, Prot
 	st = cap_read_service(cs, txn, in->id, rpc_call_allocator(call), &s);
 	store_read_end(txn);
 	if (st != HV_OK) {
-		return (st == HV_NOT_FOUND ? rpc_call_error(call, st, "no service %s", in->id) : st);
+		return (
+		    st == HV_NOT_FOUND ? rpc_call_error(call, st, "no service %s", in->id) : st);
 	}
 	if ((v = cap_view_of(call, s, cap_now_ms(cs))) == NULL) {
 		return (cap_no_memory(call));
@@ -441,13 +452,14 @@ update_availability_fn(store_txn *txn, void *arg)
 		    "available %u is over the maximum of %u places", in->available, svc->maximum));
 	}
 	if (svc->version != in->based_on_version) {
-		return (rpc_call_error(r->r_call, HV_ABORTED, "service %s is at version %llu, not %llu",
-		    svc->id, (unsigned long long) svc->version,
-		    (unsigned long long) in->based_on_version));
+		return (rpc_call_error(r->r_call, HV_ABORTED,
+		    "service %s is at version %llu, not %llu", svc->id,
+		    (unsigned long long) svc->version, (unsigned long long) in->based_on_version));
 	}
 	if (in->available < svc->held) {
-		return (rpc_call_error(r->r_call, HV_FAILED_PRECONDITION,
-		    "%u %s held for open offers", svc->held, svc->held == 1 ? "place is" : "places are"));
+		return (
+		    rpc_call_error(r->r_call, HV_FAILED_PRECONDITION, "%u %s held for open offers",
+		        svc->held, svc->held == 1 ? "place is" : "places are"));
 	}
 	/* A stock-take is the provider's count: placements it shows as left already are no
 	 * longer occupied here either. */
@@ -458,8 +470,8 @@ update_availability_fn(store_txn *txn, void *arg)
 }
 
 hv_status
-cap_rpc_update_availability(
-    rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+cap_rpc_update_availability(rpc_call *call, void *svc, const ProtobufCMessage *req,
+    ProtobufCMessage **reply)
 {
 	const Haven__Capacity__V1__UpdateAvailabilityRequest *in = (const void *) req;
 	req_ctx                                               r;
@@ -505,8 +517,8 @@ change_availability_fn(store_txn *txn, void *arg)
 }
 
 hv_status
-cap_rpc_change_availability(
-    rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
+cap_rpc_change_availability(rpc_call *call, void *svc, const ProtobufCMessage *req,
+    ProtobufCMessage **reply)
 {
 	const Haven__Capacity__V1__ChangeAvailabilityRequest *in = (const void *) req;
 	req_ctx                                               r;

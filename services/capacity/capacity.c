@@ -82,9 +82,9 @@ out:
 rpc_role
 cap_org_role(void *arg, const char *org_id)
 {
-	cap_service                       *cs  = arg;
-	store_txn                         *txn = NULL;
-	Haven__Capacity__V1__Organisation *org = NULL;
+	cap_service                       *cs   = arg;
+	store_txn                         *txn  = NULL;
+	Haven__Capacity__V1__Organisation *org  = NULL;
 	rpc_role                           role = 0;
 
 	if (store_read_begin(cs->cs_store, &txn) != HV_OK) {
@@ -111,8 +111,9 @@ cap_foreach_org(cap_service *cs, store_txn *txn, cap_org_fn fn, void *arg)
 	}
 	for (st = store_cursor_seek(c, NULL, 0, NULL, NULL, &v, &vl); st == HV_OK;
 	     st = store_cursor_next(c, NULL, NULL, &v, &vl)) {
-		Haven__Capacity__V1__Organisation *o = haven__capacity__v1__organisation__unpack(NULL, vl, v);
-		int                                stop;
+		Haven__Capacity__V1__Organisation *o =
+		    haven__capacity__v1__organisation__unpack(NULL, vl, v);
+		int stop;
 
 		if (o == NULL) {
 			st = HV_DATA_LOSS;
@@ -162,7 +163,7 @@ cap_publish_change(cap_service *cs, const Haven__Capacity__V1__Service *svc)
 	m.service_area = svc->service_area;
 	m.free         = cap_free_places(svc, cap_now_ms(cs), NULL);
 	m.version      = svc->version;
-	n              = sizeof(TOPIC) - 1 + haven__capacity__v1__capacity_changed__get_packed_size(&m);
+	n = sizeof(TOPIC) - 1 + haven__capacity__v1__capacity_changed__get_packed_size(&m);
 	if (n > sizeof(stack) && (buf = malloc(n)) == NULL) {
 		return;
 	}
@@ -209,8 +210,8 @@ expire_fn(store_txn *txn, void *arg)
 {
 	expire_job *j = arg;
 
-	return (cap_expire_batch(j->ej_cs, txn, j->ej_now, CAP_EXPIRE_BATCH, &j->ej_released, j->ej_changed,
-	    &j->ej_more));
+	return (cap_expire_batch(j->ej_cs, txn, j->ej_now, CAP_EXPIRE_BATCH, &j->ej_released,
+	    j->ej_changed, &j->ej_more));
 }
 
 /* Whether any hold has expired by now_ms: a read, so that idle rounds take no write lock. */
@@ -242,7 +243,7 @@ expire_round(void *arg)
 {
 	cap_service *cs = arg;
 	expire_job  *j;
-	hv_status   st;
+	hv_status    st;
 
 	if (!expiry_due(cs, cap_now_ms(cs)) || (j = malloc(sizeof(*j))) == NULL) {
 		return;
@@ -295,8 +296,9 @@ brief_rebuild_fn(store_txn *txn, void *arg)
 	}
 	for (st = store_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl); st == HV_OK;
 	     st = store_cursor_next(c, &k, &kl, &v, &vl)) {
-		Haven__Capacity__V1__Service *svc = haven__capacity__v1__service__unpack(NULL, vl, v);
-		cap_brief                     b;
+		Haven__Capacity__V1__Service *svc =
+		    haven__capacity__v1__service__unpack(NULL, vl, v);
+		cap_brief b;
 
 		if (svc == NULL) {
 			st = HV_DATA_LOSS;
@@ -304,8 +306,9 @@ brief_rebuild_fn(store_txn *txn, void *arg)
 		}
 		cap_brief_of(cs, svc, &b);
 		if (b.b_region == CAP_REGION_NONE && !svc->retired) {
-			log_warn("service %s: its region is not in the region map; it is left out of "
-			         "summaries, region searches and routing",
+			log_warn(
+			    "service %s: its region is not in the region map; it is left out of "
+			    "summaries, region searches and routing",
 			    svc->id);
 		}
 		st = cap_route_update(cs, txn, NULL, svc, &b);
@@ -343,7 +346,8 @@ brief_current(cap_service *cs, bool *current)
 	if ((st = store_read_begin(cs->cs_store, &txn)) != HV_OK) {
 		return (st);
 	}
-	st = store_get(txn, cs->cs_meta, META_BRIEF_REGIONS, sizeof(META_BRIEF_REGIONS) - 1, &v, &vl);
+	st = store_get(txn, cs->cs_meta, META_BRIEF_REGIONS, sizeof(META_BRIEF_REGIONS) - 1, &v,
+	    &vl);
 	*current = st == HV_OK && vl == sizeof(fp) && memcmp(v, fp, sizeof(fp)) == 0;
 	store_read_end(txn);
 	return (st == HV_NOT_FOUND ? HV_OK : st);
@@ -380,15 +384,15 @@ cap_open(cap_service **out, const cap_options *opts)
 	if ((cs = calloc(1, sizeof(*cs))) == NULL) {
 		goto out;
 	}
-	cs->cs_store          = opts->store;
-	cs->cs_regions        = opts->regions;
-	cs->cs_ca_file        = opts->ca_file;
-	cs->cs_hold_max_ttl_s = opts->hold_max_ttl_s != 0 ? opts->hold_max_ttl_s
-	                                                  : CAP_HOLD_TTL_DEFAULT_S;
-	cs->cs_approval_places = opts->approval_places != 0 ? opts->approval_places
-	                                                    : CAP_APPROVAL_PLACES_DEFAULT;
-	cs->cs_now            = opts->now_ms;
-	cs->cs_now_arg        = opts->now_arg;
+	cs->cs_store   = opts->store;
+	cs->cs_regions = opts->regions;
+	cs->cs_ca_file = opts->ca_file;
+	cs->cs_hold_max_ttl_s =
+	    opts->hold_max_ttl_s != 0 ? opts->hold_max_ttl_s : CAP_HOLD_TTL_DEFAULT_S;
+	cs->cs_approval_places =
+	    opts->approval_places != 0 ? opts->approval_places : CAP_APPROVAL_PLACES_DEFAULT;
+	cs->cs_now     = opts->now_ms;
+	cs->cs_now_arg = opts->now_arg;
 
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
 		store_table *t = (store_table *) (void *) ((char *) cs + tables[i].offset);
@@ -406,7 +410,8 @@ cap_open(cap_service **out, const cap_options *opts)
 		goto out;
 	}
 	if (!current) {
-		log_info("capacity: building the brief table and routing index for this region map");
+		log_info(
+		    "capacity: building the brief table and routing index for this region map");
 		if ((st = store_write(cs->cs_store, brief_rebuild_fn, cs)) != HV_OK) {
 			log_error("capacity: cannot build the brief table: %s", hv_status_name(st));
 			goto out;
@@ -420,9 +425,10 @@ cap_open(cap_service **out, const cap_options *opts)
 		}
 		cs->cs_pub_open = true;
 		if ((rv = nng_listen(cs->cs_pub, opts->pub_url, NULL, 0)) != 0) {
-			log_error("capacity: cannot publish on %s: %s", opts->pub_url, nng_strerror(rv));
+			log_error("capacity: cannot publish on %s: %s", opts->pub_url,
+			    nng_strerror(rv));
 			st = rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? HV_INVALID_ARGUMENT
-			                                                : hv_status_from_nng(rv);
+			                                               : hv_status_from_nng(rv);
 			goto out;
 		}
 	}
@@ -463,4 +469,3 @@ cap_close(cap_service *cs)
 	}
 	free(cs);
 }
-

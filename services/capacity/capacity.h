@@ -42,20 +42,20 @@
 
 #include "haven/capacity/v1/capacity.pb-c.h"
 
-#define CAP_ID_MAX 64 /* ids: [a-z0-9._-], 1..63 bytes */
+#define CAP_ID_MAX                  64 /* ids: [a-z0-9._-], 1..63 bytes */
 #define CAP_APPROVAL_PLACES_DEFAULT 50
 
 typedef struct cap_service cap_service;
 
 typedef struct cap_options {
-	store            *store;      /* the node's store; not owned */
-	const region_map *regions;    /* not owned; must outlive the service */
-	const char       *pub_url;    /* nng pub socket for CapacityChanged; NULL: none */
+	store            *store;   /* the node's store; not owned */
+	const region_map *regions; /* not owned; must outlive the service */
+	const char       *pub_url; /* nng pub socket for CapacityChanged; NULL: none */
 	/* The node CA (tls_ca; not copied, must outlive the service): a certificate registered
 	 * for an organisation must chain to it, be valid and name the organisation as its CN.
 	 * NULL: registering a certificate is FAILED_PRECONDITION. */
-	const char       *ca_file;
-	uint32_t          hold_max_ttl_s; /* 0: 24 h */
+	const char *ca_file;
+	uint32_t    hold_max_ttl_s; /* 0: 24 h */
 	/* A provider's service with more places than this, or outside its organisation's region,
 	 * waits for approval (Service.pending); 0: CAP_APPROVAL_PLACES_DEFAULT. */
 	uint32_t approval_places;
@@ -139,16 +139,17 @@ hv_status cap_add_organisation(cap_service *cs, store_txn *txn,
     const Haven__Capacity__V1__Organisation *org, char *err, size_t errsz);
 
 /* Validates and stores a new service, as RegisterService does for the operator: the
- * organisation must exist (NOT_FOUND) and be an enabled provider (FAILED_PRECONDITION). An empty id gets a generated "svc-" id; id receives the id it is stored under.
- * The registry's own fields are set in what is stored (held 0, version 1, times now); svc is
- * not changed. On failure err names the problem. */
-hv_status cap_add_service(cap_service *cs, store_txn *txn,
-    const Haven__Capacity__V1__Service *svc, char id[CAP_ID_MAX], char *err, size_t errsz);
+ * organisation must exist (NOT_FOUND) and be an enabled provider (FAILED_PRECONDITION). An empty id
+ * gets a generated "svc-" id; id receives the id it is stored under. The registry's own fields are
+ * set in what is stored (held 0, version 1, times now); svc is not changed. On failure err names
+ * the problem. */
+hv_status cap_add_service(cap_service *cs, store_txn *txn, const Haven__Capacity__V1__Service *svc,
+    char id[CAP_ID_MAX], char *err, size_t errsz);
 
 /* Holds one free place of a fresh service for ttl_s seconds (1..hold_max_ttl_s, else
  * INVALID_ARGUMENT): FAILED_PRECONDITION when the service has no free place, its figure is
- * stale or it waits for approval (pending), NOT_FOUND for an unknown or retired service. owner: at most 200 bytes of text.
- * hold_id receives the new hold's id. */
+ * stale or it waits for approval (pending), NOT_FOUND for an unknown or retired service. owner: at
+ * most 200 bytes of text. hold_id receives the new hold's id. */
 hv_status cap_hold_place(cap_service *cs, store_txn *txn, const char *service_id, uint32_t ttl_s,
     const char *owner, char hold_id[CAP_ID_MAX]);
 
@@ -179,10 +180,10 @@ hv_status cap_expire_holds(cap_service *cs, store_txn *txn, int64_t now_ms, unsi
 hv_status cap_get_service(cap_service *cs, store_txn *txn, const char *service_id,
     Haven__Capacity__V1__Service **out);
 
-/* Calls fn for every service of a type that is neither retired nor pending (all types for UNSPECIFIED), in id order,
- * until fn returns non-zero. The service is valid only during the call. fresh says whether
- * its figure is fresh now (cap_now_ms). fn must not change capacity records (the iteration
- * walks cap.brief): collect what it chose and hold places after the walk. */
+/* Calls fn for every service of a type that is neither retired nor pending (all types for
+ * UNSPECIFIED), in id order, until fn returns non-zero. The service is valid only during the call.
+ * fresh says whether its figure is fresh now (cap_now_ms). fn must not change capacity records (the
+ * iteration walks cap.brief): collect what it chose and hold places after the walk. */
 typedef int (*cap_service_fn)(void *arg, const Haven__Capacity__V1__Service *svc, bool fresh);
 hv_status cap_foreach_service(cap_service *cs, store_txn *txn,
     Haven__Capacity__V1__ServiceType type, cap_service_fn fn, void *arg);
@@ -219,9 +220,8 @@ typedef struct cap_route_entry {
  * populations (0: any), in id order, until fn returns non-zero. fn must not change capacity
  * records (collect, then hold places after the walk). */
 typedef int (*cap_route_fn)(void *arg, const cap_route_entry *e);
-hv_status cap_route_foreach(cap_service *cs, store_txn *txn,
-    Haven__Capacity__V1__ServiceType type, unsigned region, uint8_t populations,
-    cap_route_fn fn, void *arg);
+hv_status cap_route_foreach(cap_service *cs, store_txn *txn, Haven__Capacity__V1__ServiceType type,
+    unsigned region, uint8_t populations, cap_route_fn fn, void *arg);
 
 /* The region map the index's region numbers refer to. */
 const region_map *cap_route_regions(const cap_service *cs);

@@ -91,7 +91,7 @@ typedef struct job {
 	cap_service     *cs;
 	const org_t     *org;
 	const service_t *svc;
-	const char      *id;     /* service or hold id */
+	const char      *id; /* service or hold id */
 	uint32_t         ttl_s;
 	const char      *owner;
 	char             out[CAP_ID_MAX];
@@ -155,9 +155,9 @@ add_org(fixture *f, const char *id, Haven__Capacity__V1__Role role, const char *
 	return (store_write(f->st, add_org_fn, &j));
 }
 
-static Haven__Capacity__V1__Population pops_women[] = { P_WOMEN };
+static Haven__Capacity__V1__Population pops_women[]        = { P_WOMEN };
 static Haven__Capacity__V1__Population pops_women_minors[] = { P_WOMEN, P_MINORS };
-static char                           *langs_nl_en[] = { "nl", "en" };
+static char                           *langs_nl_en[]       = { "nl", "en" };
 
 static void
 svc_init(service_t *s, const char *id, const char *org, Haven__Capacity__V1__ServiceType type,
@@ -265,7 +265,7 @@ test_text_and_roles(void **state)
 	assert_false(text_free_ok("tab\there", 1, 200));
 	assert_false(text_free_ok("nl\n", 1, 200));
 	assert_false(text_free_ok("del\x7f", 1, 200));
-	assert_false(text_free_ok("c1 \xc2\x85", 1, 200));      /* U+0085 NEL */
+	assert_false(text_free_ok("c1 \xc2\x85", 1, 200));       /* U+0085 NEL */
 	assert_false(text_free_ok("overlong \xc0\xaf", 1, 200)); /* '/' in two bytes */
 	assert_false(text_free_ok("surrogate \xed\xa0\x80", 1, 200));
 	assert_false(text_free_ok("cut \xe2\x82", 1, 200));
@@ -280,7 +280,8 @@ test_text_and_roles(void **state)
 	assert_int_equal(cap_role_to_rpc(HAVEN__CAPACITY__V1__ROLE__ROLE_UNSPECIFIED), 0);
 	assert_int_equal(cap_role_to_rpc((Haven__Capacity__V1__Role) 99), 0);
 	assert_int_equal(cap_role_from_rpc(RPC_ROLE_OPERATOR), 0);
-	assert_true(cap_enum_ok(&haven__capacity__v1__population__descriptor, P_MEN, CAP_POPULATIONS));
+	assert_true(
+	    cap_enum_ok(&haven__capacity__v1__population__descriptor, P_MEN, CAP_POPULATIONS));
 	assert_false(cap_enum_ok(&haven__capacity__v1__population__descriptor, 0, CAP_POPULATIONS));
 	assert_false(cap_enum_ok(&haven__capacity__v1__population__descriptor, 42, 1 << 30));
 	/* Known, but past the registry's tables. */
@@ -291,12 +292,12 @@ test_text_and_roles(void **state)
 static void
 test_service_checks(void **state)
 {
-	fixture                          f;
-	service_t                        s;
-	char                             err[256];
-	char                             big[300];
-	char                            *many[20];
-	Haven__Capacity__V1__Population  pops[9];
+	fixture                           f;
+	service_t                         s;
+	char                              err[256];
+	char                              big[300];
+	char                             *many[20];
+	Haven__Capacity__V1__Population   pops[9];
 	Haven__Capacity__V1__Exploitation ex[2];
 
 	fixture_open(&f, true);
@@ -306,16 +307,16 @@ test_service_checks(void **state)
 		many[i] = "nl";
 	}
 
-#define EXPECT_BAD(what, field)                                                                \
-	do {                                                                                   \
-		svc_init(&s, "svc-a", "org-a", T_SHELTER, "Amsterdam", 10, 3);                 \
-		what;                                                                          \
-		err[0] = '\0';                                                                 \
-		assert_int_equal(cap_check_new_service(f.cs, &s, err, sizeof(err)),            \
-		    HV_INVALID_ARGUMENT);                                                      \
-		if (strstr(err, field) == NULL) {                                              \
-			fail_msg("message '%s' does not name %s", err, field);                 \
-		}                                                                              \
+#define EXPECT_BAD(what, field)                                                                    \
+	do {                                                                                       \
+		svc_init(&s, "svc-a", "org-a", T_SHELTER, "Amsterdam", 10, 3);                     \
+		what;                                                                              \
+		err[0] = '\0';                                                                     \
+		assert_int_equal(cap_check_new_service(f.cs, &s, err, sizeof(err)),                \
+		    HV_INVALID_ARGUMENT);                                                          \
+		if (strstr(err, field) == NULL) {                                                  \
+			fail_msg("message '%s' does not name %s", err, field);                     \
+		}                                                                                  \
 	} while (0)
 
 	svc_init(&s, "svc-a", "org-a", T_SHELTER, "Amsterdam", 10, 3);
@@ -358,11 +359,12 @@ test_service_checks(void **state)
 	many[0] = "Wheel Chair";
 	EXPECT_BAD((s.accessibility = many, s.n_accessibility = 1), "accessibility: entry 1");
 	many[0] = "nl";
-	ex[0] = (Haven__Capacity__V1__Exploitation) 9;
+	ex[0]   = (Haven__Capacity__V1__Exploitation) 9;
 	EXPECT_BAD((s.specialisations = ex, s.n_specialisations = 1), "specialisations: 9");
 	ex[0] = HAVEN__CAPACITY__V1__EXPLOITATION__LABOUR;
 	ex[1] = HAVEN__CAPACITY__V1__EXPLOITATION__LABOUR;
-	EXPECT_BAD((s.specialisations = ex, s.n_specialisations = 2), "specialisations lists labour");
+	EXPECT_BAD((s.specialisations = ex, s.n_specialisations = 2),
+	    "specialisations lists labour");
 	EXPECT_BAD((s.maximum = 0, s.available = 0), "maximum must be 1 to 100000");
 	EXPECT_BAD(s.maximum = 100001, "maximum must be 1 to 100000 places, not 100001");
 	EXPECT_BAD(s.available = 11, "available 11 is over the maximum of 10 places");
@@ -398,8 +400,7 @@ test_org_checks(void **state)
 	assert_string_equal(fp, "");
 	/* A node without a CA cannot check a certificate, so it registers none. */
 	assert_int_equal(cap_check_cert(f.cs, "blijf-groep", "-----BEGIN CERTIFICATE-----\n",
-	                     cap_now_ms(f.cs) / 1000,
-	                     err, sizeof(err)),
+	                     cap_now_ms(f.cs) / 1000, err, sizeof(err)),
 	    HV_FAILED_PRECONDITION);
 	assert_non_null(strstr(err, "no CA configured (tls_ca)"));
 	o.id = "Blijf";
@@ -618,7 +619,7 @@ test_expiry_thread(void **state)
 	/* More than one batch (64) expires: the thread loops until none is left. */
 	atomic_store(&clock_offset, 5000);
 	for (waited = 0; waited < 50; waited++) {
-		got = get_service(&f, "svc-t");
+		got           = get_service(&f, "svc-t");
 		unsigned held = got->held;
 		haven__capacity__v1__service__free_unpacked(got, NULL);
 		if (held == 0) {
@@ -826,9 +827,8 @@ test_foreach_and_summary(void **state)
 	assert_int_equal(cell->cc_maximum, 8);
 	free(cells);
 	/* Only Rotterdam. */
-	assert_int_equal(cap_summary(f.cs, txn,
-	                     (uint64_t) 1 << region_map_find(f.map, "Rotterdam"), test_now(NULL),
-	                     &cells, &n),
+	assert_int_equal(cap_summary(f.cs, txn, (uint64_t) 1 << region_map_find(f.map, "Rotterdam"),
+	                     test_now(NULL), &cells, &n),
 	    HV_OK);
 	assert_int_equal(n, 1);
 	free(cells);
@@ -915,15 +915,15 @@ meta_fingerprint(store *st, uint8_t out[32], bool *present)
 static void
 test_store_only(void **state)
 {
-	fixture      f;
-	service_t    s;
-	service_t   *got;
-	cap_options  o = { 0 };
-	region_map  *other;
-	uint8_t      before[32], after[32];
-	bool         had, has;
-	job          j;
-	char         err[128];
+	fixture     f;
+	service_t   s;
+	service_t  *got;
+	cap_options o = { 0 };
+	region_map *other;
+	uint8_t     before[32], after[32];
+	bool        had, has;
+	job         j;
+	char        err[128];
 
 	(void) state;
 	fixture_open(&f, true);

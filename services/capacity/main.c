@@ -48,11 +48,11 @@ main(int argc, char **argv)
 		host_run_path(h, "events.sock", path, sizeof(path));
 		snprintf(pub, sizeof(pub), "ipc://%s", path);
 	}
-	co.store   = host_store(h);
-	co.regions = host_regions(h);
-	co.pub_url = pub;
+	co.store           = host_store(h);
+	co.regions         = host_regions(h);
+	co.pub_url         = pub;
 	co.approval_places = (uint32_t) cfg.service_approval_places;
-	co.ca_file = cfg.tls_ca;
+	co.ca_file         = cfg.tls_ca;
 	if ((st = cap_open(&cs, &co)) != HV_OK) {
 		log_error("cannot open the capacity registry: %s", hv_status_name(st));
 		ret = st == HV_INVALID_ARGUMENT ? 2 : 1;

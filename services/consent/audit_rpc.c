@@ -14,8 +14,8 @@
 #include <string.h>
 
 #define LIST_DEFAULT 100
-#define SCAN_PAGE 256     /* entries read at a time by holder_list */
-#define SCAN_MAX 16384    /* entries holder_list reads in one call at most */
+#define SCAN_PAGE    256   /* entries read at a time by holder_list */
+#define SCAN_MAX     16384 /* entries holder_list reads in one call at most */
 
 /* With Check's entries queued, what was queued before this call is written first, so that the
  * log read is the log of every access answered so far. A writer that failed is reported by
@@ -31,10 +31,10 @@ audit_rpc_flush(consent_service *cs)
 static hv_status
 h_audit_verify(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
-	consent_service                 *cs  = svc;
+	consent_service                  *cs  = svc;
 	Haven__Audit__V1__VerifyResponse *out = rpc_call_alloc(call, sizeof(*out));
-	audit_verify_result              r;
-	hv_status                        st;
+	audit_verify_result               r;
+	hv_status                         st;
 
 	(void) req;
 	if (out == NULL) {
@@ -71,9 +71,9 @@ static hv_status
 list_allowed(rpc_call *call, consent_service *cs, const char *subject,
     const uint8_t sid[CONSENT_ID_LEN])
 {
-	const rpc_caller                  *caller = rpc_call_caller(call);
-	Haven__Consent__V1__SubjectRecord *rec    = NULL;
-	store_txn                         *txn    = NULL;
+	const rpc_caller                  *caller               = rpc_call_caller(call);
+	Haven__Consent__V1__SubjectRecord *rec                  = NULL;
+	store_txn                         *txn                  = NULL;
 	char                               err[CONSENT_MSG_MAX] = "";
 	hv_status                          st;
 
@@ -189,20 +189,20 @@ out:
 static hv_status
 h_audit_list(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
-	consent_service                     *cs  = svc;
-	const Haven__Audit__V1__ListRequest *in  = (const void *) req;
-	Haven__Audit__V1__ListResponse      *out = NULL;
-	audit_entry                         *es  = NULL;
-	store_txn                           *txn = NULL;
-	size_t                               n   = 0;
-	size_t                               max = in->limit != 0 ? in->limit : LIST_DEFAULT;
+	consent_service                     *cs   = svc;
+	const Haven__Audit__V1__ListRequest *in   = (const void *) req;
+	Haven__Audit__V1__ListResponse      *out  = NULL;
+	audit_entry                         *es   = NULL;
+	store_txn                           *txn  = NULL;
+	size_t                               n    = 0;
+	size_t                               max  = in->limit != 0 ? in->limit : LIST_DEFAULT;
 	uint64_t                             next = 0;
 	uint8_t                              sid[CONSENT_ID_LEN];
 	hv_status                            st;
 
 	if (max > AUDIT_LIST_MAX) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "limit: at most %d",
-		    AUDIT_LIST_MAX));
+		return (
+		    rpc_call_error(call, HV_INVALID_ARGUMENT, "limit: at most %d", AUDIT_LIST_MAX));
 	}
 	if (in->subject[0] != '\0' && consent_id_parse(in->subject, sid) != 0) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
@@ -256,15 +256,14 @@ h_audit_list(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMe
 		e->prev_hash.data = rpc_call_alloc(call, AUDIT_HASH_LEN);
 		e->hash.data      = rpc_call_alloc(call, AUDIT_HASH_LEN);
 		if (e->caller_org == NULL || e->caller_person == NULL || e->caller_role == NULL ||
-		    e->method == NULL ||
-		    e->subject == NULL || e->purpose == NULL || e->result_name == NULL ||
-		    e->prev_hash.data == NULL || e->hash.data == NULL) {
+		    e->method == NULL || e->subject == NULL || e->purpose == NULL ||
+		    e->result_name == NULL || e->prev_hash.data == NULL || e->hash.data == NULL) {
 			goto out;
 		}
 		memcpy(e->prev_hash.data, es[i].prev_hash, AUDIT_HASH_LEN);
 		memcpy(e->hash.data, es[i].hash, AUDIT_HASH_LEN);
-		e->prev_hash.len                 = AUDIT_HASH_LEN;
-		e->hash.len                      = AUDIT_HASH_LEN;
+		e->prev_hash.len               = AUDIT_HASH_LEN;
+		e->hash.len                    = AUDIT_HASH_LEN;
 		out->entries[out->n_entries++] = e;
 	}
 	out->next_after_seq = next;
@@ -280,7 +279,7 @@ out:
 /* The whole log: the operator; its chain: admins too; a referrer: the entries of a subject it
  * holds (h_audit_list). */
 const rpc_method_impl audit_rpc_methods[] = {
-	{ .name    = "Verify",
+	{ .name      = "Verify",
 	    .handler = h_audit_verify,
 	    .roles   = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
 	{ .name = "List", .handler = h_audit_list, .roles = R_HOLDER },

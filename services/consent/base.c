@@ -187,8 +187,9 @@ consent_subject_acting(consent_service *cs, store_txn *txn, const rpc_caller *ca
 			*out = NULL;
 		}
 		return (may != HV_OK ? may
-		        : st != HV_OK ? hv_fail(err, errsz, st, "no subject %s", hex)
-		                      : hv_fail(err, errsz, HV_NOT_FOUND, "subject %s was erased", hex));
+		        : st != HV_OK
+		        ? hv_fail(err, errsz, st, "no subject %s", hex)
+		        : hv_fail(err, errsz, HV_NOT_FOUND, "subject %s was erased", hex));
 	}
 	return (HV_OK);
 }
@@ -199,8 +200,8 @@ void
 consent_publish_withdrawn(consent_service *cs, const char *consent_id, const char *subject,
     int64_t when, bool erased)
 {
-	Haven__Consent__V1__ConsentWithdrawn ev    = HAVEN__CONSENT__V1__CONSENT_WITHDRAWN__INIT;
-	size_t                               tlen  = strlen(CONSENT_TOPIC_WITHDRAWN);
+	Haven__Consent__V1__ConsentWithdrawn ev   = HAVEN__CONSENT__V1__CONSENT_WITHDRAWN__INIT;
+	size_t                               tlen = strlen(CONSENT_TOPIC_WITHDRAWN);
 	uint8_t                              buf[256];
 	size_t                               n;
 	int                                  rv;
@@ -311,4 +312,3 @@ consent_personal_has(consent_service *cs, store_txn *txn, const uint8_t sid[CONS
 	haven__consent__v1__sealed_personal__free_unpacked(sp, NULL);
 	return (HV_OK);
 }
-

@@ -68,13 +68,15 @@ check_validate(check_args *a, char *err, size_t errsz)
 	}
 	if (!purpose_ok(a->ca_purpose)) {
 		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "purpose must be referral, share-with-provider or contact (statistics is retired)"));
+		    "purpose must be referral, share-with-provider or contact (statistics is "
+		    "retired)"));
 	}
 	if (a->ca_category != 0 && !category_ok(a->ca_category)) {
 		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "category must be identity, contact, health, legal or other (or none: any)"));
 	}
-	if (a->ca_recipient == NULL || (a->ca_recipient[0] != '\0' && !ids_valid(a->ca_recipient))) {
+	if (a->ca_recipient == NULL ||
+	    (a->ca_recipient[0] != '\0' && !ids_valid(a->ca_recipient))) {
 		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
 		    "recipient must be an organisation id (1..63 of [a-z0-9._-]), or none for the "
 		    "node"));
@@ -92,8 +94,8 @@ check_view(const check_args *a, const consent_view *v, consent_decision *out, ch
 	/* A provider asks about itself only (h_check, consent_rpc.c); everyone else by the holder's
 	 * rule. The view's creator is the subject's holder. */
 	if (a->ca_caller->role != RPC_ROLE_PROVIDER &&
-	    (st = consent_may_act(a->ca_caller, v->cv_holder, a->ca_subject, true, err,
-	         errsz)) != HV_OK) {
+	    (st = consent_may_act(a->ca_caller, v->cv_holder, a->ca_subject, true, err, errsz)) !=
+	        HV_OK) {
 		return (st);
 	}
 	view_decide(v, a->ca_subject, a->ca_purpose, a->ca_recipient, a->ca_accepting,
@@ -163,8 +165,8 @@ check_audited_txn(consent_service *cs, store_txn *txn, check_args *a, consent_de
 
 hv_status
 consent_ref_check(void *arg, store_txn *txn, const rpc_caller *caller, const char *method,
-    const char *subject, const char *purpose, const char *recipient_org,
-    bool accepting_provider, bool *allowed)
+    const char *subject, const char *purpose, const char *recipient_org, bool accepting_provider,
+    bool *allowed)
 {
 	consent_decision d;
 	check_args       a;
@@ -185,10 +187,10 @@ consent_ref_check(void *arg, store_txn *txn, const rpc_caller *caller, const cha
 }
 
 hv_status
-consent_check_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller,
-    const char *method, const char *subject, Haven__Consent__V1__Purpose purpose,
-    const char *recipient, bool recipient_is_accepting_provider,
-    Haven__Consent__V1__Category category, consent_decision *out)
+consent_check_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller, const char *method,
+    const char *subject, Haven__Consent__V1__Purpose purpose, const char *recipient,
+    bool recipient_is_accepting_provider, Haven__Consent__V1__Category category,
+    consent_decision *out)
 {
 	check_args a;
 
@@ -211,8 +213,8 @@ check_fn(store_txn *txn, void *arg)
 {
 	check_job *j = arg;
 
-	return (check_audited_txn(j->kj_cs, txn, &j->kj_args, j->kj_decision, j->kj_err,
-	    j->kj_errsz));
+	return (
+	    check_audited_txn(j->kj_cs, txn, &j->kj_args, j->kj_decision, j->kj_err, j->kj_errsz));
 }
 
 /* Decides on a cached view (view_cache_with's callback). */

@@ -91,18 +91,18 @@ consent_open(consent_service **out, const consent_options *o)
 	}
 	pthread_mutex_init(&cs->cs_kmtx, NULL);
 	pthread_mutex_init(&cs->cs_rotmtx, NULL);
-	cs->cs_store       = o->store;
-	cs->cs_now         = o->now_ms;
-	cs->cs_now_arg     = o->now_arg;
-	cs->cs_org_role    = o->org_role;
-	cs->cs_org_arg     = o->org_arg;
+	cs->cs_store         = o->store;
+	cs->cs_now           = o->now_ms;
+	cs->cs_now_arg       = o->now_arg;
+	cs->cs_org_role      = o->org_role;
+	cs->cs_org_arg       = o->org_arg;
 	cs->cs_accepting     = o->accepting_provider;
 	cs->cs_accepting_arg = o->accepting_arg;
 	cs->cs_alerts        = o->alerts;
 	cs->cs_erased        = o->subject_erased;
 	cs->cs_erased_arg    = o->erased_arg;
-	cs->cs_rotate_s    = o->rotate_interval_s != 0 ? o->rotate_interval_s : 86400;
-	cs->cs_check_async = o->check_audit_async;
+	cs->cs_rotate_s      = o->rotate_interval_s != 0 ? o->rotate_interval_s : 86400;
+	cs->cs_check_async   = o->check_audit_async;
 
 	if ((st = store_table_open(cs->cs_store, "consent.meta", &cs->cs_meta)) != HV_OK ||
 	    (st = store_table_open(cs->cs_store, "consent.subjects", &cs->cs_subjects)) != HV_OK ||
@@ -139,7 +139,8 @@ consent_open(consent_service **out, const consent_options *o)
 		cs->cs_pub_open = true;
 		if ((rv = nng_listen(cs->cs_pubsock, o->pub_url, NULL, 0)) != 0) {
 			st = hv_status_from_nng(rv);
-			log_error("consent: cannot publish on %s: %s", o->pub_url, nng_strerror(rv));
+			log_error("consent: cannot publish on %s: %s", o->pub_url,
+			    nng_strerror(rv));
 			goto fail;
 		}
 	}

@@ -39,12 +39,12 @@
 
 #include "haven/consent/v1/consent.pb-c.h"
 
-#define CONSENT_ID_LEN 16                 /* subject and consent ids: 128 random bits */
-#define CONSENT_ID_HEX (2 * CONSENT_ID_LEN + 1) /* 32 lower-case hex characters and a NUL */
-#define CONSENT_TOPIC_WITHDRAWN "consent.withdrawn" /* then a packed ConsentWithdrawn */
-#define CONSENT_RECEIPT_FORMAT "haven-consent-receipt/1"
-#define CONSENT_KEY_ID_HEX 65             /* SHA-256 of the signing public key, hex, NUL */
-#define CONSENT_MSG_MAX 160
+#define CONSENT_ID_LEN          16 /* subject and consent ids: 128 random bits */
+#define CONSENT_ID_HEX          (2 * CONSENT_ID_LEN + 1) /* 32 lower-case hex characters and a NUL */
+#define CONSENT_TOPIC_WITHDRAWN "consent.withdrawn"      /* then a packed ConsentWithdrawn */
+#define CONSENT_RECEIPT_FORMAT  "haven-consent-receipt/1"
+#define CONSENT_KEY_ID_HEX      65 /* SHA-256 of the signing public key, hex, NUL */
+#define CONSENT_MSG_MAX         160
 
 typedef struct consent_service consent_service;
 
@@ -123,10 +123,10 @@ audit *consent_audit(consent_service *cs);
 
 /* What consent_check_txn decided. */
 typedef struct consent_decision {
-	bool                            allowed;
-	char                            consent_id[CONSENT_ID_HEX]; /* allowing, or closest; "" */
-	Haven__Consent__V1__DenyReason  reason;  /* UNSPECIFIED when allowed */
-	char                            message[CONSENT_MSG_MAX]; /* ids only */
+	bool                           allowed;
+	char                           consent_id[CONSENT_ID_HEX]; /* allowing, or closest; "" */
+	Haven__Consent__V1__DenyReason reason;                     /* UNSPECIFIED when allowed */
+	char                           message[CONSENT_MSG_MAX];   /* ids only */
 } consent_decision;
 
 /* May `recipient` get data of `category` about `subject` for `purpose`, now? Allowed when a
@@ -156,17 +156,16 @@ hv_status consent_subject_minor_txn(consent_service *cs, store_txn *txn, const c
  * PERMISSION_DENIED when no category is allowed, DATA_LOSS when a field does not decrypt.
  * Appends an audit entry (write transaction). *out is the caller's: free it with
  * consent_personal_free, which wipes it. */
-hv_status consent_read_personal_txn(consent_service *cs, store_txn *txn,
-    const rpc_caller *caller, const char *method, const char *subject,
-    bool recipient_is_accepting_provider, Haven__Consent__V1__PersonalData **out);
-void consent_personal_free(Haven__Consent__V1__PersonalData *p);
+hv_status consent_read_personal_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller,
+    const char *method, const char *subject, bool recipient_is_accepting_provider,
+    Haven__Consent__V1__PersonalData **out);
+void      consent_personal_free(Haven__Consent__V1__PersonalData *p);
 
 /* Creates a subject inside the caller's transaction (what CreateSubject does, for bulk loads
  * and for services that create a subject with their own records). Validates p (may be NULL),
  * seals it, appends an audit entry. id receives the new subject's id. */
-hv_status consent_create_subject_txn(consent_service *cs, store_txn *txn,
-    const rpc_caller *caller, const Haven__Consent__V1__PersonalData *p, bool minor,
-    char id[CONSENT_ID_HEX]);
+hv_status consent_create_subject_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller,
+    const Haven__Consent__V1__PersonalData *p, bool minor, char id[CONSENT_ID_HEX]);
 
 /* Records a consent inside the caller's transaction (what Grant does, with the same checks
  * and the same messages in errmsg). *out (may be NULL) receives the signed record, the
@@ -188,9 +187,9 @@ hv_status consent_grant_txn(consent_service *cs, store_txn *txn, const rpc_calle
  * INVALID_ARGUMENT for a malformed subject id or context, a text longer than
  * CONSENT_TEXT_MAX or a wrong size. open: DATA_LOSS when the text does not authenticate
  * (altered, or another subject's or place's); the buffer is wiped then. */
-#define CONSENT_TEXT_MAX          65536
-#define CONSENT_TEXT_CONTEXT_MAX  128
-#define CONSENT_TEXT_OVERHEAD     (1 + 12 + 16) /* version, nonce, tag */
+#define CONSENT_TEXT_MAX           65536
+#define CONSENT_TEXT_CONTEXT_MAX   128
+#define CONSENT_TEXT_OVERHEAD      (1 + 12 + 16) /* version, nonce, tag */
 #define CONSENT_TEXT_SEALED_LEN(n) ((size_t) (n) + CONSENT_TEXT_OVERHEAD)
 hv_status consent_text_seal_txn(consent_service *cs, store_txn *txn, const char *subject,
     const char *context, const char *text, size_t len, uint8_t *out, size_t outsz);
@@ -202,8 +201,8 @@ hv_status consent_text_open_txn(consent_service *cs, store_txn *txn, const char 
 /* Erases a subject (what EraseSubject does, for retention): destroys the data key and every
  * sealed field, keeps a tombstone, withdraws its consents in force (published), and rotates
  * the KEK before returning. caller is recorded in the audit log. */
-hv_status consent_erase_subject(consent_service *cs, const rpc_caller *caller,
-    const char *subject, int64_t *erased_at_ms, uint64_t *kek_generation);
+hv_status consent_erase_subject(consent_service *cs, const rpc_caller *caller, const char *subject,
+    int64_t *erased_at_ms, uint64_t *kek_generation);
 
 /* consent_erase_subject without the key rotation, for sweeps that erase many subjects: each
  * rotation re-wraps every live data key, so the caller erases a batch and then calls
@@ -237,17 +236,17 @@ const char *consent_purpose_name(int v);
 const char *consent_category_name(int v);
 const char *consent_given_by_name(int v);
 const char *consent_method_name(int v);
-int consent_purpose_parse(const char *s, int *out);
-int consent_category_parse(const char *s, int *out);
-int consent_given_by_parse(const char *s, int *out);
-int consent_method_parse(const char *s, int *out);
+int         consent_purpose_parse(const char *s, int *out);
+int         consent_category_parse(const char *s, int *out);
+int         consent_given_by_parse(const char *s, int *out);
+int         consent_method_parse(const char *s, int *out);
 
 /* ref_consent_fn of referral.h over consent_check_txn, for the node to pass to ref_open with
  * the consent service as arg: purpose by name, recipient_org "" for the node itself, any
  * data category. *allowed is false for an unknown or erased subject (HV_OK then). */
-hv_status consent_ref_check(void *arg, store_txn *txn, const rpc_caller *caller,
-    const char *method, const char *subject, const char *purpose, const char *recipient_org,
-    bool accepting_provider, bool *allowed);
+hv_status consent_ref_check(void *arg, store_txn *txn, const rpc_caller *caller, const char *method,
+    const char *subject, const char *purpose, const char *recipient_org, bool accepting_provider,
+    bool *allowed);
 
 /* ref_minor_fn of referral.h over consent_subject_minor_txn, with the consent service as arg
  * (NOT_FOUND for an unknown or erased subject). */
@@ -267,7 +266,7 @@ hv_status consent_ref_erase(void *arg, const char *subject);
 hv_status consent_ref_erase_done(void *arg);
 
 /* Subject and consent ids: parses 32 lower-case hex characters; -1 for anything else. */
-int consent_id_parse(const char *hex, uint8_t id[CONSENT_ID_LEN]);
+int  consent_id_parse(const char *hex, uint8_t id[CONSENT_ID_LEN]);
 void consent_id_format(const uint8_t id[CONSENT_ID_LEN], char hex[CONSENT_ID_HEX]);
 
 #endif

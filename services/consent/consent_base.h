@@ -31,9 +31,8 @@ void consent_publish_withdrawn(consent_service *cs, const char *consent_id, cons
 
 /* Reads a subject's record. NOT_FOUND ("no subject X", or "subject X was erased" unless
  * allow_erased). *out is the caller's (free_unpacked with NULL). */
-hv_status consent_subject_get(consent_service *cs, store_txn *txn,
-    const uint8_t id[CONSENT_ID_LEN], bool allow_erased,
-    Haven__Consent__V1__SubjectRecord **out, char *err, size_t errsz);
+hv_status consent_subject_get(consent_service *cs, store_txn *txn, const uint8_t id[CONSENT_ID_LEN],
+    bool allow_erased, Haven__Consent__V1__SubjectRecord **out, char *err, size_t errsz);
 
 /* The organisation that holds a subject: the one it was handed to (TransferSubject), else the
  * referrer that created it, "" for the operator (docs/authority.md).
@@ -67,10 +66,10 @@ hv_status consent_subject_acting(consent_service *cs, store_txn *txn, const rpc_
 
 /* A consent record by id (*out the caller's: free_unpacked with NULL); a subject's consent
  * ids in id order (ids: CONSENTS_PER_SUBJECT_MAX; DATA_LOSS for more). */
-hv_status consent_record_get(consent_service *cs, store_txn *txn,
-    const uint8_t cid[CONSENT_ID_LEN], Haven__Consent__V1__ConsentRecord **out);
-hv_status consent_record_ids(consent_service *cs, store_txn *txn,
-    const uint8_t sid[CONSENT_ID_LEN], uint8_t (*ids)[CONSENT_ID_LEN], size_t *n);
+hv_status consent_record_get(consent_service *cs, store_txn *txn, const uint8_t cid[CONSENT_ID_LEN],
+    Haven__Consent__V1__ConsentRecord **out);
+hv_status consent_record_ids(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
+    uint8_t (*ids)[CONSENT_ID_LEN], size_t *n);
 
 /* Calls fn for each consent of a subject, in id order, until it returns non-zero (then that
  * value is returned as the status). The record is valid during the call only; fn may write

@@ -36,9 +36,9 @@
 
 #include "haven/consent/v1/store.pb-c.h"
 
-#define KEK_LEN CRYPTO_AEAD_KEY_LEN
-#define DATA_KEY_LEN CRYPTO_AEAD_KEY_LEN
-#define WRAPPED_LEN (CRYPTO_AEAD_NONCE_LEN + DATA_KEY_LEN + CRYPTO_AEAD_TAG_LEN)
+#define KEK_LEN       CRYPTO_AEAD_KEY_LEN
+#define DATA_KEY_LEN  CRYPTO_AEAD_KEY_LEN
+#define WRAPPED_LEN   (CRYPTO_AEAD_NONCE_LEN + DATA_KEY_LEN + CRYPTO_AEAD_TAG_LEN)
 #define KEK_CHECK_LEN 16
 
 /* A key-encryption key held in memory, by generation (0: empty slot). */
@@ -49,22 +49,22 @@ typedef struct kek_slot {
 
 typedef struct view_cache view_cache; /* consent_view.h */
 
-#define VIEW_CACHE_MAX 131072
+#define VIEW_CACHE_MAX           131072
 #define CONSENTS_PER_SUBJECT_MAX 256
-#define M_CONSENT "haven.consent.v1.Consent/"
+#define M_CONSENT                "haven.consent.v1.Consent/"
 
 struct consent_service {
-	store      *cs_store;
+	store *cs_store;
 	hv_status (*cs_accepting)(void *arg, store_txn *txn, const char *subject,
 	    const char *org_id, bool *yes);
-	void *cs_accepting_arg;
+	void                  *cs_accepting_arg;
 	struct alerts_service *cs_alerts; /* NULL: no alerts */
-	audit      *cs_audit;
-	store_table cs_meta;
-	store_table cs_subjects;
-	store_table cs_personal;
-	store_table cs_records;
-	store_table cs_by_subject;
+	audit                 *cs_audit;
+	store_table            cs_meta;
+	store_table            cs_subjects;
+	store_table            cs_personal;
+	store_table            cs_records;
+	store_table            cs_by_subject;
 	store_table cs_subject_gen; /* subject id -> u64: the generation of its last change */
 	store_table cs_views;       /* subject id -> its view, encoded (view.c) */
 	int64_t (*cs_now)(void *arg);
@@ -87,10 +87,10 @@ struct consent_service {
 	uint32_t   cs_rotate_s;
 	hv_ticker *cs_timer;
 
-	bool        cs_check_async; /* consent_options.check_audit_async */
-	bool        cs_audit_broken; /* the chain did not verify at open (audit_at_open) */
-	view_cache *cs_cache;       /* views for Check (view.c); NULL: none */
-	rpc_method_impl cs_methods[16]; /* the method table registered (Check's flags vary) */
+	bool            cs_check_async;  /* consent_options.check_audit_async */
+	bool            cs_audit_broken; /* the chain did not verify at open (audit_at_open) */
+	view_cache     *cs_cache;        /* views for Check (view.c); NULL: none */
+	rpc_method_impl cs_methods[16];  /* the method table registered (Check's flags vary) */
 
 	/* Withdrawal events. */
 	nng_socket cs_pubsock;

@@ -36,8 +36,8 @@ names_fill(void)
 	for (int k = 0; k < K_N; k++) {
 		for (int v = 1; v < NAMES_MAX; v++) {
 			if (pbenum_ok(kinds[k].nm_desc, v)) {
-				pbenum_name(kinds[k].nm_desc, kinds[k].nm_prefix, v, kinds[k].nm_name[v],
-				    PBENUM_NAME_MAX);
+				pbenum_name(kinds[k].nm_desc, kinds[k].nm_prefix, v,
+				    kinds[k].nm_name[v], PBENUM_NAME_MAX);
 			}
 		}
 	}

@@ -9,13 +9,13 @@
 
 #include "haven/text.h"
 
-#define PERSONAL_FIELDS 7 /* PersonalData fields 1..7 */
-#define LANGUAGES_MAX 16
+#define PERSONAL_FIELDS  7 /* PersonalData fields 1..7 */
+#define LANGUAGES_MAX    16
 #define LANGS_JOINED_MAX (LANGUAGES_MAX * (TEXT_LANG_MAX + 1))
 /* The categories a holder sees: those the fields of PersonalData belong to. */
-#define PERSONAL_ALL_CATEGORIES                                                            \
-	((1u << HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY) |                              \
-	    (1u << HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT) |                            \
+#define PERSONAL_ALL_CATEGORIES                                                                    \
+	((1u << HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY) |                                 \
+	    (1u << HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT) |                               \
 	    (1u << HAVEN__CONSENT__V1__CATEGORY__CATEGORY_OTHER))
 
 /* The category a PersonalData field (by number) belongs to; 0 for no field. */
@@ -44,8 +44,8 @@ void plain_free(plain *p);
 
 /* Splits "nl,ro" into *n strings made by dup and alloc (malloc: personal_heap_*, or the
  * call's arena: personal_call_* with the rpc_call as arg); -1 out of memory. */
-int langs_split(const char *joined, char ***out, size_t *n, char *(*dup)(void *, const char *),
-    void *(*alloc)(void *, size_t), void *arg);
+int   langs_split(const char *joined, char ***out, size_t *n, char *(*dup)(void *, const char *),
+      void *(*alloc)(void *, size_t), void *arg);
 char *personal_heap_dup(void *arg, const char *s);
 void *personal_heap_alloc(void *arg, size_t n);
 char *personal_call_dup(void *arg, const char *s);

@@ -43,9 +43,9 @@ typedef struct list_job {
 hv_status records_grant(record_job *j);
 hv_status records_withdraw(record_job *j);
 hv_status records_get(record_job *j);
-void record_job_reset(record_job *j);
+void      record_job_reset(record_job *j);
 hv_status records_list(list_job *j);
-void list_job_reset(list_job *j);
+void      list_job_reset(list_job *j);
 
 /* Withdraws every consent of a subject in force (at erasure); their ids go to ids (up to
  * CONSENTS_PER_SUBJECT_MAX), *n counts them. Inside the caller's transaction. */

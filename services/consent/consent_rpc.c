@@ -26,12 +26,11 @@
 static hv_status
 fail(rpc_call *call, hv_status st, const char *err)
 {
-	return (rpc_call_error(call, st, "%s", err != NULL && err[0] != '\0' ? err
-	                                                                    : hv_status_name(st)));
+	return (rpc_call_error(call, st, "%s",
+	    err != NULL && err[0] != '\0' ? err : hv_status_name(st)));
 }
 
 /* ---- subjects (subjects.c) ------------------------------------------------------------ */
-
 
 typedef struct create_job {
 	consent_service                        *cj_cs;
@@ -46,8 +45,8 @@ create_fn(store_txn *txn, void *arg)
 {
 	create_job *j = arg;
 
-	return (consent_create_subject_txn(j->cj_cs, txn, j->cj_caller, j->cj_personal,
-	    j->cj_minor, j->cj_id));
+	return (consent_create_subject_txn(j->cj_cs, txn, j->cj_caller, j->cj_personal, j->cj_minor,
+	    j->cj_id));
 }
 
 static hv_status
@@ -60,7 +59,8 @@ h_create_subject(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobu
 	char                                            err[CONSENT_MSG_MAX];
 	hv_status                                       st;
 
-	if (in->personal != NULL && (st = personal_validate(in->personal, err, sizeof(err))) != HV_OK) {
+	if (in->personal != NULL &&
+	    (st = personal_validate(in->personal, err, sizeof(err))) != HV_OK) {
 		return (rpc_call_error(call, st, "%s", err));
 	}
 	j.cj_cs       = cs;
@@ -105,8 +105,8 @@ show_fn(store_txn *txn, void *arg)
 	         j->sj_caller->org_id, &accepting)) != HV_OK) {
 		return (st);
 	}
-	return (subject_read_personal(j->sj_cs, txn, j->sj_caller, j->sj_method, j->sj_id, accepting,
-	    &j->sj_plain, &j->sj_rec, j->sj_err, sizeof(j->sj_err)));
+	return (subject_read_personal(j->sj_cs, txn, j->sj_caller, j->sj_method, j->sj_id,
+	    accepting, &j->sj_plain, &j->sj_rec, j->sj_err, sizeof(j->sj_err)));
 }
 
 /* A copy of s in the call's arena, or the empty string for NULL. */
@@ -220,8 +220,7 @@ h_erase_subject(rpc_call *call, void *svc, const ProtobufCMessage *req, Protobuf
 /* UpdateSubject's update_mask as bits (subject_change.sc_fields). The message names the
  * position of a bad entry, never the entry (a caller may type anything there). */
 static hv_status
-update_fields(rpc_call *call, const Haven__Consent__V1__UpdateSubjectRequest *in,
-    uint32_t *fields)
+update_fields(rpc_call *call, const Haven__Consent__V1__UpdateSubjectRequest *in, uint32_t *fields)
 {
 	*fields = 0;
 	if (in->n_update_mask == 0 || in->n_update_mask > SUBJECT_FIELD_MINOR) {
@@ -232,7 +231,7 @@ update_fields(rpc_call *call, const Haven__Consent__V1__UpdateSubjectRequest *in
 	}
 	for (size_t i = 0; i < in->n_update_mask; i++) {
 		const char *n = in->update_mask[i];
-		int         f = strcmp(n, "minor") == 0 ? SUBJECT_FIELD_MINOR : personal_field_by_name(n);
+		int f = strcmp(n, "minor") == 0 ? SUBJECT_FIELD_MINOR : personal_field_by_name(n);
 		if (f == 0) {
 			return (rpc_call_error(call, HV_INVALID_ARGUMENT,
 			    "update_mask[%zu] is not a field of a subject (name, date_of_birth, "
@@ -271,8 +270,7 @@ update_fn(store_txn *txn, void *arg)
 }
 
 static hv_status
-h_update_subject(rpc_call *call, void *svc, const ProtobufCMessage *req,
-    ProtobufCMessage **reply)
+h_update_subject(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
 	const Haven__Consent__V1__UpdateSubjectRequest *in = (const void *) req;
 	Haven__Consent__V1__PersonalData empty = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
@@ -300,8 +298,8 @@ h_update_subject(rpc_call *call, void *svc, const ProtobufCMessage *req,
 	j.uj_change.sc_id    = in->id;
 	j.uj_change.sc_minor = in->minor;
 	if ((st = store_write(j.uj_cs->cs_store, update_fn, &j)) != HV_OK) {
-		return (fail(call, consent_failed(j.uj_cs, j.uj_caller, j.uj_method, in->id, "", st),
-		    j.uj_err));
+		return (fail(call,
+		    consent_failed(j.uj_cs, j.uj_caller, j.uj_method, in->id, "", st), j.uj_err));
 	}
 	log_info("consent: subject %s updated by %s %s", in->id, rpc_role_name(j.uj_caller->role),
 	    j.uj_caller->org_id[0] != '\0' ? j.uj_caller->org_id : "(local)");
@@ -360,7 +358,7 @@ transfer_fn(store_txn *txn, void *arg)
 	    (st = audit_append(cs->cs_audit, txn, &e)) != HV_OK) {
 		goto out;
 	}
-	j->tj_minor     = rec->minor;
+	j->tj_minor      = rec->minor;
 	j->tj_created_at = rec->created_at_ms;
 	snprintf(j->tj_created_by, sizeof(j->tj_created_by), "%s", rec->created_by);
 out:
@@ -370,8 +368,7 @@ out:
 }
 
 static hv_status
-h_transfer_subject(rpc_call *call, void *svc, const ProtobufCMessage *req,
-    ProtobufCMessage **reply)
+h_transfer_subject(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
 	consent_service                                  *cs = svc;
 	const Haven__Consent__V1__TransferSubjectRequest *in = (const void *) req;
@@ -388,10 +385,11 @@ h_transfer_subject(rpc_call *call, void *svc, const ProtobufCMessage *req,
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
 		    "to_org must be an organisation id (1..63 of [a-z0-9._-])"));
 	}
-	if (cs->cs_org_role == NULL || cs->cs_org_role(cs->cs_org_arg, in->to_org) !=
-	                                   RPC_ROLE_REFERRER) {
+	if (cs->cs_org_role == NULL ||
+	    cs->cs_org_role(cs->cs_org_arg, in->to_org) != RPC_ROLE_REFERRER) {
 		return (rpc_call_error(call, HV_FAILED_PRECONDITION,
-		    "to_org: %s is not an enabled referrer organisation of the directory", in->to_org));
+		    "to_org: %s is not an enabled referrer organisation of the directory",
+		    in->to_org));
 	}
 	memset(&j, 0, sizeof(j));
 	j.tj_cs     = cs;
@@ -400,7 +398,8 @@ h_transfer_subject(rpc_call *call, void *svc, const ProtobufCMessage *req,
 	j.tj_id     = in->id;
 	j.tj_to     = in->to_org;
 	if ((st = store_write(cs->cs_store, transfer_fn, &j)) != HV_OK) {
-		return (fail(call, consent_failed(cs, j.tj_caller, j.tj_method, in->id, "hand-over", st),
+		return (fail(call,
+		    consent_failed(cs, j.tj_caller, j.tj_method, in->id, "hand-over", st),
 		    j.tj_err));
 	}
 	log_info("consent: subject %s handed over to %s by %s %s", in->id, in->to_org,
@@ -428,9 +427,9 @@ h_transfer_subject(rpc_call *call, void *svc, const ProtobufCMessage *req,
 static hv_status
 record_reply(rpc_call *call, record_job *j, ProtobufCMessage **reply)
 {
-	ProtobufCMessage *m = protobuf_c_message_unpack(
-	    &haven__consent__v1__consent_record__descriptor, rpc_call_allocator(call), j->rj_len,
-	    j->rj_packed);
+	ProtobufCMessage *m =
+	    protobuf_c_message_unpack(&haven__consent__v1__consent_record__descriptor,
+	        rpc_call_allocator(call), j->rj_len, j->rj_packed);
 
 	if (m == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
@@ -443,7 +442,7 @@ record_reply(rpc_call *call, record_job *j, ProtobufCMessage **reply)
 static hv_status
 record_call(rpc_call *call, void *svc, const char *id,
     const Haven__Consent__V1__GrantRequest *grant, hv_status (*op)(record_job *),
-    ProtobufCMessage **reply)
+    ProtobufCMessage                      **reply)
 {
 	record_job j;
 	hv_status  st;
@@ -491,8 +490,8 @@ h_get_receipt(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCM
 	const Haven__Consent__V1__GetReceiptRequest *in = (const void *) req;
 	Haven__Consent__V1__ConsentRecord           *c  = NULL;
 	Haven__Consent__V1__Receipt                 *out;
-	ProtobufCMessage                            *rec = NULL;
-	json_t                                      *r   = NULL;
+	ProtobufCMessage                            *rec  = NULL;
+	json_t                                      *r    = NULL;
 	char                                        *text = NULL;
 	hv_status                                    st;
 
@@ -542,13 +541,14 @@ h_list(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage 
 		goto out;
 	}
 	haven__consent__v1__list_consents_response__init(out);
-	if ((out->consents = rpc_call_alloc(call, (j->lj_n + 1) * sizeof(*out->consents))) == NULL) {
+	if ((out->consents = rpc_call_alloc(call, (j->lj_n + 1) * sizeof(*out->consents))) ==
+	    NULL) {
 		goto out;
 	}
 	for (size_t i = 0; i < j->lj_n; i++) {
-		ProtobufCMessage *m = protobuf_c_message_unpack(
-		    &haven__consent__v1__consent_record__descriptor, rpc_call_allocator(call),
-		    j->lj_len[i], j->lj_packed[i]);
+		ProtobufCMessage *m =
+		    protobuf_c_message_unpack(&haven__consent__v1__consent_record__descriptor,
+		        rpc_call_allocator(call), j->lj_len[i], j->lj_packed[i]);
 		if (m == NULL) {
 			goto out;
 		}
@@ -599,7 +599,7 @@ h_check(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage
 	 * another recipient's, which is not the provider's to know). */
 	out->consent_id = rpc_call_strdup(call,
 	    caller->role == RPC_ROLE_PROVIDER && !out->allowed ? "" : d.consent_id);
-	out->message = rpc_call_strdup(call, d.message);
+	out->message    = rpc_call_strdup(call, d.message);
 	if (out->consent_id == NULL || out->message == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
@@ -610,13 +610,12 @@ h_check(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage
 /* ---- keys (vault.c) ------------------------------------------------------------------- */
 
 static hv_status
-h_get_receipt_key(rpc_call *call, void *svc, const ProtobufCMessage *req,
-    ProtobufCMessage **reply)
+h_get_receipt_key(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
-	consent_service                 *cs  = svc;
+	consent_service                *cs  = svc;
 	Haven__Consent__V1__ReceiptKey *out = rpc_call_alloc(call, sizeof(*out));
-	char                            *pem = NULL;
-	size_t                           len;
+	char                           *pem = NULL;
+	size_t                          len;
 
 	(void) req;
 	if (out == NULL) {
@@ -655,7 +654,8 @@ h_rotate_key(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMe
 	haven__consent__v1__rotate_key_response__init(out);
 	st = vault_rotate(cs, 0, &gen, &n);
 	/* Key management is recorded too (no subject). */
-	consent_audit_fill(&e, rpc_call_caller(call), rpc_call_method(call), "", "", consent_now(cs));
+	consent_audit_fill(&e, rpc_call_caller(call), rpc_call_method(call), "", "",
+	    consent_now(cs));
 	e.result = (int32_t) st;
 	(void) audit_record(cs->cs_audit, &e);
 	if (st != HV_OK) {
@@ -677,9 +677,7 @@ h_rotate_key(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMe
 static const rpc_method_impl consent_methods[] = {
 	{ .name = "CreateSubject", .handler = h_create_subject, .roles = R_HOLDER },
 	{ .name = "GetSubject", .handler = h_get_subject, .roles = R_HOLDER | RPC_ROLE_PROVIDER },
-	{ .name    = "EraseSubject",
-	    .handler = h_erase_subject,
-	    .roles   = R_HOLDER | RPC_ROLE_ADMIN },
+	{ .name = "EraseSubject", .handler = h_erase_subject, .roles = R_HOLDER | RPC_ROLE_ADMIN },
 	{ .name = "TransferSubject", .handler = h_transfer_subject, .roles = R_HOLDER },
 	{ .name = "UpdateSubject", .handler = h_update_subject, .roles = R_HOLDER },
 	{ .name = "Grant", .handler = h_grant, .roles = R_HOLDER },
@@ -688,16 +686,17 @@ static const rpc_method_impl consent_methods[] = {
 	{ .name = "List", .handler = h_list, .roles = R_HOLDER },
 	{ .name = "Check", .handler = h_check, .roles = R_HOLDER | RPC_ROLE_PROVIDER },
 	{ .name = "GetReceipt", .handler = h_get_receipt, .roles = R_HOLDER },
-	{ .name           = "GetReceiptKey",
+	{ .name             = "GetReceiptKey",
 	    .handler        = h_get_receipt_key,
 	    .roles          = RPC_ROLES_AUTHENTICATED,
 	    .inline_handler = true },
-	{ .name = "RotateKey", .handler = h_rotate_key, .roles = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
+	{ .name      = "RotateKey",
+	    .handler = h_rotate_key,
+	    .roles   = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN },
 };
 
 _Static_assert(sizeof(consent_methods) <= sizeof(((consent_service *) 0)->cs_methods),
     "cs_methods holds every method of consent_methods");
-
 
 /* The metrics page: the cache's hits and misses and, with Check's audit entries queued, how
  * long the audit writer lets them gather (what a crash can lose of them). */
@@ -717,8 +716,7 @@ consent_collect(void *arg, metrics_writer *w)
 	metrics_sample(w, "haven_consent_check_cache_hits_total", (double) hits, (char *) NULL);
 	metrics_family(w, "haven_consent_check_cache_misses_total", METRICS_COUNTER,
 	    "Consent Checks that read the subject's consents from the store.");
-	metrics_sample(w, "haven_consent_check_cache_misses_total", (double) misses,
-	    (char *) NULL);
+	metrics_sample(w, "haven_consent_check_cache_misses_total", (double) misses, (char *) NULL);
 	if (cs->cs_check_async) {
 		metrics_family(w, "haven_consent_check_audit_linger_seconds", METRICS_GAUGE,
 		    "How long queued Check audit entries gather before their commit; a crash can "
@@ -747,8 +745,8 @@ consent_register(consent_service *cs, rpc_server *srv)
 	         cs->cs_methods, n, cs)) != HV_OK) {
 		return (st);
 	}
-	if ((st = rpc_server_add_service(srv, &haven__audit__v1__audit__descriptor, audit_rpc_methods,
-	         AUDIT_RPC_METHODS, cs)) != HV_OK) {
+	if ((st = rpc_server_add_service(srv, &haven__audit__v1__audit__descriptor,
+	         audit_rpc_methods, AUDIT_RPC_METHODS, cs)) != HV_OK) {
 		return (st);
 	}
 	return (metrics_add_collector(rpc_server_metrics(srv), consent_collect, cs));

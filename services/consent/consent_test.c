@@ -33,13 +33,13 @@
 #include "consent_records.h"
 
 /* Personal data with values that cannot occur in the file by chance. */
-#define NAME "Zuzanna Kowalczyk-Sentinelova"
-#define DOB "1987-03-14"
+#define NAME        "Zuzanna Kowalczyk-Sentinelova"
+#define DOB         "1987-03-14"
 #define NATIONALITY "Moldovan-sentinel-nationality"
-#define LANG "ro-MD-x-sentinl"
-#define CONTACT "+31 6 SENTINEL-CONTACT 4242"
-#define NOTES "Found at the Sentinel farm;\nneeds a quiet place."
-#define GUARDIAN "Aunt Sentinel-Guardian, +31 6 GUARDIAN-4343"
+#define LANG        "ro-MD-x-sentinl"
+#define CONTACT     "+31 6 SENTINEL-CONTACT 4242"
+#define NOTES       "Found at the Sentinel farm;\nneeds a quiet place."
+#define GUARDIAN    "Aunt Sentinel-Guardian, +31 6 GUARDIAN-4343"
 
 static char    base[512];
 static int     dirno;
@@ -53,8 +53,8 @@ fake_now(void *arg)
 }
 
 typedef struct env {
-	char             dir[600];   /* the data directory */
-	char             sdir[700];  /* its store */
+	char             dir[600];  /* the data directory */
+	char             sdir[700]; /* its store */
 	store           *s;
 	consent_service *cs;
 } env;
@@ -192,11 +192,11 @@ grant(env *e, const char *subject, const char *recipient, bool accepting,
     const Haven__Consent__V1__Category *cats, size_t ncats, Haven__Consent__V1__GivenBy by,
     int64_t valid_from, int64_t expires, Haven__Consent__V1__ConsentRecord **out, char *err)
 {
-	Haven__Consent__V1__GrantRequest r = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
-	Haven__Consent__V1__Purpose purposes[] = {
-		HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-		HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL,
-		HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT,
+	Haven__Consent__V1__GrantRequest r          = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
+	Haven__Consent__V1__Purpose      purposes[] = {
+		     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
+		     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_REFERRAL,
+		     HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT,
 	};
 	char     *recips[1] = { (char *) recipient };
 	grant_job j         = { e->cs, &referrer, &r, NULL, "" };
@@ -238,8 +238,8 @@ grant_all(env *e, const char *subject)
 {
 	grant_npurposes = 3; /* contact too: how to reach her is for contacting her */
 	assert_int_equal(grant(e, subject, "shelter-a", false, all_cats, 3,
-	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0,
-	                     clock_ms + 86400000, NULL, NULL),
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 86400000,
+	                     NULL, NULL),
 	    HV_OK);
 	grant_npurposes = 2;
 }
@@ -276,13 +276,13 @@ read_personal(env *e, const rpc_caller *who, const char *subject, bool accepting
 }
 
 typedef struct check_job {
-	consent_service   *cs;
-	const rpc_caller  *caller;
-	const char        *subject;
-	int                purpose, category;
-	const char        *recipient;
-	bool               accepting;
-	consent_decision   d;
+	consent_service  *cs;
+	const rpc_caller *caller;
+	const char       *subject;
+	int               purpose, category;
+	const char       *recipient;
+	bool              accepting;
+	consent_decision  d;
 } check_job;
 
 static hv_status
@@ -296,8 +296,8 @@ check_fn(store_txn *txn, void *arg)
 }
 
 static hv_status
-check(env *e, const char *subject, int purpose, const char *recipient, bool accepting,
-    int category, consent_decision *d)
+check(env *e, const char *subject, int purpose, const char *recipient, bool accepting, int category,
+    consent_decision *d)
 {
 	check_job j = { e->cs, &operator_caller, subject, purpose, category, recipient, accepting,
 		{ 0 } };
@@ -446,8 +446,8 @@ kek_file_read(const char *dir, const char *name, uint64_t *gen, uint8_t key[32])
 /* Unwraps a wrapped data key by hand, as anyone with the key file and a copy of the store
  * could. */
 static hv_status
-unwrap_by_hand(const uint8_t kek[32], uint64_t gen, const char *hex, const uint8_t *w,
-    size_t wlen, uint8_t dk[32])
+unwrap_by_hand(const uint8_t kek[32], uint64_t gen, const char *hex, const uint8_t *w, size_t wlen,
+    uint8_t dk[32])
 {
 	uint8_t aad[33];
 
@@ -467,9 +467,10 @@ test_round_trip_and_categories(void **state)
 {
 	env                               e;
 	char                              id[CONSENT_ID_HEX];
-	Haven__Consent__V1__PersonalData *p = NULL;
+	Haven__Consent__V1__PersonalData *p          = NULL;
 	Haven__Consent__V1__Category      identity[] = {
-        HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY };
+		     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY
+	};
 
 	(void) state;
 	env_open(&e);
@@ -539,7 +540,8 @@ test_accepting_provider(void **state)
 	assert_string_equal(p->name, NAME);
 	consent_personal_free(p);
 	assert_int_equal(check(&e, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER,
-	                     "shelter-b", false, HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT, &d),
+	                     "shelter-b", false, HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT,
+	                     &d),
 	    HV_OK);
 	assert_false(d.allowed);
 	assert_int_equal(d.reason, HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_RECIPIENT);
@@ -558,10 +560,11 @@ test_check_decisions(void **state)
 	Haven__Consent__V1__ConsentRecord *c = NULL;
 	consent_decision                   d;
 	Haven__Consent__V1__Category       identity[] = {
-        HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY };
+		      HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY
+	};
 	const int share = HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER;
-	const int                          ident = HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY;
-	int64_t                            t0    = clock_ms;
+	const int ident = HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY;
+	int64_t   t0    = clock_ms;
 
 	(void) state;
 	env_open(&e);
@@ -600,8 +603,8 @@ test_check_decisions(void **state)
 	assert_true(d.allowed);
 	{
 		bool allowed = false;
-		assert_int_equal(consent_ref_check(e.cs, NULL, &operator_caller, "x", "bad", "referral",
-		                     "", false, &allowed),
+		assert_int_equal(consent_ref_check(e.cs, NULL, &operator_caller, "x", "bad",
+		                     "referral", "", false, &allowed),
 		    HV_INVALID_ARGUMENT);
 		assert_false(allowed);
 	}
@@ -639,12 +642,12 @@ view_stored(env *e, const char *id)
 }
 
 typedef struct views_job {
-	env       *vj_e;
-	uint8_t    vj_sid[CONSENT_ID_LEN];
-	size_t     vj_consents;
-	hv_status  vj_status;
-	const void *vj_put;   /* views_put_fn: the stored view's new bytes */
-	size_t     vj_putlen;
+	env        *vj_e;
+	uint8_t     vj_sid[CONSENT_ID_LEN];
+	size_t      vj_consents;
+	hv_status   vj_status;
+	const void *vj_put; /* views_put_fn: the stored view's new bytes */
+	size_t      vj_putlen;
 } views_job;
 
 /* Loads the subject's view from its stored view, then (the stored view deleted) from its
@@ -728,8 +731,8 @@ withdraw_all_fn(store_txn *txn, void *arg)
 	views_job *j = arg;
 	char       ids[CONSENTS_PER_SUBJECT_MAX][CONSENT_ID_HEX];
 
-	return (consent_withdraw_all_txn(j->vj_e->cs, txn, j->vj_sid, clock_ms, ids,
-	    &j->vj_consents));
+	return (
+	    consent_withdraw_all_txn(j->vj_e->cs, txn, j->vj_sid, clock_ms, ids, &j->vj_consents));
 }
 
 /* Check decides on a subject's stored view (consent.views) when the cache cannot answer. Every
@@ -739,13 +742,15 @@ withdraw_all_fn(store_txn *txn, void *arg)
 static void
 test_stored_views(void **state)
 {
-	env                          e;
-	char                         id[CONSENT_ID_HEX], other[CONSENT_ID_HEX];
-	consent_decision             d;
-	views_job                    j = { .vj_e = NULL };
-	const int share = HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER;
-	const int ident = HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY;
-	Haven__Consent__V1__Category identity[] = { HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY };
+	env              e;
+	char             id[CONSENT_ID_HEX], other[CONSENT_ID_HEX];
+	consent_decision d;
+	views_job        j     = { .vj_e = NULL };
+	const int        share = HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER;
+	const int        ident = HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY;
+	Haven__Consent__V1__Category identity[] = {
+		HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY
+	};
 
 	(void) state;
 	env_open(&e);
@@ -795,8 +800,8 @@ test_stored_views(void **state)
 
 	/* Stored views that do not decode: a wrong version, a truncated one, trailing bytes. */
 	{
-		static const uint8_t v2[] = { 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
-		static const uint8_t cut[] = { 1, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 'a', 'c' };
+		static const uint8_t v2[]    = { 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+		static const uint8_t cut[]   = { 1, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 'a', 'c' };
 		static const uint8_t extra[] = { 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9 };
 		const struct {
 			const uint8_t *b;
@@ -837,13 +842,14 @@ test_grant_validation_and_minors(void **state)
 	create_subject(&e, false, id);
 	create_subject(&e, true, minor);
 	assert_int_equal(grant(&e, minor, "shelter-a", false, all_cats, 3,
-	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 1000, NULL,
-	                     err),
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 1000,
+	                     NULL, err),
 	    HV_FAILED_PRECONDITION);
-	assert_non_null(strstr(err, "is a minor: consent must be given by a guardian or representative"));
+	assert_non_null(
+	    strstr(err, "is a minor: consent must be given by a guardian or representative"));
 	assert_int_equal(grant(&e, minor, "shelter-a", false, all_cats, 3,
-	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_GUARDIAN, 0, clock_ms + 1000, NULL,
-	                     err),
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_GUARDIAN, 0, clock_ms + 1000,
+	                     NULL, err),
 	    HV_OK);
 	assert_int_equal(grant(&e, minor, "shelter-a", false, all_cats, 3,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_REPRESENTATIVE, 0,
@@ -868,7 +874,8 @@ test_grant_validation_and_minors(void **state)
 	}
 	/* Times. */
 	assert_int_equal(grant(&e, id, "shelter-a", false, all_cats, 3,
-	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms - 1, NULL, err),
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms - 1, NULL,
+	                     err),
 	    HV_INVALID_ARGUMENT);
 	assert_non_null(strstr(err, "expires_ms"));
 	assert_int_equal(grant(&e, id, "shelter-a", false, all_cats, 3,
@@ -881,21 +888,21 @@ test_grant_validation_and_minors(void **state)
 	    HV_INVALID_ARGUMENT);
 	/* Recipients, categories, given_by. */
 	assert_int_equal(grant(&e, id, NULL, false, all_cats, 3,
-	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 1000, NULL,
-	                     err),
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 1000,
+	                     NULL, err),
 	    HV_INVALID_ARGUMENT);
 	assert_non_null(strstr(err, "recipients"));
 	assert_int_equal(grant(&e, id, "Not An Org", false, all_cats, 3,
-	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 1000, NULL,
-	                     err),
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 1000,
+	                     NULL, err),
 	    HV_INVALID_ARGUMENT);
 	assert_int_equal(grant(&e, id, "shelter-a", false, bad_cats, 2,
-	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 1000, NULL,
-	                     err),
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 1000,
+	                     NULL, err),
 	    HV_INVALID_ARGUMENT);
 	assert_int_equal(grant(&e, id, "shelter-a", false, all_cats, 0,
-	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 1000, NULL,
-	                     err),
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 1000,
+	                     NULL, err),
 	    HV_INVALID_ARGUMENT);
 	assert_int_equal(grant(&e, id, "shelter-a", false, all_cats, 3,
 	                     (Haven__Consent__V1__GivenBy) 7, 0, clock_ms + 1000, NULL, err),
@@ -936,8 +943,9 @@ test_no_plaintext_anywhere(void **state)
 		grant_all(&e, id);
 		assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_OK);
 		consent_personal_free(p);
-		assert_int_equal(check(&e, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT, "shelter-a",
-		                     false, HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT, &d),
+		assert_int_equal(check(&e, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT,
+		                     "shelter-a", false,
+		                     HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT, &d),
 		    HV_OK);
 	}
 	assert_int_equal(consent_rotate_kek(e.cs, NULL, NULL), HV_OK);
@@ -1205,7 +1213,8 @@ test_erasure_is_final_for_old_copies(void **state)
 	assert_int_equal(read_personal(&e, &shelter, keep, false, &p), HV_OK);
 	consent_personal_free(p);
 	/* Erasing twice: NOT_FOUND, erased. */
-	assert_int_equal(consent_erase_subject(e.cs, &operator_caller, id, NULL, NULL), HV_NOT_FOUND);
+	assert_int_equal(consent_erase_subject(e.cs, &operator_caller, id, NULL, NULL),
+	    HV_NOT_FOUND);
 	/* A referrer that did not refer the subject may not erase it. */
 	{
 		rpc_caller other = { .role = RPC_ROLE_REFERRER, .org_id = "other-ngo" };
@@ -1314,8 +1323,8 @@ busy_main(void *arg)
 		}
 		memcpy(id, j.id, sizeof(id));
 		if (grant(b->e, id, "shelter-a", false, all_cats, 3,
-		        HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 86400000, NULL,
-		        NULL) != HV_OK ||
+		        HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 86400000,
+		        NULL, NULL) != HV_OK ||
 		    read_personal(b->e, &shelter, id, false, &p) != HV_OK ||
 		    strcmp(p->name, NAME) != 0) {
 			b->failed++;
@@ -1395,22 +1404,22 @@ test_receipts(void **state)
 	json_t                            *r;
 	char                              *text;
 	static const char *const           changes[][2] = {
-		{ "consent.subject", "\"0123456789abcdef0123456789abcdef\"" },
-		{ "consent.recipients", "[\"shelter-b\"]" },
-		{ "consent.purposes", "[\"referral\"]" },
-		{ "consent.categories", "[\"identity\",\"contact\",\"other\",\"health\"]" },
-		{ "consent.accepting_provider", "true" },
-		{ "consent.given_by", "\"guardian\"" },
-		{ "consent.method", "\"written\"" },
-		{ "consent.language", "\"nl\"" },
-		{ "consent.valid_from", "1" },
-		{ "consent.expires", "99999999999999" },
-		{ "consent.withdrawn_at", "0" },
-		{ "consent.recorded_by", "\"other-ngo\"" },
-		{ "consent.recorded_at", "1.0" },
-		{ "consent.version", "2" },
-		{ "consent.extra", "1" },
-		{ "format", "\"haven-consent-receipt/2\"" },
+		          { "consent.subject", "\"0123456789abcdef0123456789abcdef\"" },
+		          { "consent.recipients", "[\"shelter-b\"]" },
+		          { "consent.purposes", "[\"referral\"]" },
+		          { "consent.categories", "[\"identity\",\"contact\",\"other\",\"health\"]" },
+		          { "consent.accepting_provider", "true" },
+		          { "consent.given_by", "\"guardian\"" },
+		          { "consent.method", "\"written\"" },
+		          { "consent.language", "\"nl\"" },
+		          { "consent.valid_from", "1" },
+		          { "consent.expires", "99999999999999" },
+		          { "consent.withdrawn_at", "0" },
+		          { "consent.recorded_by", "\"other-ngo\"" },
+		          { "consent.recorded_at", "1.0" },
+		          { "consent.version", "2" },
+		          { "consent.extra", "1" },
+		          { "format", "\"haven-consent-receipt/2\"" },
 	};
 
 	(void) state;
@@ -1432,8 +1441,8 @@ test_receipts(void **state)
 		json_t      *copy = json_deep_copy(r);
 		json_t      *obj  = copy;
 		json_error_t err;
-		const char  *k    = changes[i][0];
-		const char  *dot  = strchr(k, '.');
+		const char  *k   = changes[i][0];
+		const char  *dot = strchr(k, '.');
 		if (dot != NULL) {
 			obj = json_object_get(copy, "consent");
 			k   = dot + 1;
@@ -1488,7 +1497,8 @@ test_receipts(void **state)
 	env_destroy(&e);
 }
 
-/* ---- free text of other services (sealed_text.c) ---------------------------------------------- */
+/* ---- free text of other services (sealed_text.c) ----------------------------------------------
+ */
 
 typedef struct text_job {
 	consent_service *cs;
@@ -1523,8 +1533,11 @@ static hv_status
 text_open(env *e, const char *subject, const char *context, const uint8_t *sealed, size_t len,
     char plain[65])
 {
-	text_job  j = { .cs = e->cs, .subject = subject, .context = context, .sealed = sealed,
-		 .len = len };
+	text_job  j = { .cs = e->cs,
+		 .subject   = subject,
+		 .context   = context,
+		 .sealed    = sealed,
+		 .len       = len };
 	hv_status st;
 
 	st = store_write(e->s, text_open_fn, &j);
@@ -1612,7 +1625,8 @@ test_names(void **state)
 	assert_string_equal(consent_purpose_name(99), "unknown");
 	assert_string_equal(consent_category_name(HAVEN__CONSENT__V1__CATEGORY__CATEGORY_LEGAL),
 	    "legal");
-	assert_string_equal(consent_given_by_name(HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_REPRESENTATIVE),
+	assert_string_equal(consent_given_by_name(
+	                        HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_REPRESENTATIVE),
 	    "representative");
 }
 

@@ -30,7 +30,7 @@ hv_status vault_unwrap(consent_service *cs, uint64_t gen, const uint8_t id[CONSE
  * are malloc'd (free with vault_field_free). */
 hv_status vault_seal(const uint8_t dk[DATA_KEY_LEN], const uint8_t id[CONSENT_ID_LEN],
     unsigned field, const char *text, Haven__Consent__V1__SealedField *f);
-void vault_field_free(Haven__Consent__V1__SealedField *f);
+void      vault_field_free(Haven__Consent__V1__SealedField *f);
 /* Opens one sealed field into a malloc'd NUL-terminated string (the caller wipes and frees
  * it). HV_DATA_LOSS when it does not authenticate. */
 hv_status vault_unseal(const uint8_t dk[DATA_KEY_LEN], const uint8_t id[CONSENT_ID_LEN],
@@ -40,8 +40,7 @@ const char *vault_field_name(unsigned field);
 
 /* Rotates the KEK (see consent_rotate_kek). With min_age_ms > 0, does nothing (HV_OK, *count
  * 0) unless the last rotation is at least that old. */
-hv_status vault_rotate(consent_service *cs, int64_t min_age_ms, uint64_t *gen,
-    uint64_t *count);
+hv_status vault_rotate(consent_service *cs, int64_t min_age_ms, uint64_t *gen, uint64_t *count);
 
 /* Signs msg with the node's receipt key. */
 hv_status vault_sign(consent_service *cs, const void *msg, size_t n,

@@ -20,12 +20,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define KEK_MAGIC "HKEK"
+#define KEK_MAGIC        "HKEK"
 #define KEK_FILE_VERSION 1
-#define KEK_FILE_LEN (4 + 1 + 8 + KEK_LEN)
-#define KEK_CHECK_LABEL "haven-kek-check"
-#define LOCK_FILE "lock"
-
+#define KEK_FILE_LEN     (4 + 1 + 8 + KEK_LEN)
+#define KEK_CHECK_LABEL  "haven-kek-check"
+#define LOCK_FILE        "lock"
 
 /* ---- files ---------------------------------------------------------------------------- */
 

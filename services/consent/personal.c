@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NAME_MAX_BYTES 200
+#define NAME_MAX_BYTES  200
 #define NATIONALITY_MAX 64
-#define CONTACT_MAX 512
-#define NOTES_MAX 4096
+#define CONTACT_MAX     512
+#define NOTES_MAX       4096
 
 /* Which category each PersonalData field belongs to (index: field number). */
 static const int field_category[PERSONAL_FIELDS + 1] = {
@@ -100,12 +100,14 @@ personal_validate(const Haven__Consent__V1__PersonalData *p, char *err, size_t e
 	} texts[] = { { "name", p->name, NAME_MAX_BYTES, false },
 		{ "nationality", p->nationality, NATIONALITY_MAX, false },
 		{ "contact", p->contact, CONTACT_MAX, false },
-		{ "guardian", p->guardian, CONTACT_MAX, false }, { "notes", p->notes, NOTES_MAX, true } };
+		{ "guardian", p->guardian, CONTACT_MAX, false },
+		{ "notes", p->notes, NOTES_MAX, true } };
 
 	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
 		if (!text_ok(texts[i].pf_value, texts[i].pf_max, texts[i].pf_multiline)) {
 			return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
-			    "%s must be at most %zu bytes of UTF-8 text without control or invisible "
+			    "%s must be at most %zu bytes of UTF-8 text without control or "
+			    "invisible "
 			    "characters%s",
 			    texts[i].pf_name, texts[i].pf_max,
 			    texts[i].pf_multiline ? " but newline and tab" : ""));
@@ -116,8 +118,8 @@ personal_validate(const Haven__Consent__V1__PersonalData *p, char *err, size_t e
 		    "date_of_birth must be a date as YYYY-MM-DD"));
 	}
 	if (p->n_languages > LANGUAGES_MAX) {
-		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "languages: at most %d, not %zu", LANGUAGES_MAX, p->n_languages));
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT, "languages: at most %d, not %zu",
+		    LANGUAGES_MAX, p->n_languages));
 	}
 	for (size_t i = 0; i < p->n_languages; i++) {
 		if (!text_lang_ok(p->languages[i])) {
@@ -136,8 +138,8 @@ personal_texts(const Haven__Consent__V1__PersonalData *p, char langs[LANGS_JOINE
 
 	langs[0] = '\0';
 	for (size_t i = 0; i < p->n_languages && o < LANGS_JOINED_MAX; i++) {
-		o += (size_t) snprintf(langs + o, LANGS_JOINED_MAX + 1 - o, "%s%s", i > 0 ? "," : "",
-		    p->languages[i]);
+		o += (size_t) snprintf(langs + o, LANGS_JOINED_MAX + 1 - o, "%s%s",
+		    i > 0 ? "," : "", p->languages[i]);
 	}
 	text[0] = NULL;
 	text[1] = p->name;
@@ -181,7 +183,7 @@ langs_split(const char *joined, char ***out, size_t *n, char *(*dup)(void *, con
     void *(*alloc)(void *, size_t), void *arg)
 {
 	char   buf[LANGS_JOINED_MAX + 1];
-	char  *save = NULL, *tok;
+	char  *save  = NULL, *tok;
 	size_t count = 0;
 
 	*out = NULL;

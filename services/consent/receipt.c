@@ -41,12 +41,12 @@ push(json_t *arr, json_t *v, int *bad)
 json_t *
 receipt_json(const Haven__Consent__V1__ConsentRecord *c, bool with_signature)
 {
-	json_t *r    = json_object();
-	json_t *body = json_object();
-	json_t *purposes = json_array();
+	json_t *r          = json_object();
+	json_t *body       = json_object();
+	json_t *purposes   = json_array();
 	json_t *recipients = json_array();
 	json_t *categories = json_array();
-	int     bad  = r == NULL || body == NULL || purposes == NULL || recipients == NULL ||
+	int     bad        = r == NULL || body == NULL || purposes == NULL || recipients == NULL ||
 	    categories == NULL;
 
 	if (bad) {

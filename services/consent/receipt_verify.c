@@ -28,8 +28,7 @@ why_status(char *why, size_t whysz, hv_status st, const char *msg)
 }
 
 hv_status
-consent_receipt_verify(const char *json, size_t len, const uint8_t pub[32], char *why,
-    size_t whysz)
+consent_receipt_verify(const char *json, size_t len, const uint8_t pub[32], char *why, size_t whysz)
 {
 	json_t      *r = NULL;
 	json_error_t err;
@@ -56,7 +55,8 @@ consent_receipt_verify(const char *json, size_t len, const uint8_t pub[32], char
 	if ((sig64 = json_string_value(json_object_get(r, "signature"))) == NULL ||
 	    crypto_b64url_decode(sig, sizeof(sig), &siglen, sig64, strlen(sig64)) != HV_OK ||
 	    siglen != CRYPTO_ED25519_SIG_LEN) {
-		st = why_status(why, whysz, HV_UNAUTHENTICATED, "the signature is missing or malformed");
+		st = why_status(why, whysz, HV_UNAUTHENTICATED,
+		    "the signature is missing or malformed");
 		goto out;
 	}
 	crypto_sha256(md, pub, CRYPTO_ED25519_PUBLIC_LEN);

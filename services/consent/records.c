@@ -21,10 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RECIPIENTS_MAX 32
-#define VALIDITY_MAX_MS (10LL * 366 * 24 * 3600 * 1000) /* ten years */
+#define RECIPIENTS_MAX      32
+#define VALIDITY_MAX_MS     (10LL * 366 * 24 * 3600 * 1000) /* ten years */
 #define PURPOSES_JOINED_MAX 64
-#define GUARDIAN_FIELD 7 /* PersonalData.guardian */
+#define GUARDIAN_FIELD      7 /* PersonalData.guardian */
 
 static void
 purposes_joined(const Haven__Consent__V1__ConsentRecord *c, char out[PURPOSES_JOINED_MAX])
@@ -110,7 +110,8 @@ grant_validate(consent_service *cs, const Haven__Consent__V1__GrantRequest *r, i
 	if (tmp[r->n_purposes - 1] == HAVEN__CONSENT__V1__PURPOSE__PURPOSE_STATISTICS) {
 		/* Sorted: statistics is the last when given. */
 		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "purposes: statistics is retired: the node counts needs, never persons, and asks "
+		    "purposes: statistics is retired: the node counts needs, never persons, and "
+		    "asks "
 		    "no consent for that (docs/consent.md)"));
 	}
 	for (size_t i = 0; i < r->n_purposes; i++) {
@@ -124,8 +125,8 @@ grant_validate(consent_service *cs, const Haven__Consent__V1__GrantRequest *r, i
 		t->gt_categories[i] = (Haven__Consent__V1__Category) tmp[i];
 	}
 	if (r->n_recipients > RECIPIENTS_MAX) {
-		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "recipients: at most %d, not %zu", RECIPIENTS_MAX, r->n_recipients));
+		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT, "recipients: at most %d, not %zu",
+		    RECIPIENTS_MAX, r->n_recipients));
 	}
 	if (r->n_recipients == 0 && !r->accepting_provider) {
 		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
@@ -134,12 +135,14 @@ grant_validate(consent_service *cs, const Haven__Consent__V1__GrantRequest *r, i
 	for (size_t i = 0; i < r->n_recipients; i++) {
 		if (!ids_valid(r->recipients[i])) {
 			return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
-			    "recipients[%zu] must be an organisation id (1..63 of [a-z0-9._-])", i));
+			    "recipients[%zu] must be an organisation id (1..63 of [a-z0-9._-])",
+			    i));
 		}
-		if (cs->cs_org_role != NULL && cs->cs_org_role(cs->cs_org_arg, r->recipients[i]) == 0) {
+		if (cs->cs_org_role != NULL &&
+		    cs->cs_org_role(cs->cs_org_arg, r->recipients[i]) == 0) {
 			return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
-			    "recipients[%zu]: no enabled organisation %s in the partner directory", i,
-			    r->recipients[i]));
+			    "recipients[%zu]: no enabled organisation %s in the partner directory",
+			    i, r->recipients[i]));
 		}
 		t->gt_recipients[i] = r->recipients[i];
 	}
@@ -161,8 +164,8 @@ grant_validate(consent_service *cs, const Haven__Consent__V1__GrantRequest *r, i
 		    "method must be written, verbal, verbal-with-interpreter or electronic"));
 	}
 	if (!text_lang_ok(r->language)) {
-		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
-		    "language must be " TEXT_LANG_RULE));
+		return (
+		    hv_fail(err, errsz, HV_INVALID_ARGUMENT, "language must be " TEXT_LANG_RULE));
 	}
 	if (r->valid_from_ms < 0) {
 		return (hv_fail(err, errsz, HV_INVALID_ARGUMENT,
@@ -211,7 +214,8 @@ minor_ok(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
 	}
 	if (!has) {
 		return (hv_fail(err, errsz, HV_FAILED_PRECONDITION,
-		    "subject %s is a minor: record the guardian or representative who gives consent "
+		    "subject %s is a minor: record the guardian or representative who gives "
+		    "consent "
 		    "first (UpdateSubject, field guardian)",
 		    r->subject));
 	}
@@ -224,14 +228,14 @@ grant_core(consent_service *cs, store_txn *txn, const rpc_caller *caller,
     size_t errsz)
 {
 	Haven__Consent__V1__SubjectRecord *rec = NULL;
-	Haven__Consent__V1__ConsentRecord        c   = HAVEN__CONSENT__V1__CONSENT_RECORD__INIT;
+	Haven__Consent__V1__ConsentRecord  c   = HAVEN__CONSENT__V1__CONSENT_RECORD__INIT;
 	grant_terms                        t;
 	uint8_t                            sid[CONSENT_ID_LEN], cid[CONSENT_ID_LEN];
 	uint8_t                            key[2 * CONSENT_ID_LEN];
 	uint8_t                            sig[CRYPTO_ED25519_SIG_LEN];
 	char                               cid_hex[CONSENT_ID_HEX];
 	char                               purposes[PURPOSES_JOINED_MAX];
-	int64_t                            now = consent_now(cs);
+	int64_t                            now      = consent_now(cs);
 	size_t                             existing = 0;
 	audit_entry                        e;
 	hv_status                          st;
@@ -330,7 +334,6 @@ consent_grant_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 	return (st);
 }
 
-
 void
 record_job_reset(record_job *j)
 {
@@ -359,11 +362,11 @@ withdraw_record(consent_service *cs, store_txn *txn, const uint8_t cid[CONSENT_I
     const Haven__Consent__V1__ConsentRecord *c, int64_t now, uint8_t **packed, size_t *plen)
 {
 	Haven__Consent__V1__ConsentRecord w = *c; /* shallow: c keeps its own strings */
-	uint8_t                     sig[CRYPTO_ED25519_SIG_LEN];
-	uint8_t                     sid[CONSENT_ID_LEN];
-	uint8_t                    *buf;
-	size_t                      len;
-	hv_status                   st;
+	uint8_t                           sig[CRYPTO_ED25519_SIG_LEN];
+	uint8_t                           sid[CONSENT_ID_LEN];
+	uint8_t                          *buf;
+	size_t                            len;
+	hv_status                         st;
 
 	if (consent_id_parse(c->subject, sid) != 0) {
 		return (HV_DATA_LOSS); /* Grant stores only valid ids */
@@ -470,8 +473,7 @@ withdrawn_alert(consent_service *cs, store_txn *txn, const Haven__Consent__V1__C
 
 /* The audit entry of an access to consent c: the subject, the consent's purposes. */
 static hv_status
-record_audit(record_job *j, store_txn *txn, const Haven__Consent__V1__ConsentRecord *c,
-    int64_t now)
+record_audit(record_job *j, store_txn *txn, const Haven__Consent__V1__ConsentRecord *c, int64_t now)
 {
 	char        purposes[PURPOSES_JOINED_MAX];
 	audit_entry e;
@@ -517,7 +519,7 @@ typedef struct withdraw_all_job {
 	store_txn       *wa_txn;
 	int64_t          wa_now;
 	char (*wa_ids)[CONSENT_ID_HEX];
-	size_t          *wa_n;
+	size_t *wa_n;
 } withdraw_all_job;
 
 static hv_status
@@ -566,7 +568,6 @@ get_fn(store_txn *txn, void *arg)
 	protobuf_c_message_free_unpacked(&c->base, NULL);
 	return (st);
 }
-
 
 void
 list_job_reset(list_job *j)
@@ -666,7 +667,8 @@ records_list(list_job *j)
 	hv_status st;
 
 	if ((st = store_write(j->lj_cs->cs_store, list_fn, j)) != HV_OK) {
-		return (consent_failed(j->lj_cs, j->lj_caller, j->lj_method, j->lj_subject, "", st));
+		return (
+		    consent_failed(j->lj_cs, j->lj_caller, j->lj_method, j->lj_subject, "", st));
 	}
 	return (HV_OK);
 }

@@ -41,15 +41,15 @@ text_key(consent_service *cs, store_txn *txn, const char *subject, const char *c
 	if ((st = consent_subject_get(cs, txn, sid, false, &rec, err, sizeof(err))) != HV_OK) {
 		return (st);
 	}
-	st = vault_unwrap(cs, rec->kek_generation, sid, rec->wrapped_key.data,
-	    rec->wrapped_key.len, dk);
+	st = vault_unwrap(cs, rec->kek_generation, sid, rec->wrapped_key.data, rec->wrapped_key.len,
+	    dk);
 	protobuf_c_message_free_unpacked(&rec->base, NULL);
 	return (st);
 }
 
 hv_status
-consent_text_seal_txn(consent_service *cs, store_txn *txn, const char *subject,
-    const char *context, const char *text, size_t len, uint8_t *out, size_t outsz)
+consent_text_seal_txn(consent_service *cs, store_txn *txn, const char *subject, const char *context,
+    const char *text, size_t len, uint8_t *out, size_t outsz)
 {
 	uint8_t   dk[DATA_KEY_LEN];
 	uint8_t   aad[TEXT_AAD_MAX];
@@ -78,8 +78,8 @@ out:
 }
 
 hv_status
-consent_text_open_txn(consent_service *cs, store_txn *txn, const char *subject,
-    const char *context, const uint8_t *sealed, size_t len, char *text, size_t textsz)
+consent_text_open_txn(consent_service *cs, store_txn *txn, const char *subject, const char *context,
+    const uint8_t *sealed, size_t len, char *text, size_t textsz)
 {
 	uint8_t   dk[DATA_KEY_LEN];
 	uint8_t   aad[TEXT_AAD_MAX];
@@ -97,8 +97,9 @@ consent_text_open_txn(consent_service *cs, store_txn *txn, const char *subject,
 	if ((st = text_key(cs, txn, subject, context, dk, aad, &aadlen)) != HV_OK) {
 		goto out;
 	}
-	if (crypto_aead_decrypt((uint8_t *) text, dk, sealed + 1, sealed + 1 + CRYPTO_AEAD_NONCE_LEN,
-	        aad, aadlen, sealed + CONSENT_TEXT_OVERHEAD, n) != HV_OK) {
+	if (crypto_aead_decrypt((uint8_t *) text, dk, sealed + 1,
+	        sealed + 1 + CRYPTO_AEAD_NONCE_LEN, aad, aadlen, sealed + CONSENT_TEXT_OVERHEAD,
+	        n) != HV_OK) {
 		st = HV_DATA_LOSS;
 		goto out;
 	}

@@ -33,8 +33,8 @@ personal_put(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_L
 	Haven__Consent__V1__SealedField   *fp[PERSONAL_FIELDS];
 	Haven__Consent__V1__SealedPersonal sp  = HAVEN__CONSENT__V1__SEALED_PERSONAL__INIT;
 	uint8_t                           *buf = NULL;
-	size_t                             nf = 0, len;
-	hv_status                          st = HV_OK;
+	size_t                             nf  = 0, len;
+	hv_status                          st  = HV_OK;
 
 	for (unsigned f = 1; f <= PERSONAL_FIELDS; f++) {
 		if (text[f] == NULL || text[f][0] == '\0') {
@@ -159,13 +159,13 @@ no_share(const rpc_caller *caller, const char *hex, char *err, size_t errsz)
 static hv_status
 shown_categories(consent_service *cs, store_txn *txn, const rpc_caller *caller,
     const Haven__Consent__V1__SubjectRecord *rec, const uint8_t sid[CONSENT_ID_LEN],
-    const char *hex, bool accepting, int64_t now, unsigned *mask, const char **purpose,
-    char *err, size_t errsz)
+    const char *hex, bool accepting, int64_t now, unsigned *mask, const char **purpose, char *err,
+    size_t errsz)
 {
 	static const int cats[] = { HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY,
 		HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT,
 		HAVEN__CONSENT__V1__CATEGORY__CATEGORY_OTHER };
-	consent_decision d = { 0 };
+	consent_decision d      = { 0 };
 	hv_status        st;
 
 	*mask    = 0;
@@ -187,8 +187,8 @@ shown_categories(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 		int p = cats[c] == HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT
 		    ? HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT
 		    : HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER;
-		if ((st = consent_decide(cs, txn, sid, hex, p, caller->org_id, accepting, cats[c], now,
-		         &d)) != HV_OK) {
+		if ((st = consent_decide(cs, txn, sid, hex, p, caller->org_id, accepting, cats[c],
+		         now, &d)) != HV_OK) {
 			return (st);
 		}
 		*mask |= d.allowed ? 1u << cats[c] : 0;
@@ -317,8 +317,8 @@ consent_read_personal_txn(consent_service *cs, store_txn *txn, const rpc_caller 
 	if (caller->role != RPC_ROLE_PROVIDER) {
 		return (HV_PERMISSION_DENIED); /* the provider read path */
 	}
-	if ((st = subject_read_personal(cs, txn, caller, method, subject, recipient_is_accepting_provider,
-	         &pl, &rec, NULL, 0)) != HV_OK) {
+	if ((st = subject_read_personal(cs, txn, caller, method, subject,
+	         recipient_is_accepting_provider, &pl, &rec, NULL, 0)) != HV_OK) {
 		return (st);
 	}
 	protobuf_c_message_free_unpacked(&rec->base, NULL);
@@ -352,8 +352,8 @@ out:
  * (texts), the others as they were (old, decrypted). */
 static hv_status
 update_personal(consent_service *cs, store_txn *txn, const Haven__Consent__V1__SubjectRecord *rec,
-    const uint8_t sid[CONSENT_ID_LEN], const char *hex, const char *const texts[],
-    uint32_t fields, char *err, size_t errsz)
+    const uint8_t sid[CONSENT_ID_LEN], const char *hex, const char *const texts[], uint32_t fields,
+    char *err, size_t errsz)
 {
 	const char *text[PERSONAL_FIELDS + 1] = { NULL };
 	plain       old;
@@ -404,13 +404,14 @@ subject_update_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller
 	}
 	personal_texts(ch->sc_personal, langs, text);
 	if ((ch->sc_fields & ~(1u << SUBJECT_FIELD_MINOR)) != 0 &&
-	    (st = update_personal(cs, txn, rec, sid, ch->sc_id, text, ch->sc_fields, err,
-	         errsz)) != HV_OK) {
+	    (st = update_personal(cs, txn, rec, sid, ch->sc_id, text, ch->sc_fields, err, errsz)) !=
+	        HV_OK) {
 		goto out;
 	}
 	if ((ch->sc_fields & (1u << SUBJECT_FIELD_MINOR)) != 0) {
 		rec->minor = ch->sc_minor;
-		if ((st = store_put_msg(txn, cs->cs_subjects, sid, sizeof(sid), &rec->base)) != HV_OK) {
+		if ((st = store_put_msg(txn, cs->cs_subjects, sid, sizeof(sid), &rec->base)) !=
+		    HV_OK) {
 			goto out;
 		}
 	}
@@ -418,7 +419,8 @@ subject_update_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller
 	names[0] = '\0';
 	for (unsigned f = 1; f <= SUBJECT_FIELD_MINOR && o < sizeof(names); f++) {
 		if ((ch->sc_fields & (1u << f)) != 0) {
-			o += (size_t) snprintf(names + o, sizeof(names) - o, "%s%s", o > 0 ? "," : "",
+			o += (size_t) snprintf(names + o, sizeof(names) - o, "%s%s",
+			    o > 0 ? "," : "",
 			    f == SUBJECT_FIELD_MINOR ? "minor" : vault_field_name(f));
 		}
 	}
@@ -489,9 +491,11 @@ erase_fn(store_txn *txn, void *arg)
 	/* Erased by another (retention, the operator, an admin): the holder hears that one of
 	 * its subjects is gone, in this transaction, without which one. The provider that has
 	 * her hears it from referral (ref_end_for_consent). */
-	if (strcmp(consent_holder(rec), j->ej_caller->org_id) != 0 && consent_holder(rec)[0] != '\0') {
+	if (strcmp(consent_holder(rec), j->ej_caller->org_id) != 0 &&
+	    consent_holder(rec)[0] != '\0') {
 		alerts_event ev = { .ae_kind = ALERT(SUBJECT_ERASED),
-			.ae_orgs = { consent_holder(rec) }, .ae_norgs = 1 };
+			.ae_orgs             = { consent_holder(rec) },
+			.ae_norgs            = 1 };
 		if ((st = alerts_enqueue(cs->cs_alerts, txn, &ev)) != HV_OK) {
 			goto out;
 		}
@@ -556,14 +560,14 @@ subject_erase(consent_service *cs, const rpc_caller *caller, const char *method,
 	if ((j = calloc(1, sizeof(*j))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
-	j->ej_cs                = cs;
-	j->ej_caller            = caller;
-	j->ej_method            = method;
-	j->ej_id                = subject;
-	st                      = erase(cs, j, &gen, rotate);
-	out->se_at_ms           = j->ej_now;
-	out->se_withdrawn       = j->ej_n;
-	out->se_kek_generation  = gen;
+	j->ej_cs               = cs;
+	j->ej_caller           = caller;
+	j->ej_method           = method;
+	j->ej_id               = subject;
+	st                     = erase(cs, j, &gen, rotate);
+	out->se_at_ms          = j->ej_now;
+	out->se_withdrawn      = j->ej_n;
+	out->se_kek_generation = gen;
 	if (err != NULL && errsz > 0) {
 		snprintf(err, errsz, "%s", j->ej_err);
 	}
@@ -589,8 +593,8 @@ consent_erase_subject(consent_service *cs, const rpc_caller *caller, const char 
 }
 
 hv_status
-consent_erase_subject_deferred(consent_service *cs, const rpc_caller *caller,
-    const char *subject, int64_t *erased_at_ms)
+consent_erase_subject_deferred(consent_service *cs, const rpc_caller *caller, const char *subject,
+    int64_t *erased_at_ms)
 {
 	subject_erased e;
 	hv_status      st;
@@ -632,8 +636,9 @@ consent_ref_minor(void *arg, store_txn *txn, const char *subject, bool *minor)
 hv_status
 consent_ref_erase(void *arg, const char *subject)
 {
-	static const rpc_caller node = { .role = RPC_ROLE_OPERATOR, .org_id = "",
-		.transport = RPC_TRANSPORT_INPROC };
+	static const rpc_caller node = { .role = RPC_ROLE_OPERATOR,
+		.org_id                        = "",
+		.transport                     = RPC_TRANSPORT_INPROC };
 
 	return (consent_erase_subject_deferred(arg, &node, subject, NULL));
 }

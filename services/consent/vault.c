@@ -43,15 +43,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define KEK_FILE "kek"
-#define KEK_NEW_FILE "kek.new"
-#define SIGN_FILE "receipt-ed25519.pem"
+#define KEK_FILE       "kek"
+#define KEK_NEW_FILE   "kek.new"
+#define SIGN_FILE      "receipt-ed25519.pem"
 #define KEK_AAD_PREFIX "haven-kek"
-#define META_KEY "kek"
-#define SIGN_PEM_MAX 4096
-#define REWRAP_CHUNK 1024 /* records re-wrapped per cursor pass */
-#define RELOAD_TRIES 3
-
+#define META_KEY       "kek"
+#define SIGN_PEM_MAX   4096
+#define REWRAP_CHUNK   1024 /* records re-wrapped per cursor pass */
+#define RELOAD_TRIES   3
 
 const char *
 vault_field_name(unsigned field)
@@ -119,10 +118,10 @@ slot_put(consent_service *cs, uint64_t gen, const uint8_t key[KEK_LEN])
 	for (i = 0; i < 2 && cs->cs_kek[i].ks_gen != gen; i++) {
 	}
 	if (i == 2) {
-		i = cs->cs_kek[0].ks_gen == 0                            ? 0
-		    : cs->cs_kek[1].ks_gen == 0                          ? 1
+		i = cs->cs_kek[0].ks_gen == 0                     ? 0
+		    : cs->cs_kek[1].ks_gen == 0                   ? 1
 		    : cs->cs_kek[0].ks_gen < cs->cs_kek[1].ks_gen ? 0
-		                                                         : 1;
+		                                                  : 1;
 	}
 	cs->cs_kek[i].ks_gen = gen;
 	memcpy(cs->cs_kek[i].ks_key, key, KEK_LEN);
@@ -266,7 +265,8 @@ recover_first(consent_service *cs, const char *kpath, hv_status stk, kek_file *k
 		/* The directory entry must be durable before the store records the key state:
 		 * after a power cut a store whose key file is gone cannot be read. */
 		if ((st = crypto_random(k->kf_key, KEK_LEN)) != HV_OK ||
-		    (st = kek_write(kpath, k)) != HV_OK || (st = hv_file_sync_dir(cs->cs_keys)) != HV_OK) {
+		    (st = kek_write(kpath, k)) != HV_OK ||
+		    (st = hv_file_sync_dir(cs->cs_keys)) != HV_OK) {
 			log_error("consent: cannot create %s: %s", kpath, hv_status_name(st));
 			return (st);
 		}
@@ -333,7 +333,8 @@ recover(consent_service *cs)
 	key_path(cs, KEK_FILE, kpath, sizeof(kpath));
 	key_path(cs, KEK_NEW_FILE, npath, sizeof(npath));
 	if ((st = meta_read(cs, &have, &gen, check, NULL)) != HV_OK) {
-		log_error("consent: the key state in the store does not read: %s", hv_status_name(st));
+		log_error("consent: the key state in the store does not read: %s",
+		    hv_status_name(st));
 		goto out;
 	}
 	stk = kek_read(kpath, &k);
@@ -454,8 +455,8 @@ vault_open(consent_service *cs, const char *data_dir)
 	}
 	if ((sb.st_mode & 077) != 0) {
 		st = HV_PERMISSION_DENIED;
-		log_error("consent: %s is open to other users (mode %03o): chmod 700 it", cs->cs_keys,
-		    (unsigned) (sb.st_mode & 0777));
+		log_error("consent: %s is open to other users (mode %03o): chmod 700 it",
+		    cs->cs_keys, (unsigned) (sb.st_mode & 0777));
 		goto out;
 	}
 	st = HV_UNAVAILABLE;
@@ -642,8 +643,7 @@ typedef struct rewrap_item {
  * *first, else exclusive); *more is set when more may follow and from is advanced.
  */
 static hv_status
-rewrap_chunk(rewrap_job *j, store_txn *txn, uint8_t from[CONSENT_ID_LEN], bool *first,
-    bool *more)
+rewrap_chunk(rewrap_job *j, store_txn *txn, uint8_t from[CONSENT_ID_LEN], bool *first, bool *more)
 {
 	consent_service *cs    = j->rj_cs;
 	rewrap_item     *items = NULL;
@@ -683,7 +683,8 @@ rewrap_chunk(rewrap_job *j, store_txn *txn, uint8_t from[CONSENT_ID_LEN], bool *
 			haven__consent__v1__subject_record__free_unpacked(r, NULL);
 			continue; /* a tombstone: nothing to wrap */
 		}
-		st = vault_unwrap(cs, r->kek_generation, k, r->wrapped_key.data, r->wrapped_key.len, dk);
+		st = vault_unwrap(cs, r->kek_generation, k, r->wrapped_key.data, r->wrapped_key.len,
+		    dk);
 		if (st == HV_OK) {
 			st = vault_wrap(cs, j->rj_meta.mj_gen, k, dk, wrapped);
 		}
@@ -770,7 +771,7 @@ vault_rotate(consent_service *cs, int64_t min_age_ms, uint64_t *genp, uint64_t *
 	kek_file   next;
 	uint8_t    check[KEK_CHECK_LEN];
 	uint8_t    old[KEK_LEN];
-	uint64_t   gen = 0;
+	uint64_t   gen        = 0;
 	int64_t    rotated_at = 0;
 	bool       have;
 	int        lock = -1;
@@ -805,7 +806,8 @@ vault_rotate(consent_service *cs, int64_t min_age_ms, uint64_t *genp, uint64_t *
 	if ((st = crypto_random(next.kf_key, KEK_LEN)) != HV_OK) {
 		goto out;
 	}
-	if ((st = kek_write(npath, &next)) != HV_OK || (st = hv_file_sync_dir(cs->cs_keys)) != HV_OK) {
+	if ((st = kek_write(npath, &next)) != HV_OK ||
+	    (st = hv_file_sync_dir(cs->cs_keys)) != HV_OK) {
 		log_error("consent: cannot write %s: %s", npath, hv_status_name(st));
 		goto out;
 	}

@@ -56,8 +56,8 @@ consent_generation(consent_service *cs, store_txn *txn, uint64_t *gen)
 }
 
 hv_status
-consent_subject_generation(consent_service *cs, store_txn *txn,
-    const uint8_t sid[CONSENT_ID_LEN], uint64_t *gen)
+consent_subject_generation(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN],
+    uint64_t *gen)
 {
 	const void *v;
 	size_t      vl;
@@ -78,8 +78,7 @@ consent_subject_generation(consent_service *cs, store_txn *txn,
 	return (HV_OK);
 }
 
-static hv_status view_store(consent_service *cs, store_txn *txn,
-    const uint8_t sid[CONSENT_ID_LEN]);
+static hv_status view_store(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN]);
 
 hv_status
 consent_changed(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN])
@@ -118,8 +117,8 @@ enum_bits(const int *v, size_t n)
 /* A view for n consents with nrcp recipients of strbytes bytes (NULs included) in all, in one
  * allocation; *rp and *sp are where the recipient pointers and strings go. */
 static consent_view *
-view_alloc(const uint8_t sid[CONSENT_ID_LEN], uint64_t sgen, size_t n, size_t nrcp,
-    size_t strbytes, const char ***rp, char **sp)
+view_alloc(const uint8_t sid[CONSENT_ID_LEN], uint64_t sgen, size_t n, size_t nrcp, size_t strbytes,
+    const char ***rp, char **sp)
 {
 	consent_view *v;
 
@@ -231,7 +230,7 @@ out:
  * view_read would read in the same snapshot; a subject without one (no consent ever changed,
  * or a store from before this table until consent_open fills it) is read from its records. */
 
-#define VIEW_VERSION 1
+#define VIEW_VERSION      1
 #define VIEWS_BUILD_BATCH 1000 /* subjects per transaction when filling consent.views */
 
 static uint8_t *
@@ -347,7 +346,7 @@ static void
 consent_in(view_in *in, view_consent *c, size_t *nrcp, size_t *strbytes, const char ***rp,
     char **sp)
 {
-	const uint8_t *id = bytes_get(in, CONSENT_ID_LEN);
+	const uint8_t *id       = bytes_get(in, CONSENT_ID_LEN);
 	uint32_t       purposes = (uint32_t) le_get(in, 4), categories = (uint32_t) le_get(in, 4);
 	uint64_t       accepting = le_get(in, 1);
 	int64_t        t[4];
@@ -359,15 +358,15 @@ consent_in(view_in *in, view_consent *c, size_t *nrcp, size_t *strbytes, const c
 	nr = (size_t) le_get(in, 2);
 	if (c != NULL && !in->vi_bad) {
 		memcpy(c->vc_id, id, CONSENT_ID_LEN);
-		c->vc_purposes     = purposes;
-		c->vc_categories   = categories;
-		c->vc_accepting    = accepting != 0;
-		c->vc_valid_from   = t[0];
-		c->vc_expires      = t[1];
-		c->vc_withdrawn    = t[2];
-		c->vc_recorded     = t[3];
-		c->vc_recipients   = *rp;
-		c->vc_nrecipients  = nr;
+		c->vc_purposes    = purposes;
+		c->vc_categories  = categories;
+		c->vc_accepting   = accepting != 0;
+		c->vc_valid_from  = t[0];
+		c->vc_expires     = t[1];
+		c->vc_withdrawn   = t[2];
+		c->vc_recorded    = t[3];
+		c->vc_recipients  = *rp;
+		c->vc_nrecipients = nr;
 	}
 	for (size_t r = 0; r < nr && !in->vi_bad; r++) {
 		size_t         len = (size_t) le_get(in, 2);
@@ -451,8 +450,8 @@ view_load(consent_service *cs, store_txn *txn, const uint8_t sid[CONSENT_ID_LEN]
 		char hex[CONSENT_ID_HEX];
 
 		consent_id_format(sid, hex);
-		return (hv_fail(err, errsz, st, "the stored consents of subject %s do not read",
-		    hex));
+		return (
+		    hv_fail(err, errsz, st, "the stored consents of subject %s do not read", hex));
 	}
 	return (st);
 }
@@ -487,7 +486,8 @@ views_build_fn(store_txn *txn, void *arg)
 	    memcmp(k, j->vb_after, CONSENT_ID_LEN) == 0) {
 		rc = store_cursor_next(cur, &k, &kl, NULL, NULL);
 	}
-	for (; rc == HV_OK && n < VIEWS_BUILD_BATCH; rc = store_cursor_next(cur, &k, &kl, NULL, NULL)) {
+	for (; rc == HV_OK && n < VIEWS_BUILD_BATCH;
+	     rc = store_cursor_next(cur, &k, &kl, NULL, NULL)) {
 		if (kl == CONSENT_ID_LEN) {
 			memcpy(sids[n++], k, CONSENT_ID_LEN);
 		}
@@ -579,8 +579,8 @@ view_decide(const consent_view *v, const char *subject_hex, int purpose, const c
 			rank   = 1;
 			reason = HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_PURPOSE;
 		} else if (recipient[0] != '\0' &&
-		           !has_str(c->vc_recipients, c->vc_nrecipients, recipient) &&
-		           !(accepting && c->vc_accepting)) {
+		    !has_str(c->vc_recipients, c->vc_nrecipients, recipient) &&
+		    !(accepting && c->vc_accepting)) {
 			rank   = 2;
 			reason = HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_RECIPIENT;
 		} else if (category != 0 && (c->vc_categories & (1u << category)) == 0) {
@@ -615,8 +615,8 @@ view_decide(const consent_view *v, const char *subject_hex, int purpose, const c
 		snprintf(out->message, sizeof(out->message), "consent %s allows it", id);
 		break;
 	case HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_NO_CONSENT:
-		snprintf(out->message, sizeof(out->message), "no consent is recorded for subject %s",
-		    subject_hex);
+		snprintf(out->message, sizeof(out->message),
+		    "no consent is recorded for subject %s", subject_hex);
 		break;
 	case HAVEN__CONSENT__V1__DENY_REASON__DENY_REASON_PURPOSE:
 		snprintf(out->message, sizeof(out->message),

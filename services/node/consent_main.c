@@ -120,11 +120,11 @@ main(int argc, char **argv)
 	if ((st = open_others(h, &acfg, &cap, &als, &ref)) != HV_OK) {
 		goto out;
 	}
-	co.org_role   = cap_org_role;
-	co.org_arg    = cap;
-	co.alerts     = als;
-	lookup        = cap_lookup_org;
-	lookup_arg    = cap;
+	co.org_role           = cap_org_role;
+	co.org_arg            = cap;
+	co.alerts             = als;
+	lookup                = cap_lookup_org;
+	lookup_arg            = cap;
 	co.accepting_provider = accepting_provider;
 	co.accepting_arg      = ref;
 	co.store              = host_store(h);

@@ -28,7 +28,7 @@
 #include "signals.h"
 
 #define NAMES_MAX 128
-#define NAME_LEN 64
+#define NAME_LEN  64
 
 static const char *conf_path;
 
@@ -180,14 +180,16 @@ test_every_option_listed(void **state)
 	assert_true(known.count >= 16); /* the parse of --print-config found them */
 	for (size_t i = 0; i < known.count; i++) {
 		if (!names_has(&listed, known.n[i])) {
-			fail_msg("option '%s' (haven-node --print-config) is missing from %s: add it with "
+			fail_msg("option '%s' (haven-node --print-config) is missing from %s: add "
+			         "it with "
 			         "its default and documentation",
 			    known.n[i], conf_path);
 		}
 	}
 	for (size_t i = 0; i < listed.count; i++) {
 		if (!names_has(&known, listed.n[i])) {
-			fail_msg("%s lists '%s', which no haven program knows", conf_path, listed.n[i]);
+			fail_msg("%s lists '%s', which no haven program knows", conf_path,
+			    listed.n[i]);
 		}
 	}
 }
@@ -207,8 +209,9 @@ test_every_option_documented(void **state)
 		if (option_line(line, name) && !names_has(&seen, name)) {
 			snprintf(seen.n[seen.count++], NAME_LEN, "%s", name);
 			if (strncmp(prev, "# (", 3) != 0) {
-				fail_msg("%s: '%s' has no '# (type)' line and documentation above it", conf_path,
-				    name);
+				fail_msg(
+				    "%s: '%s' has no '# (type)' line and documentation above it",
+				    conf_path, name);
 			}
 		}
 		snprintf(prev, sizeof(prev), "%s", line);

@@ -273,11 +273,11 @@ main(int argc, char **argv)
 	consent_options  no  = { 0 };
 	ref_options      ro  = { 0 };
 	char             cap_pub[PATH_MAX + 16], consent_pub[PATH_MAX + 16], ref_pub[PATH_MAX + 16];
-	ref_config       rcfg = { 0 };
-	alerts_config    acfg = { 0 };
-	sig_config       scfg = { 0 };
+	ref_config       rcfg    = { 0 };
+	alerts_config    acfg    = { 0 };
+	sig_config       scfg    = { 0 };
 	config_table     tabs[3] = { ref_config_table(&rcfg), alerts_config_table(&acfg),
-		sig_config_table(&scfg) };
+		    sig_config_table(&scfg) };
 	char             err[256];
 	bool             done;
 	bool             print_methods = take_flag(&argc, argv, "--print-methods");

@@ -16,20 +16,21 @@
 #include "haven/log.h"
 #include "people_internal.h"
 
-#define MASTER_LEN 32
+#define MASTER_LEN     32
 #define HASHES_AT_ONCE 2
-#define HASHES_WAITING 2 /* more than this waiting: refused at once, so that sign-ins cannot
-                          * hold every handler thread of the node */
+#define HASHES_WAITING                                                                             \
+	2 /* more than this waiting: refused at once, so that sign-ins cannot                      \
+	   * hold every handler thread of the node */
 #define DEFAULT_IDLE_S 1800
-#define DEFAULT_MAX_S 43200
+#define DEFAULT_MAX_S  43200
 
 const char *const people_cause_names[PF_N] = {
-	[PF_UNKNOWN_NAME]  = "unknown_name",
-	[PF_PASSWORD]      = "password",
-	[PF_CODE]          = "code",
-	[PF_LOCKED]        = "locked",
-	[PF_DISABLED]      = "disabled",
-	[PF_ORGANISATION]  = "organisation",
+	[PF_UNKNOWN_NAME] = "unknown_name",
+	[PF_PASSWORD]     = "password",
+	[PF_CODE]         = "code",
+	[PF_LOCKED]       = "locked",
+	[PF_DISABLED]     = "disabled",
+	[PF_ORGANISATION] = "organisation",
 };
 
 /* Reads the master key, making it at the first start. Another process racing to make it
@@ -102,11 +103,12 @@ people_open(people_service **out, const people_options *opts)
 	}
 	pthread_mutex_init(&ps->p_mu, NULL);
 	hv_clock_cond_init(&ps->p_cv);
-	ps->p_store     = opts->store;
-	ps->p_auth      = opts->auth;
-	ps->p_audit     = opts->audit;
-	ps->p_idle_ms   = 1000 * (int64_t) (opts->session_idle_s ? opts->session_idle_s : DEFAULT_IDLE_S);
-	ps->p_max_ms    = 1000 * (int64_t) (opts->session_max_s ? opts->session_max_s : DEFAULT_MAX_S);
+	ps->p_store = opts->store;
+	ps->p_auth  = opts->auth;
+	ps->p_audit = opts->audit;
+	ps->p_idle_ms =
+	    1000 * (int64_t) (opts->session_idle_s ? opts->session_idle_s : DEFAULT_IDLE_S);
+	ps->p_max_ms = 1000 * (int64_t) (opts->session_max_s ? opts->session_max_s : DEFAULT_MAX_S);
 	ps->p_pwhash_ln = opts->pwhash_ln != 0 ? opts->pwhash_ln : CRYPTO_PWHASH_LN;
 	ps->p_now_ms    = opts->now_ms != NULL ? opts->now_ms : hv_clock_wall_ms;
 	if ((st = master_load(opts->key_file, master)) != HV_OK) {
@@ -273,7 +275,8 @@ people_get(people_service *ps, store_txn *txn, const uint8_t id[PEOPLE_ID_LEN],
 	      &haven__people__v1__person_record__descriptor, NULL, &m);
 	if (st == HV_OK) {
 		*out = (Haven__People__V1__PersonRecord *) (void *) m;
-		if ((*out)->id.len != PEOPLE_ID_LEN || memcmp((*out)->id.data, id, PEOPLE_ID_LEN) != 0) {
+		if ((*out)->id.len != PEOPLE_ID_LEN ||
+		    memcmp((*out)->id.data, id, PEOPLE_ID_LEN) != 0) {
 			haven__people__v1__person_record__free_unpacked(*out, NULL);
 			*out = NULL;
 			st   = HV_DATA_LOSS;

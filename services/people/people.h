@@ -63,22 +63,22 @@
 #include "haven/rpc.h"
 #include "haven/store.h"
 
-#define PEOPLE_KEY_FILE "people-key" /* under DATA/keys/ */
-#define PEOPLE_LOCK_AFTER 5          /* failures in a row of one person before back-off */
-#define PEOPLE_SOURCE_LOCK_AFTER 20  /* failures in a row from one source before back-off */
-#define PEOPLE_ADDRESS_ATTEMPTS 20   /* sign-in attempts a minute from one client address */
-#define PEOPLE_PASSWORD_MIN 12
-#define PEOPLE_LOGIN_MIN 3
-#define PEOPLE_LOGIN_MAX 64
-#define PEOPLE_DISPLAY_MAX 128
-#define PEOPLE_PER_ORG_MAX 1000
+#define PEOPLE_KEY_FILE          "people-key" /* under DATA/keys/ */
+#define PEOPLE_LOCK_AFTER        5            /* failures in a row of one person before back-off */
+#define PEOPLE_SOURCE_LOCK_AFTER 20 /* failures in a row from one source before back-off */
+#define PEOPLE_ADDRESS_ATTEMPTS  20 /* sign-in attempts a minute from one client address */
+#define PEOPLE_PASSWORD_MIN      12
+#define PEOPLE_LOGIN_MIN         3
+#define PEOPLE_LOGIN_MAX         64
+#define PEOPLE_DISPLAY_MAX       128
+#define PEOPLE_PER_ORG_MAX       1000
 
 typedef struct people_service people_service;
 
 typedef struct people_options {
-	store      *store;
-	auth       *auth;           /* the node's: org lookups and the session verifier */
-	audit      *audit;          /* people added, disabled and reset are audited (by whom,
+	store *store;
+	auth  *auth;                /* the node's: org lookups and the session verifier */
+	audit *audit;               /* people added, disabled and reset are audited (by whom,
 	                               which person, in the change's transaction); NULL: not */
 	const char *key_file;       /* DATA/keys/people-key, made when missing */
 	uint32_t    session_idle_s; /* 0: 1800 */
@@ -91,7 +91,7 @@ typedef struct people_options {
 /* Opens the service: its tables and its key (HV_PERMISSION_DENIED for a key file open to
  * others, HV_DATA_LOSS for one of the wrong size). */
 hv_status people_open(people_service **out, const people_options *opts);
-void people_close(people_service *ps);
+void      people_close(people_service *ps);
 
 /* Registers haven.people.v1.People on srv with its metric, and becomes auth's verifier of
  * people's sessions (ps must outlive srv). */

@@ -14,12 +14,12 @@
 #include "haven/limit.h"
 #include "people.h"
 
-#define PEOPLE_ID_LEN 16
+#define PEOPLE_ID_LEN             16
 #define PEOPLE_SESSION_SECRET_LEN 32
-#define PEOPLE_SEAL_OVERHEAD (CRYPTO_AEAD_NONCE_LEN + CRYPTO_AEAD_TAG_LEN)
-#define PEOPLE_SEALED_MAX (PEOPLE_DISPLAY_MAX + PEOPLE_SEAL_OVERHEAD)
-#define PEOPLE_THROTTLES 4096 /* names and sources whose failures are remembered */
-#define PEOPLE_THROTTLE_KEY 64
+#define PEOPLE_SEAL_OVERHEAD      (CRYPTO_AEAD_NONCE_LEN + CRYPTO_AEAD_TAG_LEN)
+#define PEOPLE_SEALED_MAX         (PEOPLE_DISPLAY_MAX + PEOPLE_SEAL_OVERHEAD)
+#define PEOPLE_THROTTLES          4096 /* names and sources whose failures are remembered */
+#define PEOPLE_THROTTLE_KEY       64
 
 /* Causes of a failed sign-in: the metric's labels. */
 enum {
@@ -44,23 +44,23 @@ typedef struct people_throttle {
 } people_throttle;
 
 struct people_service {
-	store          *p_store;
-	auth           *p_auth;
-	audit          *p_audit; /* NULL: changes are not audited */
-	store_table     p_persons, p_logins, p_sessions;
-	uint8_t         p_seal_key[CRYPTO_AEAD_KEY_LEN];
-	uint8_t         p_name_key[CRYPTO_HMAC_LEN];
-	int64_t         p_idle_ms, p_max_ms;
-	unsigned        p_pwhash_ln;
-	char            p_dummy_hash[CRYPTO_PWHASH_MAX]; /* verified for unknown names */
+	store      *p_store;
+	auth       *p_auth;
+	audit      *p_audit; /* NULL: changes are not audited */
+	store_table p_persons, p_logins, p_sessions;
+	uint8_t     p_seal_key[CRYPTO_AEAD_KEY_LEN];
+	uint8_t     p_name_key[CRYPTO_HMAC_LEN];
+	int64_t     p_idle_ms, p_max_ms;
+	unsigned    p_pwhash_ln;
+	char        p_dummy_hash[CRYPTO_PWHASH_MAX]; /* verified for unknown names */
 	int64_t (*p_now_ms)(void);
-	pthread_mutex_t p_mu;      /* p_throttles, p_hashing */
-	pthread_cond_t  p_cv;
-	unsigned        p_hashing; /* password hashes running now, at most 2 */
-	unsigned        p_hash_waiting; /* threads waiting to hash, at most 2 */
-	people_throttle *p_throttles; /* PEOPLE_THROTTLES of them */
-	limit           *p_attempts;  /* sign-in attempts per client address (limit.h) */
-	uint64_t        p_failures[PF_N]; /* atomic */
+	pthread_mutex_t  p_mu; /* p_throttles, p_hashing */
+	pthread_cond_t   p_cv;
+	unsigned         p_hashing;        /* password hashes running now, at most 2 */
+	unsigned         p_hash_waiting;   /* threads waiting to hash, at most 2 */
+	people_throttle *p_throttles;      /* PEOPLE_THROTTLES of them */
+	limit           *p_attempts;       /* sign-in attempts per client address (limit.h) */
+	uint64_t         p_failures[PF_N]; /* atomic */
 };
 
 /* ---- people.c: records and fields ---- */
@@ -77,13 +77,12 @@ bool people_login_fold(const char *in, char out[PEOPLE_LOGIN_MAX + 1]);
 
 /* Seals n bytes of a field ("login", "display", "totp") of person id into out (n +
  * PEOPLE_SEAL_OVERHEAD bytes). */
-hv_status people_seal(const people_service *ps, const uint8_t id[PEOPLE_ID_LEN],
-    const char *field, const void *in, size_t n, uint8_t *out);
+hv_status people_seal(const people_service *ps, const uint8_t id[PEOPLE_ID_LEN], const char *field,
+    const void *in, size_t n, uint8_t *out);
 /* Opens a sealed field into out (outsz >= len - PEOPLE_SEAL_OVERHEAD); *n its length.
  * HV_DATA_LOSS when it does not authenticate. */
 hv_status people_open_field(const people_service *ps, const uint8_t id[PEOPLE_ID_LEN],
-    const char *field, const ProtobufCBinaryData *sealed, uint8_t *out, size_t outsz,
-    size_t *n);
+    const char *field, const ProtobufCBinaryData *sealed, uint8_t *out, size_t outsz, size_t *n);
 
 /* The record of person id (caller frees with haven__people__v1__person_record__free_unpacked).
  * HV_NOT_FOUND, HV_DATA_LOSS. */
@@ -93,13 +92,12 @@ hv_status people_put(people_service *ps, store_txn *txn,
     const Haven__People__V1__PersonRecord *rec);
 
 /* Person ids as 32 lower-case hex characters. */
-int people_id_parse(const char *hex, uint8_t id[PEOPLE_ID_LEN]);
+int  people_id_parse(const char *hex, uint8_t id[PEOPLE_ID_LEN]);
 void people_id_format(const uint8_t id[PEOPLE_ID_LEN], char hex[RPC_PERSON_ID_MAX]);
 
 /* Hashes a password with the service's cost, at most two at a time (HV_RESOURCE_EXHAUSTED
  * when two more wait already). */
-hv_status people_pwhash(people_service *ps, char out[CRYPTO_PWHASH_MAX], const char *pw,
-    size_t n);
+hv_status people_pwhash(people_service *ps, char out[CRYPTO_PWHASH_MAX], const char *pw, size_t n);
 /* Verifies a password against encoded (a dummy hash for an unknown name), at most two at a
  * time: HV_OK, HV_UNAUTHENTICATED, or HV_RESOURCE_EXHAUSTED when two more wait already. */
 hv_status people_pwverify(people_service *ps, const char *encoded, const char *pw, size_t n);
@@ -108,8 +106,8 @@ hv_status people_pwverify(people_service *ps, const char *encoded, const char *p
 
 /* Makes a session for rec (org at org_version) in txn: token out, *expires set. */
 hv_status people_session_new(people_service *ps, store_txn *txn,
-    const Haven__People__V1__PersonRecord *rec, uint64_t org_version, int64_t now_ms,
-    char *out, size_t outsz, int64_t *expires);
+    const Haven__People__V1__PersonRecord *rec, uint64_t org_version, int64_t now_ms, char *out,
+    size_t outsz, int64_t *expires);
 /* Deletes every session of person id in txn (disable, reset). */
 hv_status people_sessions_end(people_service *ps, store_txn *txn, const uint8_t id[PEOPLE_ID_LEN]);
 /* Deletes every session that ended by time at now_ms (at each sign-in). */

@@ -13,11 +13,11 @@
 #include "haven/log.h"
 #include "people_internal.h"
 
-#define BACKOFF_FIRST_MS 30000
-#define BACKOFF_MAX_MS 3600000
-#define SOURCE_FORGET_MS 3600000 /* a source's count starts again after an hour without failure */
+#define BACKOFF_FIRST_MS   30000
+#define BACKOFF_MAX_MS     3600000
+#define SOURCE_FORGET_MS   3600000 /* a source's count starts again after an hour without failure */
 #define LOGIN_STORE_FAILED (-2)
-#define LOGIN_BUSY (-3)
+#define LOGIN_BUSY         (-3)
 
 /* ---- throttles ------------------------------------------------------------------------- */
 
@@ -62,8 +62,7 @@ throttle_locked(people_service *ps, const uint8_t *key, size_t keylen, int64_t n
 
 /* One more failure: from the after-th in a row on, a back-off of 30 s doubling up to 1 h. */
 static void
-throttle_fail(people_service *ps, const uint8_t *key, size_t keylen, uint32_t after,
-    int64_t now_ms)
+throttle_fail(people_service *ps, const uint8_t *key, size_t keylen, uint32_t after, int64_t now_ms)
 {
 	people_throttle *t;
 
@@ -77,7 +76,8 @@ throttle_fail(people_service *ps, const uint8_t *key, size_t keylen, uint32_t af
 	if (t->pt_failures >= after) {
 		uint32_t over    = t->pt_failures - after;
 		int64_t  backoff = over >= 7 ? BACKOFF_MAX_MS : (int64_t) BACKOFF_FIRST_MS << over;
-		t->pt_locked_until_ms = now_ms + (backoff < BACKOFF_MAX_MS ? backoff : BACKOFF_MAX_MS);
+		t->pt_locked_until_ms =
+		    now_ms + (backoff < BACKOFF_MAX_MS ? backoff : BACKOFF_MAX_MS);
 	}
 	pthread_mutex_unlock(&ps->p_mu);
 }
@@ -118,9 +118,9 @@ people_name_unlock(people_service *ps, const uint8_t key[1 + CRYPTO_HMAC_LEN])
 
 typedef struct login_state {
 	people_service                  *ps;
-	Haven__People__V1__PersonRecord *rec;     /* the name's person; NULL: unknown name */
+	Haven__People__V1__PersonRecord *rec; /* the name's person; NULL: unknown name */
 	uint8_t                          id[PEOPLE_ID_LEN];
-	uint64_t                         step;    /* the code's step */
+	uint64_t                         step; /* the code's step */
 	uint64_t                         org_version;
 	rpc_role                         org_role;
 	char                             rehash[CRYPTO_PWHASH_MAX]; /* "" : keep */
@@ -163,7 +163,8 @@ check_code(login_state *l, const char *code)
 	size_t    n = 0;
 	hv_status st;
 
-	st = people_open_field(l->ps, l->id, "totp", &l->rec->totp_sealed, secret, sizeof(secret), &n);
+	st = people_open_field(l->ps, l->id, "totp", &l->rec->totp_sealed, secret, sizeof(secret),
+	    &n);
 	if (st == HV_OK) {
 		st = crypto_totp_verify(&l->step, secret, n, code, strlen(code), l->now_ms / 1000,
 		    l->rec->totp_last_step);
@@ -177,7 +178,7 @@ static int
 check_org(login_state *l)
 {
 	auth_org  org;
-	hv_status st = auth_lookup_org(l->ps->p_auth, l->rec->org_id, &org);
+	hv_status st    = auth_lookup_org(l->ps->p_auth, l->rec->org_id, &org);
 	int       cause = PF_ORGANISATION;
 
 	if (st == HV_OK && org.enabled && auth_role_issuable(org.role)) {
@@ -211,7 +212,7 @@ login_commit_fn(store_txn *txn, void *arg)
 		goto out;
 	}
 	cur->totp_last_step = l->step;
-	old = cur->pwhash;
+	old                 = cur->pwhash;
 	if (l->rehash[0] != '\0') {
 		cur->pwhash = l->rehash;
 	}
@@ -274,7 +275,7 @@ login_malformed(const Haven__People__V1__LoginRequest *req, char folded[PEOPLE_L
 static int
 login_check(login_state *l, const Haven__People__V1__LoginRequest *req, bool locked)
 {
-	const char *hash = l->rec != NULL ? l->rec->pwhash : l->ps->p_dummy_hash;
+	const char *hash  = l->rec != NULL ? l->rec->pwhash : l->ps->p_dummy_hash;
 	size_t      pwlen = strlen(req->password);
 	hv_status   pw    = people_pwverify(l->ps, hash, req->password, pwlen);
 	bool        pw_ok = pw == HV_OK;
@@ -313,7 +314,7 @@ hv_status
 people_login(people_service *ps, rpc_call *call, const Haven__People__V1__LoginRequest *req,
     Haven__People__V1__LoginResponse *resp)
 {
-	const rpc_caller *c = rpc_call_caller(call);
+	const rpc_caller *c    = rpc_call_caller(call);
 	const uint8_t    *addr = rpc_call_source(call);
 	login_state       l;
 	char              folded[PEOPLE_LOGIN_MAX + 1];

@@ -105,8 +105,7 @@ person_out(people_service *ps, rpc_call *call, const Haven__People__V1__PersonRe
 /* A fresh TOTP secret: sealed into rec->totp_sealed (buf holds it) and its URI for account. */
 static hv_status
 new_second_factor(people_service *ps, rpc_call *call, Haven__People__V1__PersonRecord *rec,
-    const char *account, uint8_t sealed[CRYPTO_TOTP_SECRET_LEN + PEOPLE_SEAL_OVERHEAD],
-    char **uri)
+    const char *account, uint8_t sealed[CRYPTO_TOTP_SECRET_LEN + PEOPLE_SEAL_OVERHEAD], char **uri)
 {
 	uint8_t   secret[CRYPTO_TOTP_SECRET_LEN];
 	hv_status st;
@@ -116,7 +115,8 @@ new_second_factor(people_service *ps, rpc_call *call, Haven__People__V1__PersonR
 	}
 	if ((st = crypto_random(secret, sizeof(secret))) == HV_OK &&
 	    (st = people_seal(ps, rec->id.data, "totp", secret, sizeof(secret), sealed)) == HV_OK) {
-		st = crypto_otpauth_uri(*uri, CRYPTO_OTPAUTH_URI_MAX, account, secret, sizeof(secret));
+		st = crypto_otpauth_uri(*uri, CRYPTO_OTPAUTH_URI_MAX, account, secret,
+		    sizeof(secret));
 	}
 	crypto_wipe(secret, sizeof(secret));
 	rec->totp_sealed.data = sealed;
@@ -160,7 +160,8 @@ count_org(people_service *ps, store_txn *txn, const char *org_id, uint64_t *n)
 	}
 	for (st = store_cursor_seek(c, NULL, 0, NULL, NULL, &v, &vl); st == HV_OK;
 	     st = store_cursor_next(c, NULL, NULL, &v, &vl)) {
-		Haven__People__V1__PersonRecord *r = haven__people__v1__person_record__unpack(NULL, vl, v);
+		Haven__People__V1__PersonRecord *r =
+		    haven__people__v1__person_record__unpack(NULL, vl, v);
 		if (r != NULL && strcmp(r->org_id, org_id) == 0) {
 			(*n)++;
 		}
@@ -215,14 +216,14 @@ create_bad(const Haven__People__V1__CreatePersonRequest *req, char folded[PEOPLE
 static hv_status
 handle_create(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
-	people_service                            *ps  = svc;
+	people_service                               *ps  = svc;
 	const Haven__People__V1__CreatePersonRequest *req = (const void *) msg;
-	Haven__People__V1__CreatePersonResponse   *resp;
-	Haven__People__V1__PersonRecord            rec = HAVEN__PEOPLE__V1__PERSON_RECORD__INIT;
-	create_arg  a = { .ps = ps, .call = call, .rec = &rec };
-	char        folded[PEOPLE_LOGIN_MAX + 1];
-	char        pwhash[CRYPTO_PWHASH_MAX];
-	uint8_t     id[PEOPLE_ID_LEN];
+	Haven__People__V1__CreatePersonResponse      *resp;
+	Haven__People__V1__PersonRecord               rec = HAVEN__PEOPLE__V1__PERSON_RECORD__INIT;
+	create_arg                                    a   = { .ps = ps, .call = call, .rec = &rec };
+	char                                          folded[PEOPLE_LOGIN_MAX + 1];
+	char                                          pwhash[CRYPTO_PWHASH_MAX];
+	uint8_t                                       id[PEOPLE_ID_LEN];
 	uint8_t     login_s[PEOPLE_LOGIN_MAX + PEOPLE_SEAL_OVERHEAD];
 	uint8_t     display_s[PEOPLE_DISPLAY_MAX + PEOPLE_SEAL_OVERHEAD];
 	uint8_t     totp_s[CRYPTO_TOTP_SECRET_LEN + PEOPLE_SEAL_OVERHEAD];
@@ -248,17 +249,17 @@ handle_create(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCM
 		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "out of memory"));
 	}
 	haven__people__v1__create_person_response__init(resp);
-	rec.id.data = id;
-	rec.id.len  = sizeof(id);
-	rec.org_id  = req->org_id;
-	rec.role    = req->role;
-	rec.enabled = true;
+	rec.id.data       = id;
+	rec.id.len        = sizeof(id);
+	rec.org_id        = req->org_id;
+	rec.role          = req->role;
+	rec.enabled       = true;
 	rec.created_at_ms = (uint64_t) ps->p_now_ms();
-	rec.version = 1;
-	rec.pwhash  = pwhash;
-	rec.login_sealed   = (ProtobufCBinaryData) { strlen(folded) + PEOPLE_SEAL_OVERHEAD, login_s };
-	rec.display_sealed = (ProtobufCBinaryData) {
-		strlen(req->display_name) + PEOPLE_SEAL_OVERHEAD, display_s };
+	rec.version       = 1;
+	rec.pwhash        = pwhash;
+	rec.login_sealed = (ProtobufCBinaryData) { strlen(folded) + PEOPLE_SEAL_OVERHEAD, login_s };
+	rec.display_sealed =
+	    (ProtobufCBinaryData) { strlen(req->display_name) + PEOPLE_SEAL_OVERHEAD, display_s };
 	people_login_key(ps, folded, a.name_key);
 	if ((st = people_pwhash(ps, pwhash, req->password, strlen(req->password))) != HV_OK ||
 	    (st = people_seal(ps, id, "login", folded, strlen(folded), login_s)) != HV_OK ||
@@ -271,8 +272,7 @@ handle_create(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCM
 		goto out;
 	}
 	if ((st = store_write(ps->p_store, create_fn, &a)) != HV_OK) {
-		st = st == HV_ALREADY_EXISTS
-		    ? rpc_call_error(call, st, "that login name is taken")
+		st = st == HV_ALREADY_EXISTS ? rpc_call_error(call, st, "that login name is taken")
 		    : st == HV_RESOURCE_EXHAUSTED
 		    ? rpc_call_error(call, st, "organisation %s has %d people already", req->org_id,
 		          PEOPLE_PER_ORG_MAX)
@@ -302,9 +302,9 @@ typedef struct change_arg {
 	bool                             disable;
 	const char                      *pwhash; /* NULL: keep */
 	bool                             new_totp, enable;
-	char                            *uri;    /* the new second factor's, in the call */
+	char                            *uri; /* the new second factor's, in the call */
 	uint8_t                          totp_s[CRYPTO_TOTP_SECRET_LEN + PEOPLE_SEAL_OVERHEAD];
-	Haven__People__V1__PersonRecord *rec;    /* the record as written; freed by the caller */
+	Haven__People__V1__PersonRecord *rec; /* the record as written; freed by the caller */
 } change_arg;
 
 /* Reads the person, checks the caller may manage it, changes it and ends its sessions. A
@@ -380,8 +380,8 @@ change_person(rpc_call *call, people_service *ps, const char *person_id, change_
 		    "person_id must be 32 lower-case hex characters"));
 	}
 	st = store_write(ps->p_store, change_fn, a);
-	if (st != HV_OK && st != HV_PERMISSION_DENIED && st != HV_NOT_FOUND &&
-	    st != HV_DATA_LOSS && st != HV_INTERNAL) {
+	if (st != HV_OK && st != HV_PERMISSION_DENIED && st != HV_NOT_FOUND && st != HV_DATA_LOSS &&
+	    st != HV_INTERNAL) {
 		st = rpc_call_error(call, st, "cannot store the change of person %s", person_id);
 	}
 	return (st);
@@ -430,7 +430,8 @@ handle_reset(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMe
 		if ((bad = password_bad(req->password)) != NULL) {
 			return (rpc_call_error(call, HV_INVALID_ARGUMENT, "%s", bad));
 		}
-		if ((st = people_pwhash(ps, pwhash, req->password, strlen(req->password))) != HV_OK) {
+		if ((st = people_pwhash(ps, pwhash, req->password, strlen(req->password))) !=
+		    HV_OK) {
 			return (rpc_call_error(call, st == HV_RESOURCE_EXHAUSTED ? st : HV_INTERNAL,
 			    "cannot hash the password now"));
 		}
@@ -474,14 +475,14 @@ out:
 static hv_status
 handle_list(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
-	people_service                            *ps  = svc;
+	people_service                             *ps  = svc;
 	const Haven__People__V1__ListPeopleRequest *req = (const void *) msg;
-	Haven__People__V1__ListPeopleResponse     *resp;
-	store_txn    *txn = NULL;
-	store_cursor *c   = NULL;
-	const void   *v;
-	size_t        vl;
-	hv_status     st;
+	Haven__People__V1__ListPeopleResponse      *resp;
+	store_txn                                  *txn = NULL;
+	store_cursor                               *c   = NULL;
+	const void                                 *v;
+	size_t                                      vl;
+	hv_status                                   st;
 
 	if (!ids_valid(req->org_id)) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
@@ -506,8 +507,9 @@ handle_list(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMes
 	}
 	for (st = store_cursor_seek(c, NULL, 0, NULL, NULL, &v, &vl); st == HV_OK;
 	     st = store_cursor_next(c, NULL, NULL, &v, &vl)) {
-		Haven__People__V1__PersonRecord *r = haven__people__v1__person_record__unpack(NULL, vl, v);
-		Haven__People__V1__Person       *p = NULL;
+		Haven__People__V1__PersonRecord *r =
+		    haven__people__v1__person_record__unpack(NULL, vl, v);
+		Haven__People__V1__Person *p = NULL;
 
 		if (r == NULL || r->id.len != PEOPLE_ID_LEN) {
 			haven__people__v1__person_record__free_unpacked(r, NULL);
@@ -603,9 +605,15 @@ people_register(people_service *ps, rpc_server *srv)
 	static const rpc_method_impl impls[] = {
 		{ .name = "Login", .handler = handle_login, .roles = RPC_ROLES_ANY },
 		{ .name = "Logout", .handler = handle_logout, .roles = RPC_ROLES_AUTHENTICATED },
-		{ .name = "CreatePerson", .handler = handle_create, .roles = RPC_ROLES_AUTHENTICATED },
-		{ .name = "DisablePerson", .handler = handle_disable, .roles = RPC_ROLES_AUTHENTICATED },
-		{ .name = "ResetPerson", .handler = handle_reset, .roles = RPC_ROLES_AUTHENTICATED },
+		{ .name      = "CreatePerson",
+		    .handler = handle_create,
+		    .roles   = RPC_ROLES_AUTHENTICATED },
+		{ .name      = "DisablePerson",
+		    .handler = handle_disable,
+		    .roles   = RPC_ROLES_AUTHENTICATED },
+		{ .name      = "ResetPerson",
+		    .handler = handle_reset,
+		    .roles   = RPC_ROLES_AUTHENTICATED },
 		{ .name = "ListPeople", .handler = handle_list, .roles = RPC_ROLES_AUTHENTICATED },
 	};
 	hv_status st;

@@ -14,21 +14,22 @@
 #include "haven/log.h"
 #include "people_internal.h"
 
-#define TOKEN_B64_LEN 43 /* base64url of 32 bytes */
-#define TOKEN_LEN (sizeof(AUTH_SESSION_PREFIX) - 1 + TOKEN_B64_LEN)
+#define TOKEN_B64_LEN  43 /* base64url of 32 bytes */
+#define TOKEN_LEN      (sizeof(AUTH_SESSION_PREFIX) - 1 + TOKEN_B64_LEN)
 #define TOUCH_EVERY_MS 60000 /* last use is written at most this often (or idle / 4) */
 
 /* The stored key of a token: SHA-256 of its secret. HV_UNAUTHENTICATED when malformed. */
 static hv_status
 token_key(const char *token, uint8_t key[CRYPTO_SHA256_LEN])
 {
-	uint8_t   secret[PEOPLE_SESSION_SECRET_LEN];
-	size_t    n = 0;
-	size_t    prefix = sizeof(AUTH_SESSION_PREFIX) - 1;
+	uint8_t secret[PEOPLE_SESSION_SECRET_LEN];
+	size_t  n      = 0;
+	size_t  prefix = sizeof(AUTH_SESSION_PREFIX) - 1;
 
 	if (token == NULL || strnlen(token, TOKEN_LEN + 1) != TOKEN_LEN ||
 	    strncmp(token, AUTH_SESSION_PREFIX, prefix) != 0 ||
-	    crypto_b64url_decode(secret, sizeof(secret), &n, token + prefix, TOKEN_B64_LEN) != HV_OK ||
+	    crypto_b64url_decode(secret, sizeof(secret), &n, token + prefix, TOKEN_B64_LEN) !=
+	        HV_OK ||
 	    n != sizeof(secret)) {
 		return (HV_UNAUTHENTICATED);
 	}
@@ -42,10 +43,10 @@ people_session_new(people_service *ps, store_txn *txn, const Haven__People__V1__
     uint64_t org_version, int64_t now_ms, char *out, size_t outsz, int64_t *expires)
 {
 	Haven__People__V1__SessionRecord s = HAVEN__PEOPLE__V1__SESSION_RECORD__INIT;
-	uint8_t   secret[PEOPLE_SESSION_SECRET_LEN];
-	uint8_t   key[CRYPTO_SHA256_LEN];
-	size_t    prefix = sizeof(AUTH_SESSION_PREFIX) - 1;
-	hv_status st;
+	uint8_t                          secret[PEOPLE_SESSION_SECRET_LEN];
+	uint8_t                          key[CRYPTO_SHA256_LEN];
+	size_t                           prefix = sizeof(AUTH_SESSION_PREFIX) - 1;
+	hv_status                        st;
 
 	if (outsz < TOKEN_LEN + 1) {
 		return (HV_INVALID_ARGUMENT);
@@ -67,7 +68,7 @@ people_session_new(people_service *ps, store_txn *txn, const Haven__People__V1__
 	s.last_used_ms   = (uint64_t) now_ms;
 	s.expires_at_ms  = (uint64_t) (now_ms + ps->p_max_ms);
 	*expires         = now_ms + ps->p_max_ms;
-	st = store_put_msg(txn, ps->p_sessions, key, sizeof(key), &s.base);
+	st               = store_put_msg(txn, ps->p_sessions, key, sizeof(key), &s.base);
 out:
 	crypto_wipe(secret, sizeof(secret));
 	if (st != HV_OK) {
@@ -96,8 +97,9 @@ sessions_delete(people_service *ps, store_txn *txn, const uint8_t *id, int64_t n
 		bool drop = s == NULL ||
 		    (id != NULL && s->person_id.len == PEOPLE_ID_LEN &&
 		        memcmp(s->person_id.data, id, PEOPLE_ID_LEN) == 0) ||
-		    (id == NULL && ((uint64_t) now_ms >= s->expires_at_ms ||
-		                       (uint64_t) now_ms >= s->last_used_ms + (uint64_t) ps->p_idle_ms));
+		    (id == NULL &&
+		        ((uint64_t) now_ms >= s->expires_at_ms ||
+		            (uint64_t) now_ms >= s->last_used_ms + (uint64_t) ps->p_idle_ms));
 
 		haven__people__v1__session_record__free_unpacked(s, NULL);
 		if (drop && (st = store_cursor_del(c)) != HV_OK) {
@@ -222,17 +224,18 @@ session_check(people_service *ps, store_txn *txn, const Haven__People__V1__Sessi
 static uint64_t
 touch_every(const people_service *ps)
 {
-	return ((uint64_t) (ps->p_idle_ms / 4 < TOUCH_EVERY_MS ? ps->p_idle_ms / 4 : TOUCH_EVERY_MS));
+	return (
+	    (uint64_t) (ps->p_idle_ms / 4 < TOUCH_EVERY_MS ? ps->p_idle_ms / 4 : TOUCH_EVERY_MS));
 }
 
 hv_status
 people_session_verify(void *arg, const char *token, int64_t now_ms, bool use, auth_session *out)
 {
-	people_service                   *ps = arg;
-	Haven__People__V1__SessionRecord *s  = NULL;
-	ProtobufCMessage                 *m  = NULL;
+	people_service                   *ps  = arg;
+	Haven__People__V1__SessionRecord *s   = NULL;
+	ProtobufCMessage                 *m   = NULL;
 	store_txn                        *txn = NULL;
-	key_arg                           k  = { .ps = ps };
+	key_arg                           k   = { .ps = ps };
 	const char                       *why = "unknown";
 	hv_status                         st;
 
@@ -246,10 +249,11 @@ people_session_verify(void *arg, const char *token, int64_t now_ms, bool use, au
 	st = store_get_msg(txn, ps->p_sessions, k.key, sizeof(k.key),
 	    &haven__people__v1__session_record__descriptor, NULL, &m);
 	if (st == HV_OK) {
-		s  = (void *) m;
-		st = session_check(ps, txn, s, now_ms, out, &why);
+		s         = (void *) m;
+		st        = session_check(ps, txn, s, now_ms, out, &why);
 		k.used_ms = (uint64_t) now_ms;
-		if (st == HV_OK && (!use || (uint64_t) now_ms < s->last_used_ms + touch_every(ps))) {
+		if (st == HV_OK &&
+		    (!use || (uint64_t) now_ms < s->last_used_ms + touch_every(ps))) {
 			k.used_ms = 0; /* no person's act, or recent enough: no write */
 		}
 	} else if (st == HV_NOT_FOUND) {

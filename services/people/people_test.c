@@ -22,8 +22,8 @@
 #include "people_internal.h"
 
 #define IDLE_S 60
-#define MAX_S 600
-#define T0 1800000000000LL /* a fixed Unix time in ms, on a TOTP step boundary */
+#define MAX_S  600
+#define T0     1800000000000LL /* a fixed Unix time in ms, on a TOTP step boundary */
 
 static int64_t now_ms = T0;
 static int64_t
@@ -68,9 +68,9 @@ static fixture f;
 static int
 setup(void **state)
 {
-	auth_options       ao = { .lookup = lookup };
-	people_options     po = { 0 };
-	rpc_server_options so = { .workers = 2 };
+	auth_options       ao  = { .lookup = lookup };
+	people_options     po  = { 0 };
+	rpc_server_options so  = { .workers = 2 };
 	store_options      sto = { .no_sync = true };
 	char               path[300], url[64];
 
@@ -135,7 +135,7 @@ typedef struct who {
 static void
 add(who *w, const char *login, Haven__People__V1__PersonRole role)
 {
-	Haven__People__V1__CreatePersonRequest   r    = HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
+	Haven__People__V1__CreatePersonRequest   r = HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
 	Haven__People__V1__CreatePersonResponse *resp = NULL;
 	const char                              *s, *e;
 
@@ -145,7 +145,8 @@ add(who *w, const char *login, Haven__People__V1__PersonRole role)
 	r.role         = role;
 	r.password     = "the right password";
 	assert_int_equal(call("CreatePerson", &r.base,
-	                     &haven__people__v1__create_person_response__descriptor, (void *) &resp),
+	                     &haven__people__v1__create_person_response__descriptor,
+	                     (void *) &resp),
 	    HV_OK);
 	snprintf(w->id, sizeof(w->id), "%s", resp->person->id);
 	snprintf(w->login, sizeof(w->login), "%s", login);
@@ -403,13 +404,16 @@ test_sealing(void **state)
 	assert_int_equal(people_open_field(f.ps, a, "login", &d, out, sizeof(out), &n), HV_OK);
 	assert_int_equal(n, 5);
 	assert_memory_equal(out, "alice", 5);
-	assert_int_equal(people_open_field(f.ps, b, "login", &d, out, sizeof(out), &n), HV_DATA_LOSS);
+	assert_int_equal(people_open_field(f.ps, b, "login", &d, out, sizeof(out), &n),
+	    HV_DATA_LOSS);
 	assert_int_equal(people_open_field(f.ps, a, "display", &d, out, sizeof(out), &n),
 	    HV_DATA_LOSS);
 	sealed[PEOPLE_SEAL_OVERHEAD] ^= 1;
-	assert_int_equal(people_open_field(f.ps, a, "login", &d, out, sizeof(out), &n), HV_DATA_LOSS);
+	assert_int_equal(people_open_field(f.ps, a, "login", &d, out, sizeof(out), &n),
+	    HV_DATA_LOSS);
 	d.len = 3;
-	assert_int_equal(people_open_field(f.ps, a, "login", &d, out, sizeof(out), &n), HV_DATA_LOSS);
+	assert_int_equal(people_open_field(f.ps, a, "login", &d, out, sizeof(out), &n),
+	    HV_DATA_LOSS);
 }
 
 /* The key file: made 0600; one open to others, or of the wrong size, refused. */
@@ -427,9 +431,9 @@ test_key_file(void **state)
 	assert_int_equal(stat(path, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
 	assert_int_equal(sb.st_size, 32);
-	po.store    = f.st;
-	po.auth     = f.au;
-	po.key_file = path;
+	po.store     = f.st;
+	po.auth      = f.au;
+	po.key_file  = path;
 	po.pwhash_ln = 10;
 	assert_int_equal(chmod(path, 0644), 0);
 	assert_int_equal(people_open(&ps, &po), HV_PERMISSION_DENIED);

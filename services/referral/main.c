@@ -98,14 +98,14 @@ int
 main(int argc, char **argv)
 {
 	host_config      cfg;
-	host            *h   = NULL;
-	cap_service     *cs  = NULL;
-	ref_service     *rs  = NULL;
-	alerts_service  *als = NULL;
-	alerts_options   ao  = { 0 };
-	ref_options      ro  = { 0 };
-	consent_service *cns = NULL;
-	consent_options  no  = { 0 };
+	host            *h    = NULL;
+	cap_service     *cs   = NULL;
+	ref_service     *rs   = NULL;
+	alerts_service  *als  = NULL;
+	alerts_options   ao   = { 0 };
+	ref_options      ro   = { 0 };
+	consent_service *cns  = NULL;
+	consent_options  no   = { 0 };
 	ref_config       rcfg = { 0 };
 	alerts_config    acfg = { 0 };
 	config_table     tabs[2];

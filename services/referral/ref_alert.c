@@ -39,9 +39,12 @@ offered(ref_work *w, alerts_service *as, Referral *r, const Need *n, const char 
 {
 	uint64_t     window = (uint64_t) ref_window_s(w->w_rs, (int) r->urgency) * 1000;
 	uint64_t     now    = (uint64_t) w->w_now;
-	alerts_event ev     = { .ae_kind = ALERT(OFFER_NEW), .ae_urgency = (int) r->urgency,
-		    .ae_respond_by_ms = now + window, .ae_target = offer_id,
-		    .ae_orgs = { n->provider_org }, .ae_norgs = 1 };
+	alerts_event ev     = { .ae_kind = ALERT(OFFER_NEW),
+		    .ae_urgency          = (int) r->urgency,
+		    .ae_respond_by_ms    = now + window,
+		    .ae_target           = offer_id,
+		    .ae_orgs             = { n->provider_org },
+		    .ae_norgs            = 1 };
 	char         key[128];
 	hv_status    st;
 
@@ -66,8 +69,11 @@ offered(ref_work *w, alerts_service *as, Referral *r, const Need *n, const char 
 static hv_status
 to_referrer(ref_work *w, alerts_service *as, Referral *r, alerts_kind kind)
 {
-	alerts_event ev = { .ae_kind = kind, .ae_urgency = (int) r->urgency, .ae_target = r->id,
-		.ae_orgs = { r->referrer_org }, .ae_norgs = 1 };
+	alerts_event ev = { .ae_kind = kind,
+		.ae_urgency          = (int) r->urgency,
+		.ae_target           = r->id,
+		.ae_orgs             = { r->referrer_org },
+		.ae_norgs            = 1 };
 
 	return (alerts_enqueue(as, w->w_txn, &ev));
 }
@@ -112,9 +118,12 @@ ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
 		return (to_referrer(w, as, r, ALERT(NEED_PLACED)));
 	}
 	if (to == NS(WAITING) && from != NS(WAITING)) {
-		alerts_event ev = { .ae_kind = ALERT(NEED_WAITING), .ae_urgency = (int) r->urgency,
-			.ae_target = r->id, .ae_orgs = { r->referrer_org }, .ae_norgs = 1,
-			.ae_region = r->home_region };
+		alerts_event ev = { .ae_kind = ALERT(NEED_WAITING),
+			.ae_urgency          = (int) r->urgency,
+			.ae_target           = r->id,
+			.ae_orgs             = { r->referrer_org },
+			.ae_norgs            = 1,
+			.ae_region           = r->home_region };
 
 		if (cause == REF_CAUSE_DECLINED) {
 			st = to_referrer(w, as, r, ALERT(NEED_DECLINED));
@@ -124,19 +133,26 @@ ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
 		/* A timer, not an alert: routing in this same transaction may offer the need at
 		 * once, and then the timer is gone before it fires. */
 		timer_key(key, sizeof(key), "wait", r, n);
-		return (st != HV_OK ? st : alerts_timer_set(as, w->w_txn, key, (uint64_t) w->w_now, &ev));
+		return (st != HV_OK
+		        ? st
+		        : alerts_timer_set(as, w->w_txn, key, (uint64_t) w->w_now, &ev));
 	}
 	/* The open offer withdrawn for want of consent: the person is not coming. */
 	if (from == NS(OFFERED) && to == NS(CANCELLED) && cause == REF_CAUSE_CONSENT_WITHDRAWN) {
-		alerts_event ev = { .ae_kind = ALERT(CONSENT_WITHDRAWN), .ae_urgency = (int) r->urgency,
-			.ae_target = offer_id, .ae_orgs = { n->provider_org }, .ae_norgs = 1 };
+		alerts_event ev = { .ae_kind = ALERT(CONSENT_WITHDRAWN),
+			.ae_urgency          = (int) r->urgency,
+			.ae_target           = offer_id,
+			.ae_orgs             = { n->provider_org },
+			.ae_norgs            = 1 };
 
 		return (alerts_enqueue(as, w->w_txn, &ev));
 	}
 	if (from == to && cause == REF_CAUSE_CONSENT_WITHDRAWN &&
 	    (to == NS(ACCEPTED) || to == NS(PLACED))) {
-		alerts_event ev = { .ae_kind = ALERT(CONSENT_WITHDRAWN), .ae_urgency = (int) r->urgency,
-			.ae_orgs = { n->provider_org }, .ae_norgs = 1 };
+		alerts_event ev = { .ae_kind = ALERT(CONSENT_WITHDRAWN),
+			.ae_urgency          = (int) r->urgency,
+			.ae_orgs             = { n->provider_org },
+			.ae_norgs            = 1 };
 
 		return (alerts_enqueue(as, w->w_txn, &ev));
 	}

@@ -49,8 +49,8 @@ subject_ok(const char *s)
 
 /* Region names to a mask of map indices. */
 static hv_status
-region_mask(const ref_service *rs, const char *what, char *const *names, size_t n,
-    uint64_t *mask, char *err, size_t errsz)
+region_mask(const ref_service *rs, const char *what, char *const *names, size_t n, uint64_t *mask,
+    char *err, size_t errsz)
 {
 	*mask = 0;
 	if (n > REF_REGIONS_MAX) {
@@ -62,7 +62,8 @@ region_mask(const ref_service *rs, const char *what, char *const *names, size_t 
 		if (idx < 0) {
 			/* A region name is no personal data: named when it looks like one. */
 			return (fail(err, errsz, "unknown region %s",
-			    text_free_ok(names[i], 1, REGION_NAME_MAX - 1) ? names[i] : "(not a name)"));
+			    text_free_ok(names[i], 1, REGION_NAME_MAX - 1) ? names[i]
+			                                                   : "(not a name)"));
 		}
 		*mask |= (uint64_t) 1 << idx;
 	}
@@ -77,14 +78,16 @@ ref_check_need(size_t i, const Haven__Referral__V1__NeedRequest *n, char *err, s
 		return (fail(err, errsz, "need %zu: unknown service type %d", i, (int) n->type));
 	}
 	if (!pbenum_ok(&haven__capacity__v1__population__descriptor, (int) n->population)) {
-		return (fail(err, errsz, "need %zu: unknown population %d", i, (int) n->population));
+		return (
+		    fail(err, errsz, "need %zu: unknown population %d", i, (int) n->population));
 	}
 	if (n->n_languages > REF_LANGS_MAX) {
 		return (fail(err, errsz, "need %zu: at most %d languages", i, REF_LANGS_MAX));
 	}
 	for (size_t j = 0; j < n->n_languages; j++) {
 		if (!text_lang_ok(n->languages[j])) {
-			return (fail(err, errsz, "need %zu: a language must be " TEXT_LANG_RULE, i));
+			return (
+			    fail(err, errsz, "need %zu: a language must be " TEXT_LANG_RULE, i));
 		}
 	}
 	if (n->n_accessibility > REF_ACCESS_MAX) {
@@ -93,8 +96,9 @@ ref_check_need(size_t i, const Haven__Referral__V1__NeedRequest *n, char *err, s
 	}
 	for (size_t j = 0; j < n->n_accessibility; j++) {
 		if (!text_token_ok(n->accessibility[j], REF_TOKEN_MAX)) {
-			return (fail(err, errsz,
-			    "need %zu: an accessibility entry is " TEXT_TOKEN_RULE, i, REF_TOKEN_MAX));
+			return (
+			    fail(err, errsz, "need %zu: an accessibility entry is " TEXT_TOKEN_RULE,
+			        i, REF_TOKEN_MAX));
 		}
 	}
 	return (HV_OK);
@@ -131,7 +135,8 @@ ref_check_create(const ref_service *rs, const Haven__Referral__V1__CreateReferra
 	hv_status st;
 
 	if (!subject_ok(req->subject)) {
-		return (fail(err, errsz, "subject must be %d lower-case hex digits", REF_SUBJECT_LEN));
+		return (
+		    fail(err, errsz, "subject must be %d lower-case hex digits", REF_SUBJECT_LEN));
 	}
 	if (!pbenum_ok(&haven__referral__v1__urgency__descriptor, (int) req->urgency)) {
 		return (fail(err, errsz, "urgency must be immediate, urgent or planned, not %d",
@@ -164,8 +169,7 @@ ref_check_create(const ref_service *rs, const Haven__Referral__V1__CreateReferra
 }
 
 hv_status
-ref_check_update(const Haven__Referral__V1__UpdateReferralRequest *req, char *err,
-    size_t errsz)
+ref_check_update(const Haven__Referral__V1__UpdateReferralRequest *req, char *err, size_t errsz)
 {
 	hv_status st;
 
@@ -179,8 +183,9 @@ ref_check_update(const Haven__Referral__V1__UpdateReferralRequest *req, char *er
 	}
 	if ((!req->set_excluded_regions && req->n_excluded_regions > 0) ||
 	    (!req->set_preferred_regions && req->n_preferred_regions > 0)) {
-		return (fail(err, errsz, "regions are replaced only with set_excluded_regions or "
-		                         "set_preferred_regions"));
+		return (fail(err, errsz,
+		    "regions are replaced only with set_excluded_regions or "
+		    "set_preferred_regions"));
 	}
 	if (!req->set_note && req->note[0] != '\0') {
 		return (fail(err, errsz, "the note is replaced only with set_note"));
@@ -200,8 +205,9 @@ ref_check_update(const Haven__Referral__V1__UpdateReferralRequest *req, char *er
 	}
 	if (req->urgency == 0 && !req->set_excluded_regions && !req->set_preferred_regions &&
 	    !req->set_note && req->n_add_needs == 0 && req->n_cancel_needs == 0) {
-		return (fail(err, errsz, "nothing to change: give urgency, regions, a note, needs to "
-		                         "add or needs to cancel"));
+		return (fail(err, errsz,
+		    "nothing to change: give urgency, regions, a note, needs to "
+		    "add or needs to cancel"));
 	}
 	return (HV_OK);
 }

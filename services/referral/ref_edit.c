@@ -65,7 +65,8 @@ run_edit(rpc_call *call, ref_service *rs, const char *id, edit_fn fn, const void
 	char      err[REF_ERR_MAX];
 	hv_status st;
 
-	if (field != NULL && (st = ref_check_text(field, text, required, err, sizeof(err))) != HV_OK) {
+	if (field != NULL &&
+	    (st = ref_check_text(field, text, required, err, sizeof(err))) != HV_OK) {
 		return (rpc_call_error(call, st, "%s", err));
 	}
 	ref_work_init_in(&j.ej_work, rs, rpc_call_arena(call));
@@ -232,7 +233,7 @@ reassign_fn(edit_job *j, Referral *r)
 {
 	const Haven__Referral__V1__ReassignNeedRequest *req = j->ej_req;
 	ref_work                                       *w   = &j->ej_work;
-	Need                                           *n = NULL;
+	Need                                           *n   = NULL;
 	hv_status                                       st;
 
 	if ((st = need_in(w, r, req->need_index, ST(OFFERED) | ST(WAITING),
@@ -540,11 +541,11 @@ resume_fn(edit_job *j, Referral *r)
 {
 	const Haven__Referral__V1__ResumeNeedRequest *req = j->ej_req;
 	ref_work                                     *w   = &j->ej_work;
-	Need                                         *n = NULL;
+	Need                                         *n   = NULL;
 	hv_status                                     st;
 
-	if ((st = need_in(w, r, req->need_index, ST(ON_HOLD), "only a paused need is resumed", &n)) !=
-	    HV_OK) {
+	if ((st = need_in(w, r, req->need_index, ST(ON_HOLD), "only a paused need is resumed",
+	         &n)) != HV_OK) {
 		return (st);
 	}
 	n->hold_reason = 0;
@@ -572,7 +573,8 @@ ref_h_pause(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMes
 		return (rpc_call_error(call, st, "%s%s", err,
 		    other ? " (with reason hold-other)" : ""));
 	}
-	return (run_edit(call, svc, req->referral_id, pause_fn, req, NULL, req->text, false, reply));
+	return (
+	    run_edit(call, svc, req->referral_id, pause_fn, req, NULL, req->text, false, reply));
 }
 
 hv_status
@@ -580,6 +582,6 @@ ref_h_resume(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMe
 {
 	const Haven__Referral__V1__ResumeNeedRequest *req = (const void *) msg;
 
-	return (run_edit(call, svc, req->referral_id, resume_fn, req, "text", req->text, false,
-	    reply));
+	return (
+	    run_edit(call, svc, req->referral_id, resume_fn, req, "text", req->text, false, reply));
 }

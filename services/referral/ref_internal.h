@@ -22,79 +22,79 @@
 #include "referral.h"
 
 /* Bounds of the fields (see referral.proto and docs/referral.md). */
-#define REF_SUBJECT_LEN      32  /* hex digits */
-#define REF_NEEDS_MAX        8
-#define REF_LANGS_MAX        8
-#define REF_ACCESS_MAX       16
-#define REF_TOKEN_MAX        64  /* an accessibility entry */
-#define REF_REGIONS_MAX      16  /* excluded, preferred */
-#define REF_TEXT_MAX         500 /* note, reasons, free text */
-#define REF_PAGE_DEFAULT     50
-#define REF_PAGE_MAX         200
-#define REF_PAGE_BYTES       (512 * 1024) /* a page of referrals stops growing past this */
-#define REF_ID_HEX           16
-#define REF_REFERRAL_PREFIX  "ref-"
-#define REF_OFFER_PREFIX     "off-"
-#define REF_HOLD_MARGIN_S    120 /* a hold outlives its offer's respond-by by this much */
-#define REF_HOLD_MAX_DEFAULT (24 * 3600)
-#define REF_CANDIDATES       16  /* best candidates kept per need and scan */
-#define REF_RESCANS          3   /* scans more when every kept candidate was taken */
-#define REF_BATCH            32  /* needs routed or offers expired per transaction */
-#define REF_ROUTE_EVERY_MS   5000
-#define REF_TICK_MS          1000
-#define REF_ARENA_LIMIT      (64u * 1024 * 1024)
-#define REF_ERR_MAX          RPC_ERRMSG_MAX
-#define REF_KEY_MAX          512
-#define REF_WITHDRAWN_QUEUE  256 /* withdrawals heard and not yet recorded */
+#define REF_SUBJECT_LEN       32 /* hex digits */
+#define REF_NEEDS_MAX         8
+#define REF_LANGS_MAX         8
+#define REF_ACCESS_MAX        16
+#define REF_TOKEN_MAX         64  /* an accessibility entry */
+#define REF_REGIONS_MAX       16  /* excluded, preferred */
+#define REF_TEXT_MAX          500 /* note, reasons, free text */
+#define REF_PAGE_DEFAULT      50
+#define REF_PAGE_MAX          200
+#define REF_PAGE_BYTES        (512 * 1024) /* a page of referrals stops growing past this */
+#define REF_ID_HEX            16
+#define REF_REFERRAL_PREFIX   "ref-"
+#define REF_OFFER_PREFIX      "off-"
+#define REF_HOLD_MARGIN_S     120 /* a hold outlives its offer's respond-by by this much */
+#define REF_HOLD_MAX_DEFAULT  (24 * 3600)
+#define REF_CANDIDATES        16 /* best candidates kept per need and scan */
+#define REF_RESCANS           3  /* scans more when every kept candidate was taken */
+#define REF_BATCH             32 /* needs routed or offers expired per transaction */
+#define REF_ROUTE_EVERY_MS    5000
+#define REF_TICK_MS           1000
+#define REF_ARENA_LIMIT       (64u * 1024 * 1024)
+#define REF_ERR_MAX           RPC_ERRMSG_MAX
+#define REF_KEY_MAX           512
+#define REF_WITHDRAWN_QUEUE   256  /* withdrawals heard and not yet recorded */
 #define REF_RETENTION_EVERY_S 3600 /* default interval of the retention sweep */
-#define REF_DAY_MS           (86400LL * 1000)
-#define REF_META_CLOSED      "closed-index" /* ref.meta: ref.closed was filled */
-#define REF_ERASED_REASON    "personal data erased (retention)"
-#define REF_META_SEALED      "text-sealed" /* ref.meta: plaintext of older stores sealed */
+#define REF_DAY_MS            (86400LL * 1000)
+#define REF_META_CLOSED       "closed-index" /* ref.meta: ref.closed was filled */
+#define REF_ERASED_REASON     "personal data erased (retention)"
+#define REF_META_SEALED       "text-sealed" /* ref.meta: plaintext of older stores sealed */
 
 #define PURPOSE_REFERRAL "referral"
-#define PURPOSE_SHARE "share-with-provider"
+#define PURPOSE_SHARE    "share-with-provider"
 /* The method the node's own consent checks while routing are audited under. */
 #define REF_METHOD_ROUTE "haven.referral.v1.Referrals/Route"
-#define REF_METHOD_GET "haven.referral.v1.Referrals/GetReferral"
+#define REF_METHOD_GET   "haven.referral.v1.Referrals/GetReferral"
 
 /* Enum ranges: values below these are the ones the proto defines (checked again with the
  * descriptors). */
 #define REF_SERVICE_TYPES 32 /* ServiceType values below this: a bit of rs_pending */
 
-typedef Haven__Referral__V1__Referral      Referral;
-typedef Haven__Referral__V1__Need          Need;
-typedef Haven__Referral__V1__Event         Event;
-typedef Haven__Referral__V1__Offer         Offer;
-typedef Haven__Referral__V1__NeedState     NeedState;
-typedef Haven__Referral__V1__OfferState    OfferState;
+typedef Haven__Referral__V1__Referral   Referral;
+typedef Haven__Referral__V1__Need       Need;
+typedef Haven__Referral__V1__Event      Event;
+typedef Haven__Referral__V1__Offer      Offer;
+typedef Haven__Referral__V1__NeedState  NeedState;
+typedef Haven__Referral__V1__OfferState OfferState;
 
 #define NS(x) HAVEN__REFERRAL__V1__NEED_STATE__##x
 #define OS(x) HAVEN__REFERRAL__V1__OFFER_STATE__##x
 
 struct ref_service {
-	store            *rs_store;
-	const region_map *rs_regions;
-	cap_service      *rs_cap;
-	ref_consent_fn    rs_consent;
-	void             *rs_consent_arg;
-	ref_seal_fn       rs_seal;   /* NULL: free text is refused */
-	ref_minor_fn      rs_minor;  /* NULL: no subject is a minor */
-	ref_open_fn       rs_unseal; /* NULL: sealed text reads as "" */
-	struct alerts_service *rs_alerts; /* NULL: no alerts (ref_alert.c) */
-	uint32_t          rs_window_s[REF_URGENCIES]; /* respond-by windows, cut to the hold max */
-	uint32_t          rs_hold_max_s;
-	uint32_t          rs_lang_hops; /* extra borders a speaker of the need's language may be */
-	int64_t         (*rs_now)(void *);
+	store                 *rs_store;
+	const region_map      *rs_regions;
+	cap_service           *rs_cap;
+	ref_consent_fn         rs_consent;
+	void                  *rs_consent_arg;
+	ref_seal_fn            rs_seal;      /* NULL: free text is refused */
+	ref_minor_fn           rs_minor;     /* NULL: no subject is a minor */
+	ref_open_fn            rs_unseal;    /* NULL: sealed text reads as "" */
+	struct alerts_service *rs_alerts;    /* NULL: no alerts (ref_alert.c) */
+	uint32_t rs_window_s[REF_URGENCIES]; /* respond-by windows, cut to the hold max */
+	uint32_t rs_hold_max_s;
+	uint32_t rs_lang_hops; /* extra borders a speaker of the need's language may be */
+	int64_t (*rs_now)(void *);
 	void             *rs_now_arg;
-	ref_erase_fn      rs_erase;           /* retention; NULL: none */
+	ref_erase_fn      rs_erase; /* retention; NULL: none */
 	void             *rs_erase_arg;
 	ref_erase_done_fn rs_erase_done;
-	uint32_t          rs_retention_days;  /* 0: none */
-	unsigned          rs_stats_periods;   /* REF_PERIODS_* Statistics answers */
+	uint32_t          rs_retention_days; /* 0: none */
+	unsigned          rs_stats_periods;  /* REF_PERIODS_* Statistics answers */
 	uint32_t          rs_retention_every_s;
 
-	audit      *rs_audit; /* reads of person-linked records; NULL: not audited */
+	audit *rs_audit; /* reads of person-linked records; NULL: not audited */
 
 	store_table rs_referrals;
 	store_table rs_offers;
@@ -106,7 +106,7 @@ struct ref_service {
 	store_table rs_waiting;
 	store_table rs_deadlines;
 	store_table rs_idem;
-	store_table rs_closed;   /* be64 closed_ms referral id: closed, subject not yet erased */
+	store_table rs_closed; /* be64 closed_ms referral id: closed, subject not yet erased */
 	store_table rs_meta;
 
 	nng_socket rs_pub;
@@ -123,12 +123,12 @@ struct ref_service {
 	bool            rs_stopping;
 	uint32_t        rs_pending;
 	/* Subjects whose consent was withdrawn, for the thread to record (bounded). */
-	char            rs_withdrawn[REF_WITHDRAWN_QUEUE][REF_SUBJECT_LEN + 1];
-	size_t          rs_nwithdrawn;
-	hv_ticker      *rs_bg;
-	int64_t         rs_last_route; /* monotonic ms; only the background job touches it */
+	char       rs_withdrawn[REF_WITHDRAWN_QUEUE][REF_SUBJECT_LEN + 1];
+	size_t     rs_nwithdrawn;
+	hv_ticker *rs_bg;
+	int64_t    rs_last_route; /* monotonic ms; only the background job touches it */
 	/* The retention job (with retention configured and not manual). */
-	hv_ticker      *rs_retention;
+	hv_ticker *rs_retention;
 };
 
 /* ---- the unit of work of one write transaction ----------------------------------------------- */
@@ -163,20 +163,20 @@ typedef struct ref_work {
 	ref_service *w_rs;
 	store_txn   *w_txn;
 	int64_t      w_now;
-	arena       *w_arena;   /* the call's (ref_work_init_in) or w_own */
-	arena_mark   w_mark;    /* where each run of the write function starts */
+	arena       *w_arena;  /* the call's (ref_work_init_in) or w_own */
+	arena_mark   w_mark;   /* where each run of the write function starts */
 	ref_loaded  *w_loaded; /* referrals read in this transaction (arena) */
 	size_t       w_nloaded, w_caploaded;
 	ref_note    *w_notes; /* arena */
 	size_t       w_nnotes, w_capnotes;
-	char       (*w_changed)[CAP_ID_MAX]; /* services whose free places changed (arena) */
-	size_t       w_nchanged, w_capchanged;
-	uint32_t     w_freed;   /* bit t: a hold on a service of ServiceType t was released */
-	unsigned     w_offers;  /* offers made */
-	unsigned     w_expired; /* offers expired */
-	ref_cause    w_cause;   /* of the event being recorded (ref_transition_for) */
-	char         w_err[REF_ERR_MAX];
-	arena        w_own;     /* background work: an arena of its own (REF_ARENA_LIMIT) */
+	char (*w_changed)[CAP_ID_MAX]; /* services whose free places changed (arena) */
+	size_t    w_nchanged, w_capchanged;
+	uint32_t  w_freed;   /* bit t: a hold on a service of ServiceType t was released */
+	unsigned  w_offers;  /* offers made */
+	unsigned  w_expired; /* offers expired */
+	ref_cause w_cause;   /* of the event being recorded (ref_transition_for) */
+	char      w_err[REF_ERR_MAX];
+	arena     w_own; /* background work: an arena of its own (REF_ARENA_LIMIT) */
 } ref_work;
 
 /* Before the transaction (once per store_write call): the work allocates in an arena of its
@@ -186,7 +186,8 @@ void ref_work_init(ref_work *w, ref_service *rs);
  * ref_work_free, until the arena is reset, so a handler answers with them without a copy. */
 void ref_work_init_in(ref_work *w, ref_service *rs, arena *a);
 /* At the start of every run of a write function (it may run more than once): forgets what an
- * earlier run did (its memory goes back to the arena) and reads the clock. txn may be a read transaction for read-only work. */
+ * earlier run did (its memory goes back to the arena) and reads the clock. txn may be a read
+ * transaction for read-only work. */
 void ref_work_begin(ref_work *w, store_txn *txn);
 /* Writes back every referral changed in this run. Call before returning HV_OK. */
 hv_status ref_work_flush(ref_work *w);
@@ -216,7 +217,8 @@ hv_status ref_adopt(ref_work *w, Referral *r);
 hv_status ref_load_offer(ref_work *w, const char *id, Offer **out);
 hv_status ref_put_offer(ref_work *w, const Offer *o);
 
-/* ---- ref_keys.c: keys, and walks over them ----------------------------------------------------- */
+/* ---- ref_keys.c: keys, and walks over them -----------------------------------------------------
+ */
 
 /* prefix 0 be64 ~created id (prefix may be NULL: no prefix and no separator). */
 size_t ref_key_timed(uint8_t key[REF_KEY_MAX], const char *prefix, uint64_t created_ms,
@@ -251,9 +253,9 @@ hv_status ref_subject_walk(ref_service *rs, store_txn *txn, const char *subject,
 /* ---- ref_check.c: pure checks ---------------------------------------------------------------- */
 
 /* Checks a CreateReferral request; masks of excluded and preferred region indices. */
-hv_status ref_check_create(const ref_service *rs,
-    const Haven__Referral__V1__CreateReferralRequest *req, uint64_t *excluded,
-    uint64_t *preferred, char *err, size_t errsz);
+hv_status ref_check_create(const ref_service         *rs,
+    const Haven__Referral__V1__CreateReferralRequest *req, uint64_t *excluded, uint64_t *preferred,
+    char *err, size_t errsz);
 /* Checks one NeedRequest (index i, for the message). */
 hv_status ref_check_need(size_t i, const Haven__Referral__V1__NeedRequest *n, char *err,
     size_t errsz);
@@ -267,10 +269,10 @@ hv_status ref_check_regions(const ref_service *rs, char *const *excl, size_t nex
 hv_status ref_check_update(const Haven__Referral__V1__UpdateReferralRequest *req, char *err,
     size_t errsz);
 /* Checks a reason text: required (1..REF_TEXT_MAX) or optional (0..). */
-hv_status ref_check_text(const char *what, const char *s, bool required, char *err,
-    size_t errsz);
+hv_status ref_check_text(const char *what, const char *s, bool required, char *err, size_t errsz);
 
-/* ---- ref_need.c: the state machine of a need -------------------------------------------------- */
+/* ---- ref_need.c: the state machine of a need --------------------------------------------------
+ */
 
 /* Moves a need to state `to` and records the event {now, actor, need, from, to, reason,
  * offer}: bumps the referral's version, keeps ref.waiting right (a need is there exactly while
@@ -289,12 +291,11 @@ hv_status ref_alert_consent_withdrawn(ref_work *w, Referral *r);
 /* ref_transition and ref_note_event for an event with a cause that alerts depend on. */
 hv_status ref_transition_for(ref_work *w, ref_cause cause, Referral *r, Need *n, NeedState to,
     const char *actor, const char *reason, const char *offer_id);
-hv_status ref_note_event_for(ref_work *w, ref_cause cause, Referral *r, Need *n,
-    const char *actor, const char *reason);
+hv_status ref_note_event_for(ref_work *w, ref_cause cause, Referral *r, Need *n, const char *actor,
+    const char *reason);
 
 /* Records an event that changes no state (from = to = the need's state). */
-hv_status ref_note_event(ref_work *w, Referral *r, Need *n, const char *actor,
-    const char *reason);
+hv_status ref_note_event(ref_work *w, Referral *r, Need *n, const char *actor, const char *reason);
 
 /* Ends an OPEN offer: its hold is released (or confirmed for OFFER_ACCEPTED), its deadline
  * removed, its state set and stored. A hold that is gone already counts as released for

@@ -241,8 +241,7 @@ expire_fn(store_txn *txn, void *arg)
 		declined[need->n_declined_services++] = o->service_id;
 		need->declined_services               = declined;
 		if ((st = ref_transition_for(w, REF_CAUSE_OFFER_EXPIRED, r, need, NS(WAITING), "",
-		         "offer expired", o->id)) !=
-		    HV_OK) {
+		         "offer expired", o->id)) != HV_OK) {
 			return (st);
 		}
 		items[n].ri_ref  = r;
@@ -392,8 +391,7 @@ withdrawn_one(void *arg, const char *id, bool *stop)
 			continue;
 		}
 		if ((st = ref_note_event_for(&j->wj_work, REF_CAUSE_CONSENT_WITHDRAWN, r,
-		         r->needs[i], "", "consent withdrawn")) !=
-		    HV_OK) {
+		         r->needs[i], "", "consent withdrawn")) != HV_OK) {
 			return (st);
 		}
 		marked = true;

@@ -409,7 +409,8 @@ ref_referrer_of(ref_service *rs, store_txn *txn, const char *id, char *org, size
 		return (HV_NOT_FOUND);
 	}
 	if ((st = store_get_msg(txn, rs->rs_referrals, id, strlen(id),
-	         &haven__referral__v1__referral__descriptor, NULL, (ProtobufCMessage **) &r)) != HV_OK) {
+	         &haven__referral__v1__referral__descriptor, NULL, (ProtobufCMessage **) &r)) !=
+	    HV_OK) {
 		return (st);
 	}
 	snprintf(org, orgsz, "%s", r->referrer_org != NULL ? r->referrer_org : "");

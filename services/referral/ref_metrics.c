@@ -94,7 +94,8 @@ ref_metrics_collect(void *arg, metrics_writer *w)
 	    "Needs of all stored referrals by state.");
 	for (int s = 1; s < STATES; s++) {
 		metrics_sample(w, "haven_referral_needs", (double) nc.nc_states[s], "state",
-		    pbenum_name(&haven__referral__v1__need_state__descriptor, NULL, s, name, sizeof(name)),
+		    pbenum_name(&haven__referral__v1__need_state__descriptor, NULL, s, name,
+		        sizeof(name)),
 		    (char *) NULL);
 	}
 	metrics_family(w, "haven_referral_unmet_needs", METRICS_GAUGE,
@@ -108,7 +109,8 @@ ref_metrics_collect(void *arg, metrics_writer *w)
 		}
 		metrics_sample(w, "haven_referral_unmet_needs", nc.nc_unmet[i], "region",
 		    row < nc.nc_nreg ? region_map_name(rs->rs_regions, row) : "other", "type",
-		    pbenum_name(&haven__capacity__v1__service_type__descriptor, NULL, (int) (i % REF_SERVICE_TYPES), name, sizeof(name)),
+		    pbenum_name(&haven__capacity__v1__service_type__descriptor, NULL,
+		        (int) (i % REF_SERVICE_TYPES), name, sizeof(name)),
 		    (char *) NULL);
 	}
 	metrics_family(w, "haven_referral_oldest_unmet_need_age_seconds", METRICS_GAUGE,

@@ -66,7 +66,8 @@ ref_transition(ref_work *w, Referral *r, Need *n, NeedState to, const char *acto
 	if (from == NS(WAITING) && to != NS(WAITING)) {
 		kl = ref_key_waiting(key, r, n->index);
 		if ((st = store_del(w->w_txn, rs->rs_waiting, key, kl)) != HV_OK) {
-			/* The index is exact (referral.h): a need waiting without its entry is damage. */
+			/* The index is exact (referral.h): a need waiting without its entry is
+			 * damage. */
 			return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st);
 		}
 	}
@@ -127,7 +128,8 @@ ref_closed_update(ref_work *w, Referral *r)
 	} else if (!closed && r->closed_ms != 0) {
 		/* No transition leaves a final state today; should one ever, the referral is open
 		 * again and retention must not count from its old closure. */
-		st = store_del(w->w_txn, rs->rs_closed, key, ref_key_closed(key, r->closed_ms, r->id));
+		st = store_del(w->w_txn, rs->rs_closed, key,
+		    ref_key_closed(key, r->closed_ms, r->id));
 		if (st != HV_OK && st != HV_NOT_FOUND) {
 			return (st);
 		}
@@ -163,10 +165,11 @@ ref_list_add(ref_work *w, char ***list, size_t *n, char *s)
 hv_status
 ref_consent_valid(ref_work *w, const Referral *r, bool *ok)
 {
-	static const rpc_caller node = { .role = RPC_ROLE_OPERATOR, .org_id = "",
-		.transport = RPC_TRANSPORT_INPROC };
-	ref_service *rs = w->w_rs;
-	hv_status    st;
+	static const rpc_caller node = { .role = RPC_ROLE_OPERATOR,
+		.org_id                        = "",
+		.transport                     = RPC_TRANSPORT_INPROC };
+	ref_service            *rs   = w->w_rs;
+	hv_status               st;
 
 	*ok = false;
 	if (rs->rs_consent == NULL) {
@@ -193,7 +196,8 @@ ref_end_for_consent(ref_work *w, Referral *r, const char *reason, ref_cause caus
 		Need *n = r->needs[i];
 
 		if (ref_need_routing(n)) {
-			if (n->state == NS(OFFERED) && (st = ref_offer_withdraw(w, n, false)) != HV_OK) {
+			if (n->state == NS(OFFERED) &&
+			    (st = ref_offer_withdraw(w, n, false)) != HV_OK) {
 				return (st);
 			}
 			if ((st = ref_transition_for(w, cause, r, n, NS(CANCELLED), "", reason,
@@ -227,7 +231,8 @@ ref_offer_withdraw(ref_work *w, Need *n, bool decline_service)
 		return (st);
 	}
 	if (decline_service) {
-		return (ref_list_add(w, &n->declined_services, &n->n_declined_services, o->service_id));
+		return (
+		    ref_list_add(w, &n->declined_services, &n->n_declined_services, o->service_id));
 	}
 	return (HV_OK);
 }
@@ -264,7 +269,8 @@ ref_offer_end(ref_work *w, Offer *o, OfferState to)
 	if ((st = ref_work_changed(w, o->service_id, (int) o->type, freed)) != HV_OK) {
 		return (st);
 	}
-	st = store_del(w->w_txn, rs->rs_deadlines, key, ref_key_deadline(key, o->respond_by_ms, o->id));
+	st = store_del(w->w_txn, rs->rs_deadlines, key,
+	    ref_key_deadline(key, o->respond_by_ms, o->id));
 	if (st != HV_OK && st != HV_NOT_FOUND) {
 		return (st);
 	}

@@ -162,9 +162,8 @@ act_decline(offer_job *j, Offer *o, Referral *r, Need *n)
 	         &o->sealed_decline_text)) != HV_OK ||
 	    (st = ref_offer_end(w, o, OS(OFFER_DECLINED))) != HV_OK ||
 	    (st = decline_keeps_out(w, n, o)) != HV_OK ||
-	    (st = ref_transition_for(w, REF_CAUSE_DECLINED, r, n, NS(WAITING),
-	         j->oj_caller->org_id, reason, o->id)) !=
-	        HV_OK ||
+	    (st = ref_transition_for(w, REF_CAUSE_DECLINED, r, n, NS(WAITING), j->oj_caller->org_id,
+	         reason, o->id)) != HV_OK ||
 	    (st = ref_event_text(w, r, j->oj_text)) != HV_OK) {
 		return (st);
 	}
@@ -241,7 +240,7 @@ offer_fn(store_txn *txn, void *arg)
 		return (st == HV_NOT_FOUND && !ref_sees_all(c)
 		        ? ref_fail(w, HV_PERMISSION_DENIED, "offer %s belongs to another provider",
 		              ref_shown_id(j->oj_offer))
-		    : st == HV_NOT_FOUND
+		        : st == HV_NOT_FOUND
 		        ? ref_fail(w, st, "no offer %s", ref_shown_id(j->oj_offer))
 		        : ref_fail(w, st, "cannot read offer %s", ref_shown_id(j->oj_offer)));
 	}

@@ -102,10 +102,10 @@ shown(const char *name)
 	size_t n = strlen(name);
 
 	return (n > 0 && n <= 16 &&
-	               strspn(name, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-") ==
-	                   n
-	            ? name
-	            : "(not a period name)");
+	            strspn(name,
+	                "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-") == n
+	        ? name
+	        : "(not a period name)");
 }
 
 hv_status
@@ -119,7 +119,8 @@ ref_period_parse(const char *name, ref_period *out, char *err, size_t errsz)
 	memset(out, 0, sizeof(*out));
 	if (len == 0) {
 		snprintf(err, errsz,
-		    "period required: an ISO week YYYY-Www (2026-W49) or a month YYYY-MM (2026-12)");
+		    "period required: an ISO week YYYY-Www (2026-W49) or a month YYYY-MM "
+		    "(2026-12)");
 		return (HV_INVALID_ARGUMENT);
 	}
 	if (!week && !(len == 7 && name[4] == '-')) {
@@ -145,8 +146,9 @@ ref_period_parse(const char *name, ref_period *out, char *err, size_t errsz)
 		unsigned nweeks = ref_iso_weeks(year);
 
 		if (num < 1 || (unsigned) num > nweeks) {
-			snprintf(err, errsz, "period '%s': week must be 01..%u (%d has %u ISO weeks)",
-			    shown(name), nweeks, year, nweeks);
+			snprintf(err, errsz,
+			    "period '%s': week must be 01..%u (%d has %u ISO weeks)", shown(name),
+			    nweeks, year, nweeks);
 			return (HV_INVALID_ARGUMENT);
 		}
 		from = iso_week1(year) + 7 * (num - 1);

@@ -12,9 +12,9 @@
 int
 ref_rank_cmp(const ref_rank *a, const ref_rank *b)
 {
-#define CMP(f)                                                                                \
-	if (a->f != b->f) {                                                                       \
-		return (a->f < b->f ? -1 : 1);                                                        \
+#define CMP(f)                                                                                     \
+	if (a->f != b->f) {                                                                        \
+		return (a->f < b->f ? -1 : 1);                                                     \
 	}
 	CMP(rk_stale)
 	CMP(rk_nonpref)

@@ -46,11 +46,11 @@ typedef struct route_need {
 	uint64_t  rn_preferred;
 	cand      rn_cands[REF_CANDIDATES]; /* best first */
 	size_t    rn_ncands;
-	char    (*rn_tried)[CAP_ID_MAX]; /* refused a hold in this transaction (arena) */
-	size_t    rn_ntried, rn_captried;
-	bool      rn_minor;  /* the person is a minor: services that take minors only */
-	bool      rn_active; /* to be routed */
-	bool      rn_scan;   /* takes part in the next scan */
+	char (*rn_tried)[CAP_ID_MAX]; /* refused a hold in this transaction (arena) */
+	size_t rn_ntried, rn_captried;
+	bool   rn_minor;  /* the person is a minor: services that take minors only */
+	bool   rn_active; /* to be routed */
+	bool   rn_scan;   /* takes part in the next scan */
 } route_need;
 
 typedef struct scan_ctx {
@@ -99,13 +99,13 @@ copy_id(char *dst, size_t size, const char *src)
 /* Whether the service (an index entry, or a Service seen as one) in region (the referral
  * map's index) fits the need, and its rank for it. */
 static bool
-fits(const route_need *rn, const cap_route_entry *e, int region, int64_t now,
-    const ref_service *rs, ref_rank *rk)
+fits(const route_need *rn, const cap_route_entry *e, int region, int64_t now, const ref_service *rs,
+    ref_rank *rk)
 {
 	const region_map *m = rs->rs_regions;
-	const Need *n = rn->rn_need;
-	int         p = (int) n->population;
-	unsigned    dist;
+	const Need       *n = rn->rn_need;
+	int               p = (int) n->population;
+	unsigned          dist;
 
 	/* The entry's populations are a bit set of the values the checks allow (below 8). */
 	if (p <= 0 || p >= 8 || (e->populations & (1u << p)) == 0 ||
@@ -130,8 +130,7 @@ fits(const route_need *rn, const cap_route_entry *e, int region, int64_t now,
 	memset(rk, 0, sizeof(*rk));
 	rk->rk_stale   = e->fresh ? 0 : 1;
 	rk->rk_nonpref = (rn->rn_preferred & ((uint64_t) 1 << region)) != 0 ? 0 : 1;
-	dist           = rn->rn_home >= 0 ? region_map_distance(m, rn->rn_home, region)
-	                                  : REGION_UNREACHABLE;
+	dist = rn->rn_home >= 0 ? region_map_distance(m, rn->rn_home, region) : REGION_UNREACHABLE;
 	rk->rk_distance = (uint8_t) (dist > REGION_UNREACHABLE ? REGION_UNREACHABLE : dist);
 	for (size_t i = 0; i < n->n_languages; i++) {
 		if (!ref_lang_match(n->languages[i], e->languages, e->n_languages)) {
@@ -142,7 +141,8 @@ fits(const route_need *rn, const cap_route_entry *e, int region, int64_t now,
 	 * further away: a speaker up to that many borders beyond it ranks first. */
 	rk->rk_reach = rk->rk_distance;
 	if (n->n_languages > 0 && rk->rk_missing == n->n_languages) {
-		rk->rk_reach = (uint16_t) (rk->rk_reach + (rs->rs_lang_hops > 255 ? 255 : rs->rs_lang_hops));
+		rk->rk_reach =
+		    (uint16_t) (rk->rk_reach + (rs->rs_lang_hops > 255 ? 255 : rs->rs_lang_hops));
 	}
 	rk->rk_nonspec = 1;
 	for (size_t i = 0; i < e->n_specialisations; i++) {
@@ -222,7 +222,7 @@ scan_need(ref_work *w, route_need *rn)
 	int               order[REGIONS_MAX];
 	ref_rank          bound[REGIONS_MAX];
 	size_t            nr = 0, count = region_map_count(rs->rs_regions);
-	int               p  = (int) rn->rn_need->population;
+	int               p = (int) rn->rn_need->population;
 	uint8_t           pops;
 	hv_status         st;
 
@@ -236,7 +236,7 @@ scan_need(ref_work *w, route_need *rn)
 	}
 
 	for (size_t r = 0; r < count && r < REGIONS_MAX; r++) {
-		size_t at;
+		size_t   at;
 		ref_rank lb;
 
 		if ((rn->rn_excluded & ((uint64_t) 1 << r)) != 0) {
@@ -260,7 +260,8 @@ scan_need(ref_work *w, route_need *rn)
 		}
 		/* The capacity service's map may be another copy: its region of the same name. */
 		if (cm != rs->rs_regions &&
-		    (cr = region_map_find(cm, region_map_name(rs->rs_regions, (size_t) order[i]))) < 0) {
+		    (cr = region_map_find(cm, region_map_name(rs->rs_regions, (size_t) order[i]))) <
+		        0) {
 			continue;
 		}
 		sc.sc_region = order[i];
@@ -295,14 +296,15 @@ route_need_init(ref_work *w, route_need *rn, Referral *r, Need *n)
 	hv_status    st;
 
 	memset(rn, 0, sizeof(*rn));
-	rn->rn_ref       = r;
-	rn->rn_need      = n;
-	rn->rn_home      = region_map_find(rs->rs_regions, r->home_region);
-	rn->rn_excluded  = region_bits(rs->rs_regions, r->excluded_regions, r->n_excluded_regions);
-	rn->rn_preferred = region_bits(rs->rs_regions, r->preferred_regions, r->n_preferred_regions);
-	rn->rn_active    = n->state == NS(WAITING) && (int) n->type > 0 &&
-	    (int) n->type < REF_SERVICE_TYPES;
-	rn->rn_scan      = rn->rn_active;
+	rn->rn_ref      = r;
+	rn->rn_need     = n;
+	rn->rn_home     = region_map_find(rs->rs_regions, r->home_region);
+	rn->rn_excluded = region_bits(rs->rs_regions, r->excluded_regions, r->n_excluded_regions);
+	rn->rn_preferred =
+	    region_bits(rs->rs_regions, r->preferred_regions, r->n_preferred_regions);
+	rn->rn_active =
+	    n->state == NS(WAITING) && (int) n->type > 0 && (int) n->type < REF_SERVICE_TYPES;
+	rn->rn_scan = rn->rn_active;
 	/* A minor goes only to services that take minors (consent knows who is one). */
 	if (rs->rs_minor != NULL &&
 	    (st = rs->rs_minor(rs->rs_consent_arg, w->w_txn, r->subject, &rn->rn_minor)) != HV_OK &&
@@ -338,7 +340,8 @@ make_offer(ref_work *w, route_need *rn, const cand *c, const char *hold_id, uint
 	}
 	haven__referral__v1__offer__init(o);
 	if ((o->id = dup(w, id)) == NULL || (o->service_id = dup(w, c->c_rank.rk_id)) == NULL ||
-	    (o->provider_org = dup(w, c->c_org)) == NULL || (o->hold_id = dup(w, hold_id)) == NULL) {
+	    (o->provider_org = dup(w, c->c_org)) == NULL ||
+	    (o->hold_id = dup(w, hold_id)) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	o->referral_id     = r->id;
@@ -404,13 +407,14 @@ try_candidates(ref_work *w, route_need *rn, bool *offered)
 			return (make_offer(w, rn, c, hold, window));
 		}
 		if (st != HV_FAILED_PRECONDITION && st != HV_NOT_FOUND) {
-			return (ref_fail(w, st, "cannot hold a place of service %s", c->c_rank.rk_id));
+			return (
+			    ref_fail(w, st, "cannot hold a place of service %s", c->c_rank.rk_id));
 		}
 		/* Taken since the scan (by a need before this one), or stale: never again in this
 		 * transaction. */
 		if (!(rn->rn_ntried < rn->rn_captried)) {
-			size_t ncap = rn->rn_captried == 0 ? 16 : rn->rn_captried * 2;
-			char (*p)[CAP_ID_MAX] = arena_alloc(w->w_arena, ncap * CAP_ID_MAX);
+			size_t ncap          = rn->rn_captried == 0 ? 16 : rn->rn_captried * 2;
+			char(*p)[CAP_ID_MAX] = arena_alloc(w->w_arena, ncap * CAP_ID_MAX);
 
 			if (p == NULL) {
 				return (HV_RESOURCE_EXHAUSTED);
@@ -439,7 +443,8 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	for (size_t i = 0; i < n; i++) {
-		if ((st = route_need_init(w, &needs[i], items[i].ri_ref, items[i].ri_need)) != HV_OK) {
+		if ((st = route_need_init(w, &needs[i], items[i].ri_ref, items[i].ri_need)) !=
+		    HV_OK) {
 			return (st);
 		}
 	}
@@ -449,7 +454,7 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 		return (st);
 	}
 	for (size_t i = 0; i < n; i++) {
-		route_need *rn = &needs[i];
+		route_need *rn      = &needs[i];
 		bool        offered = false;
 		bool        consent;
 
@@ -480,8 +485,8 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 			if (offered || rn->rn_ncands < REF_CANDIDATES || round == REF_RESCANS) {
 				break;
 			}
-			/* Every kept candidate was taken meanwhile and there may be more: look again
-			 * for this need alone, without the ones tried. */
+			/* Every kept candidate was taken meanwhile and there may be more: look
+			 * again for this need alone, without the ones tried. */
 			for (size_t j = 0; j < n; j++) {
 				needs[j].rn_scan = j == i;
 			}
@@ -501,10 +506,10 @@ ref_route(ref_work *w, ref_route_item *items, size_t n)
 static hv_status
 named_fits(ref_work *w, route_need *rn, const Haven__Capacity__V1__Service *svc, ref_rank *rk)
 {
-	const Need *n = rn->rn_need;
-	char        b[48];
-	int         region = region_map_find(w->w_rs->rs_regions, svc->service_area);
-	bool        pop    = false;
+	const Need     *n = rn->rn_need;
+	char            b[48];
+	int             region = region_map_find(w->w_rs->rs_regions, svc->service_area);
+	bool            pop    = false;
 	cap_route_entry e;
 
 	if (svc->retired || svc->pending) {
@@ -512,9 +517,10 @@ named_fits(ref_work *w, route_need *rn, const Haven__Capacity__V1__Service *svc,
 		    svc->retired ? "retired" : "waiting for approval"));
 	}
 	if (svc->type != n->type) {
-		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s is not of the need's type %s",
-		    svc->id, pbenum_name(&haven__capacity__v1__service_type__descriptor, NULL,
-		                 (int) n->type, b, sizeof(b))));
+		return (ref_fail(w, HV_FAILED_PRECONDITION,
+		    "service %s is not of the need's type %s", svc->id,
+		    pbenum_name(&haven__capacity__v1__service_type__descriptor, NULL, (int) n->type,
+		        b, sizeof(b))));
 	}
 	if (region < 0 || region >= 64) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s is in no region of the map",
@@ -522,7 +528,8 @@ named_fits(ref_work *w, route_need *rn, const Haven__Capacity__V1__Service *svc,
 	}
 	if ((rn->rn_excluded & ((uint64_t) 1 << region)) != 0) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION,
-		    "service %s is in %s, a region the referral excludes", svc->id, svc->service_area));
+		    "service %s is in %s, a region the referral excludes", svc->id,
+		    svc->service_area));
 	}
 	for (size_t i = 0; i < svc->n_populations && !pop; i++) {
 		pop = svc->populations[i] == n->population;
@@ -532,12 +539,14 @@ named_fits(ref_work *w, route_need *rn, const Haven__Capacity__V1__Service *svc,
 		    "service %s does not take the need's population", svc->id));
 	}
 	if (svc->available <= svc->held) {
-		return (ref_fail(w, HV_FAILED_PRECONDITION, "service %s has no free place", svc->id));
+		return (
+		    ref_fail(w, HV_FAILED_PRECONDITION, "service %s has no free place", svc->id));
 	}
 	cap_route_entry_of(w->w_rs->rs_cap, svc, w->w_now, &e);
 	if (!fits(rn, &e, region, w->w_now, w->w_rs, rk)) {
 		return (ref_fail(w, HV_FAILED_PRECONDITION,
-		    "service %s lacks an accessibility feature of the need, or declined it", svc->id));
+		    "service %s lacks an accessibility feature of the need, or declined it",
+		    svc->id));
 	}
 	return (HV_OK);
 }
@@ -560,10 +569,9 @@ ref_route_to(ref_work *w, Referral *r, Need *n, const char *service_id)
 		    n->index, r->id));
 	}
 	if ((st = cap_get_service(rs->rs_cap, w->w_txn, service_id, &svc)) != HV_OK) {
-		return (st == HV_NOT_FOUND
-		        ? ref_fail(w, HV_NOT_FOUND, "no service %s",
-		              ids_valid(service_id) ? service_id : "(not an id)")
-		        : ref_fail(w, st, "cannot read service %s", service_id));
+		return (st == HV_NOT_FOUND ? ref_fail(w, HV_NOT_FOUND, "no service %s",
+		                                 ids_valid(service_id) ? service_id : "(not an id)")
+		                           : ref_fail(w, st, "cannot read service %s", service_id));
 	}
 	memset(&c, 0, sizeof(c));
 	if ((st = route_need_init(w, &rn, r, n)) != HV_OK ||
@@ -583,7 +591,8 @@ ref_route_to(ref_work *w, Referral *r, Need *n, const char *service_id)
 	st = cap_hold_place(rs->rs_cap, w->w_txn, svc->id, hold_ttl(rs, window), owner, hold);
 	if (st == HV_FAILED_PRECONDITION || st == HV_NOT_FOUND) {
 		st = ref_fail(w, HV_FAILED_PRECONDITION,
-		    "service %s cannot hold a place now (its figure is stale or it is full)", svc->id);
+		    "service %s cannot hold a place now (its figure is stale or it is full)",
+		    svc->id);
 		goto out;
 	}
 	if (st != HV_OK) {

@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* ---- helpers --------------------------------------------------------------------------------- */
 
 hv_status
@@ -35,7 +34,6 @@ ref_rpc_error(rpc_call *call, ref_work *w, hv_status st)
 	}
 	return (rpc_call_error(call, st, "%s", hv_status_name(st)));
 }
-
 
 const char *
 ref_enum_buf(const ProtobufCEnumDescriptor *d, int v, char buf[48])
@@ -158,8 +156,9 @@ ref_load_visible(ref_work *w, const rpc_caller *c, const char *id, Referral **ou
 	hv_status st;
 
 	if ((st = ref_load(w, id, out)) != HV_OK && (st != HV_NOT_FOUND || ref_sees_all(c))) {
-		return (st == HV_NOT_FOUND ? ref_fail(w, st, "no referral %s", ref_shown_id(id))
-		                           : ref_fail(w, st, "cannot read referral %s", ref_shown_id(id)));
+		return (st == HV_NOT_FOUND
+		        ? ref_fail(w, st, "no referral %s", ref_shown_id(id))
+		        : ref_fail(w, st, "cannot read referral %s", ref_shown_id(id)));
 	}
 	if (st == HV_OK && (st = ref_may_see(w->w_rs, w->w_txn, c, *out, &ok)) != HV_OK) {
 		return (ref_fail(w, st, "cannot read the partner directory"));
@@ -180,10 +179,10 @@ ref_load_visible(ref_work *w, const rpc_caller *c, const char *id, Referral **ou
 static hv_status
 provider_view(ref_work *w, const rpc_caller *provider, const Referral *r, Referral **out)
 {
-	ref_service *rs    = w->w_rs;
-	const char  *org   = provider->org_id;
-	Referral    *c     = arena_alloc(w->w_arena, sizeof(*c));
-	Need       **needs = arena_alloc(w->w_arena, (r->n_needs + 1) * sizeof(*needs));
+	ref_service *rs      = w->w_rs;
+	const char  *org     = provider->org_id;
+	Referral    *c       = arena_alloc(w->w_arena, sizeof(*c));
+	Need       **needs   = arena_alloc(w->w_arena, (r->n_needs + 1) * sizeof(*needs));
 	bool         allowed = false;
 	hv_status    st;
 
@@ -193,8 +192,8 @@ provider_view(ref_work *w, const rpc_caller *provider, const Referral *r, Referr
 	/* A disclosure: only with a consent valid now that shares with the accepting provider
 	 * (asked in this transaction, audited by the consent service). */
 	if (rs->rs_consent != NULL) {
-		st = rs->rs_consent(rs->rs_consent_arg, w->w_txn, provider, REF_METHOD_GET, r->subject,
-		    PURPOSE_SHARE, org, true, &allowed);
+		st = rs->rs_consent(rs->rs_consent_arg, w->w_txn, provider, REF_METHOD_GET,
+		    r->subject, PURPOSE_SHARE, org, true, &allowed);
 		if (st != HV_OK && st != HV_NOT_FOUND) {
 			return (ref_fail(w, st, "the consent check for referral %s failed", r->id));
 		}
@@ -343,8 +342,8 @@ stats_audit(ref_service *rs, rpc_call *call, const Haven__Referral__V1__Statisti
 static hv_status
 h_stats(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
-	const Haven__Referral__V1__StatisticsRequest *req  = (const void *) msg;
-	Haven__Referral__V1__StatisticsResponse      *resp = NULL;
+	const Haven__Referral__V1__StatisticsRequest *req              = (const void *) msg;
+	Haven__Referral__V1__StatisticsResponse      *resp             = NULL;
 	char                                          err[REF_ERR_MAX] = "";
 	hv_status                                     st;
 
@@ -367,21 +366,24 @@ static const rpc_method_impl methods[] = {
 	{ .name = "GetReferral", .handler = h_get, .roles = ROLES_READ | RPC_ROLE_PROVIDER },
 	{ .name = "ListReferrals", .handler = ref_h_list, .roles = ROLES_READ },
 	{ .name = "CancelReferral", .handler = ref_h_cancel, .roles = ROLES_READ },
-	{ .name = "ReassignNeed", .handler = ref_h_reassign,
-	    .roles = RPC_ROLES_COORDINATORS | RPC_ROLE_OPERATOR },
+	{ .name      = "ReassignNeed",
+	    .handler = ref_h_reassign,
+	    .roles   = RPC_ROLES_COORDINATORS | RPC_ROLE_OPERATOR },
 	{ .name = "UpdateReferral", .handler = ref_h_update, .roles = ROLES_READ },
 	{ .name = "PauseNeed", .handler = ref_h_pause, .roles = ROLES_READ },
 	{ .name = "ResumeNeed", .handler = ref_h_resume, .roles = ROLES_READ },
-	{ .name = "ListOffers", .handler = ref_h_list_offers,
-	    .roles = RPC_ROLE_PROVIDER | RPC_ROLE_OPERATOR },
+	{ .name      = "ListOffers",
+	    .handler = ref_h_list_offers,
+	    .roles   = RPC_ROLE_PROVIDER | RPC_ROLE_OPERATOR },
 	{ .name = "AcknowledgeOffer", .handler = ref_h_ack, .roles = RPC_ROLE_PROVIDER },
 	{ .name = "AcceptOffer", .handler = ref_h_accept, .roles = RPC_ROLE_PROVIDER },
 	{ .name = "DeclineOffer", .handler = ref_h_decline, .roles = RPC_ROLE_PROVIDER },
 	{ .name = "MarkPlaced", .handler = ref_h_placed, .roles = RPC_ROLE_PROVIDER },
 	{ .name = "CompletePlacement", .handler = ref_h_complete, .roles = RPC_ROLE_PROVIDER },
 	{ .name = "EndPlacement", .handler = ref_h_end, .roles = RPC_ROLE_PROVIDER | ROLES_READ },
-	{ .name = "Statistics", .handler = h_stats,
-	    .roles = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS |
+	{ .name      = "Statistics",
+	    .handler = h_stats,
+	    .roles   = RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS |
 	        RPC_ROLE_MUNICIPALITY },
 };
 

@@ -23,10 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STAT_TYPES        16 /* service types counted (capacity's grid has 16) */
-#define STAT_EXPLOITATION 6  /* Exploitation values 0..5 */
+#define STAT_TYPES        16             /* service types counted (capacity's grid has 16) */
+#define STAT_EXPLOITATION 6              /* Exploitation values 0..5 */
 #define STAT_CELLS        REF_STAT_CELLS /* cells of one region */
-#define STAT_MIN          5  /* smaller counts are shown as "<5" */
+#define STAT_MIN          5              /* smaller counts are shown as "<5" */
 #define STAT_MEASURES     REF_STAT_MEASURES
 #define STAT_SETTLE_MS    (10 * 60 * 1000) /* a period is answered this long after its end */
 #define STAT_HOUR_MS      (3600 * 1000)    /* times are shown in whole hours */
@@ -106,7 +106,8 @@ ref_stat_times(uint64_t *v, size_t n, uint64_t *median, uint64_t *p90)
 {
 	*median = *p90 = 0;
 	if (n >= STAT_MIN) {
-		*median = (ref_percentile(v, n, 50) + STAT_HOUR_MS / 2) / STAT_HOUR_MS * STAT_HOUR_MS;
+		*median =
+		    (ref_percentile(v, n, 50) + STAT_HOUR_MS / 2) / STAT_HOUR_MS * STAT_HOUR_MS;
 	}
 	if (n >= STAT_P90_MIN) {
 		*p90 = (ref_percentile(v, n, 90) + STAT_HOUR_MS / 2) / STAT_HOUR_MS * STAT_HOUR_MS;
@@ -233,7 +234,8 @@ stat_count(void *arg, const Referral *r)
 	stat_walk *sw  = arg;
 	int        reg = region_map_find(sw->sw_rs->rs_regions, r->home_region);
 
-	if (reg < 0 || (sw->sw_mask != 0 && (reg >= 64 || (sw->sw_mask & ((uint64_t) 1 << reg)) == 0)) ||
+	if (reg < 0 ||
+	    (sw->sw_mask != 0 && (reg >= 64 || (sw->sw_mask & ((uint64_t) 1 << reg)) == 0)) ||
 	    (int) r->exploitation < 0 || (int) r->exploitation >= STAT_EXPLOITATION) {
 		return (HV_OK);
 	}
@@ -247,7 +249,8 @@ stat_count(void *arg, const Referral *r)
 			continue;
 		}
 		cell = &sw->sw_cells[((size_t) reg * STAT_EXPLOITATION + (size_t) r->exploitation) *
-		        STAT_TYPES + (size_t) n->type];
+		        STAT_TYPES +
+		    (size_t) n->type];
 		stat_need_at(r, n, sw->sw_end, &waiting, &placed);
 		cell->sc_n[M_REFERRALS]++;
 		if (waiting) {
@@ -345,7 +348,8 @@ stat_request(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *req,
 	*mask = 0;
 	if (req->from_ms != 0 || req->to_ms != 0) {
 		snprintf(err, errsz,
-		    "from_ms/to_ms windows are not accepted: name a period (an ISO week YYYY-Www or a "
+		    "from_ms/to_ms windows are not accepted: name a period (an ISO week YYYY-Www "
+		    "or a "
 		    "month YYYY-MM)");
 		return (HV_INVALID_ARGUMENT);
 	}
@@ -355,8 +359,9 @@ stat_request(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *req,
 	/* One kind of period: weeks and months overlap, and a month minus its inner weeks would
 	 * show the days at its edges. */
 	if ((rs->rs_stats_periods & (p->rp_week ? REF_PERIODS_WEEKS : REF_PERIODS_MONTHS)) == 0) {
-		snprintf(err, errsz, "this node answers statistics by calendar %s only "
-		                     "(statistics_periods)",
+		snprintf(err, errsz,
+		    "this node answers statistics by calendar %s only "
+		    "(statistics_periods)",
 		    p->rp_week ? "month" : "ISO week");
 		return (HV_FAILED_PRECONDITION);
 	}
@@ -364,7 +369,8 @@ stat_request(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *req,
 	 * just after it is in the answer from the first time one is given. */
 	if (p->rp_to_ms + STAT_SETTLE_MS > (uint64_t) ref_now_ms(rs)) {
 		snprintf(err, errsz,
-		    "period %s has not ended: statistics cover finished weeks and months only, from "
+		    "period %s has not ended: statistics cover finished weeks and months only, "
+		    "from "
 		    "%d minutes after their end",
 		    p->rp_name, STAT_SETTLE_MS / 60000);
 		return (HV_FAILED_PRECONDITION);
@@ -378,7 +384,7 @@ stat_request(ref_service *rs, const Haven__Referral__V1__StatisticsRequest *req,
 		if (idx < 0 || idx >= 64) {
 			snprintf(err, errsz, "unknown region %s",
 			    text_free_ok(req->regions[i], 1, REGION_NAME_MAX - 1) ? req->regions[i]
-			                                                         : "(not a name)");
+			                                                          : "(not a name)");
 			return (HV_INVALID_ARGUMENT);
 		}
 		*mask |= (uint64_t) 1 << idx;
@@ -408,15 +414,15 @@ stat_reply_cell(ref_service *rs, ProtobufCAllocator *alloc, stat_cell *sc, size_
 		return (NULL);
 	}
 	haven__referral__v1__statistics_cell__init(cell);
-	cell->exploitation = (Haven__Referral__V1__Exploitation) ((i / STAT_TYPES) %
-	    STAT_EXPLOITATION);
-	cell->type         = (Haven__Capacity__V1__ServiceType) (i % STAT_TYPES);
+	cell->exploitation =
+	    (Haven__Referral__V1__Exploitation) ((i / STAT_TYPES) % STAT_EXPLOITATION);
+	cell->type = (Haven__Capacity__V1__ServiceType) (i % STAT_TYPES);
 	if ((cell->region = pb_strdup(alloc, region_map_name(rs->rs_regions, i / STAT_CELLS))) ==
 	        NULL ||
 	    (cell->referrals = stat_text(alloc, sc->sc_n[M_REFERRALS], sc->sc_show[M_REFERRALS])) ==
 	        NULL ||
-	    (cell->placements = stat_text(alloc, sc->sc_n[M_PLACEMENTS],
-	         sc->sc_show[M_PLACEMENTS])) == NULL ||
+	    (cell->placements =
+	            stat_text(alloc, sc->sc_n[M_PLACEMENTS], sc->sc_show[M_PLACEMENTS])) == NULL ||
 	    (cell->unmet = stat_text(alloc, sc->sc_n[M_UNMET], sc->sc_show[M_UNMET])) == NULL) {
 		return (NULL);
 	}
@@ -475,7 +481,8 @@ stat_reply(ref_service *rs, ProtobufCAllocator *alloc, stat_cell *cells, size_t 
 		haven__referral__v1__statistics_total__init(t);
 		resp->totals[resp->n_totals++] = t;
 		if ((t->region = pb_strdup(alloc, region_map_name(rs->rs_regions, r))) == NULL ||
-		    (t->referrals = stat_text(alloc, sum[M_REFERRALS], shows[M_REFERRALS])) == NULL ||
+		    (t->referrals = stat_text(alloc, sum[M_REFERRALS], shows[M_REFERRALS])) ==
+		        NULL ||
 		    (t->placements = stat_text(alloc, sum[M_PLACEMENTS], shows[M_PLACEMENTS])) ==
 		        NULL ||
 		    (t->unmet = stat_text(alloc, sum[M_UNMET], shows[M_UNMET])) == NULL) {

@@ -83,7 +83,8 @@ ref_text_seal(ref_work *w, const char *subject, const char *id, const char *fiel
 	}
 	if (st != HV_OK) {
 		out->data = NULL;
-		return (ref_fail(w, st, "cannot seal the free text of %s: %s", id, hv_status_name(st)));
+		return (
+		    ref_fail(w, st, "cannot seal the free text of %s: %s", id, hv_status_name(st)));
 	}
 	out->len = n + REF_SEAL_OVERHEAD;
 	return (HV_OK);
@@ -172,7 +173,8 @@ ref_shown(ref_work *w, const Referral *r, Referral **out)
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	*c = *r;
-	if ((st = text_open(w, r->subject, r->id, "note", -1, &r->sealed_note, &c->note)) != HV_OK) {
+	if ((st = text_open(w, r->subject, r->id, "note", -1, &r->sealed_note, &c->note)) !=
+	    HV_OK) {
 		return (st);
 	}
 	c->sealed_note.data = NULL;
@@ -241,7 +243,8 @@ ref_text_drop(Referral *r)
 	}
 }
 
-/* ---- stores written before sealing ------------------------------------------------------------ */
+/* ---- stores written before sealing ------------------------------------------------------------
+ */
 
 /* Splits a stored reason "<code>: <text>" into its code (in place) and its text; *text NULL
  * when it has no free text. */
@@ -339,10 +342,10 @@ typedef struct migrate_job {
 	bool        mj_offers;
 	uint8_t     mj_after[IDS_MAX]; /* the last id done; mj_alen 0: from the start */
 	size_t      mj_alen;
-	uint8_t     mj_next[IDS_MAX];  /* this run's last id, taken after the commit */
+	uint8_t     mj_next[IDS_MAX]; /* this run's last id, taken after the commit */
 	size_t      mj_nlen;
 	bool        mj_more;
-	unsigned    mj_n;              /* records changed in this run */
+	unsigned    mj_n; /* records changed in this run */
 } migrate_job;
 
 /* The ids of up to REF_BATCH records after mj_after. */
@@ -460,9 +463,10 @@ ref_text_migrate(ref_service *rs)
 	}
 	st = HV_OK;
 	if (total > 0) {
-		log_info("referral: the free text of %u stored records sealed under their subjects' "
-		         "keys (the old plaintext may stay in free pages of the store until they are "
-		         "reused: take a new backup with the admin backup)",
+		log_info(
+		    "referral: the free text of %u stored records sealed under their subjects' "
+		    "keys (the old plaintext may stay in free pages of the store until they are "
+		    "reused: take a new backup with the admin backup)",
 		    total);
 	}
 out:

@@ -19,31 +19,31 @@ settings(ref_service *rs, const ref_options *opts)
 {
 	static const uint32_t default_timeouts[REF_URGENCIES] = { 0, 1800, 14400, 86400 };
 
-	rs->rs_store          = opts->store;
-	rs->rs_regions        = opts->regions;
-	rs->rs_cap            = opts->capacity;
-	rs->rs_alerts         = opts->alerts;
-	rs->rs_consent        = opts->consent;
-	rs->rs_consent_arg    = opts->consent_arg;
-	rs->rs_seal           = opts->seal;
-	rs->rs_minor          = opts->minor;
-	rs->rs_unseal         = opts->unseal;
-	rs->rs_now            = opts->now_ms;
-	rs->rs_lang_hops      = opts->language_hops == 0 ? REF_LANGUAGE_HOPS_DEFAULT
-	                        : opts->language_hops == REF_LANGUAGE_HOPS_NONE ? 0
-	                                                                       : opts->language_hops;
-	rs->rs_now_arg        = opts->now_arg;
-	rs->rs_hold_max_s     = opts->hold_max_ttl_s != 0 ? opts->hold_max_ttl_s : REF_HOLD_MAX_DEFAULT;
-	rs->rs_erase          = opts->erase;
-	rs->rs_erase_arg      = opts->erase_arg;
-	rs->rs_erase_done     = opts->erase_done;
+	rs->rs_store       = opts->store;
+	rs->rs_regions     = opts->regions;
+	rs->rs_cap         = opts->capacity;
+	rs->rs_alerts      = opts->alerts;
+	rs->rs_consent     = opts->consent;
+	rs->rs_consent_arg = opts->consent_arg;
+	rs->rs_seal        = opts->seal;
+	rs->rs_minor       = opts->minor;
+	rs->rs_unseal      = opts->unseal;
+	rs->rs_now         = opts->now_ms;
+	rs->rs_lang_hops   = opts->language_hops == 0         ? REF_LANGUAGE_HOPS_DEFAULT
+	      : opts->language_hops == REF_LANGUAGE_HOPS_NONE ? 0
+	                                                      : opts->language_hops;
+	rs->rs_now_arg     = opts->now_arg;
+	rs->rs_hold_max_s = opts->hold_max_ttl_s != 0 ? opts->hold_max_ttl_s : REF_HOLD_MAX_DEFAULT;
+	rs->rs_erase      = opts->erase;
+	rs->rs_erase_arg  = opts->erase_arg;
+	rs->rs_erase_done = opts->erase_done;
 	rs->rs_retention_days = opts->retention_days;
 	rs->rs_stats_periods  = opts->stats_periods != 0 ? opts->stats_periods : REF_PERIODS_MONTHS;
 	rs->rs_retention_every_s =
 	    opts->retention_interval_s != 0 ? opts->retention_interval_s : REF_RETENTION_EVERY_S;
 	for (int u = 1; u < REF_URGENCIES; u++) {
-		uint32_t t = opts->offer_timeout_s[u] != 0 ? opts->offer_timeout_s[u]
-		                                           : default_timeouts[u];
+		uint32_t t =
+		    opts->offer_timeout_s[u] != 0 ? opts->offer_timeout_s[u] : default_timeouts[u];
 		/* The hold must live as long as the offer: a window is never longer than a hold. */
 		rs->rs_window_s[u] = t < rs->rs_hold_max_s ? t : rs->rs_hold_max_s;
 	}

@@ -114,35 +114,35 @@ typedef hv_status (*ref_erase_done_fn)(void *arg);
 typedef struct ref_options {
 	store            *store;
 	const region_map *regions;
-	cap_service      *capacity;     /* holds and candidates; not owned */
-	ref_consent_fn    consent;      /* NULL: every referral is refused (no consent service) */
+	cap_service      *capacity; /* holds and candidates; not owned */
+	ref_consent_fn    consent;  /* NULL: every referral is refused (no consent service) */
 	void             *consent_arg;
 	/* Free text sealed under the subject's key, with consent_arg. seal NULL: a request with
 	 * free text is refused (FAILED_PRECONDITION); unseal NULL: sealed text reads as "". */
-	ref_seal_fn       seal;
-	ref_open_fn       unseal;
+	ref_seal_fn seal;
+	ref_open_fn unseal;
 	/* Alerts: each event that needs a person goes to the alerts service's outbox in the
 	 * event's own transaction (ref_alert.c). NULL: no alerts. Not owned. */
 	struct alerts_service *alerts;
-	ref_minor_fn      minor;        /* with consent_arg; NULL: no subject is a minor */
-	const char       *pub_url;      /* ReferralChanged notifications; NULL: none */
-	const char       *capacity_sub_url; /* subscribe to CapacityChanged here; NULL: none */
+	ref_minor_fn           minor;            /* with consent_arg; NULL: no subject is a minor */
+	const char            *pub_url;          /* ReferralChanged notifications; NULL: none */
+	const char            *capacity_sub_url; /* subscribe to CapacityChanged here; NULL: none */
 	/* Subscribe to the consent service's "consent.withdrawn" notifications (a packed
 	 * haven.consent.v1.ConsentWithdrawn) here, and record each on the subject's open
 	 * referrals (ref_consent_withdrawn, from the background thread); NULL: none. May be the
 	 * same URL as capacity_sub_url when one publisher carries both. */
-	const char       *consent_sub_url;
-	uint32_t          offer_timeout_s[REF_URGENCIES]; /* by Urgency (1..3); 0: 1800, 14400,
-	                                                   * 86400 */
+	const char *consent_sub_url;
+	uint32_t    offer_timeout_s[REF_URGENCIES]; /* by Urgency (1..3); 0: 1800, 14400,
+	                                             * 86400 */
 	/* The capacity service's hold_max_ttl_s (0: 24 h). A respond-by window is never longer,
 	 * and a hold lives for the window plus a margin, cut to this. */
-	uint32_t          hold_max_ttl_s;
+	uint32_t hold_max_ttl_s;
 	/* Languages: a service that speaks none of a need's languages ranks as if it were this many
 	 * region borders further away, so that a speaker up to that many borders beyond a nearer
 	 * non-speaker is offered first. 0: REF_LANGUAGE_HOPS_DEFAULT; REF_LANGUAGE_HOPS_NONE: the
 	 * nearer service first (languages only break ties of distance). */
-	uint32_t          language_hops;
-	int64_t (*now_ms)(void *arg);   /* NULL: the wall clock (Unix time in ms) */
+	uint32_t language_hops;
+	int64_t (*now_ms)(void *arg); /* NULL: the wall clock (Unix time in ms) */
 	void *now_arg;
 	/* No background threads: offers expire, waiting needs are routed and retention runs only
 	 * when the caller runs ref_expire_offers / ref_route_waiting / ref_retention_run (tests
@@ -188,7 +188,7 @@ config_table ref_config_table(ref_config *cfg);
 /* Sets ro's offer timeouts, language hops, statistics periods and retention days from cfg;
  * INVALID_ARGUMENT with a message naming the option for a value the service cannot use. */
 hv_status ref_config_apply(const ref_config *cfg, ref_options *ro, char *err, size_t errsz);
-void ref_config_free(ref_config *cfg);
+void      ref_config_free(ref_config *cfg);
 
 /* Reads the statistics_periods option: "month", "week", "month,week" or "week,month" into
  * REF_PERIODS_* bits; HV_INVALID_ARGUMENT for anything else. */
@@ -252,20 +252,20 @@ hv_status ref_retention_due(ref_service *rs, store_txn *txn, int64_t cutoff_ms, 
     void *arg);
 
 typedef struct ref_retention_stats {
-	int64_t  rr_cutoff_ms;  /* referrals closed before this were considered */
-	unsigned rr_subjects;   /* subjects erased (or found erased already) */
-	unsigned rr_referrals;  /* their referrals, marked subject_erased_ms */
-	unsigned rr_kept;       /* subjects with a due referral kept for an open or recent one */
-	unsigned rr_failed;     /* erasures that failed: tried again at the next sweep */
+	int64_t  rr_cutoff_ms; /* referrals closed before this were considered */
+	unsigned rr_subjects;  /* subjects erased (or found erased already) */
+	unsigned rr_referrals; /* their referrals, marked subject_erased_ms */
+	unsigned rr_kept;      /* subjects with a due referral kept for an open or recent one */
+	unsigned rr_failed;    /* erasures that failed: tried again at the next sweep */
 } ref_retention_stats;
 
 /* One retention sweep: cutoff now - retention_days; each due subject is erased through the
  * erase hook (no transaction open), then its referrals are marked in a write transaction of
- * their own (subject_erased_ms, the note and the free text of its events dropped, an event "personal data erased
- * (retention)" that tells the referrer) and leave ref.closed, so that no later sweep looks at
- * them again. Logs one line with the counts (no ids). Idempotent: a sweep that finds nothing
- * due changes nothing; a crash between an erasure and its marking is finished by the next
- * sweep (the hook then answers NOT_FOUND). FAILED_PRECONDITION without retention_days or the
+ * their own (subject_erased_ms, the note and the free text of its events dropped, an event
+ * "personal data erased (retention)" that tells the referrer) and leave ref.closed, so that no
+ * later sweep looks at them again. Logs one line with the counts (no ids). Idempotent: a sweep that
+ * finds nothing due changes nothing; a crash between an erasure and its marking is finished by the
+ * next sweep (the hook then answers NOT_FOUND). FAILED_PRECONDITION without retention_days or the
  * erase hook. out may be NULL. Not from inside a write function; ref_stop ends a sweep that is
  * running between two subjects. */
 hv_status ref_retention_run(ref_service *rs, ref_retention_stats *out);
@@ -276,8 +276,7 @@ int64_t ref_now_ms(const ref_service *rs);
 /* For the signals service (services/signals): the organisation that made referral id, read in
  * txn (another service's transaction), into org (orgsz bytes). NOT_FOUND for an unknown or
  * malformed id. */
-hv_status ref_referrer_of(ref_service *rs, store_txn *txn, const char *id, char *org,
-    size_t orgsz);
+hv_status ref_referrer_of(ref_service *rs, store_txn *txn, const char *id, char *org, size_t orgsz);
 
 /* For the signals service: the bounds [*from_ms, *to_ms) of a statistics period named
  * "YYYY-MM" (a calendar month, Europe/Amsterdam; weeks are refused, since weeks and months
@@ -289,6 +288,5 @@ hv_status ref_stat_month(const char *name, uint64_t *from_ms, uint64_t *to_ms, c
 /* A count as the statistics show it: 1..4 as "<5", else the number (buf gets it). The one
  * small-cell rule of haven's statistics (docs/authority.md, "numbers"). */
 const char *ref_stat_count(uint32_t n, char buf[16]);
-
 
 #endif

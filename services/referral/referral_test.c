@@ -39,18 +39,18 @@ test_keys_order(void **state)
 	size_t   al, bl, cl;
 
 	/* Waiting: most urgent first, then oldest, then by id and need. */
-	r1.id = "ref-b";
-	r1.urgency = HAVEN__REFERRAL__V1__URGENCY__PLANNED;
+	r1.id         = "ref-b";
+	r1.urgency    = HAVEN__REFERRAL__V1__URGENCY__PLANNED;
 	r1.created_ms = 1000;
-	r2.id = "ref-a";
-	r2.urgency = HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE;
+	r2.id         = "ref-a";
+	r2.urgency    = HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE;
 	r2.created_ms = 5000;
-	r3.id = "ref-c";
-	r3.urgency = HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE;
+	r3.id         = "ref-c";
+	r3.urgency    = HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE;
 	r3.created_ms = 2000;
-	al = ref_key_waiting(a, &r1, 0);
-	bl = ref_key_waiting(b, &r2, 0);
-	cl = ref_key_waiting(c, &r3, 0);
+	al            = ref_key_waiting(a, &r1, 0);
+	bl            = ref_key_waiting(b, &r2, 0);
+	cl            = ref_key_waiting(c, &r3, 0);
 	assert_true(keycmp(c, cl, b, bl) < 0);
 	assert_true(keycmp(b, bl, a, al) < 0);
 	bl = ref_key_waiting(b, &r3, 1);
@@ -249,8 +249,8 @@ test_period(void **state)
 			assert_int_equal(ref_period_parse(name, &p, err, sizeof(err)), HV_OK);
 			assert_true(prev == 0 || p.rp_from_ms == prev);
 			assert_true(p.rp_to_ms - p.rp_from_ms == 7 * 86400000ULL ||
-			            p.rp_to_ms - p.rp_from_ms == 7 * 86400000ULL - 3600000ULL ||
-			            p.rp_to_ms - p.rp_from_ms == 7 * 86400000ULL + 3600000ULL);
+			    p.rp_to_ms - p.rp_from_ms == 7 * 86400000ULL - 3600000ULL ||
+			    p.rp_to_ms - p.rp_from_ms == 7 * 86400000ULL + 3600000ULL);
 			prev = p.rp_to_ms;
 		}
 		prev = 0;
@@ -328,14 +328,17 @@ test_stats_suppression(void **state)
 
 			c[i][0] = (uint32_t) (rand() % 14);
 			c[i][1] = c[i][0] > 0 ? (uint32_t) rand() % (c[i][0] + 1) : 0;
-			c[i][2] = c[i][0] - c[i][1] > 0 ? (uint32_t) rand() % (c[i][0] - c[i][1] + 1) : 0;
+			c[i][2] =
+			    c[i][0] - c[i][1] > 0 ? (uint32_t) rand() % (c[i][0] - c[i][1] + 1) : 0;
 		}
 		ref_stats_suppress(c, s, t);
 		for (int i = 0; i < REF_STAT_CELLS; i++) {
 			for (int m = 0; m < REF_STAT_MEASURES; m++) {
 				/* 1..4 is never a number; "<5" always 1..4 */
-				assert_true(s[i][m] != REF_SHOW_NUMBER || c[i][m] == 0 || c[i][m] >= 5);
-				assert_true(s[i][m] != REF_SHOW_SMALL || (c[i][m] > 0 && c[i][m] < 5));
+				assert_true(
+				    s[i][m] != REF_SHOW_NUMBER || c[i][m] == 0 || c[i][m] >= 5);
+				assert_true(
+				    s[i][m] != REF_SHOW_SMALL || (c[i][m] > 0 && c[i][m] < 5));
 				if (s[i][m] != REF_SHOW_NUMBER) {
 					assert_int_equal(t[m], REF_SHOW_HIDDEN);
 				}
@@ -343,7 +346,8 @@ test_stats_suppression(void **state)
 			if (s[i][0] == REF_SHOW_SMALL) {
 				c[i][0] = 1 + (uint32_t) rand() % 4, c[i][1] = 0, c[i][2] = 0;
 			} else if (s[i][1] != REF_SHOW_NUMBER) {
-				/* placements and unmet: each "<5" 1..4, each "x" 0 or 5.., within R */
+				/* placements and unmet: each "<5" 1..4, each "x" 0 or 5.., within R
+				 */
 				c[i][1] = s[i][1] == REF_SHOW_SMALL ? 1 + (uint32_t) rand() % 4 : 0;
 				c[i][2] = s[i][2] == REF_SHOW_SMALL ? 1 + (uint32_t) rand() % 4 : 0;
 			}
@@ -370,15 +374,16 @@ test_text(void **state)
 	assert_false(text_free_ok("\xc2\x85", 0, 100));     /* C1 control */
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
-	assert_int_equal(ref_check_text("reason", big, false, err, sizeof(err)), HV_INVALID_ARGUMENT);
+	assert_int_equal(ref_check_text("reason", big, false, err, sizeof(err)),
+	    HV_INVALID_ARGUMENT);
 	assert_int_equal(ref_check_text("reason", "", true, err, sizeof(err)), HV_INVALID_ARGUMENT);
 	assert_string_equal(err, "reason is required");
 	assert_int_equal(ref_check_text("reason", "", false, err, sizeof(err)), HV_OK);
 	assert_true(pbenum_ok(&haven__referral__v1__urgency__descriptor, 3));
 	assert_false(pbenum_ok(&haven__referral__v1__urgency__descriptor, 0));
 	assert_false(pbenum_ok(&haven__referral__v1__urgency__descriptor, 4));
-	assert_string_equal(pbenum_name(&haven__referral__v1__decline_reason__descriptor, NULL, 1, err,
-	                        sizeof(err)),
+	assert_string_equal(pbenum_name(&haven__referral__v1__decline_reason__descriptor, NULL, 1,
+	                        err, sizeof(err)),
 	    "no-capacity");
 }
 
@@ -426,10 +431,10 @@ typedef struct fixture {
 static int
 setup(void **state)
 {
-	fixture      *f  = calloc(1, sizeof(*f));
-	store_options so = { .no_sync = true };
-	cap_options   co = { 0 };
-	ref_options   ro = { 0 };
+	fixture      *f    = calloc(1, sizeof(*f));
+	store_options so   = { .no_sync = true };
+	cap_options   co   = { 0 };
+	ref_options   ro   = { 0 };
 	const char   *base = getenv("HAVEN_TEST_TMP");
 
 	snprintf(f->dir, sizeof(f->dir), "%s/refunit-XXXXXX", base != NULL ? base : "/tmp");
@@ -440,11 +445,11 @@ setup(void **state)
 	co.regions       = f->rm;
 	co.manual_expiry = true;
 	assert_int_equal(cap_open(&f->cs, &co), HV_OK);
-	ro.store          = f->st;
-	ro.regions        = f->rm;
-	ro.capacity       = f->cs;
-	ro.manual         = true;
-	ro.hold_max_ttl_s = 3600;
+	ro.store                                                    = f->st;
+	ro.regions                                                  = f->rm;
+	ro.capacity                                                 = f->cs;
+	ro.manual                                                   = true;
+	ro.hold_max_ttl_s                                           = 3600;
 	ro.offer_timeout_s[HAVEN__REFERRAL__V1__URGENCY__IMMEDIATE] = 600;
 	assert_int_equal(ref_open(&f->rs, &ro), HV_OK);
 	*state = f;
@@ -504,9 +509,9 @@ test_open_options(void **state)
 }
 
 typedef struct org_job {
-	fixture *oj_f;
-	char     oj_region[REGION_NAME_MAX];
-	char     oj_err[256];
+	fixture  *oj_f;
+	char      oj_region[REGION_NAME_MAX];
+	char      oj_err[256];
 	hv_status oj_unknown, oj_bad, oj_null;
 } org_job;
 
@@ -567,32 +572,33 @@ test_windows(void **state)
 static void
 test_check_create(void **state)
 {
-	fixture                                   *f   = *state;
+	fixture                                   *f = *state;
 	Haven__Referral__V1__CreateReferralRequest req =
 	    HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
-	Haven__Referral__V1__NeedRequest           n   = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
-	Haven__Referral__V1__NeedRequest          *np  = &n;
-	char                                      *ex[2] = { "Limburg", "Zeeland-West-Brabant" };
-	char                                      *pr[1] = { "Amsterdam" };
-	char                                      *lang[1] = { "pt-BR" };
-	uint64_t                                   exm, prm;
-	char                                       err[256];
+	Haven__Referral__V1__NeedRequest  n       = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
+	Haven__Referral__V1__NeedRequest *np      = &n;
+	char                             *ex[2]   = { "Limburg", "Zeeland-West-Brabant" };
+	char                             *pr[1]   = { "Amsterdam" };
+	char                             *lang[1] = { "pt-BR" };
+	uint64_t                          exm, prm;
+	char                              err[256];
 
-	req.subject      = "00112233445566778899aabbccddeeff";
-	req.urgency      = HAVEN__REFERRAL__V1__URGENCY__URGENT;
-	req.exploitation = HAVEN__REFERRAL__V1__EXPLOITATION__UNKNOWN;
-	req.n_needs      = 1;
-	req.needs        = &np;
-	n.type           = HAVEN__CAPACITY__V1__SERVICE_TYPE__LEGAL_AID;
-	n.population     = HAVEN__CAPACITY__V1__POPULATION__FAMILIES;
-	n.n_languages    = 1;
-	n.languages      = lang;
+	req.subject             = "00112233445566778899aabbccddeeff";
+	req.urgency             = HAVEN__REFERRAL__V1__URGENCY__URGENT;
+	req.exploitation        = HAVEN__REFERRAL__V1__EXPLOITATION__UNKNOWN;
+	req.n_needs             = 1;
+	req.needs               = &np;
+	n.type                  = HAVEN__CAPACITY__V1__SERVICE_TYPE__LEGAL_AID;
+	n.population            = HAVEN__CAPACITY__V1__POPULATION__FAMILIES;
+	n.n_languages           = 1;
+	n.languages             = lang;
 	req.n_excluded_regions  = 2;
 	req.excluded_regions    = ex;
 	req.n_preferred_regions = 1;
 	req.preferred_regions   = pr;
 	assert_int_equal(ref_check_create(f->rs, &req, &exm, &prm, err, sizeof(err)), HV_OK);
-	assert_int_equal(exm, ((uint64_t) 1 << region_map_find(f->rm, "Limburg")) |
+	assert_int_equal(exm,
+	    ((uint64_t) 1 << region_map_find(f->rm, "Limburg")) |
 	        ((uint64_t) 1 << region_map_find(f->rm, "Zeeland-West-Brabant")));
 	assert_int_equal(prm, (uint64_t) 1 << region_map_find(f->rm, "Amsterdam"));
 
@@ -604,8 +610,8 @@ test_check_create(void **state)
 	assert_int_equal(ref_check_create(f->rs, &req, &exm, &prm, err, sizeof(err)),
 	    HV_INVALID_ARGUMENT);
 	assert_string_equal(err, "region Amsterdam is both excluded and preferred");
-	ex[1]                   = "Zeeland-West-Brabant";
-	req.n_excluded_regions  = 17;
+	ex[1]                  = "Zeeland-West-Brabant";
+	req.n_excluded_regions = 17;
 	assert_int_equal(ref_check_create(f->rs, &req, &exm, &prm, err, sizeof(err)),
 	    HV_INVALID_ARGUMENT);
 	req.n_excluded_regions = 2;
@@ -631,14 +637,15 @@ test_empty_store(void **state)
 {
 	fixture   *f = *state;
 	store_txn *txn;
-	unsigned   n = 99;
+	unsigned   n   = 99;
 	bool       yes = true;
 
 	assert_int_equal(ref_route_waiting(f->rs, &n), HV_OK);
 	assert_int_equal(n, 0);
 	assert_int_equal(ref_expire_offers(f->rs, &n), HV_OK);
 	assert_int_equal(n, 0);
-	assert_int_equal(ref_consent_withdrawn(f->rs, "00112233445566778899aabbccddeeff", &n), HV_OK);
+	assert_int_equal(ref_consent_withdrawn(f->rs, "00112233445566778899aabbccddeeff", &n),
+	    HV_OK);
 	assert_int_equal(n, 0);
 	assert_int_equal(store_read_begin(f->st, &txn), HV_OK);
 	assert_int_equal(ref_is_accepting_provider(f->rs, txn, "00112233445566778899aabbccddeeff",
@@ -659,9 +666,9 @@ test_text_without_keys(void **state)
 	fixture            *f = *state;
 	ref_work            w;
 	store_txn          *txn;
-	ProtobufCBinaryData out = { 1, (uint8_t *) "x" };
+	ProtobufCBinaryData out                         = { 1, (uint8_t *) "x" };
 	uint8_t             junk[REF_SEAL_OVERHEAD + 4] = { 1 };
-	Referral            r   = HAVEN__REFERRAL__V1__REFERRAL__INIT;
+	Referral            r                           = HAVEN__REFERRAL__V1__REFERRAL__INIT;
 	Referral           *shown;
 
 	ref_work_init(&w, f->rs);

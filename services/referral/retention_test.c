@@ -45,9 +45,9 @@
 #define M_COMPLETE "haven.referral.v1.Referrals/CompletePlacement"
 #define M_AVAIL    "haven.capacity.v1.Capacity/UpdateAvailability"
 
-#define ST(x)  HAVEN__CAPACITY__V1__SERVICE_TYPE__##x
-#define POP(x) HAVEN__CAPACITY__V1__POPULATION__##x
-#define DAYS(n) ((int64_t) (n) * REF_DAY_MS)
+#define ST(x)   HAVEN__CAPACITY__V1__SERVICE_TYPE__##x
+#define POP(x)  HAVEN__CAPACITY__V1__POPULATION__##x
+#define DAYS(n) ((int64_t) (n) *REF_DAY_MS)
 
 #define REFERRER "ngo-ams"
 #define PROVIDER "shelter-a"
@@ -162,7 +162,7 @@ open_ref(fixture *f, bool manual, uint32_t interval_s)
 		const char *org;
 		rpc_role    role;
 	} who[C_N] = { [C_REFERRER] = { REFERRER, RPC_ROLE_REFERRER },
-		[C_PROVIDER] = { PROVIDER, RPC_ROLE_PROVIDER } };
+		[C_PROVIDER]        = { PROVIDER, RPC_ROLE_PROVIDER } };
 
 	ro.store                = f->st;
 	ro.regions              = f->rm;
@@ -189,8 +189,8 @@ open_ref(fixture *f, bool manual, uint32_t interval_s)
 	assert_int_equal(rpc_server_start(f->srv), HV_OK);
 	for (int i = 0; i < C_N; i++) {
 		assert_int_equal(rpc_channel_open(&f->ch[i], f->url, NULL), HV_OK);
-		assert_int_equal(auth_issue_token(f->au, who[i].org, who[i].role, hv_clock_wall_ms(), tok,
-		                     NULL),
+		assert_int_equal(auth_issue_token(f->au, who[i].org, who[i].role,
+		                     hv_clock_wall_ms(), tok, NULL),
 		    HV_OK);
 		assert_int_equal(rpc_channel_set_token(f->ch[i], tok), HV_OK);
 	}
@@ -266,7 +266,8 @@ teardown(void **state)
 	return (0);
 }
 
-/* ---- helpers ---------------------------------------------------------------------------------- */
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
 
 typedef struct subject_job {
 	fixture *f;
@@ -289,16 +290,16 @@ subject_fn(store_txn *txn, void *arg)
 	if ((st = consent_create_subject_txn(j->f->cns, txn, &ngo, &p, false, j->id)) != HV_OK) {
 		return (st);
 	}
-	g.subject      = j->id;
-	g.purposes     = &purpose;
-	g.n_purposes   = 1;
-	g.categories   = &cat;
-	g.n_categories = 1;
-	g.given_by     = HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT;
-	g.method       = HAVEN__CONSENT__V1__METHOD__METHOD_WRITTEN;
-	g.language     = "nl";
+	g.subject            = j->id;
+	g.purposes           = &purpose;
+	g.n_purposes         = 1;
+	g.categories         = &cat;
+	g.n_categories       = 1;
+	g.given_by           = HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT;
+	g.method             = HAVEN__CONSENT__V1__METHOD__METHOD_WRITTEN;
+	g.language           = "nl";
 	g.accepting_provider = true;
-	g.expires_ms   = atomic_load(&clock_ms) + DAYS(5 * 365);
+	g.expires_ms         = atomic_load(&clock_ms) + DAYS(5 * 365);
 	return (consent_grant_txn(j->f->cns, txn, &ngo, &g, NULL, j->err, sizeof(j->err)));
 }
 
@@ -337,7 +338,7 @@ call(fixture *f, int who, const char *method, const ProtobufCMessage *req,
 	hv_status         st;
 
 	errbuf[0] = '\0';
-	st = rpc_channel_call(f->ch[who], method, req, rd, &r, &o, errbuf, sizeof(errbuf));
+	st        = rpc_channel_call(f->ch[who], method, req, rd, &r, &o, errbuf, sizeof(errbuf));
 	if (out != NULL) {
 		*(ProtobufCMessage **) out = r;
 	} else if (r != NULL) {
@@ -371,8 +372,7 @@ confirm_places(fixture *f)
 /* A referral for one shelter place with a note: offered at once to sh-ams. id: the
  * referral's id, offer: its offer's (both REF_ID sized). */
 static void
-refer_note(fixture *f, const char *subject, const char *note, char id[IDS_MAX],
-    char offer[IDS_MAX])
+refer_note(fixture *f, const char *subject, const char *note, char id[IDS_MAX], char offer[IDS_MAX])
 {
 	Haven__Referral__V1__CreateReferralRequest req =
 	    HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
@@ -437,11 +437,11 @@ place(fixture *f, const char *offer)
 
 	a.offer_id = (char *) offer;
 	p.offer_id = (char *) offer;
-	assert_int_equal(call(f, C_PROVIDER, M_ACCEPT, &a.base, &haven__referral__v1__offer__descriptor,
-	                     NULL, NULL),
+	assert_int_equal(call(f, C_PROVIDER, M_ACCEPT, &a.base,
+	                     &haven__referral__v1__offer__descriptor, NULL, NULL),
 	    HV_OK);
-	assert_int_equal(call(f, C_PROVIDER, M_PLACED, &p.base, &haven__referral__v1__offer__descriptor,
-	                     NULL, NULL),
+	assert_int_equal(call(f, C_PROVIDER, M_PLACED, &p.base,
+	                     &haven__referral__v1__offer__descriptor, NULL, NULL),
 	    HV_OK);
 }
 
@@ -459,8 +459,9 @@ complete(fixture *f, const char *offer)
 static Referral *
 get(fixture *f, const char *id)
 {
-	Haven__Referral__V1__GetReferralRequest req = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
-	Referral                               *r   = NULL;
+	Haven__Referral__V1__GetReferralRequest req =
+	    HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+	Referral *r = NULL;
 
 	req.id = (char *) id;
 	assert_int_equal(call(f, C_REFERRER, M_GET, &req.base,
@@ -516,8 +517,9 @@ due_now(fixture *f, due_list *d)
 
 	memset(d, 0, sizeof(*d));
 	assert_int_equal(store_read_begin(f->st, &txn), HV_OK);
-	assert_int_equal(
-	    ref_retention_due(f->rs, txn, atomic_load(&clock_ms) - DAYS(90), due_collect, d), HV_OK);
+	assert_int_equal(ref_retention_due(f->rs, txn, atomic_load(&clock_ms) - DAYS(90),
+	                     due_collect, d),
+	    HV_OK);
 	store_read_end(txn);
 }
 
@@ -552,9 +554,9 @@ test_closed_means_final(void **state)
 {
 	Need      n1 = HAVEN__REFERRAL__V1__NEED__INIT, n2 = n1;
 	Need     *needs[2] = { &n1, &n2 };
-	Referral  r = HAVEN__REFERRAL__V1__REFERRAL__INIT;
-	NeedState open[] = { NS(WAITING), NS(OFFERED), NS(ACCEPTED), NS(PLACED), NS(ON_HOLD) };
-	NeedState fin[]  = { NS(COMPLETED), NS(CANCELLED), NS(FAILED) };
+	Referral  r        = HAVEN__REFERRAL__V1__REFERRAL__INIT;
+	NeedState open[]   = { NS(WAITING), NS(OFFERED), NS(ACCEPTED), NS(PLACED), NS(ON_HOLD) };
+	NeedState fin[]    = { NS(COMPLETED), NS(CANCELLED), NS(FAILED) };
 
 	assert_false(ref_referral_closed(&r)); /* no needs */
 	r.needs   = needs;
@@ -581,9 +583,9 @@ test_sweep(void **state)
 	int64_t  t0 = atomic_load(&clock_ms);
 	char     sa[CONSENT_ID_HEX], sb[CONSENT_ID_HEX], sc[CONSENT_ID_HEX], sd[CONSENT_ID_HEX],
 	    se[CONSENT_ID_HEX];
-	char     ra[IDS_MAX], rb1[IDS_MAX], rb2[IDS_MAX], rc[IDS_MAX], rd[IDS_MAX], re1[IDS_MAX],
+	char ra[IDS_MAX], rb1[IDS_MAX], rb2[IDS_MAX], rc[IDS_MAX], rd[IDS_MAX], re1[IDS_MAX],
 	    re2[IDS_MAX];
-	char     oa[IDS_MAX], ob1[IDS_MAX], ob2[IDS_MAX], oc[IDS_MAX], od[IDS_MAX], oe1[IDS_MAX],
+	char oa[IDS_MAX], ob1[IDS_MAX], ob2[IDS_MAX], oc[IDS_MAX], od[IDS_MAX], oe1[IDS_MAX],
 	    oe2[IDS_MAX];
 	due_list d;
 
@@ -691,8 +693,8 @@ test_sweep(void **state)
 static void
 test_erased_elsewhere(void **state)
 {
-	fixture                *f    = *state;
-	static const rpc_caller op   = { .role = RPC_ROLE_OPERATOR };
+	fixture                *f  = *state;
+	static const rpc_caller op = { .role = RPC_ROLE_OPERATOR };
 	char                    s[CONSENT_ID_HEX], r[IDS_MAX], o[IDS_MAX];
 
 	new_subject(f, s);
@@ -713,7 +715,7 @@ test_many(void **state)
 {
 	fixture *f = *state;
 	enum { N = REF_BATCH + 5 };
-	char     s[N][CONSENT_ID_HEX], r[IDS_MAX], o[IDS_MAX];
+	char s[N][CONSENT_ID_HEX], r[IDS_MAX], o[IDS_MAX];
 
 	for (int i = 0; i < N; i++) {
 		new_subject(f, s[i]);
@@ -773,7 +775,7 @@ test_thread(void **state)
 	wait_erase_calls(2);
 	assert_int_equal(subject_state(f, s2), HV_NOT_FOUND);
 	for (int i = 0; i < 3000; i++) {
-		Referral *x = get(f, r);
+		Referral *x      = get(f, r);
 		bool      marked = x->subject_erased_ms != 0;
 		haven__referral__v1__referral__free_unpacked(x, NULL);
 		if (marked) {
@@ -783,7 +785,6 @@ test_thread(void **state)
 	}
 	expect_ref(f, r, -1, true);
 }
-
 
 /* ---- free text: sealed under the subject's key, shredded by erasure ----------------------- */
 
@@ -796,8 +797,8 @@ static bool
 file_has(const char *path, const char *what)
 {
 	FILE  *fp = fopen(path, "rb");
-	size_t n  = strlen(what), len = 0, cap = 0;
-	char  *buf = NULL;
+	size_t n = strlen(what), len = 0, cap = 0;
+	char  *buf   = NULL;
 	bool   found = false;
 	int    c;
 
@@ -821,9 +822,9 @@ file_has(const char *path, const char *what)
 static void
 expect_no_plaintext(fixture *f, bool check_data_file)
 {
-	static int  backups;
+	static int               backups;
 	static const char *const marks[] = { MARK_NOTE, MARK_CANCEL, MARK_DECLINE };
-	char        path[700];
+	char                     path[700];
 
 	snprintf(path, sizeof(path), "%s/backup-%d", f->dir, ++backups);
 	assert_int_equal(store_backup(f->st, path), HV_OK);
@@ -859,7 +860,7 @@ decline_other(fixture *f, const char *offer, const char *text)
 static void
 expect_decline_text(fixture *f, const char *offer, const char *text)
 {
-	Haven__Referral__V1__ListOffersRequest   req = HAVEN__REFERRAL__V1__LIST_OFFERS_REQUEST__INIT;
+	Haven__Referral__V1__ListOffersRequest req = HAVEN__REFERRAL__V1__LIST_OFFERS_REQUEST__INIT;
 	Haven__Referral__V1__ListOffersResponse *resp = NULL;
 	bool                                     seen = false;
 
@@ -882,7 +883,7 @@ static void
 expect_texts(fixture *f, const char *id, const char *note, const char *declined,
     const char *cancelled)
 {
-	Referral *r = get(f, id);
+	Referral *r           = get(f, id);
 	bool      saw_decline = false;
 
 	assert_string_equal(r->note, note);
@@ -1027,12 +1028,13 @@ move_note_fn(store_txn *txn, void *arg)
 static void
 test_text_bound_to_place(void **state)
 {
-	fixture *f = *state;
-	char     sa[CONSENT_ID_HEX], sb[CONSENT_ID_HEX];
-	char     ra1[IDS_MAX], ra2[IDS_MAX], rb[IDS_MAX], o[IDS_MAX];
-	Haven__Referral__V1__GetReferralRequest req = HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
-	move_job j;
-	Referral *x;
+	fixture                                *f = *state;
+	char                                    sa[CONSENT_ID_HEX], sb[CONSENT_ID_HEX];
+	char                                    ra1[IDS_MAX], ra2[IDS_MAX], rb[IDS_MAX], o[IDS_MAX];
+	Haven__Referral__V1__GetReferralRequest req =
+	    HAVEN__REFERRAL__V1__GET_REFERRAL_REQUEST__INIT;
+	move_job    j;
+	Referral   *x;
 	store_table t;
 
 	new_subject(f, sa);
@@ -1059,7 +1061,6 @@ test_text_bound_to_place(void **state)
 	haven__referral__v1__referral__free_unpacked(x, NULL);
 }
 
-
 /* A store written before sealing: free text in the clear (the note, "cancelled: <text>",
  * "declined: <code>: <text>", an offer's decline_text), and no REF_META_SEALED. */
 typedef struct plain_job {
@@ -1082,7 +1083,8 @@ make_plain_fn(store_txn *txn, void *arg)
 	         &haven__referral__v1__referral__descriptor, NULL, (ProtobufCMessage **) &r)) !=
 	        HV_OK ||
 	    (st = store_get_msg(txn, j->offers, j->offer, strlen(j->offer),
-	         &haven__referral__v1__offer__descriptor, NULL, (ProtobufCMessage **) &o)) != HV_OK) {
+	         &haven__referral__v1__offer__descriptor, NULL, (ProtobufCMessage **) &o)) !=
+	        HV_OK) {
 		goto out;
 	}
 	/* Plaintext in place of the sealed fields, packed, then the unpacked values put back

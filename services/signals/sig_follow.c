@@ -112,13 +112,14 @@ list_txn(store_txn *txn, void *arg)
 	while (st == HV_OK && j->l_r->n_signals < j->l_limit && kl > rl + 8 &&
 	    memcmp(k, region, rl) == 0) {
 		char    id[SIG_ID_MAX];
-		Signal *s = NULL;
+		Signal *s  = NULL;
 		size_t  il = kl - rl - 8 < SIG_ID_MAX - 1 ? kl - rl - 8 : SIG_ID_MAX - 1;
 
 		memcpy(id, (const uint8_t *) k + rl + 8, il);
 		id[il] = '\0';
-		if (store_get_msg(txn, ss->ss_items, id, il, &haven__signals__v1__signal__descriptor,
-		        rpc_call_allocator(call), (ProtobufCMessage **) &s) == HV_OK &&
+		if (store_get_msg(txn, ss->ss_items, id, il,
+		        &haven__signals__v1__signal__descriptor, rpc_call_allocator(call),
+		        (ProtobufCMessage **) &s) == HV_OK &&
 		    (j->l_q->include_closed ||
 		        (s->state != STATE(CLOSED) && s->state != STATE(CONVERTED)))) {
 			open_contact(call, ss, txn, s);
@@ -136,15 +137,16 @@ list_txn(store_txn *txn, void *arg)
 hv_status
 sig_h_list(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMessage **out)
 {
-	sig_service                                 *ss = svc;
-	const Haven__Signals__V1__ListSignalsRequest *q = (const void *) in;
-	Haven__Signals__V1__ListSignalsReply        *r  = rpc_call_alloc(call, sizeof(*r));
+	sig_service                                  *ss = svc;
+	const Haven__Signals__V1__ListSignalsRequest *q  = (const void *) in;
+	Haven__Signals__V1__ListSignalsReply         *r  = rpc_call_alloc(call, sizeof(*r));
 	list_job  j = { .l_call = call, .l_ss = ss, .l_q = q, .l_r = r };
 	hv_status st;
 
 	j.l_limit = q->limit == 0 ? 100 : q->limit;
 	if (j.l_limit > SIG_LIST_MAX) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "limit is at most %d", SIG_LIST_MAX));
+		return (
+		    rpc_call_error(call, HV_INVALID_ARGUMENT, "limit is at most %d", SIG_LIST_MAX));
 	}
 	if (r == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
@@ -202,7 +204,8 @@ follow_txn(store_txn *txn, void *arg)
 	}
 	if (f->f_op == OP_CONVERT) {
 		if (ss->ss_refs == NULL) {
-			return (rpc_call_error(call, HV_FAILED_PRECONDITION, "no referral service"));
+			return (
+			    rpc_call_error(call, HV_FAILED_PRECONDITION, "no referral service"));
 		}
 		/* A referral of another organisation and none at all are refused alike: no
 		 * oracle for which referral ids exist. */
@@ -227,7 +230,8 @@ follow_txn(store_txn *txn, void *arg)
 		if (f->f_op == OP_CONVERT) {
 			s->referral_id = (char *) f->f_referral;
 		}
-		/* The sender's contact goes with the signal's life: only while someone follows up. */
+		/* The sender's contact goes with the signal's life: only while someone follows up.
+		 */
 		if ((st = store_del(txn, ss->ss_contact, s->id, strlen(s->id))) != HV_OK &&
 		    st != HV_NOT_FOUND) {
 			return (st);
@@ -263,9 +267,9 @@ sig_h_ack(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMessag
 {
 	const Haven__Signals__V1__AcknowledgeSignalRequest *q = (const void *) in;
 	Haven__Signals__V1__AcknowledgeSignalReply         *r = rpc_call_alloc(call, sizeof(*r));
-	follow_job f = { .f_op = OP_ACK, .f_id = q->id };
-	Signal   **slot;
-	hv_status  st;
+	follow_job                                          f = { .f_op = OP_ACK, .f_id = q->id };
+	Signal                                            **slot;
+	hv_status                                           st;
 
 	if (r == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);

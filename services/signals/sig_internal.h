@@ -15,8 +15,8 @@
 
 typedef Haven__Signals__V1__Signal Signal;
 
-#define SIG_ID_MAX   48
-#define SIG_KEY_MAX  160
+#define SIG_ID_MAX     48
+#define SIG_KEY_MAX    160
 #define SIG_SEALED_HDR (1 + CRYPTO_AEAD_NONCE_LEN + CRYPTO_AEAD_TAG_LEN)
 
 typedef struct sig_challenge {
@@ -34,16 +34,16 @@ struct sig_service {
 	uint32_t          ss_difficulty;
 	uint32_t          ss_ttl_ms;
 	int64_t (*ss_now)(void *arg);
-	void             *ss_now_arg;
-	uint8_t           ss_key[CRYPTO_AEAD_KEY_LEN];
-	store_table       ss_items, ss_by_region, ss_contact, ss_expired;
-	audit            *ss_audit;
-	uint32_t          ss_retention_days;
-	hv_ticker        *ss_retention;
+	void       *ss_now_arg;
+	uint8_t     ss_key[CRYPTO_AEAD_KEY_LEN];
+	store_table ss_items, ss_by_region, ss_contact, ss_expired;
+	audit      *ss_audit;
+	uint32_t    ss_retention_days;
+	hv_ticker  *ss_retention;
 
-	pthread_mutex_t   ss_mu; /* the challenges */
-	sig_challenge    *ss_chal; /* SIG_CHALLENGES_MAX slots */
-	limit            *ss_lim_challenge, *ss_lim_submit;
+	pthread_mutex_t ss_mu;   /* the challenges */
+	sig_challenge  *ss_chal; /* SIG_CHALLENGES_MAX slots */
+	limit          *ss_lim_challenge, *ss_lim_submit;
 };
 
 int64_t sig_now(const sig_service *ss);
@@ -52,8 +52,8 @@ hv_status sig_challenge_new(sig_service *ss, char nonce[SIG_NONCE_LEN + 1], int6
 /* Checks and spends a challenge: the nonce must be outstanding and unexpired and the solution
  * must meet the difficulty. Spent whatever the answer once the nonce was found, so that one
  * challenge buys one try. */
-hv_status sig_challenge_spend(sig_service *ss, const char *nonce, const uint8_t *sol,
-    size_t sollen, const char **why);
+hv_status sig_challenge_spend(sig_service *ss, const char *nonce, const uint8_t *sol, size_t sollen,
+    const char **why);
 /* One event of a limiter for the call's source; a refusal is the call's error (the message
  * says whether this address or everyone is over, and points to 112). */
 hv_status sig_limit(rpc_call *call, limit *l, const char *what);
@@ -68,12 +68,13 @@ hv_status sig_unseal(const sig_service *ss, const char *id, const uint8_t *in, s
 /* The roles of the methods (docs/authority.md). */
 #define SIG_R_ANYONE   RPC_ROLES_ANY
 #define SIG_R_OUTREACH RPC_ROLE_REFERRER
-#define SIG_R_NUMBERS  (RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | \
-                        RPC_ROLE_MUNICIPALITY)
+#define SIG_R_NUMBERS                                                                              \
+	(RPC_ROLE_OPERATOR | RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | RPC_ROLE_MUNICIPALITY)
 
 /* The handlers (sig_rpc.c, sig_follow.c); sig_stats.c registers them. */
-#define SIG_HANDLER(name) \
-	hv_status name(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMessage **out)
+#define SIG_HANDLER(name)                                                                          \
+	hv_status name(rpc_call *call, void *svc, const ProtobufCMessage *in,                      \
+	    ProtobufCMessage **out)
 SIG_HANDLER(sig_h_challenge);
 SIG_HANDLER(sig_h_submit);
 SIG_HANDLER(sig_h_list);

@@ -17,8 +17,8 @@
 #include <string.h>
 
 #define SIG_RETENTION_BATCH 256
-#define DAY_MS 86400000LL
-#define STATE(x) HAVEN__SIGNALS__V1__STATE__##x
+#define DAY_MS              86400000LL
+#define STATE(x)            HAVEN__SIGNALS__V1__STATE__##x
 
 typedef struct ret_job {
 	sig_service *rj_ss;
@@ -72,7 +72,7 @@ erase_one(store_txn *txn, ret_job *j, store_cursor *cur, const Signal *s)
 static hv_status
 ret_txn(store_txn *txn, void *arg)
 {
-	ret_job      *j = arg;
+	ret_job      *j   = arg;
 	store_cursor *cur = NULL;
 	const void   *v;
 	size_t        vl;
@@ -85,8 +85,9 @@ ret_txn(store_txn *txn, void *arg)
 	}
 	st = store_cursor_seek(cur, "", 0, NULL, NULL, &v, &vl);
 	while (st == HV_OK) {
-		Signal *s = haven__signals__v1__signal__unpack(NULL, vl, v);
-		bool    due = s != NULL && (s->state == STATE(NEW) || s->state == STATE(ACKNOWLEDGED)) &&
+		Signal *s   = haven__signals__v1__signal__unpack(NULL, vl, v);
+		bool    due = s != NULL &&
+		    (s->state == STATE(NEW) || s->state == STATE(ACKNOWLEDGED)) &&
 		    (int64_t) s->created_ms < j->rj_cutoff && s->region != NULL;
 
 		if (due && j->rj_erased == SIG_RETENTION_BATCH) {
@@ -101,7 +102,8 @@ ret_txn(store_txn *txn, void *arg)
 			if (st != HV_OK) {
 				break;
 			}
-			/* after store_cursor_del, next is the entry that followed the deleted one */
+			/* after store_cursor_del, next is the entry that followed the deleted one
+			 */
 			st = store_cursor_next(cur, NULL, NULL, &v, &vl);
 			continue;
 		}
@@ -117,7 +119,7 @@ ret_txn(store_txn *txn, void *arg)
 hv_status
 sig_retention_run(sig_service *ss, size_t *erased)
 {
-	ret_job   j = { .rj_ss = ss };
+	ret_job   j     = { .rj_ss = ss };
 	size_t    total = 0;
 	hv_status st    = HV_OK;
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STATE(x)   HAVEN__SIGNALS__V1__STATE__##x
+#define STATE(x) HAVEN__SIGNALS__V1__STATE__##x
 
 static bool
 enum_ok(const ProtobufCEnumDescriptor *d, int v)
@@ -31,7 +31,7 @@ emergency_numbers(rpc_call *call, sig_service *ss, char ***out, size_t *n)
 	if (nums == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
-	*n         = 0;
+	*n           = 0;
 	nums[(*n)++] = "112";
 	if (ss->ss_helpline[0] != '\0') {
 		nums[(*n)++] = ss->ss_helpline;
@@ -45,8 +45,8 @@ emergency_numbers(rpc_call *call, sig_service *ss, char ***out, size_t *n)
 hv_status
 sig_h_challenge(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMessage **out)
 {
-	sig_service                        *ss = svc;
-	Haven__Signals__V1__ChallengeReply *r  = rpc_call_alloc(call, sizeof(*r));
+	sig_service                        *ss    = svc;
+	Haven__Signals__V1__ChallengeReply *r     = rpc_call_alloc(call, sizeof(*r));
 	char                               *nonce = rpc_call_alloc(call, SIG_NONCE_LEN + 1);
 	int64_t                             exp;
 	hv_status                           st;
@@ -59,15 +59,16 @@ sig_h_challenge(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufC
 		return (st);
 	}
 	if ((st = sig_challenge_new(ss, nonce, &exp)) != HV_OK) {
-		return (rpc_call_error(call, st, "too many challenges right now; try again in a minute"));
+		return (rpc_call_error(call, st,
+		    "too many challenges right now; try again in a minute"));
 	}
 	haven__signals__v1__challenge_reply__init(r);
 	if ((st = emergency_numbers(call, ss, &r->emergency_numbers, &r->n_emergency_numbers)) !=
 	    HV_OK) {
 		return (st);
 	}
-	if ((r->regions = rpc_call_alloc(call, region_map_count(ss->ss_regions) * sizeof(char *) + 1)) ==
-	    NULL) {
+	if ((r->regions = rpc_call_alloc(call,
+	         region_map_count(ss->ss_regions) * sizeof(char *) + 1)) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	for (size_t i = 0; i < region_map_count(ss->ss_regions); i++) {
@@ -96,16 +97,18 @@ check_submit(rpc_call *call, sig_service *ss, const Haven__Signals__V1__SubmitRe
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "sector is not a known Sector"));
 	}
 	if (q->n_signs > SIG_SIGNS_MAX) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "signs has %zu entries, at most %d",
-		    q->n_signs, SIG_SIGNS_MAX));
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "signs has %zu entries, at most %d", q->n_signs, SIG_SIGNS_MAX));
 	}
 	for (size_t i = 0; i < q->n_signs; i++) {
 		if (!enum_ok(&haven__signals__v1__sign__descriptor, (int) q->signs[i])) {
-			return (rpc_call_error(call, HV_INVALID_ARGUMENT, "signs[%zu] is not a known Sign", i));
+			return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+			    "signs[%zu] is not a known Sign", i));
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (q->signs[j] == q->signs[i]) {
-				return (rpc_call_error(call, HV_INVALID_ARGUMENT, "signs[%zu] repeats", i));
+				return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+				    "signs[%zu] repeats", i));
 			}
 		}
 	}
@@ -116,17 +119,18 @@ check_submit(rpc_call *call, sig_service *ss, const Haven__Signals__V1__SubmitRe
 		    SIG_CONTACT_MAX));
 	}
 	if (q->language != NULL && q->language[0] != '\0' && !text_lang_ok(q->language)) {
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "language must be %s", TEXT_LANG_RULE));
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "language must be %s",
+		    TEXT_LANG_RULE));
 	}
 	return (HV_OK);
 }
 
 typedef struct submit_job {
-	sig_service                            *j_ss;
+	sig_service                             *j_ss;
 	const Haven__Signals__V1__SubmitRequest *j_q;
-	char                                    j_id[SIG_ID_MAX];
-	char                                    j_orgs[ALERTS_RECIPIENTS][RPC_ORG_ID_MAX];
-	size_t                                  j_norgs;
+	char                                     j_id[SIG_ID_MAX];
+	char                                     j_orgs[ALERTS_RECIPIENTS][RPC_ORG_ID_MAX];
+	size_t                                   j_norgs;
 } submit_job;
 
 /* The enabled referrers of the signal's region (the first ALERTS_RECIPIENTS). */
@@ -146,14 +150,14 @@ collect_referrer(void *arg, const Haven__Capacity__V1__Organisation *org)
 static hv_status
 submit_txn(store_txn *txn, void *arg)
 {
-	submit_job                             *j  = arg;
-	sig_service                            *ss = j->j_ss;
-	const Haven__Signals__V1__SubmitRequest *q = j->j_q;
-	Signal       s = HAVEN__SIGNALS__V1__SIGNAL__INIT;
-	uint8_t      key[SIG_KEY_MAX];
-	alerts_event ev = { 0 };
-	hv_status    st;
-	size_t       clen = q->contact != NULL ? strlen(q->contact) : 0;
+	submit_job                              *j  = arg;
+	sig_service                             *ss = j->j_ss;
+	const Haven__Signals__V1__SubmitRequest *q  = j->j_q;
+	Signal                                   s  = HAVEN__SIGNALS__V1__SIGNAL__INIT;
+	uint8_t                                  key[SIG_KEY_MAX];
+	alerts_event                             ev = { 0 };
+	hv_status                                st;
+	size_t                                   clen = q->contact != NULL ? strlen(q->contact) : 0;
 
 	j->j_norgs   = 0;
 	s.id         = j->j_id;
@@ -224,8 +228,9 @@ sig_h_submit(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMes
 	if ((st = ids_generate(j->j_id, sizeof(j->j_id), "sig-", 32)) != HV_OK ||
 	    (st = store_write(ss->ss_store, submit_txn, j)) != HV_OK) {
 		log_error("signals: cannot store a signal: %s", hv_status_name(st));
-		return (rpc_call_error(call, st, "the signal could not be stored; if you are in danger "
-		                                 "call 112"));
+		return (rpc_call_error(call, st,
+		    "the signal could not be stored; if you are in danger "
+		    "call 112"));
 	}
 	haven__signals__v1__submit_reply__init(r);
 	r->id = rpc_call_strdup(call, j->j_id);

@@ -16,10 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define N_SECTORS  10 /* Sector values 0..9 */
+#define N_SECTORS  10               /* Sector values 0..9 */
 #define SETTLE_MS  (10 * 60 * 1000) /* a month is answered this long after its end */
-#define N_OUTCOMES 9  /* Outcome values 0..8 */
-#define CELL(reg, sec, out) (((size_t) (reg) * N_SECTORS + (size_t) (sec)) * N_OUTCOMES + (size_t) (out))
+#define N_OUTCOMES 9                /* Outcome values 0..8 */
+#define CELL(reg, sec, out)                                                                        \
+	(((size_t) (reg) *N_SECTORS + (size_t) (sec)) * N_OUTCOMES + (size_t) (out))
 
 typedef Haven__Signals__V1__StatisticsCell StatCell;
 
@@ -48,7 +49,8 @@ count_expired(sig_service *ss, store_txn *txn, uint64_t from, uint64_t to, uint3
 			memcpy(region, key, (size_t) (nul - key) + 1);
 			if (day >= from && day < to && sec < N_SECTORS &&
 			    (reg = region_map_find(ss->ss_regions, region)) >= 0) {
-				counts[CELL(reg, sec, HAVEN__SIGNALS__V1__OUTCOME__EXPIRED)] += hv_get_be32(v);
+				counts[CELL(reg, sec, HAVEN__SIGNALS__V1__OUTCOME__EXPIRED)] +=
+				    hv_get_be32(v);
 			}
 		}
 		st = store_cursor_next(cur, &k, &kl, &v, &vl);
@@ -76,7 +78,8 @@ count_all(sig_service *ss, uint64_t from, uint64_t to, uint32_t *counts)
 		Signal *s = haven__signals__v1__signal__unpack(NULL, vl, v);
 		int     reg;
 		if (s != NULL && s->closed_ms >= to) {
-			s->outcome = HAVEN__SIGNALS__V1__OUTCOME__OUTCOME_UNSPECIFIED; /* open then */
+			s->outcome =
+			    HAVEN__SIGNALS__V1__OUTCOME__OUTCOME_UNSPECIFIED; /* open then */
 		}
 		if (s != NULL && s->created_ms >= from && s->created_ms < to &&
 		    (reg = region_map_find(ss->ss_regions, s->region)) >= 0 &&
@@ -134,15 +137,15 @@ stats_audit(sig_service *ss, rpc_call *call, const char *period)
 static hv_status
 h_statistics(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMessage **out)
 {
-	sig_service                                *ss = svc;
-	const Haven__Signals__V1__StatisticsRequest *q = (const void *) in;
-	Haven__Signals__V1__StatisticsReply        *r  = rpc_call_alloc(call, sizeof(*r));
-	size_t    nreg = region_map_count(ss->ss_regions);
-	uint64_t  from, to;
-	uint32_t *counts;
-	size_t    ncells = nreg * N_SECTORS * N_OUTCOMES;
-	char      buf[16], err[RPC_ERRMSG_MAX];
-	hv_status st = HV_OK;
+	sig_service                                 *ss   = svc;
+	const Haven__Signals__V1__StatisticsRequest *q    = (const void *) in;
+	Haven__Signals__V1__StatisticsReply         *r    = rpc_call_alloc(call, sizeof(*r));
+	size_t                                       nreg = region_map_count(ss->ss_regions);
+	uint64_t                                     from, to;
+	uint32_t                                    *counts;
+	size_t                                       ncells = nreg * N_SECTORS * N_OUTCOMES;
+	char                                         buf[16], err[RPC_ERRMSG_MAX];
+	hv_status                                    st = HV_OK;
 
 	if (q->from_ms != 0 || q->to_ms != 0) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
@@ -157,7 +160,8 @@ h_statistics(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMes
 	}
 	if ((uint64_t) sig_now(ss) < to + SETTLE_MS) {
 		return (rpc_call_error(call, HV_FAILED_PRECONDITION,
-		    "period %s has not ended: statistics are answered from 10 minutes after its end",
+		    "period %s has not ended: statistics are answered from 10 minutes after its "
+		    "end",
 		    q->period));
 	}
 	if (r == NULL || (counts = calloc(ncells + 1, sizeof(uint32_t))) == NULL) {

@@ -32,7 +32,8 @@ static const config_option options[] = {
 	{ "submits_per_min", CONFIG_UINT, offsetof(sig_config, submits_per_min), "30", 1, 6000,
 	    "Signals accepted per minute from everyone together (and as a burst); challenges: "
 	    "four times as many." },
-	{ "per_address_per_min", CONFIG_UINT, offsetof(sig_config, per_address_per_min), "2", 1, 600,
+	{ "per_address_per_min", CONFIG_UINT, offsetof(sig_config, per_address_per_min), "2", 1,
+	    600,
 	    "Signals accepted per minute from one client address (challenges: four times as "
 	    "many). Only where the node knows the address: behind http_trusted_proxy. The address "
 	    "is held as a keyed hash, in memory, for a minute; never stored or logged." },
@@ -53,9 +54,9 @@ sig_config_table(sig_config *cfg)
 void
 sig_config_apply(const sig_config *cfg, sig_options *so)
 {
-	so->helpline        = cfg->helpline;
-	so->difficulty      = (uint32_t) cfg->difficulty;
-	so->submits_per_min = (uint32_t) cfg->submits_per_min;
+	so->helpline            = cfg->helpline;
+	so->difficulty          = (uint32_t) cfg->difficulty;
+	so->submits_per_min     = (uint32_t) cfg->submits_per_min;
 	so->per_address_per_min = (uint32_t) cfg->per_address_per_min;
 	so->retention_days      = (uint32_t) cfg->retention_days;
 }
@@ -83,7 +84,8 @@ sig_limit(rpc_call *call, limit *l, const char *what)
 	case LIMIT_SOURCE:
 		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
 		    "too many %s from this address; try again in a minute. If you are in danger "
-		    "call 112", what));
+		    "call 112",
+		    what));
 	default:
 		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
 		    "too many %s right now; try again in a minute. If you are in danger call 112",
@@ -175,9 +177,10 @@ sig_challenge_spend(sig_service *ss, const char *nonce, const uint8_t *sol, size
 			continue;
 		}
 		if (c->c_expires_ms > now) {
-			st   = pow_ok(nonce, sol, sollen, ss->ss_difficulty) ? HV_OK
-			                                                      : HV_FAILED_PRECONDITION;
-			*why = st == HV_OK ? "" : "solution does not meet the challenge's difficulty";
+			st = pow_ok(nonce, sol, sollen, ss->ss_difficulty) ? HV_OK
+			                                                   : HV_FAILED_PRECONDITION;
+			*why =
+			    st == HV_OK ? "" : "solution does not meet the challenge's difficulty";
 		}
 		c->c_nonce[0] = '\0'; /* one try per challenge */
 		break;
@@ -213,9 +216,11 @@ key_load(sig_service *ss, const char *path)
 			return (HV_INTERNAL);
 		}
 		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0 || write(fd, ss->ss_key, sizeof(ss->ss_key)) != (ssize_t) sizeof(ss->ss_key) ||
+		if (fd < 0 ||
+		    write(fd, ss->ss_key, sizeof(ss->ss_key)) != (ssize_t) sizeof(ss->ss_key) ||
 		    fsync(fd) != 0) {
-			log_error("signals: cannot write the key file %s: %s", path, strerror(errno));
+			log_error("signals: cannot write the key file %s: %s", path,
+			    strerror(errno));
 			if (fd >= 0) {
 				close(fd);
 				/* Ours (O_EXCL) and short: left, it would stop every later start
@@ -264,8 +269,9 @@ sig_unseal(const sig_service *ss, const char *id, const uint8_t *in, size_t len,
 	if (len < SIG_SEALED_HDR || in[0] != SIG_SEAL_VERSION) {
 		return (HV_DATA_LOSS);
 	}
-	st = crypto_aead_decrypt((uint8_t *) text, ss->ss_key, in + 1, in + 1 + CRYPTO_AEAD_NONCE_LEN,
-	    id, strlen(id), in + SIG_SEALED_HDR, len - SIG_SEALED_HDR);
+	st = crypto_aead_decrypt((uint8_t *) text, ss->ss_key, in + 1,
+	    in + 1 + CRYPTO_AEAD_NONCE_LEN, id, strlen(id), in + SIG_SEALED_HDR,
+	    len - SIG_SEALED_HDR);
 	text[st == HV_OK ? len - SIG_SEALED_HDR : 0] = '\0';
 	return (st);
 }
@@ -332,17 +338,21 @@ sig_open(sig_service **out, const sig_options *o)
 	ss->ss_refs    = o->referrals;
 	ss->ss_now     = o->now_ms;
 	ss->ss_now_arg = o->now_arg;
-	snprintf(ss->ss_helpline, sizeof(ss->ss_helpline), "%s", o->helpline != NULL ? o->helpline : "");
-	ss->ss_difficulty = o->difficulty != 0 ? o->difficulty : 18;
-	ss->ss_ttl_ms     = (o->challenge_ttl_s != 0 ? o->challenge_ttl_s : 600) * 1000u;
+	snprintf(ss->ss_helpline, sizeof(ss->ss_helpline), "%s",
+	    o->helpline != NULL ? o->helpline : "");
+	ss->ss_difficulty     = o->difficulty != 0 ? o->difficulty : 18;
+	ss->ss_ttl_ms         = (o->challenge_ttl_s != 0 ? o->challenge_ttl_s : 600) * 1000u;
 	ss->ss_audit          = o->audit;
 	ss->ss_retention_days = o->retention_days;
 	pthread_mutex_init(&ss->ss_mu, NULL);
 	{
 		uint32_t      all = o->submits_per_min != 0 ? o->submits_per_min : 30;
 		uint32_t      per = o->per_address_per_min != 0 ? o->per_address_per_min : 2;
-		limit_options lo  = { .window_ms = 60000, .per_source = 4 * per, .overall = 4 * all,
-			 .now_ms = o->now_ms, .now_arg = o->now_arg };
+		limit_options lo  = { .window_ms = 60000,
+			 .per_source             = 4 * per,
+			 .overall                = 4 * all,
+			 .now_ms                 = o->now_ms,
+			 .now_arg                = o->now_arg };
 		if ((st = limit_open(&ss->ss_lim_challenge, &lo)) != HV_OK) {
 			goto fail;
 		}

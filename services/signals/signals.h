@@ -46,36 +46,36 @@
 
 #include "haven/signals/v1/signals.pb-c.h"
 
-#define SIG_CONTACT_MAX     500  /* bytes of contact text */
-#define SIG_SIGNS_MAX       12
-#define SIG_SOLUTION_MAX    64
-#define SIG_NONCE_LEN       43   /* base64url of 32 random bytes */
-#define SIG_CHALLENGES_MAX  4096 /* outstanding challenges held at once */
-#define SIG_HELPLINE_MAX    32
-#define SIG_LIST_MAX        500
-#define SIG_DIFFICULTY_MAX  28
+#define SIG_CONTACT_MAX        500 /* bytes of contact text */
+#define SIG_SIGNS_MAX          12
+#define SIG_SOLUTION_MAX       64
+#define SIG_NONCE_LEN          43   /* base64url of 32 random bytes */
+#define SIG_CHALLENGES_MAX     4096 /* outstanding challenges held at once */
+#define SIG_HELPLINE_MAX       32
+#define SIG_LIST_MAX           500
+#define SIG_DIFFICULTY_MAX     28
 #define SIG_RETENTION_DAYS_MAX 3650
 
 typedef struct sig_service sig_service;
 
 typedef struct sig_options {
-	store            *store;     /* the node's store; not owned */
-	const region_map *regions;   /* not owned */
-	cap_service      *capacity;  /* the directory: who is a referrer of which region */
-	alerts_service   *alerts;    /* NULL: no alerts */
-	ref_service      *referrals; /* ConvertSignal's check of the referral; NULL: refused */
-	const char       *key_path;  /* the sealing key; created (0600) when missing */
-	const char       *helpline;  /* the national trafficking helpline; NULL/"": 112 only */
-	uint32_t          difficulty;      /* leading zero bits; 0: 18 */
+	store            *store;      /* the node's store; not owned */
+	const region_map *regions;    /* not owned */
+	cap_service      *capacity;   /* the directory: who is a referrer of which region */
+	alerts_service   *alerts;     /* NULL: no alerts */
+	ref_service      *referrals;  /* ConvertSignal's check of the referral; NULL: refused */
+	const char       *key_path;   /* the sealing key; created (0600) when missing */
+	const char       *helpline;   /* the national trafficking helpline; NULL/"": 112 only */
+	uint32_t          difficulty; /* leading zero bits; 0: 18 */
 	uint32_t          challenge_ttl_s; /* 0: 600 */
 	uint32_t          submits_per_min; /* overall; 0: 30 (burst the same) */
 	/* per client address (when the transport knows it); 0: 2. Challenges: 4 times both. */
-	uint32_t          per_address_per_min;
-	audit            *audit;           /* reads of signals are audited here; NULL: not */
-	uint32_t          retention_days;  /* unclosed signals older are erased; 0: never */
-	uint32_t          retention_every_s; /* the retention ticker; 0: 3600 */
-	bool              manual;          /* no ticker: tests call sig_retention_run */
-	int64_t (*now_ms)(void *arg);      /* NULL: the wall clock */
+	uint32_t per_address_per_min;
+	audit   *audit;               /* reads of signals are audited here; NULL: not */
+	uint32_t retention_days;      /* unclosed signals older are erased; 0: never */
+	uint32_t retention_every_s;   /* the retention ticker; 0: 3600 */
+	bool     manual;              /* no ticker: tests call sig_retention_run */
+	int64_t (*now_ms)(void *arg); /* NULL: the wall clock */
 	void *now_arg;
 } sig_options;
 
@@ -89,13 +89,13 @@ typedef struct sig_config {
 	uint64_t retention_days;
 } sig_config;
 config_table sig_config_table(sig_config *cfg);
-void sig_config_apply(const sig_config *cfg, sig_options *so);
-void sig_config_free(sig_config *cfg);
+void         sig_config_apply(const sig_config *cfg, sig_options *so);
+void         sig_config_free(sig_config *cfg);
 
 /* Opens the tables and the key. INVALID_ARGUMENT (logged) for a bad helpline or difficulty,
  * PERMISSION_DENIED for a key file others may read. */
 hv_status sig_open(sig_service **out, const sig_options *opts);
-void sig_close(sig_service *ss);
+void      sig_close(sig_service *ss);
 /* Registers haven.signals.v1.Signals on srv. */
 hv_status sig_register(sig_service *ss, rpc_server *srv);
 

@@ -28,7 +28,7 @@
 #define CONTACT "call Ana after 18h on 0612345678 SECRETCONTACT"
 #define HELP(x) HAVEN__SIGNALS__V1__HELP_KIND__##x
 
-static int64_t clock_ms = 1800000000000LL;
+static int64_t  clock_ms = 1800000000000LL;
 static uint32_t retention_days; /* the next fx_open's */
 
 static int64_t
@@ -72,12 +72,12 @@ add_org_fn(store_txn *txn, void *arg)
 static void
 fx_open(fx *x, uint32_t per_min)
 {
-	static int  n;
-	cap_options co = { 0 };
+	static int     n;
+	cap_options    co = { 0 };
 	alerts_options ao = { 0 };
-	sig_options so = { 0 };
-	char        key[600], url[64];
-	org_job     a = { 0 }, b = { 0 };
+	sig_options    so = { 0 };
+	char           key[600], url[64];
+	org_job        a = { 0 }, b = { 0 };
 
 	memset(x, 0, sizeof(*x));
 	tu_tmpdir(x->dir, sizeof(x->dir), "signals");
@@ -122,14 +122,14 @@ static hv_status
 call(fx *x, const char *m, const ProtobufCMessage *req, const ProtobufCMessageDescriptor *d,
     ProtobufCMessage **reply)
 {
-	char             full[100];
-	rpc_call_options o = { .timeout_ms = 5000 };
+	char              full[100];
+	rpc_call_options  o   = { .timeout_ms = 5000 };
 	ProtobufCMessage *out = NULL;
 	hv_status         st;
 
 	snprintf(full, sizeof(full), "haven.signals.v1.Signals/%s", m);
 	x->err[0] = '\0';
-	st = rpc_channel_call(x->ch, full, req, d, &out, &o, x->err, sizeof(x->err));
+	st        = rpc_channel_call(x->ch, full, req, d, &out, &o, x->err, sizeof(x->err));
 	if (reply != NULL) {
 		*reply = out;
 	} else if (out != NULL) {
@@ -145,8 +145,10 @@ challenge(fx *x, char *nonce)
 	Haven__Signals__V1__ChallengeRequest q = HAVEN__SIGNALS__V1__CHALLENGE_REQUEST__INIT;
 	Haven__Signals__V1__ChallengeReply  *r;
 
-	assert_int_equal(call(x, "Challenge", &q.base, &haven__signals__v1__challenge_reply__descriptor,
-	                     (ProtobufCMessage **) &r), HV_OK);
+	assert_int_equal(call(x, "Challenge", &q.base,
+	                     &haven__signals__v1__challenge_reply__descriptor,
+	                     (ProtobufCMessage **) &r),
+	    HV_OK);
 	assert_int_equal(r->difficulty, 8);
 	assert_int_equal(strlen(r->nonce), SIG_NONCE_LEN);
 	/* what the page shows before anything is sent: 112 and the helpline, and the regions */
@@ -254,7 +256,7 @@ test_malformed(void **state)
 	valid(&x, &q, "Amsterdam", nonce, sol);
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
-	q.contact = big;
+	q.contact            = big;
 	assert_int_equal(submit(&x, &q, NULL), HV_INVALID_ARGUMENT);
 	assert_non_null(strstr(x.err, "contact"));
 	assert_null(strstr(x.err, "aaaa")); /* never the text itself */
@@ -342,9 +344,9 @@ stats_of_month(fx *x, Haven__Signals__V1__StatisticsRequest *sq,
 
 	sq->period = "2027-01";
 	clock_ms   = FEB_2027_MS + 11 * 60 * 1000;
-	st         = call(x, "Statistics", &sq->base, &haven__signals__v1__statistics_reply__descriptor,
-	            (ProtobufCMessage **) sr);
-	clock_ms   = saved;
+	st = call(x, "Statistics", &sq->base, &haven__signals__v1__statistics_reply__descriptor,
+	    (ProtobufCMessage **) sr);
+	clock_ms = saved;
 	return (st);
 }
 
@@ -370,21 +372,25 @@ test_statistics_periods(void **state)
 	sq.to_ms   = (uint64_t) clock_ms + 1;
 	assert_int_equal(call(&x, "Statistics", &sq.base,
 	                     &haven__signals__v1__statistics_reply__descriptor,
-	                     (ProtobufCMessage **) &sr), HV_INVALID_ARGUMENT);
+	                     (ProtobufCMessage **) &sr),
+	    HV_INVALID_ARGUMENT);
 	sq.from_ms = sq.to_ms = 0;
 	/* The month still running, a week, nonsense: refused. */
 	sq.period = "2027-01";
 	assert_int_equal(call(&x, "Statistics", &sq.base,
 	                     &haven__signals__v1__statistics_reply__descriptor,
-	                     (ProtobufCMessage **) &sr), HV_FAILED_PRECONDITION);
+	                     (ProtobufCMessage **) &sr),
+	    HV_FAILED_PRECONDITION);
 	sq.period = "2027-W02";
 	assert_int_equal(call(&x, "Statistics", &sq.base,
 	                     &haven__signals__v1__statistics_reply__descriptor,
-	                     (ProtobufCMessage **) &sr), HV_INVALID_ARGUMENT);
+	                     (ProtobufCMessage **) &sr),
+	    HV_INVALID_ARGUMENT);
 	sq.period = "";
 	assert_int_equal(call(&x, "Statistics", &sq.base,
 	                     &haven__signals__v1__statistics_reply__descriptor,
-	                     (ProtobufCMessage **) &sr), HV_INVALID_ARGUMENT);
+	                     (ProtobufCMessage **) &sr),
+	    HV_INVALID_ARGUMENT);
 	/* Closed after the month ended: still open in the month's answer, then and later. */
 	assert_int_equal(stats_of_month(&x, &sq, &sr), HV_OK);
 	assert_int_equal(sr->n_cells, 1);
@@ -425,7 +431,7 @@ test_alert_seal_statistics(void **state)
 	assert_int_equal(store_read_begin(x.st, &txn), HV_OK);
 	assert_int_equal(store_cursor_open(txn, by_org, &cur), HV_OK);
 	for (hv_status st = store_cursor_seek(cur, "", 0, &k, &kl, NULL, NULL); st == HV_OK;
-	     st = store_cursor_next(cur, &k, &kl, NULL, NULL)) {
+	     st           = store_cursor_next(cur, &k, &kl, NULL, NULL)) {
 		*(strncmp(k, "out-ams", 8) == 0 ? &ams : &other) += 1;
 	}
 	store_cursor_close(cur);
@@ -464,7 +470,8 @@ test_alert_seal_statistics(void **state)
 	protobuf_c_message_free_unpacked(&sr->base, NULL);
 	/* The operator is no outreach organisation: no signal list for it. */
 	{
-		Haven__Signals__V1__ListSignalsRequest lq = HAVEN__SIGNALS__V1__LIST_SIGNALS_REQUEST__INIT;
+		Haven__Signals__V1__ListSignalsRequest lq =
+		    HAVEN__SIGNALS__V1__LIST_SIGNALS_REQUEST__INIT;
 		assert_int_equal(call(&x, "ListSignals", &lq.base,
 		                     &haven__signals__v1__list_signals_reply__descriptor, NULL),
 		    HV_PERMISSION_DENIED);
@@ -489,7 +496,7 @@ test_retention(void **state)
 	size_t                                erased = 99;
 
 	(void) state;
-	clock_ms = 1803866400000LL; /* 2027-03-01 03:00 in Amsterdam */
+	clock_ms       = 1803866400000LL; /* 2027-03-01 03:00 in Amsterdam */
 	retention_days = 90;
 	fx_open(&x, 100);
 	retention_days = 0;
@@ -521,7 +528,8 @@ test_retention(void **state)
 	sq.period = "2027-03";
 	assert_int_equal(call(&x, "Statistics", &sq.base,
 	                     &haven__signals__v1__statistics_reply__descriptor,
-	                     (ProtobufCMessage **) &sr), HV_OK);
+	                     (ProtobufCMessage **) &sr),
+	    HV_OK);
 	assert_int_equal(sr->n_cells, 2);
 	assert_int_equal(sr->cells[0]->outcome, 0);
 	assert_string_equal(sr->cells[0]->count, "<5");
@@ -535,7 +543,8 @@ test_retention(void **state)
 	sq.period = "2027-04";
 	assert_int_equal(call(&x, "Statistics", &sq.base,
 	                     &haven__signals__v1__statistics_reply__descriptor,
-	                     (ProtobufCMessage **) &sr), HV_OK);
+	                     (ProtobufCMessage **) &sr),
+	    HV_OK);
 	assert_int_equal(sr->n_cells, 0);
 	protobuf_c_message_free_unpacked(&sr->base, NULL);
 	fx_close(&x);
@@ -546,10 +555,10 @@ test_retention(void **state)
 static void
 test_open_refuses(void **state)
 {
-	fx          x;
-	sig_options so = { 0 };
+	fx           x;
+	sig_options  so = { 0 };
 	sig_service *ss = NULL;
-	char        key[600];
+	char         key[600];
 
 	(void) state;
 	fx_open(&x, 100);

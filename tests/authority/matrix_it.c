@@ -107,8 +107,8 @@ enum {
 };
 
 typedef struct actor {
-	const char  *org;    /* organisation id; NULL for the operator and anonymous */
-	int          role;   /* HAVEN__CAPACITY__V1__ROLE__* */
+	const char  *org;  /* organisation id; NULL for the operator and anonymous */
+	int          role; /* HAVEN__CAPACITY__V1__ROLE__* */
 	const char  *region;
 	rpc_channel *ch;
 } actor;
@@ -132,27 +132,27 @@ static actor actors[A_N] = {
 #define N_COLS 8
 static const char *const col_name[N_COLS] = { "anonymous", "operator", "admin", "coordinator",
 	"referrer", "provider", "municipality", "national coordinator" };
-static const int col_actor[N_COLS] = { A_ANON, A_OP, A_ADMIN, A_COORD_A, A_REF_A, A_PROV_A,
-	A_MUNI, A_NATCO };
+static const int col_actor[N_COLS] = { A_ANON, A_OP, A_ADMIN, A_COORD_A, A_REF_A, A_PROV_A, A_MUNI,
+	A_NATCO };
 
 /* ---- targets --------------------------------------------------------------------------- */
 
 /* The records of one side. The operator's own side is A's with the operator's own subject. */
 typedef struct scope {
 	const char *name;
-	int         holder;      /* actor holding subject */
-	int         referrer;    /* actor making the referrals */
-	int         provider;    /* actor the referrals are offered to */
+	int         holder;   /* actor holding subject */
+	int         referrer; /* actor making the referrals */
+	int         provider; /* actor the referrals are offered to */
 	const char *region;
-	int         type;        /* service type only this side's provider offers */
-	char        subject[ID_MAX];     /* held by holder; accepted by provider (not S_OP) */
-	char        consent[ID_MAX];     /* on subject */
-	char        ref_subject[ID_MAX]; /* held by referrer, for fresh referrals */
-	char        service[ID_MAX];     /* provider's, routed to */
-	char        edit_service[ID_MAX];/* provider's, changed by the checks */
-	char        referral[ID_MAX];    /* by referrer, its offer accepted by provider */
+	int         type;                 /* service type only this side's provider offers */
+	char        subject[ID_MAX];      /* held by holder; accepted by provider (not S_OP) */
+	char        consent[ID_MAX];      /* on subject */
+	char        ref_subject[ID_MAX];  /* held by referrer, for fresh referrals */
+	char        service[ID_MAX];      /* provider's, routed to */
+	char        edit_service[ID_MAX]; /* provider's, changed by the checks */
+	char        referral[ID_MAX];     /* by referrer, its offer accepted by provider */
 	char        offer[ID_MAX];
-	char        signal[ID_MAX];      /* a signal in region, open */
+	char        signal[ID_MAX]; /* a signal in region, open */
 } scope;
 
 /* S_GHOST: side B's ids, each changed in its last digit, so that they name nothing; S_ERASED:
@@ -163,16 +163,36 @@ typedef struct scope {
 enum { S_A, S_B, S_OP, S_GHOST, S_ERASED, S_N };
 #define TYPE(t) HAVEN__CAPACITY__V1__SERVICE_TYPE__##t
 static scope scopes[S_N] = {
-	[S_A]  = { .name = "A", .holder = A_REF_A, .referrer = A_REF_A, .provider = A_PROV_A,
-	     .region = "Amsterdam", .type = TYPE(SHELTER) },
-	[S_B]  = { .name = "B", .holder = A_REF_B, .referrer = A_REF_B, .provider = A_PROV_B,
-	     .region = "Rotterdam", .type = TYPE(LEGAL_AID) },
-	[S_OP] = { .name = "operator", .holder = A_OP, .referrer = A_REF_A, .provider = A_PROV_A,
-	     .region = "Amsterdam", .type = TYPE(SHELTER) },
-	[S_GHOST]  = { .name = "nonexistent", .holder = A_REF_B, .referrer = A_REF_B,
-	     .provider = A_PROV_B, .region = "Rotterdam", .type = TYPE(LEGAL_AID) },
-	[S_ERASED] = { .name = "erased", .holder = A_REF_B, .referrer = A_REF_B,
-	     .provider = A_PROV_B, .region = "Rotterdam", .type = TYPE(LEGAL_AID) },
+	[S_A]      = { .name = "A",
+	         .holder     = A_REF_A,
+	         .referrer   = A_REF_A,
+	         .provider   = A_PROV_A,
+	         .region     = "Amsterdam",
+	         .type       = TYPE(SHELTER) },
+	[S_B]      = { .name = "B",
+	         .holder     = A_REF_B,
+	         .referrer   = A_REF_B,
+	         .provider   = A_PROV_B,
+	         .region     = "Rotterdam",
+	         .type       = TYPE(LEGAL_AID) },
+	[S_OP]     = { .name = "operator",
+	        .holder      = A_OP,
+	        .referrer    = A_REF_A,
+	        .provider    = A_PROV_A,
+	        .region      = "Amsterdam",
+	        .type        = TYPE(SHELTER) },
+	[S_GHOST]  = { .name = "nonexistent",
+	     .holder         = A_REF_B,
+	     .referrer       = A_REF_B,
+	     .provider       = A_PROV_B,
+	     .region         = "Rotterdam",
+	     .type           = TYPE(LEGAL_AID) },
+	[S_ERASED] = { .name = "erased",
+	    .holder          = A_REF_B,
+	    .referrer        = A_REF_B,
+	    .provider        = A_PROV_B,
+	    .region          = "Rotterdam",
+	    .type            = TYPE(LEGAL_AID) },
 };
 
 /* ---- the test's state ------------------------------------------------------------------ */
@@ -182,24 +202,23 @@ static struct {
 	char              pki[500];
 	char              data[500];
 	pid_t             node;
-	int               port;     /* its tls+tcp:// port */
+	int               port; /* its tls+tcp:// port */
 	const char       *node_bin;
-	const char       *doc;      /* the table; NULL: the source tree's docs/authority.md */
-	const char       *method;   /* the method being checked */
-	ProtobufCMessage *reply;    /* its last reply (OK only); freed by the driver */
+	const char       *doc;    /* the table; NULL: the source tree's docs/authority.md */
+	const char       *method; /* the method being checked */
+	ProtobufCMessage *reply;  /* its last reply (OK only); freed by the driver */
 	char              err[RPC_ERRMSG_MAX];
-	unsigned          seq;      /* unique ids and keys */
+	unsigned          seq; /* unique ids and keys */
 	char              problems[32768];
 	size_t            plen;
 	unsigned          calls, cells, mismatches;
-	bool              http;     /* --http: organisations and anonymous call over HTTPS */
+	bool              http; /* --http: organisations and anonymous call over HTTPS */
 	int               http_port;
 	cc_client        *cc;
 	unsigned          http_json, http_proto; /* calls made each way */
 } g;
 
-static void
-mismatch(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void mismatch(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void
 mismatch(const char *fmt, ...)
 {
@@ -214,8 +233,9 @@ mismatch(const char *fmt, ...)
 	n = vsnprintf(g.problems + g.plen, sizeof(g.problems) - g.plen - 1, fmt, ap);
 	va_end(ap);
 	if (n > 0) {
-		g.plen += (size_t) n < sizeof(g.problems) - g.plen - 1 ? (size_t) n
-		                                                       : sizeof(g.problems) - g.plen - 2;
+		g.plen += (size_t) n < sizeof(g.problems) - g.plen - 1
+		    ? (size_t) n
+		    : sizeof(g.problems) - g.plen - 2;
 		g.problems[g.plen++] = '\n';
 		g.problems[g.plen]   = '\0';
 	}
@@ -249,7 +269,8 @@ find_method(const char *full)
 	for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
 		if (strlen(services[i]->name) == (size_t) (slash - full) &&
 		    strncmp(services[i]->name, full, (size_t) (slash - full)) == 0) {
-			return (protobuf_c_service_descriptor_get_method_by_name(services[i], slash + 1));
+			return (protobuf_c_service_descriptor_get_method_by_name(services[i],
+			    slash + 1));
 		}
 	}
 	return (NULL);
@@ -259,7 +280,7 @@ find_method(const char *full)
 static hv_status
 call_as(const actor *a, const char *method, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
-	const ProtobufCMethodDescriptor *md = find_method(method);
+	const ProtobufCMethodDescriptor *md  = find_method(method);
 	ProtobufCMessage                *out = NULL;
 	rpc_call_options                 o   = { .timeout_ms = 10000 };
 	char                             key[64];
@@ -276,13 +297,15 @@ call_as(const actor *a, const char *method, const ProtobufCMessage *req, Protobu
 	if (g.http && a != &actors[A_OP]) {
 		char token[AUTH_TOKEN_MAX];
 		bool json = ((g.http_json + g.http_proto) & 1) == 0;
-		bool anon = a->org == NULL || rpc_channel_token(a->ch, token, sizeof(token)) != HV_OK;
+		bool anon =
+		    a->org == NULL || rpc_channel_token(a->ch, token, sizeof(token)) != HV_OK;
 		st = cc_call(g.cc, method, req, md->output, &out, anon ? NULL : token, json,
 		    o.idempotency_key, o.timeout_ms, NULL, g.err, sizeof(g.err));
 		memset(token, 0, sizeof(token));
 		*(json ? &g.http_json : &g.http_proto) += 1;
 	} else {
-		st = rpc_channel_call(a->ch, method, req, md->output, &out, &o, g.err, sizeof(g.err));
+		st = rpc_channel_call(a->ch, method, req, md->output, &out, &o, g.err,
+		    sizeof(g.err));
 	}
 	if (reply != NULL) {
 		*reply = out;
@@ -353,7 +376,7 @@ fresh_consent(const actor *holder, const char *subject, char *out)
 	r.method             = HAVEN__CONSENT__V1__METHOD__METHOD_WRITTEN;
 	r.language           = "nl";
 	r.expires_ms         = hv_clock_wall_ms() + 365 * DAY_MS;
-	c = (void *) must(holder, M_CNS("Grant"), &r.base);
+	c                    = (void *) must(holder, M_CNS("Grant"), &r.base);
 	if (out != NULL) {
 		snprintf(out, ID_MAX, "%s", c->id);
 	}
@@ -364,7 +387,8 @@ fresh_consent(const actor *holder, const char *subject, char *out)
 static void
 fresh_subject(const actor *holder, char *out, char *consent)
 {
-	Haven__Consent__V1__CreateSubjectRequest   r = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__CreateSubjectRequest r =
+	    HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
 	Haven__Consent__V1__PersonalData           p = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
 	Haven__Consent__V1__CreateSubjectResponse *s;
 
@@ -378,8 +402,8 @@ fresh_subject(const actor *holder, char *out, char *consent)
 }
 
 static void
-service_init(Haven__Capacity__V1__Service *s, const char *id, const actor *prov,
-    const char *region, int type, uint32_t maximum, uint32_t available)
+service_init(Haven__Capacity__V1__Service *s, const char *id, const actor *prov, const char *region,
+    int type, uint32_t maximum, uint32_t available)
 {
 	static Haven__Capacity__V1__Population women = HAVEN__CAPACITY__V1__POPULATION__WOMEN;
 
@@ -402,9 +426,9 @@ fresh_service(const actor *a, const scope *s, int type, uint32_t maximum, uint32
 {
 	Haven__Capacity__V1__RegisterServiceRequest r =
 	    HAVEN__CAPACITY__V1__REGISTER_SERVICE_REQUEST__INIT;
-	Haven__Capacity__V1__Service                svc = HAVEN__CAPACITY__V1__SERVICE__INIT;
-	Haven__Capacity__V1__Service               *got;
-	uint64_t                                    v;
+	Haven__Capacity__V1__Service  svc = HAVEN__CAPACITY__V1__SERVICE__INIT;
+	Haven__Capacity__V1__Service *got;
+	uint64_t                      v;
 
 	unique(out, ID_MAX, "m-svc");
 	service_init(&svc, out, &actors[s->provider], s->region, type, maximum, available);
@@ -436,9 +460,9 @@ fresh_referral(const scope *s, int type, char *id, char *offer)
 {
 	Haven__Referral__V1__CreateReferralRequest r =
 	    HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
-	Haven__Referral__V1__NeedRequest           n = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
-	Haven__Referral__V1__NeedRequest          *needs[] = { &n };
-	Haven__Referral__V1__Referral             *got;
+	Haven__Referral__V1__NeedRequest  n       = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
+	Haven__Referral__V1__NeedRequest *needs[] = { &n };
+	Haven__Referral__V1__Referral    *got;
 
 	n.type         = (Haven__Capacity__V1__ServiceType) type;
 	n.population   = HAVEN__CAPACITY__V1__POPULATION__WOMEN;
@@ -518,11 +542,11 @@ f_challenge(const actor *a, scope *s)
 static hv_status
 f_authenticate(const actor *a, scope *s)
 {
-	Haven__Auth__V1__ChallengeRequest     c = HAVEN__AUTH__V1__CHALLENGE_REQUEST__INIT;
-	Haven__Auth__V1__AuthenticateRequest  r = HAVEN__AUTH__V1__AUTHENTICATE_REQUEST__INIT;
-	Haven__Auth__V1__ChallengeResponse   *n = NULL;
-	static uint8_t                        zero[64];
-	hv_status                             st;
+	Haven__Auth__V1__ChallengeRequest    c = HAVEN__AUTH__V1__CHALLENGE_REQUEST__INIT;
+	Haven__Auth__V1__AuthenticateRequest r = HAVEN__AUTH__V1__AUTHENTICATE_REQUEST__INIT;
+	Haven__Auth__V1__ChallengeResponse  *n = NULL;
+	static uint8_t                       zero[64];
+	hv_status                            st;
 
 	r.org_id = (char *) (a->org != NULL ? a->org : actors[s->referrer].org);
 	c.org_id = r.org_id;
@@ -583,15 +607,15 @@ f_update_org(const actor *a, scope *s)
 	    HAVEN__CAPACITY__V1__UPDATE_ORGANISATION_REQUEST__INIT;
 	Haven__Capacity__V1__GetOrganisationRequest gr =
 	    HAVEN__CAPACITY__V1__GET_ORGANISATION_REQUEST__INIT;
-	Haven__Capacity__V1__Organisation           o  = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
-	Haven__Capacity__V1__Organisation          *cur;
-	hv_status                                   st;
+	Haven__Capacity__V1__Organisation  o = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+	Haven__Capacity__V1__Organisation *cur;
+	hv_status                          st;
 
-	gr.id  = "m-spare";
-	cur    = (void *) must(&actors[A_OP], M_CAP("GetOrganisation"), &gr.base);
-	o.id   = "m-spare";
-	o.name = "Spare partner";
-	o.role = ROLE(REFERRER);
+	gr.id              = "m-spare";
+	cur                = (void *) must(&actors[A_OP], M_CAP("GetOrganisation"), &gr.base);
+	o.id               = "m-spare";
+	o.name             = "Spare partner";
+	o.role             = ROLE(REFERRER);
 	o.region           = (char *) s->region;
 	r.organisation     = &o;
 	r.based_on_version = cur->version;
@@ -638,8 +662,8 @@ f_register_service(const actor *a, scope *s)
 {
 	Haven__Capacity__V1__RegisterServiceRequest r =
 	    HAVEN__CAPACITY__V1__REGISTER_SERVICE_REQUEST__INIT;
-	Haven__Capacity__V1__Service                svc = HAVEN__CAPACITY__V1__SERVICE__INIT;
-	char                                        id[ID_MAX];
+	Haven__Capacity__V1__Service svc = HAVEN__CAPACITY__V1__SERVICE__INIT;
+	char                         id[ID_MAX];
 
 	unique(id, sizeof(id), "m-svc");
 	service_init(&svc, id, &actors[s->provider], s->region, TYPE(MEDICAL), 10, 0);
@@ -650,8 +674,9 @@ f_register_service(const actor *a, scope *s)
 static hv_status
 f_update_service(const actor *a, scope *s)
 {
-	Haven__Capacity__V1__UpdateServiceRequest r = HAVEN__CAPACITY__V1__UPDATE_SERVICE_REQUEST__INIT;
-	Haven__Capacity__V1__Service              svc = HAVEN__CAPACITY__V1__SERVICE__INIT;
+	Haven__Capacity__V1__UpdateServiceRequest r =
+	    HAVEN__CAPACITY__V1__UPDATE_SERVICE_REQUEST__INIT;
+	Haven__Capacity__V1__Service svc = HAVEN__CAPACITY__V1__SERVICE__INIT;
 
 	service_init(&svc, s->edit_service, &actors[s->provider], s->region, TYPE(MEDICAL), 10, 0);
 	svc.name           = "Edited";
@@ -663,8 +688,9 @@ f_update_service(const actor *a, scope *s)
 static hv_status
 f_retire_service(const actor *a, scope *s)
 {
-	Haven__Capacity__V1__RetireServiceRequest r = HAVEN__CAPACITY__V1__RETIRE_SERVICE_REQUEST__INIT;
-	char                                      id[ID_MAX];
+	Haven__Capacity__V1__RetireServiceRequest r =
+	    HAVEN__CAPACITY__V1__RETIRE_SERVICE_REQUEST__INIT;
+	char id[ID_MAX];
 
 	r.based_on_version = fresh_service(&actors[A_OP], s, TYPE(MEDICAL), 10, 0, id);
 	r.id               = id;
@@ -677,7 +703,7 @@ f_approve_service(const actor *a, scope *s)
 {
 	Haven__Capacity__V1__ApproveServiceRequest r =
 	    HAVEN__CAPACITY__V1__APPROVE_SERVICE_REQUEST__INIT;
-	char                                       id[ID_MAX];
+	char id[ID_MAX];
 
 	r.based_on_version = fresh_service(&actors[s->provider], s, TYPE(MEDICAL), 60, 0, id);
 	r.id               = id;
@@ -714,8 +740,8 @@ f_change_availability(const actor *a, scope *s)
 	Haven__Capacity__V1__GetServiceRequest gr = HAVEN__CAPACITY__V1__GET_SERVICE_REQUEST__INIT;
 	Haven__Capacity__V1__ServiceView      *v;
 
-	gr.id = s->edit_service;
-	v     = (void *) must(&actors[A_OP], M_CAP("GetService"), &gr.base);
+	gr.id        = s->edit_service;
+	v            = (void *) must(&actors[A_OP], M_CAP("GetService"), &gr.base);
 	r.service_id = s->edit_service;
 	r.delta      = v->service->available + v->service->occupied < v->service->maximum ? 1 : -1;
 	protobuf_c_message_free_unpacked(&v->base, NULL);
@@ -725,7 +751,8 @@ f_change_availability(const actor *a, scope *s)
 static hv_status
 f_find_services(const actor *a, scope *s)
 {
-	Haven__Capacity__V1__FindServicesRequest r = HAVEN__CAPACITY__V1__FIND_SERVICES_REQUEST__INIT;
+	Haven__Capacity__V1__FindServicesRequest r =
+	    HAVEN__CAPACITY__V1__FIND_SERVICES_REQUEST__INIT;
 
 	r.type = (Haven__Capacity__V1__ServiceType) s->type;
 	return (invoke(a, &r.base));
@@ -752,8 +779,9 @@ f_list_regions(const actor *a, scope *s)
 static hv_status
 f_create_subject(const actor *a, scope *s)
 {
-	Haven__Consent__V1__CreateSubjectRequest r = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
-	Haven__Consent__V1__PersonalData         p = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+	Haven__Consent__V1__CreateSubjectRequest r =
+	    HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__PersonalData p = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
 
 	(void) s;
 	p.name     = "Test Person";
@@ -787,7 +815,7 @@ f_transfer_subject(const actor *a, scope *s)
 {
 	Haven__Consent__V1__TransferSubjectRequest r =
 	    HAVEN__CONSENT__V1__TRANSFER_SUBJECT_REQUEST__INIT;
-	char                                       id[ID_MAX];
+	char id[ID_MAX];
 
 	fresh_subject(&actors[s->holder], id, NULL);
 	r.id     = id;
@@ -799,10 +827,11 @@ f_transfer_subject(const actor *a, scope *s)
 static hv_status
 f_update_subject(const actor *a, scope *s)
 {
-	Haven__Consent__V1__UpdateSubjectRequest r = HAVEN__CONSENT__V1__UPDATE_SUBJECT_REQUEST__INIT;
-	Haven__Consent__V1__PersonalData         p = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
-	char                                    *mask[] = { "contact" };
-	char                                     id[ID_MAX];
+	Haven__Consent__V1__UpdateSubjectRequest r =
+	    HAVEN__CONSENT__V1__UPDATE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__PersonalData p      = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+	char                            *mask[] = { "contact" };
+	char                             id[ID_MAX];
 
 	fresh_subject(&actors[s->holder], id, NULL);
 	p.contact       = "via the front desk";
@@ -817,9 +846,10 @@ static hv_status
 f_grant(const actor *a, scope *s)
 {
 	static const Haven__Consent__V1__Purpose  p = HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT;
-	static const Haven__Consent__V1__Category c = HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT;
-	Haven__Consent__V1__GrantRequest          r = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
-	char                                     *to[] = { (char *) actors[s->provider].org };
+	static const Haven__Consent__V1__Category c =
+	    HAVEN__CONSENT__V1__CATEGORY__CATEGORY_CONTACT;
+	Haven__Consent__V1__GrantRequest r    = HAVEN__CONSENT__V1__GRANT_REQUEST__INIT;
+	char                            *to[] = { (char *) actors[s->provider].org };
 
 	r.subject      = s->subject;
 	r.purposes     = (Haven__Consent__V1__Purpose *) &p;
@@ -889,7 +919,8 @@ f_get_receipt(const actor *a, scope *s)
 static hv_status
 f_get_receipt_key(const actor *a, scope *s)
 {
-	Haven__Consent__V1__GetReceiptKeyRequest r = HAVEN__CONSENT__V1__GET_RECEIPT_KEY_REQUEST__INIT;
+	Haven__Consent__V1__GetReceiptKeyRequest r =
+	    HAVEN__CONSENT__V1__GET_RECEIPT_KEY_REQUEST__INIT;
 
 	(void) s;
 	return (invoke(a, &r.base));
@@ -929,8 +960,8 @@ f_create_referral(const actor *a, scope *s)
 {
 	Haven__Referral__V1__CreateReferralRequest r =
 	    HAVEN__REFERRAL__V1__CREATE_REFERRAL_REQUEST__INIT;
-	Haven__Referral__V1__NeedRequest           n = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
-	Haven__Referral__V1__NeedRequest          *needs[] = { &n };
+	Haven__Referral__V1__NeedRequest  n       = HAVEN__REFERRAL__V1__NEED_REQUEST__INIT;
+	Haven__Referral__V1__NeedRequest *needs[] = { &n };
 
 	n.type         = TYPE(CASE_MANAGEMENT);
 	n.population   = HAVEN__CAPACITY__V1__POPULATION__WOMEN;
@@ -954,7 +985,8 @@ f_get_referral(const actor *a, scope *s)
 static hv_status
 f_list_referrals(const actor *a, scope *s)
 {
-	Haven__Referral__V1__ListReferralsRequest r = HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
+	Haven__Referral__V1__ListReferralsRequest r =
+	    HAVEN__REFERRAL__V1__LIST_REFERRALS_REQUEST__INIT;
 
 	(void) s;
 	r.page_size = 200;
@@ -966,7 +998,7 @@ f_cancel_referral(const actor *a, scope *s)
 {
 	Haven__Referral__V1__CancelReferralRequest r =
 	    HAVEN__REFERRAL__V1__CANCEL_REFERRAL_REQUEST__INIT;
-	char                                       id[ID_MAX];
+	char id[ID_MAX];
 
 	fresh_referral(s, TYPE(CASE_MANAGEMENT), id, NULL);
 	r.id     = id;
@@ -980,7 +1012,7 @@ f_update_referral(const actor *a, scope *s)
 {
 	Haven__Referral__V1__UpdateReferralRequest r =
 	    HAVEN__REFERRAL__V1__UPDATE_REFERRAL_REQUEST__INIT;
-	char                                       id[ID_MAX];
+	char id[ID_MAX];
 
 	fresh_referral(s, TYPE(CASE_MANAGEMENT), id, NULL);
 	r.id       = id;
@@ -1030,8 +1062,9 @@ f_resume_need(const actor *a, scope *s)
 static hv_status
 f_reassign_need(const actor *a, scope *s)
 {
-	Haven__Referral__V1__ReassignNeedRequest r = HAVEN__REFERRAL__V1__REASSIGN_NEED_REQUEST__INIT;
-	char                                     id[ID_MAX], offer[ID_MAX];
+	Haven__Referral__V1__ReassignNeedRequest r =
+	    HAVEN__REFERRAL__V1__REASSIGN_NEED_REQUEST__INIT;
+	char id[ID_MAX], offer[ID_MAX];
 
 	fresh_referral(s, s->type, id, offer);
 	r.referral_id = id;
@@ -1241,7 +1274,7 @@ typedef void (*list_check_fn)(const char *who, const scope *own, const scope *ot
 static void
 lc_referrals(const char *who, const scope *own, const scope *other, const ProtobufCMessage *reply)
 {
-	const Haven__Referral__V1__ListReferralsResponse *l = (const void *) reply;
+	const Haven__Referral__V1__ListReferralsResponse *l    = (const void *) reply;
 	bool                                              mine = false;
 
 	for (size_t i = 0; i < l->n_referrals; i++) {
@@ -1250,8 +1283,8 @@ lc_referrals(const char *who, const scope *own, const scope *other, const Protob
 		mine = mine || strcmp(r->id, own->referral) == 0;
 		if (strcmp(r->referrer_org, actors[other->referrer].org) == 0 ||
 		    strcmp(r->home_region, other->region) == 0) {
-			mismatch("ListReferrals as %s: lists %s of %s in %s", who, r->id, r->referrer_org,
-			    r->home_region);
+			mismatch("ListReferrals as %s: lists %s of %s in %s", who, r->id,
+			    r->referrer_org, r->home_region);
 		}
 	}
 	if (!mine) {
@@ -1262,7 +1295,7 @@ lc_referrals(const char *who, const scope *own, const scope *other, const Protob
 static void
 lc_offers(const char *who, const scope *own, const scope *other, const ProtobufCMessage *reply)
 {
-	const Haven__Referral__V1__ListOffersResponse *l = (const void *) reply;
+	const Haven__Referral__V1__ListOffersResponse *l    = (const void *) reply;
 	bool                                           mine = false;
 
 	for (size_t i = 0; i < l->n_offers; i++) {
@@ -1439,7 +1472,8 @@ lc_signals(const char *who, const scope *own, const scope *other, const Protobuf
 		}
 	}
 	if (!mine) {
-		mismatch("ListSignals as %s: the signal %s of its region is missing", who, own->signal);
+		mismatch("ListSignals as %s: the signal %s of its region is missing", who,
+		    own->signal);
 	}
 }
 
@@ -1480,8 +1514,9 @@ f_sig_close(const actor *a, scope *s)
 static hv_status
 f_sig_convert(const actor *a, scope *s)
 {
-	Haven__Signals__V1__ConvertSignalRequest r = HAVEN__SIGNALS__V1__CONVERT_SIGNAL_REQUEST__INIT;
-	char                                     id[ID_MAX];
+	Haven__Signals__V1__ConvertSignalRequest r =
+	    HAVEN__SIGNALS__V1__CONVERT_SIGNAL_REQUEST__INIT;
+	char id[ID_MAX];
 
 	r.id          = (char *) sig_fresh(a, s, id);
 	r.referral_id = s->referral;
@@ -1602,7 +1637,8 @@ static const char *
 hole_note(const char *method, const char *role)
 {
 	for (size_t i = 0; known_holes[i].method != NULL; i++) {
-		if (strcmp(known_holes[i].method, method) == 0 && strcmp(known_holes[i].role, role) == 0) {
+		if (strcmp(known_holes[i].method, method) == 0 &&
+		    strcmp(known_holes[i].role, role) == 0) {
 			return (known_holes[i].note);
 		}
 	}
@@ -1631,7 +1667,8 @@ is_refused(const char *word)
 static bool
 is_scoped(const char *word)
 {
-	static const char *const scoped[] = { "own", "held", "region", "offered", "accepted", "self" };
+	static const char *const scoped[] = { "own", "held", "region", "offered", "accepted",
+		"self" };
 
 	for (size_t i = 0; i < sizeof(scoped) / sizeof(scoped[0]); i++) {
 		if (strcmp(word, scoped[i]) == 0) {
@@ -1682,8 +1719,7 @@ run(const entry *e, const actor *a, scope *s)
 }
 
 static void
-report(const entry *e, int col, const char *side, const char *word, hv_status st,
-    const char *want)
+report(const entry *e, int col, const char *side, const char *word, hv_status st, const char *want)
 {
 	const char *hole = hole_note(e->method, col_name[col]);
 
@@ -1697,8 +1733,8 @@ static void
 trace(const entry *e, int col, const char *side, hv_status st)
 {
 	if (getenv("MATRIX_TRACE") != NULL) {
-		printf("%-48s %-12s %-5s %s %s\n", e->method, col_name[col], side, hv_status_name(st),
-		    st != HV_OK ? g.err : "");
+		printf("%-48s %-12s %-5s %s %s\n", e->method, col_name[col], side,
+		    hv_status_name(st), st != HV_OK ? g.err : "");
 	}
 }
 
@@ -1772,9 +1808,11 @@ check_oracle(const entry *e, int col, hv_status st)
 		free_reply();
 		oracle_norm(got, sizeof(got), g.err, v);
 		if (vst != st || strcmp(got, want) != 0) {
-			mismatch("%s as %s: on the %s side %s (%s), on the other side %s (%s): an oracle "
-			         "for which records exist", e->method, col_name[col], v->name,
-			    hv_status_name(vst), got, hv_status_name(st), want);
+			mismatch("%s as %s: on the %s side %s (%s), on the other side %s (%s): an "
+			         "oracle "
+			         "for which records exist",
+			    e->method, col_name[col], v->name, hv_status_name(vst), got,
+			    hv_status_name(st), want);
 		}
 	}
 }
@@ -1954,8 +1992,8 @@ node_spawn(int port)
 		}
 		/* HTTPS with the node's server certificate (tls_cert, tls_key). */
 		snprintf(http, sizeof(http), "127.0.0.1:%d", port + 10000);
-		execl(g.node_bin, g.node_bin, "--data-dir", g.data, "--listen", ipc, "--listen", tls,
-		    "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key,
+		execl(g.node_bin, g.node_bin, "--data-dir", g.data, "--listen", ipc, "--listen",
+		    tls, "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key,
 		    g.http ? "--http-listen" : (char *) NULL, http, (char *) NULL);
 		_exit(127);
 	}
@@ -1998,8 +2036,10 @@ node_start(void)
 		fail_msg("cannot open the operator's channel");
 	}
 	for (int tries = 0; tries < 10; tries++) {
-		int port = 10000 + (int) (((unsigned) getpid() * 31u + (unsigned) tries * 997u +
-		                              (unsigned) time(NULL)) % 10000u);
+		int port = 10000 +
+		    (int) (((unsigned) getpid() * 31u + (unsigned) tries * 997u +
+		               (unsigned) time(NULL)) %
+		        10000u);
 
 		g.node = node_spawn(port);
 		if (node_ready(g.node)) {
@@ -2077,7 +2117,8 @@ register_org(const actor *a)
 	o.region       = (char *) a->region;
 	o.cert_pem     = pem;
 	r.organisation = &o;
-	protobuf_c_message_free_unpacked(must(&actors[A_OP], M_CAP("RegisterOrganisation"), &r.base),
+	protobuf_c_message_free_unpacked(must(&actors[A_OP], M_CAP("RegisterOrganisation"),
+	                                     &r.base),
 	    NULL);
 	free(pem);
 }
@@ -2114,10 +2155,13 @@ shares_identity_only(const actor *a, const char *id)
 	if (call_as(a, M_CNS("GetSubject"), &r.base, (void *) &s) != HV_OK) {
 		return; /* the caller's expectation reports it */
 	}
-	if (s->personal == NULL || s->personal->name[0] == '\0' || s->personal->contact[0] != '\0' ||
-	    s->n_shown != 1 || s->shown[0] != HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY) {
-		mismatch("GetSubject as %s: shows more or less than the identity its consent shares "
-		         "(%zu categories)", a->org, s->n_shown);
+	if (s->personal == NULL || s->personal->name[0] == '\0' ||
+	    s->personal->contact[0] != '\0' || s->n_shown != 1 ||
+	    s->shown[0] != HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY) {
+		mismatch(
+		    "GetSubject as %s: shows more or less than the identity its consent shares "
+		    "(%zu categories)",
+		    a->org, s->n_shown);
 	}
 	protobuf_c_message_free_unpacked(&s->base, NULL);
 }
@@ -2134,20 +2178,22 @@ edge_accepted(void)
 
 	fresh_subject(&actors[A_REF_A], t.ref_subject, NULL);
 	fresh_offer(&t, OFFER_OPEN, offer);
-	expect("GetSubject as provider A, offered, not accepted", get_subject(&actors[A_PROV_A],
-	    t.ref_subject), HV_PERMISSION_DENIED);
+	expect("GetSubject as provider A, offered, not accepted",
+	    get_subject(&actors[A_PROV_A], t.ref_subject), HV_PERMISSION_DENIED);
 	a.offer_id = offer;
-	protobuf_c_message_free_unpacked(must(&actors[A_PROV_A], M_REF("AcceptOffer"), &a.base), NULL);
+	protobuf_c_message_free_unpacked(must(&actors[A_PROV_A], M_REF("AcceptOffer"), &a.base),
+	    NULL);
 	expect("GetSubject as provider A, accepted", get_subject(&actors[A_PROV_A], t.ref_subject),
 	    HV_OK);
 	shares_identity_only(&actors[A_PROV_A], t.ref_subject);
-	expect("GetSubject as provider B, A accepted", get_subject(&actors[A_PROV_B], t.ref_subject),
-	    HV_PERMISSION_DENIED);
+	expect("GetSubject as provider B, A accepted",
+	    get_subject(&actors[A_PROV_B], t.ref_subject), HV_PERMISSION_DENIED);
 	p.offer_id = offer;
 	p.outcome  = HAVEN__REFERRAL__V1__OUTCOME__NO_LONGER_NEEDED;
-	protobuf_c_message_free_unpacked(must(&actors[A_PROV_A], M_REF("EndPlacement"), &p.base), NULL);
-	expect("GetSubject as provider A, placement ended", get_subject(&actors[A_PROV_A],
-	    t.ref_subject), HV_PERMISSION_DENIED);
+	protobuf_c_message_free_unpacked(must(&actors[A_PROV_A], M_REF("EndPlacement"), &p.base),
+	    NULL);
+	expect("GetSubject as provider A, placement ended",
+	    get_subject(&actors[A_PROV_A], t.ref_subject), HV_PERMISSION_DENIED);
 }
 
 static hv_status
@@ -2214,7 +2260,7 @@ edge_region(void)
 	scope t = scopes[S_A];
 	char  id[ID_MAX];
 
-	t.region           = "Rotterdam";
+	t.region = "Rotterdam";
 	fresh_service(&actors[A_OP], &t, TYPE(MEDICAL), 10, 0, id);
 	r.service_id       = id;
 	r.based_on_version = service_version(id);
@@ -2234,8 +2280,10 @@ rogue_cert(const char *name)
 	char cmd[1600];
 
 	snprintf(cmd, sizeof(cmd),
-	    "cd '%s' && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out '%s.key' "
-	    "2>/dev/null && openssl req -x509 -new -key '%s.key' -subj '/CN=%s' -days 2 -out '%s.pem'",
+	    "cd '%s' && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "
+	    "'%s.key' "
+	    "2>/dev/null && openssl req -x509 -new -key '%s.key' -subj '/CN=%s' -days 2 -out "
+	    "'%s.pem'",
 	    g.pki, name, name, name, name);
 	if (system(cmd) != 0) {
 		fail_msg("openssl could not make a self-signed certificate");
@@ -2250,10 +2298,10 @@ set_cert(const actor *a, const actor *org, const char *pem_file)
 	    HAVEN__CAPACITY__V1__UPDATE_ORGANISATION_REQUEST__INIT;
 	Haven__Capacity__V1__GetOrganisationRequest gr =
 	    HAVEN__CAPACITY__V1__GET_ORGANISATION_REQUEST__INIT;
-	Haven__Capacity__V1__Organisation           o  = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
-	Haven__Capacity__V1__Organisation          *cur;
-	char                                        path[600];
-	hv_status                                   st;
+	Haven__Capacity__V1__Organisation  o = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+	Haven__Capacity__V1__Organisation *cur;
+	char                               path[600];
+	hv_status                          st;
 
 	gr.id = (char *) org->org;
 	cur   = (void *) must(&actors[A_OP], M_CAP("GetOrganisation"), &gr.base);
@@ -2306,10 +2354,13 @@ takeover(const char *what, const char *pem, const char *key_file)
 	key = tu_slurp(path, &keylen);
 	st  = auth_login(rogue.ch, "m-ref-b", key, keylen, 10000, g.err, sizeof(g.err));
 	free(key);
-	snprintf(msg, sizeof(msg), "sign-in as referrer B over the admin's TLS session, with %s "
-	    "the admin registered for B (%s)", what, hv_status_name(set));
+	snprintf(msg, sizeof(msg),
+	    "sign-in as referrer B over the admin's TLS session, with %s "
+	    "the admin registered for B (%s)",
+	    what, hv_status_name(set));
 	expect(msg, st, HV_UNAUTHENTICATED);
-	snprintf(msg, sizeof(msg), "GetSubject of referrer B's subject over that session (%s)", what);
+	snprintf(msg, sizeof(msg), "GetSubject of referrer B's subject over that session (%s)",
+	    what);
 	expect(msg, get_subject(&rogue, scopes[S_B].subject), HV_PERMISSION_DENIED);
 	rpc_channel_close(rogue.ch);
 	if (set == HV_OK) {
@@ -2367,14 +2418,15 @@ static void
 edge_oracles(void)
 {
 	Haven__Referral__V1__OfferActionRequest a = HAVEN__REFERRAL__V1__OFFER_ACTION_REQUEST__INIT;
-	const char *names[]  = { "a subject whose consent names another provider",
-		 "a subject with no consent", "a subject that does not exist", "an erased subject" };
+	const char *names[] = { "a subject whose consent names another provider",
+		"a subject with no consent", "a subject that does not exist", "an erased subject" };
 	char        bare[ID_MAX], want[RPC_ERRMSG_MAX + 64], got[RPC_ERRMSG_MAX + 64];
 	char        msg[2][RPC_ERRMSG_MAX];
 	const char *ids[4];
 	hv_status   st[2];
-	Haven__Consent__V1__CreateSubjectRequest   cr = HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
-	Haven__Consent__V1__PersonalData           p  = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
+	Haven__Consent__V1__CreateSubjectRequest cr =
+	    HAVEN__CONSENT__V1__CREATE_SUBJECT_REQUEST__INIT;
+	Haven__Consent__V1__PersonalData           p = HAVEN__CONSENT__V1__PERSONAL_DATA__INIT;
 	Haven__Consent__V1__CreateSubjectResponse *made;
 
 	p.name      = "Test Person";
@@ -2389,12 +2441,14 @@ edge_oracles(void)
 	self_check(ids[0], want, sizeof(want));
 	if (strncmp(want, "OK 0 ", 5) != 0 || strstr(want, "names a consent") != NULL) {
 		mismatch("Check as provider A about itself, %s: %s, expected a refusal naming no "
-		         "consent", names[0], want);
+		         "consent",
+		    names[0], want);
 	}
 	for (int i = 1; i < 4; i++) {
 		self_check(ids[i], got, sizeof(got));
 		if (strcmp(got, want) != 0) {
-			mismatch("Check as provider A about itself: %s answers %s, %s %s: an oracle",
+			mismatch(
+			    "Check as provider A about itself: %s answers %s, %s %s: an oracle",
 			    names[i], got, names[0], want);
 		}
 	}
@@ -2404,9 +2458,10 @@ edge_oracles(void)
 		oracle_norm(msg[i], sizeof(msg[i]), g.err, &scopes[i == 0 ? S_B : S_GHOST]);
 	}
 	if (st[0] != HV_PERMISSION_DENIED || st[1] != st[0] || strcmp(msg[0], msg[1]) != 0) {
-		mismatch("AcceptOffer as provider A: another's offer %s (%s), one that does not exist "
-		         "%s (%s): expected the same PERMISSION_DENIED", hv_status_name(st[0]), msg[0],
-		    hv_status_name(st[1]), msg[1]);
+		mismatch(
+		    "AcceptOffer as provider A: another's offer %s (%s), one that does not exist "
+		    "%s (%s): expected the same PERMISSION_DENIED",
+		    hv_status_name(st[0]), msg[0], hv_status_name(st[1]), msg[1]);
 	}
 	/* ConvertSignal names a referral: another organisation's and none alike. */
 	{
@@ -2418,11 +2473,13 @@ edge_oracles(void)
 		c.id = sig;
 		for (int i = 0; i < 2; i++) {
 			c.referral_id = i == 0 ? scopes[S_B].referral : scopes[S_GHOST].referral;
-			st[i]         = call_as(&actors[A_REF_A], M_SIG("ConvertSignal"), &c.base, NULL);
+			st[i] = call_as(&actors[A_REF_A], M_SIG("ConvertSignal"), &c.base, NULL);
 			oracle_norm(msg[i], sizeof(msg[i]), g.err, &scopes[i == 0 ? S_B : S_GHOST]);
 		}
-		if (st[0] != HV_PERMISSION_DENIED || st[1] != st[0] || strcmp(msg[0], msg[1]) != 0) {
-			mismatch("ConvertSignal as referrer A: another's referral %s (%s), one that does "
+		if (st[0] != HV_PERMISSION_DENIED || st[1] != st[0] ||
+		    strcmp(msg[0], msg[1]) != 0) {
+			mismatch("ConvertSignal as referrer A: another's referral %s (%s), one "
+			         "that does "
 			         "not exist %s (%s): expected the same PERMISSION_DENIED",
 			    hv_status_name(st[0]), msg[0], hv_status_name(st[1]), msg[1]);
 		}
@@ -2484,7 +2541,8 @@ register_spare(void)
 	o.role         = ROLE(REFERRER);
 	o.region       = "Amsterdam";
 	r.organisation = &o;
-	protobuf_c_message_free_unpacked(must(&actors[A_OP], M_CAP("RegisterOrganisation"), &r.base),
+	protobuf_c_message_free_unpacked(must(&actors[A_OP], M_CAP("RegisterOrganisation"),
+	                                     &r.base),
 	    NULL);
 }
 
@@ -2504,7 +2562,7 @@ static void
 seed_ghosts(void)
 {
 	Haven__Consent__V1__EraseSubjectRequest r = HAVEN__CONSENT__V1__ERASE_SUBJECT_REQUEST__INIT;
-	scope *gh = &scopes[S_GHOST], *er = &scopes[S_ERASED];
+	scope                                  *gh = &scopes[S_GHOST], *er = &scopes[S_ERASED];
 
 	memcpy(gh->subject, scopes[S_B].subject, ID_MAX);
 	memcpy(gh->consent, scopes[S_B].consent, ID_MAX);
@@ -2604,8 +2662,8 @@ teardown(void **state)
 		actors[i].ch = NULL;
 	}
 	if (g.http) {
-		fprintf(stderr, "matrix_it: %u calls over HTTP as JSON, %u as binary\n", g.http_json,
-		    g.http_proto);
+		fprintf(stderr, "matrix_it: %u calls over HTTP as JSON, %u as binary\n",
+		    g.http_json, g.http_proto);
 		cc_close(g.cc);
 		if (g.http_json == 0 || g.http_proto == 0) {
 			return (-1);

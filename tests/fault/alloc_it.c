@@ -46,8 +46,9 @@ add(rpc_server *srv, const ProtobufCServiceDescriptor *d)
 
 	assert_true(d->n_methods <= 64);
 	for (unsigned i = 0; i < d->n_methods; i++) {
-		impls[i] = (rpc_method_impl) { .name = d->methods[i].name, .handler = stand_in,
-			.roles = RPC_ROLES_ANY };
+		impls[i] = (rpc_method_impl) { .name = d->methods[i].name,
+			.handler                     = stand_in,
+			.roles                       = RPC_ROLES_ANY };
 	}
 	assert_int_equal(rpc_server_add_service(srv, d, impls, d->n_methods, NULL), HV_OK);
 }
@@ -118,11 +119,12 @@ test_decode_budgets(void **state)
 		for (size_t i = 0; i < n; i++) {
 			hv_status st;
 			msg[0] = '\0';
-			st     = rpc_server_decode(srv, seeds[i].s_data, seeds[i].s_len, msg, sizeof(msg));
+			st     = rpc_server_decode(srv, seeds[i].s_data, seeds[i].s_len, msg,
+			        sizeof(msg));
 			if (st != full[i]) {
 				if (st != HV_RESOURCE_EXHAUSTED) {
-					fail_msg("seed %zu at budget %zu: %s (%s), full budget %s", i, b,
-					    hv_status_name(st), msg, hv_status_name(full[i]));
+					fail_msg("seed %zu at budget %zu: %s (%s), full budget %s",
+					    i, b, hv_status_name(st), msg, hv_status_name(full[i]));
 				}
 				assert_true(msg[0] != '\0');
 				failures++;
@@ -191,15 +193,15 @@ test_handler_budgets(void **state)
 		reopen(n, b);
 		snprintf(key, sizeof(key), "alloc-%zu", b);
 		errbuf[0] = '\0';
-		st = create_as(n, C_REFERRER, &one_shelter, key, &r);
+		st        = create_as(n, C_REFERRER, &one_shelter, key, &r);
 		if (st == HV_OK) {
 			ok++;
 			free_msg(r);
 			r = NULL;
 		} else {
 			if (!refused_for_memory(st)) {
-				fail_msg("CreateReferral at budget %zu: %s (%s)", b, hv_status_name(st),
-				    errbuf);
+				fail_msg("CreateReferral at budget %zu: %s (%s)", b,
+				    hv_status_name(st), errbuf);
 			}
 			assert_true(errbuf[0] != '\0');
 			refused++;
@@ -210,8 +212,8 @@ test_handler_budgets(void **state)
 		if (st != HV_OK && count_referrals(n) == made + 1) {
 			late++;
 			if (late == 1) {
-				print_message("refused after the commit at budget %zu: %s (%s)\n", b,
-				    hv_status_name(st), errbuf);
+				print_message("refused after the commit at budget %zu: %s (%s)\n",
+				    b, hv_status_name(st), errbuf);
 			}
 		} else {
 			assert_int_equal(count_referrals(n), made + (st == HV_OK ? 1 : 0));

@@ -81,10 +81,10 @@ static atomic_long    calls;
 
 static pthread_mutex_t undo_lock = PTHREAD_MUTEX_INITIALIZER;
 
-#define REAL(ret, name, ...)                                                                   \
-	static ret (*real_##name)(__VA_ARGS__);                                                \
-	if (real_##name == NULL) {                                                             \
-		real_##name = (ret(*)(__VA_ARGS__)) dlsym(RTLD_NEXT, #name);                   \
+#define REAL(ret, name, ...)                                                                       \
+	static ret (*real_##name)(__VA_ARGS__);                                                    \
+	if (real_##name == NULL) {                                                                 \
+		real_##name = (ret(*)(__VA_ARGS__)) dlsym(RTLD_NEXT, #name);                       \
 	}
 
 static void
@@ -112,7 +112,9 @@ cfg_init(void)
 		cfg_n = strtol(v, NULL, 10);
 	}
 	if ((v = getenv("IOFAIL_ERRNO")) != NULL) {
-		cfg_errno = strcmp(v, "ENOSPC") == 0 ? ENOSPC : strcmp(v, "EDQUOT") == 0 ? EDQUOT : EIO;
+		cfg_errno = strcmp(v, "ENOSPC") == 0 ? ENOSPC
+		    : strcmp(v, "EDQUOT") == 0       ? EDQUOT
+		                                     : EIO;
 	}
 	if ((v = getenv("IOFAIL_STICKY")) != NULL) {
 		cfg_sticky = v[0] == '1';
@@ -187,7 +189,10 @@ inject(unsigned op, int fd, const char *path)
 	if (cfg_log >= 0 && (fail || cfg_trace)) {
 		char line[PATH_MAX + 64];
 		int  l = snprintf(line, sizeof(line), "%ld %s %s %d\n", n, op_name(op),
-		     path != NULL ? path : "-", !fail ? 0 : op == OP_MMAP ? ENOMEM : cfg_errno);
+                    path != NULL ? path : "-",
+                    !fail               ? 0
+		         : op == OP_MMAP ? ENOMEM
+		                         : cfg_errno);
 		REAL(ssize_t, write, int, const void *, size_t);
 		if (l > 0) {
 			(void) !real_write(cfg_log, line,

@@ -31,8 +31,8 @@ typedef struct rec {
 static int
 read_log(const char *name, rec **out, size_t *n)
 {
-	FILE    *f = fopen(name, "rb");
-	rec     *v = NULL, *nv;
+	FILE    *f   = fopen(name, "rb");
+	rec     *v   = NULL, *nv;
 	size_t   cap = 0, cnt = 0;
 	uint32_t pl;
 	uint64_t hdr[3];
@@ -43,7 +43,7 @@ read_log(const char *name, rec **out, size_t *n)
 		return (-1);
 	}
 	while ((c = fgetc(f)) != EOF) {
-		rec r = { 0 };
+		rec r  = { 0 };
 		r.kind = (char) c;
 		if ((c != 'W' && c != 'S') || fread(&pl, sizeof(pl), 1, f) != 1 || pl >= PATH_MAX ||
 		    (r.path = calloc(1, pl + 1)) == NULL || fread(r.path, 1, pl, f) != pl) {
@@ -91,7 +91,8 @@ undo_one(const rec *r)
 		/* Removed since: nothing of it to restore (the test's files are never removed). */
 		return (errno == ENOENT ? 0 : -1);
 	}
-	keep = r->off >= r->size ? 0 : (size_t) (r->size - r->off < r->len ? r->size - r->off : r->len);
+	keep = r->off >= r->size ? 0
+	                         : (size_t) (r->size - r->off < r->len ? r->size - r->off : r->len);
 	if ((keep > 0 && pwrite(fd, r->old, keep, (off_t) r->off) != (ssize_t) keep) ||
 	    ftruncate(fd, (off_t) r->size) != 0 || fsync(fd) != 0) {
 		fprintf(stderr, "powercut: %s: %s\n", r->path, strerror(errno));
@@ -105,10 +106,10 @@ undo_one(const rec *r)
 int
 main(int argc, char **argv)
 {
-	rec   *v     = NULL;
-	size_t n     = 0, undone = 0, files = 0;
-	int    rc    = 0;
-	char **seen  = NULL;
+	rec   *v = NULL;
+	size_t n = 0, undone = 0, files = 0;
+	int    rc   = 0;
+	char **seen = NULL;
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: powercut UNDO_LOG\n");

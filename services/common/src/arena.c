@@ -14,7 +14,7 @@ struct arena_chunk {
 };
 
 #define ALIGN16(n) (((n) + 15u) & ~(size_t) 15u)
-#define CHUNK_MIN (64u * 1024u)
+#define CHUNK_MIN  (64u * 1024u)
 
 static void *
 pb_alloc(void *data, size_t n)
@@ -58,7 +58,7 @@ arena_reset(arena *a)
 	a->a_used    = 0;
 	a->a_refused = 0;
 	a->a_cur     = a->a_inline;
-	a->a_end    = a->a_inline + sizeof(a->a_inline);
+	a->a_end     = a->a_inline + sizeof(a->a_inline);
 }
 
 void *

@@ -63,7 +63,8 @@ audit_open(audit **out, store *s, const char *data_dir)
 	if ((st = store_table_open(s, "audit.log", &a->a_log)) != HV_OK ||
 	    (st = store_table_open(s, "audit.head", &a->a_head)) != HV_OK ||
 	    (st = store_table_open(s, "audit.by_window", &a->a_subject)) != HV_OK ||
-	    (st = audit__index_prepare(a)) != HV_OK || (st = key_load(a, data_dir, &created)) != HV_OK) {
+	    (st = audit__index_prepare(a)) != HV_OK ||
+	    (st = key_load(a, data_dir, &created)) != HV_OK) {
 		goto out;
 	}
 	st = HV_INVALID_ARGUMENT;
@@ -155,12 +156,14 @@ index_rebuild_fn(store_txn *txn, void *arg)
 	for (rc = store_cursor_seek(c, key, sizeof(key), &k, &kl, &v, &vl);
 	     rc == HV_OK && done < REBUILD_BATCH; rc = store_cursor_next(c, &k, &kl, &v, &vl)) {
 		if (kl != 8 || audit__entry_decode(v, vl, &e, &bodylen) != 0) {
-			rc = HV_DATA_LOSS; /* audit_verify names it; the index cannot be built past it */
+			rc = HV_DATA_LOSS; /* audit_verify names it; the index cannot be built past
+			                      it */
 			break;
 		}
 		if (e.subject[0] != '\0' &&
 		    (rc = store_put(txn, a->a_subject, skey,
-		         audit__index_key(skey, e.seq, e.subject, strlen(e.subject)), "", 0)) != HV_OK) {
+		         audit__index_key(skey, e.seq, e.subject, strlen(e.subject)), "", 0)) !=
+		        HV_OK) {
 			break;
 		}
 		j->rj_next = e.seq + 1;
@@ -214,7 +217,8 @@ audit_append(audit *a, store_txn *txn, audit_entry *e)
 	chain_head h;
 	hv_status  st;
 
-	if ((st = audit__head_read(a, txn, &h)) != HV_OK || (st = audit__append_after(a, txn, e, &h)) != HV_OK) {
+	if ((st = audit__head_read(a, txn, &h)) != HV_OK ||
+	    (st = audit__append_after(a, txn, e, &h)) != HV_OK) {
 		return (st);
 	}
 	return (audit__head_write(a, txn, &h));
@@ -315,7 +319,8 @@ key_load(audit *a, const char *data_dir, bool *created)
 		/* Durable before a checkpoint is signed with it: a key lost to a power cut
 		 * would leave checkpoints no key verifies. */
 		if ((st = crypto_ed25519_keygen(&pem, &len)) != HV_OK ||
-		    (st = key_create(path, pem, len)) != HV_OK || (st = hv_file_sync_dir(dir)) != HV_OK) {
+		    (st = key_create(path, pem, len)) != HV_OK ||
+		    (st = hv_file_sync_dir(dir)) != HV_OK) {
 			log_error("audit: cannot create %s: %s", path, hv_status_name(st));
 			goto out;
 		}
@@ -348,4 +353,3 @@ out:
 	}
 	return (st);
 }
-

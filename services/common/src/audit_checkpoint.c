@@ -48,9 +48,11 @@ audit__cp_parse(char *line, const uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN], checkp
 	for (p = strtok_r(line, " ", &save); p != NULL && n < 5; p = strtok_r(NULL, " ", &save)) {
 		f[n++] = p;
 	}
-	if (n != 5 || p != NULL || strcmp(f[0], "v1") != 0 || audit__dec_get(f[1], &cp->cp_seq) != 0 ||
+	if (n != 5 || p != NULL || strcmp(f[0], "v1") != 0 ||
+	    audit__dec_get(f[1], &cp->cp_seq) != 0 ||
 	    audit__hex_get(f[2], cp->cp_hash, AUDIT_HASH_LEN) != 0 ||
-	    audit__dec_get(f[3], &cp->cp_time_ms) != 0 || audit__hex_get(f[4], sig, sizeof(sig)) != 0) {
+	    audit__dec_get(f[3], &cp->cp_time_ms) != 0 ||
+	    audit__hex_get(f[4], sig, sizeof(sig)) != 0) {
 		return (-1);
 	}
 	cp_message(msg, cp->cp_seq, cp->cp_hash, cp->cp_time_ms);
@@ -90,8 +92,8 @@ audit__cp_append(audit *a, const chain_head *h, bool create)
 	}
 	audit__hex_put(hex, h->ch_hash, AUDIT_HASH_LEN);
 	audit__hex_put(sighex, sig, sizeof(sig));
-	n = snprintf(line, sizeof(line), "v1 %llu %s %llu %s\n", (unsigned long long) h->ch_seq,
-	    hex, (unsigned long long) now, sighex);
+	n  = snprintf(line, sizeof(line), "v1 %llu %s %llu %s\n", (unsigned long long) h->ch_seq,
+	     hex, (unsigned long long) now, sighex);
 	fd = open(a->a_cpath, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0),
 	    0600);
 	if (fd < 0) {
@@ -117,7 +119,8 @@ out:
 		a->a_cp_warned = true;
 		log_error("audit: cannot append a checkpoint to %s: %s%s", a->a_cpath,
 		    hv_status_name(st),
-		    st == HV_FAILED_PRECONDITION ? " (the file is missing; audit verify reports it)" : "");
+		    st == HV_FAILED_PRECONDITION ? " (the file is missing; audit verify reports it)"
+		                                 : "");
 	}
 	return (st);
 }
@@ -129,7 +132,8 @@ audit_checkpoint(audit *a)
 	hv_status  st;
 
 	pthread_mutex_lock(&a->a_cpmtx);
-	if ((st = audit__committed_head(a, &h)) == HV_OK && !(a->a_cp_any && h.ch_seq == a->a_cp_seq)) {
+	if ((st = audit__committed_head(a, &h)) == HV_OK &&
+	    !(a->a_cp_any && h.ch_seq == a->a_cp_seq)) {
 		st = audit__cp_append(a, &h, false);
 	}
 	pthread_mutex_unlock(&a->a_cpmtx);

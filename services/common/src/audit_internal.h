@@ -20,21 +20,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#define AUDIT_VERSION 3        /* keyed, with the person: what is written */
-#define AUDIT_VERSION_KEYED 2  /* keyed, from before people: verified, never written */
+#define AUDIT_VERSION        3 /* keyed, with the person: what is written */
+#define AUDIT_VERSION_KEYED  2 /* keyed, from before people: verified, never written */
 #define AUDIT_VERSION_LEGACY 1 /* unkeyed SHA-256, from before the key: verified, never written */
-#define KEY_FILE "audit-ed25519.pem" /* in DATA/keys */
-#define KEY_PEM_MAX 4096
-#define CHECKPOINT_FILE "audit.checkpoints" /* in DATA */
-#define CHAIN_KEY_LABEL "haven audit chain key v1"
-#define CP_LABEL "haven audit checkpoint v1" /* signed with its NUL, as a separator */
-#define CP_MSG_LEN (sizeof(CP_LABEL) + 8 + AUDIT_HASH_LEN + 8)
-#define CP_LINE_MAX 320 /* "v1 seq hash time sig\n" is at most 238 characters */
-#define HEAD_KEY "head"
-#define HEAD_LEN (8 + AUDIT_HASH_LEN)
+#define KEY_FILE             "audit-ed25519.pem" /* in DATA/keys */
+#define KEY_PEM_MAX          4096
+#define CHECKPOINT_FILE      "audit.checkpoints" /* in DATA */
+#define CHAIN_KEY_LABEL      "haven audit chain key v1"
+#define CP_LABEL             "haven audit checkpoint v1" /* signed with its NUL, as a separator */
+#define CP_MSG_LEN           (sizeof(CP_LABEL) + 8 + AUDIT_HASH_LEN + 8)
+#define CP_LINE_MAX          320 /* "v1 seq hash time sig\n" is at most 238 characters */
+#define HEAD_KEY             "head"
+#define HEAD_LEN             (8 + AUDIT_HASH_LEN)
 /* version, seq, time, role, five strings with their length bytes, result */
-#define BODY_MAX                                                                           \
-	(1 + 8 + 8 + 4 + RPC_ORG_ID_MAX + AUDIT_METHOD_MAX + AUDIT_SUBJECT_MAX +              \
+#define BODY_MAX                                                                                   \
+	(1 + 8 + 8 + 4 + RPC_ORG_ID_MAX + AUDIT_METHOD_MAX + AUDIT_SUBJECT_MAX +                   \
 	    AUDIT_PURPOSE_MAX + RPC_PERSON_ID_MAX + 4)
 #define VALUE_MAX (BODY_MAX + 2 * AUDIT_HASH_LEN)
 /* audit.by_window: be64 window || subject || 0x00 || be64 seq */
@@ -42,10 +42,10 @@
 /* Entries per window of the subject index: appends touch only the leaf pages of the current
  * window (a few dozen), not one random page of an index over every subject each; a lookup by
  * subject seeks once per window. */
-#define WINDOW_BITS 10
-#define INDEX_KEY "index"     /* in audit.head: the index's layout, once it is built */
-#define INDEX_LAYOUT "window-10"
-#define REBUILD_BATCH 10000   /* log entries indexed per transaction when (re)building */
+#define WINDOW_BITS   10
+#define INDEX_KEY     "index" /* in audit.head: the index's layout, once it is built */
+#define INDEX_LAYOUT  "window-10"
+#define REBUILD_BATCH 10000 /* log entries indexed per transaction when (re)building */
 
 #define WRITER_BATCH_MAX (AUDIT_QUEUE_MAX / 2) /* entries per transaction of the writer */
 /* A batch stops lingering once this many entries wait, whatever its linger. */
@@ -66,10 +66,10 @@ struct audit {
 	store_table a_subject; /* audit.by_window */
 
 	/* The keys and the checkpoint file (audit_open; constant afterwards). */
-	crypto_hmac_key *a_key;                               /* the chain's HMAC key, prepared */
-	uint8_t          a_secret[CRYPTO_ED25519_SECRET_LEN]; /* signs checkpoints; wiped at close */
-	uint8_t          a_pub[CRYPTO_ED25519_PUBLIC_LEN];
-	char             a_cpath[PATH_MAX];                   /* DATA/audit.checkpoints */
+	crypto_hmac_key *a_key;                      /* the chain's HMAC key, prepared */
+	uint8_t a_secret[CRYPTO_ED25519_SECRET_LEN]; /* signs checkpoints; wiped at close */
+	uint8_t a_pub[CRYPTO_ED25519_PUBLIC_LEN];
+	char    a_cpath[PATH_MAX]; /* DATA/audit.checkpoints */
 
 	/* This handle's checkpoints; a_cpmtx guards these and the file appends. */
 	pthread_mutex_t a_cpmtx;
@@ -81,17 +81,17 @@ struct audit {
 	/* The queue of audit_enqueue: a ring, its writer, and counters that audit_flush
 	 * waits on. a_qmtx guards all of it; never held across a store call. */
 	pthread_mutex_t a_qmtx;
-	pthread_cond_t  a_qcond;   /* for enqueuers waiting for room and flushers */
-	pthread_cond_t  a_wcond;   /* for the writer */
+	pthread_cond_t  a_qcond; /* for enqueuers waiting for room and flushers */
+	pthread_cond_t  a_wcond; /* for the writer */
 	audit_entry    *a_ring;
 	size_t          a_qhead, a_qlen;
-	uint64_t        a_queued;  /* entries ever enqueued */
-	uint64_t        a_written; /* of those, committed */
-	unsigned        a_waiters; /* threads waiting on a_qcond */
-	unsigned        a_flushes; /* flushers waiting: the writer does not linger */
+	uint64_t        a_queued;    /* entries ever enqueued */
+	uint64_t        a_written;   /* of those, committed */
+	unsigned        a_waiters;   /* threads waiting on a_qcond */
+	unsigned        a_flushes;   /* flushers waiting: the writer does not linger */
 	uint64_t        a_commit_us; /* the writer's commit time, a moving average */
 	unsigned        a_linger_ms; /* how long the next batch gathers after its first entry */
-	hv_status       a_qerr;    /* the writer's failure; sticky */
+	hv_status       a_qerr;      /* the writer's failure; sticky */
 	bool            a_writer, a_stop;
 	pthread_t       a_thread;
 };
@@ -114,8 +114,8 @@ bool audit__field_ok(const char *s, size_t max, bool strict);
 /* Encodes the body of e into buf (BODY_MAX bytes); returns its length. */
 size_t audit__body_encode(const audit_entry *e, uint8_t *buf);
 /* The hash of a body: HMAC under the chain key (versions 2, 3) or SHA-256 (1). */
-void audit__entry_hash(const audit *a, const uint8_t prev[AUDIT_HASH_LEN], const uint8_t *body, size_t n,
-    uint8_t out[AUDIT_HASH_LEN]);
+void audit__entry_hash(const audit *a, const uint8_t prev[AUDIT_HASH_LEN], const uint8_t *body,
+    size_t n, uint8_t out[AUDIT_HASH_LEN]);
 /* Decodes a stored value; *bodylen gets its body's length. -1 when malformed. */
 int audit__entry_decode(const uint8_t *v, size_t len, audit_entry *e, size_t *bodylen);
 /* The subject index key of (seq, subject); returns its length. */

@@ -115,16 +115,17 @@ audit__entry_decode(const uint8_t *v, size_t len, audit_entry *e, size_t *bodyle
 	size_t o = 0;
 
 	memset(e, 0, sizeof(*e));
-	if (len < 1 + 8 + 8 + 4 || (v[0] != AUDIT_VERSION && v[0] != AUDIT_VERSION_KEYED &&
-	                               v[0] != AUDIT_VERSION_LEGACY)) {
+	if (len < 1 + 8 + 8 + 4 ||
+	    (v[0] != AUDIT_VERSION && v[0] != AUDIT_VERSION_KEYED &&
+	        v[0] != AUDIT_VERSION_LEGACY)) {
 		return (-1);
 	}
-	o          = 1;
-	e->seq     = hv_get_be64(v + o);
+	o      = 1;
+	e->seq = hv_get_be64(v + o);
 	o += 8;
 	e->time_ms = (int64_t) hv_get_be64(v + o);
 	o += 8;
-	e->role    = (rpc_role) hv_get_be32(v + o);
+	e->role = (rpc_role) hv_get_be32(v + o);
 	o += 4;
 	if (str_get(v, len, &o, e->org, sizeof(e->org)) != 0 ||
 	    str_get(v, len, &o, e->method, sizeof(e->method)) != 0 ||
@@ -161,7 +162,6 @@ audit__index_key(uint8_t key[SUBJECT_KEY_MAX], uint64_t seq, const char *subject
 	hv_put_be64(key + 8 + sl + 1, seq);
 	return (8 + sl + 9);
 }
-
 
 hv_status
 audit__head_read(audit *a, store_txn *txn, chain_head *h)
@@ -308,4 +308,3 @@ audit_entry_decode(const void *value, size_t len, audit_entry *out)
 	}
 	return (audit__entry_decode(value, len, out, &bodylen) == 0 ? HV_OK : HV_DATA_LOSS);
 }
-

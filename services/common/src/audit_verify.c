@@ -56,21 +56,22 @@ get_entry(audit *a, store_txn *txn, uint64_t seq, audit_entry *e)
 	if ((st = store_get(txn, a->a_log, key, sizeof(key), &v, &vl)) != HV_OK) {
 		return (st == HV_NOT_FOUND ? HV_DATA_LOSS : st); /* the index names it */
 	}
-	return (audit__entry_decode(v, vl, e, &bodylen) == 0 && e->seq == seq ? HV_OK : HV_DATA_LOSS);
+	return (
+	    audit__entry_decode(v, vl, e, &bodylen) == 0 && e->seq == seq ? HV_OK : HV_DATA_LOSS);
 }
 
 /* The walk of the chain: what audit_verify carries from one entry to the next. */
 typedef struct chain_walk {
-	uint64_t cw_expected;              /* the next seq */
-	uint64_t cw_boundary;              /* entries after it must be keyed */
-	bool     cw_keyed;                 /* a keyed entry was seen */
-	uint8_t  cw_prev[AUDIT_HASH_LEN];  /* the hash of the entry before */
+	uint64_t cw_expected;             /* the next seq */
+	uint64_t cw_boundary;             /* entries after it must be keyed */
+	bool     cw_keyed;                /* a keyed entry was seen */
+	uint8_t  cw_prev[AUDIT_HASH_LEN]; /* the hash of the entry before */
 } chain_walk;
 
 /* Checks one entry of the log (its key k) against the walk so far and the subject index. */
 static hv_status
-verify_entry(audit *a, store_txn *txn, audit_verify_result *out, chain_walk *w,
-    const void *k, size_t kl, const uint8_t *v, size_t vl)
+verify_entry(audit *a, store_txn *txn, audit_verify_result *out, chain_walk *w, const void *k,
+    size_t kl, const uint8_t *v, size_t vl)
 {
 	audit_entry e;
 	uint8_t     h[AUDIT_HASH_LEN], skey[SUBJECT_KEY_MAX];
@@ -241,7 +242,8 @@ cp_boundary(audit *a, cp_file *cf, uint64_t *boundary, bool *found)
 	if (cf->cf_f == NULL) {
 		return;
 	}
-	if (cp_file_line(cf, line, sizeof(line)) != NULL && audit__cp_parse(line, a->a_pub, &cp) == 0) {
+	if (cp_file_line(cf, line, sizeof(line)) != NULL &&
+	    audit__cp_parse(line, a->a_pub, &cp) == 0) {
 		*boundary = cp.cp_seq;
 		*found    = true;
 	}
@@ -259,8 +261,9 @@ verify_checkpoint(audit *a, store_txn *txn, audit_verify_result *out, char *line
 	int        rc;
 
 	if ((rc = audit__cp_parse(line, a->a_pub, &cp)) != 0) {
-		return (bad(out, at, rc == -1 ? "checkpoint line %zu does not parse"
-		                              : "checkpoint line %zu is not signed by the audit key",
+		return (bad(out, at,
+		    rc == -1 ? "checkpoint line %zu does not parse"
+		             : "checkpoint line %zu is not signed by the audit key",
 		    n));
 	}
 	if (n == 1) {
@@ -272,7 +275,8 @@ verify_checkpoint(audit *a, store_txn *txn, audit_verify_result *out, char *line
 	}
 	if (cp.cp_seq > out->head_seq) {
 		return (bad(out, out->head_seq + 1,
-		    "entries %llu to %llu were removed (checkpoint line %zu saw the log up to %llu)",
+		    "entries %llu to %llu were removed (checkpoint line %zu saw the log up to "
+		    "%llu)",
 		    (unsigned long long) out->head_seq + 1, (unsigned long long) cp.cp_seq, n,
 		    (unsigned long long) cp.cp_seq));
 	}
@@ -296,9 +300,10 @@ verify_checkpoints(audit *a, store_txn *txn, audit_verify_result *out, cp_file *
 	hv_status st = HV_OK;
 
 	if (cf->cf_f == NULL) {
-		return (out->entries == 0 ? HV_OK
-		                          : bad(out, 1, "the checkpoint file is missing (%llu entries)",
-		                                (unsigned long long) out->entries));
+		return (out->entries == 0
+		        ? HV_OK
+		        : bad(out, 1, "the checkpoint file is missing (%llu entries)",
+		              (unsigned long long) out->entries));
 	}
 	while (st == HV_OK && cp_file_line(cf, line, sizeof(line)) != NULL) {
 		st = verify_checkpoint(a, txn, out, line, ++n);
@@ -329,13 +334,14 @@ verify_index(audit *a, store_txn *txn, audit_verify_result *out)
 	}
 	for (rc = store_cursor_seek(c, NULL, 0, &k, &kl, NULL, NULL); rc == HV_OK;
 	     rc = store_cursor_next(c, &k, &kl, NULL, NULL)) {
-		const uint8_t *p  = k;
-		size_t         sl = kl >= 8 + 2 + 8 ? kl - 8 - 1 - 8 : 0;
+		const uint8_t *p   = k;
+		size_t         sl  = kl >= 8 + 2 + 8 ? kl - 8 - 1 - 8 : 0;
 		uint64_t       seq = kl >= 8 ? hv_get_be64(p + kl - 8) : 0;
 
 		if (sl == 0 || sl >= AUDIT_SUBJECT_MAX || p[8 + sl] != 0 ||
 		    hv_get_be64(p) != seq >> WINDOW_BITS) {
-			st = bad(out, seq != 0 ? seq : 1, "a row of the subject index does not decode");
+			st = bad(out, seq != 0 ? seq : 1,
+			    "a row of the subject index does not decode");
 			goto out;
 		}
 		if ((rc = get_entry(a, txn, seq, &e)) != HV_OK && rc != HV_DATA_LOSS) {
@@ -344,7 +350,8 @@ verify_index(audit *a, store_txn *txn, audit_verify_result *out)
 		}
 		if (rc != HV_OK || strlen(e.subject) != sl || memcmp(e.subject, p + 8, sl) != 0) {
 			st = bad(out, seq,
-			    "the subject index names entry %llu for a subject it is not about (a row "
+			    "the subject index names entry %llu for a subject it is not about (a "
+			    "row "
 			    "was added or changed)",
 			    (unsigned long long) seq);
 			goto out;
@@ -421,8 +428,8 @@ out:
 
 /* A subject's entries after after_seq: one seek per window of the index up to the head's. */
 static hv_status
-list_subject(audit *a, store_txn *txn, const char *subject, uint64_t after_seq,
-    audit_entry *out, size_t max, size_t *n)
+list_subject(audit *a, store_txn *txn, const char *subject, uint64_t after_seq, audit_entry *out,
+    size_t max, size_t *n)
 {
 	store_cursor *c  = NULL;
 	size_t        sl = strlen(subject), klen;
@@ -448,11 +455,12 @@ list_subject(audit *a, store_txn *txn, const char *subject, uint64_t after_seq,
 	}
 	for (uint64_t w = (after_seq + 1) >> WINDOW_BITS; w <= last >> WINDOW_BITS && *n < max;
 	     w++) {
-		uint64_t from = w == (after_seq + 1) >> WINDOW_BITS ? after_seq + 1 : w << WINDOW_BITS;
+		uint64_t from =
+		    w == (after_seq + 1) >> WINDOW_BITS ? after_seq + 1 : w << WINDOW_BITS;
 
 		klen = audit__index_key(key, from, subject, sl);
-		for (rc = store_cursor_seek(c, key, klen, &k, &kl, NULL, NULL); rc == HV_OK && *n < max;
-		     rc = store_cursor_next(c, &k, &kl, NULL, NULL)) {
+		for (rc = store_cursor_seek(c, key, klen, &k, &kl, NULL, NULL);
+		     rc == HV_OK && *n < max; rc = store_cursor_next(c, &k, &kl, NULL, NULL)) {
 			if (kl != klen || memcmp(k, key, 8 + sl + 1) != 0) {
 				break; /* past this subject's entries in this window */
 			}
@@ -511,4 +519,3 @@ out:
 	store_cursor_close(c);
 	return (st);
 }
-

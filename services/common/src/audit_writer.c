@@ -77,18 +77,18 @@ linger_adapt(audit *a, uint64_t took_us)
 	uint64_t ms;
 
 	a->a_commit_us = a->a_commit_us == 0 ? took_us : (3 * a->a_commit_us + took_us) / 4;
-	ms = (WRITER_LINGER_FACTOR * a->a_commit_us + 999) / 1000;
+	ms             = (WRITER_LINGER_FACTOR * a->a_commit_us + 999) / 1000;
 	a->a_linger_ms = ms < AUDIT_LINGER_MIN_MS ? AUDIT_LINGER_MIN_MS
-	               : ms > AUDIT_LINGER_MAX_MS ? AUDIT_LINGER_MAX_MS
+	    : ms > AUDIT_LINGER_MAX_MS            ? AUDIT_LINGER_MAX_MS
 	                                          : (unsigned) ms;
 }
 
 static void *
 writer_main(void *arg)
 {
-	audit      *a = arg;
+	audit       *a = arg;
 	audit_entry *batch;
-	batch_job   j = { a, NULL, 0 };
+	batch_job    j = { a, NULL, 0 };
 
 	if ((batch = malloc(WRITER_BATCH_MAX * sizeof(*batch))) == NULL) {
 		pthread_mutex_lock(&a->a_qmtx);
@@ -125,8 +125,8 @@ writer_main(void *arg)
 			pthread_cond_broadcast(&a->a_qcond);
 		}
 		pthread_mutex_unlock(&a->a_qmtx);
-		t0 = hv_clock_mono_us();
-		st = a->a_qerr == HV_OK ? store_write(a->a_store, batch_fn, &j) : a->a_qerr;
+		t0   = hv_clock_mono_us();
+		st   = a->a_qerr == HV_OK ? store_write(a->a_store, batch_fn, &j) : a->a_qerr;
 		took = (uint64_t) (hv_clock_mono_us() - t0);
 		pthread_mutex_lock(&a->a_qmtx);
 		/* A checkpoint (after the commit, so that it pins a committed head) costs an
@@ -141,8 +141,9 @@ writer_main(void *arg)
 		}
 		if (st != HV_OK && a->a_qerr == HV_OK) {
 			a->a_qerr = st;
-			log_error("audit: %zu queued entries could not be written (%s); accesses that "
-			          "need them are refused from now on",
+			log_error(
+			    "audit: %zu queued entries could not be written (%s); accesses that "
+			    "need them are refused from now on",
 			    j.bj_n, hv_status_name(st));
 		}
 		a->a_written += j.bj_n; /* written, or given up on: flushers stop waiting */
@@ -281,4 +282,3 @@ audit_flush(audit *a)
 	pthread_mutex_unlock(&a->a_qmtx);
 	return (st);
 }
-

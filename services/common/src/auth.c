@@ -51,7 +51,6 @@ const char *const auth__cause_names[CAUSE_N] = {
 	[CAUSE_BUSY]      = "busy",
 };
 
-
 typedef struct auth_key {
 	uint32_t k_id;
 	int64_t  k_since_ms; /* when it became the current key */
@@ -75,12 +74,12 @@ typedef struct token_claims {
 } token_claims;
 
 struct auth {
-	pthread_mutex_t a_mu; /* the keys, the key file's identity and the used nonces */
+	pthread_mutex_t a_mu;      /* the keys, the key file's identity and the used nonces */
 	auth_key        a_keys[2]; /* current, previous */
 	unsigned        a_nkeys;
-	char           *a_key_file;  /* NULL: keys in memory only */
+	char           *a_key_file; /* NULL: keys in memory only */
 	char           *a_lock_file;
-	struct stat     a_key_stat;  /* the key file as last read */
+	struct stat     a_key_stat; /* the key file as last read */
 	int64_t         a_checked_ms;
 	uint8_t         a_chal_key[AUTH_SECRET_LEN];
 	used_nonce     *a_used;
@@ -98,8 +97,8 @@ struct auth {
 };
 
 _Static_assert(NONCE_MAC_LEN == 16, "nonce layout: random(16) || expiry(8) || mac(16)");
-_Static_assert(
-    sizeof(TOKEN_PREFIX) - 1 + 4 * ((PAYLOAD_MAX_LEN + 2) / 3) + 1 + 4 * ((CRYPTO_HMAC_LEN + 2) / 3) <
+_Static_assert(sizeof(TOKEN_PREFIX) - 1 + 4 * ((PAYLOAD_MAX_LEN + 2) / 3) + 1 +
+            4 * ((CRYPTO_HMAC_LEN + 2) / 3) <
         AUTH_TOKEN_MAX,
     "the longest token fits in AUTH_TOKEN_MAX");
 
@@ -176,7 +175,6 @@ lookup(const auth *a, const char *org_id, auth_org *org)
 	return (st);
 }
 
-
 /* ---- token keys ----------------------------------------------------------------------- */
 
 /* Whether the key file is still the one last read (same inode, size and change time). */
@@ -205,18 +203,18 @@ keys_load(auth *a)
 		return (hv_status_from_errno(errno));
 	}
 	st = hv_file_read(a->a_key_file, 2 * KEY_RECORD_LEN, true, &buf, &len);
-	if (st == HV_OUT_OF_RANGE || (st == HV_OK && len != KEY_RECORD_LEN &&
-	                                 len != 2 * KEY_RECORD_LEN)) {
+	if (st == HV_OUT_OF_RANGE ||
+	    (st == HV_OK && len != KEY_RECORD_LEN && len != 2 * KEY_RECORD_LEN)) {
 		st = HV_DATA_LOSS;
 	}
 	if (st != HV_OK) {
 		goto out;
 	}
 	for (size_t o = 0; o < len; o += KEY_RECORD_LEN) {
-		auth_key *k   = &a->a_keys[a->a_nkeys++];
+		auth_key      *k = &a->a_keys[a->a_nkeys++];
 		const uint8_t *p = (const uint8_t *) buf + o;
-		k->k_id       = (uint32_t) hv_get_be(p, 4);
-		k->k_since_ms = (int64_t) hv_get_be(p + 4, 8);
+		k->k_id          = (uint32_t) hv_get_be(p, 4);
+		k->k_since_ms    = (int64_t) hv_get_be(p + 4, 8);
 		memcpy(k->k_secret, p + 12, AUTH_SECRET_LEN);
 	}
 	a->a_key_stat = sb;
@@ -304,8 +302,8 @@ keys_rotate(auth *a, int64_t now_ms)
 	a->a_keys[0] = k;
 	a->a_nkeys   = a->a_nkeys > 0 ? 2 : 1;
 	if (a->a_key_file != NULL && (st = keys_write(a)) != HV_OK) {
-		log_error(
-		    "cannot write the token keys to %s: %s", a->a_key_file, hv_status_name(st));
+		log_error("cannot write the token keys to %s: %s", a->a_key_file,
+		    hv_status_name(st));
 		a->a_nkeys = 0; /* read again next time */
 		goto out;
 	}
@@ -328,9 +326,9 @@ keys_refresh(auth *a, int64_t now_ms, bool force)
 	int64_t     real = hv_clock_wall_ms();
 	hv_status   st;
 
-	if (a->a_key_file != NULL && (force || a->a_nkeys == 0 ||
-	                                 real - a->a_checked_ms >= KEY_CHECK_MS ||
-	                                 real < a->a_checked_ms)) {
+	if (a->a_key_file != NULL &&
+	    (force || a->a_nkeys == 0 || real - a->a_checked_ms >= KEY_CHECK_MS ||
+	        real < a->a_checked_ms)) {
 		a->a_checked_ms = real;
 		if (stat(a->a_key_file, &sb) != 0 || !same_file(&sb, &a->a_key_stat) ||
 		    a->a_nkeys == 0) {
@@ -513,7 +511,8 @@ auth_open(auth **out, const auth_options *opts)
 	a->a_token_ttl_ms =
 	    1000 * (int64_t) (opts->token_ttl_s != 0 ? opts->token_ttl_s : DEFAULT_TOKEN_TTL_S);
 	a->a_challenge_ttl_ms = 1000 *
-	    (int64_t) (opts->challenge_ttl_s != 0 ? opts->challenge_ttl_s : DEFAULT_CHALLENGE_TTL_S);
+	    (int64_t) (opts->challenge_ttl_s != 0 ? opts->challenge_ttl_s
+	                                          : DEFAULT_CHALLENGE_TTL_S);
 	a->a_lookup     = opts->lookup;
 	a->a_lookup_arg = opts->lookup_arg;
 	if ((st = crypto_random(a->a_chal_key, sizeof(a->a_chal_key))) != HV_OK ||
@@ -575,7 +574,7 @@ auth__token_make(auth *a, const char *org_id, size_t orglen, unsigned role, cons
 	uint8_t   payload[PAYLOAD_MAX_LEN];
 	uint8_t   mac[CRYPTO_HMAC_LEN];
 	auth_key  k;
-	size_t    plen = P_ORG + orglen, o;
+	size_t    plen   = P_ORG + orglen, o;
 	int64_t   expiry = now_ms + a->a_token_ttl_ms;
 	hv_status st;
 
@@ -620,8 +619,9 @@ auth_issue_token(auth *a, const char *org_id, rpc_role role, int64_t now_ms,
 	hv_status st     = HV_INVALID_ARGUMENT;
 
 	out[0] = '\0';
-	if (a == NULL || !auth__org_id_valid(org_id, &orglen) || !auth__role_issuable((unsigned) role) ||
-	    now_ms < 0 || now_ms > INT64_MAX - a->a_token_ttl_ms) {
+	if (a == NULL || !auth__org_id_valid(org_id, &orglen) ||
+	    !auth__role_issuable((unsigned) role) || now_ms < 0 ||
+	    now_ms > INT64_MAX - a->a_token_ttl_ms) {
 		goto out;
 	}
 	if ((st = lookup(a, org_id, &org)) != HV_OK) {
@@ -836,9 +836,9 @@ auth__signed_message(uint8_t *buf, const uint8_t *nonce, const char *org_id, siz
  * checked and verified against in its place.
  */
 int
-auth__signin_check(auth *a, const char *org_id, size_t orglen,
-    const uint8_t nonce[AUTH_NONCE_LEN], const uint8_t *sig, size_t siglen, int64_t now_ms,
-    auth_org *org, hv_status *dir_st, char *why, size_t whysz)
+auth__signin_check(auth *a, const char *org_id, size_t orglen, const uint8_t nonce[AUTH_NONCE_LEN],
+    const uint8_t *sig, size_t siglen, int64_t now_ms, auth_org *org, hv_status *dir_st, char *why,
+    size_t whysz)
 {
 	uint8_t     msg[SIGNED_MAX];
 	size_t      n;
@@ -859,8 +859,7 @@ auth__signin_check(auth *a, const char *org_id, size_t orglen,
 	cert     = has_cert ? org->cert_pem : a->a_decoy;
 	certlen  = has_cert ? org->cert_pem_len : a->a_decoy_len;
 	n        = auth__signed_message(msg, nonce, org_id, orglen);
-	cst = crypto_cert_check(
-	    cert, certlen, a->a_ca_file, org_id, now_ms / 1000, why, whysz);
+	cst = crypto_cert_check(cert, certlen, a->a_ca_file, org_id, now_ms / 1000, why, whysz);
 	sst = crypto_verify_cert(cert, certlen, msg, n, sig, siglen);
 	if (lst == HV_NOT_FOUND) {
 		return (CAUSE_UNKNOWN);

@@ -17,29 +17,29 @@
 
 #define NONCE_RANDOM_LEN 16
 #define NONCE_EXPIRY_LEN 8
-#define NONCE_MAC_LEN (AUTH_NONCE_LEN - NONCE_RANDOM_LEN - NONCE_EXPIRY_LEN) /* 16 */
-#define ORG_ID_MAX_LEN (RPC_ORG_ID_MAX - 1)                                 /* 63 */
-#define FP_LEN CRYPTO_SHA256_LEN
+#define NONCE_MAC_LEN    (AUTH_NONCE_LEN - NONCE_RANDOM_LEN - NONCE_EXPIRY_LEN) /* 16 */
+#define ORG_ID_MAX_LEN   (RPC_ORG_ID_MAX - 1)                                   /* 63 */
+#define FP_LEN           CRYPTO_SHA256_LEN
 /* kid(4) || role(1) || issued_at(8) || expires_at(8) || version(8) || cert_sha256(32) */
-#define P_KID 0
-#define P_ROLE 4
-#define P_IAT 5
-#define P_EXP 13
-#define P_VERSION 21
-#define P_FP 29
-#define P_ORG (P_FP + FP_LEN)
-#define PAYLOAD_MIN_LEN (P_ORG + 1)
-#define PAYLOAD_MAX_LEN (P_ORG + ORG_ID_MAX_LEN)
-#define TOKEN_PREFIX "v2."
-#define SIGNATURE_MAX 1024
-#define DEFAULT_TOKEN_TTL_S 3600
-#define DEFAULT_CHALLENGE_TTL_S 60
+#define P_KID                    0
+#define P_ROLE                   4
+#define P_IAT                    5
+#define P_EXP                    13
+#define P_VERSION                21
+#define P_FP                     29
+#define P_ORG                    (P_FP + FP_LEN)
+#define PAYLOAD_MIN_LEN          (P_ORG + 1)
+#define PAYLOAD_MAX_LEN          (P_ORG + ORG_ID_MAX_LEN)
+#define TOKEN_PREFIX             "v2."
+#define SIGNATURE_MAX            1024
+#define DEFAULT_TOKEN_TTL_S      3600
+#define DEFAULT_CHALLENGE_TTL_S  60
 #define LOGIN_DEFAULT_TIMEOUT_MS 10000
-#define KEY_RECORD_LEN (4 + 8 + AUTH_SECRET_LEN)
-#define KEY_CHECK_MS 1000 /* how often the key file is looked at for a change */
-#define CA_FILE_MAX (256 * 1024)
+#define KEY_RECORD_LEN           (4 + 8 + AUTH_SECRET_LEN)
+#define KEY_CHECK_MS             1000 /* how often the key file is looked at for a change */
+#define CA_FILE_MAX              (256 * 1024)
 
-#define METHOD_CHALLENGE "haven.auth.v1.Auth/Challenge"
+#define METHOD_CHALLENGE    "haven.auth.v1.Auth/Challenge"
 #define METHOD_AUTHENTICATE "haven.auth.v1.Auth/Authenticate"
 
 /* Causes of a failed sign-in: the metric's label values and the log's words. */
@@ -89,8 +89,7 @@ hv_status auth__challenge_make(auth *a, const char *org_id, size_t orglen, int64
 
 /* What the client signs: "haven-auth-v1" || nonce || org_id into buf (SIGNED_MAX bytes).
  * Returns its length. */
-size_t auth__signed_message(uint8_t *buf, const uint8_t *nonce, const char *org_id,
-    size_t orglen);
+size_t auth__signed_message(uint8_t *buf, const uint8_t *nonce, const char *org_id, size_t orglen);
 
 /* The checks of a well-formed Authenticate: -1 when the organisation may sign in (org then
  * holds its directory entry, to release), else a CAUSE_, or CAUSE_DIRECTORY with *dir_st set.

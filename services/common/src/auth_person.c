@@ -58,7 +58,7 @@ auth__session_verify(auth_session_fn fn, void *arg, auth_lookup_fn lookup, void 
 		caller->org_id[sizeof(caller->org_id) - 1] = '\0';
 		memcpy(caller->person.id, s.person_id, sizeof(caller->person.id));
 		caller->person.id[sizeof(caller->person.id) - 1] = '\0';
-		caller->person.role = s.person_role;
+		caller->person.role                              = s.person_role;
 	}
 out:
 	if (st != HV_OK && log_enabled(LOG_LEVEL_DEBUG)) {
@@ -73,9 +73,9 @@ static bool
 method_reads(const char *method)
 {
 	static const char *const prefixes[] = { "Get", "List", "Find", "Watch" };
-	static const char *const names[]    = { "Check", "Verify", "Status", "Summary",
-		   "Statistics", "Echo", "Logout" };
-	const char              *m          = strrchr(method, '/');
+	static const char *const names[] = { "Check", "Verify", "Status", "Summary", "Statistics",
+		"Echo", "Logout" };
+	const char              *m       = strrchr(method, '/');
 
 	if (m == NULL) {
 		return (false);
@@ -84,7 +84,8 @@ method_reads(const char *method)
 	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
 		size_t n = strlen(prefixes[i]);
 		/* "Get" followed by an upper-case letter or the end: GetSubject, not Getaway. */
-		if (strncmp(m, prefixes[i], n) == 0 && (m[n] == '\0' || (m[n] >= 'A' && m[n] <= 'Z'))) {
+		if (strncmp(m, prefixes[i], n) == 0 &&
+		    (m[n] == '\0' || (m[n] >= 'A' && m[n] <= 'Z'))) {
 			return (true);
 		}
 	}

@@ -39,8 +39,7 @@ set_errmsg(char *errmsg, size_t errsz, const char *fmt, ...)
 /* ---- the Auth service ----------------------------------------------------------------- */
 
 static hv_status
-handle_challenge(
-    rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
+handle_challenge(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
 {
 	auth                                    *a   = svc;
 	const Haven__Auth__V1__ChallengeRequest *req = (const void *) msg;
@@ -72,24 +71,21 @@ handle_challenge(
 	return (HV_OK);
 }
 
-
-
-
 static hv_status
-handle_authenticate(
-    rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
+handle_authenticate(rpc_call *call, void *svc, const ProtobufCMessage *msg,
+    ProtobufCMessage **reply)
 {
 	auth                                       *a   = svc;
 	const Haven__Auth__V1__AuthenticateRequest *req = (const void *) msg;
 	Haven__Auth__V1__AuthenticateResponse      *resp;
-	size_t    orglen;
-	char      token[AUTH_TOKEN_MAX];
-	char      why[160] = "";
-	uint64_t  expires_at = 0;
-	auth_org  org        = { 0 };
-	int64_t   now_ms     = hv_clock_wall_ms();
-	hv_status st         = HV_OK;
-	int       cause;
+	size_t                                      orglen;
+	char                                        token[AUTH_TOKEN_MAX];
+	char                                        why[160]   = "";
+	uint64_t                                    expires_at = 0;
+	auth_org                                    org        = { 0 };
+	int64_t                                     now_ms     = hv_clock_wall_ms();
+	hv_status                                   st         = HV_OK;
+	int                                         cause;
 
 	token[0] = '\0';
 	/* The request's shape: the same answer for every organisation. */
@@ -99,14 +95,14 @@ handle_authenticate(
 		goto out;
 	}
 	if (req->nonce.len != AUTH_NONCE_LEN || req->nonce.data == NULL) {
-		st = rpc_call_error(call, HV_INVALID_ARGUMENT, "nonce must be %d bytes from Challenge",
-		    AUTH_NONCE_LEN);
+		st = rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "nonce must be %d bytes from Challenge", AUTH_NONCE_LEN);
 		goto out;
 	}
 	if (req->signature.len == 0 || req->signature.len > SIGNATURE_MAX ||
 	    req->signature.data == NULL) {
-		st = rpc_call_error(
-		    call, HV_INVALID_ARGUMENT, "signature must be 1 to %d bytes", SIGNATURE_MAX);
+		st = rpc_call_error(call, HV_INVALID_ARGUMENT, "signature must be 1 to %d bytes",
+		    SIGNATURE_MAX);
 		goto out;
 	}
 	cause = auth__signin_check(a, req->org_id, orglen, req->nonce.data, req->signature.data,
@@ -114,8 +110,8 @@ handle_authenticate(
 	if (cause == CAUSE_DIRECTORY) {
 		log_warn("sign-in of organisation %s: the partner directory failed (%s)",
 		    req->org_id, hv_status_name(st));
-		st = rpc_call_error(
-		    call, st, "sign-in failed: the partner directory cannot be read");
+		st = rpc_call_error(call, st,
+		    "sign-in failed: the partner directory cannot be read");
 		goto out;
 	}
 	if (cause >= 0) {
@@ -227,12 +223,12 @@ auth_login(rpc_channel *ch, const char *org_id, const char *key_pem, size_t key_
 	Haven__Auth__V1__AuthenticateResponse *aresp = NULL;
 	ProtobufCMessage                      *m     = NULL;
 	rpc_call_options                       o     = { 0 };
-	uint8_t   signed_msg[SIGNED_MAX];
-	size_t    orglen, siglen = 0;
-	uint8_t  *sig = NULL;
-	char      err[RPC_ERRMSG_MAX];
-	int64_t   deadline, left;
-	hv_status st = HV_INVALID_ARGUMENT;
+	uint8_t                                signed_msg[SIGNED_MAX];
+	size_t                                 orglen, siglen = 0;
+	uint8_t                               *sig = NULL;
+	char                                   err[RPC_ERRMSG_MAX];
+	int64_t                                deadline, left;
+	hv_status                              st = HV_INVALID_ARGUMENT;
 
 	set_errmsg(errmsg, errsz, "%s", "");
 	err[0] = '\0';
@@ -241,7 +237,8 @@ auth_login(rpc_channel *ch, const char *org_id, const char *key_pem, size_t key_
 		goto out;
 	}
 	if (!auth__org_id_valid(org_id, &orglen)) {
-		set_errmsg(errmsg, errsz, "organisation id must be 1 to %d characters of A-Z a-z 0-9 . _ -",
+		set_errmsg(errmsg, errsz,
+		    "organisation id must be 1 to %d characters of A-Z a-z 0-9 . _ -",
 		    ORG_ID_MAX_LEN);
 		goto out;
 	}

@@ -1,7 +1,7 @@
 /* clock.c - wall and monotonic clocks, and timed waits on the monotonic clock. */
 #include "haven/clock.h"
 
-#define NS_PER_S       1000000000L
+#define NS_PER_S        1000000000L
 #define DEADLINE_MAX_MS (366ULL * 24 * 3600 * 1000)
 
 int64_t

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define LINE_MAX_LEN 4096
+#define LINE_MAX_LEN   4096
 #define FILE_MAX_LINES 10000
 
 static const config_option *
@@ -49,8 +49,8 @@ static hv_status
 apply_in(const char *section, const config_option *o, void *out, const char *value,
     const char *where, char *err, size_t errsz)
 {
-	char  *field = (char *) out + o->offset;
-	char   name[160];
+	char *field = (char *) out + o->offset;
+	char  name[160];
 
 	snprintf(name, sizeof(name), "%s%s%s", section != NULL ? section : "",
 	    section != NULL ? "." : "", o->name);
@@ -71,11 +71,11 @@ apply_in(const char *section, const config_option *o, void *out, const char *val
 		unsigned long long v;
 		errno = 0;
 		v     = strtoull(value, &end, 10);
-		if (value[0] == '\0' || value[0] == '-' || *end != '\0' || errno != 0 || v < o->min ||
-		    v > o->max) {
-			snprintf(err, errsz, "%s: '%s' must be a whole number from %llu to %llu, not '%.64s'",
-			    where, name, (unsigned long long) o->min, (unsigned long long) o->max,
-			    value);
+		if (value[0] == '\0' || value[0] == '-' || *end != '\0' || errno != 0 ||
+		    v < o->min || v > o->max) {
+			snprintf(err, errsz,
+			    "%s: '%s' must be a whole number from %llu to %llu, not '%.64s'", where,
+			    name, (unsigned long long) o->min, (unsigned long long) o->max, value);
 			return (HV_INVALID_ARGUMENT);
 		}
 		*(uint64_t *) (void *) field = (uint64_t) v;
@@ -83,8 +83,8 @@ apply_in(const char *section, const config_option *o, void *out, const char *val
 	}
 	case CONFIG_BOOL:
 		if (parse_bool(value, (bool *) (void *) field) != 0) {
-			snprintf(err, errsz, "%s: '%s' must be true or false, not '%.64s'", where, name,
-			    value);
+			snprintf(err, errsz, "%s: '%s' must be true or false, not '%.64s'", where,
+			    name, value);
 			return (HV_INVALID_ARGUMENT);
 		}
 		return (HV_OK);
@@ -149,8 +149,8 @@ config_key
 config_find(const config_table *t, size_t nt, const char *key, const config_table **table,
     const config_option **opt)
 {
-	const char *dot = strchr(key, '.');
-	size_t      seclen = dot != NULL ? (size_t) (dot - key) : 0;
+	const char *dot           = strchr(key, '.');
+	size_t      seclen        = dot != NULL ? (size_t) (dot - key) : 0;
 	bool        section_known = false;
 
 	*table = NULL;
@@ -159,8 +159,9 @@ config_find(const config_table *t, size_t nt, const char *key, const config_tabl
 		const char *sec = t[i].ct_section;
 		const char *name;
 
-		if (dot == NULL ? sec != NULL
-		                : sec == NULL || strlen(sec) != seclen || strncmp(sec, key, seclen) != 0) {
+		if (dot == NULL
+		        ? sec != NULL
+		        : sec == NULL || strlen(sec) != seclen || strncmp(sec, key, seclen) != 0) {
 			continue;
 		}
 		section_known = true;
@@ -224,8 +225,9 @@ config_load_tables(const char *path, const config_table *t, size_t nt, bool stri
 	for (size_t k = 0; k < nt; k++) {
 		for (size_t i = 0; i < t[k].ct_n; i++) {
 			const config_option *o = &t[k].ct_opts[i];
-			if (o->def != NULL && (st = apply_in(t[k].ct_section, o, t[k].ct_out, o->def,
-			                           "default", err, errsz)) != HV_OK) {
+			if (o->def != NULL &&
+			    (st = apply_in(t[k].ct_section, o, t[k].ct_out, o->def, "default", err,
+			         errsz)) != HV_OK) {
 				return (st);
 			}
 		}

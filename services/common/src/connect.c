@@ -93,7 +93,7 @@ write_cb(void *arg)
 static void
 creq_finish(creq *r, nng_http_res *res)
 {
-	bool    head = strcmp(nng_http_req_get_method(r->r_req), "HEAD") == 0;
+	bool    head  = strcmp(nng_http_req_get_method(r->r_req), "HEAD") == 0;
 	bool    close = false;
 	size_t  len   = 0;
 	nng_iov iov;
@@ -138,7 +138,7 @@ creq_reply(rpc_call *call, hv_status code, const ProtobufCMessage *reply)
 	if (code == HV_OK && r->r_kind == BODY_JSON) {
 		char  *json = NULL;
 		size_t n    = 0;
-		code = pbjson_encode(reply, NULL, &json, &n, err, sizeof(err));
+		code        = pbjson_encode(reply, NULL, &json, &n, err, sizeof(err));
 		if (code == HV_OK && n > srv->sv_opts.max_msg) {
 			code = rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
 			    "reply of %zu bytes is over the limit", n);
@@ -165,13 +165,13 @@ creq_reply(rpc_call *call, hv_status code, const ProtobufCMessage *reply)
 		if (code == HV_UNIMPLEMENTED && call->c_method == NULL) {
 			http = 404;
 		}
-		res = connect_res_error(cs, code, http, rpc_dispatch_errmsg(call, code), r->r_close);
+		res =
+		    connect_res_error(cs, code, http, rpc_dispatch_errmsg(call, code), r->r_close);
 	}
 	rpc_dispatch_record(srv, call, code);
 	creq_finish(r, res);
 	rpc_dispatch_end(srv);
 }
-
 
 /* Finds the call's credential: the bearer header, else the session cookie (with the CSRF
  * check). *token is NULL for an anonymous call. On failure the call's error is set. */
@@ -210,7 +210,6 @@ http_credential(connect_server *cs, creq *r, const char **token)
 	*token = rpc_call_strdup(&r->r_call, sess);
 	return (*token != NULL ? HV_OK : HV_RESOURCE_EXHAUSTED);
 }
-
 
 /* ---- the RPC call ---------------------------------------------------------------------- */
 
@@ -290,10 +289,10 @@ call_prepare(connect_server *cs, creq *r)
 			return (HV_RESOURCE_EXHAUSTED);
 		}
 		haven__rpc__v1__metadata__init(md[0]);
-		md[0]->key       = "authorization";
-		md[0]->value     = (char *) token;
-		env->metadata    = md;
-		env->n_metadata  = 1;
+		md[0]->key      = "authorization";
+		md[0]->value    = (char *) token;
+		env->metadata   = md;
+		env->n_metadata = 1;
 		if (activity != NULL && strcmp(activity, RPC_ACTIVITY_BACKGROUND) == 0) {
 			if ((md[1] = rpc_call_alloc(call, sizeof(**md))) == NULL) {
 				return (HV_RESOURCE_EXHAUSTED);
@@ -383,7 +382,6 @@ body_cb(void *arg)
 	cs_leave(cs);
 }
 
-
 /* ---- /session: a bearer token into the browser's cookies ---------------------------------- */
 
 /* POST /session {"token": "..."}: checks the token as a call would (rpc_dispatch_identify),
@@ -414,7 +412,8 @@ session_answer(creq *r)
 		res = connect_res_make(cs, 200, true, CT_JSON, "{}", 2, r->r_close);
 		if (res != NULL &&
 		    nng_http_res_set_header(res, "Set-Cookie",
-		        COOKIE_SESSION "=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict") != 0) {
+		        COOKIE_SESSION
+		        "=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict") != 0) {
 			nng_http_res_free(res);
 			res = NULL;
 		}
@@ -423,21 +422,21 @@ session_answer(creq *r)
 	in = json_loadb(r->r_body != NULL ? r->r_body : "", r->r_len, JSON_REJECT_DUPLICATES, NULL);
 	if (in == NULL || json_unpack(in, "{s:s}", "token", &tok) != 0 || tok[0] == '\0' ||
 	    strlen(tok) >= AUTH_TOKEN_MAX) {
-		res = connect_res_error(cs, HV_INVALID_ARGUMENT, 0, "body must be {\"token\": \"...\"}",
-		    false);
+		res = connect_res_error(cs, HV_INVALID_ARGUMENT, 0,
+		    "body must be {\"token\": \"...\"}", false);
 		goto out;
 	}
 	{
 		Haven__Rpc__V1__Request   env = HAVEN__RPC__V1__REQUEST__INIT;
 		Haven__Rpc__V1__Metadata  m   = HAVEN__RPC__V1__METADATA__INIT;
 		Haven__Rpc__V1__Metadata *mp  = &m;
-		m.key           = "authorization";
-		m.value         = (char *) tok;
-		env.metadata    = &mp;
-		env.n_metadata  = 1;
-		call->c_env     = &env;
-		st              = rpc_dispatch_identify(cs->cs_rpc, call, RPC_TRANSPORT_HTTP, false);
-		call->c_env     = NULL;
+		m.key                         = "authorization";
+		m.value                       = (char *) tok;
+		env.metadata                  = &mp;
+		env.n_metadata                = 1;
+		call->c_env                   = &env;
+		st          = rpc_dispatch_identify(cs->cs_rpc, call, RPC_TRANSPORT_HTTP, false);
+		call->c_env = NULL;
 	}
 	if (st != HV_OK || crypto_random(raw, sizeof(raw)) != HV_OK) {
 		res = connect_res_error(cs, st != HV_OK ? st : HV_INTERNAL, 0,
@@ -455,8 +454,8 @@ session_answer(creq *r)
 		int  n = snprintf(body, sizeof(body), "{\"csrfToken\":\"%s\"}", csrf);
 		res    = connect_res_make(cs, 200, true, CT_JSON, body, (size_t) n, false);
 	}
-	snprintf(cookie, sizeof(cookie), COOKIE_SESSION "=%s; Path=/; HttpOnly; Secure; SameSite=Strict",
-	    tok);
+	snprintf(cookie, sizeof(cookie),
+	    COOKIE_SESSION "=%s; Path=/; HttpOnly; Secure; SameSite=Strict", tok);
 	if (res != NULL && nng_http_res_set_header(res, "Set-Cookie", cookie) != 0) {
 		nng_http_res_free(res);
 		res = NULL;
@@ -468,16 +467,15 @@ out:
 	rpc_dispatch_end(cs->cs_rpc);
 }
 
-
 /* The checks of an RPC request's headers before its body is read. Returns a response to send
  * at once, or NULL with r ready to read r->r_len bytes of body. */
 static nng_http_res *
 rpc_headers(connect_server *cs, creq *r, bool *oom)
 {
-	nng_http_req *req  = r->r_req;
-	const char   *verb = nng_http_req_get_method(req);
-	const char   *v;
-	char         *end;
+	nng_http_req      *req  = r->r_req;
+	const char        *verb = nng_http_req_get_method(req);
+	const char        *v;
+	char              *end;
 	unsigned long long len = 0;
 
 	*oom = false;
@@ -500,12 +498,14 @@ rpc_headers(connect_server *cs, creq *r, bool *oom)
 		len = strtoull(v, &end, 10);
 		if (v[0] < '0' || v[0] > '9' || *end != '\0' || strlen(v) > 19) {
 			r->r_close = true;
-			return (connect_res_error(cs, HV_INVALID_ARGUMENT, 400, "bad Content-Length", true));
+			return (connect_res_error(cs, HV_INVALID_ARGUMENT, 400,
+			    "bad Content-Length", true));
 		}
 		if (len > cs->cs_max_body) {
 			char msg[96];
-			snprintf(msg, sizeof(msg), "request body of %llu bytes is over the limit of %zu",
-			    len, cs->cs_max_body);
+			snprintf(msg, sizeof(msg),
+			    "request body of %llu bytes is over the limit of %zu", len,
+			    cs->cs_max_body);
 			r->r_close = true; /* the body is left unread */
 			return (connect_res_error(cs, HV_RESOURCE_EXHAUSTED, 413, msg, true));
 		}
@@ -526,16 +526,17 @@ rpc_headers(connect_server *cs, creq *r, bool *oom)
 	v = nng_http_req_get_header(req, "Connect-Protocol-Version");
 	if (v != NULL && strcmp(v, "1") != 0) {
 		r->r_close = r->r_len > 0;
-		return (connect_res_error(cs, HV_INVALID_ARGUMENT, 0, "Connect-Protocol-Version must be 1",
-		    r->r_close));
+		return (connect_res_error(cs, HV_INVALID_ARGUMENT, 0,
+		    "Connect-Protocol-Version must be 1", r->r_close));
 	}
 	v = nng_http_req_get_header(req, "Content-Encoding");
 	if (v != NULL && strcasecmp(v, "identity") != 0) {
 		nng_http_res *res;
 		r->r_close = r->r_len > 0;
-		res        = connect_res_error(cs, HV_UNIMPLEMENTED, 0, "only identity encoding is accepted",
-                r->r_close);
-		if (res != NULL && nng_http_res_set_header(res, "Accept-Encoding", "identity") != 0) {
+		res        = connect_res_error(cs, HV_UNIMPLEMENTED, 0,
+		           "only identity encoding is accepted", r->r_close);
+		if (res != NULL &&
+		    nng_http_res_set_header(res, "Accept-Encoding", "identity") != 0) {
 			nng_http_res_free(res);
 			res = NULL;
 		}
@@ -559,7 +560,8 @@ session_headers(connect_server *cs, creq *r, bool *oom)
 		return (NULL);
 	}
 	if (strcmp(verb, "POST") != 0) {
-		res  = connect_res_error(cs, HV_UNIMPLEMENTED, 405, "POST or DELETE /session", false);
+		res =
+		    connect_res_error(cs, HV_UNIMPLEMENTED, 405, "POST or DELETE /session", false);
 		*oom = res == NULL;
 		return (res);
 	}
@@ -589,7 +591,8 @@ body_start(creq *r)
 	    nng_aio_alloc(&r->r_body_aio, body_cb, r) != 0) {
 		r->r_body_aio = NULL;
 		r->r_close    = true;
-		creq_finish(r, connect_res_error(r->r_cs, HV_RESOURCE_EXHAUSTED, 0, "out of memory", true));
+		creq_finish(r,
+		    connect_res_error(r->r_cs, HV_RESOURCE_EXHAUSTED, 0, "out of memory", true));
 		return;
 	}
 	r->r_body[r->r_len] = '\0';
@@ -605,8 +608,8 @@ body_start(creq *r)
 		body_done(r);
 		return;
 	}
-	iov.iov_buf         = r->r_body;
-	iov.iov_len         = r->r_len;
+	iov.iov_buf = r->r_body;
+	iov.iov_len = r->r_len;
 	nng_aio_set_iov(r->r_body_aio, 1, &iov);
 	nng_aio_set_timeout(r->r_body_aio, (nng_duration) r->r_cs->cs_read_timeout_ms);
 	nng_http_conn_read_all(r->r_conn, r->r_body_aio);
@@ -618,11 +621,11 @@ static void request_start(connect_server *cs, creq *r, nng_http_req *req);
 static void
 http_cb(nng_aio *aio)
 {
-	nng_http_req     *req = nng_aio_get_input(aio, 0);
-	nng_http_handler *h   = nng_aio_get_input(aio, 1);
+	nng_http_req     *req  = nng_aio_get_input(aio, 0);
+	nng_http_handler *h    = nng_aio_get_input(aio, 1);
 	nng_http_conn    *conn = nng_aio_get_input(aio, 2);
-	connect_server   *cs  = nng_http_handler_get_data(h);
-	const char       *uri = nng_http_req_get_uri(req);
+	connect_server   *cs   = nng_http_handler_get_data(h);
+	const char       *uri  = nng_http_req_get_uri(req);
 	bool              closing;
 	nng_http_res     *res;
 	creq             *r;
@@ -630,9 +633,10 @@ http_cb(nng_aio *aio)
 	if (!cs_enter(cs, &closing)) {
 		/* Every request holds a place while it is answered; none left: refused at once,
 		 * through nng's own write (nothing of ours is allocated). */
-		res = closing ? connect_res_error(cs, HV_UNAVAILABLE, 0, "server is shutting down", true)
-		              : connect_res_error(cs, HV_RESOURCE_EXHAUSTED, 0,
-		                    "too many HTTP calls at once", true);
+		res = closing
+		    ? connect_res_error(cs, HV_UNAVAILABLE, 0, "server is shutting down", true)
+		    : connect_res_error(cs, HV_RESOURCE_EXHAUSTED, 0, "too many HTTP calls at once",
+		          true);
 		if (res == NULL) {
 			nng_aio_finish(aio, NNG_ENOMEM);
 			return;
@@ -690,7 +694,6 @@ request_start(connect_server *cs, creq *r, nng_http_req *req)
 	}
 	body_start(r);
 }
-
 
 bool
 connect_request_direct(connect_server *cs, nng_http_req *req, const void *body, size_t len,
@@ -787,7 +790,8 @@ connect_server_start(connect_server **out, rpc_server *srv, const connect_option
 	cs->cs_max_inflight    = opts->max_inflight != 0 ? opts->max_inflight : 256;
 	pthread_mutex_init(&cs->cs_mtx, NULL);
 	(void) hv_clock_cond_init(&cs->cs_idle_cv); /* timed waits on CLOCK_MONOTONIC */
-	if (opts->web_dir != NULL && (st = connect_web_load(cs, opts->web_dir, "", 0, &total)) != HV_OK) {
+	if (opts->web_dir != NULL &&
+	    (st = connect_web_load(cs, opts->web_dir, "", 0, &total)) != HV_OK) {
 		if (st != HV_NOT_FOUND) {
 			goto fail;
 		}
@@ -795,7 +799,8 @@ connect_server_start(connect_server **out, rpc_server *srv, const connect_option
 	}
 	st = HV_INVALID_ARGUMENT;
 	snprintf(buf, sizeof(buf), "%s://%s", https ? "https" : "http", hp);
-	if ((rv = nng_url_parse(&url, buf)) != 0 || (rv = nng_http_server_hold(&cs->cs_http, url)) != 0) {
+	if ((rv = nng_url_parse(&url, buf)) != 0 ||
+	    (rv = nng_http_server_hold(&cs->cs_http, url)) != 0) {
 		log_error("connect: cannot serve on %s: %s", buf, nng_strerror(rv));
 		goto fail;
 	}
@@ -879,7 +884,8 @@ connect_server_stop(connect_server *cs)
 	}
 	pthread_mutex_unlock(&cs->cs_mtx);
 	if (cs->cs_http != NULL) {
-		if (cs->cs_attached && nng_http_server_del_handler(cs->cs_http, cs->cs_handler) == 0) {
+		if (cs->cs_attached &&
+		    nng_http_server_del_handler(cs->cs_http, cs->cs_handler) == 0) {
 			cs->cs_attached = false;
 		}
 		if (cs->cs_started) {
@@ -909,4 +915,3 @@ connect_server_stop(connect_server *cs)
 	pthread_mutex_destroy(&cs->cs_mtx);
 	free(cs);
 }
-

@@ -44,22 +44,22 @@
 typedef struct sse_stream sse_stream;
 struct sse_stream {
 	connect_server *s_cs;
-	sse_stream     *s_next;     /* cs_streams */
-	nng_aio        *s_http;     /* nng's handler aio: completed once, at the end */
+	sse_stream     *s_next; /* cs_streams */
+	nng_aio        *s_http; /* nng's handler aio: completed once, at the end */
 	nng_http_req   *s_req;
 	nng_http_conn  *s_conn;
-	nng_aio        *s_write;    /* our writes on the connection */
-	nng_aio        *s_sleep;    /* the wait between polls */
-	char           *s_token;    /* the credential, wiped at the end */
+	nng_aio        *s_write;               /* our writes on the connection */
+	nng_aio        *s_sleep;               /* the wait between polls */
+	char           *s_token;               /* the credential, wiped at the end */
 	char            s_org[RPC_ORG_ID_MAX]; /* the caller's organisation, from the first poll */
-	char            s_qorg[RPC_ORG_ID_MAX]; /* ?org=: for callers without one (operator, admin) */
-	uint64_t        s_cursor;
-	int64_t         s_last_write_ms; /* monotonic: for the heartbeat */
-	bool            s_open;          /* the 200 header block is out */
-	bool            s_counted;       /* counted in its organisation's streams */
-	bool            s_ending;        /* the write in progress is the last */
-	char           *s_out;
-	rpc_call        s_call;          /* last: holds the arena */
+	char     s_qorg[RPC_ORG_ID_MAX]; /* ?org=: for callers without one (operator, admin) */
+	uint64_t s_cursor;
+	int64_t  s_last_write_ms; /* monotonic: for the heartbeat */
+	bool     s_open;          /* the 200 header block is out */
+	bool     s_counted;       /* counted in its organisation's streams */
+	bool     s_ending;        /* the write in progress is the last */
+	char    *s_out;
+	rpc_call s_call; /* last: holds the arena */
 };
 
 static void sse_poll(sse_stream *s);
@@ -165,10 +165,10 @@ sse_refuse(sse_stream *s, nng_http_res *res)
 static hv_status
 sse_events(sse_stream *s, const ProtobufCMessage *reply, char **buf, size_t *len)
 {
-	char    *json = NULL, err[PBJSON_ERR_SIZE];
-	size_t   n    = 0;
-	json_t  *o, *evs, *ev;
-	size_t   i;
+	char     *json = NULL, err[PBJSON_ERR_SIZE];
+	size_t    n    = 0;
+	json_t   *o, *evs, *ev;
+	size_t    i;
 	hv_status st;
 
 	if ((st = pbjson_encode(reply, NULL, &json, &n, err, sizeof(err))) != HV_OK) {
@@ -243,11 +243,11 @@ sse_open(sse_stream *s, size_t *len)
 static void
 sse_reply(rpc_call *call, hv_status code, const ProtobufCMessage *reply)
 {
-	sse_stream     *s   = call->c_transport;
-	connect_server *cs  = s->s_cs;
-	rpc_server     *srv = cs->cs_rpc;
-	char           *buf = NULL;
-	size_t          len = 0;
+	sse_stream     *s       = call->c_transport;
+	connect_server *cs      = s->s_cs;
+	rpc_server     *srv     = cs->cs_rpc;
+	char           *buf     = NULL;
+	size_t          len     = 0;
 	bool            refused = false;
 
 	code = rpc_dispatch_check_reply(call, code, reply);
@@ -266,22 +266,27 @@ sse_reply(rpc_call *call, hv_status code, const ProtobufCMessage *reply)
 	}
 	if (code == HV_OK && refused) {
 		rpc_dispatch_record(srv, call, code);
-		sse_refuse(s, connect_res_error(cs, HV_UNAVAILABLE, 503,
-		    "too many event streams for this organisation", true));
+		sse_refuse(s,
+		    connect_res_error(cs, HV_UNAVAILABLE, 503,
+		        "too many event streams for this organisation", true));
 		rpc_dispatch_end(srv);
 		return;
 	}
 	if (code != HV_OK) {
 		rpc_dispatch_record(srv, call, code);
 		if (!s->s_open) {
-			sse_refuse(s, connect_res_error(cs, code, 0, rpc_dispatch_errmsg(call, code), true));
+			sse_refuse(s,
+			    connect_res_error(cs, code, 0, rpc_dispatch_errmsg(call, code), true));
 		} else if (code == HV_RESOURCE_EXHAUSTED && !sse_closing(cs)) {
-			nng_sleep_aio(SSE_POLL_MS, s->s_sleep); /* the workers' queue was full: again */
+			nng_sleep_aio(SSE_POLL_MS,
+			    s->s_sleep); /* the workers' queue was full: again */
 		} else {
-			/* The session ended (or the node stops): the last event says so, and ends. */
+			/* The session ended (or the node stops): the last event says so, and ends.
+			 */
 			char *t = malloc(160);
 			if (t != NULL) {
-				len = (size_t) snprintf(t, 160, "event: end\ndata: {\"code\":\"%s\"}\n\n",
+				len = (size_t) snprintf(t, 160,
+				    "event: end\ndata: {\"code\":\"%s\"}\n\n",
 				    hv_status_name(code));
 			}
 			sse_write(s, t, len, true);
@@ -340,13 +345,14 @@ sse_poll(sse_stream *s)
 	rpc_call                  *call = &s->s_call;
 	Haven__Rpc__V1__Request   *env;
 	Haven__Rpc__V1__Metadata **md;
-	hv_status                  st   = HV_RESOURCE_EXHAUSTED;
+	hv_status                  st = HV_RESOURCE_EXHAUSTED;
 
 	if (sse_closing(cs)) { /* the node stops: no call, the stream ends */
 		static const char end[] = "event: end\ndata: {\"code\":\"UNAVAILABLE\"}\n\n";
 		if (!s->s_open) {
-			sse_refuse(s, connect_res_error(cs, HV_UNAVAILABLE, 0, "server is shutting down",
-			    true));
+			sse_refuse(s,
+			    connect_res_error(cs, HV_UNAVAILABLE, 0, "server is shutting down",
+			        true));
 		} else {
 			sse_write(s, strdup(end), sizeof(end) - 1, true);
 		}
@@ -366,17 +372,17 @@ sse_poll(sse_stream *s)
 	haven__rpc__v1__request__init(env);
 	haven__rpc__v1__metadata__init(md[0]);
 	haven__rpc__v1__metadata__init(md[1]);
-	call->c_env         = env;
-	env->request_id     = atomic_fetch_add(&cs->cs_request_ids, 1) + 1;
-	env->method         = SSE_METHOD;
-	env->timeout_ms     = 5000;
+	call->c_env          = env;
+	env->request_id      = atomic_fetch_add(&cs->cs_request_ids, 1) + 1;
+	env->method          = SSE_METHOD;
+	env->timeout_ms      = 5000;
 	env->idempotency_key = "";
-	md[0]->key          = "authorization";
-	md[0]->value        = s->s_token;
-	md[1]->key          = RPC_MD_ACTIVITY; /* a poll is no person's act (rpc.h) */
-	md[1]->value        = RPC_ACTIVITY_BACKGROUND;
-	env->metadata       = md;
-	env->n_metadata     = 2;
+	md[0]->key           = "authorization";
+	md[0]->value         = s->s_token;
+	md[1]->key           = RPC_MD_ACTIVITY; /* a poll is no person's act (rpc.h) */
+	md[1]->value         = RPC_ACTIVITY_BACKGROUND;
+	env->metadata        = md;
+	env->n_metadata      = 2;
 	if ((st = rpc_dispatch_method(srv, call)) != HV_OK ||
 	    (st = rpc_dispatch_check_envelope(srv, call)) != HV_OK ||
 	    (st = rpc_dispatch_identify(srv, call, RPC_TRANSPORT_HTTP, false)) != HV_OK ||
@@ -509,7 +515,8 @@ connect_events_start(connect_server *cs, nng_aio *aio, nng_http_req *req, nng_ht
 		return;
 	}
 	if (!sse_accepts(req)) {
-		sse_refuse_early(cs, aio, HV_INVALID_ARGUMENT, 406, "GET /events answers text/event-stream");
+		sse_refuse_early(cs, aio, HV_INVALID_ARGUMENT, 406,
+		    "GET /events answers text/event-stream");
 		return;
 	}
 	if (nng_http_req_get_header(req, "Content-Length") != NULL ||
@@ -522,7 +529,8 @@ connect_events_start(connect_server *cs, nng_aio *aio, nng_http_req *req, nng_ht
 		cs_leave(cs);
 		return;
 	}
-	if (!sse_query(s, nng_http_req_get_uri(req), nng_http_req_get_header(req, "Last-Event-ID"))) {
+	if (!sse_query(s, nng_http_req_get_uri(req),
+	        nng_http_req_get_header(req, "Last-Event-ID"))) {
 		free(s);
 		sse_refuse_early(cs, aio, HV_INVALID_ARGUMENT, 400,
 		    "GET /events takes after=CURSOR and org=ORG, and Last-Event-ID a cursor");

@@ -57,8 +57,8 @@ connect_secure_headers(connect_server *cs, nng_http_res *res, bool api)
 {
 	int rv;
 
-	if ((rv = nng_http_res_set_header(res, "Content-Security-Policy", api ? CSP_API : CSP_WEB)) !=
-	        0 ||
+	if ((rv = nng_http_res_set_header(res, "Content-Security-Policy",
+	         api ? CSP_API : CSP_WEB)) != 0 ||
 	    (rv = nng_http_res_set_header(res, "X-Content-Type-Options", "nosniff")) != 0 ||
 	    (rv = nng_http_res_set_header(res, "Referrer-Policy", "no-referrer")) != 0 ||
 	    (rv = nng_http_res_set_header(res, "Cache-Control", "no-store")) != 0 ||
@@ -82,7 +82,8 @@ connect_res_make(connect_server *cs, uint16_t status, bool api, const char *type
 	if (nng_http_res_alloc(&res) != 0) {
 		return (NULL);
 	}
-	if (nng_http_res_set_status(res, status) != 0 || connect_secure_headers(cs, res, api) != 0 ||
+	if (nng_http_res_set_status(res, status) != 0 ||
+	    connect_secure_headers(cs, res, api) != 0 ||
 	    (type != NULL && nng_http_res_set_header(res, "Content-Type", type) != 0) ||
 	    (close && nng_http_res_set_header(res, "Connection", "close") != 0) ||
 	    (len > 0 ? nng_http_res_copy_data(res, body, len)
@@ -123,9 +124,18 @@ connect_res_error(connect_server *cs, hv_status code, uint16_t http, const char 
 
 /* Every header an answer of ours may carry (nng's API has no way to list them). */
 static const char *const answer_headers[] = {
-	"Content-Type", "Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy",
-	"Cache-Control", "X-Frame-Options", "Strict-Transport-Security", "Allow", "Accept-Post",
-	"Accept-Encoding", "Set-Cookie", "Connection",
+	"Content-Type",
+	"Content-Security-Policy",
+	"X-Content-Type-Options",
+	"Referrer-Policy",
+	"Cache-Control",
+	"X-Frame-Options",
+	"Strict-Transport-Security",
+	"Allow",
+	"Accept-Post",
+	"Accept-Encoding",
+	"Set-Cookie",
+	"Connection",
 };
 
 /*
@@ -152,12 +162,13 @@ connect_res_bytes(nng_http_res *res, bool head, size_t *len, bool *close)
 	if ((out = malloc(cap)) == NULL) {
 		return (NULL);
 	}
-	n = (size_t) snprintf(out, cap, "HTTP/1.1 %u %s\r\n", (unsigned) nng_http_res_get_status(res),
-	    reason != NULL ? reason : "");
+	n = (size_t) snprintf(out, cap, "HTTP/1.1 %u %s\r\n",
+	    (unsigned) nng_http_res_get_status(res), reason != NULL ? reason : "");
 	for (size_t i = 0; i < sizeof(answer_headers) / sizeof(answer_headers[0]); i++) {
 		const char *v = nng_http_res_get_header(res, answer_headers[i]);
 		if (v != NULL) {
-			n += (size_t) snprintf(out + n, cap - n, "%s: %s\r\n", answer_headers[i], v);
+			n +=
+			    (size_t) snprintf(out + n, cap - n, "%s: %s\r\n", answer_headers[i], v);
 		}
 	}
 	n += (size_t) snprintf(out + n, cap - n, "Content-Length: %zu\r\n\r\n", blen);
@@ -229,7 +240,6 @@ connect_same_origin(connect_server *cs, nng_http_req *req)
 	return (true);
 }
 
-
 /* ---- paths and content types ------------------------------------------------------------- */
 
 /* Whether a path is an RPC method's: "/pkg.Service/Method", no query, one inner slash. */
@@ -285,7 +295,6 @@ connect_body_kind(const char *ct, body_kind *out)
 	return (false);
 }
 
-
 /* ---- addresses ----------------------------------------------------------------------------- */
 
 size_t
@@ -333,13 +342,16 @@ connect_proxy_check(const char *proxy, const char *hostport, char *err, size_t e
 	}
 	if (!((inet_pton(AF_INET, proxy, a) == 1 && a[0] == 127) ||
 	        (inet_pton(AF_INET6, proxy, a) == 1 && memcmp(a, &in6addr_loopback, 16) == 0))) {
-		snprintf(err, errsz, "http_trusted_proxy '%s' must be a loopback address (127.0.0.1 "
-		                     "or ::1): the proxy runs on this machine", proxy);
+		snprintf(err, errsz,
+		    "http_trusted_proxy '%s' must be a loopback address (127.0.0.1 "
+		    "or ::1): the proxy runs on this machine",
+		    proxy);
 		return (HV_INVALID_ARGUMENT);
 	}
 	if (metrics_check_listen(hostport, why, sizeof(why)) != HV_OK) {
-		snprintf(err, errsz, "http_trusted_proxy needs http_listen on a loopback address, so "
-		                     "that only the proxy can connect");
+		snprintf(err, errsz,
+		    "http_trusted_proxy needs http_listen on a loopback address, so "
+		    "that only the proxy can connect");
 		return (HV_INVALID_ARGUMENT);
 	}
 	return (HV_OK);
@@ -365,28 +377,31 @@ connect_listen_parse(const char *listen, bool tls, bool *https, const char **hos
 		*https = false;
 		hp     = listen + 7;
 	} else if (strstr(listen, "://") != NULL) {
-		snprintf(err, errsz, "http_listen '%s': the scheme must be http:// or https://", listen);
+		snprintf(err, errsz, "http_listen '%s': the scheme must be http:// or https://",
+		    listen);
 		return (HV_INVALID_ARGUMENT);
 	}
 	colon = strrchr(hp, ':');
 	if (colon == NULL || colon == hp || colon[1] == '\0' || strlen(colon + 1) > 5 ||
 	    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535 ||
 	    strchr(hp, '/') != NULL) {
-		snprintf(err, errsz, "http_listen '%s' must be HOST:PORT (https:// or http:// allowed)",
-		    listen);
+		snprintf(err, errsz,
+		    "http_listen '%s' must be HOST:PORT (https:// or http:// allowed)", listen);
 		return (HV_INVALID_ARGUMENT);
 	}
 	if (*https && !tls) {
-		snprintf(err, errsz, "http_listen '%s': HTTPS needs the node's tls_cert and tls_key",
-		    listen);
+		snprintf(err, errsz,
+		    "http_listen '%s': HTTPS needs the node's tls_cert and tls_key", listen);
 		return (HV_INVALID_ARGUMENT);
 	}
 	if (!*https) {
 		char why[256];
 		if (metrics_check_listen(hp, why, sizeof(why)) != HV_OK) {
 			snprintf(err, errsz,
-			    "http_listen '%s': plain HTTP is served on a loopback address only (for a "
-			    "reverse proxy on this machine); give the node tls_cert and tls_key for HTTPS",
+			    "http_listen '%s': plain HTTP is served on a loopback address only "
+			    "(for a "
+			    "reverse proxy on this machine); give the node tls_cert and tls_key "
+			    "for HTTPS",
 			    listen);
 			return (HV_INVALID_ARGUMENT);
 		}
@@ -394,7 +409,6 @@ connect_listen_parse(const char *listen, bool tls, bool *https, const char **hos
 	*hostport = hp;
 	return (HV_OK);
 }
-
 
 /* ---- static files ------------------------------------------------------------------------ */
 
@@ -404,11 +418,17 @@ web_type(const char *path)
 	static const struct {
 		const char *ext, *type;
 	} types[] = {
-		{ ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
-		{ ".mjs", "text/javascript; charset=utf-8" }, { ".css", "text/css; charset=utf-8" },
-		{ ".json", "application/json" }, { ".svg", "image/svg+xml" }, { ".png", "image/png" },
-		{ ".ico", "image/x-icon" }, { ".txt", "text/plain; charset=utf-8" },
-		{ ".woff2", "font/woff2" }, { ".wasm", "application/wasm" },
+		{ ".html", "text/html; charset=utf-8" },
+		{ ".js", "text/javascript; charset=utf-8" },
+		{ ".mjs", "text/javascript; charset=utf-8" },
+		{ ".css", "text/css; charset=utf-8" },
+		{ ".json", "application/json" },
+		{ ".svg", "image/svg+xml" },
+		{ ".png", "image/png" },
+		{ ".ico", "image/x-icon" },
+		{ ".txt", "text/plain; charset=utf-8" },
+		{ ".woff2", "font/woff2" },
+		{ ".wasm", "application/wasm" },
 	};
 	const char *dot = strrchr(path, '.');
 
@@ -422,7 +442,8 @@ web_type(const char *path)
 
 /* Loads the regular files below dir (rel: their path under the web root) into cs_web. */
 hv_status
-connect_web_load(connect_server *cs, const char *dir, const char *rel, unsigned depth, size_t *total)
+connect_web_load(connect_server *cs, const char *dir, const char *rel, unsigned depth,
+    size_t *total)
 {
 	DIR           *d;
 	struct dirent *e;
@@ -439,8 +460,10 @@ connect_web_load(connect_server *cs, const char *dir, const char *rel, unsigned 
 		if (e->d_name[0] == '.') {
 			continue; /* ., .., and hidden files */
 		}
-		if ((size_t) snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= sizeof(path) ||
-		    (size_t) snprintf(name, sizeof(name), "%s/%s", rel, e->d_name) >= sizeof(name) ||
+		if ((size_t) snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >=
+		        sizeof(path) ||
+		    (size_t) snprintf(name, sizeof(name), "%s/%s", rel, e->d_name) >=
+		        sizeof(name) ||
 		    lstat(path, &sb) != 0) {
 			continue;
 		}
@@ -458,7 +481,8 @@ connect_web_load(connect_server *cs, const char *dir, const char *rel, unsigned 
 			break;
 		}
 		wf = &cs->cs_web[cs->cs_nweb];
-		if (hv_file_read(path, CONNECT_WEB_MAX, false, &wf->wf_data, &wf->wf_len) != HV_OK) {
+		if (hv_file_read(path, CONNECT_WEB_MAX, false, &wf->wf_data, &wf->wf_len) !=
+		    HV_OK) {
 			continue;
 		}
 		if ((wf->wf_path = strdup(name)) == NULL) {
@@ -493,7 +517,7 @@ connect_web_answer(connect_server *cs, nng_http_req *req)
 		return (res);
 	}
 	if (n == 0 || n >= sizeof(path) - 16 || uri[0] != '/') {
-		n = 1;
+		n   = 1;
 		uri = "/";
 	}
 	memcpy(path, uri, n);
@@ -503,10 +527,10 @@ connect_web_answer(connect_server *cs, nng_http_req *req)
 	}
 	for (size_t i = 0; i < cs->cs_nweb; i++) {
 		if (strcmp(cs->cs_web[i].wf_path, path) == 0) {
-			return (connect_res_make(cs, 200, false, cs->cs_web[i].wf_type, cs->cs_web[i].wf_data,
-			    cs->cs_web[i].wf_len, false));
+			return (connect_res_make(cs, 200, false, cs->cs_web[i].wf_type,
+			    cs->cs_web[i].wf_data, cs->cs_web[i].wf_len, false));
 		}
 	}
-	return (connect_res_make(cs, 404, false, "text/plain; charset=utf-8", "not found\n", 10, false));
+	return (connect_res_make(cs, 404, false, "text/plain; charset=utf-8", "not found\n", 10,
+	    false));
 }
-

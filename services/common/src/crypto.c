@@ -129,7 +129,7 @@ crypto_hmac_key_new(crypto_hmac_key **out, const uint8_t *key, size_t keylen)
 {
 	crypto_hmac_key *k;
 	uint8_t          block[HMAC_BLOCK] = { 0 }, ipad[HMAC_BLOCK], opad[HMAC_BLOCK];
-	hv_status        st = HV_RESOURCE_EXHAUSTED;
+	hv_status        st                = HV_RESOURCE_EXHAUSTED;
 
 	*out = NULL;
 	if ((k = calloc(1, sizeof(*k))) == NULL) {
@@ -379,8 +379,8 @@ crypto_b64url_decode(uint8_t *out, size_t outsz, size_t *outlen, const char *in,
 	size_t    need = (inlen / 4) * 3 + (rem == 0 ? 0 : rem - 1);
 	size_t    o    = 0;
 	size_t    i;
-	uint32_t  v    = 0;
-	hv_status st   = HV_INVALID_ARGUMENT;
+	uint32_t  v  = 0;
+	hv_status st = HV_INVALID_ARGUMENT;
 
 	*outlen = 0;
 	if (rem == 1) {
@@ -423,4 +423,3 @@ out:
 	}
 	return (st);
 }
-

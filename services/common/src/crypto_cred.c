@@ -63,7 +63,7 @@ hv_status
 crypto_hotp(uint32_t *code, crypto_otp_alg alg, unsigned digits, const uint8_t *secret,
     size_t secretlen, uint64_t counter)
 {
-	const EVP_MD *md     = otp_md(alg);
+	const EVP_MD *md = otp_md(alg);
 	uint8_t       msg[8];
 	uint8_t       mac[EVP_MAX_MD_SIZE];
 	unsigned int  maclen = 0;
@@ -86,8 +86,8 @@ crypto_hotp(uint32_t *code, crypto_otp_alg alg, unsigned digits, const uint8_t *
 	}
 	/* Dynamic truncation (RFC 4226 section 5.3): 31 bits at the offset the last nibble
 	 * names, reduced to the number of digits. */
-	off   = mac[maclen - 1] & 0xf;
-	bin   = (uint32_t) (mac[off] & 0x7f) << 24 | (uint32_t) mac[off + 1] << 16 |
+	off = mac[maclen - 1] & 0xf;
+	bin = (uint32_t) (mac[off] & 0x7f) << 24 | (uint32_t) mac[off + 1] << 16 |
 	    (uint32_t) mac[off + 2] << 8 | (uint32_t) mac[off + 3];
 	*code = bin % otp_pow10[digits];
 	st    = HV_OK;
@@ -216,10 +216,10 @@ crypto_b32_decode(uint8_t *out, size_t outsz, size_t *outlen, const char *in, si
 {
 	size_t    pad = 0;
 	size_t    rem;
-	size_t    o   = 0;
+	size_t    o    = 0;
 	size_t    tail = 0;
-	uint64_t  v   = 0;
-	hv_status st  = HV_INVALID_ARGUMENT;
+	uint64_t  v    = 0;
+	hv_status st   = HV_INVALID_ARGUMENT;
 
 	*outlen = 0;
 	while (pad < inlen && in[inlen - 1 - pad] == '=') {
@@ -285,7 +285,7 @@ hv_status
 crypto_otpauth_uri(char *out, size_t outsz, const char *account, const uint8_t *secret,
     size_t secretlen)
 {
-	static const char hex[] = "0123456789ABCDEF";
+	static const char hex[]  = "0123456789ABCDEF";
 	static const char tail[] = "&issuer=haven&algorithm=SHA1&digits=6&period=30";
 	char              b32[(CRYPTO_OTP_SECRET_MAX / 5 + 1) * 8 + 1];
 	size_t            alen = account == NULL ? 0 : strnlen(account, CRYPTO_OTP_ACCOUNT_MAX + 1);
@@ -305,17 +305,16 @@ crypto_otpauth_uri(char *out, size_t outsz, const char *account, const uint8_t *
 		goto out;
 	}
 	for (size_t i = 0; i < alen; i++) {
-		unsigned char c = (unsigned char) account[i];
+		unsigned char c      = (unsigned char) account[i];
 		char          esc[3] = { '%', hex[c >> 4], hex[c & 15] };
 		bool          plain  = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
 		    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
-		if (!(plain ? uri_put(out, outsz, &o, (const char *) &account[i], 1) :
-		              uri_put(out, outsz, &o, esc, 3))) {
+		if (!(plain ? uri_put(out, outsz, &o, (const char *) &account[i], 1)
+		            : uri_put(out, outsz, &o, esc, 3))) {
 			goto out;
 		}
 	}
-	if (!uri_put(out, outsz, &o, "?secret=", 8) ||
-	    !uri_put(out, outsz, &o, b32, strlen(b32)) ||
+	if (!uri_put(out, outsz, &o, "?secret=", 8) || !uri_put(out, outsz, &o, b32, strlen(b32)) ||
 	    !uri_put(out, outsz, &o, tail, sizeof(tail) - 1)) {
 		goto out;
 	}
@@ -332,9 +331,9 @@ out:
 
 /* ---- scrypt and password hashes --------------------------------------------------------- */
 
-#define SCRYPT_LN_MAX 20
-#define SCRYPT_R_MAX 32
-#define SCRYPT_P_MAX 16
+#define SCRYPT_LN_MAX  20
+#define SCRYPT_R_MAX   32
+#define SCRYPT_P_MAX   16
 #define SCRYPT_OUT_MAX 1024
 
 /* Whether the costs are within bounds, the memory OpenSSL's scrypt takes included. */
@@ -349,8 +348,8 @@ scrypt_costs_ok(unsigned ln, unsigned r, unsigned p)
 }
 
 hv_status
-crypto_scrypt(uint8_t *out, size_t outlen, const void *pass, size_t passlen,
-    const uint8_t *salt, size_t saltlen, unsigned ln, unsigned r, unsigned p)
+crypto_scrypt(uint8_t *out, size_t outlen, const void *pass, size_t passlen, const uint8_t *salt,
+    size_t saltlen, unsigned ln, unsigned r, unsigned p)
 {
 	EVP_KDF     *kdf    = NULL;
 	EVP_KDF_CTX *ctx    = NULL;
@@ -359,12 +358,11 @@ crypto_scrypt(uint8_t *out, size_t outlen, const void *pass, size_t passlen,
 	uint32_t     r32    = r;
 	uint32_t     p32    = p;
 	OSSL_PARAM   params[7];
-	hv_status    st     = HV_INVALID_ARGUMENT;
+	hv_status    st = HV_INVALID_ARGUMENT;
 
-	if (out == NULL || outlen == 0 || outlen > SCRYPT_OUT_MAX ||
-	    !scrypt_costs_ok(ln, r, p) || passlen > CRYPTO_SCRYPT_INPUT_MAX ||
-	    saltlen > CRYPTO_SCRYPT_INPUT_MAX || (pass == NULL && passlen != 0) ||
-	    (salt == NULL && saltlen != 0)) {
+	if (out == NULL || outlen == 0 || outlen > SCRYPT_OUT_MAX || !scrypt_costs_ok(ln, r, p) ||
+	    passlen > CRYPTO_SCRYPT_INPUT_MAX || saltlen > CRYPTO_SCRYPT_INPUT_MAX ||
+	    (pass == NULL && passlen != 0) || (salt == NULL && saltlen != 0)) {
 		goto out;
 	}
 	st = HV_RESOURCE_EXHAUSTED;
@@ -479,8 +477,7 @@ crypto_pwhash_with(char out[CRYPTO_PWHASH_MAX], const char *pw, size_t pwlen, un
 	        HV_OK) {
 		goto out;
 	}
-	n = snprintf(out, CRYPTO_PWHASH_MAX, "$scrypt$ln=%u,r=%u,p=%u$%s$%s", ln, r, p, salt,
-	    hash);
+	n = snprintf(out, CRYPTO_PWHASH_MAX, "$scrypt$ln=%u,r=%u,p=%u$%s$%s", ln, r, p, salt, hash);
 	st = n > 0 && n < CRYPTO_PWHASH_MAX ? HV_OK : HV_INTERNAL;
 out:
 	if (st != HV_OK) {
@@ -494,8 +491,8 @@ out:
 hv_status
 crypto_pwhash(char out[CRYPTO_PWHASH_MAX], const char *pw, size_t pwlen)
 {
-	return (crypto_pwhash_with(
-	    out, pw, pwlen, CRYPTO_PWHASH_LN, CRYPTO_PWHASH_R, CRYPTO_PWHASH_P));
+	return (
+	    crypto_pwhash_with(out, pw, pwlen, CRYPTO_PWHASH_LN, CRYPTO_PWHASH_R, CRYPTO_PWHASH_P));
 }
 
 hv_status
@@ -531,4 +528,3 @@ crypto_pwhash_needs_rehash(const char *encoded)
 	crypto_wipe(&ph, sizeof(ph));
 	return (needs);
 }
-

@@ -31,7 +31,7 @@
 #include <openssl/x509v3.h>
 
 #define RSA_MIN_BITS 2048
-#define PEM_MAX ((size_t) INT_MAX)
+#define PEM_MAX      ((size_t) INT_MAX)
 
 /* A valid pointer for empty inputs: OpenSSL does not accept NULL everywhere n may be 0. */
 static const uint8_t empty[1];
@@ -121,8 +121,8 @@ read_key(const char *pem, size_t len, bool public_ok, EVP_PKEY **out)
 /* Signs msg with pkey and digest md (NULL for Ed25519) into sig (cap bytes); *len the
  * signature's length. HV_INTERNAL when OpenSSL refuses (the caller clears its queue). */
 static hv_status
-digest_sign(EVP_PKEY *pkey, const EVP_MD *md, const void *msg, size_t n, uint8_t *sig,
-    size_t cap, size_t *len)
+digest_sign(EVP_PKEY *pkey, const EVP_MD *md, const void *msg, size_t n, uint8_t *sig, size_t cap,
+    size_t *len)
 {
 	EVP_MD_CTX *mctx = EVP_MD_CTX_new();
 	hv_status   st   = HV_INTERNAL;
@@ -291,17 +291,17 @@ chain_reason(int err)
 static bool
 subject_cn_is(X509 *x, const char *cn)
 {
-	X509_NAME       *name = X509_get_subject_name(x);
-	int              i    = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-	ASN1_STRING     *v;
-	size_t           n = strlen(cn);
+	X509_NAME   *name = X509_get_subject_name(x);
+	int          i    = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	ASN1_STRING *v;
+	size_t       n = strlen(cn);
 
 	if (i < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, i) >= 0 ||
 	    (v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i))) == NULL) {
 		return (false);
 	}
-	return ((size_t) ASN1_STRING_length(v) == n &&
-	    memcmp(ASN1_STRING_get0_data(v), cn, n) == 0);
+	return (
+	    (size_t) ASN1_STRING_length(v) == n && memcmp(ASN1_STRING_get0_data(v), cn, n) == 0);
 }
 
 hv_status
@@ -468,8 +468,7 @@ crypto_ed25519_public(const char *pem, size_t pemlen, uint8_t pub[CRYPTO_ED25519
 }
 
 hv_status
-crypto_ed25519_public_pem(const uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN], char **pem,
-    size_t *pemlen)
+crypto_ed25519_public_pem(const uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN], char **pem, size_t *pemlen)
 {
 	EVP_PKEY *pkey = NULL;
 	BIO      *bio  = NULL;
@@ -547,14 +546,13 @@ crypto_ed25519_verify(const uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN], const void *
 	return (st);
 }
 
-
 /* ---- a process's own TLS client identity ----------------------------------------------- */
 
 /* Adds extension nid = value (OpenSSL's configuration syntax) to x, issued by x itself. */
 static bool
 add_ext(X509 *x, int nid, const char *value)
 {
-	X509V3_CTX     ctx;
+	X509V3_CTX      ctx;
 	X509_EXTENSION *ext;
 	bool            ok;
 
@@ -573,11 +571,11 @@ add_ext(X509 *x, int nid, const char *value)
 static X509 *
 self_signed_client(EVP_PKEY *pkey, const char *cn, int64_t now_s)
 {
-	X509     *x = X509_new();
+	X509      *x = X509_new();
 	X509_NAME *name;
-	uint8_t   serial[16];
-	BIGNUM   *bn = NULL;
-	bool      ok = false;
+	uint8_t    serial[16];
+	BIGNUM    *bn = NULL;
+	bool       ok = false;
 
 	if (x == NULL || X509_set_version(x, 2) != 1 || RAND_bytes(serial, sizeof(serial)) != 1) {
 		goto out;
@@ -586,7 +584,8 @@ self_signed_client(EVP_PKEY *pkey, const char *cn, int64_t now_s)
 	if ((bn = BN_bin2bn(serial, sizeof(serial), NULL)) == NULL ||
 	    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL ||
 	    X509_time_adj_ex(X509_getm_notBefore(x), -1, 0, &(time_t) { (time_t) now_s }) == NULL ||
-	    X509_time_adj_ex(X509_getm_notAfter(x), 3650, 0, &(time_t) { (time_t) now_s }) == NULL ||
+	    X509_time_adj_ex(X509_getm_notAfter(x), 3650, 0, &(time_t) { (time_t) now_s }) ==
+	        NULL ||
 	    X509_set_pubkey(x, pkey) != 1 || (name = X509_get_subject_name(x)) == NULL ||
 	    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *) cn, -1,
 	        -1, 0) != 1 ||

@@ -28,7 +28,7 @@
 
 /* The schema version of the store this build reads and writes. */
 #define HOST_SCHEMA_VERSION 1
-#define HOST_TRIM_EVERY_S 60 /* host_wait: the allocator's free memory back to the system */
+#define HOST_TRIM_EVERY_S   60 /* host_wait: the allocator's free memory back to the system */
 
 static const config_option host_options[] = {
 	{ "data_dir", CONFIG_STRING, offsetof(host_config, data_dir), "./haven-data", 0, 0,
@@ -75,7 +75,8 @@ static const config_option host_options[] = {
 	{ "check_audit", CONFIG_STRING, offsetof(host_config, check_audit), "queued", 0, 0,
 	    "How consent Check records its audit entry: queued (answer at once; a writer thread "
 	    "commits the entries in batches, 5 to 100 ms apart as the disk allows, and a crash can "
-	    "lose those of the last batch) or durable (each Check commits its entry before it answers; far "
+	    "lose those of the last batch) or durable (each Check commits its entry before it "
+	    "answers; far "
 	    "slower). Every other access to personal data or consent is durable either way." },
 	{ "log_level", CONFIG_STRING, offsetof(host_config, log_level), "info", 0, 0,
 	    "debug, info, warn, error or off." },
@@ -97,7 +98,8 @@ static const config_option host_options[] = {
 	{ "http_web_dir", CONFIG_STRING, offsetof(host_config, http_web_dir), NULL, 0, 0,
 	    "Directory of static files served by GET on the http_listen listener (the web app); "
 	    "read once at start. Default: none (404)." },
-	{ "http_trusted_proxy", CONFIG_STRING, offsetof(host_config, http_trusted_proxy), NULL, 0, 0,
+	{ "http_trusted_proxy", CONFIG_STRING, offsetof(host_config, http_trusted_proxy), NULL, 0,
+	    0,
 	    "The reverse proxy in front of http_listen (127.0.0.1 or ::1), whose X-Forwarded-For "
 	    "names the client: then the anonymous methods (Signals/Challenge, Submit) and "
 	    "People/Login are limited per client address too (a keyed hash, in memory, one "
@@ -293,15 +295,17 @@ host_config_load_with(host_config *cfg, int argc, char **argv, const char *prog,
 	}
 	{
 		log_level lv;
-		int       tls = (cfg->tls_ca != NULL) + (cfg->tls_cert != NULL) + (cfg->tls_key != NULL);
+		int tls = (cfg->tls_ca != NULL) + (cfg->tls_cert != NULL) + (cfg->tls_key != NULL);
 		if (!valid_level(cfg->log_level, &lv)) {
-			fprintf(stderr, "%s: log_level must be debug, info, warn, error or off, not '%s'\n",
+			fprintf(stderr,
+			    "%s: log_level must be debug, info, warn, error or off, not '%s'\n",
 			    prog, cfg->log_level);
 			return (2);
 		}
-		if (strcmp(cfg->check_audit, "queued") != 0 && strcmp(cfg->check_audit, "durable") != 0) {
-			fprintf(stderr, "%s: check_audit must be queued or durable, not '%s'\n", prog,
-			    cfg->check_audit);
+		if (strcmp(cfg->check_audit, "queued") != 0 &&
+		    strcmp(cfg->check_audit, "durable") != 0) {
+			fprintf(stderr, "%s: check_audit must be queued or durable, not '%s'\n",
+			    prog, cfg->check_audit);
 			return (2);
 		}
 		if (tls != 0 && tls != 3) {
@@ -315,8 +319,9 @@ host_config_load_with(host_config *cfg, int argc, char **argv, const char *prog,
 		}
 		for (size_t j = 0; j < cfg->listen.cl_n; j++) {
 			if (strncmp(cfg->listen.cl_items[j], "tls+tcp://", 10) == 0 && tls != 3) {
-				fprintf(stderr, "%s: listening on %s needs tls_ca, tls_cert and tls_key\n", prog,
-				    cfg->listen.cl_items[j]);
+				fprintf(stderr,
+				    "%s: listening on %s needs tls_ca, tls_cert and tls_key\n",
+				    prog, cfg->listen.cl_items[j]);
 				return (2);
 			}
 		}
@@ -396,7 +401,6 @@ host_lookup(void *arg, const char *org_id, auth_org *out)
 	return (h->h_lookup(h->h_lookup_arg, org_id, out));
 }
 
-
 /* ---- haven.admin.v1.Admin: backup and status, for the operator and admins ------------- */
 
 /* Whether path is absolute, without "." or ".." components. */
@@ -431,19 +435,20 @@ backup_under_root(rpc_call *call, const char *root, const char *dir)
 	while ((n = strlen(parent)) > 1 && parent[n - 1] == '/') {
 		parent[n - 1] = '\0';
 	}
-	slash = strrchr(parent, '/');
+	slash                          = strrchr(parent, '/');
 	slash[slash == parent ? 1 : 0] = '\0';
 	if (realpath(root, real_root) == NULL) {
 		return (rpc_call_error(call, HV_FAILED_PRECONDITION, "backup_dir %s: %s", root,
 		    strerror(errno)));
 	}
 	if (realpath(parent, real_parent) == NULL) {
-		return (rpc_call_error(call, HV_FAILED_PRECONDITION, "backup directory's parent %s: %s",
-		    parent, strerror(errno)));
+		return (rpc_call_error(call, HV_FAILED_PRECONDITION,
+		    "backup directory's parent %s: %s", parent, strerror(errno)));
 	}
 	n = strlen(real_root);
-	if (strcmp(real_root, "/") != 0 && (strncmp(real_parent, real_root, n) != 0 ||
-	                                       (real_parent[n] != '\0' && real_parent[n] != '/'))) {
+	if (strcmp(real_root, "/") != 0 &&
+	    (strncmp(real_parent, real_root, n) != 0 ||
+	        (real_parent[n] != '\0' && real_parent[n] != '/'))) {
 		return (rpc_call_error(call, HV_PERMISSION_DENIED,
 		    "backup directory %s is outside backup_dir %s", dir, root));
 	}
@@ -500,13 +505,13 @@ backup_dir_ready(rpc_call *call, const host *h, const char *dir)
 static hv_status
 admin_backup(rpc_call *call, void *arg, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
-	host                               *h  = arg;
+	host                                  *h  = arg;
 	const Haven__Admin__V1__BackupRequest *in = (const void *) req;
-	Haven__Admin__V1__BackupResponse   *out;
-	char                                path[PATH_MAX];
-	struct stat                         sb;
-	int64_t                             t0 = hv_clock_mono_ms();
-	hv_status                           st;
+	Haven__Admin__V1__BackupResponse      *out;
+	char                                   path[PATH_MAX];
+	struct stat                            sb;
+	int64_t                                t0 = hv_clock_mono_ms();
+	hv_status                              st;
 
 	if ((st = backup_dir_ready(call, h, in->dir)) != HV_OK) {
 		return (st);
@@ -812,7 +817,8 @@ host_start(host *h, auth_lookup_fn lookup, void *lookup_arg)
 	}
 	for (size_t i = 0; i < cfg->listen.cl_n; i++) {
 		if ((st = rpc_server_listen(h->h_srv, cfg->listen.cl_items[i])) != HV_OK) {
-			log_error("cannot listen on %s: %s", cfg->listen.cl_items[i], hv_status_name(st));
+			log_error("cannot listen on %s: %s", cfg->listen.cl_items[i],
+			    hv_status_name(st));
 			return (st);
 		}
 		log_info("listening on %s", cfg->listen.cl_items[i]);
@@ -823,13 +829,16 @@ host_start(host *h, auth_lookup_fn lookup, void *lookup_arg)
 	if (cfg->metrics_listen != NULL && cfg->metrics_listen[0] != '\0' &&
 	    (st = metrics_http_start(&h->h_metrics_http, rpc_server_metrics(h->h_srv),
 	         cfg->metrics_listen)) != HV_OK) {
-		log_error("cannot serve metrics on %s: %s", cfg->metrics_listen, hv_status_name(st));
+		log_error("cannot serve metrics on %s: %s", cfg->metrics_listen,
+		    hv_status_name(st));
 		return (st);
 	}
 	if (cfg->http_listen != NULL && cfg->http_listen[0] != '\0') {
-		connect_options co = { .listen = cfg->http_listen, .tls_cert_file = cfg->tls_cert,
-			.tls_key_file = cfg->tls_key, .web_dir = cfg->http_web_dir,
-			.trusted_proxy = cfg->http_trusted_proxy };
+		connect_options co = { .listen = cfg->http_listen,
+			.tls_cert_file         = cfg->tls_cert,
+			.tls_key_file          = cfg->tls_key,
+			.web_dir               = cfg->http_web_dir,
+			.trusted_proxy         = cfg->http_trusted_proxy };
 		if ((st = connect_server_start(&h->h_connect, h->h_srv, &co)) != HV_OK) {
 			log_error("cannot serve the Connect API on %s: %s", cfg->http_listen,
 			    hv_status_name(st));
@@ -887,7 +896,7 @@ host_close(host *h)
 	/* First: collectors read the store and the services, which close after this. */
 	metrics_http_stop(h->h_metrics_http);
 	connect_server_stop(h->h_connect); /* its calls in flight finish on the RPC workers */
-	rpc_server_close(h->h_srv); /* in-flight calls finish first */
+	rpc_server_close(h->h_srv);        /* in-flight calls finish first */
 	auth_close(h->h_auth);
 	region_map_free(h->h_regions);
 	store_close(h->h_store);

@@ -10,8 +10,8 @@
 static bool
 id_char(char c)
 {
-	return ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-	    c == '-');
+	return (
+	    (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-');
 }
 
 bool

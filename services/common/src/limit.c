@@ -70,7 +70,8 @@ limit_source(uint8_t out[LIMIT_SOURCE_LEN], const void *address, size_t len)
 static int64_t
 now_ms(const limit *l)
 {
-	return (l->l_opts.now_ms != NULL ? l->l_opts.now_ms(l->l_opts.now_arg) : hv_clock_mono_ms());
+	return (
+	    l->l_opts.now_ms != NULL ? l->l_opts.now_ms(l->l_opts.now_arg) : hv_clock_mono_ms());
 }
 
 /* Tokens of a bucket of cap tokens last at at_ms holding tokens, refilled up to now. */
@@ -133,7 +134,8 @@ slot_find(limit *l, const uint8_t *source, int64_t now)
 			}
 			continue;
 		}
-		t = refill(s->ls_tokens, s->ls_at_ms, now, l->l_opts.per_source, l->l_opts.window_ms);
+		t = refill(s->ls_tokens, s->ls_at_ms, now, l->l_opts.per_source,
+		    l->l_opts.window_ms);
 		if (memcmp(s->ls_src, source, LIMIT_SOURCE_LEN) == 0) {
 			s->ls_tokens = t;
 			s->ls_at_ms  = now;
@@ -169,8 +171,8 @@ limit_take(limit *l, const uint8_t *source)
 	pthread_mutex_lock(&l->l_mu);
 	sweep(l, now);
 	if (l->l_opts.overall != 0) {
-		l->l_all.lb_tokens = refill(l->l_all.lb_tokens, l->l_all.lb_at_ms, now, l->l_opts.overall,
-		    l->l_opts.window_ms);
+		l->l_all.lb_tokens = refill(l->l_all.lb_tokens, l->l_all.lb_at_ms, now,
+		    l->l_opts.overall, l->l_opts.window_ms);
 		l->l_all.lb_at_ms  = now;
 	}
 	if (l->l_opts.per_source != 0 && source != NULL) {

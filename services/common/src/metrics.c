@@ -35,14 +35,14 @@
 
 #define METHOD_NAME_MAX 256
 
-static const int64_t bucket_us[METRICS_BUCKETS] = { 100, 250, 500, 1000, 2500, 5000, 10000,
-	25000, 50000, 100000, 250000, 1000000 };
-static const char *const bucket_le[METRICS_BUCKETS + 1] = { "0.0001", "0.00025", "0.0005",
-	"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "1", "+Inf" };
+static const int64_t bucket_us[METRICS_BUCKETS] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000,
+	50000, 100000, 250000, 1000000 };
+static const char *const bucket_le[METRICS_BUCKETS + 1] = { "0.0001", "0.00025", "0.0005", "0.001",
+	"0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "1", "+Inf" };
 
 struct metrics_method {
 	char          mm_name[METHOD_NAME_MAX];
-	atomic_ullong mm_calls[HV_STATUS_MAX + 1];    /* by status code */
+	atomic_ullong mm_calls[HV_STATUS_MAX + 1];     /* by status code */
 	atomic_ullong mm_buckets[METRICS_BUCKETS + 1]; /* not cumulative; the last is +Inf */
 	atomic_ullong mm_sum_us;
 };
@@ -348,8 +348,8 @@ metrics_family(metrics_writer *w, const char *name, metrics_type type, const cha
 }
 
 void
-metrics_sample_labels(metrics_writer *w, const char *name, double value,
-    const char *const *labels, size_t nlabels)
+metrics_sample_labels(metrics_writer *w, const char *name, double value, const char *const *labels,
+    size_t nlabels)
 {
 	if (!name_ok(name, true)) {
 		invalid(w, "sample", name);
@@ -417,7 +417,8 @@ write_calls(metrics_writer *w, metrics_method *const *mms, size_t n)
 	    "does not serve, or no decodable request).");
 	for (size_t i = 0; i < n; i++) {
 		for (int c = 0; c <= HV_STATUS_MAX; c++) {
-			uint64_t v = atomic_load_explicit(&mms[i]->mm_calls[c], memory_order_relaxed);
+			uint64_t v =
+			    atomic_load_explicit(&mms[i]->mm_calls[c], memory_order_relaxed);
 			if (v > 0) {
 				metrics_sample(w, "haven_rpc_calls_total", (double) v, "method",
 				    mms[i]->mm_name, "status", hv_status_name(c), (char *) NULL);
@@ -439,7 +440,7 @@ write_calls(metrics_writer *w, metrics_method *const *mms, size_t n)
 		if (total == 0) {
 			continue;
 		}
-		sum   = (double) atomic_load_explicit(&mms[i]->mm_sum_us, memory_order_relaxed) / 1e6;
+		sum = (double) atomic_load_explicit(&mms[i]->mm_sum_us, memory_order_relaxed) / 1e6;
 		total = 0;
 		for (int j = 0; j <= METRICS_BUCKETS; j++) {
 			total += b[j];
@@ -459,9 +460,9 @@ metrics_render(metrics *m, char **out, size_t *len)
 	metrics_writer   w    = { .w_m = m };
 	metrics_method **mms  = NULL;
 	collector       *cols = NULL;
-	size_t           nm   = 0, nc = 0;
-	int64_t          t0   = hv_clock_mono_us();
-	hv_status        st   = HV_RESOURCE_EXHAUSTED;
+	size_t           nm = 0, nc = 0;
+	int64_t          t0 = hv_clock_mono_us();
+	hv_status        st = HV_RESOURCE_EXHAUSTED;
 
 	if (m == NULL || out == NULL || len == NULL) {
 		return (HV_INVALID_ARGUMENT);
@@ -470,8 +471,8 @@ metrics_render(metrics *m, char **out, size_t *len)
 	*len = 0;
 	/* Copies of both lists, so that nothing is held while collectors run. */
 	pthread_mutex_lock(&m->m_mtx);
-	nm = m->m_nmethods;
-	nc = m->m_ncollectors;
+	nm   = m->m_nmethods;
+	nc   = m->m_ncollectors;
 	mms  = malloc((nm > 0 ? nm : 1) * sizeof(*mms));
 	cols = malloc((nc > 0 ? nc : 1) * sizeof(*cols));
 	if (mms != NULL && nm > 0) {
@@ -491,8 +492,8 @@ metrics_render(metrics *m, char **out, size_t *len)
 	}
 	metrics_family(&w, "haven_metrics_invalid_samples_total", METRICS_COUNTER,
 	    "Samples left out of this page since start because a collector wrote them malformed.");
-	metrics_sample(&w, "haven_metrics_invalid_samples_total", (double) atomic_load(&m->m_invalid),
-	    (char *) NULL);
+	metrics_sample(&w, "haven_metrics_invalid_samples_total",
+	    (double) atomic_load(&m->m_invalid), (char *) NULL);
 	metrics_family(&w, "haven_metrics_render_duration_seconds", METRICS_GAUGE,
 	    "Time taken to make this page, collectors included.");
 	metrics_sample(&w, "haven_metrics_render_duration_seconds",
@@ -501,10 +502,10 @@ metrics_render(metrics *m, char **out, size_t *len)
 		log_warn("metrics: the page is over %u bytes or memory is out", METRICS_PAGE_MAX);
 		goto out;
 	}
-	*out     = w.w_buf;
-	*len     = w.w_len;
-	w.w_buf  = NULL;
-	st       = HV_OK;
+	*out    = w.w_buf;
+	*len    = w.w_len;
+	w.w_buf = NULL;
+	st      = HV_OK;
 out:
 	free(w.w_buf);
 	free(mms);
@@ -524,7 +525,8 @@ metrics_check_listen(const char *addr, char *err, size_t errsz)
 	uint8_t     a[16];
 
 	if (addr == NULL || addr[0] == '\0') {
-		snprintf(err, errsz, "metrics address is empty; give HOST:PORT, e.g. 127.0.0.1:9464");
+		snprintf(err, errsz,
+		    "metrics address is empty; give HOST:PORT, e.g. 127.0.0.1:9464");
 		return (HV_INVALID_ARGUMENT);
 	}
 	if (strlen(addr) > 100) {
@@ -534,27 +536,29 @@ metrics_check_listen(const char *addr, char *err, size_t errsz)
 	if (addr[0] == '[') {
 		const char *close = strchr(addr, ']');
 		if (close == NULL || close[1] != ':') {
-			snprintf(err, errsz, "metrics address '%s': write an IPv6 address as [::1]:PORT",
-			    addr);
+			snprintf(err, errsz,
+			    "metrics address '%s': write an IPv6 address as [::1]:PORT", addr);
 			return (HV_INVALID_ARGUMENT);
 		}
 		hl   = (size_t) (close - addr - 1);
 		port = close + 2;
 		if (hl >= sizeof(host)) {
-			hl = sizeof(host) - 1; /* too long for any loopback address: refused below */
+			hl =
+			    sizeof(host) - 1; /* too long for any loopback address: refused below */
 		}
 		memcpy(host, addr + 1, hl);
 	} else {
 		const char *colon = strrchr(addr, ':');
 		if (colon == NULL) {
 			snprintf(err, errsz,
-			    "metrics address '%s' has no port; give HOST:PORT, e.g. 127.0.0.1:9464", addr);
+			    "metrics address '%s' has no port; give HOST:PORT, e.g. 127.0.0.1:9464",
+			    addr);
 			return (HV_INVALID_ARGUMENT);
 		}
 		hl = (size_t) (colon - addr);
 		if (memchr(addr, ':', hl) != NULL) {
-			snprintf(err, errsz, "metrics address '%s': write an IPv6 address as [::1]:PORT",
-			    addr);
+			snprintf(err, errsz,
+			    "metrics address '%s': write an IPv6 address as [::1]:PORT", addr);
 			return (HV_INVALID_ARGUMENT);
 		}
 		port = colon + 1;
@@ -567,7 +571,8 @@ metrics_check_listen(const char *addr, char *err, size_t errsz)
 
 	if (port[0] == '\0' || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port) ||
 	    (p = strtol(port, NULL, 10)) > 65535) {
-		snprintf(err, errsz, "metrics address '%s': the port must be a number 0..65535", addr);
+		snprintf(err, errsz, "metrics address '%s': the port must be a number 0..65535",
+		    addr);
 		return (HV_INVALID_ARGUMENT);
 	}
 	if (strcasecmp(host, "localhost") == 0 ||
@@ -592,25 +597,25 @@ metrics_check_listen(const char *addr, char *err, size_t errsz)
 #define HTTP_QUEUE 4 /* scrapes waiting for the render thread; more get 503 */
 
 struct metrics_http {
-	metrics         *mh_m;
-	nng_http_server *mh_srv;
+	metrics          *mh_m;
+	nng_http_server  *mh_srv;
 	nng_http_handler *mh_handler;
-	bool             mh_started;  /* nng_http_server_start succeeded */
-	bool             mh_attached; /* the handler is registered on mh_srv */
-	int              mh_port;
+	bool              mh_started;  /* nng_http_server_start succeeded */
+	bool              mh_attached; /* the handler is registered on mh_srv */
+	int               mh_port;
 
 	/* Under mh_mtx: the queue, closing. Signalled on mh_cv. */
-	pthread_mutex_t  mh_mtx;
-	pthread_cond_t   mh_cv;
-	nng_aio         *mh_queue[HTTP_QUEUE];
-	unsigned         mh_qhead;
-	unsigned         mh_qlen;
-	bool             mh_closing;
-	bool             mh_thread_running;
-	pthread_t        mh_thread;
+	pthread_mutex_t mh_mtx;
+	pthread_cond_t  mh_cv;
+	nng_aio        *mh_queue[HTTP_QUEUE];
+	unsigned        mh_qhead;
+	unsigned        mh_qlen;
+	bool            mh_closing;
+	bool            mh_thread_running;
+	pthread_t       mh_thread;
 
 	/* The owner, and nng's handler from the moment its data is set. */
-	atomic_int       mh_refs;
+	atomic_int mh_refs;
 };
 
 static void
@@ -657,8 +662,8 @@ http_reply_page(metrics_http *mh, nng_aio *aio)
 		return;
 	}
 	if (nng_http_res_alloc(&res) != 0 ||
-	    nng_http_res_set_header(res, "Content-Type", "text/plain; version=0.0.4; charset=utf-8") !=
-	        0 ||
+	    nng_http_res_set_header(res, "Content-Type",
+	        "text/plain; version=0.0.4; charset=utf-8") != 0 ||
 	    nng_http_res_set_header(res, "Cache-Control", "no-store") != 0 ||
 	    nng_http_res_copy_data(res, page, len) != 0) {
 		free(page);
@@ -737,9 +742,9 @@ host_header_ok(const char *host)
 static void
 http_cb(nng_aio *aio)
 {
-	nng_http_req     *req = nng_aio_get_input(aio, 0);
-	nng_http_handler *h   = nng_aio_get_input(aio, 1);
-	metrics_http     *mh  = nng_http_handler_get_data(h);
+	nng_http_req     *req    = nng_aio_get_input(aio, 0);
+	nng_http_handler *h      = nng_aio_get_input(aio, 1);
+	metrics_http     *mh     = nng_http_handler_get_data(h);
 	bool              queued = false, closing;
 
 	if (!host_header_ok(nng_http_req_get_header(req, "Host"))) {

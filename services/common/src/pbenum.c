@@ -26,8 +26,7 @@ stem(const char *name, const char *prefix)
 }
 
 const char *
-pbenum_name(const ProtobufCEnumDescriptor *d, const char *prefix, int v, char *buf,
-    size_t bufsz)
+pbenum_name(const ProtobufCEnumDescriptor *d, const char *prefix, int v, char *buf, size_t bufsz)
 {
 	const ProtobufCEnumValue *ev;
 	const char               *s;

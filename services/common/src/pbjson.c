@@ -182,7 +182,7 @@ enc_value(pj_ctx *c, const ProtobufCMessageDescriptor *d, const ProtobufCFieldDe
 		break;
 	case PROTOBUF_C_TYPE_FLOAT: {
 		float v = *(const float *) p;
-		j = isfinite(v) ? json_real(float_shortest(v)) : enc_double(v);
+		j       = isfinite(v) ? json_real(float_shortest(v)) : enc_double(v);
 		break;
 	}
 	case PROTOBUF_C_TYPE_DOUBLE:
@@ -192,8 +192,9 @@ enc_value(pj_ctx *c, const ProtobufCMessageDescriptor *d, const ProtobufCFieldDe
 		j = json_boolean(*(const protobuf_c_boolean *) p);
 		break;
 	case PROTOBUF_C_TYPE_ENUM: {
-		int v = *(const int *) p;
-		const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, v);
+		int                       v = *(const int *) p;
+		const ProtobufCEnumValue *ev =
+		    protobuf_c_enum_descriptor_get_value(f->descriptor, v);
 		j = ev != NULL ? json_string(ev->name) : json_integer(v);
 		break;
 	}
@@ -217,8 +218,7 @@ enc_value(pj_ctx *c, const ProtobufCMessageDescriptor *d, const ProtobufCFieldDe
 }
 
 static json_t *
-enc_field(pj_ctx *c, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f,
-    unsigned depth)
+enc_field(pj_ctx *c, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, unsigned depth)
 {
 	const char *member = (const char *) m + f->offset;
 	json_t     *arr;
@@ -273,8 +273,8 @@ enc_message(pj_ctx *c, const ProtobufCMessage *m, unsigned depth)
 }
 
 hv_status
-pbjson_encode(const ProtobufCMessage *msg, const pbjson_limits *lim, char **out,
-    size_t *outlen, char *err, size_t errsz)
+pbjson_encode(const ProtobufCMessage *msg, const pbjson_limits *lim, char **out, size_t *outlen,
+    char *err, size_t errsz)
 {
 	pj_ctx    c  = { .err = err, .errsz = errsz, .max_depth = PBJSON_MAX_DEPTH };
 	json_t   *j  = NULL;

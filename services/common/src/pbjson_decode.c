@@ -272,7 +272,8 @@ dec_enum(pj_ctx *c, const ProtobufCMessageDescriptor *d, const ProtobufCFieldDes
 {
 	if (json_is_string(v)) {
 		const ProtobufCEnumValue *ev =
-		    protobuf_c_enum_descriptor_get_value_by_name(f->descriptor, json_string_value(v));
+		    protobuf_c_enum_descriptor_get_value_by_name(f->descriptor,
+		        json_string_value(v));
 		if (ev == NULL) {
 			pj_fail(c, "%s.%s: unknown enum value name", FNAME(d, f));
 			return (-1);
@@ -288,8 +289,8 @@ dec_enum(pj_ctx *c, const ProtobufCMessageDescriptor *d, const ProtobufCFieldDes
 	return (0);
 }
 
-static int dec_message(pj_ctx *c, const ProtobufCMessageDescriptor *d, json_t *obj,
-    unsigned depth, ProtobufCMessage **out);
+static int dec_message(pj_ctx *c, const ProtobufCMessageDescriptor *d, json_t *obj, unsigned depth,
+    ProtobufCMessage **out);
 
 /* One value (not null) of field f into dst. */
 static int
@@ -359,7 +360,7 @@ dec_repeated(pj_ctx *c, const ProtobufCMessageDescriptor *d, const ProtobufCFiel
 	}
 	memset(arr, 0, n * sz);
 	/* Owned by the message from here, so that free_unpacked releases what was decoded. */
-	*(char **) ((char *) m + f->offset)              = arr;
+	*(char **) ((char *) m + f->offset)             = arr;
 	*(size_t *) ((char *) m + f->quantifier_offset) = 0;
 	for (size_t i = 0; i < n; i++) {
 		json_t *e = json_array_get(v, i);
@@ -463,7 +464,8 @@ dec_message(pj_ctx *c, const ProtobufCMessageDescriptor *d, json_t *obj, unsigne
 		pj_exhausted(c, "out of memory");
 		goto out;
 	}
-	json_object_foreach(obj, key, v) {
+	json_object_foreach(obj, key, v)
+	{
 		if (dec_member(c, d, key, v, m, seen, depth) != 0) {
 			goto out;
 		}
@@ -524,8 +526,11 @@ pbjson_decode(const ProtobufCMessageDescriptor *desc, const char *json, size_t l
     ProtobufCAllocator *alloc, const pbjson_limits *lim, ProtobufCMessage **out, char *err,
     size_t errsz)
 {
-	pj_ctx            c   = { .err = err, .errsz = errsz, .max_depth = PBJSON_MAX_DEPTH,
-		   .max_alloc = PBJSON_MAX_ALLOC, .alloc = alloc ? alloc : &pj_malloc_allocator };
+	pj_ctx            c   = { .err  = err,
+		             .errsz     = errsz,
+		             .max_depth = PBJSON_MAX_DEPTH,
+		             .max_alloc = PBJSON_MAX_ALLOC,
+		             .alloc     = alloc ? alloc : &pj_malloc_allocator };
 	size_t            max = PBJSON_MAX_INPUT;
 	json_t           *j   = NULL;
 	json_error_t      je;

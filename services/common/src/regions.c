@@ -56,7 +56,8 @@ valid_name(const char *s)
 		return (false);
 	}
 	for (; *s != '\0'; s++) {
-		if (!isalnum((unsigned char) *s) && *s != '-' && *s != ' ' && *s != '.' && *s != '\'') {
+		if (!isalnum((unsigned char) *s) && *s != '-' && *s != ' ' && *s != '.' &&
+		    *s != '\'') {
 			return (false);
 		}
 	}
@@ -76,9 +77,11 @@ compute_distances(region_map *m)
 		while (head < tail) {
 			int cur = queue[head++];
 			for (size_t nb = 0; nb < m->rm_n; nb++) {
-				if (m->rm_adj[cur][nb] && m->rm_dist[src][nb] == REGION_UNREACHABLE) {
-					m->rm_dist[src][nb] = (unsigned char) (m->rm_dist[src][cur] + 1);
-					queue[tail++]       = (int) nb;
+				if (m->rm_adj[cur][nb] &&
+				    m->rm_dist[src][nb] == REGION_UNREACHABLE) {
+					m->rm_dist[src][nb] =
+					    (unsigned char) (m->rm_dist[src][cur] + 1);
+					queue[tail++] = (int) nb;
 				}
 			}
 		}
@@ -124,7 +127,8 @@ region_map_parse(const char *text, region_map **out, char *err, size_t errsz)
 				continue;
 			}
 			if ((colon = strchr(l, ':')) == NULL) {
-				snprintf(err, errsz, "line %u: expected 'Region: Neighbour, ...'", line);
+				snprintf(err, errsz, "line %u: expected 'Region: Neighbour, ...'",
+				    line);
 				goto out;
 			}
 			*colon = '\0';
@@ -132,34 +136,42 @@ region_map_parse(const char *text, region_map **out, char *err, size_t errsz)
 			nbs    = colon + 1;
 			if (pass == 0) {
 				if (!valid_name(name)) {
-					snprintf(err, errsz, "line %u: invalid region name '%.64s'", line, name);
+					snprintf(err, errsz, "line %u: invalid region name '%.64s'",
+					    line, name);
 					goto out;
 				}
 				if (region_map_find(m, name) >= 0) {
-					snprintf(err, errsz, "line %u: region '%s' listed twice", line, name);
+					snprintf(err, errsz, "line %u: region '%s' listed twice",
+					    line, name);
 					goto out;
 				}
 				if (m->rm_n == REGIONS_MAX) {
-					snprintf(err, errsz, "line %u: more than %d regions", line, REGIONS_MAX);
+					snprintf(err, errsz, "line %u: more than %d regions", line,
+					    REGIONS_MAX);
 					goto out;
 				}
-				strcpy(m->rm_names[m->rm_n++], name); /* length checked by valid_name */
+				strcpy(m->rm_names[m->rm_n++],
+				    name); /* length checked by valid_name */
 				continue;
 			}
 			self = region_map_find(m, name);
-			for (tok = strtok_r(nbs, ",", &tsave); tok != NULL; tok = strtok_r(NULL, ",", &tsave)) {
+			for (tok = strtok_r(nbs, ",", &tsave); tok != NULL;
+			     tok = strtok_r(NULL, ",", &tsave)) {
 				char *nb = trim(tok);
 				int   k;
 				if (*nb == '\0') {
 					continue;
 				}
 				if ((k = region_map_find(m, nb)) < 0) {
-					snprintf(err, errsz, "line %u: neighbour '%.64s' of %s is not a region of the map",
+					snprintf(err, errsz,
+					    "line %u: neighbour '%.64s' of %s is not a region of "
+					    "the map",
 					    line, nb, name);
 					goto out;
 				}
 				if (k == self) {
-					snprintf(err, errsz, "line %u: %s cannot border itself", line, name);
+					snprintf(err, errsz, "line %u: %s cannot border itself",
+					    line, name);
 					goto out;
 				}
 				m->rm_adj[self][k] = true;
@@ -173,8 +185,8 @@ region_map_parse(const char *text, region_map **out, char *err, size_t errsz)
 	for (size_t a = 0; a < m->rm_n; a++) {
 		for (size_t b = 0; b < m->rm_n; b++) {
 			if (m->rm_adj[a][b] && !m->rm_adj[b][a]) {
-				snprintf(err, errsz, "%s borders %s, but %s does not list %s", m->rm_names[a],
-				    m->rm_names[b], m->rm_names[b], m->rm_names[a]);
+				snprintf(err, errsz, "%s borders %s, but %s does not list %s",
+				    m->rm_names[a], m->rm_names[b], m->rm_names[b], m->rm_names[a]);
 				goto out;
 			}
 		}

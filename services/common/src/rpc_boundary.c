@@ -164,4 +164,3 @@ rpc_boundary_check(rpc_call *call, ProtobufCMessage *m, const uint8_t *data, siz
 	}
 	return (HV_OK);
 }
-

@@ -38,17 +38,17 @@ struct rpc_call {
 	int64_t                  c_start_us;
 	int64_t                  c_deadline_us;
 	char                     c_errmsg[RPC_ERRMSG_MAX];
-	rpc_reply_fn             c_reply;     /* set by the transport */
+	rpc_reply_fn             c_reply; /* set by the transport */
 	/* Set by the transport (or NULL): runs before the handler, on the thread that runs it (a
 	 * worker unless inline), for work too heavy for nng's threads (a JSON payload's decode).
 	 * A status other than HV_OK goes to c_reply instead of the handler. */
-	hv_status              (*c_prepare)(rpc_call *call);
-	void                    *c_transport; /* the transport's per-call state */
+	hv_status (*c_prepare)(rpc_call *call);
+	void *c_transport; /* the transport's per-call state */
 	/* Where the call comes from, as limit_source made it (limit.h): set by a transport that
 	 * knows it (the Connect API behind a trusted proxy), after rpc_dispatch_begin. */
-	uint8_t                  c_source[LIMIT_SOURCE_LEN];
-	bool                     c_has_source;
-	arena                    c_arena;
+	uint8_t c_source[LIMIT_SOURCE_LEN];
+	bool    c_has_source;
+	arena   c_arena;
 };
 
 #endif

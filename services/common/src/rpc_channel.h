@@ -13,7 +13,7 @@
 
 #include "haven/rpc.h"
 
-#define RPC_POOL_MAX 64    /* idle contexts kept for blocking calls */
+#define RPC_POOL_MAX  64   /* idle contexts kept for blocking calls */
 #define RPC_ASYNC_MAX 4096 /* asynchronous calls in flight on one channel */
 
 typedef struct rpc_pooled_ctx {

@@ -38,7 +38,7 @@
 #include <time.h>
 
 #define DEFAULT_TIMEOUT_MS 10000
-#define CERT_FILE_MAX (64 * 1024)
+#define CERT_FILE_MAX      (64 * 1024)
 
 /* ---- shared pieces ----------------------------------------------------------------- */
 
@@ -184,7 +184,7 @@ tls_client_config(const char *url, const rpc_channel_options *o, nng_tls_config 
 		if (cfg != NULL) {
 			nng_tls_config_free(cfg);
 		}
-		return (rv == NNG_ENOENT ? HV_NOT_FOUND
+		return (rv == NNG_ENOENT  ? HV_NOT_FOUND
 		        : rv == NNG_EPERM ? HV_PERMISSION_DENIED
 		                          : HV_INVALID_ARGUMENT);
 	}
@@ -337,12 +337,12 @@ closer_main(void *arg)
 static void
 close_bounded(rpc_channel *ch)
 {
-	closer        *cl;
-	pthread_t      thr;
-	pthread_attr_t attr;
+	closer         *cl;
+	pthread_t       thr;
+	pthread_attr_t  attr;
 	struct timespec until;
-	bool           done;
-	int            rv = -1;
+	bool            done;
+	int             rv = -1;
 
 	if ((cl = calloc(1, sizeof(*cl))) == NULL) {
 		channel_free(ch);
@@ -377,7 +377,7 @@ close_bounded(rpc_channel *ch)
 			break;
 		}
 	}
-	done = cl->cl_done;
+	done             = cl->cl_done;
 	cl->cl_abandoned = !done;
 	pthread_mutex_unlock(&cl->cl_mtx);
 	if (done) {
@@ -475,7 +475,8 @@ ctx_get(rpc_channel *ch, rpc_pooled_ctx *out)
 		return (hv_status_from_nng(rv));
 	}
 	if ((rv = nng_ctx_open(&out->pc_ctx, ch->ch_sock)) != 0 ||
-	    (rv = nng_ctx_set_ms(out->pc_ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) != 0) {
+	    (rv = nng_ctx_set_ms(out->pc_ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) !=
+	        0) {
 		nng_aio_free(out->pc_aio);
 		return (hv_status_from_nng(rv));
 	}
@@ -522,10 +523,10 @@ exchange(rpc_channel *ch, nng_msg *req, uint32_t timeout_ms, nng_msg **reply, ch
     size_t errsz)
 {
 	rpc_pooled_ctx pc;
-	hv_status  st;
-	int        rv;
-	int64_t    start = hv_clock_mono_ms();
-	int64_t    left;
+	hv_status      st;
+	int            rv;
+	int64_t        start = hv_clock_mono_ms();
+	int64_t        left;
 
 	*reply = NULL;
 	if ((st = ctx_get(ch, &pc)) != HV_OK) {
@@ -571,7 +572,8 @@ rpc_channel_nng_error(rpc_channel *ch, int rv, bool sending, char *errmsg, size_
 		return (HV_DEADLINE_EXCEEDED);
 	}
 	set_err(errmsg, errsz, "receiving the reply failed: %s", nng_strerror(rv));
-	return (rv == NNG_ECONNRESET || rv == NNG_ECLOSED ? HV_UNAVAILABLE : hv_status_from_nng(rv));
+	return (
+	    rv == NNG_ECONNRESET || rv == NNG_ECLOSED ? HV_UNAVAILABLE : hv_status_from_nng(rv));
 }
 
 hv_status
@@ -622,7 +624,7 @@ rpc_request_pack(rpc_channel *ch, const char *method, const ProtobufCMessage *re
 	Haven__Rpc__V1__Request   env = HAVEN__RPC__V1__REQUEST__INIT;
 	Haven__Rpc__V1__Metadata  md[RPC_METADATA_MAX];
 	Haven__Rpc__V1__Metadata *mdp[RPC_METADATA_MAX];
-	size_t                    n = 0, plen, hlen;
+	size_t                    n   = 0, plen, hlen;
 	nng_msg                  *msg = NULL;
 	uint8_t                  *body;
 	hv_status                 st = HV_INVALID_ARGUMENT;
@@ -676,10 +678,10 @@ out:
 
 /* The fields of a haven.rpc.v1.Reply, pointing into the message they were read from. */
 typedef struct reply_view {
-	uint64_t       code;       /* 1 */
-	const uint8_t *message;    /* 2 */
+	uint64_t       code;    /* 1 */
+	const uint8_t *message; /* 2 */
 	size_t         message_len;
-	const uint8_t *payload;    /* 3 */
+	const uint8_t *payload; /* 3 */
 	size_t         payload_len;
 	uint64_t       request_id; /* 4 */
 } reply_view;
@@ -771,7 +773,8 @@ rpc_reply_decode(nng_msg *rep, uint64_t id, const ProtobufCMessageDescriptor *re
 		*reply = protobuf_c_message_unpack(reply_desc, NULL, v.payload_len,
 		    v.payload != NULL ? v.payload : (const uint8_t *) "");
 		if (*reply == NULL) {
-			set_err(errmsg, errsz, "reply payload does not decode as %s", reply_desc->name);
+			set_err(errmsg, errsz, "reply payload does not decode as %s",
+			    reply_desc->name);
 			st = HV_DATA_LOSS;
 		}
 	} else if (v.message_len > 0) {
@@ -855,7 +858,8 @@ rpc_channel_call(rpc_channel *ch, const char *method, const ProtobufCMessage *re
 		int64_t  left = deadline - hv_clock_mono_ms();
 
 		if (left <= 0) {
-			set_err(errmsg, errsz, "%s", "deadline passed before the call could be sent");
+			set_err(errmsg, errsz, "%s",
+			    "deadline passed before the call could be sent");
 			return (HV_DEADLINE_EXCEEDED);
 		}
 		st = call_once(ch, method, req, reply_desc, reply, &o, (uint32_t) left, id, errmsg,
@@ -863,7 +867,8 @@ rpc_channel_call(rpc_channel *ch, const char *method, const ProtobufCMessage *re
 		/* Only UNAVAILABLE (no connection, or it broke) is retried, and only when the
 		 * call is safe to repeat. */
 		if (st != HV_UNAVAILABLE ||
-		    !(o.idempotent || (o.idempotency_key != NULL && o.idempotency_key[0] != '\0')) ||
+		    !(o.idempotent ||
+		        (o.idempotency_key != NULL && o.idempotency_key[0] != '\0')) ||
 		    !backoff(attempt, id, deadline)) {
 			return (st);
 		}

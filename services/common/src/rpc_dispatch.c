@@ -204,8 +204,7 @@ rpc_dispatch_closing(rpc_server *srv)
 }
 
 hv_status
-rpc_dispatch_identify(rpc_server *srv, rpc_call *call, rpc_transport transport,
-    bool local_operator)
+rpc_dispatch_identify(rpc_server *srv, rpc_call *call, rpc_transport transport, bool local_operator)
 {
 	const char *token = rpc_call_metadata(call, "authorization");
 	rpc_caller *c     = &call->c_caller;
@@ -221,11 +220,11 @@ rpc_dispatch_identify(rpc_server *srv, rpc_call *call, rpc_transport transport,
 			return (rpc_call_error(call, HV_UNAUTHENTICATED,
 			    "this server does not accept session tokens"));
 		}
-		const char *act = rpc_call_metadata(call, RPC_MD_ACTIVITY);
+		const char *act     = rpc_call_metadata(call, RPC_MD_ACTIVITY);
 		bool        passive = act != NULL && strcmp(act, RPC_ACTIVITY_BACKGROUND) == 0;
 
-		if ((passive ? auth_verify_token_passive : auth_verify_token)(srv->sv_opts.auth, token,
-		        hv_clock_wall_ms(), c) != HV_OK) {
+		if ((passive ? auth_verify_token_passive : auth_verify_token)(srv->sv_opts.auth,
+		        token, hv_clock_wall_ms(), c) != HV_OK) {
 			c->role      = RPC_ROLE_ANONYMOUS;
 			c->org_id[0] = '\0';
 			memset(&c->person, 0, sizeof(c->person));
@@ -305,7 +304,8 @@ rpc_dispatch_check_envelope(rpc_server *srv, rpc_call *call)
 	if (env->method == NULL || env->method[0] == '\0' ||
 	    strlen(env->method) >= RPC_METHOD_NAME_MAX) {
 		atomic_fetch_add(&srv->sv_malformed, 1);
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "method name missing or too long"));
+		return (
+		    rpc_call_error(call, HV_INVALID_ARGUMENT, "method name missing or too long"));
 	}
 	if (env->n_metadata > RPC_METADATA_MAX) {
 		atomic_fetch_add(&srv->sv_malformed, 1);
@@ -322,8 +322,8 @@ rpc_dispatch_check_envelope(rpc_server *srv, rpc_call *call)
 	}
 	if (strlen(env->idempotency_key) > RPC_IDEMPOTENCY_KEY_MAX) {
 		atomic_fetch_add(&srv->sv_malformed, 1);
-		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "idempotency key over %d bytes", RPC_IDEMPOTENCY_KEY_MAX));
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "idempotency key over %d bytes",
+		    RPC_IDEMPOTENCY_KEY_MAX));
 	}
 
 	timeout = env->timeout_ms != 0 ? env->timeout_ms : srv->sv_opts.default_timeout_ms;
@@ -366,7 +366,8 @@ rpc_dispatch_payload(rpc_server *srv, rpc_call *call)
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT, "payload does not decode as %s",
 		    md->input->name));
 	}
-	if ((st = rpc_boundary_check(call, call->c_req, env->payload.data, env->payload.len)) != HV_OK) {
+	if ((st = rpc_boundary_check(call, call->c_req, env->payload.data, env->payload.len)) !=
+	    HV_OK) {
 		atomic_fetch_add(&srv->sv_malformed, 1);
 		return (st);
 	}
@@ -553,8 +554,9 @@ rpc_dispatch_submit(rpc_server *srv, rpc_call *call)
 		call_run(call);
 	} else {
 		atomic_fetch_add(&srv->sv_rejected, 1);
-		rpc_dispatch_fail(call, rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
-		                            "server busy: %u calls queued", srv->sv_opts.queue));
+		rpc_dispatch_fail(call,
+		    rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "server busy: %u calls queued",
+		        srv->sv_opts.queue));
 	}
 }
 

@@ -47,39 +47,39 @@ struct rpc_server {
 	uid_t              sv_uid;
 	bool               sv_started;
 
-	rpc_method_entry  *sv_methods;
-	size_t             sv_nmethods;
-	size_t             sv_capmethods;
+	rpc_method_entry *sv_methods;
+	size_t            sv_nmethods;
+	size_t            sv_capmethods;
 
-	rpc_nng           *sv_nng; /* the nng transport */
+	rpc_nng *sv_nng; /* the nng transport */
 
-	pthread_mutex_t    sv_mtx;
-	pthread_cond_t     sv_work_cv; /* workers wait for queued calls */
-	pthread_cond_t     sv_idle_cv; /* close waits for in-flight calls */
-	rpc_call         **sv_queue;   /* ring buffer of sv_opts.queue entries */
-	unsigned           sv_qhead;
-	unsigned           sv_qlen;
+	pthread_mutex_t sv_mtx;
+	pthread_cond_t  sv_work_cv; /* workers wait for queued calls */
+	pthread_cond_t  sv_idle_cv; /* close waits for in-flight calls */
+	rpc_call      **sv_queue;   /* ring buffer of sv_opts.queue entries */
+	unsigned        sv_qhead;
+	unsigned        sv_qlen;
 	/* Calls between begin and end, all transports; atomic, so that a call that never waits
 	 * for a worker takes no lock of the server's (rpc_dispatch_end wakes close). */
-	atomic_uint        sv_inflight;
-	atomic_bool        sv_closing; /* written under sv_mtx */
-	pthread_t         *sv_workers;
-	unsigned           sv_nworkers;
+	atomic_uint sv_inflight;
+	atomic_bool sv_closing; /* written under sv_mtx */
+	pthread_t  *sv_workers;
+	unsigned    sv_nworkers;
 
-	rpc_health         sv_health; /* Health/Check's answers (rpc_health.c) */
+	rpc_health sv_health; /* Health/Check's answers (rpc_health.c) */
 
-	atomic_ullong      sv_calls;
-	atomic_ullong      sv_rejected;
-	atomic_ullong      sv_malformed;
+	atomic_ullong sv_calls;
+	atomic_ullong sv_rejected;
+	atomic_ullong sv_malformed;
 
 	/* HTTP requests the Connect transport answered before the dispatch, by HTTP status
 	 * (rpc_dispatch_http_refused): 400, 404, 405, 411, 413, 415, 429, 503, other; and
 	 * request bodies that did not arrive in time. */
-	atomic_ullong      sv_http_refused[9];
-	atomic_ullong      sv_http_slow;
+	atomic_ullong sv_http_refused[9];
+	atomic_ullong sv_http_slow;
 
-	metrics           *sv_metrics;
-	metrics_method    *sv_unknown; /* method="unknown": names not served, undecodable calls */
+	metrics        *sv_metrics;
+	metrics_method *sv_unknown; /* method="unknown": names not served, undecodable calls */
 };
 
 /* Counts the call in flight and resets it for a new request (the arena is left as is: the
@@ -88,8 +88,7 @@ void rpc_dispatch_begin(rpc_server *srv, rpc_call *call);
 
 /* Decodes a haven.rpc.v1.Request envelope from [data, data + len) into the call's arena, with
  * the boundary checks (rpc.h), then rpc_dispatch_check_envelope. */
-hv_status rpc_dispatch_envelope(rpc_server *srv, rpc_call *call, const uint8_t *data,
-    size_t len);
+hv_status rpc_dispatch_envelope(rpc_server *srv, rpc_call *call, const uint8_t *data, size_t len);
 
 /* Checks call->c_env (method name, metadata, idempotency key) and sets the deadline from its
  * timeout (default and maximum of the server's options). */
@@ -113,8 +112,7 @@ hv_status rpc_dispatch_payload(rpc_server *srv, rpc_call *call);
 
 /* Decodes JSON text (proto3 canonical JSON, pbjson.h) as the method's request type into the
  * call's arena. */
-hv_status rpc_dispatch_payload_json(rpc_server *srv, rpc_call *call, const char *json,
-    size_t len);
+hv_status rpc_dispatch_payload_json(rpc_server *srv, rpc_call *call, const char *json, size_t len);
 
 /* Runs the call: UNAVAILABLE while closing, DEADLINE_EXCEEDED when its deadline passed, the
  * handler at once when inline, else on a worker (RESOURCE_EXHAUSTED when the queue is full).

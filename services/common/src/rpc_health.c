@@ -79,11 +79,11 @@ rpc_health_snapshot(rpc_health *h, rpc_health_entry *out)
 static hv_status
 health_check(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
-	rpc_health                               *h   = svc;
-	const Haven__Health__V1__HealthCheckRequest *in  = (const void *) req;
+	rpc_health                                  *h  = svc;
+	const Haven__Health__V1__HealthCheckRequest *in = (const void *) req;
 	Haven__Health__V1__HealthCheckResponse      *out;
-	int                                       found   = 0;
-	bool                                      serving = false;
+	int                                          found   = 0;
+	bool                                         serving = false;
 
 	out = rpc_call_alloc(call, sizeof(*out));
 	if (out == NULL) {
@@ -108,9 +108,10 @@ health_check(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMe
 	if (!found) {
 		return (rpc_call_error(call, HV_NOT_FOUND, "unknown service %.128s", in->service));
 	}
-	out->status = serving ? HAVEN__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-	                      : HAVEN__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
-	*reply = &out->base;
+	out->status = serving
+	    ? HAVEN__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+	    : HAVEN__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+	*reply      = &out->base;
 	return (HV_OK);
 }
 
@@ -123,7 +124,8 @@ diag_echo(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessa
 	(void) svc;
 	if (in->payload.len > ECHO_MAX) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
-		    "echo payload of %zu bytes is over the limit of %d", in->payload.len, ECHO_MAX));
+		    "echo payload of %zu bytes is over the limit of %d", in->payload.len,
+		    ECHO_MAX));
 	}
 	if ((out = rpc_call_alloc(call, sizeof(*out))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
@@ -134,11 +136,16 @@ diag_echo(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessa
 	return (HV_OK);
 }
 
-
 const rpc_method_impl rpc_health_methods[1] = {
-	{ .name = "Check", .handler = health_check, .roles = RPC_ROLES_ANY, .inline_handler = true },
+	{ .name             = "Check",
+	    .handler        = health_check,
+	    .roles          = RPC_ROLES_ANY,
+	    .inline_handler = true },
 };
 
 const rpc_method_impl rpc_diag_methods[1] = {
-	{ .name = "Echo", .handler = diag_echo, .roles = RPC_ROLES_AUTHENTICATED, .inline_handler = true },
+	{ .name             = "Echo",
+	    .handler        = diag_echo,
+	    .roles          = RPC_ROLES_AUTHENTICATED,
+	    .inline_handler = true },
 };

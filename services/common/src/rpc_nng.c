@@ -46,9 +46,9 @@
 /* The listener watchdog (see watch_round): how often each ipc:// and tls+tcp:// listener is
  * called, how long a probe may take, and how many probes in a row must fail before the
  * listener is made again. */
-#define PROBE_EVERY_MS 2000
+#define PROBE_EVERY_MS   2000
 #define PROBE_TIMEOUT_MS 1000
-#define PROBE_FAILS 3
+#define PROBE_FAILS      3
 
 typedef struct listener_entry {
 	nng_listener    l_listener;
@@ -57,7 +57,7 @@ typedef struct listener_entry {
 	nng_tls_config *l_tls;
 	int             l_lockfd; /* ipc:// lock file, or -1 */
 	char           *l_lockpath;
-	char           *l_url;       /* as the server was asked to listen on (tls+tcp port 0: the port) */
+	char           *l_url; /* as the server was asked to listen on (tls+tcp port 0: the port) */
 	char           *l_probe_url; /* where the watchdog calls it; NULL: not watched */
 	unsigned        l_failed;    /* probes failed in a row */
 	uint64_t        l_restarts;  /* times the watchdog made it again */
@@ -66,11 +66,11 @@ typedef struct listener_entry {
 typedef enum slot_state { SLOT_RECV, SLOT_SEND } slot_state;
 
 typedef struct slot {
-	rpc_server   *s_srv;
-	nng_ctx       s_ctx;
-	nng_aio      *s_aio;
-	slot_state    s_state;
-	nng_msg      *s_msg; /* the request, kept to carry the reply */
+	rpc_server *s_srv;
+	nng_ctx     s_ctx;
+	nng_aio    *s_aio;
+	slot_state  s_state;
+	nng_msg    *s_msg; /* the request, kept to carry the reply */
 	/* What the pipe of this slot's last request vouched for (identify), valid while no pipe
 	 * of the socket went away since (n_pipe_gen): saves a lookup and a getsockopt per call. */
 	int           s_pipe_id;
@@ -131,7 +131,8 @@ slot_reply(rpc_call *call, hv_status code, const ProtobufCMessage *reply)
 
 	env.request_id = call->c_env != NULL ? call->c_env->request_id : 0;
 	code           = rpc_dispatch_check_reply(call, code, reply);
-	if (code == HV_OK && (n = protobuf_c_message_get_packed_size(reply)) > srv->sv_opts.max_msg) {
+	if (code == HV_OK &&
+	    (n = protobuf_c_message_get_packed_size(reply)) > srv->sv_opts.max_msg) {
 		code = rpc_call_error(call, HV_RESOURCE_EXHAUSTED,
 		    "reply of %zu bytes is over the limit", n);
 	}
@@ -234,8 +235,7 @@ prepare(rpc_server *srv, slot *sl, nng_msg *msg, rpc_call *call)
 {
 	hv_status st;
 
-	if ((st = rpc_dispatch_envelope(srv, call, nng_msg_body(msg), nng_msg_len(msg))) !=
-	        HV_OK ||
+	if ((st = rpc_dispatch_envelope(srv, call, nng_msg_body(msg), nng_msg_len(msg))) != HV_OK ||
 	    (st = rpc_dispatch_method(srv, call)) != HV_OK ||
 	    (st = identify(srv, sl, msg, call)) != HV_OK ||
 	    (st = rpc_dispatch_authorize(srv, call)) != HV_OK) {
@@ -406,7 +406,8 @@ probe_url(listener_entry *le)
 	int          rv;
 
 	if (le->l_transport == RPC_TRANSPORT_IPC) {
-		return ((le->l_probe_url = strdup(le->l_url)) != NULL ? HV_OK : HV_RESOURCE_EXHAUSTED);
+		return (
+		    (le->l_probe_url = strdup(le->l_url)) != NULL ? HV_OK : HV_RESOURCE_EXHAUSTED);
 	}
 	if (le->l_transport != RPC_TRANSPORT_TLS) {
 		return (HV_OK);
@@ -486,7 +487,8 @@ listener_open(rpc_server *srv, listener_entry *le)
 		        HV_OK) {
 			goto fail;
 		}
-		if ((rv = nng_listener_set_ptr(le->l_listener, NNG_OPT_TLS_CONFIG, le->l_tls)) != 0) {
+		if ((rv = nng_listener_set_ptr(le->l_listener, NNG_OPT_TLS_CONFIG, le->l_tls)) !=
+		    0) {
 			st = hv_status_from_nng(rv);
 			goto fail;
 		}
@@ -603,7 +605,8 @@ watch_round(void *arg)
 			continue;
 		}
 		st = rpc_probe_call(srv->sv_nng->n_probe, le->l_probe_url, PROBE_TIMEOUT_MS);
-		/* Any reply is an answer: the listener accepted. No connection or no reply is not. */
+		/* Any reply is an answer: the listener accepted. No connection or no reply is not.
+		 */
 		if (st == HV_DEADLINE_EXCEEDED || st == HV_UNAVAILABLE) {
 			if (++le->l_failed >= PROBE_FAILS && !rpc_dispatch_closing(srv)) {
 				listener_relisten(srv, le);
@@ -656,7 +659,8 @@ rpc_nng_start(rpc_server *srv)
 	}
 	for (size_t i = 0; i < n->n_nlisteners && n->n_watch == NULL; i++) {
 		if (n->n_listeners[i].l_probe_url != NULL) {
-			(void) hv_ticker_start(&n->n_watch, PROBE_EVERY_MS, false, watch_round, srv);
+			(void) hv_ticker_start(&n->n_watch, PROBE_EVERY_MS, false, watch_round,
+			    srv);
 		}
 	}
 	return (HV_OK);
@@ -698,7 +702,7 @@ rpc_nng_close(rpc_server *srv)
 			if (le->l_lockpath != NULL) {
 				/* Remove the socket (path = lock path minus ".lock") while still
 				 * holding the lock, so no other node's socket is removed. */
-				size_t k = strlen(le->l_lockpath) - 5;
+				size_t k          = strlen(le->l_lockpath) - 5;
 				le->l_lockpath[k] = '\0';
 				(void) unlink(le->l_lockpath);
 			}

@@ -24,9 +24,9 @@ uint64_t rpc_nng_relistens(rpc_server *srv, rpc_transport t);
 /* The probe's identity: a key and a self-signed client certificate made in memory, trusted by
  * this process's tls+tcp:// listeners only (rpc_probe_cert, added beside the node CA). */
 typedef struct rpc_probe rpc_probe;
-hv_status rpc_probe_new(rpc_probe **out);
-const char *rpc_probe_cert(const rpc_probe *p);
-void rpc_probe_free(rpc_probe *p);
+hv_status                rpc_probe_new(rpc_probe **out);
+const char              *rpc_probe_cert(const rpc_probe *p);
+void                     rpc_probe_free(rpc_probe *p);
 /* One Health/Check over a new connection to url (ipc://, or tls+tcp:// with p's identity; p
  * may be NULL for ipc://), waiting at most timeout_ms for the connection and again for the
  * reply. HV_OK for any reply (a refusal is an answer too); DEADLINE_EXCEEDED when none came,

@@ -51,8 +51,8 @@ rpc_probe_new(rpc_probe **out)
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
 		return (HV_RESOURCE_EXHAUSTED);
 	}
-	if ((st = crypto_self_signed_client("haven listener probe", hv_clock_wall_ms() / 1000, &p->p_cert,
-	         &key)) != HV_OK) {
+	if ((st = crypto_self_signed_client("haven listener probe", hv_clock_wall_ms() / 1000,
+	         &p->p_cert, &key)) != HV_OK) {
 		goto out;
 	}
 	if ((rv = nng_tls_config_alloc(&p->p_tls, NNG_TLS_MODE_CLIENT)) != 0 ||
@@ -108,7 +108,8 @@ probe_exchange(nng_socket s, uint64_t id, uint32_t timeout_ms)
 	req.request_id = id;
 	req.timeout_ms = timeout_ms;
 	n              = haven__rpc__v1__request__pack(&req, buf);
-	if ((rv = nng_send(s, buf, n, 0)) != 0 || (rv = nng_recv(s, &in, &n, NNG_FLAG_ALLOC)) != 0) {
+	if ((rv = nng_send(s, buf, n, 0)) != 0 ||
+	    (rv = nng_recv(s, &in, &n, NNG_FLAG_ALLOC)) != 0) {
 		return (rv == NNG_ETIMEDOUT ? HV_DEADLINE_EXCEEDED : hv_status_from_nng(rv));
 	}
 	rep = haven__rpc__v1__reply__unpack(NULL, n, in);

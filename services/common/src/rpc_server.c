@@ -39,7 +39,8 @@ rpc_collect(void *arg, metrics_writer *w)
 	nhealth  = rpc_health_snapshot(&srv->sv_health, health);
 
 	metrics_family(w, "haven_rpc_queue_rejected_total", METRICS_COUNTER,
-	    "Calls answered RESOURCE_EXHAUSTED because the queue in front of the workers was full.");
+	    "Calls answered RESOURCE_EXHAUSTED because the queue in front of the workers was "
+	    "full.");
 	metrics_sample(w, "haven_rpc_queue_rejected_total", (double) atomic_load(&srv->sv_rejected),
 	    (char *) NULL);
 	metrics_family(w, "haven_rpc_malformed_total", METRICS_COUNTER,
@@ -53,8 +54,8 @@ rpc_collect(void *arg, metrics_writer *w)
 		char code[8];
 		snprintf(code, sizeof(code), "%u", i < 8 ? rpc_http_refused_status[i] : 0);
 		metrics_sample(w, "haven_http_refused_total",
-		    (double) atomic_load(&srv->sv_http_refused[i]), "status", i < 8 ? code : "other",
-		    (char *) NULL);
+		    (double) atomic_load(&srv->sv_http_refused[i]), "status",
+		    i < 8 ? code : "other", (char *) NULL);
 	}
 	metrics_family(w, "haven_http_slow_bodies_total", METRICS_COUNTER,
 	    "Connect API requests whose body did not arrive within the read timeout (connection "
@@ -64,9 +65,11 @@ rpc_collect(void *arg, metrics_writer *w)
 	metrics_family(w, "haven_rpc_relistens_total", METRICS_COUNTER,
 	    "Times a listener that stopped accepting (libnng 1.5.2) was made again.");
 	metrics_sample(w, "haven_rpc_relistens_total",
-	    (double) rpc_server_relistens(srv, RPC_TRANSPORT_IPC), "transport", "ipc", (char *) NULL);
+	    (double) rpc_server_relistens(srv, RPC_TRANSPORT_IPC), "transport", "ipc",
+	    (char *) NULL);
 	metrics_sample(w, "haven_rpc_relistens_total",
-	    (double) rpc_server_relistens(srv, RPC_TRANSPORT_TLS), "transport", "tls", (char *) NULL);
+	    (double) rpc_server_relistens(srv, RPC_TRANSPORT_TLS), "transport", "tls",
+	    (char *) NULL);
 	metrics_family(w, "haven_rpc_queued_calls", METRICS_GAUGE,
 	    "Calls waiting for a worker thread now.");
 	metrics_sample(w, "haven_rpc_queued_calls", queued, (char *) NULL);

@@ -567,4 +567,3 @@ store_stats(store *s, size_t *map_size, size_t *used)
 out:
 	return (rv);
 }
-

@@ -69,8 +69,8 @@ out:
 }
 
 static hv_status
-put_flags(store_txn *txn, store_table t, const void *key, size_t klen, const void *val,
-    size_t vlen, unsigned flags)
+put_flags(store_txn *txn, store_table t, const void *key, size_t klen, const void *val, size_t vlen,
+    unsigned flags)
 {
 	hv_status rv;
 	MDB_val   k;
@@ -89,8 +89,7 @@ out:
 }
 
 hv_status
-store_put(store_txn *txn, store_table t, const void *key, size_t klen, const void *val,
-    size_t vlen)
+store_put(store_txn *txn, store_table t, const void *key, size_t klen, const void *val, size_t vlen)
 {
 	return (put_flags(txn, t, key, klen, val, vlen, 0));
 }
@@ -211,7 +210,7 @@ store_cursor_open(store_txn *txn, store_table t, store_cursor **out)
 	if ((rv = store_txn_note(txn, mdb_cursor_open(txn->t_txn, t, &c->c_cur))) != HV_OK) {
 		goto out;
 	}
-	c->c_txn = txn;
+	c->c_txn  = txn;
 	c->c_next = txn->t_cursors;
 	if (c->c_next != NULL) {
 		c->c_next->c_prev = c;
@@ -284,7 +283,7 @@ store_cursor_seek(store_cursor *c, const void *key, size_t klen, const void **k,
 	}
 	mk.mv_size = klen;
 	mk.mv_data = (void *) key;
-	rv = cursor_get(c, &mk, klen == 0 ? MDB_FIRST : MDB_SET_RANGE, k, kl, v, vl);
+	rv         = cursor_get(c, &mk, klen == 0 ? MDB_FIRST : MDB_SET_RANGE, k, kl, v, vl);
 out:
 	return (rv);
 }

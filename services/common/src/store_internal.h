@@ -16,17 +16,17 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#define STORE_KEY_MAX      511 /* LMDB's compiled-in maximum key size */
-#define STORE_NAME_MAX     63
-#define STORE_MAP_DEFAULT  ((size_t) 64 << 20)
-#define STORE_MAX_DEFAULT  ((size_t) 64 << 30)
-#define STORE_TABLES_DEF   64
-#define STORE_READERS      256 /* reader slots: concurrent read transactions of all processes */
-#define STORE_BEGIN_TRIES  16  /* bound on MDB_MAP_RESIZED / stale-reader retries */
-#define STORE_FATAL_EXIT   75  /* EX_TEMPFAIL: a supervisor restarts the process */
-#define STORE_DATA_FILE    "data.mdb"
-#define STORE_META_TABLE   "meta"
-#define STORE_SCHEMA_KEY   "schema_version"
+#define STORE_KEY_MAX     511 /* LMDB's compiled-in maximum key size */
+#define STORE_NAME_MAX    63
+#define STORE_MAP_DEFAULT ((size_t) 64 << 20)
+#define STORE_MAX_DEFAULT ((size_t) 64 << 30)
+#define STORE_TABLES_DEF  64
+#define STORE_READERS     256 /* reader slots: concurrent read transactions of all processes */
+#define STORE_BEGIN_TRIES 16  /* bound on MDB_MAP_RESIZED / stale-reader retries */
+#define STORE_FATAL_EXIT  75  /* EX_TEMPFAIL: a supervisor restarts the process */
+#define STORE_DATA_FILE   "data.mdb"
+#define STORE_META_TABLE  "meta"
+#define STORE_SCHEMA_KEY  "schema_version"
 /* How long a new transaction defers to a pending map resize before entering anyway. Entering
  * anyway keeps a thread that already holds a transaction from deadlocking against the resize;
  * waiting a little keeps a stream of short readers from starving it. */
@@ -51,41 +51,41 @@ typedef struct store_req {
 	void             *rq_arg;
 	hv_status         rq_status; /* set by the leader before rq_done */
 	bool              rq_done;
-	bool              rq_alone;  /* runs in a batch of its own (store_table_open) */
-	pthread_cond_t    rq_cond;   /* signalled when done, or when it is the oldest queued */
+	bool              rq_alone; /* runs in a batch of its own (store_table_open) */
+	pthread_cond_t    rq_cond;  /* signalled when done, or when it is the oldest queued */
 	struct store_req *rq_next;
 } store_req;
 
 typedef struct store_table_entry {
-	char   te_name[STORE_NAME_MAX + 1];
+	char    te_name[STORE_NAME_MAX + 1];
 	MDB_dbi te_dbi;
 } store_table_entry;
 
 struct store {
-	MDB_env          *s_env;
-	size_t            s_max_map;
-	uint32_t          s_schema; /* as recorded in the store */
-	void            (*s_fatal)(void *, hv_status, const char *);
-	void             *s_fatal_arg;
-	pthread_mutex_t   s_qlock;    /* the fields down to s_commits */
-	store_req        *s_qhead;    /* queued writes, oldest first, not yet in a batch */
-	store_req        *s_qtail;
-	unsigned          s_queued;   /* length of that queue */
-	bool              s_leading;  /* a leader is running a batch */
-	pthread_t         s_leader;   /* that leader's thread, while s_leading */
-	bool              s_failed;   /* a commit failed, writes are refused */
-	uint64_t          s_commits;  /* write transactions committed */
-	bool              s_unmapped; /* inside the gate: a resize failed and left no map */
-	store_gate        s_gate;
-	pthread_mutex_t   s_tlock;
+	MDB_env *s_env;
+	size_t   s_max_map;
+	uint32_t s_schema; /* as recorded in the store */
+	void (*s_fatal)(void *, hv_status, const char *);
+	void              *s_fatal_arg;
+	pthread_mutex_t    s_qlock; /* the fields down to s_commits */
+	store_req         *s_qhead; /* queued writes, oldest first, not yet in a batch */
+	store_req         *s_qtail;
+	unsigned           s_queued;   /* length of that queue */
+	bool               s_leading;  /* a leader is running a batch */
+	pthread_t          s_leader;   /* that leader's thread, while s_leading */
+	bool               s_failed;   /* a commit failed, writes are refused */
+	uint64_t           s_commits;  /* write transactions committed */
+	bool               s_unmapped; /* inside the gate: a resize failed and left no map */
+	store_gate         s_gate;
+	pthread_mutex_t    s_tlock;
 	store_table_entry *s_tables;
-	unsigned          s_ntables;
-	unsigned          s_maxtables;
+	unsigned           s_ntables;
+	unsigned           s_maxtables;
 	/* Registration in the list of this process's open stores. */
-	dev_t             s_dev;
-	ino_t             s_ino;
-	pid_t             s_pid;
-	store            *s_next;
+	dev_t  s_dev;
+	ino_t  s_ino;
+	pid_t  s_pid;
+	store *s_next;
 };
 
 struct store_txn {

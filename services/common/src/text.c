@@ -13,16 +13,16 @@
 static bool
 hidden_char(uint32_t cp)
 {
-	return (cp == 0x00ad ||                      /* soft hyphen */
-	    cp == 0x061c ||                          /* Arabic letter mark */
-	    cp == 0x180e ||                          /* Mongolian vowel separator */
-	    cp == 0x200e || cp == 0x200f ||          /* left-to-right, right-to-left mark */
-	    (cp >= 0x2028 && cp <= 0x202e) ||        /* separators; embeddings, overrides */
-	    (cp >= 0x2060 && cp <= 0x2064) ||        /* word joiner, invisible operators */
-	    (cp >= 0x2066 && cp <= 0x206f) ||        /* isolates; deprecated format characters */
-	    cp == 0xfeff ||                          /* zero-width no-break space (BOM) */
-	    (cp >= 0xfff9 && cp <= 0xfffb) ||        /* interlinear annotation */
-	    (cp >= 0xe0000 && cp <= 0xe007f));       /* tags: invisible copies of ASCII */
+	return (cp == 0x00ad ||                /* soft hyphen */
+	    cp == 0x061c ||                    /* Arabic letter mark */
+	    cp == 0x180e ||                    /* Mongolian vowel separator */
+	    cp == 0x200e || cp == 0x200f ||    /* left-to-right, right-to-left mark */
+	    (cp >= 0x2028 && cp <= 0x202e) ||  /* separators; embeddings, overrides */
+	    (cp >= 0x2060 && cp <= 0x2064) ||  /* word joiner, invisible operators */
+	    (cp >= 0x2066 && cp <= 0x206f) ||  /* isolates; deprecated format characters */
+	    cp == 0xfeff ||                    /* zero-width no-break space (BOM) */
+	    (cp >= 0xfff9 && cp <= 0xfffb) ||  /* interlinear annotation */
+	    (cp >= 0xe0000 && cp <= 0xe007f)); /* tags: invisible copies of ASCII */
 }
 
 /* Whether s is well-formed UTF-8 (no overlong forms, surrogates or values past U+10FFFF)
@@ -66,7 +66,8 @@ utf8_printable(const unsigned char *p, size_t n)
 			cp = (cp << 6) | (p[i] & 0x3f);
 		}
 		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f) || hidden_char(cp)) {
+		    (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f) ||
+		    hidden_char(cp)) {
 			return (false);
 		}
 		p += len;
@@ -105,8 +106,9 @@ static bool
 all_of(const char *p, size_t n, char want)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (want == 'a' ? !is_alpha(p[i])
-		                : want == '0' ? !is_digit(p[i]) : !is_alpha(p[i]) && !is_digit(p[i])) {
+		if (want == 'a'       ? !is_alpha(p[i])
+		        : want == '0' ? !is_digit(p[i])
+		                      : !is_alpha(p[i]) && !is_digit(p[i])) {
 			return (false);
 		}
 	}
@@ -168,12 +170,13 @@ lang_subtag(enum lang_part *part, int *extlangs, const char *p, size_t n)
 		*part = LP_REGION;
 		return (true);
 	}
-	if (*part <= LP_REGION && ((n == 2 && all_of(p, 2, 'a')) || (n == 3 && all_of(p, 3, '0')))) {
+	if (*part <= LP_REGION &&
+	    ((n == 2 && all_of(p, 2, 'a')) || (n == 3 && all_of(p, 3, '0')))) {
 		*part = LP_VARIANT;
 		return (true);
 	}
-	if (*part <= LP_VARIANT && ((n >= 5 && all_of(p, n, '*')) ||
-	                               (n == 4 && is_digit(p[0]) && all_of(p, 4, '*')))) {
+	if (*part <= LP_VARIANT &&
+	    ((n >= 5 && all_of(p, n, '*')) || (n == 4 && is_digit(p[0]) && all_of(p, 4, '*')))) {
 		*part = LP_VARIANT;
 		return (true);
 	}
@@ -198,7 +201,8 @@ text_lang_ok(const char *s)
 		if (s[i] != '-' && s[i] != '\0') {
 			continue;
 		}
-		if (i == start || i - start > 8 || !lang_subtag(&part, &extlangs, s + start, i - start)) {
+		if (i == start || i - start > 8 ||
+		    !lang_subtag(&part, &extlangs, s + start, i - start)) {
 			return (false);
 		}
 		start = i + 1;

@@ -56,8 +56,8 @@ test_decode(void **state)
 	uint8_t     v[1024];
 	char        long_org[RPC_ORG_ID_MAX + 1];
 	audit_entry e;
-	size_t      n = encode(v, 2, "fairwork-ngo", "haven.consent.v1.Consent/Check", "subj-1",
-	         "referral");
+	size_t      n =
+	    encode(v, 2, "fairwork-ngo", "haven.consent.v1.Consent/Check", "subj-1", "referral");
 
 	assert_int_equal(audit_entry_decode(v, n, &e), HV_OK);
 	assert_int_equal(e.seq, 42);
@@ -101,10 +101,10 @@ test_decode(void **state)
 	/* A string longer than its field. */
 	memset(long_org, 'o', RPC_ORG_ID_MAX);
 	long_org[RPC_ORG_ID_MAX] = '\0';
-	n = encode(v, 2, long_org, "m", "", "");
+	n                        = encode(v, 2, long_org, "m", "", "");
 	assert_int_equal(audit_entry_decode(v, n, &e), HV_DATA_LOSS);
 	/* A string length running past the end. */
-	n    = encode(v, 2, "", "m", "", "");
+	n     = encode(v, 2, "", "m", "", "");
 	v[21] = 200;
 	assert_int_equal(audit_entry_decode(v, n, &e), HV_DATA_LOSS);
 

@@ -307,11 +307,11 @@ test_removed_reordered_replaced(void **state)
 static void
 test_list(void **state)
 {
-	fixture      f;
-	audit_entry  out[AUDIT_LIST_MAX];
-	store_txn   *txn;
-	size_t       n;
-	char         subj[40];
+	fixture     f;
+	audit_entry out[AUDIT_LIST_MAX];
+	store_txn  *txn;
+	size_t      n;
+	char        subj[40];
 
 	(void) state;
 	fixture_open(&f);
@@ -761,7 +761,7 @@ typedef struct rechain_op {
 static hv_status
 rechain_fn(store_txn *txn, void *arg)
 {
-	rechain_op *op = arg;
+	rechain_op *op                   = arg;
 	uint8_t     prev[AUDIT_HASH_LEN] = { 0 }, k[8], head[8 + AUDIT_HASH_LEN];
 	uint8_t     v[600], buf[700];
 	const void *p;
@@ -782,7 +782,8 @@ rechain_fn(store_txn *txn, void *arg)
 		if (op->cut) {
 			/* Entry `from` stays as it is and becomes the head; the rest goes. */
 			if (seq == op->from) {
-				memcpy(prev, (const uint8_t *) p + l - AUDIT_HASH_LEN, AUDIT_HASH_LEN);
+				memcpy(prev, (const uint8_t *) p + l - AUDIT_HASH_LEN,
+				    AUDIT_HASH_LEN);
 			} else {
 				assert_int_equal(store_del(txn, op->f->log, k, 8), HV_OK);
 			}
@@ -791,7 +792,8 @@ rechain_fn(store_txn *txn, void *arg)
 		memcpy(v, p, l);
 		body = l - 2 * AUDIT_HASH_LEN;
 		if (op->version != 0 && op->version < 3 && v[0] == 3) {
-			/* Versions 1 and 2 have no person: drop its (empty) string before the result. */
+			/* Versions 1 and 2 have no person: drop its (empty) string before the
+			 * result. */
 			assert_int_equal(v[body - 5], 0);
 			memmove(v + body - 5, v + body - 4, 4 + 2 * AUDIT_HASH_LEN);
 			body--;
@@ -845,7 +847,7 @@ file_read(const char *path, char *buf, size_t max)
 	size_t n;
 
 	assert_non_null(fp);
-	n = fread(buf, 1, max - 1, fp);
+	n      = fread(buf, 1, max - 1, fp);
 	buf[n] = '\0';
 	fclose(fp);
 	return (n);
@@ -1125,7 +1127,8 @@ busy_main(void *arg)
 	while (!j->bj_stop) {
 		audit_entry e;
 		entry_fill(&e, __atomic_fetch_add(&j->bj_n, 1, __ATOMIC_RELAXED));
-		if (audit_record(j->bj_f->a, &e) != HV_OK || audit_checkpoint(j->bj_f->a) != HV_OK) {
+		if (audit_record(j->bj_f->a, &e) != HV_OK ||
+		    audit_checkpoint(j->bj_f->a) != HV_OK) {
 			break;
 		}
 	}

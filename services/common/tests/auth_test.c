@@ -93,12 +93,12 @@ lookup(void *arg, const char *org_id, auth_org *out)
 static void
 reset_orgs(void)
 {
-	orgs[ORG_ACME].role        = RPC_ROLE_REFERRER;
-	orgs[ORG_ACME].enabled     = true;
-	orgs[ORG_SHELTER].role     = RPC_ROLE_PROVIDER;
-	orgs[ORG_SHELTER].enabled  = true;
-	orgs[ORG_GONE].enabled     = false;
-	dir_broken                 = false;
+	orgs[ORG_ACME].role       = RPC_ROLE_REFERRER;
+	orgs[ORG_ACME].enabled    = true;
+	orgs[ORG_SHELTER].role    = RPC_ROLE_PROVIDER;
+	orgs[ORG_SHELTER].enabled = true;
+	orgs[ORG_GONE].enabled    = false;
+	dir_broken                = false;
 }
 
 static auth *
@@ -172,8 +172,8 @@ test_issue_and_verify(void **state)
 		test_org saved = orgs[ORG_SHELTER];
 		assert_int_equal(strlen(id63), 63);
 		orgs[ORG_SHELTER].id = id63;
-		assert_int_equal(
-		    auth_issue_token(a, id63, RPC_ROLE_PROVIDER, now, tok, &exp), HV_OK);
+		assert_int_equal(auth_issue_token(a, id63, RPC_ROLE_PROVIDER, now, tok, &exp),
+		    HV_OK);
 		assert_true(strlen(tok) < AUTH_TOKEN_MAX);
 		assert_int_equal(auth_verify_token(a, tok, now, &c), HV_OK);
 		assert_int_equal(c.role, RPC_ROLE_PROVIDER);
@@ -198,8 +198,12 @@ test_issue_refuses(void **state)
 		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-", /* 64 */
 	};
 	static const unsigned bad_roles[] = {
-		RPC_ROLE_OPERATOR, RPC_ROLE_ANONYMOUS, 0, RPC_ROLE_ADMIN | RPC_ROLE_REFERRER,
-		RPC_ROLES_ANY, 1u << 8,
+		RPC_ROLE_OPERATOR,
+		RPC_ROLE_ANONYMOUS,
+		0,
+		RPC_ROLE_ADMIN | RPC_ROLE_REFERRER,
+		RPC_ROLES_ANY,
+		1u << 8,
 	};
 	auth    *a   = open_auth(0x5a, 0, 0);
 	int64_t  now = hv_clock_wall_ms();
@@ -216,8 +220,8 @@ test_issue_refuses(void **state)
 	    HV_INVALID_ARGUMENT);
 	/* The operator and anonymous are never issued tokens. */
 	for (size_t i = 0; i < sizeof(bad_roles) / sizeof(bad_roles[0]); i++) {
-		assert_int_equal(
-		    auth_issue_token(a, "acme-ngo", (rpc_role) bad_roles[i], now, tok, &exp),
+		assert_int_equal(auth_issue_token(a, "acme-ngo", (rpc_role) bad_roles[i], now, tok,
+		                     &exp),
 		    HV_INVALID_ARGUMENT);
 	}
 	assert_int_equal(auth_issue_token(a, "acme-ngo", RPC_ROLE_REFERRER, -1, tok, &exp),
@@ -250,7 +254,8 @@ test_forged(void **state)
 		assert_int_equal(crypto_random(payload, sizeof(payload)), HV_OK);
 		assert_int_equal(crypto_random(mac, sizeof(mac)), HV_OK);
 		payload[4] = RPC_ROLE_ADMIN;
-		assert_int_equal(crypto_b64url_encode(p64, sizeof(p64), payload, sizeof(payload)), HV_OK);
+		assert_int_equal(crypto_b64url_encode(p64, sizeof(p64), payload, sizeof(payload)),
+		    HV_OK);
 		assert_int_equal(crypto_b64url_encode(m64, sizeof(m64), mac, sizeof(mac)), HV_OK);
 		snprintf(tok, sizeof(tok), "v2.%s.%s", p64, m64);
 		assert_int_equal(auth_verify_token(a, tok, now, &c), HV_UNAUTHENTICATED);
@@ -259,8 +264,9 @@ test_forged(void **state)
 	/* A valid payload with another token's MAC. */
 	{
 		char other[AUTH_TOKEN_MAX], mixed[2 * AUTH_TOKEN_MAX];
-		assert_int_equal(
-		    auth_issue_token(a, "shelter.one_2", RPC_ROLE_PROVIDER, now, other, NULL), HV_OK);
+		assert_int_equal(auth_issue_token(a, "shelter.one_2", RPC_ROLE_PROVIDER, now, other,
+		                     NULL),
+		    HV_OK);
 		acme_token(a, now, tok);
 		*strrchr(tok, '.') = '\0';
 		snprintf(mixed, sizeof(mixed), "%s%s", tok, strrchr(other, '.'));
@@ -273,7 +279,8 @@ test_forged(void **state)
 			"v1.not-a-token", "Bearer x", "v1.AAAA.AAAA.AAAA", "v1.AAAAAAAAAAAAAA.",
 			"v1..AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" };
 		for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
-			assert_int_equal(auth_verify_token(a, junk[i], now, &c), HV_UNAUTHENTICATED);
+			assert_int_equal(auth_verify_token(a, junk[i], now, &c),
+			    HV_UNAUTHENTICATED);
 		}
 		assert_int_equal(auth_verify_token(a, NULL, now, &c), HV_UNAUTHENTICATED);
 	}
@@ -344,12 +351,12 @@ test_expired(void **state)
 	assert_int_equal(auth_issue_token(a, "acme-ngo", RPC_ROLE_REFERRER, now, tok, &exp), HV_OK);
 	assert_int_equal(auth_verify_token(a, tok, (int64_t) exp - 1, &c), HV_OK);
 	assert_int_equal(auth_verify_token(a, tok, (int64_t) exp, &c), HV_UNAUTHENTICATED);
-	assert_int_equal(
-	    auth_verify_token(a, tok, now + 365LL * 24 * 3600 * 1000, &c), HV_UNAUTHENTICATED);
+	assert_int_equal(auth_verify_token(a, tok, now + 365LL * 24 * 3600 * 1000, &c),
+	    HV_UNAUTHENTICATED);
 	assert_int_equal(auth_verify_token(a, tok, INT64_MAX, &c), HV_UNAUTHENTICATED);
 	/* Issued two hours ago with a one-hour lifetime. */
-	assert_int_equal(
-	    auth_issue_token(a, "acme-ngo", RPC_ROLE_REFERRER, now - 2 * 3600 * 1000, tok, &exp),
+	assert_int_equal(auth_issue_token(a, "acme-ngo", RPC_ROLE_REFERRER, now - 2 * 3600 * 1000,
+	                     tok, &exp),
 	    HV_OK);
 	assert_int_equal(auth_verify_token(a, tok, now, &c), HV_UNAUTHENTICATED);
 	auth_close(a);
@@ -391,21 +398,21 @@ test_directory_decides(void **state)
 	assert_int_equal(auth_verify_token(a, tok, now, &c), HV_OK);
 
 	/* Unknown to the directory: no token is issued. */
-	assert_int_equal(
-	    auth_issue_token(a, "nobody", RPC_ROLE_REFERRER, now, tok, NULL), HV_NOT_FOUND);
+	assert_int_equal(auth_issue_token(a, "nobody", RPC_ROLE_REFERRER, now, tok, NULL),
+	    HV_NOT_FOUND);
 	/* Disabled from the start. */
 	assert_int_equal(auth_issue_token(a, "gone-ngo", RPC_ROLE_REFERRER, now, tok, NULL), HV_OK);
 	assert_int_equal(auth_verify_token(a, tok, now, &c), HV_UNAUTHENTICATED);
 	/* The directory says operator or anonymous: no token can match. */
-	assert_int_equal(
-	    auth_issue_token(a, "sneaky-operator", RPC_ROLE_ADMIN, now, tok, NULL), HV_OK);
+	assert_int_equal(auth_issue_token(a, "sneaky-operator", RPC_ROLE_ADMIN, now, tok, NULL),
+	    HV_OK);
 	assert_int_equal(auth_verify_token(a, tok, now, &c), HV_UNAUTHENTICATED);
-	assert_int_equal(
-	    auth_issue_token(a, "sneaky-anonymous", RPC_ROLE_REFERRER, now, tok, NULL), HV_OK);
+	assert_int_equal(auth_issue_token(a, "sneaky-anonymous", RPC_ROLE_REFERRER, now, tok, NULL),
+	    HV_OK);
 	assert_int_equal(auth_verify_token(a, tok, now, &c), HV_UNAUTHENTICATED);
 	/* A directory that fails is not an authentication failure: its status comes through. */
-	assert_int_equal(
-	    auth_issue_token(a, "broken-dir", RPC_ROLE_REFERRER, now, tok, NULL), HV_UNAVAILABLE);
+	assert_int_equal(auth_issue_token(a, "broken-dir", RPC_ROLE_REFERRER, now, tok, NULL),
+	    HV_UNAVAILABLE);
 	acme_token(a, now, tok);
 	dir_broken = true;
 	assert_int_equal(auth_verify_token(a, tok, now, &c), HV_UNAVAILABLE);
@@ -654,8 +661,8 @@ bio_string(BIO *bio, size_t *len)
 /* A key and a certificate for it, as PEM, valid from from_s to until_s seconds from now,
  * signed by issuer (NULL: self-signed; ca: a CA certificate). md NULL for Ed25519 keys. */
 static void
-keypair_make(keypair *kp, EVP_PKEY *pkey, const EVP_MD *md, const char *cn,
-    const keypair *issuer, long from_s, long until_s, bool ca)
+keypair_make(keypair *kp, EVP_PKEY *pkey, const EVP_MD *md, const char *cn, const keypair *issuer,
+    long from_s, long until_s, bool ca)
 {
 	static long serial;
 	X509       *x = X509_new();
@@ -670,14 +677,15 @@ keypair_make(keypair *kp, EVP_PKEY *pkey, const EVP_MD *md, const char *cn,
 	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), until_s));
 	assert_int_equal(X509_set_pubkey(x, pkey), 1);
 	name = X509_get_subject_name(x);
-	assert_int_equal(X509_NAME_add_entry_by_txt(
-	                     name, "CN", MBSTRING_ASC, (const unsigned char *) cn, -1, -1, 0),
+	assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+	                     (const unsigned char *) cn, -1, -1, 0),
 	    1);
-	assert_int_equal(
-	    X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer->x) : name), 1);
+	assert_int_equal(X509_set_issuer_name(x,
+	                     issuer != NULL ? X509_get_subject_name(issuer->x) : name),
+	    1);
 	if (ca) {
-		X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_basic_constraints,
-		    "critical,CA:TRUE");
+		X509_EXTENSION *ext =
+		    X509V3_EXT_conf_nid(NULL, NULL, NID_basic_constraints, "critical,CA:TRUE");
 		assert_non_null(ext);
 		assert_int_equal(X509_add_ext(x, ext, -1), 1);
 		X509_EXTENSION_free(ext);
@@ -715,8 +723,8 @@ echo(rpc_channel *ch, char *err)
 
 	req.payload.data = (uint8_t *) "x";
 	req.payload.len  = 1;
-	st = rpc_channel_call(ch, "haven.diag.v1.Diagnostics/Echo", &req.base,
-	    &haven__diag__v1__echo_response__descriptor, &rep, &o, err, RPC_ERRMSG_MAX);
+	st               = rpc_channel_call(ch, "haven.diag.v1.Diagnostics/Echo", &req.base,
+	                  &haven__diag__v1__echo_response__descriptor, &rep, &o, err, RPC_ERRMSG_MAX);
 	if (rep != NULL) {
 		protobuf_c_message_free_unpacked(rep, NULL);
 	}
@@ -733,8 +741,8 @@ challenge(rpc_channel *ch, const char *org_id, uint8_t nonce[AUTH_NONCE_LEN], ch
 	hv_status                           st;
 
 	req.org_id = (char *) org_id;
-	st = rpc_channel_call(ch, "haven.auth.v1.Auth/Challenge", &req.base,
-	    &haven__auth__v1__challenge_response__descriptor, &m, &o, err, RPC_ERRMSG_MAX);
+	st         = rpc_channel_call(ch, "haven.auth.v1.Auth/Challenge", &req.base,
+	            &haven__auth__v1__challenge_response__descriptor, &m, &o, err, RPC_ERRMSG_MAX);
 	if (st == HV_OK) {
 		rep = (Haven__Auth__V1__ChallengeResponse *) (void *) m;
 		assert_int_equal(rep->nonce.len, AUTH_NONCE_LEN);
@@ -769,8 +777,8 @@ authenticate(rpc_channel *ch, const char *org_id, const uint8_t *nonce, size_t n
 	req.nonce.len      = nonce_len;
 	req.signature.data = sig;
 	req.signature.len  = siglen;
-	st = rpc_channel_call(ch, "haven.auth.v1.Auth/Authenticate", &req.base,
-	    &haven__auth__v1__authenticate_response__descriptor, &m, &o, err, RPC_ERRMSG_MAX);
+	st                 = rpc_channel_call(ch, "haven.auth.v1.Auth/Authenticate", &req.base,
+	                    &haven__auth__v1__authenticate_response__descriptor, &m, &o, err, RPC_ERRMSG_MAX);
 	if (st == HV_OK) {
 		Haven__Auth__V1__AuthenticateResponse *rep = (void *) m;
 		assert_true(strncmp(rep->token, "v2.", 3) == 0);
@@ -926,8 +934,8 @@ test_end_to_end(void **state)
 	orgs[ORG_ACME].enabled = true;
 	/* A directory that fails: UNAVAILABLE, not an authentication failure. */
 	{
-		hv_status st = auth_login(
-		    n.ch, "broken-dir", n.acme.key_pem, n.acme.key_len, 300, err, sizeof(err));
+		hv_status st = auth_login(n.ch, "broken-dir", n.acme.key_pem, n.acme.key_len, 300,
+		    err, sizeof(err));
 		assert_true(st == HV_UNAVAILABLE || st == HV_DEADLINE_EXCEEDED);
 	}
 	assert_int_equal(auth_login(n.ch, "bad id!", n.acme.key_pem, n.acme.key_len, 5000, err,
@@ -943,14 +951,15 @@ test_end_to_end(void **state)
 	assert_int_equal(challenge(n.ch, "", nonce, err), HV_INVALID_ARGUMENT);
 	assert_int_equal(challenge(n.ch, "acme-ngo", nonce, err), HV_OK);
 	/* A nonce made for another organisation. */
-	assert_int_equal(
-	    authenticate(n.ch, "shelter.one_2", nonce, AUTH_NONCE_LEN, &n.shelter, err),
+	assert_int_equal(authenticate(n.ch, "shelter.one_2", nonce, AUTH_NONCE_LEN, &n.shelter,
+	                     err),
 	    HV_UNAUTHENTICATED);
 	assert_string_equal(err, "sign-in failed");
 	/* A nonce with any byte changed. */
 	for (size_t i = 0; i < AUTH_NONCE_LEN; i += 3) {
 		nonce[i] ^= 0x01;
-		assert_int_equal(authenticate(n.ch, "acme-ngo", nonce, AUTH_NONCE_LEN, &n.acme, err),
+		assert_int_equal(authenticate(n.ch, "acme-ngo", nonce, AUTH_NONCE_LEN, &n.acme,
+		                     err),
 		    HV_UNAUTHENTICATED);
 		nonce[i] ^= 0x01;
 	}
@@ -962,33 +971,35 @@ test_end_to_end(void **state)
 	{
 		uint8_t made_up[AUTH_NONCE_LEN];
 		assert_int_equal(crypto_random(made_up, sizeof(made_up)), HV_OK);
-		assert_int_equal(
-		    authenticate(n.ch, "acme-ngo", made_up, AUTH_NONCE_LEN, &n.acme, err),
+		assert_int_equal(authenticate(n.ch, "acme-ngo", made_up, AUTH_NONCE_LEN, &n.acme,
+		                     err),
 		    HV_UNAUTHENTICATED);
 	}
 	/* A signature too long to be one, and none. */
 	{
-		Haven__Auth__V1__AuthenticateRequest req = HAVEN__AUTH__V1__AUTHENTICATE_REQUEST__INIT;
-		ProtobufCMessage                    *m   = NULL;
-		static uint8_t                       big[1025];
+		Haven__Auth__V1__AuthenticateRequest req =
+		    HAVEN__AUTH__V1__AUTHENTICATE_REQUEST__INIT;
+		ProtobufCMessage *m = NULL;
+		static uint8_t    big[1025];
 		req.org_id         = "acme-ngo";
 		req.nonce.data     = nonce;
 		req.nonce.len      = AUTH_NONCE_LEN;
 		req.signature.data = big;
 		req.signature.len  = sizeof(big);
-		assert_int_equal(rpc_channel_call(n.ch, "haven.auth.v1.Auth/Authenticate", &req.base,
-		                     &haven__auth__v1__authenticate_response__descriptor, &m, NULL, err,
-		                     sizeof(err)),
+		assert_int_equal(rpc_channel_call(n.ch, "haven.auth.v1.Auth/Authenticate",
+		                     &req.base, &haven__auth__v1__authenticate_response__descriptor,
+		                     &m, NULL, err, sizeof(err)),
 		    HV_INVALID_ARGUMENT);
 		req.signature.len = 0;
-		assert_int_equal(rpc_channel_call(n.ch, "haven.auth.v1.Auth/Authenticate", &req.base,
-		                     &haven__auth__v1__authenticate_response__descriptor, &m, NULL, err,
-		                     sizeof(err)),
+		assert_int_equal(rpc_channel_call(n.ch, "haven.auth.v1.Auth/Authenticate",
+		                     &req.base, &haven__auth__v1__authenticate_response__descriptor,
+		                     &m, NULL, err, sizeof(err)),
 		    HV_INVALID_ARGUMENT);
 	}
 	/* The good answer to the challenge is taken once (issue 12, hole 8): a replay of it,
 	 * even within its lifetime, is refused. */
-	assert_int_equal(authenticate(n.ch, "acme-ngo", nonce, AUTH_NONCE_LEN, &n.acme, err), HV_OK);
+	assert_int_equal(authenticate(n.ch, "acme-ngo", nonce, AUTH_NONCE_LEN, &n.acme, err),
+	    HV_OK);
 	assert_int_equal(authenticate(n.ch, "acme-ngo", nonce, AUTH_NONCE_LEN, &n.acme, err),
 	    HV_UNAUTHENTICATED);
 	assert_string_equal(err, "sign-in failed");
@@ -998,7 +1009,8 @@ test_end_to_end(void **state)
 		char  *page;
 		size_t len;
 		assert_int_equal(metrics_render(rpc_server_metrics(n.srv), &page, &len), HV_OK);
-		assert_non_null(strstr(page, "haven_auth_signin_failures_total{cause=\"replayed\"} 1\n"));
+		assert_non_null(
+		    strstr(page, "haven_auth_signin_failures_total{cause=\"replayed\"} 1\n"));
 		assert_non_null(
 		    strstr(page, "haven_auth_signin_failures_total{cause=\"no_certificate\"} 1\n"));
 		free(page);
@@ -1024,12 +1036,12 @@ test_signin_certificates(void **state)
 	node_start(&n, "inproc://auth-test-certs", 0);
 	keypair_make(&expired, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256(),
 	    "acme-ngo", &n.ca, -7200, -3600, false);
-	keypair_make(&early, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256(),
-	    "acme-ngo", &n.ca, 3600, 7200, false);
+	keypair_make(&early, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256(), "acme-ngo",
+	    &n.ca, 3600, 7200, false);
 	keypair_make(&other_ca, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256(),
 	    "haven test CA", NULL, 0, 3600, true);
-	keypair_make(&other, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256(),
-	    "acme-ngo", &other_ca, 0, 3600, false);
+	keypair_make(&other, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256(), "acme-ngo",
+	    &other_ca, 0, 3600, false);
 	keypair_make(&wrong_cn, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256(),
 	    "shelter.one_2", &n.ca, 0, 3600, false);
 
@@ -1111,7 +1123,8 @@ test_challenge_per_process(void **state)
 	assert_int_equal(authenticate(ch, "acme-ngo", nonce, AUTH_NONCE_LEN, &n.acme, err),
 	    HV_UNAUTHENTICATED);
 	assert_int_equal(auth_signin_failures(b, "challenge"), 1);
-	assert_int_equal(authenticate(n.ch, "acme-ngo", nonce, AUTH_NONCE_LEN, &n.acme, err), HV_OK);
+	assert_int_equal(authenticate(n.ch, "acme-ngo", nonce, AUTH_NONCE_LEN, &n.acme, err),
+	    HV_OK);
 	assert_int_equal(challenge(ch, "acme-ngo", nonce, err), HV_OK);
 	assert_int_equal(authenticate(ch, "acme-ngo", nonce, AUTH_NONCE_LEN, &n.acme, err), HV_OK);
 	rpc_channel_close(ch);

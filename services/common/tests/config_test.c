@@ -66,9 +66,10 @@ test_defaults_and_values(void **state)
 	assert_int_equal(c.listen.cl_n, 0);
 	config_free(opts, NOPTS, &c);
 
-	assert_int_equal(load("# a comment\n\n  data_dir =  /srv/haven  \nworkers=16\n"
-	                      "insecure_tcp = yes\nlisten = ipc:///a\nlisten = tls+tcp://0.0.0.0:7000\n",
-	                     &c, err),
+	assert_int_equal(
+	    load("# a comment\n\n  data_dir =  /srv/haven  \nworkers=16\n"
+	         "insecure_tcp = yes\nlisten = ipc:///a\nlisten = tls+tcp://0.0.0.0:7000\n",
+	        &c, err),
 	    HV_OK);
 	assert_string_equal(c.data_dir, "/srv/haven");
 	assert_int_equal(c.workers, 16);
@@ -142,11 +143,11 @@ test_bad_lines(void **state)
 static void
 test_doc_round_trips(void **state)
 {
-	cfg   c;
-	char  err[256];
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f    = open_memstream(&text, &len);
+	cfg    c;
+	char   err[256];
+	char  *text = NULL;
+	size_t len  = 0;
+	FILE  *f    = open_memstream(&text, &len);
 
 	config_print_doc(f, opts, NOPTS);
 	fclose(f);

@@ -52,7 +52,8 @@ test_proxy_check(void **state)
 	(void) state;
 	assert_int_equal(connect_proxy_check(NULL, "0.0.0.0:8443", err, sizeof(err)), HV_OK);
 	assert_int_equal(connect_proxy_check("", "0.0.0.0:8443", err, sizeof(err)), HV_OK);
-	assert_int_equal(connect_proxy_check("127.0.0.1", "127.0.0.1:8080", err, sizeof(err)), HV_OK);
+	assert_int_equal(connect_proxy_check("127.0.0.1", "127.0.0.1:8080", err, sizeof(err)),
+	    HV_OK);
 	assert_int_equal(connect_proxy_check("::1", "[::1]:8080", err, sizeof(err)), HV_OK);
 	assert_int_equal(connect_proxy_check("192.0.2.1", "127.0.0.1:8080", err, sizeof(err)),
 	    HV_INVALID_ARGUMENT);

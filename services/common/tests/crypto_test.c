@@ -65,17 +65,17 @@ test_sha256_fips180(void **state)
 
 	(void) state;
 	crypto_sha256(md, "abc", 3);
-	assert_hex_equal(
-	    md, sizeof(md), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	assert_hex_equal(md, sizeof(md),
+	    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	crypto_sha256(md, "", 0);
-	assert_hex_equal(
-	    md, sizeof(md), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	assert_hex_equal(md, sizeof(md),
+	    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 	crypto_sha256(md, NULL, 0);
-	assert_hex_equal(
-	    md, sizeof(md), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	assert_hex_equal(md, sizeof(md),
+	    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 	crypto_sha256(md, m448, strlen(m448));
-	assert_hex_equal(
-	    md, sizeof(md), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+	assert_hex_equal(md, sizeof(md),
+	    "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 }
 
 static void
@@ -89,23 +89,23 @@ test_hmac_rfc4231(void **state)
 	/* Test case 1 */
 	memset(key, 0x0b, 20);
 	crypto_hmac_sha256(mac, key, 20, "Hi There", 8);
-	assert_hex_equal(
-	    mac, sizeof(mac), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+	assert_hex_equal(mac, sizeof(mac),
+	    "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
 	/* Test case 2: a key shorter than the output */
 	crypto_hmac_sha256(mac, (const uint8_t *) "Jefe", 4, "what do ya want for nothing?", 28);
-	assert_hex_equal(
-	    mac, sizeof(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+	assert_hex_equal(mac, sizeof(mac),
+	    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 	/* Test case 3: combined length of key and data larger than 64 bytes */
 	memset(key, 0xaa, 20);
 	memset(data, 0xdd, 50);
 	crypto_hmac_sha256(mac, key, 20, data, 50);
-	assert_hex_equal(
-	    mac, sizeof(mac), "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe");
+	assert_hex_equal(mac, sizeof(mac),
+	    "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe");
 	/* Test case 6: a key larger than the block size, hashed first */
 	memset(key, 0xaa, 131);
 	crypto_hmac_sha256(mac, key, 131, t6, strlen(t6));
-	assert_hex_equal(
-	    mac, sizeof(mac), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+	assert_hex_equal(mac, sizeof(mac),
+	    "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
 	/* The same with a prepared key, used twice (its state is copied, never consumed). */
 	{
 		crypto_hmac_key *k;
@@ -186,8 +186,9 @@ test_aead_vectors(void **state)
 		const struct gcm_vector *v = &gcm_vectors[i];
 		size_t                   kl, il, pl, al, cl, tl;
 		uint8_t *key = unhex(v->key, &kl), *iv = unhex(v->iv, &il), *pt = unhex(v->pt, &pl);
-		uint8_t *aad = unhex(v->aad, &al), *ct = unhex(v->ct, &cl), *tag = unhex(v->tag, &tl);
-		uint8_t  out[64], t[CRYPTO_AEAD_TAG_LEN], back[64];
+		uint8_t *aad = unhex(v->aad, &al), *ct = unhex(v->ct, &cl),
+		        *tag = unhex(v->tag, &tl);
+		uint8_t out[64], t[CRYPTO_AEAD_TAG_LEN], back[64];
 
 		assert_int_equal(kl, CRYPTO_AEAD_KEY_LEN);
 		assert_int_equal(il, CRYPTO_AEAD_NONCE_LEN);
@@ -237,38 +238,40 @@ test_aead_tamper(void **state)
 		memcpy(bad, ct, n);
 		bad[i] ^= 0x01;
 		memset(out, 0xee, sizeof(out));
-		assert_int_equal(crypto_aead_decrypt(out, key, nonce, tag, aad, strlen(aad), bad, n),
+		assert_int_equal(crypto_aead_decrypt(out, key, nonce, tag, aad, strlen(aad), bad,
+		                     n),
 		    HV_DATA_LOSS);
 		assert_memory_equal(out, zero, n);
 	}
 	for (size_t i = 0; i < sizeof(tag); i++) {
 		memcpy(badtag, tag, sizeof(tag));
 		badtag[i] ^= 0x40;
-		assert_int_equal(
-		    crypto_aead_decrypt(out, key, nonce, badtag, aad, strlen(aad), ct, n), HV_DATA_LOSS);
+		assert_int_equal(crypto_aead_decrypt(out, key, nonce, badtag, aad, strlen(aad), ct,
+		                     n),
+		    HV_DATA_LOSS);
 	}
-	assert_int_equal(
-	    crypto_aead_decrypt(out, key, nonce, tag, "consent/7f3b", strlen(aad), ct, n),
+	assert_int_equal(crypto_aead_decrypt(out, key, nonce, tag, "consent/7f3b", strlen(aad), ct,
+	                     n),
 	    HV_DATA_LOSS);
 	assert_int_equal(crypto_aead_decrypt(out, key, nonce, tag, NULL, 0, ct, n), HV_DATA_LOSS);
-	assert_int_equal(
-	    crypto_aead_decrypt(out, other, nonce, tag, aad, strlen(aad), ct, n), HV_DATA_LOSS);
+	assert_int_equal(crypto_aead_decrypt(out, other, nonce, tag, aad, strlen(aad), ct, n),
+	    HV_DATA_LOSS);
 	assert_memory_equal(out, zero, n);
 	nonce[0] ^= 1;
-	assert_int_equal(
-	    crypto_aead_decrypt(out, key, nonce, tag, aad, strlen(aad), ct, n), HV_DATA_LOSS);
+	assert_int_equal(crypto_aead_decrypt(out, key, nonce, tag, aad, strlen(aad), ct, n),
+	    HV_DATA_LOSS);
 	nonce[0] ^= 1;
 	/* Truncated ciphertext. */
-	assert_int_equal(
-	    crypto_aead_decrypt(out, key, nonce, tag, aad, strlen(aad), ct, n - 1), HV_DATA_LOSS);
+	assert_int_equal(crypto_aead_decrypt(out, key, nonce, tag, aad, strlen(aad), ct, n - 1),
+	    HV_DATA_LOSS);
 
 	/* Empty plaintext: the tag still authenticates the aad. */
 	assert_int_equal(crypto_aead_encrypt(NULL, tag, key, nonce, aad, strlen(aad), NULL, 0),
 	    HV_OK);
-	assert_int_equal(
-	    crypto_aead_decrypt(NULL, key, nonce, tag, aad, strlen(aad), NULL, 0), HV_OK);
-	assert_int_equal(
-	    crypto_aead_decrypt(NULL, key, nonce, tag, aad, strlen(aad) - 1, NULL, 0), HV_DATA_LOSS);
+	assert_int_equal(crypto_aead_decrypt(NULL, key, nonce, tag, aad, strlen(aad), NULL, 0),
+	    HV_OK);
+	assert_int_equal(crypto_aead_decrypt(NULL, key, nonce, tag, aad, strlen(aad) - 1, NULL, 0),
+	    HV_DATA_LOSS);
 }
 
 /* ---- base64url -------------------------------------------------------------------------- */
@@ -296,8 +299,9 @@ test_b64url_rfc4648(void **state)
 		assert_int_equal(crypto_b64url_len(len), strlen(vec[i][1]));
 		assert_int_equal(crypto_b64url_encode(enc, sizeof(enc), vec[i][0], len), HV_OK);
 		assert_string_equal(enc, vec[i][1]);
-		assert_int_equal(
-		    crypto_b64url_decode(dec, sizeof(dec), &n, vec[i][1], strlen(vec[i][1])), HV_OK);
+		assert_int_equal(crypto_b64url_decode(dec, sizeof(dec), &n, vec[i][1],
+		                     strlen(vec[i][1])),
+		    HV_OK);
 		assert_int_equal(n, len);
 		assert_memory_equal(dec, vec[i][0], len);
 	}
@@ -307,7 +311,8 @@ test_b64url_rfc4648(void **state)
 		static const uint8_t b[] = { 0xfb, 0xff, 0xbf, 0xfb, 0xf0 };
 		assert_int_equal(crypto_b64url_encode(enc, sizeof(enc), b, sizeof(b)), HV_OK);
 		assert_string_equal(enc, "-_-_-_A");
-		assert_int_equal(crypto_b64url_decode(dec, sizeof(dec), &n, enc, strlen(enc)), HV_OK);
+		assert_int_equal(crypto_b64url_decode(dec, sizeof(dec), &n, enc, strlen(enc)),
+		    HV_OK);
 		assert_int_equal(n, sizeof(b));
 		assert_memory_equal(dec, b, sizeof(b));
 	}
@@ -323,8 +328,9 @@ test_b64url_rfc4648(void **state)
 		for (size_t len = 0; len <= sizeof(all); len += 17) {
 			assert_int_equal(crypto_b64url_encode(big, sizeof(big), all, len), HV_OK);
 			assert_int_equal(strlen(big), crypto_b64url_len(len));
-			assert_int_equal(
-			    crypto_b64url_decode(back, sizeof(back), &n, big, strlen(big)), HV_OK);
+			assert_int_equal(crypto_b64url_decode(back, sizeof(back), &n, big,
+			                     strlen(big)),
+			    HV_OK);
 			assert_int_equal(n, len);
 			assert_memory_equal(back, all, len);
 		}
@@ -341,10 +347,10 @@ test_b64url_rejects(void **state)
 		"Zm9vY",    /* ditto */
 		"Zm9v+mFy", /* standard alphabet */
 		"Zm9v/mFy",
-		"Zm 9",     /* space */
-		"Zm9v\n",   /* newline */
-		"Zh",       /* non-zero trailing bits: "Zg" is the one encoding of "f" */
-		"Zm9",      /* non-zero trailing bits: "Zm8" is "fo" */
+		"Zm 9",   /* space */
+		"Zm9v\n", /* newline */
+		"Zh",     /* non-zero trailing bits: "Zg" is the one encoding of "f" */
+		"Zm9",    /* non-zero trailing bits: "Zm8" is "fo" */
 		"Zm\xc3\xa9",
 	};
 	uint8_t dec[64];
@@ -358,7 +364,8 @@ test_b64url_rejects(void **state)
 		assert_int_equal(n, 0);
 	}
 	/* An embedded NUL is outside the alphabet too. */
-	assert_int_equal(crypto_b64url_decode(dec, sizeof(dec), &n, "Zm\0v", 4), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_b64url_decode(dec, sizeof(dec), &n, "Zm\0v", 4),
+	    HV_INVALID_ARGUMENT);
 	/* The result must fit. */
 	assert_int_equal(crypto_b64url_decode(dec, 5, &n, "Zm9vYmFy", 8), HV_OUT_OF_RANGE);
 	assert_int_equal(crypto_b64url_decode(dec, 6, &n, "Zm9vYmFy", 8), HV_OK);
@@ -447,39 +454,39 @@ sign_verify_round_trip(keypair *kp, keypair *other)
 	assert_int_equal(crypto_sign(kp->key_pem, kp->key_len, msg, strlen(msg), &sig, &siglen),
 	    HV_OK);
 	assert_true(siglen > 0 && siglen <= 1024);
-	assert_int_equal(
-	    crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg), sig, siglen), HV_OK);
+	assert_int_equal(crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg), sig,
+	                     siglen),
+	    HV_OK);
 
 	/* A changed message, a changed or shortened signature, none at all. */
-	assert_int_equal(
-	    crypto_verify_cert(kp->cert_pem, kp->cert_len, "haven-auth-v1 nonce acme-ngp",
-	        strlen(msg), sig, siglen),
+	assert_int_equal(crypto_verify_cert(kp->cert_pem, kp->cert_len,
+	                     "haven-auth-v1 nonce acme-ngp", strlen(msg), sig, siglen),
 	    HV_UNAUTHENTICATED);
 	assert_int_equal(crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg) - 1, sig,
 	                     siglen),
 	    HV_UNAUTHENTICATED);
 	for (size_t i = 0; i < siglen; i += 5) {
 		sig[i] ^= 0x04;
-		assert_int_equal(
-		    crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg), sig, siglen),
+		assert_int_equal(crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg),
+		                     sig, siglen),
 		    HV_UNAUTHENTICATED);
 		sig[i] ^= 0x04;
 	}
-	assert_int_equal(
-	    crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg), sig, siglen - 1),
+	assert_int_equal(crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg), sig,
+	                     siglen - 1),
 	    HV_UNAUTHENTICATED);
-	assert_int_equal(
-	    crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg), NULL, 0),
+	assert_int_equal(crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg), NULL, 0),
 	    HV_UNAUTHENTICATED);
 	/* Another key's certificate. */
-	assert_int_equal(
-	    crypto_verify_cert(other->cert_pem, other->cert_len, msg, strlen(msg), sig, siglen),
+	assert_int_equal(crypto_verify_cert(other->cert_pem, other->cert_len, msg, strlen(msg), sig,
+	                     siglen),
 	    HV_UNAUTHENTICATED);
 	/* A signature by the other key. */
-	assert_int_equal(
-	    crypto_sign(other->key_pem, other->key_len, msg, strlen(msg), &sig2, &siglen2), HV_OK);
-	assert_int_equal(
-	    crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg), sig2, siglen2),
+	assert_int_equal(crypto_sign(other->key_pem, other->key_len, msg, strlen(msg), &sig2,
+	                     &siglen2),
+	    HV_OK);
+	assert_int_equal(crypto_verify_cert(kp->cert_pem, kp->cert_len, msg, strlen(msg), sig2,
+	                     siglen2),
 	    HV_UNAUTHENTICATED);
 	free(sig2);
 	free(sig);
@@ -527,8 +534,8 @@ test_sign_other_keys(void **state)
 	keypair_make(&ed, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "secp256k1"), EVP_sha256());
 	assert_int_equal(crypto_sign(ed.key_pem, ed.key_len, "m", 1, &sig, &siglen),
 	    HV_INVALID_ARGUMENT);
-	assert_int_equal(
-	    crypto_verify_cert(ed.cert_pem, ed.cert_len, "m", 1, (const uint8_t *) "s", 1),
+	assert_int_equal(crypto_verify_cert(ed.cert_pem, ed.cert_len, "m", 1, (const uint8_t *) "s",
+	                     1),
 	    HV_INVALID_ARGUMENT);
 	keypair_free(&ed);
 	/* Keys too weak to prove anything are refused as unsupported. */
@@ -536,8 +543,8 @@ test_sign_other_keys(void **state)
 	assert_int_equal(crypto_sign(small.key_pem, small.key_len, "m", 1, &sig, &siglen),
 	    HV_INVALID_ARGUMENT);
 	assert_null(sig);
-	assert_int_equal(
-	    crypto_verify_cert(small.cert_pem, small.cert_len, "m", 1, (const uint8_t *) "s", 1),
+	assert_int_equal(crypto_verify_cert(small.cert_pem, small.cert_len, "m", 1,
+	                     (const uint8_t *) "s", 1),
 	    HV_INVALID_ARGUMENT);
 	keypair_free(&small);
 	keypair_free(&rsa);
@@ -552,32 +559,35 @@ test_garbage_pem(void **state)
 	static const char keygarbage[] =
 	    "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n";
 	keypair  ec;
-	uint8_t *sig = (uint8_t *) &ec;
+	uint8_t *sig    = (uint8_t *) &ec;
 	size_t   siglen = 7;
 	char     fp[65];
 
 	(void) state;
 	keypair_make(&ec, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), EVP_sha256());
-	assert_int_equal(crypto_verify_cert(garbage, strlen(garbage), "m", 1, (const uint8_t *) "s", 1),
+	assert_int_equal(crypto_verify_cert(garbage, strlen(garbage), "m", 1, (const uint8_t *) "s",
+	                     1),
 	    HV_INVALID_ARGUMENT);
 	assert_int_equal(crypto_verify_cert("hello", 5, "m", 1, (const uint8_t *) "s", 1),
 	    HV_INVALID_ARGUMENT);
 	assert_int_equal(crypto_verify_cert(NULL, 0, "m", 1, (const uint8_t *) "s", 1),
 	    HV_INVALID_ARGUMENT);
 	/* A private key where a certificate belongs, and the other way round. */
-	assert_int_equal(crypto_verify_cert(ec.key_pem, ec.key_len, "m", 1, (const uint8_t *) "s", 1),
+	assert_int_equal(crypto_verify_cert(ec.key_pem, ec.key_len, "m", 1, (const uint8_t *) "s",
+	                     1),
 	    HV_INVALID_ARGUMENT);
 	assert_int_equal(crypto_sign(ec.cert_pem, ec.cert_len, "m", 1, &sig, &siglen),
 	    HV_INVALID_ARGUMENT);
 	assert_null(sig);
 	assert_int_equal(siglen, 0);
-	assert_int_equal(
-	    crypto_sign(keygarbage, strlen(keygarbage), "m", 1, &sig, &siglen), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_sign(keygarbage, strlen(keygarbage), "m", 1, &sig, &siglen),
+	    HV_INVALID_ARGUMENT);
 	/* A truncated certificate. */
 	assert_int_equal(crypto_verify_cert(ec.cert_pem, ec.cert_len / 2, "m", 1,
 	                     (const uint8_t *) "s", 1),
 	    HV_INVALID_ARGUMENT);
-	assert_int_equal(crypto_cert_fingerprint(garbage, strlen(garbage), fp), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_cert_fingerprint(garbage, strlen(garbage), fp),
+	    HV_INVALID_ARGUMENT);
 	assert_string_equal(fp, "");
 	keypair_free(&ec);
 }
@@ -595,8 +605,8 @@ test_encrypted_key_never_prompts(void **state)
 	(void) state;
 	assert_non_null(pkey);
 	assert_non_null(bio);
-	assert_int_equal(PEM_write_bio_PKCS8PrivateKey(
-	                     bio, pkey, EVP_aes_256_cbc(), NULL, 0, NULL, (void *) "passphrase"),
+	assert_int_equal(PEM_write_bio_PKCS8PrivateKey(bio, pkey, EVP_aes_256_cbc(), NULL, 0, NULL,
+	                     (void *) "passphrase"),
 	    1);
 	pem = bio_string(bio, &len);
 	/* With OpenSSL's default callback this would read the terminal. */
@@ -654,13 +664,13 @@ test_cert_check(void **state)
 	assert_int_equal(fputs(ca.cert_pem, f) >= 0, 1);
 	assert_int_equal(fclose(f), 0);
 
-	assert_int_equal(
-	    crypto_cert_check(ca.cert_pem, ca.cert_len, path, "acme-ngo", now, why, sizeof(why)),
+	assert_int_equal(crypto_cert_check(ca.cert_pem, ca.cert_len, path, "acme-ngo", now, why,
+	                     sizeof(why)),
 	    HV_OK);
 	assert_string_equal(why, "");
 	/* The CN must be the organisation id exactly. */
-	assert_int_equal(
-	    crypto_cert_check(ca.cert_pem, ca.cert_len, path, "acme", now, why, sizeof(why)),
+	assert_int_equal(crypto_cert_check(ca.cert_pem, ca.cert_len, path, "acme", now, why,
+	                     sizeof(why)),
 	    HV_INVALID_ARGUMENT);
 	assert_string_equal(why, "the certificate's subject CN is not the organisation id");
 	assert_int_equal(crypto_cert_check(ca.cert_pem, ca.cert_len, path, "acme-ngo-x", now, why,
@@ -688,12 +698,11 @@ test_cert_check(void **state)
 	assert_int_equal(crypto_cert_check(NULL, 0, path, "acme-ngo", now, why, sizeof(why)),
 	    HV_INVALID_ARGUMENT);
 	/* No CA configured, or one that cannot be read: the node's problem. */
-	assert_int_equal(
-	    crypto_cert_check(ca.cert_pem, ca.cert_len, NULL, "acme-ngo", now, why, sizeof(why)),
+	assert_int_equal(crypto_cert_check(ca.cert_pem, ca.cert_len, NULL, "acme-ngo", now, why,
+	                     sizeof(why)),
 	    HV_FAILED_PRECONDITION);
 	assert_non_null(strstr(why, "no CA configured"));
-	assert_int_equal(
-	    crypto_cert_check(ca.cert_pem, ca.cert_len, "", "acme-ngo", now, NULL, 0),
+	assert_int_equal(crypto_cert_check(ca.cert_pem, ca.cert_len, "", "acme-ngo", now, NULL, 0),
 	    HV_FAILED_PRECONDITION);
 	assert_int_equal(crypto_cert_check(ca.cert_pem, ca.cert_len, missing, "acme-ngo", now, why,
 	                     sizeof(why)),
@@ -765,7 +774,6 @@ test_self_signed_client(void **state)
 	assert_int_equal(crypto_self_signed_client(NULL, now, &cert, &key), HV_INVALID_ARGUMENT);
 }
 
-
 static int
 setup_tmp(void **state)
 {
@@ -806,23 +814,26 @@ test_ed25519_rfc8032(void **state)
 	} v[] = {
 		{ "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
 		    "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
-		    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bac"
+		    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33b"
+		    "ac"
 		    "c61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b" },
 		{ "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
 		    "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
-		    "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e"
+		    "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e1599"
+		    "6e"
 		    "458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00" },
 		{ "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
 		    "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025", "af82",
-		    "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290"
+		    "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f2"
+		    "90"
 		    "ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a" },
 	};
 
 	(void) state;
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		size_t   pemlen, msglen, siglen, publen;
-		char    *pem = ed25519_pem(v[i].secret, &pemlen);
-		uint8_t *msg = unhex(v[i].msg, &msglen);
+		char    *pem  = ed25519_pem(v[i].secret, &pemlen);
+		uint8_t *msg  = unhex(v[i].msg, &msglen);
 		uint8_t *want = unhex(v[i].sig, &siglen);
 		uint8_t *pubv = unhex(v[i].public, &publen);
 		uint8_t  pub[CRYPTO_ED25519_PUBLIC_LEN];
@@ -854,10 +865,12 @@ test_ed25519_rfc8032(void **state)
 			    HV_UNAUTHENTICATED);
 			want[b] ^= 0x01;
 		}
-		assert_int_equal(crypto_ed25519_verify(pub, "x", 1, want, siglen), HV_UNAUTHENTICATED);
+		assert_int_equal(crypto_ed25519_verify(pub, "x", 1, want, siglen),
+		    HV_UNAUTHENTICATED);
 		assert_int_equal(crypto_ed25519_verify(pub, msg, msglen, want, siglen - 1),
 		    HV_UNAUTHENTICATED);
-		assert_int_equal(crypto_ed25519_verify(pub, msg, msglen, NULL, 0), HV_UNAUTHENTICATED);
+		assert_int_equal(crypto_ed25519_verify(pub, msg, msglen, NULL, 0),
+		    HV_UNAUTHENTICATED);
 		/* Another key. */
 		pub[0] ^= 0x01;
 		assert_int_equal(crypto_ed25519_verify(pub, msg, msglen, want, siglen),
@@ -893,7 +906,8 @@ test_ed25519_keygen(void **state)
 	/* Sign with the PEM, verify with the raw key; the public PEM gives the same key. */
 	assert_int_equal(crypto_sign(pem, len, "receipt", 7, &sig, &siglen), HV_OK);
 	assert_int_equal(crypto_ed25519_verify(pub, "receipt", 7, sig, siglen), HV_OK);
-	assert_int_equal(crypto_ed25519_verify(pub2, "receipt", 7, sig, siglen), HV_UNAUTHENTICATED);
+	assert_int_equal(crypto_ed25519_verify(pub2, "receipt", 7, sig, siglen),
+	    HV_UNAUTHENTICATED);
 	assert_int_equal(crypto_ed25519_public_pem(pub, &pubpem, &publen), HV_OK);
 	assert_non_null(strstr(pubpem, "-----BEGIN PUBLIC KEY-----"));
 	assert_null(strstr(pubpem, "PRIVATE"));
@@ -907,10 +921,12 @@ test_ed25519_keygen(void **state)
 		uint8_t secret[CRYPTO_ED25519_SECRET_LEN];
 		assert_int_equal(crypto_ed25519_secret(ec.key_pem, ec.key_len, secret),
 		    HV_INVALID_ARGUMENT);
-		assert_int_equal(crypto_ed25519_secret(pubpem, publen, secret), HV_INVALID_ARGUMENT);
+		assert_int_equal(crypto_ed25519_secret(pubpem, publen, secret),
+		    HV_INVALID_ARGUMENT);
 		assert_int_equal(crypto_ed25519_secret("x", 1, secret), HV_INVALID_ARGUMENT);
 	}
-	assert_int_equal(crypto_ed25519_public(ec.cert_pem, ec.cert_len, back), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_ed25519_public(ec.cert_pem, ec.cert_len, back),
+	    HV_INVALID_ARGUMENT);
 	assert_int_equal(crypto_ed25519_public("garbage", 7, back), HV_INVALID_ARGUMENT);
 	assert_int_equal(crypto_ed25519_public(NULL, 0, back), HV_INVALID_ARGUMENT);
 	keypair_free(&ec);
@@ -964,18 +980,18 @@ test_totp_rfc6238(void **state)
 
 	(void) state;
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-		assert_int_equal(
-		    crypto_totp(&code, CRYPTO_OTP_SHA1, 8, otp_seed20, 20, v[i].t), HV_OK);
+		assert_int_equal(crypto_totp(&code, CRYPTO_OTP_SHA1, 8, otp_seed20, 20, v[i].t),
+		    HV_OK);
 		assert_int_equal(code, v[i].sha1);
-		assert_int_equal(
-		    crypto_totp(&code, CRYPTO_OTP_SHA256, 8, otp_seed32, 32, v[i].t), HV_OK);
+		assert_int_equal(crypto_totp(&code, CRYPTO_OTP_SHA256, 8, otp_seed32, 32, v[i].t),
+		    HV_OK);
 		assert_int_equal(code, v[i].sha256);
-		assert_int_equal(
-		    crypto_totp(&code, CRYPTO_OTP_SHA512, 8, otp_seed64, 64, v[i].t), HV_OK);
+		assert_int_equal(crypto_totp(&code, CRYPTO_OTP_SHA512, 8, otp_seed64, 64, v[i].t),
+		    HV_OK);
 		assert_int_equal(code, v[i].sha512);
 		/* Six digits are the last six of eight. */
-		assert_int_equal(
-		    crypto_totp(&code, CRYPTO_OTP_SHA1, 6, otp_seed20, 20, v[i].t), HV_OK);
+		assert_int_equal(crypto_totp(&code, CRYPTO_OTP_SHA1, 6, otp_seed20, 20, v[i].t),
+		    HV_OK);
 		assert_int_equal(code, v[i].sha1 % 1000000);
 	}
 }
@@ -984,15 +1000,17 @@ static void
 test_otp_rejects(void **state)
 {
 	uint8_t  long_secret[CRYPTO_OTP_SECRET_MAX + 1] = { 0 };
-	uint32_t code = 1;
+	uint32_t code                                   = 1;
 
 	(void) state;
 	assert_int_equal(crypto_hotp(&code, CRYPTO_OTP_SHA1, 6, otp_seed20, 19, 0),
 	    HV_INVALID_ARGUMENT);
 	assert_int_equal(code, 0);
-	assert_int_equal(crypto_hotp(&code, CRYPTO_OTP_SHA1, 6, long_secret, sizeof(long_secret), 0),
+	assert_int_equal(crypto_hotp(&code, CRYPTO_OTP_SHA1, 6, long_secret, sizeof(long_secret),
+	                     0),
 	    HV_INVALID_ARGUMENT);
-	assert_int_equal(crypto_hotp(&code, CRYPTO_OTP_SHA1, 6, long_secret, CRYPTO_OTP_SECRET_MAX, 0),
+	assert_int_equal(crypto_hotp(&code, CRYPTO_OTP_SHA1, 6, long_secret, CRYPTO_OTP_SECRET_MAX,
+	                     0),
 	    HV_OK);
 	assert_int_equal(crypto_hotp(&code, CRYPTO_OTP_SHA1, 6, NULL, 20, 0), HV_INVALID_ARGUMENT);
 	assert_int_equal(crypto_hotp(&code, CRYPTO_OTP_SHA1, 5, otp_seed20, 20, 0),
@@ -1015,15 +1033,14 @@ test_totp_verify_window_replay(void **state)
 	uint64_t      step = 1;
 
 	(void) state;
-	assert_int_equal(
-	    crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now, 0), HV_OK);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now, 0), HV_OK);
 	assert_int_equal(step, 37037037);
 	/* One step either side is accepted (clock drift), two are not. */
-	assert_int_equal(
-	    crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now + 30, 0), HV_OK);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now + 30, 0),
+	    HV_OK);
 	assert_int_equal(step, 37037037);
-	assert_int_equal(
-	    crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now - 30, 0), HV_OK);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now - 30, 0),
+	    HV_OK);
 	assert_int_equal(step, 37037037);
 	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now + 60, 0),
 	    HV_UNAUTHENTICATED);
@@ -1038,8 +1055,8 @@ test_totp_verify_window_replay(void **state)
 	    HV_UNAUTHENTICATED);
 	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now, 37037038),
 	    HV_UNAUTHENTICATED);
-	assert_int_equal(
-	    crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now, 37037036), HV_OK);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, now, 37037036),
+	    HV_OK);
 	assert_int_equal(crypto_totp(&c, CRYPTO_OTP_SHA1, 6, otp_seed20, 20, now - 30), HV_OK);
 	snprintf(code, sizeof(code), "%06u", (unsigned) c);
 	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, code, 6, now, 0), HV_OK);
@@ -1048,16 +1065,16 @@ test_totp_verify_window_replay(void **state)
 	    HV_UNAUTHENTICATED);
 	assert_int_equal(crypto_totp(&c, CRYPTO_OTP_SHA1, 6, otp_seed20, 20, now + 30), HV_OK);
 	snprintf(code, sizeof(code), "%06u", (unsigned) c);
-	assert_int_equal(
-	    crypto_totp_verify(&step, otp_seed20, 20, code, 6, now, 37037037), HV_OK);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, code, 6, now, 37037037), HV_OK);
 	assert_int_equal(step, 37037038);
 
 	/* A code that two steps of the window share (found by search: one secret in ~10^6):
 	 * the later step is returned, so storing it refuses the code at either step. */
 	{
-		static const uint8_t twice[] = "haventotp00000345192"; /* steps 56666666, 56666667 */
-		assert_int_equal(
-		    crypto_totp_verify(&step, twice, 20, "490192", 6, 1699999980, 0), HV_OK);
+		static const uint8_t twice[] =
+		    "haventotp00000345192"; /* steps 56666666, 56666667 */
+		assert_int_equal(crypto_totp_verify(&step, twice, 20, "490192", 6, 1699999980, 0),
+		    HV_OK);
 		assert_int_equal(step, 56666667);
 		assert_int_equal(crypto_totp_verify(&step, twice, 20, "490192", 6, 1700000010,
 		                     56666667),
@@ -1079,8 +1096,8 @@ test_totp_verify_window_replay(void **state)
 	    HV_INVALID_ARGUMENT);
 	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "05047\0", 6, now, 0),
 	    HV_INVALID_ARGUMENT);
-	assert_int_equal(
-	    crypto_totp_verify(&step, otp_seed20, 20, NULL, 6, now, 0), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, NULL, 6, now, 0),
+	    HV_INVALID_ARGUMENT);
 	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 16, "050471", 6, now, 0),
 	    HV_INVALID_ARGUMENT);
 	assert_int_equal(crypto_totp_verify(&step, otp_seed20, 20, "050471", 6, -1, 0),
@@ -1116,12 +1133,14 @@ test_b32_rfc4648(void **state)
 		assert_int_equal(crypto_b32_len(len), strlen(v[i].out));
 		assert_int_equal(crypto_b32_encode(enc, sizeof(enc), v[i].in, len), HV_OK);
 		assert_string_equal(enc, v[i].out);
-		assert_int_equal(crypto_b32_decode(dec, sizeof(dec), &n, v[i].out, strlen(v[i].out)),
+		assert_int_equal(crypto_b32_decode(dec, sizeof(dec), &n, v[i].out,
+		                     strlen(v[i].out)),
 		    HV_OK);
 		assert_int_equal(n, len);
 		assert_memory_equal(dec, v[i].in, len);
-		assert_int_equal(
-		    crypto_b32_decode(dec, sizeof(dec), &n, v[i].padded, strlen(v[i].padded)), HV_OK);
+		assert_int_equal(crypto_b32_decode(dec, sizeof(dec), &n, v[i].padded,
+		                     strlen(v[i].padded)),
+		    HV_OK);
 		assert_int_equal(n, len);
 		assert_memory_equal(dec, v[i].in, len);
 	}
@@ -1143,13 +1162,13 @@ static void
 test_b32_rejects(void **state)
 {
 	static const char *bad[] = {
-		"my",        /* lower case */
-		"M",         /* lengths no byte string has */
+		"my", /* lower case */
+		"M",  /* lengths no byte string has */
 		"MZX",
 		"MZXW6Y",
-		"MZ",        /* unused bits set */
+		"MZ", /* unused bits set */
 		"MZXW6YR",
-		"MY=====",   /* partial or excess padding */
+		"MY=====", /* partial or excess padding */
 		"MY=======",
 		"========",
 		"MZXW6YTB========",
@@ -1211,12 +1230,12 @@ test_otpauth_uri(void **state)
 	account[CRYPTO_OTP_ACCOUNT_MAX + 1] = '\0';
 	assert_int_equal(crypto_otpauth_uri(uri, sizeof(uri), account, otp_seed20, 20),
 	    HV_INVALID_ARGUMENT);
-	assert_int_equal(
-	    crypto_otpauth_uri(uri, sizeof(uri), "", otp_seed20, 20), HV_INVALID_ARGUMENT);
-	assert_int_equal(
-	    crypto_otpauth_uri(uri, sizeof(uri), NULL, otp_seed20, 20), HV_INVALID_ARGUMENT);
-	assert_int_equal(
-	    crypto_otpauth_uri(uri, sizeof(uri), "a", otp_seed20, 19), HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_otpauth_uri(uri, sizeof(uri), "", otp_seed20, 20),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_otpauth_uri(uri, sizeof(uri), NULL, otp_seed20, 20),
+	    HV_INVALID_ARGUMENT);
+	assert_int_equal(crypto_otpauth_uri(uri, sizeof(uri), "a", otp_seed20, 19),
+	    HV_INVALID_ARGUMENT);
 	assert_string_equal(uri, "");
 }
 
@@ -1233,8 +1252,9 @@ test_scrypt_rfc7914(void **state)
 	assert_hex_equal(out, 64,
 	    "77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442"
 	    "fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906");
-	assert_int_equal(
-	    crypto_scrypt(out, 64, "password", 8, (const uint8_t *) "NaCl", 4, 10, 8, 16), HV_OK);
+	assert_int_equal(crypto_scrypt(out, 64, "password", 8, (const uint8_t *) "NaCl", 4, 10, 8,
+	                     16),
+	    HV_OK);
 	assert_hex_equal(out, 64,
 	    "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b373162"
 	    "2eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640");
@@ -1288,8 +1308,8 @@ test_pwhash_known_and_round_trip(void **state)
 	assert_int_equal(crypto_pwhash_verify(pw_known_hash, pw_known, strlen(pw_known)), HV_OK);
 	assert_int_equal(crypto_pwhash_verify(pw_known_hash, pw_known, strlen(pw_known) - 1),
 	    HV_UNAUTHENTICATED);
-	assert_int_equal(
-	    crypto_pwhash_verify(pw_known_hash, "Correct horse battery staple", strlen(pw_known)),
+	assert_int_equal(crypto_pwhash_verify(pw_known_hash, "Correct horse battery staple",
+	                     strlen(pw_known)),
 	    HV_UNAUTHENTICATED);
 	assert_true(crypto_pwhash_needs_rehash(pw_known_hash)); /* below the current costs */
 
@@ -1330,22 +1350,38 @@ test_pwhash_tampered(void **state)
 	static const char *bad[] = {
 		"",
 		"$scrypt$",
-		"$argon2id$v=19$m=65536,t=3,p=4$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSz",
-		"$SCRYPT$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
-		"$scrypt$ln=010,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
-		"$scrypt$ln=+10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
-		"$scrypt$ln= 10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
-		"$scrypt$ln=99,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
-		"$scrypt$ln=10,r=0,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
-		"$scrypt$ln=20,r=32,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
-		"$scrypt$ln=10,r=8,p=99999$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
-		"$scrypt$ln=10,p=1,r=8$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
-		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0O$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
-		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODwAA$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
-		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlR",
-		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU=",
-		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU ",
-		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU$",
+		"$argon2id$v=19$m=65536,t=3,p=4$AAECAwQFBgcICQoLDA0ODw$"
+		"mp90zEQd5XGhjEv4WArVH4Z0XRSz",
+		"$SCRYPT$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_"
+		"AXJlRU",
+		"$scrypt$ln=010,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$"
+		"mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=+10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$"
+		"mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln= "
+		"10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=99,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_"
+		"AXJlRU",
+		"$scrypt$ln=10,r=0,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_"
+		"AXJlRU",
+		"$scrypt$ln=20,r=32,p=1$AAECAwQFBgcICQoLDA0ODw$"
+		"mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=10,r=8,p=99999$AAECAwQFBgcICQoLDA0ODw$"
+		"mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=10,p=1,r=8$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_"
+		"AXJlRU",
+		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0O$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_"
+		"AXJlRU",
+		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODwAA$"
+		"mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_AXJlRU",
+		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_"
+		"AXJlR",
+		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_"
+		"AXJlRU=",
+		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_"
+		"AXJlRU ",
+		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mp90zEQd5XGhjEv4WArVH4Z0XRSzkGWtJK2S_"
+		"AXJlRU$",
 		"$scrypt$ln=10,r=8,p=1$AAECAwQFBgcICQoLDA0ODw",
 	};
 	char   t[sizeof(pw_known_hash)];

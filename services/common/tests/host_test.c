@@ -37,7 +37,8 @@ test_file_and_overrides(void **state)
 	snprintf(file, sizeof(file), "%s/node.conf", tmp);
 	f = fopen(file, "w");
 	assert_non_null(f);
-	fputs("data_dir = /srv/haven\nworkers = 8\nlisten = ipc:///a/b.sock\nlisten = ipc:///c\n", f);
+	fputs("data_dir = /srv/haven\nworkers = 8\nlisten = ipc:///a/b.sock\nlisten = ipc:///c\n",
+	    f);
 	fclose(f);
 
 	const char *a1[] = { "x", "--config", file };
@@ -51,8 +52,8 @@ test_file_and_overrides(void **state)
 
 	/* The command line wins, --data is --data-dir, a flag needs no value, --k=v works, and
 	 * the command line's URLs replace the file's. */
-	const char *a2[] = { "x", "--workers", "2", "--config", file, "--data", "/d", "--insecure-tcp",
-		"--listen=tcp://127.0.0.1:1", "--queue=9" };
+	const char *a2[] = { "x", "--workers", "2", "--config", file, "--data", "/d",
+		"--insecure-tcp", "--listen=tcp://127.0.0.1:1", "--queue=9" };
 	assert_int_equal(load(&cfg, 10, a2), 0);
 	assert_string_equal(cfg.data_dir, "/d");
 	assert_int_equal(cfg.workers, 2);
@@ -131,8 +132,8 @@ load_file(const char *text, char *file, size_t filesz, char *msg, size_t msgsz)
 		bool        done;
 		config_free(svc_options, 2, &svc); /* what the load before left */
 		memset(&svc, 0, sizeof(svc));
-		rc = with_svc ? host_config_load_with(&cfg, 3, (char **) a, "haven-node", &svc_table,
-		                    1, strict, &done)
+		rc = with_svc ? host_config_load_with(&cfg, 3, (char **) a, "haven-node",
+		                    &svc_table, 1, strict, &done)
 		              : host_config_load(&cfg, 3, (char **) a, "haven-node", &done);
 	}
 	fflush(stderr);
@@ -227,7 +228,8 @@ test_bad_file(void **state)
 		{ "workers = 4\nretention_dayz = 30\n", ":2: unknown option 'retention_dayz'" },
 		{ "# tokens\n\ntoken_ttl_s = 0\n",
 		    ":3: 'token_ttl_s' must be a whole number from 60 to 86400, not '0'" },
-		{ "workers = many threads\n", ":1: 'workers' must be a whole number from 1 to 256" },
+		{ "workers = many threads\n",
+		    ":1: 'workers' must be a whole number from 1 to 256" },
 		{ "insecure_tcp = perhaps\n", ":1: 'insecure_tcp' must be true or false" },
 		{ "data_dir /srv/haven\n", ":1: expected 'key = value'" },
 	};
@@ -244,7 +246,8 @@ test_bad_file(void **state)
 	}
 	/* Checks across options name the options. */
 	assert_int_equal(load_file("log_level = loud\n", file, sizeof(file), msg, sizeof(msg)), 2);
-	assert_non_null(strstr(msg, "log_level must be debug, info, warn, error or off, not 'loud'"));
+	assert_non_null(
+	    strstr(msg, "log_level must be debug, info, warn, error or off, not 'loud'"));
 	assert_int_equal(load_file("tls_ca = /ca.pem\n", file, sizeof(file), msg, sizeof(msg)), 2);
 	assert_non_null(strstr(msg, "tls_ca, tls_cert and tls_key go together"));
 	/* And a good file loads. */

@@ -29,7 +29,7 @@ test_valid(void **state)
 	long_id[IDS_MAX - 1] = '\0';
 	assert_true(ids_valid(long_id)); /* 63 bytes */
 	long_id[IDS_MAX - 1] = 'a';
-	long_id[IDS_MAX] = '\0';
+	long_id[IDS_MAX]     = '\0';
 	assert_false(ids_valid(long_id)); /* 64 bytes */
 }
 

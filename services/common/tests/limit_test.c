@@ -31,8 +31,11 @@ static limit *
 open_limit(uint32_t per_source, uint32_t overall, uint32_t sources_max)
 {
 	limit        *l = NULL;
-	limit_options o = { .window_ms = 60000, .per_source = per_source, .overall = overall,
-		.sources_max = sources_max, .now_ms = clock_fn };
+	limit_options o = { .window_ms = 60000,
+		.per_source            = per_source,
+		.overall               = overall,
+		.sources_max           = sources_max,
+		.now_ms                = clock_fn };
 
 	fake_now = 1000000;
 	assert_int_equal(limit_open(&l, &o), HV_OK);
@@ -127,7 +130,7 @@ test_table_full_and_sweep(void **state)
 static void
 test_sources(void **state)
 {
-	uint8_t a[LIMIT_SOURCE_LEN], b[LIMIT_SOURCE_LEN], c[LIMIT_SOURCE_LEN];
+	uint8_t     a[LIMIT_SOURCE_LEN], b[LIMIT_SOURCE_LEN], c[LIMIT_SOURCE_LEN];
 	const char *addr = "192.0.2.77";
 
 	(void) state;
@@ -137,7 +140,8 @@ test_sources(void **state)
 	assert_memory_equal(a, b, LIMIT_SOURCE_LEN);
 	assert_memory_not_equal(a, c, LIMIT_SOURCE_LEN);
 	/* keyed: the source is not the address, nor its plain digest's start */
-	assert_memory_not_equal(a, addr, LIMIT_SOURCE_LEN < strlen(addr) ? LIMIT_SOURCE_LEN : strlen(addr));
+	assert_memory_not_equal(a, addr,
+	    LIMIT_SOURCE_LEN < strlen(addr) ? LIMIT_SOURCE_LEN : strlen(addr));
 }
 
 static void

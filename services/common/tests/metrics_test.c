@@ -38,7 +38,7 @@
 #include "haven/health/v1/health.pb-c.h"
 
 #define M_HEALTH "haven.health.v1.Health/Check"
-#define M_ECHO "haven.diag.v1.Diagnostics/Echo"
+#define M_ECHO   "haven.diag.v1.Diagnostics/Echo"
 
 static char tmp[256];
 
@@ -81,9 +81,10 @@ check_format(const char *page)
 			char name[128], type[32];
 			assert_int_equal(sscanf(buf + 7, "%127s %31s", name, type), 2);
 			assert_true(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0 ||
-			            strcmp(type, "histogram") == 0);
+			    strcmp(type, "histogram") == 0);
 		} else {
-			/* A sample of the last family (a histogram's _bucket, _sum and _count too). */
+			/* A sample of the last family (a histogram's _bucket, _sum and _count too).
+			 */
 			const char *fam = families[nfam - 1];
 			char       *sp  = strrchr(buf, ' ');
 			char       *endp;
@@ -106,12 +107,12 @@ check_format(const char *page)
 static void
 test_histogram_and_counts(void **state)
 {
-	metrics        *m;
-	metrics_method *mm, *other;
-	char           *page = NULL;
-	size_t          len;
-	char            name[300];
-	double          prev = 0;
+	metrics                 *m;
+	metrics_method          *mm, *other;
+	char                    *page = NULL;
+	size_t                   len;
+	char                     name[300];
+	double                   prev = 0;
 	static const char *const le[] = { "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005",
 		"0.01", "0.025", "0.05", "0.1", "0.25", "1", "+Inf" };
 
@@ -142,9 +143,12 @@ test_histogram_and_counts(void **state)
 	assert_int_equal(metrics_render(m, &page, &len), HV_OK);
 	assert_int_equal(strlen(page), len);
 	check_format(page);
-	tu_expect_metric(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Do\",status=\"OK\"}", 3);
-	tu_expect_metric(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Do\",status=\"NOT_FOUND\"}", 2);
-	tu_expect_metric(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Do\",status=\"UNKNOWN\"}", 1);
+	tu_expect_metric(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Do\",status=\"OK\"}",
+	    3);
+	tu_expect_metric(page,
+	    "haven_rpc_calls_total{method=\"haven.x.v1.X/Do\",status=\"NOT_FOUND\"}", 2);
+	tu_expect_metric(page,
+	    "haven_rpc_calls_total{method=\"haven.x.v1.X/Do\",status=\"UNKNOWN\"}", 1);
 	/* Statuses never seen, and methods never called, have no lines. */
 	assert_null(strstr(page, "status=\"INTERNAL\""));
 	assert_null(strstr(page, "haven.a.v1.A/First"));
@@ -155,27 +159,40 @@ test_histogram_and_counts(void **state)
 		double v;
 
 		snprintf(series, sizeof(series),
-		    "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/Do\",le=\"%s\"}", le[i]);
+		    "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/Do\",le=\"%s\"}",
+		    le[i]);
 		v = tu_metric(page, series);
 		assert_false(isnan(v));
 		assert_true(v >= prev);
 		prev = v;
 	}
-	tu_expect_metric(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
-	                              "Do\",le=\"0.0001\"}", 3);
-	tu_expect_metric(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
-	                              "Do\",le=\"0.00025\"}", 4);
-	tu_expect_metric(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
-	                              "Do\",le=\"0.025\"}", 4);
-	tu_expect_metric(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
-	                              "Do\",le=\"0.05\"}", 5);
-	tu_expect_metric(page, "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
-	                              "Do\",le=\"1\"}", 5);
+	tu_expect_metric(page,
+	    "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
+	    "Do\",le=\"0.0001\"}",
+	    3);
+	tu_expect_metric(page,
+	    "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
+	    "Do\",le=\"0.00025\"}",
+	    4);
+	tu_expect_metric(page,
+	    "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
+	    "Do\",le=\"0.025\"}",
+	    4);
+	tu_expect_metric(page,
+	    "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
+	    "Do\",le=\"0.05\"}",
+	    5);
+	tu_expect_metric(page,
+	    "haven_rpc_call_duration_seconds_bucket{method=\"haven.x.v1.X/"
+	    "Do\",le=\"1\"}",
+	    5);
 	assert_int_equal(prev, 6); /* +Inf */
-	tu_expect_metric(page, "haven_rpc_call_duration_seconds_count{method=\"haven.x.v1.X/Do\"}", 6);
-	assert_true(fabs(tu_metric(page, "haven_rpc_call_duration_seconds_sum{method=\"haven.x.v1.X/"
-	                              "Do\"}") -
-	                 2.030251) < 1e-9);
+	tu_expect_metric(page, "haven_rpc_call_duration_seconds_count{method=\"haven.x.v1.X/Do\"}",
+	    6);
+	assert_true(fabs(tu_metric(page,
+	                     "haven_rpc_call_duration_seconds_sum{method=\"haven.x.v1.X/"
+	                     "Do\"}") -
+	                2.030251) < 1e-9);
 	assert_false(isnan(tu_metric(page, "haven_metrics_render_duration_seconds")));
 	free(page);
 	metrics_close(m);
@@ -190,7 +207,8 @@ odd_collector(void *arg, metrics_writer *w)
 
 	collect_calls++;
 	metrics_family(w, "test_escapes", METRICS_GAUGE, "Help with \\ backslash\nand \"quotes\".");
-	metrics_sample(w, "test_escapes", 1, "v", "back\\slash \"quoted\"\nnew line", (char *) NULL);
+	metrics_sample(w, "test_escapes", 1, "v", "back\\slash \"quoted\"\nnew line",
+	    (char *) NULL);
 	metrics_sample(w, "test_escapes", 0.5, "v", "plain", (char *) NULL);
 	metrics_sample(w, "test_escapes", NAN, "v", "nan", (char *) NULL);
 	metrics_sample(w, "test_escapes", INFINITY, "v", "inf", (char *) NULL);
@@ -318,9 +336,12 @@ test_concurrent_recording(void **state)
 		pthread_join(th[i], NULL);
 	}
 	assert_int_equal(metrics_render(m, &page, &len), HV_OK);
-	tu_expect_metric(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Busy\",status=\"OK\"}", 40000);
-	tu_expect_metric(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Busy\",status=\"ABORTED\"}", 40000);
-	tu_expect_metric(page, "haven_rpc_call_duration_seconds_count{method=\"haven.x.v1.X/Busy\"}", 80000);
+	tu_expect_metric(page, "haven_rpc_calls_total{method=\"haven.x.v1.X/Busy\",status=\"OK\"}",
+	    40000);
+	tu_expect_metric(page,
+	    "haven_rpc_calls_total{method=\"haven.x.v1.X/Busy\",status=\"ABORTED\"}", 40000);
+	tu_expect_metric(page,
+	    "haven_rpc_call_duration_seconds_count{method=\"haven.x.v1.X/Busy\"}", 80000);
 	free(page);
 	metrics_close(m);
 }
@@ -408,8 +429,9 @@ test_config_refuses_non_loopback(void **state)
 
 	const char *bad[] = { "haven-node", "--metrics-listen", "0.0.0.0:9464" };
 	assert_int_equal(load_args(3, bad, &cfg, msg, sizeof(msg)), 2);
-	assert_non_null(strstr(msg, "haven-node: metrics_listen: metrics address '0.0.0.0:9464' is "
-	                            "not a loopback address"));
+	assert_non_null(strstr(msg,
+	    "haven-node: metrics_listen: metrics address '0.0.0.0:9464' is "
+	    "not a loopback address"));
 	host_config_free(&cfg);
 
 	const char *noport[] = { "haven-node", "--metrics-listen=localhost" };
@@ -466,7 +488,7 @@ http_request_host(int port, const char *method, const char *path, const char *ho
 	memset(r, 0, sizeof(*r));
 	assert_non_null(buf);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM, 0);
+	fd                 = socket(AF_INET, SOCK_STREAM, 0);
 	assert_true(fd >= 0);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
@@ -479,8 +501,8 @@ http_request_host(int port, const char *method, const char *path, const char *ho
 		hosthdr = hostbuf;
 	}
 	snprintf(req, sizeof(req),
-	    "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-	    method, path, hosthdr);
+	    "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", method,
+	    path, hosthdr);
 	assert_int_equal(write(fd, req, strlen(req)), (ssize_t) strlen(req));
 	while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
 		len += (size_t) n;
@@ -545,16 +567,16 @@ start_host(host_config *cfg, const char *name, const char *url, const char *metr
 static void
 test_served_page(void **state)
 {
-	host_config                            cfg;
-	host                                  *h;
-	rpc_channel                           *ch;
-	http_reply                             r;
-	Haven__Health__V1__HealthCheckRequest  hreq = HAVEN__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-	Haven__Diag__V1__EchoRequest           ereq = HAVEN__DIAG__V1__ECHO_REQUEST__INIT;
-	void                                  *raw  = NULL;
-	size_t                                 rawlen;
-	int                                    port;
-	const char                            *ctype;
+	host_config                           cfg;
+	host                                 *h;
+	rpc_channel                          *ch;
+	http_reply                            r;
+	Haven__Health__V1__HealthCheckRequest hreq = HAVEN__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	Haven__Diag__V1__EchoRequest          ereq = HAVEN__DIAG__V1__ECHO_REQUEST__INIT;
+	void                                 *raw  = NULL;
+	size_t                                rawlen;
+	int                                   port;
+	const char                           *ctype;
 
 	h = start_host(&cfg, "served", "inproc://metrics-test-served", "127.0.0.1:0");
 	assert_int_equal(host_metrics_port(h), 0); /* not before host_start */
@@ -593,13 +615,17 @@ test_served_page(void **state)
 	assert_int_equal(strlen(r.body), r.body_len);
 	check_format(r.body);
 	tu_expect_metric(r.body, "haven_rpc_calls_total{method=\"" M_HEALTH "\",status=\"OK\"}", 2);
-	tu_expect_metric(r.body, "haven_rpc_calls_total{method=\"" M_HEALTH "\",status=\"NOT_FOUND\"}", 1);
+	tu_expect_metric(r.body,
+	    "haven_rpc_calls_total{method=\"" M_HEALTH "\",status=\"NOT_FOUND\"}", 1);
 	tu_expect_metric(r.body, "haven_rpc_calls_total{method=\"" M_ECHO "\",status=\"OK\"}", 1);
-	tu_expect_metric(r.body, "haven_rpc_calls_total{method=\"unknown\",status=\"UNIMPLEMENTED\"}", 1);
-	tu_expect_metric(r.body, "haven_rpc_calls_total{method=\"unknown\",status=\"INVALID_ARGUMENT\"}", 1);
-	tu_expect_metric(r.body, "haven_rpc_call_duration_seconds_count{method=\"" M_HEALTH "\"}", 3);
-	tu_expect_metric(r.body, "haven_rpc_call_duration_seconds_bucket{method=\"" M_HEALTH
-	                                "\",le=\"+Inf\"}", 3);
+	tu_expect_metric(r.body,
+	    "haven_rpc_calls_total{method=\"unknown\",status=\"UNIMPLEMENTED\"}", 1);
+	tu_expect_metric(r.body,
+	    "haven_rpc_calls_total{method=\"unknown\",status=\"INVALID_ARGUMENT\"}", 1);
+	tu_expect_metric(r.body, "haven_rpc_call_duration_seconds_count{method=\"" M_HEALTH "\"}",
+	    3);
+	tu_expect_metric(r.body,
+	    "haven_rpc_call_duration_seconds_bucket{method=\"" M_HEALTH "\",le=\"+Inf\"}", 3);
 	tu_expect_metric(r.body, "haven_rpc_malformed_total", 1);
 	assert_null(strstr(r.body, "JaneDoe"));
 	assert_null(strstr(r.body, "haven.people"));
@@ -637,20 +663,25 @@ test_served_page(void **state)
 	/* Loopback names in Host are served; any other name is refused (a web page reaching the
 	 * port through DNS rebinding carries its own). */
 	{
-		static const char *const ok_hosts[] = { "localhost", "LOCALHOST:9464", "127.0.0.1",
-			"127.0.0.5:80", "[::1]", "[::1]:9464" };
+		static const char *const ok_hosts[]  = { "localhost", "LOCALHOST:9464", "127.0.0.1",
+			 "127.0.0.5:80", "[::1]", "[::1]:9464" };
 		static const char *const bad_hosts[] = { "evil.example", "evil.example:9464",
-			"10.0.0.1:9464", "[::2]:9464", "localhost.evil.example", "127.0.0.1.evil", ":9464" };
+			"10.0.0.1:9464", "[::2]:9464", "localhost.evil.example", "127.0.0.1.evil",
+			":9464" };
 
 		for (size_t i = 0; i < sizeof(ok_hosts) / sizeof(ok_hosts[0]); i++) {
-			assert_int_equal(http_request_host(port, "GET", "/metrics", ok_hosts[i], &r), 0);
+			assert_int_equal(http_request_host(port, "GET", "/metrics", ok_hosts[i],
+			                     &r),
+			    0);
 			if (r.status != 200) {
 				fail_msg("Host %s: %d", ok_hosts[i], r.status);
 			}
 			http_reply_free(&r);
 		}
 		for (size_t i = 0; i < sizeof(bad_hosts) / sizeof(bad_hosts[0]); i++) {
-			assert_int_equal(http_request_host(port, "GET", "/metrics", bad_hosts[i], &r), 0);
+			assert_int_equal(http_request_host(port, "GET", "/metrics", bad_hosts[i],
+			                     &r),
+			    0);
 			if (r.status != 403) {
 				fail_msg("Host %s: %d", bad_hosts[i], r.status);
 			}
@@ -670,17 +701,17 @@ test_served_page(void **state)
 static void
 test_start_failures(void **state)
 {
-	struct sockaddr_in sa  = { .sin_family = AF_INET };
-	socklen_t          sl  = sizeof(sa);
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t          sl = sizeof(sa);
 	metrics           *m;
-	metrics_http      *mh  = (metrics_http *) (uintptr_t) 1;
+	metrics_http      *mh = (metrics_http *) (uintptr_t) 1;
 	host_config        cfg;
 	host              *h;
 	char               addr[64];
 	int                fd;
 
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM, 0);
+	fd                 = socket(AF_INET, SOCK_STREAM, 0);
 	assert_true(fd >= 0);
 	assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
 	assert_int_equal(listen(fd, 1), 0);
@@ -780,8 +811,8 @@ test_stop_while_rendering(void **state)
 	/* A client that goes away while its page renders: the render finishes, the server goes
 	 * on. */
 	{
-		struct sockaddr_in sa = { .sin_family = AF_INET,
-			.sin_port = htons((uint16_t) metrics_http_port(mh)) };
+		struct sockaddr_in sa    = { .sin_family = AF_INET,
+			   .sin_port                     = htons((uint16_t) metrics_http_port(mh)) };
 		const char         req[] = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
 		int                fd    = socket(AF_INET, SOCK_STREAM, 0);
 

@@ -50,15 +50,16 @@ test_name(void **state)
 	                        buf, sizeof(buf)),
 	    "purpose-contact");
 	/* A prefix a name does not start with leaves it whole. */
-	assert_string_equal(pbenum_name(TYPE, "PURPOSE_", HAVEN__CAPACITY__V1__SERVICE_TYPE__SHELTER,
-	                        buf, sizeof(buf)),
+	assert_string_equal(pbenum_name(TYPE, "PURPOSE_",
+	                        HAVEN__CAPACITY__V1__SERVICE_TYPE__SHELTER, buf, sizeof(buf)),
 	    "shelter");
-	assert_string_equal(pbenum_name(TYPE, NULL, 0, buf, sizeof(buf)), "service-type-unspecified");
+	assert_string_equal(pbenum_name(TYPE, NULL, 0, buf, sizeof(buf)),
+	    "service-type-unspecified");
 	assert_string_equal(pbenum_name(TYPE, NULL, 99, buf, sizeof(buf)), "99");
 	assert_string_equal(pbenum_name(TYPE, NULL, -7, buf, sizeof(buf)), "-7");
 	/* Cut short to the buffer, always terminated. */
-	assert_string_equal(pbenum_name(TYPE, NULL, HAVEN__CAPACITY__V1__SERVICE_TYPE__LEGAL_AID, buf,
-	                        4),
+	assert_string_equal(pbenum_name(TYPE, NULL, HAVEN__CAPACITY__V1__SERVICE_TYPE__LEGAL_AID,
+	                        buf, 4),
 	    "leg");
 	assert_string_equal(pbenum_name(TYPE, NULL, 1, buf, 0), "");
 }
@@ -77,9 +78,9 @@ test_parse(void **state)
 	assert_int_equal(v, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_SHARE_WITH_PROVIDER);
 
 	v = -5;
-	assert_int_equal(pbenum_parse(TYPE, NULL, "legal", &v), -1);       /* a prefix of a name */
-	assert_int_equal(pbenum_parse(TYPE, NULL, "legal-aids", &v), -1);  /* longer than one */
-	assert_int_equal(pbenum_parse(TYPE, NULL, "LEGAL_AID", &v), -1);   /* proto spelling */
+	assert_int_equal(pbenum_parse(TYPE, NULL, "legal", &v), -1);      /* a prefix of a name */
+	assert_int_equal(pbenum_parse(TYPE, NULL, "legal-aids", &v), -1); /* longer than one */
+	assert_int_equal(pbenum_parse(TYPE, NULL, "LEGAL_AID", &v), -1);  /* proto spelling */
 	assert_int_equal(pbenum_parse(TYPE, NULL, "service-type-unspecified", &v), -1);
 	assert_int_equal(pbenum_parse(TYPE, NULL, "", &v), -1);
 	assert_int_equal(pbenum_parse(TYPE, NULL, NULL, &v), -1);
@@ -90,11 +91,11 @@ test_parse(void **state)
 static void
 test_round_trip(void **state)
 {
-	const ProtobufCEnumDescriptor *ds[] = { TYPE, ROLE, PURPOSE,
-		&haven__capacity__v1__population__descriptor,
-		&haven__consent__v1__category__descriptor };
-	const char *prefixes[] = { NULL, NULL, "PURPOSE_", NULL, "CATEGORY_" };
-	char        buf[PBENUM_NAME_MAX];
+	const ProtobufCEnumDescriptor *ds[]       = { TYPE, ROLE, PURPOSE,
+		      &haven__capacity__v1__population__descriptor,
+		      &haven__consent__v1__category__descriptor };
+	const char                    *prefixes[] = { NULL, NULL, "PURPOSE_", NULL, "CATEGORY_" };
+	char                           buf[PBENUM_NAME_MAX];
 
 	(void) state;
 	for (size_t k = 0; k < sizeof(ds) / sizeof(ds[0]); k++) {

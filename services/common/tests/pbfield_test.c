@@ -16,11 +16,11 @@
 typedef Haven__Testing__V1__AllTypes AllTypes;
 
 /* Three values of type T in field of m, through the generated struct. */
-#define FILL(T, field, ...)                                                                 \
-	do {                                                                                  \
-		static T v_##field[3] = { __VA_ARGS__ };                                          \
-		m.field               = v_##field;                                                \
-		m.n_##field           = 3;                                                        \
+#define FILL(T, field, ...)                                                                        \
+	do {                                                                                       \
+		static T v_##field[3] = { __VA_ARGS__ };                                           \
+		m.field               = v_##field;                                                 \
+		m.n_##field           = 3;                                                         \
 	} while (0)
 
 static const ProtobufCFieldDescriptor *
@@ -39,7 +39,7 @@ field(const char *name)
 static void
 test_repeated(void **state)
 {
-	AllTypes                 m = HAVEN__TESTING__V1__ALL_TYPES__INIT;
+	AllTypes                         m = HAVEN__TESTING__V1__ALL_TYPES__INIT;
 	static Haven__Testing__V1__Inner in[3];
 
 	(void) state;
@@ -65,14 +65,14 @@ test_repeated(void **state)
 	    HAVEN__TESTING__V1__COLOUR__COLOUR_GREEN, HAVEN__TESTING__V1__COLOUR__COLOUR_NEGATIVE);
 	FILL(Haven__Testing__V1__Inner *, r_inner, &in[0], &in[1], &in[2]);
 
-#define CHECK(name)                                                                           \
-	do {                                                                                     \
-		const ProtobufCFieldDescriptor *f = field(#name);                                     \
-		assert_int_equal(pbfield_count(&m.base, f), 3);                                       \
-		for (size_t i = 0; i < 3; i++) {                                                      \
-			assert_ptr_equal(pbfield_at(&m.base, f, i), ELEMENT(name, i));                     \
-		}                                                                                     \
-		assert_int_equal(pbfield_size(f->type), sizeof(m.name[0]));                          \
+#define CHECK(name)                                                                                \
+	do {                                                                                       \
+		const ProtobufCFieldDescriptor *f = field(#name);                                  \
+		assert_int_equal(pbfield_count(&m.base, f), 3);                                    \
+		for (size_t i = 0; i < 3; i++) {                                                   \
+			assert_ptr_equal(pbfield_at(&m.base, f, i), ELEMENT(name, i));             \
+		}                                                                                  \
+		assert_int_equal(pbfield_size(f->type), sizeof(m.name[0]));                        \
 	} while (0)
 	CHECK(r_double);
 	CHECK(r_float);
@@ -116,8 +116,8 @@ test_varint(void **state)
 	static const uint8_t one[] = { 0x05 }, three_hundred[] = { 0xac, 0x02 },
 	                     max[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01 },
 	                     cut[] = { 0x80, 0x80 },
-	                     eleven[] = { 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
-		                     0x01 };
+	                     eleven[] = { 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+		                     0x80, 0x01 };
 	const uint8_t *p;
 	uint64_t       v = 0;
 

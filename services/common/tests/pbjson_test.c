@@ -53,7 +53,8 @@ decode(const char *text, hv_status want_st, const char *want)
 {
 	ProtobufCMessage *m = NULL;
 	char              err[PBJSON_ERR_SIZE];
-	hv_status st = pbjson_decode(ALL_DESC, text, strlen(text), NULL, NULL, &m, err, sizeof(err));
+	hv_status         st =
+	    pbjson_decode(ALL_DESC, text, strlen(text), NULL, NULL, &m, err, sizeof(err));
 
 	if (st != want_st) {
 		fail_msg("%s: status %d, wanted %d (%s)", text, st, want_st, err);
@@ -75,23 +76,23 @@ test_defaults_omitted(void **state)
 	(void) state;
 	assert_encodes(&m.base, "{}");
 	/* A set oneof member is written even at its default; an empty sub-message too. */
-	Inner in   = HAVEN__TESTING__V1__INNER__INIT;
+	Inner in      = HAVEN__TESTING__V1__INNER__INIT;
 	m.choice_case = HAVEN__TESTING__V1__ALL_TYPES__CHOICE_O_INT64;
-	m.o_int64  = 0;
-	m.f_inner  = &in;
+	m.o_int64     = 0;
+	m.f_inner     = &in;
 	assert_encodes(&m.base, "{\"oInt64\": \"0\", \"fInner\": {}}");
 	m.choice_case = HAVEN__TESTING__V1__ALL_TYPES__CHOICE_O_STRING;
-	m.o_string = "";
+	m.o_string    = "";
 	assert_encodes(&m.base, "{\"oString\": \"\", \"fInner\": {}}");
 }
 
 static void
 test_scalars(void **state)
 {
-	AllTypes      m     = HAVEN__TESTING__V1__ALL_TYPES__INIT;
-	uint8_t       raw[] = { 0xfb, 0xff, 0xbf };
-	double        rd[]  = { NAN, INFINITY, -INFINITY, 0.5 };
-	int           re[]  = { 1, 99 };
+	AllTypes m     = HAVEN__TESTING__V1__ALL_TYPES__INIT;
+	uint8_t  raw[] = { 0xfb, 0xff, 0xbf };
+	double   rd[]  = { NAN, INFINITY, -INFINITY, 0.5 };
+	int      re[]  = { 1, 99 };
 
 	(void) state;
 	m.f_int64            = INT64_MIN;
@@ -123,11 +124,12 @@ static void
 test_decode_values(void **state)
 {
 	(void) state;
-	AllTypes *m = decode("{\"fInt64\": \"-5\", \"fUint32\": 4e9, \"fUint64\": 7, \"fBytes\": \"-_-_\","
-			     " \"rBytes\": [\"YWI\", \"YWI=\"], \"fEnum\": 99, \"rEnum\": [\"COLOUR_RED\"],"
-			     " \"fFloat\": \"-Infinity\", \"fDouble\": \"NaN\", \"f_string\": \"x\","
-			     " \"oInner\": {\"child\": {\"value\": 4}}, \"fInt32\": null}",
-	    HV_OK, NULL);
+	AllTypes *m =
+	    decode("{\"fInt64\": \"-5\", \"fUint32\": 4e9, \"fUint64\": 7, \"fBytes\": \"-_-_\","
+	           " \"rBytes\": [\"YWI\", \"YWI=\"], \"fEnum\": 99, \"rEnum\": [\"COLOUR_RED\"],"
+	           " \"fFloat\": \"-Infinity\", \"fDouble\": \"NaN\", \"f_string\": \"x\","
+	           " \"oInner\": {\"child\": {\"value\": 4}}, \"fInt32\": null}",
+	        HV_OK, NULL);
 	assert_int_equal(m->f_int64, -5);
 	assert_int_equal(m->f_uint32, 4000000000u);
 	assert_int_equal(m->f_uint64, 7);
@@ -155,12 +157,13 @@ static void
 test_errors_name_field_not_value(void **state)
 {
 	(void) state;
-	decode("{\"fString\": 5}", HV_INVALID_ARGUMENT, "haven.testing.v1.AllTypes.f_string: expected");
+	decode("{\"fString\": 5}", HV_INVALID_ARGUMENT,
+	    "haven.testing.v1.AllTypes.f_string: expected");
 	decode("{\"secretName\": \"Maria\"}", HV_INVALID_ARGUMENT, "unknown field \"secretName\"");
 	/* A key that is not an identifier is not repeated; nor is a value in bad JSON. */
-	char err[PBJSON_ERR_SIZE];
-	ProtobufCMessage *m = NULL;
-	const char *t1 = "{\"Maria Jansen 1990\": 1}";
+	char              err[PBJSON_ERR_SIZE];
+	ProtobufCMessage *m  = NULL;
+	const char       *t1 = "{\"Maria Jansen 1990\": 1}";
 	assert_int_equal(pbjson_decode(ALL_DESC, t1, strlen(t1), NULL, NULL, &m, err, sizeof(err)),
 	    HV_INVALID_ARGUMENT);
 	assert_null(strstr(err, "Maria"));
@@ -169,7 +172,8 @@ test_errors_name_field_not_value(void **state)
 	    HV_INVALID_ARGUMENT);
 	assert_non_null(strstr(err, "invalid JSON (syntax error) at line 1"));
 	assert_null(strstr(err, "Maria"));
-	decode("{\"oString\": \"a\", \"oInner\": {}}", HV_INVALID_ARGUMENT, "o_inner: another member");
+	decode("{\"oString\": \"a\", \"oInner\": {}}", HV_INVALID_ARGUMENT,
+	    "o_inner: another member");
 	decode("{\"fInt32\": 1, \"f_int32\": 1}", HV_INVALID_ARGUMENT, "f_int32: given twice");
 	decode("{\"rString\": [\"a\", null]}", HV_INVALID_ARGUMENT, "r_string: null in an array");
 	decode("{\"fString\": \"a\\u0000b\"}", HV_INVALID_ARGUMENT, "invalid JSON (U+0000");
@@ -182,7 +186,8 @@ test_errors_name_field_not_value(void **state)
 	decode("{\"fBytes\": \"YR==\"}", HV_INVALID_ARGUMENT, "f_bytes: not valid base64");
 	decode("\"x\"", HV_INVALID_ARGUMENT, "expected a JSON object");
 	/* Errors free what was decoded before them (ASan's leak check). */
-	decode("{\"rInner\": [{\"label\": \"a\"}, {\"child\": {\"label\": 5}}], \"fString\": \"b\"}",
+	decode(
+	    "{\"rInner\": [{\"label\": \"a\"}, {\"child\": {\"label\": 5}}], \"fString\": \"b\"}",
 	    HV_INVALID_ARGUMENT, "Inner.label: expected a string");
 	decode("{\"fString\": \"b\", \"oInner\": {\"label\": \"a\", \"value\": \"x\"}}",
 	    HV_INVALID_ARGUMENT, "Inner.value: not an integer");
@@ -191,7 +196,7 @@ test_errors_name_field_not_value(void **state)
 static void
 test_encode_refuses_bad_utf8(void **state)
 {
-	AllTypes m = HAVEN__TESTING__V1__ALL_TYPES__INIT;
+	AllTypes m   = HAVEN__TESTING__V1__ALL_TYPES__INIT;
 	char    *out = (char *) 1, err[PBJSON_ERR_SIZE];
 
 	(void) state;
@@ -214,11 +219,13 @@ test_limits(void **state)
 	/* Depth: the top-level message at 0, fInner at 1, each child one more (4 here). */
 	snprintf(text, sizeof(text), "{\"fInner\": {\"child\": {\"child\": {\"child\": {}}}}}");
 	lim.pl_max_depth = 4;
-	assert_int_equal(pbjson_decode(ALL_DESC, text, strlen(text), NULL, &lim, &m, err, sizeof(err)),
+	assert_int_equal(pbjson_decode(ALL_DESC, text, strlen(text), NULL, &lim, &m, err,
+	                     sizeof(err)),
 	    HV_OK);
 	protobuf_c_message_free_unpacked(m, NULL);
 	lim.pl_max_depth = 3;
-	assert_int_equal(pbjson_decode(ALL_DESC, text, strlen(text), NULL, &lim, &m, err, sizeof(err)),
+	assert_int_equal(pbjson_decode(ALL_DESC, text, strlen(text), NULL, &lim, &m, err,
+	                     sizeof(err)),
 	    HV_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(err, "nested deeper than 3"));
 	for (int i = 0; i < 5; i++) {
@@ -232,13 +239,15 @@ test_limits(void **state)
 	/* Input size and allocation. */
 	lim.pl_max_depth = 0;
 	lim.pl_max_input = 10;
-	assert_int_equal(pbjson_decode(ALL_DESC, text, strlen(text), NULL, &lim, &m, err, sizeof(err)),
+	assert_int_equal(pbjson_decode(ALL_DESC, text, strlen(text), NULL, &lim, &m, err,
+	                     sizeof(err)),
 	    HV_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(err, "longer than 10 bytes"));
 	lim.pl_max_input = 0;
 	lim.pl_max_alloc = sizeof(AllTypes) + 100;
-	const char *big = "{\"rInt64\": [1,2,3,4,5,6,7,8,9,10,11,12,13,14]}";
-	assert_int_equal(pbjson_decode(ALL_DESC, big, strlen(big), NULL, &lim, &m, err, sizeof(err)),
+	const char *big  = "{\"rInt64\": [1,2,3,4,5,6,7,8,9,10,11,12,13,14]}";
+	assert_int_equal(pbjson_decode(ALL_DESC, big, strlen(big), NULL, &lim, &m, err,
+	                     sizeof(err)),
 	    HV_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(err, "larger than"));
 	/* Not NUL-terminated: only len bytes are read. */
@@ -282,16 +291,17 @@ static void
 test_allocator_failures(void **state)
 {
 	const char *text = "{\"fString\": \"a\", \"fBytes\": \"YWI=\", \"rString\": [\"x\", \"y\"],"
-			   " \"rInner\": [{\"label\": \"z\", \"child\": {}}], \"oString\": \"o\","
-			   " \"fInner\": {\"label\": \"i\"}}";
-	char err[PBJSON_ERR_SIZE];
+	                   " \"rInner\": [{\"label\": \"z\", \"child\": {}}], \"oString\": \"o\","
+	                   " \"fInner\": {\"label\": \"i\"}}";
+	char        err[PBJSON_ERR_SIZE];
 
 	(void) state;
 	for (int n = 1;; n++) {
 		counting           c = { 0, n, 0 };
 		ProtobufCAllocator a = { c_alloc, c_free, &c };
 		ProtobufCMessage  *m = NULL;
-		hv_status st = pbjson_decode(ALL_DESC, text, strlen(text), &a, NULL, &m, err, sizeof(err));
+		hv_status          st =
+		    pbjson_decode(ALL_DESC, text, strlen(text), &a, NULL, &m, err, sizeof(err));
 		if (st == HV_OK) {
 			assert_true(n > 5);
 			assert_string_equal(((AllTypes *) m)->r_inner[0]->label, "z");
@@ -311,21 +321,21 @@ test_arena(void **state)
 {
 	static arena      a;
 	const char       *text = "{\"rString\": [\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\","
-				 " \"b\", \"c\"], \"fInner\": {\"label\": \"x\"}}";
-	ProtobufCMessage *m = NULL;
+	                         " \"b\", \"c\"], \"fInner\": {\"label\": \"x\"}}";
+	ProtobufCMessage *m    = NULL;
 	char              err[PBJSON_ERR_SIZE];
 
 	(void) state;
 	arena_init(&a, sizeof(AllTypes) + 64);
 	assert_int_equal(pbjson_decode(ALL_DESC, text, strlen(text), &a.a_pb, NULL, &m, err,
-			     sizeof(err)),
+	                     sizeof(err)),
 	    HV_RESOURCE_EXHAUSTED);
 	assert_null(m);
 	assert_non_null(strstr(err, "out of memory"));
 	arena_reset(&a);
 	arena_init(&a, 64 * 1024);
 	assert_int_equal(pbjson_decode(ALL_DESC, text, strlen(text), &a.a_pb, NULL, &m, err,
-			     sizeof(err)),
+	                     sizeof(err)),
 	    HV_OK);
 	assert_string_equal(((AllTypes *) m)->r_string[2], "c");
 	assert_string_equal(((AllTypes *) m)->f_inner->label, "x");
@@ -359,7 +369,8 @@ test_round_trip_binary(void **state)
 	m.o_enum      = 0;
 	assert_int_equal(pbjson_encode(&m.base, NULL, &out, &n, err, sizeof(err)), HV_OK);
 	ProtobufCMessage *back = NULL;
-	assert_int_equal(pbjson_decode(ALL_DESC, out, n, NULL, NULL, &back, err, sizeof(err)), HV_OK);
+	assert_int_equal(pbjson_decode(ALL_DESC, out, n, NULL, NULL, &back, err, sizeof(err)),
+	    HV_OK);
 	size_t  a = protobuf_c_message_get_packed_size(&m.base);
 	size_t  b = protobuf_c_message_get_packed_size(back);
 	uint8_t pa[256], pb[256];

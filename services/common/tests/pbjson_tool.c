@@ -63,8 +63,9 @@ main(int argc, char **argv)
 			d = types[i];
 		}
 	}
-	if (d == NULL || (strcmp(argv[1], "to-json") != 0 &&
-				 strcmp(argv[1], "from-json") != 0 && strcmp(argv[1], "repack") != 0)) {
+	if (d == NULL ||
+	    (strcmp(argv[1], "to-json") != 0 && strcmp(argv[1], "from-json") != 0 &&
+	        strcmp(argv[1], "repack") != 0)) {
 		fprintf(stderr, "usage: pbjson_tool to-json|from-json|repack TYPE\n");
 		return (2);
 	}
@@ -85,8 +86,9 @@ main(int argc, char **argv)
 		}
 		fwrite(json, 1, n, stdout);
 	} else {
-		if (m == NULL && pbjson_decode(d, (const char *) in, len, NULL, NULL, &m, err,
-				     sizeof(err)) != HV_OK) {
+		if (m == NULL &&
+		    pbjson_decode(d, (const char *) in, len, NULL, NULL, &m, err, sizeof(err)) !=
+		        HV_OK) {
 			fprintf(stderr, "pbjson_tool: %s\n", err);
 			goto out;
 		}

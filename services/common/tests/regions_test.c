@@ -43,7 +43,8 @@ test_custom_and_bad_maps(void **state)
 	region_map *m;
 	char        err[256];
 
-	assert_int_equal(region_map_parse("# islands\nA: B\nB: A\nC:\n", &m, err, sizeof(err)), HV_OK);
+	assert_int_equal(region_map_parse("# islands\nA: B\nB: A\nC:\n", &m, err, sizeof(err)),
+	    HV_OK);
 	assert_int_equal(region_map_distance(m, 0, 2), REGION_UNREACHABLE);
 	region_map_free(m);
 
@@ -56,7 +57,8 @@ test_custom_and_bad_maps(void **state)
 	assert_non_null(strstr(err, "line 1"));
 	assert_int_equal(region_map_parse("A:\nA:\n", &m, err, sizeof(err)), HV_INVALID_ARGUMENT);
 	assert_int_equal(region_map_parse("A<b>:\n", &m, err, sizeof(err)), HV_INVALID_ARGUMENT);
-	assert_int_equal(region_map_parse("# nothing\n", &m, err, sizeof(err)), HV_INVALID_ARGUMENT);
+	assert_int_equal(region_map_parse("# nothing\n", &m, err, sizeof(err)),
+	    HV_INVALID_ARGUMENT);
 	assert_int_equal(region_map_load("/nonexistent/map", &m, err, sizeof(err)), HV_NOT_FOUND);
 }
 

@@ -35,11 +35,11 @@ envelope(uint8_t *buf, const char *method, const uint8_t *payload, size_t n)
 static void
 test_decode(void **state)
 {
-	rpc_server                        *srv;
+	rpc_server                           *srv;
 	Haven__Health__V1__HealthCheckRequest hreq = HAVEN__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-	uint8_t                            payload[256], buf[1024];
-	char                               msg[RPC_ERRMSG_MAX];
-	size_t                             n, len;
+	uint8_t                               payload[256], buf[1024];
+	char                                  msg[RPC_ERRMSG_MAX];
+	size_t                                n, len;
 
 	assert_int_equal(rpc_server_open(&srv, NULL), HV_OK);
 	hreq.service = "haven.capacity.v1.Capacity";
@@ -66,7 +66,10 @@ test_decode(void **state)
 	assert_int_equal(rpc_server_decode(srv, buf, len, msg, sizeof(msg)), HV_INVALID_ARGUMENT);
 	assert_non_null(strstr(msg, "does not decode as haven.health.v1.HealthCheckRequest"));
 	/* A NUL byte in a string of the payload. */
-	len = envelope(buf, "haven.health.v1.Health/Check", (const uint8_t *) "\x0a\x03" "a\0b", 5);
+	len = envelope(buf, "haven.health.v1.Health/Check",
+	    (const uint8_t *) "\x0a\x03"
+	                      "a\0b",
+	    5);
 	assert_int_equal(rpc_server_decode(srv, buf, len, msg, sizeof(msg)), HV_INVALID_ARGUMENT);
 	assert_non_null(strstr(msg, "holds a NUL byte"));
 	/* The empty request: no method. */

@@ -68,7 +68,8 @@ test_fail(void **state)
 	assert_int_equal(hv_fail(err, sizeof(err), HV_INVALID_ARGUMENT, "need %d: %s", 2, "type"),
 	    HV_INVALID_ARGUMENT);
 	assert_string_equal(err, "need 2: type");
-	assert_int_equal(hv_fail(err, sizeof(err), HV_NOT_FOUND, "no such service %s", "svc-0a1b2c"),
+	assert_int_equal(hv_fail(err, sizeof(err), HV_NOT_FOUND, "no such service %s",
+	                     "svc-0a1b2c"),
 	    HV_NOT_FOUND);
 	assert_string_equal(err, "no such service"); /* 15 bytes and the NUL */
 	assert_int_equal(hv_fail(NULL, 0, HV_INTERNAL, "x"), HV_INTERNAL);

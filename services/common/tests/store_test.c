@@ -3,8 +3,8 @@
  * messages, argument checks, aborts, map growth and its limit, a commit that really fails
  * (a file-size limit makes LMDB's page write return EFBIG), several processes and threads on
  * one store, group commit of concurrent writers (batching, a failing function inside a batch,
- * map growth under batches, a failed batch commit, a batch too big to commit as one), and reader slots left behind by a dead
- * process.
+ * map growth under batches, a failed batch commit, a batch too big to commit as one), and reader
+ * slots left behind by a dead process.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -342,12 +342,12 @@ clear_fn(store_txn *txn, void *arg)
 static void
 test_put_get_del(void **state)
 {
-	char      *dir = tmp_dir();
-	store     *s   = open_ok(dir, NULL);
-	tables     t   = { table_ok(s, "a"), table_ok(s, "b") };
-	store_txn *txn;
+	char       *dir = tmp_dir();
+	store      *s   = open_ok(dir, NULL);
+	tables      t   = { table_ok(s, "a"), table_ok(s, "b") };
+	store_txn  *txn;
 	const void *v;
-	size_t     vlen;
+	size_t      vlen;
 
 	(void) state;
 	assert_int_not_equal(t.a, t.b);
@@ -451,7 +451,7 @@ test_cursor(void **state)
 	/* Full walk in unsigned byte order. */
 	i = 0;
 	for (hv_status rv = store_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl); rv == HV_OK;
-	     rv = store_cursor_next(c, &k, &kl, &v, &vl)) {
+	     rv           = store_cursor_next(c, &k, &kl, &v, &vl)) {
 		assert_true(i < 6);
 		assert_int_equal(kl, strlen(cursor_sorted[i]));
 		assert_memory_equal(k, cursor_sorted[i], kl);
@@ -486,7 +486,8 @@ test_cursor(void **state)
 	/* A cursor left open when its transaction ends is closed underneath and refuses use. */
 	assert_int_equal(store_cursor_open(txn, t, &left), HV_OK);
 	store_read_end(txn);
-	assert_int_equal(store_cursor_seek(left, NULL, 0, &k, &kl, &v, &vl), HV_FAILED_PRECONDITION);
+	assert_int_equal(store_cursor_seek(left, NULL, 0, &k, &kl, &v, &vl),
+	    HV_FAILED_PRECONDITION);
 	store_cursor_close(left);
 	store_cursor_close(NULL);
 
@@ -524,8 +525,8 @@ get_msg(store *s, store_table t, const char *key, Haven__Rpc__V1__Request **out)
 	hv_status         rv;
 
 	assert_int_equal(store_read_begin(s, &txn), HV_OK);
-	rv = store_get_msg(txn, t, key, strlen(key), &haven__rpc__v1__request__descriptor, NULL,
-	    &m);
+	rv =
+	    store_get_msg(txn, t, key, strlen(key), &haven__rpc__v1__request__descriptor, NULL, &m);
 	store_read_end(txn); /* the message is a copy: it outlives the transaction */
 	if (rv != HV_OK) {
 		assert_null(m);
@@ -537,12 +538,12 @@ get_msg(store *s, store_table t, const char *key, Haven__Rpc__V1__Request **out)
 static void
 test_msg(void **state)
 {
-	char                     *dir = tmp_dir();
-	store                    *s   = open_ok(dir, NULL);
-	store_table               t   = table_ok(s, "msgs");
-	Haven__Rpc__V1__Request   req = HAVEN__RPC__V1__REQUEST__INIT;
-	Haven__Rpc__V1__Request   empty = HAVEN__RPC__V1__REQUEST__INIT;
-	Haven__Rpc__V1__Metadata  md  = HAVEN__RPC__V1__METADATA__INIT;
+	char                     *dir    = tmp_dir();
+	store                    *s      = open_ok(dir, NULL);
+	store_table               t      = table_ok(s, "msgs");
+	Haven__Rpc__V1__Request   req    = HAVEN__RPC__V1__REQUEST__INIT;
+	Haven__Rpc__V1__Request   empty  = HAVEN__RPC__V1__REQUEST__INIT;
+	Haven__Rpc__V1__Metadata  md     = HAVEN__RPC__V1__METADATA__INIT;
 	Haven__Rpc__V1__Metadata *mds[1] = { &md };
 	Haven__Rpc__V1__Request  *got;
 	uint8_t                   payload[300];
@@ -552,16 +553,16 @@ test_msg(void **state)
 	for (size_t i = 0; i < sizeof(payload); i++) {
 		payload[i] = (uint8_t) (i * 7);
 	}
-	md.key               = "x-org";
-	md.value             = "org-42";
-	req.method           = "haven.health.v1.Health/Check";
-	req.request_id       = 1234567890123ULL;
-	req.timeout_ms       = 2500;
-	req.n_metadata       = 1;
-	req.metadata         = mds;
-	req.idempotency_key  = "idem-1";
-	req.payload.len      = sizeof(payload);
-	req.payload.data     = payload;
+	md.key              = "x-org";
+	md.value            = "org-42";
+	req.method          = "haven.health.v1.Health/Check";
+	req.request_id      = 1234567890123ULL;
+	req.timeout_ms      = 2500;
+	req.n_metadata      = 1;
+	req.metadata        = mds;
+	req.idempotency_key = "idem-1";
+	req.payload.len     = sizeof(payload);
+	req.payload.data    = payload;
 
 	a = (msg_args) { t, "req", &req.base };
 	assert_int_equal(store_write(s, put_msg_fn, &a), HV_OK);
@@ -587,7 +588,10 @@ test_msg(void **state)
 
 	/* Missing, and bytes that are not a Request. */
 	assert_int_equal(get_msg(s, t, "nope", &got), HV_NOT_FOUND);
-	assert_int_equal(put_str(s, t, "bad1", "\x0a\x10" "a"), HV_OK); /* length past the end */
+	assert_int_equal(put_str(s, t, "bad1",
+	                     "\x0a\x10"
+	                     "a"),
+	    HV_OK); /* length past the end */
 	assert_int_equal(get_msg(s, t, "bad1", &got), HV_DATA_LOSS);
 	assert_int_equal(put_str(s, t, "bad2", "\x0f\x01"), HV_OK); /* wire type 7 */
 	assert_int_equal(get_msg(s, t, "bad2", &got), HV_DATA_LOSS);
@@ -639,23 +643,23 @@ bad_write_fn(store_txn *txn, void *arg)
 static void
 test_bad_args(void **state)
 {
-	char             *dir = tmp_dir();
-	store            *s   = open_ok(dir, NULL);
-	store            *none = (store *) 1;
-	bad_args          a   = { s, table_ok(s, "t") };
-	store_table       t;
-	store_txn        *txn = (store_txn *) 1;
-	store_cursor     *c;
-	ProtobufCMessage *m;
+	char                   *dir  = tmp_dir();
+	store                  *s    = open_ok(dir, NULL);
+	store                  *none = (store *) 1;
+	bad_args                a    = { s, table_ok(s, "t") };
+	store_table             t;
+	store_txn              *txn = (store_txn *) 1;
+	store_cursor           *c;
+	ProtobufCMessage       *m;
 	Haven__Rpc__V1__Request req = HAVEN__RPC__V1__REQUEST__INIT;
-	char              name[80];
-	char              key[512];
-	const void       *v;
-	size_t            vl;
-	uint64_t          n;
-	size_t            map;
-	size_t            used;
-	store_options     o = { .map_size = 8 * MIB, .max_map_size = 4 * MIB };
+	char                    name[80];
+	char                    key[512];
+	const void             *v;
+	size_t                  vl;
+	uint64_t                n;
+	size_t                  map;
+	size_t                  used;
+	store_options           o = { .map_size = 8 * MIB, .max_map_size = 4 * MIB };
 
 	(void) state;
 	memset(key, 'k', sizeof(key));
@@ -708,7 +712,8 @@ test_bad_args(void **state)
 	assert_int_equal(store_cursor_open(txn, a.ba_table, NULL), HV_INVALID_ARGUMENT);
 	assert_int_equal(store_cursor_open(NULL, a.ba_table, &c), HV_INVALID_ARGUMENT);
 	assert_int_equal(store_cursor_open(txn, a.ba_table, &c), HV_OK);
-	assert_int_equal(store_cursor_seek(c, key, 512, NULL, NULL, NULL, NULL), HV_INVALID_ARGUMENT);
+	assert_int_equal(store_cursor_seek(c, key, 512, NULL, NULL, NULL, NULL),
+	    HV_INVALID_ARGUMENT);
 	assert_int_equal(store_cursor_seek(NULL, NULL, 0, NULL, NULL, NULL, NULL),
 	    HV_INVALID_ARGUMENT);
 	assert_int_equal(store_cursor_next(NULL, NULL, NULL, NULL, NULL), HV_INVALID_ARGUMENT);
@@ -925,17 +930,17 @@ write_over_limit(store *s, const char *dir, store_table t, const char *key, size
 	struct rlimit old;
 	struct rlimit lim;
 	struct stat   st;
-	void        (*old_sig)(int);
-	char         *data = path_join(dir, "data.mdb");
-	uint8_t      *val  = calloc(1, n);
-	kv            a    = { t, key, val, n };
-	hv_status     rv;
+	void (*old_sig)(int);
+	char     *data = path_join(dir, "data.mdb");
+	uint8_t  *val  = calloc(1, n);
+	kv        a    = { t, key, val, n };
+	hv_status rv;
 
 	assert_non_null(val);
 	assert_int_equal(stat(data, &st), 0);
 	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-	old_sig     = signal(SIGXFSZ, SIG_IGN);
-	lim         = old;
+	old_sig      = signal(SIGXFSZ, SIG_IGN);
+	lim          = old;
 	lim.rlim_cur = (rlim_t) st.st_size;
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
 	rv = store_write(s, put_fn, &a);
@@ -988,9 +993,9 @@ test_commit_failure(void **state)
 static void
 test_commit_failure_default_exits(void **state)
 {
-	char  *dir = tmp_dir();
-	pid_t  pid;
-	int    status = 0;
+	char *dir = tmp_dir();
+	pid_t pid;
+	int   status = 0;
 
 	(void) state;
 	fflush(NULL);
@@ -1131,7 +1136,8 @@ test_two_processes(void **state)
 		for (int c = 0; c < 2; c++) {
 			for (int i = 0; i < PROC_WRITES; i++) {
 				snprintf(key, sizeof(key), "w%d-%05d", c, i);
-				assert_int_equal(store_get(txn, t, key, strlen(key), NULL, NULL), HV_OK);
+				assert_int_equal(store_get(txn, t, key, strlen(key), NULL, NULL),
+				    HV_OK);
 			}
 		}
 		store_read_end(txn);
@@ -1168,8 +1174,8 @@ resized_child(const char *dir, int ready, int go)
 		if (code == 0 && put_str(s, t, "child", "yes") != HV_OK) {
 			code = 14;
 		}
-		if (code == 0 && (store_stats(s, &map, &used) != HV_OK || map < used ||
-		                     used <= 256 * 1024)) {
+		if (code == 0 &&
+		    (store_stats(s, &map, &used) != HV_OK || map < used || used <= 256 * 1024)) {
 			code = 15;
 		}
 	}
@@ -1207,9 +1213,9 @@ test_resized_by_other_process(void **state)
 	close(go[0]);
 	assert_int_equal(read(ready[0], &ch, 1), 1);
 
-	s = open_ok(dir, &o);
-	t = table_ok(s, "t");
-	b = bulk_new(t, 'a');
+	s           = open_ok(dir, &o);
+	t           = table_ok(s, "t");
+	b           = bulk_new(t, 'a');
 	b->bk_count = 512; /* ~2 MiB, far past the child's 256 KiB map */
 	assert_int_equal(store_write(s, bulk_fn, b), HV_OK);
 	assert_int_equal(write(go[1], "g", 1), 1);
@@ -1239,8 +1245,7 @@ typedef struct shared {
 	char        sh_first[128]; /* the first error, for the failure message */
 } shared;
 
-static void
-shared_error(shared *sh, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void shared_error(shared *sh, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 shared_error(shared *sh, const char *fmt, ...)
@@ -1291,8 +1296,8 @@ writer_main(void *arg)
 		}
 		rv = store_get(txn, a->in_table, "counter", 7, &v, &vl);
 		if (rv != HV_OK || vl != 8 || hv_get_be64(v) < a->in_wrote) {
-			shared_error(w->w_shared, "writer %d wrote %llu, then read %s %llu", w->w_who,
-			    (unsigned long long) a->in_wrote, hv_status_name(rv),
+			shared_error(w->w_shared, "writer %d wrote %llu, then read %s %llu",
+			    w->w_who, (unsigned long long) a->in_wrote, hv_status_name(rv),
 			    (unsigned long long) (rv == HV_OK && vl == 8 ? hv_get_be64(v) : 0));
 		}
 		store_read_end(txn);
@@ -1326,14 +1331,15 @@ reader_main(void *arg)
 			shared_error(sh, "read_begin: %s", hv_status_name(rv));
 			continue;
 		}
-		rv = store_get(txn, sh->sh_table, "counter", 7, &v, &vl);
-		n  = rv == HV_OK && vl == 8 ? hv_get_be64(v) : 0;
+		rv      = store_get(txn, sh->sh_table, "counter", 7, &v, &vl);
+		n       = rv == HV_OK && vl == 8 ? hv_get_be64(v) : 0;
 		entries = UINT64_MAX;
 		if ((rv != HV_OK && rv != HV_NOT_FOUND) ||
 		    store_count(txn, sh->sh_table, &entries) != HV_OK ||
 		    entries != (n == 0 ? 0 : n + 1)) {
 			shared_error(sh, "reader: get %s, counter %llu, %llu entries",
-			    hv_status_name(rv), (unsigned long long) n, (unsigned long long) entries);
+			    hv_status_name(rv), (unsigned long long) n,
+			    (unsigned long long) entries);
 		}
 		store_read_end(txn);
 		atomic_fetch_add(&sh->sh_snapshots, 1);
@@ -1479,12 +1485,12 @@ group_run(shared *sh, int writes, bool odd_abort, atomic_int *runs, void (*betwe
 	atomic_init(&sh->sh_snapshots, 0);
 	sh->sh_first[0] = '\0';
 	for (int i = 0; i < GROUP_THREADS; i++) {
-		g[i].ga_shared          = sh;
-		g[i].ga_writes          = writes;
-		g[i].ga_abort           = odd_abort && i % 2 == 1;
-		g[i].ga_runs            = runs;
-		g[i].ga_incr.in_table   = sh->sh_table;
-		g[i].ga_incr.in_who     = i;
+		g[i].ga_shared        = sh;
+		g[i].ga_writes        = writes;
+		g[i].ga_abort         = odd_abort && i % 2 == 1;
+		g[i].ga_runs          = runs;
+		g[i].ga_incr.in_table = sh->sh_table;
+		g[i].ga_incr.in_who   = i;
 		memset(g[i].ga_incr.in_val, 'a' + i, sizeof(g[i].ga_incr.in_val));
 		assert_int_equal(pthread_create(&th[i], NULL, group_main, &g[i]), 0);
 	}
@@ -1632,8 +1638,8 @@ test_group_map_growth(void **state)
 	assert_int_equal(store_stats(sh.sh_store, &map, &used), HV_OK);
 	assert_true(map >= 1 * MIB); /* 800 values of 1000 bytes */
 	assert_true(used <= map);
-	print_message("group growth: %d writes, %d runs, %llu commits\n", all,
-	    atomic_load(&runs), (unsigned long long) (store_commit_count(sh.sh_store) - before));
+	print_message("group growth: %d writes, %d runs, %llu commits\n", all, atomic_load(&runs),
+	    (unsigned long long) (store_commit_count(sh.sh_store) - before));
 	assert_true(atomic_load(&runs) > all); /* some ran again after growth */
 	assert_true(store_commit_count(sh.sh_store) - before < (uint64_t) all);
 	store_close(sh.sh_store);
@@ -1649,7 +1655,7 @@ test_group_map_growth(void **state)
 typedef struct hold_group {
 	store      *hg_store;
 	store_table hg_table;
-	size_t      hg_vlen;    /* each writer puts one value of this size */
+	size_t      hg_vlen; /* each writer puts one value of this size */
 	uint8_t    *hg_val;
 	atomic_int  hg_holding; /* the holder's function is running */
 	atomic_int  hg_runs;    /* runs of the writers' functions */
@@ -1693,8 +1699,8 @@ hold_main(void *arg)
 	hold_writer *w  = arg;
 	hold_group  *hg = w->hw_group;
 
-	hg->hg_status[w->hw_who] = w->hw_who == 0 ? store_write(hg->hg_store, hold_fn, hg) :
-	                                            store_write(hg->hg_store, held_fn, w);
+	hg->hg_status[w->hw_who] = w->hw_who == 0 ? store_write(hg->hg_store, hold_fn, hg)
+	                                          : store_write(hg->hg_store, held_fn, w);
 	return (NULL);
 }
 
@@ -1739,9 +1745,9 @@ test_group_commit_failure(void **state)
 	struct rlimit old;
 	struct rlimit lim;
 	struct stat   st;
-	void        (*old_sig)(int);
-	uint64_t      before;
-	char          key[16];
+	void (*old_sig)(int);
+	uint64_t before;
+	char     key[16];
 
 	(void) state;
 	memset(&hg, 0, sizeof(hg));
@@ -1898,8 +1904,8 @@ test_stale_readers(void **state)
 		store_txn  *txn;
 		store_table st;
 		if (store_open(&ss, dir, &o) != HV_OK || store_table_open(ss, "t", &st) != HV_OK ||
-		    store_read_begin(ss, &txn) != HV_OK || store_get(txn, st, "k", 1, NULL, NULL) !=
-		        HV_OK) {
+		    store_read_begin(ss, &txn) != HV_OK ||
+		    store_get(txn, st, "k", 1, NULL, NULL) != HV_OK) {
 			_exit(1);
 		}
 		_exit(0); /* without store_read_end */
@@ -1910,8 +1916,8 @@ test_stale_readers(void **state)
 
 	/* Opening again works and frees the dead reader's slot: 200 overwrites of 64 KiB fit in
 	 * 1 MiB only if LMDB may reuse the pages the snapshot of the dead reader would pin. */
-	s = open_ok(dir, &o);
-	t = table_ok(s, "t");
+	s          = open_ok(dir, &o);
+	t          = table_ok(s, "t");
 	a.kv_table = t;
 	for (int i = 0; i < 200; i++) {
 		val[0] = (uint8_t) i;

@@ -20,7 +20,7 @@ test_lang_valid(void **state)
 		"sl-rozaj-biske", "en-US-x-twain", "x-klingon", "X-Whatever", "PT-br", "zh-yue",
 		"zh-cmn-Hans-CN", "ar-aao-abc-def", "en-a-bbb-x-a-ccc", "de-CH-u-co-phonebk",
 		"en-u-ca-gregory-t-nl", "qaa", "abcde", "yue-HK", "nl-NL-x-a",
-		"abcdefgh-Latn-NL-1996", /* 21 bytes */
+		"abcdefgh-Latn-NL-1996",           /* 21 bytes */
 		"en-aaa-bbb-ccc-Latn-NL-12345678", /* 31 bytes */
 	};
 
@@ -37,15 +37,32 @@ test_lang_invalid(void **state)
 {
 	char                     longest[TEXT_LANG_MAX + 2];
 	static const char *const invalid[] = {
-		"12--", "", "x", "n", "nl_NL", "nl-", "-nl", "nl--NL", "12", "n1", "nl NL",
+		"12--",
+		"",
+		"x",
+		"n",
+		"nl_NL",
+		"nl-",
+		"-nl",
+		"nl--NL",
+		"12",
+		"n1",
+		"nl NL",
 		"abcdefghi",          /* a subtag of 9 */
 		"en-US-Latn",         /* script after region */
 		"en-aaa-bbb-ccc-ddd", /* a fourth extlang */
 		"abcd-aaa",           /* extlang after a 4-letter language */
-		"en-a", "en-a-b", "en-x", "en-x-", "en-x-abcdefghi", /* singletons without a subtag */
-		"en-US-1",            /* neither region nor variant */
-		"en-abcd-1996-Latn",  /* script after a variant */
-		"nl\xc3\xa9", "nl\n", "i-klingon", "de-419-DE",
+		"en-a",
+		"en-a-b",
+		"en-x",
+		"en-x-",
+		"en-x-abcdefghi",    /* singletons without a subtag */
+		"en-US-1",           /* neither region nor variant */
+		"en-abcd-1996-Latn", /* script after a variant */
+		"nl\xc3\xa9",
+		"nl\n",
+		"i-klingon",
+		"de-419-DE",
 	};
 
 	(void) state;
@@ -66,7 +83,8 @@ test_lang_invalid(void **state)
 	assert_int_equal(strlen(longest), TEXT_LANG_MAX + 1);
 	assert_false(text_lang_ok(longest));
 	longest[TEXT_LANG_MAX] = '\0';
-	longest[TEXT_LANG_MAX - 1] = longest[TEXT_LANG_MAX - 1] == '-' ? 'z' : longest[TEXT_LANG_MAX - 1];
+	longest[TEXT_LANG_MAX - 1] =
+	    longest[TEXT_LANG_MAX - 1] == '-' ? 'z' : longest[TEXT_LANG_MAX - 1];
 	assert_true(text_lang_ok(longest));
 }
 
@@ -96,7 +114,9 @@ test_free_text(void **state)
 	assert_false(text_free_ok(NULL, 1, 10));
 	assert_false(text_free_ok("abc", 4, 10));
 	assert_false(text_free_ok("a\tb", 0, 10));
-	assert_false(text_free_ok("Opvang \xe2\x80\xae" "maretsmA", 0, 100)); /* U+202E */
+	assert_false(text_free_ok("Opvang \xe2\x80\xae"
+	                          "maretsmA",
+	    0, 100)); /* U+202E */
 }
 
 /* Encodes cp as UTF-8 between "a" and "b". */
@@ -130,7 +150,7 @@ test_hidden_characters_refused(void **state)
 	static const uint32_t refused[] = { 0x00ad, 0x061c, 0x180e, 0x200e, 0x200f, 0x2028, 0x2029,
 		0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2060, 0x2061, 0x2064, 0x2066, 0x2067,
 		0x2068, 0x2069, 0x206a, 0x206f, 0xfeff, 0xfff9, 0xfffb, 0xe0001, 0xe0041, 0xe007f };
-	char buf[16];
+	char                  buf[16];
 
 	(void) state;
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
@@ -145,9 +165,9 @@ test_hidden_characters_refused(void **state)
 static void
 test_scripts_pass(void **state)
 {
-	static const uint32_t allowed[] = { 0x200b, 0x200c, 0x200d, 0x2010, 0x2027, 0x202f,
-		0x205f, 0x2065, 0x2070, 0xfe0f, 0xfffc, 0xe0080, 0xe0100, 0x00e9, 0x0627 };
-	char buf[16];
+	static const uint32_t allowed[] = { 0x200b, 0x200c, 0x200d, 0x2010, 0x2027, 0x202f, 0x205f,
+		0x2065, 0x2070, 0xfe0f, 0xfffc, 0xe0080, 0xe0100, 0x00e9, 0x0627 };
+	char                  buf[16];
 
 	(void) state;
 	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
@@ -155,9 +175,12 @@ test_scripts_pass(void **state)
 			fail_msg("U+%04X was refused", allowed[i]);
 		}
 	}
-	assert_true(text_free_ok("\xd9\x85\xdb\x8c\xe2\x80\x8c\xd8\xae\xd9\x88\xd8\xa7\xd9\x87\xd9\x85",
-	    1, 100)); /* Persian with a zero-width non-joiner */
-	assert_true(text_free_ok("Stichting \xc3\x87" "a va \xe2\x82\xac", 1, 100));
+	assert_true(
+	    text_free_ok("\xd9\x85\xdb\x8c\xe2\x80\x8c\xd8\xae\xd9\x88\xd8\xa7\xd9\x87\xd9\x85", 1,
+	        100)); /* Persian with a zero-width non-joiner */
+	assert_true(text_free_ok("Stichting \xc3\x87"
+	                         "a va \xe2\x82\xac",
+	    1, 100));
 }
 
 int

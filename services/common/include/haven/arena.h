@@ -26,12 +26,12 @@
 struct arena_chunk;
 
 typedef struct arena {
-	size_t              a_budget; /* bytes that may be handed out between resets */
-	size_t              a_used;   /* bytes handed out since the last reset */
-	unsigned char      *a_cur;    /* next free byte in the current chunk */
-	unsigned char      *a_end;    /* end of the current chunk */
-	struct arena_chunk *a_chunks; /* malloc'd chunks, newest first */
-	ProtobufCAllocator  a_pb;     /* protobuf-c view of this arena (free is a no-op) */
+	size_t              a_budget;  /* bytes that may be handed out between resets */
+	size_t              a_used;    /* bytes handed out since the last reset */
+	unsigned char      *a_cur;     /* next free byte in the current chunk */
+	unsigned char      *a_end;     /* end of the current chunk */
+	struct arena_chunk *a_chunks;  /* malloc'd chunks, newest first */
+	ProtobufCAllocator  a_pb;      /* protobuf-c view of this arena (free is a no-op) */
 	int                 a_refused; /* an allocation failed since the last reset: a decode
 	                                * that returned NULL ran out of memory, not of sense */
 	_Alignas(16) unsigned char a_inline[ARENA_INLINE];

@@ -67,26 +67,26 @@
 #include "haven/status.h"
 #include "haven/store.h"
 
-#define AUDIT_HASH_LEN 32
-#define AUDIT_METHOD_MAX 128 /* including the NUL */
-#define AUDIT_SUBJECT_MAX 64 /* an id: printable ASCII without spaces, including the NUL */
-#define AUDIT_PURPOSE_MAX 64 /* including the NUL */
-#define AUDIT_WHY_MAX 256
-#define AUDIT_LIST_MAX 1000 /* entries per audit_list call */
+#define AUDIT_HASH_LEN    32
+#define AUDIT_METHOD_MAX  128 /* including the NUL */
+#define AUDIT_SUBJECT_MAX 64  /* an id: printable ASCII without spaces, including the NUL */
+#define AUDIT_PURPOSE_MAX 64  /* including the NUL */
+#define AUDIT_WHY_MAX     256
+#define AUDIT_LIST_MAX    1000 /* entries per audit_list call */
 
 typedef struct audit_entry {
-	uint64_t seq;                       /* set by audit_append */
-	int64_t  time_ms;                   /* Unix time; 0: audit_append sets the real clock */
-	rpc_role role;                      /* the caller's role */
-	char     org[RPC_ORG_ID_MAX];       /* the caller's organisation; "" for the operator */
-	char     method[AUDIT_METHOD_MAX];  /* full method name, "haven.consent.v1.Consent/Check" */
+	uint64_t seq;                      /* set by audit_append */
+	int64_t  time_ms;                  /* Unix time; 0: audit_append sets the real clock */
+	rpc_role role;                     /* the caller's role */
+	char     org[RPC_ORG_ID_MAX];      /* the caller's organisation; "" for the operator */
+	char     method[AUDIT_METHOD_MAX]; /* full method name, "haven.consent.v1.Consent/Check" */
 	char     subject[AUDIT_SUBJECT_MAX]; /* the subject's id; "" when none */
 	char     purpose[AUDIT_PURPOSE_MAX]; /* why: "referral", "share-with-provider", ... or "" */
-	char     person[RPC_PERSON_ID_MAX]; /* the caller's person (rpc_caller.person.id); "" when
-	                                       the caller was not a person (version 2: always) */
-	int32_t  result;                    /* an hv_status: how the access ended */
-	uint8_t  prev_hash[AUDIT_HASH_LEN]; /* set by audit_append */
-	uint8_t  hash[AUDIT_HASH_LEN];      /* set by audit_append */
+	char     person[RPC_PERSON_ID_MAX];  /* the caller's person (rpc_caller.person.id); "" when
+	                                        the caller was not a person (version 2: always) */
+	int32_t result;                      /* an hv_status: how the access ended */
+	uint8_t prev_hash[AUDIT_HASH_LEN];   /* set by audit_append */
+	uint8_t hash[AUDIT_HASH_LEN];        /* set by audit_append */
 } audit_entry;
 
 typedef struct audit audit;
@@ -102,7 +102,7 @@ typedef struct audit audit;
  * the writer thread, if started, after the queue is written: while the store is open; stop
  * the writer with audit_writer_stop first when the store closes before audit_close). */
 hv_status audit_open(audit **out, store *s, const char *data_dir);
-void audit_close(audit *a);
+void      audit_close(audit *a);
 
 /* Appends e inside the caller's write transaction: sets e->seq, e->prev_hash and e->hash
  * (and e->time_ms when 0). HV_INVALID_ARGUMENT for a string that is too long or not printable
@@ -135,15 +135,15 @@ hv_status audit_record(audit *a, audit_entry *e);
  * audit_try_enqueue never waits: HV_RESOURCE_EXHAUSTED when the queue is full (for callers
  * that must not block, such as inline RPC handlers). HV_FAILED_PRECONDITION without a
  * writer, HV_INVALID_ARGUMENT for fields as in audit_append. */
-#define AUDIT_QUEUE_MAX 8192
+#define AUDIT_QUEUE_MAX     8192
 #define AUDIT_LINGER_MIN_MS 5
 #define AUDIT_LINGER_MAX_MS 100
 hv_status audit_writer_start(audit *a);
-void audit_writer_stop(audit *a);
+void      audit_writer_stop(audit *a);
 hv_status audit_enqueue(audit *a, const audit_entry *e);
 hv_status audit_try_enqueue(audit *a, const audit_entry *e);
 hv_status audit_flush(audit *a);
-unsigned audit_writer_linger_ms(audit *a);
+unsigned  audit_writer_linger_ms(audit *a);
 
 /*
  * Checkpoints. audit_checkpoint appends a signed checkpoint of the committed head to

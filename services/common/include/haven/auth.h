@@ -65,13 +65,13 @@
 #include "haven/rpc.h"
 #include "haven/status.h"
 
-#define AUTH_SECRET_LEN 32
-#define AUTH_NONCE_LEN 40
-#define AUTH_TOKEN_MAX 256
-#define AUTH_SIGNED_PREFIX "haven-auth-v1"
-#define AUTH_USED_NONCES_MAX 4096 /* Authenticate calls per challenge ttl, at most */
-#define AUTH_CLOCK_SKEW_MS 5000   /* how far in the future a token's issued_at may be */
-#define AUTH_KEY_FILE "token-keys" /* under DATA/keys/ */
+#define AUTH_SECRET_LEN      32
+#define AUTH_NONCE_LEN       40
+#define AUTH_TOKEN_MAX       256
+#define AUTH_SIGNED_PREFIX   "haven-auth-v1"
+#define AUTH_USED_NONCES_MAX 4096         /* Authenticate calls per challenge ttl, at most */
+#define AUTH_CLOCK_SKEW_MS   5000         /* how far in the future a token's issued_at may be */
+#define AUTH_KEY_FILE        "token-keys" /* under DATA/keys/ */
 
 /* What the partner directory says about an organisation. */
 typedef struct auth_org {
@@ -90,13 +90,13 @@ typedef hv_status (*auth_lookup_fn)(void *arg, const char *org_id, auth_org *out
 typedef struct auth_options {
 	/* The shared token-key file (DATA/keys/token-keys), created when missing; its directory
 	 * must exist. NULL: the keys live in this process only, the first one being secret. */
-	const char    *key_file;
-	uint8_t        secret[AUTH_SECRET_LEN]; /* the first token key when key_file is NULL */
+	const char *key_file;
+	uint8_t     secret[AUTH_SECRET_LEN]; /* the first token key when key_file is NULL */
 	/* The node CA (tls_ca): certificates that sign in must chain to it. NULL: nobody can
 	 * sign in (tokens from auth_issue_token still verify). */
 	const char    *ca_file;
-	uint32_t       token_ttl_s;             /* 0: 3600; also the key rotation period */
-	uint32_t       challenge_ttl_s;         /* 0: 60 */
+	uint32_t       token_ttl_s;     /* 0: 3600; also the key rotation period */
+	uint32_t       challenge_ttl_s; /* 0: 60 */
 	auth_lookup_fn lookup;
 	void          *lookup_arg;
 } auth_options;
@@ -106,7 +106,7 @@ typedef struct auth_options {
  * readable by group or others is HV_PERMISSION_DENIED, a damaged one HV_DATA_LOSS (it is
  * never replaced), a CA file that cannot be read its read error. */
 hv_status auth_open(auth **out, const auth_options *opts);
-void auth_close(auth *a);
+void      auth_close(auth *a);
 
 /* Registers haven.auth.v1.Auth (Challenge, Authenticate; callable by anyone) on srv, and
  * haven_auth_signin_failures_total on its metrics (a must outlive srv). */
@@ -123,8 +123,7 @@ hv_status auth_verify_token(auth *a, const char *token, int64_t now_ms, rpc_call
 /* As auth_verify_token, except that a person's session is not counted as used: its idle clock
  * does not move (people.h). For calls no person made: a page's own refresh, an event stream's
  * poll (rpc.h, RPC_MD_ACTIVITY). An organisation's token is verified the same either way. */
-hv_status auth_verify_token_passive(auth *a, const char *token, int64_t now_ms,
-    rpc_caller *caller);
+hv_status auth_verify_token_passive(auth *a, const char *token, int64_t now_ms, rpc_caller *caller);
 
 /* Issues a token directly (for the node's own tools and tests), without a signature: the
  * directory is asked only for the organisation's record version and certificate, which the
@@ -140,8 +139,8 @@ hv_status auth_issue_token(auth *a, const char *org_id, rpc_role role, int64_t n
  * a failure it has none. timeout_ms (0: 10000) covers both calls; errmsg names the step that
  * failed and the node's reason (for a refused sign-in only "Authenticate: sign-in failed").
  * Authenticate is sent once: its nonce cannot be used twice. */
-hv_status auth_login(rpc_channel *ch, const char *org_id, const char *key_pem,
-    size_t key_pem_len, uint32_t timeout_ms, char *errmsg, size_t errsz);
+hv_status auth_login(rpc_channel *ch, const char *org_id, const char *key_pem, size_t key_pem_len,
+    uint32_t timeout_ms, char *errmsg, size_t errsz);
 
 /* ---- people's sessions ----------------------------------------------------------------- */
 
@@ -160,8 +159,8 @@ typedef struct auth_session {
  * store's failure. use: the call counts as a use of the session (it holds off the idle
  * timeout); false for a call no person made (auth_verify_token_passive). Called from the
  * server's threads, possibly several at once. */
-typedef hv_status (*auth_session_fn)(void *arg, const char *token, int64_t now_ms, bool use,
-    auth_session *out);
+typedef hv_status (
+    *auth_session_fn)(void *arg, const char *token, int64_t now_ms, bool use, auth_session *out);
 
 /* Sets the verifier of people's sessions (NULL: such tokens are refused). Before the server
  * starts; arg must outlive a. */
@@ -171,7 +170,7 @@ void auth_set_session_verifier(auth *a, auth_session_fn fn, void *arg);
  * person signing in): HV_OK with *out filled (release it with auth_org_release),
  * HV_NOT_FOUND, HV_INVALID_ARGUMENT for a malformed id, or the lookup's failure. */
 hv_status auth_lookup_org(auth *a, const char *org_id, auth_org *out);
-void auth_org_release(auth_org *org);
+void      auth_org_release(auth_org *org);
 
 /* Whether a role may be carried by a session: exactly one organisation role. */
 bool auth_role_issuable(rpc_role role);

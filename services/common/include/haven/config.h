@@ -26,18 +26,18 @@ typedef enum config_type {
 } config_type;
 
 typedef struct config_list {
-	char  **cl_items;
-	size_t  cl_n;
+	char **cl_items;
+	size_t cl_n;
 } config_list;
 
 #define CONFIG_LIST_MAX 16
 
 typedef struct config_option {
-	const char *name;    /* [a-z0-9_]+ */
+	const char *name; /* [a-z0-9_]+ */
 	config_type type;
-	size_t      offset;  /* offsetof the field in the caller's struct */
-	const char *def;     /* default as text, or NULL for none (string NULL, uint 0, false) */
-	uint64_t    min;     /* CONFIG_UINT bounds */
+	size_t      offset; /* offsetof the field in the caller's struct */
+	const char *def;    /* default as text, or NULL for none (string NULL, uint 0, false) */
+	uint64_t    min;    /* CONFIG_UINT bounds */
 	uint64_t    max;
 	const char *doc;
 } config_option;
@@ -54,7 +54,7 @@ typedef struct config_table {
 	const char          *ct_section; /* NULL: keys without a section (the host's) */
 	const config_option *ct_opts;
 	size_t               ct_n;
-	void                *ct_out;     /* where the values go (offsets of ct_opts) */
+	void                *ct_out; /* where the values go (offsets of ct_opts) */
 } config_table;
 
 typedef enum config_key {
@@ -79,8 +79,8 @@ void config_print_doc_table(FILE *f, const config_table *t);
 /* Applies the defaults to out, then reads path (NULL: defaults only). On failure err
  * (errsz bytes) names the file, line and problem; out may hold partial values: release it
  * with config_free either way. */
-hv_status config_load(const char *path, const config_option *opts, size_t n, void *out,
-    char *err, size_t errsz);
+hv_status config_load(const char *path, const config_option *opts, size_t n, void *out, char *err,
+    size_t errsz);
 
 /* Sets one option from text, as a line of the file would (for command-line overrides). */
 hv_status config_set(const config_option *opts, size_t n, void *out, const char *key,

@@ -45,8 +45,8 @@
  * front (deploy/nginx/haven.conf), which enforces those, with haven on plain HTTP on loopback.
  * Answers are written in one piece by connect.c (connect_res_bytes: nng's own two writes
  * under TLS, with Nagle on, cost each HTTPS answer ~40 ms); a client that does not read its
- * answer within the read timeout is cut off too. An RPC path is "/" + a full method name of the characters
- * of proto names; anything else is a static path.
+ * answer within the read timeout is cut off too. An RPC path is "/" + a full method name of the
+ * characters of proto names; anything else is a static path.
  *
  * Security headers on every response: X-Content-Type-Options nosniff, Referrer-Policy
  * no-referrer, Cache-Control no-store, X-Frame-Options DENY, Content-Security-Policy

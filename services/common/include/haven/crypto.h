@@ -15,11 +15,11 @@
 
 #include "haven/status.h"
 
-#define CRYPTO_SHA256_LEN 32
-#define CRYPTO_HMAC_LEN 32
-#define CRYPTO_AEAD_KEY_LEN 32   /* AES-256-GCM */
+#define CRYPTO_SHA256_LEN     32
+#define CRYPTO_HMAC_LEN       32
+#define CRYPTO_AEAD_KEY_LEN   32 /* AES-256-GCM */
 #define CRYPTO_AEAD_NONCE_LEN 12
-#define CRYPTO_AEAD_TAG_LEN 16
+#define CRYPTO_AEAD_TAG_LEN   16
 
 /* Fills buf with n bytes from the OS-seeded CSPRNG. HV_INTERNAL if the RNG fails. */
 hv_status crypto_random(void *buf, size_t n);
@@ -37,9 +37,9 @@ void crypto_hmac_sha256(uint8_t out[CRYPTO_HMAC_LEN], const uint8_t *key, size_t
  * fail: HV_RESOURCE_EXHAUSTED. */
 typedef struct crypto_hmac_key crypto_hmac_key;
 hv_status crypto_hmac_key_new(crypto_hmac_key **out, const uint8_t *key, size_t keylen);
-void crypto_hmac_key_free(crypto_hmac_key *k);
-void crypto_hmac_sha256_prepared(uint8_t out[CRYPTO_HMAC_LEN], const crypto_hmac_key *k,
-    const void *data, size_t n);
+void      crypto_hmac_key_free(crypto_hmac_key *k);
+void      crypto_hmac_sha256_prepared(uint8_t out[CRYPTO_HMAC_LEN], const crypto_hmac_key *k,
+         const void *data, size_t n);
 
 /* Constant-time equality of two n-byte buffers. */
 bool crypto_equal(const void *a, const void *b, size_t n);
@@ -63,7 +63,7 @@ hv_status crypto_aead_decrypt(uint8_t *out, const uint8_t key[CRYPTO_AEAD_KEY_LE
  * occur, or non-zero unused bits in the last character (so each byte string has exactly one
  * encoding), and HV_OUT_OF_RANGE when the result would not fit in outsz; *outlen gets the
  * decoded length. */
-size_t crypto_b64url_len(size_t n);
+size_t    crypto_b64url_len(size_t n);
 hv_status crypto_b64url_encode(char *out, size_t outsz, const void *in, size_t n);
 hv_status crypto_b64url_decode(uint8_t *out, size_t outsz, size_t *outlen, const char *in,
     size_t inlen);
@@ -78,8 +78,8 @@ hv_status crypto_b64url_decode(uint8_t *out, size_t outsz, size_t *outlen, const
  * crypto_cert_check. */
 hv_status crypto_sign(const char *key_pem, size_t key_pem_len, const void *msg, size_t n,
     uint8_t **sig, size_t *siglen);
-hv_status crypto_verify_cert(const char *cert_pem, size_t cert_pem_len, const void *msg,
-    size_t n, const uint8_t *sig, size_t siglen);
+hv_status crypto_verify_cert(const char *cert_pem, size_t cert_pem_len, const void *msg, size_t n,
+    const uint8_t *sig, size_t siglen);
 
 /* The SHA-256 fingerprint of the DER encoding of a PEM certificate, as 64 lower-case hex
  * characters and a NUL. HV_INVALID_ARGUMENT when the PEM does not parse. */
@@ -101,8 +101,7 @@ hv_status crypto_cert_check(const char *cert_pem, size_t cert_pem_len, const cha
  * certificate. *cert_pem and *key_pem are malloc'd NUL-terminated PEM text on HV_OK (NULL
  * otherwise); the caller wipes and frees the key. HV_INVALID_ARGUMENT for a bad cn,
  * HV_RESOURCE_EXHAUSTED, HV_INTERNAL when OpenSSL fails. */
-hv_status crypto_self_signed_client(const char *cn, int64_t now_s, char **cert_pem,
-    char **key_pem);
+hv_status crypto_self_signed_client(const char *cn, int64_t now_s, char **cert_pem, char **key_pem);
 
 /* Ed25519 (RFC 8032) keys the node signs with itself (consent receipts), and verification by
  * a bare public key, for whoever holds the node's public key and no certificate.
@@ -127,7 +126,7 @@ hv_status crypto_self_signed_client(const char *cn, int64_t now_s, char **cert_p
  * (HV_INVALID_ARGUMENT as crypto_ed25519_public), and crypto_ed25519_sign signs with it. The
  * caller keeps the secret and wipes it when done. */
 #define CRYPTO_ED25519_PUBLIC_LEN 32
-#define CRYPTO_ED25519_SIG_LEN 64
+#define CRYPTO_ED25519_SIG_LEN    64
 #define CRYPTO_ED25519_SECRET_LEN 32
 
 hv_status crypto_ed25519_keygen(char **pem, size_t *pemlen);
@@ -154,12 +153,12 @@ hv_status crypto_ed25519_verify(const uint8_t pub[CRYPTO_ED25519_PUBLIC_LEN], co
  * code of the step of now_s (Unix seconds >= 0): floor(now_s / CRYPTO_TOTP_PERIOD). Both
  * return HV_INVALID_ARGUMENT for a secret of the wrong length, an unknown algorithm, digits
  * outside 6..8 or a negative time, and then *code is 0. */
-#define CRYPTO_OTP_SECRET_MIN 20
-#define CRYPTO_OTP_SECRET_MAX 64
+#define CRYPTO_OTP_SECRET_MIN  20
+#define CRYPTO_OTP_SECRET_MAX  64
 #define CRYPTO_TOTP_SECRET_LEN 20
-#define CRYPTO_TOTP_DIGITS 6
-#define CRYPTO_TOTP_PERIOD 30 /* seconds a code lasts */
-#define CRYPTO_TOTP_WINDOW 1  /* steps accepted either side of now, for clock drift */
+#define CRYPTO_TOTP_DIGITS     6
+#define CRYPTO_TOTP_PERIOD     30 /* seconds a code lasts */
+#define CRYPTO_TOTP_WINDOW     1  /* steps accepted either side of now, for clock drift */
 
 typedef enum crypto_otp_alg {
 	CRYPTO_OTP_SHA1,
@@ -167,10 +166,10 @@ typedef enum crypto_otp_alg {
 	CRYPTO_OTP_SHA512,
 } crypto_otp_alg;
 
-hv_status crypto_hotp(uint32_t *code, crypto_otp_alg alg, unsigned digits,
-    const uint8_t *secret, size_t secretlen, uint64_t counter);
-hv_status crypto_totp(uint32_t *code, crypto_otp_alg alg, unsigned digits,
-    const uint8_t *secret, size_t secretlen, int64_t now_s);
+hv_status crypto_hotp(uint32_t *code, crypto_otp_alg alg, unsigned digits, const uint8_t *secret,
+    size_t secretlen, uint64_t counter);
+hv_status crypto_totp(uint32_t *code, crypto_otp_alg alg, unsigned digits, const uint8_t *secret,
+    size_t secretlen, int64_t now_s);
 
 /* Verifies a code typed by a person: exactly CRYPTO_TOTP_DIGITS ASCII digits (codelen bytes,
  * no spaces), TOTP SHA-1, against the steps of now_s - 30, now_s and now_s + 30. Replay
@@ -191,7 +190,7 @@ hv_status crypto_totp_verify(uint64_t *step, const uint8_t *secret, size_t secre
  * padding, a length that cannot occur or non-zero unused bits (one encoding per byte
  * string), HV_OUT_OF_RANGE when the bytes would not fit in outsz. What was decoded is wiped
  * on failure (it may be a secret); *outlen gets the decoded length. */
-size_t crypto_b32_len(size_t n);
+size_t    crypto_b32_len(size_t n);
 hv_status crypto_b32_encode(char *out, size_t outsz, const void *in, size_t n);
 hv_status crypto_b32_decode(uint8_t *out, size_t outsz, size_t *outlen, const char *in,
     size_t inlen);
@@ -204,8 +203,8 @@ hv_status crypto_b32_decode(uint8_t *out, size_t outsz, size_t *outlen, const ch
  * holds the secret: the caller shows it to the person only, never logs it, and wipes out. */
 #define CRYPTO_OTP_ACCOUNT_MAX 128
 #define CRYPTO_OTPAUTH_URI_MAX (96 + 3 * CRYPTO_OTP_ACCOUNT_MAX + 2 * CRYPTO_OTP_SECRET_MAX)
-hv_status crypto_otpauth_uri(char *out, size_t outsz, const char *account,
-    const uint8_t *secret, size_t secretlen);
+hv_status crypto_otpauth_uri(char *out, size_t outsz, const char *account, const uint8_t *secret,
+    size_t secretlen);
 
 /* scrypt (RFC 7914) from OpenSSL 3's EVP_KDF "SCRYPT": outlen (1 to 1024) bytes derived from
  * pass and salt (each at most CRYPTO_SCRYPT_INPUT_MAX bytes) with cost N = 2^ln, block size
@@ -214,7 +213,7 @@ hv_status crypto_otpauth_uri(char *out, size_t outsz, const char *account,
  * them, HV_RESOURCE_EXHAUSTED when OpenSSL fails (it cannot allocate). out is wiped on
  * failure. */
 #define CRYPTO_SCRYPT_INPUT_MAX ((size_t) 1 << 20)
-#define CRYPTO_SCRYPT_MAXMEM ((uint64_t) 256 << 20)
+#define CRYPTO_SCRYPT_MAXMEM    ((uint64_t) 256 << 20)
 hv_status crypto_scrypt(uint8_t *out, size_t outlen, const void *pass, size_t passlen,
     const uint8_t *salt, size_t saltlen, unsigned ln, unsigned r, unsigned p);
 
@@ -232,17 +231,17 @@ hv_status crypto_scrypt(uint8_t *out, size_t outlen, const void *pass, size_t pa
  * base64url, wrong lengths) or a password of a bad length. crypto_pwhash_needs_rehash is true
  * when encoded's costs are not the current ones (or it does not parse): after a successful
  * verify the caller then stores crypto_pwhash of the same password. */
-#define CRYPTO_PWHASH_LN 15
-#define CRYPTO_PWHASH_R 8
-#define CRYPTO_PWHASH_P 1
+#define CRYPTO_PWHASH_LN       15
+#define CRYPTO_PWHASH_R        8
+#define CRYPTO_PWHASH_P        1
 #define CRYPTO_PWHASH_SALT_LEN 16
 #define CRYPTO_PWHASH_HASH_LEN 32
-#define CRYPTO_PWHASH_MAX 128 /* bytes of an encoded hash, with its NUL */
-#define CRYPTO_PASSWORD_MAX 1024
+#define CRYPTO_PWHASH_MAX      128 /* bytes of an encoded hash, with its NUL */
+#define CRYPTO_PASSWORD_MAX    1024
 hv_status crypto_pwhash(char out[CRYPTO_PWHASH_MAX], const char *pw, size_t pwlen);
-hv_status crypto_pwhash_with(char out[CRYPTO_PWHASH_MAX], const char *pw, size_t pwlen,
-    unsigned ln, unsigned r, unsigned p);
+hv_status crypto_pwhash_with(char out[CRYPTO_PWHASH_MAX], const char *pw, size_t pwlen, unsigned ln,
+    unsigned r, unsigned p);
 hv_status crypto_pwhash_verify(const char *encoded, const char *pw, size_t pwlen);
-bool crypto_pwhash_needs_rehash(const char *encoded);
+bool      crypto_pwhash_needs_rehash(const char *encoded);
 
 #endif

@@ -23,8 +23,7 @@
  * open(2) errors are converted with hv_status_from_errno (a missing file is HV_NOT_FOUND).
  * The checks are made on the open descriptor. *out is NULL after a failure; the buffer is
  * the caller's to wipe (when private) and free. */
-hv_status hv_file_read(const char *path, size_t maxlen, bool private, char **out,
-    size_t *outlen);
+hv_status hv_file_read(const char *path, size_t maxlen, bool private, char **out, size_t *outlen);
 
 /* Creates path, mode 0600 whatever the umask, not following a symlink, holding len bytes of
  * data, and fsyncs it. HV_ALREADY_EXISTS when path exists (it is never replaced); another

@@ -44,27 +44,27 @@
 
 /* Settings of a node process. Strings are malloc'd (host_config_free). */
 typedef struct host_config {
-	char       *data_dir;          /* store, keys/, run/ with the ipc socket */
-	config_list listen;            /* URLs; empty: ipc://DATA/run/haven.sock */
-	char       *tls_ca;            /* tls+tcp:// listeners */
+	char       *data_dir; /* store, keys/, run/ with the ipc socket */
+	config_list listen;   /* URLs; empty: ipc://DATA/run/haven.sock */
+	char       *tls_ca;   /* tls+tcp:// listeners */
 	char       *tls_cert;
 	char       *tls_key;
 	bool        insecure_tcp;
 	uint64_t    workers;
 	uint64_t    queue;
-	char       *regions;           /* region map file; NULL: the Dutch police regions */
-	char       *backup_dir;        /* Admin/Backup only below it (absolute); NULL: anywhere */
-	char       *pub_url;           /* change notifications (capacity, consent); NULL: DATA/run */
+	char       *regions;    /* region map file; NULL: the Dutch police regions */
+	char       *backup_dir; /* Admin/Backup only below it (absolute); NULL: anywhere */
+	char       *pub_url;    /* change notifications (capacity, consent); NULL: DATA/run */
 	uint64_t    token_ttl_s;
-	uint64_t    session_idle_s;    /* people's sessions (services/people) */
+	uint64_t    session_idle_s; /* people's sessions (services/people) */
 	uint64_t    session_max_s;
 	uint64_t    service_approval_places; /* capacity: larger provider services wait */
-	char       *check_audit;       /* "queued" or "durable" (consent Check's audit entry) */
+	char       *check_audit; /* "queued" or "durable" (consent Check's audit entry) */
 	char       *log_level;
-	char       *metrics_listen;    /* loopback HOST:PORT of the metrics page; NULL: off */
-	char       *http_listen;       /* the Connect API's [http[s]://]HOST:PORT; NULL: off */
-	char       *http_web_dir;      /* static files on the http_listen listener; NULL: none */
-	char       *http_trusted_proxy; /* the proxy whose X-Forwarded-For is believed; NULL: none */
+	char       *metrics_listen; /* loopback HOST:PORT of the metrics page; NULL: off */
+	char       *http_listen;    /* the Connect API's [http[s]://]HOST:PORT; NULL: off */
+	char       *http_web_dir;   /* static files on the http_listen listener; NULL: none */
+	char *http_trusted_proxy;   /* the proxy whose X-Forwarded-For is believed; NULL: none */
 } host_config;
 
 /* Reads --config FILE (if given) and then the command-line options over it. Returns 0, or the
@@ -77,8 +77,8 @@ int host_config_load(host_config *cfg, int argc, char **argv, const char *prog, 
  * ct_out, which the caller zeroed and frees with config_free. --print-config prints every
  * table. strict: a section no table has is an error (a process running every service);
  * otherwise it is another process's, skipped. At most 8 tables. */
-int host_config_load_with(host_config *cfg, int argc, char **argv, const char *prog,
-    const config_table *svc, size_t nsvc, bool strict, bool *done);
+int  host_config_load_with(host_config *cfg, int argc, char **argv, const char *prog,
+     const config_table *svc, size_t nsvc, bool strict, bool *done);
 void host_config_free(host_config *cfg);
 
 typedef struct host host;
@@ -89,10 +89,10 @@ typedef struct host host;
  * what failed. */
 hv_status host_open(host **out, const host_config *cfg, const char *name);
 
-store *host_store(host *h);
-const region_map *host_regions(host *h);
-rpc_server *host_server(host *h);
-auth *host_auth(host *h);            /* NULL before host_start */
+store             *host_store(host *h);
+const region_map  *host_regions(host *h);
+rpc_server        *host_server(host *h);
+auth              *host_auth(host *h); /* NULL before host_start */
 const host_config *host_cfg(host *h);
 /* "ipc://DATA/run/NAME.sock"-style paths under the data directory's run/ (0700). */
 void host_run_path(host *h, const char *name, char *out, size_t outsz);

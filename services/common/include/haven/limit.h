@@ -26,7 +26,7 @@
 
 #include "haven/status.h"
 
-#define LIMIT_SOURCE_LEN 16
+#define LIMIT_SOURCE_LEN  16
 #define LIMIT_SOURCES_MAX 65536 /* sources a limiter may hold at once */
 
 typedef struct limit limit;

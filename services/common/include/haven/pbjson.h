@@ -49,14 +49,14 @@
 
 #include "haven/status.h"
 
-#define PBJSON_MAX_INPUT (1u << 20) /* default cap on the JSON text decode accepts */
-#define PBJSON_MAX_DEPTH 32         /* default cap on nested messages, both ways */
+#define PBJSON_MAX_INPUT (1u << 20)  /* default cap on the JSON text decode accepts */
+#define PBJSON_MAX_DEPTH 32          /* default cap on nested messages, both ways */
 #define PBJSON_MAX_ALLOC (16u << 20) /* default cap on what one decode allocates */
-#define PBJSON_ERR_SIZE  160        /* a buffer this size holds any error message */
+#define PBJSON_ERR_SIZE  160         /* a buffer this size holds any error message */
 
 /* Caps on one call; a field at 0 takes the default above. */
 typedef struct pbjson_limits {
-	size_t   pl_max_input; /* bytes of JSON text (decode); jansson's tree of it, freed before
+	size_t pl_max_input;   /* bytes of JSON text (decode); jansson's tree of it, freed before
 	                        * decode returns, takes some tens of bytes per JSON value besides */
 	unsigned pl_max_depth; /* nested message levels below the top one */
 	size_t   pl_max_alloc; /* bytes decode may allocate for the message (besides jansson) */

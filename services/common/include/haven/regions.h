@@ -16,8 +16,8 @@
 
 #include "haven/status.h"
 
-#define REGION_NAME_MAX 64 /* including the NUL */
-#define REGIONS_MAX 64
+#define REGION_NAME_MAX    64 /* including the NUL */
+#define REGIONS_MAX        64
 #define REGION_UNREACHABLE 255
 
 typedef struct region_map region_map;

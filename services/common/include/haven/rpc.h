@@ -50,24 +50,24 @@
 
 /* Caller roles. A method lists the roles that may call it as a bit mask. */
 typedef enum rpc_role {
-	RPC_ROLE_ANONYMOUS    = 1u << 0, /* no identity: only Health and Auth */
-	RPC_ROLE_OPERATOR     = 1u << 1, /* the node's own user over ipc://, or inproc:// */
-	RPC_ROLE_ADMIN        = 1u << 2,
-	RPC_ROLE_COORDINATOR  = 1u << 3,
-	RPC_ROLE_REFERRER     = 1u << 4,
-	RPC_ROLE_PROVIDER     = 1u << 5,
-	RPC_ROLE_MUNICIPALITY = 1u << 6,
+	RPC_ROLE_ANONYMOUS            = 1u << 0, /* no identity: only Health and Auth */
+	RPC_ROLE_OPERATOR             = 1u << 1, /* the node's own user over ipc://, or inproc:// */
+	RPC_ROLE_ADMIN                = 1u << 2,
+	RPC_ROLE_COORDINATOR          = 1u << 3,
+	RPC_ROLE_REFERRER             = 1u << 4,
+	RPC_ROLE_PROVIDER             = 1u << 5,
+	RPC_ROLE_MUNICIPALITY         = 1u << 6,
 	RPC_ROLE_NATIONAL_COORDINATOR = 1u << 7, /* a coordinator of every region */
 } rpc_role;
 
 #define RPC_ROLE_LAST RPC_ROLE_NATIONAL_COORDINATOR
 /* Both kinds of coordinator: the methods are the same, the scope differs (docs/authority.md). */
 #define RPC_ROLES_COORDINATORS (RPC_ROLE_COORDINATOR | RPC_ROLE_NATIONAL_COORDINATOR)
-#define RPC_ROLES_ORGS                                                                   \
-	(RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | RPC_ROLE_REFERRER | RPC_ROLE_PROVIDER |   \
+#define RPC_ROLES_ORGS                                                                             \
+	(RPC_ROLE_ADMIN | RPC_ROLES_COORDINATORS | RPC_ROLE_REFERRER | RPC_ROLE_PROVIDER |         \
 	    RPC_ROLE_MUNICIPALITY)
 #define RPC_ROLES_AUTHENTICATED (RPC_ROLE_OPERATOR | RPC_ROLES_ORGS)
-#define RPC_ROLES_ANY (RPC_ROLE_ANONYMOUS | RPC_ROLES_AUTHENTICATED)
+#define RPC_ROLES_ANY           (RPC_ROLE_ANONYMOUS | RPC_ROLES_AUTHENTICATED)
 
 /* "referrer", "provider", ...; "unknown" for anything else. */
 const char *rpc_role_name(rpc_role role);
@@ -82,7 +82,7 @@ typedef enum rpc_transport {
 	RPC_TRANSPORT_HTTP, /* the Connect API (connect.h): identity only from a token */
 } rpc_transport;
 
-#define RPC_ORG_ID_MAX 64 /* including the NUL */
+#define RPC_ORG_ID_MAX    64 /* including the NUL */
 #define RPC_PERSON_ID_MAX 33 /* 32 hex characters and the NUL */
 
 /* A person's role within the organisation (services/people, haven.people.v1.PersonRole). */
@@ -118,11 +118,11 @@ typedef struct rpc_metadata {
  * refresh, an event stream's poll): a person's session is checked as for any call but not
  * counted as used, so it still ends when its person is idle (auth_verify_token_passive). Over
  * the Connect API it is the header Haven-Activity. Any other value, or none, is a use. */
-#define RPC_MD_ACTIVITY "haven-activity"
+#define RPC_MD_ACTIVITY         "haven-activity"
 #define RPC_ACTIVITY_BACKGROUND "background"
-#define RPC_METHOD_NAME_MAX 256
+#define RPC_METHOD_NAME_MAX     256
 #define RPC_IDEMPOTENCY_KEY_MAX 128
-#define RPC_DEFAULT_MAX_MSG (1024 * 1024)
+#define RPC_DEFAULT_MAX_MSG     (1024 * 1024)
 
 /* ---- server ------------------------------------------------------------------------ */
 
@@ -136,13 +136,13 @@ typedef struct auth       auth; /* auth.h */
  * it may clear the reply's unknown fields before packing, without freeing them).
  * On any other status *reply is ignored and the caller gets the status and the message set
  * with rpc_call_error() (or the status name). */
-typedef hv_status (*rpc_handler)(
-    rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply);
+typedef hv_status (
+    *rpc_handler)(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMessage **reply);
 
 typedef struct rpc_method_impl {
-	const char *name;    /* the method's name in the .proto: "Check" */
+	const char *name; /* the method's name in the .proto: "Check" */
 	rpc_handler handler;
-	unsigned    roles;   /* rpc_role bits that may call it; 0 denies everyone */
+	unsigned    roles; /* rpc_role bits that may call it; 0 denies everyone */
 	/* Runs on the receiving nng thread instead of a worker. Only for handlers that never
 	 * block and finish in microseconds (Health, Echo). */
 	bool inline_handler;
@@ -216,12 +216,12 @@ uint64_t rpc_server_relistens(rpc_server *srv, rpc_transport t);
 
 /* Inside a handler. */
 const rpc_caller *rpc_call_caller(const rpc_call *call);
-const char *rpc_call_method(const rpc_call *call);
+const char       *rpc_call_method(const rpc_call *call);
 /* Where the call comes from: LIMIT_SOURCE_LEN bytes, a keyed hash of the client's address
  * (limit.h), for rate limits only; NULL when the transport cannot tell (nng; HTTP without a
  * trusted proxy, connect.h). Valid while the call runs. Never log or store it. */
 const uint8_t *rpc_call_source(const rpc_call *call);
-uint64_t rpc_call_request_id(const rpc_call *call);
+uint64_t       rpc_call_request_id(const rpc_call *call);
 /* The call's idempotency key, "" when none. */
 const char *rpc_call_idempotency_key(const rpc_call *call);
 /* The value of a metadata key, or NULL. */
@@ -259,7 +259,7 @@ typedef struct rpc_channel_options {
 /* Opens a channel to url. Dialing happens in the background: a server that is not up yet is
  * waited for by the first calls, within their timeouts. opts may be NULL. */
 hv_status rpc_channel_open(rpc_channel **out, const char *url, const rpc_channel_options *opts);
-void rpc_channel_close(rpc_channel *ch);
+void      rpc_channel_close(rpc_channel *ch);
 
 /* Sets (copies) the session token sent as `authorization` with every call; NULL clears. */
 hv_status rpc_channel_set_token(rpc_channel *ch, const char *token);

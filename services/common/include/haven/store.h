@@ -36,10 +36,10 @@
 
 #include "haven/status.h"
 
-typedef struct store       store;
-typedef struct store_txn   store_txn;
+typedef struct store        store;
+typedef struct store_txn    store_txn;
 typedef struct store_cursor store_cursor;
-typedef unsigned int       store_table; /* an LMDB dbi, valid for the store's lifetime */
+typedef unsigned int        store_table; /* an LMDB dbi, valid for the store's lifetime */
 
 typedef struct store_options {
 	/* Initial map size in bytes; 0 means 64 MiB. The map grows by doubling when full. */
@@ -128,16 +128,16 @@ unsigned store_write_queued(store *s);
  * snapshot newer than the current one, so a later read transaction may see an older one;
  * do not compare snapshots of different read transactions. */
 hv_status store_read_begin(store *s, store_txn **out);
-void store_read_end(store_txn *txn);
+void      store_read_end(store_txn *txn);
 
 /* Raw values. key: 1..511 bytes. store_get returns HV_NOT_FOUND when absent; *val points into
  * the map (see lifetimes above); val and vlen may be NULL to test presence. store_put
  * overwrites; a value may be empty. store_del returns HV_NOT_FOUND when absent. Writing in a
  * read transaction is HV_FAILED_PRECONDITION. */
-hv_status store_get(store_txn *txn, store_table t, const void *key, size_t klen,
-    const void **val, size_t *vlen);
-hv_status store_put(store_txn *txn, store_table t, const void *key, size_t klen,
-    const void *val, size_t vlen);
+hv_status store_get(store_txn *txn, store_table t, const void *key, size_t klen, const void **val,
+    size_t *vlen);
+hv_status store_put(store_txn *txn, store_table t, const void *key, size_t klen, const void *val,
+    size_t vlen);
 /* Like store_put, but HV_ALREADY_EXISTS when the key is present (nothing written). */
 hv_status store_put_new(store_txn *txn, store_table t, const void *key, size_t klen,
     const void *val, size_t vlen);
@@ -159,13 +159,13 @@ hv_status store_get_msg(store_txn *txn, store_table t, const void *key, size_t k
  * answers HV_FAILED_PRECONDITION, and must still be freed with store_cursor_close). After
  * store_cursor_del, store_cursor_next returns the entry that followed the deleted one. */
 hv_status store_cursor_open(store_txn *txn, store_table t, store_cursor **out);
-hv_status store_cursor_seek(store_cursor *c, const void *key, size_t klen,
-    const void **k, size_t *kl, const void **v, size_t *vl);
+hv_status store_cursor_seek(store_cursor *c, const void *key, size_t klen, const void **k,
+    size_t *kl, const void **v, size_t *vl);
 hv_status store_cursor_next(store_cursor *c, const void **k, size_t *kl, const void **v,
     size_t *vl);
 /* Deletes the entry under the cursor (write transactions only). */
 hv_status store_cursor_del(store_cursor *c);
-void store_cursor_close(store_cursor *c);
+void      store_cursor_close(store_cursor *c);
 
 /* Number of entries in a table. */
 hv_status store_count(store_txn *txn, store_table t, uint64_t *out);

@@ -26,8 +26,8 @@ typedef void (*hv_ticker_fn)(void *arg);
  * when run_now, else after every_ms. *out owns the thread until hv_ticker_stop.
  * HV_INVALID_ARGUMENT for a NULL out or fn, HV_RESOURCE_EXHAUSTED when no thread or memory;
  * *out is NULL after a failure and fn is never called. */
-hv_status hv_ticker_start(
-    hv_ticker **out, uint64_t every_ms, bool run_now, hv_ticker_fn fn, void *arg);
+hv_status hv_ticker_start(hv_ticker **out, uint64_t every_ms, bool run_now, hv_ticker_fn fn,
+    void *arg);
 
 /* Makes the ticker call fn as soon as it can (right after the call running now, if any).
  * Safe from any thread, fn included; NULL is ignored. */
