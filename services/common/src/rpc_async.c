@@ -20,6 +20,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,8 +46,8 @@ async_get(rpc_channel *ch, hv_status *st)
 	    (a = calloc(1, sizeof(*a))) != NULL) {
 		if ((rv = nng_aio_alloc(&a->a_aio, async_cb, a)) != 0 ||
 		    (rv = nng_ctx_open(&a->a_ctx, ch->ch_sock)) != 0 ||
-		    (rv = nng_ctx_set_ms(a->a_ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) !=
-		        0) {
+		    (rv = nng_ctx_set_ms(a->a_ctx, NNG_OPT_REQ_RESENDTIME,
+		         NNG_DURATION_INFINITE)) != 0) {
 			*st = hv_status_from_nng(rv);
 			if (a->a_aio != NULL) {
 				nng_aio_free(a->a_aio);
@@ -55,9 +56,9 @@ async_get(rpc_channel *ch, hv_status *st)
 			a = NULL;
 		} else {
 			/* Kept until the channel closes: rpc_channel_close frees it. */
-			a->a_ch     = ch;
+			a->a_ch       = ch;
 			a->a_next_all = ch->ch_aall;
-			ch->ch_aall = a;
+			ch->ch_aall   = a;
 			ch->ch_nasync++;
 		}
 	}
@@ -88,11 +89,23 @@ async_cb(void *arg)
 
 	if (!a->a_receiving && rv == 0) {
 		int64_t left = a->a_deadline_ms - hv_clock_mono_ms();
+		bool    closing;
 
+		/* The request is nng's now. The receive starts under the channel's lock unless
+		 * the channel is closing: rpc_channel_close sets ch_closing under that lock and
+		 * then stops every slot, so a receive started before it is stopped, and none
+		 * starts after it (a receive started on a stopped aio could outlive the close). */
 		a->a_receiving = true;
-		nng_aio_set_timeout(a->a_aio, (nng_duration) (left > 0 ? left : 1));
-		nng_ctx_recv(a->a_ctx, a->a_aio);
-		return;
+		pthread_mutex_lock(&ch->ch_mtx);
+		if (!(closing = ch->ch_closing)) {
+			nng_aio_set_timeout(a->a_aio, (nng_duration) (left > 0 ? left : 1));
+			nng_ctx_recv(a->a_ctx, a->a_aio);
+		}
+		pthread_mutex_unlock(&ch->ch_mtx);
+		if (!closing) {
+			return;
+		}
+		rv = NNG_ECANCELED;
 	}
 	errmsg[0] = '\0';
 	if (rv != 0) {
