@@ -806,8 +806,11 @@ test_expired_and_withdrawn(void **state)
 	Haven__Consent__V1__CheckResponse *cr    = NULL;
 	int64_t                            t0    = clock_ms;
 	uint64_t                           cur_a = 0, cur_b = 0;
+	unsigned                           swept = 0;
 
 	(void) state;
+	/* The sweep's mark to now: only the expiry below is new to it. */
+	assert_int_equal(consent_expiry_sweep(w.cs, NULL), HV_OK);
 	assert_int_equal(create(ACME, false, id), HV_OK);
 	assert_int_equal(grant(ACME, id, "shelter-a", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, t0 + 60000, &c),
@@ -831,6 +834,17 @@ test_expired_and_withdrawn(void **state)
 	assert_non_null(strstr(cr->message, "expired"));
 	release(cr);
 	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
+	/* The expiry sweep acts as a withdrawal does (issue 14): the organisation the consent
+	 * named hears of it, no other, and only once however often the sweep runs. */
+	withdrawn_alerts(SHELTER_A, &cur_a, id); /* to the cursor */
+	withdrawn_alerts(SHELTER_B, &cur_b, id);
+	assert_int_equal(consent_expiry_sweep(w.cs, &swept), HV_OK);
+	assert_int_equal(swept, 1);
+	assert_int_equal(withdrawn_alerts(SHELTER_A, &cur_a, id), 1);
+	assert_int_equal(withdrawn_alerts(SHELTER_B, &cur_b, id), 0);
+	assert_int_equal(consent_expiry_sweep(w.cs, &swept), HV_OK);
+	assert_int_equal(swept, 0);
+	assert_int_equal(withdrawn_alerts(SHELTER_A, &cur_a, id), 0);
 	release(c);
 
 	/* A new one, withdrawn: denied at once. */

@@ -74,6 +74,16 @@ typedef struct fixture {
 
 static int test_no;
 
+/* The consent service's clock: the wall clock moved on by skew_ms (tests of expiry). */
+static _Atomic int64_t skew_ms;
+
+static int64_t
+fake_now(void *arg)
+{
+	(void) arg;
+	return (hv_clock_wall_ms() + atomic_load(&skew_ms));
+}
+
 /* ---- the node's wiring (services/node/main.c) -------------------------------------------- */
 
 static hv_status
@@ -192,7 +202,9 @@ setup(void **state)
 	no.accepting_provider = accepting_provider;
 	no.accepting_arg      = &f->rs;
 	no.subject_erased     = subject_erased;
-	no.erased_arg         = &f->rs;
+	no.now_ms             = fake_now;
+	atomic_store(&skew_ms, 0);
+	no.erased_arg = &f->rs;
 	assert_int_equal(consent_open(&f->cns, &no), HV_OK);
 	ao.lookup_arg = f->cs;
 	memset(ao.secret, 0x42, sizeof(ao.secret));
@@ -263,6 +275,7 @@ call(fixture *f, int who, const char *method, const ProtobufCMessage *req,
 typedef struct subject_job {
 	fixture *f;
 	bool     minor;
+	int64_t  valid_ms; /* how long the consent is valid; 0: one day */
 	char     id[CONSENT_ID_HEX];
 	char     err[CONSENT_MSG_MAX];
 } subject_job;
@@ -298,7 +311,7 @@ subject_fn(store_txn *txn, void *arg)
 	g.method             = HAVEN__CONSENT__V1__METHOD__METHOD_WRITTEN;
 	g.language           = "nl";
 	g.accepting_provider = true;
-	g.expires_ms         = hv_clock_wall_ms() + 86400000LL;
+	g.expires_ms         = fake_now(NULL) + (j->valid_ms != 0 ? j->valid_ms : 86400000LL);
 	return (consent_grant_txn(j->f->cns, txn, &ngo, &g, NULL, j->err, sizeof(j->err)));
 }
 
@@ -437,6 +450,54 @@ test_erase_ends_open_offer(void **state)
 	}
 	/* No new referral for her. */
 	assert_int_not_equal(refer(f, subject, &r), HV_OK);
+}
+
+/* A consent that expires acts at once, like a withdrawal (issue 14): the sweep withdraws the
+ * open offer of the subject whose only consent expired and releases its hold, exactly once
+ * (a second sweep finds nothing); a subject whose consent is still valid is untouched. */
+static void
+test_expiry_ends_open_offer(void **state)
+{
+	fixture    *f = *state;
+	subject_job a = { .f = f }, b = { .f = f, .valid_ms = 3 * 86400000LL };
+	Referral   *r = NULL;
+	char        offer[IDS_MAX], id_a[IDS_MAX], id_b[IDS_MAX];
+	unsigned    applied = 99;
+
+	assert_int_equal(store_write(f->st, subject_fn, &a), HV_OK);
+	assert_int_equal(store_write(f->st, subject_fn, &b), HV_OK);
+	assert_int_equal(refer(f, a.id, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-ams");
+	snprintf(offer, sizeof(offer), "%s", r->needs[0]->offer_id);
+	snprintf(id_a, sizeof(id_a), "%s", r->id);
+	haven__referral__v1__referral__free_unpacked(r, NULL);
+	assert_int_equal(refer(f, b.id, &r), HV_OK);
+	assert_string_equal(r->needs[0]->service_id, "sh-ams"); /* two places held there */
+	snprintf(id_b, sizeof(id_b), "%s", r->id);
+	haven__referral__v1__referral__free_unpacked(r, NULL);
+
+	/* Nothing expired yet: the sweep changes nothing. */
+	assert_int_equal(consent_expiry_sweep(f->cns, &applied), HV_OK);
+	assert_int_equal(applied, 0);
+	check_places(f, "sh-ams", 2);
+
+	atomic_store(&skew_ms, 2 * 86400000LL); /* a's consent expired, b's not */
+	assert_int_equal(consent_expiry_sweep(f->cns, &applied), HV_OK);
+	assert_int_equal(applied, 1);
+	check_places(f, "sh-ams", 1); /* a's hold released, b's kept */
+	r = get(f, id_a);
+	assert_int_equal(r->needs[0]->state, NS(CANCELLED));
+	haven__referral__v1__referral__free_unpacked(r, NULL);
+	r = get(f, id_b);
+	assert_int_equal(r->needs[0]->state, NS(OFFERED));
+	haven__referral__v1__referral__free_unpacked(r, NULL);
+	assert_int_not_equal(accept_as(f, C_PROVIDER, offer), HV_OK);
+
+	/* Once: the second sweep finds it applied. */
+	assert_int_equal(consent_expiry_sweep(f->cns, &applied), HV_OK);
+	assert_int_equal(applied, 0);
+	check_places(f, "sh-ams", 1);
+	assert_int_equal(consent_expiry_sweep(NULL, &applied), HV_INVALID_ARGUMENT);
 }
 
 typedef struct racer {
@@ -605,6 +666,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_erase_ends_open_offer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_erase_races_acceptance, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expiry_ends_open_offer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_minor_routed_to_minors, setup, teardown),
 	};
 

@@ -50,6 +50,13 @@ timer_round(void *arg)
 	}
 }
 
+/* One round of the expiry sweep (expiry.c; it logs its own failure). */
+static void
+expiry_round(void *arg)
+{
+	(void) consent_expiry_sweep(arg, NULL);
+}
+
 /* At start the whole chain is verified once. A break is logged as an error and shown on the
  * metrics page (haven_audit_chain_intact 0); the node keeps serving, because refusing help
  * while the log is broken would be worse. */
@@ -102,6 +109,7 @@ consent_open(consent_service **out, const consent_options *o)
 	cs->cs_erased        = o->subject_erased;
 	cs->cs_erased_arg    = o->erased_arg;
 	cs->cs_rotate_s      = o->rotate_interval_s != 0 ? o->rotate_interval_s : 86400;
+	cs->cs_expiry_s      = o->expiry_sweep_s != 0 ? o->expiry_sweep_s : 60;
 	cs->cs_check_async   = o->check_audit_async;
 
 	if ((st = store_table_open(cs->cs_store, "consent.meta", &cs->cs_meta)) != HV_OK ||
@@ -145,7 +153,9 @@ consent_open(consent_service **out, const consent_options *o)
 		}
 	}
 	if ((st = hv_ticker_start(&cs->cs_timer, (uint64_t) timer_period_s(cs) * 1000, false,
-	         timer_round, cs)) != HV_OK) {
+	         timer_round, cs)) != HV_OK ||
+	    (st = hv_ticker_start(&cs->cs_expiry, (uint64_t) cs->cs_expiry_s * 1000, false,
+	         expiry_round, cs)) != HV_OK) {
 		goto fail;
 	}
 	*out = cs;
@@ -167,6 +177,8 @@ consent_stop(consent_service *cs)
 	}
 	hv_ticker_stop(cs->cs_timer);
 	cs->cs_timer = NULL;
+	hv_ticker_stop(cs->cs_expiry);
+	cs->cs_expiry = NULL;
 }
 
 void

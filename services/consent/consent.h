@@ -70,7 +70,8 @@ typedef struct consent_options {
 	/* Alerts (services/alerts): a withdrawal tells the organisations its consent named, in
 	 * the withdrawal's own transaction. NULL: no alerts. Not owned. */
 	struct alerts_service *alerts;
-	/* Called after an erasure committed, before the caller hears of it (no transaction
+	/* Called after an erasure committed, and after the expiry sweep found a consent of the
+	 * subject expired (consent_expiry_sweep), before the caller hears of it (no transaction
 	 * open), so that the service keeping the subject's referrals ends her open ones first:
 	 * offers withdrawn, holds released, waiting needs ended (the node passes the referral
 	 * service's ref_consent_withdrawn). Its failure is logged; the withdrawal event
@@ -78,6 +79,8 @@ typedef struct consent_options {
 	 * NULL: none. */
 	hv_status (*subject_erased)(void *arg, const char *subject);
 	void *erased_arg;
+	/* How often the expiry sweep runs (consent_expiry_sweep); 0: every 60 s. */
+	uint32_t expiry_sweep_s;
 	/* How often the KEK is rotated at least; 0: every 24 h. A thread checks hourly. */
 	uint32_t rotate_interval_s;
 	/* Check (the RPC) appends its audit entry through the audit log's writer thread
@@ -216,6 +219,15 @@ hv_status consent_erase_subject_deferred(consent_service *cs, const rpc_caller *
  * re-wrapped under it in one transaction, then the new key file renamed over the old one,
  * which is overwritten first. generation and rewrapped may be NULL. */
 hv_status consent_rotate_kek(consent_service *cs, uint64_t *generation, uint64_t *rewrapped);
+
+/* The expiry sweep (issue 14; the service's own timer runs it every expiry_sweep_s): applies
+ * the expiry of every consent not withdrawn whose expires_ms passed since the last sweep,
+ * exactly as a withdrawal's effects: the CONSENT_WITHDRAWN alert to the organisations it
+ * named (in the sweep's transaction, with an audit entry and the mark that makes it happen
+ * once, across restarts too), then the ConsentWithdrawn event and subject_erased (the
+ * referral service ends the subject's open referrals when no other consent covers them).
+ * The record stays unchanged (expired, not withdrawn). *applied (may be NULL) counts them. */
+hv_status consent_expiry_sweep(consent_service *cs, unsigned *applied);
 
 /* The node's receipt signing public key and its id. */
 void consent_receipt_key(consent_service *cs, uint8_t pub[32], char key_id[CONSENT_KEY_ID_HEX]);

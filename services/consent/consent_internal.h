@@ -15,6 +15,7 @@
  *   check.c       consent_check.h   Check, and the one "decide and audit" of every check
  *   records.c     consent_records.h grant, withdraw, read consents
  *   subjects.c    consent_subjects.h  create, read, update, erase, hand over a subject
+ *   expiry.c                        the expiry sweep: an expired consent acts (consent.h)
  *   sealed_text.c                   sealed free text for other services (consent.h)
  *   consent_rpc.c, audit_rpc.c      the handlers (consent_rpc.h)
  *   consent.c                       the service's life cycle (consent.h)
@@ -86,6 +87,9 @@ struct consent_service {
 	/* Rotation timer; NULL once stopped. */
 	uint32_t   cs_rotate_s;
 	hv_ticker *cs_timer;
+	/* The expiry sweep's timer (expiry.c); NULL once stopped. */
+	uint32_t   cs_expiry_s;
+	hv_ticker *cs_expiry;
 
 	bool            cs_check_async;  /* consent_options.check_audit_async */
 	bool            cs_audit_broken; /* the chain did not verify at open (audit_at_open) */

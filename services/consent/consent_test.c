@@ -519,6 +519,48 @@ test_round_trip_and_categories(void **state)
 	env_destroy(&e);
 }
 
+/* The expiry sweep (issue 14) applies each expiry once: not before it passed, not again in a
+ * second sweep, nor after a restart (the mark is in the store). */
+static void
+test_expiry_sweep_once(void **state)
+{
+	env      e;
+	char     a[CONSENT_ID_HEX], b[CONSENT_ID_HEX];
+	int64_t  t0 = clock_ms;
+	unsigned n  = 99;
+
+	(void) state;
+	env_open(&e);
+	create_subject(&e, false, a);
+	create_subject(&e, false, b);
+	assert_int_equal(grant(&e, a, "shelter-a", false, all_cats, 3,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, t0 + 3600000, NULL,
+	                     NULL),
+	    HV_OK);
+	assert_int_equal(grant(&e, b, "shelter-a", false, all_cats, 3,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, t0 + 86400000, NULL,
+	                     NULL),
+	    HV_OK);
+	assert_int_equal(consent_expiry_sweep(e.cs, &n), HV_OK);
+	assert_int_equal(n, 0);
+	clock_ms = t0 + 2 * 3600000; /* a's expired, b's not */
+	assert_int_equal(consent_expiry_sweep(e.cs, &n), HV_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(consent_expiry_sweep(e.cs, &n), HV_OK);
+	assert_int_equal(n, 0);
+	/* A restart does not apply it again. */
+	env_close(&e);
+	env_store_open(&e);
+	assert_int_equal(env_consent_open(&e), HV_OK);
+	assert_int_equal(consent_expiry_sweep(e.cs, &n), HV_OK);
+	assert_int_equal(n, 0);
+	clock_ms = t0 + 2 * 86400000LL; /* now b's */
+	assert_int_equal(consent_expiry_sweep(e.cs, &n), HV_OK);
+	assert_int_equal(n, 1);
+	clock_ms = t0;
+	env_destroy(&e);
+}
+
 static void
 test_accepting_provider(void **state)
 {
@@ -1658,6 +1700,7 @@ main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_round_trip_and_categories),
 		cmocka_unit_test(test_accepting_provider),
+		cmocka_unit_test(test_expiry_sweep_once),
 		cmocka_unit_test(test_check_decisions),
 		cmocka_unit_test(test_stored_views),
 		cmocka_unit_test(test_grant_validation_and_minors),

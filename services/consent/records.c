@@ -452,9 +452,11 @@ out:
 	return (st);
 }
 
-/* The alert of a withdrawal: what happened, to each organisation the consent named. */
-static hv_status
-withdrawn_alert(consent_service *cs, store_txn *txn, const Haven__Consent__V1__ConsentRecord *c)
+/* The alert of a withdrawal: what happened, to each organisation the consent named (also
+ * sent when a consent expires: expiry.c). */
+hv_status
+consent_withdrawn_alert(consent_service *cs, store_txn *txn,
+    const Haven__Consent__V1__ConsentRecord *c)
 {
 	alerts_event ev = { .ae_kind = ALERT(CONSENT_WITHDRAWN) };
 	hv_status    st;
@@ -507,7 +509,7 @@ withdraw_fn(store_txn *txn, void *arg)
 	/* Alerts: the organisations the consent named, in this transaction (no ids of the
 	 * subject or the consent in the alert). */
 	if (st == HV_OK) {
-		st = withdrawn_alert(j->rj_cs, txn, c);
+		st = consent_withdrawn_alert(j->rj_cs, txn, c);
 	}
 out:
 	protobuf_c_message_free_unpacked(&c->base, NULL);
