@@ -525,6 +525,21 @@ capacity_change(cli *c, int argc, char **argv, bool freed)
 	return (0);
 }
 
+/* One row of `capacity find`'s table. */
+static void
+print_view_row(const view_t *v)
+{
+	const service_t *s = v->service;
+	char             tb[64], fr[32], age[32], lb[256], pb[256];
+
+	printf("%-22s %-15s %-22s %-8s %-6u %-6s %-10s %s\n", s->id,
+	    type_name(s->type, tb, sizeof(tb)), s->service_area, free_text(v, fr, sizeof(fr)),
+	    s->maximum, age_text(v->age_s, age, sizeof(age)),
+	    join_strings(s->languages, s->n_languages, lb, sizeof(lb)),
+	    join_enums(&haven__capacity__v1__population__descriptor, (const int *) s->populations,
+	        s->n_populations, pb, sizeof(pb)));
+}
+
 static int
 capacity_find(cli *c, int argc, char **argv)
 {
@@ -600,21 +615,11 @@ capacity_find(cli *c, int argc, char **argv)
 				    "POPULATIONS");
 			}
 			for (size_t i = 0; i < rep->n_services; i++) {
-				const view_t    *v = rep->services[i];
-				const service_t *s = v->service;
-				char             tb[64], fr[32], age[32], lb[256], pb[256];
 				if (c->json) {
-					json_array_append_new(all, view_json(v));
-					continue;
+					json_array_append_new(all, view_json(rep->services[i]));
+				} else {
+					print_view_row(rep->services[i]);
 				}
-				printf("%-22s %-15s %-22s %-8s %-6u %-6s %-10s %s\n", s->id,
-				    type_name(s->type, tb, sizeof(tb)), s->service_area,
-				    free_text(v, fr, sizeof(fr)), s->maximum,
-				    age_text(v->age_s, age, sizeof(age)),
-				    join_strings(s->languages, s->n_languages, lb, sizeof(lb)),
-				    join_enums(&haven__capacity__v1__population__descriptor,
-				        (const int *) s->populations, s->n_populations, pb,
-				        sizeof(pb)));
 			}
 			snprintf(token, sizeof(token), "%s", rep->next_page_token);
 			protobuf_c_message_free_unpacked(&rep->base, NULL);

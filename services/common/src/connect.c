@@ -213,24 +213,6 @@ http_credential(connect_server *cs, creq *r, const char **token)
 
 /* ---- the RPC call ---------------------------------------------------------------------- */
 
-/* Connect-Timeout-Ms: 1 to 10 digits (the protocol's form); 0 when absent. */
-static hv_status
-parse_timeout(const char *v, uint32_t *out)
-{
-	unsigned long long ms;
-
-	*out = 0;
-	if (v == NULL) {
-		return (HV_OK);
-	}
-	if (v[0] == '\0' || strlen(v) > 10 || strspn(v, "0123456789") != strlen(v)) {
-		return (HV_INVALID_ARGUMENT);
-	}
-	ms   = strtoull(v, NULL, 10);
-	*out = ms == 0 ? 1 : ms > UINT32_MAX ? UINT32_MAX : (uint32_t) ms;
-	return (HV_OK);
-}
-
 /* The call's c_prepare for a JSON body: decodes it as the method's request type. */
 static hv_status
 json_payload(rpc_call *call)
@@ -267,8 +249,8 @@ call_prepare(connect_server *cs, creq *r)
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	memcpy(env->method, uri + 1, n);
-	if (parse_timeout(nng_http_req_get_header(req, "Connect-Timeout-Ms"), &env->timeout_ms) !=
-	    HV_OK) {
+	if (connect_parse_timeout(nng_http_req_get_header(req, "Connect-Timeout-Ms"),
+	        &env->timeout_ms) != HV_OK) {
 		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
 		    "Connect-Timeout-Ms must be 1 to 10 digits"));
 	}

@@ -534,3 +534,21 @@ connect_web_answer(connect_server *cs, nng_http_req *req)
 	return (connect_res_make(cs, 404, false, "text/plain; charset=utf-8", "not found\n", 10,
 	    false));
 }
+
+/* Connect-Timeout-Ms: 1 to 10 digits (the protocol's form); 0 when absent. */
+hv_status
+connect_parse_timeout(const char *v, uint32_t *out)
+{
+	unsigned long long ms;
+
+	*out = 0;
+	if (v == NULL) {
+		return (HV_OK);
+	}
+	if (v[0] == '\0' || strlen(v) > 10 || strspn(v, "0123456789") != strlen(v)) {
+		return (HV_INVALID_ARGUMENT);
+	}
+	ms   = strtoull(v, NULL, 10);
+	*out = ms == 0 ? 1 : ms > UINT32_MAX ? UINT32_MAX : (uint32_t) ms;
+	return (HV_OK);
+}

@@ -163,4 +163,8 @@ nng_http_res *connect_web_answer(connect_server *cs, nng_http_req *req);
  * a malloc'd buffer; NULL when memory runs out. *close is set when it says Connection: close. */
 char *connect_res_bytes(nng_http_res *res, bool head, size_t *len, bool *close);
 
+/* Connect-Timeout-Ms: 1 to 10 digits (the protocol's form) into *out; 0 when v is NULL (absent),
+ * INVALID_ARGUMENT otherwise. */
+hv_status connect_parse_timeout(const char *v, uint32_t *out);
+
 #endif

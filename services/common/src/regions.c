@@ -90,6 +90,55 @@ compute_distances(region_map *m)
 
 /* Two passes over the text: first the region names (the part before ':'), then the borders,
  * so that a line may name a region declared further down. */
+/* region_map_parse's first pass: region name (a line's left side) joins the map. */
+static bool
+add_region(region_map *m, const char *name, unsigned line, char *err, size_t errsz)
+{
+	if (!valid_name(name)) {
+		snprintf(err, errsz, "line %u: invalid region name '%.64s'", line, name);
+		return (false);
+	}
+	if (region_map_find(m, name) >= 0) {
+		snprintf(err, errsz, "line %u: region '%s' listed twice", line, name);
+		return (false);
+	}
+	if (m->rm_n == REGIONS_MAX) {
+		snprintf(err, errsz, "line %u: more than %d regions", line, REGIONS_MAX);
+		return (false);
+	}
+	strcpy(m->rm_names[m->rm_n++], name); /* length checked by valid_name */
+	return (true);
+}
+
+/* region_map_parse's second pass: the neighbours nbs ("A, B", cut in place) of region name. */
+static bool
+add_neighbours(region_map *m, const char *name, char *nbs, unsigned line, char *err, size_t errsz)
+{
+	int   self  = region_map_find(m, name);
+	char *tsave = NULL;
+
+	for (char *tok = strtok_r(nbs, ",", &tsave); tok != NULL;
+	     tok       = strtok_r(NULL, ",", &tsave)) {
+		char *nb = trim(tok);
+		int   k;
+		if (*nb == '\0') {
+			continue;
+		}
+		if ((k = region_map_find(m, nb)) < 0) {
+			snprintf(err, errsz,
+			    "line %u: neighbour '%.64s' of %s is not a region of the map", line, nb,
+			    name);
+			return (false);
+		}
+		if (k == self) {
+			snprintf(err, errsz, "line %u: %s cannot border itself", line, name);
+			return (false);
+		}
+		m->rm_adj[self][k] = true;
+	}
+	return (true);
+}
+
 hv_status
 region_map_parse(const char *text, region_map **out, char *err, size_t errsz)
 {
@@ -114,8 +163,7 @@ region_map_parse(const char *text, region_map **out, char *err, size_t errsz)
 		}
 		work = copy;
 		for (char *l = work; l != NULL; l = save) {
-			char *colon, *name, *nbs, *tok, *tsave = NULL;
-			int   self;
+			char *colon, *name, *nbs;
 
 			save = strchr(l, '\n');
 			if (save != NULL) {
@@ -134,47 +182,9 @@ region_map_parse(const char *text, region_map **out, char *err, size_t errsz)
 			*colon = '\0';
 			name   = trim(l);
 			nbs    = colon + 1;
-			if (pass == 0) {
-				if (!valid_name(name)) {
-					snprintf(err, errsz, "line %u: invalid region name '%.64s'",
-					    line, name);
-					goto out;
-				}
-				if (region_map_find(m, name) >= 0) {
-					snprintf(err, errsz, "line %u: region '%s' listed twice",
-					    line, name);
-					goto out;
-				}
-				if (m->rm_n == REGIONS_MAX) {
-					snprintf(err, errsz, "line %u: more than %d regions", line,
-					    REGIONS_MAX);
-					goto out;
-				}
-				strcpy(m->rm_names[m->rm_n++],
-				    name); /* length checked by valid_name */
-				continue;
-			}
-			self = region_map_find(m, name);
-			for (tok = strtok_r(nbs, ",", &tsave); tok != NULL;
-			     tok = strtok_r(NULL, ",", &tsave)) {
-				char *nb = trim(tok);
-				int   k;
-				if (*nb == '\0') {
-					continue;
-				}
-				if ((k = region_map_find(m, nb)) < 0) {
-					snprintf(err, errsz,
-					    "line %u: neighbour '%.64s' of %s is not a region of "
-					    "the map",
-					    line, nb, name);
-					goto out;
-				}
-				if (k == self) {
-					snprintf(err, errsz, "line %u: %s cannot border itself",
-					    line, name);
-					goto out;
-				}
-				m->rm_adj[self][k] = true;
+			if (pass == 0 ? !add_region(m, name, line, err, errsz)
+			              : !add_neighbours(m, name, nbs, line, err, errsz)) {
+				goto out;
 			}
 		}
 	}
