@@ -9,6 +9,8 @@
 #include "haven/log.h"
 #include "haven/metrics.h"
 
+#include "proc.h"
+
 #include "haven/admin/v1/admin.pb-c.h"
 
 #include <dirent.h>
@@ -568,53 +570,6 @@ static const rpc_method_impl admin_methods[] = {
 
 /* ---- metrics: the store and the process ------------------------------------------------ */
 
-/* Resident and virtual memory (bytes) and threads from /proc/self/status; false when it
- * cannot be read (not Linux). */
-static bool
-proc_status(double *rss, double *vsize, double *threads)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char  line[256];
-	int   found = 0;
-
-	if (f == NULL) {
-		return (false);
-	}
-	while (fgets(line, sizeof(line), f) != NULL) {
-		unsigned long long v;
-		if (sscanf(line, "VmRSS: %llu kB", &v) == 1) {
-			*rss = (double) v * 1024;
-			found++;
-		} else if (sscanf(line, "VmSize: %llu kB", &v) == 1) {
-			*vsize = (double) v * 1024;
-			found++;
-		} else if (sscanf(line, "Threads: %llu", &v) == 1) {
-			*threads = (double) v;
-			found++;
-		}
-	}
-	fclose(f);
-	return (found == 3);
-}
-
-/* Open file descriptors (the directory's own not counted), or -1. */
-static int
-open_fds(void)
-{
-	DIR           *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int            n = 0;
-
-	if (d == NULL) {
-		return (-1);
-	}
-	while ((e = readdir(d)) != NULL) {
-		n += e->d_name[0] != '.';
-	}
-	closedir(d);
-	return (n > 0 ? n - 1 : 0);
-}
-
 static void
 host_collect(void *arg, metrics_writer *w)
 {
@@ -650,7 +605,7 @@ host_collect(void *arg, metrics_writer *w)
 		        (double) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6,
 		    (char *) NULL);
 	}
-	if (proc_status(&rss, &vsize, &threads)) {
+	if (proc_self_status(&rss, &vsize, &threads)) {
 		metrics_family(w, "process_resident_memory_bytes", METRICS_GAUGE,
 		    "Resident memory size in bytes.");
 		metrics_sample(w, "process_resident_memory_bytes", rss, (char *) NULL);
@@ -660,7 +615,7 @@ host_collect(void *arg, metrics_writer *w)
 		metrics_family(w, "process_threads", METRICS_GAUGE, "Threads of the process.");
 		metrics_sample(w, "process_threads", threads, (char *) NULL);
 	}
-	if ((fds = open_fds()) >= 0) {
+	if ((fds = proc_self_fds()) >= 0) {
 		metrics_family(w, "process_open_fds", METRICS_GAUGE, "Open file descriptors.");
 		metrics_sample(w, "process_open_fds", fds, (char *) NULL);
 	}
