@@ -71,8 +71,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	log_info("publishing capacity changes on %s", pub);
-	host_wait(h);
-	ret = 0;
+	ret = host_wait(h);
 out:
 	/* Order: the expiry thread stops while the store is open; host_close lets in-flight
 	 * calls finish and then closes the store; the registry goes last. */

@@ -142,8 +142,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	log_info("publishing consent withdrawals on %s", pub);
-	host_wait(h);
-	ret = 0;
+	ret = host_wait(h);
 out:
 	/* Order: the rotation timer stops while the store is open (a rotation it runs finishes);
 	 * host_close lets in-flight calls finish and then closes the store; the services go

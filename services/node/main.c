@@ -332,10 +332,10 @@ main(int argc, char **argv)
 	if (print_methods) {
 		rpc_server_foreach_method(host_server(h), print_method, NULL);
 		(void) fflush(stdout);
+		ret = 0;
 	} else {
-		host_wait(h);
+		ret = host_wait(h);
 	}
-	ret = 0;
 out:
 	/* Threads stop while the store is open; host_close lets in-flight calls finish and closes
 	 * the store; the services go last. */

@@ -170,8 +170,7 @@ main(int argc, char **argv)
 	log_info("publishing referral changes on %s; capacity changes from %s, consent "
 	         "withdrawals from %s",
 	    u.pub, u.cap_sub, u.consent_sub);
-	host_wait(h);
-	ret = 0;
+	ret = host_wait(h);
 out:
 	/* Order: the threads stop while the store is open; host_close lets in-flight calls
 	 * finish and then closes the store; the services go last. */

@@ -23,9 +23,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tls_stall_test as stall  # noqa: E402  (work_dir)
 
 DEADLINE_S = float(os.environ.get("FAULT_DEADLINE_S", "5"))
 RECOVER_S = float(os.environ.get("FAULT_RECOVER_S", "20"))
@@ -55,25 +57,51 @@ class Node:
             subprocess.run(["sh", os.path.join(src, "deploy/pki.sh"), self.pki] + args,
                            check=True, capture_output=True)
         self.tls_port, self.http_port = free_port(), free_port()
-        self.log = open(os.path.join(work, "node.log"), "ab")
-        self.proc = subprocess.Popen(
-            [node, "--data-dir", self.data, "--listen", "ipc://%s/run/haven.sock" % self.data,
-             "--listen", "tls+tcp://127.0.0.1:%d" % self.tls_port,
-             "--http-listen", "http://127.0.0.1:%d" % self.http_port,
-             "--tls-ca", self.pki + "/ca.pem", "--tls-cert", self.pki + "/server.pem",
-             "--tls-key", self.pki + "/server.key"],
-            stdout=self.log, stderr=self.log)
-        for _ in range(300):
-            if self.op(["health"], check=False)[0] == 0:
-                break
-            if self.proc.poll() is not None:
-                fail("the node stopped at start: exit %d" % self.proc.returncode)
-            time.sleep(0.05)
-        else:
-            fail("the node does not answer health")
+        self.logpath = os.path.join(work, "node.log")
+        self.log = open(self.logpath, "ab")
+        self.argv = [
+            node, "--data-dir", self.data, "--listen", "ipc://%s/run/haven.sock" % self.data,
+            "--listen", "tls+tcp://127.0.0.1:%d" % self.tls_port,
+            "--http-listen", "http://127.0.0.1:%d" % self.http_port,
+            "--tls-ca", self.pki + "/ca.pem", "--tls-cert", self.pki + "/server.pem",
+            "--tls-key", self.pki + "/server.key"]
+        self.restarts = 0
+        self.start()
         rc, out = self.op(["org", "register", "peer-ngo", "--name", "Peer NGO", "--role",
                            "referrer", "--region", "Rotterdam", "--cert",
                            self.pki + "/peer-ngo.pem"])
+
+    def start(self):
+        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=self.log)
+        for _ in range(600):
+            if self.op(["health"], check=False)[0] == 0:
+                return
+            if self.proc.poll() is not None:
+                fail("the node stopped at start: exit %d" % self.proc.returncode)
+            time.sleep(0.05)
+        fail("the node does not answer health")
+
+    def supervise(self, wait_s=0):
+        """What the service manager does (deploy/systemd: Restart=on-failure): a node that
+        stopped with 75 after it logged libnng's stuck reaper (docs/operations.md) is started
+        again. Waits up to wait_s for a node that is stopping. True when it started the node
+        again; a node that stopped any other way fails the test."""
+        deadline = time.monotonic() + wait_s
+        while self.proc.poll() is None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        self.log.flush()
+        with open(self.logpath, "rb") as f:
+            stuck = b"its reaper is stuck" in f.read()
+        if self.proc.returncode != 75 or not stuck:
+            fail("the node stopped under the attack: exit %d" % self.proc.returncode)
+        print("ok   libnng's reaper got stuck; the node stopped with 75 for its service manager "
+              "and is started again", flush=True)
+        self.restarts += 1
+        self.tls_stalled_at = None
+        self.start()
+        return True
 
     def op(self, args, check=True):
         r = subprocess.run([self.cli, "--url", "ipc://%s/run/haven.sock" % self.data,
@@ -264,13 +292,7 @@ def main():
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     # The node gets the same limit; the attack's sockets are the test's own, bounded by it.
     idle = min(idle, want - 512)
-    base = os.environ.get("HAVEN_TEST_TMP") or os.environ.get("TMPDIR") or "/tmp"
-    os.makedirs(base, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="peers.", dir=base)
-    if len(work) > 60:
-        shutil.rmtree(work)
-        work = tempfile.mkdtemp(prefix="haven-peers.", dir="/tmp")
-    os.chmod(work, 0o700)
+    work = stall.work_dir("peers")
     node = None
     attack = None
     try:
@@ -282,15 +304,23 @@ def main():
         t_end = time.monotonic() + float(os.environ.get("FAULT_PEERS_S", "20"))
         probes = 0
         while time.monotonic() < t_end:
-            probe(node, lat)
+            try:
+                probe(node, lat)
+            except SystemExit:
+                # A probe that failed because the node is stopping for its stuck reaper.
+                if not node.supervise(wait_s=20):
+                    raise
+                continue
             probes += 1
-            if node.proc.poll() is not None:
-                fail("the node stopped under the attack: exit %d" % node.proc.returncode)
+            node.supervise()
         fds = len(os.listdir("/proc/%d/fd" % node.proc.pid))
         attack.close()
+        node.supervise()
         probe(node, lat)
         while node.tls_stalled_at is not None:  # fails after RECOVER_S
             time.sleep(0.5)
+            probe(node, lat)
+        if node.supervise(wait_s=12):  # a stop for the stuck reaper already under way
             probe(node, lat)
         node.proc.send_signal(signal.SIGTERM)
         # A plain build stops in well under a second; under ASan, with the attack's
@@ -299,7 +329,16 @@ def main():
         try:
             rc = node.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            stall.print_stacks(node.proc.pid)
             fail("the node did not stop within 60 s of SIGTERM after the attack")
+        if rc == 75 and node.supervise():
+            # Its reaper got stuck as the attack ended: started again, it must stop cleanly.
+            node.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = node.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                stall.print_stacks(node.proc.pid)
+                fail("the restarted node did not stop within 60 s of SIGTERM")
         if rc != 0:
             fail("the node exited with %d on SIGTERM after the attack" % rc)
         c = attack.counts
@@ -307,17 +346,17 @@ def main():
               "%d slow-loris, %d never-reading, %d clients killed mid-call; node fds %d at the "
               "peak; %d probes each answered: max ipc %.0f ms, tls+tcp sign-in+call %.0f ms, "
               "http %.0f ms; tls+tcp:// listener stalls %d, each answered again within "
-              "%.1f s; stopped cleanly"
+              "%.1f s; restarts for libnng's stuck reaper %d; stopped cleanly"
               % (c["idle_tls"] + c["idle_http"], c["idle_tls"], c["idle_http"], c["half_tls"],
                  c["slowloris"], c["no_read"], c["killed_calls"], fds, probes,
                  1000 * max(lat["ipc"]), 1000 * max(lat["tls"] or [0]), 1000 * max(lat["http"]),
-                 node.tls_stalls, max(node.tls_recover or [0])),
+                 node.tls_stalls, max(node.tls_recover or [0]), node.restarts),
               flush=True)
         return 0
     except SystemExit as e:
         if node is not None:
             node.log.flush()
-            with open(os.path.join(work, "node.log"), "rb") as f:
+            with open(node.logpath, "rb") as f:
                 tail = f.read().decode(errors="replace").splitlines()[-20:]
             print("---- last lines of the node's log\n" + "\n".join(tail), file=sys.stderr)
         return e.code if isinstance(e.code, int) else 1

@@ -10,6 +10,7 @@
 #include "haven/metrics.h"
 
 #include "proc.h"
+#include "host_wait.h"
 
 #include "haven/admin/v1/admin.pb-c.h"
 
@@ -30,7 +31,6 @@
 
 /* The schema version of the store this build reads and writes. */
 #define HOST_SCHEMA_VERSION 1
-#define HOST_TRIM_EVERY_S   60 /* host_wait: the allocator's free memory back to the system */
 
 static const config_option host_options[] = {
 	{ "data_dir", CONFIG_STRING, offsetof(host_config, data_dir), "./haven-data", 0, 0,
@@ -816,30 +816,10 @@ host_metrics_port(host *h)
 	return (h != NULL ? metrics_http_port(h->h_metrics_http) : 0);
 }
 
-/*
- * While it waits for a signal, the main thread gives the allocator's free memory back to the
- * system every HOST_TRIM_EVERY_S. glibc keeps what a thread freed in that thread's arena for
- * its next allocations, and a process of many threads (nng's, the workers, timers) holds the
- * peak of each: under a steady load the node's anonymous memory grew by a few percent over ten
- * minutes while the memory in use stayed flat (docs/reliability.md, "Soak"). malloc_trim(0)
- * releases the free pages of every arena (MADV_DONTNEED on what lies inside them too): a few
- * milliseconds, once a minute, on a thread that does nothing else.
- */
-void
+int
 host_wait(host *h)
 {
-	struct timespec every = { .tv_sec = HOST_TRIM_EVERY_S };
-	int             sig   = 0;
-
-	while (sig != SIGTERM && sig != SIGINT) {
-		if ((sig = sigtimedwait(&h->h_signals, NULL, &every)) < 0) {
-			if (errno == EAGAIN) {
-				(void) malloc_trim(0);
-			}
-			sig = 0;
-		}
-	}
-	log_info("signal %d: shutting down", sig);
+	return (host_wait_signals(&h->h_signals));
 }
 
 void

@@ -20,6 +20,7 @@
 #include "haven/rpc.h"
 
 #include "rpc_channel.h"
+#include "rpc_close.h"
 #include "rpc_internal.h"
 
 #include "haven/rpc/v1/rpc.pb-c.h"
@@ -270,29 +271,16 @@ fail:
 
 /* ---- closing --------------------------------------------------------------------------- */
 
-/*
- * libnng 1.5.2's nng_close can wait for ever: a tls+tcp:// connection whose peer reset it while
- * the call was being answered leaves the reaper waiting on an aio that never completes (seen
- * in the crash-loop test, tests/fault: the CLI hung in nng_close after "Authenticate: receiving
- * the reply failed: Connection reset"; later nng releases reworked the TLS reaping). So the
- * socket is closed by a thread of its own, and the caller waits for it at most
- * CLOSE_WAIT_MS: a CLI that closes and exits is not held, a long-lived process goes on and the
- * close finishes (or not) behind it. The channel is freed by whoever sees the close end last,
- * never before nng_close returns: its pipe notifications point at it.
- */
+/* The channel is closed by rpc_close_bounded (rpc_close.c says why): a CLI that closes and
+ * exits is not held by libnng 1.5.2's close. The channel is freed on the closing thread,
+ * never before nng_close returns: its pipe notifications point at it. */
 #define CLOSE_WAIT_MS 2000
 
-typedef struct closer {
-	rpc_channel    *cl_ch;
-	pthread_mutex_t cl_mtx;
-	pthread_cond_t  cl_cv;
-	bool            cl_done;
-	bool            cl_abandoned;
-} closer;
-
 static void
-channel_free(rpc_channel *ch)
+channel_free(void *arg)
 {
+	rpc_channel *ch = arg;
+
 	nng_close(ch->ch_sock);
 	while (ch->ch_aall != NULL) { /* stopped by rpc_channel_close */
 		rpc_async *a = ch->ch_aall;
@@ -306,88 +294,6 @@ channel_free(rpc_channel *ch)
 	free(ch->ch_url);
 	pthread_mutex_destroy(&ch->ch_mtx);
 	free(ch);
-}
-
-static void
-closer_free(closer *cl)
-{
-	pthread_cond_destroy(&cl->cl_cv);
-	pthread_mutex_destroy(&cl->cl_mtx);
-	free(cl);
-}
-
-static void *
-closer_main(void *arg)
-{
-	closer *cl = arg;
-	bool    abandoned;
-
-	channel_free(cl->cl_ch);
-	pthread_mutex_lock(&cl->cl_mtx);
-	cl->cl_done = true;
-	abandoned   = cl->cl_abandoned;
-	pthread_cond_signal(&cl->cl_cv);
-	pthread_mutex_unlock(&cl->cl_mtx);
-	if (abandoned) {
-		closer_free(cl);
-	}
-	return (NULL);
-}
-
-static void
-close_bounded(rpc_channel *ch)
-{
-	closer         *cl;
-	pthread_t       thr;
-	pthread_attr_t  attr;
-	struct timespec until;
-	bool            done;
-	int             rv = -1;
-
-	if ((cl = calloc(1, sizeof(*cl))) == NULL) {
-		channel_free(ch);
-		return;
-	}
-	cl->cl_ch = ch;
-	if (pthread_mutex_init(&cl->cl_mtx, NULL) != 0) {
-		free(cl);
-		channel_free(ch);
-		return;
-	}
-	if (hv_clock_cond_init(&cl->cl_cv) != 0) {
-		pthread_mutex_destroy(&cl->cl_mtx);
-		free(cl);
-		channel_free(ch);
-		return;
-	}
-	if (pthread_attr_init(&attr) == 0) {
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		rv = pthread_create(&thr, &attr, closer_main, cl);
-		pthread_attr_destroy(&attr);
-	}
-	if (rv != 0) {
-		closer_free(cl);
-		channel_free(ch);
-		return;
-	}
-	hv_clock_deadline(&until, CLOSE_WAIT_MS);
-	pthread_mutex_lock(&cl->cl_mtx);
-	while (!cl->cl_done) {
-		if (pthread_cond_timedwait(&cl->cl_cv, &cl->cl_mtx, &until) == ETIMEDOUT) {
-			break;
-		}
-	}
-	done             = cl->cl_done;
-	cl->cl_abandoned = !done;
-	pthread_mutex_unlock(&cl->cl_mtx);
-	if (done) {
-		closer_free(cl);
-	} else {
-		log_write(LOG_LEVEL_WARN,
-		    "rpc: closing a channel did not finish within %d ms (libnng); left to finish "
-		    "behind",
-		    CLOSE_WAIT_MS);
-	}
 }
 
 void
@@ -415,7 +321,7 @@ rpc_channel_close(rpc_channel *ch)
 		free(ch->ch_token);
 		ch->ch_token = NULL;
 	}
-	close_bounded(ch);
+	(void) rpc_close_bounded(channel_free, ch, CLOSE_WAIT_MS, "a channel");
 }
 
 hv_status

@@ -23,7 +23,9 @@
 #include "haven/arena.h"
 #include "rpc_dispatch.h"
 #include "rpc_internal.h"
+#include "rpc_close.h"
 #include "rpc_nng.h"
+#include "rpc_pipes.h"
 
 #include "haven/health/v1/health.pb-c.h"
 #include "haven/rpc/v1/rpc.pb-c.h"
@@ -49,6 +51,8 @@
 #define PROBE_EVERY_MS   2000
 #define PROBE_TIMEOUT_MS 1000
 #define PROBE_FAILS      3
+/* How long closing the server waits for libnng (rpc_nng_close). */
+#define SERVER_CLOSE_WAIT_MS 5000
 
 typedef struct listener_entry {
 	nng_listener    l_listener;
@@ -83,6 +87,8 @@ typedef struct slot {
 struct rpc_nng {
 	nng_socket     n_sock;
 	atomic_uint    n_pipe_gen; /* pipes removed from the socket, ever */
+	rpc_pipes      n_pipes;    /* the socket's pipes and their listeners */
+	bool           n_pipes_ok; /* n_pipes initialised */
 	listener_entry n_listeners[MAX_LISTENERS];
 	size_t         n_nlisteners;
 	slot          *n_slots;
@@ -190,6 +196,16 @@ pipe_transport(rpc_server *srv, nng_pipe p)
 	return (RPC_TRANSPORT_TCP); /* unknown: treat as the least trusted */
 }
 
+/* Records each pipe the socket takes, with its listener (listener_close_gently). */
+static void
+pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	rpc_nng *n = arg;
+
+	(void) ev;
+	rpc_pipes_add(&n->n_pipes, nng_pipe_id(p), nng_listener_id(nng_pipe_listener(p)));
+}
+
 /* Counts every pipe that leaves the socket, so that a slot's remembered verdict on a pipe id
  * (identify) can never outlive the pipe. */
 static void
@@ -197,8 +213,8 @@ pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	rpc_nng *n = arg;
 
-	(void) p;
 	(void) ev;
+	rpc_pipes_remove(&n->n_pipes, nng_pipe_id(p));
 	atomic_fetch_add(&n->n_pipe_gen, 1);
 }
 
@@ -306,10 +322,15 @@ rpc_nng_open(rpc_server *srv)
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	srv->sv_nng = n;
+	if (rpc_pipes_init(&n->n_pipes) != 0) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	n->n_pipes_ok = true;
 	if ((rv = nng_rep0_open(&n->n_sock)) != 0) {
 		return (hv_status_from_nng(rv));
 	}
 	if ((rv = nng_socket_set_size(n->n_sock, NNG_OPT_RECVMAXSZ, srv->sv_opts.max_msg)) != 0 ||
+	    (rv = nng_pipe_notify(n->n_sock, NNG_PIPE_EV_ADD_POST, pipe_added, n)) != 0 ||
 	    (rv = nng_pipe_notify(n->n_sock, NNG_PIPE_EV_REM_POST, pipe_removed, n)) != 0) {
 		return (hv_status_from_nng(rv));
 	}
@@ -570,6 +591,38 @@ rpc_nng_listen(rpc_server *srv, const char *url)
  * to about PROBE_EVERY_MS * PROBE_FAILS; it does not stop a peer from causing the next one
  * (nng 1.6 or later does).
  */
+
+/*
+ * Closes le's connections one by one, then le. libnng 1.5.2's listener close closes its
+ * connections at the transport only (tlstran_ep_close and its kin call the transport's pipe
+ * close): a reply the REP socket then sends on one of them begins on a stopped aio, which
+ * nng drops without a callback, and the reaper waits for that send for ever when the pipe is
+ * destroyed. With the reaper stuck, no connection of the process is ever freed again and the
+ * socket cannot close (found by tests/fault/tls_stall_test.py: the node did not stop on
+ * SIGTERM; fixed in nng 1.9, "fix deadlock on socket close"). nng_pipe_close closes the
+ * protocol's side first, so that no reply goes out on the pipe after its transport closed.
+ * A stalled listener takes no new connections, so after this loop it has none left; a
+ * listener closed while still accepting could take one more in between, which is the rest of
+ * the risk.
+ */
+static void
+listener_close_gently(rpc_server *srv, listener_entry *le)
+{
+	rpc_nng *n   = srv->sv_nng;
+	int     *ids = NULL;
+	size_t   k   = 0;
+
+	if (rpc_pipes_of(&n->n_pipes, nng_listener_id(le->l_listener), &ids, &k) == 0) {
+		for (size_t i = 0; i < k; i++) {
+			nng_pipe p = NNG_PIPE_INITIALIZER;
+			p.id       = (uint32_t) ids[i];
+			(void) nng_pipe_close(p); /* NNG_ENOENT: it went away meanwhile */
+		}
+		free(ids);
+	}
+	nng_listener_close(le->l_listener);
+}
+
 static void
 listener_relisten(rpc_server *srv, listener_entry *le)
 {
@@ -578,7 +631,7 @@ listener_relisten(rpc_server *srv, listener_entry *le)
 	log_warn("rpc: %s stopped accepting connections (libnng 1.5.2: a peer that dropped while "
 	         "negotiating); listening again",
 	    le->l_url);
-	nng_listener_close(le->l_listener);
+	listener_close_gently(srv, le);
 	if (le->l_transport == RPC_TRANSPORT_IPC) {
 		(void) unlink(le->l_url + strlen("ipc://")); /* ours: the lock is held */
 	}
@@ -675,14 +728,12 @@ rpc_nng_stop_watch(rpc_server *srv)
 	}
 }
 
-void
-rpc_nng_close(rpc_server *srv)
+/* The transport's whole teardown, on the thread rpc_close_bounded gives it: it owns n. */
+static void
+transport_free(void *arg)
 {
-	rpc_nng *n = srv->sv_nng;
+	rpc_nng *n = arg;
 
-	if (n == NULL) {
-		return;
-	}
 	/* Closing the socket completes every pending receive with NNG_ECLOSED; freeing an aio
 	 * waits for its callback. */
 	nng_close(n->n_sock);
@@ -713,7 +764,32 @@ rpc_nng_close(rpc_server *srv)
 		free(le->l_probe_url);
 	}
 	rpc_probe_free(n->n_probe);
+	if (n->n_pipes_ok) {
+		rpc_pipes_fini(&n->n_pipes);
+	}
 	free(n->n_slots);
 	free(n);
-	srv->sv_nng = NULL;
+}
+
+bool
+rpc_nng_close(rpc_server *srv)
+{
+	rpc_nng *n = srv->sv_nng;
+	bool     done;
+
+	if (n == NULL) {
+		return (true);
+	}
+	/* nng_close closes the listeners first, and with them their connections at the transport
+	 * only (listener_close_gently says what that can do): each connection is closed the
+	 * protocol's way first. The close is bounded so that a node whose libnng reaper is stuck
+	 * still stops (its descriptors go with the process). */
+	for (size_t i = 0; i < n->n_nlisteners && n->n_pipes_ok; i++) {
+		listener_close_gently(srv, &n->n_listeners[i]);
+	}
+	done = rpc_close_bounded(transport_free, n, SERVER_CLOSE_WAIT_MS, "the server socket");
+	if (done) {
+		srv->sv_nng = NULL;
+	}
+	return (done);
 }

@@ -5,6 +5,7 @@
 #ifndef HAVEN_RPC_NNG_H
 #define HAVEN_RPC_NNG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "rpc_dispatch.h"
@@ -14,8 +15,10 @@ hv_status rpc_nng_listen(rpc_server *srv, const char *url);
 hv_status rpc_nng_start(rpc_server *srv);
 /* Stops the listener watchdog (before the workers stop). */
 void rpc_nng_stop_watch(rpc_server *srv);
-/* Closes the socket and listeners and frees the transport; after the workers stopped. */
-void rpc_nng_close(rpc_server *srv);
+/* Closes the socket and listeners and frees the transport; after the workers stopped. false
+ * when libnng did not finish closing within a bound: the transport is left to finish behind
+ * and still points at srv, which must then be left allocated (the process is stopping). */
+bool rpc_nng_close(rpc_server *srv);
 /* Times the watchdog made a listener of transport t again (rpc_server_relistens). */
 uint64_t rpc_nng_relistens(rpc_server *srv, rpc_transport t);
 

@@ -23,6 +23,7 @@
 #include "haven/log.h"
 #include "haven/status.h"
 
+#include "rpc_close.h"
 #include "rpc_nng.h"
 
 #include "haven/rpc/v1/rpc.pb-c.h"
@@ -119,6 +120,37 @@ probe_exchange(nng_socket s, uint64_t id, uint32_t timeout_ms)
 	return (st);
 }
 
+/* The probe's socket, closed on a thread of its own (rpc_close.c): during a stall libnng
+ * 1.5.2's nng_close of a socket whose connection the listener never took can wait for ever,
+ * and the watchdog must go on to listen again. */
+#define PROBE_CLOSE_WAIT_MS 1000
+
+static void
+probe_socket_close(void *arg)
+{
+	nng_socket *s = arg;
+
+	nng_close(*s);
+	free(s);
+}
+
+static void
+probe_close(nng_socket s)
+{
+	nng_socket *held;
+
+	if (nng_socket_id(s) <= 0) {
+		return;
+	}
+	if ((held = malloc(sizeof(*held))) == NULL) {
+		nng_close(s);
+		return;
+	}
+	*held = s;
+	(void) rpc_close_bounded(probe_socket_close, held, PROBE_CLOSE_WAIT_MS,
+	    "the listener probe's socket");
+}
+
 hv_status
 rpc_probe_call(rpc_probe *p, const char *url, int timeout_ms)
 {
@@ -146,8 +178,6 @@ rpc_probe_call(rpc_probe *p, const char *url, int timeout_ms)
 	st = probe_exchange(s, p != NULL ? __atomic_add_fetch(&p->p_next, 1, __ATOMIC_RELAXED) : 1,
 	    (uint32_t) timeout_ms);
 out:
-	if (nng_socket_id(s) > 0) {
-		nng_close(s);
-	}
+	probe_close(s);
 	return (st);
 }

@@ -225,7 +225,10 @@ rpc_server_close(rpc_server *srv)
 	rpc_dispatch_drain(srv);
 	rpc_nng_stop_watch(srv); /* it touches the listeners */
 	rpc_dispatch_join(srv);
-	rpc_nng_close(srv);
+	if (!rpc_nng_close(srv)) {
+		/* libnng's callbacks may still reach srv: it stays, and the process stops. */
+		return;
+	}
 	rpc_dispatch_destroy(srv);
 	metrics_close(srv->sv_metrics);
 	rpc_health_destroy(&srv->sv_health);

@@ -109,9 +109,17 @@ int host_http_port(host *h);
 /* The TCP port of the metrics page (the one chosen for port 0), or 0 when it is off. */
 int host_metrics_port(host *h);
 
-/* Blocks until SIGTERM or SIGINT. The signals are blocked in every thread from host_open on.
- * Meanwhile, once a minute, the allocator's free memory goes back to the system (host.c). */
-void host_wait(host *h);
+/* What host_wait returns when the node must be started again: EX_TEMPFAIL, which the
+ * service manager restarts (deploy/systemd: Restart=on-failure). */
+#define HOST_EXIT_RESTART 75
+
+/* Blocks until SIGTERM or SIGINT (returns 0), or until libnng is found stuck (returns
+ * HOST_EXIT_RESTART: the process cannot close its connections any more, host.c). The signals
+ * are blocked in every thread from host_open on. Meanwhile, once a minute, the allocator's free
+ * memory goes back to the system. From its return the stop has a deadline: a process still
+ * running 30 s later (10 s when libnng is stuck), or whose libnng gets stuck meanwhile, ends
+ * with HOST_EXIT_RESTART. */
+int host_wait(host *h);
 
 /* Stops the metrics page (no collector runs after it), stops serving (in-flight calls finish),
  * closes the store. NULL allowed. */
