@@ -595,6 +595,8 @@ people_collect(void *arg, metrics_writer *w)
 		    (double) __atomic_load_n(&ps->p_failures[i], __ATOMIC_RELAXED), "cause",
 		    people_cause_names[i], (char *) NULL);
 	}
+	limit_collect(w, "haven_people_limit_refusals_total", (const char *const[]) { "login" },
+	    (limit *const[]) { ps->p_attempts }, 1);
 }
 
 hv_status

@@ -226,9 +226,25 @@ static const rpc_method_impl methods[] = {
 	{ "Statistics", h_statistics, SIG_R_NUMBERS, false },
 };
 
+/* The public endpoint's rate limits on the node's metrics page (docs/signals.md). */
+static void
+sig_collect(void *arg, metrics_writer *w)
+{
+	sig_service *ss = arg;
+
+	limit_collect(w, "haven_signals_limit_refusals_total",
+	    (const char *const[]) { "challenge", "submit" },
+	    (limit *const[]) { ss->ss_lim_challenge, ss->ss_lim_submit }, 2);
+}
+
 hv_status
 sig_register(sig_service *ss, rpc_server *srv)
 {
-	return (rpc_server_add_service(srv, &haven__signals__v1__signals__descriptor, methods,
-	    sizeof(methods) / sizeof(methods[0]), ss));
+	hv_status st;
+
+	if ((st = rpc_server_add_service(srv, &haven__signals__v1__signals__descriptor, methods,
+	         sizeof(methods) / sizeof(methods[0]), ss)) != HV_OK) {
+		return (st);
+	}
+	return (metrics_add_collector(rpc_server_metrics(srv), sig_collect, ss));
 }

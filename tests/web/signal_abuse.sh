@@ -43,7 +43,7 @@ for _ in 1 2 3 4 5; do
   "$node_bin" --data "$data" --listen "ipc://$data/run/haven.sock" \
     --http-listen "http://127.0.0.1:$port" --http-trusted-proxy 127.0.0.1 \
     --signals.difficulty 12 --signals.submits-per-min 12 --signals.per-address-per-min 2 \
-    2>"$work/node.log" &
+    --metrics-listen 127.0.0.1:0 2>"$work/node.log" &
   pid=$!
   for _ in $(seq 1 50); do
     "$cli" --data "$data" --timeout 1000 health >/dev/null 2>&1 && break
@@ -58,3 +58,19 @@ done
 
 HAVEN_URL="http://127.0.0.1:$port" HAVEN_STORE="$data/store/data.mdb" HAVEN_LOG="$work/node.log" \
   node "$src/tests/web/signal_abuse.mjs"
+
+# Every limit that refused above is counted on the metrics page (an operator's alert).
+mport=$(sed -n 's/.*metrics: serving .*(port \([0-9]*\)).*/\1/p' "$work/node.log" | head -n 1)
+[ -n "$mport" ] || { echo "FAIL the node logged no metrics port" >&2; exit 1; }
+page=$(node -e 'fetch(process.argv[1]).then((r) => r.text()).then((t) => process.stdout.write(t))' \
+  "http://127.0.0.1:$mport/metrics")
+for want in 'haven_signals_limit_refusals_total{limiter="challenge",bucket="source"}' \
+    'haven_signals_limit_refusals_total{limiter="submit",bucket="source"}' \
+    'haven_signals_limit_refusals_total{limiter="submit",bucket="overall"}' \
+    'haven_people_limit_refusals_total{limiter="login",bucket="source"}'; do
+  n=$(printf '%s\n' "$page" | awk -v k="$want" '$1 == k { print $2 }')
+  if [ -z "$n" ] || [ "$n" = 0 ]; then
+    echo "FAIL $want is '${n:-missing}' after the refusals above" >&2; exit 1
+  fi
+  echo "ok   $want $n"
+done

@@ -34,6 +34,7 @@ struct limit {
 	size_t          l_used;
 	limit_bucket    l_all;
 	int64_t         l_swept_ms;
+	uint64_t        l_refused[3]; /* by verdict: [LIMIT_SOURCE], [LIMIT_OVERALL] */
 };
 
 /* ---- the process's key for sources ------------------------------------------------------- */
@@ -191,9 +192,42 @@ limit_take(limit *l, const uint8_t *source)
 		if (l->l_opts.overall != 0) {
 			l->l_all.lb_tokens -= 1.0;
 		}
+	} else {
+		l->l_refused[v]++;
 	}
 	pthread_mutex_unlock(&l->l_mu);
 	return (v);
+}
+
+void
+limit_refusals(limit *l, uint64_t *per_source, uint64_t *overall)
+{
+	*per_source = *overall = 0;
+	if (l == NULL) {
+		return;
+	}
+	pthread_mutex_lock(&l->l_mu);
+	*per_source = l->l_refused[LIMIT_SOURCE];
+	*overall    = l->l_refused[LIMIT_OVERALL];
+	pthread_mutex_unlock(&l->l_mu);
+}
+
+void
+limit_collect(metrics_writer *w, const char *family, const char *const *names, limit *const *limits,
+    size_t n)
+{
+	metrics_family(w, family, METRICS_COUNTER,
+	    "Events refused by a rate limit, by limiter and by the bucket that was empty (a source "
+	    "address's, or everyone's together).");
+	for (size_t i = 0; i < n; i++) {
+		uint64_t per_source, overall;
+
+		limit_refusals(limits[i], &per_source, &overall);
+		metrics_sample(w, family, (double) per_source, "limiter", names[i], "bucket",
+		    "source", (char *) NULL);
+		metrics_sample(w, family, (double) overall, "limiter", names[i], "bucket",
+		    "overall", (char *) NULL);
+	}
 }
 
 size_t

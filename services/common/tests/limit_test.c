@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "haven/limit.h"
@@ -43,6 +44,16 @@ open_limit(uint32_t per_source, uint32_t overall, uint32_t sources_max)
 }
 
 static void
+assert_refusals(limit *l, uint64_t per_source, uint64_t overall)
+{
+	uint64_t s, o;
+
+	limit_refusals(l, &s, &o);
+	assert_int_equal(s, per_source);
+	assert_int_equal(o, overall);
+}
+
+static void
 test_per_source(void **state)
 {
 	limit  *l = open_limit(3, 0, 0);
@@ -66,6 +77,7 @@ test_per_source(void **state)
 	for (int i = 0; i < 100; i++) {
 		assert_int_equal(limit_take(l, NULL), LIMIT_OK);
 	}
+	assert_refusals(l, 3, 0);
 	limit_close(l);
 }
 
@@ -95,7 +107,52 @@ test_overall(void **state)
 		assert_int_equal(limit_take(l, NULL), LIMIT_OK);
 	}
 	assert_int_equal(limit_take(l, NULL), LIMIT_OVERALL);
+	assert_refusals(l, 0, 4);
 	limit_close(l);
+}
+
+typedef struct two_limits {
+	limit *a, *b;
+} two_limits;
+
+static void
+collect_two(void *arg, metrics_writer *w)
+{
+	two_limits *t = arg;
+
+	limit_collect(w, "haven_test_limit_refusals_total", (const char *const[]) { "a", "b" },
+	    (limit *const[]) { t->a, t->b }, 2);
+}
+
+/* The refusals on a metrics page: one family, a sample per limiter and bucket. */
+static void
+test_metric(void **state)
+{
+	two_limits t = { open_limit(1, 0, 0), NULL };
+	metrics   *m = NULL;
+	char      *page;
+	size_t     len;
+	uint8_t    s[LIMIT_SOURCE_LEN];
+
+	(void) state;
+	src(s, "192.0.2.7");
+	assert_int_equal(limit_take(t.a, s), LIMIT_OK);
+	assert_int_equal(limit_take(t.a, s), LIMIT_SOURCE);
+	assert_int_equal(limit_take(t.a, s), LIMIT_SOURCE);
+	assert_int_equal(metrics_open(&m), HV_OK);
+	assert_int_equal(metrics_add_collector(m, collect_two, &t), HV_OK);
+	assert_int_equal(metrics_render(m, &page, &len), HV_OK);
+	assert_non_null(strstr(page, "# TYPE haven_test_limit_refusals_total counter\n"));
+	assert_non_null(
+	    strstr(page, "haven_test_limit_refusals_total{limiter=\"a\",bucket=\"source\"} 2\n"));
+	assert_non_null(
+	    strstr(page, "haven_test_limit_refusals_total{limiter=\"a\",bucket=\"overall\"} 0\n"));
+	/* a limiter that is not there (off) counts nothing */
+	assert_non_null(
+	    strstr(page, "haven_test_limit_refusals_total{limiter=\"b\",bucket=\"source\"} 0\n"));
+	free(page);
+	metrics_close(m);
+	limit_close(t.a);
 }
 
 static void
@@ -171,6 +228,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_per_source),
 		cmocka_unit_test(test_overall),
+		cmocka_unit_test(test_metric),
 		cmocka_unit_test(test_table_full_and_sweep),
 		cmocka_unit_test(test_sources),
 		cmocka_unit_test(test_bad_input),

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "haven/metrics.h"
 #include "haven/status.h"
 
 #define LIMIT_SOURCE_LEN  16
@@ -59,6 +60,15 @@ limit_verdict limit_take(limit *l, const uint8_t *source);
 
 /* Sources held now (for tests and metrics). */
 size_t limit_sources(limit *l);
+
+/* Events refused since l was opened, by the bucket that was empty. NULL l: zeros. */
+void limit_refusals(limit *l, uint64_t *per_source, uint64_t *overall);
+
+/* The refusals of a service's n limiters (names[i]: "submit", ...) as one counter family,
+ * family{limiter, bucket="source"|"overall"}: one call per family and page (a family may be
+ * written once). */
+void limit_collect(metrics_writer *w, const char *family, const char *const *names,
+    limit *const *limits, size_t n);
 
 /* The source of an address (len bytes: the transport's form of it, e.g. an IPv4 address's 4
  * bytes, an IPv6 address's /64): keyed with this process's random key, made at the first
