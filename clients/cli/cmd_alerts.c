@@ -5,6 +5,7 @@
  *   haven alerts show [ORG]
  *   haven alerts set [ORG] [--email A[,A...]] [--oncall A] [--webhook URL --secret-file F]
  *   haven alerts watch [ORG] [--after SEQ] [--wait MS]
+ *   haven alerts test [ORG]
  *
  * ORG: the organisation (the operator must name one; an organisation signed in with --org acts
  * for itself). `set` replaces every channel: what is not given is removed. The webhook secret
@@ -217,6 +218,69 @@ alerts_watch(cli *c, int argc, char **argv)
 	return (0);
 }
 
+/* `alerts test [ORG]`: one TEST alert through each configured channel, and what became of it.
+ * Exit 0 when every channel took it, 14 (UNAVAILABLE) when one refused it or could not be
+ * reached, 4 (DEADLINE_EXCEEDED) when one had not answered within the call (it is still tried
+ * once), 9 (FAILED_PRECONDITION) when no channel is configured. */
+static int
+alerts_test(cli *c, int argc, char **argv)
+{
+	Haven__Alerts__V1__TestChannelsRequest req = HAVEN__ALERTS__V1__TEST_CHANNELS_REQUEST__INIT;
+	Haven__Alerts__V1__TestChannelsResponse *rep = NULL;
+	json_t                                  *results;
+	cli_args                                 a;
+	int                                      rc, ret = 0;
+
+	if ((rc = cli_args_parse(&a, argc, argv, "alerts test", 1, NULL, NULL)) != 0) {
+		return (rc);
+	}
+	req.org_id = (char *) (a.npos > 0 ? a.pos[0] : "");
+	if ((rc = cli_call(c, "alerts test", "haven.alerts.v1.Alerts/TestChannels", &req.base,
+	         &haven__alerts__v1__test_channels_response__descriptor, (ProtobufCMessage **) &rep,
+	         false)) != 0) {
+		return (rc);
+	}
+	results = c->json ? json_array() : NULL;
+	for (size_t i = 0; i < rep->n_results; i++) {
+		const Haven__Alerts__V1__ChannelResult *r = rep->results[i];
+		char                                    ch[32], out[32];
+
+		cli_enum_name(&haven__alerts__v1__channel__descriptor, (int) r->channel, ch,
+		    sizeof(ch));
+		cli_enum_name(&haven__alerts__v1__test_outcome__descriptor, (int) r->outcome, out,
+		    sizeof(out));
+		if (strncmp(out, "test-", 5) == 0) { /* "delivered", not "test-delivered" */
+			memmove(out, out + 5, strlen(out + 5) + 1);
+		}
+		if (r->outcome == HAVEN__ALERTS__V1__TEST_OUTCOME__TEST_FAILED) {
+			ret = 14;
+		} else if (r->outcome != HAVEN__ALERTS__V1__TEST_OUTCOME__TEST_DELIVERED &&
+		    ret == 0) {
+			ret = 4;
+		}
+		if (results != NULL) {
+			json_array_append_new(results,
+			    json_pack("{s:s, s:s, s:s}", "channel", ch, "outcome", out, "error",
+			        r->error));
+		} else {
+			printf("%-8s %-10s %s\n", ch, out, r->error);
+		}
+	}
+	if (results != NULL) {
+		cli_print_json(
+		    json_pack("{s:I, s:o}", "seq", (json_int_t) rep->seq, "results", results));
+	} else {
+		printf("test alert seq %llu\n", (unsigned long long) rep->seq);
+	}
+	if (rep->n_results == 0) {
+		fprintf(stderr,
+		    "haven: alerts test: no channel is configured (haven alerts set)\n");
+		ret = 9;
+	}
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (ret);
+}
+
 int
 cmd_alerts(cli *c, int argc, char **argv)
 {
@@ -229,7 +293,10 @@ cmd_alerts(cli *c, int argc, char **argv)
 	if (argc >= 1 && strcmp(argv[0], "watch") == 0) {
 		return (alerts_watch(c, argc - 1, argv + 1));
 	}
+	if (argc >= 1 && strcmp(argv[0], "test") == 0) {
+		return (alerts_test(c, argc - 1, argv + 1));
+	}
 	return (cli_usage("usage: haven alerts show [ORG] | alerts set [ORG] [--email A,...] "
 	                  "[--oncall A] [--webhook URL --secret-file F] | alerts watch [ORG] "
-	                  "[--after SEQ] [--wait MS]"));
+	                  "[--after SEQ] [--wait MS] | alerts test [ORG]"));
 }

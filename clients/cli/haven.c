@@ -107,6 +107,7 @@ usage(FILE *f)
 	    "  alerts show [ORG]      an organisation's alert channels (docs/alerts.md)\n"
 	    "  alerts set [ORG] [--email A,...] [--oncall A] [--webhook URL --secret-file F]\n"
 	    "  alerts watch [ORG] [--after SEQ] [--wait MS]    its alerts after a cursor\n"
+	    "  alerts test [ORG]      one test alert through each channel, and its outcome\n"
 	    "exit codes: 0 ok, 1..16 the call's gRPC status code, 64 usage\n");
 }
 

@@ -158,4 +158,31 @@ sleep 1
 # Every message is one of the four keys (a send cut short by the kill may repeat one of them).
 [ "$(sed -n 's/.*"key": "\([^"]*\)".*/\1/p' "$work/received.jsonl" | sort -u | wc -l)" -eq 4 ] ||
 	fail "keys: $(sed -n 's/.*"key": "\([^"]*\)".*/\1/p' "$work/received.jsonl" | sort -u)"
+
+# `haven alerts test`: one TEST alert through each channel, and what became of it. The shelter
+# (an organisation acting for itself) tests its own; both channels take it.
+as shelter-a alerts test >"$work/test" || fail "alerts test as shelter-a: exit $?: $(cat "$work/test")"
+grep -q '^email  *delivered' "$work/test" && grep -q '^webhook  *delivered' "$work/test" ||
+	fail "alerts test: $(cat "$work/test")"
+wait_for shelter-a smtp 3
+wait_for shelter-a webhook 3
+# Another organisation cannot test (and so probe) the shelter's channels.
+as ngo-a alerts test shelter-a >/dev/null 2>&1 && fail "ngo-a tested shelter-a's channels"
+# A webhook that cannot be reached: the test says so, with exit 14 (UNAVAILABLE), and the
+# e-mail still goes.
+op alerts set shelter-a --email intake@shelter-a.test --webhook "http://127.0.0.1:1/hook" \
+	--secret-file "$work/secret" >/dev/null
+rc=0
+op alerts test shelter-a >"$work/test" 2>&1 || rc=$?
+[ "$rc" -eq 14 ] || fail "alerts test with an unreachable webhook: exit $rc: $(cat "$work/test")"
+grep -q '^webhook  *failed' "$work/test" && grep -q '^email  *delivered' "$work/test" ||
+	fail "alerts test with an unreachable webhook: $(cat "$work/test")"
+! grep -q "127.0.0.1:1" "$work/test" || fail "the failure names the address: $(cat "$work/test")"
+# No channel at all (ngo-a set none): exit 9, and a message that says what to do. (The
+# shelter's channels may be tested once in 15 s: a second test now is refused, which the
+# alerts tests of the service pin.)
+rc=0
+op alerts test ngo-a >"$work/test" 2>&1 || rc=$?
+[ "$rc" -eq 9 ] && grep -q "no channel is configured" "$work/test" ||
+	fail "alerts test without channels: exit $rc: $(cat "$work/test")"
 echo "alerts_node_test: ok"
