@@ -135,11 +135,6 @@ cap_audit_directory(req_ctx *r, store_txn *txn, const char *target)
 	if (r->r_cs->cs_audit == NULL) {
 		return (HV_OK);
 	}
-	memset(&e, 0, sizeof(e));
-	e.time_ms = r->r_now;
-	audit_entry_caller(&e, r->r_caller); /* role, organisation and person */
-	snprintf(e.method, sizeof(e.method), "%s", rpc_call_method(r->r_call));
-	snprintf(e.purpose, sizeof(e.purpose), "%s", target);
-	e.result = HV_OK;
+	audit_entry_fill(&e, r->r_caller, rpc_call_method(r->r_call), NULL, target, r->r_now);
 	return (audit_append(r->r_cs->cs_audit, txn, &e));
 }

@@ -61,19 +61,6 @@ consent_id_format(const uint8_t id[CONSENT_ID_LEN], char hex[CONSENT_ID_HEX])
 }
 
 void
-consent_audit_fill(audit_entry *e, const rpc_caller *caller, const char *method,
-    const char *subject, const char *purpose, int64_t now)
-{
-	memset(e, 0, sizeof(*e));
-	e->time_ms = now;
-	audit_entry_caller(e, caller); /* role, organisation and person */
-	snprintf(e->method, sizeof(e->method), "%s", method != NULL ? method : "");
-	snprintf(e->subject, sizeof(e->subject), "%s", subject != NULL ? subject : "");
-	snprintf(e->purpose, sizeof(e->purpose), "%s", purpose != NULL ? purpose : "");
-	e->result = HV_OK;
-}
-
-void
 consent_audit_failure(consent_service *cs, const rpc_caller *caller, const char *method,
     const char *subject, const char *purpose, hv_status result)
 {
@@ -88,7 +75,7 @@ consent_audit_failure(consent_service *cs, const rpc_caller *caller, const char 
 	if (subject != NULL && consent_id_parse(subject, id) != 0) {
 		subject = "";
 	}
-	consent_audit_fill(&e, caller, method, subject, purpose, consent_now(cs));
+	audit_entry_fill(&e, caller, method, subject, purpose, consent_now(cs));
 	e.result = (int32_t) result;
 	if ((st = audit_record(cs->cs_audit, &e)) != HV_OK) {
 		log_error("consent: cannot audit a failed %s: %s", method, hv_status_name(st));

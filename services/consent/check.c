@@ -142,7 +142,7 @@ args_fill(check_args *a, consent_service *cs, const rpc_caller *caller, const ch
 static void
 check_entry(const check_args *a, hv_status st, const consent_decision *d, audit_entry *e)
 {
-	consent_audit_fill(e, a->ca_caller, a->ca_method, a->ca_subject,
+	audit_entry_fill(e, a->ca_caller, a->ca_method, a->ca_subject,
 	    consent_purpose_name(a->ca_purpose), a->ca_now);
 	e->result = st != HV_OK ? (int32_t) st : d->allowed ? HV_OK : HV_PERMISSION_DENIED;
 }

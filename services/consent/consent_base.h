@@ -10,10 +10,6 @@
 /* The service's clock: consent_options.now_ms, else the wall clock (Unix ms). */
 int64_t consent_now(consent_service *cs);
 
-/* Fills an audit entry for caller (result OK). */
-void consent_audit_fill(audit_entry *e, const rpc_caller *caller, const char *method,
-    const char *subject, const char *purpose, int64_t now);
-
 /* Appends the audit entry of a failed access in a transaction of its own (the access's own
  * transaction was rolled back). UNAVAILABLE (the store refuses writes) is not recorded; a
  * subject that is not a well-formed id is recorded as "". */

@@ -351,7 +351,7 @@ transfer_fn(store_txn *txn, void *arg)
 	}
 	rec->holder = (char *) j->tj_to;
 	snprintf(purpose, sizeof(purpose), "hand-over to %s", j->tj_to);
-	consent_audit_fill(&e, j->tj_caller, j->tj_method, j->tj_id, purpose, consent_now(cs));
+	audit_entry_fill(&e, j->tj_caller, j->tj_method, j->tj_id, purpose, consent_now(cs));
 	/* The view carries the holder: consent_changed stores it again and ends cached ones. */
 	if ((st = store_put_msg(txn, cs->cs_subjects, sid, sizeof(sid), &rec->base)) != HV_OK ||
 	    (st = consent_changed(cs, txn, sid)) != HV_OK ||
@@ -654,8 +654,7 @@ h_rotate_key(rpc_call *call, void *svc, const ProtobufCMessage *req, ProtobufCMe
 	haven__consent__v1__rotate_key_response__init(out);
 	st = vault_rotate(cs, 0, &gen, &n);
 	/* Key management is recorded too (no subject). */
-	consent_audit_fill(&e, rpc_call_caller(call), rpc_call_method(call), "", "",
-	    consent_now(cs));
+	audit_entry_fill(&e, rpc_call_caller(call), rpc_call_method(call), "", "", consent_now(cs));
 	e.result = (int32_t) st;
 	(void) audit_record(cs->cs_audit, &e);
 	if (st != HV_OK) {

@@ -88,7 +88,7 @@ expiry_apply(expiry_job *j, store_txn *txn, const uint8_t *cid,
 	if ((st = consent_withdrawn_alert(j->ej_cs, txn, c)) != HV_OK) {
 		return (st);
 	}
-	consent_audit_fill(&e, &node, EXPIRY_METHOD, c->subject, "", j->ej_now);
+	audit_entry_fill(&e, &node, EXPIRY_METHOD, c->subject, "", j->ej_now);
 	return (audit_append(j->ej_cs->cs_audit, txn, &e));
 }
 

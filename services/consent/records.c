@@ -300,7 +300,7 @@ grant_core(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 		goto out;
 	}
 	purposes_joined(&c, purposes);
-	consent_audit_fill(&e, caller, M_CONSENT "Grant", r->subject, purposes, now);
+	audit_entry_fill(&e, caller, M_CONSENT "Grant", r->subject, purposes, now);
 	st = audit_append(cs->cs_audit, txn, &e);
 out:
 	if (st != HV_OK) {
@@ -481,7 +481,7 @@ record_audit(record_job *j, store_txn *txn, const Haven__Consent__V1__ConsentRec
 	audit_entry e;
 
 	purposes_joined(c, purposes);
-	consent_audit_fill(&e, j->rj_caller, j->rj_method, c->subject, purposes, now);
+	audit_entry_fill(&e, j->rj_caller, j->rj_method, c->subject, purposes, now);
 	return (audit_append(j->rj_cs->cs_audit, txn, &e));
 }
 
@@ -615,8 +615,7 @@ list_fn(store_txn *txn, void *arg)
 	if ((st = consent_records_foreach(j->lj_cs, txn, sid, list_one, j)) != HV_OK) {
 		goto out;
 	}
-	consent_audit_fill(&e, j->lj_caller, j->lj_method, j->lj_subject, "",
-	    consent_now(j->lj_cs));
+	audit_entry_fill(&e, j->lj_caller, j->lj_method, j->lj_subject, "", consent_now(j->lj_cs));
 	st = audit_append(j->lj_cs->cs_audit, txn, &e);
 out:
 	protobuf_c_message_free_unpacked(&rec->base, NULL);

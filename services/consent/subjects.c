@@ -131,7 +131,7 @@ consent_create_subject_txn(consent_service *cs, store_txn *txn, const rpc_caller
 		goto out;
 	}
 	consent_id_format(id, id_hex);
-	consent_audit_fill(&e, caller, M_CONSENT "CreateSubject", id_hex, "", rec.created_at_ms);
+	audit_entry_fill(&e, caller, M_CONSENT "CreateSubject", id_hex, "", rec.created_at_ms);
 	st = audit_append(cs->cs_audit, txn, &e);
 out:
 	if (st != HV_OK) {
@@ -289,7 +289,7 @@ subject_read_personal(consent_service *cs, store_txn *txn, const rpc_caller *cal
 	    (st = personal_open(cs, txn, *rec, sid, hex, mask, out, err, errsz)) != HV_OK) {
 		goto out;
 	}
-	consent_audit_fill(&e, caller, method, hex, purpose, now);
+	audit_entry_fill(&e, caller, method, hex, purpose, now);
 	st = audit_append(cs->cs_audit, txn, &e);
 out:
 	if (st != HV_OK) {
@@ -424,7 +424,7 @@ subject_update_txn(consent_service *cs, store_txn *txn, const rpc_caller *caller
 			    f == SUBJECT_FIELD_MINOR ? "minor" : vault_field_name(f));
 		}
 	}
-	consent_audit_fill(&e, caller, method, ch->sc_id, names, consent_now(cs));
+	audit_entry_fill(&e, caller, method, ch->sc_id, names, consent_now(cs));
 	if ((st = audit_append(cs->cs_audit, txn, &e)) == HV_OK) {
 		*out = rec;
 		rec  = NULL;
@@ -500,7 +500,7 @@ erase_fn(store_txn *txn, void *arg)
 			goto out;
 		}
 	}
-	consent_audit_fill(&e, j->ej_caller, j->ej_method, j->ej_id, "", j->ej_now);
+	audit_entry_fill(&e, j->ej_caller, j->ej_method, j->ej_id, "", j->ej_now);
 	st = audit_append(cs->cs_audit, txn, &e);
 out:
 	protobuf_c_message_free_unpacked(&rec->base, NULL);

@@ -174,12 +174,9 @@ people_audit_change(people_service *ps, store_txn *txn, rpc_call *call,
 	if (ps->p_audit == NULL) {
 		return (HV_OK);
 	}
-	memset(&e, 0, sizeof(e));
-	e.time_ms = ps->p_now_ms();
-	audit_entry_caller(&e, rpc_call_caller(call));
-	snprintf(e.method, sizeof(e.method), "%s", rpc_call_method(call));
+	audit_entry_fill(&e, rpc_call_caller(call), rpc_call_method(call), NULL, NULL,
+	    ps->p_now_ms());
 	people_id_format(id, e.purpose); /* which person: as the directory names its target */
-	e.result = HV_OK;
 	return (audit_append(ps->p_audit, txn, &e));
 }
 

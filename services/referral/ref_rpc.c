@@ -109,13 +109,7 @@ ref_audit_access(ref_work *w, const rpc_caller *c, const char *method, const cha
 	if (w->w_rs->rs_audit == NULL) {
 		return (HV_OK);
 	}
-	memset(&e, 0, sizeof(e));
-	e.time_ms = w->w_now;
-	audit_entry_caller(&e, c); /* role, organisation and person */
-	snprintf(e.method, sizeof(e.method), "%s", method);
-	snprintf(e.subject, sizeof(e.subject), "%s", subject);
-	snprintf(e.purpose, sizeof(e.purpose), "%s", what);
-	e.result = HV_OK;
+	audit_entry_fill(&e, c, method, subject, what, w->w_now);
 	if ((st = audit_append(w->w_rs->rs_audit, w->w_txn, &e)) != HV_OK) {
 		return (ref_fail(w, st, "cannot audit the read of %s", what));
 	}
@@ -330,12 +324,9 @@ stats_audit(ref_service *rs, rpc_call *call, const Haven__Referral__V1__Statisti
 	if (rs->rs_audit == NULL) {
 		return (HV_OK);
 	}
-	memset(&e, 0, sizeof(e));
-	e.time_ms = ref_now_ms(rs);
-	audit_entry_caller(&e, rpc_call_caller(call));
-	snprintf(e.method, sizeof(e.method), "%s", rpc_call_method(call));
+	audit_entry_fill(&e, rpc_call_caller(call), rpc_call_method(call), NULL, NULL,
+	    ref_now_ms(rs));
 	stats_purpose(rs, req, period, e.purpose);
-	e.result = HV_OK;
 	return (audit_record(rs->rs_audit, &e));
 }
 

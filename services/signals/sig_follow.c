@@ -67,12 +67,9 @@ sig_audit_read(sig_service *ss, store_txn *txn, rpc_call *call, const Signal *s)
 	if (ss->ss_audit == NULL) {
 		return (HV_OK);
 	}
-	memset(&e, 0, sizeof(e));
-	e.time_ms = sig_now(ss);
-	audit_entry_caller(&e, rpc_call_caller(call)); /* role, organisation and person */
-	snprintf(e.method, sizeof(e.method), "%s", rpc_call_method(call));
-	snprintf(e.purpose, sizeof(e.purpose), "%s", s->id); /* the record read, as referrals do */
-	e.result = HV_OK;
+	/* the purpose: the record read, as referrals do */
+	audit_entry_fill(&e, rpc_call_caller(call), rpc_call_method(call), NULL, s->id,
+	    sig_now(ss));
 	return (audit_append(ss->ss_audit, txn, &e));
 }
 

@@ -121,16 +121,14 @@ static hv_status
 stats_audit(sig_service *ss, rpc_call *call, const char *period)
 {
 	audit_entry e;
+	char        purpose[sizeof(e.purpose)];
 
 	if (ss->ss_audit == NULL) {
 		return (HV_OK);
 	}
-	memset(&e, 0, sizeof(e));
-	e.time_ms = sig_now(ss);
-	audit_entry_caller(&e, rpc_call_caller(call));
-	snprintf(e.method, sizeof(e.method), "%s", rpc_call_method(call));
-	snprintf(e.purpose, sizeof(e.purpose), "statistics %s", period);
-	e.result = HV_OK;
+	snprintf(purpose, sizeof(purpose), "statistics %s", period);
+	audit_entry_fill(&e, rpc_call_caller(call), rpc_call_method(call), NULL, purpose,
+	    sig_now(ss));
 	return (audit_record(ss->ss_audit, &e));
 }
 

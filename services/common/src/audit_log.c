@@ -153,6 +153,19 @@ audit_entry_caller(audit_entry *e, const rpc_caller *caller)
 	snprintf(e->person, sizeof(e->person), "%s", caller->person.id);
 }
 
+void
+audit_entry_fill(audit_entry *e, const rpc_caller *caller, const char *method, const char *subject,
+    const char *purpose, int64_t now_ms)
+{
+	memset(e, 0, sizeof(*e));
+	e->time_ms = now_ms;
+	audit_entry_caller(e, caller);
+	snprintf(e->method, sizeof(e->method), "%s", method != NULL ? method : "");
+	snprintf(e->subject, sizeof(e->subject), "%s", subject != NULL ? subject : "");
+	snprintf(e->purpose, sizeof(e->purpose), "%s", purpose != NULL ? purpose : "");
+	e->result = HV_OK;
+}
+
 size_t
 audit__index_key(uint8_t key[SUBJECT_KEY_MAX], uint64_t seq, const char *subject, size_t sl)
 {

@@ -192,6 +192,11 @@ hv_status audit_list(audit *a, store_txn *txn, const char *subject, uint64_t aft
 /* Fills the caller's part of an entry (role, organisation, person) from the verified caller. */
 void audit_entry_caller(audit_entry *e, const rpc_caller *caller);
 
+/* A whole entry of a call that succeeded: the caller's part, method, subject and purpose (NULL:
+ * empty; each cut to its field), at now_ms, result HV_OK; the rest zero. */
+void audit_entry_fill(audit_entry *e, const rpc_caller *caller, const char *method,
+    const char *subject, const char *purpose, int64_t now_ms);
+
 /* Decodes one stored value of audit.log (the encoding above) into *out, as audit_list and
  * audit_verify read it: HV_DATA_LOSS when it is malformed (a version other than 1, 2 or 3, a
  * string running past the end or too long for its field, bytes missing or left over), with
