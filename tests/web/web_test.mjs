@@ -405,6 +405,9 @@ await step('pages at phone and desk widths, axe on each', async () => {
 		await admin.$$eval('form button[type=submit]', (b) => b[b.length - 1].click());
 		await admin.waitForSelector('svg.qr');
 		ok('a new person: the second factor as a QR code');
+		/* the list is read again after the create: wait for her row (CI once clicked first) */
+		await admin.waitForFunction(() => [...document.querySelectorAll('main tr')]
+			.some((r) => /Demo Worker/.test(r.textContent)));
 		await admin.$$eval('main tr', (trs) => [...trs.find((r) => /Demo Worker/.test(r.textContent))
 			.querySelectorAll('button')].find((b) => /wachtwoord/.test(b.textContent)).click());
 		await fill(admin, 'newpassword', 'another demo password 2026');
