@@ -22,7 +22,6 @@
 #define HOST_CHECK_EVERY_S  2     /* how often it asks whether libnng is stuck */
 #define HOST_STUCK_LIMIT_MS 15000 /* a close unfinished this long: libnng's reaper is stuck */
 #define HOST_STOP_LIMIT_S   30    /* a stop after a signal ends the process after this */
-#define HOST_STOP_STUCK_S   10    /* the same when libnng is stuck (its closes never end) */
 
 /* The reaper found stuck (rpc_close.c): what the log says, in host_wait and during a stop. */
 static void
@@ -112,7 +111,8 @@ host_wait_signals(const sigset_t *signals)
 		}
 		if (rpc_close_stuck(HOST_STUCK_LIMIT_MS)) {
 			log_stuck();
-			stop_deadline_start(HOST_STOP_STUCK_S, HOST_EXIT_RESTART);
+			/* the stop cannot finish: its deadline ends it within a second */
+			stop_deadline_start(HOST_STOP_LIMIT_S, HOST_EXIT_RESTART);
 			return (HOST_EXIT_RESTART);
 		}
 		if (hv_clock_mono_ms() - trimmed >= HOST_TRIM_EVERY_S * 1000) {

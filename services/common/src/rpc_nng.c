@@ -88,7 +88,6 @@ struct rpc_nng {
 	nng_socket     n_sock;
 	atomic_uint    n_pipe_gen; /* pipes removed from the socket, ever */
 	rpc_pipes      n_pipes;    /* the socket's pipes and their listeners */
-	bool           n_pipes_ok; /* n_pipes initialised */
 	listener_entry n_listeners[MAX_LISTENERS];
 	size_t         n_nlisteners;
 	slot          *n_slots;
@@ -322,10 +321,7 @@ rpc_nng_open(rpc_server *srv)
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	srv->sv_nng = n;
-	if (rpc_pipes_init(&n->n_pipes) != 0) {
-		return (HV_RESOURCE_EXHAUSTED);
-	}
-	n->n_pipes_ok = true;
+	rpc_pipes_init(&n->n_pipes);
 	if ((rv = nng_rep0_open(&n->n_sock)) != 0) {
 		return (hv_status_from_nng(rv));
 	}
@@ -764,9 +760,7 @@ transport_free(void *arg)
 		free(le->l_probe_url);
 	}
 	rpc_probe_free(n->n_probe);
-	if (n->n_pipes_ok) {
-		rpc_pipes_fini(&n->n_pipes);
-	}
+	rpc_pipes_fini(&n->n_pipes);
 	free(n->n_slots);
 	free(n);
 }
@@ -784,7 +778,7 @@ rpc_nng_close(rpc_server *srv)
 	 * only (listener_close_gently says what that can do): each connection is closed the
 	 * protocol's way first. The close is bounded so that a node whose libnng reaper is stuck
 	 * still stops (its descriptors go with the process). */
-	for (size_t i = 0; i < n->n_nlisteners && n->n_pipes_ok; i++) {
+	for (size_t i = 0; i < n->n_nlisteners; i++) {
 		listener_close_gently(srv, &n->n_listeners[i]);
 	}
 	done = rpc_close_bounded(transport_free, n, SERVER_CLOSE_WAIT_MS, "the server socket");

@@ -8,13 +8,10 @@
 #include <errno.h>
 #include <stdlib.h>
 
-int
+void
 rpc_pipes_init(rpc_pipes *ps)
 {
-	ps->ps_v   = NULL;
-	ps->ps_n   = 0;
-	ps->ps_cap = 0;
-	return (pthread_mutex_init(&ps->ps_mtx, NULL));
+	*ps = (rpc_pipes) { .ps_mtx = PTHREAD_MUTEX_INITIALIZER };
 }
 
 void

@@ -22,7 +22,7 @@ typedef struct rpc_pipes {
 	size_t          ps_cap;
 } rpc_pipes;
 
-int  rpc_pipes_init(rpc_pipes *ps);
+void rpc_pipes_init(rpc_pipes *ps);
 void rpc_pipes_fini(rpc_pipes *ps);
 /* Records a pipe; a pipe that cannot be recorded (out of memory) is only not closed gently. */
 void rpc_pipes_add(rpc_pipes *ps, int pipe, int listener);

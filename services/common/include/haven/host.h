@@ -117,8 +117,7 @@ int host_metrics_port(host *h);
  * HOST_EXIT_RESTART: the process cannot close its connections any more, host.c). The signals
  * are blocked in every thread from host_open on. Meanwhile, once a minute, the allocator's free
  * memory goes back to the system. From its return the stop has a deadline: a process still
- * running 30 s later (10 s when libnng is stuck), or whose libnng gets stuck meanwhile, ends
- * with HOST_EXIT_RESTART. */
+ * running 30 s later, or whose libnng is stuck (at once), ends with HOST_EXIT_RESTART. */
 int host_wait(host *h);
 
 /* Stops the metrics page (no collector runs after it), stops serving (in-flight calls finish),
