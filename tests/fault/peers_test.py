@@ -27,59 +27,30 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tls_stall_test as stall  # noqa: E402  (work_dir)
+import tls_stall_test as stall  # noqa: E402  (Node, work_dir, fail, free_port)
 
 DEADLINE_S = float(os.environ.get("FAULT_DEADLINE_S", "5"))
 RECOVER_S = float(os.environ.get("FAULT_RECOVER_S", "20"))
 
 
-def fail(msg):
-    print("FAIL " + msg, file=sys.stderr, flush=True)
-    raise SystemExit(1)
+fail, free_port = stall.fail, stall.free_port
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+class Node(stall.Node):
+    """tls_stall_test's node with the Connect API over HTTP too (http_port), the CLI's
+    deadline at DEADLINE_S, and the stalls and restarts this test counts."""
+    start_within_s = 30
+    timeout_ms = int(DEADLINE_S * 1000)
 
-
-class Node:
     def __init__(self, node, cli, src, work):
-        self.cli, self.work = cli, work
         self.tls_stalls, self.tls_stalled_at, self.tls_recover = 0, None, []
-        self.data = os.path.join(work, "data")
-        self.pki = os.path.join(work, "pki")
-        os.mkdir(self.data, 0o700)
-        for args in (["ca"], ["server", "localhost"], ["client", "peer-ngo"]):
-            subprocess.run(["sh", os.path.join(src, "deploy/pki.sh"), self.pki] + args,
-                           check=True, capture_output=True)
-        self.tls_port, self.http_port = free_port(), free_port()
-        self.logpath = os.path.join(work, "node.log")
-        self.log = open(self.logpath, "ab")
-        self.argv = [
-            node, "--data-dir", self.data, "--listen", "ipc://%s/run/haven.sock" % self.data,
-            "--listen", "tls+tcp://127.0.0.1:%d" % self.tls_port,
-            "--http-listen", "http://127.0.0.1:%d" % self.http_port,
-            "--tls-ca", self.pki + "/ca.pem", "--tls-cert", self.pki + "/server.pem",
-            "--tls-key", self.pki + "/server.key"]
         self.restarts = 0
-        self.start()
-        rc, out = self.op(["org", "register", "peer-ngo", "--name", "Peer NGO", "--role",
-                           "referrer", "--region", "Rotterdam", "--cert",
-                           self.pki + "/peer-ngo.pem"])
+        super().__init__(node, cli, src, work)
+        self.tls_port = self.port
 
-    def start(self):
-        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=self.log)
-        for _ in range(600):
-            if self.op(["health"], check=False)[0] == 0:
-                return
-            if self.proc.poll() is not None:
-                fail("the node stopped at start: exit %d" % self.proc.returncode)
-            time.sleep(0.05)
-        fail("the node does not answer health")
+    def more_args(self):
+        self.http_port = free_port()
+        return ["--http-listen", "http://127.0.0.1:%d" % self.http_port]
 
     def supervise(self, wait_s=0):
         """What the service manager does (deploy/systemd: Restart=on-failure): a node that
@@ -104,18 +75,8 @@ class Node:
         return True
 
     def op(self, args, check=True):
-        r = subprocess.run([self.cli, "--url", "ipc://%s/run/haven.sock" % self.data,
-                            "--timeout", str(int(DEADLINE_S * 1000))] + args, capture_output=True, text=True)
-        if check and r.returncode != 0:
-            fail("exit %d from %s: %s" % (r.returncode, args, r.stderr))
+        r = self.ipc(args, check)
         return r.returncode, r.stdout
-
-    def as_org(self, args):
-        return subprocess.run(
-            [self.cli, "--url", "tls+tcp://localhost:%d" % self.tls_port, "--ca",
-             self.pki + "/ca.pem", "--cert", self.pki + "/peer-ngo.pem", "--key",
-             self.pki + "/peer-ngo.key", "--org", "peer-ngo", "--timeout", str(int(DEADLINE_S * 1000))] + args,
-            capture_output=True, text=True)
 
     def http_health(self):
         s = socket.create_connection(("127.0.0.1", self.http_port), timeout=DEADLINE_S)

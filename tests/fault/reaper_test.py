@@ -26,7 +26,6 @@ import os
 import socket
 import ssl
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -111,15 +110,7 @@ def check_restart(node, made):
         stall.fail("the node exited with 75 without logging the stuck reaper")
     if "did not finish within" not in log:
         stall.fail("the node exited with 75 but logged no close that did not finish")
-    node.proc = subprocess.Popen(node.argv, stdout=node.log, stderr=node.log)
-    for _ in range(600):
-        if node.op(["health"], check=False) == 0:
-            break
-        if node.proc.poll() is not None:
-            stall.fail("the restarted node stopped: exit %d" % node.proc.returncode)
-        time.sleep(0.05)
-    else:
-        stall.fail("the restarted node does not answer health")
+    node.start(within_s=30)
     r = node.as_org(["referral", "list"])
     if r.returncode != 0:
         stall.fail("a partner's call after the restart: exit %d: %s"

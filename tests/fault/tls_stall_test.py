@@ -168,6 +168,11 @@ def answered(port, pki, timeout=1.0):
 
 
 class Node:
+    """A node in work/ with its own PKI, listening on ipc:// and tls+tcp:// (port), the
+    partner peer-ngo registered. The fault tests share it (peers_test.py adds HTTP)."""
+    start_within_s = 15  # start() fails a node that does not answer health by then
+    timeout_ms = 5000    # the CLI's --timeout
+
     def __init__(self, node, cli, src, work):
         self.cli, self.work = cli, work
         self.data = os.path.join(work, "data")
@@ -176,39 +181,52 @@ class Node:
         for args in (["ca"], ["server", "localhost"], ["client", "peer-ngo"]):
             subprocess.run(["sh", os.path.join(src, "deploy/pki.sh"), self.pki] + args,
                            check=True, capture_output=True)
-        self.port, self.mport = free_port(), free_port()
+        self.port = free_port()
         self.logpath = os.path.join(work, "node.log")
         self.log = open(self.logpath, "ab")
         self.argv = [
             node, "--data-dir", self.data, "--listen", "ipc://%s/run/haven.sock" % self.data,
             "--listen", "tls+tcp://127.0.0.1:%d" % self.port,
-            "--metrics-listen", "127.0.0.1:%d" % self.mport,
             "--tls-ca", self.pki + "/ca.pem", "--tls-cert", self.pki + "/server.pem",
-            "--tls-key", self.pki + "/server.key"]
+            "--tls-key", self.pki + "/server.key"] + self.more_args()
+        self.start()
+        self.ipc(["org", "register", "peer-ngo", "--name", "Peer NGO", "--role", "referrer",
+                  "--region", "Rotterdam", "--cert", self.pki + "/peer-ngo.pem"], check=True)
+
+    def more_args(self):
+        """The listeners a test adds: here the metrics page (relistens)."""
+        self.mport = free_port()
+        return ["--metrics-listen", "127.0.0.1:%d" % self.mport]
+
+    def start(self, within_s=None):
+        """Starts the node from argv (again, after it stopped) and waits until it answers."""
         self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=self.log)
-        for _ in range(300):
-            if self.op(["health"], check=False) == 0:
-                break
+        deadline = time.monotonic() + (within_s or self.start_within_s)
+        while self.ipc(["health"]).returncode != 0:
             if self.proc.poll() is not None:
                 fail("the node stopped at start: exit %d" % self.proc.returncode)
+            if time.monotonic() > deadline:
+                fail("the node does not answer health")
             time.sleep(0.05)
-        else:
-            fail("the node does not answer health")
-        self.op(["org", "register", "peer-ngo", "--name", "Peer NGO", "--role", "referrer",
-                 "--region", "Rotterdam", "--cert", self.pki + "/peer-ngo.pem"])
 
-    def op(self, args, check=True):
+    def ipc(self, args, check=False):
+        """The CLI as the operator over ipc://: the finished process."""
         r = subprocess.run([self.cli, "--url", "ipc://%s/run/haven.sock" % self.data,
-                            "--timeout", "5000"] + args, capture_output=True, text=True)
+                            "--timeout", str(self.timeout_ms)] + args,
+                           capture_output=True, text=True)
         if check and r.returncode != 0:
             fail("exit %d from %s: %s" % (r.returncode, args, r.stderr.strip()))
-        return r.returncode
+        return r
+
+    def op(self, args, check=True):
+        return self.ipc(args, check).returncode
 
     def as_org(self, args):
         return subprocess.run(
             [self.cli, "--url", "tls+tcp://localhost:%d" % self.port, "--ca",
              self.pki + "/ca.pem", "--cert", self.pki + "/peer-ngo.pem", "--key",
-             self.pki + "/peer-ngo.key", "--org", "peer-ngo", "--timeout", "5000"] + args,
+             self.pki + "/peer-ngo.key", "--org", "peer-ngo", "--timeout",
+             str(self.timeout_ms)] + args,
             capture_output=True, text=True)
 
     def stop(self, what="the node"):
