@@ -410,10 +410,17 @@ test_admins(void **state)
 	assert_int_equal(list_people(worker.ch, "p-ngo", NULL), HV_PERMISSION_DENIED);
 	assert_int_equal(add_person(worker.ch, "p-ngo", ROLE(ORG_ADMIN), &(person) { 0 }),
 	    HV_PERMISSION_DENIED);
-	/* A login name is the node's once. */
+	/* A login name is its organisation's (NAME@ORG): taken once within p-ngo, written with
+	 * or without the organisation; in another organisation the same NAME is a name of its
+	 * own, so trying one tells an admin nothing about other organisations' people. */
 	{
 		Haven__People__V1__CreatePersonRequest r =
 		    HAVEN__PEOPLE__V1__CREATE_PERSON_REQUEST__INIT;
+		Haven__People__V1__CreatePersonResponse *resp = NULL;
+		char                                     name[64];
+
+		snprintf(name, sizeof(name), "%.*s", (int) strcspn(worker.login, "@"),
+		    worker.login);
 		r.org_id       = "p-ngo";
 		r.login        = worker.login;
 		r.display_name = "Someone Else";
@@ -421,6 +428,21 @@ test_admins(void **state)
 		r.password     = "another long password";
 		assert_int_equal(ppl(admin(), M_PPL("CreatePerson"), &r.base, NULL),
 		    HV_ALREADY_EXISTS);
+		r.login = name;
+		assert_int_equal(ppl(admin(), M_PPL("CreatePerson"), &r.base, NULL),
+		    HV_ALREADY_EXISTS);
+		assert_null(strstr(g.err, name));
+		/* p-ngo's name given to another organisation: refused by the rule, not the store */
+		r.org_id = "p-shelter";
+		r.login  = worker.login;
+		assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &r.base, NULL),
+		    HV_INVALID_ARGUMENT);
+		assert_non_null(strstr(g.err, "NAME@ORG"));
+		r.login = name;
+		assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &r.base, (void *) &resp), HV_OK);
+		assert_non_null(strstr(resp->person->login, "@p-shelter"));
+		assert_int_equal(strncmp(resp->person->login, "person.", 7), 0);
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
 	}
 	person_free(&worker);
 }
@@ -765,8 +787,19 @@ test_bad_input(void **state)
 	c.org_id = "p-nowhere";
 	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_NOT_FOUND);
 	c.org_id = "p-ngo";
-	c.login  = "no";
-	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_INVALID_ARGUMENT);
+	{
+		/* The name's rule, the same words for every name (the organisation's id only). */
+		static const char *const bad[] = { "", "@p-ngo", "bad name!", "two@at@p-ngo",
+			"valid.name@p-shelter", "valid.name@p-ngo.x", "valid.name@",
+			"a-name-that-is-sixty-five-characters-long-which-is-one-too-many-x" };
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			c.login = (char *) bad[i];
+			assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL),
+			    HV_INVALID_ARGUMENT);
+			assert_non_null(strstr(g.err, "login must be NAME or NAME@ORG"));
+		}
+	}
 	c.login        = "valid.name";
 	c.display_name = "";
 	assert_int_equal(ppl(g.op, M_PPL("CreatePerson"), &c.base, NULL), HV_INVALID_ARGUMENT);

@@ -1,13 +1,15 @@
 /*
  * cmd_people.c - people and their sessions from the command line:
  *
- *   haven login NAME            prompts for the password and the six-digit code (on the
+ *   haven login NAME@ORG        prompts for the password and the six-digit code (on the
  *                               terminal, not echoed); a script gives them in HAVEN_PASSWORD
  *                               and HAVEN_CODE, or as two lines on stdin (--stdin)
  *   haven logout                ends the session on the node and forgets it here
- *   haven person add ORG LOGIN --name N --role admin|case-worker|viewer
+ *   haven person add ORG NAME --name N --role admin|case-worker|viewer
  *                               the password as for login (HAVEN_NEW_PASSWORD, --stdin, or a
- *                               prompt); prints the person's id and the otpauth:// URI once
+ *                               prompt); prints the person's id, login name (NAME@ORG: a
+ *                               login name belongs to its organisation) and the otpauth://
+ *                               URI once
  *   haven person disable ID     haven person list ORG
  *   haven person reset ID [--password] [--new-code] [--enable]
  *
@@ -133,7 +135,7 @@ cmd_login(cli *c, int argc, char **argv)
 		return (rc);
 	}
 	if (a.npos != 1) {
-		return (cli_usage("usage: haven login NAME [--stdin]"));
+		return (cli_usage("usage: haven login NAME@ORG [--stdin]"));
 	}
 	if (!get_secret("HAVEN_PASSWORD", cli_flag(&a, "stdin"), "password: ", pw, sizeof(pw)) ||
 	    !get_secret("HAVEN_CODE", cli_flag(&a, "stdin"), "code: ", code, sizeof(code))) {
@@ -273,7 +275,7 @@ person_add(cli *c, int argc, char **argv)
 	}
 	role = cli_opt(&a, "role");
 	if (a.npos != 2 || cli_opt(&a, "name") == NULL || role == NULL) {
-		return (cli_usage("usage: haven person add ORG LOGIN --name N "
+		return (cli_usage("usage: haven person add ORG NAME --name N "
 		                  "--role admin|case-worker|viewer [--stdin]"));
 	}
 	req.role = strcmp(role, "admin") == 0

@@ -6,6 +6,7 @@
  */
 #include "people.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,6 +207,40 @@ people_login_fold(const char *in, char out[PEOPLE_LOGIN_MAX + 1])
 	}
 	out[n] = '\0';
 	return (n >= PEOPLE_LOGIN_MIN);
+}
+
+/* Login names belong to their organisation: NAME@ORG. A name can then collide only with a
+ * name of the admin's own organisation, which the admin lists anyway; a node-wide namespace
+ * told any org admin whether a login name existed anywhere on the node (docs/people.md). */
+const char *
+people_login_qualify(const char *in, const char *org, char out[PEOPLE_LOGIN_MAX + 1])
+{
+	static const char rule[] = "login must be NAME or NAME@ORG with ORG the person's "
+	                           "organisation, NAME 1 to 64 characters of a-z 0-9 . _ -";
+	size_t            name, orgn = strlen(org), i;
+	char              buf[PEOPLE_LOGIN_MAX + 1];
+	bool              ok;
+
+	if (in == NULL || (name = strcspn(in, "@")) == 0 || name > PEOPLE_LOGIN_NAME_MAX ||
+	    name + 1 + orgn > PEOPLE_LOGIN_MAX) {
+		return (rule);
+	}
+	if (in[name] == '@') { /* the organisation may be written in capitals, as the name */
+		if (strlen(in + name + 1) != orgn) {
+			return (rule);
+		}
+		for (i = 0; i < orgn; i++) {
+			if (tolower((unsigned char) in[name + 1 + i]) != org[i]) {
+				return (rule);
+			}
+		}
+	}
+	memcpy(buf, in, name);
+	buf[name] = '@';
+	memcpy(buf + name + 1, org, orgn + 1);
+	ok = people_login_fold(buf, out); /* the characters of NAME, folded */
+	crypto_wipe(buf, sizeof(buf));
+	return (ok ? NULL : rule);
 }
 
 void

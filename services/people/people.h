@@ -69,7 +69,8 @@
 #define PEOPLE_ADDRESS_ATTEMPTS  20 /* sign-in attempts a minute from one client address */
 #define PEOPLE_PASSWORD_MIN      12
 #define PEOPLE_LOGIN_MIN         3
-#define PEOPLE_LOGIN_MAX         64
+#define PEOPLE_LOGIN_MAX         128 /* NAME@ORG: 64 + 1 + an organisation id's 63 */
+#define PEOPLE_LOGIN_NAME_MAX    64
 #define PEOPLE_DISPLAY_MAX       128
 #define PEOPLE_PER_ORG_MAX       1000
 

@@ -258,7 +258,7 @@ login_malformed(const Haven__People__V1__LoginRequest *req, char folded[PEOPLE_L
 	size_t pwlen = req->password != NULL ? strlen(req->password) : 0;
 
 	if (!people_login_fold(req->login, folded)) {
-		return ("login must be 3 to 64 characters of a-z 0-9 . _ @ -");
+		return ("login must be 3 to 128 characters of a-z 0-9 . _ @ -");
 	}
 	if (pwlen == 0 || pwlen > CRYPTO_PASSWORD_MAX) {
 		return ("password must be 1 to 1024 bytes");

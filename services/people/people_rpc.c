@@ -197,11 +197,13 @@ create_fn(store_txn *txn, void *arg)
 static const char *
 create_bad(const Haven__People__V1__CreatePersonRequest *req, char folded[PEOPLE_LOGIN_MAX + 1])
 {
+	const char *bad;
+
 	if (!ids_valid(req->org_id)) {
 		return ("org_id must be 1 to 63 characters of a-z 0-9 . _ -");
 	}
-	if (!people_login_fold(req->login, folded)) {
-		return ("login must be 3 to 64 characters of a-z 0-9 . _ @ -");
+	if ((bad = people_login_qualify(req->login, req->org_id, folded)) != NULL) {
+		return (bad);
 	}
 	if (!text_free_ok(req->display_name, 1, PEOPLE_DISPLAY_MAX)) {
 		return ("display_name must be 1 to 128 bytes of text without control characters");
@@ -272,7 +274,9 @@ handle_create(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCM
 		goto out;
 	}
 	if ((st = store_write(ps->p_store, create_fn, &a)) != HV_OK) {
-		st = st == HV_ALREADY_EXISTS ? rpc_call_error(call, st, "that login name is taken")
+		st = st == HV_ALREADY_EXISTS
+		    ? rpc_call_error(call, st, "organisation %s has that login name already",
+		          req->org_id)
 		    : st == HV_RESOURCE_EXHAUSTED
 		    ? rpc_call_error(call, st, "organisation %s has %d people already", req->org_id,
 		          PEOPLE_PER_ORG_MAX)

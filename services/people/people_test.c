@@ -127,7 +127,7 @@ call(const char *m, const ProtobufCMessage *req, const ProtobufCMessageDescripto
 
 typedef struct who {
 	char    id[RPC_PERSON_ID_MAX];
-	char    login[32];
+	char    login[PEOPLE_LOGIN_MAX + 1];
 	uint8_t secret[CRYPTO_OTP_SECRET_MAX];
 	size_t  secretlen;
 } who;
@@ -149,7 +149,10 @@ add(who *w, const char *login, Haven__People__V1__PersonRole role)
 	                     (void *) &resp),
 	    HV_OK);
 	snprintf(w->id, sizeof(w->id), "%s", resp->person->id);
-	snprintf(w->login, sizeof(w->login), "%s", login);
+	/* the name as the person signs in: NAME@ORG */
+	assert_int_equal(strncmp(resp->person->login, login, strlen(login)), 0);
+	assert_string_equal(resp->person->login + strlen(login), "@ngo");
+	snprintf(w->login, sizeof(w->login), "%s", resp->person->login);
 	s = strstr(resp->otpauth_uri, "secret=") + 7;
 	e = strchr(s, '&');
 	assert_int_equal(crypto_b32_decode(w->secret, sizeof(w->secret), &w->secretlen, s,
@@ -390,6 +393,42 @@ test_viewer_rule(void **state)
 	assert_false(auth_person_allows(&c, "haven.consent.v1.Consent/GetSubject"));
 }
 
+/* A new login name is NAME@ORG of the person's organisation, folded; anything else is one
+ * rule's refusal. */
+static void
+test_login_qualify(void **state)
+{
+	static const char *const good[][2] = { { "anna", "anna@ngo-a" },
+		{ "Anna.de_Vries", "anna.de_vries@ngo-a" }, { "anna@ngo-a", "anna@ngo-a" },
+		{ "ANNA@NGO-A", "anna@ngo-a" }, { "a", "a@ngo-a" } };
+	static const char *const bad[] = { "", "@ngo-a", "anna@", "anna@ngo-b", "anna@ngo-a@ngo-a",
+		"an na", "anna@ngo-a ", "anna\n", "ann\xc3\xa1",
+		"a1234567890123456789012345678901234567890123456789012345678901234" };
+	char                     out[PEOPLE_LOGIN_MAX + 1];
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_null(people_login_qualify(good[i][0], "ngo-a", out));
+		assert_string_equal(out, good[i][1]);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_non_null(people_login_qualify(bad[i], "ngo-a", out));
+	}
+	assert_non_null(people_login_qualify(NULL, "ngo-a", out));
+	/* the longest: a 64-character NAME at a 63-character organisation */
+	{
+		char name[PEOPLE_LOGIN_NAME_MAX + 1], orgid[64];
+
+		memset(name, 'n', PEOPLE_LOGIN_NAME_MAX);
+		name[PEOPLE_LOGIN_NAME_MAX] = '\0';
+		memset(orgid, 'o', 63);
+		orgid[63] = '\0';
+		assert_null(people_login_qualify(name, orgid, out));
+		assert_int_equal(strlen(out), PEOPLE_LOGIN_MAX);
+		assert_true(people_login_fold(out, out));
+	}
+}
+
 /* A sealed field opens only for its person and its field. */
 static void
 test_sealing(void **state)
@@ -459,6 +498,7 @@ main(void)
 		cmocka_unit_test(test_backoff),
 		cmocka_unit_test(test_busy),
 		cmocka_unit_test(test_viewer_rule),
+		cmocka_unit_test(test_login_qualify),
 		cmocka_unit_test(test_sealing),
 		cmocka_unit_test(test_key_file),
 	};

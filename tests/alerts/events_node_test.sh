@@ -78,12 +78,14 @@ person() {
 	HAVEN_NEW_PASSWORD="pw of $2 1234" op person add "$1" "$2" --name "Person $2" --role "$3" |
 		grep '^otpauth://'
 }
-# signin LOGIN URI: a session in $work/sess-LOGIN; prints its token.
+# signin NAME URI: a session of NAME@ORG (NAME's prefix sa-, na-, sb- names ORG) in
+# $work/sess-NAME; prints its token.
 signin() {
-	local code
+	local org code
+	case $1 in sa-*) org=shelter-a ;; na-*) org=ngo-a ;; sb-*) org=shelter-b ;; esac
 	code=$(/usr/bin/python3 "$src/scripts/demo/totp.py" "$2")
 	printf 'pw of %s 1234\n%s\n' "$1" "$code" |
-		HAVEN_SESSION_FILE=$work/sess-$1 op login "$1" --stdin >/dev/null
+		HAVEN_SESSION_FILE=$work/sess-$1 op login "$1@$org" --stdin >/dev/null
 	sed -n 2p "$work/sess-$1"
 }
 # stream NAME CURL-ARGS...: a stream read into $work/NAME in the background.

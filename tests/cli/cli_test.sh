@@ -149,6 +149,8 @@ expect 0 "" org register cli-ngo --name "CLI NGO" --role referrer --region Rotte
 expect 64 "--role must be admin, case-worker or viewer" person add cli-ngo x.y --name X --role boss
 HAVEN_NEW_PASSWORD=short expect 3 "password must be 12 to 1024 bytes" person add cli-ngo x.y \
 	--name X --role viewer
+HAVEN_NEW_PASSWORD="cli test password" expect 3 "login must be NAME or NAME@ORG" person add cli-ngo \
+	x.y@cli-other --name X --role viewer
 HAVEN_NEW_PASSWORD="cli test password" expect 0 "" person add cli-ngo Cli.Admin --name "Cli Admin" \
 	--role admin
 uri=$(grep '^otpauth://' "$tmp/out" || true)
@@ -163,14 +165,14 @@ print("%06d" % ((struct.unpack(">I", h[o:o + 4])[0] & 0x7fffffff) % 1000000))
 PY
 )
 printf 'cli test password\n000000\n' >"$tmp/in"
-expect 16 "sign-in failed" login cli.admin --stdin <"$tmp/in"
+expect 16 "sign-in failed" login cli.admin@cli-ngo --stdin <"$tmp/in"
 grep -q "cli test password" "$tmp/err" && { echo "cli_test: FAIL: a password on stderr" >&2; fails=$((fails + 1)); }
 printf 'cli test password\n%s\n' "$code" >"$tmp/in"
-expect 0 "" login cli.admin --stdin <"$tmp/in"
+expect 0 "" login cli.admin@cli-ngo --stdin <"$tmp/in"
 grep -q "signed in: person" "$tmp/out" || { echo "cli_test: FAIL: login: $(cat "$tmp/out")" >&2; fails=$((fails + 1)); }
 [ "$(stat -c %a "$tmp/session")" = 600 ] || { echo "cli_test: FAIL: session file not 0600" >&2; fails=$((fails + 1)); }
 expect 0 "" person list cli-ngo
-grep -q "cli.admin" "$tmp/out" || { echo "cli_test: FAIL: person list: $(cat "$tmp/out")" >&2; fails=$((fails + 1)); }
+grep -q "cli.admin@cli-ngo" "$tmp/out" || { echo "cli_test: FAIL: person list: $(cat "$tmp/out")" >&2; fails=$((fails + 1)); }
 expect 7 "not yours to manage" person list cli-other
 expect 3 "person_id must be 32 lower-case hex characters" person disable nope
 expect 64 "usage: haven login NAME" login

@@ -400,10 +400,12 @@ await step('pages at phone and desk widths, axe on each', async () => {
 		await signedIn(admin);
 		await go(admin, '#/people');
 		await fill(admin, 'display', 'Demo Worker');
-		await fill(admin, 'login', 'demo.worker@fairwork-ngo');
+		await fill(admin, 'login', 'Demo.Worker'); /* the organisation is added: NAME@ORG */
 		await fill(admin, 'password', 'a demo password 2026');
 		await admin.$$eval('form button[type=submit]', (b) => b[b.length - 1].click());
 		await admin.waitForSelector('svg.qr');
+		check(await admin.$eval('.enrol code.login', (e) => e.textContent) === 'demo.worker@fairwork-ngo',
+			'a new person: the sign-in name shown is NAME@ORG');
 		ok('a new person: the second factor as a QR code');
 		/* the list is read again after the create: wait for her row (CI once clicked first) */
 		await admin.waitForFunction(() => [...document.querySelectorAll('main tr')]

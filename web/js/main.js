@@ -272,7 +272,8 @@ async function badge() {
 }
 
 function renderLogin(main, message) {
-	const who = field(t('login.name'), 'login', { required: true, autocomplete: 'username' });
+	const who = field(t('login.name'), 'login', { required: true, autocomplete: 'username',
+		hint: t('login.name.hint') });
 	const pw = field(t('login.password'), 'password', { type: 'password', required: true,
 		autocomplete: 'current-password' });
 	const code = field(t('login.code'), 'code', { required: true, inputmode: 'numeric',

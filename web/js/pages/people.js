@@ -10,8 +10,9 @@ import qrcode from '../../vendor/qrcode.mjs';
 const P = 'haven.people.v1.People/';
 
 /* The otpauth:// URI as a QR code (SVG rects, no markup strings), with the URI's secret
- * readable for typing in by hand. Shown once: it is not kept anywhere. */
-export function qr(uri) {
+ * readable for typing in by hand, and for a new person the login name to sign in with
+ * (NAME@ORG). Shown once: it is not kept anywhere. */
+export function qr(uri, login) {
 	const q = qrcode(0, 'M');
 	q.addData(uri);
 	q.make();
@@ -28,6 +29,7 @@ export function qr(uri) {
 	const secret = new URL(uri).searchParams.get('secret') || '';
 	return h('div', { class: 'enrol', role: 'group', 'aria-label': t('people.enrol') },
 		h('h3', {}, t('people.enrol')), svg, h('p', {}, t('people.enrol.hint')),
+		login ? h('p', {}, `${t('people.login')}: `, h('code', { class: 'login' }, login)) : null,
 		h('p', {}, `${t('people.secret')}: `, h('code', { class: 'secret' }, secret.replace(/(.{4})/g, '$1 ').trim())),
 		button(t('people.enrol.done'), (ev) => ev.target.closest('.enrol').remove()));
 }
@@ -76,11 +78,12 @@ export async function render(main, ctx) {
 					}, t('people.reset2fa.ok'))))])) : empty(t('people.none')));
 	};
 	const name = field(t('people.name'), 'display', { required: true, maxlength: 128 });
-	const login = field(t('people.login'), 'login', { required: true, maxlength: 64, autocomplete: 'off', hint: t('people.login.hint') });
+	const login = field(t('people.login'), 'login', { required: true, maxlength: 128, autocomplete: 'off',
+		hint: t('people.login.hint', { org: ctx.orgId }) });
 	const role = field(t('role'), 'role', { options: opts(['PERSON_ROLE_CASE_WORKER', 'PERSON_ROLE_VIEWER', 'PERSON_ROLE_ORG_ADMIN']) });
 	const pw = field(t('people.password'), 'password', { type: 'password', required: true, autocomplete: 'new-password', hint: t('people.password.hint') });
 	main.append(enrol, card(t('people.list'), list), card(t('people.add'), form(t('people.add'), [name, login, role, pw], t('people.add'), async (f) => {
-		if (!name.control.value.trim() || !/^[a-zA-Z0-9._@-]{3,64}$/.test(login.control.value) || pw.control.value.length < 12) {
+		if (!name.control.value.trim() || !/^[a-zA-Z0-9._-]{1,64}(@[a-zA-Z0-9._-]{1,63})?$/.test(login.control.value) || pw.control.value.length < 12) {
 			say(t('people.incomplete'), 'error');
 			return;
 		}
@@ -89,7 +92,7 @@ export async function render(main, ctx) {
 		pw.control.value = '';
 		if (x) {
 			f.reset();
-			enrol.replaceChildren(qr(x.otpauthUri));
+			enrol.replaceChildren(qr(x.otpauthUri, x.person && x.person.login));
 			enrol.querySelector('h3').setAttribute('tabindex', '-1');
 			enrol.querySelector('h3').focus();
 			await redraw();
