@@ -227,10 +227,11 @@ expect_msg(const char *part)
 }
 
 /* Creates a subject as who; returns its id (static buffer of the caller). */
-/* who's alerts after *cursor: how many, each a CONSENT_WITHDRAWN naming no one; moves the
- * cursor. */
+/* who's alerts after *cursor: how many, each of kind naming no one; moves the cursor. */
+#define EXPIRED_KIND HAVEN__ALERTS__V1__ALERT_KIND__CONSENT_EXPIRED
+
 static size_t
-withdrawn_alerts(int who, uint64_t *cursor, const char *subject)
+consent_alerts(int who, uint64_t *cursor, const char *subject, Haven__Alerts__V1__AlertKind kind)
 {
 	Haven__Alerts__V1__WatchEventsRequest   req = HAVEN__ALERTS__V1__WATCH_EVENTS_REQUEST__INIT;
 	Haven__Alerts__V1__WatchEventsResponse *resp = NULL;
@@ -245,7 +246,7 @@ withdrawn_alerts(int who, uint64_t *cursor, const char *subject)
 	for (size_t i = 0; i < n; i++) {
 		Haven__Alerts__V1__AlertEvent *e = resp->events[i];
 
-		assert_int_equal(e->kind, HAVEN__ALERTS__V1__ALERT_KIND__CONSENT_WITHDRAWN);
+		assert_int_equal(e->kind, kind);
 		assert_string_equal(e->org_id, orgs[who].id);
 		assert_string_equal(e->target, "");
 		assert_null(strstr(e->link, subject));
@@ -253,6 +254,13 @@ withdrawn_alerts(int who, uint64_t *cursor, const char *subject)
 	*cursor = resp->cursor;
 	release(resp);
 	return (n);
+}
+
+static size_t
+withdrawn_alerts(int who, uint64_t *cursor, const char *subject)
+{
+	return (
+	    consent_alerts(who, cursor, subject, HAVEN__ALERTS__V1__ALERT_KIND__CONSENT_WITHDRAWN));
 }
 
 static hv_status
@@ -835,16 +843,17 @@ test_expired_and_withdrawn(void **state)
 	release(cr);
 	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
 	/* The expiry sweep acts as a withdrawal does (issue 14): the organisation the consent
-	 * named hears of it, no other, and only once however often the sweep runs. */
+	 * named hears of it, as an expiry (CONSENT_EXPIRED), no other, and only once however
+	 * often the sweep runs. */
 	withdrawn_alerts(SHELTER_A, &cur_a, id); /* to the cursor */
 	withdrawn_alerts(SHELTER_B, &cur_b, id);
 	assert_int_equal(consent_expiry_sweep(w.cs, &swept), HV_OK);
 	assert_int_equal(swept, 1);
-	assert_int_equal(withdrawn_alerts(SHELTER_A, &cur_a, id), 1);
-	assert_int_equal(withdrawn_alerts(SHELTER_B, &cur_b, id), 0);
+	assert_int_equal(consent_alerts(SHELTER_A, &cur_a, id, EXPIRED_KIND), 1);
+	assert_int_equal(consent_alerts(SHELTER_B, &cur_b, id, EXPIRED_KIND), 0);
 	assert_int_equal(consent_expiry_sweep(w.cs, &swept), HV_OK);
 	assert_int_equal(swept, 0);
-	assert_int_equal(withdrawn_alerts(SHELTER_A, &cur_a, id), 0);
+	assert_int_equal(consent_alerts(SHELTER_A, &cur_a, id, EXPIRED_KIND), 0);
 	release(c);
 
 	/* A new one, withdrawn: denied at once. */
@@ -1061,6 +1070,7 @@ test_withdrawal_events(void **state)
 		assert_string_equal(ev->consent_id, c1->id);
 		assert_string_equal(ev->subject, id);
 		assert_false(ev->erased);
+		assert_false(ev->expired);
 		haven__consent__v1__consent_withdrawn__free_unpacked(ev, NULL);
 		nng_free(buf, len);
 	}
@@ -1075,9 +1085,41 @@ test_withdrawal_events(void **state)
 		                    (uint8_t *) buf + tl));
 		assert_string_equal(ev->consent_id, c2->id);
 		assert_true(ev->erased);
+		assert_false(ev->expired);
 		haven__consent__v1__consent_withdrawn__free_unpacked(ev, NULL);
 		nng_free(buf, len);
 	}
+	/* An expiry the sweep finds is published as one (the referral records "consent
+	 * expired"), with the consent's end as its time. (test_expired_and_withdrawn left the
+	 * sweep's mark a minute ahead of the clock: this consent ends after it.) */
+	release(c1);
+	assert_int_equal(create(ACME, false, id), HV_OK);
+	assert_int_equal(grant(ACME, id, "shelter-a", false,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, clock_ms + 120000,
+	                     &c1),
+	    HV_OK);
+	clock_ms += 120000;
+	{
+		unsigned swept = 0;
+		assert_int_equal(consent_expiry_sweep(w.cs, &swept), HV_OK);
+		assert_int_equal(swept, 1);
+	}
+	{
+		void                                 *buf;
+		size_t                                len;
+		Haven__Consent__V1__ConsentWithdrawn *ev;
+		assert_int_equal(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), 0);
+		assert_non_null(ev = haven__consent__v1__consent_withdrawn__unpack(NULL, len - tl,
+		                    (uint8_t *) buf + tl));
+		assert_string_equal(ev->consent_id, c1->id);
+		assert_string_equal(ev->subject, id);
+		assert_true(ev->expired);
+		assert_false(ev->erased);
+		assert_int_equal(ev->withdrawn_at_ms, clock_ms);
+		haven__consent__v1__consent_withdrawn__free_unpacked(ev, NULL);
+		nng_free(buf, len);
+	}
+	clock_ms -= 120000;
 	release(c1);
 	release(c2);
 	nng_close(sub);

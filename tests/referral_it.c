@@ -1585,14 +1585,14 @@ test_consent_withdrawn(void **state)
 
 	add_services(n, std_services, N_STD);
 	assert_int_equal(create(n, &one_shelter, &r), HV_OK);
-	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, false, &marked), HV_OK);
 	assert_int_equal(marked, 1);
 	r2 = get_as(n, C_REFERRER, r->id);
 	assert_string_equal(r2->events[r2->n_events - 1]->reason, "consent withdrawn");
 	assert_int_equal(r2->events[r2->n_events - 1]->from, NS(OFFERED));
 	assert_int_equal(r2->events[r2->n_events - 1]->to, NS(OFFERED));
 	free_msg(r2);
-	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_NO, &marked), HV_OK);
+	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_NO, false, &marked), HV_OK);
 	assert_int_equal(marked, 0);
 	free_msg(r);
 }
@@ -1628,7 +1628,7 @@ test_consent_gone(void **state)
 	/* From this moment the shelter no longer sees the referral. */
 	assert_int_equal(get_status(n, C_PROV_A, r->id), HV_PERMISSION_DENIED);
 	assert_non_null(strstr(errbuf, "no consent shares referral"));
-	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, false, &marked), HV_OK);
 	assert_int_equal(marked, 2);
 	x = get_as(n, C_REFERRER, r->id);
 	assert_int_equal(x->needs[0]->state, NS(ACCEPTED)); /* she is there */
@@ -1713,7 +1713,7 @@ test_withdrawal_races_acceptance(void **state)
 		                     NULL),
 		    HV_FAILED_PRECONDITION);
 		assert_non_null(strstr(errbuf, "no valid consent"));
-		assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+		assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, false, &marked), HV_OK);
 		x = get_as(n, C_REFERRER, r->id);
 		assert_int_equal(x->needs[0]->state, NS(CANCELLED));
 		free_msg(x);
@@ -1734,7 +1734,7 @@ test_withdrawal_races_acceptance(void **state)
 		snprintf(withdrawn_subject, sizeof(withdrawn_subject), "%s", SUBJECT_OK);
 		assert_int_equal(pthread_create(&t, NULL, race_accept_withdrawn, &c), 0);
 		pthread_barrier_wait(&b);
-		assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+		assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, false, &marked), HV_OK);
 		pthread_join(t, NULL);
 		pthread_barrier_destroy(&b);
 		assert_int_equal(c.rc_accept, HV_FAILED_PRECONDITION);
@@ -2031,7 +2031,7 @@ test_alerts_expired_withdrawn(void **state)
 	assert_string_equal(kinds, "OFFER_NEW OFFER_NEW");
 	assert_int_equal(offer_act(n, C_PROV_A, M_ACCEPT, r2->needs[0]->offer_id, 0, NULL, NULL),
 	    HV_OK);
-	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, false, &marked), HV_OK);
 	watch(n, C_PROV_A, &c_prov, kinds, sizeof(kinds));
 	assert_string_equal(kinds, "CONSENT_WITHDRAWN");
 	/* Another consent still covers her referrals: the referrer hears of the withdrawal too,
@@ -2042,13 +2042,15 @@ test_alerts_expired_withdrawn(void **state)
 	free_msg(r2);
 }
 
-/* Consent gone (withdrawn or erased): both sides are told. The provider whose offer was open
- * (the offer withdrawn, its hold released), the provider that has the person, and the
- * referrer, once for the referral. */
+/* Consent gone (withdrawn or erased, or expired): both sides are told. The provider whose
+ * offer was open (the offer withdrawn, its hold released), the provider that has the person,
+ * and the referrer, once for the referral; an expiry in its own words and alert kind. */
 static void
-test_alerts_consent_gone(void **state)
+consent_gone(void **state, bool expired)
 {
-	node       *n     = *state;
+	const char *kind   = expired ? "CONSENT_EXPIRED" : "CONSENT_WITHDRAWN";
+	const char *reason = expired ? "consent expired" : "consent withdrawn";
+	node       *n      = *state;
 	svc_spec    two[] = { { "sh-ams", C_PROV_A, ST(SHELTER), "Amsterdam", 2, "nl", 0, 0, NULL },
 		   { "la-nh", C_PROV_B, ST(LEGAL_AID), "Noord-Holland", 2, "nl", 0, 0, NULL } };
 	create_spec both  = { .n_needs = 2,
@@ -2072,27 +2074,40 @@ test_alerts_consent_gone(void **state)
 	assert_string_equal(kinds, "NEED_ACCEPTED");
 
 	snprintf(withdrawn_subject, sizeof(withdrawn_subject), "%s", SUBJECT_OK);
-	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, expired, &marked), HV_OK);
 	assert_int_equal(marked, 1);
 	watch(n, C_PROV_B, &c_b, kinds, sizeof(kinds));
-	assert_string_equal(kinds, "CONSENT_WITHDRAWN"); /* its open offer is withdrawn */
+	assert_string_equal(kinds, kind); /* its open offer is withdrawn */
 	watch(n, C_PROV_A, &c_a, kinds, sizeof(kinds));
-	assert_string_equal(kinds, "CONSENT_WITHDRAWN"); /* it has her: its access ended */
+	assert_string_equal(kinds, kind); /* it has her: its access ended */
 	watch(n, C_REFERRER, &c_ref, kinds, sizeof(kinds));
-	assert_string_equal(kinds, "CONSENT_WITHDRAWN"); /* once, for the referral */
+	assert_string_equal(kinds, kind); /* once, for the referral */
 	places(n, "la-nh", &av, &held);
 	assert_int_equal(held, 0);
 	x = get_as(n, C_REFERRER, r->id);
 	assert_int_equal(x->needs[0]->state, NS(ACCEPTED));
 	assert_int_equal(x->needs[1]->state, NS(CANCELLED));
+	assert_string_equal(x->events[x->n_events - 1]->reason, reason);
 	free_msg(x);
 	/* A second notice finds nothing left to end: nobody is told again. */
-	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, &marked), HV_OK);
+	assert_int_equal(ref_consent_withdrawn(n->rs, SUBJECT_OK, expired, &marked), HV_OK);
 	watch(n, C_PROV_B, &c_b, kinds, sizeof(kinds));
 	assert_string_equal(kinds, "");
 	withdrawn_subject[0] = '\0';
 	free_msg(r);
 	check_invariant(n);
+}
+
+static void
+test_alerts_consent_gone(void **state)
+{
+	consent_gone(state, false);
+}
+
+static void
+test_alerts_consent_expired(void **state)
+{
+	consent_gone(state, true);
 }
 
 int
@@ -2125,6 +2140,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_alerts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alerts_acknowledged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alerts_consent_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alerts_consent_expired, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alerts_expired_withdrawn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hold_expired_by_capacity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_statistics, setup, teardown),

@@ -96,11 +96,11 @@ accepting_provider(void *arg, store_txn *txn, const char *subject, const char *o
 }
 
 static hv_status
-subject_erased(void *arg, const char *subject)
+subject_erased(void *arg, const char *subject, bool expired)
 {
 	ref_service *rs = *(ref_service **) arg;
 
-	return (rs != NULL ? ref_consent_withdrawn(rs, subject, NULL) : HV_OK);
+	return (rs != NULL ? ref_consent_withdrawn(rs, subject, expired, NULL) : HV_OK);
 }
 
 static hv_status
@@ -487,6 +487,8 @@ test_expiry_ends_open_offer(void **state)
 	check_places(f, "sh-ams", 1); /* a's hold released, b's kept */
 	r = get(f, id_a);
 	assert_int_equal(r->needs[0]->state, NS(CANCELLED));
+	/* in the trail as what it was: an expiry, not the person's withdrawal */
+	assert_string_equal(r->events[r->n_events - 1]->reason, "consent expired");
 	haven__referral__v1__referral__free_unpacked(r, NULL);
 	r = get(f, id_b);
 	assert_int_equal(r->needs[0]->state, NS(OFFERED));

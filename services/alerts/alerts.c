@@ -72,6 +72,8 @@ alerts_kind_name(alerts_kind k)
 		return ("need.unmet");
 	case ALERT(CONSENT_WITHDRAWN):
 		return ("consent.withdrawn");
+	case ALERT(CONSENT_EXPIRED):
+		return ("consent.expired");
 	case ALERT(SIGNAL_NEW):
 		return ("signal.new");
 	case ALERT(SUBJECT_ERASED):

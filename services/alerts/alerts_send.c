@@ -73,6 +73,8 @@ kind_text(alerts_kind k)
 		return ("A referral is still waiting unmet");
 	case ALERT(CONSENT_WITHDRAWN):
 		return ("A consent that concerns you was withdrawn");
+	case ALERT(CONSENT_EXPIRED):
+		return ("A consent that concerns you expired");
 	case ALERT(SUBJECT_ERASED):
 		return ("A person you hold was erased");
 	case ALERT(TEST):

@@ -185,7 +185,7 @@ consent_subject_acting(consent_service *cs, store_txn *txn, const rpc_caller *ca
 
 void
 consent_publish_withdrawn(consent_service *cs, const char *consent_id, const char *subject,
-    int64_t when, bool erased)
+    int64_t when, bool erased, bool expired)
 {
 	Haven__Consent__V1__ConsentWithdrawn ev   = HAVEN__CONSENT__V1__CONSENT_WITHDRAWN__INIT;
 	size_t                               tlen = strlen(CONSENT_TOPIC_WITHDRAWN);
@@ -200,6 +200,7 @@ consent_publish_withdrawn(consent_service *cs, const char *consent_id, const cha
 	ev.subject         = (char *) subject;
 	ev.withdrawn_at_ms = when;
 	ev.erased          = erased;
+	ev.expired         = expired;
 	n                  = haven__consent__v1__consent_withdrawn__get_packed_size(&ev);
 	if (tlen + n > sizeof(buf)) {
 		return; /* ids are bounded: cannot happen */

@@ -74,10 +74,11 @@ typedef struct consent_options {
 	 * subject expired (consent_expiry_sweep), before the caller hears of it (no transaction
 	 * open), so that the service keeping the subject's referrals ends her open ones first:
 	 * offers withdrawn, holds released, waiting needs ended (the node passes the referral
-	 * service's ref_consent_withdrawn). Its failure is logged; the withdrawal event
-	 * (CONSENT_TOPIC_WITHDRAWN, erased) reaches a referral service in another process.
-	 * NULL: none. */
-	hv_status (*subject_erased)(void *arg, const char *subject);
+	 * service's ref_consent_withdrawn; expired tells the two apart, for the reason the
+	 * referral records and the alerts it sends). Its failure is logged; the withdrawal event
+	 * (CONSENT_TOPIC_WITHDRAWN, erased or expired) reaches a referral service in another
+	 * process. NULL: none. */
+	hv_status (*subject_erased)(void *arg, const char *subject, bool expired);
 	void *erased_arg;
 	/* How often the expiry sweep runs (consent_expiry_sweep); 0: every 60 s. */
 	uint32_t expiry_sweep_s;

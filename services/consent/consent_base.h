@@ -21,9 +21,10 @@ void consent_audit_failure(consent_service *cs, const rpc_caller *caller, const 
 hv_status consent_failed(consent_service *cs, const rpc_caller *caller, const char *method,
     const char *subject, const char *purpose, hv_status st);
 
-/* Publishes a ConsentWithdrawn (after the commit). Never blocks. */
+/* Publishes a ConsentWithdrawn (after the commit): erased for an erasure, expired for the
+ * expiry sweep's find. Never blocks. */
 void consent_publish_withdrawn(consent_service *cs, const char *consent_id, const char *subject,
-    int64_t when, bool erased);
+    int64_t when, bool erased, bool expired);
 
 /* Reads a subject's record. NOT_FOUND ("no subject X", or "subject X was erased" unless
  * allow_erased). *out is the caller's (free_unpacked with NULL). */

@@ -72,7 +72,8 @@ struct consent_service {
 	void *cs_now_arg;
 	rpc_role (*cs_org_role)(void *arg, const char *org_id);
 	void *cs_org_arg;
-	hv_status (*cs_erased)(void *arg, const char *subject); /* consent_options.subject_erased */
+	hv_status (*cs_erased)(void *arg, const char *subject,
+	    bool expired); /* consent_options.subject_erased */
 	void *cs_erased_arg;
 
 	/* Keys (vault.c). cs_kmtx guards the slots only, never across a store call. */

@@ -53,8 +53,9 @@ hv_status consent_withdraw_all_txn(consent_service *cs, store_txn *txn,
     const uint8_t sid[CONSENT_ID_LEN], int64_t now, char (*ids)[CONSENT_ID_HEX], size_t *n);
 
 /* The CONSENT_WITHDRAWN alert to each organisation consent c names, inside txn (a
- * withdrawal's, or the expiry sweep's: expiry.c). No ids of the subject or consent in it. */
+ * withdrawal's), or CONSENT_EXPIRED (expired: the expiry sweep's, expiry.c). No ids of the
+ * subject or consent in it. */
 hv_status consent_withdrawn_alert(consent_service *cs, store_txn *txn,
-    const Haven__Consent__V1__ConsentRecord *c);
+    const Haven__Consent__V1__ConsentRecord *c, bool expired);
 
 #endif

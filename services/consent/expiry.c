@@ -3,10 +3,11 @@
  * withdrawal does (issue 14), instead of only at the next routing step or data read. Every
  * consent_options.expiry_sweep_s (and on demand, consent_expiry_sweep) one write transaction finds
  * the consents not withdrawn whose expiry lies in (mark, now], sends their named organisations the
- * CONSENT_WITHDRAWN alert, audits each and moves the mark (consent.meta "expiry_swept") to
+ * CONSENT_EXPIRED alert, audits each and moves the mark (consent.meta "expiry_swept") to
  * now, so each expiry is applied once, across restarts too. After the commit each is published
- * as a ConsentWithdrawn (the referral service of another process ends the subject's open
- * referrals) and handed to the subject_erased callback (the one in this process does). The
+ * as a ConsentWithdrawn with expired set (the referral service of another process ends the
+ * subject's open referrals) and handed to the subject_erased callback with expired (the one in
+ * this process does), so that the referral records "consent expired", not a withdrawal. The
  * record itself stays as it was: expired, not withdrawn (its receipt says so).
  */
 #include "consent_internal.h"
@@ -85,7 +86,7 @@ expiry_apply(expiry_job *j, store_txn *txn, const uint8_t *cid,
 	consent_id_format(cid, o->eo_consent);
 	snprintf(o->eo_subject, sizeof(o->eo_subject), "%s", c->subject);
 	o->eo_expires = c->expires_ms;
-	if ((st = consent_withdrawn_alert(j->ej_cs, txn, c)) != HV_OK) {
+	if ((st = consent_withdrawn_alert(j->ej_cs, txn, c, true)) != HV_OK) {
 		return (st);
 	}
 	audit_entry_fill(&e, &node, EXPIRY_METHOD, c->subject, "", j->ej_now);
@@ -159,9 +160,10 @@ consent_expiry_sweep(consent_service *cs, unsigned *applied)
 	for (size_t i = 0; i < j.ej_n; i++) {
 		expired_one *o = &j.ej_list[i];
 
-		consent_publish_withdrawn(cs, o->eo_consent, o->eo_subject, o->eo_expires, false);
+		consent_publish_withdrawn(cs, o->eo_consent, o->eo_subject, o->eo_expires, false,
+		    true);
 		if (cs->cs_erased != NULL &&
-		    cs->cs_erased(cs->cs_erased_arg, o->eo_subject) != HV_OK) {
+		    cs->cs_erased(cs->cs_erased_arg, o->eo_subject, true) != HV_OK) {
 			log_warn(
 			    "consent: the referrals of subject %s were not ended at the expiry of "
 			    "consent %s (its event was published)",

@@ -452,13 +452,14 @@ out:
 	return (st);
 }
 
-/* The alert of a withdrawal: what happened, to each organisation the consent named (also
- * sent when a consent expires: expiry.c). */
+/* The alert of a withdrawal: what happened, to each organisation the consent named (its
+ * CONSENT_EXPIRED when the consent expired: expiry.c). */
 hv_status
 consent_withdrawn_alert(consent_service *cs, store_txn *txn,
-    const Haven__Consent__V1__ConsentRecord *c)
+    const Haven__Consent__V1__ConsentRecord *c, bool expired)
 {
-	alerts_event ev = { .ae_kind = ALERT(CONSENT_WITHDRAWN) };
+	alerts_event ev = { .ae_kind =
+		                expired ? ALERT(CONSENT_EXPIRED) : ALERT(CONSENT_WITHDRAWN) };
 	hv_status    st;
 
 	for (size_t i = 0; i < c->n_recipients; i++) {
@@ -509,7 +510,7 @@ withdraw_fn(store_txn *txn, void *arg)
 	/* Alerts: the organisations the consent named, in this transaction (no ids of the
 	 * subject or the consent in the alert). */
 	if (st == HV_OK) {
-		st = consent_withdrawn_alert(j->rj_cs, txn, c);
+		st = consent_withdrawn_alert(j->rj_cs, txn, c, false);
 	}
 out:
 	protobuf_c_message_free_unpacked(&c->base, NULL);
@@ -651,7 +652,8 @@ records_withdraw(record_job *j)
 	j->rj_now = consent_now(j->rj_cs);
 	if ((st = record_run(j, withdraw_fn)) == HV_OK) {
 		/* In force no more from the commit on; tell the referral service at once. */
-		consent_publish_withdrawn(j->rj_cs, j->rj_id, j->rj_subject, j->rj_now, false);
+		consent_publish_withdrawn(j->rj_cs, j->rj_id, j->rj_subject, j->rj_now, false,
+		    false);
 	}
 	return (st);
 }

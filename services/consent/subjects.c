@@ -525,15 +525,16 @@ erase(consent_service *cs, erase_job *j, uint64_t *gen, bool rotate)
 	}
 	log_info("consent: subject %s erased; %zu consents withdrawn", j->ej_id, j->ej_n);
 	for (size_t i = 0; i < j->ej_n; i++) {
-		consent_publish_withdrawn(cs, j->ej_withdrawn[i], j->ej_id, j->ej_now, true);
+		consent_publish_withdrawn(cs, j->ej_withdrawn[i], j->ej_id, j->ej_now, true, false);
 	}
 	if (j->ej_n == 0) {
 		/* No consent was in force; a referral of hers may still be open (routing refuses
 		 * her, but an offer made earlier waits): the event ends it in another process. */
-		consent_publish_withdrawn(cs, "", j->ej_id, j->ej_now, true);
+		consent_publish_withdrawn(cs, "", j->ej_id, j->ej_now, true, false);
 	}
 	/* In this process: her open referrals end before the caller hears of the erasure. */
-	if (cs->cs_erased != NULL && (st = cs->cs_erased(cs->cs_erased_arg, j->ej_id)) != HV_OK) {
+	if (cs->cs_erased != NULL &&
+	    (st = cs->cs_erased(cs->cs_erased_arg, j->ej_id, false)) != HV_OK) {
 		log_error("consent: subject %s erased, but her open referrals did not end: %s",
 		    j->ej_id, hv_status_name(st));
 	}

@@ -56,11 +56,11 @@ accepting_provider(void *arg, store_txn *txn, const char *subject, const char *o
 /* An erasure committed: the subject's open referrals end before the eraser hears of it
  * (offers withdrawn, holds released, waiting needs ended). */
 static hv_status
-subject_erased(void *arg, const char *subject)
+subject_erased(void *arg, const char *subject, bool expired)
 {
 	ref_service *rs = *(ref_service **) arg;
 
-	return (rs != NULL ? ref_consent_withdrawn(rs, subject, NULL) : HV_OK);
+	return (rs != NULL ? ref_consent_withdrawn(rs, subject, expired, NULL) : HV_OK);
 }
 
 static void

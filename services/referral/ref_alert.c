@@ -66,6 +66,14 @@ offered(ref_work *w, alerts_service *as, Referral *r, const Need *n, const char 
 	return (alerts_timer_set(as, w->w_txn, key, now + alerts_escalate_ms(as), &ev));
 }
 
+/* A consent's end as an alert kind: an expiry is told apart (a consent can be given again). */
+static alerts_kind
+consent_kind(ref_cause cause)
+{
+	return (
+	    cause == REF_CAUSE_CONSENT_EXPIRED ? ALERT(CONSENT_EXPIRED) : ALERT(CONSENT_WITHDRAWN));
+}
+
 static hv_status
 to_referrer(ref_work *w, alerts_service *as, Referral *r, alerts_kind kind)
 {
@@ -138,8 +146,8 @@ ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
 		        : alerts_timer_set(as, w->w_txn, key, (uint64_t) w->w_now, &ev));
 	}
 	/* The open offer withdrawn for want of consent: the person is not coming. */
-	if (from == NS(OFFERED) && to == NS(CANCELLED) && cause == REF_CAUSE_CONSENT_WITHDRAWN) {
-		alerts_event ev = { .ae_kind = ALERT(CONSENT_WITHDRAWN),
+	if (from == NS(OFFERED) && to == NS(CANCELLED) && ref_cause_consent(cause)) {
+		alerts_event ev = { .ae_kind = consent_kind(cause),
 			.ae_urgency          = (int) r->urgency,
 			.ae_target           = offer_id,
 			.ae_orgs             = { n->provider_org },
@@ -147,9 +155,8 @@ ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
 
 		return (alerts_enqueue(as, w->w_txn, &ev));
 	}
-	if (from == to && cause == REF_CAUSE_CONSENT_WITHDRAWN &&
-	    (to == NS(ACCEPTED) || to == NS(PLACED))) {
-		alerts_event ev = { .ae_kind = ALERT(CONSENT_WITHDRAWN),
+	if (from == to && ref_cause_consent(cause) && (to == NS(ACCEPTED) || to == NS(PLACED))) {
+		alerts_event ev = { .ae_kind = consent_kind(cause),
 			.ae_urgency          = (int) r->urgency,
 			.ae_orgs             = { n->provider_org },
 			.ae_norgs            = 1 };
@@ -160,9 +167,9 @@ ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
 }
 
 hv_status
-ref_alert_consent_withdrawn(ref_work *w, Referral *r)
+ref_alert_consent_withdrawn(ref_work *w, Referral *r, ref_cause cause)
 {
 	alerts_service *as = w->w_rs->rs_alerts;
 
-	return (as != NULL ? to_referrer(w, as, r, ALERT(CONSENT_WITHDRAWN)) : HV_OK);
+	return (as != NULL ? to_referrer(w, as, r, consent_kind(cause)) : HV_OK);
 }

@@ -122,8 +122,12 @@ struct ref_service {
 	bool            rs_sync_init;
 	bool            rs_stopping;
 	uint32_t        rs_pending;
-	/* Subjects whose consent was withdrawn, for the thread to record (bounded). */
-	char       rs_withdrawn[REF_WITHDRAWN_QUEUE][REF_SUBJECT_LEN + 1];
+	/* Subjects whose consent was withdrawn (or expired), for the thread to record
+	 * (bounded). */
+	struct {
+		char subject[REF_SUBJECT_LEN + 1];
+		bool expired;
+	} rs_withdrawn[REF_WITHDRAWN_QUEUE];
 	size_t     rs_nwithdrawn;
 	hv_ticker *rs_bg;
 	int64_t    rs_last_route; /* monotonic ms; only the background job touches it */
@@ -155,6 +159,8 @@ typedef enum ref_cause {
 	REF_CAUSE_ACKNOWLEDGED,      /* AcknowledgeOffer */
 	REF_CAUSE_DECLINED,          /* DeclineOffer */
 	REF_CAUSE_OFFER_EXPIRED,     /* the offer's window passed */
+	REF_CAUSE_CONSENT_EXPIRED,   /* the same, heard as a consent's expiry (its alerts say
+	                              * CONSENT_EXPIRED: a consent can be given again) */
 	REF_CAUSE_CONSENT_WITHDRAWN, /* no consent covers the referral any more: withdrawn,
 	                              * erased, or found expired while routing */
 } ref_cause;
@@ -284,10 +290,16 @@ hv_status ref_transition(ref_work *w, Referral *r, Need *n, NeedState to, const 
  * without the alerts service. Called for every event, after it was appended. */
 hv_status ref_alert(ref_work *w, Referral *r, const Need *n, NeedState from, NeedState to,
     ref_cause cause, const char *offer_id);
+/* Whether cause is a consent's end (withdrawn, erased, expired). */
+static inline bool
+ref_cause_consent(ref_cause cause)
+{
+	return (cause == REF_CAUSE_CONSENT_WITHDRAWN || cause == REF_CAUSE_CONSENT_EXPIRED);
+}
 /* ref_alert.c: the referrer's alert that a consent of its referral's subject was withdrawn
- * (once per referral: ref_end_for_consent, or the withdrawal's events while another consent
- * still covers it), in w's transaction. */
-hv_status ref_alert_consent_withdrawn(ref_work *w, Referral *r);
+ * or expired (cause; once per referral: ref_end_for_consent, or the withdrawal's events while
+ * another consent still covers it), in w's transaction. */
+hv_status ref_alert_consent_withdrawn(ref_work *w, Referral *r, ref_cause cause);
 /* ref_transition and ref_note_event for an event with a cause that alerts depend on. */
 hv_status ref_transition_for(ref_work *w, ref_cause cause, Referral *r, Need *n, NeedState to,
     const char *actor, const char *reason, const char *offer_id);
@@ -323,8 +335,8 @@ hv_status ref_consent_valid(ref_work *w, const Referral *r, bool *ok);
 /* Ends what a referral still routes once its consent is gone (withdrawn, expired, erased):
  * open offers are withdrawn and their holds released, offered and waiting needs are
  * CANCELLED with reason; accepted and placed needs stay with their provider (the person is
- * there; the provider's access to her data ends with the consent) and get an event. With
- * cause REF_CAUSE_CONSENT_WITHDRAWN, ref_alert.c tells each provider whose offer was
+ * there; the provider's access to her data ends with the consent) and get an event. With a
+ * consent's cause (ref_cause_consent), ref_alert.c tells each provider whose offer was
  * withdrawn or who has the person, and the referrer once. */
 hv_status ref_end_for_consent(ref_work *w, Referral *r, const char *reason, ref_cause cause);
 

@@ -360,6 +360,8 @@ ref_is_accepting_provider(ref_service *rs, store_txn *txn, const char *subject, 
 typedef struct withdrawn_job {
 	ref_work    wj_work;
 	const char *wj_subject;
+	ref_cause   wj_cause;  /* REF_CAUSE_CONSENT_WITHDRAWN or _EXPIRED */
+	const char *wj_reason; /* the coded reason in the trail */
 	unsigned    wj_marked;
 } withdrawn_job;
 
@@ -383,22 +385,21 @@ withdrawn_one(void *arg, const char *id, bool *stop)
 	}
 	if (!valid) {
 		j->wj_marked++;
-		return (ref_end_for_consent(&j->wj_work, r, "consent withdrawn",
-		    REF_CAUSE_CONSENT_WITHDRAWN));
+		return (ref_end_for_consent(&j->wj_work, r, j->wj_reason, j->wj_cause));
 	}
 	for (size_t i = 0; i < r->n_needs; i++) {
 		if (!ref_need_open(r->needs[i])) {
 			continue;
 		}
-		if ((st = ref_note_event_for(&j->wj_work, REF_CAUSE_CONSENT_WITHDRAWN, r,
-		         r->needs[i], "", "consent withdrawn")) != HV_OK) {
+		if ((st = ref_note_event_for(&j->wj_work, j->wj_cause, r, r->needs[i], "",
+		         j->wj_reason)) != HV_OK) {
 			return (st);
 		}
 		marked = true;
 	}
 	j->wj_marked += marked ? 1 : 0;
 	/* The referrer hears of it too (it may not be the subject's holder, who withdrew). */
-	return (marked ? ref_alert_consent_withdrawn(&j->wj_work, r) : HV_OK);
+	return (marked ? ref_alert_consent_withdrawn(&j->wj_work, r, j->wj_cause) : HV_OK);
 }
 
 static hv_status
@@ -417,7 +418,7 @@ withdrawn_fn(store_txn *txn, void *arg)
 }
 
 hv_status
-ref_consent_withdrawn(ref_service *rs, const char *subject, unsigned *referrals)
+ref_consent_withdrawn(ref_service *rs, const char *subject, bool expired, unsigned *referrals)
 {
 	withdrawn_job j;
 	hv_status     st;
@@ -430,6 +431,8 @@ ref_consent_withdrawn(ref_service *rs, const char *subject, unsigned *referrals)
 	}
 	ref_work_init(&j.wj_work, rs);
 	j.wj_subject = subject;
+	j.wj_cause   = expired ? REF_CAUSE_CONSENT_EXPIRED : REF_CAUSE_CONSENT_WITHDRAWN;
+	j.wj_reason  = expired ? "consent expired" : "consent withdrawn";
 	if ((st = store_write(rs->rs_store, withdrawn_fn, &j)) == HV_OK) {
 		ref_work_publish(&j.wj_work);
 		if (referrals != NULL) {
@@ -449,6 +452,7 @@ ref_jobs_round(void *arg)
 	ref_service *rs = arg;
 	uint32_t     pending;
 	char         subject[REF_SUBJECT_LEN + 1];
+	bool         expired;
 	int64_t      now;
 
 	pthread_mutex_lock(&rs->rs_lock);
@@ -459,9 +463,11 @@ ref_jobs_round(void *arg)
 	pending        = rs->rs_pending;
 	rs->rs_pending = 0;
 	while (rs->rs_nwithdrawn > 0) {
-		memcpy(subject, rs->rs_withdrawn[--rs->rs_nwithdrawn], sizeof(subject));
+		rs->rs_nwithdrawn--;
+		memcpy(subject, rs->rs_withdrawn[rs->rs_nwithdrawn].subject, sizeof(subject));
+		expired = rs->rs_withdrawn[rs->rs_nwithdrawn].expired;
 		pthread_mutex_unlock(&rs->rs_lock);
-		if (ref_consent_withdrawn(rs, subject, NULL) != HV_OK) {
+		if (ref_consent_withdrawn(rs, subject, expired, NULL) != HV_OK) {
 			log_warn("referral: cannot record the consent withdrawal of %s", subject);
 		}
 		pthread_mutex_lock(&rs->rs_lock);
@@ -481,14 +487,15 @@ ref_jobs_round(void *arg)
 /* Queues a subject whose consent was withdrawn for the thread (the callback must not block
  * on the store). */
 static void
-queue_withdrawn(ref_service *rs, const char *subject)
+queue_withdrawn(ref_service *rs, const char *subject, bool expired)
 {
 	if (strlen(subject) != REF_SUBJECT_LEN) {
 		return;
 	}
 	pthread_mutex_lock(&rs->rs_lock);
 	if (rs->rs_nwithdrawn < REF_WITHDRAWN_QUEUE) {
-		memcpy(rs->rs_withdrawn[rs->rs_nwithdrawn++], subject, REF_SUBJECT_LEN + 1);
+		memcpy(rs->rs_withdrawn[rs->rs_nwithdrawn].subject, subject, REF_SUBJECT_LEN + 1);
+		rs->rs_withdrawn[rs->rs_nwithdrawn++].expired = expired;
 		hv_ticker_kick(rs->rs_bg);
 	} else {
 		log_warn("referral: too many consent withdrawals queued; subject %s not recorded",
@@ -535,7 +542,7 @@ sub_cb(void *arg)
 			        len - (sizeof(CONSENT_TOPIC) - 1),
 			        body + sizeof(CONSENT_TOPIC) - 1);
 			if (c != NULL) {
-				queue_withdrawn(rs, c->subject);
+				queue_withdrawn(rs, c->subject, c->expired);
 				haven__consent__v1__consent_withdrawn__free_unpacked(c, NULL);
 			}
 		}

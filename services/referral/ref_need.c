@@ -212,8 +212,8 @@ ref_end_for_consent(ref_work *w, Referral *r, const char *reason, ref_cause caus
 		changed = true;
 	}
 	/* Both sides hear of it: the providers through their needs' events, the referrer once. */
-	if (changed && cause == REF_CAUSE_CONSENT_WITHDRAWN) {
-		return (ref_alert_consent_withdrawn(w, r));
+	if (changed && ref_cause_consent(cause)) {
+		return (ref_alert_consent_withdrawn(w, r, cause));
 	}
 	return (HV_OK);
 }

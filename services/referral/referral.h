@@ -232,10 +232,13 @@ hv_status ref_is_accepting_provider(ref_service *rs, store_txn *txn, const char 
     const char *org_id, bool *yes);
 
 /* For the consent service (or whoever hears its notifications): consent of subject was
- * withdrawn. Records a "consent withdrawn" event on each of the subject's referrals that
- * still has a need not ended, and tells their referrers. Its own write transaction; not from
- * inside a write function. *referrals (may be NULL) counts the referrals marked. */
-hv_status ref_consent_withdrawn(ref_service *rs, const char *subject, unsigned *referrals);
+ * withdrawn (or, expired, its end date passed). Records a "consent withdrawn" ("consent
+ * expired") event on each of the subject's referrals that still has a need not ended, ends
+ * what it still routes when no other consent covers it, and tells the providers and the
+ * referrers (CONSENT_WITHDRAWN or CONSENT_EXPIRED). Its own write transaction; not from inside
+ * a write function. *referrals (may be NULL) counts the referrals marked. */
+hv_status ref_consent_withdrawn(ref_service *rs, const char *subject, bool expired,
+    unsigned *referrals);
 
 /* ---- retention ---------------------------------------------------------------------- */
 

@@ -644,7 +644,8 @@ test_empty_store(void **state)
 	assert_int_equal(n, 0);
 	assert_int_equal(ref_expire_offers(f->rs, &n), HV_OK);
 	assert_int_equal(n, 0);
-	assert_int_equal(ref_consent_withdrawn(f->rs, "00112233445566778899aabbccddeeff", &n),
+	assert_int_equal(ref_consent_withdrawn(f->rs, "00112233445566778899aabbccddeeff", false,
+	                     &n),
 	    HV_OK);
 	assert_int_equal(n, 0);
 	assert_int_equal(store_read_begin(f->st, &txn), HV_OK);

@@ -170,7 +170,7 @@ export default {
 	'why.completed': "placement completed",
 	'why.acknowledged': "seen by the provider",
 	'why.cancelled': "cancelled",
-	'why.consent withdrawn': "consent withdrawn",
+	'why.consent withdrawn': "consent withdrawn", 'why.consent expired': "consent expired",
 	'why.offer expired': "no answer in time",
 	'why.reassigned': "reassigned by the coordinator",
 	'why.resumed': "resumed",

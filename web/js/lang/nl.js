@@ -170,7 +170,7 @@ export default {
 	'why.completed': "plaatsing afgerond",
 	'why.acknowledged': "gezien door de voorziening",
 	'why.cancelled': "geannuleerd",
-	'why.consent withdrawn': "toestemming ingetrokken",
+	'why.consent withdrawn': "toestemming ingetrokken", 'why.consent expired': "toestemming verlopen",
 	'why.offer expired': "niet op tijd beantwoord",
 	'why.reassigned': "opnieuw toegewezen door de coördinator",
 	'why.resumed': "hervat",
