@@ -109,6 +109,8 @@ await step('the outreach worker opens the signals page', async () => {
 	await worker.click('nav a[href="#/signals"]');
 	await worker.waitForFunction(() => document.querySelector('.signals'));
 	check(!(await worker.$('.signal')), 'no signal in Rotterdam yet');
+	await worker.waitForFunction(() => /Geen meldingen|gewijzigd/.test(document.getElementById('alerts')?.textContent));
+	check(!/signal/i.test(await worker.$eval('#alerts', (e) => e.textContent)), 'the badge counts no new signal');
 });
 
 /* ---- the reader, on a phone, in Polish ------------------------------------------------------- */
@@ -179,6 +181,11 @@ await step('the outreach worker sees it live and turns it into a referral', asyn
 	await worker.waitForFunction((m) => [...document.querySelectorAll('.signal .contact')].some((e) => e.textContent.includes(m)),
 		{ timeout: 20000, polling: 250 }, 'znacznik-7f3a');
 	check(true, 'the signal appeared without a reload, with its contact opened');
+	/* the badge's count comes from CountSignals (no audited read: web_test.sh checks the log) */
+	await worker.waitForFunction(() => /^nieuwe signalen: 1\b/.test(document.getElementById('alerts').textContent),
+		{ timeout: 20000, polling: 250 });
+	check(await worker.$eval('#alerts', (e) => e.getAttribute('href') === '#/signals' && e.classList.contains('on')),
+		`the badge counts the new signal and leads to it (${await worker.$eval('#alerts', (e) => e.textContent)})`);
 	await worker.screenshot({ path: join(SHOTS, 'signal-outreach-desk.png'), fullPage: true });
 	const card = await worker.$('.signal');
 	check(/Nu in gevaar|In danger now/.test(await card.evaluate((e) => e.textContent)), 'marked as in danger now');
@@ -191,6 +198,8 @@ await step('the outreach worker sees it live and turns it into a referral', asyn
 	await worker.click('nav a[href="#/signals"]');
 	await worker.waitForFunction(() => document.querySelector('.signals') && !document.querySelector('.signal'));
 	check(true, 'the signal left the open list');
+	await worker.waitForFunction(() => !/signal/i.test(document.getElementById('alerts').textContent), { timeout: 10000 });
+	check(true, 'and the badge counts it no longer');
 });
 
 // The signal statistics answer only a calendar month that has ended (docs/signals.md: finer

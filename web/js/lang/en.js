@@ -8,7 +8,7 @@ export default {
 	'nav.region': 'My region', 'nav.people': 'People', 'nav.orgs': 'Organisations', 'nav.status': 'Node status',
 	'alerts.none': 'No alerts', 'alerts.count.provider': '{n} open offer(s)',
 	'alerts.count.referrer': '{n} changed', 'alerts.count.coordinator': '{n} waiting',
-	'alerts.count.national-coordinator': '{n} waiting',
+	'alerts.count.national-coordinator': '{n} waiting', 'alerts.count.signals': '{n} new signal(s)',
 	'role.PERSON_ROLE_ORG_ADMIN': 'admin', 'role.PERSON_ROLE_CASE_WORKER': 'case worker', 'role.PERSON_ROLE_VIEWER': 'viewer',
 	'login.title': 'Sign in', 'login.intro': 'Sign in with your name, your password and the six-digit code from your authenticator app.',
 	'login.name': 'Sign-in name', 'login.password': 'Password', 'login.code': 'Code',

@@ -8,7 +8,7 @@ export default {
 	'nav.region': 'Mijn regio', 'nav.people': 'Medewerkers', 'nav.orgs': 'Organisaties', 'nav.status': 'Status van de node',
 	'alerts.none': 'Geen meldingen', 'alerts.count.provider': '{n} open aanbod',
 	'alerts.count.referrer': '{n} gewijzigd', 'alerts.count.coordinator': '{n} wachtend',
-	'alerts.count.national-coordinator': '{n} wachtend',
+	'alerts.count.national-coordinator': '{n} wachtend', 'alerts.count.signals': 'nieuwe signalen: {n}',
 	'role.PERSON_ROLE_ORG_ADMIN': 'beheerder', 'role.PERSON_ROLE_CASE_WORKER': 'hulpverlener', 'role.PERSON_ROLE_VIEWER': 'meekijker',
 	'login.title': 'Aanmelden', 'login.intro': 'Meld u aan met uw naam, uw wachtwoord en de zescijferige code uit uw authenticator-app.',
 	'login.name': 'Aanmeldnaam', 'login.password': 'Wachtwoord', 'login.code': 'Code',
