@@ -1,9 +1,9 @@
 /*
  * sig_follow.c - the follow-up of signals by the outreach organisations (referrers) of their
- * region: ListSignals, AcknowledgeSignal, CloseSignal, ConvertSignal; and Statistics, counted
- * per region, sector and outcome with referral's small-cell rule (ref_stat_count). A signal of
- * another region is PERMISSION_DENIED, never hidden as NOT_FOUND (docs/authority.md), and so
- * is an id that names no signal, in the same words: no answer tells whether an id exists.
+ * region: ListSignals, CountSignals (the badge's number of new ones), AcknowledgeSignal,
+ * CloseSignal, ConvertSignal. A signal of another region is PERMISSION_DENIED, never hidden
+ * as NOT_FOUND (docs/authority.md), and so is an id that names no signal, in the same words:
+ * no answer tells whether an id exists.
  */
 #include "sig_internal.h"
 
@@ -153,6 +153,68 @@ sig_h_list(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMessa
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	if ((st = store_write(ss->ss_store, list_txn, &j)) != HV_OK) {
+		return (st);
+	}
+	*out = &r->base;
+	return (HV_OK);
+}
+
+/* ---- CountSignals --------------------------------------------------------------------- */
+
+/* The signals of the caller's region in state NEW, into *n. A read transaction and no audit
+ * entry: the answer is one number about the caller's own region, it opens no contact and
+ * names no signal (docs/signals.md), and the app asks for it with every badge refresh. */
+static hv_status
+count_new(rpc_call *call, sig_service *ss, uint32_t *n)
+{
+	store_txn    *txn;
+	store_cursor *cur = NULL;
+	char          region[RPC_ORG_ID_MAX];
+	const void   *k, *v;
+	size_t        kl, vl, rl;
+	hv_status     st;
+
+	*n = 0;
+	if ((st = store_read_begin(ss->ss_store, &txn)) != HV_OK) {
+		return (st);
+	}
+	if ((st = caller_region(call, ss, txn, region)) != HV_OK) {
+		store_read_end(txn);
+		return (st);
+	}
+	rl = strlen(region) + 1;
+	if ((st = store_cursor_open(txn, ss->ss_by_region, &cur)) == HV_OK) {
+		st = store_cursor_seek(cur, region, rl, &k, &kl, NULL, NULL);
+	}
+	while (st == HV_OK && kl > rl + 8 && memcmp(k, region, rl) == 0) {
+		Signal *s = NULL;
+
+		/* Closed signals stay for the statistics, so the state is in the item only. */
+		if (store_get(txn, ss->ss_items, (const uint8_t *) k + rl + 8, kl - rl - 8, &v,
+		        &vl) == HV_OK &&
+		    (s = haven__signals__v1__signal__unpack(NULL, vl, v)) != NULL) {
+			*n += s->state == STATE(NEW) ? 1 : 0;
+			haven__signals__v1__signal__free_unpacked(s, NULL);
+		}
+		st = store_cursor_next(cur, &k, &kl, NULL, NULL);
+	}
+	store_cursor_close(cur);
+	store_read_end(txn);
+	return (st == HV_NOT_FOUND ? HV_OK : st);
+}
+
+hv_status
+sig_h_count(rpc_call *call, void *svc, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+	Haven__Signals__V1__CountSignalsReply *r = rpc_call_alloc(call, sizeof(*r));
+	hv_status                              st;
+
+	(void) in; /* nothing to ask: the region is the caller's */
+	if (r == NULL) {
+		return (HV_RESOURCE_EXHAUSTED);
+	}
+	haven__signals__v1__count_signals_reply__init(r);
+	if ((st = count_new(call, svc, &r->count)) != HV_OK) {
 		return (st);
 	}
 	*out = &r->base;

@@ -78,6 +78,7 @@ hv_status sig_unseal(const sig_service *ss, const char *id, const uint8_t *in, s
 SIG_HANDLER(sig_h_challenge);
 SIG_HANDLER(sig_h_submit);
 SIG_HANDLER(sig_h_list);
+SIG_HANDLER(sig_h_count);
 SIG_HANDLER(sig_h_ack);
 SIG_HANDLER(sig_h_close);
 SIG_HANDLER(sig_h_convert);

@@ -218,6 +218,7 @@ static const rpc_method_impl methods[] = {
 	{ "Challenge", sig_h_challenge, SIG_R_ANYONE, false },
 	{ "Submit", sig_h_submit, SIG_R_ANYONE, false },
 	{ "ListSignals", sig_h_list, SIG_R_OUTREACH, false },
+	{ "CountSignals", sig_h_count, SIG_R_OUTREACH, false },
 	{ "AcknowledgeSignal", sig_h_ack, SIG_R_OUTREACH, false },
 	{ "CloseSignal", sig_h_close, SIG_R_OUTREACH, false },
 	{ "ConvertSignal", sig_h_convert, SIG_R_OUTREACH, false },

@@ -5,8 +5,9 @@
  * challenges fail, malformed and oversized fields are refused with a message naming the field,
  * the overall rate limit holds, Challenge and (with danger_now) Submit answer the emergency
  * numbers, the alert goes to the region's referrers only, Statistics shows "<5", the contact
- * text is not in the raw LMDB file, and retention erases unclosed signals with their contact
- * while the statistics keep counting them (EXPIRED). Limits per address: tests/web's
+ * text is not in the raw LMDB file, retention erases unclosed signals with their contact
+ * while the statistics keep counting them (EXPIRED), and CountSignals (called with referrers'
+ * tokens) counts the new signals of the caller's region only. Limits per address: tests/web's
  * signal_abuse (over HTTP behind a trusted proxy).
  */
 #define _GNU_SOURCE /* memmem */
@@ -21,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "haven/clock.h"
 
 #include "signals.h"
 #include "../../tests/testutil.h"
@@ -40,6 +43,8 @@ test_now(void *arg)
 
 typedef struct fx {
 	char            dir[512];
+	char            url[64];
+	auth           *au; /* tokens for callers other than the operator (as_org) */
 	store          *st;
 	region_map     *map;
 	cap_service    *cs;
@@ -69,15 +74,27 @@ add_org_fn(store_txn *txn, void *arg)
 	return (cap_add_organisation(j->cs, txn, &o, err, sizeof(err)));
 }
 
+/* The organisations tokens are issued to: the two referrers of the directory, a referrer
+ * the directory does not know, a municipality. */
+static tu_org token_orgs[] = {
+	{ "out-ams", RPC_ROLE_REFERRER, 1, NULL },
+	{ "out-rdam", RPC_ROLE_REFERRER, 1, NULL },
+	{ "out-gone", RPC_ROLE_REFERRER, 1, NULL },
+	{ "city-ams", RPC_ROLE_MUNICIPALITY, 1, NULL },
+	{ NULL, 0, 0, NULL },
+};
+
 static void
 fx_open(fx *x, uint32_t per_min)
 {
-	static int     n;
-	cap_options    co = { 0 };
-	alerts_options ao = { 0 };
-	sig_options    so = { 0 };
-	char           key[600], url[64];
-	org_job        a = { 0 }, b = { 0 };
+	static int         n;
+	cap_options        co = { 0 };
+	alerts_options     ao = { 0 };
+	sig_options        so = { 0 };
+	auth_options       au = { .lookup = tu_lookup, .lookup_arg = token_orgs };
+	rpc_server_options ro = { 0 };
+	char               key[600];
+	org_job            a = { 0 }, b = { 0 };
 
 	memset(x, 0, sizeof(*x));
 	tu_tmpdir(x->dir, sizeof(x->dir), "signals");
@@ -98,12 +115,28 @@ fx_open(fx *x, uint32_t per_min)
 	b.id = "out-rdam", b.region = "Rotterdam";
 	assert_int_equal(store_write(x->st, add_org_fn, &a), HV_OK);
 	assert_int_equal(store_write(x->st, add_org_fn, &b), HV_OK);
-	snprintf(url, sizeof(url), "inproc://signals-test-%d", n++);
-	assert_int_equal(rpc_server_open(&x->srv, NULL), HV_OK);
+	snprintf(x->url, sizeof(x->url), "inproc://signals-test-%d", n++);
+	memset(au.secret, 0x5a, sizeof(au.secret));
+	assert_int_equal(auth_open(&x->au, &au), HV_OK);
+	ro.auth = x->au;
+	assert_int_equal(rpc_server_open(&x->srv, &ro), HV_OK);
 	assert_int_equal(sig_register(x->ss, x->srv), HV_OK);
-	assert_int_equal(rpc_server_listen(x->srv, url), HV_OK);
+	assert_int_equal(rpc_server_listen(x->srv, x->url), HV_OK);
 	assert_int_equal(rpc_server_start(x->srv), HV_OK);
-	assert_int_equal(rpc_channel_open(&x->ch, url, NULL), HV_OK);
+	assert_int_equal(rpc_channel_open(&x->ch, x->url, NULL), HV_OK);
+}
+
+/* A channel that calls as the organisation org (role: its role in token_orgs). */
+static rpc_channel *
+as_org(fx *x, const char *org, rpc_role role)
+{
+	rpc_channel *ch;
+	char         tok[AUTH_TOKEN_MAX];
+
+	assert_int_equal(auth_issue_token(x->au, org, role, hv_clock_wall_ms(), tok, NULL), HV_OK);
+	assert_int_equal(rpc_channel_open(&ch, x->url, NULL), HV_OK);
+	assert_int_equal(rpc_channel_set_token(ch, tok), HV_OK);
+	return (ch);
 }
 
 static void
@@ -111,6 +144,7 @@ fx_close(fx *x)
 {
 	rpc_channel_close(x->ch);
 	rpc_server_close(x->srv);
+	auth_close(x->au);
 	sig_close(x->ss);
 	alerts_close(x->as);
 	cap_close(x->cs);
@@ -118,9 +152,10 @@ fx_close(fx *x)
 	region_map_free(x->map);
 }
 
+/* A call of haven.signals.v1.Signals/m on channel ch; its error message into x->err. */
 static hv_status
-call(fx *x, const char *m, const ProtobufCMessage *req, const ProtobufCMessageDescriptor *d,
-    ProtobufCMessage **reply)
+call_on(fx *x, rpc_channel *ch, const char *m, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *d, ProtobufCMessage **reply)
 {
 	char              full[100];
 	rpc_call_options  o   = { .timeout_ms = 5000 };
@@ -129,13 +164,21 @@ call(fx *x, const char *m, const ProtobufCMessage *req, const ProtobufCMessageDe
 
 	snprintf(full, sizeof(full), "haven.signals.v1.Signals/%s", m);
 	x->err[0] = '\0';
-	st        = rpc_channel_call(x->ch, full, req, d, &out, &o, x->err, sizeof(x->err));
+	st        = rpc_channel_call(ch, full, req, d, &out, &o, x->err, sizeof(x->err));
 	if (reply != NULL) {
 		*reply = out;
 	} else if (out != NULL) {
 		protobuf_c_message_free_unpacked(out, NULL);
 	}
 	return (st);
+}
+
+/* A call as the operator. */
+static hv_status
+call(fx *x, const char *m, const ProtobufCMessage *req, const ProtobufCMessageDescriptor *d,
+    ProtobufCMessage **reply)
+{
+	return (call_on(x, x->ch, m, req, d, reply));
 }
 
 /* A challenge's nonce into nonce (44 bytes). */
@@ -550,6 +593,83 @@ test_retention(void **state)
 	fx_close(&x);
 }
 
+/* CountSignals on ch: its count, or UINT32_MAX when refused (x->err says why). */
+static uint32_t
+count_new(fx *x, rpc_channel *ch)
+{
+	Haven__Signals__V1__CountSignalsRequest q = HAVEN__SIGNALS__V1__COUNT_SIGNALS_REQUEST__INIT;
+	Haven__Signals__V1__CountSignalsReply  *r = NULL;
+	uint32_t                                n;
+
+	if (call_on(x, ch, "CountSignals", &q.base,
+	        &haven__signals__v1__count_signals_reply__descriptor,
+	        (ProtobufCMessage **) &r) != HV_OK) {
+		return (UINT32_MAX);
+	}
+	n = r->count;
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return (n);
+}
+
+/* CountSignals, the number on an outreach worker's badge: the signals of the caller's own
+ * region that nobody acknowledged yet; acknowledged and closed ones are not counted, another
+ * region's never; a role other than referrer, and a referrer the directory does not know
+ * (no region), are refused. The request has no field, so there is no bad input to refuse. */
+static void
+test_count_new(void **state)
+{
+	fx                                     x;
+	Haven__Signals__V1__SubmitRequest      q;
+	Haven__Signals__V1__SubmitReply       *r;
+	Haven__Signals__V1__CloseSignalRequest cq = HAVEN__SIGNALS__V1__CLOSE_SIGNAL_REQUEST__INIT;
+	Haven__Signals__V1__AcknowledgeSignalRequest aq =
+	    HAVEN__SIGNALS__V1__ACKNOWLEDGE_SIGNAL_REQUEST__INIT;
+	rpc_channel *ams, *rdam, *city, *gone;
+	char         nonce[64], ids[3][64];
+	uint8_t      sol[4];
+
+	(void) state;
+	fx_open(&x, 100);
+	ams  = as_org(&x, "out-ams", RPC_ROLE_REFERRER);
+	rdam = as_org(&x, "out-rdam", RPC_ROLE_REFERRER);
+	city = as_org(&x, "city-ams", RPC_ROLE_MUNICIPALITY);
+	gone = as_org(&x, "out-gone", RPC_ROLE_REFERRER);
+	assert_int_equal(count_new(&x, ams), 0);
+	for (int i = 0; i < 3; i++) {
+		valid(&x, &q, "Amsterdam", nonce, sol);
+		assert_int_equal(submit(&x, &q, &r), HV_OK);
+		snprintf(ids[i], sizeof(ids[i]), "%s", r->id);
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
+	valid(&x, &q, "Rotterdam", nonce, sol);
+	assert_int_equal(submit(&x, &q, NULL), HV_OK);
+	assert_int_equal(count_new(&x, ams), 3);
+	assert_int_equal(count_new(&x, rdam), 1);
+
+	aq.id = ids[0]; /* taken up: no longer new */
+	assert_int_equal(call_on(&x, ams, "AcknowledgeSignal", &aq.base,
+	                     &haven__signals__v1__acknowledge_signal_reply__descriptor, NULL),
+	    HV_OK);
+	cq.id      = ids[1]; /* closed without being taken up first */
+	cq.outcome = HAVEN__SIGNALS__V1__OUTCOME__DUPLICATE;
+	assert_int_equal(call_on(&x, ams, "CloseSignal", &cq.base,
+	                     &haven__signals__v1__close_signal_reply__descriptor, NULL),
+	    HV_OK);
+	assert_int_equal(count_new(&x, ams), 1);
+	assert_int_equal(count_new(&x, rdam), 1);
+
+	assert_int_equal(count_new(&x, city), UINT32_MAX);
+	assert_non_null(strstr(x.err, "may not call"));
+	assert_int_equal(count_new(&x, x.ch), UINT32_MAX); /* the operator: no outreach */
+	assert_int_equal(count_new(&x, gone), UINT32_MAX);
+	assert_non_null(strstr(x.err, "outreach organisations of their region"));
+	rpc_channel_close(ams);
+	rpc_channel_close(rdam);
+	rpc_channel_close(city);
+	rpc_channel_close(gone);
+	fx_close(&x);
+}
+
 /* Bad options are refused at start-up: a key file others may read, a helpline that is no
  * number, a difficulty past the bound. */
 static void
@@ -588,6 +708,7 @@ main(void)
 		cmocka_unit_test(test_alert_seal_statistics),
 		cmocka_unit_test(test_statistics_periods),
 		cmocka_unit_test(test_retention),
+		cmocka_unit_test(test_count_new),
 		cmocka_unit_test(test_open_refuses),
 	};
 

@@ -3,10 +3,13 @@
 // (FairWork, Rotterdam) has the app's signals page open in one browser context; in another, on
 // a phone-sized screen, a reader picks Polish, ticks "in danger now" and sees 112 and the
 // helpline before anything is sent, and sends a signal; the worker sees it appear without a
-// reload, reads the contact, and turns it into a referral in one step; the municipality's
-// signal statistics show "<5". Also: no cookie, storage or third-party request on the public
-// page, its CSP, axe-core in Polish and Arabic (right-to-left), the quick exit leaving no
-// history entry, and screenshots at phone width in pl, ar and nl ($HAVEN_SHOTS/signal-*.png).
+// reload, its badge counting one new signal (and none once it is taken up), reads the contact,
+// and turns it into a referral in one step; the municipality's signal statistics show "<5",
+// and its numbers page shows what the node answers (and, given an answer with cells in place
+// of the node's, "<5" as given, in Dutch and English on a phone). Also: no cookie, storage or
+// third-party request on the public page, its CSP, axe-core in Polish and Arabic
+// (right-to-left), the quick exit leaving no history entry, and screenshots at phone width in
+// pl, ar and nl ($HAVEN_SHOTS/signal-*.png, numbers-signals-phone*.png).
 import puppeteer from 'puppeteer-core';
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -109,6 +112,8 @@ await step('the outreach worker opens the signals page', async () => {
 	await worker.click('nav a[href="#/signals"]');
 	await worker.waitForFunction(() => document.querySelector('.signals'));
 	check(!(await worker.$('.signal')), 'no signal in Rotterdam yet');
+	await worker.waitForFunction(() => /Geen meldingen|gewijzigd/.test(document.getElementById('alerts')?.textContent));
+	check(!/signal/i.test(await worker.$eval('#alerts', (e) => e.textContent)), 'the badge counts no new signal');
 });
 
 /* ---- the reader, on a phone, in Polish ------------------------------------------------------- */
@@ -179,6 +184,11 @@ await step('the outreach worker sees it live and turns it into a referral', asyn
 	await worker.waitForFunction((m) => [...document.querySelectorAll('.signal .contact')].some((e) => e.textContent.includes(m)),
 		{ timeout: 20000, polling: 250 }, 'znacznik-7f3a');
 	check(true, 'the signal appeared without a reload, with its contact opened');
+	/* the badge's count comes from CountSignals (no audited read: web_test.sh checks the log) */
+	await worker.waitForFunction(() => /^nieuwe signalen: 1\b/.test(document.getElementById('alerts').textContent),
+		{ timeout: 20000, polling: 250 });
+	check(await worker.$eval('#alerts', (e) => e.getAttribute('href') === '#/signals' && e.classList.contains('on')),
+		`the badge counts the new signal and leads to it (${await worker.$eval('#alerts', (e) => e.textContent)})`);
 	await worker.screenshot({ path: join(SHOTS, 'signal-outreach-desk.png'), fullPage: true });
 	const card = await worker.$('.signal');
 	check(/Nu in gevaar|In danger now/.test(await card.evaluate((e) => e.textContent)), 'marked as in danger now');
@@ -191,6 +201,8 @@ await step('the outreach worker sees it live and turns it into a referral', asyn
 	await worker.click('nav a[href="#/signals"]');
 	await worker.waitForFunction(() => document.querySelector('.signals') && !document.querySelector('.signal'));
 	check(true, 'the signal left the open list');
+	await worker.waitForFunction(() => !/signal/i.test(document.getElementById('alerts').textContent), { timeout: 10000 });
+	check(true, 'and the badge counts it no longer');
 });
 
 // The signal statistics answer only a calendar month that has ended (docs/signals.md: finer
@@ -198,8 +210,9 @@ await step('the outreach worker sees it live and turns it into a referral', asyn
 // the test shows the current month refused with a message that says why, and the last month
 // answered with its cells in the "<5" rule (signals_test's statistics cases show a signal of
 // an ended month counted as "<5" under its outcome).
+let muni = null;
 await step('the signal statistics: this month refused until it ends, the last month answered', async () => {
-	const muni = await context(DESK);
+	muni = await context(DESK);
 	const p = people['pim.policy@municipality-rdam'];
 	await muni.goto(URL_ + '/', { waitUntil: 'networkidle0' });
 	await muni.waitForSelector('[name="login"]');
@@ -226,6 +239,82 @@ await step('the signal statistics: this month refused until it ends, the last mo
 	const prev = await ask(month(last));
 	check(prev.ok && (prev.ok.cells || []).every((c) => /^(<5|\d+)$/.test(c.count) && c.count !== '0' &&
 		!/^[1-4]$/.test(c.count)), `last month answered, small cells as "<5": ${JSON.stringify(prev)}`);
+});
+
+/* The numbers page's signals section as drawn: its month, its tables' rows (or the sentence
+ * that there is nothing), its header cells and captions. */
+async function statsOnPage(page) {
+	await page.waitForFunction(() => document.querySelector('.signal-stats .sig-tables > *') &&
+		!document.querySelector('main[aria-busy]'));
+	return page.evaluate(() => ({
+		period: document.querySelector('.signal-stats select').value,
+		empty: document.querySelector('.signal-stats .empty')?.textContent || null,
+		rows: [...document.querySelectorAll('.signal-stats table')].map((tb) => [...tb.querySelectorAll('tbody tr')]
+			.map((tr) => [...tr.children].map((c) => c.textContent))),
+		scoped: [...document.querySelectorAll('.signal-stats th')].every((th) => th.getAttribute('scope')),
+		captions: [...document.querySelectorAll('.signal-stats table caption')].map((c) => c.textContent),
+	}));
+}
+
+// The finished months on this node hold no signal (this run's came in this month), so the
+// page is held against the node's real answer for its month, and then against an answer with
+// cells, given to the page in place of the node's: two regions' cells as signals_test shows
+// the node answers them ("6", "<5", a withheld total "x", a cell with no sector and one open).
+await step('the numbers page shows the signal statistics as the node answers them', async () => {
+	await muni.evaluate(() => { location.hash = '#/numbers'; }); /* its home already */
+	const shown = await statsOnPage(muni);
+	const real = await muni.evaluate(async (period) => (await import('/js/api.js'))
+		.call('haven.signals.v1.Signals/Statistics', { period }), shown.period);
+	if (!(real.cells || []).length) {
+		check(shown.empty === `Geen signalen in ${shown.period}.`, `no signals in ${shown.period}: said so (${shown.empty})`);
+	} else {
+		check(JSON.stringify(shown.rows[0].map((r) => r[3])) === JSON.stringify(real.cells.map((c) => c.count)),
+			`the counts of ${shown.period} as the node answered them`);
+	}
+	const canned = { cells: [
+		{ region: 'Rotterdam', sector: 'FARM', count: '6' },
+		{ region: 'Rotterdam', sector: 'CLEANING', outcome: 'EXPIRED', count: '<5' },
+		{ region: 'Limburg', outcome: 'NO_CONTACT', count: '<5' }],
+	regionTotals: [{ region: 'Rotterdam', count: 'x' }, { region: 'Limburg', count: '<5' }] };
+	const asked = [];
+	const answer = (r) => {
+		if (!r.url().endsWith('/haven.signals.v1.Signals/Statistics')) {
+			return r.continue();
+		}
+		asked.push(JSON.parse(r.postData()).period);
+		return r.respond({ status: 200, contentType: 'application/json', body: JSON.stringify(canned) });
+	};
+	await muni.setRequestInterception(true);
+	muni.on('request', answer);
+	await muni.setViewport(PHONE);
+	await muni.reload({ waitUntil: 'load' });
+	const nl = await statsOnPage(muni);
+	check(JSON.stringify(nl.rows) === JSON.stringify([
+		[['Rotterdam', 'Land- en tuinbouw', 'Nog open', '6'], ['Rotterdam', 'Schoonmaak', 'Nooit afgesloten (gewist)', '<5'],
+			['Limburg', 'Niet opgegeven', 'Geen contact gekregen', '<5']],
+		[['Rotterdam', 'afgeschermd'], ['Limburg', '<5']]]), `cells in Dutch, "<5" as given, a withheld total: ${JSON.stringify(nl.rows)}`);
+	check(nl.scoped && nl.captions.length === 2 && nl.captions.every((c) => c.includes(nl.period)),
+		'header cells with scope, captions naming the month');
+	check(await muni.$eval('.signal-stats .table-wrap', (e) => getComputedStyle(e).overflowX === 'auto' &&
+		e.getAttribute('tabindex') === '0'), 'on a phone the table scrolls inside its focusable wrapper');
+	check(await muni.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'the page itself does not scroll sideways');
+	check(!/Ana|znacznik|0612/.test(await muni.evaluate(() => document.body.innerText)), 'nothing about a person');
+	await muni.$eval('.signal-stats', (e) => e.scrollIntoView());
+	await muni.screenshot({ path: join(SHOTS, 'numbers-signals-phone.png'), fullPage: true });
+	await (await muni.$('.signal-stats')).screenshot({ path: join(SHOTS, 'numbers-signals-phone-section.png') });
+	await axe(muni, 'the numbers page with signal statistics on a phone');
+	await muni.click('.lang button[lang="en"]');
+	const en = await statsOnPage(muni);
+	check(JSON.stringify(en.rows[0][1]) === JSON.stringify(['Rotterdam', 'Cleaning', 'Never closed (erased)', '<5']) &&
+		en.rows[1][0][1] === 'withheld', `in English too: ${JSON.stringify(en.rows[0][1])}`);
+	await muni.screenshot({ path: join(SHOTS, 'numbers-signals-phone-en.png'), fullPage: true });
+	const other = await muni.$eval('.signal-stats select', (e) => e.options[3].value);
+	await muni.select('.signal-stats select', other);
+	await muni.waitForFunction((m) => [...document.querySelectorAll('.signal-stats caption')].some((c) => c.textContent.includes(m)),
+		{}, other);
+	check(asked.at(-1) === other, `another month chosen: asked for ${other} (${asked.join(', ')})`);
+	muni.off('request', answer);
+	await muni.setRequestInterception(false);
 });
 
 await step('Arabic is right-to-left; screenshots in ar and nl', async () => {

@@ -344,6 +344,11 @@ await step('the municipality sees numbers only', async () => {
 	check(tiles === 10, 'a map of the ten regions');
 	const cells = await muni.$$eval('table td', (t) => t.map((x) => x.textContent));
 	check(cells.includes('<5') && !cells.some((c) => /^[1-4]$/.test(c)), 'no count under 5 shown as a number');
+	const sig = await muni.$eval('.signal-stats', (e) => ({ h: e.querySelector('h2').textContent,
+		month: e.querySelector('select').value, label: e.querySelector('label').textContent,
+		body: e.querySelector('.sig-tables').textContent }));
+	check(sig.h === 'Signalen per regio en sector' && /^\d{4}-\d{2}$/.test(sig.month) && sig.label === 'Maand' &&
+		sig.body.includes(sig.month), `the signals of a finished month, per region and sector (${sig.month}: ${sig.body.slice(0, 60)})`);
 	check(!(await text(muni)).includes(ALIAS), 'and never a person');
 	await shot(muni, 'pim-numbers-desk');
 });

@@ -127,5 +127,9 @@ HAVEN_URL="https://localhost:$port" HAVEN_PEOPLE="$people" HAVEN_SHOTS="$shots" 
 # was refused, and a refusal answers nothing to audit).
 grep -q 'Signals/Statistics ' "$work/audit.txt" ||
   { echo "FAIL the answered signal statistics query is not in the audit log" >&2; exit 1; }
+# The badge's CountSignals (signal_test saw the count it gave) is no read of a signal: not in
+# the audit log.
+! grep -q 'Signals/CountSignals' "$work/audit.txt" ||
+  { echo "FAIL CountSignals is in the audit log: a count opens no signal" >&2; exit 1; }
 "$cli" --data "$data" audit verify >/dev/null || { echo "FAIL audit verify" >&2; exit 1; }
-echo "ok   signal reads and statistics audited; the audit chain verifies"
+echo "ok   signal reads and statistics audited, the badge's counts not; the audit chain verifies"

@@ -240,19 +240,33 @@ function startLive() {
 	live.start({ onEvent: onAlert, onPoll: refreshSoon, onState: liveState, onEnd: api.sessionEnded });
 }
 
-/* The badge: open offers (provider), referrals changed since seen (referrer), waiting needs
- * (coordinator). Text only, no sound. */
+/* The region's signals nobody has taken up yet (outreach organisations). CountSignals, never
+ * ListSignals: each signal ListSignals shows is an audited read of its contact, and the badge
+ * is no one reading (docs/signals.md). A viewer may not call it (its name is not one of the
+ * reads a viewer is allowed), so the badge does not ask for one; a refusal counts nothing. */
+async function newSignals() {
+	if (ctx.role === 'PERSON_ROLE_VIEWER') {
+		return 0;
+	}
+	const r = await api.call('haven.signals.v1.Signals/CountSignals', {}).catch(() => ({}));
+	return Number(r.count || 0);
+}
+
+/* The badge: open offers (provider), referrals changed since seen and new signals (referrer),
+ * waiting needs (coordinator). Text only, no sound. New signals come first in the text and
+ * the badge leads to them: someone may be in danger. */
 async function badge() {
 	const el = document.getElementById('alerts');
 	if (!el) {
 		return;
 	}
-	let n = 0;
+	let n = 0, signalsNew = 0;
 	if (ctx.orgRole === 'provider') {
 		const r = await api.call('haven.referral.v1.Referrals/ListOffers', { openOnly: true });
 		n = (r.offers || []).length;
 	} else if (ctx.orgRole === 'referrer') {
-		const r = await api.call('haven.referral.v1.Referrals/ListReferrals', { openOnly: false });
+		const [r, s] = await Promise.all([
+			api.call('haven.referral.v1.Referrals/ListReferrals', { openOnly: false }), newSignals()]);
 		for (const ref of r.referrals || []) {
 			if (!seen.has(ref.id)) {
 				seen.set(ref.id, ref.version);
@@ -260,14 +274,21 @@ async function badge() {
 				n++;
 			}
 		}
+		signalsNew = s;
 	} else if (alertRoute()) {
 		const r = await api.call('haven.referral.v1.Referrals/ListReferrals', { openOnly: true });
 		n = (r.referrals || []).flatMap((x) => x.needs || []).filter((x) => x.state === 'WAITING').length;
 	}
-	const text = n ? t('alerts.count.' + ctx.orgRole, { n }) : t('alerts.none');
+	const parts = [signalsNew ? t('alerts.count.signals', { n: signalsNew }) : '',
+		n ? t('alerts.count.' + ctx.orgRole, { n }) : ''].filter(Boolean);
+	const text = parts.length ? parts.join(' · ') : t('alerts.none');
+	const href = '#/' + (signalsNew ? 'signals' : alertRoute() || home());
 	if (el.textContent !== text) {
 		el.textContent = text;
-		el.classList.toggle('on', n > 0);
+		el.classList.toggle('on', parts.length > 0);
+	}
+	if (el.getAttribute('href') !== href) {
+		el.setAttribute('href', href);
 	}
 }
 

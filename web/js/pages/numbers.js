@@ -1,12 +1,13 @@
 /*
  * numbers.js - numbers only, for municipalities and coordinators: free places by region and
- * service type as a table and as a map of the ten regions coloured by free places (SVG), and
- * unmet demand and time to placement per finished month as charts. Every count under 5 is
+ * service type as a table and as a map of the ten regions coloured by free places (SVG),
+ * unmet demand and time to placement per finished month as charts, and the signals of a
+ * finished month per region, sector and outcome (Signals/Statistics). Every count under 5 is
  * shown as "<5"; the node's own suppression ("<5", "x") is kept as it comes.
  */
 import { call } from '../api.js';
 import { t } from '../i18n.js';
-import { h, s, act, card, en, opts, field, small, table, duration } from '../ui.js';
+import { h, s, act, card, en, opts, field, small, table, duration, empty } from '../ui.js';
 
 /* The police regions as tiles placed roughly where they lie (column, row). */
 const TILES = {
@@ -124,6 +125,52 @@ async function trend(box, regions) {
 		table(t('num.time'), [t('period'), t('num.time')], median.map((p) => [p.label, fmtTime(p.v)]))));
 }
 
+/* A signal statistics cell's sector and outcome in words. proto3 JSON leaves out a zero enum:
+ * no sector given, and no outcome (still open at the month's end). */
+function sector(v) {
+	return t('sig.sector.' + (v || 'SECTOR_UNSPECIFIED'));
+}
+function outcome(v) {
+	return t('sig.outcome.' + (v || 'OUTCOME_UNSPECIFIED'));
+}
+
+/* The signals that came in in one finished month, per region, sector and outcome as the node
+ * counts them, and per region. Asked for when the page opens and when the month changes,
+ * never on the page's refresh: a finished month's answer never changes, and the node writes
+ * each query into its audit log. The box is emptied first, so that a refused month never
+ * shows under another month's figures; an answer for a month no longer chosen is dropped. */
+async function signalStats(box, period, chosen) {
+	box.replaceChildren();
+	const r = await call('haven.signals.v1.Signals/Statistics', { period });
+	if (chosen() !== period) {
+		return;
+	}
+	const cells = r.cells || [];
+	if (!cells.length) {
+		box.replaceChildren(empty(t('num.sig.none', { period })));
+		return;
+	}
+	box.replaceChildren(
+		table(t('num.sig.table', { period }), [t('region'), t('num.sig.sector'), t('num.sig.outcome'), t('num.sig.count')],
+			cells.map((c) => [c.region, sector(c.sector), outcome(c.outcome), small(c.count)])),
+		h('h3', {}, t('num.sig.byRegion')),
+		table(t('num.sig.totals', { period }), [t('region'), t('num.sig.count')],
+			(r.regionTotals || []).map((c) => [c.region, small(c.count)])));
+}
+
+/* The signals section: a finished month to choose (the last twelve, newest first) and its
+ * tables. */
+async function signalSection(main) {
+	const months = lastMonths(12).reverse();
+	const month = field(t('period'), 'sigperiod', { options: months.map((m) => [m, m]), value: months[0] });
+	const box = h('div', { class: 'sig-tables' });
+	const chosen = () => month.control.value;
+	month.control.addEventListener('change', () => act(() => signalStats(box, chosen(), chosen)));
+	main.append(h('div', { class: 'signal-stats' }, card(t('num.signals'), h('p', { class: 'meta' }, t('num.sig.intro')),
+		h('div', { class: 'filters row' }, month), box)));
+	await act(() => signalStats(box, months[0], chosen));
+}
+
 export async function render(main) {
 	main.append(h('h1', {}, t('nav.numbers')));
 	const pop = field(t('need.population'), 'population', { options: [['', t('num.allPops')], ...opts(['WOMEN', 'MEN', 'MINORS', 'FAMILIES', 'NON_BINARY'])] });
@@ -168,5 +215,6 @@ export async function render(main) {
 	};
 	await act(load);
 	await act(() => trend(charts, []));
+	await signalSection(main);
 	return { refresh: () => (main.contains(document.activeElement) && document.activeElement.tagName === 'SELECT' ? null : load()) };
 }
