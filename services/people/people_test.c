@@ -380,6 +380,8 @@ test_viewer_rule(void **state)
 	assert_true(auth_person_allows(&c, "haven.referral.v1.Referrals/ListReferrals"));
 	assert_true(auth_person_allows(&c, "haven.capacity.v1.Capacity/FindServices"));
 	assert_true(auth_person_allows(&c, "haven.capacity.v1.Capacity/Summary"));
+	assert_true(auth_person_allows(&c, "haven.signals.v1.Signals/CountSignals"));
+	assert_false(auth_person_allows(&c, "haven.x.v1.X/Counterfeit"));
 	assert_true(auth_person_allows(&c, "haven.people.v1.People/Logout"));
 	assert_false(auth_person_allows(&c, "haven.consent.v1.Consent/CreateSubject"));
 	assert_false(auth_person_allows(&c, "haven.consent.v1.Consent/Grant"));

@@ -242,12 +242,9 @@ function startLive() {
 
 /* The region's signals nobody has taken up yet (outreach organisations). CountSignals, never
  * ListSignals: each signal ListSignals shows is an audited read of its contact, and the badge
- * is no one reading (docs/signals.md). A viewer may not call it (its name is not one of the
- * reads a viewer is allowed), so the badge does not ask for one; a refusal counts nothing. */
+ * is no one reading (docs/signals.md). A viewer may call it (a read); a refusal counts
+ * nothing. */
 async function newSignals() {
-	if (ctx.role === 'PERSON_ROLE_VIEWER') {
-		return 0;
-	}
 	const r = await api.call('haven.signals.v1.Signals/CountSignals', {}).catch(() => ({}));
 	return Number(r.count || 0);
 }

@@ -72,7 +72,7 @@ out:
 static bool
 method_reads(const char *method)
 {
-	static const char *const prefixes[] = { "Get", "List", "Find", "Watch" };
+	static const char *const prefixes[] = { "Get", "List", "Find", "Watch", "Count" };
 	static const char *const names[] = { "Check", "Verify", "Status", "Summary", "Statistics",
 		"Echo", "Logout" };
 	const char              *m       = strrchr(method, '/');
