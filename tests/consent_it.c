@@ -1090,8 +1090,7 @@ test_withdrawal_events(void **state)
 		nng_free(buf, len);
 	}
 	/* An expiry the sweep finds is published as one (the referral records "consent
-	 * expired"), with the consent's end as its time. (test_expired_and_withdrawn left the
-	 * sweep's mark a minute ahead of the clock: this consent ends after it.) */
+	 * expired"), with the consent's end as its time. */
 	release(c1);
 	assert_int_equal(create(ACME, false, id), HV_OK);
 	assert_int_equal(grant(ACME, id, "shelter-a", false,

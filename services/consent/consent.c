@@ -5,6 +5,7 @@
  * (consent_internal.h lists the layers; the handlers are consent_rpc.c's).
  */
 #include "consent_rpc.h"
+#include "consent_records.h"
 #include "consent_view.h"
 #include "consent_vault.h"
 
@@ -121,6 +122,7 @@ consent_open(consent_service **out, const consent_options *o)
 	    (st = store_table_open(cs->cs_store, "consent.subject_gen", &cs->cs_subject_gen)) !=
 	        HV_OK ||
 	    (st = store_table_open(cs->cs_store, "consent.views", &cs->cs_views)) != HV_OK ||
+	    (st = store_table_open(cs->cs_store, "consent.expiries", &cs->cs_expiries)) != HV_OK ||
 	    (st = audit_open(&cs->cs_audit, cs->cs_store, o->data_dir)) != HV_OK) {
 		log_error("consent: cannot open the tables: %s", hv_status_name(st));
 		goto fail;
@@ -131,6 +133,10 @@ consent_open(consent_service **out, const consent_options *o)
 	}
 	if ((st = views_prepare(cs)) != HV_OK) {
 		log_error("consent: cannot store the consent views: %s", hv_status_name(st));
+		goto fail;
+	}
+	if ((st = consent_expiry_index_prepare(cs)) != HV_OK) {
+		log_error("consent: cannot index the consents' expiry: %s", hv_status_name(st));
 		goto fail;
 	}
 	if ((st = view_cache_open(&cs->cs_cache, VIEW_CACHE_MAX)) != HV_OK) {

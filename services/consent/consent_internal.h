@@ -68,6 +68,7 @@ struct consent_service {
 	store_table            cs_by_subject;
 	store_table cs_subject_gen; /* subject id -> u64: the generation of its last change */
 	store_table cs_views;       /* subject id -> its view, encoded (view.c) */
+	store_table cs_expiries;    /* be64 expires_ms || consent id -> "": to apply (expiry.c) */
 	int64_t (*cs_now)(void *arg);
 	void *cs_now_arg;
 	rpc_role (*cs_org_role)(void *arg, const char *org_id);

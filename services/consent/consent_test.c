@@ -870,6 +870,125 @@ test_stored_views(void **state)
 	env_destroy(&e);
 }
 
+/* ---- the expiry index -------------------------------------------------------------------- */
+
+static uint64_t
+expiries(env *e)
+{
+	store_txn *txn;
+	uint64_t   n = 0;
+
+	assert_int_equal(store_read_begin(e->s, &txn), HV_OK);
+	assert_int_equal(store_count(txn, e->cs->cs_expiries, &n), HV_OK);
+	store_read_end(txn);
+	return (n);
+}
+
+/* A store from before the index: none, never built, and the old sweep's mark at mark_ms
+ * (consent.meta "expiry_swept", host order; the key names are expiry.c's). */
+typedef struct unindex_job {
+	env    *e;
+	int64_t mark_ms;
+} unindex_job;
+
+static hv_status
+expiry_unindex_fn(store_txn *txn, void *arg)
+{
+	unindex_job *j = arg;
+	hv_status    st;
+
+	if ((st = store_clear(txn, j->e->cs->cs_expiries)) != HV_OK ||
+	    (st = store_del(txn, j->e->cs->cs_meta, "expiry_indexed", 14)) != HV_OK) {
+		return (st);
+	}
+	return (
+	    store_put(txn, j->e->cs->cs_meta, "expiry_swept", 12, &j->mark_ms, sizeof(j->mark_ms)));
+}
+
+static unsigned
+sweep(env *e)
+{
+	unsigned n = 99;
+
+	assert_int_equal(consent_expiry_sweep(e->cs, &n), HV_OK);
+	return (n);
+}
+
+/* The sweep reads only what is due (consent.expiries, in expiry order), applies each expiry
+ * once and forgets it; a withdrawn consent is not applied; an older store is indexed at open
+ * from its old mark on; and an expiry between a clock that went back and the last sweep is
+ * still applied (the old mark skipped it). */
+static void
+test_expiry_index(void **state)
+{
+	env                          e;
+	char                         a[CONSENT_ID_HEX], b[CONSENT_ID_HEX], c[CONSENT_ID_HEX];
+	views_job                    j  = { .vj_e = NULL };
+	const int64_t                t0 = clock_ms, hour = 3600000;
+	Haven__Consent__V1__Category identity[] = {
+		HAVEN__CONSENT__V1__CATEGORY__CATEGORY_IDENTITY
+	};
+
+	(void) state;
+	env_open(&e);
+	j.vj_e = &e;
+	create_subject(&e, false, a);
+	create_subject(&e, false, b);
+	create_subject(&e, false, c);
+	assert_int_equal(grant(&e, a, "shelter-a", false, identity, 1,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, t0 + hour, NULL,
+	                     NULL),
+	    HV_OK);
+	assert_int_equal(grant(&e, b, "shelter-a", false, identity, 1,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, t0 + 2 * hour, NULL,
+	                     NULL),
+	    HV_OK);
+	assert_int_equal(grant(&e, c, "shelter-a", false, identity, 1,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, t0 + 3 * hour, NULL,
+	                     NULL),
+	    HV_OK);
+	assert_int_equal(consent_id_parse(c, j.vj_sid), 0);
+	assert_int_equal(store_write(e.s, withdraw_all_fn, &j), HV_OK);
+	assert_int_equal(expiries(&e), 3);
+	assert_int_equal(sweep(&e), 0);
+
+	clock_ms = t0 + hour;
+	assert_int_equal(sweep(&e), 1); /* a's */
+	assert_int_equal(expiries(&e), 2);
+	assert_int_equal(sweep(&e), 0);
+
+	/* An older store, swept up to now: at open only b is indexed (a was applied, c is
+	 * withdrawn). */
+	{
+		unindex_job u = { .e = &e, .mark_ms = clock_ms };
+		assert_int_equal(store_write(e.s, expiry_unindex_fn, &u), HV_OK);
+	}
+	assert_int_equal(expiries(&e), 0);
+	env_close(&e);
+	env_store_open(&e);
+	assert_int_equal(env_consent_open(&e), HV_OK);
+	assert_int_equal(expiries(&e), 1);
+	clock_ms = t0 + 2 * hour;
+	assert_int_equal(sweep(&e), 1); /* b's */
+	clock_ms = t0 + 3 * hour;
+	assert_int_equal(sweep(&e), 0); /* c's was withdrawn */
+	assert_int_equal(expiries(&e), 0);
+
+	/* The clock goes back two hours; a consent granted then still expires when its time
+	 * comes, although a sweep already ran at a later time. */
+	clock_ms = t0 + hour;
+	create_subject(&e, false, a);
+	assert_int_equal(grant(&e, a, "shelter-a", false, identity, 1,
+	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, t0 + hour + 60000,
+	                     NULL, NULL),
+	    HV_OK);
+	clock_ms = t0 + hour + 60000;
+	assert_int_equal(sweep(&e), 1);
+	assert_int_equal(consent_expiry_sweep(NULL, NULL), HV_INVALID_ARGUMENT);
+	clock_ms = t0;
+	env_destroy(&e);
+}
+
 static void
 test_grant_validation_and_minors(void **state)
 {
@@ -1703,6 +1822,7 @@ main(void)
 		cmocka_unit_test(test_expiry_sweep_once),
 		cmocka_unit_test(test_check_decisions),
 		cmocka_unit_test(test_stored_views),
+		cmocka_unit_test(test_expiry_index),
 		cmocka_unit_test(test_grant_validation_and_minors),
 		cmocka_unit_test(test_no_plaintext_anywhere),
 		cmocka_unit_test(test_wrong_key_and_altered_data),

@@ -295,6 +295,7 @@ grant_core(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 	memcpy(key + CONSENT_ID_LEN, cid, CONSENT_ID_LEN);
 	if ((st = store_put_new(txn, cs->cs_records, cid, sizeof(cid), *packed, *plen)) != HV_OK ||
 	    (st = store_put(txn, cs->cs_by_subject, key, sizeof(key), "", 0)) != HV_OK ||
+	    (st = consent_expiry_index_put(cs, txn, cid, c.expires_ms)) != HV_OK ||
 	    (st = consent_changed(cs, txn, sid)) != HV_OK) {
 		st = st == HV_ALREADY_EXISTS ? HV_INTERNAL : st;
 		goto out;
