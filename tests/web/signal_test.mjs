@@ -11,10 +11,10 @@
 // (right-to-left), the quick exit leaving no history entry, and screenshots at phone width in
 // pl, ar and nl ($HAVEN_SHOTS/signal-*.png, numbers-signals-phone*.png).
 import puppeteer from 'puppeteer-core';
-import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { signIn } from './totp.mjs';
 
 const URL_ = process.env.HAVEN_URL;
 const SHOTS = process.env.HAVEN_SHOTS;
@@ -28,20 +28,6 @@ let passed = 0, failed = 0;
 const people = Object.fromEntries(readFileSync(process.env.HAVEN_PEOPLE, 'utf8').trim().split('\n')
 	.map((l) => l.split('|')).map(([org, login, role, pw, uri]) => [login, { org, login, role, pw, uri }]));
 
-function totp(uri) {
-	const s = new URL(uri).searchParams.get('secret');
-	const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-	let bits = '';
-	for (const c of s.replace(/=+$/, '')) {
-		bits += A.indexOf(c.toUpperCase()).toString(2).padStart(5, '0');
-	}
-	const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
-	const msg = Buffer.alloc(8);
-	msg.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000)));
-	const hm = createHmac('sha1', key).update(msg).digest();
-	const o = hm[hm.length - 1] & 15;
-	return String((hm.readUInt32BE(o) & 0x7fffffff) % 1000000).padStart(6, '0');
-}
 
 function check(cond, what) {
 	if (!cond) {
@@ -103,11 +89,7 @@ const worker = await context(DESK);
 await step('the outreach worker opens the signals page', async () => {
 	const p = people['carla.case@fairwork-ngo'];
 	await worker.goto(URL_ + '/', { waitUntil: 'networkidle0' });
-	await worker.waitForSelector('[name="login"]');
-	await worker.type('[name="login"]', p.login);
-	await worker.type('[name="password"]', p.pw);
-	await worker.type('[name="code"]', totp(p.uri));
-	await worker.click('form button[type=submit]');
+	await signIn(worker, p);
 	await worker.waitForSelector('nav a[href="#/signals"]');
 	await worker.click('nav a[href="#/signals"]');
 	await worker.waitForFunction(() => document.querySelector('.signals'));
@@ -215,12 +197,7 @@ await step('the signal statistics: this month refused until it ends, the last mo
 	muni = await context(DESK);
 	const p = people['pim.policy@municipality-rdam'];
 	await muni.goto(URL_ + '/', { waitUntil: 'networkidle0' });
-	await muni.waitForSelector('[name="login"]');
-	await muni.type('[name="login"]', p.login);
-	await muni.type('[name="password"]', p.pw);
-	await muni.type('[name="code"]', totp(p.uri));
-	await muni.click('form button[type=submit]');
-	await muni.waitForSelector('nav');
+	await signIn(muni, p);
 	const month = (d) => `${d.getUTCFullYear()}-${String(d.getUTCMonth() + 1).padStart(2, '0')}`;
 	// The node's months are Europe/Amsterdam's (UTC+1 or +2): the month of now + 2 h has not
 	// ended there yet, the month of 35 days ago has.

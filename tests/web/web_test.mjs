@@ -8,7 +8,7 @@
 // receiver, axe-core on every page, the security rules (headers, URL, title, storage), and
 // screenshots of every page at phone and desk widths in $HAVEN_SHOTS.
 import puppeteer from 'puppeteer-core';
-import { createHmac } from 'node:crypto';
+import { totp } from './totp.mjs';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -26,21 +26,6 @@ let passed = 0, failed = 0;
 const people = Object.fromEntries(readFileSync(process.env.HAVEN_PEOPLE, 'utf8').trim().split('\n')
 	.map((l) => l.split('|')).map(([org, login, role, pw, uri]) => [login, { org, login, role, pw, uri }]));
 
-/* RFC 6238 code of an otpauth:// URI (SHA-1, 30 s, six digits), step offset off. */
-function totp(uri, off = 0) {
-	const s = new URL(uri).searchParams.get('secret');
-	const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-	let bits = '';
-	for (const c of s.replace(/=+$/, '')) {
-		bits += A.indexOf(c.toUpperCase()).toString(2).padStart(5, '0');
-	}
-	const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
-	const msg = Buffer.alloc(8);
-	msg.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000) + off));
-	const hm = createHmac('sha1', key).update(msg).digest();
-	const o = hm[hm.length - 1] & 15;
-	return String((hm.readUInt32BE(o) & 0x7fffffff) % 1000000).padStart(6, '0');
-}
 
 function ok(what) {
 	passed++;

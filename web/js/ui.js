@@ -176,13 +176,23 @@ export function card(title, ...children) {
 	return h('section', { class: 'card' }, h('h2', {}, title), ...children);
 }
 
-export function table(caption, heads, rows) {
-	/* focusable, so that a keyboard can scroll a wide table on a phone */
-	return h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': caption }, h('table', {},
-		h('caption', {}, caption),
-		h('thead', {}, h('tr', {}, heads.map((x) => h('th', { scope: 'col' }, x)))),
-		h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c, i) =>
-			i === 0 ? h('th', { scope: 'row' }, c) : h('td', {}, c)))))));
+/* A table with a header row and a row header per row. On a phone (app.css) a table of more
+ * than two columns shows each row as a card: the row header on top, each cell under its
+ * column's name (data-label), so that nothing hides off the screen's edge. A long table of
+ * figures (stack: false) stays a table there, compact, its row headers kept in view while it
+ * scrolls sideways: as cards it would be pages long. The explicit roles keep it a table for
+ * screen readers when CSS changes how its parts display. */
+export function table(caption, heads, rows, { stack = heads.length > 2 } = {}) {
+	const label = (x) => (typeof x === 'string' ? x : x && x.textContent) || '';
+	/* focusable, so that a keyboard can scroll a wide table on a desk */
+	return h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': caption },
+		h('table', { class: stack ? 'stack' : 'figures', role: 'table' },
+			h('caption', {}, caption),
+			h('thead', { role: 'rowgroup' }, h('tr', { role: 'row' },
+				heads.map((x) => h('th', { scope: 'col', role: 'columnheader' }, x)))),
+			h('tbody', { role: 'rowgroup' }, rows.map((r) => h('tr', { role: 'row' }, r.map((c, i) => i === 0
+				? h('th', { scope: 'row', role: 'rowheader' }, c)
+				: h('td', { role: 'cell', 'data-label': label(heads[i]) }, c)))))));
 }
 
 export function empty(text) {

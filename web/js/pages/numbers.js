@@ -204,7 +204,8 @@ export async function render(main) {
 			card(t('num.map', { type: en(ty) }), regionMap(by, t('num.map', { type: en(ty) })),
 				legend(), h('p', { class: 'meta' }, t('num.legend'))),
 			card(t('num.table'), table(t('num.table'), [t('region'), t('need.type'), t('num.services'), t('num.free'), t('num.max'), t('num.stale')],
-				sorted.map((r) => [r.region, en(r.type), small(r.services), small(r.free), small(r.max), small(r.stale)])))));
+				sorted.map((r) => [r.region, en(r.type), small(r.services), small(r.free), small(r.max), small(r.stale)]),
+				{ stack: false }))));
 	};
 	pop.control.addEventListener('change', draw);
 	type.control.addEventListener('change', draw);
