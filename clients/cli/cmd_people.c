@@ -12,6 +12,10 @@
  *                               URI once
  *   haven person disable ID     haven person list ORG
  *   haven person reset ID [--password] [--new-code] [--enable]
+ *   haven person role ID admin|case-worker|viewer
+ *                               the person's role within its organisation; its sessions end
+ *                               (the same role again changes nothing); an organisation's last
+ *                               enabled admin keeps the role (exit 9, FAILED_PRECONDITION)
  *
  * The session: `haven login` stores the node's URL and the session token in the session file
  * ($HAVEN_SESSION_FILE, else ~/.haven-session; 0600, made private whatever the umask); later
@@ -206,7 +210,7 @@ cmd_logout(cli *c, int argc, char **argv)
 	return (0);
 }
 
-/* ---- person add, disable, reset, list --------------------------------------------------- */
+/* ---- person add, disable, reset, role, list --------------------------------------------- */
 
 static const char *
 role_name(Haven__People__V1__PersonRole r)
@@ -221,6 +225,24 @@ role_name(Haven__People__V1__PersonRole r)
 	default:
 		return ("unknown");
 	}
+}
+
+/* The CLI's word for a role (role_name's inverse); UNSPECIFIED for anything else. */
+static Haven__People__V1__PersonRole
+role_parse(const char *word)
+{
+	static const Haven__People__V1__PersonRole roles[] = {
+		HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_ORG_ADMIN,
+		HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_CASE_WORKER,
+		HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_VIEWER,
+	};
+
+	for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+		if (strcmp(word, role_name(roles[i])) == 0) {
+			return (roles[i]);
+		}
+	}
+	return (HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_UNSPECIFIED);
 }
 
 static json_t *
@@ -278,13 +300,8 @@ person_add(cli *c, int argc, char **argv)
 		return (cli_usage("usage: haven person add ORG NAME --name N "
 		                  "--role admin|case-worker|viewer [--stdin]"));
 	}
-	req.role = strcmp(role, "admin") == 0
-	    ? HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_ORG_ADMIN
-	    : strcmp(role, "case-worker") == 0
-	    ? HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_CASE_WORKER
-	    : strcmp(role, "viewer") == 0 ? HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_VIEWER
-	                                  : HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_UNSPECIFIED;
-	if (req.role == HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_UNSPECIFIED) {
+	if ((req.role = role_parse(role)) ==
+	    HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_UNSPECIFIED) {
 		return (cli_usage("--role must be admin, case-worker or viewer, not '%s'", role));
 	}
 	if (!get_secret("HAVEN_NEW_PASSWORD", cli_flag(&a, "stdin"), "new person's password: ", pw,
@@ -370,6 +387,34 @@ person_reset(cli *c, int argc, char **argv)
 }
 
 static int
+person_role(cli *c, int argc, char **argv)
+{
+	Haven__People__V1__SetPersonRoleRequest req =
+	    HAVEN__PEOPLE__V1__SET_PERSON_ROLE_REQUEST__INIT;
+	Haven__People__V1__SetPersonRoleResponse *rep = NULL;
+	int                                       rc;
+
+	if (argc != 2) {
+		return (cli_usage("usage: haven person role ID admin|case-worker|viewer"));
+	}
+	if ((req.role = role_parse(argv[1])) ==
+	    HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_UNSPECIFIED) {
+		return (
+		    cli_usage("person role: ROLE must be admin, case-worker or viewer, not '%s'",
+		        argv[1]));
+	}
+	req.person_id = argv[0];
+	if ((rc = cli_call(c, "person role", "haven.people.v1.People/SetPersonRole", &req.base,
+	         &haven__people__v1__set_person_role_response__descriptor,
+	         (ProtobufCMessage **) &rep, false)) != 0) {
+		return (rc);
+	}
+	person_print(c, rep->person, NULL);
+	protobuf_c_message_free_unpacked(&rep->base, NULL);
+	return (0);
+}
+
+static int
 person_list(cli *c, const char *org)
 {
 	Haven__People__V1__ListPeopleRequest   req = HAVEN__PEOPLE__V1__LIST_PEOPLE_REQUEST__INIT;
@@ -409,8 +454,11 @@ cmd_person(cli *c, int argc, char **argv)
 	if (argc >= 1 && strcmp(argv[0], "reset") == 0) {
 		return (person_reset(c, argc - 1, argv + 1));
 	}
+	if (argc >= 1 && strcmp(argv[0], "role") == 0) {
+		return (person_role(c, argc - 1, argv + 1));
+	}
 	if (argc == 2 && strcmp(argv[0], "list") == 0) {
 		return (person_list(c, argv[1]));
 	}
-	return (cli_usage("usage: haven person add|disable|reset|list ..."));
+	return (cli_usage("usage: haven person add|disable|reset|role|list ..."));
 }

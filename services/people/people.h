@@ -6,12 +6,15 @@
  * Who may do what (docs/authority.md):
  *   Login            anyone: name + password + TOTP code -> a session token ("hs1.").
  *   Logout           any caller; ends the caller's own session when it is a person's.
- *   CreatePerson, DisablePerson, ResetPerson, ListPeople
+ *   CreatePerson, DisablePerson, ResetPerson, SetPersonRole, ListPeople
  *                    the operator for any organisation (so it makes each organisation's
  *                    first admin); a person who is an org admin for the people of its own
  *                    organisation. Nobody else: not an organisation's certificate session
  *                    (a stolen key must not mint logins that outlive its replacement), not a
- *                    case worker or viewer, never another organisation's people.
+ *                    case worker or viewer, never another organisation's people. Neither
+ *                    DisablePerson nor SetPersonRole takes an organisation's last enabled
+ *                    org admin away (FAILED_PRECONDITION, for the operator too), counted in
+ *                    the change's own write transaction.
  *
  * Sign-in. One answer for every wrong part: UNAUTHENTICATED "sign-in failed" (a malformed
  * request is INVALID_ARGUMENT, whatever the person). An unknown name costs the same scrypt as
@@ -39,10 +42,11 @@
  * 30 min: calls marked as background, RPC_MD_ACTIVITY in rpc.h, such as an open page's own
  * refreshes and the polls of an event stream, do not count; they end with the session),
  * after session_max_s in any case (12 h), at Logout, and at once when the person is disabled
- * or reset (its version changes; its sessions are deleted) or the organisation's record
- * changes (auth.h: the directory is asked at every call). Last use is written at most once a
- * minute per session (a quarter of session_idle_s when that is shorter), so idleness is
- * measured to within that. Every sign-in also deletes the sessions that ended by time.
+ * or reset or its role changes (its version changes; its sessions are deleted) or the
+ * organisation's record changes (auth.h: the directory is asked at every call). Last use is
+ * written at most once a minute per session (a quarter of session_idle_s when that is
+ * shorter), so idleness is measured to within that. Every sign-in also deletes the sessions that
+ * ended by time.
  *
  * Tables (the node's one LMDB environment; only this service reads them):
  *   people.persons   person id (16 bytes)                 -> PersonRecord

@@ -297,22 +297,94 @@ out:
 	return (st);
 }
 
-/* ---- DisablePerson, ResetPerson ----------------------------------------------------------- */
+/* ---- DisablePerson, ResetPerson, SetPersonRole -------------------------------------------- */
 
 typedef struct change_arg {
-	people_service                  *ps;
-	rpc_call                        *call;
-	uint8_t                          id[PEOPLE_ID_LEN];
-	bool                             disable;
-	const char                      *pwhash; /* NULL: keep */
-	bool                             new_totp, enable;
-	char                            *uri; /* the new second factor's, in the call */
-	uint8_t                          totp_s[CRYPTO_TOTP_SECRET_LEN + PEOPLE_SEAL_OVERHEAD];
+	people_service               *ps;
+	rpc_call                     *call;
+	uint8_t                       id[PEOPLE_ID_LEN];
+	bool                          disable;
+	Haven__People__V1__PersonRole role;      /* UNSPECIFIED: keep */
+	bool                          unchanged; /* the role asked for was the person's already */
+	const char                   *pwhash;    /* NULL: keep */
+	bool                          new_totp, enable;
+	char                         *uri; /* the new second factor's, in the call */
+	uint8_t                       totp_s[CRYPTO_TOTP_SECRET_LEN + PEOPLE_SEAL_OVERHEAD];
 	Haven__People__V1__PersonRecord *rec; /* the record as written; freed by the caller */
 } change_arg;
 
-/* Reads the person, checks the caller may manage it, changes it and ends its sessions. A
- * change of any kind adds to the version, which ends the person's sessions too. */
+/* Whether organisation org has an enabled org admin other than person id: *found. Counted in
+ * the change's own write transaction, so that two admins who demote or disable each other at
+ * once are serialised by the store and the second sees the first's change. */
+static hv_status
+other_admin(people_service *ps, store_txn *txn, const char *org, const uint8_t id[PEOPLE_ID_LEN],
+    bool *found)
+{
+	store_cursor *c = NULL;
+	const void   *k, *v;
+	size_t        kl, vl;
+	hv_status     st;
+
+	*found = false;
+	if ((st = store_cursor_open(txn, ps->p_persons, &c)) != HV_OK) {
+		return (st);
+	}
+	for (st = store_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl); st == HV_OK && !*found;
+	     st = store_cursor_next(c, &k, &kl, &v, &vl)) {
+		Haven__People__V1__PersonRecord *r;
+
+		if (kl == PEOPLE_ID_LEN && memcmp(k, id, PEOPLE_ID_LEN) == 0) {
+			continue;
+		}
+		if ((r = haven__people__v1__person_record__unpack(NULL, vl, v)) == NULL) {
+			st = HV_DATA_LOSS; /* an unreadable record might be the other admin */
+			break;
+		}
+		*found = r->enabled &&
+		    r->role == HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_ORG_ADMIN &&
+		    strcmp(r->org_id, org) == 0;
+		haven__people__v1__person_record__free_unpacked(r, NULL);
+	}
+	store_cursor_close(c);
+	return (st == HV_NOT_FOUND || st == HV_OK ? HV_OK : st);
+}
+
+/* The rules of a change the caller may make: a role change to the role the person has is
+ * nothing to do (a->unchanged), and an organisation keeps an enabled org admin, so that
+ * its people are never left without one who manages them (only the operator could then). */
+static hv_status
+change_allowed(change_arg *a, store_txn *txn, const Haven__People__V1__PersonRecord *rec)
+{
+	const Haven__People__V1__PersonRole admin =
+	    HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_ORG_ADMIN;
+	const Haven__People__V1__PersonRole keep =
+	    HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_UNSPECIFIED;
+	bool      found;
+	hv_status st;
+
+	if (a->role != keep && a->role == rec->role) {
+		a->unchanged = true;
+		return (HV_OK);
+	}
+	if (!rec->enabled || rec->role != admin ||
+	    (!a->disable && (a->role == keep || a->role == admin))) {
+		return (HV_OK); /* no enabled admin is taken away */
+	}
+	if ((st = other_admin(a->ps, txn, rec->org_id, a->id, &found)) != HV_OK) {
+		return (st == HV_DATA_LOSS
+		        ? rpc_call_error(a->call, st, "a person's record is damaged")
+		        : st);
+	}
+	if (!found) {
+		return (rpc_call_error(a->call, HV_FAILED_PRECONDITION,
+		    "organisation %s must keep an enabled admin", rec->org_id));
+	}
+	return (HV_OK);
+}
+
+/* Reads the person, checks the caller may manage it and the change is allowed, changes it and
+ * ends its sessions. A change of any kind adds to the version, which ends the person's
+ * sessions too. */
 static hv_status
 change_fn(store_txn *txn, void *arg)
 {
@@ -333,14 +405,19 @@ change_fn(store_txn *txn, void *arg)
 		}
 		return (st == HV_NOT_FOUND ? rpc_call_error(a->call, st, "no such person") : st);
 	}
-	a->rec = rec;
-	if ((st = may_manage(a->call, rec->org_id)) != HV_OK) {
-		return (st);
+	a->rec       = rec;
+	a->unchanged = false;
+	if ((st = may_manage(a->call, rec->org_id)) != HV_OK ||
+	    (st = change_allowed(a, txn, rec)) != HV_OK || a->unchanged) {
+		return (st); /* unchanged: nothing written, the sessions live on */
 	}
 	old_hash = rec->pwhash;
 	old_totp = rec->totp_sealed;
 	rec->version++;
 	rec->enabled = a->disable ? false : (a->enable ? true : rec->enabled);
+	if (a->role != HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_UNSPECIFIED) {
+		rec->role = a->role;
+	}
 	if (a->pwhash != NULL) {
 		rec->pwhash = (char *) a->pwhash;
 	}
@@ -384,8 +461,9 @@ change_person(rpc_call *call, people_service *ps, const char *person_id, change_
 		    "person_id must be 32 lower-case hex characters"));
 	}
 	st = store_write(ps->p_store, change_fn, a);
+	/* The statuses change_fn answered with a message of its own keep it. */
 	if (st != HV_OK && st != HV_PERMISSION_DENIED && st != HV_NOT_FOUND && st != HV_DATA_LOSS &&
-	    st != HV_INTERNAL) {
+	    st != HV_INTERNAL && st != HV_FAILED_PRECONDITION) {
 		st = rpc_call_error(call, st, "cannot store the change of person %s", person_id);
 	}
 	return (st);
@@ -470,6 +548,59 @@ handle_reset(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMe
 	*reply = &resp->base;
 out:
 	crypto_wipe(pwhash, sizeof(pwhash));
+	haven__people__v1__person_record__free_unpacked(a.rec, NULL);
+	return (st);
+}
+
+static const char *
+role_word(Haven__People__V1__PersonRole r)
+{
+	switch (r) {
+	case HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_ORG_ADMIN:
+		return ("org admin");
+	case HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_CASE_WORKER:
+		return ("case worker");
+	case HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_VIEWER:
+		return ("viewer");
+	default:
+		return ("no role");
+	}
+}
+
+static hv_status
+handle_set_role(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMessage **reply)
+{
+	const Haven__People__V1__SetPersonRoleRequest *req = (const void *) msg;
+	Haven__People__V1__SetPersonRoleResponse      *resp;
+	change_arg                                     a = { .role = req->role };
+	hv_status                                      st;
+
+	if (req->role < HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_ORG_ADMIN ||
+	    req->role > HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_VIEWER) {
+		return (rpc_call_error(call, HV_INVALID_ARGUMENT,
+		    "role must be org admin, case worker or viewer"));
+	}
+	if ((st = change_person(call, svc, req->person_id, &a)) == HV_OK) {
+		if ((resp = rpc_call_alloc(call, sizeof(*resp))) == NULL) {
+			st = rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "out of memory");
+			goto out;
+		}
+		haven__people__v1__set_person_role_response__init(resp);
+		if ((resp->person = person_out(svc, call, a.rec)) == NULL) {
+			st = HV_INTERNAL;
+			goto out;
+		}
+		/* ids and the role only: never a login or display name */
+		if (a.unchanged) {
+			log_info("people: person %s of %s is a %s already: nothing changed",
+			    req->person_id, a.rec->org_id, role_word(req->role));
+		} else {
+			log_info("people: person %s of %s is now a %s, its sessions ended",
+			    req->person_id, a.rec->org_id, role_word(req->role));
+		}
+		*reply = &resp->base;
+	}
+out:
 	haven__people__v1__person_record__free_unpacked(a.rec, NULL);
 	return (st);
 }
@@ -619,6 +750,9 @@ people_register(people_service *ps, rpc_server *srv)
 		    .roles   = RPC_ROLES_AUTHENTICATED },
 		{ .name      = "ResetPerson",
 		    .handler = handle_reset,
+		    .roles   = RPC_ROLES_AUTHENTICATED },
+		{ .name      = "SetPersonRole",
+		    .handler = handle_set_role,
 		    .roles   = RPC_ROLES_AUTHENTICATED },
 		{ .name = "ListPeople", .handler = handle_list, .roles = RPC_ROLES_AUTHENTICATED },
 	};

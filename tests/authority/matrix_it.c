@@ -1259,6 +1259,21 @@ f_reset_person(const actor *a, scope *s)
 	return (invoke(a, &r.base));
 }
 
+/* A fresh case worker made a viewer: the change, never a no-op (which would skip the write),
+ * and never the last admin's (which a guard refuses whoever asks). */
+static hv_status
+f_set_person_role(const actor *a, scope *s)
+{
+	Haven__People__V1__SetPersonRoleRequest r =
+	    HAVEN__PEOPLE__V1__SET_PERSON_ROLE_REQUEST__INIT;
+	char id[ID_MAX];
+
+	fresh_person(a, s, id);
+	r.person_id = id;
+	r.role      = HAVEN__PEOPLE__V1__PERSON_ROLE__PERSON_ROLE_VIEWER;
+	return (invoke(a, &r.base));
+}
+
 static hv_status
 f_list_people(const actor *a, scope *s)
 {
@@ -1622,6 +1637,7 @@ static const entry entries[] = {
 	{ M_PPL("CreatePerson"), f_create_person, NULL, false, HV_OK },
 	{ M_PPL("DisablePerson"), f_disable_person, NULL, false, HV_OK },
 	{ M_PPL("ResetPerson"), f_reset_person, NULL, false, HV_OK },
+	{ M_PPL("SetPersonRole"), f_set_person_role, NULL, false, HV_OK },
 	{ M_PPL("ListPeople"), f_list_people, NULL, false, HV_OK },
 	{ M_ALR("SetChannels"), f_set_channels, NULL, false, HV_OK },
 	{ M_ALR("GetChannels"), f_get_channels, NULL, false, HV_OK },

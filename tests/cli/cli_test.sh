@@ -154,6 +154,7 @@ HAVEN_NEW_PASSWORD="cli test password" expect 3 "login must be NAME or NAME@ORG"
 HAVEN_NEW_PASSWORD="cli test password" expect 0 "" person add cli-ngo Cli.Admin --name "Cli Admin" \
 	--role admin
 uri=$(grep '^otpauth://' "$tmp/out" || true)
+admin_id=$(head -n 1 "$tmp/out" | cut -d ' ' -f 1)
 [ -n "$uri" ] || { echo "cli_test: FAIL: person add printed no otpauth URI" >&2; fails=$((fails + 1)); }
 code=$(python3 - "$uri" <<'PY'
 import base64, hashlib, hmac, struct, sys, time, urllib.parse
@@ -174,6 +175,17 @@ grep -q "signed in: person" "$tmp/out" || { echo "cli_test: FAIL: login: $(cat "
 expect 0 "" person list cli-ngo
 grep -q "cli.admin@cli-ngo" "$tmp/out" || { echo "cli_test: FAIL: person list: $(cat "$tmp/out")" >&2; fails=$((fails + 1)); }
 expect 7 "not yours to manage" person list cli-other
+# A role changes in place (issue 16); the organisation keeps its one enabled admin.
+HAVEN_NEW_PASSWORD="cli worker password" expect 0 "" person add cli-ngo cli.worker \
+	--name "Cli Worker" --role case-worker
+worker_id=$(head -n 1 "$tmp/out" | cut -d ' ' -f 1)
+expect 0 "" person role "$worker_id" viewer
+grep -q "^$worker_id  viewer " "$tmp/out" || { echo "cli_test: FAIL: person role: $(cat "$tmp/out")" >&2; fails=$((fails + 1)); }
+expect 64 "ROLE must be admin, case-worker or viewer, not 'boss'" person role "$worker_id" boss
+expect 64 "usage: haven person role ID" person role "$worker_id"
+expect 9 "organisation cli-ngo must keep an enabled admin" person role "$admin_id" case-worker
+expect 9 "organisation cli-ngo must keep an enabled admin" person disable "$admin_id"
+expect 3 "person_id must be 32 lower-case hex characters" person role nope viewer
 expect 3 "person_id must be 32 lower-case hex characters" person disable nope
 expect 64 "usage: haven login NAME" login
 expect 0 "" logout

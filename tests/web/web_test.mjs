@@ -4,7 +4,8 @@
 // and code, a session that ends while its page is left open (a second node with a 6 s idle
 // timeout: the page's stream ends and it asks to sign in again), a session ended elsewhere, a
 // provider opening another's offer by URL, the language switch, a keyboard-only referral, an
-// org admin's alert channels and their test alert through the real mail server and webhook
+// org admin's people (a role changed in place; the last admin's own demotion refused) and alert
+// channels and their test alert through the real mail server and webhook
 // receiver, axe-core on every page, the security rules (headers, URL, title, storage), and
 // screenshots of every page at phone and desk widths in $HAVEN_SHOTS.
 import puppeteer from 'puppeteer-core';
@@ -406,6 +407,26 @@ await step('pages at phone and desk widths, axe on each', async () => {
 		await admin.$eval('.enrol form button[type=submit]', (b) => b.click());
 		await waitText(admin, '#status', /Wachtwoord gewijzigd/);
 		ok('a new password for a person');
+		/* her role changed in place (issue 16): pick it in her row's select, press the
+		 * button, and the list, read again, shows the new role */
+		const row = (re) => admin.evaluateHandle((src) => [...document.querySelectorAll('main tr')]
+			.find((r) => new RegExp(src).test(r.textContent)), re.source);
+		const roleCell = (re) => admin.evaluate((src) => [...document.querySelectorAll('main tr')]
+			.find((r) => new RegExp(src).test(r.textContent)).children[2].textContent, re.source);
+		await (await (await row(/Demo Worker/)).$('select.role-select')).select('PERSON_ROLE_VIEWER');
+		await (await row(/Demo Worker/)).$$eval('button', (bs) => bs.find((b) => /Rol wijzigen/.test(b.textContent)).click());
+		await waitText(admin, '#status', /Rol gewijzigd/);
+		await admin.waitForFunction(() => [...document.querySelectorAll('main tr')]
+			.some((r) => /Demo Worker/.test(r.textContent) && r.children[2].textContent === 'Meekijker'));
+		ok('the org admin makes a person a viewer; the list shows the new role');
+		await shot(admin, 'fenna-people-role-changed-desk');
+		/* the only admin's own demotion: refused by the node, its message on the status line */
+		await (await (await row(/Fenna FairWork Admin/)).$('select.role-select')).select('PERSON_ROLE_CASE_WORKER');
+		await (await row(/Fenna FairWork Admin/)).$$eval('button', (bs) => bs.find((b) => /Rol wijzigen/.test(b.textContent)).click());
+		await waitText(admin, '#status', /must keep an enabled admin/);
+		check(await roleCell(/Fenna FairWork Admin/) === 'Beheerder' &&
+			await (await row(/Fenna FairWork Admin/)).$eval('select', (e) => e.value) === 'PERSON_ROLE_ORG_ADMIN',
+			'the last admin cannot demote herself: the node\'s message shown, her role kept');
 		await go(admin, '#/channels');
 		await isLive(admin);
 		await fill(admin, 'emails', 'desk@fairwork.example');

@@ -1,6 +1,7 @@
 /*
- * people.js - an org admin's page: the organisation's people, their roles, disable, a new
- * password, a new second factor (shown once as a QR code to scan), and adding a person.
+ * people.js - an org admin's page: the organisation's people, their roles (changed in place,
+ * issue 16), disable, a new password, a new second factor (shown once as a QR code to scan),
+ * and adding a person.
  */
 import { call } from '../api.js';
 import { t } from '../i18n.js';
@@ -55,6 +56,28 @@ function passwordForm(p, done) {
 		}));
 }
 
+const ROLES = ['PERSON_ROLE_CASE_WORKER', 'PERSON_ROLE_VIEWER', 'PERSON_ROLE_ORG_ADMIN'];
+
+/* A person's role, changed in place (SetPersonRole): a labelled select and a button, so that a
+ * keyboard user picks the role first and nothing changes by merely moving through the options.
+ * The node ends the person's sessions and refuses to take the last enabled admin's role (the
+ * admin's own row too): its message shows on the status line, and the select goes back to the
+ * role the person has. */
+function roleChange(p, redraw) {
+	const sel = h('select', { class: 'role-select', 'aria-label': t('people.role.of', { name: p.displayName }) },
+		ROLES.map((r) => h('option', { value: r, selected: r === p.role }, en(r))));
+	return h('div', { class: 'row role-change' }, sel, button(t('people.role.set'), async () => {
+		const done = await act(async () => {
+			await call(P + 'SetPersonRole', { personId: p.id, role: sel.value });
+			await redraw();
+			return true;
+		}, t('people.role.ok'));
+		if (!done) {
+			sel.value = p.role;
+		}
+	}));
+}
+
 export async function render(main, ctx) {
 	main.append(h('h1', {}, t('nav.people')));
 	const enrol = h('div', { 'aria-live': 'polite' });
@@ -64,7 +87,7 @@ export async function render(main, ctx) {
 		const ps = r.people || [];
 		list.replaceChildren(ps.length ? table(t('nav.people'), [t('people.name'), t('people.login'), t('role'), t('state'), t('actions')],
 			ps.map((p) => [p.displayName, p.login, en(p.role), p.enabled ? t('people.enabled') : t('people.disabled'),
-				h('div', { class: 'row' },
+				h('div', { class: 'row' }, roleChange(p, redraw),
 					p.enabled && p.id !== ctx.personId ? button(t('people.disable'), () => act(() => call(P + 'DisablePerson', { personId: p.id }).then(redraw), t('people.disabled.ok')), 'danger') : null,
 					!p.enabled ? button(t('people.enable'), () => act(() => call(P + 'ResetPerson', { personId: p.id, enable: true }).then(redraw), t('people.enabled.ok'))) : null,
 					button(t('people.resetPw'), () => {
@@ -80,7 +103,7 @@ export async function render(main, ctx) {
 	const name = field(t('people.name'), 'display', { required: true, maxlength: 128 });
 	const login = field(t('people.login'), 'login', { required: true, maxlength: 128, autocomplete: 'off',
 		hint: t('people.login.hint', { org: ctx.orgId }) });
-	const role = field(t('role'), 'role', { options: opts(['PERSON_ROLE_CASE_WORKER', 'PERSON_ROLE_VIEWER', 'PERSON_ROLE_ORG_ADMIN']) });
+	const role = field(t('role'), 'role', { options: opts(ROLES) });
 	const pw = field(t('people.password'), 'password', { type: 'password', required: true, autocomplete: 'new-password', hint: t('people.password.hint') });
 	main.append(enrol, card(t('people.list'), list), card(t('people.add'), form(t('people.add'), [name, login, role, pw], t('people.add'), async (f) => {
 		if (!name.control.value.trim() || !/^[a-zA-Z0-9._-]{1,64}(@[a-zA-Z0-9._-]{1,63})?$/.test(login.control.value) || pw.control.value.length < 12) {
