@@ -46,6 +46,8 @@ typedef Haven__Capacity__V1__ServiceView  view_t;
 
 #define T_SHELTER   HAVEN__CAPACITY__V1__SERVICE_TYPE__SHELTER
 #define T_LEGAL_AID HAVEN__CAPACITY__V1__SERVICE_TYPE__LEGAL_AID
+#define T_PEER      HAVEN__CAPACITY__V1__SERVICE_TYPE__PEER_SUPPORT
+#define R_PEER      HAVEN__CAPACITY__V1__ROLE__PEER_SUPPORT_GROUP
 #define P_WOMEN     HAVEN__CAPACITY__V1__POPULATION__WOMEN
 #define P_MEN       HAVEN__CAPACITY__V1__POPULATION__MEN
 #define P_MINORS    HAVEN__CAPACITY__V1__POPULATION__MINORS
@@ -437,6 +439,103 @@ audited(const char *method, const char *org, rpc_role role, const char *target)
 	store_read_end(txn);
 	free(es);
 	return (found);
+}
+
+/* A peer-support group (experts by experience) is a provider of peer support only: it
+ * registers PEER_SUPPORT services and no other kind, by registration or by a change of type;
+ * and an organisation's role changes only to one that can run the services it runs. */
+static void
+test_peer_support_group(void **state)
+{
+	Haven__Capacity__V1__UpdateOrganisationRequest ureq =
+	    HAVEN__CAPACITY__V1__UPDATE_ORGANISATION_REQUEST__INIT;
+	Haven__Capacity__V1__UpdateServiceRequest sreq =
+	    HAVEN__CAPACITY__V1__UPDATE_SERVICE_REQUEST__INIT;
+	org_t     change = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
+	org_t    *o;
+	service_t s;
+	uint64_t  ver = 0;
+	uint32_t  avail;
+
+	(void) state;
+	assert_int_equal(register_org(g.op, "peers-ams", R_PEER, "Amsterdam", NULL), HV_OK);
+	o = get_org("peers-ams");
+	assert_int_equal(o->role, R_PEER);
+	protobuf_c_message_free_unpacked(&o->base, NULL);
+	svc_init(&s, "svc-peers-bed", "peers-ams", T_SHELTER, "Amsterdam", 4, 2);
+	assert_int_equal(register_service(g.op, &s), HV_FAILED_PRECONDITION);
+	expect_err(
+	    "organisation peers-ams is a peer-support group: it runs peer-support services only");
+	svc_init(&s, "svc-peers", "peers-ams", T_PEER, "Amsterdam", 4, 2);
+	assert_int_equal(register_service(g.op, &s), HV_OK);
+
+	/* Its service cannot become another kind. */
+	service_state("svc-peers", &ver, &avail, NULL);
+	svc_init(&s, "svc-peers", "", T_SHELTER, "Amsterdam", 4, 0);
+	sreq.service          = &s;
+	sreq.based_on_version = ver;
+	assert_int_equal(call(g.op, M("UpdateService"), &sreq.base,
+	                     &haven__capacity__v1__service__descriptor, NULL),
+	    HV_FAILED_PRECONDITION);
+	expect_err("peer-support services only");
+	s.type = T_PEER;
+	assert_int_equal(call(g.op, M("UpdateService"), &sreq.base,
+	                     &haven__capacity__v1__service__descriptor, NULL),
+	    HV_OK);
+
+	/* A provider that runs a shelter does not become a peer-support group, nor a referrer. */
+	assert_int_equal(register_org(g.op, "shelter-pz", HAVEN__CAPACITY__V1__ROLE__PROVIDER,
+	                     "Amsterdam", NULL),
+	    HV_OK);
+	svc_init(&s, "svc-pz-bed", "shelter-pz", T_SHELTER, "Amsterdam", 4, 2);
+	assert_int_equal(register_service(g.op, &s), HV_OK);
+	o                     = get_org("shelter-pz");
+	change.id             = "shelter-pz";
+	change.role           = R_PEER;
+	ureq.organisation     = &change;
+	ureq.based_on_version = o->version;
+	protobuf_c_message_free_unpacked(&o->base, NULL);
+	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
+	                     &haven__capacity__v1__organisation__descriptor, NULL),
+	    HV_FAILED_PRECONDITION);
+	expect_err("retire it first");
+	change.role = HAVEN__CAPACITY__V1__ROLE__REFERRER;
+	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
+	                     &haven__capacity__v1__organisation__descriptor, NULL),
+	    HV_FAILED_PRECONDITION);
+	expect_err("shelter-pz is not a provider");
+	o = get_org("shelter-pz");
+	assert_int_equal(o->role, HAVEN__CAPACITY__V1__ROLE__PROVIDER);
+	protobuf_c_message_free_unpacked(&o->base, NULL);
+	/* Its shelter retired, it may (and is no provider for test_org_list's count after). */
+	{
+		Haven__Capacity__V1__RetireServiceRequest rr =
+		    HAVEN__CAPACITY__V1__RETIRE_SERVICE_REQUEST__INIT;
+
+		service_state("svc-pz-bed", &ver, &avail, NULL);
+		rr.id               = "svc-pz-bed";
+		rr.based_on_version = ver;
+		assert_int_equal(call(g.op, M("RetireService"), &rr.base,
+		                     &haven__capacity__v1__service__descriptor, NULL),
+		    HV_OK);
+	}
+	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
+	                     &haven__capacity__v1__organisation__descriptor, NULL),
+	    HV_OK);
+	/* The peer-support group may become a provider (a provider runs any kind), and back. */
+	o                     = get_org("peers-ams");
+	change.id             = "peers-ams";
+	change.role           = HAVEN__CAPACITY__V1__ROLE__PROVIDER;
+	ureq.based_on_version = o->version;
+	protobuf_c_message_free_unpacked(&o->base, NULL);
+	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
+	                     &haven__capacity__v1__organisation__descriptor, NULL),
+	    HV_OK);
+	change.role = R_PEER;
+	ureq.based_on_version++;
+	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
+	                     &haven__capacity__v1__organisation__descriptor, NULL),
+	    HV_OK);
 }
 
 /* ---- organisations -------------------------------------------------------------------- */
@@ -2188,6 +2287,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_org_roles),
+		cmocka_unit_test(test_peer_support_group),
 		cmocka_unit_test(test_org_bad_input),
 		cmocka_unit_test(test_org_list),
 		cmocka_unit_test(test_service_roles),

@@ -26,6 +26,8 @@ static const struct {
 } role_map[] = {
 	{ HAVEN__CAPACITY__V1__ROLE__REFERRER, RPC_ROLE_REFERRER },
 	{ HAVEN__CAPACITY__V1__ROLE__PROVIDER, RPC_ROLE_PROVIDER },
+	/* after PROVIDER: cap_role_from_rpc(RPC_ROLE_PROVIDER) is PROVIDER */
+	{ HAVEN__CAPACITY__V1__ROLE__PEER_SUPPORT_GROUP, RPC_ROLE_PROVIDER },
 	{ HAVEN__CAPACITY__V1__ROLE__MUNICIPALITY, RPC_ROLE_MUNICIPALITY },
 	{ HAVEN__CAPACITY__V1__ROLE__COORDINATOR, RPC_ROLE_COORDINATOR },
 	{ HAVEN__CAPACITY__V1__ROLE__ADMIN, RPC_ROLE_ADMIN },
@@ -52,6 +54,23 @@ cap_role_from_rpc(rpc_role role)
 		}
 	}
 	return (HAVEN__CAPACITY__V1__ROLE__ROLE_UNSPECIFIED);
+}
+
+hv_status
+cap_org_may_run(const Haven__Capacity__V1__Organisation *org, Haven__Capacity__V1__ServiceType type,
+    char *err, size_t errsz)
+{
+	if (org->role == HAVEN__CAPACITY__V1__ROLE__PROVIDER ||
+	    (org->role == HAVEN__CAPACITY__V1__ROLE__PEER_SUPPORT_GROUP &&
+	        type == HAVEN__CAPACITY__V1__SERVICE_TYPE__PEER_SUPPORT)) {
+		return (HV_OK);
+	}
+	snprintf(err, errsz,
+	    org->role == HAVEN__CAPACITY__V1__ROLE__PEER_SUPPORT_GROUP
+	        ? "organisation %s is a peer-support group: it runs peer-support services only"
+	        : "organisation %s is not a provider",
+	    org->id);
+	return (HV_FAILED_PRECONDITION);
 }
 
 bool
@@ -149,8 +168,9 @@ cap_check_org(const cap_service *cs, const Haven__Capacity__V1__Organisation *or
 	}
 	if (!cap_enum_ok(&haven__capacity__v1__role__descriptor, (int) org->role, 1 << 30)) {
 		return (fail(err, errsz,
-		    "role must be referrer, provider, municipality, coordinator or "
-		    "admin, not %d",
+		    "role must be referrer, provider, peer-support-group, municipality, "
+		    "coordinator, "
+		    "national-coordinator or admin, not %d",
 		    (int) org->role));
 	}
 	if ((st = check_region(cs, "region", org->region, err, errsz)) != HV_OK) {

@@ -107,6 +107,12 @@ struct cap_service {
 rpc_role                  cap_role_to_rpc(Haven__Capacity__V1__Role role);
 Haven__Capacity__V1__Role cap_role_from_rpc(rpc_role role);
 
+/* Whether an organisation of this role may run a service of this type: a provider any, a
+ * peer-support group PEER_SUPPORT only, every other role none. HV_OK, else
+ * FAILED_PRECONDITION with err naming the rule (the organisation's id only). */
+hv_status cap_org_may_run(const Haven__Capacity__V1__Organisation *org,
+    Haven__Capacity__V1__ServiceType type, char *err, size_t errsz);
+
 /* Whether v is a value of the enum other than 0 (UNSPECIFIED) and below limit (the size of
  * the registry's per-value tables): pbenum_ok with a bound. */
 bool cap_enum_ok(const ProtobufCEnumDescriptor *d, int v, int limit);

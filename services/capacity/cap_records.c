@@ -195,9 +195,7 @@ cap_add_service(cap_service *cs, store_txn *txn, const Haven__Capacity__V1__Serv
 		}
 		goto out;
 	}
-	if (org->role != HAVEN__CAPACITY__V1__ROLE__PROVIDER) {
-		snprintf(err, errsz, "organisation %s is not a provider", org->id);
-		st = HV_FAILED_PRECONDITION;
+	if ((st = cap_org_may_run(org, svc->type, err, errsz)) != HV_OK) {
 		goto out;
 	}
 	if (org->disabled) {

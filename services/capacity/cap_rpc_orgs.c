@@ -89,6 +89,41 @@ cap_rpc_register_org(rpc_call *call, void *svc, const ProtobufCMessage *req,
 	return (st);
 }
 
+/* An organisation whose role changes must be able to run the services it runs (a provider
+ * that becomes a peer-support group keeps none of another type, a provider that becomes a
+ * referrer none at all): retire or hand over the others first. Reads every service (the
+ * directory has no index by organisation; a role changes rarely). */
+static hv_status
+role_fits_services(req_ctx *r, store_txn *txn, const org_t *next)
+{
+	store_cursor *c = NULL;
+	const void   *k, *v;
+	size_t        kl, vl;
+	char          err[160];
+	hv_status     st, bad = HV_OK;
+
+	if ((st = store_cursor_open(txn, r->r_cs->cs_services, &c)) != HV_OK) {
+		return (st);
+	}
+	for (st = store_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl); st == HV_OK && bad == HV_OK;
+	     st = store_cursor_next(c, &k, &kl, &v, &vl)) {
+		service_t *svc = haven__capacity__v1__service__unpack(NULL, vl, v);
+
+		if (svc == NULL) {
+			st = HV_DATA_LOSS;
+			break;
+		}
+		if (!svc->retired && strcmp(svc->org_id, next->id) == 0 &&
+		    (bad = cap_org_may_run(next, svc->type, err, sizeof(err))) != HV_OK) {
+			bad = rpc_call_error(r->r_call, bad,
+			    "%s; it runs service %s: retire it first", err, svc->id);
+		}
+		haven__capacity__v1__service__free_unpacked(svc, NULL);
+	}
+	store_cursor_close(c);
+	return (bad != HV_OK ? bad : st == HV_NOT_FOUND ? HV_OK : st);
+}
+
 static hv_status
 update_org_fn(store_txn *txn, void *arg)
 {
@@ -142,6 +177,9 @@ update_org_fn(store_txn *txn, void *arg)
 	}
 	if ((st = cap_cert_unique(r->r_cs, txn, fp, next->id, err, sizeof(err))) != HV_OK) {
 		return (cap_pass(r->r_call, st, err));
+	}
+	if (next->role != cur->role && (st = role_fits_services(r, txn, next)) != HV_OK) {
+		return (st);
 	}
 	if ((next->cert_sha256 = rpc_call_strdup(r->r_call, fp)) == NULL) {
 		return (cap_no_memory(r->r_call));

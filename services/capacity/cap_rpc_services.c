@@ -187,6 +187,25 @@ cap_rpc_register_service(rpc_call *call, void *svc, const ProtobufCMessage *req,
 	return (st);
 }
 
+/* A service that changes its type: the organisation running it must run that type (a
+ * peer-support group runs peer-support services only). */
+static hv_status
+owner_may_run(req_ctx *r, store_txn *txn, const char *org_id, Haven__Capacity__V1__ServiceType type)
+{
+	org_t    *owner;
+	char      err[160];
+	hv_status st;
+
+	if ((st = cap_read_org(r->r_cs, txn, org_id, cap_req_arena(r), &owner)) != HV_OK) {
+		return (
+		    st == HV_NOT_FOUND ? HV_DATA_LOSS : st); /* a service names its organisation */
+	}
+	if ((st = cap_org_may_run(owner, type, err, sizeof(err))) != HV_OK) {
+		return (rpc_call_error(r->r_call, st, "%s", err));
+	}
+	return (HV_OK);
+}
+
 static hv_status
 update_service_fn(store_txn *txn, void *arg)
 {
@@ -216,6 +235,9 @@ update_service_fn(store_txn *txn, void *arg)
 			return (rpc_call_error(r->r_call, HV_PERMISSION_DENIED,
 			    "a coordinator keeps services in its own region (%s)", me->region));
 		}
+	}
+	if (ch->type != svc->type && (st = owner_may_run(r, txn, svc->org_id, ch->type)) != HV_OK) {
+		return (st);
 	}
 	if (ch->maximum < svc->available) {
 		return (rpc_call_error(r->r_call, HV_FAILED_PRECONDITION,

@@ -272,11 +272,15 @@ test_text_and_roles(void **state)
 	assert_false(text_free_ok("past \xf4\x90\x80\x80", 1, 200));
 	assert_false(text_free_ok("abcdef", 1, 5));
 
-	for (int r = 1; r <= 5; r++) {
+	for (int r = 1; r <= 6; r++) {
 		rpc_role rr = cap_role_to_rpc((Haven__Capacity__V1__Role) r);
 		assert_int_not_equal(rr, 0);
 		assert_int_equal(cap_role_from_rpc(rr), r);
 	}
+	/* A peer-support group signs in as a provider; a provider is a provider. */
+	assert_int_equal(cap_role_to_rpc(HAVEN__CAPACITY__V1__ROLE__PEER_SUPPORT_GROUP),
+	    RPC_ROLE_PROVIDER);
+	assert_int_equal(cap_role_from_rpc(RPC_ROLE_PROVIDER), HAVEN__CAPACITY__V1__ROLE__PROVIDER);
 	assert_int_equal(cap_role_to_rpc(HAVEN__CAPACITY__V1__ROLE__ROLE_UNSPECIFIED), 0);
 	assert_int_equal(cap_role_to_rpc((Haven__Capacity__V1__Role) 99), 0);
 	assert_int_equal(cap_role_from_rpc(RPC_ROLE_OPERATOR), 0);
@@ -407,7 +411,7 @@ test_org_checks(void **state)
 	assert_int_equal(cap_check_org(f.cs, &o, fp, err, sizeof(err)), HV_INVALID_ARGUMENT);
 	assert_non_null(strstr(err, "organisation id"));
 	o.id   = "blijf-groep";
-	o.role = (Haven__Capacity__V1__Role) 7;
+	o.role = (Haven__Capacity__V1__Role) 8;
 	assert_int_equal(cap_check_org(f.cs, &o, fp, err, sizeof(err)), HV_INVALID_ARGUMENT);
 	assert_non_null(strstr(err, "role"));
 	o.role = 0;

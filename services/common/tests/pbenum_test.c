@@ -121,7 +121,8 @@ test_list(void **state)
 
 	(void) state;
 	assert_string_equal(pbenum_list(ROLE, NULL, buf, sizeof(buf)),
-	    "referrer, provider, municipality, coordinator, admin, national-coordinator");
+	    "referrer, provider, municipality, coordinator, admin, national-coordinator, "
+	    "peer-support-group");
 	assert_string_equal(pbenum_list(PURPOSE, "PURPOSE_", buf, sizeof(buf)),
 	    "referral, share-with-provider, contact, statistics");
 	/* Cut short with "..." */

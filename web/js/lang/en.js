@@ -100,6 +100,7 @@ export default {
 	'status.rejected': 'refused', 'status.audit': 'Audit chain', 'status.intact': 'intact ({n} entries)', 'status.broken': 'BROKEN',
 	'enum.SHELTER': 'Shelter', 'enum.LEGAL_AID': 'Legal aid', 'enum.MEDICAL': 'Medical care', 'enum.MENTAL_HEALTH': 'Mental health',
 	'enum.INTERPRETATION': 'Interpreter', 'enum.CASE_MANAGEMENT': 'Case management',
+	'enum.PEER_SUPPORT': 'Peer support (experts by experience)', 'enum.PEER_SUPPORT_GROUP': 'Peer-support group',
 	'enum.WOMEN': 'Women', 'enum.MEN': 'Men', 'enum.MINORS': 'Minors', 'enum.FAMILIES': 'Families', 'enum.NON_BINARY': 'Non-binary',
 	'enum.IMMEDIATE': 'Tonight', 'enum.URGENT': 'Within 48 hours', 'enum.PLANNED': 'Planned',
 	'enum.LABOUR': 'Labour', 'enum.SEXUAL': 'Sexual', 'enum.CRIMINAL': 'Criminal', 'enum.OTHER': 'Other', 'enum.UNKNOWN': 'Not known',

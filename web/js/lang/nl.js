@@ -100,6 +100,7 @@ export default {
 	'status.rejected': 'geweigerd', 'status.audit': 'Auditketen', 'status.intact': 'intact ({n} regels)', 'status.broken': 'GEBROKEN',
 	'enum.SHELTER': 'Opvang', 'enum.LEGAL_AID': 'Rechtshulp', 'enum.MEDICAL': 'Medische zorg', 'enum.MENTAL_HEALTH': 'GGZ',
 	'enum.INTERPRETATION': 'Tolk', 'enum.CASE_MANAGEMENT': 'Casemanagement',
+	'enum.PEER_SUPPORT': 'Ervaringsdeskundigen', 'enum.PEER_SUPPORT_GROUP': 'Groep ervaringsdeskundigen',
 	'enum.WOMEN': 'Vrouwen', 'enum.MEN': 'Mannen', 'enum.MINORS': 'Minderjarigen', 'enum.FAMILIES': 'Gezinnen', 'enum.NON_BINARY': 'Non-binair',
 	'enum.IMMEDIATE': 'Vannacht', 'enum.URGENT': 'Binnen 48 uur', 'enum.PLANNED': 'Gepland',
 	'enum.LABOUR': 'Arbeid', 'enum.SEXUAL': 'Seksueel', 'enum.CRIMINAL': 'Crimineel', 'enum.OTHER': 'Anders', 'enum.UNKNOWN': 'Onbekend',

@@ -174,7 +174,7 @@ async function signalSection(main) {
 export async function render(main) {
 	main.append(h('h1', {}, t('nav.numbers')));
 	const pop = field(t('need.population'), 'population', { options: [['', t('num.allPops')], ...opts(['WOMEN', 'MEN', 'MINORS', 'FAMILIES', 'NON_BINARY'])] });
-	const type = field(t('need.type'), 'type', { options: opts(['SHELTER', 'LEGAL_AID', 'MEDICAL', 'MENTAL_HEALTH', 'INTERPRETATION', 'CASE_MANAGEMENT']) });
+	const type = field(t('need.type'), 'type', { options: opts(['SHELTER', 'LEGAL_AID', 'MEDICAL', 'MENTAL_HEALTH', 'INTERPRETATION', 'CASE_MANAGEMENT', 'PEER_SUPPORT']) });
 	const avail = h('div', {});
 	const charts = h('div', { class: 'grid two' });
 	main.append(h('div', { class: 'filters row' }, type, pop), avail, h('h2', {}, t('num.trend')), charts);

@@ -8,7 +8,7 @@ import { h, act, say, card, empty, button, en, opts, field, form, table } from '
 import { regions } from './referrer.js';
 
 const C = 'haven.capacity.v1.Capacity/';
-const ROLES = ['REFERRER', 'PROVIDER', 'MUNICIPALITY', 'COORDINATOR', 'NATIONAL_COORDINATOR', 'ADMIN'];
+const ROLES = ['REFERRER', 'PROVIDER', 'PEER_SUPPORT_GROUP', 'MUNICIPALITY', 'COORDINATOR', 'NATIONAL_COORDINATOR', 'ADMIN'];
 const ID_RE = /^[a-z0-9._-]{1,63}$/;
 
 export async function orgs(main) {
@@ -48,7 +48,7 @@ export async function orgs(main) {
 		}
 	});
 	const sorg = field(t('org'), 'sorg', { required: true, maxlength: 63 });
-	const stype = field(t('need.type'), 'stype', { options: opts(['SHELTER', 'LEGAL_AID', 'MEDICAL', 'MENTAL_HEALTH', 'INTERPRETATION', 'CASE_MANAGEMENT']) });
+	const stype = field(t('need.type'), 'stype', { options: opts(['SHELTER', 'LEGAL_AID', 'MEDICAL', 'MENTAL_HEALTH', 'INTERPRETATION', 'CASE_MANAGEMENT', 'PEER_SUPPORT']) });
 	const sregion = field(t('region'), 'sregion', { options: regs.map((r) => [r, r]) });
 	const spop = field(t('need.population'), 'spop', { options: opts(['WOMEN', 'MEN', 'MINORS', 'FAMILIES', 'NON_BINARY']) });
 	const smax = field(t('num.max'), 'smax', { type: 'number', min: 1, max: 100000, value: '1' });

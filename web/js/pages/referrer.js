@@ -16,7 +16,7 @@ const K = 'haven.consent.v1.Consent/';
 const recorded = new Set(); /* subjects recorded in this tab */
 let regionsCache = null;
 
-const TYPES = ['SHELTER', 'LEGAL_AID', 'MEDICAL', 'MENTAL_HEALTH', 'INTERPRETATION', 'CASE_MANAGEMENT'];
+const TYPES = ['SHELTER', 'LEGAL_AID', 'MEDICAL', 'MENTAL_HEALTH', 'INTERPRETATION', 'CASE_MANAGEMENT', 'PEER_SUPPORT'];
 const POPS = ['WOMEN', 'MEN', 'MINORS', 'FAMILIES', 'NON_BINARY'];
 const LANG_RE = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$/;
 
