@@ -58,10 +58,12 @@ hv_status consent_withdraw_all_txn(consent_service *cs, store_txn *txn,
 hv_status consent_withdrawn_alert(consent_service *cs, store_txn *txn,
     const Haven__Consent__V1__ConsentRecord *c, bool expired);
 
-/* expiry.c: the expiry sweep's index. index_put records that consent cid expires at expires
- * (with its grant, in txn); index_prepare indexes an older store's consents once, at open. */
+/* The expiry sweep's index consent.expiries: be64 expires_ms || consent id -> "". index_put
+ * records that consent cid expires at expires (with its grant, in txn). */
+#define CONSENT_EXPIRY_KEY_LEN (8 + CONSENT_ID_LEN)
 hv_status consent_expiry_index_put(consent_service *cs, store_txn *txn,
     const uint8_t cid[CONSENT_ID_LEN], int64_t expires);
+/* expiry.c: indexes an older store's consents once, at open (consent_open). */
 hv_status consent_expiry_index_prepare(consent_service *cs);
 
 #endif

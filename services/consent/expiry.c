@@ -31,7 +31,6 @@
 #define EXPIRY_MARK_KEY    "expiry_swept" /* consent.meta: int64 ms, host order (before the index) */
 #define EXPIRY_INDEXED_KEY "expiry_indexed"   /* consent.meta: present once the index is complete */
 #define EXPIRY_METHOD      M_CONSENT "Expire" /* in the audit log: the sweep, not an RPC */
-#define EXPIRY_KEY_LEN     (8 + CONSENT_ID_LEN)
 
 typedef struct expired_one {
 	char    eo_consent[CONSENT_ID_HEX];
@@ -102,23 +101,6 @@ expiry_apply(expiry_job *j, store_txn *txn, const uint8_t *cid,
 	return (audit_append(j->ej_cs->cs_audit, txn, &e));
 }
 
-static void
-expiry_key(uint8_t key[EXPIRY_KEY_LEN], int64_t expires, const uint8_t cid[CONSENT_ID_LEN])
-{
-	hv_put_be64(key, (uint64_t) (expires > 0 ? expires : 0));
-	memcpy(key + 8, cid, CONSENT_ID_LEN);
-}
-
-hv_status
-consent_expiry_index_put(consent_service *cs, store_txn *txn, const uint8_t cid[CONSENT_ID_LEN],
-    int64_t expires)
-{
-	uint8_t key[EXPIRY_KEY_LEN];
-
-	expiry_key(key, expires, cid);
-	return (store_put(txn, cs->cs_expiries, key, sizeof(key), "", 0));
-}
-
 /* The consent an index entry names, when it is still to be applied: not withdrawn (erasure
  * withdraws) and with this expiry. *c NULL otherwise. */
 static hv_status
@@ -161,7 +143,7 @@ expiry_fn(store_txn *txn, void *arg)
 	}
 	/* In expiry order: stop at the first that is not due. */
 	for (st = store_cursor_seek(cur, NULL, 0, &k, &kl, NULL, NULL);
-	     st == HV_OK && kl == EXPIRY_KEY_LEN && (int64_t) hv_get_be64(k) <= j->ej_now;
+	     st == HV_OK && kl == CONSENT_EXPIRY_KEY_LEN && (int64_t) hv_get_be64(k) <= j->ej_now;
 	     st = store_cursor_next(cur, &k, &kl, NULL, NULL)) {
 		Haven__Consent__V1__ConsentRecord *c;
 
@@ -176,7 +158,7 @@ expiry_fn(store_txn *txn, void *arg)
 			break;
 		}
 	}
-	if (st == HV_OK && kl != EXPIRY_KEY_LEN) {
+	if (st == HV_OK && kl != CONSENT_EXPIRY_KEY_LEN) {
 		st = HV_DATA_LOSS;
 	}
 	store_cursor_close(cur);

@@ -10,6 +10,7 @@
  */
 #include "consent_records.h"
 
+#include "haven/bytes.h"
 #include "haven/ids.h"
 #include "haven/text.h"
 
@@ -451,6 +452,17 @@ out:
 		*c = NULL;
 	}
 	return (st);
+}
+
+hv_status
+consent_expiry_index_put(consent_service *cs, store_txn *txn, const uint8_t cid[CONSENT_ID_LEN],
+    int64_t expires)
+{
+	uint8_t key[CONSENT_EXPIRY_KEY_LEN];
+
+	hv_put_be64(key, (uint64_t) (expires > 0 ? expires : 0));
+	memcpy(key + 8, cid, CONSENT_ID_LEN);
+	return (store_put(txn, cs->cs_expiries, key, sizeof(key), "", 0));
 }
 
 /* The alert of a withdrawal: what happened, to each organisation the consent named (its
