@@ -1034,6 +1034,32 @@ test_receipts(void **state)
 	release(c);
 }
 
+/* The next ConsentWithdrawn on sub: of consent cid and subject, with erased and expired as
+ * given; returns its withdrawn_at_ms. */
+static int64_t
+expect_withdrawn(nng_socket sub, const char *cid, const char *subject, bool erased, bool expired)
+{
+	const size_t                          tl = strlen(CONSENT_TOPIC_WITHDRAWN);
+	void                                 *buf;
+	size_t                                len;
+	Haven__Consent__V1__ConsentWithdrawn *ev;
+	int64_t                               at;
+
+	assert_int_equal(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), 0);
+	assert_true(len > tl);
+	assert_memory_equal(buf, CONSENT_TOPIC_WITHDRAWN, tl);
+	assert_non_null(ev = haven__consent__v1__consent_withdrawn__unpack(NULL, len - tl,
+	                    (uint8_t *) buf + tl));
+	assert_string_equal(ev->consent_id, cid);
+	assert_string_equal(ev->subject, subject);
+	assert_int_equal(ev->erased, erased);
+	assert_int_equal(ev->expired, expired);
+	at = ev->withdrawn_at_ms;
+	haven__consent__v1__consent_withdrawn__free_unpacked(ev, NULL);
+	nng_free(buf, len);
+	return (at);
+}
+
 static void
 test_withdrawal_events(void **state)
 {
@@ -1058,37 +1084,10 @@ test_withdrawal_events(void **state)
 	                     0, &c2),
 	    HV_OK);
 	assert_int_equal(withdraw(ACME, c1->id, NULL), HV_OK);
-	{
-		void                                 *buf;
-		size_t                                len;
-		Haven__Consent__V1__ConsentWithdrawn *ev;
-		assert_int_equal(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), 0);
-		assert_true(len > tl);
-		assert_memory_equal(buf, CONSENT_TOPIC_WITHDRAWN, tl);
-		assert_non_null(ev = haven__consent__v1__consent_withdrawn__unpack(NULL, len - tl,
-		                    (uint8_t *) buf + tl));
-		assert_string_equal(ev->consent_id, c1->id);
-		assert_string_equal(ev->subject, id);
-		assert_false(ev->erased);
-		assert_false(ev->expired);
-		haven__consent__v1__consent_withdrawn__free_unpacked(ev, NULL);
-		nng_free(buf, len);
-	}
+	expect_withdrawn(sub, c1->id, id, false, false);
 	/* Erasure withdraws what is left, and says so. */
 	assert_int_equal(erase(ACME, id, NULL), HV_OK);
-	{
-		void                                 *buf;
-		size_t                                len;
-		Haven__Consent__V1__ConsentWithdrawn *ev;
-		assert_int_equal(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), 0);
-		assert_non_null(ev = haven__consent__v1__consent_withdrawn__unpack(NULL, len - tl,
-		                    (uint8_t *) buf + tl));
-		assert_string_equal(ev->consent_id, c2->id);
-		assert_true(ev->erased);
-		assert_false(ev->expired);
-		haven__consent__v1__consent_withdrawn__free_unpacked(ev, NULL);
-		nng_free(buf, len);
-	}
+	expect_withdrawn(sub, c2->id, id, true, false);
 	/* An expiry the sweep finds is published as one (the referral records "consent
 	 * expired"), with the consent's end as its time. */
 	release(c1);
@@ -1103,21 +1102,7 @@ test_withdrawal_events(void **state)
 		assert_int_equal(consent_expiry_sweep(w.cs, &swept), HV_OK);
 		assert_int_equal(swept, 1);
 	}
-	{
-		void                                 *buf;
-		size_t                                len;
-		Haven__Consent__V1__ConsentWithdrawn *ev;
-		assert_int_equal(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), 0);
-		assert_non_null(ev = haven__consent__v1__consent_withdrawn__unpack(NULL, len - tl,
-		                    (uint8_t *) buf + tl));
-		assert_string_equal(ev->consent_id, c1->id);
-		assert_string_equal(ev->subject, id);
-		assert_true(ev->expired);
-		assert_false(ev->erased);
-		assert_int_equal(ev->withdrawn_at_ms, clock_ms);
-		haven__consent__v1__consent_withdrawn__free_unpacked(ev, NULL);
-		nng_free(buf, len);
-	}
+	assert_int_equal(expect_withdrawn(sub, c1->id, id, false, true), clock_ms);
 	clock_ms -= 120000;
 	release(c1);
 	release(c2);
