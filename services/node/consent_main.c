@@ -136,6 +136,7 @@ main(int argc, char **argv)
 		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;
 		goto out;
 	}
+	host_set_audit(h, consent_audit(cs)); /* each backup, as an access */
 	if ((st = consent_register(cs, host_server(h))) != HV_OK ||
 	    (st = host_start(h, lookup, lookup_arg)) != HV_OK) {
 		ret = st == HV_PERMISSION_DENIED || st == HV_INVALID_ARGUMENT ? 2 : 1;

@@ -133,6 +133,7 @@ register_all(host *h, cap_service *cs, consent_service *cns, ref_service *rs, pe
 
 	cap_set_audit(cs, consent_audit(cns)); /* directory changes in the node's audit log */
 	ref_set_audit(rs, consent_audit(cns)); /* reads of referrals and offers, too */
+	host_set_audit(h, consent_audit(cns)); /* and each backup: an export of everything */
 	if ((st = cap_register(cs, host_server(h))) != HV_OK ||
 	    (st = people_register(ps, host_server(h))) != HV_OK ||
 	    (st = consent_register(cns, host_server(h))) != HV_OK) {

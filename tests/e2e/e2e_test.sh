@@ -417,6 +417,13 @@ out=$(must op consent audit show --subject "$subject")
 grep -q 'safehouse-zwb .*Consent/GetSubject .* OK *$' <<<"$out" ||
 	fail "the audit log has no entry for safehouse-zwb reading the subject:"$'\n'"$out"
 ok "the audit log shows who read her data"
+# A backup copies every record: it is an access, recorded before the copy is made (so the
+# backup holds its own record).
+must op consent admin backup "$work/backup-audited" >/dev/null
+out=$(must op consent audit show)
+grep -q 'Admin/Backup .* OK *$' <<<"$out" ||
+	fail "the audit log has no entry for the backup:"$'\n'"$(tail -n 5 <<<"$out")"
+ok "a backup is in the audit log"
 check_consistent "after the walk"
 
 say "a withdrawal in haven-consent reaches haven-referral (pub/sub over ipc)"

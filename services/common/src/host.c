@@ -2,6 +2,7 @@
  * host.c - the process around haven's services: configuration, data directory, store, region
  * map, token keys, RPC server, metrics page, signals (see host.h).
  */
+#include "haven/audit.h"
 #include "haven/clock.h"
 #include "haven/connect.h"
 #include "haven/host.h"
@@ -124,6 +125,7 @@ struct host {
 	metrics_http      *h_metrics_http; /* NULL unless metrics_listen */
 	connect_server    *h_connect;      /* NULL unless http_listen */
 	double             h_start_s;      /* Unix time at host_open */
+	audit             *h_audit;        /* host_set_audit; may be NULL */
 };
 
 static void
@@ -504,6 +506,12 @@ backup_dir_ready(rpc_call *call, const host *h, const char *dir)
 	return (HV_OK);
 }
 
+void
+host_set_audit(host *h, audit *a)
+{
+	h->h_audit = a;
+}
+
 static hv_status
 admin_backup(rpc_call *call, void *arg, const ProtobufCMessage *req, ProtobufCMessage **reply)
 {
@@ -517,6 +525,17 @@ admin_backup(rpc_call *call, void *arg, const ProtobufCMessage *req, ProtobufCMe
 
 	if ((st = backup_dir_ready(call, h, in->dir)) != HV_OK) {
 		return (st);
+	}
+	if (h->h_audit != NULL) {
+		audit_entry e;
+
+		audit_entry_fill(&e, rpc_call_caller(call), "haven.admin.v1.Admin/Backup", "", "",
+		    hv_clock_wall_ms());
+		if ((st = audit_record(h->h_audit, &e)) != HV_OK) {
+			return (rpc_call_error(call, st,
+			    "the backup was not made: it cannot be recorded in the audit log (%s)",
+			    hv_status_name(st)));
+		}
 	}
 	if ((st = store_backup(h->h_store, in->dir)) != HV_OK) {
 		/* The hint only where it is the cause: an I/O error or a full disk is not cured by

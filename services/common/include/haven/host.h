@@ -35,6 +35,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "haven/audit.h"
 #include "haven/auth.h"
 #include "haven/config.h"
 #include "haven/metrics.h"
@@ -94,6 +95,11 @@ const region_map  *host_regions(host *h);
 rpc_server        *host_server(host *h);
 auth              *host_auth(host *h); /* NULL before host_start */
 const host_config *host_cfg(host *h);
+/* The audit log that Admin/Backup records each backup in (issue 14: an export of every
+ * person-linked record is an access): the entry is appended in a transaction of its own
+ * before the copy, so that the backup holds the record of itself, and a backup that cannot be
+ * recorded is not made. NULL (the default): backups are not recorded. Not owned. */
+void host_set_audit(host *h, audit *a);
 /* "ipc://DATA/run/NAME.sock"-style paths under the data directory's run/ (0700). */
 void host_run_path(host *h, const char *name, char *out, size_t outsz);
 
