@@ -8,6 +8,7 @@
 // the log are scanned for the addresses and the typed contact.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 
 const URL_ = process.env.HAVEN_URL;
 const MARK = 'kontakt-MARKER-91c2 bel na 18u';
@@ -40,6 +41,53 @@ async function call(method, body, addr, raw) {
 }
 
 const challenge = (addr) => call('haven.signals.v1.Signals/Challenge', {}, addr);
+
+/* A POST of a body over the node's limit on a plain socket. The node answers 413 from the
+ * headers and closes without reading the body; a client still sending it may then get a reset
+ * that discards the answer (fetch failed here with EPIPE). So the headers go first with
+ * "Expect: 100-continue" and the body only if the node asks for it. Resolves to { http, code }
+ * from the status line and the JSON body. */
+function oversized(method, addr, body) {
+	const u = new URL(URL_);
+	return new Promise((resolve) => {
+		let got = '', sent = false;
+		const sock = connect(Number(u.port), u.hostname);
+		const send = () => {
+			if (!sent) {
+				sent = true;
+				sock.write(body);
+			}
+		};
+		const done = () => {
+			sock.destroy();
+			const m = /^HTTP\/1\.[01] (4\d\d|5\d\d|2\d\d)/m.exec(got);
+			const j = /\{.*\}/s.exec(got);
+			let data = {};
+			try {
+				data = j ? JSON.parse(j[0]) : {};
+			} catch {
+				data = {};
+			}
+			resolve({ http: m ? Number(m[1]) : 0, ...data });
+		};
+		sock.setTimeout(20000, done);
+		sock.on('data', (d) => {
+			got += d.toString('latin1');
+			if (/^HTTP\/1\.[01] 100/.test(got)) {
+				got = got.replace(/^HTTP\/1\.[01] 100[^\n]*\r\n\r\n/, '');
+				send();
+			}
+		});
+		sock.on('error', () => {}); /* a reset once the node has answered and closed */
+		sock.on('close', done);
+		sock.on('connect', () => {
+			sock.write(`POST /${method} HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\n` +
+				`X-Forwarded-For: ${addr}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+				'Expect: 100-continue\r\nConnection: close\r\n\r\n');
+			setTimeout(send, 3000); /* a server that ignores Expect gets the body anyway */
+		});
+	});
+}
 
 function solve(nonce, bits) {
 	for (let i = 0; ; i++) {
@@ -107,7 +155,7 @@ async function submit(fields, addr) {
 			`${Object.keys(f)[0]} over its limit: invalid_argument naming the field (${r.message})`);
 	}
 	const big = JSON.stringify({ region: 'Rotterdam', help: 'HELP_OTHER', contact: 'z'.repeat(1100000) });
-	const r = await call('haven.signals.v1.Signals/Submit', null, '203.0.113.9', big);
+	const r = await oversized('haven.signals.v1.Signals/Submit', '203.0.113.9', big);
 	check(r.http === 413 && r.code === 'resource_exhausted', `a body over the node's limit: 413 (${r.http})`);
 	const nonce = (await challenge('203.0.113.10')).nonce;
 	const bad = await call('haven.signals.v1.Signals/Submit', { region: 'Rotterdam', help: 'HELP_OTHER',
