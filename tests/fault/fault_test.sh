@@ -26,7 +26,8 @@
 #
 # Prints one "ok" line per cycle or fault and a summary line "fault MODE: ..." with the figures
 # docs/reliability.md reports. Data in a fresh directory under $HAVEN_TEST_TMP (else $TMPDIR or
-# /tmp), removed at exit with every process the test started. Exit 0 when every check passed.
+# /tmp), removed at exit with every process the test started (kept when FAULT_KEEP is set, to
+# look into). Exit 0 when every check passed.
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -74,7 +75,11 @@ cleanup() {
 		echo "---- last lines of the node's log" >&2
 		tail -n 30 "$work/node.log" >&2
 	fi
-	[ -z "$work" ] || rm -rf "$work"
+	if [ -n "$work" ] && [ -n "${FAULT_KEEP:-}" ]; then
+		echo "fault_test.sh: kept $work (FAULT_KEEP)" >&2
+	elif [ -n "$work" ]; then
+		rm -rf "$work"
+	fi
 	exit "$rc"
 }
 trap cleanup EXIT
