@@ -1275,6 +1275,19 @@ tamper_fn(store_txn *txn, void *arg)
 	return (store_put(txn, *t, key, sizeof(key), val, vl));
 }
 
+/* What a service's first verification of the audit chain found, once it has finished (it runs
+ * on the service's own thread, right after consent_open); PENDING after 30 s. */
+static consent_audit_state
+audit_state_after_open(consent_service *cs)
+{
+	consent_audit_state st = CONSENT_AUDIT_PENDING;
+
+	for (int i = 0; i < 3000 && (st = consent_audit_status(cs)) == CONSENT_AUDIT_PENDING; i++) {
+		usleep(10 * 1000);
+	}
+	return (st);
+}
+
 static void
 test_audit_tampering(void **state)
 {
@@ -1290,11 +1303,13 @@ test_audit_tampering(void **state)
 	assert_int_equal(v->first_bad_seq, 3);
 	assert_non_null(strstr(v->reason, "entry 3"));
 	release(v);
-	/* A service opening on the broken store notices it at start, and serves on. */
+	/* A service opening on the broken store notices it right after its start (the walk runs
+	 * beside the service, not before it), and serves on. */
 	{
 		consent_service *cs2 = NULL;
 		consent_options  co  = { .store = w.s, .data_dir = w.dir, .now_ms = test_now };
 		assert_int_equal(consent_open(&cs2, &co), HV_OK);
+		assert_int_equal(audit_state_after_open(cs2), CONSENT_AUDIT_BROKEN);
 		assert_true(consent_audit_broken(cs2));
 		consent_close(cs2);
 	}
@@ -1308,6 +1323,7 @@ test_audit_tampering(void **state)
 		consent_service *cs2 = NULL;
 		consent_options  co  = { .store = w.s, .data_dir = w.dir, .now_ms = test_now };
 		assert_int_equal(consent_open(&cs2, &co), HV_OK);
+		assert_int_equal(audit_state_after_open(cs2), CONSENT_AUDIT_INTACT);
 		assert_false(consent_audit_broken(cs2));
 		consent_close(cs2);
 	}
@@ -1664,13 +1680,16 @@ test_async_check_audit(void **state)
 	assert_int_equal(r.entries, 54);
 
 	/* The metrics page: the first Check read the view, the other 50 of the subject used it,
-	 * the unknown subject missed; and the writer's linger, within its bounds. */
+	 * the unknown subject missed; the writer's linger, within its bounds; the chain found
+	 * intact by the service's own verification after its start. */
 	{
 		char  *page = NULL;
 		size_t len;
 		double linger;
 
+		assert_int_equal(audit_state_after_open(cs), CONSENT_AUDIT_INTACT);
 		assert_int_equal(metrics_render(rpc_server_metrics(srv), &page, &len), HV_OK);
+		tu_expect_metric(page, "haven_audit_chain_intact", 1);
 		tu_expect_metric(page, "haven_consent_check_cache_hits_total", 50);
 		tu_expect_metric(page, "haven_consent_check_cache_misses_total", 2);
 		linger = tu_metric(page, "haven_consent_check_audit_linger_seconds");

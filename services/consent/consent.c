@@ -58,29 +58,49 @@ expiry_round(void *arg)
 	(void) consent_expiry_sweep(arg, NULL);
 }
 
-/* At start the whole chain is verified once. A break is logged as an error and shown on the
- * metrics page (haven_audit_chain_intact 0); the node keeps serving, because refusing help
- * while the log is broken would be worse. */
+/* One verification of the whole audit chain (the verify ticker's job: at open, then every
+ * CONSENT_AUDIT_VERIFY_S). A break is logged as an error and shown on the metrics page
+ * (haven_audit_chain_intact 0); the node keeps serving, because refusing help while the log
+ * is broken would be worse. The walk reads every entry, so it runs here and not in
+ * consent_open: a node with years of entries starts as fast as a new one. */
 static void
-audit_at_open(consent_service *cs)
+verify_round(void *arg)
 {
+	consent_service    *cs = arg;
 	audit_verify_result r;
-	hv_status           st = audit_verify(cs->cs_audit, &r);
+	int64_t             t0 = hv_clock_mono_ms();
+	hv_status           st = audit_verify_until(cs->cs_audit, &cs->cs_verify_stop, &r);
 
-	cs->cs_audit_broken = st == HV_DATA_LOSS;
-	if (st == HV_DATA_LOSS) {
-		log_error("audit: the chain does not verify at start: entry %llu: %s (haven audit "
-		          "verify; docs/audit.md)",
-		    (unsigned long long) r.first_bad_seq, r.why);
-	} else if (st != HV_OK) {
-		log_warn("audit: the chain could not be verified at start: %s", hv_status_name(st));
+	if (st == HV_CANCELLED) {
+		return; /* shutting down: the finding stays what it was */
 	}
+	atomic_store(&cs->cs_audit_state,
+	    st == HV_OK              ? CONSENT_AUDIT_INTACT
+	        : st == HV_DATA_LOSS ? CONSENT_AUDIT_BROKEN
+	                             : CONSENT_AUDIT_UNREADABLE);
+	if (st == HV_OK) {
+		log_info("audit: the chain verifies: %llu entries, %llu checkpoints, in %lld ms",
+		    (unsigned long long) r.entries, (unsigned long long) r.checkpoints,
+		    (long long) (hv_clock_mono_ms() - t0));
+	} else if (st == HV_DATA_LOSS) {
+		log_error("audit: the chain does not verify: entry %llu: %s (haven audit verify; "
+		          "docs/audit.md)",
+		    (unsigned long long) r.first_bad_seq, r.why);
+	} else {
+		log_warn("audit: the chain could not be verified: %s", hv_status_name(st));
+	}
+}
+
+consent_audit_state
+consent_audit_status(consent_service *cs)
+{
+	return ((consent_audit_state) atomic_load(&cs->cs_audit_state));
 }
 
 bool
 consent_audit_broken(consent_service *cs)
 {
-	return (cs->cs_audit_broken);
+	return (consent_audit_status(cs) == CONSENT_AUDIT_BROKEN);
 }
 
 hv_status
@@ -127,7 +147,6 @@ consent_open(consent_service **out, const consent_options *o)
 		log_error("consent: cannot open the tables: %s", hv_status_name(st));
 		goto fail;
 	}
-	audit_at_open(cs);
 	if ((st = vault_open(cs, o->data_dir)) != HV_OK) {
 		goto fail;
 	}
@@ -161,7 +180,9 @@ consent_open(consent_service **out, const consent_options *o)
 	if ((st = hv_ticker_start(&cs->cs_timer, (uint64_t) timer_period_s(cs) * 1000, false,
 	         timer_round, cs)) != HV_OK ||
 	    (st = hv_ticker_start(&cs->cs_expiry, (uint64_t) cs->cs_expiry_s * 1000, false,
-	         expiry_round, cs)) != HV_OK) {
+	         expiry_round, cs)) != HV_OK ||
+	    (st = hv_ticker_start(&cs->cs_verify, (uint64_t) CONSENT_AUDIT_VERIFY_S * 1000, true,
+	         verify_round, cs)) != HV_OK) {
 		goto fail;
 	}
 	*out = cs;
@@ -177,6 +198,10 @@ consent_stop(consent_service *cs)
 	if (cs == NULL) {
 		return;
 	}
+	/* A verification in progress ends at its next look at the flag. */
+	atomic_store(&cs->cs_verify_stop, true);
+	hv_ticker_stop(cs->cs_verify);
+	cs->cs_verify = NULL;
 	/* Queued audit entries are written while the store is open. */
 	if (cs->cs_audit != NULL) {
 		audit_writer_stop(cs->cs_audit);

@@ -116,8 +116,20 @@ hv_status consent_register(consent_service *cs, rpc_server *srv);
  * Checks that read the subject's consents from the store. */
 void consent_check_cache_stats(consent_service *cs, uint64_t *hits, uint64_t *misses);
 
-/* Whether the audit chain failed to verify when the service opened (logged as an error and
- * shown as haven_audit_chain_intact 0; the service serves on). */
+/* What the audit chain's last verification found. The service verifies the whole chain on a
+ * thread of its own, once right after it opened and then daily, so that the start does not
+ * wait for a walk that grows with the log (docs/audit.md). */
+typedef enum consent_audit_state {
+	CONSENT_AUDIT_PENDING = 0, /* the first verification has not finished */
+	CONSENT_AUDIT_INTACT,      /* every hash, checkpoint and index row held */
+	CONSENT_AUDIT_BROKEN,      /* it did not (logged as an error; haven_audit_chain_intact 0) */
+	CONSENT_AUDIT_UNREADABLE,  /* the store or the checkpoint file could not be read */
+} consent_audit_state;
+
+consent_audit_state consent_audit_status(consent_service *cs);
+
+/* Whether the last verification found the chain broken (consent_audit_status). The service
+ * serves on: refusing help while the log is broken would be worse. */
 bool consent_audit_broken(consent_service *cs);
 
 /* The audit log the service appends to (for other services in the same process). */

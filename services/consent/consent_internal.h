@@ -28,6 +28,7 @@
 #include <limits.h>
 #include <nng/nng.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "haven/crypto.h"
 #include "haven/ids.h"
@@ -50,7 +51,9 @@ typedef struct kek_slot {
 
 typedef struct view_cache view_cache; /* consent_view.h */
 
-#define VIEW_CACHE_MAX           131072
+#define VIEW_CACHE_MAX 131072
+/* The audit chain is verified again this often (and once at open). */
+#define CONSENT_AUDIT_VERIFY_S   86400
 #define CONSENTS_PER_SUBJECT_MAX 256
 #define M_CONSENT                "haven.consent.v1.Consent/"
 
@@ -93,10 +96,16 @@ struct consent_service {
 	uint32_t   cs_expiry_s;
 	hv_ticker *cs_expiry;
 
-	bool            cs_check_async;  /* consent_options.check_audit_async */
-	bool            cs_audit_broken; /* the chain did not verify at open (audit_at_open) */
-	view_cache     *cs_cache;        /* views for Check (view.c); NULL: none */
-	rpc_method_impl cs_methods[16];  /* the method table registered (Check's flags vary) */
+	/* The audit chain's verification (consent.c, verify_round): at open and every
+	 * CONSENT_AUDIT_VERIFY_S on a ticker of its own, so that a long chain never holds up the
+	 * start; the stop flag ends a walk in progress at shutdown. */
+	hv_ticker  *cs_verify;
+	atomic_bool cs_verify_stop;
+	atomic_int  cs_audit_state; /* consent_audit_state: the last verification's finding */
+
+	bool            cs_check_async; /* consent_options.check_audit_async */
+	view_cache     *cs_cache;       /* views for Check (view.c); NULL: none */
+	rpc_method_impl cs_methods[16]; /* the method table registered (Check's flags vary) */
 
 	/* Withdrawal events. */
 	nng_socket cs_pubsock;

@@ -702,14 +702,19 @@ _Static_assert(sizeof(consent_methods) <= sizeof(((consent_service *) 0)->cs_met
 static void
 consent_collect(void *arg, metrics_writer *w)
 {
-	consent_service *cs = arg;
-	uint64_t         hits, misses;
+	consent_service    *cs = arg;
+	uint64_t            hits, misses;
+	consent_audit_state chain;
 
 	view_cache_stats(cs->cs_cache, &hits, &misses);
+	chain = consent_audit_status(cs);
 	metrics_family(w, "haven_audit_chain_intact", METRICS_GAUGE,
-	    "1 when the audit chain verified at start, 0 when it did not (haven audit verify).");
-	metrics_sample(w, "haven_audit_chain_intact", cs->cs_audit_broken ? 0.0 : 1.0,
-	    (char *) NULL);
+	    "1 when the audit chain's last verification (after the start, then daily) found it "
+	    "intact, 0 when it did not (haven audit verify); no sample before the first one ends.");
+	if (chain == CONSENT_AUDIT_INTACT || chain == CONSENT_AUDIT_BROKEN) {
+		metrics_sample(w, "haven_audit_chain_intact",
+		    chain == CONSENT_AUDIT_INTACT ? 1.0 : 0.0, (char *) NULL);
+	}
 	metrics_family(w, "haven_consent_check_cache_hits_total", METRICS_COUNTER,
 	    "Consent Checks answered from a cached view of the subject's consents.");
 	metrics_sample(w, "haven_consent_check_cache_hits_total", (double) hits, (char *) NULL);

@@ -22,6 +22,8 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,9 +293,21 @@ verify_checkpoint(audit *a, store_txn *txn, audit_verify_result *out, char *line
 	return (HV_OK);
 }
 
+/* How many entries, index rows or checkpoint lines are read between looks at the stop flag. */
+#define STOP_EVERY 4096
+
+/* Whether the caller asked the walk to end (audit_verify_until); looked at every STOP_EVERY
+ * steps. */
+static bool
+stopping(const atomic_bool *stop, uint64_t step)
+{
+	return (stop != NULL && step % STOP_EVERY == 0 && atomic_load(stop));
+}
+
 /* Every line of the checkpoint file (up to its limit) against the log. */
 static hv_status
-verify_checkpoints(audit *a, store_txn *txn, audit_verify_result *out, cp_file *cf)
+verify_checkpoints(audit *a, store_txn *txn, audit_verify_result *out, cp_file *cf,
+    const atomic_bool *stop)
 {
 	char      line[CP_LINE_MAX];
 	size_t    n  = 0;
@@ -306,7 +320,8 @@ verify_checkpoints(audit *a, store_txn *txn, audit_verify_result *out, cp_file *
 		              (unsigned long long) out->entries));
 	}
 	while (st == HV_OK && cp_file_line(cf, line, sizeof(line)) != NULL) {
-		st = verify_checkpoint(a, txn, out, line, ++n);
+		st = stopping(stop, n + 1) ? HV_CANCELLED
+		                           : verify_checkpoint(a, txn, out, line, ++n);
 	}
 	if (st == HV_OK && ferror(cf->cf_f)) {
 		st = HV_UNAVAILABLE;
@@ -318,62 +333,139 @@ verify_checkpoints(audit *a, store_txn *txn, audit_verify_result *out, cp_file *
 	return (st);
 }
 
-/* Every row of the subject index must name an entry of the log about that subject, in the
- * right window. (verify_entry checked the other way: every such entry has its row.) */
+/* Rows of the log or of the index read in one read transaction. A long walk is many short
+ * transactions: one that lasted the whole walk would keep the map from growing meanwhile (a
+ * map that must grow waits for every transaction of the process, store_lmdb.c) and old pages
+ * from being reused. The log and its index are append-only, so a later transaction holds all
+ * that an earlier one did; each chunk starts at the last key the one before it read. */
+#define WALK_CHUNK 8192
+
+/* Positions c at the first key of a chunk: the first of the table when last is empty, else the
+ * first after last (which the chunk before read; a key that sorts between it and the next one,
+ * of any length, is not skipped). */
 static hv_status
-verify_index(audit *a, store_txn *txn, audit_verify_result *out)
+chunk_seek(store_cursor *c, const uint8_t *last, size_t lastl, const void **k, size_t *kl,
+    const void **v, size_t *vl)
+{
+	hv_status rc = store_cursor_seek(c, last, lastl, k, kl, v, vl);
+
+	if (rc == HV_OK && lastl > 0 && *kl == lastl && memcmp(*k, last, lastl) == 0) {
+		rc = store_cursor_next(c, k, kl, v, vl);
+	}
+	return (rc);
+}
+
+/* One chunk of the log from after the entry w->cw_expected - 1: HV_OK with *end false when the
+ * chunk is full and more may follow, *end true when the log ended in txn. */
+static hv_status
+walk_chunk(audit *a, store_txn *txn, const atomic_bool *stop, audit_verify_result *out,
+    chain_walk *w, bool *end)
 {
 	store_cursor *c = NULL;
-	const void   *k;
-	size_t        kl;
-	audit_entry   e;
+	uint8_t       last[8];
+	const void   *k, *v;
+	size_t        kl, vl, n = 0;
 	hv_status     st, rc;
 
-	if ((st = store_cursor_open(txn, a->a_subject, &c)) != HV_OK) {
+	*end = false;
+	hv_put_be64(last, w->cw_expected - 1);
+	if ((st = store_cursor_open(txn, a->a_log, &c)) != HV_OK) {
 		return (st);
 	}
-	for (rc = store_cursor_seek(c, NULL, 0, &k, &kl, NULL, NULL); rc == HV_OK;
-	     rc = store_cursor_next(c, &k, &kl, NULL, NULL)) {
-		const uint8_t *p   = k;
-		size_t         sl  = kl >= 8 + 2 + 8 ? kl - 8 - 1 - 8 : 0;
-		uint64_t       seq = kl >= 8 ? hv_get_be64(p + kl - 8) : 0;
-
-		if (sl == 0 || sl >= AUDIT_SUBJECT_MAX || p[8 + sl] != 0 ||
-		    hv_get_be64(p) != seq >> WINDOW_BITS) {
-			st = bad(out, seq != 0 ? seq : 1,
-			    "a row of the subject index does not decode");
+	for (rc = chunk_seek(c, last, w->cw_expected > 1 ? sizeof(last) : 0, &k, &kl, &v, &vl);
+	     rc == HV_OK && n < WALK_CHUNK; rc = store_cursor_next(c, &k, &kl, &v, &vl), n++) {
+		if (stopping(stop, out->entries + 1)) {
+			st = HV_CANCELLED;
 			goto out;
 		}
-		if ((rc = get_entry(a, txn, seq, &e)) != HV_OK && rc != HV_DATA_LOSS) {
-			st = rc;
-			goto out;
-		}
-		if (rc != HV_OK || strlen(e.subject) != sl || memcmp(e.subject, p + 8, sl) != 0) {
-			st = bad(out, seq,
-			    "the subject index names entry %llu for a subject it is not about (a "
-			    "row "
-			    "was added or changed)",
-			    (unsigned long long) seq);
+		if ((st = verify_entry(a, txn, out, w, k, kl, v, vl)) != HV_OK) {
 			goto out;
 		}
 	}
-	st = rc == HV_NOT_FOUND ? HV_OK : rc;
+	*end = rc == HV_NOT_FOUND;
+	st   = rc == HV_NOT_FOUND || rc == HV_OK ? HV_OK : rc;
 out:
 	store_cursor_close(c);
 	return (st);
 }
 
+/* One row of the subject index: it must name an entry of the log about that subject, in the
+ * right window. (verify_entry checked the other way: every such entry has its row.) */
+static hv_status
+verify_row(audit *a, store_txn *txn, audit_verify_result *out, const uint8_t *p, size_t kl)
+{
+	size_t      sl  = kl >= 8 + 2 + 8 ? kl - 8 - 1 - 8 : 0;
+	uint64_t    seq = kl >= 8 ? hv_get_be64(p + kl - 8) : 0;
+	audit_entry e;
+	hv_status   rc;
+
+	if (sl == 0 || sl >= AUDIT_SUBJECT_MAX || p[8 + sl] != 0 ||
+	    hv_get_be64(p) != seq >> WINDOW_BITS) {
+		return (bad(out, seq != 0 ? seq : 1, "a row of the subject index does not decode"));
+	}
+	if ((rc = get_entry(a, txn, seq, &e)) != HV_OK && rc != HV_DATA_LOSS) {
+		return (rc);
+	}
+	if (rc != HV_OK || strlen(e.subject) != sl || memcmp(e.subject, p + 8, sl) != 0) {
+		return (bad(out, seq,
+		    "the subject index names entry %llu for a subject it is not about (a row was "
+		    "added or changed)",
+		    (unsigned long long) seq));
+	}
+	return (HV_OK);
+}
+
+/* Every row of the subject index (verify_row), a chunk per read transaction. */
+static hv_status
+verify_index(audit *a, audit_verify_result *out, const atomic_bool *stop)
+{
+	uint8_t   last[SUBJECT_KEY_MAX];
+	size_t    lastl = 0;
+	uint64_t  rows  = 0;
+	hv_status st = HV_OK, rc = HV_OK;
+
+	while (st == HV_OK && rc == HV_OK) {
+		store_txn    *txn = NULL;
+		store_cursor *c   = NULL;
+		const void   *k;
+		size_t        kl, n = 0;
+
+		if ((st = store_read_begin(a->a_store, &txn)) != HV_OK) {
+			break;
+		}
+		if ((st = store_cursor_open(txn, a->a_subject, &c)) == HV_OK) {
+			for (rc = chunk_seek(c, last, lastl, &k, &kl, NULL, NULL);
+			     rc == HV_OK && n < WALK_CHUNK && st == HV_OK;
+			     rc = store_cursor_next(c, &k, &kl, NULL, NULL), n++) {
+				st = stopping(stop, ++rows) ? HV_CANCELLED
+				                            : verify_row(a, txn, out, k, kl);
+				if (st ==
+				    HV_OK) { /* a row that decodes fits: kl <= SUBJECT_KEY_MAX */
+					memcpy(last, k, kl);
+					lastl = kl;
+				}
+			}
+		}
+		store_cursor_close(c);
+		store_read_end(txn);
+	}
+	return (st != HV_OK ? st : rc == HV_NOT_FOUND ? HV_OK : rc);
+}
+
 hv_status
 audit_verify(audit *a, audit_verify_result *out)
 {
-	store_txn    *txn = NULL;
-	store_cursor *c   = NULL;
-	cp_file       cf  = { NULL, 0 };
-	chain_walk    w;
-	bool          found;
-	const void   *k, *v;
-	size_t        kl, vl;
-	hv_status     st, rc;
+	return (audit_verify_until(a, NULL, out));
+}
+
+hv_status
+audit_verify_until(audit *a, const atomic_bool *stop, audit_verify_result *out)
+{
+	store_txn *txn = NULL;
+	cp_file    cf  = { NULL, 0 };
+	chain_walk w;
+	bool       found, end = false;
+	hv_status  st;
 
 	memset(out, 0, sizeof(*out));
 	memset(&w, 0, sizeof(w));
@@ -385,33 +477,26 @@ audit_verify(audit *a, audit_verify_result *out)
 	if (!found) {
 		w.cw_boundary = UINT64_MAX; /* verify_checkpoints reports the file */
 	}
-	/* After the file's size was taken (cp_file). */
-	if ((st = store_read_begin(a->a_store, &txn)) != HV_OK) {
-		goto out;
-	}
-	if ((st = store_cursor_open(txn, a->a_log, &c)) != HV_OK) {
-		goto out;
-	}
-	for (rc = store_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl); rc == HV_OK;
-	     rc = store_cursor_next(c, &k, &kl, &v, &vl)) {
-		if ((st = verify_entry(a, txn, out, &w, k, kl, v, vl)) != HV_OK) {
+	/* After the file's size was taken (cp_file): every checkpoint read names an entry that
+	 * the transactions below hold. The head is checked in the transaction that found the end
+	 * of the log. */
+	while (!end) {
+		if (txn != NULL) {
+			store_read_end(txn);
+		}
+		if ((st = store_read_begin(a->a_store, &txn)) != HV_OK ||
+		    (st = walk_chunk(a, txn, stop, out, &w, &end)) != HV_OK) {
 			goto out;
 		}
 	}
-	if (rc != HV_NOT_FOUND) {
-		st = rc;
-		goto out;
-	}
-	store_cursor_close(c);
-	c = NULL;
 	if ((st = verify_head(a, txn, out, &w)) != HV_OK ||
-	    (st = verify_checkpoints(a, txn, out, &cf)) != HV_OK ||
-	    (st = verify_index(a, txn, out)) != HV_OK) {
+	    (st = verify_checkpoints(a, txn, out, &cf, stop)) != HV_OK) {
 		goto out;
 	}
-	st = HV_OK;
+	store_read_end(txn);
+	txn = NULL;
+	st  = verify_index(a, out, stop);
 out:
-	store_cursor_close(c);
 	if (txn != NULL) {
 		store_read_end(txn);
 	}

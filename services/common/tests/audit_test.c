@@ -1162,6 +1162,57 @@ test_verify_while_appending(void **state)
 	fixture_close(&f);
 }
 
+/* A walk is many read transactions of a few thousand rows (a long one would keep the map from
+ * growing): a break is found wherever it falls, at a chunk's first or last entry or index row
+ * too, and a stop asked for ends the walk with HV_CANCELLED and no checkpoint. 20,000 entries
+ * are more than two chunks of the log and of the index. */
+static void
+test_verify_in_chunks(void **state)
+{
+	const uint64_t      edges[] = { 1, 8191, 8192, 8193, 16384, 16385, 20000 };
+	fixture             f;
+	many_job            j;
+	audit_verify_result r;
+	atomic_bool         stop = true;
+
+	(void) state;
+	fixture_open(&f);
+	j.mj_a = f.a;
+	j.mj_n = 20000; /* many_fn: entry i is about subject i % 7 */
+	assert_int_equal(store_write(f.s, many_fn, &j), HV_OK);
+	assert_int_equal(audit_verify(f.a, &r), HV_OK);
+	assert_int_equal(r.entries, 20000);
+	assert_int_equal(r.head_seq, 20000);
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+		char why[64];
+		snprintf(why, sizeof(why), "entry %llu was changed", (unsigned long long) edges[i]);
+		tamper(&f, 0, edges[i], 0, 40); /* a byte of the body: the hash no longer matches */
+		expect_bad(&f, edges[i], why);
+		tamper(&f, 0, edges[i], 0, 40); /* and back */
+		expect_intact(&f);
+	}
+	index_edit(&f, 12000, 2, false); /* entry 12000 is about subject 2: its row goes */
+	expect_bad(&f, 12000, "entry 12000 is missing from the subject index");
+	index_edit(&f, 12000, 2, true);
+	index_edit(&f, 19000, 3, true); /* entry 19000 is about subject 2, not 3 */
+	expect_bad(&f, 19000, "the subject index names entry 19000 for a subject it is not about");
+	index_edit(&f, 19000, 3, false);
+	expect_intact(&f);
+	tamper(&f, 1, 8193, 0, 0); /* right after the first chunk */
+	expect_bad(&f, 8193, "entry 8193 was removed (the next one is 8194)");
+	fixture_close(&f);
+
+	fixture_open(&f);
+	j.mj_a = f.a;
+	assert_int_equal(store_write(f.s, many_fn, &j), HV_OK);
+	assert_int_equal(audit_verify_until(f.a, &stop, &r), HV_CANCELLED);
+	assert_true(r.entries < 20000);
+	stop = false;
+	assert_int_equal(audit_verify_until(f.a, &stop, &r), HV_OK);
+	assert_int_equal(r.entries, 20000);
+	fixture_close(&f);
+}
+
 /* Entries appended in other transactions (durable accesses, another process) while the writer
  * is idle are checkpointed by the writer within AUDIT_CHECKPOINT_MS. (About 10 s.) */
 static void
@@ -1230,6 +1281,7 @@ main(void)
 		cmocka_unit_test(test_checkpoint_file),
 		cmocka_unit_test(test_legacy_chain),
 		cmocka_unit_test(test_verify_while_appending),
+		cmocka_unit_test(test_verify_in_chunks),
 		cmocka_unit_test(test_writer_checkpoints_when_idle),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -59,6 +59,7 @@
 #ifndef HAVEN_AUDIT_H
 #define HAVEN_AUDIT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -182,6 +183,11 @@ typedef struct audit_verify_result {
  * is the entry where it broke and out->why says what was found there, in seqs and line
  * numbers only (never a subject). Other failures are the store's or the file's. */
 hv_status audit_verify(audit *a, audit_verify_result *out);
+
+/* audit_verify that ends early, with HV_CANCELLED and no checkpoint, once *stop is true (looked
+ * at every few thousand entries): for a verification on a thread of its own that must not hold
+ * up a shutdown. stop may be NULL. */
+hv_status audit_verify_until(audit *a, const atomic_bool *stop, audit_verify_result *out);
 
 /* Reads up to max (at most AUDIT_LIST_MAX) entries with seq > after_seq, in order, into out;
  * only those about subject when subject is not NULL. *n gets the number read. txn may be a
