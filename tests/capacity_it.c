@@ -180,6 +180,20 @@ org_version(const char *id)
 	return (v);
 }
 
+/* UpdateOrganisation of change->id as ch, based on version based_on (empty fields of change keep
+ * their value): the organisation as changed goes to *out, or is freed when out is NULL. */
+static hv_status
+update_org(rpc_channel *ch, org_t *change, uint64_t based_on, org_t **out)
+{
+	Haven__Capacity__V1__UpdateOrganisationRequest req =
+	    HAVEN__CAPACITY__V1__UPDATE_ORGANISATION_REQUEST__INIT;
+
+	req.organisation     = change;
+	req.based_on_version = based_on;
+	return (call(ch, M("UpdateOrganisation"), &req.base,
+	    &haven__capacity__v1__organisation__descriptor, out));
+}
+
 static Haven__Capacity__V1__Population pops_women[]        = { P_WOMEN };
 static Haven__Capacity__V1__Population pops_women_minors[] = { P_WOMEN, P_MINORS };
 static char                           *langs_nl_en[]       = { "nl", "en" };
@@ -447,14 +461,12 @@ audited(const char *method, const char *org, rpc_role role, const char *target)
 static void
 test_peer_support_group(void **state)
 {
-	Haven__Capacity__V1__UpdateOrganisationRequest ureq =
-	    HAVEN__CAPACITY__V1__UPDATE_ORGANISATION_REQUEST__INIT;
 	Haven__Capacity__V1__UpdateServiceRequest sreq =
 	    HAVEN__CAPACITY__V1__UPDATE_SERVICE_REQUEST__INIT;
 	org_t     change = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
 	org_t    *o;
 	service_t s;
-	uint64_t  ver = 0;
+	uint64_t  ver = 0, orgver;
 	uint32_t  avail;
 
 	(void) state;
@@ -489,20 +501,13 @@ test_peer_support_group(void **state)
 	    HV_OK);
 	svc_init(&s, "svc-pz-bed", "shelter-pz", T_SHELTER, "Amsterdam", 4, 2);
 	assert_int_equal(register_service(g.op, &s), HV_OK);
-	o                     = get_org("shelter-pz");
-	change.id             = "shelter-pz";
-	change.role           = R_PEER;
-	ureq.organisation     = &change;
-	ureq.based_on_version = o->version;
-	protobuf_c_message_free_unpacked(&o->base, NULL);
-	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
-	                     &haven__capacity__v1__organisation__descriptor, NULL),
-	    HV_FAILED_PRECONDITION);
+	orgver      = org_version("shelter-pz");
+	change.id   = "shelter-pz";
+	change.role = R_PEER;
+	assert_int_equal(update_org(g.op, &change, orgver, NULL), HV_FAILED_PRECONDITION);
 	expect_err("retire it first");
 	change.role = HAVEN__CAPACITY__V1__ROLE__REFERRER;
-	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
-	                     &haven__capacity__v1__organisation__descriptor, NULL),
-	    HV_FAILED_PRECONDITION);
+	assert_int_equal(update_org(g.op, &change, orgver, NULL), HV_FAILED_PRECONDITION);
 	expect_err("shelter-pz is not a provider");
 	o = get_org("shelter-pz");
 	assert_int_equal(o->role, HAVEN__CAPACITY__V1__ROLE__PROVIDER);
@@ -519,23 +524,14 @@ test_peer_support_group(void **state)
 		                     &haven__capacity__v1__service__descriptor, NULL),
 		    HV_OK);
 	}
-	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
-	                     &haven__capacity__v1__organisation__descriptor, NULL),
-	    HV_OK);
+	assert_int_equal(update_org(g.op, &change, orgver, NULL), HV_OK);
 	/* The peer-support group may become a provider (a provider runs any kind), and back. */
-	o                     = get_org("peers-ams");
-	change.id             = "peers-ams";
-	change.role           = HAVEN__CAPACITY__V1__ROLE__PROVIDER;
-	ureq.based_on_version = o->version;
-	protobuf_c_message_free_unpacked(&o->base, NULL);
-	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
-	                     &haven__capacity__v1__organisation__descriptor, NULL),
-	    HV_OK);
+	orgver      = org_version("peers-ams");
+	change.id   = "peers-ams";
+	change.role = HAVEN__CAPACITY__V1__ROLE__PROVIDER;
+	assert_int_equal(update_org(g.op, &change, orgver, NULL), HV_OK);
 	change.role = R_PEER;
-	ureq.based_on_version++;
-	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
-	                     &haven__capacity__v1__organisation__descriptor, NULL),
-	    HV_OK);
+	assert_int_equal(update_org(g.op, &change, orgver + 1, NULL), HV_OK);
 }
 
 /* ---- organisations -------------------------------------------------------------------- */
@@ -543,8 +539,6 @@ test_peer_support_group(void **state)
 static void
 test_org_roles(void **state)
 {
-	Haven__Capacity__V1__UpdateOrganisationRequest ureq =
-	    HAVEN__CAPACITY__V1__UPDATE_ORGANISATION_REQUEST__INIT;
 	Haven__Capacity__V1__DisableOrganisationRequest dreq =
 	    HAVEN__CAPACITY__V1__DISABLE_ORGANISATION_REQUEST__INIT;
 	org_t    change = HAVEN__CAPACITY__V1__ORGANISATION__INIT;
@@ -579,24 +573,16 @@ test_org_roles(void **state)
 
 	/* Hole 2: the coordinator of the organisation's own region replaces neither its name nor
 	 * its certificate (it would sign in as that organisation and read its people). */
-	v                     = org_version("ngo-ams");
-	change.id             = "ngo-ams";
-	change.name           = "Amsterdam NGO";
-	ureq.organisation     = &change;
-	ureq.based_on_version = v;
-	assert_int_equal(call(g.ch[COORD_AMS], M("UpdateOrganisation"), &ureq.base,
-	                     &haven__capacity__v1__organisation__descriptor, NULL),
-	    HV_PERMISSION_DENIED);
+	v           = org_version("ngo-ams");
+	change.id   = "ngo-ams";
+	change.name = "Amsterdam NGO";
+	assert_int_equal(update_org(g.ch[COORD_AMS], &change, v, NULL), HV_PERMISSION_DENIED);
 	change.cert_pem = g.cert[COORD_AMS];
-	assert_int_equal(call(g.ch[COORD_AMS], M("UpdateOrganisation"), &ureq.base,
-	                     &haven__capacity__v1__organisation__descriptor, NULL),
-	    HV_PERMISSION_DENIED);
+	assert_int_equal(update_org(g.ch[COORD_AMS], &change, v, NULL), HV_PERMISSION_DENIED);
 	change.cert_pem = NULL;
 	assert_int_equal(org_version("ngo-ams"), v);
 	/* An admin may; empty fields keep their value. */
-	assert_int_equal(call(g.ch[ADMIN], M("UpdateOrganisation"), &ureq.base,
-	                     &haven__capacity__v1__organisation__descriptor, &o),
-	    HV_OK);
+	assert_int_equal(update_org(g.ch[ADMIN], &change, v, &o), HV_OK);
 	assert_string_equal(o->name, "Amsterdam NGO");
 	assert_string_equal(o->region, "Amsterdam");
 	assert_int_equal(o->role, HAVEN__CAPACITY__V1__ROLE__REFERRER);
@@ -604,9 +590,7 @@ test_org_roles(void **state)
 	protobuf_c_message_free_unpacked(&o->base, NULL);
 	/* Based on the old version now: ABORTED, with the current one named. */
 	change.name = "Stale";
-	assert_int_equal(call(g.op, M("UpdateOrganisation"), &ureq.base,
-	                     &haven__capacity__v1__organisation__descriptor, NULL),
-	    HV_ABORTED);
+	assert_int_equal(update_org(g.op, &change, v, NULL), HV_ABORTED);
 	{
 		char want[128];
 		snprintf(want, sizeof(want), "organisation ngo-ams is at version %llu, not %llu",

@@ -211,18 +211,19 @@ people_login_fold(const char *in, char out[PEOPLE_LOGIN_MAX + 1])
 
 /* Login names belong to their organisation: NAME@ORG. A name can then collide only with a
  * name of the admin's own organisation, which the admin lists anyway; a node-wide namespace
- * told any org admin whether a login name existed anywhere on the node (docs/people.md). */
+ * told any org admin whether a login name existed anywhere on the node (docs/people.md).
+ * Here the rules of NAME and of the suffix; the characters and the whole length are
+ * people_login_fold's. */
 const char *
 people_login_qualify(const char *in, const char *org, char out[PEOPLE_LOGIN_MAX + 1])
 {
 	static const char rule[] = "login must be NAME or NAME@ORG with ORG the person's "
 	                           "organisation, NAME 1 to 64 characters of a-z 0-9 . _ -";
 	size_t            name, orgn = strlen(org), i;
-	char              buf[PEOPLE_LOGIN_MAX + 1];
+	char              buf[PEOPLE_LOGIN_MAX + 2];
 	bool              ok;
 
-	if (in == NULL || (name = strcspn(in, "@")) == 0 || name > PEOPLE_LOGIN_NAME_MAX ||
-	    name + 1 + orgn > PEOPLE_LOGIN_MAX) {
+	if (in == NULL || (name = strcspn(in, "@")) == 0 || name > PEOPLE_LOGIN_NAME_MAX) {
 		return (rule);
 	}
 	if (in[name] == '@') { /* the organisation may be written in capitals, as the name */
@@ -235,10 +236,10 @@ people_login_qualify(const char *in, const char *org, char out[PEOPLE_LOGIN_MAX 
 			}
 		}
 	}
-	memcpy(buf, in, name);
-	buf[name] = '@';
-	memcpy(buf + name + 1, org, orgn + 1);
-	ok = people_login_fold(buf, out); /* the characters of NAME, folded */
+	/* NAME@ORG, folded: people_login_fold refuses a character of NAME and a whole too long
+	 * (buf holds a login and one character more: one too long, cut there, is still too long) */
+	snprintf(buf, sizeof(buf), "%.*s@%s", (int) name, in, org);
+	ok = people_login_fold(buf, out);
 	crypto_wipe(buf, sizeof(buf));
 	return (ok ? NULL : rule);
 }

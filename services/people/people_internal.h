@@ -75,8 +75,8 @@ void people_login_key(const people_service *ps, const char *name, uint8_t out[CR
 /* A login name: PEOPLE_LOGIN_MIN..MAX of [a-z0-9._@-] after folding A-Z; folded into out. */
 bool people_login_fold(const char *in, char out[PEOPLE_LOGIN_MAX + 1]);
 /* A new person's login name of organisation org: "NAME" or "NAME@ORG", NAME 1..64 of
- * [a-z0-9._-] after folding, written to out as NAME@ORG. NULL when well-formed, else the rule
- * (naming org only: the same answer for every name). */
+ * [a-z0-9._-] after folding, written to out as NAME@ORG (a login name: people_login_fold).
+ * NULL when well-formed, else the rule (naming org only: the same answer for every name). */
 const char *people_login_qualify(const char *in, const char *org, char out[PEOPLE_LOGIN_MAX + 1]);
 
 /* Seals n bytes of a field ("login", "display", "totp") of person id into out (n +

@@ -395,6 +395,19 @@ test_viewer_rule(void **state)
 	assert_false(auth_person_allows(&c, "haven.consent.v1.Consent/GetSubject"));
 }
 
+/* people_login_qualify refuses in as a login name of orgid, by the rule: the same words for
+ * every name (as for none), naming no name. */
+static void
+qualify_refused(const char *in, const char *orgid)
+{
+	char        out[PEOPLE_LOGIN_MAX + 1];
+	const char *why = people_login_qualify(in, orgid, out);
+
+	assert_non_null(why);
+	assert_non_null(strstr(why, "login must be NAME or NAME@ORG"));
+	assert_string_equal(why, people_login_qualify(NULL, orgid, out));
+}
+
 /* A new login name is NAME@ORG of the person's organisation, folded; anything else is one
  * rule's refusal. */
 static void
@@ -404,7 +417,7 @@ test_login_qualify(void **state)
 		{ "Anna.de_Vries", "anna.de_vries@ngo-a" }, { "anna@ngo-a", "anna@ngo-a" },
 		{ "ANNA@NGO-A", "anna@ngo-a" }, { "a", "a@ngo-a" } };
 	static const char *const bad[] = { "", "@ngo-a", "anna@", "anna@ngo-b", "anna@ngo-a@ngo-a",
-		"an na", "anna@ngo-a ", "anna\n", "ann\xc3\xa1",
+		"anna@ngo", "anna@ngo-aa", "an na", "anna@ngo-a ", "anna\n", "ann\xc3\xa1",
 		"a1234567890123456789012345678901234567890123456789012345678901234" };
 	char                     out[PEOPLE_LOGIN_MAX + 1];
 
@@ -414,20 +427,40 @@ test_login_qualify(void **state)
 		assert_string_equal(out, good[i][1]);
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_non_null(people_login_qualify(bad[i], "ngo-a", out));
+		qualify_refused(bad[i], "ngo-a");
 	}
 	assert_non_null(people_login_qualify(NULL, "ngo-a", out));
-	/* the longest: a 64-character NAME at a 63-character organisation */
+	/* the longest: a 64-character NAME at a 63-character organisation; a NAME of 65, or a
+	 * whole of 129 (at an organisation id of 64, longer than ids are), is refused */
 	{
-		char name[PEOPLE_LOGIN_NAME_MAX + 1], orgid[64];
+		char name[PEOPLE_LOGIN_NAME_MAX + 2], orgid[300], in[sizeof(name) + sizeof(orgid)];
 
-		memset(name, 'n', PEOPLE_LOGIN_NAME_MAX);
+		memset(name, 'n', PEOPLE_LOGIN_NAME_MAX + 1);
 		name[PEOPLE_LOGIN_NAME_MAX] = '\0';
-		memset(orgid, 'o', 63);
+		memset(orgid, 'o', sizeof(orgid));
 		orgid[63] = '\0';
 		assert_null(people_login_qualify(name, orgid, out));
 		assert_int_equal(strlen(out), PEOPLE_LOGIN_MAX);
 		assert_true(people_login_fold(out, out));
+		snprintf(in, sizeof(in), "%s@NGO-A", name);
+		assert_null(people_login_qualify(in, "ngo-a", out));
+		assert_int_equal(strcspn(out, "@"), PEOPLE_LOGIN_NAME_MAX);
+		name[PEOPLE_LOGIN_NAME_MAX]     = 'n';
+		name[PEOPLE_LOGIN_NAME_MAX + 1] = '\0';
+		snprintf(in, sizeof(in), "%s@ngo-a", name);
+		qualify_refused(in, "ngo-a");
+		name[PEOPLE_LOGIN_NAME_MAX] = '\0';
+		orgid[63]                   = 'o';
+		orgid[64]                   = '\0';
+		qualify_refused(name, orgid);
+		snprintf(in, sizeof(in), "%s@%s", name, orgid);
+		qualify_refused(in, orgid);
+		name[PEOPLE_LOGIN_NAME_MAX - 1] = '\0';
+		assert_null(people_login_qualify(name, orgid, out));
+		assert_int_equal(strlen(out), PEOPLE_LOGIN_MAX);
+		orgid[64]                = 'o';
+		orgid[sizeof(orgid) - 1] = '\0';
+		qualify_refused("a", orgid);
 	}
 }
 
