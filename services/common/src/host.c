@@ -648,6 +648,25 @@ host_collect(void *arg, metrics_writer *w)
 	metrics_sample(w, "process_start_time_seconds", h->h_start_s, (char *) NULL);
 }
 
+/*
+ * As many malloc arenas as cores (two at the least) instead of glibc's eight per core. Each
+ * thread that allocates gets an arena of its own up to that limit, and an arena keeps the peak
+ * of what its threads held: a node runs some 16 threads (nng's, the workers, the audit writer,
+ * the timers), so by default it holds 16 peaks. Measured side by side (8-minute soaks, the same
+ * load, 2 cores): anonymous memory 11.8 -> 12.3 MB with two arenas against 16.1 -> 16.9 MB
+ * with glibc's default, calls/s and p50/p99 of every method the same within 2 %
+ * (docs/reliability.md, "Soak"). MALLOC_ARENA_MAX in the environment still decides.
+ */
+static void
+malloc_arenas(void)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (getenv("MALLOC_ARENA_MAX") == NULL) {
+		(void) mallopt(M_ARENA_MAX, cores > 2 ? (int) cores : 2);
+	}
+}
+
 hv_status
 host_open(host **out, const host_config *cfg, const char *name)
 {
@@ -665,6 +684,7 @@ host_open(host **out, const host_config *cfg, const char *name)
 		return (HV_RESOURCE_EXHAUSTED);
 	}
 	h->h_cfg = cfg;
+	malloc_arenas();
 	(void) valid_level(cfg->log_level, &lv);
 	log_init(name, lv);
 	h->h_start_s = (double) hv_clock_wall_ms() / 1e3;
