@@ -22,11 +22,23 @@ typedef struct cli {
 	rpc_channel        *ch; /* NULL until the first call (cli_channel) */
 	bool                json;
 	uint32_t            timeout_ms;
+	bool                timeout_given; /* --timeout was on the command line */
 	const char         *url;
 	rpc_channel_options co;
 	const char         *org;        /* log in as this organisation (--org), or NULL */
 	bool                no_session; /* do not send the stored person's session (login) */
 } cli;
+
+/* How long a call that reads every record may take (audit verify walks every entry of the log,
+ * about 2.5 s a million on a small machine, longer under load; backup copies the store): the
+ * server's longest deadline (rpc.h: max_timeout_ms), unless --timeout was given. */
+#define CLI_LONG_TIMEOUT_MS 300000
+
+/* cli_call for such a call: unless --timeout was given, a Health/Check with the usual timeout
+ * first (a node that is down or unreachable is told in seconds, not minutes), then the call
+ * with CLI_LONG_TIMEOUT_MS. */
+int cli_call_long(cli *c, const char *what, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply, bool idempotent);
 
 /* The channel to the node: opened, and logged in with --org, at the first call, so that a
  * command refused for its arguments never connects. NULL after printing why it could not be

@@ -30,7 +30,7 @@ admin_backup(cli *c, const char *dir)
 		dir = abs;
 	}
 	req.dir = (char *) dir;
-	if ((rc = cli_call(c, "admin backup", "haven.admin.v1.Admin/Backup", &req.base,
+	if ((rc = cli_call_long(c, "admin backup", "haven.admin.v1.Admin/Backup", &req.base,
 	         &haven__admin__v1__backup_response__descriptor, (ProtobufCMessage **) &rep,
 	         false)) != 0) {
 		return (rc);

@@ -34,7 +34,7 @@ do_audit_verify(cli *c, int argc, char **argv)
 	if (argc != 0) {
 		return (cli_usage("audit verify takes no arguments"));
 	}
-	if ((rc = cli_call(c, "audit verify", M_AUDIT("Verify"), &req.base,
+	if ((rc = cli_call_long(c, "audit verify", M_AUDIT("Verify"), &req.base,
 	         &haven__audit__v1__verify_response__descriptor, (ProtobufCMessage **) &rep,
 	         true)) != 0) {
 		return (rc);

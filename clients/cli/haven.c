@@ -15,6 +15,7 @@
 #include "haven/file.h"
 #include "haven/log.h"
 #include "haven/rpc.h"
+#include "haven/health/v1/health.pb-c.h"
 
 #include "cli.h"
 
@@ -264,6 +265,30 @@ cli_call(cli *c, const char *what, const char *method, const ProtobufCMessage *r
 }
 
 int
+cli_call_long(cli *c, const char *what, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply, bool idempotent)
+{
+	Haven__Health__V1__HealthCheckRequest hreq = HAVEN__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	Haven__Health__V1__HealthCheckResponse *hrep  = NULL;
+	uint32_t                                usual = c->timeout_ms;
+	int                                     rc;
+
+	if (c->timeout_given) {
+		return (cli_call(c, what, method, req, reply_desc, reply, idempotent));
+	}
+	if ((rc = cli_call(c, what, "haven.health.v1.Health/Check", &hreq.base,
+	         &haven__health__v1__health_check_response__descriptor, (ProtobufCMessage **) &hrep,
+	         true)) != 0) {
+		return (rc);
+	}
+	protobuf_c_message_free_unpacked(&hrep->base, NULL);
+	c->timeout_ms = CLI_LONG_TIMEOUT_MS;
+	rc            = cli_call(c, what, method, req, reply_desc, reply, idempotent);
+	c->timeout_ms = usual;
+	return (rc);
+}
+
+int
 cli_usage(const char *fmt, ...)
 {
 	va_list ap;
@@ -367,7 +392,8 @@ main(int argc, char **argv)
 				    "haven: --timeout must be 1..3600000 ms, not '%s'\n", optarg);
 				return (CLI_EXIT_USAGE);
 			}
-			c.timeout_ms = (uint32_t) n;
+			c.timeout_ms    = (uint32_t) n;
+			c.timeout_given = true;
 			break;
 		}
 		case 'j':
