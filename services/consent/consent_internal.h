@@ -51,9 +51,10 @@ typedef struct kek_slot {
 
 typedef struct view_cache view_cache; /* consent_view.h */
 
-#define VIEW_CACHE_MAX 131072
 /* The audit chain is verified again this often (and once at open). */
-#define CONSENT_AUDIT_VERIFY_S   86400
+#define CONSENT_AUDIT_VERIFY_S 86400
+
+#define VIEW_CACHE_MAX           131072
 #define CONSENTS_PER_SUBJECT_MAX 256
 #define M_CONSENT                "haven.consent.v1.Consent/"
 

@@ -439,8 +439,8 @@ verify_index(audit *a, audit_verify_result *out, const atomic_bool *stop)
 			     rc = store_cursor_next(c, &k, &kl, NULL, NULL), n++) {
 				st = stopping(stop, ++rows) ? HV_CANCELLED
 				                            : verify_row(a, txn, out, k, kl);
-				if (st ==
-				    HV_OK) { /* a row that decodes fits: kl <= SUBJECT_KEY_MAX */
+				/* A row that decodes fits: kl <= SUBJECT_KEY_MAX. */
+				if (st == HV_OK) {
 					memcpy(last, k, kl);
 					lastl = kl;
 				}
