@@ -70,7 +70,7 @@ struct people_service {
 hv_status people_audit_change(people_service *ps, store_txn *txn, rpc_call *call,
     const uint8_t id[PEOPLE_ID_LEN]);
 
-/* The keyed hash a login name is found by; name must be valid (people_login_valid). */
+/* The keyed hash a login name is found by; name must be folded (people_login_fold). */
 void people_login_key(const people_service *ps, const char *name, uint8_t out[CRYPTO_HMAC_LEN]);
 /* A login name: PEOPLE_LOGIN_MIN..MAX of [a-z0-9._@-] after folding A-Z; folded into out. */
 bool people_login_fold(const char *in, char out[PEOPLE_LOGIN_MAX + 1]);
