@@ -102,6 +102,13 @@ store_put_new(store_txn *txn, store_table t, const void *key, size_t klen, const
 }
 
 hv_status
+store_append(store_txn *txn, store_table t, const void *key, size_t klen, const void *val,
+    size_t vlen)
+{
+	return (put_flags(txn, t, key, klen, val, vlen, MDB_APPEND));
+}
+
+hv_status
 store_del(store_txn *txn, store_table t, const void *key, size_t klen)
 {
 	hv_status rv = HV_INVALID_ARGUMENT;

@@ -141,6 +141,12 @@ hv_status store_put(store_txn *txn, store_table t, const void *key, size_t klen,
 /* Like store_put, but HV_ALREADY_EXISTS when the key is present (nothing written). */
 hv_status store_put_new(store_txn *txn, store_table t, const void *key, size_t klen,
     const void *val, size_t vlen);
+/* For a key after every key of t (a log's next entry): HV_ALREADY_EXISTS, nothing written, when
+ * t holds this key or one after it. LMDB appends at the last page without a search
+ * (MDB_APPEND) and splits a full one at the new key: 200-byte rows in key order went in a
+ * third faster than by store_put and took 5 % fewer pages (store_test test_append). */
+hv_status store_append(store_txn *txn, store_table t, const void *key, size_t klen, const void *val,
+    size_t vlen);
 hv_status store_del(store_txn *txn, store_table t, const void *key, size_t klen);
 
 /* Packs msg and stores it under key. */
