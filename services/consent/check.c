@@ -246,9 +246,11 @@ check_async(check_job *j)
 	if ((st = check_validate(&j->kj_args, j->kj_err, j->kj_errsz)) != HV_OK) {
 		return (st);
 	}
+	view_cache_prefetch_slot(cs->cs_cache, j->kj_args.ca_sid);
 	if ((st = store_read_begin(cs->cs_store, &txn)) != HV_OK) {
 		return (st);
 	}
+	view_cache_prefetch_view(cs->cs_cache, j->kj_args.ca_sid);
 	if ((st = consent_generation(cs, txn, &gen)) == HV_OK &&
 	    (st = view_cache_with(cs, txn, j->kj_args.ca_sid, gen, check_cached, j, &hit)) ==
 	        HV_OK) {
