@@ -288,6 +288,36 @@ store_unregister(store *s)
 	pthread_mutex_unlock(&open_lock);
 }
 
+/* LMDB maps the size asked for or, when the data is larger, exactly the data: every start of
+ * a store that had grown would then grow the map again at its first write that needs a page,
+ * with every transaction of the process waited for (store_lmdb.c). The size the map last grew
+ * to is kept in the store's meta page; right after the open (no transaction yet) take it when
+ * it is larger, up to the maximum. */
+static hv_status
+map_adopt_stored(store *s)
+{
+	MDB_envinfo asked, stored;
+	size_t      want;
+	int         rc;
+
+	if ((rc = mdb_env_info(s->s_env, &asked)) != 0 ||
+	    (rc = mdb_env_set_mapsize(s->s_env, 0)) != 0 ||
+	    (rc = mdb_env_info(s->s_env, &stored)) != 0) {
+		return (store_lmdb_status(rc));
+	}
+	want = stored.me_mapsize;
+	if (want > s->s_max_map) {
+		want = s->s_max_map > asked.me_mapsize ? s->s_max_map : asked.me_mapsize;
+	}
+	if (want < asked.me_mapsize) {
+		want = asked.me_mapsize;
+	}
+	if (want != stored.me_mapsize && (rc = mdb_env_set_mapsize(s->s_env, want)) != 0) {
+		return (store_lmdb_status(rc));
+	}
+	return (HV_OK);
+}
+
 /* Creates and opens the LMDB environment in dir and frees the reader slots of dead
  * processes. */
 static hv_status
@@ -310,6 +340,10 @@ env_open(store *s, const char *dir, const store_options *opts, size_t map)
 	if (rc != 0) {
 		log_error("store: cannot open the environment: %s", mdb_strerror(rc));
 		return (store_lmdb_status(rc));
+	}
+	if (map_adopt_stored(s) != HV_OK) {
+		log_error("store: cannot map the environment");
+		return (HV_UNAVAILABLE);
 	}
 	/* Reader slots of processes that died inside a read transaction pin old pages forever;
 	 * free them. LMDB clears the whole table itself only when no process has it open. */
