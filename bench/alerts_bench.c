@@ -79,7 +79,7 @@ start_receiver(ab *b, const char *script)
 	snprintf(key, sizeof(key), "%s/pki/server.key", b->dir);
 	snprintf(ports, sizeof(ports), "%s/ports", b->dir);
 	snprintf(log, sizeof(log), "%s/receiver.log", b->dir);
-	if ((b->rcv = fork()) == 0) {
+	if ((b->rcv = bench_fork()) == 0) {
 		if (freopen(log, "w", stderr) == NULL) {
 			_exit(126);
 		}

@@ -40,6 +40,11 @@ void bench_result_fill(bench_result *out, int64_t *lat, size_t n, int64_t elapse
 void bench_block_signals(void);
 void bench_wait_for_signal(void);
 
+/* fork(), with the child sent SIGTERM when the parent ends (a server or node a bench starts
+ * must not outlive a bench that was killed). */
+#include <sys/types.h>
+pid_t bench_fork(void);
+
 /* Echo runs against a server at url: inflight calls at a time, each of the inflight callers
  * making calls calls of size bytes, over conns connections. 0, or 1 when the client could
  * not be set up (a message on stderr). */

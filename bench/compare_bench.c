@@ -35,7 +35,7 @@ static const int compare_inflight[] = { 1, 8, 32 };
 static pid_t
 start_server(const char *mode, const char *url)
 {
-	pid_t pid = fork();
+	pid_t pid = bench_fork();
 
 	if (pid < 0) {
 		return (-1);

@@ -26,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 typedef struct job {
 	rpc_channel *ch;
@@ -74,6 +76,18 @@ bench_wait_for_signal(void)
 	sigaddset(&s, SIGTERM);
 	sigaddset(&s, SIGINT);
 	sigwait(&s, &sig);
+}
+
+pid_t
+bench_fork(void)
+{
+	pid_t parent = getpid();
+	pid_t pid    = fork();
+
+	if (pid == 0 && (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)) {
+		_exit(126); /* the parent is gone already */
+	}
+	return (pid);
 }
 
 static void *

@@ -373,7 +373,7 @@ start_node(soak *s)
 	if (mkdir(data, 0700) != 0) {
 		return (-1);
 	}
-	if ((s->s_node = fork()) == 0) {
+	if ((s->s_node = bench_fork()) == 0) {
 		FILE *f = freopen(log, "a", stdout);
 		if (f == NULL || dup2(STDOUT_FILENO, STDERR_FILENO) < 0) {
 			_exit(127);
