@@ -355,38 +355,73 @@ chunk_seek(store_cursor *c, const uint8_t *last, size_t lastl, const void **k, s
 	return (rc);
 }
 
-/* One chunk of the log from after the entry w->cw_expected - 1: HV_OK with *end false when the
- * chunk is full and more may follow, *end true when the log ended in txn. */
-static hv_status
-walk_chunk(audit *a, store_txn *txn, const atomic_bool *stop, audit_verify_result *out,
-    chain_walk *w, bool *end)
-{
-	store_cursor *c = NULL;
-	uint8_t       last[8];
-	const void   *k, *v;
-	size_t        kl, vl, n = 0;
-	hv_status     st, rc;
+/* What walk_rows calls for each row, in txn, until it fails. */
+typedef hv_status (
+    *row_fn)(store_txn *txn, const void *k, size_t kl, const void *v, size_t vl, void *arg);
 
-	*end = false;
-	hv_put_be64(last, w->cw_expected - 1);
-	if ((st = store_cursor_open(txn, a->a_log, &c)) != HV_OK) {
-		return (st);
-	}
-	for (rc = chunk_seek(c, last, w->cw_expected > 1 ? sizeof(last) : 0, &k, &kl, &v, &vl);
-	     rc == HV_OK && n < WALK_CHUNK; rc = store_cursor_next(c, &k, &kl, &v, &vl), n++) {
-		if (stopping(stop, out->entries + 1)) {
-			st = HV_CANCELLED;
-			goto out;
+/* Every row of table t in key order, WALK_CHUNK rows per read transaction, to fn. With keep,
+ * the transaction that found the end is left open in *keep (end it with store_read_end), so
+ * that the caller goes on in the snapshot the walk ended in. */
+static hv_status
+walk_rows(audit *a, store_table t, row_fn fn, void *arg, store_txn **keep)
+{
+	uint8_t   last[512]; /* store.h: keys of 1..511 bytes */
+	size_t    lastl = 0;
+	bool      end   = false;
+	hv_status st    = HV_OK;
+
+	while (st == HV_OK && !end) {
+		store_txn    *txn = NULL;
+		store_cursor *c   = NULL;
+		const void   *k, *v;
+		size_t        kl, vl, n = 0;
+		hv_status     rc = HV_OK;
+
+		if ((st = store_read_begin(a->a_store, &txn)) != HV_OK) {
+			break;
 		}
-		if ((st = verify_entry(a, txn, out, w, k, kl, v, vl)) != HV_OK) {
-			goto out;
+		if ((st = store_cursor_open(txn, t, &c)) == HV_OK) {
+			for (rc = chunk_seek(c, last, lastl, &k, &kl, &v, &vl);
+			     rc == HV_OK && n < WALK_CHUNK && st == HV_OK;
+			     rc = store_cursor_next(c, &k, &kl, &v, &vl), n++) {
+				if ((st = fn(txn, k, kl, v, vl, arg)) == HV_OK) {
+					memcpy(last, k, kl);
+					lastl = kl;
+				}
+			}
+			end = rc == HV_NOT_FOUND;
+			if (st == HV_OK && rc != HV_OK && rc != HV_NOT_FOUND) {
+				st = rc;
+			}
+		}
+		store_cursor_close(c);
+		if (st == HV_OK && end && keep != NULL) {
+			*keep = txn;
+		} else {
+			store_read_end(txn);
 		}
 	}
-	*end = rc == HV_NOT_FOUND;
-	st   = rc == HV_NOT_FOUND || rc == HV_OK ? HV_OK : rc;
-out:
-	store_cursor_close(c);
 	return (st);
+}
+
+/* What the walks of audit_verify_until share: walk_rows's arg. */
+typedef struct verify_walk {
+	audit               *vw_audit;
+	audit_verify_result *vw_out;
+	const atomic_bool   *vw_stop;
+	chain_walk           vw_chain; /* the log's */
+	uint64_t             vw_rows;  /* the index's rows so far */
+} verify_walk;
+
+static hv_status
+log_row(store_txn *txn, const void *k, size_t kl, const void *v, size_t vl, void *arg)
+{
+	verify_walk *w = arg;
+
+	if (stopping(w->vw_stop, w->vw_out->entries + 1)) {
+		return (HV_CANCELLED);
+	}
+	return (verify_entry(w->vw_audit, txn, w->vw_out, &w->vw_chain, k, kl, v, vl));
 }
 
 /* One row of the subject index: it must name an entry of the log about that subject, in the
@@ -415,41 +450,17 @@ verify_row(audit *a, store_txn *txn, audit_verify_result *out, const uint8_t *p,
 	return (HV_OK);
 }
 
-/* Every row of the subject index (verify_row), a chunk per read transaction. */
 static hv_status
-verify_index(audit *a, audit_verify_result *out, const atomic_bool *stop)
+index_row(store_txn *txn, const void *k, size_t kl, const void *v, size_t vl, void *arg)
 {
-	uint8_t   last[SUBJECT_KEY_MAX];
-	size_t    lastl = 0;
-	uint64_t  rows  = 0;
-	hv_status st = HV_OK, rc = HV_OK;
+	verify_walk *w = arg;
 
-	while (st == HV_OK && rc == HV_OK) {
-		store_txn    *txn = NULL;
-		store_cursor *c   = NULL;
-		const void   *k;
-		size_t        kl, n = 0;
-
-		if ((st = store_read_begin(a->a_store, &txn)) != HV_OK) {
-			break;
-		}
-		if ((st = store_cursor_open(txn, a->a_subject, &c)) == HV_OK) {
-			for (rc = chunk_seek(c, last, lastl, &k, &kl, NULL, NULL);
-			     rc == HV_OK && n < WALK_CHUNK && st == HV_OK;
-			     rc = store_cursor_next(c, &k, &kl, NULL, NULL), n++) {
-				st = stopping(stop, ++rows) ? HV_CANCELLED
-				                            : verify_row(a, txn, out, k, kl);
-				/* A row that decodes fits: kl <= SUBJECT_KEY_MAX. */
-				if (st == HV_OK) {
-					memcpy(last, k, kl);
-					lastl = kl;
-				}
-			}
-		}
-		store_cursor_close(c);
-		store_read_end(txn);
+	(void) v;
+	(void) vl;
+	if (stopping(w->vw_stop, ++w->vw_rows)) {
+		return (HV_CANCELLED);
 	}
-	return (st != HV_OK ? st : rc == HV_NOT_FOUND ? HV_OK : rc);
+	return (verify_row(w->vw_audit, txn, w->vw_out, k, kl));
 }
 
 hv_status
@@ -461,41 +472,32 @@ audit_verify(audit *a, audit_verify_result *out)
 hv_status
 audit_verify_until(audit *a, const atomic_bool *stop, audit_verify_result *out)
 {
-	store_txn *txn = NULL;
-	cp_file    cf  = { NULL, 0 };
-	chain_walk w;
-	bool       found, end = false;
-	hv_status  st;
+	store_txn  *txn = NULL;
+	cp_file     cf  = { NULL, 0 };
+	verify_walk w   = { .vw_audit = a, .vw_out = out, .vw_stop = stop };
+	bool        found;
+	hv_status   st;
 
 	memset(out, 0, sizeof(*out));
-	memset(&w, 0, sizeof(w));
-	w.cw_expected = 1;
+	w.vw_chain.cw_expected = 1;
 	if ((st = cp_file_open(a, &cf)) != HV_OK) {
 		goto out;
 	}
-	cp_boundary(a, &cf, &w.cw_boundary, &found);
+	cp_boundary(a, &cf, &w.vw_chain.cw_boundary, &found);
 	if (!found) {
-		w.cw_boundary = UINT64_MAX; /* verify_checkpoints reports the file */
+		w.vw_chain.cw_boundary = UINT64_MAX; /* verify_checkpoints reports the file */
 	}
 	/* After the file's size was taken (cp_file): every checkpoint read names an entry that
-	 * the transactions below hold. The head is checked in the transaction that found the end
-	 * of the log. */
-	while (!end) {
-		if (txn != NULL) {
-			store_read_end(txn);
-		}
-		if ((st = store_read_begin(a->a_store, &txn)) != HV_OK ||
-		    (st = walk_chunk(a, txn, stop, out, &w, &end)) != HV_OK) {
-			goto out;
-		}
-	}
-	if ((st = verify_head(a, txn, out, &w)) != HV_OK ||
+	 * the transactions below hold. The head and the checkpoints are checked in the
+	 * transaction that found the end of the log. */
+	if ((st = walk_rows(a, a->a_log, log_row, &w, &txn)) != HV_OK ||
+	    (st = verify_head(a, txn, out, &w.vw_chain)) != HV_OK ||
 	    (st = verify_checkpoints(a, txn, out, &cf, stop)) != HV_OK) {
 		goto out;
 	}
 	store_read_end(txn);
 	txn = NULL;
-	st  = verify_index(a, out, stop);
+	st  = walk_rows(a, a->a_subject, index_row, &w, NULL);
 out:
 	if (txn != NULL) {
 		store_read_end(txn);
