@@ -26,7 +26,8 @@
  * and stacks). anon_kb_warm and anon_kb_end are means of a sample a second over the minute
  * after warm-up and over the last minute (tenths of a shorter run), since the allocator's
  * free memory comes and goes within a minute. Samples go to stderr once a minute. Exit 0 when
- * no call failed, 1 otherwise.
+ * no call failed, 1 otherwise. SIGINT or SIGTERM ends it early without figures, its node
+ * stopped and its directory removed; a SIGKILL leaves the directory, and the node ends with it.
  */
 #include "bench.h"
 
@@ -533,6 +534,17 @@ read_key(client *c, const soak *s)
 	return (0);
 }
 
+/* SIGINT or SIGTERM: the soak stops early, with no figures, and still stops its node and
+ * removes its directory (a store of a gigabyte after ten minutes). */
+static volatile sig_atomic_t soak_interrupted;
+
+static void
+soak_interrupt(int sig)
+{
+	(void) sig;
+	soak_interrupted = 1;
+}
+
 int
 bench_soak(int argc, char **argv)
 {
@@ -548,7 +560,8 @@ bench_soak(int argc, char **argv)
 	time_t      now = time(NULL);
 	struct tm   tm;
 	int64_t     t0, warm_ms;
-	int         ret = 1, status;
+	int         ret     = 1, status;
+	struct sigaction sa = { 0 };
 
 	memset(cl, 0, sizeof(cl));
 	if (argc < 1 || argc > 2 || (minutes = strtol(argv[0], &end, 10), *end != '\0') ||
@@ -569,6 +582,10 @@ bench_soak(int argc, char **argv)
 	}
 	log_init("bench", LOG_LEVEL_WARN);
 	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = soak_interrupt; /* no SA_RESTART: the sleep below ends at once */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 	/* Statistics answer finished periods: last month. */
 	now -= 32 * 86400;
 	gmtime_r(&now, &tm);
@@ -619,7 +636,7 @@ bench_soak(int argc, char **argv)
 	}
 	t0      = hv_clock_mono_ms();
 	warm_ms = minutes >= 10 ? 60000 : minutes * 6000;
-	for (long el = 0; el < minutes * 60000; el = hv_clock_mono_ms() - t0) {
+	for (long el = 0; el < minutes * 60000 && !soak_interrupted; el = hv_clock_mono_ms() - t0) {
 		long a;
 		sleep(1);
 		el = hv_clock_mono_ms() - t0;
@@ -653,6 +670,11 @@ bench_soak(int argc, char **argv)
 	atomic_store(&s.s_stop, true);
 	for (unsigned i = 0; i < n; i++) {
 		pthread_join(cl[i].c_thread, NULL);
+	}
+	if (soak_interrupted) {
+		fprintf(stderr, "soak: interrupted after %lld s: no figures\n",
+		    (long long) (hv_clock_mono_ms() - t0) / 1000);
+		goto stop;
 	}
 	report(cl, n, (int) minutes, (long[]) { rss0, rssw, rss1 }, anon, fd0, fd1, &s, &errors);
 	ret = errors == 0 ? 0 : 1;
