@@ -318,12 +318,11 @@ map_adopt_stored(store *s)
 	return (HV_OK);
 }
 
-/* Creates and opens the LMDB environment in dir and frees the reader slots of dead
- * processes. */
+/* Creates the LMDB environment and opens it in dir with a map of map bytes (or the data's
+ * size, when larger). */
 static hv_status
-env_open(store *s, const char *dir, const store_options *opts, size_t map)
+env_create_open(store *s, const char *dir, const store_options *opts, size_t map)
 {
-	int dead = 0;
 	int rc;
 
 	if ((rc = mdb_env_create(&s->s_env)) != 0) {
@@ -341,9 +340,32 @@ env_open(store *s, const char *dir, const store_options *opts, size_t map)
 		log_error("store: cannot open the environment: %s", mdb_strerror(rc));
 		return (store_lmdb_status(rc));
 	}
+	return (HV_OK);
+}
+
+/* Creates and opens the LMDB environment in dir, with the map the store last grew to
+ * (map_adopt_stored), and frees the reader slots of dead processes. */
+static hv_status
+env_open(store *s, const char *dir, const store_options *opts, size_t map)
+{
+	hv_status rv;
+	int       dead = 0;
+	int       rc;
+
+	if ((rv = env_create_open(s, dir, opts, map)) != HV_OK) {
+		return (rv);
+	}
 	if (map_adopt_stored(s) != HV_OK) {
-		log_error("store: cannot map the environment");
-		return (HV_UNAVAILABLE);
+		/* The stored size could not be mapped (a limited address space) and LMDB has no
+		 * map left (store_lmdb.c, map_lost): open again at the size asked. */
+		log_warn("store: the map size the store grew to cannot be mapped; opening with %zu "
+		         "bytes",
+		    map);
+		mdb_env_close(s->s_env);
+		s->s_env = NULL;
+		if ((rv = env_create_open(s, dir, opts, map)) != HV_OK) {
+			return (rv);
+		}
 	}
 	/* Reader slots of processes that died inside a read transaction pin old pages forever;
 	 * free them. LMDB clears the whole table itself only when no process has it open. */

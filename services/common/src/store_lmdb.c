@@ -156,15 +156,23 @@ store_gate_leave_excl(store_gate *g)
 	pthread_mutex_unlock(&g->g_lock);
 }
 
-/* After a failed mdb_env_set_mapsize LMDB may have no map left; try to map the old size again.
- * Called inside the exclusive gate. */
+/* After a failed mdb_env_set_mapsize. LMDB 0.9 unmaps the old map before it maps the new size
+ * and, when that mmap fails, keeps no map at all; a later mdb_env_set_mapsize then records a
+ * size and maps nothing (it remaps only an environment that has a map), and the next
+ * transaction or mdb_env_info reads the meta pages through the old address and faults. So the
+ * map is lost for this process: every transaction is refused from now on (HV_UNAVAILABLE) and
+ * the fatal hook is told, whose default exits with 75 so that the process restarts and maps
+ * the store again. Only EINVAL (a transaction of this process active: never inside the gate)
+ * leaves the map as it was. Called inside the exclusive gate, at most once. */
 static void
-map_restore(store *s, size_t old)
+map_lost(store *s, int rc)
 {
-	if (mdb_env_set_mapsize(s->s_env, old) != 0) {
-		s->s_unmapped = true;
-		log_error("store: the map could not be restored; the store is unusable");
+	if (rc == EINVAL) {
+		return;
 	}
+	s->s_unmapped = true;
+	log_error("store: the map was lost when it was resized: %s", mdb_strerror(rc));
+	s->s_fatal(s->s_fatal_arg, store_lmdb_status(rc), "store: the map was lost when resized");
 }
 
 hv_status
@@ -185,8 +193,8 @@ store_map_adopt(store *s)
 		goto out;
 	}
 	if ((rc = mdb_env_set_mapsize(s->s_env, 0)) != 0) {
-		map_restore(s, info.me_mapsize);
-		rv = store_lmdb_status(rc);
+		map_lost(s, rc);
+		rv = rc == EINVAL ? store_lmdb_status(rc) : HV_UNAVAILABLE;
 		goto out;
 	}
 	if (mdb_env_info(s->s_env, &after) == 0) {
@@ -223,8 +231,8 @@ store_map_grow(store *s)
 	}
 	next = info.me_mapsize > s->s_max_map / 2 ? s->s_max_map : info.me_mapsize * 2;
 	if ((rc = mdb_env_set_mapsize(s->s_env, next)) != 0) {
-		map_restore(s, info.me_mapsize);
-		rv = store_lmdb_status(rc);
+		map_lost(s, rc);
+		rv = rc == EINVAL ? store_lmdb_status(rc) : HV_UNAVAILABLE;
 		goto out;
 	}
 	log_info("store: map grown from %zu to %zu bytes", info.me_mapsize, next);

@@ -56,7 +56,9 @@ typedef struct store_options {
 	/* Called once when a commit or sync fails, on the thread that ran the failed commit
 	 * (one of the store_write callers of that batch), before any of them returns. NULL
 	 * means: log and exit(75). When the hook returns, the store stays open for reads and
-	 * refuses writes. */
+	 * refuses writes. Also called once, on the thread that tried, when a growth or adoption
+	 * of the map failed and LMDB was left without a map: then the store refuses reads too
+	 * (HV_UNAVAILABLE). */
 	void (*fatal)(void *arg, hv_status code, const char *what);
 	void *fatal_arg;
 } store_options;
