@@ -583,7 +583,10 @@ bench_soak(int argc, char **argv)
 	log_init("bench", LOG_LEVEL_WARN);
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&sa.sa_mask);
-	sa.sa_handler = soak_interrupt; /* no SA_RESTART: the sleep below ends at once */
+	/* The main loop looks at the flag after every sleep(1), which a signal ends early;
+	 * SA_RESTART keeps the setup's reads of its tools' output whole. */
+	sa.sa_handler = soak_interrupt;
+	sa.sa_flags   = SA_RESTART;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	/* Statistics answer finished periods: last month. */
@@ -597,7 +600,7 @@ bench_soak(int argc, char **argv)
 		return (1);
 	}
 	if (setup(&s) != 0) {
-		goto out;
+		goto stop; /* its node may be running */
 	}
 	for (unsigned i = 0; i < referrers + 3; i++) {
 		client *c = &cl[n];
@@ -694,7 +697,6 @@ stop:
 			ret = 1;
 		}
 	}
-out:
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s.s_dir);
 	(void) run(cmd, NULL, 0);
 	return (ret);
