@@ -52,9 +52,9 @@ typedef struct put_arg {
 static hv_status
 put_fn(store_txn *txn, void *arg)
 {
-	put_arg *a = arg;
-	uint8_t  key[8];
-	uint8_t *v = malloc(ROW);
+	put_arg  *a = arg;
+	uint8_t   key[8];
+	uint8_t  *v  = malloc(ROW);
 	hv_status st = HV_OK;
 
 	if (v == NULL) {
@@ -75,7 +75,7 @@ fail_mode(const char *dir, const char *acked)
 	store_options o = { .map_size = 1 << 20, .no_sync = true, .fatal = fatal_hook };
 	store        *s = NULL;
 	store_txn    *txn;
-	put_arg       a = { 0 };
+	put_arg       a  = { 0 };
 	hv_status     st = HV_OK;
 	FILE         *f;
 
@@ -91,8 +91,9 @@ fail_mode(const char *dir, const char *acked)
 		}
 	}
 	if (st != HV_UNAVAILABLE || fatal_calls != 1) {
-		fprintf(stderr, "maplost: the failed growth answered %s with %d fatal calls (want "
-		                "UNAVAILABLE, 1)\n",
+		fprintf(stderr,
+		    "maplost: the failed growth answered %s with %d fatal calls (want "
+		    "UNAVAILABLE, 1)\n",
 		    hv_status_name(st), fatal_calls);
 		return (1);
 	}
@@ -120,7 +121,7 @@ check_mode(const char *dir, const char *acked)
 	store_options      o = { .no_sync = true };
 	store             *s = NULL;
 	store_txn         *txn;
-	unsigned long long n = 0;
+	unsigned long long n    = 0;
 	uint8_t           *want = malloc(ROW);
 	FILE              *f    = fopen(acked, "r");
 	int                bad  = 0;
