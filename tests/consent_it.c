@@ -14,6 +14,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,21 @@ org_role(void *arg, const char *org_id)
 	return (0);
 }
 
+/* The referral service's part, as these tests play it: shelter-a has accepted a referral of
+ * every subject unless a test says otherwise. A provider reads a subject only while it has
+ * (docs/authority.md, "accepted"); the consents decide what it reads then. */
+static atomic_bool shelter_a_accepted = true;
+
+static hv_status
+accepting_provider(void *arg, store_txn *txn, const char *subject, const char *org_id, bool *yes)
+{
+	(void) arg;
+	(void) txn;
+	(void) subject;
+	*yes = strcmp(org_id, "shelter-a") == 0 && atomic_load(&shelter_a_accepted);
+	return (HV_OK);
+}
+
 /* The organisations the alerts service must find in the directory. */
 static hv_status
 add_orgs_fn(store_txn *txn, void *arg)
@@ -129,12 +145,13 @@ world_up(void **state)
 	assert_int_equal(crypto_random(ao.secret, sizeof(ao.secret)), HV_OK);
 	assert_int_equal(auth_open(&w.a, &ao), HV_OK);
 	snprintf(w.pub_url, sizeof(w.pub_url), "inproc://consent-events-%d", (int) getpid());
-	co.store    = w.s;
-	co.data_dir = w.dir;
-	co.pub_url  = w.pub_url;
-	co.now_ms   = test_now;
-	co.org_role = org_role;
-	co.org_arg  = orgs;
+	co.store              = w.s;
+	co.data_dir           = w.dir;
+	co.pub_url            = w.pub_url;
+	co.now_ms             = test_now;
+	co.org_role           = org_role;
+	co.org_arg            = orgs;
+	co.accepting_provider = accepting_provider;
 	{
 		cap_options    capo = { .store = w.s, .manual_expiry = true };
 		alerts_options alo  = { .store = w.s, .manual = true, .now_ms = test_now };
@@ -479,6 +496,13 @@ test_roles(void **state)
 	assert_int_equal(grant(ACME, id, "shelter-a", false,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, NULL),
 	    HV_OK);
+	/* Named by the consent, but with no referral of hers accepted: nothing, in the words
+	 * of no consent (a provider named once must not read her before any offer or after the
+	 * placement ended). */
+	atomic_store(&shelter_a_accepted, false);
+	assert_int_equal(show(SHELTER_A, id, NULL), HV_PERMISSION_DENIED);
+	expect_msg("no consent of subject");
+	atomic_store(&shelter_a_accepted, true);
 	assert_int_equal(show(SHELTER_A, id, &sub), HV_OK);
 	assert_string_equal(sub->personal->name, NAME);
 	assert_string_equal(sub->personal->notes, NOTES);

@@ -707,6 +707,31 @@ test_waiting_routed_on_notification(void **state)
 	free_msg(r);
 }
 
+/* Fails unless the audit log holds an entry of CreateReferral about subject with purpose (the
+ * consent purpose, or the referral read) and result. */
+static void
+expect_create_audited(node *n, const char *subject, const char *purpose, hv_status result)
+{
+	audit_entry *e = calloc(AUDIT_LIST_MAX, sizeof(*e));
+	store_txn   *txn;
+	size_t       got   = 0;
+	bool         found = false;
+
+	assert_non_null(e);
+	assert_int_equal(store_read_begin(n->st, &txn), HV_OK);
+	assert_int_equal(audit_list(n->audit, txn, subject, 0, e, AUDIT_LIST_MAX, &got), HV_OK);
+	store_read_end(txn);
+	for (size_t i = 0; i < got && !found; i++) {
+		found = strcmp(e[i].method, "haven.referral.v1.Referrals/CreateReferral") == 0 &&
+		    e[i].result == (int32_t) result && strcmp(e[i].purpose, purpose) == 0;
+	}
+	free(e);
+	if (!found) {
+		fail_msg("no audit entry of CreateReferral for %s, %s, %s (%zu entries)", subject,
+		    purpose, hv_status_name(result), got);
+	}
+}
+
 static void
 test_idempotent_create(void **state)
 {
@@ -719,6 +744,7 @@ test_idempotent_create(void **state)
 	assert_int_equal(create_as(n, C_REFERRER, &one_shelter, "retry-1", &b), HV_OK);
 	assert_string_equal(a->id, b->id);
 	assert_int_equal(b->version, a->version);
+	expect_create_audited(n, a->subject, a->id, HV_OK); /* the retry read the referral */
 	places(n, "sh-ams", &av, &held);
 	assert_int_equal(held, 1); /* routed once */
 	/* Another key is another referral; the same key of another referrer too. */
@@ -763,6 +789,9 @@ test_bad_input(void **state)
 	s.subject = SUBJECT_NO;
 	expect_create(n, C_REFERRER, &s, HV_FAILED_PRECONDITION,
 	    "no valid consent for purpose referral for subject " SUBJECT_NO);
+	/* The consent check's own entry went with the refused create's transaction: the refusal
+	 * is audited apart, so that the subject's holder sees who asked about her. */
+	expect_create_audited(n, SUBJECT_NO, "referral", HV_FAILED_PRECONDITION);
 	s         = one_shelter;
 	s.subject = "not-a-subject";
 	expect_create(n, C_REFERRER, &s, HV_INVALID_ARGUMENT, "subject");

@@ -180,7 +180,12 @@ consent_ref_check(void *arg, store_txn *txn, const rpc_caller *caller, const cha
 	args_fill(&a, arg, caller, method, subject, p, recipient_org != NULL ? recipient_org : "",
 	    accepting_provider, 0);
 	if ((st = check_audited_txn(arg, txn, &a, &d, NULL, 0)) == HV_NOT_FOUND) {
-		return (HV_OK); /* unknown or erased: not allowed */
+		/* Unknown or erased: not allowed. A referrer asking for itself (CreateReferral)
+		 * hears the refusal it hears for a subject another organisation holds, as from
+		 * Check (check_shown): else the two answers would tell whether she exists. */
+		return (caller->role == RPC_ROLE_REFERRER
+		        ? consent_may_act(caller, CONSENT_NO_HOLDER, subject, true, NULL, 0)
+		        : HV_OK);
 	}
 	*allowed = st == HV_OK && d.allowed;
 	return (st);

@@ -164,9 +164,10 @@ hv_status consent_check_txn(consent_service *cs, store_txn *txn, const rpc_calle
 hv_status consent_subject_minor_txn(consent_service *cs, store_txn *txn, const char *subject,
     bool *minor);
 
-/* The provider read path: decrypts the fields of a subject's personal data that consents in
- * force allow sharing with caller->org_id (the provider listed, or accepting_provider with
- * recipient_is_accepting_provider), category by category: identity (name, date of birth,
+/* The provider read path, for the provider that accepted a referral of the subject
+ * (recipient_is_accepting_provider; false: PERMISSION_DENIED, as for no consent): decrypts the
+ * fields of her personal data that consents in force allow sharing with caller->org_id (naming
+ * it, or accepting_provider), category by category: identity (name, date of birth,
  * nationality, languages) and other (notes) with purpose share-with-provider, contact (her
  * contact, her guardian) with purpose contact (docs/consent.md, Purposes).
  * PERMISSION_DENIED when no category is allowed, DATA_LOSS when a field does not decrypt.
@@ -268,7 +269,9 @@ int         consent_method_parse(const char *s, int *out);
 
 /* ref_consent_fn of referral.h over consent_check_txn, for the node to pass to ref_open with
  * the consent service as arg: purpose by name, recipient_org "" for the node itself, any
- * data category. *allowed is false for an unknown or erased subject (HV_OK then). */
+ * data category. *allowed is false for an unknown or erased subject (HV_OK then), except for
+ * a referrer caller, who gets the PERMISSION_DENIED of a subject another organisation holds:
+ * the same answer, so that CreateReferral cannot tell whether a subject exists. */
 hv_status consent_ref_check(void *arg, store_txn *txn, const rpc_caller *caller, const char *method,
     const char *subject, const char *purpose, const char *recipient_org, bool accepting_provider,
     bool *allowed);
@@ -276,6 +279,11 @@ hv_status consent_ref_check(void *arg, store_txn *txn, const rpc_caller *caller,
 /* ref_minor_fn of referral.h over consent_subject_minor_txn, with the consent service as arg
  * (NOT_FOUND for an unknown or erased subject). */
 hv_status consent_ref_minor(void *arg, store_txn *txn, const char *subject, bool *minor);
+
+/* ref_holds_fn of referral.h, with the consent service as arg: *holds is false only when the
+ * subject exists, is not erased and another organisation (or the operator) holds her. */
+hv_status consent_ref_holds(void *arg, store_txn *txn, const char *subject, const char *org_id,
+    bool *holds);
 
 /* ref_seal_fn and ref_open_fn of referral.h over consent_text_seal_txn and
  * consent_text_open_txn, with the consent service as arg. */

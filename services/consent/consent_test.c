@@ -476,14 +476,19 @@ test_round_trip_and_categories(void **state)
 	env_open(&e);
 	create_subject(&e, false, id);
 	/* No consent yet: a provider sees nothing. */
-	assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_PERMISSION_DENIED);
+	assert_int_equal(read_personal(&e, &shelter, id, true, &p), HV_PERMISSION_DENIED);
 	assert_null(p);
 	/* Identity only: name and the rest of identity, no contact, no notes. */
 	assert_int_equal(grant(&e, id, "shelter-a", false, identity, 1,
 	                     HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 86400000,
 	                     NULL, NULL),
 	    HV_OK);
-	assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_OK);
+	/* Named by the consent, but with no referral of hers accepted: nothing, in the words of
+	 * no consent (docs/authority.md: a provider sees a person only after it accepted her
+	 * referral; the consent decides what it sees then). */
+	assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_PERMISSION_DENIED);
+	assert_null(p);
+	assert_int_equal(read_personal(&e, &shelter, id, true, &p), HV_OK);
 	assert_string_equal(p->name, NAME);
 	assert_string_equal(p->date_of_birth, DOB);
 	assert_string_equal(p->nationality, NATIONALITY);
@@ -495,10 +500,10 @@ test_round_trip_and_categories(void **state)
 	assert_string_equal(p->guardian, ""); /* with contact */
 	consent_personal_free(p);
 	/* Another provider: nothing. */
-	assert_int_equal(read_personal(&e, &other_shelter, id, false, &p), HV_PERMISSION_DENIED);
+	assert_int_equal(read_personal(&e, &other_shelter, id, true, &p), HV_PERMISSION_DENIED);
 	/* Everything. */
 	grant_all(&e, id);
-	assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_OK);
+	assert_int_equal(read_personal(&e, &shelter, id, true, &p), HV_OK);
 	assert_string_equal(p->contact, CONTACT);
 	assert_string_equal(p->notes, NOTES);
 	assert_string_equal(p->guardian, GUARDIAN);
@@ -506,14 +511,14 @@ test_round_trip_and_categories(void **state)
 	/* Only the provider read path: other roles go through GetSubject. */
 	assert_int_equal(read_personal(&e, &referrer, id, false, &p), HV_PERMISSION_DENIED);
 	/* Unknown and malformed ids: an unknown one is refused as one without consent would be. */
-	assert_int_equal(read_personal(&e, &shelter, "00000000000000000000000000000000", false, &p),
+	assert_int_equal(read_personal(&e, &shelter, "00000000000000000000000000000000", true, &p),
 	    HV_PERMISSION_DENIED);
-	assert_int_equal(read_personal(&e, &shelter, "not-an-id", false, &p), HV_INVALID_ARGUMENT);
+	assert_int_equal(read_personal(&e, &shelter, "not-an-id", true, &p), HV_INVALID_ARGUMENT);
 	/* After a reopen too. */
 	env_close(&e);
 	env_store_open(&e);
 	assert_int_equal(env_consent_open(&e), HV_OK);
-	assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_OK);
+	assert_int_equal(read_personal(&e, &shelter, id, true, &p), HV_OK);
 	assert_string_equal(p->name, NAME);
 	consent_personal_free(p);
 	env_destroy(&e);
@@ -1102,7 +1107,7 @@ test_no_plaintext_anywhere(void **state)
 	for (int i = 0; i < 3; i++) {
 		create_subject(&e, false, id);
 		grant_all(&e, id);
-		assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_OK);
+		assert_int_equal(read_personal(&e, &shelter, id, true, &p), HV_OK);
 		consent_personal_free(p);
 		assert_int_equal(check(&e, id, HAVEN__CONSENT__V1__PURPOSE__PURPOSE_CONTACT,
 		                     "shelter-a", false,
@@ -1152,7 +1157,7 @@ test_wrong_key_and_altered_data(void **state)
 	((uint8_t *) val)[len - 20] ^= 0x01;
 	raw(e.s, "consent.personal", id, &val, &len);
 	free(val);
-	assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_DATA_LOSS);
+	assert_int_equal(read_personal(&e, &shelter, id, true, &p), HV_DATA_LOSS);
 	assert_null(p);
 
 	/* A byte of the wrapped data key changed. */
@@ -1161,7 +1166,7 @@ test_wrong_key_and_altered_data(void **state)
 	((uint8_t *) val)[len - 10] ^= 0x80;
 	raw(e.s, "consent.subjects", id2, &val, &len);
 	free(val);
-	assert_int_equal(read_personal(&e, &shelter, id2, false, &p), HV_DATA_LOSS);
+	assert_int_equal(read_personal(&e, &shelter, id2, true, &p), HV_DATA_LOSS);
 
 	/* Another key file (same generation, other key): refused at open. */
 	env_close(&e);
@@ -1258,16 +1263,16 @@ test_rotation_keeps_data(void **state)
 		assert_int_equal(access(np, F_OK), -1);
 	}
 	for (int i = 0; i < 19; i++) {
-		assert_int_equal(read_personal(&e, &shelter, ids[i], false, &p), HV_OK);
+		assert_int_equal(read_personal(&e, &shelter, ids[i], true, &p), HV_OK);
 		assert_string_equal(p->name, NAME);
 		consent_personal_free(p);
 	}
-	assert_int_equal(read_personal(&e, &shelter, ids[19], false, &p), HV_PERMISSION_DENIED);
+	assert_int_equal(read_personal(&e, &shelter, ids[19], true, &p), HV_PERMISSION_DENIED);
 	/* And after a restart. */
 	env_close(&e);
 	env_store_open(&e);
 	assert_int_equal(env_consent_open(&e), HV_OK);
-	assert_int_equal(read_personal(&e, &shelter, ids[7], false, &p), HV_OK);
+	assert_int_equal(read_personal(&e, &shelter, ids[7], true, &p), HV_OK);
 	consent_personal_free(p);
 	env_destroy(&e);
 }
@@ -1363,7 +1368,7 @@ test_erasure_is_final_for_old_copies(void **state)
 
 	/* In the live store: a tombstone (refused as if consent shared nothing: no oracle for
 	 * erasure); the other subject is readable. */
-	assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_PERMISSION_DENIED);
+	assert_int_equal(read_personal(&e, &shelter, id, true, &p), HV_PERMISSION_DENIED);
 	val = NULL;
 	raw(e.s, "consent.subjects", id, &val, &len);
 	assert_non_null(rec = haven__consent__v1__subject_record__unpack(NULL, len, val));
@@ -1371,7 +1376,7 @@ test_erasure_is_final_for_old_copies(void **state)
 	assert_true(rec->erased_at_ms != 0);
 	haven__consent__v1__subject_record__free_unpacked(rec, NULL);
 	free(val);
-	assert_int_equal(read_personal(&e, &shelter, keep, false, &p), HV_OK);
+	assert_int_equal(read_personal(&e, &shelter, keep, true, &p), HV_OK);
 	consent_personal_free(p);
 	/* Erasing twice: NOT_FOUND, erased. */
 	assert_int_equal(consent_erase_subject(e.cs, &operator_caller, id, NULL, NULL),
@@ -1422,7 +1427,7 @@ test_rotation_crash_recovery(void **state)
 	assert_int_equal(access(knew, F_OK), -1);
 	kek_file_read(e.dir, "kek", &gen, key);
 	assert_int_equal(gen, 1);
-	assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_OK);
+	assert_int_equal(read_personal(&e, &shelter, id, true, &p), HV_OK);
 	consent_personal_free(p);
 
 	/* 2. Crashed after the commit, before the rename: finished. Made by rotating and then
@@ -1439,7 +1444,7 @@ test_rotation_crash_recovery(void **state)
 	kek_file_read(e.dir, "kek", &gen, key);
 	assert_int_equal(gen, 2);
 	assert_true(file_contains(kek, new_file, nlen));
-	assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_OK);
+	assert_int_equal(read_personal(&e, &shelter, id, true, &p), HV_OK);
 	assert_string_equal(p->name, NAME);
 	consent_personal_free(p);
 
@@ -1452,7 +1457,7 @@ test_rotation_crash_recovery(void **state)
 	}
 	env_store_open(&e);
 	assert_int_equal(env_consent_open(&e), HV_OK);
-	assert_int_equal(read_personal(&e, &shelter, id, false, &p), HV_OK);
+	assert_int_equal(read_personal(&e, &shelter, id, true, &p), HV_OK);
 	consent_personal_free(p);
 	free(old_file);
 	free(new_file);
@@ -1486,7 +1491,7 @@ busy_main(void *arg)
 		if (grant(b->e, id, "shelter-a", false, all_cats, 3,
 		        HAVEN__CONSENT__V1__GIVEN_BY__GIVEN_BY_SUBJECT, 0, clock_ms + 86400000,
 		        NULL, NULL) != HV_OK ||
-		    read_personal(b->e, &shelter, id, false, &p) != HV_OK ||
+		    read_personal(b->e, &shelter, id, true, &p) != HV_OK ||
 		    strcmp(p->name, NAME) != 0) {
 			b->failed++;
 		}

@@ -153,9 +153,9 @@ no_share(const rpc_caller *caller, const char *hex, char *err, size_t errsz)
 }
 
 /* The categories caller may see of a subject: all for its holder (and the operator), for a
- * provider those that consents in force share with it (accepting: as the provider that
- * accepted her referral), none for anyone else (PERMISSION_DENIED). *purpose is the audit
- * entry's. */
+ * provider that accepted her referral (accepting) those that consents in force share with it
+ * (naming it, or the accepting provider), none for anyone else (PERMISSION_DENIED). *purpose
+ * is the audit entry's. */
 static hv_status
 shown_categories(consent_service *cs, store_txn *txn, const rpc_caller *caller,
     const Haven__Consent__V1__SubjectRecord *rec, const uint8_t sid[CONSENT_ID_LEN],
@@ -180,6 +180,14 @@ shown_categories(consent_service *cs, store_txn *txn, const rpc_caller *caller,
 	if (caller->role != RPC_ROLE_PROVIDER) {
 		return (hv_fail(err, errsz, HV_PERMISSION_DENIED,
 		    "role %s may not see personal data", rpc_role_name(caller->role)));
+	}
+	/* A provider sees a person only while it has accepted her referral (docs/authority.md,
+	 * "accepted"); a consent that names it decides what it sees then, not whether: else a
+	 * provider named once could read her for as long as the consent runs, after the
+	 * placement ended or before any offer. Refused in the words of no consent, so that the
+	 * answer does not tell whether she exists. */
+	if (!accepting) {
+		return (no_share(caller, hex, err, errsz));
 	}
 	/* How to reach her (her contact, her guardian's) is for a provider that consent lets
 	 * contact her (purpose contact); the rest is shared with it (share-with-provider). */
@@ -632,6 +640,28 @@ consent_ref_minor(void *arg, store_txn *txn, const char *subject, bool *minor)
 {
 	*minor = false;
 	return (consent_subject_minor_txn(arg, txn, subject, minor));
+}
+
+hv_status
+consent_ref_holds(void *arg, store_txn *txn, const char *subject, const char *org_id, bool *holds)
+{
+	Haven__Consent__V1__SubjectRecord *rec = NULL;
+	uint8_t                            sid[CONSENT_ID_LEN];
+	hv_status                          st;
+
+	*holds = true;
+	if (consent_id_parse(subject, sid) != 0) {
+		return (HV_OK); /* not a subject id: no holder */
+	}
+	st = consent_subject_get(arg, txn, sid, true, &rec, NULL, 0);
+	if (st == HV_NOT_FOUND) {
+		return (HV_OK);
+	}
+	if (st == HV_OK) {
+		*holds = rec->erased_at_ms != 0 || strcmp(consent_holder(rec), org_id) == 0;
+		protobuf_c_message_free_unpacked(&rec->base, NULL);
+	}
+	return (st);
 }
 
 hv_status

@@ -252,6 +252,7 @@ ref_wire(ref_options *ro, host *h, cap_service *cs, consent_service *cns, const 
 	ro->seal             = consent_ref_seal;
 	ro->unseal           = consent_ref_open;
 	ro->minor            = consent_ref_minor;
+	ro->holds            = consent_ref_holds;
 	ro->pub_url          = ref_pub;
 	ro->capacity_sub_url = cap_pub;
 	ro->consent_sub_url  = consent_pub;

@@ -66,6 +66,7 @@ options_make(host *h, cap_service *cs, consent_service *cns, const urls *u, ref_
 	ro->seal             = consent_ref_seal;
 	ro->unseal           = consent_ref_open;
 	ro->minor            = consent_ref_minor;
+	ro->holds            = consent_ref_holds;
 	ro->erase            = consent_ref_erase;
 	ro->erase_arg        = cns;
 	ro->erase_done       = consent_ref_erase_done;

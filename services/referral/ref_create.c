@@ -25,6 +25,7 @@ typedef struct create_job {
 	const char                  *cj_key;
 	Referral                    *cj_result;
 	bool                         cj_repeat;
+	hv_status                    cj_refused; /* the consent check's refusal, or HV_OK */
 } create_job;
 
 /* A retry of a create that committed returns what it made, and routes nothing again:
@@ -53,6 +54,11 @@ create_repeat(create_job *j, const uint8_t *key, size_t kl, bool *found)
 	}
 	*found       = true;
 	j->cj_repeat = true;
+	/* The answer is the referral, its note opened: a read, audited as GetReferral's is. */
+	if ((st = ref_audit_access(w, j->cj_caller, j->cj_method, j->cj_result->subject,
+	         j->cj_result->id)) != HV_OK) {
+		return (st);
+	}
 	return (ref_shown(w, j->cj_result, &j->cj_result));
 }
 
@@ -72,15 +78,40 @@ create_allowed(create_job *j)
 		if (st == HV_NOT_FOUND) {
 			allowed = false;
 		} else if (st != HV_OK) {
+			if (st == HV_PERMISSION_DENIED) {
+				j->cj_refused = st;
+			}
 			return (ref_fail(w, st, "the consent check for subject %s failed: %s",
 			    j->cj_req->subject, hv_status_name(st)));
 		}
 	}
 	if (!allowed) {
+		j->cj_refused = HV_FAILED_PRECONDITION;
 		return (ref_fail(w, HV_FAILED_PRECONDITION,
 		    "no valid consent for purpose referral for subject %s", j->cj_req->subject));
 	}
 	return (HV_OK);
+}
+
+/* A create the consent check refused left no audit entry (the check's went with the aborted
+ * transaction): the attempt is audited in a transaction of its own, so that the subject's
+ * holder sees who asked about her. */
+static void
+create_audit_refusal(create_job *j)
+{
+	ref_service *rs = j->cj_work.w_rs;
+	audit_entry  e;
+	hv_status    st;
+
+	if (j->cj_refused == HV_OK || rs->rs_audit == NULL) {
+		return;
+	}
+	audit_entry_fill(&e, j->cj_caller, j->cj_method, j->cj_req->subject, PURPOSE_REFERRAL,
+	    j->cj_work.w_now);
+	e.result = (int32_t) j->cj_refused;
+	if ((st = audit_record(rs->rs_audit, &e)) != HV_OK) {
+		log_error("referral: cannot audit a refused create: %s", hv_status_name(st));
+	}
 }
 
 /* A fresh referral id not in use. */
@@ -187,9 +218,10 @@ create_fn(store_txn *txn, void *arg)
 	hv_status      st;
 
 	ref_work_begin(w, txn);
-	j->cj_result = NULL;
-	j->cj_repeat = false;
-	kl           = ref_key_pair(key, j->cj_org, j->cj_key);
+	j->cj_result  = NULL;
+	j->cj_repeat  = false;
+	j->cj_refused = HV_OK;
+	kl            = ref_key_pair(key, j->cj_org, j->cj_key);
 	if ((st = create_repeat(j, key, kl, &found)) != HV_OK || found ||
 	    (st = create_allowed(j)) != HV_OK) {
 		return (st);
@@ -243,12 +275,14 @@ ref_h_create(rpc_call *call, void *svc, const ProtobufCMessage *msg, ProtobufCMe
 		return (rpc_call_error(call, HV_RESOURCE_EXHAUSTED, "out of memory"));
 	}
 	ref_work_init_in(&j->cj_work, rs, rpc_call_arena(call));
-	j->cj_req    = (const void *) msg;
-	j->cj_caller = c;
-	j->cj_method = rpc_call_method(call);
-	j->cj_org    = c->org_id;
-	j->cj_key    = key;
+	j->cj_req     = (const void *) msg;
+	j->cj_caller  = c;
+	j->cj_method  = rpc_call_method(call);
+	j->cj_org     = c->org_id;
+	j->cj_key     = key;
+	j->cj_refused = HV_OK;
 	if ((st = store_write(rs->rs_store, create_fn, j)) != HV_OK) {
+		create_audit_refusal(j);
 		st = ref_rpc_error(call, &j->cj_work, st);
 		goto out;
 	}

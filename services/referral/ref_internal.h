@@ -80,6 +80,7 @@ struct ref_service {
 	void                  *rs_consent_arg;
 	ref_seal_fn            rs_seal;      /* NULL: free text is refused */
 	ref_minor_fn           rs_minor;     /* NULL: no subject is a minor */
+	ref_holds_fn           rs_holds;     /* NULL: a referrer holds its referrals' subjects */
 	ref_open_fn            rs_unseal;    /* NULL: sealed text reads as "" */
 	struct alerts_service *rs_alerts;    /* NULL: no alerts (ref_alert.c) */
 	uint32_t rs_window_s[REF_URGENCIES]; /* respond-by windows, cut to the hold max */

@@ -235,6 +235,12 @@ list_referral(list_job *j, const char *id, void **out)
 	if (j->lj_open_only && !open) {
 		return (HV_OK);
 	}
+	/* A referrer's index holds the referrals it made; of a subject it handed on, none is its
+	 * to see any more (ref_may_see). */
+	if (j->lj_caller->role == RPC_ROLE_REFERRER &&
+	    ((st = ref_may_see(w->w_rs, w->w_txn, j->lj_caller, r, &open)) != HV_OK || !open)) {
+		return (st);
+	}
 	if ((st = ref_audit_access(w, j->lj_caller, j->lj_method, r->subject, r->id)) != HV_OK) {
 		return (st);
 	}

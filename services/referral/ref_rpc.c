@@ -72,7 +72,13 @@ ref_may_see(ref_service *rs, store_txn *txn, const rpc_caller *c, const Referral
 		*ok = true;
 		return (HV_OK);
 	case RPC_ROLE_REFERRER:
+		/* Its own referrals, while it still holds their subject: one that handed her on
+		 * (TransferSubject) loses them at once with her, and with them where she is
+		 * placed. */
 		*ok = strcmp(c->org_id, r->referrer_org) == 0;
+		if (*ok && rs->rs_holds != NULL) {
+			return (rs->rs_holds(rs->rs_consent_arg, txn, r->subject, c->org_id, ok));
+		}
 		return (HV_OK);
 	case RPC_ROLE_PROVIDER:
 		for (size_t i = 0; i < r->n_needs && !*ok; i++) {

@@ -27,6 +27,7 @@ settings(ref_service *rs, const ref_options *opts)
 	rs->rs_consent_arg = opts->consent_arg;
 	rs->rs_seal        = opts->seal;
 	rs->rs_minor       = opts->minor;
+	rs->rs_holds       = opts->holds;
 	rs->rs_unseal      = opts->unseal;
 	rs->rs_now         = opts->now_ms;
 	rs->rs_lang_hops   = opts->language_hops == 0         ? REF_LANGUAGE_HOPS_DEFAULT

@@ -67,7 +67,8 @@ typedef struct ref_service ref_service;
  * referral" instead of an org). CreateReferral asks it with purpose "referral", recipient_org
  * "" (the node itself: the node processes the referral) and accepting_provider false.
  * HV_NOT_FOUND (unknown or erased subject) counts as not allowed; another failure fails the
- * call with that status. */
+ * call with that status (a referrer asking about a subject it does not hold, unknown, erased
+ * or another's alike: PERMISSION_DENIED). */
 typedef hv_status (*ref_consent_fn)(void *arg, store_txn *txn, const rpc_caller *caller,
     const char *method, const char *subject, const char *purpose, const char *recipient_org,
     bool accepting_provider, bool *allowed);
@@ -90,6 +91,14 @@ typedef hv_status (*ref_open_fn)(void *arg, store_txn *txn, const char *subject,
  * inside the caller's transaction, with consent_arg. A minor's needs are routed only to
  * services whose populations include MINORS. HV_NOT_FOUND counts as not a minor. */
 typedef hv_status (*ref_minor_fn)(void *arg, store_txn *txn, const char *subject, bool *minor);
+
+/* Whether organisation org_id may still see the referrals it made about subject: false when
+ * the subject was handed on to another organisation (TransferSubject), true when org_id holds
+ * her, and for a subject that is unknown or erased (no one else holds her: the referrals stay
+ * their referrer's). Inside the caller's transaction, with consent_arg (the node passes
+ * consent_ref_holds). */
+typedef hv_status (
+    *ref_holds_fn)(void *arg, store_txn *txn, const char *subject, const char *org_id, bool *holds);
 
 /* Retention: erases the personal data of subject (32 hex digits) in the consent service, in
  * transactions of its own (the node passes consent_erase_subject with the node itself as the
@@ -125,6 +134,7 @@ typedef struct ref_options {
 	 * event's own transaction (ref_alert.c). NULL: no alerts. Not owned. */
 	struct alerts_service *alerts;
 	ref_minor_fn           minor;            /* with consent_arg; NULL: no subject is a minor */
+	ref_holds_fn           holds;            /* with consent_arg; NULL: a referrer holds all */
 	const char            *pub_url;          /* ReferralChanged notifications; NULL: none */
 	const char            *capacity_sub_url; /* subscribe to CapacityChanged here; NULL: none */
 	/* Subscribe to the consent service's "consent.withdrawn" notifications (a packed

@@ -1775,13 +1775,15 @@ free_reply(void)
 	}
 }
 
-/* The factories that name side records by id only (they make none): a run of them on S_GHOST
- * and S_ERASED asks about records that do not exist or were erased. */
+/* The factories that name side records by id (and make none, or, as CreateReferral, one only
+ * on the caller's own side): a run of them on S_GHOST and S_ERASED asks about records that do
+ * not exist or were erased. */
 static bool
 names_records_only(const entry *e)
 {
 	static const factory_fn names[] = { f_get_subject, f_grant, f_get_consent, f_list_consents,
-		f_check, f_get_receipt, f_audit_list, f_get_referral, f_sig_ack };
+		f_check, f_get_receipt, f_audit_list, f_get_referral, f_sig_ack,
+		f_create_referral };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if (e->make == names[i]) {
@@ -1795,7 +1797,8 @@ names_records_only(const entry *e)
 static void
 oracle_norm(char *out, size_t outsz, const char *msg, const scope *s)
 {
-	const char *ids[] = { s->subject, s->consent, s->referral, s->offer, s->signal };
+	const char *ids[] = { s->subject, s->consent, s->ref_subject, s->referral, s->offer,
+		s->signal };
 	size_t      n     = 0;
 
 	while (*msg != '\0' && n + 3 < outsz) {
@@ -2240,16 +2243,49 @@ transfer(const actor *a, const char *id, const char *to)
 static void
 edge_transfer(void)
 {
-	char id[ID_MAX];
+	char  id[ID_MAX], ref[ID_MAX];
+	scope t = scopes[S_A];
 
 	expect("TransferSubject as referrer A of B's subject to itself",
 	    transfer(&actors[A_REF_A], scopes[S_B].subject, actors[A_REF_A].org),
 	    HV_PERMISSION_DENIED);
 	fresh_subject(&actors[A_REF_A], id, NULL);
+	/* A referral of hers, made before: its needs name where she is offered a place. */
+	memcpy(t.ref_subject, id, ID_MAX);
+	g.method = M_REF("CreateReferral");
+	expect("CreateReferral as referrer A for its subject",
+	    f_create_referral(&actors[A_REF_A], &t), HV_OK);
+	if (g.reply == NULL) {
+		return;
+	}
+	snprintf(ref, sizeof(ref), "%s", ((Haven__Referral__V1__Referral *) g.reply)->id);
+	free_reply();
 	expect("TransferSubject as referrer A of its subject to m-spare",
 	    transfer(&actors[A_REF_A], id, "m-spare"), HV_OK);
 	expect("GetSubject as referrer A after it handed the subject on",
 	    get_subject(&actors[A_REF_A], id), HV_PERMISSION_DENIED);
+	/* Her referrals go with her: the old holder neither reads nor lists the one it made. */
+	g.method = M_REF("GetReferral");
+	memcpy(t.referral, ref, ID_MAX);
+	expect("GetReferral as referrer A of its referral of a subject it handed on",
+	    f_get_referral(&actors[A_REF_A], &t), HV_PERMISSION_DENIED);
+	free_reply();
+	g.method = M_REF("ListReferrals");
+	expect("ListReferrals as referrer A after it handed a subject on",
+	    f_list_referrals(&actors[A_REF_A], &t), HV_OK);
+	if (g.reply != NULL) {
+		const Haven__Referral__V1__ListReferralsResponse *l = (const void *) g.reply;
+
+		for (size_t i = 0; i < l->n_referrals; i++) {
+			if (strcmp(l->referrals[i]->id, ref) == 0) {
+				mismatch(
+				    "ListReferrals as referrer A lists %s, a referral of a subject "
+				    "it handed on",
+				    ref);
+			}
+		}
+	}
+	free_reply();
 }
 
 /* "held": the operator's own subjects are nobody else's; Audit List names a subject. */
@@ -2597,6 +2633,8 @@ seed_ghosts(void)
 	memcpy(gh->referral, scopes[S_B].referral, ID_MAX);
 	memcpy(gh->offer, scopes[S_B].offer, ID_MAX);
 	memcpy(gh->signal, scopes[S_B].signal, ID_MAX);
+	memcpy(gh->ref_subject, scopes[S_B].ref_subject, ID_MAX);
+	ghost_id(gh->ref_subject);
 	ghost_id(gh->subject);
 	ghost_id(gh->consent);
 	ghost_id(gh->referral);
@@ -2606,6 +2644,7 @@ seed_ghosts(void)
 	memcpy(er->offer, gh->offer, ID_MAX);
 	memcpy(er->signal, gh->signal, ID_MAX);
 	fresh_subject(&actors[A_REF_B], er->subject, er->consent);
+	memcpy(er->ref_subject, er->subject, ID_MAX);
 	r.id = er->subject;
 	protobuf_c_message_free_unpacked(must(&actors[A_REF_B], M_CNS("EraseSubject"), &r.base),
 	    NULL);
