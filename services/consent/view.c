@@ -776,9 +776,11 @@ view_cache_prefetch_view(const view_cache *c, const uint8_t sid[CONSENT_ID_LEN])
 	 * memory that is gone is harmless (it never faults). The first lines: the header the
 	 * lookup compares and the first consents view_decide reads. */
 	if (c != NULL && (v = slot_get(c, slot_of(c, sid))) != NULL) {
-		__builtin_prefetch(v);
-		__builtin_prefetch((const char *) v + VIEW_CACHE_LINE);
-		__builtin_prefetch((const char *) v + 2 * VIEW_CACHE_LINE);
+		uintptr_t p = (uintptr_t) v; /* addresses only: v may be gone, or short */
+
+		__builtin_prefetch((const void *) p);
+		__builtin_prefetch((const void *) (p + VIEW_CACHE_LINE));
+		__builtin_prefetch((const void *) (p + 2 * VIEW_CACHE_LINE));
 	}
 }
 
