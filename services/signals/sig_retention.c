@@ -27,9 +27,12 @@ typedef struct ret_job {
 	bool         rj_more;   /* the batch filled up: run again */
 } ret_job;
 
-/* Key of signals.expired: region 0 be64(day) sector. */
+/* Key of signals.expired: region 0 be64(day it came in) sector be64(day it was erased). The
+ * day of the erasure lets Statistics count a signal as it was at a month's end: open when it
+ * was erased after that end (signals.h). */
 static size_t
-expired_key(uint8_t key[SIG_KEY_MAX], const char *region, uint64_t created_ms, int sector)
+expired_key(uint8_t key[SIG_KEY_MAX], const char *region, uint64_t created_ms, int sector,
+    uint64_t erased_ms)
 {
 	size_t rl = strnlen(region, 64);
 
@@ -37,7 +40,8 @@ expired_key(uint8_t key[SIG_KEY_MAX], const char *region, uint64_t created_ms, i
 	key[rl] = 0;
 	hv_put_be64(key + rl + 1, created_ms - created_ms % (uint64_t) DAY_MS);
 	key[rl + 9] = (uint8_t) sector;
-	return (rl + 10);
+	hv_put_be64(key + rl + 10, erased_ms - erased_ms % (uint64_t) DAY_MS);
+	return (rl + 18);
 }
 
 /* One signal erased: counted, then its rows deleted (the item by the cursor). */
@@ -47,9 +51,11 @@ erase_one(store_txn *txn, ret_job *j, store_cursor *cur, const Signal *s)
 	sig_service *ss = j->rj_ss;
 	uint8_t      key[SIG_KEY_MAX], cnt[4];
 	const void  *v;
-	size_t       vl, kl = expired_key(key, s->region, s->created_ms, (int) s->sector);
-	uint32_t     n = 0;
-	hv_status    st;
+	size_t       vl,
+	    kl =
+	        expired_key(key, s->region, s->created_ms, (int) s->sector, (uint64_t) sig_now(ss));
+	uint32_t  n = 0;
+	hv_status st;
 
 	if ((st = store_get(txn, ss->ss_expired, key, kl, &v, &vl)) == HV_OK && vl == 4) {
 		n = hv_get_be32(v);

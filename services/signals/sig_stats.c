@@ -24,7 +24,10 @@
 
 typedef Haven__Signals__V1__StatisticsCell StatCell;
 
-/* The signals retention erased unclosed (sig_retention.c), by the day they came in. */
+/* The signals retention erased unclosed (sig_retention.c), by the day they came in: EXPIRED
+ * when erased before the period's end, open (as they were then) when erased after it, so that
+ * a month's answer does not change when retention runs later. Rows from before the day of the
+ * erasure was kept (10 bytes after the region) count as EXPIRED, as they always did. */
 static hv_status
 count_expired(sig_service *ss, store_txn *txn, uint64_t from, uint64_t to, uint32_t *counts)
 {
@@ -43,14 +46,17 @@ count_expired(sig_service *ss, store_txn *txn, uint64_t from, uint64_t to, uint3
 		int            reg;
 
 		if (nul != NULL && (size_t) (nul - key) < sizeof(region) &&
-		    kl == (size_t) (nul - key) + 10 && vl == 4) {
+		    (kl == (size_t) (nul - key) + 10 || kl == (size_t) (nul - key) + 18) &&
+		    vl == 4) {
 			uint64_t day = hv_get_be64(nul + 1);
 			unsigned sec = nul[9];
+			bool erased = kl == (size_t) (nul - key) + 10 || hv_get_be64(nul + 10) < to;
+			int  out    = erased ? HAVEN__SIGNALS__V1__OUTCOME__EXPIRED
+			                     : HAVEN__SIGNALS__V1__OUTCOME__OUTCOME_UNSPECIFIED;
 			memcpy(region, key, (size_t) (nul - key) + 1);
 			if (day >= from && day < to && sec < N_SECTORS &&
 			    (reg = region_map_find(ss->ss_regions, region)) >= 0) {
-				counts[CELL(reg, sec, HAVEN__SIGNALS__V1__OUTCOME__EXPIRED)] +=
-				    hv_get_be32(v);
+				counts[CELL(reg, sec, out)] += hv_get_be32(v);
 			}
 		}
 		st = store_cursor_next(cur, &k, &kl, &v, &vl);

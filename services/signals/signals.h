@@ -25,7 +25,8 @@
  *   signals.items     signal id                    -> Signal (contact empty)
  *   signals.by_region region 0 be64 ~created id    -> ""
  *   signals.contact   signal id                    -> version(1) nonce(12) tag(16) text
- *   signals.expired   region 0 be64 day sector(1)  -> be32 count of signals erased unclosed
+ *   signals.expired   region 0 be64 day sector(1) be64 erased_day -> be32 count of signals
+ *                     erased unclosed (rows without erased_day: from before it was kept)
  */
 #ifndef HAVEN_SIGNALS_H
 #define HAVEN_SIGNALS_H

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "haven/bytes.h"
 #include "haven/clock.h"
 
 #include "signals.h"
@@ -522,8 +523,55 @@ test_alert_seal_statistics(void **state)
 	fx_close(&x);
 }
 
+/* March 2027's statistics of test_retention: the four signals open at its end (one cell, open,
+ * "<5"; Rotterdam's total "<5"), whenever asked. */
+static void
+expect_march_open(fx *x)
+{
+	Haven__Signals__V1__StatisticsRequest sq = HAVEN__SIGNALS__V1__STATISTICS_REQUEST__INIT;
+	Haven__Signals__V1__StatisticsReply  *sr;
+
+	sq.period = "2027-03";
+	assert_int_equal(call(x, "Statistics", &sq.base,
+	                     &haven__signals__v1__statistics_reply__descriptor,
+	                     (ProtobufCMessage **) &sr),
+	    HV_OK);
+	assert_int_equal(sr->n_cells, 1);
+	assert_int_equal(sr->cells[0]->outcome, 0);
+	assert_int_equal(sr->cells[0]->sector, HAVEN__SIGNALS__V1__SECTOR__FARM);
+	assert_string_equal(sr->cells[0]->count, "<5");
+	assert_string_equal(sr->region_totals[0]->region, "Rotterdam");
+	assert_string_equal(sr->region_totals[0]->count, "<5");
+	protobuf_c_message_free_unpacked(&sr->base, NULL);
+}
+
+typedef struct raw_put {
+	store_table    rp_table;
+	const uint8_t *rp_key;
+	size_t         rp_kl;
+	const uint8_t *rp_val;
+} raw_put;
+
+static hv_status
+raw_put_fn(store_txn *txn, void *arg)
+{
+	raw_put *r = arg;
+
+	return (store_put(txn, r->rp_table, r->rp_key, r->rp_kl, r->rp_val, 4));
+}
+
+/* A row of signals.expired written as retention writes it. */
+static hv_status
+put_raw(store *st, store_table t, const uint8_t *key, size_t kl, const uint8_t val[4])
+{
+	raw_put r = { t, key, kl, val };
+
+	return (store_write(st, raw_put_fn, &r));
+}
+
 /* Retention: signals nobody closed go after retention_days with their sealed contact, and stay
- * in the statistics as EXPIRED; newer ones stay. */
+ * in the statistics, as they were at the end of the month they came in (EXPIRED only when
+ * erased before it); newer ones stay. */
 static void
 test_retention(void **state)
 {
@@ -552,8 +600,10 @@ test_retention(void **state)
 	assert_int_equal(submit(&x, &q, NULL), HV_OK);
 	assert_int_equal(sig_retention_run(x.ss, &erased), HV_OK);
 	assert_int_equal(erased, 0); /* nothing is 90 days old yet */
+	clock_ms += 22LL * 86400000; /* 2 April: March has ended, all four open then */
+	expect_march_open(&x);
 
-	clock_ms += 85LL * 86400000; /* the first three are 95 days old, the last one 85 */
+	clock_ms += 63LL * 86400000; /* the first three are 95 days old, the last one 85 */
 	assert_int_equal(sig_retention_run(x.ss, &erased), HV_OK);
 	assert_int_equal(erased, 3);
 	assert_int_equal(sig_retention_run(x.ss, &erased), HV_OK);
@@ -567,7 +617,21 @@ test_retention(void **state)
 	assert_int_equal(ni, 1);
 	assert_int_equal(nc, 1); /* the sealed contacts went with their signals */
 
-	/* counted still, in the month they came in: 3 EXPIRED and 1 open */
+	/* Counted still, in the month they came in, as they were at its end: all four open, the
+	 * answer of 2 April unchanged by the erasure in June. */
+	expect_march_open(&x);
+	/* An erasure within the month is EXPIRED in that month: the key carries the day. */
+	{
+		uint8_t     key[64] = "Rotterdam";
+		uint8_t     one[4]  = { 0, 0, 0, 1 };
+		store_table expired;
+
+		assert_int_equal(store_table_open(x.st, "signals.expired", &expired), HV_OK);
+		hv_put_be64(key + 10, 1803866400000ULL - 1803866400000ULL % 86400000ULL);
+		key[18] = HAVEN__SIGNALS__V1__SECTOR__FARM;
+		hv_put_be64(key + 19, 1803866400000ULL + 5ULL * 86400000ULL); /* erased 6 March */
+		assert_int_equal(put_raw(x.st, expired, key, 27, one), HV_OK);
+	}
 	sq.period = "2027-03";
 	assert_int_equal(call(&x, "Statistics", &sq.base,
 	                     &haven__signals__v1__statistics_reply__descriptor,
@@ -575,12 +639,9 @@ test_retention(void **state)
 	    HV_OK);
 	assert_int_equal(sr->n_cells, 2);
 	assert_int_equal(sr->cells[0]->outcome, 0);
-	assert_string_equal(sr->cells[0]->count, "<5");
 	assert_int_equal(sr->cells[1]->outcome, HAVEN__SIGNALS__V1__OUTCOME__EXPIRED);
 	assert_int_equal(sr->cells[1]->sector, HAVEN__SIGNALS__V1__SECTOR__FARM);
 	assert_string_equal(sr->cells[1]->count, "<5");
-	assert_string_equal(sr->region_totals[0]->region, "Rotterdam");
-	assert_string_equal(sr->region_totals[0]->count, "<5");
 	protobuf_c_message_free_unpacked(&sr->base, NULL);
 	/* the next month: none came in then */
 	sq.period = "2027-04";
