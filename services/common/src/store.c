@@ -305,13 +305,10 @@ map_adopt_stored(store *s)
 	    (rc = mdb_env_info(s->s_env, &stored)) != 0) {
 		return (store_lmdb_status(rc));
 	}
-	want = stored.me_mapsize;
-	if (want > s->s_max_map) {
-		want = s->s_max_map > asked.me_mapsize ? s->s_max_map : asked.me_mapsize;
-	}
-	if (want < asked.me_mapsize) {
-		want = asked.me_mapsize;
-	}
+	/* The stored size, at most the maximum, at least the size asked (which LMDB made at
+	 * least the data's). */
+	want = stored.me_mapsize < s->s_max_map ? stored.me_mapsize : s->s_max_map;
+	want = want > asked.me_mapsize ? want : asked.me_mapsize;
 	if (want != stored.me_mapsize && (rc = mdb_env_set_mapsize(s->s_env, want)) != 0) {
 		return (store_lmdb_status(rc));
 	}
