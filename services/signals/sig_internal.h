@@ -15,9 +15,14 @@
 
 typedef Haven__Signals__V1__Signal Signal;
 
-#define SIG_ID_MAX     48
-#define SIG_KEY_MAX    160
-#define SIG_SEALED_HDR (1 + CRYPTO_AEAD_NONCE_LEN + CRYPTO_AEAD_TAG_LEN)
+#define SIG_ID_MAX  48
+#define SIG_KEY_MAX 160
+/* A key of signals.expired after its region: 0, be64 day it came in, sector, be64 day it was
+ * erased (sig_retention.c writes it, sig_stats.c reads it). Rows from before the day of the
+ * erasure was kept end after the sector. */
+#define SIG_EXPIRED_TAIL     18
+#define SIG_EXPIRED_TAIL_OLD 10
+#define SIG_SEALED_HDR       (1 + CRYPTO_AEAD_NONCE_LEN + CRYPTO_AEAD_TAG_LEN)
 
 typedef struct sig_challenge {
 	char    c_nonce[SIG_NONCE_LEN + 1]; /* "" when the slot is free */

@@ -41,7 +41,7 @@ expired_key(uint8_t key[SIG_KEY_MAX], const char *region, uint64_t created_ms, i
 	hv_put_be64(key + rl + 1, created_ms - created_ms % (uint64_t) DAY_MS);
 	key[rl + 9] = (uint8_t) sector;
 	hv_put_be64(key + rl + 10, erased_ms - erased_ms % (uint64_t) DAY_MS);
-	return (rl + 18);
+	return (rl + SIG_EXPIRED_TAIL);
 }
 
 /* One signal erased: counted, then its rows deleted (the item by the cursor). */
@@ -51,12 +51,11 @@ erase_one(store_txn *txn, ret_job *j, store_cursor *cur, const Signal *s)
 	sig_service *ss = j->rj_ss;
 	uint8_t      key[SIG_KEY_MAX], cnt[4];
 	const void  *v;
-	size_t       vl,
-	    kl =
-	        expired_key(key, s->region, s->created_ms, (int) s->sector, (uint64_t) sig_now(ss));
-	uint32_t  n = 0;
-	hv_status st;
+	size_t       vl, kl;
+	uint32_t     n = 0;
+	hv_status    st;
 
+	kl = expired_key(key, s->region, s->created_ms, (int) s->sector, (uint64_t) sig_now(ss));
 	if ((st = store_get(txn, ss->ss_expired, key, kl, &v, &vl)) == HV_OK && vl == 4) {
 		n = hv_get_be32(v);
 	} else if (st != HV_OK && st != HV_NOT_FOUND) {

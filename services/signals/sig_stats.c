@@ -27,7 +27,7 @@ typedef Haven__Signals__V1__StatisticsCell StatCell;
 /* The signals retention erased unclosed (sig_retention.c), by the day they came in: EXPIRED
  * when erased before the period's end, open (as they were then) when erased after it, so that
  * a month's answer does not change when retention runs later. Rows from before the day of the
- * erasure was kept (10 bytes after the region) count as EXPIRED, as they always did. */
+ * erasure was kept (SIG_EXPIRED_TAIL_OLD) count as EXPIRED, as they always did. */
 static hv_status
 count_expired(sig_service *ss, store_txn *txn, uint64_t from, uint64_t to, uint32_t *counts)
 {
@@ -40,20 +40,21 @@ count_expired(sig_service *ss, store_txn *txn, uint64_t from, uint64_t to, uint3
 		st = store_cursor_seek(cur, "", 0, &k, &kl, &v, &vl);
 	}
 	while (st == HV_OK) {
-		const uint8_t *key = k;
-		const uint8_t *nul = memchr(key, 0, kl);
+		const uint8_t *key  = k;
+		const uint8_t *nul  = memchr(key, 0, kl);
+		size_t         rl   = nul != NULL ? (size_t) (nul - key) : kl;
+		size_t         tail = kl - rl;
 		char           region[RPC_ORG_ID_MAX];
 		int            reg;
 
-		if (nul != NULL && (size_t) (nul - key) < sizeof(region) &&
-		    (kl == (size_t) (nul - key) + 10 || kl == (size_t) (nul - key) + 18) &&
-		    vl == 4) {
+		if (nul != NULL && rl < sizeof(region) &&
+		    (tail == SIG_EXPIRED_TAIL_OLD || tail == SIG_EXPIRED_TAIL) && vl == 4) {
 			uint64_t day = hv_get_be64(nul + 1);
 			unsigned sec = nul[9];
-			bool erased = kl == (size_t) (nul - key) + 10 || hv_get_be64(nul + 10) < to;
-			int  out    = erased ? HAVEN__SIGNALS__V1__OUTCOME__EXPIRED
-			                     : HAVEN__SIGNALS__V1__OUTCOME__OUTCOME_UNSPECIFIED;
-			memcpy(region, key, (size_t) (nul - key) + 1);
+			bool erased  = tail == SIG_EXPIRED_TAIL_OLD || hv_get_be64(nul + 10) < to;
+			int  out     = erased ? HAVEN__SIGNALS__V1__OUTCOME__EXPIRED
+			                      : HAVEN__SIGNALS__V1__OUTCOME__OUTCOME_UNSPECIFIED;
+			memcpy(region, key, rl + 1);
 			if (day >= from && day < to && sec < N_SECTORS &&
 			    (reg = region_map_find(ss->ss_regions, region)) >= 0) {
 				counts[CELL(reg, sec, out)] += hv_get_be32(v);
