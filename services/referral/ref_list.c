@@ -222,7 +222,7 @@ list_referral(list_job *j, const char *id, void **out)
 {
 	ref_work *w = &j->lj_work;
 	Referral *r;
-	bool      open = false;
+	bool      open = false, seen = false;
 	hv_status st;
 
 	*out = NULL;
@@ -238,7 +238,7 @@ list_referral(list_job *j, const char *id, void **out)
 	/* A referrer's index holds the referrals it made; of a subject it handed on, none is its
 	 * to see any more (ref_may_see). */
 	if (j->lj_caller->role == RPC_ROLE_REFERRER &&
-	    ((st = ref_may_see(w->w_rs, w->w_txn, j->lj_caller, r, &open)) != HV_OK || !open)) {
+	    ((st = ref_may_see(w->w_rs, w->w_txn, j->lj_caller, r, &seen)) != HV_OK || !seen)) {
 		return (st);
 	}
 	if ((st = ref_audit_access(w, j->lj_caller, j->lj_method, r->subject, r->id)) != HV_OK) {
